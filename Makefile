@@ -1,0 +1,38 @@
+# AEGIS: two commands on a fresh machine: `make run` and `make test`.
+PY     ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: setup run test test-fast soak bench clean
+
+# idempotent: re-installs only when pyproject.toml changed
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# the whole stack in demo mode (local exchange replaying real data) until Ctrl+C
+run: setup
+	$(BIN)/aegis run
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+# unit, property and fuzz tests only (seconds)
+test-fast: setup
+	$(BIN)/python -m pytest -q tests/unit tests/property tests/fuzz
+
+# opt-in long tests (soak)
+soak: setup
+	$(BIN)/python -m pytest -q -m slow --timeout 1800
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,136 @@
+"""EventBus and Journal: publish and receive typed messages without knowing who is where.
+
+- ``Publisher``: stamps an ``Envelope`` (version, publisher, sequence, times) around a body
+  and sends it on this process's PUB socket (or a journal PUSH socket). Sending never
+  blocks the caller: a full PUB queue drops (counted), a full journal queue raises
+  ``TransientError`` so the caller can decide.
+- ``Subscriber``: connects to every publisher of the stack, subscribes by event type
+  (and optionally by key, e.g. one symbol), decodes, tracks sequence gaps per publisher,
+  and counts every malformed frame by reason (logged at most once a minute per reason).
+
+Which process publishes what is a deployment fact (``common.config.Endpoints``), not
+something a module needs to know: it names event types, the bus does the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from typing import Any, Iterable
+
+import structlog
+import zmq
+
+from common import wire, zmqutil
+from common.errors import DecodeError, TransientError
+from common.log import RateLimiter
+
+log = structlog.get_logger(__name__)
+
+
+class Publisher:
+    def __init__(self, service: str, socket: zmq.Socket) -> None:
+        self.name = f"{service}:{os.getpid()}"
+        self._sock = socket
+        self.seq = 0
+        self.dropped = 0
+
+    @classmethod
+    def bind_pub(cls, service: str, endpoint: str) -> "Publisher":
+        return cls(service, zmqutil.pub(endpoint))
+
+    @classmethod
+    def connect_journal(cls, service: str, endpoint: str) -> "Publisher":
+        return cls(service, zmqutil.push(endpoint))
+
+    def envelope(self, body: Any, event_ns: int | None = None) -> wire.Envelope:
+        self.seq += 1
+        now = time.time_ns()
+        return wire.Envelope(wire.SCHEMA_VERSION, self.name, self.seq,
+                             event_ns if event_ns is not None else now, now, body)
+
+    def publish(self, body: Any, event_ns: int | None = None) -> int:
+        """Send one message; returns its sequence number. PUB never blocks (drop = counted)."""
+        env = self.envelope(body, event_ns)
+        try:
+            self._sock.send_multipart(wire.encode(env), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            if self._sock.type == zmq.PUSH:
+                raise TransientError("journal queue full") from None
+            self.dropped += 1
+        return env.seq
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class Subscriber:
+    def __init__(self, endpoints: Iterable[str], event_types: Iterable[wire.EventType] = (),
+                 *, keys: Iterable[str] = (), socket: zmq.Socket | None = None) -> None:
+        prefixes = _prefixes(tuple(event_types), tuple(keys))
+        self._sock = socket if socket is not None else zmqutil.sub(endpoints, prefixes)
+        self.tracker = wire.SequenceTracker()
+        self.rejected: Counter[str] = Counter()
+        self.received = 0
+        self._limiter = RateLimiter(60.0)
+
+    @classmethod
+    def bind_pull(cls, endpoint: str) -> "Subscriber":
+        return cls((), socket=zmqutil.pull(endpoint))
+
+    @property
+    def socket(self) -> zmq.Socket:
+        return self._sock
+
+    def recv(self, timeout_ms: int = 0) -> wire.Envelope | None:
+        """Next valid message, or None if nothing arrived within ``timeout_ms``."""
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        while True:
+            remaining = max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._sock.poll(remaining):
+                return None
+            env = self.recv_ready()
+            if env is not None:
+                return env
+            if time.monotonic() >= deadline:
+                return None
+
+    def recv_ready(self) -> wire.Envelope | None:
+        """Decode one pending message (call after poll). None if it was malformed."""
+        frames = self._sock.recv_multipart(flags=zmq.NOBLOCK, copy=True)
+        try:
+            env = wire.decode(frames)
+        except DecodeError as exc:
+            self.rejected[exc.reason] += 1
+            if self._limiter.allow(exc.reason, time.monotonic()):
+                log.warning("bus.message_rejected", reason=exc.reason, error=str(exc),
+                            total=self.rejected[exc.reason])
+            return None
+        self.received += 1
+        missed = self.tracker.observe(env.publisher, env.seq)
+        if missed and self._limiter.allow(f"gap:{env.publisher}", time.monotonic()):
+            log.warning("bus.sequence_gap", publisher=env.publisher, missed=missed,
+                        total_missed=self.tracker.gaps)
+        return env
+
+    def drain(self, limit: int = 10_000) -> list[wire.Envelope]:
+        out: list[wire.Envelope] = []
+        while len(out) < limit and self._sock.poll(0):
+            env = self.recv_ready()
+            if env is not None:
+                out.append(env)
+        return out
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _prefixes(types: tuple[wire.EventType, ...], keys: tuple[str, ...]) -> list[bytes]:
+    if not types:
+        return [b""]
+    out = []
+    for t in types:
+        p = wire.topic_prefix(t)
+        out.extend([p + k.encode() for k in keys] if keys else [p])
+    return out

@@ -1,0 +1,49 @@
+"""``aegis``: one command, a subcommand per job.
+
+    aegis run [--duration S] [--summary-json PATH] ...   the whole stack (supervisor)
+    aegis orchestrator | feed | brain | exchange-sim      one service alone (debugging)
+    aegis decode FILE [--json]                            decoder + firewall over a capture
+
+Each subcommand is imported only when chosen, so ``aegis feed`` never loads the brain.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("services.orchestrator.supervisor", "run the whole stack (demo by default)"),
+    "orchestrator": ("services.orchestrator.__main__", "database, ring owner, journal writer"),
+    "feed": ("services.feed.__main__", "market data in: WebSocket -> firewall -> ring"),
+    "brain": ("services.brain.__main__", "ring -> candles -> events"),
+    "exchange-sim": ("services.exchange_sim.__main__", "local Binance USD-M exchange (demo, tests)"),
+    "decode": ("services.feed.decode_cli", "decode + validate a capture file, print counts"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: aegis <command> [options]", "", "commands:"]
+    lines += [f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "aegis <command> --help shows the options of one command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    cmd, rest = args[0], args[1:]
+    if cmd not in COMMANDS:
+        print(f"aegis: unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[cmd][0])
+    try:
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

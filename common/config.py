@@ -1,0 +1,351 @@
+"""Configuration: frozen, keyword-only dataclasses, loaded once in each ``__main__``.
+
+Sources, later wins:
+  1. the defaults below,
+  2. an optional TOML (or JSON) file: ``[section] field = value``,
+  3. environment variables ``AEGIS_<SECTION>__<FIELD>`` (for example
+     ``AEGIS_SIM__SPEED=10``) and ``AEGIS_<FIELD>`` for top-level fields.
+
+Unknown sections or fields are an error (a typo must not silently fall back to a default).
+Secrets (API keys) are never read from the config file: only from the environment or from
+secret files (``BINANCE_API_KEY_FILE`` / ``/run/secrets/binance_api_key``), see ``secrets``.
+
+Units are in the field names (``_s``, ``_ms``, ``_ns``). Nothing deep in the code reads the
+environment: ``load()`` is called once by the shell and the result is passed down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from common.errors import ConfigError
+
+ENV_PREFIX = "AEGIS_"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RingConfig:
+    # path of the shared-memory file; "" = <shm_dir>/aegis-<run id>.ring (chosen at start-up)
+    path: str = ""
+    shm_dir: str = "/dev/shm"
+    capacity: int = 1 << 20  # slots (power of two): 64 MiB, ~10 s of 100k ticks/s of slack
+    reader_resume: str = "saved"  # "saved": continue from the saved cursor; "latest": skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimConfig:
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = pick a free port at start-up (the supervisor resolves it)
+    speed: float = 1.0  # replay pace: 1 = recorded pace, 10 = ten times faster
+    max_speed: bool = False  # as fast as possible (ignores speed)
+    symbols: int = 20  # real BTCUSDT plus derived symbols up to this count
+    capture: str = ""  # "" = the bundled hftbacktest BTCUSDT capture
+    loop: bool = True  # loop the capture seamlessly
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedConfig:
+    ws_url: str = ""  # "" = the sim's (demo); e.g. wss://fstream.binance.com for paper/live
+    rest_url: str = ""  # "" = the sim's (demo); e.g. https://fapi.binance.com
+    symbols: tuple[str, ...] = ()  # empty = discover from exchangeInfo
+    max_symbols: int = 20
+    streams_per_connection: int = 200
+    channels: tuple[str, ...] = ("trade", "bookTicker")
+    reconnect_initial_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    silence_timeout_s: float = 10.0  # no message for this long = dead connection
+    status_interval_s: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrainConfig:
+    candle_interval_s: int = 60
+    conflate_interval_ms: int = 100  # TICK_UPDATE flush period (latest tick per symbol)
+    read_batch: int = 4096  # records per ring read
+    idle_sleep_us: int = 50  # back-off when the ring is empty (busy-poll first)
+    spin_before_sleep: int = 200  # empty polls before sleeping
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrchestratorConfig:
+    db_file: str = "aegis.sqlite3"  # under data_dir
+    wal_checkpoint_interval_s: float = 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupervisorConfig:
+    restart_backoff_initial_s: float = 0.5
+    restart_backoff_max_s: float = 10.0
+    restart_intensity: int = 10  # more than this many restarts ...
+    restart_period_s: float = 60.0  # ... within this window: give up, exit non-zero
+    ready_timeout_s: float = 30.0
+    stop_timeout_s: float = 10.0  # per child, then SIGKILL
+    heartbeat_timeout_s: float = 10.0  # no heartbeat this long = hung: kill and restart
+    status_line: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogConfig:
+    level: str = "warning"
+    format: str = "console"  # console | json
+
+
+@dataclass(frozen=True, kw_only=True)
+class AegisConfig:
+    mode: str = "demo"  # demo | paper | live | replay
+    run_dir: str = ""  # ipc sockets, stats, pid files; "" = a fresh private temp dir
+    data_dir: str = "var"  # persistent state (the SQLite database)
+    heartbeat_interval_s: float = 1.0  # three missed beats = suspect, as in the Paranoid Pirate
+    ring: RingConfig = field(default_factory=RingConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
+    brain: BrainConfig = field(default_factory=BrainConfig)
+    orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+MODES = ("demo", "paper", "live", "replay")
+
+
+# ---------------------------------------------------------------------------- endpoints
+@dataclass(frozen=True, kw_only=True)
+class Endpoints:
+    """ZeroMQ endpoints of one stack, all derived from the run directory."""
+
+    feed_pub: str
+    brain_pub: str
+    orchestrator_pub: str
+    journal: str  # orchestrator PULL <- PUSH from brain (and feed)
+
+    def publishers(self) -> tuple[str, ...]:
+        return (self.feed_pub, self.brain_pub, self.orchestrator_pub)
+
+
+def endpoints(run_dir: str | Path) -> Endpoints:
+    """The ipc endpoints under ``run_dir`` (Linux limits a socket path to 107 bytes)."""
+    base = Path(run_dir)
+    ep = Endpoints(
+        feed_pub=f"ipc://{base / 'feed.pub'}",
+        brain_pub=f"ipc://{base / 'brain.pub'}",
+        orchestrator_pub=f"ipc://{base / 'orchestrator.pub'}",
+        journal=f"ipc://{base / 'journal.pull'}",
+    )
+    if any(len(e) - len("ipc://") > 107 for e in ep.publishers()):
+        raise ConfigError(f"run_dir too long for ipc socket paths: {base}")
+    return ep
+
+
+def sim_urls(cfg: AegisConfig) -> tuple[str, str]:
+    """(ws base url, rest base url) of the feed: explicit ones, else the sim's."""
+    ws = cfg.feed.ws_url or f"ws://{cfg.sim.host}:{cfg.sim.port}"
+    rest = cfg.feed.rest_url or f"http://{cfg.sim.host}:{cfg.sim.port}"
+    return ws, rest
+
+
+# ---------------------------------------------------------------------------- loading
+def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> AegisConfig:
+    """Defaults <- file <- environment. Raises ``ConfigError`` on anything unknown or ill-typed."""
+    data: dict[str, Any] = {}
+    if path:
+        data = read_file(Path(path))
+    overrides = env_overrides(os.environ if env is None else env)
+    merged = _merge(data, overrides)
+    return from_dict(merged)
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    try:
+        if path.suffix == ".json":
+            obj = json.loads(raw)
+        else:
+            obj = tomllib.loads(raw.decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ConfigError(f"config file {path} must hold a table")
+    return obj
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """``AEGIS_SECTION__FIELD=value`` -> {"section": {"field": "value"}} (strings; typed later)."""
+    out: dict[str, Any] = {}
+    hints = typing.get_type_hints(AegisConfig)
+    sections = {name for name, tp in hints.items() if _is_section(tp)}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if "__" in name:
+            section, fld = name.split("__", 1)
+            if section not in sections:
+                raise ConfigError(f"unknown config section in {key}")
+            out.setdefault(section, {})[fld] = value
+        elif name in hints and name not in sections:
+            out[name] = value
+        # other AEGIS_* variables (e.g. AEGIS_SERVICE set by the supervisor) are not config
+    return out
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def from_dict(data: Mapping[str, Any]) -> AegisConfig:
+    cfg = _build(AegisConfig, data, "")
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict (tuples become lists), suitable for JSON; ``from_dict`` reverses it."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def replace(cfg: AegisConfig, **sections: Any) -> AegisConfig:
+    """A copy with top-level fields or whole sections replaced; sections given as dicts merge."""
+    d = to_dict(cfg)
+    return from_dict(_merge(d, sections))
+
+
+def validate(cfg: AegisConfig) -> None:
+    if cfg.mode not in MODES:
+        raise ConfigError(f"mode must be one of {MODES}, not {cfg.mode!r}")
+    cap = cfg.ring.capacity
+    if cap < 2 or cap & (cap - 1):
+        raise ConfigError(f"ring.capacity must be a power of two >= 2, not {cap}")
+    if cfg.ring.reader_resume not in ("saved", "latest"):
+        raise ConfigError("ring.reader_resume must be 'saved' or 'latest'")
+    if cfg.sim.speed <= 0:
+        raise ConfigError("sim.speed must be > 0")
+    if not 1 <= cfg.sim.symbols <= 1024:
+        raise ConfigError("sim.symbols must be within 1..1024")
+    if cfg.log.format not in ("console", "json"):
+        raise ConfigError("log.format must be 'console' or 'json'")
+    if cfg.log.level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise ConfigError(f"unknown log.level {cfg.log.level!r}")
+    if not 1 <= cfg.feed.streams_per_connection <= 200:
+        raise ConfigError("feed.streams_per_connection must be within 1..200 (Binance limit)")
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config {where or 'root'} must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {sorted(unknown)} in {where or 'root'}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        tp = hints[name]
+        label = f"{where}.{name}" if where else name
+        if _is_section(tp):
+            kwargs[name] = _build(tp, value, label)
+        else:
+            kwargs[name] = _coerce(tp, value, label)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, label: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{label} must be a list")
+        return tuple(_coerce(item_tp, v, label) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{label}: union types are not supported in config")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{label} must be a boolean, not {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{label} must be an integer, not {value!r}")
+        try:
+            return int(value) if isinstance(value, (int, str)) else _fail(label, "integer", value)
+        except ValueError:
+            raise ConfigError(f"{label} must be an integer, not {value!r}") from None
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{label} must be a number, not {value!r}")
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{label} must be a number, not {value!r}") from None
+        if out != out or out in (float("inf"), float("-inf")):
+            raise ConfigError(f"{label} must be finite")
+        return out
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{label} must be a string, not {value!r}")
+        return value
+    raise ConfigError(f"{label}: unsupported config type {tp}")
+
+
+def _fail(label: str, what: str, value: Any) -> Any:
+    raise ConfigError(f"{label} must be an {what}, not {value!r}")
+
+
+# ---------------------------------------------------------------------------- secrets
+@dataclass(frozen=True, kw_only=True)
+class Secrets:
+    """Exchange credentials. ``repr`` never shows them."""
+
+    api_key: str = field(default="", repr=False)
+    api_secret: str = field(default="", repr=False)
+
+    @property
+    def present(self) -> bool:
+        return bool(self.api_key and self.api_secret)
+
+    def values(self) -> tuple[str, ...]:
+        """The secret strings, for the log redaction processor."""
+        return tuple(v for v in (self.api_key, self.api_secret) if v)
+
+
+SECRET_DIR = Path("/run/secrets")
+
+
+def secrets(env: Mapping[str, str] | None = None, secret_dir: Path = SECRET_DIR) -> Secrets:
+    """``BINANCE_API_KEY``/``BINANCE_API_SECRET`` from the environment, else ``*_FILE``, else
+    docker secrets (``/run/secrets/binance_api_key``). Never from a config file."""
+    env = os.environ if env is None else env
+
+    def one(name: str) -> str:
+        if env.get(name):
+            return env[name].strip()
+        path = env.get(f"{name}_FILE") or str(secret_dir / name.lower())
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return ""
+
+    return Secrets(api_key=one("BINANCE_API_KEY"), api_secret=one("BINANCE_API_SECRET"))

@@ -1,0 +1,131 @@
+"""Logging: structlog, configured once per process after it starts.
+
+- Root level WARNING by default (``--log-level`` / ``log.level`` changes it).
+- Console (human) or JSON (one object a line) rendering, to stderr.
+- The first processor redacts secrets: any value equal to or containing a known secret,
+  and any field whose name looks secret (``api_key``, ``secret``, ``signature``, ...),
+  becomes ``"***"`` before anything else can see it.
+- ``RateLimiter`` keeps a noisy warning (a bad frame every millisecond) to one line per
+  reason per period, while the counters still count every occurrence.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import structlog
+
+REDACTED = "***"
+_SECRET_KEY = re.compile(r"(secret|api[_-]?key|apikey|signature|password|passphrase|token|private)", re.I)
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR, "critical": logging.CRITICAL}
+
+
+def make_redactor(secrets: Iterable[str]):
+    """A structlog processor that scrubs ``secrets`` (and secret-named fields) from an event."""
+    known = tuple(s for s in secrets if s and len(s) >= 4)
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str):
+            for s in known:
+                if s in value:
+                    value = value.replace(s, REDACTED)
+            return value
+        if isinstance(value, bytes):
+            return scrub(value.decode("utf-8", "replace"))
+        if isinstance(value, dict):
+            return {k: (REDACTED if _SECRET_KEY.search(str(k)) else scrub(v)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(scrub(v) for v in value)
+        if isinstance(value, BaseException):
+            return scrub(repr(value))
+        return value
+
+    def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        return {k: (REDACTED if _SECRET_KEY.search(k) else scrub(v)) for k, v in event_dict.items()}
+
+    return redact
+
+
+def configure(*, level: str = "warning", fmt: str = "console", service: str = "aegis",
+              secrets: Iterable[str] = (), stream: Any = None) -> None:
+    """Configure structlog and the stdlib root logger for this process."""
+    lvl = LEVELS.get(level.lower(), logging.WARNING)
+    out = stream if stream is not None else sys.stderr
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    redact = make_redactor(secrets)
+    processors: list[Any] = [
+        redact,  # first: nothing downstream ever sees a secret
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_service(service),
+        structlog.processors.format_exc_info,
+        redact,  # again: a formatted traceback may quote a secret
+        renderer,
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    # libraries that use the stdlib (websockets, aiohttp, ccxt) go through the same gate
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.StreamHandler(out)
+    handler.addFilter(_StdlibRedactFilter(tuple(secrets)))
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(lvl)
+
+
+def _add_service(service: str):
+    def add(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    return add
+
+
+class _StdlibRedactFilter(logging.Filter):
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        super().__init__()
+        self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._secrets:
+            msg = record.getMessage()
+            for s in self._secrets:
+                msg = msg.replace(s, REDACTED)
+            record.msg, record.args = msg, None
+        return True
+
+
+@dataclass
+class RateLimiter:
+    """At most one ``allow`` per key per ``period_s``; counts what it suppressed.
+
+    Time comes in as an argument (no clock inside), so tests drive it deterministically.
+    """
+
+    period_s: float = 60.0
+    _last: dict[str, float] = field(default_factory=dict)
+    suppressed: dict[str, int] = field(default_factory=dict)
+
+    def allow(self, key: str, now_s: float) -> bool:
+        last = self._last.get(key)
+        if last is None or now_s - last >= self.period_s:
+            self._last[key] = now_s
+            return True
+        self.suppressed[key] = self.suppressed.get(key, 0) + 1
+        return False

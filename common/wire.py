@@ -1,0 +1,307 @@
+"""The wire contract between services: event types, topics, messages, the msgpack codec.
+
+Nothing else in the code base hard-codes a topic string or a message layout.
+
+A ZeroMQ message is two frames:
+
+    frame 0: topic, ASCII, dotted: ``<prefix>.<key>`` (``fill.BTCUSDT``, ``heartbeat.brain``)
+             so subscribers filter by prefix (``fill.`` = every fill, ``fill.BTCUSDT`` = one)
+    frame 1: msgpack of ``Envelope`` (an array, compact):
+             [schema version, publisher, sequence, event time ns, send time ns, body]
+             where body is a map tagged by ``type`` (one of ``EventType``).
+
+The decoder (``decode``) accepts exactly that and raises ``DecodeError`` (our own type,
+with a reason) on anything else: wrong frame count, bad msgpack, a schema version we do not
+speak, a body that fails validation (missing field, wrong type, NaN or infinite number,
+non-positive price), or a topic that does not match its body. Messages are immutable
+(frozen structs) and validated on construction as well as on decode.
+
+Sequence numbers are per publisher incarnation (``publisher`` = ``<service>:<pid>``);
+``SequenceTracker`` turns them into exact gap counts on the consumer side.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Sequence, Union
+
+import msgspec
+
+from common.errors import DecodeError
+
+SCHEMA_VERSION = 1
+
+Price = Annotated[float, msgspec.Meta(gt=0)]
+NonNeg = Annotated[float, msgspec.Meta(ge=0)]
+Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Z0-9]+$")]
+Side = Annotated[str, msgspec.Meta(pattern=r"^(BUY|SELL)$")]
+
+
+class EventType(str, enum.Enum):
+    TICK_UPDATE = "TICK_UPDATE"
+    CANDLE_CLOSED = "CANDLE_CLOSED"
+    SIGNAL_GENERATED = "SIGNAL_GENERATED"
+    ORDER_REQUEST = "ORDER_REQUEST"
+    ORDER_UPDATE = "ORDER_UPDATE"
+    FILL = "FILL"
+    POSITION = "POSITION"
+    RISK_REJECT = "RISK_REJECT"
+    HEARTBEAT = "HEARTBEAT"
+    FEED_STATUS = "FEED_STATUS"
+    SHUTDOWN = "SHUTDOWN"
+
+
+TOPIC_PREFIX: dict[EventType, str] = {
+    EventType.TICK_UPDATE: "tick",
+    EventType.CANDLE_CLOSED: "candle",
+    EventType.SIGNAL_GENERATED: "signal",
+    EventType.ORDER_REQUEST: "order_request",
+    EventType.ORDER_UPDATE: "order",
+    EventType.FILL: "fill",
+    EventType.POSITION: "position",
+    EventType.RISK_REJECT: "risk_reject",
+    EventType.HEARTBEAT: "heartbeat",
+    EventType.FEED_STATUS: "feed_status",
+    EventType.SHUTDOWN: "shutdown",
+}
+
+
+class _Body(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every message body: immutable, every float finite."""
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            v = getattr(self, name)
+            if type(v) is float and not math.isfinite(v):
+                raise ValueError(f"{name} must be finite")
+
+    def key(self) -> str:
+        """The topic key after the prefix (the symbol, or the service)."""
+        return getattr(self, "symbol", None) or getattr(self, "service", None) or "all"
+
+
+class TickUpdate(_Body, tag="TICK_UPDATE"):
+    """Latest known market state of one symbol (conflated: at most one per flush)."""
+
+    symbol: Symbol
+    event_ms: int
+    last_price: NonNeg = 0.0  # 0 = no trade seen yet
+    last_qty: NonNeg = 0.0
+    bid: NonNeg = 0.0
+    bid_qty: NonNeg = 0.0
+    ask: NonNeg = 0.0
+    ask_qty: NonNeg = 0.0
+    mark: NonNeg = 0.0
+    synthetic: bool = False  # built from ticks synthesized from real candles (demo)
+
+
+class CandleClosed(_Body, tag="CANDLE_CLOSED"):
+    symbol: Symbol
+    interval_s: Annotated[int, msgspec.Meta(gt=0)]
+    open_ms: int
+    close_ms: int
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: NonNeg
+    quote_volume: NonNeg = 0.0
+    trades: Annotated[int, msgspec.Meta(ge=0)] = 0
+    buy_volume: NonNeg = 0.0
+
+
+class SignalGenerated(_Body, tag="SIGNAL_GENERATED"):
+    signal_id: str
+    symbol: Symbol
+    side: Side
+    entry: Price
+    stop: Price
+    target: Price
+    confidence: Annotated[float, msgspec.Meta(ge=0, le=1)]
+    cold: bool = True  # the model has not yet seen enough outcomes; confidence is a prior
+    strategy: str = ""
+    features: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+class OrderRequest(_Body, tag="ORDER_REQUEST"):
+    client_order_id: str
+    symbol: Symbol
+    side: Side
+    order_type: str  # MARKET | LIMIT
+    qty: Annotated[float, msgspec.Meta(gt=0)]
+    price: NonNeg = 0.0  # 0 for MARKET
+    reduce_only: bool = False
+    signal_id: str = ""
+
+
+class OrderUpdate(_Body, tag="ORDER_UPDATE"):
+    client_order_id: str
+    exchange_order_id: str  # a string: Binance order ids exceed 2**53
+    symbol: Symbol
+    status: str
+    filled_qty: NonNeg = 0.0
+    avg_price: NonNeg = 0.0
+    reason: str = ""
+
+
+class Fill(_Body, tag="FILL"):
+    client_order_id: str
+    exchange_order_id: str
+    trade_id: str
+    symbol: Symbol
+    side: Side
+    qty: Annotated[float, msgspec.Meta(gt=0)]
+    price: Price
+    fee: float = 0.0
+    fee_asset: str = "USDT"
+    liquidity: str = "taker"
+
+
+class Position(_Body, tag="POSITION"):
+    symbol: Symbol
+    qty: float  # signed: > 0 long, < 0 short
+    entry_price: NonNeg = 0.0
+    unrealized_pnl: float = 0.0
+    realized_pnl: float = 0.0
+
+
+class RiskReject(_Body, tag="RISK_REJECT"):
+    symbol: Symbol
+    reason: str
+    detail: str = ""
+    signal_id: str = ""
+
+
+class Heartbeat(_Body, tag="HEARTBEAT"):
+    service: str
+    pid: int
+    uptime_s: NonNeg
+    state: str = "RUNNING"  # READY | RUNNING | DEGRADED | FAULTED | STOPPED
+    counters: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+class FeedStatus(_Body, tag="FEED_STATUS"):
+    state: str  # CONNECTING | STREAMING | DEGRADED
+    service: str = "feed"
+    connections: int = 0
+    symbols: int = 0
+    message: str = ""
+    detail: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+class Shutdown(_Body, tag="SHUTDOWN"):
+    service: str
+    reason: str = ""
+
+
+Body = Union[TickUpdate, CandleClosed, SignalGenerated, OrderRequest, OrderUpdate, Fill,
+             Position, RiskReject, Heartbeat, FeedStatus, Shutdown]
+
+BODY_TYPES: dict[EventType, type] = {
+    EventType.TICK_UPDATE: TickUpdate,
+    EventType.CANDLE_CLOSED: CandleClosed,
+    EventType.SIGNAL_GENERATED: SignalGenerated,
+    EventType.ORDER_REQUEST: OrderRequest,
+    EventType.ORDER_UPDATE: OrderUpdate,
+    EventType.FILL: Fill,
+    EventType.POSITION: Position,
+    EventType.RISK_REJECT: RiskReject,
+    EventType.HEARTBEAT: Heartbeat,
+    EventType.FEED_STATUS: FeedStatus,
+    EventType.SHUTDOWN: Shutdown,
+}
+_TYPE_OF: dict[type, EventType] = {v: k for k, v in BODY_TYPES.items()}
+
+
+class Envelope(msgspec.Struct, frozen=True, array_like=True):
+    v: int  # schema version
+    publisher: str  # "<service>:<pid>"
+    seq: int  # per publisher, from 1
+    event_ns: int  # when the thing happened (ns since the epoch)
+    send_ns: int  # when it was sent
+    body: Body
+
+    @property
+    def type(self) -> EventType:
+        return _TYPE_OF[type(self.body)]
+
+
+def event_type(body: Any) -> EventType:
+    return _TYPE_OF[type(body)]
+
+
+def topic_prefix(et: EventType) -> bytes:
+    """Subscription prefix for every message of one type (``b"fill."``)."""
+    return (TOPIC_PREFIX[et] + ".").encode()
+
+
+def topic(body: Any) -> bytes:
+    return f"{TOPIC_PREFIX[_TYPE_OF[type(body)]]}.{body.key()}".encode()
+
+
+_ENC = msgspec.msgpack.Encoder()
+_DEC = msgspec.msgpack.Decoder(Envelope)
+
+
+def encode(env: Envelope) -> list[bytes]:
+    """[topic, payload] frames for one envelope."""
+    return [topic(env.body), _ENC.encode(env)]
+
+
+def decode(frames: Sequence[bytes]) -> Envelope:
+    """Frames -> Envelope, or ``DecodeError`` with a reason. Never anything else."""
+    try:
+        if len(frames) != 2:
+            raise DecodeError(f"expected 2 frames, got {len(frames)}", reason="frame_count")
+        t, payload = bytes(frames[0]), bytes(frames[1])
+    except DecodeError:
+        raise
+    except Exception as exc:  # frames not a sequence of buffers
+        raise DecodeError(f"bad frames: {exc!r}", reason="frame_type") from None
+    # peek at the version before typed decoding, so a newer schema says so plainly
+    if payload[:1] == b"\x96":  # fixarray of 6
+        ver = payload[1]
+        if ver != SCHEMA_VERSION:
+            raise DecodeError(f"schema version {ver} (we speak {SCHEMA_VERSION})", reason="schema_version")
+    try:
+        env = _DEC.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"invalid message: {exc}", reason="invalid") from None
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"malformed msgpack: {exc}", reason="malformed") from None
+    except Exception as exc:  # any other decoder surprise is still a bad frame
+        raise DecodeError(f"undecodable: {exc!r}", reason="malformed") from None
+    if env.v != SCHEMA_VERSION:
+        raise DecodeError(f"schema version {env.v} (we speak {SCHEMA_VERSION})", reason="schema_version")
+    if t != topic(env.body):
+        raise DecodeError(f"topic {t!r} does not match body", reason="topic_mismatch")
+    return env
+
+
+@dataclass
+class SequenceTracker:
+    """Per-publisher sequence continuity, on the consumer side.
+
+    ``observe`` returns how many messages were skipped before this one (0 when in order).
+    A new publisher (first message, or a restarted process with a new pid) starts fresh;
+    if its first sequence is not 1 the messages before it were missed, and that counts too.
+    """
+
+    last: dict[str, int] = field(default_factory=dict)
+    gaps: int = 0  # messages missed in total
+    gap_events: int = 0
+    duplicates: int = 0
+
+    def observe(self, publisher: str, seq: int) -> int:
+        prev = self.last.get(publisher, 0)
+        if seq <= prev:
+            self.duplicates += 1
+            return 0
+        missed = seq - prev - 1
+        self.last[publisher] = seq
+        if missed:
+            self.gaps += missed
+            self.gap_events += 1
+        return missed

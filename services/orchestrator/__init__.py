@@ -1,0 +1,1 @@
+"""Orchestrator: database and ring owner, journal writer, supervisor (``aegis run``)."""

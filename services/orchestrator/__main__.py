@@ -1,0 +1,113 @@
+"""Orchestrator shell: owns the database and the ring segment, writes the journal.
+
+Start-up: create the run directory (0700), the ring segment (or re-attach to a valid one a
+previous incarnation left: feed and brain may still be using it), the database (WAL,
+schema). Then loop: drain the journal PULL socket in batches, one transaction per batch;
+heartbeat; periodic WAL checkpoint. SIGTERM/SIGINT: drain what is queued, checkpoint, exit 0.
+
+The orchestrator never deletes the ring: a restart of the orchestrator must not pull the
+segment from under a running feed and brain. The supervisor removes it at final shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import structlog
+
+from common import bus, service, wire, zmqutil
+from common.config import AegisConfig, endpoints
+from common.errors import RingError
+from common.ring import Ring
+from services.orchestrator import db
+
+log = structlog.get_logger(__name__)
+NAME = "orchestrator"
+JOURNAL_BATCH = 5_000  # messages per transaction at most
+POLL_MS = 100
+
+
+def open_ring(cfg: AegisConfig) -> Ring:
+    """Attach to a valid existing segment, else (re)create it."""
+    path = service.ring_path(cfg)
+    if os.path.exists(path):
+        try:
+            ring = Ring.attach(path)
+            if ring.capacity == cfg.ring.capacity:
+                log.info("orchestrator.ring_attached", path=path, **ring.counters())
+                return ring
+            ring.close()
+            log.warning("orchestrator.ring_recreated", path=path, reason="capacity changed")
+        except RingError as exc:
+            log.warning("orchestrator.ring_recreated", path=path, reason=str(exc))
+    ring = Ring.create(path, cfg.ring.capacity)
+    log.info("orchestrator.ring_created", path=path, capacity=cfg.ring.capacity)
+    return ring
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = service.arg_parser(NAME, "database, ring owner, journal writer").parse_args(argv)
+    cfg = service.bootstrap(NAME, args)
+    stop = service.StopFlag()
+    service.install_stop_handlers(stop)
+    rd = service.ensure_run_dir(service.run_dir(cfg))
+    ep = endpoints(rd)
+    started = time.monotonic()
+
+    ring = open_ring(cfg)
+    conn = db.connect(service.db_path(cfg))
+    journal = bus.Subscriber.bind_pull(ep.journal)
+    pub = bus.Publisher.bind_pub(NAME, ep.orchestrator_pub)
+    stats = {"journal_messages": 0, "rows_written": 0, "journal_rejected": 0,
+             "journal_gaps": 0, "batches": 0, "checkpoints": 0}
+    (rd / f"{NAME}.ready").write_text(str(os.getpid()))
+    log.info("orchestrator.ready", run_dir=str(rd), db=str(service.db_path(cfg)))
+
+    next_beat = next_ckpt = next_stats = 0.0
+    try:
+        while True:
+            stopping = stop.is_set()
+            got = journal.socket.poll(0 if stopping else POLL_MS)
+            batch = journal.drain(JOURNAL_BATCH) if got else []
+            if batch:
+                rows = [r for env in batch for r in db.rows_for(env)]
+                stats["rows_written"] += db.write_batch(conn, rows)
+                stats["journal_messages"] += len(batch)
+                stats["batches"] += 1
+            stats["journal_rejected"] = sum(journal.rejected.values())
+            stats["journal_gaps"] = journal.tracker.gaps
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + cfg.heartbeat_interval_s
+                pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
+                                           counters={**stats, **_ring_counters(ring)}))
+            if now >= next_ckpt:
+                next_ckpt = now + cfg.orchestrator.wal_checkpoint_interval_s
+                if next_beat:  # not on the very first pass
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    stats["checkpoints"] += 1
+            if now >= next_stats:
+                next_stats = now + 1.0
+                service.write_json_atomic(service.stats_path(rd, NAME), {"service": NAME, **stats})
+            if stopping and not batch:
+                break
+    finally:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        service.write_json_atomic(service.stats_path(rd, NAME), {"service": NAME, **stats})
+        journal.close()
+        pub.close()
+        ring.close()
+        zmqutil.term()
+        log.info("orchestrator.stopped", **stats)
+    return 0
+
+
+def _ring_counters(ring: Ring) -> dict[str, float]:
+    return {f"ring_{k}": float(v) for k, v in ring.counters().items()}
+
+
+if __name__ == "__main__":
+    sys.exit(service.run_main(main))

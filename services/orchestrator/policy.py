@@ -1,0 +1,90 @@
+"""Pure rules of the supervisor: restart backoff, restart intensity, the run summary.
+
+No processes, clocks or files here: times come in as arguments, so every rule is tested
+directly (tests/unit/orchestrator/test_policy.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from common.histogram import LatencyHistogram
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestartPolicy:
+    initial_s: float = 0.5
+    max_s: float = 10.0
+    intensity: int = 10  # more than this many restarts ...
+    period_s: float = 60.0  # ... within this window = give up
+
+
+def backoff_s(policy: RestartPolicy, consecutive_failures: int) -> float:
+    """Delay before restart number ``consecutive_failures`` (1-based): doubling, capped.
+
+    The first restart after a long healthy run is quick; a crash loop slows down.
+    """
+    if consecutive_failures <= 0:
+        return 0.0
+    return min(policy.max_s, policy.initial_s * (2 ** (consecutive_failures - 1)))
+
+
+def recent(restart_times: Sequence[float], now: float, period_s: float) -> tuple[float, ...]:
+    """The restarts still inside the intensity window."""
+    return tuple(t for t in restart_times if now - t <= period_s)
+
+
+def intensity_exceeded(policy: RestartPolicy, restart_times: Sequence[float], now: float) -> bool:
+    """True when more than ``intensity`` restarts happened within ``period_s`` (Erlang/OTP's rule)."""
+    return len(recent(restart_times, now, policy.period_s)) > policy.intensity
+
+
+def healthy_reset(started_at: float, now: float, period_s: float) -> bool:
+    """A child that stayed up a whole window has its consecutive-failure count reset."""
+    return now - started_at >= period_s
+
+
+# ---------------------------------------------------------------------------- summary
+def _sum(stats: Iterable[Mapping[str, Any]], key: str) -> int:
+    return int(sum(s.get(key, 0) for s in stats))
+
+
+def summarize(*, duration_s: float, ring: Mapping[str, int], feed: Sequence[Mapping[str, Any]],
+              brain: Sequence[Mapping[str, Any]], orchestrator: Sequence[Mapping[str, Any]],
+              restarts: Mapping[str, int], symbols: int, mode: str) -> dict[str, Any]:
+    """The JSON summary of one run, from every incarnation's final stats and the ring."""
+    hist = LatencyHistogram()
+    for b in brain:
+        if b.get("latency_hist"):
+            hist.merge(LatencyHistogram.from_dict(b["latency_hist"]))
+    rejected: dict[str, int] = {}
+    for f in feed:
+        for reason, n in (f.get("rejected") or {}).items():
+            rejected[reason] = rejected.get(reason, 0) + int(n)
+    latency = {"count": hist.count}
+    if hist.count:
+        latency.update(p50=hist.percentile(50) / 1e3, p90=hist.percentile(90) / 1e3,
+                       p99=hist.percentile(99) / 1e3, p999=hist.percentile(99.9) / 1e3,
+                       max=hist.max / 1e3)
+    return {
+        "mode": mode,
+        "duration_s": round(duration_s, 3),
+        "symbols": symbols,
+        "ticks_received": _sum(feed, "ticks_received"),
+        "ticks_rejected": _sum(feed, "ticks_rejected"),
+        "ticks_written": int(ring.get("written", 0)),
+        "ticks_read": int(ring.get("read", 0)),
+        "ticks_lost": int(ring.get("lost", 0)),
+        "ring_lag_at_stop": int(ring.get("lag", 0)),
+        "brain_ticks_read": _sum(brain, "ticks_read"),
+        "brain_out_of_order": _sum(brain, "out_of_order"),
+        "brain_rejected": _sum(brain, "rejected"),
+        "candles_closed": _sum(brain, "candles_closed"),
+        "tick_updates_published": _sum(brain, "tick_updates"),
+        "journal_messages": _sum(orchestrator, "journal_messages"),
+        "journal_gaps": _sum(orchestrator, "journal_gaps"),
+        "rejected_by_reason": dict(sorted(rejected.items())),
+        "restarts": dict(restarts),
+        "latency_us": latency,
+    }

@@ -1,0 +1,361 @@
+"""The supervisor (``aegis run``): starts the stack, keeps it alive, stops it cleanly.
+
+Start order: exchange_sim (demo mode only), orchestrator, feed, brain; each must report
+ready before the next starts. A child that dies is restarted with exponential backoff;
+more than ``restart_intensity`` restarts within ``restart_period_s`` stops everything and
+exits non-zero, so an outer supervisor (Docker's restart policy, systemd) takes over.
+
+Stop order follows the data, upstream first: feed (no new ticks), brain (drains the ring
+to the writer's cursor, flushes its journal), orchestrator (drains the journal, checkpoints
+the database), exchange_sim. That differs from "reverse start order" on purpose: stopping
+the brain before the feed would strand ticks in the ring. Each child gets SIGTERM and a
+deadline, then SIGKILL. Then the supervisor removes the ring segment, the ipc socket files
+and the run directory it created: nothing is left behind.
+
+Children run in their own process group (a terminal's Ctrl+C reaches only the supervisor,
+which then stops them in order) and die with the supervisor (PR_SET_PDEATHSIG), so even a
+SIGKILLed supervisor leaves no orphan.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from common import bus, config as config_mod, service, wire, zmqutil
+from common.config import AegisConfig, endpoints
+from common.errors import RingError
+from common.ring import Ring
+from services.orchestrator import policy
+
+log = structlog.get_logger(__name__)
+TICK_S = 0.1  # supervision loop period
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    consecutive_failures: int = 0
+    restart_times: list[float] = field(default_factory=list)
+    restart_at: float | None = None
+    last_heartbeat: float = 0.0
+    counters: dict[str, float] = field(default_factory=dict)
+    pids: list[int] = field(default_factory=list)
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Supervisor:
+    def __init__(self, cfg: AegisConfig, *, duration_s: float | None, summary_path: str | None,
+                 status_line: bool) -> None:
+        self.cfg = cfg
+        self.duration_s = duration_s
+        self.summary_path = summary_path
+        self.status_line = status_line and cfg.supervisor.status_line
+        self.policy = policy.RestartPolicy(
+            initial_s=cfg.supervisor.restart_backoff_initial_s, max_s=cfg.supervisor.restart_backoff_max_s,
+            intensity=cfg.supervisor.restart_intensity, period_s=cfg.supervisor.restart_period_s)
+        self.stop = service.StopFlag()
+        self.rd = service.run_dir(cfg)
+        self.children: list[Child] = []
+        self.ring: Ring | None = None
+        self.sub: bus.Subscriber | None = None
+        self._created_run_dir = False
+        self._last_status = (0.0, 0)
+        self.exit_code = 0
+
+    # ------------------------------------------------------------------ set-up
+    def prepare(self) -> None:
+        pidfile = self.rd / "supervisor.pid"
+        if pidfile.exists():
+            try:
+                other = int(pidfile.read_text())
+                os.kill(other, 0)
+                raise SystemExit(f"another AEGIS stack (pid {other}) runs in {self.rd}; "
+                                 "stop it or pass --run-dir")
+            except (ValueError, ProcessLookupError, PermissionError):
+                pass
+        self._created_run_dir = not self.rd.exists()
+        service.ensure_run_dir(self.rd)
+        for stale in list((self.rd / "stats").glob("*.json")) + list(self.rd.glob("*.ready")):
+            stale.unlink(missing_ok=True)
+        pidfile.write_text(str(os.getpid()))
+        cfg = self.cfg
+        if cfg.mode == "demo" and cfg.sim.port == 0:
+            cfg = config_mod.replace(cfg, sim={"port": free_port(cfg.sim.host)})
+        cfg = config_mod.replace(cfg, run_dir=str(self.rd),
+                                 data_dir=str(Path(cfg.data_dir).resolve()))
+        self.cfg = cfg
+        cfg_file = self.rd / "config.json"
+        cfg_file.write_text(json.dumps(config_mod.to_dict(cfg), indent=1))
+        base = [sys.executable, "-m"]
+        tail = ["--config", str(cfg_file)]
+        names = (["exchange_sim"] if cfg.mode == "demo" else []) + ["orchestrator", "feed", "brain"]
+        self.children = [Child(n, base + [f"services.{n}"] + tail) for n in names]
+
+    # ------------------------------------------------------------------ children
+    def spawn(self, child: Child) -> None:
+        env = dict(os.environ)
+        env.pop("AEGIS_RUN_DIR", None)
+        (self.rd / f"{child.name}.ready").unlink(missing_ok=True)
+        child.proc = subprocess.Popen(child.argv, env=env, start_new_session=True,
+                                      preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL)
+        child.started_at = time.monotonic()
+        child.last_heartbeat = child.started_at
+        child.pids.append(child.proc.pid)
+        log.info("supervisor.child_started", child=child.name, pid=child.proc.pid)
+
+    def is_ready(self, child: Child) -> bool:
+        if child.name == "exchange_sim":
+            url = f"http://{self.cfg.sim.host}:{self.cfg.sim.port}/fapi/v1/ping"
+            try:
+                with urllib.request.urlopen(url, timeout=0.5) as r:  # noqa: S310 - loopback only
+                    return r.status == 200
+            except OSError:
+                return False
+        f = self.rd / f"{child.name}.ready"
+        try:
+            return child.proc is not None and int(f.read_text()) == child.proc.pid
+        except (OSError, ValueError):
+            return False
+
+    def wait_ready(self, child: Child) -> bool:
+        deadline = time.monotonic() + self.cfg.supervisor.ready_timeout_s
+        while time.monotonic() < deadline and not self.stop.is_set():
+            if self.is_ready(child):
+                log.info("supervisor.child_ready", child=child.name, pid=child.proc.pid)
+                return True
+            if child.proc.poll() is not None:
+                log.error("supervisor.child_died_starting", child=child.name, code=child.proc.returncode)
+                return False
+            time.sleep(0.05)
+        log.error("supervisor.child_not_ready", child=child.name)
+        return False
+
+    def stop_child(self, child: Child) -> None:
+        p = child.proc
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(self.cfg.supervisor.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("supervisor.child_killed", child=child.name, pid=p.pid)
+            p.kill()
+            p.wait()
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> int:
+        self.prepare()
+        service.install_stop_handlers(self.stop)
+        started = time.monotonic()
+        try:
+            ep = endpoints(self.rd)
+            self.sub = bus.Subscriber(ep.publishers(), (wire.EventType.HEARTBEAT,))
+            for child in self.children:
+                self.spawn(child)
+                if not self.wait_ready(child):
+                    self.exit_code = 0 if self.stop.is_set() else 2
+                    return self.exit_code
+                if child.name == "orchestrator":
+                    self.ring = Ring.attach(service.ring_path(self.cfg))
+            self.loop(started)
+            return self.exit_code
+        finally:
+            self.shutdown(started)
+
+    def loop(self, started: float) -> None:
+        next_status = time.monotonic()
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if self.duration_s is not None and now - started >= self.duration_s:
+                break
+            self.collect_heartbeats(now)
+            for child in self.children:
+                if not self.supervise(child, now):
+                    self.exit_code = 3
+                    return
+            if now >= next_status:
+                next_status = now + 1.0
+                self.print_status(now - started)
+            self.stop.sleep(TICK_S)
+
+    def supervise(self, child: Child, now: float) -> bool:
+        """Restart a dead (or hung) child; False when the restart intensity is exceeded."""
+        p = child.proc
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.restart_at = None
+                self.spawn(child)
+            return True
+        if p is not None and p.poll() is None:
+            if policy.healthy_reset(child.started_at, now, self.policy.period_s):
+                child.consecutive_failures = 0
+            hb_timeout = self.cfg.supervisor.heartbeat_timeout_s
+            if (child.name != "exchange_sim" and self.is_ready(child)
+                    and now - child.last_heartbeat > hb_timeout):
+                log.error("supervisor.child_hung", child=child.name, pid=p.pid,
+                          silent_s=round(now - child.last_heartbeat, 1))
+                p.kill()
+                p.wait()
+            else:
+                return True
+        code = p.returncode if p is not None else None
+        child.restart_times = list(policy.recent(child.restart_times, now, self.policy.period_s))
+        child.restart_times.append(now)
+        if policy.intensity_exceeded(self.policy, child.restart_times, now):
+            log.error("supervisor.restart_intensity_exceeded", child=child.name,
+                      restarts=len(child.restart_times), period_s=self.policy.period_s)
+            return False
+        child.restarts += 1
+        child.consecutive_failures += 1
+        delay = policy.backoff_s(self.policy, child.consecutive_failures)
+        child.restart_at = now + delay
+        log.warning("supervisor.child_exited", child=child.name, code=code, restart_in_s=delay,
+                    restarts=child.restarts)
+        return True
+
+    def collect_heartbeats(self, now: float) -> None:
+        if self.sub is None:
+            return
+        for env in self.sub.drain():
+            hb = env.body
+            if isinstance(hb, wire.Heartbeat):
+                for c in self.children:
+                    if c.name == hb.service and c.proc is not None and c.proc.pid == hb.pid:
+                        c.last_heartbeat = now
+                        c.counters = dict(hb.counters)
+
+    def print_status(self, elapsed: float) -> None:
+        if not self.status_line or self.ring is None:
+            return
+        c = self.ring.counters()
+        t0, w0 = self._last_status
+        rate = (c["written"] - w0) / max(1e-9, elapsed - t0) if t0 else 0.0
+        self._last_status = (elapsed, c["written"])
+        brain = next((ch.counters for ch in self.children if ch.name == "brain"), {})
+        restarts = sum(ch.restarts for ch in self.children)
+        line = (f"aegis {self.cfg.mode} | {elapsed:6.0f}s | {rate:9,.0f} ticks/s | written "
+                f"{c['written']:,} | lag {c['lag']:,} | lost {c['lost']:,} | candles "
+                f"{int(brain.get('candles_closed', 0)):,} | p99 "
+                f"{brain.get('latency_p99_us', 0):,.0f}us | restarts {restarts}")
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\x1b[2K" + line)
+        elif int(elapsed) % 10 == 0:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    # ------------------------------------------------------------------ stopping
+    def shutdown(self, started: float) -> None:
+        if self.status_line and sys.stderr.isatty():
+            sys.stderr.write("\n")
+        order = ["feed", "brain", "orchestrator", "exchange_sim"]
+        by_name = {c.name: c for c in self.children}
+        for name in order:
+            if name in by_name:
+                self.stop_child(by_name[name])
+        duration = time.monotonic() - started
+        ring_counters: dict[str, int] = {}
+        if self.ring is None:
+            try:
+                self.ring = Ring.attach(service.ring_path(self.cfg))
+            except (RingError, OSError):
+                self.ring = None
+        if self.ring is not None:
+            ring_counters = self.ring.counters()
+            self.ring.close()
+        summary = policy.summarize(
+            duration_s=duration, ring=ring_counters,
+            feed=service.read_stats(self.rd, "feed"), brain=service.read_stats(self.rd, "brain"),
+            orchestrator=service.read_stats(self.rd, "orchestrator"),
+            restarts={c.name: c.restarts for c in self.children},
+            symbols=int(ring_counters.get("symbols", 0)), mode=self.cfg.mode)
+        if self.summary_path:
+            Path(self.summary_path).write_text(json.dumps(summary, indent=2) + "\n")
+        print(json.dumps(summary, indent=2), file=sys.stderr if self.summary_path else sys.stdout)
+        if self.sub is not None:
+            self.sub.close()
+        zmqutil.term()
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        Ring.unlink(service.ring_path(self.cfg))
+        ep = endpoints(self.rd)
+        for e in (*ep.publishers(), ep.journal):
+            path = zmqutil.ipc_path(e)
+            if path:
+                Path(path).unlink(missing_ok=True)
+        if self._created_run_dir:
+            shutil.rmtree(self.rd, ignore_errors=True)
+        else:
+            for f in list(self.rd.glob("*.ready")) + [self.rd / "supervisor.pid", self.rd / "config.json"]:
+                f.unlink(missing_ok=True)
+            shutil.rmtree(self.rd / "stats", ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = service.arg_parser("run", "run the whole stack (demo mode by default) until Ctrl+C")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--summary-json", help="write the run summary (JSON) here")
+    p.add_argument("--mode", choices=config_mod.MODES, help="demo (default), paper, live, replay")
+    p.add_argument("--symbols", type=int, help="number of symbols (demo: sim symbols)")
+    p.add_argument("--speed", type=float, help="demo replay speed (1 = recorded pace)")
+    p.add_argument("--max-speed", action="store_true", help="demo replay as fast as possible")
+    p.add_argument("--data-dir", help="where the database lives (default ./var)")
+    p.add_argument("--no-status", action="store_true", help="no live status line")
+    args = p.parse_args(argv)
+    cfg = service.bootstrap("supervisor", args)
+    over: dict[str, Any] = {}
+    if args.mode:
+        over["mode"] = args.mode
+    if args.data_dir:
+        over["data_dir"] = args.data_dir
+    sim: dict[str, Any] = {}
+    if args.symbols:
+        sim["symbols"] = args.symbols
+        over["feed"] = {"max_symbols": args.symbols}
+    if args.speed:
+        sim["speed"] = args.speed
+    if args.max_speed:
+        sim["max_speed"] = True
+    if sim:
+        over["sim"] = sim
+    if over:
+        cfg = config_mod.replace(cfg, **over)
+    if cfg.mode in ("paper", "live", "replay"):
+        print(f"mode {cfg.mode!r} is not available yet: only 'demo' runs in this version",
+              file=sys.stderr)
+        return 2
+    sup = Supervisor(cfg, duration_s=args.duration, summary_path=args.summary_json,
+                     status_line=not args.no_status)
+    return sup.run()

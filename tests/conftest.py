@@ -1,0 +1,78 @@
+"""Shared test fixtures: private run directories and processes that are always ended."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def short_tmp():
+    """A short private directory (ipc socket paths must stay under 107 bytes)."""
+    d = Path(tempfile.mkdtemp(prefix="ag-", dir="/tmp"))
+    os.chmod(d, 0o700)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class Procs:
+    """Starts processes and guarantees each is ended by its pid at teardown."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, argv, **kw) -> subprocess.Popen:
+        kw.setdefault("start_new_session", True)
+        p = subprocess.Popen(argv, **kw)
+        self.started.append(p)
+        return p
+
+    def python(self, *args, **kw) -> subprocess.Popen:
+        return self.start([sys.executable, *args], **kw)
+
+    def end_all(self) -> None:
+        for p in self.started:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for p in self.started:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+
+
+@pytest.fixture
+def procs():
+    pr = Procs()
+    yield pr
+    pr.end_all()
+
+
+def stack_env(run_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a private stack: its own run dir, data dir and shm dir."""
+    env = dict(os.environ)
+    env.update({
+        "AEGIS_RUN_DIR": str(run_dir / "run"),
+        "AEGIS_DATA_DIR": str(run_dir / "data"),
+        "AEGIS_RING__SHM_DIR": str(run_dir),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env

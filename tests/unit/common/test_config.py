@@ -1,0 +1,94 @@
+"""Config loading: defaults, file, environment precedence, and strict rejection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from common import config
+from common.errors import ConfigError
+
+
+class TestLoad:
+    def test_defaults_load_without_file_or_env(self):
+        """With no file and no environment the defaults form a valid demo config."""
+        cfg = config.load(None, {})
+        assert cfg.mode == "demo"
+        assert cfg.ring.capacity == 1 << 20
+        assert cfg.feed.symbols == ()
+
+    def test_environment_overrides_file(self, tmp_path):
+        """AEGIS_SECTION__FIELD wins over the same field in the TOML file."""
+        f = tmp_path / "c.toml"
+        f.write_text('[sim]\nspeed = 2.0\nsymbols = 5\n')
+        cfg = config.load(f, {"AEGIS_SIM__SPEED": "7.5"})
+        assert cfg.sim.speed == 7.5
+        assert cfg.sim.symbols == 5
+
+    def test_comma_separated_env_becomes_tuple(self):
+        """A list field given in the environment is split on commas."""
+        cfg = config.load(None, {"AEGIS_FEED__SYMBOLS": "BTCUSDT, ETHUSDT"})
+        assert cfg.feed.symbols == ("BTCUSDT", "ETHUSDT")
+
+    def test_json_file_round_trips(self, tmp_path):
+        """to_dict -> JSON file -> load gives back an equal config (the supervisor relies on it)."""
+        cfg = config.replace(config.load(None, {}), sim={"port": 1234}, run_dir="/tmp/x")
+        f = tmp_path / "c.json"
+        f.write_text(json.dumps(config.to_dict(cfg)))
+        assert config.load(f, {}) == cfg
+
+    def test_unrelated_aegis_variables_are_ignored(self):
+        """AEGIS_* names that are not config fields (e.g. set by tooling) do not break loading."""
+        assert config.load(None, {"AEGIS_SOMETHING_ELSE": "1"}).mode == "demo"
+
+
+class TestRejects:
+    @pytest.mark.parametrize("env", [
+        {"AEGIS_SIM__SPED": "1"},
+        {"AEGIS_NOSECTION__X": "1"},
+    ])
+    def test_unknown_field_or_section_is_an_error(self, env):
+        """A typo never silently falls back to a default."""
+        with pytest.raises(ConfigError):
+            config.load(None, env)
+
+    @pytest.mark.parametrize("env", [
+        {"AEGIS_SIM__SPEED": "fast"},
+        {"AEGIS_SIM__SPEED": "nan"},
+        {"AEGIS_SIM__SPEED": "-1"},
+        {"AEGIS_RING__CAPACITY": "1000"},
+        {"AEGIS_MODE": "yolo"},
+        {"AEGIS_SIM__MAX_SPEED": "maybe"},
+        {"AEGIS_FEED__STREAMS_PER_CONNECTION": "201"},
+    ])
+    def test_ill_typed_or_impossible_value_is_an_error(self, env):
+        """Wrong types, non-finite numbers and impossible values are rejected with ConfigError."""
+        with pytest.raises(ConfigError):
+            config.load(None, env)
+
+    def test_broken_toml_file_is_a_config_error(self, tmp_path):
+        """A syntactically broken file gives ConfigError, not a parser exception."""
+        f = tmp_path / "c.toml"
+        f.write_text("[sim\nspeed=")
+        with pytest.raises(ConfigError):
+            config.load(f, {})
+
+
+class TestSecrets:
+    def test_secrets_come_from_environment(self, tmp_path):
+        """BINANCE_API_KEY/SECRET are read from the environment and hidden from repr."""
+        s = config.secrets({"BINANCE_API_KEY": "k" * 10, "BINANCE_API_SECRET": "s" * 10}, tmp_path)
+        assert s.present
+        assert "kkkk" not in repr(s) and "ssss" not in repr(s)
+
+    def test_secrets_fall_back_to_secret_files(self, tmp_path):
+        """Docker secrets (/run/secrets/binance_api_key) are read when the env is empty."""
+        (tmp_path / "binance_api_key").write_text("filekey\n")
+        (tmp_path / "binance_api_secret").write_text("filesecret\n")
+        s = config.secrets({}, tmp_path)
+        assert (s.api_key, s.api_secret) == ("filekey", "filesecret")
+
+    def test_no_secrets_means_not_present(self, tmp_path):
+        """Demo mode needs no keys: absent secrets are empty, not an error."""
+        assert not config.secrets({}, tmp_path).present

@@ -1,0 +1,40 @@
+"""Supervisor rules: backoff doubling and cap, restart intensity window."""
+
+from __future__ import annotations
+
+from services.orchestrator import policy
+
+P = policy.RestartPolicy(initial_s=0.5, max_s=10.0, intensity=3, period_s=60.0)
+
+
+class TestBackoff:
+    def test_backoff_doubles_from_initial(self):
+        """Consecutive failures wait 0.5, 1, 2, 4 seconds."""
+        assert [policy.backoff_s(P, n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+
+    def test_backoff_is_capped(self):
+        """A crash loop never waits longer than max_s."""
+        assert policy.backoff_s(P, 50) == 10.0
+
+    def test_no_failure_means_no_delay(self):
+        """The first start is immediate."""
+        assert policy.backoff_s(P, 0) == 0.0
+
+
+class TestIntensity:
+    def test_restarts_up_to_the_limit_are_allowed(self):
+        """Exactly `intensity` restarts within the window is still fine."""
+        assert not policy.intensity_exceeded(P, [1.0, 2.0, 3.0], now=4.0)
+
+    def test_one_more_restart_within_window_exceeds(self):
+        """intensity + 1 restarts inside the window means give up."""
+        assert policy.intensity_exceeded(P, [1.0, 2.0, 3.0, 4.0], now=5.0)
+
+    def test_old_restarts_fall_out_of_the_window(self):
+        """Restarts older than period_s no longer count."""
+        assert not policy.intensity_exceeded(P, [0.0, 1.0, 70.0, 71.0], now=72.0)
+
+    def test_child_up_a_whole_window_is_healthy_again(self):
+        """After period_s of uptime the consecutive-failure count resets."""
+        assert policy.healthy_reset(10.0, 70.0, 60.0)
+        assert not policy.healthy_reset(10.0, 69.0, 60.0)
