@@ -1,0 +1,199 @@
+"""Brain shell: ring in, candles and conflated ticks out.
+
+Loop: read a batch from the ring (busy-poll, then short sleeps when idle), fold it into the
+core (``services.brain.engine``), publish each closed candle (PUB for anyone, PUSH to the
+journal for the database), publish the latest tick of each changed symbol at a fixed rate,
+heartbeat once a second. SIGTERM/SIGINT: drain the ring up to the writer's cursor, flush,
+write final stats, exit 0. After a crash the reader resumes from its saved cursor.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+import structlog
+
+from common import bus, records, service, wire, zmqutil
+from common.config import AegisConfig, endpoints
+from common.errors import RingError, TransientError
+from common.log import RateLimiter
+from common.ring import Ring
+from services.brain import candles, conflate, engine
+
+log = structlog.get_logger(__name__)
+NAME = "brain"
+RING_RETRY_S = 0.5
+DRAIN_DEADLINE_S = 5.0  # at shutdown, read what the feed wrote, but not forever
+FLUSH_PERIOD_S = 1.0  # close quiet symbols' candles this often
+HIGHER_TIMEFRAME_FACTOR = 15  # 1 m base -> 15 m
+
+
+def attach_ring(path: str, stop: service.StopFlag) -> Ring | None:
+    limiter, attempts = RateLimiter(60.0), 0
+    while not stop.is_set():
+        try:
+            return Ring.attach(path)
+        except (RingError, OSError) as exc:
+            attempts += 1
+            if limiter.allow("ring", time.monotonic()):
+                log.warning("brain.ring_unavailable", path=path, error=str(exc), attempts=attempts)
+            stop.sleep(RING_RETRY_S)
+    return None
+
+
+class Brain:
+    def __init__(self, cfg: AegisConfig, ring: Ring, pub: bus.Publisher, journal: bus.Publisher) -> None:
+        self.cfg = cfg
+        self.ring = ring
+        self.reader = ring.reader(resume=cfg.ring.reader_resume)
+        self.pub = pub
+        self.journal = journal
+        base_ms = cfg.brain.candle_interval_s * 1000
+        self.core = engine.new_core(base_interval_ms=base_ms,
+                                    higher_intervals_ms=(base_ms * HIGHER_TIMEFRAME_FACTOR,),
+                                    batch=cfg.brain.read_batch)
+        self.buf = records.empty(cfg.brain.read_batch)
+        self.names: list[str] = ring.symbol_names()
+        self.ticks_read = 0
+        self.candles_closed = 0
+        self.tick_updates = 0
+        self.journal_full = 0
+        self.max_event_ms = 0
+        self.max_event_seen_mono = time.monotonic()
+        if self.reader.skipped_on_attach:
+            log.warning("brain.resume_skipped", skipped=self.reader.skipped_on_attach)
+
+    def name(self, sid: int) -> str:
+        if sid >= len(self.names):
+            self.names = self.ring.symbol_names()
+        return self.names[sid] if sid < len(self.names) else f"ID{sid}"
+
+    def poll(self) -> int:
+        n = self.reader.read_batch(self.buf)
+        if n:
+            self.ticks_read += n
+            n_closed = engine.process_batch(self.core, self.buf, n, time.time_ns())
+            if n_closed:
+                self.emit_candles()
+            mx = int(self.core.candles.stats[candles.STAT_MAX_EVENT_MS])
+            if mx > self.max_event_ms:
+                self.max_event_ms, self.max_event_seen_mono = mx, time.monotonic()
+        return n
+
+    def flush_quiet(self) -> None:
+        """Close candles whose bucket ended on the exchange clock, even without a new trade."""
+        if not self.max_event_ms:
+            return
+        now_ms = self.max_event_ms + int((time.monotonic() - self.max_event_seen_mono) * 1000)
+        if candles.flush_due(self.core.candles, now_ms, candles.FLUSH_GRACE_MS):
+            self.emit_candles()
+
+    def emit_candles(self) -> None:
+        out = candles.closed(self.core.candles)
+        for c in out:
+            body = wire.CandleClosed(
+                symbol=self.name(int(c["symbol_id"])), interval_s=int(c["interval_ms"]) // 1000,
+                open_ms=int(c["open_ms"]), close_ms=int(c["close_ms"]), open=float(c["open"]),
+                high=float(c["high"]), low=float(c["low"]), close=float(c["close"]),
+                volume=float(c["volume"]), quote_volume=float(c["quote_volume"]),
+                trades=int(c["trades"]), buy_volume=float(c["buy_volume"]))
+            event_ns = int(c["close_ms"]) * 1_000_000
+            self.pub.publish(body, event_ns)
+            try:
+                self.journal.publish(body, event_ns)
+            except TransientError:
+                self.journal_full += 1
+            self.candles_closed += 1
+        candles.reset_output(self.core.candles)
+
+    def publish_ticks(self) -> None:
+        st = self.core.conflate
+        for sid in conflate.drain_dirty(st).tolist():
+            self.pub.publish(wire.TickUpdate(symbol=self.name(sid), **conflate.tick_fields(st, sid)))
+            self.tick_updates += 1
+
+    def snapshot(self) -> dict:
+        lat = self.core.latency
+        return {"service": NAME, "ticks_read": self.ticks_read, "candles_closed": self.candles_closed,
+                "tick_updates": self.tick_updates, "out_of_order": int(self.core.order_stats[1]),
+                "rejected": engine.rejected(self.core), "lost": self.reader.lost,
+                "resyncs": self.reader.resyncs, "skipped_on_attach": self.reader.skipped_on_attach,
+                "journal_full": self.journal_full, "candles": candles.stats_dict(self.core.candles),
+                "conflate": conflate.stats_dict(self.core.conflate), "latency_hist": lat.to_dict()}
+
+    def counters(self) -> dict[str, float]:
+        lat = self.core.latency
+        return {"ticks_read": self.ticks_read, "candles_closed": self.candles_closed,
+                "lag": self.reader.lag(), "lost": self.reader.lost,
+                "latency_p50_us": lat.percentile(50) / 1e3 if lat.count else 0.0,
+                "latency_p99_us": lat.percentile(99) / 1e3 if lat.count else 0.0}
+
+
+def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
+    rd = service.ensure_run_dir(service.run_dir(cfg))
+    ep = endpoints(rd)
+    started = time.monotonic()
+    pub = bus.Publisher.bind_pub(NAME, ep.brain_pub)
+    journal = bus.Publisher.connect_journal(NAME, ep.journal)
+    ring = attach_ring(service.ring_path(cfg), stop)
+    if ring is None:
+        return 0
+    brain = Brain(cfg, ring, pub, journal)
+    # compile the kernels before declaring readiness (numba caches them on disk after the first run)
+    engine.process_batch(brain.core, brain.buf, 0, time.time_ns())
+    (rd / f"{NAME}.ready").write_text(str(os.getpid()))
+    log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names))
+    conflate_s = cfg.brain.conflate_interval_ms / 1000
+    idle_s = cfg.brain.idle_sleep_us / 1e6
+    spin = cfg.brain.spin_before_sleep
+    next_tick = next_beat = next_flush = time.monotonic()
+    empty_polls = 0
+    try:
+        while not stop.is_set():
+            if brain.poll():
+                empty_polls = 0
+            else:
+                empty_polls += 1
+                if empty_polls > spin:
+                    time.sleep(idle_s)
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + conflate_s
+                brain.publish_ticks()
+            if now >= next_flush:
+                next_flush = now + FLUSH_PERIOD_S
+                brain.flush_quiet()
+            if now >= next_beat:
+                next_beat = now + cfg.heartbeat_interval_s
+                pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
+                                           counters=brain.counters()))
+                service.write_json_atomic(service.stats_path(rd, NAME), brain.snapshot())
+        # drain: everything the feed committed before we were asked to stop
+        deadline = time.monotonic() + DRAIN_DEADLINE_S
+        while brain.reader.lag() > 0 and time.monotonic() < deadline:
+            brain.poll()
+        brain.publish_ticks()
+    finally:
+        service.write_json_atomic(service.stats_path(rd, NAME), brain.snapshot())
+        pub.close()
+        journal.close()
+        ring.close()
+        zmqutil.term()
+        log.info("brain.stopped", ticks_read=brain.ticks_read, candles=brain.candles_closed,
+                 lost=brain.reader.lost)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = service.arg_parser(NAME, "ring -> candles -> events").parse_args(argv)
+    cfg = service.bootstrap(NAME, args)
+    stop = service.StopFlag()
+    service.install_stop_handlers(stop)
+    return run(cfg, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(service.run_main(main))

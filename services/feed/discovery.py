@@ -1,0 +1,117 @@
+"""Symbol discovery: which perpetuals to stream, and their trading filters.
+
+``select_symbols`` is pure: exchangeInfo + 24h tickers in, ranked symbols out. USDT-margined
+``PERPETUAL`` contracts with status ``TRADING`` only, ranked by 24h quote volume (most liquid
+first), top N. ``discover`` is the thin async shell that fetches the two REST documents;
+when that fails (network, HTTP error, bad or partial body) the caller falls back to
+``FALLBACK_SYMBOLS`` and says so in FEED_STATUS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import aiohttp
+import orjson
+
+from common.errors import DecodeError, TransientError
+
+# 20 long-listed, liquid USD-M perpetuals: used only when discovery fails
+FALLBACK_SYMBOLS: tuple[str, ...] = (
+    "BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "AVAXUSDT",
+    "LINKUSDT", "DOTUSDT", "LTCUSDT", "BCHUSDT", "TRXUSDT", "ATOMUSDT", "ETCUSDT", "FILUSDT",
+    "NEARUSDT", "UNIUSDT", "AAVEUSDT", "XLMUSDT",
+)
+HTTP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SymbolInfo:
+    symbol: str
+    tick_size: float
+    step_size: float
+    min_qty: float
+    min_notional: float
+    price_precision: int
+    quantity_precision: int
+
+
+def _f(v: Any) -> float:
+    x = float(v)
+    if not math.isfinite(x) or x < 0:
+        raise ValueError(f"bad number {v!r}")
+    return x
+
+
+def parse_symbol(entry: Mapping[str, Any]) -> SymbolInfo:
+    """One exchangeInfo symbol entry -> SymbolInfo (filters come in any order)."""
+    filters = {f.get("filterType"): f for f in entry.get("filters", ()) if isinstance(f, Mapping)}
+    pf, ls = filters.get("PRICE_FILTER", {}), filters.get("LOT_SIZE", {})
+    mn = filters.get("MIN_NOTIONAL", {})
+    return SymbolInfo(
+        symbol=str(entry["symbol"]),
+        tick_size=_f(pf.get("tickSize", 0)),
+        step_size=_f(ls.get("stepSize", 0)),
+        min_qty=_f(ls.get("minQty", 0)),
+        min_notional=_f(mn.get("notional", mn.get("minNotional", 0))),
+        price_precision=int(entry.get("pricePrecision", 8)),
+        quantity_precision=int(entry.get("quantityPrecision", 8)),
+    )
+
+
+def tradable(entry: Mapping[str, Any]) -> bool:
+    return (entry.get("contractType") == "PERPETUAL" and entry.get("status") == "TRADING"
+            and entry.get("quoteAsset") == "USDT" and entry.get("marginAsset", "USDT") == "USDT")
+
+
+def select_symbols(exchange_info: Mapping[str, Any], tickers: Sequence[Mapping[str, Any]] | None,
+                   n: int) -> list[SymbolInfo]:
+    """Top ``n`` tradable USDT perpetuals by 24h quote volume (exchangeInfo order breaks ties;
+    without tickers, exchangeInfo order). Raises DecodeError on a body of the wrong shape."""
+    syms = exchange_info.get("symbols") if isinstance(exchange_info, Mapping) else None
+    if not isinstance(syms, list):
+        raise DecodeError("exchangeInfo has no symbols list", reason="bad_exchange_info")
+    infos: list[SymbolInfo] = []
+    for e in syms:
+        if not isinstance(e, Mapping) or not tradable(e):
+            continue
+        try:
+            infos.append(parse_symbol(e))
+        except (KeyError, TypeError, ValueError):
+            continue  # one broken entry must not cost us the others
+    volume: dict[str, float] = {}
+    for t in tickers or ():
+        try:
+            volume[str(t["symbol"])] = _f(t["quoteVolume"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    order = {info.symbol: i for i, info in enumerate(infos)}
+    infos.sort(key=lambda i: (-volume.get(i.symbol, 0.0), order[i.symbol]))
+    return infos[:n]
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url) as r:
+        body = await r.read()
+        if r.status != 200:
+            raise TransientError(f"GET {url.split('?')[0]} -> HTTP {r.status}")
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"GET {url.split('?')[0]}: not JSON ({exc})", reason="bad_json") from None
+
+
+async def discover(rest_base: str, n: int) -> list[SymbolInfo]:
+    """Fetch exchangeInfo and 24h tickers, select the top ``n``. Raises AegisError/OSError subclasses."""
+    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        info = await _get_json(session, f"{rest_base}/fapi/v1/exchangeInfo")
+        try:
+            tickers = await _get_json(session, f"{rest_base}/fapi/v1/ticker/24hr")
+        except (TransientError, DecodeError, aiohttp.ClientError):
+            tickers = None  # ranking is a nicety; exchangeInfo order still works
+    if not isinstance(tickers, list):
+        tickers = None
+    return select_symbols(info, tickers, n)
