@@ -188,7 +188,7 @@ class Supervisor:
                     self.exit_code = 0 if self.stop.is_set() else 2
                     return self.exit_code
                 if child.name == "orchestrator":
-                    self.ring = Ring.attach(service.ring_path(self.cfg))
+                    self.ring = Ring.attach(service.ring_path(self.cfg), readonly=True)
             self.loop(started)
             return self.exit_code
         finally:
@@ -288,7 +288,7 @@ class Supervisor:
         ring_counters: dict[str, int] = {}
         if self.ring is None:
             try:
-                self.ring = Ring.attach(service.ring_path(self.cfg))
+                self.ring = Ring.attach(service.ring_path(self.cfg), readonly=True)
             except (RingError, OSError):
                 self.ring = None
         if self.ring is not None:
