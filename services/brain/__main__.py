@@ -177,13 +177,14 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             brain.poll()
         brain.publish_ticks()
     finally:
-        service.write_json_atomic(service.stats_path(rd, NAME), brain.snapshot())
+        final = brain.snapshot()  # before the ring closes: counters live in shared memory
+        service.write_json_atomic(service.stats_path(rd, NAME), final)
+        log.info("brain.stopped", ticks_read=final["ticks_read"], candles=final["candles_closed"],
+                 lost=final["lost"])
         pub.close()
         journal.close()
         ring.close()
         zmqutil.term()
-        log.info("brain.stopped", ticks_read=brain.ticks_read, candles=brain.candles_closed,
-                 lost=brain.reader.lost)
     return 0
 
 
