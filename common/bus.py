@@ -1,6 +1,8 @@
 """EventBus and Journal: publish and receive typed messages without knowing who is where.
 
 - ``Publisher``: stamps an ``Envelope`` (version, publisher, sequence, times) around a body
+  (sequence numbers count per event type, so a subscriber to some types can still tell a
+  real gap from messages it did not subscribe to)
   and sends it on this process's PUB socket (or a journal PUSH socket). Sending never
   blocks the caller: a full PUB queue drops (counted), a full journal queue raises
   ``TransientError`` so the caller can decide.
@@ -33,7 +35,7 @@ class Publisher:
     def __init__(self, service: str, socket: zmq.Socket) -> None:
         self.name = f"{service}:{os.getpid()}"
         self._sock = socket
-        self.seq = 0
+        self._seq: dict[type, int] = {}  # per event type: a subscriber filters by type
         self.dropped = 0
 
     @classmethod
@@ -45,9 +47,10 @@ class Publisher:
         return cls(service, zmqutil.push(endpoint))
 
     def envelope(self, body: Any, event_ns: int | None = None) -> wire.Envelope:
-        self.seq += 1
+        seq = self._seq.get(type(body), 0) + 1
+        self._seq[type(body)] = seq
         now = time.time_ns()
-        return wire.Envelope(wire.SCHEMA_VERSION, self.name, self.seq,
+        return wire.Envelope(wire.SCHEMA_VERSION, self.name, seq,
                              event_ns if event_ns is not None else now, now, body)
 
     def publish(self, body: Any, event_ns: int | None = None) -> int:
@@ -70,7 +73,8 @@ class Subscriber:
                  *, keys: Iterable[str] = (), socket: zmq.Socket | None = None) -> None:
         prefixes = _prefixes(tuple(event_types), tuple(keys))
         self._sock = socket if socket is not None else zmqutil.sub(endpoints, prefixes)
-        self.tracker = wire.SequenceTracker()
+        # a SUB that joins late misses the first messages by design; a PULL does not
+        self.tracker = wire.SequenceTracker(count_initial=self._sock.type == zmq.PULL)
         self.rejected: Counter[str] = Counter()
         self.received = 0
         self._limiter = RateLimiter(60.0)
@@ -108,7 +112,7 @@ class Subscriber:
                             total=self.rejected[exc.reason])
             return None
         self.received += 1
-        missed = self.tracker.observe(env.publisher, env.seq)
+        missed = self.tracker.observe(f"{env.publisher}/{env.type.value}", env.seq)
         if missed and self._limiter.allow(f"gap:{env.publisher}", time.monotonic()):
             log.warning("bus.sequence_gap", publisher=env.publisher, missed=missed,
                         total_missed=self.tracker.gaps)

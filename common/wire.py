@@ -16,7 +16,8 @@ speak, a body that fails validation (missing field, wrong type, NaN or infinite 
 non-positive price), or a topic that does not match its body. Messages are immutable
 (frozen structs) and validated on construction as well as on decode.
 
-Sequence numbers are per publisher incarnation (``publisher`` = ``<service>:<pid>``);
+Sequence numbers count per publisher incarnation (``publisher`` = ``<service>:<pid>``) and
+per event type, so a subscriber to some event types sees a gapless sequence for each;
 ``SequenceTracker`` turns them into exact gap counts on the consumer side.
 """
 
@@ -285,17 +286,22 @@ class SequenceTracker:
     """Per-publisher sequence continuity, on the consumer side.
 
     ``observe`` returns how many messages were skipped before this one (0 when in order).
-    A new publisher (first message, or a restarted process with a new pid) starts fresh;
-    if its first sequence is not 1 the messages before it were missed, and that counts too.
+    A new publisher (first message, or a restarted process with a new pid) starts fresh.
+    With ``count_initial`` (the journal: PUSH queues from the first message on) a first
+    sequence above 1 means messages were missed and counts; without it (PUB/SUB, where a
+    subscriber that joins late never sees the earlier messages, by design) it does not.
     """
 
+    count_initial: bool = True
     last: dict[str, int] = field(default_factory=dict)
     gaps: int = 0  # messages missed in total
     gap_events: int = 0
     duplicates: int = 0
 
     def observe(self, publisher: str, seq: int) -> int:
-        prev = self.last.get(publisher, 0)
+        prev = self.last.get(publisher)
+        if prev is None:
+            prev = 0 if self.count_initial else seq - 1
         if seq <= prev:
             self.duplicates += 1
             return 0

@@ -71,24 +71,34 @@ class Feed:
         self.written = 0
         self.rejected: Counter[str] = Counter()
         self.accepted: Counter[str] = Counter()
+        self.duplicates = 0
+        self.gaps = 0
         self.limiter = RateLimiter(60.0)
 
     def on_frame(self, raw: bytes, recv_ns: int) -> None:
         self.received += 1
         res = self.decoder.decode(raw, recv_ns)
-        if res.reason is not None:
-            self.rejected[res.reason] += 1
-            if self.limiter.allow(res.reason, time.monotonic()):
-                log.warning("feed.tick_rejected", reason=res.reason, symbol=res.symbol,
-                            total=self.rejected[res.reason], sample=raw[:120])
-            return
-        if res.event:
-            self.accepted[res.event] += 1
-        if res.tick is not None:
+        status = res.status
+        if status == codec.TICK:
             t = res.tick
             self.writer.publish(t.symbol_id, t.kind, t.flags, t.recv_ns, t.event_ms, t.id,
                                 t.price, t.qty, t.aux, t.aux_qty)
             self.written += 1
+            self.accepted[res.event] += 1
+        elif status == codec.EVENT:
+            self.accepted[res.event] += 1
+        elif status == codec.DUPLICATE:
+            self.duplicates += 1
+        elif status == codec.REJECTED:
+            self.rejected[res.reason] += 1
+            if self.limiter.allow(res.reason, time.monotonic()):
+                log.warning("feed.tick_rejected", reason=res.reason, symbol=res.symbol,
+                            total=self.rejected[res.reason], sample=bytes(raw[:120]))
+        if res.gap is not None:
+            self.gaps += 1
+            if self.limiter.allow(f"gap:{res.gap.stream}", time.monotonic()):
+                log.warning("feed.gap", symbol=res.gap.symbol, stream=res.gap.stream,
+                            expected=res.gap.expected, got=res.gap.got, total=self.gaps)
 
     def counters(self) -> dict[str, float]:
         return {"frames_received": self.received, "ticks_written": self.written,
@@ -120,9 +130,10 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     log.info("feed.started", symbols=len(symbols), source=source, connections=len(plan), streams=len(names))
 
     def snapshot() -> dict:
-        return {"service": NAME, "ticks_received": feed.received - sum(feed.rejected.values()),
+        return {"service": NAME, "ticks_received": feed.written,
                 "frames_received": feed.received, "ticks_written": feed.written,
                 "ticks_rejected": sum(feed.rejected.values()), "rejected": dict(feed.rejected),
+                "duplicates": feed.duplicates, "gaps": feed.gaps,
                 "accepted": dict(feed.accepted), "errors": dict(errors), "symbols": len(symbols),
                 "connections": len(plan), "reconnects": sum(c.disconnects for c in conns),
                 "silent_resets": sum(c.silent_resets for c in conns)}

@@ -57,7 +57,7 @@ def summarize(*, duration_s: float, ring: Mapping[str, int], feed: Sequence[Mapp
     hist = LatencyHistogram()
     for b in brain:
         if b.get("latency_hist"):
-            hist.merge(LatencyHistogram.from_dict(b["latency_hist"]))
+            hist = hist.merge(LatencyHistogram.from_dict(b["latency_hist"]))
     rejected: dict[str, int] = {}
     for f in feed:
         for reason, n in (f.get("rejected") or {}).items():

@@ -115,6 +115,17 @@ class TestSequenceTracker:
         t.observe("brain:1", 1), t.observe("brain:1", 2), t.observe("brain:2", 1)
         assert t.gaps == 0
 
+    def test_late_subscriber_does_not_count_what_it_never_subscribed_for(self):
+        """Without count_initial (PUB/SUB) a first message with seq 50 is no gap; later gaps still count."""
+        t = wire.SequenceTracker(count_initial=False)
+        assert t.observe("a", 50) == 0
+        assert t.observe("a", 53) == 2
+
+    def test_journal_counts_messages_missed_before_the_first(self):
+        """With count_initial (journal) a first message with seq 3 means 2 were lost."""
+        t = wire.SequenceTracker(count_initial=True)
+        assert t.observe("a", 3) == 2
+
     def test_replayed_sequence_counts_as_duplicate(self):
         """A message seen twice is counted as a duplicate, not as a gap."""
         t = wire.SequenceTracker()
