@@ -1,0 +1,78 @@
+"""``python -m services.exchange_sim``: the local Binance USD-M exchange (shell).
+
+Loads the config and the capture, starts the server on uvloop, logs ``sim.ready``, prints
+``PORT <n>`` on stdout when the port was chosen by the OS (port 0), and on SIGTERM/SIGINT
+closes every connection and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import structlog
+
+from common import service
+from common.errors import AegisError
+from services.exchange_sim.config import SimParams, from_config
+from services.exchange_sim.server import SimServer
+
+log = structlog.get_logger(__name__)
+
+
+def parse_args(argv: list[str] | None):
+    p = service.arg_parser("exchange_sim", "Local Binance-USD-M-compatible exchange replaying real data.")
+    p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (0 = pick a free one and print 'PORT <n>')")
+    p.add_argument("--speed", type=float, help="replay pace: 1 = recorded, 10 = ten times faster")
+    p.add_argument("--max-speed", action="store_true", default=None, help="replay as fast as clients read")
+    p.add_argument("--symbols", type=int, help="real symbol plus derived ones, this many in all")
+    p.add_argument("--capture", help="capture file (default: the bundled BTCUSDT capture)")
+    p.add_argument("--no-loop", dest="loop", action="store_false", default=None,
+                   help="stop after one pass instead of looping the capture")
+    return p.parse_args(argv)
+
+
+async def serve(params: SimParams, stop: service.StopFlag) -> int:
+    server = SimServer(params)
+    port = await server.start()
+    log.info("sim.ready", host=params.host, port=port, symbols=len(server.specs),
+             speed=params.speed, max_speed=params.max_speed)
+    if params.port == 0:
+        print(f"PORT {port}", flush=True)
+    stopped = asyncio.create_task(stop.wait())
+    pump = server.pump_task
+    assert pump is not None
+    await asyncio.wait({stopped, pump}, return_when=asyncio.FIRST_COMPLETED)
+    failed = pump.done() and not pump.cancelled() and pump.exception() is not None
+    if failed:
+        log.error("sim.pump_died", error=repr(pump.exception()))
+    else:
+        log.info("sim.stopping", signal=stop.signal)
+    stopped.cancel()
+    await server.stop()
+    log.info("sim.stopped")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = service.bootstrap("exchange_sim", args)
+        params = from_config(cfg.sim, host=args.host, port=args.port, speed=args.speed,
+                             max_speed=args.max_speed, symbols=args.symbols,
+                             capture=args.capture, loop=args.loop)
+        if params.speed <= 0 or not 1 <= params.symbols <= 1024 or not 0 <= params.port <= 65535:
+            raise AegisError("speed must be > 0, symbols within 1..1024, port within 0..65535")
+    except AegisError as exc:
+        print(f"exchange-sim: {exc}", file=sys.stderr)
+        return 2
+    stop = service.StopFlag()
+    service.install_stop_handlers(stop)
+    import uvloop
+
+    return uvloop.run(serve(params, stop))
+
+
+if __name__ == "__main__":
+    sys.exit(service.run_main(main))

@@ -1,0 +1,33 @@
+"""The sim's settings: ``common.config.SimConfig`` plus the engine's tuning constants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.config import SimConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimParams:
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = pick a free port
+    speed: float = 1.0
+    max_speed: bool = False
+    symbols: int = 20
+    capture: str = ""  # "" = the bundled capture
+    loop: bool = True
+    step_ms: int = 5  # paced: play what is due every 5 ms (adds <= 5 ms of latency)
+    max_events_per_symbol_step: int = 4096  # paced: bounded work per step when behind
+    max_speed_events_per_step: int = 8192  # max speed: split evenly across symbols (~25 ms steps)
+    high_water_bytes: int = 4 << 20  # max speed: wait while a client has this much unsent
+    slow_consumer_bytes: int = 64 << 20  # drop a client with this much unsent (it stopped reading)
+    slow_consumer_timeout_s: float = 10.0  # max speed: drop a client that blocks us this long
+    close_timeout_s: float = 1.0  # wait this long for a client's close reply on shutdown
+
+
+def from_config(sim: SimConfig, **overrides: object) -> SimParams:
+    """``SimParams`` from the loaded config section, with command-line overrides."""
+    base = dict(host=sim.host, port=sim.port, speed=sim.speed, max_speed=sim.max_speed,
+                symbols=sim.symbols, capture=sim.capture, loop=sim.loop)
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return SimParams(**base)  # type: ignore[arg-type]

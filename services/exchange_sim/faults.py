@@ -1,0 +1,141 @@
+"""Fault injection for tests: ``POST /_sim/fault`` with one JSON object.
+
+Actions (``conn`` is a connection id from ``GET /_sim/stats`` or ``"all"``):
+
+- ``{"action": "close", "conn": 3, "code": 1001}``: close the WebSocket with a close frame;
+  ``"abort": true`` drops the TCP connection instead (no close frame, like a network cut).
+- ``{"action": "stall", "conn": "all", "seconds": 12}``: send nothing for that long; frames
+  due meanwhile are dropped (the client sees silence, then a gap in the ids).
+- ``{"action": "poison", "conn": "all", "kind": "garbage"}``: send one bad frame ahead of
+  the next data; ``kind`` is one of ``POISON`` below, or ``"frames": ["raw text", ...]``.
+- ``{"action": "http_error", "status": 429, "count": 3, "path": "/fapi/v1/klines"}``: the
+  next ``count`` REST requests whose path starts with ``path`` (default ``/fapi/``) get that
+  status with Binance's body (429/418: code -1003 plus ``Retry-After``; 5xx: -1001);
+  ``code``/``msg`` override the body.
+- ``{"action": "clear"}``: forget pending HTTP faults and end stalls.
+
+Parsing and validation are pure (``parse``); the server applies the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+POISON = {
+    "garbage": b"not json at all {{",
+    # invalid UTF-8 in a text frame: a protocol error, conforming clients close with 1007
+    "invalid_utf8": b"\xff\xfe\x00garbage",
+    "truncated": b'{"stream":"btcusdt@trade","data":{"e":"trade","E":17231612',
+    "wrong_types": b'{"stream":"btcusdt@trade","data":{"e":"trade","E":"x","T":null,"s":"BTCUSDT",'
+                   b'"t":-1,"p":61800.3,"q":"abc","X":"MARKET","m":"no"}}',
+    "unknown_event": b'{"stream":"btcusdt@trade","data":{"e":"somethingNew","E":0}}',
+    "empty": b"",
+}
+ACTIONS = ("close", "stall", "poison", "http_error", "clear")
+HTTP_STATUSES = (403, 418, 429, 500, 502, 503, 504)
+
+
+class FaultError(ValueError):
+    """The fault request is malformed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fault:
+    action: str
+    conn: int | None = None  # None = every connection
+    code: int = 1000  # close code (close)
+    abort: bool = False
+    seconds: float = 0.0  # stall
+    frames: tuple[bytes, ...] = ()  # poison
+    status: int = 0  # http_error
+    count: int = 1
+    path: str = "/fapi/"
+    err_code: int | None = None
+    err_msg: str | None = None
+
+
+@dataclass
+class HttpFault:
+    status: int
+    remaining: int
+    path: str
+    code: int
+    msg: str
+
+
+def parse(body: Any) -> Fault:
+    if not isinstance(body, dict):
+        raise FaultError("body must be a JSON object")
+    action = body.get("action")
+    if action not in ACTIONS:
+        raise FaultError(f"action must be one of {ACTIONS}")
+    conn_raw = body.get("conn", "all")
+    if conn_raw == "all":
+        conn = None
+    elif isinstance(conn_raw, int) and not isinstance(conn_raw, bool):
+        conn = conn_raw
+    else:
+        raise FaultError("conn must be a connection id or 'all'")
+    if action == "close":
+        code = body.get("code", 1000)
+        if not isinstance(code, int) or not 1000 <= code <= 4999:
+            raise FaultError("code must be a WebSocket close code")
+        return Fault(action=action, conn=conn, code=code, abort=bool(body.get("abort", False)))
+    if action == "stall":
+        seconds = body.get("seconds")
+        if not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
+            raise FaultError("seconds must be within (0, 3600]")
+        return Fault(action=action, conn=conn, seconds=float(seconds))
+    if action == "poison":
+        if "frames" in body:
+            frames = body["frames"]
+            if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames):
+                raise FaultError("frames must be a list of strings")
+            return Fault(action=action, conn=conn, frames=tuple(f.encode() for f in frames))
+        kind = body.get("kind", "garbage")
+        if kind not in POISON:
+            raise FaultError(f"kind must be one of {tuple(POISON)}")
+        return Fault(action=action, conn=conn, frames=(POISON[kind],))
+    if action == "http_error":
+        status = body.get("status")
+        if status not in HTTP_STATUSES:
+            raise FaultError(f"status must be one of {HTTP_STATUSES}")
+        count = body.get("count", 1)
+        path = body.get("path", "/fapi/")
+        if not isinstance(count, int) or count < 1 or not isinstance(path, str):
+            raise FaultError("count must be a positive integer and path a string")
+        code, msg = body.get("code"), body.get("msg")
+        if (code is not None and not isinstance(code, int)) or (msg is not None and not isinstance(msg, str)):
+            raise FaultError("code must be an integer and msg a string")
+        return Fault(action=action, status=status, count=count, path=path, err_code=code, err_msg=msg)
+    return Fault(action="clear")
+
+
+def http_fault(f: Fault, now_ms: int) -> HttpFault:
+    """The error a REST request gets while this fault is armed (Binance's bodies)."""
+    if f.status == 429:
+        code, msg = -1003, ("Too many requests; current limit of IP(127.0.0.1) request weight per "
+                            "1 MINUTE is 2400. Please use WebSocket Streams for live updates to "
+                            "avoid polling the API.")
+    elif f.status == 418:
+        code, msg = -1003, (f"Way too many requests; IP(127.0.0.1) banned until {now_ms + 120_000}. "
+                            "Please use the websocket for live updates to avoid bans.")
+    elif f.status == 403:
+        code, msg = -1002, "You are not authorized to execute this request."
+    else:
+        code, msg = -1001, "Internal error; unable to process your request. Please try again."
+    return HttpFault(status=f.status, remaining=f.count, path=f.path,
+                     code=f.err_code if f.err_code is not None else code,
+                     msg=f.err_msg if f.err_msg is not None else msg)
+
+
+def take(pending: list[HttpFault], path: str) -> HttpFault | None:
+    """The first armed fault matching ``path``, consuming one of its uses."""
+    for f in pending:
+        if f.remaining > 0 and path.startswith(f.path):
+            f.remaining -= 1
+            if f.remaining == 0:
+                pending.remove(f)
+            return f
+    return None

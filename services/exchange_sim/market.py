@@ -1,0 +1,299 @@
+"""The shared market: plays due events once, folds them into the state REST reads, and
+renders frames for whoever subscribed.
+
+This is the hot loop (one pass per played event), so it mutates preallocated per-symbol
+state in place; the decisions (what is due, which values) come from ``engine``. Time still
+comes in as an argument: ``step(now_ms)`` plays what is due at ``now_ms``.
+
+Per symbol it keeps: the last trade and book ticker (``/fapi/v1/depth``, ``ticker/*``,
+mark price), the aggregate-trade state (``aggTrade``: consecutive trades with the same T,
+price and side, closed where the engine marks ``agg_end``), and the 1m bars (``klines``).
+Timers derived from the sim clock drive ``markPrice`` (every 3 s, or 1 s for ``@1s``) and
+the ``kline_1m`` updates (every 250 ms while trades come in, plus one ``x:true`` at close).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from services.exchange_sim import codec
+from services.exchange_sim.capture import TRADE, Capture
+from services.exchange_sim.engine import Player
+from services.exchange_sim.hub import (CH_AGG, CH_BOOK, CH_KLINE, CH_MARK, CH_MARK1S, CH_TRADE,
+                                       CHANNELS, Hub, NO_TARGETS)
+from services.exchange_sim.klines import F_OPEN_TIME, MINUTE_MS, KlineBook
+from services.exchange_sim.symbols import SymbolSpec
+
+KLINE_PUSH_MS = 250  # Binance futures kline streams update every 250 ms
+KLINE_CLOSE_GRACE_MS = 1000  # close a bar only when trades up to 1 s past its end were played:
+#                              a trade's E trails its T (0-2 ms in the capture), never by 1 s
+MARK_PERIOD_MS = {CH_MARK: 3000, CH_MARK1S: 1000}
+FUNDING_RATE = "0.00010000"  # constant 0.01 % per 8 h: the sim has no spot index to track
+FUNDING_PERIOD_MS = 8 * 3_600_000
+MARK_DECIMALS = 8  # Binance prints mark and index prices with 8 decimals
+
+
+@dataclass
+class Book:
+    u: int
+    b: int
+    bq: int
+    a: int
+    aq: int
+    t_ms: int
+    e_ms: int
+
+
+class SymState:
+    """Mutable per-symbol market state (the REST endpoints read it)."""
+
+    __slots__ = ("spec", "name", "px", "qty", "last_price", "last_qty", "last_trade_ms",
+                 "last_trade_id", "book", "agg_id", "agg_first", "agg_qty", "last_e_ms",
+                 "kline_dirty", "kline_pushed_ms", "mark_next", "x_values")
+
+    def __init__(self, spec: SymbolSpec, x_values: tuple[bytes, ...]) -> None:
+        self.spec = spec
+        self.name = spec.name.encode()
+        self.px = codec.DecimalCache(spec.price_decimals)
+        self.qty = codec.DecimalCache(spec.qty_decimals)
+        self.last_price: int | None = None
+        self.last_qty = 0
+        self.last_trade_ms = 0
+        self.last_trade_id = 0
+        self.book: Book | None = None
+        self.agg_id = spec.agg_id_start
+        self.agg_first: int | None = None
+        self.agg_qty = 0
+        self.last_e_ms = 0
+        self.kline_dirty = False
+        self.kline_pushed_ms = 0
+        self.mark_next = {CH_MARK: 0, CH_MARK1S: 0}
+        self.x_values = x_values
+
+
+def next_funding_ms(now_ms: int) -> int:
+    return now_ms - now_ms % FUNDING_PERIOD_MS + FUNDING_PERIOD_MS
+
+
+class Market:
+    def __init__(self, cap: Capture, specs: tuple[SymbolSpec, ...], player: Player, hub: Hub) -> None:
+        self.cap = cap
+        self.specs = specs
+        self.player = player
+        self.hub = hub
+        x_values = tuple(x.encode() for x in cap.x_values)
+        self.states = [SymState(s, x_values) for s in specs]
+        self.klines = KlineBook(len(specs))
+        self.sent = Counter({c: 0 for c in CHANNELS})  # messages per channel (x connections)
+        self.played = 0  # events played (whether or not anyone listened)
+        self.behind_syms = 0  # symbols left with due events by the last step (fell behind)
+        self._next_close_check = 0
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, now_ms: int, max_per_symbol: int = 1 << 30) -> int:
+        """Play everything due at ``now_ms`` (at most ``max_per_symbol`` per symbol)."""
+        hub = self.hub
+        targets = hub.targets
+        prefixes = hub.prefixes
+        states = self.states
+        kb = self.klines
+        hdr = codec.HEADERS  # payloads here are far below 64 KiB
+        trade_fmt, agg_fmt, book_fmt = codec.TRADE_FMT, codec.AGG_FMT, codec.BOOK_FMT
+        boolb = codec.BOOL
+        sent = self.sent
+        n_trade = n_agg = n_book = n_kline = 0
+        played = 0
+        for b in self.player.due(now_ms, max_per_symbol):
+            sym = b.sym
+            st = states[sym]
+            ch = b.chunk
+            tg = targets[sym]
+            tc, tr = tg[CH_TRADE]
+            ac, ar = tg[CH_AGG]
+            bc, br = tg[CH_BOOK]
+            kt = tg[CH_KLINE]
+            want_kline = kt is not NO_TARGETS
+            pre = prefixes[sym]
+            name, px, qty = st.name, st.px, st.qty
+            kind, ident = ch.kind, ch.ident
+            p1, q1, p2, q2 = ch.p1, ch.q1, ch.p2, ch.q2
+            maker, agg_end, x_code = ch.maker, ch.agg_end, ch.x_code
+            stamp = b.stamp_ms
+            e_ms, t_ms = ch.e_ms, ch.t_ms
+            played += b.hi - b.lo
+            E = T = stamp
+            pxg, qtg = px.cache.get, qty.cache.get
+            for i in range(b.lo, b.hi):
+                if stamp is None:
+                    E = e_ms[i]
+                    T = t_ms[i]
+                if kind[i] == TRADE:
+                    p = p1[i]
+                    q = q1[i]
+                    m = maker[i]
+                    tid = ident[i]
+                    closed = kb.add_trade(sym, T, p, q, m, tid)
+                    if closed is not None and want_kline:
+                        n_kline += self._emit(kt, pre[CH_KLINE], self._kline(st, closed, E, True))
+                    st.kline_dirty = True
+                    if st.agg_first is None:
+                        st.agg_first = tid
+                        st.agg_qty = q
+                    else:
+                        st.agg_qty += q
+                    if tc or tr:
+                        data = trade_fmt % (E, T, name, tid, pxg(p) or px(p), qtg(q) or qty(q),
+                                            st.x_values[x_code[i]], boolb[m])
+                        if tc:
+                            x = pre[CH_TRADE] + data + b"}"
+                            fr = hdr[len(x)] + x
+                            for c in tc:
+                                c.out.append(fr)
+                        if tr:
+                            fr = hdr[len(data)] + data
+                            for c in tr:
+                                c.out.append(fr)
+                        n_trade += len(tc) + len(tr)
+                    if agg_end[i]:
+                        if ac or ar:
+                            data = agg_fmt % (E, st.agg_id, name, pxg(p) or px(p), qty(st.agg_qty),
+                                              st.agg_first, tid, T, boolb[m])
+                            if ac:
+                                x = pre[CH_AGG] + data + b"}"
+                                fr = hdr[len(x)] + x
+                                for c in ac:
+                                    c.out.append(fr)
+                            if ar:
+                                fr = hdr[len(data)] + data
+                                for c in ar:
+                                    c.out.append(fr)
+                            n_agg += len(ac) + len(ar)
+                        st.agg_id += 1
+                        st.agg_first = None
+                    st.last_price = p
+                    st.last_qty = q
+                    st.last_trade_ms = T
+                    st.last_trade_id = tid
+                else:
+                    u = ident[i]
+                    bid, bq, ask, aq = p1[i], q1[i], p2[i], q2[i]
+                    if bc or br:
+                        data = book_fmt % (u, name, pxg(bid) or px(bid), qtg(bq) or qty(bq),
+                                           pxg(ask) or px(ask), qtg(aq) or qty(aq), T, E)
+                        if bc:
+                            x = pre[CH_BOOK] + data + b"}"
+                            fr = hdr[len(x)] + x
+                            for c in bc:
+                                c.out.append(fr)
+                        if br:
+                            fr = hdr[len(data)] + data
+                            for c in br:
+                                c.out.append(fr)
+                        n_book += len(bc) + len(br)
+                    bk = st.book
+                    if bk is None:
+                        st.book = Book(u, bid, bq, ask, aq, T, E)
+                    else:
+                        bk.u, bk.b, bk.bq, bk.a, bk.aq, bk.t_ms, bk.e_ms = u, bid, bq, ask, aq, T, E
+            st.last_e_ms = E
+        sent[CHANNELS[CH_TRADE]] += n_trade
+        sent[CHANNELS[CH_AGG]] += n_agg
+        sent[CHANNELS[CH_BOOK]] += n_book
+        sent[CHANNELS[CH_KLINE]] += n_kline
+        self.played += played
+        capped = self.player.capped
+        self.behind_syms = len(capped)
+        self._timers(now_ms, capped)
+        return played
+
+    # ------------------------------------------------------------------ timers
+    def _timers(self, now_ms: int, capped: set[int]) -> None:
+        # bars close when everything up to their end has been played (not by the wall clock:
+        # a symbol that fell behind still has trades of that minute to send)
+        if now_ms >= self._next_close_check:
+            pending = False
+            for sym, st in enumerate(self.states):
+                if sym in capped:
+                    pending = True
+                    continue
+                closed = self.klines.close_due(sym, now_ms - KLINE_CLOSE_GRACE_MS)
+                if closed is not None:
+                    kt = self.hub.targets[sym][CH_KLINE]
+                    if kt is not NO_TARGETS:
+                        self.sent["kline_1m"] += self._emit(
+                            kt, self.hub.prefixes[sym][CH_KLINE],
+                            self._kline(st, closed, closed[F_OPEN_TIME] + MINUTE_MS, True))
+            self._next_close_check = (now_ms + 1 if pending else
+                                      now_ms - now_ms % MINUTE_MS + MINUTE_MS + KLINE_CLOSE_GRACE_MS)
+        for sym in self.hub.timer_syms:
+            st = self.states[sym]
+            tg = self.hub.targets[sym]
+            pre = self.hub.prefixes[sym]
+            kt = tg[CH_KLINE]
+            if kt is not NO_TARGETS and st.kline_dirty and now_ms - st.kline_pushed_ms >= KLINE_PUSH_MS:
+                bar = self.klines.current[sym]
+                if bar is not None:
+                    self.sent["kline_1m"] += self._emit(kt, pre[CH_KLINE],
+                                                        self._kline(st, bar, st.last_e_ms, False))
+                st.kline_dirty = False
+                st.kline_pushed_ms = now_ms
+            for ch in (CH_MARK, CH_MARK1S):
+                mt = tg[ch]
+                if mt is NO_TARGETS or now_ms < st.mark_next[ch]:
+                    continue
+                period = MARK_PERIOD_MS[ch]
+                due = now_ms - now_ms % period
+                st.mark_next[ch] = due + period
+                data = self.mark_payload(st, due)
+                if data is not None:
+                    self.sent[CHANNELS[ch]] += self._emit(mt, pre[ch], data)
+
+    @staticmethod
+    def _emit(pair: tuple[tuple, tuple], prefix: bytes, data: bytes) -> int:
+        comb, raw = pair
+        if comb:
+            fr = codec.text_frame(prefix + data + b"}")
+            for c in comb:
+                c.out.append(fr)
+        if raw:
+            fr = codec.text_frame(data)
+            for c in raw:
+                c.out.append(fr)
+        return len(comb) + len(raw)
+
+    # ------------------------------------------------------------------ payloads read by REST too
+    def mark_values(self, st: SymState) -> tuple[str, str] | None:
+        """(mark, index) as Binance strings: mark = book mid, index = last trade price."""
+        dec = st.spec.price_decimals
+        out_dec = max(MARK_DECIMALS, dec + 1)
+        if st.book is not None:
+            mark = codec.fmt_scaled((st.book.b + st.book.a) * 5, dec + 1, out_dec)  # exact mid
+            last = st.last_price if st.last_price is not None else st.book.b
+        elif st.last_price is not None:
+            mark = codec.fmt_scaled(st.last_price, dec, out_dec)
+            last = st.last_price
+        else:
+            return None
+        return mark, codec.fmt_scaled(last, dec, out_dec)
+
+    def mark_payload(self, st: SymState, e_ms: int) -> bytes | None:
+        mv = self.mark_values(st)
+        if mv is None:
+            return None
+        mark, index = mv
+        return codec.MARK_FMT % (e_ms, st.name, mark.encode(), index.encode(), index.encode(),
+                                 FUNDING_RATE.encode(), next_funding_ms(e_ms))
+
+    def _kline(self, st: SymState, bar: list[int], e_ms: int, closed: bool) -> bytes:
+        spec = st.spec
+        px = st.px
+        qd = spec.qty_decimals
+        qq = spec.price_decimals + spec.qty_decimals
+        return codec.KLINE_FMT % (
+            e_ms, st.name, bar[0], bar[0] + MINUTE_MS - 1, st.name, bar[10], bar[11],
+            px(bar[1]), px(bar[4]), px(bar[2]), px(bar[3]),
+            codec.fmt_units(bar[5], qd).encode(), bar[7], codec.BOOL[closed],
+            codec.fmt_units(bar[6], qq).encode(), codec.fmt_units(bar[8], qd).encode(),
+            codec.fmt_units(bar[9], qq).encode(),
+        )
