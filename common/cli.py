@@ -2,7 +2,9 @@
 
     aegis run [--duration S] [--summary-json PATH] ...   the whole stack (supervisor)
     aegis orchestrator | feed | brain | exchange-sim      one service alone (debugging)
+    aegis status [--run-dir DIR]                          live state of a running stack
     aegis decode FILE [--json]                            decoder + firewall over a capture
+    aegis smc CANDLES.csv --out OUT.csv                   SMC features of a candle file
 
 Each subcommand is imported only when chosen, so ``aegis feed`` never loads the brain.
 """
@@ -18,7 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feed": ("services.feed.__main__", "market data in: WebSocket -> firewall -> ring"),
     "brain": ("services.brain.__main__", "ring -> candles -> events"),
     "exchange-sim": ("services.exchange_sim.__main__", "local Binance USD-M exchange (demo, tests)"),
+    "status": ("services.orchestrator.status_cli", "live state of a running stack, as a table"),
     "decode": ("services.feed.decode_cli", "decode + validate a capture file, print counts"),
+    "smc": ("services.brain.smc_cli", "Smart Money Concepts features of a candle CSV"),
 }
 
 

@@ -90,6 +90,9 @@ class SupervisorConfig:
     stop_timeout_s: float = 10.0  # per child, then SIGKILL
     heartbeat_timeout_s: float = 10.0  # no heartbeat this long = hung: kill and restart
     status_line: bool = True
+    metrics_host: str = "127.0.0.1"  # loopback only: the endpoint has no authentication
+    metrics_port: int = 9465  # /metrics, /health, /status; 0 = any free port (taken -> any)
+    heartbeat_log_interval_s: float = 900.0  # one summary line every 15 minutes
 
 
 @dataclass(frozen=True, kw_only=True)

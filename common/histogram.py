@@ -194,6 +194,15 @@ class LatencyHistogram:
         mid = lo + (width - 1) / 2.0
         return float(min(max(mid, self.min), self.max))
 
+    def count_le(self, bound_ns: int) -> int:
+        """How many values were at most ``bound_ns`` (bucket resolution: the bucket holding
+        ``bound_ns`` counts as below it, so this over-counts by at most that bucket).
+        Used for Prometheus' cumulative ``le`` buckets."""
+        if bound_ns < 0:
+            return 0
+        idx = int(_index(min(int(bound_ns), HIGHEST_NS)))
+        return int(self.counts[: idx + 1].sum())
+
     def summary(self) -> dict[str, float]:
         """The usual figures, in microseconds, for logs and dashboards."""
         us = 1e-3

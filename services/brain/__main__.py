@@ -29,6 +29,8 @@ RING_RETRY_S = 0.5
 DRAIN_DEADLINE_S = 5.0  # at shutdown, read what the feed wrote, but not forever
 FLUSH_PERIOD_S = 1.0  # close quiet symbols' candles this often
 HIGHER_TIMEFRAME_FACTOR = 15  # 1 m base -> 15 m
+# tick-to-brain latency buckets exported in the heartbeat (microseconds)
+LATENCY_BUCKETS_US = (10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000, 1_000_000)
 
 
 def attach_ring(path: str, stop: service.StopFlag) -> Ring | None:
@@ -125,11 +127,18 @@ class Brain:
                 "conflate": conflate.stats_dict(self.core.conflate), "latency_hist": lat.to_dict()}
 
     def counters(self) -> dict[str, float]:
+        """What the heartbeat carries: totals, plus the latency histogram as cumulative
+        buckets (``latency_le_us:<bound>``), the shape Prometheus histograms use."""
         lat = self.core.latency
-        return {"ticks_read": self.ticks_read, "candles_closed": self.candles_closed,
-                "lag": self.reader.lag(), "lost": self.reader.lost,
-                "latency_p50_us": lat.percentile(50) / 1e3 if lat.count else 0.0,
-                "latency_p99_us": lat.percentile(99) / 1e3 if lat.count else 0.0}
+        out = {"ticks_read": self.ticks_read, "candles_closed": self.candles_closed,
+               "tick_updates": self.tick_updates, "lag": self.reader.lag(), "lost": self.reader.lost,
+               "out_of_order": int(self.core.order_stats[1]), "rejected": engine.rejected(self.core),
+               "latency_count": lat.count, "latency_sum_us": lat.total / 1e3,
+               "latency_p50_us": lat.percentile(50) / 1e3 if lat.count else 0.0,
+               "latency_p99_us": lat.percentile(99) / 1e3 if lat.count else 0.0}
+        for b in LATENCY_BUCKETS_US:
+            out[f"latency_le_us:{b:g}"] = lat.count_le(int(b * 1000))
+        return out
 
 
 def warm_up(brain: Brain) -> None:

@@ -69,7 +69,7 @@ def summarize(*, duration_s: float, ring: Mapping[str, int], feed: Sequence[Mapp
                        max=hist.max / 1e3)
     return {
         "mode": mode,
-        "duration_s": round(duration_s, 3),
+        "duration_s": round(duration_s, 3),  # streaming time, from "stack ready" to stop
         "symbols": symbols,
         "ticks_received": _sum(feed, "ticks_received"),
         "ticks_rejected": _sum(feed, "ticks_rejected"),

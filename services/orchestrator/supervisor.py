@@ -41,7 +41,7 @@ from common import bus, config as config_mod, service, wire, zmqutil
 from common.config import AegisConfig, endpoints
 from common.errors import RingError
 from common.ring import Ring
-from services.orchestrator import policy
+from services.orchestrator import monitor, policy
 
 log = structlog.get_logger(__name__)
 TICK_S = 0.1  # supervision loop period
@@ -94,7 +94,12 @@ class Supervisor:
         self.sub: bus.Subscriber | None = None
         self._created_run_dir = False
         self._last_status = (0.0, 0)
+        self._rate = 0.0
         self.exit_code = 0
+        self.started = time.monotonic()
+        self.ready_at: float | None = None
+        self.startup_s = 0.0
+        self.server: Any = None
 
     # ------------------------------------------------------------------ set-up
     def prepare(self) -> None:
@@ -180,8 +185,9 @@ class Supervisor:
     def run(self) -> int:
         self.prepare()
         service.install_stop_handlers(self.stop)
-        started = time.monotonic()
+        started = self.started = time.monotonic()
         try:
+            self.start_monitor()
             ep = endpoints(self.rd)
             self.sub = bus.Subscriber(ep.publishers(), (wire.EventType.HEARTBEAT,))
             for child in self.children:
@@ -191,13 +197,56 @@ class Supervisor:
                     return self.exit_code
                 if child.name == "orchestrator":
                     self.ring = Ring.attach(service.ring_path(self.cfg), readonly=True)
+            self.startup_s = time.monotonic() - started
+            log.info("supervisor.stack_ready", startup_s=round(self.startup_s, 2))
+            started = self.ready_at = time.monotonic()  # --duration counts streaming time
             self.loop(started)
             return self.exit_code
         finally:
             self.shutdown(started)
 
+    def start_monitor(self) -> None:
+        sc = self.cfg.supervisor
+        try:
+            self.server = monitor.serve(sc.metrics_host, sc.metrics_port, self.snapshot)
+        except OSError as exc:  # port taken (another stack): any free port will do
+            log.warning("supervisor.metrics_port_taken", port=sc.metrics_port, error=str(exc))
+            self.server = monitor.serve(sc.metrics_host, 0, self.snapshot)
+        host, port = self.server.server_address[:2]
+        (self.rd / "monitor.url").write_text(f"http://{host}:{port}")
+        log.info("supervisor.monitor", url=f"http://{host}:{port}/metrics")
+
+    def snapshot(self) -> dict[str, Any]:
+        """The live state of the stack (for /status, /health, /metrics and the heartbeat line)."""
+        now = time.monotonic()
+        ring = self.ring.counters() if self.ring is not None else {}
+        services = {}
+        for c in self.children:
+            running = c.proc is not None and c.proc.poll() is None
+            services[c.name] = {
+                "pid": c.proc.pid if c.proc is not None else None, "running": running,
+                "restarts": c.restarts,
+                "heartbeat_age_s": (None if c.name == "exchange_sim" or c.proc is None
+                                    else round(now - c.last_heartbeat, 3)),
+                "counters": dict(c.counters)}
+        return {"mode": self.cfg.mode, "uptime_s": round(now - self.started, 3), "run_dir": str(self.rd),
+                "ticks_per_s": round(self._rate, 1), "heartbeat_timeout_s": self.cfg.supervisor.heartbeat_timeout_s,
+                "ring": ring, "services": services}
+
+    def heartbeat_line(self) -> str:
+        s = self.snapshot()
+        brain = s["services"].get("brain", {}).get("counters", {})
+        feed = s["services"].get("feed", {}).get("counters", {})
+        ring = s["ring"]
+        return (f"aegis heartbeat uptime_s={s['uptime_s']:.0f} ticks_per_s={s['ticks_per_s']:.0f} "
+                f"written={ring.get('written', 0)} lag={ring.get('lag', 0)} lost={ring.get('lost', 0)} "
+                f"rejected={int(feed.get('ticks_rejected', 0))} candles={int(brain.get('candles_closed', 0))} "
+                f"p99_us={brain.get('latency_p99_us', 0):.0f} "
+                f"restarts={sum(v['restarts'] for v in s['services'].values())} positions=0 pnl=0")
+
     def loop(self, started: float) -> None:
         next_status = time.monotonic()
+        next_heartbeat_line = next_status + self.cfg.supervisor.heartbeat_log_interval_s
         while not self.stop.is_set():
             now = time.monotonic()
             if self.duration_s is not None and now - started >= self.duration_s:
@@ -210,6 +259,9 @@ class Supervisor:
             if now >= next_status:
                 next_status = now + 1.0
                 self.print_status(now - started)
+            if now >= next_heartbeat_line:
+                next_heartbeat_line = now + self.cfg.supervisor.heartbeat_log_interval_s
+                print(self.heartbeat_line(), file=sys.stderr, flush=True)
             self.stop.sleep(TICK_S)
 
     def supervise(self, child: Child, now: float) -> bool:
@@ -259,31 +311,35 @@ class Supervisor:
                         c.counters = dict(hb.counters)
 
     def print_status(self, elapsed: float) -> None:
-        if not self.status_line or self.ring is None:
+        if self.ring is None:
             return
         c = self.ring.counters()
         t0, w0 = self._last_status
         rate = (c["written"] - w0) / max(1e-9, elapsed - t0) if t0 else 0.0
         self._last_status = (elapsed, c["written"])
+        self._rate = rate
+        if not self.status_line:
+            return
         brain = next((ch.counters for ch in self.children if ch.name == "brain"), {})
         restarts = sum(ch.restarts for ch in self.children)
         line = (f"aegis {self.cfg.mode} | {elapsed:6.0f}s | {rate:9,.0f} ticks/s | written "
                 f"{c['written']:,} | lag {c['lag']:,} | lost {c['lost']:,} | candles "
                 f"{int(brain.get('candles_closed', 0)):,} | p99 "
                 f"{brain.get('latency_p99_us', 0):,.0f}us | restarts {restarts}")
-        if sys.stderr.isatty():
+        if sys.stderr.isatty():  # without a terminal the 15-minute heartbeat line says it
             sys.stderr.write("\r\x1b[2K" + line)
-        elif int(elapsed) % 10 == 0:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+            sys.stderr.flush()
 
     # ------------------------------------------------------------------ stopping
     def shutdown(self, started: float) -> None:
         if self.status_line and sys.stderr.isatty():
             sys.stderr.write("\n")
+        if self.server is not None:  # before the ring is unmapped: /status reads it
+            self.server.shutdown()
+            self.server.server_close()
         for child in reversed(self.children):
             self.stop_child(child)
-        duration = time.monotonic() - started
+        duration = time.monotonic() - (self.ready_at or started)
         ring_counters: dict[str, int] = {}
         if self.ring is None:
             try:
@@ -299,6 +355,7 @@ class Supervisor:
             orchestrator=service.read_stats(self.rd, "orchestrator"),
             restarts={c.name: c.restarts for c in self.children},
             symbols=int(ring_counters.get("symbols", 0)), mode=self.cfg.mode)
+        summary["startup_s"] = round(self.startup_s, 3)
         if self.summary_path:
             Path(self.summary_path).write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary, indent=2), file=sys.stderr if self.summary_path else sys.stdout)
@@ -317,7 +374,7 @@ class Supervisor:
         if self._created_run_dir:
             shutil.rmtree(self.rd, ignore_errors=True)
         else:
-            for f in list(self.rd.glob("*.ready")) + [self.rd / "supervisor.pid", self.rd / "config.json"]:
+            for f in list(self.rd.glob("*.ready")) + [self.rd / n for n in ("supervisor.pid", "config.json", "monitor.url")]:
                 f.unlink(missing_ok=True)
             shutil.rmtree(self.rd / "stats", ignore_errors=True)
 

@@ -75,3 +75,38 @@ def test_stack_restarts_a_killed_brain_and_resumes_from_the_ring(procs, short_tm
     assert s["restarts"]["brain"] == 1, s
     assert s["ticks_lost"] == 0
     assert s["ticks_read"] == s["ticks_written"]
+
+
+def test_live_stack_answers_status_health_and_metrics(procs, short_tmp):
+    """While the stack runs: /health is 200, /metrics has ring and latency figures, aegis status exits 0."""
+    import subprocess
+    import time
+    import urllib.request
+
+    env = stack_env(short_tmp, AEGIS_SIM__SYMBOLS="3")
+    p = procs.python("-m", "common.cli", "run", "--duration", "30", "--no-status",
+                     cwd=REPO, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    url_file = short_tmp / "run" / "monitor.url"
+    deadline = time.monotonic() + 60
+    healthy = False
+    while time.monotonic() < deadline and not healthy:
+        time.sleep(0.5)
+        try:
+            with urllib.request.urlopen(url_file.read_text() + "/health", timeout=2) as r:
+                healthy = r.status == 200
+        except (OSError, ValueError):
+            continue
+    assert healthy, "stack never became healthy"
+    time.sleep(2.5)  # a couple of heartbeats with ticks in them
+    with urllib.request.urlopen(url_file.read_text() + "/metrics", timeout=2) as r:
+        metrics = r.read().decode()
+    assert 'aegis_service_up{service="feed"} 1.0' in metrics
+    assert "aegis_tick_to_brain_latency_seconds_bucket" in metrics
+    written = [ln for ln in metrics.splitlines() if ln.startswith('aegis_ring{name="written"}')]
+    assert written and float(written[0].split()[-1]) > 0
+    st = subprocess.run([sys.executable, "-m", "common.cli", "status", "--run-dir", str(short_tmp / "run")],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert "healthy" in st.stdout and "feed" in st.stdout
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(60) == 0

@@ -160,3 +160,16 @@ class TestMergeAndShip:
         del d["sum"]
         with pytest.raises(DecodeError):
             LatencyHistogram.from_dict(d)
+
+
+class TestCountLe:
+    def test_count_le_is_cumulative_and_exact_on_exact_buckets(self):
+        """Small values have exact buckets, so count_le is exact there and monotone above."""
+        from common.histogram import LatencyHistogram
+
+        h = LatencyHistogram()
+        for v in (1, 5, 5, 100, 10_000, 2_000_000):
+            h.record(v)
+        assert [h.count_le(b) for b in (0, 1, 5, 99, 100)] == [0, 1, 3, 3, 4]
+        assert h.count_le(10**11) == 6
+        assert h.count_le(-1) == 0

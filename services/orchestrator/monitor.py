@@ -1,0 +1,116 @@
+"""Monitoring endpoint of one stack, served by the supervisor on loopback.
+
+    GET /metrics   Prometheus text format (prometheus-client): per service up/restarts/
+                   heartbeat age, every counter each service reports in its heartbeat, the
+                   ring's counters, and the tick-to-brain latency as a histogram
+    GET /health    200 {"status": "ok", ...} when every child is running and heartbeating,
+                   else 503 with what is wrong (a load balancer or docker healthcheck can use it)
+    GET /status    the same state as JSON (``aegis status`` prints it as a table)
+
+The snapshot comes from the supervisor's loop through a callable, so this module holds no
+state of its own; the HTTP server runs in a daemon thread.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+Snapshot = dict[str, Any]
+_NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
+_LE_PREFIX = "latency_le_us:"
+
+
+def _metric_name(s: str) -> str:
+    return _NAME_OK.sub("_", s)
+
+
+def health(snap: Snapshot) -> tuple[bool, list[str]]:
+    """Healthy when every child runs and (except the sim) heartbeats within the timeout."""
+    problems = []
+    for name, c in snap.get("services", {}).items():
+        if not c.get("running"):
+            problems.append(f"{name} not running")
+        elif c.get("heartbeat_age_s") is not None and c["heartbeat_age_s"] > snap.get("heartbeat_timeout_s", 10):
+            problems.append(f"{name} silent for {c['heartbeat_age_s']:.1f}s")
+    return not problems, problems
+
+
+class StackCollector(Collector):
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self):
+        snap = self._snapshot()
+        services = snap.get("services", {})
+        up = GaugeMetricFamily("aegis_service_up", "1 when the service process is running", labels=["service"])
+        restarts = CounterMetricFamily("aegis_service_restarts", "restarts by the supervisor", labels=["service"])
+        age = GaugeMetricFamily("aegis_heartbeat_age_seconds", "seconds since the last heartbeat", labels=["service"])
+        values = GaugeMetricFamily("aegis_service_value", "counters and gauges each service reports in its heartbeat",
+                                   labels=["service", "name"])
+        for name, c in services.items():
+            up.add_metric([name], 1.0 if c.get("running") else 0.0)
+            restarts.add_metric([name], float(c.get("restarts", 0)))
+            if c.get("heartbeat_age_s") is not None:
+                age.add_metric([name], float(c["heartbeat_age_s"]))
+            for k, v in (c.get("counters") or {}).items():
+                if not k.startswith(_LE_PREFIX):
+                    values.add_metric([name, _metric_name(k)], float(v))
+        yield from (up, restarts, age, values)
+        ring = GaugeMetricFamily("aegis_ring", "shared-memory ring counters (written, read, lost, lag)", labels=["name"])
+        for k, v in (snap.get("ring") or {}).items():
+            ring.add_metric([k], float(v))
+        yield ring
+        brain = (services.get("brain") or {}).get("counters") or {}
+        buckets = sorted(((float(k[len(_LE_PREFIX):]), float(v)) for k, v in brain.items()
+                          if k.startswith(_LE_PREFIX)), key=lambda kv: kv[0])
+        if buckets:
+            h = HistogramMetricFamily("aegis_tick_to_brain_latency_seconds",
+                                      "feed receive -> brain read, per tick")
+            count = float(brain.get("latency_count", 0))
+            h.add_metric([], [(f"{b / 1e6:g}", n) for b, n in buckets] + [("+Inf", count)],
+                         sum_value=float(brain.get("latency_sum_us", 0.0)) / 1e6)
+            yield h
+
+
+def serve(host: str, port: int, snapshot: Callable[[], Snapshot]) -> ThreadingHTTPServer:
+    """Start the endpoint in a daemon thread; returns the server (``server_address`` has the port)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StackCollector(snapshot))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(registry), "text/plain; version=0.0.4")
+            elif path == "/health":
+                snap = snapshot()
+                ok, problems = health(snap)
+                body = {"status": "ok" if ok else "degraded", "problems": problems}
+                self._send(200 if ok else 503, json.dumps(body).encode(), "application/json")
+            elif path == "/status":
+                self._send(200, json.dumps(snapshot(), default=float).encode(), "application/json")
+            else:
+                self._send(404, b'{"error":"not found"}', "application/json")
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:  # quiet: scrapes every few seconds
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="monitor", daemon=True).start()
+    return server
