@@ -1,0 +1,47 @@
+"""The parsed-capture cache: identical to parsing, and never a failure when broken."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from services.exchange_sim import capture
+
+
+def same(a: capture.Capture, b: capture.Capture) -> bool:
+    for f in dataclasses.fields(capture.Capture):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            if not (isinstance(y, np.ndarray) and x.dtype == y.dtype and np.array_equal(x, y)):
+                return False
+        elif x != y or type(x) is not type(y):
+            return False
+    return True
+
+
+def test_cached_capture_equals_parsed_capture(tmp_path, monkeypatch):
+    """A load from the cache gives exactly the arrays and scalars a fresh parse gives."""
+    monkeypatch.setenv("AEGIS_CACHE_DIR", str(tmp_path))
+    first = capture.load()
+    assert len(list(tmp_path.glob("capture-*.npz"))) == 1
+    assert same(capture.load(), first)
+    assert same(first, capture.load(use_cache=False))
+
+
+def test_corrupt_cache_falls_back_to_parsing(tmp_path, monkeypatch):
+    """A damaged cache file is ignored and replaced; the load still succeeds."""
+    monkeypatch.setenv("AEGIS_CACHE_DIR", str(tmp_path))
+    capture.load()
+    (cf,) = tmp_path.glob("capture-*.npz")
+    cf.write_bytes(b"not an npz")
+    cap = capture.load()
+    assert cap.n_trades == 21_313 and cap.n_books == 66_089
+
+
+def test_unwritable_cache_dir_still_loads(tmp_path, monkeypatch):
+    """When the cache cannot be written (a file where the directory should be), loading still works."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("AEGIS_CACHE_DIR", str(blocker / "sub"))
+    assert capture.load().symbol == "BTCUSDT"
