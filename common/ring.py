@@ -278,6 +278,22 @@ def encode_symbol(name: str) -> bytes:
 # ----------------------------------------------------------------------------- shells
 
 
+def pid_alive(pid: int) -> bool:
+    """True for a running process; False for none, or a zombie (dead, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
 def _map(path: str, size: int, readonly: bool) -> mmap.mmap:
     fd = os.open(path, os.O_RDONLY if readonly else os.O_RDWR)
     try:
@@ -299,6 +315,7 @@ class Ring:
         self._names: np.ndarray | None = np.frombuffer(
             mm, np.uint8, MAX_SYMBOLS * SYMBOL_NAME_BYTES, NAMES_OFFSET).reshape(MAX_SYMBOLS, -1)
         self._children: list[RingWriter | RingReader] = []
+        self._claimed: list[int] = []  # pid words of the roles this process holds
         self._symbols: list[str] = []  # names are append-only: cache and extend lazily
         self._symbol_ids: dict[str, int] = {}
 
@@ -351,7 +368,13 @@ class Ring:
             pass
 
     def close(self) -> None:
-        """Drop every view (this ring's, its writers' and readers'), then unmap. Idempotent."""
+        """Release the roles this process claimed, drop every view (this ring's, its writers'
+        and readers'), then unmap. Idempotent."""
+        if self._words is not None and not self.readonly:
+            for pid_w in self._claimed:
+                if int(ring_load(self._words, pid_w)) == os.getpid():
+                    ring_store(self._words, pid_w, 0)
+        self._claimed.clear()
         for child in self._children:
             child._detach()
         self._children.clear()
@@ -375,10 +398,22 @@ class Ring:
             raise RingError(f"ring {self.path} is attached read-only")
         return self.words
 
+    def _claim(self, words: np.ndarray, pid_w: int, role: str) -> None:
+        """Single producer, single consumer: refuse a second live writer (or reader).
+
+        A role whose recorded pid is dead (crashed, or a zombie awaiting its parent) is
+        taken over; that is how a restarted feed or brain continues."""
+        other = int(ring_load(words, pid_w))
+        if other and other != os.getpid() and pid_alive(other):
+            raise RingError(f"ring {self.path} already has a live {role} (pid {other}): "
+                            f"a ring has exactly one {role}")
+        ring_store(words, pid_w, os.getpid())
+        self._claimed.append(pid_w)
+
     def writer(self) -> RingWriter:
         """The producer; it continues the sequence from the shared writer cursor."""
         words = self._writable()
-        ring_store(words, WRITER_PID_W, os.getpid())
+        self._claim(words, WRITER_PID_W, "writer")
         w = RingWriter(self)
         self._children.append(w)
         return w
@@ -386,12 +421,12 @@ class Ring:
     def reader(self, resume: str = "saved") -> RingReader:
         """A reader positioned per ``resume``; the records it skips count as lost."""
         words = self._writable()
+        self._claim(words, READER_PID_W, "reader")
         margin = resync_margin(self.capacity)
         start, skipped = resume_position(resume, int(ring_load(words, READER_CURSOR_W)),
                                          int(ring_load(words, WRITER_CURSOR_W)), self.capacity, margin)
         ring_store(words, READER_LOST_W, ring_load(words, READER_LOST_W) + skipped)
         ring_store(words, READER_CURSOR_W, start)
-        ring_store(words, READER_PID_W, os.getpid())
         rd = RingReader(self, margin, skipped)
         self._children.append(rd)
         return rd

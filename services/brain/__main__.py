@@ -161,7 +161,13 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     ring = attach_ring(service.ring_path(cfg), stop)
     if ring is None:
         return 0
-    brain = Brain(cfg, ring, pub, journal)
+    try:
+        brain = Brain(cfg, ring, pub, journal)
+    except RingError as exc:  # another live brain reads this ring: refuse, do not corrupt it
+        log.error("brain.ring_refused", error=str(exc))
+        print(f"aegis brain: {exc}", file=sys.stderr)
+        pub.close(), journal.close(), ring.close(), zmqutil.term()
+        return 2
     warm_up(brain)
     (rd / f"{NAME}.ready").write_text(str(os.getpid()))
     log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names))

@@ -79,8 +79,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 class Supervisor:
     def __init__(self, cfg: AegisConfig, *, duration_s: float | None, summary_path: str | None,
-                 status_line: bool) -> None:
+                 status_line: bool, without: tuple[str, ...] = ()) -> None:
         self.cfg = cfg
+        self.without = without  # services the user runs by hand (debugging)
         self.duration_s = duration_s
         self.summary_path = summary_path
         self.status_line = status_line and cfg.supervisor.status_line
@@ -128,7 +129,11 @@ class Supervisor:
         base = [sys.executable, "-m"]
         tail = ["--config", str(cfg_file)]
         names = (["exchange_sim"] if cfg.mode == "demo" else []) + ["orchestrator", "brain", "feed"]
-        self.children = [Child(n, base + [f"services.{n}"] + tail) for n in names]
+        self.children = [Child(n, base + [f"services.{n}"] + tail) for n in names if n not in self.without]
+        if self.without:
+            print(f"aegis: not starting {', '.join(self.without)}; run it yourself with:\n"
+                  + "\n".join(f"  aegis {n.replace('_', '-')} --config {cfg_file} --log-level debug"
+                              for n in self.without), file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ children
     def spawn(self, child: Child) -> None:
@@ -389,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-speed", action="store_true", help="demo replay as fast as possible")
     p.add_argument("--data-dir", help="where the database lives (default ./var)")
     p.add_argument("--no-status", action="store_true", help="no live status line")
+    p.add_argument("--without", action="append", default=[], metavar="SERVICE",
+                   choices=("exchange_sim", "orchestrator", "brain", "feed"),
+                   help="do not start SERVICE (run it yourself in the foreground to debug it)")
     args = p.parse_args(argv)
     cfg = service.bootstrap("supervisor", args)
     over: dict[str, Any] = {}
@@ -413,5 +421,5 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     sup = Supervisor(cfg, duration_s=args.duration, summary_path=args.summary_json,
-                     status_line=not args.no_status)
+                     status_line=not args.no_status, without=tuple(args.without))
     return sup.run()

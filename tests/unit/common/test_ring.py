@@ -454,3 +454,59 @@ class TestSymbols:
             r.register_symbol("NEWUSDT")
         assert r.register_symbol("S7") == 7
         assert len(make_ring.attach().symbol_names()) == MAX_SYMBOLS
+
+
+class TestSingleRoles:
+    def test_second_live_reader_is_refused(self, tmp_path):
+        """A ring is single-consumer: a reader while another live process reads is a RingError."""
+        import subprocess
+        import sys
+
+        from common.errors import RingError
+        from common.ring import READER_PID_W, Ring, ring_store
+
+        path = str(tmp_path / "r.ring")
+        ring = Ring.create(path, 64)
+        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            ring_store(ring.words, READER_PID_W, other.pid)
+            with pytest.raises(RingError, match="live reader"):
+                ring.reader()
+        finally:
+            other.kill()
+            other.wait()
+        ring.reader()  # the other reader is dead (reaped): taken over
+        ring.close()
+
+    def test_dead_writer_is_taken_over_and_released_on_close(self, tmp_path):
+        """A writer whose pid is dead is replaced; close() gives the role back (pid 0)."""
+        import os
+
+        from common.ring import WRITER_PID_W, Ring, ring_load, ring_store
+
+        path = str(tmp_path / "w.ring")
+        ring = Ring.create(path, 64)
+        ring_store(ring.words, WRITER_PID_W, 2**22 + 12345)  # no such pid
+        ring.writer()
+        assert int(ring_load(ring.words, WRITER_PID_W)) == os.getpid()
+        ring.close()
+        again = Ring.attach(path)
+        assert int(ring_load(again.words, WRITER_PID_W)) == 0
+        again.close()
+
+    def test_zombie_counts_as_dead(self):
+        """A killed child not yet reaped is not a live owner."""
+        import signal
+        import subprocess
+        import sys
+        import time
+
+        from common.ring import pid_alive
+
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        assert pid_alive(p.pid)
+        os_kill = __import__("os").kill
+        os_kill(p.pid, signal.SIGKILL)
+        time.sleep(0.3)  # dead, but not reaped: a zombie
+        assert not pid_alive(p.pid)
+        p.wait()
