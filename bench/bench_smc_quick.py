@@ -1,0 +1,104 @@
+"""Quick SMC benchmark: microseconds per candle update per symbol (the brain's path) and
+rows/s through the batch CLI path. Real candles: the EURUSD 15 m fixture and BTCUSDT 15 m
+from ../shared/data (a seeded random walk stands in if they are missing). Prints numbers and
+returns them as a dict (``run()``) for the bench harness; it asserts nothing.
+
+    .venv/bin/python bench/bench_smc_quick.py
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from services.brain.smc import SmcConfig, new_state, reference_columns, run_batch, update
+from services.brain.smc_cli import read_candles, write_features
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FILES = {"EURUSD_15m": DATA / "smc" / "EURUSD" / "EURUSD_15M.csv",
+         "BTCUSDT_15m": DATA / "binance_spot" / "BTCUSDT_15m_2024.csv"}
+N_SYMBOLS = 10  # states advanced round-robin, as the brain does on a candle close
+STREAM_BARS = 10_000  # per symbol, for the per-update timing (the batch path takes all)
+
+
+def _candles(path: Path) -> dict[str, list]:
+    if path.exists():
+        return read_candles(path)
+    rng = np.random.default_rng(7)
+    n = 24_000
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 2e-3, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    wick = np.abs(rng.normal(0, 1e-3, (2, n))) * close
+    return {"time_ms": (1_704_067_200_000 + 900_000 * np.arange(n)).tolist(),
+            "open": open_.tolist(), "high": (np.maximum(open_, close) + wick[0]).tolist(),
+            "low": (np.minimum(open_, close) - wick[1]).tolist(), "close": close.tolist(),
+            "volume": rng.integers(1, 100, n).astype(float).tolist()}
+
+
+def _stream_us(c: dict[str, list], config: SmcConfig) -> tuple[float, float, float]:
+    """Mean, p50 and p99 microseconds of one ``update`` call, N_SYMBOLS states interleaved."""
+    states = [new_state(config) for _ in range(N_SYMBOLS)]
+    t, o, h, lo, cl, v = (c[k][:STREAM_BARS]
+                          for k in ("time_ms", "open", "high", "low", "close", "volume"))
+    n = len(t)
+    samples = np.empty(n * N_SYMBOLS, dtype=np.int64)
+    k = 0
+    clock = time.perf_counter_ns
+    for i in range(n):
+        for st in states:
+            t0 = clock()
+            update(st, t[i], o[i], h[i], lo[i], cl[i], v[i])
+            samples[k] = clock() - t0
+            k += 1
+    us = samples / 1e3
+    return float(us.mean()), float(np.percentile(us, 50)), float(np.percentile(us, 99))
+
+
+def _batch_rows_per_s(path: Path, c: dict[str, list], config: SmcConfig) -> tuple[float, float]:
+    """Rows/s for run_batch alone and for the whole CLI path (read, run, lay out, write)."""
+    n = len(c["time_ms"])
+    t0 = time.perf_counter()
+    run_batch(c["time_ms"], c["open"], c["high"], c["low"], c["close"], c["volume"], config)
+    batch = n / (time.perf_counter() - t0)
+    if not path.exists():
+        return batch, float("nan")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        cc = read_candles(path)
+        labels, _ = run_batch(cc["time_ms"], cc["open"], cc["high"], cc["low"], cc["close"],
+                              cc["volume"], config)
+        write_features(Path(tmp) / "out.csv", cc["time_ms"],
+                       reference_columns(labels, n, config))
+        cli = n / (time.perf_counter() - t0)
+    return batch, cli
+
+
+def run() -> dict[str, float]:
+    results: dict[str, float] = {}
+    for name, path in FILES.items():
+        c = _candles(path)
+        for length in (5, 50):
+            config = SmcConfig(swing_length=length)  # 3 timeframes, 3 sessions: the default
+            mean, p50, p99 = _stream_us(c, config)
+            results[f"{name}_L{length}_update_us_mean"] = mean
+            results[f"{name}_L{length}_update_us_p50"] = p50
+            results[f"{name}_L{length}_update_us_p99"] = p99
+        batch, cli = _batch_rows_per_s(path, c, SmcConfig(swing_length=5))
+        results[f"{name}_L5_run_batch_rows_per_s"] = batch
+        results[f"{name}_L5_cli_rows_per_s"] = cli
+    return results
+
+
+def main() -> None:
+    r = run()
+    print(f"smc quick bench: {N_SYMBOLS} symbol states x {STREAM_BARS:,} candles, "
+          "one update per candle close; batch over whole files")
+    for k, v in r.items():
+        print(f"  {k:40s} {v:>14,.1f}")
+
+
+if __name__ == "__main__":
+    main()
