@@ -168,7 +168,8 @@ def _reject(reason: str, event: str | None = None, symbol: object = None) -> Res
 # in declaration order). Only the fields we check or use are declared: newer payloads add
 # keys (``ap``, ``st``, ``lr`` on marks) and those are ignored. ``M`` and the ticker's ``b``
 # exist only in *spot* payloads: declared as Any so their mere presence is seen.
-class _Struct(msgspec.Struct, kw_only=True, gc=False, tag_field="e"):
+# kw_only (not inherited, so repeated) lets optional fields sit in wire order.
+class _Struct(msgspec.Struct, gc=False, tag_field="e"):
     pass
 
 
@@ -751,7 +752,8 @@ def decode(frame: object, recv_ns: int | None, symbols: Mapping[str, int],
     else:
         raise DecodeError(f"recv_ns must be an int or None, not {type(recv_ns).__name__}")
     tp = type(frame)
-    if (tp is bytes or tp is str) and 0 < len(frame) <= _MAX_FRAME and frame.isascii():  # type: ignore[arg-type]
+    # ASCII only: the typed decoder skips ignored fields without validating their UTF-8
+    if (tp is bytes or tp is str) and 0 < len(frame) <= _MAX_FRAME and frame.isascii():  # type: ignore
         try:
             w = _decode_wrapped(frame)
         except Exception:  # noqa: BLE001 - not a well-typed combined frame: the generic path decides

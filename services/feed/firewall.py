@@ -118,7 +118,9 @@ def is_valid_timestamp(event_ms: object, ref_ms: int | None = None,
     """
     if not (_is_int(event_ms) and MIN_EVENT_MS <= event_ms <= MAX_EVENT_MS):  # type: ignore[operator]
         return False
-    return ref_ms is None or ref_ms - tolerance_past_ms <= event_ms <= ref_ms + tolerance_future_ms  # type: ignore[operator]
+    if ref_ms is None:
+        return True
+    return ref_ms - tolerance_past_ms <= event_ms <= ref_ms + tolerance_future_ms  # type: ignore[operator]
 
 
 # ---------------------------------------------------------------------------- composites

@@ -72,7 +72,8 @@ class TestBaseFramesAreValid:
         """The unmutated base frames decode to ring ticks (so each poison below isolates one fault)."""
         assert decode(wrap(data)).status == codec.TICK
 
-    @pytest.mark.parametrize("data", [DEPTH, kline(), TICKER, SNAPSHOT], ids=["depth", "kline", "ticker", "snapshot"])
+    @pytest.mark.parametrize("data", [DEPTH, kline(), TICKER, SNAPSHOT],
+                             ids=["depth", "kline", "ticker", "snapshot"])
     def test_base_event_frame_is_accepted(self, data):
         """The unmutated non-tick frames are accepted events."""
         assert decode(wrap(data) if "e" in data else json.dumps(data)).status == codec.EVENT
@@ -85,7 +86,8 @@ class TestNotAFrame:
         """Anything but str/bytes/bytearray/memoryview is wrong_type, never an exception."""
         assert_refused(frame, "wrong_type")
 
-    @pytest.mark.parametrize("frame", ["", b"", "   ", b"\r\n\t "], ids=["str", "bytes", "spaces", "whitespace"])
+    @pytest.mark.parametrize("frame", ["", b"", "   ", b"\r\n\t "],
+                             ids=["str", "bytes", "spaces", "whitespace"])
     def test_empty_or_blank_frame_is_empty_frame(self, frame):
         """Zero bytes or only whitespace is empty_frame."""
         assert_refused(frame, "empty_frame")
@@ -103,8 +105,9 @@ class TestNotAFrame:
     @pytest.mark.parametrize("frame", [
         b'{"stream":"btcusdt@trade","data":{"e":"trade"',
         b'{"e":"trade","p":NaN}', b'{"e":"trade","p":Infinity}', b'{"e":"trade","p":-Infinity}',
-        b'{"a":1}x', b"{'e':'trade'}", b"[" * 5000 + b"]" * 5000, b'{"E":1e999}',
-    ], ids=["truncated", "NaN", "Infinity", "-Infinity", "trailing", "single-quotes", "deep", "overflow"])
+        b'{"a":1}x', b"{'e':'trade'}", b"[" * 5000 + b"]" * 5000, b'{"E":1e999}', "hello", b"trade",
+    ], ids=["truncated", "NaN", "Infinity", "-Infinity", "trailing", "single-quotes", "deep", "overflow",
+            "plain-text", "bare-word"])
     def test_malformed_json_is_bad_json(self, frame):
         """Truncated JSON, NaN/Infinity literals, trailing bytes, 5000-deep nesting: bad_json."""
         assert_refused(frame, "bad_json")

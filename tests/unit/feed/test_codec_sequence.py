@@ -130,7 +130,7 @@ class TestDuplicates:
 
 class TestDepthChain:
     def test_dropped_real_depth_diff_breaks_the_pu_chain_once(self, hft_head):
-        """Removing one real depth diff yields one gap: expected the u before the hole, got the pu after it."""
+        """Dropping one real depth diff gives one gap: expected the u before the hole, got the pu after."""
         idx = [i for i, (_, raw) in enumerate(hft_head) if b"@depth" in raw[:40]]
         victim = idx[5]
         before = json.loads(hft_head[idx[4]][1])["data"]["u"]
