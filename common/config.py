@@ -63,6 +63,14 @@ class FeedConfig:
     reconnect_max_s: float = 30.0
     silence_timeout_s: float = 10.0  # no message for this long = dead connection
     status_interval_s: float = 1.0
+    # Binance closes every connection after 24 h: replace each one before that, overlapping
+    # old and new until the new one has caught up (0 = never roll over)
+    rollover_s: float = 84_600.0  # 23.5 h
+    rollover_overlap_max_s: float = 10.0  # longest old and new run side by side
+    discovery_attempts: int = 4  # REST tries (429/418/5xx are retried) before the fallback list
+    hydrate_candles: int = 500  # closed 1m candles per symbol fetched at start-up (0 = none)
+    hydrate_concurrency: int = 4  # REST requests in flight while hydrating
+    rest_weight_budget_1m: int = 1800  # our share of Binance's 2400/min IP request weight
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +255,16 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError(f"unknown log.level {cfg.log.level!r}")
     if not 1 <= cfg.feed.streams_per_connection <= 200:
         raise ConfigError("feed.streams_per_connection must be within 1..200 (Binance limit)")
+    if not cfg.feed.channels:
+        raise ConfigError("feed.channels must name at least one channel")
+    if cfg.feed.rollover_s < 0 or cfg.feed.rollover_overlap_max_s <= 0:
+        raise ConfigError("feed.rollover_s must be >= 0 and feed.rollover_overlap_max_s > 0")
+    if cfg.feed.discovery_attempts < 1 or cfg.feed.hydrate_concurrency < 1:
+        raise ConfigError("feed.discovery_attempts and feed.hydrate_concurrency must be >= 1")
+    if not 0 <= cfg.feed.hydrate_candles <= 100_000:
+        raise ConfigError("feed.hydrate_candles must be within 0..100000")
+    if not 10 <= cfg.feed.rest_weight_budget_1m <= 6000:
+        raise ConfigError("feed.rest_weight_budget_1m must be within 10..6000")
 
 
 def _is_section(tp: Any) -> bool:
@@ -345,10 +363,13 @@ def secrets(env: Mapping[str, str] | None = None, secret_dir: Path = SECRET_DIR)
     def one(name: str) -> str:
         if env.get(name):
             return env[name].strip()
-        path = env.get(f"{name}_FILE") or str(secret_dir / name.lower())
+        explicit = env.get(f"{name}_FILE")
+        path = Path(explicit) if explicit else secret_dir / name.lower()
+        if not explicit and not path.exists():
+            return ""  # no docker secret: demo and paper modes need no keys
         try:
-            return Path(path).read_text().strip()
-        except OSError:
-            return ""
+            return path.read_text().strip()
+        except OSError as exc:  # named or present but unreadable: a deployment error, not "no key"
+            raise ConfigError(f"cannot read secret file {path} for {name}: {exc.strerror or exc}") from None
 
     return Secrets(api_key=one("BINANCE_API_KEY"), api_secret=one("BINANCE_API_SECRET"))

@@ -332,6 +332,14 @@ class Ring:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.ftruncate(fd, size)
+            try:
+                # reserve every block now: on a tmpfs too small for the ring (docker's default
+                # /dev/shm is 64 MiB) touching a page later would kill us with SIGBUS
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                raise RingError(f"cannot allocate {size} bytes for ring {path}: "
+                                f"{exc.strerror or exc} (make the shm filesystem larger, e.g. "
+                                f"docker --shm-size, or set ring.capacity smaller)") from exc
             mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _MAP_POPULATE)
             np.frombuffer(mm, np.uint8)[SLOTS_OFFSET::PAGE_BYTES] = 0  # allocate every tmpfs page now
             _HEADER.pack_into(mm, 0, MAGIC, LAYOUT_VERSION, RECORD_SIZE, capacity, MAX_SYMBOLS,

@@ -15,6 +15,7 @@ import os
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -95,8 +96,30 @@ def db_path(cfg: AegisConfig) -> Path:
     return Path(cfg.data_dir).resolve() / cfg.orchestrator.db_file
 
 
-def stats_path(rd: Path, service: str, pid: int | None = None) -> Path:
-    return rd / "stats" / f"{service}.{pid or os.getpid()}.json"
+_INCARNATION: tuple[int, str] | None = None
+
+
+def incarnation() -> str:
+    """This process's unique name: pid plus start time. In a container the pid is nearly
+    always the same small number after a restart, so the pid alone would overwrite the
+    previous incarnation's stats."""
+    global _INCARNATION
+    if _INCARNATION is None or _INCARNATION[0] != os.getpid():
+        _INCARNATION = (os.getpid(), f"{os.getpid()}-{time.time_ns()}")
+    return _INCARNATION[1]
+
+
+def stats_path(rd: Path, service: str) -> Path:
+    return rd / "stats" / f"{service}.{incarnation()}.json"
+
+
+def mark_starting(rd: Path, service: str) -> None:
+    """Remove a readiness file left by a previous incarnation (same pid in a container)."""
+    (rd / f"{service}.ready").unlink(missing_ok=True)
+
+
+def mark_ready(rd: Path, service: str) -> None:
+    (rd / f"{service}.ready").write_text(str(os.getpid()))
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

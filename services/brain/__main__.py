@@ -154,6 +154,7 @@ def warm_up(brain: Brain) -> None:
 
 def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     rd = service.ensure_run_dir(service.run_dir(cfg))
+    service.mark_starting(rd, NAME)
     ep = endpoints(rd)
     started = time.monotonic()
     pub = bus.Publisher.bind_pub(NAME, ep.brain_pub)
@@ -169,7 +170,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         pub.close(), journal.close(), ring.close(), zmqutil.term()
         return 2
     warm_up(brain)
-    (rd / f"{NAME}.ready").write_text(str(os.getpid()))
+    service.mark_ready(rd, NAME)
     log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names))
     conflate_s = cfg.brain.conflate_interval_ms / 1000
     idle_s = cfg.brain.idle_sleep_us / 1e6

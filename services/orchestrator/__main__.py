@@ -53,16 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     stop = service.StopFlag()
     service.install_stop_handlers(stop)
     rd = service.ensure_run_dir(service.run_dir(cfg))
+    service.mark_starting(rd, NAME)
     ep = endpoints(rd)
     started = time.monotonic()
 
-    ring = open_ring(cfg)
+    try:
+        ring = open_ring(cfg)
+    except RingError as exc:  # e.g. the shm filesystem is too small: say so, do not crash
+        log.error("orchestrator.ring_unavailable", error=str(exc))
+        print(f"aegis orchestrator: {exc}", file=sys.stderr)
+        return 2
     conn = db.connect(service.db_path(cfg))
     journal = bus.Subscriber.bind_pull(ep.journal)
     pub = bus.Publisher.bind_pub(NAME, ep.orchestrator_pub)
     stats = {"journal_messages": 0, "rows_written": 0, "journal_rejected": 0,
              "journal_gaps": 0, "batches": 0, "checkpoints": 0}
-    (rd / f"{NAME}.ready").write_text(str(os.getpid()))
+    service.mark_ready(rd, NAME)
     log.info("orchestrator.ready", run_dir=str(rd), db=str(service.db_path(cfg)))
 
     next_beat = next_ckpt = next_stats = 0.0

@@ -92,3 +92,16 @@ class TestSecrets:
     def test_no_secrets_means_not_present(self, tmp_path):
         """Demo mode needs no keys: absent secrets are empty, not an error."""
         assert not config.secrets({}, tmp_path).present
+
+
+class TestSecretFiles:
+    def test_named_secret_file_that_cannot_be_read_is_an_error(self, tmp_path):
+        """BINANCE_API_KEY_FILE pointing at a missing file is a ConfigError, not silently 'no key'."""
+        with pytest.raises(ConfigError):
+            config.secrets({"BINANCE_API_KEY_FILE": str(tmp_path / "nope")}, tmp_path)
+
+    def test_docker_secret_present_but_unreadable_is_an_error(self, tmp_path):
+        """A /run/secrets entry that exists but cannot be read (a directory here) is a ConfigError."""
+        (tmp_path / "binance_api_key").mkdir()
+        with pytest.raises(ConfigError):
+            config.secrets({}, tmp_path)

@@ -510,3 +510,16 @@ class TestSingleRoles:
         time.sleep(0.3)  # dead, but not reaped: a zombie
         assert not pid_alive(p.pid)
         p.wait()
+
+
+def test_ring_too_big_for_the_shm_filesystem_is_a_ring_error(tmp_path, monkeypatch):
+    """No space for the ring (a small docker /dev/shm) gives RingError at create, never a SIGBUS later."""
+    import errno
+
+    def no_space(fd, off, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(RingError, match="cannot allocate"):
+        Ring.create(str(tmp_path / "big.ring"), 1 << 10)
+    assert not list(tmp_path.iterdir())  # the temporary file is gone too
