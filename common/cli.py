@@ -5,6 +5,7 @@
     aegis status [--run-dir DIR]                          live state of a running stack
     aegis decode FILE [--json]                            decoder + firewall over a capture
     aegis smc CANDLES.csv --out OUT.csv                   SMC features of a candle file
+    aegis capture --out FILE | capture-info FILE          record / check ZeroMQ captures
 
 Each subcommand is imported only when chosen, so ``aegis feed`` never loads the brain.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS: dict[str, tuple[str, str]] = {
+COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "run": ("services.orchestrator.supervisor", "run the whole stack (demo by default)"),
     "orchestrator": ("services.orchestrator.__main__", "database, ring owner, journal writer"),
     "feed": ("services.feed.__main__", "market data in: WebSocket -> firewall -> ring"),
@@ -23,12 +24,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("services.orchestrator.status_cli", "live state of a running stack, as a table"),
     "decode": ("services.feed.decode_cli", "decode + validate a capture file, print counts"),
     "smc": ("services.brain.smc_cli", "Smart Money Concepts features of a candle CSV"),
+    "capture": ("common.capture_cli", "record a running stack's ZeroMQ streams to a capture file"),
+    "capture-info": ("common.capture_cli", "describe and check a capture file", "info_main"),
 }
 
 
 def usage() -> str:
     lines = ["usage: aegis <command> [options]", "", "commands:"]
-    lines += [f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<14} {spec[1]}" for name, spec in COMMANDS.items()]
     lines += ["", "aegis <command> --help shows the options of one command."]
     return "\n".join(lines)
 
@@ -42,9 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"aegis: unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[cmd][0])
+    spec = COMMANDS[cmd]
+    module = importlib.import_module(spec[0])
+    entry = getattr(module, spec[2] if len(spec) > 2 else "main")
     try:
-        return int(module.main(rest) or 0)
+        return int(entry(rest) or 0)
     except KeyboardInterrupt:
         return 130
 

@@ -1,0 +1,280 @@
+"""``aegis capture`` and ``aegis capture-info``: record a running stack's events, inspect a file.
+
+    aegis capture --out FILE [--topics PREFIX ...] [--duration S] [--raw] [--run-dir DIR]
+    aegis capture-info FILE [--json]
+
+``capture`` subscribes to every PUB endpoint of the stack (``config.endpoints(run_dir)``),
+by topic prefix (default: everything), and appends each message's frames, exactly as
+received, with its receive time, to a capture file (``common.capture``) until Ctrl+C,
+SIGTERM or ``--duration``; then it closes the file (index and footer) and prints the count
+per topic. It records frames it cannot decode too: a capture is evidence, not a filter.
+
+``capture-info`` prints the header, blocks, records, time span, counts per topic, how many
+frames ``wire.decode`` rejects, and the integrity verdict: ``ok`` (indexed, every block
+checked), ``incomplete`` (no index: the writer did not close the file; every complete block
+is intact), ``damaged`` (where and what). Exit status 0 for ok/incomplete, 1 for damaged,
+2 when the file cannot be read as a capture at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import zmq
+
+from common import config as config_mod
+from common import service, wire, zmqutil
+from common.capture import (KIND_NAMES, KIND_WS_RAW, KIND_ZMQ, RAW_TOPIC_PREFIX, Capture,
+                            CaptureWriter, Header, create_capture, label, open_capture,
+                            record_label)
+from common.errors import DecodeError
+
+POLL_MS = 100  # longest wait for a message: bounds how late a stop or a due flush is noticed
+DRAIN_BATCH = 1000  # messages taken per wake-up before checking the clock again
+
+RAW_HELP = ("also record the feed's raw WebSocket frames (published on topic 'raw.*'). "
+            "The feed does not publish raw frames yet: until it does, this records nothing more")
+
+
+# ---------------------------------------------------------------------------- the core
+def subscriptions(topics: Iterable[str], raw: bool) -> list[bytes]:
+    """SUB prefixes: the given ones (default: everything), plus ``raw.`` with ``--raw``."""
+    out = [t.encode() for t in topics] or [b""]
+    if raw and b"" not in out and RAW_TOPIC_PREFIX not in out:
+        out.append(RAW_TOPIC_PREFIX)
+    return out
+
+
+def classify(frames: list[bytes], raw: bool) -> tuple[int, tuple[bytes, ...]] | None:
+    """(kind, frames to store) for one received message, or None to skip it: ``raw.*``
+    messages are raw WebSocket frames, kept (as the text frame alone) only with ``--raw``."""
+    if frames and frames[0].startswith(RAW_TOPIC_PREFIX):
+        if not raw or len(frames) != 2:
+            return None
+        return KIND_WS_RAW, (frames[1],)
+    return KIND_ZMQ, tuple(frames)
+
+
+def record_stream(sock: zmq.Socket, writer: CaptureWriter, *, raw: bool,
+                  should_stop: Callable[[], bool], duration_s: float = 0.0) -> tuple[Counter[str], int]:
+    """Receive and record until ``should_stop()`` or ``duration_s`` (0 = no limit), then take
+    what has already arrived. Returns (count per label, messages skipped)."""
+    counts: Counter[str] = Counter()
+    skipped = 0
+    last_ns = 0
+    deadline = time.monotonic() + duration_s if duration_s > 0 else None
+
+    def drain(limit: int) -> int:
+        nonlocal last_ns, skipped
+        n = 0
+        while n < limit:
+            try:
+                frames = sock.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            n += 1
+            # wall-clock receive time (comparable with event times), never decreasing, as
+            # the format requires, even when the clock steps back
+            last_ns = max(last_ns, time.time_ns())
+            kept = classify(frames, raw)
+            if kept is None:
+                skipped += 1
+                continue
+            kind, stored = kept
+            writer.append(last_ns, stored, kind)
+            counts[label(kind, stored)] += 1
+        return n
+
+    while not should_stop():
+        timeout = POLL_MS
+        if deadline is not None:
+            left_ms = (deadline - time.monotonic()) * 1000.0
+            if left_ms <= 0:
+                break
+            timeout = int(min(timeout, left_ms)) + 1
+        if sock.poll(timeout):
+            drain(DRAIN_BATCH)
+        writer.flush_if_due()
+    while drain(DRAIN_BATCH):  # what arrived before the stop is part of the capture
+        pass
+    return counts, skipped
+
+
+def format_counts(counts: Counter[str]) -> list[str]:
+    width = max((len(k) for k in counts), default=0)
+    return [f"  {k:<{width}}  {v:>10,}" for k, v in sorted(counts.items())]
+
+
+# ---------------------------------------------------------------------------- aegis capture
+def capture_parser() -> argparse.ArgumentParser:
+    p = service.arg_parser("capture", "record the stack's PUB events into a capture file")
+    p.add_argument("--out", required=True, help="capture file to create")
+    p.add_argument("--topics", nargs="+", default=[], metavar="PREFIX",
+                   help="topic prefixes to record, e.g. candle. tick.BTCUSDT (default: all)")
+    p.add_argument("--duration", type=float, default=0.0, metavar="S",
+                   help="stop after S seconds (default: until Ctrl+C or SIGTERM)")
+    p.add_argument("--raw", action="store_true", help=RAW_HELP)
+    p.add_argument("--symbols", nargs="+", default=None,
+                   help="symbols for the header (default: the stack's configured feed symbols)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("--fsync", action="store_true", help="fsync after every block")
+    p.add_argument("--flush-ms", type=int, default=1000,
+                   help="write a block at least this often (what a crash can lose)")
+    p.add_argument("--block-records", type=int, default=4096, help="records per block at most")
+    return p
+
+
+def _stack_symbols(rd: Path) -> tuple[str, ...]:
+    """The feed symbols of the stack's config (written by the supervisor), if any."""
+    try:
+        return tuple(json.loads((rd / "config.json").read_text())["feed"]["symbols"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = capture_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.flush_ms < 0 or args.block_records < 1 or args.duration < 0:
+        print("aegis capture: --flush-ms, --duration must be >= 0, --block-records >= 1",
+              file=sys.stderr)
+        return 2
+    cfg = service.bootstrap("capture", args)
+    rd = service.run_dir(cfg)
+    eps = config_mod.endpoints(rd).publishers()
+    prefixes = subscriptions(args.topics, args.raw)
+    header = Header(start_ns=time.time_ns(), wire_schema=wire.SCHEMA_VERSION,
+                    symbols=tuple(args.symbols) if args.symbols else _stack_symbols(rd),
+                    meta={"tool": "aegis capture", "host": socket.gethostname(), "pid": os.getpid(),
+                          "run_dir": str(rd), "mode": cfg.mode, "endpoints": list(eps),
+                          "topics": [p.decode() for p in prefixes], "raw": args.raw})
+    try:
+        writer = create_capture(args.out, header, overwrite=args.overwrite, fsync=args.fsync,
+                                block_records=args.block_records, block_interval_ms=args.flush_ms)
+    except FileExistsError:
+        print(f"aegis capture: {args.out} exists (pass --overwrite to replace it)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"aegis capture: cannot create {args.out}: {exc}", file=sys.stderr)
+        return 2
+    stop = service.StopFlag()
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:  # signal handlers can only be set there (tests may call main in a thread)
+        service.install_stop_handlers(stop)
+    sock = zmqutil.sub(eps, prefixes)
+    started = time.monotonic()
+    print(f"aegis capture: recording {', '.join(eps)} -> {args.out} (Ctrl+C to stop)",
+          file=sys.stderr, flush=True)
+    try:
+        counts, skipped = record_stream(sock, writer, raw=args.raw, should_stop=stop.is_set,
+                                        duration_s=args.duration)
+    finally:
+        writer.close()
+        sock.close()
+        if in_main:
+            zmqutil.term()
+    size = Path(args.out).stat().st_size
+    print(f"aegis capture: {writer.records:,} records in {writer.blocks:,} blocks, {size:,} bytes "
+          f"-> {args.out} in {time.monotonic() - started:.1f} s")
+    print("\n".join(format_counts(counts)))
+    if skipped:
+        print(f"  ({skipped:,} raw.* frames skipped: pass --raw to record them)")
+    if args.raw and not counts.get("raw"):
+        print("  (--raw: no raw WebSocket frames arrived; the feed does not publish them yet)")
+    return 0
+
+
+# ---------------------------------------------------------------------------- capture-info
+def summarize(cap: Capture, name: str = "") -> dict[str, Any]:
+    """Everything ``capture-info`` shows, read from the whole file (pure over ``cap``)."""
+    counts: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    first = last = None
+    records = 0
+    problem: DecodeError | None = None
+    try:
+        for rec in cap.iter_records():
+            records += 1
+            first = rec.recv_ns if first is None else first
+            last = rec.recv_ns
+            counts[record_label(rec)] += 1
+            kinds[KIND_NAMES[rec.kind]] += 1
+            if rec.kind == KIND_ZMQ:
+                try:
+                    wire.decode(rec.frames)
+                except DecodeError as exc:
+                    rejected[exc.reason] += 1
+    except DecodeError as exc:
+        problem = exc
+    verdict = "damaged" if problem else ("incomplete" if cap.index_missing else "ok")
+    h = cap.header
+    return {
+        "file": name, "size_bytes": cap.size, "wire_schema": h.wire_schema,
+        "symbols": list(h.symbols), "start_ns": h.start_ns, "meta": h.meta,
+        "indexed": not cap.index_missing, "blocks": len(cap.blocks), "records": records,
+        "first_ns": first, "last_ns": last,
+        "span_s": 0.0 if first is None else (last - first) / 1e9,
+        "counts": dict(sorted(counts.items())), "kinds": dict(kinds),
+        "wire_rejected": dict(rejected), "verdict": verdict,
+        "problem": None if problem is None else str(problem),
+    }
+
+
+def _iso(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def format_info(s: dict[str, Any]) -> str:
+    verdicts = {"ok": "ok (index present, every block checked)",
+                "incomplete": "incomplete (no index: the writer did not close the file); "
+                              "every complete block is intact",
+                "damaged": f"DAMAGED: {s['problem']}"}
+    out = [f"{s['file']}: {s['size_bytes']:,} bytes, wire schema {s['wire_schema']}, "
+           f"started {_iso(s['start_ns'])}",
+           f"symbols: {' '.join(s['symbols']) or '-'}",
+           f"meta: {json.dumps(s['meta'], sort_keys=True, default=repr)}",
+           f"index: {'present' if s['indexed'] else 'MISSING'}   blocks: {s['blocks']:,}"
+           f"   records: {s['records']:,}",
+           f"time span: {_iso(s['first_ns'])} .. {_iso(s['last_ns'])} ({s['span_s']:.3f} s)",
+           "per topic:" + ("" if s["counts"] else " none")]
+    out += format_counts(Counter(s["counts"]))
+    if s["wire_rejected"]:
+        out.append("frames wire.decode rejects: "
+                   + ", ".join(f"{k} {v:,}" for k, v in sorted(s["wire_rejected"].items())))
+    out.append(f"verdict: {verdicts[s['verdict']]}")
+    return "\n".join(out)
+
+
+def info_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aegis capture-info",
+                                description="header, blocks, counts and integrity of a capture")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    return p
+
+
+def info_main(argv: list[str] | None = None) -> int:
+    args = info_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        with open_capture(args.file) as cap:
+            summary = summarize(cap, args.file)
+    except (OSError, DecodeError) as exc:
+        print(f"aegis capture-info: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary, default=repr))
+    else:
+        print(format_info(summary))
+    return 1 if summary["verdict"] == "damaged" else 0
