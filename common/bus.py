@@ -33,7 +33,8 @@ log = structlog.get_logger(__name__)
 
 class Publisher:
     def __init__(self, service: str, socket: zmq.Socket) -> None:
-        self.name = f"{service}:{os.getpid()}"
+        # pid + start time: a restarted process (same pid in a container) is a new publisher
+        self.name = f"{service}:{os.getpid()}-{time.time_ns()}"
         self._sock = socket
         self._seq: dict[type, int] = {}  # per event type: a subscriber filters by type
         self.dropped = 0

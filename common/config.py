@@ -94,6 +94,7 @@ class SupervisorConfig:
     restart_backoff_max_s: float = 10.0
     restart_intensity: int = 10  # more than this many restarts ...
     restart_period_s: float = 60.0  # ... within this window: give up, exit non-zero
+    healthy_after_s: float = 10.0  # up this long: the next crash restarts immediately again
     ready_timeout_s: float = 30.0
     stop_timeout_s: float = 10.0  # per child, then SIGKILL
     heartbeat_timeout_s: float = 10.0  # no heartbeat this long = hung: kill and restart

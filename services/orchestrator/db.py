@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS risk_rejects (
     symbol TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, signal_id TEXT NOT NULL,
     PRIMARY KEY (publisher, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal_seq (
+    stream TEXT PRIMARY KEY,  -- "<publisher>/<event type>"
+    seq INTEGER NOT NULL      -- last sequence number written, committed with its rows
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS model_state (
     name TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL,
     updated_ns INTEGER NOT NULL
@@ -128,6 +132,20 @@ def rows_for(env: wire.Envelope) -> list[Row]:
         return [(_REJECT_SQL, (t, env.publisher, env.seq, b.symbol, b.reason, b.detail,
                                b.signal_id))]
     return []  # heartbeats and status are not persisted
+
+
+_SEQ_SQL = ("INSERT INTO journal_seq VALUES (?, ?) ON CONFLICT(stream) DO UPDATE SET"
+            " seq = max(seq, excluded.seq)")
+
+
+def sequence_rows(last: dict[str, int]) -> list[Row]:
+    """Statements that record the last sequence of each journal stream (same transaction as
+    its rows: after a crash the orchestrator knows exactly which messages it never wrote)."""
+    return [(_SEQ_SQL, (k, v)) for k, v in last.items()]
+
+
+def load_sequences(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT stream, seq FROM journal_seq").fetchall())
 
 
 def write_batch(conn: sqlite3.Connection, rows: Iterable[Row]) -> int:

@@ -38,6 +38,8 @@ def health(snap: Snapshot) -> tuple[bool, list[str]]:
     for name, c in snap.get("services", {}).items():
         if not c.get("running"):
             problems.append(f"{name} not running")
+        elif not c.get("ready", True):
+            problems.append(f"{name} starting")
         elif c.get("heartbeat_age_s") is not None and c["heartbeat_age_s"] > snap.get("heartbeat_timeout_s", 10):
             problems.append(f"{name} silent for {c['heartbeat_age_s']:.1f}s")
     return not problems, problems

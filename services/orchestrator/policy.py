@@ -14,20 +14,23 @@ from common.histogram import LatencyHistogram
 
 @dataclass(frozen=True, kw_only=True)
 class RestartPolicy:
-    initial_s: float = 0.5
+    initial_s: float = 0.5  # delay before the second consecutive restart; doubles after
     max_s: float = 10.0
     intensity: int = 10  # more than this many restarts ...
     period_s: float = 60.0  # ... within this window = give up
+    healthy_after_s: float = 10.0  # up this long = healthy again: the next crash restarts at once
 
 
 def backoff_s(policy: RestartPolicy, consecutive_failures: int) -> float:
-    """Delay before restart number ``consecutive_failures`` (1-based): doubling, capped.
+    """Delay before restart number ``consecutive_failures`` (1-based).
 
-    The first restart after a long healthy run is quick; a crash loop slows down.
+    The first restart after a healthy run is immediate (a single crash should cost only the
+    start-up time: the chaos suite's 2-second promise); a crash loop then waits
+    ``initial_s``, doubling up to ``max_s``.
     """
-    if consecutive_failures <= 0:
+    if consecutive_failures <= 1:
         return 0.0
-    return min(policy.max_s, policy.initial_s * (2 ** (consecutive_failures - 1)))
+    return min(policy.max_s, policy.initial_s * (2 ** (consecutive_failures - 2)))
 
 
 def recent(restart_times: Sequence[float], now: float, period_s: float) -> tuple[float, ...]:
@@ -40,9 +43,9 @@ def intensity_exceeded(policy: RestartPolicy, restart_times: Sequence[float], no
     return len(recent(restart_times, now, policy.period_s)) > policy.intensity
 
 
-def healthy_reset(started_at: float, now: float, period_s: float) -> bool:
-    """A child that stayed up a whole window has its consecutive-failure count reset."""
-    return now - started_at >= period_s
+def healthy_reset(started_at: float, now: float, healthy_after_s: float) -> bool:
+    """A child that stayed up ``healthy_after_s`` has its consecutive-failure count reset."""
+    return now - started_at >= healthy_after_s
 
 
 # ---------------------------------------------------------------------------- summary

@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -87,7 +88,8 @@ class Supervisor:
         self.status_line = status_line and cfg.supervisor.status_line
         self.policy = policy.RestartPolicy(
             initial_s=cfg.supervisor.restart_backoff_initial_s, max_s=cfg.supervisor.restart_backoff_max_s,
-            intensity=cfg.supervisor.restart_intensity, period_s=cfg.supervisor.restart_period_s)
+            intensity=cfg.supervisor.restart_intensity, period_s=cfg.supervisor.restart_period_s,
+            healthy_after_s=cfg.supervisor.healthy_after_s)
         self.stop = service.StopFlag()
         self.rd = service.run_dir(cfg)
         self.children: list[Child] = []
@@ -101,6 +103,7 @@ class Supervisor:
         self.ready_at: float | None = None
         self.startup_s = 0.0
         self.server: Any = None
+        self._wake = threading.Event()
 
     # ------------------------------------------------------------------ set-up
     def prepare(self) -> None:
@@ -190,6 +193,8 @@ class Supervisor:
     def run(self) -> int:
         self.prepare()
         service.install_stop_handlers(self.stop)
+        # wake the loop the moment a child dies, instead of at its next 0.1 s tick
+        signal.signal(signal.SIGCHLD, lambda *_: self._wake.set())
         started = self.started = time.monotonic()
         try:
             self.start_monitor()
@@ -230,6 +235,7 @@ class Supervisor:
             running = c.proc is not None and c.proc.poll() is None
             services[c.name] = {
                 "pid": c.proc.pid if c.proc is not None else None, "running": running,
+                "ready": running and self.is_ready(c),
                 "restarts": c.restarts,
                 "heartbeat_age_s": (None if c.name == "exchange_sim" or c.proc is None
                                     else round(now - c.last_heartbeat, 3)),
@@ -267,7 +273,9 @@ class Supervisor:
             if now >= next_heartbeat_line:
                 next_heartbeat_line = now + self.cfg.supervisor.heartbeat_log_interval_s
                 print(self.heartbeat_line(), file=sys.stderr, flush=True)
-            self.stop.sleep(TICK_S)
+            if not self.stop.is_set():
+                self._wake.wait(TICK_S)
+                self._wake.clear()
 
     def supervise(self, child: Child, now: float) -> bool:
         """Restart a dead (or hung) child; False when the restart intensity is exceeded."""
@@ -278,7 +286,7 @@ class Supervisor:
                 self.spawn(child)
             return True
         if p is not None and p.poll() is None:
-            if policy.healthy_reset(child.started_at, now, self.policy.period_s):
+            if policy.healthy_reset(child.started_at, now, self.policy.healthy_after_s):
                 child.consecutive_failures = 0
             hb_timeout = self.cfg.supervisor.heartbeat_timeout_s
             if (child.name != "exchange_sim" and self.is_ready(child)

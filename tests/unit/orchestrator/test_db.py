@@ -52,3 +52,22 @@ class TestDatabase:
         """Status messages produce no rows."""
         hb = wire.Heartbeat(service="feed", pid=1, uptime_s=1.0)
         assert db.rows_for(env(hb)) == []
+
+
+class TestJournalSequences:
+    def test_sequences_survive_a_reconnect_and_never_go_back(self, tmp_path):
+        """The last sequence per stream is stored with the rows and only ever moves forward."""
+        path = tmp_path / "a.sqlite3"
+        conn = db.connect(path)
+        db.write_batch(conn, db.sequence_rows({"brain:1-5/CANDLE_CLOSED": 7}))
+        db.write_batch(conn, db.sequence_rows({"brain:1-5/CANDLE_CLOSED": 3, "feed:2-6/FILL": 1}))
+        conn.close()
+        assert db.load_sequences(db.connect(path)) == {"brain:1-5/CANDLE_CLOSED": 7, "feed:2-6/FILL": 1}
+
+    def test_restarted_writer_counts_exactly_the_messages_it_never_wrote(self, tmp_path):
+        """A tracker seeded from the database sees a gap of exactly the messages lost in between."""
+        conn = db.connect(tmp_path / "a.sqlite3")
+        db.write_batch(conn, db.sequence_rows({"brain:1-5/CANDLE_CLOSED": 10}))
+        t = wire.SequenceTracker(count_initial=True)
+        t.last.update(db.load_sequences(conn))
+        assert t.observe("brain:1-5/CANDLE_CLOSED", 14) == 3

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from services.orchestrator import policy
 
-P = policy.RestartPolicy(initial_s=0.5, max_s=10.0, intensity=3, period_s=60.0)
+P = policy.RestartPolicy(initial_s=0.5, max_s=10.0, intensity=3, period_s=60.0, healthy_after_s=10.0)
 
 
 class TestBackoff:
-    def test_backoff_doubles_from_initial(self):
-        """Consecutive failures wait 0.5, 1, 2, 4 seconds."""
-        assert [policy.backoff_s(P, n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+    def test_first_restart_is_immediate_then_doubles(self):
+        """A single crash restarts at once; a crash loop waits 0.5, 1, 2, 4 seconds."""
+        assert [policy.backoff_s(P, n) for n in (1, 2, 3, 4, 5)] == [0.0, 0.5, 1.0, 2.0, 4.0]
 
     def test_backoff_is_capped(self):
         """A crash loop never waits longer than max_s."""
@@ -34,7 +34,7 @@ class TestIntensity:
         """Restarts older than period_s no longer count."""
         assert not policy.intensity_exceeded(P, [0.0, 1.0, 70.0, 71.0], now=72.0)
 
-    def test_child_up_a_whole_window_is_healthy_again(self):
-        """After period_s of uptime the consecutive-failure count resets."""
-        assert policy.healthy_reset(10.0, 70.0, 60.0)
-        assert not policy.healthy_reset(10.0, 69.0, 60.0)
+    def test_child_up_long_enough_is_healthy_again(self):
+        """After healthy_after_s of uptime the consecutive-failure count resets."""
+        assert policy.healthy_reset(10.0, 20.0, 10.0)
+        assert not policy.healthy_reset(10.0, 19.9, 10.0)
