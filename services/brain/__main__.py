@@ -21,7 +21,7 @@ from common.config import AegisConfig, endpoints
 from common.errors import RingError, TransientError
 from common.log import RateLimiter
 from common.ring import Ring
-from services.brain import candles, conflate, engine
+from services.brain import candles, conflate, engine, model, strategy
 
 log = structlog.get_logger(__name__)
 NAME = "brain"
@@ -59,6 +59,12 @@ class Brain:
                                     batch=cfg.brain.read_batch)
         self.buf = records.empty(cfg.brain.read_batch)
         self.names: list[str] = ring.symbol_names()
+        self.strategy_cfg = strategy.StrategyConfig(base_interval_s=cfg.brain.candle_interval_s)
+        self.strategies: dict[int, strategy.StrategyState] = {}
+        # the model learns from closed trades (issue 5); until then every confidence is the
+        # cold prior, and the signal says so (cold=True)
+        self.model_state = model.new_state(model.ModelConfig())
+        self.signals = 0
         self.ticks_read = 0
         self.candles_closed = 0
         self.tick_updates = 0
@@ -104,12 +110,28 @@ class Brain:
                 trades=int(c["trades"]), buy_volume=float(c["buy_volume"]))
             event_ns = int(c["close_ms"]) * 1_000_000
             self.pub.publish(body, event_ns)
-            try:
-                self.journal.publish(body, event_ns)
-            except TransientError:
-                self.journal_full += 1
+            self.journal_publish(body, event_ns)
             self.candles_closed += 1
+            if body.interval_s == self.cfg.brain.candle_interval_s:
+                self.analyse(int(c["symbol_id"]), body, event_ns)
         candles.reset_output(self.core.candles)
+
+    def analyse(self, sid: int, candle: wire.CandleClosed, event_ns: int) -> None:
+        """SMC strategy on each closed base candle: publish the signals it decides."""
+        st = self.strategies.get(sid)
+        if st is None:
+            st = self.strategies[sid] = strategy.new_symbol_state(self.strategy_cfg)
+        _, signals = strategy.on_candle(st, candle, candle.interval_s, self.model_state)
+        for sig in signals:
+            self.pub.publish(sig, event_ns)
+            self.journal_publish(sig, event_ns)
+            self.signals += 1
+
+    def journal_publish(self, body: object, event_ns: int) -> None:
+        try:
+            self.journal.publish(body, event_ns)
+        except TransientError:
+            self.journal_full += 1
 
     def publish_ticks(self) -> None:
         st = self.core.conflate
@@ -120,6 +142,8 @@ class Brain:
     def snapshot(self) -> dict:
         lat = self.core.latency
         return {"service": NAME, "ticks_read": self.ticks_read, "candles_closed": self.candles_closed,
+                "signals": self.signals,
+                "strategy_skipped": _sum_counters(st.skipped for st in self.strategies.values()),
                 "tick_updates": self.tick_updates, "out_of_order": int(self.core.order_stats[1]),
                 "rejected": engine.rejected(self.core), "lost": self.reader.lost,
                 "resyncs": self.reader.resyncs, "skipped_on_attach": self.reader.skipped_on_attach,
@@ -130,7 +154,7 @@ class Brain:
         """What the heartbeat carries: totals, plus the latency histogram as cumulative
         buckets (``latency_le_us:<bound>``), the shape Prometheus histograms use."""
         lat = self.core.latency
-        out = {"ticks_read": self.ticks_read, "candles_closed": self.candles_closed,
+        out = {"ticks_read": self.ticks_read, "candles_closed": self.candles_closed, "signals": self.signals,
                "tick_updates": self.tick_updates, "lag": self.reader.lag(), "lost": self.reader.lost,
                "out_of_order": int(self.core.order_stats[1]), "rejected": engine.rejected(self.core),
                "latency_count": lat.count, "latency_sum_us": lat.total / 1e3,
@@ -139,6 +163,14 @@ class Brain:
         for b in LATENCY_BUCKETS_US:
             out[f"latency_le_us:{b:g}"] = lat.count_le(int(b * 1000))
         return out
+
+
+def _sum_counters(counters) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counters:
+        for k, v in dict(c).items():
+            out[k] = out.get(k, 0) + int(v)
+    return out
 
 
 def warm_up(brain: Brain) -> None:
