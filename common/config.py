@@ -49,6 +49,12 @@ class SimConfig:
     symbols: int = 20  # real BTCUSDT plus derived symbols up to this count
     capture: str = ""  # "" = the bundled hftbacktest BTCUSDT capture
     loop: bool = True  # loop the capture seamlessly
+    # "ticks" = the recorded tick capture; "candles" = real 1m candles replayed as trades
+    # synthesized inside each candle (labelled so in exchangeInfo and /_sim/stats)
+    source: str = "ticks"
+    candles: str = ""  # "" = the bundled BTCUSDT 1m candles of 2024-12 (candles source only)
+    history_bars: int = 500  # candles source: 1m bars of real history served before the replay
+    candle_trades: int = 12  # candles source: trades synthesized per candle (4..60, divides 60000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,6 +256,12 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("sim.speed must be > 0")
     if not 1 <= cfg.sim.symbols <= 1024:
         raise ConfigError("sim.symbols must be within 1..1024")
+    if cfg.sim.source not in ("ticks", "candles"):
+        raise ConfigError("sim.source must be 'ticks' or 'candles'")
+    if not 0 <= cfg.sim.history_bars <= 1500:
+        raise ConfigError("sim.history_bars must be within 0..1500")
+    if not 4 <= cfg.sim.candle_trades <= 60 or 60_000 % cfg.sim.candle_trades:
+        raise ConfigError("sim.candle_trades must be within 4..60 and divide 60000")
     if cfg.log.format not in ("console", "json"):
         raise ConfigError("log.format must be 'console' or 'json'")
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error", "critical"):

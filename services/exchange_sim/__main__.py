@@ -30,6 +30,11 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--capture", help="capture file (default: the bundled BTCUSDT capture)")
     p.add_argument("--no-loop", dest="loop", action="store_false", default=None,
                    help="stop after one pass instead of looping the capture")
+    p.add_argument("--source", choices=("ticks", "candles"),
+                   help="ticks = the recorded capture; candles = trades synthesized in real 1m candles")
+    p.add_argument("--candles", help="1m candle CSV (default: the bundled BTCUSDT 2024-12 candles)")
+    p.add_argument("--history-bars", type=int, help="candles: 1m bars of history served before the replay")
+    p.add_argument("--candle-trades", type=int, help="candles: trades synthesized per candle (4..60)")
     return p.parse_args(argv)
 
 
@@ -37,7 +42,7 @@ async def serve(params: SimParams, stop: service.StopFlag) -> int:
     server = SimServer(params)
     port = await server.start()
     log.info("sim.ready", host=params.host, port=port, symbols=len(server.specs),
-             speed=params.speed, max_speed=params.max_speed)
+             speed=params.speed, max_speed=params.max_speed, source=server.source_label)
     if params.port == 0:
         print(f"PORT {port}", flush=True)
     stopped = asyncio.create_task(stop.wait())
@@ -61,9 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg = service.bootstrap("exchange_sim", args)
         params = from_config(cfg.sim, host=args.host, port=args.port, speed=args.speed,
                              max_speed=args.max_speed, symbols=args.symbols,
-                             capture=args.capture, loop=args.loop)
+                             capture=args.capture, loop=args.loop, source=args.source,
+                             candles=args.candles, history_bars=args.history_bars,
+                             candle_trades=args.candle_trades)
         if params.speed <= 0 or not 1 <= params.symbols <= 1024 or not 0 <= params.port <= 65535:
             raise AegisError("speed must be > 0, symbols within 1..1024, port within 0..65535")
+        if params.source not in ("ticks", "candles") or not 0 <= params.history_bars <= 1500:
+            raise AegisError("source must be ticks or candles, history bars within 0..1500")
+        if not 4 <= params.candle_trades <= 60 or 60_000 % params.candle_trades:
+            raise AegisError("candle trades must be within 4..60 and divide 60000")
     except AegisError as exc:
         print(f"exchange-sim: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,10 @@ class SimParams:
     symbols: int = 20
     capture: str = ""  # "" = the bundled capture
     loop: bool = True
+    source: str = "ticks"  # "ticks" (the capture) or "candles" (trades synthesized in real candles)
+    candles: str = ""  # "" = the bundled BTCUSDT 1m candles
+    history_bars: int = 500  # candles source: real 1m bars served before the first played one
+    candle_trades: int = 12  # candles source: trades synthesized per candle
     step_ms: int = 5  # paced: play what is due every 5 ms (adds <= 5 ms of latency)
     max_events_per_symbol_step: int = 4096  # paced: bounded work per step when behind
     max_speed_events_per_step: int = 8192  # max speed: split evenly across symbols (~25 ms steps)
@@ -28,6 +32,7 @@ class SimParams:
 def from_config(sim: SimConfig, **overrides: object) -> SimParams:
     """``SimParams`` from the loaded config section, with command-line overrides."""
     base = dict(host=sim.host, port=sim.port, speed=sim.speed, max_speed=sim.max_speed,
-                symbols=sim.symbols, capture=sim.capture, loop=sim.loop)
+                symbols=sim.symbols, capture=sim.capture, loop=sim.loop, source=sim.source,
+                candles=sim.candles, history_bars=sim.history_bars, candle_trades=sim.candle_trades)
     base.update({k: v for k, v in overrides.items() if v is not None})
     return SimParams(**base)  # type: ignore[arg-type]

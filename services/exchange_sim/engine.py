@@ -296,6 +296,24 @@ class Player:
                 self.capped.add(sym)
         return out
 
+    def skip(self, now_ms: int) -> list[tuple[int, int, int]]:
+        """Move every cursor past the events due at ``now_ms`` without handing them out:
+        ``(sym, first row, end row)`` per symbol that moved. Paced, first loop only (a
+        start-up catch-up nobody sees, folded into state in bulk by the caller); what is due
+        beyond the end of the first loop stays due."""
+        if self.max_speed:
+            raise ValueError("nothing to skip at max speed")
+        horizon = (now_ms - self.start_ms + 1) * self.speed
+        out: list[tuple[int, int, int]] = []
+        for sym, cur in enumerate(self.cursors):
+            if cur.loop:
+                raise ValueError("skip stays within the first loop")
+            end = int(np.searchsorted(self.tl.rel_e, horizon + self.offsets[sym], "left"))
+            if end > cur.row:
+                out.append((sym, cur.row, end))
+                cur.row = end
+        return out
+
     def next_due_ms(self, sym: int) -> int | None:
         """When the next unplayed event of ``sym`` is due (None at max speed or finished)."""
         cur = self.cursors[sym]

@@ -115,6 +115,16 @@ class KlineBook:
         self.n_closed = [0] * n_symbols
         self.last_closed_open = [-1] * n_symbols
 
+    def seed(self, sym: int, rows: np.ndarray) -> None:
+        """Closed bars from before the replay, oldest first (history served for hydration)."""
+        k = int(rows.shape[0])
+        if self.n_closed[sym] or self.current[sym] is not None or k > self.capacity:
+            raise ValueError("seed an empty symbol with at most capacity bars")
+        if k:
+            self.closed[sym, :k] = rows
+            self.n_closed[sym] = k
+            self.last_closed_open[sym] = int(rows[-1, F_OPEN_TIME])
+
     def add_trade(self, sym: int, t_ms: int, p: int, q: int, maker: bool, tid: int) -> list[int] | None:
         """Fold one played trade; returns the bar it closed, if its minute is over."""
         bar = self.current[sym]

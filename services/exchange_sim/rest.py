@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from services.exchange_sim.candles import SYNTHETIC_TAG
 from services.exchange_sim.capture import Capture
 from services.exchange_sim.codec import fmt_units
 from services.exchange_sim.engine import base_factor, round_prices
@@ -83,7 +84,7 @@ def _qty_units_for(spec: SymbolSpec, cap: Capture, capture_qty: int) -> int:
     return capture_qty * 10**cap.qty_decimals * spec.qty_mult
 
 
-def symbol_info(spec: SymbolSpec, cap: Capture) -> dict[str, Any]:
+def symbol_info(spec: SymbolSpec, cap: Capture, synthetic: bool = False) -> dict[str, Any]:
     pdec, qdec = spec.price_decimals, spec.qty_decimals
     first = cap.p1[cap.trade_rows()[0] : cap.trade_rows()[0] + 1]
     ref_price = int(round_prices(first, base_factor(cap, spec), spec.tick_units)[0])
@@ -106,7 +107,8 @@ def symbol_info(spec: SymbolSpec, cap: Capture) -> dict[str, Any]:
         "baseAssetPrecision": 8,
         "quotePrecision": 8,
         "underlyingType": "COIN",
-        "underlyingSubType": [DERIVED_TAG] if spec.derived else [],
+        "underlyingSubType": ([DERIVED_TAG] if spec.derived else [])
+                             + ([SYNTHETIC_TAG] if synthetic else []),
         "settlePlan": 0,
         "triggerProtect": "0.0500",
         "liquidationFee": "0.012500",
@@ -130,7 +132,9 @@ def symbol_info(spec: SymbolSpec, cap: Capture) -> dict[str, Any]:
     }
 
 
-def exchange_info(specs: tuple[SymbolSpec, ...], cap: Capture, now_ms: int) -> dict[str, Any]:
+def exchange_info(specs: tuple[SymbolSpec, ...], cap: Capture, now_ms: int,
+                  synthetic: bool = False) -> dict[str, Any]:
+    """``synthetic``: the candles source; every symbol then carries ``SYNTHETIC_TAG``."""
     return {
         "timezone": "UTC",
         "serverTime": now_ms,
@@ -138,7 +142,7 @@ def exchange_info(specs: tuple[SymbolSpec, ...], cap: Capture, now_ms: int) -> d
         "rateLimits": RATE_LIMITS,
         "exchangeFilters": [],
         "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],
-        "symbols": [symbol_info(s, cap) for s in specs],
+        "symbols": [symbol_info(s, cap, synthetic) for s in specs],
     }
 
 

@@ -1,5 +1,9 @@
 """The sim's network face: one aiohttp app on one port for REST and WebSocket streams.
 
+The data comes from the tick capture (``source = "ticks"``) or from real 1m candles replayed
+as synthesized trades (``"candles"``, see ``candles``: real history is then preloaded into
+the klines, and the start is put on a minute so a sim minute holds whole candles).
+
 One ``Market`` and one pump task serve every connection (all clients see the same events).
 The pump plays what is due every ``step_ms`` (or back to back at max speed), and hands each
 connection its frames in one transport write. Frames are written to the request's transport
@@ -30,11 +34,13 @@ import orjson
 import structlog
 from aiohttp import web
 
+from services.exchange_sim import candles as candles_mod
 from services.exchange_sim import codec, control, faults, rest
 from services.exchange_sim.capture import Capture
 from services.exchange_sim.capture import load as load_capture
 from services.exchange_sim.config import SimParams
 from services.exchange_sim.engine import Player
+from services.exchange_sim.klines import MINUTE_MS
 from services.exchange_sim.hub import MAX_STREAMS, Connection, Hub, StreamError
 from services.exchange_sim.market import Market
 from services.exchange_sim.symbols import make_specs
@@ -53,10 +59,27 @@ class SimServer:
     """Build with params (and optionally a preloaded capture), ``await start()``, ``await stop()``."""
 
     def __init__(self, params: SimParams, capture: Capture | None = None,
-                 clock_ms: Callable[[], int] = wall_ms) -> None:
+                 clock_ms: Callable[[], int] = wall_ms,
+                 candles: candles_mod.Candles | None = None) -> None:
         self.params = params
-        self.cap = capture if capture is not None else load_capture(params.capture or None)
-        self.specs = make_specs(self.cap, params.symbols)
+        self.candles: candles_mod.Candles | None = None
+        self.per_bar = 1  # candles source: real candles per sim 1m bar
+        self.history_n = 0  # candles source: history bars served per symbol
+        self.start_index = 0  # candles source: first replayed candle of the file
+        if params.source == "candles":
+            cd = candles if candles is not None else candles_mod.load_candles(params.candles or None)
+            self.candles = cd
+            self.per_bar = candles_mod.minutes_per_bar(params.speed)
+            self.history_n = candles_mod.history_capacity(cd, params.history_bars, self.per_bar)
+            self.start_index = self.history_n * self.per_bar
+            # replay whole candle groups only, so every loop keeps sim minutes on group edges
+            stop = self.start_index + (cd.n - self.start_index) // self.per_bar * self.per_bar
+            self.cap = candles_mod.to_capture(cd, self.start_index, stop, params.candle_trades)
+            self.specs = candles_mod.align_specs(make_specs(self.cap, params.symbols),
+                                                 self.per_bar * MINUTE_MS)
+        else:
+            self.cap = capture if capture is not None else load_capture(params.capture or None)
+            self.specs = make_specs(self.cap, params.symbols)
         self.by_name = {s.name: s.index for s in self.specs}
         self.clock_ms = clock_ms
         self.hub = Hub(self.specs)
@@ -81,12 +104,32 @@ class SimServer:
         await site.start()
         addrs = self._runner.addresses
         self.port = int(addrs[0][1]) if addrs else self.params.port
-        self._started_ms = self.clock_ms()
+        now = self.clock_ms()
+        # candles: start on the minute, so a sim minute holds whole candles; what fell due
+        # between that minute and now is played below, before any client can connect
+        self._started_ms = now if self.candles is None else now - now % MINUTE_MS
         player = Player(self.cap, self.specs, start_ms=self._started_ms, speed=self.params.speed,
                         max_speed=self.params.max_speed, loop=self.params.loop)
         self.market = Market(self.cap, self.specs, player, self.hub)
+        if self.candles is not None:
+            synth = candles_mod.synthesize_all(self.candles, self.params.candle_trades)
+            for spec in self.specs:
+                self.market.klines.seed(spec.index, candles_mod.history_bars(
+                    self.candles, self.cap, spec, start_index=self.start_index,
+                    bars=self.history_n, per_bar=self.per_bar, end_ms=self._started_ms,
+                    k=self.params.candle_trades, synth=synth))
+            # nobody listens yet: fold the elapsed part of the minute into the open bars in
+            # bulk (so they still equal their candles) and set the first book and price
+            if not self.params.max_speed:
+                self.market.fast_forward(now)
+                self.market.step(now)  # what was due past the end of the first loop, if any
         self._pump_task = asyncio.create_task(self._pump(), name="sim.pump")
         return self.port
+
+    @property
+    def source_label(self) -> str:
+        """``ticks`` or ``candles-synthesized`` (the ticks are synthesized, the candles real)."""
+        return "ticks" if self.candles is None else candles_mod.SOURCE_LABEL
 
     @property
     def pump_task(self) -> asyncio.Task[None] | None:
@@ -186,7 +229,8 @@ class SimServer:
         r.add_get("/fapi/v1/ping", self._rest(lambda q, now: {}))
         r.add_get("/fapi/v1/time", self._rest(lambda q, now: {"serverTime": now}))
         r.add_get("/fapi/v1/exchangeInfo", self._rest(
-            lambda q, now: rest.exchange_info(self.specs, self.cap, now)))
+            lambda q, now: rest.exchange_info(self.specs, self.cap, now,
+                                             synthetic=self.candles is not None)))
         r.add_get("/fapi/v1/klines", self._rest(lambda q, now: rest.klines(self._m, q, self.by_name)))
         r.add_get("/fapi/v1/ticker/24hr", self._rest(
             lambda q, now: rest.ticker_24h_body(self._m, q, self.by_name, now)))
@@ -280,6 +324,10 @@ class SimServer:
             "start_ms": self._started_ms,
             "uptime_s": (now - self._started_ms) / 1000.0,
             "speed": self.params.speed,
+            "source": self.source_label,
+            "synthetic": self.candles is not None,
+            "history_bars": self.history_n,
+            "candles_per_bar": self.per_bar,
             "max_speed": self.params.max_speed,
             "symbols": len(self.specs),
             "symbol_names": [s.name for s in self.specs],

@@ -436,3 +436,85 @@ def test_module_runs_as_a_process_serves_frames_and_exits_0_on_sigterm(procs):
     os.kill(p.pid, signal.SIGTERM)
     assert p.wait(timeout=10) == 0
     assert time.monotonic() - t0 < 2.0
+
+
+# ---------------------------------------------------------------------------- candles source
+CANDLES_CSV = REPO / "services" / "exchange_sim" / "data" / "BTCUSDT_1m_2024-12.csv"
+
+
+def csv_candles(lo: int, hi: int) -> list[list[Decimal]]:
+    """Rows [lo, hi) of the bundled CSV as Decimals (o, h, l, c, v), read independently of the sim."""
+    with open(CANDLES_CSV) as fh:
+        lines = fh.read().splitlines()[1 + lo:1 + hi]
+    return [[Decimal(x) for x in ln.split(",")[:5]] for ln in lines]
+
+
+def test_candles_source_serves_real_history_then_the_replayed_real_candles(cap):
+    """Speed 1, 500 bars of history: REST 1m klines are the CSV's candles 0..502, exactly,
+    opening one minute apart up to the minute the replay began; the label is in exchangeInfo and stats."""
+
+    async def scenario():
+        clock = Clock(T0_MS)  # 50 s into a minute: the replay starts at that minute
+        server = SimServer(SimParams(source="candles", symbols=2, history_bars=500), clock_ms=clock)
+        port = await server.start()
+        try:
+            await advance(server, clock, 10_000 + 2 * 60_000 + 2_000)
+            _, rows = await get(port, "/fapi/v1/klines?symbol=BTCUSDT&interval=1m&limit=1500")
+            _, info = await get(port, "/fapi/v1/exchangeInfo")
+            _, stats = await get(port, "/_sim/stats")
+            return server, rows, info, stats
+        finally:
+            await server.stop()
+
+    server, rows, info, stats = run(scenario())
+    start = T0_MS - 50_000  # the 50 s already elapsed are played before anyone connects
+    assert server._started_ms == start
+    closed = rows[:503]
+    assert [r[0] for r in closed] == [start + (i - 500) * 60_000 for i in range(503)]
+    assert [r[6] for r in closed] == [r[0] + 59_999 for r in closed]
+    assert closed[499][6] < start  # history ends before the first replayed minute
+    assert [[Decimal(x) for x in r[1:6]] for r in closed] == csv_candles(0, 503)
+    assert all(r[8] == 12 for r in closed)  # twelve synthesized trades a candle
+    assert [s["underlyingSubType"] for s in info["symbols"]] == [
+        ["SYNTHETIC-FROM-CANDLES"], ["DERIVED-DEMO", "SYNTHETIC-FROM-CANDLES"]]
+    assert (stats["source"], stats["synthetic"], stats["history_bars"], stats["candles_per_bar"]) == (
+        "candles-synthesized", True, 500, 1)
+
+
+def test_module_in_candles_mode_at_speed_60_streams_and_serves_hour_bars(procs):
+    """python -m services.exchange_sim --source candles --speed 60: history bars an hour of
+    candles each, contiguous up to the start, and synthesized trades on the stream."""
+    p = procs.python("-m", "services.exchange_sim", "--port", "0", "--source", "candles",
+                     "--speed", "60", "--symbols", "2", cwd=REPO, stdout=subprocess.PIPE, text=True,
+                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 60
+    line = ""
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if line.startswith("PORT ") or not line:
+            break
+    assert line.startswith("PORT "), line
+    port = int(line.split()[1])
+
+    async def scenario():
+        _, stats = await get(port, "/_sim/stats")
+        _, rows = await get(port, "/fapi/v1/klines?symbol=BTCUSDT&interval=1m&limit=1500")
+        url = f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade"
+        async with websockets.connect(url) as ws:
+            msgs = await receive_until(ws, lambda m: len(m) >= 3)
+        return stats, rows, msgs
+
+    stats, rows, msgs = run(scenario(), 60)
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(timeout=10) == 0
+    start = stats["start_ms"]
+    assert start % 60_000 == 0 and stats["candles_per_bar"] == 60
+    hist = [r for r in rows if r[0] < start]
+    assert len(hist) == 500 and hist[-1][0] == start - 60_000
+    assert all(b[0] - a[0] == 60_000 for a, b in zip(hist, hist[1:]))
+    assert all(r[8] == 60 * 12 for r in hist)
+    real = csv_candles(0, 60)
+    assert [Decimal(x) for x in hist[0][1:6]] == [
+        real[0][0], max(r[1] for r in real), min(r[2] for r in real), real[-1][3], sum(r[4] for r in real)]
+    assert all(m["data"]["e"] == "trade" and m["data"]["s"] == "BTCUSDT" for m in msgs)
+    assert msgs[0]["data"]["E"] >= stats["now_ms"]  # the minute's elapsed part was not replayed late
