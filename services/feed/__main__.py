@@ -1,11 +1,18 @@
 """Feed shell: WebSocket frames in, validated tick records into the ring.
 
 Start-up: attach the ring (retrying until the orchestrator has created a valid one: a bad
-segment is counted and logged, never a crash), discover symbols (or fall back), register
-them in the ring's symbol table, open one connection per group of at most 200 streams.
-Each frame is decoded and validated by the pure core (``services.feed.codec``) and every
-accepted tick is written to the ring at once. Heartbeats, FEED_STATUS and a stats file go
-out once a second. SIGTERM/SIGINT: close the connections, write final stats, exit 0.
+segment is counted and logged, never a crash), discover symbols (REST errors are retried
+within the request-weight budget, then the built-in list is used and FEED_STATUS says so),
+register them in the ring's symbol table, open one connection per group of at most 200
+streams, and hydrate the last K closed 1m candles of every symbol from REST (published as
+CANDLE_CLOSED on PUB and the journal) while the connections stream.
+
+Each frame is decoded and validated by the pure core (``services.feed.codec``) and
+sequenced against its stream: duplicates (from a rollover's overlap) are dropped, gaps in
+trade ids and ``pu`` chains are counted and published, and an exchange that restarted its
+id counters is followed rather than ignored. Every accepted tick is written to the ring at
+once. Heartbeats, FEED_STATUS and a stats file (with recovery times per fault cause) go out
+once a second. SIGTERM/SIGINT: close the connections, write final stats, exit 0.
 """
 
 from __future__ import annotations
@@ -14,21 +21,30 @@ import asyncio
 import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
+from typing import Any
 
 import structlog
 
 from common import bus, service, wire, zmqutil
 from common.config import AegisConfig, endpoints, sim_urls
-from common.errors import AegisError, RingError
+from common.errors import AegisError, RingError, TransientError
 from common.log import RateLimiter
 from common.ring import Ring
-from services.feed import codec, discovery, streams
+from services.feed import codec, discovery, hydrate, streams
+from services.feed import firewall as fw
 from services.feed.connection import ConnectionStats, stream_forever
 
 log = structlog.get_logger(__name__)
 NAME = "feed"
 RING_RETRY_S = 0.5
+GAP_LOG = 100  # most recent gaps kept in the stats file
+KLINE_CANDLES_KEPT = 4  # per symbol: candles whose kline updates are still de-duplicated
+JOURNAL_RETRY_S = 0.05
+
+_TICK, _EVENT, _DUP, _REJ = codec.TICK, codec.EVENT, codec.DUPLICATE, codec.REJECTED
+_decode = codec.decode
+_sequence = codec.sequence
 
 
 async def attach_ring(path: str, stop: service.StopFlag, errors: Counter) -> Ring | None:
@@ -44,69 +60,209 @@ async def attach_ring(path: str, stop: service.StopFlag, errors: Counter) -> Rin
     return None
 
 
-async def choose_symbols(cfg: AegisConfig, rest_base: str) -> tuple[list[str], str]:
+async def choose_symbols(cfg: AegisConfig, client: hydrate.RestClient) -> tuple[list[str], str]:
+    """Configured symbols, else the top N by 24h quote volume, else the fallback list."""
     if cfg.feed.symbols:
         return list(cfg.feed.symbols), "configured"
+    attempts = cfg.feed.discovery_attempts
     try:
-        infos = await discovery.discover(rest_base, cfg.feed.max_symbols)
+        info = await client.get_json("/fapi/v1/exchangeInfo", weight=hydrate.WEIGHT_EXCHANGE_INFO,
+                                     attempts=attempts)
+        try:
+            tickers = await client.get_json("/fapi/v1/ticker/24hr", weight=hydrate.WEIGHT_TICKER_24H_ALL,
+                                            attempts=attempts)
+        except AegisError as exc:  # ranking is a nicety; exchangeInfo order still works
+            log.warning("feed.tickers_unavailable", error=str(exc)[:200])
+            tickers = None
+        infos = discovery.select_symbols(info, tickers if isinstance(tickers, list) else None,
+                                         cfg.feed.max_symbols)
         if infos:
             return [i.symbol for i in infos], "discovered"
         reason = "no tradable symbols"
-    except (AegisError, OSError, asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 - any failure -> fallback
+    except Exception as exc:  # noqa: BLE001 - any failure -> fallback, never a crash
         reason = repr(exc)[:200]
     log.warning("feed.discovery_failed", reason=reason, fallback=len(discovery.FALLBACK_SYMBOLS))
     return list(discovery.FALLBACK_SYMBOLS[: cfg.feed.max_symbols]), f"fallback: {reason}"
 
 
 class Feed:
-    """The mutable shell state of one feed process (the decoding itself is pure)."""
+    """The mutable shell state of one feed process (decoding and sequencing are pure).
+
+    It is the connections' sink: ``on_frame`` for live frames, and ``peek`` / ``delivered`` /
+    ``release`` for the frames a rollover holds back until the old connection caught up.
+    """
 
     def __init__(self, cfg: AegisConfig, ring: Ring, symbols: list[str]) -> None:
         self.cfg = cfg
         self.ring = ring
         self.writer = ring.writer()
         self.symbol_ids = {s: ring.register_symbol(s) for s in symbols}
-        self.decoder = codec.Decoder(self.symbol_ids)
+        self.seq: codec.SeqState = codec.new_state()
+        self.past_ms = fw.PAST_TOLERANCE_MS
+        self.future_ms = fw.FUTURE_TOLERANCE_MS
+        self.klines: dict[str | None, dict[int, tuple]] = {}
         self.received = 0
         self.written = 0
         self.rejected: Counter[str] = Counter()
         self.accepted: Counter[str] = Counter()
-        self.duplicates = 0
+        self.duplicates: Counter[str] = Counter()
         self.gaps = 0
+        self.gap_ids_missed = 0
+        self.gaps_by_stream: Counter[str] = Counter()
+        self.gap_log: deque[dict[str, Any]] = deque(maxlen=GAP_LOG)
+        self.sequence_resets = 0
         self.limiter = RateLimiter(60.0)
 
-    def on_frame(self, raw: bytes, recv_ns: int) -> None:
+    # ------------------------------------------------------------------ sink
+    def on_frame(self, raw: bytes, recv_ns: int) -> bool:
         self.received += 1
-        res = self.decoder.decode(raw, recv_ns)
+        res = _decode(raw, recv_ns, self.symbol_ids, self.past_ms, self.future_ms)
+        if res.status == _TICK:  # the hot path, inlined: an in-order tick goes straight to the ring
+            out = _sequence(self.seq, res, False, self.past_ms)
+            if out.status == _TICK and out.gap is None:
+                t = out.tick
+                self.writer.publish(t.symbol_id, t.kind, t.flags, t.recv_ns, t.event_ms, t.id,
+                                    t.price, t.qty, t.aux, t.aux_qty)
+                self.written += 1
+                self.accepted[out.event] += 1
+                return True
+            return self._act(self._resequence(res, out), raw)
+        if res.status == _EVENT:
+            res = self._sequence(res)
+        return self._act(res, raw)
+
+    def peek(self, raw: bytes, recv_ns: int) -> tuple[codec.Result, bytes]:
+        self.received += 1
+        return _decode(raw, recv_ns, self.symbol_ids, self.past_ms, self.future_ms), raw
+
+    def delivered(self, peeked: tuple[codec.Result, bytes]) -> bool | None:
+        return streams.delivered(self.seq, peeked[0])
+
+    def release(self, peeked: tuple[codec.Result, bytes]) -> bool:
+        res, raw = peeked
+        if res.status <= _EVENT:
+            res = self._sequence(res)
+        return self._act(res, raw)
+
+    # ------------------------------------------------------------------ core steps
+    def _sequence(self, res: codec.Result) -> codec.Result:
+        return self._resequence(res, _sequence(self.seq, res, False, self.past_ms))
+
+    def _resequence(self, res: codec.Result, out: codec.Result) -> codec.Result:
+        """What the codec's sequencer left to the shell: ``res`` as decoded, ``out`` as sequenced."""
+        status = out.status
+        if status == _DUP:
+            if streams.id_counter_reset(self.seq, res):
+                slot = self.seq[res.event].pop(res.symbol)
+                self.sequence_resets += 1
+                log.warning("feed.sequence_reset", symbol=res.symbol, stream=res.event,
+                            last_id=slot[0], got=res.tick.id if res.tick else None)
+                out = _sequence(self.seq, res, False, self.past_ms)
+        elif status == _EVENT and res.event == "kline":
+            open_ms, rank = streams.kline_key(res)
+            per = self.klines.get(res.symbol)
+            if per is None:
+                per = self.klines[res.symbol] = {}
+            last = per.get(open_ms)
+            if last is not None and rank <= last:
+                return codec.Result(_DUP, "kline", res.symbol, None, res.event_ms, fw.DUPLICATE)
+            per[open_ms] = rank
+            if len(per) > KLINE_CANDLES_KEPT:
+                del per[min(per)]
+        return out
+
+    def _act(self, res: codec.Result, raw: bytes) -> bool:
         status = res.status
-        if status == codec.TICK:
+        wrote = False
+        if status == _TICK:
             t = res.tick
             self.writer.publish(t.symbol_id, t.kind, t.flags, t.recv_ns, t.event_ms, t.id,
                                 t.price, t.qty, t.aux, t.aux_qty)
             self.written += 1
             self.accepted[res.event] += 1
-        elif status == codec.EVENT:
+            wrote = True
+        elif status == _EVENT:
             self.accepted[res.event] += 1
-        elif status == codec.DUPLICATE:
-            self.duplicates += 1
-        elif status == codec.REJECTED:
+        elif status == _DUP:
+            self.duplicates[res.event] += 1
+        elif status == _REJ:
             self.rejected[res.reason] += 1
             if self.limiter.allow(res.reason, time.monotonic()):
                 log.warning("feed.tick_rejected", reason=res.reason, symbol=res.symbol,
                             total=self.rejected[res.reason], sample=bytes(raw[:120]))
         if res.gap is not None:
-            self.gaps += 1
-            if self.limiter.allow(f"gap:{res.gap.stream}", time.monotonic()):
-                log.warning("feed.gap", symbol=res.gap.symbol, stream=res.gap.stream,
-                            expected=res.gap.expected, got=res.gap.got, total=self.gaps)
+            self._gap(res.gap)
+        return wrote
+
+    def _gap(self, gap: codec.Gap) -> None:
+        self.gaps += 1
+        self.gaps_by_stream[gap.stream] += 1
+        if gap.stream in ("trade", "aggTrade"):  # ids are consecutive: the difference is exact
+            self.gap_ids_missed += gap.got - gap.expected
+        self.gap_log.append({"symbol": gap.symbol, "stream": gap.stream, "expected": gap.expected,
+                             "got": gap.got, "time_ms": time.time_ns() // 1_000_000})
+        if self.limiter.allow(f"gap:{gap.stream}", time.monotonic()):
+            log.warning("feed.gap", symbol=gap.symbol, stream=gap.stream, expected=gap.expected,
+                        got=gap.got, total=self.gaps)
 
     def counters(self) -> dict[str, float]:
         return {"frames_received": self.received, "ticks_written": self.written,
-                "ticks_rejected": sum(self.rejected.values()), "ring_cursor": self.writer.cursor}
+                "ticks_rejected": sum(self.rejected.values()), "ring_cursor": self.writer.cursor,
+                "gaps": self.gaps, "duplicates": sum(self.duplicates.values())}
+
+
+def recovery_stats(conns: list[ConnectionStats]) -> dict[str, Any]:
+    """Recovery times (fault -> first tick written after it) over every connection."""
+    events = sorted(((t, c.name, cause, ms) for c in conns for cause, ms, t in c.recoveries))
+    last: dict[str, float] = {}
+    worst: dict[str, float] = {}
+    for _t, _name, cause, ms in events:
+        last[cause] = ms
+        worst[cause] = max(worst.get(cause, 0.0), ms)
+    out: dict[str, Any] = {
+        "recoveries": [{"connection": n, "cause": c, "ms": ms, "time": t} for t, n, c, ms in events[-50:]],
+        "recovery_ms_by_cause": last, "max_recovery_ms_by_cause": worst,
+        "last_recovery_ms": events[-1][3] if events else None,
+        "last_recovery_cause": events[-1][2] if events else None,
+    }
+    return out
+
+
+async def run_hydration(cfg: AegisConfig, client: hydrate.RestClient, symbols: list[str],
+                        pub: bus.Publisher, journal: bus.Publisher, stop: service.StopFlag,
+                        report: hydrate.HydrationReport, counters: Counter) -> None:
+    """Fetch and publish the last ``feed.hydrate_candles`` closed candles of every symbol."""
+    wait = hydrate.settle_delay_ms(time.time_ns() // 1_000_000)
+    if wait:
+        await asyncio.sleep(wait / 1000)
+
+    async def emit(c: wire.CandleClosed) -> None:
+        event_ns = c.close_ms * 1_000_000
+        pub.publish(c, event_ns)
+        while not stop.is_set():
+            try:
+                journal.publish(c, event_ns)
+                return
+            except TransientError:  # the orchestrator is behind or restarting: wait for it
+                counters["journal_full"] += 1
+                await asyncio.sleep(JOURNAL_RETRY_S)
+
+    try:
+        await hydrate.hydrate(client, symbols, k=cfg.feed.hydrate_candles,
+                              now_ms=time.time_ns() // 1_000_000, emit=emit,
+                              concurrency=cfg.feed.hydrate_concurrency, report=report)
+    except Exception as exc:  # noqa: BLE001 - hydration is best effort; streaming goes on
+        report.failed["*"] = repr(exc)[:200]
+        report.done = True
+        log.error("feed.hydrate_aborted", error=repr(exc)[:200])
+        return
+    log.info("feed.hydrated", symbols=report.symbols_done, candles=report.candles,
+             failed=len(report.failed), requests=report.requests, elapsed_s=report.elapsed_s)
 
 
 async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     rd = service.ensure_run_dir(service.run_dir(cfg))
+    service.mark_starting(rd, NAME)
     ep = endpoints(rd)
     ws_base, rest_base = sim_urls(cfg)
     errors: Counter = Counter()
@@ -116,42 +272,87 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     if ring is None:
         pub.close()
         return 0
-    symbols, source = await choose_symbols(cfg, rest_base)
+    client = hydrate.RestClient(rest_base, weight_budget_1m=cfg.feed.rest_weight_budget_1m)
+    symbols, source = await choose_symbols(cfg, client)
     feed = Feed(cfg, ring, symbols)
     names = streams.stream_names(symbols, cfg.feed.channels)
     plan = streams.plan_connections(names, cfg.feed.streams_per_connection)
-    conns = [ConnectionStats(name=f"c{i}") for i in range(len(plan))]
+    conns = [ConnectionStats(name=f"c{i}", streams=len(g)) for i, g in enumerate(plan)]
     ready = asyncio.Event()
     tasks = [asyncio.create_task(stream_forever(
-        streams.combined_url(ws_base, group), feed.on_frame, st,
+        streams.combined_url(ws_base, group), feed, st,
         initial_s=cfg.feed.reconnect_initial_s, max_s=cfg.feed.reconnect_max_s,
-        silence_timeout_s=cfg.feed.silence_timeout_s, on_connect=lambda _s: ready.set()))
+        silence_timeout_s=cfg.feed.silence_timeout_s, rollover_s=cfg.feed.rollover_s,
+        overlap_max_s=cfg.feed.rollover_overlap_max_s, on_connect=lambda _s: ready.set()))
         for group, st in zip(plan, conns)]
     log.info("feed.started", symbols=len(symbols), source=source, connections=len(plan), streams=len(names))
 
+    report = hydrate.HydrationReport(symbols=len(symbols), done=cfg.feed.hydrate_candles == 0)
+    journal = None
+    if cfg.feed.hydrate_candles > 0:
+        journal = bus.Publisher.connect_journal(NAME, ep.journal)
+        tasks.append(asyncio.create_task(run_hydration(cfg, client, symbols, pub, journal, stop,
+                                                       report, errors)))
+
     def snapshot() -> dict:
-        return {"service": NAME, "ticks_received": feed.written,
+        return {"service": NAME, "pid": os.getpid(), "ticks_received": feed.written,
                 "frames_received": feed.received, "ticks_written": feed.written,
                 "ticks_rejected": sum(feed.rejected.values()), "rejected": dict(feed.rejected),
-                "duplicates": feed.duplicates, "gaps": feed.gaps,
+                "duplicates": sum(feed.duplicates.values()), "duplicates_by_event": dict(feed.duplicates),
+                "gaps": feed.gaps, "gap_ids_missed": feed.gap_ids_missed,
+                "gaps_by_stream": dict(feed.gaps_by_stream), "gap_log": list(feed.gap_log),
+                "sequence_resets": feed.sequence_resets,
                 "accepted": dict(feed.accepted), "errors": dict(errors), "symbols": len(symbols),
-                "connections": len(plan), "reconnects": sum(c.disconnects for c in conns),
-                "silent_resets": sum(c.silent_resets for c in conns)}
+                "source": source, "channels": list(cfg.feed.channels),
+                "connections": len(plan), "streams": len(names),
+                "reconnects": sum(c.disconnects for c in conns),
+                "disconnect_causes": dict(sum((Counter(c.disconnect_causes) for c in conns), Counter())),
+                "connect_failures": sum(c.connect_failures for c in conns),
+                "silent_resets": sum(c.silent_resets for c in conns),
+                "rollovers": sum(c.rollovers for c in conns),
+                "rollover_failures": sum(c.rollover_failures for c in conns),
+                "connection_detail": [{"name": c.name, "streams": c.streams, "connected": c.connected,
+                                       "connects": c.connects, "disconnects": c.disconnects,
+                                       "rollovers": c.rollovers, "frames": c.frames,
+                                       "last_overlap_ms": c.last_overlap_ms} for c in conns],
+                **recovery_stats(conns),
+                "hydration": {"done": report.done, "symbols": report.symbols,
+                              "symbols_done": report.symbols_done, "candles": report.candles,
+                              "requests": report.requests, "rejected": dict(report.rejected),
+                              "failed": dict(report.failed), "elapsed_s": report.elapsed_s},
+                "candles_hydrated": report.candles,
+                "rest": {"requests": client.stats.requests, "throttled": client.stats.throttled,
+                         "server_errors": client.stats.server_errors,
+                         "waited_s": round(client.stats.waited_s, 3)}}
+
+    def status_detail() -> dict[str, float]:
+        rec = recovery_stats(conns)["last_recovery_ms"]
+        return {"rejected": float(sum(feed.rejected.values())), "gaps": float(feed.gaps),
+                "gap_ids_missed": float(feed.gap_ids_missed),
+                "duplicates": float(sum(feed.duplicates.values())),
+                "sequence_resets": float(feed.sequence_resets),
+                "reconnects": float(sum(c.disconnects for c in conns)),
+                "rollovers": float(sum(c.rollovers for c in conns)),
+                "last_recovery_ms": float(rec) if rec is not None else -1.0,
+                "hydrated_candles": float(report.candles), "hydration_done": float(report.done)}
 
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait([stopper, asyncio.create_task(ready.wait())],
                            return_when=asyncio.FIRST_COMPLETED)
         if not stop.is_set():
-            (rd / f"{NAME}.ready").write_text(str(os.getpid()))
+            service.mark_ready(rd, NAME)
         while not stop.is_set():
             now = time.monotonic()
             live = sum(c.connected for c in conns)
             state = "STREAMING" if live == len(conns) else ("DEGRADED" if live else "CONNECTING")
             pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
-                                       state="RUNNING" if live else "DEGRADED", counters=feed.counters()))
+                                       state="RUNNING" if live else "DEGRADED",
+                                       counters={**feed.counters(),
+                                                 "reconnects": sum(c.disconnects for c in conns),
+                                                 "rollovers": sum(c.rollovers for c in conns)}))
             pub.publish(wire.FeedStatus(state=state, connections=live, symbols=len(symbols),
-                                        message=source, detail={"rejected": float(sum(feed.rejected.values()))}))
+                                        message=source, detail=status_detail()))
             service.write_json_atomic(service.stats_path(rd, NAME), snapshot())
             await asyncio.wait([stopper], timeout=cfg.feed.status_interval_s)
     finally:
@@ -159,8 +360,11 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         stopper.cancel()
+        await client.close()
         service.write_json_atomic(service.stats_path(rd, NAME), snapshot())
         pub.close()
+        if journal is not None:
+            journal.close()
         ring.close()
         zmqutil.term()
         log.info("feed.stopped", **{k: v for k, v in snapshot().items() if isinstance(v, int)})
