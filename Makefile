@@ -3,8 +3,9 @@ PY     ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+BENCH_STAMP := $(VENV)/.bench-installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run test test-fast soak bench clean
+.PHONY: setup setup-bench run test test-fast soak bench clean
 
 # idempotent: re-installs only when pyproject.toml changed
 setup: $(STAMP)
@@ -31,7 +32,18 @@ test-fast: setup
 soak: setup
 	$(BIN)/python -m pytest -q -m slow --timeout 1800
 
-bench: setup
+# the benchmark extras (faster-fifo, py-spy) on top of setup; idempotent like setup. If an
+# extra cannot be installed here the suite still runs and records that contender as unavailable.
+setup-bench: $(BENCH_STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,bench]' \
+	  || echo "make: bench extras not installed; the suite marks those contenders unavailable"
+	rm -f $(VENV)/.bench-installed-*
+	touch $@
+
+# the benchmark suite of issue 8 (< 10 minutes): bench/results/*.json + bench/RESULTS.md
+bench: setup-bench
 	$(BIN)/python -m bench
 
 clean:

@@ -47,7 +47,8 @@ def attach_ring(path: str, stop: service.StopFlag) -> Ring | None:
 
 
 class Brain:
-    def __init__(self, cfg: AegisConfig, ring: Ring, pub: bus.Publisher, journal: bus.Publisher) -> None:
+    def __init__(self, cfg: AegisConfig, ring: Ring, pub: bus.Publisher, journal: bus.Publisher,
+                 history: bus.Subscriber | None = None) -> None:
         self.cfg = cfg
         self.ring = ring
         self.reader = ring.reader(resume=cfg.ring.reader_resume)
@@ -60,7 +61,12 @@ class Brain:
         self.buf = records.empty(cfg.brain.read_batch)
         self.names: list[str] = ring.symbol_names()
         self.strategy_cfg = strategy.StrategyConfig(base_interval_s=cfg.brain.candle_interval_s)
-        self.strategies: dict[int, strategy.StrategyState] = {}
+        self.strategies: dict[str, strategy.StrategyState] = {}
+        # closed candles the feed hydrated over REST at start-up: they warm the strategy's
+        # SMC state; signals on that history are not published (they are in the past)
+        self.history = history
+        self.history_candles = 0
+        self.history_signals = 0
         # the model learns from closed trades (issue 5); until then every confidence is the
         # cold prior, and the signal says so (cold=True)
         self.model_state = model.new_state(model.ModelConfig())
@@ -113,15 +119,28 @@ class Brain:
             self.journal_publish(body, event_ns)
             self.candles_closed += 1
             if body.interval_s == self.cfg.brain.candle_interval_s:
-                self.analyse(int(c["symbol_id"]), body, event_ns)
+                self.analyse(body, event_ns)
         candles.reset_output(self.core.candles)
 
-    def analyse(self, sid: int, candle: wire.CandleClosed, event_ns: int) -> None:
+    def warm_from_history(self, limit: int = 200) -> None:
+        """Feed hydrated candles (a bounded number per call: the ring comes first)."""
+        if self.history is None:
+            return
+        for env in self.history.drain(limit):
+            c = env.body
+            if isinstance(c, wire.CandleClosed) and c.interval_s == self.cfg.brain.candle_interval_s:
+                self.history_candles += 1
+                self.analyse(c, env.event_ns, live=False)
+
+    def analyse(self, candle: wire.CandleClosed, event_ns: int, live: bool = True) -> None:
         """SMC strategy on each closed base candle: publish the signals it decides."""
-        st = self.strategies.get(sid)
+        st = self.strategies.get(candle.symbol)
         if st is None:
-            st = self.strategies[sid] = strategy.new_symbol_state(self.strategy_cfg)
+            st = self.strategies[candle.symbol] = strategy.new_symbol_state(self.strategy_cfg)
         _, signals = strategy.on_candle(st, candle, candle.interval_s, self.model_state)
+        if not live:
+            self.history_signals += len(signals)
+            return
         for sig in signals:
             self.pub.publish(sig, event_ns)
             self.journal_publish(sig, event_ns)
@@ -142,7 +161,8 @@ class Brain:
     def snapshot(self) -> dict:
         lat = self.core.latency
         return {"service": NAME, "ticks_read": self.ticks_read, "candles_closed": self.candles_closed,
-                "signals": self.signals,
+                "signals": self.signals, "history_candles": self.history_candles,
+                "history_signals": self.history_signals,
                 "strategy_skipped": _sum_counters(st.skipped for st in self.strategies.values()),
                 "tick_updates": self.tick_updates, "out_of_order": int(self.core.order_stats[1]),
                 "rejected": engine.rejected(self.core), "lost": self.reader.lost,
@@ -194,12 +214,13 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     ring = attach_ring(service.ring_path(cfg), stop)
     if ring is None:
         return 0
+    history = bus.Subscriber([ep.feed_pub], (wire.EventType.CANDLE_CLOSED,))
     try:
-        brain = Brain(cfg, ring, pub, journal)
+        brain = Brain(cfg, ring, pub, journal, history)
     except RingError as exc:  # another live brain reads this ring: refuse, do not corrupt it
         log.error("brain.ring_refused", error=str(exc))
         print(f"aegis brain: {exc}", file=sys.stderr)
-        pub.close(), journal.close(), ring.close(), zmqutil.term()
+        pub.close(), journal.close(), history.close(), ring.close(), zmqutil.term()
         return 2
     warm_up(brain)
     service.mark_ready(rd, NAME)
@@ -224,6 +245,8 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             if now >= next_flush:
                 next_flush = now + FLUSH_PERIOD_S
                 brain.flush_quiet()
+            if empty_polls:  # idle: spend it on history, never ahead of live ticks
+                brain.warm_from_history()
             if now >= next_beat:
                 next_beat = now + cfg.heartbeat_interval_s
                 pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
@@ -241,6 +264,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
                  lost=final["lost"])
         pub.close()
         journal.close()
+        history.close()
         ring.close()
         zmqutil.term()
     return 0

@@ -62,8 +62,21 @@ async def attach_ring(path: str, stop: service.StopFlag, errors: Counter) -> Rin
 
 async def choose_symbols(cfg: AegisConfig, client: hydrate.RestClient) -> tuple[list[str], str]:
     """Configured symbols, else the top N by 24h quote volume, else the fallback list."""
+    symbols, source, _flags = await choose_symbols_and_flags(cfg, client)
+    return symbols, source
+
+
+async def choose_symbols_and_flags(cfg: AegisConfig, client: hydrate.RestClient
+                                   ) -> tuple[list[str], str, dict[str, int]]:
+    """``choose_symbols`` plus the demo flag bits per symbol (synthesized / derived data)."""
     if cfg.feed.symbols:
-        return list(cfg.feed.symbols), "configured"
+        try:  # configured symbols may still be demo data: ask, but never fail for it
+            info = await client.get_json("/fapi/v1/exchangeInfo", weight=hydrate.WEIGHT_EXCHANGE_INFO,
+                                         attempts=1)
+            flags = discovery.demo_flags(info)
+        except Exception:  # noqa: BLE001 - labels are informative; streaming matters more
+            flags = {}
+        return list(cfg.feed.symbols), "configured", flags
     attempts = cfg.feed.discovery_attempts
     try:
         info = await client.get_json("/fapi/v1/exchangeInfo", weight=hydrate.WEIGHT_EXCHANGE_INFO,
@@ -77,12 +90,12 @@ async def choose_symbols(cfg: AegisConfig, client: hydrate.RestClient) -> tuple[
         infos = discovery.select_symbols(info, tickers if isinstance(tickers, list) else None,
                                          cfg.feed.max_symbols)
         if infos:
-            return [i.symbol for i in infos], "discovered"
+            return [i.symbol for i in infos], "discovered", discovery.demo_flags(info)
         reason = "no tradable symbols"
     except Exception as exc:  # noqa: BLE001 - any failure -> fallback, never a crash
         reason = repr(exc)[:200]
     log.warning("feed.discovery_failed", reason=reason, fallback=len(discovery.FALLBACK_SYMBOLS))
-    return list(discovery.FALLBACK_SYMBOLS[: cfg.feed.max_symbols]), f"fallback: {reason}"
+    return list(discovery.FALLBACK_SYMBOLS[: cfg.feed.max_symbols]), f"fallback: {reason}", {}
 
 
 class Feed:
@@ -92,11 +105,17 @@ class Feed:
     ``release`` for the frames a rollover holds back until the old connection caught up.
     """
 
-    def __init__(self, cfg: AegisConfig, ring: Ring, symbols: list[str]) -> None:
+    def __init__(self, cfg: AegisConfig, ring: Ring, symbols: list[str],
+                 demo_flags: dict[str, int] | None = None) -> None:
         self.cfg = cfg
         self.ring = ring
         self.writer = ring.writer()
         self.symbol_ids = {s: ring.register_symbol(s) for s in symbols}
+        # symbol id -> flag bits OR-ed into every record (SYNTHETIC / DERIVED demo data)
+        self.extra_flags = [0] * (max(self.symbol_ids.values(), default=-1) + 1)
+        for sym, bits in (demo_flags or {}).items():
+            if sym in self.symbol_ids:
+                self.extra_flags[self.symbol_ids[sym]] = bits
         self.seq: codec.SeqState = codec.new_state()
         self.past_ms = fw.PAST_TOLERANCE_MS
         self.future_ms = fw.FUTURE_TOLERANCE_MS
@@ -121,8 +140,8 @@ class Feed:
             out = _sequence(self.seq, res, False, self.past_ms)
             if out.status == _TICK and out.gap is None:
                 t = out.tick
-                self.writer.publish(t.symbol_id, t.kind, t.flags, t.recv_ns, t.event_ms, t.id,
-                                    t.price, t.qty, t.aux, t.aux_qty)
+                self.writer.publish(t.symbol_id, t.kind, t.flags | self.extra_flags[t.symbol_id],
+                                    t.recv_ns, t.event_ms, t.id, t.price, t.qty, t.aux, t.aux_qty)
                 self.written += 1
                 self.accepted[out.event] += 1
                 return True
@@ -176,8 +195,8 @@ class Feed:
         wrote = False
         if status == _TICK:
             t = res.tick
-            self.writer.publish(t.symbol_id, t.kind, t.flags, t.recv_ns, t.event_ms, t.id,
-                                t.price, t.qty, t.aux, t.aux_qty)
+            self.writer.publish(t.symbol_id, t.kind, t.flags | self.extra_flags[t.symbol_id],
+                                t.recv_ns, t.event_ms, t.id, t.price, t.qty, t.aux, t.aux_qty)
             self.written += 1
             self.accepted[res.event] += 1
             wrote = True
@@ -273,8 +292,8 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         pub.close()
         return 0
     client = hydrate.RestClient(rest_base, weight_budget_1m=cfg.feed.rest_weight_budget_1m)
-    symbols, source = await choose_symbols(cfg, client)
-    feed = Feed(cfg, ring, symbols)
+    symbols, source, flags = await choose_symbols_and_flags(cfg, client)
+    feed = Feed(cfg, ring, symbols, flags)
     names = streams.stream_names(symbols, cfg.feed.channels)
     plan = streams.plan_connections(names, cfg.feed.streams_per_connection)
     conns = [ConnectionStats(name=f"c{i}", streams=len(g)) for i, g in enumerate(plan)]

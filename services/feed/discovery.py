@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from common.errors import DecodeError, TransientError
+from common.records import Flag
 
 # 20 long-listed, liquid USD-M perpetuals: used only when discovery fails
 FALLBACK_SYMBOLS: tuple[str, ...] = (
@@ -90,6 +91,25 @@ def select_symbols(exchange_info: Mapping[str, Any], tickers: Sequence[Mapping[s
     order = {info.symbol: i for i, info in enumerate(infos)}
     infos.sort(key=lambda i: (-volume.get(i.symbol, 0.0), order[i.symbol]))
     return infos[:n]
+
+
+SYNTHETIC_LABEL = "SYNTHETIC-FROM-CANDLES"  # exchange_sim: ticks synthesized from real candles
+DERIVED_LABEL = "DERIVED-DEMO"  # exchange_sim: a price-scaled, time-shifted copy of a real symbol
+
+
+def demo_flags(exchange_info: Mapping[str, Any]) -> dict[str, int]:
+    """Ring flag bits per symbol from the exchange's own labels (``underlyingSubType``): the
+    local sim marks synthesized and derived demo data so that everything downstream can say
+    so. Real Binance symbols carry neither label and get 0."""
+    out: dict[str, int] = {}
+    for e in exchange_info.get("symbols", ()) if isinstance(exchange_info, Mapping) else ():
+        if not isinstance(e, Mapping):
+            continue
+        sub = e.get("underlyingSubType") or ()
+        bits = (Flag.SYNTHETIC if SYNTHETIC_LABEL in sub else 0) | (Flag.DERIVED if DERIVED_LABEL in sub else 0)
+        if bits:
+            out[str(e.get("symbol"))] = int(bits)
+    return out
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:

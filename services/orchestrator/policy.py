@@ -85,6 +85,7 @@ def summarize(*, duration_s: float, ring: Mapping[str, int], feed: Sequence[Mapp
         "brain_rejected": _sum(brain, "rejected"),
         "candles_closed": _sum(brain, "candles_closed"),
         "signals": _sum(brain, "signals"),
+        "candles_hydrated": _sum(feed, "candles_hydrated"),  # history fetched over REST at start
         "tick_updates_published": _sum(brain, "tick_updates"),
         "journal_messages": _sum(orchestrator, "journal_messages"),
         "journal_gaps": _sum(orchestrator, "journal_gaps"),

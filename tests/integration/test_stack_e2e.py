@@ -42,9 +42,10 @@ def test_stack_runs_end_to_end_and_loses_nothing(procs, short_tmp):
     assert s["candles_closed"] > 0
     assert s["latency_us"]["count"] == s["ticks_read"]
     assert 0 < s["latency_us"]["p50"] <= s["latency_us"]["p99"]
-    # the journal reached the database: every closed candle is there exactly once
+    # the journal reached the database: every closed candle is there exactly once (the
+    # brain's own, plus the 1 m history the feed hydrated over REST at start-up)
     db = sqlite3.connect(short_tmp / "data" / "aegis.sqlite3")
-    assert db.execute("SELECT COUNT(*) FROM candles").fetchone()[0] == s["candles_closed"]
+    assert db.execute("SELECT COUNT(*) FROM candles").fetchone()[0] == s["candles_closed"] + s["candles_hydrated"]
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     # nothing left behind: no ring file, no run dir with sockets
     assert not list(short_tmp.glob("aegis-*.ring"))

@@ -61,3 +61,23 @@ class TestSelectSymbols:
     def test_fallback_list_has_twenty_usdt_symbols(self):
         """The built-in fallback is 20 distinct USDT symbols."""
         assert len(set(discovery.FALLBACK_SYMBOLS)) == 20
+
+
+class TestDemoFlags:
+    def test_sim_labels_become_ring_flags(self):
+        """SYNTHETIC-FROM-CANDLES and DERIVED-DEMO labels map to Flag.SYNTHETIC and Flag.DERIVED."""
+        from common.records import Flag
+
+        info = {"symbols": [
+            {"symbol": "BTCUSDT", "underlyingSubType": ["SYNTHETIC-FROM-CANDLES"]},
+            {"symbol": "D001USDT", "underlyingSubType": ["DERIVED-DEMO", "SYNTHETIC-FROM-CANDLES"]},
+            {"symbol": "D002USDT", "underlyingSubType": ["DERIVED-DEMO"]},
+        ]}
+        assert discovery.demo_flags(info) == {
+            "BTCUSDT": int(Flag.SYNTHETIC), "D001USDT": int(Flag.SYNTHETIC | Flag.DERIVED),
+            "D002USDT": int(Flag.DERIVED)}
+
+    def test_real_exchange_info_has_no_demo_flags(self):
+        """Real Binance documents carry neither label: nothing is flagged."""
+        assert discovery.demo_flags(load(INFO_2021)) == {}
+        assert discovery.demo_flags(load(INFO_2022)) == {}

@@ -1,0 +1,58 @@
+"""``python -m bench --quick`` end to end: every headline figure of issue 8 is produced.
+
+Correctness only: the numbers depend on the machine, so nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+HEADLINE = {
+    "ring": ("aegis_per_record", "aegis_batch", "mp_queue", "faster_fifo", "zmq_per_tick",
+             "zmq_batch", "naive_ring"),
+    "feed": ("aegis_frames_per_s", "json_loads_frames_per_s"),
+    "brain": ("ticks_per_s_300_symbols",),
+    "e2e": ("max_rate", "p50_us_at_100k", "p99_us_at_100k", "drops_at_100k"),
+}
+
+
+@pytest.mark.timeout(420)
+def test_quick_bench_writes_every_headline_key_as_a_finite_number(short_tmp):
+    """The quick suite runs every section and its latest.json carries the headline object
+    with exactly the nested keys issue 8 names, each a finite number (faster-fifo may be
+    missing on a machine where it cannot be installed: then the results say why)."""
+    out = short_tmp / "bench"
+    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=REPO,
+                       capture_output=True, text=True, timeout=400)
+    assert p.returncode == 0, p.stderr[-4000:]
+    latest = json.loads((out / "latest.json").read_text())
+    stamped = [f for f in out.glob("*.json") if f.name != "latest.json"]
+    assert len(stamped) == 1 and json.loads(stamped[0].read_text()) == latest
+    head = latest["headline"]
+    assert set(head) == set(HEADLINE)
+    unavailable = latest["sections"]["ring"].get("unavailable", {})
+    for section, keys in HEADLINE.items():
+        for key in keys:
+            v = head[section][key]
+            if v is None and section == "ring" and key in unavailable:
+                assert unavailable[key].startswith("unavailable: ")
+                continue
+            assert isinstance(v, (int, float)) and math.isfinite(v), (section, key, v)
+    assert head["e2e"]["drops_at_100k"] >= 0
+    for field in ("cpu", "cores", "python", "numpy", "numba", "pyzmq"):
+        assert latest["machine"][field], field
+    assert latest["mode"] == "quick"
+    md = (out / "RESULTS.md").read_text()
+    for title in ("## 1. Ring", "## 2. Feed decode", "## 3. Brain", "## 4. End to end",
+                  "## 5. Memory", "## Targets of issue 8", "## Machine"):
+        assert title in md, title
+    assert "Failed:" not in md
