@@ -17,8 +17,16 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# the whole stack in demo mode (local exchange replaying real data) until Ctrl+C
+# the whole stack in demo mode until Ctrl+C. The local exchange replays a month of real
+# Binance BTCUSDT 1m candles as trades synthesized inside each candle, and serves 1,500
+# earlier real candles as history, so the strategy is warm at once and signals come within
+# minutes. Any of these can be overridden from the environment; AEGIS_SIM__SOURCE=ticks
+# replays the real tick capture instead (4,500 ticks/s, but too short for SMC signals).
 run: setup
+	AEGIS_SIM__SOURCE=$${AEGIS_SIM__SOURCE:-candles} \
+	AEGIS_SIM__HISTORY_BARS=$${AEGIS_SIM__HISTORY_BARS:-1500} \
+	AEGIS_SIM__CANDLE_TRADES=$${AEGIS_SIM__CANDLE_TRADES:-60} \
+	AEGIS_FEED__HYDRATE_CANDLES=$${AEGIS_FEED__HYDRATE_CANDLES:-1500} \
 	$(BIN)/aegis run
 
 test: setup

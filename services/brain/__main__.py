@@ -175,6 +175,7 @@ class Brain:
         buckets (``latency_le_us:<bound>``), the shape Prometheus histograms use."""
         lat = self.core.latency
         out = {"ticks_read": self.ticks_read, "candles_closed": self.candles_closed, "signals": self.signals,
+               "history_candles": self.history_candles, "history_signals": self.history_signals,
                "tick_updates": self.tick_updates, "lag": self.reader.lag(), "lost": self.reader.lost,
                "out_of_order": int(self.core.order_stats[1]), "rejected": engine.rejected(self.core),
                "latency_count": lat.count, "latency_sum_us": lat.total / 1e3,

@@ -44,7 +44,8 @@ STATS_PY = """
 import glob, json, os
 def current(s):
     pid = open('/run/aegis/%s.ready' % s).read().strip()
-    return json.load(open('/run/aegis/stats/%s.%s.json' % (s, pid)))
+    files = glob.glob('/run/aegis/stats/%s.%s-*.json' % (s, pid))  # <pid>-<start ns>: one incarnation
+    return json.load(open(max(files, key=os.path.getmtime)))
 def latest(s):
     files = glob.glob('/run/aegis/stats/%s.*.json' % s)
     return json.load(open(max(files, key=os.path.getmtime))) if files else {}
