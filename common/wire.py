@@ -229,10 +229,6 @@ class Envelope(msgspec.Struct, frozen=True, array_like=True):
         return _TYPE_OF[type(self.body)]
 
 
-def event_type(body: Any) -> EventType:
-    return _TYPE_OF[type(body)]
-
-
 def topic_prefix(et: EventType) -> bytes:
     """Subscription prefix for every message of one type (``b"fill."``)."""
     return (TOPIC_PREFIX[et] + ".").encode()

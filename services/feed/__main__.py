@@ -60,15 +60,10 @@ async def attach_ring(path: str, stop: service.StopFlag, errors: Counter) -> Rin
     return None
 
 
-async def choose_symbols(cfg: AegisConfig, client: hydrate.RestClient) -> tuple[list[str], str]:
-    """Configured symbols, else the top N by 24h quote volume, else the fallback list."""
-    symbols, source, _flags = await choose_symbols_and_flags(cfg, client)
-    return symbols, source
-
-
-async def choose_symbols_and_flags(cfg: AegisConfig, client: hydrate.RestClient
-                                   ) -> tuple[list[str], str, dict[str, int]]:
-    """``choose_symbols`` plus the demo flag bits per symbol (synthesized / derived data)."""
+async def choose_symbols(cfg: AegisConfig, client: hydrate.RestClient
+                         ) -> tuple[list[str], str, dict[str, int]]:
+    """Configured symbols, else the top N by 24h quote volume, else the fallback list; with
+    where they came from and the demo flag bits per symbol (synthesized / derived data)."""
     if cfg.feed.symbols:
         try:  # configured symbols may still be demo data: ask, but never fail for it
             info = await client.get_json("/fapi/v1/exchangeInfo", weight=hydrate.WEIGHT_EXCHANGE_INFO,
@@ -292,7 +287,7 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         pub.close()
         return 0
     client = hydrate.RestClient(rest_base, weight_budget_1m=cfg.feed.rest_weight_budget_1m)
-    symbols, source, flags = await choose_symbols_and_flags(cfg, client)
+    symbols, source, flags = await choose_symbols(cfg, client)
     feed = Feed(cfg, ring, symbols, flags)
     names = streams.stream_names(symbols, cfg.feed.channels)
     plan = streams.plan_connections(names, cfg.feed.streams_per_connection)

@@ -2,9 +2,9 @@
 
 ``select_symbols`` is pure: exchangeInfo + 24h tickers in, ranked symbols out. USDT-margined
 ``PERPETUAL`` contracts with status ``TRADING`` only, ranked by 24h quote volume (most liquid
-first), top N. ``discover`` is the thin async shell that fetches the two REST documents;
-when that fails (network, HTTP error, bad or partial body) the caller falls back to
-``FALLBACK_SYMBOLS`` and says so in FEED_STATUS.
+first), top N. The feed's shell fetches the two REST documents (``hydrate.RestClient``, with
+retries and the request-weight budget); when that fails (network, HTTP error, bad or partial
+body) it falls back to ``FALLBACK_SYMBOLS`` and says so in FEED_STATUS.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import aiohttp
-import orjson
-
-from common.errors import DecodeError, TransientError
+from common.errors import DecodeError
 from common.records import Flag
 
 # 20 long-listed, liquid USD-M perpetuals: used only when discovery fails
@@ -25,7 +22,6 @@ FALLBACK_SYMBOLS: tuple[str, ...] = (
     "LINKUSDT", "DOTUSDT", "LTCUSDT", "BCHUSDT", "TRXUSDT", "ATOMUSDT", "ETCUSDT", "FILUSDT",
     "NEARUSDT", "UNIUSDT", "AAVEUSDT", "XLMUSDT",
 )
-HTTP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,28 +106,3 @@ def demo_flags(exchange_info: Mapping[str, Any]) -> dict[str, int]:
         if bits:
             out[str(e.get("symbol"))] = int(bits)
     return out
-
-
-async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
-    async with session.get(url) as r:
-        body = await r.read()
-        if r.status != 200:
-            raise TransientError(f"GET {url.split('?')[0]} -> HTTP {r.status}")
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise DecodeError(f"GET {url.split('?')[0]}: not JSON ({exc})", reason="bad_json") from None
-
-
-async def discover(rest_base: str, n: int) -> list[SymbolInfo]:
-    """Fetch exchangeInfo and 24h tickers, select the top ``n``. Raises AegisError/OSError subclasses."""
-    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        info = await _get_json(session, f"{rest_base}/fapi/v1/exchangeInfo")
-        try:
-            tickers = await _get_json(session, f"{rest_base}/fapi/v1/ticker/24hr")
-        except (TransientError, DecodeError, aiohttp.ClientError):
-            tickers = None  # ranking is a nicety; exchangeInfo order still works
-    if not isinstance(tickers, list):
-        tickers = None
-    return select_symbols(info, tickers, n)
