@@ -69,6 +69,58 @@ class Publisher:
         self._sock.close()
 
 
+class SyncJournal:
+    """Journal-then-act: send one message to the database writer and wait until it is
+    committed (fsync'd) there. Used for what must be on disk *before* an action, such as an
+    order before it is sent to the exchange.
+
+    The writer (the orchestrator's ROUTER) answers ``[b"ok", seq]`` after its commit. No
+    answer within ``timeout_ms``: the same envelope is sent again (the writer's inserts are
+    idempotent) up to ``attempts`` times, then ``TransientError``: the caller must not act.
+    One socket, one thread: call it from the thread that made it.
+    """
+
+    def __init__(self, service: str, endpoint: str, *, timeout_ms: int = 2_000, attempts: int = 2) -> None:
+        self._pub = Publisher(service, zmqutil.dealer(endpoint))
+        self.name = self._pub.name + "/sync"
+        self._pub.name = self.name  # its own sequence stream, apart from the PUSH journal's
+        self.timeout_ms = timeout_ms
+        self.attempts = attempts
+        self.acked = 0
+        self.failed = 0
+
+    def write(self, body: Any, event_ns: int | None = None) -> int:
+        """Returns the acknowledged sequence number, or raises ``TransientError``."""
+        env = self._pub.envelope(body, event_ns)
+        frames = wire.encode(env)
+        sock = self._pub._sock
+        while sock.poll(0):  # late answers to earlier, already given-up requests
+            sock.recv_multipart()
+        want = str(env.seq).encode()
+        for _ in range(self.attempts):
+            try:
+                sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            except zmq.Again:  # its queue is full: the writer has been gone for a while
+                break
+            deadline = time.monotonic() + self.timeout_ms / 1000.0
+            while (left := deadline - time.monotonic()) > 0:
+                if not sock.poll(int(left * 1000) + 1):
+                    break
+                reply = sock.recv_multipart()
+                if len(reply) == 2 and reply[1] == want:
+                    if reply[0] == b"ok":
+                        self.acked += 1
+                        return env.seq
+                    self.failed += 1
+                    raise TransientError(f"journal refused {type(body).__name__}: {reply[0].decode(errors='replace')}")
+        self.failed += 1
+        raise TransientError(f"journal did not acknowledge {type(body).__name__} within "
+                             f"{self.attempts} x {self.timeout_ms} ms")
+
+    def close(self) -> None:
+        self._pub.close()
+
+
 class Subscriber:
     def __init__(self, endpoints: Iterable[str], event_types: Iterable[wire.EventType] = (),
                  *, keys: Iterable[str] = (), socket: zmq.Socket | None = None) -> None:

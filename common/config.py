@@ -89,6 +89,51 @@ class BrainConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TradingConfig:
+    """Risk, the 3-position rotation and execution (the brain), reconciliation (orchestrator).
+
+    ``broker``: "auto" = the mode's broker (demo and live: ccxt; paper and replay: paper),
+    or "ccxt" / "paper" / "none" (signals only, no orders).
+    """
+
+    enabled: bool = True
+    broker: str = "auto"
+    testnet: bool = False  # live mode: Binance's futures testnet instead of production
+    live_confirm: bool = False  # live mode starts only with keys AND this flag set on purpose
+    # sizing: a stop-out loses this share of equity (before fees and slippage)
+    risk_per_trade_pct: float = 0.5
+    leverage: int = 5
+    margin_type: str = "CROSSED"  # CROSSED | ISOLATED
+    order_timeout_ms: int = 5_000  # REST timeout of an order request: past it, outcome unknown
+    recv_window_ms: int = 5_000
+    balance_poll_s: float = 5.0  # equity for the kill switch and sizing
+    exit_retry_s: float = 2.0  # a refused exit is tried again after this long
+    # pre-trade risk (services.brain.risk.RiskConfig)
+    max_order_notional_usdt: float = 2_000.0
+    max_total_notional_usdt: float = 5_000.0
+    max_leverage: float = 3.0
+    max_positions: int = 3
+    daily_loss_limit_usdt: float = 250.0
+    max_drawdown_pct: float = 10.0
+    stale_data_ms: int = 5_000
+    max_orders_per_minute: int = 20
+    # the elite rotation (services.brain.rotation.RotationConfig)
+    replace_margin: float = 0.05
+    pnl_weight_per_r: float = 0.10
+    cooldown_s: float = 900.0
+    # paper broker (paper and replay modes)
+    paper_balance_usdt: float = 10_000.0
+    paper_slippage_bps: float = 1.0
+    paper_latency_ms: float = 0.0
+    taker_fee_rate: float = 0.0005
+    maker_fee_rate: float = 0.0002
+    # reconciliation with the exchange (orchestrator), at start and then this often
+    reconcile_interval_s: float = 60.0
+    reconcile_failures_to_halt: int = 3  # consecutive unreachable runs before trading stops
+    journal_ack_timeout_ms: int = 2_000  # an order is sent only once the database has it
+
+
+@dataclass(frozen=True, kw_only=True)
 class OrchestratorConfig:
     db_file: str = "aegis.sqlite3"  # under data_dir
     wal_checkpoint_interval_s: float = 60.0
@@ -127,6 +172,7 @@ class AegisConfig:
     feed: FeedConfig = field(default_factory=FeedConfig)
     brain: BrainConfig = field(default_factory=BrainConfig)
     orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
+    trading: TradingConfig = field(default_factory=TradingConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -143,6 +189,7 @@ class Endpoints:
     brain_pub: str
     orchestrator_pub: str
     journal: str  # orchestrator PULL <- PUSH from brain (and feed)
+    journal_sync: str  # orchestrator ROUTER <- DEALER: written and fsync'd before the ack
 
     def publishers(self) -> tuple[str, ...]:
         return (self.feed_pub, self.brain_pub, self.orchestrator_pub)
@@ -156,6 +203,7 @@ def endpoints(run_dir: str | Path) -> Endpoints:
         brain_pub=f"ipc://{base / 'brain.pub'}",
         orchestrator_pub=f"ipc://{base / 'orchestrator.pub'}",
         journal=f"ipc://{base / 'journal.pull'}",
+        journal_sync=f"ipc://{base / 'journal.sync'}",
     )
     if any(len(e) - len("ipc://") > 107 for e in ep.publishers()):
         raise ConfigError(f"run_dir too long for ipc socket paths: {base}")
@@ -276,6 +324,19 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("feed.discovery_attempts and feed.hydrate_concurrency must be >= 1")
     if not 0 <= cfg.feed.hydrate_candles <= 100_000:
         raise ConfigError("feed.hydrate_candles must be within 0..100000")
+    t = cfg.trading
+    if t.broker not in ("auto", "ccxt", "paper", "none"):
+        raise ConfigError("trading.broker must be auto, ccxt, paper or none")
+    if t.margin_type not in ("CROSSED", "ISOLATED"):
+        raise ConfigError("trading.margin_type must be CROSSED or ISOLATED")
+    if not 0 < t.risk_per_trade_pct <= 5:
+        raise ConfigError("trading.risk_per_trade_pct must be within (0, 5]")
+    if not 1 <= t.leverage <= 125:
+        raise ConfigError("trading.leverage must be within 1..125")
+    if not 0 < t.recv_window_ms <= 60_000 or t.order_timeout_ms <= 0:
+        raise ConfigError("trading.recv_window_ms must be within 1..60000, order_timeout_ms > 0")
+    if t.reconcile_interval_s <= 0 or t.balance_poll_s <= 0 or t.journal_ack_timeout_ms <= 0:
+        raise ConfigError("trading intervals and timeouts must be > 0")
     if not 10 <= cfg.feed.rest_weight_budget_1m <= 6000:
         raise ConfigError("feed.rest_weight_budget_1m must be within 10..6000")
 

@@ -52,6 +52,8 @@ class EventType(str, enum.Enum):
     HEARTBEAT = "HEARTBEAT"
     FEED_STATUS = "FEED_STATUS"
     SHUTDOWN = "SHUTDOWN"
+    TRADE_CLOSED = "TRADE_CLOSED"
+    MODEL_STATE = "MODEL_STATE"
 
 
 TOPIC_PREFIX: dict[EventType, str] = {
@@ -66,6 +68,8 @@ TOPIC_PREFIX: dict[EventType, str] = {
     EventType.HEARTBEAT: "heartbeat",
     EventType.FEED_STATUS: "feed_status",
     EventType.SHUTDOWN: "shutdown",
+    EventType.TRADE_CLOSED: "trade",
+    EventType.MODEL_STATE: "model",
 }
 
 
@@ -197,8 +201,40 @@ class Shutdown(_Body, tag="SHUTDOWN"):
     reason: str = ""
 
 
+class TradeClosed(_Body, tag="TRADE_CLOSED"):
+    """One round trip, entry to flat: what the model learns from and the report lists."""
+
+    trade_id: str  # the entry's signal id (or "adopted:<symbol>:<ms>" for an external position)
+    symbol: Symbol
+    side: Side  # of the entry: BUY = long
+    qty: Annotated[float, msgspec.Meta(gt=0)]
+    entry_price: Price  # average of the entry fills
+    exit_price: Price  # average of the exit fills
+    stop: NonNeg = 0.0
+    target: NonNeg = 0.0
+    opened_ms: int = 0
+    closed_ms: int = 0
+    pnl: float = 0.0  # realised, before fees (USDT)
+    fees: NonNeg = 0.0  # entry and exit commissions (USDT)
+    outcome_r: float = 0.0  # pnl in units of the planned risk (entry to stop)
+    exit_reason: str = ""  # STOP | TARGET | ROTATION | ADOPTED_STOP | ...
+    confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    learned: bool = False  # the model learned from it (adopted positions are not learned)
+
+
+class ModelState(_Body, tag="MODEL_STATE"):
+    """The confidence model's serialised state (``model.to_bytes``), after each update."""
+
+    name: str
+    version: Annotated[int, msgspec.Meta(ge=0)]  # outcomes learned so far
+    state: bytes
+
+    def key(self) -> str:
+        return self.name
+
+
 Body = Union[TickUpdate, CandleClosed, SignalGenerated, OrderRequest, OrderUpdate, Fill,
-             Position, RiskReject, Heartbeat, FeedStatus, Shutdown]
+             Position, RiskReject, Heartbeat, FeedStatus, Shutdown, TradeClosed, ModelState]
 
 BODY_TYPES: dict[EventType, type] = {
     EventType.TICK_UPDATE: TickUpdate,
@@ -212,6 +248,8 @@ BODY_TYPES: dict[EventType, type] = {
     EventType.HEARTBEAT: Heartbeat,
     EventType.FEED_STATUS: FeedStatus,
     EventType.SHUTDOWN: Shutdown,
+    EventType.TRADE_CLOSED: TradeClosed,
+    EventType.MODEL_STATE: ModelState,
 }
 _TYPE_OF: dict[type, EventType] = {v: k for k, v in BODY_TYPES.items()}
 

@@ -11,6 +11,8 @@ Socket options and why:
   shutdown we give them time to flush; IMMEDIATE off so messages queue while the
   orchestrator restarts.
 - SUB/PULL: RCVHWM 1M.
+- ROUTER/DEALER (the synchronous journal): LINGER 0 on both sides: the client waits for an
+  acknowledgement and re-sends on timeout, and the writer's inserts are idempotent.
 """
 
 from __future__ import annotations
@@ -78,6 +80,23 @@ def pull(endpoint: str) -> zmq.Socket:
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.RCVHWM, RCVHWM)
     s.bind(endpoint)
+    return s
+
+
+def router(endpoint: str) -> zmq.Socket:
+    """The synchronous journal's server side: replies go back to the asking peer."""
+    s = context().socket(zmq.ROUTER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVHWM, RCVHWM)
+    s.bind(endpoint)
+    return s
+
+
+def dealer(endpoint: str) -> zmq.Socket:
+    """The synchronous journal's client: LINGER 0, a request without an ack is re-sent anyway."""
+    s = context().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(endpoint)
     return s
 
 

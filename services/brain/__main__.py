@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import structlog
@@ -21,7 +23,7 @@ from common.config import AegisConfig, endpoints
 from common.errors import RingError, TransientError
 from common.log import RateLimiter
 from common.ring import Ring
-from services.brain import candles, conflate, engine, model, strategy
+from services.brain import candles, conflate, engine, model, recovery, risk, strategy, wiring
 
 log = structlog.get_logger(__name__)
 NAME = "brain"
@@ -48,7 +50,7 @@ def attach_ring(path: str, stop: service.StopFlag) -> Ring | None:
 
 class Brain:
     def __init__(self, cfg: AegisConfig, ring: Ring, pub: bus.Publisher, journal: bus.Publisher,
-                 history: bus.Subscriber | None = None) -> None:
+                 history: bus.Subscriber | None = None, saved_model: bytes | None = None) -> None:
         self.cfg = cfg
         self.ring = ring
         self.reader = ring.reader(resume=cfg.ring.reader_resume)
@@ -67,9 +69,13 @@ class Brain:
         self.history = history
         self.history_candles = 0
         self.history_signals = 0
-        # the model learns from closed trades (issue 5); until then every confidence is the
-        # cold prior, and the signal says so (cold=True)
-        self.model_state = model.new_state(model.ModelConfig())
+        # the model learns from every closed trade; until it has seen enough, every confidence
+        # is the cold prior, and the signal says so (cold=True). Its state survives restarts.
+        self.model_state = _model_from(saved_model)
+        self.execution: Any = None  # set by run() when trading is enabled
+        self.orch: bus.Subscriber | None = None  # orchestrator heartbeats (reconciliation status)
+        self.reconcile_block = ""
+        self._traded_ids = np.zeros(0, np.uint16)
         self.signals = 0
         self.ticks_read = 0
         self.candles_closed = 0
@@ -90,12 +96,90 @@ class Brain:
         if n:
             self.ticks_read += n
             n_closed = engine.process_batch(self.core, self.buf, n, time.time_ns())
+            if self.execution is not None and self.execution.st.trades:
+                self.watch_prices(n)
             if n_closed:
                 self.emit_candles()
             mx = int(self.core.candles.stats[candles.STAT_MAX_EVENT_MS])
             if mx > self.max_event_ms:
                 self.max_event_ms, self.max_event_seen_mono = mx, time.monotonic()
         return n
+
+    def watch_prices(self, n: int) -> None:
+        """The traded range of each held symbol in this batch: stops and targets (at most
+        three symbols, a few microseconds a batch; nothing at all while flat)."""
+        recs = self.buf[:n]
+        trades = (recs["kind"] == records.Kind.TRADE) | (recs["kind"] == records.Kind.AGG_TRADE)
+        for sym in list(self.execution.st.trades):
+            sid = self.sid(sym)
+            if sid < 0:
+                continue
+            px = recs["price"][trades & (recs["symbol_id"] == sid)]
+            if px.size:
+                self.execution.on_range(sym, float(px.min()), float(px.max()))
+
+    def sid(self, symbol: str) -> int:
+        try:
+            return self.names.index(symbol)
+        except ValueError:
+            self.names = self.ring.symbol_names()
+            return self.names.index(symbol) if symbol in self.names else -1
+
+    def quote(self, symbol: str) -> risk.Quote | None:
+        """Latest mark (else last trade, else mid) and its time, from the conflation state."""
+        sid = self.sid(symbol)
+        if sid < 0:
+            return None
+        f = conflate.tick_fields(self.core.conflate, sid)
+        mid = (f["bid"] + f["ask"]) / 2 if f["bid"] > 0 and f["ask"] > 0 else 0.0
+        price = f["mark"] or f["last_price"] or mid
+        if price <= 0 or f["event_ms"] <= 0:
+            return None
+        return risk.Quote(mark_price=price, updated_ms=f["event_ms"])
+
+    def book_top(self, symbol: str):
+        """Best bid/ask and sizes for the paper broker (read on a dispatcher thread: a torn
+        read of two updates is possible and harmless for a simulation)."""
+        from services.brain.paper import BookTop
+
+        sid = self.sid(symbol)
+        if sid < 0:
+            return None
+        st = self.core.conflate
+        bid, ask = float(st.bid[sid]), float(st.ask[sid])
+        if not (bid > 0 and ask > bid):
+            return None
+        return BookTop(bid=Decimal(repr(bid)), bid_qty=Decimal(repr(float(st.bid_qty[sid]))),
+                       ask=Decimal(repr(ask)), ask_qty=Decimal(repr(float(st.ask_qty[sid]))),
+                       time_ms=int(st.book_ms[sid]))
+
+    def watch_orchestrator(self) -> None:
+        """The orchestrator's verdict on reconciliation, from its heartbeats."""
+        if self.orch is None:
+            return
+        for env in self.orch.drain(100):
+            b = env.body
+            if isinstance(b, wire.Heartbeat) and "reconcile_ok" in b.counters:
+                ok = b.counters["reconcile_ok"] >= 1
+                self.reconcile_block = "" if ok else f"reconciliation {b.state}: not trading until it passes"
+
+    def trading_block_reason(self) -> str:
+        return self.reconcile_block
+
+    def learn(self, features, outcome_r: float) -> None:
+        try:
+            self.model_state = model.learn(self.model_state, features, outcome_r)
+        except model.ModelInputError as exc:
+            log.warning("brain.model_input_rejected", error=str(exc))
+            return
+        self.journal_publish(wire.ModelState(name=recovery.MODEL_NAME, version=self.model_state.n_seen,
+                                             state=model.to_bytes(self.model_state)), time.time_ns())
+
+    def publish_exec(self, body: object, journal: bool = True) -> None:
+        now = time.time_ns()
+        self.pub.publish(body, now)
+        if journal:
+            self.journal_publish(body, now)
 
     def flush_quiet(self) -> None:
         """Close candles whose bucket ended on the exchange clock, even without a new trade."""
@@ -145,6 +229,8 @@ class Brain:
             self.pub.publish(sig, event_ns)
             self.journal_publish(sig, event_ns)
             self.signals += 1
+            if self.execution is not None:
+                self.execution.on_signal(sig)
 
     def journal_publish(self, body: object, event_ns: int) -> None:
         try:
@@ -168,7 +254,9 @@ class Brain:
                 "rejected": engine.rejected(self.core), "lost": self.reader.lost,
                 "resyncs": self.reader.resyncs, "skipped_on_attach": self.reader.skipped_on_attach,
                 "journal_full": self.journal_full, "candles": candles.stats_dict(self.core.candles),
-                "conflate": conflate.stats_dict(self.core.conflate), "latency_hist": lat.to_dict()}
+                "conflate": conflate.stats_dict(self.core.conflate), "latency_hist": lat.to_dict(),
+                "model_outcomes": self.model_state.n_seen,
+                "execution": self.execution.snapshot() if self.execution is not None else None}
 
     def counters(self) -> dict[str, float]:
         """What the heartbeat carries: totals, plus the latency histogram as cumulative
@@ -181,9 +269,23 @@ class Brain:
                "latency_count": lat.count, "latency_sum_us": lat.total / 1e3,
                "latency_p50_us": lat.percentile(50) / 1e3 if lat.count else 0.0,
                "latency_p99_us": lat.percentile(99) / 1e3 if lat.count else 0.0}
+        if self.execution is not None:
+            ex = self.execution.snapshot()
+            out.update({k: float(ex[k]) for k in ("orders", "fills", "risk_rejects", "positions_open",
+                                                  "trades_closed", "realized_pnl", "fees", "halted")})
+            out["equity"] = float(ex["equity"] or 0.0)
         for b in LATENCY_BUCKETS_US:
             out[f"latency_le_us:{b:g}"] = lat.count_le(int(b * 1000))
         return out
+
+
+def _model_from(blob: bytes | None) -> model.ModelState:
+    if blob:
+        try:
+            return model.from_bytes(blob, model.ModelConfig())
+        except Exception as exc:  # a damaged state must not stop the brain: learn afresh, say so
+            log.error("brain.model_state_unreadable", error=str(exc))
+    return model.new_state(model.ModelConfig())
 
 
 def _sum_counters(counters) -> dict[str, int]:
@@ -216,14 +318,19 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     if ring is None:
         return 0
     history = bus.Subscriber([ep.feed_pub], (wire.EventType.CANDLE_CLOSED,))
+    saved = recovery.load(service.db_path(cfg), time.time_ns() // 1_000_000)
     try:
-        brain = Brain(cfg, ring, pub, journal, history)
+        brain = Brain(cfg, ring, pub, journal, history, saved_model=saved.model_blob)
     except RingError as exc:  # another live brain reads this ring: refuse, do not corrupt it
         log.error("brain.ring_refused", error=str(exc))
         print(f"aegis brain: {exc}", file=sys.stderr)
         pub.close(), journal.close(), history.close(), ring.close(), zmqutil.term()
         return 2
     warm_up(brain)
+    trading = wiring.make_execution(cfg, brain, ep) if wiring.trading_enabled(cfg) else None
+    brain.execution = trading.execution if trading is not None else None
+    if trading is not None:
+        brain.orch = bus.Subscriber([ep.orchestrator_pub], (wire.EventType.HEARTBEAT,))
     service.mark_ready(rd, NAME)
     log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names))
     conflate_s = cfg.brain.conflate_interval_ms / 1000
@@ -248,8 +355,11 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
                 brain.flush_quiet()
             if empty_polls:  # idle: spend it on history, never ahead of live ticks
                 brain.warm_from_history()
+            if trading is not None:
+                trading.execution.poll()
             if now >= next_beat:
                 next_beat = now + cfg.heartbeat_interval_s
+                brain.watch_orchestrator()
                 pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
                                            counters=brain.counters()))
                 service.write_json_atomic(service.stats_path(rd, NAME), brain.snapshot())
@@ -259,6 +369,10 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             brain.poll()
         brain.publish_ticks()
     finally:
+        if trading is not None:
+            trading.close()
+            if brain.orch is not None:
+                brain.orch.close()
         final = brain.snapshot()  # before the ring closes: counters live in shared memory
         service.write_json_atomic(service.stats_path(rd, NAME), final)
         log.info("brain.stopped", ticks_read=final["ticks_read"], candles=final["candles_closed"],

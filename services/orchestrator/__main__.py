@@ -12,14 +12,16 @@ segment from under a running feed and brain. The supervisor removes it at final 
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import time
 
 import structlog
+import zmq
 
 from common import bus, service, wire, zmqutil
 from common.config import AegisConfig, endpoints
-from common.errors import RingError
+from common.errors import DecodeError, RingError
 from common.ring import Ring
 from services.orchestrator import db
 
@@ -65,12 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     conn = db.connect(service.db_path(cfg))
     journal = bus.Subscriber.bind_pull(ep.journal)
+    sync = zmqutil.router(ep.journal_sync)  # journal-then-act: answered after the commit
+    poller = zmq.Poller()
+    poller.register(journal.socket, zmq.POLLIN)
+    poller.register(sync, zmq.POLLIN)
     # where each publisher's stream stood at our last commit: a gap after a restart of ours
     # is then exactly the messages that died in our queue
     journal.tracker.last.update(db.load_sequences(conn))
     pub = bus.Publisher.bind_pub(NAME, ep.orchestrator_pub)
     stats = {"journal_messages": 0, "rows_written": 0, "journal_rejected": 0,
-             "journal_gaps": 0, "batches": 0, "checkpoints": 0}
+             "journal_gaps": 0, "batches": 0, "checkpoints": 0, "sync_acked": 0, "sync_refused": 0}
     service.mark_ready(rd, NAME)
     log.info("orchestrator.ready", run_dir=str(rd), db=str(service.db_path(cfg)))
 
@@ -78,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while True:
             stopping = stop.is_set()
-            got = journal.socket.poll(0 if stopping else POLL_MS)
-            batch = journal.drain(JOURNAL_BATCH) if got else []
+            ready = dict(poller.poll(0 if stopping else POLL_MS))
+            if sync in ready:
+                serve_sync(sync, conn, journal.tracker, stats)
+            batch = journal.drain(JOURNAL_BATCH) if journal.socket in ready else []
             if batch:
                 rows = [r for env in batch for r in db.rows_for(env)]
                 streams = {f"{e.publisher}/{e.type.value}" for e in batch}
@@ -109,11 +117,48 @@ def main(argv: list[str] | None = None) -> int:
         conn.close()
         service.write_json_atomic(service.stats_path(rd, NAME), {"service": NAME, **stats})
         journal.close()
+        sync.close()
         pub.close()
         ring.close()
         zmqutil.term()
         log.info("orchestrator.stopped", **stats)
     return 0
+
+
+def serve_sync(sock: zmq.Socket, conn, tracker: wire.SequenceTracker, stats: dict[str, int],
+               limit: int = 1_000) -> None:
+    """Write each synchronous journal message in its own transaction, then acknowledge it.
+
+    The ack (``[peer, b"ok", seq]``) goes out only after the commit returned (synchronous=FULL:
+    on disk). A message that cannot be decoded or written is answered ``err`` so its sender
+    does not act on it. A re-sent message (the ack was lost) is written again idempotently
+    and acknowledged again."""
+    for _ in range(limit):
+        try:
+            frames = sock.recv_multipart(flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        if len(frames) != 3:
+            stats["sync_refused"] += 1
+            continue  # no peer identity to answer
+        peer, payload = frames[0], frames[1:]
+        try:
+            env = wire.decode(payload)
+        except DecodeError as exc:
+            stats["sync_refused"] += 1
+            log.warning("orchestrator.sync_rejected", reason=exc.reason, error=str(exc))
+            continue  # the sender times out and does not act
+        stream = f"{env.publisher}/{env.type.value}"
+        tracker.observe(stream, env.seq)
+        try:
+            db.write_batch(conn, db.rows_for(env) + db.sequence_rows({stream: env.seq}))
+        except sqlite3.Error as exc:
+            stats["sync_refused"] += 1
+            log.error("orchestrator.sync_write_failed", error=str(exc))
+            sock.send_multipart([peer, b"err", str(env.seq).encode()])
+            continue
+        stats["sync_acked"] += 1
+        sock.send_multipart([peer, b"ok", str(env.seq).encode()])
 
 
 def _ring_counters(ring: Ring) -> dict[str, float]:

@@ -20,7 +20,7 @@ import msgspec
 
 from common import wire
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: trades table
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -67,6 +67,14 @@ CREATE TABLE IF NOT EXISTS journal_seq (
     stream TEXT PRIMARY KEY,  -- "<publisher>/<event type>"
     seq INTEGER NOT NULL      -- last sequence number written, committed with its rows
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trades (
+    trade_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL,
+    entry_price REAL NOT NULL, exit_price REAL NOT NULL, stop REAL NOT NULL,
+    target REAL NOT NULL, opened_ms INTEGER NOT NULL, closed_ms INTEGER NOT NULL,
+    pnl REAL NOT NULL, fees REAL NOT NULL, outcome_r REAL NOT NULL, exit_reason TEXT NOT NULL,
+    confidence REAL NOT NULL, learned INTEGER NOT NULL,
+    PRIMARY KEY (trade_id, closed_ms)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS model_state (
     name TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL,
     updated_ns INTEGER NOT NULL
@@ -103,6 +111,11 @@ _POSITION_SQL = ("INSERT INTO positions VALUES (?,?,?,?,?,?) ON CONFLICT(symbol)
                  " unrealized_pnl=excluded.unrealized_pnl, realized_pnl=excluded.realized_pnl,"
                  " updated_ns=excluded.updated_ns")
 _REJECT_SQL = "INSERT OR IGNORE INTO risk_rejects VALUES (?,?,?,?,?,?,?)"
+_TRADE_SQL = "INSERT OR IGNORE INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+# a model state only moves forward: an older version delivered late never overwrites a newer
+_MODEL_SQL = ("INSERT INTO model_state VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET"
+              " version=excluded.version, state=excluded.state, updated_ns=excluded.updated_ns"
+              " WHERE excluded.version >= model_state.version")
 
 
 def rows_for(env: wire.Envelope) -> list[Row]:
@@ -131,6 +144,12 @@ def rows_for(env: wire.Envelope) -> list[Row]:
     if isinstance(b, wire.RiskReject):
         return [(_REJECT_SQL, (t, env.publisher, env.seq, b.symbol, b.reason, b.detail,
                                b.signal_id))]
+    if isinstance(b, wire.TradeClosed):
+        return [(_TRADE_SQL, (b.trade_id, b.symbol, b.side, b.qty, b.entry_price, b.exit_price,
+                              b.stop, b.target, b.opened_ms, b.closed_ms, b.pnl, b.fees,
+                              b.outcome_r, b.exit_reason, b.confidence, int(b.learned)))]
+    if isinstance(b, wire.ModelState):
+        return [(_MODEL_SQL, (b.name, b.version, b.state, t))]
     return []  # heartbeats and status are not persisted
 
 
@@ -167,5 +186,5 @@ def integrity_ok(conn: sqlite3.Connection) -> bool:
 
 
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
-    tables = ("candles", "signals", "orders", "fills", "positions", "risk_rejects")
+    tables = ("candles", "signals", "orders", "fills", "positions", "risk_rejects", "trades")
     return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}  # noqa: S608 - fixed names

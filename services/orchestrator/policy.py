@@ -92,4 +92,23 @@ def summarize(*, duration_s: float, ring: Mapping[str, int], feed: Sequence[Mapp
         "rejected_by_reason": dict(sorted(rejected.items())),
         "restarts": dict(restarts),
         "latency_us": latency,
+        **trading_summary(brain),
+    }
+
+
+def trading_summary(brain: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Orders, fills and positions over every brain incarnation (positions: the last one's)."""
+    ex = [b["execution"] for b in brain if b.get("execution")]
+    last = ex[-1] if ex else {}
+    return {
+        "orders": _sum(ex, "orders"),
+        "fills": _sum(ex, "fills"),
+        "risk_rejects": _sum(ex, "risk_rejects"),
+        "trades_closed": _sum(ex, "trades_closed"),
+        "positions_open": int(last.get("positions_open", 0)),
+        "realized_pnl_usdt": round(sum(float(e.get("realized_pnl", 0.0)) for e in ex), 6),
+        "fees_usdt": round(sum(float(e.get("fees", 0.0)) for e in ex), 6),
+        "equity_usdt": last.get("equity"),
+        "halted": bool(last.get("halted", False)),
+        "model_outcomes": int(brain[-1].get("model_outcomes", 0)) if brain else 0,
     }

@@ -142,6 +142,8 @@ class Supervisor:
     def spawn(self, child: Child) -> None:
         env = dict(os.environ)
         env.pop("AEGIS_RUN_DIR", None)
+        if child.name == "exchange_sim":  # the sim's account (orders, positions) outlives a sim crash
+            env.setdefault("AEGIS_SIM_STATE_FILE", str(self.rd / "sim-account.json"))
         (self.rd / f"{child.name}.ready").unlink(missing_ok=True)
         child.proc = subprocess.Popen(child.argv, env=env, start_new_session=True,
                                       preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL)
@@ -380,14 +382,15 @@ class Supervisor:
     def cleanup(self) -> None:
         Ring.unlink(service.ring_path(self.cfg))
         ep = endpoints(self.rd)
-        for e in (*ep.publishers(), ep.journal):
+        for e in (*ep.publishers(), ep.journal, ep.journal_sync):
             path = zmqutil.ipc_path(e)
             if path:
                 Path(path).unlink(missing_ok=True)
         if self._created_run_dir:
             shutil.rmtree(self.rd, ignore_errors=True)
         else:
-            for f in list(self.rd.glob("*.ready")) + [self.rd / n for n in ("supervisor.pid", "config.json", "monitor.url")]:
+            for f in list(self.rd.glob("*.ready")) + [self.rd / n for n in ("supervisor.pid", "config.json", "monitor.url",
+                                                                             "sim-account.json")]:
                 f.unlink(missing_ok=True)
             shutil.rmtree(self.rd / "stats", ignore_errors=True)
 

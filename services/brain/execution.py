@@ -1,0 +1,336 @@
+"""The execution shell: carries out the trader's actions and feeds the answers back.
+
+It lives in the brain's main thread, beside the ring reader, and never blocks it on the
+exchange: every broker call runs on the dispatcher's threads (orders ahead of queries, then
+account polling) and comes back as a completion that ``poll`` drains. The one wait it does
+make is the synchronous journal (a few milliseconds: an order is on disk in the database
+before it is sent; the ring holds seconds of ticks meanwhile).
+
+Mapping of broker answers to order events (``services.brain.orders``):
+
+    submit ok         Ack, each fill, then QueryResult(status, executed) (a final status or
+                      missing fills resolve from there: FetchTrades)
+    submit Ambiguous  Timeout -> QueryOrder (after recvWindow, "not found" proves it dead)
+    submit refused    Reject(attempt, code); -4116 (client id taken) -> UNKNOWN -> query
+    query             QueryResult(found, status, executed) at the time the query was sent
+    fills             TradeFill per row of that exchange order (idempotent by trade id)
+    a failed query    asked again ``QUERY_RETRY_MS`` later, as often as it takes
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.request
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import structlog
+
+from common import wire
+from common.errors import AegisError, AmbiguousError, TransientError
+from common.log import RateLimiter
+from services.brain import dispatcher as dsp
+from services.brain import orders as om
+from services.brain import recovery, risk, trader
+from services.brain.broker import Broker, ExchangeOrder, OrderSpec, SubmitResult
+
+log = structlog.get_logger(__name__)
+
+QUERY_RETRY_MS = 2_000
+STARTUP_RETRY_S = 5.0
+TIMER_PERIOD_S = 0.25
+JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
+
+
+def fetch_filters(rest_url: str, timeout_s: float = 10.0) -> dict[str, risk.SymbolFilters]:
+    """Every trading symbol's filters from ``/fapi/v1/exchangeInfo`` (exact decimal strings)."""
+    with urllib.request.urlopen(f"{rest_url.rstrip('/')}/fapi/v1/exchangeInfo", timeout=timeout_s) as r:  # noqa: S310
+        body = json.loads(r.read())
+    out = {}
+    for entry in body.get("symbols", ()):
+        if entry.get("status") == "TRADING":
+            f = risk.filters_from_entry(entry)
+            out[f.symbol] = f
+    return out
+
+
+class Execution:
+    def __init__(self, *, cfg: trader.TraderConfig, broker: Broker, dispatcher: dsp.Dispatcher,
+                 journal_sync: Callable[[Any], None], publish: Callable[[Any], None],
+                 quote: Callable[[str], risk.Quote | None], learn: Callable[[Mapping[str, float], float], None],
+                 filters_fn: Callable[[], dict[str, risk.SymbolFilters]], db_path: Path,
+                 symbols_fn: Callable[[], list[str]], balance_poll_s: float = 5.0,
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 blocked: Callable[[], str] = lambda: "") -> None:
+        self.cfg = cfg
+        self.broker = broker
+        self.dispatcher = dispatcher
+        self.journal_sync = journal_sync
+        self.publish = publish
+        self.quote = quote
+        self.learn = learn
+        self.filters_fn = filters_fn
+        self.db_path = db_path
+        self.symbols_fn = symbols_fn
+        self.balance_poll_s = balance_poll_s
+        self.clock_ms = clock_ms
+        self.blocked = blocked
+        self.st = trader.TraderState()
+        self.filters: dict[str, risk.SymbolFilters] = {}
+        self.equity = math.nan
+        self.ready = False  # start-up and recovery done
+        self.start_error = ""
+        self.saved: recovery.Saved | None = None
+        self.delayed: list[tuple[int, Any, str]] = []  # (not before ms, effect, symbol)
+        self.counters: dict[str, int] = {"journal_sync_failed": 0, "broker_errors": 0, "queries_retried": 0,
+                                         "problems": 0, "ambiguous": 0}
+        self._next_timer = 0.0
+        self._next_balance = 0.0
+        self._next_start = 0.0
+        self._starting = False
+        self._limiter = RateLimiter(60.0)
+
+    # ------------------------------------------------------------------ context
+    def ctx(self, symbols: tuple[str, ...] = ()) -> trader.Ctx:
+        """Quotes for the symbols concerned and every traded one (the portfolio values them)."""
+        quotes = {}
+        for s in {*symbols, *self.st.trades}:
+            q = self.quote(s)
+            if q is not None:
+                quotes[s] = q
+        block = self.blocked() or ("" if self.ready else (self.start_error or "starting"))
+        return trader.Ctx(now_ms=self.clock_ms(), equity=self.equity,
+                          market=risk.Market(filters=self.filters, quotes=quotes), block_reason=block)
+
+    # ------------------------------------------------------------------ inputs from the brain
+    def on_signal(self, sig: wire.SignalGenerated) -> None:
+        self._run(trader.on_signal(self.cfg, self.st, sig, self.ctx((sig.symbol,))))
+
+    def on_range(self, symbol: str, low: float, high: float) -> None:
+        if symbol in self.st.trades:
+            self._run(trader.on_prices(self.cfg, self.st, symbol, low, high, self.ctx((symbol,))))
+
+    def poll(self) -> None:
+        """Completions, due delayed queries, timers. Cheap when nothing happened."""
+        for c in self.dispatcher.drain():
+            self._completion(c)
+        now_s = time.monotonic()
+        if not self.ready and not self._starting and now_s >= self._next_start:
+            self._start()
+        if now_s < self._next_timer:
+            return
+        self._next_timer = now_s + TIMER_PERIOD_S
+        now = self.clock_ms()
+        due = [d for d in self.delayed if d[0] <= now]
+        if due:
+            self.delayed = [d for d in self.delayed if d[0] > now]
+            for _, effect, symbol in due:
+                self._dispatch(effect, symbol)
+        if self.ready:
+            self._run(trader.on_timer(self.cfg, self.st, self.ctx()))
+            if now_s >= self._next_balance:
+                self._next_balance = now_s + self.balance_poll_s
+                self.dispatcher.submit(dsp.ACCOUNT, self.broker.balance, tag=("balance",))
+
+    # ------------------------------------------------------------------ start-up and recovery
+    def _start(self) -> None:
+        self._starting = True
+        self.saved = recovery.load(self.db_path, self.clock_ms())
+        symbols = self.symbols_fn()
+
+        def job():
+            filters = self.filters_fn()
+            setup = self.broker.start(symbols)
+            return filters, setup, self.broker.positions(), self.broker.balance()
+
+        self.dispatcher.submit(dsp.ACCOUNT, job, tag=("startup",))
+
+    def _started(self, result) -> None:
+        filters, setup, positions, balance = result
+        self.filters = filters
+        self.equity = float(balance.equity)
+        assert self.saved is not None
+        now = self.clock_ms()
+        rs = self.saved.risk_state or risk.initial_state(self.equity, now)
+        self.st = recovery.merge(self.cfg, self.saved, positions, now, rs)
+        self.st, actions = trader.recovery_actions(self.st, now)
+        self.ready = True
+        self._starting = False
+        self.start_error = ""
+        log.info("brain.execution_ready", broker=self.broker.name, symbols=len(filters), equity=self.equity,
+                 positions=len(positions), open_orders=len(self.saved.open_orders), one_way=setup.one_way)
+        for t in self.st.trades.values():
+            self.publish(trader.position_body(t, self.ctx((t.symbol,))))
+        self._carry_out(actions)
+
+    # ------------------------------------------------------------------ actions
+    def _run(self, result: trader.Result) -> None:
+        before = self.st.risk
+        self.st, actions = result
+        self._carry_out(actions)
+        if self.st.risk.halted != before.halted:
+            log.error("brain.kill_switch", halted=self.st.risk.halted, reason=self.st.risk.halt_reason,
+                      detail=self.st.risk.halt_detail)
+        if self.st.risk is not before and (self.st.risk.halted != before.halted
+                                           or self.st.risk.day_index != before.day_index):
+            self.publish(wire.ModelState(name=recovery.RISK_NAME, version=self.clock_ms(),
+                                         state=json.dumps(self.st.risk.to_dict()).encode()))
+
+    def _carry_out(self, actions: list[trader.Action]) -> None:
+        for a in actions:
+            if isinstance(a, trader.NewOrder):
+                self._new_order(a)
+            elif isinstance(a, trader.Dispatch):
+                self._dispatch(a.effect, a.symbol)
+            elif isinstance(a, trader.Publish):
+                self.publish(a.body)
+            elif isinstance(a, trader.Learn):
+                self.learn(a.features, a.outcome_r)
+            elif isinstance(a, trader.Problem):
+                self.counters["problems"] += 1
+                if self._limiter.allow(a.kind, time.monotonic()):
+                    log.warning("brain.order_problem", kind=a.kind, detail=a.detail, client_order_id=a.client_order_id)
+
+    def _new_order(self, a: trader.NewOrder) -> None:
+        """Journal, then act: the order is on disk before the exchange hears of it."""
+        self.publish_only(a.request)
+        cid = a.order.client_order_id
+        try:
+            self.journal_sync(a.request)
+        except TransientError as exc:
+            self.counters["journal_sync_failed"] += 1
+            log.error("brain.journal_unavailable", client_order_id=cid, error=str(exc))
+            self._event(cid, om.CancelRequest())
+            self.publish(wire.RiskReject(symbol=a.order.symbol, reason=JOURNAL_UNAVAILABLE, detail=str(exc),
+                                         signal_id=a.order.signal_id))
+            return
+        self._event(cid, om.Send(at_ms=self.clock_ms()))
+
+    def publish_only(self, body: Any) -> None:
+        """PUB only (the journal gets ORDER_REQUEST through the synchronous path)."""
+        self.publish(body, journal=False)  # type: ignore[call-arg]
+
+    def _event(self, cid: str, event: om.Event, fill=None) -> None:
+        ctx = self.ctx((self.st.orders[cid].symbol,)) if cid in self.st.orders else self.ctx()
+        if fill is not None:
+            self._run(trader.on_fill(self.cfg, self.st, fill, ctx, client_order_id=cid))
+        else:
+            self._run(trader.on_order_event(self.cfg, self.st, cid, event, ctx))
+
+    def _dispatch(self, effect: Any, symbol: str) -> None:
+        now = self.clock_ms()
+        b = self.broker
+        if isinstance(effect, om.SubmitOrder):
+            o = self.st.orders[effect.client_order_id]
+            spec = OrderSpec(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
+                             order_type=o.order_type, qty=o.qty, price=o.price, reduce_only=o.reduce_only)
+            self.dispatcher.submit(dsp.ORDER, b.submit, spec, key=symbol,
+                                   tag=("submit", o.client_order_id, effect.attempt, now))
+        elif isinstance(effect, om.CancelOrder):
+            self.dispatcher.submit(dsp.ORDER, b.cancel, symbol, effect.client_order_id, key=symbol,
+                                   tag=("cancel", effect.client_order_id, now))
+        elif isinstance(effect, om.QueryOrder):
+            if effect.not_before_ms > now:
+                self.delayed.append((effect.not_before_ms, effect, symbol))
+            else:
+                self.dispatcher.submit(dsp.QUERY, b.query, symbol, effect.client_order_id, key=symbol,
+                                       tag=("query", effect.client_order_id, now))
+        elif isinstance(effect, om.FetchTrades):
+            o = self.st.orders.get(effect.client_order_id)
+            if o is not None and o.exchange_order_id:
+                self.dispatcher.submit(dsp.QUERY, b.fills, symbol, exchange_order_id=o.exchange_order_id,
+                                       key=symbol, tag=("fills", effect.client_order_id, now))
+
+    # ------------------------------------------------------------------ completions
+    def _completion(self, c: dsp.Completion) -> None:
+        kind = c.tag[0]
+        err = c.error
+        if kind == "startup":
+            if err is None:
+                self._started(c.result)
+            else:
+                self._starting = False
+                self.start_error = f"broker start failed: {err}"
+                self._next_start = time.monotonic() + STARTUP_RETRY_S
+                log.error("brain.execution_start_failed", error=str(err), retry_s=STARTUP_RETRY_S)
+            return
+        if kind == "balance":
+            if err is None:
+                self.equity = float(c.result.equity)
+            return
+        cid = c.tag[1]
+        if cid not in self.st.orders:
+            return  # the trade closed meanwhile (a late answer): nothing left to update
+        if err is not None:
+            self.counters["broker_errors"] += 1
+        if kind == "submit":
+            self._submitted(cid, c.tag[2], c.tag[3], c.result, err)
+        elif kind == "query":
+            if err is None:
+                self._event(cid, _query_result(c.tag[2], c.result))
+            else:
+                self._retry_query(cid)
+        elif kind == "fills":
+            if err is None:
+                eid = self.st.orders[cid].exchange_order_id
+                for f in c.result:
+                    if f.exchange_order_id == eid and cid in self.st.orders:
+                        self._event(cid, None, fill=f)
+            else:
+                self._retry_query(cid)
+        elif kind == "cancel":
+            if err is None:
+                self._event(cid, _query_result(c.tag[2], c.result))
+            else:
+                self._event(cid, om.CancelRejected(code=getattr(err, "code", 0) or 0, message=str(err)))
+
+    def _submitted(self, cid: str, attempt: int, sent_ms: int, res: SubmitResult | None, err: Exception | None) -> None:
+        if err is None and res is not None:
+            self._event(cid, om.Ack(exchange_order_id=res.order.exchange_order_id))
+            for f in res.fills:
+                if cid in self.st.orders:
+                    self._event(cid, None, fill=f)
+            if cid in self.st.orders:
+                self._event(cid, _query_result(sent_ms, res.order))
+            return
+        if isinstance(err, AmbiguousError):
+            self.counters["ambiguous"] += 1
+            log.warning("brain.order_outcome_unknown", client_order_id=cid, error=str(err))
+            self._event(cid, om.Timeout(at_ms=self.clock_ms()))
+            return
+        code = getattr(err, "code", 0) or 0
+        if getattr(err, "reason", "") == "duplicate_client_id":
+            code = om.DUPLICATE_CLIENT_ID_CODE
+        log.warning("brain.order_refused", client_order_id=cid, code=code, error=str(err))
+        self._event(cid, om.Reject(attempt=attempt, code=int(code), message=str(err)[:200]))
+
+    def _retry_query(self, cid: str) -> None:
+        self.counters["queries_retried"] += 1
+        o = self.st.orders[cid]
+        self.delayed.append((self.clock_ms() + QUERY_RETRY_MS,
+                             om.QueryOrder(client_order_id=cid, not_before_ms=0), o.symbol))
+
+    # ------------------------------------------------------------------ views
+    def snapshot(self) -> dict[str, Any]:
+        c = self.st.counters
+        return {"ready": self.ready, "block_reason": self.ctx().block_reason,
+                "equity": self.equity if math.isfinite(self.equity) else None,
+                "orders": c.get("orders", 0), "fills": c.get("fills", 0),
+                "risk_rejects": c.get("risk_rejects", 0), "positions_open": sum(
+                    1 for t in self.st.trades.values() if t.position > 0),
+                "trades_closed": c.get("trades_closed", 0), "wins": c.get("wins", 0),
+                "realized_pnl": float(self.st.realized_pnl), "fees": float(self.st.fees),
+                "halted": self.st.risk.halted, "halt_reason": self.st.risk.halt_reason,
+                "open_orders": sum(1 for o in self.st.orders.values() if not o.is_terminal),
+                "trader": dict(c), **self.counters}
+
+
+def _query_result(at_ms: int, o: ExchangeOrder | None) -> om.QueryResult:
+    if o is None:
+        return om.QueryResult(at_ms=at_ms, found=False)
+    return om.QueryResult(at_ms=at_ms, found=True, status=o.status, exchange_order_id=o.exchange_order_id,
+                          executed_qty=o.executed_qty)

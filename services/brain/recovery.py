@@ -1,0 +1,163 @@
+"""What the brain knew before a restart: read back from the database (read-only) and merged
+with the exchange's positions, which are the truth.
+
+The orchestrator is the only writer of the database; the brain opens it read-only
+(``mode=ro``: SQLite in WAL mode lets a reader in beside the writer) once, at start.
+
+- Open orders: every order whose last journaled state is not final. Rebuilt as
+  ``orders.Order`` values; ``trader.recovery_actions`` then queries each one at the exchange
+  before anything else touches its trade.
+- Used client order ids (the last ``USED_IDS_DAYS``): a signal replayed after the restart
+  cannot open a second trade.
+- Open trades: one per position the exchange reports. Its plan (stop, target, confidence,
+  the model's features) comes from the newest entry order of that symbol and its signal;
+  a position without one is adopted (``trader.adopt``). A local trade the exchange no
+  longer holds is gone (it closed while we were down; reconciliation repairs the rows).
+- The confidence model's and the kill switch's state (table ``model_state``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import structlog
+
+from services.brain import orders as om
+from services.brain import risk, trader
+from services.brain.broker import ExchangePosition
+
+log = structlog.get_logger(__name__)
+
+USED_IDS_DAYS = 7
+MODEL_NAME = "confidence"
+RISK_NAME = "risk_state"
+_OPEN_STATES = tuple(s.value for s in om.OrderState if s not in om.TERMINAL)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Saved:
+    open_orders: Mapping[str, om.Order] = field(default_factory=dict)
+    used_cids: frozenset[str] = frozenset()
+    plans: Mapping[str, trader.Trade] = field(default_factory=dict)  # symbol -> newest filled entry's plan
+    last_action_ms: Mapping[str, int] = field(default_factory=dict)
+    model_blob: bytes | None = None
+    risk_state: risk.RiskState | None = None
+
+
+def _dec(x: object) -> Decimal:
+    try:
+        return Decimal(repr(x)) if isinstance(x, float) else Decimal(str(x))
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def _order(row: sqlite3.Row, trade_ids: frozenset[str]) -> om.Order:
+    state = om.OrderState(row["status"])
+    filled = _dec(row["filled_qty"])
+    return om.Order(client_order_id=row["client_order_id"], symbol=row["symbol"], side=row["side"],
+                    order_type=row["order_type"], qty=_dec(row["qty"]), price=_dec(row["price"]),
+                    reduce_only=bool(row["reduce_only"]), signal_id=row["signal_id"], state=state,
+                    exchange_order_id=row["exchange_order_id"] or "",
+                    confirmed=state not in (om.S.NEW_LOCAL, om.S.SENT, om.S.UNKNOWN),
+                    send_count=0 if state == om.S.NEW_LOCAL else 1,
+                    last_sent_ms=int(row["created_ns"]) // 1_000_000, filled_qty=filled,
+                    filled_notional=filled * _dec(row["avg_price"]), trade_ids=trade_ids)
+
+
+def load(db_path: Path, now_ms: int) -> Saved:
+    """Everything the database holds for a restart; an absent database is a first start."""
+    if not db_path.exists():
+        return Saved()
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        log.warning("brain.recovery_db_unreadable", path=str(db_path), error=str(exc))
+        return Saved()
+    conn.row_factory = sqlite3.Row
+    try:
+        return _load(conn, now_ms)
+    except sqlite3.Error as exc:  # e.g. no schema yet: the orchestrator has not run
+        log.warning("brain.recovery_db_unreadable", path=str(db_path), error=str(exc))
+        return Saved()
+    finally:
+        conn.close()
+
+
+def _load(conn: sqlite3.Connection, now_ms: int) -> Saved:
+    since_ns = (now_ms - USED_IDS_DAYS * 86_400_000) * 1_000_000
+    used = frozenset(r[0] for r in conn.execute(
+        "SELECT client_order_id FROM orders WHERE created_ns >= ?", (since_ns,)))
+    marks = ",".join("?" * len(_OPEN_STATES))
+    open_rows = conn.execute(f"SELECT * FROM orders WHERE status IN ({marks})", _OPEN_STATES).fetchall()  # noqa: S608
+    open_orders = {}
+    for row in open_rows:
+        tids = frozenset(r[0] for r in conn.execute(
+            "SELECT trade_id FROM fills WHERE client_order_id = ?", (row["client_order_id"],)))
+        open_orders[row["client_order_id"]] = _order(row, tids)
+    plans: dict[str, trader.Trade] = {}
+    # the newest entry per symbol that filled, or is still open (its fate is being queried)
+    for row in conn.execute(
+            f"SELECT o.client_order_id, o.symbol, o.side, o.created_ns, s.signal_id, s.stop, s.target,"
+            f" s.confidence, s.features FROM orders o JOIN signals s ON s.signal_id = o.signal_id"
+            f" WHERE o.reduce_only = 0 AND (o.filled_qty > 0 OR o.status IN ({marks}))"
+            f" AND o.created_ns >= ? ORDER BY o.created_ns", (*_OPEN_STATES, since_ns)):  # noqa: S608
+        try:
+            features = {k: float(v) for k, v in json.loads(row["features"]).items()}
+        except (ValueError, AttributeError, TypeError):
+            features = {}
+        plans[row["symbol"]] = trader.Trade(
+            trade_id=row["signal_id"], symbol=row["symbol"], side=row["side"], stop=float(row["stop"]),
+            target=float(row["target"]), confidence=float(row["confidence"]), features=features,
+            opened_ms=int(row["created_ns"]) // 1_000_000, entry_cid=row["client_order_id"])
+    last_action = {r[0]: int(r[1]) // 1_000_000 for r in conn.execute(
+        "SELECT symbol, max(updated_ns) FROM orders WHERE created_ns >= ? GROUP BY symbol", (since_ns,))}
+    blobs = {r[0]: bytes(r[1]) for r in conn.execute("SELECT name, state FROM model_state")}
+    risk_state = None
+    if RISK_NAME in blobs:
+        try:
+            risk_state = risk.RiskState.from_dict(json.loads(blobs[RISK_NAME]))
+        except Exception as exc:  # a damaged record must not unhalt anything: say so, start halted
+            log.error("brain.risk_state_unreadable", error=str(exc))
+            risk_state = risk.halt(risk.RiskState(), now_ms, "saved risk state unreadable")
+    return Saved(open_orders=open_orders, used_cids=used, plans=plans, last_action_ms=last_action,
+                 model_blob=blobs.get(MODEL_NAME), risk_state=risk_state)
+
+
+def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePosition], now_ms: int,
+          risk_state: risk.RiskState) -> trader.TraderState:
+    """The trader's state after a restart: the exchange's positions with our plans for them."""
+    trades: dict[str, trader.Trade] = {}
+    for p in positions:
+        if p.qty == 0:
+            continue
+        plan = saved.plans.get(p.symbol)
+        side = "BUY" if p.qty > 0 else "SELL"
+        q = abs(p.qty)
+        if plan is not None and plan.side == side:
+            trades[p.symbol] = trader.Trade(**{**plan.__dict__, "entry_qty": q,
+                                               "entry_notional": q * p.entry_price})
+        else:
+            log.warning("brain.position_adopted", symbol=p.symbol, qty=str(p.qty), entry=str(p.entry_price))
+            trades[p.symbol] = trader.adopt(cfg, symbol=p.symbol, qty=p.qty, entry_price=p.entry_price, now_ms=now_ms)
+    # an open entry order whose trade has no position yet still holds its slot
+    for o in saved.open_orders.values():
+        plan = saved.plans.get(o.symbol)
+        if not o.reduce_only and o.symbol not in trades:
+            if plan is not None and plan.entry_cid == o.client_order_id:
+                trades[o.symbol] = plan
+            else:  # no plan on record: stop and target are set around the fill (adopted)
+                trades[o.symbol] = trader.Trade(trade_id=o.signal_id or o.client_order_id, symbol=o.symbol,
+                                                side=o.side, stop=0.0, target=0.0, confidence=0.0, features={},
+                                                opened_ms=now_ms, entry_cid=o.client_order_id, adopted=True)
+        elif o.reduce_only and o.symbol in trades:
+            t = trades[o.symbol]
+            trades[o.symbol] = trader.Trade(**{**t.__dict__, "exit_cid": o.client_order_id,
+                                               "exit_cids": t.exit_cids | {o.client_order_id},
+                                               "exit_reason": t.exit_reason or "RECOVERED"})
+    return trader.restore(risk_state=risk_state, orders=saved.open_orders, trades=trades,
+                          used_cids=saved.used_cids, last_action_ms=saved.last_action_ms)

@@ -1,0 +1,558 @@
+"""The trader: signals, prices and exchange answers in; orders, publications and lessons out.
+
+Pure: every function takes the state and an input and returns ``(new state, actions)``; the
+shell (``services/brain/execution.py``) carries the actions out (journal, broker, PUB) and
+feeds the answers back. No clock (``Ctx.now_ms``), no sockets, no files.
+
+The life of a trade:
+
+1. ``on_signal``: the rotation rule (``rotation.decide``) gives the signal a slot (Take), a
+   slot held by the weakest position (Rotate: exit that one first, then enter; the entry waits
+   in ``pending`` until the exit is flat), or none (Skip, counted by reason). The entry is
+   sized so that a stop-out loses ``risk_per_trade_pct`` of equity, then every pre-trade
+   check runs (``risk.check_order``); a rejection is published as ``RISK_REJECT``. An approved
+   entry becomes a NEW_LOCAL order (``NewOrder``): the shell journals it durably and only then
+   sends it (``orders`` rule 1).
+2. Fills (``on_fill``) move the trade's entry or exit quantity; each is published as ``FILL``
+   and the position as ``POSITION``.
+3. ``on_prices``: the stop or the target was touched within the batch (its low/high) -> a
+   reduce-only MARKET exit. Exits are local: the brain watches the price (see README: no
+   exchange-side stop yet). A refused exit is retried by ``on_timer`` after ``exit_retry_ms``.
+4. Flat again: ``TRADE_CLOSED`` with the realised PnL, fees and the outcome in R (PnL per unit
+   of the risk planned at entry), and ``Learn`` for the model (not for adopted positions).
+
+Client order ids are deterministic (``orders.make_client_order_id``): entry ``ae-<signal>-0``,
+exit n ``ax-<signal>-n``. A signal whose entry id was ever used (``used_cids``, restored
+from the database after a restart) is skipped: a replayed candle cannot open a second trade.
+
+One position per symbol, at most ``rotation.max_positions``; a trade whose entry is in flight
+holds its slot, and an order whose outcome is unknown blocks any new order on its trade
+until a query resolves it (never two live exits, never a blind re-send).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from decimal import Context, Decimal
+from typing import Any, Mapping, Union
+
+from common import wire
+from services.brain import orders as om
+from services.brain import risk, rotation
+from services.brain.broker import ExchangeFill
+
+_EXACT = Context(prec=100)
+_AVG = Context(prec=34)
+ENTRY_PREFIX = "ae"
+EXIT_PREFIX = "ax"
+PENDING_ENTRY_TTL_MS = 60_000  # a rotation's entry waits this long for its exit to finish
+# exit reasons
+STOP, TARGET, ROTATION, FLATTEN = "STOP", "TARGET", "ROTATION", "FLATTEN"
+# reasons a signal gets no order, besides risk.REASONS and rotation's skips
+DUPLICATE_SIGNAL = "DUPLICATE_SIGNAL"
+TRADING_DISABLED = "TRADING_DISABLED"
+NO_SIZE = "NO_SIZE"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraderConfig:
+    risk: risk.RiskConfig = field(default_factory=risk.RiskConfig)
+    rotation: rotation.RotationConfig = field(default_factory=rotation.RotationConfig)
+    risk_per_trade_pct: float = 0.5
+    exit_retry_ms: int = 2_000
+    recv_window_ms: int = om.DEFAULT_RECV_WINDOW_MS
+    adopt_stop_pct: float = 2.0  # a position found at the exchange without a plan gets this stop
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trade:
+    """One position's plan and progress. Quantities are exact and unsigned; ``side`` is the
+    entry's (BUY = long)."""
+
+    trade_id: str  # the signal id
+    symbol: str
+    side: str
+    stop: float
+    target: float
+    confidence: float
+    features: Mapping[str, float]
+    opened_ms: int
+    entry_cid: str
+    entry_qty: Decimal = Decimal(0)
+    entry_notional: Decimal = Decimal(0)
+    exit_qty: Decimal = Decimal(0)
+    exit_notional: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    exit_cid: str = ""  # the exit in flight ("" = none)
+    exit_cids: frozenset[str] = frozenset()  # every exit ever sent (late fills still count)
+    exit_reason: str = ""  # set once an exit is wanted; stays until flat
+    exits_sent: int = 0
+    next_exit_ms: int = 0
+    adopted: bool = False
+
+    @property
+    def position(self) -> Decimal:
+        return self.entry_qty - self.exit_qty
+
+    @property
+    def direction(self) -> int:
+        return 1 if self.side == "BUY" else -1
+
+    @property
+    def entry_avg(self) -> Decimal:
+        return _AVG.divide(self.entry_notional, self.entry_qty) if self.entry_qty else Decimal(0)
+
+    @property
+    def exit_avg(self) -> Decimal:
+        return _AVG.divide(self.exit_notional, self.exit_qty) if self.exit_qty else Decimal(0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PendingEntry:
+    signal: wire.SignalGenerated
+    after_symbol: str  # the rotation's exit that must be flat first
+    expires_ms: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraderState:
+    risk: risk.RiskState = field(default_factory=risk.RiskState)
+    orders: Mapping[str, om.Order] = field(default_factory=dict)
+    trades: Mapping[str, Trade] = field(default_factory=dict)  # by symbol
+    pending: tuple[PendingEntry, ...] = ()
+    last_action_ms: Mapping[str, int] = field(default_factory=dict)
+    used_cids: frozenset[str] = frozenset()
+    realized_pnl: Decimal = Decimal(0)  # closed trades, before fees
+    fees: Decimal = Decimal(0)
+    counters: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ctx:
+    """What the shell knows now."""
+
+    now_ms: int
+    equity: float  # account equity from the exchange (NaN until known)
+    market: risk.Market  # filters and latest quotes
+    block_reason: str = ""  # non-empty: no new entries (recovering, reconciliation failed, ...)
+
+
+# ---------------------------------------------------------------------------- actions
+@dataclass(frozen=True)
+class NewOrder:
+    """Journal ``request`` durably, then apply ``orders.Send`` (or ``CancelRequest`` if the
+    journal refused) through ``on_order_event``."""
+
+    order: om.Order
+    request: wire.OrderRequest
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """An exchange call for the broker: SubmitOrder, CancelOrder, QueryOrder or FetchTrades."""
+
+    effect: Any
+    symbol: str
+
+
+@dataclass(frozen=True)
+class Publish:
+    body: Any  # a wire body; every one of them is journaled too
+
+
+@dataclass(frozen=True)
+class Learn:
+    features: Mapping[str, float]
+    outcome_r: float
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    detail: str
+    client_order_id: str = ""
+
+
+Action = Union[NewOrder, Dispatch, Publish, Learn, Problem]
+Result = tuple[TraderState, list[Action]]
+
+
+def _count(st: TraderState, *keys: str) -> TraderState:
+    c = dict(st.counters)
+    for k in keys:
+        c[k] = c.get(k, 0) + 1
+    return replace(st, counters=c)
+
+
+def _with_trade(st: TraderState, t: Trade) -> TraderState:
+    return replace(st, trades={**st.trades, t.symbol: t})
+
+
+def _without_trade(st: TraderState, symbol: str) -> TraderState:
+    return replace(st, trades={k: v for k, v in st.trades.items() if k != symbol})
+
+
+def _with_order(st: TraderState, o: om.Order) -> TraderState:
+    return replace(st, orders={**st.orders, o.client_order_id: o})
+
+
+# ---------------------------------------------------------------------------- views
+def _mark(ctx: Ctx, symbol: str, fallback: float) -> float:
+    q = ctx.market.quotes.get(symbol)
+    return q.mark_price if q is not None and q.mark_price > 0 else fallback
+
+
+def portfolio(st: TraderState, ctx: Ctx) -> risk.Portfolio:
+    """Held positions at the mark, plus entries still in flight at the mark."""
+    held, pending = [], []
+    for t in st.trades.values():
+        price = _mark(ctx, t.symbol, float(t.entry_avg) or 0.0)
+        if t.position > 0:
+            held.append(risk.Exposure(symbol=t.symbol, qty=float(t.position) * t.direction, price=price))
+        entry = st.orders.get(t.entry_cid)
+        if entry is not None and not entry.is_terminal and entry.remaining_qty > 0:
+            pending.append(risk.Exposure(symbol=t.symbol, qty=float(entry.remaining_qty) * t.direction,
+                                         price=price))
+    return risk.Portfolio(equity_usdt=ctx.equity, positions=tuple(held), open_entries=tuple(pending))
+
+
+def held_positions(st: TraderState, ctx: Ctx) -> list[rotation.HeldPosition]:
+    """The rotation's view: every trade holds its slot, even while its entry is in flight."""
+    out = []
+    for t in st.trades.values():
+        entry = float(t.entry_avg) or t.stop  # no fill yet: R is 0 until there is one
+        out.append(rotation.HeldPosition(symbol=t.symbol, side=t.side, entry_price=entry,
+                                         stop_price=t.stop, mark_price=_mark(ctx, t.symbol, entry),
+                                         confidence=t.confidence, opened_ms=t.opened_ms))
+    return out
+
+
+def unrealized_pnl(t: Trade, mark: float) -> float:
+    if t.position <= 0 or mark <= 0:
+        return 0.0
+    return float(t.position) * t.direction * (mark - float(t.entry_avg))
+
+
+def position_body(t: Trade, ctx: Ctx, realized: Decimal = Decimal(0)) -> wire.Position:
+    mark = _mark(ctx, t.symbol, float(t.entry_avg))
+    return wire.Position(symbol=t.symbol, qty=float(t.position) * t.direction, entry_price=float(t.entry_avg),
+                         unrealized_pnl=unrealized_pnl(t, mark), realized_pnl=float(realized))
+
+
+# ---------------------------------------------------------------------------- sizing
+def entry_qty(cfg: TraderConfig, signal: wire.SignalGenerated, equity: float, price: float) -> float:
+    """Risk ``risk_per_trade_pct`` of equity between entry and stop, capped at 99% of the
+    per-order notional limit (risk rounds it down onto the step grid). 0 when it cannot be
+    sized (no equity, no risk distance)."""
+    risk_dist = abs(signal.entry - signal.stop)
+    if not (math.isfinite(equity) and equity > 0 and risk_dist > 0 and price > 0):
+        return 0.0
+    qty = equity * cfg.risk_per_trade_pct / 100.0 / risk_dist
+    return min(qty, cfg.risk.max_order_notional_usdt * 0.99 / price)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Req:
+    """An order as risk.check_order reads it, before it is known to be valid."""
+
+    client_order_id: str
+    symbol: str
+    side: str
+    order_type: str
+    qty: float
+    price: float
+    reduce_only: bool
+    signal_id: str
+
+
+# ---------------------------------------------------------------------------- entries
+def on_signal(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, ctx: Ctx) -> Result:
+    st = _count(st, "signals")
+    cid = om.make_client_order_id(ENTRY_PREFIX, sig.signal_id, 0)
+    if cid in st.used_cids:
+        return _count(st, f"skipped:{DUPLICATE_SIGNAL}"), []
+    if ctx.block_reason:
+        st = _count(st, "risk_rejects", f"rejected:{TRADING_DISABLED}")
+        return st, [Publish(wire.RiskReject(symbol=sig.symbol, reason=TRADING_DISABLED,
+                                            detail=ctx.block_reason, signal_id=sig.signal_id))]
+    decision = rotation.decide(held_positions(st, ctx), sig, ctx.now_ms, cfg.rotation, st.last_action_ms)
+    if isinstance(decision, rotation.Skip):
+        return _count(st, f"skipped:{decision.reason}"), []
+    if isinstance(decision, rotation.Take):
+        return _enter(cfg, st, sig, ctx)
+    # Rotate: only if the entry would pass risk once the weakest is gone (else exit for nothing)
+    exiting = st.trades[decision.exit_symbol]
+    without = _without_trade(st, exiting.symbol)
+    dry = _check_entry(cfg, without, sig, ctx)
+    if isinstance(dry, risk.Rejected):
+        return _reject(st, sig, dry, dry_run=True)
+    st, actions = _exit(cfg, st, exiting, ROTATION, ctx)
+    st = _count(st, "rotations")
+    st = replace(st, pending=(*st.pending, PendingEntry(signal=sig, after_symbol=exiting.symbol,
+                                                        expires_ms=ctx.now_ms + PENDING_ENTRY_TTL_MS)))
+    return st, actions
+
+
+def _check_entry(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, ctx: Ctx) -> risk.Decision:
+    price = _mark(ctx, sig.symbol, sig.entry)
+    qty = entry_qty(cfg, sig, ctx.equity, price)
+    if qty <= 0:  # say why, rather than risk's generic QTY_INVALID for a zero size
+        bad_equity = not (math.isfinite(ctx.equity) and ctx.equity > 0)
+        return risk.Rejected(reason=risk.EQUITY_INVALID if bad_equity else NO_SIZE, state=st.risk,
+                             detail=f"equity {ctx.equity!r}" if bad_equity else
+                             f"no risk distance: entry {sig.entry} stop {sig.stop}")
+    req = _Req(client_order_id=om.make_client_order_id(ENTRY_PREFIX, sig.signal_id, 0), symbol=sig.symbol,
+               side=sig.side, order_type="MARKET", qty=qty, price=0.0,
+               reduce_only=False, signal_id=sig.signal_id)
+    return risk.check_order(cfg.risk, st.risk, portfolio(st, ctx), req, ctx.market, ctx.now_ms)
+
+
+def _reject(st: TraderState, sig: wire.SignalGenerated, dec: risk.Rejected, dry_run: bool = False) -> Result:
+    if not dry_run:
+        st = replace(st, risk=dec.state)
+    st = _count(st, "risk_rejects", f"rejected:{dec.reason}")
+    return st, [Publish(wire.RiskReject(symbol=sig.symbol, reason=dec.reason, detail=dec.detail,
+                                        signal_id=sig.signal_id))]
+
+
+def _enter(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, ctx: Ctx) -> Result:
+    dec = _check_entry(cfg, st, sig, ctx)
+    if isinstance(dec, risk.Rejected):
+        return _reject(st, sig, dec)
+    order = om.order_from_request(dec.order, recv_window_ms=cfg.recv_window_ms)
+    trade = Trade(trade_id=sig.signal_id, symbol=sig.symbol, side=sig.side, stop=sig.stop, target=sig.target,
+                  confidence=sig.confidence, features=dict(sig.features), opened_ms=ctx.now_ms,
+                  entry_cid=order.client_order_id)
+    st = replace(st, risk=dec.state, used_cids=st.used_cids | {order.client_order_id},
+                 last_action_ms=rotation.record_action(st.last_action_ms, sig.symbol, ctx.now_ms))
+    st = _count(_with_order(_with_trade(st, trade), order), "orders", "entries")
+    return st, [NewOrder(order, dec.order)]
+
+
+# ---------------------------------------------------------------------------- exits
+def _exit(cfg: TraderConfig, st: TraderState, t: Trade, reason: str, ctx: Ctx) -> Result:
+    """A reduce-only MARKET order for the whole position (or, with nothing filled yet, the
+    wish to exit, carried out once the entry has filled)."""
+    t = replace(t, exit_reason=t.exit_reason or reason)
+    if t.position <= 0 or t.exit_cid:
+        return _with_trade(st, t), []
+    n = t.exits_sent + 1
+    cid = om.make_client_order_id(EXIT_PREFIX, t.trade_id, n)
+    req = _Req(client_order_id=cid, symbol=t.symbol, side="SELL" if t.side == "BUY" else "BUY",
+               order_type="MARKET", qty=float(t.position), price=0.0, reduce_only=True, signal_id=t.trade_id)
+    dec = risk.check_order(cfg.risk, st.risk, portfolio(st, ctx), req, ctx.market, ctx.now_ms)
+    t = replace(t, exits_sent=n, next_exit_ms=ctx.now_ms + cfg.exit_retry_ms)
+    if isinstance(dec, risk.Rejected):
+        st = _count(replace(_with_trade(st, t), risk=dec.state), "risk_rejects", f"rejected:{dec.reason}")
+        return st, [Publish(wire.RiskReject(symbol=t.symbol, reason=dec.reason, detail=f"exit: {dec.detail}",
+                                            signal_id=t.trade_id))]
+    order = om.order_from_request(dec.order, recv_window_ms=cfg.recv_window_ms)
+    t = replace(t, exit_cid=cid, exit_cids=t.exit_cids | {cid})
+    st = replace(_with_order(_with_trade(st, t), order), risk=dec.state, used_cids=st.used_cids | {cid})
+    return _count(st, "orders", "exits"), [NewOrder(order, dec.order)]
+
+
+def on_prices(cfg: TraderConfig, st: TraderState, symbol: str, low: float, high: float, ctx: Ctx) -> Result:
+    """The traded range of ``symbol`` since the last call: exit on a touched stop or target."""
+    t = st.trades.get(symbol)
+    if t is None or t.position <= 0 or t.exit_reason:
+        return st, []
+    if t.direction > 0:
+        reason = STOP if low <= t.stop else TARGET if high >= t.target else ""
+    else:
+        reason = STOP if high >= t.stop else TARGET if low <= t.target else ""
+    return _exit(cfg, st, t, reason, ctx) if reason else (st, [])
+
+
+def flatten(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
+    """Exit every position (kill switch with flatten, or an operator's request)."""
+    actions: list[Action] = []
+    for t in list(st.trades.values()):
+        st, acts = _exit(cfg, st, t, FLATTEN, ctx)
+        actions += acts
+    return st, actions
+
+
+def on_timer(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
+    """Retry wanted exits whose last attempt failed; drop rotation entries that waited too long."""
+    actions: list[Action] = []
+    for t in list(st.trades.values()):
+        if t.exit_reason and not t.exit_cid and t.position > 0 and ctx.now_ms >= t.next_exit_ms:
+            st, acts = _exit(cfg, st, t, t.exit_reason, ctx)
+            actions += acts
+    live = tuple(p for p in st.pending if p.expires_ms > ctx.now_ms)
+    if len(live) != len(st.pending):
+        st = _count(replace(st, pending=live), *["skipped:ROTATION_EXPIRED"] * (len(st.pending) - len(live)))
+    return st, actions
+
+
+# ---------------------------------------------------------------------------- exchange answers
+def on_fill(cfg: TraderConfig, st: TraderState, fill: ExchangeFill, ctx: Ctx, client_order_id: str = "") -> Result:
+    """One execution from the broker (idempotent by trade id)."""
+    cid = client_order_id or fill.client_order_id
+    event = om.TradeFill(trade_id=fill.trade_id, qty=fill.qty, price=fill.price,
+                         exchange_order_id=fill.exchange_order_id)
+    return on_order_event(cfg, st, cid, event, ctx, fill=fill)
+
+
+def on_order_event(cfg: TraderConfig, st: TraderState, cid: str, event: om.Event, ctx: Ctx,
+                   fill: ExchangeFill | None = None) -> Result:
+    order = st.orders.get(cid)
+    if order is None:
+        return _count(st, "unknown_order_events"), [Problem("UNKNOWN_ORDER", f"{type(event).__name__} for {cid}", cid)]
+    new, effects = om.apply(order, event)
+    # rule: an order that went back to NEW_LOCAL (its attempt is proven dead) is not re-sent:
+    # the trade decides afresh (a new exit id on the next timer; an entry is simply dropped)
+    if new.state == om.S.NEW_LOCAL and order.state != om.S.NEW_LOCAL:
+        new, more = om.apply(new, om.CancelRequest())
+        effects = (*effects, *more)
+    st = _with_order(st, new)
+    actions: list[Action] = []
+    if new.state != order.state or new.filled_qty != order.filled_qty:
+        actions.append(Publish(om.to_order_update(new)))
+    for e in effects:
+        if isinstance(e, om.OrderError):
+            actions.append(Problem(e.kind, e.detail, cid))
+        elif isinstance(e, om.FillApplied):
+            st, acts = _apply_fill(cfg, st, new, e, fill, ctx)
+            actions += acts
+        else:
+            actions.append(Dispatch(e, new.symbol))
+    if new.is_terminal and not order.is_terminal:
+        st, acts = _order_done(cfg, st, new, ctx)
+        actions += acts
+    return st, actions
+
+
+def _trade_of(st: TraderState, o: om.Order) -> tuple[Trade | None, bool]:
+    """(trade, is_entry) for an order, or (None, False)."""
+    t = st.trades.get(o.symbol)
+    if t is None:
+        return None, False
+    if t.entry_cid == o.client_order_id:
+        return t, True
+    return (t, False) if o.client_order_id in t.exit_cids else (None, False)
+
+
+def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillApplied, fill: ExchangeFill | None,
+                ctx: Ctx) -> Result:
+    fee = fill.fee if fill is not None and fill.fee_asset == "USDT" else Decimal(0)
+    st = _count(replace(st, fees=_EXACT.add(st.fees, fee)), "fills")
+    body = wire.Fill(client_order_id=o.client_order_id, exchange_order_id=o.exchange_order_id, trade_id=e.trade_id,
+                     symbol=o.symbol, side=o.side, qty=float(e.qty), price=float(e.price), fee=float(fee),
+                     fee_asset=fill.fee_asset if fill is not None else "USDT",
+                     liquidity=fill.liquidity if fill is not None else "taker")
+    actions: list[Action] = [Publish(body)]
+    t, is_entry = _trade_of(st, o)
+    if t is None:
+        return st, [*actions, Problem("ORPHAN_FILL", f"fill {e.trade_id} of {o.client_order_id} has no trade",
+                                      o.client_order_id)]
+    notional = _EXACT.multiply(e.qty, e.price)
+    if is_entry:
+        t = replace(t, entry_qty=t.entry_qty + e.qty, entry_notional=_EXACT.add(t.entry_notional, notional),
+                    fees=t.fees + fee)
+        if t.stop <= 0:  # recovered without a plan: protect it like an adopted position
+            plan = adopt(cfg, symbol=t.symbol, qty=t.entry_qty * t.direction, entry_price=t.entry_avg,
+                         now_ms=ctx.now_ms)
+            t = replace(t, stop=plan.stop, target=plan.target, adopted=True)
+    else:
+        t = replace(t, exit_qty=t.exit_qty + e.qty, exit_notional=_EXACT.add(t.exit_notional, notional),
+                    fees=t.fees + fee)
+    st = _with_trade(st, t)
+    if t.position <= 0 and t.exit_qty > 0:
+        return _close(cfg, st, t, ctx, actions)
+    actions.append(Publish(position_body(t, ctx)))
+    if is_entry and t.exit_reason and not t.exit_cid:  # an exit was wanted before this filled
+        st, acts = _exit(cfg, st, t, t.exit_reason, ctx)
+        actions += acts
+    return st, actions
+
+
+def _order_done(cfg: TraderConfig, st: TraderState, o: om.Order, ctx: Ctx) -> Result:
+    t, is_entry = _trade_of(st, o)
+    if t is None:
+        return st, []
+    if o.state == om.S.FILLED:
+        return st, []  # its fills are on their way (FetchTrades): they move the trade
+    if is_entry and t.entry_qty == 0 and o.filled_qty == 0:
+        # the entry never filled: free the slot (the cooldown still applies)
+        st = _without_trade(st, t.symbol)
+        return _count(st, "entries_failed"), []
+    if not is_entry and t.exit_cid == o.client_order_id and t.position > 0:
+        return _with_trade(st, replace(t, exit_cid="", next_exit_ms=ctx.now_ms + cfg.exit_retry_ms)), []
+    return st, []
+
+
+def outcome_r(t: Trade) -> float:
+    """PnL per unit of the planned risk (entry to stop), before fees."""
+    risk_dist = abs(float(t.entry_avg) - t.stop)
+    if risk_dist <= 0 or not t.entry_qty:
+        return 0.0
+    return t.direction * (float(t.exit_avg) - float(t.entry_avg)) / risk_dist
+
+
+def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list[Action]) -> Result:
+    pnl = _EXACT.multiply(Decimal(t.direction), _EXACT.subtract(t.exit_notional, t.entry_notional))
+    r = outcome_r(t)
+    learned = not t.adopted and math.isfinite(r)
+    body = wire.TradeClosed(trade_id=t.trade_id, symbol=t.symbol, side=t.side, qty=float(t.entry_qty),
+                            entry_price=float(t.entry_avg), exit_price=float(t.exit_avg), stop=t.stop,
+                            target=t.target, opened_ms=t.opened_ms, closed_ms=ctx.now_ms, pnl=float(pnl),
+                            fees=float(t.fees), outcome_r=r, exit_reason=t.exit_reason or "UNKNOWN",
+                            confidence=min(1.0, max(0.0, t.confidence)), learned=learned)
+    flat = wire.Position(symbol=t.symbol, qty=0.0, entry_price=0.0, unrealized_pnl=0.0, realized_pnl=float(pnl))
+    actions = [*actions, Publish(flat), Publish(body)]
+    if learned:
+        actions.append(Learn(t.features, r))
+    keep = {k: v for k, v in st.orders.items()
+            if not (v.is_terminal and (k == t.entry_cid or k in t.exit_cids))}
+    st = replace(_without_trade(st, t.symbol), orders=keep, realized_pnl=_EXACT.add(st.realized_pnl, pnl),
+                 last_action_ms=rotation.record_action(st.last_action_ms, t.symbol, ctx.now_ms))
+    st = _count(st, "trades_closed", *(["wins"] if pnl > 0 else []))
+    # a rotation's entry waited for this exit
+    waiting = [p for p in st.pending if p.after_symbol == t.symbol]
+    st = replace(st, pending=tuple(p for p in st.pending if p.after_symbol != t.symbol))
+    for p in waiting:
+        if p.expires_ms > ctx.now_ms:
+            st, acts = _enter(cfg, st, p.signal, ctx)
+            actions += acts
+    return st, actions
+
+
+# ---------------------------------------------------------------------------- restart
+def restore(*, risk_state: risk.RiskState, orders: Mapping[str, om.Order], trades: Mapping[str, Trade],
+            used_cids: frozenset[str], last_action_ms: Mapping[str, int]) -> TraderState:
+    return TraderState(risk=risk_state, orders=dict(orders), trades=dict(trades), used_cids=used_cids,
+                       last_action_ms=dict(last_action_ms))
+
+
+def recovery_actions(st: TraderState, now_ms: int) -> Result:
+    """After a restart every open order's fate is unknown: NEW_LOCAL ones may have left just
+    before the crash, so all of them are queried before anything else happens on their trade."""
+    actions: list[Action] = []
+    for cid, o in list(st.orders.items()):
+        if o.is_terminal:
+            continue
+        n = o
+        if n.state == om.S.NEW_LOCAL:
+            n, _ = om.apply(n, om.Send(at_ms=n.last_sent_ms or now_ms))
+        if n.state in (om.S.SENT, om.S.CANCEL_PENDING):
+            n, _ = om.apply(n, om.Timeout(at_ms=now_ms))
+        st = _with_order(st, n)
+        actions.append(Dispatch(om.QueryOrder(client_order_id=cid, not_before_ms=now_ms), n.symbol))
+    return st, actions
+
+
+def adopt(cfg: TraderConfig, *, symbol: str, qty: Decimal, entry_price: Decimal, now_ms: int) -> Trade:
+    """A position the exchange holds and we have no plan for: protect it with a stop
+    ``adopt_stop_pct`` away and a target twice as far; confidence 0, so it rotates out first."""
+    side = "BUY" if qty > 0 else "SELL"
+    d = 1 if qty > 0 else -1
+    px = float(entry_price)
+    stop = px * (1 - d * cfg.adopt_stop_pct / 100)
+    target = px * (1 + d * 2 * cfg.adopt_stop_pct / 100)
+    q = abs(qty)
+    return Trade(trade_id=f"adopted-{symbol}-{now_ms}", symbol=symbol, side=side, stop=stop, target=target,
+                 confidence=0.0, features={}, opened_ms=now_ms, entry_cid="", entry_qty=q,
+                 entry_notional=_EXACT.multiply(q, entry_price), adopted=True)

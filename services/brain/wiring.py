@@ -1,0 +1,116 @@
+"""Which broker, with which keys, for which mode; and the execution shell built around it.
+
+    mode     broker (trading.broker = "auto")       keys
+    demo     CcxtBroker -> exchange_sim on loopback  the sim's demo key (not a secret)
+    paper    PaperBroker on the live book            none
+    replay   PaperBroker on the replayed book        none
+    live     CcxtBroker -> Binance (or its testnet)  BINANCE_API_KEY / _SECRET, required
+
+``trading.broker = "none"`` (or ``trading.enabled = false``) runs signals only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from common import bus, service
+from common import config as config_mod
+from common.config import AegisConfig, Endpoints, sim_urls
+from common.errors import ConfigError
+from services.brain import dispatcher as dsp
+from services.brain import execution, risk, rotation, trader
+from services.brain.broker import Broker
+
+log = structlog.get_logger(__name__)
+DISPATCH_WORKERS = 4
+
+
+def broker_kind(cfg: AegisConfig) -> str:
+    t = cfg.trading
+    if not t.enabled or t.broker == "none":
+        return "none"
+    if t.broker != "auto":
+        return t.broker
+    return "ccxt" if cfg.mode in ("demo", "live") else "paper"
+
+
+def trading_enabled(cfg: AegisConfig) -> bool:
+    return broker_kind(cfg) != "none"
+
+
+def trader_config(cfg: AegisConfig) -> trader.TraderConfig:
+    t = cfg.trading
+    return trader.TraderConfig(
+        risk=risk.RiskConfig(max_order_notional_usdt=t.max_order_notional_usdt,
+                             max_total_notional_usdt=t.max_total_notional_usdt, max_leverage=t.max_leverage,
+                             max_positions=t.max_positions, daily_loss_limit_usdt=t.daily_loss_limit_usdt,
+                             max_drawdown_pct=t.max_drawdown_pct, stale_data_ms=t.stale_data_ms,
+                             max_orders_per_minute=t.max_orders_per_minute),
+        rotation=rotation.RotationConfig(max_positions=t.max_positions, replace_margin=t.replace_margin,
+                                         pnl_weight_per_r=t.pnl_weight_per_r, cooldown_s=t.cooldown_s),
+        risk_per_trade_pct=t.risk_per_trade_pct, exit_retry_ms=int(t.exit_retry_s * 1000),
+        recv_window_ms=t.recv_window_ms)
+
+
+def credentials(cfg: AegisConfig) -> tuple[str, str]:
+    """(key, secret) for the ccxt broker. Demo: the sim's own demo key unless keys are set."""
+    sec = config_mod.secrets()
+    if sec.present:
+        return sec.api_key, sec.api_secret
+    if cfg.mode == "demo":
+        from services.exchange_sim.config import DEMO_API_KEY, DEMO_API_SECRET
+
+        return DEMO_API_KEY, DEMO_API_SECRET
+    raise ConfigError("live trading needs BINANCE_API_KEY and BINANCE_API_SECRET")
+
+
+def make_broker(cfg: AegisConfig, book: Any) -> Broker:
+    kind = broker_kind(cfg)
+    t = cfg.trading
+    if kind == "ccxt":
+        from services.brain.ccxt_broker import CcxtBroker, CcxtConfig
+
+        key, secret = credentials(cfg)
+        base_url = sim_urls(cfg)[1] if cfg.mode == "demo" and not cfg.feed.rest_url else ""
+        ccfg = CcxtConfig(testnet=t.testnet, base_url=base_url, timeout_ms=t.order_timeout_ms,
+                          recv_window_ms=t.recv_window_ms, leverage=t.leverage, margin_type=t.margin_type)
+        return CcxtBroker(ccfg, api_key=key, api_secret=secret)
+    from services.brain.paper import PaperBroker, PaperConfig
+
+    pcfg = PaperConfig(taker_fee_rate=Decimal(repr(t.taker_fee_rate)), maker_fee_rate=Decimal(repr(t.maker_fee_rate)),
+                       slippage_bps=Decimal(repr(t.paper_slippage_bps)), latency_ms=t.paper_latency_ms,
+                       starting_balance=Decimal(repr(t.paper_balance_usdt)), leverage=t.leverage)
+    return PaperBroker(pcfg, book=book)
+
+
+@dataclass
+class Trading:
+    execution: execution.Execution
+    dispatcher: dsp.Dispatcher
+    sync: bus.SyncJournal
+
+    def close(self) -> None:
+        self.dispatcher.close(timeout_s=3.0)
+        self.execution.broker.close()
+        self.sync.close()
+
+
+def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
+    broker = make_broker(cfg, brain.book_top)
+    disp = dsp.Dispatcher(DISPATCH_WORKERS, name="brain-dispatch")
+    sync = bus.SyncJournal("brain", ep.journal_sync, timeout_ms=cfg.trading.journal_ack_timeout_ms)
+    rest_url = cfg.feed.rest_url or sim_urls(cfg)[1]
+    if cfg.mode == "live" and not cfg.feed.rest_url:
+        rest_url = "https://testnet.binancefuture.com" if cfg.trading.testnet else "https://fapi.binance.com"
+    ex = execution.Execution(
+        cfg=trader_config(cfg), broker=broker, dispatcher=disp, journal_sync=sync.write,
+        publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
+        filters_fn=lambda: execution.fetch_filters(rest_url), db_path=service.db_path(cfg),
+        symbols_fn=lambda: list(brain.ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
+        blocked=brain.trading_block_reason)
+    log.info("brain.trading", broker=broker.name, mode=cfg.mode)
+    return Trading(execution=ex, dispatcher=disp, sync=sync)
