@@ -43,6 +43,7 @@ log = structlog.get_logger(__name__)
 QUERY_RETRY_MS = 2_000
 STARTUP_RETRY_S = 5.0
 TIMER_PERIOD_S = 0.25
+START_SYMBOLS = 20
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
 
 
@@ -140,7 +141,9 @@ class Execution:
     def _start(self) -> None:
         self._starting = True
         self.saved = recovery.load(self.db_path, self.clock_ms())
-        symbols = self.symbols_fn()
+        # margin type and leverage are set for the most liquid symbols at start (each costs
+        # a rate-limited REST call); the others trade at the account's own settings
+        symbols = self.symbols_fn()[:START_SYMBOLS]
 
         def job():
             filters = self.filters_fn()

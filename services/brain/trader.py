@@ -243,13 +243,18 @@ def position_body(t: Trade, ctx: Ctx, realized: Decimal = Decimal(0)) -> wire.Po
 # ---------------------------------------------------------------------------- sizing
 def entry_qty(cfg: TraderConfig, signal: wire.SignalGenerated, equity: float, price: float) -> float:
     """Risk ``risk_per_trade_pct`` of equity between entry and stop, capped at 99% of the
-    per-order notional limit (risk rounds it down onto the step grid). 0 when it cannot be
-    sized (no equity, no risk distance)."""
+    notional one slot may take: the per-order limit, or the total limit shared by
+    ``max_positions`` slots, whichever is smaller (so a full book of positions still fits
+    the total; risk rounds the quantity down onto the step grid). 0 when it cannot be sized
+    (no equity, no risk distance)."""
     risk_dist = abs(signal.entry - signal.stop)
     if not (math.isfinite(equity) and equity > 0 and risk_dist > 0 and price > 0):
         return 0.0
     qty = equity * cfg.risk_per_trade_pct / 100.0 / risk_dist
-    return min(qty, cfg.risk.max_order_notional_usdt * 0.99 / price)
+    r = cfg.risk
+    slot = min(r.max_order_notional_usdt, r.max_total_notional_usdt / r.max_positions,
+               equity * r.max_leverage / r.max_positions)
+    return min(qty, slot * 0.99 / price)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -68,6 +69,14 @@ def credentials(cfg: AegisConfig) -> tuple[str, str]:
     raise ConfigError("live trading needs BINANCE_API_KEY and BINANCE_API_SECRET")
 
 
+def rest_url(cfg: AegisConfig) -> str:
+    if cfg.feed.rest_url:
+        return cfg.feed.rest_url
+    if cfg.mode == "live":
+        return "https://testnet.binancefuture.com" if cfg.trading.testnet else "https://fapi.binance.com"
+    return sim_urls(cfg)[1]
+
+
 def make_broker(cfg: AegisConfig, book: Any) -> Broker:
     kind = broker_kind(cfg)
     t = cfg.trading
@@ -84,7 +93,9 @@ def make_broker(cfg: AegisConfig, book: Any) -> Broker:
     pcfg = PaperConfig(taker_fee_rate=Decimal(repr(t.taker_fee_rate)), maker_fee_rate=Decimal(repr(t.maker_fee_rate)),
                        slippage_bps=Decimal(repr(t.paper_slippage_bps)), latency_ms=t.paper_latency_ms,
                        starting_balance=Decimal(repr(t.paper_balance_usdt)), leverage=t.leverage)
-    return PaperBroker(pcfg, book=book)
+    # the paper broker checks orders against the real filters: fetched once, at start
+    return PaperBroker(pcfg, book=book, clock_ms=lambda: time.time_ns() // 1_000_000, sleep=time.sleep,
+                       filters=execution.fetch_filters(rest_url(cfg)))
 
 
 @dataclass
@@ -103,13 +114,11 @@ def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
     broker = make_broker(cfg, brain.book_top)
     disp = dsp.Dispatcher(DISPATCH_WORKERS, name="brain-dispatch")
     sync = bus.SyncJournal("brain", ep.journal_sync, timeout_ms=cfg.trading.journal_ack_timeout_ms)
-    rest_url = cfg.feed.rest_url or sim_urls(cfg)[1]
-    if cfg.mode == "live" and not cfg.feed.rest_url:
-        rest_url = "https://testnet.binancefuture.com" if cfg.trading.testnet else "https://fapi.binance.com"
+    url = rest_url(cfg)
     ex = execution.Execution(
         cfg=trader_config(cfg), broker=broker, dispatcher=disp, journal_sync=sync.write,
         publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
-        filters_fn=lambda: execution.fetch_filters(rest_url), db_path=service.db_path(cfg),
+        filters_fn=lambda: execution.fetch_filters(url), db_path=service.db_path(cfg),
         symbols_fn=lambda: list(brain.ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
         blocked=brain.trading_block_reason)
     log.info("brain.trading", broker=broker.name, mode=cfg.mode)

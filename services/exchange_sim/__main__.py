@@ -3,19 +3,30 @@
 Loads the config and the capture, starts the server on uvloop, logs ``sim.ready``, prints
 ``PORT <n>`` on stdout when the port was chosen by the OS (port 0), and on SIGTERM/SIGINT
 closes every connection and exits 0.
+
+The trading account's API key and secret come from ``common.config.secrets()`` (never the
+config file), else the published demo pair of ``config``. Its state file comes from
+``--state-file``, else ``$AEGIS_SIM_STATE_FILE`` (the supervisor sets it to
+``<run_dir>/sim-account.json``); without one the account lives in memory. A state file the
+sim cannot read stops it with exit code 2 rather than silently starting a fresh account.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import structlog
 
+from common import config as config_mod
 from common import service
 from common.errors import AegisError
-from services.exchange_sim.config import SimParams, from_config
+from services.exchange_sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimParams, from_config
 from services.exchange_sim.server import SimServer
+from services.exchange_sim.state_file import StateFileError
+
+STATE_FILE_ENV = "AEGIS_SIM_STATE_FILE"
 
 log = structlog.get_logger(__name__)
 
@@ -35,11 +46,17 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--candles", help="1m candle CSV (default: the bundled BTCUSDT 2024-12 candles)")
     p.add_argument("--history-bars", type=int, help="candles: 1m bars of history served before the replay")
     p.add_argument("--candle-trades", type=int, help="candles: trades synthesized per candle (4..60)")
+    p.add_argument("--state-file", help=f"keep the trading account here across restarts (default: ${STATE_FILE_ENV})")
     return p.parse_args(argv)
 
 
 async def serve(params: SimParams, stop: service.StopFlag) -> int:
-    server = SimServer(params)
+    try:
+        server = SimServer(params)
+    except StateFileError as exc:
+        log.error("sim.state_file_unusable", error=str(exc))
+        print(f"exchange-sim: {exc}", file=sys.stderr)
+        return 2
     port = await server.start()
     log.info("sim.ready", host=params.host, port=port, symbols=len(server.specs),
              speed=params.speed, max_speed=params.max_speed, source=server.source_label)
@@ -64,11 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = service.bootstrap("exchange_sim", args)
+        sec = config_mod.secrets()
+        key, secret = (sec.api_key, sec.api_secret) if sec.present else (DEMO_API_KEY, DEMO_API_SECRET)
         params = from_config(cfg.sim, host=args.host, port=args.port, speed=args.speed,
                              max_speed=args.max_speed, symbols=args.symbols,
                              capture=args.capture, loop=args.loop, source=args.source,
                              candles=args.candles, history_bars=args.history_bars,
-                             candle_trades=args.candle_trades)
+                             candle_trades=args.candle_trades, api_key=key, api_secret=secret,
+                             state_file=args.state_file or os.environ.get(STATE_FILE_ENV) or None)
+        log.info("sim.credentials", demo=not sec.present, state_file=params.state_file or None)
         if params.speed <= 0 or not 1 <= params.symbols <= 1024 or not 0 <= params.port <= 65535:
             raise AegisError("speed must be > 0, symbols within 1..1024, port within 0..65535")
         if params.source not in ("ticks", "candles") or not 0 <= params.history_bars <= 1500:

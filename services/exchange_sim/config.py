@@ -1,10 +1,21 @@
-"""The sim's settings: ``common.config.SimConfig`` plus the engine's tuning constants."""
+"""The sim's settings: ``common.config.SimConfig`` plus the engine's tuning constants.
+
+The API key and secret are not config: the shell takes them from ``common.config.secrets()``
+(the same ``BINANCE_API_KEY``/``BINANCE_API_SECRET`` the broker signs with) and falls back
+to ``DEMO_API_KEY``/``DEMO_API_SECRET``. Those two are NOT secrets: they are published here
+so the demo's broker and the sim agree without any setup, and they open nothing but a
+local simulated account.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 
 from common.config import SimConfig
+
+DEMO_API_KEY = "aegis-demo-key"  # not a secret: the local sim's published demo credentials
+DEMO_API_SECRET = "aegis-demo-secret"  # not a secret (see above)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +38,10 @@ class SimParams:
     slow_consumer_bytes: int = 64 << 20  # drop a client with this much unsent (it stopped reading)
     slow_consumer_timeout_s: float = 10.0  # max speed: drop a client that blocks us this long
     close_timeout_s: float = 1.0  # wait this long for a client's close reply on shutdown
+    api_key: str = field(default=DEMO_API_KEY, repr=False)  # signed requests must carry this key
+    api_secret: str = field(default=DEMO_API_SECRET, repr=False)  # ... and be signed with this
+    state_file: str = ""  # "" = the account lives in memory only; else saved here on every change
+    start_wallet_usdt: Decimal = Decimal("10000")  # a new account's wallet
 
 
 def from_config(sim: SimConfig, **overrides: object) -> SimParams:

@@ -11,8 +11,19 @@ Actions (``conn`` is a connection id from ``GET /_sim/stats`` or ``"all"``):
 - ``{"action": "http_error", "status": 429, "count": 3, "path": "/fapi/v1/klines"}``: the
   next ``count`` REST requests whose path starts with ``path`` (default ``/fapi/``) get that
   status with Binance's body (429/418: code -1003 plus ``Retry-After``; 5xx: -1001);
-  ``code``/``msg`` override the body.
-- ``{"action": "clear"}``: forget pending HTTP faults and end stalls.
+  ``code``/``msg`` override the body (400 with ``code: -2019`` injects a margin refusal,
+  ``-1021`` a timestamp one); ``"method": "POST"`` limits it to one HTTP method. It covers
+  the signed trading endpoints too, and the request is then not executed.
+- ``{"action": "order_timeout", "count": 1, "seconds": 15}``: the next ``count``
+  ``POST /fapi/v1/order`` requests are executed (the order is created and may fill) but
+  answered only ``seconds`` later: a client with a shorter timeout sees a timeout while
+  the order is live at the exchange.
+- ``{"action": "clock_skew", "ms": 3000}``: the sim's trading clock (``/fapi/v1/time``,
+  order and fill times, the signed requests' timestamp check) runs ``ms`` behind its
+  market clock, so a client that does not sync its time looks ``ms`` ahead (-1021 beyond
+  1000 ms); a negative ``ms`` puts it ahead (the client looks late: -1021 beyond its
+  ``recvWindow``); ``0`` ends the skew.
+- ``{"action": "clear"}``: forget pending HTTP and order faults, end stalls and skew.
 
 Parsing and validation are pure (``parse``); the server applies the result.
 """
@@ -32,8 +43,9 @@ POISON = {
     "unknown_event": b'{"stream":"btcusdt@trade","data":{"e":"somethingNew","E":0}}',
     "empty": b"",
 }
-ACTIONS = ("close", "stall", "poison", "http_error", "clear")
-HTTP_STATUSES = (403, 418, 429, 500, 502, 503, 504)
+ACTIONS = ("close", "stall", "poison", "http_error", "order_timeout", "clock_skew", "clear")
+HTTP_STATUSES = (400, 401, 403, 418, 429, 500, 502, 503, 504)
+MAX_SKEW_MS = 86_400_000  # a day either way
 
 
 class FaultError(ValueError):
@@ -53,6 +65,8 @@ class Fault:
     path: str = "/fapi/"
     err_code: int | None = None
     err_msg: str | None = None
+    method: str | None = None  # http_error: only this HTTP method (None = any)
+    skew_ms: int = 0  # clock_skew
 
 
 @dataclass
@@ -62,6 +76,7 @@ class HttpFault:
     path: str
     code: int
     msg: str
+    method: str | None = None
 
 
 def parse(body: Any) -> Fault:
@@ -108,7 +123,23 @@ def parse(body: Any) -> Fault:
         code, msg = body.get("code"), body.get("msg")
         if (code is not None and not isinstance(code, int)) or (msg is not None and not isinstance(msg, str)):
             raise FaultError("code must be an integer and msg a string")
-        return Fault(action=action, status=status, count=count, path=path, err_code=code, err_msg=msg)
+        method = body.get("method")
+        if method is not None and method not in ("GET", "POST", "PUT", "DELETE"):
+            raise FaultError("method must be GET, POST, PUT or DELETE")
+        return Fault(action=action, status=status, count=count, path=path, err_code=code, err_msg=msg,
+                     method=method)
+    if action == "order_timeout":
+        count, seconds = body.get("count", 1), body.get("seconds")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise FaultError("count must be a positive integer")
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 < seconds <= 3600:
+            raise FaultError("seconds must be within (0, 3600]")
+        return Fault(action=action, count=count, seconds=float(seconds))
+    if action == "clock_skew":
+        ms = body.get("ms")
+        if not isinstance(ms, int) or isinstance(ms, bool) or not -MAX_SKEW_MS <= ms <= MAX_SKEW_MS:
+            raise FaultError(f"ms must be an integer within +-{MAX_SKEW_MS}")
+        return Fault(action=action, skew_ms=ms)
     return Fault(action="clear")
 
 
@@ -123,17 +154,21 @@ def http_fault(f: Fault, now_ms: int) -> HttpFault:
                             "Please use the websocket for live updates to avoid bans.")
     elif f.status == 403:
         code, msg = -1002, "You are not authorized to execute this request."
+    elif f.status == 401:
+        code, msg = -2015, "Invalid API-key, IP, or permissions for action."
+    elif f.status == 400:
+        code, msg = -1000, "An unknown error occured while processing the request."
     else:
         code, msg = -1001, "Internal error; unable to process your request. Please try again."
     return HttpFault(status=f.status, remaining=f.count, path=f.path,
                      code=f.err_code if f.err_code is not None else code,
-                     msg=f.err_msg if f.err_msg is not None else msg)
+                     msg=f.err_msg if f.err_msg is not None else msg, method=f.method)
 
 
-def take(pending: list[HttpFault], path: str) -> HttpFault | None:
-    """The first armed fault matching ``path``, consuming one of its uses."""
+def take(pending: list[HttpFault], path: str, method: str = "GET") -> HttpFault | None:
+    """The first armed fault matching ``path`` (and ``method``), consuming one of its uses."""
     for f in pending:
-        if f.remaining > 0 and path.startswith(f.path):
+        if f.remaining > 0 and path.startswith(f.path) and (f.method is None or f.method == method):
             f.remaining -= 1
             if f.remaining == 0:
                 pending.remove(f)

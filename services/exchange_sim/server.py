@@ -18,9 +18,12 @@ URL, or more than 200 of them, is refused before the upgrade with HTTP 400 and a
 error body; over a live connection, SUBSCRIBE errors are answered (see ``control``).
 
 REST: ``/fapi/v1/ping``, ``time``, ``exchangeInfo``, ``klines``, ``ticker/24hr``,
-``ticker/price``, ``ticker/bookTicker``, ``premiumIndex``, ``depth``.
+``ticker/price``, ``ticker/bookTicker``, ``premiumIndex``, ``depth``; and the signed
+trading endpoints of one simulated account (orders, fills, positions, balance: ``desk``),
+whose resting orders are matched against the market after every step.
 
-Test control (not Binance): ``GET /_sim/stats``, ``POST /_sim/fault`` (see ``faults``).
+Test control (not Binance): ``GET /_sim/stats``, ``POST /_sim/fault`` (see ``faults``), and
+the trading records ``GET /_sim/trades``, ``/_sim/orders``, ``/_sim/account``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -39,6 +43,7 @@ from services.exchange_sim import codec, control, faults, rest
 from services.exchange_sim.capture import Capture
 from services.exchange_sim.capture import load as load_capture
 from services.exchange_sim.config import SimParams
+from services.exchange_sim.desk import Desk
 from services.exchange_sim.engine import Player
 from services.exchange_sim.klines import MINUTE_MS
 from services.exchange_sim.hub import MAX_STREAMS, Connection, Hub, StreamError
@@ -94,6 +99,11 @@ class SimServer:
         self._runner: web.AppRunner | None = None
         self._weight: tuple[int, int] = (0, 0)  # (minute, requests in it)
         self._tasks: set[asyncio.Task[None]] = set()
+        infos = [rest.symbol_info(s, self.cap, synthetic=self.candles is not None) for s in self.specs]
+        self.desk = Desk(infos=infos, by_name=self.by_name, api_key=params.api_key,
+                         api_secret=params.api_secret, wallet=params.start_wallet_usdt,
+                         state_path=Path(params.state_file) if params.state_file else None,
+                         clock_ms=clock_ms, headers=self._weight_headers)
         self.app = self._make_app()
 
     # ------------------------------------------------------------------ lifecycle
@@ -111,6 +121,7 @@ class SimServer:
         player = Player(self.cap, self.specs, start_ms=self._started_ms, speed=self.params.speed,
                         max_speed=self.params.max_speed, loop=self.params.loop)
         self.market = Market(self.cap, self.specs, player, self.hub)
+        self.desk.market = self.market
         if self.candles is not None:
             synth = candles_mod.synthesize_all(self.candles, self.params.candle_trades)
             for spec in self.specs:
@@ -146,6 +157,7 @@ class SimServer:
             except Exception:  # already logged by the pump
                 pass
             self._pump_task = None
+        await self.desk.flush()
         conns = list(self.hub.conns.values())
         closes = [self._close_conn(c, 1001, abort=False) for c in conns]
         if closes:
@@ -172,7 +184,7 @@ class SimServer:
     async def _pump(self) -> None:
         p = self.params
         assert self.market is not None
-        market, hub = self.market, self.hub
+        market, hub, desk = self.market, self.hub, self.desk
         n = len(self.specs)
         per_symbol = max(8, p.max_speed_events_per_step // n) if p.max_speed else p.max_events_per_symbol_step
         step_s = p.step_ms / 1000.0
@@ -183,6 +195,7 @@ class SimServer:
             now = self.clock_ms()
             try:
                 market.step(now, per_symbol)
+                desk.match()  # resting orders the market crossed (nothing to do without any)
                 hub.flush(now)
             except Exception:  # a bug must not kill the market silently for every client
                 log.exception("sim.pump_failed")
@@ -227,7 +240,7 @@ class SimServer:
         r.add_get("/ws", self._ws)
         r.add_get("/ws/{streams:.+}", self._ws)
         r.add_get("/fapi/v1/ping", self._rest(lambda q, now: {}))
-        r.add_get("/fapi/v1/time", self._rest(lambda q, now: {"serverTime": now}))
+        r.add_get("/fapi/v1/time", self._rest(lambda q, now: {"serverTime": self.desk.now_ms()}))
         r.add_get("/fapi/v1/exchangeInfo", self._rest(
             lambda q, now: rest.exchange_info(self.specs, self.cap, now,
                                              synthetic=self.candles is not None)))
@@ -241,6 +254,7 @@ class SimServer:
         r.add_get("/fapi/v1/premiumIndex", self._rest(
             lambda q, now: rest.premium_index_body(self._m, q, self.by_name, now)))
         r.add_get("/fapi/v1/depth", self._rest(lambda q, now: rest.depth_body(self._m, q, self.by_name, now)))
+        self.desk.add_routes(r)
         r.add_get("/_sim/stats", self._stats)
         r.add_post("/_sim/fault", self._fault)
         return app
@@ -253,13 +267,17 @@ class SimServer:
     def _json(self, body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
         return web.Response(body=orjson.dumps(body), status=status, content_type=JSON, headers=headers)
 
+    def _weight_headers(self, now: int) -> dict[str, str]:
+        """Count one request of weight 1 in this minute; Binance's header reports the sum."""
+        minute = now // 60_000
+        m, used = self._weight
+        self._weight = (minute, used + 1 if m == minute else 1)
+        return {"X-MBX-USED-WEIGHT-1M": str(self._weight[1])}
+
     def _rest(self, build: Callable[[Any, int], Any]) -> Handler:
         async def handler(request: web.Request) -> web.Response:
             now = self.clock_ms()
-            minute = now // 60_000
-            m, used = self._weight
-            self._weight = (minute, used + 1 if m == minute else 1)
-            headers = {"X-MBX-USED-WEIGHT-1M": str(self._weight[1])}
+            headers = self._weight_headers(now)
             try:
                 return self._json(build(request.query, now), headers=headers)
             except rest.RestError as exc:
@@ -271,7 +289,7 @@ class SimServer:
     @web.middleware
     async def _fault_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.http_faults and not request.path.startswith("/_sim/"):
-            f = faults.take(self.http_faults, request.path)
+            f = faults.take(self.http_faults, request.path, request.method)
             if f is not None:
                 headers = {"Retry-After": "2"} if f.status in (418, 429) else None
                 return web.Response(body=codec.rest_error(f.code, f.msg), status=f.status,
@@ -340,6 +358,7 @@ class SimServer:
             "step_busy_ms_avg": 1000.0 * self.step_busy_s / self.steps if self.steps else 0.0,
             "dropped_slow_consumers": self.dropped_slow,
             "pending_http_faults": len(self.http_faults),
+            "trading": self.desk.stats(),
             "connections": [
                 {"id": c.cid, "combined": c.combined, "streams": len(c.streams), "peer": c.peer,
                  "frames_sent": c.frames_sent, "bytes_sent": c.bytes_sent,
@@ -363,8 +382,16 @@ class SimServer:
         if f.action == "http_error":
             self.http_faults.append(faults.http_fault(f, now))
             return self._json({"ok": True, "affected": f.count})
+        if f.action == "order_timeout":
+            self.desk.order_delays.extend([f.seconds] * f.count)
+            return self._json({"ok": True, "affected": f.count})
+        if f.action == "clock_skew":
+            self.desk.skew_ms = f.skew_ms
+            return self._json({"ok": True, "affected": 0})
         if f.action == "clear":
             self.http_faults.clear()
+            self.desk.order_delays.clear()
+            self.desk.skew_ms = 0
             for c in self.hub.conns.values():
                 c.stalled_until_ms = 0
             return self._json({"ok": True, "affected": 0})

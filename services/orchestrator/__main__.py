@@ -24,6 +24,7 @@ from common.config import AegisConfig, endpoints
 from common.errors import DecodeError, RingError
 from common.ring import Ring
 from services.orchestrator import db
+from services.orchestrator.reconciler import ReconcileOutcome, Reconciler
 
 log = structlog.get_logger(__name__)
 NAME = "orchestrator"
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     pub = bus.Publisher.bind_pub(NAME, ep.orchestrator_pub)
     stats = {"journal_messages": 0, "rows_written": 0, "journal_rejected": 0,
              "journal_gaps": 0, "batches": 0, "checkpoints": 0, "sync_acked": 0, "sync_refused": 0}
+    rec = make_reconciler(cfg, ring)
     service.mark_ready(rd, NAME)
     log.info("orchestrator.ready", run_dir=str(rd), db=str(service.db_path(cfg)))
 
@@ -95,13 +97,17 @@ def main(argv: list[str] | None = None) -> int:
                 stats["rows_written"] += db.write_batch(conn, rows) - len(streams)
                 stats["journal_messages"] += len(batch)
                 stats["batches"] += 1
+            if rec is not None:
+                apply_reconcile(rec.poll(conn), conn, pub, stats)
             stats["journal_rejected"] = sum(journal.rejected.values())
             stats["journal_gaps"] = journal.tracker.gaps
             now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + cfg.heartbeat_interval_s
+                rc = {} if rec is None else {**rec.counters(), "reconcile_ok": float(rec.trading_allowed)}
                 pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
-                                           counters={**stats, **_ring_counters(ring)}))
+                                           state="RUNNING" if rec is None or rec.trading_allowed else "DEGRADED",
+                                           counters={**stats, **_ring_counters(ring), **rc}))
             if now >= next_ckpt:
                 next_ckpt = now + cfg.orchestrator.wal_checkpoint_interval_s
                 if next_beat:  # not on the very first pass
@@ -109,10 +115,14 @@ def main(argv: list[str] | None = None) -> int:
                     stats["checkpoints"] += 1
             if now >= next_stats:
                 next_stats = now + 1.0
-                service.write_json_atomic(service.stats_path(rd, NAME), {"service": NAME, **stats})
+                service.write_json_atomic(service.stats_path(rd, NAME), {"service": NAME, **stats,
+                                          **({} if rec is None else {"reconcile": rec.counters(),
+                                                                     "reconcile_status": rec.last_status})})
             if stopping and not batch:
                 break
     finally:
+        if rec is not None:
+            rec.close()
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
         service.write_json_atomic(service.stats_path(rd, NAME), {"service": NAME, **stats})
@@ -123,6 +133,37 @@ def main(argv: list[str] | None = None) -> int:
         zmqutil.term()
         log.info("orchestrator.stopped", **stats)
     return 0
+
+
+def make_reconciler(cfg: AegisConfig, ring: Ring) -> Reconciler | None:
+    """Reconciliation against the exchange the brain trades on (ccxt brokers only: a paper
+    broker's account lives inside the brain, there is nothing outside to compare with)."""
+    from services.brain import wiring
+
+    if wiring.broker_kind(cfg) != "ccxt":
+        return None
+    t = cfg.trading
+    return Reconciler(lambda: wiring.make_broker(cfg, None), interval_s=t.reconcile_interval_s,
+                      symbols_fn=lambda: list(ring.symbol_names()), max_failures=t.reconcile_failures_to_halt,
+                      recv_window_ms=t.recv_window_ms,
+                      fills_lookback_ms=max(3_600_000, int(2_000 * t.reconcile_interval_s)))
+
+
+def apply_reconcile(out: ReconcileOutcome | None, conn, pub: bus.Publisher, stats: dict[str, int]) -> None:
+    """Persist a run's repairs in this loop iteration (no journal write falls between the
+    comparison and its repairs), then publish them for every subscriber."""
+    if out is None:
+        return
+    repairs = out.repairs
+    if repairs:
+        now = time.time_ns()
+        envs = [wire.Envelope(wire.SCHEMA_VERSION, "orchestrator:reconcile", 0, now, now, b) for b in repairs]
+        db.write_batch(conn, [r for e in envs for r in db.rows_for(e)])
+        for b in repairs:
+            pub.publish(b, now)
+        stats["reconcile_repairs"] = stats.get("reconcile_repairs", 0) + len(repairs)
+    log.info("orchestrator.reconciled", status=out.status, repairs=len(repairs), trading_allowed=out.trading_allowed,
+             error=out.error or None)
 
 
 def serve_sync(sock: zmq.Socket, conn, tracker: wire.SequenceTracker, stats: dict[str, int],

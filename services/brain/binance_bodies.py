@@ -1,0 +1,90 @@
+"""Binance USD-M REST bodies -> our exact types (pure).
+
+Raw bodies, not ccxt's unified fields: prices, quantities and money are decimal strings and
+become ``Decimal(str)``, never floats; ids are JSON numbers beyond 2**53 and become strings.
+Also ``reply_from_text``: the Binance answer inside the text of a ccxt exception.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any, Mapping
+
+import orjson
+
+from common.errors import ExchangeReply
+from services.brain.broker import Balance, ExchangeFill, ExchangeOrder, ExchangePosition
+
+_STATUS_IN_TEXT = re.compile(r"(?:^|\s)([45]\d\d)(?=\s|$)")  # "binanceusdm 429 Too Many ...", "... 503 ..."
+
+
+def _dec(v: Any) -> Decimal:
+    if isinstance(v, bool) or v is None:
+        raise ValueError(f"not a number: {v!r}")
+    return Decimal(str(v))
+
+
+def as_bool(v: Any) -> bool:
+    """Binance booleans: JSON true, or "true" where ccxt's recordings stringified them."""
+    return v is True or (isinstance(v, str) and v.lower() == "true")
+
+
+def order_from_raw(raw: Mapping[str, Any]) -> ExchangeOrder:
+    """A Binance order body (POST/GET/DELETE /fapi/v1/order, openOrders) -> ``ExchangeOrder``."""
+    return ExchangeOrder(
+        client_order_id=str(raw["clientOrderId"]), exchange_order_id=str(raw["orderId"]),
+        symbol=str(raw["symbol"]), side=str(raw["side"]), order_type=str(raw.get("origType") or raw["type"]),
+        status=str(raw["status"]), qty=_dec(raw["origQty"]), executed_qty=_dec(raw.get("executedQty", 0)),
+        avg_price=_dec(raw.get("avgPrice", 0)), price=_dec(raw.get("price", 0)),
+        reduce_only=as_bool(raw.get("reduceOnly", False)),
+        update_ms=int(raw.get("updateTime") or raw.get("time") or 0),
+    )
+
+
+def fill_from_raw(raw: Mapping[str, Any]) -> ExchangeFill:
+    """A ``/fapi/v1/userTrades`` row -> ``ExchangeFill`` (the row has no client order id)."""
+    return ExchangeFill(
+        trade_id=str(raw["id"]), client_order_id="", exchange_order_id=str(raw["orderId"]),
+        symbol=str(raw["symbol"]), side=str(raw["side"]), qty=_dec(raw["qty"]), price=_dec(raw["price"]),
+        fee=_dec(raw.get("commission", 0)), fee_asset=str(raw.get("commissionAsset", "USDT")),
+        liquidity="maker" if as_bool(raw.get("maker", False)) else "taker",
+        realized_pnl=_dec(raw.get("realizedPnl", 0)), time_ms=int(raw.get("time") or 0),
+    )
+
+
+def position_from_raw(raw: Mapping[str, Any]) -> ExchangePosition:
+    """A ``/fapi/v2/positionRisk`` row -> ``ExchangePosition``."""
+    return ExchangePosition(
+        symbol=str(raw["symbol"]), qty=_dec(raw["positionAmt"]), entry_price=_dec(raw.get("entryPrice", 0)),
+        mark_price=_dec(raw.get("markPrice", 0)), unrealized_pnl=_dec(raw.get("unRealizedProfit", 0)),
+        leverage=int(raw.get("leverage") or 0),
+    )
+
+
+def balance_from_raw(account: Mapping[str, Any], asset: str = "USDT") -> Balance:
+    """The ``asset`` entry of ``/fapi/v2/account``."""
+    for a in account.get("assets", ()):
+        if a.get("asset") == asset:
+            return Balance(asset=asset, wallet=_dec(a["walletBalance"]), equity=_dec(a["marginBalance"]),
+                           available=_dec(a.get("availableBalance", a.get("maxWithdrawAmount", 0))))
+    return Balance(asset=asset)
+
+
+def reply_from_text(text: str) -> ExchangeReply | None:
+    """The Binance answer inside a ccxt exception text ("binanceusdm {...}", "... 503 ...")."""
+    code: int | None = None
+    msg = ""
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        try:
+            body = orjson.loads(text[start:end + 1])
+        except orjson.JSONDecodeError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("code"), int):
+            code, msg = body["code"], str(body.get("msg", ""))
+    m = _STATUS_IN_TEXT.search(text[:start] if start >= 0 else text)
+    status = int(m.group(1)) if m else 0
+    if code is None and not status:
+        return None
+    return ExchangeReply(http_status=status, code=code, msg=msg)

@@ -1,0 +1,367 @@
+"""``CcxtBroker``: the ``Broker`` port on ccxt's synchronous ``binanceusdm``.
+
+The real exchange, its futures testnet, or ``exchange_sim`` on loopback (``base_url``). Calls
+block; the brain runs them on the dispatcher's threads.
+
+Exactness: quantities and prices go out as the Decimal's own text (checked against ccxt's
+precision first, so ccxt never truncates what we asked for), and everything we return is read
+from the raw Binance bodies (ccxt's ``info``, or the raw endpoint) with ``Decimal(str)``; ids
+stay strings (Binance order ids exceed 2**53). The parsing is pure, in ``binance_bodies``.
+
+Errors: each failure becomes one of ours (``common.errors``) by the Binance code, via the one
+table there. The code comes from the HTTP answer itself: a hook on ccxt's ``handle_errors``
+records (status, code, msg, Retry-After) per thread, because ccxt's own exception text drops
+the code when it matches the message instead, and never carries Retry-After. Without a recorded
+answer we read the JSON in ccxt's text, then fall back on ccxt's exception class. A timeout or
+a dropped connection during a submit or cancel is ``AmbiguousError``: the request may have
+arrived. -1021 resyncs the server-time offset before raising ``TransientError``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Protocol, Sequence
+
+import ccxt
+import requests
+import structlog
+
+from common.errors import (
+    AegisError, AmbiguousError, ConfigError, DefinitiveError, ExchangeReply, TransientError,
+    exchange_error, parse_retry_after,
+)
+from services.brain.binance_bodies import (
+    as_bool, balance_from_raw, fill_from_raw, order_from_raw, position_from_raw, reply_from_text,
+)
+from services.brain.broker import (
+    AccountSetup, Balance, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec, SubmitResult,
+)
+
+log = structlog.get_logger(__name__)
+
+TRADES_PAGE = 1_000  # userTrades' maximum page
+MAX_TRADE_PAGES = 50  # 50,000 fills in one call is far beyond one order or one poll
+_BANNED_UNTIL = re.compile(r"banned until (\d{13})")
+_EXPECTED_REASONS = frozenset({"no_change", "unknown_order"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class CcxtConfig:
+    testnet: bool = False  # Binance's futures testnet (testnet.binancefuture.com)
+    base_url: str = ""  # non-empty: every fapi URL goes to this host instead (exchange_sim)
+    timeout_ms: int = 5_000  # REST timeout; past it, a submit's outcome is unknown
+    recv_window_ms: int = 5_000
+    leverage: int = 5
+    margin_type: str = "CROSSED"  # CROSSED | ISOLATED
+
+    def __post_init__(self) -> None:
+        if self.margin_type not in ("CROSSED", "ISOLATED"):
+            raise ConfigError("ccxt.margin_type must be CROSSED or ISOLATED")
+        if not 1 <= self.leverage <= 125 or not 0 < self.recv_window_ms <= 60_000 or self.timeout_ms <= 0:
+            raise ConfigError("ccxt: leverage 1..125, recv_window_ms 1..60000, timeout_ms > 0")
+        if self.testnet and self.base_url:
+            raise ConfigError("ccxt: testnet and base_url exclude each other")
+
+
+class ExchangeApi(Protocol):
+    """What the broker uses of ``ccxt.binanceusdm`` (tests hand in a fake)."""
+
+    options: dict[str, Any]
+    markets: dict[str, Any]
+
+    def load_markets(self, reload: bool = False) -> dict[str, Any]: ...
+    def load_time_difference(self) -> int: ...
+    def amount_to_precision(self, symbol: str, amount: Any) -> str: ...
+    def price_to_precision(self, symbol: str, price: Any) -> str: ...
+    def create_order(self, symbol: str, type: str, side: str, amount: Any, price: Any = None,
+                     params: dict[str, Any] = ...) -> dict[str, Any]: ...
+    def handle_errors(self, *args: Any) -> Any: ...
+    # raw endpoints (ccxt's implicit API): Binance's own bodies, nothing float-ified
+    def fapiPrivateGetPositionSideDual(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivatePostPositionSideDual(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivatePostMarginType(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivatePostLeverage(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateGetOrder(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateDeleteOrder(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateGetOpenOrders(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateGetUserTrades(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateV2GetPositionRisk(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateV2GetAccount(self, params: dict[str, Any]) -> Any: ...
+    def fapiPublicGetTime(self, params: dict[str, Any]) -> Any: ...
+
+
+def make_exchange(config: CcxtConfig, api_key: str, api_secret: str) -> Any:
+    """A configured ``ccxt.binanceusdm``: rate limiter on, linear markets only, no spot calls."""
+    ex = ccxt.binanceusdm({
+        "apiKey": api_key, "secret": api_secret, "enableRateLimit": True, "timeout": config.timeout_ms,
+        "options": {"recvWindow": config.recv_window_ms, "adjustForTimeDifference": True,
+                    "fetchCurrencies": False,  # a spot (sapi) call: not ours, and not on the sim
+                    "fetchMarkets": {"types": ["linear"]},
+                    "maxRetriesOnFailure": 0},  # ccxt must never re-send on its own: an order could double
+    })
+    if config.testnet:
+        ex.set_sandbox_mode(True)
+        ex.options["disableFuturesSandboxWarning"] = True  # ccxt prefers "demo trading"; the testnet still runs
+    if config.base_url:
+        # the sim's own helper: fapi URLs to the sim, every other API to a 404, its error table
+        from services.exchange_sim.ccxt_compat import point_ccxt_at
+        point_ccxt_at(ex, config.base_url)
+    return ex
+
+
+# ccxt's class, when no answer can be read: (ccxt class, our class, reason), most specific first
+_CCXT_FALLBACK: tuple[tuple[type, type[AegisError], str], ...] = (
+    (ccxt.DDoSProtection, TransientError, "rate_limit"),
+    (ccxt.RateLimitExceeded, TransientError, "rate_limit"),
+    (ccxt.InvalidNonce, TransientError, "timestamp"),
+    (ccxt.RequestTimeout, AmbiguousError, "timeout"),
+    (ccxt.NetworkError, AmbiguousError, "network"),
+    (ccxt.OperationFailed, AmbiguousError, "server_error"),
+    (ccxt.AuthenticationError, DefinitiveError, "auth"),
+    (ccxt.InsufficientFunds, DefinitiveError, "insufficient_margin"),
+    (ccxt.OrderNotFound, DefinitiveError, "unknown_order"),
+    (ccxt.BadSymbol, DefinitiveError, "bad_symbol"),
+    (ccxt.NoChange, DefinitiveError, "no_change"),
+    (ccxt.DuplicateOrderId, DefinitiveError, "duplicate_client_id"),
+    (ccxt.BaseError, DefinitiveError, "rejected"),
+)
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """The connection was never made (refused, connect timeout): the request did not leave."""
+    cause = exc.__cause__
+    return isinstance(cause, requests.exceptions.ConnectTimeout) or (
+        isinstance(cause, requests.exceptions.ConnectionError)
+        and "Failed to establish a new connection" in str(cause))
+
+
+# ---------------------------------------------------------------------------- the broker
+class CcxtBroker:
+    name = "ccxt"
+
+    def __init__(self, config: CcxtConfig, *, api_key: str = "", api_secret: str = "",
+                 exchange: ExchangeApi | None = None, clock_ms: Callable[[], int] | None = None) -> None:
+        self.config = config
+        # the keys live only inside the ccxt object, never on the broker (nor in its repr)
+        self._ex: ExchangeApi = exchange if exchange is not None else make_exchange(config, api_key, api_secret)
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._tls = threading.local()
+        self._unified: dict[str, str] = {}  # exchange id (BTCUSDT) -> ccxt symbol (BTC/USDT:USDT)
+        self._capture_replies()
+
+    def __repr__(self) -> str:
+        return f"CcxtBroker(config={self.config!r})"
+
+    # ------------------------------------------------------------------ the port
+    def start(self, symbols: Sequence[str]) -> AccountSetup:
+        self._load_markets()
+        missing = [s for s in symbols if s not in self._unified]
+        if missing:
+            raise DefinitiveError(f"not on the exchange (linear): {missing}", reason="bad_symbol")
+        offset_ms = -int(self._call("time_difference", self._ex.load_time_difference))
+        one_way = self._ensure_one_way()
+        leverage: dict[str, int] = {}
+        for s in symbols:
+            self._quiet_no_change("margin_type", self._ex.fapiPrivatePostMarginType,
+                                  {"symbol": s, "marginType": self.config.margin_type})
+            raw = self._call("leverage", self._ex.fapiPrivatePostLeverage,
+                             {"symbol": s, "leverage": self.config.leverage})
+            leverage[s] = int(raw.get("leverage", self.config.leverage))
+        log.info("ccxt.started", symbols=len(symbols), offset_ms=offset_ms, one_way=one_way,
+                 margin_type=self.config.margin_type)
+        return AccountSetup(one_way=one_way, margin_type=self.config.margin_type, leverage=leverage,
+                            server_time_offset_ms=offset_ms)
+
+    def submit(self, spec: OrderSpec) -> SubmitResult:
+        symbol = self._symbol(spec.symbol)
+        amount = self._exact(symbol, spec.qty, self._ex.amount_to_precision, "quantity")
+        price = self._exact(symbol, spec.price, self._ex.price_to_precision, "price") \
+            if spec.order_type == "LIMIT" else None
+        params: dict[str, Any] = {"newClientOrderId": spec.client_order_id, "newOrderRespType": "RESULT"}
+        if spec.reduce_only:
+            params["reduceOnly"] = True
+        created = self._call("submit", self._ex.create_order, symbol, spec.order_type.lower(),
+                             spec.side.lower(), amount, price, params, mutating=True)
+        order = self._parse("submit", order_from_raw, created.get("info", created), mutating=True)
+        fills: tuple[ExchangeFill, ...] = ()
+        if order.executed_qty > 0:
+            try:
+                fills = tuple(self.fills(spec.symbol, exchange_order_id=order.exchange_order_id))
+            except AegisError as exc:  # the order stands; the caller fetches its fills later
+                log.warning("ccxt.fills_after_submit_failed", cid=spec.client_order_id, reason=exc.reason)
+        return SubmitResult(order=order, fills=fills)
+
+    def cancel(self, symbol: str, client_order_id: str) -> ExchangeOrder:
+        raw = self._call("cancel", self._ex.fapiPrivateDeleteOrder,
+                         {"symbol": symbol, "origClientOrderId": client_order_id}, mutating=True)
+        return self._parse("cancel", order_from_raw, raw, mutating=True)
+
+    def query(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
+        try:
+            raw = self._call("query", self._ex.fapiPrivateGetOrder,
+                             {"symbol": symbol, "origClientOrderId": client_order_id})
+        except DefinitiveError as exc:
+            if exc.reason == "unknown_order":
+                return None  # -2013: the exchange has no order with this client id
+            raise
+        return self._parse("query", order_from_raw, raw)
+
+    def open_orders(self, symbol: str | None = None) -> list[ExchangeOrder]:
+        raw = self._call("open_orders", self._ex.fapiPrivateGetOpenOrders, {"symbol": symbol} if symbol else {})
+        return [self._parse("open_orders", order_from_raw, r) for r in raw]
+
+    def fills(self, symbol: str, *, since_ms: int | None = None,
+              exchange_order_id: str | None = None) -> list[ExchangeFill]:
+        params: dict[str, Any] = {"symbol": symbol, "limit": TRADES_PAGE}
+        if exchange_order_id is not None:
+            params["orderId"] = exchange_order_id
+        if since_ms is not None:
+            params["startTime"] = since_ms
+        out: list[ExchangeFill] = []
+        for _ in range(MAX_TRADE_PAGES):
+            page = [self._parse("fills", fill_from_raw, r)
+                    for r in self._call("fills", self._ex.fapiPrivateGetUserTrades, dict(params))]
+            out += page
+            if len(page) < TRADES_PAGE:
+                break
+            # the next page by trade id (Binance refuses fromId together with a time window)
+            params = {k: v for k, v in params.items() if k != "startTime"}
+            params["fromId"] = int(page[-1].trade_id) + 1
+        return out
+
+    def positions(self) -> list[ExchangePosition]:
+        rows = self._call("positions", self._ex.fapiPrivateV2GetPositionRisk, {})
+        return [p for p in (self._parse("positions", position_from_raw, r) for r in rows) if p.qty != 0]
+
+    def balance(self) -> Balance:
+        return self._parse("balance", balance_from_raw, self._call("balance", self._ex.fapiPrivateV2GetAccount, {}))
+
+    def server_time_ms(self) -> int:
+        return int(self._call("server_time", self._ex.fapiPublicGetTime, {})["serverTime"])
+
+    def close(self) -> None:
+        session = getattr(self._ex, "session", None)
+        if session is not None:
+            session.close()
+
+    # ------------------------------------------------------------------ start-up helpers
+    def _load_markets(self) -> None:
+        markets = self._call("load_markets", self._ex.load_markets, True)
+        self._unified = {m["id"]: m["symbol"] for m in markets.values() if m.get("linear")}
+
+    def _symbol(self, exchange_id: str) -> str:
+        if not self._unified:
+            self._load_markets()
+        try:
+            return self._unified[exchange_id]
+        except KeyError:
+            raise DefinitiveError(f"unknown symbol {exchange_id}", reason="bad_symbol", code=-1121) from None
+
+    def _ensure_one_way(self) -> bool:
+        """One-way position mode; switch from hedge mode only while nothing is open."""
+        raw = self._call("position_mode", self._ex.fapiPrivateGetPositionSideDual, {})
+        if not as_bool(raw.get("dualSidePosition", False)):
+            return True
+        open_positions = self.positions()
+        if open_positions:
+            raise DefinitiveError(f"account is in hedge mode with {len(open_positions)} open positions",
+                                  reason="hedge_mode")
+        self._quiet_no_change("position_mode", self._ex.fapiPrivatePostPositionSideDual,
+                              {"dualSidePosition": "false"})
+        log.warning("ccxt.switched_to_one_way")
+        return True
+
+    def _quiet_no_change(self, op: str, fn: Callable[..., Any], params: dict[str, Any]) -> None:
+        try:
+            self._call(op, fn, params)
+        except DefinitiveError as exc:
+            if exc.reason != "no_change":  # -4046 / -4059: it already is so
+                raise
+
+    def _exact(self, symbol: str, value: Decimal, to_precision: Callable[[str, Any], str], what: str) -> str:
+        """``value`` as text, refused (not sent) if ccxt's precision would change it."""
+        text = format(value, "f")
+        try:
+            shown = self._call(what, to_precision, symbol, text)
+        except DefinitiveError as exc:
+            raise DefinitiveError(f"{what} {text} of {symbol}: {exc}", reason="filter", code=-1111) from None
+        if Decimal(shown) != value:
+            raise DefinitiveError(f"{what} {text} of {symbol} is off the grid ({shown})", reason="filter",
+                                  code=-1111)
+        return text
+
+    # ------------------------------------------------------------------ calls and errors
+    def _capture_replies(self) -> None:
+        """Record each thread's last HTTP error answer from inside ccxt's own error handling."""
+        original = getattr(self._ex, "handle_errors", None)
+        if original is None:
+            return
+        tls = self._tls
+
+        def handle_errors(code, reason, url, method, headers, body, response, *rest):  # noqa: ANN001
+            if isinstance(code, int) and code >= 400 or (isinstance(response, dict)
+                                                         and isinstance(response.get("code"), int)
+                                                         and response["code"] < 0):
+                err = response if isinstance(response, dict) else {}
+                tls.reply = ExchangeReply(
+                    http_status=code if isinstance(code, int) else 0,
+                    code=err.get("code") if isinstance(err.get("code"), int) else None,
+                    msg=str(err.get("msg", "")),
+                    retry_after_s=parse_retry_after((headers or {}).get("Retry-After")))
+            return original(code, reason, url, method, headers, body, response, *rest)
+
+        self._ex.handle_errors = handle_errors
+
+    def _call(self, op: str, fn: Callable[..., Any], *args: Any, mutating: bool = False) -> Any:
+        self._tls.reply = None
+        try:
+            return fn(*args)
+        except ccxt.BaseError as exc:
+            err = self._translate(op, exc, mutating)
+        except AegisError:
+            raise
+        except Exception as exc:  # ccxt choked on the answer: a submit may still have been accepted
+            cls = AmbiguousError if mutating else DefinitiveError
+            err = cls(f"{op}: unreadable answer ({type(exc).__name__})", reason="bad_response")
+        raise err
+
+    def _translate(self, op: str, exc: ccxt.BaseError, mutating: bool) -> AegisError:
+        reply = getattr(self._tls, "reply", None) or reply_from_text(str(exc))
+        if reply is not None:
+            if reply.retry_after_s is None and (m := _BANNED_UNTIL.search(reply.msg)):
+                ban_s = max((int(m.group(1)) - self._clock_ms()) / 1000.0, 0.0)
+                reply = ExchangeReply(http_status=reply.http_status, code=reply.code, msg=reply.msg,
+                                      retry_after_s=ban_s)
+            err = exchange_error(reply, mutating=mutating, context=op)
+        else:
+            cls, reason = next((c, r) for k, c, r in _CCXT_FALLBACK if isinstance(exc, k))
+            if cls is AmbiguousError and (not mutating or _never_sent(exc)):
+                cls = TransientError
+            err = cls(f"{op}: {type(exc).__name__}", reason=reason)
+        if err.reason == "timestamp":
+            self._resync()
+        # "already so" and "no such order" are answers the callers expect, not trouble
+        emit = log.info if err.reason in _EXPECTED_REASONS else log.warning
+        emit("ccxt.call_failed", op=op, error=type(err).__name__, reason=err.reason, code=err.code,
+             http_status=err.http_status, retry_after_s=err.retry_after_s)
+        return err
+
+    def _resync(self) -> None:
+        """-1021: our clock drifted from the server's; measure the offset again."""
+        try:
+            diff = self._ex.load_time_difference()
+        except Exception as exc:  # the caller retries anyway; the next -1021 tries again
+            log.warning("ccxt.time_resync_failed", error=type(exc).__name__)
+            return
+        log.info("ccxt.time_resynced", offset_ms=-int(diff))
+
+    def _parse(self, op: str, parse: Callable[[Any], Any], raw: Any, *, mutating: bool = False) -> Any:
+        try:
+            return parse(raw)
+        except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation) as exc:
+            cls = AmbiguousError if mutating else DefinitiveError
+            raise cls(f"{op}: unreadable answer ({type(exc).__name__}: {exc})", reason="bad_response") from None

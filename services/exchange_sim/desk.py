@@ -1,0 +1,316 @@
+"""The sim's trading desk: Binance's signed endpoints over the pure ``trading`` core (shell).
+
+The desk owns the one current ``Account`` value and replaces it with what ``trading``
+returns; it reads the market (book ticker, last trade) to quote and mark, checks every
+request's signature (``signing``), keeps the state file current, and applies the trading
+faults. The server mounts its routes and calls ``match`` after every market step.
+
+Routes (all SIGNED, in Binance USD-M's shapes, see ``private_rest``)
+---------------------------------------------------------------------
+``POST/GET/DELETE /fapi/v1/order``, ``GET /fapi/v1/openOrder``, ``GET /fapi/v1/openOrders``,
+``GET /fapi/v1/allOrders``, ``DELETE /fapi/v1/allOpenOrders``, ``GET /fapi/v1/userTrades``,
+``GET /fapi/v2|v3/positionRisk``, ``GET /fapi/v2|v3/balance``, ``GET /fapi/v2|v3/account``,
+``POST /fapi/v1/leverage``, ``POST /fapi/v1/marginType``, ``GET/POST /fapi/v1/positionSide/dual``,
+``GET /fapi/v1/commissionRate``, ``GET /fapi/v1/leverageBracket``.
+
+Test records (not Binance): ``GET /_sim/trades``, ``/_sim/orders``, ``/_sim/account``.
+
+Time: the desk's clock is the sim clock minus ``skew_ms`` (the ``clock_skew`` fault); it
+stamps orders and fills, judges request timestamps and answers ``/fapi/v1/time``.
+
+Persistence: after every change the account is written to the state file (if configured)
+before the request is answered; fills made by ``match`` in the pump are written by a
+background task. Writes never overlap, and a write that finds a newer state already
+saved is skipped. The market-data path never writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+import orjson
+import structlog
+from aiohttp import web
+
+from services.exchange_sim import codec, private_rest as pr, signing, state_file, trading
+from services.exchange_sim.account import Account, Quote, SymbolRules, new_account
+from services.exchange_sim.market import Market, SymState
+from services.exchange_sim.rest import RestError
+
+log = structlog.get_logger(__name__)
+
+JSON = "application/json"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Build = Callable[[dict[str, str], int], Any]
+SUCCESS = {"code": 200, "msg": "success"}
+
+
+def quote_of(st: SymState) -> Quote | None:
+    """The symbol's market as decimals: book ticker and last trade (None before a book)."""
+    bk = st.book
+    if bk is None:
+        return None
+    pd, qd = st.spec.price_decimals, st.spec.qty_decimals
+    last = Decimal(st.last_price).scaleb(-pd) if st.last_price is not None else None
+    return Quote(bid=Decimal(bk.b).scaleb(-pd), bid_qty=Decimal(bk.bq).scaleb(-qd),
+                 ask=Decimal(bk.a).scaleb(-pd), ask_qty=Decimal(bk.aq).scaleb(-qd),
+                 last=last, last_trade_id=st.last_trade_id)
+
+
+class StateWriter:
+    """Saves account versions to the state file one at a time, newest first."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.saved_version = -1
+        self.saves = 0
+        self._latest: Account | None = None
+        self._lock = asyncio.Lock()
+
+    async def save(self, acc: Account) -> None:
+        if self.path is None:
+            return
+        if self._latest is None or acc.version > self._latest.version:
+            self._latest = acc
+        async with self._lock:
+            snap = self._latest
+            if snap is None or self.saved_version >= acc.version:
+                return  # a newer state was written meanwhile
+            await asyncio.to_thread(state_file.save, self.path, snap)
+            self.saved_version = snap.version
+            self.saves += 1
+
+
+class Desk:
+    def __init__(self, *, infos: list[dict[str, Any]], by_name: Mapping[str, int], api_key: str,
+                 api_secret: str, wallet: Decimal, state_path: Path | None,
+                 clock_ms: Callable[[], int], headers: Callable[[int], dict[str, str]]) -> None:
+        self.rules = {i["symbol"]: SymbolRules.from_info(i) for i in infos}
+        self.by_name = by_name
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.clock_ms = clock_ms
+        self.headers = headers
+        self.writer = StateWriter(state_path)
+        loaded = state_file.load(state_path) if state_path is not None else None
+        if loaded is not None:
+            unknown = ({p for p, v in loaded.positions.items() if v.qty} | set(loaded.open_ids)) - set(self.rules)
+            if unknown:
+                raise state_file.StateFileError(
+                    f"{state_path}: positions or open orders in symbols this sim does not serve: {sorted(unknown)}")
+            self.writer.saved_version = loaded.version
+            log.info("sim.account_loaded", path=str(state_path), version=loaded.version,
+                     open_orders=sum(len(v) for v in loaded.open_ids.values()), wallet=str(loaded.wallet))
+        self.account: Account = loaded if loaded is not None else new_account(wallet)
+        self.market: Market | None = None
+        self.skew_ms = 0  # clock_skew fault: the desk's clock runs this far behind the sim's
+        self.order_delays: list[float] = []  # order_timeout fault: answer delays still armed
+        self.rejected = 0  # signed requests refused (signature, key, timestamp)
+        self._seen: dict[str, tuple[int, int]] = {}  # symbol -> (book id, trade id) last matched
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ market views
+    def now_ms(self) -> int:
+        return self.clock_ms() - self.skew_ms
+
+    def _state(self, symbol: str) -> SymState:
+        assert self.market is not None, "server not started"
+        return self.market.states[self.by_name[symbol]]
+
+    def quote(self, symbol: str) -> Quote | None:
+        return quote_of(self._state(symbol))
+
+    def marks(self) -> dict[str, Decimal]:
+        """Marks of the symbols the account holds or has orders in."""
+        acc = self.account
+        out: dict[str, Decimal] = {}
+        for s in {s for s, p in acc.positions.items() if p.qty} | set(acc.open_ids):
+            st = self._state(s)
+            if st.book is not None:
+                out[s] = Decimal(st.book.b + st.book.a).scaleb(-st.spec.price_decimals) / 2
+            elif st.last_price is not None:
+                out[s] = Decimal(st.last_price).scaleb(-st.spec.price_decimals)
+        return out
+
+    # ------------------------------------------------------------------ the pump's hook
+    def match(self) -> None:
+        """Fill resting orders the market crossed: O(resting orders), and only symbols
+        whose book or last trade changed since the last look are looked at."""
+        acc = self.account
+        if not acc.open_ids:
+            return
+        for symbol in list(acc.open_ids):
+            st = self._state(symbol)
+            if st.book is None:
+                continue
+            key = (st.book.u, st.last_trade_id)
+            if self._seen.get(symbol) == key:
+                continue
+            self._seen[symbol] = key
+            quote = quote_of(st)
+            assert quote is not None
+            after = trading.match_resting(self.account, self.rules[symbol], quote, self.now_ms())
+            if after is not self.account:
+                n = after.fills_total - self.account.fills_total
+                self.account = after
+                log.info("sim.resting_filled", symbol=symbol, fills=n)
+        if self.account is not acc:
+            self._spawn(self.writer.save(self.account))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        """Wait for background saves (the server's stop)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.writer.save(self.account)
+
+    # ------------------------------------------------------------------ endpoints
+    def _place(self, p: dict[str, str], now: int) -> Any:
+        req, resp_type = pr.order_request(p, self.rules)
+        placed = trading.place(self.account, req, self.rules[req.symbol], self.quote(req.symbol),
+                               self.marks(), now)
+        self.account = placed.account
+        o = placed.order
+        log.info("sim.order_placed", symbol=o.symbol, order_id=o.order_id, client_id=o.client_id,
+                 side=o.side, type=o.type, qty=str(o.orig_qty), status=o.status, executed=str(o.executed_qty))
+        return pr.order_body(placed.order if resp_type == "RESULT" else placed.ack, self.rules[req.symbol])
+
+    def _get_order(self, p: dict[str, str], now: int, open_only: bool = False) -> Any:
+        symbol = pr.symbol_of(p, self.rules)
+        assert symbol is not None
+        oid, cid = pr.order_ref(p)
+        o = trading.find_order(self.account, symbol, oid, cid)
+        if o is None or (open_only and not o.is_open):
+            raise RestError(*trading.E_NO_ORDER)
+        return pr.order_body(o, self.rules[symbol], query=True)
+
+    def _cancel(self, p: dict[str, str], now: int) -> Any:
+        symbol = pr.symbol_of(p, self.rules)
+        assert symbol is not None
+        oid, cid = pr.order_ref(p)
+        self.account, o = trading.cancel(self.account, symbol, oid, cid, now)
+        log.info("sim.order_canceled", symbol=symbol, order_id=o.order_id, client_id=o.client_id)
+        return pr.order_body(o, self.rules[symbol])
+
+    def _cancel_all(self, p: dict[str, str], now: int) -> Any:
+        symbol = pr.symbol_of(p, self.rules)
+        assert symbol is not None
+        self.account = trading.cancel_all(self.account, symbol, now)
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    def _leverage(self, p: dict[str, str], now: int) -> Any:
+        symbol = pr.symbol_of(p, self.rules)
+        assert symbol is not None
+        raw = p.get("leverage", "")
+        if not raw.isdigit():
+            raise RestError(-1102, "Mandatory parameter 'leverage' was not sent, was empty/null, or malformed.")
+        self.account = trading.set_leverage(self.account, symbol, int(raw), now)
+        lev = self.account.leverage_of(symbol)
+        return {"leverage": lev, "maxNotionalValue": str(trading.max_notional(lev)), "symbol": symbol}
+
+    def _margin_type(self, p: dict[str, str], now: int) -> Any:
+        symbol = pr.symbol_of(p, self.rules)
+        assert symbol is not None
+        raw = p.get("marginType", "")
+        if not raw:
+            raise RestError(-1102, "Mandatory parameter 'marginType' was not sent, was empty/null, or malformed.")
+        self.account = trading.set_margin_type(self.account, symbol, raw.upper(), now)
+        return SUCCESS
+
+    def _dual(self, p: dict[str, str], now: int) -> Any:
+        raw = p.get("dualSidePosition", "").lower()
+        if raw not in ("true", "false"):
+            raise RestError(-1102, "Mandatory parameter 'dualSidePosition' was not sent, was empty/null, or malformed.")
+        if raw == "false":
+            raise RestError(-4059, "No need to change position side.")
+        raise RestError(-1020, "This operation is not supported.")  # the sim is one-way only
+
+    def add_routes(self, r: web.UrlDispatcher) -> None:
+        s = self._signed
+        acc = lambda: self.account  # noqa: E731 - read at request time
+        r.add_post("/fapi/v1/order", s(self._place, order_post=True))
+        r.add_get("/fapi/v1/order", s(self._get_order))
+        r.add_delete("/fapi/v1/order", s(self._cancel))
+        r.add_get("/fapi/v1/openOrder", s(lambda p, now: self._get_order(p, now, open_only=True)))
+        r.add_get("/fapi/v1/openOrders", s(lambda p, now: pr.open_orders(acc(), p, self.rules)))
+        r.add_get("/fapi/v1/allOrders", s(lambda p, now: pr.all_orders(acc(), p, self.rules)))
+        r.add_delete("/fapi/v1/allOpenOrders", s(self._cancel_all))
+        r.add_get("/fapi/v1/userTrades", s(lambda p, now: pr.user_trades(acc(), p, self.rules)))
+        for v in ("v2", "v3"):
+            risk = pr.position_risk_v2 if v == "v2" else pr.position_risk_v3
+            r.add_get(f"/fapi/{v}/positionRisk", s(lambda p, now, f=risk: f(acc(), p, self.rules, self.marks())))
+            r.add_get(f"/fapi/{v}/balance", s(lambda p, now: pr.balance(acc(), self.marks(), now)))
+            account = pr.account_v2 if v == "v2" else pr.account_v3
+            r.add_get(f"/fapi/{v}/account", s(lambda p, now, f=account: f(acc(), self.rules, self.marks(), now)))
+        r.add_post("/fapi/v1/leverage", s(self._leverage))
+        r.add_post("/fapi/v1/marginType", s(self._margin_type))
+        r.add_get("/fapi/v1/positionSide/dual", s(lambda p, now: {"dualSidePosition": False}))
+        r.add_post("/fapi/v1/positionSide/dual", s(self._dual))
+        r.add_get("/fapi/v1/commissionRate", s(lambda p, now: pr.commission_rate(p, self.rules)))
+        r.add_get("/fapi/v1/leverageBracket", s(
+            lambda p, now: pr.leverage_bracket(list(self.rules), p, self.rules)))
+        # records of symbols this sim no longer serves (a restart with fewer) are left out
+        r.add_get("/_sim/trades", self._records(lambda: [
+            pr.sim_trade(f, self.rules[f.symbol]) for f in self.account.fills if f.symbol in self.rules]))
+        r.add_get("/_sim/orders", self._records(lambda: [
+            pr.order_body(o, self.rules[o.symbol], query=True) for o in self.account.orders.values()
+            if o.symbol in self.rules]))
+        r.add_get("/_sim/account", self._records(lambda: pr.sim_account(self.account, self.rules, self.marks())))
+
+    def _json(self, body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+        return web.Response(body=orjson.dumps(body), status=status, content_type=JSON, headers=headers)
+
+    def _records(self, build: Callable[[], Any]) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            return self._json(build())
+
+        return handler
+
+    def _signed(self, build: Build, order_post: bool = False) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            now = self.now_ms()
+            headers = self.headers(now)
+            body = await request.text() if request.can_read_body else ""
+            signed = signing.SignedRequest(api_key=request.headers.get("X-MBX-APIKEY"),
+                                           query=request.rel_url.raw_query_string, body=body)
+            before = self.account
+            try:
+                params = signing.verify(signed, api_key=self.api_key, api_secret=self.api_secret, now_ms=now)
+            except RestError as exc:
+                self.rejected += 1
+                log.warning("sim.signed_request_rejected", path=request.path, code=exc.code, msg=exc.msg)
+                return self._error(exc, headers)
+            delay = self.order_delays.pop(0) if order_post and self.order_delays else 0.0
+            try:
+                out: Any = build(params, now)
+                response = self._json(out, headers=headers)
+            except RestError as exc:
+                response = self._error(exc, headers)
+            if self.account is not before:
+                await self.writer.save(self.account)
+            if delay:
+                log.info("sim.order_answer_delayed", seconds=delay)
+                await asyncio.sleep(delay)
+            return response
+
+        return handler
+
+    def _error(self, exc: RestError, headers: dict[str, str]) -> web.Response:
+        return web.Response(body=codec.rest_error(exc.code, exc.msg), status=exc.status,
+                            content_type=JSON, headers=headers)
+
+    def stats(self) -> dict[str, Any]:
+        acc = self.account
+        return {"orders": len(acc.orders), "open_orders": sum(len(v) for v in acc.open_ids.values()),
+                "fills": acc.fills_total, "positions": sum(1 for p in acc.positions.values() if p.qty),
+                "wallet": pr.usdt(acc.wallet), "account_version": acc.version,
+                "state_saves": self.writer.saves, "signed_rejected": self.rejected,
+                "clock_skew_ms": self.skew_ms, "pending_order_timeouts": len(self.order_delays)}

@@ -1,0 +1,413 @@
+"""The signed endpoints' parameters and bodies, in Binance USD-M's shapes (pure).
+
+Shapes follow Binance's documented responses and the samples in
+``../shared/data/binance_usdm`` (``rest_responses_subset.json``, ccxt's recorded bodies, and
+``http_futures_account_trades.json``): ids and times are JSON numbers, prices, quantities
+and money are strings. Decimal places as Binance prints them: prices with the symbol's
+``pricePrecision``, quantities with its ``quantityPrecision``, quote amounts with both
+added (``cumQuote``, ``quoteQty``), average prices with three more than the price, and
+USDT balances, PnL and commissions with 8 (``realizedPnl`` is ``"0"`` when nothing was
+realised, as in the samples).
+
+Also here: the test-only records of ``/_sim/trades``, ``/_sim/orders`` and ``/_sim/account``.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Iterable, Mapping
+
+from services.exchange_sim.account import (BRACKETS, BUY, CROSSED, LIMIT, MAKER_FEE, MARKET, SELL,
+                                           TAKER_FEE, ZERO, Account, Fill, Order, Position,
+                                           SymbolRules, liquidation_price, maint_margin,
+                                           mark_of, order_im, position_im, totals, unrealized)
+from services.exchange_sim.rest import INVALID_SYMBOL, RestError, int_param, mandatory
+from services.exchange_sim.trading import CLIENT_ID_RE, TIME_IN_FORCE, OrderRequest, max_notional
+
+DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+LIST_DEFAULT_LIMIT = 500
+LIST_MAX_LIMIT = 1000
+ACCOUNT_ALIAS = "SimA"  # Binance shows a short random alias per account
+MARK_DECIMALS = 8  # as the mark price stream and premiumIndex print it
+
+
+# ---------------------------------------------------------------------------- formatting
+def fixed(x: Decimal, places: int) -> str:
+    q = x.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f"{abs(q) if not q else q:f}"  # never "-0.00"
+
+
+def plain(x: Decimal) -> str:
+    """Without trailing zeros (``67445.90`` -> ``67445.9``), as Binance prints entry prices."""
+    return "0.0" if not x else f"{x.normalize():f}"
+
+
+def usdt(x: Decimal) -> str:
+    return fixed(x, 8)
+
+
+def pnl_str(x: Decimal) -> str:
+    return "0" if not x else usdt(x)
+
+
+def mark_str(mark: Decimal, rules: SymbolRules) -> str:
+    return fixed(mark, max(MARK_DECIMALS, rules.price_decimals + 1))
+
+
+# ---------------------------------------------------------------------------- parameters
+def _illegal(name: str, legal: str) -> RestError:
+    return RestError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '{legal}'.")
+
+
+def decimal_param(params: Mapping[str, str], name: str) -> Decimal | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    if not DECIMAL_RE.match(raw):
+        raise _illegal(name, DECIMAL_RE.pattern)
+    return Decimal(raw)
+
+
+def bool_param(params: Mapping[str, str], name: str) -> bool:
+    raw = params.get(name, "false").lower()
+    if raw not in ("true", "false"):
+        raise RestError(-1130, f"Data sent for parameter '{name}' is not valid.")
+    return raw == "true"
+
+
+def symbol_of(params: Mapping[str, str], rules: Mapping[str, SymbolRules], required: bool = True) -> str | None:
+    raw = params.get("symbol")
+    if not raw:
+        if required:
+            raise mandatory("symbol")
+        return None
+    if raw not in rules:
+        raise RestError(*INVALID_SYMBOL)
+    return raw
+
+
+def order_request(params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -> tuple[OrderRequest, str]:
+    """``POST /fapi/v1/order`` parameters -> (request, ``newOrderRespType``)."""
+    symbol = symbol_of(params, rules)
+    assert symbol is not None
+    side = params.get("side")
+    if not side:
+        raise mandatory("side")
+    if side not in (BUY, SELL):
+        raise RestError(-1117, "Invalid side.")
+    otype = params.get("type")
+    if not otype:
+        raise mandatory("type")
+    if otype not in (MARKET, LIMIT):
+        raise RestError(-1116, "Invalid orderType.")  # the sim has no stop or trailing orders
+    if params.get("positionSide", "BOTH") != "BOTH":
+        raise RestError(-4061, "Order's position side does not match user's setting.")
+    qty = decimal_param(params, "quantity")
+    if qty is None:
+        raise mandatory("quantity")
+    price = decimal_param(params, "price")
+    tif = params.get("timeInForce") or None
+    if otype == LIMIT:
+        if price is None:
+            raise mandatory("price")
+        if tif is None:
+            raise mandatory("timeInForce")
+        if tif not in TIME_IN_FORCE:
+            raise RestError(-1115, "Invalid timeInForce.")
+    elif price is not None:
+        raise RestError(-1106, "Parameter 'price' sent when not required.")
+    cid = params.get("newClientOrderId") or None
+    if cid is not None and not CLIENT_ID_RE.match(cid):
+        raise _illegal("newClientOrderId", CLIENT_ID_RE.pattern)
+    resp_type = params.get("newOrderRespType", "ACK")
+    if resp_type not in ("ACK", "RESULT"):
+        raise RestError(-1130, "Data sent for parameter 'newOrderRespType' is not valid.")
+    return OrderRequest(symbol=symbol, side=side, type=otype, qty=qty, price=price, tif=tif or "GTC",
+                        reduce_only=bool_param(params, "reduceOnly"), client_id=cid), resp_type
+
+
+def order_ref(params: Mapping[str, str]) -> tuple[int | None, str | None]:
+    """(``orderId``, ``origClientOrderId``): one of them is required."""
+    oid = int_param(params, "orderId")
+    cid = params.get("origClientOrderId") or None
+    if oid is None and cid is None:
+        raise RestError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+    return oid, cid
+
+
+def limit_param(params: Mapping[str, str]) -> int:
+    limit = int_param(params, "limit")
+    if limit is None:
+        return LIST_DEFAULT_LIMIT
+    if not 1 <= limit <= LIST_MAX_LIMIT:
+        raise RestError(-1130, "Data sent for parameter 'limit' is not valid.")
+    return limit
+
+
+# ---------------------------------------------------------------------------- orders and trades
+def order_body(o: Order, rules: SymbolRules, query: bool = False) -> dict[str, Any]:
+    """An order as ``POST``/``DELETE /fapi/v1/order`` answer it (``query``: as ``GET`` does,
+    with ``time`` and without ``cumQty``)."""
+    pd, qd = rules.price_decimals, rules.qty_decimals
+    body: dict[str, Any] = {
+        "orderId": o.order_id, "symbol": o.symbol, "status": o.status, "clientOrderId": o.client_id,
+        "price": "0" if o.type == MARKET else fixed(o.price, pd), "avgPrice": fixed(o.avg_price, pd + 3),
+        "origQty": fixed(o.orig_qty, qd), "executedQty": fixed(o.executed_qty, qd)}
+    if not query:
+        body["cumQty"] = fixed(o.executed_qty, qd)
+    body.update({
+        "cumQuote": fixed(o.cum_quote, pd + qd), "timeInForce": o.tif, "type": o.type,
+        "reduceOnly": o.reduce_only, "closePosition": False, "side": o.side, "positionSide": "BOTH",
+        "stopPrice": fixed(ZERO, pd), "workingType": "CONTRACT_PRICE", "priceProtect": False,
+        "origType": o.type, "priceMatch": "NONE", "selfTradePreventionMode": "NONE",
+        "goodTillDate": 0})
+    if query:
+        body["time"] = o.time_ms
+    body["updateTime"] = o.update_ms
+    return body
+
+
+def trade_body(f: Fill, rules: SymbolRules) -> dict[str, Any]:
+    pd, qd = rules.price_decimals, rules.qty_decimals
+    return {"symbol": f.symbol, "id": f.trade_id, "orderId": f.order_id, "side": f.side,
+            "price": fixed(f.price, pd), "qty": fixed(f.qty, qd), "realizedPnl": pnl_str(f.realized_pnl),
+            "marginAsset": "USDT", "quoteQty": fixed(f.quote_qty, pd + qd), "commission": usdt(f.commission),
+            "commissionAsset": "USDT", "time": f.time_ms, "positionSide": "BOTH",
+            "maker": f.maker, "buyer": f.side == BUY}
+
+
+def _window(items: list[Any], key_id, key_time, params: Mapping[str, str], id_name: str) -> list[Any]:
+    """Binance's list paging: from an id, or within a time window, else the latest ``limit``."""
+    limit = limit_param(params)
+    from_id = int_param(params, id_name)
+    start, end = int_param(params, "startTime"), int_param(params, "endTime")
+    if start is not None and end is not None and start > end:
+        raise RestError(-1023, "Start time is greater than end time.")
+    if from_id is not None:
+        items = [x for x in items if key_id(x) >= from_id]
+    if start is not None:
+        items = [x for x in items if key_time(x) >= start]
+    if end is not None:
+        items = [x for x in items if key_time(x) <= end]
+    return items[:limit] if from_id is not None or start is not None else items[-limit:]
+
+
+def user_trades(acc: Account, params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -> list[dict[str, Any]]:
+    """``GET /fapi/v1/userTrades``: ``symbol``, and ``orderId``, ``fromId``, ``startTime``,
+    ``endTime``, ``limit`` (default 500, at most 1000)."""
+    symbol = symbol_of(params, rules)
+    assert symbol is not None
+    oid = int_param(params, "orderId")
+    fills = [f for f in acc.fills if f.symbol == symbol and (oid is None or f.order_id == oid)]
+    picked = _window(fills, lambda f: f.trade_id, lambda f: f.time_ms, params, "fromId")
+    return [trade_body(f, rules[symbol]) for f in picked]
+
+
+def all_orders(acc: Account, params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -> list[dict[str, Any]]:
+    """``GET /fapi/v1/allOrders``: ``symbol``, and ``orderId`` (from it on), times, ``limit``."""
+    symbol = symbol_of(params, rules)
+    assert symbol is not None
+    orders = [o for o in acc.orders.values() if o.symbol == symbol]
+    picked = _window(orders, lambda o: o.order_id, lambda o: o.time_ms, params, "orderId")
+    return [order_body(o, rules[symbol], query=True) for o in picked]
+
+
+def open_orders(acc: Account, params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -> list[dict[str, Any]]:
+    symbol = symbol_of(params, rules, required=False)
+    return [order_body(o, rules[o.symbol], query=True) for o in sorted(acc.open_orders(symbol),
+                                                                          key=lambda o: o.order_id)]
+
+
+# ---------------------------------------------------------------------------- positions
+def _position_numbers(acc: Account, pos: Position, marks: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    m = mark_of(pos, marks)
+    notional = pos.qty * m
+    oim = sum((order_im(acc, o) for o in acc.open_orders(pos.symbol)), ZERO)
+    pim = position_im(acc, pos, m)
+    return {"mark": m, "notional": notional, "upnl": unrealized(pos, m), "pim": pim, "oim": oim,
+            "maint": maint_margin(abs(notional)), "liq": liquidation_price(acc, pos, marks)}
+
+
+def break_even(pos: Position) -> Decimal:
+    """Entry moved by the taker fee of closing (Binance's ``breakEvenPrice``)."""
+    if not pos.qty:
+        return ZERO
+    return pos.entry_price * (1 + TAKER_FEE if pos.qty > 0 else 1 - TAKER_FEE)
+
+
+def _side_notionals(acc: Account, symbol: str) -> tuple[Decimal, Decimal]:
+    bid = sum((o.remaining * o.price for o in acc.open_orders(symbol) if o.side == BUY), ZERO)
+    ask = sum((o.remaining * o.price for o in acc.open_orders(symbol) if o.side == SELL), ZERO)
+    return bid, ask
+
+
+def position_risk_v3(acc: Account, params: Mapping[str, str], rules: Mapping[str, SymbolRules],
+                     marks: Mapping[str, Decimal]) -> list[dict[str, Any]]:
+    """``GET /fapi/v3/positionRisk``: only symbols with a position or open orders."""
+    only = symbol_of(params, rules, required=False)
+    syms = sorted({s for s, p in acc.positions.items() if p.qty} | set(acc.open_ids))
+    out = []
+    for s in syms:
+        if only is not None and s != only:
+            continue
+        pos, r = acc.position(s), rules[s]
+        n = _position_numbers(acc, pos, marks)
+        bid, ask = _side_notionals(acc, s)
+        out.append({
+            "symbol": s, "positionSide": "BOTH", "positionAmt": fixed(pos.qty, r.qty_decimals),
+            "entryPrice": plain(pos.entry_price), "breakEvenPrice": plain(break_even(pos)),
+            "markPrice": mark_str(n["mark"], r), "unRealizedProfit": usdt(n["upnl"]),
+            "liquidationPrice": usdt(n["liq"]), "isolatedMargin": "0", "notional": usdt(n["notional"]),
+            "marginAsset": "USDT", "isolatedWallet": "0", "initialMargin": usdt(n["pim"] + n["oim"]),
+            "maintMargin": usdt(n["maint"]), "positionInitialMargin": usdt(n["pim"]),
+            "openOrderInitialMargin": usdt(n["oim"]), "adl": 0, "bidNotional": usdt(bid),
+            "askNotional": usdt(ask), "updateTime": pos.update_ms})
+    return out
+
+
+def position_risk_v2(acc: Account, params: Mapping[str, str], rules: Mapping[str, SymbolRules],
+                     marks: Mapping[str, Decimal]) -> list[dict[str, Any]]:
+    """``GET /fapi/v2/positionRisk``: every symbol (or the one asked for), flat ones too."""
+    only = symbol_of(params, rules, required=False)
+    out = []
+    for s, r in rules.items():
+        if only is not None and s != only:
+            continue
+        pos = acc.position(s)
+        n = _position_numbers(acc, pos, marks) if s in marks or pos.qty else None
+        lev = acc.leverage_of(s)
+        out.append({
+            "symbol": s, "positionAmt": fixed(pos.qty, r.qty_decimals), "entryPrice": plain(pos.entry_price),
+            "breakEvenPrice": plain(break_even(pos)),
+            "markPrice": mark_str(n["mark"], r) if n else mark_str(ZERO, r),
+            "unRealizedProfit": usdt(n["upnl"] if n else ZERO),
+            "liquidationPrice": usdt(n["liq"]) if n and pos.qty else "0", "leverage": str(lev),
+            "maxNotionalValue": str(max_notional(lev)),
+            "marginType": "cross" if acc.margin_type.get(s, CROSSED) == CROSSED else "isolated",
+            "isolatedMargin": usdt(ZERO), "isAutoAddMargin": "false", "positionSide": "BOTH",
+            "notional": usdt(n["notional"]) if n and pos.qty else "0", "isolatedWallet": "0",
+            "updateTime": pos.update_ms})
+    return out
+
+
+# ---------------------------------------------------------------------------- balance and account
+def _asset_fields(acc: Account, marks: Mapping[str, Decimal], now_ms: int) -> dict[str, Any]:
+    t = totals(acc, marks)
+    avail = t.available
+    return {"asset": "USDT", "walletBalance": usdt(t.wallet), "unrealizedProfit": usdt(t.unrealized),
+            "marginBalance": usdt(t.margin_balance), "maintMargin": usdt(t.maint),
+            "initialMargin": usdt(t.initial_margin), "positionInitialMargin": usdt(t.position_im),
+            "openOrderInitialMargin": usdt(t.order_im), "crossWalletBalance": usdt(t.wallet),
+            "crossUnPnl": usdt(t.unrealized), "availableBalance": usdt(avail),
+            "maxWithdrawAmount": usdt(max(ZERO, min(avail, t.wallet))), "marginAvailable": True,
+            "updateTime": acc.update_ms}
+
+
+def balance(acc: Account, marks: Mapping[str, Decimal], now_ms: int) -> list[dict[str, Any]]:
+    """``GET /fapi/v2/balance`` and ``v3``: the USDT entry."""
+    a = _asset_fields(acc, marks, now_ms)
+    return [{"accountAlias": ACCOUNT_ALIAS, "asset": "USDT", "balance": a["walletBalance"],
+             "crossWalletBalance": a["crossWalletBalance"], "crossUnPnl": a["crossUnPnl"],
+             "availableBalance": a["availableBalance"], "maxWithdrawAmount": a["maxWithdrawAmount"],
+             "marginAvailable": True, "updateTime": acc.update_ms}]
+
+
+def _account_totals(acc: Account, marks: Mapping[str, Decimal]) -> dict[str, str]:
+    t = totals(acc, marks)
+    return {"totalInitialMargin": usdt(t.initial_margin), "totalMaintMargin": usdt(t.maint),
+            "totalWalletBalance": usdt(t.wallet), "totalUnrealizedProfit": usdt(t.unrealized),
+            "totalMarginBalance": usdt(t.margin_balance), "totalPositionInitialMargin": usdt(t.position_im),
+            "totalOpenOrderInitialMargin": usdt(t.order_im), "totalCrossWalletBalance": usdt(t.wallet),
+            "totalCrossUnPnl": usdt(t.unrealized), "availableBalance": usdt(t.available),
+            "maxWithdrawAmount": usdt(max(ZERO, min(t.available, t.wallet)))}
+
+
+def account_v3(acc: Account, rules: Mapping[str, SymbolRules], marks: Mapping[str, Decimal],
+               now_ms: int) -> dict[str, Any]:
+    """``GET /fapi/v3/account``: totals, the USDT asset, open positions only."""
+    positions = []
+    for s, pos in sorted(acc.positions.items()):
+        if not pos.qty:
+            continue
+        n = _position_numbers(acc, pos, marks)
+        positions.append({
+            "symbol": s, "positionSide": "BOTH", "positionAmt": fixed(pos.qty, rules[s].qty_decimals),
+            "unrealizedProfit": usdt(n["upnl"]), "isolatedMargin": "0", "notional": usdt(n["notional"]),
+            "isolatedWallet": "0", "initialMargin": usdt(n["pim"] + n["oim"]),
+            "maintMargin": usdt(n["maint"]), "updateTime": pos.update_ms})
+    a = _asset_fields(acc, marks, now_ms)
+    a.pop("marginAvailable")
+    return {**_account_totals(acc, marks), "assets": [a], "positions": positions}
+
+
+def account_v2(acc: Account, rules: Mapping[str, SymbolRules], marks: Mapping[str, Decimal],
+               now_ms: int) -> dict[str, Any]:
+    """``GET /fapi/v2/account``: flags, totals, the USDT asset, every symbol's position."""
+    positions = []
+    for s, r in rules.items():
+        pos = acc.position(s)
+        n = _position_numbers(acc, pos, marks) if pos.qty or acc.open_ids.get(s) else None
+        bid, ask = _side_notionals(acc, s)
+        lev = acc.leverage_of(s)
+        positions.append({
+            "symbol": s, "initialMargin": usdt(n["pim"] + n["oim"]) if n else "0",
+            "maintMargin": usdt(n["maint"]) if n else "0",
+            "unrealizedProfit": usdt(n["upnl"] if n else ZERO),
+            "positionInitialMargin": usdt(n["pim"]) if n else "0",
+            "openOrderInitialMargin": usdt(n["oim"]) if n else "0", "leverage": str(lev),
+            "isolated": acc.margin_type.get(s, CROSSED) != CROSSED, "entryPrice": plain(pos.entry_price),
+            "breakEvenPrice": plain(break_even(pos)), "maxNotional": str(max_notional(lev)),
+            "bidNotional": usdt(bid) if bid else "0", "askNotional": usdt(ask) if ask else "0",
+            "positionSide": "BOTH", "positionAmt": fixed(pos.qty, r.qty_decimals),
+            "updateTime": pos.update_ms})
+    return {"feeTier": 0, "canTrade": True, "canDeposit": True, "canWithdraw": True, "tradeGroupId": -1,
+            "updateTime": 0, "multiAssetsMargin": False,
+            **_account_totals(acc, marks), "assets": [_asset_fields(acc, marks, now_ms)],
+            "positions": positions}
+
+
+# ---------------------------------------------------------------------------- settings
+def leverage_bracket(symbols: Iterable[str], params: Mapping[str, str],
+                     rules: Mapping[str, SymbolRules]) -> Any:
+    """``GET /fapi/v1/leverageBracket``: a list, or one object when a symbol is asked for."""
+    def one(s: str) -> dict[str, Any]:
+        return {"symbol": s, "notionalCoef": 1.0, "brackets": [
+            {"bracket": b, "initialLeverage": lev, "notionalCap": cap, "notionalFloor": floor,
+             "maintMarginRatio": float(mmr), "cum": float(cum)}
+            for b, lev, floor, cap, mmr, cum in BRACKETS]}
+
+    only = symbol_of(params, rules, required=False)
+    return one(only) if only is not None else [one(s) for s in symbols]
+
+
+def commission_rate(params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -> dict[str, Any]:
+    symbol = symbol_of(params, rules)
+    return {"symbol": symbol, "makerCommissionRate": f"{MAKER_FEE:f}", "takerCommissionRate": f"{TAKER_FEE:f}"}
+
+
+# ---------------------------------------------------------------------------- /_sim records
+def sim_trade(f: Fill, rules: SymbolRules) -> dict[str, Any]:
+    return {"id": f.trade_id, "orderId": f.order_id, "clientOrderId": f.client_id, "symbol": f.symbol,
+            "side": f.side, "qty": fixed(f.qty, rules.qty_decimals), "price": fixed(f.price, rules.price_decimals),
+            "quoteQty": fixed(f.quote_qty, rules.price_decimals + rules.qty_decimals),
+            "commission": usdt(f.commission), "commissionAsset": "USDT",
+            "realizedPnl": usdt(f.realized_pnl), "maker": f.maker, "time": f.time_ms}
+
+
+def sim_account(acc: Account, rules: Mapping[str, SymbolRules], marks: Mapping[str, Decimal]) -> dict[str, Any]:
+    t = totals(acc, marks)
+    return {
+        "wallet": usdt(t.wallet), "unrealizedPnl": usdt(t.unrealized), "marginBalance": usdt(t.margin_balance),
+        "availableBalance": usdt(t.available),
+        "realizedPnl": usdt(sum((f.realized_pnl for f in acc.fills), ZERO)),
+        "commission": usdt(sum((f.commission for f in acc.fills), ZERO)),
+        "positions": [{"symbol": s, "positionAmt": fixed(p.qty, rules[s].qty_decimals),
+                       "entryPrice": plain(p.entry_price), "leverage": acc.leverage_of(s),
+                       "markPrice": mark_str(mark_of(p, marks), rules[s]),
+                       "unrealizedPnl": usdt(unrealized(p, mark_of(p, marks))), "updateTime": p.update_ms}
+                      for s, p in sorted(acc.positions.items()) if p.qty],
+        "leverage": dict(acc.leverage), "marginType": dict(acc.margin_type),
+        "openOrders": sum(len(v) for v in acc.open_ids.values()), "orders": len(acc.orders),
+        "fills": acc.fills_total, "version": acc.version, "updateTime": acc.update_ms}
+

@@ -1,0 +1,399 @@
+"""Reconciliation, the pure core: compare what we hold with what the exchange holds.
+
+The exchange is the source of truth. ``diff(local, exchange)`` returns a ``Report``: every
+difference found, the wire messages that make the local record equal the exchange's
+(``repairs``: the orchestrator persists them with ``db.rows_for`` and publishes them), the
+external positions adopted, what needs a human (``flagged``) and a verdict. No I/O here:
+``snapshots.py`` reads both sides, ``reconciler.py`` runs it on a schedule.
+
+Verdict (``Report.status``):
+
+    OK        no difference.
+    REPAIRED  differences, none blocking: each one is repaired (or only flagged), so once the
+              repairs are written the local record equals the exchange's. Safe to trade.
+    MISMATCH  at least one blocking difference: the local record cannot (yet) be made equal
+              to the exchange's. Do not trade until a later run says OK or REPAIRED.
+
+Differences (kind: when -> repair; * = blocking):
+
+    MISSED_FILL               the exchange has a fill of one of our orders that we do not
+                              -> ``wire.Fill`` under our client order id (mapped through the
+                              exchange order id when the exchange row lacks it)
+    ORDER_STATUS              status, executed qty or exchange order id differ
+                              -> ``wire.OrderUpdate`` with the exchange's values
+    ORDER_DEAD                never confirmed, not found, and asked after the last possible
+                              arrival (recvWindow + clock margin, the rule of ``orders.py``)
+                              -> ``wire.OrderUpdate`` CANCELED, "never reached the exchange".
+                              Nothing is re-sent: the orchestrator never sends orders.
+    ORDER_UNKNOWN_AT_EXCHANGE* not found, and either still possibly on the wire or once
+                              confirmed by the exchange (then something is badly wrong)
+    EXTERNAL_ORDER            open at the exchange under a client id we never made
+                              -> flagged, never cancelled; * on a symbol we trade, where it
+                              may fill into the position we manage
+    EXTERNAL_FILL             a fill of an order that is not ours -> flagged (its effect on
+                              the position is repaired through the position)
+    POSITION_MISMATCH         both sides hold a position, qty or entry differ -> ``wire.Position``
+    EXTERNAL_POSITION         the exchange holds a position, we hold none -> adopted as a
+                              ``wire.Position`` and flagged
+    LOCAL_POSITION_GONE       we hold a position, the exchange none -> ``wire.Position`` qty 0
+    BAD_EXCHANGE_DATA*        an answer we cannot use (unknown status, non-positive fill)
+
+Timing. The two sides are never read at the same instant, so a difference can be news that
+one side has and the other has not yet heard. The shell reads the local side *after* the
+exchange side, on the thread that writes the database, and persists the repairs before it
+writes anything else: the only race left is the exchange moving on after its answer while
+the local side already heard of it. Hence:
+
+1. An order record written at or after ``exchange.started_ms`` may be newer than the
+   exchange's answer: it is deferred to the next run, not judged.
+2. A position on a symbol with a fill (either side) at or after ``started_ms`` minus the
+   clock margin is in flux: deferred.
+3. An exchange order or fill we cannot attribute, younger than ``FRESH_MS`` at
+   ``started_ms``, may be ours and still in the journal queue: deferred.
+4. "Not found" proves an order dead only when the question left after its last possible
+   arrival; ``started_ms`` is a lower bound on when every question left. ``now_ms`` only
+   stamps the report.
+
+Comparisons against local values go through ``as_stored``: the database holds REAL columns,
+so an exchange value is compared as it would be stored. Comparing beyond that precision
+would report differences that no repair could ever remove. Entry prices are compared with a
+relative tolerance (``ENTRY_PRICE_REL_TOL``): Binance rounds the entry price it reports,
+ours is the exact average of our fills.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Iterable, Mapping, NamedTuple, Union
+
+from common import wire
+from services.brain.broker import ExchangeFill, ExchangeOrder, ExchangePosition
+from services.brain.orders import CLOCK_MARGIN_MS, DEFAULT_RECV_WINDOW_MS, EXCHANGE_STATUS, TERMINAL, OrderState
+
+# ---------------------------------------------------------------------------- vocabulary
+OK, REPAIRED, MISMATCH = "OK", "REPAIRED", "MISMATCH"
+TRADE_SAFE = frozenset({OK, REPAIRED})
+
+MISSED_FILL = "MISSED_FILL"
+ORDER_STATUS = "ORDER_STATUS"
+ORDER_DEAD = "ORDER_DEAD"
+ORDER_UNKNOWN_AT_EXCHANGE = "ORDER_UNKNOWN_AT_EXCHANGE"
+EXTERNAL_ORDER = "EXTERNAL_ORDER"
+EXTERNAL_FILL = "EXTERNAL_FILL"
+POSITION_MISMATCH = "POSITION_MISMATCH"
+EXTERNAL_POSITION = "EXTERNAL_POSITION"
+LOCAL_POSITION_GONE = "LOCAL_POSITION_GONE"
+BAD_EXCHANGE_DATA = "BAD_EXCHANGE_DATA"
+KINDS = (MISSED_FILL, ORDER_STATUS, ORDER_DEAD, ORDER_UNKNOWN_AT_EXCHANGE, EXTERNAL_ORDER,
+         EXTERNAL_FILL, POSITION_MISMATCH, EXTERNAL_POSITION, LOCAL_POSITION_GONE, BAD_EXCHANGE_DATA)
+# what a human should look at even when it is repaired: someone else trades this account
+FLAGGED_KINDS = frozenset({EXTERNAL_ORDER, EXTERNAL_FILL, EXTERNAL_POSITION})
+
+NEVER_REACHED = "never reached the exchange"
+RECONCILED = "reconciled with the exchange"
+FRESH_MS = 2_000  # journal queue lag (ms) plus CLOCK_MARGIN_MS of skew: a younger unknown record may be ours
+ENTRY_PRICE_REL_TOL = Decimal("1e-6")  # Binance rounds its entryPrice; a missed fill moves the qty anyway
+
+_S = OrderState
+_CONFIRMED_STATES = frozenset({_S.ACKED.value, _S.PARTIALLY_FILLED.value, _S.CANCEL_PENDING.value})
+TERMINAL_STATUSES = frozenset(s.value for s in TERMINAL)  # as the orders table spells them
+# CANCEL_PENDING is our refinement of a live order (a cancel in flight): the exchange shows it live
+_LIVE_AT_EXCHANGE = frozenset({_S.ACKED, _S.PARTIALLY_FILLED})
+
+Repair = Union[wire.Fill, wire.OrderUpdate, wire.Position]
+_ZERO = Decimal(0)
+
+
+def as_stored(d: Decimal) -> Decimal:
+    """The value a REAL column gives back for ``d`` (read through the float's shortest repr)."""
+    return Decimal(repr(float(d)))
+
+
+def is_terminal(status: str) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+# ---------------------------------------------------------------------------- snapshots
+@dataclass(frozen=True, kw_only=True)
+class LocalOrder:
+    client_order_id: str
+    exchange_order_id: str  # "" until the exchange gave one
+    symbol: str
+    side: str
+    status: str  # an ``OrderState`` name, as the orders table holds it
+    qty: Decimal
+    filled_qty: Decimal = _ZERO
+    avg_price: Decimal = _ZERO
+    updated_ms: int = 0  # when the record last changed (orders.updated_ns)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalPosition:
+    symbol: str
+    qty: Decimal  # signed: > 0 long, < 0 short
+    entry_price: Decimal = _ZERO
+    realized_pnl: Decimal = _ZERO  # ours alone (the exchange has no per-position figure): kept by repairs
+    updated_ms: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalSnapshot:
+    """The local orders that matter (every non-terminal one, terminal ones updated within the
+    local window, and any the shell asked for by id), every position row, recent fill keys."""
+
+    taken_ms: int
+    orders: Mapping[str, LocalOrder] = field(default_factory=dict)  # by client order id
+    positions: Mapping[str, LocalPosition] = field(default_factory=dict)  # by symbol
+    fill_keys: frozenset[tuple[str, str]] = frozenset()  # (symbol, trade_id)
+    last_fill_ms: Mapping[str, int] = field(default_factory=dict)  # per symbol, our newest fill
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExchangeSnapshot:
+    """The exchange's answers, read through the Broker port."""
+
+    started_ms: int  # local time before the first request: a lower bound on every answer's time
+    finished_ms: int
+    traded_symbols: frozenset[str] = frozenset()  # the symbols we trade (external orders there block)
+    open_orders: tuple[ExchangeOrder, ...] = ()
+    # local non-terminal orders missing from the open list, asked one by one; None = not found
+    queried: Mapping[str, ExchangeOrder | None] = field(default_factory=dict)
+    positions: tuple[ExchangePosition, ...] = ()
+    fills: tuple[ExchangeFill, ...] = ()
+    fills_since_ms: int = 0
+
+    @property
+    def duration_ms(self) -> int:
+        return self.finished_ms - self.started_ms
+
+
+# ---------------------------------------------------------------------------- report
+@dataclass(frozen=True, kw_only=True)
+class Difference:
+    kind: str  # one of ``KINDS``
+    symbol: str
+    client_order_id: str = ""
+    detail: str = ""
+    blocking: bool = False  # trading is unsafe while this stands
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    status: str  # OK | REPAIRED | MISMATCH
+    at_ms: int
+    differences: tuple[Difference, ...] = ()
+    # fills first, then order updates, then positions: a consumer applying them in order sees
+    # the trades before the status that counts them
+    repairs: tuple[Repair, ...] = ()
+    adopted: tuple[str, ...] = ()  # symbols whose external position became a local row
+    flagged: tuple[Difference, ...] = ()  # external orders, fills, positions: for a human
+    deferred: tuple[str, ...] = ()  # "order:<id>" / "position:<symbol>" / ...: judged next run
+
+    @property
+    def ok(self) -> bool:
+        """Trade-safe once ``repairs`` are persisted."""
+        return self.status in TRADE_SAFE
+
+    @property
+    def blocking(self) -> tuple[Difference, ...]:
+        return tuple(d for d in self.differences if d.blocking)
+
+
+class _Part(NamedTuple):
+    differences: tuple[Difference, ...] = ()
+    repairs: tuple[Repair, ...] = ()
+    deferred: tuple[str, ...] = ()
+
+
+def _join(parts: Iterable[_Part]) -> _Part:
+    ps = list(parts)
+    return _Part(tuple(d for p in ps for d in p.differences), tuple(r for p in ps for r in p.repairs),
+                 tuple(x for p in ps for x in p.deferred))
+
+
+def _usable(*values: Decimal) -> bool:
+    return all(v.is_finite() for v in values)
+
+
+# ---------------------------------------------------------------------------- diff
+def diff(local: LocalSnapshot, exchange: ExchangeSnapshot, *, now_ms: int,
+         recv_window_ms: int = DEFAULT_RECV_WINDOW_MS) -> Report:
+    """Compare both sides; the exchange is right. Never raises for odd exchange data: reports it."""
+    fills = _fills(local, exchange)
+    orders = _orders(local, exchange, recv_window_ms)
+    positions = _positions(local, exchange)
+    d = fills.differences + orders.differences + positions.differences
+    status = MISMATCH if any(x.blocking for x in d) else REPAIRED if d else OK
+    return Report(status=status, at_ms=now_ms, differences=d,
+                  repairs=fills.repairs + orders.repairs + positions.repairs,
+                  adopted=tuple(x.symbol for x in d if x.kind == EXTERNAL_POSITION),
+                  flagged=tuple(x for x in d if x.kind in FLAGGED_KINDS),
+                  deferred=fills.deferred + orders.deferred + positions.deferred)
+
+
+# -- orders
+def _orders(local: LocalSnapshot, ex: ExchangeSnapshot, recv_window_ms: int) -> _Part:
+    open_by_id = {o.client_order_id: o for o in ex.open_orders}
+    parts = []
+    for o in local.orders.values():
+        if o.client_order_id in open_by_id:
+            answer: ExchangeOrder | None = open_by_id[o.client_order_id]
+        elif o.client_order_id in ex.queried:
+            answer = ex.queried[o.client_order_id]
+        else:
+            continue  # not asked: terminal and off the open list, or newer than the questions
+        if o.updated_ms >= ex.started_ms:
+            parts.append(_Part(deferred=(f"order:{o.client_order_id}",)))
+        elif answer is None:
+            parts.append(_not_found(o, ex.started_ms, recv_window_ms))
+        else:
+            parts.append(_compare_order(o, answer))
+    for e in ex.open_orders:
+        if e.client_order_id not in local.orders:
+            parts.append(_external_order(e, ex))
+    return _join(parts)
+
+
+def _compare_order(o: LocalOrder, e: ExchangeOrder) -> _Part:
+    state = EXCHANGE_STATUS.get(e.status)
+    if state is None or not _usable(e.executed_qty, e.avg_price):
+        return _Part(differences=(Difference(
+            kind=BAD_EXCHANGE_DATA, symbol=o.symbol, client_order_id=o.client_order_id, blocking=True,
+            detail=f"status {e.status!r} executed {e.executed_qty} avg {e.avg_price}"),))
+    executed = as_stored(e.executed_qty)
+    exchange_id = e.exchange_order_id or o.exchange_order_id
+    same_state = o.status == state.value or (o.status == _S.CANCEL_PENDING.value and state in _LIVE_AT_EXCHANGE)
+    if same_state and o.filled_qty == executed and o.exchange_order_id == exchange_id:
+        return _Part()
+    status = o.status if same_state else state.value
+    detail = (f"local {o.status} filled {o.filled_qty} id {o.exchange_order_id or '-'};"
+              f" exchange {e.status} executed {e.executed_qty} id {exchange_id or '-'}")
+    return _Part(
+        differences=(Difference(kind=ORDER_STATUS, symbol=o.symbol, client_order_id=o.client_order_id,
+                                detail=detail),),
+        repairs=(wire.OrderUpdate(client_order_id=o.client_order_id, exchange_order_id=exchange_id,
+                                  symbol=o.symbol, status=status, filled_qty=float(e.executed_qty),
+                                  avg_price=float(e.avg_price), reason=RECONCILED),))
+
+
+def _not_found(o: LocalOrder, asked_ms: int, recv_window_ms: int) -> _Part:
+    def unknown(detail: str) -> _Part:
+        return _Part(differences=(Difference(kind=ORDER_UNKNOWN_AT_EXCHANGE, symbol=o.symbol,
+                                             client_order_id=o.client_order_id, detail=detail, blocking=True),))
+
+    if o.exchange_order_id or o.status in _CONFIRMED_STATES:
+        return unknown(f"{o.status} order {o.exchange_order_id or '-'} confirmed, but the exchange has none")
+    # ``updated_ms`` is at or after the last send (a send, or the timeout after it, wrote it):
+    # taking it as the send time only makes the deadline later, never earlier
+    dead_after_ms = o.updated_ms + recv_window_ms + CLOCK_MARGIN_MS
+    if asked_ms <= dead_after_ms:
+        return unknown(f"{o.status}, not found; may still arrive until {dead_after_ms}")
+    return _Part(
+        differences=(Difference(kind=ORDER_DEAD, symbol=o.symbol, client_order_id=o.client_order_id,
+                                detail=f"{o.status}, not found after {dead_after_ms}: {NEVER_REACHED}"),),
+        repairs=(wire.OrderUpdate(client_order_id=o.client_order_id, exchange_order_id=o.exchange_order_id,
+                                  symbol=o.symbol, status=_S.CANCELED.value,
+                                  filled_qty=float(o.filled_qty), avg_price=float(o.avg_price),
+                                  reason=NEVER_REACHED),))
+
+
+def _external_order(e: ExchangeOrder, ex: ExchangeSnapshot) -> _Part:
+    if e.update_ms and e.update_ms >= ex.started_ms - FRESH_MS:
+        return _Part(deferred=(f"external_order:{e.client_order_id}",))
+    return _Part(differences=(Difference(
+        kind=EXTERNAL_ORDER, symbol=e.symbol, client_order_id=e.client_order_id,
+        blocking=e.symbol in ex.traded_symbols,
+        detail=(f"{e.status} {e.side} {e.order_type} {e.qty} @ {e.price}, executed {e.executed_qty},"
+                f" exchange id {e.exchange_order_id}")),))
+
+
+# -- fills
+def _fills(local: LocalSnapshot, ex: ExchangeSnapshot) -> _Part:
+    ours = local.orders
+    by_exchange_id = {o.exchange_order_id: o.client_order_id for o in ours.values() if o.exchange_order_id}
+    # an order we sent whose ack we missed: only the exchange's answers link the two ids
+    answers = [*ex.open_orders, *(a for a in ex.queried.values() if a is not None)]
+    by_exchange_id.update({a.exchange_order_id: a.client_order_id for a in answers
+                           if a.exchange_order_id and a.client_order_id in ours})
+    unique = {(f.symbol, f.trade_id): f for f in ex.fills}  # pages may overlap
+    parts = []
+    for key in sorted(unique):
+        if key in local.fill_keys:
+            continue
+        f = unique[key]
+        cid = f.client_order_id if f.client_order_id in ours else by_exchange_id.get(f.exchange_order_id, "")
+        if not cid:
+            parts.append(_external_fill(f, ex.started_ms))
+        elif not (_usable(f.qty, f.price, f.fee) and f.qty > 0 and f.price > 0):
+            parts.append(_Part(differences=(Difference(
+                kind=BAD_EXCHANGE_DATA, symbol=f.symbol, client_order_id=cid, blocking=True,
+                detail=f"trade {f.trade_id} qty {f.qty} price {f.price} fee {f.fee}"),)))
+        else:
+            parts.append(_Part(
+                differences=(Difference(kind=MISSED_FILL, symbol=f.symbol, client_order_id=cid,
+                                        detail=f"trade {f.trade_id} {f.side} {f.qty} @ {f.price}"),),
+                repairs=(wire.Fill(client_order_id=cid, exchange_order_id=f.exchange_order_id,
+                                   trade_id=f.trade_id, symbol=f.symbol, side=f.side, qty=float(f.qty),
+                                   price=float(f.price), fee=float(f.fee), fee_asset=f.fee_asset,
+                                   liquidity=f.liquidity),)))
+    return _join(parts)
+
+
+def _external_fill(f: ExchangeFill, started_ms: int) -> _Part:
+    if f.time_ms >= started_ms - FRESH_MS:
+        return _Part(deferred=(f"external_fill:{f.symbol}:{f.trade_id}",))
+    return _Part(differences=(Difference(
+        kind=EXTERNAL_FILL, symbol=f.symbol, client_order_id=f.client_order_id,
+        detail=f"trade {f.trade_id} {f.side} {f.qty} @ {f.price}, exchange order {f.exchange_order_id}"),))
+
+
+# -- positions
+def _positions(local: LocalSnapshot, ex: ExchangeSnapshot) -> _Part:
+    theirs = {p.symbol: p for p in ex.positions if p.qty != 0}
+    since_ms = ex.started_ms - CLOCK_MARGIN_MS  # exchange fill times are on the exchange's clock
+    in_flux = ({f.symbol for f in ex.fills if f.time_ms >= since_ms}
+               | {s for s, t in local.last_fill_ms.items() if t >= since_ms})
+    parts = []
+    for symbol in sorted(set(theirs) | set(local.positions)):
+        mine, their = local.positions.get(symbol), theirs.get(symbol)
+        if their is not None and not _usable(their.qty, their.entry_price, their.unrealized_pnl):
+            parts.append(_Part(differences=(Difference(
+                kind=BAD_EXCHANGE_DATA, symbol=symbol, blocking=True,
+                detail=f"position qty {their.qty} entry {their.entry_price}"),)))
+            continue
+        if _same_position(mine, their):
+            continue
+        if symbol in in_flux:
+            parts.append(_Part(deferred=(f"position:{symbol}",)))
+            continue
+        parts.append(_position_repair(symbol, mine, their))
+    return _join(parts)
+
+
+def _same_position(mine: LocalPosition | None, their: ExchangePosition | None) -> bool:
+    qty = mine.qty if mine is not None else _ZERO
+    their_qty = as_stored(their.qty) if their is not None else _ZERO
+    if qty != their_qty:
+        return False
+    if qty == 0 or mine is None or their is None:
+        return True
+    entry, their_entry = mine.entry_price, as_stored(their.entry_price)
+    return abs(entry - their_entry) <= ENTRY_PRICE_REL_TOL * max(abs(entry), abs(their_entry))
+
+
+def _position_repair(symbol: str, mine: LocalPosition | None, their: ExchangePosition | None) -> _Part:
+    realized = float(mine.realized_pnl) if mine is not None else 0.0
+    local_txt = f"local {mine.qty} @ {mine.entry_price}" if mine is not None else "no local row"
+    if their is None:
+        return _Part(
+            differences=(Difference(kind=LOCAL_POSITION_GONE, symbol=symbol,
+                                    detail=f"{local_txt}; exchange flat"),),
+            repairs=(wire.Position(symbol=symbol, qty=0.0, entry_price=0.0, unrealized_pnl=0.0,
+                                   realized_pnl=realized),))
+    kind = EXTERNAL_POSITION if mine is None or mine.qty == 0 else POSITION_MISMATCH
+    return _Part(
+        differences=(Difference(kind=kind, symbol=symbol,
+                                detail=f"{local_txt}; exchange {their.qty} @ {their.entry_price}"),),
+        repairs=(wire.Position(symbol=symbol, qty=float(their.qty), entry_price=float(their.entry_price),
+                               unrealized_pnl=float(their.unrealized_pnl), realized_pnl=realized),))

@@ -1,0 +1,306 @@
+"""The paper broker: exact fills against the book (slippage, depth beyond the top, limits), the
+account kept as an exchange keeps it (one-way, fees, realised PnL), refusals with Binance codes."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from common.errors import ConfigError, DefinitiveError, TransientError
+from services.brain.broker import OrderSpec
+from services.brain.paper import (
+    BookTop, PaperBroker, PaperConfig, Position, apply_fill, crosses, fee, fill_market,
+)
+from services.brain.risk import SymbolFilters
+
+BOOK = BookTop(bid=D("100.0"), bid_qty=D("2.0"), ask=D("100.1"), ask_qty=D("1.5"), time_ms=1_000)
+TICK = D("0.1")
+BTC = SymbolFilters(symbol="BTCUSDT", tick_size=D("0.1"), step_size=D("0.001"), min_qty=D("0.001"),
+                    min_notional=D("5"))
+T0 = 1_700_000_000_000
+
+
+class TestFillMarket:
+    def test_buy_within_top_size_pays_touch_plus_slippage_rounded_up_to_the_tick(self):
+        # 100.1 * 1 bp = 0.01001 -> 100.11001 -> next tick up: 100.2
+        assert fill_market(BOOK, "BUY", D("1.0"), slippage_bps=D(1), tick=TICK) == [(D("1.0"), D("100.2"))]
+
+    def test_buy_beyond_top_size_fills_in_chunks_one_step_worse_each(self):
+        assert fill_market(BOOK, "BUY", D("4.0"), slippage_bps=D(1), tick=TICK) == [
+            (D("1.5"), D("100.2")), (D("1.5"), D("100.3")), (D("1.0"), D("100.4"))]
+
+    def test_sell_without_slippage_takes_the_bid_then_one_tick_lower(self):
+        assert fill_market(BOOK, "SELL", D("2.5"), slippage_bps=D(0), tick=TICK) == [
+            (D("2.0"), D("100.0")), (D("0.5"), D("99.9"))]
+
+    def test_large_slippage_sets_the_step_between_chunks(self):
+        # 50 bp of 100.1 = 0.5005: first 100.6005 -> 100.7, then steps of 0.6 (0.5005 up to the tick)
+        assert fill_market(BOOK, "BUY", D("3.5"), slippage_bps=D(50), tick=TICK) == [
+            (D("1.5"), D("100.7")), (D("1.5"), D("101.3")), (D("0.5"), D("101.9"))]
+
+    def test_last_level_takes_the_rest(self):
+        assert fill_market(BOOK, "BUY", D("10"), slippage_bps=D(0), tick=TICK, max_levels=3) == [
+            (D("1.5"), D("100.1")), (D("1.5"), D("100.2")), (D("7.0"), D("100.3"))]
+
+    def test_unknown_depth_fills_everything_at_the_first_price(self):
+        book = BookTop(bid=D("100.0"), bid_qty=D(0), ask=D("100.1"), ask_qty=D(0))
+        assert fill_market(book, "SELL", D("3"), slippage_bps=D(0), tick=TICK) == [(D("3"), D("100.0"))]
+
+    def test_sell_prices_never_go_below_one_tick(self):
+        book = BookTop(bid=D("0.2"), bid_qty=D("1"), ask=D("0.3"), ask_qty=D("1"))
+        assert fill_market(book, "SELL", D("4"), slippage_bps=D(0), tick=TICK) == [
+            (D("1"), D("0.2")), (D("1"), D("0.1")), (D("1"), D("0.1")), (D("1"), D("0.1"))]
+
+    def test_marketable_limit_stops_at_its_price(self):
+        assert fill_market(BOOK, "BUY", D("4.0"), slippage_bps=D(1), tick=TICK, limit=D("100.3")) == [
+            (D("1.5"), D("100.2")), (D("1.5"), D("100.3"))]
+
+    def test_limit_at_the_touch_fills_at_the_limit_not_beyond(self):
+        """The slippage would cross the limit: the top fills at the limit, nothing deeper."""
+        assert fill_market(BOOK, "BUY", D("4.0"), slippage_bps=D(1), tick=TICK, limit=D("100.1")) == [
+            (D("1.5"), D("100.1"))]
+
+    def test_non_marketable_limit_fills_nothing(self):
+        assert fill_market(BOOK, "BUY", D("1"), slippage_bps=D(1), tick=TICK, limit=D("100.0")) == []
+        assert fill_market(BOOK, "SELL", D("1"), slippage_bps=D(1), tick=TICK, limit=D("100.1")) == []
+
+
+class TestCrosses:
+    @pytest.mark.parametrize("side,price,expected", [
+        ("BUY", D("100.2"), True), ("BUY", D("100.1"), False), ("SELL", D("99.9"), True),
+        ("SELL", D("100.0"), False),
+    ])
+    def test_resting_order_fills_only_when_traded_through(self, side, price, expected):
+        assert crosses(BOOK, side, price) is expected
+
+
+class TestApplyFill:
+    def test_open_add_reduce_flip(self):
+        p, r = apply_fill(Position(), "BUY", D("1"), D("100"))
+        assert (p, r) == (Position(qty=D("1"), cost=D("100")), D(0))
+        p, r = apply_fill(p, "BUY", D("1"), D("110"))
+        assert (p.qty, p.cost, p.entry_price, r) == (D("2"), D("210"), D("105"), D(0))
+        p, r = apply_fill(p, "SELL", D("0.5"), D("120"))
+        assert (p.qty, p.cost, r) == (D("1.5"), D("157.5"), D("7.5"))
+        p, r = apply_fill(p, "SELL", D("2"), D("90"))  # closes 1.5 at a loss, opens 0.5 short at 90
+        assert (p.qty, p.cost, r) == (D("-0.5"), D("45.0"), D("-22.5"))
+        assert p.unrealized(D("80")) == D("5.0")
+
+    def test_round_trip_realises_exactly_proceeds_minus_cost(self):
+        """Entry 4/3 per unit does not terminate; the partial closes still sum exactly."""
+        p, _ = apply_fill(Position(), "BUY", D("1"), D("1"))
+        p, _ = apply_fill(p, "BUY", D("2"), D("1.5"))
+        p, r1 = apply_fill(p, "SELL", D("1"), D("2"))
+        p, r2 = apply_fill(p, "SELL", D("2"), D("2"))
+        assert p == Position(qty=D(0), cost=D(0))
+        assert r1 + r2 == D("2")
+
+    def test_fee_is_exact(self):
+        assert fee(D("0.003"), D("60000.1"), D("0.0005")) == D("0.09000015")
+
+
+class TestConfig:
+    def test_floats_are_read_through_their_shortest_repr(self):
+        cfg = PaperConfig(taker_fee_rate=0.0004, slippage_bps=0.5, starting_balance=2500)
+        assert (cfg.taker_fee_rate, cfg.slippage_bps, cfg.starting_balance) == (D("0.0004"), D("0.5"), D(2500))
+
+    @pytest.mark.parametrize("kw", [dict(taker_fee_rate=-0.1), dict(starting_balance=0), dict(leverage=0),
+                                    dict(latency_ms=-1.0), dict(slippage_bps="1"), dict(max_levels=0)])
+    def test_bad_values_are_refused(self, kw):
+        with pytest.raises(ConfigError):
+            PaperConfig(**kw)
+
+    def test_unknown_fields_are_refused(self):
+        with pytest.raises(TypeError):
+            PaperConfig(fee=1)  # type: ignore[call-arg]
+
+
+class Env:
+    """A paper broker with a book and a clock the test moves by hand."""
+
+    def __init__(self, **cfg) -> None:
+        self.books: dict[str, BookTop] = {"BTCUSDT": BOOK}
+        self.now = T0
+        self.sleeps: list[float] = []
+        self.on_sleep = None
+        self.broker = PaperBroker(PaperConfig(**cfg), book=self.books.get, clock_ms=lambda: self.now,
+                                  sleep=self._sleep, filters={"BTCUSDT": BTC})
+
+    def _sleep(self, s: float) -> None:
+        self.sleeps.append(s)
+        if self.on_sleep:
+            self.on_sleep()
+
+
+def market(cid: str, side: str, qty: str, reduce_only: bool = False) -> OrderSpec:
+    return OrderSpec(client_order_id=cid, symbol="BTCUSDT", side=side, order_type="MARKET", qty=D(qty),
+                     reduce_only=reduce_only)
+
+
+def limit(cid: str, side: str, qty: str, price: str, reduce_only: bool = False) -> OrderSpec:
+    return OrderSpec(client_order_id=cid, symbol="BTCUSDT", side=side, order_type="LIMIT", qty=D(qty),
+                     price=D(price), reduce_only=reduce_only)
+
+
+class TestPaperBrokerMarket:
+    def test_market_buy_fills_with_trade_ids_fees_and_a_position(self):
+        env = Env()
+        res = env.broker.submit(market("ae-1", "BUY", "2.000"))
+        o = res.order
+        assert (o.status, o.exchange_order_id, o.executed_qty, o.update_ms) == ("FILLED", "1", D("2.000"), T0)
+        assert [(f.trade_id, f.qty, f.price, f.liquidity) for f in res.fills] == [
+            ("1", D("1.5"), D("100.2"), "taker"), ("2", D("0.500"), D("100.3"), "taker")]
+        assert [f.fee for f in res.fills] == [D("0.0751500"), D("0.025075000")]
+        assert o.avg_price == D("100.225")
+        [pos] = env.broker.positions()
+        assert (pos.qty, pos.entry_price, pos.mark_price, pos.leverage) == (D("2.000"), D("100.225"), D("100.05"), 5)
+        assert pos.unrealized_pnl == D("-0.350")
+        bal = env.broker.balance()
+        assert bal.wallet == D("10000") - D("0.1002250")
+        assert bal.equity == bal.wallet - D("0.350")
+        assert bal.available == bal.equity - D("2.000") * D("100.05") / 5
+
+    def test_round_trip_with_reduce_only_exit_closes_and_books_pnl(self):
+        env = Env(slippage_bps=D(0))
+        env.broker.submit(market("ae-1", "BUY", "1.000"))  # at 100.1
+        env.books["BTCUSDT"] = BookTop(bid=D("110.0"), bid_qty=D("5"), ask=D("110.1"), ask_qty=D("5"))
+        res = env.broker.submit(market("ae-2", "SELL", "1.000", reduce_only=True))
+        [exit_fill] = res.fills
+        assert (exit_fill.price, exit_fill.realized_pnl) == (D("110.0"), D("9.9"))
+        assert env.broker.positions() == []
+        fees = D("100.1") * D("0.0005") + D("110.0") * D("0.0005")
+        assert env.broker.balance().wallet == D("10000") + D("9.9") - fees
+
+    def test_reduce_only_is_capped_at_the_position_and_never_flips(self):
+        env = Env(slippage_bps=D(0))
+        env.broker.submit(market("ae-1", "BUY", "0.500"))
+        res = env.broker.submit(market("ae-2", "SELL", "2.000", reduce_only=True))
+        assert (res.order.status, res.order.executed_qty) == ("EXPIRED", D("0.500"))
+        assert env.broker.positions() == []
+
+    def test_reduce_only_without_a_position_is_refused(self):
+        env = Env()
+        with pytest.raises(DefinitiveError) as exc:
+            env.broker.submit(market("ae-1", "SELL", "1.000", reduce_only=True))
+        assert (exc.value.reason, exc.value.code) == ("reduce_only", -2022)
+
+    def test_no_book_is_transient(self):
+        env = Env()
+        env.books.clear()
+        with pytest.raises(TransientError) as exc:
+            env.broker.submit(market("ae-1", "BUY", "1.000"))
+        assert exc.value.reason == "no_market_data"
+        assert env.broker.query("BTCUSDT", "ae-1") is None  # nothing happened
+
+    def test_fill_uses_the_book_seen_after_the_latency(self):
+        env = Env(latency_ms=25.0, slippage_bps=D(0))
+        moved = BookTop(bid=D("101.0"), bid_qty=D("5"), ask=D("101.1"), ask_qty=D("5"))
+        env.on_sleep = lambda: env.books.__setitem__("BTCUSDT", moved)
+        res = env.broker.submit(market("ae-1", "BUY", "1.000"))
+        assert env.sleeps == [0.025]
+        assert [f.price for f in res.fills] == [D("101.1")]
+
+    @pytest.mark.parametrize("spec,code,reason", [
+        (market("ae-1", "BUY", "1.0005"), -1111, "filter"),
+        (limit("ae-1", "BUY", "1.000", "100.05"), -1111, "filter"),
+        (market("ae-1", "BUY", "0.010"), -4164, "filter"),  # ~1 USDT < 5 min notional
+        (market("ae-1", "BUY", "1000.000"), -2019, "insufficient_margin"),  # 100k notional / 5 > 10k
+        (OrderSpec(client_order_id="x", symbol="ETHUSDT", side="BUY", order_type="MARKET", qty=D(1)),
+         -1121, "bad_symbol"),
+        (OrderSpec(client_order_id="x", symbol="BTCUSDT", side="BUY", order_type="MARKET", qty=D(1),
+                   price=D(100)), -1102, "bad_request"),
+    ])
+    def test_refusals_carry_binance_codes(self, spec, code, reason):
+        env = Env()
+        with pytest.raises(DefinitiveError) as exc:
+            env.broker.submit(spec)
+        assert (exc.value.code, exc.value.reason) == (code, reason)
+
+    def test_duplicate_client_order_id_is_refused(self):
+        env = Env()
+        env.broker.submit(market("ae-1", "BUY", "1.000"))
+        with pytest.raises(DefinitiveError) as exc:
+            env.broker.submit(market("ae-1", "BUY", "1.000"))
+        assert (exc.value.code, exc.value.reason) == (-4116, "duplicate_client_id")
+
+
+class TestPaperBrokerLimit:
+    def test_resting_limit_is_listed_then_filled_as_maker_when_traded_through(self):
+        env = Env()
+        res = env.broker.submit(limit("ae-1", "BUY", "1.000", "99.5"))
+        assert (res.order.status, res.fills) == ("NEW", ())
+        assert [o.client_order_id for o in env.broker.open_orders("BTCUSDT")] == ["ae-1"]
+        assert env.broker.on_book("BTCUSDT") == []  # ask 100.1: not crossed
+        env.books["BTCUSDT"] = BookTop(bid=D("99.3"), bid_qty=D("1"), ask=D("99.4"), ask_qty=D("1"))
+        env.now += 500
+        [upd] = env.broker.on_book("BTCUSDT")
+        [f] = upd.fills
+        assert (upd.order.status, upd.order.update_ms) == ("FILLED", T0 + 500)
+        assert (f.qty, f.price, f.liquidity, f.fee) == (D("1.000"), D("99.5"), "maker", D("0.0199000"))
+        assert env.broker.open_orders() == []
+
+    def test_partly_marketable_limit_fills_then_rests(self):
+        env = Env()
+        res = env.broker.submit(limit("ae-1", "BUY", "2.000", "100.2"))
+        assert [(f.qty, f.price) for f in res.fills] == [(D("1.5"), D("100.2"))]
+        assert (res.order.status, res.order.executed_qty) == ("PARTIALLY_FILLED", D("1.5"))
+        assert env.broker.open_orders()[0].client_order_id == "ae-1"
+
+    def test_cancel_ends_a_resting_order_and_a_second_cancel_is_unknown(self):
+        env = Env()
+        env.broker.submit(limit("ae-1", "SELL", "1.000", "105.0"))
+        assert env.broker.cancel("BTCUSDT", "ae-1").status == "CANCELED"
+        with pytest.raises(DefinitiveError) as exc:
+            env.broker.cancel("BTCUSDT", "ae-1")
+        assert (exc.value.code, exc.value.reason) == (-2011, "unknown_order")
+        assert env.broker.query("BTCUSDT", "ae-1").status == "CANCELED"
+        assert env.broker.query("BTCUSDT", "nope") is None
+
+    def test_resting_reduce_only_expires_when_the_position_is_gone(self):
+        env = Env(slippage_bps=D(0))
+        env.broker.submit(market("ae-1", "BUY", "1.000"))
+        env.broker.submit(limit("ae-2", "SELL", "1.000", "120.0", reduce_only=True))
+        env.broker.submit(market("ae-3", "SELL", "1.000"))  # closes the position by other means
+        env.books["BTCUSDT"] = BookTop(bid=D("121.0"), bid_qty=D("1"), ask=D("121.1"), ask_qty=D("1"))
+        [upd] = env.broker.on_book("BTCUSDT")
+        assert (upd.order.status, upd.fills) == ("EXPIRED", ())
+        assert env.broker.positions() == []
+
+    def test_resting_orders_reserve_margin(self):
+        env = Env()
+        env.broker.submit(limit("ae-1", "BUY", "10.000", "90.0"))
+        assert env.broker.balance().available == D("10000") - D("900.0") / 5
+
+
+class TestPaperBrokerAccount:
+    def test_fills_filter_by_time_and_order(self):
+        env = Env()
+        env.broker.submit(market("ae-1", "BUY", "1.000"))
+        env.now += 1_000
+        second = env.broker.submit(market("ae-2", "BUY", "1.000"))
+        assert [f.trade_id for f in env.broker.fills("BTCUSDT")] == ["1", "2"]
+        assert [f.trade_id for f in env.broker.fills("BTCUSDT", since_ms=T0 + 1)] == ["2"]
+        assert [f.trade_id for f in env.broker.fills(
+            "BTCUSDT", exchange_order_id=second.order.exchange_order_id)] == ["2"]
+        assert env.broker.fills("ETHUSDT") == []
+
+    def test_start_checks_the_symbols_and_reports_the_setup(self):
+        env = Env(leverage=3)
+        setup = env.broker.start(["BTCUSDT"])
+        assert (setup.one_way, setup.margin_type, setup.leverage) == (True, "CROSSED", {"BTCUSDT": 3})
+        with pytest.raises(DefinitiveError):
+            env.broker.start(["BTCUSDT", "DOGEUSDT"])
+        assert env.broker.server_time_ms() == T0
+
+    def test_same_calls_give_identical_results(self):
+        """Replay needs byte-identical decisions: ids come from counters, nothing else varies."""
+        def run() -> list:
+            env = Env()
+            out = [env.broker.submit(market("ae-1", "BUY", "2.000")),
+                   env.broker.submit(limit("ae-2", "SELL", "1.000", "100.5"))]
+            env.books["BTCUSDT"] = BookTop(bid=D("100.6"), bid_qty=D("1"), ask=D("100.7"), ask_qty=D("1"))
+            out += env.broker.on_book("BTCUSDT")
+            return [out, env.broker.positions(), env.broker.balance()]
+
+        assert repr(run()) == repr(run())

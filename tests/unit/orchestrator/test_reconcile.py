@@ -1,0 +1,317 @@
+"""Reconciliation core: every difference kind, its repair and the verdict, with exact values;
+the SQLite round trip (repairs persisted the journal's way converge to OK); the exchange read."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from reconcile_fakes import FakeBroker, ex_fill, ex_order, ex_position
+
+from common import wire
+from common.errors import TransientError
+from services.orchestrator import db
+from services.orchestrator import reconcile as rc
+from services.orchestrator.reconcile import (ExchangeSnapshot, LocalOrder, LocalPosition, LocalSnapshot,
+                                             diff)
+from services.orchestrator.snapshots import fetch_exchange_snapshot, local_snapshot
+
+D = Decimal
+T = 1_700_000_000_000  # when the exchange snapshot started (local ms)
+OLD = T - 60_000  # a local record written a minute before
+BIG = str(2**63 - 25)  # above 2**53: a float would round it
+
+
+def lorder(cid: str = "c1", *, status: str = "ACKED", eid: str = "101", symbol: str = "BTCUSDT",
+           side: str = "BUY", qty: str = "0.010", filled: str = "0", avg: str = "0",
+           updated_ms: int = OLD) -> LocalOrder:
+    return LocalOrder(client_order_id=cid, exchange_order_id=eid, symbol=symbol, side=side, status=status,
+                      qty=D(qty), filled_qty=D(filled), avg_price=D(avg), updated_ms=updated_ms)
+
+
+def lpos(symbol: str, qty: str, entry: str = "0", realized: str = "0") -> LocalPosition:
+    return LocalPosition(symbol=symbol, qty=D(qty), entry_price=D(entry), realized_pnl=D(realized),
+                         updated_ms=OLD)
+
+
+def local(*orders: LocalOrder, positions=(), fill_keys=(), last_fill_ms=None) -> LocalSnapshot:
+    return LocalSnapshot(taken_ms=T + 500, orders={o.client_order_id: o for o in orders},
+                         positions={p.symbol: p for p in positions}, fill_keys=frozenset(fill_keys),
+                         last_fill_ms=last_fill_ms or {})
+
+
+def exchange(*, open_orders=(), queried=None, positions=(), fills=(), traded=("BTCUSDT",)) -> ExchangeSnapshot:
+    return ExchangeSnapshot(started_ms=T, finished_ms=T + 300, traded_symbols=frozenset(traded),
+                            open_orders=tuple(open_orders), queried=queried or {}, positions=tuple(positions),
+                            fills=tuple(fills), fills_since_ms=T - 3_600_000)
+
+
+def run(loc: LocalSnapshot, ex: ExchangeSnapshot) -> rc.Report:
+    return diff(loc, ex, now_ms=T + 500, recv_window_ms=5_000)
+
+
+def kinds(report: rc.Report) -> list[str]:
+    return [d.kind for d in report.differences]
+
+
+class TestAgreement:
+    def test_all_equal_is_ok_with_no_repairs(self):
+        """Same open order, same finished order and fill, same position: OK, nothing to do."""
+        loc = local(lorder("c1", status="PARTIALLY_FILLED", filled="0.004", avg="43000"),
+                    lorder("c2", eid="102", status="FILLED", filled="0.010", avg="43001"),
+                    positions=[lpos("BTCUSDT", "0.014", "43000.7")],
+                    fill_keys=[("BTCUSDT", "9001"), ("BTCUSDT", "9002")])
+        ex = exchange(open_orders=[ex_order("c1", status="PARTIALLY_FILLED", executed="0.004", avg="43000")],
+                      positions=[ex_position("BTCUSDT", "0.014", "43000.7")],
+                      fills=[ex_fill("9001", eid="101", qty="0.004", time_ms=OLD),
+                             ex_fill("9002", eid="102", qty="0.010", time_ms=OLD)])
+        r = run(loc, ex)
+        assert (r.status, r.ok, r.differences, r.repairs, r.deferred) == ("OK", True, (), (), ())
+
+    def test_cancel_pending_matches_a_live_exchange_order(self):
+        """A cancel in flight is our refinement of a live order: no difference."""
+        r = run(local(lorder("c1", status="CANCEL_PENDING")), exchange(open_orders=[ex_order("c1")]))
+        assert r.status == "OK"
+
+    def test_terminal_order_off_the_open_list_is_not_asked_about(self):
+        """A FILLED order that is (rightly) not open is not a difference."""
+        r = run(local(lorder("c1", status="FILLED", filled="0.010")), exchange())
+        assert (r.status, r.differences) == ("OK", ())
+
+    def test_entry_price_rounded_by_the_exchange_is_not_a_mismatch(self):
+        """Our exact average vs Binance's rounded entryPrice, within one part per million: equal."""
+        r = run(local(positions=[lpos("BTCUSDT", "0.014", "43000.7142857")]),
+                exchange(positions=[ex_position("BTCUSDT", "0.014", "43000.71")]))
+        assert r.status == "OK"
+
+
+class TestFills:
+    def test_missed_fill_is_repaired_under_our_client_id(self):
+        """A userTrades row without a client id maps through the exchange order id to our order;
+        the repair carries the exchange's exact values as the wire's floats."""
+        loc = local(lorder("c1", status="FILLED", filled="0.003", avg="43210.1"))
+        ex = exchange(fills=[ex_fill("9001", cid="", eid="101", qty="0.003", price="43210.1",
+                                     fee="0.05185212", time_ms=OLD)])
+        r = run(loc, ex)
+        assert r.status == "REPAIRED" and r.ok
+        assert r.differences == (rc.Difference(kind="MISSED_FILL", symbol="BTCUSDT", client_order_id="c1",
+                                               detail="trade 9001 BUY 0.003 @ 43210.1"),)
+        assert r.repairs == (wire.Fill(client_order_id="c1", exchange_order_id="101", trade_id="9001",
+                                       symbol="BTCUSDT", side="BUY", qty=0.003, price=43210.1,
+                                       fee=0.05185212, fee_asset="USDT", liquidity="taker"),)
+
+    def test_fill_of_an_order_we_never_made_is_flagged_not_repaired(self):
+        """A trade of someone else's order: EXTERNAL_FILL, flagged, no fill row invented."""
+        r = run(local(), exchange(fills=[ex_fill("9001", cid="web_1", eid="555", time_ms=OLD)]))
+        assert (r.status, kinds(r), r.repairs) == ("REPAIRED", ["EXTERNAL_FILL"], ())
+        assert r.flagged == r.differences
+
+    def test_fresh_unattributed_fill_is_deferred(self):
+        """A trade younger than FRESH_MS may be ours with its order still in the journal queue."""
+        r = run(local(), exchange(fills=[ex_fill("9001", eid="777", time_ms=T - 500)]))
+        assert (r.status, r.deferred) == ("OK", ("external_fill:BTCUSDT:9001",))
+
+    def test_ids_above_2_pow_53_stay_exact(self):
+        """Exchange order and trade ids beyond float precision map and travel as exact strings."""
+        loc = local(lorder("c1", eid=BIG, status="FILLED", filled="0.003", avg="43210.1"))
+        big_trade = str(2**60 + 1)
+        r = run(loc, exchange(fills=[ex_fill(big_trade, eid=BIG, time_ms=OLD)]))
+        (fill,) = r.repairs
+        assert (fill.client_order_id, fill.exchange_order_id, fill.trade_id) == ("c1", BIG, big_trade)
+        assert BIG != str(int(float(BIG)))  # the guard: a float round trip would have changed it
+
+
+class TestOrders:
+    def test_order_filled_at_exchange_but_acked_locally_is_updated(self):
+        """The query says FILLED: ORDER_STATUS with an OrderUpdate carrying the exchange's values."""
+        loc = local(lorder("c1", status="ACKED"))
+        ex = exchange(queried={"c1": ex_order("c1", status="FILLED", executed="0.010", avg="43000.5")})
+        r = run(loc, ex)
+        assert (r.status, kinds(r)) == ("REPAIRED", ["ORDER_STATUS"])
+        assert r.repairs == (wire.OrderUpdate(client_order_id="c1", exchange_order_id="101", symbol="BTCUSDT",
+                                              status="FILLED", filled_qty=0.01, avg_price=43000.5,
+                                              reason=rc.RECONCILED),)
+
+    def test_missed_ack_sets_the_exchange_order_id(self):
+        """SENT locally, listed open at the exchange: ACKED with the exchange's (big) order id."""
+        r = run(local(lorder("c1", status="SENT", eid="")), exchange(open_orders=[ex_order("c1", eid=BIG)]))
+        (upd,) = r.repairs
+        assert (upd.status, upd.exchange_order_id, upd.filled_qty) == ("ACKED", BIG, 0.0)
+
+    @pytest.mark.parametrize("status", ["SENT", "UNKNOWN"])
+    def test_unconfirmed_order_not_found_within_recv_window_is_not_yet_dead(self, status):
+        """Asked exactly at last send + recvWindow + 1 s: it may still arrive. No repair, MISMATCH."""
+        loc = local(lorder("c1", status=status, eid="", updated_ms=T - 6_000))
+        r = run(loc, exchange(queried={"c1": None}))
+        assert (r.status, r.ok, kinds(r), r.repairs) == ("MISMATCH", False, ["ORDER_UNKNOWN_AT_EXCHANGE"], ())
+        assert r.blocking == r.differences
+        assert r.differences[0].detail == f"{status}, not found; may still arrive until {T}"
+
+    @pytest.mark.parametrize("status", ["SENT", "UNKNOWN"])
+    def test_unconfirmed_order_not_found_after_recv_window_is_canceled(self, status):
+        """One ms past the deadline, "not found" proves it never arrived: CANCELED, nothing re-sent."""
+        loc = local(lorder("c1", status=status, eid="", updated_ms=T - 6_001))
+        r = run(loc, exchange(queried={"c1": None}))
+        assert (r.status, kinds(r)) == ("REPAIRED", ["ORDER_DEAD"])
+        assert r.repairs == (wire.OrderUpdate(client_order_id="c1", exchange_order_id="", symbol="BTCUSDT",
+                                              status="CANCELED", filled_qty=0.0, avg_price=0.0,
+                                              reason="never reached the exchange"),)
+
+    def test_new_local_never_sent_is_canceled(self):
+        """Journaled NEW_LOCAL an hour ago, unknown to the exchange: dead, CANCELED."""
+        loc = local(lorder("c1", status="NEW_LOCAL", eid="", updated_ms=T - 3_600_000))
+        r = run(loc, exchange(queried={"c1": None}))
+        assert [(type(x).__name__, x.status, x.reason) for x in r.repairs] == [
+            ("OrderUpdate", "CANCELED", "never reached the exchange")]
+
+    def test_confirmed_order_not_found_blocks(self):
+        """An order the exchange acknowledged and now denies cannot be repaired: MISMATCH."""
+        r = run(local(lorder("c1", status="ACKED")), exchange(queried={"c1": None}))
+        assert (r.status, kinds(r), r.repairs) == ("MISMATCH", ["ORDER_UNKNOWN_AT_EXCHANGE"], ())
+
+    def test_order_written_after_the_snapshot_started_is_deferred(self):
+        """A local record newer than the exchange's answer is judged next run, not reverted."""
+        loc = local(lorder("c1", status="FILLED", filled="0.010", updated_ms=T + 100))
+        r = run(loc, exchange(open_orders=[ex_order("c1", status="NEW")]))
+        assert (r.status, r.repairs, r.deferred) == ("OK", (), ("order:c1",))
+
+    def test_unknown_exchange_status_blocks(self):
+        """A status we cannot map is reported, never guessed."""
+        r = run(local(lorder("c1")), exchange(open_orders=[ex_order("c1", status="PENDING_NEW")]))
+        assert (r.status, kinds(r), r.repairs) == ("MISMATCH", ["BAD_EXCHANGE_DATA"], ())
+
+
+class TestExternalOrders:
+    def test_external_open_order_on_a_traded_symbol_is_flagged_and_blocks(self):
+        """A client id we never made, open on BTCUSDT: reported, not cancelled, MISMATCH."""
+        r = run(local(), exchange(open_orders=[ex_order("web_abc", eid="900", order_type="LIMIT", price="40000",
+                                                        update_ms=T - 600_000)]))
+        assert (r.status, kinds(r), r.repairs) == ("MISMATCH", ["EXTERNAL_ORDER"], ())
+        assert r.flagged == r.differences
+        assert r.differences[0] == rc.Difference(
+            kind="EXTERNAL_ORDER", symbol="BTCUSDT", client_order_id="web_abc", blocking=True,
+            detail="NEW BUY LIMIT 0.010 @ 40000, executed 0, exchange id 900")
+
+    def test_external_open_order_on_another_symbol_is_flagged_only(self):
+        """On a symbol we do not trade it cannot fill into our position: flagged, still trade-safe."""
+        r = run(local(), exchange(open_orders=[ex_order("web_abc", symbol="DOGEUSDT", update_ms=T - 600_000)]))
+        assert (r.status, r.ok, kinds(r)) == ("REPAIRED", True, ["EXTERNAL_ORDER"])
+
+    def test_fresh_unknown_open_order_is_deferred(self):
+        """Placed a second ago: may be ours, its request still in the journal queue."""
+        r = run(local(), exchange(open_orders=[ex_order("c9", update_ms=T - 1_000)]))
+        assert (r.status, r.deferred) == ("OK", ("external_order:c9",))
+
+
+class TestPositions:
+    def test_exchange_position_without_local_record_is_adopted(self):
+        """EXTERNAL_POSITION: a Position row at the exchange's qty and entry, adopted and flagged."""
+        r = run(local(), exchange(positions=[ex_position("ETHUSDT", "-0.5", "2300.25", "-1.5")]))
+        assert (r.status, kinds(r), r.adopted) == ("REPAIRED", ["EXTERNAL_POSITION"], ("ETHUSDT",))
+        assert r.flagged == r.differences
+        assert r.repairs == (wire.Position(symbol="ETHUSDT", qty=-0.5, entry_price=2300.25, unrealized_pnl=-1.5,
+                                           realized_pnl=0.0),)
+
+    def test_local_position_gone_at_exchange_is_set_to_zero(self):
+        """LOCAL_POSITION_GONE: qty 0, entry 0; our realised PnL is kept."""
+        r = run(local(positions=[lpos("BTCUSDT", "0.014", "43000", realized="12.5")]), exchange())
+        assert (r.status, kinds(r)) == ("REPAIRED", ["LOCAL_POSITION_GONE"])
+        assert r.repairs == (wire.Position(symbol="BTCUSDT", qty=0.0, entry_price=0.0, unrealized_pnl=0.0,
+                                           realized_pnl=12.5),)
+
+    def test_position_qty_mismatch_takes_the_exchange_values(self):
+        """Both hold a position, different qty: POSITION_MISMATCH, set to the exchange's."""
+        r = run(local(positions=[lpos("BTCUSDT", "0.010", "43000")]),
+                exchange(positions=[ex_position("BTCUSDT", "0.013", "43100.2", "3.9")]))
+        assert kinds(r) == ["POSITION_MISMATCH"]
+        assert r.repairs == (wire.Position(symbol="BTCUSDT", qty=0.013, entry_price=43100.2, unrealized_pnl=3.9),)
+
+    def test_position_on_a_symbol_with_a_fresh_fill_is_deferred(self):
+        """A fill during the snapshot may have moved one side only: judged next run."""
+        r = run(local(positions=[lpos("BTCUSDT", "0.010", "43000")], last_fill_ms={"BTCUSDT": T + 50}),
+                exchange(positions=[ex_position("BTCUSDT", "0.013", "43100.2")]))
+        assert (r.status, r.deferred) == ("OK", ("position:BTCUSDT",))
+
+    def test_flat_local_row_and_no_exchange_position_agree(self):
+        """A closed position (qty 0 row) and nothing at the exchange: equal."""
+        assert run(local(positions=[lpos("BTCUSDT", "0")]), exchange()).status == "OK"
+
+
+# ---------------------------------------------------------------------------- SQLite round trip
+def env(body, ns: int, seq: int = 1) -> wire.Envelope:
+    return wire.Envelope(wire.SCHEMA_VERSION, "brain:7", seq, ns, ns, body)
+
+
+def persist(conn, bodies, at_ms: int) -> None:
+    db.write_batch(conn, [r for i, b in enumerate(bodies) for r in db.rows_for(env(b, at_ms * 1_000_000, i + 1))])
+
+
+class TestSqliteRoundTrip:
+    def test_repairs_persisted_like_the_journal_converge_to_ok(self, tmp_path):
+        """Local rows from wire messages -> snapshot -> diff -> repairs written with rows_for ->
+        a later run against the same exchange reports OK with nothing to repair."""
+        conn = db.connect(tmp_path / "aegis.sqlite3")
+        t_old = T - 600_000
+        req = dict(symbol="BTCUSDT", side="BUY", order_type="MARKET", qty=0.01)
+        persist(conn, [
+            wire.OrderRequest(client_order_id="c1", **req),  # filled; its fill message was lost
+            wire.OrderUpdate(client_order_id="c1", exchange_order_id=BIG, symbol="BTCUSDT", status="FILLED",
+                             filled_qty=0.01, avg_price=43210.1),
+            wire.OrderRequest(client_order_id="c2", **req),  # acked; its fill went unnoticed
+            wire.OrderUpdate(client_order_id="c2", exchange_order_id="102", symbol="BTCUSDT", status="ACKED"),
+            wire.OrderRequest(client_order_id="c3", **req),  # journaled, never sent (crash)
+            wire.Position(symbol="BTCUSDT", qty=0.01, entry_price=43210.1, realized_pnl=4.25),
+            wire.Position(symbol="ETHUSDT", qty=1.0, entry_price=2300.0),  # closed behind our back
+        ], t_old)
+        broker = FakeBroker(
+            orders={"c2": ex_order("c2", eid="102", status="FILLED", executed="0.010", avg="43300")},
+            positions=[ex_position("BTCUSDT", "0.020", "43255.05", "1.1"), ex_position("SOLUSDT", "3", "150.5")],
+            fills=[ex_fill("9001", eid=BIG, qty="0.010", price="43210.1", time_ms=t_old),
+                   ex_fill("9002", cid="c2", eid="102", qty="0.010", price="43300", time_ms=t_old + 1)])
+
+        loc = local_snapshot(conn, T)
+        ex = fetch_exchange_snapshot(broker, loc, ["BTCUSDT"], T, 3_600_000)
+        first = diff(local_snapshot(conn, T + 300), ex, now_ms=T + 300)
+        assert first.status == "REPAIRED"
+        assert sorted(kinds(first)) == ["EXTERNAL_POSITION", "LOCAL_POSITION_GONE", "MISSED_FILL", "MISSED_FILL",
+                                        "ORDER_DEAD", "ORDER_STATUS", "POSITION_MISMATCH"]
+        assert first.adopted == ("SOLUSDT",)
+        persist(conn, first.repairs, T + 300)
+        assert conn.execute("SELECT client_order_id, exchange_order_id, status, filled_qty FROM orders"
+                            " ORDER BY client_order_id").fetchall() == [
+            ("c1", BIG, "FILLED", 0.01), ("c2", "102", "FILLED", 0.01), ("c3", "", "CANCELED", 0.0)]
+        assert conn.execute("SELECT trade_id, client_order_id, exchange_order_id, qty, price FROM fills"
+                            " ORDER BY trade_id").fetchall() == [
+            ("9001", "c1", BIG, 0.01, 43210.1), ("9002", "c2", "102", 0.01, 43300.0)]
+        assert conn.execute("SELECT symbol, qty, entry_price, realized_pnl FROM positions ORDER BY symbol"
+                            ).fetchall() == [("BTCUSDT", 0.02, 43255.05, 4.25), ("ETHUSDT", 0.0, 0.0, 0.0),
+                                             ("SOLUSDT", 3.0, 150.5, 0.0)]
+
+        t2 = T + 60_000
+        ex2 = fetch_exchange_snapshot(broker, local_snapshot(conn, t2), ["BTCUSDT"], t2, 3_600_000)
+        second = diff(local_snapshot(conn, t2 + 300), ex2, now_ms=t2 + 300)
+        assert (second.status, second.differences, second.repairs, second.deferred) == ("OK", (), (), ())
+
+
+# ---------------------------------------------------------------------------- the exchange read
+class TestFetchExchangeSnapshot:
+    def test_asks_open_orders_then_missing_live_orders_then_positions_then_fills(self):
+        """Only read methods; only non-terminal local orders off the open list are queried; fills
+        for every symbol concerned, since now minus the lookback."""
+        loc = local(lorder("c1", status="ACKED"), lorder("c2", status="SENT", eid="", symbol="ETHUSDT"),
+                    lorder("c3", status="FILLED", updated_ms=T - 7_200_000, symbol="XRPUSDT"))
+        broker = FakeBroker(open_orders=[ex_order("c1")], positions=[ex_position("SOLUSDT", "1")])
+        ex = fetch_exchange_snapshot(broker, loc, ["BTCUSDT"], T, 3_600_000, clock_ms=lambda: T + 42)
+        since = T - 3_600_000
+        assert broker.calls == [("open_orders", None), ("query", "ETHUSDT", "c2"), ("positions",),
+                                ("fills", "BTCUSDT", since), ("fills", "ETHUSDT", since),
+                                ("fills", "SOLUSDT", since)]
+        assert (ex.started_ms, ex.duration_ms, ex.queried, ex.traded_symbols) == (
+            T, 42, {"c2": None}, frozenset({"BTCUSDT"}))
+
+    def test_broker_errors_pass_through_unchanged(self):
+        """The shell decides what a failure means: the very exception object reaches it."""
+        err = TransientError("429", reason="rate_limited")
+        with pytest.raises(TransientError) as caught:
+            fetch_exchange_snapshot(FakeBroker(error=err), local(), ["BTCUSDT"], T, 3_600_000)
+        assert caught.value is err
