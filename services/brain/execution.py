@@ -145,21 +145,34 @@ class Execution:
         # a rate-limited REST call); the others trade at the account's own settings
         symbols = self.symbols_fn()[:START_SYMBOLS]
 
+        open_orders = list(self.saved.open_orders.values())
+
         def job():
             filters = self.filters_fn()
             setup = self.broker.start(symbols)
-            return filters, setup, self.broker.positions(), self.broker.balance()
+            positions = self.broker.positions()
+            # what each order left open before the restart has executed: the positions already
+            # hold it, so recovery must not count its fetched fills twice (recovery.merge)
+            executed = {}
+            for o in open_orders:
+                try:
+                    found = self.broker.query(o.symbol, o.client_order_id)
+                except AegisError:
+                    continue  # unknown now: the recovery query asks again
+                if found is not None:
+                    executed[o.client_order_id] = found.executed_qty
+            return filters, setup, positions, self.broker.balance(), executed
 
         self.dispatcher.submit(dsp.ACCOUNT, job, tag=("startup",))
 
     def _started(self, result) -> None:
-        filters, setup, positions, balance = result
+        filters, setup, positions, balance, executed = result
         self.filters = filters
         self.equity = float(balance.equity)
         assert self.saved is not None
         now = self.clock_ms()
         rs = self.saved.risk_state or risk.initial_state(self.equity, now)
-        self.st = recovery.merge(self.cfg, self.saved, positions, now, rs)
+        self.st = recovery.merge(self.cfg, self.saved, positions, now, rs, executed)
         self.st, actions = trader.recovery_actions(self.st, now)
         self.ready = True
         self._starting = False

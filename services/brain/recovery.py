@@ -11,7 +11,9 @@ The orchestrator is the only writer of the database; the brain opens it read-onl
   cannot open a second trade.
 - Open trades: one per position the exchange reports. Its plan (stop, target, confidence,
   the model's features) comes from the newest entry order of that symbol and its signal;
-  a position without one is adopted (``trader.adopt``). A local trade the exchange no
+  a position without one is adopted (``trader.adopt``). Its quantity is the exchange's,
+  less what the open orders of that symbol executed beyond the fills on record (those are
+  fetched after the restart and applied: see ``merge``). A local trade the exchange no
   longer holds is gone (it closed while we were down; reconciliation repairs the rows).
 - The confidence model's and the kill switch's state (table ``model_state``).
 """
@@ -129,8 +131,20 @@ def _load(conn: sqlite3.Connection, now_ms: int) -> Saved:
 
 
 def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePosition], now_ms: int,
-          risk_state: risk.RiskState) -> trader.TraderState:
-    """The trader's state after a restart: the exchange's positions with our plans for them."""
+          risk_state: risk.RiskState, executed: Mapping[str, Decimal] | None = None) -> trader.TraderState:
+    """The trader's state after a restart: the exchange's positions with our plans for them.
+
+    ``executed``: what the exchange says each open order has executed (asked at start). The
+    fills an open order lacks on record are fetched and applied after the restart; the
+    exchange's position already holds them, so the trade starts that much back (an entry's
+    missing fills below, an exit's above) and ends, once they are applied, at the exchange's
+    quantity: nothing counted twice, on either side."""
+    executed = executed or {}
+
+    def missing(o: om.Order) -> Decimal:
+        ex = executed.get(o.client_order_id)
+        return max(Decimal(0), ex - o.filled_qty) if ex is not None else Decimal(0)
+
     trades: dict[str, trader.Trade] = {}
     for p in positions:
         if p.qty == 0:
@@ -138,12 +152,18 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
         plan = saved.plans.get(p.symbol)
         side = "BUY" if p.qty > 0 else "SELL"
         q = abs(p.qty)
+        open_here = [o for o in saved.open_orders.values() if o.symbol == p.symbol]
+        exits_missing = sum((missing(o) for o in open_here if o.reduce_only), Decimal(0))
         if plan is not None and plan.side == side:
-            trades[p.symbol] = trader.Trade(**{**plan.__dict__, "entry_qty": q,
-                                               "entry_notional": q * p.entry_price})
+            entry = saved.open_orders.get(plan.entry_cid)
+            base = q - (missing(entry) if entry is not None else Decimal(0)) + exits_missing
+            trades[p.symbol] = trader.Trade(**{**plan.__dict__, "entry_qty": base,
+                                               "entry_notional": base * p.entry_price})
         else:
             log.warning("brain.position_adopted", symbol=p.symbol, qty=str(p.qty), entry=str(p.entry_price))
-            trades[p.symbol] = trader.adopt(cfg, symbol=p.symbol, qty=p.qty, entry_price=p.entry_price, now_ms=now_ms)
+            base = q + exits_missing
+            trades[p.symbol] = trader.adopt(cfg, symbol=p.symbol, qty=base if p.qty > 0 else -base,
+                                            entry_price=p.entry_price, now_ms=now_ms)
     # an open entry order whose trade has no position yet still holds its slot
     for o in saved.open_orders.values():
         plan = saved.plans.get(o.symbol)
