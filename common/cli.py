@@ -3,6 +3,8 @@
     aegis run [--duration S] [--summary-json PATH] ...   the whole stack (supervisor)
     aegis orchestrator | feed | brain | exchange-sim      one service alone (debugging)
     aegis status [--run-dir DIR]                          live state of a running stack
+    aegis report --db PATH --out DIR                      metrics, charts, trades of a run
+    aegis risk [--clear-halt]                             the kill switch: show it, clear it
     aegis decode FILE [--json]                            decoder + firewall over a capture
     aegis smc CANDLES.csv --out OUT.csv                   SMC features of a candle file
     aegis capture --out FILE | capture-info FILE          record / check ZeroMQ captures
@@ -22,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "brain": ("services.brain.__main__", "ring -> candles -> events"),
     "exchange-sim": ("services.exchange_sim.__main__", "local Binance USD-M exchange (demo, tests)"),
     "status": ("services.orchestrator.status_cli", "live state of a running stack, as a table"),
+    "report": ("services.orchestrator.report_cli", "report directory (HTML, PNG, CSV) from a database"),
+    "risk": ("services.orchestrator.risk_cli", "show the saved kill switch; --clear-halt clears it"),
     "decode": ("services.feed.decode_cli", "decode + validate a capture file, print counts"),
     "smc": ("services.brain.smc_cli", "Smart Money Concepts features of a candle CSV"),
     "capture": ("common.capture_cli", "record a running stack's ZeroMQ streams to a capture file"),

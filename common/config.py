@@ -108,6 +108,7 @@ class TradingConfig:
     recv_window_ms: int = 5_000
     balance_poll_s: float = 5.0  # equity for the kill switch and sizing
     exit_retry_s: float = 2.0  # a refused exit is tried again after this long
+    flatten_on_halt: bool = False  # the kill switch also closes every position (else: no new entries)
     # pre-trade risk (services.brain.risk.RiskConfig)
     max_order_notional_usdt: float = 2_000.0
     max_total_notional_usdt: float = 5_000.0

@@ -66,7 +66,7 @@ class Execution:
                  filters_fn: Callable[[], dict[str, risk.SymbolFilters]], db_path: Path,
                  symbols_fn: Callable[[], list[str]], balance_poll_s: float = 5.0,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-                 blocked: Callable[[], str] = lambda: "") -> None:
+                 blocked: Callable[[], str] = lambda: "", flatten_on_halt: bool = False) -> None:
         self.cfg = cfg
         self.broker = broker
         self.dispatcher = dispatcher
@@ -80,6 +80,7 @@ class Execution:
         self.balance_poll_s = balance_poll_s
         self.clock_ms = clock_ms
         self.blocked = blocked
+        self.flatten_on_halt = flatten_on_halt
         self.st = trader.TraderState()
         self.filters: dict[str, risk.SymbolFilters] = {}
         self.equity = math.nan
@@ -190,7 +191,10 @@ class Execution:
         self._carry_out(actions)
         if self.st.risk.halted != before.halted:
             log.error("brain.kill_switch", halted=self.st.risk.halted, reason=self.st.risk.halt_reason,
-                      detail=self.st.risk.halt_detail)
+                      detail=self.st.risk.halt_detail, flatten=self.flatten_on_halt)
+            if self.st.risk.halted and self.flatten_on_halt:
+                self.st, acts = trader.flatten(self.cfg, self.st, self.ctx())
+                self._carry_out(acts)
         if self.st.risk is not before and (self.st.risk.halted != before.halted
                                            or self.st.risk.day_index != before.day_index):
             self.publish(wire.ModelState(name=recovery.RISK_NAME, version=self.clock_ms(),
@@ -277,6 +281,10 @@ class Execution:
         if kind == "balance":
             if err is None:
                 self.equity = float(c.result.equity)
+                if self.ready:  # the kill switch watches equity, not only at the next entry
+                    st = replace(self.st, risk=risk.update_equity(self.cfg.risk, self.st.risk, self.equity,
+                                                                  self.clock_ms()))
+                    self._run((st, []))
             return
         cid = c.tag[1]
         if cid not in self.st.orders:

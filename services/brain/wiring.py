@@ -120,6 +120,6 @@ def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
         publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
         filters_fn=lambda: execution.fetch_filters(url), db_path=service.db_path(cfg),
         symbols_fn=lambda: list(brain.ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
-        blocked=brain.trading_block_reason)
+        blocked=brain.trading_block_reason, flatten_on_halt=cfg.trading.flatten_on_halt)
     log.info("brain.trading", broker=broker.name, mode=cfg.mode)
     return Trading(execution=ex, dispatcher=disp, sync=sync)

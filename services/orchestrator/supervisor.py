@@ -255,7 +255,12 @@ class Supervisor:
                 f"written={ring.get('written', 0)} lag={ring.get('lag', 0)} lost={ring.get('lost', 0)} "
                 f"rejected={int(feed.get('ticks_rejected', 0))} candles={int(brain.get('candles_closed', 0))} "
                 f"p99_us={brain.get('latency_p99_us', 0):.0f} "
-                f"restarts={sum(v['restarts'] for v in s['services'].values())} positions=0 pnl=0")
+                f"restarts={sum(v['restarts'] for v in s['services'].values())} "
+                f"signals={int(brain.get('signals', 0))} orders={int(brain.get('orders', 0))} "
+                f"fills={int(brain.get('fills', 0))} rejects={int(brain.get('risk_rejects', 0))} "
+                f"positions={int(brain.get('positions_open', 0))} pnl={brain.get('realized_pnl', 0.0):.2f} "
+                f"fees={brain.get('fees', 0.0):.2f} equity={brain.get('equity', 0.0):.2f} "
+                f"halted={int(brain.get('halted', 0))}")
 
     def loop(self, started: float) -> None:
         next_status = time.monotonic()
@@ -340,7 +345,10 @@ class Supervisor:
         line = (f"aegis {self.cfg.mode} | {elapsed:6.0f}s | {rate:9,.0f} ticks/s | written "
                 f"{c['written']:,} | lag {c['lag']:,} | lost {c['lost']:,} | candles "
                 f"{int(brain.get('candles_closed', 0)):,} | p99 "
-                f"{brain.get('latency_p99_us', 0):,.0f}us | restarts {restarts}")
+                f"{brain.get('latency_p99_us', 0):,.0f}us | restarts {restarts} | signals "
+                f"{int(brain.get('signals', 0))} | orders {int(brain.get('orders', 0))} | pos "
+                f"{int(brain.get('positions_open', 0))} | pnl {brain.get('realized_pnl', 0.0):+,.2f}"
+                + (" | HALTED" if brain.get("halted") else ""))
         if sys.stderr.isatty():  # without a terminal the 15-minute heartbeat line says it
             sys.stderr.write("\r\x1b[2K" + line)
             sys.stderr.flush()

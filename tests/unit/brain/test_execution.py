@@ -693,3 +693,27 @@ def test_with_the_real_dispatcher_a_signal_ends_as_a_published_position(tmp_path
         assert (snap["orders"], snap["fills"], snap["positions_open"], snap["equity"]) == (1, 2, 1, 10_000.0)
     finally:
         assert disp.close(timeout_s=2.0).clean
+
+
+class TestKillSwitchFromEquity:
+    def test_a_balance_below_the_daily_loss_limit_trips_the_switch_and_saves_it(self, tmp_path: Path):
+        rig = holding(tmp_path)
+        rig.broker.bal = Balance(wallet=Decimal("9700"), equity=Decimal("9700"))  # -300 today, limit 250
+        rig.ex._next_balance = 0.0
+        rig.poll(2)
+        assert rig.ex.st.risk.halted and rig.ex.st.risk.halt_reason == risk.DAILY_LOSS
+        saved = [b for b, _ in rig.published if isinstance(b, wire.ModelState) and b.name == "risk_state"]
+        assert json.loads(saved[-1].state)["halted"] is True
+        # the position is kept (flatten_on_halt is off): no exit was sent
+        assert ("submit", EXIT) not in rig.calls
+
+    def test_with_flatten_on_halt_the_switch_also_exits_every_position(self, tmp_path: Path):
+        rig = holding(tmp_path)
+        rig.ex.flatten_on_halt = True
+        rig.broker.submits.append(ambiguous())
+        rig.broker.bal = Balance(wallet=Decimal("9700"), equity=Decimal("9700"))
+        rig.ex._next_balance = 0.0
+        rig.poll(3)  # balance -> halt -> journaled exit; then the dispatcher runs its submit
+        assert rig.ex.st.risk.halted
+        assert rig.calls[-2:] == [("journal", EXIT), ("submit", EXIT)]
+        assert rig.ex.st.trades["AAAUSDT"].exit_reason == trader.FLATTEN
