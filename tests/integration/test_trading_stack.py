@@ -5,7 +5,10 @@ One stack (module fixture) trades the candles demo for ``DURATION_S`` seconds th
 ``CcxtBroker`` against exchange_sim on loopback. A driver thread arms ``order_timeout`` (30 s)
 for the first order and SIGKILLs the brain the moment the sim holds that order (accepted and
 filled, its answer held back): the order was journaled before it left; the restarted brain
-queries it, finds it, and takes its fills. (A timeout with the brain alive is tested at the
+queries it, finds it, and takes its fills. Then it SIGKILLs the orchestrator, the sim and the
+feed once each, with positions open (reconciliation every 20 s repairs what a dying
+orchestrator had not yet written). The whole run uses known fake API credentials, which the
+sim verifies on every signed request and which no log line may contain. (A timeout with the brain alive is tested at the
 broker level, tests/integration/test_ccxt_broker_sim.py, and in the shell,
 tests/unit/brain/test_execution.py.)
 
@@ -28,13 +31,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.chaos_tools import StackProbe, wait_until
+from tests.chaos.chaos_tools import StackProbe, kill_and_wait, wait_until
 from tests.conftest import REPO, Procs, stack_env
 
 pytestmark = pytest.mark.integration
 
 DURATION_S = 150
 SYMBOLS = 40
+FAKE_KEY = "aegisFAKEkey7Zq9TestOnly0000000000000000000000000000000000000000"
+FAKE_SECRET = "aegisFAKEsecretW3xTestOnly11111111111111111111111111111111111111"
 
 
 def _post(url: str, body: dict) -> dict:
@@ -58,6 +63,7 @@ class Driver(threading.Thread):
         self.stop = threading.Event()
         self.killed_cid = ""
         self.killed_pid = 0
+        self.kills: list[tuple[str, bool]] = []  # (service, came back)
         self.error = ""
 
     def orders(self) -> list[dict]:
@@ -81,6 +87,15 @@ class Driver(threading.Thread):
                 # the brain waits for the answer the sim holds back: kill it mid-submit
                 os.kill(pid, signal.SIGKILL)
                 self.killed_pid, self.killed_cid = pid, first[0]["clientOrderId"]
+            # then every other service once, with positions open: nothing may be lost or doubled
+            if not wait_until(lambda: self.stop.is_set() or self.probe.ready_pid("brain") not in (None, pid), 60):
+                return
+            for service in ("orchestrator", "exchange_sim", "feed"):
+                if self.stop.is_set():
+                    return
+                time.sleep(5)
+                r = kill_and_wait(self.probe, service, timeout_s=30)
+                self.kills.append((service, r.new_pid is not None))
         except Exception as exc:  # reported by the tests, never a hang
             self.error = repr(exc)
 
@@ -97,7 +112,12 @@ def trading_run(tmp_path_factory):
     env = stack_env(tmp, AEGIS_SIM__SOURCE="candles", AEGIS_SIM__HISTORY_BARS="1500",
                     AEGIS_FEED__HYDRATE_CANDLES="1500", AEGIS_SIM__CANDLE_TRADES="60",
                     AEGIS_SIM__SYMBOLS=str(SYMBOLS), AEGIS_FEED__MAX_SYMBOLS=str(SYMBOLS), AEGIS_SIM__SPEED="5", AEGIS_SIM_STATE_FILE=str(state),
-                    AEGIS_LOG__LEVEL="info", AEGIS_LOG__FORMAT="json")
+                    AEGIS_LOG__LEVEL="info", AEGIS_LOG__FORMAT="json",
+                    # repairs converge before the end of the run
+                    AEGIS_TRADING__RECONCILE_INTERVAL_S="20",
+                    # known fake credentials: the sim verifies every signature with them, and
+                    # not one log line may show them
+                    BINANCE_API_KEY=FAKE_KEY, BINANCE_API_SECRET=FAKE_SECRET)
     driver = Driver(tmp / "run")
     driver.start()
     summary = tmp / "s.json"
@@ -128,7 +148,8 @@ def test_the_demo_trades_signals_orders_fills_and_positions(trading_run):
     n = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("signals", "orders", "fills")}  # noqa: S608
     assert n["signals"] >= 1 and n["orders"] >= 1 and n["fills"] >= 1, n
     assert 0 <= s["positions_open"] <= 3
-    assert s["restarts"]["brain"] == 1, s["restarts"]
+    assert s["restarts"] == {"brain": 1, "orchestrator": 1, "exchange_sim": 1, "feed": 1}, s["restarts"]
+    assert d.kills == [("orchestrator", True), ("exchange_sim", True), ("feed", True)]
     assert s["ticks_lost"] == 0
 
 
@@ -185,3 +206,12 @@ def test_an_order_in_flight_when_the_brain_died_exists_once_and_matches_local_st
     assert status == mine[0]["status"] and Decimal(repr(filled)) == Decimal(mine[0]["executedQty"])
     fills = db.execute("SELECT COUNT(*) FROM fills WHERE client_order_id=?", (d.killed_cid,)).fetchone()[0]
     assert fills == sum(1 for f in sim["fills"] if f["clientOrderId"] == d.killed_cid) >= 1
+
+
+def test_the_api_key_and_secret_never_reach_a_log_line(trading_run):
+    """Every process logged at info level, JSON, for the whole run: neither credential appears."""
+    log = trading_run["log"]
+    assert log.count("\n") > 100  # there is a log to search
+    assert FAKE_KEY not in log and FAKE_SECRET not in log
+    # nor in anything the run left in its data directory (the database, the sim's account)
+    assert FAKE_KEY.encode() not in trading_run["db"].read_bytes()
