@@ -49,7 +49,7 @@ FORCE_STOP_S = 0.2  # close(): time kept back to stop a loop whose jobs hang
 
 @dataclass(frozen=True, kw_only=True)
 class Completion:
-    tag: str
+    tag: Any  # whatever the caller gave submit (a name, or a tuple that routes the answer)
     priority: int
     key: str | None
     result: Any = None
@@ -83,7 +83,7 @@ class _Job:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    tag: str
+    tag: Any
     priority: int
     key: str | None
     future: Future = field(default_factory=Future)
@@ -137,7 +137,7 @@ class Dispatcher:
         ready.wait()
 
     # ------------------------------------------------------------------ any thread
-    def submit(self, priority: int, fn: Callable[..., Any], *args: Any, tag: str = "",
+    def submit(self, priority: int, fn: Callable[..., Any], *args: Any, tag: Any = "",
                key: str | None = None, **kwargs: Any) -> Future:
         job = _Job(fn=fn, args=args, kwargs=kwargs, tag=tag or getattr(fn, "__name__", "job"),
                    priority=priority, key=key, queued_ns=time.monotonic_ns())

@@ -53,6 +53,21 @@ def _sum(stats: Iterable[Mapping[str, Any]], key: str) -> int:
     return int(sum(s.get(key, 0) for s in stats))
 
 
+def mode_refusal(mode: str, *, keys_present: bool, live_confirm: bool) -> str:
+    """Why the stack must not start in ``mode`` ("" = it may). Live trading moves real money:
+    it needs exchange keys AND an explicit confirmation, checked before anything else."""
+    if mode == "live":
+        if not keys_present:
+            return ("live mode needs exchange keys: BINANCE_API_KEY and BINANCE_API_SECRET (or *_FILE, "
+                    "or docker secrets); none were found")
+        if not live_confirm:
+            return ("live mode trades real money: confirm it on purpose with trading.live_confirm = true "
+                    "(AEGIS_TRADING__LIVE_CONFIRM=1)")
+    if mode in ("paper", "live", "replay"):
+        return f"mode {mode!r} is not available yet: only 'demo' runs in this version"
+    return ""
+
+
 def summarize(*, duration_s: float, ring: Mapping[str, int], feed: Sequence[Mapping[str, Any]],
               brain: Sequence[Mapping[str, Any]], orchestrator: Sequence[Mapping[str, Any]],
               restarts: Mapping[str, int], symbols: int, mode: str) -> dict[str, Any]:

@@ -435,9 +435,10 @@ def main(argv: list[str] | None = None) -> int:
         over["sim"] = sim
     if over:
         cfg = config_mod.replace(cfg, **over)
-    if cfg.mode in ("paper", "live", "replay"):
-        print(f"mode {cfg.mode!r} is not available yet: only 'demo' runs in this version",
-              file=sys.stderr)
+    refusal = policy.mode_refusal(cfg.mode, keys_present=config_mod.secrets().present,
+                                  live_confirm=cfg.trading.live_confirm)
+    if refusal:
+        print(f"aegis run: {refusal}", file=sys.stderr)
         return 2
     sup = Supervisor(cfg, duration_s=args.duration, summary_path=args.summary_json,
                      status_line=not args.no_status, without=tuple(args.without))

@@ -38,3 +38,24 @@ class TestIntensity:
         """After healthy_after_s of uptime the consecutive-failure count resets."""
         assert policy.healthy_reset(10.0, 20.0, 10.0)
         assert not policy.healthy_reset(10.0, 19.9, 10.0)
+
+
+class TestModeRefusal:
+    def test_demo_starts(self):
+        assert policy.mode_refusal("demo", keys_present=False, live_confirm=False) == ""
+
+    def test_live_without_keys_is_refused_first_whatever_the_flag(self):
+        msg = policy.mode_refusal("live", keys_present=False, live_confirm=True)
+        assert msg.startswith("live mode needs exchange keys")
+
+    def test_live_with_keys_but_no_explicit_flag_is_refused(self):
+        msg = policy.mode_refusal("live", keys_present=True, live_confirm=False)
+        assert "AEGIS_TRADING__LIVE_CONFIRM=1" in msg
+
+    def test_live_with_keys_and_flag_still_says_it_is_not_available_in_this_version(self):
+        assert policy.mode_refusal("live", keys_present=True, live_confirm=True) == (
+            "mode 'live' is not available yet: only 'demo' runs in this version")
+
+    def test_paper_and_replay_are_not_available_yet(self):
+        for mode in ("paper", "replay"):
+            assert "not available yet" in policy.mode_refusal(mode, keys_present=False, live_confirm=False)
