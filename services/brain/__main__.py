@@ -69,6 +69,8 @@ class Brain:
         self.history = history
         self.history_candles = 0
         self.history_signals = 0
+        self.db_history: list[wire.CandleClosed] = []  # a restarted brain's warm-up (see recovery)
+        self.analysed_to: dict[str, int] = {}  # symbol -> close time of the last analysed candle
         # the model learns from every closed trade; until it has seen enough, every confidence
         # is the cold prior, and the signal says so (cold=True). Its state survives restarts.
         self.model_state = _model_from(saved_model)
@@ -207,7 +209,14 @@ class Brain:
         candles.reset_output(self.core.candles)
 
     def warm_from_history(self, limit: int = 200) -> None:
-        """Feed hydrated candles (a bounded number per call: the ring comes first)."""
+        """Feed hydrated candles (a bounded number per call: the ring comes first): those read
+        back from the database after a restart first, then the feed's."""
+        if self.db_history:
+            batch, self.db_history = self.db_history[:limit], self.db_history[limit:]
+            for c in batch:
+                self.history_candles += 1
+                self.analyse(c, c.close_ms * 1_000_000, live=False)
+            return
         if self.history is None:
             return
         for env in self.history.drain(limit):
@@ -218,6 +227,9 @@ class Brain:
 
     def analyse(self, candle: wire.CandleClosed, event_ns: int, live: bool = True) -> None:
         """SMC strategy on each closed base candle: publish the signals it decides."""
+        if candle.close_ms <= self.analysed_to.get(candle.symbol, 0):
+            return  # seen already (history from two sources, or a candle rebuilt after a restart)
+        self.analysed_to[candle.symbol] = candle.close_ms
         st = self.strategies.get(candle.symbol)
         if st is None:
             st = self.strategies[candle.symbol] = strategy.new_symbol_state(self.strategy_cfg)
@@ -326,6 +338,12 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         print(f"aegis brain: {exc}", file=sys.stderr)
         pub.close(), journal.close(), history.close(), ring.close(), zmqutil.term()
         return 2
+    if recovery.service_running(rd, "feed"):
+        # restarted inside a running stack: the feed hydrated at its own start, long ago, so
+        # the strategy warms from the candles the database holds (the same K per symbol)
+        brain.db_history = recovery.recent_candles(service.db_path(cfg), cfg.brain.candle_interval_s,
+                                                   cfg.feed.hydrate_candles, time.time_ns() // 1_000_000)
+        log.info("brain.warm_from_database", candles=len(brain.db_history))
     warm_up(brain)
     trading = wiring.make_execution(cfg, brain, ep) if wiring.trading_enabled(cfg) else None
     brain.execution = trading.execution if trading is not None else None

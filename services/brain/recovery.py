@@ -21,14 +21,17 @@ The orchestrator is the only writer of the database; the brain opens it read-onl
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import msgspec
 import structlog
 
+from common import wire
 from services.brain import orders as om
 from services.brain import risk, trader
 from services.brain.broker import ExchangePosition
@@ -181,3 +184,44 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
                                                "exit_reason": t.exit_reason or "RECOVERED"})
     return trader.restore(risk_state=risk_state, orders=saved.open_orders, trades=trades,
                           used_cids=saved.used_cids, last_action_ms=saved.last_action_ms)
+
+
+def service_running(run_dir: Path, name: str) -> bool:
+    """A ready incarnation of ``name`` is alive in this run directory."""
+    try:
+        pid = int((run_dir / f"{name}.ready").read_text())
+        os.kill(pid, 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms: int) -> list[wire.CandleClosed]:
+    """The last ``per_symbol`` closed candles of each symbol, oldest first, from the window that
+    ends now (older rows are another run's: a replaying exchange repeats its prices). A
+    restarted brain warms its strategy with them, as it did with the feed's hydration."""
+    if per_symbol <= 0 or not db_path.exists():
+        return []
+    since = now_ms - per_symbol * interval_s * 1000
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5.0)
+        try:
+            rows = conn.execute(
+                "SELECT symbol, open_ms, close_ms, open, high, low, close, volume, quote_volume, trades, buy_volume"
+                " FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY symbol ORDER BY open_ms DESC) AS rn"
+                "       FROM candles WHERE interval_s = ? AND open_ms >= ? AND close_ms <= ?)"
+                " WHERE rn <= ? ORDER BY open_ms, symbol", (interval_s, since, now_ms, per_symbol)).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        log.warning("brain.recovery_candles_unreadable", error=str(exc))
+        return []
+    out = []
+    for r in rows:
+        try:
+            out.append(wire.CandleClosed(symbol=r[0], interval_s=interval_s, open_ms=r[1], close_ms=r[2], open=r[3],
+                                         high=r[4], low=r[5], close=r[6], volume=r[7], quote_volume=r[8],
+                                         trades=r[9], buy_volume=r[10]))
+        except (ValueError, TypeError, msgspec.ValidationError):  # a bad row is skipped, not fatal
+            continue
+    return out

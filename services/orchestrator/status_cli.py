@@ -22,8 +22,9 @@ from services.orchestrator import monitor
 
 KEY_COUNTERS = {
     "feed": ("frames_received", "ticks_written", "ticks_rejected"),
-    "brain": ("ticks_read", "candles_closed", "latency_p50_us", "latency_p99_us", "lost"),
-    "orchestrator": ("journal_messages", "rows_written", "journal_gaps"),
+    "brain": ("ticks_read", "candles_closed", "latency_p50_us", "latency_p99_us", "lost", "signals", "orders",
+              "fills", "positions_open", "realized_pnl", "equity", "halted"),
+    "orchestrator": ("journal_messages", "rows_written", "journal_gaps", "reconcile_ok", "reconcile_runs"),
     "exchange_sim": (),
 }
 

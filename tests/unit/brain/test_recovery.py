@@ -257,3 +257,35 @@ class TestMerge:
     def test_nothing_saved_and_nothing_held_is_an_empty_book(self):
         st = recovery.merge(CFG, recovery.Saved(), (), NOW, risk.initial_state(10_000.0, NOW))
         assert (st.trades, st.orders, st.used_cids) == ({}, {}, frozenset())
+
+
+def candle(symbol: str, open_ms: int, close: float = 100.0, interval_s: int = 60) -> wire.CandleClosed:
+    return wire.CandleClosed(symbol=symbol, interval_s=interval_s, open_ms=open_ms, close_ms=open_ms + interval_s * 1000 - 1,
+                             open=close, high=close + 1, low=close - 1, close=close, volume=2.0)
+
+
+class TestRecentCandles:
+    def test_the_last_k_per_symbol_in_the_window_oldest_first(self, tmp_path: Path):
+        m = 60_000
+        items = [(NOW, candle("AAAUSDT", NOW - k * m)) for k in range(1, 6)]
+        items += [(NOW, candle("BBBUSDT", NOW - k * m)) for k in range(1, 3)]
+        items += [(NOW, candle("AAAUSDT", NOW - 10 * DAY_MS))]  # another run's: outside the window
+        items += [(NOW, candle("AAAUSDT", NOW - 2 * m, interval_s=900))]  # another interval
+        path = write(tmp_path / "aegis.db", *items)
+        got = recovery.recent_candles(path, 60, 3, NOW)
+        assert [(c.symbol, c.open_ms) for c in got] == [
+            ("AAAUSDT", NOW - 3 * m), ("AAAUSDT", NOW - 2 * m), ("BBBUSDT", NOW - 2 * m),
+            ("AAAUSDT", NOW - m), ("BBBUSDT", NOW - m)]
+
+    def test_no_database_or_no_table_gives_nothing(self, tmp_path: Path):
+        assert recovery.recent_candles(tmp_path / "absent.db", 60, 100, NOW) == []
+        (tmp_path / "junk.db").write_bytes(b"not sqlite" * 50)
+        assert recovery.recent_candles(tmp_path / "junk.db", 60, 100, NOW) == []
+
+    def test_a_feed_is_running_only_with_a_live_ready_pid(self, tmp_path: Path):
+        import os
+        assert not recovery.service_running(tmp_path, "feed")
+        (tmp_path / "feed.ready").write_text(str(os.getpid()))
+        assert recovery.service_running(tmp_path, "feed")
+        (tmp_path / "feed.ready").write_text("999999999")
+        assert not recovery.service_running(tmp_path, "feed")
