@@ -122,6 +122,17 @@ def mark_ready(rd: Path, service: str) -> None:
     (rd / f"{service}.ready").write_text(str(os.getpid()))
 
 
+def live_pid(pid_file: Path) -> int | None:
+    """The pid written in ``pid_file`` (a ``.ready`` or ``.pid`` file) when that process is
+    alive, else None (no file, garbage in it, or the process is gone)."""
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write-then-rename, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")

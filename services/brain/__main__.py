@@ -338,7 +338,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         print(f"aegis brain: {exc}", file=sys.stderr)
         pub.close(), journal.close(), history.close(), ring.close(), zmqutil.term()
         return 2
-    if recovery.service_running(rd, "feed"):
+    if service.live_pid(rd / "feed.ready") is not None:
         # restarted inside a running stack: the feed hydrated at its own start, long ago, so
         # the strategy warms from the candles the database holds (the same K per symbol)
         brain.db_history = recovery.recent_candles(service.db_path(cfg), cfg.brain.candle_interval_s,

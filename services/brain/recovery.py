@@ -21,9 +21,8 @@ The orchestrator is the only writer of the database; the brain opens it read-onl
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -160,8 +159,7 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
         if plan is not None and plan.side == side:
             entry = saved.open_orders.get(plan.entry_cid)
             base = q - (missing(entry) if entry is not None else Decimal(0)) + exits_missing
-            trades[p.symbol] = trader.Trade(**{**plan.__dict__, "entry_qty": base,
-                                               "entry_notional": base * p.entry_price})
+            trades[p.symbol] = replace(plan, entry_qty=base, entry_notional=base * p.entry_price)
         else:
             log.warning("brain.position_adopted", symbol=p.symbol, qty=str(p.qty), entry=str(p.entry_price))
             base = q + exits_missing
@@ -179,21 +177,10 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
                                                 opened_ms=now_ms, entry_cid=o.client_order_id, adopted=True)
         elif o.reduce_only and o.symbol in trades:
             t = trades[o.symbol]
-            trades[o.symbol] = trader.Trade(**{**t.__dict__, "exit_cid": o.client_order_id,
-                                               "exit_cids": t.exit_cids | {o.client_order_id},
-                                               "exit_reason": t.exit_reason or "RECOVERED"})
+            trades[o.symbol] = replace(t, exit_cid=o.client_order_id, exit_cids=t.exit_cids | {o.client_order_id},
+                                       exit_reason=t.exit_reason or "RECOVERED")
     return trader.restore(risk_state=risk_state, orders=saved.open_orders, trades=trades,
                           used_cids=saved.used_cids, last_action_ms=saved.last_action_ms)
-
-
-def service_running(run_dir: Path, name: str) -> bool:
-    """A ready incarnation of ``name`` is alive in this run directory."""
-    try:
-        pid = int((run_dir / f"{name}.ready").read_text())
-        os.kill(pid, 0)
-        return True
-    except (OSError, ValueError):
-        return False
 
 
 def recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms: int) -> list[wire.CandleClosed]:

@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     stats = {"journal_messages": 0, "rows_written": 0, "journal_rejected": 0,
              "journal_gaps": 0, "batches": 0, "checkpoints": 0, "sync_acked": 0, "sync_refused": 0}
     rec = make_reconciler(cfg, ring)
+
+    def stats_doc() -> dict:
+        extra = {} if rec is None else {"reconcile": rec.counters(), "reconcile_status": rec.last_status}
+        return {"service": NAME, **stats, **extra}
+
     service.mark_ready(rd, NAME)
     log.info("orchestrator.ready", run_dir=str(rd), db=str(service.db_path(cfg)))
 
@@ -115,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                     stats["checkpoints"] += 1
             if now >= next_stats:
                 next_stats = now + 1.0
-                service.write_json_atomic(service.stats_path(rd, NAME), {"service": NAME, **stats,
-                                          **({} if rec is None else {"reconcile": rec.counters(),
-                                                                     "reconcile_status": rec.last_status})})
+                service.write_json_atomic(service.stats_path(rd, NAME), stats_doc())
             if stopping and not batch:
                 break
     finally:
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             rec.close()
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
-        service.write_json_atomic(service.stats_path(rd, NAME), {"service": NAME, **stats})
+        service.write_json_atomic(service.stats_path(rd, NAME), stats_doc())
         journal.close()
         sync.close()
         pub.close()

@@ -14,26 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
-from pathlib import Path
 
 from common import config as config_mod
 from common import service
 from common.errors import ConfigError
+from services.brain import recovery
 
-RISK_NAME = "risk_state"  # the same name services.brain.recovery reads
-
-
-def stack_running(run_dir: Path) -> int | None:
-    """The pid of a live supervisor using ``run_dir``, else None."""
-    try:
-        pid = int((run_dir / "supervisor.pid").read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
+RISK_NAME = recovery.RISK_NAME  # the row the brain saves and reads back
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kill switch: {'HALTED' if state.get('halted') else 'armed'}"
                   + (f" ({state.get('halt_reason', '')}: {state.get('halt_detail', '')})" if state.get("halted") else ""))
         return 0
-    pid = stack_running(service.run_dir(cfg))
+    pid = service.live_pid(service.run_dir(cfg) / "supervisor.pid")
     if pid is not None:
         print(f"aegis risk: a stack runs (supervisor pid {pid}); stop it first", file=sys.stderr)
         return 2

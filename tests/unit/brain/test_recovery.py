@@ -284,8 +284,12 @@ class TestRecentCandles:
 
     def test_a_feed_is_running_only_with_a_live_ready_pid(self, tmp_path: Path):
         import os
-        assert not recovery.service_running(tmp_path, "feed")
+
+        from common import service
+        assert service.live_pid(tmp_path / "feed.ready") is None
         (tmp_path / "feed.ready").write_text(str(os.getpid()))
-        assert recovery.service_running(tmp_path, "feed")
+        assert service.live_pid(tmp_path / "feed.ready") == os.getpid()
         (tmp_path / "feed.ready").write_text("999999999")
-        assert not recovery.service_running(tmp_path, "feed")
+        assert service.live_pid(tmp_path / "feed.ready") is None
+        (tmp_path / "feed.ready").write_text("garbage")
+        assert service.live_pid(tmp_path / "feed.ready") is None
