@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg = service.bootstrap("capture", args)
     rd = service.run_dir(cfg)
-    eps = config_mod.endpoints(rd).publishers()
+    eps = service.endpoints(rd, cfg).publishers()  # tcp: with the stack's CURVE keys
     prefixes = subscriptions(args.topics, args.raw)
     header = Header(start_ns=time.time_ns(), wire_schema=wire.SCHEMA_VERSION,
                     symbols=tuple(args.symbols) if args.symbols else _stack_symbols(rd),

@@ -8,6 +8,7 @@
     aegis decode FILE [--json]                            decoder + firewall over a capture
     aegis smc CANDLES.csv --out OUT.csv                   SMC features of a candle file
     aegis capture --out FILE | capture-info FILE          record / check ZeroMQ captures
+    aegis keys [--dir DIR] [--force]                      CURVE keys for tcp endpoints
 
 Each subcommand is imported only when chosen, so ``aegis feed`` never loads the brain.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+
+from common.errors import ConfigError
 
 COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "run": ("services.orchestrator.supervisor", "run the whole stack (demo by default)"),
@@ -30,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "smc": ("services.brain.smc_cli", "Smart Money Concepts features of a candle CSV"),
     "capture": ("common.capture_cli", "record a running stack's ZeroMQ streams to a capture file"),
     "capture-info": ("common.capture_cli", "describe and check a capture file", "info_main"),
+    "keys": ("common.keys_cli", "create the ZeroMQ CURVE keys tcp endpoints need"),
 }
 
 
@@ -56,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(entry(rest) or 0)
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:  # a refusal to start (bad config, no CURVE keys): the message is the fix
+        print(f"aegis {cmd}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

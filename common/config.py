@@ -77,6 +77,9 @@ class FeedConfig:
     hydrate_candles: int = 500  # closed 1m candles per symbol fetched at start-up (0 = none)
     hydrate_concurrency: int = 4  # REST requests in flight while hydrating
     rest_weight_budget_1m: int = 1800  # our share of Binance's 2400/min IP request weight
+    # publish every raw WebSocket frame on PUB (topic "raw.ws") for ``aegis capture --raw``:
+    # about a microsecond a frame, so off unless a capture wants them (aegis run --capture)
+    publish_raw: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +138,21 @@ class TradingConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReplayConfig:
+    """Replay mode (``aegis replay``): the feed plays a capture's raw frames into the ring in
+    place of WebSockets, and the brain runs deterministically (``docs/replay.md``)."""
+
+    file: str = ""  # the capture file
+    speed: float = 0.0  # 0 = as fast as the brain takes it; 1 = recorded pace; 10 = ten times faster
+    from_ms: int = 0  # replay frames received at or after this time (0 = from the start)
+    to_ms: int = 0  # ... and before this one (0 = to the end)
+    chunk: int = 256  # frames per lock-step batch: the brain reads exactly these batches
+    exchange_info: str = ""  # JSON file with exchangeInfo entries (symbol filters for the paper broker)
+    warm_to_ms: int = 0  # the brain warms from the database's candles that closed by this time
+    history_candles: int = 0  # ... at most this many per symbol
+
+
+@dataclass(frozen=True, kw_only=True)
 class OrchestratorConfig:
     db_file: str = "aegis.sqlite3"  # under data_dir
     wal_checkpoint_interval_s: float = 60.0
@@ -157,6 +175,23 @@ class SupervisorConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BusConfig:
+    """How the services reach each other over ZeroMQ (``endpoints``, docs/security.md).
+
+    ``transport``: "ipc" (default) = Unix sockets in the private run directory; "tcp" =
+    ``host``:``base_port``+0..4, always with ZeroMQ CURVE (keys made by ``aegis keys``):
+    a tcp stack refuses to start without them.
+    """
+
+    transport: str = "ipc"  # ipc | tcp
+    host: str = "127.0.0.1"  # tcp: the one address every endpoint binds and connects to
+    # tcp: five ports from here (feed_pub, brain_pub, orchestrator_pub, journal, journal_sync);
+    # below Linux's ephemeral range (32768+), so an outgoing connection never holds one
+    base_port: int = 27460
+    curve_dir: str = ""  # CURVE key directory; "" = <data_dir>/keys (kept with the database)
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogConfig:
     level: str = "warning"
     format: str = "console"  # console | json
@@ -174,7 +209,9 @@ class AegisConfig:
     brain: BrainConfig = field(default_factory=BrainConfig)
     orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
     trading: TradingConfig = field(default_factory=TradingConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -184,20 +221,33 @@ MODES = ("demo", "paper", "live", "replay")
 # ---------------------------------------------------------------------------- endpoints
 @dataclass(frozen=True, kw_only=True)
 class Endpoints:
-    """ZeroMQ endpoints of one stack, all derived from the run directory."""
+    """ZeroMQ endpoints of one stack, derived from the run directory (ipc) or ``bus`` (tcp)."""
 
     feed_pub: str
     brain_pub: str
     orchestrator_pub: str
     journal: str  # orchestrator PULL <- PUSH from brain (and feed)
     journal_sync: str  # orchestrator ROUTER <- DEALER: written and fsync'd before the ack
+    transport: str = "ipc"  # "tcp": every socket on these endpoints needs CURVE keys
 
     def publishers(self) -> tuple[str, ...]:
         return (self.feed_pub, self.brain_pub, self.orchestrator_pub)
 
 
-def endpoints(run_dir: str | Path) -> Endpoints:
-    """The ipc endpoints under ``run_dir`` (Linux limits a socket path to 107 bytes)."""
+def endpoints(run_dir: str | Path, bus: BusConfig | None = None) -> Endpoints:
+    """The stack's endpoints: ipc under ``run_dir`` (Linux limits a socket path to 107
+    bytes), or with ``bus.transport == "tcp"`` ``bus.host`` at ``bus.base_port`` + 0..4.
+
+    Pure: it names endpoints only. Loading the CURVE keys a tcp stack needs (and refusing
+    to start without them) is the shell's job: ``common.service.endpoints``.
+    """
+    if bus is not None and bus.transport == "tcp":
+        # an IPv6 literal needs brackets in a ZeroMQ tcp endpoint
+        host = f"[{bus.host}]" if ":" in bus.host else bus.host
+        port = bus.base_port
+        return Endpoints(feed_pub=f"tcp://{host}:{port}", brain_pub=f"tcp://{host}:{port + 1}",
+                         orchestrator_pub=f"tcp://{host}:{port + 2}", journal=f"tcp://{host}:{port + 3}",
+                         journal_sync=f"tcp://{host}:{port + 4}", transport="tcp")
     base = Path(run_dir)
     ep = Endpoints(
         feed_pub=f"ipc://{base / 'feed.pub'}",
@@ -209,6 +259,12 @@ def endpoints(run_dir: str | Path) -> Endpoints:
     if any(len(e) - len("ipc://") > 107 for e in ep.publishers()):
         raise ConfigError(f"run_dir too long for ipc socket paths: {base}")
     return ep
+
+
+def curve_dir(cfg: AegisConfig) -> Path:
+    """Where the CURVE keys live: ``bus.curve_dir``, else ``<data_dir>/keys`` (persistent,
+    beside the database: the run directory is a temporary directory by default)."""
+    return Path(cfg.bus.curve_dir or Path(cfg.data_dir) / "keys").resolve()
 
 
 def sim_urls(cfg: AegisConfig) -> tuple[str, str]:
@@ -315,6 +371,14 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("log.format must be 'console' or 'json'")
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError(f"unknown log.level {cfg.log.level!r}")
+    b = cfg.bus
+    if b.transport not in ("ipc", "tcp"):
+        raise ConfigError(f"bus.transport must be 'ipc' or 'tcp', not {b.transport!r}")
+    if not 1 <= b.base_port <= 65535 - 4:
+        raise ConfigError("bus.base_port must be within 1..65531 (it and the next four ports are used)")
+    if not b.host or any(c in b.host for c in "/ ") or b.host == "*":
+        raise ConfigError(f"bus.host must be one address or host name the services connect to, "
+                          f"not {b.host!r}")
     if not 1 <= cfg.feed.streams_per_connection <= 200:
         raise ConfigError("feed.streams_per_connection must be within 1..200 (Binance limit)")
     if not cfg.feed.channels:
@@ -340,6 +404,14 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("trading intervals and timeouts must be > 0")
     if not 10 <= cfg.feed.rest_weight_budget_1m <= 6000:
         raise ConfigError("feed.rest_weight_budget_1m must be within 10..6000")
+    r = cfg.replay
+    if r.speed < 0 or not 1 <= r.chunk <= cfg.brain.read_batch:
+        raise ConfigError(f"replay.speed must be >= 0 and replay.chunk within 1..brain.read_batch "
+                          f"({cfg.brain.read_batch})")
+    if r.to_ms and r.to_ms <= r.from_ms:
+        raise ConfigError("replay.to_ms must be after replay.from_ms")
+    if cfg.mode == "replay" and not r.file:
+        raise ConfigError("replay mode needs replay.file (use: aegis replay FILE)")
 
 
 def _is_section(tp: Any) -> bool:

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from common import config as config_mod
+from common import curve
 from common import log as log_mod
-from common.config import AegisConfig
+from common import zmqutil
+from common.config import AegisConfig, Endpoints
 
 SERVICES = ("exchange_sim", "orchestrator", "feed", "brain")
 
@@ -90,6 +92,19 @@ def ring_path(cfg: AegisConfig) -> str:
         return cfg.ring.path
     tag = hashlib.sha1(str(run_dir(cfg)).encode()).hexdigest()[:12]
     return str(Path(cfg.ring.shm_dir) / f"aegis-{tag}.ring")
+
+
+def endpoints(rd: Path, cfg: AegisConfig) -> Endpoints:
+    """This stack's ZeroMQ endpoints, ready to use in this process.
+
+    ipc: as ``config.endpoints``. tcp: also loads the CURVE keys (``config.curve_dir``) and
+    installs them for every socket this process makes (``zmqutil.use_curve``); without them
+    it raises ``ConfigError`` before any socket exists: a tcp stack never runs unencrypted.
+    """
+    ep = config_mod.endpoints(rd, cfg.bus)
+    if ep.transport == "tcp":
+        zmqutil.use_curve(curve.load(config_mod.curve_dir(cfg)))
+    return ep
 
 
 def db_path(cfg: AegisConfig) -> Path:

@@ -85,6 +85,8 @@ class Brain:
         self.journal_full = 0
         self.max_event_ms = 0
         self.max_event_seen_mono = time.monotonic()
+        # replay mode is deterministic: its only clock is the exchange clock of the ticks read
+        self.replay = cfg.mode == "replay"
         if self.reader.skipped_on_attach:
             log.warning("brain.resume_skipped", skipped=self.reader.skipped_on_attach)
 
@@ -98,14 +100,20 @@ class Brain:
         if n:
             self.ticks_read += n
             n_closed = engine.process_batch(self.core, self.buf, n, time.time_ns())
+            mx = int(self.core.candles.stats[candles.STAT_MAX_EVENT_MS])
+            if mx > self.max_event_ms:
+                self.max_event_ms, self.max_event_seen_mono = mx, time.monotonic()
             if self.execution is not None and self.execution.st.trades:
                 self.watch_prices(n)
             if n_closed:
                 self.emit_candles()
-            mx = int(self.core.candles.stats[candles.STAT_MAX_EVENT_MS])
-            if mx > self.max_event_ms:
-                self.max_event_ms, self.max_event_seen_mono = mx, time.monotonic()
+            if self.replay:  # quiet symbols' candles close on the ticks' clock, batch by batch
+                self.flush_quiet()
         return n
+
+    def clock_ms(self) -> int:
+        """The exchange clock as the ticks tell it: replay mode's clock for everything."""
+        return self.max_event_ms or self.cfg.replay.warm_to_ms
 
     def watch_prices(self, n: int) -> None:
         """The traded range of each held symbol in this batch: stops and targets (at most
@@ -175,10 +183,11 @@ class Brain:
             log.warning("brain.model_input_rejected", error=str(exc))
             return
         self.journal_publish(wire.ModelState(name=recovery.MODEL_NAME, version=self.model_state.n_seen,
-                                             state=model.to_bytes(self.model_state)), time.time_ns())
+                                             state=model.to_bytes(self.model_state)),
+                             self.clock_ms() * 1_000_000 if self.replay else time.time_ns())
 
     def publish_exec(self, body: object, journal: bool = True) -> None:
-        now = time.time_ns()
+        now = self.clock_ms() * 1_000_000 if self.replay else time.time_ns()
         self.pub.publish(body, now)
         if journal:
             self.journal_publish(body, now)
@@ -187,7 +196,9 @@ class Brain:
         """Close candles whose bucket ended on the exchange clock, even without a new trade."""
         if not self.max_event_ms:
             return
-        now_ms = self.max_event_ms + int((time.monotonic() - self.max_event_seen_mono) * 1000)
+        now_ms = self.max_event_ms
+        if not self.replay:  # live: the exchange clock moves on between ticks too
+            now_ms += int((time.monotonic() - self.max_event_seen_mono) * 1000)
         if candles.flush_due(self.core.candles, now_ms, candles.FLUSH_GRACE_MS):
             self.emit_candles()
 
@@ -322,7 +333,7 @@ def warm_up(brain: Brain) -> None:
 def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     rd = service.ensure_run_dir(service.run_dir(cfg))
     service.mark_starting(rd, NAME)
-    ep = endpoints(rd)
+    ep = service.endpoints(rd, cfg)  # tcp: loads the CURVE keys, or refuses to start
     started = time.monotonic()
     pub = bus.Publisher.bind_pub(NAME, ep.brain_pub)
     journal = bus.Publisher.connect_journal(NAME, ep.journal)
@@ -338,7 +349,15 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         print(f"aegis brain: {exc}", file=sys.stderr)
         pub.close(), journal.close(), history.close(), ring.close(), zmqutil.term()
         return 2
-    if service.live_pid(rd / "feed.ready") is not None:
+    if cfg.mode == "replay":
+        # a replay warms from the candles ``aegis replay`` put in its fresh database (the
+        # capture's hydration), all of them before the first tick: the same start every time
+        brain.db_history = recovery.recent_candles(service.db_path(cfg), cfg.brain.candle_interval_s,
+                                                   cfg.replay.history_candles, cfg.replay.warm_to_ms)
+        log.info("brain.warm_from_capture", candles=len(brain.db_history))
+        while brain.db_history:
+            brain.warm_from_history(10_000)
+    elif service.live_pid(rd / "feed.ready") is not None:
         # restarted inside a running stack: the feed hydrated at its own start, long ago, so
         # the strategy warms from the candles the database holds (the same K per symbol)
         brain.db_history = recovery.recent_candles(service.db_path(cfg), cfg.brain.candle_interval_s,
@@ -349,6 +368,11 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     brain.execution = trading.execution if trading is not None else None
     if trading is not None:
         brain.orch = bus.Subscriber([ep.orchestrator_pub], (wire.EventType.HEARTBEAT,))
+        if brain.replay:  # start-up (filters, account) answered inline, before the first tick
+            for _ in range(3):
+                trading.execution.poll()
+            if not trading.execution.ready:
+                log.error("brain.replay_execution_not_ready", error=trading.execution.start_error)
     service.mark_ready(rd, NAME)
     log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names))
     conflate_s = cfg.brain.conflate_interval_ms / 1000
@@ -368,7 +392,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             if now >= next_tick:
                 next_tick = now + conflate_s
                 brain.publish_ticks()
-            if now >= next_flush:
+            if now >= next_flush and not brain.replay:
                 next_flush = now + FLUSH_PERIOD_S
                 brain.flush_quiet()
             if empty_polls:  # idle: spend it on history, never ahead of live ticks

@@ -327,3 +327,50 @@ class Dispatcher:
         assert self._drain_done is not None
         if self._drained():
             self._drain_done.set()
+
+
+class InlineDispatcher:
+    """The dispatcher's interface, run synchronously on the caller's thread (replay mode).
+
+    ``submit`` calls the job at once and queues its ``Completion``; ``drain`` hands the
+    completions over in submission order. With a broker that answers from memory (the paper
+    broker) this makes every answer arrive at a point of the tick stream that depends on
+    nothing but the stream: what a deterministic replay needs. Never use it with a network
+    broker: the brain's loop would wait on the exchange.
+    """
+
+    def __init__(self) -> None:
+        self.completed: list[Completion] = []
+        self.dropped = 0
+        self._closed = False
+
+    def submit(self, priority: int, fn: Callable[..., Any], *args: Any, tag: Any = "",
+               key: str | None = None, **kwargs: Any) -> Future:
+        if self._closed:
+            raise DefinitiveError("dispatcher is closed", reason="closed")
+        fut: Future = Future()
+        fut.set_running_or_notify_cancel()
+        started = time.monotonic_ns()
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:  # delivered, never lost: the caller decides what it means
+            error = exc
+        self.completed.append(Completion(tag=tag or getattr(fn, "__name__", "job"), priority=priority, key=key,
+                                         result=result, error=error, queued_ns=started, started_ns=started,
+                                         finished_ns=time.monotonic_ns()))
+        if error is None:
+            fut.set_result(result)
+        else:
+            fut.set_exception(error)
+        return fut
+
+    def drain(self, max_items: int | None = None) -> list[Completion]:
+        n = len(self.completed) if max_items is None else max_items
+        out, self.completed = self.completed[:n], self.completed[n:]
+        return out
+
+    def close(self, timeout_s: float = 5.0) -> CloseReport:
+        self._closed = True
+        return CloseReport(dropped=0, unfinished=0, clean=True)

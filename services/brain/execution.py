@@ -51,6 +51,15 @@ def fetch_filters(rest_url: str, timeout_s: float = 10.0) -> dict[str, risk.Symb
     """Every trading symbol's filters from ``/fapi/v1/exchangeInfo`` (exact decimal strings)."""
     with urllib.request.urlopen(f"{rest_url.rstrip('/')}/fapi/v1/exchangeInfo", timeout=timeout_s) as r:  # noqa: S310
         body = json.loads(r.read())
+    return filters_from_exchange_info(body)
+
+
+def load_filters(path: str | Path) -> dict[str, risk.SymbolFilters]:
+    """Filters from a saved exchangeInfo body (a replay's: the capture carries it)."""
+    return filters_from_exchange_info(json.loads(Path(path).read_text()))
+
+
+def filters_from_exchange_info(body: Mapping[str, Any]) -> dict[str, risk.SymbolFilters]:
     out = {}
     for entry in body.get("symbols", ()):
         if entry.get("status") == "TRADING":
@@ -66,6 +75,7 @@ class Execution:
                  filters_fn: Callable[[], dict[str, risk.SymbolFilters]], db_path: Path,
                  symbols_fn: Callable[[], list[str]], balance_poll_s: float = 5.0,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 mono_s: Callable[[], float] = time.monotonic,
                  blocked: Callable[[], str] = lambda: "", flatten_on_halt: bool = False) -> None:
         self.cfg = cfg
         self.broker = broker
@@ -79,6 +89,7 @@ class Execution:
         self.symbols_fn = symbols_fn
         self.balance_poll_s = balance_poll_s
         self.clock_ms = clock_ms
+        self.mono_s = mono_s  # timers (replay: the exchange clock, so they fire at the same ticks)
         self.blocked = blocked
         self.flatten_on_halt = flatten_on_halt
         self.st = trader.TraderState()
@@ -120,7 +131,7 @@ class Execution:
         """Completions, due delayed queries, timers. Cheap when nothing happened."""
         for c in self.dispatcher.drain():
             self._completion(c)
-        now_s = time.monotonic()
+        now_s = self.mono_s()
         if not self.ready and not self._starting and now_s >= self._next_start:
             self._start()
         if now_s < self._next_timer:
@@ -275,7 +286,7 @@ class Execution:
             else:
                 self._starting = False
                 self.start_error = f"broker start failed: {err}"
-                self._next_start = time.monotonic() + STARTUP_RETRY_S
+                self._next_start = self.mono_s() + STARTUP_RETRY_S
                 log.error("brain.execution_start_failed", error=str(err), retry_s=STARTUP_RETRY_S)
             return
         if kind == "balance":

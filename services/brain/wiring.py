@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -77,7 +77,20 @@ def rest_url(cfg: AegisConfig) -> str:
     return sim_urls(cfg)[1]
 
 
-def make_broker(cfg: AegisConfig, book: Any) -> Broker:
+def filters_fn(cfg: AegisConfig):
+    """Where the symbol filters come from: the replayed capture's saved exchangeInfo (replay
+    mode: no network), else the exchange's REST endpoint."""
+    if cfg.mode == "replay":
+        path = cfg.replay.exchange_info
+        if not path:
+            raise ConfigError("replay mode needs replay.exchange_info (aegis replay writes it from the capture)")
+        return lambda: execution.load_filters(path)
+    url = rest_url(cfg)
+    return lambda: execution.fetch_filters(url)
+
+
+def make_broker(cfg: AegisConfig, book: Any, clock_ms: Any = None) -> Broker:
+    """``clock_ms``: the paper broker's clock (replay: the exchange clock of the ticks)."""
     kind = broker_kind(cfg)
     t = cfg.trading
     if kind == "ccxt":
@@ -93,9 +106,11 @@ def make_broker(cfg: AegisConfig, book: Any) -> Broker:
     pcfg = PaperConfig(taker_fee_rate=Decimal(repr(t.taker_fee_rate)), maker_fee_rate=Decimal(repr(t.maker_fee_rate)),
                        slippage_bps=Decimal(repr(t.paper_slippage_bps)), latency_ms=t.paper_latency_ms,
                        starting_balance=Decimal(repr(t.paper_balance_usdt)), leverage=t.leverage)
+    if cfg.mode == "replay":  # no simulated wait: a replay's time is the ticks' time
+        pcfg = replace(pcfg, latency_ms=0.0)
     # the paper broker checks orders against the real filters: fetched once, at start
-    return PaperBroker(pcfg, book=book, clock_ms=lambda: time.time_ns() // 1_000_000, sleep=time.sleep,
-                       filters=execution.fetch_filters(rest_url(cfg)))
+    return PaperBroker(pcfg, book=book, clock_ms=clock_ms or (lambda: time.time_ns() // 1_000_000),
+                       sleep=time.sleep, filters=filters_fn(cfg)())
 
 
 @dataclass
@@ -111,15 +126,19 @@ class Trading:
 
 
 def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
-    broker = make_broker(cfg, brain.book_top)
-    disp = dsp.Dispatcher(DISPATCH_WORKERS, name="brain-dispatch")
+    """Replay mode is deterministic: the paper broker answers inline (no threads) and every
+    clock (order times, timers, the kill switch's day) is the exchange clock of the ticks."""
+    replay = cfg.mode == "replay"
+    clock_ms = brain.clock_ms if replay else (lambda: time.time_ns() // 1_000_000)
+    broker = make_broker(cfg, brain.book_top, clock_ms if replay else None)
+    disp: Any = dsp.InlineDispatcher() if replay else dsp.Dispatcher(DISPATCH_WORKERS, name="brain-dispatch")
     sync = bus.SyncJournal("brain", ep.journal_sync, timeout_ms=cfg.trading.journal_ack_timeout_ms)
-    url = rest_url(cfg)
     ex = execution.Execution(
         cfg=trader_config(cfg), broker=broker, dispatcher=disp, journal_sync=sync.write,
         publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
-        filters_fn=lambda: execution.fetch_filters(url), db_path=service.db_path(cfg),
+        filters_fn=filters_fn(cfg), db_path=service.db_path(cfg),
         symbols_fn=lambda: list(brain.ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
+        clock_ms=clock_ms, mono_s=(lambda: brain.clock_ms() / 1000.0) if replay else time.monotonic,
         blocked=brain.trading_block_reason, flatten_on_halt=cfg.trading.flatten_on_halt)
     log.info("brain.trading", broker=broker.name, mode=cfg.mode)
     return Trading(execution=ex, dispatcher=disp, sync=sync)

@@ -277,7 +277,7 @@ async def run_hydration(cfg: AegisConfig, client: hydrate.RestClient, symbols: l
 async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     rd = service.ensure_run_dir(service.run_dir(cfg))
     service.mark_starting(rd, NAME)
-    ep = endpoints(rd)
+    ep = service.endpoints(rd, cfg)  # tcp: loads the CURVE keys, or refuses to start
     ws_base, rest_base = sim_urls(cfg)
     errors: Counter = Counter()
     started = time.monotonic()

@@ -20,7 +20,7 @@ import structlog
 import zmq
 
 from common import bus, service, wire, zmqutil
-from common.config import AegisConfig, endpoints
+from common.config import AegisConfig
 from common.errors import DecodeError, RingError
 from common.ring import Ring
 from services.orchestrator import db
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     service.install_stop_handlers(stop)
     rd = service.ensure_run_dir(service.run_dir(cfg))
     service.mark_starting(rd, NAME)
-    ep = endpoints(rd)
+    ep = service.endpoints(rd, cfg)  # tcp: loads the CURVE keys, or refuses to start
     started = time.monotonic()
 
     try:

@@ -200,7 +200,7 @@ class Supervisor:
         started = self.started = time.monotonic()
         try:
             self.start_monitor()
-            ep = endpoints(self.rd)
+            ep = service.endpoints(self.rd, self.cfg)  # tcp: CURVE keys, or refuse before any child starts
             self.sub = bus.Subscriber(ep.publishers(), (wire.EventType.HEARTBEAT,))
             for child in self.children:
                 self.spawn(child)
