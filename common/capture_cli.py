@@ -3,7 +3,7 @@
     aegis capture --out FILE [--topics PREFIX ...] [--duration S] [--raw] [--run-dir DIR]
     aegis capture-info FILE [--json]
 
-``capture`` subscribes to every PUB endpoint of the stack (``config.endpoints(run_dir)``),
+``capture`` subscribes to every PUB endpoint of the stack (``service.endpoints(run_dir, cfg)``),
 by topic prefix (default: everything), and appends each message's frames, exactly as
 received, with its receive time, to a capture file (``common.capture``) until Ctrl+C,
 SIGTERM or ``--duration``; then it closes the file (index and footer) and prints the count
@@ -32,7 +32,6 @@ from typing import Any, Callable, Iterable
 
 import zmq
 
-from common import config as config_mod
 from common import service, wire, zmqutil
 from common.capture import (KIND_NAMES, KIND_WS_RAW, KIND_ZMQ, RAW_TOPIC_PREFIX, Capture,
                             CaptureWriter, Header, create_capture, label, open_capture,

@@ -19,7 +19,7 @@ import numpy as np
 import structlog
 
 from common import bus, records, service, wire, zmqutil
-from common.config import AegisConfig, endpoints
+from common.config import AegisConfig
 from common.errors import RingError, TransientError
 from common.log import RateLimiter
 from common.ring import Ring
@@ -184,10 +184,14 @@ class Brain:
             return
         self.journal_publish(wire.ModelState(name=recovery.MODEL_NAME, version=self.model_state.n_seen,
                                              state=model.to_bytes(self.model_state)),
-                             self.clock_ms() * 1_000_000 if self.replay else time.time_ns())
+                             self.now_ns())
+
+    def now_ns(self) -> int:
+        """When an action happens: the ticks' clock in replay mode, the wall clock live."""
+        return self.clock_ms() * 1_000_000 if self.replay else time.time_ns()
 
     def publish_exec(self, body: object, journal: bool = True) -> None:
-        now = self.clock_ms() * 1_000_000 if self.replay else time.time_ns()
+        now = self.now_ns()
         self.pub.publish(body, now)
         if journal:
             self.journal_publish(body, now)

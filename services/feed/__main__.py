@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from common import bus, service, wire, zmqutil
-from common.config import AegisConfig, endpoints, sim_urls
+from common.config import AegisConfig, sim_urls
 from common.errors import AegisError, RingError, TransientError
 from common.log import RateLimiter
 from common.ring import Ring
