@@ -65,6 +65,15 @@ class Publisher:
             self.dropped += 1
         return env.seq
 
+    def send_raw(self, topic: bytes, payload: bytes) -> bool:
+        """Send one un-enveloped message (the feed's raw WebSocket frames); False = dropped."""
+        try:
+            self._sock.send_multipart((topic, payload), flags=zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            self.dropped += 1
+            return False
+
     def close(self) -> None:
         self._sock.close()
 

@@ -73,9 +73,7 @@ FOOTER_MAGIC = b"CEND"
 KIND_ZMQ = 1  # frames exactly as received from a SUB socket: [topic, payload]
 KIND_WS_RAW = 2  # one raw WebSocket text frame, as the feed received it
 KIND_NAMES = {KIND_ZMQ: "zmq", KIND_WS_RAW: "ws_raw"}
-# The feed's raw frames will arrive on this topic prefix once it publishes them (it does not
-# yet); it belongs in common.wire with the other topics when that lands.
-RAW_TOPIC_PREFIX = b"raw."
+RAW_TOPIC_PREFIX = wire.RAW_TOPIC_PREFIX  # the feed's raw frames (feed.publish_raw)
 
 _FILE_HDR = struct.Struct("<8sHHII")  # magic, version, flags, body length, CRC
 _BLOCK_HDR = struct.Struct("<4sIIIIIqqI")

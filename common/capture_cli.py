@@ -41,8 +41,8 @@ from common.errors import DecodeError
 POLL_MS = 100  # longest wait for a message: bounds how late a stop or a due flush is noticed
 DRAIN_BATCH = 1000  # messages taken per wake-up before checking the clock again
 
-RAW_HELP = ("also record the feed's raw WebSocket frames (published on topic 'raw.*'). "
-            "The feed does not publish raw frames yet: until it does, this records nothing more")
+RAW_HELP = ("also record the feed's raw WebSocket frames (topic 'raw.ws'; the feed publishes them "
+            "when feed.publish_raw is on, as 'aegis run --capture FILE' sets): what aegis replay plays")
 
 
 # ---------------------------------------------------------------------------- the core
@@ -141,6 +141,43 @@ def _stack_symbols(rd: Path) -> tuple[str, ...]:
         return ()
 
 
+EXCHANGE_INFO_KEYS = ("symbol", "status", "contractType", "quoteAsset", "marginAsset", "pricePrecision",
+                      "quantityPrecision", "filters", "underlyingSubType")
+EXCHANGE_INFO_MAX_BYTES = 512 * 1024  # the header's share for it (its limit is 1 MiB)
+
+
+def compact_exchange_info(body: Any, symbols: Iterable[str] = ()) -> dict[str, Any]:
+    """The part of an exchangeInfo body a replay needs (each symbol's filters and labels), for
+    ``symbols`` (empty: every TRADING symbol); raises ValueError when it is not one."""
+    if not isinstance(body, dict) or not isinstance(body.get("symbols"), list):
+        raise ValueError("not an exchangeInfo body (no 'symbols' list)")
+    wanted = set(symbols)
+    out = [{k: e[k] for k in EXCHANGE_INFO_KEYS if k in e} for e in body["symbols"]
+           if isinstance(e, dict) and (e.get("symbol") in wanted if wanted else e.get("status") == "TRADING")]
+    return {"symbols": out}
+
+
+def stack_exchange_info(rd: Path, symbols: Iterable[str], timeout_s: float = 3.0) -> dict[str, Any]:
+    """The symbol filters of the exchange the stack in ``rd`` trades on, for the capture
+    header (a replay's paper broker checks orders against them): {"exchange_info": ...}, or
+    {"exchange_info_error": why} (never raises: the capture itself matters more)."""
+    import urllib.request
+
+    from common import config as config_mod
+    from services.brain import wiring
+
+    try:
+        stack = config_mod.load(rd / "config.json", env={})
+        url = wiring.rest_url(stack).rstrip("/") + "/fapi/v1/exchangeInfo"
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - the stack's own exchange
+            info = compact_exchange_info(json.loads(r.read()), symbols)
+        if len(json.dumps(info)) > EXCHANGE_INFO_MAX_BYTES:
+            raise ValueError(f"{len(info['symbols'])} symbols: too large for the header (pass --symbols)")
+        return {"exchange_info": info}
+    except Exception as exc:  # noqa: BLE001 - best effort, reported in the header
+        return {"exchange_info_error": repr(exc)[:300]}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = capture_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.flush_ms < 0 or args.block_records < 1 or args.duration < 0:
@@ -151,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     rd = service.run_dir(cfg)
     eps = service.endpoints(rd, cfg).publishers()  # tcp: with the stack's CURVE keys
     prefixes = subscriptions(args.topics, args.raw)
-    header = Header(start_ns=time.time_ns(), wire_schema=wire.SCHEMA_VERSION,
-                    symbols=tuple(args.symbols) if args.symbols else _stack_symbols(rd),
-                    meta={"tool": "aegis capture", "host": socket.gethostname(), "pid": os.getpid(),
+    symbols = tuple(args.symbols) if args.symbols else _stack_symbols(rd)
+    header = Header(start_ns=time.time_ns(), wire_schema=wire.SCHEMA_VERSION, symbols=symbols,
+                    meta={**(stack_exchange_info(rd, symbols) if args.raw else {}),"tool": "aegis capture", "host": socket.gethostname(), "pid": os.getpid(),
                           "run_dir": str(rd), "mode": cfg.mode, "endpoints": list(eps),
                           "topics": [p.decode() for p in prefixes], "raw": args.raw})
     try:
@@ -188,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     if skipped:
         print(f"  ({skipped:,} raw.* frames skipped: pass --raw to record them)")
     if args.raw and not counts.get("raw"):
-        print("  (--raw: no raw WebSocket frames arrived; the feed does not publish them yet)")
+        print("  (--raw: no raw WebSocket frames arrived: run the stack with feed.publish_raw on, "
+              "AEGIS_FEED__PUBLISH_RAW=1, or use aegis run --capture FILE)")
     return 0
 
 

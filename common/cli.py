@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "decode": ("services.feed.decode_cli", "decode + validate a capture file, print counts"),
     "smc": ("services.brain.smc_cli", "Smart Money Concepts features of a candle CSV"),
     "capture": ("common.capture_cli", "record a running stack's ZeroMQ streams to a capture file"),
+    "replay": ("services.orchestrator.replay_cli", "play a capture through a real stack, deterministically"),
     "capture-info": ("common.capture_cli", "describe and check a capture file", "info_main"),
     "keys": ("common.keys_cli", "create the ZeroMQ CURVE keys tcp endpoints need"),
 }

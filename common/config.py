@@ -146,7 +146,8 @@ class ReplayConfig:
     speed: float = 0.0  # 0 = as fast as the brain takes it; 1 = recorded pace; 10 = ten times faster
     from_ms: int = 0  # replay frames received at or after this time (0 = from the start)
     to_ms: int = 0  # ... and before this one (0 = to the end)
-    chunk: int = 256  # frames per lock-step batch: the brain reads exactly these batches
+    chunk: int = 256  # ticks per lock-step batch at most: the brain reads exactly these batches
+    chunk_ms: int = 100  # ... and a batch never spans two such buckets of capture time
     exchange_info: str = ""  # JSON file with exchangeInfo entries (symbol filters for the paper broker)
     warm_to_ms: int = 0  # the brain warms from the database's candles that closed by this time
     history_candles: int = 0  # ... at most this many per symbol
@@ -405,9 +406,9 @@ def validate(cfg: AegisConfig) -> None:
     if not 10 <= cfg.feed.rest_weight_budget_1m <= 6000:
         raise ConfigError("feed.rest_weight_budget_1m must be within 10..6000")
     r = cfg.replay
-    if r.speed < 0 or not 1 <= r.chunk <= cfg.brain.read_batch:
+    if r.speed < 0 or not 1 <= r.chunk <= cfg.brain.read_batch or r.chunk_ms < 1:
         raise ConfigError(f"replay.speed must be >= 0 and replay.chunk within 1..brain.read_batch "
-                          f"({cfg.brain.read_batch})")
+                          f"({cfg.brain.read_batch}), replay.chunk_ms >= 1")
     if r.to_ms and r.to_ms <= r.from_ms:
         raise ConfigError("replay.to_ms must be after replay.from_ms")
     if cfg.mode == "replay" and not r.file:

@@ -56,6 +56,11 @@ class EventType(str, enum.Enum):
     MODEL_STATE = "MODEL_STATE"
 
 
+# The feed's raw WebSocket frames (``feed.publish_raw``) go out un-enveloped on this topic,
+# as [topic, frame]: what ``aegis capture --raw`` records and ``aegis replay`` plays back.
+RAW_TOPIC_PREFIX = b"raw."
+RAW_WS_TOPIC = b"raw.ws"
+
 TOPIC_PREFIX: dict[EventType, str] = {
     EventType.TICK_UPDATE: "tick",
     EventType.CANDLE_CLOSED: "candle",

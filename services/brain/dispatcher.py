@@ -339,6 +339,8 @@ class InlineDispatcher:
     broker: the brain's loop would wait on the exchange.
     """
 
+    inline = True  # Execution.poll drains until no answer is left
+
     def __init__(self) -> None:
         self.completed: list[Completion] = []
         self.dropped = 0

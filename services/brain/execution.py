@@ -81,6 +81,7 @@ class Execution:
         self.broker = broker
         self.dispatcher = dispatcher
         self.journal_sync = journal_sync
+        self.inline = bool(getattr(dispatcher, "inline", False))
         self.publish = publish
         self.quote = quote
         self.learn = learn
@@ -129,8 +130,14 @@ class Execution:
 
     def poll(self) -> None:
         """Completions, due delayed queries, timers. Cheap when nothing happened."""
-        for c in self.dispatcher.drain():
-            self._completion(c)
+        # an inline dispatcher (replay) answers while a completion is handled: take those
+        # answers now too, so they land at the same point of the tick stream every time
+        while True:
+            done = self.dispatcher.drain()
+            for c in done:
+                self._completion(c)
+            if not done or not self.inline:
+                break
         now_s = self.mono_s()
         if not self.ready and not self._starting and now_s >= self._next_start:
             self._start()

@@ -134,7 +134,9 @@ def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
     disp: Any = dsp.InlineDispatcher() if replay else dsp.Dispatcher(DISPATCH_WORKERS, name="brain-dispatch")
     sync = bus.SyncJournal("brain", ep.journal_sync, timeout_ms=cfg.trading.journal_ack_timeout_ms)
     ex = execution.Execution(
-        cfg=trader_config(cfg), broker=broker, dispatcher=disp, journal_sync=sync.write,
+        cfg=trader_config(cfg), broker=broker, dispatcher=disp,
+        # replay: an order is stamped with the ticks' clock like every other decision
+        journal_sync=(lambda body: sync.write(body, brain.now_ns())) if replay else sync.write,
         publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
         filters_fn=filters_fn(cfg), db_path=service.db_path(cfg),
         symbols_fn=lambda: list(brain.ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,

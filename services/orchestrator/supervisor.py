@@ -46,6 +46,7 @@ from services.orchestrator import monitor, policy
 
 log = structlog.get_logger(__name__)
 TICK_S = 0.1  # supervision loop period
+CAPTURE_SETTLE_S = 0.5  # aegis run --capture: the recorder connects before the services publish
 PR_SET_PDEATHSIG = 1
 
 
@@ -80,8 +81,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 class Supervisor:
     def __init__(self, cfg: AegisConfig, *, duration_s: float | None, summary_path: str | None,
-                 status_line: bool, without: tuple[str, ...] = ()) -> None:
+                 status_line: bool, without: tuple[str, ...] = (), stats_out: str | None = None,
+                 capture: str | None = None) -> None:
         self.cfg = cfg
+        self.stats_out = stats_out  # copy every final stats file here before cleaning up
+        self.capture = capture  # aegis run --capture FILE: record the run (raw frames too)
+        self.capture_proc: subprocess.Popen | None = None
         self.without = without  # services the user runs by hand (debugging)
         self.duration_s = duration_s
         self.summary_path = summary_path
@@ -209,6 +214,7 @@ class Supervisor:
                     return self.exit_code
                 if child.name == "orchestrator":
                     self.ring = Ring.attach(service.ring_path(self.cfg), readonly=True)
+                    self.start_capture()  # before the feed: its hydration and first frames count
             self.startup_s = time.monotonic() - started
             log.info("supervisor.stack_ready", startup_s=round(self.startup_s, 2))
             started = self.ready_at = time.monotonic()  # --duration counts streaming time
@@ -216,6 +222,30 @@ class Supervisor:
             return self.exit_code
         finally:
             self.shutdown(started)
+
+    def start_capture(self) -> None:
+        """``aegis run --capture FILE``: ``aegis capture --raw`` as a helper process (not a
+        supervised service: no heartbeat, no restart), stopped after the services so that
+        it records everything they published."""
+        if not self.capture:
+            return
+        argv = [sys.executable, "-m", "common.cli", "capture", "--out", self.capture, "--raw",
+                "--config", str(self.rd / "config.json")]
+        self.capture_proc = subprocess.Popen(argv, start_new_session=True, preexec_fn=_die_with_parent,
+                                             stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno())
+        time.sleep(CAPTURE_SETTLE_S)  # its SUB sockets connect before anything is published
+        log.info("supervisor.capture_started", file=self.capture, pid=self.capture_proc.pid)
+
+    def stop_capture(self) -> None:
+        p = self.capture_proc
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(self.cfg.supervisor.stop_timeout_s + 10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
     def start_monitor(self) -> None:
         sc = self.cfg.supervisor
@@ -385,6 +415,9 @@ class Supervisor:
         if self.sub is not None:
             self.sub.close()
         zmqutil.term()
+        self.stop_capture()
+        if self.stats_out:
+            shutil.copytree(self.rd / "stats", self.stats_out, dirs_exist_ok=True)
         self.cleanup()
 
     def cleanup(self) -> None:
@@ -413,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-speed", action="store_true", help="demo replay as fast as possible")
     p.add_argument("--data-dir", help="where the database lives (default ./var)")
     p.add_argument("--no-status", action="store_true", help="no live status line")
+    p.add_argument("--capture", metavar="FILE",
+                   help="record the run into a capture file (ZeroMQ events and the feed's raw frames) "
+                        "that aegis replay plays back")
+    p.add_argument("--stats-out", metavar="DIR", help="copy the services' final stats files here")
     p.add_argument("--without", action="append", default=[], metavar="SERVICE",
                    choices=("exchange_sim", "orchestrator", "brain", "feed"),
                    help="do not start SERVICE (run it yourself in the foreground to debug it)")
@@ -433,6 +470,11 @@ def main(argv: list[str] | None = None) -> int:
         sim["max_speed"] = True
     if sim:
         over["sim"] = sim
+    if args.capture:
+        if Path(args.capture).exists():
+            print(f"aegis run: {args.capture} exists: choose a new capture file", file=sys.stderr)
+            return 2
+        over["feed"] = {**over.get("feed", {}), "publish_raw": True}
     if over:
         cfg = config_mod.replace(cfg, **over)
     refusal = policy.mode_refusal(cfg.mode, keys_present=config_mod.secrets().present,
@@ -441,5 +483,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aegis run: {refusal}", file=sys.stderr)
         return 2
     sup = Supervisor(cfg, duration_s=args.duration, summary_path=args.summary_json,
-                     status_line=not args.no_status, without=tuple(args.without))
+                     status_line=not args.no_status, without=tuple(args.without),
+                     stats_out=args.stats_out, capture=args.capture)
     return sup.run()

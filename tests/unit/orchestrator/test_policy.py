@@ -54,8 +54,11 @@ class TestModeRefusal:
 
     def test_live_with_keys_and_flag_still_says_it_is_not_available_in_this_version(self):
         assert policy.mode_refusal("live", keys_present=True, live_confirm=True) == (
-            "mode 'live' is not available yet: only 'demo' runs in this version")
+            "mode 'live' is not available yet: 'demo' and 'replay' (aegis replay) run in this version")
 
-    def test_paper_and_replay_are_not_available_yet(self):
-        for mode in ("paper", "replay"):
-            assert "not available yet" in policy.mode_refusal(mode, keys_present=False, live_confirm=False)
+    def test_paper_is_not_available_yet(self):
+        assert "not available yet" in policy.mode_refusal("paper", keys_present=False, live_confirm=False)
+
+    def test_demo_and_replay_may_start(self):
+        for mode in ("demo", "replay"):
+            assert policy.mode_refusal(mode, keys_present=False, live_confirm=False) == ""

@@ -1,0 +1,163 @@
+"""The feed's sink: decoded, validated, sequenced frames into the ring (a thin shell over the
+pure codec). Live frames come from the WebSocket connections (``services.feed.__main__``);
+a replay's from a capture file (``services.feed.replay_source``)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from typing import Any, Callable
+
+import structlog
+
+from common.config import AegisConfig
+from common.log import RateLimiter
+from common.ring import Ring
+from services.feed import codec, streams
+from services.feed import firewall as fw
+
+log = structlog.get_logger(__name__)
+GAP_LOG = 100  # most recent gaps kept in the stats file
+KLINE_CANDLES_KEPT = 4  # per symbol: candles whose kline updates are still de-duplicated
+
+_TICK, _EVENT, _DUP, _REJ = codec.TICK, codec.EVENT, codec.DUPLICATE, codec.REJECTED
+_decode = codec.decode
+_sequence = codec.sequence
+
+
+class Feed:
+    """The mutable shell state of one feed process (decoding and sequencing are pure).
+
+    It is the connections' sink: ``on_frame`` for live frames, and ``peek`` / ``delivered`` /
+    ``release`` for the frames a rollover holds back until the old connection caught up.
+    """
+
+    def __init__(self, cfg: AegisConfig, ring: Ring, symbols: list[str],
+                 demo_flags: dict[str, int] | None = None) -> None:
+        self.cfg = cfg
+        self.ring = ring
+        self.writer = ring.writer()
+        self.symbol_ids = {s: ring.register_symbol(s) for s in symbols}
+        # symbol id -> flag bits OR-ed into every record (SYNTHETIC / DERIVED demo data)
+        self.extra_flags = [0] * (max(self.symbol_ids.values(), default=-1) + 1)
+        for sym, bits in (demo_flags or {}).items():
+            if sym in self.symbol_ids:
+                self.extra_flags[self.symbol_ids[sym]] = bits
+        self.seq: codec.SeqState = codec.new_state()
+        self.past_ms = fw.PAST_TOLERANCE_MS
+        self.future_ms = fw.FUTURE_TOLERANCE_MS
+        self.klines: dict[str | None, dict[int, tuple]] = {}
+        self.received = 0
+        self.written = 0
+        self.rejected: Counter[str] = Counter()
+        self.accepted: Counter[str] = Counter()
+        self.duplicates: Counter[str] = Counter()
+        self.gaps = 0
+        self.gap_ids_missed = 0
+        self.gaps_by_stream: Counter[str] = Counter()
+        self.gap_log: deque[dict[str, Any]] = deque(maxlen=GAP_LOG)
+        self.sequence_resets = 0
+        self.limiter = RateLimiter(60.0)
+        # raw frames out as received (``feed.publish_raw``: what ``aegis capture --raw`` records)
+        self.raw_out: Callable[[bytes], None] | None = None
+
+    # ------------------------------------------------------------------ sink
+    def on_frame(self, raw: bytes, recv_ns: int) -> bool:
+        self.received += 1
+        if self.raw_out is not None:
+            self.raw_out(raw)
+        res = _decode(raw, recv_ns, self.symbol_ids, self.past_ms, self.future_ms)
+        if res.status == _TICK:  # the hot path, inlined: an in-order tick goes straight to the ring
+            out = _sequence(self.seq, res, False, self.past_ms)
+            if out.status == _TICK and out.gap is None:
+                t = out.tick
+                self.writer.publish(t.symbol_id, t.kind, t.flags | self.extra_flags[t.symbol_id],
+                                    t.recv_ns, t.event_ms, t.id, t.price, t.qty, t.aux, t.aux_qty)
+                self.written += 1
+                self.accepted[out.event] += 1
+                return True
+            return self._act(self._resequence(res, out), raw)
+        if res.status == _EVENT:
+            res = self._sequence(res)
+        return self._act(res, raw)
+
+    def peek(self, raw: bytes, recv_ns: int) -> tuple[codec.Result, bytes]:
+        self.received += 1
+        if self.raw_out is not None:
+            self.raw_out(raw)
+        return _decode(raw, recv_ns, self.symbol_ids, self.past_ms, self.future_ms), raw
+
+    def delivered(self, peeked: tuple[codec.Result, bytes]) -> bool | None:
+        return streams.delivered(self.seq, peeked[0])
+
+    def release(self, peeked: tuple[codec.Result, bytes]) -> bool:
+        res, raw = peeked
+        if res.status <= _EVENT:
+            res = self._sequence(res)
+        return self._act(res, raw)
+
+    # ------------------------------------------------------------------ core steps
+    def _sequence(self, res: codec.Result) -> codec.Result:
+        return self._resequence(res, _sequence(self.seq, res, False, self.past_ms))
+
+    def _resequence(self, res: codec.Result, out: codec.Result) -> codec.Result:
+        """What the codec's sequencer left to the shell: ``res`` as decoded, ``out`` as sequenced."""
+        status = out.status
+        if status == _DUP:
+            if streams.id_counter_reset(self.seq, res):
+                slot = self.seq[res.event].pop(res.symbol)
+                self.sequence_resets += 1
+                log.warning("feed.sequence_reset", symbol=res.symbol, stream=res.event,
+                            last_id=slot[0], got=res.tick.id if res.tick else None)
+                out = _sequence(self.seq, res, False, self.past_ms)
+        elif status == _EVENT and res.event == "kline":
+            open_ms, rank = streams.kline_key(res)
+            per = self.klines.get(res.symbol)
+            if per is None:
+                per = self.klines[res.symbol] = {}
+            last = per.get(open_ms)
+            if last is not None and rank <= last:
+                return codec.Result(_DUP, "kline", res.symbol, None, res.event_ms, fw.DUPLICATE)
+            per[open_ms] = rank
+            if len(per) > KLINE_CANDLES_KEPT:
+                del per[min(per)]
+        return out
+
+    def _act(self, res: codec.Result, raw: bytes) -> bool:
+        status = res.status
+        wrote = False
+        if status == _TICK:
+            t = res.tick
+            self.writer.publish(t.symbol_id, t.kind, t.flags | self.extra_flags[t.symbol_id],
+                                t.recv_ns, t.event_ms, t.id, t.price, t.qty, t.aux, t.aux_qty)
+            self.written += 1
+            self.accepted[res.event] += 1
+            wrote = True
+        elif status == _EVENT:
+            self.accepted[res.event] += 1
+        elif status == _DUP:
+            self.duplicates[res.event] += 1
+        elif status == _REJ:
+            self.rejected[res.reason] += 1
+            if self.limiter.allow(res.reason, time.monotonic()):
+                log.warning("feed.tick_rejected", reason=res.reason, symbol=res.symbol,
+                            total=self.rejected[res.reason], sample=bytes(raw[:120]))
+        if res.gap is not None:
+            self._gap(res.gap)
+        return wrote
+
+    def _gap(self, gap: codec.Gap) -> None:
+        self.gaps += 1
+        self.gaps_by_stream[gap.stream] += 1
+        if gap.stream in ("trade", "aggTrade"):  # ids are consecutive: the difference is exact
+            self.gap_ids_missed += gap.got - gap.expected
+        self.gap_log.append({"symbol": gap.symbol, "stream": gap.stream, "expected": gap.expected,
+                             "got": gap.got, "time_ms": time.time_ns() // 1_000_000})
+        if self.limiter.allow(f"gap:{gap.stream}", time.monotonic()):
+            log.warning("feed.gap", symbol=gap.symbol, stream=gap.stream, expected=gap.expected,
+                        got=gap.got, total=self.gaps)
+
+    def counters(self) -> dict[str, float]:
+        return {"frames_received": self.received, "ticks_written": self.written,
+                "ticks_rejected": sum(self.rejected.values()), "ring_cursor": self.writer.cursor,
+                "gaps": self.gaps, "duplicates": sum(self.duplicates.values())}

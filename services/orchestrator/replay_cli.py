@@ -1,0 +1,368 @@
+"""``aegis replay``: play a capture back through a real stack, deterministically.
+
+    aegis replay FILE [--speed X | --max] [--from T] [--to T] [--report DIR]
+                      [--decisions FILE] [--exchange-info FILE] [--workdir DIR] [--json]
+
+What it does, step by step:
+
+1. Reads the capture (``aegis capture --raw`` or ``aegis run --capture``): its raw WebSocket
+   frames are the market data; the candles the feed hydrated over REST at the start of the
+   recorded run (``candle.*`` messages from a ``feed:`` publisher) are the history the brain
+   warmed with; the exchangeInfo in its header gives the symbol filters.
+2. Makes a fresh working directory: a database holding those hydration candles, the
+   exchangeInfo as a file, and a config with ``mode = "replay"``.
+3. Runs the stack (``aegis run --mode replay``: orchestrator, brain, feed; no exchange):
+   the feed plays the frames into the ring in lock-step batches (``services.feed.
+   replay_source``), the brain decides on the ticks' own clock and trades through the paper
+   broker answering inline. A progress bar follows the feed's stats.
+4. When the feed has played everything and the brain has read it, stops the stack (the
+   orchestrator drains the journal) and writes the decision stream (``decisions.jsonl``:
+   signals, orders, fills, closed trades, risk rejections; one JSON object a line, sorted
+   keys, a fixed order) and, with ``--report``, the report directory.
+
+The same capture gives byte-identical decision files, run after run, at any speed.
+A damaged capture: everything before the damage is replayed and its decisions written;
+the error says where (file offset); exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from common import config as config_mod
+from common import service, wire
+from common.capture import KIND_WS_RAW, KIND_ZMQ, Capture, open_capture
+from common.errors import DecodeError
+from services.orchestrator import db
+
+STOP_TIMEOUT_S = 60.0
+POLL_S = 0.1
+DECISION_TABLES = ("signal", "order", "fill", "trade", "risk_reject")
+
+
+# ---------------------------------------------------------------------------- pure core
+@dataclass(frozen=True)
+class Plan:
+    """What a replay needs from a capture, read once before the stack starts."""
+
+    hydration: tuple[wire.Envelope, ...]  # the feed's hydrated candles, in capture order
+    warm_to_ms: int  # the brain warms from candles closed by then
+    history_candles: int  # ... at most this many per symbol
+    frames: int  # raw WebSocket frames in range
+    first_ns: int | None
+    last_ns: int | None
+    exchange_info: dict[str, Any] | None
+    damage: str = ""  # where the capture is damaged ("" = intact)
+
+
+def is_hydration(env: wire.Envelope) -> bool:
+    return isinstance(env.body, wire.CandleClosed) and env.publisher.startswith("feed:")
+
+
+def plan_replay(cap: Capture, from_ns: int | None = None, to_ns: int | None = None) -> Plan:
+    """Scan the capture once: hydration candles (whole file: they are history, not ticks),
+    raw frames in [from, to), the header's exchangeInfo. Damage ends the scan, not the plan."""
+    hyd: list[wire.Envelope] = []
+    frames = 0
+    first = last = None
+    damage = ""
+    try:
+        for rec in cap.iter_records():
+            if rec.kind == KIND_ZMQ and rec.frames and rec.frames[0].startswith(b"candle."):
+                try:
+                    env = wire.decode(rec.frames)
+                except DecodeError:
+                    continue
+                if is_hydration(env):
+                    hyd.append(env)
+            elif rec.kind == KIND_WS_RAW and (from_ns is None or rec.recv_ns >= from_ns) \
+                    and (to_ns is None or rec.recv_ns < to_ns):
+                frames += 1
+                first = rec.recv_ns if first is None else first
+                last = rec.recv_ns
+    except DecodeError as exc:
+        damage = str(exc)
+    per_symbol = Counter(e.body.symbol for e in hyd)
+    warm_to = max((e.body.close_ms for e in hyd), default=0)
+    if not hyd and first is not None:
+        warm_to = first // 1_000_000
+    meta = cap.header.meta if isinstance(cap.header.meta, dict) else {}
+    info = meta.get("exchange_info")
+    return Plan(hydration=tuple(hyd), warm_to_ms=warm_to, history_candles=max(per_symbol.values(), default=0),
+                frames=frames, first_ns=first, last_ns=last,
+                exchange_info=info if isinstance(info, dict) else None, damage=damage)
+
+
+_DECISION_SQL = {
+    "signal": "SELECT * FROM signals ORDER BY ts_ns, signal_id",
+    "order": "SELECT * FROM orders ORDER BY created_ns, client_order_id",
+    "fill": "SELECT * FROM fills ORDER BY ts_ns, symbol, trade_id",
+    "trade": "SELECT * FROM trades ORDER BY closed_ms, trade_id",
+    # the publisher name carries a pid and a start time: not part of a decision
+    "risk_reject": "SELECT ts_ns, seq, symbol, reason, detail, signal_id FROM risk_rejects ORDER BY ts_ns, seq",
+}
+
+
+def decisions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every decision the run left in its database, in a fixed order: signals, orders, fills,
+    closed trades, risk rejections (each table by time, then by id)."""
+    out: list[dict[str, Any]] = []
+    for kind in DECISION_TABLES:
+        cur = conn.execute(_DECISION_SQL[kind])
+        cols = [d[0] for d in cur.description]
+        for row in cur.fetchall():
+            d = dict(zip(cols, row))
+            if kind == "signal":
+                d["features"] = json.loads(d["features"])
+            out.append({"type": kind, **d})
+    return out
+
+
+def decision_lines(items: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps(d, sort_keys=True, separators=(",", ":")) + "\n" for d in items)
+
+
+def progress_of(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """The replay section of the feed's newest stats file ({} before it wrote one)."""
+    return dict(stats[-1].get("replay") or {}) if stats else {}
+
+
+# ---------------------------------------------------------------------------- the shell
+def parser() -> argparse.ArgumentParser:
+    p = service.arg_parser("replay", "play a capture through a real stack, deterministically")
+    p.add_argument("file", help="capture file (aegis capture --raw, or aegis run --capture)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=None, help="N times the recorded pace (1 = as recorded)")
+    pace.add_argument("--max", action="store_true", help="as fast as the brain takes it (the default)")
+    p.add_argument("--from", dest="from_ms", type=int, default=0, metavar="MS",
+                   help="replay frames received at or after this time (epoch ms)")
+    p.add_argument("--to", dest="to_ms", type=int, default=0, metavar="MS",
+                   help="... and before this time (epoch ms)")
+    p.add_argument("--report", type=Path, help="write the report directory here (HTML, PNG, CSV)")
+    p.add_argument("--decisions", type=Path, help="decision stream file (default: decisions.jsonl in the work dir)")
+    p.add_argument("--exchange-info", type=Path,
+                   help="exchangeInfo JSON for the symbol filters (default: the capture header's)")
+    p.add_argument("--workdir", type=Path,
+                   help="database, stats, stack log and decisions of the replay (default: "
+                        "<data_dir>/replay/<capture name>; its previous replay files are replaced)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _fail(msg: str) -> int:
+    print(f"aegis replay: {msg}", file=sys.stderr)
+    return 2
+
+
+class _Bar:
+    """rich's progress bar on a terminal, a line every few seconds elsewhere."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = max(total, 1)
+        self.enabled = enabled
+        self.rich: Any = None
+        self.last_line = 0.0
+        if enabled and sys.stderr.isatty():
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self.rich = Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("frames  {task.fields[ticks]:,} ticks"), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), transient=False)
+            self.task = self.rich.add_task("replay", total=self.total, ticks=0)
+            self.rich.start()
+
+    def update(self, p: dict[str, Any]) -> None:
+        if not self.enabled or not p:
+            return
+        if self.rich is not None:
+            self.rich.update(self.task, completed=p.get("frames", 0), ticks=p.get("ticks", 0))
+        elif time.monotonic() - self.last_line >= 5.0:
+            self.last_line = time.monotonic()
+            print(f"aegis replay: {p.get('frames', 0):,}/{self.total:,} frames, {p.get('ticks', 0):,} ticks",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.rich is not None:
+            self.rich.stop()
+
+
+def prepare(args: argparse.Namespace, cfg: config_mod.AegisConfig, plan: Plan, work: Path,
+            info: dict[str, Any]) -> tuple[config_mod.AegisConfig, Path]:
+    """The fresh database (hydration candles), the exchangeInfo file and the stack's config."""
+    data_dir = work / "data"
+    info_path = work / "exchange_info.json"
+    info_path.write_text(json.dumps(info))
+    run_dir = Path(tempfile.mkdtemp(prefix="aegis-replay-"))  # short: ipc paths have a length limit
+    speed = args.speed if args.speed is not None else 0.0
+    cfg = config_mod.replace(
+        cfg, mode="replay", run_dir=str(run_dir), data_dir=str(data_dir.resolve()),
+        feed={"publish_raw": False}, bus={"transport": "ipc"},
+        replay={"file": str(Path(args.file).resolve()), "speed": speed, "from_ms": args.from_ms,
+                "to_ms": args.to_ms, "exchange_info": str(info_path.resolve()),
+                "warm_to_ms": plan.warm_to_ms, "history_candles": plan.history_candles},
+        supervisor={"status_line": False})
+    conn = db.connect(service.db_path(cfg))
+    try:
+        db.write_batch(conn, [row for env in plan.hydration for row in db.rows_for(env)])
+    finally:
+        conn.close()
+    cfg_file = work / "config.json"
+    cfg_file.write_text(json.dumps(config_mod.to_dict(cfg), indent=1))
+    return cfg, cfg_file
+
+
+def run_stack(cfg_file: Path, rd: Path, work: Path, bar: _Bar) -> tuple[int, dict[str, Any]]:
+    """Start ``aegis run --mode replay``, follow the feed's progress, stop it when the replay
+    is done (or the stack gave up). Returns (supervisor exit code, last progress)."""
+    env = dict(os.environ)
+    env.pop("AEGIS_RUN_DIR", None)
+    log_file = open(work / "stack.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "common.cli", "run", "--config", str(cfg_file),
+                             "--no-status", "--summary-json", str(work / "summary.json"),
+                             "--stats-out", str(work / "stats")],
+                            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    last: dict[str, Any] = {}
+    try:
+        while proc.poll() is None:
+            p = progress_of(service.read_stats(rd, "feed"))
+            if p:
+                last = p
+                bar.update(p)
+                if p.get("done"):
+                    break
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log_file.close()
+    return proc.returncode, last
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.speed is not None and args.speed <= 0:
+        return _fail("--speed must be > 0 (use --max for as fast as possible)")
+    if args.to_ms and args.to_ms <= args.from_ms:
+        return _fail("--to must be after --from")
+    cfg = service.bootstrap("replay", args)
+    try:
+        with open_capture(args.file) as cap:
+            plan = plan_replay(cap, args.from_ms * 1_000_000 or None, args.to_ms * 1_000_000 or None)
+    except (OSError, DecodeError) as exc:
+        return _fail(f"cannot read {args.file}: {exc}")
+    info = plan.exchange_info
+    if args.exchange_info is not None:
+        try:
+            info = json.loads(args.exchange_info.read_text())
+        except (OSError, ValueError) as exc:
+            return _fail(f"cannot read --exchange-info {args.exchange_info}: {exc}")
+    if not isinstance(info, dict) or not info.get("symbols"):
+        return _fail(f"{args.file} carries no exchangeInfo (symbol filters) in its header: pass "
+                     "--exchange-info FILE (a saved /fapi/v1/exchangeInfo body)")
+    if plan.frames == 0:
+        return _fail(f"{args.file} holds no raw WebSocket frames in range (record them with aegis capture --raw "
+                     "or aegis run --capture)" + (f"; {plan.damage}" if plan.damage else ""))
+    work = args.workdir or Path(cfg.data_dir) / "replay" / Path(args.file).name.split(".")[0]
+    clear_workdir(work)
+    rd: Path | None = None
+    try:
+        rcfg, cfg_file = prepare(args, cfg, plan, work, info)
+        rd = Path(rcfg.run_dir)
+        bar = _Bar(plan.frames, enabled=not args.no_progress and not args.json)
+        started = time.monotonic()
+        try:
+            code, progress = run_stack(cfg_file, rd, work, bar)
+        finally:
+            bar.close()
+        elapsed = time.monotonic() - started
+        try:
+            summary = json.loads((work / "summary.json").read_text())
+        except (OSError, ValueError):
+            summary = {}
+        conn = sqlite3.connect(f"file:{service.db_path(rcfg)}?mode=ro", uri=True)
+        try:
+            items = decisions(conn)
+        finally:
+            conn.close()
+        out = args.decisions or work / "decisions.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(decision_lines(items))
+        report_summary = None
+        if args.report is not None:
+            from services.orchestrator import report, report_cli
+
+            report_summary = report_cli.write_report(args.report, db_path=service.db_path(rcfg),
+                                                     cfg=report.ReportConfig(), stats_dir=work / "stats")
+        counts = Counter(d["type"] for d in items)
+        result = {"file": args.file, "frames": progress.get("frames", 0), "frames_in_capture": plan.frames,
+                  "ticks": progress.get("ticks", 0), "batches": progress.get("batches", 0),
+                  "replay_s": progress.get("elapsed_s"), "elapsed_s": round(elapsed, 3),
+                  "ticks_per_s": (round(progress.get("ticks", 0) / progress["elapsed_s"])
+                                  if progress.get("elapsed_s") else None),
+                  "hydration_candles": len(plan.hydration), "decisions": {k: counts.get(k, 0) for k in DECISION_TABLES},
+                  "decisions_file": str(out), "report": str(args.report) if args.report else None,
+                  "error": progress.get("error") or "", "error_offset": progress.get("error_offset"),
+                  "stack_exit": code, "restarts": summary.get("restarts", {}),
+                  "net_pnl_usdt": (report_summary or {}).get("metrics", {}).get("net_pnl_usdt")}
+        ok = bool(progress.get("done")) and not result["error"] and code == 0
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(format_result(result))
+        if not progress.get("done"):
+            print(f"aegis replay: the stack stopped before the replay finished (exit {code}); "
+                  f"see {work / 'stack.log'}", file=sys.stderr)
+        return 0 if ok else 1
+    finally:
+        if rd is not None:
+            shutil.rmtree(rd, ignore_errors=True)
+
+
+WORK_FILES = ("exchange_info.json", "config.json", "summary.json", "stack.log", "decisions.jsonl")
+WORK_DIRS = ("data", "stats")
+
+
+def clear_workdir(work: Path) -> None:
+    """Remove what an earlier replay left in ``work`` (only its own files: the directory may
+    be one the user chose)."""
+    work.mkdir(parents=True, exist_ok=True)
+    for name in WORK_FILES:
+        (work / name).unlink(missing_ok=True)
+    for name in WORK_DIRS:
+        shutil.rmtree(work / name, ignore_errors=True)
+
+
+def format_result(r: dict[str, Any]) -> str:
+    d = r["decisions"]
+    lines = [f"aegis replay: {r['frames']:,} of {r['frames_in_capture']:,} frames -> {r['ticks']:,} ticks "
+             f"in {r['batches']:,} batches, {r['replay_s']} s of replay ({r['ticks_per_s'] or 0:,} ticks/s)",
+             f"  warmed with {r['hydration_candles']:,} hydration candles",
+             f"  decisions: {d['signal']} signals, {d['order']} orders, {d['fill']} fills, "
+             f"{d['trade']} closed trades, {d['risk_reject']} risk rejections -> {r['decisions_file']}"]
+    if r["report"]:
+        lines.append(f"  report: {r['report']}/index.html (net PnL {r['net_pnl_usdt']} USDT)")
+    if r["error"]:
+        lines.append(f"  STOPPED AT DAMAGE: {r['error']} (everything before it was replayed)")
+    return "\n".join(lines)
