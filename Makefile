@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 BENCH_STAMP := $(VENV)/.bench-installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup setup-bench run test test-fast soak bench clean
+.PHONY: setup setup-bench run test test-fast soak bench golden clean
 
 # idempotent: re-installs only when pyproject.toml changed
 setup: $(STAMP)
@@ -53,6 +53,12 @@ $(BENCH_STAMP): $(STAMP)
 # the benchmark suite of issue 8 (< 10 minutes): bench/results/*.json + bench/RESULTS.md
 bench: setup-bench
 	$(BIN)/python -m bench
+
+# regenerate the golden replay decisions ON PURPOSE (after a change that should change
+# decisions; review the diff before committing it): docs/replay.md
+golden: setup
+	$(BIN)/aegis replay tests/golden/demo_240s.aegiscap --no-progress \
+	  --decisions tests/golden/demo_240s.decisions.jsonl
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

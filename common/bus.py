@@ -74,7 +74,10 @@ class Publisher:
             self.dropped += 1
             return False
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
+        """``linger_ms`` > 0: what is still queued gets that long to reach the subscribers."""
+        if linger_ms:
+            self._sock.setsockopt(zmq.LINGER, linger_ms)
         self._sock.close()
 
 

@@ -273,6 +273,14 @@ def _iso(ns: int | None) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _short_meta(meta: Any) -> Any:
+    """The header's meta for a human: the saved exchangeInfo as a count (--json has it all)."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("exchange_info"), dict):
+        return meta
+    n = len(meta["exchange_info"].get("symbols") or ())
+    return {**meta, "exchange_info": f"<{n} symbols' filters>"}
+
+
 def format_info(s: dict[str, Any]) -> str:
     verdicts = {"ok": "ok (index present, every block checked)",
                 "incomplete": "incomplete (no index: the writer did not close the file); "
@@ -281,7 +289,7 @@ def format_info(s: dict[str, Any]) -> str:
     out = [f"{s['file']}: {s['size_bytes']:,} bytes, wire schema {s['wire_schema']}, "
            f"started {_iso(s['start_ns'])}",
            f"symbols: {' '.join(s['symbols']) or '-'}",
-           f"meta: {json.dumps(s['meta'], sort_keys=True, default=repr)}",
+           f"meta: {json.dumps(_short_meta(s['meta']), sort_keys=True, default=repr)}",
            f"index: {'present' if s['indexed'] else 'MISSING'}   blocks: {s['blocks']:,}"
            f"   records: {s['records']:,}",
            f"time span: {_iso(s['first_ns'])} .. {_iso(s['last_ns'])} ({s['span_s']:.3f} s)",

@@ -39,6 +39,8 @@ log = structlog.get_logger(__name__)
 NAME = "feed"
 RING_RETRY_S = 0.5
 JOURNAL_RETRY_S = 0.05
+RAW_LINGER_MS = 2_000
+RAW_SUBSCRIBER_WAIT_S = 0.5  # > ZeroMQ's 100 ms reconnect interval + the handshake
 
 async def attach_ring(path: str, stop: service.StopFlag, errors: Counter) -> Ring | None:
     limiter = RateLimiter(60.0)
@@ -143,6 +145,8 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     errors: Counter = Counter()
     started = time.monotonic()
     pub = bus.Publisher.bind_pub(NAME, ep.feed_pub)
+    if cfg.feed.publish_raw:  # a recorder (aegis capture --raw) must be subscribed before frame 1
+        await asyncio.sleep(RAW_SUBSCRIBER_WAIT_S)
     ring = await attach_ring(service.ring_path(cfg), stop, errors)
     if ring is None:
         pub.close()
@@ -240,7 +244,8 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         stopper.cancel()
         await client.close()
         service.write_json_atomic(service.stats_path(rd, NAME), snapshot())
-        pub.close()
+        # a capture records the raw frames: the last ones queued must reach it, not be dropped
+        pub.close(linger_ms=RAW_LINGER_MS if cfg.feed.publish_raw else 0)
         if journal is not None:
             journal.close()
         ring.close()

@@ -229,8 +229,9 @@ def prepare(args: argparse.Namespace, cfg: config_mod.AegisConfig, plan: Plan, w
 def run_stack(cfg_file: Path, rd: Path, work: Path, bar: _Bar) -> tuple[int, dict[str, Any]]:
     """Start ``aegis run --mode replay``, follow the feed's progress, stop it when the replay
     is done (or the stack gave up). Returns (supervisor exit code, last progress)."""
-    env = dict(os.environ)
-    env.pop("AEGIS_RUN_DIR", None)
+    # the config file already holds every AEGIS_* setting this command saw, with the replay's
+    # own on top: an environment override in the children would undo those (the data dir!)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AEGIS_")}
     log_file = open(work / "stack.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "common.cli", "run", "--config", str(cfg_file),
                              "--no-status", "--summary-json", str(work / "summary.json"),

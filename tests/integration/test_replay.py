@@ -1,0 +1,152 @@
+"""aegis replay end to end, against the golden capture (a real 240 s `make run` demo recorded
+with `aegis run --capture`): the decisions are byte-identical to the golden file, they are
+the decisions the recorded live run made, and a cut capture stops at the cut.
+
+Regenerate the golden decisions on purpose (after a change that should change decisions):
+
+    make golden
+
+Re-record the capture itself (a new live run; its decisions then become the new golden):
+see docs/replay.md, "The golden fixture".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common import wire
+from common.capture import KIND_ZMQ, open_capture
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = REPO / "tests" / "golden"
+CAPTURE = GOLDEN / "demo_240s.aegiscap"
+DECISIONS = GOLDEN / "demo_240s.decisions.jsonl"
+TIMEOUT_S = 180
+
+
+def replay(procs, tmp: Path, capture: Path, *extra: str) -> tuple[int, dict, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AEGIS_")}
+    env["AEGIS_DATA_DIR"] = str(tmp / "var")
+    p = procs.start([sys.executable, "-m", "common.cli", "replay", str(capture), "--workdir", str(tmp / "work"),
+                     "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(REPO))
+    out, err = p.communicate(timeout=TIMEOUT_S)
+    result = json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else {}
+    return p.returncode, result, err.decode()
+
+
+def live_decisions(capture: Path) -> tuple[dict[str, wire.SignalGenerated], dict[str, wire.OrderRequest]]:
+    """What the recorded live brain published: its signals and order requests, from the capture."""
+    sigs, orders = {}, {}
+    with open_capture(capture) as cap:
+        for rec in cap.iter_records():
+            if rec.kind == KIND_ZMQ and rec.frames[0].startswith((b"signal.", b"order_request.")):
+                b = wire.decode(rec.frames).body
+                if isinstance(b, wire.SignalGenerated):
+                    sigs[b.signal_id] = b
+                else:
+                    orders[b.client_order_id] = b
+    return sigs, orders
+
+
+@pytest.fixture(scope="module")
+def golden_run(tmp_path_factory):
+    """One replay of the golden capture, shared by the tests below (each replay takes ~10 s)."""
+    from tests.conftest import Procs
+
+    procs = Procs()
+    tmp = tmp_path_factory.mktemp("replay")
+    try:
+        code, result, err = replay(procs, tmp, CAPTURE, "--report", str(tmp / "report"))
+    finally:
+        procs.end_all()
+    return tmp, code, result, err
+
+
+def test_replay_matches_the_golden_decisions_byte_for_byte(golden_run):
+    tmp, code, result, err = golden_run
+    assert code == 0, err
+    assert result["frames"] == result["frames_in_capture"] == 9_600 and result["error"] == ""
+    assert result["decisions"] == {"signal": 9, "order": 3, "fill": 3, "trade": 0, "risk_reject": 0}
+    assert (tmp / "work" / "decisions.jsonl").read_bytes() == DECISIONS.read_bytes()
+    assert result["restarts"] == {"orchestrator": 0, "brain": 0, "feed": 0}
+
+
+def test_replay_reproduces_the_recorded_live_runs_decisions(golden_run):
+    """The live brain's signals (every field) and orders (id, side, quantity) == the replay's."""
+    tmp, code, _, err = golden_run
+    assert code == 0, err
+    live_sigs, live_orders = live_decisions(CAPTURE)
+    got = [json.loads(line) for line in (tmp / "work" / "decisions.jsonl").read_text().splitlines()]
+    sigs = {d["signal_id"]: d for d in got if d["type"] == "signal"}
+    orders = {d["client_order_id"]: d for d in got if d["type"] == "order"}
+    assert set(sigs) == set(live_sigs) and len(sigs) == 9
+    for sid, s in live_sigs.items():
+        r = sigs[sid]
+        assert (r["symbol"], r["side"], r["entry"], r["stop"], r["target"], r["confidence"], bool(r["cold"]),
+                r["strategy"], r["features"]) == (s.symbol, s.side, s.entry, s.stop, s.target, s.confidence,
+                                                  s.cold, s.strategy, s.features)
+    assert {k: (o.symbol, o.side, o.qty, o.signal_id) for k, o in live_orders.items()} == \
+        {k: (o["symbol"], o["side"], o["qty"], o["signal_id"]) for k, o in orders.items()}
+
+
+def test_replay_writes_the_report(golden_run):
+    tmp, code, _, err = golden_run
+    assert code == 0, err
+    rep = tmp / "report"
+    for name in ("index.html", "summary.json", "trades.csv", "equity.png", "latency.png"):
+        assert (rep / name).stat().st_size > 0, name
+    summary = json.loads((rep / "summary.json").read_text())
+    assert summary["counts"]["signals"] == 9
+
+
+def test_a_cut_capture_stops_at_the_cut_with_everything_before_it(procs, short_tmp):
+    """Cut inside a block at 60% of the file: exit 1, the error names the offset, the replay
+    still ran every frame before the damage, and its decisions are the golden ones up to there."""
+    data = CAPTURE.read_bytes()
+    cut = short_tmp / "cut.aegiscap"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    code, result, err = replay(procs, short_tmp, cut)
+    assert code == 1, err
+    assert "capture damaged at offset" in result["error"] and result["error_offset"] > 0
+    assert 0 < result["frames"] < 9_600 and result["frames"] == result["frames_in_capture"]
+    got = (short_tmp / "work" / "decisions.jsonl").read_text().splitlines()
+    golden = DECISIONS.read_text().splitlines()
+    signals = [line for line in got if '"type":"signal"' in line]
+    assert signals == [line for line in golden if '"type":"signal"' in line][: len(signals)]
+
+
+def feed_stats(d: Path) -> dict:
+    (f,) = d.glob("feed.*.json")
+    return json.loads(f.read_text())
+
+
+def test_run_with_capture_then_replay_gives_the_same_ticks(procs, short_tmp):
+    """`aegis run --capture` records every raw frame the feed received (none lost at the
+    start, none at the stop), and the replay's feed accepts exactly what the live one did."""
+    cap = short_tmp / "live.aegiscap"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AEGIS_")}
+    env.update(AEGIS_RUN_DIR=str(short_tmp / "run"), AEGIS_DATA_DIR=str(short_tmp / "var"),
+               AEGIS_SIM__SYMBOLS="3")
+    p = procs.start([sys.executable, "-m", "common.cli", "run", "--duration", "12", "--no-status",
+                     "--summary-json", str(short_tmp / "live.json"), "--capture", str(cap),
+                     "--stats-out", str(short_tmp / "live_stats")],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=str(REPO))
+    _, err = p.communicate(timeout=TIMEOUT_S)
+    assert p.returncode == 0, err.decode()[-2000:]
+    live = feed_stats(short_tmp / "live_stats")
+    assert live["ticks_written"] > 1_000 and live["pub_dropped"] == 0
+    with open_capture(cap) as c:
+        assert c.header.meta["exchange_info"]["symbols"] and not c.index_missing
+    code, result, err = replay(procs, short_tmp, cap)
+    assert code == 0, err
+    rep = feed_stats(short_tmp / "work" / "stats")
+    assert result["frames"] == live["frames_received"]
+    assert result["ticks"] == rep["ticks_written"] == live["ticks_written"]
+    for key in ("accepted", "rejected", "duplicates", "gaps"):
+        assert rep[key] == live[key], key
