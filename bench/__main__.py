@@ -25,7 +25,7 @@ from bench import report
 from bench.harness import loadavg, log, machine, timed
 
 BENCH_DIR = Path(__file__).resolve().parent
-SECTION_NAMES = ("ring", "feed", "brain", "e2e", "memory")
+SECTION_NAMES = ("ring", "feed", "brain", "e2e", "memory", "replay")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -45,10 +45,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_sections(args: argparse.Namespace) -> dict:
-    from bench import brain_section, e2e_section, feed_section, memory_section, ring_section
+    from bench import brain_section, e2e_section, feed_section, memory_section, replay_section, ring_section
 
     modules = {"ring": ring_section, "feed": feed_section, "brain": brain_section,
-               "e2e": e2e_section, "memory": memory_section}
+               "e2e": e2e_section, "memory": memory_section, "replay": replay_section}
     repeats = args.repeats or (1 if args.quick else 3)
     sections: dict = {}
     headline: dict = {}

@@ -280,11 +280,33 @@ def _memory(sec: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _replay(sec: dict[str, Any]) -> list[str]:
+    c = sec["config"]
+    t = sec["ticks_per_s"]
+    lines = [f"`aegis replay --max` of {c['frames']:,} real frames fanned out to {c['symbols']} symbols, "
+             f"through the real stack (supervisor, orchestrator, brain, feed in replay mode), {c['repeats']} "
+             "repeats. Rate = ticks committed / time from the first frame to the brain having read the "
+             f"last batch. The feed waits for the brain after every batch (lock-step: {sec['batches']:,} "
+             "batches), the price of byte-identical decisions.", ""]
+    rows = [["replay, real stack, lock-step", fmt_rate(t["median"]), _spread(t)]]
+    return lines + _table(["pipeline", "ticks/s", "spread"], rows)
+
+
+def _replay_vs_live(results: dict[str, Any]) -> list[str]:
+    rp = _get(results, "headline", "replay", "ticks_per_s")
+    live = _get(results, "headline", "e2e", "max_rate")
+    if not rp or not live:
+        return []
+    return [f"Replay / live pipeline's maximum sustainable rate (section 4, same run): "
+            f"{fmt_rate(rp)}/s / {fmt_rate(live)}/s = **{_ratio(rp, live)}**.", ""]
+
+
 SECTIONS = (("ring", "1. Ring: one producer process, one consumer process", _ring),
             ("feed", "2. Feed decode", _feed),
             ("brain", "3. Brain", _brain),
             ("e2e", "4. End to end: frames -> feed decode -> ring -> brain -> decision", _e2e),
-            ("memory", "5. Memory", _memory))
+            ("memory", "5. Memory", _memory),
+            ("replay", "6. Replay (issue 7): a capture through the real stack at maximum speed", _replay))
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -321,6 +343,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines += ["Failed:", "", "```", sec["error"][-2000:], "```", ""]
         else:
             lines += render(sec)
+            if key == "replay":
+                lines += _replay_vs_live(results)
     if FINDINGS.exists():
         lines += [FINDINGS.read_text().rstrip(), ""]
     return "\n".join(lines)

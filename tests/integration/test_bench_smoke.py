@@ -22,6 +22,7 @@ HEADLINE = {
     "feed": ("aegis_frames_per_s", "json_loads_frames_per_s"),
     "brain": ("ticks_per_s_300_symbols",),
     "e2e": ("max_rate", "p50_us_at_100k", "p99_us_at_100k", "drops_at_100k"),
+    "replay": ("ticks_per_s",),  # issue 7's figure, beside issue 8's
 }
 
 
@@ -53,6 +54,6 @@ def test_quick_bench_writes_every_headline_key_as_a_finite_number(short_tmp):
     assert latest["mode"] == "quick"
     md = (out / "RESULTS.md").read_text()
     for title in ("## 1. Ring", "## 2. Feed decode", "## 3. Brain", "## 4. End to end",
-                  "## 5. Memory", "## Targets of issue 8", "## Machine"):
+                  "## 5. Memory", "## 6. Replay", "## Targets of issue 8", "## Machine"):
         assert title in md, title
     assert "Failed:" not in md
