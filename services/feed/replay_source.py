@@ -256,12 +256,16 @@ def _attach(path: str, stop: service.StopFlag) -> Ring | None:
 
 def _symbols_and_flags(cap: Capture, from_ns: int | None, to_ns: int | None) -> tuple[list[str], dict[str, int]]:
     info = cap.header.meta.get("exchange_info") if isinstance(cap.header.meta, dict) else None
-    frames = (r.frames[0] for r in cap.iter_records(from_ns, to_ns) if r.kind == KIND_WS_RAW)
+    frames = (r.frames[0] for r in _until_damage(cap.iter_records(from_ns, to_ns)) if r.kind == KIND_WS_RAW)
+    return replay_symbols(cap.header.symbols, frames), discovery.demo_flags(info) if isinstance(info, dict) else {}
+
+
+def _until_damage(recs: Iterator[Record]) -> Iterator[Record]:
+    """The records before any damage (which the replay itself reports when it gets there)."""
     try:
-        syms = replay_symbols(cap.header.symbols, frames)
-    except DecodeError:  # damage is reported when the replay reaches it; symbols seen so far count
-        syms = list(cap.header.symbols)
-    return syms, discovery.demo_flags(info) if isinstance(info, dict) else {}
+        yield from recs
+    except DecodeError:
+        return
 
 
 def run(cfg: AegisConfig, stop: service.StopFlag) -> int:

@@ -106,19 +106,22 @@ def test_replay_writes_the_report(golden_run):
 
 
 def test_a_cut_capture_stops_at_the_cut_with_everything_before_it(procs, short_tmp):
-    """Cut inside a block at 60% of the file: exit 1, the error names the offset, the replay
-    still ran every frame before the damage, and its decisions are the golden ones up to there."""
+    """Cut inside a block at 90% of the file: exit 1, the error names the offset, every frame
+    before the damage became a tick, and each kind of decision made before the cut is the
+    golden one (a prefix of the golden file's lines of that kind)."""
     data = CAPTURE.read_bytes()
     cut = short_tmp / "cut.aegiscap"
-    cut.write_bytes(data[: int(len(data) * 0.6)])
+    cut.write_bytes(data[: int(len(data) * 0.9)])
     code, result, err = replay(procs, short_tmp, cut)
     assert code == 1, err
     assert "capture damaged at offset" in result["error"] and result["error_offset"] > 0
-    assert 0 < result["frames"] < 9_600 and result["frames"] == result["frames_in_capture"]
+    assert 0 < result["frames"] < 9_600 and result["ticks"] == result["frames"] == result["frames_in_capture"]
     got = (short_tmp / "work" / "decisions.jsonl").read_text().splitlines()
     golden = DECISIONS.read_text().splitlines()
-    signals = [line for line in got if '"type":"signal"' in line]
-    assert signals == [line for line in golden if '"type":"signal"' in line][: len(signals)]
+    assert result["decisions"]["signal"] > 0
+    for kind in ("signal", "order", "fill"):
+        mine = [line for line in got if f'"type":"{kind}"' in line]
+        assert mine == [line for line in golden if f'"type":"{kind}"' in line][: len(mine)], kind
 
 
 def feed_stats(d: Path) -> dict:

@@ -191,3 +191,21 @@ class TestLockStep:
         brain.join(5)
         assert brain.buf["recv_ns"][0] >= before  # wall time at commit, not the capture's
         assert list(brain.buf["event_ms"][:4]) == [T0 + i for i in range(1, 5)]
+
+
+def test_symbols_of_a_damaged_capture_are_those_seen_before_the_damage(short_tmp):
+    from common.capture import Header, create_capture, open_capture
+
+    path = short_tmp / "c.cap"
+    with create_capture(path, Header(start_ns=T0 * 1_000_000), block_records=10) as w:
+        for i in range(1, 60):
+            w.append((T0 + i) * 1_000_000, (trade(i, T0 + i, "ETHUSDT" if i < 30 else "SOLUSDT"),), KIND_WS_RAW)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    seen = set()
+    with open_capture(path) as cap:
+        syms, flags = rs._symbols_and_flags(cap, None, None)
+        with pytest.raises(CaptureDecodeError):
+            for rec in cap.iter_records():
+                seen.add(rs.frame_symbol(rec.frames[0]))
+    assert syms == sorted(seen) and "ETHUSDT" in seen and flags == {}
