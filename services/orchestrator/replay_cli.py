@@ -2,6 +2,12 @@
 
     aegis replay FILE [--speed X | --max] [--from T] [--to T] [--report DIR]
                       [--decisions FILE] [--exchange-info FILE] [--workdir DIR] [--json]
+    aegis replay FILE --pub ENDPOINT [--topics PREFIX ...] [--speed X | --max] [--from T] [--to T]
+
+With ``--pub`` it only publishes the capture's messages, as they were recorded (ZeroMQ
+messages frame for frame, raw WebSocket frames on topic ``raw.ws``), on a PUB socket bound
+at ENDPOINT, paced like the recording (or ``--speed``/``--max``): a captured stream played
+into any subscriber, a test's or a dashboard's. Without it:
 
 What it does, step by step:
 
@@ -44,8 +50,9 @@ from typing import Any, Iterable
 
 from common import config as config_mod
 from common import service, wire
-from common.capture import KIND_WS_RAW, KIND_ZMQ, Capture, open_capture
+from common.capture import KIND_WS_RAW, KIND_ZMQ, Capture, Record, open_capture
 from common.errors import DecodeError
+from services.feed.replay_source import pace_delay_s
 from services.orchestrator import db
 
 STOP_TIMEOUT_S = 60.0
@@ -160,7 +167,76 @@ def parser() -> argparse.ArgumentParser:
                         "<data_dir>/replay/<capture name>; its previous replay files are replaced)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--pub", metavar="ENDPOINT",
+                   help="instead: publish the capture's messages as recorded (ZeroMQ frames, and raw "
+                        "frames on 'raw.ws') on a PUB socket bound here, for any subscriber")
+    p.add_argument("--topics", nargs="+", default=[], metavar="PREFIX", help="--pub: only these topic prefixes")
+    p.add_argument("--wait", type=float, default=1.0, metavar="S",
+                   help="--pub: seconds to wait after binding, for subscribers to connect (default 1)")
     return p
+
+
+def published_frames(rec: Record) -> tuple[bytes, ...]:
+    """What ``--pub`` sends for one record: a ZeroMQ message as received, a raw frame on its topic."""
+    return tuple(rec.frames) if rec.kind == KIND_ZMQ else (wire.RAW_WS_TOPIC, rec.frames[0])
+
+
+def publish_capture(cap: Capture, send, *, speed: float, from_ns: int | None, to_ns: int | None,
+                    prefixes: tuple[bytes, ...], sleep=time.sleep, clock=time.monotonic) -> tuple[Counter, str]:
+    """Send every record's frames in file order, paced by the receive times (``speed`` 0 = no
+    waiting). Returns (messages per topic, damage message or "")."""
+    counts: Counter = Counter()
+    first: int | None = None
+    started = clock()
+    try:
+        for rec in cap.iter_records(from_ns, to_ns):
+            frames = published_frames(rec)
+            if prefixes and not frames[0].startswith(prefixes):
+                continue
+            if first is None:
+                first, started = rec.recv_ns, clock()
+            delay = pace_delay_s(first, rec.recv_ns, started, clock(), speed)
+            if delay > 0:
+                sleep(delay)
+            send(frames)
+            counts[frames[0].decode("ascii", "backslashreplace")] += 1
+    except DecodeError as exc:
+        return counts, str(exc)
+    return counts, ""
+
+
+def pub_main(args: argparse.Namespace) -> int:
+    import zmq
+
+    from common import zmqutil
+
+    speed = args.speed if args.speed is not None else 0.0
+    try:
+        cap = open_capture(args.file)
+    except (OSError, DecodeError) as exc:
+        return _fail(f"cannot read {args.file}: {exc}")
+    try:
+        sock = zmqutil.pub(args.pub)
+    except (zmq.ZMQError, ValueError) as exc:
+        cap.close()
+        return _fail(f"cannot bind {args.pub}: {exc}")
+    try:
+        time.sleep(max(0.0, args.wait))
+        counts, damage = publish_capture(cap, sock.send_multipart, speed=speed,
+                                         from_ns=args.from_ms * 1_000_000 or None,
+                                         to_ns=args.to_ms * 1_000_000 or None,
+                                         prefixes=tuple(t.encode() for t in args.topics))
+        time.sleep(0.2)  # PUB has no acknowledgement: let the last messages leave
+    finally:
+        sock.close(linger=1000)
+        cap.close()
+        zmqutil.term()
+    result = {"file": args.file, "pub": args.pub, "messages": sum(counts.values()), "topics": dict(counts),
+              "error": damage}
+    print(json.dumps(result) if args.json else
+          f"aegis replay: published {result['messages']:,} messages on {args.pub}"
+          + (f"\n  STOPPED AT DAMAGE: {damage}" if damage else ""))
+    return 1 if damage else 0
 
 
 def _fail(msg: str) -> int:
@@ -267,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("--speed must be > 0 (use --max for as fast as possible)")
     if args.to_ms and args.to_ms <= args.from_ms:
         return _fail("--to must be after --from")
+    if args.pub:
+        return pub_main(args)
     cfg = service.bootstrap("replay", args)
     try:
         with open_capture(args.file) as cap:

@@ -148,3 +148,35 @@ class TestCompactExchangeInfo:
     def test_not_an_exchange_info_raises(self, bad):
         with pytest.raises(ValueError):
             compact_exchange_info(bad)
+
+
+class TestPublish:
+    def test_publishes_frames_in_order_paced_by_receive_time(self, short_tmp):
+        p = short_tmp / "c.cap"
+        sig = env(wire.SignalGenerated(signal_id="S", symbol="BTCUSDT", side="BUY", entry=1.0, stop=0.5,
+                                       target=2.0, confidence=0.5), event_ns=(T0 + 1000) * 1_000_000)
+        write_capture(p, raw_ms=[T0, T0 + 2000], zmq=[sig])
+        now = [100.0]
+        sent, slept = [], []
+
+        def sleep(s):
+            slept.append(round(s, 6))
+            now[0] += s
+
+        with open_capture(p) as cap:
+            counts, damage = rc.publish_capture(cap, sent.append, speed=2.0, from_ns=None, to_ns=None,
+                                                prefixes=(), sleep=sleep, clock=lambda: now[0])
+        assert damage == ""
+        assert [f[0] for f in sent] == [wire.RAW_WS_TOPIC, b"signal.BTCUSDT", wire.RAW_WS_TOPIC]
+        assert sent[1] == tuple(wire.encode(sig)) and sent[0][1] == b'{"s":"BTCUSDT"}'
+        assert slept == [0.5, 0.5]  # 1 s and 2 s of capture time at twice the pace
+        assert counts == {"raw.ws": 2, "signal.BTCUSDT": 1}
+
+    def test_topic_filter_and_max_speed(self, short_tmp):
+        p = short_tmp / "c.cap"
+        write_capture(p, raw_ms=[T0, T0 + 5000], zmq=[env(candle("BTCUSDT", T0 + 10))])
+        sent = []
+        with open_capture(p) as cap:
+            counts, _ = rc.publish_capture(cap, sent.append, speed=0.0, from_ns=None, to_ns=None,
+                                           prefixes=(b"candle.",), sleep=lambda s: pytest.fail("slept"))
+        assert [f[0] for f in sent] == [b"candle.BTCUSDT"] and counts == {"candle.BTCUSDT": 1}
