@@ -138,6 +138,29 @@ def decisions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return out
 
 
+def model_scores(trades: list[dict[str, Any]]) -> dict[str, Any]:
+    """How good the confidence model was on this replay: Brier score and log loss of each
+    closed trade's confidence (predicted at entry, before its outcome was known) against its
+    outcome (win = R > 0), next to the running base rate (the model's own Beta prior over
+    the trades that had closed when this one opened) and a constant 0.5."""
+    from services.brain import model, model_eval
+
+    if not trades:
+        return {"n": 0}
+    prior = model.ModelConfig()
+    rows = sorted(trades, key=lambda t: (t["opened_ms"], t["trade_id"]))
+    closed = sorted((t["closed_ms"], 1.0 if t["outcome_r"] > 0 else 0.0) for t in rows)
+    pm, pb, ys = [], [], []
+    for t in rows:
+        before = [y for c, y in closed if c <= t["opened_ms"]]
+        pb.append((sum(before) + prior.prior_wins) / (len(before) + prior.prior_wins + prior.prior_losses))
+        pm.append(float(t["confidence"]))
+        ys.append(1.0 if t["outcome_r"] > 0 else 0.0)
+    out = model_eval._scores(pm, pb, ys)
+    out["wins"] = int(sum(ys))
+    return out
+
+
 def decision_lines(items: Iterable[dict[str, Any]]) -> str:
     return "".join(json.dumps(d, sort_keys=True, separators=(",", ":")) + "\n" for d in items)
 
@@ -395,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             report_summary = report_cli.write_report(args.report, db_path=service.db_path(rcfg),
                                                      cfg=report.ReportConfig(), stats_dir=work / "stats")
         counts = Counter(d["type"] for d in items)
+        scores = model_scores([d for d in items if d["type"] == "trade"])
         result = {"file": args.file, "frames": progress.get("frames", 0), "frames_in_capture": plan.frames,
                   "ticks": progress.get("ticks", 0), "batches": progress.get("batches", 0),
                   "replay_s": progress.get("elapsed_s"), "elapsed_s": round(elapsed, 3),
@@ -404,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                   "decisions_file": str(out), "report": str(args.report) if args.report else None,
                   "error": progress.get("error") or "", "error_offset": progress.get("error_offset"),
                   "stack_exit": code, "restarts": summary.get("restarts", {}),
-                  "net_pnl_usdt": (report_summary or {}).get("metrics", {}).get("net_pnl_usdt")}
+                  "net_pnl_usdt": (report_summary or {}).get("metrics", {}).get("net_pnl_usdt"),
+                  "model": scores}
         ok = bool(progress.get("done")) and not result["error"] and code == 0
         if args.json:
             print(json.dumps(result))
@@ -440,6 +465,12 @@ def format_result(r: dict[str, Any]) -> str:
              f"  warmed with {r['hydration_candles']:,} hydration candles",
              f"  decisions: {d['signal']} signals, {d['order']} orders, {d['fill']} fills, "
              f"{d['trade']} closed trades, {d['risk_reject']} risk rejections -> {r['decisions_file']}"]
+    m = r.get("model") or {}
+    if m.get("n"):
+        b, ll = m["brier"], m["log_loss"]
+        lines.append(f"  confidence model on {m['n']} closed trades ({m['wins']} wins): Brier {b['model']:.4f} "
+                     f"(base rate {b['base_rate']:.4f}, 0.5: {b['constant']:.4f}), log loss {ll['model']:.4f} "
+                     f"(base rate {ll['base_rate']:.4f}, 0.5: {ll['constant']:.4f})")
     if r["report"]:
         lines.append(f"  report: {r['report']}/index.html (net PnL {r['net_pnl_usdt']} USDT)")
     if r["error"]:

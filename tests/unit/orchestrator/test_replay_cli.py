@@ -180,3 +180,19 @@ class TestPublish:
             counts, _ = rc.publish_capture(cap, sent.append, speed=0.0, from_ns=None, to_ns=None,
                                            prefixes=(b"candle.",), sleep=lambda s: pytest.fail("slept"))
         assert [f[0] for f in sent] == [b"candle.BTCUSDT"] and counts == {"candle.BTCUSDT": 1}
+
+
+def test_model_scores_are_prequential_against_the_running_base_rate():
+    trades = [  # opened, closed, confidence, R
+        {"trade_id": "a", "opened_ms": 0, "closed_ms": 10, "confidence": 0.5, "outcome_r": 2.0},
+        {"trade_id": "b", "opened_ms": 5, "closed_ms": 30, "confidence": 0.8, "outcome_r": -1.0},
+        {"trade_id": "c", "opened_ms": 20, "closed_ms": 40, "confidence": 0.6, "outcome_r": 1.0},
+    ]
+    s = rc.model_scores(trades)
+    # base rate with the Beta(2, 2) prior: a and b open before anything closed -> 0.5;
+    # c opens after a (a win) closed -> (1 + 2) / (1 + 4) = 0.6
+    assert s["n"] == 3 and s["wins"] == 2
+    assert s["brier"]["model"] == pytest.approx(((0.5 - 1) ** 2 + 0.8 ** 2 + (0.6 - 1) ** 2) / 3)
+    assert s["brier"]["base_rate"] == pytest.approx(((0.5 - 1) ** 2 + 0.5 ** 2 + (0.6 - 1) ** 2) / 3)
+    assert s["brier"]["constant"] == pytest.approx(0.25)
+    assert rc.model_scores([])["n"] == 0
