@@ -54,6 +54,7 @@ class EventType(str, enum.Enum):
     SHUTDOWN = "SHUTDOWN"
     TRADE_CLOSED = "TRADE_CLOSED"
     MODEL_STATE = "MODEL_STATE"
+    SYMBOL_INFO = "SYMBOL_INFO"
 
 
 # The feed's raw WebSocket frames (``feed.publish_raw``) go out un-enveloped on this topic,
@@ -75,6 +76,7 @@ TOPIC_PREFIX: dict[EventType, str] = {
     EventType.SHUTDOWN: "shutdown",
     EventType.TRADE_CLOSED: "trade",
     EventType.MODEL_STATE: "model",
+    EventType.SYMBOL_INFO: "symbol",
 }
 
 
@@ -238,8 +240,22 @@ class ModelState(_Body, tag="MODEL_STATE"):
         return self.name
 
 
+class SymbolInfo(_Body, tag="SYMBOL_INFO"):
+    """One streamed symbol's trading rules from exchangeInfo, as the feed discovered them:
+    tick size (price step), step size (quantity step), minimum quantity and notional. Decimal
+    values travel as floats whose shortest repr is the exchange's string (0.1 stays 0.1)."""
+
+    symbol: Symbol
+    tick_size: Price
+    step_size: Price
+    min_qty: NonNeg = 0.0
+    min_notional: NonNeg = 0.0
+    price_precision: Annotated[int, msgspec.Meta(ge=0, le=18)] = 8
+    quantity_precision: Annotated[int, msgspec.Meta(ge=0, le=18)] = 8
+
+
 Body = Union[TickUpdate, CandleClosed, SignalGenerated, OrderRequest, OrderUpdate, Fill,
-             Position, RiskReject, Heartbeat, FeedStatus, Shutdown, TradeClosed, ModelState]
+             Position, RiskReject, Heartbeat, FeedStatus, Shutdown, TradeClosed, ModelState, SymbolInfo]
 
 BODY_TYPES: dict[EventType, type] = {
     EventType.TICK_UPDATE: TickUpdate,
@@ -255,6 +271,7 @@ BODY_TYPES: dict[EventType, type] = {
     EventType.SHUTDOWN: Shutdown,
     EventType.TRADE_CLOSED: TradeClosed,
     EventType.MODEL_STATE: ModelState,
+    EventType.SYMBOL_INFO: SymbolInfo,
 }
 _TYPE_OF: dict[type, EventType] = {v: k for k, v in BODY_TYPES.items()}
 

@@ -70,6 +70,9 @@ class Brain:
         self.history_candles = 0
         self.history_signals = 0
         self.db_history: list[wire.CandleClosed] = []  # a restarted brain's warm-up (see recovery)
+        # each symbol's trading rules as the feed published them (and the database kept them):
+        # the filters' fallback when the exchange's exchangeInfo cannot be fetched
+        self.symbol_info: dict[str, wire.SymbolInfo] = {}
         self.analysed_to: dict[str, int] = {}  # symbol -> close time of the last analysed candle
         # the model learns from every closed trade; until it has seen enough, every confidence
         # is the cold prior, and the signal says so (cold=True). Its state survives restarts.
@@ -236,7 +239,9 @@ class Brain:
             return
         for env in self.history.drain(limit):
             c = env.body
-            if isinstance(c, wire.CandleClosed) and c.interval_s == self.cfg.brain.candle_interval_s:
+            if isinstance(c, wire.SymbolInfo):
+                self.symbol_info[c.symbol] = c
+            elif isinstance(c, wire.CandleClosed) and c.interval_s == self.cfg.brain.candle_interval_s:
                 self.history_candles += 1
                 self.analyse(c, env.event_ns, live=False)
 
@@ -344,7 +349,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     ring = attach_ring(service.ring_path(cfg), stop)
     if ring is None:
         return 0
-    history = bus.Subscriber([ep.feed_pub], (wire.EventType.CANDLE_CLOSED,))
+    history = bus.Subscriber([ep.feed_pub], (wire.EventType.CANDLE_CLOSED, wire.EventType.SYMBOL_INFO))
     saved = recovery.load(service.db_path(cfg), time.time_ns() // 1_000_000)
     try:
         brain = Brain(cfg, ring, pub, journal, history, saved_model=saved.model_blob)
@@ -367,6 +372,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         brain.db_history = recovery.recent_candles(service.db_path(cfg), cfg.brain.candle_interval_s,
                                                    cfg.feed.hydrate_candles, time.time_ns() // 1_000_000)
         log.info("brain.warm_from_database", candles=len(brain.db_history))
+    brain.symbol_info.update(recovery.symbol_rules(service.db_path(cfg)))
     warm_up(brain)
     trading = wiring.make_execution(cfg, brain, ep) if wiring.trading_enabled(cfg) else None
     brain.execution = trading.execution if trading is not None else None

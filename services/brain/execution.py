@@ -24,7 +24,6 @@ import math
 import time
 import urllib.request
 from dataclasses import replace
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping
 

@@ -212,3 +212,28 @@ def recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms: int)
         except (ValueError, TypeError, msgspec.ValidationError):  # a bad row is skipped, not fatal
             continue
     return out
+
+
+def symbol_rules(db_path: Path) -> dict[str, wire.SymbolInfo]:
+    """The trading rules the feed published and the orchestrator stored (``symbols`` table):
+    empty on a first start, or when the table is missing or unreadable."""
+    if not db_path.exists():
+        return {}
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5.0)
+        try:
+            rows = conn.execute("SELECT symbol, tick_size, step_size, min_qty, min_notional, price_precision,"
+                                " quantity_precision FROM symbols").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        log.warning("brain.symbol_rules_unreadable", error=str(exc))
+        return {}
+    out = {}
+    for r in rows:
+        try:
+            out[r[0]] = wire.SymbolInfo(symbol=r[0], tick_size=r[1], step_size=r[2], min_qty=r[3], min_notional=r[4],
+                                        price_precision=r[5], quantity_precision=r[6])
+        except (TypeError, ValueError) as exc:
+            log.warning("brain.symbol_rule_rejected", symbol=r[0], error=str(exc))
+    return out

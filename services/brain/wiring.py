@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import structlog
 
@@ -77,16 +77,28 @@ def rest_url(cfg: AegisConfig) -> str:
     return sim_urls(cfg)[1]
 
 
-def filters_fn(cfg: AegisConfig):
+def filters_fn(cfg: AegisConfig, fallback: Callable[[], Mapping[str, Any]] | None = None):
     """Where the symbol filters come from: the replayed capture's saved exchangeInfo (replay
-    mode: no network), else the exchange's REST endpoint."""
+    mode: no network), else the exchange's REST endpoint, else (``fallback``: the rules the
+    feed published, ``wire.SymbolInfo`` by symbol) those, said in a warning."""
     if cfg.mode == "replay":
         path = cfg.replay.exchange_info
         if not path:
             raise ConfigError("replay mode needs replay.exchange_info (aegis replay writes it from the capture)")
         return lambda: execution.load_filters(path)
     url = rest_url(cfg)
-    return lambda: execution.fetch_filters(url)
+
+    def fetch() -> dict[str, Any]:
+        try:
+            return execution.fetch_filters(url)
+        except Exception as exc:
+            rules = dict(fallback()) if fallback is not None else {}
+            if not rules:
+                raise
+            log.warning("brain.filters_from_feed_rules", error=repr(exc)[:200], symbols=len(rules))
+            return {s: risk.filters_from_symbol_info(i) for s, i in rules.items()}
+
+    return fetch
 
 
 def make_broker(cfg: AegisConfig, book: Any, clock_ms: Any = None) -> Broker:
@@ -138,7 +150,7 @@ def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
         # replay: an order is stamped with the ticks' clock like every other decision
         journal_sync=(lambda body: sync.write(body, brain.now_ns())) if replay else sync.write,
         publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
-        filters_fn=filters_fn(cfg), db_path=service.db_path(cfg),
+        filters_fn=filters_fn(cfg, fallback=lambda: brain.symbol_info), db_path=service.db_path(cfg),
         symbols_fn=lambda: list(brain.ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
         clock_ms=clock_ms, mono_s=(lambda: brain.clock_ms() / 1000.0) if replay else time.monotonic,
         blocked=brain.trading_block_reason, flatten_on_halt=cfg.trading.flatten_on_halt)

@@ -3,8 +3,10 @@
 Start-up: attach the ring (retrying until the orchestrator has created a valid one: a bad
 segment is counted and logged, never a crash), discover symbols (REST errors are retried
 within the request-weight budget, then the built-in list is used and FEED_STATUS says so),
-register them in the ring's symbol table, open one connection per group of at most 200
-streams, and hydrate the last K closed 1m candles of every symbol from REST (published as
+register them in the ring's symbol table, publish each one's trading rules (tick size, step
+size, minimum quantity and notional: SYMBOL_INFO on PUB, again every minute, and to the
+journal, so the database keeps them for a restarted brain), open one connection per group
+of at most 200 streams, and hydrate the last K closed 1m candles of every symbol from REST (published as
 CANDLE_CLOSED on PUB and the journal) while the connections stream.
 
 Each frame is decoded and validated by the pure core (``services.feed.codec``) and
@@ -40,6 +42,7 @@ NAME = "feed"
 RING_RETRY_S = 0.5
 JOURNAL_RETRY_S = 0.05
 RAW_LINGER_MS = 2_000
+SYMBOL_INFO_REPUBLISH_S = 60.0  # SYMBOL_INFO again on PUB for subscribers that joined late
 RAW_SUBSCRIBER_WAIT_S = 0.5  # > ZeroMQ's 100 ms reconnect interval + the handshake
 
 async def attach_ring(path: str, stop: service.StopFlag, errors: Counter) -> Ring | None:
@@ -56,17 +59,19 @@ async def attach_ring(path: str, stop: service.StopFlag, errors: Counter) -> Rin
 
 
 async def choose_symbols(cfg: AegisConfig, client: hydrate.RestClient
-                         ) -> tuple[list[str], str, dict[str, int]]:
+                         ) -> tuple[list[str], str, dict[str, int], list[discovery.SymbolInfo]]:
     """Configured symbols, else the top N by 24h quote volume, else the fallback list; with
-    where they came from and the demo flag bits per symbol (synthesized / derived data)."""
+    where they came from, the demo flag bits per symbol (synthesized / derived data) and the
+    trading rules (tick, step, minimum quantity and notional) of those exchangeInfo describes."""
     if cfg.feed.symbols:
         try:  # configured symbols may still be demo data: ask, but never fail for it
             info = await client.get_json("/fapi/v1/exchangeInfo", weight=hydrate.WEIGHT_EXCHANGE_INFO,
                                          attempts=1)
             flags = discovery.demo_flags(info)
+            infos = discovery.infos_for(info, cfg.feed.symbols)
         except Exception:  # noqa: BLE001 - labels are informative; streaming matters more
-            flags = {}
-        return list(cfg.feed.symbols), "configured", flags
+            flags, infos = {}, []
+        return list(cfg.feed.symbols), "configured", flags, infos
     attempts = cfg.feed.discovery_attempts
     try:
         info = await client.get_json("/fapi/v1/exchangeInfo", weight=hydrate.WEIGHT_EXCHANGE_INFO,
@@ -80,12 +85,12 @@ async def choose_symbols(cfg: AegisConfig, client: hydrate.RestClient
         infos = discovery.select_symbols(info, tickers if isinstance(tickers, list) else None,
                                          cfg.feed.max_symbols)
         if infos:
-            return [i.symbol for i in infos], "discovered", discovery.demo_flags(info)
+            return [i.symbol for i in infos], "discovered", discovery.demo_flags(info), infos
         reason = "no tradable symbols"
     except Exception as exc:  # noqa: BLE001 - any failure -> fallback, never a crash
         reason = repr(exc)[:200]
     log.warning("feed.discovery_failed", reason=reason, fallback=len(discovery.FALLBACK_SYMBOLS))
-    return list(discovery.FALLBACK_SYMBOLS[: cfg.feed.max_symbols]), f"fallback: {reason}", {}
+    return list(discovery.FALLBACK_SYMBOLS[: cfg.feed.max_symbols]), f"fallback: {reason}", {}, []
 
 
 def recovery_stats(conns: list[ConnectionStats]) -> dict[str, Any]:
@@ -152,8 +157,19 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         pub.close()
         return 0
     client = hydrate.RestClient(rest_base, weight_budget_1m=cfg.feed.rest_weight_budget_1m)
-    symbols, source, flags = await choose_symbols(cfg, client)
+    symbols, source, flags, infos = await choose_symbols(cfg, client)
     feed = Feed(cfg, ring, symbols, flags)
+    # the trading rules of each streamed symbol, for the brain (PUB, again every minute for a
+    # brain that restarts) and the database (journal)
+    rules, bad_rules = discovery.info_bodies(infos)
+    errors["symbol_info_unusable"] += bad_rules
+    journal = bus.Publisher.connect_journal(NAME, ep.journal)
+    for body in rules:
+        pub.publish(body)
+        try:
+            journal.publish(body)
+        except TransientError:
+            errors["journal_full"] += 1
     if cfg.feed.publish_raw:  # every frame as received, for aegis capture --raw
         feed.raw_out = lambda raw: pub.send_raw(wire.RAW_WS_TOPIC, raw)
     names = streams.stream_names(symbols, cfg.feed.channels)
@@ -169,9 +185,7 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     log.info("feed.started", symbols=len(symbols), source=source, connections=len(plan), streams=len(names))
 
     report = hydrate.HydrationReport(symbols=len(symbols), done=cfg.feed.hydrate_candles == 0)
-    journal = None
     if cfg.feed.hydrate_candles > 0:
-        journal = bus.Publisher.connect_journal(NAME, ep.journal)
         tasks.append(asyncio.create_task(run_hydration(cfg, client, symbols, pub, journal, stop,
                                                        report, errors)))
 
@@ -185,7 +199,7 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
                 "sequence_resets": feed.sequence_resets, "publish_raw": cfg.feed.publish_raw,
                 "pub_dropped": pub.dropped,
                 "accepted": dict(feed.accepted), "errors": dict(errors), "symbols": len(symbols),
-                "source": source, "channels": list(cfg.feed.channels),
+                "source": source, "channels": list(cfg.feed.channels), "symbol_rules": len(rules),
                 "connections": len(plan), "streams": len(names),
                 "reconnects": sum(c.disconnects for c in conns),
                 "disconnect_causes": dict(sum((Counter(c.disconnect_causes) for c in conns), Counter())),
@@ -224,6 +238,7 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
                            return_when=asyncio.FIRST_COMPLETED)
         if not stop.is_set():
             service.mark_ready(rd, NAME)
+        next_rules = time.monotonic() + SYMBOL_INFO_REPUBLISH_S
         while not stop.is_set():
             now = time.monotonic()
             live = sum(c.connected for c in conns)
@@ -236,6 +251,10 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             pub.publish(wire.FeedStatus(state=state, connections=live, symbols=len(symbols),
                                         message=source, detail=status_detail()))
             service.write_json_atomic(service.stats_path(rd, NAME), snapshot())
+            if now >= next_rules:
+                next_rules = now + SYMBOL_INFO_REPUBLISH_S
+                for body in rules:
+                    pub.publish(body)
             await asyncio.wait([stopper], timeout=cfg.feed.status_interval_s)
     finally:
         for t in tasks:
@@ -246,8 +265,7 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         service.write_json_atomic(service.stats_path(rd, NAME), snapshot())
         # a capture records the raw frames: the last ones queued must reach it, not be dropped
         pub.close(linger_ms=RAW_LINGER_MS if cfg.feed.publish_raw else 0)
-        if journal is not None:
-            journal.close()
+        journal.close()
         ring.close()
         zmqutil.term()
         log.info("feed.stopped", **{k: v for k, v in snapshot().items() if isinstance(v, int)})

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from common import wire
 from common.errors import DecodeError
 from common.records import Flag
 
@@ -87,6 +88,39 @@ def select_symbols(exchange_info: Mapping[str, Any], tickers: Sequence[Mapping[s
     order = {info.symbol: i for i, info in enumerate(infos)}
     infos.sort(key=lambda i: (-volume.get(i.symbol, 0.0), order[i.symbol]))
     return infos[:n]
+
+
+def infos_for(exchange_info: Mapping[str, Any], symbols: Sequence[str]) -> list[SymbolInfo]:
+    """The SymbolInfo of each of ``symbols`` that exchangeInfo describes (configured symbols)."""
+    wanted = set(symbols)
+    out: list[SymbolInfo] = []
+    for e in exchange_info.get("symbols", ()) if isinstance(exchange_info, Mapping) else ():
+        if isinstance(e, Mapping) and e.get("symbol") in wanted:
+            try:
+                out.append(parse_symbol(e))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
+def info_bodies(infos: Sequence[SymbolInfo]) -> tuple[list[wire.SymbolInfo], int]:
+    """The SYMBOL_INFO messages the feed publishes for the brain, and how many infos were
+    unusable (a zero tick or step size: counted, never published)."""
+    out: list[wire.SymbolInfo] = []
+    bad = 0
+    for i in infos:
+        if i.tick_size <= 0 or i.step_size <= 0 or not wire_symbol_ok(i.symbol):
+            bad += 1
+            continue
+        out.append(wire.SymbolInfo(symbol=i.symbol, tick_size=i.tick_size, step_size=i.step_size,
+                                   min_qty=i.min_qty, min_notional=i.min_notional,
+                                   price_precision=min(max(i.price_precision, 0), 18),
+                                   quantity_precision=min(max(i.quantity_precision, 0), 18)))
+    return out, bad
+
+
+def wire_symbol_ok(symbol: str) -> bool:
+    return 0 < len(symbol) <= 32 and symbol.isascii() and symbol.isalnum() and symbol.upper() == symbol
 
 
 SYNTHETIC_LABEL = "SYNTHETIC-FROM-CANDLES"  # exchange_sim: ticks synthesized from real candles

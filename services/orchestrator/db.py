@@ -20,7 +20,7 @@ import msgspec
 
 from common import wire
 
-SCHEMA_VERSION = 2  # 2: trades table
+SCHEMA_VERSION = 3  # 2: trades table; 3: symbols table
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -75,6 +75,11 @@ CREATE TABLE IF NOT EXISTS trades (
     confidence REAL NOT NULL, learned INTEGER NOT NULL,
     PRIMARY KEY (trade_id, closed_ms)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS symbols (
+    symbol TEXT PRIMARY KEY, tick_size REAL NOT NULL, step_size REAL NOT NULL,
+    min_qty REAL NOT NULL, min_notional REAL NOT NULL, price_precision INTEGER NOT NULL,
+    quantity_precision INTEGER NOT NULL, updated_ns INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS model_state (
     name TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL,
     updated_ns INTEGER NOT NULL
@@ -112,6 +117,10 @@ _POSITION_SQL = ("INSERT INTO positions VALUES (?,?,?,?,?,?) ON CONFLICT(symbol)
                  " updated_ns=excluded.updated_ns")
 _REJECT_SQL = "INSERT OR IGNORE INTO risk_rejects VALUES (?,?,?,?,?,?,?)"
 _TRADE_SQL = "INSERT OR IGNORE INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_SYMBOL_SQL = ("INSERT INTO symbols VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(symbol) DO UPDATE SET"
+               " tick_size=excluded.tick_size, step_size=excluded.step_size, min_qty=excluded.min_qty,"
+               " min_notional=excluded.min_notional, price_precision=excluded.price_precision,"
+               " quantity_precision=excluded.quantity_precision, updated_ns=excluded.updated_ns")
 # a model state only moves forward: an older version delivered late never overwrites a newer
 _MODEL_SQL = ("INSERT INTO model_state VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET"
               " version=excluded.version, state=excluded.state, updated_ns=excluded.updated_ns"
@@ -150,6 +159,9 @@ def rows_for(env: wire.Envelope) -> list[Row]:
                               b.outcome_r, b.exit_reason, b.confidence, int(b.learned)))]
     if isinstance(b, wire.ModelState):
         return [(_MODEL_SQL, (b.name, b.version, b.state, t))]
+    if isinstance(b, wire.SymbolInfo):
+        return [(_SYMBOL_SQL, (b.symbol, b.tick_size, b.step_size, b.min_qty, b.min_notional,
+                               b.price_precision, b.quantity_precision, t))]
     return []  # heartbeats and status are not persisted
 
 

@@ -47,6 +47,9 @@ def test_stack_runs_end_to_end_and_loses_nothing(procs, short_tmp):
     db = sqlite3.connect(short_tmp / "data" / "aegis.sqlite3")
     assert db.execute("SELECT COUNT(*) FROM candles").fetchone()[0] == s["candles_closed"] + s["candles_hydrated"]
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # the feed published each streamed symbol's trading rules, and the database has them
+    rules = dict(db.execute("SELECT symbol, tick_size FROM symbols").fetchall())
+    assert len(rules) == 5 and all(t > 0 for t in rules.values()), rules
     # nothing left behind: no ring file, no run dir with sockets
     assert not list(short_tmp.glob("aegis-*.ring"))
     assert not (short_tmp / "run").exists()

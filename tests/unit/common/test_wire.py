@@ -29,6 +29,8 @@ class TestRoundTrip:
                   symbol="BTCUSDT", side="BUY", qty=0.1, price=1.0),
         wire.SignalGenerated(signal_id="s", symbol="BTCUSDT", side="SELL", entry=2.0, stop=2.1,
                              target=1.8, confidence=0.5, features={"bos": 1.0}),
+        wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.1, step_size=0.001, min_qty=0.001, min_notional=100.0,
+                        price_precision=2, quantity_precision=3),
     ])
     def test_every_message_round_trips_exactly(self, body):
         """encode then decode gives an equal envelope, with the topic naming type and key."""
@@ -131,3 +133,9 @@ class TestSequenceTracker:
         t = wire.SequenceTracker()
         t.observe("a", 1), t.observe("a", 2), t.observe("a", 2)
         assert (t.duplicates, t.gaps) == (1, 0)
+
+
+def test_symbol_info_with_a_zero_tick_size_is_rejected_by_the_subscriber():
+    frames = wire.encode(env(wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.0, step_size=0.001)))
+    with pytest.raises(DecodeError):
+        wire.decode(frames)
