@@ -40,7 +40,7 @@ import structlog
 
 from common import bus, config as config_mod, service, wire, zmqutil
 from common.config import AegisConfig, endpoints
-from common.errors import RingError
+from common.errors import ConfigError, RingError
 from common.ring import Ring
 from services.orchestrator import monitor, policy
 
@@ -481,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
                                   live_confirm=cfg.trading.live_confirm)
     if refusal:
         print(f"aegis run: {refusal}", file=sys.stderr)
+        return 2
+    try:  # tcp without CURVE keys: refuse here, before a run directory or a summary exists
+        service.endpoints(service.run_dir(cfg), cfg)
+    except ConfigError as exc:
+        print(f"aegis run: {exc}", file=sys.stderr)
         return 2
     sup = Supervisor(cfg, duration_s=args.duration, summary_path=args.summary_json,
                      status_line=not args.no_status, without=tuple(args.without),

@@ -81,3 +81,19 @@ def test_sigint_stops_the_stack_cleanly(procs, short_tmp):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not run.exists()
+
+
+def test_tcp_without_keys_is_refused_before_anything_starts(short_tmp):
+    """No CURVE keys for tcp: exit 2 with the fix in the message, no summary printed, no run
+    directory left behind."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, stack_env
+
+    env = stack_env(short_tmp, AEGIS_BUS__TRANSPORT="tcp")
+    p = subprocess.run([sys.executable, "-m", "common.cli", "run", "--duration", "3", "--no-status"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    assert "aegis keys --dir" in p.stderr and p.stdout == ""
+    assert not (short_tmp / "run").exists()
