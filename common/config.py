@@ -69,6 +69,9 @@ class FeedConfig:
     reconnect_max_s: float = 30.0
     silence_timeout_s: float = 10.0  # no message for this long = dead connection
     status_interval_s: float = 1.0
+    # discovery again every this many seconds (0 = only at start): new entrants to the top N
+    # are added (up to max_symbols + 25 %), rules refreshed, symbols that stopped trading reported
+    rediscover_interval_s: float = 900.0
     # Binance closes every connection after 24 h: replace each one before that, overlapping
     # old and new until the new one has caught up (0 = never roll over)
     rollover_s: float = 84_600.0  # 23.5 h
@@ -390,6 +393,8 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("feed.discovery_attempts and feed.hydrate_concurrency must be >= 1")
     if not 0 <= cfg.feed.hydrate_candles <= 100_000:
         raise ConfigError("feed.hydrate_candles must be within 0..100000")
+    if cfg.feed.rediscover_interval_s < 0:
+        raise ConfigError("feed.rediscover_interval_s must be >= 0 (0 = never)")
     t = cfg.trading
     if t.broker not in ("auto", "ccxt", "paper", "none"):
         raise ConfigError("trading.broker must be auto, ccxt, paper or none")

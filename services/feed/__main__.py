@@ -161,33 +161,101 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     feed = Feed(cfg, ring, symbols, flags)
     # the trading rules of each streamed symbol, for the brain (PUB, again every minute for a
     # brain that restarts) and the database (journal)
-    rules, bad_rules = discovery.info_bodies(infos)
-    errors["symbol_info_unusable"] += bad_rules
     journal = bus.Publisher.connect_journal(NAME, ep.journal)
-    for body in rules:
-        pub.publish(body)
-        try:
-            journal.publish(body)
-        except TransientError:
-            errors["journal_full"] += 1
+    known: dict[str, discovery.SymbolInfo] = {}
+    rules: dict[str, wire.SymbolInfo] = {}
+
+    def publish_rules(new: list[discovery.SymbolInfo] | tuple[discovery.SymbolInfo, ...]) -> None:
+        bodies, bad = discovery.info_bodies(new)
+        errors["symbol_info_unusable"] += bad
+        known.update((i.symbol, i) for i in new)
+        for body in bodies:
+            rules[body.symbol] = body
+            pub.publish(body)
+            try:
+                journal.publish(body)
+            except TransientError:
+                errors["journal_full"] += 1
+
+    publish_rules(infos)
     if cfg.feed.publish_raw:  # every frame as received, for aegis capture --raw
         feed.raw_out = lambda raw: pub.send_raw(wire.RAW_WS_TOPIC, raw)
-    names = streams.stream_names(symbols, cfg.feed.channels)
-    plan = streams.plan_connections(names, cfg.feed.streams_per_connection)
-    conns = [ConnectionStats(name=f"c{i}", streams=len(g)) for i, g in enumerate(plan)]
+    conns: list[ConnectionStats] = []
+    tasks: list[asyncio.Task] = []
     ready = asyncio.Event()
-    tasks = [asyncio.create_task(stream_forever(
-        streams.combined_url(ws_base, group), feed, st,
-        initial_s=cfg.feed.reconnect_initial_s, max_s=cfg.feed.reconnect_max_s,
-        silence_timeout_s=cfg.feed.silence_timeout_s, rollover_s=cfg.feed.rollover_s,
-        overlap_max_s=cfg.feed.rollover_overlap_max_s, on_connect=lambda _s: ready.set()))
-        for group, st in zip(plan, conns)]
-    log.info("feed.started", symbols=len(symbols), source=source, connections=len(plan), streams=len(names))
+    n_streams = 0
+
+    def open_connections(syms: list[str]) -> None:
+        """One more connection per group of at most streams_per_connection streams."""
+        nonlocal n_streams
+        names = streams.stream_names(syms, cfg.feed.channels)
+        n_streams += len(names)
+        for group in streams.plan_connections(names, cfg.feed.streams_per_connection):
+            st = ConnectionStats(name=f"c{len(conns)}", streams=len(group))
+            conns.append(st)
+            tasks.append(asyncio.create_task(stream_forever(
+                streams.combined_url(ws_base, group), feed, st,
+                initial_s=cfg.feed.reconnect_initial_s, max_s=cfg.feed.reconnect_max_s,
+                silence_timeout_s=cfg.feed.silence_timeout_s, rollover_s=cfg.feed.rollover_s,
+                overlap_max_s=cfg.feed.rollover_overlap_max_s, on_connect=lambda _s: ready.set())))
+
+    open_connections(symbols)
+    log.info("feed.started", symbols=len(symbols), source=source, connections=len(conns), streams=n_streams)
 
     report = hydrate.HydrationReport(symbols=len(symbols), done=cfg.feed.hydrate_candles == 0)
     if cfg.feed.hydrate_candles > 0:
         tasks.append(asyncio.create_task(run_hydration(cfg, client, symbols, pub, journal, stop,
                                                        report, errors)))
+
+    redisc: dict[str, Any] = {"runs": 0, "failures": 0, "added": [], "not_trading": [], "rules_updated": 0,
+                              "last_error": ""}
+
+    def apply_rediscovery(change: discovery.Rediscovery, info: Any) -> None:
+        redisc["runs"] += 1
+        added = feed.add_symbols(list(change.add), discovery.demo_flags(info))
+        if added:
+            symbols.extend(added)
+            open_connections(added)
+            redisc["added"] += added
+            log.warning("feed.symbols_added", symbols=added, total=len(symbols))
+            if cfg.feed.hydrate_candles > 0:
+                more = hydrate.HydrationReport(symbols=len(added))
+                tasks.append(asyncio.create_task(run_hydration(cfg, client, added, pub, journal, stop,
+                                                               more, errors)))
+        redisc["rules_updated"] += len(change.rules)
+        publish_rules(change.rules)
+        if change.gone and change.gone != tuple(redisc["not_trading"]):
+            log.warning("feed.symbols_not_trading", symbols=list(change.gone))
+        redisc["not_trading"] = list(change.gone)
+
+    async def rediscover_forever() -> None:
+        """Discovery again every ``feed.rediscover_interval_s``; a failure keeps everything as it is."""
+        while not stop.is_set():
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait([waiter], timeout=cfg.feed.rediscover_interval_s)
+            waiter.cancel()
+            if stop.is_set():
+                return
+            rank = not cfg.feed.symbols
+            try:
+                info = await client.get_json("/fapi/v1/exchangeInfo", weight=hydrate.WEIGHT_EXCHANGE_INFO,
+                                             attempts=cfg.feed.discovery_attempts)
+                tickers = None
+                if rank:
+                    tickers = await client.get_json("/fapi/v1/ticker/24hr", weight=hydrate.WEIGHT_TICKER_24H_ALL,
+                                                    attempts=cfg.feed.discovery_attempts)
+                change = discovery.plan_rediscovery(list(symbols), info,
+                                                    tickers if isinstance(tickers, list) else None,
+                                                    cfg.feed.max_symbols, known, rank=rank)
+            except Exception as exc:  # noqa: BLE001 - network, 4xx/5xx, a bad body: try again later
+                redisc["failures"] += 1
+                redisc["last_error"] = repr(exc)[:200]
+                log.warning("feed.rediscovery_failed", error=redisc["last_error"])
+                continue
+            apply_rediscovery(change, info)
+
+    if cfg.feed.rediscover_interval_s > 0:
+        tasks.append(asyncio.create_task(rediscover_forever()))
 
     def snapshot() -> dict:
         return {"service": NAME, "pid": os.getpid(), "ticks_received": feed.written,
@@ -200,7 +268,8 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
                 "pub_dropped": pub.dropped,
                 "accepted": dict(feed.accepted), "errors": dict(errors), "symbols": len(symbols),
                 "source": source, "channels": list(cfg.feed.channels), "symbol_rules": len(rules),
-                "connections": len(plan), "streams": len(names),
+                "rediscovery": dict(redisc),
+                "connections": len(conns), "streams": n_streams,
                 "reconnects": sum(c.disconnects for c in conns),
                 "disconnect_causes": dict(sum((Counter(c.disconnect_causes) for c in conns), Counter())),
                 "connect_failures": sum(c.connect_failures for c in conns),
@@ -230,7 +299,8 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
                 "reconnects": float(sum(c.disconnects for c in conns)),
                 "rollovers": float(sum(c.rollovers for c in conns)),
                 "last_recovery_ms": float(rec) if rec is not None else -1.0,
-                "hydrated_candles": float(report.candles), "hydration_done": float(report.done)}
+                "hydrated_candles": float(report.candles), "hydration_done": float(report.done),
+                "symbols_not_trading": float(len(redisc["not_trading"]))}
 
     stopper = asyncio.create_task(stop.wait())
     try:
@@ -253,7 +323,7 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             service.write_json_atomic(service.stats_path(rd, NAME), snapshot())
             if now >= next_rules:
                 next_rules = now + SYMBOL_INFO_REPUBLISH_S
-                for body in rules:
+                for body in list(rules.values()):
                     pub.publish(body)
             await asyncio.wait([stopper], timeout=cfg.feed.status_interval_s)
     finally:

@@ -119,6 +119,47 @@ def info_bodies(infos: Sequence[SymbolInfo]) -> tuple[list[wire.SymbolInfo], int
     return out, bad
 
 
+@dataclass(frozen=True, kw_only=True)
+class Rediscovery:
+    """What a later discovery changes for a running feed."""
+
+    add: tuple[str, ...]  # entered the top N: start streaming (and hydrate) them
+    gone: tuple[str, ...]  # streamed, but no longer TRADING on the exchange: reported
+    rules: tuple[SymbolInfo, ...]  # new or changed trading rules of streamed (or added) symbols
+
+
+def headroom(max_symbols: int) -> int:
+    """How many symbols a feed streams at most after re-discoveries: symbols that leave the
+    top N keep streaming (a position may be open in one), so the set may grow by 25 %."""
+    return max_symbols + max(1, max_symbols // 4)
+
+
+def plan_rediscovery(current: Sequence[str], exchange_info: Mapping[str, Any],
+                     tickers: Sequence[Mapping[str, Any]] | None, max_symbols: int,
+                     known_rules: Mapping[str, SymbolInfo], *, rank: bool = True) -> Rediscovery:
+    """Pure: compare a fresh exchangeInfo (and 24h tickers) with what the feed streams.
+    ``rank`` False (configured symbols): nothing is added, only rules and status are checked.
+    Raises DecodeError on a body of the wrong shape (the caller keeps streaming as it was)."""
+    top = select_symbols(exchange_info, tickers, max_symbols) if rank else []
+    streamed = set(current)
+    room = max(0, headroom(max_symbols) - len(current))
+    add = tuple(i.symbol for i in top if i.symbol not in streamed)[:room]
+    entries = {e.get("symbol"): e for e in exchange_info.get("symbols", ()) if isinstance(e, Mapping)}
+    gone = tuple(s for s in current if not (s in entries and entries[s].get("status") == "TRADING"))
+    rules: list[SymbolInfo] = []
+    for s in (*current, *add):
+        e = entries.get(s)
+        if e is None:
+            continue
+        try:
+            info = parse_symbol(e)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if known_rules.get(s) != info:
+            rules.append(info)
+    return Rediscovery(add=add, gone=gone, rules=tuple(rules))
+
+
 def wire_symbol_ok(symbol: str) -> bool:
     return 0 < len(symbol) <= 32 and symbol.isascii() and symbol.isalnum() and symbol.upper() == symbol
 

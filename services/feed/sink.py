@@ -61,6 +61,20 @@ class Feed:
         # raw frames out as received (``feed.publish_raw``: what ``aegis capture --raw`` records)
         self.raw_out: Callable[[bytes], None] | None = None
 
+    def add_symbols(self, symbols: list[str], demo_flags: dict[str, int] | None = None) -> list[str]:
+        """Stream more symbols (a re-discovery): register each new one in the ring's symbol
+        table; returns those that were new."""
+        added = []
+        for s in symbols:
+            if s in self.symbol_ids:
+                continue
+            sid = self.ring.register_symbol(s)
+            self.symbol_ids[s] = sid
+            self.extra_flags.extend([0] * (sid + 1 - len(self.extra_flags)))
+            self.extra_flags[sid] = (demo_flags or {}).get(s, 0)
+            added.append(s)
+        return added
+
     # ------------------------------------------------------------------ sink
     def on_frame(self, raw: bytes, recv_ns: int) -> bool:
         self.received += 1

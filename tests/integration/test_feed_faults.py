@@ -404,6 +404,37 @@ def test_discovery_that_keeps_failing_falls_back_and_says_so(procs, short_tmp):
         feed.ring.close()
 
 
+def test_rediscovery_after_a_fallback_start_adds_the_real_top_symbols(procs, short_tmp):
+    """Discovery fails at start (the built-in list: BTCUSDT, ETHUSDT); three seconds later it
+    succeeds: the sim's next symbol by volume is added within the headroom (ring symbol table,
+    a new connection, its ticks flowing, its trading rules published), and ETHUSDT, which
+    this exchange does not list, is reported as not trading; nothing is dropped."""
+    sim = SimProc(procs, short_tmp / "sim.log", symbols=3, speed=2.0)
+    sim.fault(action="http_error", status=503, count=4, path="/fapi/v1/exchangeInfo")  # = discovery_attempts
+    feed = FeedProc(procs, short_tmp, sim.port, AEGIS_FEED__MAX_SYMBOLS="2",
+                    AEGIS_FEED__REDISCOVER_INTERVAL_S="3", **FAST_RECOVERY)
+    # subscribed before the feed binds (ZeroMQ connects when it does): nothing published is missed
+    sub = bus.Subscriber([feed.endpoints.feed_pub], [wire.EventType.SYMBOL_INFO])
+    try:
+        feed.wait_ready()
+        s = feed.wait_for(lambda s: s.get("rediscovery", {}).get("added"), "a re-discovery that adds a symbol")
+        assert s["source"].startswith("fallback: ")
+        added = s["rediscovery"]["added"]
+        assert len(added) == 1 and added[0] not in ("BTCUSDT", "ETHUSDT")  # headroom(2) = 3 symbols
+        assert s["rediscovery"]["not_trading"] == ["ETHUSDT"]
+        assert feed.names() == ["BTCUSDT", "ETHUSDT", added[0]]
+        sid = feed.names().index(added[0])
+        feed.wait_for(lambda s: s["connections"] == 2, "a connection for the added symbol")
+        rules = wait_until(lambda: [e.body for e in sub.drain() if e.body.symbol == added[0]], "its SYMBOL_INFO")
+        assert rules[0].tick_size > 0 and rules[0].step_size > 0
+        s = feed.stop()
+        assert s["rediscovery"]["failures"] == 0 and s["symbols"] == 3
+        assert (feed.records()["symbol_id"] == sid).any()  # its ticks reached the ring
+    finally:
+        sub.close()
+        feed.ring.close()
+
+
 # ---------------------------------------------------------------------------- hydration
 class Clock:
     """The in-process sim's clock, moved by hand."""
@@ -463,10 +494,10 @@ def test_feed_hydrates_closed_candles_from_rest_klines(procs, short_tmp):
             deadline = time.monotonic() + WAIT_S
             want = sum(len(v) for v in expected.values())
             while len(got) < want and time.monotonic() < deadline:
-                got.extend(e.body for e in journal.drain())
+                got.extend(e.body for e in journal.drain() if isinstance(e.body, wire.CandleClosed))
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.3)
-            got.extend(e.body for e in journal.drain())
+            got.extend(e.body for e in journal.drain() if isinstance(e.body, wire.CandleClosed))
             s = feed.stats()
             os.killpg(feed.pid, signal.SIGTERM)
             while feed.proc.poll() is None:
