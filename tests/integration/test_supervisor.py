@@ -86,10 +86,6 @@ def test_sigint_stops_the_stack_cleanly(procs, short_tmp):
 def test_tcp_without_keys_is_refused_before_anything_starts(short_tmp):
     """No CURVE keys for tcp: exit 2 with the fix in the message, no summary printed, no run
     directory left behind."""
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO, stack_env
 
     env = stack_env(short_tmp, AEGIS_BUS__TRANSPORT="tcp")
     p = subprocess.run([sys.executable, "-m", "common.cli", "run", "--duration", "3", "--no-status"],
