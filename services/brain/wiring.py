@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -137,12 +138,48 @@ class Trading:
         self.sync.close()
 
 
+class LazyBroker:
+    """A broker built on its first use, not at start-up: the ccxt broker's import alone takes
+    about half a second, which a restarted brain should spend reading the ring instead. The
+    first use is the execution's start-up job, on a dispatcher thread (the lock makes one
+    broker however many threads ask at once)."""
+
+    def __init__(self, factory: Callable[[], Broker], *, name: str) -> None:
+        self._factory = factory
+        self._broker: Broker | None = None
+        self._lock = threading.Lock()
+        self.name = name
+
+    @property
+    def built(self) -> bool:
+        return self._broker is not None
+
+    def _get(self) -> Broker:
+        b = self._broker
+        if b is None:
+            with self._lock:
+                if self._broker is None:
+                    self._broker = self._factory()
+                b = self._broker
+        return b
+
+    def __getattr__(self, attr: str) -> Any:  # only for what the instance itself lacks
+        return getattr(self._get(), attr)
+
+    def close(self) -> None:
+        if self._broker is not None:
+            self._broker.close()
+
+
 def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
     """Replay mode is deterministic: the paper broker answers inline (no threads) and every
     clock (order times, timers, the kill switch's day) is the exchange clock of the ticks."""
     replay = cfg.mode == "replay"
     clock_ms = brain.clock_ms if replay else (lambda: time.time_ns() // 1_000_000)
-    broker = make_broker(cfg, brain.book_top, clock_ms if replay else None)
+    if broker_kind(cfg) == "ccxt":  # importing ccxt costs ~0.5 s: not on the way to ready
+        broker: Any = LazyBroker(lambda: make_broker(cfg, brain.book_top), name="ccxt")
+    else:
+        broker = make_broker(cfg, brain.book_top, clock_ms if replay else None)
     disp: Any = dsp.InlineDispatcher() if replay else dsp.Dispatcher(DISPATCH_WORKERS, name="brain-dispatch")
     sync = bus.SyncJournal("brain", ep.journal_sync, timeout_ms=cfg.trading.journal_ack_timeout_ms)
     ex = execution.Execution(

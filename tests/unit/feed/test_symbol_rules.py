@@ -77,3 +77,4 @@ def test_filters_fall_back_on_the_feeds_rules_when_exchange_info_fails(monkeypat
         wiring.filters_fn(cfg, fallback=lambda: {})()
     with pytest.raises(OSError):
         wiring.filters_fn(cfg)()
+
