@@ -426,7 +426,8 @@ def test_rediscovery_after_a_fallback_start_adds_the_real_top_symbols(procs, sho
         assert s["rediscovery"]["not_trading"] == ["ETHUSDT"]
         assert feed.names() == ["BTCUSDT", "ETHUSDT", added[0]]
         sid = feed.names().index(added[0])
-        feed.wait_for(lambda s: s["connections"] == 2, "a connection for the added symbol")
+        feed.wait_for(lambda s: s["connections"] == 2 and s["connection_detail"][1]["frames"] > 0,
+                      "frames on a connection for the added symbol")
         rules = wait_until(lambda: [e.body for e in sub.drain() if e.body.symbol == added[0]], "its SYMBOL_INFO")
         assert rules[0].tick_size > 0 and rules[0].step_size > 0
         s = feed.stop()
