@@ -117,6 +117,8 @@ class FeedProc:
         self.proc = procs.python("-m", "services.feed", cwd=REPO, env=env, stderr=open(self.log, "w"))
         self.pid = self.proc.pid
         self.final: dict | None = None
+        self._reader = None
+        self._chunks: list[np.ndarray] = []
 
     @property
     def endpoints(self):
@@ -154,17 +156,18 @@ class FeedProc:
         return self.final
 
     def records(self) -> np.ndarray:
-        """Every record in the ring (the test is the only reader; the ring never wraps here)."""
-        reader = self.ring.reader("saved")
+        """Every record in the ring so far (the test is the only reader; the ring never wraps
+        here). Callable while the feed runs: what was read before is kept, not read twice."""
+        if self._reader is None:
+            self._reader = self.ring.reader("saved")
         out = records.empty(65536)
-        chunks = []
         while True:
-            n = reader.read_batch(out)
+            n = self._reader.read_batch(out)
             if n == 0:
                 break
-            chunks.append(out[:n].copy())
-        assert reader.lost == 0
-        return np.concatenate(chunks) if chunks else records.empty(0)
+            self._chunks.append(out[:n].copy())
+        assert self._reader.lost == 0
+        return np.concatenate(self._chunks) if self._chunks else records.empty(0)
 
     def names(self) -> list[str]:
         return self.ring.symbol_names()
@@ -185,9 +188,13 @@ def ticks_flow_again(feed: FeedProc, after: int) -> dict:
     return feed.wait_for(lambda s: s["ticks_written"] > after + 100, "ticks to flow after the fault")
 
 
-def trade_ids(recs: np.ndarray, symbol_id: int) -> np.ndarray:
-    sel = recs[(recs["kind"] == int(Kind.TRADE)) & (recs["symbol_id"] == symbol_id)]
+def ids_of(recs: np.ndarray, symbol_id: int, kind: Kind) -> np.ndarray:
+    sel = recs[(recs["kind"] == int(kind)) & (recs["symbol_id"] == symbol_id)]
     return sel["id"]
+
+
+def trade_ids(recs: np.ndarray, symbol_id: int) -> np.ndarray:
+    return ids_of(recs, symbol_id, Kind.TRADE)
 
 
 # ---------------------------------------------------------------------------- disconnects
@@ -236,6 +243,12 @@ def test_feed_rides_out_a_sim_restart_on_the_same_port(procs, short_tmp):
     try:
         feed.wait_ready()
         feed.wait_for(lambda s: s["ticks_written"] > 100, "ticks to flow")
+        # a reset is seen only on a stream that had ids before the stop, and only when the
+        # restarted counter goes below the last one (the first id again is a duplicate): wait
+        # for at least two ticks of each kind on every symbol (once took > 0.25 s under load)
+        wait_until(lambda: all(len(ids_of(feed.records(), sid, kind)) >= 2
+                               for sid in range(3) for kind in (Kind.TRADE, Kind.BOOK)),
+                   "two trades and two quotes on every symbol before the stop")
         sim.stop()
         feed.wait_for(lambda s: s["connect_failures"] >= 2, "connection attempts to be refused")
         written = feed.stats()["ticks_written"]
