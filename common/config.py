@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from common import binance
 from common.errors import ConfigError
 
 ENV_PREFIX = "AEGIS_"
@@ -59,8 +60,13 @@ class SimConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class FeedConfig:
-    ws_url: str = ""  # "" = the sim's (demo); e.g. wss://fstream.binance.com for paper/live
-    rest_url: str = ""  # "" = the sim's (demo); e.g. https://fapi.binance.com
+    # "" = the mode's: the sim's (demo); Binance's production host (paper, live), or its
+    # testnet with trading.testnet. Set both to point any mode at another exchange endpoint.
+    ws_url: str = ""
+    rest_url: str = ""
+    # Binance production delivers book streams on /public and the rest on /market (a stream on
+    # the wrong path never delivers): "auto" = routed for wss://fstream.binance.com only
+    ws_routing: str = "auto"  # auto | on | off
     symbols: tuple[str, ...] = ()  # empty = discover from exchangeInfo
     max_symbols: int = 20
     streams_per_connection: int = 200
@@ -271,11 +277,19 @@ def curve_dir(cfg: AegisConfig) -> Path:
     return Path(cfg.bus.curve_dir or Path(cfg.data_dir) / "keys").resolve()
 
 
-def sim_urls(cfg: AegisConfig) -> tuple[str, str]:
-    """(ws base url, rest base url) of the feed: explicit ones, else the sim's."""
-    ws = cfg.feed.ws_url or f"ws://{cfg.sim.host}:{cfg.sim.port}"
-    rest = cfg.feed.rest_url or f"http://{cfg.sim.host}:{cfg.sim.port}"
-    return ws, rest
+def market_urls(cfg: AegisConfig) -> tuple[str, str]:
+    """(ws base url, rest base url) of the exchange: explicit ones, else the mode's (paper and
+    live: Binance production or, with trading.testnet, its testnet; demo: the sim)."""
+    real = binance.default_urls(cfg.mode, testnet=cfg.trading.testnet)
+    ws_default, rest_default = real or (f"ws://{cfg.sim.host}:{cfg.sim.port}", f"http://{cfg.sim.host}:{cfg.sim.port}")
+    return cfg.feed.ws_url or ws_default, cfg.feed.rest_url or rest_default
+
+
+def ws_routed(cfg: AegisConfig) -> bool:
+    """Whether the feed opens its connections per routed path (/public, /market)."""
+    if cfg.feed.ws_routing == "auto":
+        return binance.routed_by_default(market_urls(cfg)[0])
+    return cfg.feed.ws_routing == "on"
 
 
 # ---------------------------------------------------------------------------- loading
@@ -385,6 +399,8 @@ def validate(cfg: AegisConfig) -> None:
                           f"not {b.host!r}")
     if not 1 <= cfg.feed.streams_per_connection <= 200:
         raise ConfigError("feed.streams_per_connection must be within 1..200 (Binance limit)")
+    if cfg.feed.ws_routing not in ("auto", "on", "off"):
+        raise ConfigError(f"feed.ws_routing must be 'auto', 'on' or 'off', not {cfg.feed.ws_routing!r}")
     if not cfg.feed.channels:
         raise ConfigError("feed.channels must name at least one channel")
     if cfg.feed.rollover_s < 0 or cfg.feed.rollover_overlap_max_s <= 0:

@@ -19,9 +19,9 @@ from typing import Any, Callable, Mapping
 
 import structlog
 
-from common import bus, service
+from common import binance, bus, service
 from common import config as config_mod
-from common.config import AegisConfig, Endpoints, sim_urls
+from common.config import AegisConfig, Endpoints, market_urls
 from common.errors import ConfigError
 from services.brain import dispatcher as dsp
 from services.brain import execution, risk, rotation, trader
@@ -71,11 +71,8 @@ def credentials(cfg: AegisConfig) -> tuple[str, str]:
 
 
 def rest_url(cfg: AegisConfig) -> str:
-    if cfg.feed.rest_url:
-        return cfg.feed.rest_url
-    if cfg.mode == "live":
-        return "https://testnet.binancefuture.com" if cfg.trading.testnet else "https://fapi.binance.com"
-    return sim_urls(cfg)[1]
+    """The exchange's REST base: feed.rest_url, else the mode's (the sim, Binance or its testnet)."""
+    return market_urls(cfg)[1]
 
 
 def filters_fn(cfg: AegisConfig, fallback: Callable[[], Mapping[str, Any]] | None = None):
@@ -110,8 +107,9 @@ def make_broker(cfg: AegisConfig, book: Any, clock_ms: Any = None) -> Broker:
         from services.brain.ccxt_broker import CcxtBroker, CcxtConfig
 
         key, secret = credentials(cfg)
-        base_url = sim_urls(cfg)[1] if cfg.mode == "demo" and not cfg.feed.rest_url else ""
-        ccfg = CcxtConfig(testnet=t.testnet, base_url=base_url, timeout_ms=t.order_timeout_ms,
+        # an explicit or sim endpoint overrides ccxt's own Binance urls (which follow testnet)
+        base_url = "" if binance.default_urls(cfg.mode, testnet=t.testnet) and not cfg.feed.rest_url else rest_url(cfg)
+        ccfg = CcxtConfig(testnet=t.testnet and not base_url, base_url=base_url, timeout_ms=t.order_timeout_ms,
                           recv_window_ms=t.recv_window_ms, leverage=t.leverage, margin_type=t.margin_type)
         return CcxtBroker(ccfg, api_key=key, api_secret=secret)
     from services.brain.paper import PaperBroker, PaperConfig

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
+from common import binance
 from services.exchange_sim import codec
 from services.exchange_sim.symbols import SymbolSpec
 
@@ -39,11 +40,15 @@ class Connection:
     """One client connection's subscription state and pending frames."""
 
     __slots__ = ("cid", "combined", "transport", "streams", "out", "frames_sent", "bytes_sent",
-                 "frames_dropped", "stalled_until_ms", "inject", "peer", "handle")
+                 "frames_dropped", "stalled_until_ms", "inject", "peer", "handle", "route")
 
-    def __init__(self, cid: int, combined: bool, transport: Transport | None, peer: str = "") -> None:
+    def __init__(self, cid: int, combined: bool, transport: Transport | None, peer: str = "",
+                 route: str = "") -> None:
         self.cid = cid
         self.combined = combined  # /stream (wrapped) vs /ws (raw payloads)
+        # Binance's routed path ("public", "market"; "" = the plain one, which serves all
+        # here): a stream of the other path is accepted and never delivers (common.binance)
+        self.route = route
         self.transport = transport
         self.streams: list[str] = []  # in subscription order, as LIST_SUBSCRIPTIONS shows them
         self.out: list[bytes] = []
@@ -71,6 +76,7 @@ class Hub:
         self.conns: dict[int, Connection] = {}
         self._subs: dict[tuple[int, int], list[Connection]] = {}
         self.timer_syms: set[int] = set()  # symbols with a mark price or kline subscriber
+        self.unrouted = 0  # streams subscribed on a routed path that does not carry them
         self._next_cid = 1
 
     # ------------------------------------------------------------------ names
@@ -88,8 +94,8 @@ class Hub:
         return StreamKey(sym, ch)
 
     # ------------------------------------------------------------------ connections
-    def connect(self, combined: bool, transport: Transport | None, peer: str = "") -> Connection:
-        conn = Connection(self._next_cid, combined, transport, peer)
+    def connect(self, combined: bool, transport: Transport | None, peer: str = "", route: str = "") -> Connection:
+        conn = Connection(self._next_cid, combined, transport, peer, route)
         self._next_cid += 1
         self.conns[conn.cid] = conn
         return conn
@@ -108,6 +114,9 @@ class Hub:
             raise StreamError(f"too many streams: at most {MAX_STREAMS} per connection")
         for name, key in new:
             conn.streams.append(name)
+            if conn.route and binance.stream_route(name) != conn.route:
+                self.unrouted += 1  # as on Binance: listed, silent
+                continue
             self._subs.setdefault((key.sym, key.channel), []).append(conn)
             self._rebuild(key)
 

@@ -13,7 +13,9 @@ is ~76,000 messages/s, and an awaited send per message costs more than the rende
 Routes
 ------
 WebSocket: ``/stream?streams=a/b/c`` (combined frames), ``/ws/<stream>`` and ``/ws`` (raw
-payloads), ``/stream`` (combined, subscribe later). A stream the sim does not serve in the
+payloads), ``/stream`` (combined, subscribe later); each also under Binance production's
+routed paths ``/public/...`` (book streams) and ``/market/...`` (the others), where a stream
+of the other path is accepted and never delivers, as on Binance (``stats.unrouted_streams``). A stream the sim does not serve in the
 URL, or more than 200 of them, is refused before the upgrade with HTTP 400 and a Binance
 error body; over a live connection, SUBSCRIBE errors are answered (see ``control``).
 
@@ -38,6 +40,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from common import binance
 from services.exchange_sim import candles as candles_mod
 from services.exchange_sim import codec, control, faults, rest
 from services.exchange_sim.capture import Capture
@@ -236,9 +239,10 @@ class SimServer:
     def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._fault_middleware])
         r = app.router
-        r.add_get("/stream", self._ws)
-        r.add_get("/ws", self._ws)
-        r.add_get("/ws/{streams:.+}", self._ws)
+        for prefix in ("", "/public", "/market"):  # Binance production's routed paths too
+            r.add_get(f"{prefix}/stream", self._ws)
+            r.add_get(f"{prefix}/ws", self._ws)
+            r.add_get(prefix + "/ws/{streams:.+}", self._ws)
         r.add_get("/fapi/v1/ping", self._rest(lambda q, now: {}))
         r.add_get("/fapi/v1/time", self._rest(lambda q, now: {"serverTime": self.desk.now_ms()}))
         r.add_get("/fapi/v1/exchangeInfo", self._rest(
@@ -298,7 +302,10 @@ class SimServer:
 
     # ------------------------------------------------------------------ websocket
     async def _ws(self, request: web.Request) -> web.StreamResponse:
-        combined = request.path.startswith("/stream")
+        route, _, rest_path = request.path.lstrip("/").partition("/")
+        if route not in binance.ROUTES:
+            route, rest_path = "", request.path.lstrip("/")
+        combined = rest_path.startswith("stream")
         if combined:
             raw = request.query.get("streams", "")
         else:
@@ -318,10 +325,10 @@ class SimServer:
         ws = web.WebSocketResponse(compress=False, autoping=True, timeout=self.params.close_timeout_s,
                                    max_msg_size=1 << 16)
         await ws.prepare(request)
-        conn = self.hub.connect(combined, request.transport, peer=str(request.remote))
+        conn = self.hub.connect(combined, request.transport, peer=str(request.remote), route=route)
         conn.handle = ws
         self.hub.subscribe(conn, names)
-        log.info("sim.client_connected", conn=conn.cid, combined=combined, streams=len(names))
+        log.info("sim.client_connected", conn=conn.cid, combined=combined, streams=len(names), route=route)
         try:
             async for msg in ws:
                 if msg.type == web.WSMsgType.TEXT or msg.type == web.WSMsgType.BINARY:
@@ -357,6 +364,7 @@ class SimServer:
             "steps": self.steps,
             "step_busy_ms_avg": 1000.0 * self.step_busy_s / self.steps if self.steps else 0.0,
             "dropped_slow_consumers": self.dropped_slow,
+            "unrouted_streams": self.hub.unrouted,
             "pending_http_faults": len(self.http_faults),
             "trading": self.desk.stats(),
             "connections": [

@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 from common import bus, service, wire, zmqutil
-from common.config import AegisConfig, sim_urls
+from common.config import AegisConfig, market_urls, ws_routed
 from common.errors import AegisError, RingError, TransientError
 from common.log import RateLimiter
 from common.ring import Ring
@@ -146,7 +146,8 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     rd = service.ensure_run_dir(service.run_dir(cfg))
     service.mark_starting(rd, NAME)
     ep = service.endpoints(rd, cfg)  # tcp: loads the CURVE keys, or refuses to start
-    ws_base, rest_base = sim_urls(cfg)
+    ws_base, rest_base = market_urls(cfg)
+    routed = ws_routed(cfg)
     errors: Counter = Counter()
     started = time.monotonic()
     pub = bus.Publisher.bind_pub(NAME, ep.feed_pub)
@@ -190,17 +191,18 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         nonlocal n_streams
         names = streams.stream_names(syms, cfg.feed.channels)
         n_streams += len(names)
-        for group in streams.plan_connections(names, cfg.feed.streams_per_connection):
-            st = ConnectionStats(name=f"c{len(conns)}", streams=len(group))
+        for route, group in streams.plan_routed(names, cfg.feed.streams_per_connection, routed=routed):
+            st = ConnectionStats(name=f"c{len(conns)}", streams=len(group), route=route)
             conns.append(st)
             tasks.append(asyncio.create_task(stream_forever(
-                streams.combined_url(ws_base, group), feed, st,
+                streams.combined_url(ws_base, group, route), feed, st,
                 initial_s=cfg.feed.reconnect_initial_s, max_s=cfg.feed.reconnect_max_s,
                 silence_timeout_s=cfg.feed.silence_timeout_s, rollover_s=cfg.feed.rollover_s,
                 overlap_max_s=cfg.feed.rollover_overlap_max_s, on_connect=lambda _s: ready.set())))
 
     open_connections(symbols)
-    log.info("feed.started", symbols=len(symbols), source=source, connections=len(conns), streams=n_streams)
+    log.info("feed.started", symbols=len(symbols), source=source, connections=len(conns), streams=n_streams,
+             ws=ws_base, routed=routed)
 
     report = hydrate.HydrationReport(symbols=len(symbols), done=cfg.feed.hydrate_candles == 0)
     if cfg.feed.hydrate_candles > 0:
@@ -276,7 +278,7 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
                 "silent_resets": sum(c.silent_resets for c in conns),
                 "rollovers": sum(c.rollovers for c in conns),
                 "rollover_failures": sum(c.rollover_failures for c in conns),
-                "connection_detail": [{"name": c.name, "streams": c.streams, "connected": c.connected,
+                "connection_detail": [{"name": c.name, "route": c.route, "streams": c.streams, "connected": c.connected,
                                        "connects": c.connects, "disconnects": c.disconnects,
                                        "rollovers": c.rollovers, "frames": c.frames,
                                        "last_overlap_ms": c.last_overlap_ms} for c in conns],

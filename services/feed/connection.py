@@ -80,6 +80,7 @@ class ConnectionStats:
 
     name: str
     streams: int = 0
+    route: str = ""  # Binance's routed path ("public", "market"), "" = the plain one
     connects: int = 0
     disconnects: int = 0
     disconnect_causes: dict[str, int] = field(default_factory=dict)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from typing import Callable, Iterable, Sequence, TypeVar
 
+from common import binance
 from common.records import Kind
 from services.feed import codec
 
@@ -59,8 +60,23 @@ def plan_connections(streams: Sequence[str], per_connection: int = MAX_STREAMS_P
     return groups
 
 
-def combined_url(base: str, streams: Sequence[str]) -> str:
-    return f"{base.rstrip('/')}/stream?streams={'/'.join(streams)}"
+def plan_routed(streams: Sequence[str], per_connection: int = MAX_STREAMS_PER_CONNECTION, *,
+                routed: bool) -> list[tuple[binance.Route, list[str]]]:
+    """(path, streams) per connection. Routed (Binance production): the book streams and the
+    others on separate connections of their own path (``common.binance``), each split as
+    ``plan_connections`` does; not routed: one plain path for all."""
+    if not routed:
+        return [("", g) for g in plan_connections(streams, per_connection)]
+    out: list[tuple[binance.Route, list[str]]] = []
+    for route in binance.ROUTES:
+        mine = [s for s in streams if binance.stream_route(s) == route]
+        out.extend((route, g) for g in plan_connections(mine, per_connection))
+    return out
+
+
+def combined_url(base: str, streams: Sequence[str], route: binance.Route = "") -> str:
+    path = f"/{route}/stream" if route else "/stream"
+    return f"{base.rstrip('/')}{path}?streams={'/'.join(streams)}"
 
 
 def backoff_s(attempt: int, *, initial_s: float = 1.0, max_s: float = 30.0,

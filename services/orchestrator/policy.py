@@ -63,8 +63,6 @@ def mode_refusal(mode: str, *, keys_present: bool, live_confirm: bool) -> str:
         if not live_confirm:
             return ("live mode trades real money: confirm it on purpose with trading.live_confirm = true "
                     "(AEGIS_TRADING__LIVE_CONFIRM=1)")
-    if mode in ("paper", "live"):
-        return f"mode {mode!r} is not available yet: 'demo' and 'replay' (aegis replay) run in this version"
     return ""
 
 

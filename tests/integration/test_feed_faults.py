@@ -56,8 +56,10 @@ def wait_until(pred: Callable[[], Any], what: str, timeout_s: float = WAIT_S) ->
 class SimProc:
     """``python -m services.exchange_sim`` on 127.0.0.1, with its REST and test-control API."""
 
-    def __init__(self, procs, log: Path, *, symbols: int, speed: float, port: int = 0) -> None:
+    def __init__(self, procs, log: Path, *, symbols: int, speed: float, port: int = 0,
+                 env: dict[str, str] | None = None) -> None:
         self.procs, self.log, self.symbols, self.speed = procs, log, symbols, speed
+        self.env = env
         self.port = port
         self.proc: subprocess.Popen | None = None
         self.start()
@@ -65,7 +67,7 @@ class SimProc:
     def start(self) -> None:
         self.proc = self.procs.python(
             "-m", "services.exchange_sim", "--port", str(self.port), "--symbols", str(self.symbols),
-            "--speed", str(self.speed), cwd=REPO, stdout=subprocess.PIPE,
+            "--speed", str(self.speed), cwd=REPO, env=self.env, stdout=subprocess.PIPE,
             stderr=open(self.log, "a"), text=True)
         if self.port == 0:
             line = self.proc.stdout.readline()

@@ -56,6 +56,17 @@ class TestControl:
             {"result": ["btcusdt@bookTicker", "d001usdt@trade"], "id": 3}
         assert hub.targets[0][CH_BOOK] == ((), (conn,))
 
+    def test_a_routed_path_lists_but_never_delivers_the_other_paths_streams(self, hub):
+        """As on Binance production: /market accepts btcusdt@bookTicker and stays silent on it."""
+        conn = hub.connect(True, None, route="market")
+        hub.subscribe(conn, ["btcusdt@trade", "btcusdt@bookTicker"])
+        assert conn.streams == ["btcusdt@trade", "btcusdt@bookTicker"]
+        assert hub.targets[0][CH_TRADE] == ((conn,), ())
+        assert conn not in hub.targets[0][CH_BOOK][0]
+        assert hub.unrouted == 1
+        hub.disconnect(conn)  # unsubscribing a silent stream is fine
+        assert conn not in hub.targets[0][CH_TRADE][0]
+
     def test_unsubscribe_stops_routing(self, hub):
         """UNSUBSCRIBE answers result null and leaves no target behind."""
         conn = hub.connect(True, None)

@@ -36,6 +36,26 @@ class TestPlanConnections:
         """Streams join with '/' under /stream?streams=."""
         assert streams.combined_url("ws://h:1/", ["a@trade", "b@trade"]) == "ws://h:1/stream?streams=a@trade/b@trade"
 
+    def test_combined_url_on_a_routed_path(self):
+        assert streams.combined_url("wss://h", ["a@bookTicker"], "public") == "wss://h/public/stream?streams=a@bookTicker"
+
+    def test_routed_plan_puts_book_and_market_streams_on_their_own_paths(self):
+        names = streams.stream_names([f"S{i}USDT" for i in range(150)], ["trade", "bookTicker"])
+        plan = streams.plan_routed(names, 200, routed=True)
+        assert [(r, len(g)) for r, g in plan] == [("public", 150), ("market", 150)]
+        assert all(n.endswith("@bookTicker") for n in plan[0][1])
+        assert sorted(n for _, g in plan for n in g) == sorted(names)  # each stream exactly once
+
+    def test_routed_plan_splits_each_path_at_the_limit(self):
+        names = streams.stream_names([f"S{i}USDT" for i in range(300)], ["trade", "bookTicker", "markPrice@1s"])
+        plan = streams.plan_routed(names, 200, routed=True)
+        assert [(r, len(g)) for r, g in plan] == [("public", 200), ("public", 100), ("market", 200),
+                                                   ("market", 200), ("market", 200)]
+
+    def test_unrouted_plan_is_the_plain_plan(self):
+        names = streams.stream_names(["AUSDT", "BUSDT"], ["trade", "bookTicker"])
+        assert streams.plan_routed(names, 200, routed=False) == [("", names)]
+
     def test_zero_per_connection_is_refused(self):
         """A plan with no room per connection is a programming error."""
         with pytest.raises(ValueError):

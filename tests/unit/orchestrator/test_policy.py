@@ -52,12 +52,11 @@ class TestModeRefusal:
         msg = policy.mode_refusal("live", keys_present=True, live_confirm=False)
         assert "AEGIS_TRADING__LIVE_CONFIRM=1" in msg
 
-    def test_live_with_keys_and_flag_still_says_it_is_not_available_in_this_version(self):
-        assert policy.mode_refusal("live", keys_present=True, live_confirm=True) == (
-            "mode 'live' is not available yet: 'demo' and 'replay' (aegis replay) run in this version")
+    def test_live_with_keys_and_the_flag_starts(self):
+        assert policy.mode_refusal("live", keys_present=True, live_confirm=True) == ""
 
-    def test_paper_is_not_available_yet(self):
-        assert "not available yet" in policy.mode_refusal("paper", keys_present=False, live_confirm=False)
+    def test_paper_needs_neither_keys_nor_the_flag(self):
+        assert policy.mode_refusal("paper", keys_present=False, live_confirm=False) == ""
 
     def test_demo_and_replay_may_start(self):
         for mode in ("demo", "replay"):
