@@ -9,7 +9,7 @@ time the feed stamps ``t = perf_counter_ns()`` ("decode start"), runs ``Decoder.
 feed's ``on_frame`` without its counters and logging.
 
 Brain process: the production loop of ``services.brain.__main__`` (read a batch, busy-poll
-``spin_before_sleep`` empty reads, then sleep ``idle_sleep_us``; drain the conflation state
+an empty ring for ``spin_before_sleep_us``, then sleep ``idle_sleep_us``; drain the conflation state
 every ``conflate_interval_ms``) around ``engine.process_batch``. "Decision" = the brain has
 processed the tick: latency = the clock after ``process_batch`` returns minus the tick's
 decode start. Publishing candles and conflated ticks on ZeroMQ is not in the measured path.
@@ -178,8 +178,8 @@ def brain_ring_proc(path: str, max_ticks: int, sync: Sync, proposed: bool = Fals
     process = proposals.fused_process_batch(core, buf) if proposed else None
     lat = np.zeros(max_ticks, np.int64)
     pb, reset, drain = engine.process_batch, candles.reset_output, conflate.drain_dirty
-    spin, idle_s = _BRAIN.spin_before_sleep, _BRAIN.idle_sleep_us / 1e6
-    spin_ns = spin * 1_000
+    idle_s = _BRAIN.idle_sleep_us / 1e6
+    spin_ns = _BRAIN.spin_before_sleep_us * 1_000
     conflate_ns = _BRAIN.conflate_interval_ms * 1_000_000
     got = empty_polls = reads = busy = idle_from = 0
     t_last = 0
@@ -216,9 +216,7 @@ def brain_ring_proc(path: str, max_ticks: int, sync: Sync, proposed: bool = Fals
             if not empty_polls:
                 idle_from = t_poll
             empty_polls += 1
-            # production spins a count of polls (~1 µs each, so ~200 µs); a cheap poll would
-            # shrink that window to ~20 µs, so the proposed loop spins for the same time
-            if (t_poll - idle_from > spin_ns) if proposed else (empty_polls > spin):
+            if t_poll - idle_from > spin_ns:  # as production: spin for a time, then sleep
                 time.sleep(idle_s)
             total = sync.total_ticks.value if empty_polls & 63 == 0 else -1
             if total >= 0:
@@ -429,7 +427,7 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
     out: dict[str, Any] = {"pipelines": {}, "config": {
         "symbols": N_SYMBOLS, "seconds": seconds, "repeats": repeats, "warm_frames": WARM_FRAMES,
         "ring_capacity": RING_CAPACITY, "read_batch": _BRAIN.read_batch,
-        "spin_before_sleep": _BRAIN.spin_before_sleep, "idle_sleep_us": _BRAIN.idle_sleep_us,
+        "spin_before_sleep_us": _BRAIN.spin_before_sleep_us, "idle_sleep_us": _BRAIN.idle_sleep_us,
         "sustainable": f"0 drops, feed >= {PACE_TOLERANCE:.0%} of the offered rate, brain caught "
                        f"up within {CATCH_UP_MS:.0f} ms of the last write"}}
     _compile_proposed()  # once here: forked children inherit the compiled kernel

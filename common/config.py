@@ -97,7 +97,7 @@ class BrainConfig:
     conflate_interval_ms: int = 100  # TICK_UPDATE flush period (latest tick per symbol)
     read_batch: int = 4096  # records per ring read
     idle_sleep_us: int = 50  # back-off when the ring is empty (busy-poll first)
-    spin_before_sleep: int = 200  # empty polls before sleeping
+    spin_before_sleep_us: int = 200  # busy-poll an empty ring this long before sleeping
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -174,7 +174,7 @@ def _copy_slot(words, i, out, j):
     return s1
 
 
-@njit(cache=True, nogil=True)
+@njit("int64(int64[::1], int64[::1], int64, int64)", cache=True, nogil=True)
 def ring_read_batch(words, out, max_n, margin):
     """Copy up to ``max_n`` committed records into ``out`` (int64 words); returns the count.
 
@@ -210,6 +210,13 @@ def ring_read_batch(words, out, max_n, margin):
     store_release(words, READER_RESYNCS_W, resyncs)
     store_release(words, READER_CURSOR_W, r)
     return k
+
+
+# the compiled entry points of the two hot kernels (one signature each): no per-call type
+# resolution; only RingWriter.publish and RingReader.read_batch call them, with this ring's
+# own int64 words and the reader's own buffer
+_PUBLISH = ring_publish.overloads[ring_publish.signatures[0]].entry_point
+_READ_BATCH = ring_read_batch.overloads[ring_read_batch.signatures[0]].entry_point
 
 
 @njit(cache=True, nogil=True)
@@ -520,12 +527,17 @@ class RingWriter:
 
     def publish(self, symbol_id, kind, flags, recv_ns, event_ms, id, price, qty,  # noqa: A002
                 aux=0.0, aux_qty=0.0) -> int:
-        """Commit one record from its fields (one numba call); returns its sequence."""
+        """Commit one record from its fields (one compiled call); returns its sequence.
+
+        Through the kernel's compiled entry point, not numba's dispatcher: the kernel has one
+        signature, so resolving the argument types on every call (about half the cost of a
+        call from Python, bench/FINDINGS.md section 1) buys nothing. The entry point converts
+        each scalar as int() / float() would (a float id is truncated, None is a TypeError);
+        the words array is always this ring's own."""
         words = self._words
         if words is None:
             self._live()
-        return ring_publish(words, symbol_id, kind, flags, recv_ns, event_ms, id, price, qty,
-                            aux, aux_qty)
+        return _PUBLISH(words, symbol_id, kind, flags, recv_ns, event_ms, id, price, qty, aux, aux_qty)
 
 
 class RingReader:
@@ -554,7 +566,12 @@ class RingReader:
                     or not out.flags.c_contiguous or not out.flags.writeable:
                 raise TypeError("out must be a writable, contiguous 1-D TICK_DTYPE array")
             self._out, self._out_words = out, out.view(np.int64)
-        return ring_read_batch(words, self._out_words, len(out), self.margin)
+        if words[WRITER_CURSOR_W] == words[READER_CURSOR_W]:
+            # nothing new (exact: only this reader stores its cursor, and a cursor seen equal
+            # here is re-read with acquire order by the kernel when it is not): an empty poll
+            # costs a word comparison, not a compiled call (bench/FINDINGS.md section 2)
+            return 0
+        return _READ_BATCH(words, self._out_words, len(out), self.margin)
 
     @property
     def cursor(self) -> int:

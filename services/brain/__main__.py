@@ -387,25 +387,26 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names))
     conflate_s = cfg.brain.conflate_interval_ms / 1000
     idle_s = cfg.brain.idle_sleep_us / 1e6
-    spin = cfg.brain.spin_before_sleep
+    spin_s = cfg.brain.spin_before_sleep_us / 1e6  # a time, not a count: an empty poll is ~0.1 us
     next_tick = next_beat = next_flush = time.monotonic()
-    empty_polls = 0
+    idle_since = 0.0  # when the ring was first seen empty (0: it was not)
     try:
         while not stop.is_set():
-            if brain.poll():
-                empty_polls = 0
-            else:
-                empty_polls += 1
-                if empty_polls > spin:
-                    time.sleep(idle_s)
+            got = brain.poll()
             now = time.monotonic()
+            if got:
+                idle_since = 0.0
+            elif not idle_since:
+                idle_since = now
+            elif now - idle_since > spin_s:
+                time.sleep(idle_s)
             if now >= next_tick:
                 next_tick = now + conflate_s
                 brain.publish_ticks()
             if now >= next_flush and not brain.replay:
                 next_flush = now + FLUSH_PERIOD_S
                 brain.flush_quiet()
-            if empty_polls:  # idle: spend it on history, never ahead of live ticks
+            if idle_since:  # idle: spend it on history, never ahead of live ticks
                 brain.warm_from_history()
             if trading is not None:
                 trading.execution.poll()
