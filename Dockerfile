@@ -32,6 +32,7 @@ RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.tom
 
 # The project itself: a regular (not editable) install, so the image holds no source tree.
 COPY README.md LICENSE ./
+COPY setup.py ./
 COPY common ./common
 COPY services ./services
 RUN /opt/venv/bin/pip install -q --no-deps . \

@@ -2,15 +2,17 @@
 PY     ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
-BENCH_STAMP := $(VENV)/.bench-installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# the install is redone when the project's build files or its one C source change
+BUILD_SUM := $(shell cat pyproject.toml setup.py common/_ringc.c | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(BUILD_SUM)
+BENCH_STAMP := $(VENV)/.bench-installed-$(BUILD_SUM)
 
 .PHONY: setup setup-bench run test test-fast soak bench golden clean
 
-# idempotent: re-installs only when pyproject.toml changed
+# idempotent: re-installs only when pyproject.toml, setup.py or common/_ringc.c changed
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py common/_ringc.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'

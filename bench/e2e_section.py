@@ -40,7 +40,7 @@ from bench.harness import CTX, Children, clock, consumer_cpu, log, percentiles_u
 from bench.transports import PACED_SWITCH_S, REC
 from common.config import BrainConfig
 from common.records import empty
-from common.ring import WRITER_CURSOR_W, Ring
+from common.ring import Ring
 from services.brain import candles, conflate, engine
 from services.feed import codec
 
@@ -82,12 +82,7 @@ def feed_proc(pipe: str, target: Any, base: list, rate: int, count: int, sync: S
         ring = Ring.attach(target)
         w = ring.writer()
         ids = {s: ring.register_symbol(s) for s in names}
-        pub = w.publish
-        if pipe == "proposed":
-            ep, words = proposals.publish_entry_point(), ring.words
-
-            def pub(*fields, _ep=ep, _w=words):  # noqa: ANN001 - warm-up path only
-                return _ep(_w, *fields)
+        pub = w.publish  # both ring pipelines publish as the feed does (the C publisher)
     else:
         ids = {s: i for i, s in enumerate(names)}
         put, pack = target.put, REC.pack
@@ -124,10 +119,7 @@ def feed_proc(pipe: str, target: Any, base: list, rate: int, count: int, sync: S
         res = dec(frames[i], recvs[i])
         if res.status == 0:  # codec.TICK
             tk = res.tick
-            if pipe == "proposed":
-                ep(words, tk.symbol_id, tk.kind, tk.flags, t, tk.event_ms, tk.id, tk.price, tk.qty,
-                   tk.aux, tk.aux_qty)
-            elif ring is not None:
+            if ring is not None:
                 pub(tk.symbol_id, tk.kind, tk.flags, t, tk.event_ms, tk.id, tk.price, tk.qty,
                     tk.aux, tk.aux_qty)
             else:
@@ -172,9 +164,6 @@ def brain_ring_proc(path: str, max_ticks: int, sync: Sync, proposed: bool = Fals
     core, buf = _brain_core()
     rv = buf["recv_ns"]
     read = rd.read_batch
-    words = ring.words
-    cursor_w = WRITER_CURSOR_W
-    seen = -1  # proposed: the writer cursor at our last read (-1: always read)
     process = proposals.fused_process_batch(core, buf) if proposed else None
     lat = np.zeros(max_ticks, np.int64)
     pb, reset, drain = engine.process_batch, candles.reset_output, conflate.drain_dirty
@@ -197,12 +186,7 @@ def brain_ring_proc(path: str, max_ticks: int, sync: Sync, proposed: bool = Fals
     deadline = 0
     while True:
         t_poll = clock()
-        if proposed:
-            c = words[cursor_w]
-            k = read(buf) if c != seen else 0
-            seen = c
-        else:
-            k = read(buf)
+        k = read(buf)  # an empty ring costs a word comparison (RingReader.read_batch)
         if k:
             if (process(k, t_poll) if proposed else pb(core, buf, k, t_poll)):
                 reset(core.candles)  # production publishes the closed candles here

@@ -1,17 +1,16 @@
 """Prototypes of the production changes the profile points to, so their effect is measured in
-the same run as the code they would replace. Nothing in ``common/`` or ``services/`` uses
-these; they exist to size the proposals in ``bench/FINDINGS.md``.
+the same run as the code they would replace; they exist to size the proposals in
+``bench/FINDINGS.md``.
 
-1. ``publish_entry_point``: call ``ring_publish``'s compiled overload directly. The kernel
-   has one explicit signature, so numba's per-call type resolution of 11 arguments buys
-   nothing. The entry point checks nothing: scalars go through int()/float() and the array
-   is not checked at all, so it may only be given the ring's own words.
+1. ``publish_entry_point``: call ``ring_publish``'s compiled overload directly (applied:
+   ``RingWriter.publish`` is now a C call, with this entry point as its fallback where the
+   C publisher is not built).
 2. ``fused_process_batch``: the brain's ``engine.process_batch`` as one compiled call
    (latencies, histogram, order check, conflation, candles) entered through its compiled
    overload: one argument unboxing per batch instead of five numba calls and a numpy ufunc,
    each resolving the types of NamedTuples of 17 and 21 arrays in Python.
-3. Cursor pre-check: the reader looks at the writer cursor word (one numpy load, ~0.1 µs)
-   and calls ``read_batch`` only when it moved (an empty ``read_batch`` costs ~0.5-1 µs).
+3. Cursor pre-check (applied: ``RingReader.read_batch`` returns 0 on a word comparison when
+   the ring is empty).
 """
 
 from __future__ import annotations

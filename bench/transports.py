@@ -220,54 +220,11 @@ def aegis_consumer(res: dict, spec: Spec, sync: Sync, variant: str = "") -> dict
     return _result(spec, got, lost, t_end, lat)
 
 
-def aegis_cursor_consumer(res: dict, spec: Spec, sync: Sync, variant: str = "") -> dict:
-    """Proposed: look at the writer cursor (one numpy load) before calling the kernel.
-
-    ``read_batch`` costs a numba dispatch (~1 µs) even when the ring is empty; polling
-    the cursor word first makes an empty poll ~0.1 µs, so new records are seen sooner.
-    """
-    from common.ring import WRITER_CURSOR_W
-
-    ring = Ring.attach(res["path"])
-    rd = ring.reader()
-    words = ring.words
-    out = empty(READ_BATCH)
-    rv = out["recv_ns"]
-    read = rd.read_batch
-    read(out)
-    lat = _lat(spec)
-    total = spec.warm + spec.n
-    got = lost = 0
-    r = 0  # our cursor: the writer cursor we have read up to
-    sync.consumer_ready.set()
-    idle_since = 0
-    while got + lost < total:
-        if words[WRITER_CURSOR_W] == r:
-            now = clock()
-            if not idle_since:
-                idle_since = now
-            elif now - idle_since > IDLE_TIMEOUT_S * 1e9:
-                break
-            continue
-        k = read(out)
-        if lat is not None:
-            np.subtract(clock(), rv[:k], out=lat[got:got + k])
-        got += k
-        lost = rd.lost if k == 0 else lost
-        r = got + lost
-        idle_since = 0
-    t_end = clock()
-    lost = rd.lost
-    ring.close()
-    return _result(spec, got, lost, t_end, lat)
-
-
 # ============================================================================ naive ring
 # The ring a user would write in an afternoon: struct.pack_into a slot, bump a cursor,
 # busy-poll the cursor. No overrun detection (a lapped reader silently reads overwritten
 # slots) and no torn-read check; it relies on x86 store order for the cursor.
 NAIVE_HEADER = 64  # bytes before slot 0; the cursor is the first 8
-
 
 def naive_setup(path: str, capacity: int) -> dict[str, Any]:
     size = NAIVE_HEADER + capacity * 64

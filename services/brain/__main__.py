@@ -61,6 +61,7 @@ class Brain:
                                     higher_intervals_ms=(base_ms * HIGHER_TIMEFRAME_FACTOR,),
                                     batch=cfg.brain.read_batch)
         self.buf = records.empty(cfg.brain.read_batch)
+        self.process = lambda n, now_ns: engine.process_batch(self.core, self.buf, n, now_ns)  # bound in warm_up
         self.names: list[str] = ring.symbol_names()
         self.strategy_cfg = strategy.StrategyConfig(base_interval_s=cfg.brain.candle_interval_s)
         self.strategies: dict[str, strategy.StrategyState] = {}
@@ -102,7 +103,7 @@ class Brain:
         n = self.reader.read_batch(self.buf)
         if n:
             self.ticks_read += n
-            n_closed = engine.process_batch(self.core, self.buf, n, time.time_ns())
+            n_closed = self.process(n, time.time_ns())
             mx = int(self.core.candles.stats[candles.STAT_MAX_EVENT_MS])
             if mx > self.max_event_ms:
                 self.max_event_ms, self.max_event_seen_mono = mx, time.monotonic()
@@ -331,7 +332,7 @@ def _sum_counters(counters) -> dict[str, int]:
 def warm_up(brain: Brain) -> None:
     """Load (or compile) every kernel before declaring readiness: numba compiles on first
     call, which would otherwise stall the first ticks by hundreds of milliseconds."""
-    engine.process_batch(brain.core, brain.buf, 0, time.time_ns())
+    brain.process = engine.bind(brain.core, brain.buf)  # compiled entry point, types resolved once
     candles.flush_due(brain.core.candles, 0, 0)
     candles.reset_output(brain.core.candles)
     conflate.drain_dirty(brain.core.conflate)

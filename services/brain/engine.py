@@ -7,12 +7,12 @@ time ``now_ns`` comes in as an argument.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
-from common.histogram import LatencyHistogram
+from common.histogram import LatencyHistogram, record_many
 from common.records import MAX_SYMBOLS, Kind
 from services.brain import candles, conflate
 
@@ -68,14 +68,47 @@ def check_order(last_id, stats, batch, n):
     return bad
 
 
+@njit(cache=True, nogil=True)
+def _process(cstate, fstate, counts, last_id, order_stats, scratch, batch, n, now_ns):
+    """The whole batch in one compiled call: latencies, order check, conflation, candles."""
+    for i in range(n):
+        scratch[i] = now_ns - batch[i].recv_ns
+    record_many(counts, scratch, n)
+    check_order(last_id, order_stats, batch, n)
+    conflate.update_conflated(fstate, batch, n)
+    return candles.update_candles(cstate, batch, n)
+
+
+def _args(core: BrainCore, batch: np.ndarray) -> tuple:
+    return (core.candles, core.conflate, core.latency.counts, core.last_id, core.order_stats,
+            core.scratch_ns, batch)
+
+
 def process_batch(core: BrainCore, batch: np.ndarray, n: int, now_ns: int) -> int:
     """Fold ``batch[:n]`` into the core. Returns how many closed candles wait in the output."""
-    lat = core.scratch_ns[:n]
-    np.subtract(now_ns, batch["recv_ns"][:n], out=lat)
-    core.latency.record_many(lat, n)
-    check_order(core.last_id, core.order_stats, batch, n)
-    conflate.update_conflated(core.conflate, batch, n)
-    return int(candles.update_candles(core.candles, batch, n))
+    if not 0 <= n <= min(len(batch), len(core.scratch_ns)):
+        raise ValueError(f"n={n} outside the batch ({len(batch)}) or the core's scratch ({len(core.scratch_ns)})")
+    return int(_process(*_args(core, batch), n, now_ns))
+
+
+def bind(core: BrainCore, batch: np.ndarray) -> Callable[[int, int], int]:
+    """``process(n, now_ns)``: ``process_batch`` for this core and this read buffer, through
+    the kernel's compiled entry point. numba's dispatcher resolves the types of every argument
+    on every call, NamedTuples of 21 and 17 arrays field by field (11 to 28 us a call here,
+    bench/FINDINGS.md section 3); the core and the buffer are fixed for the life of the
+    brain, so their types are resolved once, here. The caller keeps ``n`` within the buffer
+    (the ring reader never returns more than ``len(batch)``)."""
+    if len(batch) > len(core.scratch_ns):
+        raise ValueError(f"read buffer ({len(batch)}) larger than the core's scratch ({len(core.scratch_ns)})")
+    args = _args(core, batch)
+    process_batch(core, batch, 0, 0)  # compile or load for these types (a no-op batch)
+    key = tuple(_process.typeof_pyval(a) for a in args) + (types.int64, types.int64)
+    entry = _process.overloads[key].entry_point
+
+    def process(n: int, now_ns: int) -> int:
+        return entry(*args, n, now_ns)
+
+    return process
 
 
 def rejected(core: BrainCore) -> int:
