@@ -115,6 +115,9 @@ def per_call_overhead(recs: np.ndarray, calls: int) -> dict[str, float]:
     core = engine.new_core(base_interval_ms=60_000, higher_intervals_ms=(900_000,), batch=4096)
     b = recs[:8]
     engine.process_batch(core, b, 8, 1)
+    bound = engine.bind(core, b)  # what the brain calls: the fused kernel's entry point
+    conflate.update_conflated(core.conflate, b, 0)  # compile the parts on their own too (they
+    candles.update_candles(core.candles, b, 0)  # are inlined into the fused kernel otherwise)
     lat = core.scratch_ns[:8]
     ep_c = candles.update_candles.overloads[candles.update_candles.signatures[0]].entry_point
     ep_f = conflate.update_conflated.overloads[conflate.update_conflated.signatures[0]].entry_point
@@ -127,6 +130,7 @@ def per_call_overhead(recs: np.ndarray, calls: int) -> dict[str, float]:
 
     return {
         "process_batch": _per_call_ns(loop(lambda: engine.process_batch(core, b, 8, 100_000)), calls),
+        "process_bound_entry_point": _per_call_ns(loop(lambda: bound(8, 100_000)), calls),
         "subtract_recv_ns": _per_call_ns(
             loop(lambda: np.subtract(100_000, b["recv_ns"][:8], out=lat)), calls),
         "latency_record_many": _per_call_ns(loop(lambda: core.latency.record_many(lat, 8)), calls),

@@ -34,7 +34,6 @@ from typing import Any, Callable
 import numpy as np
 
 from bench import frames as fr
-from bench import proposals
 from bench.harness import CTX, Children, clock, consumer_cpu, log, percentiles_us, \
     producer_cpu, spin_until, summarize, wait_all
 from bench.transports import PACED_SWITCH_S, REC
@@ -78,7 +77,7 @@ def feed_proc(pipe: str, target: Any, base: list, rate: int, count: int, sync: S
     names = fr.symbol_names(N_SYMBOLS)
     frames, recvs = fr.fan_out(base, N_SYMBOLS, WARM_FRAMES + count)
     ring = None
-    if pipe in ("ring", "proposed"):
+    if pipe == "ring":
         ring = Ring.attach(target)
         w = ring.writer()
         ids = {s: ring.register_symbol(s) for s in names}
@@ -158,15 +157,15 @@ def _brain_core() -> tuple[engine.BrainCore, np.ndarray]:
     return core, buf
 
 
-def brain_ring_proc(path: str, max_ticks: int, sync: Sync, proposed: bool = False) -> dict:
+def brain_ring_proc(path: str, max_ticks: int, sync: Sync) -> dict:
     ring = Ring.attach(path)
     rd = ring.reader()
     core, buf = _brain_core()
     rv = buf["recv_ns"]
     read = rd.read_batch
-    process = proposals.fused_process_batch(core, buf) if proposed else None
     lat = np.zeros(max_ticks, np.int64)
-    pb, reset, drain = engine.process_batch, candles.reset_output, conflate.drain_dirty
+    process = engine.bind(core, buf)  # as the production brain: one compiled call per batch
+    reset, drain = candles.reset_output, conflate.drain_dirty
     idle_s = _BRAIN.idle_sleep_us / 1e6
     spin_ns = _BRAIN.spin_before_sleep_us * 1_000
     conflate_ns = _BRAIN.conflate_interval_ms * 1_000_000
@@ -176,7 +175,7 @@ def brain_ring_proc(path: str, max_ticks: int, sync: Sync, proposed: bool = Fals
     while not 0 <= sync.warm_ticks.value <= got:  # drain the warm-up before the clock starts
         k = read(buf)
         if k:
-            pb(core, buf, k, clock())
+            process(k, clock())
             reset(core.candles)
             got += k
     sync.brain_warm.set()
@@ -188,7 +187,7 @@ def brain_ring_proc(path: str, max_ticks: int, sync: Sync, proposed: bool = Fals
         t_poll = clock()
         k = read(buf)  # an empty ring costs a word comparison (RingReader.read_batch)
         if k:
-            if (process(k, t_poll) if proposed else pb(core, buf, k, t_poll)):
+            if process(k, t_poll):
                 reset(core.candles)  # production publishes the closed candles here
             t_last = clock()
             np.subtract(t_last, rv[:k], out=lat[got:got + k])
@@ -229,7 +228,8 @@ def brain_queue_proc(q: Any, max_ticks: int, sync: Sync) -> dict:
     get, get_nowait = q.get, q.get_nowait
     cap = _BRAIN.read_batch
     lat = np.zeros(max_ticks, np.int64)
-    pb, reset, drain = engine.process_batch, candles.reset_output, conflate.drain_dirty
+    process = engine.bind(core, buf)  # the same brain as the ring pipeline's
+    reset, drain = candles.reset_output, conflate.drain_dirty
     conflate_ns = _BRAIN.conflate_interval_ms * 1_000_000
     got = reads = busy = 0
     t_last = 0
@@ -240,7 +240,7 @@ def brain_queue_proc(q: Any, max_ticks: int, sync: Sync) -> dict:
         except queue.Empty:
             continue
         mv[0:64] = b
-        pb(core, buf, 1, clock())
+        process(1, clock())
         reset(core.candles)
         got += 1
     sync.brain_warm.set()
@@ -265,7 +265,7 @@ def brain_queue_proc(q: Any, max_ticks: int, sync: Sync) -> dict:
                 break
             mv[k << 6:(k + 1) << 6] = b
             k += 1
-        if pb(core, buf, k, t_poll):
+        if process(k, t_poll):
             reset(core.candles)
         t_last = clock()
         np.subtract(t_last, rv[:k], out=lat[got:got + k])
@@ -305,11 +305,11 @@ def trial(pipe: str, base: list, rate: int, seconds: float,
     tmp = tempfile.mkdtemp(prefix="agb-e2e-", dir="/dev/shm")
     try:
         with Children() as ch:
-            if pipe in ("ring", "proposed"):
+            if pipe == "ring":
                 path = f"{tmp}/e2e.ring"
                 Ring.create(path, RING_CAPACITY).close()
                 brain = ch.start("e2e-brain", brain_ring_proc, path, WARM_FRAMES + count, sync,
-                                 pipe == "proposed", cpu=consumer_cpu())
+                                 cpu=consumer_cpu())
                 target: Any = path
             else:
                 q = CTX.Queue()
@@ -342,14 +342,15 @@ def trial(pipe: str, base: list, rate: int, seconds: float,
             "preempted": f.get("preempted", 0) + b.get("preempted", 0)}
 
 
-PIPES = ("ring", "mpq", "proposed")
-PIPE_NAMES = {"ring": "AEGIS ring", "mpq": "mp.Queue",
-              "proposed": "AEGIS ring + proposed changes (bench/proposals.py)"}
+# the "proposed" pipeline of earlier runs (entry-point publish, cursor pre-check, fused
+# brain kernel: bench/proposals.py) is what production does now, so it is not run again
+PIPES = ("ring", "mpq")
+PIPE_NAMES = {"ring": "AEGIS ring", "mpq": "mp.Queue"}
 
 
-def _compile_proposed() -> None:
+def _compile_brain() -> None:
     core, buf = _brain_core()
-    proposals.fused_process_batch(core, buf)
+    engine.bind(core, buf)
 
 
 FIGURES = ("p50", "p99", "p999", "max", "le_200us_pct", "drops", "achieved_rate", "late_frames",
@@ -414,7 +415,7 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
         "spin_before_sleep_us": _BRAIN.spin_before_sleep_us, "idle_sleep_us": _BRAIN.idle_sleep_us,
         "sustainable": f"0 drops, feed >= {PACE_TOLERANCE:.0%} of the offered rate, brain caught "
                        f"up within {CATCH_UP_MS:.0f} ms of the last write"}}
-    _compile_proposed()  # once here: forked children inherit the compiled kernel
+    _compile_brain()  # once here: forked children inherit the compiled kernel
     runs: dict[str, dict[int, list[dict]]] = {p: {r: [] for r in RATES} for p in PIPES}
     for rep in range(repeats):
         for rate in RATES:
