@@ -23,14 +23,14 @@ TESTNET_REST = "https://testnet.binancefuture.com"
 
 Route = Literal["", "public", "market"]
 ROUTES: tuple[Route, ...] = ("public", "market")
-PUBLIC_CHANNELS = ("bookTicker", "depth")  # a channel name's first part (``depth20@100ms``: depth)
+# channels delivered on /public, by the start of a channel's name (``depth20@100ms``: depth)
+PUBLIC_CHANNELS = ("bookTicker", "depth")
 
 
 def stream_route(stream: str) -> Route:
     """``public`` or ``market``: the routed path that delivers ``stream`` (``btcusdt@trade``)."""
     channel = stream.split("@", 1)[1] if "@" in stream else stream
-    base = channel.split("@", 1)[0]
-    return "public" if base == "bookTicker" or base.startswith("depth") else "market"
+    return "public" if channel.startswith(PUBLIC_CHANNELS) else "market"
 
 
 def routed_by_default(ws_base: str) -> bool:
