@@ -343,7 +343,7 @@ def trial(pipe: str, base: list, rate: int, seconds: float,
 
 
 # the "proposed" pipeline of earlier runs (entry-point publish, cursor pre-check, fused
-# brain kernel: bench/proposals.py) is what production does now, so it is not run again
+# brain kernel) is what production does now, so it is not run again
 PIPES = ("ring", "mpq")
 PIPE_NAMES = {"ring": "AEGIS ring", "mpq": "mp.Queue"}
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from bench.harness import clock
 from common.records import TICK_DTYPE, empty
-from common.ring import Ring, ring_publish, ring_write_batch
+from common.ring import _PUBLISH, Ring, ring_publish, ring_write_batch
 
 REC = struct.Struct("<qqqqdddfHBB")  # TICK_DTYPE as struct: stamp, recv_ns, event_ms, id, ...
 assert REC.size == TICK_DTYPE.itemsize == 64
@@ -114,9 +114,9 @@ def aegis_producer(res: dict, spec: Spec, sync: Sync, variant: str) -> dict:
         _go(sync)
         for _ in range(n // spec.batch):  # throughput only: the driver makes n a multiple
             wb(recs)
-    elif variant == "entry":  # proposed: call the compiled overload, skip numba's type dispatch
+    elif variant == "entry":  # the numba entry point RingWriter falls back on without the C publisher
         words = ring.words
-        ep = publish_entry_point()
+        ep = _PUBLISH
         t0 = _go(sync)
         if spec.mode == "tput":
             for i in range(base, base + n):
@@ -178,14 +178,6 @@ try:
     _njit_publish_loop = njit(cache=False, nogil=True)(_njit_publish_loop_impl)
 except ImportError:  # pragma: no cover - numba is a dependency
     _njit_publish_loop = _njit_publish_loop_impl
-
-
-def publish_entry_point():
-    """The compiled ``ring_publish`` itself (its one explicit signature): calling it skips
-    numba's argument type resolution, and with it every check: scalars are converted with
-    int()/float() and the array is not checked at all (anything but the ring's own int64
-    words crashes the process)."""
-    return ring_publish.overloads[ring_publish.signatures[0]].entry_point
 
 
 def aegis_consumer(res: dict, spec: Spec, sync: Sync, variant: str = "") -> dict:

@@ -62,12 +62,12 @@ from numba import njit
 from common._ring_atomics import fence_acquire, fence_release, load_acquire, load_relaxed, \
     store_relaxed, store_release
 from common.errors import RingError
+from common.records import MAX_SYMBOLS, RECORD_SIZE, SYMBOL_NAME_BYTES, TICK_DTYPE
 
 try:  # the per-record publish in C (common/_ringc.c); optional at build time
     from common import _ringc
 except ImportError:  # no compiler where it was installed: the numba entry point instead
     _ringc = None
-from common.records import MAX_SYMBOLS, RECORD_SIZE, SYMBOL_NAME_BYTES, TICK_DTYPE
 
 MAGIC = b"AEGISRNG"
 LAYOUT_VERSION = 1  # bump on any change to the layout above (incl. SYMBOL_NAME_BYTES)

@@ -107,8 +107,10 @@ def make_broker(cfg: AegisConfig, book: Any, clock_ms: Any = None) -> Broker:
         from services.brain.ccxt_broker import CcxtBroker, CcxtConfig
 
         key, secret = credentials(cfg)
-        # an explicit or sim endpoint overrides ccxt's own Binance urls (which follow testnet)
-        base_url = "" if binance.default_urls(cfg.mode, testnet=t.testnet) and not cfg.feed.rest_url else rest_url(cfg)
+        # Binance itself (paper/live, no explicit url): ccxt's own urls, which follow testnet;
+        # anything else (an explicit url, the demo's sim) overrides them
+        real = binance.default_urls(cfg.mode, testnet=t.testnet) is not None
+        base_url = "" if real and not cfg.feed.rest_url else rest_url(cfg)
         ccfg = CcxtConfig(testnet=t.testnet and not base_url, base_url=base_url, timeout_ms=t.order_timeout_ms,
                           recv_window_ms=t.recv_window_ms, leverage=t.leverage, margin_type=t.margin_type)
         return CcxtBroker(ccfg, api_key=key, api_secret=secret)
