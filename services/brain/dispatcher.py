@@ -131,6 +131,7 @@ class Dispatcher:
         self._running = 0
         self._unfinished = 0  # set when close() gave up on running or queued jobs
         self._drain_done: asyncio.Event | None = None
+        self._close_begun = False  # loop side: _begin_close ran (jobs below ORDER are dropped from now on)
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run_loop, args=(ready,), name=name, daemon=True)
         self._thread.start()
@@ -194,7 +195,18 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 self._loop.run_until_complete(main)
         finally:
+            self._finish_tasks()
             self._loop.close()
+
+    def _finish_tasks(self) -> None:
+        """Cancel and await what the scheduler left (its last queue getter): a task destroyed while
+        pending would warn from the garbage collector, at some random later moment."""
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            with contextlib.suppress(RuntimeError, asyncio.CancelledError):
+                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
     def _put(self, entry: _Entry) -> None:
         assert self._queue is not None
@@ -217,6 +229,12 @@ class Dispatcher:
                 free.release()
                 continue
             entry = getter.result()
+            if self._close_begun and entry[0] > ORDER:
+                # taken from the queue while close began: _begin_close could not see it, drop it now
+                self._drop_queued(entry)
+                free.release()
+                self._check_drained()
+                continue
             job = entry[2]
             if job.key is not None:
                 if entry[1] in self._handoff:
@@ -290,17 +308,22 @@ class Dispatcher:
                 self._parked[key] = orders
             else:
                 del self._parked[key]
+        self._close_begun = True
         queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
         for entry in queued:
             if entry[0] <= ORDER:
                 self._queue.put_nowait(entry)
-                continue
-            self._drop(entry)
-            if entry[1] in self._handoff:  # it held its key for the handoff: pass the key on
-                self._handoff.discard(entry[1])
-                assert entry[2].key is not None
-                self._release_key(entry[2].key)
+            else:
+                self._drop_queued(entry)
         self._check_drained()
+
+    def _drop_queued(self, entry: _Entry) -> None:
+        """Drop a job that left the parking (or never parked); a key it held for the handoff passes on."""
+        self._drop(entry)
+        if entry[1] in self._handoff:
+            self._handoff.discard(entry[1])
+            assert entry[2].key is not None
+            self._release_key(entry[2].key)
 
     def _abandon(self) -> None:
         """close() timed out: cancel what never started, count what runs on, stop the loop."""

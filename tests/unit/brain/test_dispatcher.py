@@ -192,6 +192,36 @@ class TestClose:
         assert cancel.result(0) == "canceled"
         assert (reports[0].dropped, reports[0].clean) == (1, True)
 
+    def test_a_job_the_scheduler_holds_as_close_begins_is_dropped_too(self, make):
+        """The race CI hit once: the scheduler had just taken a QUERY from the queue (no longer
+        queued, not parked yet) when close began, so the drop missed it; it parked after close and
+        held its symbol's cancel behind it until close timed out. Forced here on the loop thread:
+        the query's put runs one loop iteration after ``inject``, the scheduler's queue getter
+        takes it the iteration after, and close begins in that same iteration, before the
+        scheduler resumes with the entry."""
+        d = make(2)
+        hold, started, gate = blocker(make.gates)
+        d.submit(ORDER, hold, key="BTCUSDT")
+        assert started.wait(WAIT_S)
+        box: dict = {}
+        injected = threading.Event()
+
+        def inject() -> None:  # on the dispatcher's loop thread
+            box["query"] = d.submit(QUERY, lambda: "queried", key="BTCUSDT")
+            with d._lock:
+                d._closing = True  # what close() does before it schedules _begin_close
+            d._loop.call_soon(lambda: d._loop.call_soon(d._begin_close))
+            injected.set()
+
+        d._loop.call_soon_threadsafe(inject)
+        assert injected.wait(WAIT_S)
+        query = box["query"]
+        cf.wait([query], timeout=2.0)  # the old code parked it: never cancelled, never run
+        assert query.cancelled()
+        gate.set()
+        report = d.close(timeout_s=WAIT_S)
+        assert (report.dropped, report.unfinished, report.clean) == (1, 0, True)
+
     def test_close_with_a_hung_job_returns_within_its_timeout(self, make):
         """A job that never returns: close gives up on it and on what waits, in time."""
         d = make(1)
