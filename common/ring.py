@@ -55,6 +55,7 @@ import mmap
 import os
 import struct
 import time
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -509,6 +510,11 @@ class RingWriter:
         if _ringc is not None:
             self._c = _ringc.Publisher(self._words, SLOTS_W, WRITER_CURSOR_W, BUSY)
             self.publish = self._c.publish  # type: ignore[method-assign]  # no Python frame per record
+
+    @property
+    def c_publisher(self) -> Any:
+        """The C publisher (``common._ringc.Publisher``), None without the C extension."""
+        return self._c
 
     def _detach(self) -> None:
         self._words = None

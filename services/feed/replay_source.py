@@ -293,7 +293,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         progress.error_offset = getattr(exc, "offset", None)
         log.error("feed.replay_unreadable", file=r.file, error=str(exc))
         symbols, flags = [], {}
-    feed = Feed(cfg, ring, symbols, flags)
+    feed = Feed(cfg, ring, symbols, flags, lane=False)  # batches go through the staging writer
     last_beat = 0.0
 
     def snapshot() -> dict[str, Any]:

@@ -11,8 +11,10 @@ from typing import Any, Callable
 import structlog
 
 from common.config import AegisConfig
+from common.errors import RingError
 from common.log import RateLimiter
-from common.ring import Ring
+from common.records import Flag, Kind
+from common.ring import Ring, RingWriter, _ringc
 from services.feed import codec, streams
 from services.feed import firewall as fw
 
@@ -25,18 +27,37 @@ _decode = codec.decode
 _sequence = codec.sequence
 
 
+def make_lane(writer: object, symbol_ids: dict[str, int], seq: codec.SeqState,
+              extra_flags: list[int], past_ms: int, future_ms: int) -> Any:
+    """The C fast lane for in-order ``trade`` / ``bookTicker`` frames (``common/_ringc.c``,
+    ``FeedLane``), sharing the feed's symbol table, sequence state and flags; None where the
+    C extension was not built or ``writer`` is not a ring writer with the C publisher."""
+    pub = writer.c_publisher if type(writer) is RingWriter else None
+    if _ringc is None or pub is None:
+        return None
+    return _ringc.FeedLane(pub, symbol_ids, seq, extra_flags, past_ms, future_ms,
+                           fw.MIN_EVENT_MS, fw.MAX_EVENT_MS, fw.MAX_FRAME_BYTES, fw.MAX_PRICE,
+                           fw.MAX_QTY, int(Kind.TRADE), int(Kind.BOOK), int(Flag.BUYER_IS_MAKER),
+                           int(Flag.NON_MARKET), RingError)
+
+
 class Feed:
     """The mutable shell state of one feed process (decoding and sequencing are pure).
 
     It is the connections' sink: ``on_frame`` for live frames, and ``peek`` / ``delivered`` /
     ``release`` for the frames a rollover holds back until the old connection caught up.
+
+    ``lane``: in-order ``trade`` and ``bookTicker`` frames in Binance's exact layout go through
+    the C fast lane (``make_lane``; ``feed.fast_lane``), everything else, and everything the
+    lane declines, through the Python codec; both give the same records, counts and state
+    (tests/fuzz/test_feed_lane.py). Replacing ``writer`` (a replay's staging writer) turns
+    the lane off: it writes to the ring directly.
     """
 
     def __init__(self, cfg: AegisConfig, ring: Ring, symbols: list[str],
-                 demo_flags: dict[str, int] | None = None) -> None:
+                 demo_flags: dict[str, int] | None = None, *, lane: bool = True) -> None:
         self.cfg = cfg
         self.ring = ring
-        self.writer = ring.writer()
         self.symbol_ids = {s: ring.register_symbol(s) for s in symbols}
         # symbol id -> flag bits OR-ed into every record (SYNTHETIC / DERIVED demo data)
         self.extra_flags = [0] * (max(self.symbol_ids.values(), default=-1) + 1)
@@ -48,9 +69,9 @@ class Feed:
         self.future_ms = fw.FUTURE_TOLERANCE_MS
         self.klines: dict[str | None, dict[int, tuple]] = {}
         self.received = 0
-        self.written = 0
+        self._written = 0  # by the Python path; ``written`` adds the lane's
         self.rejected: Counter[str] = Counter()
-        self.accepted: Counter[str] = Counter()
+        self._accepted: Counter[str] = Counter()
         self.duplicates: Counter[str] = Counter()
         self.gaps = 0
         self.gap_ids_missed = 0
@@ -60,6 +81,42 @@ class Feed:
         self.limiter = RateLimiter(60.0)
         # raw frames out as received (``feed.publish_raw``: what ``aegis capture --raw`` records)
         self.raw_out: Callable[[bytes], None] | None = None
+        self.lane: Any = None
+        self._take: Callable[[bytes, int], int] | None = None
+        self._writer: Any = ring.writer()
+        if lane and cfg.feed.fast_lane:
+            self.lane = make_lane(self._writer, self.symbol_ids, self.seq, self.extra_flags,
+                                  self.past_ms, self.future_ms)
+            self._take = self.lane.take if self.lane is not None else None
+
+    @property
+    def writer(self) -> Any:
+        return self._writer
+
+    @writer.setter
+    def writer(self, w: Any) -> None:
+        self._writer = w
+        self.lane = self._take = None  # the lane writes to the ring itself, never to a stand-in
+
+    @property
+    def written(self) -> int:
+        """Ring records written by this feed (Python path and lane)."""
+        if self.lane is None:
+            return self._written
+        trades, books = self.lane.counts()
+        return self._written + trades + books
+
+    @property
+    def accepted(self) -> Counter[str]:
+        """Accepted frames by event (a copy; Python path and lane)."""
+        out = Counter(self._accepted)
+        if self.lane is not None:
+            trades, books = self.lane.counts()
+            if trades:
+                out["trade"] += trades
+            if books:
+                out["bookTicker"] += books
+        return out
 
     def add_symbols(self, symbols: list[str], demo_flags: dict[str, int] | None = None) -> list[str]:
         """Stream more symbols (a re-discovery): register each new one in the ring's symbol
@@ -80,6 +137,9 @@ class Feed:
         self.received += 1
         if self.raw_out is not None:
             self.raw_out(raw)
+        take = self._take
+        if take is not None and take(raw, recv_ns):
+            return True
         res = _decode(raw, recv_ns, self.symbol_ids, self.past_ms, self.future_ms)
         if res.status == _TICK:  # the hot path, inlined: an in-order tick goes straight to the ring
             out = _sequence(self.seq, res, False, self.past_ms)
@@ -87,8 +147,8 @@ class Feed:
                 t = out.tick
                 self.writer.publish(t.symbol_id, t.kind, t.flags | self.extra_flags[t.symbol_id],
                                     t.recv_ns, t.event_ms, t.id, t.price, t.qty, t.aux, t.aux_qty)
-                self.written += 1
-                self.accepted[out.event] += 1
+                self._written += 1
+                self._accepted[out.event] += 1
                 return True
             return self._act(self._resequence(res, out), raw)
         if res.status == _EVENT:
@@ -144,11 +204,11 @@ class Feed:
             t = res.tick
             self.writer.publish(t.symbol_id, t.kind, t.flags | self.extra_flags[t.symbol_id],
                                 t.recv_ns, t.event_ms, t.id, t.price, t.qty, t.aux, t.aux_qty)
-            self.written += 1
-            self.accepted[res.event] += 1
+            self._written += 1
+            self._accepted[res.event] += 1
             wrote = True
         elif status == _EVENT:
-            self.accepted[res.event] += 1
+            self._accepted[res.event] += 1
         elif status == _DUP:
             self.duplicates[res.event] += 1
         elif status == _REJ:
