@@ -10,10 +10,14 @@ capture, every one a tick) once per pass, passes interleaved:
 - ``orjson + fields + ring``: what a hand-written feed without a firewall would do: parse,
   pick the fields, float() the prices, publish to the ring;
 - ``aegis decode``: ``Decoder.decode`` (typed decode, firewall, sequencing), no ring;
-- ``aegis all-in``: ``Decoder.decode`` + ``RingWriter.publish`` per tick: the feed's hot path.
+- ``aegis python path``: the feed's sink (``services.feed.sink.Feed.on_frame``: decode,
+  firewall, sequencing, ring write, counters) with the C fast lane off: what every frame costs
+  where the C extension is not built, and what a frame the lane declines costs;
+- ``aegis all-in``: the same sink as the feed runs it, the C fast lane on (in-order trade and
+  bookTicker frames parsed, checked, sequenced and written in one C call).
 
-A fresh ``Decoder`` per pass: its sequence state would call every frame of a second pass a
-duplicate (and skip the ring write).
+A fresh sink (or ``Decoder``) per pass: its sequence state would call every frame of a second
+pass a duplicate (and skip the ring write).
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ import orjson
 
 from bench import frames as fr
 from bench.harness import Children, log, producer_cpu, summarize
+from common.config import AegisConfig
 from common.ring import Ring
 from services.feed import codec
+from services.feed.sink import Feed
 
 SYMBOLS = {"BTCUSDT": 0}
 RING_CAPACITY = 1 << 17  # no reader: the writer laps freely, exactly as it never blocks live
@@ -74,19 +80,17 @@ def _aegis_decode(frames, w) -> int:
     return len(frames)
 
 
-def _aegis_all_in(frames, w) -> int:
-    """The feed's ``on_frame`` minus its counters and logging."""
-    dec = codec.Decoder(SYMBOLS).decode
-    pub = w.publish
-    ticks = 0
-    for recv, raw in frames:
-        res = dec(raw, recv)
-        if res.status == 0:  # codec.TICK
-            t = res.tick
-            pub(t.symbol_id, t.kind, t.flags, t.recv_ns, t.event_ms, t.id, t.price, t.qty,
-                t.aux, t.aux_qty)
-            ticks += 1
-    return ticks
+_RING: list[Ring] = []  # the ring of this run (set by _measure): each sink registers its symbol
+
+
+def _sink(lane: bool) -> Callable:
+    def run(frames, w) -> int:
+        feed = Feed(AegisConfig(), _RING[0], list(SYMBOLS), lane=lane)
+        on_frame = feed.on_frame
+        for recv, raw in frames:
+            on_frame(raw, recv)
+        return feed.written
+    return run
 
 
 CONTENDERS: dict[str, tuple[str, Callable, str]] = {
@@ -97,8 +101,11 @@ CONTENDERS: dict[str, tuple[str, Callable, str]] = {
     "orjson_fields_ring": ("orjson + fields + float() + ring publish, no firewall",
                            _orjson_fields_ring, "hot"),
     "aegis_decode": ("AEGIS Decoder.decode (typed + firewall + sequence), no ring", _aegis_decode, "hot"),
-    "aegis_all_in": ("AEGIS all-in: Decoder.decode + RingWriter.publish", _aegis_all_in, "hot"),
-    "aegis_all_in_all_frames": ("AEGIS all-in over every frame (incl. depth diffs)", _aegis_all_in, "all"),
+    "aegis_python_path": ("AEGIS feed sink, C fast lane off (decode + firewall + sequence + ring + counters)",
+                          _sink(False), "hot"),
+    "aegis_all_in": ("AEGIS feed sink as it runs: C fast lane + ring write (+ Python path for the rest)",
+                     _sink(True), "hot"),
+    "aegis_all_in_all_frames": ("AEGIS feed sink over every frame (incl. depth diffs)", _sink(True), "all"),
 }
 
 
@@ -110,6 +117,7 @@ def _measure(passes: int, frac: float) -> dict[str, Any]:
         sets = {k: v[: int(len(v) * frac)] for k, v in sets.items()}
     tmp = tempfile.mkdtemp(prefix="agb-feed-", dir="/dev/shm")
     ring = Ring.create(f"{tmp}/feed.ring", RING_CAPACITY)
+    _RING[:] = [ring]
     try:
         w = ring.writer()
         for _, fn, which in CONTENDERS.values():  # warm: caches, numba kernels, float memo
