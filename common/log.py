@@ -55,7 +55,7 @@ def configure(*, level: str = "warning", fmt: str = "console", service: str = "a
               secrets: Iterable[str] = (), stream: Any = None) -> None:
     """Configure structlog and the stdlib root logger for this process."""
     lvl = LEVELS.get(level.lower(), logging.WARNING)
-    out = stream if stream is not None else sys.stderr
+    out = stream if stream is not None else _CurrentStderr()
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
@@ -87,6 +87,18 @@ def configure(*, level: str = "warning", fmt: str = "console", service: str = "a
     handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(lvl)
+
+
+class _CurrentStderr:
+    """``sys.stderr`` as it is at each write, not as it was when logging was configured: a
+    test runner (or anything else) may swap the stream later, and a handler that kept the old
+    one would write into a closed file."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def _add_service(service: str):

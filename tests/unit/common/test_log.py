@@ -49,6 +49,23 @@ class TestRedaction:
         assert SECRET not in buf.getvalue() and "***" in buf.getvalue()
 
 
+class TestDefaultStream:
+    def test_logs_follow_sys_stderr_when_it_is_replaced_after_configure(self, monkeypatch):
+        """Configured without a stream, structlog and stdlib logs go to sys.stderr as it is at
+        each write: a stream swapped in later gets them, and the one it replaced, closed
+        meanwhile, is never written to (it was: 'I/O operation on closed file')."""
+        first, second = io.StringIO(), io.StringIO()
+        monkeypatch.setattr("sys.stderr", first)
+        logmod.configure(level="info", fmt="json", service="test")
+        structlog.get_logger("t").warning("before.swap")
+        first.close()
+        monkeypatch.setattr("sys.stderr", second)
+        structlog.get_logger("t").warning("after.swap")
+        logging.getLogger("ccxt").warning("stdlib after swap")
+        out = second.getvalue()
+        assert "after.swap" in out and "stdlib after swap" in out and "before.swap" not in out
+
+
 class TestRateLimiter:
     def test_one_allow_per_key_per_period(self):
         """Within the period only the first event of a key passes; the rest are counted."""
