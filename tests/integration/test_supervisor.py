@@ -35,7 +35,7 @@ def test_hung_brain_is_killed_and_restarted(procs, short_tmp):
     """A brain that stops heartbeating (SIGSTOP) is killed and replaced by a new process."""
     env = stack_env(short_tmp, AEGIS_SIM__SYMBOLS="2", AEGIS_SUPERVISOR__HEARTBEAT_TIMEOUT_S="3")
     summary = short_tmp / "s.json"
-    p = procs.python("-m", "common.cli", "run", "--duration", "25", "--no-status",
+    p = procs.python("-m", "common.cli", "run", "--duration", "60", "--no-status",
                      "--summary-json", str(summary), cwd=REPO, env=env,
                      stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     run = short_tmp / "run"
@@ -46,6 +46,8 @@ def test_hung_brain_is_killed_and_restarted(procs, short_tmp):
     assert second != first
     with pytest.raises(ProcessLookupError):
         os.kill(first, 0)  # the hung one is gone, not left stopped
+    time.sleep(2.0)  # the new brain reads on from the ring for a while, then Ctrl+C ends the run
+    p.send_signal(signal.SIGINT)
     assert p.wait(90) == 0
     s = json.loads(summary.read_text())
     assert s["restarts"]["brain"] == 1
