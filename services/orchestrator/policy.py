@@ -89,6 +89,7 @@ def summarize(*, duration_s: float, ring: Mapping[str, int], feed: Sequence[Mapp
         "symbols": symbols,
         "ticks_received": _sum(feed, "ticks_received"),
         "ticks_rejected": _sum(feed, "ticks_rejected"),
+        "ticks_fast_lane": _sum(feed, "fast_lane_ticks"),  # of ticks_received: through the C lane
         "ticks_written": int(ring.get("written", 0)),
         "ticks_read": int(ring.get("read", 0)),
         "ticks_lost": int(ring.get("lost", 0)),
