@@ -24,19 +24,32 @@ WORKDIR /src
 # Runtime dependencies first, from pyproject.toml alone, so that editing the source does not
 # re-download numba, numpy and ccxt: this layer changes only when the dependencies do.
 # Every dependency ships manylinux wheels for CPython 3.11 on x86-64 and aarch64, so no
-# compiler is needed. The test extras are not installed.
+# compiler is needed for them. The test extras are not installed.
 COPY pyproject.toml ./
 RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
  && /opt/venv/bin/pip install -q -r /tmp/requirements.txt
 
+# A C compiler for the project's one C extension (common/_ringc.c: the ring's per-record
+# publish and the feed's fast lane, 320 ns a frame instead of 2.5 us). Build stage only: the
+# runtime stage copies the built venv, not the compiler. Python's headers come with the
+# official image; a plain Debian python3 needs python3-dev for them.
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+ && (python3 -c "import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+     || apt-get install -y -qq --no-install-recommends python3-dev >/dev/null) \
+ && rm -rf /var/lib/apt/lists/*
+
 # The project itself: a regular (not editable) install, so the image holds no source tree.
+# The extension is optional in setup.py; here its absence would be a silent 8x slower feed,
+# so the build says which it got (from /: in /src the source tree would shadow the install).
 COPY README.md LICENSE ./
 COPY setup.py ./
 COPY common ./common
 COPY services ./services
 RUN /opt/venv/bin/pip install -q --no-deps . \
- && /opt/venv/bin/aegis --help >/dev/null
+ && /opt/venv/bin/aegis --help >/dev/null \
+ && cd / && /opt/venv/bin/python -c "from common.ring import _ringc; print('C extension (ring publish, feed fast lane):', 'built' if _ringc else 'NOT built: numba ring, Python decoder')"
 
 # ---------------------------------------------------------------------------- runtime stage
 FROM ${PYTHON_IMAGE}

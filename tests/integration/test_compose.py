@@ -188,6 +188,13 @@ def test_compose_stack_becomes_healthy_streams_ticks_and_leaves_nothing(stack):
     assert latest["lost"] == 0, latest
     assert latest["symbols"] > 0, latest
 
+    # the image has the C extension (the build stage compiles it): the ring's C publish and
+    # the feed's fast lane, not the slower fallbacks
+    ext = stack.compose("exec", "-T", "feed", "python", "-c",
+                        "from common.ring import _ringc; assert _ringc is not None and _ringc.FeedLane",
+                        timeout=60)
+    assert ext.returncode == 0, ext.stderr
+
     # the orchestrator made the database in the data volume
     db = stack.compose("exec", "-T", "orchestrator", "test", "-s", "/var/lib/aegis/aegis.sqlite3",
                        timeout=60)
