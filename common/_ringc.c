@@ -197,8 +197,9 @@ static PyTypeObject PublisherType = {
  * - the sequencer would pass it unchanged: the stream's slot exists in the shared sequence
  *   state (the Python dict codec.sequence uses, updated in place here the same way) and the
  *   id is the next one (trades) or newer (books).
- * Decimal strings convert exactly as float() does: m / 10^k when m < 2^53 and k <= 22 (both
- * exact, one correctly rounded division: Clinger's fast path), else PyOS_string_to_double,
+ * Decimal strings convert exactly as float() does: m / 10^k when m has at most 15 digits
+ * (so m < 2^53) and k <= 22 (both exact, one correctly rounded division: Clinger's fast
+ * path), else PyOS_string_to_double,
  * Python's own correctly rounded parser. tests/fuzz/test_feed_lane.py drives the lane and
  * the Python path with the same frames and compares ring words, counters and state.
  */
@@ -266,30 +267,33 @@ static inline int uint18(Cur *c, int64_t *out) {
     return 1;
 }
 
+/* a run of digits at *pp: how many; each is also appended to *m while fewer than 19 were */
+static inline int digit_run(const char **pp, const char *end, uint64_t *m, int seen) {
+    const char *p = *pp;
+    int n = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        if (seen + n < 19)
+            *m = *m * 10 + (uint64_t)(*p - '0');
+        n++;
+        p++;
+    }
+    *pp = p;
+    return n;
+}
+
 /* a decimal string's body, digits[.digits], up to and past its closing quote -> float(body) */
 static inline int decimal(Cur *c, double *out) {
     const char *p = c->p;
     uint64_t m = 0;
-    int digits = 0, frac = 0;
-    while (p < c->end && *p >= '0' && *p <= '9') {
-        if (digits < 19)
-            m = m * 10 + (uint64_t)(*p - '0');
-        digits++;
-        p++;
-    }
+    int digits = digit_run(&p, c->end, &m, 0), frac = 0;
     if (digits == 0)
         return 0;
     if (p < c->end && *p == '.') {
         p++;
-        while (p < c->end && *p >= '0' && *p <= '9') {
-            if (digits < 19)
-                m = m * 10 + (uint64_t)(*p - '0');
-            digits++;
-            frac++;
-            p++;
-        }
+        frac = digit_run(&p, c->end, &m, digits);
         if (frac == 0)
             return 0;
+        digits += frac;
     }
     if (p >= c->end || *p != '"')
         return 0;
@@ -587,21 +591,22 @@ static struct PyModuleDef ringc_module = {
     PyModuleDef_HEAD_INIT, "common._ringc", "The ring's per-record publish, and the feed's hot frames, as one C call each.", -1, NULL,
 };
 
+static int add_type(PyObject *m, const char *name, PyTypeObject *type) {
+    Py_INCREF(type);
+    if (PyModule_AddObject(m, name, (PyObject *)type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    return 0;
+}
+
 PyMODINIT_FUNC PyInit__ringc(void) {
     if (PyType_Ready(&PublisherType) < 0 || PyType_Ready(&FeedLaneType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&ringc_module);
     if (m == NULL)
         return NULL;
-    Py_INCREF(&PublisherType);
-    if (PyModule_AddObject(m, "Publisher", (PyObject *)&PublisherType) < 0) {
-        Py_DECREF(&PublisherType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    Py_INCREF(&FeedLaneType);
-    if (PyModule_AddObject(m, "FeedLane", (PyObject *)&FeedLaneType) < 0) {
-        Py_DECREF(&FeedLaneType);
+    if (add_type(m, "Publisher", &PublisherType) < 0 || add_type(m, "FeedLane", &FeedLaneType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
