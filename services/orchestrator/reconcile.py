@@ -157,7 +157,8 @@ class ExchangeSnapshot:
     finished_ms: int
     traded_symbols: frozenset[str] = frozenset()  # the symbols we trade (external orders there block)
     open_orders: tuple[ExchangeOrder, ...] = ()
-    # local non-terminal orders missing from the open list, asked one by one; None = not found
+    # local non-terminal orders missing from the open list, asked one by one (None = not
+    # found), and the terminal ones ``orders_to_recheck`` names (only when found)
     queried: Mapping[str, ExchangeOrder | None] = field(default_factory=dict)
     positions: tuple[ExchangePosition, ...] = ()
     fills: tuple[ExchangeFill, ...] = ()
@@ -166,6 +167,29 @@ class ExchangeSnapshot:
     @property
     def duration_ms(self) -> int:
         return self.finished_ms - self.started_ms
+
+
+def orders_to_recheck(local: LocalSnapshot, fills: Iterable[ExchangeFill]) -> tuple[LocalOrder, ...]:
+    """Terminal local orders whose executed quantity the exchange may contradict: a FILLED
+    record that counts less than its quantity, or one the exchange's fills of it exceed.
+
+    A terminal order is not asked about otherwise (it left the open list for good), yet its
+    record can lag: a brain killed between learning "FILLED" from a query and fetching the
+    trades journals FILLED with nothing executed, and its restarted self loads only live
+    orders. The missed fills come back through MISSED_FILL; asking the order again (the
+    shell does, after the fills) lets ``_compare_order`` repair its executed quantity too.
+    Fills before the lookback may be missing from ``fills``: the sum only ever proves the
+    record short, never long."""
+    ours = local.orders
+    by_exchange_id = {o.exchange_order_id: o.client_order_id for o in ours.values() if o.exchange_order_id}
+    executed: dict[str, Decimal] = {}
+    for f in {(f.symbol, f.trade_id): f for f in fills}.values():  # pages may overlap
+        cid = f.client_order_id if f.client_order_id in ours else by_exchange_id.get(f.exchange_order_id, "")
+        if cid and _usable(f.qty):
+            executed[cid] = executed.get(cid, _ZERO) + f.qty
+    return tuple(o for o in ours.values() if is_terminal(o.status) and (
+        (o.status == _S.FILLED.value and o.filled_qty != as_stored(o.qty))
+        or as_stored(executed.get(o.client_order_id, _ZERO)) > o.filled_qty))
 
 
 # ---------------------------------------------------------------------------- report

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Sequence
 
 from services.brain.broker import Broker, ExchangeOrder
 from services.orchestrator.reconcile import (TERMINAL_STATUSES, ExchangeSnapshot, LocalOrder, LocalPosition,
-                                             LocalSnapshot, is_terminal)
+                                             LocalSnapshot, is_terminal, orders_to_recheck)
 
 # terminal orders and fills this recent are compared; the fills lookback must fit inside
 LOCAL_WINDOW_MS = 86_400_000
@@ -77,7 +77,9 @@ def fetch_exchange_snapshot(broker: Broker, local: LocalSnapshot, symbols: Seque
     4. the fills since ``now_ms - fills_lookback_ms`` of every symbol concerned: traded, with
        a position or an open order on either side, or with a local order live or updated
        since then. Asked after the positions, so a fill
-       that moved a position after its answer shows here and marks the symbol in flux.
+       that moved a position after its answer shows here and marks the symbol in flux;
+    5. each terminal local order whose record those fills contradict (``orders_to_recheck``),
+       by client order id, so its executed quantity is compared too.
 
     ``now_ms`` is local time before the first request; ``clock_ms`` (if given) stamps the end.
     """
@@ -93,6 +95,11 @@ def fetch_exchange_snapshot(broker: Broker, local: LocalSnapshot, symbols: Seque
                  | {o.symbol for o in local.orders.values() if not is_terminal(o.status) or o.updated_ms >= since_ms}
                  | {p.symbol for p in positions} | {o.symbol for o in open_orders})
     fills = tuple(f for s in sorted(concerned) for f in broker.fills(s, since_ms=since_ms))
+    for o in orders_to_recheck(local, fills):  # 5. terminal records the fills contradict
+        if o.client_order_id not in queried and o.client_order_id not in listed:
+            answer = broker.query(o.symbol, o.client_order_id)
+            if answer is not None:  # long archived: the fills alone are repaired
+                queried[o.client_order_id] = answer
     return ExchangeSnapshot(started_ms=now_ms, finished_ms=clock_ms() if clock_ms is not None else now_ms,
                             traded_symbols=frozenset(symbols), open_orders=open_orders, queried=queried,
                             positions=positions, fills=fills, fills_since_ms=since_ms)

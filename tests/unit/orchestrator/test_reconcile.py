@@ -293,13 +293,68 @@ class TestSqliteRoundTrip:
         assert (second.status, second.differences, second.repairs, second.deferred) == ("OK", (), (), ())
 
 
+    def test_a_filled_record_that_lost_its_quantity_is_repaired_with_its_fill(self, tmp_path):
+        """The chaos run's case: a brain learns FILLED from a query, journals it (nothing executed
+        yet: the trades come next) and is killed before it fetches them; its restarted self loads
+        only live orders. One run repairs the fill and the order's executed quantity; the next is OK."""
+        conn = db.connect(tmp_path / "aegis.sqlite3")
+        t_old = T - 600_000
+        persist(conn, [
+            wire.OrderRequest(client_order_id="c1", symbol="BTCUSDT", side="SELL", order_type="MARKET", qty=0.01),
+            wire.OrderUpdate(client_order_id="c1", exchange_order_id="101", symbol="BTCUSDT", status="FILLED",
+                             filled_qty=0.0, avg_price=0.0),
+            wire.Position(symbol="BTCUSDT", qty=-0.01, entry_price=43210.1),
+        ], t_old)
+        broker = FakeBroker(
+            orders={"c1": ex_order("c1", side="SELL", status="FILLED", executed="0.010", avg="43210.1")},
+            positions=[ex_position("BTCUSDT", "-0.010", "43210.1")],
+            fills=[ex_fill("9001", cid="c1", side="SELL", qty="0.010", price="43210.1", time_ms=t_old)])
+        ex = fetch_exchange_snapshot(broker, local_snapshot(conn, T), ["BTCUSDT"], T, 3_600_000)
+        assert ("query", "BTCUSDT", "c1") in broker.calls
+        first = diff(local_snapshot(conn, T + 300), ex, now_ms=T + 300)
+        assert (first.status, sorted(kinds(first))) == ("REPAIRED", ["MISSED_FILL", "ORDER_STATUS"])
+        persist(conn, first.repairs, T + 300)
+        assert conn.execute("SELECT status, filled_qty, avg_price FROM orders").fetchall() == [
+            ("FILLED", 0.01, 43210.1)]
+        assert conn.execute("SELECT trade_id, client_order_id, qty FROM fills").fetchall() == [("9001", "c1", 0.01)]
+        t2 = T + 60_000
+        ex2 = fetch_exchange_snapshot(broker, local_snapshot(conn, t2), ["BTCUSDT"], t2, 3_600_000)
+        second = diff(local_snapshot(conn, t2 + 300), ex2, now_ms=t2 + 300)
+        assert (second.status, second.differences, second.repairs) == ("OK", (), ())
+
+
+class TestOrdersToRecheck:
+    def ids(self, loc: LocalSnapshot, *fills) -> list[str]:
+        return sorted(o.client_order_id for o in rc.orders_to_recheck(loc, fills))
+
+    def test_a_filled_record_short_of_its_quantity(self):
+        loc = local(lorder("short", status="FILLED", filled="0"), lorder("full", status="FILLED", filled="0.010"),
+                    lorder("part", status="FILLED", filled="0.004"))
+        assert self.ids(loc) == ["part", "short"]
+
+    def test_a_terminal_record_the_exchange_fills_exceed(self):
+        """By client id or through the exchange order id; overlapping pages count once."""
+        loc = local(lorder("c1", status="CANCELED", filled="0.003", eid="101"),
+                    lorder("c2", status="CANCELED", filled="0.003", eid="102"),
+                    lorder("c3", status="EXPIRED", filled="0.003", eid="103"))
+        fills = (ex_fill("1", cid="c1", eid="101", qty="0.003"), ex_fill("2", cid="c1", eid="101", qty="0.002"),
+                 ex_fill("3", eid="102", qty="0.003"), ex_fill("3", eid="102", qty="0.003"),
+                 ex_fill("4", eid="103", qty="0.001"))
+        # c1: 0.005 > 0.003; c2: 0.003 once = 0.003; c3: 0.001 < 0.003 (older fills before the lookback)
+        assert self.ids(loc, *fills) == ["c1"]
+
+    def test_live_orders_are_asked_anyway_and_never_named(self):
+        loc = local(lorder("c1", status="ACKED", filled="0"), lorder("c2", status="PARTIALLY_FILLED", filled="0.001"))
+        assert self.ids(loc, ex_fill("1", cid="c1", qty="0.005")) == []
+
+
 # ---------------------------------------------------------------------------- the exchange read
 class TestFetchExchangeSnapshot:
     def test_asks_open_orders_then_missing_live_orders_then_positions_then_fills(self):
         """Only read methods; only non-terminal local orders off the open list are queried; fills
         for every symbol concerned, since now minus the lookback."""
         loc = local(lorder("c1", status="ACKED"), lorder("c2", status="SENT", eid="", symbol="ETHUSDT"),
-                    lorder("c3", status="FILLED", updated_ms=T - 7_200_000, symbol="XRPUSDT"))
+                    lorder("c3", status="FILLED", filled="0.010", updated_ms=T - 7_200_000, symbol="XRPUSDT"))
         broker = FakeBroker(open_orders=[ex_order("c1")], positions=[ex_position("SOLUSDT", "1")])
         ex = fetch_exchange_snapshot(broker, loc, ["BTCUSDT"], T, 3_600_000, clock_ms=lambda: T + 42)
         since = T - 3_600_000
@@ -308,6 +363,17 @@ class TestFetchExchangeSnapshot:
                                 ("fills", "SOLUSDT", since)]
         assert (ex.started_ms, ex.duration_ms, ex.queried, ex.traded_symbols) == (
             T, 42, {"c2": None}, frozenset({"BTCUSDT"}))
+
+    def test_a_contradicted_terminal_order_is_asked_after_the_fills_and_kept_only_when_found(self):
+        loc = local(lorder("c1", status="FILLED", filled="0"), lorder("c2", status="FILLED", filled="0",
+                                                                       eid="102"))
+        broker = FakeBroker(orders={"c1": ex_order("c1", status="FILLED", executed="0.010")})
+        ex = fetch_exchange_snapshot(broker, loc, ["BTCUSDT"], T, 3_600_000)
+        since = T - 3_600_000
+        assert broker.calls == [("open_orders", None), ("positions",), ("fills", "BTCUSDT", since),
+                                ("query", "BTCUSDT", "c1"), ("query", "BTCUSDT", "c2")]
+        assert set(ex.queried) == {"c1"}  # c2 not found (archived): no ORDER_UNKNOWN for a finished order
+        assert kinds(run(loc, ex)) == ["ORDER_STATUS"]
 
     def test_broker_errors_pass_through_unchanged(self):
         """The shell decides what a failure means: the very exception object reaches it."""
