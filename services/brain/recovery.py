@@ -25,7 +25,7 @@ import sqlite3
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import msgspec
 import structlog
@@ -203,15 +203,50 @@ def recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms: int)
     except sqlite3.Error as exc:
         log.warning("brain.recovery_candles_unreadable", error=str(exc))
         return []
-    out = []
-    for r in rows:
-        try:
-            out.append(wire.CandleClosed(symbol=r[0], interval_s=interval_s, open_ms=r[1], close_ms=r[2], open=r[3],
-                                         high=r[4], low=r[5], close=r[6], volume=r[7], quote_volume=r[8],
-                                         trades=r[9], buy_volume=r[10]))
-        except (ValueError, TypeError, msgspec.ValidationError):  # a bad row is skipped, not fatal
-            continue
-    return out
+    return [c for c in (_candle(r, interval_s) for r in rows) if c is not None]
+
+
+def _candle(r: Sequence[Any], interval_s: int) -> wire.CandleClosed | None:
+    try:
+        return wire.CandleClosed(symbol=r[0], interval_s=interval_s, open_ms=r[1], close_ms=r[2], open=r[3],
+                                 high=r[4], low=r[5], close=r[6], volume=r[7], quote_volume=r[8],
+                                 trades=r[9], buy_volume=r[10])
+    except (ValueError, TypeError, msgspec.ValidationError):  # a bad row is skipped, not fatal
+        return None
+
+
+def iter_recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms: int
+                        ) -> Iterator[wire.CandleClosed]:
+    """``recent_candles`` one symbol at a time, read as it is consumed (each symbol oldest
+    first; the symbols in name order). A brain restarted inside a running stack warms its
+    strategy from this in its idle moments, after it is ready and reading the ring: one
+    primary-key range per symbol instead of one sort of every row before the first one
+    (~0.35 s for 40 symbols x 1,500 candles, which used to delay readiness).
+
+    The connection stays open while the generator lives; exhausting or closing it closes it."""
+    if per_symbol <= 0 or not db_path.exists():
+        return
+    since = now_ms - per_symbol * interval_s * 1000
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        log.warning("brain.recovery_candles_unreadable", error=str(exc))
+        return
+    try:
+        symbols = [r[0] for r in conn.execute("SELECT DISTINCT symbol FROM candles ORDER BY symbol")]
+        for sym in symbols:
+            rows = conn.execute(
+                "SELECT symbol, open_ms, close_ms, open, high, low, close, volume, quote_volume, trades, buy_volume"
+                " FROM candles WHERE symbol = ? AND interval_s = ? AND open_ms >= ? AND close_ms <= ?"
+                " ORDER BY open_ms DESC LIMIT ?", (sym, interval_s, since, now_ms, per_symbol)).fetchall()
+            for r in reversed(rows):
+                c = _candle(r, interval_s)
+                if c is not None:
+                    yield c
+    except sqlite3.Error as exc:
+        log.warning("brain.recovery_candles_unreadable", error=str(exc))
+    finally:
+        conn.close()
 
 
 def symbol_rules(db_path: Path) -> dict[str, wire.SymbolInfo]:

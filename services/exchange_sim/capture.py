@@ -83,10 +83,20 @@ class Capture:
         return max(1, int(np.median(d))) if d.size else 1
 
     def trade_rows(self) -> np.ndarray:
-        return np.flatnonzero(self.kind == TRADE)
+        """Row indices of the trades (computed once: the columns never change; read-only)."""
+        return self._rows(TRADE)
 
     def book_rows(self) -> np.ndarray:
-        return np.flatnonzero(self.kind == BOOK)
+        """Row indices of the book tickers (computed once; read-only)."""
+        return self._rows(BOOK)
+
+    def _rows(self, kind: int) -> np.ndarray:
+        cache = self.__dict__.setdefault("_rows_cache", {})  # frozen: no attribute, a dict entry
+        rows = cache.get(kind)
+        if rows is None:
+            rows = cache[kind] = np.flatnonzero(self.kind == kind)
+            rows.flags.writeable = False
+        return rows
 
 
 def _decimals(s: str) -> int:

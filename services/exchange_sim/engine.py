@@ -201,11 +201,11 @@ class Player:
 
     def __init__(self, cap: Capture, specs: tuple[SymbolSpec, ...], *, start_ms: int,
                  speed: float = 1.0, max_speed: bool = False, loop: bool = True,
-                 chunk_events: int = CHUNK_EVENTS) -> None:
+                 chunk_events: int = CHUNK_EVENTS, timeline: Timeline | None = None) -> None:
         if speed <= 0:
             raise ValueError("speed must be > 0")
         self.cap = cap
-        self.tl = Timeline.of(cap)
+        self.tl = timeline if timeline is not None else Timeline.of(cap)  # given: built ahead (a spare's)
         self.specs = specs
         self.start_ms = int(start_ms)
         self.speed = float(speed)

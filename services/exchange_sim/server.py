@@ -33,9 +33,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import structlog
 from aiohttp import web
@@ -47,11 +49,11 @@ from services.exchange_sim.capture import Capture
 from services.exchange_sim.capture import load as load_capture
 from services.exchange_sim.config import SimParams
 from services.exchange_sim.desk import Desk
-from services.exchange_sim.engine import Player
+from services.exchange_sim.engine import Player, Timeline
 from services.exchange_sim.klines import MINUTE_MS
 from services.exchange_sim.hub import MAX_STREAMS, Connection, Hub, StreamError
 from services.exchange_sim.market import Market
-from services.exchange_sim.symbols import make_specs
+from services.exchange_sim.symbols import SymbolSpec, make_specs
 
 log = structlog.get_logger(__name__)
 
@@ -63,31 +65,57 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """Everything a sim builds from its params alone: the market data, never the account or
+    the clock. The slow part of a sim's start (the candles read and synthesized into trades:
+    about a second), so a warm spare (``--spare``) builds it before it is needed."""
+
+    cap: Capture
+    specs: tuple[SymbolSpec, ...]
+    candles: candles_mod.Candles | None = None
+    per_bar: int = 1  # candles source: real candles per sim 1m bar
+    history_n: int = 0  # candles source: history bars served per symbol
+    start_index: int = 0  # candles source: first replayed candle of the file
+    synth: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # every candle's trades
+    timeline: Timeline | None = None  # the player's loop arithmetic over ``cap``
+
+
+def prepare(params: SimParams, capture: Capture | None = None,
+            candles: candles_mod.Candles | None = None) -> Prepared:
+    """The market data of ``params`` (pure but for reading the data files)."""
+    if params.source != "candles":
+        cap = capture if capture is not None else load_capture(params.capture or None)
+        return Prepared(cap=cap, specs=make_specs(cap, params.symbols), timeline=Timeline.of(cap))
+    cd = candles if candles is not None else candles_mod.load_candles(params.candles or None)
+    per_bar = candles_mod.minutes_per_bar(params.speed)
+    history_n = candles_mod.history_capacity(cd, params.history_bars, per_bar)
+    start_index = history_n * per_bar
+    # replay whole candle groups only, so every loop keeps sim minutes on group edges
+    stop = start_index + (cd.n - start_index) // per_bar * per_bar
+    cap = candles_mod.to_capture(cd, start_index, stop, params.candle_trades)
+    specs = candles_mod.align_specs(make_specs(cap, params.symbols), per_bar * MINUTE_MS)
+    return Prepared(cap=cap, specs=specs, candles=cd, per_bar=per_bar, history_n=history_n,
+                    start_index=start_index, synth=candles_mod.synthesize_all(cd, params.candle_trades),
+                    timeline=Timeline.of(cap))
+
+
 class SimServer:
     """Build with params (and optionally a preloaded capture), ``await start()``, ``await stop()``."""
 
     def __init__(self, params: SimParams, capture: Capture | None = None,
                  clock_ms: Callable[[], int] = wall_ms,
-                 candles: candles_mod.Candles | None = None) -> None:
+                 candles: candles_mod.Candles | None = None, prepared: Prepared | None = None) -> None:
         self.params = params
-        self.candles: candles_mod.Candles | None = None
-        self.per_bar = 1  # candles source: real candles per sim 1m bar
-        self.history_n = 0  # candles source: history bars served per symbol
-        self.start_index = 0  # candles source: first replayed candle of the file
-        if params.source == "candles":
-            cd = candles if candles is not None else candles_mod.load_candles(params.candles or None)
-            self.candles = cd
-            self.per_bar = candles_mod.minutes_per_bar(params.speed)
-            self.history_n = candles_mod.history_capacity(cd, params.history_bars, self.per_bar)
-            self.start_index = self.history_n * self.per_bar
-            # replay whole candle groups only, so every loop keeps sim minutes on group edges
-            stop = self.start_index + (cd.n - self.start_index) // self.per_bar * self.per_bar
-            self.cap = candles_mod.to_capture(cd, self.start_index, stop, params.candle_trades)
-            self.specs = candles_mod.align_specs(make_specs(self.cap, params.symbols),
-                                                 self.per_bar * MINUTE_MS)
-        else:
-            self.cap = capture if capture is not None else load_capture(params.capture or None)
-            self.specs = make_specs(self.cap, params.symbols)
+        pre = prepared if prepared is not None else prepare(params, capture, candles)
+        self.candles = pre.candles
+        self.per_bar = pre.per_bar
+        self.history_n = pre.history_n
+        self.start_index = pre.start_index
+        self.cap = pre.cap
+        self.specs = pre.specs
+        self._synth = pre.synth
+        self._timeline = pre.timeline
         self.by_name = {s.name: s.index for s in self.specs}
         self.clock_ms = clock_ms
         self.hub = Hub(self.specs)
@@ -122,11 +150,12 @@ class SimServer:
         # between that minute and now is played below, before any client can connect
         self._started_ms = now if self.candles is None else now - now % MINUTE_MS
         player = Player(self.cap, self.specs, start_ms=self._started_ms, speed=self.params.speed,
-                        max_speed=self.params.max_speed, loop=self.params.loop)
+                        max_speed=self.params.max_speed, loop=self.params.loop, timeline=self._timeline)
         self.market = Market(self.cap, self.specs, player, self.hub)
         self.desk.market = self.market
         if self.candles is not None:
-            synth = candles_mod.synthesize_all(self.candles, self.params.candle_trades)
+            synth = (self._synth if self._synth is not None
+                     else candles_mod.synthesize_all(self.candles, self.params.candle_trades))
             for spec in self.specs:
                 self.market.klines.seed(spec.index, candles_mod.history_bars(
                     self.candles, self.cap, spec, start_index=self.start_index,

@@ -282,6 +282,34 @@ class TestRecentCandles:
         (tmp_path / "junk.db").write_bytes(b"not sqlite" * 50)
         assert recovery.recent_candles(tmp_path / "junk.db", 60, 100, NOW) == []
 
+    def test_read_as_consumed_gives_the_same_candles_symbol_by_symbol(self, tmp_path: Path):
+        m = 60_000
+        items = [(NOW, candle("BBBUSDT", NOW - k * m)) for k in range(1, 3)]
+        items += [(NOW, candle("AAAUSDT", NOW - k * m)) for k in range(1, 6)]
+        items += [(NOW, candle("AAAUSDT", NOW - 10 * DAY_MS))]  # another run's: outside the window
+        items += [(NOW, candle("AAAUSDT", NOW - 2 * m, interval_s=900))]  # another interval
+        items += [(NOW, candle("CCCUSDT", NOW - 2 * m, interval_s=900))]  # only another interval
+        path = write(tmp_path / "aegis.db", *items)
+        got = list(recovery.iter_recent_candles(path, 60, 3, NOW))
+        assert [(c.symbol, c.open_ms) for c in got] == [
+            ("AAAUSDT", NOW - 3 * m), ("AAAUSDT", NOW - 2 * m), ("AAAUSDT", NOW - m),
+            ("BBBUSDT", NOW - 2 * m), ("BBBUSDT", NOW - m)]
+        assert sorted(got, key=lambda c: (c.open_ms, c.symbol)) == recovery.recent_candles(path, 60, 3, NOW)
+
+    def test_read_as_consumed_holds_its_connection_until_closed(self, tmp_path: Path):
+        m = 60_000
+        path = write(tmp_path / "aegis.db", *[(NOW, candle("AAAUSDT", NOW - k * m)) for k in range(1, 4)])
+        it = recovery.iter_recent_candles(path, 60, 3, NOW)
+        assert next(it).open_ms == NOW - 3 * m
+        it.close()  # a brain stopped mid warm-up: the connection closes, nothing more comes
+        assert list(it) == []
+
+    def test_read_as_consumed_with_no_database_or_no_table_gives_nothing(self, tmp_path: Path):
+        assert list(recovery.iter_recent_candles(tmp_path / "absent.db", 60, 100, NOW)) == []
+        (tmp_path / "junk.db").write_bytes(b"not sqlite" * 50)
+        assert list(recovery.iter_recent_candles(tmp_path / "junk.db", 60, 100, NOW)) == []
+        assert list(recovery.iter_recent_candles(tmp_path / "absent.db", 60, 0, NOW)) == []
+
     def test_a_feed_is_running_only_with_a_live_ready_pid(self, tmp_path: Path):
         import os
 
