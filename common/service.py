@@ -12,8 +12,10 @@ import asyncio
 import hashlib
 import json
 import os
+import select
 import signal
 import tempfile
+import sys
 import threading
 import time
 from pathlib import Path
@@ -34,6 +36,9 @@ def arg_parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--log-level", help="debug|info|warning|error (default: warning)")
     p.add_argument("--log-format", choices=("console", "json"), help="log rendering")
     p.add_argument("--run-dir", help="run directory of the stack (ipc sockets, stats)")
+    p.add_argument("--spare", action="store_true",
+                   help="start as a warm spare: load the code and caches, then wait for 'go' on "
+                        "stdin before touching the stack (the supervisor's fast restart)")
     return p
 
 
@@ -66,6 +71,176 @@ def set_title(name: str) -> None:
         setproctitle.setproctitle(f"aegis: {name}")
     except Exception:  # pragma: no cover - cosmetic only
         pass
+
+
+# ---------------------------------------------------------------------------- warm spares
+SPARE_GO = b"go\n"  # the one line that turns a spare into the running service
+
+
+def spare_marker(rd: Path, service: str) -> Path:
+    """``<service>.spare`` holds the pid of a spare that has finished warming up."""
+    return rd / f"{service}.spare"
+
+
+SPARE_NICE = 19  # a spare warms up on idle CPU only: the running stack always comes first
+
+
+def lower_priority(nice: int = SPARE_NICE) -> bool:
+    """Run this thread (and the threads it starts) at ``nice`` if this process may come back
+    to its priority afterwards; True if it did. The supervisor calls it in a spare between
+    fork and exec, so the spare's imports already run at the lowest priority.
+
+    Raising a nice value is always allowed; lowering it again needs CAP_SYS_NICE or a high
+    enough RLIMIT_NICE, which an ordinary user (or root in a container) may lack. So first
+    a probe: one step up and back. If the way back is refused, the spare stays at its normal
+    priority (after the probe's single step, which it cannot undo either: nice + 1)."""
+    tid = threading.get_native_id()
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, base + 1)
+        os.setpriority(os.PRIO_PROCESS, tid, base)
+        os.setpriority(os.PRIO_PROCESS, tid, max(base, nice))
+        return True
+    except OSError:
+        return False
+
+
+def restore_priority(nice: int) -> None:
+    """Every thread of this process back to ``nice`` (Linux keeps a nice value per thread; a
+    thread started during the warm-up, such as a BLAS worker, inherited the lowered one)."""
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:  # not Linux: the calling thread is all we can name
+        tids = [threading.get_native_id()]
+    for tid in tids:
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) != nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError:  # a thread that just ended, or the way back refused: nothing to do
+            pass
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask the kernel for ``sig`` when this process's parent ends (Linux; elsewhere nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+    except (OSError, AttributeError):
+        pass
+
+
+def _fork_detached() -> tuple[int, int]:
+    """Fork twice: ``(0, middle)`` in the new process, ``(its pid, middle)`` in the caller.
+    The middle process exits at once, so the new one is re-parented to the nearest child
+    subreaper: the supervisor, which can then wait for it like for a child it started itself."""
+    r, w = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        os.close(r)
+        middle = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError:
+            os._exit(1)
+        if pid == 0:
+            os.close(w)
+            return 0, middle
+        os.write(w, str(pid).encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(middle, 0)
+    if not data:
+        raise OSError("the spare could not fork a replacement")
+    return int(data), middle
+
+
+def _become_replacement(name: str, base_nice: int, report: Any, middle_pid: int, supervisor_pid: int) -> None:
+    """In a freshly forked replacement: the supervisor as its parent (or exit), the parent-death
+    signal, its own session, no stdin, no report pipe, the normal priority, its own name."""
+    while os.getppid() == middle_pid:  # the middle process is exiting: a few microseconds
+        time.sleep(0.0005)
+    die_with_parent()  # only now: set before the re-parenting, it would be delivered by it
+    if os.getppid() != supervisor_pid:  # no subreaper adopted us, or the supervisor is gone:
+        print(f"aegis {name}: the spare's replacement was not adopted by its supervisor "
+              f"(pid {supervisor_pid}); exiting rather than running unsupervised", file=sys.stderr)
+        os._exit(2)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    report.close()
+    restore_priority(base_nice)
+    set_title(name)
+
+
+def serve_as_spare(name: str, cfg: AegisConfig, warm: Callable[[], None] | None = None,
+                   stdin: Any = None, base_nice: int | None = None) -> bool:
+    """Be the warm spare of ``name``: True in a replacement it forked (the caller carries on
+    into the service's normal start-up), False in the spare itself when it is told to stand down.
+
+    Why. A restart costs mostly start-up: the interpreter, the imports (numpy, numba, zmq,
+    structlog: about a second of CPU) and the caches ``warm`` loads. A spare pays all of that
+    once, while the service is healthy, and then waits for a line on its stdin. It has touched
+    nothing shared (no ring role, no socket, no ready file), so it can wait any length of time.
+
+    How. Each ``go`` line makes it fork a replacement (twice, so that the replacement becomes
+    the supervisor's own child, see ``_fork_detached``; the supervisor must be a child
+    subreaper, else the replacement exits) and write the replacement's pid on its stdout. The replacement starts with everything loaded: a restart costs what is left (attach
+    the ring, open the database and sockets), tens of milliseconds. The spare stays warm for
+    the next one, so back-to-back crashes are as quick as the first. End of file (the
+    supervisor closed the pipe, or died) or any other line: stand down, return False.
+
+    The supervisor starts spares at the lowest CPU priority where that can be undone
+    (``lower_priority``), so a warming spare never slows the running stack down. A ``go`` that
+    arrives during the warm-up restores the normal priority (``base_nice``, by default the
+    parent's: what a new process would get) at once, and the warm-up finishes at full speed.
+    Signals keep their default action in the spare: SIGTERM simply ends it.
+    """
+    set_title(f"{name} (spare)")
+    stream = stdin if stdin is not None else sys.stdin.buffer
+    report = os.fdopen(os.dup(1), "wb", buffering=0)  # pids go here; fd 1 itself now is stderr
+    os.dup2(2, 1)
+    if base_nice is None:
+        try:
+            base_nice = os.getpriority(os.PRIO_PROCESS, os.getppid())
+        except OSError:
+            base_nice = os.getpriority(os.PRIO_PROCESS, 0)
+
+    def hurry() -> None:  # the word (or the end) arrived while warming up: full speed now
+        select.select([stream], [], [])
+        restore_priority(base_nice)
+
+    watcher = threading.Thread(target=hurry, name="spare-hurry", daemon=True)
+    watcher.start()
+    if warm is not None:
+        warm()
+    marker = spare_marker(run_dir(cfg), name)
+    try:  # tells the supervisor (and ``aegis status``) this spare is warm
+        marker.write_text(str(os.getpid()))
+    except OSError:
+        pass
+    while True:
+        try:
+            line = stream.readline()
+        except (OSError, ValueError):  # stdin closed under us: nobody will ever say go
+            line = b""
+        if line != SPARE_GO:
+            if live_pid(marker) == os.getpid():
+                marker.unlink(missing_ok=True)
+            return False
+        watcher.join(1.0)  # gone once stdin was readable: no thread but this one is forked
+        supervisor = os.getppid()
+        pid, middle = _fork_detached()
+        if pid == 0:
+            _become_replacement(name, base_nice, report, middle, supervisor)
+            return True
+        report.write(f"{pid}\n".encode())
 
 
 # ---------------------------------------------------------------------------- run directory

@@ -9,11 +9,12 @@ write final stats, exit 0. After a crash the reader resumes from its saved curso
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import structlog
@@ -22,7 +23,7 @@ from common import bus, records, service, wire, zmqutil
 from common.config import AegisConfig
 from common.errors import RingError, TransientError
 from common.log import RateLimiter
-from common.ring import Ring
+from common.ring import Ring, ring_load
 from services.brain import candles, conflate, engine, model, recovery, risk, strategy, wiring
 
 log = structlog.get_logger(__name__)
@@ -56,10 +57,7 @@ class Brain:
         self.reader = ring.reader(resume=cfg.ring.reader_resume)
         self.pub = pub
         self.journal = journal
-        base_ms = cfg.brain.candle_interval_s * 1000
-        self.core = engine.new_core(base_interval_ms=base_ms,
-                                    higher_intervals_ms=(base_ms * HIGHER_TIMEFRAME_FACTOR,),
-                                    batch=cfg.brain.read_batch)
+        self.core = new_core(cfg)
         self.buf = records.empty(cfg.brain.read_batch)
         self.process = lambda n, now_ns: engine.process_batch(self.core, self.buf, n, now_ns)  # bound in warm_up
         self.names: list[str] = ring.symbol_names()
@@ -70,7 +68,8 @@ class Brain:
         self.history = history
         self.history_candles = 0
         self.history_signals = 0
-        self.db_history: list[wire.CandleClosed] = []  # a restarted brain's warm-up (see recovery)
+        # a restarted brain's warm-up, read from the database as it is consumed (see recovery)
+        self.db_history: Iterator[wire.CandleClosed] | None = None
         # each symbol's trading rules as the feed published them (and the database kept them):
         # the filters' fallback when the exchange's exchangeInfo cannot be fetched
         self.symbol_info: dict[str, wire.SymbolInfo] = {}
@@ -230,11 +229,15 @@ class Brain:
     def warm_from_history(self, limit: int = 200) -> None:
         """Feed hydrated candles (a bounded number per call: the ring comes first): those read
         back from the database after a restart first, then the feed's."""
-        if self.db_history:
-            batch, self.db_history = self.db_history[:limit], self.db_history[limit:]
-            for c in batch:
+        if self.db_history is not None:
+            taken = 0
+            for c in itertools.islice(self.db_history, limit):
+                taken += 1
                 self.history_candles += 1
                 self.analyse(c, c.close_ms * 1_000_000, live=False)
+            if taken < limit:  # exhausted (its connection is closed)
+                self.db_history = None
+                log.info("brain.warmed_from_database", candles=self.history_candles)
             return
         if self.history is None:
             return
@@ -329,14 +332,34 @@ def _sum_counters(counters) -> dict[str, int]:
     return out
 
 
+def new_core(cfg: AegisConfig):
+    base_ms = cfg.brain.candle_interval_s * 1000
+    return engine.new_core(base_interval_ms=base_ms, higher_intervals_ms=(base_ms * HIGHER_TIMEFRAME_FACTOR,),
+                           batch=cfg.brain.read_batch)
+
+
+def load_kernels(core, buf):
+    """Load (or compile) every kernel of the tick path for ``core``'s types; returns the
+    bound ``process`` entry point. numba compiles (or loads from its cache) on first call,
+    which would otherwise stall the first ticks by tens to hundreds of milliseconds."""
+    process = engine.bind(core, buf)  # compiled entry point, types resolved once
+    candles.flush_due(core.candles, 0, 0)
+    candles.reset_output(core.candles)
+    conflate.drain_dirty(core.conflate)
+    core.latency.percentile(99)
+    return process
+
+
+def warm_kernels(cfg: AegisConfig) -> None:
+    """A spare's warm-up: the same kernels on a throwaway core of the same types, so the
+    spare's process already holds them when it takes over (numba keeps them per process)."""
+    load_kernels(new_core(cfg), records.empty(cfg.brain.read_batch))
+    ring_load(np.zeros(1, np.int64), 0)  # the ring reader's lag() and cursors
+
+
 def warm_up(brain: Brain) -> None:
-    """Load (or compile) every kernel before declaring readiness: numba compiles on first
-    call, which would otherwise stall the first ticks by hundreds of milliseconds."""
-    brain.process = engine.bind(brain.core, brain.buf)  # compiled entry point, types resolved once
-    candles.flush_due(brain.core.candles, 0, 0)
-    candles.reset_output(brain.core.candles)
-    conflate.drain_dirty(brain.core.conflate)
-    brain.core.latency.percentile(99)
+    """Every kernel loaded before declaring readiness (``load_kernels``)."""
+    brain.process = load_kernels(brain.core, brain.buf)
     brain.reader.lag()
 
 
@@ -362,17 +385,18 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     if cfg.mode == "replay":
         # a replay warms from the candles ``aegis replay`` put in its fresh database (the
         # capture's hydration), all of them before the first tick: the same start every time
-        brain.db_history = recovery.recent_candles(service.db_path(cfg), cfg.brain.candle_interval_s,
-                                                   cfg.replay.history_candles, cfg.replay.warm_to_ms)
-        log.info("brain.warm_from_capture", candles=len(brain.db_history))
-        while brain.db_history:
+        warm = recovery.recent_candles(service.db_path(cfg), cfg.brain.candle_interval_s,
+                                       cfg.replay.history_candles, cfg.replay.warm_to_ms)
+        log.info("brain.warm_from_capture", candles=len(warm))
+        brain.db_history = iter(warm)
+        while brain.db_history is not None:
             brain.warm_from_history(10_000)
     elif service.live_pid(rd / "feed.ready") is not None:
         # restarted inside a running stack: the feed hydrated at its own start, long ago, so
-        # the strategy warms from the candles the database holds (the same K per symbol)
-        brain.db_history = recovery.recent_candles(service.db_path(cfg), cfg.brain.candle_interval_s,
-                                                   cfg.feed.hydrate_candles, time.time_ns() // 1_000_000)
-        log.info("brain.warm_from_database", candles=len(brain.db_history))
+        # the strategy warms from the candles the database holds (the same K per symbol),
+        # read in its idle moments once it is ready (``warm_from_history``)
+        brain.db_history = recovery.iter_recent_candles(service.db_path(cfg), cfg.brain.candle_interval_s,
+                                                        cfg.feed.hydrate_candles, time.time_ns() // 1_000_000)
     brain.symbol_info.update(recovery.symbol_rules(service.db_path(cfg)))
     warm_up(brain)
     trading = wiring.make_execution(cfg, brain, ep) if wiring.trading_enabled(cfg) else None
@@ -423,6 +447,8 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             brain.poll()
         brain.publish_ticks()
     finally:
+        if brain.db_history is not None and hasattr(brain.db_history, "close"):
+            brain.db_history.close()  # an unfinished warm-up: its database connection
         if trading is not None:
             trading.close()
             if brain.orch is not None:
@@ -442,6 +468,8 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = service.arg_parser(NAME, "ring -> candles -> events").parse_args(argv)
     cfg = service.bootstrap(NAME, args)
+    if args.spare and not service.serve_as_spare(NAME, cfg, warm=lambda: warm_kernels(cfg)):
+        return 0
     stop = service.StopFlag()
     service.install_stop_handlers(stop)
     return run(cfg, stop)

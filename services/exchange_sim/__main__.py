@@ -23,7 +23,7 @@ from common import config as config_mod
 from common import service
 from common.errors import AegisError
 from services.exchange_sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimParams, from_config
-from services.exchange_sim.server import SimServer
+from services.exchange_sim.server import Prepared, SimServer, prepare
 from services.exchange_sim.state_file import StateFileError
 
 STATE_FILE_ENV = "AEGIS_SIM_STATE_FILE"
@@ -50,9 +50,9 @@ def parse_args(argv: list[str] | None):
     return p.parse_args(argv)
 
 
-async def serve(params: SimParams, stop: service.StopFlag) -> int:
+async def serve(params: SimParams, stop: service.StopFlag, prepared: Prepared | None = None) -> int:
     try:
-        server = SimServer(params)
+        server = SimServer(params, prepared=prepared)
     except StateFileError as exc:
         log.error("sim.state_file_unusable", error=str(exc))
         print(f"exchange-sim: {exc}", file=sys.stderr)
@@ -99,11 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     except AegisError as exc:
         print(f"exchange-sim: {exc}", file=sys.stderr)
         return 2
-    stop = service.StopFlag()
-    service.install_stop_handlers(stop)
     import uvloop
 
-    return uvloop.run(serve(params, stop))
+    prepared = None
+    if args.spare:  # the market data is built while the running sim still serves
+
+        def warm() -> None:
+            nonlocal prepared
+            prepared = prepare(params)
+
+        if not service.serve_as_spare("exchange_sim", cfg, warm=warm):
+            return 0
+    stop = service.StopFlag()
+    service.install_stop_handlers(stop)
+    return uvloop.run(serve(params, stop, prepared))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ def open_ring(cfg: AegisConfig) -> Ring:
 def main(argv: list[str] | None = None) -> int:
     args = service.arg_parser(NAME, "database, ring owner, journal writer").parse_args(argv)
     cfg = service.bootstrap(NAME, args)
+    if args.spare and not service.serve_as_spare(NAME, cfg):
+        return 0
     stop = service.StopFlag()
     service.install_stop_handlers(stop)
     rd = service.ensure_run_dir(service.run_dir(cfg))

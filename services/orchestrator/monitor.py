@@ -57,15 +57,21 @@ class StackCollector(Collector):
         age = GaugeMetricFamily("aegis_heartbeat_age_seconds", "seconds since the last heartbeat", labels=["service"])
         values = GaugeMetricFamily("aegis_service_value", "counters and gauges each service reports in its heartbeat",
                                    labels=["service", "name"])
+        warm = CounterMetricFamily("aegis_service_warm_restarts", "restarts answered by a warm spare",
+                                   labels=["service"])
+        spare = GaugeMetricFamily("aegis_service_spare_ready", "1 when a warm spare waits to take over",
+                                  labels=["service"])
         for name, c in services.items():
             up.add_metric([name], 1.0 if c.get("running") else 0.0)
             restarts.add_metric([name], float(c.get("restarts", 0)))
+            warm.add_metric([name], float(c.get("warm_restarts", 0)))
+            spare.add_metric([name], 1.0 if c.get("spare") == "warm" else 0.0)
             if c.get("heartbeat_age_s") is not None:
                 age.add_metric([name], float(c["heartbeat_age_s"]))
             for k, v in (c.get("counters") or {}).items():
                 if not k.startswith(_LE_PREFIX):
                     values.add_metric([name, _metric_name(k)], float(v))
-        yield from (up, restarts, age, values)
+        yield from (up, restarts, warm, spare, age, values)
         ring = GaugeMetricFamily("aegis_ring", "shared-memory ring counters (written, read, lost, lag)", labels=["name"])
         for k, v in (snap.get("ring") or {}).items():
             ring.add_metric([k], float(v))

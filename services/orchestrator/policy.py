@@ -49,6 +49,13 @@ def healthy_reset(started_at: float, now: float, healthy_after_s: float) -> bool
 
 
 # ---------------------------------------------------------------------------- summary
+def next_wait_s(tick_s: float, restart_at: Iterable[float | None], now: float) -> float:
+    """How long the supervision loop may sleep: one tick, or less when a restart falls due
+    sooner (a death wakes it anyway; a due restart must not wait for the next tick)."""
+    due = [t - now for t in restart_at if t is not None]
+    return max(0.0, min([tick_s, *due]))
+
+
 def _sum(stats: Iterable[Mapping[str, Any]], key: str) -> int:
     return int(sum(s.get(key, 0) for s in stats))
 

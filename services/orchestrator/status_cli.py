@@ -35,15 +35,16 @@ def render(snap: dict[str, Any]) -> str:
     lines = [f"AEGIS {snap.get('mode', '?')} stack: {'healthy' if ok else 'DEGRADED'}"
              f"   uptime {snap.get('uptime_s', 0):.0f}s   {snap.get('ticks_per_s', 0):,.0f} ticks/s"
              f"   run dir {snap.get('run_dir', '?')}", ""]
-    header = f"{'service':<14}{'pid':>8}  {'state':<8}{'restarts':>9}{'heartbeat':>11}  key numbers"
+    header = f"{'service':<14}{'pid':>8}  {'state':<8}{'restarts':>9}{'heartbeat':>11}  {'spare':<8} key numbers"
     lines += [header, "-" * len(header)]
     for name, c in snap.get("services", {}).items():
         age = c.get("heartbeat_age_s")
         hb = "-" if age is None else f"{age:.1f}s ago"
         counters = c.get("counters") or {}
         keys = [f"{k}={_fmt(counters[k])}" for k in KEY_COUNTERS.get(name, ()) if k in counters]
+        spare = c.get("spare") or "-"
         lines.append(f"{name:<14}{c.get('pid') or '-':>8}  {'up' if c.get('running') else 'DOWN':<8}"
-                     f"{c.get('restarts', 0):>9}{hb:>11}  {' '.join(keys)}")
+                     f"{c.get('restarts', 0):>9}{hb:>11}  {'-' if spare == 'none' else spare:<8} {' '.join(keys)}")
     ring = snap.get("ring") or {}
     if ring:
         lines += ["", "ring: " + "  ".join(f"{k}={_fmt(v)}" for k, v in ring.items())]

@@ -46,15 +46,19 @@ from services.orchestrator import monitor, policy
 
 log = structlog.get_logger(__name__)
 TICK_S = 0.1  # supervision loop period
+SPARE_POLL_S = 0.002  # while a spare forks a replacement: how often its answer is looked for
+SPARE_STOP_S = 2.0  # a spare (no handlers yet: SIGTERM ends it at once) gets this long, then SIGKILL
+SPARE_MODES = ("demo", "paper", "live")  # not replay: a replay must not share its CPU with spares
 CAPTURE_SETTLE_S = 0.5  # aegis run --capture: the recorder connects before the services publish
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 
 @dataclass
 class Child:
     name: str
     argv: list[str]
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen | Adopted | None = None
     started_at: float = 0.0
     restarts: int = 0
     consecutive_failures: int = 0
@@ -63,14 +67,74 @@ class Child:
     last_heartbeat: float = 0.0
     counters: dict[str, float] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)
+    spare: subprocess.Popen | None = None  # the warm spare that forks replacements (``keep_spare``)
+    spare_out: bytes = b""  # what the spare wrote on its stdout so far (replacement pids, one a line)
+    spare_asked_at: float | None = None  # a replacement was asked for and its pid not yet read
+    spare_asked_state: str = "none"  # the spare was warm or still warming when asked
+    spare_retry_at: float = 0.0  # the spare died: the next one not before this
+    warm_restarts: int = 0  # restarts answered by a spare
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
+    service.die_with_parent(signal.SIGTERM)
+
+
+def _spare_preexec() -> None:  # a spare: dies with its parent, warms up at the lowest priority
+    _die_with_parent()
+    service.lower_priority()
+
+
+def become_subreaper() -> bool:
+    """Make this process the parent of every orphan among its descendants (Linux 3.4+): the
+    replacements a spare forks become our children, which we can wait for. False elsewhere."""
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+class Adopted:
+    """A service process forked by a spare and re-parented to us: ``subprocess.Popen``'s
+    interface (the part the supervisor uses) on ``os.waitpid``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._lock = threading.Lock()  # the monitor thread polls too: one waitpid at a time
+
+    def poll(self) -> int | None:
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    pid, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:  # reaped elsewhere or never ours: gone either way
+                    self.returncode = -1
+                    return self.returncode
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -109,6 +173,8 @@ class Supervisor:
         self.startup_s = 0.0
         self.server: Any = None
         self._wake = threading.Event()
+        self.subreaper = False  # set in run(): spares need it (their replacements become ours)
+        self.stopping = False  # shutdown began: nothing is started any more
 
     # ------------------------------------------------------------------ set-up
     def prepare(self) -> None:
@@ -144,18 +210,148 @@ class Supervisor:
                               for n in self.without), file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ children
-    def spawn(self, child: Child) -> None:
+    def child_env(self, child: Child) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("AEGIS_RUN_DIR", None)
         if child.name == "exchange_sim":  # the sim's account (orders, positions) outlives a sim crash
             env.setdefault("AEGIS_SIM_STATE_FILE", str(self.rd / "sim-account.json"))
+        return env
+
+    def spawn(self, child: Child, now: float | None = None) -> None:
+        """Start the service: ask its spare for a replacement when one runs, else a new process."""
         (self.rd / f"{child.name}.ready").unlink(missing_ok=True)
-        child.proc = subprocess.Popen(child.argv, env=env, start_new_session=True,
-                                      preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL)
+        if self.ask_spare(child, time.monotonic() if now is None else now):
+            return  # ``collect_replacement`` adopts it
+        proc = subprocess.Popen(child.argv, env=self.child_env(child), start_new_session=True,
+                                preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL)
+        self.record_start(child, proc, "none")
+
+    def record_start(self, child: Child, proc: subprocess.Popen | Adopted, spare: str) -> None:
+        child.proc = proc
+        child.pids.append(proc.pid)
         child.started_at = time.monotonic()
         child.last_heartbeat = child.started_at
-        child.pids.append(child.proc.pid)
-        log.info("supervisor.child_started", child=child.name, pid=child.proc.pid)
+        log.info("supervisor.child_started", child=child.name, pid=proc.pid, spare=spare)
+
+    # ------------------------------------------------------------------ warm spares
+    @property
+    def spares_enabled(self) -> bool:
+        return self.subreaper and self.cfg.supervisor.warm_spares and self.cfg.mode in SPARE_MODES
+
+    def spare_state(self, child: Child) -> str:
+        """``warm`` (loaded, waiting), ``warming`` (still loading), or ``none``."""
+        sp = child.spare
+        if sp is None or sp.poll() is not None:
+            return "none"
+        return "warm" if service.live_pid(service.spare_marker(self.rd, child.name)) == sp.pid else "warming"
+
+    def ask_spare(self, child: Child, now: float) -> bool:
+        """Tell the child's spare to fork a replacement; False when there is no spare to ask.
+
+        A spare still warming up takes the word too: it forks as soon as it is loaded, which
+        is never later than a new process would be ready to start."""
+        sp = child.spare
+        if sp is None or sp.poll() is not None or sp.stdin is None:
+            return False
+        try:
+            sp.stdin.write(service.SPARE_GO)
+            sp.stdin.flush()
+        except OSError:  # it died just now (broken pipe): ``keep_spare`` replaces it
+            return False
+        child.spare_asked_at = now
+        child.spare_asked_state = self.spare_state(child)
+        return True
+
+    def collect_replacement(self, child: Child, now: float) -> None:
+        """Adopt the replacement whose pid the spare wrote; a new process if the spare failed."""
+        sp = child.spare
+        line = self.spare_line(child) if sp is not None else None
+        if line is not None:
+            child.spare_asked_at = None
+            try:
+                pid = int(line)
+            except ValueError:
+                pid = 0
+            if pid > 0:
+                child.warm_restarts += 1
+                self.record_start(child, Adopted(pid), child.spare_asked_state)
+                return
+        elif sp is not None and sp.poll() is None and now - (child.spare_asked_at or now) < \
+                self.cfg.supervisor.ready_timeout_s:
+            return  # still loading (or forking): keep waiting
+        log.warning("supervisor.spare_failed", child=child.name, pid=sp.pid if sp is not None else None,
+                    answer=line)
+        child.spare_asked_at = None
+        if sp is not None:
+            self.end_spare(sp)
+            child.spare = None
+            child.spare_retry_at = now + self.cfg.supervisor.spare_retry_s
+        if not self.stopping:
+            self.spawn(child, now)
+
+    def spare_line(self, child: Child) -> str | None:
+        """The next full line the spare wrote on its stdout, None while there is none."""
+        sp = child.spare
+        if sp is not None and sp.stdout is not None and b"\n" not in child.spare_out:
+            try:
+                child.spare_out += os.read(sp.stdout.fileno(), 4096)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                return None
+        if b"\n" not in child.spare_out:
+            return None
+        line, child.spare_out = child.spare_out.split(b"\n", 1)
+        return line.decode(errors="replace").strip()
+
+    def keep_spare(self, child: Child, now: float) -> None:
+        """One warm spare per service, started once the service has a ready incarnation.
+
+        A spare costs memory (a copy of the service's imports and caches, ~100-150 MB; its
+        replacements share those pages copy-on-write) and nothing else once warm: it waits on
+        its stdin. It starts at the lowest CPU priority (``service.lower_priority``), so it
+        never slows the running stack down, and stays for every later restart. A spare that
+        dies is logged and replaced after ``supervisor.spare_retry_s``."""
+        sp = child.spare
+        if sp is not None:
+            if sp.poll() is not None and child.spare_asked_at is None:
+                retry_s = self.cfg.supervisor.spare_retry_s
+                log.warning("supervisor.spare_died", child=child.name, pid=sp.pid, code=sp.returncode,
+                            retry_in_s=retry_s)
+                self.end_spare(sp)
+                child.spare = None
+                child.spare_retry_at = now + retry_s
+            return
+        if now < child.spare_retry_at or child.restart_at is not None or child.spare_asked_at is not None:
+            return
+        if child.proc is None or child.proc.poll() is not None or not self.is_ready(child):
+            return
+        sp = subprocess.Popen(child.argv + ["--spare"], env=self.child_env(child), start_new_session=True,
+                              preexec_fn=_spare_preexec, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert sp.stdout is not None
+        os.set_blocking(sp.stdout.fileno(), False)
+        child.spare, child.spare_out = sp, b""
+        child.pids.append(sp.pid)
+        log.info("supervisor.spare_started", child=child.name, pid=sp.pid)
+
+    def end_spare(self, sp: subprocess.Popen) -> None:
+        """Stop a spare: end of file on its stdin (it stands down), else SIGTERM, then SIGKILL."""
+        if sp.stdin is not None:
+            try:
+                sp.stdin.close()
+            except OSError:
+                pass
+        try:
+            sp.wait(SPARE_STOP_S)
+        except subprocess.TimeoutExpired:
+            sp.terminate()
+            try:
+                sp.wait(SPARE_STOP_S)
+            except subprocess.TimeoutExpired:
+                sp.kill()
+                sp.wait()
+        if sp.stdout is not None:
+            sp.stdout.close()
 
     def is_ready(self, child: Child) -> bool:
         if child.name == "exchange_sim":
@@ -202,6 +398,7 @@ class Supervisor:
         service.install_stop_handlers(self.stop)
         # wake the loop the moment a child dies, instead of at its next 0.1 s tick
         signal.signal(signal.SIGCHLD, lambda *_: self._wake.set())
+        self.subreaper = become_subreaper()
         started = self.started = time.monotonic()
         try:
             self.start_monitor()
@@ -268,7 +465,8 @@ class Supervisor:
             services[c.name] = {
                 "pid": c.proc.pid if c.proc is not None else None, "running": running,
                 "ready": running and self.is_ready(c),
-                "restarts": c.restarts,
+                "restarts": c.restarts, "warm_restarts": c.warm_restarts,
+                "spare": self.spare_state(c), "spare_pid": spare.pid if (spare := c.spare) is not None else None,
                 "heartbeat_age_s": (None if c.name == "exchange_sim" or c.proc is None
                                     else round(now - c.last_heartbeat, 3)),
                 "counters": dict(c.counters)}
@@ -304,6 +502,9 @@ class Supervisor:
                 if not self.supervise(child, now):
                     self.exit_code = 3
                     return
+            if self.spares_enabled:
+                for child in self.children:
+                    self.keep_spare(child, now)
             if now >= next_status:
                 next_status = now + 1.0
                 self.print_status(now - started)
@@ -311,16 +512,21 @@ class Supervisor:
                 next_heartbeat_line = now + self.cfg.supervisor.heartbeat_log_interval_s
                 print(self.heartbeat_line(), file=sys.stderr, flush=True)
             if not self.stop.is_set():
-                self._wake.wait(TICK_S)
+                pending = any(c.spare_asked_at is not None for c in self.children)
+                self._wake.wait(policy.next_wait_s(SPARE_POLL_S if pending else TICK_S,
+                                                   [c.restart_at for c in self.children], time.monotonic()))
                 self._wake.clear()
 
     def supervise(self, child: Child, now: float) -> bool:
         """Restart a dead (or hung) child; False when the restart intensity is exceeded."""
+        if child.spare_asked_at is not None:  # its spare is forking the replacement
+            self.collect_replacement(child, now)
+            return True
         p = child.proc
         if child.restart_at is not None:
             if now >= child.restart_at:
                 child.restart_at = None
-                self.spawn(child)
+                self.spawn(child, now)
             return True
         if p is not None and p.poll() is None:
             if policy.healthy_reset(child.started_at, now, self.policy.healthy_after_s):
@@ -385,11 +591,21 @@ class Supervisor:
 
     # ------------------------------------------------------------------ stopping
     def shutdown(self, started: float) -> None:
+        self.stopping = True
         if self.status_line and sys.stderr.isatty():
             sys.stderr.write("\n")
         if self.server is not None:  # before the ring is unmapped: /status reads it
             self.server.shutdown()
             self.server.server_close()
+        for child in self.children:  # spares first: nothing may take over any more
+            deadline = time.monotonic() + SPARE_STOP_S
+            while child.spare_asked_at is not None and time.monotonic() < deadline:
+                self.collect_replacement(child, time.monotonic())  # adopt it, to stop it below
+                time.sleep(SPARE_POLL_S)
+            child.spare_asked_at = None
+            sp, child.spare = child.spare, None
+            if sp is not None:
+                self.end_spare(sp)
         for child in reversed(self.children):
             self.stop_child(child)
         duration = time.monotonic() - (self.ready_at or started)
@@ -430,8 +646,8 @@ class Supervisor:
         if self._created_run_dir:
             shutil.rmtree(self.rd, ignore_errors=True)
         else:
-            for f in list(self.rd.glob("*.ready")) + [self.rd / n for n in ("supervisor.pid", "config.json", "monitor.url",
-                                                                             "sim-account.json")]:
+            names = ("supervisor.pid", "config.json", "monitor.url", "sim-account.json")
+            for f in [*self.rd.glob("*.ready"), *self.rd.glob("*.spare"), *(self.rd / n for n in names)]:
                 f.unlink(missing_ok=True)
             shutil.rmtree(self.rd / "stats", ignore_errors=True)
 

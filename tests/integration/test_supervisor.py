@@ -95,3 +95,123 @@ def test_tcp_without_keys_is_refused_before_anything_starts(short_tmp):
     assert p.returncode == 2
     assert "aegis keys --dir" in p.stderr and p.stdout == ""
     assert not (short_tmp / "run").exists()
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def nice_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def warm_spares(run: Path, names=("exchange_sim", "orchestrator", "brain", "feed"),
+                not_pids=(), timeout_s: float = 90) -> dict[str, int]:
+    """Wait until every named service has a warm spare (its ``.spare`` marker names a live pid)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = {}
+        for n in names:
+            try:
+                pid = int((run / f"{n}.spare").read_text())
+            except (OSError, ValueError):
+                continue
+            if alive(pid) and pid not in not_pids:
+                found[n] = pid
+        if len(found) == len(names):
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no warm spare for {sorted(set(names) - set(found))}")
+
+
+def status_of(run: Path) -> dict:
+    import urllib.request
+
+    url = (run / "monitor.url").read_text().strip()
+    with urllib.request.urlopen(url + "/status", timeout=5) as r:  # noqa: S310 - loopback
+        return json.loads(r.read())
+
+
+def ppid_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_warm_spares_fork_every_replacement_and_none_outlives_the_stack(procs, short_tmp):
+    """Each service gets a warm spare (its own process title, lowest CPU priority). Killed twice
+    in a row, the brain is replaced twice by processes the same spare forked: each a child of the
+    supervisor at normal priority, and the spare stays. A spare that dies is replaced. Ctrl+C
+    ends everything, spares included."""
+    env = stack_env(short_tmp, AEGIS_SIM__SYMBOLS="2", AEGIS_SUPERVISOR__SPARE_RETRY_S="0.5",
+                    AEGIS_SUPERVISOR__RESTART_BACKOFF_INITIAL_S="0.05",
+                    AEGIS_LOG__FORMAT="json", AEGIS_LOG__LEVEL="info")
+    log_path = short_tmp / "stack.log"
+    with open(log_path, "w") as log_f:
+        p = procs.python("-m", "common.cli", "run", "--no-status", cwd=REPO, env=env, stderr=log_f,
+                         stdout=subprocess.DEVNULL)
+    run = short_tmp / "run"
+    brain = ready_pid(run, "brain")
+    ready_pid(run, "feed")
+    spares = warm_spares(run)
+    for name, pid in spares.items():
+        assert f"aegis: {name} (spare)" in cmdline(pid)
+        if os.geteuid() == 0:  # the way back is allowed: the warm-up ran at the lowest priority
+            assert nice_of(pid) == 19
+    assert status_of(run)["services"]["brain"]["spare"] == "warm"
+
+    replaced = []
+    for _ in range(2):
+        os.kill(brain, signal.SIGKILL)
+        brain = ready_pid(run, "brain", not_pid=brain, timeout_s=30)
+        replaced.append(brain)
+        assert brain not in spares.values() and ppid_of(brain) == p.pid
+        assert cmdline(brain).startswith("aegis: brain") and "spare" not in cmdline(brain)
+        assert nice_of(brain) == 0
+    assert alive(spares["brain"]) and "(spare)" in cmdline(spares["brain"])  # it stays for the next one
+    os.kill(spares["feed"], signal.SIGKILL)  # a spare dies: another one takes its place
+    again = warm_spares(run, ("feed",), not_pids=(spares["feed"],))
+    st = status_of(run)["services"]
+    assert (st["brain"]["restarts"], st["brain"]["warm_restarts"], st["feed"]["restarts"]) == (2, 2, 0)
+    assert st["brain"]["spare_pid"] == spares["brain"]
+
+    p.send_signal(signal.SIGINT)
+    assert p.wait(90) == 0
+    for pid in [*spares.values(), *again.values(), *replaced]:
+        assert not alive(pid), cmdline(pid)
+    assert not run.exists()
+    events = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    died = [e for e in events if e.get("event") == "supervisor.spare_died"]
+    assert [(e["child"], e["pid"]) for e in died] == [("feed", spares["feed"])]
+    took = [e for e in events if e.get("event") == "supervisor.child_started" and e["child"] == "brain"]
+    assert [(e["spare"], e["pid"]) for e in took[1:]] == [("warm", pid) for pid in replaced]
+    assert took[0]["spare"] == "none"
+
+
+def test_a_killed_supervisor_takes_its_children_and_spares_with_it(procs, short_tmp):
+    """SIGKILL to the supervisor (nothing can be cleaned up in order): every child and every
+    spare still ends, through the parent-death signal, instead of running on as an orphan."""
+    env = stack_env(short_tmp, AEGIS_SIM__SYMBOLS="2")
+    p = procs.python("-m", "common.cli", "run", "--no-status", cwd=REPO, env=env,
+                     stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    run = short_tmp / "run"
+    pids = [ready_pid(run, n) for n in ("orchestrator", "feed")]
+    brain = ready_pid(run, "brain")
+    pids += list(warm_spares(run).values())
+    os.kill(brain, signal.SIGKILL)  # its replacement comes from the spare: it must go too
+    pids.append(ready_pid(run, "brain", not_pid=brain))
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        time.sleep(0.1)
+    assert [cmdline(pid) for pid in pids if alive(pid)] == []

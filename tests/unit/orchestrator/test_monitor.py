@@ -13,7 +13,8 @@ def snap(**over):
          "ring": {"written": 100, "read": 100, "lost": 0, "resyncs": 0, "lag": 0, "symbols": 3},
          "services": {
              "exchange_sim": {"pid": 1, "running": True, "restarts": 0, "heartbeat_age_s": None, "counters": {}},
-             "brain": {"pid": 2, "running": True, "restarts": 1, "heartbeat_age_s": 0.4,
+             "brain": {"pid": 2, "running": True, "restarts": 1, "warm_restarts": 1, "spare": "warm",
+                       "spare_pid": 7, "heartbeat_age_s": 0.4,
                        "counters": {"ticks_read": 100.0, "latency_count": 100.0, "latency_sum_us": 5000.0,
                                     "latency_le_us:10": 10.0, "latency_le_us:100": 90.0,
                                     "latency_le_us:1000": 100.0}}}}
@@ -59,6 +60,9 @@ class TestPrometheus:
         out = self.render(snap())
         assert 'aegis_service_up{service="brain"} 1.0' in out
         assert 'aegis_service_restarts_total{service="brain"} 1.0' in out
+        assert 'aegis_service_warm_restarts_total{service="brain"} 1.0' in out
+        assert 'aegis_service_spare_ready{service="brain"} 1.0' in out
+        assert 'aegis_service_spare_ready{service="exchange_sim"} 0.0' in out
         assert 'aegis_ring{name="written"} 100.0' in out
         assert 'aegis_service_value{name="ticks_read",service="brain"} 100.0' in out
 
@@ -70,3 +74,9 @@ class TestStatusTable:
         assert text.startswith("AEGIS demo stack: healthy")
         assert "brain" in text and "exchange_sim" in text
         assert "ring: written=100" in text
+
+    def test_the_spare_column_says_which_services_have_a_warm_spare(self):
+        lines = status_cli.render(snap()).splitlines()
+        at = lines[2].index("spare")
+        col = {ln.split()[0]: ln[at:].split()[0] for ln in lines[4:6]}
+        assert col == {"exchange_sim": "-", "brain": "warm"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.orchestrator import policy
 
 P = policy.RestartPolicy(initial_s=0.5, max_s=10.0, intensity=3, period_s=60.0, healthy_after_s=10.0)
@@ -61,3 +63,15 @@ class TestModeRefusal:
     def test_demo_and_replay_may_start(self):
         for mode in ("demo", "replay"):
             assert policy.mode_refusal(mode, keys_present=False, live_confirm=False) == ""
+
+
+class TestNextWait:
+    def test_a_tick_when_nothing_is_due(self):
+        assert policy.next_wait_s(0.1, [None, None], 50.0) == 0.1
+        assert policy.next_wait_s(0.1, [], 50.0) == 0.1
+
+    def test_the_soonest_due_restart_when_it_comes_before_the_tick(self):
+        assert policy.next_wait_s(0.1, [None, 50.03, 50.5], 50.0) == pytest.approx(0.03)
+
+    def test_never_negative_for_a_restart_already_due(self):
+        assert policy.next_wait_s(0.1, [49.0], 50.0) == 0.0
