@@ -17,7 +17,8 @@ import sqlite3
 import statistics
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -183,7 +184,7 @@ def kill_and_wait(probe: StackProbe, service: str, *, timeout_s: float) -> Resta
                 break
             time.sleep(POLL_S)
         ready_s = time.monotonic() - t0
-    cpu_s = cpu_seconds(new) if new is not None else None
+    cpu_s = cpu_seconds(new) if new is not None else None  # a forked replacement starts at 0
     ring_at_ready = probe.ring() if service == "brain" else {}
     return Restart(service=service, old_pid=old, new_pid=new, killed_wall_ns=killed_wall_ns,
                    ready_s=ready_s, cpu_s=cpu_s, ring_at_kill=ring_at_kill, ring_at_ready=ring_at_ready)
@@ -216,6 +217,34 @@ def child_started_wall_ns(log_lines: Iterable[str]) -> dict[int, int]:
     return out
 
 
+def child_started_spare(log_lines: Iterable[str]) -> dict[int, str]:
+    """pid -> what the supervisor's ``supervisor.child_started`` line says of its spare:
+    ``warm`` (forked by a spare that had finished warming up), ``warming`` (by a spare still
+    loading), ``none`` (a new process)."""
+    out: dict[int, str] = {}
+    for line in log_lines:
+        if '"supervisor.child_started"' not in line:
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        out[int(rec["pid"])] = str(rec.get("spare", "none"))
+    return out
+
+
+def spare_pids(log_lines: Iterable[str]) -> set[int]:
+    """Every spare the supervisor started (``supervisor.spare_started``)."""
+    out: set[int] = set()
+    for line in log_lines:
+        if '"supervisor.spare_started"' in line:
+            try:
+                out.add(int(json.loads(line)["pid"]))
+            except (ValueError, KeyError):
+                continue
+    return out
+
+
 def iso_to_ns(stamp: str) -> int:
     """``2026-11-24T08:29:31.458365Z`` (structlog's UTC iso stamp) -> ns since the epoch."""
     dt = datetime.strptime(stamp.rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
@@ -231,11 +260,12 @@ class Timing:
     max_s: float
     spawn_median_s: float | None  # kill -> supervisor spawned the replacement
     boot_median_s: float | None  # spawn -> replacement ready
-    cpu_median_s: float | None  # CPU the replacement used to get ready
+    cpu_median_s: float | None  # CPU the replacement used from the kill to ready
+    spares: dict[str, int] = field(default_factory=dict)  # warm / warming / none -> restarts
 
 
 def timings(restarts: Sequence[Restart], spawned_ns: dict[int, int],
-            services: Sequence[str] = SERVICES) -> list[Timing]:
+            services: Sequence[str] = SERVICES, spare_of: dict[int, str] | None = None) -> list[Timing]:
     out = []
     for s in services:
         mine = [r for r in restarts if r.service == s]
@@ -251,7 +281,8 @@ def timings(restarts: Sequence[Restart], spawned_ns: dict[int, int],
                           max_s=max(ready),
                           spawn_median_s=statistics.median(spawn) if spawn else None,
                           boot_median_s=statistics.median(boot) if boot else None,
-                          cpu_median_s=statistics.median(cpu) if cpu else None))
+                          cpu_median_s=statistics.median(cpu) if cpu else None,
+                          spares=dict(Counter((spare_of or {}).get(r.new_pid or -1, "none") for r in mine))))
     return out
 
 
@@ -260,11 +291,14 @@ def timing_table(rows: Sequence[Timing]) -> str:
     def f(x: float | None) -> str:
         return "    -" if x is None else f"{x:5.2f}"
 
-    lines = ["service       kills | kill->ready median   max | = spawn + boot (medians) | boot CPU median",
-             "--------------------+-------------------------+-------------------------+----------------"]
+    lines = ["service       kills | kill->ready median   max | = spawn + boot (medians) | CPU median"
+             " | forked by (warm/warming spare) or new",
+             "--------------------+-------------------------+-------------------------+-----------"
+             "-+--------------------------------------"]
     for t in rows:
+        sp = "/".join(str(t.spares.get(k, 0)) for k in ("warm", "warming", "none"))
         lines.append(f"{t.service:<13} {t.kills:5d} | {t.median_s:12.2f} s {t.max_s:6.2f} s |"
-                     f" {f(t.spawn_median_s)} s + {f(t.boot_median_s)} s      | {f(t.cpu_median_s)} s")
+                     f" {f(t.spawn_median_s)} s + {f(t.boot_median_s)} s      | {f(t.cpu_median_s)} s    | {sp}")
     return "\n".join(lines)
 
 
