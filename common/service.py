@@ -191,9 +191,10 @@ def serve_as_spare(name: str, cfg: AegisConfig, warm: Callable[[], None] | None 
 
     How. Each ``go`` line makes it fork a replacement (twice, so that the replacement becomes
     the supervisor's own child, see ``_fork_detached``; the supervisor must be a child
-    subreaper, else the replacement exits) and write the replacement's pid on its stdout. The replacement starts with everything loaded: a restart costs what is left (attach
-    the ring, open the database and sockets), tens of milliseconds. The spare stays warm for
-    the next one, so back-to-back crashes are as quick as the first. End of file (the
+    subreaper, else the replacement exits) and write the replacement's pid on its stdout.
+    The replacement starts with everything loaded: a restart costs what is left (attach the
+    ring, open the database and sockets), tens of milliseconds. The spare stays warm for the
+    next one, so back-to-back crashes are as quick as the first. End of file (the
     supervisor closed the pipe, or died) or any other line: stand down, return False.
 
     The supervisor starts spares at the lowest CPU priority where that can be undone
