@@ -201,48 +201,36 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 # ---------------------------------------------------------------------------- the log
-def child_started_wall_ns(log_lines: Iterable[str]) -> dict[int, int]:
-    """pid -> wall clock (ns) of the supervisor's ``supervisor.child_started`` line
-    (``--log-format json``): splits a restart-to-ready time into the supervisor's share
-    (detect the death, back off, spawn) and the new process's boot."""
-    out: dict[int, int] = {}
+def log_events(log_lines: Iterable[str], event: str) -> list[dict[str, Any]]:
+    """The JSON log records (``--log-format json``) of one event, in order."""
+    out = []
     for line in log_lines:
-        if '"supervisor.child_started"' not in line:
+        if f'"{event}"' not in line:
             continue
         try:
-            rec = json.loads(line)
+            out.append(json.loads(line))
         except ValueError:
             continue
-        out[int(rec["pid"])] = iso_to_ns(rec["timestamp"])
     return out
+
+
+def child_started_wall_ns(log_lines: Iterable[str]) -> dict[int, int]:
+    """pid -> wall clock (ns) of the supervisor's ``supervisor.child_started`` line: splits a
+    restart-to-ready time into the supervisor's share (detect the death, back off, spawn) and
+    the new process's boot."""
+    return {int(r["pid"]): iso_to_ns(r["timestamp"]) for r in log_events(log_lines, "supervisor.child_started")}
 
 
 def child_started_spare(log_lines: Iterable[str]) -> dict[int, str]:
     """pid -> what the supervisor's ``supervisor.child_started`` line says of its spare:
     ``warm`` (forked by a spare that had finished warming up), ``warming`` (by a spare still
     loading), ``none`` (a new process)."""
-    out: dict[int, str] = {}
-    for line in log_lines:
-        if '"supervisor.child_started"' not in line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        out[int(rec["pid"])] = str(rec.get("spare", "none"))
-    return out
+    return {int(r["pid"]): str(r.get("spare", "none")) for r in log_events(log_lines, "supervisor.child_started")}
 
 
 def spare_pids(log_lines: Iterable[str]) -> set[int]:
     """Every spare the supervisor started (``supervisor.spare_started``)."""
-    out: set[int] = set()
-    for line in log_lines:
-        if '"supervisor.spare_started"' in line:
-            try:
-                out.add(int(json.loads(line)["pid"]))
-            except (ValueError, KeyError):
-                continue
-    return out
+    return {int(r["pid"]) for r in log_events(log_lines, "supervisor.spare_started")}
 
 
 def iso_to_ns(stamp: str) -> int:
