@@ -14,8 +14,8 @@ import json
 import os
 import select
 import signal
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -179,8 +179,7 @@ def _become_replacement(name: str, base_nice: int, report: Any, middle_pid: int,
     set_title(name)
 
 
-def serve_as_spare(name: str, cfg: AegisConfig, warm: Callable[[], None] | None = None,
-                   stdin: Any = None, base_nice: int | None = None) -> bool:
+def serve_as_spare(name: str, cfg: AegisConfig, warm: Callable[[], None] | None = None) -> bool:
     """Be the warm spare of ``name``: True in a replacement it forked (the caller carries on
     into the service's normal start-up), False in the spare itself when it is told to stand down.
 
@@ -199,19 +198,18 @@ def serve_as_spare(name: str, cfg: AegisConfig, warm: Callable[[], None] | None 
 
     The supervisor starts spares at the lowest CPU priority where that can be undone
     (``lower_priority``), so a warming spare never slows the running stack down. A ``go`` that
-    arrives during the warm-up restores the normal priority (``base_nice``, by default the
-    parent's: what a new process would get) at once, and the warm-up finishes at full speed.
+    arrives during the warm-up restores the normal priority (the parent's: what a new process
+    would get) at once, and the warm-up finishes at full speed.
     Signals keep their default action in the spare: SIGTERM simply ends it.
     """
     set_title(f"{name} (spare)")
-    stream = stdin if stdin is not None else sys.stdin.buffer
+    stream = sys.stdin.buffer
     report = os.fdopen(os.dup(1), "wb", buffering=0)  # pids go here; fd 1 itself now is stderr
     os.dup2(2, 1)
-    if base_nice is None:
-        try:
-            base_nice = os.getpriority(os.PRIO_PROCESS, os.getppid())
-        except OSError:
-            base_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        base_nice = os.getpriority(os.PRIO_PROCESS, os.getppid())
+    except OSError:
+        base_nice = os.getpriority(os.PRIO_PROCESS, 0)
 
     def hurry() -> None:  # the word (or the end) arrived while warming up: full speed now
         select.select([stream], [], [])

@@ -185,25 +185,11 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
 
 def recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms: int) -> list[wire.CandleClosed]:
     """The last ``per_symbol`` closed candles of each symbol, oldest first, from the window that
-    ends now (older rows are another run's: a replaying exchange repeats its prices). A
-    restarted brain warms its strategy with them, as it did with the feed's hydration."""
-    if per_symbol <= 0 or not db_path.exists():
-        return []
-    since = now_ms - per_symbol * interval_s * 1000
-    try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5.0)
-        try:
-            rows = conn.execute(
-                "SELECT symbol, open_ms, close_ms, open, high, low, close, volume, quote_volume, trades, buy_volume"
-                " FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY symbol ORDER BY open_ms DESC) AS rn"
-                "       FROM candles WHERE interval_s = ? AND open_ms >= ? AND close_ms <= ?)"
-                " WHERE rn <= ? ORDER BY open_ms, symbol", (interval_s, since, now_ms, per_symbol)).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        log.warning("brain.recovery_candles_unreadable", error=str(exc))
-        return []
-    return [c for c in (_candle(r, interval_s) for r in rows) if c is not None]
+    ends now (older rows are another run's: a replaying exchange repeats its prices), all
+    symbols interleaved in time order (``open_ms``, then symbol). Replay mode warms its
+    strategy with all of them before the first tick; ``iter_recent_candles`` reads the same
+    candles one symbol at a time."""
+    return sorted(iter_recent_candles(db_path, interval_s, per_symbol, now_ms), key=lambda c: (c.open_ms, c.symbol))
 
 
 def _candle(r: Sequence[Any], interval_s: int) -> wire.CandleClosed | None:

@@ -346,18 +346,15 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     return 0
 
 
-def warm_imports(cfg: AegisConfig) -> None:
-    """A spare's warm-up: the modules ``main`` imports late (the event loop, replay's source)."""
-    if cfg.mode == "replay":
-        from services.feed import replay_source  # noqa: F401
-    else:
-        import uvloop  # noqa: F401
+def warm_imports() -> None:
+    """A spare's warm-up: the event loop ``main`` imports late (no spares in replay mode)."""
+    import uvloop  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
     args = service.arg_parser(NAME, "market data in: WebSocket -> firewall -> ring").parse_args(argv)
     cfg = service.bootstrap(NAME, args)
-    if args.spare and not service.serve_as_spare(NAME, cfg, warm=lambda: warm_imports(cfg)):
+    if args.spare and not service.serve_as_spare(NAME, cfg, warm=warm_imports):
         return 0
     stop = service.StopFlag()
     service.install_stop_handlers(stop)

@@ -50,7 +50,6 @@ SPARE_POLL_S = 0.002  # while a spare forks a replacement: how often its answer 
 SPARE_STOP_S = 2.0  # a spare (no handlers yet: SIGTERM ends it at once) gets this long, then SIGKILL
 SPARE_MODES = ("demo", "paper", "live")  # not replay: a replay must not share its CPU with spares
 CAPTURE_SETTLE_S = 0.5  # aegis run --capture: the recorder connects before the services publish
-PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -75,12 +74,8 @@ class Child:
     warm_restarts: int = 0  # restarts answered by a spare
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    service.die_with_parent(signal.SIGTERM)
-
-
 def _spare_preexec() -> None:  # a spare: dies with its parent, warms up at the lowest priority
-    _die_with_parent()
+    service.die_with_parent()
     service.lower_priority()
 
 
@@ -223,7 +218,7 @@ class Supervisor:
         if self.ask_spare(child, time.monotonic() if now is None else now):
             return  # ``collect_replacement`` adopts it
         proc = subprocess.Popen(child.argv, env=self.child_env(child), start_new_session=True,
-                                preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL)
+                                preexec_fn=service.die_with_parent, stdin=subprocess.DEVNULL)
         self.record_start(child, proc, "none")
 
     def record_start(self, child: Child, proc: subprocess.Popen | Adopted, spare: str) -> None:
@@ -428,7 +423,7 @@ class Supervisor:
             return
         argv = [sys.executable, "-m", "common.cli", "capture", "--out", self.capture, "--raw",
                 "--config", str(self.rd / "config.json")]
-        self.capture_proc = subprocess.Popen(argv, start_new_session=True, preexec_fn=_die_with_parent,
+        self.capture_proc = subprocess.Popen(argv, start_new_session=True, preexec_fn=service.die_with_parent,
                                              stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno())
         time.sleep(CAPTURE_SETTLE_S)  # its SUB sockets connect before anything is published
         log.info("supervisor.capture_started", file=self.capture, pid=self.capture_proc.pid)
