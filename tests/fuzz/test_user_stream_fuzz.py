@@ -1,0 +1,79 @@
+"""Fuzzing the user data stream decoder: only DecodeError may escape, and an event we do not
+model never comes out as one that changes an order or a position."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from common.errors import DecodeError
+from venue.binance import user_stream as us
+from tests.unit.venue.test_user_stream import ACCOUNT_UPDATE, ALGO_UPDATE, ORDER_TRADE_UPDATE
+
+FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+REAL = [orjson.dumps(x) for x in (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, ALGO_UPDATE)]
+KNOWN = (us.OrderUpdate, us.TradeLite, us.AccountUpdate, us.AlgoUpdate, us.ListenKeyExpired,
+         us.MarginCall, us.Unrecognised)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids, max_size=5),
+    max_leaves=20)
+
+
+def _decode_or_reject(raw: bytes):
+    try:
+        return us.decode(raw)
+    except DecodeError as e:
+        assert e.reason
+        return None
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_garbage_bytes_only_raise_decode_error(raw):
+    """Random bytes: a DecodeError or a known event type, nothing else."""
+    out = _decode_or_reject(raw)
+    assert out is None or isinstance(out, KNOWN)
+
+
+@FUZZ
+@given(st.sampled_from(REAL), st.integers(0, 10_000), st.integers(0, 255))
+def test_mutated_real_events_only_raise_decode_error(raw, pos, byte):
+    """A real event with one byte changed."""
+    b = bytearray(raw)
+    b[pos % len(b)] = byte
+    out = _decode_or_reject(bytes(b))
+    assert out is None or isinstance(out, KNOWN)
+
+
+@FUZZ
+@given(st.sampled_from(REAL), st.integers(1, 10_000))
+def test_truncated_real_events_are_rejected(raw, cut):
+    """Every proper prefix of a real event is not JSON: rejected, never half-applied."""
+    assert _decode_or_reject(raw[: cut % len(raw)]) is None
+
+
+@FUZZ
+@given(st.sampled_from([ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, ALGO_UPDATE]), st.text(max_size=8), json_values)
+def test_fields_replaced_by_arbitrary_json(event, key, value):
+    """Any field of the outer or inner object replaced by any JSON value."""
+    e = orjson.loads(orjson.dumps(event))
+    inner = e.get("o") or e.get("a")
+    target = inner if key and key[0] in "abc" else e
+    target[key or "e"] = value
+    try:
+        raw = orjson.dumps(e)
+    except TypeError:
+        return
+    out = _decode_or_reject(raw)
+    assert out is None or isinstance(out, KNOWN)
+
+
+@FUZZ
+@given(st.text(min_size=1, max_size=30).filter(lambda s: s not in us.DECODERS), json_values)
+def test_unknown_event_types_are_never_applied(kind, body):
+    """Whatever its body, an event type we do not model decodes to Unrecognised."""
+    raw = orjson.dumps({"e": kind, "E": 5, "o": body, "a": body})
+    assert _decode_or_reject(raw) == us.Unrecognised(event_type=kind[:64], event_ms=5)
