@@ -164,11 +164,11 @@ def stack_exchange_info(rd: Path, symbols: Iterable[str], timeout_s: float = 3.0
     import urllib.request
 
     from common import config as config_mod
-    from services.brain import wiring
+    from venue import brokers
 
     try:
         stack = config_mod.load(rd / "config.json", env={})
-        url = wiring.rest_url(stack).rstrip("/") + "/fapi/v1/exchangeInfo"
+        url = brokers.rest_url(stack).rstrip("/") + "/fapi/v1/exchangeInfo"
         with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - the stack's own exchange
             info = compact_exchange_info(json.loads(r.read()), symbols)
         if len(json.dumps(info)) > EXCHANGE_INFO_MAX_BYTES:

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from common import binance
 from common.errors import ConfigError
 
 ENV_PREFIX = "AEGIS_"
@@ -283,21 +282,6 @@ def curve_dir(cfg: AegisConfig) -> Path:
     """Where the CURVE keys live: ``bus.curve_dir``, else ``<data_dir>/keys`` (persistent,
     beside the database: the run directory is a temporary directory by default)."""
     return Path(cfg.bus.curve_dir or Path(cfg.data_dir) / "keys").resolve()
-
-
-def market_urls(cfg: AegisConfig) -> tuple[str, str]:
-    """(ws base url, rest base url) of the exchange: explicit ones, else the mode's (paper and
-    live: Binance production or, with trading.testnet, its testnet; demo: the sim)."""
-    real = binance.default_urls(cfg.mode, testnet=cfg.trading.testnet)
-    ws_default, rest_default = real or (f"ws://{cfg.sim.host}:{cfg.sim.port}", f"http://{cfg.sim.host}:{cfg.sim.port}")
-    return cfg.feed.ws_url or ws_default, cfg.feed.rest_url or rest_default
-
-
-def ws_routed(cfg: AegisConfig) -> bool:
-    """Whether the feed opens its connections per routed path (/public, /market)."""
-    if cfg.feed.ws_routing == "auto":
-        return binance.routed_by_default(market_urls(cfg)[0])
-    return cfg.feed.ws_routing == "on"
 
 
 # ---------------------------------------------------------------------------- loading

@@ -25,6 +25,7 @@ from common.errors import RingError, TransientError
 from common.log import RateLimiter
 from common.ring import Ring, ring_load
 from services.brain import candles, conflate, engine, model, recovery, risk, strategy, wiring
+from venue import brokers
 
 log = structlog.get_logger(__name__)
 NAME = "brain"
@@ -153,7 +154,7 @@ class Brain:
     def book_top(self, symbol: str):
         """Best bid/ask and sizes for the paper broker (read on a dispatcher thread: a torn
         read of two updates is possible and harmless for a simulation)."""
-        from services.brain.paper import BookTop
+        from venue.paper import BookTop
 
         sid = self.sid(symbol)
         if sid < 0:
@@ -399,7 +400,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
                                                         cfg.feed.hydrate_candles, time.time_ns() // 1_000_000)
     brain.symbol_info.update(recovery.symbol_rules(service.db_path(cfg)))
     warm_up(brain)
-    trading = wiring.make_execution(cfg, brain, ep) if wiring.trading_enabled(cfg) else None
+    trading = wiring.make_execution(cfg, brain, ep) if brokers.trading_enabled(cfg) else None
     brain.execution = trading.execution if trading is not None else None
     if trading is not None:
         brain.orch = bus.Subscriber([ep.orchestrator_pub], (wire.EventType.HEARTBEAT,))

@@ -6,7 +6,7 @@ account polling) and comes back as a completion that ``poll`` drains. The one wa
 make is the synchronous journal (a few milliseconds: an order is on disk in the database
 before it is sent; the ring holds seconds of ticks meanwhile).
 
-Mapping of broker answers to order events (``services.brain.orders``):
+Mapping of broker answers to order events (``venue.orders``):
 
     submit ok         Ack, each fill, then QueryResult(status, executed) (a final status or
                       missing fills resolve from there: FetchTrades)
@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -33,9 +32,9 @@ from common import wire
 from common.errors import AegisError, AmbiguousError, TransientError
 from common.log import RateLimiter
 from services.brain import dispatcher as dsp
-from services.brain import orders as om
+from venue import orders as om
 from services.brain import recovery, risk, trader
-from services.brain.broker import Broker, ExchangeOrder, OrderSpec, SubmitResult
+from venue.port import Broker, ExchangeOrder, OrderSpec, SubmitResult
 
 log = structlog.get_logger(__name__)
 
@@ -44,27 +43,6 @@ STARTUP_RETRY_S = 5.0
 TIMER_PERIOD_S = 0.25
 START_SYMBOLS = 20
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
-
-
-def fetch_filters(rest_url: str, timeout_s: float = 10.0) -> dict[str, risk.SymbolFilters]:
-    """Every trading symbol's filters from ``/fapi/v1/exchangeInfo`` (exact decimal strings)."""
-    with urllib.request.urlopen(f"{rest_url.rstrip('/')}/fapi/v1/exchangeInfo", timeout=timeout_s) as r:  # noqa: S310
-        body = json.loads(r.read())
-    return filters_from_exchange_info(body)
-
-
-def load_filters(path: str | Path) -> dict[str, risk.SymbolFilters]:
-    """Filters from a saved exchangeInfo body (a replay's: the capture carries it)."""
-    return filters_from_exchange_info(json.loads(Path(path).read_text()))
-
-
-def filters_from_exchange_info(body: Mapping[str, Any]) -> dict[str, risk.SymbolFilters]:
-    out = {}
-    for entry in body.get("symbols", ()):
-        if entry.get("status") == "TRADING":
-            f = risk.filters_from_entry(entry)
-            out[f.symbol] = f
-    return out
 
 
 class Execution:

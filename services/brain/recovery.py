@@ -31,9 +31,9 @@ import msgspec
 import structlog
 
 from common import wire
-from services.brain import orders as om
+from venue import orders as om
 from services.brain import risk, trader
-from services.brain.broker import ExchangePosition
+from venue.port import ExchangePosition
 
 log = structlog.get_logger(__name__)
 

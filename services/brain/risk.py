@@ -33,15 +33,16 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, fields, replace
-from decimal import Context, Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from decimal import Context, Decimal
+from typing import Any, Mapping, Protocol
 
 from common.errors import ConfigError, DecodeError
 from common.wire import OrderRequest, RiskReject
-from services.brain.orders import CLIENT_ORDER_ID_RE
-
-if TYPE_CHECKING:  # the type only: the brain need not import the feed's HTTP client
-    from services.feed.discovery import SymbolInfo
+from venue.filters import (  # noqa: F401  (risk's callers read these through risk too)
+    SymbolFilters, filters_from_entry, filters_from_symbol_info, fmt, is_on_grid, round_price,
+    round_qty_down, to_decimal,
+)
+from venue.orders import CLIENT_ORDER_ID_RE
 
 # ---------------------------------------------------------------------------- reason codes
 UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
@@ -120,147 +121,6 @@ class RiskConfig:
         return cls(**dict(d))
 
 
-# ---------------------------------------------------------------------------- exact numbers
-def to_decimal(x: Any) -> Decimal | None:
-    """A finite Decimal from a float (its shortest repr), int, str or Decimal; None otherwise."""
-    if isinstance(x, bool):
-        return None
-    try:
-        if isinstance(x, Decimal):
-            d = x
-        elif isinstance(x, int):
-            d = Decimal(x)
-        elif isinstance(x, float):
-            d = Decimal(repr(x))  # repr is the shortest round-tripping text: 0.1 -> "0.1"
-        elif isinstance(x, str):
-            d = Decimal(x.strip())
-        else:
-            return None
-    except (InvalidOperation, ValueError):
-        return None
-    return d if d.is_finite() else None
-
-
-def _coef(d: Decimal) -> tuple[int, int]:
-    """(integer coefficient, exponent) with d == coefficient * 10**exponent, exactly."""
-    sign, digits, exp = d.as_tuple()
-    n = int("".join(map(str, digits))) if digits else 0
-    return (-n if sign else n), int(exp)
-
-
-def _grid_units(x: Decimal, step: Decimal) -> tuple[int, int]:
-    """x and step as integers of one common unit 10**e (exact): returns (x_units, step_units)."""
-    xn, xe = _coef(x)
-    sn, se = _coef(step)
-    e = min(xe, se)
-    return xn * 10 ** (xe - e), sn * 10 ** (se - e)
-
-
-def _on_grid(k: int, step: Decimal) -> Decimal:
-    """k * step, exactly, written with the step's exponent (0.001 -> 3 decimals)."""
-    sn, se = _coef(step)
-    return Decimal(f"{k * sn}E{se}")  # the string constructor is exact, whatever the context
-
-
-def round_qty_down(qty: Decimal, step: Decimal) -> Decimal:
-    """The largest multiple of ``step`` not above ``qty`` (never more than was asked for)."""
-    q, s = _grid_units(qty, step)
-    return _on_grid(q // s, step)
-
-
-def round_price(price: Decimal, tick: Decimal, side: str) -> Decimal:
-    """The nearest multiple of ``tick``; an exact tie goes the passive way (BUY down, SELL up)."""
-    p, t = _grid_units(price, tick)
-    k, r = divmod(p, t)
-    if 2 * r > t or (2 * r == t and side == "SELL"):
-        k += 1
-    return _on_grid(k, tick)
-
-
-def is_on_grid(x: Decimal, step: Decimal) -> bool:
-    a, s = _grid_units(x, step)
-    return a % s == 0
-
-
-def fmt(d: Decimal) -> str:
-    """Plain decimal text for the exchange (no exponent): Decimal("1E-3") -> "0.001"."""
-    return format(d, "f")
-
-
-# ---------------------------------------------------------------------------- exchange filters
-@dataclass(frozen=True, kw_only=True)
-class SymbolFilters:
-    """One symbol's trading rules, exact. 0 in an optional bound means "no such bound"."""
-
-    symbol: str
-    tick_size: Decimal
-    step_size: Decimal
-    min_qty: Decimal
-    min_notional: Decimal
-    max_qty: Decimal = Decimal(0)
-    min_price: Decimal = Decimal(0)
-    max_price: Decimal = Decimal(0)
-    market_step_size: Decimal = Decimal(0)  # MARKET_LOT_SIZE; 0 = same as LOT_SIZE
-    market_max_qty: Decimal = Decimal(0)
-    percent_up: Decimal = Decimal(0)  # PERCENT_PRICE: BUY limit <= mark * up
-    percent_down: Decimal = Decimal(0)  # SELL limit >= mark * down
-
-    def __post_init__(self) -> None:
-        if self.tick_size <= 0 or self.step_size <= 0:
-            raise DecodeError(f"{self.symbol}: tick and step size must be positive", reason="bad_filters")
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, Decimal) and (not v.is_finite() or v < 0):
-                raise DecodeError(f"{self.symbol}: {f.name} must be finite and >= 0", reason="bad_filters")
-
-
-def _dec(v: Any, what: str) -> Decimal:
-    d = to_decimal(v if v is not None else 0)
-    if d is None or d < 0:
-        raise DecodeError(f"bad {what}: {v!r}", reason="bad_filters")
-    return d
-
-
-def filters_from_symbol_info(info: SymbolInfo) -> SymbolFilters:
-    """From ``discovery.SymbolInfo`` (floats read through their shortest repr, so 0.1 stays 0.1).
-
-    SymbolInfo carries no price bounds, max quantity or PERCENT_PRICE; use
-    ``filters_from_entry`` on the raw exchangeInfo entry to get those too."""
-    return SymbolFilters(
-        symbol=info.symbol,
-        tick_size=_dec(info.tick_size, "tickSize"),
-        step_size=_dec(info.step_size, "stepSize"),
-        min_qty=_dec(info.min_qty, "minQty"),
-        min_notional=_dec(info.min_notional, "notional"),
-    )
-
-
-def filters_from_entry(entry: Mapping[str, Any]) -> SymbolFilters:
-    """From one raw exchangeInfo symbol entry (exact decimal strings; filters in any order)."""
-    try:
-        fs = {f.get("filterType"): f for f in entry.get("filters", ()) if isinstance(f, Mapping)}
-        pf, ls = fs.get("PRICE_FILTER", {}), fs.get("LOT_SIZE", {})
-        ml, mn, pp = fs.get("MARKET_LOT_SIZE", {}), fs.get("MIN_NOTIONAL", {}), fs.get("PERCENT_PRICE", {})
-        symbol = str(entry["symbol"])
-    except (AttributeError, KeyError, TypeError) as exc:
-        raise DecodeError(f"bad exchangeInfo entry: {exc!r}", reason="bad_filters") from None
-    return SymbolFilters(
-        symbol=symbol,
-        tick_size=_dec(pf.get("tickSize"), "tickSize"),
-        step_size=_dec(ls.get("stepSize"), "stepSize"),
-        min_qty=_dec(ls.get("minQty"), "minQty"),
-        max_qty=_dec(ls.get("maxQty"), "maxQty"),
-        min_price=_dec(pf.get("minPrice"), "minPrice"),
-        max_price=_dec(pf.get("maxPrice"), "maxPrice"),
-        min_notional=_dec(mn.get("notional", mn.get("minNotional")), "notional"),
-        market_step_size=_dec(ml.get("stepSize"), "market stepSize"),
-        market_max_qty=_dec(ml.get("maxQty"), "market maxQty"),
-        percent_up=_dec(pp.get("multiplierUp"), "multiplierUp"),
-        percent_down=_dec(pp.get("multiplierDown"), "multiplierDown"),
-    )
-
-
-# ---------------------------------------------------------------------------- inputs
 @dataclass(frozen=True, kw_only=True)
 class Quote:
     """The latest market data of one symbol as the shell saw it."""

@@ -38,9 +38,9 @@ from decimal import Context, Decimal
 from typing import Any, Mapping, Union
 
 from common import wire
-from services.brain import orders as om
+from venue import orders as om
 from services.brain import risk, rotation
-from services.brain.broker import ExchangeFill
+from venue.port import ExchangeFill
 
 _EXACT = Context(prec=100)
 _AVG = Context(prec=34)

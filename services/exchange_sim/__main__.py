@@ -22,7 +22,8 @@ import structlog
 from common import config as config_mod
 from common import service
 from common.errors import AegisError
-from services.exchange_sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimParams, from_config
+from services.exchange_sim.config import SimParams, from_config
+from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
 from services.exchange_sim.server import Prepared, SimServer, prepare
 from services.exchange_sim.state_file import StateFileError
 

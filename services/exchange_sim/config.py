@@ -2,7 +2,7 @@
 
 The API key and secret are not config: the shell takes them from ``common.config.secrets()``
 (the same ``BINANCE_API_KEY``/``BINANCE_API_SECRET`` the broker signs with) and falls back
-to ``DEMO_API_KEY``/``DEMO_API_SECRET``. Those two are NOT secrets: they are published here
+to ``venue.demo``'s ``DEMO_API_KEY``/``DEMO_API_SECRET``. Those two are NOT secrets: they are published
 so the demo's broker and the sim agree without any setup, and they open nothing but a
 local simulated account.
 """
@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from common.config import SimConfig
-
-DEMO_API_KEY = "aegis-demo-key"  # not a secret: the local sim's published demo credentials
-DEMO_API_SECRET = "aegis-demo-secret"  # not a secret (see above)
+from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
 
 
 @dataclass(frozen=True, kw_only=True)

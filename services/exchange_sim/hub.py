@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
-from common import binance
+from venue import binance
 from services.exchange_sim import codec
 from services.exchange_sim.symbols import SymbolSpec
 
@@ -47,7 +47,7 @@ class Connection:
         self.cid = cid
         self.combined = combined  # /stream (wrapped) vs /ws (raw payloads)
         # Binance's routed path ("public", "market"; "" = the plain one, which serves all
-        # here): a stream of the other path is accepted and never delivers (common.binance)
+        # here): a stream of the other path is accepted and never delivers (venue.binance)
         self.route = route
         self.transport = transport
         self.streams: list[str] = []  # in subscription order, as LIST_SUBSCRIPTIONS shows them

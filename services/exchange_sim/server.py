@@ -42,7 +42,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from common import binance
+from venue import binance
 from services.exchange_sim import candles as candles_mod
 from services.exchange_sim import codec, control, faults, rest
 from services.exchange_sim.capture import Capture

@@ -29,7 +29,8 @@ from typing import Any
 import structlog
 
 from common import bus, service, wire, zmqutil
-from common.config import AegisConfig, market_urls, ws_routed
+from common.config import AegisConfig
+from venue.binance import market_urls, ws_routed
 from common.errors import AegisError, RingError, TransientError
 from common.log import RateLimiter
 from common.ring import Ring

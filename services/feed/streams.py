@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from typing import Callable, Iterable, Sequence, TypeVar
 
-from common import binance
+from venue import binance
 from common.records import Kind
 from services.feed import codec
 
@@ -63,7 +63,7 @@ def plan_connections(streams: Sequence[str], per_connection: int = MAX_STREAMS_P
 def plan_routed(streams: Sequence[str], per_connection: int = MAX_STREAMS_PER_CONNECTION, *,
                 routed: bool) -> list[tuple[binance.Route, list[str]]]:
     """(path, streams) per connection. Routed (Binance production): the book streams and the
-    others on separate connections of their own path (``common.binance``), each split as
+    others on separate connections of their own path (``venue.binance``), each split as
     ``plan_connections`` does; not routed: one plain path for all."""
     if not routed:
         return [("", g) for g in plan_connections(streams, per_connection)]

@@ -143,12 +143,12 @@ def main(argv: list[str] | None = None) -> int:
 def make_reconciler(cfg: AegisConfig, ring: Ring) -> Reconciler | None:
     """Reconciliation against the exchange the brain trades on (ccxt brokers only: a paper
     broker's account lives inside the brain, there is nothing outside to compare with)."""
-    from services.brain import wiring
+    from venue import brokers
 
-    if wiring.broker_kind(cfg) != "ccxt":
+    if brokers.broker_kind(cfg) != "ccxt":
         return None
     t = cfg.trading
-    return Reconciler(lambda: wiring.make_broker(cfg, None), interval_s=t.reconcile_interval_s,
+    return Reconciler(lambda: brokers.make_broker(cfg, None), interval_s=t.reconcile_interval_s,
                       symbols_fn=lambda: list(ring.symbol_names()), max_failures=t.reconcile_failures_to_halt,
                       recv_window_ms=t.recv_window_ms,
                       fills_lookback_ms=max(3_600_000, int(2_000 * t.reconcile_interval_s)))

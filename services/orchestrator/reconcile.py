@@ -68,8 +68,8 @@ from decimal import Decimal
 from typing import Iterable, Mapping, NamedTuple, Union
 
 from common import wire
-from services.brain.broker import ExchangeFill, ExchangeOrder, ExchangePosition
-from services.brain.orders import CLOCK_MARGIN_MS, DEFAULT_RECV_WINDOW_MS, EXCHANGE_STATUS, TERMINAL, OrderState
+from venue.port import ExchangeFill, ExchangeOrder, ExchangePosition
+from venue.orders import CLOCK_MARGIN_MS, DEFAULT_RECV_WINDOW_MS, EXCHANGE_STATUS, TERMINAL, OrderState
 
 # ---------------------------------------------------------------------------- vocabulary
 OK, REPAIRED, MISMATCH = "OK", "REPAIRED", "MISMATCH"

@@ -36,8 +36,8 @@ from typing import Callable, Sequence
 
 import structlog
 
-from services.brain.broker import Broker
-from services.brain.orders import DEFAULT_RECV_WINDOW_MS
+from venue.port import Broker
+from venue.orders import DEFAULT_RECV_WINDOW_MS
 from services.orchestrator import snapshots
 from services.orchestrator.reconcile import TRADE_SAFE, ExchangeSnapshot, Repair, Report, diff
 

@@ -12,7 +12,7 @@ import sqlite3
 from decimal import Decimal
 from typing import Callable, Iterable, Sequence
 
-from services.brain.broker import Broker, ExchangeOrder
+from venue.port import Broker, ExchangeOrder
 from services.orchestrator.reconcile import (TERMINAL_STATUSES, ExchangeSnapshot, LocalOrder, LocalPosition,
                                              LocalSnapshot, is_terminal, orders_to_recheck)
 

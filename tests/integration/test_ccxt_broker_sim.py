@@ -13,10 +13,11 @@ import pytest
 import requests
 
 from common.errors import AmbiguousError, DefinitiveError, TransientError
-from services.brain.broker import OrderSpec
-from services.brain.ccxt_broker import CcxtBroker, CcxtConfig
+from venue.port import OrderSpec
+from venue.binance.ccxt_broker import CcxtBroker, CcxtConfig
 from services.exchange_sim import capture as capture_mod
-from services.exchange_sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimParams
+from services.exchange_sim.config import SimParams
+from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
 from services.exchange_sim.server import SimServer
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ import pytest
 
 from services.exchange_sim import capture as capture_mod
 from services.exchange_sim import signing
-from services.exchange_sim.ccxt_compat import ccxt_urls_for, point_ccxt_at
-from services.exchange_sim.config import DEMO_API_KEY, DEMO_API_SECRET
+from venue.binance.ccxt_compat import ccxt_urls_for, point_ccxt_at
+from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
 from tests.conftest import REPO
 from tests.integration.test_exchange_sim_server import Clock, advance, get, post, run, running
 

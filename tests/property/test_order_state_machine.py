@@ -15,8 +15,8 @@ from hypothesis import event as note_event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from services.brain import orders as om
-from services.brain.orders import (
+from venue import orders as om
+from venue.orders import (
     Ack, CancelRejected, CancelRequest, Canceled, Expired, OrderState, QueryResult, Reject, Send,
     TradeFill, Timeout,
 )

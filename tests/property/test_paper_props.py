@@ -7,7 +7,7 @@ from decimal import Context, Decimal, localcontext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.brain.paper import BookTop, Position, apply_fill, fill_market
+from venue.paper import BookTop, Position, apply_fill, fill_market
 from services.brain.risk import is_on_grid
 
 TICKS = st.sampled_from([Decimal("0.1"), Decimal("0.01"), Decimal("0.0001"), Decimal("1")])

@@ -21,8 +21,8 @@ from common import wire
 from common.errors import AmbiguousError, DefinitiveError, TransientError
 from services.brain import dispatcher as dsp
 from services.brain import execution, recovery, risk, rotation, trader
-from services.brain import orders as om
-from services.brain.broker import (AccountSetup, Balance, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
+from venue import orders as om
+from venue.port import (AccountSetup, Balance, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
                                    SubmitResult)
 from services.orchestrator import db
 

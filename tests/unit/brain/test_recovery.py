@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from common import wire
-from services.brain import orders as om
+from venue import orders as om
 from services.brain import recovery, risk, trader
-from services.brain.broker import ExchangePosition
+from venue.port import ExchangePosition
 from services.orchestrator import db
 
 NOW = 1_733_011_200_000  # 2024-12-01 00:00 UTC: the restart

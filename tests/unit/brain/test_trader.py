@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 
 from common import wire
-from services.brain import orders as om
+from venue import orders as om
 from services.brain import risk, rotation, trader
-from services.brain.broker import ExchangeFill
+from venue.port import ExchangeFill
 
 NOW = 1_733_011_200_000  # 2024-12-01 00:00 UTC
 FILTERS = {

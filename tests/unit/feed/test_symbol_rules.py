@@ -10,7 +10,8 @@ import pytest
 
 from common import config as config_mod
 from common import wire
-from services.brain import recovery, risk, wiring
+from services.brain import recovery, risk
+from venue import brokers, filters
 from services.feed import discovery
 from services.orchestrator import db
 from tests.conftest import SHARED_DATA
@@ -69,12 +70,12 @@ def test_filters_fall_back_on_the_feeds_rules_when_exchange_info_fails(monkeypat
     def down(url):
         raise OSError("connection refused")
 
-    monkeypatch.setattr(wiring.execution, "fetch_filters", down)
-    got = wiring.filters_fn(cfg, fallback=lambda: rules)()
+    monkeypatch.setattr(filters, "fetch_filters", down)
+    got = brokers.filters_fn(cfg, fallback=lambda: rules)()
     assert got["BTCUSDT"] == risk.SymbolFilters(symbol="BTCUSDT", tick_size=Decimal("0.1"), step_size=Decimal("0.001"),
                                                 min_qty=Decimal("0.001"), min_notional=Decimal("100.0"))
     with pytest.raises(OSError):  # nothing to fall back on: the failure stands
-        wiring.filters_fn(cfg, fallback=lambda: {})()
+        brokers.filters_fn(cfg, fallback=lambda: {})()
     with pytest.raises(OSError):
-        wiring.filters_fn(cfg)()
+        brokers.filters_fn(cfg)()
 

@@ -7,7 +7,7 @@ import threading
 from decimal import Decimal
 from typing import Sequence
 
-from services.brain.broker import ExchangeFill, ExchangeOrder, ExchangePosition
+from venue.port import ExchangeFill, ExchangeOrder, ExchangePosition
 
 D = Decimal
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import orjson
 
 from common.errors import ExchangeReply
-from services.brain.broker import Balance, ExchangeFill, ExchangeOrder, ExchangePosition
+from venue.port import Balance, ExchangeFill, ExchangeOrder, ExchangePosition
 
 _STATUS_IN_TEXT = re.compile(r"(?:^|\s)([45]\d\d)(?=\s|$)")  # "binanceusdm 429 Too Many ...", "... 503 ..."
 

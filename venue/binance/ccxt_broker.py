@@ -34,10 +34,10 @@ from common.errors import (
     AegisError, AmbiguousError, ConfigError, DefinitiveError, ExchangeReply, TransientError,
     exchange_error, parse_retry_after,
 )
-from services.brain.binance_bodies import (
+from venue.binance.bodies import (
     as_bool, balance_from_raw, fill_from_raw, order_from_raw, position_from_raw, reply_from_text,
 )
-from services.brain.broker import (
+from venue.port import (
     AccountSetup, Balance, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec, SubmitResult,
 )
 
@@ -108,7 +108,7 @@ def make_exchange(config: CcxtConfig, api_key: str, api_secret: str) -> Any:
         ex.options["disableFuturesSandboxWarning"] = True  # ccxt prefers "demo trading"; the testnet still runs
     if config.base_url:
         # the sim's own helper: fapi URLs to the sim, every other API to a 404, its error table
-        from services.exchange_sim.ccxt_compat import point_ccxt_at
+        from venue.binance.ccxt_compat import point_ccxt_at
         point_ccxt_at(ex, config.base_url)
     return ex
 

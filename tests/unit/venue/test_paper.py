@@ -8,8 +8,8 @@ from decimal import Decimal as D
 import pytest
 
 from common.errors import ConfigError, DefinitiveError, TransientError
-from services.brain.broker import OrderSpec
-from services.brain.paper import (
+from venue.port import OrderSpec
+from venue.paper import (
     BookTop, PaperBroker, PaperConfig, Position, apply_fill, crosses, fee, fill_market,
 )
 from services.brain.risk import SymbolFilters

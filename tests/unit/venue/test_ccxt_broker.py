@@ -15,11 +15,11 @@ from ccxt_fakes import (
 )
 
 from common.errors import AmbiguousError, ConfigError, DefinitiveError, TransientError
-from services.brain.binance_bodies import (
+from venue.binance.bodies import (
     balance_from_raw, fill_from_raw, order_from_raw, position_from_raw, reply_from_text,
 )
-from services.brain.broker import OrderSpec
-from services.brain.ccxt_broker import CcxtBroker, CcxtConfig, make_exchange
+from venue.port import OrderSpec
+from venue.binance.ccxt_broker import CcxtBroker, CcxtConfig, make_exchange
 
 CFG = CcxtConfig(leverage=3, margin_type="ISOLATED")
 NOW_MS = 1_700_000_000_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common import binance
+from venue import binance
 from common import config as config_mod
 from common.errors import ConfigError
 
@@ -32,25 +32,25 @@ def cfg(**over):
 class TestMarketUrls:
     def test_demo_is_the_sim(self):
         c = cfg(mode="demo", sim={"host": "127.0.0.1", "port": 4567})
-        assert config_mod.market_urls(c) == ("ws://127.0.0.1:4567", "http://127.0.0.1:4567")
-        assert not config_mod.ws_routed(c)
+        assert binance.market_urls(c) == ("ws://127.0.0.1:4567", "http://127.0.0.1:4567")
+        assert not binance.ws_routed(c)
 
     @pytest.mark.parametrize("mode", ["paper", "live"])
     def test_paper_and_live_are_binance_production_routed(self, mode):
         c = cfg(mode=mode)
-        assert config_mod.market_urls(c) == (binance.PRODUCTION_WS, binance.PRODUCTION_REST)
-        assert config_mod.ws_routed(c)
+        assert binance.market_urls(c) == (binance.PRODUCTION_WS, binance.PRODUCTION_REST)
+        assert binance.ws_routed(c)
 
     def test_testnet(self):
         c = cfg(mode="live", trading={"testnet": True})
-        assert config_mod.market_urls(c) == (binance.TESTNET_WS, binance.TESTNET_REST)
-        assert not config_mod.ws_routed(c)
+        assert binance.market_urls(c) == (binance.TESTNET_WS, binance.TESTNET_REST)
+        assert not binance.ws_routed(c)
 
     def test_explicit_urls_win_and_routing_can_be_forced(self):
         c = cfg(mode="live", feed={"ws_url": "ws://127.0.0.1:1", "rest_url": "http://127.0.0.1:1", "ws_routing": "on"})
-        assert config_mod.market_urls(c) == ("ws://127.0.0.1:1", "http://127.0.0.1:1")
-        assert config_mod.ws_routed(c)
-        assert not config_mod.ws_routed(config_mod.replace(c, feed={"ws_routing": "off"}))
+        assert binance.market_urls(c) == ("ws://127.0.0.1:1", "http://127.0.0.1:1")
+        assert binance.ws_routed(c)
+        assert not binance.ws_routed(config_mod.replace(c, feed={"ws_routing": "off"}))
 
     def test_bad_routing_value_is_refused(self):
         with pytest.raises(ConfigError, match="ws_routing"):

@@ -33,7 +33,7 @@ from typing import Callable, Mapping, Sequence
 import structlog
 
 from common.errors import ConfigError, DefinitiveError, TransientError
-from services.brain.broker import (
+from venue.port import (
     LIVE_STATUSES, AccountSetup, Balance, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
     SubmitResult,
 )

@@ -1,8 +1,8 @@
-"""The ccxt broker is built on first use, off the brain's way to ready (wiring.LazyBroker)."""
+"""The ccxt broker is built on first use, off the brain's way to ready (brokers.LazyBroker)."""
 
 from __future__ import annotations
 
-from services.brain import wiring
+from venue import brokers
 
 
 def test_lazy_broker_builds_once_on_first_use_and_closes_only_what_it_built():
@@ -23,7 +23,7 @@ def test_lazy_broker_builds_once_on_first_use_and_closes_only_what_it_built():
         def close(self):
             self.closed = True
 
-    lazy = wiring.LazyBroker(Fake, name="ccxt")
+    lazy = brokers.LazyBroker(Fake, name="ccxt")
     lazy.close()  # never used: nothing to build, nothing to close
     assert lazy.name == "ccxt" and not lazy.built and built == []
     threads = [threading.Thread(target=lazy.balance) for _ in range(8)]

@@ -1,0 +1,143 @@
+"""Which broker, with which keys, for which mode (the brain's execution and the
+orchestrator's reconciliation build theirs here).
+
+    mode     broker (trading.broker = "auto")       keys
+    demo     CcxtBroker -> exchange_sim on loopback  the sim's demo key (venue.demo, not a secret)
+    paper    PaperBroker on the live book            none
+    replay   PaperBroker on the replayed book        none
+    live     CcxtBroker -> Binance (or its testnet)  BINANCE_API_KEY / _SECRET, required
+
+``trading.broker = "none"`` (or ``trading.enabled = false``) runs signals only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+import structlog
+
+from common import config as config_mod
+from common.config import AegisConfig
+from common.errors import ConfigError
+from venue import binance, filters
+from venue.port import Broker
+
+log = structlog.get_logger(__name__)
+
+
+def broker_kind(cfg: AegisConfig) -> str:
+    t = cfg.trading
+    if not t.enabled or t.broker == "none":
+        return "none"
+    if t.broker != "auto":
+        return t.broker
+    return "ccxt" if cfg.mode in ("demo", "live") else "paper"
+
+
+def trading_enabled(cfg: AegisConfig) -> bool:
+    return broker_kind(cfg) != "none"
+
+
+def credentials(cfg: AegisConfig) -> tuple[str, str]:
+    """(key, secret) for the ccxt broker. Demo: the sim's own demo key unless keys are set."""
+    sec = config_mod.secrets()
+    if sec.present:
+        return sec.api_key, sec.api_secret
+    if cfg.mode == "demo":
+        from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
+
+        return DEMO_API_KEY, DEMO_API_SECRET
+    raise ConfigError("live trading needs BINANCE_API_KEY and BINANCE_API_SECRET")
+
+
+def rest_url(cfg: AegisConfig) -> str:
+    """The exchange's REST base: feed.rest_url, else the mode's (the sim, Binance or its testnet)."""
+    return binance.market_urls(cfg)[1]
+
+
+def filters_fn(cfg: AegisConfig, fallback: Callable[[], Mapping[str, Any]] | None = None):
+    """Where the symbol filters come from: the replayed capture's saved exchangeInfo (replay
+    mode: no network), else the exchange's REST endpoint, else (``fallback``: the rules the
+    feed published, ``wire.SymbolInfo`` by symbol) those, said in a warning."""
+    if cfg.mode == "replay":
+        path = cfg.replay.exchange_info
+        if not path:
+            raise ConfigError("replay mode needs replay.exchange_info (aegis replay writes it from the capture)")
+        return lambda: filters.load_filters(path)
+    url = rest_url(cfg)
+
+    def fetch() -> dict[str, Any]:
+        try:
+            return filters.fetch_filters(url)
+        except Exception as exc:
+            rules = dict(fallback()) if fallback is not None else {}
+            if not rules:
+                raise
+            log.warning("brain.filters_from_feed_rules", error=repr(exc)[:200], symbols=len(rules))
+            return {s: filters.filters_from_symbol_info(i) for s, i in rules.items()}
+
+    return fetch
+
+
+def make_broker(cfg: AegisConfig, book: Any, clock_ms: Any = None) -> Broker:
+    """``clock_ms``: the paper broker's clock (replay: the exchange clock of the ticks)."""
+    kind = broker_kind(cfg)
+    t = cfg.trading
+    if kind == "ccxt":
+        from venue.binance.ccxt_broker import CcxtBroker, CcxtConfig
+
+        key, secret = credentials(cfg)
+        # Binance itself (paper/live, no explicit url): ccxt's own urls, which follow testnet;
+        # anything else (an explicit url, the demo's sim) overrides them
+        real = binance.default_urls(cfg.mode, testnet=t.testnet) is not None
+        base_url = "" if real and not cfg.feed.rest_url else rest_url(cfg)
+        ccfg = CcxtConfig(testnet=t.testnet and not base_url, base_url=base_url, timeout_ms=t.order_timeout_ms,
+                          recv_window_ms=t.recv_window_ms, leverage=t.leverage, margin_type=t.margin_type)
+        return CcxtBroker(ccfg, api_key=key, api_secret=secret)
+    from venue.paper import PaperBroker, PaperConfig
+
+    pcfg = PaperConfig(taker_fee_rate=Decimal(repr(t.taker_fee_rate)), maker_fee_rate=Decimal(repr(t.maker_fee_rate)),
+                       slippage_bps=Decimal(repr(t.paper_slippage_bps)), latency_ms=t.paper_latency_ms,
+                       starting_balance=Decimal(repr(t.paper_balance_usdt)), leverage=t.leverage)
+    if cfg.mode == "replay":  # no simulated wait: a replay's time is the ticks' time
+        pcfg = replace(pcfg, latency_ms=0.0)
+    # the paper broker checks orders against the real filters: fetched once, at start
+    return PaperBroker(pcfg, book=book, clock_ms=clock_ms or (lambda: time.time_ns() // 1_000_000),
+                       sleep=time.sleep, filters=filters_fn(cfg)())
+
+
+class LazyBroker:
+    """A broker built on its first use, not at start-up: the ccxt broker's import alone takes
+    about half a second, which a restarted brain should spend reading the ring instead. The
+    first use is the execution's start-up job, on a dispatcher thread (the lock makes one
+    broker however many threads ask at once)."""
+
+    def __init__(self, factory: Callable[[], Broker], *, name: str) -> None:
+        self._factory = factory
+        self._broker: Broker | None = None
+        self._lock = threading.Lock()
+        self.name = name
+
+    @property
+    def built(self) -> bool:
+        return self._broker is not None
+
+    def _get(self) -> Broker:
+        b = self._broker
+        if b is None:
+            with self._lock:
+                if self._broker is None:
+                    self._broker = self._factory()
+                b = self._broker
+        return b
+
+    def __getattr__(self, attr: str) -> Any:  # only for what the instance itself lacks
+        return getattr(self._get(), attr)
+
+    def close(self) -> None:
+        if self._broker is not None:
+            self._broker.close()
