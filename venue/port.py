@@ -94,6 +94,44 @@ class SubmitResult:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AlgoSpec:
+    """One conditional order for the exchange's Algo Service (already on the price grid).
+
+    ``close_position`` closes whatever position the symbol has when it triggers (Binance's
+    Close-All: no quantity); a trailing stop takes ``qty`` with ``callback_rate`` (percent)
+    and an optional ``activation_price`` instead of a trigger price."""
+
+    client_algo_id: str  # made and journaled locally before the send
+    symbol: str
+    side: str  # the closing side: SELL protects a long
+    order_type: str  # STOP_MARKET | TAKE_PROFIT_MARKET | TRAILING_STOP_MARKET
+    trigger_price: Decimal = Decimal(0)
+    working_type: str = "MARK_PRICE"  # MARK_PRICE | CONTRACT_PRICE
+    close_position: bool = True
+    qty: Decimal = Decimal(0)
+    price_protect: bool = True
+    callback_rate: Decimal = Decimal(0)
+    activation_price: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExchangeAlgoOrder:
+    """The exchange's view of one conditional order."""
+
+    client_algo_id: str
+    algo_id: str
+    symbol: str
+    side: str
+    order_type: str
+    status: str  # Binance algo status: NEW | TRIGGERING | TRIGGERED | FINISHED | CANCELED | REJECTED | EXPIRED
+    trigger_price: Decimal = Decimal(0)
+    close_position: bool = False
+    qty: Decimal = Decimal(0)
+    actual_order_id: str = ""  # the matching-engine order it became, once triggered
+    update_ms: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExchangePosition:
     symbol: str
     qty: Decimal  # signed: > 0 long, < 0 short (one-way mode)
@@ -150,5 +188,16 @@ class Broker(Protocol):
     def balance(self) -> Balance: ...
 
     def server_time_ms(self) -> int: ...
+
+    # conditional orders held by the exchange (Binance's Algo Service)
+    def place_algo(self, spec: AlgoSpec) -> ExchangeAlgoOrder: ...
+
+    def cancel_algo(self, symbol: str, client_algo_id: str) -> ExchangeAlgoOrder: ...
+
+    def query_algo(self, symbol: str, client_algo_id: str) -> ExchangeAlgoOrder | None:
+        """``None`` when the exchange has no algo order with that client id."""
+        ...
+
+    def open_algo_orders(self, symbol: str | None = None) -> list[ExchangeAlgoOrder]: ...
 
     def close(self) -> None: ...

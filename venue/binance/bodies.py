@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import orjson
 
 from common.errors import ExchangeReply
-from venue.port import Balance, ExchangeFill, ExchangeOrder, ExchangePosition
+from venue.port import AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition
 
 _STATUS_IN_TEXT = re.compile(r"(?:^|\s)([45]\d\d)(?=\s|$)")  # "binanceusdm 429 Too Many ...", "... 503 ..."
 
@@ -69,6 +69,41 @@ def balance_from_raw(account: Mapping[str, Any], asset: str = "USDT") -> Balance
             return Balance(asset=asset, wallet=_dec(a["walletBalance"]), equity=_dec(a["marginBalance"]),
                            available=_dec(a.get("availableBalance", a.get("maxWithdrawAmount", 0))))
     return Balance(asset=asset)
+
+
+def algo_from_raw(raw: Mapping[str, Any]) -> ExchangeAlgoOrder:
+    """A Binance algo order body (POST/GET/DELETE /fapi/v1/algoOrder, openAlgoOrders)."""
+    actual = raw.get("actualOrderId")
+    return ExchangeAlgoOrder(
+        client_algo_id=str(raw["clientAlgoId"]), algo_id=str(raw["algoId"]), symbol=str(raw["symbol"]),
+        side=str(raw["side"]), order_type=str(raw["orderType"]), status=str(raw["algoStatus"]),
+        trigger_price=_dec(raw.get("triggerPrice") or 0), close_position=as_bool(raw.get("closePosition", False)),
+        qty=_dec(raw.get("quantity") or 0), actual_order_id="" if actual in (None, "", 0) else str(actual),
+        update_ms=int(raw.get("updateTime") or raw.get("createTime") or 0),
+    )
+
+
+def _text(d: Decimal) -> str:
+    return format(d, "f")
+
+
+def algo_params(spec: AlgoSpec) -> dict[str, str]:
+    """``POST /fapi/v1/algoOrder`` parameters for ``spec`` (decimals as their exact text)."""
+    p = {"algoType": "CONDITIONAL", "symbol": spec.symbol, "side": spec.side, "type": spec.order_type,
+         "clientAlgoId": spec.client_algo_id, "workingType": spec.working_type,
+         "priceProtect": "TRUE" if spec.price_protect else "FALSE"}
+    if spec.order_type == "TRAILING_STOP_MARKET":
+        p["callbackRate"] = _text(spec.callback_rate)
+        if spec.activation_price > 0:
+            p["activatePrice"] = _text(spec.activation_price)
+    else:
+        p["triggerPrice"] = _text(spec.trigger_price)
+    if spec.close_position:
+        p["closePosition"] = "true"
+    else:  # a quantity-based protective order must never open a position
+        p["quantity"] = _text(spec.qty)
+        p["reduceOnly"] = "true"
+    return p
 
 
 def reply_from_text(text: str) -> ExchangeReply | None:

@@ -35,10 +35,12 @@ from common.errors import (
     exchange_error, parse_retry_after,
 )
 from venue.binance.bodies import (
-    as_bool, balance_from_raw, fill_from_raw, order_from_raw, position_from_raw, reply_from_text,
+    algo_from_raw, algo_params, as_bool, balance_from_raw, fill_from_raw, order_from_raw, position_from_raw,
+    reply_from_text,
 )
 from venue.port import (
-    AccountSetup, Balance, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec, SubmitResult,
+    AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
+    SubmitResult,
 )
 
 log = structlog.get_logger(__name__)
@@ -92,6 +94,11 @@ class ExchangeApi(Protocol):
     def fapiPrivateV2GetPositionRisk(self, params: dict[str, Any]) -> Any: ...
     def fapiPrivateV2GetAccount(self, params: dict[str, Any]) -> Any: ...
     def fapiPublicGetTime(self, params: dict[str, Any]) -> Any: ...
+    # the Algo Service (conditional orders since 2025-12-09)
+    def fapiPrivatePostAlgoOrder(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateDeleteAlgoOrder(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateGetAlgoOrder(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateGetOpenAlgoOrders(self, params: dict[str, Any]) -> Any: ...
 
 
 def make_exchange(config: CcxtConfig, api_key: str, api_secret: str) -> Any:
@@ -242,6 +249,36 @@ class CcxtBroker:
 
     def server_time_ms(self) -> int:
         return int(self._call("server_time", self._ex.fapiPublicGetTime, {})["serverTime"])
+
+    # ------------------------------------------------------------------ the Algo Service
+    def place_algo(self, spec: AlgoSpec) -> ExchangeAlgoOrder:
+        self._symbol(spec.symbol)  # an unknown symbol is refused here, not sent
+        raw = self._call("place_algo", self._ex.fapiPrivatePostAlgoOrder, algo_params(spec), mutating=True)
+        return self._parse("place_algo", algo_from_raw, raw, mutating=True)
+
+    def cancel_algo(self, symbol: str, client_algo_id: str) -> ExchangeAlgoOrder:
+        raw = self._call("cancel_algo", self._ex.fapiPrivateDeleteAlgoOrder,
+                         {"symbol": symbol, "clientAlgoId": client_algo_id}, mutating=True)
+        if isinstance(raw, dict) and "algoStatus" not in raw:
+            # Binance answers a cancel with the ids and a code only: the order is CANCELED
+            raw = {"symbol": symbol, "side": "", "orderType": "", "algoStatus": "CANCELED",
+                   "clientAlgoId": raw.get("clientAlgoId", client_algo_id), "algoId": raw.get("algoId", "")}
+        return self._parse("cancel_algo", algo_from_raw, raw, mutating=True)
+
+    def query_algo(self, symbol: str, client_algo_id: str) -> ExchangeAlgoOrder | None:
+        try:
+            raw = self._call("query_algo", self._ex.fapiPrivateGetAlgoOrder, {"clientAlgoId": client_algo_id})
+        except DefinitiveError as exc:
+            if exc.reason == "unknown_order":
+                return None
+            raise
+        return self._parse("query_algo", algo_from_raw, raw)
+
+    def open_algo_orders(self, symbol: str | None = None) -> list[ExchangeAlgoOrder]:
+        raw = self._call("open_algo_orders", self._ex.fapiPrivateGetOpenAlgoOrders,
+                         {"symbol": symbol} if symbol else {})
+        rows = raw.get("orders", raw) if isinstance(raw, dict) else raw
+        return [self._parse("open_algo_orders", algo_from_raw, r) for r in rows]
 
     def close(self) -> None:
         session = getattr(self._ex, "session", None)

@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import ccxt
 import pytest
 import requests
-from ccxt_fakes import (
+from tests.unit.venue.ccxt_fakes import (
     BIG_ORDER_ID, ERROR_BODIES, USER_TRADES, FakeExchange, FakeSession, HttpFailure, raw_order, raw_trade,
     response,
 )
@@ -18,7 +18,7 @@ from common.errors import AmbiguousError, ConfigError, DefinitiveError, Transien
 from venue.binance.bodies import (
     balance_from_raw, fill_from_raw, order_from_raw, position_from_raw, reply_from_text,
 )
-from venue.port import OrderSpec
+from venue.port import AlgoSpec, ExchangeAlgoOrder, OrderSpec
 from venue.binance.ccxt_broker import CcxtBroker, CcxtConfig, make_exchange
 
 CFG = CcxtConfig(leverage=3, margin_type="ISOLATED")
@@ -293,6 +293,89 @@ class TestQueryCancelLists:
     def test_server_time(self):
         b, _ = broker()
         assert b.server_time_ms() == 1_700_000_000_000
+
+
+def raw_algo(**over) -> dict:
+    """A ``POST /fapi/v1/algoOrder`` body as Binance's documentation shows it."""
+    body = {"algoId": 2146760, "clientAlgoId": "ps-sig1-1", "algoType": "CONDITIONAL", "orderType": "STOP_MARKET",
+            "symbol": "BTCUSDT", "side": "SELL", "positionSide": "BOTH", "timeInForce": "GTC", "quantity": "0",
+            "algoStatus": "NEW", "triggerPrice": "39000.0", "price": "0", "workingType": "MARK_PRICE",
+            "priceMatch": "NONE", "closePosition": True, "priceProtect": True, "reduceOnly": False,
+            "activatePrice": "", "callbackRate": "", "createTime": 1750485492076, "updateTime": 1750485492076,
+            "triggerTime": 0, "goodTillDate": 0}
+    body.update(over)
+    return body
+
+
+class TestAlgoService:
+    def test_a_close_position_stop_goes_to_the_algo_endpoint_with_exact_text(self):
+        """STOP_MARKET closePosition on the mark price with price protection, as ``algoOrder``."""
+        b, ex = broker()
+        ex.script("fapiPrivatePostAlgoOrder", raw_algo())
+        got = b.place_algo(AlgoSpec(client_algo_id="ps-sig1-1", symbol="BTCUSDT", side="SELL",
+                                    order_type="STOP_MARKET", trigger_price=D("39000.0")))
+        assert ex.called("fapiPrivatePostAlgoOrder") == [({
+            "algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
+            "clientAlgoId": "ps-sig1-1", "workingType": "MARK_PRICE", "priceProtect": "TRUE",
+            "triggerPrice": "39000.0", "closePosition": "true"},)]
+        assert got == ExchangeAlgoOrder(client_algo_id="ps-sig1-1", algo_id="2146760", symbol="BTCUSDT",
+                                        side="SELL", order_type="STOP_MARKET", status="NEW",
+                                        trigger_price=D("39000.0"), close_position=True, qty=D(0),
+                                        update_ms=1750485492076)
+
+    def test_a_trailing_stop_takes_a_reduce_only_quantity_and_a_callback_rate(self):
+        b, ex = broker()
+        ex.script("fapiPrivatePostAlgoOrder", raw_algo(orderType="TRAILING_STOP_MARKET", closePosition=False,
+                                                       quantity="0.002", triggerPrice=""))
+        b.place_algo(AlgoSpec(client_algo_id="pr-sig1-1", symbol="BTCUSDT", side="SELL",
+                              order_type="TRAILING_STOP_MARKET", close_position=False, qty=D("0.002"),
+                              callback_rate=D("1.5"), activation_price=D("41000")))
+        [(params,)] = ex.called("fapiPrivatePostAlgoOrder")
+        assert params == {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
+                          "type": "TRAILING_STOP_MARKET", "clientAlgoId": "pr-sig1-1", "workingType": "MARK_PRICE",
+                          "priceProtect": "TRUE", "callbackRate": "1.5", "activatePrice": "41000",
+                          "quantity": "0.002", "reduceOnly": "true"}
+
+    def test_a_timeout_while_placing_is_ambiguous(self):
+        b, ex = broker()
+        ex.script("fapiPrivatePostAlgoOrder", ccxt.RequestTimeout("binanceusdm POST url"))
+        with pytest.raises(AmbiguousError):
+            b.place_algo(AlgoSpec(client_algo_id="ps-sig1-1", symbol="BTCUSDT", side="SELL",
+                                  order_type="STOP_MARKET", trigger_price=D("39000.0")))
+
+    def test_an_unknown_symbol_is_refused_before_sending(self):
+        b, ex = broker()
+        with pytest.raises(DefinitiveError):
+            b.place_algo(AlgoSpec(client_algo_id="ps-x-1", symbol="NOPEUSDT", side="SELL",
+                                  order_type="STOP_MARKET", trigger_price=D(1)))
+        assert ex.called("fapiPrivatePostAlgoOrder") == []
+
+    def test_cancel_answer_with_ids_only_means_canceled(self):
+        """Binance answers a cancel with the ids and ``code``/``msg``: the order is CANCELED."""
+        b, ex = broker()
+        ex.script("fapiPrivateDeleteAlgoOrder", {"algoId": 2146760, "clientAlgoId": "ps-sig1-1",
+                                                 "code": "200", "msg": "success"})
+        got = b.cancel_algo("BTCUSDT", "ps-sig1-1")
+        assert (got.status, got.algo_id, got.client_algo_id) == ("CANCELED", "2146760", "ps-sig1-1")
+        assert ex.called("fapiPrivateDeleteAlgoOrder") == [({"symbol": "BTCUSDT", "clientAlgoId": "ps-sig1-1"},)]
+
+    def test_query_of_an_unknown_algo_order_is_none(self):
+        b, ex = broker()
+        ex.script("fapiPrivateGetAlgoOrder", ccxt_error(-2013, "Order does not exist.", ccxt.OrderNotFound))
+        assert b.query_algo("BTCUSDT", "ps-nope-1") is None
+
+    def test_a_triggered_algo_order_names_its_actual_order(self):
+        b, ex = broker()
+        ex.script("fapiPrivateGetAlgoOrder", raw_algo(algoStatus="TRIGGERED", actualOrderId="88937381063"))
+        got = b.query_algo("BTCUSDT", "ps-sig1-1")
+        assert (got.status, got.actual_order_id) == ("TRIGGERED", "88937381063")
+
+    def test_open_algo_orders(self):
+        b, ex = broker()
+        ex.script("fapiPrivateGetOpenAlgoOrders", [raw_algo(), raw_algo(algoId=2, clientAlgoId="pt-sig1-1",
+                                                                        orderType="TAKE_PROFIT_MARKET")])
+        assert [(a.client_algo_id, a.order_type) for a in b.open_algo_orders()] == [
+            ("ps-sig1-1", "STOP_MARKET"), ("pt-sig1-1", "TAKE_PROFIT_MARKET")]
 
 
 class TestStart:

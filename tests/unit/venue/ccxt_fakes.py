@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from services.brain.risk import round_qty_down
+from venue.filters import round_qty_down
 from tests.conftest import SHARED_DATA
 
 USDM = SHARED_DATA / "binance_usdm"
