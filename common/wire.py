@@ -55,6 +55,7 @@ class EventType(str, enum.Enum):
     TRADE_CLOSED = "TRADE_CLOSED"
     MODEL_STATE = "MODEL_STATE"
     SYMBOL_INFO = "SYMBOL_INFO"
+    ALGO_ORDER_UPDATE = "ALGO_ORDER_UPDATE"
 
 
 # The feed's raw WebSocket frames (``feed.publish_raw``) go out un-enveloped on this topic,
@@ -77,6 +78,7 @@ TOPIC_PREFIX: dict[EventType, str] = {
     EventType.TRADE_CLOSED: "trade",
     EventType.MODEL_STATE: "model",
     EventType.SYMBOL_INFO: "symbol",
+    EventType.ALGO_ORDER_UPDATE: "algo",
 }
 
 
@@ -254,8 +256,30 @@ class SymbolInfo(_Body, tag="SYMBOL_INFO"):
     quantity_precision: Annotated[int, msgspec.Meta(ge=0, le=18)] = 8
 
 
+class AlgoOrderUpdate(_Body, tag="ALGO_ORDER_UPDATE"):
+    """A protective order held by the exchange (Binance's Algo Service): created NEW_LOCAL and
+    journaled before it is sent, then every change of state. Prices travel as exact decimal
+    text (a stop is a price the exchange must see digit for digit)."""
+
+    client_algo_id: str
+    symbol: Symbol
+    side: Side  # the closing side: SELL protects a long
+    order_type: str  # STOP_MARKET | TAKE_PROFIT_MARKET | TRAILING_STOP_MARKET
+    trigger_price: str  # exact decimal text; "0" for a trailing stop
+    state: str  # venue.algo_orders.AlgoState
+    trade_id: str = ""  # the signal whose position it protects
+    role: str = ""  # STOP | TARGET
+    working_type: str = "MARK_PRICE"
+    close_position: bool = True
+    algo_id: str = ""  # the exchange's id (a string: Binance ids exceed 2**53)
+    actual_order_id: str = ""  # the market order it became when triggered
+    sent_ms: int = 0  # the timestamp signed into the last send (0 = never sent)
+    reason: str = ""
+
+
 Body = Union[TickUpdate, CandleClosed, SignalGenerated, OrderRequest, OrderUpdate, Fill,
-             Position, RiskReject, Heartbeat, FeedStatus, Shutdown, TradeClosed, ModelState, SymbolInfo]
+             Position, RiskReject, Heartbeat, FeedStatus, Shutdown, TradeClosed, ModelState, SymbolInfo,
+             AlgoOrderUpdate]
 
 BODY_TYPES: dict[EventType, type] = {
     EventType.TICK_UPDATE: TickUpdate,
@@ -272,6 +296,7 @@ BODY_TYPES: dict[EventType, type] = {
     EventType.TRADE_CLOSED: TradeClosed,
     EventType.MODEL_STATE: ModelState,
     EventType.SYMBOL_INFO: SymbolInfo,
+    EventType.ALGO_ORDER_UPDATE: AlgoOrderUpdate,
 }
 _TYPE_OF: dict[type, EventType] = {v: k for k, v in BODY_TYPES.items()}
 

@@ -9,9 +9,12 @@ this order and returns the first failure, or an approved order rounded to the ex
                      QTY_INVALID, PRICE_INVALID, PRICE_OFF_TICK (only when rounding is off)
     exchange filters QTY_OUTSIDE_FILTER (rounded qty below minQty / above maxQty),
                      PRICE_OUTSIDE_FILTER (PRICE_FILTER min/max, PERCENT_PRICE around the mark)
-    exits            (reduce_only) REDUCE_ONLY_INVALID, RATE_LIMIT, then approved: an exit is
-                     never stopped by the kill switch, stale data or the exposure limits, nor by
-                     MIN_NOTIONAL (Binance exempts reduce-only orders from it too)
+    exits            (reduce_only) REDUCE_ONLY_INVALID, then approved: an exit is never stopped
+                     by the kill switch, stale data, the exposure limits or the order brake
+                     (it is counted in the rate window, so entries see it), nor by MIN_NOTIONAL
+                     (Binance exempts reduce-only orders from it too). A runaway loop of exits
+                     is the trader's to prevent (one exit in flight, a retry interval, a
+                     position check after a reduce-only refusal), not the brake's
     entries          EQUITY_INVALID, DAILY_LOSS / DRAWDOWN (the kill switch trips now),
                      HALTED (it tripped earlier), STALE_DATA, RATE_LIMIT, POSITION_EXISTS,
                      MAX_POSITIONS, MIN_NOTIONAL, MAX_ORDER_NOTIONAL, MAX_TOTAL_NOTIONAL, LEVERAGE
@@ -519,7 +522,7 @@ def check_order(cfg: RiskConfig, state: RiskState, portfolio: Portfolio, order: 
 
     reduce_only = order.reduce_only is True
     if reduce_only:
-        r = check_exit(portfolio, symbol, side, qty) or check_rate(cfg, st, now_ms)
+        r = check_exit(portfolio, symbol, side, qty)
     else:
         if not equity_ok:
             return rejected(Rejection(reason=EQUITY_INVALID, detail=f"equity {portfolio.equity_usdt!r}"))

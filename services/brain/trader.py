@@ -33,14 +33,21 @@ until a query resolves it (never two live exits, never a blind re-send).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from decimal import Context, Decimal
-from typing import Any, Mapping, Union
+from typing import Mapping
 
 from common import wire
 from venue import orders as om
+from services.brain import protection as pr
 from services.brain import risk, rotation
+from venue import algo_orders as ao
 from venue.port import ExchangeFill
+from services.brain.trading_state import (  # noqa: F401  (the trader's values, named here too)
+    Action, CheckPosition, Ctx, Dispatch, FetchSymbolFills, Learn, NewAlgo, NewOrder, PendingEntry, Problem,
+    Publish, Result, Trade, TraderConfig, TraderState, count as _count, with_algo as _with_algo,
+    with_order as _with_order, with_trade as _with_trade, without_trade as _without_trade,
+)
 
 _EXACT = Context(prec=100)
 _AVG = Context(prec=34)
@@ -53,148 +60,8 @@ STOP, TARGET, ROTATION, FLATTEN = "STOP", "TARGET", "ROTATION", "FLATTEN"
 DUPLICATE_SIGNAL = "DUPLICATE_SIGNAL"
 TRADING_DISABLED = "TRADING_DISABLED"
 NO_SIZE = "NO_SIZE"
-
-
-@dataclass(frozen=True, kw_only=True)
-class TraderConfig:
-    risk: risk.RiskConfig = field(default_factory=risk.RiskConfig)
-    rotation: rotation.RotationConfig = field(default_factory=rotation.RotationConfig)
-    risk_per_trade_pct: float = 0.5
-    exit_retry_ms: int = 2_000
-    recv_window_ms: int = om.DEFAULT_RECV_WINDOW_MS
-    adopt_stop_pct: float = 2.0  # a position found at the exchange without a plan gets this stop
-
-
-@dataclass(frozen=True, kw_only=True)
-class Trade:
-    """One position's plan and progress. Quantities are exact and unsigned; ``side`` is the
-    entry's (BUY = long)."""
-
-    trade_id: str  # the signal id
-    symbol: str
-    side: str
-    stop: float
-    target: float
-    confidence: float
-    features: Mapping[str, float]
-    opened_ms: int
-    entry_cid: str
-    entry_qty: Decimal = Decimal(0)
-    entry_notional: Decimal = Decimal(0)
-    exit_qty: Decimal = Decimal(0)
-    exit_notional: Decimal = Decimal(0)
-    fees: Decimal = Decimal(0)
-    exit_cid: str = ""  # the exit in flight ("" = none)
-    exit_cids: frozenset[str] = frozenset()  # every exit ever sent (late fills still count)
-    exit_reason: str = ""  # set once an exit is wanted; stays until flat
-    exits_sent: int = 0
-    next_exit_ms: int = 0
-    adopted: bool = False
-
-    @property
-    def position(self) -> Decimal:
-        return self.entry_qty - self.exit_qty
-
-    @property
-    def direction(self) -> int:
-        return 1 if self.side == "BUY" else -1
-
-    @property
-    def entry_avg(self) -> Decimal:
-        return _AVG.divide(self.entry_notional, self.entry_qty) if self.entry_qty else Decimal(0)
-
-    @property
-    def exit_avg(self) -> Decimal:
-        return _AVG.divide(self.exit_notional, self.exit_qty) if self.exit_qty else Decimal(0)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PendingEntry:
-    signal: wire.SignalGenerated
-    after_symbol: str  # the rotation's exit that must be flat first
-    expires_ms: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class TraderState:
-    risk: risk.RiskState = field(default_factory=risk.RiskState)
-    orders: Mapping[str, om.Order] = field(default_factory=dict)
-    trades: Mapping[str, Trade] = field(default_factory=dict)  # by symbol
-    pending: tuple[PendingEntry, ...] = ()
-    last_action_ms: Mapping[str, int] = field(default_factory=dict)
-    used_cids: frozenset[str] = frozenset()
-    realized_pnl: Decimal = Decimal(0)  # closed trades, before fees
-    fees: Decimal = Decimal(0)
-    counters: Mapping[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Ctx:
-    """What the shell knows now."""
-
-    now_ms: int
-    equity: float  # account equity from the exchange (NaN until known)
-    market: risk.Market  # filters and latest quotes
-    block_reason: str = ""  # non-empty: no new entries (recovering, reconciliation failed, ...)
-
-
-# ---------------------------------------------------------------------------- actions
-@dataclass(frozen=True)
-class NewOrder:
-    """Journal ``request`` durably, then apply ``orders.Send`` (or ``CancelRequest`` if the
-    journal refused) through ``on_order_event``."""
-
-    order: om.Order
-    request: wire.OrderRequest
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """An exchange call for the broker: SubmitOrder, CancelOrder, QueryOrder or FetchTrades."""
-
-    effect: Any
-    symbol: str
-
-
-@dataclass(frozen=True)
-class Publish:
-    body: Any  # a wire body; every one of them is journaled too
-
-
-@dataclass(frozen=True)
-class Learn:
-    features: Mapping[str, float]
-    outcome_r: float
-
-
-@dataclass(frozen=True)
-class Problem:
-    kind: str
-    detail: str
-    client_order_id: str = ""
-
-
-Action = Union[NewOrder, Dispatch, Publish, Learn, Problem]
-Result = tuple[TraderState, list[Action]]
-
-
-def _count(st: TraderState, *keys: str) -> TraderState:
-    c = dict(st.counters)
-    for k in keys:
-        c[k] = c.get(k, 0) + 1
-    return replace(st, counters=c)
-
-
-def _with_trade(st: TraderState, t: Trade) -> TraderState:
-    return replace(st, trades={**st.trades, t.symbol: t})
-
-
-def _without_trade(st: TraderState, symbol: str) -> TraderState:
-    return replace(st, trades={k: v for k, v in st.trades.items() if k != symbol})
-
-
-def _with_order(st: TraderState, o: om.Order) -> TraderState:
-    return replace(st, orders={**st.orders, o.client_order_id: o})
+PROTECTION_PENDING = "PROTECTION_PENDING"  # the symbol's old protective orders are not yet cancelled
+REDUCE_ONLY_REJECTED = -2022  # Binance: "ReduceOnly Order is rejected" (no position to reduce)
 
 
 # ---------------------------------------------------------------------------- views
@@ -207,6 +74,8 @@ def portfolio(st: TraderState, ctx: Ctx) -> risk.Portfolio:
     """Held positions at the mark, plus entries still in flight at the mark."""
     held, pending = [], []
     for t in st.trades.values():
+        if t.flat_at_exchange_ms:
+            continue  # the exchange says flat: no exposure, whatever our fills say yet
         price = _mark(ctx, t.symbol, float(t.entry_avg) or 0.0)
         if t.position > 0:
             held.append(risk.Exposure(symbol=t.symbol, qty=float(t.position) * t.direction, price=price))
@@ -221,6 +90,8 @@ def held_positions(st: TraderState, ctx: Ctx) -> list[rotation.HeldPosition]:
     """The rotation's view: every trade holds its slot, even while its entry is in flight."""
     out = []
     for t in st.trades.values():
+        if t.flat_at_exchange_ms:
+            continue  # closing: its slot is free already
         entry = float(t.entry_avg) or t.stop  # no fill yet: R is 0 until there is one
         out.append(rotation.HeldPosition(symbol=t.symbol, side=t.side, entry_price=entry,
                                          stop_price=t.stop, mark_price=_mark(ctx, t.symbol, entry),
@@ -277,6 +148,8 @@ def on_signal(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, ctx
     cid = om.make_client_order_id(ENTRY_PREFIX, sig.signal_id, 0)
     if cid in st.used_cids:
         return _count(st, f"skipped:{DUPLICATE_SIGNAL}"), []
+    if pr.blocking_algos(st, sig.symbol):
+        return _count(st, f"skipped:{PROTECTION_PENDING}"), []
     if ctx.block_reason:
         st = _count(st, "risk_rejects", f"rejected:{TRADING_DISABLED}")
         return st, [Publish(wire.RiskReject(symbol=sig.symbol, reason=TRADING_DISABLED,
@@ -361,7 +234,7 @@ def _exit(cfg: TraderConfig, st: TraderState, t: Trade, reason: str, ctx: Ctx) -
 def on_prices(cfg: TraderConfig, st: TraderState, symbol: str, low: float, high: float, ctx: Ctx) -> Result:
     """The traded range of ``symbol`` since the last call: exit on a touched stop or target."""
     t = st.trades.get(symbol)
-    if t is None or t.position <= 0 or t.exit_reason:
+    if t is None or t.position <= 0 or t.exit_reason or t.flat_at_exchange_ms:
         return st, []
     if t.direction > 0:
         reason = STOP if low <= t.stop else TARGET if high >= t.target else ""
@@ -380,9 +253,15 @@ def flatten(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
 
 
 def on_timer(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
-    """Retry wanted exits whose last attempt failed; drop rotation entries that waited too long."""
+    """Retry wanted exits whose last attempt failed; close at the mark a trade the exchange
+    said was flat whose closing fills never came; drop rotation entries that waited too long."""
     actions: list[Action] = []
     for t in list(st.trades.values()):
+        if t.flat_at_exchange_ms:
+            if ctx.now_ms - t.flat_at_exchange_ms >= cfg.external_close_wait_ms and t.position > 0:
+                st, acts = _close_at_mark(cfg, st, t, ctx)
+                actions += acts
+            continue
         if t.exit_reason and not t.exit_cid and t.position > 0 and ctx.now_ms >= t.next_exit_ms:
             st, acts = _exit(cfg, st, t, t.exit_reason, ctx)
             actions += acts
@@ -404,6 +283,13 @@ def on_fill(cfg: TraderConfig, st: TraderState, fill: ExchangeFill, ctx: Ctx, cl
 def on_order_event(cfg: TraderConfig, st: TraderState, cid: str, event: om.Event, ctx: Ctx,
                    fill: ExchangeFill | None = None) -> Result:
     order = st.orders.get(cid)
+    pre: list[Action] = []
+    if order is None and cid in st.algos and isinstance(event, om.TradeFill):
+        # a protective order triggered at the exchange: its market order carries our id
+        t = st.trades.get(st.algos[cid].symbol)
+        if t is not None and cid in t.algo_cids:
+            st, pre = pr.on_triggered(st, t, st.algos[cid])
+            order = st.orders.get(cid)
     if order is None:
         return _count(st, "unknown_order_events"), [Problem("UNKNOWN_ORDER", f"{type(event).__name__} for {cid}", cid)]
     new, effects = om.apply(order, event)
@@ -413,7 +299,7 @@ def on_order_event(cfg: TraderConfig, st: TraderState, cid: str, event: om.Event
         new, more = om.apply(new, om.CancelRequest())
         effects = (*effects, *more)
     st = _with_order(st, new)
-    actions: list[Action] = []
+    actions: list[Action] = list(pre)
     if new.state != order.state or new.filled_qty != order.filled_qty:
         actions.append(Publish(om.to_order_update(new)))
     for e in effects:
@@ -456,7 +342,7 @@ def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillAppli
     notional = _EXACT.multiply(e.qty, e.price)
     if is_entry:
         t = replace(t, entry_qty=t.entry_qty + e.qty, entry_notional=_EXACT.add(t.entry_notional, notional),
-                    fees=t.fees + fee)
+                    fees=t.fees + fee, first_fill_ms=t.first_fill_ms or ctx.now_ms)
         if t.stop <= 0:  # recovered without a plan: protect it like an adopted position
             plan = adopt(cfg, symbol=t.symbol, qty=t.entry_qty * t.direction, entry_price=t.entry_avg,
                          now_ms=ctx.now_ms)
@@ -468,6 +354,10 @@ def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillAppli
     if t.position <= 0 and t.exit_qty > 0:
         return _close(cfg, st, t, ctx, actions)
     actions.append(Publish(position_body(t, ctx)))
+    if is_entry and not t.stop_cid:  # the position exists: the exchange holds its stop from now
+        st, acts = pr.arm(cfg, st, t, ctx)
+        actions += acts
+        t = st.trades[t.symbol]
     if is_entry and t.exit_reason and not t.exit_cid:  # an exit was wanted before this filled
         st, acts = _exit(cfg, st, t, t.exit_reason, ctx)
         actions += acts
@@ -485,6 +375,11 @@ def _order_done(cfg: TraderConfig, st: TraderState, o: om.Order, ctx: Ctx) -> Re
         st = _without_trade(st, t.symbol)
         return _count(st, "entries_failed"), []
     if not is_entry and t.exit_cid == o.client_order_id and t.position > 0:
+        if o.reject_code == REDUCE_ONLY_REJECTED:
+            # the exchange has nothing to reduce: closed behind our back? Ask before any retry
+            t = replace(t, exit_cid="", next_exit_ms=ctx.now_ms + 10 * cfg.exit_retry_ms)
+            return _count(_with_trade(st, t), "exit_reduce_only_rejected"), [
+                Dispatch(CheckPosition(symbol=t.symbol), t.symbol)]
         return _with_trade(st, replace(t, exit_cid="", next_exit_ms=ctx.now_ms + cfg.exit_retry_ms)), []
     return st, []
 
@@ -497,10 +392,13 @@ def outcome_r(t: Trade) -> float:
     return t.direction * (float(t.exit_avg) - float(t.entry_avg)) / risk_dist
 
 
-def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list[Action]) -> Result:
+def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list[Action],
+           learnable: bool = True) -> Result:
+    st, t, cancels = pr.disarm(st, t)
+    actions = [*actions, *cancels]
     pnl = _EXACT.multiply(Decimal(t.direction), _EXACT.subtract(t.exit_notional, t.entry_notional))
     r = outcome_r(t)
-    learned = not t.adopted and math.isfinite(r)
+    learned = learnable and not t.adopted and math.isfinite(r)
     body = wire.TradeClosed(trade_id=t.trade_id, symbol=t.symbol, side=t.side, qty=float(t.entry_qty),
                             entry_price=float(t.entry_avg), exit_price=float(t.exit_avg), stop=t.stop,
                             target=t.target, opened_ms=t.opened_ms, closed_ms=ctx.now_ms, pnl=float(pnl),
@@ -511,9 +409,10 @@ def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list
     if learned:
         actions.append(Learn(t.features, r))
     keep = {k: v for k, v in st.orders.items()
-            if not (v.is_terminal and (k == t.entry_cid or k in t.exit_cids))}
+            if not ((v.is_terminal or t.flat_at_exchange_ms) and (k == t.entry_cid or k in t.exit_cids))}
     st = replace(_without_trade(st, t.symbol), orders=keep, realized_pnl=_EXACT.add(st.realized_pnl, pnl),
                  last_action_ms=rotation.record_action(st.last_action_ms, t.symbol, ctx.now_ms))
+    st = pr.prune(st)
     st = _count(st, "trades_closed", *(["wins"] if pnl > 0 else []))
     # a rotation's entry waited for this exit
     waiting = [p for p in st.pending if p.after_symbol == t.symbol]
@@ -525,11 +424,132 @@ def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list
     return st, actions
 
 
+# ---------------------------------------------------------------------------- the exchange's side
+def on_algo_event(cfg: TraderConfig, st: TraderState, cid: str, event: ao.Event, ctx: Ctx) -> Result:
+    """An answer or update about one protective order (``protection``'s rules)."""
+    o = st.algos.get(cid)
+    if o is None:
+        return _count(st, "unknown_algo_events"), [Problem("UNKNOWN_ALGO", f"{type(event).__name__} for {cid}", cid)]
+    new, effects = ao.apply(o, event)
+    st = _with_algo(st, new)
+    actions: list[Action] = []
+    if new.state != o.state or new.algo_id != o.algo_id or new.actual_order_id != o.actual_order_id:
+        actions.append(Publish(pr.to_wire(new)))
+    for e in effects:
+        if isinstance(e, ao.AlgoError):
+            actions.append(Problem(e.kind, e.detail, cid))
+        else:
+            actions.append(Dispatch(e, new.symbol))
+    t = st.trades.get(new.symbol)
+    if t is None or cid not in t.algo_cids:
+        return pr.prune(st), actions
+    st = pr.confirmed(st, t, new, ctx.now_ms)
+    t = st.trades[t.symbol]
+    if new.state in (ao.A.TRIGGERED, ao.A.FINISHED) and o.state not in (ao.A.TRIGGERED, ao.A.FINISHED):
+        st, acts = pr.on_triggered(st, t, new)
+        return st, [*actions, *acts]
+    if new.state == ao.A.REJECTED and cid == t.stop_cid:
+        # the exchange would not hold the stop (e.g. -2021: the price is already past it):
+        # nothing protects the position, so the local layer exits now
+        st = _count(st, "protection_rejected")
+        st, acts = _exit(cfg, _with_trade(st, replace(t, stop_cid="")), replace(t, stop_cid=""), pr.STOP, ctx)
+        return st, [*actions, Problem("PROTECTION_REJECTED", f"{cid}: {new.reject_code} {new.reject_reason}", cid),
+                    *acts]
+    if new.state in (ao.A.CANCELED, ao.A.EXPIRED, ao.A.REJECTED) and cid == t.stop_cid and t.position > 0:
+        # the stop is gone while the position is not (cancelled by hand, expired): re-arm
+        t = replace(t, stop_cid="", target_cid="" if t.target_cid and st.algos[t.target_cid].is_terminal
+                    else t.target_cid, protected_ms=0)
+        st, t, cancels = pr.disarm(_with_trade(st, t), t)
+        st, acts = pr.arm(cfg, _with_trade(st, t), t, ctx)
+        return _count(st, "protections_rearmed"), [*actions, *cancels, *acts]
+    return st, actions
+
+
+def on_exchange_position(cfg: TraderConfig, st: TraderState, symbol: str, qty: Decimal, ctx: Ctx) -> Result:
+    """The exchange's position of ``symbol`` (user stream or a REST check). A flat exchange
+    position under a trade that still holds one frees the slot at once (``protection`` rule 4)."""
+    t = st.trades.get(symbol)
+    if t is None or qty != 0 or t.position <= 0 or t.flat_at_exchange_ms:
+        return st, []
+    entry = st.orders.get(t.entry_cid)
+    if entry is not None and not entry.is_terminal and not t.entry_qty:
+        return st, []  # the entry is still on its way: flat is what we expect
+    triggered = [o.role for cid, o in st.algos.items()
+                 if cid in t.algo_cids and o.state in (ao.A.TRIGGERED, ao.A.FINISHED)]
+    reason = t.exit_reason or (triggered[0] if triggered else pr.EXTERNAL)
+    st, t, cancels = pr.disarm(st, t)
+    t = replace(t, flat_at_exchange_ms=ctx.now_ms, exit_reason=reason)
+    st = _count(_with_trade(st, t), "closed_at_exchange")
+    since = t.first_fill_ms or t.opened_ms
+    return st, [*cancels, Dispatch(FetchSymbolFills(symbol=symbol, since_ms=since), symbol),
+                Publish(wire.Position(symbol=symbol, qty=0.0, entry_price=0.0))]
+
+
+def on_symbol_fills(cfg: TraderConfig, st: TraderState, symbol: str, fills: list[ExchangeFill], ctx: Ctx) -> Result:
+    """The symbol's fills, fetched after the exchange said flat: our own orders' fills go the
+    usual way; the closing fills of an order we never sent (manual close, liquidation) become
+    the trade's exit, one tracked exit per exchange order."""
+    actions: list[Action] = []
+    for f in sorted(fills, key=lambda x: (x.time_ms, x.trade_id)):
+        t = st.trades.get(symbol)
+        if t is None:
+            break
+        if t.first_fill_ms and f.time_ms and f.time_ms < t.first_fill_ms:
+            continue
+        cid = f.client_order_id or next((k for k, o in st.orders.items()
+                                         if o.exchange_order_id == f.exchange_order_id and o.symbol == symbol), "")
+        if not cid and f.side == pr.close_side(t) and t.position > 0:
+            cid = f"x.{f.exchange_order_id}"[:36]
+            if cid not in st.orders:
+                order = replace(om.new_order(client_order_id=cid, symbol=symbol, side=f.side, order_type="MARKET",
+                                             qty=t.position, reduce_only=True, signal_id=t.trade_id),
+                                state=om.S.ACKED, confirmed=True, exchange_order_id=f.exchange_order_id)
+                st = _with_trade(_with_order(st, order), replace(t, exit_cids=t.exit_cids | {cid}))
+        if not cid or (cid not in st.orders and cid not in st.algos):
+            continue
+        st, acts = on_fill(cfg, st, f, ctx, client_order_id=cid)
+        actions += acts
+    return st, actions
+
+
+def _close_at_mark(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx) -> Result:
+    """The exchange said flat and the closing fills never came: close the trade at the mark,
+    said in the exit reason, and do not learn from a price we did not see filled."""
+    mark = Decimal(repr(_mark(ctx, t.symbol, float(t.entry_avg))))
+    rest = t.position
+    t = replace(t, exit_qty=t.exit_qty + rest, exit_notional=_EXACT.add(t.exit_notional, _EXACT.multiply(rest, mark)),
+                exit_reason=(t.exit_reason or pr.EXTERNAL) + pr.UNRESOLVED_SUFFIX)
+    st = _count(_with_trade(st, t), "closed_at_mark")
+    return _close(cfg, st, t, ctx, [Problem("CLOSED_AT_MARK", f"{t.symbol}: no closing fills within "
+                                                              f"{cfg.external_close_wait_ms} ms")], learnable=False)
+
+
 # ---------------------------------------------------------------------------- restart
 def restore(*, risk_state: risk.RiskState, orders: Mapping[str, om.Order], trades: Mapping[str, Trade],
-            used_cids: frozenset[str], last_action_ms: Mapping[str, int]) -> TraderState:
-    return TraderState(risk=risk_state, orders=dict(orders), trades=dict(trades), used_cids=used_cids,
-                       last_action_ms=dict(last_action_ms))
+            used_cids: frozenset[str], last_action_ms: Mapping[str, int],
+            algos: Mapping[str, ao.AlgoOrder] | None = None) -> TraderState:
+    """The trader after a restart. Each trade gets back its protective orders (the newest
+    placement of each role that may still be alive at the exchange)."""
+    algos = dict(algos or {})
+    out: dict[str, Trade] = {}
+    for sym, t in trades.items():
+        mine = [o for o in algos.values() if o.trade_id == t.trade_id and o.symbol == sym]
+        newest: dict[str, ao.AlgoOrder] = {}
+        for o in sorted(mine, key=lambda o: o.client_algo_id):
+            if not o.is_terminal:
+                newest[o.role] = o
+        n = max((_placement(o.client_algo_id) for o in mine), default=0)
+        out[sym] = replace(t, algo_cids=t.algo_cids | {o.client_algo_id for o in mine}, protect_n=max(t.protect_n, n),
+                           stop_cid=newest[pr.STOP].client_algo_id if pr.STOP in newest else "",
+                           target_cid=newest[pr.TARGET].client_algo_id if pr.TARGET in newest else "")
+    return TraderState(risk=risk_state, orders=dict(orders), trades=out, used_cids=used_cids,
+                       last_action_ms=dict(last_action_ms), algos=algos)
+
+
+def _placement(client_algo_id: str) -> int:
+    """The placement number at the end of a ``ps-<signal>-<n>`` id (0 if unreadable)."""
+    tail = client_algo_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def recovery_actions(st: TraderState, now_ms: int) -> Result:
@@ -546,6 +566,26 @@ def recovery_actions(st: TraderState, now_ms: int) -> Result:
             n, _ = om.apply(n, om.Timeout(at_ms=now_ms))
         st = _with_order(st, n)
         actions.append(Dispatch(om.QueryOrder(client_order_id=cid, not_before_ms=now_ms), n.symbol))
+    for cid, a in list(st.algos.items()):  # the same for protective orders
+        if a.is_terminal:
+            continue
+        n_a = a
+        if n_a.state == ao.A.NEW_LOCAL:
+            n_a, _ = ao.apply(n_a, ao.Send(at_ms=n_a.last_sent_ms or now_ms))
+        if n_a.state in (ao.A.SENT, ao.A.CANCEL_PENDING):
+            n_a, _ = ao.apply(n_a, ao.Timeout(at_ms=now_ms))
+        st = _with_algo(st, n_a)
+        actions.append(Dispatch(ao.QueryAlgo(client_algo_id=cid, not_before_ms=now_ms), n_a.symbol))
+    return st, actions
+
+
+def protect_unprotected(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
+    """Arm every held position that has no protective stop (after a restart, or an adoption)."""
+    actions: list[Action] = []
+    for t in list(st.trades.values()):
+        if t.position > 0 and not t.stop_cid and not t.flat_at_exchange_ms:
+            st, acts = pr.arm(cfg, st, t, ctx)
+            actions += acts
     return st, actions
 
 

@@ -80,6 +80,14 @@ CREATE TABLE IF NOT EXISTS symbols (
     min_qty REAL NOT NULL, min_notional REAL NOT NULL, price_precision INTEGER NOT NULL,
     quantity_precision INTEGER NOT NULL, updated_ns INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS algo_orders (
+    client_algo_id TEXT PRIMARY KEY, algo_id TEXT NOT NULL, symbol TEXT NOT NULL,
+    side TEXT NOT NULL, order_type TEXT NOT NULL, trigger_price TEXT NOT NULL,
+    working_type TEXT NOT NULL, close_position INTEGER NOT NULL, trade_id TEXT NOT NULL,
+    role TEXT NOT NULL, state TEXT NOT NULL, actual_order_id TEXT NOT NULL,
+    sent_ms INTEGER NOT NULL, reason TEXT NOT NULL, created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS model_state (
     name TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL,
     updated_ns INTEGER NOT NULL
@@ -121,6 +129,13 @@ _SYMBOL_SQL = ("INSERT INTO symbols VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(symbol)
                " tick_size=excluded.tick_size, step_size=excluded.step_size, min_qty=excluded.min_qty,"
                " min_notional=excluded.min_notional, price_precision=excluded.price_precision,"
                " quantity_precision=excluded.quantity_precision, updated_ns=excluded.updated_ns")
+# one row per clientAlgoId; ids the exchange gave are never blanked by a later message
+_ALGO_SQL = ("INSERT INTO algo_orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(client_algo_id)"
+             " DO UPDATE SET state=excluded.state, trigger_price=excluded.trigger_price,"
+             " algo_id=CASE WHEN excluded.algo_id != '' THEN excluded.algo_id ELSE algo_orders.algo_id END,"
+             " actual_order_id=CASE WHEN excluded.actual_order_id != '' THEN excluded.actual_order_id"
+             " ELSE algo_orders.actual_order_id END, sent_ms=max(algo_orders.sent_ms, excluded.sent_ms),"
+             " reason=excluded.reason, updated_ns=excluded.updated_ns")
 # a model state only moves forward: an older version delivered late never overwrites a newer
 _MODEL_SQL = ("INSERT INTO model_state VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET"
               " version=excluded.version, state=excluded.state, updated_ns=excluded.updated_ns"
@@ -162,6 +177,10 @@ def rows_for(env: wire.Envelope) -> list[Row]:
     if isinstance(b, wire.SymbolInfo):
         return [(_SYMBOL_SQL, (b.symbol, b.tick_size, b.step_size, b.min_qty, b.min_notional,
                                b.price_precision, b.quantity_precision, t))]
+    if isinstance(b, wire.AlgoOrderUpdate):
+        return [(_ALGO_SQL, (b.client_algo_id, b.algo_id, b.symbol, b.side, b.order_type, b.trigger_price,
+                             b.working_type, int(b.close_position), b.trade_id, b.role, b.state,
+                             b.actual_order_id, b.sent_ms, b.reason, t, t))]
     return []  # heartbeats and status are not persisted
 
 
@@ -198,5 +217,5 @@ def integrity_ok(conn: sqlite3.Connection) -> bool:
 
 
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
-    tables = ("candles", "signals", "orders", "fills", "positions", "risk_rejects", "trades")
+    tables = ("candles", "signals", "orders", "fills", "positions", "risk_rejects", "trades", "algo_orders")
     return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}  # noqa: S608 - fixed names

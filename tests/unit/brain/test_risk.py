@@ -337,10 +337,14 @@ class TestExits:
                 portfolio=self.LONG, mkt=market(mark=9_000.0, age_ms=600_000))
         assert isinstance(d, Approved) and d.is_exit and d.order.reduce_only is True
 
-    def test_exits_count_toward_the_rate_limit(self):
-        """A runaway loop of exits is still a runaway loop: the sixth in a minute is RATE_LIMIT."""
+    def test_exits_are_counted_but_never_refused_by_the_order_brake(self):
+        """Five orders in the last minute: an exit still goes (a position must be able to get
+        out), it is counted, and the next entry meets RATE_LIMIT."""
         st = dataclasses.replace(fresh(), order_times_ms=tuple(NOW - i for i in range(5)))
-        assert reason(run(side="SELL", reduce_only=True, portfolio=self.LONG, state=st)) == risk.RATE_LIMIT
+        d = run(side="SELL", reduce_only=True, portfolio=self.LONG, state=st)
+        assert isinstance(d, Approved) and d.is_exit
+        assert len(d.state.order_times_ms) == 6
+        assert reason(run(state=d.state)) == risk.RATE_LIMIT
 
 
 class TestKillSwitch:

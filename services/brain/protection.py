@@ -1,0 +1,166 @@
+"""Who protects a position: the exchange's stop and target for every trade (pure).
+
+From a trade's first entry fill the exchange holds two conditional orders in its Algo
+Service: a STOP_MARKET at the plan's stop and a TAKE_PROFIT_MARKET at its target, both
+``closePosition`` (they close whatever the position is when they trigger, and can never open
+one), triggered on the mark price with price protection. So a position stays protected while
+the brain restarts, and for as long as the host is down. The brain's own watcher
+(``trader.on_prices``) stays the faster layer: it exits on the tick that touches a level; the
+exchange's orders are the floor under it.
+
+The rules (each returns ``(state, actions)``; the shell journals, then sends):
+
+1. ``arm``: on the first entry fill (and after a restart, for a position without a live
+   stop), one NEW_LOCAL stop and one NEW_LOCAL target, ``clientAlgoId``
+   ``ps-<signal>-<n>`` / ``pt-<signal>-<n>``; ``n`` counts placements, so a moved level is a
+   new order (cancel and replace) and a replayed event can never place a second one.
+2. ``disarm``: when the trade is flat (or the plan is dropped) its live protective orders are
+   cancelled. They stay tracked until the exchange confirms they are over: a symbol with a
+   protective order still alive takes no new entry (``blocking_algos``), so an old
+   ``closePosition`` order can never close the next trade.
+3. ``triggered``: an order the exchange triggered is a market order in the matching engine,
+   with our ``clientAlgoId`` as its client order id: the trader tracks it as the trade's exit
+   (its fills close the trade as any exit's do) and the other leg is cancelled.
+4. ``flat_at_exchange``: the exchange says the symbol is flat while our trade holds a position
+   (a stop we have not heard of yet, a liquidation, a manual close): the slot is free at once
+   (the trade no longer counts as a position), protection is cancelled, no exit is sent, and
+   the symbol's fills since the trade opened are fetched to learn the real exit; if they do
+   not arrive within ``external_close_wait_ms`` the trade closes at the mark, not learned.
+
+Measured: ``longest_unprotected_ms``, the longest any position waited from its first fill for
+the exchange to confirm its stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+from common import wire
+from services.brain import risk
+from services.brain.trading_state import (
+    Action, Ctx, Dispatch, NewAlgo, Problem, Publish, Result, Trade, TraderConfig, TraderState, count,
+    with_algo, with_trade,
+)
+from venue import algo_orders as ao
+from venue import orders as om
+
+STOP_PREFIX, TARGET_PREFIX = "ps", "pt"
+STOP, TARGET = "STOP", "TARGET"
+EXTERNAL = "EXTERNAL"  # closed by someone else: manual, liquidation, ADL
+UNRESOLVED_SUFFIX = "_UNRESOLVED"  # closed at the mark: the closing fills never came
+
+
+def close_side(t: Trade) -> str:
+    return "SELL" if t.side == "BUY" else "BUY"
+
+
+def to_wire(o: ao.AlgoOrder, reason: str = "") -> wire.AlgoOrderUpdate:
+    return wire.AlgoOrderUpdate(
+        client_algo_id=o.client_algo_id, symbol=o.symbol, side=o.side, order_type=o.order_type,
+        trigger_price=format(o.trigger_price, "f"), state=o.state.value, trade_id=o.trade_id, role=o.role,
+        working_type=o.working_type, close_position=o.close_position, algo_id=o.algo_id,
+        actual_order_id=o.actual_order_id, sent_ms=o.last_sent_ms, reason=reason or o.reject_reason)
+
+
+def _trigger(level: float, tick: Decimal, side: str) -> Decimal | None:
+    d = risk.to_decimal(level)
+    if d is None or d <= 0:
+        return None
+    p = risk.round_price(d, tick, side)
+    return p if p > 0 else None
+
+
+def arm(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx) -> Result:
+    """Place the exchange-held stop and target of ``t`` (rule 1)."""
+    if not cfg.exchange_protection or t.position <= 0 or t.stop_cid or t.flat_at_exchange_ms:
+        return st, []
+    f = ctx.market.filters.get(t.symbol)
+    if f is None:
+        return count(st, "protection_no_filters"), [Problem("PROTECTION_NO_FILTERS", f"no filters for {t.symbol}")]
+    side = close_side(t)
+    n = t.protect_n + 1
+    orders: list[ao.AlgoOrder] = []
+    for prefix, role, kind, level in ((STOP_PREFIX, STOP, "STOP_MARKET", t.stop),
+                                      (TARGET_PREFIX, TARGET, "TAKE_PROFIT_MARKET", t.target)):
+        price = _trigger(level, f.tick_size, side)
+        if price is None:
+            continue
+        orders.append(ao.new_algo_order(
+            client_algo_id=om.make_client_order_id(prefix, t.trade_id, n), symbol=t.symbol, side=side,
+            order_type=kind, trigger_price=price, trade_id=t.trade_id, role=role,
+            recv_window_ms=cfg.recv_window_ms))
+    if not orders or orders[0].role != STOP:
+        return count(st, "protection_no_stop"), [Problem("PROTECTION_NO_STOP", f"{t.symbol}: stop {t.stop!r}")]
+    by_role = {o.role: o.client_algo_id for o in orders}
+    t = replace(t, stop_cid=by_role[STOP], target_cid=by_role.get(TARGET, ""), protect_n=n,
+                algo_cids=t.algo_cids | set(by_role.values()))
+    st = with_trade(st, t)
+    for o in orders:
+        st = with_algo(st, o)
+    return count(st, "protections_armed"), [NewAlgo(o) for o in orders]
+
+
+def _cancel(st: TraderState, cid: str) -> Result:
+    o = st.algos.get(cid)
+    if o is None or o.is_terminal:
+        return st, []
+    new, effects = ao.apply(o, ao.CancelRequest())
+    st = with_algo(st, new)
+    actions: list[Action] = [Publish(to_wire(new))] if new.state != o.state else []
+    return st, [*actions, *(Dispatch(e, new.symbol) for e in effects)]
+
+
+def disarm(st: TraderState, t: Trade, *, keep: str = "") -> tuple[TraderState, Trade, list[Action]]:
+    """Cancel the trade's live protective orders except ``keep`` (rule 2)."""
+    actions: list[Action] = []
+    for cid in (t.stop_cid, t.target_cid):
+        if cid and cid != keep:
+            st, acts = _cancel(st, cid)
+            actions += acts
+    t = replace(t, stop_cid=keep if keep == t.stop_cid else "", target_cid=keep if keep == t.target_cid else "")
+    return st, t, actions
+
+
+def blocking_algos(st: TraderState, symbol: str) -> list[str]:
+    """Protective orders of ``symbol`` still alive at the exchange (or maybe alive)."""
+    held = st.trades.get(symbol)
+    own = held.algo_cids if held is not None else frozenset()
+    return sorted(cid for cid, o in st.algos.items()
+                  if o.symbol == symbol and not o.is_terminal and cid not in own)
+
+
+def prune(st: TraderState) -> TraderState:
+    """Forget terminal protective orders no trade refers to any more."""
+    live_cids = set().union(*(t.algo_cids for t in st.trades.values())) if st.trades else set()
+    keep = {k: v for k, v in st.algos.items() if not v.is_terminal or k in live_cids}
+    return st if len(keep) == len(st.algos) else replace(st, algos=keep)
+
+
+def triggered_order(t: Trade, o: ao.AlgoOrder) -> om.Order:
+    """The market order a triggered ``o`` became, as the trader tracks an exit (rule 3)."""
+    order = om.new_order(client_order_id=o.client_algo_id, symbol=t.symbol, side=o.side, order_type="MARKET",
+                         qty=t.position, reduce_only=True, signal_id=t.trade_id, recv_window_ms=o.recv_window_ms)
+    return replace(order, state=om.S.ACKED, confirmed=True, exchange_order_id=o.actual_order_id,
+                   send_count=1, last_sent_ms=o.last_sent_ms)
+
+
+def on_triggered(st: TraderState, t: Trade, o: ao.AlgoOrder) -> Result:
+    """Track the triggered order as the trade's exit and cancel the other leg (rule 3)."""
+    if o.client_algo_id in st.orders or t.position <= 0:
+        return st, []
+    order = triggered_order(t, o)
+    st, t, actions = disarm(st, t, keep=o.client_algo_id)
+    t = replace(t, exit_reason=t.exit_reason or o.role, exit_cids=t.exit_cids | {order.client_order_id},
+                exit_cid=t.exit_cid or order.client_order_id)
+    st = with_trade(replace(st, orders={**st.orders, order.client_order_id: order}), t)
+    return count(st, f"protection_triggered:{o.role}"), actions
+
+
+def confirmed(st: TraderState, t: Trade, o: ao.AlgoOrder, now_ms: int) -> TraderState:
+    """The exchange holds the stop: the position is protected from now (rule 1's measure)."""
+    if o.client_algo_id != t.stop_cid or t.protected_ms or o.state != ao.A.LIVE:
+        return st
+    waited = max(0, now_ms - t.first_fill_ms) if t.first_fill_ms else 0
+    st = with_trade(st, replace(t, protected_ms=now_ms))
+    return replace(st, longest_unprotected_ms=max(st.longest_unprotected_ms, waited))

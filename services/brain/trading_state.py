@@ -1,0 +1,204 @@
+"""The trader's values: its configuration, a trade's plan and progress, the whole state, the
+context the shell hands in, and the actions the pure functions return (no behaviour here).
+
+``trader`` (entries, exits, fills) and ``protection`` (the exchange-held stop and target)
+both read and return these; the shell (``execution``) carries the actions out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from decimal import Context, Decimal
+from typing import Any, Mapping, Union
+
+from common import wire
+from services.brain import risk, rotation
+from venue import algo_orders as ao
+from venue import orders as om
+
+_AVG = Context(prec=34)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraderConfig:
+    risk: risk.RiskConfig = field(default_factory=risk.RiskConfig)
+    rotation: rotation.RotationConfig = field(default_factory=rotation.RotationConfig)
+    risk_per_trade_pct: float = 0.5
+    exit_retry_ms: int = 2_000
+    recv_window_ms: int = om.DEFAULT_RECV_WINDOW_MS
+    adopt_stop_pct: float = 2.0  # a position found at the exchange without a plan gets this stop
+    # the exchange holds a STOP_MARKET and a TAKE_PROFIT_MARKET (closePosition, mark price)
+    # for every position from its first fill; the brain's own watcher stays the faster layer
+    exchange_protection: bool = True
+    # a flat exchange position with our trade still open: wait this long for the closing
+    # fills (to learn the true exit price) before closing the trade at the mark
+    external_close_wait_ms: int = 10_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trade:
+    """One position's plan and progress. Quantities are exact and unsigned; ``side`` is the
+    entry's (BUY = long)."""
+
+    trade_id: str  # the signal id
+    symbol: str
+    side: str
+    stop: float
+    target: float
+    confidence: float
+    features: Mapping[str, float]
+    opened_ms: int
+    entry_cid: str
+    entry_qty: Decimal = Decimal(0)
+    entry_notional: Decimal = Decimal(0)
+    exit_qty: Decimal = Decimal(0)
+    exit_notional: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    exit_cid: str = ""  # the exit in flight ("" = none)
+    exit_cids: frozenset[str] = frozenset()  # every exit ever sent (late fills still count)
+    exit_reason: str = ""  # set once an exit is wanted; stays until flat
+    exits_sent: int = 0
+    next_exit_ms: int = 0
+    adopted: bool = False
+    # protection held by the exchange: the live stop and target algo orders ("" = none)
+    stop_cid: str = ""
+    target_cid: str = ""
+    protect_n: int = 0  # how many times protection was placed (the clientAlgoId's number)
+    algo_cids: frozenset[str] = frozenset()  # every protective order ever placed for it
+    protected_ms: int = 0  # when the exchange confirmed the current stop (0 = not protected)
+    first_fill_ms: int = 0  # the entry's first fill: from here the position exists
+    flat_at_exchange_ms: int = 0  # the exchange says flat, our fills do not (yet): closing
+
+    @property
+    def position(self) -> Decimal:
+        return self.entry_qty - self.exit_qty
+
+    @property
+    def direction(self) -> int:
+        return 1 if self.side == "BUY" else -1
+
+    @property
+    def entry_avg(self) -> Decimal:
+        return _AVG.divide(self.entry_notional, self.entry_qty) if self.entry_qty else Decimal(0)
+
+    @property
+    def exit_avg(self) -> Decimal:
+        return _AVG.divide(self.exit_notional, self.exit_qty) if self.exit_qty else Decimal(0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PendingEntry:
+    signal: wire.SignalGenerated
+    after_symbol: str  # the rotation's exit that must be flat first
+    expires_ms: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraderState:
+    risk: risk.RiskState = field(default_factory=risk.RiskState)
+    orders: Mapping[str, om.Order] = field(default_factory=dict)
+    trades: Mapping[str, Trade] = field(default_factory=dict)  # by symbol
+    pending: tuple[PendingEntry, ...] = ()
+    last_action_ms: Mapping[str, int] = field(default_factory=dict)
+    used_cids: frozenset[str] = frozenset()
+    realized_pnl: Decimal = Decimal(0)  # closed trades, before fees
+    fees: Decimal = Decimal(0)
+    counters: Mapping[str, int] = field(default_factory=dict)
+    algos: Mapping[str, ao.AlgoOrder] = field(default_factory=dict)  # by clientAlgoId
+    longest_unprotected_ms: int = 0  # the longest a position waited for its exchange-held stop
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ctx:
+    """What the shell knows now."""
+
+    now_ms: int
+    equity: float  # account equity from the exchange (NaN until known)
+    market: risk.Market  # filters and latest quotes
+    block_reason: str = ""  # non-empty: no new entries (recovering, reconciliation failed, ...)
+
+
+# ---------------------------------------------------------------------------- actions
+@dataclass(frozen=True)
+class NewOrder:
+    """Journal ``request`` durably, then apply ``orders.Send`` (or ``CancelRequest`` if the
+    journal refused) through ``on_order_event``."""
+
+    order: om.Order
+    request: wire.OrderRequest
+
+
+@dataclass(frozen=True)
+class NewAlgo:
+    """Journal the NEW_LOCAL protective order durably, then apply ``algo_orders.Send``."""
+
+    order: ao.AlgoOrder
+
+
+@dataclass(frozen=True)
+class CheckPosition:
+    """Ask the exchange for this symbol's position (the answer goes to ``on_exchange_position``)."""
+
+    symbol: str
+
+
+@dataclass(frozen=True)
+class FetchSymbolFills:
+    """Fetch the symbol's fills since ``since_ms`` (a position closed by someone else)."""
+
+    symbol: str
+    since_ms: int
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """An exchange call for the broker: SubmitOrder, CancelOrder, QueryOrder, FetchTrades,
+    SubmitAlgo, CancelAlgo, QueryAlgo, CheckPosition or FetchSymbolFills."""
+
+    effect: Any
+    symbol: str
+
+
+@dataclass(frozen=True)
+class Publish:
+    body: Any  # a wire body; every one of them is journaled too
+
+
+@dataclass(frozen=True)
+class Learn:
+    features: Mapping[str, float]
+    outcome_r: float
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    detail: str
+    client_order_id: str = ""
+
+
+Action = Union[NewOrder, NewAlgo, Dispatch, Publish, Learn, Problem]
+Result = tuple[TraderState, list[Action]]
+
+
+def count(st: TraderState, *keys: str) -> TraderState:
+    c = dict(st.counters)
+    for k in keys:
+        c[k] = c.get(k, 0) + 1
+    return replace(st, counters=c)
+
+
+def with_trade(st: TraderState, t: Trade) -> TraderState:
+    return replace(st, trades={**st.trades, t.symbol: t})
+
+
+def without_trade(st: TraderState, symbol: str) -> TraderState:
+    return replace(st, trades={k: v for k, v in st.trades.items() if k != symbol})
+
+
+def with_order(st: TraderState, o: om.Order) -> TraderState:
+    return replace(st, orders={**st.orders, o.client_order_id: o})
+
+
+def with_algo(st: TraderState, o: ao.AlgoOrder) -> TraderState:
+    return replace(st, algos={**st.algos, o.client_algo_id: o})
