@@ -16,6 +16,13 @@ quantity and its cost (the entry notional still open), so a round trip realises 
 proceeds - cost; fees are qty * price * rate, unrounded. A reduce-only order never flips the
 position (it is capped at the position and the rest expires, as on Binance).
 
+Conditional orders (the Algo Service's STOP_MARKET / TAKE_PROFIT_MARKET, closePosition or a
+reduce-only quantity) are held here too. They trigger on the mid (the paper mark) whenever the
+account is read (``positions``, ``fills``, ``balance``, the algo queries): in paper mode the
+brain's own watcher acts on every tick, and this in-process "exchange" dies with the brain, so
+the paper stop is checked as often as the brain asks, not on every tick. A placement the mark
+has already passed is refused with Binance's -2021, as Binance does.
+
 Deterministic: order and trade ids come from counters, and nothing reads a clock or a random
 source but the ``clock_ms`` handed in, so the same calls give the same answers (replay needs
 byte-identical decisions). Calls may come from several dispatcher threads: one lock guards
@@ -34,10 +41,10 @@ import structlog
 
 from common.errors import ConfigError, DefinitiveError, TransientError
 from venue.port import (
-    LIVE_STATUSES, AccountSetup, Balance, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
-    SubmitResult,
+    LIVE_STATUSES, AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder,
+    ExchangePosition, OrderSpec, SubmitResult,
 )
-from services.brain.risk import SymbolFilters, is_on_grid, round_qty_down
+from venue.filters import SymbolFilters, is_on_grid, round_qty_down
 
 log = structlog.get_logger(__name__)
 
@@ -179,6 +186,13 @@ def fee(qty: Decimal, price: Decimal, rate: Decimal) -> Decimal:
 
 
 # ---------------------------------------------------------------------------- the broker
+def _triggers(spec: AlgoSpec, mark: Decimal) -> bool:
+    """Whether ``mark`` reaches the order's trigger: a SELL stop (protecting a long) below it,
+    a SELL take-profit above it, and the mirror for BUY."""
+    below = (spec.order_type == "STOP_MARKET") == (spec.side == "SELL")
+    return mark <= spec.trigger_price if below else mark >= spec.trigger_price
+
+
 def _refuse(code: int, reason: str, msg: str) -> DefinitiveError:
     return DefinitiveError(f"paper {code} {msg}", reason=reason, code=code)
 
@@ -202,6 +216,8 @@ class PaperBroker:
         self._fills: list[ExchangeFill] = []
         self._positions: dict[str, Position] = {}
         self._wallet = config.starting_balance
+        self._algos: dict[str, tuple[AlgoSpec, ExchangeAlgoOrder]] = {}  # by clientAlgoId
+        self._algo_ids = itertools.count(1)
 
     # ------------------------------------------------------------------ the port
     def start(self, symbols: Sequence[str]) -> AccountSetup:
@@ -287,18 +303,21 @@ class PaperBroker:
     def fills(self, symbol: str, *, since_ms: int | None = None,
               exchange_order_id: str | None = None) -> list[ExchangeFill]:
         with self._lock:
+            self._trigger_algos()
             return [x for x in self._fills if x.symbol == symbol
                     and (since_ms is None or x.time_ms >= since_ms)
                     and (exchange_order_id is None or x.exchange_order_id == exchange_order_id)]
 
     def positions(self) -> list[ExchangePosition]:
         with self._lock:
+            self._trigger_algos()
             return [ExchangePosition(symbol=s, qty=p.qty, entry_price=p.entry_price, mark_price=m,
                                      unrealized_pnl=p.unrealized(m), leverage=self.config.leverage)
                     for s, p, m in self._marked()]
 
     def balance(self) -> Balance:
         with self._lock:
+            self._trigger_algos()
             return self._balance()
 
     def server_time_ms(self) -> int:
@@ -306,6 +325,80 @@ class PaperBroker:
 
     def close(self) -> None:
         return None
+
+    # ------------------------------------------------------------------ conditional orders
+    def place_algo(self, spec: AlgoSpec) -> ExchangeAlgoOrder:
+        f = self._filters.get(spec.symbol)
+        if f is None:
+            raise _refuse(-1121, "bad_symbol", f"invalid symbol {spec.symbol}")
+        if spec.order_type not in ("STOP_MARKET", "TAKE_PROFIT_MARKET") or spec.side not in ("BUY", "SELL"):
+            raise _refuse(-1116, "bad_request", f"paper holds STOP_MARKET and TAKE_PROFIT_MARKET, not {spec.order_type}")
+        if spec.trigger_price <= 0 or not is_on_grid(spec.trigger_price, f.tick_size):
+            raise _refuse(-1111, "filter", f"triggerPrice {spec.trigger_price} off the grid")
+        book = self._book(spec.symbol)
+        with self._lock:
+            if spec.client_algo_id in self._algos:
+                raise _refuse(-4116, "duplicate_client_id", f"clientAlgoId {spec.client_algo_id} is taken")
+            if book is not None and book.usable and _triggers(spec, book.mid):
+                raise _refuse(-2021, "would_trigger", "Order would immediately trigger.")
+            now = self._clock_ms()
+            o = ExchangeAlgoOrder(client_algo_id=spec.client_algo_id, algo_id=str(next(self._algo_ids)),
+                                  symbol=spec.symbol, side=spec.side, order_type=spec.order_type, status="NEW",
+                                  trigger_price=spec.trigger_price, close_position=spec.close_position, qty=spec.qty,
+                                  update_ms=now)
+            self._algos[spec.client_algo_id] = (spec, o)
+            return o
+
+    def cancel_algo(self, symbol: str, client_algo_id: str) -> ExchangeAlgoOrder:
+        with self._lock:
+            self._trigger_algos()
+            held = self._algos.get(client_algo_id)
+            if held is None or held[1].symbol != symbol or held[1].status != "NEW":
+                raise _refuse(-2011, "unknown_order", f"no open algo order {client_algo_id}")
+            o = replace(held[1], status="CANCELED", update_ms=self._clock_ms())
+            self._algos[client_algo_id] = (held[0], o)
+            return o
+
+    def query_algo(self, symbol: str, client_algo_id: str) -> ExchangeAlgoOrder | None:
+        with self._lock:
+            self._trigger_algos()
+            held = self._algos.get(client_algo_id)
+            return held[1] if held is not None and held[1].symbol == symbol else None
+
+    def open_algo_orders(self, symbol: str | None = None) -> list[ExchangeAlgoOrder]:
+        with self._lock:
+            self._trigger_algos()
+            return [o for _, o in self._algos.values()
+                    if o.status == "NEW" and (symbol is None or o.symbol == symbol)]
+
+    def _trigger_algos(self) -> None:
+        """Trigger the held conditional orders the mark has reached: a MARKET order (our
+        clientAlgoId as its client order id) for the position, or nothing if it is gone."""
+        for cid, (spec, o) in list(self._algos.items()):
+            if o.status != "NEW":
+                continue
+            book = self._book(o.symbol)
+            if book is None or not book.usable or not _triggers(spec, book.mid):
+                continue
+            now = self._clock_ms()
+            closable = self._closable(o.symbol, o.side)
+            qty = closable if spec.close_position else min(spec.qty, closable)
+            if qty <= 0:  # nothing to close: Binance expires it
+                self._algos[cid] = (spec, replace(o, status="EXPIRED", update_ms=now))
+                continue
+            f = self._filters[o.symbol]
+            order = ExchangeOrder(client_order_id=cid, exchange_order_id=str(next(self._order_ids)),
+                                  symbol=o.symbol, side=o.side, order_type="MARKET", status="NEW", qty=qty,
+                                  reduce_only=True, update_ms=now)
+            self._orders[cid] = order
+            self._notional[cid] = Decimal(0)
+            for q, px in fill_market(book, o.side, qty, slippage_bps=self.config.slippage_bps, tick=f.tick_size,
+                                     limit=None, max_levels=self.config.max_levels):
+                self._execute(cid, q, px, maker=False, now=now)
+            self._set_status(self._orders[cid], "FILLED", now)
+            self._algos[cid] = (spec, replace(o, status="FINISHED", actual_order_id=order.exchange_order_id,
+                                              update_ms=now))
+            log.info("paper.algo_triggered", client_algo_id=cid, symbol=o.symbol, type=o.order_type, qty=str(qty))
 
     # ------------------------------------------------------------------ inside the lock
     def _check(self, spec: OrderSpec) -> SymbolFilters:

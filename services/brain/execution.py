@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,9 +33,10 @@ from common import wire
 from common.errors import AegisError, AmbiguousError, TransientError
 from common.log import RateLimiter
 from services.brain import dispatcher as dsp
+from venue import algo_orders as ao
 from venue import orders as om
-from services.brain import recovery, risk, trader
-from venue.port import Broker, ExchangeOrder, OrderSpec, SubmitResult
+from services.brain import protection, recovery, risk, trader
+from venue.port import AlgoSpec, Broker, ExchangeAlgoOrder, ExchangeOrder, OrderSpec, SubmitResult
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +44,7 @@ QUERY_RETRY_MS = 2_000
 STARTUP_RETRY_S = 5.0
 TIMER_PERIOD_S = 0.25
 START_SYMBOLS = 20
+POSITION_POLL_S = 5.0  # while a trade is open: the exchange's positions, to see closes behind our back
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
 
 
@@ -51,6 +54,7 @@ class Execution:
                  quote: Callable[[str], risk.Quote | None], learn: Callable[[Mapping[str, float], float], None],
                  filters_fn: Callable[[], dict[str, risk.SymbolFilters]], db_path: Path,
                  symbols_fn: Callable[[], list[str]], balance_poll_s: float = 5.0,
+                 position_poll_s: float = POSITION_POLL_S,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
                  mono_s: Callable[[], float] = time.monotonic,
                  blocked: Callable[[], str] = lambda: "", flatten_on_halt: bool = False) -> None:
@@ -78,7 +82,9 @@ class Execution:
         self.saved: recovery.Saved | None = None
         self.delayed: list[tuple[int, Any, str]] = []  # (not before ms, effect, symbol)
         self.counters: dict[str, int] = {"journal_sync_failed": 0, "broker_errors": 0, "queries_retried": 0,
-                                         "problems": 0, "ambiguous": 0}
+                                         "problems": 0, "ambiguous": 0, "sent_unjournaled": 0}
+        self.position_poll_s = position_poll_s
+        self._next_positions = 0.0
         self._next_timer = 0.0
         self._next_balance = 0.0
         self._next_start = 0.0
@@ -132,6 +138,9 @@ class Execution:
             if now_s >= self._next_balance:
                 self._next_balance = now_s + self.balance_poll_s
                 self.dispatcher.submit(dsp.ACCOUNT, self.broker.balance, tag=("balance",))
+            if self.st.trades and now_s >= self._next_positions:
+                self._next_positions = now_s + self.position_poll_s
+                self.dispatcher.submit(dsp.QUERY, self.broker.positions, tag=("positions", now))
 
     # ------------------------------------------------------------------ start-up and recovery
     def _start(self) -> None:
@@ -170,6 +179,9 @@ class Execution:
         rs = self.saved.risk_state or risk.initial_state(self.equity, now)
         self.st = recovery.merge(self.cfg, self.saved, positions, now, rs, executed)
         self.st, actions = trader.recovery_actions(self.st, now)
+        self.st, arm = trader.protect_unprotected(self.cfg, self.st, self.ctx())
+        actions = [*actions, *arm]
+        self._next_positions = self.mono_s() + self.position_poll_s  # start-up just read them
         self.ready = True
         self._starting = False
         self.start_error = ""
@@ -199,6 +211,8 @@ class Execution:
         for a in actions:
             if isinstance(a, trader.NewOrder):
                 self._new_order(a)
+            elif isinstance(a, trader.NewAlgo):
+                self._new_algo(a)
             elif isinstance(a, trader.Dispatch):
                 self._dispatch(a.effect, a.symbol)
             elif isinstance(a, trader.Publish):
@@ -218,12 +232,40 @@ class Execution:
             self.journal_sync(a.request)
         except TransientError as exc:
             self.counters["journal_sync_failed"] += 1
+            if a.order.reduce_only:
+                # an exit is never blocked by our journal: its id is deterministic (ax-...), so
+                # reconciliation finds it at the exchange; the journal gets it when it is back
+                self.counters["sent_unjournaled"] += 1
+                log.error("brain.exit_sent_unjournaled", client_order_id=cid, error=str(exc))
+                self.publish(a.request)
+                self._event(cid, om.Send(at_ms=self.clock_ms()))
+                return
             log.error("brain.journal_unavailable", client_order_id=cid, error=str(exc))
             self._event(cid, om.CancelRequest())
             self.publish(wire.RiskReject(symbol=a.order.symbol, reason=JOURNAL_UNAVAILABLE, detail=str(exc),
                                          signal_id=a.order.signal_id))
             return
         self._event(cid, om.Send(at_ms=self.clock_ms()))
+
+    def _new_algo(self, a: trader.NewAlgo) -> None:
+        """Journal, then send a protective order. A protective order is an exit in waiting: if
+        the journal cannot take it now it goes anyway (its ps-/pt- id finds it at the exchange)
+        and is journaled through the buffered path."""
+        body = protection.to_wire(a.order)
+        try:
+            self.journal_sync(body)
+        except TransientError as exc:
+            self.counters["journal_sync_failed"] += 1
+            self.counters["sent_unjournaled"] += 1
+            log.error("brain.protection_sent_unjournaled", client_algo_id=a.order.client_algo_id, error=str(exc))
+            self.publish(body)
+        else:
+            self.publish_only(body)
+        self._algo_event(a.order.client_algo_id, ao.Send(at_ms=self.clock_ms()))
+
+    def _algo_event(self, cid: str, event: ao.Event) -> None:
+        o = self.st.algos.get(cid)
+        self._run(trader.on_algo_event(self.cfg, self.st, cid, event, self.ctx((o.symbol,) if o else ())))
 
     def publish_only(self, body: Any) -> None:
         """PUB only (the journal gets ORDER_REQUEST through the synchronous path)."""
@@ -259,6 +301,28 @@ class Execution:
             if o is not None and o.exchange_order_id:
                 self.dispatcher.submit(dsp.QUERY, b.fills, symbol, exchange_order_id=o.exchange_order_id,
                                        key=symbol, tag=("fills", effect.client_order_id, now))
+        elif isinstance(effect, ao.SubmitAlgo):
+            a = self.st.algos[effect.client_algo_id]
+            spec = AlgoSpec(client_algo_id=a.client_algo_id, symbol=a.symbol, side=a.side, order_type=a.order_type,
+                            trigger_price=a.trigger_price, working_type=a.working_type,
+                            close_position=a.close_position, qty=a.qty, price_protect=a.price_protect,
+                            callback_rate=a.callback_rate, activation_price=a.activation_price)
+            self.dispatcher.submit(dsp.ORDER, b.place_algo, spec, key=symbol,
+                                   tag=("place_algo", a.client_algo_id, effect.attempt, now))
+        elif isinstance(effect, ao.CancelAlgo):
+            self.dispatcher.submit(dsp.ORDER, b.cancel_algo, symbol, effect.client_algo_id, key=symbol,
+                                   tag=("cancel_algo", effect.client_algo_id, now))
+        elif isinstance(effect, ao.QueryAlgo):
+            if effect.not_before_ms > now:
+                self.delayed.append((effect.not_before_ms, effect, symbol))
+            else:
+                self.dispatcher.submit(dsp.QUERY, b.query_algo, symbol, effect.client_algo_id, key=symbol,
+                                       tag=("query_algo", effect.client_algo_id, now))
+        elif isinstance(effect, trader.CheckPosition):
+            self.dispatcher.submit(dsp.QUERY, b.positions, tag=("positions", now))
+        elif isinstance(effect, trader.FetchSymbolFills):
+            self.dispatcher.submit(dsp.QUERY, b.fills, symbol, since_ms=effect.since_ms, key=symbol,
+                                   tag=("symbol_fills", symbol, now))
 
     # ------------------------------------------------------------------ completions
     def _completion(self, c: dsp.Completion) -> None:
@@ -280,6 +344,24 @@ class Execution:
                     st = replace(self.st, risk=risk.update_equity(self.cfg.risk, self.st.risk, self.equity,
                                                                   self.clock_ms()))
                     self._run((st, []))
+            return
+        if kind == "positions":
+            if err is None and self.ready:
+                held = {p.symbol: p.qty for p in c.result}
+                for sym in list(self.st.trades):
+                    self._run(trader.on_exchange_position(self.cfg, self.st, sym, held.get(sym, Decimal(0)),
+                                                          self.ctx((sym,))))
+            return
+        if kind == "symbol_fills":
+            sym = c.tag[1]
+            if err is None:
+                self._run(trader.on_symbol_fills(self.cfg, self.st, sym, list(c.result), self.ctx((sym,))))
+            elif sym in self.st.trades:  # ask again; the trade closes at the mark if it never comes
+                self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
+                    symbol=sym, since_ms=self.st.trades[sym].first_fill_ms or self.st.trades[sym].opened_ms), sym))
+            return
+        if kind in ("place_algo", "cancel_algo", "query_algo"):
+            self._algo_completion(kind, c)
             return
         cid = c.tag[1]
         if cid not in self.st.orders:
@@ -327,6 +409,44 @@ class Execution:
         log.warning("brain.order_refused", client_order_id=cid, code=code, error=str(err))
         self._event(cid, om.Reject(attempt=attempt, code=int(code), message=str(err)[:200]))
 
+    def _algo_completion(self, kind: str, c: dsp.Completion) -> None:
+        cid = c.tag[1]
+        if cid not in self.st.algos:
+            return  # forgotten meanwhile (terminal, its trade closed)
+        err = c.error
+        if err is not None:
+            self.counters["broker_errors"] += 1
+        if kind == "place_algo":
+            if err is None:
+                res: ExchangeAlgoOrder = c.result
+                self._algo_event(cid, ao.Ack(algo_id=res.algo_id))
+                self._algo_event(cid, _algo_update(res))
+            elif isinstance(err, AmbiguousError):
+                self.counters["ambiguous"] += 1
+                log.warning("brain.protection_outcome_unknown", client_algo_id=cid, error=str(err))
+                self._algo_event(cid, ao.Timeout(at_ms=self.clock_ms()))
+            else:
+                code = getattr(err, "code", 0) or 0
+                if getattr(err, "reason", "") == "duplicate_client_id":
+                    code = ao.DUPLICATE_CLIENT_ID_CODE
+                log.warning("brain.protection_refused", client_algo_id=cid, code=code, error=str(err))
+                self._algo_event(cid, ao.Reject(attempt=c.tag[2], code=int(code), message=str(err)[:200]))
+        elif kind == "cancel_algo":
+            if err is None:
+                self._algo_event(cid, _algo_update(c.result) if c.result.status != "CANCELED" else ao.Canceled())
+            else:
+                self._algo_event(cid, ao.CancelRejected(code=getattr(err, "code", 0) or 0, message=str(err)[:200]))
+        elif err is None:
+            res_q: ExchangeAlgoOrder | None = c.result
+            self._algo_event(cid, ao.QueryResult(at_ms=c.tag[2], found=False) if res_q is None else ao.QueryResult(
+                at_ms=c.tag[2], found=True, status=res_q.status, algo_id=res_q.algo_id,
+                actual_order_id=res_q.actual_order_id))
+        else:
+            self.counters["queries_retried"] += 1
+            a = self.st.algos[cid]
+            self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, ao.QueryAlgo(client_algo_id=cid, not_before_ms=0),
+                                 a.symbol))
+
     def _retry_query(self, cid: str) -> None:
         self.counters["queries_retried"] += 1
         o = self.st.orders[cid]
@@ -345,7 +465,14 @@ class Execution:
                 "realized_pnl": float(self.st.realized_pnl), "fees": float(self.st.fees),
                 "halted": self.st.risk.halted, "halt_reason": self.st.risk.halt_reason,
                 "open_orders": sum(1 for o in self.st.orders.values() if not o.is_terminal),
+                "protective_orders": sum(1 for o in self.st.algos.values() if o.is_protecting),
+                "positions_protected": sum(1 for t in self.st.trades.values() if t.position > 0 and t.protected_ms),
+                "longest_unprotected_ms": self.st.longest_unprotected_ms,
                 "trader": dict(c), **self.counters}
+
+
+def _algo_update(o: ExchangeAlgoOrder) -> ao.Update:
+    return ao.Update(status=o.status, algo_id=o.algo_id, actual_order_id=o.actual_order_id)
 
 
 def _query_result(at_ms: int, o: ExchangeOrder | None) -> om.QueryResult:

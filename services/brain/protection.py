@@ -151,7 +151,8 @@ def on_triggered(st: TraderState, t: Trade, o: ao.AlgoOrder) -> Result:
         return st, []
     order = triggered_order(t, o)
     st, t, actions = disarm(st, t, keep=o.client_algo_id)
-    t = replace(t, exit_reason=t.exit_reason or o.role, exit_cids=t.exit_cids | {order.client_order_id},
+    reason = o.role if t.exit_reason in ("", EXTERNAL) else t.exit_reason  # now we know who closed it
+    t = replace(t, exit_reason=reason, exit_cids=t.exit_cids | {order.client_order_id},
                 exit_cid=t.exit_cid or order.client_order_id)
     st = with_trade(replace(st, orders={**st.orders, order.client_order_id: order}), t)
     return count(st, f"protection_triggered:{o.role}"), actions

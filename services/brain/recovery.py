@@ -31,6 +31,7 @@ import msgspec
 import structlog
 
 from common import wire
+from venue import algo_orders as ao
 from venue import orders as om
 from services.brain import risk, trader
 from venue.port import ExchangePosition
@@ -51,6 +52,7 @@ class Saved:
     last_action_ms: Mapping[str, int] = field(default_factory=dict)
     model_blob: bytes | None = None
     risk_state: risk.RiskState | None = None
+    algos: Mapping[str, ao.AlgoOrder] = field(default_factory=dict)  # protective orders not known over
 
 
 def _dec(x: object) -> Decimal:
@@ -71,6 +73,25 @@ def _order(row: sqlite3.Row, trade_ids: frozenset[str]) -> om.Order:
                     send_count=0 if state == om.S.NEW_LOCAL else 1,
                     last_sent_ms=int(row["created_ns"]) // 1_000_000, filled_qty=filled,
                     filled_notional=filled * _dec(row["avg_price"]), trade_ids=trade_ids)
+
+
+_ALGO_OPEN = tuple(s.value for s in ao.AlgoState if s not in ao.TERMINAL)
+
+
+def _algo(row: sqlite3.Row) -> ao.AlgoOrder | None:
+    """A protective order from its journal row (its exact trigger text); None if unreadable."""
+    try:
+        state = ao.AlgoState(row["state"])
+        sent = int(row["sent_ms"])
+        return ao.AlgoOrder(client_algo_id=row["client_algo_id"], symbol=row["symbol"], side=row["side"],
+                            order_type=row["order_type"], trigger_price=Decimal(row["trigger_price"]),
+                            working_type=row["working_type"], close_position=bool(row["close_position"]),
+                            trade_id=row["trade_id"], role=row["role"], state=state, algo_id=row["algo_id"],
+                            actual_order_id=row["actual_order_id"], confirmed=bool(row["algo_id"]),
+                            send_count=1 if sent else 0, last_sent_ms=sent)
+    except (ValueError, KeyError, InvalidOperation) as exc:
+        log.error("brain.algo_row_unreadable", client_algo_id=str(row["client_algo_id"]), error=str(exc))
+        return None
 
 
 def load(db_path: Path, now_ms: int) -> Saved:
@@ -128,8 +149,17 @@ def _load(conn: sqlite3.Connection, now_ms: int) -> Saved:
         except Exception as exc:  # a damaged record must not unhalt anything: say so, start halted
             log.error("brain.risk_state_unreadable", error=str(exc))
             risk_state = risk.halt(risk.RiskState(), now_ms, "saved risk state unreadable")
+    algos: dict[str, ao.AlgoOrder] = {}
+    try:
+        marks_a = ",".join("?" * len(_ALGO_OPEN))
+        for row in conn.execute(f"SELECT * FROM algo_orders WHERE state IN ({marks_a})", _ALGO_OPEN):  # noqa: S608
+            a = _algo(row)
+            if a is not None:
+                algos[a.client_algo_id] = a
+    except sqlite3.OperationalError:  # a database from before protective orders: none to load
+        pass
     return Saved(open_orders=open_orders, used_cids=used, plans=plans, last_action_ms=last_action,
-                 model_blob=blobs.get(MODEL_NAME), risk_state=risk_state)
+                 model_blob=blobs.get(MODEL_NAME), risk_state=risk_state, algos=algos)
 
 
 def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePosition], now_ms: int,
@@ -180,7 +210,7 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
             trades[o.symbol] = replace(t, exit_cid=o.client_order_id, exit_cids=t.exit_cids | {o.client_order_id},
                                        exit_reason=t.exit_reason or "RECOVERED")
     return trader.restore(risk_state=risk_state, orders=saved.open_orders, trades=trades,
-                          used_cids=saved.used_cids, last_action_ms=saved.last_action_ms)
+                          used_cids=saved.used_cids, last_action_ms=saved.last_action_ms, algos=saved.algos)
 
 
 def recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms: int) -> list[wire.CandleClosed]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
@@ -22,7 +22,7 @@ from common.errors import AmbiguousError, DefinitiveError, TransientError
 from services.brain import dispatcher as dsp
 from services.brain import execution, recovery, risk, rotation, trader
 from venue import orders as om
-from venue.port import (AccountSetup, Balance, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
+from venue.port import (AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
                                    SubmitResult)
 from services.orchestrator import db
 
@@ -74,6 +74,9 @@ class FakeBroker:
         self.specs: list[OrderSpec] = []
         self.start_error: Exception | None = None
         self.held = list(positions)
+        self.algo_specs: list[AlgoSpec] = []
+        self.algo_answers: list[Any] = []
+        self.algo_queries: list[Any] = []
         self.bal = Balance(wallet=Decimal(equity), equity=Decimal(equity), available=Decimal(equity))
 
     @staticmethod
@@ -122,6 +125,28 @@ class FakeBroker:
 
     def server_time_ms(self) -> int:
         return NOW
+
+    # conditional orders: accepted as NEW unless a test scripts ``algo_answers``
+    def place_algo(self, spec: AlgoSpec) -> ExchangeAlgoOrder:
+        self.calls.append(("place_algo", spec.client_algo_id))
+        self.algo_specs.append(spec)
+        if self.algo_answers:
+            return self._next(self.algo_answers, "place_algo")
+        return ExchangeAlgoOrder(client_algo_id=spec.client_algo_id, algo_id=str(7000 + len(self.algo_specs)),
+                                 symbol=spec.symbol, side=spec.side, order_type=spec.order_type, status="NEW",
+                                 trigger_price=spec.trigger_price, close_position=spec.close_position)
+
+    def cancel_algo(self, symbol: str, client_algo_id: str) -> ExchangeAlgoOrder:
+        self.calls.append(("cancel_algo", symbol, client_algo_id))
+        return ExchangeAlgoOrder(client_algo_id=client_algo_id, algo_id="", symbol=symbol, side="", order_type="",
+                                 status="CANCELED")
+
+    def query_algo(self, symbol: str, client_algo_id: str) -> ExchangeAlgoOrder | None:
+        self.calls.append(("query_algo", symbol, client_algo_id))
+        return self._next(self.algo_queries, "query_algo")
+
+    def open_algo_orders(self, symbol: str | None = None) -> list[ExchangeAlgoOrder]:
+        return []
 
     def close(self) -> None:
         pass
@@ -173,8 +198,8 @@ class FakeJournal:
         self.requests: list[wire.OrderRequest] = []
         self.fail: Exception | None = None
 
-    def __call__(self, body: wire.OrderRequest) -> None:
-        self.calls.append(("journal", body.client_order_id))
+    def __call__(self, body: wire.OrderRequest | wire.AlgoOrderUpdate) -> None:
+        self.calls.append(("journal", getattr(body, "client_order_id", None) or body.client_algo_id))
         if self.fail is not None:
             raise self.fail
         self.requests.append(body)
@@ -220,6 +245,7 @@ class Rig:
 
 
 def make_rig(tmp_path: Path, *, db_path: Path | None = None, positions: tuple[ExchangePosition, ...] = (),
+             cfg: trader.TraderConfig | None = None,
              dispatcher: Any = None) -> Rig:
     calls: list[tuple] = []
     published: list[tuple[Any, bool]] = []
@@ -240,10 +266,13 @@ def make_rig(tmp_path: Path, *, db_path: Path | None = None, positions: tuple[Ex
         calls.append(("filters",))
         return dict(FILTERS)
 
-    ex = execution.Execution(cfg=CFG, broker=broker, dispatcher=disp, journal_sync=journal, publish=publish,
+    # the order-flow tests pin exact call sequences without the exchange-held protection;
+    # TestProtection runs with it (the default in production)
+    cfg = cfg or replace(CFG, exchange_protection=False)
+    ex = execution.Execution(cfg=cfg, broker=broker, dispatcher=disp, journal_sync=journal, publish=publish,
                              quote=quote, learn=lambda f, r: learned.append((dict(f), r)), filters_fn=filters_fn,
                              db_path=db_path or tmp_path / "absent.db", symbols_fn=lambda: list(SYMBOLS),
-                             balance_poll_s=3_600.0, clock_ms=clock, blocked=lambda: block[0])
+                             balance_poll_s=3_600.0, position_poll_s=3_600.0, clock_ms=clock, blocked=lambda: block[0])
     return Rig(ex=ex, broker=broker, disp=disp, clock=clock, journal=journal, calls=calls, published=published,
                learned=learned, block=block)
 
@@ -717,3 +746,64 @@ class TestKillSwitchFromEquity:
         assert rig.ex.st.risk.halted
         assert rig.calls[-2:] == [("journal", EXIT), ("submit", EXIT)]
         assert rig.ex.st.trades["AAAUSDT"].exit_reason == trader.FLATTEN
+
+
+# ---------------------------------------------------------------------------- exchange-held protection
+PROTECTED = CFG  # exchange_protection on, as in production
+STOP_ID, TARGET_ID = f"ps-{SIG_ID}-1", f"pt-{SIG_ID}-1"
+
+
+class TestProtection:
+    def test_a_filled_entry_gets_its_stop_and_target_each_journaled_before_it_is_placed(self, tmp_path: Path):
+        rig = started(tmp_path, cfg=PROTECTED)
+        rig.broker.submits.append(ENTRY_FILLED)
+        rig.ex.on_signal(signal())
+        rig.poll(2)
+        algo_calls = [c for c in rig.calls if c[1] in (STOP_ID, TARGET_ID)]
+        assert algo_calls == [("journal", STOP_ID), ("journal", TARGET_ID), ("place_algo", STOP_ID),
+                              ("place_algo", TARGET_ID)]
+        [stop, target] = rig.broker.algo_specs
+        assert (stop.order_type, stop.trigger_price, stop.side, stop.close_position, stop.working_type) == (
+            "STOP_MARKET", Decimal("98.0"), "SELL", True, "MARK_PRICE")
+        assert (target.order_type, target.trigger_price) == ("TAKE_PROFIT_MARKET", Decimal("104.0"))
+        states = [(b.client_algo_id, b.state) for b in rig.bodies(wire.AlgoOrderUpdate)]
+        assert states == [(STOP_ID, "NEW_LOCAL"), (STOP_ID, "SENT"), (TARGET_ID, "NEW_LOCAL"), (TARGET_ID, "SENT"),
+                          (STOP_ID, "LIVE"), (TARGET_ID, "LIVE")]
+        snap = rig.ex.snapshot()
+        assert (snap["protective_orders"], snap["positions_protected"], snap["longest_unprotected_ms"]) == (2, 1, 0)
+
+    def test_with_the_journal_down_protection_and_exits_still_go_out(self, tmp_path: Path):
+        """The journal refuses: the stop, the target and a later exit are sent anyway (their
+        ids are deterministic) and handed to the buffered journal; an entry would be refused."""
+        rig = started(tmp_path, cfg=PROTECTED)
+        rig.broker.submits.append(ENTRY_FILLED)
+        rig.ex.on_signal(signal())  # the entry is journaled now
+        rig.journal.fail = TransientError("journal: no ack in 50 ms")
+        rig.poll(2)  # the entry fills: stop and target, journal refused, sent anyway
+        placed = [c[1] for c in rig.calls if c[0] == "place_algo"]
+        assert placed == [STOP_ID, TARGET_ID]
+        assert rig.ex.counters["sent_unjournaled"] == 2
+        algo_pubs = [(b.state, j) for b, j in rig.published if isinstance(b, wire.AlgoOrderUpdate)]
+        assert algo_pubs[0] == ("NEW_LOCAL", True)  # handed to the buffered journal instead
+        rig.broker.submits.append(SubmitResult(order=xorder(EXIT, "FILLED", "19.8", eid=EXIT_EID, side="SELL")))
+        rig.broker.fill_rows.append([xfill(EXIT, "9", "19.8", "97.0", eid=EXIT_EID, side="SELL")])
+        rig.ex.on_range("AAAUSDT", 97.0, 100.0)
+        rig.poll(2)
+        assert ("submit", EXIT) in rig.calls and rig.ex.counters["sent_unjournaled"] == 3
+        assert "AAAUSDT" not in rig.ex.st.trades
+
+    def test_a_position_closed_at_the_exchange_is_seen_by_the_position_poll(self, tmp_path: Path):
+        """The stop triggered at the exchange while nobody listened: the poll sees flat, the
+        symbol's fills carry the stop's id, the trade closes as STOP and is learned."""
+        rig = started(tmp_path, cfg=PROTECTED)
+        rig.broker.submits.append(ENTRY_FILLED)
+        rig.ex.on_signal(signal())
+        rig.poll(2)
+        rig.broker.held = []  # flat at the exchange
+        rig.broker.fill_rows.append([xfill(STOP_ID, "11", "19.8", "97.9", eid="555", side="SELL")])
+        rig.ex._next_positions = 0.0
+        rig.poll(3)
+        [closed] = rig.bodies(wire.TradeClosed)
+        assert (closed.exit_reason, closed.exit_price, closed.learned) == ("STOP", 97.9, True)
+        assert ("cancel_algo", "AAAUSDT", TARGET_ID) in rig.calls
+        assert rig.ex.st.trades == {}

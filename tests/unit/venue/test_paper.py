@@ -8,11 +8,11 @@ from decimal import Decimal as D
 import pytest
 
 from common.errors import ConfigError, DefinitiveError, TransientError
-from venue.port import OrderSpec
+from venue.port import AlgoSpec, OrderSpec
 from venue.paper import (
     BookTop, PaperBroker, PaperConfig, Position, apply_fill, crosses, fee, fill_market,
 )
-from services.brain.risk import SymbolFilters
+from venue.filters import SymbolFilters
 
 BOOK = BookTop(bid=D("100.0"), bid_qty=D("2.0"), ask=D("100.1"), ask_qty=D("1.5"), time_ms=1_000)
 TICK = D("0.1")
@@ -304,3 +304,59 @@ class TestPaperBrokerAccount:
             return [out, env.broker.positions(), env.broker.balance()]
 
         assert repr(run()) == repr(run())
+
+
+def stop(cid: str = "ps-s1-1", side: str = "SELL", trigger: str = "95.0", kind: str = "STOP_MARKET") -> AlgoSpec:
+    return AlgoSpec(client_algo_id=cid, symbol="BTCUSDT", side=side, order_type=kind, trigger_price=D(trigger))
+
+
+class TestPaperAlgoOrders:
+    def test_a_stop_triggers_on_the_mark_and_closes_the_position_under_our_id(self):
+        """The mid falls to the stop: a reduce-only MARKET with the clientAlgoId as its client
+        order id closes the whole position; the algo order is FINISHED and names it."""
+        env = Env(slippage_bps=D(0))
+        env.broker.submit(market("ae-1", "BUY", "1.000"))
+        placed = env.broker.place_algo(stop())
+        assert (placed.status, placed.algo_id) == ("NEW", "1")
+        assert env.broker.positions()[0].qty == D("1.000")  # mid 100.05: not yet
+        env.books["BTCUSDT"] = BookTop(bid=D("94.9"), bid_qty=D("5"), ask=D("95.0"), ask_qty=D("5"))
+        assert env.broker.positions() == []
+        done = env.broker.query_algo("BTCUSDT", "ps-s1-1")
+        closing = env.broker.query("BTCUSDT", "ps-s1-1")
+        assert (done.status, done.actual_order_id) == ("FINISHED", closing.exchange_order_id)
+        assert (closing.status, closing.reduce_only, closing.executed_qty) == ("FILLED", True, D("1.000"))
+        [f] = env.broker.fills("BTCUSDT", exchange_order_id=closing.exchange_order_id)
+        assert (f.client_order_id, f.price, f.side) == ("ps-s1-1", D("94.9"), "SELL")
+
+    def test_a_stop_the_mark_has_passed_is_refused_like_binance(self):
+        env = Env()
+        with pytest.raises(DefinitiveError) as e:
+            env.broker.place_algo(stop(trigger="101.0"))
+        assert (e.value.code, e.value.reason) == (-2021, "would_trigger")
+
+    def test_a_take_profit_above_the_mark_waits(self):
+        env = Env(slippage_bps=D(0))
+        env.broker.submit(market("ae-1", "BUY", "1.000"))
+        env.broker.place_algo(stop(cid="pt-s1-1", trigger="110.0", kind="TAKE_PROFIT_MARKET"))
+        assert [o.client_algo_id for o in env.broker.open_algo_orders()] == ["pt-s1-1"]
+        env.books["BTCUSDT"] = BookTop(bid=D("110.0"), bid_qty=D("5"), ask=D("110.1"), ask_qty=D("5"))
+        assert env.broker.positions() == [] and env.broker.open_algo_orders() == []
+
+    def test_a_triggered_stop_with_no_position_expires(self):
+        env = Env()
+        env.broker.place_algo(stop())
+        env.books["BTCUSDT"] = BookTop(bid=D("90.0"), bid_qty=D("5"), ask=D("90.1"), ask_qty=D("5"))
+        assert env.broker.query_algo("BTCUSDT", "ps-s1-1").status == "EXPIRED"
+        assert env.broker.query("BTCUSDT", "ps-s1-1") is None
+
+    def test_cancel_and_duplicate_and_unknown(self):
+        env = Env()
+        env.broker.place_algo(stop())
+        with pytest.raises(DefinitiveError) as e:
+            env.broker.place_algo(stop())
+        assert e.value.code == -4116
+        assert env.broker.cancel_algo("BTCUSDT", "ps-s1-1").status == "CANCELED"
+        with pytest.raises(DefinitiveError) as e:
+            env.broker.cancel_algo("BTCUSDT", "ps-s1-1")
+        assert e.value.code == -2011
+        assert env.broker.query_algo("BTCUSDT", "nope") is None
