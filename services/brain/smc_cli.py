@@ -1,6 +1,10 @@
 """``aegis smc CANDLES.csv --swing-length N --out OUT.csv``: our SMC features for every row
-of a candle file, under the reference library's column names, so any candle file can be
-compared with ``smartmoneyconcepts`` (docs/smc.md has the column mapping).
+of a candle file, point in time: each row shows what was known at that row's close and
+never changes when more candles arrive (a run on the first k rows of a file writes exactly
+the first k rows of the full run), so the file can be backtested without look-ahead.
+``--reference-view`` writes the reference library's layout instead (labels written back on
+the rows they describe, under its column names, to compare with ``smartmoneyconcepts``;
+hindsight). docs/smc.md has both layouts, column by column.
 
 Input: a CSV with ``open, high, low, close, volume`` columns (any case) and a time column.
 An open-time column (``open_time``, ``timestamp``, ``date``, ``datetime``, ``time``) is
@@ -26,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ConfigError
-from services.brain.smc import (FLOAT32_COLUMNS, REFERENCE_COLUMNS, SessionWindow, SmcConfig,
-                                SmcInputError, reference_columns, run_batch)
+from services.brain.smc import (FLOAT32_COLUMNS, REFERENCE_COLUMNS, PointInTimeView,
+                                SessionWindow, SmcConfig, SmcInputError, point_in_time,
+                                reference_columns, run_batch)
 
 OPEN_TIME_COLUMNS = ("open_time", "timestamp", "date", "datetime", "time")
 CLOSE_TIME_COLUMNS = ("close_datetime", "close_time")
@@ -36,6 +41,38 @@ INTEGER_COLUMNS = frozenset({"HighLow", "FVG", "MitigatedIndex", "BOS", "CHOCH",
                              "OB", "Liquidity", "End", "Swept", "BrokenHigh", "BrokenLow",
                              "Active", "Direction"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+COLUMNS_HELP = """\
+output (default, point in time): open_time (UTC), then per row t only what became known
+at the close of bar t; an ...Index column is the 0-based row of the bar the event is about
+(at or before t); empty = nothing of that kind known at this close.
+  PivotHighLow PivotLevel PivotIndex   pivot decided now (bar t - swing_length): 1 high, -1 low
+  HighLow Level SwingIndex             swing confirmed now (its run ended: next opposite
+                                       pivot known); the reference's swing, written late
+  FVG Top Bottom FVGIndex              fair value gap found now (on bar t-1; joined: t-2)
+  MitigatedFVG MitigatedFVGIndex       gaps this bar mitigated
+  BOS CHOCH Level BrokenIndex StructureIndex
+                                       break/change confirmed now; StructureIndex = the
+                                       broken swing, BrokenIndex = the bar that broke it
+  OB Top Bottom OBVolume Percentage OBIndex OBFormedIndex OBMitigatedAt OBResetAt
+                                       order block known now (formed when bar OBFormedIndex
+                                       closed), with its state as of this close: bar that
+                                       mitigated / reset it, 0 = not yet
+  MitigatedOB MitigatedOBIndex         blocks this bar mitigated (became breakers)
+  ResetOB ResetOBIndex                 breakers this bar reset (void from now on)
+  Liquidity Level End Swept LiquidityIndex Members
+                                       pool a swing joined now: mean level, last member,
+                                       sweeping bar (0 = not yet), root row, swings in it
+  SweptLiquidity SweptLiquidityIndex   pools this bar swept
+  PreviousHigh PreviousLow BrokenHigh BrokenLow   per timeframe, as the reference (no lag)
+  Active High Low                      per session, as the reference (no lag)
+  Direction CurrentRetracement% DeepestRetracement% RetracementIndex
+                                       newest reference retracement row settled now (it
+                                       describes bar RetracementIndex - 1)
+Direction columns: 1 bullish / high, -1 bearish / low. Several events of one kind at one
+close: every column of the group lists them in the same order, space-separated (0 where a
+value does not apply). A name used by several groups is prefixed: fvg.Top, ob.Top, ...
+--reference-view: the reference library's columns and layout (docs/smc.md)."""
 
 
 class CandleFileError(ValueError):
@@ -146,7 +183,12 @@ def _formatter(fk: str, column: str):
     return lambda v: "" if math.isnan(v) else repr(float(v))
 
 
+def _stamp(time_ms: int) -> str:
+    return datetime.fromtimestamp(time_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def write_features(out: Path, times: list[int], cols: dict[str, dict[str, np.ndarray]]) -> None:
+    """The reference view (``--reference-view``)."""
     spec = output_columns(cols)
     fmts = [_formatter(fk, c) for _, fk, c in spec]
     data = [cols[fk][c].tolist() for _, fk, c in spec]
@@ -154,14 +196,27 @@ def write_features(out: Path, times: list[int], cols: dict[str, dict[str, np.nda
         w = csv.writer(fh)
         w.writerow(["open_time"] + [h for h, _, _ in spec])
         for i, t in enumerate(times):
-            stamp = datetime.fromtimestamp(t / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-            w.writerow([stamp] + [f(col[i]) for f, col in zip(fmts, data)])
+            w.writerow([_stamp(t)] + [f(col[i]) for f, col in zip(fmts, data)])
+
+
+def write_point_in_time(out: Path, times: list[int], view: PointInTimeView) -> None:
+    """The default view: row t as known at the close of bar t."""
+    with out.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["open_time"] + view.header())
+        for t, time_ms in enumerate(times):
+            w.writerow([_stamp(time_ms)] + view.row(t))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aegis smc", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="aegis smc", description=__doc__.split("\n\n")[0],
+                                epilog=COLUMNS_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("candles", type=Path, help="candle CSV")
     p.add_argument("--out", type=Path, required=True, help="feature CSV to write")
+    p.add_argument("--reference-view", action="store_true",
+                   help="write the reference library's layout (labels on the rows they "
+                        "describe, rows edited by later candles: hindsight, for comparison)")
     p.add_argument("--swing-length", type=int, default=50, help="bars each side of a swing")
     p.add_argument("--fvg-join-consecutive", action="store_true")
     p.add_argument("--break-on-wick", action="store_true",
@@ -173,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     band.add_argument("--liquidity-band", type=float, default=None,
                       help="absolute liquidity band (price units)")
     band.add_argument("--reference-band", action="store_true",
-                      help="the reference's band from the whole file (hindsight; for comparison)")
+                      help="the reference's band from the whole file (hindsight; only with "
+                           "--reference-view)")
     p.add_argument("--timeframes", default="4h,1D,W", help="previous high/low timeframes")
     p.add_argument("--sessions", default="Tokyo,London,New York", help="UTC sessions")
     p.add_argument("--bar-seconds", type=float, default=None,
@@ -186,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # usage errors: argparse printed them; --help: 0
         return int(exc.code or 0)
+    if args.reference_band and not args.reference_view:
+        print("aegis smc: --reference-band sizes the liquidity band from the whole file "
+              "(hindsight); use it with --reference-view, or give --liquidity-band X",
+              file=sys.stderr)
+        return 2
     try:
         candles = read_candles(args.candles, args.bar_seconds)
         band = args.liquidity_band
@@ -202,15 +263,18 @@ def main(argv: list[str] | None = None) -> int:
         labels, _ = run_batch(candles["time_ms"], candles["open"], candles["high"],
                               candles["low"], candles["close"], candles["volume"], config)
         n = len(candles["time_ms"])
-        cols = reference_columns(labels, n, config)
-        write_features(args.out, candles["time_ms"], cols)
+        if args.reference_view:
+            write_features(args.out, candles["time_ms"], reference_columns(labels, n, config))
+        else:
+            write_point_in_time(args.out, candles["time_ms"], point_in_time(labels, n, config))
     except (CandleFileError, ConfigError, SmcInputError) as exc:
         print(f"aegis smc: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"aegis smc: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
         return 2
-    print(f"aegis smc: {n} rows, {len(labels)} labels -> {args.out}")
+    view = "reference view" if args.reference_view else "point in time"
+    print(f"aegis smc: {n} rows, {len(labels)} labels -> {args.out} ({view})")
     return 0
 
 

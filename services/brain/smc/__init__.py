@@ -5,9 +5,11 @@ Per symbol: ``state = new_state(SmcConfig(swing_length=...))``, then once per cl
 ``labels = update(state, open_time_ms, o, h, l, c, v)``. Each label is an immutable record
 carrying the bar it refers to (``index``) and the bar whose close made it known
 (``known_at``); nothing emitted is ever revised, later facts about a bar are new records.
-``run_batch`` runs the same loop over whole columns; ``reference_columns`` lays labels out
-under the reference's column names. Each feature module states the reference's exact rule
-it follows, quirks included.
+``run_batch`` runs the same loop over whole columns. ``point_in_time`` lays labels out row by
+row as they were known at each close (what ``aegis smc`` writes; no row ever changes);
+``reference_columns`` lays them out on the rows they describe, under the reference's column
+names (the reference's view: hindsight, for comparison). Each feature module states the
+reference's exact rule it follows, quirks included.
 
 Intentional differences from the reference (counts on the EURUSD fixture, L = 5, in
 docs/smc.md with the tests that pin them):
@@ -39,11 +41,13 @@ from .frame import FLOAT32_COLUMNS, REFERENCE_COLUMNS, function_key, reference_c
 from .labels import (FairValueGap, FairValueGapMitigated, Label, LiquidityPool, LiquiditySwept,
                      OrderBlock, OrderBlockMitigated, OrderBlockReset, Pivot, PreviousHighLow,
                      Retracement, SessionRange, Structure, Swing)
+from .point_in_time import POINT_IN_TIME_COLUMNS, PointInTimeView, point_in_time
 
 __all__ = [
-    "FLOAT32_COLUMNS", "REFERENCE_COLUMNS", "SESSIONS_UTC", "FairValueGap",
-    "FairValueGapMitigated", "Label", "LiquidityPool", "LiquiditySwept", "OrderBlock",
-    "OrderBlockMitigated", "OrderBlockReset", "Pivot", "PreviousHighLow", "Retracement",
-    "SessionRange", "SessionWindow", "SmcConfig", "SmcInputError", "SmcState", "Structure",
-    "Swing", "function_key", "new_state", "reference_columns", "run_batch", "update",
+    "FLOAT32_COLUMNS", "POINT_IN_TIME_COLUMNS", "REFERENCE_COLUMNS", "SESSIONS_UTC",
+    "FairValueGap", "FairValueGapMitigated", "Label", "LiquidityPool", "LiquiditySwept",
+    "OrderBlock", "OrderBlockMitigated", "OrderBlockReset", "Pivot", "PointInTimeView",
+    "PreviousHighLow", "Retracement", "SessionRange", "SessionWindow", "SmcConfig",
+    "SmcInputError", "SmcState", "Structure", "Swing", "function_key", "new_state",
+    "point_in_time", "reference_columns", "run_batch", "update",
 ]

@@ -9,7 +9,10 @@ Rows we have no label for are NaN, as in the reference, except where the referen
 zeros for "nothing" (sessions, previous high/low flags, retracements). Retracement rows not
 yet settled are NaN: the reference's values there depend on swings not known yet.
 
-This is a *view* for comparison and export; the labels are the causal record.
+This is the reference's *view*, for comparison: it writes a label back on the row it
+describes and edits rows as later facts arrive, so a row's content depends on candles after
+it (hindsight). ``point_in_time.py`` is the view without hindsight; the labels are the
+causal record behind both.
 """
 
 from __future__ import annotations

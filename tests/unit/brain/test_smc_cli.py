@@ -55,7 +55,7 @@ def eurusd_out(tmp_path_factory):
     src = head_lines(EURUSD_CSV, tmp / "eurusd.csv", SLICE_ROWS)
     out = tmp / "features.csv"
     code = main([str(src), "--swing-length", "5", "--out", str(out), "--reference-band",
-                 "--sessions", "London"])
+                 "--sessions", "London", "--reference-view"])
     assert code == 0
     ref_df = pd.read_csv(src).set_index("Date")
     ref_df.index = pd.to_datetime(ref_df.index, format="%Y.%m.%d %H:%M:%S")
