@@ -18,14 +18,13 @@ from services.brain.risk import (
     check_order, filters_from_entry, filters_from_symbol_info,
 )
 from services.feed import discovery
-from tests.conftest import SHARED_DATA
+from tests.conftest import USDM_DATA
 
-INFO_2021 = json.loads((SHARED_DATA / "binance_usdm" / "exchangeInfo_2021-07-21.json").read_text())
-INFO_2022 = json.loads((SHARED_DATA / "binance_usdm" / "exchangeInfo_2022-02-19_3symbols.json").read_text())
-RAW_2022 = {e["symbol"]: e for e in INFO_2022["symbols"]}
-RAW_2021 = {e["symbol"]: e for e in INFO_2021["symbols"]}
+# real exchangeInfo symbol entries: seven USDT perpetuals as ccxt recorded them from Binance
+INFO = json.loads((USDM_DATA / "exchangeInfo_symbols_ccxt.json").read_text())
+RAW = {e["symbol"]: e for e in INFO["symbols"]}
 
-NOW = 1_645_233_611_962  # serverTime of the 2022 document
+NOW = 1_645_233_611_962  # a fixed clock: 2022-02-19 01:20:11.962 UTC
 DAY = risk.DAY_MS
 CFG = RiskConfig(max_order_notional_usdt=1_000.0, max_total_notional_usdt=2_500.0, max_leverage=5.0,
                  max_positions=3, daily_loss_limit_usdt=100.0, max_drawdown_pct=10.0,
@@ -33,14 +32,14 @@ CFG = RiskConfig(max_order_notional_usdt=1_000.0, max_total_notional_usdt=2_500.
 EQUITY = 1_000.0
 
 
-def infos_2022() -> dict[str, discovery.SymbolInfo]:
-    return {s.symbol: s for s in discovery.select_symbols(INFO_2022, None, 10)}
+def infos() -> dict[str, discovery.SymbolInfo]:
+    return {s.symbol: s for s in discovery.select_symbols(INFO, None, 10)}
 
 
-BTC = filters_from_symbol_info(infos_2022()["BTCUSDT"])  # tick 0.1, step 0.001, min notional 10
-ETH = filters_from_symbol_info(infos_2022()["ETHUSDT"])
-BTC_RAW = filters_from_entry(RAW_2022["BTCUSDT"])  # adds minPrice 402, maxPrice, maxQty, PERCENT_PRICE
-XRP_2021 = filters_from_symbol_info(discovery.parse_symbol(RAW_2021["XRPUSDT"]))  # tick 0.0001, step 0.1
+BTC = filters_from_symbol_info(infos()["BTCUSDT"])  # tick 0.1, step 0.001, min notional 5
+ETH = filters_from_symbol_info(infos()["ETHUSDT"])
+BTC_RAW = filters_from_entry(RAW["BTCUSDT"])  # adds minPrice 556.80, maxPrice, maxQty, PERCENT_PRICE
+XRP = filters_from_symbol_info(discovery.parse_symbol(RAW["XRPUSDT"]))  # tick 0.0001, step 0.1
 
 
 @dataclass
@@ -97,7 +96,7 @@ class TestRounding:
     def test_float_sum_rounds_to_a_clean_price_not_0_30000000000000004(self):
         """0.1 + 0.2 on XRPUSDT's 0.0001 tick gives the exact decimal 0.3000, unlike float tick arithmetic."""
         assert round((0.1 + 0.2) / 0.1) * 0.1 == 0.30000000000000004  # the trap being avoided
-        got = risk.round_price(risk.to_decimal(0.1 + 0.2), XRP_2021.tick_size, "BUY")
+        got = risk.round_price(risk.to_decimal(0.1 + 0.2), XRP.tick_size, "BUY")
         assert risk.fmt(got) == "0.3000"
         assert repr(float(got)) == "0.3"
 
@@ -105,15 +104,18 @@ class TestRounding:
         """0.0019999 BTC is 0.001 and 1.23456 is 1.234: the step grid, always toward less."""
         assert risk.round_qty_down(Decimal("0.0019999"), BTC.step_size) == Decimal("0.001")
         assert risk.fmt(risk.round_qty_down(Decimal("1.23456"), BTC.step_size)) == "1.234"
-        assert risk.fmt(risk.round_qty_down(Decimal("123.45"), XRP_2021.step_size)) == "123.4"
+        assert risk.fmt(risk.round_qty_down(Decimal("123.45"), XRP.step_size)) == "123.4"
 
-    def test_grid_arithmetic_is_exact_for_every_real_2021_filter(self):
-        """For all 117 tradable 2021 perpetuals, k ticks plus 0.4 tick rounds to k ticks, text without exponent."""
-        infos = discovery.select_symbols(INFO_2021, None, 1000)
-        assert len(infos) == 117
+    def test_grid_arithmetic_is_exact_for_every_real_filter(self):
+        """For all 7 real perpetuals (ticks 0.10 down to 0.00001, steps 0.001 to 1), k ticks plus
+        0.4 tick rounds to k ticks, text without exponent."""
+        infos = discovery.select_symbols(INFO, None, 1000)
+        assert len(infos) == 7
+        assert sorted({str(filters_from_entry(e).tick_size) for e in INFO["symbols"]}) == [
+            "0.00001", "0.000010", "0.0001", "0.00010", "0.01", "0.10"]
         for info in infos:
             f = filters_from_symbol_info(info)
-            raw = filters_from_entry(RAW_2021[info.symbol])
+            raw = filters_from_entry(RAW[info.symbol])
             assert (f.tick_size, f.step_size, f.min_qty, f.min_notional) == (
                 raw.tick_size, raw.step_size, raw.min_qty, raw.min_notional)
             price = f.tick_size * 12_345 + f.tick_size * Decimal("0.4")
@@ -133,21 +135,21 @@ class TestRounding:
 
 class TestFilters:
     def test_raw_btcusdt_entry_gives_every_filter_exactly(self):
-        """The 2022 BTCUSDT entry's filters come through as exact decimals, keyed as Binance names them."""
+        """The real BTCUSDT entry's filters come through as exact decimals, keyed as Binance names them."""
         f = BTC_RAW
         assert (f.tick_size, f.step_size, f.min_qty, f.max_qty) == (
             Decimal("0.10"), Decimal("0.001"), Decimal("0.001"), Decimal("1000"))
-        assert (f.min_price, f.max_price, f.min_notional) == (Decimal("402"), Decimal("1246396.60"), Decimal("10"))
-        assert (f.percent_up, f.percent_down, f.market_max_qty) == (Decimal("1.1000"), Decimal("0.5454"), Decimal("1000"))
+        assert (f.min_price, f.max_price, f.min_notional) == (Decimal("556.80"), Decimal("4529764"), Decimal("5"))
+        assert (f.percent_up, f.percent_down, f.market_max_qty) == (Decimal("1.0500"), Decimal("0.9500"), Decimal("120"))
 
     def test_symbol_info_filters_match_the_raw_strings(self):
         """discovery's float SymbolInfo reads back to the same decimals as the raw strings."""
         assert (BTC.tick_size, BTC.step_size, BTC.min_qty, BTC.min_notional) == (
-            Decimal("0.1"), Decimal("0.001"), Decimal("0.001"), Decimal("10"))
+            Decimal("0.1"), Decimal("0.001"), Decimal("0.001"), Decimal("5"))
 
     def test_a_zero_tick_size_is_refused(self):
         """A symbol without a usable PRICE_FILTER cannot be traded: DecodeError, not a silent pass."""
-        entry = {**RAW_2022["BTCUSDT"], "filters": [f for f in RAW_2022["BTCUSDT"]["filters"]
+        entry = {**RAW["BTCUSDT"], "filters": [f for f in RAW["BTCUSDT"]["filters"]
                                                     if f["filterType"] != "PRICE_FILTER"]}
         with pytest.raises(DecodeError):
             filters_from_entry(entry)
@@ -199,20 +201,21 @@ class TestPoisonInputs:
         assert reason(run(qty=1_000.001, mkt=mkt)) == risk.QTY_OUTSIDE_FILTER
 
     def test_price_outside_price_filter_is_rejected(self):
-        """Below minPrice 402 or above maxPrice 1246396.60 is PRICE_OUTSIDE_FILTER."""
-        mkt = market(filters={"BTCUSDT": BTC_RAW}, mark=400.0)
-        assert reason(run(price=401.9, qty=1.0, mkt=mkt)) == risk.PRICE_OUTSIDE_FILTER
-        assert reason(run(price=1_246_396.7, side="SELL", mkt=mkt)) == risk.PRICE_OUTSIDE_FILTER
+        """Below minPrice 556.80 or above maxPrice 4529764 is PRICE_OUTSIDE_FILTER; minPrice itself passes."""
+        mkt = market(filters={"BTCUSDT": BTC_RAW}, mark=560.0)
+        assert reason(run(price=556.7, qty=1.0, mkt=mkt)) == risk.PRICE_OUTSIDE_FILTER
+        assert isinstance(run(price=556.8, qty=1.0, mkt=mkt), Approved)
+        assert reason(run(price=4_529_764.1, side="SELL", mkt=mkt)) == risk.PRICE_OUTSIDE_FILTER
 
     def test_percent_price_bounds_around_the_mark(self):
-        """BUY above mark x 1.1 or SELL below mark x 0.5454 is refused; the bound itself passes."""
+        """BUY above mark x 1.05 or SELL below mark x 0.95 is refused; the bound itself passes."""
         mkt = market(filters={"BTCUSDT": BTC_RAW}, mark=40_000.0)
-        assert reason(run(price=44_000.1, qty=0.001, mkt=mkt)) == risk.PRICE_OUTSIDE_FILTER
-        assert isinstance(run(price=44_000.0, qty=0.001, mkt=mkt), Approved)
+        assert reason(run(price=42_000.1, qty=0.001, mkt=mkt)) == risk.PRICE_OUTSIDE_FILTER
+        assert isinstance(run(price=42_000.0, qty=0.001, mkt=mkt), Approved)
         held = Portfolio(equity_usdt=EQUITY, positions=(pos("BTCUSDT", 0.01, 40_000.0),))
         exit_ = dict(side="SELL", qty=0.001, reduce_only=True, portfolio=held, mkt=mkt)
-        assert reason(run(price=21_815.9, **exit_)) == risk.PRICE_OUTSIDE_FILTER
-        assert isinstance(run(price=21_816.0, **exit_), Approved)
+        assert reason(run(price=37_999.9, **exit_)) == risk.PRICE_OUTSIDE_FILTER
+        assert isinstance(run(price=38_000.0, **exit_), Approved)
 
     def test_price_that_rounds_to_zero_is_outside_filter(self):
         """0.04 on a 0.1 tick rounds to 0: PRICE_OUTSIDE_FILTER, never a zero-price order."""
@@ -225,10 +228,10 @@ class TestPoisonInputs:
 
 class TestLimits:
     def test_notional_below_min_notional_is_rejected(self):
-        """0.001 BTC at 9000 is 9 USDT, under the 10 USDT MIN_NOTIONAL; at 10000 it is exactly 10 and passes."""
-        assert reason(run(qty=0.001, price=9_000.0)) == risk.MIN_NOTIONAL
-        d = run(qty=0.001, price=10_000.0)
-        assert isinstance(d, Approved) and d.notional_usdt == Decimal("10.0000")
+        """0.001 BTC at 4999.9 is 4.9999 USDT, under the 5 USDT MIN_NOTIONAL; at 5000 it is exactly 5 and passes."""
+        assert reason(run(qty=0.001, price=4_999.9)) == risk.MIN_NOTIONAL
+        d = run(qty=0.001, price=5_000.0)
+        assert isinstance(d, Approved) and d.notional_usdt == Decimal("5.0000")
 
     def test_market_order_notional_uses_the_mark(self):
         """A MARKET order is valued at the mark: 0.026 BTC at 40000 is 1040 > 1000."""

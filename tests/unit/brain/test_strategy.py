@@ -4,7 +4,6 @@ of the real BTCUSDT December 2024 1m month with 15m derived causally."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -15,9 +14,9 @@ from services.brain.model import new_state as new_model
 from services.brain.smc_cli import read_candles
 from services.brain.strategy import (STRATEGY, StrategyConfig, new_symbol_state, on_candle,
                                      signal_id)
+from tests.conftest import BTC_1M_CSV
 
-BTC_1M = (Path(__file__).resolve().parents[4] / "shared" / "data" / "binance_spot"
-          / "BTCUSDT_1m_2024-12.csv")
+BTC_1M = BTC_1M_CSV  # real Binance spot candles, bundled with the exchange sim
 # 2024-12-01 00:00:59.999+01:00 is the first close: open = close + 1 ms - 60 s, in UTC
 FIRST_OPEN_MS = 1_733_007_600_000  # 2024-11-30T23:00:00Z
 # measured with the default StrategyConfig (README / report quote them)
