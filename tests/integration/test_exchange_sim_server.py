@@ -413,7 +413,8 @@ def test_stats_and_faults(cap):
 
 # ---------------------------------------------------------------------------- the process
 def test_module_runs_as_a_process_serves_frames_and_exits_0_on_sigterm(procs):
-    """python -m services.exchange_sim --port 0 --max-speed prints PORT, streams, exits 0."""
+    """python -m services.exchange_sim --port 0 --max-speed prints PORT (and nothing else on
+    stdout), streams, and exits 0 on SIGTERM (how fast is the benchmark's business)."""
     p = procs.python("-m", "services.exchange_sim", "--port", "0", "--max-speed", "--symbols", "3",
                      cwd=REPO, stdout=subprocess.PIPE, text=True,
                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -437,10 +438,9 @@ def test_module_runs_as_a_process_serves_frames_and_exits_0_on_sigterm(procs):
     book = next(m["data"] for m in msgs if m["stream"] == "btcusdt@bookTicker")
     assert trade["e"] == "trade" and trade["s"] == "BTCUSDT" and isinstance(trade["p"], str)
     assert book["e"] == "bookTicker" and isinstance(book["u"], int) and isinstance(book["b"], str)
-    t0 = time.monotonic()
     os.kill(p.pid, signal.SIGTERM)
     assert p.wait(timeout=10) == 0
-    assert time.monotonic() - t0 < 2.0
+    assert p.stdout.read() == ""
 
 
 # ---------------------------------------------------------------------------- candles source
