@@ -7,7 +7,7 @@
 # docker-compose.yml runs one container per service from this image (docs/docker.md).
 #
 # The base image is a build argument so that a machine with no image registry can stand in
-# a locally built Debian root (../shared/tools/docker-local.sh builds local/python:3.11).
+# a locally built Debian root (for example a debootstrap image tagged local/python:3.11).
 # Both bases are Debian bookworm with Python 3.11 and `python3 -m venv`; nothing below
 # assumes more than that (the interpreter is /usr/local/bin/python3 in one and
 # /usr/bin/python3 in the other, and the venv records whichever the base has).

@@ -33,8 +33,7 @@ import orjson  # noqa: E402
 
 from services.feed import capture, codec  # noqa: E402
 
-CAPTURES = (REPO / "services" / "exchange_sim" / "data" / "hftbacktest_btcusdt_20240808.gz",
-            REPO.parent / "shared" / "data" / "binance_usdm" / "hftbacktest_btcusdt_20240808.gz")
+CAPTURES = (REPO / "services" / "exchange_sim" / "data" / "hftbacktest_btcusdt_20240808.gz",)
 PASSES = 3
 SYMBOLS = {"BTCUSDT": 0}
 

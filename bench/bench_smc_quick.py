@@ -1,7 +1,7 @@
 """Quick SMC benchmark: microseconds per candle update per symbol (the brain's path) and
-rows/s through the batch CLI path. Real candles: the EURUSD 15 m fixture and BTCUSDT 15 m
-from ../shared/data (a seeded random walk stands in if they are missing). Prints numbers and
-returns them as a dict (``run()``) for the bench harness; it asserts nothing.
+rows/s through the batch CLI path. Real candles: the EURUSD 15 m fixture (tests/data/smc) and
+BTCUSDT 15 m (services/exchange_sim/data); a seeded random walk stands in if one is missing.
+Prints numbers and returns them as a dict (``run()``) for the bench harness; it asserts nothing.
 
     .venv/bin/python bench/bench_smc_quick.py
 """
@@ -17,9 +17,9 @@ import numpy as np
 from services.brain.smc import SmcConfig, new_state, reference_columns, run_batch, update
 from services.brain.smc_cli import read_candles, write_features
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-FILES = {"EURUSD_15m": DATA / "smc" / "EURUSD" / "EURUSD_15M.csv",
-         "BTCUSDT_15m": DATA / "binance_spot" / "BTCUSDT_15m_2024.csv"}
+REPO = Path(__file__).resolve().parents[1]
+FILES = {"EURUSD_15m": REPO / "tests" / "data" / "smc" / "EURUSD" / "EURUSD_15M.csv",
+         "BTCUSDT_15m": REPO / "services" / "exchange_sim" / "data" / "BTCUSDT_15m_2024.csv"}
 N_SYMBOLS = 10  # states advanced round-robin, as the brain does on a candle close
 STREAM_BARS = 10_000  # per symbol, for the per-update timing (the batch path takes all)
 

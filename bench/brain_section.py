@@ -23,8 +23,7 @@ from services.brain import candles, engine
 
 N_SYMBOLS = 300
 BATCHES = (4096, 256, 16)
-SMC_CANDLES = (Path(__file__).resolve().parents[2] / "shared" / "data" / "binance_spot"
-               / "BTCUSDT_1m_2024-12.csv")
+SMC_CANDLES = Path(__file__).resolve().parents[1] / "services" / "exchange_sim" / "data" / "BTCUSDT_1m_2024-12.csv"
 
 
 def _records(n: int) -> np.ndarray:

@@ -16,8 +16,7 @@ from pathlib import Path
 from bench.harness import REPO
 from services.feed import capture
 
-CAPTURES = (REPO / "services" / "exchange_sim" / "data" / "hftbacktest_btcusdt_20240808.gz",
-            REPO.parent / "shared" / "data" / "binance_usdm" / "hftbacktest_btcusdt_20240808.gz")
+CAPTURES = (REPO / "services" / "exchange_sim" / "data" / "hftbacktest_btcusdt_20240808.gz",)
 HOT_MARKERS = (b'"e":"trade"', b'"e":"bookTicker"')
 
 

@@ -26,7 +26,8 @@ from bench.harness import REPO, log, summarize
 from common.capture import KIND_WS_RAW, Header, create_capture
 
 SYMBOLS = 300
-EXCHANGE_INFO = REPO.parent / "shared" / "data" / "binance_usdm" / "exchangeInfo_2022-02-19_3symbols.json"
+# real exchangeInfo symbol entries (BTCUSDT among them), see tests/data/SOURCES.md
+EXCHANGE_INFO = REPO / "tests" / "data" / "binance_usdm" / "exchangeInfo_symbols_ccxt.json"
 
 
 def write_capture(path: Path, count: int) -> int:

@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# Everything a test reads is inside the repository (tests/data/SOURCES.md says where each
+# file came from and under which licence). The real market data the exchange sim ships
+# with lives next to it and is read from there, not copied twice.
+TEST_DATA = REPO / "tests" / "data"
+USDM_DATA = TEST_DATA / "binance_usdm"
+SMC_DATA = TEST_DATA / "smc" / "EURUSD"
+SIM_DATA = REPO / "services" / "exchange_sim" / "data"
+HFT_CAPTURE = SIM_DATA / "hftbacktest_btcusdt_20240808.gz"
+BTC_1M_CSV = SIM_DATA / "BTCUSDT_1m_2024-12.csv"
+BTC_15M_CSV = SIM_DATA / "BTCUSDT_15m_2024.csv"
 
 
 @pytest.fixture

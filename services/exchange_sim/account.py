@@ -36,9 +36,10 @@ MAX_CLOSED_ORDERS = 10_000  # history kept (and persisted); open orders are alwa
 MAX_FILLS = 10_000  # Binance keeps finite history too; enough to reconcile after a crash
 STATE_SCHEMA = 1  # bump when the JSON layout of ``to_json`` changes
 
-# Binance's real USD-M notional brackets for BTCUSDT (../shared/data/binance_usdm/
-# leverage_tiers.json): (bracket, max leverage, notional floor, cap, maint. ratio, cum).
-# The sim serves these for every symbol.
+# Binance's real USD-M notional brackets for BTCUSDT, as GET /fapi/v1/leverageBracket
+# answered them in late 2024 (Binance's published margin tiers; no file of them is bundled):
+# (bracket, max leverage, notional floor, cap, maint. ratio, cum). The sim serves these for
+# every symbol.
 BRACKETS: tuple[tuple[int, int, int, int, Decimal, Decimal], ...] = (
     (1, 125, 0, 50_000, Decimal("0.004"), Decimal("0")),
     (2, 100, 50_000, 600_000, Decimal("0.005"), Decimal("50")),

@@ -3,7 +3,8 @@
 Hot-path payloads are rendered with ``bytes %`` templates whose per-symbol constant parts
 (event type, symbol, stream wrapper) are baked in once; only times, ids and the price and
 quantity strings (cached per symbol) are spliced per event. The field order is Binance's
-own (see ``../shared/data``), prices and quantities are strings, ids and times numbers.
+own (as in the recorded frames of ``data/hftbacktest_btcusdt_20240808.gz``), prices and
+quantities are strings, ids and times numbers.
 
 Frames are built here too (RFC 6455 server frames are unmasked: a header and the payload),
 so the server can hand a whole batch of frames to the transport in one write instead of

@@ -1,9 +1,8 @@
 """The signed endpoints' parameters and bodies, in Binance USD-M's shapes (pure).
 
-Shapes follow Binance's documented responses and the samples in
-``../shared/data/binance_usdm`` (``rest_responses_subset.json``, ccxt's recorded bodies, and
-``http_futures_account_trades.json``): ids and times are JSON numbers, prices, quantities
-and money are strings. Decimal places as Binance prints them: prices with the symbol's
+Shapes follow Binance's documented responses and the real bodies ccxt recorded from Binance
+(``tests/data/binance_usdm/rest_responses_subset.json``: orders, ``userTrades``, positions,
+account): ids and times are JSON numbers, prices, quantities and money are strings. Decimal places as Binance prints them: prices with the symbol's
 ``pricePrecision``, quantities with its ``quantityPrecision``, quote amounts with both
 added (``cumQuote``, ``quoteQty``), average prices with three more than the price, and
 USDT balances, PnL and commissions with 8 (``realizedPnl`` is ``"0"`` when nothing was

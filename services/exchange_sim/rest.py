@@ -1,8 +1,9 @@
 """REST bodies in Binance USD-M's shapes, built from the market state (pure functions).
 
-Shapes follow the real samples in ``../shared/data/binance_usdm`` (exchangeInfo 2022, ccxt's
-recorded klines and depth): prices and quantities are strings, times and ids numbers, and
-errors are compact ``{"code":-1121,"msg":"Invalid symbol."}`` bodies with HTTP 400.
+Shapes follow the real samples in ``tests/data/binance_usdm`` (the exchangeInfo symbol
+entries and the klines and depth bodies ccxt recorded from Binance, see its SOURCES.md):
+prices and quantities are strings, times and ids numbers, and errors are compact
+``{"code":-1121,"msg":"Invalid symbol."}`` bodies with HTTP 400.
 
 ``/fapi/v1/depth`` answers with one level a side: the current book ticker (the sim does
 not rebuild the full book from the capture's depth diffs).
@@ -113,6 +114,7 @@ def symbol_info(spec: SymbolSpec, cap: Capture, synthetic: bool = False) -> dict
         "triggerProtect": "0.0500",
         "liquidationFee": "0.012500",
         "marketTakeBound": "0.05",
+        "maxMoveOrderLimit": 10000,
         "filters": [
             {"minPrice": plain(spec.tick_units, pdec), "maxPrice": plain(ref_price * 20, pdec),
              "filterType": "PRICE_FILTER", "tickSize": tick},

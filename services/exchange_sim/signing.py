@@ -15,7 +15,7 @@ The timing rule is Binance's: a request is accepted when
 - wrong signature: -1022 ``Signature for this request is not valid.``
 - too far ahead: -1021 ``Timestamp for this request was 1000ms ahead of the server's time.``
 - too old: -1021 ``Timestamp for this request is outside of the recvWindow.``
-  (both texts are Binance's, see ``../shared/data/binance_usdm/error_responses.json``)
+  (both texts are Binance's documented ones: ``tests/data/binance_usdm/binance_docs_rest_examples.json``)
 """
 
 from __future__ import annotations

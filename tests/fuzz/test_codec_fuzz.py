@@ -1,4 +1,5 @@
-"""Fuzzing the frame decoder: garbage, JSON-ish structures and mutated real frames.
+"""Fuzzing the frame decoder: garbage, JSON-ish structures and mutated real frames (the real
+capture the sim ships with) and Binance's documented example payloads.
 
 Invariants checked on every input: nothing escapes (not even our own DecodeError: the
 decoder returns rejections), every rejection carries a known reason, every accepted tick
@@ -18,9 +19,8 @@ from hypothesis import strategies as st
 
 from services.feed import capture, codec
 from services.feed import firewall as fw
-from tests.conftest import SHARED_DATA
+from tests.conftest import HFT_CAPTURE, USDM_DATA
 
-DATA = SHARED_DATA / "binance_usdm"
 REF = 1_723_161_256_000
 RECV = REF * 1_000_000
 SYMBOLS = {"BTCUSDT": 0, "ETHUSDT": 1, "SUSHIUSDT": 2}
@@ -29,17 +29,16 @@ FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 
 
 def _real_frames() -> list[bytes]:
-    """One real frame of each kind, from the three captures."""
+    """One frame of each kind: Binance's documented examples, then the capture's first frames."""
     wanted = [b'"e":"trade"', b'"e":"bookTicker"', b'"e":"aggTrade"', b'"e":"kline"',
-              b'"e":"markPriceUpdate"', b"!markPrice@arr", b"!ticker@arr", b"@depth20",
+              b'"e":"markPriceUpdate"', b"!markPrice@arr", b"!ticker@arr", b"@depth10",
               b'"lastUpdateId"', b'"openInterest"', b'"e":"depthUpdate"']
     found: dict[bytes, bytes] = {}
-    for path in ("crypto-msg-parser_usdm_messages.jsonl", "cryptofeed_fstream_combined_2021-07-22.jsonl"):
-        for _, raw in capture.iter_capture(DATA / path):
-            for w in wanted:
-                if w in raw and w not in found and len(raw) < 2000:
-                    found[w] = raw
-    for i, (_, raw) in enumerate(capture.iter_capture(DATA / "hftbacktest_btcusdt_20240808.gz")):
+    for _, raw in capture.iter_capture(USDM_DATA / "binance_docs_examples.jsonl"):
+        for w in wanted:
+            if w in raw and w not in found and len(raw) < 2000:
+                found[w] = raw
+    for i, (_, raw) in enumerate(capture.iter_capture(HFT_CAPTURE)):
         if i < 12:
             found.setdefault(raw[:30], raw)
     return [*found.values(), b'{"result":null,"id":1}']

@@ -27,7 +27,7 @@ from common.records import Flag
 from common.ring import SLOTS_W, WRITER_CURSOR_W, Ring, _ringc
 from services.feed import capture
 from services.feed.sink import Feed
-from tests.conftest import SHARED_DATA
+from tests.conftest import HFT_CAPTURE
 
 pytestmark = pytest.mark.skipif(_ringc is None, reason="the C extension was not built here")
 
@@ -104,7 +104,7 @@ def test_the_real_capture_goes_through_the_lane_and_matches(pair):
     """30,000 real frames (the live feed's two channels): the lane takes every one but the
     first of each stream, and writes what the Python path writes."""
     hot = [(recv, raw) for recv, raw in itertools.islice(
-        capture.iter_capture(SHARED_DATA / "binance_usdm" / "hftbacktest_btcusdt_20240808.gz"), 60_000)
+        capture.iter_capture(HFT_CAPTURE), 60_000)
         if b'"e":"trade"' in raw[:64] or b'"e":"bookTicker"' in raw[:64]][:30_000]
     p = pair(symbols=["BTCUSDT"], flags={})
     for recv, raw in hot:
@@ -184,12 +184,13 @@ def test_after_its_ring_closed_the_lane_raises_the_rings_error(tmp_path):
 
 
 def test_the_lane_is_off_when_configured_so(tmp_path):
+    """AEGIS_FEED__FAST_LANE=0 gives a feed without the C lane; the default gives it one."""
     ring = Ring.create(str(tmp_path / "r.ring"), CAPACITY)
     try:
         cfg = config.load(env={"AEGIS_FEED__FAST_LANE": "0"})
         assert cfg.feed.fast_lane is False
         assert Feed(cfg, ring, KNOWN).lane is None
-        assert Feed(config.load(env={}), ring, KNOWN).lane is not None
+        assert type(Feed(config.load(env={}), ring, KNOWN).lane) is _ringc.FeedLane
     finally:
         ring.close()
 

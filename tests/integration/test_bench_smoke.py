@@ -30,7 +30,8 @@ HEADLINE = {
 def test_quick_bench_writes_every_headline_key_as_a_finite_number(short_tmp):
     """The quick suite runs every section and its latest.json carries the headline object
     with exactly the nested keys issue 8 names, each a finite number (faster-fifo may be
-    missing on a machine where it cannot be installed: then the results say why)."""
+    missing on a machine where it cannot be installed: then the results say why), and the
+    end-to-end headline is exactly what its section measured (drops: a whole count)."""
     out = short_tmp / "bench"
     p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=REPO,
                        capture_output=True, text=True, timeout=400)
@@ -48,7 +49,13 @@ def test_quick_bench_writes_every_headline_key_as_a_finite_number(short_tmp):
                 assert unavailable[key].startswith("unavailable: ")
                 continue
             assert isinstance(v, (int, float)) and math.isfinite(v), (section, key, v)
-    assert head["e2e"]["drops_at_100k"] >= 0
+    ring = latest["sections"]["e2e"]["pipelines"]["ring"]
+    at_100k = ring["paced"]["100000"]
+    assert head["e2e"] == {"max_rate": float(ring["search"]["max_rate"]),
+                           "p50_us_at_100k": at_100k["p50"]["median"],
+                           "p99_us_at_100k": at_100k["p99"]["median"],
+                           "drops_at_100k": max(at_100k["drops"]["values"])}
+    assert float(head["e2e"]["drops_at_100k"]).is_integer()
     for field in ("cpu", "cores", "python", "numpy", "numba", "pyzmq"):
         assert latest["machine"][field], field
     assert latest["mode"] == "quick"

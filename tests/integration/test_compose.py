@@ -7,7 +7,7 @@ that ticks flow from the sim through the feed and the ring to the brain, and alw
 what it made (containers, volumes, the image tag) at teardown, even when an assertion fails.
 
 Base image: $PYTHON_IMAGE when set; else ``local/python:3.11`` when that image exists (a
-machine without an image registry, prepared by ../shared/tools/docker-local.sh); else the
+machine without an image registry: a locally built Debian bookworm base); else the
 compose file's default, python:3.11-slim, from the registry.
 
 Cost: about 30 s with a warm build cache, one to two minutes when the source changed (the
@@ -63,7 +63,7 @@ def _run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.Com
 def _docker_unavailable() -> str | None:
     """Why docker compose cannot run here, or None when it can."""
     if shutil.which("docker") is None:
-        return "the docker CLI is not installed (../shared/tools/docker-local.sh installs it)"
+        return "the docker CLI is not installed"
     env = dict(os.environ)
     try:
         info = _run(["docker", "info", "--format", "{{.ServerVersion}}"], env, 30)

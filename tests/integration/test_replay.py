@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from common import wire
-from common.capture import KIND_ZMQ, open_capture
+from common.capture import KIND_WS_RAW, KIND_ZMQ, CaptureDecodeError, open_capture
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
@@ -96,29 +96,48 @@ def test_replay_reproduces_the_recorded_live_runs_decisions(golden_run):
 
 
 def test_replay_writes_the_report(golden_run):
+    """--report writes the page, the summary with the golden counts, a trades.csv with its
+    header and no row (the three positions are still open), and both pictures at their sizes."""
     tmp, code, _, err = golden_run
     assert code == 0, err
     rep = tmp / "report"
-    for name in ("index.html", "summary.json", "trades.csv", "equity.png", "latency.png"):
-        assert (rep / name).stat().st_size > 0, name
+    assert (rep / "index.html").read_text().startswith('<!doctype html>\n<html lang="en">')
     summary = json.loads((rep / "summary.json").read_text())
-    assert summary["counts"]["signals"] == 9
+    assert summary["counts"] == {"signals": 9, "orders": 3, "fills": 3, "risk_rejects": 0, "positions_open": 3}
+    assert (rep / "trades.csv").read_text().splitlines() == [
+        "trade_id,symbol,side,qty,entry_price,exit_price,stop,target,opened_ms,closed_ms,opened_utc,closed_utc,"
+        "holding_s,pnl,fees,outcome_r,exit_reason,confidence,learned,net_pnl"]
+    for name, (width, height) in (("equity.png", (1000, 600)), ("latency.png", (1000, 320))):
+        png = (rep / name).read_bytes()
+        assert (png[:8], png[12:16], png[16:20], png[20:24]) == (
+            b"\x89PNG\r\n\x1a\n", b"IHDR", width.to_bytes(4, "big"), height.to_bytes(4, "big")), name
 
 
 def test_a_cut_capture_stops_at_the_cut_with_everything_before_it(procs, short_tmp):
-    """Cut inside a block at 90% of the file: exit 1, the error names the offset, every frame
-    before the damage became a tick, and each kind of decision made before the cut is the
-    golden one (a prefix of the golden file's lines of that kind)."""
+    """Cut inside a block at 90% of the file: exit 1, the error names the damaged block's
+    offset, every raw frame of the complete blocks before it (6,680, counted here with the
+    capture reader) became a tick, and each kind of decision made before the cut is the
+    golden one (a prefix of the golden file's lines of that kind: 6 of the 9 signals)."""
     data = CAPTURE.read_bytes()
     cut = short_tmp / "cut.aegiscap"
     cut.write_bytes(data[: int(len(data) * 0.9)])
+    frames_before, damaged_at = 0, None
+    with open_capture(cut) as cap:
+        try:
+            for rec in cap.iter_records():
+                frames_before += rec.kind == KIND_WS_RAW
+        except CaptureDecodeError as exc:
+            damaged_at = exc.offset
+    assert (frames_before, damaged_at) == (6_680, 2_631_506)
     code, result, err = replay(procs, short_tmp, cut)
     assert code == 1, err
-    assert "capture damaged at offset" in result["error"] and result["error_offset"] > 0
-    assert 0 < result["frames"] < 9_600 and result["ticks"] == result["frames"] == result["frames_in_capture"]
+    assert result["error"] == ("capture damaged at offset 2631506, block 173: truncated block: "
+                               "3865 payload bytes announced, 2597 present")
+    assert result["error_offset"] == damaged_at
+    assert result["ticks"] == result["frames"] == result["frames_in_capture"] == frames_before
     got = (short_tmp / "work" / "decisions.jsonl").read_text().splitlines()
     golden = DECISIONS.read_text().splitlines()
-    assert result["decisions"]["signal"] > 0
+    assert result["decisions"] == {"signal": 6, "order": 3, "fill": 3, "trade": 0, "risk_reject": 0}
     for kind in ("signal", "order", "fill"):
         mine = [line for line in got if f'"type":"{kind}"' in line]
         assert mine == [line for line in golden if f'"type":"{kind}"' in line][: len(mine)], kind

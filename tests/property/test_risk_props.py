@@ -10,20 +10,20 @@ from hypothesis import strategies as st
 
 from services.brain import risk
 from services.brain.risk import Approved, Exposure, Market, Portfolio, Quote, RiskConfig, Rejected
-from tests.conftest import SHARED_DATA
+from tests.conftest import USDM_DATA
 
-INFO_2021 = json.loads((SHARED_DATA / "binance_usdm" / "exchangeInfo_2021-07-21.json").read_text())
-INFO_2022 = json.loads((SHARED_DATA / "binance_usdm" / "exchangeInfo_2022-02-19_3symbols.json").read_text())
-# every distinct tick and step size among the real 2021 perpetuals, plus 2022 BTCUSDT's "0.10"
-TICKS = sorted({risk.filters_from_entry(e).tick_size for e in INFO_2021["symbols"]} | {Decimal("0.10")})
-STEPS = sorted({risk.filters_from_entry(e).step_size for e in INFO_2021["symbols"]})
+# real exchangeInfo symbol entries: seven USDT perpetuals as ccxt recorded them from Binance
+RAW = {e["symbol"]: e for e in json.loads((USDM_DATA / "exchangeInfo_symbols_ccxt.json").read_text())["symbols"]}
+# every distinct tick and step size of the real entries, written as Binance writes them
+# ("0.10", "0.00010", "0.000010"), plus every power of ten USD-M uses for them (ticks 1 down
+# to 0.000001, steps 1 down to 0.001) so no size class goes unsampled
+TICKS = sorted({risk.filters_from_entry(e).tick_size for e in RAW.values()}
+               | {Decimal(1).scaleb(-k) for k in range(7)})
+STEPS = sorted({risk.filters_from_entry(e).step_size for e in RAW.values()}
+               | {Decimal(1).scaleb(-k) for k in range(4)})
 X = Context(prec=200)  # the test's own arithmetic, exact for these sizes
 
-FILTERS = {
-    "BTCUSDT": risk.filters_from_entry(next(e for e in INFO_2022["symbols"] if e["symbol"] == "BTCUSDT")),
-    "ETHUSDT": risk.filters_from_entry(next(e for e in INFO_2022["symbols"] if e["symbol"] == "ETHUSDT")),
-    "XRPUSDT": risk.filters_from_entry(next(e for e in INFO_2021["symbols"] if e["symbol"] == "XRPUSDT")),
-}
+FILTERS = {s: risk.filters_from_entry(RAW[s]) for s in ("BTCUSDT", "ETHUSDT", "XRPUSDT")}
 MARKS = {"BTCUSDT": 40_000.0, "ETHUSDT": 2_500.0, "XRPUSDT": 0.7}
 OTHER = ("SOLUSDT", "ADAUSDT")
 NOW = 1_645_233_611_962

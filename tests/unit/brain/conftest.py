@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -12,9 +11,9 @@ import pytest
 from tick_rows import make_records
 
 from common.records import Flag, Kind
+from tests.conftest import HFT_CAPTURE
 
-CAPTURE = (Path(__file__).resolve().parents[4] / "shared" / "data" / "binance_usdm"
-           / "hftbacktest_btcusdt_20240808.gz")
+CAPTURE = HFT_CAPTURE  # the capture the exchange sim ships with (services/exchange_sim/data)
 
 
 class Trade(NamedTuple):

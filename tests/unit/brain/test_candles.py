@@ -258,14 +258,20 @@ class TestFlushDue:
         assert (st.stats[cd.STAT_LATE], st.trades[0, 1]) == (1, 0)
 
     def test_flush_is_deterministic_given_now(self):
-        """Two states fed the same trades and flushed at the same times close the same candles."""
+        """Two states fed the same trades and flushed at the same times close the same candles:
+        one 1 m candle per (symbol, minute) with a trade, 107, and the 4 symbols' two 15 m ones."""
         outs = []
+        trades = [trade(i % 4, T0 + 7_919 * i, 1.0 + i, 1.0) for i in range(200)]
         for _ in range(2):
             st = cd.new_state(4)
-            got = [feed(st, [trade(i % 4, T0 + 7_919 * i, 1.0 + i, 1.0) for i in range(200)])]
+            got = [feed(st, trades)]
             got += [flush(st, T0 + k * 250_000) for k in range(10)]
             outs.append(np.concatenate(got))
-        assert np.array_equal(outs[0], outs[1]) and len(outs[0]) > 0
+        assert np.array_equal(outs[0], outs[1])
+        minutes_with_trades = len({(i % 4, (7_919 * i) // M) for i in range(200)})
+        assert minutes_with_trades == 107
+        assert (outs[0]["interval_ms"] == M).sum() == minutes_with_trades
+        assert (outs[0]["interval_ms"] == 15 * M).sum() == 8
 
     def test_watermark_never_moves_back(self):
         """A flush with an older now_ms does not lower the watermark."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
-import time
 
 import pytest
 
@@ -131,8 +130,8 @@ class TestCompletions:
         fut = d.submit(ORDER, fail, tag="submit:ae-1")
         assert fut.exception(WAIT_S) is boom
         [c] = d.drain()
-        assert isinstance(c, Completion)
-        assert (c.tag, c.error, c.ok, c.result) == ("submit:ae-1", boom, False, None)
+        assert (type(c), c.tag, c.priority, c.key, c.error, c.ok, c.result) == (
+            Completion, "submit:ae-1", ORDER, None, boom, False, None)
 
     def test_drain_never_blocks_and_respects_max_items(self, make):
         d = make(1)
@@ -223,19 +222,18 @@ class TestClose:
         assert (report.dropped, report.unfinished, report.clean) == (1, 0, True)
 
     def test_close_with_a_hung_job_returns_within_its_timeout(self, make):
-        """A job that never returns: close gives up on it and on what waits, in time."""
+        """A job that never returns: close gives up on it and on what waits. It returns while
+        the job is still stuck (its future not done, its gate never opened), which a close
+        that waited for the job never could."""
         d = make(1)
         hold, started, gate = blocker(make.gates)
-        d.submit(ORDER, hold)
+        hung = d.submit(ORDER, hold)
         assert started.wait(WAIT_S)
         waiting = d.submit(ORDER, lambda: "never")
         d.submit(PERSIST, lambda: "never")
-        t0 = time.monotonic()
         report = d.close(timeout_s=0.5)
-        elapsed = time.monotonic() - t0
-        assert elapsed < 0.5 + 0.25  # the timeout, plus thread scheduling noise on a loaded machine
         assert (report.dropped, report.unfinished, report.clean) == (1, 2, False)
-        assert waiting.cancelled()
+        assert (hung.done(), gate.is_set(), waiting.cancelled()) == (False, False, True)
 
     def test_submit_after_close_is_refused(self, make):
         d = make(1)

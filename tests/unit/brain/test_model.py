@@ -252,9 +252,11 @@ class TestPersistence:
 
     def test_mutated_blobs_with_valid_checksums_decode_or_raise_decode_error(self):
         """2,000 seeded byte mutations, re-checksummed: each raises DecodeError or gives a
-        state whose confidence is finite and in [0, 1] and which can keep learning."""
+        state whose confidence is finite and in [0, 1] and which can keep learning (with this
+        seed: 1,930 refused, 70 decoded)."""
         body = to_bytes(_alternating(40, ModelConfig(min_outcomes=0)))[14:]
         rng = np.random.default_rng(3)
+        refused = decoded = 0
         for _ in range(2000):
             raw = bytearray(body)
             for i in rng.integers(0, len(raw), size=int(rng.integers(1, 5))):
@@ -264,10 +266,13 @@ class TestPersistence:
             try:
                 s = from_bytes(blob)
             except DecodeError:
+                refused += 1
                 continue
+            decoded += 1
             s = learn(s, POS, 2.0)
             p = predict(s, POS).confidence
             assert math.isfinite(p) and 0.0 <= p <= 1.0
+        assert (refused, decoded) == (1_930, 70)
 
     @pytest.mark.parametrize("junk", [b"", b"AEGM", b"\x00" * 64, "text", None])
     def test_garbage_raises_decode_error(self, junk):

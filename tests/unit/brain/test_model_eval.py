@@ -4,7 +4,6 @@ the real BTCUSDT 15 m year."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,9 @@ from services.brain.model import FEATURES, ModelConfig
 from services.brain.model_eval import (Outcome, brier, evaluate, log_loss, main, reliability,
                                        replay_trades, settle)
 from services.brain.smc_cli import read_candles
+from tests.conftest import BTC_15M_CSV
 
-CANDLES = (Path(__file__).resolve().parents[4] / "shared" / "data" / "binance_spot"
-           / "BTCUSDT_15m_2024.csv")
+CANDLES = BTC_15M_CSV  # real Binance spot candles, bundled with the exchange sim
 PREFIX_BARS = 8000
 
 # Measured on the file above (README quotes them): 1,668 closed setups, 566 wins.

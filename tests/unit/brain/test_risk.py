@@ -18,14 +18,13 @@ from services.brain.risk import (
     check_order, filters_from_entry, filters_from_symbol_info,
 )
 from services.feed import discovery
-from tests.conftest import SHARED_DATA
+from tests.conftest import USDM_DATA
 
-INFO_2021 = json.loads((SHARED_DATA / "binance_usdm" / "exchangeInfo_2021-07-21.json").read_text())
-INFO_2022 = json.loads((SHARED_DATA / "binance_usdm" / "exchangeInfo_2022-02-19_3symbols.json").read_text())
-RAW_2022 = {e["symbol"]: e for e in INFO_2022["symbols"]}
-RAW_2021 = {e["symbol"]: e for e in INFO_2021["symbols"]}
+# real exchangeInfo symbol entries: seven USDT perpetuals as ccxt recorded them from Binance
+INFO = json.loads((USDM_DATA / "exchangeInfo_symbols_ccxt.json").read_text())
+RAW = {e["symbol"]: e for e in INFO["symbols"]}
 
-NOW = 1_645_233_611_962  # serverTime of the 2022 document
+NOW = 1_645_233_611_962  # a fixed clock: 2022-02-19 01:20:11.962 UTC
 DAY = risk.DAY_MS
 CFG = RiskConfig(max_order_notional_usdt=1_000.0, max_total_notional_usdt=2_500.0, max_leverage=5.0,
                  max_positions=3, daily_loss_limit_usdt=100.0, max_drawdown_pct=10.0,
@@ -33,14 +32,14 @@ CFG = RiskConfig(max_order_notional_usdt=1_000.0, max_total_notional_usdt=2_500.
 EQUITY = 1_000.0
 
 
-def infos_2022() -> dict[str, discovery.SymbolInfo]:
-    return {s.symbol: s for s in discovery.select_symbols(INFO_2022, None, 10)}
+def infos() -> dict[str, discovery.SymbolInfo]:
+    return {s.symbol: s for s in discovery.select_symbols(INFO, None, 10)}
 
 
-BTC = filters_from_symbol_info(infos_2022()["BTCUSDT"])  # tick 0.1, step 0.001, min notional 10
-ETH = filters_from_symbol_info(infos_2022()["ETHUSDT"])
-BTC_RAW = filters_from_entry(RAW_2022["BTCUSDT"])  # adds minPrice 402, maxPrice, maxQty, PERCENT_PRICE
-XRP_2021 = filters_from_symbol_info(discovery.parse_symbol(RAW_2021["XRPUSDT"]))  # tick 0.0001, step 0.1
+BTC = filters_from_symbol_info(infos()["BTCUSDT"])  # tick 0.1, step 0.001, min notional 5
+ETH = filters_from_symbol_info(infos()["ETHUSDT"])
+BTC_RAW = filters_from_entry(RAW["BTCUSDT"])  # adds minPrice 556.80, maxPrice, maxQty, PERCENT_PRICE
+XRP = filters_from_symbol_info(discovery.parse_symbol(RAW["XRPUSDT"]))  # tick 0.0001, step 0.1
 
 
 @dataclass
@@ -78,6 +77,12 @@ def reason(d: risk.Decision) -> str:
     return d.reason
 
 
+def approved(d: risk.Decision) -> tuple[str, str, Decimal]:
+    """An approval's exact quantity and price text and its notional (what reaches the exchange)."""
+    assert isinstance(d, Approved), d
+    return d.qty_text, d.price_text, d.notional_usdt
+
+
 def pos(symbol: str, qty: float, price: float) -> Exposure:
     return Exposure(symbol=symbol, qty=qty, price=price)
 
@@ -97,7 +102,7 @@ class TestRounding:
     def test_float_sum_rounds_to_a_clean_price_not_0_30000000000000004(self):
         """0.1 + 0.2 on XRPUSDT's 0.0001 tick gives the exact decimal 0.3000, unlike float tick arithmetic."""
         assert round((0.1 + 0.2) / 0.1) * 0.1 == 0.30000000000000004  # the trap being avoided
-        got = risk.round_price(risk.to_decimal(0.1 + 0.2), XRP_2021.tick_size, "BUY")
+        got = risk.round_price(risk.to_decimal(0.1 + 0.2), XRP.tick_size, "BUY")
         assert risk.fmt(got) == "0.3000"
         assert repr(float(got)) == "0.3"
 
@@ -105,15 +110,18 @@ class TestRounding:
         """0.0019999 BTC is 0.001 and 1.23456 is 1.234: the step grid, always toward less."""
         assert risk.round_qty_down(Decimal("0.0019999"), BTC.step_size) == Decimal("0.001")
         assert risk.fmt(risk.round_qty_down(Decimal("1.23456"), BTC.step_size)) == "1.234"
-        assert risk.fmt(risk.round_qty_down(Decimal("123.45"), XRP_2021.step_size)) == "123.4"
+        assert risk.fmt(risk.round_qty_down(Decimal("123.45"), XRP.step_size)) == "123.4"
 
-    def test_grid_arithmetic_is_exact_for_every_real_2021_filter(self):
-        """For all 117 tradable 2021 perpetuals, k ticks plus 0.4 tick rounds to k ticks, text without exponent."""
-        infos = discovery.select_symbols(INFO_2021, None, 1000)
-        assert len(infos) == 117
+    def test_grid_arithmetic_is_exact_for_every_real_filter(self):
+        """For all 7 real perpetuals (ticks 0.10 down to 0.00001, steps 0.001 to 1), k ticks plus
+        0.4 tick rounds to k ticks, text without exponent."""
+        infos = discovery.select_symbols(INFO, None, 1000)
+        assert len(infos) == 7
+        assert sorted({str(filters_from_entry(e).tick_size) for e in INFO["symbols"]}) == [
+            "0.00001", "0.000010", "0.0001", "0.00010", "0.01", "0.10"]
         for info in infos:
             f = filters_from_symbol_info(info)
-            raw = filters_from_entry(RAW_2021[info.symbol])
+            raw = filters_from_entry(RAW[info.symbol])
             assert (f.tick_size, f.step_size, f.min_qty, f.min_notional) == (
                 raw.tick_size, raw.step_size, raw.min_qty, raw.min_notional)
             price = f.tick_size * 12_345 + f.tick_size * Decimal("0.4")
@@ -125,29 +133,27 @@ class TestRounding:
     def test_approved_order_carries_exactly_formatted_values(self):
         """qty 0.0123456 @ 40000.04 is approved as 0.012 @ 40000.0, both as text and as floats."""
         d = run(qty=0.0123456, price=40_000.04)
-        assert isinstance(d, Approved)
-        assert (d.qty_text, d.price_text) == ("0.012", "40000.0")
+        assert approved(d) == ("0.012", "40000.0", Decimal("480.0000"))
         assert (repr(d.order.qty), repr(d.order.price)) == ("0.012", "40000.0")
-        assert d.notional_usdt == Decimal("480.0000")
 
 
 class TestFilters:
     def test_raw_btcusdt_entry_gives_every_filter_exactly(self):
-        """The 2022 BTCUSDT entry's filters come through as exact decimals, keyed as Binance names them."""
+        """The real BTCUSDT entry's filters come through as exact decimals, keyed as Binance names them."""
         f = BTC_RAW
         assert (f.tick_size, f.step_size, f.min_qty, f.max_qty) == (
             Decimal("0.10"), Decimal("0.001"), Decimal("0.001"), Decimal("1000"))
-        assert (f.min_price, f.max_price, f.min_notional) == (Decimal("402"), Decimal("1246396.60"), Decimal("10"))
-        assert (f.percent_up, f.percent_down, f.market_max_qty) == (Decimal("1.1000"), Decimal("0.5454"), Decimal("1000"))
+        assert (f.min_price, f.max_price, f.min_notional) == (Decimal("556.80"), Decimal("4529764"), Decimal("5"))
+        assert (f.percent_up, f.percent_down, f.market_max_qty) == (Decimal("1.0500"), Decimal("0.9500"), Decimal("120"))
 
     def test_symbol_info_filters_match_the_raw_strings(self):
         """discovery's float SymbolInfo reads back to the same decimals as the raw strings."""
         assert (BTC.tick_size, BTC.step_size, BTC.min_qty, BTC.min_notional) == (
-            Decimal("0.1"), Decimal("0.001"), Decimal("0.001"), Decimal("10"))
+            Decimal("0.1"), Decimal("0.001"), Decimal("0.001"), Decimal("5"))
 
     def test_a_zero_tick_size_is_refused(self):
         """A symbol without a usable PRICE_FILTER cannot be traded: DecodeError, not a silent pass."""
-        entry = {**RAW_2022["BTCUSDT"], "filters": [f for f in RAW_2022["BTCUSDT"]["filters"]
+        entry = {**RAW["BTCUSDT"], "filters": [f for f in RAW["BTCUSDT"]["filters"]
                                                     if f["filterType"] != "PRICE_FILTER"]}
         with pytest.raises(DecodeError):
             filters_from_entry(entry)
@@ -187,7 +193,7 @@ class TestPoisonInputs:
         """With round_price_to_tick=False, 40000.05 is PRICE_OFF_TICK and 40000.1 passes."""
         strict = dataclasses.replace(CFG, round_price_to_tick=False)
         assert reason(run(price=40_000.05, cfg=strict)) == risk.PRICE_OFF_TICK
-        assert isinstance(run(price=40_000.1, cfg=strict), Approved)
+        assert approved(run(price=40_000.1, cfg=strict)) == ("0.010", "40000.1", Decimal("400.0010"))
 
     def test_qty_below_min_after_rounding_is_outside_filter(self):
         """0.0009 BTC rounds down to 0, below minQty 0.001."""
@@ -199,20 +205,21 @@ class TestPoisonInputs:
         assert reason(run(qty=1_000.001, mkt=mkt)) == risk.QTY_OUTSIDE_FILTER
 
     def test_price_outside_price_filter_is_rejected(self):
-        """Below minPrice 402 or above maxPrice 1246396.60 is PRICE_OUTSIDE_FILTER."""
-        mkt = market(filters={"BTCUSDT": BTC_RAW}, mark=400.0)
-        assert reason(run(price=401.9, qty=1.0, mkt=mkt)) == risk.PRICE_OUTSIDE_FILTER
-        assert reason(run(price=1_246_396.7, side="SELL", mkt=mkt)) == risk.PRICE_OUTSIDE_FILTER
+        """Below minPrice 556.80 or above maxPrice 4529764 is PRICE_OUTSIDE_FILTER; minPrice itself passes."""
+        mkt = market(filters={"BTCUSDT": BTC_RAW}, mark=560.0)
+        assert reason(run(price=556.7, qty=1.0, mkt=mkt)) == risk.PRICE_OUTSIDE_FILTER
+        assert approved(run(price=556.8, qty=1.0, mkt=mkt)) == ("1.000", "556.80", Decimal("556.80000"))
+        assert reason(run(price=4_529_764.1, side="SELL", mkt=mkt)) == risk.PRICE_OUTSIDE_FILTER
 
     def test_percent_price_bounds_around_the_mark(self):
-        """BUY above mark x 1.1 or SELL below mark x 0.5454 is refused; the bound itself passes."""
+        """BUY above mark x 1.05 or SELL below mark x 0.95 is refused; the bound itself passes."""
         mkt = market(filters={"BTCUSDT": BTC_RAW}, mark=40_000.0)
-        assert reason(run(price=44_000.1, qty=0.001, mkt=mkt)) == risk.PRICE_OUTSIDE_FILTER
-        assert isinstance(run(price=44_000.0, qty=0.001, mkt=mkt), Approved)
+        assert reason(run(price=42_000.1, qty=0.001, mkt=mkt)) == risk.PRICE_OUTSIDE_FILTER
+        assert approved(run(price=42_000.0, qty=0.001, mkt=mkt)) == ("0.001", "42000.00", Decimal("42.00000"))
         held = Portfolio(equity_usdt=EQUITY, positions=(pos("BTCUSDT", 0.01, 40_000.0),))
         exit_ = dict(side="SELL", qty=0.001, reduce_only=True, portfolio=held, mkt=mkt)
-        assert reason(run(price=21_815.9, **exit_)) == risk.PRICE_OUTSIDE_FILTER
-        assert isinstance(run(price=21_816.0, **exit_), Approved)
+        assert reason(run(price=37_999.9, **exit_)) == risk.PRICE_OUTSIDE_FILTER
+        assert approved(run(price=38_000.0, **exit_)) == ("0.001", "38000.00", Decimal("38.00000"))
 
     def test_price_that_rounds_to_zero_is_outside_filter(self):
         """0.04 on a 0.1 tick rounds to 0: PRICE_OUTSIDE_FILTER, never a zero-price order."""
@@ -225,10 +232,10 @@ class TestPoisonInputs:
 
 class TestLimits:
     def test_notional_below_min_notional_is_rejected(self):
-        """0.001 BTC at 9000 is 9 USDT, under the 10 USDT MIN_NOTIONAL; at 10000 it is exactly 10 and passes."""
-        assert reason(run(qty=0.001, price=9_000.0)) == risk.MIN_NOTIONAL
-        d = run(qty=0.001, price=10_000.0)
-        assert isinstance(d, Approved) and d.notional_usdt == Decimal("10.0000")
+        """0.001 BTC at 4999.9 is 4.9999 USDT, under the 5 USDT MIN_NOTIONAL; at 5000 it is exactly 5 and passes."""
+        assert reason(run(qty=0.001, price=4_999.9)) == risk.MIN_NOTIONAL
+        d = run(qty=0.001, price=5_000.0)
+        assert approved(d) == ("0.001", "5000.0", Decimal("5.0000"))
 
     def test_market_order_notional_uses_the_mark(self):
         """A MARKET order is valued at the mark: 0.026 BTC at 40000 is 1040 > 1000."""
@@ -236,7 +243,7 @@ class TestLimits:
 
     def test_order_notional_cap_is_inclusive(self):
         """0.025 BTC at 40000 is exactly 1000 (allowed), 0.026 is 1040 (MAX_ORDER_NOTIONAL)."""
-        assert isinstance(run(qty=0.025), Approved)
+        assert approved(run(qty=0.025)) == ("0.025", "40000.0", Decimal("1000.0000"))
         assert reason(run(qty=0.026)) == risk.MAX_ORDER_NOTIONAL
 
     def test_total_notional_counts_positions_and_pending_entries(self):
@@ -244,19 +251,19 @@ class TestLimits:
         pf = Portfolio(equity_usdt=EQUITY, positions=(pos("ETHUSDT", 0.32, 2_500.0),),
                        open_entries=(pos("SOLUSDT", 8.0, 100.0),))
         assert reason(run(qty=0.025, portfolio=pf)) == risk.MAX_TOTAL_NOTIONAL
-        assert isinstance(run(qty=0.0175, portfolio=pf), Approved)
+        assert approved(run(qty=0.0175, portfolio=pf)) == ("0.017", "40000.0", Decimal("680.0000"))
 
     def test_leverage_cap_on_equity(self):
         """Equity 300 at 5x allows 1500: 600 held + 1000 new is LEVERAGE, 600 + 880 passes."""
         st = risk.initial_state(300.0, NOW)
         pf = Portfolio(equity_usdt=300.0, positions=(pos("ETHUSDT", 0.24, 2_500.0),))
         assert reason(run(qty=0.025, portfolio=pf, state=st)) == risk.LEVERAGE
-        assert isinstance(run(qty=0.0225, portfolio=pf, state=st), Approved)
+        assert approved(run(qty=0.0225, portfolio=pf, state=st)) == ("0.022", "40000.0", Decimal("880.0000"))
 
     def test_zero_equity_fails_leverage(self):
         """No equity, no leverage headroom: check_leverage refuses even a tiny order."""
         r = risk.check_leverage(CFG, Portfolio(equity_usdt=0.0), Decimal("10"))
-        assert r is not None and r.reason == risk.LEVERAGE
+        assert r == risk.Rejection(reason=risk.LEVERAGE, detail="total notional 10 on equity 0.0 exceeds 5.0x")
 
     def test_second_entry_in_a_held_symbol_is_rejected(self):
         """One position per symbol: a held or pending BTCUSDT blocks a new BTCUSDT entry."""
@@ -280,12 +287,12 @@ class TestLimits:
         """A closed position reported with qty 0 neither blocks the symbol nor counts toward three."""
         pf = Portfolio(equity_usdt=EQUITY, positions=(pos("BTCUSDT", 0.0, 40_000.0), pos("ETHUSDT", 0.01, 2_500.0),
                                                       pos("SOLUSDT", 1.0, 100.0)))
-        assert isinstance(run(portfolio=pf), Approved)
+        assert approved(run(portfolio=pf)) == ("0.010", "40000.0", Decimal("400.0000"))
 
     def test_stale_market_data_blocks_entries(self):
         """Data 2001 ms old is STALE_DATA with a 2000 ms limit; 2000 ms old still passes."""
         assert reason(run(mkt=market(age_ms=2_001))) == risk.STALE_DATA
-        assert isinstance(run(mkt=market(age_ms=2_000)), Approved)
+        assert approved(run(mkt=market(age_ms=2_000))) == ("0.010", "40000.0", Decimal("400.0000"))
 
     def test_missing_or_broken_quote_is_stale(self):
         """No quote at all, a NaN mark or a quote without a receive time counts as no usable market data."""
@@ -298,17 +305,19 @@ class TestLimits:
         st = fresh()
         for i in range(5):
             d = run(state=st, now=NOW + i * 1_000, mkt=market(age_ms=-i * 1_000))
-            assert isinstance(d, Approved)
+            assert approved(d) == ("0.010", "40000.0", Decimal("400.0000"))
             st = d.state
         assert reason(run(state=st, now=NOW + 5_000, mkt=market(age_ms=-5_000))) == risk.RATE_LIMIT
         assert risk.orders_in_window(st, NOW + 59_999) == 5
         d = run(state=st, now=NOW + 60_000, mkt=market(age_ms=-60_000))
-        assert isinstance(d, Approved) and d.state.order_times_ms == tuple(NOW + i * 1_000 for i in range(1, 5)) + (NOW + 60_000,)
+        assert approved(d) == ("0.010", "40000.0", Decimal("400.0000"))
+        assert d.state.order_times_ms == tuple(NOW + i * 1_000 for i in range(1, 5)) + (NOW + 60_000,)
 
     def test_rejected_order_is_not_counted_in_the_rate_window(self):
         """Only approved orders enter the window; a rejection leaves it as it was."""
         d = run(qty=0.026)
-        assert isinstance(d, Rejected) and d.state.order_times_ms == ()
+        assert (reason(d), d.detail, d.state.order_times_ms) == (
+            risk.MAX_ORDER_NOTIONAL, "notional 1040.0000 above 1000.0", ())
 
     def test_first_failure_in_documented_order_wins(self):
         """Tripping the kill switch, stale data and a held symbol at once reports DAILY_LOSS."""
@@ -335,7 +344,8 @@ class TestExits:
         """A reduce-only MARKET sell of 0.001 BTC (9 USDT) on stale data is approved: exits must get out."""
         d = run(side="SELL", order_type="MARKET", price=0.0, qty=0.001, reduce_only=True,
                 portfolio=self.LONG, mkt=market(mark=9_000.0, age_ms=600_000))
-        assert isinstance(d, Approved) and d.is_exit and d.order.reduce_only is True
+        assert approved(d) == ("0.001", "0", Decimal("9.0000"))
+        assert (d.is_exit, d.order.side, d.order.order_type, d.order.reduce_only) == (True, "SELL", "MARKET", True)
 
     def test_exits_are_counted_but_never_refused_by_the_order_brake(self):
         """Five orders in the last minute: an exit still goes (a position must be able to get
@@ -365,7 +375,8 @@ class TestKillSwitch:
         st = run(portfolio=Portfolio(equity_usdt=900.0)).state
         pf = Portfolio(equity_usdt=900.0, positions=(pos("BTCUSDT", 0.01, 40_000.0),))
         d = run(state=st, portfolio=pf, side="SELL", reduce_only=True)
-        assert isinstance(d, Approved) and d.state.halted
+        assert approved(d) == ("0.010", "40000.0", Decimal("400.0000"))
+        assert (d.is_exit, d.state.halted, d.state.halt_reason) == (True, True, risk.DAILY_LOSS)
 
     def test_drawdown_from_peak_trips_the_kill_switch(self):
         """Peak 1000, then 950 at the next UTC day's start, then 899: 10.1% down trips DRAWDOWN, not DAILY_LOSS."""
@@ -392,7 +403,8 @@ class TestKillSwitch:
         """clear_halt lifts the halt and restarts the baseline and peak at the current equity."""
         st = risk.clear_halt(run(portfolio=Portfolio(equity_usdt=900.0)).state, 900.0, NOW + 10)
         assert (st.halted, st.day_start_equity_usdt, st.peak_equity_usdt) == (False, 900.0, 900.0)
-        assert isinstance(run(state=st, portfolio=Portfolio(equity_usdt=900.0), now=NOW + 20), Approved)
+        d = run(state=st, portfolio=Portfolio(equity_usdt=900.0), now=NOW + 20)
+        assert approved(d) == ("0.010", "40000.0", Decimal("400.0000"))
 
     def test_manual_halt_denies_entries(self):
         """An operator's halt reads HALTED with reason MANUAL."""

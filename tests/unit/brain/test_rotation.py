@@ -77,7 +77,7 @@ class TestDecide:
     def test_signal_equal_to_score_plus_margin_is_not_enough(self):
         """0.75 is exactly B's score plus the margin: it must beat it, so Skip(NOT_STRONGER)."""
         d = decide(FULL, signal("DUSDT", 0.75), T0, CFG)
-        assert isinstance(d, Skip) and d.reason == rot.NOT_STRONGER
+        assert d == Skip(rot.NOT_STRONGER, "0.75 vs BUSDT score 0.6250 + margin 0.125")
 
     def test_signal_for_a_held_symbol_is_not_a_rotation(self):
         """A confident signal for a symbol already held is Skip(ALREADY_HELD), full or not."""
@@ -88,7 +88,7 @@ class TestDecide:
         """Exited 299.999 s ago with a 300 s cooldown: Skip(COOLDOWN) even with a free slot; at 300 s: Take."""
         last = {"DUSDT": T0 - 299_999}
         d = decide(FULL[:2], signal("DUSDT", 0.9), T0, CFG, last)
-        assert isinstance(d, Skip) and d.reason == rot.COOLDOWN
+        assert d == Skip(rot.COOLDOWN, f"DUSDT traded at {T0 - 299_999}")
         assert decide(FULL[:2], signal("DUSDT", 0.9), T0 + 1, CFG, last) == Take()
 
     def test_recently_entered_position_is_not_rotated_out(self):
@@ -100,7 +100,7 @@ class TestDecide:
         """With all three entered within the cooldown, even a perfect signal is Skip(NO_EXIT)."""
         fresh = tuple(held(s, 0.25, opened_ms=T0 - 1_000) for s in ("AUSDT", "BUSDT", "CUSDT"))
         d = decide(fresh, signal("DUSDT", 1.0), T0, CFG)
-        assert isinstance(d, Skip) and d.reason == rot.NO_EXIT
+        assert d == Skip(rot.NO_EXIT, "every held position is cooling down")
 
     def test_equal_scores_rotate_out_the_oldest(self):
         """A tie on score goes to the position held longest."""
@@ -113,13 +113,13 @@ class TestDecide:
     def test_malformed_signal_is_skipped(self, sym, conf):
         """NaN or out-of-range confidence, or a missing symbol, is Skip(INVALID_SIGNAL)."""
         d = decide(FULL[:1], StubSignal(sym, conf), T0, CFG)
-        assert isinstance(d, Skip) and d.reason == rot.INVALID_SIGNAL
+        assert d == Skip(rot.INVALID_SIGNAL, f"symbol {sym!r} confidence {conf!r}")
 
     def test_more_positions_than_the_limit_still_counts_as_full(self):
         """Four held (after a glitch) is full: a weak signal is not taken."""
         four = (*FULL, held("DUSDT", 0.9))
         d = decide(four, signal("EUSDT", 0.5), T0, CFG)
-        assert isinstance(d, Skip) and d.reason == rot.NOT_STRONGER
+        assert d == Skip(rot.NOT_STRONGER, "0.5 vs BUSDT score 0.6250 + margin 0.125")
 
     def test_record_action_returns_a_new_map(self):
         """The caller's map is not mutated."""

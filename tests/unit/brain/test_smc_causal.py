@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,8 +16,9 @@ from services.brain.smc import (FairValueGap, FairValueGapMitigated, LiquidityPo
                                 OrderBlockReset, Pivot, PreviousHighLow, Retracement,
                                 SessionRange, SessionWindow, SmcConfig, Structure, Swing,
                                 new_state, run_batch, update)
+from tests.conftest import SMC_DATA
 
-EURUSD = Path(__file__).resolve().parents[4] / "shared" / "data" / "smc" / "EURUSD"
+EURUSD = SMC_DATA
 SWING_LENGTH = 5
 CONFIG = SmcConfig(swing_length=SWING_LENGTH, sessions=(SessionWindow.named("London"),))
 # cut points for fresh prefix runs: spread over the file, plus bars where a label that the

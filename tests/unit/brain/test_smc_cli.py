@@ -16,10 +16,9 @@ with warnings.catch_warnings():
     from smartmoneyconcepts.smc import smc as reference
 
 from services.brain.smc_cli import main
+from tests.conftest import BTC_1M_CSV, SMC_DATA
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
-EURUSD_CSV = DATA / "smc" / "EURUSD" / "EURUSD_15M.csv"
-BTC_1M_CSV = DATA / "binance_spot" / "BTCUSDT_1m_2024-12.csv"
+EURUSD_CSV = SMC_DATA / "EURUSD_15M.csv"
 SLICE_ROWS = 800
 
 EXPECTED_HEADER = [

@@ -1,6 +1,6 @@
 """Our streaming SMC features against the reference library (smartmoneyconcepts 0.0.27).
 
-Ground truth: the reference's own outputs on the EURUSD fixture (../shared/data/smc/EURUSD),
+Ground truth: the reference's own outputs on the EURUSD fixture (tests/data/smc/EURUSD),
 which the installed reference still reproduces under pandas 3 (first test). Every settled
 row must match exactly; every other row must be one of the differences docs/smc.md lists,
 and each test below shows that the set of differing rows is exactly that list, with its
@@ -11,7 +11,6 @@ count on the fixture. Float32 columns are compared after rounding both sides to 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,19 +22,19 @@ with warnings.catch_warnings():
 
 from services.brain.smc import (Pivot, SessionWindow, SmcConfig, Structure, reference_columns,
                                 run_batch)
+from tests.conftest import BTC_15M_CSV, SMC_DATA
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
-EURUSD = DATA / "smc" / "EURUSD"
-BTC_15M = DATA / "binance_spot" / "BTCUSDT_15m_2024.csv"
+EURUSD = SMC_DATA  # the reference's outputs are stored gzip-compressed (*.csv.gz)
+BTC_15M = BTC_15M_CSV
 SWING_LENGTH = 5  # the fixture's
 N_ROWS = 24_424
 F32 = {"bos_choch": ("Level",), "ob": ("Top", "Bottom", "OBVolume", "Percentage"),
        "liquidity": ("Level",), "previous_high_low": ("PreviousHigh", "PreviousLow"),
        "sessions": ("High", "Low"), "swing_highs_lows": (), "fvg": (), "retracements": ()}
-CSV = {"swing_highs_lows": "swing_highs_lows_result_data.csv", "fvg": "fvg_result_data.csv",
-       "bos_choch": "bos_choch_result_data.csv", "ob": "ob_result_data.csv",
-       "liquidity": "liquidity_result_data.csv", "sessions_London": "sessions_result_data.csv",
-       "retracements": "retracements_result_data.csv"}
+CSV = {"swing_highs_lows": "swing_highs_lows_result_data.csv.gz", "fvg": "fvg_result_data.csv.gz",
+       "bos_choch": "bos_choch_result_data.csv.gz", "ob": "ob_result_data.csv.gz",
+       "liquidity": "liquidity_result_data.csv.gz", "sessions_London": "sessions_result_data.csv.gz",
+       "retracements": "retracements_result_data.csv.gz"}
 
 
 def diff_rows(ours: dict, ref: pd.DataFrame, function: str) -> np.ndarray:
@@ -110,17 +109,17 @@ def test_installed_reference_reproduces_the_fixture_csvs_under_pandas_3(df):
     them exactly, so running it live on other data is a fair oracle."""
     d = df.copy()
     sw = reference.swing_highs_lows(d, swing_length=SWING_LENGTH)
-    got = {"swing_highs_lows_result_data.csv": sw,
-           "fvg_result_data.csv": reference.fvg(d),
-           "fvg_consecutive_result_data.csv": reference.fvg(d, join_consecutive=True),
-           "bos_choch_result_data.csv": reference.bos_choch(d, sw),
-           "ob_result_data.csv": reference.ob(d, sw),
-           "liquidity_result_data.csv": reference.liquidity(d, sw),
-           "previous_high_low_result_data_4h.csv": reference.previous_high_low(d, "4h"),
-           "previous_high_low_result_data_1D.csv": reference.previous_high_low(d, "1D"),
-           "previous_high_low_result_data_W.csv": reference.previous_high_low(d, "W"),
-           "sessions_result_data.csv": reference.sessions(d, "London"),
-           "retracements_result_data.csv": reference.retracements(d, sw)}
+    got = {"swing_highs_lows_result_data.csv.gz": sw,
+           "fvg_result_data.csv.gz": reference.fvg(d),
+           "fvg_consecutive_result_data.csv.gz": reference.fvg(d, join_consecutive=True),
+           "bos_choch_result_data.csv.gz": reference.bos_choch(d, sw),
+           "ob_result_data.csv.gz": reference.ob(d, sw),
+           "liquidity_result_data.csv.gz": reference.liquidity(d, sw),
+           "previous_high_low_result_data_4h.csv.gz": reference.previous_high_low(d, "4h"),
+           "previous_high_low_result_data_1D.csv.gz": reference.previous_high_low(d, "1D"),
+           "previous_high_low_result_data_W.csv.gz": reference.previous_high_low(d, "W"),
+           "sessions_result_data.csv.gz": reference.sessions(d, "London"),
+           "retracements_result_data.csv.gz": reference.retracements(d, sw)}
     for name, frame in got.items():
         pd.testing.assert_frame_equal(frame, pd.read_csv(EURUSD / name), check_dtype=False)
     assert pd.__version__.split(".")[0] == "3"
@@ -160,7 +159,7 @@ class TestFairValueGaps:
     def test_joined_fvg_matches_every_row(self, df):
         """join_consecutive: the run of gaps is emitted when it has ended; no difference."""
         r = Run(df, fixture_config(fvg_join_consecutive=True, timeframes=(), sessions=()))
-        ref = pd.read_csv(EURUSD / "fvg_consecutive_result_data.csv")
+        ref = pd.read_csv(EURUSD / "fvg_consecutive_result_data.csv.gz")
         assert diff_rows(r.cols["fvg"], ref, "fvg").size == 0
 
 
@@ -253,7 +252,7 @@ class TestPerBarFeatures:
     @pytest.mark.parametrize("timeframe", ["4h", "1D", "W"])
     def test_previous_high_low_matches_every_row(self, run, timeframe):
         """Causal as computed by the reference (the periods it uses have always ended)."""
-        ref = pd.read_csv(EURUSD / f"previous_high_low_result_data_{timeframe}.csv")
+        ref = pd.read_csv(EURUSD / f"previous_high_low_result_data_{timeframe}.csv.gz")
         got = run.cols[f"previous_high_low_{timeframe}"]
         assert diff_rows(got, ref, "previous_high_low").size == 0
 

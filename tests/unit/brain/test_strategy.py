@@ -4,20 +4,19 @@ of the real BTCUSDT December 2024 1m month with 15m derived causally."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from common.errors import ConfigError
-from services.brain.model import FEATURES, ModelConfig, learn
+from services.brain.model import FEATURES, ModelConfig, learn, predict
 from services.brain.model import new_state as new_model
 from services.brain.smc_cli import read_candles
 from services.brain.strategy import (STRATEGY, StrategyConfig, new_symbol_state, on_candle,
                                      signal_id)
+from tests.conftest import BTC_1M_CSV
 
-BTC_1M = (Path(__file__).resolve().parents[4] / "shared" / "data" / "binance_spot"
-          / "BTCUSDT_1m_2024-12.csv")
+BTC_1M = BTC_1M_CSV  # real Binance spot candles, bundled with the exchange sim
 # 2024-12-01 00:00:59.999+01:00 is the first close: open = close + 1 ms - 60 s, in UTC
 FIRST_OPEN_MS = 1_733_007_600_000  # 2024-11-30T23:00:00Z
 # measured with the default StrategyConfig (README / report quote them)
@@ -114,9 +113,9 @@ class TestHandMadeSequences:
 class TestInvariantsAndConfidence:
     @pytest.mark.parametrize("mirrored", [False, True])
     def test_stop_and_target_on_the_right_sides(self, mirrored):
-        """A BUY has stop < entry < target, a SELL target < entry < stop, all finite."""
+        """A BUY has stop < entry < target, a SELL target < entry < stop, all finite (6 signals)."""
         sigs, _ = replay(bars(staircase(), mirrored=mirrored))
-        assert sigs
+        assert len(sigs) == len(EXPECTED_LONGS) == 6
         for s in sigs:
             assert all(math.isfinite(x) and x > 0 for x in (s.entry, s.stop, s.target))
             d = 1 if s.side == "BUY" else -1
@@ -128,12 +127,15 @@ class TestInvariantsAndConfidence:
         assert {(s.confidence, s.cold) for s in sigs} == {(0.5, True)}
 
     def test_warm_model_is_not_cold(self):
-        """Past ``min_outcomes`` the prediction is the model's own and flagged warm."""
+        """Past ``min_outcomes`` each of the 6 signals carries the model's own prediction for
+        its features (not the 0.5 prior) and is flagged warm."""
         model = new_model(ModelConfig(min_outcomes=2))
         feats = replay(bars(staircase()))[0][0].features
         model = learn(learn(model, feats, 2.0), feats, -1.0)
         sigs, _ = replay(bars(staircase()), model=model)
-        assert sigs and all(not s.cold and 0.0 <= s.confidence <= 1.0 for s in sigs)
+        assert [s.cold for s in sigs] == [False] * 6
+        assert [s.confidence for s in sigs] == [predict(model, s.features).confidence for s in sigs]
+        assert 0.5 not in {s.confidence for s in sigs}
 
     def test_ids_are_deterministic(self):
         """Two runs give identical messages; the id is symbol, open time and side."""

@@ -326,11 +326,14 @@ class TestCorruption:
         assert got == SMALL and "4 unexpected bytes after the footer" in str(err)
 
     def test_not_a_capture_file(self):
-        """Other files are refused at open with 'bad magic'."""
-        for data in (b"", b"PK\x03\x04" + bytes(40), b'{"stream":"x"}\n'):
+        """Other files are refused at open with 'bad magic' (an empty one as a truncated header)."""
+        for data, reason, text in (
+                (b"", "capture_truncated", "truncated file header (0 bytes)"),
+                (b"PK\x03\x04" + bytes(40), "capture_bad_magic", "bad magic: not a capture file"),
+                (b'{"stream":"x"}\n', "capture_bad_magic", "bad magic: not a capture file")):
             got, err = read_all(data)
-            assert got == [] and isinstance(err, DecodeError)
-        assert "bad magic" in str(read_all(b"PK\x03\x04" + bytes(40))[1])
+            assert (got, type(err), err.reason, str(err)) == (
+                [], cap.CaptureDecodeError, reason, f"capture damaged at offset 0: {text}")
 
     def test_a_newer_format_version_is_refused_plainly(self):
         """A header from format version 2 (valid CRC) is refused naming both versions."""

@@ -12,18 +12,15 @@ from services.exchange_sim import faults
 from services.exchange_sim import private_rest as pr
 from services.exchange_sim.account import new_account
 from services.exchange_sim.rest import RestError
-from tests.conftest import SHARED_DATA
+from tests.conftest import USDM_DATA
 from tests.unit.exchange_sim.trading_helpers import BOOK, RULES, T0, go, lim, mkt
 
 RULES_BY = {"BTCUSDT": RULES}
 MARKS = {"BTCUSDT": BOOK.mark}  # 60000.05
-SAMPLES = SHARED_DATA / "binance_usdm"
 
 
 def recorded(method: str) -> dict:
-    path = SAMPLES / "rest_responses_subset.json"
-    if not path.exists():
-        pytest.skip(f"real-data sample {path} not present")
+    path = USDM_DATA / "rest_responses_subset.json"
     body = next(e["httpResponse"] for e in json.loads(path.read_text())["entries"] if e["method"] == method)
     return body[0] if isinstance(body, list) else body
 

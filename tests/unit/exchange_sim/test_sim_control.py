@@ -7,7 +7,8 @@ import pytest
 
 from services.exchange_sim import capture as capture_mod
 from services.exchange_sim import control, faults
-from services.exchange_sim.hub import CH_BOOK, CH_TRADE, MAX_STREAMS, Hub, StreamError
+from services.exchange_sim.hub import (CH_AGG, CH_BOOK, CH_KLINE, CH_MARK, CH_MARK1S, CH_TRADE, MAX_STREAMS,
+                                       Hub, StreamError, StreamKey)
 from services.exchange_sim.symbols import make_specs
 
 
@@ -26,11 +27,15 @@ def ask(hub, conn, msg) -> dict:
 
 
 class TestStreamNames:
-    @pytest.mark.parametrize("name", ["btcusdt@trade", "btcusdt@aggTrade", "d001usdt@bookTicker",
-                                      "d299usdt@markPrice", "btcusdt@markPrice@1s", "btcusdt@kline_1m"])
-    def test_served_streams_parse(self, hub, name):
-        """Every supported channel parses for the real and the derived symbols."""
-        hub.parse(name)
+    @pytest.mark.parametrize("name,key", [("btcusdt@trade", (0, CH_TRADE)), ("btcusdt@aggTrade", (0, CH_AGG)),
+                                          ("d001usdt@bookTicker", (1, CH_BOOK)), ("d299usdt@markPrice", (299, CH_MARK)),
+                                          ("btcusdt@markPrice@1s", (0, CH_MARK1S)),
+                                          ("btcusdt@kline_1m", (0, CH_KLINE))])
+    def test_served_streams_parse(self, hub, name, key):
+        """Every supported channel parses, for the real and the derived symbols, to exactly its
+        (symbol index, channel): BTCUSDT is symbol 0, D001USDT 1, D299USDT 299."""
+        assert hub.parse(name) == StreamKey(*key)
+        assert hub.specs[key[0]].name == name.split("@")[0].upper()
 
     @pytest.mark.parametrize("name", ["ethusdt@trade", "BTCUSDT@trade", "btcusdt@depth",
                                       "btcusdt@kline_5m", "btcusdt", "d300usdt@trade"])
@@ -121,8 +126,8 @@ class TestFaults:
         pending = [faults.http_fault(f, 0)]
         assert faults.take(pending, "/fapi/v1/time") is None
         first = faults.take(pending, "/fapi/v1/klines")
-        assert first is not None and first.code == -1003 and first.status == 429
-        assert faults.take(pending, "/fapi/v1/klines") is not None
+        assert (first.status, first.code, first.path, first.remaining) == (429, -1003, "/fapi/v1/klines", 1)
+        assert faults.take(pending, "/fapi/v1/klines") is first and first.remaining == 0
         assert faults.take(pending, "/fapi/v1/klines") is None and pending == []
 
     @pytest.mark.parametrize("body", [

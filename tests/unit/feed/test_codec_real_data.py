@@ -1,24 +1,30 @@
-"""The decoder on real Binance USD-M captures: exact counts per event type, nothing rejected."""
+"""The decoder on a real Binance USD-M capture (exact counts per event type, nothing rejected)
+and on Binance's own documented example payloads (exact records, exact refusals)."""
 
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from common.records import Kind
 from services.feed import capture, codec, decode_cli
-from tests.conftest import SHARED_DATA
+from tests.conftest import HFT_CAPTURE, USDM_DATA
 
-DATA = SHARED_DATA / "binance_usdm"
-HFT = DATA / "hftbacktest_btcusdt_20240808.gz"
-CRYPTOFEED = DATA / "cryptofeed_fstream_combined_2021-07-22.jsonl"
-MSG_PARSER = DATA / "crypto-msg-parser_usdm_messages.jsonl"
-REST_DEPTH = DATA / "cryptofeed_rest_depth_snapshots_2021-07-22.txt"
-TRADE_LITE = DATA / "ws_futures_trade_lite.json"
+HFT = HFT_CAPTURE
+DOCS = USDM_DATA / "binance_docs_examples.jsonl"  # one documented example a line
+STREAM_CLOCK_LINES = 20_000
 BTC = {"BTCUSDT": 0}
+
+
+def doc_line(marker: bytes) -> bytes:
+    """The one line of the documented examples that contains ``marker``."""
+    [raw] = [raw for _, raw in capture.iter_capture(DOCS) if marker in raw]
+    return raw
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +38,23 @@ def hft_summary() -> dict:
 
 
 @pytest.fixture(scope="module")
-def cryptofeed_summary() -> dict:
-    return capture.summarize_capture(CRYPTOFEED)
+def stream_clock_file(tmp_path_factory) -> Path:
+    """The capture's first 20,000 frames, one raw message a line, no receive times."""
+    path = tmp_path_factory.mktemp("stream_clock") / "hftbacktest_head_raw.jsonl"
+    with path.open("wb") as fh:
+        for _, raw in itertools.islice(capture.iter_capture(HFT), STREAM_CLOCK_LINES):
+            fh.write(raw + b"\n")
+    return path
 
 
 @pytest.fixture(scope="module")
-def msg_parser_summary() -> dict:
-    return capture.summarize_capture(MSG_PARSER)
+def stream_clock_summary(stream_clock_file) -> dict:
+    return capture.summarize_capture(stream_clock_file)
+
+
+@pytest.fixture(scope="module")
+def docs_summary() -> dict:
+    return capture.summarize_capture(DOCS)
 
 
 class TestHftbacktestCapture:
@@ -112,105 +128,98 @@ class TestHftbacktestCapture:
             assert codec.decode(raw.decode(), recv, BTC) == codec.decode(raw, recv, BTC)
 
 
-class TestCryptofeedCapture:
-    def test_counts_by_event_type_are_exact(self, cryptofeed_summary):
-        """bookTicker 613, depthUpdate 764, kline 67, aggTrade 91: 1,535 messages."""
-        assert cryptofeed_summary["accepted"] == {"aggTrade": 91, "bookTicker": 613,
-                                                  "depthUpdate": 764, "kline": 67}
-        assert cryptofeed_summary["lines"] == 1_535
+class TestWithoutReceiveTimes:
+    """The first 20,000 real frames again, written without their receive-time prefix (as a
+    recorder that keeps only the raw text would): each stream is then its own clock."""
 
-    def test_nothing_is_rejected_with_the_stream_clock(self, cryptofeed_summary):
+    def test_counts_by_event_type_are_exact(self, stream_clock_summary):
+        """bookTicker 15,377, trade 3,024, depthUpdate 1,598 and the REST snapshot: 20,000 lines."""
+        assert stream_clock_summary["accepted"] == {"bookTicker": 15_377, "depthSnapshot": 1,
+                                                    "depthUpdate": 1_598, "trade": 3_024}
+        assert stream_clock_summary["lines"] == 20_000
+
+    def test_nothing_is_rejected_with_the_stream_clock(self, stream_clock_summary):
         """Without receive times each stream is its own clock, and every message passes."""
-        assert cryptofeed_summary["rejected"] == {}
-        assert cryptofeed_summary["clock"] == "stream"
+        assert stream_clock_summary["rejected"] == {}
+        assert stream_clock_summary["clock"] == "stream"
 
-    def test_four_klines_are_closed(self, cryptofeed_summary):
-        """Of 67 kline updates exactly 4 carry x=true."""
-        assert cryptofeed_summary["klines_closed"] == 4
+    def test_trade_ids_and_pu_chain_are_unbroken(self, stream_clock_summary):
+        """Trade ids and the depth pu chain run without a gap or a duplicate on the stream clock too."""
+        assert (stream_clock_summary["gaps"], stream_clock_summary["duplicates"]) == (0, 0)
 
-    def test_agg_ids_and_pu_chains_are_unbroken(self, cryptofeed_summary):
-        """Aggregate trade ids and each symbol's depth pu chain run without a gap."""
-        assert (cryptofeed_summary["gaps"], cryptofeed_summary["duplicates"]) == (0, 0)
-
-    def test_counts_by_symbol_are_exact(self, cryptofeed_summary):
-        """Four symbols, each with its exact mix of streams."""
-        assert cryptofeed_summary["by_symbol"] == {
-            "AKROUSDT": {"aggTrade": 8, "bookTicker": 88, "depthUpdate": 189, "kline": 8},
-            "CTKUSDT": {"aggTrade": 38, "bookTicker": 145, "depthUpdate": 185, "kline": 32},
-            "KEEPUSDT": {"aggTrade": 5, "bookTicker": 75, "depthUpdate": 135, "kline": 5},
-            "SUSHIUSDT": {"aggTrade": 40, "bookTicker": 305, "depthUpdate": 255, "kline": 22},
-        }
-
-    def test_closed_kline_carries_a_consistent_candle(self):
-        """A closed kline's Candle has x=true, open < close time and a valid OHLC."""
-        symbols = capture.AutoSymbols()
-        closed = [r.detail for _, raw in capture.iter_capture(CRYPTOFEED)
-                  if (r := codec.decode(raw, None, symbols)).event == "kline" and r.detail.closed]
-        assert len(closed) == 4
-        for c in closed:
-            assert c.interval == "1m" and c.close_ms - c.open_ms == 59_999
-            assert c.low <= min(c.open, c.close) <= max(c.open, c.close) <= c.high
-
-    def test_agg_trade_has_no_spot_marker_and_is_a_ring_tick(self):
-        """The first aggTrade (CTKUSDT) becomes an AGG_TRADE record with id a and time T."""
-        symbols = {"SUSHIUSDT": 0, "AKROUSDT": 1, "KEEPUSDT": 2, "CTKUSDT": 3}
-        first = next(r for _, raw in capture.iter_capture(CRYPTOFEED)
-                     if (r := codec.decode(raw, None, symbols)).event == "aggTrade")
-        assert first.tick == codec.Tick(3, int(Kind.AGG_TRADE), 0, 0, 1626992741421, 16599292,
-                                        1.011, 10.0, 0.0, 0.0)
+    def test_ring_ticks_are_trades_plus_book_tickers(self, stream_clock_summary):
+        """18,401 ring records, all BTCUSDT."""
+        assert stream_clock_summary["ticks"] == 15_377 + 3_024
+        assert stream_clock_summary["by_symbol"] == {"BTCUSDT": {"bookTicker": 15_377, "depthUpdate": 1_598,
+                                                                 "trade": 3_024}}
 
 
-class TestCryptoMsgParserSamples:
-    def test_twenty_messages_of_eight_kinds(self, msg_parser_summary):
-        """Single messages and arrays are counted by their e; REST bodies by their shape."""
-        assert msg_parser_summary["accepted"] == {
-            "24hrTicker": 4, "aggTrade": 2, "bookTicker": 2, "depthSnapshot": 2,
-            "depthUpdate": 4, "kline": 2, "markPriceUpdate": 2, "openInterest": 2}
-        assert msg_parser_summary["lines"] == 20
+class TestBinanceDocExamples:
+    """Binance's documented example payloads (one per stream or body, tests/data/SOURCES.md):
+    the well-formed ones decode to exact records, and the firewall refuses the ones whose
+    placeholder values no real market sends (event time 123456789 is 1970-01-02; the kline
+    example has its low above its open)."""
 
-    def test_nothing_is_rejected(self, msg_parser_summary):
-        """Quarterly symbols, depth20, !markPrice@arr and !ticker@arr all pass."""
-        assert msg_parser_summary["rejected"] == {}
-        assert msg_parser_summary["ticks"] == 5
+    def test_fifteen_examples_give_this_exact_summary(self, docs_summary):
+        """Accepted and rejected counts per kind and reason, for all 15 lines."""
+        assert docs_summary["accepted"] == {"bookTicker": 1, "depthSnapshot": 1, "depthUpdate": 1,
+                                            "markPriceUpdate": 2, "openInterest": 1}
+        assert docs_summary["rejected"] == {"bad_candle": 1, "bad_timestamp": 4, "unsupported_event": 4}
+        assert (docs_summary["lines"], docs_summary["ticks"], docs_summary["clock"]) == (15, 2, "stream")
+        assert docs_summary["by_symbol"] == {"BNBUSDT": {"bookTicker": 1},
+                                             "BTCUSDT": {"depthUpdate": 1, "markPriceUpdate": 1,
+                                                         "openInterest": 1}}
 
     def test_mark_price_becomes_a_mark_record(self):
         """markPriceUpdate: price = mark p, aux = index i, qty = funding rate r, time E."""
-        raw = next(raw for _, raw in capture.iter_capture(MSG_PARSER) if b'"btcusdt@markPrice"' in raw)
-        res = codec.decode(raw, None, BTC)
-        assert res.tick == codec.Tick(0, int(Kind.MARK), 0, 0, 1617308820003, 0, 58940.14924532,
-                                      0.00058455, 58857.26693664, 0.0)
+        res = codec.decode(doc_line(b'"btcusdt@markPrice"'), None, BTC)
+        assert res.tick == codec.Tick(0, int(Kind.MARK), 0, 0, 1562305380000, 0, 11794.15,
+                                      0.00038167, 11784.62659091, 0.0)
 
-    def test_depth20_is_marked_partial(self):
-        """Partial-depth streams (@depth20) are flagged so their pu is not chained."""
-        symbols = capture.AutoSymbols()
-        infos = [r.detail for _, raw in capture.iter_capture(MSG_PARSER)
-                 if (r := codec.decode(raw, None, symbols)).event == "depthUpdate"]
-        assert [i.partial for i in infos] == [False, False, True, True]
+    def test_book_ticker_becomes_the_exact_record(self):
+        """bookTicker: bid, bid size, ask, ask size, update id u and event time E."""
+        res = codec.decode(doc_line(b'"bnbusdt@bookTicker"'), None, {"BNBUSDT": 3})
+        assert res.tick == codec.Tick(3, int(Kind.BOOK), 0, 0, 1568014460893, 400900217, 25.3519,
+                                      31.21, 25.3652, 40.66)
+
+    def test_partial_depth_is_marked_partial(self):
+        """@depth10 is a snapshot of the top levels: flagged so its pu is not chained."""
+        res = codec.decode(doc_line(b'"btcusdt@depth10"'), None, BTC)
+        assert (res.status, res.event) == (codec.EVENT, "depthUpdate")
+        assert res.detail == codec.DepthInfo(390497796, 390497878, 390497794, True, 5, 5)
 
     def test_mark_price_array_counts_its_elements(self):
-        """!markPrice@arr is one accepted event whose detail is the element count (2)."""
-        raw = next(raw for _, raw in capture.iter_capture(MSG_PARSER) if b"!markPrice@arr" in raw)
-        res = codec.decode(raw, None, {})
-        assert (res.status, res.event, res.detail, res.tick) == (codec.EVENT, "markPriceUpdate", 2, None)
+        """!markPrice@arr is one accepted event whose detail is the element count (1)."""
+        res = codec.decode(doc_line(b"!markPrice@arr"), None, {})
+        assert (res.status, res.event, res.detail, res.tick) == (codec.EVENT, "markPriceUpdate", 1, None)
 
+    @pytest.mark.parametrize("marker,event,reason", [
+        (b'"btcusdt@aggTrade"', "aggTrade", "bad_timestamp"),
+        (b'"btcusdt@depth"', "depthUpdate", "bad_timestamp"),
+        (b'"btcusdt@ticker"', "24hrTicker", "bad_timestamp"),
+        (b'"!ticker@arr"', "24hrTicker", "bad_timestamp"),
+        (b'"btcusdt@kline_1m"', "kline", "bad_candle"),
+    ])
+    def test_placeholder_examples_are_refused_with_their_reason(self, marker, event, reason):
+        """Event time 123456789 (1970) is a bad timestamp; a low above the open is a bad candle."""
+        res = codec.decode(doc_line(marker), None, BTC)
+        assert (res.status, res.event, res.reason) == (codec.REJECTED, event, reason)
 
-class TestOtherRealBodies:
-    def test_cryptofeed_rest_depth_snapshots_decode(self):
-        """The four REST depth bodies recorded with the cryptofeed session are depth snapshots."""
-        lines = REST_DEPTH.read_text().splitlines()
-        results = []
-        for line in filter(None, lines):
-            head, body = line.split(": ", 1)
-            recv_ns = int(float(head.rsplit(" ", 1)[1]) * 1e9)
-            results.append(codec.decode(body, recv_ns, {}))
-        assert [(r.status, r.event) for r in results] == [(codec.EVENT, "depthSnapshot")] * 4
-        assert results[0].detail.last_update_id == 600859605926
+    def test_rest_depth_and_open_interest_bodies(self):
+        """The documented /fapi/v1/depth and /fapi/v1/openInterest bodies are recognised by shape."""
+        depth = codec.decode(doc_line(b'"lastUpdateId"'), None, {})
+        assert (depth.status, depth.event, depth.detail) == (
+            codec.EVENT, "depthSnapshot", codec.SnapshotInfo(last_update_id=1027024, bids=1, asks=1))
+        oi = codec.decode(doc_line(b'"openInterest"'), None, BTC)
+        assert (oi.status, oi.event, oi.symbol) == (codec.EVENT, "openInterest", "BTCUSDT")
 
-    def test_user_data_trade_lite_is_unsupported_not_unknown(self):
-        """A real TRADE_LITE user-data event is a known Binance event we do not decode."""
-        raw = json.dumps(json.loads(TRADE_LITE.read_text()))
-        res = codec.decode(raw, None, {"ETHUSDT": 0})
-        assert (res.status, res.reason, res.event) == (codec.REJECTED, "unsupported_event", "TRADE_LITE")
+    @pytest.mark.parametrize("marker,event", [(b'"TRADE_LITE"', "TRADE_LITE"), (b'"forceOrder"', "forceOrder"),
+                                              (b'"continuous_kline"', "continuous_kline"),
+                                              (b'"24hrMiniTicker"', "24hrMiniTicker")])
+    def test_known_events_we_do_not_decode_are_unsupported_not_unknown(self, marker, event):
+        """TRADE_LITE (user data), liquidations, continuous klines and mini tickers are named, not unknown."""
+        res = codec.decode(doc_line(marker), None, {"BTCUSDT": 0})
+        assert (res.status, res.reason, res.event) == (codec.REJECTED, "unsupported_event", event)
 
 
 class TestCaptureReader:
@@ -233,16 +242,18 @@ class TestCaptureReader:
 
 
 class TestDecodeCli:
-    def test_json_output_is_the_summary(self, capsys, cryptofeed_summary):
+    def test_json_output_is_the_summary(self, capsys, stream_clock_file, stream_clock_summary):
         """``aegis decode FILE --json`` prints exactly summarize_capture's dict and exits 0."""
-        assert decode_cli.main([str(CRYPTOFEED), "--json"]) == 0
-        assert json.loads(capsys.readouterr().out) == cryptofeed_summary
+        assert decode_cli.main([str(stream_clock_file), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == stream_clock_summary
 
     def test_table_output_names_every_count(self, capsys):
-        """The human table lists each accepted type with its count."""
-        assert decode_cli.main([str(MSG_PARSER)]) == 0
-        out = capsys.readouterr().out
-        assert "markPriceUpdate" in out and "openInterest" in out and "rejected: none" in out
+        """The human table lists each accepted type and each rejection reason with its count."""
+        assert decode_cli.main([str(DOCS)]) == 0
+        lines = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+        assert lines[1:11] == ["accepted:", "bookTicker 1", "depthSnapshot 1", "depthUpdate 1",
+                               "markPriceUpdate 2", "openInterest 1", "rejected:", "bad_candle 1",
+                               "bad_timestamp 4", "unsupported_event 4"]
 
     def test_missing_file_exits_2(self, capsys, tmp_path):
         """An unreadable capture is an error message on stderr and exit status 2."""

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from services.feed import capture, codec
-from tests.conftest import SHARED_DATA
+from tests.conftest import HFT_CAPTURE
 
-HFT = SHARED_DATA / "binance_usdm" / "hftbacktest_btcusdt_20240808.gz"
+HFT = HFT_CAPTURE
 BTC = {"BTCUSDT": 0}
 E0 = 1_723_161_256_000  # an event time in the 2024 capture's range
 

@@ -9,18 +9,14 @@ import pytest
 from common import wire
 from services.feed import firewall as fw
 from services.feed import hydrate as h
-from tests.conftest import SHARED_DATA
+from tests.conftest import USDM_DATA
 
-DATA = SHARED_DATA / "binance_usdm"
 MIN = 60_000
 T0 = 1_712_738_460_000  # a minute boundary (the real klines sample starts here)
 
 
 def _sample(name: str):
-    path = DATA / name
-    if not path.exists():
-        pytest.skip(f"real-data sample {path} not present")
-    return json.loads(path.read_text())
+    return json.loads((USDM_DATA / name).read_text())
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +148,11 @@ class TestBudget:
         assert h.wait_ms(b, T0 + 2_000, 1) == MIN - 2_000  # then the minute's count still applies
 
     def test_418_without_retry_after_waits_for_the_ban_end_in_the_body(self):
-        """A real 418 body names the ban end in ms; that is when requests resume."""
-        entry = next(e for e in _sample("error_responses.json")["entries"]
-                     if e["code"] == -1003 and "banned until" in e["body_text"])
-        until = h.ban_until_ms(entry["body_text"].encode())
+        """Binance's documented 418 text names the ban end in ms; that is when requests resume."""
+        entry = next(e for e in _sample("binance_docs_rest_examples.json")["errors"]["entries"]
+                     if e["code"] == -1003 and e["http_status"] == 418)
+        body = json.dumps({"code": -1003, "msg": entry["msg"] % 1615183669840}, separators=(",", ":"))
+        until = h.ban_until_ms(body.encode())
         assert until == 1615183669840
         b = h.observe(h.Budget(limit=100), until - 7_000, 418, ban_until=until)
         assert h.wait_ms(b, until - 7_000, 1) == 7_000

@@ -14,9 +14,9 @@ from services.brain import recovery, risk
 from venue import brokers, filters
 from services.feed import discovery
 from services.orchestrator import db
-from tests.conftest import SHARED_DATA
+from tests.conftest import USDM_DATA
 
-INFO_2022 = SHARED_DATA / "binance_usdm" / "exchangeInfo_2022-02-19_3symbols.json"
+INFO = USDM_DATA / "exchangeInfo_symbols_ccxt.json"
 
 
 def entry(symbol: str, tick: str = "0.10", step: str = "0.001", **extra) -> dict:
@@ -28,13 +28,18 @@ def entry(symbol: str, tick: str = "0.10", step: str = "0.001", **extra) -> dict
 
 
 def test_real_exchange_info_becomes_exact_symbol_info_messages():
-    info = json.loads(INFO_2022.read_text())
+    """The seven real USDT perpetuals become SYMBOL_INFO messages whose sizes are the exchange's
+    exact decimal strings; a dated future's name is counted as unusable, not published."""
+    info = json.loads(INFO.read_text())
     perps = [e for e in info["symbols"] if discovery.tradable(e)]
     names = [e["symbol"] for e in perps]
     bodies, bad = discovery.info_bodies(discovery.infos_for(info, names))
-    assert bad == 0 and [b.symbol for b in bodies] == names == ["BTCUSDT", "ETHUSDT"]
-    # a dated future's name (BTCUSDT_220325) is no wire symbol: counted, not published
-    assert discovery.info_bodies(discovery.infos_for(info, ["BTCUSDT_220325"])) == ([], 1)
+    assert bad == 0 and [b.symbol for b in bodies] == names == [
+        "BTCUSDT", "ETHUSDT", "LTCUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT", "TRXUSDT"]
+    # a dated future (BTCUSDT_231229, listed beside these perpetuals) has no wire symbol name
+    btc = next(e for e in info["symbols"] if e["symbol"] == "BTCUSDT")
+    quarterly = {**btc, "symbol": "BTCUSDT_231229", "contractType": "CURRENT_QUARTER"}
+    assert discovery.info_bodies(discovery.infos_for({"symbols": [quarterly]}, ["BTCUSDT_231229"])) == ([], 1)
     for b, e in zip(bodies, perps):
         f = {x["filterType"]: x for x in e["filters"]}
         # the float's shortest repr is the exchange's decimal string

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import asdict, replace
 
 import pytest
@@ -153,11 +154,14 @@ class TestNotComputable:
             365 * 24.0, None, None)
 
     def test_no_loser_means_no_profit_factor_and_no_sortino(self):
-        """All winners: profit factor None (not inf), Sortino None, JSON stays strict."""
+        """All winners: profit factor None (not inf), Sortino None, JSON stays strict; Sharpe is
+        the mean over the sample deviation of the returns 100/10000 and 50/10100, annualised."""
         ts = [trade("a", T0, T0 + H, 100.0), trade("b", T0 + H, T0 + 2 * H, 50.0)]
         m = report.metrics(ts, CFG)
         assert (m.profit_factor, m.sortino_annualised) == (None, None)
-        assert m.sharpe_annualised is not None
+        returns = [100 / 10_000, 50 / 10_100]
+        assert m.sharpe_annualised == pytest.approx(
+            statistics.mean(returns) / statistics.stdev(returns) * math.sqrt(365 * 24.0), rel=1e-12)
         json.dumps(asdict(m), allow_nan=False)
 
     def test_identical_returns_have_zero_deviation(self):

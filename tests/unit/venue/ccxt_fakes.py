@@ -20,15 +20,25 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from tests.conftest import USDM_DATA
 from venue.filters import round_qty_down
-from tests.conftest import SHARED_DATA
 
-USDM = SHARED_DATA / "binance_usdm"
-EXCHANGE_INFO = json.loads((USDM / "exchangeInfo_2022-02-19_3symbols.json").read_text())
-USER_TRADES = json.loads((USDM / "http_futures_account_trades.json").read_text())
-ERROR_BODIES = json.loads((USDM / "error_responses.json").read_text())["entries"]
+# real exchangeInfo symbol entries (7 USDT perpetuals) as ccxt recorded them from Binance
+EXCHANGE_INFO = json.loads((USDM_DATA / "exchangeInfo_symbols_ccxt.json").read_text())
+_RECORDED = {e["method"]: e["httpResponse"]
+             for e in json.loads((USDM_DATA / "rest_responses_subset.json").read_text())["entries"]}
+_DOCS = json.loads((USDM_DATA / "binance_docs_rest_examples.json").read_text())
+# /fapi/v1/userTrades rows: a real one ccxt recorded (ids and time stringified by ccxt) and
+# Binance's documented example (a SHORT close with a negative realised PnL and a fee rebate)
+USER_TRADES = [*_RECORDED["fetchMyTrades"], *_DOCS["userTrades"]["body"]]
+# Binance's documented error texts; %s is filled by each test
+ERROR_BODIES = _DOCS["errors"]["entries"]
 
-BIG_ORDER_ID = 8389765739703625592  # a real USD-M order id (ws_futures_trade_lite.json), > 2**53
+# a USD-M order id above 2**53, from Binance's documented Query Sub Orders example (ETHUSDT)
+BIG_ORDER_ID = _DOCS["subOrders"]["body"]["subOrders"][0]["orderId"]
+assert BIG_ORDER_ID == 8389765519993908929 > 2**53
+
+SERVER_TIME_MS = 1_645_233_611_962  # what the fake /fapi/v1/time answers (a 2022 time)
 
 MARKETS = {
     "BTC/USDT:USDT": {"id": "BTCUSDT", "symbol": "BTC/USDT:USDT", "linear": True},
@@ -168,7 +178,7 @@ class FakeSession:
         self.sent: list[Sent] = []
         self.routes: dict[tuple[str, str], list[Any]] = {
             ("GET", "/fapi/v1/exchangeInfo"): [response(200, EXCHANGE_INFO)],
-            ("GET", "/fapi/v1/time"): [response(200, {"serverTime": 1_645_233_611_962})],
+            ("GET", "/fapi/v1/time"): [response(200, {"serverTime": SERVER_TIME_MS})],
         }
 
     def route(self, method: str, path: str, *answers: Any) -> None:

@@ -40,7 +40,7 @@ def ccxt_error(code: int, msg: str, cls: type = ccxt.ExchangeError) -> Exception
 class TestRawBodies:
     def test_order_id_beyond_2_pow_53_and_decimals_stay_exact(self):
         o = order_from_raw(raw_order())
-        assert o.exchange_order_id == "8389765739703625592" and int(o.exchange_order_id) > 2**53
+        assert o.exchange_order_id == "8389765519993908929" and int(o.exchange_order_id) > 2**53
         assert (o.qty, o.executed_qty, o.avg_price, o.price) == (D("0.002"), D("0.002"), D("40000.10"), D(0))
         assert (o.status, o.order_type, o.side, o.reduce_only, o.update_ms) == (
             "FILLED", "MARKET", "BUY", False, 1_700_000_000_123)
@@ -55,11 +55,15 @@ class TestRawBodies:
             "664082074", D("50.00"), D("0.200"), True, 1_707_907_323_983)
 
     def test_real_user_trades_rows(self):
+        """ccxt's recorded row (ids and time as strings) and Binance's documented row (numbers,
+        a negative realised PnL and a negative fee, i.e. a rebate) read exactly."""
         a, b = (fill_from_raw(r) for r in USER_TRADES)
         assert (a.trade_id, a.exchange_order_id, a.side, a.qty, a.price, a.fee, a.realized_pnl, a.liquidity) == (
-            "82357626", "831238666", "SELL", D("0.005"), D("2778.35"), D("0.00555670"), D(0), "taker")
-        assert (b.price, b.realized_pnl, b.time_ms, b.client_order_id) == (D("2779"), D("-0.00325000"),
-                                                                           1_645_930_333_910, "")
+            "272536245", "3524852987", "BUY", D("0.010"), D("36567.10"), D("0.14626840"), D(0), "taker")
+        assert (a.time_ms, a.client_order_id, a.fee_asset) == (1_699_972_836_419, "", "USDT")
+        assert (b.trade_id, b.exchange_order_id, b.side, b.qty, b.price, b.fee, b.realized_pnl, b.liquidity) == (
+            "698759", "25851813", "SELL", D("0.002"), D("7819.01"), D("-0.07819010"), D("-0.91539999"), "taker")
+        assert (b.time_ms, b.client_order_id) == (1_569_514_978_020, "")
 
     def test_position_and_balance_rows(self):
         p = position_from_raw({"symbol": "BTCUSDT", "positionAmt": "-0.009", "entryPrice": "67445.9",
@@ -94,7 +98,7 @@ class TestSubmit:
         assert ex.called("create_order") == [("BTC/USDT:USDT", "market", "buy", "0.002", None,
                                                {"newClientOrderId": "ae-sig1-0", "newOrderRespType": "RESULT"})]
         assert ex.called("fapiPrivateGetUserTrades") == [
-            ({"symbol": "BTCUSDT", "limit": 1000, "orderId": "8389765739703625592"},)]
+            ({"symbol": "BTCUSDT", "limit": 1000, "orderId": "8389765519993908929"},)]
         assert res.order.exchange_order_id == str(BIG_ORDER_ID)
         assert [(f.trade_id, f.qty) for f in res.fills] == [("1001", D("0.001")), ("1002", D("0.001"))]
         assert sum(f.qty for f in res.fills) == res.order.qty
@@ -465,12 +469,14 @@ class TestThroughRealCcxt:
             "recvWindow": "5000"}
         assert res.order.exchange_order_id == str(BIG_ORDER_ID)
 
-    @pytest.mark.parametrize("entry", ERROR_BODIES, ids=lambda e: str(e["code"]))
-    def test_real_error_bodies(self, wire, entry):
-        """The verbatim bodies users reported, through ccxt, onto our classes."""
+    @pytest.mark.parametrize("entry", ERROR_BODIES,
+                             ids=[f'{e["code"]}_http{e["http_status"]}_{i}' for i, e in enumerate(ERROR_BODIES)])
+    def test_documented_error_bodies(self, wire, entry):
+        """Binance's documented error texts, with their HTTP statuses, through ccxt onto our classes."""
         b, s = wire
-        status = entry["http_status"] if isinstance(entry["http_status"], int) else 418
-        s.route("POST", "/fapi/v1/order", response(status, json.loads(entry["body_text"])))
+        status = entry["http_status"]
+        msg = entry["msg"].replace("%s", "2400" if status == 429 else "1615183669840")
+        s.route("POST", "/fapi/v1/order", response(status, {"code": entry["code"], "msg": msg}))
         expected = {-2019: (DefinitiveError, "insufficient_margin"), -1021: (TransientError, "timestamp"),
                     -1003: (TransientError, "rate_limit"), -2011: (DefinitiveError, "unknown_order")}
         cls, reason = expected[entry["code"]]
