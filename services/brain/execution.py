@@ -46,6 +46,7 @@ TIMER_PERIOD_S = 0.25
 START_SYMBOLS = 20
 POSITION_POLL_S = 5.0  # while a trade is open: the exchange's positions, to see closes behind our back
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
+SYMBOL_SETUP_PENDING = "SYMBOL_SETUP_PENDING"  # margin type and leverage not yet set for the symbol
 
 
 class Execution:
@@ -85,6 +86,11 @@ class Execution:
                                          "problems": 0, "ambiguous": 0, "sent_unjournaled": 0}
         self.position_poll_s = position_poll_s
         self._next_positions = 0.0
+        # symbols whose margin type and leverage are set at the exchange (at start, and for every
+        # symbol the feed adds later: an entry waits for its symbol's set-up)
+        self.configured: set[str] = set()
+        self._configuring: set[str] = set()
+        self._next_setup = 0.0
         self._next_timer = 0.0
         self._next_balance = 0.0
         self._next_start = 0.0
@@ -105,7 +111,22 @@ class Execution:
 
     # ------------------------------------------------------------------ inputs from the brain
     def on_signal(self, sig: wire.SignalGenerated) -> None:
+        if self.ready and sig.symbol not in self.configured:
+            # the exchange has not been told this symbol's margin type and leverage yet: an entry
+            # now would trade at whatever the account holds. Refused with the reason, set up now
+            self.counters["setup_pending_rejects"] = self.counters.get("setup_pending_rejects", 0) + 1
+            self.publish(wire.RiskReject(symbol=sig.symbol, reason=SYMBOL_SETUP_PENDING,
+                                         detail="margin type and leverage are being set", signal_id=sig.signal_id))
+            self._setup_symbols([sig.symbol])
+            return
         self._run(trader.on_signal(self.cfg, self.st, sig, self.ctx((sig.symbol,))))
+
+    def _setup_symbols(self, symbols: list[str]) -> None:
+        todo = [s for s in symbols if s not in self.configured and s not in self._configuring][:START_SYMBOLS]
+        if not todo:
+            return
+        self._configuring.update(todo)
+        self.dispatcher.submit(dsp.ACCOUNT, self.broker.start, todo, tag=("setup", tuple(todo)))
 
     def on_range(self, symbol: str, low: float, high: float) -> None:
         if symbol in self.st.trades:
@@ -134,6 +155,9 @@ class Execution:
             for _, effect, symbol in due:
                 self._dispatch(effect, symbol)
         if self.ready:
+            if now_s >= self._next_setup:  # symbols the feed added since: margin type and leverage
+                self._next_setup = now_s + 1.0
+                self._setup_symbols(self.symbols_fn())
             self._run(trader.on_timer(self.cfg, self.st, self.ctx()))
             if now_s >= self._next_balance:
                 self._next_balance = now_s + self.balance_poll_s
@@ -173,6 +197,7 @@ class Execution:
     def _started(self, result) -> None:
         filters, setup, positions, balance, executed = result
         self.filters = filters
+        self.configured = set(setup.leverage)
         self.equity = float(balance.equity)
         assert self.saved is not None
         now = self.clock_ms()
@@ -344,6 +369,16 @@ class Execution:
                     st = replace(self.st, risk=risk.update_equity(self.cfg.risk, self.st.risk, self.equity,
                                                                   self.clock_ms()))
                     self._run((st, []))
+            return
+        if kind == "setup":
+            self._configuring.difference_update(c.tag[1])
+            if err is None:
+                self.configured.update(c.result.leverage)
+                log.info("brain.symbols_set_up", symbols=len(c.result.leverage), leverage=sorted(
+                    set(c.result.leverage.values())), margin_type=c.result.margin_type)
+            else:
+                self._next_setup = self.mono_s() + STARTUP_RETRY_S
+                log.error("brain.symbol_setup_failed", symbols=list(c.tag[1]), error=str(err)[:200])
             return
         if kind == "positions":
             if err is None and self.ready:
