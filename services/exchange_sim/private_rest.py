@@ -26,6 +26,10 @@ from services.exchange_sim.rest import INVALID_SYMBOL, RestError, int_param, man
 from services.exchange_sim.trading import CLIENT_ID_RE, TIME_IN_FORCE, OrderRequest, max_notional
 
 DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+CONDITIONAL_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
+# Binance's answer on /fapi/v1/order for a conditional type since the Algo Service took them
+# (derivatives change log 2025-11-06, effective 2025-12-09; error code page, -4120)
+E_SWITCH_ALGO = (-4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.")
 LIST_DEFAULT_LIMIT = 500
 LIST_MAX_LIMIT = 1000
 ACCOUNT_ALIAS = "SimA"  # Binance shows a short random alias per account
@@ -99,8 +103,10 @@ def order_request(params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -
     otype = params.get("type")
     if not otype:
         raise mandatory("type")
+    if otype in CONDITIONAL_TYPES:
+        raise RestError(*E_SWITCH_ALGO)  # since 2025-12-09 they go to POST /fapi/v1/algoOrder
     if otype not in (MARKET, LIMIT):
-        raise RestError(-1116, "Invalid orderType.")  # the sim has no stop or trailing orders
+        raise RestError(-1116, "Invalid orderType.")
     if params.get("positionSide", "BOTH") != "BOTH":
         raise RestError(-4061, "Order's position side does not match user's setting.")
     qty = decimal_param(params, "quantity")
