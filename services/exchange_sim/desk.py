@@ -13,7 +13,8 @@ Routes (all SIGNED, in Binance USD-M's shapes, see ``private_rest``)
 ``POST /fapi/v1/leverage``, ``POST /fapi/v1/marginType``, ``GET/POST /fapi/v1/positionSide/dual``,
 ``GET /fapi/v1/commissionRate``, ``GET /fapi/v1/leverageBracket``.
 
-Test records (not Binance): ``GET /_sim/trades``, ``/_sim/orders``, ``/_sim/account``.
+Test records (not Binance): ``GET /_sim/trades``, ``/_sim/orders``, ``/_sim/account``. The
+server's ``POST /_sim/price`` calls ``on_price`` once it moved a symbol's market.
 
 Time: the desk's clock is the sim clock minus ``skew_ms`` (the ``clock_skew`` fault); it
 stamps orders and fills, judges request timestamps and answers ``/fapi/v1/time``.
@@ -110,7 +111,7 @@ class Desk:
         self.skew_ms = 0  # clock_skew fault: the desk's clock runs this far behind the sim's
         self.order_delays: list[float] = []  # order_timeout fault: answer delays still armed
         self.rejected = 0  # signed requests refused (signature, key, timestamp)
-        self._seen: dict[str, tuple[int, int]] = {}  # symbol -> (book id, trade id) last matched
+        self._seen: dict[str, tuple[int, int, int]] = {}  # symbol -> (book id, trade id, push) matched
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ market views
@@ -147,7 +148,7 @@ class Desk:
             st = self._state(symbol)
             if st.book is None:
                 continue
-            key = (st.book.u, st.last_trade_id)
+            key = (st.book.u, st.last_trade_id, st.price_seq)
             if self._seen.get(symbol) == key:
                 continue
             self._seen[symbol] = key
@@ -160,6 +161,10 @@ class Desk:
                 log.info("sim.resting_filled", symbol=symbol, fills=n)
         if self.account is not acc:
             self._spawn(self.writer.save(self.account))
+
+    def on_price(self, symbol: str) -> None:
+        """After ``POST /_sim/price`` moved ``symbol``: what the new price crosses happens now."""
+        self.match()
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -26,11 +26,18 @@ Actions (``conn`` is a connection id from ``GET /_sim/stats`` or ``"all"``):
 - ``{"action": "clear"}``: forget pending HTTP and order faults, end stalls and skew.
 
 Parsing and validation are pure (``parse``); the server applies the result.
+
+The same goes for the other test control that is not a fault, ``POST /_sim/price`` with
+``{"symbol": "BTCUSDT", "price": "58900.00"}`` (``parse_price``): it moves the symbol's last
+and mark price at once (see ``market.Market.set_price``). The price is a decimal string (or
+a JSON number, read through its text) on the symbol's tick grid.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 POISON = {
@@ -174,3 +181,21 @@ def take(pending: list[HttpFault], path: str, method: str = "GET") -> HttpFault 
                 pending.remove(f)
             return f
     return None
+
+
+PRICE_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?$")
+
+
+def parse_price(body: Any) -> tuple[str, Decimal]:
+    """``POST /_sim/price``: (symbol, price); ``FaultError`` when malformed."""
+    if not isinstance(body, dict):
+        raise FaultError("body must be a JSON object")
+    symbol, raw = body.get("symbol"), body.get("price")
+    if not isinstance(symbol, str) or not symbol:
+        raise FaultError("symbol must be a symbol name")
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise FaultError("price must be a decimal string")
+    text = raw if isinstance(raw, str) else repr(raw)
+    if not PRICE_RE.match(text) or Decimal(text) <= 0:
+        raise FaultError("price must be a positive decimal")
+    return symbol, Decimal(text)

@@ -24,8 +24,9 @@ REST: ``/fapi/v1/ping``, ``time``, ``exchangeInfo``, ``klines``, ``ticker/24hr``
 trading endpoints of one simulated account (orders, fills, positions, balance: ``desk``),
 whose resting orders are matched against the market after every step.
 
-Test control (not Binance): ``GET /_sim/stats``, ``POST /_sim/fault`` (see ``faults``), and
-the trading records ``GET /_sim/trades``, ``/_sim/orders``, ``/_sim/account``.
+Test control (not Binance): ``GET /_sim/stats``, ``POST /_sim/fault`` (see ``faults``),
+``POST /_sim/price`` (move a symbol's last and mark price, see ``market.Market.set_price``),
+and the trading records ``GET /_sim/trades``, ``/_sim/orders``, ``/_sim/account``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ from services.exchange_sim.desk import Desk
 from services.exchange_sim.engine import Player, Timeline
 from services.exchange_sim.klines import MINUTE_MS
 from services.exchange_sim.hub import MAX_STREAMS, Connection, Hub, StreamError
-from services.exchange_sim.market import Market
+from services.exchange_sim.codec import fmt_units
+from services.exchange_sim.market import Market, PriceError
 from services.exchange_sim.symbols import SymbolSpec, make_specs
 
 log = structlog.get_logger(__name__)
@@ -290,6 +292,7 @@ class SimServer:
         self.desk.add_routes(r)
         r.add_get("/_sim/stats", self._stats)
         r.add_post("/_sim/fault", self._fault)
+        r.add_post("/_sim/price", self._price)
         return app
 
     @property
@@ -407,6 +410,31 @@ class SimServer:
 
     async def _stats(self, request: web.Request) -> web.Response:
         return self._json(self.stats())
+
+    async def _price(self, request: web.Request) -> web.Response:
+        """``POST /_sim/price {"symbol", "price"}``: the symbol's last, book and mark move to
+        the price now; resting orders and algo orders it crosses act at once."""
+        try:
+            symbol, price = faults.parse_price(orjson.loads(await request.read()))
+        except (orjson.JSONDecodeError, faults.FaultError) as exc:
+            return self._json({"ok": False, "error": str(exc)}, status=400)
+        sym = self.by_name.get(symbol)
+        if sym is None:
+            return self._json({"ok": False, "error": f"unknown symbol {symbol!r}"}, status=400)
+        spec = self.specs[sym]
+        units = price.scaleb(spec.price_decimals)
+        try:
+            if units != units.to_integral_value():
+                raise PriceError(f"price has more than {spec.price_decimals} decimals for {symbol}")
+            self._m.set_price(sym, int(units), self.clock_ms())
+        except PriceError as exc:
+            return self._json({"ok": False, "error": str(exc)}, status=400)
+        log.info("sim.price_set", symbol=symbol, price=str(price), offset=self._m.states[sym].price_off)
+        self.desk.on_price(symbol)
+        st = self._m.states[sym]
+        mark = self._m.mark_values(st)
+        return self._json({"ok": True, "symbol": symbol, "price": fmt_units(int(units), spec.price_decimals),
+                           "markPrice": mark[0] if mark else None})
 
     async def _fault(self, request: web.Request) -> web.Response:
         try:
