@@ -45,10 +45,11 @@ import orjson
 import structlog
 from aiohttp import web
 
-from services.exchange_sim import algo, codec, private_rest as pr, signing, state_file, trading
+from services.exchange_sim import algo, codec, private_rest as pr, signing, state_file, trading, user_events
 from services.exchange_sim.account import Account, Quote, SymbolRules, new_account
 from services.exchange_sim.market import Market, SymState
 from services.exchange_sim.rest import RestError
+from services.exchange_sim.user_stream import UserStream
 
 log = structlog.get_logger(__name__)
 
@@ -116,6 +117,7 @@ class Desk:
                      open_orders=sum(len(v) for v in loaded.open_ids.values()), wallet=str(loaded.wallet))
         self.account: Account = loaded if loaded is not None else new_account(wallet)
         self.market: Market | None = None
+        self.user: UserStream | None = None  # the server's user data stream, if any
         self.skew_ms = 0  # clock_skew fault: the desk's clock runs this far behind the sim's
         self.order_delays: list[float] = []  # order_timeout fault: answer delays still armed
         self.rejected = 0  # signed requests refused (signature, key, timestamp)
@@ -182,8 +184,14 @@ class Desk:
             self._spawn(self.writer.save(self.account))
 
     def _changed(self, before: Account, after: Account, now: int) -> None:
-        """Adopt ``after`` as the account (the one place the account is replaced)."""
+        """Adopt ``after`` as the account and push the transition's events to the user data
+        stream (computed only while a connection listens: Binance replays nothing either)."""
         self.account = after
+        user = self.user
+        if user is not None and user.listening():
+            events = user_events.diff(before, after, self.rules, self.marks(after), now)
+            if events:
+                user.publish(events)
 
     def on_price(self, symbol: str) -> None:
         """After ``POST /_sim/price`` moved ``symbol``: what the new price crosses happens now."""
@@ -288,6 +296,53 @@ class Desk:
         self.account = algo.cancel_all(self.account, symbol, now)
         return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
+    def _keyed(self, build: Callable[[dict[str, str], int], Any]) -> Handler:
+        """A USER_STREAM endpoint: the API key is checked, no signature or timestamp needed."""
+        async def handler(request: web.Request) -> web.Response:
+            now = self.now_ms()
+            headers = self.headers(now)
+            key = request.headers.get("X-MBX-APIKEY")
+            try:
+                if not key:
+                    raise RestError(-2014, "API-key format invalid.", 401)
+                if key != self.api_key:
+                    raise RestError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+                body = await request.text() if request.can_read_body else ""
+                params = signing.params_of(signing.SignedRequest(
+                    api_key=key, query=request.rel_url.raw_query_string, body=body))
+                return self._json(build(params, now), headers=headers)
+            except RestError as exc:
+                if exc.status == 401:
+                    self.rejected += 1
+                return self._error(exc, headers)
+
+        return handler
+
+    def _user(self) -> UserStream:
+        if self.user is None:
+            raise RestError(-1020, "This operation is not supported.")
+        return self.user
+
+    def _listen_key_post(self, p: dict[str, str], now: int) -> Any:
+        key = self._user().start(now)
+        log.info("sim.listen_key_started", expires_ms=self._user().active.expires_ms)  # type: ignore[union-attr]
+        return {"listenKey": key}
+
+    def _listen_key_put(self, p: dict[str, str], now: int) -> Any:
+        user = self._user()
+        user.tick(now)
+        sent = p.get("listenKey")
+        if sent and (user.active is None or sent != user.active.key):
+            raise RestError(-1125, "This listenKey does not exist.")
+        return {"listenKey": user.keepalive(now)}
+
+    def _listen_key_delete(self, p: dict[str, str], now: int) -> Any:
+        conns = self._user().close()
+        log.info("sim.listen_key_closed", connections=len(conns))
+        if conns and self.user is not None and self.user.closer is not None:
+            self.user.closer(conns)
+        return {}
+
     def add_routes(self, r: web.UrlDispatcher) -> None:
         s = self._signed
         acc = lambda: self.account  # noqa: E731 - read at request time
@@ -318,6 +373,9 @@ class Desk:
         r.add_get("/fapi/v1/openAlgoOrders", s(lambda p, now: pr.open_algo_orders(acc(), p, self.rules)))
         r.add_get("/fapi/v1/allAlgoOrders", s(lambda p, now: pr.all_algo_orders(acc(), p, self.rules)))
         r.add_delete("/fapi/v1/algoOpenOrders", s(self._cancel_all_algos))
+        r.add_post("/fapi/v1/listenKey", self._keyed(self._listen_key_post))
+        r.add_put("/fapi/v1/listenKey", self._keyed(self._listen_key_put))
+        r.add_delete("/fapi/v1/listenKey", self._keyed(self._listen_key_delete))
         # records of symbols this sim no longer serves (a restart with fewer) are left out
         r.add_get("/_sim/trades", self._records(lambda: [
             pr.sim_trade(f, self.rules[f.symbol]) for f in self.account.fills if f.symbol in self.rules]))

@@ -23,6 +23,10 @@ Actions (``conn`` is a connection id from ``GET /_sim/stats`` or ``"all"``):
   market clock, so a client that does not sync its time looks ``ms`` ahead (-1021 beyond
   1000 ms); a negative ``ms`` puts it ahead (the client looks late: -1021 beyond its
   ``recvWindow``); ``0`` ends the skew.
+- ``{"action": "user_stream_close", "code": 1001}``: close every user data stream connection
+  (``"abort": true``: drop the TCP connection, no close frame); the listenKey stays valid.
+- ``{"action": "listen_key_expire"}``: the active listenKey expires now, as if it had not
+  been kept alive: its connections get ``listenKeyExpired`` and nothing more.
 - ``{"action": "clear"}``: forget pending HTTP and order faults, end stalls and skew.
 
 Parsing and validation are pure (``parse``); the server applies the result.
@@ -50,7 +54,8 @@ POISON = {
     "unknown_event": b'{"stream":"btcusdt@trade","data":{"e":"somethingNew","E":0}}',
     "empty": b"",
 }
-ACTIONS = ("close", "stall", "poison", "http_error", "order_timeout", "clock_skew", "clear")
+ACTIONS = ("close", "stall", "poison", "http_error", "order_timeout", "clock_skew", "user_stream_close",
+           "listen_key_expire", "clear")
 HTTP_STATUSES = (400, 401, 403, 418, 429, 500, 502, 503, 504)
 MAX_SKEW_MS = 86_400_000  # a day either way
 
@@ -99,7 +104,7 @@ def parse(body: Any) -> Fault:
         conn = conn_raw
     else:
         raise FaultError("conn must be a connection id or 'all'")
-    if action == "close":
+    if action in ("close", "user_stream_close"):
         code = body.get("code", 1000)
         if not isinstance(code, int) or not 1000 <= code <= 4999:
             raise FaultError("code must be a WebSocket close code")
@@ -147,6 +152,8 @@ def parse(body: Any) -> Fault:
         if not isinstance(ms, int) or isinstance(ms, bool) or not -MAX_SKEW_MS <= ms <= MAX_SKEW_MS:
             raise FaultError(f"ms must be an integer within +-{MAX_SKEW_MS}")
         return Fault(action=action, skew_ms=ms)
+    if action == "listen_key_expire":
+        return Fault(action=action)
     return Fault(action="clear")
 
 

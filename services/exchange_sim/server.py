@@ -19,6 +19,9 @@ of the other path is accepted and never delivers, as on Binance (``stats.unroute
 URL, or more than 200 of them, is refused before the upgrade with HTTP 400 and a Binance
 error body; over a live connection, SUBSCRIBE errors are answered (see ``control``).
 
+User data stream: ``/private/ws?listenKey=<key>[&events=A/B]``, ``/private/ws/<key>`` and the
+legacy ``/ws/<key>`` (see ``user_stream``), with ``POST/PUT/DELETE /fapi/v1/listenKey``.
+
 REST: ``/fapi/v1/ping``, ``time``, ``exchangeInfo``, ``klines``, ``ticker/24hr``,
 ``ticker/price``, ``ticker/bookTicker``, ``premiumIndex``, ``depth``; and the signed
 trading endpoints of one simulated account (orders, fills, positions, balance: ``desk``),
@@ -56,6 +59,7 @@ from services.exchange_sim.hub import MAX_STREAMS, Connection, Hub, StreamError
 from services.exchange_sim.codec import fmt_units
 from services.exchange_sim.market import Market, PriceError
 from services.exchange_sim.symbols import SymbolSpec, make_specs
+from services.exchange_sim.user_stream import EventsError, UserConn, UserStream, parse_events
 
 log = structlog.get_logger(__name__)
 
@@ -137,6 +141,9 @@ class SimServer:
                          api_secret=params.api_secret, wallet=params.start_wallet_usdt,
                          state_path=Path(params.state_file) if params.state_file else None,
                          clock_ms=clock_ms, headers=self._weight_headers)
+        self.user = UserStream(params.listen_key_validity_ms)
+        self.user.closer = self._close_users
+        self.desk.user = self.user
         self.app = self._make_app()
 
     # ------------------------------------------------------------------ lifecycle
@@ -194,6 +201,7 @@ class SimServer:
         await self.desk.flush()
         conns = list(self.hub.conns.values())
         closes = [self._close_conn(c, 1001, abort=False) for c in conns]
+        closes += [self._close_user(c, 1001, abort=False) for c in list(self.user.conns.values())]
         if closes:
             await asyncio.wait_for(asyncio.gather(*closes, return_exceptions=True),
                                    self.params.close_timeout_s + 0.5)
@@ -214,6 +222,25 @@ class SimServer:
             if conn.transport is not None:
                 conn.transport.abort()  # type: ignore[attr-defined]
 
+    async def _close_user(self, conn: UserConn, code: int, abort: bool) -> None:
+        ws = conn.handle
+        self.user.disconnect(conn)
+        if abort or not isinstance(ws, web.WebSocketResponse):
+            if conn.transport is not None:
+                conn.transport.abort()  # type: ignore[attr-defined]
+            return
+        try:
+            await asyncio.wait_for(ws.close(code=code, drain=False), self.params.close_timeout_s)
+        except (asyncio.TimeoutError, ConnectionError):
+            if conn.transport is not None:
+                conn.transport.abort()  # type: ignore[attr-defined]
+
+    def _close_users(self, conns: list[UserConn], code: int = 1000, abort: bool = False) -> None:
+        for c in conns:
+            task = asyncio.ensure_future(self._close_user(c, code, abort))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     # ------------------------------------------------------------------ pump
     async def _pump(self) -> None:
         p = self.params
@@ -229,8 +256,9 @@ class SimServer:
             now = self.clock_ms()
             try:
                 market.step(now, per_symbol)
-                desk.match()  # resting orders the market crossed (nothing to do without any)
+                desk.match()  # resting and algo orders the market crossed (nothing to do without any)
                 hub.flush(now)
+                self.user.tick(desk.now_ms())  # a listenKey not kept alive expires (desk clock)
             except Exception:  # a bug must not kill the market silently for every client
                 log.exception("sim.pump_failed")
                 raise
@@ -274,6 +302,8 @@ class SimServer:
             r.add_get(f"{prefix}/stream", self._ws)
             r.add_get(f"{prefix}/ws", self._ws)
             r.add_get(prefix + "/ws/{streams:.+}", self._ws)
+        r.add_get(binance.USER_DATA_PATH, self._private_ws)
+        r.add_get(binance.USER_DATA_PATH + "/{key}", self._private_ws)
         r.add_get("/fapi/v1/ping", self._rest(lambda q, now: {}))
         r.add_get("/fapi/v1/time", self._rest(lambda q, now: {"serverTime": self.desk.now_ms()}))
         r.add_get("/fapi/v1/exchangeInfo", self._rest(
@@ -343,6 +373,8 @@ class SimServer:
         else:
             raw = request.match_info.get("streams", "")
         names = [n for n in raw.split("/") if n]
+        if route == "" and not combined and len(names) == 1 and "@" not in names[0]:
+            return await self._private_ws(request, key=names[0])  # legacy /ws/<listenKey>
         if len(names) > MAX_STREAMS:
             return web.Response(body=codec.rest_error(
                 -1101, f"Too many parameters; expected '{MAX_STREAMS}' and received '{len(names)}'."),
@@ -369,6 +401,38 @@ class SimServer:
         finally:
             self.hub.disconnect(conn)
             log.info("sim.client_disconnected", conn=conn.cid, frames=conn.frames_sent)
+        return ws
+
+    async def _private_ws(self, request: web.Request, key: str | None = None) -> web.StreamResponse:
+        """A user data stream connection for the active listenKey (``user_stream``)."""
+        key = key or request.match_info.get("key") or request.query.get("listenKey", "")
+        if not key:
+            return web.Response(body=codec.rest_error(
+                -1102, "Mandatory parameter 'listenKey' was not sent, was empty/null, or malformed."),
+                status=400, content_type=JSON)
+        try:
+            events = parse_events(request.query.get("events"))
+        except EventsError:
+            return web.Response(body=codec.rest_error(-1130, "Data sent for parameter 'events' is not valid."),
+                                status=400, content_type=JSON)
+        if not self.user.valid(key, self.desk.now_ms()):
+            return web.Response(body=codec.rest_error(-1125, "This listenKey does not exist."),
+                                status=400, content_type=JSON)
+        ws = web.WebSocketResponse(compress=False, autoping=True, timeout=self.params.close_timeout_s,
+                                   max_msg_size=1 << 16)
+        await ws.prepare(request)
+        conn = self.user.connect(request.transport, key, events, peer=str(request.remote))
+        conn.handle = ws
+        log.info("sim.user_stream_connected", conn=conn.cid, events=sorted(events) if events else "all")
+        try:
+            async for msg in ws:
+                if msg.type == web.WSMsgType.TEXT or msg.type == web.WSMsgType.BINARY:
+                    if conn.transport is not None and not conn.transport.is_closing():
+                        conn.transport.write(codec.text_frame(codec.ws_error(
+                            2, "Invalid request: the user data stream takes no control messages")))
+        finally:
+            self.user.disconnect(conn)
+            log.info("sim.user_stream_disconnected", conn=conn.cid, frames=conn.frames_sent)
         return ws
 
     # ------------------------------------------------------------------ test control
@@ -399,6 +463,7 @@ class SimServer:
             "unrouted_streams": self.hub.unrouted,
             "pending_http_faults": len(self.http_faults),
             "trading": self.desk.stats(),
+            "user_stream": self.user.stats(),
             "connections": [
                 {"id": c.cid, "combined": c.combined, "streams": len(c.streams), "peer": c.peer,
                  "frames_sent": c.frames_sent, "bytes_sent": c.bytes_sent,
@@ -453,6 +518,14 @@ class SimServer:
         if f.action == "clock_skew":
             self.desk.skew_ms = f.skew_ms
             return self._json({"ok": True, "affected": 0})
+        if f.action == "user_stream_close":
+            users = list(self.user.conns.values())
+            self._close_users(users, f.code, f.abort)
+            return self._json({"ok": True, "affected": len(users)})
+        if f.action == "listen_key_expire":
+            had = self.user.active is not None
+            self.user.expire(self.desk.now_ms())
+            return self._json({"ok": True, "affected": int(had)})
         if f.action == "clear":
             self.http_faults.clear()
             self.desk.order_delays.clear()

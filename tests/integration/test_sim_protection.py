@@ -11,9 +11,12 @@ from __future__ import annotations
 from decimal import Decimal
 from urllib.parse import urlencode
 
+import asyncio
+
 import aiohttp
 import orjson
 import pytest
+import websockets
 
 from services.exchange_sim import capture as capture_mod
 from services.exchange_sim import signing
@@ -36,6 +39,26 @@ async def signed(port: int, method: str, path: str, params: dict, now_ms: int) -
     async with aiohttp.ClientSession() as s:
         async with s.request(method, url, headers={"X-MBX-APIKEY": DEMO_API_KEY}) as r:
             return r.status, orjson.loads(await r.read())
+
+
+async def keyed(port: int, method: str, path: str = "/fapi/v1/listenKey", key: str | None = DEMO_API_KEY,
+                params: dict | None = None) -> tuple[int, object]:
+    """A USER_STREAM request: the API key header only, no signature."""
+    headers = {"X-MBX-APIKEY": key} if key is not None else {}
+    q = f"?{urlencode(params)}" if params else ""
+    async with aiohttp.ClientSession() as s:
+        async with s.request(method, f"http://127.0.0.1:{port}{path}{q}", headers=headers) as r:
+            return r.status, orjson.loads(await r.read())
+
+
+async def drain(ws, quiet_s: float = 0.3) -> list[dict]:
+    """Every frame that arrives until the connection is quiet for ``quiet_s``."""
+    out: list[dict] = []
+    while True:
+        try:
+            out.append(orjson.loads(await asyncio.wait_for(ws.recv(), quiet_s)))
+        except asyncio.TimeoutError:
+            return out
 
 
 # ---------------------------------------------------------------------------- price control
@@ -201,3 +224,227 @@ def test_algo_endpoints_answer_bad_requests_with_binances_codes(cap):
         (400, -2011), (400, -1102), (400, -1121), (400, -1130)]
     assert answers[0][1]["msg"] == "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead."
     assert answers[6][1]["msg"] == "Order does not exist."
+
+
+
+def test_ccxt_places_lists_and_cancels_a_stop_through_the_algo_service(cap):
+    """ccxt (a client nobody here wrote) sends its STOP_MARKET to /fapi/v1/algoOrder and reads
+    the sim's answers: created, listed as an open trigger order, cancelled, fetched."""
+    from tests.integration.test_sim_trading_ccxt import SYM, client
+
+    def work(port: int) -> tuple:
+        ex = client(port)
+        ex.load_markets()
+        ex.create_order(SYM, "market", "buy", 0.01)
+        px = float(ex.fetch_ticker(SYM)["last"])
+        created = ex.create_order(SYM, "STOP_MARKET", "sell", None, None, {
+            "triggerPrice": round(px * 0.98, 1), "closePosition": True, "workingType": "MARK_PRICE",
+            "clientOrderId": "ae-sl-ccxt"})
+        listed = ex.fetch_open_orders(SYM, params={"trigger": True})
+        cancelled = ex.cancel_order(created["id"], SYM, {"trigger": True})
+        fetched = ex.fetch_order(created["id"], SYM, {"trigger": True})
+        return created, listed, cancelled, fetched
+
+    async def main():
+        async with running(cap, symbols=2) as (_, port):
+            await asyncio.sleep(0.5)
+            return await asyncio.to_thread(work, port)
+
+    created, listed, cancelled, fetched = run(main())
+    assert (created["clientOrderId"], created["status"], created["info"]["algoStatus"]) == ("ae-sl-ccxt", "open", "NEW")
+    assert [o["id"] for o in listed] == [created["id"]]
+    assert cancelled["info"] == {"algoId": int(created["id"]), "clientAlgoId": "ae-sl-ccxt", "code": "200",
+                                 "msg": "success"}
+    assert (fetched["status"], fetched["info"]["algoStatus"]) == ("canceled", "CANCELED")
+
+
+# ---------------------------------------------------------------------------- user data stream
+def test_stop_fired_by_a_price_push_reaches_the_user_stream_in_binances_order(cap):
+    """The whole protective-stop story on /private/ws: the entry's ORDER_TRADE_UPDATE NEW,
+    TRADE_LITE, ACCOUNT_UPDATE, ORDER_TRADE_UPDATE TRADE; the stop's ALGO_UPDATE NEW; then the
+    push: ALGO_UPDATE TRIGGERING and TRIGGERED (ai = the order), the sell's NEW, TRADE_LITE,
+    ACCOUNT_UPDATE (flat, realised -11.00), TRADE, ALGO_UPDATE FINISHED, and the target's
+    ALGO_UPDATE EXPIRED, with exact numbers."""
+
+    async def main():
+        clock = Clock(T0_MS)
+        async with running(cap, clock=clock, symbols=2) as (server, port):
+            await advance(server, clock, 1000)
+            await post(port, "/_sim/price", {"symbol": "BTCUSDT", "price": "60000.00"})
+            _, lk = await keyed(port, "POST")
+            async with websockets.connect(f"ws://127.0.0.1:{port}/private/ws?listenKey={lk['listenKey']}") as ws:
+                await open_long(port, clock)
+                for cid, otype, trigger in (("ae-sl-1", "STOP_MARKET", "59000.00"),
+                                            ("ae-tp-1", "TAKE_PROFIT_MARKET", "62000.00")):
+                    st, body = await signed(port, "POST", "/fapi/v1/algoOrder", {
+                        "algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": otype,
+                        "triggerPrice": trigger, "closePosition": "true", "workingType": "MARK_PRICE",
+                        "priceProtect": "TRUE", "clientAlgoId": cid}, clock.now)
+                    assert st == 200, body
+                placed = await drain(ws)
+                clock.now += 1000
+                await post(port, "/_sim/price", {"symbol": "BTCUSDT", "price": "58900.00"})
+                fired = await drain(ws)
+            _, account = await get(port, "/_sim/account")
+            return lk, placed, fired, account
+
+    lk, placed, fired, account = run(main())
+    assert len(lk["listenKey"]) == 64 and lk["listenKey"].isalnum()
+    t1, t2 = T0_MS + 1000, T0_MS + 2000
+    assert [(e["e"], e.get("o", {}).get("x") or e.get("o", {}).get("X")) for e in placed] == [
+        ("ORDER_TRADE_UPDATE", "NEW"), ("TRADE_LITE", None), ("ACCOUNT_UPDATE", None),
+        ("ORDER_TRADE_UPDATE", "TRADE"), ("ALGO_UPDATE", "NEW"), ("ALGO_UPDATE", "NEW")]
+    assert [(e["e"], e.get("o", {}).get("x") or e.get("o", {}).get("X")) for e in fired] == [
+        ("ALGO_UPDATE", "TRIGGERING"), ("ALGO_UPDATE", "TRIGGERED"), ("ORDER_TRADE_UPDATE", "NEW"),
+        ("TRADE_LITE", None), ("ACCOUNT_UPDATE", None), ("ORDER_TRADE_UPDATE", "TRADE"),
+        ("ALGO_UPDATE", "FINISHED"), ("ALGO_UPDATE", "EXPIRED")]
+    sl_new = placed[4]
+    assert sl_new == {"e": "ALGO_UPDATE", "T": t1, "E": t1, "o": {
+        "caid": "ae-sl-1", "aid": 1000000200000001, "at": "CONDITIONAL", "o": "STOP_MARKET", "s": "BTCUSDT",
+        "S": "SELL", "ps": "BOTH", "f": "GTE_GTC", "q": "0", "X": "NEW", "ai": "", "tp": "59000", "p": "0",
+        "V": "NONE", "wt": "MARK_PRICE", "pm": "NONE", "cp": True, "pP": True, "R": True, "tt": 0, "gtd": 0,
+        "ia": False}}
+    triggered, new, lite, acct, trade, finished, expired = fired[1:]
+    order_id = new["o"]["i"]
+    assert (triggered["o"]["ai"], triggered["o"]["ap"], triggered["o"]["aq"], triggered["o"]["act"],
+            triggered["o"]["tt"]) == (str(order_id), "0.00000", "0.000", "MARKET", t2)
+    assert {k: new["o"][k] for k in ("s", "c", "S", "o", "ot", "sp", "wt", "cp", "R", "pP", "q", "X")} == {
+        "s": "BTCUSDT", "c": "ae-sl-1", "S": "SELL", "o": "MARKET", "ot": "STOP_MARKET", "sp": "59000.00",
+        "wt": "MARK_PRICE", "cp": True, "R": True, "pP": True, "q": "0.010", "X": "NEW"}
+    assert lite == {"e": "TRADE_LITE", "E": t2, "T": t2, "s": "BTCUSDT", "q": "0.010", "p": "0.00", "m": False,
+                    "c": "ae-sl-1", "S": "SELL", "L": "58900.00", "l": "0.010", "t": trade["o"]["t"], "i": order_id}
+    assert acct == {"e": "ACCOUNT_UPDATE", "E": t2, "T": t2, "a": {
+        "m": "ORDER", "B": [{"a": "USDT", "wb": "9988.40550000", "cw": "9988.40550000", "bc": "0"}],
+        "P": [{"s": "BTCUSDT", "pa": "0.000", "ep": "0", "bep": "0", "cr": "-11", "up": "0", "mt": "cross",
+               "iw": "0", "ps": "BOTH", "ma": "USDT"}]}}
+    assert {k: trade["o"][k] for k in ("x", "X", "l", "z", "L", "ap", "n", "N", "rp", "m", "T", "c", "i")} == {
+        "x": "TRADE", "X": "FILLED", "l": "0.010", "z": "0.010", "L": "58900", "ap": "58900.00000",
+        "n": "0.29450000", "N": "USDT", "rp": "-11.00000000", "m": False, "T": t2, "c": "ae-sl-1", "i": order_id}
+    assert (finished["o"]["X"], finished["o"]["ai"], finished["o"]["ap"], finished["o"]["aq"]) == (
+        "FINISHED", str(order_id), "58900.00000", "0.010")
+    assert (expired["o"]["caid"], expired["o"]["X"], expired["o"]["ai"]) == ("ae-tp-1", "EXPIRED", "")
+    entry_acct = placed[2]["a"]
+    assert entry_acct["B"][0]["wb"] == "9999.70000000"
+    assert entry_acct["P"][0] == {"s": "BTCUSDT", "pa": "0.010", "ep": "60000", "bep": "60030", "cr": "0",
+                                  "up": "0", "mt": "cross", "iw": "0", "ps": "BOTH", "ma": "USDT"}
+    assert account["wallet"] == "9988.40550000" and account["positions"] == []
+
+
+def test_events_filter_and_legacy_path_deliver_only_what_was_asked(cap):
+    """``events=ALGO_UPDATE`` gets only ALGO_UPDATE; the legacy ``/ws/<key>`` and
+    ``/private/ws/<key>`` get everything; a wrong key or event name is refused before the upgrade."""
+
+    async def main():
+        clock = Clock(T0_MS)
+        async with running(cap, clock=clock, symbols=2) as (server, port):
+            await advance(server, clock, 1000)
+            _, lk = await keyed(port, "POST")
+            key = lk["listenKey"]
+            base = f"ws://127.0.0.1:{port}"
+            refusals = []
+            for url in (f"{base}/private/ws?listenKey={'x' * 64}", f"{base}/private/ws?listenKey={key}&events=NOPE",
+                        f"{base}/private/ws", f"{base}/ws/{'y' * 64}"):
+                try:
+                    async with websockets.connect(url):
+                        refusals.append("accepted")
+                except websockets.InvalidStatus as exc:
+                    refusals.append((exc.response.status_code, orjson.loads(exc.response.body)["code"]))
+            async with websockets.connect(f"{base}/private/ws?listenKey={key}&events=ALGO_UPDATE") as only, \
+                    websockets.connect(f"{base}/ws/{key}") as legacy, \
+                    websockets.connect(f"{base}/private/ws/{key}") as path:
+                await signed(port, "POST", "/fapi/v1/algoOrder", {
+                    "algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "BUY", "type": "STOP_MARKET",
+                    "triggerPrice": "99000.00", "quantity": "0.010", "clientAlgoId": "b1"}, clock.now)
+                await signed(port, "POST", "/fapi/v1/leverage", {"symbol": "BTCUSDT", "leverage": "7"}, clock.now)
+                return refusals, await drain(only), await drain(legacy), await drain(path)
+
+    refusals, only, legacy, path = run(main())
+    assert refusals == [(400, -1125), (400, -1130), (400, -1102), (400, -1125)]
+    assert [e["e"] for e in only] == ["ALGO_UPDATE"]
+    assert [e["e"] for e in legacy] == ["ALGO_UPDATE", "ACCOUNT_CONFIG_UPDATE"] == [e["e"] for e in path]
+    assert legacy[1]["ac"] == {"s": "BTCUSDT", "l": 7}
+
+
+def test_listen_key_lifecycle_keepalive_expiry_and_close(cap):
+    """POST twice gives the same key; PUT extends it; without PUT it expires on time
+    (validity 5 s here): listenKeyExpired, then silence on the open connection, PUT -1125, a
+    new POST a new key; DELETE closes the stream's connection; no API key: -2014."""
+
+    async def main():
+        clock = Clock(T0_MS)
+        async with running(cap, clock=clock, symbols=2, listen_key_validity_ms=5_000) as (server, port):
+            await advance(server, clock, 1000)
+            out: dict = {}
+            _, a = await keyed(port, "POST")
+            _, b = await keyed(port, "POST")
+            out["same"] = a == b
+            await advance(server, clock, 4000)
+            out["put"] = await keyed(port, "PUT")  # extended to now + 5 s
+            async with websockets.connect(f"ws://127.0.0.1:{port}/private/ws?listenKey={a['listenKey']}") as ws:
+                await advance(server, clock, 4000)  # 4 s after the PUT: still valid
+                out["alive"] = (await keyed(port, "PUT"))[0]
+                await advance(server, clock, 5500)  # 5.5 s without keepalive: expired
+                out["expired_msgs"] = await drain(ws)
+                await signed(port, "POST", "/fapi/v1/leverage", {"symbol": "BTCUSDT", "leverage": "9"}, clock.now)
+                out["after"] = await drain(ws)
+                out["put_after"] = await keyed(port, "PUT")
+                _, c = await keyed(port, "POST")
+                out["new_key"] = c["listenKey"] != a["listenKey"]
+            async with websockets.connect(f"ws://127.0.0.1:{port}/private/ws?listenKey={c['listenKey']}") as ws2:
+                out["delete"] = await keyed(port, "DELETE")
+                try:
+                    await asyncio.wait_for(ws2.recv(), 2.0)
+                    out["closed"] = None
+                except websockets.ConnectionClosed as exc:
+                    out["closed"] = exc.rcvd.code if exc.rcvd else None
+            out["no_key"] = await keyed(port, "POST", key=None)
+            out["bad_key"] = await keyed(port, "POST", key="nope")
+            _, stats = await get(port, "/_sim/stats")
+            out["stats"] = stats["user_stream"]
+            return a, out
+
+    a, out = run(main())
+    assert out["same"] is True
+    assert out["put"] == (200, a)
+    assert out["alive"] == 200
+    # the last PUT at T0 + 9 s made it valid until T0 + 14 s: the pump's step at 14 s expires it
+    assert out["expired_msgs"] == [{"e": "listenKeyExpired", "E": str(T0_MS + 14_000), "listenKey": a["listenKey"]}]
+    assert out["after"] == []
+    assert out["put_after"] == (400, {"code": -1125, "msg": "This listenKey does not exist."})
+    assert out["new_key"] is True
+    assert out["delete"] == (200, {})
+    assert out["closed"] == 1000
+    assert out["no_key"] == (401, {"code": -2014, "msg": "API-key format invalid."})
+    assert out["bad_key"] == (401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."})
+    assert out["stats"] == {"listen_key_active": False, "connections": 0, "events_sent": 1, "keys_expired": 1}
+
+
+def test_faults_drop_the_user_stream_and_expire_the_key(cap):
+    """``user_stream_close`` with ``abort`` cuts the connection (no close frame) but leaves the
+    key valid for a reconnect; ``listen_key_expire`` expires it at once."""
+
+    async def main():
+        clock = Clock(T0_MS)
+        async with running(cap, clock=clock, symbols=2) as (server, port):
+            await advance(server, clock, 1000)
+            _, lk = await keyed(port, "POST")
+            url = f"ws://127.0.0.1:{port}/private/ws?listenKey={lk['listenKey']}"
+            async with websockets.connect(url) as ws:
+                dropped = await post(port, "/_sim/fault", {"action": "user_stream_close", "abort": True})
+                try:
+                    await asyncio.wait_for(ws.recv(), 2.0)
+                    how = "message"
+                except websockets.ConnectionClosed as exc:
+                    how = "no close frame" if exc.rcvd is None else exc.rcvd.code
+            async with websockets.connect(url) as ws:
+                expired = await post(port, "/_sim/fault", {"action": "listen_key_expire"})
+                msgs = await drain(ws)
+            put_after = await keyed(port, "PUT")
+            return dropped, how, expired, msgs, put_after
+
+    dropped, how, expired, msgs, put_after = run(main())
+    assert dropped == (200, {"ok": True, "affected": 1})
+    assert how == "no close frame"
+    assert expired == (200, {"ok": True, "affected": 1})
+    assert [m["e"] for m in msgs] == ["listenKeyExpired"]
+    assert put_after[1]["code"] == -1125
