@@ -108,13 +108,15 @@ class Desk:
         self.writer = StateWriter(state_path)
         loaded = state_file.load(state_path) if state_path is not None else None
         if loaded is not None:
-            unknown = ({p for p, v in loaded.positions.items() if v.qty} | set(loaded.open_ids)) - set(self.rules)
+            unknown = ({p for p, v in loaded.positions.items() if v.qty} | set(loaded.open_ids)
+                       | set(loaded.open_algo_ids)) - set(self.rules)
             if unknown:
                 raise state_file.StateFileError(
                     f"{state_path}: positions or open orders in symbols this sim does not serve: {sorted(unknown)}")
             self.writer.saved_version = loaded.version
             log.info("sim.account_loaded", path=str(state_path), version=loaded.version,
-                     open_orders=sum(len(v) for v in loaded.open_ids.values()), wallet=str(loaded.wallet))
+                     open_orders=sum(len(v) for v in loaded.open_ids.values()),
+                     open_algo_orders=sum(len(v) for v in loaded.open_algo_ids.values()), wallet=str(loaded.wallet))
         self.account: Account = loaded if loaded is not None else new_account(wallet)
         self.market: Market | None = None
         self.user: UserStream | None = None  # the server's user data stream, if any
@@ -282,7 +284,7 @@ class Desk:
         a = algo.find(self.account, aid, cid)
         if a is None or a.symbol not in self.rules:
             raise RestError(*trading.E_NO_ORDER)
-        return pr.algo_body(a, self.rules[a.symbol], pr._algo_order(self.account, a), "query")
+        return pr.algo_body(a, self.rules[a.symbol], pr.algo_order_of(self.account, a), "query")
 
     def _cancel_algo(self, p: dict[str, str], now: int) -> Any:
         aid, cid = pr.algo_ref(p)

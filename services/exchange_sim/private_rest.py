@@ -316,7 +316,8 @@ def algo_body(a: AlgoOrder, rules: SymbolRules, order: Order | None, kind: str) 
     return body
 
 
-def _algo_order(acc: Account, a: AlgoOrder) -> Order | None:
+def algo_order_of(acc: Account, a: AlgoOrder) -> Order | None:
+    """The order an algo order placed when it triggered (None before, or once out of history)."""
     return acc.orders.get(a.actual_order_id) if a.actual_order_id is not None else None
 
 
@@ -328,7 +329,7 @@ def open_algo_orders(acc: Account, params: Mapping[str, str],
         raise _not_valid("algoType")
     aid = int_param(params, "algoId")
     algos = sorted((a for a in acc.open_algos(symbol) if a.symbol in rules), key=lambda a: a.algo_id)
-    return [algo_body(a, rules[a.symbol], _algo_order(acc, a), "list") for a in algos
+    return [algo_body(a, rules[a.symbol], algo_order_of(acc, a), "list") for a in algos
             if aid is None or a.algo_id == aid]
 
 
@@ -342,7 +343,7 @@ def all_algo_orders(acc: Account, params: Mapping[str, str],
         raise _not_valid("page")
     algos = [a for a in acc.algos.values() if a.symbol == symbol]
     picked = _window(algos, lambda a: a.algo_id, lambda a: a.create_ms, params, "algoId")
-    return [algo_body(a, rules[symbol], _algo_order(acc, a), "list") for a in picked]
+    return [algo_body(a, rules[symbol], algo_order_of(acc, a), "list") for a in picked]
 
 
 def trade_body(f: Fill, rules: SymbolRules) -> dict[str, Any]:

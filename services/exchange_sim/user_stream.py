@@ -12,8 +12,9 @@ such as nautilus and go-binance build), and the legacy ``/ws/<key>``. Payloads a
 events (``ws`` mode). Refused before the upgrade, with HTTP 400 and a Binance body: a key
 that is not the active one (-1125 ``This listenKey does not exist.``: a typo fails loudly,
 where Binance might accept the socket and stay silent), an unknown event name in
-``events`` (-1130). Not modelled: ``/private/stream`` (several keys on one connection) and
-JSON ``SUBSCRIBE`` of listenKey items (a control message is answered with an error), the
+``events`` (-1130). Not modelled: ``/private/stream`` (several keys on one connection; 404)
+and the legacy combined ``/stream?streams=<key>`` (400, as an unknown stream), JSON
+``SUBSCRIBE`` of listenKey items (a control message is answered with an error), the
 24-hour connection limit.
 
 A connection only ever carries its own key's events. ``listenKeyExpired`` is sent whatever

@@ -3,15 +3,14 @@ test price control (``POST /_sim/price``), the Algo Service (``/fapi/v1/algoOrde
 friends) triggering on it, and the user data stream that reports it.
 
 The sim runs on a frozen clock (``Clock``) the test moves by hand, so every price is the
-one the test pushed and every number below is exact. Requests are signed by hand.
+one the test pushed and every number below is exact (the ccxt test runs on the wall clock,
+as ccxt signs with its own). Requests are signed by hand.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-from urllib.parse import urlencode
-
 import asyncio
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -448,3 +447,35 @@ def test_faults_drop_the_user_stream_and_expire_the_key(cap):
     assert expired == (200, {"ok": True, "affected": 1})
     assert [m["e"] for m in msgs] == ["listenKeyExpired"]
     assert put_after[1]["code"] == -1125
+
+
+def test_an_algo_order_survives_a_sim_restart_and_still_fires(cap, tmp_path):
+    """The stop lives in the state file: after a restart it is still open (same id and client
+    id), and a push through it closes the position the first sim opened."""
+    state = str(tmp_path / "sim-account.json")
+
+    async def main():
+        clock = Clock(T0_MS)
+        async with running(cap, clock=clock, symbols=2, state_file=state) as (server, port):
+            await advance(server, clock, 1000)
+            await post(port, "/_sim/price", {"symbol": "BTCUSDT", "price": "60000.00"})
+            await open_long(port, clock)
+            _, placed = await signed(port, "POST", "/fapi/v1/algoOrder", {
+                "algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
+                "triggerPrice": "59000.00", "closePosition": "true", "workingType": "MARK_PRICE",
+                "clientAlgoId": "ae-sl-keep"}, clock.now)
+        async with running(cap, clock=clock, symbols=2, state_file=state) as (server, port):
+            await advance(server, clock, 1000)
+            _, still = await signed(port, "GET", "/fapi/v1/openAlgoOrders", {}, clock.now)
+            await post(port, "/_sim/price", {"symbol": "BTCUSDT", "price": "58900.00"})
+            _, after = await signed(port, "GET", "/fapi/v1/algoOrder", {"clientAlgoId": "ae-sl-keep"}, clock.now)
+            _, risk = await signed(port, "GET", "/fapi/v3/positionRisk", {}, clock.now)
+            _, account = await get(port, "/_sim/account")
+        return placed, still, after, risk, account
+
+    placed, still, after, risk, account = run(main())
+    assert [(a["algoId"], a["clientAlgoId"], a["algoStatus"]) for a in still] == [
+        (placed["algoId"], "ae-sl-keep", "NEW")]
+    assert (after["algoStatus"], after["actualType"], after["actualPrice"]) == ("FINISHED", "MARKET", "58900.00000")
+    assert risk == []
+    assert account["wallet"] == "9988.40550000"
