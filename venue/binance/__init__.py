@@ -35,6 +35,10 @@ PRODUCTION_REST = "https://fapi.binance.com"
 TESTNET_WS = "wss://fstream.binancefuture.com"
 TESTNET_REST = "https://testnet.binancefuture.com"
 
+# user data (listenKey) streams: ``/private/ws?listenKey=<key>`` (or ``/private/ws/<key>``) on the
+# production host since Binance's 2026 WebSocket base URL split; ``/ws/<key>`` is the legacy form
+USER_DATA_PATH = "/private/ws"
+
 Route = Literal["", "public", "market"]
 ROUTES: tuple[Route, ...] = ("public", "market")
 # channels delivered on /public, by the start of a channel's name (``depth20@100ms``: depth)
