@@ -89,6 +89,7 @@ class Execution:
         # symbols whose margin type and leverage are set at the exchange (at start, and for every
         # symbol the feed adds later: an entry waits for its symbol's set-up)
         self.configured: set[str] = set()
+        self.brackets: dict[str, tuple[Any, ...]] = {}  # leverage brackets: the liquidation check
         self._configuring: set[str] = set()
         self._next_setup = 0.0
         self._next_timer = 0.0
@@ -107,7 +108,8 @@ class Execution:
                 quotes[s] = q
         block = self.blocked() or ("" if self.ready else (self.start_error or "starting"))
         return trader.Ctx(now_ms=self.clock_ms(), equity=self.equity,
-                          market=risk.Market(filters=self.filters, quotes=quotes), block_reason=block)
+                          market=risk.Market(filters=self.filters, quotes=quotes), block_reason=block,
+                          brackets=self.brackets)
 
     # ------------------------------------------------------------------ inputs from the brain
     def on_signal(self, sig: wire.SignalGenerated) -> None:
@@ -126,7 +128,11 @@ class Execution:
         if not todo:
             return
         self._configuring.update(todo)
-        self.dispatcher.submit(dsp.ACCOUNT, self.broker.start, todo, tag=("setup", tuple(todo)))
+
+        def job():
+            return self.broker.start(todo), _brackets_or_none(self.broker, todo)
+
+        self.dispatcher.submit(dsp.ACCOUNT, job, tag=("setup", tuple(todo)))
 
     def on_range(self, symbol: str, low: float, high: float) -> None:
         if symbol in self.st.trades:
@@ -190,14 +196,15 @@ class Execution:
                     continue  # unknown now: the recovery query asks again
                 if found is not None:
                     executed[o.client_order_id] = found.executed_qty
-            return filters, setup, positions, self.broker.balance(), executed
+            return filters, setup, positions, self.broker.balance(), executed, _brackets_or_none(self.broker, symbols)
 
         self.dispatcher.submit(dsp.ACCOUNT, job, tag=("startup",))
 
     def _started(self, result) -> None:
-        filters, setup, positions, balance, executed = result
+        filters, setup, positions, balance, executed, brackets = result
         self.filters = filters
         self.configured = set(setup.leverage)
+        self.brackets.update(brackets)
         self.equity = float(balance.equity)
         assert self.saved is not None
         now = self.clock_ms()
@@ -373,9 +380,11 @@ class Execution:
         if kind == "setup":
             self._configuring.difference_update(c.tag[1])
             if err is None:
-                self.configured.update(c.result.leverage)
-                log.info("brain.symbols_set_up", symbols=len(c.result.leverage), leverage=sorted(
-                    set(c.result.leverage.values())), margin_type=c.result.margin_type)
+                setup, brackets = c.result
+                self.configured.update(setup.leverage)
+                self.brackets.update(brackets)
+                log.info("brain.symbols_set_up", symbols=len(setup.leverage), leverage=sorted(
+                    set(setup.leverage.values())), margin_type=setup.margin_type, brackets=len(brackets))
             else:
                 self._next_setup = self.mono_s() + STARTUP_RETRY_S
                 log.error("brain.symbol_setup_failed", symbols=list(c.tag[1]), error=str(err)[:200])
@@ -504,6 +513,16 @@ class Execution:
                 "positions_protected": sum(1 for t in self.st.trades.values() if t.position > 0 and t.protected_ms),
                 "longest_unprotected_ms": self.st.longest_unprotected_ms,
                 "trader": dict(c), **self.counters}
+
+
+def _brackets_or_none(broker: Broker, symbols: list[str]) -> dict[str, tuple[Any, ...]]:
+    """The symbols' leverage brackets; none when the broker cannot say (the trader's liquidation
+    check then uses its conservative fallback ratio), said in the log."""
+    try:
+        return broker.leverage_brackets(symbols)
+    except (AegisError, AttributeError) as exc:
+        log.warning("brain.brackets_unavailable", symbols=len(symbols), error=str(exc)[:200])
+        return {}
 
 
 def _algo_update(o: ExchangeAlgoOrder) -> ao.Update:

@@ -183,7 +183,15 @@ def _check_entry(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, 
     req = _Req(client_order_id=om.make_client_order_id(ENTRY_PREFIX, sig.signal_id, 0), symbol=sig.symbol,
                side=sig.side, order_type="MARKET", qty=qty, price=0.0,
                reduce_only=False, signal_id=sig.signal_id)
-    return risk.check_order(cfg.risk, st.risk, portfolio(st, ctx), req, ctx.market, ctx.now_ms)
+    dec = risk.check_order(cfg.risk, st.risk, portfolio(st, ctx), req, ctx.market, ctx.now_ms)
+    if isinstance(dec, risk.Approved):
+        stop, entry = risk.to_decimal(sig.stop), risk.to_decimal(price)
+        bad = risk.check_liquidation(side=sig.side, qty=dec.qty, entry=entry or Decimal(0), stop=stop or Decimal(0),
+                                     leverage=cfg.leverage, buffer_pct=cfg.liquidation_buffer_pct,
+                                     brackets=tuple(ctx.brackets.get(sig.symbol, ())))
+        if bad is not None:  # refused before it counts in the rate window
+            return risk.Rejected(reason=bad.reason, detail=bad.detail, state=st.risk)
+    return dec
 
 
 def _reject(st: TraderState, sig: wire.SignalGenerated, dec: risk.Rejected, dry_run: bool = False) -> Result:

@@ -37,11 +37,11 @@ from common.errors import (
 from venue import ratelimit
 from venue.binance import WEIGHTS
 from venue.binance.bodies import (
-    algo_from_raw, algo_params, as_bool, balance_from_raw, fill_from_raw, order_from_raw, position_from_raw,
+    algo_from_raw, algo_params, as_bool, balance_from_raw, brackets_from_raw, fill_from_raw, order_from_raw, position_from_raw,
     reply_from_text,
 )
 from venue.port import (
-    AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
+    AccountSetup, AlgoSpec, Balance, Bracket, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
     SubmitResult,
 )
 
@@ -102,6 +102,7 @@ class ExchangeApi(Protocol):
     def fapiPrivateDeleteAlgoOrder(self, params: dict[str, Any]) -> Any: ...
     def fapiPrivateGetAlgoOrder(self, params: dict[str, Any]) -> Any: ...
     def fapiPrivateGetOpenAlgoOrders(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateGetLeverageBracket(self, params: dict[str, Any]) -> Any: ...
 
 
 def make_exchange(config: CcxtConfig, api_key: str, api_secret: str) -> Any:
@@ -291,6 +292,11 @@ class CcxtBroker:
                          {"symbol": symbol} if symbol else {})
         rows = raw.get("orders", raw) if isinstance(raw, dict) else raw
         return [self._parse("open_algo_orders", algo_from_raw, r) for r in rows]
+
+    def leverage_brackets(self, symbols: Sequence[str]) -> dict[str, tuple[Bracket, ...]]:
+        raw = self._call("leverage_brackets", self._ex.fapiPrivateGetLeverageBracket, {})
+        wanted = set(symbols)
+        return {s: b for s, b in self._parse("leverage_brackets", brackets_from_raw, raw).items() if s in wanted}
 
     def close(self) -> None:
         session = getattr(self._ex, "session", None)

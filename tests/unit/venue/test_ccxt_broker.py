@@ -595,3 +595,21 @@ class TestRateLimitGovernor:
         b.submit(OrderSpec(client_order_id="ax-sig1-1", symbol="BTCUSDT", side="SELL", order_type="MARKET",
                            qty=D("0.002"), reduce_only=True))
         assert (gov.state.orders_10s, gov.state.orders_1m) == (1, 1)
+
+
+class TestLeverageBrackets:
+    def test_documented_body_becomes_exact_tiers_of_the_asked_symbols(self):
+        b, ex = broker()
+        ex.script("fapiPrivateGetLeverageBracket", [
+            {"symbol": "ETHUSDT", "notionalCoef": 1.5, "brackets": [
+                {"bracket": 1, "initialLeverage": 75, "notionalCap": 10000, "notionalFloor": 0,
+                 "maintMarginRatio": 0.0065, "cum": 0}]},
+            {"symbol": "BTCUSDT", "notionalCoef": 1.0, "brackets": [
+                {"bracket": 2, "initialLeverage": 100, "notionalCap": 600000, "notionalFloor": 50000,
+                 "maintMarginRatio": 0.005, "cum": 50},
+                {"bracket": 1, "initialLeverage": 125, "notionalCap": 50000, "notionalFloor": 0,
+                 "maintMarginRatio": 0.004, "cum": 0}]}])
+        got = b.leverage_brackets(["BTCUSDT"])
+        assert list(got) == ["BTCUSDT"]
+        assert [(t.notional_floor, t.maint_margin_ratio, t.cum, t.initial_leverage) for t in got["BTCUSDT"]] == [
+            (D(0), D("0.004"), D(0), 125), (D(50000), D("0.005"), D(50), 100)]
