@@ -45,6 +45,7 @@ STARTUP_RETRY_S = 5.0
 TIMER_PERIOD_S = 0.25
 START_SYMBOLS = 20
 POSITION_POLL_S = 5.0  # while a trade is open: the exchange's positions, to see closes behind our back
+ALGO_AUDIT_S = 30.0  # the exchange's open conditional orders against ours: missing stops, strays
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
 SYMBOL_SETUP_PENDING = "SYMBOL_SETUP_PENDING"  # margin type and leverage not yet set for the symbol
 
@@ -55,7 +56,7 @@ class Execution:
                  quote: Callable[[str], risk.Quote | None], learn: Callable[[Mapping[str, float], float], None],
                  filters_fn: Callable[[], dict[str, risk.SymbolFilters]], db_path: Path,
                  symbols_fn: Callable[[], list[str]], balance_poll_s: float = 5.0,
-                 position_poll_s: float = POSITION_POLL_S,
+                 position_poll_s: float = POSITION_POLL_S, algo_audit_s: float = ALGO_AUDIT_S,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
                  mono_s: Callable[[], float] = time.monotonic,
                  blocked: Callable[[], str] = lambda: "", flatten_on_halt: bool = False) -> None:
@@ -86,6 +87,8 @@ class Execution:
                                          "problems": 0, "ambiguous": 0, "sent_unjournaled": 0}
         self.position_poll_s = position_poll_s
         self._next_positions = 0.0
+        self.algo_audit_s = algo_audit_s
+        self._next_audit = 0.0
         # symbols whose margin type and leverage are set at the exchange (at start, and for every
         # symbol the feed adds later: an entry waits for its symbol's set-up)
         self.configured: set[str] = set()
@@ -168,6 +171,9 @@ class Execution:
             if now_s >= self._next_balance:
                 self._next_balance = now_s + self.balance_poll_s
                 self.dispatcher.submit(dsp.ACCOUNT, self.broker.balance, tag=("balance",))
+            if (self.st.trades or self.st.algos) and now_s >= self._next_audit:
+                self._next_audit = now_s + self.algo_audit_s
+                self.dispatcher.submit(dsp.QUERY, self.broker.open_algo_orders, tag=("algo_audit", now))
             if self.st.trades and now_s >= self._next_positions:
                 self._next_positions = now_s + self.position_poll_s
                 self.dispatcher.submit(dsp.QUERY, self.broker.positions, tag=("positions", now))
@@ -214,6 +220,8 @@ class Execution:
         self.st, arm = trader.protect_unprotected(self.cfg, self.st, self.ctx())
         actions = [*actions, *arm]
         self._next_positions = self.mono_s() + self.position_poll_s  # start-up just read them
+        # the first audit soon after start (strays a crash left, stops that went missing)
+        self._next_audit = self.mono_s() + self.algo_audit_s / 30
         self.ready = True
         self._starting = False
         self.start_error = ""
@@ -388,6 +396,10 @@ class Execution:
             else:
                 self._next_setup = self.mono_s() + STARTUP_RETRY_S
                 log.error("brain.symbol_setup_failed", symbols=list(c.tag[1]), error=str(err)[:200])
+            return
+        if kind == "algo_audit":
+            if err is None and self.ready:
+                self._run(trader.on_open_algos(self.cfg, self.st, list(c.result), self.ctx()))
             return
         if kind == "positions":
             if err is None and self.ready:

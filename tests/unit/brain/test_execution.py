@@ -272,7 +272,7 @@ def make_rig(tmp_path: Path, *, db_path: Path | None = None, positions: tuple[Ex
     ex = execution.Execution(cfg=cfg, broker=broker, dispatcher=disp, journal_sync=journal, publish=publish,
                              quote=quote, learn=lambda f, r: learned.append((dict(f), r)), filters_fn=filters_fn,
                              db_path=db_path or tmp_path / "absent.db", symbols_fn=lambda: list(SYMBOLS),
-                             balance_poll_s=3_600.0, position_poll_s=3_600.0, clock_ms=clock, blocked=lambda: block[0])
+                             balance_poll_s=3_600.0, position_poll_s=3_600.0, algo_audit_s=3_600.0, clock_ms=clock, blocked=lambda: block[0])
     return Rig(ex=ex, broker=broker, disp=disp, clock=clock, journal=journal, calls=calls, published=published,
                learned=learned, block=block)
 
