@@ -127,6 +127,10 @@ def trading_summary(brain: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "risk_rejects": _sum(ex, "risk_rejects"),
         "trades_closed": _sum(ex, "trades_closed"),
         "positions_open": int(last.get("positions_open", 0)),
+        # the exchange holds a stop for each of these; the longest any position waited for one
+        "positions_protected": int(last.get("positions_protected", 0)),
+        "protective_orders": int(last.get("protective_orders", 0)),
+        "longest_unprotected_ms": max((int(e.get("longest_unprotected_ms", 0)) for e in ex), default=0),
         "realized_pnl_usdt": round(sum(float(e.get("realized_pnl", 0.0)) for e in ex), 6),
         "fees_usdt": round(sum(float(e.get("fees", 0.0)) for e in ex), 6),
         "equity_usdt": last.get("equity"),
