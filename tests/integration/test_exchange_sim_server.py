@@ -46,7 +46,8 @@ class Clock:
 
 @asynccontextmanager
 async def running(cap, clock=wall_ms, **params):
-    server = SimServer(SimParams(**params), capture=cap, clock_ms=clock)
+    """A sim serving the tick capture ``cap`` (the program's default source is the candles demo)."""
+    server = SimServer(SimParams(**{"source": "ticks", **params}), capture=cap, clock_ms=clock)
     port = await server.start()
     try:
         yield server, port
@@ -410,7 +411,7 @@ def test_stats_and_faults(cap):
 def test_module_runs_as_a_process_serves_frames_and_exits_0_on_sigterm(procs):
     """python -m services.exchange_sim --port 0 --max-speed prints PORT, streams, exits 0."""
     p = procs.python("-m", "services.exchange_sim", "--port", "0", "--max-speed", "--symbols", "3",
-                     cwd=REPO, stdout=subprocess.PIPE, text=True,
+                     "--source", "ticks", cwd=REPO, stdout=subprocess.PIPE, text=True,
                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 60
     line = ""
