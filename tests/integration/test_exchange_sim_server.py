@@ -456,7 +456,7 @@ def test_candles_source_serves_real_history_then_the_replayed_real_candles(cap):
 
     async def scenario():
         clock = Clock(T0_MS)  # 50 s into a minute: the replay starts at that minute
-        server = SimServer(SimParams(source="candles", symbols=2, history_bars=500), clock_ms=clock)
+        server = SimServer(SimParams(source="candles", symbols=2, history_bars=500, candle_trades=12), clock_ms=clock)
         port = await server.start()
         try:
             await advance(server, clock, 10_000 + 2 * 60_000 + 2_000)
@@ -486,7 +486,7 @@ def test_module_in_candles_mode_at_speed_60_streams_and_serves_hour_bars(procs):
     """python -m services.exchange_sim --source candles --speed 60: history bars an hour of
     candles each, contiguous up to the start, and synthesized trades on the stream."""
     p = procs.python("-m", "services.exchange_sim", "--port", "0", "--source", "candles",
-                     "--speed", "60", "--symbols", "2", cwd=REPO, stdout=subprocess.PIPE, text=True,
+                     "--speed", "60", "--symbols", "2", "--history-bars", "500", "--candle-trades", "12", cwd=REPO, stdout=subprocess.PIPE, text=True,
                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 60
     line = ""
