@@ -182,6 +182,28 @@ class TestExchangeInfoFromRules:
                                                                for r in rules}
 
 
+    def test_a_capture_header_falls_back_to_the_stacks_rules_when_the_exchange_is_silent(self, short_tmp):
+        """aegis capture of a stack whose exchange does not answer: the header's exchangeInfo is
+        made of the rules the stack's feed published (its database), said so, with the error."""
+        from common import capture_cli, config
+
+        rd, data = short_tmp / "run", short_tmp / "data"
+        rd.mkdir()
+        cfg = config.replace(config.load(None, {}), run_dir=str(rd), data_dir=str(data),
+                             feed={"rest_url": "http://127.0.0.1:9"})  # discard port: refused at once
+        (rd / "config.json").write_text(json.dumps(config.to_dict(cfg)))
+        rules = [wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.1, step_size=0.001),
+                 wire.SymbolInfo(symbol="ETHUSDT", tick_size=0.01, step_size=0.001)]
+        conn = db.connect(data / cfg.orchestrator.db_file)
+        db.write_batch(conn, [row for r in rules for row in db.rows_for(env(r))])
+        conn.close()
+        meta = capture_cli.header_exchange_info(rd, ("ETHUSDT",), timeout_s=2.0)
+        assert meta["exchange_info"] == exchange_info_from_rules(rules[1:])
+        assert meta["exchange_info_source"] == "feed symbol rules" and "Connection refused" in meta["exchange_info_error"]
+        assert capture_cli.header_exchange_info(short_tmp / "nothing", ()) == {
+            "exchange_info_error": f"ValueError('no stack config in {short_tmp / 'nothing'}')"}
+
+
 class TestCompactExchangeInfo:
     BODY = {"timezone": "UTC", "symbols": [
         {"symbol": "BTCUSDT", "status": "TRADING", "filters": [{"filterType": "PRICE_FILTER"}], "orderTypes": ["LIMIT"],
