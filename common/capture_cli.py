@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 
 import zmq
 
-from common import service, wire, zmqutil
+from common import filekind, service, wire, zmqutil
 from common.capture import (KIND_NAMES, KIND_WS_RAW, KIND_ZMQ, RAW_TOPIC_PREFIX, Capture,
                             CaptureWriter, Header, create_capture, label, open_capture,
                             record_label)
@@ -408,6 +408,9 @@ def info_parser() -> argparse.ArgumentParser:
 
 def info_main(argv: list[str] | None = None) -> int:
     args = info_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if wrong := filekind.refusal(args.file, ("aegis_capture",), "an AEGIS capture"):
+        print(f"aegis capture-info: {wrong}", file=sys.stderr)
+        return 2
     try:
         with open_capture(args.file) as cap:
             summary = summarize(cap, args.file)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from common import binance
+from common import binance, filekind
 from common.errors import ConfigError
 
 ENV_PREFIX = "AEGIS_"
@@ -316,6 +316,8 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
 
 
 def read_file(path: Path) -> dict[str, Any]:
+    if wrong := filekind.refusal(path, (), "a config file (TOML or JSON)"):
+        raise ConfigError(wrong)
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from common import config as config_mod
-from common import service, wire
+from common import filekind, service, wire
 from common.capture import KIND_WS_RAW, KIND_ZMQ, Capture, Record, open_capture
 from common.capture_cli import exchange_info_from_rules, no_raw_frames
 from common.errors import DecodeError
@@ -251,6 +251,8 @@ def pub_main(args: argparse.Namespace) -> int:
     from common import zmqutil
 
     speed = args.speed if args.speed is not None else 0.0
+    if wrong := filekind.refusal(args.file, ("aegis_capture",), "an AEGIS capture"):
+        return _fail(wrong)
     try:
         cap = open_capture(args.file)
     except (OSError, DecodeError) as exc:
@@ -386,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pub:
         return pub_main(args)
     cfg = service.bootstrap("replay", args)
+    if wrong := filekind.refusal(args.file, ("aegis_capture",), "an AEGIS capture"):
+        return _fail(wrong)
     try:
         with open_capture(args.file) as cap:
             plan = plan_replay(cap, args.from_ms * 1_000_000 or None, args.to_ms * 1_000_000 or None)
@@ -399,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(why + (f" ({plan.damage})" if plan.damage else ""))
     info = plan.exchange_info
     if args.exchange_info is not None:
+        if wrong := filekind.refusal(args.exchange_info, ("exchange_info",), "an exchangeInfo body"):
+            return _fail(f"--exchange-info: {wrong}")
         try:
             info = json.loads(args.exchange_info.read_text())
         except (OSError, ValueError) as exc:

@@ -22,6 +22,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from common import filekind
 from common.errors import DecodeError
 from common.histogram import LatencyHistogram
 from services.orchestrator import report, report_html, report_plots
@@ -42,6 +43,8 @@ class ReportInputError(Exception):
 def open_readonly(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise ReportInputError(f"database not found: {path}")
+    if wrong := filekind.refusal(path, ("sqlite",), "a run's database"):
+        raise ReportInputError(wrong)
     try:
         # as_uri percent-encodes: a '?' or '#' in the path stays part of the path
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
