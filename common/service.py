@@ -36,9 +36,9 @@ def arg_parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--log-level", help="debug|info|warning|error (default: warning)")
     p.add_argument("--log-format", choices=("console", "json"), help="log rendering")
     p.add_argument("--run-dir", help="run directory of the stack (ipc sockets, stats)")
-    p.add_argument("--spare", action="store_true",
-                   help="start as a warm spare: load the code and caches, then wait for 'go' on "
-                        "stdin before touching the stack (the supervisor's fast restart)")
+    # internal (hidden from --help): the supervisor starts a warm spare with it: load the code
+    # and caches, then wait for 'go' on stdin before touching the stack (its fast restart)
+    p.add_argument("--spare", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
