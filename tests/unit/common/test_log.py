@@ -99,11 +99,15 @@ class TestGoneStream:
         lost, the process goes on stopping in order."""
         gone = _GoneTerminal()
         monkeypatch.setattr("sys.stderr", gone)
+        saved, root = structlog.get_config(), logging.getLogger()
+        handlers, level = list(root.handlers), root.level
         logmod.configure(level="info", fmt="json", service="test")
         try:
             structlog.get_logger("t").warning("x.stopping", step=1)
             logging.getLogger("lib").warning("a library line")
-        finally:
-            logmod.configure(level="warning", fmt="console", service="test", stream=io.StringIO())
+        finally:  # as it was: later tests capture log lines through the same global config
+            structlog.configure(**saved)
+            root.handlers[:] = handlers
+            root.setLevel(level)
         lines = [t for t in gone.tried if t.strip()]  # print() writes the newline on its own
         assert len(lines) == 2 and "x.stopping" in lines[0] and "a library line" in lines[1]
