@@ -42,8 +42,8 @@ from common.errors import DecodeError
 POLL_MS = 100  # longest wait for a message: bounds how late a stop or a due flush is noticed
 DRAIN_BATCH = 1000  # messages taken per wake-up before checking the clock again
 
-RAW_HELP = ("record the feed's raw WebSocket frames too (topic 'raw.ws'; the default without --topics): the market data "
-            "aegis replay plays. The feed sends them while a capture subscribes (from its next status "
+RAW_HELP = ("record the feed's raw WebSocket frames too (topic 'raw.ws'; the default without --topics): "
+            "the market data aegis replay plays. The feed sends them while a capture subscribes (from its next status "
             "tick, within a second), or from its first frame with feed.publish_raw (aegis run --capture)")
 NO_RAW_HELP = ("leave the raw frames out: a smaller file of the stack's events only, which aegis replay "
                "cannot play (capture-info and aegis replay --pub read it)")

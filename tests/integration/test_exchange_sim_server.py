@@ -486,7 +486,8 @@ def test_module_in_candles_mode_at_speed_60_streams_and_serves_hour_bars(procs):
     """python -m services.exchange_sim --source candles --speed 60: history bars an hour of
     candles each, contiguous up to the start, and synthesized trades on the stream."""
     p = procs.python("-m", "services.exchange_sim", "--port", "0", "--source", "candles",
-                     "--speed", "60", "--symbols", "2", "--history-bars", "500", "--candle-trades", "12", cwd=REPO, stdout=subprocess.PIPE, text=True,
+                     "--speed", "60", "--symbols", "2", "--history-bars", "500", "--candle-trades", "12",
+                     cwd=REPO, stdout=subprocess.PIPE, text=True,
                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 60
     line = ""
