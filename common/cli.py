@@ -16,6 +16,7 @@ Each subcommand is imported only when chosen, so ``aegis feed`` never loads the 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from common.errors import ConfigError
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(entry(rest) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `aegis ... | head`: the reader has what it wanted
+        # stdout to /dev/null, so that the interpreter's own flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a process a closed pipe ended
     except ConfigError as exc:  # a refusal to start (bad config, no CURVE keys): the message is the fix
         print(f"aegis {cmd}: {exc}", file=sys.stderr)
         return 2

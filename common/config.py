@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from common import filekind
 from common.errors import ConfigError
 
 ENV_PREFIX = "AEGIS_"
@@ -49,12 +50,14 @@ class SimConfig:
     symbols: int = 20  # real BTCUSDT plus derived symbols up to this count
     capture: str = ""  # "" = the bundled hftbacktest BTCUSDT capture
     loop: bool = True  # loop the capture seamlessly
-    # "ticks" = the recorded tick capture; "candles" = real 1m candles replayed as trades
-    # synthesized inside each candle (labelled so in exchangeInfo and /_sim/stats)
-    source: str = "ticks"
+    # "candles" (the demo) = a month of real 1m candles replayed as trades synthesized inside
+    # each candle (labelled so in exchangeInfo and /_sim/stats), with real history before it,
+    # so the strategy is warm at once and signals come within minutes; "ticks" = the
+    # recorded tick capture (4,500 ticks/s of real trades, but too short for SMC signals)
+    source: str = "candles"
     candles: str = ""  # "" = the bundled BTCUSDT 1m candles of 2024-12 (candles source only)
-    history_bars: int = 500  # candles source: 1m bars of real history served before the replay
-    candle_trades: int = 12  # candles source: trades synthesized per candle (4..60, divides 60000)
+    history_bars: int = 1500  # candles source: 1m bars of real history served before the replay
+    candle_trades: int = 60  # candles source: trades synthesized per candle (4..60, divides 60000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +85,9 @@ class FeedConfig:
     rollover_s: float = 84_600.0  # 23.5 h
     rollover_overlap_max_s: float = 10.0  # longest old and new run side by side
     discovery_attempts: int = 4  # REST tries (429/418/5xx are retried) before the fallback list
-    hydrate_candles: int = 500  # closed 1m candles per symbol fetched at start-up (0 = none)
+    # closed 1m candles per symbol fetched at start-up (0 = none): 1,500 (two klines pages,
+    # request weight 10 per symbol) warm the strategy with a day of history
+    hydrate_candles: int = 1500
     hydrate_concurrency: int = 4  # REST requests in flight while hydrating
     rest_weight_budget_1m: int = 1800  # our share of Binance's 2400/min IP request weight
     # publish every raw WebSocket frame on PUB (topic "raw.ws") for ``aegis capture --raw``:
@@ -300,6 +305,8 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
 
 
 def read_file(path: Path) -> dict[str, Any]:
+    if wrong := filekind.refusal(path, (), "a config file (TOML or JSON)"):
+        raise ConfigError(wrong)
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -12,7 +12,9 @@ Stop order is the reverse, which is also the data's order, upstream first: feed 
 ticks), brain (drains the ring to the writer's cursor, flushes its journal), orchestrator
 (drains the journal, checkpoints the database), exchange_sim. Each child gets SIGTERM and
 a deadline, then SIGKILL. Then the supervisor removes the ring segment, the ipc socket files
-and the run directory it created: nothing is left behind.
+and the run directory it created: nothing is left behind. Every catchable stop signal
+starts this (``service.STOP_SIGNALS``: SIGTERM, Ctrl+C's SIGINT, SIGHUP when the terminal
+closes, Ctrl+\\'s SIGQUIT), and writes that fail because the terminal is gone are dropped.
 
 Children run in their own process group (a terminal's Ctrl+C reaches only the supervisor,
 which then stops them in order) and die with the supervisor (PR_SET_PDEATHSIG), so even a
@@ -130,6 +132,18 @@ class Adopted:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
+
+
+def _emit(stream: Any, text: str, *, tty_only: bool = False) -> None:
+    """Write to a terminal or pipe that may be gone (closed terminal: EIO; closed pipe: EPIPE):
+    what cannot be shown is dropped, the shutdown goes on."""
+    try:
+        if tty_only and not stream.isatty():
+            return
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -505,7 +519,7 @@ class Supervisor:
                 self.print_status(now - started)
             if now >= next_heartbeat_line:
                 next_heartbeat_line = now + self.cfg.supervisor.heartbeat_log_interval_s
-                print(self.heartbeat_line(), file=sys.stderr, flush=True)
+                _emit(sys.stderr, self.heartbeat_line() + "\n")
             if not self.stop.is_set():
                 pending = any(c.spare_asked_at is not None for c in self.children)
                 self._wake.wait(policy.next_wait_s(SPARE_POLL_S if pending else TICK_S,
@@ -580,15 +594,28 @@ class Supervisor:
                 f"{int(brain.get('signals', 0))} | orders {int(brain.get('orders', 0))} | pos "
                 f"{int(brain.get('positions_open', 0))} | pnl {brain.get('realized_pnl', 0.0):+,.2f}"
                 + (" | HALTED" if brain.get("halted") else ""))
-        if sys.stderr.isatty():  # without a terminal the 15-minute heartbeat line says it
-            sys.stderr.write("\r\x1b[2K" + line)
-            sys.stderr.flush()
+        # without a terminal the 15-minute heartbeat line says it
+        _emit(sys.stderr, "\r\x1b[2K" + line, tty_only=True)
 
     # ------------------------------------------------------------------ stopping
     def shutdown(self, started: float) -> None:
+        """Stop everything in order, write and print the summary, then remove the ring and
+        the run directory, whatever went wrong before (a terminal gone with SIGHUP fails
+        every write to it: the summary then reaches only ``--summary-json``)."""
         self.stopping = True
-        if self.status_line and sys.stderr.isatty():
-            sys.stderr.write("\n")
+        try:
+            self._stop_and_summarize(started)
+        finally:
+            try:
+                self.stop_capture()
+                if self.stats_out:
+                    shutil.copytree(self.rd / "stats", self.stats_out, dirs_exist_ok=True)
+            finally:
+                self.cleanup()
+
+    def _stop_and_summarize(self, started: float) -> None:
+        if self.status_line:
+            _emit(sys.stderr, "\n", tty_only=True)
         if self.server is not None:  # before the ring is unmapped: /status reads it
             self.server.shutdown()
             self.server.server_close()
@@ -622,14 +649,10 @@ class Supervisor:
         summary["startup_s"] = round(self.startup_s, 3)
         if self.summary_path:
             Path(self.summary_path).write_text(json.dumps(summary, indent=2) + "\n")
-        print(json.dumps(summary, indent=2), file=sys.stderr if self.summary_path else sys.stdout)
+        _emit(sys.stderr if self.summary_path else sys.stdout, json.dumps(summary, indent=2) + "\n")
         if self.sub is not None:
             self.sub.close()
         zmqutil.term()
-        self.stop_capture()
-        if self.stats_out:
-            shutil.copytree(self.rd / "stats", self.stats_out, dirs_exist_ok=True)
-        self.cleanup()
 
     def cleanup(self) -> None:
         Ring.unlink(service.ring_path(self.cfg))
