@@ -245,7 +245,7 @@ def _month_files(catalog: Path, dataset: str, symbol: str, start_ms: int,
             if recs[m].first_ms < end_ms and recs[m].last_ms >= start_ms and is_present(catalog, recs[m])]
 
 
-def _row_groups(pf: pq.ParquetFile, time_index: int, start_ms: int, end_ms: int) -> list[int]:
+def row_groups_between(pf: pq.ParquetFile, time_index: int, start_ms: int, end_ms: int) -> list[int]:
     """Row groups whose time statistics overlap [start, end)."""
     keep = []
     for i in range(pf.metadata.num_row_groups):
@@ -262,7 +262,7 @@ def _symbol_stream(catalog: Path, dataset: str, symbol: str, time_col: str, star
         pf = open_parquet(path)
         try:
             names = pf.schema_arrow.names
-            groups = _row_groups(pf, names.index(time_col), start_ms, end_ms)
+            groups = row_groups_between(pf, names.index(time_col), start_ms, end_ms)
             if not groups:
                 continue
             for batch in pf.iter_batches(batch_size=batch_rows, row_groups=groups, columns=columns):

@@ -77,8 +77,8 @@ def print_report(report: RunReport, out: Console) -> None:
     rate = report.rows_written / report.seconds if report.seconds > 0 else 0.0
     out.print(f"files: {', '.join(f'{k} {v}' for k, v in sorted(files.items())) or 'none'}")
     out.print(f"month files: {', '.join(f'{k} {v}' for k, v in sorted(parts.items())) or 'none'}")
-    out.print(f"downloaded {mb:.2f} MB, wrote {report.rows_written:,} rows in {report.seconds:.2f} s "
-              f"({rate:,.0f} rows/s)")
+    fetched = f"downloaded {mb:.2f} MB, " if report.bytes_downloaded else ""
+    out.print(f"{fetched}wrote {report.rows_written:,} rows in {report.seconds:.2f} s ({rate:,.0f} rows/s)")
     if report.reasons():
         out.print("refused or failed, by reason: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(report.reasons().items())))
@@ -206,7 +206,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--to", dest="last", type=_day, required=True, help="last day (inclusive), UTC")
     d.add_argument("--catalog", required=True)
     d.add_argument("--base-url", default=DEFAULT_BASE_URL)
-    d.add_argument("--workers", type=int, default=4, help="files fetched at once (1..32)")
+    d.add_argument("--workers", type=int, default=4, help="files downloaded and checked at once (1..32)")
     d.add_argument("--attempts", type=int, default=3, help="tries per request on network errors")
     d.add_argument("--timeout-s", type=float, default=30.0)
     d.add_argument("--no-progress", action="store_true")

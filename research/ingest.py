@@ -24,10 +24,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -48,11 +49,34 @@ log = structlog.get_logger(__name__)
 LOCK_FILE = ".lock"
 MAX_WORKERS = 32
 
-# file statuses
-DOWNLOADED, IMPORTED, KEPT, RESUMED = "downloaded", "imported", "kept", "resumed"
-MISSING, REFUSED, FAILED = "missing", "refused", "failed"
-# partition statuses
-WRITTEN, UNCHANGED, ABSENT, NOT_WRITTEN = "written", "unchanged", "absent", "not_written"
+
+
+class FileStatus(StrEnum):
+    """What became of one archive file (a counter label; compares equal to its value)."""
+
+    DOWNLOADED = "downloaded"
+    RESUMED = "resumed"  # checked by an interrupted run and staged: not fetched again
+    IMPORTED = "imported"
+    KEPT = "kept"  # already in the catalog with the same sha256
+    MISSING = "missing"  # the archive answers 404
+    REFUSED = "refused"  # a bad file: see its reason
+    FAILED = "failed"  # network or disk trouble after the retries: tried again next run
+
+
+class MonthStatus(StrEnum):
+    """What became of one month file."""
+
+    WRITTEN = "written"
+    UNCHANGED = "unchanged"
+    ABSENT = "absent"  # no file of it in the archive
+    NOT_WRITTEN = "not_written"  # its files were refused or failed, or they conflict
+
+
+DOWNLOADED, RESUMED, IMPORTED, KEPT = (FileStatus.DOWNLOADED, FileStatus.RESUMED, FileStatus.IMPORTED,
+                                       FileStatus.KEPT)
+MISSING, REFUSED, FAILED = FileStatus.MISSING, FileStatus.REFUSED, FileStatus.FAILED
+WRITTEN, UNCHANGED, ABSENT, NOT_WRITTEN = (MonthStatus.WRITTEN, MonthStatus.UNCHANGED, MonthStatus.ABSENT,
+                                           MonthStatus.NOT_WRITTEN)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,9 +90,7 @@ class DownloadConfig:
 @dataclass(frozen=True, kw_only=True)
 class FileOutcome:
     name: str
-    # downloaded | resumed (checked by an interrupted run, not fetched again) | imported |
-    # kept (already in the catalog) | missing | refused | failed
-    status: str
+    status: FileStatus
     reason: str = ""  # the refusal or failure reason (a counter label)
     message: str = ""
     bytes: int = 0
@@ -79,7 +101,7 @@ class PartitionOutcome:
     dataset: str
     symbol: str
     month: str
-    status: str  # written | unchanged | absent (no file found) | not_written (refused/failed/conflict)
+    status: MonthStatus
     files: tuple[FileOutcome, ...]
     record: PartitionRecord | None = None
     message: str = ""
@@ -155,8 +177,7 @@ def catalog_lock(catalog: Path) -> Iterator[None]:
 @dataclass(frozen=True, kw_only=True)
 class _Fetched:
     outcome: FileOutcome
-    fresh: tuple[SourceRecord, Part] | None = None  # downloaded and converted
-    kept: SourceRecord | None = None
+    fresh: tuple[SourceRecord, Part] | None = None  # downloaded (or resumed) and checked
 
 
 def _fetch_file(f: ArchiveFile, stored: dict[str, SourceRecord], cfg: DownloadConfig,
@@ -172,7 +193,7 @@ def _fetch_file(f: ArchiveFile, stored: dict[str, SourceRecord], cfg: DownloadCo
             raise refuse("checksum_mismatch", f"{f.name}.CHECKSUM is unreadable: {exc}") from None
         old = stored.get(f.name)
         if old is not None and old.sha256 == sha:
-            return _Fetched(outcome=FileOutcome(name=f.name, status=KEPT), kept=old)
+            return _Fetched(outcome=FileOutcome(name=f.name, status=KEPT))  # stays among the stored sources
         staged = find_staged(cfg.catalog, f.name, sha)
         if staged is not None:
             return _Fetched(outcome=FileOutcome(name=f.name, status=RESUMED), fresh=staged)
@@ -214,29 +235,44 @@ def _requested_files(req: PartitionRequest, stored: PartitionRecord | None) -> t
     return req.files
 
 
+def _fetch_all(files: tuple[ArchiveFile, ...], stored: dict[str, SourceRecord], cfg: DownloadConfig,
+               stop: threading.Event, progress: ProgressPort, pool: Executor) -> list[_Fetched]:
+    """Fetch ``files`` on the shared file pool; results in the order of ``files``."""
+    def one(f: ArchiveFile) -> _Fetched:
+        got = _fetch_file(f, stored, cfg, stop)
+        progress.file_done(got.outcome)
+        return got
+
+    futures = [pool.submit(one, f) for f in files]
+    try:
+        return [fut.result() for fut in futures]
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
+
+
 def build_partition(req: PartitionRequest, stored: PartitionRecord | None, cfg: DownloadConfig,
-                    stop: threading.Event, progress: ProgressPort) -> PartitionOutcome:
-    """Fetch, check and write one month file. Never raises but Cancelled."""
+                    stop: threading.Event, progress: ProgressPort, files_pool: Executor) -> PartitionOutcome:
+    """Fetch, check and write one month file. Never raises but Cancelled.
+
+    Its files are fetched on ``files_pool`` (shared by all months: at most ``workers``
+    transfers at once), so the day files of one month download in parallel too."""
     spec = kind_spec(req.kind)
     if stored is not None and not is_present(cfg.catalog, stored):
         stored = None  # its file is gone or disagrees with the manifest: rebuild it
     by_name = {s.name: s for s in stored.sources} if stored else {}
-    queue = list(_requested_files(req, stored))
-    outcomes: list[FileOutcome] = []
-    fresh: list[tuple[SourceRecord, Part]] = []  # staged: kept there until a month file takes them
-    while queue:
-        f = queue.pop(0)
-        got = _fetch_file(f, by_name, cfg, stop)
-        outcomes.append(got.outcome)
-        progress.file_done(got.outcome)
-        if got.fresh is not None:
-            fresh.append(got.fresh)
-        if got.outcome.status == MISSING and f.period.is_month and spec.daily:
-            # not published (yet): the current month, or the days before a month file appears
-            days = daily_files(req.kind, req.symbol, req.interval, req.month,
-                               date(1970, 1, 1), date(9999, 12, 31))
-            progress.add_files(len(days))
-            queue = list(days) + queue
+    requested = _requested_files(req, stored)
+    results = _fetch_all(requested, by_name, cfg, stop, progress, files_pool)
+    if (len(requested) == 1 and requested[0].period.is_month and spec.daily
+            and results[0].outcome.status == MISSING):
+        # not published (yet): the current month, or the days before a month file appears
+        days = daily_files(req.kind, req.symbol, req.interval, req.month, date(1970, 1, 1), date(9999, 12, 31))
+        progress.add_files(len(days))
+        results += _fetch_all(days, by_name, cfg, stop, progress, files_pool)
+    outcomes = [r.outcome for r in results]
+    # fresh parts are staged: they wait there until a month file takes them
+    fresh = [r.fresh for r in results if r.fresh is not None]
     ident = dict(dataset=req.dataset, symbol=req.symbol, month=req.month.label)
     if not fresh:
         if stored is not None:
@@ -277,10 +313,12 @@ def run_download(*, cfg: DownloadConfig, symbols: list[str], kinds: list[str], i
         progress.add_files(sum(len(_requested_files(r, manifests[(r.dataset, r.symbol)].get(r.month.label)))
                                for r in requests))
         outcomes: list[PartitionOutcome] = []
-        pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="data")
+        # months wait on their files; files run on their own pool, so no month can starve it
+        pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="data-month")
+        files_pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="data-file")
         try:
             futures = [pool.submit(build_partition, r, manifests[(r.dataset, r.symbol)].get(r.month.label),
-                                   cfg, stop, progress) for r in requests]
+                                   cfg, stop, progress, files_pool) for r in requests]
             for fut in as_completed(futures):
                 out = fut.result()
                 outcomes.append(out)
@@ -290,10 +328,13 @@ def run_download(*, cfg: DownloadConfig, symbols: list[str], kinds: list[str], i
                     save_manifest(cfg.catalog, out.dataset, out.symbol, recs)
         except BaseException:
             stop.set()  # running transfers and conversions stop at their next chunk
+            files_pool.shutdown(wait=False, cancel_futures=True)
             pool.shutdown(wait=True, cancel_futures=True)
+            files_pool.shutdown(wait=True)
             clean_tmp(cfg.catalog)
             raise
         pool.shutdown(wait=True)
+        files_pool.shutdown(wait=True)
     order = {(r.dataset, r.symbol, r.month.label): i for i, r in enumerate(requests)}
     outcomes.sort(key=lambda o: order[(o.dataset, o.symbol, o.month)])
     return RunReport(partitions=tuple(outcomes), seconds=time.monotonic() - started)

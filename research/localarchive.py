@@ -154,6 +154,9 @@ class ArchiveHandler(http.server.SimpleHTTPRequestHandler):
             self.close_connection = True
             return
         super().do_GET()
+        if (Path(self.directory) / path.lstrip("/")).is_file():
+            with self.server.lock:
+                self.server.served.append(path)  # the whole body was written
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
         pass
@@ -165,6 +168,7 @@ class ArchiveServer(http.server.ThreadingHTTPServer):
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
         self.root = root
         self.requests: list[str] = []
+        self.served: list[str] = []  # paths whose whole file was sent
         self.faults: dict[str, str] = {}
         self.fault_times = -1  # -1: every time
         self.fault_left: dict[str, int] = {}
@@ -180,6 +184,11 @@ class ArchiveServer(http.server.ThreadingHTTPServer):
         """The zip files asked for (not their CHECKSUMs), in order."""
         with self.lock:
             return [p for p in self.requests if p.endswith(".zip")]
+
+    def zips_served(self) -> list[str]:
+        """The zip files sent whole, in order."""
+        with self.lock:
+            return [p for p in self.served if p.endswith(".zip")]
 
 
 @contextmanager

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from common.errors import AegisError
 from research.archive import Period, month_of, parse_period
 from research.catalog import (COMPRESSION, DATA_PAGE_BYTES, ROW_GROUP_ROWS, PartitionRecord, SourceRecord,
-                              open_parquet, partition_path)
+                              open_parquet, partition_path, row_groups_between)
 from research.convert import CheckState, Rules, check_batch, open_source, read_batches, refuse
 from research.kinds import bar_step_ms, dataset_name, kind_spec
 
@@ -176,7 +176,13 @@ class Piece:
 def _piece_batches(piece: Piece, time_col: str) -> Iterator[pa.RecordBatch]:
     pf = open_parquet(piece.path)
     try:
-        for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS):
+        groups = None
+        if piece.from_catalog:  # only the row groups that can hold the source's span
+            index = pf.schema_arrow.names.index(time_col)
+            groups = row_groups_between(pf, index, *piece.source.span)
+            if not groups:
+                return
+        for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS, row_groups=groups):
             if piece.from_catalog:
                 t = batch.column(time_col).to_numpy()
                 lo = int(np.searchsorted(t, piece.source.span[0], "left"))

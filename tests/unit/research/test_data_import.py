@@ -80,6 +80,22 @@ class TestImport:
         t = pq.read_table(partition_path(cat, "klines_1m", "BTCUSDT", "2024-12")).column("open_time").to_pylist()
         assert t == sorted(t) and len(t) == 2880
 
+    def test_a_day_between_stored_days_reads_only_their_row_groups(self, tmp_path, archive_root, monkeypatch):
+        """With 100-row row groups, Dec 5 and 7 stored then Dec 6 added: 4,320 bars in order,
+        no gap, each stored day copied from the old month file by its row groups."""
+        import research.writer as writer
+        monkeypatch.setattr(writer, "ROW_GROUP_ROWS", 100)
+        cat = tmp_path / "cat"
+        for day in ("05", "07", "06"):
+            assert run_import(catalog=cat, path=copy(archive_root, DAY_ZIP.replace("12-05", f"12-{day}"),
+                                                     tmp_path / "in")).ok
+        rec = load_manifest(cat, "klines_1m", "BTCUSDT")["2024-12"]
+        assert (rec.rows, rec.gaps, [s.rows for s in rec.sources]) == (4320, (), [1440, 1440, 1440])
+        path = partition_path(cat, "klines_1m", "BTCUSDT", "2024-12")
+        assert pq.read_metadata(path).num_row_groups == 44
+        t = pq.read_table(path).column("open_time").to_pylist()
+        assert t == [DEC_FIRST_OPEN_MS + 4 * DAY + i * 60_000 for i in range(4320)]
+
     def test_folder_layout_tells_mark_price_klines(self, tmp_path, archive_root):
         """A kline-named zip under a markPriceKlines folder goes to markPriceKlines_1m (7 columns kept)."""
         z = copy(archive_root, DAY_ZIP, tmp_path / "markPriceKlines" / "BTCUSDT" / "1m", with_checksum=False)
