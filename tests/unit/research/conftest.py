@@ -22,6 +22,23 @@ DEC_FIRST_OPEN_MS = 1733011200000  # 2024-12-01 00:00 UTC
 LAST_OPEN_MS = 1735513200000  # 2024-12-29 23:00 UTC
 
 
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Every HTTP request of these tests goes to 127.0.0.1: anything else fails the test."""
+    import urllib.parse
+
+    import research.fetch as fetch
+
+    real_open = fetch._open
+
+    def guarded(url, cfg):
+        host = urllib.parse.urlsplit(url).hostname
+        assert host == "127.0.0.1", f"a test tried to reach {url}"
+        return real_open(url, cfg)
+
+    monkeypatch.setattr(fetch, "_open", guarded)
+
+
 @pytest.fixture(scope="session")
 def klines() -> list[tuple[int, str]]:
     """(open ms, archive CSV line) of the 41,761 real BTCUSDT 1m candles."""
