@@ -9,6 +9,7 @@
     aegis smc CANDLES.csv --out OUT.csv                   SMC features of a candle file
     aegis capture --out FILE | capture-info FILE          record / check ZeroMQ captures
     aegis keys [--dir DIR] [--force]                      CURVE keys for tcp endpoints
+    aegis data download | list | import                   Binance's data archive -> Parquet catalog
 
 Each subcommand is imported only when chosen, so ``aegis feed`` never loads the brain.
 """
@@ -36,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "replay": ("services.orchestrator.replay_cli", "play a capture through a real stack, deterministically"),
     "capture-info": ("common.capture_cli", "describe and check a capture file", "info_main"),
     "keys": ("common.keys_cli", "create the ZeroMQ CURVE keys tcp endpoints need"),
+    "data": ("research.data_cli", "Binance's public data archive -> a local Parquet catalog"),
 }
 
 
