@@ -382,6 +382,8 @@ class WsApiClient:
             renewed = self._read(conn, gen)
             lived = time.monotonic() - self._opened_mono
             self._lost(gen)
+            if self._closed.is_set():
+                break  # close(): not a disconnection to report
             if renewed:
                 continue  # replaced before Binance's cut: reconnect at once
             if lived > 60.0:  # it worked for a while: the next attempt starts from the short wait
