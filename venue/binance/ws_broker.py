@@ -104,14 +104,13 @@ class WsBroker:
         try:
             raw = self._ws("order.place", order_params(spec), weight=weight, orders=orders, mutating=True,
                            priority=prio)
+            order = _parse("submit", order_from_raw, raw, mutating=True)  # unreadable: unknown too
         except WsUnavailable:
             self.counters["rest_fallbacks"] += 1
             return self.rest.submit(spec)
         except AmbiguousError as exc:
             order = self._resolve(exc, lambda: self.query(spec.symbol, spec.client_order_id),
                                   what="order", cid=spec.client_order_id)
-        else:
-            order = _parse("submit", order_from_raw, raw, mutating=True)
         fills: tuple[ExchangeFill, ...] = ()
         if order.executed_qty > 0:
             try:
@@ -125,6 +124,7 @@ class WsBroker:
         try:
             raw = self._ws("order.cancel", {"symbol": symbol, "origClientOrderId": client_order_id},
                            weight=weight, orders=orders, mutating=True, priority=ratelimit.Priority.EXIT)
+            return _parse("cancel", order_from_raw, raw, mutating=True)
         except WsUnavailable:
             self.counters["rest_fallbacks"] += 1
             return self.rest.cancel(symbol, client_order_id)
@@ -134,7 +134,6 @@ class WsBroker:
             if found.status not in FINAL_STATUSES:
                 raise exc  # still live: whether the cancel arrives is unknown; the caller asks again
             return found
-        return _parse("cancel", order_from_raw, raw, mutating=True)
 
     def query(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
         weight, _ = WEIGHTS["query"]
@@ -158,13 +157,13 @@ class WsBroker:
         try:
             raw = self._ws("algoOrder.place", algo_params(spec), weight=weight, orders=orders, mutating=True,
                            priority=ratelimit.Priority.EXIT)  # protection is an exit in waiting
+            return _parse("place_algo", algo_from_raw, raw, mutating=True)
         except WsUnavailable:
             self.counters["rest_fallbacks"] += 1
             return self.rest.place_algo(spec)
         except AmbiguousError as exc:
             return self._resolve(exc, lambda: self.rest.query_algo(spec.symbol, spec.client_algo_id),
                                  what="algo order", cid=spec.client_algo_id)
-        return _parse("place_algo", algo_from_raw, raw, mutating=True)
 
     def cancel_algo(self, symbol: str, client_algo_id: str) -> ExchangeAlgoOrder:
         weight, orders = WEIGHTS["cancel_algo"]

@@ -138,6 +138,13 @@ class TestSubmit:
         assert rest.calls == []
         assert b.counters["ambiguous_unresolved"] == 1
 
+    def test_an_unreadable_accepted_answer_is_unknown_and_resolved_by_query(self):
+        """Status 200 but a body we cannot read: the order may exist; queried, found, returned."""
+        client = StubClient(order_place=[{"orderId": 1}], order_status=[raw_order(status="NEW", executed="0.000")])
+        b = WsBroker(StubRest(), client)
+        assert b.submit(SPEC).order.status == "NEW"
+        assert [c[0] for c in client.calls] == ["order.place", "order.status"]
+
     def test_a_refusal_is_not_tried_again_by_rest(self):
         """The exchange answered no: that answer stands."""
         client = StubClient(order_place=[DefinitiveError("margin", reason="insufficient_margin", code=-2019)])
