@@ -124,6 +124,9 @@ class TradingConfig:
     leverage: int = 5
     margin_type: str = "CROSSED"  # CROSSED | ISOLATED
     order_timeout_ms: int = 5_000  # REST timeout of an order request: past it, outcome unknown
+    # orders, cancels and order queries over Binance's WebSocket API (one open connection, REST
+    # as fallback while it is down: venue.binance.ws_broker) or over REST only (ccxt)
+    order_transport: str = "ws"  # ws | rest
     recv_window_ms: int = 5_000
     balance_poll_s: float = 5.0  # equity for the kill switch and sizing
     exit_retry_s: float = 2.0  # a refused exit is tried again after this long
@@ -419,6 +422,8 @@ def validate(cfg: AegisConfig) -> None:
     t = cfg.trading
     if t.broker not in ("auto", "ccxt", "paper", "none"):
         raise ConfigError("trading.broker must be auto, ccxt, paper or none")
+    if t.order_transport not in ("ws", "rest"):
+        raise ConfigError("trading.order_transport must be ws or rest")
     if t.margin_type not in ("CROSSED", "ISOLATED"):
         raise ConfigError("trading.margin_type must be CROSSED or ISOLATED")
     if not 0 < t.risk_per_trade_pct <= 5:

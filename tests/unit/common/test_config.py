@@ -86,6 +86,7 @@ class TestRejects:
         {"AEGIS_FEED__STREAMS_PER_CONNECTION": "201"},
         {"AEGIS_SUPERVISOR__SPARE_RETRY_S": "-1"},
         {"AEGIS_SUPERVISOR__WARM_SPARES": "sometimes"},
+        {"AEGIS_TRADING__ORDER_TRANSPORT": "fix"},
     ])
     def test_ill_typed_or_impossible_value_is_an_error(self, env):
         """Wrong types, non-finite numbers and impossible values are rejected with ConfigError."""
