@@ -112,7 +112,7 @@ class TestStartUp:
         from services.orchestrator.__main__ import storage_fault_at_start
 
         assert storage_fault_at_start(OSError(errno.ENOSPC, "No space left on device"), tmp_path) == 74
-        err = capsys.readouterr().err
+        err = capsys.readouterr().err.splitlines()[-1]  # after the log line, when logging goes to stderr
         assert err.startswith(f"aegis orchestrator: JOURNAL_DISK_FULL: cannot write {tmp_path}: [Errno 28] "
                               "No space left on device (")
         with pytest.raises(FileNotFoundError):
