@@ -180,6 +180,13 @@ class ReplayConfig:
 class OrchestratorConfig:
     db_file: str = "aegis.sqlite3"  # under data_dir
     wal_checkpoint_interval_s: float = 60.0
+    # when the disk refuses a write (full, read-only, failing): docs/journal.md
+    journal_pending_max_messages: int = 50_000  # kept in memory; past it the oldest candles go
+    journal_retry_initial_s: float = 0.5  # first retry of the kept messages; doubles ...
+    journal_retry_max_s: float = 10.0  # ... up to this
+    journal_spill_dir: str = ""  # kept messages go here at stop (another filesystem); "" = lost at stop
+    # TEST ONLY: while this file exists every database write fails as on a full disk
+    fault_disk_full_file: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -419,6 +426,10 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("feed.hydrate_candles must be within 0..100000")
     if cfg.feed.rediscover_interval_s < 0:
         raise ConfigError("feed.rediscover_interval_s must be >= 0 (0 = never)")
+    o = cfg.orchestrator
+    if o.journal_pending_max_messages < 1 or not 0 < o.journal_retry_initial_s <= o.journal_retry_max_s:
+        raise ConfigError("orchestrator.journal_pending_max_messages must be >= 1 and "
+                          "0 < journal_retry_initial_s <= journal_retry_max_s")
     t = cfg.trading
     if t.broker not in ("auto", "ccxt", "paper", "none"):
         raise ConfigError("trading.broker must be auto, ccxt, paper or none")

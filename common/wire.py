@@ -56,6 +56,7 @@ class EventType(str, enum.Enum):
     MODEL_STATE = "MODEL_STATE"
     SYMBOL_INFO = "SYMBOL_INFO"
     ALGO_ORDER_UPDATE = "ALGO_ORDER_UPDATE"
+    TRADING_PERMISSION = "TRADING_PERMISSION"
 
 
 # The feed's raw WebSocket frames (``feed.publish_raw``) go out un-enveloped on this topic,
@@ -79,6 +80,7 @@ TOPIC_PREFIX: dict[EventType, str] = {
     EventType.MODEL_STATE: "model",
     EventType.SYMBOL_INFO: "symbol",
     EventType.ALGO_ORDER_UPDATE: "algo",
+    EventType.TRADING_PERMISSION: "permission",
 }
 
 
@@ -277,9 +279,20 @@ class AlgoOrderUpdate(_Body, tag="ALGO_ORDER_UPDATE"):
     reason: str = ""
 
 
+class TradingPermission(_Body, tag="TRADING_PERMISSION"):
+    """May new positions be opened? The orchestrator's verdict (its journal can write, and
+    reconciliation passed), published when it changes and with every heartbeat. Only entries
+    obey it: exits and protective orders go whatever it says."""
+
+    allowed: bool
+    reason: str = ""  # when not allowed: JOURNAL_DISK_FULL | JOURNAL_READ_ONLY | JOURNAL_IO_ERROR | RECONCILE_<status>
+    detail: str = ""  # for people: the file, the free space, the error
+    service: str = "orchestrator"
+
+
 Body = Union[TickUpdate, CandleClosed, SignalGenerated, OrderRequest, OrderUpdate, Fill,
              Position, RiskReject, Heartbeat, FeedStatus, Shutdown, TradeClosed, ModelState, SymbolInfo,
-             AlgoOrderUpdate]
+             AlgoOrderUpdate, TradingPermission]
 
 BODY_TYPES: dict[EventType, type] = {
     EventType.TICK_UPDATE: TickUpdate,
@@ -297,6 +310,7 @@ BODY_TYPES: dict[EventType, type] = {
     EventType.MODEL_STATE: ModelState,
     EventType.SYMBOL_INFO: SymbolInfo,
     EventType.ALGO_ORDER_UPDATE: AlgoOrderUpdate,
+    EventType.TRADING_PERMISSION: TradingPermission,
 }
 _TYPE_OF: dict[type, EventType] = {v: k for k, v in BODY_TYPES.items()}
 

@@ -3,8 +3,9 @@
     GET /metrics   Prometheus text format (prometheus-client): per service up/restarts/
                    heartbeat age, every counter each service reports in its heartbeat, the
                    ring's counters, and the tick-to-brain latency as a histogram
-    GET /health    200 {"status": "ok", ...} when every child is running and heartbeating,
-                   else 503 with what is wrong (a load balancer or docker healthcheck can use it)
+    GET /health    200 {"status": "ok", ...} when every child is running and heartbeating and
+                   the journal can write, else 503 with what is wrong (a load balancer or
+                   docker healthcheck can use it)
     GET /status    the same state as JSON (``aegis status`` prints it as a table)
 
 The snapshot comes from the supervisor's loop through a callable, so this module holds no
@@ -23,6 +24,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from services.orchestrator import storage
+
 Snapshot = dict[str, Any]
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
 _LE_PREFIX = "latency_le_us:"
@@ -33,15 +36,19 @@ def _metric_name(s: str) -> str:
 
 
 def health(snap: Snapshot) -> tuple[bool, list[str]]:
-    """Healthy when every child runs and (except the sim) heartbeats within the timeout."""
+    """Healthy when every child runs and (except the sim) heartbeats within the timeout, and
+    the journal can write (a storage fault halts entries: docs/journal.md)."""
     problems = []
     for name, c in snap.get("services", {}).items():
         if not c.get("running"):
-            problems.append(f"{name} not running")
+            problems.append(f"{name} not running" + (f" ({c['gave_up']})" if c.get("gave_up") else ""))
         elif not c.get("ready", True):
             problems.append(f"{name} starting")
         elif c.get("heartbeat_age_s") is not None and c["heartbeat_age_s"] > snap.get("heartbeat_timeout_s", 10):
             problems.append(f"{name} silent for {c['heartbeat_age_s']:.1f}s")
+    trading = snap.get("trading") or {}
+    if not trading.get("allowed", True) and trading.get("reason") in storage.REASONS:
+        problems.append(f"entries halted: {trading['reason']}: {trading.get('detail', '')}")
     return not problems, problems
 
 
@@ -72,6 +79,13 @@ class StackCollector(Collector):
                 if not k.startswith(_LE_PREFIX):
                     values.add_metric([name, _metric_name(k)], float(v))
         yield from (up, restarts, warm, spare, age, values)
+        trading = snap.get("trading")
+        if trading is not None:  # known once the orchestrator has said it
+            allowed = GaugeMetricFamily("aegis_trading_allowed",
+                                        "1 when new entries are allowed; 0 with the reason (JOURNAL_DISK_FULL, ...)",
+                                        labels=["reason"])
+            allowed.add_metric([str(trading.get("reason", ""))], 1.0 if trading.get("allowed") else 0.0)
+            yield allowed
         ring = GaugeMetricFamily("aegis_ring", "shared-memory ring counters (written, read, lost, lag)", labels=["name"])
         for k, v in (snap.get("ring") or {}).items():
             ring.add_metric([k], float(v))
