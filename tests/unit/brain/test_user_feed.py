@@ -329,7 +329,10 @@ class TestResync:
         rig.broker.algo_queries += [None, None]
         rig.ex.poll()  # the positions answer: applied, the queries submitted
         rig.ex.poll()  # the queries run
-        assert rig.calls == [("positions",), ("query_algo", "AAAUSDT", STOP_ID), ("query_algo", "AAAUSDT", TARGET_ID)]
+        assert rig.calls[:3] == [("positions",), ("query_algo", "AAAUSDT", STOP_ID),
+                                 ("query_algo", "AAAUSDT", TARGET_ID)]
+        # the exchange no longer knows the confirmed stop: the position is protected again
+        assert rig.calls[3] == ("journal", STOP_ID[:-2] + "-2")
         assert stream_stats(rig)["resyncs_done"] == 1
 
     def test_events_before_start_up_are_dropped_and_one_resync_follows_it(self, tmp_path: Path):
