@@ -225,6 +225,9 @@ class Execution:
         self.st, actions = trader.recovery_actions(self.st, now)
         self.st, arm = trader.protect_unprotected(self.cfg, self.st, self.ctx())
         actions = [*actions, *arm]
+        for sym, tr in self.st.trades.items():  # closed at the exchange while we were away
+            if tr.flat_at_exchange_ms:
+                actions.append(trader.Dispatch(trader.FetchSymbolFills(symbol=sym, since_ms=tr.opened_ms), sym))
         self._next_positions = self.mono_s() + self.position_poll_s  # start-up just read them
         # the first audit soon after start (strays a crash left, stops that went missing)
         self._next_audit = self.mono_s() + self.algo_audit_s / 30
@@ -367,8 +370,16 @@ class Execution:
         elif isinstance(effect, trader.CheckPosition):
             self.dispatcher.submit(dsp.QUERY, b.positions, tag=("positions", now))
         elif isinstance(effect, trader.FetchSymbolFills):
-            self.dispatcher.submit(dsp.QUERY, b.fills, symbol, since_ms=effect.since_ms, key=symbol,
-                                   tag=("symbol_fills", symbol, now))
+            # the trade's protective orders first, then the fills: a stop that triggered while
+            # nobody listened names its market order, so its fills are known as the stop's
+            t = self.st.trades.get(symbol)
+            algo_cids = sorted(c for c in (t.algo_cids if t else ()) if c in self.st.algos
+                               and not self.st.algos[c].is_terminal)
+
+            def job(cids=tuple(algo_cids), since=effect.since_ms):
+                return [(cid, b.query_algo(symbol, cid)) for cid in cids], b.fills(symbol, since_ms=since)
+
+            self.dispatcher.submit(dsp.QUERY, job, key=symbol, tag=("symbol_fills", symbol, now))
 
     # ------------------------------------------------------------------ completions
     def _completion(self, c: dsp.Completion) -> None:
@@ -414,7 +425,13 @@ class Execution:
         if kind == "symbol_fills":
             sym = c.tag[1]
             if err is None:
-                self._run(trader.on_symbol_fills(self.cfg, self.st, sym, list(c.result), self.ctx((sym,))))
+                algos, fills = c.result
+                for cid, found in algos:
+                    if cid in self.st.algos:
+                        self._algo_event(cid, ao.QueryResult(at_ms=c.tag[2], found=False) if found is None else
+                                         ao.QueryResult(at_ms=c.tag[2], found=True, status=found.status,
+                                                        algo_id=found.algo_id, actual_order_id=found.actual_order_id))
+                self._run(trader.on_symbol_fills(self.cfg, self.st, sym, list(fills), self.ctx((sym,))))
             elif sym in self.st.trades:  # ask again; the trade closes at the mark if it never comes
                 self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
                     symbol=sym, since_ms=self.st.trades[sym].first_fill_ms or self.st.trades[sym].opened_ms), sym))
