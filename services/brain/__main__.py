@@ -110,7 +110,12 @@ class Brain:
             if self.execution is not None and self.execution.st.trades:
                 self.watch_prices(n)
             if n_closed:
+                ex = self.execution
+                if ex is not None and not self.replay:  # tick-to-trade: the batch that closed the candle
+                    ex.ttt.trigger_ns = int(self.buf[0]["recv_ns"])
                 self.emit_candles()
+                if ex is not None:
+                    ex.ttt.trigger_ns = 0
             if self.replay:  # quiet symbols' candles close on the ticks' clock, batch by batch
                 self.flush_quiet()
         return n
@@ -128,9 +133,14 @@ class Brain:
             sid = self.sid(sym)
             if sid < 0:
                 continue
-            px = recs["price"][trades & (recs["symbol_id"] == sid)]
+            sel = trades & (recs["symbol_id"] == sid)
+            px = recs["price"][sel]
             if px.size:
+                ttt = self.execution.ttt
+                if not self.replay:  # tick-to-trade: the symbol's first trade tick in this batch
+                    ttt.trigger_ns = int(recs["recv_ns"][int(sel.argmax())])
                 self.execution.on_range(sym, float(px.min()), float(px.max()))
+                ttt.trigger_ns = 0
 
     def sid(self, symbol: str) -> int:
         try:
@@ -311,6 +321,7 @@ class Brain:
             out.update({k: float(ex[k]) for k in ("orders", "fills", "risk_rejects", "positions_open",
                                                   "trades_closed", "realized_pnl", "fees", "halted")})
             out["equity"] = float(ex["equity"] or 0.0)
+            out.update(self.execution.ttt.counters())  # tick-to-trade buckets (ttt_le_us:...)
         for b in LATENCY_BUCKETS_US:
             out[f"latency_le_us:{b:g}"] = lat.count_le(int(b * 1000))
         return out
