@@ -38,7 +38,6 @@ import os
 import sqlite3
 import tempfile
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
