@@ -154,8 +154,14 @@ def test_positions_closed_by_the_exchange_while_the_host_was_down_are_learned_af
     push_stop = Decimal(stop[1]) * (Decimal("0.99") if long_stop else Decimal("1.01"))
     long_target = positions[s_target] > 0
     push_target = Decimal(target[1]) * (Decimal("1.01") if long_target else Decimal("0.99"))
-    http(sim, "POST", "/_sim/price", {"symbol": s_stop, "price": f"{push_stop:.8f}"})
-    http(sim, "POST", "/_sim/price", {"symbol": s_target, "price": f"{push_target:.8f}"})
+    ticks = {e["symbol"]: Decimal(next(f["tickSize"] for f in e["filters"] if f["filterType"] == "PRICE_FILTER"))
+             for e in http(sim, "GET", "/fapi/v1/exchangeInfo")["symbols"]}
+
+    def on_grid(sym: str, price: Decimal) -> str:
+        return format((price / ticks[sym]).to_integral_value() * ticks[sym], "f")
+
+    http(sim, "POST", "/_sim/price", {"symbol": s_stop, "price": on_grid(s_stop, push_stop)})
+    http(sim, "POST", "/_sim/price", {"symbol": s_target, "price": on_grid(s_target, push_target)})
 
     def closed_at_exchange():
         pos = {p["symbol"]: Decimal(p["positionAmt"]) for p in http(sim, "GET", "/_sim/account")["positions"]}
