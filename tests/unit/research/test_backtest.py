@@ -181,3 +181,23 @@ def test_exit_intent_closes_through_the_trader_and_move_stop_is_counted_unsuppor
     (row,) = list(csv.DictReader((tmp_path / "out" / "trades.csv").open()))
     assert (row["exit_reason"], float(row["exit_price"]), s["intents_unsupported"]) == ("TIME", 101.0, 1)
     assert int(row["closed_ms"]) == DEC1_MS + 3 * 60_000
+
+
+def test_funding_from_the_catalog_is_charged_to_the_open_trade(tmp_path):
+    """A settlement of +0.01% while long charges qty x last close x rate to the trade (a long
+    pays), in its funding column and its net PnL."""
+    cat = synthetic_catalog(tmp_path, [(100, 101, 99, 100), (100, 101, 99, 100.5), (100.5, 102, 100, 101),
+                                       (101, 101, 100, 100.5)])
+    lines = [f"{DEC1_MS + 2 * 60_000},8,0.0001", f"{DEC1_MS + 10 * 60_000},8,0.0005"]
+    z = write_zip(tmp_path / "TESTUSDT-fundingRate-2024-12.zip",
+                  csv_text(lines, "calc_time,funding_interval_hours,last_funding_rate"))
+    assert run_import(catalog=cat, path=z, kind="fundingRate", symbol="TESTUSDT").ok
+    strat = tmp_path / "ete.py"
+    strat.write_text(ENTER_THEN_EXIT)
+    cfg = BacktestConfig(catalog=cat, symbols=("TESTUSDT",), start_ms=DEC1_MS, end_ms=DEC1_MS + DAY_MS,
+                         strategy=f"{strat}:EnterThenExit", aegis=_no_slippage())
+    s = run_backtest(cfg, tmp_path / "out")
+    (row,) = list(csv.DictReader((tmp_path / "out" / "trades.csv").open()))
+    qty = float(row["qty"])
+    assert float(row["funding"]) == qty * 100.5 * 0.0001 and s["funding_events"] == 1  # the second: flat
+    assert float(row["net_pnl"]) == float(row["pnl"]) - float(row["fees"]) - float(row["funding"])
