@@ -141,6 +141,7 @@ class Backtest:
             balance_poll_s=t.balance_poll_s, clock_ms=lambda: self.now_ms, mono_s=lambda: self.now_ms / 1000.0,
             blocked=lambda: "", user_stream=None)
         self.trades: list[dict[str, Any]] = []
+        self.deferred_fills: list[tuple[str, sa.FillView]] = []
         self.funding_open: dict[str, float] = {}  # trade id -> funding paid so far
         self.counts = {"candles": 0, "signals": 0, "intents_unsupported": 0, "funding_events": 0,
                        "bad_bars": 0, "model_rejected": 0}
@@ -155,9 +156,8 @@ class Backtest:
             entry = body.client_order_id.startswith(self._trader.ENTRY_PREFIX + "-")
             fill = sa.FillView(side=body.side, qty=body.qty, price=body.price, fee=body.fee, time_ms=self.now_ms,
                                entry=entry)
-            pos = sa.position_of(self.ex.st.trades.get(body.symbol))
-            self._intents(body.symbol, self.runner.on_fill(body.symbol, fill, position=pos, model=self.model_state),
-                          None)
+            # the strategy hears of it once the trader's current step is done (never re-entrant)
+            self.deferred_fills.append((body.symbol, fill))
 
     def _quote(self, symbol: str):
         from services.brain.risk import Quote
@@ -226,6 +226,7 @@ class Backtest:
         # flat, once an hour of bars (the balance for sizing does not change while flat)
         if st.trades or st.pending or self.ex.delayed or open_ms % POLL_FLAT_MS == 0:
             self.ex.poll()
+            self._fills_to_strategy()
         candle = sa.Candle(symbol=symbol, interval_s=60, open_ms=open_ms, close_ms=close_ms, open=o, high=h, low=low,
                            close=c, volume=v)
         pos = sa.position_of(self.ex.st.trades.get(symbol))
@@ -248,6 +249,13 @@ class Backtest:
         # the range handed to the trader is the level itself: it decides STOP or TARGET the same way
         self.ex.on_range(t.symbol, price, price)
         self.ex.poll()
+        self._fills_to_strategy()
+
+    def _fills_to_strategy(self) -> None:
+        while self.deferred_fills:
+            symbol, fill = self.deferred_fills.pop(0)
+            pos = sa.position_of(self.ex.st.trades.get(symbol))
+            self._intents(symbol, self.runner.on_fill(symbol, fill, position=pos, model=self.model_state), None)
 
     def _intents(self, symbol: str, intents: list, candle: sa.Candle | None) -> None:
         for it in intents:
@@ -257,10 +265,12 @@ class Backtest:
                     self.counts["signals"] += 1
                     self.ex.on_signal(sig)
                     self.ex.poll()
+                    self._fills_to_strategy()
             elif isinstance(it, sa.Exit):
                 ex = self.ex
                 ex._run(self._trader.request_exit(ex.cfg, ex.st, symbol, it.reason, ex.ctx((symbol,))))
                 ex.poll()
+                self._fills_to_strategy()
             else:
                 self.counts["intents_unsupported"] += 1
 

@@ -201,3 +201,39 @@ def test_funding_from_the_catalog_is_charged_to_the_open_trade(tmp_path):
     qty = float(row["qty"])
     assert float(row["funding"]) == qty * 100.5 * 0.0001 and s["funding_events"] == 1  # the second: flat
     assert float(row["net_pnl"]) == float(row["pnl"]) - float(row["fees"]) - float(row["funding"])
+
+
+EXIT_ON_FILL = '''
+from research.strategy_api import Enter, Exit, Strategy
+
+
+class ExitOnFill(Strategy):
+    name = "exit_on_fill"
+
+    def on_candle(self, ctx, candle):
+        if not ctx.state.get("entered"):
+            ctx.state["entered"] = True
+            return [Enter(side="BUY", stop=90.0, target=110.0)]
+        return []
+
+    def on_fill(self, ctx, fill):
+        ctx.state.setdefault("fills", []).append((fill.entry, fill.side, fill.price, ctx.position is not None))
+        return [Exit(reason="ON_FILL")] if fill.entry else []
+'''
+
+
+def test_on_fill_hears_each_fill_and_its_exit_is_carried_out(tmp_path):
+    """on_fill gets the entry fill (with the position open) and the exit fill; an Exit it
+    returns closes the trade at once, at the same price (same bar)."""
+    cat = synthetic_catalog(tmp_path, [(100, 101, 99, 100), (100, 101, 99, 100.5)])
+    strat = tmp_path / "eof.py"
+    strat.write_text(EXIT_ON_FILL)
+    cfg = BacktestConfig(catalog=cat, symbols=("TESTUSDT",), start_ms=DEC1_MS, end_ms=DEC1_MS + DAY_MS,
+                         strategy=f"{strat}:ExitOnFill", aegis=_no_slippage())
+    from research.backtest import Backtest
+
+    bt = Backtest(cfg)
+    s = bt.run()
+    assert (s["trades"], s["exit_reasons"]) == (1, {"ON_FILL": 1})
+    assert bt.runner.symbols["TESTUSDT"].state["fills"] == [(True, "BUY", 100.00000001, True),
+                                                            (False, "SELL", 100.0, False)]

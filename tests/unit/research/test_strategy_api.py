@@ -224,3 +224,14 @@ def test_smc_behind_the_api_decides_exactly_what_it_decides_directly():
         direct += strategy.on_candle(st, c, 60, model)[1]
         api += [r.signal(c, it) for it in r.on_candle(c, model=model)]
     assert len(direct) == 1_087 and api == direct
+
+
+def test_the_strategy_section_survives_the_stack_config_file(tmp_path):
+    """aegis run and aegis replay hand every service the config as JSON: the strategy path and
+    its params come back unchanged (what lets a user's strategy run in paper and replay)."""
+    import json
+
+    cfg = config_mod.from_dict({"strategy": {"path": "/x/y.py:Z", "params": {"n": 3, "stop": "atr"}}})
+    back = config_mod.from_dict(json.loads(json.dumps(config_mod.to_dict(cfg))))
+    assert back.strategy == cfg.strategy
+    assert config_mod.replace(cfg, mode="replay", replay={"file": "f"}).strategy == cfg.strategy
