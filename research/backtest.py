@@ -109,10 +109,10 @@ class Backtest:
         from services.brain import execution, model, trader
         from services.brain.wiring import trader_config
         from venue.filters import load_filters
-        from venue.paper import PaperBroker, PaperConfig
+        from venue.paper import BookTop, PaperBroker, PaperConfig
 
         self.cfg = cfg
-        self._trader, self._model = trader, model
+        self._trader, self._model, self._book = trader, model, BookTop
         self.strategy = sa.load_section(config_mod.StrategySection(path=cfg.strategy, params=dict(cfg.params)))
         self.runner = sa.StrategyRunner(self.strategy)
         self.model_state = model.new_state(model.ModelConfig())
@@ -181,12 +181,6 @@ class Backtest:
         self.books[symbol] = self._book(bid=bid, bid_qty=BOOK_QTY, ask=bid + tick, ask_qty=BOOK_QTY,
                                         time_ms=self.now_ms)
         self.marks[symbol] = price
-
-    @property
-    def _book(self):
-        from venue.paper import BookTop
-
-        return BookTop
 
     # ------------------------------------------------------------------ events
     def start(self) -> None:
