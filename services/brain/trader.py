@@ -55,7 +55,7 @@ ENTRY_PREFIX = "ae"
 EXIT_PREFIX = "ax"
 PENDING_ENTRY_TTL_MS = 60_000  # a rotation's entry waits this long for its exit to finish
 # exit reasons
-STOP, TARGET, ROTATION, FLATTEN = "STOP", "TARGET", "ROTATION", "FLATTEN"
+STOP, TARGET, ROTATION, FLATTEN, STRATEGY = "STOP", "TARGET", "ROTATION", "FLATTEN", "STRATEGY"
 # reasons a signal gets no order, besides risk.REASONS and rotation's skips
 DUPLICATE_SIGNAL = "DUPLICATE_SIGNAL"
 TRADING_DISABLED = "TRADING_DISABLED"
@@ -249,6 +249,15 @@ def on_prices(cfg: TraderConfig, st: TraderState, symbol: str, low: float, high:
     else:
         reason = STOP if high >= t.stop else TARGET if low <= t.target else ""
     return _exit(cfg, st, t, reason, ctx) if reason else (st, [])
+
+
+def request_exit(cfg: TraderConfig, st: TraderState, symbol: str, reason: str, ctx: Ctx) -> Result:
+    """A strategy's ``Exit`` intent: exit the symbol's trade (nothing when there is none or
+    it is already leaving)."""
+    t = st.trades.get(symbol)
+    if t is None or t.exit_reason or t.flat_at_exchange_ms:
+        return st, []
+    return _exit(cfg, st, t, reason or STRATEGY, ctx)
 
 
 def flatten(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
