@@ -311,6 +311,8 @@ class Brain:
             out.update({k: float(ex[k]) for k in ("orders", "fills", "risk_rejects", "positions_open",
                                                   "trades_closed", "realized_pnl", "fees", "halted")})
             out["equity"] = float(ex["equity"] or 0.0)
+            # funding received (+) or paid (-): closed trades' and the open trades' so far
+            out["funding"] = float(ex["funding"]) + float(ex["funding_reads"]["open_funding"])
         for b in LATENCY_BUCKETS_US:
             out[f"latency_le_us:{b:g}"] = lat.count_le(int(b * 1000))
         return out

@@ -27,8 +27,13 @@ format open):
 Order within one transition: leverage changes; algo orders NEW/TRIGGERING/TRIGGERED; orders
 NEW; TRADE_LITE per trade; ACCOUNT_UPDATE; ORDER_TRADE_UPDATE TRADE per trade, then
 CANCELED/EXPIRED; algo orders FINISHED/CANCELED/EXPIRED/REJECTED. Event (``E``) and
-transaction (``T``) times are the transition's time. Not modelled: FUNDING_FEE and the other
-ACCOUNT_UPDATE reasons, MARGIN_CALL (the sim never liquidates), GRID_UPDATE, STRATEGY_UPDATE.
+transaction (``T``) times are the transition's time.
+
+Funding (``funding_update``, pushed by the desk when it settles funding, not by ``diff``): one
+``ACCOUNT_UPDATE`` with ``m`` FUNDING_FEE per payment, listing only the USDT balance (``wb``
+after the payment, ``bc`` the payment) and no position, as Binance documents for a cross
+position. Not modelled: the other ACCOUNT_UPDATE reasons, MARGIN_CALL (the sim never
+liquidates), GRID_UPDATE, STRATEGY_UPDATE.
 """
 
 from __future__ import annotations
@@ -113,6 +118,13 @@ def account_update(acc: Account, symbols: list[str], rules: Mapping[str, SymbolR
     return {"e": "ACCOUNT_UPDATE", "E": now_ms, "T": now_ms, "a": {
         "m": reason, "B": [{"a": "USDT", "wb": wallet, "cw": wallet, "bc": "0"}],
         "P": [_position(acc.position(s), rules[s], marks) for s in symbols if s in rules]}}
+
+
+def funding_update(wallet_after: Decimal, paid: Decimal, now_ms: int) -> Event:
+    """``ACCOUNT_UPDATE`` ``m`` FUNDING_FEE of a cross position: the balance only, ``bc`` the payment."""
+    wallet = fixed(wallet_after, 8)
+    return {"e": "ACCOUNT_UPDATE", "E": now_ms, "T": now_ms, "a": {
+        "m": "FUNDING_FEE", "B": [{"a": "USDT", "wb": wallet, "cw": wallet, "bc": fixed(paid, 8)}], "P": []}}
 
 
 def algo_update(a: AlgoOrder, rules: SymbolRules, now_ms: int, *, status: str | None = None,

@@ -95,22 +95,22 @@ def run(argv, capsys):
 EXPECTED_CSV = [
     ["trade_id", "symbol", "side", "qty", "entry_price", "exit_price", "stop", "target",
      "opened_ms", "closed_ms", "opened_utc", "closed_utc", "holding_s", "pnl", "fees",
-     "outcome_r", "exit_reason", "confidence", "learned", "net_pnl"],
+     "outcome_r", "exit_reason", "confidence", "learned", "funding", "net_pnl"],
     ["sig-a", "BTCUSDT", "BUY", "0.1", "35000.0", "37100.0", "34000.0", "37100.0",
      "1700000000000", "1700003600000", "2023-11-14 22:13:20.000", "2023-11-14 23:13:20.000",
-     "3600.0", "210.0", "10.0", "2.0", "TARGET", "0.6", "1", "200.0"],
+     "3600.0", "210.0", "10.0", "2.0", "TARGET", "0.6", "1", "0.0", "200.0"],
     ["sig-b", "ETHUSDT", "SELL", "1.0", "2000.0", "2097.0", "2097.0", "1800.0",
      "1700001800000", "1700007200000", "2023-11-14 22:43:20.000", "2023-11-15 00:13:20.000",
-     "5400.0", "-97.0", "5.0", "-1.0", "STOP", "0.55", "1", "-102.0"],
+     "5400.0", "-97.0", "5.0", "-1.0", "STOP", "0.55", "1", "0.0", "-102.0"],
     ["sig-c", "SOLUSDT", "BUY", "10.0", "50.0", "60.5", "39.5", "60.5",
      "1700010800000", "1700014400000", "2023-11-15 01:13:20.000", "2023-11-15 02:13:20.000",
-     "3600.0", "105.0", "4.02", "1.0", "TARGET", "0.7", "0", "100.98"],
+     "3600.0", "105.0", "4.02", "1.0", "TARGET", "0.7", "0", "0.0", "100.98"],
 ]
 
 EXPECTED_METRICS = {
     "start_equity_usdt": 10_000.0, "final_equity_usdt": 10_198.98, "trades": 3, "wins": 2,
     "losses": 1, "win_rate": 2 / 3, "gross_pnl_usdt": 218.0, "trade_fees_usdt": 19.02,
-    "net_pnl_usdt": 198.98, "return_pct": 1.9898, "profit_factor": 300.98 / 102,
+    "funding_usdt": 0.0, "net_pnl_usdt": 198.98, "return_pct": 1.9898, "profit_factor": 300.98 / 102,
     "avg_r": 2 / 3, "median_r": 1.0, "expectancy_usdt": 198.98 / 3, "avg_holding_s": 4200.0,
     "first_open_ms": T0, "last_close_ms": T0 + 4 * H, "span_s": 14_400.0, "exposure": 0.75,
     "max_drawdown_usdt": 102.0, "max_drawdown_pct": 1.0, "trades_per_year": 6570.0,
