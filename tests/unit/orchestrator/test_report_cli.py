@@ -391,3 +391,26 @@ class TestHtml:
         (12.5, "12.5 s"), (245, "4 m 05 s"), (4_200, "1 h 10 m"), (90_000, "1 d 1 h")])
     def test_durations_are_written_in_two_units(self, seconds, text):
         assert report_html.duration_text(seconds) == text
+
+
+class TestFundingInTheReport:
+    def test_a_trades_funding_is_in_the_metrics_the_csv_and_the_page(self, tmp_path, capsys):
+        """One trade with funding -0.059: funding_usdt in summary.json, the trades.csv column,
+        the HTML trades table, and the printed line."""
+        from services.orchestrator import db as dbm
+        path = tmp_path / "aegis.sqlite3"
+        conn = dbm.connect(path)
+        body = wire.TradeClosed(trade_id="sig-f", symbol="BTCUSDT", side="BUY", qty=0.01, entry_price=59000.0,
+                                exit_price=59500.0, stop=58000.0, target=61000.0, opened_ms=1_700_000_000_000,
+                                closed_ms=1_700_000_060_000, pnl=4.941, fees=0.59, outcome_r=0.4941,
+                                exit_reason="EXTERNAL", learned=False, funding=-0.059)
+        dbm.write_batch(conn, dbm.rows_for(wire.Envelope(wire.SCHEMA_VERSION, "brain:1", 1, 1, 2, body)))
+        conn.close()
+        run(["--db", path, "--out", tmp_path / "rep"], capsys)
+        s = json.loads((tmp_path / "rep" / "summary.json").read_text())
+        assert s["metrics"]["funding_usdt"] == -0.059 and s["metrics"]["gross_pnl_usdt"] == 4.941
+        with open(tmp_path / "rep" / "trades.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["funding"] for r in rows] == ["-0.059"]
+        page = next((tmp_path / "rep").glob("*.html")).read_text()
+        assert "<th>funding</th>" in page and "-0.0590" in page
