@@ -7,7 +7,8 @@ faults. The server mounts its routes and calls ``match`` after every market step
 
 Routes (all SIGNED, in Binance USD-M's shapes, see ``private_rest``)
 ---------------------------------------------------------------------
-``POST/GET/DELETE /fapi/v1/order``, ``GET /fapi/v1/openOrder``, ``GET /fapi/v1/openOrders``,
+``POST/GET/PUT/DELETE /fapi/v1/order`` (PUT: modify a LIMIT order), ``POST /fapi/v1/order/test``
+(checked exactly as a new order, nothing placed), ``GET /fapi/v1/openOrder``, ``GET /fapi/v1/openOrders``,
 ``GET /fapi/v1/allOrders``, ``DELETE /fapi/v1/allOpenOrders``, ``GET /fapi/v1/userTrades``,
 ``GET /fapi/v2|v3/positionRisk``, ``GET /fapi/v2|v3/balance``, ``GET /fapi/v2|v3/account``,
 ``POST /fapi/v1/leverage``, ``POST /fapi/v1/marginType``, ``GET/POST /fapi/v1/positionSide/dual``,
@@ -282,6 +283,20 @@ class Desk:
                  side=o.side, type=o.type, qty=str(o.orig_qty), status=o.status, executed=str(o.executed_qty))
         return pr.order_body(placed.order if resp_type == "RESULT" else placed.ack, self.rules[req.symbol])
 
+    def _test_order(self, p: dict[str, str], now: int) -> Any:
+        """Every check of a new order (the trading core's included), the account untouched."""
+        req, _ = pr.order_request(p, self.rules)
+        trading.place(self.account, req, self.rules[req.symbol], self.quote(req.symbol), self.marks(), now)
+        return pr.test_order_body(req, self.rules[req.symbol])
+
+    def _modify(self, p: dict[str, str], now: int) -> Any:
+        symbol, oid, cid, side, qty, price = pr.modify_request(p, self.rules)
+        self.account, o = trading.modify(self.account, symbol, oid, cid, side, qty, price, self.rules[symbol],
+                                         self.quote(symbol), self.marks(), now)
+        log.info("sim.order_modified", symbol=symbol, order_id=o.order_id, client_id=o.client_id,
+                 price=str(o.price), qty=str(o.orig_qty), status=o.status)
+        return pr.order_body(o, self.rules[symbol])
+
     def _get_order(self, p: dict[str, str], now: int, open_only: bool = False) -> Any:
         symbol = pr.symbol_of(p, self.rules)
         assert symbol is not None
@@ -423,6 +438,8 @@ class Desk:
         acc = lambda: self.account  # noqa: E731 - read at request time
         r.add_post("/fapi/v1/order", s(self._place, order_post=True))
         r.add_get("/fapi/v1/order", s(self._get_order))
+        r.add_put("/fapi/v1/order", s(self._modify, order_post=True))
+        r.add_post("/fapi/v1/order/test", s(self._test_order))
         r.add_delete("/fapi/v1/order", s(self._cancel))
         r.add_get("/fapi/v1/openOrder", s(lambda p, now: self._get_order(p, now, open_only=True)))
         r.add_get("/fapi/v1/openOrders", s(lambda p, now: pr.open_orders(acc(), p, self.rules)))

@@ -141,6 +141,39 @@ def order_request(params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -
                         reduce_only=bool_param(params, "reduceOnly"), client_id=cid), resp_type
 
 
+def modify_request(params: Mapping[str, str], rules: Mapping[str, SymbolRules]
+                   ) -> tuple[str, int | None, str | None, str, Decimal, Decimal]:
+    """``PUT /fapi/v1/order`` parameters -> (symbol, orderId, origClientOrderId, side, quantity,
+    price): all of symbol, side, quantity and price are mandatory, and one of the two ids
+    (``orderId`` prevails when both are sent). ``priceMatch`` is not modelled: refused -1020."""
+    symbol = symbol_of(params, rules)
+    assert symbol is not None
+    oid, cid = order_ref(params)
+    side = params.get("side")
+    if not side:
+        raise mandatory("side")
+    if side not in (BUY, SELL):
+        raise RestError(-1117, "Invalid side.")
+    qty = decimal_param(params, "quantity")
+    if qty is None:
+        raise mandatory("quantity")
+    if params.get("priceMatch"):
+        raise RestError(-1020, "This operation is not supported.")
+    price = decimal_param(params, "price")
+    if price is None:
+        raise mandatory("price")
+    return symbol, oid, (None if oid is not None else cid), side, qty, price
+
+
+def test_order_body(req: OrderRequest, rules: SymbolRules) -> dict[str, Any]:
+    """``POST /fapi/v1/order/test``: Binance documents the new-order fields "with invalid
+    values": the order's shape, orderId 0, nothing executed, times 0."""
+    o = Order(order_id=0, client_id=req.client_id or "", symbol=req.symbol, side=req.side, type=req.type,
+              tif="GTC" if req.type == MARKET else req.tif, price=req.price or ZERO, orig_qty=req.qty,
+              reduce_only=req.reduce_only, time_ms=0, update_ms=0)
+    return order_body(o, rules)
+
+
 def _not_valid(name: str) -> RestError:
     return RestError(-1130, f"Data sent for parameter '{name}' is not valid.")
 

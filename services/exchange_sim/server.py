@@ -28,7 +28,7 @@ WebSocket API: ``/ws-fapi/v1`` (``ws_api``, ``ws_api_server``): ``order.place``,
 answered as Binance does, on the same account as REST; its weight counts with REST's.
 
 REST: ``/fapi/v1/ping``, ``time``, ``exchangeInfo``, ``klines``, ``ticker/24hr``,
-``ticker/price``, ``ticker/bookTicker``, ``premiumIndex``, ``depth``; and the signed
+``ticker/price`` (and ``/fapi/v2/ticker/price``), ``fundingRate``, ``ticker/bookTicker``, ``premiumIndex``, ``depth``; and the signed
 trading endpoints of one simulated account (orders, fills, positions, balance: ``desk``),
 whose resting orders are matched against the market after every step.
 
@@ -323,8 +323,9 @@ class SimServer:
         r.add_get("/fapi/v1/klines", self._rest(lambda q, now: rest.klines(self._m, q, self.by_name)))
         r.add_get("/fapi/v1/ticker/24hr", self._rest(
             lambda q, now: rest.ticker_24h_body(self._m, q, self.by_name, now)))
-        r.add_get("/fapi/v1/ticker/price", self._rest(
-            lambda q, now: rest.ticker_price_body(self._m, q, self.by_name, now)))
+        for v in ("v1", "v2"):  # v2: the same body (python-binance's and Binance's connector's default)
+            r.add_get(f"/fapi/{v}/ticker/price", self._rest(
+                lambda q, now: rest.ticker_price_body(self._m, q, self.by_name, now)))
         r.add_get("/fapi/v1/ticker/bookTicker", self._rest(
             lambda q, now: rest.book_ticker_body(self._m, q, self.by_name, now)))
         r.add_get("/fapi/v1/premiumIndex", self._rest(

@@ -11,7 +11,7 @@ what a real testnet account pushed in 2026 as recorded by others, where the page
 format open):
 
 - ``ORDER_TRADE_UPDATE`` for every order state change and every trade: ``x`` NEW, TRADE,
-  CANCELED or EXPIRED, ``X`` the status after it, ``l``/``L``/``t``/``n``/``rp`` of the trade,
+  AMENDMENT (a modified price or quantity, ``PUT /fapi/v1/order``), CANCELED or EXPIRED, ``X`` the status after it, ``l``/``L``/``t``/``n``/``rp`` of the trade,
   ``z`` and ``ap`` cumulative, ``ot``/``sp``/``wt``/``cp``/``pP`` pointing back at the algo
   order that placed it, ``er`` the expiry reason (9 a MARKET remainder, 2 an IOC one, 4 a
   reduce-only order with nothing left to reduce).
@@ -221,6 +221,9 @@ def diff(before: Account, after: Account, rules: Mapping[str, SymbolRules], mark
         if b is None:
             news.append(order_update(o, r, now_ms, x=NEW, status=NEW, executed=ZERO, cum_quote=ZERO, fill=None,
                                      notionals=notionals))
+        elif b.price != o.price or b.orig_qty != o.orig_qty:  # modified: AMENDMENT, as of before its fills
+            news.append(order_update(o, r, now_ms, x="AMENDMENT", status=b.status, executed=b.executed_qty,
+                                     cum_quote=b.cum_quote, fill=None, notionals=notionals))
         executed = b.executed_qty if b is not None else ZERO
         quote = b.cum_quote if b is not None else ZERO
         for f in fills_of.get(oid, ()):
