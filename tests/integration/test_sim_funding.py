@@ -58,14 +58,15 @@ def test_funding_across_a_funding_time_reaches_the_trade_the_journal_and_the_rep
                     "newClientOrderId": "ae-sig-f-0", "newOrderRespType": "RESULT"}, clock.now)
                 assert st == 200, entry
                 await drain(ws)
-                clock.now += 1000
+                await advance(server, clock, 1000)  # played up to the new time: nothing moves the mark now
+                await post(port, "/_sim/price", {"symbol": "BTCUSDT", "price": "59000.00"})
                 settled = await post(port, "/_sim/funding", {"symbol": "BTCUSDT"})
                 events = await drain(ws)
             _, income = await signed(port, "GET", "/fapi/v1/income", {"incomeType": "FUNDING_FEE",
                                                                       "startTime": T0_MS}, clock.now)
             _, rates = await get(port, "/fapi/v1/fundingRate?symbol=BTCUSDT")
             _, account = await get(port, "/_sim/account")
-            clock.now += 1000
+            await advance(server, clock, 1000)
             await post(port, "/_sim/price", {"symbol": "BTCUSDT", "price": "59500.00"})
             st, close = await signed(port, "POST", "/fapi/v1/order", {
                 "symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.010",
@@ -75,7 +76,7 @@ def test_funding_across_a_funding_time_reaches_the_trade_the_journal_and_the_rep
             return entry, settled, events, income, rates, account, fills
 
     entry, settled, events, income, rates, account, fills = run(main())
-    fund_ms = T0_MS + 2000  # advance(1000), then +1000 before the control
+    fund_ms = T0_MS + 2000  # advance(1000) before the entry, advance(1000) before the control
     # the exchange's side
     assert settled == (200, {"ok": True, "incomes": [
         {"symbol": "BTCUSDT", "income": "-0.05900000", "tranId": 9689322392, "time": fund_ms}]})

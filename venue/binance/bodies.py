@@ -55,11 +55,22 @@ def fill_from_raw(raw: Mapping[str, Any]) -> ExchangeFill:
 
 
 def income_from_raw(raw: Mapping[str, Any]) -> ExchangeIncome:
-    """A ``/fapi/v1/income`` row -> ``ExchangeIncome`` (``tranId`` a number on the wire, kept as text)."""
+    """A ``/fapi/v1/income`` row -> ``ExchangeIncome`` (``tranId`` a number on the wire, kept as
+    text). Money must be a finite number and the id and type present: else ``ValueError``."""
+    tran, kind = raw["tranId"], raw["incomeType"]
+    if isinstance(tran, bool) or not isinstance(tran, (int, str)) or str(tran) == "":
+        raise ValueError(f"tranId is not an id: {tran!r}")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"incomeType is not a name: {kind!r}")
+    amount = _dec(raw["income"])
+    if not amount.is_finite():
+        raise ValueError(f"income is not a finite number: {raw['income']!r}")
+    t = raw.get("time") or 0
+    if isinstance(t, bool) or not isinstance(t, (int, str)):
+        raise ValueError(f"time is not a number: {t!r}")
     return ExchangeIncome(
-        tran_id=str(raw["tranId"]), symbol=str(raw.get("symbol") or ""), income_type=str(raw["incomeType"]),
-        amount=_dec(raw["income"]), asset=str(raw.get("asset", "USDT")), time_ms=int(raw.get("time") or 0),
-        trade_id=str(raw.get("tradeId") or ""),
+        tran_id=str(tran), symbol=str(raw.get("symbol") or ""), income_type=kind, amount=amount,
+        asset=str(raw.get("asset", "USDT")), time_ms=int(t), trade_id=str(raw.get("tradeId") or ""),
     )
 
 

@@ -260,6 +260,9 @@ class CcxtBroker:
         params: dict[str, Any] = {"incomeType": income_type, "startTime": since_ms, "limit": INCOME_PAGE}
         for page_no in range(1, MAX_TRADE_PAGES + 1):
             rows = self._call("income", self._ex.fapiPrivateGetIncome, {**params, "page": page_no})
+            if not isinstance(rows, list):
+                raise DefinitiveError(f"income: unreadable answer (not a list: {type(rows).__name__})",
+                                      reason="bad_response")
             out += [self._parse("income", income_from_raw, r) for r in rows]
             if len(rows) < INCOME_PAGE:
                 break
