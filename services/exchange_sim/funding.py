@@ -18,9 +18,9 @@ Money: a payment is ``-(signed qty x mark x rate)`` rounded half-up to 1e-8 USDT
 prints 8 decimals); a payment that rounds to zero makes no income row.
 
 Times: the desk settles each grid time once (``Account.funding_ms`` remembers the last one,
-kept in the state file) with the marks of that moment; a sim started fresh, or one that
-was down across several funding times, settles none of the missed ones (it cannot know
-the marks). The test control ``POST /_sim/funding {"symbol"?}`` settles now, off the grid,
+kept in the state file) with the marks of that moment. A fresh account starts at the current
+grid time without paying; a sim that was down across funding times settles only the latest
+of them, once, at the marks it sees when it is back (it never saw the marks of the others). The test control ``POST /_sim/funding {"symbol"?}`` settles now, off the grid,
 so a test need not wait 8 hours: the income rows and records then carry the current time.
 """
 

@@ -10,10 +10,8 @@ number below is exact.
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
-import orjson
 import pytest
 import websockets
 
@@ -129,3 +127,32 @@ def test_funding_across_a_funding_time_reaches_the_trade_the_journal_and_the_rep
     assert [x.funding for x in trades] == [-0.059]
     m = report.metrics(trades, report.ReportConfig())
     assert m.funding_usdt == -0.059 and m.gross_pnl_usdt == 4.941
+
+
+def test_the_8_hourly_funding_time_settles_open_positions_once_on_the_sim_clock(cap):
+    """The sim clock crosses 16:00 UTC with a long open: one FUNDING_FEE row dated exactly at the
+    funding time, equal to -(qty x the recorded mark x 0.0001) to the last 1e-8; one series record
+    per served symbol at that time; nothing more after further steps."""
+    from services.exchange_sim.account import money
+    grid = 1_800_028_800_000  # a funding time (a multiple of 8 h)
+
+    async def main():
+        clock = Clock(grid - 3000)
+        async with running(cap, clock=clock, symbols=2) as (server, port):
+            await advance(server, clock, 1000)
+            await post(port, "/_sim/price", {"symbol": "BTCUSDT", "price": "59000.00"})
+            st, entry = await signed(port, "POST", "/fapi/v1/order", {
+                "symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010"}, clock.now)
+            assert st == 200, entry
+            await advance(server, clock, 4000)  # across the funding time, then 2 s more
+            _, income = await signed(port, "GET", "/fapi/v1/income", {"incomeType": "FUNDING_FEE",
+                                                                      "startTime": grid - 3000}, clock.now)
+            _, rates = await get(port, "/fapi/v1/fundingRate")
+            return income, rates
+
+    income, rates = run(main())
+    [btc] = [r for r in rates if r["symbol"] == "BTCUSDT"]
+    assert sorted(r["symbol"] for r in rates) == ["BTCUSDT", "D001USDT"]
+    assert all(r["fundingTime"] == grid and r["fundingRate"] == "0.00010000" for r in rates)
+    expected = money(-(Decimal("0.010") * Decimal(btc["markPrice"]) * Decimal("0.0001")))
+    assert [(r["time"], Decimal(r["income"])) for r in income] == [(grid, expected)]

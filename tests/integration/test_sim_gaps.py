@@ -9,7 +9,6 @@ The sim runs on a frozen clock (``Clock``): every price is the one the test push
 
 from __future__ import annotations
 
-import asyncio
 
 import orjson
 import pytest
