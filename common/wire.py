@@ -225,12 +225,13 @@ class TradeClosed(_Body, tag="TRADE_CLOSED"):
     target: NonNeg = 0.0
     opened_ms: int = 0
     closed_ms: int = 0
-    pnl: float = 0.0  # realised, before fees (USDT)
+    pnl: float = 0.0  # realised, before fees, funding included (USDT)
     fees: NonNeg = 0.0  # entry and exit commissions (USDT)
     outcome_r: float = 0.0  # pnl in units of the planned risk (entry to stop)
     exit_reason: str = ""  # STOP | TARGET | ROTATION | ADOPTED_STOP | ...
     confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
     learned: bool = False  # the model learned from it (adopted positions are not learned)
+    funding: float = 0.0  # funding received (+) or paid (-) while open, USDT (included in pnl)
 
 
 class ModelState(_Body, tag="MODEL_STATE"):

@@ -41,7 +41,7 @@ import structlog
 
 from common.errors import ConfigError, DefinitiveError, TransientError
 from venue.port import (
-    LIVE_STATUSES, AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder,
+    LIVE_STATUSES, AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeIncome, ExchangeOrder,
     ExchangePosition, OrderSpec, SubmitResult,
 )
 from venue.filters import SymbolFilters, is_on_grid, round_qty_down
@@ -370,6 +370,10 @@ class PaperBroker:
             self._trigger_algos()
             return [o for _, o in self._algos.values()
                     if o.status == "NEW" and (symbol is None or o.symbol == symbol)]
+
+    def income(self, *, income_type: str, since_ms: int) -> list[ExchangeIncome]:
+        """Paper trading pays no funding and keeps no income history: none."""
+        return []
 
     def leverage_brackets(self, symbols: Sequence[str]) -> dict[str, tuple]:
         """Unknown in paper mode (Binance serves them to signed requests only): the trader

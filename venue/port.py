@@ -82,6 +82,19 @@ class ExchangeFill:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExchangeIncome:
+    """One row of the account's income history (Binance ``/fapi/v1/income``)."""
+
+    tran_id: str  # unique within an income type
+    symbol: str  # "" for rows of no symbol (transfers)
+    income_type: str  # FUNDING_FEE | REALIZED_PNL | COMMISSION | ...
+    amount: Decimal  # signed: > 0 received, < 0 paid
+    asset: str = "USDT"
+    time_ms: int = 0
+    trade_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class SubmitResult:
     """What ``submit`` learned: the order as acknowledged, and any fills already known.
 
@@ -214,6 +227,11 @@ class Broker(Protocol):
 
     def leverage_brackets(self, symbols: Sequence[str]) -> dict[str, tuple[Bracket, ...]]:
         """Each symbol's maintenance-margin tiers; a symbol the broker cannot say is left out."""
+        ...
+
+    def income(self, *, income_type: str, since_ms: int) -> list[ExchangeIncome]:
+        """The account's income rows of ``income_type`` (FUNDING_FEE, ...) from ``since_ms`` on,
+        oldest first (a broker with no such history answers none)."""
         ...
 
     def close(self) -> None: ...

@@ -348,6 +348,8 @@ class Brain:
                                                   "trades_closed", "realized_pnl", "fees", "halted")})
             out["equity"] = float(ex["equity"] or 0.0)
             out.update(self.execution.ttt.counters())  # tick-to-trade buckets (ttt_le_us:...)
+            # funding received (+) or paid (-): closed trades' and the open trades' so far
+            out["funding"] = float(ex["funding"]) + float(ex["funding_reads"]["open_funding"])
         for b in LATENCY_BUCKETS_US:
             out[f"latency_le_us:{b:g}"] = lat.count_le(int(b * 1000))
         return out

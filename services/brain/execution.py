@@ -35,7 +35,7 @@ from common.log import RateLimiter
 from services.brain import dispatcher as dsp
 from venue import algo_orders as ao
 from venue import orders as om
-from services.brain import protection, recovery, risk, trader, user_feed
+from services.brain import funding_feed, protection, recovery, risk, trader, user_feed
 from services.brain.tick_to_trade import TickToTrade
 from venue.port import AlgoSpec, Broker, ExchangeAlgoOrder, ExchangeOrder, OrderSpec, SubmitResult
 
@@ -106,6 +106,7 @@ class Execution:
         # happen; REST resyncs after a gap (``user_feed``)
         self.user_stream = user_feed.Link(user_stream) if user_stream is not None else None
         self.ttt = TickToTrade()  # tick-to-trade: the brain sets ttt.trigger_ns around a decision
+        self.funding = funding_feed.FundingLink()  # funding's income reads (``funding_feed``)
 
     # ------------------------------------------------------------------ context
     def ctx(self, symbols: tuple[str, ...] = ()) -> trader.Ctx:
@@ -176,6 +177,7 @@ class Execution:
                 self._next_setup = now_s + 1.0
                 self._setup_symbols(self.symbols_fn())
             self._run(trader.on_timer(self.cfg, self.st, self.ctx()))
+            funding_feed.tick(self, now_s)  # funding of the open trades (income history reads)
             if now_s >= self._next_balance:
                 self._next_balance = now_s + self.balance_poll_s
                 self.dispatcher.submit(dsp.ACCOUNT, self.broker.balance, tag=("balance",))
@@ -441,6 +443,9 @@ class Execution:
                 self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
                     symbol=sym, since_ms=self.st.trades[sym].first_fill_ms or self.st.trades[sym].opened_ms), sym))
             return
+        if kind == funding_feed.TAG:
+            funding_feed.done(self, c)
+            return
         if kind == user_feed.RESYNC_TAG:
             user_feed.resynced(self, c)
             return
@@ -547,6 +552,7 @@ class Execution:
                     1 for t in self.st.trades.values() if t.position > 0),
                 "trades_closed": c.get("trades_closed", 0), "wins": c.get("wins", 0),
                 "realized_pnl": float(self.st.realized_pnl), "fees": float(self.st.fees),
+                "funding": float(self.st.funding), "funding_reads": funding_feed.snapshot(self),
                 "halted": self.st.risk.halted, "halt_reason": self.st.risk.halt_reason,
                 "open_orders": sum(1 for o in self.st.orders.values() if not o.is_terminal),
                 "protective_orders": sum(1 for o in self.st.algos.values() if o.is_protecting),

@@ -18,8 +18,14 @@ The life of a trade:
 3. ``on_prices``: the stop or the target was touched within the batch (its low/high) -> a
    reduce-only MARKET exit. Exits are local: the brain watches the price (see README: no
    exchange-side stop yet). A refused exit is retried by ``on_timer`` after ``exit_retry_ms``.
-4. Flat again: ``TRADE_CLOSED`` with the realised PnL, fees and the outcome in R (PnL per unit
-   of the risk planned at entry), and ``Learn`` for the model (not for adopted positions).
+4. Flat again: ``TRADE_CLOSED`` with the realised PnL, fees, funding and the outcome in R (PnL
+   per unit of the risk planned at entry), and ``Learn`` for the model (not for adopted positions).
+
+Funding (``on_income``): the exchange's FUNDING_FEE income rows (``GET /fapi/v1/income``, fetched
+by the shell after each ``ACCOUNT_UPDATE`` m=FUNDING_FEE and on a timer) belong to the open trade
+of their symbol when timed at or after the trade opened, each row once (by ``tranId``). A trade's
+PnL and R include its funding: ``pnl = direction x (exit notional - entry notional) + funding``,
+``R = pnl / (|entry avg - stop| x entry qty)``; fees stay apart (net = pnl - fees).
 
 Client order ids are deterministic (``orders.make_client_order_id``): entry ``ae-<signal>-0``,
 exit n ``ax-<signal>-n``. A signal whose entry id was ever used (``used_cids``, restored
@@ -42,7 +48,7 @@ from venue import orders as om
 from services.brain import protection as pr
 from services.brain import risk, rotation
 from venue import algo_orders as ao
-from venue.port import ExchangeFill
+from venue.port import ExchangeFill, ExchangeIncome
 from services.brain.trading_state import (  # noqa: F401  (the trader's values, named here too)
     Action, CheckPosition, Ctx, Dispatch, FetchSymbolFills, Learn, NewAlgo, NewOrder, PendingEntry, Problem,
     Publish, Result, Trade, TraderConfig, TraderState, count as _count, with_algo as _with_algo,
@@ -61,6 +67,7 @@ DUPLICATE_SIGNAL = "DUPLICATE_SIGNAL"
 TRADING_DISABLED = "TRADING_DISABLED"
 NO_SIZE = "NO_SIZE"
 PROTECTION_PENDING = "PROTECTION_PENDING"  # the symbol's old protective orders are not yet cancelled
+FUNDING_FEE = "FUNDING_FEE"  # the income type funding is booked as
 REDUCE_ONLY_REJECTED = -2022  # Binance: "ReduceOnly Order is rejected" (no position to reduce)
 
 
@@ -408,24 +415,48 @@ def _order_done(cfg: TraderConfig, st: TraderState, o: om.Order, ctx: Ctx) -> Re
 
 
 def outcome_r(t: Trade) -> float:
-    """PnL per unit of the planned risk (entry to stop), before fees."""
+    """PnL per unit of the planned risk (entry to stop), funding included, before fees."""
     risk_dist = abs(float(t.entry_avg) - t.stop)
     if risk_dist <= 0 or not t.entry_qty:
         return 0.0
-    return t.direction * (float(t.exit_avg) - float(t.entry_avg)) / risk_dist
+    r = t.direction * (float(t.exit_avg) - float(t.entry_avg)) / risk_dist
+    return r + float(t.funding) / (risk_dist * float(t.entry_qty)) if t.funding else r
+
+
+def trade_pnl(t: Trade) -> Decimal:
+    """The trade's realised PnL before fees, funding included (exact)."""
+    price = _EXACT.multiply(Decimal(t.direction), _EXACT.subtract(t.exit_notional, t.entry_notional))
+    return _EXACT.add(price, t.funding)
+
+
+def on_income(cfg: TraderConfig, st: TraderState, rows: list[ExchangeIncome], ctx: Ctx) -> Result:
+    """The exchange's income rows: each FUNDING_FEE row of a symbol with an open trade, timed at
+    or after the trade opened, is that trade's funding, once (by ``tranId``). Other rows, and
+    rows of no open trade (a trade closed before its last funding was read), change nothing."""
+    for r in rows:
+        if r.income_type != FUNDING_FEE:
+            continue
+        t = st.trades.get(r.symbol)
+        if t is None or r.time_ms < t.opened_ms or not t.entry_qty:
+            continue
+        if r.tran_id in t.funding_ids:
+            continue
+        t = replace(t, funding=_EXACT.add(t.funding, r.amount), funding_ids=t.funding_ids | {r.tran_id})
+        st = _count(_with_trade(st, t), "funding_applied")
+    return st, []
 
 
 def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list[Action],
            learnable: bool = True) -> Result:
     st, t, cancels = pr.disarm(st, t)
     actions = [*actions, *cancels]
-    pnl = _EXACT.multiply(Decimal(t.direction), _EXACT.subtract(t.exit_notional, t.entry_notional))
+    pnl = trade_pnl(t)
     r = outcome_r(t)
     learned = learnable and not t.adopted and math.isfinite(r)
     body = wire.TradeClosed(trade_id=t.trade_id, symbol=t.symbol, side=t.side, qty=float(t.entry_qty),
                             entry_price=float(t.entry_avg), exit_price=float(t.exit_avg), stop=t.stop,
                             target=t.target, opened_ms=t.opened_ms, closed_ms=ctx.now_ms, pnl=float(pnl),
-                            fees=float(t.fees), outcome_r=r, exit_reason=t.exit_reason or "UNKNOWN",
+                            fees=float(t.fees), funding=float(t.funding), outcome_r=r, exit_reason=t.exit_reason or "UNKNOWN",
                             confidence=min(1.0, max(0.0, t.confidence)), learned=learned)
     flat = wire.Position(symbol=t.symbol, qty=0.0, entry_price=0.0, unrealized_pnl=0.0, realized_pnl=float(pnl))
     actions = [*actions, Publish(flat), Publish(body)]
@@ -434,6 +465,7 @@ def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list
     keep = {k: v for k, v in st.orders.items()
             if not ((v.is_terminal or t.flat_at_exchange_ms) and (k == t.entry_cid or k in t.exit_cids))}
     st = replace(_without_trade(st, t.symbol), orders=keep, realized_pnl=_EXACT.add(st.realized_pnl, pnl),
+                 funding=_EXACT.add(st.funding, t.funding),
                  last_action_ms=rotation.record_action(st.last_action_ms, t.symbol, ctx.now_ms))
     st = pr.prune(st)
     st = _count(st, "trades_closed", *(["wins"] if pnl > 0 else []))

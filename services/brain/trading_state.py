@@ -70,6 +70,8 @@ class Trade:
     protected_ms: int = 0  # when the exchange confirmed the current stop (0 = not protected)
     first_fill_ms: int = 0  # the entry's first fill: from here the position exists
     flat_at_exchange_ms: int = 0  # the exchange says flat, our fills do not (yet): closing
+    funding: Decimal = Decimal(0)  # funding received (+) or paid (-) while open: the exchange's income rows
+    funding_ids: frozenset[str] = frozenset()  # the tranIds of those rows (each counts once)
 
     @property
     def position(self) -> Decimal:
@@ -103,7 +105,8 @@ class TraderState:
     pending: tuple[PendingEntry, ...] = ()
     last_action_ms: Mapping[str, int] = field(default_factory=dict)
     used_cids: frozenset[str] = frozenset()
-    realized_pnl: Decimal = Decimal(0)  # closed trades, before fees
+    realized_pnl: Decimal = Decimal(0)  # closed trades, before fees (funding included)
+    funding: Decimal = Decimal(0)  # closed trades' funding (received > 0, paid < 0)
     fees: Decimal = Decimal(0)
     counters: Mapping[str, int] = field(default_factory=dict)
     algos: Mapping[str, ao.AlgoOrder] = field(default_factory=dict)  # by clientAlgoId

@@ -51,6 +51,7 @@ import structlog
 from common.log import RateLimiter
 from services.brain import dispatcher as dsp
 from services.brain import trader
+from services.brain import funding_feed
 from venue import algo_orders as ao
 from venue import orders as om
 from venue.binance import user_updates as uu
@@ -180,6 +181,8 @@ def apply(ex: Execution, step: uu.Step) -> None:
             _inc(link.ignored, "flat_held_for_own_exit")
             return
         ex._run(trader.on_exchange_position(ex.cfg, st, step.symbol, step.qty, ex.ctx((step.symbol,))))
+    elif isinstance(step, uu.FundingFee):
+        funding_feed.on_event(ex, step.transaction_ms, step.balance_change)
     elif isinstance(step, uu.MarginWarning):
         log.warning("brain.margin_call", symbols=list(step.symbols), cross_wallet=str(step.cross_wallet))
     elif isinstance(step, uu.Resync):

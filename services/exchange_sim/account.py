@@ -13,9 +13,12 @@ only, each documented where it is done: commissions and realised PnL to 1e-8 USD
 (half-up, Binance prints 8 decimals), and the average entry price to ``ENTRY_EXTRA_DECIMALS``
 past the tick.
 
+Funding payments are settled by ``funding`` and kept here as income rows (``Income``) and
+the per-symbol funding series (``FundingRecord``).
+
 What the account does not model (the sim is for exercising a client, not for risk research):
-funding payments, liquidation, isolated margin (the mode is recorded and reported, margin
-is always cross), hedge mode, and queue position or depth behind the touch.
+liquidation, isolated margin (``POST /fapi/v1/marginType`` refuses ISOLATED, see
+``trading.set_margin_type``), hedge mode, and queue position or depth behind the touch.
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ MAX_CLOSED_ORDERS = 10_000  # history kept (and persisted); open orders are alwa
 MAX_FILLS = 10_000  # Binance keeps finite history too; enough to reconcile after a crash
 FIRST_ALGO_ID = 1_000_000_200_000_001  # Binance's algo ids (testnet 2026: ~1.0000002e15)
 MAX_CLOSED_ALGOS = 10_000  # algo order history kept (and persisted); open ones are always kept
-STATE_SCHEMA = 2  # bump when the JSON layout of ``to_json`` changes (2: algo orders; 1 still reads)
+STATE_SCHEMA = 3  # bump when the JSON layout of ``to_json`` changes (3: funding; 2: algo orders; 1, 2 still read)
+FIRST_TRAN_ID = 9_689_322_392  # income tranIds (Binance's documented example is 9689322392)
+MAX_INCOMES = 10_000  # funding income rows kept (and persisted)
+MAX_FUNDING_RECORDS = 10_000  # funding series rows kept (all symbols together)
 
 # Binance's real USD-M notional brackets for BTCUSDT, as GET /fapi/v1/leverageBracket
 # answered them in late 2024 (Binance's published margin tiers; no file of them is bundled):
@@ -239,6 +245,28 @@ class AlgoOrder:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Income:
+    """One stored income row (``/fapi/v1/income``): the sim stores FUNDING_FEE rows; the
+    REALIZED_PNL and COMMISSION rows are derived from the fills when asked (``private_rest``)."""
+
+    tran_id: int
+    symbol: str
+    income_type: str  # FUNDING_FEE
+    income: Decimal  # signed USDT, 1e-8: > 0 received, < 0 paid
+    time_ms: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class FundingRecord:
+    """One funding settlement of one symbol (``/fapi/v1/fundingRate``)."""
+
+    symbol: str
+    rate: Decimal
+    time_ms: int
+    mark: Decimal
+
+
+@dataclass(frozen=True, kw_only=True)
 class Account:
     wallet: Decimal
     positions: Mapping[str, Position] = field(default_factory=dict)
@@ -257,6 +285,10 @@ class Account:
     open_algo_ids: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # NEW/TRIGGERED per symbol
     client_algo_ids: Mapping[str, int] = field(default_factory=dict)  # clientAlgoId -> latest algo id
     next_algo_id: int = FIRST_ALGO_ID
+    incomes: tuple[Income, ...] = ()  # FUNDING_FEE rows, oldest first (the last MAX_INCOMES)
+    funding: tuple[FundingRecord, ...] = ()  # the funding series, oldest first (last MAX_FUNDING_RECORDS)
+    funding_ms: int = 0  # the last 8-hourly funding time settled (0: none looked at yet)
+    next_tran_id: int = FIRST_TRAN_ID
 
     def position(self, symbol: str) -> Position:
         return self.positions.get(symbol) or Position(symbol=symbol, qty=ZERO, entry_price=ZERO, update_ms=0)
@@ -438,14 +470,21 @@ def to_json(acc: Account) -> dict[str, Any]:
         "updateTime": acc.update_ms,
         "algos": [_algo_json(a) for a in acc.algos.values()],
         "nextAlgoId": acc.next_algo_id,
+        "incomes": [{"tranId": i.tran_id, "symbol": i.symbol, "incomeType": i.income_type,
+                     "income": _d(i.income), "time": i.time_ms} for i in acc.incomes],
+        "funding": [{"symbol": f.symbol, "rate": _d(f.rate), "time": f.time_ms, "mark": _d(f.mark)}
+                    for f in acc.funding],
+        "fundingTime": acc.funding_ms,
+        "nextTranId": acc.next_tran_id,
     }
 
 
 def from_json(doc: Mapping[str, Any]) -> Account:
     """Inverse of ``to_json``; raises ``ValueError`` on a document it cannot read. A schema 1
-    document (before algo orders) reads as one without any."""
-    if not isinstance(doc, Mapping) or doc.get("schema") not in (1, STATE_SCHEMA):
-        raise ValueError(f"not a sim account state (schema 1 or {STATE_SCHEMA})")
+    document (before algo orders) reads as one without any, a schema 2 one (before funding)
+    as one without funding rows."""
+    if not isinstance(doc, Mapping) or doc.get("schema") not in (1, 2, STATE_SCHEMA):
+        raise ValueError(f"not a sim account state (schema 1, 2 or {STATE_SCHEMA})")
     try:
         orders = {o["orderId"]: Order(
             order_id=int(o["orderId"]), client_id=o["clientOrderId"], symbol=o["symbol"], side=o["side"],
@@ -487,6 +526,12 @@ def from_json(doc: Mapping[str, Any]) -> Account:
             next_order_id=int(doc["nextOrderId"]), next_trade_id=int(doc["nextTradeId"]),
             fills_total=int(doc["fillsTotal"]), version=int(doc["version"]),
             update_ms=int(doc["updateTime"]), algos=dict(sorted(algos.items())), open_algo_ids=open_algo_ids,
-            client_algo_ids=client_algo_ids, next_algo_id=int(doc.get("nextAlgoId", FIRST_ALGO_ID)))
+            client_algo_ids=client_algo_ids, next_algo_id=int(doc.get("nextAlgoId", FIRST_ALGO_ID)),
+            incomes=tuple(Income(tran_id=int(i["tranId"]), symbol=i["symbol"], income_type=i["incomeType"],
+                                 income=Decimal(i["income"]), time_ms=int(i["time"]))
+                          for i in doc.get("incomes", ())),
+            funding=tuple(FundingRecord(symbol=f["symbol"], rate=Decimal(f["rate"]), time_ms=int(f["time"]),
+                                        mark=Decimal(f["mark"])) for f in doc.get("funding", ())),
+            funding_ms=int(doc.get("fundingTime", 0)), next_tran_id=int(doc.get("nextTranId", FIRST_TRAN_ID)))
     except (KeyError, TypeError, ArithmeticError) as exc:
         raise ValueError(f"malformed sim account state: {exc!r}") from exc

@@ -7,11 +7,12 @@ faults. The server mounts its routes and calls ``match`` after every market step
 
 Routes (all SIGNED, in Binance USD-M's shapes, see ``private_rest``)
 ---------------------------------------------------------------------
-``POST/GET/DELETE /fapi/v1/order``, ``GET /fapi/v1/openOrder``, ``GET /fapi/v1/openOrders``,
+``POST/GET/PUT/DELETE /fapi/v1/order`` (PUT: modify a LIMIT order), ``POST /fapi/v1/order/test``
+(checked exactly as a new order, nothing placed), ``GET /fapi/v1/openOrder``, ``GET /fapi/v1/openOrders``,
 ``GET /fapi/v1/allOrders``, ``DELETE /fapi/v1/allOpenOrders``, ``GET /fapi/v1/userTrades``,
 ``GET /fapi/v2|v3/positionRisk``, ``GET /fapi/v2|v3/balance``, ``GET /fapi/v2|v3/account``,
 ``POST /fapi/v1/leverage``, ``POST /fapi/v1/marginType``, ``GET/POST /fapi/v1/positionSide/dual``,
-``GET /fapi/v1/commissionRate``, ``GET /fapi/v1/leverageBracket``; the Algo Service's
+``GET /fapi/v1/commissionRate``, ``GET /fapi/v1/leverageBracket``, ``GET /fapi/v1/income``; the Algo Service's
 ``POST/GET/DELETE /fapi/v1/algoOrder``, ``GET /fapi/v1/openAlgoOrders``,
 ``GET /fapi/v1/allAlgoOrders`` and ``DELETE /fapi/v1/algoOpenOrders`` (``algo``). The
 WebSocket API's signed methods run the same builders (``ws_api_builders``, ``execute``).
@@ -21,6 +22,13 @@ fills the resting orders the market crossed and then fires the algo orders whose
 it met, symbol by symbol in name order; after any change it settles the algo orders
 (``algo.settle``: FINISHED once their order is done, closePosition ones EXPIRED once there
 is no position left to close).
+
+Public but read from the account: ``GET /fapi/v1/fundingRate`` (the funding series).
+
+Funding (``funding``): the pump calls ``check_funding`` every step; at each 8-hourly funding
+time it settles every open position at the marks of that moment, books the income rows,
+and pushes one ``ACCOUNT_UPDATE`` (``m`` FUNDING_FEE) per payment. ``settle_funding_now``
+does the same off the grid for the test control ``POST /_sim/funding``.
 
 Test records (not Binance): ``GET /_sim/trades``, ``/_sim/orders``, ``/_sim/account``. The
 server's ``POST /_sim/price`` calls ``on_price`` once it moved a symbol's market.
@@ -37,6 +45,7 @@ saved is skipped. The market-data path never writes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -46,8 +55,9 @@ import orjson
 import structlog
 from aiohttp import web
 
-from services.exchange_sim import algo, codec, private_rest as pr, signing, state_file, trading, user_events
-from services.exchange_sim.account import Account, Quote, SymbolRules, new_account
+from services.exchange_sim import (algo, codec, funding, private_rest as pr, signing, state_file, trading,
+                                   user_events)
+from services.exchange_sim.account import Account, Income, Quote, SymbolRules, new_account
 from services.exchange_sim.market import Market, SymState
 from services.exchange_sim.rest import RestError
 from services.exchange_sim.user_stream import UserStream
@@ -150,6 +160,57 @@ class Desk:
                 out[s] = Decimal(st.last_price).scaleb(-st.spec.price_decimals)
         return out
 
+    def all_marks(self) -> dict[str, Decimal]:
+        """The mark of every symbol the sim serves that has a price yet."""
+        out: dict[str, Decimal] = {}
+        for s in self.rules:
+            st = self._state(s)
+            if st.book is not None:
+                out[s] = Decimal(st.book.b + st.book.a).scaleb(-st.spec.price_decimals) / 2
+            elif st.last_price is not None:
+                out[s] = Decimal(st.last_price).scaleb(-st.spec.price_decimals)
+        return out
+
+    # ------------------------------------------------------------------ funding
+    def check_funding(self) -> None:
+        """Settle the latest 8-hourly funding time once it has come (cheap when it has not).
+        A fresh account (``funding_ms`` 0) starts at the current grid time without paying."""
+        now = self.now_ms()
+        due = funding.last_funding_ms(now)
+        acc = self.account
+        if due <= acc.funding_ms:
+            return
+        if acc.funding_ms == 0:
+            self.account = dataclasses.replace(acc, funding_ms=due, version=acc.version + 1)
+            self._spawn(self.writer.save(self.account))
+            return
+        self._settle(list(self.rules), due, now, grid=True)
+
+    def settle_funding_now(self, symbol: str | None) -> list[Income]:
+        """The test control: funding of ``symbol`` (default: every symbol) settled now."""
+        now = self.now_ms()
+        return self._settle([symbol] if symbol is not None else list(self.rules), now, now, grid=False)
+
+    def _settle(self, symbols: list[str], time_ms: int, now: int, *, grid: bool) -> list[Income]:
+        before = self.account
+        after, paid = funding.settle(before, symbols, self.all_marks(), time_ms, now, grid=grid)
+        if after is before:
+            return []
+        self.account = after
+        for i in paid:
+            log.info("sim.funding_settled", symbol=i.symbol, income=str(i.income), tran_id=i.tran_id,
+                     time_ms=i.time_ms)
+        user = self.user
+        if paid and user is not None and user.listening():
+            wallet = before.wallet
+            events = []
+            for i in paid:
+                wallet += i.income
+                events.append(user_events.funding_update(wallet, i.income, now))
+            user.publish(events)
+        self._spawn(self.writer.save(self.account))
+        return paid
+
     # ------------------------------------------------------------------ the pump's hook
     def match(self) -> None:
         """Fill resting orders the market crossed, then fire the algo orders it triggered:
@@ -221,6 +282,20 @@ class Desk:
         log.info("sim.order_placed", symbol=o.symbol, order_id=o.order_id, client_id=o.client_id,
                  side=o.side, type=o.type, qty=str(o.orig_qty), status=o.status, executed=str(o.executed_qty))
         return pr.order_body(placed.order if resp_type == "RESULT" else placed.ack, self.rules[req.symbol])
+
+    def _test_order(self, p: dict[str, str], now: int) -> Any:
+        """Every check of a new order (the trading core's included), the account untouched."""
+        req, _ = pr.order_request(p, self.rules)
+        trading.place(self.account, req, self.rules[req.symbol], self.quote(req.symbol), self.marks(), now)
+        return pr.test_order_body(req, self.rules[req.symbol])
+
+    def _modify(self, p: dict[str, str], now: int) -> Any:
+        symbol, oid, cid, side, qty, price = pr.modify_request(p, self.rules)
+        self.account, o = trading.modify(self.account, symbol, oid, cid, side, qty, price, self.rules[symbol],
+                                         self.quote(symbol), self.marks(), now)
+        log.info("sim.order_modified", symbol=symbol, order_id=o.order_id, client_id=o.client_id,
+                 price=str(o.price), qty=str(o.orig_qty), status=o.status)
+        return pr.order_body(o, self.rules[symbol])
 
     def _get_order(self, p: dict[str, str], now: int, open_only: bool = False) -> Any:
         symbol = pr.symbol_of(p, self.rules)
@@ -299,6 +374,18 @@ class Desk:
         self.account = algo.cancel_all(self.account, symbol, now)
         return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
+    def _public(self, build: Build) -> Handler:
+        """A public endpoint that reads the account's records (no key, no signature)."""
+        async def handler(request: web.Request) -> web.Response:
+            now = self.now_ms()
+            headers = self.headers(now)
+            try:
+                return self._json(build(dict(request.rel_url.query), now), headers=headers)
+            except RestError as exc:
+                return self._error(exc, headers)
+
+        return handler
+
     def _keyed(self, build: Callable[[dict[str, str], int], Any]) -> Handler:
         """A USER_STREAM endpoint: the API key is checked, no signature or timestamp needed."""
         async def handler(request: web.Request) -> web.Response:
@@ -351,6 +438,8 @@ class Desk:
         acc = lambda: self.account  # noqa: E731 - read at request time
         r.add_post("/fapi/v1/order", s(self._place, order_post=True))
         r.add_get("/fapi/v1/order", s(self._get_order))
+        r.add_put("/fapi/v1/order", s(self._modify, order_post=True))
+        r.add_post("/fapi/v1/order/test", s(self._test_order))
         r.add_delete("/fapi/v1/order", s(self._cancel))
         r.add_get("/fapi/v1/openOrder", s(lambda p, now: self._get_order(p, now, open_only=True)))
         r.add_get("/fapi/v1/openOrders", s(lambda p, now: pr.open_orders(acc(), p, self.rules)))
@@ -376,6 +465,8 @@ class Desk:
         r.add_get("/fapi/v1/openAlgoOrders", s(lambda p, now: pr.open_algo_orders(acc(), p, self.rules)))
         r.add_get("/fapi/v1/allAlgoOrders", s(lambda p, now: pr.all_algo_orders(acc(), p, self.rules)))
         r.add_delete("/fapi/v1/algoOpenOrders", s(self._cancel_all_algos))
+        r.add_get("/fapi/v1/income", s(lambda p, now: pr.income(acc(), p, self.rules, now)))
+        r.add_get("/fapi/v1/fundingRate", self._public(lambda p, now: pr.funding_rate(acc(), p, self.rules)))
         r.add_post("/fapi/v1/listenKey", self._keyed(self._listen_key_post))
         r.add_put("/fapi/v1/listenKey", self._keyed(self._listen_key_put))
         r.add_delete("/fapi/v1/listenKey", self._keyed(self._listen_key_delete))

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.exchange_sim import codec
+from services.exchange_sim import codec, funding
 from services.exchange_sim.capture import TRADE, Capture
 from services.exchange_sim.engine import Player, rebase, round_prices
 from services.exchange_sim.hub import (CH_AGG, CH_BOOK, CH_KLINE, CH_MARK, CH_MARK1S, CH_TRADE,
@@ -42,8 +42,8 @@ KLINE_PUSH_MS = 250  # Binance futures kline streams update every 250 ms
 KLINE_CLOSE_GRACE_MS = 1000  # close a bar only when trades up to 1 s past its end were played:
 #                              a trade's E trails its T (0-2 ms in the capture), never by 1 s
 MARK_PERIOD_MS = {CH_MARK: 3000, CH_MARK1S: 1000}
-FUNDING_RATE = "0.00010000"  # constant 0.01 % per 8 h: the sim has no spot index to track
-FUNDING_PERIOD_MS = 8 * 3_600_000
+FUNDING_RATE = f"{funding.FUNDING_RATE:.8f}"  # the rate rule of ``funding`` (one rate, every symbol)
+FUNDING_PERIOD_MS = funding.FUNDING_PERIOD_MS
 MARK_DECIMALS = 8  # Binance prints mark and index prices with 8 decimals
 
 
@@ -91,8 +91,7 @@ class PriceError(ValueError):
     """A ``set_price`` the sim cannot do (off the symbol's price grid, or no price seen yet)."""
 
 
-def next_funding_ms(now_ms: int) -> int:
-    return now_ms - now_ms % FUNDING_PERIOD_MS + FUNDING_PERIOD_MS
+next_funding_ms = funding.next_funding_ms
 
 
 class Market:

@@ -141,6 +141,39 @@ def order_request(params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -
                         reduce_only=bool_param(params, "reduceOnly"), client_id=cid), resp_type
 
 
+def modify_request(params: Mapping[str, str], rules: Mapping[str, SymbolRules]
+                   ) -> tuple[str, int | None, str | None, str, Decimal, Decimal]:
+    """``PUT /fapi/v1/order`` parameters -> (symbol, orderId, origClientOrderId, side, quantity,
+    price): all of symbol, side, quantity and price are mandatory, and one of the two ids
+    (``orderId`` prevails when both are sent). ``priceMatch`` is not modelled: refused -1020."""
+    symbol = symbol_of(params, rules)
+    assert symbol is not None
+    oid, cid = order_ref(params)
+    side = params.get("side")
+    if not side:
+        raise mandatory("side")
+    if side not in (BUY, SELL):
+        raise RestError(-1117, "Invalid side.")
+    qty = decimal_param(params, "quantity")
+    if qty is None:
+        raise mandatory("quantity")
+    if params.get("priceMatch"):
+        raise RestError(-1020, "This operation is not supported.")
+    price = decimal_param(params, "price")
+    if price is None:
+        raise mandatory("price")
+    return symbol, oid, (None if oid is not None else cid), side, qty, price
+
+
+def test_order_body(req: OrderRequest, rules: SymbolRules) -> dict[str, Any]:
+    """``POST /fapi/v1/order/test``: Binance documents the new-order fields "with invalid
+    values": the order's shape, orderId 0, nothing executed, times 0."""
+    o = Order(order_id=0, client_id=req.client_id or "", symbol=req.symbol, side=req.side, type=req.type,
+              tif="GTC" if req.type == MARKET else req.tif, price=req.price or ZERO, orig_qty=req.qty,
+              reduce_only=req.reduce_only, time_ms=0, update_ms=0)
+    return order_body(o, rules)
+
+
 def _not_valid(name: str) -> RestError:
     return RestError(-1130, f"Data sent for parameter '{name}' is not valid.")
 
@@ -588,3 +621,85 @@ def sim_account(acc: Account, rules: Mapping[str, SymbolRules], marks: Mapping[s
         "openOrders": sum(len(v) for v in acc.open_ids.values()), "orders": len(acc.orders),
         "fills": acc.fills_total, "version": acc.version, "updateTime": acc.update_ms}
 
+
+
+# ---------------------------------------------------------------------------- income and funding
+INCOME_TYPES = ("REALIZED_PNL", "COMMISSION", "FUNDING_FEE")  # what the sim's account ever books
+INCOME_DEFAULT_LIMIT = 100
+INCOME_WINDOW_MS = 7 * 86_400_000  # no startTime/endTime: the last 7 days
+TRADE_TRAN_OFFSET = 10_000_000_000  # tranId of a fill's REALIZED_PNL / COMMISSION rows: trade id + this
+FUNDING_RATE_DEFAULT_LIMIT = 100
+
+
+def _income_row(symbol: str, income_type: str, amount: Decimal, time_ms: int, tran_id: int,
+                trade_id: int | None) -> dict[str, Any]:
+    return {"symbol": symbol, "incomeType": income_type, "income": usdt(amount), "asset": "USDT",
+            "info": income_type, "time": time_ms, "tranId": tran_id,
+            "tradeId": str(trade_id) if trade_id is not None else ""}
+
+
+def income(acc: Account, params: Mapping[str, str], rules: Mapping[str, SymbolRules], now_ms: int) -> list[dict[str, Any]]:
+    """``GET /fapi/v1/income`` (Binance's "Get Income History"): ``symbol``, ``incomeType``,
+    ``startTime``/``endTime`` (inclusive; neither: the last 7 days), ``page`` (from 1),
+    ``limit`` (default 100, at most 1000); rows ascending by time, from the window's start.
+
+    Rows: FUNDING_FEE as settled (``funding``, ``tradeId`` ""), and per fill a COMMISSION row and,
+    when it realised PnL, a REALIZED_PNL row (``tradeId`` the trade's id). ``tranId`` is unique
+    within an income type, as Binance documents: a fill's two rows share trade id + 1e10. An
+    income type the sim never books (TRANSFER, ...) answers an empty list; an unknown one -1130."""
+    symbol = symbol_of(params, rules, required=False)
+    kind = params.get("incomeType") or None
+    if kind is not None and not re.fullmatch(r"[A-Z_]{1,40}", kind):
+        raise RestError(-1130, "Data sent for parameter 'incomeType' is not valid.")
+    limit = int_param(params, "limit")
+    if limit is None:
+        limit = INCOME_DEFAULT_LIMIT
+    elif not 1 <= limit <= LIST_MAX_LIMIT:
+        raise RestError(-1130, "Data sent for parameter 'limit' is not valid.")
+    page = int_param(params, "page") or 1
+    start, end = int_param(params, "startTime"), int_param(params, "endTime")
+    if start is not None and end is not None and start > end:
+        raise RestError(-1023, "Start time is greater than end time.")
+    if start is None and end is None:
+        start, end = now_ms - INCOME_WINDOW_MS, now_ms
+    rows: list[tuple[int, int, int, dict[str, Any]]] = []  # (time, type order, tranId, row)
+    if kind in (None, "REALIZED_PNL", "COMMISSION"):
+        for f in acc.fills:
+            if symbol is not None and f.symbol != symbol:
+                continue
+            tran = f.trade_id + TRADE_TRAN_OFFSET
+            if kind in (None, "REALIZED_PNL") and f.realized_pnl:
+                rows.append((f.time_ms, 0, tran, _income_row(f.symbol, "REALIZED_PNL", f.realized_pnl,
+                                                             f.time_ms, tran, f.trade_id)))
+            if kind in (None, "COMMISSION"):
+                rows.append((f.time_ms, 1, tran, _income_row(f.symbol, "COMMISSION", -f.commission,
+                                                             f.time_ms, tran, f.trade_id)))
+    if kind in (None, "FUNDING_FEE"):
+        for i in acc.incomes:
+            if symbol is None or i.symbol == symbol:
+                rows.append((i.time_ms, 2, i.tran_id, _income_row(i.symbol, i.income_type, i.income, i.time_ms,
+                                                                  i.tran_id, None)))
+    rows = [r for r in rows if (start is None or r[0] >= start) and (end is None or r[0] <= end)]
+    rows.sort(key=lambda r: r[:3])
+    return [r[3] for r in rows[(page - 1) * limit:page * limit]]
+
+
+def funding_rate(acc: Account, params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -> list[dict[str, Any]]:
+    """``GET /fapi/v1/fundingRate`` (public, "Get Funding Rate History"): ``symbol`` (optional),
+    ``startTime``/``endTime`` (inclusive), ``limit`` (default 100, at most 1000); ascending by
+    time; with a start time the first ``limit`` from it, else the most recent ``limit``.
+    Each row: ``symbol``, ``fundingRate`` (8 decimals), ``fundingTime``, ``markPrice``."""
+    symbol = symbol_of(params, rules, required=False)
+    limit = int_param(params, "limit")
+    if limit is None:
+        limit = FUNDING_RATE_DEFAULT_LIMIT
+    elif not 1 <= limit <= LIST_MAX_LIMIT:
+        raise RestError(-1130, "Data sent for parameter 'limit' is not valid.")
+    start, end = int_param(params, "startTime"), int_param(params, "endTime")
+    if start is not None and end is not None and start > end:
+        raise RestError(-1023, "Start time is greater than end time.")
+    recs = [r for r in acc.funding if r.symbol in rules and (symbol is None or r.symbol == symbol)
+            and (start is None or r.time_ms >= start) and (end is None or r.time_ms <= end)]
+    recs = recs[:limit] if start is not None else recs[-limit:]
+    return [{"symbol": r.symbol, "fundingRate": fixed(r.rate, 8), "fundingTime": r.time_ms,
+             "markPrice": mark_str(r.mark, rules[r.symbol])} for r in recs]

@@ -5,8 +5,11 @@ entries and the klines and depth bodies ccxt recorded from Binance, see its SOUR
 prices and quantities are strings, times and ids numbers, and errors are compact
 ``{"code":-1121,"msg":"Invalid symbol."}`` bodies with HTTP 400.
 
-``/fapi/v1/depth`` answers with one level a side: the current book ticker (the sim does
-not rebuild the full book from the capture's depth diffs).
+``/fapi/v1/depth`` answers with ``limit`` levels a side (default 500, as Binance): the first
+is the current book ticker; the levels behind it are synthesized, one tick apart, each with
+the touch's quantity (at least one step), which is exactly the book the sim's market orders
+walk (``trading.walk``); a side stops before a price of zero. The sim does not rebuild the
+real book from the capture's depth diffs.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from services.exchange_sim.symbols import DERIVED_TAG, SymbolSpec
 KLINES_DEFAULT_LIMIT = 500
 KLINES_MAX_LIMIT = 1500
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+DEPTH_DEFAULT_LIMIT = 500
 ONBOARD_MS = 1569398400000  # BTCUSDT's real listing date; derived symbols reuse it
 DELIVERY_MS = 4133404800000  # what Binance reports for perpetuals (year 2100)
 
@@ -276,7 +280,18 @@ def depth_body(market: Market, params: Mapping[str, str], by_name: Mapping[str, 
     if limit is not None and limit not in DEPTH_LIMITS:
         raise RestError(-1130, "Data sent for parameter 'limit' is not valid.")
     st = market.states[sym]
-    b, bq, a, aq, u, t = _book_fields(st)
-    has = st.book is not None
-    return {"lastUpdateId": u, "E": now_ms, "T": t or now_ms,
-            "bids": [[b, bq]] if has else [], "asks": [[a, aq]] if has else []}
+    _, _, _, _, u, t = _book_fields(st)
+    bk = st.book
+    n = limit or DEPTH_DEFAULT_LIMIT
+    bids: list[list[str]] = []
+    asks: list[list[str]] = []
+    if bk is not None:
+        spec = st.spec
+        pd, qd, tick = spec.price_decimals, spec.qty_decimals, spec.tick_units
+        bq, aq = fmt_units(max(bk.bq, spec.step_units), qd), fmt_units(max(bk.aq, spec.step_units), qd)
+        bids = [[fmt_units(bk.b - k * tick, pd), bq] for k in range(n) if bk.b - k * tick > 0]
+        asks = [[fmt_units(bk.a + k * tick, pd), aq] for k in range(n)]
+        if bids:
+            bids[0][1] = fmt_units(bk.bq, qd)  # the touch as the book ticker shows it
+        asks[0][1] = fmt_units(bk.aq, qd)
+    return {"lastUpdateId": u, "E": now_ms, "T": t or now_ms, "bids": bids, "asks": asks}

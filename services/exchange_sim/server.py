@@ -28,12 +28,13 @@ WebSocket API: ``/ws-fapi/v1`` (``ws_api``, ``ws_api_server``): ``order.place``,
 answered as Binance does, on the same account as REST; its weight counts with REST's.
 
 REST: ``/fapi/v1/ping``, ``time``, ``exchangeInfo``, ``klines``, ``ticker/24hr``,
-``ticker/price``, ``ticker/bookTicker``, ``premiumIndex``, ``depth``; and the signed
+``ticker/price`` (and ``/fapi/v2/ticker/price``), ``fundingRate``, ``ticker/bookTicker``, ``premiumIndex``, ``depth``; and the signed
 trading endpoints of one simulated account (orders, fills, positions, balance: ``desk``),
 whose resting orders are matched against the market after every step.
 
 Test control (not Binance): ``GET /_sim/stats``, ``POST /_sim/fault`` (see ``faults``),
 ``POST /_sim/price`` (move a symbol's last and mark price, see ``market.Market.set_price``),
+``POST /_sim/funding {"symbol"?}`` (settle funding now, see ``funding``),
 and the trading records ``GET /_sim/trades``, ``/_sim/orders``, ``/_sim/account``.
 """
 
@@ -265,6 +266,7 @@ class SimServer:
             try:
                 market.step(now, per_symbol)
                 desk.match()  # resting and algo orders the market crossed (nothing to do without any)
+                desk.check_funding()  # an 8-hourly funding time that has come is settled once
                 hub.flush(now)
                 self.user.tick(desk.now_ms())  # a listenKey not kept alive expires (desk clock)
             except Exception:  # a bug must not kill the market silently for every client
@@ -321,8 +323,9 @@ class SimServer:
         r.add_get("/fapi/v1/klines", self._rest(lambda q, now: rest.klines(self._m, q, self.by_name)))
         r.add_get("/fapi/v1/ticker/24hr", self._rest(
             lambda q, now: rest.ticker_24h_body(self._m, q, self.by_name, now)))
-        r.add_get("/fapi/v1/ticker/price", self._rest(
-            lambda q, now: rest.ticker_price_body(self._m, q, self.by_name, now)))
+        for v in ("v1", "v2"):  # v2: the same body (python-binance's and Binance's connector's default)
+            r.add_get(f"/fapi/{v}/ticker/price", self._rest(
+                lambda q, now: rest.ticker_price_body(self._m, q, self.by_name, now)))
         r.add_get("/fapi/v1/ticker/bookTicker", self._rest(
             lambda q, now: rest.book_ticker_body(self._m, q, self.by_name, now)))
         r.add_get("/fapi/v1/premiumIndex", self._rest(
@@ -332,6 +335,7 @@ class SimServer:
         r.add_get("/_sim/stats", self._stats)
         r.add_post("/_sim/fault", self._fault)
         r.add_post("/_sim/price", self._price)
+        r.add_post("/_sim/funding", self._funding)
         return app
 
     @property
@@ -508,6 +512,22 @@ class SimServer:
         mark = self._m.mark_values(st)
         return self._json({"ok": True, "symbol": symbol, "price": fmt_units(int(units), spec.price_decimals),
                            "markPrice": mark[0] if mark else None})
+
+    async def _funding(self, request: web.Request) -> web.Response:
+        """``POST /_sim/funding {"symbol"?}``: funding of one symbol (default: all) settled now,
+        off the 8-hourly grid; answers the income rows it booked."""
+        raw = await request.read()
+        try:
+            doc = orjson.loads(raw) if raw.strip() else {}
+        except orjson.JSONDecodeError as exc:
+            return self._json({"ok": False, "error": str(exc)}, status=400)
+        symbol = doc.get("symbol") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict) or (symbol is not None and symbol not in self.by_name):
+            return self._json({"ok": False, "error": f"unknown symbol {symbol!r}"}, status=400)
+        paid = self.desk.settle_funding_now(symbol)
+        return self._json({"ok": True, "incomes": [
+            {"symbol": i.symbol, "income": format(i.income, "f"), "tranId": i.tran_id, "time": i.time_ms}
+            for i in paid]})
 
     async def _fault(self, request: web.Request) -> web.Response:
         try:

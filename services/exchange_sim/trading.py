@@ -26,6 +26,15 @@ How orders fill
 - New exposure needs margin: the initial margin of the position after the order (at the
   order's price, plus the taker fee) must fit in the available balance plus the margin
   the position holds now, else -2019. Changing the leverage is not margin-checked.
+- Modify (``PUT /fapi/v1/order``, ``modify``): a resting LIMIT order gets a new price and
+  quantity (both sent) and goes to the back of the queue (its fills wait for a later
+  trade); checked like a new order, refused with the order unchanged when a filter fails.
+  As Binance documents, it is cancelled instead when it is partially filled and the new
+  quantity is not above what executed, or when it is post-only (GTX) and the new price
+  would take liquidity; a GTC order whose new price crosses the book fills as taker there.
+  Only LIMIT orders (-5025), nothing to change (-5027), an order no longer open (-2013).
+- Margin type: only CROSSED is modelled; ``ISOLATED`` is refused with -1020 ("This operation
+  is not supported."), never accepted and then margined as cross.
 """
 
 from __future__ import annotations
@@ -64,6 +73,9 @@ E_UNKNOWN_ORDER = (-2011, "Unknown order sent.")
 E_UNABLE_TO_FILL = (-2020, "Unable to fill.")
 E_FOK = (-5021, "Due to the order could not be filled immediately, the FOK order has been rejected.")
 E_GTX = (-5022, "Due to the order could not be executed as maker, the Post Only order will be rejected.")
+E_LIMIT_ONLY = (-5025, "Only limit order is supported.")
+E_SAME_ORDER = (-5027, "No need to modify the order.")
+E_UNSUPPORTED = (-1020, "This operation is not supported.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -350,6 +362,51 @@ def place(acc: Account, req: OrderRequest, rules: SymbolRules, quote: Quote | No
     return Placed(account=tx.commit(), ack=ack, order=order)
 
 
+def modify(acc: Account, symbol: str, order_id: int | None, client_id: str | None, side: str, qty: Decimal,
+           price: Decimal, rules: SymbolRules, quote: Quote | None, marks: Mapping[str, Decimal],
+           now_ms: int) -> tuple[Account, Order]:
+    """``PUT /fapi/v1/order``: a resting LIMIT order's new price and quantity (module docstring)."""
+    o = find_order(acc, symbol, order_id, client_id)
+    if o is None or not o.is_open:
+        raise err(*E_NO_ORDER)
+    if o.type != "LIMIT":
+        raise err(*E_LIMIT_ONLY)
+    if side != o.side:
+        raise err(-1130, "Data sent for parameter 'side' is not valid.")
+    if qty == o.orig_qty and price == o.price:
+        raise err(*E_SAME_ORDER)
+    check_qty(qty, rules, market=False)
+    check_price(price, rules, side, quote.mark if quote is not None else None)
+    tx = _Tx(acc, now_ms)
+    if o.executed_qty and qty <= o.executed_qty:  # Binance: cancelled by the amendment
+        done = tx.put(dataclasses.replace(o, status=CANCELED, update_ms=now_ms))
+        return tx.commit(), done
+    chunks = walk(side, quote, rules, qty - o.executed_qty, price) if quote is not None else []
+    if o.tif == "GTX" and chunks:  # post-only would take liquidity: cancelled
+        done = tx.put(dataclasses.replace(o, status=CANCELED, update_ms=now_ms))
+        return tx.commit(), done
+    if not o.reduce_only:
+        if (qty - o.executed_qty) * price < rules.min_notional:
+            raise err(-4164, f"Order's notional must be no smaller than {rules.min_notional} "
+                             "(unless you choose reduce only).")
+        rest = dataclasses.replace(acc, open_ids={**acc.open_ids, symbol: tuple(
+            i for i in acc.open_ids.get(symbol, ()) if i != o.order_id)})
+        req = OrderRequest(symbol=symbol, side=side, type="LIMIT", qty=qty - o.executed_qty, price=price)
+        check_margin(rest, req, price, marks if quote is None else {**marks, symbol: quote.mark})
+    order = tx.put(dataclasses.replace(o, price=price, orig_qty=qty, update_ms=now_ms,
+                                       after_trade_id=quote.last_trade_id if quote is not None else o.after_trade_id))
+    for p, q in chunks:
+        if o.reduce_only:  # a reduce-only fill never grows the position
+            q = min(q, reducible(tx.position(symbol), side))
+            if not q:
+                break
+        order = tx.fill(order, p, q, maker=False, rules=rules)
+    if chunks:
+        tx.expire_stale_reduce_only(symbol)
+        order = tx.orders[o.order_id]
+    return tx.commit(), order
+
+
 def crossed(order: Order, quote: Quote) -> bool:
     """Whether the market now trades through a resting order's price."""
     traded = quote.last is not None and quote.last_trade_id != order.after_trade_id
@@ -427,6 +484,8 @@ def set_leverage(acc: Account, symbol: str, leverage: int, now_ms: int) -> Accou
 def set_margin_type(acc: Account, symbol: str, margin_type: str, now_ms: int) -> Account:
     if margin_type not in (CROSSED, ISOLATED):
         raise err(-1130, "Data sent for parameter 'marginType' is not valid.")
+    if margin_type == ISOLATED:
+        raise err(*E_UNSUPPORTED)  # not modelled: refused, never accepted and margined as cross
     if acc.margin_type.get(symbol, CROSSED) == margin_type:
         raise err(-4046, "No need to change margin type.")
     if acc.open_ids.get(symbol):

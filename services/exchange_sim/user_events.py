@@ -11,7 +11,7 @@ what a real testnet account pushed in 2026 as recorded by others, where the page
 format open):
 
 - ``ORDER_TRADE_UPDATE`` for every order state change and every trade: ``x`` NEW, TRADE,
-  CANCELED or EXPIRED, ``X`` the status after it, ``l``/``L``/``t``/``n``/``rp`` of the trade,
+  AMENDMENT (a modified price or quantity, ``PUT /fapi/v1/order``), CANCELED or EXPIRED, ``X`` the status after it, ``l``/``L``/``t``/``n``/``rp`` of the trade,
   ``z`` and ``ap`` cumulative, ``ot``/``sp``/``wt``/``cp``/``pP`` pointing back at the algo
   order that placed it, ``er`` the expiry reason (9 a MARKET remainder, 2 an IOC one, 4 a
   reduce-only order with nothing left to reduce).
@@ -27,8 +27,13 @@ format open):
 Order within one transition: leverage changes; algo orders NEW/TRIGGERING/TRIGGERED; orders
 NEW; TRADE_LITE per trade; ACCOUNT_UPDATE; ORDER_TRADE_UPDATE TRADE per trade, then
 CANCELED/EXPIRED; algo orders FINISHED/CANCELED/EXPIRED/REJECTED. Event (``E``) and
-transaction (``T``) times are the transition's time. Not modelled: FUNDING_FEE and the other
-ACCOUNT_UPDATE reasons, MARGIN_CALL (the sim never liquidates), GRID_UPDATE, STRATEGY_UPDATE.
+transaction (``T``) times are the transition's time.
+
+Funding (``funding_update``, pushed by the desk when it settles funding, not by ``diff``): one
+``ACCOUNT_UPDATE`` with ``m`` FUNDING_FEE per payment, listing only the USDT balance (``wb``
+after the payment, ``bc`` the payment) and no position, as Binance documents for a cross
+position. Not modelled: the other ACCOUNT_UPDATE reasons, MARGIN_CALL (the sim never
+liquidates), GRID_UPDATE, STRATEGY_UPDATE.
 """
 
 from __future__ import annotations
@@ -113,6 +118,13 @@ def account_update(acc: Account, symbols: list[str], rules: Mapping[str, SymbolR
     return {"e": "ACCOUNT_UPDATE", "E": now_ms, "T": now_ms, "a": {
         "m": reason, "B": [{"a": "USDT", "wb": wallet, "cw": wallet, "bc": "0"}],
         "P": [_position(acc.position(s), rules[s], marks) for s in symbols if s in rules]}}
+
+
+def funding_update(wallet_after: Decimal, paid: Decimal, now_ms: int) -> Event:
+    """``ACCOUNT_UPDATE`` ``m`` FUNDING_FEE of a cross position: the balance only, ``bc`` the payment."""
+    wallet = fixed(wallet_after, 8)
+    return {"e": "ACCOUNT_UPDATE", "E": now_ms, "T": now_ms, "a": {
+        "m": "FUNDING_FEE", "B": [{"a": "USDT", "wb": wallet, "cw": wallet, "bc": fixed(paid, 8)}], "P": []}}
 
 
 def algo_update(a: AlgoOrder, rules: SymbolRules, now_ms: int, *, status: str | None = None,
@@ -209,6 +221,9 @@ def diff(before: Account, after: Account, rules: Mapping[str, SymbolRules], mark
         if b is None:
             news.append(order_update(o, r, now_ms, x=NEW, status=NEW, executed=ZERO, cum_quote=ZERO, fill=None,
                                      notionals=notionals))
+        elif b.price != o.price or b.orig_qty != o.orig_qty:  # modified: AMENDMENT, as of before its fills
+            news.append(order_update(o, r, now_ms, x="AMENDMENT", status=b.status, executed=b.executed_qty,
+                                     cum_quote=b.cum_quote, fill=None, notionals=notionals))
         executed = b.executed_qty if b is not None else ZERO
         quote = b.cum_quote if b is not None else ZERO
         for f in fills_of.get(oid, ()):

@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS trades (
     target REAL NOT NULL, opened_ms INTEGER NOT NULL, closed_ms INTEGER NOT NULL,
     pnl REAL NOT NULL, fees REAL NOT NULL, outcome_r REAL NOT NULL, exit_reason TEXT NOT NULL,
     confidence REAL NOT NULL, learned INTEGER NOT NULL,
+    funding REAL NOT NULL DEFAULT 0,  -- received (+) or paid (-) while open, included in pnl
     PRIMARY KEY (trade_id, closed_ms)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS symbols (
@@ -95,6 +96,20 @@ CREATE TABLE IF NOT EXISTS model_state (
 """
 
 
+# columns added after a table's first release: (table, column, declaration). CREATE TABLE has
+# them for a new database; an older database gets them by ALTER TABLE at connect.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("trades", "funding", "REAL NOT NULL DEFAULT 0"),
+)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, decl in ADDED_COLUMNS:
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}  # noqa: S608 - fixed names
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")  # noqa: S608 - fixed names
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the database with WAL and FULL sync, schema applied."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +119,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
     conn.executescript(SCHEMA)
+    _add_missing_columns(conn)
     conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                  (str(SCHEMA_VERSION),))
     return conn
@@ -124,7 +140,9 @@ _POSITION_SQL = ("INSERT INTO positions VALUES (?,?,?,?,?,?) ON CONFLICT(symbol)
                  " unrealized_pnl=excluded.unrealized_pnl, realized_pnl=excluded.realized_pnl,"
                  " updated_ns=excluded.updated_ns")
 _REJECT_SQL = "INSERT OR IGNORE INTO risk_rejects VALUES (?,?,?,?,?,?,?)"
-_TRADE_SQL = "INSERT OR IGNORE INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_TRADE_SQL = ("INSERT OR IGNORE INTO trades (trade_id, symbol, side, qty, entry_price, exit_price, stop, target,"
+              " opened_ms, closed_ms, pnl, fees, outcome_r, exit_reason, confidence, learned, funding)"
+              " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _SYMBOL_SQL = ("INSERT INTO symbols VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(symbol) DO UPDATE SET"
                " tick_size=excluded.tick_size, step_size=excluded.step_size, min_qty=excluded.min_qty,"
                " min_notional=excluded.min_notional, price_precision=excluded.price_precision,"
@@ -171,7 +189,7 @@ def rows_for(env: wire.Envelope) -> list[Row]:
     if isinstance(b, wire.TradeClosed):
         return [(_TRADE_SQL, (b.trade_id, b.symbol, b.side, b.qty, b.entry_price, b.exit_price,
                               b.stop, b.target, b.opened_ms, b.closed_ms, b.pnl, b.fees,
-                              b.outcome_r, b.exit_reason, b.confidence, int(b.learned)))]
+                              b.outcome_r, b.exit_reason, b.confidence, int(b.learned), b.funding))]
     if isinstance(b, wire.ModelState):
         return [(_MODEL_SQL, (b.name, b.version, b.state, t))]
     if isinstance(b, wire.SymbolInfo):

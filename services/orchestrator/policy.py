@@ -181,6 +181,8 @@ def trading_summary(brain: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "longest_unprotected_ms": max((int(e.get("longest_unprotected_ms", 0)) for e in ex), default=0),
         "realized_pnl_usdt": round(sum(float(e.get("realized_pnl", 0.0)) for e in ex), 6),
         "fees_usdt": round(sum(float(e.get("fees", 0.0)) for e in ex), 6),
+        # funding of the closed trades (received > 0, paid < 0), part of realized_pnl_usdt
+        "funding_usdt": round(sum(float(e.get("funding", 0.0)) for e in ex), 6),
         "equity_usdt": last.get("equity"),
         "halted": bool(last.get("halted", False)),
         "model_outcomes": int(brain[-1].get("model_outcomes", 0)) if brain else 0,

@@ -10,6 +10,8 @@ Conventions:
   PnL before fees, ``trade_fees_usdt`` the fees of these closed trades (their entries and
   exits). The fees of positions still open are not in it: every fee paid is the report's
   ``fees_usdt`` (``report_cli``), the same number as the run summary's.
+- A trade's PnL includes the **funding** it received (+) or paid (-) while open (the exchange's
+  FUNDING_FEE income rows); ``funding_usdt`` is the sum of that part over the closed trades.
 - Trades are ordered by ``(closed_ms, trade_id)``: the equity curve moves when a trade
   closes, and ties are broken by id so the order never depends on the input order.
 - The **covered time span** runs from the first trade's opening to the last trade's close.
@@ -55,12 +57,13 @@ class Trade:
     target: float
     opened_ms: int
     closed_ms: int
-    pnl: float  # realised, before fees (USDT)
+    pnl: float  # realised, before fees, funding included (USDT)
     fees: float  # USDT
     outcome_r: float
     exit_reason: str
     confidence: float
     learned: bool
+    funding: float = 0.0  # received (+) or paid (-) while open (USDT, part of pnl)
 
     @property
     def net_pnl(self) -> float:
@@ -83,6 +86,7 @@ class Metrics:
     win_rate: float | None  # wins / trades
     gross_pnl_usdt: float  # sum of PnL before fees
     trade_fees_usdt: float  # fees of these closed trades (not of positions still open)
+    funding_usdt: float  # funding of these closed trades, received (+) or paid (-) (part of gross PnL)
     net_pnl_usdt: float
     return_pct: float  # net PnL / starting equity
     profit_factor: float | None  # net won on winners / net lost on losers; None: no loser
@@ -232,6 +236,7 @@ def metrics(trades: Sequence[Trade], cfg: ReportConfig = ReportConfig()) -> Metr
         win_rate=len(won) / n if n else None,
         gross_pnl_usdt=math.fsum(t.pnl for t in ts),
         trade_fees_usdt=math.fsum(t.fees for t in ts),
+        funding_usdt=math.fsum(t.funding for t in ts),
         net_pnl_usdt=net,
         return_pct=net / start * 100.0,
         profit_factor=math.fsum(won) / -math.fsum(lost) if lost else None,

@@ -61,9 +61,15 @@ def open_readonly(path: Path) -> sqlite3.Connection:
 
 
 def load_trades(conn: sqlite3.Connection) -> list[report.Trade]:
-    rows = conn.execute(f"SELECT {', '.join(_TRADE_FIELDS)} FROM trades"  # noqa: S608 - fixed names
+    have = {r[1] for r in conn.execute("PRAGMA table_info(trades)")}  # a database from before funding: 0
+    cols = [f if f in have else f"0 AS {f}" for f in _TRADE_FIELDS]
+    rows = conn.execute(f"SELECT {', '.join(cols)} FROM trades"  # noqa: S608 - fixed names
                         " ORDER BY closed_ms, trade_id").fetchall()
-    return [report.Trade(**{**dict(zip(_TRADE_FIELDS, r)), "learned": bool(r[-1])}) for r in rows]
+    out = []
+    for r in rows:
+        d = dict(zip(_TRADE_FIELDS, r))
+        out.append(report.Trade(**{**d, "learned": bool(d["learned"])}))
+    return out
 
 
 def load_counts(conn: sqlite3.Connection) -> tuple[dict[str, int], dict[str, int]]:
@@ -213,5 +219,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     m = summary["metrics"]
     print(f"report written to {args.out}: {m['trades']} closed trades, "
-          f"net {m['net_pnl_usdt']:,.2f} USDT ({m['return_pct']:+.2f} %), fees paid {summary['fees_usdt']:,.2f} USDT")
+          f"net {m['net_pnl_usdt']:,.2f} USDT ({m['return_pct']:+.2f} %), fees paid {summary['fees_usdt']:,.2f} USDT"
+          + (f", funding {m['funding_usdt']:+,.4f} USDT" if m["funding_usdt"] else ""))
     return 0

@@ -22,6 +22,8 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "gross_pnl_usdt": ("Gross profit", "usdt", "Profit or loss of all trades before fees."),
     "trade_fees_usdt": ("Fees of these trades", "usdt",
                         "Commissions of the closed trades, entries and exits (in their net profit)."),
+    "funding_usdt": ("Funding of these trades", "usdt",
+                     "Funding received (+) or paid (-) while the trades were open (in their profit)."),
     "net_pnl_usdt": ("Net profit", "usdt", "Profit or loss after fees: what the account gained."),
     "return_pct": ("Return", "pct", "Net profit as a percentage of the starting equity."),
     "profit_factor": ("Profit factor", "num",
@@ -117,13 +119,13 @@ def _signed(v: float, text: str) -> str:
 
 
 def _trades_table(trades: Sequence[Trade]) -> str:
-    head = ("closed (UTC)", "trade", "symbol", "side", "qty", "entry", "exit", "PnL", "fees",
+    head = ("closed (UTC)", "trade", "symbol", "side", "qty", "entry", "exit", "PnL", "funding", "fees",
             "net", "R", "held", "exit reason")
     rows = [_row(escape(utc_text(t.closed_ms)), escape(t.trade_id), escape(t.symbol),
                  escape(t.side), f"{t.qty:g}", f"{t.entry_price:g}", f"{t.exit_price:g}",
-                 f"{t.pnl:,.2f}", f"{t.fees:,.2f}", _signed(t.net_pnl, f"{t.net_pnl:,.2f}"),
+                 f"{t.pnl:,.2f}", f"{t.funding:,.4f}", f"{t.fees:,.2f}", _signed(t.net_pnl, f"{t.net_pnl:,.2f}"),
                  f"{t.outcome_r:+.2f}", duration_text(t.holding_s), escape(t.exit_reason),
-                 classes=("", "", "", "", "n", "n", "n", "n", "n", "n", "n", "n"))
+                 classes=("", "", "", "", "n", "n", "n", "n", "n", "n", "n", "n", "n"))
             for t in trades]
     return ("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
             + "".join(rows) + "</table>")

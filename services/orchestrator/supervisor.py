@@ -518,7 +518,8 @@ class Supervisor:
                 f"signals={int(brain.get('signals', 0))} orders={int(brain.get('orders', 0))} "
                 f"fills={int(brain.get('fills', 0))} rejects={int(brain.get('risk_rejects', 0))} "
                 f"positions={int(brain.get('positions_open', 0))} pnl={brain.get('realized_pnl', 0.0):.2f} "
-                f"fees={brain.get('fees', 0.0):.2f} equity={brain.get('equity', 0.0):.2f} "
+                f"fees={brain.get('fees', 0.0):.2f} funding={brain.get('funding', 0.0):.4f} "
+                f"equity={brain.get('equity', 0.0):.2f} "
                 f"halted={int(brain.get('halted', 0))} entries={_entries(s.get('trading'))}")
 
     def loop(self, started: float) -> None:
@@ -632,6 +633,7 @@ class Supervisor:
                 f"{brain.get('latency_p99_us', 0):,.0f}us | restarts {restarts} | signals "
                 f"{int(brain.get('signals', 0))} | orders {int(brain.get('orders', 0))} | pos "
                 f"{int(brain.get('positions_open', 0))} | pnl {brain.get('realized_pnl', 0.0):+,.2f}"
+                + (f" | funding {f:+,.4f}" if (f := brain.get("funding", 0.0)) else "")
                 + (" | HALTED" if brain.get("halted") else "")
                 + (f" | ENTRIES HALTED {p.reason}" if (p := self.permission) is not None
                    and p.reason in storage.REASONS else ""))

@@ -149,3 +149,21 @@ def test_an_unknown_event_type_never_reaches_the_trader(kind, body):
     user_feed.pump(rig.ex)
     assert rig.ex.st is st_before and rig.calls == []
     assert c.stats()["events"] == {kind[:64]: 1}
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["tranId", "incomeType", "income", "time", "symbol", "tradeId", "asset", "x"]),
+                       json_values, max_size=8))
+def test_income_rows_parse_or_give_our_error(raw):
+    """``/fapi/v1/income`` rows of arbitrary JSON through the broker's parser: an ExchangeIncome
+    with a finite amount, or ``DefinitiveError`` (bad_response), nothing else."""
+    from common.errors import DefinitiveError
+    from venue.binance.bodies import income_from_raw
+    from venue.binance.ccxt_broker import CcxtBroker
+    from venue.port import ExchangeIncome
+    try:
+        out = CcxtBroker._parse(None, "income", income_from_raw, raw)  # type: ignore[arg-type]
+    except DefinitiveError as e:
+        assert e.reason == "bad_response"
+        return
+    assert isinstance(out, ExchangeIncome) and out.amount.is_finite()

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import orjson
 
 from common.errors import ExchangeReply
-from venue.port import (AlgoSpec, Balance, Bracket, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder,
+from venue.port import (AlgoSpec, Balance, Bracket, ExchangeAlgoOrder, ExchangeFill, ExchangeIncome, ExchangeOrder,
                         ExchangePosition, OrderSpec)
 
 _STATUS_IN_TEXT = re.compile(r"(?:^|\s)([45]\d\d)(?=\s|$)")  # "binanceusdm 429 Too Many ...", "... 503 ..."
@@ -51,6 +51,26 @@ def fill_from_raw(raw: Mapping[str, Any]) -> ExchangeFill:
         fee=_dec(raw.get("commission", 0)), fee_asset=str(raw.get("commissionAsset", "USDT")),
         liquidity="maker" if as_bool(raw.get("maker", False)) else "taker",
         realized_pnl=_dec(raw.get("realizedPnl", 0)), time_ms=int(raw.get("time") or 0),
+    )
+
+
+def income_from_raw(raw: Mapping[str, Any]) -> ExchangeIncome:
+    """A ``/fapi/v1/income`` row -> ``ExchangeIncome`` (``tranId`` a number on the wire, kept as
+    text). Money must be a finite number and the id and type present: else ``ValueError``."""
+    tran, kind = raw["tranId"], raw["incomeType"]
+    if isinstance(tran, bool) or not isinstance(tran, (int, str)) or str(tran) == "":
+        raise ValueError(f"tranId is not an id: {tran!r}")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"incomeType is not a name: {kind!r}")
+    amount = _dec(raw["income"])
+    if not amount.is_finite():
+        raise ValueError(f"income is not a finite number: {raw['income']!r}")
+    t = raw.get("time") or 0
+    if isinstance(t, bool) or not isinstance(t, (int, str)):
+        raise ValueError(f"time is not a number: {t!r}")
+    return ExchangeIncome(
+        tran_id=str(tran), symbol=str(raw.get("symbol") or ""), income_type=kind, amount=amount,
+        asset=str(raw.get("asset", "USDT")), time_ms=int(t), trade_id=str(raw.get("tradeId") or ""),
     )
 
 

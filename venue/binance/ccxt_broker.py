@@ -37,17 +37,19 @@ from common.errors import (
 from venue import ratelimit
 from venue.binance import WEIGHTS
 from venue.binance.bodies import (
-    algo_from_raw, algo_params, as_bool, balance_from_raw, brackets_from_raw, fill_from_raw, order_from_raw, position_from_raw,
+    algo_from_raw, algo_params, as_bool, balance_from_raw, brackets_from_raw, fill_from_raw, income_from_raw,
+    order_from_raw, position_from_raw,
     reply_from_text,
 )
 from venue.port import (
-    AccountSetup, AlgoSpec, Balance, Bracket, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
-    SubmitResult,
+    AccountSetup, AlgoSpec, Balance, Bracket, ExchangeAlgoOrder, ExchangeFill, ExchangeIncome, ExchangeOrder,
+    ExchangePosition, OrderSpec, SubmitResult,
 )
 
 log = structlog.get_logger(__name__)
 
 TRADES_PAGE = 1_000  # userTrades' maximum page
+INCOME_PAGE = 1_000  # income's maximum page
 MAX_TRADE_PAGES = 50  # 50,000 fills in one call is far beyond one order or one poll
 _BANNED_UNTIL = re.compile(r"banned until (\d{13})")
 _EXPECTED_REASONS = frozenset({"no_change", "unknown_order"})
@@ -103,6 +105,7 @@ class ExchangeApi(Protocol):
     def fapiPrivateGetAlgoOrder(self, params: dict[str, Any]) -> Any: ...
     def fapiPrivateGetOpenAlgoOrders(self, params: dict[str, Any]) -> Any: ...
     def fapiPrivateGetLeverageBracket(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateGetIncome(self, params: dict[str, Any]) -> Any: ...
 
 
 def make_exchange(config: CcxtConfig, api_key: str, api_secret: str) -> Any:
@@ -249,6 +252,20 @@ class CcxtBroker:
             # the next page by trade id (Binance refuses fromId together with a time window)
             params = {k: v for k, v in params.items() if k != "startTime"}
             params["fromId"] = int(page[-1].trade_id) + 1
+        return out
+
+    def income(self, *, income_type: str, since_ms: int) -> list[ExchangeIncome]:
+        """``GET /fapi/v1/income`` from ``since_ms`` on, page by page (1000 rows a page)."""
+        out: list[ExchangeIncome] = []
+        params: dict[str, Any] = {"incomeType": income_type, "startTime": since_ms, "limit": INCOME_PAGE}
+        for page_no in range(1, MAX_TRADE_PAGES + 1):
+            rows = self._call("income", self._ex.fapiPrivateGetIncome, {**params, "page": page_no})
+            if not isinstance(rows, list):
+                raise DefinitiveError(f"income: unreadable answer (not a list: {type(rows).__name__})",
+                                      reason="bad_response")
+            out += [self._parse("income", income_from_raw, r) for r in rows]
+            if len(rows) < INCOME_PAGE:
+                break
         return out
 
     def positions(self) -> list[ExchangePosition]:

@@ -13,6 +13,9 @@ of events into steps for the execution shell, which hands each to the trader fun
                                      symbol it lists, held back past the
                                      ORDER_TRADE_UPDATEs that follow it
                                      (the last per symbol wins)
+    ACCOUNT_UPDATE m=FUNDING_FEE     FundingFee(T, balance change)        (the shell fetches the
+                                                                          FUNDING_FEE income rows:
+                                                                          the event names no symbol)
     MARGIN_CALL                      MarginWarning(symbols)               (logged as a warning)
     Resync (the client's)            Resync, where it came                (REST re-read)
     TRADE_LITE, listenKeyExpired,    nothing (the client counts them)
@@ -98,7 +101,16 @@ class MarginWarning:
     cross_wallet: Decimal
 
 
-Step = Union[Resync, Fill, OrderStatus, AlgoStatus, Position, MarginWarning]
+@dataclass(frozen=True, kw_only=True)
+class FundingFee:
+    """Funding was paid or received (``ACCOUNT_UPDATE`` ``m`` FUNDING_FEE): which symbol and
+    how much per symbol only the income history says (``GET /fapi/v1/income``)."""
+
+    transaction_ms: int
+    balance_change: Decimal  # the USDT balance's ``bc`` (the sum of the payments it reports)
+
+
+Step = Union[Resync, Fill, OrderStatus, AlgoStatus, Position, MarginWarning, FundingFee]
 
 
 # ---------------------------------------------------------------------------- one event
@@ -150,6 +162,9 @@ def plan(events: Iterable[object]) -> list[Step]:
         elif isinstance(e, us.AlgoUpdate):
             steps.append(algo_status_of(e))
         elif isinstance(e, us.AccountUpdate):
+            if e.reason == "FUNDING_FEE":
+                steps.append(FundingFee(transaction_ms=e.transaction_ms, balance_change=sum(
+                    (b.change for b in e.balances if b.asset == "USDT"), Decimal(0))))
             for sym, qty in positions_of(e).items():
                 positions.pop(sym, None)  # re-inserted: the symbols keep the order of their last news
                 positions[sym] = Position(symbol=sym, qty=qty, transaction_ms=e.transaction_ms, reason=e.reason)

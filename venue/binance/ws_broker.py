@@ -93,6 +93,9 @@ class WsBroker:
     def leverage_brackets(self, symbols: Sequence[str]) -> dict[str, tuple[Bracket, ...]]:
         return self.rest.leverage_brackets(symbols)
 
+    def income(self, *, income_type: str, since_ms: int) -> list[Any]:
+        return self.rest.income(income_type=income_type, since_ms=since_ms)
+
     def close(self) -> None:
         self.client.close()
         self.rest.close()

@@ -78,6 +78,8 @@ class FakeBroker:
         self.algo_answers: list[Any] = []
         self.algo_queries: list[Any] = []
         self.algo_cancels: list[Any] = []
+        self.income_rows: list[Any] = []
+        self.income_reads: list[tuple[str, int]] = []
         self.bal = Balance(wallet=Decimal(equity), equity=Decimal(equity), available=Decimal(equity))
 
     @staticmethod
@@ -115,6 +117,11 @@ class FakeBroker:
               exchange_order_id: str | None = None) -> list[ExchangeFill]:
         self.calls.append(("fills", symbol, exchange_order_id))
         return self._next(self.fill_rows, "fills")
+
+    def income(self, *, income_type: str, since_ms: int) -> list[Any]:
+        """Funding income rows (not in ``calls``: read on a timer, beside what the tests script)."""
+        self.income_reads.append((income_type, since_ms))
+        return list(self.income_rows)
 
     def positions(self) -> list[ExchangePosition]:
         self.calls.append(("positions",))

@@ -19,7 +19,7 @@ from services.brain import execution, trader, user_feed
 from venue import orders as om
 from venue.binance import user_updates as uu
 from venue.binance.user_stream_client import UserStreamClient, UserStreamConfig
-from venue.port import ExchangePosition, SubmitResult
+from venue.port import ExchangeIncome, ExchangePosition, SubmitResult
 from tests.unit.brain.test_execution import (
     ENTRY, ENTRY_FILLED, EID, EXIT, EXIT_EID, NOW, PROTECTED, STOP_ID, TARGET_ID, Rig, holding, make_rig, signal,
     started, xfill, xorder,
@@ -207,15 +207,21 @@ class TestPositions:
         rig.poll()
         assert rig.ex.st.trades == st.trades and rig.calls == []
 
-    def test_a_funding_fee_update_changes_nothing(self, tmp_path: Path):
-        """A FUNDING_FEE update lists no position: the trader's state is the same object."""
+    def test_a_funding_fee_update_reads_the_income_history_and_the_trade_takes_its_row(self, tmp_path: Path):
+        """A FUNDING_FEE update names no symbol and moves no position: the income history is read
+        from the trade's opening, its AAAUSDT row becomes the trade's funding (once), nothing is sent."""
         rig = holding(tmp_path)
         attach(rig)
-        st = rig.ex.st
+        t = rig.ex.st.trades["AAAUSDT"]
+        rig.broker.income_rows = [ExchangeIncome(tran_id="77", symbol="AAAUSDT", income_type="FUNDING_FEE",
+                                                 amount=Decimal("-0.50000000"), time_ms=NOW)]
         push(rig, orjson.dumps({"e": "ACCOUNT_UPDATE", "E": NOW, "T": NOW, "a": {
             "m": "FUNDING_FEE", "B": [{"a": "USDT", "wb": "9999.5", "cw": "9999.5", "bc": "-0.5"}], "P": []}}))
-        rig.poll()
-        assert rig.ex.st is st and rig.calls == []
+        rig.poll(times=3)
+        assert rig.broker.income_reads == [("FUNDING_FEE", t.opened_ms)]
+        assert rig.ex.st.trades["AAAUSDT"].funding == Decimal("-0.5")
+        assert rig.ex.st.trades["AAAUSDT"].position == t.position and rig.calls == []
+        assert rig.ex.snapshot()["funding_reads"]["events"] == 1
 
     def test_a_flat_the_stream_sent_before_the_entrys_fills_is_the_previous_trades(self, tmp_path: Path):
         """The entry filled by its REST answer; the stream, still behind, reports the symbol's

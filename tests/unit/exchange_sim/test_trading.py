@@ -196,7 +196,14 @@ class TestMargin:
         with pytest.raises(RestError) as e:
             trading.set_margin_type(new_account(), "BTCUSDT", "CROSSED", T0)
         assert (e.value.code, e.value.msg) == (-4046, "No need to change margin type.")
-        assert trading.set_margin_type(new_account(), "BTCUSDT", "ISOLATED", T0).margin_type == {"BTCUSDT": "ISOLATED"}
+
+    def test_isolated_margin_is_refused_not_accepted_and_margined_as_cross(self):
+        """The sim models cross margin only: ISOLATED answers -1020 and the account is unchanged."""
+        acc = new_account()
+        with pytest.raises(RestError) as e:
+            trading.set_margin_type(acc, "BTCUSDT", "ISOLATED", T0)
+        assert (e.value.code, e.value.msg) == (-1020, "This operation is not supported.")
+        assert acc.margin_type == {}
 
 
 # ---------------------------------------------------------------------------- filters
@@ -253,3 +260,70 @@ class TestRealisedPnl:
             acc = go(acc, req, quote=q).account
         assert acc.wallet - D("10000") == sum(f.realized_pnl - f.commission for f in acc.fills)
         assert acc.position("BTCUSDT").qty == 0 and acc.fills_total == len(acc.fills) == 2 + 4 + 5
+
+
+# ---------------------------------------------------------------------------- modify (PUT /fapi/v1/order)
+def modify(acc, oid, qty, price, side="BUY", quote=BOOK, now=T0 + 5):
+    return trading.modify(acc, "BTCUSDT", oid, None, side, D(qty), D(price), RULES, quote,
+                          {"BTCUSDT": quote.mark}, now)
+
+
+class TestModify:
+    def test_a_resting_order_gets_its_new_price_and_quantity_and_requeues(self):
+        """Same id and client id; price and quantity replaced; it waits for a trade after now."""
+        p = go(new_account(), lim("BUY", "0.010", "59000.00"))
+        later = Quote(bid=BOOK.bid, bid_qty=BOOK.bid_qty, ask=BOOK.ask, ask_qty=BOOK.ask_qty, last=D("60000.00"),
+                      last_trade_id=777)
+        acc, o = modify(p.account, p.order.order_id, "0.020", "59500.00", quote=later)
+        assert (o.order_id, o.client_id, o.price, o.orig_qty, o.status, o.after_trade_id) == (
+            p.order.order_id, p.order.client_id, D("59500.00"), D("0.020"), NEW, 777)
+        assert acc.orders[o.order_id] == o and acc.open_ids == {"BTCUSDT": (o.order_id,)}
+
+    def test_a_new_price_through_the_book_fills_as_taker(self):
+        """GTC BUY moved to 60000.20 takes the ask 60000.10 (0.400 there) as taker."""
+        p = go(new_account(), lim("BUY", "0.010", "59000.00"))
+        acc, o = modify(p.account, p.order.order_id, "0.010", "60000.20")
+        assert (o.status, o.executed_qty) == (FILLED, D("0.010"))
+        assert fills_of(acc)[-1][1:] == ("BUY", "60000.10", "0.010", "0.30000050", "0", False)
+
+    def test_post_only_that_would_take_is_cancelled(self):
+        """GTX moved through the ask: cancelled by the amendment, as Binance documents."""
+        p = go(new_account(), lim("BUY", "0.010", "59000.00", tif="GTX"))
+        acc, o = modify(p.account, p.order.order_id, "0.010", "60000.20")
+        assert o.status == CANCELED and o.price == D("59000.00") and acc.open_ids == {}
+
+    def test_a_quantity_not_above_what_executed_cancels(self):
+        """Partially filled 0.004 of 0.010: a new quantity of 0.004 cancels the order."""
+        p = go(new_account(), lim("BUY", "0.010", "59000.00"))
+        part = trading._Tx(p.account, T0)
+        part.fill(p.account.orders[p.order.order_id], D("59000.00"), D("0.004"), maker=True, rules=RULES)
+        acc = part.commit()
+        acc, o = modify(acc, p.order.order_id, "0.004", "59100.00")
+        assert o.status == CANCELED and o.executed_qty == D("0.004")
+
+    @pytest.mark.parametrize("qty, price, side, code", [
+        ("0.010", "59000.00", "BUY", -5027),  # nothing to change
+        ("0.010", "59000.05", "BUY", -4014),  # off the tick: refused, the order stays
+        ("0.0101", "59000.00", "BUY", -1111),
+        ("0.010", "59000.00", "SELL", -1130),  # the order's side is BUY
+        ("1000", "59000.00", "BUY", -2019),  # no margin for it
+    ])
+    def test_refusals_leave_the_order_as_it_was(self, qty, price, side, code):
+        """Binance's codes; the account is the same object afterwards."""
+        p = go(new_account(), lim("BUY", "0.010", "59000.00"))
+        with pytest.raises(RestError) as e:
+            modify(p.account, p.order.order_id, qty, price, side=side)
+        assert e.value.code == code
+
+    def test_only_limit_orders_and_only_open_ones(self):
+        """A MARKET order (crafted resting) -5025; a filled one -2013."""
+        p = go(new_account(), mkt("BUY", "0.010"))
+        with pytest.raises(RestError) as e:
+            modify(p.account, p.order.order_id, "0.010", "59000.00")
+        assert e.value.code == -2013
+        import dataclasses
+        resting = dataclasses.replace(p.order, status=NEW)
+        acc = dataclasses.replace(p.account, orders={**p.account.orders, resting.order_id: resting})
+        with pytest.raises(RestError) as e:
+            modify(acc, resting.order_id, "0.010", "59000.00")
+        assert (e.value.code, e.value.msg) == (-5025, "Only limit order is supported.")

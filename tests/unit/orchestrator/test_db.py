@@ -102,3 +102,40 @@ class TestWriteBatchErrors:
         with pytest.raises(sqlite3.OperationalError, match="^database or disk is full$"):
             db.write_batch(SelfRollingBack(conn), db.rows_for(env(CANDLE)))
         assert db.counts(conn)["candles"] == 0 and not conn.in_transaction
+
+
+OLD_TRADES = """CREATE TABLE trades (
+    trade_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL,
+    entry_price REAL NOT NULL, exit_price REAL NOT NULL, stop REAL NOT NULL,
+    target REAL NOT NULL, opened_ms INTEGER NOT NULL, closed_ms INTEGER NOT NULL,
+    pnl REAL NOT NULL, fees REAL NOT NULL, outcome_r REAL NOT NULL, exit_reason TEXT NOT NULL,
+    confidence REAL NOT NULL, learned INTEGER NOT NULL,
+    PRIMARY KEY (trade_id, closed_ms)
+) WITHOUT ROWID"""
+
+CLOSED = wire.TradeClosed(trade_id="sig-1", symbol="BTCUSDT", side="BUY", qty=0.01, entry_price=59000.0,
+                          exit_price=59500.0, stop=58000.0, target=61000.0, opened_ms=1, closed_ms=2, pnl=4.941,
+                          fees=0.59, outcome_r=0.4941, exit_reason="TARGET", learned=True, funding=-0.059)
+
+
+class TestTradesFunding:
+    def test_a_new_database_journals_a_trades_funding(self, tmp_path):
+        """TRADE_CLOSED.funding lands in trades.funding."""
+        conn = db.connect(tmp_path / "a.sqlite3")
+        db.write_batch(conn, db.rows_for(env(CLOSED)))
+        assert conn.execute("SELECT funding, pnl FROM trades").fetchall() == [(-0.059, 4.941)]
+
+    def test_a_database_from_before_funding_gets_the_column_and_keeps_its_rows(self, tmp_path):
+        """The old trades table gains funding (0 for its rows) at connect, then takes new rows."""
+        path = tmp_path / "old.sqlite3"
+        old = sqlite3.connect(path)
+        old.execute(OLD_TRADES)
+        old.execute("INSERT INTO trades VALUES ('sig-0','BTCUSDT','BUY',1,1,2,0.5,3,1,2,1,0,1,'TARGET',0.5,1)")
+        old.commit()
+        old.close()
+        conn = db.connect(path)
+        db.write_batch(conn, db.rows_for(env(CLOSED)))
+        assert conn.execute("SELECT trade_id, funding FROM trades ORDER BY trade_id").fetchall() == [
+            ("sig-0", 0.0), ("sig-1", -0.059)]
+        conn.close()
+        assert db.connect(path).execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 2  # connect twice: fine

@@ -109,3 +109,11 @@ class TestJournalFaultExit:
         quiet = policy.summarize(duration_s=1.0, ring={}, feed=[], brain=[], orchestrator=[], restarts={},
                                  symbols=1, mode="demo")
         assert (quiet["journal"]["state"], quiet["trading_halt_reason"]) == ("OK", "")
+
+
+class TestTradingSummaryFunding:
+    def test_funding_is_summed_over_brain_incarnations(self):
+        """funding_usdt: the closed trades' funding of every incarnation (6 decimals); 0 without any."""
+        s = policy.trading_summary([{"execution": {"funding": -0.059}}, {"execution": {"funding": 0.0123456789}}])
+        assert s["funding_usdt"] == round(-0.059 + 0.0123456789, 6) == -0.046654
+        assert policy.trading_summary([{"execution": {}}])["funding_usdt"] == 0.0

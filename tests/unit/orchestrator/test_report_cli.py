@@ -95,22 +95,22 @@ def run(argv, capsys):
 EXPECTED_CSV = [
     ["trade_id", "symbol", "side", "qty", "entry_price", "exit_price", "stop", "target",
      "opened_ms", "closed_ms", "opened_utc", "closed_utc", "holding_s", "pnl", "fees",
-     "outcome_r", "exit_reason", "confidence", "learned", "net_pnl"],
+     "outcome_r", "exit_reason", "confidence", "learned", "funding", "net_pnl"],
     ["sig-a", "BTCUSDT", "BUY", "0.1", "35000.0", "37100.0", "34000.0", "37100.0",
      "1700000000000", "1700003600000", "2023-11-14 22:13:20.000", "2023-11-14 23:13:20.000",
-     "3600.0", "210.0", "10.0", "2.0", "TARGET", "0.6", "1", "200.0"],
+     "3600.0", "210.0", "10.0", "2.0", "TARGET", "0.6", "1", "0.0", "200.0"],
     ["sig-b", "ETHUSDT", "SELL", "1.0", "2000.0", "2097.0", "2097.0", "1800.0",
      "1700001800000", "1700007200000", "2023-11-14 22:43:20.000", "2023-11-15 00:13:20.000",
-     "5400.0", "-97.0", "5.0", "-1.0", "STOP", "0.55", "1", "-102.0"],
+     "5400.0", "-97.0", "5.0", "-1.0", "STOP", "0.55", "1", "0.0", "-102.0"],
     ["sig-c", "SOLUSDT", "BUY", "10.0", "50.0", "60.5", "39.5", "60.5",
      "1700010800000", "1700014400000", "2023-11-15 01:13:20.000", "2023-11-15 02:13:20.000",
-     "3600.0", "105.0", "4.02", "1.0", "TARGET", "0.7", "0", "100.98"],
+     "3600.0", "105.0", "4.02", "1.0", "TARGET", "0.7", "0", "0.0", "100.98"],
 ]
 
 EXPECTED_METRICS = {
     "start_equity_usdt": 10_000.0, "final_equity_usdt": 10_198.98, "trades": 3, "wins": 2,
     "losses": 1, "win_rate": 2 / 3, "gross_pnl_usdt": 218.0, "trade_fees_usdt": 19.02,
-    "net_pnl_usdt": 198.98, "return_pct": 1.9898, "profit_factor": 300.98 / 102,
+    "funding_usdt": 0.0, "net_pnl_usdt": 198.98, "return_pct": 1.9898, "profit_factor": 300.98 / 102,
     "avg_r": 2 / 3, "median_r": 1.0, "expectancy_usdt": 198.98 / 3, "avg_holding_s": 4200.0,
     "first_open_ms": T0, "last_close_ms": T0 + 4 * H, "span_s": 14_400.0, "exposure": 0.75,
     "max_drawdown_usdt": 102.0, "max_drawdown_pct": 1.0, "trades_per_year": 6570.0,
@@ -391,3 +391,26 @@ class TestHtml:
         (12.5, "12.5 s"), (245, "4 m 05 s"), (4_200, "1 h 10 m"), (90_000, "1 d 1 h")])
     def test_durations_are_written_in_two_units(self, seconds, text):
         assert report_html.duration_text(seconds) == text
+
+
+class TestFundingInTheReport:
+    def test_a_trades_funding_is_in_the_metrics_the_csv_and_the_page(self, tmp_path, capsys):
+        """One trade with funding -0.059: funding_usdt in summary.json, the trades.csv column,
+        the HTML trades table, and the printed line."""
+        from services.orchestrator import db as dbm
+        path = tmp_path / "aegis.sqlite3"
+        conn = dbm.connect(path)
+        body = wire.TradeClosed(trade_id="sig-f", symbol="BTCUSDT", side="BUY", qty=0.01, entry_price=59000.0,
+                                exit_price=59500.0, stop=58000.0, target=61000.0, opened_ms=1_700_000_000_000,
+                                closed_ms=1_700_000_060_000, pnl=4.941, fees=0.59, outcome_r=0.4941,
+                                exit_reason="EXTERNAL", learned=False, funding=-0.059)
+        dbm.write_batch(conn, dbm.rows_for(wire.Envelope(wire.SCHEMA_VERSION, "brain:1", 1, 1, 2, body)))
+        conn.close()
+        run(["--db", path, "--out", tmp_path / "rep"], capsys)
+        s = json.loads((tmp_path / "rep" / "summary.json").read_text())
+        assert s["metrics"]["funding_usdt"] == -0.059 and s["metrics"]["gross_pnl_usdt"] == 4.941
+        with open(tmp_path / "rep" / "trades.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["funding"] for r in rows] == ["-0.059"]
+        page = next((tmp_path / "rep").glob("*.html")).read_text()
+        assert "<th>funding</th>" in page and "-0.0590" in page

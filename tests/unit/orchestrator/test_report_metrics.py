@@ -140,7 +140,7 @@ class TestNotComputable:
         assert asdict(m) == {
             "start_equity_usdt": 10_000.0, "final_equity_usdt": 10_000.0, "trades": 0,
             "wins": 0, "losses": 0, "win_rate": None, "gross_pnl_usdt": 0.0, "trade_fees_usdt": 0.0,
-            "net_pnl_usdt": 0.0, "return_pct": 0.0, "profit_factor": None, "avg_r": None,
+            "funding_usdt": 0.0, "net_pnl_usdt": 0.0, "return_pct": 0.0, "profit_factor": None, "avg_r": None,
             "median_r": None, "expectancy_usdt": None, "avg_holding_s": None,
             "first_open_ms": None, "last_close_ms": None, "span_s": None, "exposure": None,
             "max_drawdown_usdt": 0.0, "max_drawdown_pct": 0.0, "trades_per_year": None,

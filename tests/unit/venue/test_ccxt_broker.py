@@ -286,6 +286,29 @@ class TestQueryCancelLists:
             ({"symbol": "BTCUSDT", "limit": 1000, "startTime": NOW_MS},),
             ({"symbol": "BTCUSDT", "limit": 1000, "fromId": 1001},)]
 
+    def test_income_pages_from_the_start_time_and_parses_binance_rows(self):
+        """GET /fapi/v1/income (ccxt's raw fapiPrivateGetIncome): 1000 rows a page, page 2 asked
+        while a page is full; each row exact (tranId a number on the wire, text here)."""
+        b, ex = broker()
+        row = lambda i: {"symbol": "BTCUSDT", "incomeType": "FUNDING_FEE", "income": "-0.05900000",  # noqa: E731
+                         "asset": "USDT", "info": "FUNDING_FEE", "time": NOW_MS + i, "tranId": 9689322392 + i,
+                         "tradeId": ""}
+        ex.script("fapiPrivateGetIncome", [row(i) for i in range(1000)], [row(1000)])
+        got = b.income(income_type="FUNDING_FEE", since_ms=NOW_MS)
+        assert len(got) == 1001 and (got[-1].tran_id, got[-1].amount, got[-1].time_ms) == (
+            "9689323392", D("-0.05900000"), NOW_MS + 1000)
+        assert ex.called("fapiPrivateGetIncome") == [
+            ({"incomeType": "FUNDING_FEE", "startTime": NOW_MS, "limit": 1000, "page": 1},),
+            ({"incomeType": "FUNDING_FEE", "startTime": NOW_MS, "limit": 1000, "page": 2},)]
+
+    def test_an_income_answer_that_is_not_a_list_is_our_error(self):
+        """A body of the wrong shape: DefinitiveError bad_response, not a TypeError."""
+        b, ex = broker()
+        ex.script("fapiPrivateGetIncome", {"code": 0})
+        with pytest.raises(DefinitiveError) as e:
+            b.income(income_type="FUNDING_FEE", since_ms=NOW_MS)
+        assert e.value.reason == "bad_response"
+
     def test_positions_are_the_non_zero_rows(self):
         b, ex = broker()
         ex.script("fapiPrivateV2GetPositionRisk", [

@@ -73,10 +73,11 @@ class TestOneEvent:
         assert uu.positions_of(us.decode(orjson.dumps(ACCOUNT_UPDATE))) == {"BTCUSDT": Decimal("20")}
 
     def test_a_funding_fee_update_lists_no_position(self):
-        """FUNDING_FEE changes balances only: no position, no step."""
+        """FUNDING_FEE changes balances only: no position step, one FundingFee step (the USDT bc)."""
         fee = us.decode(orjson.dumps({"e": "ACCOUNT_UPDATE", "E": T, "T": T, "a": {
             "m": "FUNDING_FEE", "B": [{"a": "USDT", "wb": "9999.5", "cw": "9999.5", "bc": "-0.5"}], "P": []}}))
-        assert uu.positions_of(fee) == {} and uu.plan([fee]) == []
+        assert uu.positions_of(fee) == {}
+        assert uu.plan([fee]) == [uu.FundingFee(transaction_ms=T, balance_change=Decimal("-0.5"))]
 
 
 class TestBatch:
