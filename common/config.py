@@ -123,6 +123,10 @@ class TradingConfig:
     balance_poll_s: float = 5.0  # equity for the kill switch and sizing
     exit_retry_s: float = 2.0  # a refused exit is tried again after this long
     flatten_on_halt: bool = False  # the kill switch also closes every position (else: no new entries)
+    # the exchange holds a STOP_MARKET and a TAKE_PROFIT_MARKET (closePosition) for each position
+    exchange_protection: bool = True
+    # an entry whose liquidation price is not beyond its stop by this much (% of the stop) is refused
+    liquidation_buffer_pct: float = 0.5
     # pre-trade risk (services.brain.risk.RiskConfig)
     max_order_notional_usdt: float = 2_000.0
     max_total_notional_usdt: float = 5_000.0

@@ -371,6 +371,11 @@ class PaperBroker:
             return [o for _, o in self._algos.values()
                     if o.status == "NEW" and (symbol is None or o.symbol == symbol)]
 
+    def leverage_brackets(self, symbols: Sequence[str]) -> dict[str, tuple]:
+        """Unknown in paper mode (Binance serves them to signed requests only): the trader
+        then uses its conservative fallback."""
+        return {}
+
     def _trigger_algos(self) -> None:
         """Trigger the held conditional orders the mark has reached: a MARKET order (our
         clientAlgoId as its client order id) for the position, or nothing if it is gone."""

@@ -142,6 +142,18 @@ class ExchangePosition:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Bracket:
+    """One notional tier of a symbol's leverage brackets (``/fapi/v1/leverageBracket``): the
+    maintenance margin of a position of notional N in it is ``N * maint_margin_ratio - cum``."""
+
+    notional_floor: Decimal
+    notional_cap: Decimal
+    maint_margin_ratio: Decimal
+    cum: Decimal
+    initial_leverage: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Balance:
     asset: str = "USDT"
     wallet: Decimal = Decimal(0)  # realised: deposits + realised PnL - fees
@@ -199,5 +211,9 @@ class Broker(Protocol):
         ...
 
     def open_algo_orders(self, symbol: str | None = None) -> list[ExchangeAlgoOrder]: ...
+
+    def leverage_brackets(self, symbols: Sequence[str]) -> dict[str, tuple[Bracket, ...]]:
+        """Each symbol's maintenance-margin tiers; a symbol the broker cannot say is left out."""
+        ...
 
     def close(self) -> None: ...

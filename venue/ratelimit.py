@@ -266,3 +266,16 @@ class Governor:
             self._state = observe(self.limits, self._state, now_ms=self._clock_ms(),
                                   status=status, headers=headers)
             self._cond.notify_all()
+
+
+_SHARED: Governor | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared() -> Governor:
+    """The process's one governor (every broker and client of this process spends from it)."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = Governor()
+        return _SHARED

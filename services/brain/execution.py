@@ -45,7 +45,9 @@ STARTUP_RETRY_S = 5.0
 TIMER_PERIOD_S = 0.25
 START_SYMBOLS = 20
 POSITION_POLL_S = 5.0  # while a trade is open: the exchange's positions, to see closes behind our back
+ALGO_AUDIT_S = 30.0  # the exchange's open conditional orders against ours: missing stops, strays
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
+SYMBOL_SETUP_PENDING = "SYMBOL_SETUP_PENDING"  # margin type and leverage not yet set for the symbol
 
 
 class Execution:
@@ -54,7 +56,7 @@ class Execution:
                  quote: Callable[[str], risk.Quote | None], learn: Callable[[Mapping[str, float], float], None],
                  filters_fn: Callable[[], dict[str, risk.SymbolFilters]], db_path: Path,
                  symbols_fn: Callable[[], list[str]], balance_poll_s: float = 5.0,
-                 position_poll_s: float = POSITION_POLL_S,
+                 position_poll_s: float = POSITION_POLL_S, algo_audit_s: float = ALGO_AUDIT_S,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
                  mono_s: Callable[[], float] = time.monotonic,
                  blocked: Callable[[], str] = lambda: "", flatten_on_halt: bool = False) -> None:
@@ -85,6 +87,14 @@ class Execution:
                                          "problems": 0, "ambiguous": 0, "sent_unjournaled": 0}
         self.position_poll_s = position_poll_s
         self._next_positions = 0.0
+        self.algo_audit_s = algo_audit_s
+        self._next_audit = 0.0
+        # symbols whose margin type and leverage are set at the exchange (at start, and for every
+        # symbol the feed adds later: an entry waits for its symbol's set-up)
+        self.configured: set[str] = set()
+        self.brackets: dict[str, tuple[Any, ...]] = {}  # leverage brackets: the liquidation check
+        self._configuring: set[str] = set()
+        self._next_setup = 0.0
         self._next_timer = 0.0
         self._next_balance = 0.0
         self._next_start = 0.0
@@ -101,11 +111,31 @@ class Execution:
                 quotes[s] = q
         block = self.blocked() or ("" if self.ready else (self.start_error or "starting"))
         return trader.Ctx(now_ms=self.clock_ms(), equity=self.equity,
-                          market=risk.Market(filters=self.filters, quotes=quotes), block_reason=block)
+                          market=risk.Market(filters=self.filters, quotes=quotes), block_reason=block,
+                          brackets=self.brackets)
 
     # ------------------------------------------------------------------ inputs from the brain
     def on_signal(self, sig: wire.SignalGenerated) -> None:
+        if self.ready and sig.symbol not in self.configured:
+            # the exchange has not been told this symbol's margin type and leverage yet: an entry
+            # now would trade at whatever the account holds. Refused with the reason, set up now
+            self.counters["setup_pending_rejects"] = self.counters.get("setup_pending_rejects", 0) + 1
+            self.publish(wire.RiskReject(symbol=sig.symbol, reason=SYMBOL_SETUP_PENDING,
+                                         detail="margin type and leverage are being set", signal_id=sig.signal_id))
+            self._setup_symbols([sig.symbol])
+            return
         self._run(trader.on_signal(self.cfg, self.st, sig, self.ctx((sig.symbol,))))
+
+    def _setup_symbols(self, symbols: list[str]) -> None:
+        todo = [s for s in symbols if s not in self.configured and s not in self._configuring][:START_SYMBOLS]
+        if not todo:
+            return
+        self._configuring.update(todo)
+
+        def job():
+            return self.broker.start(todo), _brackets_or_none(self.broker, todo)
+
+        self.dispatcher.submit(dsp.ACCOUNT, job, tag=("setup", tuple(todo)))
 
     def on_range(self, symbol: str, low: float, high: float) -> None:
         if symbol in self.st.trades:
@@ -134,10 +164,16 @@ class Execution:
             for _, effect, symbol in due:
                 self._dispatch(effect, symbol)
         if self.ready:
+            if now_s >= self._next_setup:  # symbols the feed added since: margin type and leverage
+                self._next_setup = now_s + 1.0
+                self._setup_symbols(self.symbols_fn())
             self._run(trader.on_timer(self.cfg, self.st, self.ctx()))
             if now_s >= self._next_balance:
                 self._next_balance = now_s + self.balance_poll_s
                 self.dispatcher.submit(dsp.ACCOUNT, self.broker.balance, tag=("balance",))
+            if (self.st.trades or self.st.algos) and now_s >= self._next_audit:
+                self._next_audit = now_s + self.algo_audit_s
+                self.dispatcher.submit(dsp.QUERY, self.broker.open_algo_orders, tag=("algo_audit", now))
             if self.st.trades and now_s >= self._next_positions:
                 self._next_positions = now_s + self.position_poll_s
                 self.dispatcher.submit(dsp.QUERY, self.broker.positions, tag=("positions", now))
@@ -166,13 +202,15 @@ class Execution:
                     continue  # unknown now: the recovery query asks again
                 if found is not None:
                     executed[o.client_order_id] = found.executed_qty
-            return filters, setup, positions, self.broker.balance(), executed
+            return filters, setup, positions, self.broker.balance(), executed, _brackets_or_none(self.broker, symbols)
 
         self.dispatcher.submit(dsp.ACCOUNT, job, tag=("startup",))
 
     def _started(self, result) -> None:
-        filters, setup, positions, balance, executed = result
+        filters, setup, positions, balance, executed, brackets = result
         self.filters = filters
+        self.configured = set(setup.leverage)
+        self.brackets.update(brackets)
         self.equity = float(balance.equity)
         assert self.saved is not None
         now = self.clock_ms()
@@ -182,6 +220,8 @@ class Execution:
         self.st, arm = trader.protect_unprotected(self.cfg, self.st, self.ctx())
         actions = [*actions, *arm]
         self._next_positions = self.mono_s() + self.position_poll_s  # start-up just read them
+        # the first audit soon after start (strays a crash left, stops that went missing)
+        self._next_audit = self.mono_s() + self.algo_audit_s / 30
         self.ready = True
         self._starting = False
         self.start_error = ""
@@ -345,6 +385,22 @@ class Execution:
                                                                   self.clock_ms()))
                     self._run((st, []))
             return
+        if kind == "setup":
+            self._configuring.difference_update(c.tag[1])
+            if err is None:
+                setup, brackets = c.result
+                self.configured.update(setup.leverage)
+                self.brackets.update(brackets)
+                log.info("brain.symbols_set_up", symbols=len(setup.leverage), leverage=sorted(
+                    set(setup.leverage.values())), margin_type=setup.margin_type, brackets=len(brackets))
+            else:
+                self._next_setup = self.mono_s() + STARTUP_RETRY_S
+                log.error("brain.symbol_setup_failed", symbols=list(c.tag[1]), error=str(err)[:200])
+            return
+        if kind == "algo_audit":
+            if err is None and self.ready:
+                self._run(trader.on_open_algos(self.cfg, self.st, list(c.result), self.ctx()))
+            return
         if kind == "positions":
             if err is None and self.ready:
                 held = {p.symbol: p.qty for p in c.result}
@@ -469,6 +525,16 @@ class Execution:
                 "positions_protected": sum(1 for t in self.st.trades.values() if t.position > 0 and t.protected_ms),
                 "longest_unprotected_ms": self.st.longest_unprotected_ms,
                 "trader": dict(c), **self.counters}
+
+
+def _brackets_or_none(broker: Broker, symbols: list[str]) -> dict[str, tuple[Any, ...]]:
+    """The symbols' leverage brackets; none when the broker cannot say (the trader's liquidation
+    check then uses its conservative fallback ratio), said in the log."""
+    try:
+        return broker.leverage_brackets(symbols)
+    except (AegisError, AttributeError) as exc:
+        log.warning("brain.brackets_unavailable", symbols=len(symbols), error=str(exc)[:200])
+        return {}
 
 
 def _algo_update(o: ExchangeAlgoOrder) -> ao.Update:

@@ -70,12 +70,13 @@ MIN_NOTIONAL = "MIN_NOTIONAL"
 MAX_ORDER_NOTIONAL = "MAX_ORDER_NOTIONAL"
 MAX_TOTAL_NOTIONAL = "MAX_TOTAL_NOTIONAL"
 LEVERAGE = "LEVERAGE"
+LIQUIDATION_BEFORE_STOP = "LIQUIDATION_BEFORE_STOP"  # the position would be liquidated before its stop
 MANUAL = "MANUAL"  # a halt asked for by an operator (halt reason, not an order reject)
 REASONS = frozenset({
     UNKNOWN_SYMBOL, SIDE_INVALID, ORDER_TYPE_INVALID, CLIENT_ID_INVALID, QTY_INVALID, PRICE_INVALID,
     PRICE_OFF_TICK, QTY_OUTSIDE_FILTER, PRICE_OUTSIDE_FILTER, REDUCE_ONLY_INVALID, EQUITY_INVALID,
     DAILY_LOSS, DRAWDOWN, HALTED, STALE_DATA, RATE_LIMIT, POSITION_EXISTS, MAX_POSITIONS, MIN_NOTIONAL,
-    MAX_ORDER_NOTIONAL, MAX_TOTAL_NOTIONAL, LEVERAGE,
+    MAX_ORDER_NOTIONAL, MAX_TOTAL_NOTIONAL, LEVERAGE, LIQUIDATION_BEFORE_STOP,
 })  # every reason a Rejected decision can carry
 
 RATE_WINDOW_MS = 60_000  # max_orders_per_minute counts a sliding minute
@@ -541,3 +542,48 @@ def check_order(cfg: RiskConfig, state: RiskState, portfolio: Portfolio, order: 
         signal_id=order.signal_id if isinstance(order.signal_id, str) else "",
     )
     return Approved(order=approved, qty=qty, price=price, notional_usdt=notional, is_exit=reduce_only, state=st)
+
+
+# ---------------------------------------------------------------------------- liquidation
+# A symbol whose brackets are unknown (paper mode: Binance serves them to signed requests only)
+# is checked with this maintenance margin ratio, higher than any first tier Binance publishes
+FALLBACK_MMR = Decimal("0.01")
+
+
+def liquidation_price(*, side: str, qty: Decimal, entry: Decimal, leverage: int,
+                      brackets: tuple[Any, ...] = ()) -> Decimal:
+    """Where a new position would be liquidated with only its own initial margin behind it
+    (``qty * entry / leverage``): the nearest liquidation a cross-margin account can meet (more
+    balance only moves it further away). Binance's one-way formula, margin M, bracket (mmr, cum):
+    long ``(Q*E - M - cum) / (Q*(1 - mmr))``, short ``(M + Q*E + cum) / (Q*(1 + mmr))``. 0 when
+    nothing would liquidate it."""
+    if qty <= 0 or entry <= 0 or leverage <= 0:
+        return Decimal(0)
+    notional = _EXACT.multiply(qty, entry)
+    mmr, cum = FALLBACK_MMR, Decimal(0)
+    for b in brackets:
+        if b.notional_floor <= notional < b.notional_cap or (b.notional_floor <= notional and b is brackets[-1]):
+            mmr, cum = b.maint_margin_ratio, b.cum
+            break
+    margin = notional / leverage
+    if side == "BUY":
+        p = (notional - margin - cum) / (qty * (1 - mmr))
+    else:
+        p = (margin + notional + cum) / (qty * (1 + mmr))
+    return max(Decimal(0), p)
+
+
+def check_liquidation(*, side: str, qty: Decimal, entry: Decimal, stop: Decimal, leverage: int,
+                      buffer_pct: float, brackets: tuple[Any, ...] = ()) -> Rejection | None:
+    """An entry whose liquidation price is not beyond its stop by ``buffer_pct`` of the stop is
+    refused: the stop must be what ends a losing trade, never the liquidation engine."""
+    liq = liquidation_price(side=side, qty=qty, entry=entry, leverage=leverage, brackets=brackets)
+    if liq <= 0:
+        return None
+    room = stop * Decimal(repr(buffer_pct)) / 100
+    ok = liq < stop - room if side == "BUY" else liq > stop + room
+    if ok:
+        return None
+    return Rejection(reason=LIQUIDATION_BEFORE_STOP,
+                     detail=f"liquidation {fmt(liq.quantize(Decimal('0.00000001')).normalize())} vs stop {fmt(stop)} "
+                            f"(buffer {buffer_pct}%, leverage {leverage})")

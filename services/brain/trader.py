@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from decimal import Context, Decimal
-from typing import Mapping
+from typing import Any, Mapping
 
 from common import wire
 from venue import orders as om
@@ -183,7 +183,15 @@ def _check_entry(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, 
     req = _Req(client_order_id=om.make_client_order_id(ENTRY_PREFIX, sig.signal_id, 0), symbol=sig.symbol,
                side=sig.side, order_type="MARKET", qty=qty, price=0.0,
                reduce_only=False, signal_id=sig.signal_id)
-    return risk.check_order(cfg.risk, st.risk, portfolio(st, ctx), req, ctx.market, ctx.now_ms)
+    dec = risk.check_order(cfg.risk, st.risk, portfolio(st, ctx), req, ctx.market, ctx.now_ms)
+    if isinstance(dec, risk.Approved):
+        stop, entry = risk.to_decimal(sig.stop), risk.to_decimal(price)
+        bad = risk.check_liquidation(side=sig.side, qty=dec.qty, entry=entry or Decimal(0), stop=stop or Decimal(0),
+                                     leverage=cfg.leverage, buffer_pct=cfg.liquidation_buffer_pct,
+                                     brackets=tuple(ctx.brackets.get(sig.symbol, ())))
+        if bad is not None:  # refused before it counts in the rate window
+            return risk.Rejected(reason=bad.reason, detail=bad.detail, state=st.risk)
+    return dec
 
 
 def _reject(st: TraderState, sig: wire.SignalGenerated, dec: risk.Rejected, dry_run: bool = False) -> Result:
@@ -455,13 +463,49 @@ def on_algo_event(cfg: TraderConfig, st: TraderState, cid: str, event: ao.Event,
         st, acts = _exit(cfg, _with_trade(st, replace(t, stop_cid="")), replace(t, stop_cid=""), pr.STOP, ctx)
         return st, [*actions, Problem("PROTECTION_REJECTED", f"{cid}: {new.reject_code} {new.reject_reason}", cid),
                     *acts]
-    if new.state in (ao.A.CANCELED, ao.A.EXPIRED, ao.A.REJECTED) and cid == t.stop_cid and t.position > 0:
+    forgotten = any(isinstance(e, ao.AlgoError) and e.kind == ao.NOT_FOUND_AFTER_ACK for e in effects)
+    if (new.state in (ao.A.CANCELED, ao.A.EXPIRED, ao.A.REJECTED) or forgotten) and cid == t.stop_cid \
+            and t.position > 0:
         # the stop is gone while the position is not (cancelled by hand, expired): re-arm
         t = replace(t, stop_cid="", target_cid="" if t.target_cid and st.algos[t.target_cid].is_terminal
                     else t.target_cid, protected_ms=0)
         st, t, cancels = pr.disarm(_with_trade(st, t), t)
         st, acts = pr.arm(cfg, _with_trade(st, t), t, ctx)
         return _count(st, "protections_rearmed"), [*actions, *cancels, *acts]
+    return st, actions
+
+
+def on_open_algos(cfg: TraderConfig, st: TraderState, open_algos: list[Any], ctx: Ctx) -> Result:
+    """The exchange's open conditional orders (an audit): a stop we think live that the
+    exchange does not list is asked about (gone -> re-armed); a held position without a stop is
+    armed; a protective order of ours (ps-/pt-) that no open trade owns is cancelled, so it can
+    never close a later position on its symbol."""
+    open_ids = {o.client_algo_id for o in open_algos}
+    actions: list[Action] = []
+    for t in list(st.trades.values()):
+        if t.position <= 0 or t.flat_at_exchange_ms:
+            continue
+        for cid in (t.stop_cid, t.target_cid):
+            o = st.algos.get(cid) if cid else None
+            if o is not None and o.state == ao.A.LIVE and cid not in open_ids:
+                actions.append(Dispatch(ao.QueryAlgo(client_algo_id=cid, not_before_ms=0), t.symbol))
+        if not t.stop_cid:
+            st, acts = pr.arm(cfg, st, t, ctx)
+            actions += acts
+    owned = set().union(*(t.algo_cids for t in st.trades.values())) if st.trades else set()
+    for o in open_algos:
+        cid = o.client_algo_id
+        ours = cid.startswith((pr.STOP_PREFIX + "-", pr.STOP_PREFIX + ".", pr.TARGET_PREFIX + "-",
+                               pr.TARGET_PREFIX + "."))
+        if not ours or cid in owned or (cid in st.algos and not st.algos[cid].is_terminal):
+            continue
+        stray = ao.AlgoOrder(client_algo_id=cid, symbol=o.symbol, side=o.side, order_type=o.order_type,
+                             trigger_price=o.trigger_price, close_position=o.close_position, state=ao.A.LIVE,
+                             algo_id=o.algo_id, confirmed=True, send_count=1, role="STRAY")
+        new, effects = ao.apply(stray, ao.CancelRequest())
+        st = _count(_with_algo(st, new), "stray_protection_cancelled")
+        actions += [Problem("STRAY_PROTECTION", f"{cid} on {o.symbol}: no open trade owns it; cancelling", cid),
+                    Publish(pr.to_wire(new)), *(Dispatch(e, o.symbol) for e in effects)]
     return st, actions
 
 

@@ -33,6 +33,8 @@ class TraderConfig:
     # a flat exchange position with our trade still open: wait this long for the closing
     # fills (to learn the true exit price) before closing the trade at the mark
     external_close_wait_ms: int = 10_000
+    leverage: int = 5  # the leverage set at the exchange (trading.leverage)
+    liquidation_buffer_pct: float = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +118,7 @@ class Ctx:
     equity: float  # account equity from the exchange (NaN until known)
     market: risk.Market  # filters and latest quotes
     block_reason: str = ""  # non-empty: no new entries (recovering, reconciliation failed, ...)
+    brackets: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # leverage brackets by symbol
 
 
 # ---------------------------------------------------------------------------- actions

@@ -29,7 +29,8 @@ def trader_config(cfg: AegisConfig) -> trader.TraderConfig:
         rotation=rotation.RotationConfig(max_positions=t.max_positions, replace_margin=t.replace_margin,
                                          pnl_weight_per_r=t.pnl_weight_per_r, cooldown_s=t.cooldown_s),
         risk_per_trade_pct=t.risk_per_trade_pct, exit_retry_ms=int(t.exit_retry_s * 1000),
-        recv_window_ms=t.recv_window_ms)
+        recv_window_ms=t.recv_window_ms, exchange_protection=t.exchange_protection, leverage=t.leverage,
+        liquidation_buffer_pct=t.liquidation_buffer_pct)
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """The sim's trading account as values: orders, fills, positions, the wallet (pure).
 
-One USDT-margined account in one-way position mode (``positionSide`` is always ``BOTH``).
+One USDT-margined account in one-way position mode (``positionSide`` is always ``BOTH``):
+its orders, fills and positions, and its conditional orders held by the Algo Service
+(``AlgoOrder``, see ``algo``) until they trigger.
 Everything here is a frozen value; ``trading`` computes the next ``Account`` from the last
 one and never changes either. The dicts inside an ``Account`` are never mutated after it
 is built: a transition copies the ones it changes (the sim trades a few orders a minute,
@@ -34,7 +36,9 @@ FIRST_ORDER_ID = 4_100_000_001  # Binance USD-M order ids are ~4e9..8e11 (number
 FIRST_TRADE_ID = 272_600_001  # ... trade ids ~1e8..1e10
 MAX_CLOSED_ORDERS = 10_000  # history kept (and persisted); open orders are always kept
 MAX_FILLS = 10_000  # Binance keeps finite history too; enough to reconcile after a crash
-STATE_SCHEMA = 1  # bump when the JSON layout of ``to_json`` changes
+FIRST_ALGO_ID = 1_000_000_200_000_001  # Binance's algo ids (testnet 2026: ~1.0000002e15)
+MAX_CLOSED_ALGOS = 10_000  # algo order history kept (and persisted); open ones are always kept
+STATE_SCHEMA = 2  # bump when the JSON layout of ``to_json`` changes (2: algo orders; 1 still reads)
 
 # Binance's real USD-M notional brackets for BTCUSDT, as GET /fapi/v1/leverageBracket
 # answered them in late 2024 (Binance's published margin tiers; no file of them is bundled):
@@ -59,6 +63,15 @@ BUY, SELL = "BUY", "SELL"
 MARKET, LIMIT = "MARKET", "LIMIT"
 NEW, PARTIALLY_FILLED, FILLED, CANCELED, EXPIRED = "NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED"
 OPEN_STATUSES = (NEW, PARTIALLY_FILLED)
+# Algo Service (conditional orders): algoType and statuses (user data stream, ALGO_UPDATE)
+CONDITIONAL = "CONDITIONAL"
+STOP, STOP_MARKET, TAKE_PROFIT, TAKE_PROFIT_MARKET, TRAILING_STOP_MARKET = (
+    "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
+ALGO_TYPES = (STOP_MARKET, TAKE_PROFIT_MARKET, STOP, TAKE_PROFIT, TRAILING_STOP_MARKET)
+TRIGGERING, TRIGGERED, FINISHED, REJECTED = "TRIGGERING", "TRIGGERED", "FINISHED", "REJECTED"
+ALGO_OPEN_STATUSES = (NEW, TRIGGERED)  # untriggered, or triggered into an order still working
+MARK_PRICE, CONTRACT_PRICE = "MARK_PRICE", "CONTRACT_PRICE"
+GTE_GTC = "GTE_GTC"  # the time in force Binance gives closePosition orders
 CROSSED, ISOLATED = "CROSSED", "ISOLATED"
 ZERO = Decimal(0)
 
@@ -86,6 +99,7 @@ class SymbolRules:
     min_notional: Decimal
     multiplier_up: Decimal  # PERCENT_PRICE: a limit buy at most mark * up ...
     multiplier_down: Decimal  # ... a limit sell at least mark * down
+    trigger_protect: Decimal = Decimal("0.05")  # priceProtect: max |mark - last| / mark at a trigger
 
     @staticmethod
     def from_info(info: Mapping[str, Any]) -> SymbolRules:
@@ -99,7 +113,8 @@ class SymbolRules:
             market_max_qty=Decimal(f["MARKET_LOT_SIZE"]["maxQty"]),
             min_notional=Decimal(f["MIN_NOTIONAL"]["notional"]),
             multiplier_up=Decimal(f["PERCENT_PRICE"]["multiplierUp"]),
-            multiplier_down=Decimal(f["PERCENT_PRICE"]["multiplierDown"]))
+            multiplier_down=Decimal(f["PERCENT_PRICE"]["multiplierDown"]),
+            trigger_protect=Decimal(info.get("triggerProtect", "0.05")))
 
     def entry_quantum(self) -> Decimal:
         return Decimal(1).scaleb(-(self.price_decimals + ENTRY_EXTRA_DECIMALS))
@@ -139,6 +154,12 @@ class Order:
     time_ms: int
     update_ms: int
     after_trade_id: int = 0  # the last market trade when it was placed (fills only on later ones)
+    # an order placed by a triggered algo order points back at it (as Binance's does)
+    orig_type: str = ""  # the algo order's type (STOP_MARKET, ...); "" = ``type``
+    stop_price: Decimal = ZERO  # the algo order's trigger price
+    working_type: str = CONTRACT_PRICE
+    price_protect: bool = False
+    close_position: bool = False
 
     @property
     def remaining(self) -> Decimal:
@@ -180,6 +201,41 @@ class Position:
     qty: Decimal  # signed: > 0 long, < 0 short
     entry_price: Decimal  # 0 when flat
     update_ms: int
+    cum_realized: Decimal = ZERO  # pre-fee PnL realised in this symbol so far (ACCOUNT_UPDATE ``cr``)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlgoOrder:
+    """A conditional order held by the Algo Service until its trigger (``algo``)."""
+
+    algo_id: int
+    client_algo_id: str
+    symbol: str
+    side: str  # BUY | SELL
+    type: str  # one of ALGO_TYPES
+    tif: str  # GTC | IOC | FOK | GTX, GTE_GTC with closePosition
+    qty: Decimal  # 0 with closePosition (the position's size is taken at the trigger)
+    price: Decimal  # the limit of STOP / TAKE_PROFIT; 0 for the market types
+    trigger_price: Decimal  # 0 for TRAILING_STOP_MARKET
+    working_type: str  # MARK_PRICE | CONTRACT_PRICE: the price the trigger watches
+    price_protect: bool
+    close_position: bool
+    reduce_only: bool  # true with closePosition, as Binance reports it
+    activate_price: Decimal = ZERO  # TRAILING_STOP_MARKET only
+    callback_rate: Decimal = ZERO  # TRAILING_STOP_MARKET only, percent (1 = 1 %)
+    stp: str = "NONE"  # selfTradePreventionMode as sent (the sim has one account: no self-trade)
+    status: str = NEW
+    create_ms: int
+    update_ms: int
+    trigger_ms: int = 0
+    actual_order_id: int | None = None  # the order placed when it triggered
+    reason: str = ""  # why REJECTED / EXPIRED (ALGO_UPDATE ``rm``)
+    extreme: Decimal = ZERO  # TRAILING: highest (SELL) / lowest (BUY) price seen since placed
+    activated: bool = False  # TRAILING: the extreme has reached the activation price (``ia``)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ALGO_OPEN_STATUSES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,6 +253,10 @@ class Account:
     fills_total: int = 0  # fills ever executed (``fills`` keeps the last MAX_FILLS)
     version: int = 0  # +1 per change: the state writer saves each version once
     update_ms: int = 0
+    algos: Mapping[int, AlgoOrder] = field(default_factory=dict)  # open and (bounded) history
+    open_algo_ids: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # NEW/TRIGGERED per symbol
+    client_algo_ids: Mapping[str, int] = field(default_factory=dict)  # clientAlgoId -> latest algo id
+    next_algo_id: int = FIRST_ALGO_ID
 
     def position(self, symbol: str) -> Position:
         return self.positions.get(symbol) or Position(symbol=symbol, qty=ZERO, entry_price=ZERO, update_ms=0)
@@ -211,6 +271,14 @@ class Account:
     def order_by_client_id(self, client_id: str) -> Order | None:
         oid = self.client_ids.get(client_id)
         return self.orders.get(oid) if oid is not None else None
+
+    def open_algos(self, symbol: str | None = None) -> list[AlgoOrder]:
+        syms = [symbol] if symbol is not None else list(self.open_algo_ids)
+        return [self.algos[i] for s in syms for i in self.open_algo_ids.get(s, ())]
+
+    def algo_by_client_id(self, client_algo_id: str) -> AlgoOrder | None:
+        aid = self.client_algo_ids.get(client_algo_id)
+        return self.algos.get(aid) if aid is not None else None
 
 
 def new_account(wallet: Decimal = START_WALLET) -> Account:
@@ -309,11 +377,40 @@ def _d(x: Decimal) -> str:
 
 
 def _order_json(o: Order) -> dict[str, Any]:
-    return {"orderId": o.order_id, "clientOrderId": o.client_id, "symbol": o.symbol, "side": o.side,
-            "type": o.type, "timeInForce": o.tif, "price": _d(o.price), "origQty": _d(o.orig_qty),
-            "executedQty": _d(o.executed_qty), "cumQuote": _d(o.cum_quote), "status": o.status,
-            "reduceOnly": o.reduce_only, "time": o.time_ms, "updateTime": o.update_ms,
-            "afterTradeId": o.after_trade_id}
+    out = {"orderId": o.order_id, "clientOrderId": o.client_id, "symbol": o.symbol, "side": o.side,
+           "type": o.type, "timeInForce": o.tif, "price": _d(o.price), "origQty": _d(o.orig_qty),
+           "executedQty": _d(o.executed_qty), "cumQuote": _d(o.cum_quote), "status": o.status,
+           "reduceOnly": o.reduce_only, "time": o.time_ms, "updateTime": o.update_ms,
+           "afterTradeId": o.after_trade_id}
+    if o.orig_type:  # placed by an algo order
+        out.update(origType=o.orig_type, stopPrice=_d(o.stop_price), workingType=o.working_type,
+                   priceProtect=o.price_protect, closePosition=o.close_position)
+    return out
+
+
+def _algo_json(a: AlgoOrder) -> dict[str, Any]:
+    return {"algoId": a.algo_id, "clientAlgoId": a.client_algo_id, "symbol": a.symbol, "side": a.side,
+            "type": a.type, "timeInForce": a.tif, "quantity": _d(a.qty), "price": _d(a.price),
+            "triggerPrice": _d(a.trigger_price), "workingType": a.working_type,
+            "priceProtect": a.price_protect, "closePosition": a.close_position, "reduceOnly": a.reduce_only,
+            "activatePrice": _d(a.activate_price), "callbackRate": _d(a.callback_rate), "stp": a.stp,
+            "status": a.status, "createTime": a.create_ms, "updateTime": a.update_ms,
+            "triggerTime": a.trigger_ms, "actualOrderId": a.actual_order_id, "reason": a.reason,
+            "extreme": _d(a.extreme), "activated": a.activated}
+
+
+def _algo_from(a: Mapping[str, Any]) -> AlgoOrder:
+    aid = a["actualOrderId"]
+    return AlgoOrder(
+        algo_id=int(a["algoId"]), client_algo_id=a["clientAlgoId"], symbol=a["symbol"], side=a["side"],
+        type=a["type"], tif=a["timeInForce"], qty=Decimal(a["quantity"]), price=Decimal(a["price"]),
+        trigger_price=Decimal(a["triggerPrice"]), working_type=a["workingType"],
+        price_protect=bool(a["priceProtect"]), close_position=bool(a["closePosition"]),
+        reduce_only=bool(a["reduceOnly"]), activate_price=Decimal(a["activatePrice"]),
+        callback_rate=Decimal(a["callbackRate"]), stp=a["stp"], status=a["status"],
+        create_ms=int(a["createTime"]), update_ms=int(a["updateTime"]), trigger_ms=int(a["triggerTime"]),
+        actual_order_id=int(aid) if aid is not None else None, reason=a["reason"],
+        extreme=Decimal(a["extreme"]), activated=bool(a["activated"]))
 
 
 def _fill_json(f: Fill) -> dict[str, Any]:
@@ -328,7 +425,8 @@ def to_json(acc: Account) -> dict[str, Any]:
         "schema": STATE_SCHEMA,
         "wallet": _d(acc.wallet),
         "positions": [{"symbol": p.symbol, "qty": _d(p.qty), "entryPrice": _d(p.entry_price),
-                       "updateTime": p.update_ms} for p in acc.positions.values()],
+                       "updateTime": p.update_ms, "cumRealized": _d(p.cum_realized)}
+                      for p in acc.positions.values()],
         "leverage": dict(acc.leverage),
         "marginType": dict(acc.margin_type),
         "orders": [_order_json(o) for o in acc.orders.values()],
@@ -338,20 +436,26 @@ def to_json(acc: Account) -> dict[str, Any]:
         "fillsTotal": acc.fills_total,
         "version": acc.version,
         "updateTime": acc.update_ms,
+        "algos": [_algo_json(a) for a in acc.algos.values()],
+        "nextAlgoId": acc.next_algo_id,
     }
 
 
 def from_json(doc: Mapping[str, Any]) -> Account:
-    """Inverse of ``to_json``; raises ``ValueError`` on a document it cannot read."""
-    if not isinstance(doc, Mapping) or doc.get("schema") != STATE_SCHEMA:
-        raise ValueError(f"not a sim account state (schema {STATE_SCHEMA})")
+    """Inverse of ``to_json``; raises ``ValueError`` on a document it cannot read. A schema 1
+    document (before algo orders) reads as one without any."""
+    if not isinstance(doc, Mapping) or doc.get("schema") not in (1, STATE_SCHEMA):
+        raise ValueError(f"not a sim account state (schema 1 or {STATE_SCHEMA})")
     try:
         orders = {o["orderId"]: Order(
             order_id=int(o["orderId"]), client_id=o["clientOrderId"], symbol=o["symbol"], side=o["side"],
             type=o["type"], tif=o["timeInForce"], price=Decimal(o["price"]), orig_qty=Decimal(o["origQty"]),
             executed_qty=Decimal(o["executedQty"]), cum_quote=Decimal(o["cumQuote"]), status=o["status"],
             reduce_only=bool(o["reduceOnly"]), time_ms=int(o["time"]), update_ms=int(o["updateTime"]),
-            after_trade_id=int(o.get("afterTradeId", 0))) for o in doc["orders"]}
+            after_trade_id=int(o.get("afterTradeId", 0)), orig_type=o.get("origType", ""),
+            stop_price=Decimal(o.get("stopPrice", "0")), working_type=o.get("workingType", CONTRACT_PRICE),
+            price_protect=bool(o.get("priceProtect", False)),
+            close_position=bool(o.get("closePosition", False))) for o in doc["orders"]}
         open_ids: dict[str, tuple[int, ...]] = {}
         client_ids: dict[str, int] = {}
         for o in orders.values():  # ids ascend: the latest order wins a reused client id
@@ -364,8 +468,17 @@ def from_json(doc: Mapping[str, Any]) -> Account:
             realized_pnl=Decimal(f["realizedPnl"]), commission=Decimal(f["commission"]),
             maker=bool(f["maker"]), time_ms=int(f["time"])) for f in doc["fills"])
         positions = {p["symbol"]: Position(symbol=p["symbol"], qty=Decimal(p["qty"]),
-                                           entry_price=Decimal(p["entryPrice"]), update_ms=int(p["updateTime"]))
+                                           entry_price=Decimal(p["entryPrice"]), update_ms=int(p["updateTime"]),
+                                           cum_realized=Decimal(p.get("cumRealized", "0")))
                      for p in doc["positions"]}
+        algos = {int(a["algoId"]): _algo_from(a) for a in doc.get("algos", ())}
+        open_algo_ids: dict[str, tuple[int, ...]] = {}
+        client_algo_ids: dict[str, int] = {}
+        for aid in sorted(algos):  # ids ascend: the latest algo order wins a reused client id
+            a = algos[aid]
+            client_algo_ids[a.client_algo_id] = aid
+            if a.is_open:
+                open_algo_ids[a.symbol] = open_algo_ids.get(a.symbol, ()) + (aid,)
         return Account(
             wallet=Decimal(doc["wallet"]), positions=positions,
             leverage={k: int(v) for k, v in doc["leverage"].items()},
@@ -373,6 +486,7 @@ def from_json(doc: Mapping[str, Any]) -> Account:
             open_ids=open_ids, client_ids=client_ids, fills=fills,
             next_order_id=int(doc["nextOrderId"]), next_trade_id=int(doc["nextTradeId"]),
             fills_total=int(doc["fillsTotal"]), version=int(doc["version"]),
-            update_ms=int(doc["updateTime"]))
+            update_ms=int(doc["updateTime"]), algos=dict(sorted(algos.items())), open_algo_ids=open_algo_ids,
+            client_algo_ids=client_algo_ids, next_algo_id=int(doc.get("nextAlgoId", FIRST_ALGO_ID)))
     except (KeyError, TypeError, ArithmeticError) as exc:
         raise ValueError(f"malformed sim account state: {exc!r}") from exc

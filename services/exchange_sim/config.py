@@ -40,6 +40,7 @@ class SimParams:
     api_secret: str = field(default=DEMO_API_SECRET, repr=False)  # ... and be signed with this
     state_file: str = ""  # "" = the account lives in memory only; else saved here on every change
     start_wallet_usdt: Decimal = Decimal("10000")  # a new account's wallet
+    listen_key_validity_ms: int = 3_600_000  # a user data stream key lives 60 min unless kept alive
 
 
 def from_config(sim: SimConfig, **overrides: object) -> SimParams:

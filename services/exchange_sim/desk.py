@@ -11,9 +11,18 @@ Routes (all SIGNED, in Binance USD-M's shapes, see ``private_rest``)
 ``GET /fapi/v1/allOrders``, ``DELETE /fapi/v1/allOpenOrders``, ``GET /fapi/v1/userTrades``,
 ``GET /fapi/v2|v3/positionRisk``, ``GET /fapi/v2|v3/balance``, ``GET /fapi/v2|v3/account``,
 ``POST /fapi/v1/leverage``, ``POST /fapi/v1/marginType``, ``GET/POST /fapi/v1/positionSide/dual``,
-``GET /fapi/v1/commissionRate``, ``GET /fapi/v1/leverageBracket``.
+``GET /fapi/v1/commissionRate``, ``GET /fapi/v1/leverageBracket``; the Algo Service's
+``POST/GET/DELETE /fapi/v1/algoOrder``, ``GET /fapi/v1/openAlgoOrders``,
+``GET /fapi/v1/allAlgoOrders`` and ``DELETE /fapi/v1/algoOpenOrders`` (``algo``).
 
-Test records (not Binance): ``GET /_sim/trades``, ``/_sim/orders``, ``/_sim/account``.
+After every market step (``match``) and every ``POST /_sim/price`` (``on_price``) the desk
+fills the resting orders the market crossed and then fires the algo orders whose trigger
+it met, symbol by symbol in name order; after any change it settles the algo orders
+(``algo.settle``: FINISHED once their order is done, closePosition ones EXPIRED once there
+is no position left to close).
+
+Test records (not Binance): ``GET /_sim/trades``, ``/_sim/orders``, ``/_sim/account``. The
+server's ``POST /_sim/price`` calls ``on_price`` once it moved a symbol's market.
 
 Time: the desk's clock is the sim clock minus ``skew_ms`` (the ``clock_skew`` fault); it
 stamps orders and fills, judges request timestamps and answers ``/fapi/v1/time``.
@@ -36,10 +45,11 @@ import orjson
 import structlog
 from aiohttp import web
 
-from services.exchange_sim import codec, private_rest as pr, signing, state_file, trading
+from services.exchange_sim import algo, codec, private_rest as pr, signing, state_file, trading, user_events
 from services.exchange_sim.account import Account, Quote, SymbolRules, new_account
 from services.exchange_sim.market import Market, SymState
 from services.exchange_sim.rest import RestError
+from services.exchange_sim.user_stream import UserStream
 
 log = structlog.get_logger(__name__)
 
@@ -98,19 +108,22 @@ class Desk:
         self.writer = StateWriter(state_path)
         loaded = state_file.load(state_path) if state_path is not None else None
         if loaded is not None:
-            unknown = ({p for p, v in loaded.positions.items() if v.qty} | set(loaded.open_ids)) - set(self.rules)
+            unknown = ({p for p, v in loaded.positions.items() if v.qty} | set(loaded.open_ids)
+                       | set(loaded.open_algo_ids)) - set(self.rules)
             if unknown:
                 raise state_file.StateFileError(
                     f"{state_path}: positions or open orders in symbols this sim does not serve: {sorted(unknown)}")
             self.writer.saved_version = loaded.version
             log.info("sim.account_loaded", path=str(state_path), version=loaded.version,
-                     open_orders=sum(len(v) for v in loaded.open_ids.values()), wallet=str(loaded.wallet))
+                     open_orders=sum(len(v) for v in loaded.open_ids.values()),
+                     open_algo_orders=sum(len(v) for v in loaded.open_algo_ids.values()), wallet=str(loaded.wallet))
         self.account: Account = loaded if loaded is not None else new_account(wallet)
         self.market: Market | None = None
+        self.user: UserStream | None = None  # the server's user data stream, if any
         self.skew_ms = 0  # clock_skew fault: the desk's clock runs this far behind the sim's
         self.order_delays: list[float] = []  # order_timeout fault: answer delays still armed
         self.rejected = 0  # signed requests refused (signature, key, timestamp)
-        self._seen: dict[str, tuple[int, int]] = {}  # symbol -> (book id, trade id) last matched
+        self._seen: dict[str, tuple[int, int, int]] = {}  # symbol -> (book id, trade id, push) matched
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ market views
@@ -124,9 +137,9 @@ class Desk:
     def quote(self, symbol: str) -> Quote | None:
         return quote_of(self._state(symbol))
 
-    def marks(self) -> dict[str, Decimal]:
-        """Marks of the symbols the account holds or has orders in."""
-        acc = self.account
+    def marks(self, acc: Account | None = None) -> dict[str, Decimal]:
+        """Marks of the symbols the account (default: the current one) holds or has orders in."""
+        acc = self.account if acc is None else acc
         out: dict[str, Decimal] = {}
         for s in {s for s, p in acc.positions.items() if p.qty} | set(acc.open_ids):
             st = self._state(s)
@@ -138,28 +151,53 @@ class Desk:
 
     # ------------------------------------------------------------------ the pump's hook
     def match(self) -> None:
-        """Fill resting orders the market crossed: O(resting orders), and only symbols
-        whose book or last trade changed since the last look are looked at."""
+        """Fill resting orders the market crossed, then fire the algo orders it triggered:
+        O(resting + algo orders), and only symbols whose book, last trade or pushed price
+        changed since the last look are looked at."""
         acc = self.account
-        if not acc.open_ids:
+        if not acc.open_ids and not acc.open_algo_ids:
             return
-        for symbol in list(acc.open_ids):
+        for symbol in sorted(set(acc.open_ids) | set(acc.open_algo_ids)):
             st = self._state(symbol)
             if st.book is None:
                 continue
-            key = (st.book.u, st.last_trade_id)
+            key = (st.book.u, st.last_trade_id, st.price_seq)
             if self._seen.get(symbol) == key:
                 continue
             self._seen[symbol] = key
             quote = quote_of(st)
             assert quote is not None
-            after = trading.match_resting(self.account, self.rules[symbol], quote, self.now_ms())
-            if after is not self.account:
-                n = after.fills_total - self.account.fills_total
-                self.account = after
-                log.info("sim.resting_filled", symbol=symbol, fills=n)
+            now = self.now_ms()
+            rules = self.rules[symbol]
+            before = self.account
+            after = trading.match_resting(before, rules, quote, now)
+            if after is not before:
+                after = algo.settle(after, symbol, now)
+                log.info("sim.resting_filled", symbol=symbol, fills=after.fills_total - before.fills_total)
+            fired = algo.evaluate(after, rules, quote, self.marks(after), now)
+            for aid in after.open_algo_ids.get(symbol, ()) if fired is not after else ():
+                a = fired.algos.get(aid)
+                if a is not None and a.status != after.algos[aid].status:
+                    log.info("sim.algo_updated", symbol=symbol, algo_id=aid, client_algo_id=a.client_algo_id,
+                             type=a.type, status=a.status, order_id=a.actual_order_id, reason=a.reason)
+            if fired is not before:
+                self._changed(before, fired, now)
         if self.account is not acc:
             self._spawn(self.writer.save(self.account))
+
+    def _changed(self, before: Account, after: Account, now: int) -> None:
+        """Adopt ``after`` as the account and push the transition's events to the user data
+        stream (computed only while a connection listens: Binance replays nothing either)."""
+        self.account = after
+        user = self.user
+        if user is not None and user.listening():
+            events = user_events.diff(before, after, self.rules, self.marks(after), now)
+            if events:
+                user.publish(events)
+
+    def on_price(self, symbol: str) -> None:
+        """After ``POST /_sim/price`` moved ``symbol``: what the new price crosses happens now."""
+        self.match()
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -233,6 +271,80 @@ class Desk:
             raise RestError(-4059, "No need to change position side.")
         raise RestError(-1020, "This operation is not supported.")  # the sim is one-way only
 
+    def _place_algo(self, p: dict[str, str], now: int) -> Any:
+        req = pr.algo_request(p, self.rules)
+        self.account, a = algo.place(self.account, req, self.rules[req.symbol], self.quote(req.symbol), now)
+        log.info("sim.algo_placed", symbol=a.symbol, algo_id=a.algo_id, client_algo_id=a.client_algo_id,
+                 side=a.side, type=a.type, trigger=str(a.trigger_price), close_position=a.close_position,
+                 working_type=a.working_type)
+        return pr.algo_body(a, self.rules[a.symbol], None, "new")
+
+    def _get_algo(self, p: dict[str, str], now: int) -> Any:
+        aid, cid = pr.algo_ref(p)
+        a = algo.find(self.account, aid, cid)
+        if a is None or a.symbol not in self.rules:
+            raise RestError(*trading.E_NO_ORDER)
+        return pr.algo_body(a, self.rules[a.symbol], pr.algo_order_of(self.account, a), "query")
+
+    def _cancel_algo(self, p: dict[str, str], now: int) -> Any:
+        aid, cid = pr.algo_ref(p)
+        self.account, a = algo.cancel(self.account, aid, cid, now)
+        log.info("sim.algo_canceled", symbol=a.symbol, algo_id=a.algo_id, client_algo_id=a.client_algo_id)
+        return {"algoId": a.algo_id, "clientAlgoId": a.client_algo_id, "code": "200", "msg": "success"}
+
+    def _cancel_all_algos(self, p: dict[str, str], now: int) -> Any:
+        symbol = pr.symbol_of(p, self.rules)
+        assert symbol is not None
+        self.account = algo.cancel_all(self.account, symbol, now)
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    def _keyed(self, build: Callable[[dict[str, str], int], Any]) -> Handler:
+        """A USER_STREAM endpoint: the API key is checked, no signature or timestamp needed."""
+        async def handler(request: web.Request) -> web.Response:
+            now = self.now_ms()
+            headers = self.headers(now)
+            key = request.headers.get("X-MBX-APIKEY")
+            try:
+                if not key:
+                    raise RestError(-2014, "API-key format invalid.", 401)
+                if key != self.api_key:
+                    raise RestError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+                body = await request.text() if request.can_read_body else ""
+                params = signing.params_of(signing.SignedRequest(
+                    api_key=key, query=request.rel_url.raw_query_string, body=body))
+                return self._json(build(params, now), headers=headers)
+            except RestError as exc:
+                if exc.status == 401:
+                    self.rejected += 1
+                return self._error(exc, headers)
+
+        return handler
+
+    def _user(self) -> UserStream:
+        if self.user is None:
+            raise RestError(-1020, "This operation is not supported.")
+        return self.user
+
+    def _listen_key_post(self, p: dict[str, str], now: int) -> Any:
+        key = self._user().start(now)
+        log.info("sim.listen_key_started", expires_ms=self._user().active.expires_ms)  # type: ignore[union-attr]
+        return {"listenKey": key}
+
+    def _listen_key_put(self, p: dict[str, str], now: int) -> Any:
+        user = self._user()
+        user.tick(now)
+        sent = p.get("listenKey")
+        if sent and (user.active is None or sent != user.active.key):
+            raise RestError(-1125, "This listenKey does not exist.")
+        return {"listenKey": user.keepalive(now)}
+
+    def _listen_key_delete(self, p: dict[str, str], now: int) -> Any:
+        conns = self._user().close()
+        log.info("sim.listen_key_closed", connections=len(conns))
+        if conns and self.user is not None and self.user.closer is not None:
+            self.user.closer(conns)
+        return {}
+
     def add_routes(self, r: web.UrlDispatcher) -> None:
         s = self._signed
         acc = lambda: self.account  # noqa: E731 - read at request time
@@ -257,6 +369,15 @@ class Desk:
         r.add_get("/fapi/v1/commissionRate", s(lambda p, now: pr.commission_rate(p, self.rules)))
         r.add_get("/fapi/v1/leverageBracket", s(
             lambda p, now: pr.leverage_bracket(list(self.rules), p, self.rules)))
+        r.add_post("/fapi/v1/algoOrder", s(self._place_algo))
+        r.add_get("/fapi/v1/algoOrder", s(self._get_algo))
+        r.add_delete("/fapi/v1/algoOrder", s(self._cancel_algo))
+        r.add_get("/fapi/v1/openAlgoOrders", s(lambda p, now: pr.open_algo_orders(acc(), p, self.rules)))
+        r.add_get("/fapi/v1/allAlgoOrders", s(lambda p, now: pr.all_algo_orders(acc(), p, self.rules)))
+        r.add_delete("/fapi/v1/algoOpenOrders", s(self._cancel_all_algos))
+        r.add_post("/fapi/v1/listenKey", self._keyed(self._listen_key_post))
+        r.add_put("/fapi/v1/listenKey", self._keyed(self._listen_key_put))
+        r.add_delete("/fapi/v1/listenKey", self._keyed(self._listen_key_delete))
         # records of symbols this sim no longer serves (a restart with fewer) are left out
         r.add_get("/_sim/trades", self._records(lambda: [
             pr.sim_trade(f, self.rules[f.symbol]) for f in self.account.fills if f.symbol in self.rules]))
@@ -295,6 +416,7 @@ class Desk:
             except RestError as exc:
                 response = self._error(exc, headers)
             if self.account is not before:
+                self._changed(before, algo.settle_all(self.account, now), now)
                 await self.writer.save(self.account)
             if delay:
                 log.info("sim.order_answer_delayed", seconds=delay)
@@ -310,6 +432,7 @@ class Desk:
     def stats(self) -> dict[str, Any]:
         acc = self.account
         return {"orders": len(acc.orders), "open_orders": sum(len(v) for v in acc.open_ids.values()),
+                "algo_orders": len(acc.algos), "open_algo_orders": sum(len(v) for v in acc.open_algo_ids.values()),
                 "fills": acc.fills_total, "positions": sum(1 for p in acc.positions.values() if p.qty),
                 "wallet": pr.usdt(acc.wallet), "account_version": acc.version,
                 "state_saves": self.writer.saves, "signed_rejected": self.rejected,

@@ -23,14 +23,25 @@ Actions (``conn`` is a connection id from ``GET /_sim/stats`` or ``"all"``):
   market clock, so a client that does not sync its time looks ``ms`` ahead (-1021 beyond
   1000 ms); a negative ``ms`` puts it ahead (the client looks late: -1021 beyond its
   ``recvWindow``); ``0`` ends the skew.
+- ``{"action": "user_stream_close", "code": 1001}``: close every user data stream connection
+  (``"abort": true``: drop the TCP connection, no close frame); the listenKey stays valid.
+- ``{"action": "listen_key_expire"}``: the active listenKey expires now, as if it had not
+  been kept alive: its connections get ``listenKeyExpired`` and nothing more.
 - ``{"action": "clear"}``: forget pending HTTP and order faults, end stalls and skew.
 
 Parsing and validation are pure (``parse``); the server applies the result.
+
+The same goes for the other test control that is not a fault, ``POST /_sim/price`` with
+``{"symbol": "BTCUSDT", "price": "58900.00"}`` (``parse_price``): it moves the symbol's last
+and mark price at once (see ``market.Market.set_price``). The price is a decimal string (or
+a JSON number, read through its text) on the symbol's tick grid.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 POISON = {
@@ -43,7 +54,8 @@ POISON = {
     "unknown_event": b'{"stream":"btcusdt@trade","data":{"e":"somethingNew","E":0}}',
     "empty": b"",
 }
-ACTIONS = ("close", "stall", "poison", "http_error", "order_timeout", "clock_skew", "clear")
+ACTIONS = ("close", "stall", "poison", "http_error", "order_timeout", "clock_skew", "user_stream_close",
+           "listen_key_expire", "clear")
 HTTP_STATUSES = (400, 401, 403, 418, 429, 500, 502, 503, 504)
 MAX_SKEW_MS = 86_400_000  # a day either way
 
@@ -92,7 +104,7 @@ def parse(body: Any) -> Fault:
         conn = conn_raw
     else:
         raise FaultError("conn must be a connection id or 'all'")
-    if action == "close":
+    if action in ("close", "user_stream_close"):
         code = body.get("code", 1000)
         if not isinstance(code, int) or not 1000 <= code <= 4999:
             raise FaultError("code must be a WebSocket close code")
@@ -140,6 +152,8 @@ def parse(body: Any) -> Fault:
         if not isinstance(ms, int) or isinstance(ms, bool) or not -MAX_SKEW_MS <= ms <= MAX_SKEW_MS:
             raise FaultError(f"ms must be an integer within +-{MAX_SKEW_MS}")
         return Fault(action=action, skew_ms=ms)
+    if action == "listen_key_expire":
+        return Fault(action=action)
     return Fault(action="clear")
 
 
@@ -174,3 +188,21 @@ def take(pending: list[HttpFault], path: str, method: str = "GET") -> HttpFault 
                 pending.remove(f)
             return f
     return None
+
+
+PRICE_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?$")
+
+
+def parse_price(body: Any) -> tuple[str, Decimal]:
+    """``POST /_sim/price``: (symbol, price); ``FaultError`` when malformed."""
+    if not isinstance(body, dict):
+        raise FaultError("body must be a JSON object")
+    symbol, raw = body.get("symbol"), body.get("price")
+    if not isinstance(symbol, str) or not symbol:
+        raise FaultError("symbol must be a symbol name")
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise FaultError("price must be a decimal string")
+    text = raw if isinstance(raw, str) else repr(raw)
+    if not PRICE_RE.match(text) or Decimal(text) <= 0:
+        raise FaultError("price must be a positive decimal")
+    return symbol, Decimal(text)

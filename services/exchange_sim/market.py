@@ -10,6 +10,17 @@ mark price), the aggregate-trade state (``aggTrade``: consecutive trades with th
 price and side, closed where the engine marks ``agg_end``), and the 1m bars (``klines``).
 Timers derived from the sim clock drive ``markPrice`` (every 3 s, or 1 s for ``@1s``) and
 the ``kline_1m`` updates (every 250 ms while trades come in, plus one ``x:true`` at close).
+
+A test moves a symbol's price with ``set_price`` (``POST /_sim/price``). The last price and
+the book become that price at once: the book is locked at it (bid = ask = the price, so the
+mark, which is the book mid, equals it too, and a MARKET order either way fills at exactly
+that price). The move then holds as a persistent offset: every later replayed trade and
+book price of the symbol is shifted by (the new price - the replay's own last price), so
+the replay carries on from the new level instead of snapping back (a price that would fall
+to zero or below is held at one tick). No trade or bookTicker frame is invented (its id
+would collide with the replay's): the streams show the new level with the symbol's next
+replayed event, the ``markPrice`` stream at its next tick, REST at once. A later push
+replaces the offset; the offset lives in memory only (a restarted sim replays unshifted).
 """
 
 from __future__ import annotations
@@ -52,7 +63,7 @@ class SymState:
 
     __slots__ = ("spec", "name", "px", "qty", "last_price", "last_qty", "last_trade_ms",
                  "last_trade_id", "book", "agg_id", "agg_first", "agg_qty", "last_e_ms",
-                 "kline_dirty", "kline_pushed_ms", "mark_next", "x_values")
+                 "kline_dirty", "kline_pushed_ms", "mark_next", "x_values", "price_off", "price_seq")
 
     def __init__(self, spec: SymbolSpec, x_values: tuple[bytes, ...]) -> None:
         self.spec = spec
@@ -72,6 +83,12 @@ class SymState:
         self.kline_pushed_ms = 0
         self.mark_next = {CH_MARK: 0, CH_MARK1S: 0}
         self.x_values = x_values
+        self.price_off = 0  # set_price: added to every replayed price (units of the tick grid)
+        self.price_seq = 0  # +1 per set_price (the desk's "did the market move" key)
+
+
+class PriceError(ValueError):
+    """A ``set_price`` the sim cannot do (off the symbol's price grid, or no price seen yet)."""
 
 
 def next_funding_ms(now_ms: int) -> int:
@@ -126,12 +143,16 @@ class Market:
             played += b.hi - b.lo
             E = T = stamp
             pxg, qtg = px.cache.get, qty.cache.get
+            off = st.price_off
+            floor = st.spec.tick_units
             for i in range(b.lo, b.hi):
                 if stamp is None:
                     E = e_ms[i]
                     T = t_ms[i]
                 if kind[i] == TRADE:
                     p = p1[i]
+                    if off:
+                        p = max(p + off, floor)
                     q = q1[i]
                     m = maker[i]
                     tid = ident[i]
@@ -180,6 +201,8 @@ class Market:
                 else:
                     u = ident[i]
                     bid, bq, ask, aq = p1[i], q1[i], p2[i], q2[i]
+                    if off:
+                        bid, ask = max(bid + off, floor), max(ask + off, floor)
                     if bc or br:
                         data = book_fmt % (u, name, pxg(bid) or px(bid), qtg(bq) or qty(bq),
                                            pxg(ask) or px(ask), qtg(aq) or qty(aq), T, E)
@@ -258,6 +281,31 @@ class Market:
             st.last_e_ms = int(rebase(tl.rel_e[i1 - 1:i1] - spec.offset_ms, pl.start_ms, pl.speed)[0])
         self.played += played
         return played
+
+    # ------------------------------------------------------------------ test control
+    def set_price(self, sym: int, units: int, now_ms: int) -> None:
+        """Move ``sym``'s last price and book to ``units`` now and shift the replay to follow
+        (see the module docstring). ``PriceError`` if ``units`` is off the price grid or the
+        symbol has shown no price yet (the offset needs the replay's own level)."""
+        st = self.states[sym]
+        spec = st.spec
+        if units <= 0 or units % spec.tick_units:
+            raise PriceError(f"price must be a positive multiple of the tick for {spec.name}")
+        if st.last_price is not None:
+            raw = st.last_price - st.price_off
+        elif st.book is not None:
+            raw = (st.book.b + st.book.a) // 2 - st.price_off
+        else:
+            raise PriceError(f"{spec.name} has shown no price yet")
+        st.price_off = units - raw
+        st.price_seq += 1
+        st.last_price = units
+        bk = st.book
+        if bk is None:
+            st.book = Book(0, units, spec.step_units, units, spec.step_units, now_ms, now_ms)
+        else:
+            bk.b = bk.a = units
+            bk.t_ms = bk.e_ms = now_ms
 
     # ------------------------------------------------------------------ timers
     def _timers(self, now_ms: int, capped: set[int]) -> None:

@@ -8,6 +8,13 @@ added (``cumQuote``, ``quoteQty``), average prices with three more than the pric
 USDT balances, PnL and commissions with 8 (``realizedPnl`` is ``"0"`` when nothing was
 realised, as in the samples).
 
+Algo orders (``/fapi/v1/algoOrder`` and friends) follow Binance's "New/Cancel/Query Algo
+Order", "Current All Algo Open Orders" and "Query All Algo Orders" pages and the response
+schemas of Binance's own connector (``binance-connector-python``, USD-M client): the answer
+to a new order, to a query and the list entries carry different key sets, kept as
+documented. Numbers are strings with the symbol's precisions as for orders; ids and times
+are numbers, ``actualOrderId`` a string ("" before the trigger).
+
 Also here: the test-only records of ``/_sim/trades``, ``/_sim/orders`` and ``/_sim/account``.
 """
 
@@ -17,14 +24,20 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Mapping
 
-from services.exchange_sim.account import (BRACKETS, BUY, CROSSED, LIMIT, MAKER_FEE, MARKET, SELL,
-                                           TAKER_FEE, ZERO, Account, Fill, Order, Position,
-                                           SymbolRules, liquidation_price, maint_margin,
+from services.exchange_sim.account import (ALGO_TYPES, BRACKETS, BUY, CONDITIONAL, CONTRACT_PRICE, CROSSED,
+                                           LIMIT, MAKER_FEE, MARK_PRICE, MARKET, SELL, STOP, TAKE_PROFIT,
+                                           TAKER_FEE, TRAILING_STOP_MARKET, ZERO, Account, AlgoOrder, Fill,
+                                           Order, Position, SymbolRules, liquidation_price, maint_margin,
                                            mark_of, order_im, position_im, totals, unrealized)
+from services.exchange_sim.algo import CALLBACK_MAX, CALLBACK_MIN, MARKET_TYPES, AlgoRequest
 from services.exchange_sim.rest import INVALID_SYMBOL, RestError, int_param, mandatory
 from services.exchange_sim.trading import CLIENT_ID_RE, TIME_IN_FORCE, OrderRequest, max_notional
 
 DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+CONDITIONAL_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
+# Binance's answer on /fapi/v1/order for a conditional type since the Algo Service took them
+# (derivatives change log 2025-11-06, effective 2025-12-09; error code page, -4120)
+E_SWITCH_ALGO = (-4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.")
 LIST_DEFAULT_LIMIT = 500
 LIST_MAX_LIMIT = 1000
 ACCOUNT_ALIAS = "SimA"  # Binance shows a short random alias per account
@@ -98,8 +111,10 @@ def order_request(params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -
     otype = params.get("type")
     if not otype:
         raise mandatory("type")
+    if otype in CONDITIONAL_TYPES:
+        raise RestError(*E_SWITCH_ALGO)  # since 2025-12-09 they go to POST /fapi/v1/algoOrder
     if otype not in (MARKET, LIMIT):
-        raise RestError(-1116, "Invalid orderType.")  # the sim has no stop or trailing orders
+        raise RestError(-1116, "Invalid orderType.")
     if params.get("positionSide", "BOTH") != "BOTH":
         raise RestError(-4061, "Order's position side does not match user's setting.")
     qty = decimal_param(params, "quantity")
@@ -124,6 +139,107 @@ def order_request(params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -
         raise RestError(-1130, "Data sent for parameter 'newOrderRespType' is not valid.")
     return OrderRequest(symbol=symbol, side=side, type=otype, qty=qty, price=price, tif=tif or "GTC",
                         reduce_only=bool_param(params, "reduceOnly"), client_id=cid), resp_type
+
+
+def _not_valid(name: str) -> RestError:
+    return RestError(-1130, f"Data sent for parameter '{name}' is not valid.")
+
+
+def _not_required(name: str) -> RestError:
+    return RestError(-1106, f"Parameter '{name}' sent when not required.")
+
+
+STP_MODES = ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH")
+
+
+def algo_request(params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -> AlgoRequest:
+    """``POST /fapi/v1/algoOrder`` parameters -> the request (``algo.place`` checks the rest)."""
+    algo_type = params.get("algoType")
+    if not algo_type:
+        raise mandatory("algoType")
+    if algo_type != CONDITIONAL:
+        raise _not_valid("algoType")  # "Only support CONDITIONAL"
+    symbol = symbol_of(params, rules)
+    assert symbol is not None
+    side = params.get("side")
+    if not side:
+        raise mandatory("side")
+    if side not in (BUY, SELL):
+        raise RestError(-1117, "Invalid side.")
+    otype = params.get("type")
+    if not otype:
+        raise mandatory("type")
+    if otype not in ALGO_TYPES:
+        raise RestError(-1116, "Invalid orderType.")
+    if params.get("positionSide", "BOTH") != "BOTH":
+        raise RestError(-4061, "Order's position side does not match user's setting.")
+    close = bool_param(params, "closePosition")
+    reduce = bool_param(params, "reduceOnly")
+    qty = decimal_param(params, "quantity")
+    if close:
+        if otype not in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
+            raise RestError(-4136, f"Target strategy invalid for orderType {otype},closePosition true")
+        if qty is not None:
+            raise RestError(-4137, "Quantity must be zero with closePosition equals true")
+        if reduce:
+            raise _not_required("reduceOnly")
+    elif qty is None:
+        raise mandatory("quantity")
+    price = decimal_param(params, "price")
+    if otype in (STOP, TAKE_PROFIT):
+        if price is None:
+            raise mandatory("price")
+    elif price is not None:
+        raise _not_required("price")
+    if params.get("priceMatch", "NONE") != "NONE":
+        raise _not_valid("priceMatch")  # not modelled: refused rather than ignored
+    trigger = decimal_param(params, "triggerPrice")
+    activate = decimal_param(params, "activatePrice")
+    rate = decimal_param(params, "callbackRate")
+    if otype == TRAILING_STOP_MARKET:
+        if trigger is not None:
+            raise _not_required("triggerPrice")
+        if rate is None:
+            raise mandatory("callbackRate")
+        if not CALLBACK_MIN <= rate <= CALLBACK_MAX or rate % CALLBACK_MIN:
+            raise _not_valid("callbackRate")
+    else:
+        if trigger is None:
+            raise mandatory("triggerPrice")
+        if activate is not None:
+            raise _not_required("activatePrice")
+        if rate is not None:
+            raise _not_required("callbackRate")
+    working = params.get("workingType") or CONTRACT_PRICE
+    if working not in (MARK_PRICE, CONTRACT_PRICE):
+        raise RestError(-4031, "Invalid parameter working type")
+    tif = params.get("timeInForce") or "GTC"
+    if tif not in TIME_IN_FORCE:
+        raise RestError(-1115, "Invalid timeInForce.")  # GTD is not modelled
+    if params.get("goodTillDate"):
+        raise _not_required("goodTillDate")
+    stp = params.get("selfTradePreventionMode") or "NONE"
+    if stp not in STP_MODES:
+        raise _not_valid("selfTradePreventionMode")
+    cid = params.get("clientAlgoId") or None
+    if cid is not None and not CLIENT_ID_RE.match(cid):
+        raise _illegal("clientAlgoId", CLIENT_ID_RE.pattern)
+    if params.get("newOrderRespType", "ACK") not in ("ACK", "RESULT"):
+        raise _not_valid("newOrderRespType")
+    return AlgoRequest(symbol=symbol, side=side, type=otype, qty=qty or ZERO, price=price or ZERO,
+                       trigger_price=trigger or ZERO, working_type=working,
+                       price_protect=bool_param(params, "priceProtect"), close_position=close,
+                       reduce_only=reduce, tif=tif, activate_price=activate, callback_rate=rate or ZERO,
+                       client_algo_id=cid, stp=stp)
+
+
+def algo_ref(params: Mapping[str, str]) -> tuple[int | None, str | None]:
+    """(``algoId``, ``clientAlgoId``): one of them is required."""
+    aid = int_param(params, "algoId")
+    cid = params.get("clientAlgoId") or None
+    if aid is None and cid is None:
+        raise RestError(-1102, "Param 'clientAlgoId' or 'algoId' must be sent, but both were empty/null!")
+    return aid, cid
 
 
 def order_ref(params: Mapping[str, str]) -> tuple[int | None, str | None]:
@@ -157,14 +273,76 @@ def order_body(o: Order, rules: SymbolRules, query: bool = False) -> dict[str, A
         body["cumQty"] = fixed(o.executed_qty, qd)
     body.update({
         "cumQuote": fixed(o.cum_quote, pd + qd), "timeInForce": o.tif, "type": o.type,
-        "reduceOnly": o.reduce_only, "closePosition": False, "side": o.side, "positionSide": "BOTH",
-        "stopPrice": fixed(ZERO, pd), "workingType": "CONTRACT_PRICE", "priceProtect": False,
-        "origType": o.type, "priceMatch": "NONE", "selfTradePreventionMode": "NONE",
+        "reduceOnly": o.reduce_only, "closePosition": o.close_position, "side": o.side, "positionSide": "BOTH",
+        "stopPrice": fixed(o.stop_price, pd), "workingType": o.working_type, "priceProtect": o.price_protect,
+        "origType": o.orig_type or o.type, "priceMatch": "NONE", "selfTradePreventionMode": "NONE",
         "goodTillDate": 0})
     if query:
         body["time"] = o.time_ms
     body["updateTime"] = o.update_ms
     return body
+
+
+def algo_body(a: AlgoOrder, rules: SymbolRules, order: Order | None, kind: str) -> dict[str, Any]:
+    """An algo order as ``POST /fapi/v1/algoOrder`` (``kind="new"``), ``GET`` (``"query"``) or
+    the list endpoints (``"list"``) answer it; ``order`` is the one it triggered, if any."""
+    pd, qd = rules.price_decimals, rules.qty_decimals
+    body: dict[str, Any] = {
+        "algoId": a.algo_id, "clientAlgoId": a.client_algo_id, "algoType": CONDITIONAL, "orderType": a.type,
+        "symbol": a.symbol, "side": a.side, "positionSide": "BOTH", "timeInForce": a.tif,
+        "quantity": fixed(a.qty, qd), "algoStatus": a.status}
+    if kind != "new":
+        body["actualOrderId"] = str(a.actual_order_id) if a.actual_order_id is not None else ""
+        body["actualPrice"] = fixed(order.avg_price if order is not None else ZERO, pd + 3)
+    if kind == "query":
+        body["actualType"] = order.type if order is not None else (MARKET if a.type in MARKET_TYPES else LIMIT)
+        body["actualQty"] = fixed(order.orig_qty if order is not None else a.qty, qd)
+    body.update({"triggerPrice": fixed(a.trigger_price, pd), "price": fixed(a.price, pd), "icebergQuantity": None})
+    if kind == "list":
+        zero = fixed(ZERO, pd)
+        body.update({"tpTriggerPrice": zero, "tpPrice": zero, "slTriggerPrice": zero, "slPrice": zero})
+    if kind != "new":
+        body["tpOrderType"] = ""
+    body.update({"selfTradePreventionMode": a.stp, "workingType": a.working_type, "priceMatch": "NONE",
+                 "closePosition": a.close_position, "priceProtect": a.price_protect,
+                 "reduceOnly": a.reduce_only})
+    if kind == "new":
+        trailing = a.type == TRAILING_STOP_MARKET
+        body["activatePrice"] = fixed(a.activate_price, pd) if trailing else ""
+        body["callbackRate"] = fixed(a.callback_rate, 1) if trailing else ""
+    body.update({"createTime": a.create_ms, "updateTime": a.update_ms, "triggerTime": a.trigger_ms,
+                 "goodTillDate": 0})
+    return body
+
+
+def algo_order_of(acc: Account, a: AlgoOrder) -> Order | None:
+    """The order an algo order placed when it triggered (None before, or once out of history)."""
+    return acc.orders.get(a.actual_order_id) if a.actual_order_id is not None else None
+
+
+def open_algo_orders(acc: Account, params: Mapping[str, str],
+                     rules: Mapping[str, SymbolRules]) -> list[dict[str, Any]]:
+    """``GET /fapi/v1/openAlgoOrders``: ``symbol`` (else all), ``algoType``, ``algoId``."""
+    symbol = symbol_of(params, rules, required=False)
+    if params.get("algoType", CONDITIONAL) != CONDITIONAL:
+        raise _not_valid("algoType")
+    aid = int_param(params, "algoId")
+    algos = sorted((a for a in acc.open_algos(symbol) if a.symbol in rules), key=lambda a: a.algo_id)
+    return [algo_body(a, rules[a.symbol], algo_order_of(acc, a), "list") for a in algos
+            if aid is None or a.algo_id == aid]
+
+
+def all_algo_orders(acc: Account, params: Mapping[str, str],
+                    rules: Mapping[str, SymbolRules]) -> list[dict[str, Any]]:
+    """``GET /fapi/v1/allAlgoOrders``: ``symbol``, and ``algoId`` (from it on), times,
+    ``limit`` (default 500, at most 1000); ``page`` only as 1 (paging beyond is not modelled)."""
+    symbol = symbol_of(params, rules)
+    assert symbol is not None
+    if params.get("page", "1") != "1":
+        raise _not_valid("page")
+    algos = [a for a in acc.algos.values() if a.symbol == symbol]
+    picked = _window(algos, lambda a: a.algo_id, lambda a: a.create_ms, params, "algoId")
+    return [algo_body(a, rules[symbol], algo_order_of(acc, a), "list") for a in picked]
 
 
 def trade_body(f: Fill, rules: SymbolRules) -> dict[str, Any]:

@@ -123,7 +123,8 @@ def symbol_info(spec: SymbolSpec, cap: Capture, synthetic: bool = False) -> dict
             {"stepSize": step, "filterType": "MARKET_LOT_SIZE",
              "maxQty": plain(_qty_units_for(spec, cap, 120), qdec), "minQty": step},
             {"limit": 200, "filterType": "MAX_NUM_ORDERS"},
-            {"limit": 10, "filterType": "MAX_NUM_ALGO_ORDERS"},
+            # no MAX_NUM_ALGO_ORDERS: removed from exchangeInfo by the change log of 2025-12-29
+            # ("The condtional order limits is 200 across all symbols", algo.MAX_OPEN_ALGOS)
             {"notional": "5" if spec.derived else "100", "filterType": "MIN_NOTIONAL"},
             {"multiplierDown": "0.9500", "multiplierUp": "1.0500", "multiplierDecimal": "4",
              "filterType": "PERCENT_PRICE"},

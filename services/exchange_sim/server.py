@@ -19,13 +19,17 @@ of the other path is accepted and never delivers, as on Binance (``stats.unroute
 URL, or more than 200 of them, is refused before the upgrade with HTTP 400 and a Binance
 error body; over a live connection, SUBSCRIBE errors are answered (see ``control``).
 
+User data stream: ``/private/ws?listenKey=<key>[&events=A/B]``, ``/private/ws/<key>`` and the
+legacy ``/ws/<key>`` (see ``user_stream``), with ``POST/PUT/DELETE /fapi/v1/listenKey``.
+
 REST: ``/fapi/v1/ping``, ``time``, ``exchangeInfo``, ``klines``, ``ticker/24hr``,
 ``ticker/price``, ``ticker/bookTicker``, ``premiumIndex``, ``depth``; and the signed
 trading endpoints of one simulated account (orders, fills, positions, balance: ``desk``),
 whose resting orders are matched against the market after every step.
 
-Test control (not Binance): ``GET /_sim/stats``, ``POST /_sim/fault`` (see ``faults``), and
-the trading records ``GET /_sim/trades``, ``/_sim/orders``, ``/_sim/account``.
+Test control (not Binance): ``GET /_sim/stats``, ``POST /_sim/fault`` (see ``faults``),
+``POST /_sim/price`` (move a symbol's last and mark price, see ``market.Market.set_price``),
+and the trading records ``GET /_sim/trades``, ``/_sim/orders``, ``/_sim/account``.
 """
 
 from __future__ import annotations
@@ -52,8 +56,10 @@ from services.exchange_sim.desk import Desk
 from services.exchange_sim.engine import Player, Timeline
 from services.exchange_sim.klines import MINUTE_MS
 from services.exchange_sim.hub import MAX_STREAMS, Connection, Hub, StreamError
-from services.exchange_sim.market import Market
+from services.exchange_sim.codec import fmt_units
+from services.exchange_sim.market import Market, PriceError
 from services.exchange_sim.symbols import SymbolSpec, make_specs
+from services.exchange_sim.user_stream import EventsError, UserConn, UserStream, parse_events
 
 log = structlog.get_logger(__name__)
 
@@ -135,6 +141,9 @@ class SimServer:
                          api_secret=params.api_secret, wallet=params.start_wallet_usdt,
                          state_path=Path(params.state_file) if params.state_file else None,
                          clock_ms=clock_ms, headers=self._weight_headers)
+        self.user = UserStream(params.listen_key_validity_ms)
+        self.user.closer = self._close_users
+        self.desk.user = self.user
         self.app = self._make_app()
 
     # ------------------------------------------------------------------ lifecycle
@@ -192,6 +201,7 @@ class SimServer:
         await self.desk.flush()
         conns = list(self.hub.conns.values())
         closes = [self._close_conn(c, 1001, abort=False) for c in conns]
+        closes += [self._close_user(c, 1001, abort=False) for c in list(self.user.conns.values())]
         if closes:
             await asyncio.wait_for(asyncio.gather(*closes, return_exceptions=True),
                                    self.params.close_timeout_s + 0.5)
@@ -212,6 +222,25 @@ class SimServer:
             if conn.transport is not None:
                 conn.transport.abort()  # type: ignore[attr-defined]
 
+    async def _close_user(self, conn: UserConn, code: int, abort: bool) -> None:
+        ws = conn.handle
+        self.user.disconnect(conn)
+        if abort or not isinstance(ws, web.WebSocketResponse):
+            if conn.transport is not None:
+                conn.transport.abort()  # type: ignore[attr-defined]
+            return
+        try:
+            await asyncio.wait_for(ws.close(code=code, drain=False), self.params.close_timeout_s)
+        except (asyncio.TimeoutError, ConnectionError):
+            if conn.transport is not None:
+                conn.transport.abort()  # type: ignore[attr-defined]
+
+    def _close_users(self, conns: list[UserConn], code: int = 1000, abort: bool = False) -> None:
+        for c in conns:
+            task = asyncio.ensure_future(self._close_user(c, code, abort))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     # ------------------------------------------------------------------ pump
     async def _pump(self) -> None:
         p = self.params
@@ -227,8 +256,9 @@ class SimServer:
             now = self.clock_ms()
             try:
                 market.step(now, per_symbol)
-                desk.match()  # resting orders the market crossed (nothing to do without any)
+                desk.match()  # resting and algo orders the market crossed (nothing to do without any)
                 hub.flush(now)
+                self.user.tick(desk.now_ms())  # a listenKey not kept alive expires (desk clock)
             except Exception:  # a bug must not kill the market silently for every client
                 log.exception("sim.pump_failed")
                 raise
@@ -272,6 +302,8 @@ class SimServer:
             r.add_get(f"{prefix}/stream", self._ws)
             r.add_get(f"{prefix}/ws", self._ws)
             r.add_get(prefix + "/ws/{streams:.+}", self._ws)
+        r.add_get(binance.USER_DATA_PATH, self._private_ws)
+        r.add_get(binance.USER_DATA_PATH + "/{key}", self._private_ws)
         r.add_get("/fapi/v1/ping", self._rest(lambda q, now: {}))
         r.add_get("/fapi/v1/time", self._rest(lambda q, now: {"serverTime": self.desk.now_ms()}))
         r.add_get("/fapi/v1/exchangeInfo", self._rest(
@@ -290,6 +322,7 @@ class SimServer:
         self.desk.add_routes(r)
         r.add_get("/_sim/stats", self._stats)
         r.add_post("/_sim/fault", self._fault)
+        r.add_post("/_sim/price", self._price)
         return app
 
     @property
@@ -340,6 +373,8 @@ class SimServer:
         else:
             raw = request.match_info.get("streams", "")
         names = [n for n in raw.split("/") if n]
+        if route == "" and not combined and len(names) == 1 and "@" not in names[0]:
+            return await self._private_ws(request, key=names[0])  # legacy /ws/<listenKey>
         if len(names) > MAX_STREAMS:
             return web.Response(body=codec.rest_error(
                 -1101, f"Too many parameters; expected '{MAX_STREAMS}' and received '{len(names)}'."),
@@ -366,6 +401,38 @@ class SimServer:
         finally:
             self.hub.disconnect(conn)
             log.info("sim.client_disconnected", conn=conn.cid, frames=conn.frames_sent)
+        return ws
+
+    async def _private_ws(self, request: web.Request, key: str | None = None) -> web.StreamResponse:
+        """A user data stream connection for the active listenKey (``user_stream``)."""
+        key = key or request.match_info.get("key") or request.query.get("listenKey", "")
+        if not key:
+            return web.Response(body=codec.rest_error(
+                -1102, "Mandatory parameter 'listenKey' was not sent, was empty/null, or malformed."),
+                status=400, content_type=JSON)
+        try:
+            events = parse_events(request.query.get("events"))
+        except EventsError:
+            return web.Response(body=codec.rest_error(-1130, "Data sent for parameter 'events' is not valid."),
+                                status=400, content_type=JSON)
+        if not self.user.valid(key, self.desk.now_ms()):
+            return web.Response(body=codec.rest_error(-1125, "This listenKey does not exist."),
+                                status=400, content_type=JSON)
+        ws = web.WebSocketResponse(compress=False, autoping=True, timeout=self.params.close_timeout_s,
+                                   max_msg_size=1 << 16)
+        await ws.prepare(request)
+        conn = self.user.connect(request.transport, key, events, peer=str(request.remote))
+        conn.handle = ws
+        log.info("sim.user_stream_connected", conn=conn.cid, events=sorted(events) if events else "all")
+        try:
+            async for msg in ws:
+                if msg.type == web.WSMsgType.TEXT or msg.type == web.WSMsgType.BINARY:
+                    if conn.transport is not None and not conn.transport.is_closing():
+                        conn.transport.write(codec.text_frame(codec.ws_error(
+                            2, "Invalid request: the user data stream takes no control messages")))
+        finally:
+            self.user.disconnect(conn)
+            log.info("sim.user_stream_disconnected", conn=conn.cid, frames=conn.frames_sent)
         return ws
 
     # ------------------------------------------------------------------ test control
@@ -396,6 +463,7 @@ class SimServer:
             "unrouted_streams": self.hub.unrouted,
             "pending_http_faults": len(self.http_faults),
             "trading": self.desk.stats(),
+            "user_stream": self.user.stats(),
             "connections": [
                 {"id": c.cid, "combined": c.combined, "streams": len(c.streams), "peer": c.peer,
                  "frames_sent": c.frames_sent, "bytes_sent": c.bytes_sent,
@@ -407,6 +475,31 @@ class SimServer:
 
     async def _stats(self, request: web.Request) -> web.Response:
         return self._json(self.stats())
+
+    async def _price(self, request: web.Request) -> web.Response:
+        """``POST /_sim/price {"symbol", "price"}``: the symbol's last, book and mark move to
+        the price now; resting orders and algo orders it crosses act at once."""
+        try:
+            symbol, price = faults.parse_price(orjson.loads(await request.read()))
+        except (orjson.JSONDecodeError, faults.FaultError) as exc:
+            return self._json({"ok": False, "error": str(exc)}, status=400)
+        sym = self.by_name.get(symbol)
+        if sym is None:
+            return self._json({"ok": False, "error": f"unknown symbol {symbol!r}"}, status=400)
+        spec = self.specs[sym]
+        units = price.scaleb(spec.price_decimals)
+        try:
+            if units != units.to_integral_value():
+                raise PriceError(f"price has more than {spec.price_decimals} decimals for {symbol}")
+            self._m.set_price(sym, int(units), self.clock_ms())
+        except PriceError as exc:
+            return self._json({"ok": False, "error": str(exc)}, status=400)
+        log.info("sim.price_set", symbol=symbol, price=str(price), offset=self._m.states[sym].price_off)
+        self.desk.on_price(symbol)
+        st = self._m.states[sym]
+        mark = self._m.mark_values(st)
+        return self._json({"ok": True, "symbol": symbol, "price": fmt_units(int(units), spec.price_decimals),
+                           "markPrice": mark[0] if mark else None})
 
     async def _fault(self, request: web.Request) -> web.Response:
         try:
@@ -425,6 +518,14 @@ class SimServer:
         if f.action == "clock_skew":
             self.desk.skew_ms = f.skew_ms
             return self._json({"ok": True, "affected": 0})
+        if f.action == "user_stream_close":
+            users = list(self.user.conns.values())
+            self._close_users(users, f.code, f.abort)
+            return self._json({"ok": True, "affected": len(users)})
+        if f.action == "listen_key_expire":
+            had = self.user.active is not None
+            self.user.expire(self.desk.now_ms())
+            return self._json({"ok": True, "affected": int(had)})
         if f.action == "clear":
             self.http_faults.clear()
             self.desk.order_delays.clear()

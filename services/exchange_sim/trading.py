@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Mapping
 
-from services.exchange_sim.account import (BRACKETS, BUY, CANCELED, CROSSED, EXPIRED, FILLED, ISOLATED,
+from services.exchange_sim.account import (BRACKETS, BUY, CANCELED, CONTRACT_PRICE, CROSSED, EXPIRED, FILLED,
+                                           ISOLATED,
                                            MAKER_FEE, MARKET, MAX_CLOSED_ORDERS, MAX_FILLS, MAX_LEVERAGE,
                                            PARTIALLY_FILLED, SELL, TAKER_FEE, ZERO, Account, Fill, Order,
                                            Position, Quote, SymbolRules, money, totals)
@@ -75,6 +76,12 @@ class OrderRequest:
     tif: str = "GTC"
     reduce_only: bool = False
     client_id: str | None = None  # None: the sim makes one up, like Binance
+    # set when a triggered algo order places it (the order then points back at the algo order)
+    orig_type: str = ""
+    stop_price: Decimal = ZERO
+    working_type: str = CONTRACT_PRICE
+    price_protect: bool = False
+    close_position: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,7 +173,8 @@ def apply_fill(pos: Position, side: str, price: Decimal, qty: Decimal, now_ms: i
     new_q = q0 + signed
     if q0 == 0 or (q0 > 0) == (signed > 0):  # opens or adds: weighted average entry
         entry = ((abs(q0) * e0 + qty * price) / abs(new_q)).quantize(rules.entry_quantum(), ROUND_HALF_UP)
-        return Position(symbol=pos.symbol, qty=new_q, entry_price=entry, update_ms=now_ms), ZERO
+        return Position(symbol=pos.symbol, qty=new_q, entry_price=entry, update_ms=now_ms,
+                        cum_realized=pos.cum_realized), ZERO
     closed = min(qty, abs(q0))
     pnl = money(closed * (price - e0) * (1 if q0 > 0 else -1))
     if new_q == 0:
@@ -175,7 +183,8 @@ def apply_fill(pos: Position, side: str, price: Decimal, qty: Decimal, now_ms: i
         entry = e0
     else:  # flipped: the rest opens at this price
         entry = price
-    return Position(symbol=pos.symbol, qty=new_q, entry_price=entry, update_ms=now_ms), pnl
+    return Position(symbol=pos.symbol, qty=new_q, entry_price=entry, update_ms=now_ms,
+                    cum_realized=pos.cum_realized + pnl), pnl
 
 
 def reducible(pos: Position, side: str) -> Decimal:
@@ -326,7 +335,9 @@ def place(acc: Account, req: OrderRequest, rules: SymbolRules, quote: Quote | No
     ack = Order(order_id=oid, client_id=req.client_id or generated_client_id(oid), symbol=req.symbol,
                 side=req.side, type=req.type, tif="GTC" if market else req.tif,
                 price=ZERO if market else ref, orig_qty=req.qty, reduce_only=req.reduce_only,
-                time_ms=now_ms, update_ms=now_ms, after_trade_id=quote.last_trade_id if quote else 0)
+                time_ms=now_ms, update_ms=now_ms, after_trade_id=quote.last_trade_id if quote else 0,
+                orig_type=req.orig_type, stop_price=req.stop_price, working_type=req.working_type,
+                price_protect=req.price_protect, close_position=req.close_position)
     tx.client_ids[ack.client_id] = oid
     order = tx.put(ack)
     for price, qty in chunks:

@@ -18,6 +18,7 @@ from venue.binance.ccxt_broker import CcxtBroker, CcxtConfig
 from services.exchange_sim import capture as capture_mod
 from services.exchange_sim.config import SimParams
 from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
+from venue.ratelimit import Governor
 from services.exchange_sim.server import SimServer
 
 pytestmark = pytest.mark.integration
@@ -84,7 +85,7 @@ def sim(cap):
 
 @pytest.fixture
 def broker(sim):
-    b = CcxtBroker(CcxtConfig(base_url=sim.base, timeout_ms=TIMEOUT_MS), api_key=DEMO_API_KEY,
+    b = CcxtBroker(CcxtConfig(base_url=sim.base, timeout_ms=TIMEOUT_MS), governor=Governor(), api_key=DEMO_API_KEY,
                    api_secret=DEMO_API_SECRET)
     setup = b.start([SYMBOL])
     assert (setup.one_way, setup.margin_type, setup.leverage) == (True, "CROSSED", {SYMBOL: 5})

@@ -114,7 +114,8 @@ def test_exchange_info_has_the_keys_of_the_real_binance_sample(cap):
     assert set(info) == EXCHANGE_INFO_KEYS and info["futuresType"] == "U_MARGINED"
     real_sym = real["symbols"][0]
     assert real_sym["symbol"] == "BTCUSDT"
-    real_filters = {f["filterType"]: set(f) for f in real_sym["filters"]}
+    # Binance removed MAX_NUM_ALGO_ORDERS from exchangeInfo on 2025-12-29 (derivatives change log)
+    real_filters = {f["filterType"]: set(f) for f in real_sym["filters"] if f["filterType"] != "MAX_NUM_ALGO_ORDERS"}
     assert len(info["symbols"]) == 5
     for entry in info["symbols"]:
         assert set(entry) == set(real_sym)

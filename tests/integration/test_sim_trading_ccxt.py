@@ -349,7 +349,8 @@ def test_stats_count_the_trading(cap):
             return stats["trading"], stats["now_ms"], t["serverTime"]
 
     trading_stats, now_ms, server_time = run(main())
-    assert trading_stats == {"orders": 0, "open_orders": 0, "fills": 0, "positions": 0,
+    assert trading_stats == {"orders": 0, "open_orders": 0, "algo_orders": 0, "open_algo_orders": 0,
+                             "fills": 0, "positions": 0,
                              "wallet": "10000.00000000", "account_version": 0, "state_saves": 0,
                              "signed_rejected": 0, "clock_skew_ms": -200, "pending_order_timeouts": 0}
     assert server_time - now_ms >= 200

@@ -18,10 +18,27 @@ from typing import Literal
 
 from common import config
 
+# Request weights of the endpoints we call, as Binance's USD-M documentation gives them:
+# (IP weight counted in X-MBX-USED-WEIGHT-1M, orders counted in X-MBX-ORDER-COUNT-10S/1M).
+# Placing an order costs no IP weight but one order; a list without a symbol costs 40.
+WEIGHTS: dict[str, tuple[int, int]] = {
+    "submit": (0, 1), "cancel": (1, 0), "query": (1, 0), "open_orders": (1, 0), "open_orders_all": (40, 0),
+    "fills": (5, 0), "positions": (5, 0), "balance": (5, 0), "server_time": (1, 0), "time_difference": (1, 0),
+    "load_markets": (1, 0), "position_mode": (30, 0), "position_mode_set": (1, 0), "margin_type": (1, 0),
+    "leverage": (1, 0), "place_algo": (0, 1), "cancel_algo": (1, 0), "query_algo": (1, 0),
+    "open_algo_orders": (1, 0), "open_algo_orders_all": (40, 0), "listen_key": (1, 0),
+    "leverage_brackets": (1, 0),
+    "quantity": (0, 0), "price": (0, 0),  # local: ccxt's precision helpers send nothing
+}
+
 PRODUCTION_WS = "wss://fstream.binance.com"
 PRODUCTION_REST = "https://fapi.binance.com"
 TESTNET_WS = "wss://fstream.binancefuture.com"
 TESTNET_REST = "https://testnet.binancefuture.com"
+
+# user data (listenKey) streams: ``/private/ws?listenKey=<key>`` (or ``/private/ws/<key>``) on the
+# production host since Binance's 2026 WebSocket base URL split; ``/ws/<key>`` is the legacy form
+USER_DATA_PATH = "/private/ws"
 
 Route = Literal["", "public", "market"]
 ROUTES: tuple[Route, ...] = ("public", "market")

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import orjson
 
 from common.errors import ExchangeReply
-from venue.port import AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition
+from venue.port import AlgoSpec, Balance, Bracket, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition
 
 _STATUS_IN_TEXT = re.compile(r"(?:^|\s)([45]\d\d)(?=\s|$)")  # "binanceusdm 429 Too Many ...", "... 503 ..."
 
@@ -81,6 +81,19 @@ def algo_from_raw(raw: Mapping[str, Any]) -> ExchangeAlgoOrder:
         qty=_dec(raw.get("quantity") or 0), actual_order_id="" if actual in (None, "", 0) else str(actual),
         update_ms=int(raw.get("updateTime") or raw.get("createTime") or 0),
     )
+
+
+def brackets_from_raw(body: Any) -> dict[str, tuple[Bracket, ...]]:
+    """``GET /fapi/v1/leverageBracket`` (a list, or one object when a symbol was asked for)."""
+    rows = body if isinstance(body, list) else [body]
+    out = {}
+    for row in rows:
+        tiers = tuple(sorted((Bracket(notional_floor=_dec(b["notionalFloor"]), notional_cap=_dec(b["notionalCap"]),
+                                      maint_margin_ratio=_dec(b["maintMarginRatio"]), cum=_dec(b.get("cum", 0)),
+                                      initial_leverage=int(b["initialLeverage"]))
+                              for b in row["brackets"]), key=lambda b: b.notional_floor))
+        out[str(row["symbol"])] = tiers
+    return out
 
 
 def _text(d: Decimal) -> str:

@@ -34,12 +34,14 @@ from common.errors import (
     AegisError, AmbiguousError, ConfigError, DefinitiveError, ExchangeReply, TransientError,
     exchange_error, parse_retry_after,
 )
+from venue import ratelimit
+from venue.binance import WEIGHTS
 from venue.binance.bodies import (
-    algo_from_raw, algo_params, as_bool, balance_from_raw, fill_from_raw, order_from_raw, position_from_raw,
+    algo_from_raw, algo_params, as_bool, balance_from_raw, brackets_from_raw, fill_from_raw, order_from_raw, position_from_raw,
     reply_from_text,
 )
 from venue.port import (
-    AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
+    AccountSetup, AlgoSpec, Balance, Bracket, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
     SubmitResult,
 )
 
@@ -59,6 +61,7 @@ class CcxtConfig:
     recv_window_ms: int = 5_000
     leverage: int = 5
     margin_type: str = "CROSSED"  # CROSSED | ISOLATED
+    rate_limit_wait_s: float = 10.0  # longest a call waits for the rate-limit governor, then TransientError
 
     def __post_init__(self) -> None:
         if self.margin_type not in ("CROSSED", "ISOLATED"):
@@ -99,12 +102,15 @@ class ExchangeApi(Protocol):
     def fapiPrivateDeleteAlgoOrder(self, params: dict[str, Any]) -> Any: ...
     def fapiPrivateGetAlgoOrder(self, params: dict[str, Any]) -> Any: ...
     def fapiPrivateGetOpenAlgoOrders(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateGetLeverageBracket(self, params: dict[str, Any]) -> Any: ...
 
 
 def make_exchange(config: CcxtConfig, api_key: str, api_secret: str) -> Any:
     """A configured ``ccxt.binanceusdm``: rate limiter on, linear markets only, no spot calls."""
     ex = ccxt.binanceusdm({
-        "apiKey": api_key, "secret": api_secret, "enableRateLimit": True, "timeout": config.timeout_ms,
+        # ccxt's own throttle (a per-thread sleep of ~250 ms between calls) is off: the process's
+        # one governor (venue.ratelimit) spends Binance's real budgets, exits first
+        "apiKey": api_key, "secret": api_secret, "enableRateLimit": False, "timeout": config.timeout_ms,
         "options": {"recvWindow": config.recv_window_ms, "adjustForTimeDifference": True,
                     "fetchCurrencies": False,  # a spot (sapi) call: not ours, and not on the sim
                     "fetchMarkets": {"types": ["linear"]},
@@ -151,8 +157,10 @@ class CcxtBroker:
     name = "ccxt"
 
     def __init__(self, config: CcxtConfig, *, api_key: str = "", api_secret: str = "",
-                 exchange: ExchangeApi | None = None, clock_ms: Callable[[], int] | None = None) -> None:
+                 exchange: ExchangeApi | None = None, clock_ms: Callable[[], int] | None = None,
+                 governor: ratelimit.Governor | None = None) -> None:
         self.config = config
+        self.governor = governor if governor is not None else ratelimit.shared()
         # the keys live only inside the ccxt object, never on the broker (nor in its repr)
         self._ex: ExchangeApi = exchange if exchange is not None else make_exchange(config, api_key, api_secret)
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
@@ -184,7 +192,8 @@ class CcxtBroker:
                             server_time_offset_ms=offset_ms)
 
     def submit(self, spec: OrderSpec) -> SubmitResult:
-        symbol = self._symbol(spec.symbol)
+        prio = ratelimit.Priority.EXIT if spec.reduce_only else ratelimit.Priority.ENTRY
+        symbol = self._symbol(spec.symbol, priority=prio)
         amount = self._exact(symbol, spec.qty, self._ex.amount_to_precision, "quantity")
         price = self._exact(symbol, spec.price, self._ex.price_to_precision, "price") \
             if spec.order_type == "LIMIT" else None
@@ -192,7 +201,7 @@ class CcxtBroker:
         if spec.reduce_only:
             params["reduceOnly"] = True
         created = self._call("submit", self._ex.create_order, symbol, spec.order_type.lower(),
-                             spec.side.lower(), amount, price, params, mutating=True)
+                             spec.side.lower(), amount, price, params, mutating=True, priority=prio)
         order = self._parse("submit", order_from_raw, created.get("info", created), mutating=True)
         fills: tuple[ExchangeFill, ...] = ()
         if order.executed_qty > 0:
@@ -204,7 +213,8 @@ class CcxtBroker:
 
     def cancel(self, symbol: str, client_order_id: str) -> ExchangeOrder:
         raw = self._call("cancel", self._ex.fapiPrivateDeleteOrder,
-                         {"symbol": symbol, "origClientOrderId": client_order_id}, mutating=True)
+                         {"symbol": symbol, "origClientOrderId": client_order_id}, mutating=True,
+                         priority=ratelimit.Priority.EXIT)
         return self._parse("cancel", order_from_raw, raw, mutating=True)
 
     def query(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
@@ -218,7 +228,8 @@ class CcxtBroker:
         return self._parse("query", order_from_raw, raw)
 
     def open_orders(self, symbol: str | None = None) -> list[ExchangeOrder]:
-        raw = self._call("open_orders", self._ex.fapiPrivateGetOpenOrders, {"symbol": symbol} if symbol else {})
+        raw = self._call("open_orders" if symbol else "open_orders_all", self._ex.fapiPrivateGetOpenOrders,
+                         {"symbol": symbol} if symbol else {})
         return [self._parse("open_orders", order_from_raw, r) for r in raw]
 
     def fills(self, symbol: str, *, since_ms: int | None = None,
@@ -252,13 +263,15 @@ class CcxtBroker:
 
     # ------------------------------------------------------------------ the Algo Service
     def place_algo(self, spec: AlgoSpec) -> ExchangeAlgoOrder:
-        self._symbol(spec.symbol)  # an unknown symbol is refused here, not sent
-        raw = self._call("place_algo", self._ex.fapiPrivatePostAlgoOrder, algo_params(spec), mutating=True)
+        self._symbol(spec.symbol, priority=ratelimit.Priority.EXIT)  # an unknown symbol is refused here, not sent
+        raw = self._call("place_algo", self._ex.fapiPrivatePostAlgoOrder, algo_params(spec), mutating=True,
+                         priority=ratelimit.Priority.EXIT)  # protection is an exit in waiting
         return self._parse("place_algo", algo_from_raw, raw, mutating=True)
 
     def cancel_algo(self, symbol: str, client_algo_id: str) -> ExchangeAlgoOrder:
         raw = self._call("cancel_algo", self._ex.fapiPrivateDeleteAlgoOrder,
-                         {"symbol": symbol, "clientAlgoId": client_algo_id}, mutating=True)
+                         {"symbol": symbol, "clientAlgoId": client_algo_id}, mutating=True,
+                         priority=ratelimit.Priority.EXIT)
         if isinstance(raw, dict) and "algoStatus" not in raw:
             # Binance answers a cancel with the ids and a code only: the order is CANCELED
             raw = {"symbol": symbol, "side": "", "orderType": "", "algoStatus": "CANCELED",
@@ -275,10 +288,15 @@ class CcxtBroker:
         return self._parse("query_algo", algo_from_raw, raw)
 
     def open_algo_orders(self, symbol: str | None = None) -> list[ExchangeAlgoOrder]:
-        raw = self._call("open_algo_orders", self._ex.fapiPrivateGetOpenAlgoOrders,
+        raw = self._call("open_algo_orders" if symbol else "open_algo_orders_all", self._ex.fapiPrivateGetOpenAlgoOrders,
                          {"symbol": symbol} if symbol else {})
         rows = raw.get("orders", raw) if isinstance(raw, dict) else raw
         return [self._parse("open_algo_orders", algo_from_raw, r) for r in rows]
+
+    def leverage_brackets(self, symbols: Sequence[str]) -> dict[str, tuple[Bracket, ...]]:
+        raw = self._call("leverage_brackets", self._ex.fapiPrivateGetLeverageBracket, {})
+        wanted = set(symbols)
+        return {s: b for s, b in self._parse("leverage_brackets", brackets_from_raw, raw).items() if s in wanted}
 
     def close(self) -> None:
         session = getattr(self._ex, "session", None)
@@ -286,13 +304,13 @@ class CcxtBroker:
             session.close()
 
     # ------------------------------------------------------------------ start-up helpers
-    def _load_markets(self) -> None:
-        markets = self._call("load_markets", self._ex.load_markets, True)
+    def _load_markets(self, priority: ratelimit.Priority = ratelimit.Priority.QUERY) -> None:
+        markets = self._call("load_markets", self._ex.load_markets, True, priority=priority)
         self._unified = {m["id"]: m["symbol"] for m in markets.values() if m.get("linear")}
 
-    def _symbol(self, exchange_id: str) -> str:
+    def _symbol(self, exchange_id: str, priority: ratelimit.Priority = ratelimit.Priority.QUERY) -> str:
         if not self._unified:
-            self._load_markets()
+            self._load_markets(priority)  # an exit's own look-up spends the exit's budget
         try:
             return self._unified[exchange_id]
         except KeyError:
@@ -307,7 +325,7 @@ class CcxtBroker:
         if open_positions:
             raise DefinitiveError(f"account is in hedge mode with {len(open_positions)} open positions",
                                   reason="hedge_mode")
-        self._quiet_no_change("position_mode", self._ex.fapiPrivatePostPositionSideDual,
+        self._quiet_no_change("position_mode_set", self._ex.fapiPrivatePostPositionSideDual,
                               {"dualSidePosition": "false"})
         log.warning("ccxt.switched_to_one_way")
         return True
@@ -339,7 +357,11 @@ class CcxtBroker:
             return
         tls = self._tls
 
+        governor = self.governor
+
         def handle_errors(code, reason, url, method, headers, body, response, *rest):  # noqa: ANN001
+            if isinstance(code, int):  # every answer: its weight headers, 429 and 418 back-offs
+                governor.observe(status=code, headers=headers or {})
             if isinstance(code, int) and code >= 400 or (isinstance(response, dict)
                                                          and isinstance(response.get("code"), int)
                                                          and response["code"] < 0):
@@ -353,7 +375,12 @@ class CcxtBroker:
 
         self._ex.handle_errors = handle_errors
 
-    def _call(self, op: str, fn: Callable[..., Any], *args: Any, mutating: bool = False) -> Any:
+    def _call(self, op: str, fn: Callable[..., Any], *args: Any, mutating: bool = False,
+              priority: ratelimit.Priority = ratelimit.Priority.QUERY) -> Any:
+        weight, orders = WEIGHTS.get(op, (1, 0))
+        if weight or orders:  # nothing leaves before the governor says so (never during a ban)
+            self.governor.acquire(weight=weight, orders=orders, priority=priority,
+                                  timeout_s=self.config.rate_limit_wait_s)
         self._tls.reply = None
         try:
             return fn(*args)

@@ -92,7 +92,7 @@ class FakeBroker:
         self.calls.append(("start", tuple(symbols)))
         if self.start_error is not None:
             raise self.start_error
-        return AccountSetup()
+        return AccountSetup(leverage={s: 5 for s in symbols})
 
     def submit(self, spec: OrderSpec) -> SubmitResult:
         self.calls.append(("submit", spec.client_order_id))
@@ -272,7 +272,7 @@ def make_rig(tmp_path: Path, *, db_path: Path | None = None, positions: tuple[Ex
     ex = execution.Execution(cfg=cfg, broker=broker, dispatcher=disp, journal_sync=journal, publish=publish,
                              quote=quote, learn=lambda f, r: learned.append((dict(f), r)), filters_fn=filters_fn,
                              db_path=db_path or tmp_path / "absent.db", symbols_fn=lambda: list(SYMBOLS),
-                             balance_poll_s=3_600.0, position_poll_s=3_600.0, clock_ms=clock, blocked=lambda: block[0])
+                             balance_poll_s=3_600.0, position_poll_s=3_600.0, algo_audit_s=3_600.0, clock_ms=clock, blocked=lambda: block[0])
     return Rig(ex=ex, broker=broker, disp=disp, clock=clock, journal=journal, calls=calls, published=published,
                learned=learned, block=block)
 
@@ -807,3 +807,26 @@ class TestProtection:
         assert (closed.exit_reason, closed.exit_price, closed.learned) == ("STOP", 97.9, True)
         assert ("cancel_algo", "AAAUSDT", TARGET_ID) in rig.calls
         assert rig.ex.st.trades == {}
+
+
+class TestSymbolSetUp:
+    def test_a_symbol_the_feed_adds_later_is_set_up_and_entries_wait_for_it(self, tmp_path: Path):
+        """Start-up set AAA and BBB; CCC appears later: a signal on it is refused with
+        SYMBOL_SETUP_PENDING and its margin type and leverage are set; the next one trades."""
+        rig = started(tmp_path)
+        FILTERS["CCCUSDT"] = FILTERS["AAAUSDT"].__class__(**{**FILTERS["AAAUSDT"].__dict__, "symbol": "CCCUSDT"})
+        PRICES["CCCUSDT"] = 100.0
+        try:
+            rig.ex.filters = dict(FILTERS)
+            rig.ex.on_signal(signal(symbol="CCCUSDT"))
+            [rej] = rig.bodies(wire.RiskReject)
+            assert (rej.symbol, rej.reason) == ("CCCUSDT", execution.SYMBOL_SETUP_PENDING)
+            rig.poll()
+            assert ("start", ("CCCUSDT",)) in rig.calls and "CCCUSDT" in rig.ex.configured
+            rig.broker.submits.append(SubmitResult(order=xorder(f"ae-CCCUSDT-{NOW}-BUY-0", "NEW", "0")))
+            rig.ex.on_signal(signal(symbol="CCCUSDT"))
+            rig.poll()
+            assert rig.calls[-2:] == [("journal", f"ae-CCCUSDT-{NOW}-BUY-0"), ("submit", f"ae-CCCUSDT-{NOW}-BUY-0")]
+        finally:
+            FILTERS.pop("CCCUSDT")
+            PRICES.pop("CCCUSDT")

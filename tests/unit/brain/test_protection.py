@@ -205,3 +205,41 @@ class TestRestart:
         st, acts = trader.protect_unprotected(CFG, st, ctx())
         assert [a.order.client_algo_id for a in of_type(acts, trader.NewAlgo)] == [
             "ps-AAAUSDT-1733011200000-BUY-2", "pt-AAAUSDT-1733011200000-BUY-2"]
+
+
+class TestAudit:
+    @staticmethod
+    def listed(o: ao.AlgoOrder, algo_id: str = "7001"):
+        from venue.port import ExchangeAlgoOrder
+        return ExchangeAlgoOrder(client_algo_id=o.client_algo_id, algo_id=algo_id, symbol=o.symbol, side=o.side,
+                                 order_type=o.order_type, status="NEW", trigger_price=o.trigger_price,
+                                 close_position=True)
+
+    def test_a_live_stop_the_exchange_no_longer_lists_is_asked_about_and_rearmed_when_gone(self):
+        st, _, acts = filled_long()
+        st = sent_and_acked(st, acts)
+        t = st.trades["AAAUSDT"]
+        target = st.algos[t.target_cid]
+        st, acts = trader.on_open_algos(CFG, st, [self.listed(target, "7002")], ctx())
+        assert [a.effect for a in of_type(acts, trader.Dispatch)] == [ao.QueryAlgo(client_algo_id=t.stop_cid,
+                                                                                    not_before_ms=0)]
+        st, acts = trader.on_algo_event(CFG, st, t.stop_cid, ao.QueryResult(at_ms=NOW + 1, found=False), ctx())
+        new = [a.order.client_algo_id for a in of_type(acts, trader.NewAlgo)]
+        assert new == ["ps-AAAUSDT-1733011200000-BUY-2", "pt-AAAUSDT-1733011200000-BUY-2"]
+        assert st.counters["protections_rearmed"] == 1
+
+    def test_a_stray_protective_order_of_ours_is_cancelled(self):
+        """A ps- order left at the exchange by a crash after its trade closed: cancelled, so it
+        can never close the next position on the symbol."""
+        stray = ao.new_algo_order(client_algo_id="ps-OLD-1", symbol="AAAUSDT", side="SELL",
+                                  order_type="STOP_MARKET", trigger_price=Decimal("90"))
+        st, acts = trader.on_open_algos(CFG, trader.TraderState(), [self.listed(stray, "6000")], ctx())
+        assert [a.effect for a in of_type(acts, trader.Dispatch)] == [ao.CancelAlgo(client_algo_id="ps-OLD-1")]
+        assert st.algos["ps-OLD-1"].state == ao.A.CANCEL_PENDING
+        assert pr.blocking_algos(st, "AAAUSDT") == ["ps-OLD-1"]  # no entry until it is gone
+
+    def test_someone_elses_conditional_order_is_left_alone(self):
+        other = ao.new_algo_order(client_algo_id="manual-123", symbol="AAAUSDT", side="SELL",
+                                  order_type="STOP_MARKET", trigger_price=Decimal("90"))
+        st, acts = trader.on_open_algos(CFG, trader.TraderState(), [self.listed(other, "6001")], ctx())
+        assert acts == [] and st.algos == {}

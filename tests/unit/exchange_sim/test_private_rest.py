@@ -51,7 +51,7 @@ class TestOrderParameters:
                                       "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'."),
         ({"price": "60000"}, -1106, "Parameter 'price' sent when not required."),
         ({"side": "LONG"}, -1117, "Invalid side."),
-        ({"type": "STOP_MARKET"}, -1116, "Invalid orderType."),
+        ({"type": "TRAILING"}, -1116, "Invalid orderType."),
         ({"type": "LIMIT", "price": "60000"}, -1102,
          "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed."),
         ({"type": "LIMIT", "price": "60000", "timeInForce": "GTD"}, -1115, "Invalid timeInForce."),
@@ -63,6 +63,14 @@ class TestOrderParameters:
     ])
     def test_bad_order_parameters_get_binances_code(self, change, code, msg):
         assert code_of(pr.order_request, {**BASE, **change}, RULES_BY) == (code, msg)
+
+    @pytest.mark.parametrize("otype", ["STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
+                                       "TRAILING_STOP_MARKET"])
+    def test_conditional_types_are_sent_to_the_algo_service_with_4120(self, otype):
+        """Since 2025-12-09 /fapi/v1/order refuses every conditional type with -4120 (not -1116),
+        whatever else the request carries."""
+        assert code_of(pr.order_request, {**BASE, "type": otype, "stopPrice": "59000"}, RULES_BY) == (
+            -4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.")
 
     def test_order_lookup_needs_an_order_id_or_a_client_id(self):
         assert code_of(pr.order_ref, {"symbol": "BTCUSDT"})[0] == -1102

@@ -18,6 +18,7 @@ from common.errors import AmbiguousError, ConfigError, DefinitiveError, Transien
 from venue.binance.bodies import (
     balance_from_raw, fill_from_raw, order_from_raw, position_from_raw, reply_from_text,
 )
+from venue import ratelimit
 from venue.port import AlgoSpec, ExchangeAlgoOrder, OrderSpec
 from venue.binance.ccxt_broker import CcxtBroker, CcxtConfig, make_exchange
 
@@ -29,7 +30,7 @@ MARKET_BUY = OrderSpec(client_order_id="ae-sig1-0", symbol="BTCUSDT", side="BUY"
 
 def broker(ex: FakeExchange | None = None) -> tuple[CcxtBroker, FakeExchange]:
     ex = ex or FakeExchange()
-    return CcxtBroker(CFG, exchange=ex, clock_ms=lambda: NOW_MS), ex
+    return CcxtBroker(CFG, exchange=ex, clock_ms=lambda: NOW_MS, governor=ratelimit.Governor()), ex
 
 
 def ccxt_error(code: int, msg: str, cls: type = ccxt.ExchangeError) -> Exception:
@@ -451,7 +452,7 @@ def wire():
     session = FakeSession()
     ex.session = session
     ex.enableRateLimit = False  # no sleeps between the scripted answers
-    return CcxtBroker(CcxtConfig(), exchange=ex, clock_ms=lambda: NOW_MS), session
+    return CcxtBroker(CcxtConfig(), exchange=ex, clock_ms=lambda: NOW_MS, governor=ratelimit.Governor()), session
 
 
 class TestThroughRealCcxt:
@@ -535,3 +536,80 @@ class TestThroughRealCcxt:
         s.route("GET", "/fapi/v1/order", response(400, {"code": -2013, "msg": "Order does not exist."}))
         assert b.query("BTCUSDT", "ae-none") is None
         assert s.sent[-1].params["origClientOrderId"] == "ae-none"
+
+
+class TestRateLimitGovernor:
+    """Every call spends from the process's governor: Binance's weights, its headers, 429 and
+    418 back-offs, and a reserve only exits may spend (venue.ratelimit)."""
+
+    @staticmethod
+    def rig():
+        ex = make_exchange(CcxtConfig(), "KEY-abcdef-123456", "SECRET-abcdef-123456")
+        session = FakeSession()
+        ex.session = session
+        t = [1_700_000_080_000]  # 40 s into a minute: no window rolls during a test
+        gov = ratelimit.Governor(clock_ms=lambda: t[0])
+        b = CcxtBroker(CcxtConfig(rate_limit_wait_s=0.05), exchange=ex, clock_ms=lambda: NOW_MS, governor=gov)
+        return b, session, gov
+
+    def test_ccxts_own_throttle_is_off(self):
+        assert make_exchange(CcxtConfig(), "k", "s").enableRateLimit is False
+
+    def test_after_a_429_nothing_is_sent_until_retry_after(self):
+        b, s, gov = self.rig()
+        s.route("POST", "/fapi/v1/order", response(429, {"code": -1003, "msg": "Too many requests"},
+                                                   headers={"Retry-After": "30"}))
+        with pytest.raises(TransientError):
+            b.submit(MARKET_BUY)
+        sent = len(s.sent)
+        with pytest.raises(TransientError) as exc:
+            b.query("BTCUSDT", "ae-x")
+        assert (exc.value.reason, exc.value.retry_after_s) == ("rate_limited", 30.0)
+        assert len(s.sent) == sent  # refused here: nothing went out during the back-off
+        assert gov.state.throttles == 1
+
+    def test_a_418_ban_stops_even_exits(self):
+        b, s, gov = self.rig()
+        s.route("GET", "/fapi/v2/positionRisk", response(418, {"code": -1003, "msg": "banned"},
+                                                         headers={"Retry-After": "120"}))
+        with pytest.raises(TransientError):
+            b.positions()
+        sent = len(s.sent)
+        with pytest.raises(TransientError):
+            b.submit(OrderSpec(client_order_id="ax-sig1-1", symbol="BTCUSDT", side="SELL", order_type="MARKET",
+                               qty=D("0.002"), reduce_only=True))
+        assert len(s.sent) == sent and gov.state.bans == 1
+
+    def test_the_weight_header_leaves_the_last_tenth_to_exits(self):
+        """X-MBX-USED-WEIGHT-1M 2200 of 2400: a query (weight 5) waits; an exit (weight 0, one
+        order) still goes."""
+        b, s, gov = self.rig()
+        s.route("GET", "/fapi/v2/positionRisk", response(200, [], headers={"X-MBX-USED-WEIGHT-1M": "2200"}))
+        assert b.positions() == []
+        assert gov.state.weight_1m == 2200
+        with pytest.raises(TransientError) as exc:
+            b.positions()
+        assert exc.value.reason == "rate_limited"
+        s.route("POST", "/fapi/v1/order", response(200, raw_order(reduceOnly=True, status="NEW", executedQty="0.000"),
+                                                   headers={"X-MBX-ORDER-COUNT-10S": "1", "X-MBX-ORDER-COUNT-1M": "1"}))
+        b.submit(OrderSpec(client_order_id="ax-sig1-1", symbol="BTCUSDT", side="SELL", order_type="MARKET",
+                           qty=D("0.002"), reduce_only=True))
+        assert (gov.state.orders_10s, gov.state.orders_1m) == (1, 1)
+
+
+class TestLeverageBrackets:
+    def test_documented_body_becomes_exact_tiers_of_the_asked_symbols(self):
+        b, ex = broker()
+        ex.script("fapiPrivateGetLeverageBracket", [
+            {"symbol": "ETHUSDT", "notionalCoef": 1.5, "brackets": [
+                {"bracket": 1, "initialLeverage": 75, "notionalCap": 10000, "notionalFloor": 0,
+                 "maintMarginRatio": 0.0065, "cum": 0}]},
+            {"symbol": "BTCUSDT", "notionalCoef": 1.0, "brackets": [
+                {"bracket": 2, "initialLeverage": 100, "notionalCap": 600000, "notionalFloor": 50000,
+                 "maintMarginRatio": 0.005, "cum": 50},
+                {"bracket": 1, "initialLeverage": 125, "notionalCap": 50000, "notionalFloor": 0,
+                 "maintMarginRatio": 0.004, "cum": 0}]}])
+        got = b.leverage_brackets(["BTCUSDT"])
+        assert list(got) == ["BTCUSDT"]
+        assert [(t.notional_floor, t.maint_margin_ratio, t.cum, t.initial_leverage) for t in got["BTCUSDT"]] == [
+            (D(0), D("0.004"), D(0), 125), (D(50000), D("0.005"), D(50), 100)]
