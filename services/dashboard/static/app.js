@@ -29,6 +29,7 @@ function hms(ms) {
 }
 function age(s) {
   if (s === null || s === undefined) return "-";
+  s = Math.max(0, s);  // two clocks a few ms apart must not show "-0.0s"
   return s < 60 ? s.toFixed(1) + "s" : Math.round(s / 60) + "m";
 }
 function signCls(n) { return n > 0 ? "pos" : n < 0 ? "neg" : ""; }
@@ -80,6 +81,11 @@ function header(m) {
   const rc = $("recon-state");
   rc.textContent = t.reconcile_ok === null ? "RECON -" : t.reconcile_ok ? "RECON OK" : "RECON FAILING";
   rc.className = "pill " + (t.reconcile_ok === null ? "" : t.reconcile_ok ? "ok" : "bad");
+  // a button for what cannot happen now is greyed (the API answers such a command anyway)
+  $("btn-pause").disabled = t.paused;
+  $("btn-resume").disabled = !t.paused;
+  $("btn-clear").disabled = !t.halted;
+  $("btn-closeall").disabled = m.positions.length === 0;
   const b = $("banner");
   if (t.halted) {
     b.className = "banner halted";
@@ -130,13 +136,16 @@ function closeButton(symbol) {
 function signals(m) {
   const rows = m.signals.map((s) => {
     const kind = s.outcome.startsWith("ORDER") ? "ORDER" : s.outcome.startsWith("REFUSED") ? "REFUSED" : "none";
+    // short: green = the order's status, red = the refusal's reason
+    const outcome = kind === "none" ? "not taken" : s.outcome.substring(s.outcome.indexOf(" ") + 1);
     const bar = el("span", { cls: "confbar" }, el("i", {}));
     bar.firstChild.style.width = Math.round(s.confidence * 100) + "%";
     return el("tr", { "data-signal": s.id },
       td(hms(s.time_ms), "mono"), td(s.symbol, "mono"), td(s.side, "side-" + s.side),
       el("td", { cls: "r", "data-v": String(s.confidence) }, bar, fmt(s.confidence * 100, 0) + "%" + (s.cold ? "*" : "")),
       num(px(s.entry), s.entry), num(px(s.stop), s.stop), num(px(s.target), s.target),
-      td(s.outcome, "outcome-" + kind));
+      el("td", { cls: "outcome-" + kind, text: outcome, title: kind === "none" ?
+        "no order: the rotation kept its positions (slots full, cooldown) or trading is off" : s.outcome }));
   });
   fill($("signals"), rows, 8, "no signal yet");
   $("sig-count").textContent = `${int(m.account.signals)} total` + (m.signals.some((s) => s.cold) ? " · * model still cold" : "");
@@ -239,8 +248,10 @@ function equity(m) {
   const X = (t) => pad.l + (W - pad.l - pad.r) * (x1 > x0 ? (t - x0) / (x1 - x0) : 1);
   const Y = (v) => pad.t + (H - pad.t - pad.b) * (1 - (v - y0) / (y1 - y0));
   const g = svg("g", {});
+  const lastY = Y(ys[ys.length - 1]);
+  for (const v of niceTicks(y0, y1, 4)) g.append(svg("line", { x1: pad.l, x2: W - pad.r, y1: Y(v), y2: Y(v), stroke: "#1f2630" }));
   for (const v of niceTicks(y0, y1, 4)) {
-    g.append(svg("line", { x1: pad.l, x2: W - pad.r, y1: Y(v), y2: Y(v), stroke: "#1f2630" }));
+    if (Math.abs(Y(v) - lastY) < 14) continue;  // the last value's label sits there
     g.append(svg("text", { x: W - pad.r + 6, y: Y(v) + 3 }, document.createTextNode(fmt(v, Math.abs(y1 - y0) < 10 ? 2 : 0))));
   }
   for (let i = 0; i <= 4; i++) {
