@@ -4,6 +4,8 @@
     GET  /api/state              the page model as JSON (``model.build``)
     GET  /api/events             the same, pushed as server-sent events at each refresh
     GET  /health                 200 {"status": "ok"}
+    GET  /metrics                Prometheus text: the same names as the supervisor's (``common.prom``),
+                                 from its snapshot, or from the heartbeats where there is no supervisor
     POST /api/pause | /api/resume | /api/close {"symbol": S} | /api/closeall | /api/killswitch/clear
                                  the control API: ``auth`` first, then ``control``
 
@@ -31,7 +33,7 @@ import structlog
 import zmq
 from aiohttp import web
 
-from common import bus, service, wire
+from common import bus, prom, service, wire
 from common.config import AegisConfig, Endpoints
 from common.log import RateLimiter
 from services.dashboard import auth, config as dc, control, model, store
@@ -189,6 +191,12 @@ class Dashboard:
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"}, headers=SECURITY_HEADERS)
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        sup = await self._supervisor_status()
+        snap = model.metrics_snapshot(sup, self.live, time.monotonic())
+        return web.Response(body=prom.render(lambda: snap),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
     async def events(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={**SECURITY_HEADERS, "Content-Type": "text/event-stream",
                                            "X-Accel-Buffering": "no"})
@@ -270,6 +278,7 @@ class Dashboard:
         app.router.add_get("/api/state", self.state)
         app.router.add_get("/api/events", self.events)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/api/{cmd:pause|resume|close|closeall|killswitch/clear}", self.command)
         return app
 

@@ -143,6 +143,18 @@ def _downsample(points: list[tuple[int, float]], n: int) -> list[list[float]]:
     return [[t, v] for t, v in picked]
 
 
+def metrics_snapshot(sup: dict[str, Any] | None, live: Live, now_s: float) -> dict[str, Any]:
+    """What ``/metrics`` exports (``common.prom``): the supervisor's own snapshot when there is
+    one (restarts, spares), else one made of the heartbeats (docker compose)."""
+    if sup:
+        return sup
+    services = {name: {"running": now_s - b.seen_s <= BEAT_SILENT_S, "heartbeat_age_s": round(now_s - b.seen_s, 3),
+                       "counters": dict(b.counters)} for name, b in live.beats.items()}
+    orch = live.beats.get("orchestrator")
+    ring = {k[len("ring_"):]: v for k, v in orch.counters.items() if k.startswith("ring_")} if orch else {}
+    return {"services": services, "ring": ring}
+
+
 # ---------------------------------------------------------------------------- the page
 def build(*, view: DbView | None, live: Live, sup: dict[str, Any] | None, control: dict[str, Any],
           now_ms: int, now_s: float, mode: str, db_error: str = "") -> dict[str, Any]:

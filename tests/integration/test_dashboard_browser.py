@@ -13,7 +13,10 @@ the page and checks, in order:
    (docs/img/dashboard.png);
 4. a POST without the token, and one with a wrong token, are refused 401 and counted;
    one from another origin, token and all, 403;
-5. the token never appears in the page, in any API answer, in any log line or in the database.
+5. services restarting are shown: a SIGKILLed brain comes back counted (restarts 1) and still
+   paused (the pause is saved); a SIGKILLed dashboard is replaced on the same port and the
+   open page reconnects by itself;
+6. the token never appears in the page, in any API answer, in any log line or in the database.
 
 Without chromium (``make browser`` installs it) or the playwright package the test FAILS and
 says so: it never skips. The stack is started with private run and data directories and a
@@ -27,6 +30,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import sqlite3
 import tempfile
 import time
@@ -48,7 +52,7 @@ VIEWPORT = {"width": 1600, "height": 1000}
 STACK_S = 900  # the stack's own bound (--duration); the test stops it long before
 DEMO_ENV = {  # make run's trading demo
     "AEGIS_SIM__SOURCE": "candles", "AEGIS_SIM__HISTORY_BARS": "1500", "AEGIS_SIM__CANDLE_TRADES": "60",
-    "AEGIS_FEED__HYDRATE_CANDLES": "1500", "AEGIS_DASHBOARD__PORT": "0", "AEGIS_LOG__LEVEL": "info",
+    "AEGIS_FEED__HYDRATE_CANDLES": "1500", "AEGIS_LOG__LEVEL": "info",
 }
 URL_TIMEOUT_S = 180
 FIRST_POSITION_TIMEOUT_S = 360
@@ -150,7 +154,11 @@ def test_dashboard_in_a_real_browser_shows_the_journal_live_and_pause_refuses_th
     is never shown or logged."""
     sync_playwright = chromium_or_fail()
     token = secrets.token_urlsafe(24)
-    env = stack_env(short_tmp, **DEMO_ENV, AEGIS_DASHBOARD_TOKEN=token)
+    with socket.socket() as s:  # a fixed port (not 0): a restarted dashboard must come back on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = stack_env(short_tmp, **DEMO_ENV, AEGIS_DASHBOARD_TOKEN=token, AEGIS_DASHBOARD__PORT=str(port))
+    run_dir = short_tmp / "run"
     err_log, out_log = short_tmp / "stderr.log", short_tmp / "stdout.log"
     stack = procs.python("-m", "common.cli", "run", "--duration", str(STACK_S), "--no-status", "--symbols", "40",
                          "--speed", "5", cwd=REPO, env=env, stderr=open(err_log, "w"), stdout=open(out_log, "w"))
@@ -231,6 +239,24 @@ def test_dashboard_in_a_real_browser_shows_the_journal_live_and_pause_refuses_th
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
             html = page.content()
+
+            # 5. restarts, as the page shows them
+            brain_pid = int((run_dir / "brain.ready").read_text())
+            os.kill(brain_pid, signal.SIGKILL)
+            wait_js(page, "the brain's restart on the page",
+                    "document.querySelector('#services tr[data-service=brain] td:nth-child(4)').dataset.v === '1'"
+                    " && document.querySelector('#services tr[data-service=brain] td:nth-child(2)').textContent"
+                    " === 'RUNNING'", 60)
+            assert page.text_content("#entries-state") == "ENTRIES PAUSED"  # the restarted brain read its pause
+            assert int(page.get_attribute("#services tr[data-service=brain] td:nth-child(3)", "data-v")) != brain_pid
+            dash_pid = int((run_dir / "dashboard.ready").read_text())
+            os.kill(dash_pid, signal.SIGKILL)
+            wait_js(page, "the page to notice its dashboard is gone",
+                    "document.getElementById('conn-text').textContent !== 'live'", 15)
+            wait_js(page, "the page to reconnect to the replacement",
+                    "document.getElementById('conn-text').textContent === 'live'", 60)
+            wait_js(page, "the replacement's page model", "document.querySelector("
+                    "'#services tr[data-service=dashboard] td:nth-child(4)').dataset.v === '1'", 30)
             for r in responses:
                 answers.append(r.body())
             assert any(b'"status": "DONE"' in a for a in answers), answers  # the Pause answer was seen
