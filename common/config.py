@@ -215,6 +215,22 @@ class DashboardConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TelegramConfig:
+    """Alerts and remote control over Telegram (run by the dashboard service, docs/operate.md).
+
+    Off unless ``enabled`` and at least one chat id: only those chats are obeyed and alerted.
+    The bot's token is a secret: ``AEGIS_TELEGRAM_TOKEN`` (or ``_FILE``, or the docker secret
+    ``aegis_telegram_token``), never this file."""
+
+    enabled: bool = False
+    chat_ids: tuple[int, ...] = ()
+    api_url: str = "https://api.telegram.org/bot"  # the Bot API (a local fake in tests)
+    summary_hour_utc: int = 0  # the daily summary goes out at this hour (-1 = never)
+    feed_stale_s: float = 30.0  # the feed silent or not streaming this long: an alert
+    confirm_s: float = 60.0  # /closeall waits this long for its /confirm
+
+
+@dataclass(frozen=True, kw_only=True)
 class BusConfig:
     """How the services reach each other over ZeroMQ (``endpoints``, docs/security.md).
 
@@ -254,6 +270,7 @@ class AegisConfig:
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     bus: BusConfig = field(default_factory=BusConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -460,6 +477,11 @@ def validate(cfg: AegisConfig) -> None:
         if not o.startswith(("http://", "https://")) or o.endswith("/"):
             raise ConfigError(f"dashboard.allowed_origins holds scheme://host[:port] without a "
                               f"trailing slash, not {o!r}")
+    tg = cfg.telegram
+    if not -1 <= tg.summary_hour_utc <= 23 or tg.feed_stale_s <= 0 or tg.confirm_s <= 0:
+        raise ConfigError("telegram.summary_hour_utc must be within -1..23, feed_stale_s and confirm_s > 0")
+    if not tg.api_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ConfigError("telegram.api_url must be https:// (or a local http:// test server)")
     r = cfg.replay
     if r.speed < 0 or not 1 <= r.chunk <= cfg.brain.read_batch or r.chunk_ms < 1:
         raise ConfigError(f"replay.speed must be >= 0 and replay.chunk within 1..brain.read_batch "

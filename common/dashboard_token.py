@@ -1,4 +1,5 @@
-"""The dashboard's control token: where it comes from, how ``aegis keys`` makes it.
+"""The dashboard's control token (and the Telegram bot's): where it comes from, how
+``aegis keys`` makes the dashboard's.
 
 Every mutation of the dashboard's control API (pause, close, ...) must carry this token in a
 request header. Where the dashboard finds it, first match wins:
@@ -55,26 +56,41 @@ def create(key_dir: str | Path, *, force: bool = False) -> Path:
 
 def load(env: Mapping[str, str], key_dir: str | Path, secret_dir: Path = SECRET_DIR) -> tuple[str, str]:
     """``(token, where it came from)``; ``("", "")`` when none is configured."""
-    if env.get(TOKEN_ENV):
-        return _checked(env[TOKEN_ENV].strip(), TOKEN_ENV), TOKEN_ENV
+    return _load(env, TOKEN_ENV, TOKEN_FILE_ENV, [(secret_dir / SECRET_NAME, False), (token_file(key_dir), True)])
+
+
+TELEGRAM_ENV = "AEGIS_TELEGRAM_TOKEN"
+TELEGRAM_FILE_ENV = "AEGIS_TELEGRAM_TOKEN_FILE"
+TELEGRAM_SECRET_NAME = "aegis_telegram_token"
+
+
+def load_telegram(env: Mapping[str, str], secret_dir: Path = SECRET_DIR) -> tuple[str, str]:
+    """The Telegram bot's token (from @BotFather), the same way: ``AEGIS_TELEGRAM_TOKEN``, its
+    ``_FILE``, or the docker secret ``aegis_telegram_token``; ``("", "")`` when none."""
+    return _load(env, TELEGRAM_ENV, TELEGRAM_FILE_ENV, [(secret_dir / TELEGRAM_SECRET_NAME, False)])
+
+
+def _load(env: Mapping[str, str], var: str, file_var: str, more: list[tuple[Path, bool]]) -> tuple[str, str]:
+    if env.get(var):
+        return _checked(env[var].strip(), var), var
     candidates = []
-    if env.get(TOKEN_FILE_ENV):
-        candidates.append((Path(env[TOKEN_FILE_ENV]), True))
-    candidates += [(secret_dir / SECRET_NAME, False), (token_file(key_dir), True)]
-    for path, private in candidates:
+    if env.get(file_var):
+        path = Path(env[file_var])
         if not path.is_file():
-            if private and path == Path(env.get(TOKEN_FILE_ENV, "")):
-                raise ConfigError(f"{TOKEN_FILE_ENV} names {path}, which is not a file")
+            raise ConfigError(f"{file_var} names {path}, which is not a file")
+        candidates.append((path, True))
+    for path, private in candidates + more:
+        if not path.is_file():
             continue
         if private:
             mode = stat.S_IMODE(path.stat().st_mode)
             if mode & 0o077:
-                raise ConfigError(f"dashboard token file {path} is readable by other users "
-                                  f"(mode {mode:04o}); run: chmod 600 {path}")
+                raise ConfigError(f"token file {path} is readable by other users (mode {mode:04o}); "
+                                  f"run: chmod 600 {path}")
         try:
             text = path.read_text().strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read dashboard token file {path}: {exc.strerror or exc}") from None
+            raise ConfigError(f"cannot read token file {path}: {exc.strerror or exc}") from None
         if text:  # an empty docker secret (/dev/null, the compose default) means none
             return _checked(text, str(path)), str(path)
     return "", ""
@@ -83,6 +99,6 @@ def load(env: Mapping[str, str], key_dir: str | Path, secret_dir: Path = SECRET_
 def _checked(token: str, where: str) -> str:
     if len(token) < MIN_LEN or any(c.isspace() for c in token) or not token.isprintable():
         # the message names the source, never the value
-        raise ConfigError(f"the dashboard token from {where} must be at least {MIN_LEN} printable characters "
-                          "without spaces (aegis keys --dashboard-token makes one)")
+        raise ConfigError(f"the token from {where} must be at least {MIN_LEN} printable characters "
+                          "without spaces (aegis keys --dashboard-token makes one for the dashboard)")
     return token

@@ -51,7 +51,26 @@ def exposure_warning(host: str, port: int, has_token: bool) -> str:
         "!" * 78])
 
 
-async def serve(cfg: config_mod.AegisConfig, params: dc.DashboardParams, stop: service.StopFlag) -> int:
+def start_telegram(cfg: config_mod.AegisConfig, token: str, dash: Dashboard):
+    """The Telegram bot when it is configured (enabled, chat ids, a token); else None, said once."""
+    tg = cfg.telegram
+    if not tg.enabled:
+        return None
+    missing = [what for what, ok in (("a token (AEGIS_TELEGRAM_TOKEN)", bool(token)),
+                                     ("chat ids (telegram.chat_ids)", bool(tg.chat_ids))) if not ok]
+    if missing:
+        log.error("dashboard.telegram_off", reason="enabled without " + " and ".join(missing))
+        return None
+    from services.dashboard.telegram_bot import TelegramBot  # python-telegram-bot only when used
+
+    bot = TelegramBot(cfg, token, dash)
+    dash.always_active = True  # alerts need a fresh page model every second
+    bot.start()
+    return bot
+
+
+async def serve(cfg: config_mod.AegisConfig, params: dc.DashboardParams, stop: service.StopFlag,
+                telegram_token: str = "") -> int:
     rd = service.ensure_run_dir(service.run_dir(cfg))
     service.mark_starting(rd, NAME)
     ep = service.endpoints(rd, cfg)
@@ -75,6 +94,8 @@ async def serve(cfg: config_mod.AegisConfig, params: dc.DashboardParams, stop: s
     log.info("dashboard.ready", url=url, control="on" if params.token else "off (no token)",
              credential_from=params.token_source or None)
     tasks = [asyncio.create_task(dash.pump()), asyncio.create_task(dash.refresh_loop())]
+    bot = start_telegram(cfg, telegram_token, dash)
+    dash.extra_stats = bot.counts if bot is not None else {}
     service.mark_ready(rd, NAME)
     try:
         while not stop.is_set():
@@ -84,6 +105,8 @@ async def serve(cfg: config_mod.AegisConfig, params: dc.DashboardParams, stop: s
             except asyncio.TimeoutError:
                 pass
     finally:
+        if bot is not None:
+            await bot.close()
         await dash.close()
         for t in tasks:
             t.cancel()
@@ -106,17 +129,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         token, source = dashboard_token.load(os.environ, config_mod.curve_dir(cfg))
+        tg_token = dashboard_token.load_telegram(os.environ)[0] if cfg.telegram.enabled else ""
     except ConfigError as exc:
         print(f"aegis dashboard: {exc}", file=sys.stderr)
         return 2
-    # the token joins the secrets every log line is scrubbed of, before anything can log it
+    # the tokens join the secrets every log line is scrubbed of, before anything can log them
     log_mod.configure(level=cfg.log.level, fmt=cfg.log.format, service=NAME,
-                      secrets=(*config_mod.secrets().values(), *((token,) if token else ())))
+                      secrets=(*config_mod.secrets().values(), *(t for t in (token, tg_token) if t)))
     params = dc.from_config(cfg, token=token, token_source=source, port=args.port)
     stop = service.StopFlag()
     service.install_stop_handlers(stop)
     started = time.monotonic()
-    code = asyncio.run(serve(cfg, params, stop))
+    code = asyncio.run(serve(cfg, params, stop, tg_token))
     log.info("dashboard.exit", ran_s=round(time.monotonic() - started, 1))
     return code
 

@@ -89,6 +89,8 @@ class Dashboard:
         self.pages = {path: ((STATIC / name).read_bytes(), ctype) for path, (name, ctype) in PAGES.items()}
         self._limiter = RateLimiter(60.0)
         self._http: aiohttp.ClientSession | None = None
+        self.always_active = False  # the Telegram bot's alerts need the page model all the time
+        self.extra_stats: dict[str, int] = {}  # the Telegram bot's counters
 
     def bind_port(self, port: int) -> None:
         """The port we really got (0 or a taken one was asked): the Host check follows it."""
@@ -105,7 +107,7 @@ class Dashboard:
             await asyncio.sleep(PUMP_S)
 
     def active(self) -> bool:
-        return bool(self.clients) or time.monotonic() - self.demand_s < dc.IDLE_AFTER_S
+        return self.always_active or bool(self.clients) or time.monotonic() - self.demand_s < dc.IDLE_AFTER_S
 
     async def refresh_loop(self) -> None:
         next_at = 0.0
@@ -284,7 +286,7 @@ class Dashboard:
 
     def stats(self) -> dict[str, Any]:
         return {"service": "dashboard", "clients": len(self.clients), "events": dict(self.live.events),
-                **self.control_state()}
+                **self.control_state(), **self.extra_stats}
 
     async def close(self) -> None:
         self.stopping.set()

@@ -76,6 +76,8 @@ class Live:
     order_to_fill: Hist = field(default_factory=Hist)
     ring_written: deque = field(default_factory=lambda: deque(maxlen=8))  # (monotonic s, written)
     events: dict[str, int] = field(default_factory=dict)  # by type, since the dashboard started
+    # orders the exchange refused, (symbol, client order id, reason), until an alerter takes them
+    rejected_orders: deque = field(default_factory=lambda: deque(maxlen=100))
     _signals: _Bounded = field(default_factory=_Bounded)  # signal id -> send ns
     _orders: _Bounded = field(default_factory=_Bounded)  # client order id -> send ns (until its first fill)
 
@@ -106,6 +108,9 @@ class Live:
             sent = self._orders.pop(b.client_order_id, None)
             if sent is not None and env.send_ns >= sent:
                 self.order_to_fill.add((env.send_ns - sent) / 1e6)
+        elif isinstance(b, wire.OrderUpdate):
+            if b.status == "REJECTED":
+                self.rejected_orders.append((b.symbol, b.client_order_id, b.reason))
         elif isinstance(b, wire.FeedStatus):
             self.feed_status = {"state": b.state, "connections": b.connections, "symbols": b.symbols,
                                 "message": b.message}
