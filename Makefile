@@ -19,16 +19,13 @@ $(STAMP): pyproject.toml setup.py common/_ringc.c
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# the whole stack in demo mode until Ctrl+C. The local exchange replays a month of real
-# Binance BTCUSDT 1m candles as trades synthesized inside each candle, and serves 1,500
-# earlier real candles as history, so the strategy is warm at once and signals come within
-# minutes. Any of these can be overridden from the environment; AEGIS_SIM__SOURCE=ticks
-# replays the real tick capture instead (4,500 ticks/s, but too short for SMC signals).
+# the whole stack in demo mode until Ctrl+C: `aegis run` with its defaults. The local
+# exchange replays a month of real Binance BTCUSDT 1m candles as trades synthesized inside
+# each candle, and serves 1,500 earlier real candles as history, so the strategy is warm at
+# once and signals come within minutes (common/config.py: sim.source, sim.history_bars,
+# sim.candle_trades, feed.hydrate_candles). AEGIS_SIM__SOURCE=ticks make run replays the real
+# tick capture instead (4,500 ticks/s, but too short for SMC signals).
 run: setup
-	AEGIS_SIM__SOURCE=$${AEGIS_SIM__SOURCE:-candles} \
-	AEGIS_SIM__HISTORY_BARS=$${AEGIS_SIM__HISTORY_BARS:-1500} \
-	AEGIS_SIM__CANDLE_TRADES=$${AEGIS_SIM__CANDLE_TRADES:-60} \
-	AEGIS_FEED__HYDRATE_CANDLES=$${AEGIS_FEED__HYDRATE_CANDLES:-1500} \
 	$(BIN)/aegis run
 
 # the dashboard's browser test drives Debian's chromium (tests/integration/test_dashboard_browser.py,

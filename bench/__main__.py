@@ -3,6 +3,7 @@
     python -m bench                     # everything, ~5 minutes on 2 cores
     python -m bench --quick             # the same code paths, small sizes, ~1 minute
     python -m bench --only ring,e2e     # some sections
+    python -m bench --only orders --out bench/results/orders   # order entry alone (WS API vs REST)
     python -m bench --soak              # plus the 10-minute memory soak (opt-in)
     python -m bench --quick --out DIR   # results into DIR (tests), not bench/
 
@@ -25,7 +26,7 @@ from bench import report
 from bench.harness import loadavg, log, machine, timed
 
 BENCH_DIR = Path(__file__).resolve().parent
-SECTION_NAMES = ("ring", "feed", "brain", "e2e", "memory", "replay")
+SECTION_NAMES = ("ring", "feed", "brain", "e2e", "memory", "replay", "orders")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -45,10 +46,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_sections(args: argparse.Namespace) -> dict:
-    from bench import brain_section, e2e_section, feed_section, memory_section, replay_section, ring_section
+    from bench import (brain_section, e2e_section, feed_section, memory_section, orders_section, replay_section,
+                       ring_section)
 
     modules = {"ring": ring_section, "feed": feed_section, "brain": brain_section,
-               "e2e": e2e_section, "memory": memory_section, "replay": replay_section}
+               "e2e": e2e_section, "memory": memory_section, "replay": replay_section, "orders": orders_section}
     repeats = args.repeats or (1 if args.quick else 3)
     sections: dict = {}
     headline: dict = {}

@@ -132,7 +132,8 @@ async def sim_stats(port: int) -> dict:
 
 
 async def loopback(n_symbols: int, seconds: float, max_speed: bool) -> dict:
-    args = [sys.executable, "-m", "services.exchange_sim", "--port", "0", "--symbols", str(n_symbols)]
+    args = [sys.executable, "-m", "services.exchange_sim", "--port", "0", "--symbols", str(n_symbols),
+            "--source", "ticks"]  # the recorded ticks (the default is the candles demo)
     args += ["--max-speed"] if max_speed else ["--speed", "1"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:

@@ -301,12 +301,30 @@ def _replay_vs_live(results: dict[str, Any]) -> list[str]:
             f"{fmt_rate(rp)}/s / {fmt_rate(live)}/s = **{_ratio(rp, live)}**.", ""]
 
 
+def _orders(sec: dict[str, Any]) -> list[str]:
+    c = sec["config"]
+    lines = [f"{c['orders_per_path_per_repeat']:,} orders per path and repeat ({c['repeats']} repeats, "
+             f"{c['warm_orders']} warm-up orders each not counted): {c['order']}. {c['exchange']}. "
+             "Decision to wire = broker call to the request's last byte handed to the socket; round trip = "
+             "broker call to its return with the answer parsed. Microseconds, medians over repeats.", ""]
+    rows = []
+    for fig, label in (("decision_to_wire", "decision to wire"), ("submit_rtt", "submit round trip"),
+                       ("cancel_rtt", "cancel round trip")):
+        ws, rest = sec["ws"][fig], sec["rest"][fig]
+        rows.append([label, fmt_us(ws["p50"]["median"]), fmt_us(ws["p99"]["median"]),
+                     fmt_us(rest["p50"]["median"]), fmt_us(rest["p99"]["median"]),
+                     _ratio(rest["p50"]["median"], ws["p50"]["median"])])
+    return lines + _table(["figure", "WS API p50", "WS API p99", "ccxt REST p50", "ccxt REST p99",
+                           "REST / WS (p50)"], rows)
+
+
 SECTIONS = (("ring", "1. Ring: one producer process, one consumer process", _ring),
             ("feed", "2. Feed decode", _feed),
             ("brain", "3. Brain", _brain),
             ("e2e", "4. End to end: frames -> feed decode -> ring -> brain -> decision", _e2e),
             ("memory", "5. Memory", _memory),
-            ("replay", "6. Replay (issue 7): a capture through the real stack at maximum speed", _replay))
+            ("replay", "6. Replay (issue 7): a capture through the real stack at maximum speed", _replay),
+            ("orders", "7. Order entry (issue 17): the WebSocket API next to ccxt REST, on loopback", _orders))
 
 
 def markdown(results: dict[str, Any]) -> str:

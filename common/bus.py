@@ -31,6 +31,21 @@ from common.log import RateLimiter
 log = structlog.get_logger(__name__)
 
 
+def apply_subscription(subs: frozenset[bytes], message: bytes) -> frozenset[bytes]:
+    """The subscribed prefixes after one XPUB subscription message (``\\x01prefix`` = subscribe,
+    ``\\x00prefix`` = the last subscriber of that prefix left; anything else changes nothing)."""
+    if message[:1] == b"\x01":
+        return subs | {message[1:]}
+    if message[:1] == b"\x00":
+        return subs - {message[1:]}
+    return subs
+
+
+def covers(subs: Iterable[bytes], topic: bytes) -> bool:
+    """Whether a subscriber with one of these prefixes receives ``topic`` (b"" = everything)."""
+    return any(topic.startswith(p) for p in subs)
+
+
 class Publisher:
     def __init__(self, service: str, socket: zmq.Socket) -> None:
         # pid + start time: a restarted process (same pid in a container) is a new publisher
@@ -38,10 +53,27 @@ class Publisher:
         self._sock = socket
         self._seq: dict[type, int] = {}  # per event type: a subscriber filters by type
         self.dropped = 0
+        self.subscriptions: frozenset[bytes] = frozenset()  # XPUB: the prefixes subscribers want
 
     @classmethod
-    def bind_pub(cls, service: str, endpoint: str) -> "Publisher":
-        return cls(service, zmqutil.pub(endpoint))
+    def bind_pub(cls, service: str, endpoint: str, *, xpub: bool = False) -> "Publisher":
+        """``xpub``: the socket reports subscriptions too, for ``wanted``."""
+        return cls(service, zmqutil.pub(endpoint, xpub=xpub))
+
+    def wanted(self, topic: bytes) -> bool:
+        """Whether any subscriber now wants ``topic``: reads the subscription messages an XPUB
+        socket queued since the last call (a PUB socket: always False). Call it now and then,
+        from the thread that publishes: XPUB keeps at most its receive limit of them queued."""
+        if self._sock.type != zmq.XPUB:
+            return False
+        # poll first: a subscriber that went away is processed (and its prefixes dropped) there
+        while self._sock.poll(0, zmq.POLLIN):
+            try:
+                msg = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.subscriptions = apply_subscription(self.subscriptions, msg)
+        return covers(self.subscriptions, topic)
 
     @classmethod
     def connect_journal(cls, service: str, endpoint: str) -> "Publisher":

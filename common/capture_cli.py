@@ -27,12 +27,13 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import zmq
 
-from common import service, wire, zmqutil
+from common import filekind, service, wire, zmqutil
 from common.capture import (KIND_NAMES, KIND_WS_RAW, KIND_ZMQ, RAW_TOPIC_PREFIX, Capture,
                             CaptureWriter, Header, create_capture, label, open_capture,
                             record_label)
@@ -41,8 +42,11 @@ from common.errors import DecodeError
 POLL_MS = 100  # longest wait for a message: bounds how late a stop or a due flush is noticed
 DRAIN_BATCH = 1000  # messages taken per wake-up before checking the clock again
 
-RAW_HELP = ("also record the feed's raw WebSocket frames (topic 'raw.ws'; the feed publishes them "
-            "when feed.publish_raw is on, as 'aegis run --capture FILE' sets): what aegis replay plays")
+RAW_HELP = ("record the feed's raw WebSocket frames too (topic 'raw.ws'; the default without --topics): "
+            "the market data aegis replay plays. The feed sends them while a capture subscribes (from its next status "
+            "tick, within a second), or from its first frame with feed.publish_raw (aegis run --capture)")
+NO_RAW_HELP = ("leave the raw frames out: a smaller file of the stack's events only, which aegis replay "
+               "cannot play (capture-info and aegis replay --pub read it)")
 
 
 # ---------------------------------------------------------------------------- the core
@@ -109,6 +113,29 @@ def record_stream(sock: zmq.Socket, writer: CaptureWriter, *, raw: bool,
     return counts, skipped
 
 
+def what_it_is_for(name: str, raw_frames: int, meta: Any) -> list[str]:
+    """Plain words on what a capture can be used for: ``aegis replay`` needs raw WebSocket
+    frames (the market data it plays) and the symbol rules (its header's exchangeInfo, or the
+    feed's symbol messages in the file); without raw frames it is a record of the stack's events."""
+    meta = meta if isinstance(meta, dict) else {}
+    if raw_frames:
+        if isinstance(meta.get("exchange_info"), dict):
+            return [f"replay: yes ({raw_frames:,} raw WebSocket frames, symbol rules from the "
+                    f"{meta.get('exchange_info_source', 'exchange')}): aegis replay {name}"]
+        return [f"replay: yes if the symbol rules are found ({raw_frames:,} raw WebSocket frames; the header "
+                f"has no exchangeInfo ({meta.get('exchange_info_error', 'not recorded')}): aegis replay {name} "
+                "takes them from the feed's symbol messages in the file, else needs --exchange-info FILE)"]
+    return [f"replay: no. {no_raw_frames(name)}"]
+
+
+def no_raw_frames(name: str) -> str:
+    """What a capture without raw frames is, and is not, good for."""
+    return (f"{name} holds no raw WebSocket frames, the market data aegis replay plays, so it cannot be "
+            "replayed through the stack. It is a record of the stack's events (ticks, candles, signals, "
+            f"orders): aegis capture-info {name} counts and checks them, and aegis replay {name} --pub "
+            "ENDPOINT publishes them as recorded.")
+
+
 def format_counts(counts: Counter[str]) -> list[str]:
     width = max((len(k) for k in counts), default=0)
     return [f"  {k:<{width}}  {v:>10,}" for k, v in sorted(counts.items())]
@@ -122,9 +149,12 @@ def capture_parser() -> argparse.ArgumentParser:
                    help="topic prefixes to record, e.g. candle. tick.BTCUSDT (default: all)")
     p.add_argument("--duration", type=float, default=0.0, metavar="S",
                    help="stop after S seconds (default: until Ctrl+C or SIGTERM)")
-    p.add_argument("--raw", action="store_true", help=RAW_HELP)
+    raw = p.add_mutually_exclusive_group()
+    raw.add_argument("--raw", dest="raw", action="store_true", default=None, help=RAW_HELP)
+    raw.add_argument("--no-raw", dest="raw", action="store_false", help=NO_RAW_HELP)
     p.add_argument("--symbols", nargs="+", default=None,
-                   help="symbols for the header (default: the stack's configured feed symbols)")
+                   help="symbols for the header and its exchangeInfo (default: the stack's configured "
+                        "feed symbols, else the symbols it holds rules for)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.add_argument("--fsync", action="store_true", help="fsync after every block")
     p.add_argument("--flush-ms", type=int, default=1000,
@@ -157,17 +187,75 @@ def compact_exchange_info(body: Any, symbols: Iterable[str] = ()) -> dict[str, A
     return {"symbols": out}
 
 
+def _decimal_str(x: float) -> str:
+    """A rule's float as the exchange writes it: shortest repr, no exponent (1e-05 -> 0.00001)."""
+    return format(Decimal(repr(float(x))), "f")
+
+
+def exchange_info_from_rules(rules: Iterable[wire.SymbolInfo]) -> dict[str, Any]:
+    """An exchangeInfo body (the part a replay reads) from the feed's symbol rules: tick size,
+    step size, minimum quantity and notional, precisions. It has no price bounds, maximum
+    quantity or PERCENT_PRICE (0 = no such bound for the paper broker), like the brain's own
+    fallback to these rules when the exchange does not answer."""
+    out = []
+    for r in sorted(rules, key=lambda r: r.symbol):
+        out.append({"symbol": r.symbol, "status": "TRADING", "contractType": "PERPETUAL",
+                    "quoteAsset": "USDT", "marginAsset": "USDT", "pricePrecision": r.price_precision,
+                    "quantityPrecision": r.quantity_precision,
+                    "filters": [{"filterType": "PRICE_FILTER", "tickSize": _decimal_str(r.tick_size)},
+                                {"filterType": "LOT_SIZE", "stepSize": _decimal_str(r.step_size),
+                                 "minQty": _decimal_str(r.min_qty)},
+                                {"filterType": "MIN_NOTIONAL", "notional": _decimal_str(r.min_notional)}]})
+    return {"symbols": out}
+
+
+def _stack_config(rd: Path) -> Any:
+    """The running stack's config (the supervisor writes it into its run directory), or None."""
+    from common import config as config_mod
+
+    try:
+        return config_mod.load(rd / "config.json", env={})
+    except Exception:  # noqa: BLE001 - no stack there, or not one of ours: nothing to read
+        return None
+
+
+def stack_rules(rd: Path) -> dict[str, wire.SymbolInfo]:
+    """The symbol rules the stack's feed published and its database keeps (the symbols it
+    streams, and any it streamed before), {} when there is no such database."""
+    from services.brain import recovery
+
+    stack = _stack_config(rd)
+    return recovery.symbol_rules(service.db_path(stack)) if stack is not None else {}
+
+
+def header_exchange_info(rd: Path, symbols: tuple[str, ...], timeout_s: float = 3.0) -> dict[str, Any]:
+    """The symbol rules a replay of this capture needs, for its header: the exchange's
+    exchangeInfo for the stack's symbols (configured, else those it has rules for), else the
+    rules the stack's feed published (``exchange_info_source`` says which, and
+    ``exchange_info_error`` why the exchange gave none). Never raises."""
+    rules = stack_rules(rd)
+    got = stack_exchange_info(rd, symbols or tuple(sorted(rules)), timeout_s)
+    if "exchange_info" in got:
+        return {**got, "exchange_info_source": "exchange"}
+    wanted = set(symbols)
+    kept = [r for s, r in rules.items() if not wanted or s in wanted]
+    if kept:
+        return {**got, "exchange_info": exchange_info_from_rules(kept), "exchange_info_source": "feed symbol rules"}
+    return got
+
+
 def stack_exchange_info(rd: Path, symbols: Iterable[str], timeout_s: float = 3.0) -> dict[str, Any]:
     """The symbol filters of the exchange the stack in ``rd`` trades on, for the capture
     header (a replay's paper broker checks orders against them): {"exchange_info": ...}, or
     {"exchange_info_error": why} (never raises: the capture itself matters more)."""
     import urllib.request
 
-    from common import config as config_mod
     from venue import brokers
 
     try:
-        stack = config_mod.load(rd / "config.json", env={})
+        stack = _stack_config(rd)
+        if stack is None:
+            raise ValueError(f"no stack config in {rd}")
         url = brokers.rest_url(stack).rstrip("/") + "/fapi/v1/exchangeInfo"
         with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - the stack's own exchange
             info = compact_exchange_info(json.loads(r.read()), symbols)
@@ -184,13 +272,16 @@ def main(argv: list[str] | None = None) -> int:
         print("aegis capture: --flush-ms, --duration must be >= 0, --block-records >= 1",
               file=sys.stderr)
         return 2
+    if args.raw is None:  # everything by default: the events and the raw frames a replay plays
+        args.raw = not args.topics
     cfg = service.bootstrap("capture", args)
     rd = service.run_dir(cfg)
     eps = service.endpoints(rd, cfg).publishers()  # tcp: with the stack's CURVE keys
     prefixes = subscriptions(args.topics, args.raw)
     symbols = tuple(args.symbols) if args.symbols else _stack_symbols(rd)
     header = Header(start_ns=time.time_ns(), wire_schema=wire.SCHEMA_VERSION, symbols=symbols,
-                    meta={**(stack_exchange_info(rd, symbols) if args.raw else {}),"tool": "aegis capture", "host": socket.gethostname(), "pid": os.getpid(),
+                    meta={**header_exchange_info(rd, symbols), "tool": "aegis capture",
+                          "host": socket.gethostname(), "pid": os.getpid(),
                           "run_dir": str(rd), "mode": cfg.mode, "endpoints": list(eps),
                           "topics": [p.decode() for p in prefixes], "raw": args.raw})
     try:
@@ -210,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(f"aegis capture: recording {', '.join(eps)} -> {args.out} (Ctrl+C to stop)",
           file=sys.stderr, flush=True)
+    if not args.raw:
+        print(f"aegis capture: --no-raw: {args.out} will hold the stack's events without the raw WebSocket "
+              "frames; aegis replay cannot play it", file=sys.stderr, flush=True)
     try:
         counts, skipped = record_stream(sock, writer, raw=args.raw, should_stop=stop.is_set,
                                         duration_s=args.duration)
@@ -223,10 +317,11 @@ def main(argv: list[str] | None = None) -> int:
           f"-> {args.out} in {time.monotonic() - started:.1f} s")
     print("\n".join(format_counts(counts)))
     if skipped:
-        print(f"  ({skipped:,} raw.* frames skipped: pass --raw to record them)")
+        print(f"  ({skipped:,} raw.* frames skipped: --no-raw leaves them out)")
     if args.raw and not counts.get("raw"):
-        print("  (--raw: no raw WebSocket frames arrived: run the stack with feed.publish_raw on, "
-              "AEGIS_FEED__PUBLISH_RAW=1, or use aegis run --capture FILE)")
+        print("  (no raw WebSocket frames arrived: no feed published any while this capture ran; the "
+              "feed sends them from its next status tick, about a second, after a capture subscribes)")
+    print("\n".join(what_it_is_for(args.out, counts.get("raw", 0), header.meta)))
     return 0
 
 
@@ -299,6 +394,7 @@ def format_info(s: dict[str, Any]) -> str:
         out.append("frames wire.decode rejects: "
                    + ", ".join(f"{k} {v:,}" for k, v in sorted(s["wire_rejected"].items())))
     out.append(f"verdict: {verdicts[s['verdict']]}")
+    out += what_it_is_for(s["file"], s["counts"].get("raw", 0), s["meta"])
     return "\n".join(out)
 
 
@@ -312,6 +408,9 @@ def info_parser() -> argparse.ArgumentParser:
 
 def info_main(argv: list[str] | None = None) -> int:
     args = info_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if wrong := filekind.refusal(args.file, ("aegis_capture",), "an AEGIS capture"):
+        print(f"aegis capture-info: {wrong}", file=sys.stderr)
+        return 2
     try:
         with open_capture(args.file) as cap:
             summary = summarize(cap, args.file)

@@ -10,6 +10,7 @@
     aegis smc CANDLES.csv --out OUT.csv                   SMC features of a candle file
     aegis capture --out FILE | capture-info FILE          record / check ZeroMQ captures
     aegis keys [--dir DIR] [--force]                      CURVE keys for tcp endpoints
+    aegis data download | list | import                   Binance's data archive -> Parquet catalog
 
 Each subcommand is imported only when chosen, so ``aegis feed`` never loads the brain.
 """
@@ -17,6 +18,7 @@ Each subcommand is imported only when chosen, so ``aegis feed`` never loads the 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from common.errors import ConfigError
@@ -37,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "replay": ("services.orchestrator.replay_cli", "play a capture through a real stack, deterministically"),
     "capture-info": ("common.capture_cli", "describe and check a capture file", "info_main"),
     "keys": ("common.keys_cli", "create the ZeroMQ CURVE keys tcp endpoints need"),
+    "data": ("research.data_cli", "Binance's public data archive -> a local Parquet catalog"),
 }
 
 
@@ -63,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(entry(rest) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `aegis ... | head`: the reader has what it wanted
+        # stdout to /dev/null, so that the interpreter's own flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a process a closed pipe ended
     except ConfigError as exc:  # a refusal to start (bad config, no CURVE keys): the message is the fix
         print(f"aegis {cmd}: {exc}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from common import filekind
 from common.errors import ConfigError
 
 ENV_PREFIX = "AEGIS_"
@@ -49,12 +50,14 @@ class SimConfig:
     symbols: int = 20  # real BTCUSDT plus derived symbols up to this count
     capture: str = ""  # "" = the bundled hftbacktest BTCUSDT capture
     loop: bool = True  # loop the capture seamlessly
-    # "ticks" = the recorded tick capture; "candles" = real 1m candles replayed as trades
-    # synthesized inside each candle (labelled so in exchangeInfo and /_sim/stats)
-    source: str = "ticks"
+    # "candles" (the demo) = a month of real 1m candles replayed as trades synthesized inside
+    # each candle (labelled so in exchangeInfo and /_sim/stats), with real history before it,
+    # so the strategy is warm at once and signals come within minutes; "ticks" = the
+    # recorded tick capture (4,500 ticks/s of real trades, but too short for SMC signals)
+    source: str = "candles"
     candles: str = ""  # "" = the bundled BTCUSDT 1m candles of 2024-12 (candles source only)
-    history_bars: int = 500  # candles source: 1m bars of real history served before the replay
-    candle_trades: int = 12  # candles source: trades synthesized per candle (4..60, divides 60000)
+    history_bars: int = 1500  # candles source: 1m bars of real history served before the replay
+    candle_trades: int = 60  # candles source: trades synthesized per candle (4..60, divides 60000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +85,9 @@ class FeedConfig:
     rollover_s: float = 84_600.0  # 23.5 h
     rollover_overlap_max_s: float = 10.0  # longest old and new run side by side
     discovery_attempts: int = 4  # REST tries (429/418/5xx are retried) before the fallback list
-    hydrate_candles: int = 500  # closed 1m candles per symbol fetched at start-up (0 = none)
+    # closed 1m candles per symbol fetched at start-up (0 = none): 1,500 (two klines pages,
+    # request weight 10 per symbol) warm the strategy with a day of history
+    hydrate_candles: int = 1500
     hydrate_concurrency: int = 4  # REST requests in flight while hydrating
     rest_weight_budget_1m: int = 1800  # our share of Binance's 2400/min IP request weight
     # publish every raw WebSocket frame on PUB (topic "raw.ws") for ``aegis capture --raw``:
@@ -119,6 +124,9 @@ class TradingConfig:
     leverage: int = 5
     margin_type: str = "CROSSED"  # CROSSED | ISOLATED
     order_timeout_ms: int = 5_000  # REST timeout of an order request: past it, outcome unknown
+    # orders, cancels and order queries over Binance's WebSocket API (one open connection, REST
+    # as fallback while it is down: venue.binance.ws_broker) or over REST only (ccxt)
+    order_transport: str = "ws"  # ws | rest
     recv_window_ms: int = 5_000
     balance_poll_s: float = 5.0  # equity for the kill switch and sizing
     exit_retry_s: float = 2.0  # a refused exit is tried again after this long
@@ -172,6 +180,13 @@ class ReplayConfig:
 class OrchestratorConfig:
     db_file: str = "aegis.sqlite3"  # under data_dir
     wal_checkpoint_interval_s: float = 60.0
+    # when the disk refuses a write (full, read-only, failing): docs/journal.md
+    journal_pending_max_messages: int = 50_000  # kept in memory; past it the oldest candles go
+    journal_retry_initial_s: float = 0.5  # first retry of the kept messages; doubles ...
+    journal_retry_max_s: float = 10.0  # ... up to this
+    journal_spill_dir: str = ""  # kept messages go here at stop (another filesystem); "" = lost at stop
+    # TEST ONLY: while this file exists every database write fails as on a full disk
+    fault_disk_full_file: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -341,6 +356,8 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
 
 
 def read_file(path: Path) -> dict[str, Any]:
+    if wrong := filekind.refusal(path, (), "a config file (TOML or JSON)"):
+        raise ConfigError(wrong)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -450,9 +467,15 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("feed.hydrate_candles must be within 0..100000")
     if cfg.feed.rediscover_interval_s < 0:
         raise ConfigError("feed.rediscover_interval_s must be >= 0 (0 = never)")
+    o = cfg.orchestrator
+    if o.journal_pending_max_messages < 1 or not 0 < o.journal_retry_initial_s <= o.journal_retry_max_s:
+        raise ConfigError("orchestrator.journal_pending_max_messages must be >= 1 and "
+                          "0 < journal_retry_initial_s <= journal_retry_max_s")
     t = cfg.trading
     if t.broker not in ("auto", "ccxt", "paper", "none"):
         raise ConfigError("trading.broker must be auto, ccxt, paper or none")
+    if t.order_transport not in ("ws", "rest"):
+        raise ConfigError("trading.order_transport must be ws or rest")
     if t.margin_type not in ("CROSSED", "ISOLATED"):
         raise ConfigError("trading.margin_type must be CROSSED or ISOLATED")
     if not 0 < t.risk_per_trade_pct <= 5:

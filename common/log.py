@@ -92,13 +92,24 @@ def configure(*, level: str = "warning", fmt: str = "console", service: str = "a
 class _CurrentStderr:
     """``sys.stderr`` as it is at each write, not as it was when logging was configured: a
     test runner (or anything else) may swap the stream later, and a handler that kept the old
-    one would write into a closed file."""
+    one would write into a closed file.
+
+    A stream that cannot be written any more (the terminal closed: EIO; a closed pipe:
+    EPIPE) loses the line instead of raising into the caller: a log line must never stop a
+    process from stopping in order.
+    """
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        try:
+            return sys.stderr.write(text)
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            return 0
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def _add_service(service: str):

@@ -7,7 +7,8 @@ export the same names from the same snapshot shape, so one Grafana dashboard
 
     {"services": {name: {"running", "restarts", "warm_restarts", "spare", "heartbeat_age_s",
                          "counters": {...}}},
-     "ring": {"written", "read", "lost", "lag", ...}}
+     "ring": {"written", "read", "lost", "lag", ...},
+     "trading": {"allowed", "reason", "detail"} or None}
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ class StackCollector(Collector):
                 if not k.startswith(_LE_PREFIX):
                     values.add_metric([name, _metric_name(k)], float(v))
         yield from (up, restarts, warm, spare, age, values)
+        trading = snap.get("trading")
+        if trading is not None:  # known once the orchestrator has said it
+            allowed = GaugeMetricFamily("aegis_trading_allowed",
+                                        "1 when new entries are allowed; 0 with the reason (JOURNAL_DISK_FULL, ...)",
+                                        labels=["reason"])
+            allowed.add_metric([str(trading.get("reason", ""))], 1.0 if trading.get("allowed") else 0.0)
+            yield allowed
         ring = GaugeMetricFamily("aegis_ring", "shared-memory ring counters (written, read, lost, lag)", labels=["name"])
         for k, v in (snap.get("ring") or {}).items():
             ring.add_metric([k], float(v))

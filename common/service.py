@@ -36,9 +36,9 @@ def arg_parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--log-level", help="debug|info|warning|error (default: warning)")
     p.add_argument("--log-format", choices=("console", "json"), help="log rendering")
     p.add_argument("--run-dir", help="run directory of the stack (ipc sockets, stats)")
-    p.add_argument("--spare", action="store_true",
-                   help="start as a warm spare: load the code and caches, then wait for 'go' on "
-                        "stdin before touching the stack (the supervisor's fast restart)")
+    # internal (hidden from --help): the supervisor starts a warm spare with it: load the code
+    # and caches, then wait for 'go' on stdin before touching the stack (its fast restart)
+    p.add_argument("--spare", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -341,8 +341,15 @@ def read_stats(rd: Path, service: str) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- stopping
+# every catchable signal that asks a process to end: SIGTERM (kill, docker stop, systemd),
+# SIGINT (Ctrl+C), SIGHUP (the terminal closed), SIGQUIT (Ctrl+\). Each one stops in order,
+# as Ctrl+C does: the default action would end the process on the spot, leaving the ring,
+# the run directory and an unwritten summary behind.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+
+
 class StopFlag:
-    """Set by SIGTERM/SIGINT. Sync loops poll ``is_set``; asyncio code awaits ``wait``."""
+    """Set by a stop signal (``STOP_SIGNALS``). Sync loops poll ``is_set``; asyncio code awaits ``wait``."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -372,8 +379,8 @@ class StopFlag:
         return self._event.wait(seconds)
 
 
-def install_stop_handlers(flag: StopFlag, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
-    """Route SIGTERM/SIGINT to ``flag`` (a second signal while stopping is ignored: the
+def install_stop_handlers(flag: StopFlag, signals: Sequence[int] = STOP_SIGNALS) -> None:
+    """Route the stop signals to ``flag`` (a second signal while stopping is ignored: the
     shutdown already runs, and the supervisor escalates to SIGKILL after its deadline)."""
 
     def handler(signum: int, _frame: Any) -> None:

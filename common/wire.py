@@ -57,6 +57,7 @@ class EventType(str, enum.Enum):
     SYMBOL_INFO = "SYMBOL_INFO"
     ALGO_ORDER_UPDATE = "ALGO_ORDER_UPDATE"
     CONTROL = "CONTROL"
+    TRADING_PERMISSION = "TRADING_PERMISSION"
 
 
 # The feed's raw WebSocket frames (``feed.publish_raw``) go out un-enveloped on this topic,
@@ -81,6 +82,7 @@ TOPIC_PREFIX: dict[EventType, str] = {
     EventType.SYMBOL_INFO: "symbol",
     EventType.ALGO_ORDER_UPDATE: "algo",
     EventType.CONTROL: "control",
+    EventType.TRADING_PERMISSION: "permission",
 }
 
 
@@ -319,11 +321,20 @@ class Control(_Body, tag="CONTROL"):
         super().__post_init__()
         if (self.command is ControlCommand.CLOSE) != bool(self.symbol):
             raise ValueError("symbol is required by CLOSE and only by CLOSE")
+class TradingPermission(_Body, tag="TRADING_PERMISSION"):
+    """May new positions be opened? The orchestrator's verdict (its journal can write, and
+    reconciliation passed), published when it changes and with every heartbeat. Only entries
+    obey it: exits and protective orders go whatever it says."""
+
+    allowed: bool
+    reason: str = ""  # when not allowed: JOURNAL_DISK_FULL | JOURNAL_READ_ONLY | JOURNAL_IO_ERROR | RECONCILE_<status>
+    detail: str = ""  # for people: the file, the free space, the error
+    service: str = "orchestrator"
 
 
 Body = Union[TickUpdate, CandleClosed, SignalGenerated, OrderRequest, OrderUpdate, Fill,
              Position, RiskReject, Heartbeat, FeedStatus, Shutdown, TradeClosed, ModelState, SymbolInfo,
-             AlgoOrderUpdate, Control]
+             AlgoOrderUpdate, Control, TradingPermission]
 
 BODY_TYPES: dict[EventType, type] = {
     EventType.TICK_UPDATE: TickUpdate,
@@ -342,6 +353,7 @@ BODY_TYPES: dict[EventType, type] = {
     EventType.SYMBOL_INFO: SymbolInfo,
     EventType.ALGO_ORDER_UPDATE: AlgoOrderUpdate,
     EventType.CONTROL: Control,
+    EventType.TRADING_PERMISSION: TradingPermission,
 }
 _TYPE_OF: dict[type, EventType] = {v: k for k, v in BODY_TYPES.items()}
 

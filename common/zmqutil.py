@@ -117,8 +117,11 @@ def _secure(sock: zmq.Socket, endpoints: tuple[str, ...], *, server: bool,
         sock.setsockopt(zmq.CURVE_SECRETKEY, keys.client_secret)
 
 
-def pub(endpoint: str, *, sndhwm: int = PUB_SNDHWM, curve: CurveKeys | None = None) -> zmq.Socket:
-    s = context().socket(zmq.PUB)
+def pub(endpoint: str, *, sndhwm: int = PUB_SNDHWM, curve: CurveKeys | None = None,
+        xpub: bool = False) -> zmq.Socket:
+    """A PUB socket; ``xpub``: an XPUB, which also hands its owner the subscriptions
+    (``bus.Publisher.wanted``), so a stream can be sent only while somebody wants it."""
+    s = context().socket(zmq.XPUB if xpub else zmq.PUB)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.SNDHWM, sndhwm)
     _bind(s, endpoint, curve)

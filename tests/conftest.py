@@ -75,7 +75,12 @@ def procs():
 
 
 def stack_env(run_dir: Path, **extra: str) -> dict[str, str]:
-    """Environment for a private stack: its own run dir, data dir and shm dir."""
+    """Environment for a private stack: its own run dir, data dir and shm dir.
+
+    The stack replays the real tick capture (``sim.source = "ticks"``, 4,500 ticks/s) and
+    hydrates 500 candles: dense real data within seconds, which is what these tests count.
+    The program's default is the candles demo; a test of it passes ``AEGIS_SIM__SOURCE``
+    (and the rest) in ``extra``."""
     env = dict(os.environ)
     env.update({
         "AEGIS_RUN_DIR": str(run_dir / "run"),
@@ -83,6 +88,8 @@ def stack_env(run_dir: Path, **extra: str) -> dict[str, str]:
         "AEGIS_RING__SHM_DIR": str(run_dir),
         "AEGIS_SUPERVISOR__METRICS_PORT": "0",
         "AEGIS_DASHBOARD__PORT": "0",
+        "AEGIS_SIM__SOURCE": "ticks",
+        "AEGIS_FEED__HYDRATE_CANDLES": "500",
         "PYTHONUNBUFFERED": "1",
     })
     env.update(extra)

@@ -7,6 +7,9 @@ orchestrator's reconciliation build theirs here).
     replay   PaperBroker on the replayed book        none
     live     CcxtBroker -> Binance (or its testnet)  BINANCE_API_KEY / _SECRET, required
 
+With ``trading.order_transport = "ws"`` (the default) the ccxt broker sits behind a
+``WsBroker``: orders, cancels and order queries over the WebSocket API, REST while it is down.
+
 ``trading.broker = "none"`` (or ``trading.enabled = false``) runs signals only.
 """
 
@@ -97,7 +100,15 @@ def make_broker(cfg: AegisConfig, book: Any, clock_ms: Any = None) -> Broker:
         base_url = "" if real and not cfg.feed.rest_url else rest_url(cfg)
         ccfg = CcxtConfig(testnet=t.testnet and not base_url, base_url=base_url, timeout_ms=t.order_timeout_ms,
                           recv_window_ms=t.recv_window_ms, leverage=t.leverage, margin_type=t.margin_type)
-        return CcxtBroker(ccfg, api_key=key, api_secret=secret)
+        rest = CcxtBroker(ccfg, api_key=key, api_secret=secret)
+        if t.order_transport != "ws":
+            return rest
+        from venue.binance.ws_api import WsApiClient, WsApiConfig, url_for
+        from venue.binance.ws_broker import WsBroker
+
+        wcfg = WsApiConfig(url=url_for(cfg.mode, testnet=t.testnet, rest_url=base_url),
+                           timeout_ms=t.order_timeout_ms, recv_window_ms=t.recv_window_ms)
+        return WsBroker(rest, WsApiClient(wcfg, api_key=key, api_secret=secret))
     from venue.paper import PaperBroker, PaperConfig
 
     pcfg = PaperConfig(taker_fee_rate=Decimal(repr(t.taker_fee_rate)), maker_fee_rate=Decimal(repr(t.maker_fee_rate)),

@@ -82,8 +82,8 @@ class Brain:
         self.model_state = _model_from(saved_model)
         self.execution: Any = None  # set by run() when trading is enabled
         self.control: brain_control.Control | None = None  # operators' commands (not in replay)
-        self.orch: bus.Subscriber | None = None  # orchestrator heartbeats (reconciliation status)
-        self.reconcile_block = ""
+        self.orch: bus.Subscriber | None = None  # the orchestrator's TradingPermission
+        self.permission_block = ""  # why entries are halted ("" = they are not)
         self._traded_ids = np.zeros(0, np.uint16)
         self.signals = 0
         self.ticks_read = 0
@@ -171,17 +171,17 @@ class Brain:
                        time_ms=int(st.book_ms[sid]))
 
     def watch_orchestrator(self) -> None:
-        """The orchestrator's verdict on reconciliation, from its heartbeats."""
+        """The orchestrator's verdict on new entries (its journal can write, reconciliation
+        passed): a typed ``TradingPermission``. Exits never ask it."""
         if self.orch is None:
             return
         for env in self.orch.drain(100):
             b = env.body
-            if isinstance(b, wire.Heartbeat) and "reconcile_ok" in b.counters:
-                ok = b.counters["reconcile_ok"] >= 1
-                self.reconcile_block = "" if ok else f"reconciliation {b.state}: not trading until it passes"
+            if isinstance(b, wire.TradingPermission):
+                self.permission_block = "" if b.allowed else f"{b.reason}: {b.detail}"
 
     def trading_block_reason(self) -> str:
-        return self.reconcile_block
+        return self.permission_block
 
     def learn(self, features, outcome_r: float) -> None:
         try:
@@ -411,7 +411,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     trading = wiring.make_execution(cfg, brain, ep) if brokers.trading_enabled(cfg) else None
     brain.execution = trading.execution if trading is not None else None
     if trading is not None:
-        brain.orch = bus.Subscriber([ep.orchestrator_pub], (wire.EventType.HEARTBEAT,))
+        brain.orch = bus.Subscriber([ep.orchestrator_pub], (wire.EventType.TRADING_PERMISSION,))
         if brain.replay:  # start-up (filters, account) answered inline, before the first tick
             for _ in range(3):
                 trading.execution.poll()

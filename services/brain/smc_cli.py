@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import filekind
 from common.errors import ConfigError
 from services.brain.smc import (FLOAT32_COLUMNS, REFERENCE_COLUMNS, PointInTimeView,
                                 SessionWindow, SmcConfig, SmcInputError, point_in_time,
@@ -98,7 +99,18 @@ def parse_time_ms(text: str) -> int:
 
 
 def read_candles(path: Path, bar_seconds: float | None = None) -> dict[str, list]:
-    """Columns ``time_ms, open, high, low, close, volume`` of a candle CSV, validated."""
+    """Columns ``time_ms, open, high, low, close, volume`` of a candle CSV, validated. A file
+    of another kind AEGIS knows (a capture, a database) is refused naming its reader; one that
+    is not UTF-8 text is refused as such."""
+    if wrong := filekind.refusal(path, ("candle_csv",), "a candle CSV"):
+        raise CandleFileError(wrong)
+    try:
+        return _read_candles(path, bar_seconds)
+    except UnicodeDecodeError:
+        raise CandleFileError(f"{path}: not a candle CSV (not UTF-8 text)") from None
+
+
+def _read_candles(path: Path, bar_seconds: float | None) -> dict[str, list]:
     try:
         fh = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:

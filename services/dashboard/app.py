@@ -59,7 +59,7 @@ TRADING_EVENTS = (wire.Fill, wire.OrderUpdate, wire.OrderRequest, wire.Position,
 SUBSCRIBED = (wire.EventType.HEARTBEAT, wire.EventType.FEED_STATUS, wire.EventType.SIGNAL_GENERATED,
               wire.EventType.ORDER_REQUEST, wire.EventType.ORDER_UPDATE, wire.EventType.FILL,
               wire.EventType.POSITION, wire.EventType.RISK_REJECT, wire.EventType.TRADE_CLOSED,
-              wire.EventType.ALGO_ORDER_UPDATE, wire.EventType.CONTROL)
+              wire.EventType.ALGO_ORDER_UPDATE, wire.EventType.CONTROL, wire.EventType.TRADING_PERMISSION)
 VERDICT_COUNTERS = ("unauthorized", "forbidden", "rate_limited", "bad_request")
 
 

@@ -76,6 +76,7 @@ class Live:
     order_to_fill: Hist = field(default_factory=Hist)
     ring_written: deque = field(default_factory=lambda: deque(maxlen=8))  # (monotonic s, written)
     events: dict[str, int] = field(default_factory=dict)  # by type, since the dashboard started
+    permission: dict[str, Any] | None = None  # the orchestrator's last TradingPermission
     # orders the exchange refused, (symbol, client order id, reason), until an alerter takes them
     rejected_orders: deque = field(default_factory=lambda: deque(maxlen=100))
     _signals: _Bounded = field(default_factory=_Bounded)  # signal id -> send ns
@@ -111,6 +112,8 @@ class Live:
         elif isinstance(b, wire.OrderUpdate):
             if b.status == "REJECTED":
                 self.rejected_orders.append((b.symbol, b.client_order_id, b.reason))
+        elif isinstance(b, wire.TradingPermission):
+            self.permission = {"allowed": b.allowed, "reason": b.reason, "detail": b.detail}
         elif isinstance(b, wire.FeedStatus):
             self.feed_status = {"state": b.state, "connections": b.connections, "symbols": b.symbols,
                                 "message": b.message}

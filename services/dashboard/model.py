@@ -98,7 +98,7 @@ def services(sup: dict[str, Any] | None, live: Live, now_s: float) -> list[dict[
                 row["heartbeat_age_s"] = s["heartbeat_age_s"]
             if beat is not None and beat.pid != s.get("pid"):
                 row["uptime_s"] = None  # that heartbeat was the previous incarnation's
-            if s.get("given_up"):
+            if s.get("gave_up"):
                 row["state"] = "GAVE UP"
             elif not s.get("running"):
                 row["state"] = "RESTARTING"
@@ -191,6 +191,8 @@ def build(*, view: DbView | None, live: Live, sup: dict[str, Any] | None, contro
                     "halted": halted, "halt_reason": rs.get("halt_reason", "") if halted else "",
                     "halt_detail": rs.get("halt_detail", "") if halted else "",
                     "reconcile_ok": None if "reconcile_ok" not in orch else bool(orch["reconcile_ok"]),
+                    # the orchestrator's verdict on entries (journal writable, reconciliation passed)
+                    "permission": (sup or {}).get("trading") or live.permission,
                     "brain_seen": brain_fresh},
         "positions": positions,
         "orders": [{"time_ms": o["created_ns"] // 1_000_000, "cid": o["client_order_id"], "symbol": o["symbol"],

@@ -20,7 +20,7 @@ import sys
 import structlog
 
 from common import config as config_mod
-from common import service
+from common import filekind, service
 from common.errors import AegisError
 from services.exchange_sim.config import SimParams, from_config
 from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             raise AegisError("source must be ticks or candles, history bars within 0..1500")
         if not 4 <= params.candle_trades <= 60 or 60_000 % params.candle_trades:
             raise AegisError("candle trades must be within 4..60 and divide 60000")
+        for given, kind, what in ((params.capture, "raw_frames", "a tick capture (raw WebSocket frames)"),
+                                  (params.candles, "candle_csv", "a candle CSV")):
+            if given and (wrong := filekind.refusal(given, (kind,), what)):
+                raise AegisError(wrong)
     except AegisError as exc:
         print(f"exchange-sim: {exc}", file=sys.stderr)
         return 2

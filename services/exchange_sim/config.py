@@ -25,10 +25,11 @@ class SimParams:
     symbols: int = 20
     capture: str = ""  # "" = the bundled capture
     loop: bool = True
-    source: str = "ticks"  # "ticks" (the capture) or "candles" (trades synthesized in real candles)
+    # the defaults of the config (one value each): the candles demo
+    source: str = SimConfig.source  # "candles" (trades synthesized in real candles) or "ticks" (the capture)
     candles: str = ""  # "" = the bundled BTCUSDT 1m candles
-    history_bars: int = 500  # candles source: real 1m bars served before the first played one
-    candle_trades: int = 12  # candles source: trades synthesized per candle
+    history_bars: int = SimConfig.history_bars  # candles source: real 1m bars served before the first played one
+    candle_trades: int = SimConfig.candle_trades  # candles source: trades synthesized per candle
     step_ms: int = 5  # paced: play what is due every 5 ms (adds <= 5 ms of latency)
     max_events_per_symbol_step: int = 4096  # paced: bounded work per step when behind
     max_speed_events_per_step: int = 8192  # max speed: split evenly across symbols (~25 ms steps)

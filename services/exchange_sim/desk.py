@@ -13,7 +13,8 @@ Routes (all SIGNED, in Binance USD-M's shapes, see ``private_rest``)
 ``POST /fapi/v1/leverage``, ``POST /fapi/v1/marginType``, ``GET/POST /fapi/v1/positionSide/dual``,
 ``GET /fapi/v1/commissionRate``, ``GET /fapi/v1/leverageBracket``; the Algo Service's
 ``POST/GET/DELETE /fapi/v1/algoOrder``, ``GET /fapi/v1/openAlgoOrders``,
-``GET /fapi/v1/allAlgoOrders`` and ``DELETE /fapi/v1/algoOpenOrders`` (``algo``).
+``GET /fapi/v1/allAlgoOrders`` and ``DELETE /fapi/v1/algoOpenOrders`` (``algo``). The
+WebSocket API's signed methods run the same builders (``ws_api_builders``, ``execute``).
 
 After every market step (``match``) and every ``POST /_sim/price`` (``on_price``) the desk
 fills the resting orders the market crossed and then fires the algo orders whose trigger
@@ -385,6 +386,34 @@ class Desk:
             pr.order_body(o, self.rules[o.symbol], query=True) for o in self.account.orders.values()
             if o.symbol in self.rules]))
         r.add_get("/_sim/account", self._records(lambda: pr.sim_account(self.account, self.rules, self.marks())))
+
+    # ------------------------------------------------------------------ the WebSocket API (ws_api_server)
+    def ws_api_builders(self) -> dict[str, Build]:
+        """The signed WebSocket API methods, each on its REST twin's builder (``ws_api``)."""
+        acc = lambda: self.account  # noqa: E731 - read at request time
+        return {"order.place": self._place, "order.status": self._get_order, "order.cancel": self._cancel,
+                "algoOrder.place": self._place_algo, "algoOrder.cancel": self._cancel_algo,
+                "account.position": lambda p, now: pr.position_risk_v2(acc(), p, self.rules, self.marks()),
+                "v2/account.position": lambda p, now: pr.position_risk_v3(acc(), p, self.rules, self.marks())}
+
+    def verify_ws(self, params: dict[str, str], now: int) -> dict[str, str]:
+        """A WebSocket API request's parameters, checked as a REST request is (``RestError``)."""
+        try:
+            return signing.verify_params(params, api_key=self.api_key, api_secret=self.api_secret, now_ms=now)
+        except RestError as exc:
+            self.rejected += 1
+            log.warning("sim.signed_request_rejected", path="ws-api", code=exc.code, msg=exc.msg)
+            raise
+
+    async def execute(self, build: Build, params: dict[str, str], now: int) -> Any:
+        """Run a verified request: a change is settled, pushed and saved before the answer, as REST does."""
+        before = self.account
+        try:
+            return build(params, now)
+        finally:
+            if self.account is not before:
+                self._changed(before, algo.settle_all(self.account, now), now)
+                await self.writer.save(self.account)
 
     def _json(self, body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
         return web.Response(body=orjson.dumps(body), status=status, content_type=JSON, headers=headers)

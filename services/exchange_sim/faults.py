@@ -27,7 +27,14 @@ Actions (``conn`` is a connection id from ``GET /_sim/stats`` or ``"all"``):
   (``"abort": true``: drop the TCP connection, no close frame); the listenKey stays valid.
 - ``{"action": "listen_key_expire"}``: the active listenKey expires now, as if it had not
   been kept alive: its connections get ``listenKeyExpired`` and nothing more.
-- ``{"action": "clear"}``: forget pending HTTP and order faults, end stalls and skew.
+- ``{"action": "ws_api_drop", "count": 1, "when": "executed"}``: the next ``count`` WebSocket
+  API requests (``/ws-fapi/v1``) lose their connection mid-request: ``"executed"`` (default)
+  runs the request (an order is created and may fill) and then drops the TCP connection
+  without an answer; ``"received"`` drops it before running anything. Either way the client
+  cannot tell which happened: the outcome is unknown until it queries.
+- ``{"action": "ws_api_refuse", "seconds": 5}``: for that long, WebSocket API connections are
+  refused (HTTP 503 at the upgrade) and the open ones are dropped; REST keeps working.
+- ``{"action": "clear"}``: forget pending HTTP, order and WebSocket API faults, end stalls and skew.
 
 Parsing and validation are pure (``parse``); the server applies the result.
 
@@ -55,7 +62,8 @@ POISON = {
     "empty": b"",
 }
 ACTIONS = ("close", "stall", "poison", "http_error", "order_timeout", "clock_skew", "user_stream_close",
-           "listen_key_expire", "clear")
+           "listen_key_expire", "ws_api_drop", "ws_api_refuse", "clear")
+WS_API_DROP_WHEN = ("executed", "received")
 HTTP_STATUSES = (400, 401, 403, 418, 429, 500, 502, 503, 504)
 MAX_SKEW_MS = 86_400_000  # a day either way
 
@@ -79,6 +87,7 @@ class Fault:
     err_msg: str | None = None
     method: str | None = None  # http_error: only this HTTP method (None = any)
     skew_ms: int = 0  # clock_skew
+    when: str = "executed"  # ws_api_drop: after running the request, or before
 
 
 @dataclass
@@ -154,6 +163,18 @@ def parse(body: Any) -> Fault:
         return Fault(action=action, skew_ms=ms)
     if action == "listen_key_expire":
         return Fault(action=action)
+    if action == "ws_api_drop":
+        count, when = body.get("count", 1), body.get("when", "executed")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise FaultError("count must be a positive integer")
+        if when not in WS_API_DROP_WHEN:
+            raise FaultError(f"when must be one of {WS_API_DROP_WHEN}")
+        return Fault(action=action, count=count, when=when)
+    if action == "ws_api_refuse":
+        seconds = body.get("seconds")
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 < seconds <= 3600:
+            raise FaultError("seconds must be within (0, 3600]")
+        return Fault(action=action, seconds=float(seconds))
     return Fault(action="clear")
 
 

@@ -22,6 +22,11 @@ error body; over a live connection, SUBSCRIBE errors are answered (see ``control
 User data stream: ``/private/ws?listenKey=<key>[&events=A/B]``, ``/private/ws/<key>`` and the
 legacy ``/ws/<key>`` (see ``user_stream``), with ``POST/PUT/DELETE /fapi/v1/listenKey``.
 
+WebSocket API: ``/ws-fapi/v1`` (``ws_api``, ``ws_api_server``): ``order.place``,
+``order.status``, ``order.cancel``, ``algoOrder.place``, ``algoOrder.cancel``,
+``account.position``, ``v2/account.position``, ``session.status``/``logout``, signed and
+answered as Binance does, on the same account as REST; its weight counts with REST's.
+
 REST: ``/fapi/v1/ping``, ``time``, ``exchangeInfo``, ``klines``, ``ticker/24hr``,
 ``ticker/price``, ``ticker/bookTicker``, ``premiumIndex``, ``depth``; and the signed
 trading endpoints of one simulated account (orders, fills, positions, balance: ``desk``),
@@ -60,6 +65,8 @@ from services.exchange_sim.codec import fmt_units
 from services.exchange_sim.market import Market, PriceError
 from services.exchange_sim.symbols import SymbolSpec, make_specs
 from services.exchange_sim.user_stream import EventsError, UserConn, UserStream, parse_events
+from services.exchange_sim.ws_api import PATH as WS_API_PATH
+from services.exchange_sim.ws_api_server import WsApiEndpoint
 
 log = structlog.get_logger(__name__)
 
@@ -134,7 +141,6 @@ class SimServer:
         self._started_ms = 0
         self._pump_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
-        self._weight: tuple[int, int] = (0, 0)  # (minute, requests in it)
         self._tasks: set[asyncio.Task[None]] = set()
         infos = [rest.symbol_info(s, self.cap, synthetic=self.candles is not None) for s in self.specs]
         self.desk = Desk(infos=infos, by_name=self.by_name, api_key=params.api_key,
@@ -144,6 +150,7 @@ class SimServer:
         self.user = UserStream(params.listen_key_validity_ms)
         self.user.closer = self._close_users
         self.desk.user = self.user
+        self.ws_api = WsApiEndpoint(self.desk, clock_ms, close_timeout_s=params.close_timeout_s)
         self.app = self._make_app()
 
     # ------------------------------------------------------------------ lifecycle
@@ -199,6 +206,7 @@ class SimServer:
                 pass
             self._pump_task = None
         await self.desk.flush()
+        await self.ws_api.close_all()
         conns = list(self.hub.conns.values())
         closes = [self._close_conn(c, 1001, abort=False) for c in conns]
         closes += [self._close_user(c, 1001, abort=False) for c in list(self.user.conns.values())]
@@ -304,6 +312,7 @@ class SimServer:
             r.add_get(prefix + "/ws/{streams:.+}", self._ws)
         r.add_get(binance.USER_DATA_PATH, self._private_ws)
         r.add_get(binance.USER_DATA_PATH + "/{key}", self._private_ws)
+        r.add_get(WS_API_PATH, self.ws_api.handle)
         r.add_get("/fapi/v1/ping", self._rest(lambda q, now: {}))
         r.add_get("/fapi/v1/time", self._rest(lambda q, now: {"serverTime": self.desk.now_ms()}))
         r.add_get("/fapi/v1/exchangeInfo", self._rest(
@@ -334,11 +343,9 @@ class SimServer:
         return web.Response(body=orjson.dumps(body), status=status, content_type=JSON, headers=headers)
 
     def _weight_headers(self, now: int) -> dict[str, str]:
-        """Count one request of weight 1 in this minute; Binance's header reports the sum."""
-        minute = now // 60_000
-        m, used = self._weight
-        self._weight = (minute, used + 1 if m == minute else 1)
-        return {"X-MBX-USED-WEIGHT-1M": str(self._weight[1])}
+        """Count one request of weight 1 in this minute (with the WebSocket API's); Binance's
+        header reports the sum."""
+        return {"X-MBX-USED-WEIGHT-1M": str(self.ws_api.spend(now, weight=1).weight_1m)}
 
     def _rest(self, build: Callable[[Any, int], Any]) -> Handler:
         async def handler(request: web.Request) -> web.Response:
@@ -464,6 +471,7 @@ class SimServer:
             "pending_http_faults": len(self.http_faults),
             "trading": self.desk.stats(),
             "user_stream": self.user.stats(),
+            "ws_api": self.ws_api.snapshot(),
             "connections": [
                 {"id": c.cid, "combined": c.combined, "streams": len(c.streams), "peer": c.peer,
                  "frames_sent": c.frames_sent, "bytes_sent": c.bytes_sent,
@@ -526,7 +534,13 @@ class SimServer:
             had = self.user.active is not None
             self.user.expire(self.desk.now_ms())
             return self._json({"ok": True, "affected": int(had)})
+        if f.action == "ws_api_drop":
+            self.ws_api.arm_drop(f.count, f.when)
+            return self._json({"ok": True, "affected": f.count})
+        if f.action == "ws_api_refuse":
+            return self._json({"ok": True, "affected": self.ws_api.refuse(f.seconds)})
         if f.action == "clear":
+            self.ws_api.clear()
             self.http_faults.clear()
             self.desk.order_delays.clear()
             self.desk.skew_ms = 0

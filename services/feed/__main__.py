@@ -151,7 +151,9 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     routed = ws_routed(cfg)
     errors: Counter = Counter()
     started = time.monotonic()
-    pub = bus.Publisher.bind_pub(NAME, ep.feed_pub)
+    # XPUB: the raw frames go out while a subscriber wants them (aegis capture), not only
+    # with feed.publish_raw (which sends them from the first frame on)
+    pub = bus.Publisher.bind_pub(NAME, ep.feed_pub, xpub=True)
     if cfg.feed.publish_raw:  # a recorder (aegis capture --raw) must be subscribed before frame 1
         await asyncio.sleep(RAW_SUBSCRIBER_WAIT_S)
     ring = await attach_ring(service.ring_path(cfg), stop, errors)
@@ -180,8 +182,23 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
                 errors["journal_full"] += 1
 
     publish_rules(infos)
-    if cfg.feed.publish_raw:  # every frame as received, for aegis capture --raw
-        feed.raw_out = lambda raw: pub.send_raw(wire.RAW_WS_TOPIC, raw)
+
+    def send_raw(raw: bytes) -> None:
+        pub.send_raw(wire.RAW_WS_TOPIC, raw)
+
+    raw_sent = False  # raw frames went out at some time: the last ones get RAW_LINGER_MS at close
+
+    def follow_raw_subscribers() -> None:
+        """Every frame as received on "raw.ws" (what aegis capture records) with feed.publish_raw,
+        else while a subscriber wants them: on from the next status tick after one subscribes."""
+        nonlocal raw_sent
+        on = cfg.feed.publish_raw or pub.wanted(wire.RAW_WS_TOPIC)
+        if on != (feed.raw_out is not None):
+            feed.raw_out = send_raw if on else None
+            raw_sent = raw_sent or on
+            log.info("feed.raw_frames", on=on)
+
+    follow_raw_subscribers()
     conns: list[ConnectionStats] = []
     tasks: list[asyncio.Task] = []
     ready = asyncio.Event()
@@ -267,7 +284,7 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
                 "duplicates": sum(feed.duplicates.values()), "duplicates_by_event": dict(feed.duplicates),
                 "gaps": feed.gaps, "gap_ids_missed": feed.gap_ids_missed,
                 "gaps_by_stream": dict(feed.gaps_by_stream), "gap_log": list(feed.gap_log),
-                "sequence_resets": feed.sequence_resets, "publish_raw": cfg.feed.publish_raw,
+                "sequence_resets": feed.sequence_resets, "publish_raw": feed.raw_out is not None,
                 "pub_dropped": pub.dropped,
                 # records the C fast lane wrote (the rest of ticks_written took the Python path)
                 "fast_lane_ticks": sum(feed.lane.counts()) if feed.lane is not None else 0,
@@ -326,6 +343,7 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             pub.publish(wire.FeedStatus(state=state, connections=live, symbols=len(symbols),
                                         message=source, detail=status_detail()))
             service.write_json_atomic(service.stats_path(rd, NAME), snapshot())
+            follow_raw_subscribers()
             if now >= next_rules:
                 next_rules = now + SYMBOL_INFO_REPUBLISH_S
                 for body in list(rules.values()):
@@ -339,7 +357,7 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         await client.close()
         service.write_json_atomic(service.stats_path(rd, NAME), snapshot())
         # a capture records the raw frames: the last ones queued must reach it, not be dropped
-        pub.close(linger_ms=RAW_LINGER_MS if cfg.feed.publish_raw else 0)
+        pub.close(linger_ms=RAW_LINGER_MS if raw_sent else 0)
         journal.close()
         ring.close()
         zmqutil.term()

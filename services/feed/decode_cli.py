@@ -2,7 +2,8 @@
 
 A table for people by default; with ``--json`` one JSON object (``capture.summarize_capture``)
 on stdout, for scripts. Exit status 0 when the file was read (rejections are findings, not
-failures), 2 when it could not be (missing, unreadable, corrupt gzip).
+failures), 2 when it could not be (missing, unreadable, corrupt gzip) or is a file of another
+kind (an AEGIS capture, a database, a candle CSV: ``common.filekind`` names its reader).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import zlib
 
 import orjson
 
+from common import filekind
 from services.feed.capture import summarize_capture
 
 
@@ -47,6 +49,10 @@ def format_table(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    wrong = filekind.refusal(args.file, ("raw_frames",), "raw WebSocket frames")
+    if wrong:
+        print(f"aegis decode: {wrong}", file=sys.stderr)
+        return 2
     try:
         summary = summarize_capture(args.file)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError

@@ -213,7 +213,11 @@ def load_sequences(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def write_batch(conn: sqlite3.Connection, rows: Iterable[Row]) -> int:
-    """Apply statements in one transaction (one fsync). Returns rows changed."""
+    """Apply statements in one transaction (one fsync). Returns rows changed.
+
+    On any error nothing of the batch stays written and the original error is raised: SQLite
+    may already have rolled the transaction back itself (it does on SQLITE_FULL), and a
+    second ROLLBACK would then raise "no transaction is active" in place of the real cause."""
     changed = 0
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -221,7 +225,11 @@ def write_batch(conn: sqlite3.Connection, rows: Iterable[Row]) -> int:
             changed += conn.execute(sql, params).rowcount
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the first error is the one that matters
         raise
     return changed
 

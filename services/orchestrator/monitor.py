@@ -3,8 +3,9 @@
     GET /metrics   Prometheus text format (prometheus-client): per service up/restarts/
                    heartbeat age, every counter each service reports in its heartbeat, the
                    ring's counters, and the tick-to-brain latency as a histogram
-    GET /health    200 {"status": "ok", ...} when every child is running and heartbeating,
-                   else 503 with what is wrong (a load balancer or docker healthcheck can use it)
+    GET /health    200 {"status": "ok", ...} when every child is running and heartbeating and
+                   the journal can write, else 503 with what is wrong (a load balancer or
+                   docker healthcheck can use it)
     GET /status    the same state as JSON (``aegis status`` prints it as a table)
 
 The snapshot comes from the supervisor's loop through a callable, so this module holds no
@@ -21,18 +22,23 @@ from typing import Any, Callable
 from prometheus_client import CollectorRegistry, generate_latest
 
 from common.prom import Snapshot, StackCollector  # noqa: F401  (StackCollector: monitor's name for it too)
+from services.orchestrator import storage
 
 
 def health(snap: Snapshot) -> tuple[bool, list[str]]:
-    """Healthy when every child runs and (except the sim) heartbeats within the timeout."""
+    """Healthy when every child runs and (except the sim) heartbeats within the timeout, and
+    the journal can write (a storage fault halts entries: docs/journal.md)."""
     problems = []
     for name, c in snap.get("services", {}).items():
         if not c.get("running"):
-            problems.append(f"{name} not running")
+            problems.append(f"{name} not running" + (f" ({c['gave_up']})" if c.get("gave_up") else ""))
         elif not c.get("ready", True):
             problems.append(f"{name} starting")
         elif c.get("heartbeat_age_s") is not None and c["heartbeat_age_s"] > snap.get("heartbeat_timeout_s", 10):
             problems.append(f"{name} silent for {c['heartbeat_age_s']:.1f}s")
+    trading = snap.get("trading") or {}
+    if not trading.get("allowed", True) and trading.get("reason") in storage.REASONS:
+        problems.append(f"entries halted: {trading['reason']}: {trading.get('detail', '')}")
     return not problems, problems
 
 

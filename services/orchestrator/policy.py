@@ -12,6 +12,36 @@ from typing import Any, Iterable, Mapping, Sequence
 from common.histogram import LatencyHistogram
 
 
+# Exit codes of ``aegis run`` (the supervisor). An outer supervisor (Docker, systemd) reads them.
+EXIT_OK = 0
+EXIT_START_FAILED = 2  # a service never became ready (or the command line / config was refused)
+EXIT_RESTART_INTENSITY = 3  # a service crashed more than ``intensity`` times in ``period_s``
+EXIT_JOURNAL_FAULT = 4  # the run ended with the journal refused by its disk (full, read-only,
+#                         failing): entries were halted; the summary's ``journal`` says why
+EXIT_CODES = {EXIT_OK: "ok", EXIT_START_FAILED: "a service did not start",
+              EXIT_RESTART_INTENSITY: "restart intensity exceeded",
+              EXIT_JOURNAL_FAULT: "the journal could not write to its disk: entries halted"}
+
+# A child's own exit code meaning "my storage refuses writes" (sysexits' EX_IOERR): a restart
+# cannot fix it, so the supervisor does not restart on it (``should_restart``).
+CHILD_EXIT_STORAGE_FAULT = 74
+
+
+def should_restart(code: int | None) -> bool:
+    """Whether a child that exited with ``code`` is restarted (None: killed or hung: yes)."""
+    return code != CHILD_EXIT_STORAGE_FAULT
+
+
+def run_exit_code(loop_code: int, summary: Mapping[str, Any], *, storage_gave_up: bool = False) -> int:
+    """The supervisor's exit code: what the loop decided, else a journal that ended refused
+    (or a child that exited with ``CHILD_EXIT_STORAGE_FAULT``) makes the run non-zero."""
+    if loop_code:
+        return loop_code
+    if storage_gave_up or (summary.get("journal") or {}).get("state") == "DEGRADED":
+        return EXIT_JOURNAL_FAULT
+    return EXIT_OK
+
+
 @dataclass(frozen=True, kw_only=True)
 class RestartPolicy:
     initial_s: float = 0.5  # delay before the second consecutive restart; doubles after
@@ -114,6 +144,24 @@ def summarize(*, duration_s: float, ring: Mapping[str, int], feed: Sequence[Mapp
         "restarts": dict(restarts),
         "latency_us": latency,
         **trading_summary(brain),
+        **journal_summary(orchestrator),
+    }
+
+
+def journal_summary(orchestrator: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The journal at the end (the last orchestrator incarnation) and its faults over the run;
+    ``trading_halt_reason``: why entries were halted at the end ("" = they were not)."""
+    last = orchestrator[-1] if orchestrator else {}
+    j = last.get("journal") or {}
+    perm = last.get("permission") or {}
+    every = [o.get("journal") or {} for o in orchestrator]
+    return {
+        "journal": {"state": j.get("state", "OK"), "reason": j.get("reason", ""), "detail": j.get("detail", ""),
+                    "faults": _sum(every, "faults"), "kept": _sum(every, "kept"),
+                    "written_late": _sum(every, "written_late"), "dropped_candles": _sum(every, "dropped_candles"),
+                    "spilled_at_stop": _sum(every, "spilled_at_stop"), "lost_at_stop": _sum(every, "lost_at_stop"),
+                    "spill_loaded": _sum(every, "spill_loaded")},
+        "trading_halt_reason": "" if perm.get("allowed", True) else str(perm.get("reason", "")),
     }
 
 
@@ -127,6 +175,10 @@ def trading_summary(brain: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "risk_rejects": _sum(ex, "risk_rejects"),
         "trades_closed": _sum(ex, "trades_closed"),
         "positions_open": int(last.get("positions_open", 0)),
+        # the exchange holds a stop for each of these; the longest any position waited for one
+        "positions_protected": int(last.get("positions_protected", 0)),
+        "protective_orders": int(last.get("protective_orders", 0)),
+        "longest_unprotected_ms": max((int(e.get("longest_unprotected_ms", 0)) for e in ex), default=0),
         "realized_pnl_usdt": round(sum(float(e.get("realized_pnl", 0.0)) for e in ex), 6),
         "fees_usdt": round(sum(float(e.get("fees", 0.0)) for e in ex), 6),
         "equity_usdt": last.get("equity"),

@@ -49,12 +49,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from common import config as config_mod
-from common import service, wire
+from common import filekind, service, wire
 from common.capture import KIND_WS_RAW, KIND_ZMQ, Capture, Record, open_capture
+from common.capture_cli import exchange_info_from_rules, no_raw_frames
 from common.errors import DecodeError
 from services.feed.replay_source import pace_delay_s
 from services.orchestrator import db
 
+SYMBOL_TOPIC = wire.topic_prefix(wire.EventType.SYMBOL_INFO)
 STOP_TIMEOUT_S = 60.0
 POLL_S = 0.1
 DECISION_TABLES = ("signal", "order", "fill", "trade", "risk_reject")
@@ -73,6 +75,8 @@ class Plan:
     last_ns: int | None
     exchange_info: dict[str, Any] | None
     damage: str = ""  # where the capture is damaged ("" = intact)
+    rules: tuple[wire.SymbolInfo, ...] = ()  # the feed's symbol messages in the file (the last of each)
+    raw_in_file: int = 0  # raw WebSocket frames in the whole file, in range or not
 
 
 def is_hydration(env: wire.Envelope) -> bool:
@@ -81,8 +85,11 @@ def is_hydration(env: wire.Envelope) -> bool:
 
 def plan_replay(cap: Capture, from_ns: int | None = None, to_ns: int | None = None) -> Plan:
     """Scan the capture once: hydration candles (whole file: they are history, not ticks),
-    raw frames in [from, to), the header's exchangeInfo. Damage ends the scan, not the plan."""
+    raw frames in [from, to), the header's exchangeInfo, the feed's symbol rules. Damage ends
+    the scan, not the plan."""
     hyd: list[wire.Envelope] = []
+    rules: dict[str, wire.SymbolInfo] = {}
+    raw_in_file = 0
     frames = 0
     first = last = None
     damage = ""
@@ -95,8 +102,17 @@ def plan_replay(cap: Capture, from_ns: int | None = None, to_ns: int | None = No
                     continue
                 if is_hydration(env):
                     hyd.append(env)
-            elif rec.kind == KIND_WS_RAW and (from_ns is None or rec.recv_ns >= from_ns) \
-                    and (to_ns is None or rec.recv_ns < to_ns):
+            elif rec.kind == KIND_ZMQ and rec.frames and rec.frames[0].startswith(SYMBOL_TOPIC):
+                try:
+                    env = wire.decode(rec.frames)
+                except DecodeError:
+                    continue
+                if isinstance(env.body, wire.SymbolInfo) and env.publisher.startswith("feed:"):
+                    rules[env.body.symbol] = env.body
+            elif rec.kind == KIND_WS_RAW:
+                raw_in_file += 1
+                if (from_ns is not None and rec.recv_ns < from_ns) or (to_ns is not None and rec.recv_ns >= to_ns):
+                    continue
                 frames += 1
                 first = rec.recv_ns if first is None else first
                 last = rec.recv_ns
@@ -110,7 +126,8 @@ def plan_replay(cap: Capture, from_ns: int | None = None, to_ns: int | None = No
     info = meta.get("exchange_info")
     return Plan(hydration=tuple(hyd), warm_to_ms=warm_to, history_candles=max(per_symbol.values(), default=0),
                 frames=frames, first_ns=first, last_ns=last,
-                exchange_info=info if isinstance(info, dict) else None, damage=damage)
+                exchange_info=info if isinstance(info, dict) else None, damage=damage,
+                rules=tuple(rules[s] for s in sorted(rules)), raw_in_file=raw_in_file)
 
 
 _DECISION_SQL = {
@@ -234,6 +251,8 @@ def pub_main(args: argparse.Namespace) -> int:
     from common import zmqutil
 
     speed = args.speed if args.speed is not None else 0.0
+    if wrong := filekind.refusal(args.file, ("aegis_capture",), "an AEGIS capture"):
+        return _fail(wrong)
     try:
         cap = open_capture(args.file)
     except (OSError, DecodeError) as exc:
@@ -369,23 +388,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.pub:
         return pub_main(args)
     cfg = service.bootstrap("replay", args)
+    if wrong := filekind.refusal(args.file, ("aegis_capture",), "an AEGIS capture"):
+        return _fail(wrong)
     try:
         with open_capture(args.file) as cap:
             plan = plan_replay(cap, args.from_ms * 1_000_000 or None, args.to_ms * 1_000_000 or None)
     except (OSError, DecodeError) as exc:
         return _fail(f"cannot read {args.file}: {exc}")
+    if plan.frames == 0:
+        if plan.raw_in_file:
+            why = f"{args.file} holds {plan.raw_in_file:,} raw WebSocket frames, none between --from and --to"
+        else:
+            why = no_raw_frames(args.file)
+        return _fail(why + (f" ({plan.damage})" if plan.damage else ""))
     info = plan.exchange_info
     if args.exchange_info is not None:
+        if wrong := filekind.refusal(args.exchange_info, ("exchange_info",), "an exchangeInfo body"):
+            return _fail(f"--exchange-info: {wrong}")
         try:
             info = json.loads(args.exchange_info.read_text())
         except (OSError, ValueError) as exc:
             return _fail(f"cannot read --exchange-info {args.exchange_info}: {exc}")
+    elif not isinstance(info, dict) and plan.rules:  # the feed's own rules, as the live brain's fallback
+        info = exchange_info_from_rules(plan.rules)
     if not isinstance(info, dict) or not info.get("symbols"):
-        return _fail(f"{args.file} carries no exchangeInfo (symbol filters) in its header: pass "
-                     "--exchange-info FILE (a saved /fapi/v1/exchangeInfo body)")
-    if plan.frames == 0:
-        return _fail(f"{args.file} holds no raw WebSocket frames in range (record them with aegis capture --raw "
-                     "or aegis run --capture)" + (f"; {plan.damage}" if plan.damage else ""))
+        return _fail(f"{args.file} carries no symbol rules (no exchangeInfo in its header, no symbol messages "
+                     "of the feed in it): pass --exchange-info FILE (a saved /fapi/v1/exchangeInfo body)")
     work = args.workdir or Path(cfg.data_dir) / "replay" / Path(args.file).name.split(".")[0]
     clear_workdir(work)
     rd: Path | None = None
@@ -393,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
         rcfg, cfg_file = prepare(args, cfg, plan, work, info)
         rd = Path(rcfg.run_dir)
         bar = _Bar(plan.frames, enabled=not args.no_progress and not args.json)
+        # every stop signal ends the replay as Ctrl+C does: the stack is stopped, what it
+        # decided so far is written, its run directory removed (service.STOP_SIGNALS)
+        for sig in service.STOP_SIGNALS:
+            if sig != signal.SIGINT:
+                signal.signal(sig, signal.default_int_handler)
         started = time.monotonic()
         try:
             code, progress = run_stack(cfg_file, rd, work, bar)

@@ -7,7 +7,9 @@ Conventions:
 
 - A trade's **net PnL** is its PnL minus its fees; every metric below that speaks of
   winning, losing, equity or returns uses the net figure. ``gross_pnl_usdt`` is the sum of
-  PnL before fees.
+  PnL before fees, ``trade_fees_usdt`` the fees of these closed trades (their entries and
+  exits). The fees of positions still open are not in it: every fee paid is the report's
+  ``fees_usdt`` (``report_cli``), the same number as the run summary's.
 - Trades are ordered by ``(closed_ms, trade_id)``: the equity curve moves when a trade
   closes, and ties are broken by id so the order never depends on the input order.
 - The **covered time span** runs from the first trade's opening to the last trade's close.
@@ -80,7 +82,7 @@ class Metrics:
     losses: int  # net PnL < 0 (a trade at exactly 0 is neither)
     win_rate: float | None  # wins / trades
     gross_pnl_usdt: float  # sum of PnL before fees
-    fees_usdt: float
+    trade_fees_usdt: float  # fees of these closed trades (not of positions still open)
     net_pnl_usdt: float
     return_pct: float  # net PnL / starting equity
     profit_factor: float | None  # net won on winners / net lost on losers; None: no loser
@@ -229,7 +231,7 @@ def metrics(trades: Sequence[Trade], cfg: ReportConfig = ReportConfig()) -> Metr
         losses=len(lost),
         win_rate=len(won) / n if n else None,
         gross_pnl_usdt=math.fsum(t.pnl for t in ts),
-        fees_usdt=math.fsum(t.fees for t in ts),
+        trade_fees_usdt=math.fsum(t.fees for t in ts),
         net_pnl_usdt=net,
         return_pct=net / start * 100.0,
         profit_factor=math.fsum(won) / -math.fsum(lost) if lost else None,

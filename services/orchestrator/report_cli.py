@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sqlite3
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from common import filekind
 from common.errors import DecodeError
 from common.histogram import LatencyHistogram
 from services.orchestrator import report, report_html, report_plots
@@ -42,6 +44,8 @@ class ReportInputError(Exception):
 def open_readonly(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise ReportInputError(f"database not found: {path}")
+    if wrong := filekind.refusal(path, ("sqlite",), "a run's database"):
+        raise ReportInputError(wrong)
     try:
         # as_uri percent-encodes: a '?' or '#' in the path stays part of the path
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
@@ -75,6 +79,13 @@ def load_counts(conn: sqlite3.Connection) -> tuple[dict[str, int], dict[str, int
     by_reason = dict(conn.execute("SELECT reason, COUNT(*) AS n FROM risk_rejects"
                                   " GROUP BY reason ORDER BY n DESC, reason").fetchall())
     return counts, by_reason
+
+
+def load_fees(conn: sqlite3.Connection) -> float:
+    """Every fee the account paid, USDT: the sum over all fills (the entries of positions still
+    open included), rounded to 6 decimals as the run summary's ``fees_usdt`` (the brain's sum
+    of the same fills) is. A fill in another asset carries fee 0 (``trader._apply_fill``)."""
+    return round(math.fsum(r[0] for r in conn.execute("SELECT fee FROM fills")), 6)
 
 
 def stats_files(stats_dir: Path) -> list[Path]:
@@ -117,9 +128,10 @@ def latency_summary(stages: dict[str, LatencyHistogram]) -> dict[str, dict[str, 
 
 def build_summary(*, database: str, m: report.Metrics, counts: dict[str, int],
                   by_reason: dict[str, int],
-                  latency: dict[str, dict[str, float]] | None) -> dict[str, Any]:
-    """summary.json (pure). No timestamp of its own: the same database gives the same file."""
-    return {"database": database, "metrics": asdict(m), "counts": counts,
+                  latency: dict[str, dict[str, float]] | None, fees_usdt: float = 0.0) -> dict[str, Any]:
+    """summary.json (pure). No timestamp of its own: the same database gives the same file.
+    ``fees_usdt``: every fee paid (``load_fees``); the metrics hold the closed trades' share."""
+    return {"database": database, "metrics": asdict(m), "counts": counts, "fees_usdt": fees_usdt,
             "risk_rejects_by_reason": by_reason, "latency_us": latency}
 
 
@@ -137,6 +149,7 @@ def write_report(out: Path, *, db_path: Path, cfg: report.ReportConfig,
     try:
         trades = load_trades(conn)
         counts, by_reason = load_counts(conn)
+        fees = load_fees(conn)
     except sqlite3.Error as exc:  # a table of an older schema, a damaged page
         raise ReportInputError(f"cannot read {db_path}: {exc}") from exc
     finally:
@@ -154,7 +167,7 @@ def write_report(out: Path, *, db_path: Path, cfg: report.ReportConfig,
             note = None
     m = report.metrics(trades, cfg)
     summary = build_summary(database=str(db_path), m=m, counts=counts, by_reason=by_reason,
-                            latency=latency_summary(stages) if stages else None)
+                            latency=latency_summary(stages) if stages else None, fees_usdt=fees)
 
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "trades.csv", "w", newline="") as f:
@@ -200,5 +213,5 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     m = summary["metrics"]
     print(f"report written to {args.out}: {m['trades']} closed trades, "
-          f"net {m['net_pnl_usdt']:,.2f} USDT ({m['return_pct']:+.2f} %)")
+          f"net {m['net_pnl_usdt']:,.2f} USDT ({m['return_pct']:+.2f} %), fees paid {summary['fees_usdt']:,.2f} USDT")
     return 0

@@ -20,7 +20,8 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "start_equity_usdt": ("Starting equity", "usdt", "The account before the first trade."),
     "final_equity_usdt": ("Final equity", "usdt", "The account after the last closed trade."),
     "gross_pnl_usdt": ("Gross profit", "usdt", "Profit or loss of all trades before fees."),
-    "fees_usdt": ("Fees", "usdt", "Commissions paid to the exchange, entries and exits."),
+    "trade_fees_usdt": ("Fees of these trades", "usdt",
+                        "Commissions of the closed trades, entries and exits (in their net profit)."),
     "net_pnl_usdt": ("Net profit", "usdt", "Profit or loss after fees: what the account gained."),
     "return_pct": ("Return", "pct", "Net profit as a percentage of the starting equity."),
     "profit_factor": ("Profit factor", "num",
@@ -153,6 +154,9 @@ def render(summary: Mapping[str, Any], trades: Sequence[Trade], *,
     parts += ["<h2>Activity</h2>", "<table><tr><th>what</th><th>count</th><th>meaning</th></tr>"]
     parts += [_row(escape(k), fmt("int", counts[k]), escape(help_), classes=("", "n", "help"))
               for k, help_ in COUNTS.items()]
+    parts.append(_row("fees paid", fmt("usdt", summary.get("fees_usdt", 0.0)),
+                      escape("Every commission paid, the entries of positions still open included "
+                             "(the run summary's fees_usdt)."), classes=("", "n", "help")))
     parts.append("</table>")
     by_reason = summary["risk_rejects_by_reason"]
     if by_reason:

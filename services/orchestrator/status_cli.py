@@ -24,7 +24,8 @@ KEY_COUNTERS = {
     "feed": ("frames_received", "ticks_written", "ticks_rejected"),
     "brain": ("ticks_read", "candles_closed", "latency_p50_us", "latency_p99_us", "lost", "signals", "orders",
               "fills", "positions_open", "realized_pnl", "equity", "halted"),
-    "orchestrator": ("journal_messages", "rows_written", "journal_gaps", "reconcile_ok", "reconcile_runs"),
+    "orchestrator": ("journal_messages", "rows_written", "journal_gaps", "journal_ok", "journal_pending",
+                     "reconcile_ok", "reconcile_runs"),
     "exchange_sim": (),
 }
 
@@ -45,6 +46,10 @@ def render(snap: dict[str, Any]) -> str:
         spare = c.get("spare") or "-"
         lines.append(f"{name:<14}{c.get('pid') or '-':>8}  {'up' if c.get('running') else 'DOWN':<8}"
                      f"{c.get('restarts', 0):>9}{hb:>11}  {'-' if spare == 'none' else spare:<8} {' '.join(keys)}")
+    trading = snap.get("trading")
+    if trading is not None:
+        lines += ["", "entries: allowed" if trading.get("allowed") else
+                  f"entries: HALTED {trading.get('reason', '')}: {trading.get('detail', '')}"]
     ring = snap.get("ring") or {}
     if ring:
         lines += ["", "ring: " + "  ".join(f"{k}={_fmt(v)}" for k, v in ring.items())]

@@ -7,13 +7,18 @@ purpose: the other way round, the first second of ticks waits in the ring while 
 boots, which showed up as a 1.1 s p99 tick-to-brain latency in a 15 s run. A child that
 dies is restarted with exponential backoff; more than ``restart_intensity`` restarts within
 ``restart_period_s`` stops everything and exits non-zero, so an outer supervisor (Docker's
-restart policy, systemd) takes over.
+restart policy, systemd) takes over. A child that exits with ``policy.CHILD_EXIT_STORAGE_FAULT``
+(its disk refuses writes) is not restarted at all: a restart cannot fix that. The exit codes
+of ``aegis run`` are ``policy.EXIT_CODES`` (4: the run ended with the journal refused by its
+disk, docs/journal.md).
 
 Stop order is the reverse, which is also the data's order, upstream first: feed (no new
 ticks), brain (drains the ring to the writer's cursor, flushes its journal), orchestrator
 (drains the journal, checkpoints the database), exchange_sim. Each child gets SIGTERM and
 a deadline, then SIGKILL. Then the supervisor removes the ring segment, the ipc socket files
-and the run directory it created: nothing is left behind.
+and the run directory it created: nothing is left behind. Every catchable stop signal
+starts this (``service.STOP_SIGNALS``: SIGTERM, Ctrl+C's SIGINT, SIGHUP when the terminal
+closes, Ctrl+\\'s SIGQUIT), and writes that fail because the terminal is gone are dropped.
 
 Children run in their own process group (a terminal's Ctrl+C reaches only the supervisor,
 which then stops them in order) and die with the supervisor (PR_SET_PDEATHSIG), so even a
@@ -43,7 +48,7 @@ from common import bus, config as config_mod, service, wire, zmqutil
 from common.config import AegisConfig, endpoints
 from common.errors import ConfigError, RingError
 from common.ring import Ring
-from services.orchestrator import monitor, policy
+from services.orchestrator import monitor, policy, storage
 
 log = structlog.get_logger(__name__)
 TICK_S = 0.1  # supervision loop period
@@ -78,7 +83,8 @@ class Child:
     spare_asked_state: str = "none"  # the spare was warm or still warming when asked
     spare_retry_at: float = 0.0  # the spare died: the next one not before this
     warm_restarts: int = 0  # restarts answered by a spare
-    given_up: bool = False  # an OPTIONAL service that kept failing: no longer started
+    state: str = ""  # the state its last heartbeat gave (RUNNING, DEGRADED, ...)
+    gave_up: str = ""  # why it is not restarted any more ("" = it is)
 
 
 def _spare_preexec() -> None:  # a spare: dies with its parent, warms up at the lowest priority
@@ -139,6 +145,18 @@ class Adopted:
         self.send_signal(signal.SIGKILL)
 
 
+def _emit(stream: Any, text: str, *, tty_only: bool = False) -> None:
+    """Write to a terminal or pipe that may be gone (closed terminal: EIO; closed pipe: EPIPE):
+    what cannot be shown is dropped, the shutdown goes on."""
+    try:
+        if tty_only and not stream.isatty():
+            return
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -177,6 +195,8 @@ class Supervisor:
         self._wake = threading.Event()
         self.subreaper = False  # set in run(): spares need it (their replacements become ours)
         self.stopping = False  # shutdown began: nothing is started any more
+        self.permission: wire.TradingPermission | None = None  # the orchestrator's last verdict on entries
+        self.storage_gave_up = False  # a child exited for its storage: the run ends non-zero
 
     # ------------------------------------------------------------------ set-up
     def prepare(self) -> None:
@@ -406,32 +426,41 @@ class Supervisor:
         try:
             self.start_monitor()
             ep = service.endpoints(self.rd, self.cfg)  # tcp: CURVE keys, or refuse before any child starts
-            self.sub = bus.Subscriber(ep.publishers(), (wire.EventType.HEARTBEAT,))
-            for child in self.children:
-                self.spawn(child)
-                if not self.wait_ready(child):
-                    if child.name in OPTIONAL and not self.stop.is_set():
-                        self.give_up(child)
-                        continue
-                    self.exit_code = 0 if self.stop.is_set() else 2
-                    return self.exit_code
-                if child.name == "orchestrator":
-                    self.ring = Ring.attach(service.ring_path(self.cfg), readonly=True)
-                    self.start_capture()  # before the feed: its hydration and first frames count
-                if child.name == "dashboard":
-                    self.announce_dashboard()
-            self.startup_s = time.monotonic() - started
-            log.info("supervisor.stack_ready", startup_s=round(self.startup_s, 2))
-            started = self.ready_at = time.monotonic()  # --duration counts streaming time
-            self.loop(started)
-            return self.exit_code
+            self.sub = bus.Subscriber(ep.publishers(), (wire.EventType.HEARTBEAT, wire.EventType.TRADING_PERMISSION))
+            if self.start_children():
+                self.startup_s = time.monotonic() - started
+                log.info("supervisor.stack_ready", startup_s=round(self.startup_s, 2))
+                started = self.ready_at = time.monotonic()  # --duration counts streaming time
+                self.loop(started)
         finally:
-            self.shutdown(started)
+            self.shutdown(started)  # decides the final exit code (the summary's journal counts)
+        return self.exit_code
 
-    def give_up(self, child: Child) -> None:
+    def start_children(self) -> bool:
+        """Start every child in order, each ready before the next; False (exit code set) if one is not."""
+        for child in self.children:
+            self.spawn(child)
+            if not self.wait_ready(child):
+                if child.name in OPTIONAL and not self.stop.is_set():
+                    self.give_up(child, "did not become ready")
+                    continue
+                code = child.proc.poll() if child.proc is not None else None
+                self.exit_code = policy.EXIT_OK if self.stop.is_set() else policy.EXIT_START_FAILED
+                if not policy.should_restart(code):  # its storage refuses writes: that is the reason
+                    child.gave_up = f"exited with {code}: its storage refuses writes"
+                    self.exit_code = policy.EXIT_JOURNAL_FAULT
+                return False
+            if child.name == "orchestrator":
+                self.ring = Ring.attach(service.ring_path(self.cfg), readonly=True)
+                self.start_capture()  # before the feed: its hydration and first frames count
+            if child.name == "dashboard":
+                self.announce_dashboard()
+        return True
+
+    def give_up(self, child: Child, reason: str) -> None:
         """Stop starting an OPTIONAL service (it would not start, or kept crashing); the stack
         goes on without it and says so."""
-        child.given_up = True
+        child.gave_up = reason
         child.restart_at = None
         self.stop_child(child)
         sp, child.spare = child.spare, None
@@ -493,15 +522,18 @@ class Supervisor:
             running = c.proc is not None and c.proc.poll() is None
             services[c.name] = {
                 "pid": c.proc.pid if c.proc is not None else None, "running": running,
-                "ready": running and self.is_ready(c),
-                "restarts": c.restarts, "warm_restarts": c.warm_restarts, "given_up": c.given_up,
+                "ready": running and self.is_ready(c), "state": c.state, "gave_up": c.gave_up,
+                "restarts": c.restarts, "warm_restarts": c.warm_restarts,
                 "spare": self.spare_state(c), "spare_pid": spare.pid if (spare := c.spare) is not None else None,
                 "heartbeat_age_s": (None if c.name in NO_HEARTBEAT or c.proc is None
                                     else round(now - c.last_heartbeat, 3)),
                 "counters": dict(c.counters)}
+        perm = self.permission
+        trading = (None if perm is None else
+                   {"allowed": perm.allowed, "reason": perm.reason, "detail": perm.detail})
         return {"mode": self.cfg.mode, "uptime_s": round(now - self.started, 3), "run_dir": str(self.rd),
                 "ticks_per_s": round(self._rate, 1), "heartbeat_timeout_s": self.cfg.supervisor.heartbeat_timeout_s,
-                "ring": ring, "services": services}
+                "ring": ring, "services": services, "trading": trading}
 
     def heartbeat_line(self) -> str:
         s = self.snapshot()
@@ -517,7 +549,7 @@ class Supervisor:
                 f"fills={int(brain.get('fills', 0))} rejects={int(brain.get('risk_rejects', 0))} "
                 f"positions={int(brain.get('positions_open', 0))} pnl={brain.get('realized_pnl', 0.0):.2f} "
                 f"fees={brain.get('fees', 0.0):.2f} equity={brain.get('equity', 0.0):.2f} "
-                f"halted={int(brain.get('halted', 0))}")
+                f"halted={int(brain.get('halted', 0))} entries={_entries(s.get('trading'))}")
 
     def loop(self, started: float) -> None:
         next_status = time.monotonic()
@@ -529,7 +561,7 @@ class Supervisor:
             self.collect_heartbeats(now)
             for child in self.children:
                 if not self.supervise(child, now):
-                    self.exit_code = 3
+                    self.exit_code = policy.EXIT_RESTART_INTENSITY
                     return
             if self.spares_enabled:
                 for child in self.children:
@@ -539,7 +571,7 @@ class Supervisor:
                 self.print_status(now - started)
             if now >= next_heartbeat_line:
                 next_heartbeat_line = now + self.cfg.supervisor.heartbeat_log_interval_s
-                print(self.heartbeat_line(), file=sys.stderr, flush=True)
+                _emit(sys.stderr, self.heartbeat_line() + "\n")
             if not self.stop.is_set():
                 pending = any(c.spare_asked_at is not None for c in self.children)
                 self._wake.wait(policy.next_wait_s(SPARE_POLL_S if pending else TICK_S,
@@ -547,11 +579,12 @@ class Supervisor:
                 self._wake.clear()
 
     def supervise(self, child: Child, now: float) -> bool:
-        """Restart a dead (or hung) child; False when the restart intensity is exceeded."""
+        """Restart a dead (or hung) child; False when the restart intensity is exceeded. A child
+        that exited because its storage refuses writes is not restarted (``policy.should_restart``)."""
+        if child.gave_up:
+            return True
         if child.spare_asked_at is not None:  # its spare is forking the replacement
             self.collect_replacement(child, now)
-            return True
-        if child.given_up:
             return True
         p = child.proc
         if child.restart_at is not None:
@@ -572,14 +605,20 @@ class Supervisor:
             else:
                 return True
         code = p.returncode if p is not None else None
+        if not policy.should_restart(code):
+            child.gave_up = f"exited with {code}: its storage refuses writes; not restarted (a restart cannot fix it)"
+            self.storage_gave_up = True
+            log.error("supervisor.child_not_restarted", child=child.name, code=code, reason=child.gave_up,
+                      exit_code_at_end=policy.EXIT_JOURNAL_FAULT)
+            return True
         child.restart_times = list(policy.recent(child.restart_times, now, self.policy.period_s))
         child.restart_times.append(now)
         if policy.intensity_exceeded(self.policy, child.restart_times, now):
             log.error("supervisor.restart_intensity_exceeded", child=child.name,
                       restarts=len(child.restart_times), period_s=self.policy.period_s,
-                      given_up=child.name in OPTIONAL)
+                      optional=child.name in OPTIONAL)
             if child.name in OPTIONAL:
-                self.give_up(child)
+                self.give_up(child, f"more than {self.policy.intensity} restarts in {self.policy.period_s:g} s")
                 return True
             return False
         child.restarts += 1
@@ -595,11 +634,19 @@ class Supervisor:
             return
         for env in self.sub.drain():
             hb = env.body
-            if isinstance(hb, wire.Heartbeat):
+            if isinstance(hb, wire.TradingPermission):
+                before = self.permission
+                if before is None or (hb.allowed, hb.reason) != (before.allowed, before.reason):
+                    fault = hb.reason in storage.REASONS  # waiting for reconciliation is the normal start
+                    (log.warning if fault else log.info)("supervisor.trading_permission", allowed=hb.allowed,
+                                                         reason=hb.reason, detail=hb.detail)
+                self.permission = hb
+            elif isinstance(hb, wire.Heartbeat):
                 for c in self.children:
                     if c.name == hb.service and c.proc is not None and c.proc.pid == hb.pid:
                         c.last_heartbeat = now
                         c.counters = dict(hb.counters)
+                        c.state = hb.state
 
     def print_status(self, elapsed: float) -> None:
         if self.ring is None:
@@ -619,16 +666,31 @@ class Supervisor:
                 f"{brain.get('latency_p99_us', 0):,.0f}us | restarts {restarts} | signals "
                 f"{int(brain.get('signals', 0))} | orders {int(brain.get('orders', 0))} | pos "
                 f"{int(brain.get('positions_open', 0))} | pnl {brain.get('realized_pnl', 0.0):+,.2f}"
-                + (" | HALTED" if brain.get("halted") else ""))
-        if sys.stderr.isatty():  # without a terminal the 15-minute heartbeat line says it
-            sys.stderr.write("\r\x1b[2K" + line)
-            sys.stderr.flush()
+                + (" | HALTED" if brain.get("halted") else "")
+                + (f" | ENTRIES HALTED {p.reason}" if (p := self.permission) is not None
+                   and p.reason in storage.REASONS else ""))
+        # without a terminal the 15-minute heartbeat line says it
+        _emit(sys.stderr, "\r\x1b[2K" + line, tty_only=True)
 
     # ------------------------------------------------------------------ stopping
     def shutdown(self, started: float) -> None:
+        """Stop everything in order, write and print the summary, then remove the ring and
+        the run directory, whatever went wrong before (a terminal gone with SIGHUP fails
+        every write to it: the summary then reaches only ``--summary-json``)."""
         self.stopping = True
-        if self.status_line and sys.stderr.isatty():
-            sys.stderr.write("\n")
+        try:
+            self._stop_and_summarize(started)
+        finally:
+            try:
+                self.stop_capture()
+                if self.stats_out:
+                    shutil.copytree(self.rd / "stats", self.stats_out, dirs_exist_ok=True)
+            finally:
+                self.cleanup()
+
+    def _stop_and_summarize(self, started: float) -> None:
+        if self.status_line:
+            _emit(sys.stderr, "\n", tty_only=True)
         if self.server is not None:  # before the ring is unmapped: /status reads it
             self.server.shutdown()
             self.server.server_close()
@@ -660,16 +722,20 @@ class Supervisor:
             restarts={c.name: c.restarts for c in self.children},
             symbols=int(ring_counters.get("symbols", 0)), mode=self.cfg.mode)
         summary["startup_s"] = round(self.startup_s, 3)
+        self.exit_code = policy.run_exit_code(self.exit_code, summary, storage_gave_up=self.storage_gave_up)
+        if self.exit_code == policy.EXIT_JOURNAL_FAULT:
+            j = summary["journal"]
+            log.error("supervisor.ended_with_journal_fault", reason=j["reason"] or "child storage fault",
+                      detail=j["detail"], exit_code=self.exit_code,
+                      gave_up={c.name: c.gave_up for c in self.children if c.gave_up})
+        summary["exit_code"] = self.exit_code
+        summary["exit_reason"] = policy.EXIT_CODES.get(self.exit_code, "")
         if self.summary_path:
             Path(self.summary_path).write_text(json.dumps(summary, indent=2) + "\n")
-        print(json.dumps(summary, indent=2), file=sys.stderr if self.summary_path else sys.stdout)
+        _emit(sys.stderr if self.summary_path else sys.stdout, json.dumps(summary, indent=2) + "\n")
         if self.sub is not None:
             self.sub.close()
         zmqutil.term()
-        self.stop_capture()
-        if self.stats_out:
-            shutil.copytree(self.rd / "stats", self.stats_out, dirs_exist_ok=True)
-        self.cleanup()
 
     def cleanup(self) -> None:
         Ring.unlink(service.ring_path(self.cfg))
@@ -685,6 +751,12 @@ class Supervisor:
             for f in [*self.rd.glob("*.ready"), *self.rd.glob("*.spare"), *(self.rd / n for n in names)]:
                 f.unlink(missing_ok=True)
             shutil.rmtree(self.rd / "stats", ignore_errors=True)
+
+
+def _entries(trading: dict[str, Any] | None) -> str:
+    if not trading:
+        return "unknown"
+    return "allowed" if trading.get("allowed") else f"HALTED:{trading.get('reason', '')}"
 
 
 def main(argv: list[str] | None = None) -> int:

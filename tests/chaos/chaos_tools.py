@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 SERVICES = ("exchange_sim", "orchestrator", "brain", "feed")  # the supervisor's start order
 POLL_S = 0.01  # readiness poll period: the error it adds to a restart-to-ready time
 HTTP_TIMEOUT_S = 1.0  # loopback: a slower answer means the endpoint is not there
+READY_TARGET_S = 2.0  # the issue's "each comes back within 2 seconds": printed, not asserted
 
 
 # ---------------------------------------------------------------------------- the plan
@@ -250,10 +251,12 @@ class Timing:
     boot_median_s: float | None  # spawn -> replacement ready
     cpu_median_s: float | None  # CPU the replacement used from the kill to ready
     spares: dict[str, int] = field(default_factory=dict)  # warm / warming / none -> restarts
+    over_bound: int = 0  # restarts slower than the target (kill -> ready over ``bound_s``)
 
 
 def timings(restarts: Sequence[Restart], spawned_ns: dict[int, int],
-            services: Sequence[str] = SERVICES, spare_of: dict[int, str] | None = None) -> list[Timing]:
+            services: Sequence[str] = SERVICES, spare_of: dict[int, str] | None = None,
+            bound_s: float = READY_TARGET_S) -> list[Timing]:
     out = []
     for s in services:
         mine = [r for r in restarts if r.service == s]
@@ -270,23 +273,29 @@ def timings(restarts: Sequence[Restart], spawned_ns: dict[int, int],
                           spawn_median_s=statistics.median(spawn) if spawn else None,
                           boot_median_s=statistics.median(boot) if boot else None,
                           cpu_median_s=statistics.median(cpu) if cpu else None,
-                          spares=dict(Counter((spare_of or {}).get(r.new_pid or -1, "none") for r in mine))))
+                          spares=dict(Counter((spare_of or {}).get(r.new_pid or -1, "none") for r in mine)),
+                          over_bound=sum(1 for x in ready if x > bound_s)))
     return out
 
 
-def timing_table(rows: Sequence[Timing]) -> str:
+def timing_table(rows: Sequence[Timing], bound_s: float = READY_TARGET_S) -> str:
     """The restart-to-ready table printed at the end of a chaos run."""
     def f(x: float | None) -> str:
         return "    -" if x is None else f"{x:5.2f}"
 
     lines = ["service       kills | kill->ready median   max | = spawn + boot (medians) | CPU median"
-             " | forked by (warm/warming spare) or new",
+             f" | forked by (warm/warming spare) or new | over {bound_s:g} s",
              "--------------------+-------------------------+-------------------------+-----------"
-             "-+--------------------------------------"]
+             "-+---------------------------------------+---------"]
     for t in rows:
         sp = "/".join(str(t.spares.get(k, 0)) for k in ("warm", "warming", "none"))
         lines.append(f"{t.service:<13} {t.kills:5d} | {t.median_s:12.2f} s {t.max_s:6.2f} s |"
-                     f" {f(t.spawn_median_s)} s + {f(t.boot_median_s)} s      | {f(t.cpu_median_s)} s    | {sp}")
+                     f" {f(t.spawn_median_s)} s + {f(t.boot_median_s)} s      | {f(t.cpu_median_s)} s    |"
+                     f" {sp:<37} | {t.over_bound:d}")
+    over = sum(t.over_bound for t in rows)
+    lines.append(f"target: every service ready again within {bound_s:g} s of its kill; {over} of "
+                 f"{sum(t.kills for t in rows)} restarts took longer (reported, not asserted: a "
+                 "timing depends on the machine's load)")
     return "\n".join(lines)
 
 

@@ -23,6 +23,8 @@ HEADLINE = {
     "brain": ("ticks_per_s_300_symbols",),
     "e2e": ("max_rate", "p50_us_at_100k", "p99_us_at_100k", "drops_at_100k"),
     "replay": ("ticks_per_s",),  # issue 7's figure, beside issue 8's
+    "orders": ("orders", *(f"{path}_{fig}_{q}_us" for path in ("ws", "rest")  # issue 17's order entry
+                           for fig in ("wire", "submit", "cancel") for q in ("p50", "p99"))),
 }
 
 
@@ -61,6 +63,6 @@ def test_quick_bench_writes_every_headline_key_as_a_finite_number(short_tmp):
     assert latest["mode"] == "quick"
     md = (out / "RESULTS.md").read_text()
     for title in ("## 1. Ring", "## 2. Feed decode", "## 3. Brain", "## 4. End to end",
-                  "## 5. Memory", "## 6. Replay", "## Targets of issue 8", "## Machine"):
+                  "## 5. Memory", "## 6. Replay", "## 7. Order entry", "## Targets of issue 8", "## Machine"):
         assert title in md, title
     assert "Failed:" not in md

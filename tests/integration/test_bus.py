@@ -92,3 +92,45 @@ def test_malformed_frames_are_counted_and_skipped(short_tmp):
         assert dict(pull.rejected) == {"malformed": 1, "frame_count": 1, "schema_version": 1}
     finally:
         raw.close(0), push.close(), pull.close(), zmqutil.term()
+
+
+def test_apply_subscription_and_covers_are_the_xpub_rules():
+    """\\x01prefix adds a prefix, \\x00prefix removes it, anything else changes nothing; a
+    prefix covers every topic it starts, b"" covers all."""
+    subs = frozenset()
+    for msg in (b"\x01candle.", b"\x01", b"\x01raw.", b"junk", b"\x00raw."):
+        subs = bus.apply_subscription(subs, msg)
+    assert subs == {b"candle.", b""}
+    assert bus.covers({b"raw."}, b"raw.ws") and bus.covers({b""}, b"raw.ws")
+    assert not bus.covers({b"candle.", b"raw.x"}, b"raw.ws") and not bus.covers(set(), b"raw.ws")
+
+
+def test_an_xpub_publisher_knows_while_a_topic_is_wanted(short_tmp):
+    """Publisher.wanted on an XPUB: False before anyone subscribes, True while a subscriber to
+    "raw." or to everything is connected, False again once it has gone; a PUB is never asked."""
+    ep = f"ipc://{short_tmp / 'x.pub'}"
+    pub = bus.Publisher.bind_pub("feed", ep, xpub=True)
+    plain = bus.Publisher.bind_pub("brain", f"ipc://{short_tmp / 'y.pub'}")
+
+    def wait_for(want: bool) -> bool:
+        deadline = time.monotonic() + 5
+        while pub.wanted(wire.RAW_WS_TOPIC) != want and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return pub.wanted(wire.RAW_WS_TOPIC)
+
+    try:
+        assert pub.wanted(wire.RAW_WS_TOPIC) is False
+        candles = zmqutil.sub([ep], [b"candle."])
+        assert wait_for(False) is False and pub.subscriptions <= {b"candle."}
+        for prefixes in ([b"raw."], [b""]):
+            s = zmqutil.sub([ep], prefixes)
+            assert wait_for(True) is True
+            s.close(0)
+            assert wait_for(False) is False
+        assert b"candle." in pub.subscriptions
+        candles.close(0)
+        assert plain.wanted(b"") is False
+    finally:
+        pub.close()
+        plain.close()
+        zmqutil.term()

@@ -201,28 +201,32 @@ def test_topic_prefixes_and_duration(stack, procs):
     assert labels == {"candle.BTCUSDT": 50, "heartbeat.brain": 1}
 
 
-def test_raw_frames_are_recorded_only_with_raw(stack, procs):
-    """raw.* messages (what the feed will publish) become raw WebSocket records with --raw and
-    are skipped (and said so) without it; undecodable frames on other topics are kept as is."""
+def test_raw_frames_are_recorded_unless_no_raw(stack, procs):
+    """raw.* messages (what the feed publishes) become raw WebSocket records by default and are
+    skipped (and said so) with --no-raw; undecodable frames on other topics are kept as is."""
     rd, feed, _ = stack
     text = b'{"stream":"btcusdt@trade","data":{"e":"trade","p":"1"}}'
     outs = {}
-    for flag in ("--raw", None):
+    for flag in (None, "--no-raw"):
         out = rd.parent / f"raw{bool(flag)}.cap"
         proc = start_capture(procs, rd, out, "--flush-ms", "50", *([flag] if flag else []))
         feed.wait_subscribed({b""})
         feed.send_raw([b"raw.conn0", text])
         feed.send_raw([b"tick.BTCUSDT", b"\xc1 not msgpack"])
-        wait_records(out, 2 if flag else 1, proc)
+        wait_records(out, 1 if flag else 2, proc)
         rc, stdout, stderr = stop(proc, signal.SIGINT)
         assert rc == 0, stderr
         outs[flag] = (out, stdout)
-    with cap.open_capture(outs["--raw"][0]) as c:
+    with cap.open_capture(outs[None][0]) as c:
         assert [(r.kind, r.frames) for r in c.iter_records()] == [
             (cap.KIND_WS_RAW, (text,)), (cap.KIND_ZMQ, (b"tick.BTCUSDT", b"\xc1 not msgpack"))]
-    assert printed_counts(outs["--raw"][1]) == {"raw": 1, "tick.BTCUSDT": 1}
-    assert printed_counts(outs[None][1]) == {"tick.BTCUSDT": 1}
-    assert "1 raw.* frames skipped" in outs[None][1]
+        assert c.header.meta["raw"] is True
+    assert printed_counts(outs[None][1]) == {"raw": 1, "tick.BTCUSDT": 1}
+    assert printed_counts(outs["--no-raw"][1]) == {"tick.BTCUSDT": 1}
+    assert "1 raw.* frames skipped" in outs["--no-raw"][1]
+    # the file without raw frames says what it is for (no stack here: no symbol rules either)
+    assert f"replay: no. {outs['--no-raw'][0]} holds no raw WebSocket frames" in outs["--no-raw"][1]
+    assert "replay: yes if the symbol rules are found (1 raw WebSocket frames" in outs[None][1]
 
 
 def test_capture_info_reports_counts_and_the_verdict(stack, procs, tmp_path):

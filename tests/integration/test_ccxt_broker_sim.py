@@ -58,7 +58,7 @@ def sim(cap):
 
     def run() -> None:
         async def main() -> None:
-            server = SimServer(SimParams(symbols=3), capture=cap)
+            server = SimServer(SimParams(symbols=3, source="ticks"), capture=cap)
             box["port"], box["server"] = await server.start(), server
             box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
             ready.set()

@@ -45,7 +45,8 @@ class Clock:
 
 @asynccontextmanager
 async def running(cap, clock=wall_ms, **params):
-    server = SimServer(SimParams(**params), capture=cap, clock_ms=clock)
+    """A sim serving the tick capture ``cap`` (the program's default source is the candles demo)."""
+    server = SimServer(SimParams(**{"source": "ticks", **params}), capture=cap, clock_ms=clock)
     port = await server.start()
     try:
         yield server, port
@@ -417,7 +418,7 @@ def test_module_runs_as_a_process_serves_frames_and_exits_0_on_sigterm(procs):
     """python -m services.exchange_sim --port 0 --max-speed prints PORT (and nothing else on
     stdout), streams, and exits 0 on SIGTERM (how fast is the benchmark's business)."""
     p = procs.python("-m", "services.exchange_sim", "--port", "0", "--max-speed", "--symbols", "3",
-                     cwd=REPO, stdout=subprocess.PIPE, text=True,
+                     "--source", "ticks", cwd=REPO, stdout=subprocess.PIPE, text=True,
                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 60
     line = ""
@@ -461,7 +462,7 @@ def test_candles_source_serves_real_history_then_the_replayed_real_candles(cap):
 
     async def scenario():
         clock = Clock(T0_MS)  # 50 s into a minute: the replay starts at that minute
-        server = SimServer(SimParams(source="candles", symbols=2, history_bars=500), clock_ms=clock)
+        server = SimServer(SimParams(source="candles", symbols=2, history_bars=500, candle_trades=12), clock_ms=clock)
         port = await server.start()
         try:
             await advance(server, clock, 10_000 + 2 * 60_000 + 2_000)
@@ -491,7 +492,8 @@ def test_module_in_candles_mode_at_speed_60_streams_and_serves_hour_bars(procs):
     """python -m services.exchange_sim --source candles --speed 60: history bars an hour of
     candles each, contiguous up to the start, and synthesized trades on the stream."""
     p = procs.python("-m", "services.exchange_sim", "--port", "0", "--source", "candles",
-                     "--speed", "60", "--symbols", "2", cwd=REPO, stdout=subprocess.PIPE, text=True,
+                     "--speed", "60", "--symbols", "2", "--history-bars", "500", "--candle-trades", "12",
+                     cwd=REPO, stdout=subprocess.PIPE, text=True,
                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 60
     line = ""

@@ -67,7 +67,7 @@ class SimProc:
     def start(self) -> None:
         self.proc = self.procs.python(
             "-m", "services.exchange_sim", "--port", str(self.port), "--symbols", str(self.symbols),
-            "--speed", str(self.speed), cwd=REPO, env=self.env, stdout=subprocess.PIPE,
+            "--speed", str(self.speed), "--source", "ticks", cwd=REPO, env=self.env, stdout=subprocess.PIPE,
             stderr=open(self.log, "a"), text=True)
         if self.port == 0:
             line = self.proc.stdout.readline()
@@ -476,7 +476,7 @@ def test_feed_hydrates_closed_candles_from_rest_klines(procs, short_tmp):
         # the sim plays 12 minutes of market ending 5 minutes ago, in a moment
         start = (time.time_ns() // 1_000_000 // 60_000 - 17) * 60_000 + 30_000
         clock = Clock(start)
-        server = SimServer(SimParams(symbols=2), capture=capture_mod.load(), clock_ms=clock)
+        server = SimServer(SimParams(symbols=2, source="ticks"), capture=capture_mod.load(), clock_ms=clock)
         port = await server.start()
         run_dir = short_tmp / "run"
         run_dir.mkdir(mode=0o700)
@@ -556,7 +556,7 @@ def test_hydrate_pages_through_rest_klines_and_retries_a_5xx():
 
     async def scenario() -> None:
         clock = Clock(1_800_000_030_000)  # 30 s into a minute
-        server = SimServer(SimParams(symbols=2), capture=capture_mod.load(), clock_ms=clock)
+        server = SimServer(SimParams(symbols=2, source="ticks"), capture=capture_mod.load(), clock_ms=clock)
         port = await server.start()
         try:
             for _ in range(14 * 60 // 5):

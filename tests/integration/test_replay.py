@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -154,7 +156,7 @@ def test_run_with_capture_then_replay_gives_the_same_ticks(procs, short_tmp):
     cap = short_tmp / "live.aegiscap"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AEGIS_")}
     env.update(AEGIS_RUN_DIR=str(short_tmp / "run"), AEGIS_DATA_DIR=str(short_tmp / "var"),
-               AEGIS_SIM__SYMBOLS="3")
+               AEGIS_SIM__SYMBOLS="3", AEGIS_SIM__SOURCE="ticks")  # dense real ticks (default: candles)
     p = procs.start([sys.executable, "-m", "common.cli", "run", "--duration", "12", "--no-status",
                      "--summary-json", str(short_tmp / "live.json"), "--capture", str(cap),
                      "--stats-out", str(short_tmp / "live_stats")],
@@ -172,6 +174,44 @@ def test_run_with_capture_then_replay_gives_the_same_ticks(procs, short_tmp):
     assert result["ticks"] == rep["ticks_written"] == live["ticks_written"]
     for key in ("accepted", "rejected", "duplicates", "gaps"):
         assert rep[key] == live[key], key
+
+
+def test_a_capture_of_a_running_stack_replays_with_no_flag(procs, short_tmp):
+    """`aegis capture --out F` of a plain `aegis run` stack (feed.publish_raw off): the feed
+    sends its raw frames while the capture subscribes, the header carries the exchange's symbol
+    rules, and `aegis replay F` with no other flag plays every frame; once the capture has
+    left, the feed sends raw frames no more."""
+    from tests.conftest import stack_env
+    from tests.integration.test_supervisor import ready_pid
+
+    env = stack_env(short_tmp, AEGIS_SIM__SYMBOLS="3")
+    sup = procs.python("-m", "common.cli", "run", "--duration", "120", "--no-status", cwd=str(REPO), env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = short_tmp / "run"
+    feed = ready_pid(run, "feed")
+    cap = short_tmp / "stack.aegiscap"
+    c = procs.python("-m", "common.cli", "capture", "--out", str(cap), "--duration", "6", cwd=str(REPO),
+                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = c.communicate(timeout=60)
+    assert c.returncode == 0, err.decode()
+    with open_capture(cap) as f:
+        meta = f.header.meta
+        raw = sum(1 for r in f.iter_records() if r.kind != KIND_ZMQ)
+    assert meta["raw"] is True and meta["exchange_info_source"] == "exchange"
+    assert sorted(e["symbol"] for e in meta["exchange_info"]["symbols"]) == ["BTCUSDT", "D001USDT", "D002USDT"]
+    assert raw > 1_000  # the tick capture: about 4,500 frames a second, from the feed's next status tick
+    assert f"replay: yes ({raw:,} raw WebSocket frames, symbol rules from the exchange): aegis replay {cap}" \
+        in out.decode()
+    deadline = time.monotonic() + 10  # the capture left: the next status tick turns raw frames off
+    while feed_stats(run / "stats")["publish_raw"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert feed_stats(run / "stats")["publish_raw"] is False and feed_stats(run / "stats")["pid"] == feed
+    sup.send_signal(signal.SIGINT)
+    assert sup.wait(60) == 0
+    code, result, err = replay(procs, short_tmp, cap)
+    assert code == 0, err
+    assert result["frames"] == result["frames_in_capture"] == raw
+    assert result["ticks"] == raw and result["error"] == ""  # each trade or bookTicker frame is one tick
 
 
 def test_pub_plays_the_captured_zeromq_stream_into_any_subscriber(procs, short_tmp):

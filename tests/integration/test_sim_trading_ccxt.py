@@ -314,7 +314,7 @@ def test_sigkilled_sim_process_restarts_with_its_account(procs, tmp_path):
 
     def start() -> tuple[subprocess.Popen, int]:
         p = procs.python("-m", "services.exchange_sim", "--port", "0", "--symbols", "2",
-                         "--state-file", str(state), cwd=REPO, stdout=subprocess.PIPE, text=True,
+                         "--source", "ticks", "--state-file", str(state), cwd=REPO, stdout=subprocess.PIPE, text=True,
                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

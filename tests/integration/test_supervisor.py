@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,19 +71,75 @@ def test_restart_intensity_exceeded_stops_everything_non_zero(procs, short_tmp):
     assert not list(short_tmp.glob("aegis-*.ring"))
 
 
-def test_sigint_stops_the_stack_cleanly(procs, short_tmp):
-    """Ctrl+C (SIGINT) to the supervisor stops every child in order and exits 0."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP, signal.SIGQUIT], ids=lambda s: s.name)
+def test_stop_signal_stops_the_stack_cleanly_with_a_summary(procs, short_tmp, sig):
+    """Ctrl+C (SIGINT), a closed terminal's SIGHUP and Ctrl+\\'s SIGQUIT to the supervisor each
+    stop every child in order, print the run summary on stdout, remove the ring from shared
+    memory and the run directory, and exit 0."""
     env = stack_env(short_tmp, AEGIS_SIM__SYMBOLS="2")
     p = procs.python("-m", "common.cli", "run", "--no-status", cwd=REPO, env=env,
-                     stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                     stderr=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
     run = short_tmp / "run"
     pids = [ready_pid(run, n) for n in ("orchestrator", "brain", "feed")]
-    p.send_signal(signal.SIGINT)
+    assert len(list(short_tmp.glob("aegis-*.ring"))) == 1
+    p.send_signal(sig)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 0
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    summary = json.loads(out)
+    assert summary["mode"] == "demo" and summary["ticks_lost"] == 0
+    assert not run.exists()
+    assert list(short_tmp.glob("aegis-*.ring")) == []
+
+
+def test_closing_the_terminal_stops_the_stack_cleanly(procs, short_tmp):
+    """The supervisor on a terminal (a pty it controls) whose other end closes: it gets SIGHUP
+    and every write to the terminal fails from then on (EIO), yet it stops every child, writes
+    the summary file, removes the ring and the run directory, and exits 0."""
+    import fcntl
+    import termios
+
+    env = stack_env(short_tmp, AEGIS_SIM__SYMBOLS="2")
+    summary = short_tmp / "s.json"
+    master, slave = os.openpty()
+    try:
+        # start_new_session makes it a session leader; the pty on stdin becomes its terminal
+        p = procs.python("-m", "common.cli", "run", "--summary-json", str(summary), cwd=REPO, env=env,
+                         stdin=slave, stdout=slave, stderr=slave,
+                         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    finally:
+        os.close(slave)
+    closing = threading.Event()
+    reader = threading.Thread(target=_drain, args=(master, closing), daemon=True)  # a terminal reads
+    reader.start()
+    run = short_tmp / "run"
+    pids = [ready_pid(run, n) for n in ("orchestrator", "brain", "feed")]
+    time.sleep(1.5)  # a status line or two reach the terminal
+    closing.set()
+    reader.join(5)
+    os.close(master)  # the terminal window closes
     assert p.wait(60) == 0
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+    s = json.loads(summary.read_text())
+    assert s["mode"] == "demo" and s["ticks_lost"] == 0
     assert not run.exists()
+    assert list(short_tmp.glob("aegis-*.ring")) == []
+
+
+def _drain(fd: int, closing: threading.Event) -> None:
+    """Read what reaches the terminal (a full pty would block its writers) until ``closing``."""
+    import select
+
+    while not closing.is_set():
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                os.read(fd, 65536)
+            except OSError:
+                return
 
 
 def test_tcp_without_keys_is_refused_before_anything_starts(short_tmp):

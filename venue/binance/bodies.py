@@ -14,7 +14,8 @@ from typing import Any, Mapping
 import orjson
 
 from common.errors import ExchangeReply
-from venue.port import AlgoSpec, Balance, Bracket, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition
+from venue.port import (AlgoSpec, Balance, Bracket, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder,
+                        ExchangePosition, OrderSpec)
 
 _STATUS_IN_TEXT = re.compile(r"(?:^|\s)([45]\d\d)(?=\s|$)")  # "binanceusdm 429 Too Many ...", "... 503 ..."
 
@@ -115,6 +116,19 @@ def algo_params(spec: AlgoSpec) -> dict[str, str]:
         p["closePosition"] = "true"
     else:  # a quantity-based protective order must never open a position
         p["quantity"] = _text(spec.qty)
+        p["reduceOnly"] = "true"
+    return p
+
+
+def order_params(spec: OrderSpec) -> dict[str, str]:
+    """``order.place`` (WebSocket API) / ``POST /fapi/v1/order`` parameters for ``spec``, the
+    answer asked as RESULT (a MARKET order comes back FILLED with its average price)."""
+    p = {"symbol": spec.symbol, "side": spec.side, "type": spec.order_type, "quantity": _text(spec.qty),
+         "newClientOrderId": spec.client_order_id, "newOrderRespType": "RESULT"}
+    if spec.order_type == "LIMIT":
+        p["price"] = _text(spec.price)
+        p["timeInForce"] = "GTC"
+    if spec.reduce_only:
         p["reduceOnly"] = "true"
     return p
 

@@ -78,9 +78,16 @@ function header(m) {
   const ks = $("kill-state");
   ks.textContent = t.halted ? "KILL SWITCH TRIPPED" : "KILL SWITCH ARMED";
   ks.className = "pill " + (t.halted ? "bad" : "ok");
-  const rc = $("recon-state");
-  rc.textContent = t.reconcile_ok === null ? "RECON -" : t.reconcile_ok ? "RECON OK" : "RECON FAILING";
-  rc.className = "pill " + (t.reconcile_ok === null ? "" : t.reconcile_ok ? "ok" : "bad");
+  // the orchestrator's verdict: its journal can write and reconciliation passed
+  const rc = $("recon-state"), perm = t.permission;
+  if (perm) {
+    rc.textContent = perm.allowed ? "JOURNAL+RECON OK" : "ENTRIES BLOCKED: " + perm.reason;
+    rc.className = "pill " + (perm.allowed ? "ok" : "bad");
+    rc.title = perm.detail || "";
+  } else {
+    rc.textContent = t.reconcile_ok === null ? "RECON -" : t.reconcile_ok ? "RECON OK" : "RECON FAILING";
+    rc.className = "pill " + (t.reconcile_ok === null ? "" : t.reconcile_ok ? "ok" : "bad");
+  }
   // a button for what cannot happen now is greyed (the API answers such a command anyway)
   $("btn-pause").disabled = t.paused;
   $("btn-resume").disabled = !t.paused;

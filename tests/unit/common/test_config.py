@@ -18,6 +18,29 @@ class TestLoad:
         assert cfg.ring.capacity == 1 << 20
         assert cfg.feed.symbols == ()
 
+    def test_defaults_are_the_candles_demo_make_run_shows(self):
+        """``aegis run`` with no file and no environment is the demo ``make run`` is: the sim
+        replays real 1m candles as synthesized trades (60 a candle) after 1,500 bars of
+        history, and the feed hydrates 1,500 candles a symbol; the sim's own parameters
+        default to the same values (one default each)."""
+        from services.exchange_sim.config import SimParams, from_config
+
+        cfg = config.load(None, {})
+        assert (cfg.sim.source, cfg.sim.history_bars, cfg.sim.candle_trades, cfg.feed.hydrate_candles) == (
+            "candles", 1500, 60, 1500)
+        p, q = SimParams(), from_config(cfg.sim)
+        assert (p.source, p.history_bars, p.candle_trades) == (q.source, q.history_bars, q.candle_trades) == (
+            "candles", 1500, 60)
+
+    def test_make_run_is_aegis_run_with_no_settings(self):
+        """The Makefile's ``run`` target runs ``aegis run`` and sets no AEGIS_* variable, so
+        the two cannot drift apart again."""
+        from tests.conftest import REPO
+
+        lines = (REPO / "Makefile").read_text().split("\nrun: setup\n", 1)[1].splitlines()
+        recipe = [ln.strip() for ln in lines[:next(i for i, ln in enumerate(lines) if not ln.startswith("\t"))]]
+        assert recipe == ["$(BIN)/aegis run"]
+
     def test_environment_overrides_file(self, tmp_path):
         """AEGIS_SECTION__FIELD wins over the same field in the TOML file."""
         f = tmp_path / "c.toml"
@@ -63,6 +86,7 @@ class TestRejects:
         {"AEGIS_FEED__STREAMS_PER_CONNECTION": "201"},
         {"AEGIS_SUPERVISOR__SPARE_RETRY_S": "-1"},
         {"AEGIS_SUPERVISOR__WARM_SPARES": "sometimes"},
+        {"AEGIS_TRADING__ORDER_TRANSPORT": "fix"},
     ])
     def test_ill_typed_or_impossible_value_is_an_error(self, env):
         """Wrong types, non-finite numbers and impossible values are rejected with ConfigError."""

@@ -31,6 +31,8 @@ class TestRoundTrip:
                              target=1.8, confidence=0.5, features={"bos": 1.0}),
         wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.1, step_size=0.001, min_qty=0.001, min_notional=100.0,
                         price_precision=2, quantity_precision=3),
+        wire.TradingPermission(allowed=False, reason="JOURNAL_DISK_FULL",
+                               detail="cannot write /d/aegis.sqlite3: database or disk is full (0 bytes free)"),
     ])
     def test_every_message_round_trips_exactly(self, body):
         """encode then decode gives an equal envelope, with the topic naming type and key."""

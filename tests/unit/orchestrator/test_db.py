@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import msgspec
+import pytest
 
 from common import wire
 from services.orchestrator import db
@@ -96,3 +99,28 @@ class TestControls:
         db.write_batch(conn, db.rows_for(env(self.REQ, 2)))
         assert conn.execute("SELECT status, detail FROM controls").fetchall() == [("REFUSED", "no open position")]
         assert db.counts(conn)["controls"] == 1
+class SelfRollingBack:
+    """A connection whose COMMIT fails after SQLite rolled the transaction back itself, as it
+    does on SQLITE_FULL (seen on a real full tmpfs: ``in_transaction`` is False afterwards)."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+
+    def execute(self, sql, params=()):
+        if sql == "COMMIT":
+            self._conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, params)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+
+class TestWriteBatchErrors:
+    def test_the_real_error_survives_a_transaction_sqlite_already_rolled_back(self, tmp_path):
+        """write_batch raises "database or disk is full", not "cannot rollback - no transaction is active"."""
+        conn = db.connect(tmp_path / "a.sqlite3")
+        with pytest.raises(sqlite3.OperationalError, match="^database or disk is full$"):
+            db.write_batch(SelfRollingBack(conn), db.rows_for(env(CANDLE)))
+        assert db.counts(conn)["candles"] == 0 and not conn.in_transaction

@@ -80,3 +80,41 @@ class TestStatusTable:
         at = lines[2].index("spare")
         col = {ln.split()[0]: ln[at:].split()[0] for ln in lines[4:6]}
         assert col == {"exchange_sim": "-", "brain": "warm"}
+
+
+FULL = {"allowed": False, "reason": "JOURNAL_DISK_FULL",
+        "detail": "cannot write /d/aegis.sqlite3: database or disk is full (12,288 bytes free)"}
+
+
+class TestJournalFault:
+    def test_a_journal_fault_makes_the_stack_unhealthy_with_its_reason(self):
+        """Entries halted by a journal fault is a problem named with its reason and detail."""
+        assert monitor.health(snap(trading=FULL)) == (False, [
+            "entries halted: JOURNAL_DISK_FULL: cannot write /d/aegis.sqlite3: database or disk is full "
+            "(12,288 bytes free)"])
+
+    def test_waiting_for_reconciliation_is_not_a_health_problem(self):
+        """Entries halted until the first reconciliation passes is the normal start, not a fault."""
+        halted = {"allowed": False, "reason": "RECONCILE_NONE", "detail": "reconciliation NONE: not trading"}
+        assert monitor.health(snap(trading=halted)) == (True, [])
+
+    def test_a_service_given_up_says_why(self):
+        """A child the supervisor does not restart (its storage) is reported with the reason."""
+        s = snap()
+        s["services"]["brain"].update(running=False, gave_up="exited with 74: its storage refuses writes")
+        assert monitor.health(s) == (False, ["brain not running (exited with 74: its storage refuses writes)"])
+
+    def test_metrics_export_the_trading_permission_with_its_reason(self):
+        """/metrics: aegis_trading_allowed is 0 labelled with the reason, 1 with none; absent until known."""
+        assert 'aegis_trading_allowed{reason="JOURNAL_DISK_FULL"} 0.0' in TestPrometheus().render(snap(trading=FULL))
+        ok = TestPrometheus().render(snap(trading={"allowed": True, "reason": "", "detail": ""}))
+        assert 'aegis_trading_allowed{reason=""} 1.0' in ok
+        assert "aegis_trading_allowed" not in TestPrometheus().render(snap())
+
+    def test_status_table_says_entries_are_halted_and_why(self):
+        """aegis status prints the halt with its reason and detail, and the stack as DEGRADED."""
+        text = status_cli.render(snap(trading=FULL))
+        assert text.startswith("AEGIS demo stack: DEGRADED")
+        assert ("entries: HALTED JOURNAL_DISK_FULL: cannot write /d/aegis.sqlite3: database or disk is full "
+                "(12,288 bytes free)") in text.splitlines()
+        assert "entries: allowed" in status_cli.render(snap(trading={"allowed": True})).splitlines()

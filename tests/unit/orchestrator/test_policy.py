@@ -75,3 +75,37 @@ class TestNextWait:
 
     def test_never_negative_for_a_restart_already_due(self):
         assert policy.next_wait_s(0.1, [49.0], 50.0) == 0.0
+
+
+class TestJournalFaultExit:
+    def test_a_child_exiting_for_its_storage_is_not_restarted(self):
+        """Exit code 74 (storage refuses writes) is never restarted; crashes, kills and clean exits are."""
+        assert not policy.should_restart(policy.CHILD_EXIT_STORAGE_FAULT)
+        assert [policy.should_restart(c) for c in (None, 0, 1, 2, -9)] == [True] * 5
+
+    def test_a_run_that_ends_with_the_journal_refused_exits_4(self):
+        """The journal DEGRADED at the end, or a child given up for its storage: exit code 4; the
+        loop's own verdict (3) wins; a fault that healed before the end leaves 0."""
+        degraded = {"journal": {"state": "DEGRADED", "reason": "JOURNAL_DISK_FULL"}}
+        healed = {"journal": {"state": "OK", "faults": 1}}
+        assert policy.run_exit_code(0, degraded) == policy.EXIT_JOURNAL_FAULT == 4
+        assert policy.run_exit_code(0, healed) == 0
+        assert policy.run_exit_code(0, healed, storage_gave_up=True) == 4
+        assert policy.run_exit_code(3, degraded) == 3
+        assert policy.EXIT_CODES[4] == "the journal could not write to its disk: entries halted"
+
+    def test_the_summary_names_the_journal_fault_and_the_halt(self):
+        """The summary's journal block comes from the last orchestrator, counts from every one."""
+        first = {"journal": {"state": "OK", "faults": 1, "kept": 5, "written_late": 5}}
+        last = {"journal": {"state": "DEGRADED", "reason": "JOURNAL_DISK_FULL", "detail": "cannot write /d/a",
+                            "faults": 1, "kept": 2, "spilled_at_stop": 2},
+                "permission": {"allowed": False, "reason": "JOURNAL_DISK_FULL", "detail": "cannot write /d/a"}}
+        s = policy.summarize(duration_s=1.0, ring={}, feed=[], brain=[], orchestrator=[first, last], restarts={},
+                             symbols=1, mode="demo")
+        assert s["journal"] == {"state": "DEGRADED", "reason": "JOURNAL_DISK_FULL", "detail": "cannot write /d/a",
+                                "faults": 2, "kept": 7, "written_late": 5, "dropped_candles": 0,
+                                "spilled_at_stop": 2, "lost_at_stop": 0, "spill_loaded": 0}
+        assert s["trading_halt_reason"] == "JOURNAL_DISK_FULL"
+        quiet = policy.summarize(duration_s=1.0, ring={}, feed=[], brain=[], orchestrator=[], restarts={},
+                                 symbols=1, mode="demo")
+        assert (quiet["journal"]["state"], quiet["trading_halt_reason"]) == ("OK", "")

@@ -9,7 +9,7 @@ import pytest
 
 from common import wire
 from common.capture import KIND_WS_RAW, Header, create_capture, open_capture
-from common.capture_cli import compact_exchange_info
+from common.capture_cli import compact_exchange_info, exchange_info_from_rules
 from services.orchestrator import db
 from services.orchestrator import replay_cli as rc
 
@@ -50,6 +50,24 @@ class TestPlan:
         assert plan.frames == 3 and plan.first_ns == (T0 + 10) * 1_000_000 and plan.exchange_info == INFO
         assert ranged.frames == 1 and ranged.first_ns == (T0 + 20) * 1_000_000
         assert plan.damage == ""
+
+    def test_the_feeds_symbol_rules_are_kept_the_last_of_each_symbol(self, short_tmp):
+        """SYMBOL_INFO messages of the feed (published at its start and every minute) are the
+        rules a capture without an exchangeInfo header replays with: the last one per symbol,
+        sorted by symbol; another publisher's are not the feed's rules."""
+        p = short_tmp / "c.cap"
+        old = wire.SymbolInfo(symbol="ETHUSDT", tick_size=0.1, step_size=0.01)
+        new = wire.SymbolInfo(symbol="ETHUSDT", tick_size=0.01, step_size=0.001, min_qty=0.001, min_notional=5.0)
+        btc = wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.1, step_size=0.001)
+        other = wire.SymbolInfo(symbol="XRPUSDT", tick_size=0.0001, step_size=0.1)
+        write_capture(p, raw_ms=[T0 + 10, T0 + 20], zmq=[
+            env(old, seq=1, event_ns=(T0 + 1) * 1_000_000), env(btc, seq=2, event_ns=(T0 + 2) * 1_000_000),
+            env(new, seq=3, event_ns=(T0 + 3) * 1_000_000),
+            env(other, publisher="brain:3-4", event_ns=(T0 + 4) * 1_000_000)])
+        with open_capture(p) as cap:
+            plan = rc.plan_replay(cap, (T0 + 15) * 1_000_000)
+        assert plan.rules == (btc, new)
+        assert plan.exchange_info is None and (plan.frames, plan.raw_in_file) == (1, 2)
 
     def test_a_damaged_tail_is_reported_not_raised(self, short_tmp):
         p = short_tmp / "c.cap"
@@ -100,17 +118,34 @@ class TestDecisions:
 
 
 class TestRefusals:
-    def test_no_exchange_info_is_refused_with_the_fix(self, short_tmp, capsys):
+    def test_no_symbol_rules_at_all_is_refused_with_the_fix(self, short_tmp, capsys):
+        """Raw frames but neither an exchangeInfo header nor the feed's symbol messages: exit 2,
+        and the message names --exchange-info."""
         p = short_tmp / "c.cap"
         write_capture(p, raw_ms=[T0])
         assert rc.main([str(p), "--workdir", str(short_tmp / "w")]) == 2
-        assert "--exchange-info FILE" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "carries no symbol rules" in err and "--exchange-info FILE" in err
 
-    def test_no_raw_frames_is_refused(self, short_tmp, capsys):
+    def test_no_raw_frames_is_refused_saying_what_the_file_is_for(self, short_tmp, capsys):
+        """A capture of events only (aegis capture --no-raw): exit 2 before anything starts,
+        saying it cannot be replayed and which commands read it instead (not a complaint about
+        exchangeInfo, which it may lack too)."""
         p = short_tmp / "c.cap"
-        write_capture(p, meta={"exchange_info": INFO}, zmq=[env(candle("BTCUSDT", T0))])
+        write_capture(p, zmq=[env(candle("BTCUSDT", T0))])
         assert rc.main([str(p), "--workdir", str(short_tmp / "w")]) == 2
-        assert "no raw WebSocket frames" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"aegis replay: {p} holds no raw WebSocket frames" in err
+        assert f"aegis capture-info {p}" in err and f"aegis replay {p} --pub ENDPOINT" in err
+        assert "exchangeInfo" not in err
+        assert not (short_tmp / "w").exists()
+
+    def test_raw_frames_outside_the_range_are_named(self, short_tmp, capsys):
+        """Raw frames, none between --from and --to: the message says the file has them."""
+        p = short_tmp / "c.cap"
+        write_capture(p, meta={"exchange_info": INFO}, raw_ms=[T0, T0 + 1])
+        assert rc.main([str(p), "--from", str(T0 + 5), "--workdir", str(short_tmp / "w")]) == 2
+        assert f"{p} holds 2 raw WebSocket frames, none between --from and --to" in capsys.readouterr().err
 
     def test_unreadable_file_and_bad_options(self, short_tmp, capsys):
         assert rc.main([str(short_tmp / "missing.cap")]) == 2
@@ -128,6 +163,45 @@ class TestRefusals:
         (w / "mine.txt").write_text("keep")
         rc.clear_workdir(w)
         assert sorted(x.name for x in w.iterdir()) == ["mine.txt"]
+
+
+class TestExchangeInfoFromRules:
+    def test_gives_the_paper_broker_the_same_filters_as_the_rules_themselves(self):
+        """An exchangeInfo body made of the feed's rules yields exactly the filters the brain's
+        own fallback builds from those rules (decimal strings without exponents: 1e-05 -> 0.00001)."""
+        from venue import filters
+
+        rules = [wire.SymbolInfo(symbol="ETHUSDT", tick_size=0.01, step_size=0.001, min_qty=0.001, min_notional=20.0),
+                 wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.1, step_size=0.00001, min_qty=0.00001,
+                                 min_notional=5.0, price_precision=2, quantity_precision=5)]
+        body = exchange_info_from_rules(rules)
+        assert [e["symbol"] for e in body["symbols"]] == ["BTCUSDT", "ETHUSDT"]
+        assert body["symbols"][0]["filters"][1] == {"filterType": "LOT_SIZE", "stepSize": "0.00001",
+                                                    "minQty": "0.00001"}
+        assert filters.filters_from_exchange_info(body) == {r.symbol: filters.filters_from_symbol_info(r)
+                                                            for r in rules}
+
+    def test_a_capture_header_falls_back_to_the_stacks_rules_when_the_exchange_is_silent(self, short_tmp):
+        """aegis capture of a stack whose exchange does not answer: the header's exchangeInfo is
+        made of the rules the stack's feed published (its database), said so, with the error."""
+        from common import capture_cli, config
+
+        rd, data = short_tmp / "run", short_tmp / "data"
+        rd.mkdir()
+        cfg = config.replace(config.load(None, {}), run_dir=str(rd), data_dir=str(data),
+                             feed={"rest_url": "http://127.0.0.1:9"})  # discard port: refused at once
+        (rd / "config.json").write_text(json.dumps(config.to_dict(cfg)))
+        rules = [wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.1, step_size=0.001),
+                 wire.SymbolInfo(symbol="ETHUSDT", tick_size=0.01, step_size=0.001)]
+        conn = db.connect(data / cfg.orchestrator.db_file)
+        db.write_batch(conn, [row for r in rules for row in db.rows_for(env(r))])
+        conn.close()
+        meta = capture_cli.header_exchange_info(rd, ("ETHUSDT",), timeout_s=2.0)
+        assert meta["exchange_info"] == exchange_info_from_rules(rules[1:])
+        assert meta["exchange_info_source"] == "feed symbol rules"
+        assert "Connection refused" in meta["exchange_info_error"]
+        assert capture_cli.header_exchange_info(short_tmp / "nothing", ()) == {
+            "exchange_info_error": f"ValueError('no stack config in {short_tmp / 'nothing'}')"}
 
 
 class TestCompactExchangeInfo:

@@ -109,7 +109,7 @@ EXPECTED_CSV = [
 
 EXPECTED_METRICS = {
     "start_equity_usdt": 10_000.0, "final_equity_usdt": 10_198.98, "trades": 3, "wins": 2,
-    "losses": 1, "win_rate": 2 / 3, "gross_pnl_usdt": 218.0, "fees_usdt": 19.02,
+    "losses": 1, "win_rate": 2 / 3, "gross_pnl_usdt": 218.0, "trade_fees_usdt": 19.02,
     "net_pnl_usdt": 198.98, "return_pct": 1.9898, "profit_factor": 300.98 / 102,
     "avg_r": 2 / 3, "median_r": 1.0, "expectancy_usdt": 198.98 / 3, "avg_holding_s": 4200.0,
     "first_open_ms": T0, "last_close_ms": T0 + 4 * H, "span_s": 14_400.0, "exposure": 0.75,
@@ -124,13 +124,41 @@ def assert_png(path):
     assert len(data) > 5_000  # axes, lines and labels, not an empty canvas
 
 
+class TestFeesAreOneNumber:
+    def test_fees_paid_count_open_positions_as_the_run_summary_does(self, tmp_path, capsys):
+        """A closed round trip (entry fee 0.5, exit fee 0.5) and an open position (entry fee
+        0.82499687): the report's fees_usdt is every fill's fee, 1.824997 rounded to 6 decimals
+        as the run summary rounds the brain's sum of the same fills; the closed trade's 1.0 is
+        trade_fees_usdt, inside its net profit. (aegis report once said 0.0 where the run
+        summary said 2.47: it summed closed trades only, and there were none.)"""
+        from services.orchestrator import policy
+
+        def fill(cid, fee):
+            return wire.Fill(client_order_id=cid, exchange_order_id=cid, trade_id=cid, symbol="BTCUSDT",
+                             side="BUY", qty=0.1, price=100.0, fee=fee)
+
+        t = closed("sig-a", "BTCUSDT", "BUY", 0.1, 100.0, 110.0, 95.0, 110.0, T0, T0 + H, 1.0, 1.0, 2.0,
+                   "TARGET", 0.6, True)
+        path = tmp_path / "aegis.sqlite3"
+        write_db(path, [fill("e1", 0.5), fill("x1", 0.5), fill("e2", 0.82499687), t]).close()
+        rc, out, _ = run(["--db", path, "--out", tmp_path / "rep"], capsys)
+        s = json.loads((tmp_path / "rep" / "summary.json").read_text())
+        run_summary = policy.trading_summary([{"execution": {"fees": 0.5 + 0.5 + 0.82499687}}])
+        assert rc == 0 and s["fees_usdt"] == run_summary["fees_usdt"] == 1.824997
+        assert s["metrics"]["trade_fees_usdt"] == 1.0 and s["metrics"]["net_pnl_usdt"] == 0.0
+        assert out.endswith("fees paid 1.82 USDT\n")
+        page = (tmp_path / "rep" / "index.html").read_text()
+        assert "<td>fees paid</td><td class=\"n\">1.82" in page
+
+
 class TestReportOfARun:
     def test_writes_every_file_and_exits_zero(self, run_db, tmp_path, capsys):
         """Without --stats-dir: csv, json, equity.png and index.html; no latency.png."""
         out = tmp_path / "rep"
         rc, stdout, err = run(["--db", run_db, "--out", out], capsys)
         assert (rc, err) == (0, "")
-        assert stdout == f"report written to {out}: 3 closed trades, net 198.98 USDT (+1.99 %)\n"
+        assert stdout == (f"report written to {out}: 3 closed trades, net 198.98 USDT (+1.99 %), "
+                          "fees paid 0.06 USDT\n")
         assert sorted(p.name for p in out.iterdir()) == [
             "equity.png", "index.html", "summary.json", "trades.csv"]
 
@@ -146,8 +174,9 @@ class TestReportOfARun:
         """The metrics of the three-trade run; 4 signals, 6 orders, 6 fills, rejects by reason."""
         run(["--db", run_db, "--out", tmp_path / "rep"], capsys)
         s = json.loads((tmp_path / "rep" / "summary.json").read_text())
-        assert sorted(s) == ["counts", "database", "latency_us", "metrics",
+        assert sorted(s) == ["counts", "database", "fees_usdt", "latency_us", "metrics",
                              "risk_rejects_by_reason"]
+        assert s["fees_usdt"] == 0.06  # the six fills' fees (this made-up run's trades say otherwise)
         assert s["database"] == str(run_db)
         assert s["metrics"] == pytest.approx(EXPECTED_METRICS, rel=1e-12, abs=1e-12)
         assert list(s["metrics"]) == list(EXPECTED_METRICS)
@@ -246,7 +275,7 @@ class TestNoClosedTrades:
         out = tmp_path / "rep"
         rc, stdout, _ = run(["--db", path, "--out", out], capsys)
         assert rc == 0
-        assert stdout == f"report written to {out}: 0 closed trades, net 0.00 USDT (+0.00 %)\n"
+        assert stdout == f"report written to {out}: 0 closed trades, net 0.00 USDT (+0.00 %), fees paid 0.06 USDT\n"
         with open(out / "trades.csv", newline="") as f:
             assert list(csv.reader(f)) == EXPECTED_CSV[:1]
         s = json.loads((out / "summary.json").read_text())

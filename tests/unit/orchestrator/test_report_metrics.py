@@ -49,7 +49,7 @@ class TestThreeTradeRun:
         assert (m.trades, m.wins, m.losses) == (3, 2, 1)
         assert m.win_rate == 2 / 3
         assert m.gross_pnl_usdt == 218.0
-        assert m.fees_usdt == 19.02
+        assert m.trade_fees_usdt == 19.02
         assert m.net_pnl_usdt == pytest.approx(198.98, abs=1e-12)
         assert m.return_pct == pytest.approx(1.9898, abs=1e-12)
         assert m.final_equity_usdt == pytest.approx(10_198.98, abs=1e-9)
@@ -139,7 +139,7 @@ class TestNotComputable:
         m = report.metrics([], CFG)
         assert asdict(m) == {
             "start_equity_usdt": 10_000.0, "final_equity_usdt": 10_000.0, "trades": 0,
-            "wins": 0, "losses": 0, "win_rate": None, "gross_pnl_usdt": 0.0, "fees_usdt": 0.0,
+            "wins": 0, "losses": 0, "win_rate": None, "gross_pnl_usdt": 0.0, "trade_fees_usdt": 0.0,
             "net_pnl_usdt": 0.0, "return_pct": 0.0, "profit_factor": None, "avg_r": None,
             "median_r": None, "expectancy_usdt": None, "avg_holding_s": None,
             "first_open_ms": None, "last_close_ms": None, "span_s": None, "exposure": None,
