@@ -13,13 +13,17 @@
     aegis data download | list | import                   Binance's data archive -> Parquet catalog
 
 Each subcommand is imported only when chosen, so ``aegis feed`` never loads the brain.
+``parse_only`` parses a command line with the command's own parser and stops there (the docs
+check, tests/unit/test_docs_commands.py, runs every documented command through it).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
+from collections.abc import Callable
 
 from common.errors import ConfigError
 
@@ -41,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "keys": ("common.keys_cli", "create the ZeroMQ CURVE keys tcp endpoints need"),
     "data": ("research.data_cli", "Binance's public data archive -> a local Parquet catalog"),
 }
+HELP_WORDS = ("-h", "--help", "help")
 
 
 def usage() -> str:
@@ -50,18 +55,75 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def entry_point(cmd: str) -> Callable[[list[str]], int | None]:
+    """The function that runs ``aegis <cmd>`` (its module is imported now)."""
+    spec = COMMANDS[cmd]
+    return getattr(importlib.import_module(spec[0]), spec[2] if len(spec) > 2 else "main")
+
+
+class _Parsed(BaseException):  # not an Exception: a command's own ``except Exception`` lets it by
+    def __init__(self, namespace: argparse.Namespace) -> None:
+        super().__init__()
+        self.namespace = namespace
+
+
+def parse_with(entry: Callable[[list[str]], int | None], args: list[str]) -> argparse.Namespace:
+    """What ``entry(args)`` parses from ``args``, without running the rest of it.
+
+    The entry runs up to its first ``ArgumentParser.parse_args`` and stops right after it.
+    A usage error or ``--help`` raises ``SystemExit`` with argparse's code (2 or 0), as it
+    would for a user, even where the entry catches it; an entry that parses nothing is an error.
+    """
+    original = argparse.ArgumentParser.parse_args
+    exits: list[SystemExit] = []
+
+    def parse_and_stop(self: argparse.ArgumentParser, *a: object, **kw: object) -> argparse.Namespace:
+        try:
+            namespace = original(self, *a, **kw)  # type: ignore[arg-type]
+        except SystemExit as exc:
+            exits.append(exc)
+            raise
+        raise _Parsed(namespace)
+
+    argparse.ArgumentParser.parse_args = parse_and_stop  # type: ignore[method-assign]
+    try:
+        entry(args)
+    except _Parsed as done:
+        return done.namespace
+    except SystemExit:
+        if not exits:
+            raise
+    finally:
+        argparse.ArgumentParser.parse_args = original  # type: ignore[method-assign]
+    if exits:
+        raise exits[0]
+    raise ConfigError(f"{getattr(entry, '__module__', entry)} returned without parsing its arguments")
+
+
+def parse_only(argv: list[str]) -> argparse.Namespace:
+    """Parse an ``aegis`` command line as ``main`` would, without running the command.
+
+    An unknown command or flag raises ``SystemExit(2)`` (argparse's message on stderr);
+    ``--help`` raises ``SystemExit(0)`` after printing the help, as for a user.
+    """
+    if not argv or argv[0] in HELP_WORDS:
+        return argparse.Namespace()
+    if argv[0] not in COMMANDS:
+        print(f"aegis: unknown command {argv[0]!r}", file=sys.stderr)
+        raise SystemExit(2)
+    return parse_with(entry_point(argv[0]), argv[1:])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help", "help"):
+    if not args or args[0] in HELP_WORDS:
         print(usage())
         return 0
     cmd, rest = args[0], args[1:]
     if cmd not in COMMANDS:
         print(f"aegis: unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    spec = COMMANDS[cmd]
-    module = importlib.import_module(spec[0])
-    entry = getattr(module, spec[2] if len(spec) > 2 else "main")
+    entry = entry_point(cmd)
     try:
         return int(entry(rest) or 0)
     except KeyboardInterrupt:

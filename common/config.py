@@ -158,6 +158,9 @@ class TradingConfig:
     reconcile_interval_s: float = 60.0
     reconcile_failures_to_halt: int = 3  # consecutive unreachable runs before trading stops
     journal_ack_timeout_ms: int = 2_000  # an order is sent only once the database has it
+    # the exchange's user data stream (demo and live): fills, order states and positions as they
+    # happen; REST resyncs after a gap (docs/user-stream.md). Off: REST polling only
+    user_stream: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,7 +32,9 @@ Transitions (event -> next state):
     LIVE            .     KEEP  .       UPD     CXL_PEND  .         CANCELED .       QUERY
     TRIGGERED       .     KEEP  .       UPD     KEEP      .         CANCELED .       QUERY
     CANCEL_PENDING  .     KEEP  .       UPD     KEEP      QUERY     CANCELED UNKNOWN QUERY
-    FINISHED, CANCELED, REJECTED, EXPIRED: Ack, Reject, Update, Canceled, Query -> KEEP
+    FINISHED, CANCELED, REJECTED, EXPIRED: Ack, Reject, Update, CancelRequest, CancelRejected,
+                                           Canceled, Query -> KEEP (a cancel's refusal that
+                                           crossed the stream's final status is a late answer)
 
     UPD    = the exchange's status (``EXCHANGE_STATUS``), never backwards; in CANCEL_PENDING a
              live NEW keeps CANCEL_PENDING (the cancel is in flight)
@@ -145,7 +147,7 @@ Event = Union[Send, Ack, Reject, Update, CancelRequest, CancelRejected, Canceled
 UPD, REJECT, QUERY, KEEP, LIVE = "UPD", "REJECT", "QUERY", "KEEP", "LIVE_"
 Target = Union[AlgoState, str]
 _TERMINAL_ROW: dict[type, Target] = {Ack: KEEP, Reject: KEEP, Update: KEEP, Canceled: KEEP, QueryResult: KEEP,
-                                     CancelRequest: KEEP}
+                                     CancelRequest: KEEP, CancelRejected: KEEP}
 TRANSITIONS: dict[AlgoState, dict[type, Target]] = {
     A.NEW_LOCAL: {Send: A.SENT, CancelRequest: A.CANCELED, QueryResult: QUERY},
     A.SENT: {Ack: LIVE, Reject: REJECT, Update: UPD, Canceled: A.CANCELED, Timeout: A.UNKNOWN, QueryResult: QUERY},
@@ -397,6 +399,8 @@ def _on_cancel_request(o: AlgoOrder, e: CancelRequest, target: Target) -> Result
 
 
 def _on_cancel_rejected(o: AlgoOrder, e: CancelRejected, target: Target) -> Result:
+    if target == KEEP:
+        return o, ()  # already final (the user stream said so first)
     # usually it triggered or ended meanwhile: the query says which (LIVE until then)
     return replace(o, state=A.LIVE), (QueryAlgo(client_algo_id=o.client_algo_id, not_before_ms=o.last_sent_ms),)
 

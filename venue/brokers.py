@@ -11,6 +11,11 @@ With ``trading.order_transport = "ws"`` (the default) the ccxt broker sits behin
 ``WsBroker``: orders, cancels and order queries over the WebSocket API, REST while it is down.
 
 ``trading.broker = "none"`` (or ``trading.enabled = false``) runs signals only.
+
+The user data stream (``user_stream``) goes with the ccxt broker: demo and live have one (the
+exchange pushes fills, order states and positions as they happen), paper and replay do not
+(the paper broker answers inside the brain). ``trading.user_stream = false`` turns it off:
+REST alone then, with the 5-second position poll.
 """
 
 from __future__ import annotations
@@ -119,6 +124,24 @@ def make_broker(cfg: AegisConfig, book: Any, clock_ms: Any = None) -> Broker:
     # the paper broker checks orders against the real filters: fetched once, at start
     return PaperBroker(pcfg, book=book, clock_ms=clock_ms or (lambda: time.time_ns() // 1_000_000),
                        sleep=time.sleep, filters=filters_fn(cfg)())
+
+
+def has_user_stream(cfg: AegisConfig) -> bool:
+    return broker_kind(cfg) == "ccxt" and cfg.trading.user_stream
+
+
+def make_user_stream(cfg: AegisConfig) -> Any:
+    """The user data stream client of the mode's exchange (not started), or None: the REST
+    base the ccxt broker uses, the WebSocket host the feed uses (``/private`` is added), the
+    broker's API key. The spelled-out host list is ``binance.market_urls``."""
+    if not has_user_stream(cfg):
+        return None
+    from venue.binance.user_stream_client import UserStreamClient, UserStreamConfig
+
+    key, _ = credentials(cfg)
+    ws, rest = binance.market_urls(cfg)
+    ucfg = UserStreamConfig(rest_url=rest, ws_url=ws, rest_timeout_s=cfg.trading.order_timeout_ms / 1000)
+    return UserStreamClient(ucfg, api_key=key)
 
 
 class LazyBroker:

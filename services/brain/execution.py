@@ -15,13 +15,13 @@ Mapping of broker answers to order events (``venue.orders``):
     query             QueryResult(found, status, executed) at the time the query was sent
     fills             TradeFill per row of that exchange order (idempotent by trade id)
     a failed query    asked again ``QUERY_RETRY_MS`` later, as often as it takes
+    user stream       the same events as they happen, and a REST resync after a gap (``user_feed``)
 """
 
 from __future__ import annotations
 
 import json
 import math
-from decimal import Decimal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +35,7 @@ from common.log import RateLimiter
 from services.brain import dispatcher as dsp
 from venue import algo_orders as ao
 from venue import orders as om
-from services.brain import protection, recovery, risk, trader
+from services.brain import protection, recovery, risk, trader, user_feed
 from venue.port import AlgoSpec, Broker, ExchangeAlgoOrder, ExchangeOrder, OrderSpec, SubmitResult
 
 log = structlog.get_logger(__name__)
@@ -59,7 +59,8 @@ class Execution:
                  position_poll_s: float = POSITION_POLL_S, algo_audit_s: float = ALGO_AUDIT_S,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
                  mono_s: Callable[[], float] = time.monotonic,
-                 blocked: Callable[[], str] = lambda: "", flatten_on_halt: bool = False) -> None:
+                 blocked: Callable[[], str] = lambda: "", flatten_on_halt: bool = False,
+                 user_stream: user_feed.Source | None = None) -> None:
         self.cfg = cfg
         self.broker = broker
         self.dispatcher = dispatcher
@@ -100,6 +101,9 @@ class Execution:
         self._next_start = 0.0
         self._starting = False
         self._limiter = RateLimiter(60.0)
+        # the exchange's user data stream (demo and live): fills, statuses and positions as they
+        # happen; REST resyncs after a gap (``user_feed``)
+        self.user_stream = user_feed.Link(user_stream) if user_stream is not None else None
 
     # ------------------------------------------------------------------ context
     def ctx(self, symbols: tuple[str, ...] = ()) -> trader.Ctx:
@@ -151,6 +155,8 @@ class Execution:
                 self._completion(c)
             if not done or not self.inline:
                 break
+        if self.user_stream is not None:
+            user_feed.pump(self)
         now_s = self.mono_s()
         if not self.ready and not self._starting and now_s >= self._next_start:
             self._start()
@@ -175,7 +181,7 @@ class Execution:
                 self._next_audit = now_s + self.algo_audit_s
                 self.dispatcher.submit(dsp.QUERY, self.broker.open_algo_orders, tag=("algo_audit", now))
             if self.st.trades and now_s >= self._next_positions:
-                self._next_positions = now_s + self.position_poll_s
+                self._next_positions = now_s + user_feed.position_poll_s(self)  # slower while streamed
                 self.dispatcher.submit(dsp.QUERY, self.broker.positions, tag=("positions", now))
 
     # ------------------------------------------------------------------ start-up and recovery
@@ -219,6 +225,9 @@ class Execution:
         self.st, actions = trader.recovery_actions(self.st, now)
         self.st, arm = trader.protect_unprotected(self.cfg, self.st, self.ctx())
         actions = [*actions, *arm]
+        for sym, tr in self.st.trades.items():  # closed at the exchange while we were away
+            if tr.flat_at_exchange_ms:
+                actions.append(trader.Dispatch(trader.FetchSymbolFills(symbol=sym, since_ms=tr.opened_ms), sym))
         self._next_positions = self.mono_s() + self.position_poll_s  # start-up just read them
         # the first audit soon after start (strays a crash left, stops that went missing)
         self._next_audit = self.mono_s() + self.algo_audit_s / 30
@@ -361,8 +370,16 @@ class Execution:
         elif isinstance(effect, trader.CheckPosition):
             self.dispatcher.submit(dsp.QUERY, b.positions, tag=("positions", now))
         elif isinstance(effect, trader.FetchSymbolFills):
-            self.dispatcher.submit(dsp.QUERY, b.fills, symbol, since_ms=effect.since_ms, key=symbol,
-                                   tag=("symbol_fills", symbol, now))
+            # the trade's protective orders first, then the fills: a stop that triggered while
+            # nobody listened names its market order, so its fills are known as the stop's
+            t = self.st.trades.get(symbol)
+            algo_cids = sorted(c for c in (t.algo_cids if t else ()) if c in self.st.algos
+                               and not self.st.algos[c].is_terminal)
+
+            def job(cids=tuple(algo_cids), since=effect.since_ms):
+                return [(cid, b.query_algo(symbol, cid)) for cid in cids], b.fills(symbol, since_ms=since)
+
+            self.dispatcher.submit(dsp.QUERY, job, key=symbol, tag=("symbol_fills", symbol, now))
 
     # ------------------------------------------------------------------ completions
     def _completion(self, c: dsp.Completion) -> None:
@@ -402,19 +419,25 @@ class Execution:
                 self._run(trader.on_open_algos(self.cfg, self.st, list(c.result), self.ctx()))
             return
         if kind == "positions":
-            if err is None and self.ready:
-                held = {p.symbol: p.qty for p in c.result}
-                for sym in list(self.st.trades):
-                    self._run(trader.on_exchange_position(self.cfg, self.st, sym, held.get(sym, Decimal(0)),
-                                                          self.ctx((sym,))))
+            if err is None and self.ready:  # (a read older than a trade's first fill skips that trade)
+                user_feed.apply_position_read(self, c.result, c.tag[1])
             return
         if kind == "symbol_fills":
             sym = c.tag[1]
             if err is None:
-                self._run(trader.on_symbol_fills(self.cfg, self.st, sym, list(c.result), self.ctx((sym,))))
+                algos, fills = c.result
+                for cid, found in algos:
+                    if cid in self.st.algos:
+                        self._algo_event(cid, ao.QueryResult(at_ms=c.tag[2], found=False) if found is None else
+                                         ao.QueryResult(at_ms=c.tag[2], found=True, status=found.status,
+                                                        algo_id=found.algo_id, actual_order_id=found.actual_order_id))
+                self._run(trader.on_symbol_fills(self.cfg, self.st, sym, list(fills), self.ctx((sym,))))
             elif sym in self.st.trades:  # ask again; the trade closes at the mark if it never comes
                 self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
                     symbol=sym, since_ms=self.st.trades[sym].first_fill_ms or self.st.trades[sym].opened_ms), sym))
+            return
+        if kind == user_feed.RESYNC_TAG:
+            user_feed.resynced(self, c)
             return
         if kind in ("place_algo", "cancel_algo", "query_algo"):
             self._algo_completion(kind, c)
@@ -524,7 +547,7 @@ class Execution:
                 "protective_orders": sum(1 for o in self.st.algos.values() if o.is_protecting),
                 "positions_protected": sum(1 for t in self.st.trades.values() if t.position > 0 and t.protected_ms),
                 "longest_unprotected_ms": self.st.longest_unprotected_ms,
-                "trader": dict(c), **self.counters}
+                "trader": dict(c), "user_stream": user_feed.snapshot(self), **self.counters}
 
 
 def _brackets_or_none(broker: Broker, symbols: list[str]) -> dict[str, tuple[Any, ...]]:

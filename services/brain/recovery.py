@@ -53,6 +53,7 @@ class Saved:
     model_blob: bytes | None = None
     risk_state: risk.RiskState | None = None
     algos: Mapping[str, ao.AlgoOrder] = field(default_factory=dict)  # protective orders not known over
+    entry_fills: Mapping[str, tuple[Decimal, Decimal]] = field(default_factory=dict)  # symbol -> (qty, avg)
 
 
 def _dec(x: object) -> Decimal:
@@ -125,10 +126,11 @@ def _load(conn: sqlite3.Connection, now_ms: int) -> Saved:
             "SELECT trade_id FROM fills WHERE client_order_id = ?", (row["client_order_id"],)))
         open_orders[row["client_order_id"]] = _order(row, tids)
     plans: dict[str, trader.Trade] = {}
+    filled: dict[str, tuple[Decimal, Decimal]] = {}
     # the newest entry per symbol that filled, or is still open (its fate is being queried)
     for row in conn.execute(
-            f"SELECT o.client_order_id, o.symbol, o.side, o.created_ns, s.signal_id, s.stop, s.target,"
-            f" s.confidence, s.features FROM orders o JOIN signals s ON s.signal_id = o.signal_id"
+            f"SELECT o.client_order_id, o.symbol, o.side, o.created_ns, o.filled_qty, o.avg_price, s.signal_id,"
+            f" s.stop, s.target, s.confidence, s.features FROM orders o JOIN signals s ON s.signal_id = o.signal_id"
             f" WHERE o.reduce_only = 0 AND (o.filled_qty > 0 OR o.status IN ({marks}))"
             f" AND o.created_ns >= ? ORDER BY o.created_ns", (*_OPEN_STATES, since_ns)):  # noqa: S608
         try:
@@ -139,6 +141,9 @@ def _load(conn: sqlite3.Connection, now_ms: int) -> Saved:
             trade_id=row["signal_id"], symbol=row["symbol"], side=row["side"], stop=float(row["stop"]),
             target=float(row["target"]), confidence=float(row["confidence"]), features=features,
             opened_ms=int(row["created_ns"]) // 1_000_000, entry_cid=row["client_order_id"])
+        # what the entry filled, as journaled: a trade closed while we were away starts from it
+        filled[row["symbol"]] = (_dec(row["filled_qty"]), _dec(row["avg_price"]))
+    closed = {r[0] for r in conn.execute("SELECT trade_id FROM trades")}
     last_action = {r[0]: int(r[1]) // 1_000_000 for r in conn.execute(
         "SELECT symbol, max(updated_ns) FROM orders WHERE created_ns >= ? GROUP BY symbol", (since_ns,))}
     blobs = {r[0]: bytes(r[1]) for r in conn.execute("SELECT name, state FROM model_state")}
@@ -158,8 +163,12 @@ def _load(conn: sqlite3.Connection, now_ms: int) -> Saved:
                 algos[a.client_algo_id] = a
     except sqlite3.OperationalError:  # a database from before protective orders: none to load
         pass
-    return Saved(open_orders=open_orders, used_cids=used, plans=plans, last_action_ms=last_action,
-                 model_blob=blobs.get(MODEL_NAME), risk_state=risk_state, algos=algos)
+    # a plan whose trade is over (closed in the trades table) is no plan any more; one whose
+    # entry filled is carried with its fills (below: closed at the exchange while we were away)
+    open_plans = {s: p for s, p in plans.items() if p.trade_id not in closed}
+    entries = {s: filled[s] for s in open_plans if s in filled}
+    return Saved(open_orders=open_orders, used_cids=used, plans=open_plans, last_action_ms=last_action,
+                 model_blob=blobs.get(MODEL_NAME), risk_state=risk_state, algos=algos, entry_fills=entries)
 
 
 def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePosition], now_ms: int,
@@ -195,6 +204,17 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
             base = q + exits_missing
             trades[p.symbol] = trader.adopt(cfg, symbol=p.symbol, qty=base if p.qty > 0 else -base,
                                             entry_price=p.entry_price, now_ms=now_ms)
+    # a filled entry whose position the exchange no longer holds was closed while we were away
+    # (its stop or target fired, or someone closed it): the trade is rebuilt from its journaled
+    # fills, flat at the exchange, and its closing fills are fetched to learn the real outcome
+    for sym, plan in saved.plans.items():
+        qty, avg = saved.entry_fills.get(sym, (Decimal(0), Decimal(0)))
+        entry = saved.open_orders.get(plan.entry_cid)
+        if sym in trades or qty <= 0 or (entry is not None and not entry.is_terminal):
+            continue
+        log.warning("brain.closed_while_away", symbol=sym, trade_id=plan.trade_id, qty=str(qty))
+        trades[sym] = replace(plan, entry_qty=qty, entry_notional=qty * avg, first_fill_ms=plan.opened_ms,
+                              flat_at_exchange_ms=now_ms)
     # an open entry order whose trade has no position yet still holds its slot
     for o in saved.open_orders.values():
         plan = saved.plans.get(o.symbol)

@@ -369,6 +369,12 @@ def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillAppli
     if is_entry and t.exit_reason and not t.exit_cid:  # an exit was wanted before this filled
         st, acts = _exit(cfg, st, t, t.exit_reason, ctx)
         actions += acts
+    elif not is_entry and t.exit_cid == o.client_order_id and o.filled_qty >= o.qty and not t.flat_at_exchange_ms:
+        # the exit is done and the position is not: it was sized while the entry was still
+        # filling (fills one by one from the user stream). Exit the rest now
+        t = replace(t, exit_cid="")
+        st, acts = _exit(cfg, _with_trade(st, t), t, t.exit_reason, ctx)
+        actions += acts
     return st, actions
 
 

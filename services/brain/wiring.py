@@ -12,7 +12,7 @@ from common import bus, service
 from common.config import AegisConfig, Endpoints
 from services.brain import dispatcher as dsp
 from services.brain import execution, risk, rotation, trader
-from venue.brokers import LazyBroker, broker_kind, filters_fn, make_broker
+from venue.brokers import LazyBroker, broker_kind, filters_fn, make_broker, make_user_stream
 
 log = structlog.get_logger(__name__)
 DISPATCH_WORKERS = 4
@@ -40,6 +40,9 @@ class Trading:
     sync: bus.SyncJournal
 
     def close(self) -> None:
+        link = self.execution.user_stream
+        if link is not None:
+            link.client.stop(timeout_s=3.0)  # closes the listenKey too
         self.dispatcher.close(timeout_s=3.0)
         self.execution.broker.close()
         self.sync.close()
@@ -64,6 +67,9 @@ def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
         filters_fn=filters_fn(cfg, fallback=lambda: brain.symbol_info), db_path=service.db_path(cfg),
         symbols_fn=lambda: list(brain.ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
         clock_ms=clock_ms, mono_s=(lambda: brain.clock_ms() / 1000.0) if replay else time.monotonic,
-        blocked=brain.trading_block_reason, flatten_on_halt=cfg.trading.flatten_on_halt)
-    log.info("brain.trading", broker=broker.name, mode=cfg.mode)
+        blocked=brain.trading_block_reason, flatten_on_halt=cfg.trading.flatten_on_halt,
+        user_stream=None if replay else make_user_stream(cfg))
+    if ex.user_stream is not None:
+        ex.user_stream.client.start()  # its own thread: connects (and reconnects) on its own
+    log.info("brain.trading", broker=broker.name, mode=cfg.mode, user_stream=ex.user_stream is not None)
     return Trading(execution=ex, dispatcher=disp, sync=sync)

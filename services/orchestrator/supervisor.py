@@ -224,7 +224,10 @@ class Supervisor:
         cfg_file.write_text(json.dumps(config_mod.to_dict(cfg), indent=1))
         base = [sys.executable, "-m"]
         tail = ["--config", str(cfg_file)]
-        names = ((["exchange_sim"] if cfg.mode == "demo" else []) + ["orchestrator", "brain", "feed"]
+        # demo with an explicit exchange URL (aegis run --exchange URL): that exchange runs on its
+        # own, outside the stack, as Binance would (it survives the stack's death)
+        own_sim = cfg.mode == "demo" and not cfg.feed.rest_url
+        names = ((["exchange_sim"] if own_sim else []) + ["orchestrator", "brain", "feed"]
                  + (["dashboard"] if cfg.dashboard.enabled and cfg.mode != "replay" else []))
         self.children = [Child(n, base + [f"services.{n}"] + tail) for n in names if n not in self.without]
         if self.without:
@@ -773,6 +776,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="record the run into a capture file (ZeroMQ events and the feed's raw frames) "
                         "that aegis replay plays back")
     p.add_argument("--stats-out", metavar="DIR", help="copy the services' final stats files here")
+    p.add_argument("--exchange", metavar="URL",
+                   help="trade with the exchange at URL (e.g. http://127.0.0.1:8900, a local exchange started "
+                        "with 'aegis exchange-sim --port 8900') instead of starting one: it lives outside the "
+                        "stack, as Binance does")
     p.add_argument("--without", action="append", default=[], metavar="SERVICE",
                    choices=("exchange_sim", "orchestrator", "brain", "feed", "dashboard"),
                    help="do not start SERVICE (run it yourself in the foreground to debug it)")
@@ -793,6 +800,13 @@ def main(argv: list[str] | None = None) -> int:
         sim["max_speed"] = True
     if sim:
         over["sim"] = sim
+    if args.exchange:
+        url = args.exchange.rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            print(f"aegis run: --exchange wants an http(s) URL, not {args.exchange!r}", file=sys.stderr)
+            return 2
+        ws = "ws" + url[len("http"):]
+        over["feed"] = {**over.get("feed", {}), "rest_url": url, "ws_url": ws}
     if args.capture:
         if Path(args.capture).exists():
             print(f"aegis run: {args.capture} exists: choose a new capture file", file=sys.stderr)

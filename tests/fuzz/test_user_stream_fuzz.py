@@ -77,3 +77,75 @@ def test_unknown_event_types_are_never_applied(kind, body):
     """Whatever its body, an event type we do not model decodes to Unrecognised."""
     raw = orjson.dumps({"e": kind, "E": 5, "o": body, "a": body})
     assert _decode_or_reject(raw) == us.Unrecognised(event_type=kind[:64], event_ms=5)
+
+
+# ---------------------------------------------------------------------------- through the client and the trader
+# The client decodes in its own thread and the execution applies what it queued: garbage must
+# end as a counted rejection in the client, and whatever decodes must pass through the trader
+# without raising; an event type we do not model never reaches the trader at all.
+from pathlib import Path  # noqa: E402
+
+from services.brain import user_feed  # noqa: E402
+from venue.binance.user_stream_client import UserStreamClient, UserStreamConfig  # noqa: E402
+from tests.unit.brain.test_execution import holding  # noqa: E402
+
+QUEUED = (us.OrderUpdate, us.AccountUpdate, us.AlgoUpdate, us.MarginCall)
+ABSENT = Path("/nonexistent-aegis-fuzz")  # the rig's database: absent, a first start
+
+
+def _client() -> UserStreamClient:
+    return UserStreamClient(UserStreamConfig(rest_url="http://127.0.0.1:1", ws_url="ws://127.0.0.1:1"), api_key="k")
+
+
+def _through_client(frames: list[bytes]) -> tuple[UserStreamClient, list]:
+    c = _client()
+    for f in frames:
+        assert c.on_frame(f) in ("", "listen_key_expired")
+    return c, [e for _, e in c.drain(10_000)]
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=200), max_size=8))
+def test_garbage_frames_through_the_client_are_only_counted_rejections(frames):
+    """Random frames: nothing raises; every frame is either one counted rejection or one counted
+    event; only the event types the trader uses are queued."""
+    c, queued = _through_client(frames)
+    s = c.stats()
+    assert sum(s["rejects"].values()) + sum(s["events"].values()) == len(frames)
+    assert all(isinstance(e, QUEUED) for e in queued)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(REAL), st.integers(0, 10_000), st.integers(0, 255)), max_size=5))
+def test_mutated_events_through_the_client_and_the_trader_never_raise(mutations):
+    """Real events with a byte changed, through the client and then the execution of an open
+    trade: no exception, and the trade is untouched (the examples name other orders and symbols)."""
+    frames = []
+    for raw, pos, byte in mutations:
+        b = bytearray(raw)
+        b[pos % len(b)] = byte
+        frames.append(bytes(b))
+    rig = holding(ABSENT)
+    c = _client()
+    rig.ex.user_stream = user_feed.Link(c)
+    for f in frames:
+        c.on_frame(f)
+    trade = rig.ex.st.trades["AAAUSDT"]
+    user_feed.pump(rig.ex)
+    assert rig.ex.st.trades["AAAUSDT"] == trade and rig.calls == []
+
+
+@FUZZ
+@given(st.text(min_size=1, max_size=30).filter(lambda s: s not in us.DECODERS), json_values)
+def test_an_unknown_event_type_never_reaches_the_trader(kind, body):
+    """Whatever its body, an event type we do not model is counted by the client and the open
+    trade's state is the very same object afterwards."""
+    rig = holding(ABSENT)
+    c = _client()
+    rig.ex.user_stream = user_feed.Link(c)
+    raw = orjson.dumps({"e": kind, "E": 5, "o": body, "a": body, "P": body})
+    assert c.on_frame(raw) == ""
+    st_before = rig.ex.st
+    user_feed.pump(rig.ex)
+    assert rig.ex.st is st_before and rig.calls == []
+    assert c.stats()["events"] == {kind[:64]: 1}

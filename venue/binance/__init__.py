@@ -37,8 +37,11 @@ TESTNET_WS = "wss://fstream.binancefuture.com"
 TESTNET_REST = "https://testnet.binancefuture.com"
 
 # user data (listenKey) streams: ``/private/ws?listenKey=<key>`` (or ``/private/ws/<key>``) on the
-# production host since Binance's 2026 WebSocket base URL split; ``/ws/<key>`` is the legacy form
+# production host since Binance's 2026 WebSocket base URL split; ``/ws/<key>`` is the legacy form.
+# The futures testnet serves the same split (``wss://fstream.binancefuture.com/private/ws/<key>``,
+# its "General Info" page: public, market and private url paths), and so does the sim.
 USER_DATA_PATH = "/private/ws"
+LISTEN_KEY_PATH = "/fapi/v1/listenKey"  # POST create (or extend), PUT keepalive, DELETE close
 
 Route = Literal["", "public", "market"]
 ROUTES: tuple[Route, ...] = ("public", "market")
@@ -78,3 +81,9 @@ def ws_routed(cfg: config.AegisConfig) -> bool:
     if cfg.feed.ws_routing == "auto":
         return routed_by_default(market_urls(cfg)[0])
     return cfg.feed.ws_routing == "on"
+
+
+def user_data_url(ws_base: str, listen_key: str) -> str:
+    """The user data stream of ``listen_key`` on a WebSocket host (``wss://fstream.binance.com``
+    -> ``wss://fstream.binance.com/private/ws/<key>``). The result holds a credential: never log it."""
+    return f"{ws_base.rstrip('/')}{USER_DATA_PATH}/{listen_key}"

@@ -333,9 +333,16 @@ def _algo_update(e: Mapping[str, Any]) -> AlgoUpdate:
 
 
 def _listen_key_expired(e: Mapping[str, Any]) -> ListenKeyExpired:
+    # the event page's current example prints E as a string ("E": "1736996475556"), the older
+    # one as a number: both are read, anything else is refused
+    w = "listenKeyExpired"
+    raw = _field(e, "E", w)
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19:
+        event_ms = int(raw)
+    else:
+        event_ms = _int(e, "E", w)
     key = e.get("listenKey", "")
-    return ListenKeyExpired(event_ms=_int(e, "E", "listenKeyExpired"),
-                            listen_key_tail=key[-4:] if isinstance(key, str) else "")
+    return ListenKeyExpired(event_ms=event_ms, listen_key_tail=key[-4:] if isinstance(key, str) else "")
 
 
 def _margin_call(e: Mapping[str, Any]) -> MarginCall:

@@ -77,6 +77,7 @@ class FakeBroker:
         self.algo_specs: list[AlgoSpec] = []
         self.algo_answers: list[Any] = []
         self.algo_queries: list[Any] = []
+        self.algo_cancels: list[Any] = []
         self.bal = Balance(wallet=Decimal(equity), equity=Decimal(equity), available=Decimal(equity))
 
     @staticmethod
@@ -138,6 +139,8 @@ class FakeBroker:
 
     def cancel_algo(self, symbol: str, client_algo_id: str) -> ExchangeAlgoOrder:
         self.calls.append(("cancel_algo", symbol, client_algo_id))
+        if self.algo_cancels:
+            return self._next(self.algo_cancels, "cancel_algo")
         return ExchangeAlgoOrder(client_algo_id=client_algo_id, algo_id="", symbol=symbol, side="", order_type="",
                                  status="CANCELED")
 
@@ -800,13 +803,25 @@ class TestProtection:
         rig.ex.on_signal(signal())
         rig.poll(2)
         rig.broker.held = []  # flat at the exchange
-        rig.broker.fill_rows.append([xfill(STOP_ID, "11", "19.8", "97.9", eid="555", side="SELL")])
+        # userTrades rows carry no client id: the stop's query names its market order (555)
+        rig.broker.algo_queries += [
+            ExchangeAlgoOrder(client_algo_id=STOP_ID, algo_id="7001", symbol="AAAUSDT", side="SELL",
+                              order_type="STOP_MARKET", status="FINISHED", actual_order_id="555"),
+            ExchangeAlgoOrder(client_algo_id=TARGET_ID, algo_id="7002", symbol="AAAUSDT", side="SELL",
+                              order_type="TAKE_PROFIT_MARKET", status="CANCELED")]
+        rig.broker.fill_rows.append([xfill("", "11", "19.8", "97.9", eid="555", side="SELL")])
+        # the stop already fired: Binance refuses its cancel (-2011); the target is cancelled
+        rig.broker.algo_cancels += [DefinitiveError("binance -2011 Unknown order sent.", reason="unknown_order",
+                                                    code=-2011),
+                                    ExchangeAlgoOrder(client_algo_id=TARGET_ID, algo_id="7002", symbol="AAAUSDT",
+                                                      side="SELL", order_type="TAKE_PROFIT_MARKET", status="CANCELED")]
         rig.ex._next_positions = 0.0
         rig.poll(3)
         [closed] = rig.bodies(wire.TradeClosed)
         assert (closed.exit_reason, closed.exit_price, closed.learned) == ("STOP", 97.9, True)
         assert ("cancel_algo", "AAAUSDT", TARGET_ID) in rig.calls
         assert rig.ex.st.trades == {}
+        assert rig.ex.st.counters["protection_triggered:STOP"] == 1
 
 
 class TestSymbolSetUp:

@@ -226,10 +226,18 @@ class TestMerge:
         assert (t.adopted, t.side, t.stop, t.target) == (True, "SELL", 102.0, 96.0)
         assert t.trade_id == f"adopted-AAAUSDT-{NOW}"
 
-    def test_a_local_plan_the_exchange_no_longer_holds_is_dropped(self, saved: recovery.Saved):
+    def test_a_filled_plan_the_exchange_no_longer_holds_was_closed_while_away(self, saved: recovery.Saved):
+        """CCCUSDT's entry filled, the exchange holds no position: the trade comes back flat at
+        the exchange (its slot free, no exit to send) with its journaled entry, so the closing
+        fills fetched after start close it with its real outcome."""
         st = recovery.merge(CFG, saved, POSITIONS, NOW, HALTED)
-        assert "CCCUSDT" not in st.trades
-        assert sorted(st.trades) == ["AAAUSDT", "BBBUSDT", "DDDUSDT", "EEEUSDT"]
+        assert sorted(st.trades) == ["AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT"]
+        t = st.trades["CCCUSDT"]
+        qty, avg = saved.entry_fills["CCCUSDT"]
+        assert (t.flat_at_exchange_ms, t.entry_qty, t.entry_notional) == (NOW, qty, qty * avg)
+        assert qty > 0
+        ctx = trader.Ctx(now_ms=NOW, equity=1e4, market=risk.Market(filters={}))
+        assert "CCCUSDT" not in [h.symbol for h in trader.held_positions(st, ctx)]
 
     def test_an_open_entry_without_a_position_keeps_its_slot_with_its_plan(self, saved: recovery.Saved):
         st = recovery.merge(CFG, saved, POSITIONS, NOW, HALTED)

@@ -188,6 +188,27 @@ class TestFillsAndExits:
         st, acts = trader.on_timer(CFG, st, ctx(now=NOW + 60_000))
         assert of_type(acts, trader.NewOrder) == []
 
+    def test_an_exit_sized_on_a_partly_filled_entry_is_followed_by_one_for_the_rest(self):
+        """The stop is touched after the entry's first fill (10 of 19.8): the exit sells 10;
+        the entry's second fill (9.8) arrives meanwhile; when the exit is done a second exit
+        sells the remaining 9.8 and its fill closes the trade."""
+        st, order, _ = enter()
+        cid = order.client_order_id
+        st, _ = trader.on_fill(CFG, st, fill(cid, "1", "10", "100.0"), ctx())
+        st, acts = trader.on_prices(CFG, st, "AAAUSDT", 97.9, 100.0, ctx(price=98.0))
+        (first,) = of_type(acts, trader.NewOrder)
+        assert first.order.qty == Decimal("10")
+        st, _ = sent(st, first.order)
+        st, _ = trader.on_fill(CFG, st, fill(cid, "2", "9.8", "100.0"), ctx())
+        st, acts = trader.on_fill(CFG, st, fill(first.order.client_order_id, "3", "10", "98.0", side="SELL"), ctx())
+        (second,) = of_type(acts, trader.NewOrder)
+        assert (second.order.qty, second.order.reduce_only) == (Decimal("9.8"), True)
+        assert second.order.client_order_id == "ax-AAAUSDT-1733011200000-BUY-2"
+        st, _ = sent(st, second.order)
+        st, acts = trader.on_fill(CFG, st, fill(second.order.client_order_id, "4", "9.8", "97.9", side="SELL"), ctx())
+        (closed,) = bodies(acts, wire.TradeClosed)
+        assert (closed.exit_reason, closed.qty) == ("STOP", 19.8) and "AAAUSDT" not in st.trades
+
 
 class TestRotation:
     def full(self):

@@ -109,6 +109,14 @@ class TestLifeCycle:
                      ao.CancelRejected(code=-2011))
         assert o.state == A.LIVE and eff[-1] == ao.QueryAlgo(client_algo_id="ps-sig1-1", not_before_ms=T0)
 
+    def test_a_cancel_refused_after_the_stream_said_expired_changes_nothing(self):
+        """With the user stream, EXPIRED (the position closed) often arrives before the refusal
+        of our cancel (-2011): the refusal is a late answer, not an error."""
+        o, _ = run(stop(), ao.Send(at_ms=T0), ao.Ack(algo_id="7"), ao.CancelRequest(),
+                   ao.Update(status="EXPIRED", algo_id="7"))
+        same, eff = ao.apply(o, ao.CancelRejected(code=-2011))
+        assert (o.state, same, eff) == (A.EXPIRED, o, ())
+
 
 class TestAmbiguity:
     def test_timeout_goes_unknown_and_queries(self):

@@ -121,6 +121,18 @@ class TestOtherEvents:
         ev = us.decode(b'{"e":"listenKeyExpired","E":1576653824250,"listenKey":"WsCMN0a4KHUPTQuX6IUnqEZfB1inxmv1qR4kbf1LuEjur5VdbzqvyxqG9TSjVVxv"}')
         assert ev == us.ListenKeyExpired(event_ms=1576653824250, listen_key_tail="VVxv")
 
+    def test_listen_key_expired_with_the_time_as_a_string_as_the_current_page_shows_it(self):
+        """The event page's current example: ``"E": "1736996475556"`` (a string); the sim sends it so."""
+        ev = us.decode(b'{"e":"listenKeyExpired","E":"1736996475556",'
+                       b'"listenKey":"WsCMN0a4KHUPTQuX6IUnqEZfB1inxmv1qR4kbf1LuEjur5VdbzqvyxqG9TSjVVxv"}')
+        assert ev == us.ListenKeyExpired(event_ms=1736996475556, listen_key_tail="VVxv")
+
+    @pytest.mark.parametrize("e", ['"-5"', '"1.5"', '"\u00b2"', '"12345678901234567890"', "null", "-1"])
+    def test_listen_key_expired_with_a_bad_time_is_refused(self, e):
+        """Negative, fractional, non-ASCII digits, too long, null: DecodeError."""
+        with pytest.raises(DecodeError):
+            us.decode(('{"e":"listenKeyExpired","E":%s}' % e).encode())
+
     def test_margin_call(self):
         ev = us.decode(_raw({"e": "MARGIN_CALL", "E": 1587727187525, "cw": "3.16812045", "p": [
             {"s": "ETHUSDT", "ps": "LONG", "pa": "1.327", "mt": "CROSSED", "iw": "0", "mp": "187.17127",

@@ -1,0 +1,176 @@
+"""Host lost: positions stay protected by the exchange while every process of the stack is dead.
+
+The local exchange runs on its own (``aegis exchange-sim``), the stack points at it
+(``aegis run --exchange URL``), as a real deployment points at Binance. Once positions are
+open with their exchange-held stops, every process of the stack is SIGKILLed (supervisor,
+children, warm spares); the exchange keeps running. One symbol's price is pushed through its
+stop, another's through its target: the exchange closes both by itself. The stack is started
+again on the same database: the two trades are closed with the exchange's fills and learned,
+their slots are free, the third position is still protected, and nothing was sent twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, stack_env
+
+pytestmark = pytest.mark.integration
+
+OPEN_WAIT_S = 420  # three positions from the candles demo at 30x (usually 1-3 minutes)
+SETTLE_WAIT_S = 180
+
+
+def http(port: int, method: str, path: str, body: dict | None = None):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback
+        return json.loads(r.read())
+
+
+def rows(db: Path, sql: str, *args) -> list[tuple]:
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def stack_pids(marker: str) -> list[int]:
+    """Every process of this test's stack: they all inherit its marker variable (the
+    supervisor, its children, warm spares and their forks); the exchange does not have it."""
+    needle = f"AEGIS_HOSTLOST_MARKER={marker}\0".encode()
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            blob = (d / "environ").read_bytes() + b"\0"
+        except OSError:
+            continue
+        if needle in blob:
+            out.append(int(d.name))
+    return out
+
+
+def wait_for(what: str, fn, timeout_s: float, every_s: float = 1.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = fn()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every_s)
+
+
+@pytest.fixture
+def sim(tmp_path, procs):
+    """The local exchange alone, on a free port, with its account in a state file."""
+    p = procs.python("-m", "services.exchange_sim", "--port", "0", "--speed", "30", "--symbols", "20",
+                     "--state-file", str(tmp_path / "sim-account.json"), cwd=REPO,
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    port = None
+    for line in p.stdout:  # type: ignore[union-attr]
+        if line.startswith("PORT "):
+            port = int(line.split()[1])
+            break
+    assert port, "the exchange did not say its port"
+    threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()  # keep the pipe drained
+    yield port
+
+
+def start_stack(procs, tmp_path: Path, port: int, tag: str):
+    env = stack_env(tmp_path, AEGIS_SIM__SOURCE="candles", AEGIS_FEED__HYDRATE_CANDLES="1500",
+                    AEGIS_HOSTLOST_MARKER=tmp_path.name)
+    log = open(tmp_path / f"stack-{tag}.log", "w")  # noqa: SIM115 - closed with the process
+    p = procs.python("-m", "common.cli", "run", "--exchange", f"http://127.0.0.1:{port}", "--no-status",
+                     "--log-format", "json", cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return p, log
+
+
+def test_positions_closed_by_the_exchange_while_the_host_was_down_are_learned_after_restart(tmp_path, procs, sim):
+    db = tmp_path / "data" / "aegis.sqlite3"
+    stack, log = start_stack(procs, tmp_path, sim, "first")
+
+    def protected() -> list[tuple]:
+        live = rows(db, "SELECT symbol, role, client_algo_id, trigger_price FROM algo_orders WHERE state='LIVE'")
+        by_symbol: dict[str, dict[str, tuple]] = {}
+        for symbol, role, cid, trig in live:
+            by_symbol.setdefault(symbol, {})[role] = (cid, trig)
+        full = [(s, r["STOP"], r["TARGET"]) for s, r in sorted(by_symbol.items()) if "STOP" in r and "TARGET" in r]
+        return full if len(full) >= 3 else []
+
+    three = wait_for("three positions with exchange-held stop and target", protected, OPEN_WAIT_S)[:3]
+    orders_before = rows(db, "SELECT client_order_id FROM orders")
+
+    # ---- the host is lost: every process of the stack dies at once (spares included)
+    marker = tmp_path.name
+    for pid in stack_pids(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    stack.wait(10)
+    log.close()
+    wait_for("no process of the stack left", lambda: not stack_pids(marker) or None, 10, 0.2)
+
+    # ---- the market moves through one stop and one target; only the exchange is there
+    (s_stop, stop, _), (s_target, _, target), (s_held, held_stop, _) = three
+    positions = {p["symbol"]: Decimal(p["positionAmt"]) for p in http(sim, "GET", "/_sim/account")["positions"]}
+    long_stop = positions[s_stop] > 0
+    push_stop = Decimal(stop[1]) * (Decimal("0.99") if long_stop else Decimal("1.01"))
+    long_target = positions[s_target] > 0
+    push_target = Decimal(target[1]) * (Decimal("1.01") if long_target else Decimal("0.99"))
+    http(sim, "POST", "/_sim/price", {"symbol": s_stop, "price": f"{push_stop:.8f}"})
+    http(sim, "POST", "/_sim/price", {"symbol": s_target, "price": f"{push_target:.8f}"})
+
+    def closed_at_exchange():
+        pos = {p["symbol"]: Decimal(p["positionAmt"]) for p in http(sim, "GET", "/_sim/account")["positions"]}
+        return pos.get(s_stop, Decimal(0)) == 0 and pos.get(s_target, Decimal(0)) == 0 and pos.get(s_held)
+    wait_for("the exchange to close two positions by itself", closed_at_exchange, 30, 0.5)
+
+    # ---- the stack comes back on the same database
+    stack2, log2 = start_stack(procs, tmp_path, sim, "second")
+    try:
+        def learned():
+            got = rows(db, "SELECT symbol, exit_reason, learned FROM trades WHERE symbol IN (?, ?) ORDER BY symbol",
+                       s_stop, s_target)
+            return got if len(got) == 2 else []
+        closed = wait_for("both trades closed and learned", learned, SETTLE_WAIT_S)
+        assert {(s, reason, learned) for s, reason, learned in closed} == {(s_stop, "STOP", 1), (s_target, "TARGET", 1)}
+        # the third position: still protected, by the same stop the exchange held all along
+        live = rows(db, "SELECT client_algo_id FROM algo_orders WHERE symbol=? AND role='STOP' AND state='LIVE'", s_held)
+        assert live == [(held_stop[0],)]
+        # nothing sent twice: no second order under any client id, one fill row per trade id
+        orders_after = rows(db, "SELECT client_order_id FROM orders")
+        assert len(orders_after) == len(set(orders_after))
+        assert set(orders_before) <= set(orders_after)
+        fills = rows(db, "SELECT symbol, trade_id FROM fills")
+        assert len(fills) == len(set(fills))
+        # every fill the exchange made for the two closed symbols is in the database, once
+        sim_fills = {(t["symbol"], str(t["id"])) for t in http(sim, "GET", "/_sim/trades")
+                     if t["symbol"] in (s_stop, s_target)}
+        assert sim_fills <= set(fills)
+    finally:
+        stack2.send_signal(signal.SIGINT)
+        try:
+            stack2.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        log2.close()
