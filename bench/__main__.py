@@ -4,6 +4,7 @@
     python -m bench --quick             # the same code paths, small sizes, ~1 minute
     python -m bench --only ring,e2e     # some sections
     python -m bench --only orders --out bench/results/orders   # order entry alone (WS API vs REST)
+    python -m bench --only tick_to_trade --out bench/results/ttt   # tick-to-trade through the brain
     python -m bench --soak              # plus the 10-minute memory soak (opt-in)
     python -m bench --quick --out DIR   # results into DIR (tests), not bench/
 
@@ -26,7 +27,7 @@ from bench import report
 from bench.harness import loadavg, log, machine, timed
 
 BENCH_DIR = Path(__file__).resolve().parent
-SECTION_NAMES = ("ring", "feed", "brain", "e2e", "memory", "replay", "orders")
+SECTION_NAMES = ("ring", "feed", "brain", "e2e", "memory", "replay", "orders", "tick_to_trade")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -47,10 +48,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def run_sections(args: argparse.Namespace) -> dict:
     from bench import (brain_section, e2e_section, feed_section, memory_section, orders_section, replay_section,
-                       ring_section)
+                       ring_section, tick_to_trade_section)
 
     modules = {"ring": ring_section, "feed": feed_section, "brain": brain_section,
-               "e2e": e2e_section, "memory": memory_section, "replay": replay_section, "orders": orders_section}
+               "e2e": e2e_section, "memory": memory_section, "replay": replay_section, "orders": orders_section,
+               "tick_to_trade": tick_to_trade_section}
     repeats = args.repeats or (1 if args.quick else 3)
     sections: dict = {}
     headline: dict = {}
@@ -62,7 +64,9 @@ def run_sections(args: argparse.Namespace) -> dict:
             try:
                 kw = {"do_soak": args.soak} if name == "memory" else {}
                 sections[name] = mod.run(quick=args.quick, repeats=repeats, **kw)
-                if hasattr(mod, "headline"):
+                if name == "tick_to_trade":  # issue 17: its keys sit at the headline's top level
+                    headline.update(mod.headline(sections[name]))
+                elif hasattr(mod, "headline"):
                     headline[name] = mod.headline(sections[name])
             except Exception:  # noqa: BLE001 - record it, run the other sections
                 sections[name] = {"error": traceback.format_exc()}

@@ -111,6 +111,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("e2e p99 at 100k <= 200 µs", f"{fmt_us(e2e.get('p99_us_at_100k'))} µs "
             f"({pe['le_200us_pct']['median']:.2f} % of ticks within 200 µs)", "<= 200 µs",
             (e2e.get("p99_us_at_100k") or math.inf) <= 200)
+    for key, path in (("tick_to_trade", "WebSocket API"), ("tick_to_trade_rest", "ccxt REST")):
+        ttt = h.get(key)
+        if not ttt:
+            continue
+        for fig, goal, limit in (("exit_p50_us", "<= 50 µs", 50), ("exit_p99_us", "<= 500 µs", 500),
+                                 ("entry_p50_us", "<= 300 µs", 300), ("fill_known_p50_us", "<= 2,000 µs", 2000)):
+            v = ttt.get(fig)
+            ok = v is not None and math.isfinite(v)
+            add(f"tick-to-trade {fig[:-3].replace('_', ' ')} ({path})",
+                f"{fmt_us(v)} µs over {ttt.get('orders')} orders" if ok else "not measured", goal,
+                (v <= limit) if ok else None)
     soak = _get(results, "sections", "memory", "soak", "services")
     if soak:
         # the exchange simulator is the test double, not one of our services

@@ -11,6 +11,7 @@
     aegis capture --out FILE | capture-info FILE          record / check ZeroMQ captures
     aegis keys [--dir DIR] [--force]                      CURVE keys for tcp endpoints
     aegis data download | list | import                   Binance's data archive -> Parquet catalog
+    aegis backtest --catalog DIR --strategy S --symbols .. backtest -> trades.csv, summary.json, report.html
 
 Each subcommand is imported only when chosen, so ``aegis feed`` never loads the brain.
 ``parse_only`` parses a command line with the command's own parser and stops there (the docs
@@ -44,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "capture-info": ("common.capture_cli", "describe and check a capture file", "info_main"),
     "keys": ("common.keys_cli", "create the ZeroMQ CURVE keys tcp endpoints need"),
     "data": ("research.data_cli", "Binance's public data archive -> a local Parquet catalog"),
+    "backtest": ("research.backtest_cli", "a strategy over the catalog through the live trader"),
 }
 HELP_WORDS = ("-h", "--help", "help")
 

@@ -267,6 +267,16 @@ class BusConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StrategySection:
+    """Which strategy the brain (and ``aegis backtest``) runs: ``path`` is a short name
+    (``smc``, ``donchian``), ``package.module:Class`` or ``/dir/file.py:Class``; ``params``
+    (``[strategy.params]``) go to its constructor. See research/strategy_api.py, docs/strategies.md."""
+
+    path: str = "smc"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogConfig:
     level: str = "warning"
     format: str = "console"  # console | json
@@ -290,6 +300,7 @@ class AegisConfig:
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    strategy: StrategySection = field(default_factory=StrategySection)
 
 
 MODES = ("demo", "paper", "live", "replay")
@@ -550,6 +561,10 @@ def _coerce(tp: Any, value: Any, label: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{label} must be a list")
         return tuple(_coerce(item_tp, v, label) for v in value)
+    if tp is Mapping[str, Any]:  # a free table (strategy.params): checked by its consumer
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{label} must be a table, not {value!r}")
+        return dict(value)
     if origin in (typing.Union, types.UnionType):
         raise ConfigError(f"{label}: union types are not supported in config")
     if tp is bool:

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 Snapshot = dict[str, Any]
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
 _LE_PREFIX = "latency_le_us:"
+_TTT_PREFIX = "ttt_le_us:"  # tick-to-trade buckets: ttt_le_us:<kind>:<transport>:<bound us>
 
 
 def _metric_name(s: str) -> str:
@@ -53,7 +54,7 @@ class StackCollector(Collector):
             if c.get("heartbeat_age_s") is not None:
                 age.add_metric([name], float(c["heartbeat_age_s"]))
             for k, v in (c.get("counters") or {}).items():
-                if not k.startswith(_LE_PREFIX):
+                if not k.startswith((_LE_PREFIX, _TTT_PREFIX)):
                     values.add_metric([name, _metric_name(k)], float(v))
         yield from (up, restarts, warm, spare, age, values)
         trading = snap.get("trading")
@@ -77,6 +78,28 @@ class StackCollector(Collector):
             h.add_metric([], [(f"{b / 1e6:g}", n) for b, n in buckets] + [("+Inf", count)],
                          sum_value=float(brain.get("latency_sum_us", 0.0)) / 1e6)
             yield h
+        ttt = tick_to_trade_histogram(brain)
+        if ttt is not None:
+            yield ttt
+
+
+def tick_to_trade_histogram(counters: dict[str, Any]) -> HistogramMetricFamily | None:
+    """``aegis_tick_to_trade_seconds{kind, transport}`` from the brain's heartbeat buckets."""
+    series: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for k, v in counters.items():
+        if k.startswith(_TTT_PREFIX):
+            kind, transport, bound = k[len(_TTT_PREFIX):].split(":", 2)
+            series.setdefault((kind, transport), []).append((float(bound), float(v)))
+    if not series:
+        return None
+    h = HistogramMetricFamily("aegis_tick_to_trade_seconds",
+                              "feed receipt of the triggering tick -> order bytes on the exchange socket",
+                              labels=["kind", "transport"])
+    for (kind, transport), buckets in sorted(series.items()):
+        count = float(counters.get(f"ttt_count:{kind}:{transport}", 0))
+        h.add_metric([kind, transport], [(f"{b / 1e6:g}", n) for b, n in sorted(buckets)] + [("+Inf", count)],
+                     sum_value=float(counters.get(f"ttt_sum_us:{kind}:{transport}", 0.0)) / 1e6)
+    return h
 
 
 def render(snapshot: Callable[[], Snapshot]) -> bytes:

@@ -14,6 +14,10 @@
 - ``data_cli``: ``aegis data download | list | import``.
 - ``localarchive``: the repository's real data laid out as the archive, and a 127.0.0.1
   server for it (tests, benchmarks, trying the command offline).
+- ``strategy_api``: the strategy API (callbacks, context, intents), the loader by config and
+  the runner the brain and the backtest share; ``strategies``: the built-in ones.
+- ``backtest`` / ``backtest_cli``: ``aegis backtest``, a strategy over the catalog through the
+  live trader and the paper broker.
 
-docs/data.md is the newcomer's page.
+docs/data.md and docs/strategies.md are the newcomer's pages.
 """

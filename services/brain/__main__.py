@@ -24,7 +24,8 @@ from common.config import AegisConfig
 from common.errors import RingError, TransientError
 from common.log import RateLimiter
 from common.ring import Ring, ring_load
-from services.brain import candles, conflate, engine, model, recovery, risk, strategy, wiring
+from research import strategy_api
+from services.brain import candles, conflate, engine, model, recovery, risk, trader, wiring
 from services.brain import control as brain_control
 from venue import brokers
 
@@ -64,8 +65,10 @@ class Brain:
         self.buf = records.empty(cfg.brain.read_batch)
         self.process = lambda n, now_ns: engine.process_batch(self.core, self.buf, n, now_ns)  # bound in warm_up
         self.names: list[str] = ring.symbol_names()
-        self.strategy_cfg = strategy.StrategyConfig(base_interval_s=cfg.brain.candle_interval_s)
-        self.strategies: dict[str, strategy.StrategyState] = {}
+        # the configured strategy (research.strategy_api; default: the SMC one)
+        self.runner = strategy_api.StrategyRunner(
+            strategy_api.load_section(cfg.strategy, base_interval_s=cfg.brain.candle_interval_s))
+        self.intents_unsupported = 0
         # closed candles the feed hydrated over REST at start-up: they warm the strategy's
         # SMC state; signals on that history are not published (they are in the past)
         self.history = history
@@ -113,7 +116,12 @@ class Brain:
             if self.execution is not None and self.execution.st.trades:
                 self.watch_prices(n)
             if n_closed:
+                ex = self.execution
+                if ex is not None and not self.replay:  # tick-to-trade: the batch that closed the candle
+                    ex.ttt.trigger_ns = int(self.buf[0]["recv_ns"])
                 self.emit_candles()
+                if ex is not None:
+                    ex.ttt.trigger_ns = 0
             if self.replay:  # quiet symbols' candles close on the ticks' clock, batch by batch
                 self.flush_quiet()
         return n
@@ -131,9 +139,14 @@ class Brain:
             sid = self.sid(sym)
             if sid < 0:
                 continue
-            px = recs["price"][trades & (recs["symbol_id"] == sid)]
+            sel = trades & (recs["symbol_id"] == sid)
+            px = recs["price"][sel]
             if px.size:
+                ttt = self.execution.ttt
+                if not self.replay:  # tick-to-trade: the symbol's first trade tick in this batch
+                    ttt.trigger_ns = int(recs["recv_ns"][int(sel.argmax())])
                 self.execution.on_range(sym, float(px.min()), float(px.max()))
+                ttt.trigger_ns = 0
 
     def sid(self, symbol: str) -> int:
         try:
@@ -254,14 +267,25 @@ class Brain:
                 self.analyse(c, env.event_ns, live=False)
 
     def analyse(self, candle: wire.CandleClosed, event_ns: int, live: bool = True) -> None:
-        """SMC strategy on each closed base candle: publish the signals it decides."""
+        """The configured strategy on each closed base candle: publish the signals it decides
+        (its ``Enter`` intents), carry out its other intents (``strategy_intent``)."""
         if candle.close_ms <= self.analysed_to.get(candle.symbol, 0):
             return  # seen already (history from two sources, or a candle rebuilt after a restart)
         self.analysed_to[candle.symbol] = candle.close_ms
-        st = self.strategies.get(candle.symbol)
-        if st is None:
-            st = self.strategies[candle.symbol] = strategy.new_symbol_state(self.strategy_cfg)
-        _, signals = strategy.on_candle(st, candle, candle.interval_s, self.model_state)
+        # ---- strategy API (research/strategy_api.py) ----
+        c = strategy_api.candle_from(candle)
+        pos = strategy_api.position_of(self.execution.st.trades.get(c.symbol)) if self.execution else None
+        intents = self.runner.on_candle(c, position=pos, model=self.model_state)
+        intents += self.runner.on_timer(c.symbol, c.close_ms, position=pos, model=self.model_state)
+        signals = []
+        for it in intents:
+            if isinstance(it, strategy_api.Enter):
+                sig = self.runner.signal(c, it)
+                if sig is not None:
+                    signals.append(sig)
+            elif live:
+                self.strategy_intent(c.symbol, it)
+        # ---- end strategy API ----
         if not live:
             self.history_signals += len(signals)
             return
@@ -273,6 +297,18 @@ class Brain:
                 self.control.on_signal(sig)
             elif self.execution is not None:
                 self.execution.on_signal(sig)
+
+    def strategy_intent(self, symbol: str, intent: object) -> None:
+        """A strategy's intent other than an entry. Exit: the trader's exit of the symbol's
+        trade (a reduce-only market order). MoveStop / MoveTarget / Cancel: not supported yet
+        (the exchange-held protective orders are not re-placed): logged and counted."""
+        ex = self.execution
+        if isinstance(intent, strategy_api.Exit) and ex is not None:
+            ex._run(trader.request_exit(ex.cfg, ex.st, symbol, intent.reason, ex.ctx((symbol,))))
+            return
+        self.intents_unsupported += 1
+        log.warning("brain.strategy_intent_unsupported", symbol=symbol, intent=type(intent).__name__,
+                    detail="not supported yet" if ex is not None else "trading is off")
 
     def journal_publish(self, body: object, event_ns: int) -> None:
         try:
@@ -291,7 +327,7 @@ class Brain:
         return {"service": NAME, "ticks_read": self.ticks_read, "candles_closed": self.candles_closed,
                 "signals": self.signals, "history_candles": self.history_candles,
                 "history_signals": self.history_signals,
-                "strategy_skipped": _sum_counters(st.skipped for st in self.strategies.values()),
+                "strategy_skipped": self.runner.stats(), "intents_unsupported": self.intents_unsupported,
                 "tick_updates": self.tick_updates, "out_of_order": int(self.core.order_stats[1]),
                 "rejected": engine.rejected(self.core), "lost": self.reader.lost,
                 "resyncs": self.reader.resyncs, "skipped_on_attach": self.reader.skipped_on_attach,
@@ -317,6 +353,7 @@ class Brain:
             out.update({k: float(ex[k]) for k in ("orders", "fills", "risk_rejects", "positions_open",
                                                   "trades_closed", "realized_pnl", "fees", "halted")})
             out["equity"] = float(ex["equity"] or 0.0)
+            out.update(self.execution.ttt.counters())  # tick-to-trade buckets (ttt_le_us:...)
         if self.control is not None:
             out.update(self.control.counters())
         for b in LATENCY_BUCKETS_US:

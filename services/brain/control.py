@@ -9,8 +9,9 @@ bookkeeping, the publications):
                         the trader sees it, published as RISK_REJECT reason ``PAUSED``. Entries
                         a rotation left waiting are dropped. Exits, stops and targets go on.
     RESUME              the pause is lifted (and saved).
-    CLOSE symbol        the trader's normal exit for that symbol (reduce-only MARKET, the same
-                        risk check, the deterministic ax- id, journal then send), reason MANUAL.
+    CLOSE symbol        the trader's normal exit for that symbol (``trader.request_exit``:
+                        reduce-only MARKET, the same risk check, the deterministic ax- id,
+                        journal then send), reason MANUAL.
     CLOSE_ALL           ``trader.flatten``: the same exit for every position, reason FLATTEN.
     CLEAR_KILL_SWITCH   ``risk.clear_halt`` at the account's equity: a person accepts the loss
                         so far; the shell saves the cleared state as it saves a trip.
@@ -122,8 +123,9 @@ def decide(cfg: trader.TraderConfig, pause: PauseState, st: trader.TraderState |
         t = st.trades.get(cmd.symbol)
         if t is None:
             return _refused(pause, cmd, f"no open position in {cmd.symbol}")
-        # the trader's own exit (private there; the same function stops, targets and rotations use)
-        st2, actions = trader._exit(cfg, st, t, MANUAL, ctx)
+        # the trader's own exit (the one a strategy's Exit intent asks for, and stops, targets
+        # and rotations use)
+        st2, actions = trader.request_exit(cfg, st, cmd.symbol, MANUAL, ctx)
         return Outcome(pause, (st2, actions), _answer(cmd, S.DONE, _exit_detail(st, st2, cmd.symbol, actions)))
     if cmd.command is C.CLOSE_ALL:
         if not st.trades:
@@ -152,6 +154,10 @@ def _exit_detail(before: trader.TraderState, after: trader.TraderState, symbol: 
     t0, t1 = before.trades.get(symbol), after.trades.get(symbol)
     if t0 is not None and t0.exit_cid:
         return f"an exit is already in flight ({t0.exit_cid})"
+    if t0 is not None and t0.flat_at_exchange_ms:
+        return "the exchange has already closed it: its closing fills are being fetched"
+    if t0 is not None and t0.exit_reason:
+        return f"already leaving ({t0.exit_reason}): the exit is retried by the trader"
     if t1 is not None and t1.position <= 0:
         return "the entry has not filled yet: the exit goes out when it does"
     refused = [a.body for a in actions if isinstance(a, trader.Publish) and isinstance(a.body, wire.RiskReject)]

@@ -36,6 +36,7 @@ from services.brain import dispatcher as dsp
 from venue import algo_orders as ao
 from venue import orders as om
 from services.brain import protection, recovery, risk, trader, user_feed
+from services.brain.tick_to_trade import TickToTrade
 from venue.port import AlgoSpec, Broker, ExchangeAlgoOrder, ExchangeOrder, OrderSpec, SubmitResult
 
 log = structlog.get_logger(__name__)
@@ -104,6 +105,7 @@ class Execution:
         # the exchange's user data stream (demo and live): fills, statuses and positions as they
         # happen; REST resyncs after a gap (``user_feed``)
         self.user_stream = user_feed.Link(user_stream) if user_stream is not None else None
+        self.ttt = TickToTrade()  # tick-to-trade: the brain sets ttt.trigger_ns around a decision
 
     # ------------------------------------------------------------------ context
     def ctx(self, symbols: tuple[str, ...] = ()) -> trader.Ctx:
@@ -275,8 +277,9 @@ class Execution:
 
     def _new_order(self, a: trader.NewOrder) -> None:
         """Journal, then act: the order is on disk before the exchange hears of it."""
-        self.publish_only(a.request)
         cid = a.order.client_order_id
+        self.ttt.decided(cid, a.order.reduce_only)  # tick-to-trade (a no-op without a triggering tick)
+        self.publish_only(a.request)
         try:
             self.journal_sync(a.request)
         except TransientError as exc:
@@ -290,10 +293,12 @@ class Execution:
                 self._event(cid, om.Send(at_ms=self.clock_ms()))
                 return
             log.error("brain.journal_unavailable", client_order_id=cid, error=str(exc))
+            self.ttt.forget(cid)
             self._event(cid, om.CancelRequest())
             self.publish(wire.RiskReject(symbol=a.order.symbol, reason=JOURNAL_UNAVAILABLE, detail=str(exc),
                                          signal_id=a.order.signal_id))
             return
+        self.ttt.journaled(cid)
         self._event(cid, om.Send(at_ms=self.clock_ms()))
 
     def _new_algo(self, a: trader.NewAlgo) -> None:
@@ -334,7 +339,7 @@ class Execution:
             o = self.st.orders[effect.client_order_id]
             spec = OrderSpec(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
                              order_type=o.order_type, qty=o.qty, price=o.price, reduce_only=o.reduce_only)
-            self.dispatcher.submit(dsp.ORDER, b.submit, spec, key=symbol,
+            self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(o.client_order_id, b.submit), spec, key=symbol,
                                    tag=("submit", o.client_order_id, effect.attempt, now))
         elif isinstance(effect, om.CancelOrder):
             self.dispatcher.submit(dsp.ORDER, b.cancel, symbol, effect.client_order_id, key=symbol,
@@ -547,7 +552,8 @@ class Execution:
                 "protective_orders": sum(1 for o in self.st.algos.values() if o.is_protecting),
                 "positions_protected": sum(1 for t in self.st.trades.values() if t.position > 0 and t.protected_ms),
                 "longest_unprotected_ms": self.st.longest_unprotected_ms,
-                "trader": dict(c), "user_stream": user_feed.snapshot(self), **self.counters}
+                "trader": dict(c), "user_stream": user_feed.snapshot(self), "tick_to_trade": self.ttt.snapshot(),
+                **self.counters}
 
 
 def _brackets_or_none(broker: Broker, symbols: list[str]) -> dict[str, tuple[Any, ...]]:

@@ -137,6 +137,13 @@ def prune(st: TraderState) -> TraderState:
     return st if len(keep) == len(st.algos) else replace(st, algos=keep)
 
 
+def closing(st: TraderState, t: Trade) -> bool:
+    """One of the trade's protective orders fired or expired: the exchange is closing (or has
+    closed) the position, so nothing is armed for it until its position is known."""
+    return any(st.algos[c].state in (ao.A.TRIGGERED, ao.A.FINISHED, ao.A.EXPIRED)
+               for c in t.algo_cids if c in st.algos)
+
+
 def triggered_order(t: Trade, o: ao.AlgoOrder) -> om.Order:
     """The market order a triggered ``o`` became, as the trader tracks an exit (rule 3)."""
     order = om.new_order(client_order_id=o.client_algo_id, symbol=t.symbol, side=o.side, order_type="MARKET",

@@ -55,7 +55,7 @@ ENTRY_PREFIX = "ae"
 EXIT_PREFIX = "ax"
 PENDING_ENTRY_TTL_MS = 60_000  # a rotation's entry waits this long for its exit to finish
 # exit reasons
-STOP, TARGET, ROTATION, FLATTEN = "STOP", "TARGET", "ROTATION", "FLATTEN"
+STOP, TARGET, ROTATION, FLATTEN, STRATEGY = "STOP", "TARGET", "ROTATION", "FLATTEN", "STRATEGY"
 # reasons a signal gets no order, besides risk.REASONS and rotation's skips
 DUPLICATE_SIGNAL = "DUPLICATE_SIGNAL"
 TRADING_DISABLED = "TRADING_DISABLED"
@@ -249,6 +249,15 @@ def on_prices(cfg: TraderConfig, st: TraderState, symbol: str, low: float, high:
     else:
         reason = STOP if high >= t.stop else TARGET if low <= t.target else ""
     return _exit(cfg, st, t, reason, ctx) if reason else (st, [])
+
+
+def request_exit(cfg: TraderConfig, st: TraderState, symbol: str, reason: str, ctx: Ctx) -> Result:
+    """A strategy's ``Exit`` intent: exit the symbol's trade (nothing when there is none or
+    it is already leaving)."""
+    t = st.trades.get(symbol)
+    if t is None or t.exit_reason or t.flat_at_exchange_ms:
+        return st, []
+    return _exit(cfg, st, t, reason or STRATEGY, ctx)
 
 
 def flatten(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
@@ -470,8 +479,13 @@ def on_algo_event(cfg: TraderConfig, st: TraderState, cid: str, event: ao.Event,
         return st, [*actions, Problem("PROTECTION_REJECTED", f"{cid}: {new.reject_code} {new.reject_reason}", cid),
                     *acts]
     forgotten = any(isinstance(e, ao.AlgoError) and e.kind == ao.NOT_FOUND_AFTER_ACK for e in effects)
-    if (new.state in (ao.A.CANCELED, ao.A.EXPIRED, ao.A.REJECTED) or forgotten) and cid == t.stop_cid \
-            and t.position > 0:
+    if new.state == ao.A.EXPIRED and cid == t.stop_cid and t.position > 0:
+        # the exchange expires a closePosition stop when the position is gone: ask, do not re-arm
+        # a stop for a position that may no longer exist (it would be refused, -4509)
+        st = _count(_with_trade(st, replace(t, stop_cid="", protected_ms=0)), "protection_expired")
+        return st, [*actions, Dispatch(CheckPosition(symbol=t.symbol), t.symbol)]
+    if (new.state in (ao.A.CANCELED, ao.A.REJECTED) or forgotten) and cid == t.stop_cid \
+            and t.position > 0 and not pr.closing(st, t):
         # the stop is gone while the position is not (cancelled by hand, expired): re-arm
         t = replace(t, stop_cid="", target_cid="" if t.target_cid and st.algos[t.target_cid].is_terminal
                     else t.target_cid, protected_ms=0)
@@ -495,7 +509,7 @@ def on_open_algos(cfg: TraderConfig, st: TraderState, open_algos: list[Any], ctx
             o = st.algos.get(cid) if cid else None
             if o is not None and o.state == ao.A.LIVE and cid not in open_ids:
                 actions.append(Dispatch(ao.QueryAlgo(client_algo_id=cid, not_before_ms=0), t.symbol))
-        if not t.stop_cid:
+        if not t.stop_cid and not pr.closing(st, t):
             st, acts = pr.arm(cfg, st, t, ctx)
             actions += acts
     owned = set().union(*(t.algo_cids for t in st.trades.values())) if st.trades else set()

@@ -12,6 +12,7 @@ from common import bus, service
 from common.config import AegisConfig, Endpoints
 from services.brain import dispatcher as dsp
 from services.brain import execution, risk, rotation, trader
+from venue import wirestamp
 from venue.brokers import LazyBroker, broker_kind, filters_fn, make_broker, make_user_stream
 
 log = structlog.get_logger(__name__)
@@ -57,6 +58,7 @@ def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
         broker: Any = LazyBroker(lambda: make_broker(cfg, brain.book_top), name="ccxt")
     else:
         broker = make_broker(cfg, brain.book_top, clock_ms if replay else None)
+    wirestamp.install_http()  # tick-to-trade: REST requests stamp when their bytes are on the socket
     disp: Any = dsp.InlineDispatcher() if replay else dsp.Dispatcher(DISPATCH_WORKERS, name="brain-dispatch")
     sync = bus.SyncJournal("brain", ep.journal_sync, timeout_ms=cfg.trading.journal_ack_timeout_ms)
     ex = execution.Execution(

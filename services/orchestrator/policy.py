@@ -184,4 +184,39 @@ def trading_summary(brain: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "equity_usdt": last.get("equity"),
         "halted": bool(last.get("halted", False)),
         "model_outcomes": int(brain[-1].get("model_outcomes", 0)) if brain else 0,
+        "tick_to_trade_us": tick_to_trade_summary(ex),
     }
+
+
+TTT_KINDS = ("exit", "entry")  # services.brain.tick_to_trade's kinds and transports (the stats' keys)
+TTT_TRANSPORTS = ("ws", "rest")
+
+
+def tick_to_trade_summary(executions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Tick receipt at the feed -> order bytes on the exchange socket, every brain incarnation's
+    histograms merged: ``count``, ``p50``, ``p99`` (us) over all timed orders, then per kind
+    (``exit``, ``entry``) and within a kind per transport (``ws``, ``rest``)."""
+    merged: dict[tuple[str, str], LatencyHistogram] = {}
+    for ex in executions:
+        ttt = ex.get("tick_to_trade") or {}
+        for k in TTT_KINDS:
+            for t, v in (ttt.get(k) or {}).items():
+                if t in TTT_TRANSPORTS and isinstance(v, Mapping) and v.get("hist"):
+                    h = LatencyHistogram.from_dict(v["hist"])
+                    merged[(k, t)] = merged[(k, t)].merge(h) if (k, t) in merged else h
+
+    def fig(hs: list[LatencyHistogram]) -> dict[str, Any]:
+        total = LatencyHistogram()
+        for h in hs:
+            total = total.merge(h)
+        d: dict[str, Any] = {"count": total.count}
+        if total.count:
+            d.update(p50=total.percentile(50) / 1e3, p99=total.percentile(99) / 1e3)
+        return d
+
+    out = fig(list(merged.values()))
+    for k in TTT_KINDS:
+        hs = [h for (kk, _), h in merged.items() if kk == k]
+        if hs:
+            out[k] = {**fig(hs), **{t: fig([h]) for (kk, t), h in sorted(merged.items()) if kk == k}}
+    return out

@@ -52,20 +52,37 @@ def rows(db: Path, sql: str, *args) -> list[tuple]:
         conn.close()
 
 
-def stack_pids(marker: str) -> list[int]:
-    """Every process of this test's stack: they all inherit its marker variable (the
-    supervisor, its children, warm spares and their forks); the exchange does not have it."""
-    needle = f"AEGIS_HOSTLOST_MARKER={marker}\0".encode()
-    out = []
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it (services, warm spares and the replacements they
+    forked: the supervisor adopts those as child subreaper). By parent pid, from /proc: the
+    services rename themselves (setproctitle), so their command lines say nothing."""
+    children: dict[int, list[int]] = {}
     for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
+        if not d.name.isdigit():
             continue
         try:
-            blob = (d / "environ").read_bytes() + b"\0"
+            stat = (d / "stat").read_text()
         except OSError:
             continue
-        if needle in blob:
-            out.append(int(d.name))
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def alive(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.append(pid)
     return out
 
 
@@ -96,8 +113,7 @@ def sim(tmp_path, procs):
 
 
 def start_stack(procs, tmp_path: Path, port: int, tag: str):
-    env = stack_env(tmp_path, AEGIS_SIM__SOURCE="candles", AEGIS_FEED__HYDRATE_CANDLES="1500",
-                    AEGIS_HOSTLOST_MARKER=tmp_path.name)
+    env = stack_env(tmp_path, AEGIS_SIM__SOURCE="candles", AEGIS_FEED__HYDRATE_CANDLES="1500")
     log = open(tmp_path / f"stack-{tag}.log", "w")  # noqa: SIM115 - closed with the process
     p = procs.python("-m", "common.cli", "run", "--exchange", f"http://127.0.0.1:{port}", "--no-status",
                      "--log-format", "json", cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -120,15 +136,16 @@ def test_positions_closed_by_the_exchange_while_the_host_was_down_are_learned_af
     orders_before = rows(db, "SELECT client_order_id FROM orders")
 
     # ---- the host is lost: every process of the stack dies at once (spares included)
-    marker = tmp_path.name
-    for pid in stack_pids(marker):
+    doomed = descendants(stack.pid)
+    assert len(doomed) >= 4  # the supervisor and its three services at least
+    for pid in doomed:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     stack.wait(10)
     log.close()
-    wait_for("no process of the stack left", lambda: not stack_pids(marker) or None, 10, 0.2)
+    wait_for("no process of the stack left", lambda: not alive(doomed) or None, 15, 0.2)
 
     # ---- the market moves through one stop and one target; only the exchange is there
     (s_stop, stop, _), (s_target, _, target), (s_held, held_stop, _) = three
@@ -137,8 +154,14 @@ def test_positions_closed_by_the_exchange_while_the_host_was_down_are_learned_af
     push_stop = Decimal(stop[1]) * (Decimal("0.99") if long_stop else Decimal("1.01"))
     long_target = positions[s_target] > 0
     push_target = Decimal(target[1]) * (Decimal("1.01") if long_target else Decimal("0.99"))
-    http(sim, "POST", "/_sim/price", {"symbol": s_stop, "price": f"{push_stop:.8f}"})
-    http(sim, "POST", "/_sim/price", {"symbol": s_target, "price": f"{push_target:.8f}"})
+    ticks = {e["symbol"]: Decimal(next(f["tickSize"] for f in e["filters"] if f["filterType"] == "PRICE_FILTER"))
+             for e in http(sim, "GET", "/fapi/v1/exchangeInfo")["symbols"]}
+
+    def on_grid(sym: str, price: Decimal) -> str:
+        return format((price / ticks[sym]).to_integral_value() * ticks[sym], "f")
+
+    http(sim, "POST", "/_sim/price", {"symbol": s_stop, "price": on_grid(s_stop, push_stop)})
+    http(sim, "POST", "/_sim/price", {"symbol": s_target, "price": on_grid(s_target, push_target)})
 
     def closed_at_exchange():
         pos = {p["symbol"]: Decimal(p["positionAmt"]) for p in http(sim, "GET", "/_sim/account")["positions"]}

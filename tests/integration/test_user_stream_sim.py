@@ -399,6 +399,9 @@ def test_a_dropped_stream_reconnects_resyncs_and_loses_no_fill_of_the_target_tha
         sim.set_price(BTC, below(t.target, -0.5, stack.ex.filters[BTC].tick_size))
         stack.run_until(lambda: BTC not in stack.ex.st.trades, "the trade closed", timeout_s=60)
         stack.run_until(lambda: stack.client.connected, "the stream back")
+        # the trade may close (position check, fills fetched) before the stream is back: wait
+        # for the reconnection's own resync rather than reading the counters at once
+        stack.run_until(lambda: stack.stream()["resyncs_done"] >= 2, "the reconnection's resync")
         stream = stack.stream()
         assert_fills_exact(stack, sim)
     finally:

@@ -55,7 +55,7 @@ import structlog
 from common.errors import (
     AegisError, AmbiguousError, ConfigError, DecodeError, ExchangeReply, TransientError, exchange_error,
 )
-from venue import ratelimit
+from venue import ratelimit, wirestamp
 
 log = structlog.get_logger(__name__)
 
@@ -494,6 +494,7 @@ class WsApiClient:
             with self._lock:
                 self._pending.pop(rid, None)
             raise self._unknown(method, mutating, f"connection failed while sending ({type(exc).__name__})")
+        wirestamp.mark("ws")  # tick-to-trade: the frame is on the socket (a no-op unless armed)
         hook = self.wire_hook
         if hook is not None:
             hook(rid, time.perf_counter_ns())

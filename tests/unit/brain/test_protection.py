@@ -243,3 +243,18 @@ class TestAudit:
                                   order_type="STOP_MARKET", trigger_price=Decimal("90"))
         st, acts = trader.on_open_algos(CFG, trader.TraderState(), [self.listed(other, "6001")], ctx())
         assert acts == [] and st.algos == {}
+
+
+class TestExpired:
+    def test_an_expired_stop_asks_for_the_position_instead_of_rearming(self):
+        """Binance expires a closePosition stop when the position is gone: a position check,
+        not a new stop that would be refused (-4509)."""
+        st, _, acts = filled_long()
+        st = sent_and_acked(st, acts)
+        t = st.trades["AAAUSDT"]
+        st, acts = trader.on_algo_event(CFG, st, t.stop_cid, ao.Update(status="EXPIRED", algo_id="7001"), ctx())
+        assert of_type(acts, trader.NewAlgo) == []
+        assert [a.effect for a in of_type(acts, trader.Dispatch)] == [trader.CheckPosition(symbol="AAAUSDT")]
+        # and the audit does not arm one either while it is unknown whether a position is left
+        st, acts = trader.on_open_algos(CFG, st, [], ctx())
+        assert of_type(acts, trader.NewAlgo) == []

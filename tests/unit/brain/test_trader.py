@@ -149,6 +149,16 @@ class TestFillsAndExits:
         st, acts = trader.on_prices(CFG, st, "AAAUSDT", 97.0, 97.5, ctx(price=97.0))
         assert acts == []
 
+    def test_a_strategy_exit_sends_one_exit_named_by_its_reason(self):
+        """request_exit (a strategy's Exit intent): one reduce-only exit, the trade's reason is the
+        strategy's; asked again while it is in flight, or with no trade, nothing."""
+        st = self.filled()
+        st, acts = trader.request_exit(CFG, st, "AAAUSDT", "TIME", ctx())
+        (new,) = of_type(acts, trader.NewOrder)
+        assert new.order.reduce_only and new.order.qty == Decimal("19.8") and st.trades["AAAUSDT"].exit_reason == "TIME"
+        assert trader.request_exit(CFG, st, "AAAUSDT", "TIME", ctx()) == (st, [])
+        assert trader.request_exit(CFG, st, "BBBUSDT", "TIME", ctx()) == (st, [])
+
     def test_exit_fill_closes_the_trade_with_pnl_r_and_a_lesson(self):
         st = self.filled()
         st, acts = trader.on_prices(CFG, st, "AAAUSDT", 99.0, 104.2, ctx(price=104.0))

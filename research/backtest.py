@@ -1,0 +1,402 @@
+"""``aegis backtest``: a strategy over the catalog's 1-minute bars, through the live code.
+
+Event-driven and deterministic. The bars of every symbol are streamed in time order from
+the catalog (``research.catalog.iter_bars``: bounded memory, however long the range); each
+one is, in this order:
+
+1. **Inside the bar** (only for a symbol with an open trade): the stop and the target are
+   checked against the bar's low and high with the worst case first: when the bar reaches
+   both, the stop is taken (the order of prices inside a 1m bar is unknown). The exit is the
+   trader's own (``trader.on_prices``: a reduce-only market order), filled by the paper
+   broker at a book placed at the level, or at the bar's open when the bar opened beyond it
+   (a gap: the price the market gave).
+2. **At the close**: the book and the mark move to the close; the bar becomes a closed base
+   candle for the strategy (``research.strategy_api``); its ``Enter`` intents become the
+   ``SignalGenerated`` the brain would publish, and go to the live execution shell
+   (``services.brain.execution.Execution`` in the same inline, clock-driven set-up as replay
+   mode) with its rotation, risk checks, sizing and order life cycle; ``Exit`` goes to the
+   trader's exit; ``MoveStop``/``MoveTarget``/``Cancel`` are counted as not supported yet.
+3. **Funding**: at each settlement of the catalog's ``fundingRate`` (if the catalog has it),
+   every open position pays ``qty * mark * rate`` (a long pays a positive rate), the mark
+   being the last close; it is booked on the trade (``funding`` column) and in the summary's
+   net PnL. The paper broker's wallet does not see it (sizing uses equity before funding).
+
+Fills: the paper broker (``venue.paper``: ``fill_market``, ``apply_fill``, ``fee``), the same
+code paper and replay modes trade with, against a synthetic book: bid at the price (on the
+tick grid), ask one tick above, depth large enough for one level, plus the configured
+slippage (``trading.paper_slippage_bps``) and taker fee (``trading.taker_fee_rate``).
+The exchange-held protective orders are off (``exchange_protection = false``): the brain's own
+price watch (step 1) closes trades, as it does first in live trading.
+
+Base candles: the catalog's 1m klines are the brain's 1m candles (the brain builds the same
+OHLCV from trades; ``services/brain/candles.py``). A strategy's higher timeframes are built
+by the strategy from them (the SMC strategy does so). Only ``brain.candle_interval_s = 60``.
+
+Output in ``--out``: ``trades.csv``, ``summary.json``, ``report.html``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+import structlog
+
+from common import config as config_mod
+from common import wire
+from common.config import AegisConfig
+from common.errors import ConfigError
+from research import strategy_api as sa
+from research.catalog import iter_bars, read_funding
+
+log = structlog.get_logger(__name__)
+
+DAY_MS = 86_400_000
+MINUTE_MS = 60_000
+POLL_FLAT_MS = 3_600_000
+BOOK_QTY = Decimal(10) ** 12  # one level deep enough for any order
+TRADE_COLUMNS = ("trade_id", "symbol", "side", "qty", "entry_price", "exit_price", "stop", "target", "opened_ms",
+                 "closed_ms", "exit_reason", "pnl", "fees", "funding", "net_pnl", "outcome_r", "confidence")
+KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestConfig:
+    catalog: Path
+    symbols: tuple[str, ...]
+    start_ms: int
+    end_ms: int
+    strategy: str = "smc"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    aegis: AegisConfig = field(default_factory=AegisConfig)  # trading.* (risk, rotation, fees, balance)
+    exchange_info: str = ""  # exchangeInfo JSON with the symbols' filters ("" = generic filters)
+    batch_rows: int = 65_536
+
+    def __post_init__(self) -> None:
+        if not self.symbols or len(set(self.symbols)) != len(self.symbols):
+            raise ConfigError(f"backtest needs distinct symbols, got {self.symbols}")
+        if not self.end_ms > self.start_ms:
+            raise ConfigError("backtest: --to must be after --from")
+        if self.aegis.brain.candle_interval_s != 60:
+            raise ConfigError("backtest: only brain.candle_interval_s = 60 (the catalog's 1m bars) is supported")
+
+
+def generic_filters(symbol: str):
+    """Filters for a symbol without exchangeInfo: a fine grid, Binance's 5 USDT minimum notional
+    for most USD-M symbols. Pass ``--exchange-info`` for the real ones."""
+    from venue.filters import SymbolFilters
+
+    tiny = Decimal("0.00000001")
+    return SymbolFilters(symbol=symbol, tick_size=tiny, step_size=tiny, min_qty=tiny, min_notional=Decimal(5))
+
+
+def _dec(x: float) -> Decimal:
+    return Decimal(repr(float(x)))
+
+
+class Backtest:
+    """One run: the live execution shell with the paper broker, driven by the bars' clock."""
+
+    def __init__(self, cfg: BacktestConfig) -> None:
+        from services.brain import dispatcher as dsp
+        from services.brain import execution, model, trader
+        from services.brain.wiring import trader_config
+        from venue.filters import load_filters
+        from venue.paper import BookTop, PaperBroker, PaperConfig
+
+        self.cfg = cfg
+        self._trader, self._model, self._book = trader, model, BookTop
+        self.strategy = sa.load_section(config_mod.StrategySection(path=cfg.strategy, params=dict(cfg.params)))
+        self.runner = sa.StrategyRunner(self.strategy)
+        self.model_state = model.new_state(model.ModelConfig())
+        t = cfg.aegis.trading
+        if cfg.exchange_info:
+            loaded = load_filters(cfg.exchange_info)
+            missing = [s for s in cfg.symbols if s not in loaded]
+            if missing:
+                raise ConfigError(f"backtest: {cfg.exchange_info} has no filters for {missing}")
+            self.filters = {s: loaded[s] for s in cfg.symbols}
+        else:
+            self.filters = {s: generic_filters(s) for s in cfg.symbols}
+        self.now_ms = cfg.start_ms
+        self.books: dict[str, Any] = {}
+        self.marks: dict[str, float] = {}
+        pcfg = PaperConfig(taker_fee_rate=_dec(t.taker_fee_rate), maker_fee_rate=_dec(t.maker_fee_rate),
+                           slippage_bps=_dec(t.paper_slippage_bps), latency_ms=0.0,
+                           starting_balance=_dec(t.paper_balance_usdt), leverage=t.leverage)
+        self.broker = PaperBroker(pcfg, book=self.books.get, clock_ms=lambda: self.now_ms, sleep=lambda s: None,
+                                  filters=self.filters)
+        tcfg = replace(trader_config(cfg.aegis), exchange_protection=False)
+        self.ex = execution.Execution(
+            cfg=tcfg, broker=self.broker, dispatcher=dsp.InlineDispatcher(), journal_sync=lambda body: None,
+            publish=self._publish, quote=self._quote, learn=self._learn, filters_fn=lambda: self.filters,
+            db_path=Path("/nonexistent/aegis-backtest.db"), symbols_fn=lambda: list(cfg.symbols),
+            balance_poll_s=t.balance_poll_s, clock_ms=lambda: self.now_ms, mono_s=lambda: self.now_ms / 1000.0,
+            blocked=lambda: "", user_stream=None)
+        self.trades: list[dict[str, Any]] = []
+        self.deferred_fills: list[tuple[str, sa.FillView]] = []
+        self.funding_open: dict[str, float] = {}  # trade id -> funding paid so far
+        self.counts = {"candles": 0, "signals": 0, "intents_unsupported": 0, "funding_events": 0,
+                       "bad_bars": 0, "model_rejected": 0}
+        self.equity_curve: list[tuple[int, float]] = []  # (closed ms, balance + funding) per closed trade
+        self.daily: dict[int, float] = {}  # UTC day -> equity at its last closed trade
+
+    # ------------------------------------------------------------------ the shell's ports
+    def _publish(self, body: Any, journal: bool = True) -> None:
+        if isinstance(body, wire.TradeClosed):
+            self._closed(body)
+        elif isinstance(body, wire.Fill):
+            entry = body.client_order_id.startswith(self._trader.ENTRY_PREFIX + "-")
+            fill = sa.FillView(side=body.side, qty=body.qty, price=body.price, fee=body.fee, time_ms=self.now_ms,
+                               entry=entry)
+            # the strategy hears of it once the trader's current step is done (never re-entrant)
+            self.deferred_fills.append((body.symbol, fill))
+
+    def _quote(self, symbol: str):
+        from services.brain.risk import Quote
+
+        m = self.marks.get(symbol)
+        return Quote(mark_price=m, updated_ms=self.now_ms) if m else None
+
+    def _learn(self, features: Mapping[str, float], outcome_r: float) -> None:
+        try:
+            self.model_state = self._model.learn(self.model_state, features, outcome_r)
+        except self._model.ModelInputError:  # a strategy whose features are not the model's
+            self.counts["model_rejected"] += 1
+
+    def _set_price(self, symbol: str, price: float) -> None:
+        from venue.filters import round_price
+
+        tick = self.filters[symbol].tick_size
+        bid = round_price(_dec(price), tick, "SELL")
+        if bid <= 0:
+            bid = tick
+        self.books[symbol] = self._book(bid=bid, bid_qty=BOOK_QTY, ask=bid + tick, ask_qty=BOOK_QTY,
+                                        time_ms=self.now_ms)
+        self.marks[symbol] = price
+
+    # ------------------------------------------------------------------ events
+    def start(self) -> None:
+        for _ in range(5):
+            self.ex.poll()
+            if self.ex.ready:
+                return
+        raise ConfigError(f"backtest: the execution shell did not start: {self.ex.start_error}")
+
+    def _closed(self, b: wire.TradeClosed) -> None:
+        funding = self.funding_open.pop(b.trade_id, 0.0)
+        net = b.pnl - b.fees - funding
+        self.trades.append({"trade_id": b.trade_id, "symbol": b.symbol, "side": b.side, "qty": b.qty,
+                            "entry_price": b.entry_price, "exit_price": b.exit_price, "stop": b.stop,
+                            "target": b.target, "opened_ms": b.opened_ms, "closed_ms": b.closed_ms,
+                            "exit_reason": b.exit_reason, "pnl": b.pnl, "fees": b.fees, "funding": funding,
+                            "net_pnl": net, "outcome_r": b.outcome_r, "confidence": b.confidence})
+        start = self.equity_curve[-1][1] if self.equity_curve else float(self.cfg.aegis.trading.paper_balance_usdt)
+        eq = start + net
+        self.equity_curve.append((b.closed_ms, eq))
+        self.daily[b.closed_ms // DAY_MS] = eq
+
+    def bar(self, symbol: str, open_ms: int, o: float, h: float, low: float, c: float, v: float) -> None:
+        if not (all(math.isfinite(x) for x in (o, h, low, c, v)) and low <= min(o, c) and h >= max(o, c) and low > 0):
+            self.counts["bad_bars"] += 1
+            return
+        self.counts["candles"] += 1
+        trade = self.ex.st.trades.get(symbol)
+        if trade is not None and trade.position > 0 and not trade.exit_cid:
+            self.now_ms = max(self.now_ms, open_ms)
+            self._inside(trade, o, h, low)
+        close_ms = open_ms + MINUTE_MS
+        self.now_ms = max(self.now_ms, close_ms)
+        self._set_price(symbol, c)
+        st = self.ex.st
+        # the shell's timers (balance, positions, retries) while anything is in play; when
+        # flat, once an hour of bars (the balance for sizing does not change while flat)
+        if st.trades or st.pending or self.ex.delayed or open_ms % POLL_FLAT_MS == 0:
+            self.ex.poll()
+            self._fills_to_strategy()
+        candle = sa.Candle(symbol=symbol, interval_s=60, open_ms=open_ms, close_ms=close_ms, open=o, high=h, low=low,
+                           close=c, volume=v)
+        pos = sa.position_of(self.ex.st.trades.get(symbol))
+        intents = self.runner.on_candle(candle, position=pos, model=self.model_state)
+        intents += self.runner.on_timer(symbol, close_ms, position=pos, model=self.model_state)
+        self._intents(symbol, intents, candle)
+
+    def _inside(self, t: Any, o: float, h: float, low: float) -> None:
+        """Stop and target inside the bar, the stop first (worst case)."""
+        d = t.direction
+        stop_hit = low <= t.stop if d > 0 else h >= t.stop
+        target_hit = h >= t.target if d > 0 else low <= t.target
+        if stop_hit:
+            price = min(o, t.stop) if d > 0 else max(o, t.stop)
+        elif target_hit:
+            price = max(o, t.target) if d > 0 else min(o, t.target)
+        else:
+            return
+        self._set_price(t.symbol, price)
+        # the range handed to the trader is the level itself: it decides STOP or TARGET the same way
+        self.ex.on_range(t.symbol, price, price)
+        self.ex.poll()
+        self._fills_to_strategy()
+
+    def _fills_to_strategy(self) -> None:
+        while self.deferred_fills:
+            symbol, fill = self.deferred_fills.pop(0)
+            pos = sa.position_of(self.ex.st.trades.get(symbol))
+            self._intents(symbol, self.runner.on_fill(symbol, fill, position=pos, model=self.model_state), None)
+
+    def _intents(self, symbol: str, intents: list, candle: sa.Candle | None) -> None:
+        for it in intents:
+            if isinstance(it, sa.Enter) and candle is not None:
+                sig = self.runner.signal(candle, it)
+                if sig is not None:
+                    self.counts["signals"] += 1
+                    self.ex.on_signal(sig)
+                    self.ex.poll()
+                    self._fills_to_strategy()
+            elif isinstance(it, sa.Exit):
+                ex = self.ex
+                ex._run(self._trader.request_exit(ex.cfg, ex.st, symbol, it.reason, ex.ctx((symbol,))))
+                ex.poll()
+                self._fills_to_strategy()
+            else:
+                self.counts["intents_unsupported"] += 1
+
+    def funding(self, symbol: str, rate: float) -> None:
+        t = self.ex.st.trades.get(symbol)
+        mark = self.marks.get(symbol)
+        if t is None or t.position <= 0 or not mark or not math.isfinite(rate):
+            return
+        self.counts["funding_events"] += 1
+        self.funding_open[t.trade_id] = self.funding_open.get(t.trade_id, 0.0) + \
+            float(t.position) * t.direction * mark * rate
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.start()
+        symbols = list(cfg.symbols)
+        fund = read_funding(cfg.catalog, symbols, cfg.start_ms, cfg.end_ms)
+        f_sym = [symbols[i] for i in fund.column("symbol").combine_chunks().indices.to_pylist()] if fund.num_rows else []
+        f_time = fund.column("calc_time").to_pylist() if fund.num_rows else []
+        f_rate = fund.column("last_funding_rate").to_pylist() if fund.num_rows else []
+        fi = 0
+        started = time.perf_counter()
+        for batch in iter_bars(cfg.catalog, "klines_1m", symbols, cfg.start_ms, cfg.end_ms,
+                               batch_rows=cfg.batch_rows, columns=KLINE_COLUMNS):
+            sym_idx = batch.column(0).indices.to_pylist()
+            cols = [batch.column(n).to_pylist() for n in KLINE_COLUMNS]
+            for i, t_ms, o, h, low, c, v in zip(sym_idx, *cols):
+                while fi < len(f_time) and f_time[fi] <= t_ms:  # settlements up to this bar's open
+                    self.funding(f_sym[fi], f_rate[fi])
+                    fi += 1
+                self.bar(symbols[i], int(t_ms), o, h, low, c, v)
+        elapsed = time.perf_counter() - started
+        return self.summary(elapsed)
+
+    def summary(self, elapsed_s: float) -> dict[str, Any]:
+        tr = self.trades
+        start_eq = float(self.cfg.aegis.trading.paper_balance_usdt)
+        net = [t["net_pnl"] for t in tr]
+        wins = sum(1 for x in net if x > 0)
+        peak, mdd, mdd_pct = start_eq, 0.0, 0.0
+        for _, eq in self.equity_curve:
+            peak = max(peak, eq)
+            mdd = max(mdd, peak - eq)
+            mdd_pct = max(mdd_pct, (peak - eq) / peak * 100 if peak > 0 else 0.0)
+        # Sharpe of daily returns (days with a closed trade; days without one return 0), x sqrt(365)
+        sharpe = None
+        if self.daily:
+            first, last = self.cfg.start_ms // DAY_MS, (self.cfg.end_ms - 1) // DAY_MS
+            eq, rets = start_eq, []
+            for day in range(first, last + 1):
+                new = self.daily.get(day, eq)
+                rets.append(new / eq - 1 if eq > 0 else 0.0)
+                eq = new
+            if len(rets) > 1:
+                mean = sum(rets) / len(rets)
+                sd = math.sqrt(sum((r - mean) ** 2 for r in rets) / (len(rets) - 1))
+                sharpe = mean / sd * math.sqrt(365) if sd > 0 else None
+        reasons: dict[str, int] = {}
+        for t in tr:
+            reasons[t["exit_reason"]] = reasons.get(t["exit_reason"], 0) + 1
+        rs = [t["outcome_r"] for t in tr]
+        st = self.ex.st
+        return {
+            "strategy": self.strategy.name, "strategy_path": sa.resolve(self.cfg.strategy),
+            "params": dict(self.cfg.params), "symbols": list(self.cfg.symbols),
+            "from_ms": self.cfg.start_ms, "to_ms": self.cfg.end_ms,
+            "candles": self.counts["candles"], "bad_bars": self.counts["bad_bars"],
+            "signals": self.counts["signals"], "trades": len(tr), "wins": wins,
+            "win_rate": wins / len(tr) if tr else None,
+            "pnl": sum(t["pnl"] for t in tr), "fees": sum(t["fees"] for t in tr),
+            "funding": sum(t["funding"] for t in tr), "net_pnl": sum(net),
+            "start_equity": start_eq, "end_equity": start_eq + sum(net),
+            "max_drawdown": mdd, "max_drawdown_pct": mdd_pct, "sharpe": sharpe,
+            "expectancy_r": sum(rs) / len(rs) if rs else None, "exit_reasons": dict(sorted(reasons.items())),
+            "open_at_end": sorted(st.trades), "funding_events": self.counts["funding_events"],
+            "intents_unsupported": self.counts["intents_unsupported"],
+            "trader_counters": dict(sorted(st.counters.items())) if hasattr(st, "counters") else {},
+            "strategy_counters": dict(sorted(self.runner.stats().items())),
+            "model_outcomes": self.model_state.n_seen, "model_rejected": self.counts["model_rejected"],
+            "elapsed_s": round(elapsed_s, 3),
+        }
+
+
+# ---------------------------------------------------------------------------- output
+def trades_csv(trades: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(TRADE_COLUMNS)
+    for t in trades:
+        w.writerow([repr(t[c]) if isinstance(t[c], float) else t[c] for c in TRADE_COLUMNS])
+    return buf.getvalue()
+
+
+def report_html(summary: Mapping[str, Any], curve: list[tuple[int, float]]) -> str:
+    """One page: the summary's numbers and the equity after each closed trade (inline SVG)."""
+    from html import escape
+
+    rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(_fmt(v))}</td></tr>" for k, v in summary.items()
+                   if k != "elapsed_s")
+    svg = ""
+    if len(curve) >= 2:
+        w, h = 800, 240
+        xs = [c[0] for c in curve]
+        ys = [c[1] for c in curve]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        sx = (w - 20) / (x1 - x0 or 1)
+        sy = (h - 20) / (y1 - y0 or 1)
+        pts = " ".join(f"{10 + (x - x0) * sx:.1f},{h - 10 - (y - y0) * sy:.1f}" for x, y in curve)
+        svg = (f'<h2>Equity after each closed trade (USDT, {y0:.2f} .. {y1:.2f})</h2>'
+               f'<svg width="{w}" height="{h}" style="border:1px solid #ccc">'
+               f'<polyline fill="none" stroke="#2a6" stroke-width="1.5" points="{pts}"/></svg>')
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>AEGIS backtest</title>"
+            "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}</style></head>"
+            f"<body><h1>Backtest: {escape(str(summary.get('strategy')))}</h1>{svg}<h2>Summary</h2>"
+            f"<table>{rows}</table><p>Trades: trades.csv. Numbers: summary.json.</p></body></html>\n")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def run_backtest(cfg: BacktestConfig, out: Path) -> dict[str, Any]:
+    """Run and write ``trades.csv``, ``summary.json`` (without the run time: byte-stable) and
+    ``report.html`` into ``out``; returns the summary (with ``elapsed_s``)."""
+    bt = Backtest(cfg)
+    summary = bt.run()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "trades.csv").write_text(trades_csv(bt.trades))
+    stable = {k: v for k, v in summary.items() if k != "elapsed_s"}
+    (out / "summary.json").write_text(json.dumps(stable, indent=2, sort_keys=False) + "\n")
+    (out / "report.html").write_text(report_html(stable, bt.equity_curve))
+    return summary
