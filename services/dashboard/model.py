@@ -25,6 +25,7 @@ from venue.algo_orders import AlgoState as A
 SERVICE_ORDER = ("exchange_sim", "orchestrator", "brain", "feed", "dashboard")
 BEAT_SILENT_S = 3.0  # no heartbeat this long (without a supervisor to ask): SILENT
 LATENCY_PREFIX = "latency_le_us:"
+TTT_PREFIX = "ttt_le_us:"  # the brain's tick-to-trade buckets: ttt_le_us:<kind>:<transport>:<bound us>
 
 # what each state of an exchange-held protective order means for the position it protects
 PROTECTION = {
@@ -135,6 +136,27 @@ def latency_hist(counters: dict[str, float]) -> dict[str, Any] | None:
             "p50": counters.get("latency_p50_us"), "p99": counters.get("latency_p99_us")}
 
 
+def tick_to_trade(counters: dict[str, float]) -> dict[str, Any] | None:
+    """The brain's tick-to-trade histogram (feed receipt of the tick behind a decision -> the
+    order's bytes on the exchange socket), entries and exits over every transport summed, in
+    microseconds; ``kinds`` says how many of each (``exit/ws``: 3, ...)."""
+    series: dict[str, dict[float, float]] = {}
+    for k, v in counters.items():
+        if k.startswith(TTT_PREFIX):
+            kind, transport, bound = k[len(TTT_PREFIX):].split(":", 2)
+            series.setdefault(f"{kind}/{transport}", {})[float(bound)] = v
+    if not series:
+        return None
+    bounds = sorted({b for s in series.values() for b in s})
+    cum = [sum(s.get(b, 0.0) for s in series.values()) for b in bounds]
+    kinds = {name: int(counters.get(f"ttt_count:{name.replace('/', ':')}", 0)) for name in sorted(series)}
+    total = sum(kinds.values())
+    counts = [int(c - p) for c, p in zip(cum, [0.0, *cum[:-1]])] + [max(0, int(total - (cum[-1] if cum else 0)))]
+    sum_us = sum(counters.get(f"ttt_sum_us:{name.replace('/', ':')}", 0.0) for name in series)
+    return {"bounds": bounds, "counts": counts, "count": total, "mean": sum_us / total if total else None,
+            "kinds": kinds}
+
+
 def _downsample(points: list[tuple[int, float]], n: int) -> list[list[float]]:
     if len(points) <= n:
         return [[t, v] for t, v in points]
@@ -220,7 +242,8 @@ def build(*, view: DbView | None, live: Live, sup: dict[str, Any] | None, contro
                      "ticks_read": bc.get("ticks_read"), "rejected_ticks": feed.get("ticks_rejected"),
                      "journal_gaps": orch.get("journal_gaps"), "journal_messages": orch.get("journal_messages"),
                      "feed": live.feed_status or None, "uptime_s": (sup or {}).get("uptime_s")},
-        "latency": {"feed_to_brain_us": latency_hist(bc), "signal_to_order_ms": live.signal_to_order.to_dict(),
+        "latency": {"feed_to_brain_us": latency_hist(bc), "tick_to_trade_us": tick_to_trade(bc),
+                    "signal_to_order_ms": live.signal_to_order.to_dict(),
                     "order_to_fill_ms": live.order_to_fill.to_dict()},
         "control": control,
         "controls": [{"time_ms": c["requested_ms"], "command": c["command"], "symbol": c["symbol"],

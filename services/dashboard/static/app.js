@@ -314,7 +314,8 @@ function hist(id, h, unit) {
   g.append(svg("line", { x1: 0, x2: W, y1: H - pad, y2: H - pad, stroke: "#2a3340" }));
   const extra = h.p50 !== undefined && h.p50 !== null ? ` · p50 ${fmt(h.p50, 0)} · p99 ${fmt(h.p99, 0)} ${unit}`
     : h.mean !== undefined && h.mean !== null ? ` · mean ${fmt(h.mean, 1)} ${unit}` : "";
-  box.replaceChildren(svg("svg", { width: W, height: H }, g), el("div", { cls: "sum", text: `${int(h.count)} samples${extra}` }));
+  const kinds = h.kinds ? " · " + Object.entries(h.kinds).map(([k, n]) => `${k} ${n}`).join(", ") : "";
+  box.replaceChildren(svg("svg", { width: W, height: H }, g), el("div", { cls: "sum", text: `${int(h.count)} samples${extra}${kinds}` }));
 }
 
 // ---------------------------------------------------------------- render
@@ -329,6 +330,7 @@ function render(m) {
   commands(m);
   equity(m);
   hist("h-feed", m.latency.feed_to_brain_us, "µs");
+  hist("h-ttt", m.latency.tick_to_trade_us, "µs");
   hist("h-sig", m.latency.signal_to_order_ms, "ms");
   hist("h-fill", m.latency.order_to_fill_ms, "ms");
   document.body.dataset.updated = String(m.now_ms);

@@ -14,7 +14,9 @@ from tests.conftest import REPO
 DEPLOY = REPO / "deploy"
 BRAIN = {"equity": 10_000.0, "realized_pnl": 1.5, "fees": 0.8, "positions_open": 2.0, "halted": 0.0, "paused": 1.0,
          "signals": 9.0, "orders": 4.0, "fills": 4.0, "risk_rejects": 5.0, "latency_count": 10.0,
-         "latency_sum_us": 900.0, "latency_le_us:10": 2.0, "latency_le_us:100": 9.0}
+         "latency_sum_us": 900.0, "latency_le_us:10": 2.0, "latency_le_us:100": 9.0,
+         "ttt_le_us:exit:ws:100": 1.0, "ttt_le_us:exit:ws:1000": 2.0, "ttt_count:exit:ws": 2.0,
+         "ttt_sum_us:exit:ws": 700.0}
 ORCH = {"reconcile_ok": 1.0, "journal_gaps": 0.0, "journal_rejected": 0.0, "ring_written": 1_000.0,
         "ring_lag": 2.0, "ring_lost": 0.0}
 FEED = {"ticks_rejected": 3.0, "frames_received": 1_003.0}
@@ -43,7 +45,7 @@ class TestGrafana:
         assert sorted(asked - exported) == []
         labels = {lab for q in queries() for lab in re.findall(r'name="([a-z_]+)"', q)}
         assert sorted(lab for lab in labels if f'name="{lab}"' not in text) == []
-        assert len(queries()) == 25  # 18 panels
+        assert len(queries()) == 27  # 19 panels
 
     def test_heartbeats_without_a_supervisor_make_the_same_names(self):
         """docker compose: up from a fresh heartbeat, the ring from the orchestrator's counters."""

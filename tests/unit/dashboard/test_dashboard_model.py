@@ -213,3 +213,14 @@ class TestLive:
         assert list(live.equity) == [(T0, 10_000.0), (T0 + 2_000, 10_001.5)]
         assert live.ticks_per_s() == 4_500.0
         assert live.events == {"HEARTBEAT": 5}
+
+
+class TestTickToTrade:
+    def test_entries_and_exits_are_summed_per_bucket(self):
+        """The brain's ttt_le_us:<kind>:<transport>:<bound> buckets (cumulative) as one histogram."""
+        c = {"ttt_le_us:exit:ws:100": 2.0, "ttt_le_us:exit:ws:1000": 3.0, "ttt_count:exit:ws": 4.0,
+             "ttt_sum_us:exit:ws": 2_600.0, "ttt_le_us:entry:rest:100": 0.0, "ttt_le_us:entry:rest:1000": 1.0,
+             "ttt_count:entry:rest": 1.0, "ttt_sum_us:entry:rest": 400.0, "latency_le_us:10": 5.0}
+        assert model.tick_to_trade(c) == {"bounds": [100.0, 1000.0], "counts": [2, 2, 1], "count": 5, "mean": 600.0,
+                                          "kinds": {"entry/rest": 1, "exit/ws": 4}}
+        assert model.tick_to_trade({"latency_le_us:10": 5.0}) is None
