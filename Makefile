@@ -7,7 +7,7 @@ BUILD_SUM := $(shell cat pyproject.toml setup.py common/_ringc.c | cksum | cut -
 STAMP  := $(VENV)/.installed-$(BUILD_SUM)
 BENCH_STAMP := $(VENV)/.bench-installed-$(BUILD_SUM)
 
-.PHONY: setup setup-bench run test test-fast soak bench golden clean
+.PHONY: setup setup-bench browser run test test-fast soak bench golden clean
 
 # idempotent: re-installs only when pyproject.toml, setup.py or common/_ringc.c changed
 setup: $(STAMP)
@@ -28,7 +28,20 @@ $(STAMP): pyproject.toml setup.py common/_ringc.c
 run: setup
 	$(BIN)/aegis run
 
-test: setup
+# the dashboard's browser test drives Debian's chromium (tests/integration/test_dashboard_browser.py,
+# through Playwright, never a downloaded browser). Installed here when missing, as root with
+# apt-get (CI runs as root on Debian); skipped when present. Without it that test fails and says why.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing Debian's chromium for the dashboard's browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+	    || echo "make: chromium could not be installed: the browser test will fail and say so"; \
+	else echo "make: $(CHROMIUM) is missing and cannot be installed here (needs root and apt-get):" \
+	  "the browser test will fail and say so"; fi
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 # unit, property and fuzz tests only (seconds)

@@ -3,6 +3,7 @@
     aegis run [--duration S] [--summary-json PATH] ...   the whole stack (supervisor)
     aegis orchestrator | feed | brain | exchange-sim      one service alone (debugging)
     aegis status [--run-dir DIR]                          live state of a running stack
+    aegis dashboard [--port N]                            the live page and control API alone
     aegis report --db PATH --out DIR                      metrics, charts, trades of a run
     aegis risk [--clear-halt]                             the kill switch: show it, clear it
     aegis decode FILE [--json]                            decoder + firewall over a capture
@@ -33,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "feed": ("services.feed.__main__", "market data in: WebSocket -> firewall -> ring"),
     "brain": ("services.brain.__main__", "ring -> candles -> events"),
     "exchange-sim": ("services.exchange_sim.__main__", "local Binance USD-M exchange (demo, tests)"),
+    "dashboard": ("services.dashboard.__main__", "live web dashboard and control API (loopback)"),
     "status": ("services.orchestrator.status_cli", "live state of a running stack, as a table"),
     "report": ("services.orchestrator.report_cli", "report directory (HTML, PNG, CSV) from a database"),
     "risk": ("services.orchestrator.risk_cli", "show the saved kill switch; --clear-halt clears it"),

@@ -214,17 +214,53 @@ class SupervisorConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DashboardConfig:
+    """The live dashboard and its control API (``services/dashboard``, docs/operate.md).
+
+    Loopback only by default. Any other ``host`` is an explicit choice that the dashboard
+    announces loudly at start: the page then shows positions to whoever reaches the port, and
+    only the token guards the control API (no TLS here: put a TLS proxy in front)."""
+
+    enabled: bool = True  # aegis run starts it (never in replay mode)
+    host: str = "127.0.0.1"
+    port: int = 8470  # 0 = any free port; taken -> any free port (the URL is printed)
+    # Origins allowed to POST besides the dashboard's own (a reverse proxy's public URL)
+    allowed_origins: tuple[str, ...] = ()
+    refresh_ms: int = 1_000  # the page's update period (server-sent events)
+    control_timeout_ms: int = 3_000  # the brain's answer to a command, at most this long
+    auth_failures_per_min: int = 10  # refused requests per client a minute, then 429 until it passes
+    commands_per_min: int = 30  # accepted commands per client a minute, then 429
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelegramConfig:
+    """Alerts and remote control over Telegram (run by the dashboard service, docs/operate.md).
+
+    Off unless ``enabled`` and at least one chat id: only those chats are obeyed and alerted.
+    The bot's token is a secret: ``AEGIS_TELEGRAM_TOKEN`` (or ``_FILE``, or the docker secret
+    ``aegis_telegram_token``), never this file."""
+
+    enabled: bool = False
+    chat_ids: tuple[int, ...] = ()
+    api_url: str = "https://api.telegram.org/bot"  # the Bot API (a local fake in tests)
+    summary_hour_utc: int = 0  # the daily summary goes out at this hour (-1 = never)
+    feed_stale_s: float = 30.0  # the feed silent or not streaming this long: an alert
+    confirm_s: float = 60.0  # /closeall waits this long for its /confirm
+
+
+@dataclass(frozen=True, kw_only=True)
 class BusConfig:
     """How the services reach each other over ZeroMQ (``endpoints``, docs/security.md).
 
     ``transport``: "ipc" (default) = Unix sockets in the private run directory; "tcp" =
-    ``host``:``base_port``+0..4, always with ZeroMQ CURVE (keys made by ``aegis keys``):
+    ``host``:``base_port``+0..5, always with ZeroMQ CURVE (keys made by ``aegis keys``):
     a tcp stack refuses to start without them.
     """
 
     transport: str = "ipc"  # ipc | tcp
     host: str = "127.0.0.1"  # tcp: the one address every endpoint binds and connects to
-    # tcp: five ports from here (feed_pub, brain_pub, orchestrator_pub, journal, journal_sync);
+    # tcp: six ports from here (feed_pub, brain_pub, orchestrator_pub, journal, journal_sync,
+    # brain_control);
     # below Linux's ephemeral range (32768+), so an outgoing connection never holds one
     base_port: int = 27460
     curve_dir: str = ""  # CURVE key directory; "" = <data_dir>/keys (kept with the database)
@@ -261,6 +297,8 @@ class AegisConfig:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     bus: BusConfig = field(default_factory=BusConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
     log: LogConfig = field(default_factory=LogConfig)
     strategy: StrategySection = field(default_factory=StrategySection)
 
@@ -278,6 +316,7 @@ class Endpoints:
     orchestrator_pub: str
     journal: str  # orchestrator PULL <- PUSH from brain (and feed)
     journal_sync: str  # orchestrator ROUTER <- DEALER: written and fsync'd before the ack
+    brain_control: str = ""  # brain ROUTER <- DEALER: operators' commands (wire.Control), answered
     transport: str = "ipc"  # "tcp": every socket on these endpoints needs CURVE keys
 
     def publishers(self) -> tuple[str, ...]:
@@ -286,7 +325,7 @@ class Endpoints:
 
 def endpoints(run_dir: str | Path, bus: BusConfig | None = None) -> Endpoints:
     """The stack's endpoints: ipc under ``run_dir`` (Linux limits a socket path to 107
-    bytes), or with ``bus.transport == "tcp"`` ``bus.host`` at ``bus.base_port`` + 0..4.
+    bytes), or with ``bus.transport == "tcp"`` ``bus.host`` at ``bus.base_port`` + 0..5.
 
     Pure: it names endpoints only. Loading the CURVE keys a tcp stack needs (and refusing
     to start without them) is the shell's job: ``common.service.endpoints``.
@@ -297,7 +336,8 @@ def endpoints(run_dir: str | Path, bus: BusConfig | None = None) -> Endpoints:
         port = bus.base_port
         return Endpoints(feed_pub=f"tcp://{host}:{port}", brain_pub=f"tcp://{host}:{port + 1}",
                          orchestrator_pub=f"tcp://{host}:{port + 2}", journal=f"tcp://{host}:{port + 3}",
-                         journal_sync=f"tcp://{host}:{port + 4}", transport="tcp")
+                         journal_sync=f"tcp://{host}:{port + 4}", brain_control=f"tcp://{host}:{port + 5}",
+                         transport="tcp")
     base = Path(run_dir)
     ep = Endpoints(
         feed_pub=f"ipc://{base / 'feed.pub'}",
@@ -305,6 +345,7 @@ def endpoints(run_dir: str | Path, bus: BusConfig | None = None) -> Endpoints:
         orchestrator_pub=f"ipc://{base / 'orchestrator.pub'}",
         journal=f"ipc://{base / 'journal.pull'}",
         journal_sync=f"ipc://{base / 'journal.sync'}",
+        brain_control=f"ipc://{base / 'brain.control'}",
     )
     if any(len(e) - len("ipc://") > 107 for e in ep.publishers()):
         raise ConfigError(f"run_dir too long for ipc socket paths: {base}")
@@ -421,8 +462,8 @@ def validate(cfg: AegisConfig) -> None:
     b = cfg.bus
     if b.transport not in ("ipc", "tcp"):
         raise ConfigError(f"bus.transport must be 'ipc' or 'tcp', not {b.transport!r}")
-    if not 1 <= b.base_port <= 65535 - 4:
-        raise ConfigError("bus.base_port must be within 1..65531 (it and the next four ports are used)")
+    if not 1 <= b.base_port <= 65535 - 5:
+        raise ConfigError("bus.base_port must be within 1..65530 (it and the next five ports are used)")
     if not b.host or any(c in b.host for c in "/ ") or b.host == "*":
         raise ConfigError(f"bus.host must be one address or host name the services connect to, "
                           f"not {b.host!r}")
@@ -461,6 +502,23 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("trading intervals and timeouts must be > 0")
     if not 10 <= cfg.feed.rest_weight_budget_1m <= 6000:
         raise ConfigError("feed.rest_weight_budget_1m must be within 10..6000")
+    d = cfg.dashboard
+    if not 0 <= d.port <= 65535 or not d.host or any(c in d.host for c in "/ "):
+        raise ConfigError(f"dashboard.host must be one address and dashboard.port within 0..65535, "
+                          f"not {d.host!r}:{d.port}")
+    if d.refresh_ms < 100 or d.control_timeout_ms < 100:
+        raise ConfigError("dashboard.refresh_ms and dashboard.control_timeout_ms must be >= 100")
+    if d.auth_failures_per_min < 1 or d.commands_per_min < 1:
+        raise ConfigError("dashboard.auth_failures_per_min and dashboard.commands_per_min must be >= 1")
+    for o in d.allowed_origins:
+        if not o.startswith(("http://", "https://")) or o.endswith("/"):
+            raise ConfigError(f"dashboard.allowed_origins holds scheme://host[:port] without a "
+                              f"trailing slash, not {o!r}")
+    tg = cfg.telegram
+    if not -1 <= tg.summary_hour_utc <= 23 or tg.feed_stale_s <= 0 or tg.confirm_s <= 0:
+        raise ConfigError("telegram.summary_hour_utc must be within -1..23, feed_stale_s and confirm_s > 0")
+    if not tg.api_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ConfigError("telegram.api_url must be https:// (or a local http:// test server)")
     r = cfg.replay
     if r.speed < 0 or not 1 <= r.chunk <= cfg.brain.read_batch or r.chunk_ms < 1:
         raise ConfigError(f"replay.speed must be >= 0 and replay.chunk within 1..brain.read_batch "

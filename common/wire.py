@@ -56,6 +56,7 @@ class EventType(str, enum.Enum):
     MODEL_STATE = "MODEL_STATE"
     SYMBOL_INFO = "SYMBOL_INFO"
     ALGO_ORDER_UPDATE = "ALGO_ORDER_UPDATE"
+    CONTROL = "CONTROL"
     TRADING_PERMISSION = "TRADING_PERMISSION"
 
 
@@ -80,6 +81,7 @@ TOPIC_PREFIX: dict[EventType, str] = {
     EventType.MODEL_STATE: "model",
     EventType.SYMBOL_INFO: "symbol",
     EventType.ALGO_ORDER_UPDATE: "algo",
+    EventType.CONTROL: "control",
     EventType.TRADING_PERMISSION: "permission",
 }
 
@@ -280,6 +282,46 @@ class AlgoOrderUpdate(_Body, tag="ALGO_ORDER_UPDATE"):
     reason: str = ""
 
 
+class ControlCommand(str, enum.Enum):
+    """What an operator can ask of the trader (the dashboard's control API)."""
+
+    PAUSE = "PAUSE"  # no new entries (each signal is refused as RISK_REJECT reason PAUSED)
+    RESUME = "RESUME"  # entries again
+    CLOSE = "CLOSE"  # the trader's normal exit for one symbol
+    CLOSE_ALL = "CLOSE_ALL"  # the trader's flatten: exit every position
+    CLEAR_KILL_SWITCH = "CLEAR_KILL_SWITCH"  # a person accepts the loss so far: entries may resume
+
+
+class ControlStatus(str, enum.Enum):
+    REQUESTED = "REQUESTED"  # journaled by the dashboard, on its way to the brain
+    DONE = "DONE"  # the brain carried it out (an exit is then on the normal order path)
+    REFUSED = "REFUSED"  # the brain would not (detail says why), or never answered
+
+
+CONTROL_STATE_NAME = "control_state"  # model_state row: the brain's pause, kept across restarts
+
+
+class Control(_Body, tag="CONTROL"):
+    """An operator's command, with who asked, from where and what became of it.
+
+    The dashboard journals it REQUESTED and sends it to the brain's control socket; the brain
+    answers (and journals, and publishes) the same request DONE or REFUSED. The request id
+    ties the three together (table ``controls``, one row per request). No credential ever
+    travels in it: the dashboard checked the token before it was made."""
+
+    request_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+    command: ControlCommand
+    requested_ms: Annotated[int, msgspec.Meta(ge=0)]
+    symbol: Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[A-Z0-9]*$")] = ""  # CLOSE only
+    client: Annotated[str, msgspec.Meta(max_length=64)] = ""  # the address the request came from
+    via: Annotated[str, msgspec.Meta(max_length=32)] = ""  # "page" (the dashboard's buttons) or "api"
+    status: ControlStatus = ControlStatus.REQUESTED
+    detail: Annotated[str, msgspec.Meta(max_length=300)] = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.command is ControlCommand.CLOSE) != bool(self.symbol):
+            raise ValueError("symbol is required by CLOSE and only by CLOSE")
 class TradingPermission(_Body, tag="TRADING_PERMISSION"):
     """May new positions be opened? The orchestrator's verdict (its journal can write, and
     reconciliation passed), published when it changes and with every heartbeat. Only entries
@@ -293,7 +335,7 @@ class TradingPermission(_Body, tag="TRADING_PERMISSION"):
 
 Body = Union[TickUpdate, CandleClosed, SignalGenerated, OrderRequest, OrderUpdate, Fill,
              Position, RiskReject, Heartbeat, FeedStatus, Shutdown, TradeClosed, ModelState, SymbolInfo,
-             AlgoOrderUpdate, TradingPermission]
+             AlgoOrderUpdate, Control, TradingPermission]
 
 BODY_TYPES: dict[EventType, type] = {
     EventType.TICK_UPDATE: TickUpdate,
@@ -311,6 +353,7 @@ BODY_TYPES: dict[EventType, type] = {
     EventType.MODEL_STATE: ModelState,
     EventType.SYMBOL_INFO: SymbolInfo,
     EventType.ALGO_ORDER_UPDATE: AlgoOrderUpdate,
+    EventType.CONTROL: Control,
     EventType.TRADING_PERMISSION: TradingPermission,
 }
 _TYPE_OF: dict[type, EventType] = {v: k for k, v in BODY_TYPES.items()}

@@ -166,10 +166,16 @@ def router(endpoint: str, *, curve: CurveKeys | None = None) -> zmq.Socket:
     return s
 
 
-def dealer(endpoint: str, *, curve: CurveKeys | None = None) -> zmq.Socket:
-    """The synchronous journal's client: LINGER 0, a request without an ack is re-sent anyway."""
+def dealer(endpoint: str, *, curve: CurveKeys | None = None, immediate: bool = False) -> zmq.Socket:
+    """The synchronous journal's client: LINGER 0, a request without an ack is re-sent anyway.
+
+    ``immediate``: a send fails at once (``zmq.Again``) while the peer is not connected,
+    instead of waiting in a queue to be delivered whenever it comes back: right for an
+    operator's command, which must not be carried out long after its sender gave up."""
     s = context().socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
+    if immediate:
+        s.setsockopt(zmq.IMMEDIATE, 1)
     _connect(s, (endpoint,), curve)
     return s
 

@@ -87,6 +87,7 @@ def stack_env(run_dir: Path, **extra: str) -> dict[str, str]:
         "AEGIS_DATA_DIR": str(run_dir / "data"),
         "AEGIS_RING__SHM_DIR": str(run_dir),
         "AEGIS_SUPERVISOR__METRICS_PORT": "0",
+        "AEGIS_DASHBOARD__PORT": "0",
         "AEGIS_SIM__SOURCE": "ticks",
         "AEGIS_FEED__HYDRATE_CANDLES": "500",
         "PYTHONUNBUFFERED": "1",

@@ -26,6 +26,7 @@ from common.log import RateLimiter
 from common.ring import Ring, ring_load
 from research import strategy_api
 from services.brain import candles, conflate, engine, model, recovery, risk, trader, wiring
+from services.brain import control as brain_control
 from venue import brokers
 
 log = structlog.get_logger(__name__)
@@ -34,6 +35,7 @@ RING_RETRY_S = 0.5
 DRAIN_DEADLINE_S = 5.0  # at shutdown, read what the feed wrote, but not forever
 FLUSH_PERIOD_S = 1.0  # close quiet symbols' candles this often
 HIGHER_TIMEFRAME_FACTOR = 15  # 1 m base -> 15 m
+CONTROL_POLL_S = 0.05  # operators' commands (the dashboard) are looked for this often
 # tick-to-brain latency buckets exported in the heartbeat (microseconds)
 LATENCY_BUCKETS_US = (10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000, 1_000_000)
 
@@ -82,6 +84,7 @@ class Brain:
         # is the cold prior, and the signal says so (cold=True). Its state survives restarts.
         self.model_state = _model_from(saved_model)
         self.execution: Any = None  # set by run() when trading is enabled
+        self.control: brain_control.Control | None = None  # operators' commands (not in replay)
         self.orch: bus.Subscriber | None = None  # the orchestrator's TradingPermission
         self.permission_block = ""  # why entries are halted ("" = they are not)
         self._traded_ids = np.zeros(0, np.uint16)
@@ -290,7 +293,9 @@ class Brain:
             self.pub.publish(sig, event_ns)
             self.journal_publish(sig, event_ns)
             self.signals += 1
-            if self.execution is not None:
+            if self.control is not None:  # a pause refuses it before the trader sees it
+                self.control.on_signal(sig)
+            elif self.execution is not None:
                 self.execution.on_signal(sig)
 
     def strategy_intent(self, symbol: str, intent: object) -> None:
@@ -329,7 +334,8 @@ class Brain:
                 "journal_full": self.journal_full, "candles": candles.stats_dict(self.core.candles),
                 "conflate": conflate.stats_dict(self.core.conflate), "latency_hist": lat.to_dict(),
                 "model_outcomes": self.model_state.n_seen,
-                "execution": self.execution.snapshot() if self.execution is not None else None}
+                "execution": self.execution.snapshot() if self.execution is not None else None,
+                "control": self.control.counters() if self.control is not None else None}
 
     def counters(self) -> dict[str, float]:
         """What the heartbeat carries: totals, plus the latency histogram as cumulative
@@ -350,6 +356,8 @@ class Brain:
             out.update(self.execution.ttt.counters())  # tick-to-trade buckets (ttt_le_us:...)
             # funding received (+) or paid (-): closed trades' and the open trades' so far
             out["funding"] = float(ex["funding"]) + float(ex["funding_reads"]["open_funding"])
+        if self.control is not None:
+            out.update(self.control.counters())
         for b in LATENCY_BUCKETS_US:
             out[f"latency_le_us:{b:g}"] = lat.count_le(int(b * 1000))
         return out
@@ -448,12 +456,16 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
                 trading.execution.poll()
             if not trading.execution.ready:
                 log.error("brain.replay_execution_not_ready", error=trading.execution.start_error)
+    if not brain.replay:  # the dashboard's commands (a replay is the capture's alone)
+        brain.control = brain_control.Control.bind(
+            ep.brain_control, execution=brain.execution, publish=brain.publish_exec,
+            pause=brain_control.load_pause(service.db_path(cfg)))
     service.mark_ready(rd, NAME)
     log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names))
     conflate_s = cfg.brain.conflate_interval_ms / 1000
     idle_s = cfg.brain.idle_sleep_us / 1e6
     spin_s = cfg.brain.spin_before_sleep_us / 1e6  # a time, not a count: an empty poll is ~0.1 us
-    next_tick = next_beat = next_flush = time.monotonic()
+    next_tick = next_beat = next_flush = next_control = time.monotonic()
     idle_since = 0.0  # when the ring was first seen empty (0: it was not)
     try:
         while not stop.is_set():
@@ -475,6 +487,9 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
                 brain.warm_from_history()
             if trading is not None:
                 trading.execution.poll()
+            if brain.control is not None and now >= next_control:
+                next_control = now + CONTROL_POLL_S
+                brain.control.poll()
             if now >= next_beat:
                 next_beat = now + cfg.heartbeat_interval_s
                 brain.watch_orchestrator()
@@ -489,6 +504,8 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     finally:
         if brain.db_history is not None and hasattr(brain.db_history, "close"):
             brain.db_history.close()  # an unfinished warm-up: its database connection
+        if brain.control is not None:
+            brain.control.close()
         if trading is not None:
             trading.close()
             if brain.orch is not None:

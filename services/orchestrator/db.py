@@ -20,7 +20,7 @@ import msgspec
 
 from common import wire
 
-SCHEMA_VERSION = 3  # 2: trades table; 3: symbols table
+SCHEMA_VERSION = 4  # 2: trades table; 3: symbols table; 4: controls table
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -89,6 +89,12 @@ CREATE TABLE IF NOT EXISTS algo_orders (
     sent_ms INTEGER NOT NULL, reason TEXT NOT NULL, created_ns INTEGER NOT NULL,
     updated_ns INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS controls (
+    request_id TEXT PRIMARY KEY, command TEXT NOT NULL, symbol TEXT NOT NULL,
+    client TEXT NOT NULL, via TEXT NOT NULL, requested_ms INTEGER NOT NULL,
+    status TEXT NOT NULL, detail TEXT NOT NULL, created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS model_state (
     name TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL,
     updated_ns INTEGER NOT NULL
@@ -154,6 +160,11 @@ _ALGO_SQL = ("INSERT INTO algo_orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) O
              " actual_order_id=CASE WHEN excluded.actual_order_id != '' THEN excluded.actual_order_id"
              " ELSE algo_orders.actual_order_id END, sent_ms=max(algo_orders.sent_ms, excluded.sent_ms),"
              " reason=excluded.reason, updated_ns=excluded.updated_ns")
+# an operator's command: one row per request; its status only moves forward (the dashboard's
+# REQUESTED and the brain's DONE/REFUSED come from two senders and may arrive in either order)
+_CONTROL_SQL = ("INSERT INTO controls VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(request_id) DO UPDATE SET"
+                " status=excluded.status, detail=excluded.detail, updated_ns=excluded.updated_ns"
+                " WHERE controls.status = 'REQUESTED'")
 # a model state only moves forward: an older version delivered late never overwrites a newer
 _MODEL_SQL = ("INSERT INTO model_state VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET"
               " version=excluded.version, state=excluded.state, updated_ns=excluded.updated_ns"
@@ -199,6 +210,9 @@ def rows_for(env: wire.Envelope) -> list[Row]:
         return [(_ALGO_SQL, (b.client_algo_id, b.algo_id, b.symbol, b.side, b.order_type, b.trigger_price,
                              b.working_type, int(b.close_position), b.trade_id, b.role, b.state,
                              b.actual_order_id, b.sent_ms, b.reason, t, t))]
+    if isinstance(b, wire.Control):
+        return [(_CONTROL_SQL, (b.request_id, b.command.value, b.symbol, b.client, b.via, b.requested_ms,
+                                b.status.value, b.detail, t, t))]
     return []  # heartbeats and status are not persisted
 
 
@@ -243,5 +257,6 @@ def integrity_ok(conn: sqlite3.Connection) -> bool:
 
 
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
-    tables = ("candles", "signals", "orders", "fills", "positions", "risk_rejects", "trades", "algo_orders")
+    tables = ("candles", "signals", "orders", "fills", "positions", "risk_rejects", "trades", "algo_orders",
+              "controls")
     return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}  # noqa: S608 - fixed names

@@ -1,7 +1,8 @@
 """The supervisor (``aegis run``): starts the stack, keeps it alive, stops it cleanly.
 
-Start order: exchange_sim (demo mode only), orchestrator, brain, feed; each must report
-ready before the next starts. The consumer (brain) starts before the producer (feed) on
+Start order: exchange_sim (demo mode only), orchestrator, brain, feed, dashboard (not in
+replay mode; ``dashboard.enabled``); each must report ready before the next starts. The
+dashboard's URL is printed (``dashboard: http://HOST:PORT/``) once it is up. The consumer (brain) starts before the producer (feed) on
 purpose: the other way round, the first second of ticks waits in the ring while the brain
 boots, which showed up as a 1.1 s p99 tick-to-brain latency in a 15 s run. A child that
 dies is restarted with exponential backoff; more than ``restart_intensity`` restarts within
@@ -56,6 +57,11 @@ SPARE_STOP_S = 2.0  # a spare (no handlers yet: SIGTERM ends it at once) gets th
 SPARE_MODES = ("demo", "paper", "live")  # not replay: a replay must not share its CPU with spares
 CAPTURE_SETTLE_S = 0.5  # aegis run --capture: the recorder connects before the services publish
 PR_SET_CHILD_SUBREAPER = 36
+# services that publish no heartbeat: alive = the process runs (and, for the sim, answers ping)
+NO_HEARTBEAT = ("exchange_sim", "dashboard")
+# services the stack trades without: one that will not start, or crashes past the restart
+# intensity, is given up (logged) instead of stopping the stack (a page must not stop trading)
+OPTIONAL = ("dashboard",)
 
 
 @dataclass
@@ -221,7 +227,8 @@ class Supervisor:
         # demo with an explicit exchange URL (aegis run --exchange URL): that exchange runs on its
         # own, outside the stack, as Binance would (it survives the stack's death)
         own_sim = cfg.mode == "demo" and not cfg.feed.rest_url
-        names = (["exchange_sim"] if own_sim else []) + ["orchestrator", "brain", "feed"]
+        names = ((["exchange_sim"] if own_sim else []) + ["orchestrator", "brain", "feed"]
+                 + (["dashboard"] if cfg.dashboard.enabled and cfg.mode != "replay" else []))
         self.children = [Child(n, base + [f"services.{n}"] + tail) for n in names if n not in self.without]
         if self.without:
             print(f"aegis: not starting {', '.join(self.without)}; run it yourself with:\n"
@@ -437,6 +444,9 @@ class Supervisor:
         for child in self.children:
             self.spawn(child)
             if not self.wait_ready(child):
+                if child.name in OPTIONAL and not self.stop.is_set():
+                    self.give_up(child, "did not become ready")
+                    continue
                 code = child.proc.poll() if child.proc is not None else None
                 self.exit_code = policy.EXIT_OK if self.stop.is_set() else policy.EXIT_START_FAILED
                 if not policy.should_restart(code):  # its storage refuses writes: that is the reason
@@ -446,7 +456,30 @@ class Supervisor:
             if child.name == "orchestrator":
                 self.ring = Ring.attach(service.ring_path(self.cfg), readonly=True)
                 self.start_capture()  # before the feed: its hydration and first frames count
+            if child.name == "dashboard":
+                self.announce_dashboard()
         return True
+
+    def give_up(self, child: Child, reason: str) -> None:
+        """Stop starting an OPTIONAL service (it would not start, or kept crashing); the stack
+        goes on without it and says so."""
+        child.gave_up = reason
+        child.restart_at = None
+        self.stop_child(child)
+        sp, child.spare = child.spare, None
+        if sp is not None:
+            self.end_spare(sp)
+        print(f"aegis: {child.name} gave up (see the log above); the stack runs on without it",
+              file=sys.stderr, flush=True)
+
+    def announce_dashboard(self) -> None:
+        """``dashboard: http://HOST:PORT/`` on stderr (and in the log): where to look."""
+        try:
+            url = (self.rd / "dashboard.url").read_text().strip()
+        except OSError:
+            return
+        print(f"dashboard: {url}", file=sys.stderr, flush=True)
+        log.info("supervisor.dashboard", url=url)
 
     def start_capture(self) -> None:
         """``aegis run --capture FILE``: ``aegis capture --raw`` as a helper process (not a
@@ -495,7 +528,7 @@ class Supervisor:
                 "ready": running and self.is_ready(c), "state": c.state, "gave_up": c.gave_up,
                 "restarts": c.restarts, "warm_restarts": c.warm_restarts,
                 "spare": self.spare_state(c), "spare_pid": spare.pid if (spare := c.spare) is not None else None,
-                "heartbeat_age_s": (None if c.name == "exchange_sim" or c.proc is None
+                "heartbeat_age_s": (None if c.name in NO_HEARTBEAT or c.proc is None
                                     else round(now - c.last_heartbeat, 3)),
                 "counters": dict(c.counters)}
         perm = self.permission
@@ -567,7 +600,7 @@ class Supervisor:
             if policy.healthy_reset(child.started_at, now, self.policy.healthy_after_s):
                 child.consecutive_failures = 0
             hb_timeout = self.cfg.supervisor.heartbeat_timeout_s
-            if (child.name != "exchange_sim" and self.is_ready(child)
+            if (child.name not in NO_HEARTBEAT and self.is_ready(child)
                     and now - child.last_heartbeat > hb_timeout):
                 log.error("supervisor.child_hung", child=child.name, pid=p.pid,
                           silent_s=round(now - child.last_heartbeat, 1))
@@ -586,7 +619,11 @@ class Supervisor:
         child.restart_times.append(now)
         if policy.intensity_exceeded(self.policy, child.restart_times, now):
             log.error("supervisor.restart_intensity_exceeded", child=child.name,
-                      restarts=len(child.restart_times), period_s=self.policy.period_s)
+                      restarts=len(child.restart_times), period_s=self.policy.period_s,
+                      optional=child.name in OPTIONAL)
+            if child.name in OPTIONAL:
+                self.give_up(child, f"more than {self.policy.intensity} restarts in {self.policy.period_s:g} s")
+                return True
             return False
         child.restarts += 1
         child.consecutive_failures += 1
@@ -708,14 +745,14 @@ class Supervisor:
     def cleanup(self) -> None:
         Ring.unlink(service.ring_path(self.cfg))
         ep = endpoints(self.rd)
-        for e in (*ep.publishers(), ep.journal, ep.journal_sync):
+        for e in (*ep.publishers(), ep.journal, ep.journal_sync, ep.brain_control):
             path = zmqutil.ipc_path(e)
             if path:
                 Path(path).unlink(missing_ok=True)
         if self._created_run_dir:
             shutil.rmtree(self.rd, ignore_errors=True)
         else:
-            names = ("supervisor.pid", "config.json", "monitor.url", "sim-account.json")
+            names = ("supervisor.pid", "config.json", "monitor.url", "sim-account.json", "dashboard.url")
             for f in [*self.rd.glob("*.ready"), *self.rd.glob("*.spare"), *(self.rd / n for n in names)]:
                 f.unlink(missing_ok=True)
             shutil.rmtree(self.rd / "stats", ignore_errors=True)
@@ -746,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
                         "with 'aegis exchange-sim --port 8900') instead of starting one: it lives outside the "
                         "stack, as Binance does")
     p.add_argument("--without", action="append", default=[], metavar="SERVICE",
-                   choices=("exchange_sim", "orchestrator", "brain", "feed"),
+                   choices=("exchange_sim", "orchestrator", "brain", "feed", "dashboard"),
                    help="do not start SERVICE (run it yourself in the foreground to debug it)")
     args = p.parse_args(argv)
     cfg = service.bootstrap("supervisor", args)

@@ -192,7 +192,7 @@ def test_a_full_disk_halts_entries_lets_exits_go_and_loses_nothing(procs, short_
     assert (j["state"], j["reason"], j["faults"], j["lost_at_stop"]) == ("DEGRADED", "JOURNAL_DISK_FULL", 2, 0)
     assert j["detail"].startswith(f"cannot write {dbf}: database or disk is full (")
     assert j["spilled_at_stop"] >= 1 and s["trading_halt_reason"] == "JOURNAL_DISK_FULL"
-    assert s["restarts"] == {"exchange_sim": 0, "orchestrator": 0, "brain": 0, "feed": 0}
+    assert s["restarts"] == {"exchange_sim": 0, "orchestrator": 0, "brain": 0, "feed": 0, "dashboard": 0}
     events = [json.loads(line).get("event") for line in log_file.read_text().splitlines() if line.startswith('{"')]
     assert events.count("orchestrator.journal_write_failed") == 2  # one clear line per fault
     assert "OperationalError" not in log_file.read_text()  # no crash, no traceback of the fault

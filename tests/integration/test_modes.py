@@ -74,7 +74,7 @@ def test_paper_mode_trades_on_paper_against_the_exchange_market(procs, short_tmp
     sim = SimProc(procs, short_tmp / "sim.log", symbols=4, speed=4.0)
     s, stats, log = run_mode(procs, short_tmp, "paper", sim)
     assert s["mode"] == "paper"
-    assert s["restarts"] == {"orchestrator": 0, "feed": 0, "brain": 0}, s["restarts"]  # no sim child
+    assert s["restarts"] == {"orchestrator": 0, "feed": 0, "brain": 0, "dashboard": 0}, s["restarts"]  # no sim child
     assert_routed_feed(s, stats["feed"], sim)
     assert "broker=paper" in log or '"broker": "paper"' in log, log[-3000:]
     assert "reconcile" not in stats["orchestrator"]  # a paper account lives in the brain

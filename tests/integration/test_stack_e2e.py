@@ -41,7 +41,7 @@ def test_stack_runs_end_to_end_and_loses_nothing(procs, short_tmp):
     if _ringc is not None:
         assert s["ticks_written"] * 0.9 < s["ticks_fast_lane"] < s["ticks_written"], s
     assert s["brain_out_of_order"] == 0
-    assert s["restarts"] == {"exchange_sim": 0, "orchestrator": 0, "feed": 0, "brain": 0}
+    assert s["restarts"] == {"exchange_sim": 0, "orchestrator": 0, "feed": 0, "brain": 0, "dashboard": 0}
     assert s["symbols"] == 5
     assert s["candles_closed"] > 0
     assert s["latency_us"]["count"] == s["ticks_read"]

@@ -84,6 +84,8 @@ OTHER_ENV = {
     "PYTHON_IMAGE": ("docker-compose.yml", "base image of the Dockerfile"),
     "CHAOS_SEED": ("tests/chaos/test_chaos_kills.py", "replays one chaos plan"),
     "CHAOS_KEEP": ("tests/chaos/test_chaos_kills.py", "keeps the chaos run's log and database"),
+    # AEGIS_-named but a secret, not a config field (never read from a config file)
+    "AEGIS_TELEGRAM_TOKEN": ("common/dashboard_token.py", "the Telegram bot's token (environment only)"),
 }
 # python -m modules whose flags are not argparse-parsed here: name -> why
 UNPARSED_MODULES = {"pytest": "pytest's own options (paths after it are checked)",
@@ -268,7 +270,7 @@ def env_problems(cmd: Command) -> list[str]:
     problems = []
     defaults = config_mod.to_dict(config_mod.from_dict({}))
     for name, value in cmd.env:
-        if not name.startswith(config_mod.ENV_PREFIX):
+        if not name.startswith(config_mod.ENV_PREFIX) or name in OTHER_ENV:
             if name not in OTHER_ENV:
                 problems.append(f"{cmd.where}: environment variable {name} is neither an AEGIS "
                                 f"config field nor in OTHER_ENV")
@@ -394,7 +396,10 @@ def command_problems(cmd: Command, made: set[str], doc: str) -> list[str]:
             problems += [f"{cmd.where}: `{shown}`: {u} is not on 127.0.0.1"
                          for u in urls if not re.match(r"^https?://(127\.0\.0\.1|localhost)[:/]", u)]
         elif prog == "docker":
-            sub = args[:2] if args[:1] == ("compose",) else args[:1]
+            rest = list(args[1:]) if args[:1] == ("compose",) else []
+            while rest[:1] == ["--profile"]:  # compose's global option (optional services)
+                rest = rest[2:]
+            sub = ("compose", *rest[:1]) if args[:1] == ("compose",) else args[:1]
             if sub not in DOCKER_SUBCOMMANDS:
                 problems.append(f"{cmd.where}: `{shown}`: `docker {' '.join(sub)}` is not in "
                                 f"DOCKER_SUBCOMMANDS")

@@ -21,16 +21,17 @@ class TestBusSection:
         assert ep.transport == "ipc"
         assert ep.feed_pub == f"ipc://{tmp_path / 'feed.pub'}"
         assert ep.journal_sync == f"ipc://{tmp_path / 'journal.sync'}"
+        assert ep.brain_control == f"ipc://{tmp_path / 'brain.control'}"
 
-    def test_tcp_from_environment_gives_five_consecutive_ports(self, tmp_path):
-        """AEGIS_BUS__* selects tcp: feed, brain, orchestrator, journal, journal_sync in order."""
+    def test_tcp_from_environment_gives_six_consecutive_ports(self, tmp_path):
+        """AEGIS_BUS__* selects tcp: feed, brain, orchestrator, journal, journal_sync, brain_control in order."""
         cfg = config.load(None, {"AEGIS_BUS__TRANSPORT": "tcp", "AEGIS_BUS__HOST": "10.0.0.5",
                                  "AEGIS_BUS__BASE_PORT": "30000"})
         ep = config.endpoints(tmp_path, cfg.bus)
         assert ep == config.Endpoints(
             feed_pub="tcp://10.0.0.5:30000", brain_pub="tcp://10.0.0.5:30001",
             orchestrator_pub="tcp://10.0.0.5:30002", journal="tcp://10.0.0.5:30003",
-            journal_sync="tcp://10.0.0.5:30004", transport="tcp")
+            journal_sync="tcp://10.0.0.5:30004", brain_control="tcp://10.0.0.5:30005", transport="tcp")
 
     def test_ipv6_host_is_bracketed(self, tmp_path):
         """A ZeroMQ tcp endpoint needs [::1], not ::1."""
@@ -55,7 +56,7 @@ class TestBusSection:
         {"AEGIS_BUS__TRANSPORT": "udp"},
         {"AEGIS_BUS__TRANSPORT": "TCP"},
         {"AEGIS_BUS__BASE_PORT": "0"},
-        {"AEGIS_BUS__BASE_PORT": "65532"},
+        {"AEGIS_BUS__BASE_PORT": "65531"},
         {"AEGIS_BUS__HOST": ""},
         {"AEGIS_BUS__HOST": "*"},
         {"AEGIS_BUS__PORT": "1"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import msgspec
 import pytest
 
 from common import wire
@@ -77,6 +78,27 @@ class TestJournalSequences:
         assert t.observe("brain:1-5/CANDLE_CLOSED", 14) == 3
 
 
+class TestControls:
+    REQ = wire.Control(request_id="0123456789abcdef", command=wire.ControlCommand.CLOSE, symbol="BTCUSDT",
+                       requested_ms=1_000, client="127.0.0.1", via="api")
+
+    def test_request_then_answer_is_one_row_with_the_answer(self, tmp_path):
+        """The dashboard's REQUESTED and the brain's DONE share a row, keyed by the request id."""
+        conn = db.connect(tmp_path / "a.sqlite3")
+        done = msgspec.structs.replace(self.REQ, status=wire.ControlStatus.DONE, detail="exit sent (ax-s-1)")
+        db.write_batch(conn, db.rows_for(env(self.REQ, 1)) + db.rows_for(env(done, 2)))
+        assert conn.execute("SELECT request_id, command, symbol, client, via, requested_ms, status, detail"
+                            " FROM controls").fetchall() == [
+            ("0123456789abcdef", "CLOSE", "BTCUSDT", "127.0.0.1", "api", 1_000, "DONE", "exit sent (ax-s-1)")]
+
+    def test_a_late_request_never_overwrites_the_answer(self, tmp_path):
+        """Two senders, either order: the status only moves forward from REQUESTED."""
+        conn = db.connect(tmp_path / "a.sqlite3")
+        refused = msgspec.structs.replace(self.REQ, status=wire.ControlStatus.REFUSED, detail="no open position")
+        db.write_batch(conn, db.rows_for(env(refused, 1)))
+        db.write_batch(conn, db.rows_for(env(self.REQ, 2)))
+        assert conn.execute("SELECT status, detail FROM controls").fetchall() == [("REFUSED", "no open position")]
+        assert db.counts(conn)["controls"] == 1
 class SelfRollingBack:
     """A connection whose COMMIT fails after SQLite rolled the transaction back itself, as it
     does on SQLITE_FULL (seen on a real full tmpfs: ``in_transaction`` is False afterwards)."""

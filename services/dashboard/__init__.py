@@ -1,0 +1,1 @@
+"""The live dashboard and its control API (docs/operate.md)."""
