@@ -181,8 +181,9 @@ class Desk:
         if due <= acc.funding_ms:
             return
         if acc.funding_ms == 0:
-            self.account = dataclasses.replace(acc, funding_ms=due, version=acc.version + 1)
-            self._spawn(self.writer.save(self.account))
+            # bookkeeping, not a change of the account: no new version and no save of its own
+            # (a fresh account reads version 0 until it trades; the next saved change carries it)
+            self.account = dataclasses.replace(acc, funding_ms=due)
             return
         self._settle(list(self.rules), due, now, grid=True)
 
