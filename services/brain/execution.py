@@ -435,9 +435,7 @@ class Execution:
                 algos, fills = c.result
                 for cid, found in algos:
                     if cid in self.st.algos:
-                        self._algo_event(cid, ao.QueryResult(at_ms=c.tag[2], found=False) if found is None else
-                                         ao.QueryResult(at_ms=c.tag[2], found=True, status=found.status,
-                                                        algo_id=found.algo_id, actual_order_id=found.actual_order_id))
+                        self._algo_event(cid, _algo_query_result(c.tag[2], found))
                 self._run(trader.on_symbol_fills(self.cfg, self.st, sym, list(fills), self.ctx((sym,))))
             elif sym in self.st.trades:  # ask again; the trade closes at the mark if it never comes
                 self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
@@ -526,10 +524,7 @@ class Execution:
             else:
                 self._algo_event(cid, ao.CancelRejected(code=getattr(err, "code", 0) or 0, message=str(err)[:200]))
         elif err is None:
-            res_q: ExchangeAlgoOrder | None = c.result
-            self._algo_event(cid, ao.QueryResult(at_ms=c.tag[2], found=False) if res_q is None else ao.QueryResult(
-                at_ms=c.tag[2], found=True, status=res_q.status, algo_id=res_q.algo_id,
-                actual_order_id=res_q.actual_order_id))
+            self._algo_event(cid, _algo_query_result(c.tag[2], c.result))
         else:
             self.counters["queries_retried"] += 1
             a = self.st.algos[cid]
@@ -574,6 +569,14 @@ def _brackets_or_none(broker: Broker, symbols: list[str]) -> dict[str, tuple[Any
 
 def _algo_update(o: ExchangeAlgoOrder) -> ao.Update:
     return ao.Update(status=o.status, algo_id=o.algo_id, actual_order_id=o.actual_order_id)
+
+
+def _algo_query_result(at_ms: int, o: ExchangeAlgoOrder | None) -> ao.QueryResult:
+    """A ``query_algo`` answer as the algo state machine's event (``None``: not found)."""
+    if o is None:
+        return ao.QueryResult(at_ms=at_ms, found=False)
+    return ao.QueryResult(at_ms=at_ms, found=True, status=o.status, algo_id=o.algo_id,
+                          actual_order_id=o.actual_order_id)
 
 
 def _query_result(at_ms: int, o: ExchangeOrder | None) -> om.QueryResult:

@@ -653,26 +653,25 @@ def recovery_actions(st: TraderState, now_ms: int) -> Result:
     before the crash, so all of them are queried before anything else happens on their trade."""
     actions: list[Action] = []
     for cid, o in list(st.orders.items()):
-        if o.is_terminal:
-            continue
-        n = o
-        if n.state == om.S.NEW_LOCAL:
-            n, _ = om.apply(n, om.Send(at_ms=n.last_sent_ms or now_ms))
-        if n.state in (om.S.SENT, om.S.CANCEL_PENDING):
-            n, _ = om.apply(n, om.Timeout(at_ms=now_ms))
-        st = _with_order(st, n)
-        actions.append(Dispatch(om.QueryOrder(client_order_id=cid, not_before_ms=now_ms), n.symbol))
-    for cid, a in list(st.algos.items()):  # the same for protective orders
-        if a.is_terminal:
-            continue
-        n_a = a
-        if n_a.state == ao.A.NEW_LOCAL:
-            n_a, _ = ao.apply(n_a, ao.Send(at_ms=n_a.last_sent_ms or now_ms))
-        if n_a.state in (ao.A.SENT, ao.A.CANCEL_PENDING):
-            n_a, _ = ao.apply(n_a, ao.Timeout(at_ms=now_ms))
-        st = _with_algo(st, n_a)
-        actions.append(Dispatch(ao.QueryAlgo(client_algo_id=cid, not_before_ms=now_ms), n_a.symbol))
+        if not o.is_terminal:
+            st = _with_order(st, _unknown_after_restart(om, o, now_ms))
+            actions.append(Dispatch(om.QueryOrder(client_order_id=cid, not_before_ms=now_ms), o.symbol))
+    for cid, a in list(st.algos.items()):  # the same rule for protective orders
+        if not a.is_terminal:
+            st = _with_algo(st, _unknown_after_restart(ao, a, now_ms))
+            actions.append(Dispatch(ao.QueryAlgo(client_algo_id=cid, not_before_ms=now_ms), a.symbol))
     return st, actions
+
+
+def _unknown_after_restart(machine: Any, o: Any, now_ms: int) -> Any:
+    """``o`` (of ``venue.orders`` or ``venue.algo_orders``: the same events by name) as its
+    state machine holds it after a restart: a NEW_LOCAL may have left just before the crash,
+    and a request in flight has an unknown outcome."""
+    if o.state.value == "NEW_LOCAL":
+        o, _ = machine.apply(o, machine.Send(at_ms=o.last_sent_ms or now_ms))
+    if o.state.value in ("SENT", "CANCEL_PENDING"):
+        o, _ = machine.apply(o, machine.Timeout(at_ms=now_ms))
+    return o
 
 
 def protect_unprotected(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
