@@ -236,6 +236,11 @@ class TradeClosed(_Body, tag="TRADE_CLOSED"):
     funding: float = 0.0  # funding received (+) or paid (-) while open, USDT (included in pnl)
 
 
+# model_state rows other than a model's: the brain's risk state (the kill switch), read back at
+# its start, shown by ``aegis risk`` and the dashboard
+RISK_STATE_NAME = "risk_state"
+
+
 class ModelState(_Body, tag="MODEL_STATE"):
     """The confidence model's serialised state (``model.to_bytes``), after each update."""
 

@@ -40,7 +40,7 @@ log = structlog.get_logger(__name__)
 
 USED_IDS_DAYS = 7
 MODEL_NAME = "confidence"
-RISK_NAME = "risk_state"
+RISK_NAME = wire.RISK_STATE_NAME
 _OPEN_STATES = tuple(s.value for s in om.OrderState if s not in om.TERMINAL)
 
 

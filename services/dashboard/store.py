@@ -20,7 +20,7 @@ from common import wire
 from services.dashboard import config as dc
 from venue.orders import TERMINAL
 
-RISK_STATE_NAME = "risk_state"  # the brain's kill-switch row in model_state (services.brain.recovery.RISK_NAME)
+RISK_STATE_NAME = wire.RISK_STATE_NAME  # the brain's kill-switch row in model_state
 TERMINAL_ORDER_STATUSES = tuple(sorted(s.value for s in TERMINAL))  # as the orders table spells them
 
 

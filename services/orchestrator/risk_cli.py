@@ -18,11 +18,10 @@ import sqlite3
 import sys
 
 from common import config as config_mod
-from common import service
+from common import service, wire
 from common.errors import ConfigError
-from services.brain import recovery
 
-RISK_NAME = recovery.RISK_NAME  # the row the brain saves and reads back
+RISK_NAME = wire.RISK_STATE_NAME  # the row the brain saves and reads back
 
 
 def main(argv: list[str] | None = None) -> int:
