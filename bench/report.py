@@ -122,6 +122,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"tick-to-trade {fig[:-3].replace('_', ' ')} ({path})",
                 f"{fmt_us(v)} µs over {ttt.get('orders')} orders" if ok else "not measured", goal,
                 (v <= limit) if ok else None)
+    live = h.get("live") or {}
+    for rate in ("ticks", "candles"):
+        v = live.get(f"{rate}_p99_us")
+        if v is not None and math.isfinite(v):
+            add(f"running stack ({rate}) feed->brain p99 <= 200 µs",
+                f"{fmt_us(v)} µs at {fmt_rate(live.get(f'{rate}_ticks_per_s'))} ticks/s", "<= 200 µs", v <= 200)
     soak = _get(results, "sections", "memory", "soak", "services")
     if soak:
         # the exchange simulator is the test double, not one of our services
@@ -329,13 +335,30 @@ def _orders(sec: dict[str, Any]) -> list[str]:
                            "REST / WS (p50)"], rows)
 
 
+def _live(sec: dict[str, Any]) -> list[str]:
+    c = sec["config"]
+    lines = [f"`aegis run --duration {c['duration_s']:.0f}` (the whole stack on the local exchange), "
+             f"{c['repeats']} repeat(s) per rate; the summary's feed-to-brain latency (feed receipt to the "
+             "brain's read of the tick, every tick of the run) next to the synthetic end-to-end section. "
+             "Load average at start and end of each run in the JSON.", ""]
+    rows = []
+    for rate, r in sec["rates"].items():
+        ttt = r.get("tick_to_trade_us") or {}
+        rows.append([rate, fmt_rate(r["ticks_per_s"]["median"]), f"{r['ticks']:,}", fmt_us(r["p50_us"]["median"]),
+                     fmt_us(r["p99_us"]["median"]), fmt_us(r["max_us"]["median"]), str(r["ticks_lost"]),
+                     f"{ttt.get('count', 0)} / {fmt_us(ttt.get('p50'))}"])
+    return lines + _table(["source", "ticks/s", "ticks", "p50 µs", "p99 µs", "max µs", "lost",
+                           "tick-to-trade count / p50 µs"], rows)
+
+
 SECTIONS = (("ring", "1. Ring: one producer process, one consumer process", _ring),
             ("feed", "2. Feed decode", _feed),
             ("brain", "3. Brain", _brain),
             ("e2e", "4. End to end: frames -> feed decode -> ring -> brain -> decision", _e2e),
             ("memory", "5. Memory", _memory),
             ("replay", "6. Replay (issue 7): a capture through the real stack at maximum speed", _replay),
-            ("orders", "7. Order entry (issue 17): the WebSocket API next to ccxt REST, on loopback", _orders))
+            ("orders", "7. Order entry (issue 17): the WebSocket API next to ccxt REST, on loopback", _orders),
+            ("live", "8. The running stack (issue 17): aegis run at two tick rates", _live))
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -28,6 +28,8 @@ HEADLINE = {
     # issue 17's tick to trade, the WebSocket-API path and the REST path side by side
     "tick_to_trade": ("exit_p50_us", "exit_p99_us", "entry_p50_us", "orders"),
     "tick_to_trade_rest": ("exit_p50_us", "exit_p99_us", "entry_p50_us", "orders"),
+    # issue 17's running stack: aegis run's own feed->brain latency at two tick rates
+    "live": tuple(f"{rate}_{k}" for rate in ("ticks", "candles") for k in ("ticks_per_s", "p50_us", "p99_us")),
 }
 # headline keys the section writes as null because it does not measure them yet (said in RESULTS.md)
 NOT_MEASURED_YET = {("tick_to_trade", "fill_known_p50_us"), ("tick_to_trade_rest", "fill_known_p50_us")}
@@ -70,6 +72,6 @@ def test_quick_bench_writes_every_headline_key_as_a_finite_number(short_tmp):
     assert latest["mode"] == "quick"
     md = (out / "RESULTS.md").read_text()
     for title in ("## 1. Ring", "## 2. Feed decode", "## 3. Brain", "## 4. End to end",
-                  "## 5. Memory", "## 6. Replay", "## 7. Order entry", "## Targets of issue 8", "## Machine"):
+                  "## 5. Memory", "## 6. Replay", "## 7. Order entry", "## 8. The running stack", "## Targets of issue 8", "## Machine"):
         assert title in md, title
     assert "Failed:" not in md
