@@ -35,7 +35,7 @@ from common.log import RateLimiter
 from services.brain import dispatcher as dsp
 from venue import algo_orders as ao
 from venue import orders as om
-from services.brain import funding_feed, protection, recovery, risk, trader, user_feed
+from services.brain import funding_feed, intent_log, protection, recovery, risk, trader, user_feed
 from services.brain.tick_to_trade import TickToTrade
 from venue.port import AlgoSpec, Broker, ExchangeAlgoOrder, ExchangeOrder, OrderSpec, SubmitResult
 
@@ -48,6 +48,7 @@ START_SYMBOLS = 20
 POSITION_POLL_S = 5.0  # while a trade is open: the exchange's positions, to see closes behind our back
 ALGO_AUDIT_S = 30.0  # the exchange's open conditional orders against ours: missing stops, strays
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
+INTENT_LOG_UNAVAILABLE = "INTENT_LOG_UNAVAILABLE"  # the local intent log refused a write: no entry
 SYMBOL_SETUP_PENDING = "SYMBOL_SETUP_PENDING"  # margin type and leverage not yet set for the symbol
 
 
@@ -61,11 +62,17 @@ class Execution:
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
                  mono_s: Callable[[], float] = time.monotonic,
                  blocked: Callable[[], str] = lambda: "", flatten_on_halt: bool = False,
-                 user_stream: user_feed.Source | None = None) -> None:
+                 user_stream: user_feed.Source | None = None,
+                 intents: intent_log.IntentLog | None = None) -> None:
         self.cfg = cfg
         self.broker = broker
         self.dispatcher = dispatcher
         self.journal_sync = journal_sync
+        # the local intent log (``intent_log``): with it an order is written there, sent, then
+        # journaled through the buffered path; without it (replay, tests of the old path) the
+        # order is journaled synchronously first ("journal, then act")
+        self.intents = intents
+        self._send_now: Callable[..., Any] | None = None  # the broker's send_order: exits from this thread
         self.inline = bool(getattr(dispatcher, "inline", False))
         self.publish = publish
         self.quote = quote
@@ -86,7 +93,9 @@ class Execution:
         self.saved: recovery.Saved | None = None
         self.delayed: list[tuple[int, Any, str]] = []  # (not before ms, effect, symbol)
         self.counters: dict[str, int] = {"journal_sync_failed": 0, "broker_errors": 0, "queries_retried": 0,
-                                         "problems": 0, "ambiguous": 0, "sent_unjournaled": 0}
+                                         "problems": 0, "ambiguous": 0, "sent_unjournaled": 0,
+                                         "intent_log_failed": 0, "intents_replayed": 0, "exits_sent_inline": 0,
+                                         "exits_inline_fallback": 0}
         self.position_poll_s = position_poll_s
         self._next_positions = 0.0
         self.algo_audit_s = algo_audit_s
@@ -192,6 +201,17 @@ class Execution:
     def _start(self) -> None:
         self._starting = True
         self.saved = recovery.load(self.db_path, self.clock_ms())
+        if self.intents is not None:
+            # what was sent before a crash and never reached the journal: known again now,
+            # asked at the exchange with the other open orders, journaled now (after the read)
+            got = intent_log.IntentLog.read(self.intents.path)
+            self.saved, replay = recovery.with_intents(self.saved, got.intents, self.clock_ms(),
+                                                       self.cfg.recv_window_ms)
+            self.counters["intents_replayed"] += len(replay)
+            self.counters["intent_log_corrupt"] = got.corrupt
+            self.counters["intent_log_torn"] = got.torn
+            for it in replay:
+                self.publish(it.body)
         # margin type and leverage are set for the most liquid symbols at start (each costs
         # a rate-limited REST call); the others trade at the account's own settings
         symbols = self.symbols_fn()[:START_SYMBOLS]
@@ -238,6 +258,11 @@ class Execution:
         self.ready = True
         self._starting = False
         self.start_error = ""
+        if self.intents is not None and not self.inline:
+            try:  # WsBroker: an exit's frame is written by the deciding thread (``_send_exit_now``)
+                self._send_now = getattr(self.broker, "send_order", None)
+            except AegisError:
+                self._send_now = None
         log.info("brain.execution_ready", broker=self.broker.name, symbols=len(filters), equity=self.equity,
                  positions=len(positions), open_orders=len(self.saved.open_orders), one_way=setup.one_way)
         for t in self.st.trades.values():
@@ -278,7 +303,11 @@ class Execution:
                     log.warning("brain.order_problem", kind=a.kind, detail=a.detail, client_order_id=a.client_order_id)
 
     def _new_order(self, a: trader.NewOrder) -> None:
-        """Journal, then act: the order is on disk before the exchange hears of it."""
+        """Journal, then act: the order is on disk before the exchange hears of it. With the
+        intent log: written there (one ``write``), sent, then journaled (``_log_then_send``)."""
+        if self.intents is not None:
+            self._log_then_send(a)
+            return
         cid = a.order.client_order_id
         self.ttt.decided(cid, a.order.reduce_only)  # tick-to-trade (a no-op without a triggering tick)
         self.publish_only(a.request)
@@ -303,21 +332,77 @@ class Execution:
         self.ttt.journaled(cid)
         self._event(cid, om.Send(at_ms=self.clock_ms()))
 
+    def _log_then_send(self, a: trader.NewOrder) -> None:
+        """Intent log, send, journal. The record is written (not yet fsync'd: the log's flusher
+        group-commits) before the order can leave; the journal's row and everything the send
+        published follow it through the buffered path, the row first (an update never arrives
+        before the row it updates). An exit goes even if the log refuses the write (its ax- id
+        finds it at the exchange); an entry does not."""
+        cid = a.order.client_order_id
+        self.ttt.decided(cid, a.order.reduce_only)
+        t = self.st.trades.get(a.order.symbol)
+        plan = None
+        if not a.order.reduce_only and t is not None and t.entry_cid == cid:
+            plan = intent_log.Plan(trade_id=t.trade_id, stop=t.stop, target=t.target, confidence=t.confidence,
+                                   features=dict(t.features))
+        try:
+            self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.clock_ms() * 1_000_000, body=a.request,
+                                                  plan=plan))
+        except (OSError, ValueError) as exc:
+            self.counters["intent_log_failed"] += 1
+            if not a.order.reduce_only:
+                log.error("brain.intent_log_unavailable", client_order_id=cid, error=str(exc))
+                self.ttt.forget(cid)
+                self._event(cid, om.CancelRequest())
+                self.publish(wire.RiskReject(symbol=a.order.symbol, reason=INTENT_LOG_UNAVAILABLE,
+                                             detail=str(exc)[:200], signal_id=a.order.signal_id))
+                return
+            log.error("brain.exit_sent_unlogged", client_order_id=cid, error=str(exc))
+        self.ttt.journaled(cid)
+        self._held_send(cid, lambda: self._event(cid, om.Send(at_ms=self.clock_ms())), a.request)
+
+    def _held_send(self, cid: str, send: Callable[[], None], row: Any) -> None:
+        """Run ``send`` with this shell's publishing held back, then publish ``row`` (to the
+        journal too) and what ``send`` published, in that order: nothing but the send itself
+        stands between the decision and the socket."""
+        held: list[tuple[Any, bool]] = []
+        real = self.publish
+        self.publish = lambda body, journal=True: held.append((body, journal))  # type: ignore[method-assign]
+        try:
+            send()
+        finally:
+            self.publish = real  # type: ignore[method-assign]
+        real(row)
+        for body, journal in held:
+            if journal:
+                real(body)
+            else:
+                real(body, journal=False)  # type: ignore[call-arg]
+
     def _new_algo(self, a: trader.NewAlgo) -> None:
         """Journal, then send a protective order. A protective order is an exit in waiting: if
         the journal cannot take it now it goes anyway (its ps-/pt- id finds it at the exchange)
-        and is journaled through the buffered path."""
+        and is journaled through the buffered path. With the intent log: logged, sent, journaled."""
         body = protection.to_wire(a.order)
+        cid = a.order.client_algo_id
+        if self.intents is not None:
+            try:
+                self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.clock_ms() * 1_000_000, body=body))
+            except (OSError, ValueError) as exc:
+                self.counters["intent_log_failed"] += 1
+                log.error("brain.protection_sent_unlogged", client_algo_id=cid, error=str(exc))
+            self._held_send(cid, lambda: self._algo_event(cid, ao.Send(at_ms=self.clock_ms())), body)
+            return
         try:
             self.journal_sync(body)
         except TransientError as exc:
             self.counters["journal_sync_failed"] += 1
             self.counters["sent_unjournaled"] += 1
-            log.error("brain.protection_sent_unjournaled", client_algo_id=a.order.client_algo_id, error=str(exc))
+            log.error("brain.protection_sent_unjournaled", client_algo_id=cid, error=str(exc))
             self.publish(body)
         else:
             self.publish_only(body)
-        self._algo_event(a.order.client_algo_id, ao.Send(at_ms=self.clock_ms()))
+        self._algo_event(cid, ao.Send(at_ms=self.clock_ms()))
 
     def _algo_event(self, cid: str, event: ao.Event) -> None:
         o = self.st.algos.get(cid)
@@ -341,8 +426,10 @@ class Execution:
             o = self.st.orders[effect.client_order_id]
             spec = OrderSpec(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
                              order_type=o.order_type, qty=o.qty, price=o.price, reduce_only=o.reduce_only)
-            self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(o.client_order_id, b.submit), spec, key=symbol,
-                                   tag=("submit", o.client_order_id, effect.attempt, now))
+            tag = ("submit", o.client_order_id, effect.attempt, now)
+            if o.reduce_only and self._send_now is not None and self._send_exit_now(spec, symbol, tag):
+                return
+            self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(o.client_order_id, b.submit), spec, key=symbol, tag=tag)
         elif isinstance(effect, om.CancelOrder):
             self.dispatcher.submit(dsp.ORDER, b.cancel, symbol, effect.client_order_id, key=symbol,
                                    tag=("cancel", effect.client_order_id, now))
@@ -387,6 +474,33 @@ class Execution:
                 return [(cid, b.query_algo(symbol, cid)) for cid in cids], b.fills(symbol, since_ms=since)
 
             self.dispatcher.submit(dsp.QUERY, job, key=symbol, tag=("symbol_fills", symbol, now))
+
+    def _send_exit_now(self, spec: OrderSpec, symbol: str, tag: tuple[Any, ...]) -> bool:
+        """An exit's frame written from this (the deciding, ring-reading) thread: no dispatcher
+        queue, no worker hop. Its answer is awaited on a dispatcher worker (``finish_order``)
+        and comes back as the usual ``submit`` completion. False when nothing was sent (no
+        socket, or the rate-limit governor would make it wait): the exit then goes the
+        ordinary way, through the dispatcher."""
+        assert self._send_now is not None
+        cid = spec.client_order_id
+        try:
+            with self.ttt.inline(cid):
+                sent = self._send_now(spec, rate_wait_s=0.0)
+        except AmbiguousError as exc:  # the frame may have left: its outcome is the state machine's
+            self.counters["exits_sent_inline"] += 1
+            fail = exc
+
+            def job():
+                raise fail
+
+            self.dispatcher.submit(dsp.ORDER, job, key=symbol, tag=tag)
+            return True
+        except AegisError:  # nothing sent
+            self.counters["exits_inline_fallback"] += 1
+            return False
+        self.counters["exits_sent_inline"] += 1
+        self.dispatcher.submit(dsp.ORDER, self.broker.finish_order, spec, sent, key=symbol, tag=tag)
+        return True
 
     # ------------------------------------------------------------------ completions
     def _completion(self, c: dsp.Completion) -> None:
