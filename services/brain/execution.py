@@ -217,10 +217,14 @@ class Execution:
         symbols = self.symbols_fn()[:START_SYMBOLS]
 
         open_orders = list(self.saved.open_orders.values())
+        adopt_open = self.intents is not None  # orders go out before the journal hears of them
 
         def job():
             filters = self.filters_fn()
             setup = self.broker.start(symbols)
+            # ours, open at the exchange, unknown here (a machine crash took their log records)
+            adopt = _ours_unknown(self.broker, self.saved, self.clock_ms()) if adopt_open else []
+            open_orders.extend(om.order_from_request(it.body) for it in adopt)  # type: ignore[arg-type]
             positions = self.broker.positions()
             # what each order left open before the restart has executed: the positions already
             # hold it, so recovery must not count its fetched fills twice (recovery.merge)
@@ -232,12 +236,19 @@ class Execution:
                     continue  # unknown now: the recovery query asks again
                 if found is not None:
                     executed[o.client_order_id] = found.executed_qty
-            return filters, setup, positions, self.broker.balance(), executed, _brackets_or_none(self.broker, symbols)
+            return (filters, setup, positions, self.broker.balance(), executed, _brackets_or_none(self.broker, symbols),
+                    adopt)
 
         self.dispatcher.submit(dsp.ACCOUNT, job, tag=("startup",))
 
     def _started(self, result) -> None:
-        filters, setup, positions, balance, executed, brackets = result
+        filters, setup, positions, balance, executed, brackets, adopt = result
+        if adopt:
+            assert self.saved is not None
+            self.saved, adopted = recovery.with_intents(self.saved, adopt, self.clock_ms(), self.cfg.recv_window_ms)
+            self.counters["orders_adopted"] = self.counters.get("orders_adopted", 0) + len(adopted)
+            for it in adopted:
+                self.publish(it.body)
         self.filters = filters
         self.configured = set(setup.leverage)
         self.brackets.update(brackets)
@@ -669,6 +680,22 @@ class Execution:
                 "longest_unprotected_ms": self.st.longest_unprotected_ms,
                 "trader": dict(c), "user_stream": user_feed.snapshot(self), "tick_to_trade": self.ttt.snapshot(),
                 **self.counters}
+
+
+def _ours_unknown(broker: Broker, saved: recovery.Saved | None, now_ms: int) -> list[intent_log.Intent]:
+    """Our orders the exchange holds open and neither the journal nor the intent log knows, as
+    the orders the recovery asks about (``recovery.exchange_intents``); none if the read fails."""
+    try:
+        listed = broker.open_orders()
+    except AegisError as exc:
+        log.warning("brain.open_orders_unreadable", error=str(exc)[:200])
+        return []
+    known = (saved.journal_ids | saved.used_cids | set(saved.open_orders)) if saved is not None else frozenset()
+    out = recovery.exchange_intents([e for e in listed if e.client_order_id not in known], now_ms)
+    if out:
+        log.warning("brain.orders_adopted", client_ids=[it.client_id for it in out][:20],
+                    note="open at the exchange under our ids, in neither the journal nor the intent log")
+    return out
 
 
 def _brackets_or_none(broker: Broker, symbols: list[str]) -> dict[str, tuple[Any, ...]]:

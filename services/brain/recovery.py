@@ -34,7 +34,7 @@ from common import wire
 from venue import algo_orders as ao
 from venue import orders as om
 from services.brain import intent_log, risk, trader
-from venue.port import ExchangePosition
+from venue.port import ExchangeOrder, ExchangePosition
 
 log = structlog.get_logger(__name__)
 
@@ -178,6 +178,28 @@ def _load(conn: sqlite3.Connection, now_ms: int) -> Saved:
     return Saved(open_orders=open_orders, used_cids=used, plans=open_plans, last_action_ms=last_action,
                  model_blob=blobs.get(MODEL_NAME), risk_state=risk_state, algos=algos, entry_fills=entries,
                  journal_ids=frozenset(ids))
+
+
+def our_order_id(cid: str) -> bool:
+    """An id the brain makes for an entry or an exit (``<ae|ax>-...`` or ``<ae|ax>.<hash>-n``)."""
+    return cid[:2] in (trader.ENTRY_PREFIX, trader.EXIT_PREFIX) and cid[2:3] in ("-", ".")
+
+
+def exchange_intents(orders: Sequence[ExchangeOrder], now_ms: int) -> list[intent_log.Intent]:
+    """Our orders open at the exchange, as intents (pure): after a crash of the machine the
+    intent log may lack the last few milliseconds of records (its fsync is batched), but such
+    an order still carries our deterministic id, so the exchange's open orders name it and
+    ``with_intents`` adopts it like a logged one (no plan: its trade is adopted if it fills)."""
+    out = []
+    for e in orders:
+        if not our_order_id(e.client_order_id) or not (e.qty > 0 and e.qty.is_finite()):
+            continue
+        body = wire.OrderRequest(client_order_id=e.client_order_id, symbol=e.symbol, side=e.side,
+                                 order_type=e.order_type or "MARKET", qty=float(e.qty), price=float(e.price),
+                                 reduce_only=e.reduce_only or e.client_order_id.startswith(trader.EXIT_PREFIX))
+        out.append(intent_log.Intent(client_id=e.client_order_id, at_ns=(e.update_ms or now_ms) * 1_000_000,
+                                     body=body))
+    return out
 
 
 def with_intents(saved: Saved, intents: Sequence[intent_log.Intent], now_ms: int,

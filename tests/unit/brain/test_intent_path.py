@@ -6,6 +6,7 @@ sends it again; an exit's frame is written by the deciding thread. Built on the 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,28 @@ class TestCrashBetweenSendAndJournal:
         assert [f.trade_id for f in rig.bodies(wire.Fill)] == ["1"]
         rig.ex.on_signal(signal())  # the same signal again: its id is used
         assert rig.calls_of("submit") == [] and rig.ex.st.counters["skipped:DUPLICATE_SIGNAL"] == 1
+
+
+class TestAdoptedAtStart:
+    def test_our_open_order_neither_journal_nor_log_knows_is_adopted_and_asked_never_resent(self, tmp_path: Path):
+        """A machine crash took the log's last record: the exchange's open list still names the
+        entry by its ae- id; start-up journals it, holds its slot (adopted: no plan), asks its
+        fate; someone else's order is left alone."""
+        rig = make_rig(tmp_path)
+        with_log(rig, tmp_path / "intents.log")
+        mine = replace(xorder(ENTRY, "NEW", "0"), order_type="LIMIT", price=Decimal("99.5"), update_ms=NOW - 700)
+        theirs = replace(xorder("web_1", "NEW", "0", eid="55"), order_type="LIMIT", price=Decimal("90"))
+        rig.broker.open_orders = lambda symbol=None: [mine, theirs]  # type: ignore[method-assign]
+        rig.broker.queries += [mine, mine]  # at start-up (what it executed) and by the recovery query
+        rig.poll(3)
+        assert rig.ex.ready and rig.ex.counters["orders_adopted"] == 1
+        assert rig.bodies(wire.OrderRequest) == [wire.OrderRequest(
+            client_order_id=ENTRY, symbol="AAAUSDT", side="BUY", order_type="LIMIT", qty=19.8, price=99.5)]
+        assert [c for c in rig.calls if c[0] in ("submit", "query")] == [("query", "AAAUSDT", ENTRY),
+                                                                         ("query", "AAAUSDT", ENTRY)]
+        assert rig.ex.st.orders[ENTRY].state == om.S.ACKED and "web_1" not in rig.ex.st.orders
+        t = rig.ex.st.trades["AAAUSDT"]
+        assert (t.entry_cid, t.adopted) == (ENTRY, True)
 
 
 # ---------------------------------------------------------------------------- the pure rule
