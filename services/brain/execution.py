@@ -499,6 +499,7 @@ class Execution:
                 sent = self._send_now(spec, rate_wait_s=0.0)
         except AmbiguousError as exc:  # the frame may have left: its outcome is the state machine's
             self.counters["exits_sent_inline"] += 1
+            self.ttt.forget(cid)
             fail = exc
 
             def job():
