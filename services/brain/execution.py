@@ -47,6 +47,8 @@ TIMER_PERIOD_S = 0.25
 START_SYMBOLS = 20
 POSITION_POLL_S = 5.0  # while a trade is open: the exchange's positions, to see closes behind our back
 ALGO_AUDIT_S = 30.0  # the exchange's open conditional orders against ours: missing stops, strays
+JOURNAL_AUDIT_S = 5.0  # how often the rows of orders sent before they were journaled are looked for
+JOURNAL_LAG_MS = 10_000  # a row still missing this long after the send was lost on the way: sent again
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
 INTENT_LOG_UNAVAILABLE = "INTENT_LOG_UNAVAILABLE"  # the local intent log refused a write: no entry
 SYMBOL_SETUP_PENDING = "SYMBOL_SETUP_PENDING"  # margin type and leverage not yet set for the symbol
@@ -73,6 +75,11 @@ class Execution:
         # order is journaled synchronously first ("journal, then act")
         self.intents = intents
         self._send_now: Callable[..., Any] | None = None  # the broker's send_order: exits from this thread
+        # sent, journaled on the buffered path, row not yet seen in the database: cid -> (sent ms,
+        # is an order). A journal message can die in a killed orchestrator's queue; the row is
+        # then published again (``_audit_journal``), and reconciliation repairs the rest
+        self._unseen: dict[str, tuple[int, wire.OrderRequest | None]] = {}  # cid -> (sent ms, request | None: algo)
+        self._next_journal_audit = 0.0
         self.inline = bool(getattr(dispatcher, "inline", False))
         self.publish = publish
         self.quote = quote
@@ -187,6 +194,9 @@ class Execution:
                 self._setup_symbols(self.symbols_fn())
             self._run(trader.on_timer(self.cfg, self.st, self.ctx()))
             funding_feed.tick(self, now_s)  # funding of the open trades (income history reads)
+            if self._unseen and now_s >= self._next_journal_audit:
+                self._next_journal_audit = now_s + JOURNAL_AUDIT_S
+                self._audit_journal(now)
             if now_s >= self._next_balance:
                 self._next_balance = now_s + self.balance_poll_s
                 self.dispatcher.submit(dsp.ACCOUNT, self.broker.balance, tag=("balance",))
@@ -371,6 +381,7 @@ class Execution:
             log.error("brain.exit_sent_unlogged", client_order_id=cid, error=str(exc))
         self.ttt.journaled(cid)
         self._held_send(cid, lambda: self._event(cid, om.Send(at_ms=self.clock_ms())), a.request)
+        self._unseen[cid] = (self.clock_ms(), a.request)
 
     def _held_send(self, cid: str, send: Callable[[], None], row: Any) -> None:
         """Run ``send`` with this shell's publishing held back, then publish ``row`` (to the
@@ -403,6 +414,7 @@ class Execution:
                 self.counters["intent_log_failed"] += 1
                 log.error("brain.protection_sent_unlogged", client_algo_id=cid, error=str(exc))
             self._held_send(cid, lambda: self._algo_event(cid, ao.Send(at_ms=self.clock_ms())), body)
+            self._unseen[cid] = (self.clock_ms(), None)
             return
         try:
             self.journal_sync(body)
@@ -486,6 +498,40 @@ class Execution:
 
             self.dispatcher.submit(dsp.QUERY, job, key=symbol, tag=("symbol_fills", symbol, now))
 
+    def _audit_journal(self, now_ms: int) -> None:
+        """Look in the database (read-only, on a worker) for the rows of orders sent since the
+        last look; ``_journal_seen`` publishes again those still missing after JOURNAL_LAG_MS."""
+        ids = sorted(self._unseen)[:500]  # (SQLite's bound on a statement's parameters)
+        db_path = self.db_path
+
+        def job():
+            return recovery.journaled_ids(db_path, ids)
+
+        self.dispatcher.submit(dsp.PERSIST, job, tag=("journal_audit", now_ms))
+
+    def _journal_seen(self, c: dsp.Completion) -> None:
+        if c.error is not None or c.result is None:
+            return  # unreadable now: asked again at the next audit
+        for cid in c.result:
+            self._unseen.pop(cid, None)
+        asked_ms = c.tag[1]
+        for cid, (sent_ms, request) in list(self._unseen.items()):
+            if asked_ms - sent_ms < JOURNAL_LAG_MS:
+                continue
+            if request is None and cid not in self.st.algos:
+                self._unseen.pop(cid, None)  # forgotten here: the exchange and reconciliation have it
+                continue
+            self.counters["journal_rows_resent"] = self.counters.get("journal_rows_resent", 0) + 1
+            log.warning("brain.journal_row_missing", client_id=cid, sent_ms=sent_ms,
+                        note="published to the journal again; reconciliation repairs its state and fills")
+            if request is not None:
+                self.publish(request)  # INSERT OR IGNORE: harmless if the row came meanwhile
+                if cid in self.st.orders:
+                    self.publish(om.to_order_update(self.st.orders[cid]))
+            else:
+                self.publish(protection.to_wire(self.st.algos[cid]))  # its state now: a row never goes back
+            self._unseen[cid] = (asked_ms, request)  # looked for again after another JOURNAL_LAG_MS
+
     def _send_exit_now(self, spec: OrderSpec, symbol: str, tag: tuple[Any, ...]) -> bool:
         """An exit's frame written from this (the deciding, ring-reading) thread: no dispatcher
         queue, no worker hop. Its answer is awaited on a dispatcher worker (``finish_order``)
@@ -566,6 +612,9 @@ class Execution:
             elif sym in self.st.trades:  # ask again; the trade closes at the mark if it never comes
                 self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
                     symbol=sym, since_ms=self.st.trades[sym].first_fill_ms or self.st.trades[sym].opened_ms), sym))
+            return
+        if kind == "journal_audit":
+            self._journal_seen(c)
             return
         if kind == funding_feed.TAG:
             funding_feed.done(self, c)

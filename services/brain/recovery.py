@@ -180,6 +180,28 @@ def _load(conn: sqlite3.Connection, now_ms: int) -> Saved:
                  journal_ids=frozenset(ids))
 
 
+def journaled_ids(db_path: Path, ids: Sequence[str]) -> frozenset[str] | None:
+    """Which of ``ids`` (order or protective-order client ids) the database holds; None when it
+    cannot be read (absent, locked, no schema yet)."""
+    if not ids or not db_path.exists():
+        return None if not db_path.exists() else frozenset()
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return None
+    try:
+        marks = ",".join("?" * len(ids))
+        found = {r[0] for r in conn.execute(
+            f"SELECT client_order_id FROM orders WHERE client_order_id IN ({marks})", tuple(ids))}  # noqa: S608
+        found |= {r[0] for r in conn.execute(
+            f"SELECT client_algo_id FROM algo_orders WHERE client_algo_id IN ({marks})", tuple(ids))}  # noqa: S608
+        return frozenset(found)
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
 def our_order_id(cid: str) -> bool:
     """An id the brain makes for an entry or an exit (``<ae|ax>-...`` or ``<ae|ax>.<hash>-n``)."""
     return cid[:2] in (trader.ENTRY_PREFIX, trader.EXIT_PREFIX) and cid[2:3] in ("-", ".")

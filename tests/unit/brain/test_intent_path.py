@@ -20,7 +20,7 @@ from services.brain import intent_log as il
 from services.brain import recovery, trader
 from services.brain.execution import INTENT_LOG_UNAVAILABLE
 from tests.unit.brain.test_execution import (  # noqa: F401 - the shared fakes
-    ENTRY, ENTRY_FILLED, ENTRY_REQUEST, EID, EXIT, EXIT_EID, NOW, SIG_ID, make_rig, signal, xfill, xorder)
+    ENTRY, ENTRY_FILLED, ENTRY_REQUEST, EID, EXIT, EXIT_EID, NOW, SIG_ID, journal_db, make_rig, signal, xfill, xorder)
 from venue import orders as om
 from venue.binance.ws_api import WsUnavailable
 from venue.port import ExchangePosition, OrderSpec, SubmitResult
@@ -201,6 +201,37 @@ class TestCrashBetweenSendAndJournal:
         assert [f.trade_id for f in rig.bodies(wire.Fill)] == ["1"]
         rig.ex.on_signal(signal())  # the same signal again: its id is used
         assert rig.calls_of("submit") == [] and rig.ex.st.counters["skipped:DUPLICATE_SIGNAL"] == 1
+
+
+class TestJournalRowAudit:
+    def test_a_row_lost_on_the_way_to_the_journal_is_published_again_until_the_database_has_it(self, tmp_path: Path):
+        """The buffered journal message died with a killed orchestrator: 10 s after the send the
+        row is still missing, so the request and the order's state are published again (once per
+        10 s); once the database has the row, nothing more."""
+        dbf = journal_db(tmp_path / "aegis.db", (NOW - 1, signal()))
+        rig = make_rig(tmp_path, db_path=dbf)
+        with_log(rig, tmp_path / "intents.log")
+        start(rig)
+        rig.broker.submits.append(ENTRY_FILLED)
+        rig.ex.on_signal(signal())
+        rig.poll()
+        rig.published.clear()
+
+        def audit(at_ms: int) -> None:
+            rig.clock.now_ms = at_ms
+            rig.ex._next_journal_audit = 0.0
+            rig.poll(2)  # the read on a worker, then its answer
+
+        audit(NOW + 5_000)  # missing, but young: the message may still be on its way
+        assert rig.bodies(wire.OrderRequest) == []
+        audit(NOW + 10_000)
+        assert rig.kinds() == [("OrderRequest", True), ("OrderUpdate", True)]
+        assert rig.bodies(wire.OrderRequest) == [ENTRY_REQUEST] and rig.statuses() == ["FILLED"]
+        assert rig.ex.counters["journal_rows_resent"] == 1
+        journal_db(dbf, (NOW + 10_001, ENTRY_REQUEST))
+        rig.published.clear()
+        audit(NOW + 30_000)
+        assert rig.published == [] and rig.ex._unseen == {}
 
 
 class TestAdoptedAtStart:
