@@ -2,9 +2,15 @@
 
 It lives in the brain's main thread, beside the ring reader, and never blocks it on the
 exchange: every broker call runs on the dispatcher's threads (orders ahead of queries, then
-account polling) and comes back as a completion that ``poll`` drains. The one wait it does
-make is the synchronous journal (a few milliseconds: an order is on disk in the database
-before it is sent; the ring holds seconds of ticks meanwhile).
+account polling) and comes back as a completion that ``poll`` drains. One exception, for
+speed: an exit over the WebSocket API has its frame written by this thread (``send_order``,
+never waiting on a rate limit) and only its answer awaited on a worker.
+
+Orders (live and demo): intent log, send, journal (``_log_then_send``; ``intent_log``). The
+order's record is appended to the brain's own log file (one ``write``; fsync batched by the
+log's flusher thread) before it can leave; the database's row follows through the buffered
+journal, and ``_audit_journal`` publishes a row again if it never arrived. Replay mode (no
+intent log): "journal, then act", the synchronous journal's round trip before each send.
 
 Mapping of broker answers to order events (``venue.orders``):
 
@@ -76,9 +82,10 @@ class Execution:
         self.intents = intents
         self._send_now: Callable[..., Any] | None = None  # the broker's send_order: exits from this thread
         # sent, journaled on the buffered path, row not yet seen in the database: cid -> (sent ms,
-        # is an order). A journal message can die in a killed orchestrator's queue; the row is
-        # then published again (``_audit_journal``), and reconciliation repairs the rest
-        self._unseen: dict[str, tuple[int, wire.OrderRequest | None]] = {}  # cid -> (sent ms, request | None: algo)
+        # the request; None for a protective order). A journal message can die in a killed
+        # orchestrator's queue; the row is then published again (``_audit_journal``), and
+        # reconciliation repairs the rest
+        self._unseen: dict[str, tuple[int, wire.OrderRequest | None]] = {}
         self._next_journal_audit = 0.0
         self.inline = bool(getattr(dispatcher, "inline", False))
         self.publish = publish
