@@ -11,6 +11,21 @@ dispatcher's threads) with the mode's real broker: ``WsBroker`` (``order.place``
 ``/ws-fapi/v1``) or ``CcxtBroker`` (``POST /fapi/v1/order`` through ccxt). Tick-to-trade is
 the brain's own instrumentation (``services.brain.tick_to_trade``, ``venue.wirestamp``).
 
+The order path is the stack's: the intent is written to the brain's local intent log (a real
+file on the repository's disk, its fsync group-committed by the log's flusher thread), the
+order is sent, and only then journaled (here: published to a null bus; in the stack, the
+buffered ZeroMQ journal). An exit's frame is written by the deciding thread itself over the
+WebSocket API (``Execution._send_exit_now``); entries, and every order over REST, go through
+the dispatcher's worker threads.
+
+Fill known (``fill_known_p50_us``): from the exchange's fill to the fill applied in the brain
+(``trader.on_fill`` on the brain's thread, whichever source told it first: the user data
+stream's ``ORDER_TRADE_UPDATE`` or the REST fills read after the order's answer). The sim
+child stamps each TRADE event with ``time.time_ns()`` as its desk hands it to the user stream
+(the fill was matched in the same call; an extra ``bench_ns`` field the brain's decoder
+ignores); the bench reads the stamp from the raw frame on the stream's thread. Both clocks
+are CLOCK_REALTIME on one machine.
+
 One cycle (two orders):
 
 - entry: a tick in the next minute closes the candle; the brain analyses it with the real
@@ -21,10 +36,10 @@ One cycle (two orders):
 - exit: once the entry's fill is known, a tick 3 % below the entry touches the stop: the
   trader sends the reduce-only MARKET exit.
 
-Stand-ins, said plainly: the journal is a SQLite INSERT + COMMIT (WAL, synchronous=FULL, so
-one fsync) in the brain's thread, not the orchestrator behind a ZeroMQ round trip (the stack's
-journal adds that hop); the exchange-held stops (``exchange_protection``) and the user data
-stream are off, so every order in the figure is an entry or an exit decided on a tick; risk
+Stand-ins, said plainly: the journal is a null bus (it is written after the send, off the
+path); the exchange-held stops (``exchange_protection``) are off, so every order in the figure
+is an entry or an exit decided on a tick; the user data stream is on (it is the fill-known
+figure's source); risk
 limits are opened wide (the order brake, notional caps, the cooldown) and so is the rate-limit
 governor (as in the orders section: 1,000 orders in a minute would wait for Binance's budgets,
 and that wait is not the path's latency).
@@ -35,7 +50,6 @@ and that wait is not the path's latency).
 from __future__ import annotations
 
 import os
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +59,26 @@ import numpy as np
 
 from bench.harness import CTX, Children, consumer_cpu, cpus, log, pin, producer_cpu, summarize
 from bench.orders_section import SYMBOL, _bid, _serve_sim
+
+
+def _serve_sim_stamped(port, ready, stop) -> dict[str, Any]:
+    """The orders section's sim child, its user stream's TRADE events stamped (``bench_ns``:
+    ``time.time_ns()`` as the desk hands the event over, the fill matched in the same call)."""
+    from services.exchange_sim import user_stream
+
+    real = user_stream.UserStream.publish
+
+    def publish(self, events):
+        now = time.time_ns()
+        out = []
+        for e in events:
+            if e.get("e") == "ORDER_TRADE_UPDATE" and e.get("o", {}).get("x") == "TRADE":
+                e = {**e, "bench_ns": now}
+            out.append(e)
+        return real(self, out)
+
+    user_stream.UserStream.publish = publish
+    return _serve_sim(port, ready, stop)
 
 CANDLE_MS = 60_000
 WAIT_S = 10.0  # longest wait for a fill (a lost order would show up as a failed section)
@@ -62,26 +96,63 @@ class _NullBus:
         return None
 
 
-class _Journal:
-    """The synchronous journal's stand-in: one row, one fsync, per call (see the module doc)."""
+def _no_sync_journal(body: Any) -> None:
+    raise AssertionError(f"the intent-log path never journals synchronously ({type(body).__name__})")
 
-    def __init__(self, path: Path) -> None:
-        import msgspec
 
-        self.enc = msgspec.msgpack.Encoder()
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS journal (body BLOB)")
-        self.ns = np.zeros(0, np.int64)
-        self._samples: list[int] = []
+class _FillKnown:
+    """Exchange fill -> fill applied in the brain, per (client id, trade id): the sim's stamp
+    (read from the stream's raw frame on its thread) and the first ``trader.on_fill`` of that
+    trade on the brain's thread (whichever source brought it)."""
 
-    def write(self, body: Any) -> None:
-        t0 = time.perf_counter_ns()
-        self.conn.execute("BEGIN")
-        self.conn.execute("INSERT INTO journal VALUES (?)", (self.enc.encode(body),))
-        self.conn.execute("COMMIT")
-        self._samples.append(time.perf_counter_ns() - t0)
+    def __init__(self, ex: Any, trader: Any) -> None:
+        import orjson
+
+        self.trader = trader
+        self.stamp: dict[tuple[str, str], int] = {}  # exchange fill, sim clock
+        self.recv: dict[tuple[str, str], int] = {}  # the stream frame's receipt
+        self.known: dict[tuple[str, str], int] = {}  # applied on the brain's thread
+        client = ex.user_stream.client
+        self._client, self._on_frame, self._on_fill = client, client.on_frame, trader.on_fill
+        real_frame, real_fill = client.on_frame, trader.on_fill
+
+        def on_frame(raw: Any, recv_ns: int = 0) -> str:
+            now = time.time_ns()
+            try:
+                e = orjson.loads(raw)
+                if e.get("e") == "ORDER_TRADE_UPDATE" and "bench_ns" in e:
+                    key = (str(e["o"]["c"]), str(e["o"]["t"]))
+                    self.stamp[key] = int(e["bench_ns"])
+                    self.recv[key] = now
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                pass
+            return real_frame(raw, recv_ns)
+
+        def on_fill(cfg, st, fill, ctx, client_order_id: str = "", **kw):
+            key = (client_order_id, str(fill.trade_id))
+            if key not in self.known and client_order_id in st.orders:
+                self.known[key] = time.time_ns()
+            return real_fill(cfg, st, fill, ctx, client_order_id=client_order_id, **kw)
+
+        client.on_frame = on_frame
+        trader.on_fill = on_fill
+
+    def undo(self) -> None:
+        self._client.on_frame = self._on_frame
+        self.trader.on_fill = self._on_fill
+
+    def result(self) -> dict[str, Any]:
+        both = [k for k in self.known if k in self.stamp]
+        known = np.array([self.known[k] - self.stamp[k] for k in both], np.int64)
+        stream = np.array([self.recv[k] - self.stamp[k] for k in both], np.int64)
+        stream_first = sum(1 for k in both if self.recv[k] <= self.known[k])
+
+        def pct(a: np.ndarray, q: float) -> float | None:
+            return float(np.percentile(a, q)) / 1e3 if a.size else None
+
+        return {"count": len(both), "unstamped": len(self.known) - len(both),
+                "p50_us": pct(known, 50), "p99_us": pct(known, 99),
+                "stream_recv_p50_us": pct(stream, 50), "stream_frame_first": stream_first}
 
 
 def _config(base: str, transport: str):
@@ -89,9 +160,9 @@ def _config(base: str, transport: str):
 
     return config.from_dict({
         "mode": "demo",
-        "feed": {"rest_url": base},
+        "feed": {"rest_url": base, "ws_url": "ws://" + base.split("://", 1)[1]},  # the user stream's host
         "brain": {"candle_interval_s": CANDLE_MS // 1000},
-        "trading": {"order_transport": transport, "exchange_protection": False, "user_stream": False,
+        "trading": {"order_transport": transport, "exchange_protection": False, "user_stream": True,
                     "max_orders_per_minute": 100_000, "max_order_notional_usdt": 1e9,
                     "max_total_notional_usdt": 1e9, "max_leverage": 100.0, "daily_loss_limit_usdt": 1e9,
                     "max_drawdown_pct": 100.0, "stale_data_ms": 10 * 24 * 3600 * 1000, "cooldown_s": 0.0,
@@ -119,7 +190,10 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
     bus = _NullBus()
     brain = brain_main.Brain(cfg, ring, bus, bus, None)  # type: ignore[arg-type]
     brain_main.warm_up(brain)
-    journal = _Journal(disk / f"journal-{transport}-{tag}.db")  # on disk: its fsync is real
+    from services.brain import intent_log, trader
+    from venue.brokers import make_user_stream
+
+    intents = intent_log.IntentLog(disk / f"intents-{transport}-{tag}.log")  # on disk: its fsync is real
     wirestamp.install_http()
     from venue import ratelimit
 
@@ -129,11 +203,15 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
     broker = make_broker(cfg, brain.book_top)
     disp = dsp.Dispatcher(wiring.DISPATCH_WORKERS, name="bench-dispatch")
     ex = execution_mod.Execution(
-        cfg=wiring.trader_config(cfg), broker=broker, dispatcher=disp, journal_sync=journal.write,
+        cfg=wiring.trader_config(cfg), broker=broker, dispatcher=disp, journal_sync=_no_sync_journal,
         publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
         filters_fn=filters_fn(cfg), db_path=tmp / f"none-{transport}-{tag}.db",
-        symbols_fn=lambda: list(ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s)
+        symbols_fn=lambda: list(ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
+        user_stream=make_user_stream(cfg), intents=intents)
     brain.execution = ex
+    fk = _FillKnown(ex, trader)
+    assert ex.user_stream is not None
+    ex.user_stream.client.start()
 
     rec = records.empty(1)
     state = {"price": 0.0, "want": False, "n": 0}
@@ -205,18 +283,22 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
             pump(lambda: SYMBOL not in ex.st.trades, "exit fill")
             if i % 100 == 99:
                 log(f"[tick_to_trade] {transport}: {i + 1}/{cycles} cycles")
+        time.sleep(0.2)  # the last fill's stream frame (its stamp) if REST told the brain first
         snap = ex.ttt.snapshot()
         counters = dict(ex.counters)
         trader_counts = dict(ex.st.counters)
-        jn = np.array(journal._samples, np.int64)
+        fill_known = fk.result()
+        log_counters = dict(intents.counters)
     finally:
         strategy.on_candle = real
+        fk.undo()
+        ex.user_stream.client.stop(timeout_s=3.0)
         disp.close(timeout_s=3.0)
         broker.close()
+        intents.close()
         ring.close()
         Ring.unlink(ring_path)
-    return {"ttt": snap, "journal_standin_us": {"p50": float(np.percentile(jn, 50)) / 1e3 if jn.size else None,
-                                                "p99": float(np.percentile(jn, 99)) / 1e3 if jn.size else None},
+    return {"ttt": snap, "fill_known": fill_known, "intent_log": log_counters,
             "execution_counters": counters, "trader_counters": trader_counts}
 
 
@@ -230,7 +312,7 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
     with Children() as ch, tempfile.TemporaryDirectory(dir=shm) as td, \
             tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent) as dd:
         port, ready, stop = CTX.Value("i", 0), CTX.Event(), CTX.Event()
-        sim = ch.start("sim", _serve_sim, port, ready, stop, cpu=producer_cpu())
+        sim = ch.start("sim", _serve_sim_stamped, port, ready, stop, cpu=producer_cpu())
         if not ready.wait(60):
             sim.result(1)
             raise RuntimeError("the sim did not start")
@@ -252,6 +334,7 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
                     log(f"[tick_to_trade] repeat {rep + 1}/{repeats} {path:4s}: exit p50 {ex_.get('p50_us', 0):.0f} us "
                         f"p99 {ex_.get('p99_us', 0):.0f} us ({ex_.get('count', 0)}); entry p50 "
                         f"{en_.get('p50_us', 0):.0f} us p99 {en_.get('p99_us', 0):.0f} us ({en_.get('count', 0)}); "
+                        f"fill known p50 {got['fill_known']['p50_us']} us ({got['fill_known']['count']}); "
                         f"stages {t.get('stages_us')}")
         finally:
             if hasattr(os, "sched_setaffinity"):
@@ -263,8 +346,10 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
                    "orders_per_path_per_repeat": 2 * cycles,
                    "exchange": "exchange_sim in its own process on 127.0.0.1 (pinned to CPU %s); the brain "
                                "in this process (CPU %s)" % (producer_cpu(), consumer_cpu()),
-                   "journal": "stand-in: SQLite INSERT + COMMIT, WAL, synchronous=FULL, in the brain's thread",
-                   "fill_known": "not measured here (user data stream off)"},
+                   "journal": "intent log (write before the send, fdatasync group-committed by its flusher "
+                              "thread); the journal itself after the send (a null bus here)",
+                   "fill_known": "sim's TRADE event stamp -> trader.on_fill on the brain's thread (user "
+                                 "stream or REST fills, whichever first)"},
         "sim": sim_stats}
     for path, rs in runs.items():
         fig: dict[str, Any] = {}
@@ -280,7 +365,14 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
             if vals:
                 stages[s] = {"p50_us": summarize([v["p50"] for v in vals]), "p99_us": summarize([v["p99"] for v in vals])}
         fig["stages"] = stages
-        fig["journal_standin_us"] = [r["journal_standin_us"] for r in rs]
+        fks = [r["fill_known"] for r in rs]
+        fig["fill_known"] = {"count": sum(f["count"] for f in fks),
+                             "p50_us": summarize([f["p50_us"] for f in fks if f["p50_us"] is not None]),
+                             "p99_us": summarize([f["p99_us"] for f in fks if f["p99_us"] is not None]),
+                             "stream_recv_p50_us": summarize([f["stream_recv_p50_us"] for f in fks
+                                                              if f["stream_recv_p50_us"] is not None]),
+                             "runs": fks}
+        fig["intent_log"] = [r["intent_log"] for r in rs]
         fig["unstamped"] = sum(r["ttt"].get("unstamped", 0) for r in rs)
         fig["execution_counters"] = [r["execution_counters"] for r in rs]
         out[path] = fig
@@ -291,7 +383,8 @@ def headline(sec: dict[str, Any]) -> dict[str, Any]:
     def one(path: str) -> dict[str, Any]:
         f = sec[path]
         return {"exit_p50_us": f["exit"]["p50_us"]["median"], "exit_p99_us": f["exit"]["p99_us"]["median"],
-                "entry_p50_us": f["entry"]["p50_us"]["median"], "fill_known_p50_us": None,
+                "entry_p50_us": f["entry"]["p50_us"]["median"],
+                "fill_known_p50_us": (f["fill_known"]["p50_us"] or {}).get("median"),
                 "orders": f["exit"]["count"] + f["entry"]["count"]}
 
     return {"tick_to_trade": one("ws"), "tick_to_trade_rest": one("rest")}

@@ -157,7 +157,11 @@ class TradingConfig:
     # reconciliation with the exchange (orchestrator), at start and then this often
     reconcile_interval_s: float = 60.0
     reconcile_failures_to_halt: int = 3  # consecutive unreachable runs before trading stops
-    journal_ack_timeout_ms: int = 2_000  # an order is sent only once the database has it
+    journal_ack_timeout_ms: int = 2_000  # replay (and intent_log off): an order is sent only once the database has it
+    # the brain's local intent log (docs/journal.md): an order is written there, sent, then
+    # journaled; its fsync is batched at most every intent_log_flush_ms. Off: journal, then send
+    intent_log: bool = True
+    intent_log_flush_ms: float = 2.0
     # the exchange's user data stream (demo and live): fills, order states and positions as they
     # happen; REST resyncs after a gap (docs/user-stream.md). Off: REST polling only
     user_stream: bool = True

@@ -2,9 +2,15 @@
 
 It lives in the brain's main thread, beside the ring reader, and never blocks it on the
 exchange: every broker call runs on the dispatcher's threads (orders ahead of queries, then
-account polling) and comes back as a completion that ``poll`` drains. The one wait it does
-make is the synchronous journal (a few milliseconds: an order is on disk in the database
-before it is sent; the ring holds seconds of ticks meanwhile).
+account polling) and comes back as a completion that ``poll`` drains. One exception, for
+speed: an exit over the WebSocket API has its frame written by this thread (``send_order``,
+never waiting on a rate limit) and only its answer awaited on a worker.
+
+Orders (live and demo): intent log, send, journal (``_log_then_send``; ``intent_log``). The
+order's record is appended to the brain's own log file (one ``write``; fsync batched by the
+log's flusher thread) before it can leave; the database's row follows through the buffered
+journal, and ``_audit_journal`` publishes a row again if it never arrived. Replay mode (no
+intent log): "journal, then act", the synchronous journal's round trip before each send.
 
 Mapping of broker answers to order events (``venue.orders``):
 
@@ -35,7 +41,7 @@ from common.log import RateLimiter
 from services.brain import dispatcher as dsp
 from venue import algo_orders as ao
 from venue import orders as om
-from services.brain import funding_feed, protection, recovery, risk, trader, user_feed
+from services.brain import funding_feed, intent_log, protection, recovery, risk, trader, user_feed
 from services.brain.tick_to_trade import TickToTrade
 from venue.port import AlgoSpec, Broker, ExchangeAlgoOrder, ExchangeOrder, OrderSpec, SubmitResult
 
@@ -47,7 +53,10 @@ TIMER_PERIOD_S = 0.25
 START_SYMBOLS = 20
 POSITION_POLL_S = 5.0  # while a trade is open: the exchange's positions, to see closes behind our back
 ALGO_AUDIT_S = 30.0  # the exchange's open conditional orders against ours: missing stops, strays
+JOURNAL_AUDIT_S = 5.0  # how often the rows of orders sent before they were journaled are looked for
+JOURNAL_LAG_MS = 10_000  # a row still missing this long after the send was lost on the way: sent again
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
+INTENT_LOG_UNAVAILABLE = "INTENT_LOG_UNAVAILABLE"  # the local intent log refused a write: no entry
 SYMBOL_SETUP_PENDING = "SYMBOL_SETUP_PENDING"  # margin type and leverage not yet set for the symbol
 
 
@@ -61,11 +70,23 @@ class Execution:
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
                  mono_s: Callable[[], float] = time.monotonic,
                  blocked: Callable[[], str] = lambda: "", flatten_on_halt: bool = False,
-                 user_stream: user_feed.Source | None = None) -> None:
+                 user_stream: user_feed.Source | None = None,
+                 intents: intent_log.IntentLog | None = None) -> None:
         self.cfg = cfg
         self.broker = broker
         self.dispatcher = dispatcher
         self.journal_sync = journal_sync
+        # the local intent log (``intent_log``): with it an order is written there, sent, then
+        # journaled through the buffered path; without it (replay, tests of the old path) the
+        # order is journaled synchronously first ("journal, then act")
+        self.intents = intents
+        self._send_now: Callable[..., Any] | None = None  # the broker's send_order: exits from this thread
+        # sent, journaled on the buffered path, row not yet seen in the database: cid -> (sent ms,
+        # the request; None for a protective order). A journal message can die in a killed
+        # orchestrator's queue; the row is then published again (``_audit_journal``), and
+        # reconciliation repairs the rest
+        self._unseen: dict[str, tuple[int, wire.OrderRequest | None]] = {}
+        self._next_journal_audit = 0.0
         self.inline = bool(getattr(dispatcher, "inline", False))
         self.publish = publish
         self.quote = quote
@@ -86,7 +107,9 @@ class Execution:
         self.saved: recovery.Saved | None = None
         self.delayed: list[tuple[int, Any, str]] = []  # (not before ms, effect, symbol)
         self.counters: dict[str, int] = {"journal_sync_failed": 0, "broker_errors": 0, "queries_retried": 0,
-                                         "problems": 0, "ambiguous": 0, "sent_unjournaled": 0}
+                                         "problems": 0, "ambiguous": 0, "sent_unjournaled": 0,
+                                         "intent_log_failed": 0, "intents_replayed": 0, "exits_sent_inline": 0,
+                                         "exits_inline_fallback": 0}
         self.position_poll_s = position_poll_s
         self._next_positions = 0.0
         self.algo_audit_s = algo_audit_s
@@ -178,6 +201,9 @@ class Execution:
                 self._setup_symbols(self.symbols_fn())
             self._run(trader.on_timer(self.cfg, self.st, self.ctx()))
             funding_feed.tick(self, now_s)  # funding of the open trades (income history reads)
+            if self._unseen and now_s >= self._next_journal_audit:
+                self._next_journal_audit = now_s + JOURNAL_AUDIT_S
+                self._audit_journal(now)
             if now_s >= self._next_balance:
                 self._next_balance = now_s + self.balance_poll_s
                 self.dispatcher.submit(dsp.ACCOUNT, self.broker.balance, tag=("balance",))
@@ -192,15 +218,30 @@ class Execution:
     def _start(self) -> None:
         self._starting = True
         self.saved = recovery.load(self.db_path, self.clock_ms())
+        if self.intents is not None:
+            # what was sent before a crash and never reached the journal: known again now,
+            # asked at the exchange with the other open orders, journaled now (after the read)
+            got = intent_log.IntentLog.read(self.intents.path)
+            self.saved, replay = recovery.with_intents(self.saved, got.intents, self.clock_ms(),
+                                                       self.cfg.recv_window_ms)
+            self.counters["intents_replayed"] += len(replay)
+            self.counters["intent_log_corrupt"] = got.corrupt
+            self.counters["intent_log_torn"] = got.torn
+            for it in replay:
+                self.publish(it.body)
         # margin type and leverage are set for the most liquid symbols at start (each costs
         # a rate-limited REST call); the others trade at the account's own settings
         symbols = self.symbols_fn()[:START_SYMBOLS]
 
         open_orders = list(self.saved.open_orders.values())
+        adopt_open = self.intents is not None  # orders go out before the journal hears of them
 
         def job():
             filters = self.filters_fn()
             setup = self.broker.start(symbols)
+            # ours, open at the exchange, unknown here (a machine crash took their log records)
+            adopt = _ours_unknown(self.broker, self.saved, self.clock_ms()) if adopt_open else []
+            open_orders.extend(om.order_from_request(it.body) for it in adopt)  # type: ignore[arg-type]
             positions = self.broker.positions()
             # what each order left open before the restart has executed: the positions already
             # hold it, so recovery must not count its fetched fills twice (recovery.merge)
@@ -212,12 +253,19 @@ class Execution:
                     continue  # unknown now: the recovery query asks again
                 if found is not None:
                     executed[o.client_order_id] = found.executed_qty
-            return filters, setup, positions, self.broker.balance(), executed, _brackets_or_none(self.broker, symbols)
+            return (filters, setup, positions, self.broker.balance(), executed, _brackets_or_none(self.broker, symbols),
+                    adopt)
 
         self.dispatcher.submit(dsp.ACCOUNT, job, tag=("startup",))
 
     def _started(self, result) -> None:
-        filters, setup, positions, balance, executed, brackets = result
+        filters, setup, positions, balance, executed, brackets, adopt = result
+        if adopt:
+            assert self.saved is not None
+            self.saved, adopted = recovery.with_intents(self.saved, adopt, self.clock_ms(), self.cfg.recv_window_ms)
+            self.counters["orders_adopted"] = self.counters.get("orders_adopted", 0) + len(adopted)
+            for it in adopted:
+                self.publish(it.body)
         self.filters = filters
         self.configured = set(setup.leverage)
         self.brackets.update(brackets)
@@ -238,6 +286,11 @@ class Execution:
         self.ready = True
         self._starting = False
         self.start_error = ""
+        if self.intents is not None and not self.inline:
+            try:  # WsBroker: an exit's frame is written by the deciding thread (``_send_exit_now``)
+                self._send_now = getattr(self.broker, "send_order", None)
+            except AegisError:
+                self._send_now = None
         log.info("brain.execution_ready", broker=self.broker.name, symbols=len(filters), equity=self.equity,
                  positions=len(positions), open_orders=len(self.saved.open_orders), one_way=setup.one_way)
         for t in self.st.trades.values():
@@ -278,7 +331,11 @@ class Execution:
                     log.warning("brain.order_problem", kind=a.kind, detail=a.detail, client_order_id=a.client_order_id)
 
     def _new_order(self, a: trader.NewOrder) -> None:
-        """Journal, then act: the order is on disk before the exchange hears of it."""
+        """Journal, then act: the order is on disk before the exchange hears of it. With the
+        intent log: written there (one ``write``), sent, then journaled (``_log_then_send``)."""
+        if self.intents is not None:
+            self._log_then_send(a)
+            return
         cid = a.order.client_order_id
         self.ttt.decided(cid, a.order.reduce_only)  # tick-to-trade (a no-op without a triggering tick)
         self.publish_only(a.request)
@@ -303,21 +360,79 @@ class Execution:
         self.ttt.journaled(cid)
         self._event(cid, om.Send(at_ms=self.clock_ms()))
 
+    def _log_then_send(self, a: trader.NewOrder) -> None:
+        """Intent log, send, journal. The record is written (not yet fsync'd: the log's flusher
+        group-commits) before the order can leave; the journal's row and everything the send
+        published follow it through the buffered path, the row first (an update never arrives
+        before the row it updates). An exit goes even if the log refuses the write (its ax- id
+        finds it at the exchange); an entry does not."""
+        cid = a.order.client_order_id
+        self.ttt.decided(cid, a.order.reduce_only)
+        t = self.st.trades.get(a.order.symbol)
+        plan = None
+        if not a.order.reduce_only and t is not None and t.entry_cid == cid:
+            plan = intent_log.Plan(trade_id=t.trade_id, stop=t.stop, target=t.target, confidence=t.confidence,
+                                   features=dict(t.features))
+        try:
+            self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.clock_ms() * 1_000_000, body=a.request,
+                                                  plan=plan))
+        except (OSError, ValueError) as exc:
+            self.counters["intent_log_failed"] += 1
+            if not a.order.reduce_only:
+                log.error("brain.intent_log_unavailable", client_order_id=cid, error=str(exc))
+                self.ttt.forget(cid)
+                self._event(cid, om.CancelRequest())
+                self.publish(wire.RiskReject(symbol=a.order.symbol, reason=INTENT_LOG_UNAVAILABLE,
+                                             detail=str(exc)[:200], signal_id=a.order.signal_id))
+                return
+            log.error("brain.exit_sent_unlogged", client_order_id=cid, error=str(exc))
+        self.ttt.journaled(cid)
+        self._held_send(cid, lambda: self._event(cid, om.Send(at_ms=self.clock_ms())), a.request)
+        self._unseen[cid] = (self.clock_ms(), a.request)
+
+    def _held_send(self, cid: str, send: Callable[[], None], row: Any) -> None:
+        """Run ``send`` with this shell's publishing held back, then publish ``row`` (to the
+        journal too) and what ``send`` published, in that order: nothing but the send itself
+        stands between the decision and the socket."""
+        held: list[tuple[Any, bool]] = []
+        real = self.publish
+        self.publish = lambda body, journal=True: held.append((body, journal))  # type: ignore[method-assign]
+        try:
+            send()
+        finally:
+            self.publish = real  # type: ignore[method-assign]
+        real(row)
+        for body, journal in held:
+            if journal:
+                real(body)
+            else:
+                real(body, journal=False)  # type: ignore[call-arg]
+
     def _new_algo(self, a: trader.NewAlgo) -> None:
         """Journal, then send a protective order. A protective order is an exit in waiting: if
         the journal cannot take it now it goes anyway (its ps-/pt- id finds it at the exchange)
-        and is journaled through the buffered path."""
+        and is journaled through the buffered path. With the intent log: logged, sent, journaled."""
         body = protection.to_wire(a.order)
+        cid = a.order.client_algo_id
+        if self.intents is not None:
+            try:
+                self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.clock_ms() * 1_000_000, body=body))
+            except (OSError, ValueError) as exc:
+                self.counters["intent_log_failed"] += 1
+                log.error("brain.protection_sent_unlogged", client_algo_id=cid, error=str(exc))
+            self._held_send(cid, lambda: self._algo_event(cid, ao.Send(at_ms=self.clock_ms())), body)
+            self._unseen[cid] = (self.clock_ms(), None)
+            return
         try:
             self.journal_sync(body)
         except TransientError as exc:
             self.counters["journal_sync_failed"] += 1
             self.counters["sent_unjournaled"] += 1
-            log.error("brain.protection_sent_unjournaled", client_algo_id=a.order.client_algo_id, error=str(exc))
+            log.error("brain.protection_sent_unjournaled", client_algo_id=cid, error=str(exc))
             self.publish(body)
         else:
             self.publish_only(body)
-        self._algo_event(a.order.client_algo_id, ao.Send(at_ms=self.clock_ms()))
+        self._algo_event(cid, ao.Send(at_ms=self.clock_ms()))
 
     def _algo_event(self, cid: str, event: ao.Event) -> None:
         o = self.st.algos.get(cid)
@@ -341,8 +456,10 @@ class Execution:
             o = self.st.orders[effect.client_order_id]
             spec = OrderSpec(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
                              order_type=o.order_type, qty=o.qty, price=o.price, reduce_only=o.reduce_only)
-            self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(o.client_order_id, b.submit), spec, key=symbol,
-                                   tag=("submit", o.client_order_id, effect.attempt, now))
+            tag = ("submit", o.client_order_id, effect.attempt, now)
+            if o.reduce_only and self._send_now is not None and self._send_exit_now(spec, symbol, tag):
+                return
+            self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(o.client_order_id, b.submit), spec, key=symbol, tag=tag)
         elif isinstance(effect, om.CancelOrder):
             self.dispatcher.submit(dsp.ORDER, b.cancel, symbol, effect.client_order_id, key=symbol,
                                    tag=("cancel", effect.client_order_id, now))
@@ -387,6 +504,68 @@ class Execution:
                 return [(cid, b.query_algo(symbol, cid)) for cid in cids], b.fills(symbol, since_ms=since)
 
             self.dispatcher.submit(dsp.QUERY, job, key=symbol, tag=("symbol_fills", symbol, now))
+
+    def _audit_journal(self, now_ms: int) -> None:
+        """Look in the database (read-only, on a worker) for the rows of orders sent since the
+        last look; ``_journal_seen`` publishes again those still missing after JOURNAL_LAG_MS."""
+        ids = sorted(self._unseen)[:500]  # (SQLite's bound on a statement's parameters)
+        db_path = self.db_path
+
+        def job():
+            return recovery.journaled_ids(db_path, ids)
+
+        self.dispatcher.submit(dsp.PERSIST, job, tag=("journal_audit", now_ms))
+
+    def _journal_seen(self, c: dsp.Completion) -> None:
+        if c.error is not None or c.result is None:
+            return  # unreadable now: asked again at the next audit
+        for cid in c.result:
+            self._unseen.pop(cid, None)
+        asked_ms = c.tag[1]
+        for cid, (sent_ms, request) in list(self._unseen.items()):
+            if asked_ms - sent_ms < JOURNAL_LAG_MS:
+                continue
+            if request is None and cid not in self.st.algos:
+                self._unseen.pop(cid, None)  # forgotten here: the exchange and reconciliation have it
+                continue
+            self.counters["journal_rows_resent"] = self.counters.get("journal_rows_resent", 0) + 1
+            log.warning("brain.journal_row_missing", client_id=cid, sent_ms=sent_ms,
+                        note="published to the journal again; reconciliation repairs its state and fills")
+            if request is not None:
+                self.publish(request)  # INSERT OR IGNORE: harmless if the row came meanwhile
+                if cid in self.st.orders:
+                    self.publish(om.to_order_update(self.st.orders[cid]))
+            else:
+                self.publish(protection.to_wire(self.st.algos[cid]))  # its state now: a row never goes back
+            self._unseen[cid] = (asked_ms, request)  # looked for again after another JOURNAL_LAG_MS
+
+    def _send_exit_now(self, spec: OrderSpec, symbol: str, tag: tuple[Any, ...]) -> bool:
+        """An exit's frame written from this (the deciding, ring-reading) thread: no dispatcher
+        queue, no worker hop. Its answer is awaited on a dispatcher worker (``finish_order``)
+        and comes back as the usual ``submit`` completion. False when nothing was sent (no
+        socket, or the rate-limit governor would make it wait): the exit then goes the
+        ordinary way, through the dispatcher."""
+        assert self._send_now is not None
+        cid = spec.client_order_id
+        try:
+            with self.ttt.inline(cid):
+                sent = self._send_now(spec, rate_wait_s=0.0)
+        except AmbiguousError as exc:  # the frame may have left: its outcome is the state machine's
+            self.counters["exits_sent_inline"] += 1
+            self.ttt.forget(cid)
+            fail = exc
+
+            def job():
+                raise fail
+
+            self.dispatcher.submit(dsp.ORDER, job, key=symbol, tag=tag)
+            return True
+        except AegisError:  # nothing sent
+            self.counters["exits_inline_fallback"] += 1
+            return False
+        self.counters["exits_sent_inline"] += 1
+        self.dispatcher.submit(dsp.ORDER, self.broker.finish_order, spec, sent, key=symbol, tag=tag)
+        return True
 
     # ------------------------------------------------------------------ completions
     def _completion(self, c: dsp.Completion) -> None:
@@ -440,6 +619,9 @@ class Execution:
             elif sym in self.st.trades:  # ask again; the trade closes at the mark if it never comes
                 self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
                     symbol=sym, since_ms=self.st.trades[sym].first_fill_ms or self.st.trades[sym].opened_ms), sym))
+            return
+        if kind == "journal_audit":
+            self._journal_seen(c)
             return
         if kind == funding_feed.TAG:
             funding_feed.done(self, c)
@@ -555,6 +737,22 @@ class Execution:
                 "longest_unprotected_ms": self.st.longest_unprotected_ms,
                 "trader": dict(c), "user_stream": user_feed.snapshot(self), "tick_to_trade": self.ttt.snapshot(),
                 **self.counters}
+
+
+def _ours_unknown(broker: Broker, saved: recovery.Saved | None, now_ms: int) -> list[intent_log.Intent]:
+    """Our orders the exchange holds open and neither the journal nor the intent log knows, as
+    the orders the recovery asks about (``recovery.exchange_intents``); none if the read fails."""
+    try:
+        listed = broker.open_orders()
+    except AegisError as exc:
+        log.warning("brain.open_orders_unreadable", error=str(exc)[:200])
+        return []
+    known = (saved.journal_ids | saved.used_cids | set(saved.open_orders)) if saved is not None else frozenset()
+    out = recovery.exchange_intents([e for e in listed if e.client_order_id not in known], now_ms)
+    if out:
+        log.warning("brain.orders_adopted", client_ids=[it.client_id for it in out][:20],
+                    note="open at the exchange under our ids, in neither the journal nor the intent log")
+    return out
 
 
 def _brackets_or_none(broker: Broker, symbols: list[str]) -> dict[str, tuple[Any, ...]]:

@@ -33,8 +33,8 @@ import structlog
 from common import wire
 from venue import algo_orders as ao
 from venue import orders as om
-from services.brain import risk, trader
-from venue.port import ExchangePosition
+from services.brain import intent_log, risk, trader
+from venue.port import ExchangeOrder, ExchangePosition
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +54,9 @@ class Saved:
     risk_state: risk.RiskState | None = None
     algos: Mapping[str, ao.AlgoOrder] = field(default_factory=dict)  # protective orders not known over
     entry_fills: Mapping[str, tuple[Decimal, Decimal]] = field(default_factory=dict)  # symbol -> (qty, avg)
+    # every client id the journal holds (orders of the last USED_IDS_DAYS, every protective
+    # order): an intent of the local log whose id is here is already on record
+    journal_ids: frozenset[str] = frozenset()
 
 
 def _dec(x: object) -> Decimal:
@@ -167,8 +170,102 @@ def _load(conn: sqlite3.Connection, now_ms: int) -> Saved:
     # entry filled is carried with its fills (below: closed at the exchange while we were away)
     open_plans = {s: p for s, p in plans.items() if p.trade_id not in closed}
     entries = {s: filled[s] for s in open_plans if s in filled}
+    ids = set(used)
+    try:
+        ids.update(r[0] for r in conn.execute("SELECT client_algo_id FROM algo_orders"))
+    except sqlite3.OperationalError:  # a database from before protective orders
+        pass
     return Saved(open_orders=open_orders, used_cids=used, plans=open_plans, last_action_ms=last_action,
-                 model_blob=blobs.get(MODEL_NAME), risk_state=risk_state, algos=algos, entry_fills=entries)
+                 model_blob=blobs.get(MODEL_NAME), risk_state=risk_state, algos=algos, entry_fills=entries,
+                 journal_ids=frozenset(ids))
+
+
+def journaled_ids(db_path: Path, ids: Sequence[str]) -> frozenset[str] | None:
+    """Which of ``ids`` (order or protective-order client ids) the database holds; None when it
+    cannot be read (absent, locked, no schema yet)."""
+    if not ids or not db_path.exists():
+        return None if not db_path.exists() else frozenset()
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return None
+    try:
+        marks = ",".join("?" * len(ids))
+        found = {r[0] for r in conn.execute(
+            f"SELECT client_order_id FROM orders WHERE client_order_id IN ({marks})", tuple(ids))}  # noqa: S608
+        found |= {r[0] for r in conn.execute(
+            f"SELECT client_algo_id FROM algo_orders WHERE client_algo_id IN ({marks})", tuple(ids))}  # noqa: S608
+        return frozenset(found)
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def our_order_id(cid: str) -> bool:
+    """An id the brain makes for an entry or an exit (``<ae|ax>-...`` or ``<ae|ax>.<hash>-n``)."""
+    return cid[:2] in (trader.ENTRY_PREFIX, trader.EXIT_PREFIX) and cid[2:3] in ("-", ".")
+
+
+def exchange_intents(orders: Sequence[ExchangeOrder], now_ms: int) -> list[intent_log.Intent]:
+    """Our orders open at the exchange, as intents (pure): after a crash of the machine the
+    intent log may lack the last few milliseconds of records (its fsync is batched), but such
+    an order still carries our deterministic id, so the exchange's open orders name it and
+    ``with_intents`` adopts it like a logged one (no plan: its trade is adopted if it fills)."""
+    out = []
+    for e in orders:
+        if not our_order_id(e.client_order_id) or not (e.qty > 0 and e.qty.is_finite()):
+            continue
+        body = wire.OrderRequest(client_order_id=e.client_order_id, symbol=e.symbol, side=e.side,
+                                 order_type=e.order_type or "MARKET", qty=float(e.qty), price=float(e.price),
+                                 reduce_only=e.reduce_only or e.client_order_id.startswith(trader.EXIT_PREFIX))
+        out.append(intent_log.Intent(client_id=e.client_order_id, at_ns=(e.update_ms or now_ms) * 1_000_000,
+                                     body=body))
+    return out
+
+
+def with_intents(saved: Saved, intents: Sequence[intent_log.Intent], now_ms: int,
+                 recv_window_ms: int = om.DEFAULT_RECV_WINDOW_MS) -> tuple[Saved, list[intent_log.Intent]]:
+    """``saved`` with what the local intent log holds and the journal does not (pure).
+
+    An intent is written before its order is sent and journaled after, so a crash in between
+    leaves an order the exchange may hold and the journal does not know. Each such intent
+    (the newest record per client id, younger than ``USED_IDS_DAYS``) becomes an open order
+    in state NEW_LOCAL sent at the intent's time: ``trader.recovery_actions`` then treats it
+    like every order whose fate a restart left unknown (asked at the exchange by its client
+    id before anything else touches its trade; never sent again while it may be there). Its
+    id is used (a replayed signal opens nothing twice); an entry's plan (stop, target) comes
+    with it when the journal has no newer plan for the symbol. Returns the new ``Saved`` and
+    the intents to journal now (their request bodies, through the buffered path)."""
+    since_ns = (now_ms - USED_IDS_DAYS * 86_400_000) * 1_000_000
+    known = saved.journal_ids | saved.used_cids | set(saved.open_orders) | set(saved.algos)
+    todo = [it for it in intent_log.unknown_to_journal(intents, known) if it.at_ns >= since_ns]
+    if not todo:
+        return saved, []
+    orders, algos, plans = dict(saved.open_orders), dict(saved.algos), dict(saved.plans)
+    used, last_action = set(saved.used_cids), dict(saved.last_action_ms)
+    for it in todo:
+        at_ms = it.at_ns // 1_000_000
+        b = it.body
+        if isinstance(b, wire.OrderRequest):
+            o = replace(om.order_from_request(b, recv_window_ms=recv_window_ms), last_sent_ms=at_ms)
+            orders[o.client_order_id] = o
+            used.add(o.client_order_id)
+            last_action[o.symbol] = max(last_action.get(o.symbol, 0), at_ms)
+            p = it.plan
+            old = plans.get(o.symbol)
+            if not o.reduce_only and p is not None and (old is None or old.opened_ms <= at_ms):
+                plans[o.symbol] = trader.Trade(trade_id=p.trade_id, symbol=o.symbol, side=o.side, stop=p.stop,
+                                               target=p.target, confidence=p.confidence, features=dict(p.features),
+                                               opened_ms=at_ms, entry_cid=o.client_order_id)
+        else:
+            a = _algo({**msgspec.structs.asdict(b), "sent_ms": at_ms})
+            if a is not None:
+                algos[a.client_algo_id] = a
+    log.warning("brain.intents_not_journaled", count=len(todo), client_ids=[it.client_id for it in todo][:20],
+                note="sent (or about to be) before a crash; asked at the exchange, journaled now")
+    return replace(saved, open_orders=orders, algos=algos, plans=plans, used_cids=frozenset(used),
+                   last_action_ms=last_action, journal_ids=saved.journal_ids | {it.client_id for it in todo}), todo
 
 
 def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePosition], now_ms: int,

@@ -23,9 +23,10 @@ lock (dispatcher threads record concurrently).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from common.histogram import LatencyHistogram
 from venue import wirestamp
@@ -33,7 +34,8 @@ from venue import wirestamp
 KINDS = ("exit", "entry")
 TRANSPORTS = ("ws", "rest")
 # per order: tick receipt -> decision (ring read, candles, analysis, trader) -> after the
-# synchronous journal -> dispatcher thread starts the job -> bytes on the socket
+# intent log's write (or, without it, the synchronous journal) -> the sending thread starts
+# (a dispatcher worker; for an exit sent by the deciding thread, at once) -> bytes on the socket
 STAGES = ("decide", "journal", "hop", "send")
 BUCKETS_US = (10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000, 1_000_000)
 LE_PREFIX = "ttt_le_us:"  # heartbeat counters: ttt_le_us:<kind>:<transport>:<bound>
@@ -78,6 +80,26 @@ class TickToTrade:
                 self.record(p, started, wire_ns, transport)
 
         return timed
+
+    @contextlib.contextmanager
+    def inline(self, cid: str) -> Iterator[None]:
+        """Time ``cid``'s send made on the calling thread (an exit sent by the deciding thread:
+        no dispatcher hop). If no request left, the mark stays for the ordinary path's ``wrap``."""
+        p = self._pending.pop(cid, None)
+        if p is None:
+            yield
+            return
+        started = self.clock_ns()
+        p[4] = started
+        wirestamp.arm()
+        try:
+            yield
+        finally:
+            wire_ns, transport = wirestamp.disarm()
+            if wire_ns:
+                self.record(p, started, wire_ns, transport)
+            else:
+                self._pending[cid] = p
 
     def forget(self, cid: str) -> None:
         self._pending.pop(cid, None)

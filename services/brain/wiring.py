@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 from common import bus, service
 from common.config import AegisConfig, Endpoints
 from services.brain import dispatcher as dsp
-from services.brain import execution, risk, rotation, trader
+from services.brain import execution, intent_log, recovery, risk, rotation, trader
 from venue import wirestamp
 from venue.brokers import LazyBroker, broker_kind, filters_fn, make_broker, make_user_stream
 
@@ -39,6 +40,7 @@ class Trading:
     execution: execution.Execution
     dispatcher: dsp.Dispatcher
     sync: bus.SyncJournal
+    intents: intent_log.IntentLog | None = None
 
     def close(self) -> None:
         link = self.execution.user_stream
@@ -47,6 +49,8 @@ class Trading:
         self.dispatcher.close(timeout_s=3.0)
         self.execution.broker.close()
         self.sync.close()
+        if self.intents is not None:
+            self.intents.close()
 
 
 def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
@@ -61,6 +65,8 @@ def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
     wirestamp.install_http()  # tick-to-trade: REST requests stamp when their bytes are on the socket
     disp: Any = dsp.InlineDispatcher() if replay else dsp.Dispatcher(DISPATCH_WORKERS, name="brain-dispatch")
     sync = bus.SyncJournal("brain", ep.journal_sync, timeout_ms=cfg.trading.journal_ack_timeout_ms)
+    # replay keeps "journal, then act" (its lock-step journal is part of what makes it repeatable)
+    intents = None if replay or not cfg.trading.intent_log else open_intent_log(cfg)
     ex = execution.Execution(
         cfg=trader_config(cfg), broker=broker, dispatcher=disp,
         # replay: an order is stamped with the ticks' clock like every other decision
@@ -70,8 +76,27 @@ def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
         symbols_fn=lambda: list(brain.ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
         clock_ms=clock_ms, mono_s=(lambda: brain.clock_ms() / 1000.0) if replay else time.monotonic,
         blocked=brain.trading_block_reason, flatten_on_halt=cfg.trading.flatten_on_halt,
-        user_stream=None if replay else make_user_stream(cfg))
+        user_stream=None if replay else make_user_stream(cfg), intents=intents)
     if ex.user_stream is not None:
         ex.user_stream.client.start()  # its own thread: connects (and reconnects) on its own
     log.info("brain.trading", broker=broker.name, mode=cfg.mode, user_stream=ex.user_stream is not None)
-    return Trading(execution=ex, dispatcher=disp, sync=sync)
+    return Trading(execution=ex, dispatcher=disp, sync=sync, intents=intents)
+
+
+def intent_log_path(cfg: AegisConfig) -> Path:
+    """Beside the database (the data directory survives restarts; the run directory may not)."""
+    return service.db_path(cfg).parent / intent_log.FILE_NAME
+
+
+def open_intent_log(cfg: AegisConfig, now_ns: int | None = None) -> intent_log.IntentLog:
+    """The intent log, its records older than ``recovery.USED_IDS_DAYS`` dropped first (they were
+    journaled at an earlier start, or are past any recovery's window): the file stays small."""
+    path = intent_log_path(cfg)
+    got = intent_log.IntentLog.read(path)
+    since_ns = (now_ns if now_ns is not None else time.time_ns()) - recovery.USED_IDS_DAYS * 86_400 * 10**9
+    keep = [it for it in got.intents if it.at_ns >= since_ns]
+    if len(keep) != len(got.intents) or got.corrupt or got.torn:
+        intent_log.compact(path, keep)
+        log.info("brain.intent_log_compacted", path=str(path), kept=len(keep), dropped=len(got.intents) - len(keep),
+                 damaged_bytes=got.dropped_bytes)
+    return intent_log.IntentLog(path, flush_interval_ms=cfg.trading.intent_log_flush_ms)

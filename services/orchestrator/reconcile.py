@@ -27,6 +27,11 @@ Differences (kind: when -> repair; * = blocking):
                               Nothing is re-sent: the orchestrator never sends orders.
     ORDER_UNKNOWN_AT_EXCHANGE* not found, and either still possibly on the wire or once
                               confirmed by the exchange (then something is badly wrong)
+    ORDER_ADOPTED             open at the exchange (or answered to a query) under one of our
+                              order ids (``ae-``/``ax-``, ``OUR_ORDER_PREFIXES``) the journal
+                              does not hold: the brain sends first and journals after, so a
+                              crash in between leaves such an order -> ``wire.OrderRequest``
+                              (the row) and ``wire.OrderUpdate`` with the exchange's values
     EXTERNAL_ORDER            open at the exchange under a client id we never made
                               -> flagged, never cancelled; * on a symbol we trade, where it
                               may fill into the position we manage
@@ -79,18 +84,23 @@ MISSED_FILL = "MISSED_FILL"
 ORDER_STATUS = "ORDER_STATUS"
 ORDER_DEAD = "ORDER_DEAD"
 ORDER_UNKNOWN_AT_EXCHANGE = "ORDER_UNKNOWN_AT_EXCHANGE"
+ORDER_ADOPTED = "ORDER_ADOPTED"
 EXTERNAL_ORDER = "EXTERNAL_ORDER"
 EXTERNAL_FILL = "EXTERNAL_FILL"
 POSITION_MISMATCH = "POSITION_MISMATCH"
 EXTERNAL_POSITION = "EXTERNAL_POSITION"
 LOCAL_POSITION_GONE = "LOCAL_POSITION_GONE"
 BAD_EXCHANGE_DATA = "BAD_EXCHANGE_DATA"
-KINDS = (MISSED_FILL, ORDER_STATUS, ORDER_DEAD, ORDER_UNKNOWN_AT_EXCHANGE, EXTERNAL_ORDER,
+KINDS = (MISSED_FILL, ORDER_STATUS, ORDER_DEAD, ORDER_UNKNOWN_AT_EXCHANGE, ORDER_ADOPTED, EXTERNAL_ORDER,
          EXTERNAL_FILL, POSITION_MISMATCH, EXTERNAL_POSITION, LOCAL_POSITION_GONE, BAD_EXCHANGE_DATA)
 # what a human should look at even when it is repaired: someone else trades this account
 FLAGGED_KINDS = frozenset({EXTERNAL_ORDER, EXTERNAL_FILL, EXTERNAL_POSITION})
 
 NEVER_REACHED = "never reached the exchange"
+ADOPTED = "adopted from the exchange: sent, not journaled"
+# the brain's order ids (``venue.orders.make_client_order_id`` with trader.ENTRY_PREFIX /
+# EXIT_PREFIX): "<prefix>-<signal>-<n>" or "<prefix>.<hash>-<n>"
+OUR_ORDER_PREFIXES = ("ae-", "ae.", "ax-", "ax.")
 RECONCILED = "reconciled with the exchange"
 FRESH_MS = 2_000  # journal queue lag (ms) plus CLOCK_MARGIN_MS of skew: a younger unknown record may be ours
 ENTRY_PRICE_REL_TOL = Decimal("1e-6")  # Binance rounds its entryPrice; a missed fill moves the qty anyway
@@ -101,7 +111,7 @@ TERMINAL_STATUSES = frozenset(s.value for s in TERMINAL)  # as the orders table 
 # CANCEL_PENDING is our refinement of a live order (a cancel in flight): the exchange shows it live
 _LIVE_AT_EXCHANGE = frozenset({_S.ACKED, _S.PARTIALLY_FILLED})
 
-Repair = Union[wire.Fill, wire.OrderUpdate, wire.Position]
+Repair = Union[wire.OrderRequest, wire.Fill, wire.OrderUpdate, wire.Position]
 _ZERO = Decimal(0)
 
 
@@ -112,6 +122,11 @@ def as_stored(d: Decimal) -> Decimal:
 
 def is_terminal(status: str) -> bool:
     return status in TERMINAL_STATUSES
+
+
+def is_ours(client_order_id: str) -> bool:
+    """An order id the brain makes (entry or exit), whatever the journal holds."""
+    return client_order_id.startswith(OUR_ORDER_PREFIXES)
 
 
 # ---------------------------------------------------------------------------- snapshots
@@ -273,10 +288,48 @@ def _orders(local: LocalSnapshot, ex: ExchangeSnapshot, recv_window_ms: int) -> 
             parts.append(_not_found(o, ex.started_ms, recv_window_ms))
         else:
             parts.append(_compare_order(o, answer))
-    for e in ex.open_orders:
-        if e.client_order_id not in local.orders:
-            parts.append(_external_order(e, ex))
+    for e in _unjournaled(local, ex):
+        parts.append(_adopt_order(e, ex) if is_ours(e.client_order_id) else _external_order(e, ex))
     return _join(parts)
+
+
+def _unjournaled(local: LocalSnapshot, ex: ExchangeSnapshot) -> list[ExchangeOrder]:
+    """The exchange's orders (open, or answered to a query) the local record does not hold."""
+    seen: dict[str, ExchangeOrder] = {}
+    for e in [*ex.open_orders, *(a for a in ex.queried.values() if a is not None)]:
+        if e.client_order_id not in local.orders and e.client_order_id not in seen:
+            seen[e.client_order_id] = e
+    return list(seen.values())
+
+
+def _signal_of(cid: str) -> str:
+    """The signal id inside ``<prefix>-<signal>-<n>``; "" for the hashed form."""
+    if cid[2:3] != "-" or cid.count("-") < 2:
+        return ""
+    return cid[3:].rsplit("-", 1)[0]
+
+
+def _adopt_order(e: ExchangeOrder, ex: ExchangeSnapshot) -> _Part:
+    """One of our orders the journal does not know: its row and its state, as the exchange has them.
+    Deferred while young (its journal row may still be on the way)."""
+    if e.update_ms and e.update_ms >= ex.started_ms - FRESH_MS:
+        return _Part(deferred=(f"adopt_order:{e.client_order_id}",))
+    state = EXCHANGE_STATUS.get(e.status)
+    if state is None or not (_usable(e.qty, e.executed_qty, e.avg_price, e.price) and e.qty > 0):
+        return _Part(differences=(Difference(
+            kind=BAD_EXCHANGE_DATA, symbol=e.symbol, client_order_id=e.client_order_id, blocking=True,
+            detail=f"status {e.status!r} qty {e.qty} executed {e.executed_qty} avg {e.avg_price}"),))
+    reduce_only = e.reduce_only or e.client_order_id.startswith("ax")
+    return _Part(
+        differences=(Difference(kind=ORDER_ADOPTED, symbol=e.symbol, client_order_id=e.client_order_id,
+                                detail=(f"{e.status} {e.side} {e.order_type} {e.qty}, executed {e.executed_qty},"
+                                        f" exchange id {e.exchange_order_id}")),),
+        repairs=(wire.OrderRequest(client_order_id=e.client_order_id, symbol=e.symbol, side=e.side,
+                                   order_type=e.order_type or "MARKET", qty=float(e.qty), price=float(e.price),
+                                   reduce_only=reduce_only, signal_id=_signal_of(e.client_order_id)),
+                 wire.OrderUpdate(client_order_id=e.client_order_id, exchange_order_id=e.exchange_order_id,
+                                  symbol=e.symbol, status=state.value, filled_qty=float(e.executed_qty),
+                                  avg_price=float(e.avg_price), reason=ADOPTED)))
 
 
 def _compare_order(o: LocalOrder, e: ExchangeOrder) -> _Part:
@@ -339,7 +392,7 @@ def _fills(local: LocalSnapshot, ex: ExchangeSnapshot) -> _Part:
     # an order we sent whose ack we missed: only the exchange's answers link the two ids
     answers = [*ex.open_orders, *(a for a in ex.queried.values() if a is not None)]
     by_exchange_id.update({a.exchange_order_id: a.client_order_id for a in answers
-                           if a.exchange_order_id and a.client_order_id in ours})
+                           if a.exchange_order_id and (a.client_order_id in ours or _adoptable(a, ex))})
     unique = {(f.symbol, f.trade_id): f for f in ex.fills}  # pages may overlap
     parts = []
     for key in sorted(unique):
@@ -347,6 +400,8 @@ def _fills(local: LocalSnapshot, ex: ExchangeSnapshot) -> _Part:
             continue
         f = unique[key]
         cid = f.client_order_id if f.client_order_id in ours else by_exchange_id.get(f.exchange_order_id, "")
+        if not cid and is_ours(f.client_order_id) and f.time_ms < ex.started_ms - FRESH_MS:
+            cid = f.client_order_id  # a fill naming one of our ids: its order is adopted with it
         if not cid:
             parts.append(_external_fill(f, ex.started_ms))
         elif not (_usable(f.qty, f.price, f.fee) and f.qty > 0 and f.price > 0):
@@ -362,6 +417,11 @@ def _fills(local: LocalSnapshot, ex: ExchangeSnapshot) -> _Part:
                                    price=float(f.price), fee=float(f.fee), fee_asset=f.fee_asset,
                                    liquidity=f.liquidity),)))
     return _join(parts)
+
+
+def _adoptable(e: ExchangeOrder, ex: ExchangeSnapshot) -> bool:
+    """One of our orders old enough to be adopted (``_adopt_order``): its fills are ours too."""
+    return is_ours(e.client_order_id) and not (e.update_ms and e.update_ms >= ex.started_ms - FRESH_MS)
 
 
 def _external_fill(f: ExchangeFill, started_ms: int) -> _Part:

@@ -276,6 +276,14 @@ class _Slot:
     lost: bool = False
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A request ``WsApiClient.send`` wrote; ``WsApiClient.wait`` takes its answer."""
+
+    rid: int
+    slot: _Slot
+
+
 def _default_connect(url: str, cfg: WsApiConfig) -> Any:
     """A websockets sync connection with Nagle off (small frames leave at once)."""
     import inspect
@@ -466,11 +474,23 @@ class WsApiClient:
              mutating: bool = False, priority: ratelimit.Priority = ratelimit.Priority.QUERY,
              timeout_ms: int | None = None) -> Any:
         """Send one signed request and wait for its answer (see the module's table)."""
+        return self.wait(self.send(method, params, weight=weight, orders=orders, mutating=mutating,
+                                   priority=priority), timeout_ms=timeout_ms)
+
+    def send(self, method: str, params: Mapping[str, Any], *, weight: int = 1, orders: int = 0,
+             mutating: bool = False, priority: ratelimit.Priority = ratelimit.Priority.QUERY,
+             rate_wait_s: float | None = None) -> Sent:
+        """The first half of ``call``: sign and write the request, do not wait for the answer.
+
+        Raises ``WsUnavailable`` (nothing sent), the governor's ``TransientError`` (nothing sent;
+        ``rate_wait_s`` bounds its wait, 0 = do not wait) or ``AmbiguousError`` (the frame may
+        have left). The answer is ``wait``'s, from any thread (the brain sends an exit from its
+        ring-reading thread and waits for the answer on a dispatcher thread)."""
         if not self._connected.is_set():
             raise WsUnavailable(f"{method}: no WebSocket API connection")
         if weight or orders:
             self.governor.acquire(weight=weight, orders=orders, priority=priority,
-                                  timeout_s=self.config.rate_limit_wait_s)
+                                  timeout_s=self.config.rate_limit_wait_s if rate_wait_s is None else rate_wait_s)
         with self._lock:
             conn, gen = self._conn, self._gen
             if conn is None:
@@ -498,6 +518,11 @@ class WsApiClient:
         hook = self.wire_hook
         if hook is not None:
             hook(rid, time.perf_counter_ns())
+        return Sent(rid=rid, slot=slot)
+
+    def wait(self, sent: Sent, *, timeout_ms: int | None = None) -> Any:
+        """The second half of ``call``: the answer to a request ``send`` wrote."""
+        rid, slot, method, mutating = sent.rid, sent.slot, sent.slot.method, sent.slot.mutating
         timeout_s = (timeout_ms if timeout_ms is not None else self.config.timeout_ms) / 1000.0
         if not slot.event.wait(timeout_s):
             with self._lock:

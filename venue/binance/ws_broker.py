@@ -34,7 +34,7 @@ from venue import ratelimit
 from venue.binance import WEIGHTS
 from venue.binance.bodies import algo_from_raw, algo_params, order_from_raw, order_params
 from venue.binance.ccxt_broker import CcxtBroker
-from venue.binance.ws_api import WsApiClient, WsUnavailable
+from venue.binance.ws_api import Sent, WsApiClient, WsUnavailable
 from venue.port import (
     AccountSetup, AlgoSpec, Balance, Bracket, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
     SubmitResult, FINAL_STATUSES,
@@ -117,6 +117,36 @@ class WsBroker:
         except AmbiguousError as exc:
             order = self._resolve(exc, lambda: self.query(spec.symbol, spec.client_order_id),
                                   what="order", cid=spec.client_order_id)
+        return self._submitted(spec, order)
+
+    def send_order(self, spec: OrderSpec, *, rate_wait_s: float | None = None) -> Sent:
+        """``submit``'s first half: the ``order.place`` frame written, its answer not awaited.
+
+        The brain calls it on its deciding thread for an exit (``rate_wait_s=0``: a rate limit
+        is not waited out there; the exit then goes the ordinary way) and hands ``finish_order``
+        to a worker. ``WsUnavailable`` and the governor's refusal mean nothing was sent."""
+        prio = ratelimit.Priority.EXIT if spec.reduce_only else ratelimit.Priority.ENTRY
+        weight, orders = WEIGHTS["submit"]
+        self.counters["ws_calls"] += 1
+        return self.client.send("order.place", order_params(spec), weight=weight, orders=orders, mutating=True,
+                                priority=prio, rate_wait_s=rate_wait_s)
+
+    def finish_order(self, spec: OrderSpec, sent: Sent) -> SubmitResult:
+        """``submit``'s second half: the answer to ``send_order``'s frame (same rules as ``submit``)."""
+        try:
+            try:
+                raw = self.client.wait(sent)
+            except TransientError as exc:
+                if exc.reason == "timestamp":  # -1021: our clock drifted from the server's: measure again
+                    self._resync()
+                raise
+            order = _parse("submit", order_from_raw, raw, mutating=True)  # unreadable: unknown too
+        except AmbiguousError as exc:
+            order = self._resolve(exc, lambda: self.query(spec.symbol, spec.client_order_id),
+                                  what="order", cid=spec.client_order_id)
+        return self._submitted(spec, order)
+
+    def _submitted(self, spec: OrderSpec, order: ExchangeOrder) -> SubmitResult:
         fills: tuple[ExchangeFill, ...] = ()
         if order.executed_qty > 0:
             try:

@@ -203,6 +203,57 @@ class TestExternalOrders:
         assert (r.status, r.deferred) == ("OK", ("external_order:c9",))
 
 
+class TestAdoptedOrders:
+    """Our own ids (ae-/ax-) at the exchange that the journal does not hold: the brain sends
+    first and journals after, so a crash in between leaves one. Adopted, not flagged."""
+
+    def test_our_open_entry_unknown_to_the_journal_is_adopted_with_its_row_and_state(self):
+        """ORDER_ADOPTED: the request row (signal id from the id) and the exchange's state; trade-safe."""
+        e = ex_order("ae-S1-0", eid="501", status="PARTIALLY_FILLED", executed="0.004", avg="43000", qty="0.010",
+                     order_type="LIMIT", price="43000", update_ms=T - 600_000)
+        r = run(local(), exchange(open_orders=[e]))
+        assert (r.status, r.ok, kinds(r), r.flagged) == ("REPAIRED", True, ["ORDER_ADOPTED"], ())
+        assert r.repairs == (
+            wire.OrderRequest(client_order_id="ae-S1-0", symbol="BTCUSDT", side="BUY", order_type="LIMIT", qty=0.01,
+                              price=43000.0, reduce_only=False, signal_id="S1"),
+            wire.OrderUpdate(client_order_id="ae-S1-0", exchange_order_id="501", symbol="BTCUSDT",
+                             status="PARTIALLY_FILLED", filled_qty=0.004, avg_price=43000.0, reason=rc.ADOPTED))
+
+    def test_our_exit_answered_to_a_query_is_adopted_reduce_only_with_its_fill(self):
+        """A filled ax- order (not open any more) the shell's answers name: row, FILLED, and its
+        fill attributed to it through the exchange order id rather than flagged external."""
+        e = ex_order("ax.0123456789abcdef0123-2", eid="777", side="SELL", status="FILLED", executed="0.010",
+                     avg="43100", update_ms=T - 600_000)
+        f = ex_fill("9101", eid="777", side="SELL", qty="0.010", price="43100", time_ms=T - 600_000)
+        r = run(local(), exchange(queried={"ax.0123456789abcdef0123-2": e}, fills=[f]))
+        assert (r.status, sorted(kinds(r))) == ("REPAIRED", ["MISSED_FILL", "ORDER_ADOPTED"])
+        req = [b for b in r.repairs if isinstance(b, wire.OrderRequest)]
+        assert [(b.reduce_only, b.signal_id, b.side) for b in req] == [(True, "", "SELL")]
+        fills = [b for b in r.repairs if isinstance(b, wire.Fill)]
+        assert [(b.client_order_id, b.trade_id, b.qty) for b in fills] == [("ax.0123456789abcdef0123-2", "9101", 0.01)]
+
+    def test_a_young_one_is_deferred_its_journal_row_may_be_on_the_way(self):
+        """Sent a second ago: the brain's buffered journal message may still be in flight."""
+        r = run(local(), exchange(open_orders=[ex_order("ae-S1-0", update_ms=T - 1_000)]))
+        assert (r.status, r.repairs, r.deferred) == ("OK", (), ("adopt_order:ae-S1-0",))
+
+    def test_someone_elses_id_is_still_external(self):
+        """Only our prefixes are adopted: "web_ae-1" stays EXTERNAL_ORDER and blocks."""
+        r = run(local(), exchange(open_orders=[ex_order("web_ae-1", update_ms=T - 600_000)]))
+        assert (r.status, kinds(r)) == ("MISMATCH", ["EXTERNAL_ORDER"])
+
+    def test_adopted_rows_persisted_converge_to_ok(self, tmp_path):
+        """The adoption's repairs written the journal's way: the next run against the same exchange is OK."""
+        conn = db.connect(tmp_path / "aegis.sqlite3")
+        e = ex_order("ae-S1-0", eid="501", status="NEW", update_ms=T - 600_000, order_type="LIMIT", price="43000")
+        first = run(local_snapshot(conn, T), exchange(open_orders=[e]))
+        persist(conn, first.repairs, T - 300_000)
+        assert conn.execute("SELECT client_order_id, exchange_order_id, status, reduce_only, signal_id FROM orders"
+                            ).fetchall() == [("ae-S1-0", "501", "ACKED", 0, "S1")]
+        second = run(local_snapshot(conn, T), exchange(open_orders=[e]))
+        assert (second.status, second.repairs) == ("OK", ())
+
+
 class TestPositions:
     def test_exchange_position_without_local_record_is_adopted(self):
         """EXTERNAL_POSITION: a Position row at the exchange's qty and entry, adopted and flagged."""

@@ -1,0 +1,333 @@
+"""The order path with the brain's local intent log (``services.brain.intent_log``): an order is
+written to the log, sent, then journaled; after a crash between the send and the journal the
+restarted brain knows the order from the log, asks the exchange, applies its fill once and never
+sends it again; an exit's frame is written by the deciding thread. Built on the fakes of
+``test_execution``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common import wire
+from common.errors import AmbiguousError
+from services.brain import dispatcher as dsp
+from services.brain import intent_log as il
+from services.brain import recovery, trader
+from services.brain.execution import INTENT_LOG_UNAVAILABLE
+from tests.unit.brain.test_execution import (  # noqa: F401 - the shared fakes
+    ENTRY, ENTRY_FILLED, ENTRY_REQUEST, EID, EXIT, EXIT_EID, NOW, SIG_ID, journal_db, make_rig, signal, xfill, xorder)
+from venue import orders as om
+from venue.binance.ws_api import WsUnavailable
+from venue.port import ExchangePosition, OrderSpec, SubmitResult
+
+
+def with_log(rig, path: Path) -> il.IntentLog:
+    rig.ex.intents = il.IntentLog(path, fsync=False)
+    return rig.ex.intents
+
+
+def start(rig) -> None:
+    rig.poll(3)
+    assert rig.ex.ready
+    rig.clear()
+
+
+def on_file(path: Path) -> list[str]:
+    return [it.client_id for it in il.IntentLog.read(path).intents]
+
+
+class TestEntry:
+    def test_the_intent_is_on_file_before_the_broker_hears_of_it_and_the_journal_follows(self, tmp_path: Path):
+        """Log, send, journal: the record exists when submit runs, the synchronous journal is
+        never asked, and the request row is published to the journal before the SENT update."""
+        rig = make_rig(tmp_path)
+        log_path = tmp_path / "intents.log"
+        with_log(rig, log_path)
+        start(rig)
+        seen: list[list[str]] = []
+        real = rig.broker.submit
+
+        def submit(spec: OrderSpec) -> SubmitResult:
+            seen.append(on_file(log_path))
+            return real(spec)
+
+        rig.broker.submit = submit  # type: ignore[method-assign]
+        rig.broker.submits.append(ENTRY_FILLED)
+        rig.ex.on_signal(signal())
+        rig.poll()
+        assert seen == [[ENTRY]]
+        assert rig.calls_of("journal") == []
+        assert rig.kinds()[:2] == [("OrderRequest", True), ("OrderUpdate", True)]
+        assert rig.bodies(wire.OrderRequest) == [ENTRY_REQUEST]
+        assert rig.statuses()[0] == "SENT"
+        (it,) = il.IntentLog.read(log_path).intents
+        assert (it.at_ns, it.body, it.plan) == (NOW * 1_000_000, ENTRY_REQUEST, il.Plan(
+            trade_id=SIG_ID, stop=98.0, target=104.0, confidence=0.6, features={"rr": 2.0}))
+        assert rig.ex.st.trades["AAAUSDT"].position == Decimal("19.8")
+
+    def test_an_entry_the_log_cannot_take_is_refused_before_the_exchange(self, tmp_path: Path):
+        """A failed log write stops an entry with INTENT_LOG_UNAVAILABLE; nothing is submitted."""
+        rig = make_rig(tmp_path)
+        log = with_log(rig, tmp_path / "intents.log")
+        start(rig)
+
+        def broken(_intent: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        log.append = broken  # type: ignore[method-assign]
+        rig.ex.on_signal(signal())
+        rig.poll()
+        assert rig.calls_of("submit") == []
+        (rej,) = rig.bodies(wire.RiskReject)
+        assert (rej.reason, rej.detail) == (INTENT_LOG_UNAVAILABLE, "[Errno 28] No space left on device")
+        assert rig.ex.counters["intent_log_failed"] == 1 and "AAAUSDT" not in rig.ex.st.trades
+
+
+class WsLikeBroker:
+    """Adds the WebSocket broker's split submit to the fake broker: ``send_order`` writes (logged
+    in ``calls``), ``finish_order`` answers from the fake's submit script."""
+
+    def __init__(self, fake: Any, fail: Exception | None = None) -> None:
+        self.fake = fake
+        self.fail = fail
+
+    def send_order(self, spec: OrderSpec, *, rate_wait_s: float | None = None) -> str:
+        self.fake.calls.append(("send_order", spec.client_order_id, rate_wait_s))
+        if self.fail is not None:
+            raise self.fail
+        return "frame-1"
+
+    def finish_order(self, spec: OrderSpec, sent: str) -> SubmitResult:
+        self.fake.calls.append(("finish_order", spec.client_order_id, sent))
+        return self.fake._next(self.fake.submits, "finish_order")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fake, name)
+
+
+def holding_ws(tmp_path: Path, fail: Exception | None = None):
+    rig = make_rig(tmp_path)
+    rig.ex.broker = WsLikeBroker(rig.broker, fail)
+    with_log(rig, tmp_path / "intents.log")
+    start(rig)
+    rig.broker.submits.append(ENTRY_FILLED)
+    rig.ex.on_signal(signal())
+    rig.poll()
+    assert rig.ex.st.trades["AAAUSDT"].position == Decimal("19.8")
+    rig.clear()
+    return rig
+
+
+EXIT_FILLED = SubmitResult(order=xorder(EXIT, "FILLED", "19.8", eid=EXIT_EID, side="SELL"),
+                           fills=(xfill(EXIT, "7", "19.8", "98.0", eid=EXIT_EID, side="SELL"),))
+
+
+class TestExitFromTheDecidingThread:
+    def test_the_exit_frame_is_written_while_the_stop_is_handled_and_answered_by_a_worker(self, tmp_path: Path):
+        """The entry went through the dispatcher (submit); the exit's frame is written inside
+        ``on_range`` itself (no queue, governor not waited on), logged first, and its answer is
+        the dispatcher's ORDER job that closes the trade."""
+        rig = holding_ws(tmp_path)
+        rig.clock.now_ms = NOW + 30_000
+        rig.broker.submits.append(EXIT_FILLED)
+        rig.ex.on_range("AAAUSDT", 97.9, 100.5)
+        assert rig.calls == [("send_order", EXIT, 0.0)]  # before any poll: sent by this thread
+        assert on_file(tmp_path / "intents.log") == [ENTRY, EXIT]
+        assert rig.disp.submitted == [(dsp.ORDER, ("submit", EXIT, 1, NOW + 30_000), "AAAUSDT")]
+        rig.poll()
+        assert rig.calls == [("send_order", EXIT, 0.0), ("finish_order", EXIT, "frame-1")]
+        (closed,) = rig.bodies(wire.TradeClosed)
+        assert (closed.exit_reason, closed.qty, closed.exit_price) == ("STOP", 19.8, 98.0)
+        assert rig.ex.counters["exits_sent_inline"] == 1
+
+    def test_with_no_socket_the_exit_goes_through_the_dispatcher(self, tmp_path: Path):
+        """Nothing was sent (WsUnavailable): the ordinary submit job carries the exit."""
+        rig = holding_ws(tmp_path, fail=WsUnavailable("order.place: no WebSocket API connection"))
+        rig.broker.submits.append(EXIT_FILLED)
+        rig.ex.on_range("AAAUSDT", 97.9, 100.5)
+        rig.poll()
+        assert rig.calls_of("send_order") == [("send_order", EXIT, 0.0)]
+        assert rig.calls_of("submit") == [("submit", EXIT)]
+        assert rig.ex.counters["exits_inline_fallback"] == 1 and "AAAUSDT" not in rig.ex.st.trades
+
+    def test_a_frame_that_may_have_left_is_an_unknown_outcome_never_a_resend(self, tmp_path: Path):
+        """AmbiguousError while writing: the order goes UNKNOWN and is queried, not submitted again."""
+        rig = holding_ws(tmp_path, fail=AmbiguousError("ws-api order.place: connection failed while sending"))
+        rig.broker.queries.append(xorder(EXIT, "FILLED", "19.8", eid=EXIT_EID, side="SELL"))
+        rig.ex.on_range("AAAUSDT", 97.9, 100.5)
+        rig.poll()
+        assert rig.calls_of("submit") == [] and rig.ex.st.orders[EXIT].state == om.S.UNKNOWN
+
+
+class TestCrashBetweenSendAndJournal:
+    """The brain logged and sent the entry, the exchange filled it, and the brain died before
+    the journal heard of it (the database holds no order)."""
+
+    def crashed(self, tmp_path: Path) -> Path:
+        log_path = tmp_path / "intents.log"
+        rig = make_rig(tmp_path)
+        with_log(rig, log_path)
+        start(rig)
+        rig.ex.on_signal(signal())  # logged and dispatched; the process dies before anything else
+        assert rig.calls_of("submit") == [] and on_file(log_path) == [ENTRY]
+        return log_path
+
+    @pytest.mark.parametrize("held", [False, True])
+    def test_after_restart_the_order_is_known_its_fill_applied_once_and_it_is_never_resent(self, tmp_path: Path,
+                                                                                          held: bool):
+        """The restarted brain journals the logged request first, asks the exchange (at start-up
+        and by recovery), fetches the fill once and holds 19.8 with the logged plan, whether
+        or not the exchange's position already shows the fill; no submit."""
+        log_path = self.crashed(tmp_path)
+        positions = (ExchangePosition(symbol="AAAUSDT", qty=Decimal("19.8"), entry_price=Decimal("100.0")),) if held \
+            else ()
+        rig = make_rig(tmp_path, positions=positions)
+        with_log(rig, log_path)
+        rig.broker.queries += [xorder(ENTRY, "FILLED", "19.8")] * 2
+        rig.broker.fill_rows.append([xfill(ENTRY, "1", "19.8", "100.0")])
+        rig.poll(5)
+        assert rig.published[0] == (ENTRY_REQUEST, True)  # journaled at start, before anything else
+        assert [c for c in rig.calls if c[0] in ("submit", "query", "fills")] == [
+            ("query", "AAAUSDT", ENTRY), ("query", "AAAUSDT", ENTRY), ("fills", "AAAUSDT", EID)]
+        t = rig.ex.st.trades["AAAUSDT"]
+        assert (t.entry_qty, t.position, t.stop, t.target, t.adopted) == (Decimal("19.8"), Decimal("19.8"), 98.0,
+                                                                          104.0, False)
+        assert rig.ex.counters["intents_replayed"] == 1
+        assert [f.trade_id for f in rig.bodies(wire.Fill)] == ["1"]
+        rig.ex.on_signal(signal())  # the same signal again: its id is used
+        assert rig.calls_of("submit") == [] and rig.ex.st.counters["skipped:DUPLICATE_SIGNAL"] == 1
+
+
+class TestJournalRowAudit:
+    def test_a_row_lost_on_the_way_to_the_journal_is_published_again_until_the_database_has_it(self, tmp_path: Path):
+        """The buffered journal message died with a killed orchestrator: 10 s after the send the
+        row is still missing, so the request and the order's state are published again (once per
+        10 s); once the database has the row, nothing more."""
+        dbf = journal_db(tmp_path / "aegis.db", (NOW - 1, signal()))
+        rig = make_rig(tmp_path, db_path=dbf)
+        with_log(rig, tmp_path / "intents.log")
+        start(rig)
+        rig.broker.submits.append(ENTRY_FILLED)
+        rig.ex.on_signal(signal())
+        rig.poll()
+        rig.published.clear()
+
+        def audit(at_ms: int) -> None:
+            rig.clock.now_ms = at_ms
+            rig.ex._next_journal_audit = 0.0
+            rig.poll(2)  # the read on a worker, then its answer
+
+        audit(NOW + 5_000)  # missing, but young: the message may still be on its way
+        assert rig.bodies(wire.OrderRequest) == []
+        audit(NOW + 10_000)
+        assert rig.kinds() == [("OrderRequest", True), ("OrderUpdate", True)]
+        assert rig.bodies(wire.OrderRequest) == [ENTRY_REQUEST] and rig.statuses() == ["FILLED"]
+        assert rig.ex.counters["journal_rows_resent"] == 1
+        journal_db(dbf, (NOW + 10_001, ENTRY_REQUEST))
+        rig.published.clear()
+        audit(NOW + 30_000)
+        assert rig.published == [] and rig.ex._unseen == {}
+
+
+class TestAdoptedAtStart:
+    def test_our_open_order_neither_journal_nor_log_knows_is_adopted_and_asked_never_resent(self, tmp_path: Path):
+        """A machine crash took the log's last record: the exchange's open list still names the
+        entry by its ae- id; start-up journals it, holds its slot (adopted: no plan), asks its
+        fate; someone else's order is left alone."""
+        rig = make_rig(tmp_path)
+        with_log(rig, tmp_path / "intents.log")
+        mine = replace(xorder(ENTRY, "NEW", "0"), order_type="LIMIT", price=Decimal("99.5"), update_ms=NOW - 700)
+        theirs = replace(xorder("web_1", "NEW", "0", eid="55"), order_type="LIMIT", price=Decimal("90"))
+        rig.broker.open_orders = lambda symbol=None: [mine, theirs]  # type: ignore[method-assign]
+        rig.broker.queries += [mine, mine]  # at start-up (what it executed) and by the recovery query
+        rig.poll(3)
+        assert rig.ex.ready and rig.ex.counters["orders_adopted"] == 1
+        assert rig.bodies(wire.OrderRequest) == [wire.OrderRequest(
+            client_order_id=ENTRY, symbol="AAAUSDT", side="BUY", order_type="LIMIT", qty=19.8, price=99.5)]
+        assert [c for c in rig.calls if c[0] in ("submit", "query")] == [("query", "AAAUSDT", ENTRY),
+                                                                         ("query", "AAAUSDT", ENTRY)]
+        assert rig.ex.st.orders[ENTRY].state == om.S.ACKED and "web_1" not in rig.ex.st.orders
+        t = rig.ex.st.trades["AAAUSDT"]
+        assert (t.entry_cid, t.adopted) == (ENTRY, True)
+
+
+# ---------------------------------------------------------------------------- the pure rule
+def order_intent(cid: str, at_ms: int, *, reduce_only: bool = False, stop: float = 98.0) -> il.Intent:
+    body = wire.OrderRequest(client_order_id=cid, symbol="AAAUSDT", side="SELL" if reduce_only else "BUY",
+                             order_type="MARKET", qty=1.5, reduce_only=reduce_only, signal_id="S1")
+    plan = None if reduce_only else il.Plan(trade_id="S1", stop=stop, target=104.0, confidence=0.5)
+    return il.Intent(client_id=cid, at_ns=at_ms * 1_000_000, body=body, plan=plan)
+
+
+class TestWithIntents:
+    def test_ids_the_journal_holds_are_left_alone(self):
+        """An intent whose id the journal knows (an order or a protective order) adds nothing."""
+        saved = recovery.Saved(journal_ids=frozenset({"ae-S1-0", "ps-S1-1"}))
+        algo = il.Intent(client_id="ps-S1-1", at_ns=NOW * 1_000_000, body=wire.AlgoOrderUpdate(
+            client_algo_id="ps-S1-1", symbol="AAAUSDT", side="SELL", order_type="STOP_MARKET", trigger_price="98",
+            state="NEW_LOCAL"))
+        assert recovery.with_intents(saved, [order_intent("ae-S1-0", NOW), algo], NOW) == (saved, [])
+
+    def test_an_unknown_entry_becomes_an_open_order_with_its_plan_and_a_used_id(self):
+        """The newest record per id; NEW_LOCAL sent at the intent's time; the plan from the log."""
+        first, last = order_intent("ae-S1-0", NOW - 5, stop=97.0), order_intent("ae-S1-0", NOW - 2)
+        saved, todo = recovery.with_intents(recovery.Saved(), [first, last], NOW)
+        assert todo == [last]
+        o = saved.open_orders["ae-S1-0"]
+        assert (o.state, o.last_sent_ms, o.qty, o.reduce_only) == (om.S.NEW_LOCAL, NOW - 2, Decimal("1.5"), False)
+        assert "ae-S1-0" in saved.used_cids and saved.last_action_ms == {"AAAUSDT": NOW - 2}
+        p = saved.plans["AAAUSDT"]
+        assert (p.trade_id, p.stop, p.target, p.entry_cid, p.opened_ms) == ("S1", 98.0, 104.0, "ae-S1-0", NOW - 2)
+
+    def test_a_newer_plan_in_the_journal_wins_and_an_exit_brings_no_plan(self):
+        """The journal's plan opened after the intent stays; an exit intent is an open order only."""
+        newer = trader.Trade(trade_id="S9", symbol="AAAUSDT", side="BUY", stop=1.0, target=2.0, confidence=0.1,
+                             features={}, opened_ms=NOW, entry_cid="ae-S9-0")
+        saved, todo = recovery.with_intents(recovery.Saved(plans={"AAAUSDT": newer}),
+                                            [order_intent("ae-S1-0", NOW - 10), order_intent("ax-S1-1", NOW - 1,
+                                                                                            reduce_only=True)], NOW)
+        assert [t.client_id for t in todo] == ["ae-S1-0", "ax-S1-1"]
+        assert saved.plans["AAAUSDT"] is newer and saved.open_orders["ax-S1-1"].reduce_only
+
+    def test_a_protective_intent_becomes_an_open_protective_order(self):
+        """A logged stop the journal lacks is recovered NEW_LOCAL with its exact trigger, sent at the intent's time."""
+        algo = il.Intent(client_id="ps-S1-1", at_ns=(NOW - 3) * 1_000_000, body=wire.AlgoOrderUpdate(
+            client_algo_id="ps-S1-1", symbol="AAAUSDT", side="SELL", order_type="STOP_MARKET",
+            trigger_price="97.90", state="NEW_LOCAL", trade_id="S1", role="STOP"))
+        saved, _ = recovery.with_intents(recovery.Saved(), [algo], NOW)
+        a = saved.algos["ps-S1-1"]
+        assert (a.state.value, a.trigger_price, a.last_sent_ms, a.role) == ("NEW_LOCAL", Decimal("97.90"), NOW - 3,
+                                                                              "STOP")
+
+    def test_intents_older_than_the_recovery_window_are_ignored(self):
+        """Past USED_IDS_DAYS an intent is history, not an order to find."""
+        old = order_intent("ae-S1-0", NOW - recovery.USED_IDS_DAYS * 86_400_000 - 1)
+        assert recovery.with_intents(recovery.Saved(), [old], NOW) == (recovery.Saved(), [])
+
+
+class TestOpenAtStart:
+    def test_week_old_and_damaged_records_are_dropped_from_the_file_at_start(self, tmp_path: Path):
+        """``wiring.open_intent_log`` rewrites the file with the records younger than
+        USED_IDS_DAYS only, without a torn tail, and opens it for appending."""
+        from common import config
+        from services.brain import wiring
+
+        cfg = config.from_dict({"data_dir": str(tmp_path / "data")})
+        path = wiring.intent_log_path(cfg)
+        path.parent.mkdir(parents=True)
+        old = order_intent("ae-S0-0", NOW - recovery.USED_IDS_DAYS * 86_400_000 - 1)
+        fresh = order_intent("ae-S1-0", NOW - 1_000)
+        path.write_bytes(il.encode(old) + il.encode(fresh) + il.encode(fresh)[:7])
+        log = wiring.open_intent_log(cfg, now_ns=NOW * 1_000_000)
+        try:
+            log.append(order_intent("ax-S1-1", NOW, reduce_only=True))
+            assert log.sync()
+        finally:
+            log.close()
+        got = il.IntentLog.read(path)
+        assert ([it.client_id for it in got.intents], got.corrupt, got.torn) == (["ae-S1-0", "ax-S1-1"], 0, 0)
