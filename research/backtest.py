@@ -133,8 +133,8 @@ class _Inline:
 
 class Backtest:
     """One run: the live execution shell with the paper broker, driven by the bars' clock.
-    ``keep_signals``: keep every signal sent to the trader in ``self.signals`` (the decisions
-    the look-ahead and parity tests compare)."""
+    ``keep_signals``: keep every signal sent to the trader in ``self.signals`` and every order
+    request in ``self.orders`` (the decisions the look-ahead and parity tests compare)."""
 
     def __init__(self, cfg: BacktestConfig, *, keep_signals: bool = False) -> None:
         from services.brain import execution, model, trader
@@ -179,6 +179,7 @@ class Backtest:
                        "bad_bars": 0, "model_rejected": 0, "warmup_signals": 0}
         self.keep_signals = keep_signals
         self.signals: list[wire.SignalGenerated] = []
+        self.orders: list[wire.OrderRequest] = []  # with keep_signals: every order request sent
         # a strategy that keeps the base class's on_timer returns nothing from it: not called
         self._timer = type(self.strategy).on_timer is not sa.Strategy.on_timer
         self.equity_curve: list[tuple[int, float]] = []  # (closed ms, balance + funding) per closed trade
@@ -194,6 +195,8 @@ class Backtest:
                                entry=entry)
             # the strategy hears of it once the trader's current step is done (never re-entrant)
             self.deferred_fills.append((body.symbol, fill))
+        elif isinstance(body, wire.OrderRequest) and self.keep_signals:
+            self.orders.append(body)
 
     def _quote(self, symbol: str):
         from services.brain.risk import Quote
