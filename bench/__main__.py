@@ -5,6 +5,7 @@
     python -m bench --only ring,e2e     # some sections
     python -m bench --only orders --out bench/results/orders   # order entry alone (WS API vs REST)
     python -m bench --only tick_to_trade --out bench/results/ttt   # tick-to-trade through the brain
+    python -m bench --only backtest --repeats 1 --out /tmp/bench-bt   # backtest engines side by side (issue 18)
     python -m bench --soak              # plus the 10-minute memory soak (opt-in)
     python -m bench --quick --out DIR   # results into DIR (tests), not bench/
 
@@ -27,7 +28,7 @@ from bench import report
 from bench.harness import loadavg, log, machine, timed
 
 BENCH_DIR = Path(__file__).resolve().parent
-SECTION_NAMES = ("ring", "feed", "brain", "e2e", "memory", "replay", "orders", "tick_to_trade")
+SECTION_NAMES = ("ring", "feed", "brain", "e2e", "memory", "replay", "orders", "tick_to_trade", "backtest")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -47,12 +48,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_sections(args: argparse.Namespace) -> dict:
-    from bench import (brain_section, e2e_section, feed_section, memory_section, orders_section, replay_section,
-                       ring_section, tick_to_trade_section)
+    from bench import (backtest_section, brain_section, e2e_section, feed_section, memory_section, orders_section,
+                       replay_section, ring_section, tick_to_trade_section)
 
     modules = {"ring": ring_section, "feed": feed_section, "brain": brain_section,
                "e2e": e2e_section, "memory": memory_section, "replay": replay_section, "orders": orders_section,
-               "tick_to_trade": tick_to_trade_section}
+               "tick_to_trade": tick_to_trade_section, "backtest": backtest_section}
     repeats = args.repeats or (1 if args.quick else 3)
     sections: dict = {}
     headline: dict = {}

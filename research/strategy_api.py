@@ -50,6 +50,7 @@ DEFAULT_STRATEGY = "smc"
 BUILTIN = {
     "smc": "research.strategies.smc:SmcRetest",
     "donchian": "research.strategies.donchian:DonchianBreakout",
+    "ema_cross": "research.strategies.ema_cross:EmaCross",
 }
 # why an intent was not carried out (keys of ``StrategyRunner.counters``)
 ERROR = "callback_error"
