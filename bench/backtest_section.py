@@ -11,7 +11,10 @@ with the plain loop's (entry and exit bar). Then the SMC strategy through AEGIS'
 (``research.catalog.iter_bars``; the catalog synthesized in a temp dir from the real December
 bars, time-shifted into each month of 2025 and copied under derived symbol names).
 
-A contender that cannot be imported is recorded as unavailable with the reason.
+NautilusTrader runs in its own virtualenv (``.venv-nautilus``, made by ``make setup-bench``: it
+needs pandas < 3, AEGIS pandas 3) through ``bench/nautilus_contender.py``; its time is the
+engine's ``run()`` alone, as for the others. A contender that cannot be imported is recorded as
+unavailable with the reason.
 
     .venv/bin/python -m bench --only backtest --repeats 1 --out /tmp/bench-bt
 """
@@ -143,63 +146,28 @@ def backtrader_run(bars: dict[str, list]) -> tuple[float, list[tuple[int, int]],
     return time.perf_counter() - t0, trades, prices
 
 
+NAUTILUS_PY = REPO / ".venv-nautilus" / "bin" / "python"
+
+
 def nautilus_run(bars: dict[str, list]) -> tuple[float, list[tuple[int, int]], list[float]]:
-    import pandas as pd
-    from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
-    from nautilus_trader.config import LoggingConfig
-    from nautilus_trader.model.currencies import USDT
-    from nautilus_trader.model.data import BarType
-    from nautilus_trader.model.enums import AccountType, OmsType, OrderSide
-    from nautilus_trader.model.identifiers import TraderId, Venue
-    from nautilus_trader.model.objects import Money
-    from nautilus_trader.persistence.wranglers import BarDataWrangler
-    from nautilus_trader.test_kit.providers import TestInstrumentProvider
-    from nautilus_trader.trading.strategy import Strategy
+    """``bench/nautilus_contender.py`` in NautilusTrader's own virtualenv (it needs pandas < 3)."""
+    if not NAUTILUS_PY.exists():
+        raise ImportError(f"no {NAUTILUS_PY.parent.parent.name} (make setup-bench installs "
+                          "bench/nautilus-requirements.txt there)")
+    with tempfile.TemporaryDirectory(prefix="aegis-bench-nt-") as d:
+        f = Path(d) / "bars.json"
+        f.write_text(json.dumps({"bars": {k: bars[k] for k in ("open_time", "open", "high", "low", "close", "volume")},
+                                 "fast": FAST, "slow": SLOW}))
+        p = subprocess.run([str(NAUTILUS_PY), str(REPO / "bench" / "nautilus_contender.py"), str(f)],
+                           capture_output=True, timeout=1200)
+    if p.returncode != 0:
+        raise RuntimeError(f"nautilus contender exited {p.returncode}: {p.stderr.decode()[-1500:]}")
+    r = json.loads(p.stdout.decode().strip().splitlines()[-1])
+    NAUTILUS_VERSION[0] = r["version"]
+    return r["seconds"], [tuple(t) for t in r["trades"]], r["prices"]
 
-    from research.strategies.ema_cross import EmaState, ema_step
 
-    inst = TestInstrumentProvider.btcusdt_binance()
-    bar_type = BarType.from_str(f"{inst.id}-1-MINUTE-LAST-EXTERNAL")
-    trades: list[tuple[int, int]] = []
-
-    class Cross(Strategy):
-        def __init__(self) -> None:
-            super().__init__()
-            self.st = EmaState(FAST, SLOW)
-            self.entry_ms: int | None = None
-            self.long = False
-
-        def on_start(self) -> None:
-            self.subscribe_bars(bar_type)
-
-        def on_bar(self, bar) -> None:  # one call per bar; the averages by hand, as everywhere
-            cross = ema_step(self.st, float(bar.close))
-            t_ms = bar.ts_event // 1_000_000 - MINUTE_MS  # the bar's open (ts_event = its close)
-            if cross > 0 and not self.long:
-                self.submit_order(self.order_factory.market(inst.id, OrderSide.BUY, inst.make_qty(1)))
-                self.long, self.entry_ms = True, t_ms
-            elif cross < 0 and self.long:
-                self.submit_order(self.order_factory.market(inst.id, OrderSide.SELL, inst.make_qty(1)))
-                self.long = False
-                trades.append((self.entry_ms, t_ms))
-
-    engine = BacktestEngine(BacktestEngineConfig(trader_id=TraderId("BENCH-001"),
-                                                 logging=LoggingConfig(log_level="ERROR")))
-    engine.add_venue(venue=Venue("BINANCE"), oms_type=OmsType.NETTING, account_type=AccountType.CASH,
-                     base_currency=None, starting_balances=[Money(10_000_000, USDT)])
-    engine.add_instrument(inst)
-    # bars stamped at their close (open + 1 minute), the convention of Binance's own klines
-    idx = pd.to_datetime([t + MINUTE_MS for t in bars["open_time"]], unit="ms", utc=True)
-    df = pd.DataFrame({k: bars[k] for k in ("open", "high", "low", "close", "volume")}, index=idx)
-    engine.add_data(BarDataWrangler(bar_type, inst).process(df))
-    engine.add_strategy(Cross())
-    t0 = time.perf_counter()
-    engine.run()
-    s = time.perf_counter() - t0
-    fills = engine.trader.generate_order_fills_report().sort_values("ts_last")
-    engine.dispose()
-    # the report holds the average price as a float of the fixed-point price: back to its 2 decimals
-    return s, trades, [round(float(x), inst.price_precision) for x in fills["avg_px"]]
+NAUTILUS_VERSION = [""]
 
 
 def fills_vs_closes(bars: dict[str, list], trades: list[tuple[int, int]], prices: list[float]) -> dict[str, Any]:
@@ -322,6 +290,15 @@ def stream_memory(cat: Path, symbols: list[str], batch_rows: int = 65_536) -> di
 
 
 # ----------------------------------------------------------------------------- the section
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
 def _quiet_logs() -> None:
     import structlog
 
@@ -367,6 +344,7 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
             if times[name]:
                 out["contenders"][name] = {"bars_per_s": summarize(times[name]), **compare(ref, trades[name]),
                                            **fills_vs_closes(bars, trades[name], prices[name])}
+        out["versions"] = {"nautilus_trader": NAUTILUS_VERSION[0] or None, "backtrader": _version("backtrader")}
         # the SMC strategy through the backtest, and the SMC update alone
         end = bars["open_time"][0] + (1 if quick else SMC_DAYS) * 86_400_000
         rates = []
