@@ -133,3 +133,31 @@ def write_exchange_info(cb: CaptureBars, path: Path) -> str:
         return ""
     path.write_text(json.dumps(cb.exchange_info))
     return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m research.capture_bars CAPTURE --catalog DIR``: the capture's candles as a
+    catalog, and the ``aegis backtest`` command that replays its decisions from bars."""
+    import argparse
+    import sys
+    import tempfile
+
+    p = argparse.ArgumentParser(prog="python -m research.capture_bars",
+                                description="A capture's 1m candles (history + live) as a backtest catalog.")
+    p.add_argument("capture", type=Path)
+    p.add_argument("--catalog", type=Path, required=True, help="catalog directory to write (created)")
+    args = p.parse_args(argv)
+    if not args.capture.is_file():
+        print(f"capture-bars: no file {args.capture}", file=sys.stderr)
+        return 2
+    cb = read_capture_bars(args.capture)
+    with tempfile.TemporaryDirectory(prefix="aegis-capture-bars-") as d:
+        symbols = write_catalog(cb, args.catalog, Path(d))
+    print(f"{args.capture.name}: {len(symbols)} symbols, {cb.history:,} history + {cb.live:,} live candles "
+          f"-> {args.catalog}; trade from {cb.trade_from_ms} (the history only warms the strategy: "
+          f"research.backtest.BacktestConfig(trade_from_ms=...))")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
