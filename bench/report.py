@@ -124,7 +124,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 (v <= limit) if ok else None)
     bt = h.get("backtest")
     if bt:
-        nt, plain, aegis = bt.get("nautilus_bars_per_s"), bt.get("plain_loop_bars_per_s"), bt.get("aegis_ema_bars_per_s")
+        nt, plain = bt.get("nautilus_bars_per_s"), bt.get("plain_loop_bars_per_s")
+        aegis = bt.get("aegis_ema_bars_per_s")
         if aegis:
             add("backtest, simple strategy >= 200,000 bars/s per core (issue 18)", f"{fmt_rate(aegis)} bars/s "
                 f"(EMA cross; plain loop {fmt_rate(plain)})", ">= 200k/s", aegis >= 200_000)
