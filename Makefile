@@ -56,9 +56,13 @@ soak: setup
 # extra cannot be installed here the suite still runs and records that contender as unavailable.
 setup-bench: $(BENCH_STAMP)
 
+# NautilusTrader needs pandas < 3 (AEGIS: pandas 3): its own virtualenv, used by bench/nautilus_contender.py
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,bench]' \
 	  || echo "make: bench extras not installed; the suite marks those contenders unavailable"
+	(test -x .venv-nautilus/bin/python || python3 -m venv .venv-nautilus) \
+	  && .venv-nautilus/bin/python -m pip install -q --disable-pip-version-check -r bench/nautilus-requirements.txt \
+	  || echo "make: nautilus_trader not installed; the backtest section marks it unavailable"
 	rm -f $(VENV)/.bench-installed-*
 	touch $@
 

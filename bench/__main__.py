@@ -6,6 +6,7 @@
     python -m bench --only orders --out bench/results/orders   # order entry alone (WS API vs REST)
     python -m bench --only tick_to_trade --out bench/results/ttt   # tick-to-trade through the brain
     python -m bench --only live --repeats 1 --out bench/results/live   # aegis run's own latency, two rates
+    python -m bench --only backtest --repeats 1 --out /tmp/bench-bt   # backtest engines side by side (issue 18)
     python -m bench --soak              # plus the 10-minute memory soak (opt-in)
     python -m bench --quick --out DIR   # results into DIR (tests), not bench/
 
@@ -28,7 +29,7 @@ from bench import report
 from bench.harness import loadavg, log, machine, timed
 
 BENCH_DIR = Path(__file__).resolve().parent
-SECTION_NAMES = ("ring", "feed", "brain", "e2e", "memory", "replay", "orders", "tick_to_trade", "live")
+SECTION_NAMES = ("ring", "feed", "brain", "e2e", "memory", "replay", "orders", "tick_to_trade", "live", "backtest")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -48,12 +49,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_sections(args: argparse.Namespace) -> dict:
-    from bench import (brain_section, e2e_section, feed_section, memory_section, orders_section, replay_section,
-                       live_section, ring_section, tick_to_trade_section)
+    from bench import (backtest_section, brain_section, e2e_section, feed_section, memory_section, orders_section,
+                       live_section, replay_section, ring_section, tick_to_trade_section)
 
     modules = {"ring": ring_section, "feed": feed_section, "brain": brain_section,
                "e2e": e2e_section, "memory": memory_section, "replay": replay_section, "orders": orders_section,
-               "tick_to_trade": tick_to_trade_section, "live": live_section}
+               "tick_to_trade": tick_to_trade_section, "live": live_section,
+               "backtest": backtest_section}
     repeats = args.repeats or (1 if args.quick else 3)
     sections: dict = {}
     headline: dict = {}

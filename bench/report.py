@@ -128,6 +128,28 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         if v is not None and math.isfinite(v):
             add(f"running stack ({rate}) feed->brain p99 <= 200 µs",
                 f"{fmt_us(v)} µs at {fmt_rate(live.get(f'{rate}_ticks_per_s'))} ticks/s", "<= 200 µs", v <= 200)
+    bt = h.get("backtest")
+    if bt:
+        nt, plain = bt.get("nautilus_bars_per_s"), bt.get("plain_loop_bars_per_s")
+        aegis = bt.get("aegis_ema_bars_per_s")
+        if aegis:
+            add("backtest, simple strategy >= 200,000 bars/s per core (issue 18)", f"{fmt_rate(aegis)} bars/s "
+                f"(EMA cross; plain loop {fmt_rate(plain)})", ">= 200k/s", aegis >= 200_000)
+            add("backtest, simple strategy >= 10x NautilusTrader (issue 18)",
+                f"{_ratio(aegis, nt)} ({fmt_rate(aegis)} vs {fmt_rate(nt)} bars/s)" if nt else "nautilus unavailable",
+                ">= 10x", (aegis >= 10 * nt) if nt else None)
+        smc = bt.get("smc_candles_per_s")
+        if smc:
+            add("backtest, SMC strategy >= 100,000 candles/s per core (issue 18)", f"{fmt_rate(smc)} candles/s",
+                ">= 100k/s", smc >= 100_000)
+        up = bt.get("smc_update_p50_us")
+        if up:
+            add("SMC update <= 5 µs per candle per symbol, p50 (issue 18)", f"{up:.1f} µs", "<= 5 µs", up <= 5)
+        rss = bt.get("stream_peak_rss_mib")
+        if rss:
+            add("a year of 1m bars streams in bounded memory (issue 18)",
+                f"peak RSS {rss:,.0f} MiB for {bt.get('stream_symbols')} symbols", "well under 24 GiB",
+                rss < 4096)
     soak = _get(results, "sections", "memory", "soak", "services")
     if soak:
         # the exchange simulator is the test double, not one of our services
@@ -349,6 +371,40 @@ def _live(sec: dict[str, Any]) -> list[str]:
                      f"{ttt.get('count', 0)} / {fmt_us(ttt.get('p50'))}"])
     return lines + _table(["source", "ticks/s", "ticks", "p50 µs", "p99 µs", "max µs", "lost",
                            "tick-to-trade count / p50 µs"], rows)
+def _backtest(sec: dict[str, Any]) -> list[str]:
+    c = sec["config"]
+    lines = [f"{c['strategy']}, {c['bars']:,} bars of {c['data']}; {c['repeats']} repeats, engines interleaved. "
+             "Each engine computes the averages by hand, one call per bar; its round trips (entry bar, exit bar) "
+             "are compared with the plain loop's, its fills with the bars' closes (AEGIS buys at the ask, one "
+             "tick of 0.00000001 above the close).", ""]
+    aegis = _get(sec, "contenders", "aegis", "bars_per_s", "median")
+    rows = []
+    for name, label in (("plain_loop", "plain Python loop"), ("aegis", "AEGIS backtest (live shell)"),
+                        ("nautilus_trader", "NautilusTrader BacktestEngine"), ("backtrader", "backtrader")):
+        r = sec["contenders"].get(name)
+        if r is None:
+            rows.append([label, "unavailable", "", "", "", ""])
+            continue
+        rate = r["bars_per_s"]["median"]
+        rows.append([label, fmt_rate(rate), _spread(r["bars_per_s"]), _ratio(rate, aegis),
+                     f"{r['same_as_reference']}/{r['reference_trades']}" + ("" if r["identical"] else " (differs)"),
+                     f"{r['fills_at_close']}/{r['fills']} (max gap {r['max_fill_diff']:.2g})"])
+    lines += _table(["engine", "bars/s", "spread", "/ AEGIS", "round trips = plain loop", "fills at the close"], rows)
+    for name, why in sec.get("unavailable", {}).items():
+        lines += [f"- {name}: {why.splitlines()[-1] if why else why}"]
+    if sec.get("unavailable"):
+        lines += [""]
+    smc, up, st = sec["smc_backtest"], sec["smc_update"], sec["stream"]
+    lines += [f"SMC strategy through the AEGIS backtest: {fmt_rate(smc['candles_per_s']['median'])} candles/s "
+              f"({smc['candles']:,} candles, {smc['signals']} signals, {smc['trades']} trades). SMC update alone "
+              f"(one closed 1m candle): p50 {up['strategy_p50_us']:.1f} µs, p99 {up['strategy_p99_us']:.1f} µs with "
+              f"the strategy's state; p50 {up['default_p50_us']:.1f} µs with the default one (3 timeframes).", "",
+              f"Streaming from the catalog (a fresh process, `iter_bars` in {st['batch_rows']:,}-row batches): "
+              f"{st['rows']:,} bars of {st['symbols']} symbols (a year of 1m bars each, time-shifted copies of the "
+              f"real month) in {st['seconds']:.1f} s ({fmt_rate(st['rows_per_s'])} bars/s); peak RSS "
+              f"{st['peak_rss_mib']:,.0f} MiB ({st['rss_before_mib']:,.0f} MiB before the first bar). "
+              f"Load average at the end of the section: {', '.join(f'{x:.2f}' for x in sec['loadavg'])}.", ""]
+    return lines
 
 
 SECTIONS = (("ring", "1. Ring: one producer process, one consumer process", _ring),
@@ -358,7 +414,9 @@ SECTIONS = (("ring", "1. Ring: one producer process, one consumer process", _rin
             ("memory", "5. Memory", _memory),
             ("replay", "6. Replay (issue 7): a capture through the real stack at maximum speed", _replay),
             ("orders", "7. Order entry (issue 17): the WebSocket API next to ccxt REST, on loopback", _orders),
-            ("live", "8. The running stack (issue 17): aegis run at two tick rates", _live))
+            ("live", "8. The running stack (issue 17): aegis run at two tick rates", _live),
+            ("backtest", "9. Backtest (issue 18): AEGIS, a plain loop, NautilusTrader and backtrader on the same bars",
+             _backtest))
 
 
 def markdown(results: dict[str, Any]) -> str:

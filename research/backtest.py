@@ -78,6 +78,9 @@ class BacktestConfig:
     aegis: AegisConfig = field(default_factory=AegisConfig)  # trading.* (risk, rotation, fees, balance)
     exchange_info: str = ""  # exchangeInfo JSON with the symbols' filters ("" = generic filters)
     batch_rows: int = 65_536
+    # bars that close at or before this time only warm the strategy (its Enter intents are
+    # counted as ``warmup_signals``, never traded), as the live brain warms from its history
+    trade_from_ms: int = 0
 
     def __post_init__(self) -> None:
         if not self.symbols or len(set(self.symbols)) != len(self.symbols):
@@ -101,11 +104,39 @@ def _dec(x: float) -> Decimal:
     return Decimal(repr(float(x)))
 
 
-class Backtest:
-    """One run: the live execution shell with the paper broker, driven by the bars' clock."""
+class _Inline:
+    """``services.brain.dispatcher.InlineDispatcher`` without the ``Future`` it returns (the
+    execution shell never reads it): the same completions in the same order, cheaper."""
 
-    def __init__(self, cfg: BacktestConfig) -> None:
-        from services.brain import dispatcher as dsp
+    inline = True
+
+    def __init__(self) -> None:
+        from services.brain.dispatcher import Completion
+
+        self._completion = Completion
+        self.completed: list = []
+        self.dropped = 0
+
+    def submit(self, priority: int, fn, *args: Any, tag: Any = "", key: str | None = None, **kwargs: Any) -> None:
+        try:
+            result, error = fn(*args, **kwargs), None
+        except Exception as exc:  # delivered, never lost: the shell decides what it means
+            result, error = None, exc
+        self.completed.append(self._completion(tag=tag or getattr(fn, "__name__", "job"), priority=priority,
+                                               key=key, result=result, error=error))
+
+    def drain(self, max_items: int | None = None) -> list:
+        n = len(self.completed) if max_items is None else max_items
+        out, self.completed = self.completed[:n], self.completed[n:]
+        return out
+
+
+class Backtest:
+    """One run: the live execution shell with the paper broker, driven by the bars' clock.
+    ``keep_signals``: keep every signal sent to the trader in ``self.signals`` and every order
+    request in ``self.orders`` (the decisions the look-ahead and parity tests compare)."""
+
+    def __init__(self, cfg: BacktestConfig, *, keep_signals: bool = False) -> None:
         from services.brain import execution, model, trader
         from services.brain.wiring import trader_config
         from venue.filters import load_filters
@@ -126,16 +157,17 @@ class Backtest:
         else:
             self.filters = {s: generic_filters(s) for s in cfg.symbols}
         self.now_ms = cfg.start_ms
-        self.books: dict[str, Any] = {}
+        self.books: dict[str, Any] = {}  # built from ``_px`` when the broker asks (``_book_of``)
+        self._px: dict[str, tuple[float, int]] = {}  # symbol -> (last price, time it was set)
         self.marks: dict[str, float] = {}
         pcfg = PaperConfig(taker_fee_rate=_dec(t.taker_fee_rate), maker_fee_rate=_dec(t.maker_fee_rate),
                            slippage_bps=_dec(t.paper_slippage_bps), latency_ms=0.0,
                            starting_balance=_dec(t.paper_balance_usdt), leverage=t.leverage)
-        self.broker = PaperBroker(pcfg, book=self.books.get, clock_ms=lambda: self.now_ms, sleep=lambda s: None,
+        self.broker = PaperBroker(pcfg, book=self._book_of, clock_ms=lambda: self.now_ms, sleep=lambda s: None,
                                   filters=self.filters)
         tcfg = replace(trader_config(cfg.aegis), exchange_protection=False)
         self.ex = execution.Execution(
-            cfg=tcfg, broker=self.broker, dispatcher=dsp.InlineDispatcher(), journal_sync=lambda body: None,
+            cfg=tcfg, broker=self.broker, dispatcher=_Inline(), journal_sync=lambda body: None,
             publish=self._publish, quote=self._quote, learn=self._learn, filters_fn=lambda: self.filters,
             db_path=Path("/nonexistent/aegis-backtest.db"), symbols_fn=lambda: list(cfg.symbols),
             balance_poll_s=t.balance_poll_s, clock_ms=lambda: self.now_ms, mono_s=lambda: self.now_ms / 1000.0,
@@ -144,7 +176,12 @@ class Backtest:
         self.deferred_fills: list[tuple[str, sa.FillView]] = []
         self.funding_open: dict[str, float] = {}  # trade id -> funding paid so far
         self.counts = {"candles": 0, "signals": 0, "intents_unsupported": 0, "funding_events": 0,
-                       "bad_bars": 0, "model_rejected": 0}
+                       "bad_bars": 0, "model_rejected": 0, "warmup_signals": 0}
+        self.keep_signals = keep_signals
+        self.signals: list[wire.SignalGenerated] = []
+        self.orders: list[wire.OrderRequest] = []  # with keep_signals: every order request sent
+        # a strategy that keeps the base class's on_timer returns nothing from it: not called
+        self._timer = type(self.strategy).on_timer is not sa.Strategy.on_timer
         self.equity_curve: list[tuple[int, float]] = []  # (closed ms, balance + funding) per closed trade
         self.daily: dict[int, float] = {}  # UTC day -> equity at its last closed trade
 
@@ -158,6 +195,8 @@ class Backtest:
                                entry=entry)
             # the strategy hears of it once the trader's current step is done (never re-entrant)
             self.deferred_fills.append((body.symbol, fill))
+        elif isinstance(body, wire.OrderRequest) and self.keep_signals:
+            self.orders.append(body)
 
     def _quote(self, symbol: str):
         from services.brain.risk import Quote
@@ -172,15 +211,24 @@ class Backtest:
             self.counts["model_rejected"] += 1
 
     def _set_price(self, symbol: str, price: float) -> None:
-        from venue.filters import round_price
-
-        tick = self.filters[symbol].tick_size
-        bid = round_price(_dec(price), tick, "SELL")
-        if bid <= 0:
-            bid = tick
-        self.books[symbol] = self._book(bid=bid, bid_qty=BOOK_QTY, ask=bid + tick, ask_qty=BOOK_QTY,
-                                        time_ms=self.now_ms)
+        # the book itself (Decimals on the tick grid) is built only if the broker reads it
+        self._px[symbol] = (price, self.now_ms)
+        self.books.pop(symbol, None)
         self.marks[symbol] = price
+
+    def _book_of(self, symbol: str):
+        book = self.books.get(symbol)
+        if book is None and symbol in self._px:
+            from venue.filters import round_price
+
+            price, time_ms = self._px[symbol]
+            tick = self.filters[symbol].tick_size
+            bid = round_price(_dec(price), tick, "SELL")
+            if bid <= 0:
+                bid = tick
+            book = self.books[symbol] = self._book(bid=bid, bid_qty=BOOK_QTY, ask=bid + tick, ask_qty=BOOK_QTY,
+                                                   time_ms=time_ms)
+        return book
 
     # ------------------------------------------------------------------ events
     def start(self) -> None:
@@ -204,7 +252,8 @@ class Backtest:
         self.daily[b.closed_ms // DAY_MS] = eq
 
     def bar(self, symbol: str, open_ms: int, o: float, h: float, low: float, c: float, v: float) -> None:
-        if not (all(math.isfinite(x) for x in (o, h, low, c, v)) and low <= min(o, c) and h >= max(o, c) and low > 0):
+        # NaN fails every comparison; an infinite price fails ``h < inf``; volume: finite
+        if not (0 < low <= o <= h < math.inf and low <= c <= h and -math.inf < v < math.inf):
             self.counts["bad_bars"] += 1
             return
         self.counts["candles"] += 1
@@ -225,8 +274,13 @@ class Backtest:
                            close=c, volume=v)
         pos = sa.position_of(self.ex.st.trades.get(symbol))
         intents = self.runner.on_candle(candle, position=pos, model=self.model_state)
-        intents += self.runner.on_timer(symbol, close_ms, position=pos, model=self.model_state)
-        self._intents(symbol, intents, candle)
+        if self._timer:
+            intents += self.runner.on_timer(symbol, close_ms, position=pos, model=self.model_state)
+        if intents:
+            if close_ms <= self.cfg.trade_from_ms:  # warm-up: the strategy learns, nothing trades
+                self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
+                return
+            self._intents(symbol, intents, candle)
 
     def _inside(self, t: Any, o: float, h: float, low: float) -> None:
         """Stop and target inside the bar, the stop first (worst case)."""
@@ -257,6 +311,8 @@ class Backtest:
                 sig = self.runner.signal(candle, it)
                 if sig is not None:
                     self.counts["signals"] += 1
+                    if self.keep_signals:
+                        self.signals.append(sig)
                     self.ex.on_signal(sig)
                     self.ex.poll()
                     self._fills_to_strategy()
@@ -333,7 +389,8 @@ class Backtest:
             "params": dict(self.cfg.params), "symbols": list(self.cfg.symbols),
             "from_ms": self.cfg.start_ms, "to_ms": self.cfg.end_ms,
             "candles": self.counts["candles"], "bad_bars": self.counts["bad_bars"],
-            "signals": self.counts["signals"], "trades": len(tr), "wins": wins,
+            "signals": self.counts["signals"], "warmup_signals": self.counts["warmup_signals"],
+            "trades": len(tr), "wins": wins,
             "win_rate": wins / len(tr) if tr else None,
             "pnl": sum(t["pnl"] for t in tr), "fees": sum(t["fees"] for t in tr),
             "funding": sum(t["funding"] for t in tr), "net_pnl": sum(net),

@@ -50,6 +50,7 @@ DEFAULT_STRATEGY = "smc"
 BUILTIN = {
     "smc": "research.strategies.smc:SmcRetest",
     "donchian": "research.strategies.donchian:DonchianBreakout",
+    "ema_cross": "research.strategies.ema_cross:EmaCross",
 }
 # why an intent was not carried out (keys of ``StrategyRunner.counters``)
 ERROR = "callback_error"
@@ -372,6 +373,49 @@ def check_enter(e: Enter, entry: float) -> str:
     if not 0 <= e.confidence <= 1:
         return f"confidence must be within 0..1, not {e.confidence}"
     return ""
+
+
+class Resampler:
+    """Higher-timeframe candles built from a symbol's base candles, for a strategy that decides
+    on, say, 15-minute candles while the shell (live, replay, backtest) still checks its stop
+    and target on every 1-minute bar: keep one in ``ctx.state`` and feed it each base candle.
+
+    ``add(candle)`` returns the higher-timeframe candles that are complete now: the one this
+    base candle closed (its bucket's last minute), and, after a gap, the unfinished one the gap
+    ended (buckets are aligned to the epoch: a 15-minute candle opens at :00, :15, :30, :45).
+    The rule of the SMC strategy's own higher timeframe (``services/brain/strategy.py``)."""
+
+    __slots__ = ("interval_s", "width_ms", "bucket", "symbol", "ohlcv")
+
+    def __init__(self, interval_s: int) -> None:
+        if isinstance(interval_s, bool) or not isinstance(interval_s, int) or interval_s < 1:
+            raise ConfigError(f"resampler interval must be an int of seconds >= 1, not {interval_s!r}")
+        self.interval_s = interval_s
+        self.width_ms = interval_s * 1000
+        self.bucket: int | None = None
+        self.symbol = ""
+        self.ohlcv = [0.0] * 5
+
+    def add(self, c: Candle) -> list[Candle]:
+        out: list[Candle] = []
+        b = c.open_ms // self.width_ms
+        if self.bucket is not None and b != self.bucket:
+            out.append(self._flush())  # a gap ended the bucket early
+        if self.bucket is None:
+            self.bucket, self.symbol, self.ohlcv = b, c.symbol, [c.open, c.high, c.low, c.close, c.volume]
+        else:
+            x = self.ohlcv
+            x[1], x[2], x[3], x[4] = max(x[1], c.high), min(x[2], c.low), c.close, x[4] + c.volume
+        if c.close_ms >= (b + 1) * self.width_ms - 1:  # this base candle closes the bucket
+            out.append(self._flush())
+        return out
+
+    def _flush(self) -> Candle:
+        o, h, low, c, v = self.ohlcv
+        start = self.bucket * self.width_ms
+        self.bucket = None
+        return Candle(symbol=self.symbol, interval_s=self.interval_s, open_ms=start, close_ms=start + self.width_ms,
+                      open=o, high=h, low=low, close=c, volume=v)
 
 
 def candle_from(c: Any) -> Candle:
