@@ -81,6 +81,9 @@ class BacktestConfig:
     # bars that close at or before this time only warm the strategy (its Enter intents are
     # counted as ``warmup_signals``, never traded), as the live brain warms from its history
     trade_from_ms: int = 0
+    # skip the execution shell's timers on the bars where they provably change nothing
+    # (``Backtest._can_skip``); off: every bar goes through them (the same trades, slower)
+    skip_idle: bool = True
 
     def __post_init__(self) -> None:
         if not self.symbols or len(set(self.symbols)) != len(self.symbols):
@@ -184,6 +187,18 @@ class Backtest:
         self._timer = type(self.strategy).on_timer is not sa.Strategy.on_timer
         self.equity_curve: list[tuple[int, float]] = []  # (closed ms, balance + funding) per closed trade
         self.daily: dict[int, float] = {}  # UTC day -> equity at its last closed trade
+        # idle skipping (``_can_skip``): only where every timer of the shell fires at every bar
+        # (periods <= one bar) and one symbol moves the clock (its bars are >= 1 minute apart)
+        from services.brain import funding_feed
+
+        self._skip = cfg.skip_idle and len(cfg.symbols) == 1 and max(
+            t.balance_poll_s, self.ex.position_poll_s, self.ex.algo_audit_s, funding_feed.POLL_S,
+            execution.TIMER_PERIOD_S) <= MINUTE_MS / 1000
+        self._lagged: list[tuple[str, float, int]] = []  # (symbol, close, close ms) of the last 2 skipped polls
+        self._idle: tuple[float, float, float, float] | None = None  # (equity, its price, signed qty, error)
+        self._next_quiet = False  # the balance the last skipped poll would have read changes nothing
+        self.polls_skipped = 0
+        self._pos_of: tuple[Any, Any] = (None, None)  # (trade, its PositionView): built once per trade state
 
     # ------------------------------------------------------------------ the shell's ports
     def _publish(self, body: Any, journal: bool = True) -> None:
@@ -268,11 +283,22 @@ class Backtest:
         # the shell's timers (balance, positions, retries) while anything is in play; when
         # flat, once an hour of bars (the balance for sizing does not change while flat)
         if st.trades or st.pending or self.ex.delayed or open_ms % POLL_FLAT_MS == 0:
-            self.ex.poll()
-            self._fills_to_strategy()
+            if self._skip and st.trades and self._can_skip(symbol, c):
+                self._lagged.append((symbol, c, self.now_ms))
+                if len(self._lagged) > 2:
+                    del self._lagged[0]
+                self.polls_skipped += 1
+            else:
+                if self._lagged:
+                    self._catch_up()
+                self.ex.poll()
+                self._fills_to_strategy()
         candle = sa.Candle(symbol=symbol, interval_s=60, open_ms=open_ms, close_ms=close_ms, open=o, high=h, low=low,
                            close=c, volume=v)
-        pos = sa.position_of(self.ex.st.trades.get(symbol))
+        trade = self.ex.st.trades.get(symbol)
+        if trade is not self._pos_of[0]:
+            self._pos_of = (trade, sa.position_of(trade))
+        pos = self._pos_of[1]
         intents = self.runner.on_candle(candle, position=pos, model=self.model_state)
         if self._timer:
             intents += self.runner.on_timer(symbol, close_ms, position=pos, model=self.model_state)
@@ -280,7 +306,105 @@ class Backtest:
             if close_ms <= self.cfg.trade_from_ms:  # warm-up: the strategy learns, nothing trades
                 self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
                 return
+            if self._lagged:  # this bar's skipped poll first, as if it had run before the strategy
+                self._catch_up()
+                self._fills_to_strategy()
             self._intents(symbol, intents, candle)
+
+    # ------------------------------------------------------------------ idle skipping
+    # On a bar with a trade open the shell's poll drains what the previous poll asked the paper
+    # broker (balance, positions, conditional orders, funding income), then asks again. With no
+    # order, exit, retry or rotation entry in play, the only answer that can change anything is
+    # the balance: equity marked to the close, fed to the kill switch (``risk.update_equity``:
+    # the day's baseline, the peak, the daily-loss and drawdown trips). A bar's poll is skipped
+    # when the equity the broker read at the previous close (bounded, from the equity read
+    # once and the position's size) provably changes none of them and the UTC day is the
+    # same. Before anything else reaches the shell the skipped polls are made up for
+    # (``_catch_up``): the same calls at the same clock and prices, so the state is the one
+    # of an unskipped run.
+    def _quiet(self, lo: float, hi: float) -> bool:
+        """Every equity in [lo, hi] leaves the kill switch's state as it is (``risk.update_equity``
+        with the same day; its float operations are monotonic in the equity)."""
+        r, rc = self.ex.st.risk, self.ex.cfg.risk
+        if not hi <= r.peak_equity_usdt:
+            return False
+        if r.halted:
+            return True
+        if not r.day_start_equity_usdt - lo < rc.daily_loss_limit_usdt:
+            return False
+        return not r.peak_equity_usdt > 0 or (r.peak_equity_usdt - lo) / r.peak_equity_usdt * 100.0 < rc.max_drawdown_pct
+
+    def _can_skip(self, symbol: str, close: float) -> bool:
+        """Whether this bar's poll (clock and price already at the close) can be skipped."""
+        if self.now_ms // DAY_MS != self.ex.st.risk.day_index:
+            return False
+        if not self._lagged:  # the previous poll ran: look at the shell and at what it asked
+            self._idle = self._enter_idle(symbol)
+            if self._idle is None:
+                return False
+        elif not self._next_quiet:
+            return False
+        e_ref, px_ref, q, err = self._idle
+        est = e_ref + q * (close - px_ref)
+        self._next_quiet = self._quiet(est - err, est + err)  # this close's balance, drained by the next poll
+        return True
+
+    def _enter_idle(self, symbol: str) -> tuple[float, float, float, float] | None:
+        from services.brain import funding_feed
+
+        ex, st = self.ex, self.ex.st
+        if (not ex.ready or st.pending or ex.delayed or ex._unseen or st.algos or self.deferred_fills
+                or ex.user_stream is not None or any(s not in ex.configured for s in self.cfg.symbols)):
+            return None
+        for t in st.trades.values():
+            if t.position <= 0 or t.exit_cid or t.exit_reason or t.flat_at_exchange_ms:
+                return None
+        if any(not o.is_terminal for o in st.orders.values()):
+            return None
+        held: dict[str, Any] = {}
+        for c in ex.dispatcher.completed:  # what this bar's poll would drain
+            kind = c.tag[0] if isinstance(c.tag, tuple) else c.tag
+            if c.error is not None:
+                return None
+            if kind == "balance":
+                e = float(c.result.equity)
+                if not self._quiet(e, e):
+                    return None
+            elif kind == "positions":
+                held = {p.symbol: p.qty for p in c.result}
+                if any(not held.get(s) for s in st.trades):
+                    return None
+            elif kind not in ("algo_audit", funding_feed.TAG) or list(c.result):
+                return None
+        # the equity the broker reads at this close; it moves with the mark by the position's size
+        positions = [p for p in self.broker.positions() if p.qty]
+        if [p.symbol for p in positions] != [symbol] or set(st.trades) != {symbol}:
+            return None
+        q = float(positions[0].qty)
+        e_ref = float(self.broker.balance().equity)
+        px = self._px[symbol][0]
+        tick = float(self.filters[symbol].tick_size)
+        # the broker's mark is the book's mid: within a tick of the price, here and at the reference
+        err = 2 * abs(q) * tick + 1e-9 * (1 + abs(e_ref) + abs(q) * abs(px))
+        return e_ref, px, q, err
+
+    def _catch_up(self) -> None:
+        """The skipped polls that matter: the last two, each at its own clock and price (the
+        earlier ones changed nothing and are asked again by these); then back to now."""
+        lagged, self._lagged = self._lagged, []
+        symbol = lagged[-1][0]
+        now, px, mark, book = self.now_ms, self._px.get(symbol), self.marks.get(symbol), self.books.get(symbol)
+        for sym, close, at_ms in lagged:
+            self.now_ms = at_ms
+            self._set_price(sym, close)
+            self.ex.poll()
+        self.now_ms = now
+        if px is not None:
+            self._px[symbol] = px
+            self.marks[symbol] = mark
+        self.books.pop(symbol, None)
+        if book is not None:
+            self.books[symbol] = book
 
     def _inside(self, t: Any, o: float, h: float, low: float) -> None:
         """Stop and target inside the bar, the stop first (worst case)."""
@@ -293,6 +417,8 @@ class Backtest:
             price = max(o, t.target) if d > 0 else min(o, t.target)
         else:
             return
+        if self._lagged:
+            self._catch_up()
         self._set_price(t.symbol, price)
         # the range handed to the trader is the level itself: it decides STOP or TARGET the same way
         self.ex.on_range(t.symbol, price, price)
@@ -353,6 +479,8 @@ class Backtest:
                     self.funding(f_sym[fi], f_rate[fi])
                     fi += 1
                 self.bar(symbols[i], int(t_ms), o, h, low, c, v)
+        if self._lagged:  # the polls the last bars skipped: the shell ends as an unskipped run's
+            self._catch_up()
         elapsed = time.perf_counter() - started
         return self.summary(elapsed)
 
