@@ -198,7 +198,9 @@ class Backtest:
         self._idle: tuple[float, float, float, float] | None = None  # (equity, its price, signed qty, error)
         self._next_quiet = False  # the balance the last skipped poll would have read changes nothing
         self.polls_skipped = 0
-        self._pos_of: tuple[Any, Any] = (None, None)  # (trade, its PositionView): built once per trade state
+        # (trade, its PositionView, (direction, stop, target) while its stop and target are
+        # watched): built once per state of the trade (the trader replaces a changed trade)
+        self._pos_of: tuple[Any, Any, Any] = (None, None, None)
 
     # ------------------------------------------------------------------ the shell's ports
     def _publish(self, body: Any, journal: bool = True) -> None:
@@ -272,21 +274,30 @@ class Backtest:
             self.counts["bad_bars"] += 1
             return
         self.counts["candles"] += 1
-        trade = self.ex.st.trades.get(symbol)
-        if trade is not None and trade.position > 0 and not trade.exit_cid:
-            self.now_ms = max(self.now_ms, open_ms)
-            self._inside(trade, o, h, low)
-        close_ms = open_ms + MINUTE_MS
-        self.now_ms = max(self.now_ms, close_ms)
-        self._set_price(symbol, c)
         st = self.ex.st
+        trade = st.trades.get(symbol)
+        if trade is not self._pos_of[0]:
+            self._view(trade)
+        watch = self._pos_of[2]
+        if watch is not None:  # the stop and target of the open trade inside the bar (``_inside``)
+            d, stop, target = watch
+            if (low <= stop or h >= target) if d > 0 else (h >= stop or low <= target):
+                if open_ms > self.now_ms:
+                    self.now_ms = open_ms
+                self._inside(trade, o, h, low)
+                st = self.ex.st
+        close_ms = open_ms + MINUTE_MS
+        if close_ms > self.now_ms:
+            self.now_ms = close_ms
+        self._set_price(symbol, c)
         # the shell's timers (balance, positions, retries) while anything is in play; when
         # flat, once an hour of bars (the balance for sizing does not change while flat)
         if st.trades or st.pending or self.ex.delayed or open_ms % POLL_FLAT_MS == 0:
             if self._skip and st.trades and self._can_skip(symbol, c):
-                self._lagged.append((symbol, c, self.now_ms))
-                if len(self._lagged) > 2:
-                    del self._lagged[0]
+                lagged = self._lagged
+                lagged.append((symbol, c, self.now_ms))
+                if len(lagged) > 2:
+                    del lagged[0]
                 self.polls_skipped += 1
             else:
                 if self._lagged:
@@ -297,7 +308,7 @@ class Backtest:
                            close=c, volume=v)
         trade = self.ex.st.trades.get(symbol)
         if trade is not self._pos_of[0]:
-            self._pos_of = (trade, sa.position_of(trade))
+            self._view(trade)
         pos = self._pos_of[1]
         intents = self.runner.on_candle(candle, position=pos, model=self.model_state)
         if self._timer:
@@ -310,6 +321,12 @@ class Backtest:
                 self._catch_up()
                 self._fills_to_strategy()
             self._intents(symbol, intents, candle)
+
+    def _view(self, trade: Any) -> None:
+        watch = None
+        if trade is not None and trade.position > 0 and not trade.exit_cid:
+            watch = (trade.direction, trade.stop, trade.target)
+        self._pos_of = (trade, sa.position_of(trade), watch)
 
     # ------------------------------------------------------------------ idle skipping
     # On a bar with a trade open the shell's poll drains what the previous poll asked the paper
