@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="AEGIS config TOML ([trading], [strategy])")
     p.add_argument("--exchange-info", default="", help="exchangeInfo JSON with the symbols' filters")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    p.add_argument("--no-skip-idle", action="store_true",
+                   help="run the execution shell's timers on every bar (slower; the same trades)")
     return p
 
 
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
         cfg = BacktestConfig(catalog=Path(args.catalog), symbols=symbols, start_ms=_ms(args.start),
                              end_ms=_ms(args.end + timedelta(days=1)), strategy=path, params=params, aegis=aegis,
-                             exchange_info=args.exchange_info)
+                             exchange_info=args.exchange_info, skip_idle=not args.no_skip_idle)
         summary = run_backtest(cfg, Path(args.out))
     except ConfigError as exc:
         print(f"aegis backtest: {exc}", file=sys.stderr)

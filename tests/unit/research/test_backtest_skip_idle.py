@@ -78,3 +78,15 @@ def test_skipping_skips_and_the_kill_switch_still_trips(catalog):
         runs[skip] = (bt.polls_skipped, risk.halted, risk.halt_reason, risk.halted_at_ms, s["trader_counters"])
     assert (runs[True][0], runs[False][0]) == (440, 0)
     assert runs[True][1:] == runs[False][1:]
+
+
+def test_the_cli_flag_turns_skipping_off_with_the_same_output(catalog, tmp_path):
+    """``aegis backtest --no-skip-idle`` writes the same trades.csv and summary.json as the default."""
+    from research import backtest_cli
+
+    base = ["--catalog", str(catalog), "--symbols", "BTCUSDT", "--from", "2024-12-01", "--to", "2024-12-02",
+            "--strategy", "donchian"]
+    assert backtest_cli.main([*base, "--out", str(tmp_path / "on")]) == 0
+    assert backtest_cli.main([*base, "--out", str(tmp_path / "off"), "--no-skip-idle"]) == 0
+    for name in ("trades.csv", "summary.json"):
+        assert (tmp_path / "on" / name).read_bytes() == (tmp_path / "off" / name).read_bytes()
