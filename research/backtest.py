@@ -32,6 +32,16 @@ Base candles: the catalog's 1m klines are the brain's 1m candles (the brain buil
 OHLCV from trades; ``services/brain/candles.py``). A strategy's higher timeframes are built
 by the strategy from them (the SMC strategy does so). Only ``brain.candle_interval_s = 60``.
 
+Idle skipping (``BacktestConfig.skip_idle``, on by default; ``--no-skip-idle``): on a bar with
+a trade open and nothing in play (no order, exit, retry or rotation entry; the stop and the
+target not reached; no intent from the strategy) the shell's poll is skipped when the balance
+it would read, marked to the previous close, provably leaves the kill switch as it is (same UTC
+day, no new peak, no daily-loss or drawdown trip; bounded from one exact read and the
+position's size). The skipped polls are made up for, at their own clock and prices, before
+anything else reaches the shell, so the decisions and the output are those of a run without
+skipping (``tests/unit/research/test_backtest_skip_idle.py``). Only for one symbol, and only
+while every timer of the shell fires at every bar (periods of at most a minute).
+
 Output in ``--out``: ``trades.csv``, ``summary.json``, ``report.html``.
 """
 
@@ -349,7 +359,8 @@ class Backtest:
             return True
         if not r.day_start_equity_usdt - lo < rc.daily_loss_limit_usdt:
             return False
-        return not r.peak_equity_usdt > 0 or (r.peak_equity_usdt - lo) / r.peak_equity_usdt * 100.0 < rc.max_drawdown_pct
+        peak = r.peak_equity_usdt
+        return not peak > 0 or (peak - lo) / peak * 100.0 < rc.max_drawdown_pct
 
     def _can_skip(self, symbol: str, close: float) -> bool:
         """Whether this bar's poll (clock and price already at the close) can be skipped."""
