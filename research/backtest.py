@@ -389,8 +389,11 @@ class Backtest:
                 return None
         if any(not o.is_terminal for o in st.orders.values()):
             return None
+        queued = getattr(ex.dispatcher, "completed", None)  # ``_Inline``'s: what this bar's poll would drain
+        if queued is None:
+            return None
         held: dict[str, Any] = {}
-        for c in ex.dispatcher.completed:  # what this bar's poll would drain
+        for c in queued:
             kind = c.tag[0] if isinstance(c.tag, tuple) else c.tag
             if c.error is not None:
                 return None
