@@ -182,7 +182,25 @@ def ray_session(workers: int, address: str = "") -> Iterator[Any]:
     finally:
         ray.shutdown()
         if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _reap(tmp)
+
+
+def _reap(tmp: str, wait_s: float = 10.0) -> None:
+    """After ``ray.shutdown()``: wait for the local session's processes (found by its temp dir
+    in their command line) to exit, SIGTERM any still there after ``wait_s``, remove the dir."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while (left := ray_processes(tmp)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        log.warning("ray.process_left", pid=pid)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager
@@ -200,7 +218,7 @@ def local_ray(workers: int) -> Iterator[str]:
         yield tmp
     finally:
         ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+        _reap(tmp)
 
 
 def execute(tasks: Sequence[Any], fn: Callable[[Any], Any] = run_task, *, workers: int = 1, address: str = "",

@@ -134,10 +134,13 @@ def reliability_png(calibration: Sequence[Sequence[Any]], title: str) -> str:
     return _png(draw, (5, 4.2))
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
-    h = "".join(f"<th class='l'>{escape(c)}</th>" if i < left else f"<th>{escape(c)}</th>" for i, c in enumerate(head))
-    body = "".join("<tr>" + "".join((f"<td class='l'>{escape(fmt(c))}</td>" if i < left else
-                                     f"<td>{escape(fmt(c))}</td>") for i, c in enumerate(r)) + "</tr>" for r in rows)
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1, last_left: bool = False) -> str:
+    def cls(i: int) -> str:
+        return " class='l'" if i < left or (last_left and i == len(head) - 1) else ""
+
+    h = "".join(f"<th{cls(i)}>{escape(c)}</th>" for i, c in enumerate(head))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{escape(fmt(c))}</td>" for i, c in enumerate(r)) + "</tr>"
+                   for r in rows)
     return f"<table><tr>{h}</tr>{body}</table>"
 
 
@@ -147,9 +150,8 @@ def section(title: str, stats: Mapping[str, Any], trades: Sequence[Mapping[str, 
     out = [f"<div class='{css}'><h2>{escape(title)}</h2>"]
     if note:
         out.append(f"<p class='note'>{escape(note)}</p>")
-    out.append(_table(["number", "value", "what it is"],
-                      [[k, stats.get(k), what] for k, what in METRIC_ROWS], left=1).replace(
-        "<th>what it is</th>", "<th class='l'>what it is</th>"))
+    out.append(_table(["number", "value", "what it is"], [[k, stats.get(k), what] for k, what in METRIC_ROWS],
+                      left=1, last_left=True))
     if trades:
         out.append(f"<img alt='equity and drawdown' src='{equity_png(trades, float(stats['start_equity']), start_ms, 'Equity after each closed trade (USDT)')}'>")
     reasons = stats.get("exit_reasons") or {}
