@@ -328,7 +328,7 @@ def combine(results: Sequence[TaskResult], cfg: Any, *, seed: int = 20241201) ->
                                  end_ms=cfg.end_ms, seed=seed)
         per[r.symbol] = {"candles": r.summary.get("candles", 0), "signals": r.summary.get("signals", 0),
                          **{k: st[k] for k in ("trades", "win_rate", "net_pnl", "fees", "max_drawdown_pct", "sharpe",
-                                               "expectancy_r", "expectancy_r_ci95")}}
+                                               "expectancy_net_r", "expectancy_net_r_ci95", "expectancy_r")}}
     summary["per_symbol"] = per
     return trades, summary
 

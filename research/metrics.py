@@ -10,7 +10,10 @@ bootstrap draws from ``random.Random(seed)``). Conventions:
   is ``sqrt(mean(min(r, 0)^2))`` over *all* returns (the usual definition, target 0);
 - Calmar is the annualised compound return divided by the maximum drawdown as a fraction;
 - a trade is a win when its outcome in R is > 0 (the confidence model's own definition,
-  ``services/brain/model.py``).
+  ``services/brain/model.py``);
+- R is the risk planned at entry, ``|entry price - stop| * qty``. ``outcome_r`` (the trader's,
+  ``services/brain/trader.py``) is the price move in R *before fees*; ``net_r`` is the net PnL
+  (after fees and funding) in R: the money a trade made per unit risked.
 
 A ratio that cannot be computed (no trades, a flat curve, no loss day) is ``None``, never a
 made-up number.
@@ -175,6 +178,12 @@ def profit_factor(pnls: Sequence[float]) -> float | None:
     return math.fsum(p for p in pnls if p > 0) / loss if loss > 0 else None
 
 
+def net_r(t: dict) -> float:
+    """The trade's net PnL (after fees and funding) divided by its planned risk (0 if none)."""
+    risk = abs(float(t["entry_price"]) - float(t["stop"])) * float(t["qty"])
+    return float(t["net_pnl"]) / risk if risk > 0 else 0.0
+
+
 def trade_stats(trades: Sequence[dict], *, start_equity: float, start_ms: int, end_ms: int,
                 seed: int = 20241201, bins: int = 10) -> dict:
     """Every number of a report section from its closed trades (dicts with the columns of
@@ -189,6 +198,7 @@ def trade_stats(trades: Sequence[dict], *, start_equity: float, start_ms: int, e
     wins = [1 if r > 0 else 0 for r in rs]
     probs = [float(t["confidence"]) for t in trades]
     ci = bootstrap_mean(rs, seed=seed)
+    ci_net = bootstrap_mean([net_r(t) for t in trades], seed=seed)
     reasons: dict[str, int] = {}
     for t in trades:
         reasons[t["exit_reason"]] = reasons.get(t["exit_reason"], 0) + 1
@@ -202,6 +212,7 @@ def trade_stats(trades: Sequence[dict], *, start_equity: float, start_ms: int, e
         "sharpe": sharpe(rets), "sortino": sortino(rets), "calmar": calmar(start_equity, end_equity, days, mdd_pct),
         "profit_factor": profit_factor(net),
         "expectancy_r": ci.mean, "expectancy_r_ci95": [ci.low, ci.high],
+        "expectancy_net_r": ci_net.mean, "expectancy_net_r_ci95": [ci_net.low, ci_net.high],
         "brier": brier(probs, wins), "brier_base_rate": brier_base_rate(wins),
         "calibration": [[b.low, b.high, b.n, b.mean_forecast, b.win_rate] for b in reliability(probs, wins, bins)
                         if b.n],

@@ -43,8 +43,10 @@ METRIC_ROWS = (
     ("sortino", "Sortino: mean / downside deviation of daily returns x sqrt(365)"),
     ("calmar", "Calmar: annualised return / max drawdown"),
     ("profit_factor", "gross profit / gross loss"),
-    ("expectancy_r", "expectancy: mean outcome per trade in R (R = the risk planned at entry)"),
-    ("expectancy_r_ci95", "95% bootstrap interval of the expectancy (2,000 resamples, fixed seed)"),
+    ("expectancy_net_r", "expectancy after fees and funding: mean net PnL per trade in R (R = risk planned at entry)"),
+    ("expectancy_net_r_ci95", "95% bootstrap interval of it (2,000 resamples, fixed seed): contains 0 = no edge shown"),
+    ("expectancy_r", "expectancy before fees: mean price move per trade in R (what the model learns from)"),
+    ("expectancy_r_ci95", "95% bootstrap interval of the expectancy before fees"),
     ("brier", "Brier score of the model's confidence (lower is better)"),
     ("brier_base_rate", "Brier score of always saying the observed win rate (to beat)"),
 )
@@ -170,7 +172,7 @@ def section(title: str, stats: Mapping[str, Any], trades: Sequence[Mapping[str, 
         out.append("<p class='note'>No closed trades: nothing to calibrate.</p>")
     if per_symbol:
         cols = ("candles", "signals", "trades", "win_rate", "net_pnl", "fees", "max_drawdown_pct", "sharpe",
-                "expectancy_r", "expectancy_r_ci95")
+                "expectancy_net_r", "expectancy_net_r_ci95", "expectancy_r")
         out.append("<h3>Per symbol (each its own account)</h3>" + _table(
             ["symbol", *cols], [[s, *[v.get(c) for c in cols]] for s, v in per_symbol.items()]))
     out.append("</div>")
@@ -200,9 +202,9 @@ def sweep_page(sweep: Mapping[str, Any], best_trades: Sequence[Mapping[str, Any]
     it is in-sample: the best set was chosen on the same data it is shown on."""
     obj = sweep["objective"]
     rows = [[i + 1, json.dumps(r["params"]), r["objective"], r["trades"], r["net_pnl"], r["sharpe"],
-             r["expectancy_r"], r["max_drawdown_pct"]] for i, r in enumerate(sweep["ranked"])]
+             r["expectancy_net_r"], r["max_drawdown_pct"]] for i, r in enumerate(sweep["ranked"])]
     table = "<h2>Parameter sets, best first</h2>" + _table(
-        ["rank", "params", obj, "trades", "net_pnl", "sharpe", "expectancy_r", "max_drawdown_pct"], rows, left=2)
+        ["rank", "params", obj, "trades", "net_pnl", "sharpe", "expectancy_net_r", "max_drawdown_pct"], rows, left=2)
     best = sweep["best"]
     note = ("IN-SAMPLE: this set was picked as the best of the ones tried on this very data, so its numbers are "
             "optimistic. Only a walk-forward (aegis walkforward) says what it earns on data it has not seen.")
@@ -220,11 +222,11 @@ def walkforward_page(wf: Mapping[str, Any], is_trades: Sequence[Mapping[str, Any
     rows = [[w["window"], f"{day(w['train_from_ms'])} .. {day(w['train_to_ms'] - 1)}",
              f"{day(w['test_from_ms'])} .. {day(w['test_to_ms'] - 1)}", json.dumps(w["best_params"]),
              w["is"]["objective"], w["is"]["trades"], w["is"]["net_pnl"], w["oos"]["objective"], w["oos"]["trades"],
-             w["oos"]["net_pnl"], w["oos"]["expectancy_r"]] for w in wf["windows"]]
+             w["oos"]["net_pnl"], w["oos"]["expectancy_net_r"]] for w in wf["windows"]]
     obj = wf["objective"]
     table = "<h2>Windows</h2>" + _table(
         ["window", "train (in-sample)", "test (out-of-sample)", "best params on train", f"IS {obj}", "IS trades",
-         "IS net_pnl", f"OOS {obj}", "OOS trades", "OOS net_pnl", "OOS expectancy_r"], rows, left=4)
+         "IS net_pnl", f"OOS {obj}", "OOS trades", "OOS net_pnl", "OOS expectancy_net_r"], rows, left=4)
     oos = section("OUT-OF-SAMPLE: the test windows, stitched", wf["oos"], oos_trades, start_ms=wf["oos_from_ms"],
                   css="oos", note="Each test window was run with the parameters picked on the train window before it "
                   "and a confidence model trained only on that train window (then learning online from its own "

@@ -2,8 +2,8 @@
 
 A parameter set is one backtest split by symbol (``research.distributed``): every (set,
 symbol) is a task, and all tasks of a round go to the executor at once. A set's score is its
-``objective`` on the merged result: ``sharpe`` (daily, annualised), ``expectancy_r`` (mean R
-per trade) or ``net`` (net PnL in USDT). A set without a score (no trade, a flat curve) ranks
+``objective`` on the merged result: ``sharpe`` (daily, annualised), ``expectancy_r`` (mean net
+PnL per trade in R, after fees: ``expectancy_net_r``) or ``net`` (net PnL in USDT). A set without a score (no trade, a flat curve) ranks
 after every scored one; ties keep the order the sets were tried in.
 
 **Reproducible Optuna.** Optuna's sampler is seeded, and it is asked for a fixed ``batch`` of
@@ -28,7 +28,7 @@ from common.errors import ConfigError
 from research import distributed as dist
 from research import strategy_api as sa
 
-OBJECTIVES = {"sharpe": "sharpe", "expectancy_r": "expectancy_r", "net": "net_pnl"}
+OBJECTIVES = {"sharpe": "sharpe", "expectancy_r": "expectancy_net_r", "net": "net_pnl"}
 DEFAULT_BATCH = 8
 DEFAULT_SEED = 20241201
 
@@ -226,7 +226,7 @@ def sweep_summary(p: Problem, objective: str) -> dict[str, Any]:
         "strategy": best.summary.get("strategy"), "symbols": list(p.cfg.symbols), "from_ms": p.cfg.start_ms,
         "to_ms": p.cfg.end_ms, "objective": objective, "method": p.search.method, "base_params": dict(p.cfg.params),
         "ranked": [{"params": e.params, "objective": e.value,
-                    **{k: e.summary.get(k) for k in ("trades", "net_pnl", "sharpe", "expectancy_r",
+                    **{k: e.summary.get(k) for k in ("trades", "net_pnl", "sharpe", "expectancy_net_r",
                                                      "max_drawdown_pct")}} for e in order],
         "best": {"params": best.params, "objective": best.value, "summary": best.summary},
     }

@@ -136,9 +136,9 @@ def walkforward_main(argv: list[str] | None = None) -> int:
         print(f"aegis walkforward: {exc}", file=sys.stderr)
         return 2
     o = s["oos"]
-    ci = o["expectancy_r_ci95"]
+    ci = o["expectancy_net_r_ci95"]
     print(f"{s['strategy']}: {len(s['windows'])} windows; out of sample: {o['trades']} trades, net PnL "
-          f"{o['net_pnl']:.2f} USDT, expectancy {report.fmt(o['expectancy_r'])} R "
+          f"{o['net_pnl']:.2f} USDT, expectancy after fees {report.fmt(o['expectancy_net_r'])} R "
           f"(95% CI {report.fmt(ci[0])} .. {report.fmt(ci[1])}), Sharpe {report.fmt(o['sharpe'])} -> {out}")
     return 0
 

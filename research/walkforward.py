@@ -91,9 +91,10 @@ def run_walkforward(cfg: Any, make_search: Any, objective: str, *, train_days: i
             "window": w.index, "train_from_ms": w.train_from_ms, "train_to_ms": w.train_to_ms,
             "test_from_ms": w.test_from_ms, "test_to_ms": w.test_to_ms, "best_params": b.params,
             "is": {"objective": b.value, **{k: b.summary.get(k) for k in ("trades", "net_pnl", "sharpe",
-                                                                           "expectancy_r")}},
+                                                                           "expectancy_net_r", "expectancy_r")}},
             "oos": {"objective": sw.score(summary, objective), **{k: summary.get(k) for k in (
-                "trades", "net_pnl", "sharpe", "expectancy_r", "expectancy_r_ci95", "model_outcomes")}},
+                "trades", "net_pnl", "sharpe", "expectancy_net_r", "expectancy_net_r_ci95", "expectancy_r",
+                "model_outcomes")}},
         })
     balance = float(cfg.aegis.trading.paper_balance_usdt) * len(cfg.symbols)
     is_trades, oos_trades = metrics.sort_trades(is_trades), metrics.sort_trades(oos_trades)

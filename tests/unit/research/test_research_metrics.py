@@ -89,12 +89,14 @@ def test_profit_factor_by_hand():
 
 
 def _trade(tid: str, sym: str, closed: int, net: float, r: float, conf: float, reason: str) -> dict:
+    # entry 100, stop 95, qty 2: the planned risk is 10 USDT
     return {"trade_id": tid, "symbol": sym, "closed_ms": closed, "pnl": net + 1.0, "fees": 1.0, "funding": 0.0,
-            "net_pnl": net, "outcome_r": r, "confidence": conf, "exit_reason": reason}
+            "net_pnl": net, "outcome_r": r, "confidence": conf, "exit_reason": reason, "entry_price": 100.0,
+            "stop": 95.0, "qty": 2.0}
 
 
 def test_trade_stats_and_the_total_order_of_trades():
-    """Two trades (+20 at 2 R, -10 at -1 R) on a 1,000 account over two days: sums, win rate,
+    """Two trades (+20 at 2 R, -10 at -1 R, risk 10 USDT each) on a 1,000 account over two days: sums, win rate,
     exits, Brier of forecasts 0.6 / 0.4; ties on close time are ordered by symbol then id."""
     trades = [_trade("B-1", "BBB", DAY + 5, -10.0, -1.0, 0.4, "STOP"), _trade("A-1", "AAA", 5, 20.0, 2.0, 0.6, "TARGET")]
     s = m.trade_stats(m.sort_trades(trades), start_equity=1000.0, start_ms=0, end_ms=2 * DAY)
@@ -102,6 +104,8 @@ def test_trade_stats_and_the_total_order_of_trades():
     assert (s["pnl"], s["fees"], s["net_pnl"], s["end_equity"]) == (12.0, 2.0, 10.0, 1010.0)
     assert s["max_drawdown"] == 10.0 and s["max_drawdown_pct"] == pytest.approx(10 / 1020 * 100)
     assert s["expectancy_r"] == 0.5 and s["exit_reasons"] == {"STOP": 1, "TARGET": 1}
+    # net R: +20 / 10 = 2 and -10 / 10 = -1 on a planned risk of |100 - 95| * 2 = 10 USDT
+    assert s["expectancy_net_r"] == 0.5 and m.net_r(trades[0]) == -1.0 and m.net_r(trades[1]) == 2.0
     assert s["brier"] == pytest.approx((0.4 ** 2 + 0.4 ** 2) / 2) and s["brier_base_rate"] == 0.25
     tie = [_trade("Z", "BBB", 9, 1.0, 1.0, 0.5, "X"), _trade("Y", "AAA", 9, 1.0, 1.0, 0.5, "X"),
            _trade("X", "AAA", 9, 1.0, 1.0, 0.5, "X")]

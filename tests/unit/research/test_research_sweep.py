@@ -46,10 +46,11 @@ def test_ranking_puts_unscored_sets_last_and_keeps_the_tried_order_on_ties():
 
 
 def test_objectives_read_the_summary():
-    """net reads net_pnl; a missing or non-finite number is no score."""
+    """net reads net_pnl, expectancy_r the expectancy after fees; a missing or non-finite number is no score."""
     assert sw.score({"net_pnl": 5.0}, "net") == 5.0
+    assert sw.score({"expectancy_r": 9.0, "expectancy_net_r": -0.25}, "expectancy_r") == -0.25
     assert sw.score({"sharpe": None}, "sharpe") is None
-    assert sw.score({"expectancy_r": float("nan")}, "expectancy_r") is None
+    assert sw.score({"expectancy_net_r": float("nan")}, "expectancy_r") is None
 
 
 def _rounds(seed: int) -> list[list[dict]]:
