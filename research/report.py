@@ -28,7 +28,7 @@ table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 th { background: #f4f4f4; } td.l, th.l { text-align: left; }
 .is { border-left: 6px solid #c90; padding-left: 1em; } .oos { border-left: 6px solid #27a; padding-left: 1em; }
-.note { color: #555; font-size: 0.9em; } img { max-width: 100%; }
+.note { color: #555; font-size: 0.9em; } img { max-width: 100%; } .wide { overflow-x: auto; }
 """
 
 METRIC_ROWS = (
@@ -143,7 +143,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1, la
     h = "".join(f"<th{cls(i)}>{escape(c)}</th>" for i, c in enumerate(head))
     body = "".join("<tr>" + "".join(f"<td{cls(i)}>{escape(fmt(c))}</td>" for i, c in enumerate(r)) + "</tr>"
                    for r in rows)
-    return f"<table><tr>{h}</tr>{body}</table>"
+    return f"<div class='wide'><table><tr>{h}</tr>{body}</table></div>"
 
 
 def section(title: str, stats: Mapping[str, Any], trades: Sequence[Mapping[str, Any]], *, start_ms: int,
