@@ -6,7 +6,8 @@ first with a one-hour run of every task (imports, compiled code), with the load 
         --from 2024-12-01 --to 2024-12-14 --workers 2
 
 Prints one JSON object: ``serial_s`` (tasks one after the other here), ``ray_start_s``,
-``ray_s`` (the tasks on Ray, start-up excluded), ``speedup = serial_s / ray_s``, the load
+``ray_s`` (the tasks on Ray, start-up excluded), ``speedup = serial_s / ray_s``, each task's
+own run time here (``task_s``) and in its Ray worker (``ray_task_s``), the load
 averages before and after, and whether both runs gave identical results. A timing on a
 shared machine is only as good as the load average beside it.
 """
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"tasks": len(tasks), "workers": args.workers, "cpus": os.cpu_count(),
                       "serial_s": round(serial_s, 2), "ray_start_s": round(ray_start_s, 2), "ray_s": round(ray_s, 2),
                       "speedup": round(serial_s / ray_s, 2), "task_s": [round(r.elapsed_s, 2) for r in serial],
+                      "ray_task_s": [round(r.elapsed_s, 2) for r in par],
                       "identical": same, "load_avg_1m": [round(x[0], 2) for x in load]}))
     return 0
 
