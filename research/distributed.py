@@ -154,16 +154,37 @@ def ray_processes(marker: str) -> list[int]:
     return sorted(out)
 
 
+def _import_ray(*, local: bool) -> Any:
+    """``ray``, set up so that a local Ray sends nothing anywhere and listens on 127.0.0.1 only:
+    usage statistics off, and the node address kept at 127.0.0.1 (on Linux Ray replaces a
+    loopback address by the outward interface's and binds its servers to it; with clusters
+    "disabled" it keeps 127.0.0.1, which is all a one-machine session needs)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if local:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when ray is first imported
+    import ray
+    from ray._private import ray_constants
+
+    if local:  # ray may have been imported before the variable was set
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    return ray
+
+
+def _init_local(ray: Any, workers: int) -> str:
+    """Start a local Ray of ``workers`` CPUs; returns its temporary folder."""
+    tmp = tempfile.mkdtemp(prefix="aegis-ray-")
+    ray.init(num_cpus=workers, include_dashboard=False, _temp_dir=tmp, _node_ip_address="127.0.0.1",
+             object_store_memory=OBJECT_STORE_BYTES, log_to_driver=False, configure_logging=False)
+    return tmp
+
+
 @contextmanager
 def ray_session(workers: int, address: str = "") -> Iterator[Any]:
     """A connected Ray: an existing cluster (``address``) or a local one made for the job."""
     # before ray is imported: no usage report, and a node address of 127.0.0.1 (Ray binds its
     # servers to the node address; on Linux it would otherwise pick the outward interface)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not address:
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     try:
-        import ray
+        ray = _import_ray(local=not address)
     except ImportError:
         raise ConfigError("--workers > 1 needs Ray: pip install 'ray>=2.40,<3' (make setup installs it)") from None
     if ray.is_initialized():  # a session already open in this process (tests): use it
@@ -173,9 +194,7 @@ def ray_session(workers: int, address: str = "") -> Iterator[Any]:
     if address:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
-        tmp = tempfile.mkdtemp(prefix="aegis-ray-")
-        ray.init(num_cpus=workers, include_dashboard=False, _temp_dir=tmp, _node_ip_address="127.0.0.1",
-                 object_store_memory=OBJECT_STORE_BYTES, log_to_driver=False, configure_logging=False)
+        tmp = _init_local(ray, workers)
     log.info("ray.started", address=address or "local", workers=workers)
     try:
         yield ray
@@ -207,13 +226,8 @@ def _reap(tmp: str, wait_s: float = 10.0) -> None:
 def local_ray(workers: int) -> Iterator[str]:
     """A local Ray session kept open across several jobs (tests: one per module); yields its
     temp dir, so a test can check that no process of it is left after the block."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    import ray
-
-    tmp = tempfile.mkdtemp(prefix="aegis-ray-")
-    ray.init(num_cpus=workers, include_dashboard=False, _temp_dir=tmp, _node_ip_address="127.0.0.1",
-             object_store_memory=OBJECT_STORE_BYTES, log_to_driver=False, configure_logging=False)
+    ray = _import_ray(local=True)
+    tmp = _init_local(ray, workers)
     try:
         yield tmp
     finally:

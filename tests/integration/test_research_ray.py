@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ def catalog(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ray_session():
     """One local Ray (2 CPUs, loopback) for the module; afterwards none of its processes is left."""
-    import ray.cloudpickle
+    import ray.cloudpickle  # imported before the session on purpose: the loopback set-up must still hold
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the failing task below
     with dist.local_ray(2) as tmp:
@@ -51,6 +52,35 @@ def ray_session():
     while dist.ray_processes(tmp) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert dist.ray_processes(tmp) == []
+
+
+def _listening(pids: list[int]) -> list[str]:
+    """Local addresses (hex, as /proc/net/tcp* shows them) of the TCP sockets these pids listen on."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    out = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and f[9] in inodes:  # LISTEN
+                out.append(f[1].split(":")[0])
+    return out
+
+
+LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+
+
+def test_the_local_ray_listens_on_loopback_only(ray_session):
+    """Every listening socket of the session's processes (and ours) is on 127.0.0.1 / ::1."""
+    addrs = _listening([*dist.ray_processes(ray_session), os.getpid()])
+    assert addrs and set(addrs) <= LOOPBACK, addrs
 
 
 def _files(out: Path) -> tuple[bytes, bytes]:
