@@ -12,6 +12,7 @@
     aegis keys [--dir DIR] [--force]                      CURVE keys for tcp endpoints
     aegis data download | list | import                   Binance's data archive -> Parquet catalog
     aegis backtest --catalog DIR --strategy S --symbols .. backtest -> trades.csv, summary.json, report.html
+    aegis sweep | walkforward --catalog DIR --grid P=1,2 .. parameter search, rolling train/test (Ray)
 
 Each subcommand is imported only when chosen, so ``aegis feed`` never loads the brain.
 ``parse_only`` parses a command line with the command's own parser and stops there (the docs
@@ -46,6 +47,8 @@ COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "keys": ("common.keys_cli", "create the ZeroMQ CURVE keys tcp endpoints need"),
     "data": ("research.data_cli", "Binance's public data archive -> a local Parquet catalog"),
     "backtest": ("research.backtest_cli", "a strategy over the catalog through the live trader"),
+    "sweep": ("research.sweep_cli", "parameter sweep (grid or Optuna) of backtests, on Ray"),
+    "walkforward": ("research.sweep_cli", "rolling train/test windows: in-sample vs out-of-sample", "walkforward_main"),
 }
 HELP_WORDS = ("-h", "--help", "help")
 
