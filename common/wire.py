@@ -152,6 +152,7 @@ class OrderRequest(_Body, tag="ORDER_REQUEST"):
     price: NonNeg = 0.0  # 0 for MARKET
     reduce_only: bool = False
     signal_id: str = ""
+    time_in_force: str = ""  # LIMIT: GTC | IOC | GTX ("" = GTC); MARKET: ""
 
 
 class OrderUpdate(_Body, tag="ORDER_UPDATE"):

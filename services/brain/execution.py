@@ -340,7 +340,8 @@ class Execution:
         if isinstance(effect, om.SubmitOrder):
             o = self.st.orders[effect.client_order_id]
             spec = OrderSpec(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
-                             order_type=o.order_type, qty=o.qty, price=o.price, reduce_only=o.reduce_only)
+                             order_type=o.order_type, qty=o.qty, price=o.price, reduce_only=o.reduce_only,
+                             time_in_force=o.time_in_force)
             self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(o.client_order_id, b.submit), spec, key=symbol,
                                    tag=("submit", o.client_order_id, effect.attempt, now))
         elif isinstance(effect, om.CancelOrder):
