@@ -549,6 +549,7 @@ class Execution:
                 "trades_closed": c.get("trades_closed", 0), "wins": c.get("wins", 0),
                 "realized_pnl": float(self.st.realized_pnl), "fees": float(self.st.fees),
                 "funding": float(self.st.funding), "funding_reads": funding_feed.snapshot(self),
+                "entry_slippage_bps": trader.slippage_stats(self.st),
                 "halted": self.st.risk.halted, "halt_reason": self.st.risk.halt_reason,
                 "open_orders": sum(1 for o in self.st.orders.values() if not o.is_terminal),
                 "protective_orders": sum(1 for o in self.st.algos.values() if o.is_protecting),
