@@ -321,6 +321,32 @@ def request_exit(cfg: TraderConfig, st: TraderState, symbol: str, reason: str, c
     return _exit(cfg, st, t, reason or STRATEGY, ctx)
 
 
+def move_level(cfg: TraderConfig, st: TraderState, symbol: str, role: str, level: float, ctx: Ctx) -> Result:
+    """A strategy's ``MoveStop`` / ``MoveTarget``: the trade's plan and its exchange-held order
+    (cancel and replace, ``protection.move``). Nothing when the symbol has no trade."""
+    t = st.trades.get(symbol)
+    if t is None:
+        return _count(st, f"move_no_trade:{role}"), []
+    return pr.move(cfg, st, t, role, level, ctx)
+
+
+def cancel_entry(cfg: TraderConfig, st: TraderState, symbol: str, ctx: Ctx) -> Result:
+    """A strategy's ``Cancel``: withdraw the symbol's entry while it rests unfilled (a GTC
+    limit entry). A limit-IOC or MARKET entry never rests: then there is nothing to cancel."""
+    t = st.trades.get(symbol)
+    o = st.orders.get(t.entry_cid) if t is not None else None
+    if o is None or o.is_terminal or o.state not in (om.S.ACKED, om.S.NEW_LOCAL) or t.entry_qty > 0:
+        return _count(st, "cancel_nothing_resting"), []
+    new, effects = om.apply(o, om.CancelRequest())
+    st = _count(_with_order(st, new), "entry_cancels")
+    actions: list[Action] = [Publish(om.to_order_update(new))] if new.state != o.state else []
+    actions += [Dispatch(e, new.symbol) for e in effects if not isinstance(e, om.OrderError)]
+    if new.is_terminal:  # never sent: the slot is free now
+        st, more = _order_done(cfg, st, new, ctx)
+        actions += more
+    return st, actions
+
+
 def flatten(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
     """Exit every position (kill switch with flatten, or an operator's request)."""
     actions: list[Action] = []
@@ -579,6 +605,9 @@ def on_algo_event(cfg: TraderConfig, st: TraderState, cid: str, event: ao.Event,
         # a stop for a position that may no longer exist (it would be refused, -4509)
         st = _count(_with_trade(st, replace(t, stop_cid="", protected_ms=0)), "protection_expired")
         return st, [*actions, Dispatch(CheckPosition(symbol=t.symbol), t.symbol)]
+    moved = pr.replaced(cfg, st, t, new, ctx)
+    if moved is not None:  # a strategy moved this level: its successor goes out now
+        return moved[0], [*actions, *moved[1]]
     if (new.state in (ao.A.CANCELED, ao.A.REJECTED) or forgotten) and cid == t.stop_cid \
             and t.position > 0 and not pr.closing(st, t):
         # the stop is gone while the position is not (cancelled by hand, expired): re-arm
@@ -694,10 +723,15 @@ def restore(*, risk_state: risk.RiskState, orders: Mapping[str, om.Order], trade
     for sym, t in trades.items():
         mine = [o for o in algos.values() if o.trade_id == t.trade_id and o.symbol == sym]
         newest: dict[str, ao.AlgoOrder] = {}
-        for o in sorted(mine, key=lambda o: o.client_algo_id):
+        for o in sorted(mine, key=lambda o: _placement(o.client_algo_id)):
             if not o.is_terminal:
                 newest[o.role] = o
         n = max((_placement(o.client_algo_id) for o in mine), default=0)
+        # a level a strategy moved lives in its newest protective order: the plan follows it
+        if pr.STOP in newest and newest[pr.STOP].trigger_price > 0:
+            t = replace(t, stop=float(newest[pr.STOP].trigger_price))
+        if pr.TARGET in newest and newest[pr.TARGET].trigger_price > 0:
+            t = replace(t, target=float(newest[pr.TARGET].trigger_price))
         out[sym] = replace(t, algo_cids=t.algo_cids | {o.client_algo_id for o in mine}, protect_n=max(t.protect_n, n),
                            stop_cid=newest[pr.STOP].client_algo_id if pr.STOP in newest else "",
                            target_cid=newest[pr.TARGET].client_algo_id if pr.TARGET in newest else "")

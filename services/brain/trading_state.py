@@ -77,6 +77,10 @@ class Trade:
     funding: Decimal = Decimal(0)  # funding received (+) or paid (-) while open: the exchange's income rows
     funding_ids: frozenset[str] = frozenset()  # the tranIds of those rows (each counts once)
     signal_price: float = 0.0  # the signal's entry price, the reference of the entry's slippage (0: none)
+    # a strategy moved the stop/target: the old protective order's cancel is out, the new one is
+    # placed once the exchange confirms it (protection.move); roles STOP / TARGET
+    replacing: frozenset[str] = frozenset()
+    unprotected_from_ms: int = 0  # the stop's replace began: the gap is measured from here
 
     @property
     def position(self) -> Decimal:
