@@ -6,6 +6,10 @@ arguments: ``now_ms``, the symbol's ``Quote`` and the marks of the symbols held.
 
 How orders fill
 ---------------
+The matching rules below (the walk, time in force, resting crossings) are the shared core
+``venue/fills.py``, which the paper broker and the backtest use too; the account bookkeeping
+(positions at an average entry, fees rounded to 1e-8, margin) is the sim's own.
+
 - MARKET takes liquidity at once: up to the top-of-book quantity at the touch, then one
   tick further away per further top-of-book-sized chunk (the sim has one level of depth
   and assumes the book behind the touch repeats it, one tick apart). Each chunk is one
@@ -52,10 +56,10 @@ from services.exchange_sim.account import (BRACKETS, BUY, CANCELED, CONTRACT_PRI
                                            PARTIALLY_FILLED, SELL, TAKER_FEE, ZERO, Account, Fill, Order,
                                            Position, Quote, SymbolRules, money, totals)
 from services.exchange_sim.rest import RestError
-from venue import fills
+from venue import fills as matching
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")  # Binance's newClientOrderId pattern
-TIME_IN_FORCE = fills.TIME_IN_FORCE
+TIME_IN_FORCE = matching.TIME_IN_FORCE
 MAX_WALK_CHUNKS = 100  # a market order walks at most this many ticks from the touch
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -72,8 +76,8 @@ E_PRECISION = (-1111, "Precision is over the maximum defined for this asset.")
 E_NO_ORDER = (-2013, "Order does not exist.")
 E_UNKNOWN_ORDER = (-2011, "Unknown order sent.")
 E_UNABLE_TO_FILL = (-2020, "Unable to fill.")
-E_FOK = fills.E_FOK
-E_GTX = fills.E_GTX
+E_FOK = matching.E_FOK
+E_GTX = matching.E_GTX
 E_LIMIT_ONLY = (-5025, "Only limit order is supported.")
 E_SAME_ORDER = (-5027, "No need to modify the order.")
 E_UNSUPPORTED = (-1020, "This operation is not supported.")
@@ -161,10 +165,10 @@ def walk(side: str, quote: Quote, rules: SymbolRules, qty: Decimal,
     top-of-book-sized chunk, never past ``limit`` (the shared core ``venue.fills.walk`` with
     no slippage). May total less than ``qty``."""
     touch, size = (quote.ask, quote.ask_qty) if side == BUY else (quote.bid, quote.bid_qty)
-    taker = fills.TakerRules(tick=rules.tick, max_levels=MAX_WALK_CHUNKS,
+    taker = matching.TakerRules(tick=rules.tick, max_levels=MAX_WALK_CHUNKS,
                              min_chunk=rules.step,  # an empty touch still trades a step (never loops forever)
                              clamp_at_tick=False)
-    return [(price, q) for q, price in fills.walk(side, touch, size, qty, taker, limit)]
+    return [(price, q) for q, price in matching.walk(side, touch, size, qty, taker, limit)]
 
 
 def apply_fill(pos: Position, side: str, price: Decimal, qty: Decimal, now_ms: int,
@@ -326,7 +330,7 @@ def place(acc: Account, req: OrderRequest, rules: SymbolRules, quote: Quote | No
         check_margin(acc, req, ref, marks if mark is None else {**marks, req.symbol: mark})
     limit = None if market else req.price
     chunks = walk(req.side, quote, rules, fill_qty, limit) if quote is not None else []
-    tif = None if market else fills.time_in_force(req.tif, [(q, p) for p, q in chunks], req.qty)
+    tif = None if market else matching.time_in_force(req.tif, [(q, p) for p, q in chunks], req.qty)
     if tif is not None and tif.refused is not None:
         raise err(*tif.refused)
 
@@ -400,7 +404,7 @@ def crossed(order: Order, quote: Quote) -> bool:
     """Whether the market now trades through a resting order's price: the opposite touch at
     or through it, or a trade printed since it was placed strictly through it."""
     traded = quote.last is not None and quote.last_trade_id != order.after_trade_id
-    return fills.resting_crossed(order.side, order.price, bid=quote.bid, ask=quote.ask, at_touch=True,
+    return matching.resting_crossed(order.side, order.price, bid=quote.bid, ask=quote.ask, at_touch=True,
                                  last=quote.last if traded else None)
 
 
