@@ -415,7 +415,9 @@ def on_order_event(cfg: TraderConfig, st: TraderState, cid: str, event: om.Event
         else:
             actions.append(Dispatch(e, new.symbol))
     if new.is_terminal and not order.is_terminal:
-        st, acts = _order_done(cfg, st, new, ctx)
+        # fills the exchange reported but we have not counted yet are being fetched (FetchTrades)
+        awaiting = any(isinstance(e, om.FetchTrades) for e in effects)
+        st, acts = _order_done(cfg, st, new, ctx, awaiting_fills=awaiting)
         actions += acts
     return st, actions
 
@@ -474,13 +476,13 @@ def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillAppli
     return st, actions
 
 
-def _order_done(cfg: TraderConfig, st: TraderState, o: om.Order, ctx: Ctx) -> Result:
+def _order_done(cfg: TraderConfig, st: TraderState, o: om.Order, ctx: Ctx, awaiting_fills: bool = False) -> Result:
     t, is_entry = _trade_of(st, o)
     if t is None:
         return st, []
     if o.state == om.S.FILLED:
         return st, []  # its fills are on their way (FetchTrades): they move the trade
-    if is_entry and t.entry_qty == 0 and o.filled_qty == 0:
+    if is_entry and t.entry_qty == 0 and o.filled_qty == 0 and not awaiting_fills:
         # the entry never filled: free the slot (the cooldown still applies)
         st = _without_trade(st, t.symbol)
         if o.state == om.S.EXPIRED and o.order_type == "LIMIT" and o.time_in_force == "IOC":

@@ -137,3 +137,17 @@ class TestSlippage:
         (closed,) = bodies(acts, wire.TradeClosed)
         assert closed.signal_price == 100.0 and closed.slippage_bps == pytest.approx(10.0, abs=1e-9)
         assert (ex.request.order_type, ex.request.reduce_only) == ("MARKET", True)  # exits stay MARKET
+
+
+class TestIocFillsStillToCome:
+    def test_an_expired_ioc_whose_fills_are_still_being_fetched_keeps_its_slot(self):
+        """EXPIRED with 6 executed but no fill counted yet: the trade stays (its fills are
+        fetched), no ENTRY_NOT_FILLED; the fill then makes the protected position."""
+        st, new = entered()
+        cid = new.order.client_order_id
+        st, acts = trader.on_order_event(CFG, st, cid, om.QueryResult(
+            at_ms=NOW, found=True, status="EXPIRED", exchange_order_id="7", executed_qty=Decimal("6")), ctx())
+        assert "AAAUSDT" in st.trades and bodies(acts, wire.RiskReject) == []
+        assert [type(a.effect).__name__ for a in of_type(acts, trader.Dispatch)] == ["FetchTrades"]
+        st, acts = trader.on_fill(CFG, st, fill(cid, "1", "6", "100.1"), ctx())
+        assert st.trades["AAAUSDT"].position == Decimal("6") and len(of_type(acts, trader.NewAlgo)) == 2
