@@ -152,6 +152,7 @@ class OrderRequest(_Body, tag="ORDER_REQUEST"):
     price: NonNeg = 0.0  # 0 for MARKET
     reduce_only: bool = False
     signal_id: str = ""
+    time_in_force: str = ""  # LIMIT: GTC | IOC | GTX ("" = GTC); MARKET: ""
 
 
 class OrderUpdate(_Body, tag="ORDER_UPDATE"):
@@ -234,6 +235,10 @@ class TradeClosed(_Body, tag="TRADE_CLOSED"):
     confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
     learned: bool = False  # the model learned from it (adopted positions are not learned)
     funding: float = 0.0  # funding received (+) or paid (-) while open, USDT (included in pnl)
+    signal_price: NonNeg = 0.0  # the signal's entry price (0: none, an adopted position)
+    # the entry's average fill against the signal price, in bps, positive = worse for us
+    # (paid more on a long, got less on a short); None without a signal price
+    slippage_bps: float | None = None
 
 
 # model_state rows other than a model's: the brain's risk state (the kill switch), read back at

@@ -77,6 +77,10 @@ class Plan:
     damage: str = ""  # where the capture is damaged ("" = intact)
     rules: tuple[wire.SymbolInfo, ...] = ()  # the feed's symbol messages in the file (the last of each)
     raw_in_file: int = 0  # raw WebSocket frames in the whole file, in range or not
+    # how the recorded run sent entries (the capture header's meta; "" = not recorded: MARKET,
+    # the only kind before limit-IOC entries)
+    entry_order: str = ""
+    entry_slippage_bps: float | None = None
 
 
 def is_hydration(env: wire.Envelope) -> bool:
@@ -124,10 +128,15 @@ def plan_replay(cap: Capture, from_ns: int | None = None, to_ns: int | None = No
         warm_to = first // 1_000_000
     meta = cap.header.meta if isinstance(cap.header.meta, dict) else {}
     info = meta.get("exchange_info")
+    entry_order = meta.get("entry_order")
+    bound = meta.get("entry_slippage_bps")
     return Plan(hydration=tuple(hyd), warm_to_ms=warm_to, history_candles=max(per_symbol.values(), default=0),
                 frames=frames, first_ns=first, last_ns=last,
                 exchange_info=info if isinstance(info, dict) else None, damage=damage,
-                rules=tuple(rules[s] for s in sorted(rules)), raw_in_file=raw_in_file)
+                rules=tuple(rules[s] for s in sorted(rules)), raw_in_file=raw_in_file,
+                entry_order=entry_order if entry_order in ("limit_ioc", "market") else "",
+                entry_slippage_bps=float(bound) if isinstance(bound, (int, float)) and not isinstance(bound, bool)
+                and 0 <= bound <= 500 else None)
 
 
 _DECISION_SQL = {
@@ -333,7 +342,10 @@ def prepare(args: argparse.Namespace, cfg: config_mod.AegisConfig, plan: Plan, w
         replay={"file": str(Path(args.file).resolve()), "speed": speed, "from_ms": args.from_ms,
                 "to_ms": args.to_ms, "exchange_info": str(info_path.resolve()),
                 "warm_to_ms": plan.warm_to_ms, "history_candles": plan.history_candles},
-        supervisor={"status_line": False})
+        supervisor={"status_line": False},
+        # entries as the recorded run sent them (a capture older than limit-IOC entries: MARKET)
+        trading={"entry_order": plan.entry_order or "market",
+                 **({"entry_slippage_bps": plan.entry_slippage_bps} if plan.entry_slippage_bps is not None else {})})
     conn = db.connect(service.db_path(cfg))
     try:
         db.write_batch(conn, [row for env in plan.hydration for row in db.rows_for(env)])
