@@ -195,7 +195,7 @@ static PyTypeObject PublisherType = {
  *   symbol, id range, event times within the receive-time window, price and size ranges,
  *   book not crossed);
  * - the sequencer would pass it unchanged: the stream's slot exists in the shared sequence
- *   state (the Python dict codec.sequence uses, updated in place here the same way) and the
+ *   state (the Python dict services/feed/sequencer.py: sequence uses, updated in place here the same way) and the
  *   id is the next one (trades) or newer (books).
  * Decimal strings convert exactly as float() does: m / 10^k when m has at most 15 digits
  * (so m < 2^53) and k <= 22 (both exact, one correctly rounded division: Clinger's fast
@@ -353,7 +353,7 @@ static inline PyObject *seq_slot(FeedLane *self, PyObject *event, PyObject *sym,
     return slot;
 }
 
-/* slot[:] = [id, e_ms], as codec.sequence does; -1 on a memory error */
+/* slot[:] = [id, e_ms], as sequencer.sequence does; -1 on a memory error */
 static inline int seq_store(PyObject *slot, int64_t id, int64_t e_ms) {
     PyObject *a = PyLong_FromLongLong(id);
     PyObject *b = PyLong_FromLongLong(e_ms);
