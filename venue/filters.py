@@ -20,7 +20,7 @@ from common.errors import DecodeError
 
 
 class SymbolInfo(Protocol):
-    """What ``filters_from_symbol_info`` reads (the feed's ``discovery.SymbolInfo``)."""
+    """What ``filters_from_symbol_info`` reads (the feed's ``common.wire.SymbolInfo``)."""
 
     symbol: str
     tick_size: float

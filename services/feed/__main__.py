@@ -60,7 +60,7 @@ async def attach_ring(path: str, stop: service.StopFlag, errors: Counter) -> Rin
 
 
 async def choose_symbols(cfg: AegisConfig, client: hydrate.RestClient
-                         ) -> tuple[list[str], str, dict[str, int], list[discovery.SymbolInfo]]:
+                         ) -> tuple[list[str], str, dict[str, int], list[wire.SymbolInfo]]:
     """Configured symbols, else the top N by 24h quote volume, else the fallback list; with
     where they came from, the demo flag bits per symbol (synthesized / derived data) and the
     trading rules (tick, step, minimum quantity and notional) of those exchangeInfo describes."""
@@ -166,10 +166,10 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     # the trading rules of each streamed symbol, for the brain (PUB, again every minute for a
     # brain that restarts) and the database (journal)
     journal = bus.Publisher.connect_journal(NAME, ep.journal)
-    known: dict[str, discovery.SymbolInfo] = {}
+    known: dict[str, wire.SymbolInfo] = {}
     rules: dict[str, wire.SymbolInfo] = {}
 
-    def publish_rules(new: list[discovery.SymbolInfo] | tuple[discovery.SymbolInfo, ...]) -> None:
+    def publish_rules(new: list[wire.SymbolInfo] | tuple[wire.SymbolInfo, ...]) -> None:
         bodies, bad = discovery.info_bodies(new)
         errors["symbol_info_unusable"] += bad
         known.update((i.symbol, i) for i in new)
