@@ -334,9 +334,10 @@ async def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         while not stop.is_set():
             now = time.monotonic()
             live = sum(c.connected for c in conns)
-            state = "STREAMING" if live == len(conns) else ("DEGRADED" if live else "CONNECTING")
+            state = (wire.FeedState.STREAMING if live == len(conns)
+                     else wire.FeedState.DEGRADED if live else wire.FeedState.CONNECTING)
             pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
-                                       state="RUNNING" if live else "DEGRADED",
+                                       state=wire.ServiceState.RUNNING if live else wire.ServiceState.DEGRADED,
                                        counters={**feed.counters(),
                                                  "reconnects": sum(c.disconnects for c in conns),
                                                  "rollovers": sum(c.rollovers for c in conns)}))

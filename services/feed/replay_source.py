@@ -311,8 +311,8 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             return
         last_beat = now
         pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
-                                   state="RUNNING", counters=feed.counters()))
-        state = "REPLAY_DONE" if progress.done else "REPLAYING"
+                                   state=wire.ServiceState.RUNNING, counters=feed.counters()))
+        state = wire.FeedState.REPLAY_DONE if progress.done else wire.FeedState.REPLAYING
         pub.publish(wire.FeedStatus(state=state, connections=0, symbols=len(symbols),
                                     message=f"replay {r.file}",
                                     detail={"frames": float(progress.frames), "ticks": float(progress.ticks)}))
