@@ -1,6 +1,6 @@
 """The feed in replay mode: a capture's raw WebSocket frames into the ring, in lock-step.
 
-``aegis replay`` (``services.orchestrator.replay_cli``) runs the stack with ``mode =
+``aegis replay`` (``cli.replay``) runs the stack with ``mode =
 "replay"``; the feed then reads ``replay.file`` instead of opening WebSockets. Every raw
 frame (capture records of kind ``ws_raw``) goes through the same sink as a live frame
 (``services.feed.sink.Feed``: decode, firewall, sequencing, gaps), with the capture's receive
