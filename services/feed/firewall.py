@@ -8,7 +8,7 @@ Who applies them:
 
 - the codec (``codec.py``) on every frame; its hot path inlines the price/size checks, and
   tests/fuzz/test_firewall_agreement.py pins every inlined verdict to these functions;
-- the C lane (``common/_ringc.c``, ``FeedLane``) with the bounds ``sink.make_lane`` passes from
+- the C lane (``services/feed/_feedlane.c``, ``FeedLane``) with the bounds ``sink.make_lane`` passes from
   here; tests/fuzz/test_feed_lane.py compares it with the Python path frame by frame;
 - ``tick_reason`` is the ring-record contract: what the feed may write. No process calls it
   (the brain's gates are numba kernels and cannot call Python); the tests hold the codec's

@@ -61,7 +61,7 @@ def sequence(state: SeqState, res: codec.Result, stream_clock: bool = False,
       stream's previous event is refused (``bad_timestamp``); newer is always fine, a
       quiet stream has no upper bound.
     Rejections and control replies pass through untouched. The C lane
-    (``common/_ringc.c``, ``FeedLane``) applies this rule to in-order trade and bookTicker
+    (``services/feed/_feedlane.c``, ``FeedLane``) applies this rule to in-order trade and bookTicker
     frames on the same state; tests/fuzz/test_feed_lane.py checks the two agree.
     """
     status = res.status

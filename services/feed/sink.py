@@ -28,9 +28,10 @@ _sequence = sequencer.sequence
 
 def make_lane(writer: object, symbol_ids: dict[str, int], seq: sequencer.SeqState,
               extra_flags: list[int], past_ms: int, future_ms: int) -> Any:
-    """The C fast lane for in-order ``trade`` / ``bookTicker`` frames (``common/_ringc.c``,
-    ``FeedLane``), sharing the feed's symbol table, sequence state and flags; None where the
-    C extension was not built or ``writer`` is not a ring writer with the C publisher."""
+    """The C fast lane for in-order ``trade`` / ``bookTicker`` frames
+    (``services/feed/_feedlane.c``, ``FeedLane``), sharing the feed's symbol table, sequence
+    state and flags; None where the C extension was not built or ``writer`` is not a ring
+    writer with the C publisher."""
     pub = writer.c_publisher if type(writer) is RingWriter else None
     if _ringc is None or pub is None:
         return None
