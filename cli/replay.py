@@ -173,7 +173,7 @@ def model_scores(trades: list[dict[str, Any]]) -> dict[str, Any]:
         pb.append((sum(before) + prior.prior_wins) / (len(before) + prior.prior_wins + prior.prior_losses))
         pm.append(float(t["confidence"]))
         ys.append(1.0 if t["outcome_r"] > 0 else 0.0)
-    out = model_eval._scores(pm, pb, ys)
+    out = model_eval.scores(pm, pb, ys)
     out["wins"] = int(sum(ys))
     return out
 

@@ -106,7 +106,9 @@ def reliability(p: Sequence[float], y: Sequence[float],
     return rows
 
 
-def _scores(pm: list[float], pb: list[float], y: list[float]) -> dict[str, Any]:
+def scores(pm: list[float], pb: list[float], y: list[float]) -> dict[str, Any]:
+    """Brier score and log loss of the model (``pm``), the base rate (``pb``) and a constant
+    0.5 against the outcomes ``y``, and the model's reliability table (also ``aegis replay``'s)."""
     half = [0.5] * len(y)
     return {"n": len(y),
             "brier": {"model": brier(pm, y), "base_rate": brier(pb, y), "constant": brier(half, y)},
@@ -150,11 +152,11 @@ def evaluate(stream: Iterable[Outcome | tuple], config: ModelConfig | None = Non
             state = learn(state, o.features, o.outcome_r)
         else:
             heapq.heappush(pending, (o.known_at, seq, o.features, o.outcome_r))
-    out = _scores(pm, pb, ys)
+    out = scores(pm, pb, ys)
     out["wins"] = int(sum(ys))
     out["base_rate"] = out["wins"] / len(ys) if ys else math.nan
     out["cold"] = len(ys) - len(warm)
-    out["warm"] = _scores([pm[k] for k in warm], [pb[k] for k in warm], [ys[k] for k in warm])
+    out["warm"] = scores([pm[k] for k in warm], [pb[k] for k in warm], [ys[k] for k in warm])
     out["reliability"] = reliability(pm, ys)
     out["forecasts"] = {"model": pm, "base_rate": pb, "outcome": ys}
     out["mixture"] = state.mixture
