@@ -93,7 +93,7 @@ class FeedConfig:
     # publish every raw WebSocket frame on PUB (topic "raw.ws") for ``aegis capture --raw``:
     # about a microsecond a frame, so off unless a capture wants them (aegis run --capture)
     publish_raw: bool = False
-    # in-order trade / bookTicker frames through the C fast lane (common/_ringc.c); off = the
+    # in-order trade / bookTicker frames through the C fast lane (services/feed/_feedlane.c); off = the
     # Python codec for every frame (the same records, counts and state; slower a frame)
     fast_lane: bool = True
 

@@ -193,16 +193,36 @@ class RiskReject(_Body, tag="RISK_REJECT"):
     signal_id: str = ""
 
 
+class ServiceState(enum.StrEnum):
+    """A process's own state, in its every HEARTBEAT (the supervisor keeps the last one, the
+    dashboard shows it). A StrEnum: it travels, prints and compares as its name."""
+
+    RUNNING = "RUNNING"  # doing its whole job
+    DEGRADED = "DEGRADED"  # alive but part of its job is not being done (the feed: no
+    #                        connection up; the orchestrator: trading not allowed)
+
+
+class FeedState(enum.StrEnum):
+    """What the feed's market data is doing, in FEED_STATUS (a second axis beside the
+    feed's ServiceState: a feed with one of three connections up is RUNNING but DEGRADED here)."""
+
+    CONNECTING = "CONNECTING"  # no connection up yet (or none any more)
+    STREAMING = "STREAMING"  # every connection up
+    DEGRADED = "DEGRADED"  # some connections up, not all
+    REPLAYING = "REPLAYING"  # a replay source playing a capture
+    REPLAY_DONE = "REPLAY_DONE"  # ... that has played all of it
+
+
 class Heartbeat(_Body, tag="HEARTBEAT"):
     service: str
     pid: int
     uptime_s: NonNeg
-    state: str = "RUNNING"  # READY | RUNNING | DEGRADED | FAULTED | STOPPED
+    state: ServiceState = ServiceState.RUNNING
     counters: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class FeedStatus(_Body, tag="FEED_STATUS"):
-    state: str  # CONNECTING | STREAMING | DEGRADED
+    state: FeedState
     service: str = "feed"
     connections: int = 0
     symbols: int = 0

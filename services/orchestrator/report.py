@@ -1,6 +1,6 @@
 """Performance metrics of a run's closed trades (pure: trades in, numbers out).
 
-Used by ``aegis report`` (``report_cli.py``, the shell that reads the database and draws).
+Used by ``aegis report`` (``cli/report.py``, the shell that reads the database and draws).
 No I/O, no clock: the same trades and starting equity always give the same numbers.
 
 Conventions:
@@ -9,7 +9,7 @@ Conventions:
   winning, losing, equity or returns uses the net figure. ``gross_pnl_usdt`` is the sum of
   PnL before fees, ``trade_fees_usdt`` the fees of these closed trades (their entries and
   exits). The fees of positions still open are not in it: every fee paid is the report's
-  ``fees_usdt`` (``report_cli``), the same number as the run summary's.
+  ``fees_usdt`` (``cli/report.py``), the same number as the run summary's.
 - A trade's PnL includes the **funding** it received (+) or paid (-) while open (the exchange's
   FUNDING_FEE income rows); ``funding_usdt`` is the sum of that part over the closed trades.
 - **Slippage**: an entry's average fill against its signal's price in basis points, positive

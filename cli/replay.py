@@ -48,10 +48,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from cli.capture import exchange_info_from_rules, no_raw_frames
 from common import config as config_mod
 from common import filekind, service, wire
 from common.capture import KIND_WS_RAW, KIND_ZMQ, Capture, Record, open_capture
-from common.capture_cli import exchange_info_from_rules, no_raw_frames
 from common.errors import DecodeError
 from services.feed.replay_source import pace_delay_s
 from services.orchestrator import db
@@ -182,7 +182,7 @@ def model_scores(trades: list[dict[str, Any]]) -> dict[str, Any]:
         pb.append((sum(before) + prior.prior_wins) / (len(before) + prior.prior_wins + prior.prior_losses))
         pm.append(float(t["confidence"]))
         ys.append(1.0 if t["outcome_r"] > 0 else 0.0)
-    out = model_eval._scores(pm, pb, ys)
+    out = model_eval.scores(pm, pb, ys)
     out["wins"] = int(sum(ys))
     return out
 
@@ -458,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(decision_lines(items))
         report_summary = None
         if args.report is not None:
-            from services.orchestrator import report, report_cli
+            from services.orchestrator import report
+            from cli import report as report_cli
 
             report_summary = report_cli.write_report(args.report, db_path=service.db_path(rcfg),
                                                      cfg=report.ReportConfig(), stats_dir=work / "stats")

@@ -18,7 +18,8 @@ import pytest
 
 from common import cli, wire
 from common.histogram import LatencyHistogram
-from services.orchestrator import db, report, report_cli, report_html
+from cli import report as report_cli
+from services.orchestrator import db, report, report_html
 
 T0 = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
 H = 3_600_000
@@ -232,7 +233,7 @@ class TestReportOfARun:
 
     def test_registered_as_an_aegis_subcommand(self, run_db, tmp_path, capsys):
         """``aegis report`` dispatches to report_cli.main."""
-        assert cli.COMMANDS["report"][0] == "services.orchestrator.report_cli"
+        assert cli.COMMANDS["report"][0] == "cli.report"
         assert cli.main(["report", "--db", str(run_db), "--out", str(tmp_path / "rep")]) == 0
         assert (tmp_path / "rep" / "index.html").exists()
 
