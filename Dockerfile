@@ -31,7 +31,7 @@ RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.tom
  && /opt/venv/bin/pip install -q -r /tmp/requirements.txt
 
 # A C compiler for the project's one C extension (common/_ringc.c: the ring's per-record
-# publish and the feed's fast lane, 320 ns a frame instead of 2.5 us). Build stage only: the
+# publish; services/feed/_feedlane.c: the feed's fast lane, 320 ns a frame instead of 2.5 us). Build stage only: the
 # runtime stage copies the built venv, not the compiler. Python's headers come with the
 # official image; a plain Debian python3 needs python3-dev for them.
 RUN apt-get update -qq \
@@ -48,6 +48,7 @@ COPY setup.py ./
 COPY common ./common
 COPY services ./services
 COPY venue ./venue
+COPY cli ./cli
 RUN /opt/venv/bin/pip install -q --no-deps . \
  && /opt/venv/bin/aegis --help >/dev/null \
  && cd / && /opt/venv/bin/python -c "from common.ring import _ringc; print('C extension (ring publish, feed fast lane):', 'built' if _ringc else 'NOT built: numba ring, Python decoder')"

@@ -2,17 +2,18 @@
 PY     ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# the install is redone when the project's build files or its one C source change
-BUILD_SUM := $(shell cat pyproject.toml setup.py common/_ringc.c | cksum | cut -d' ' -f1)
+# the install is redone when the project's build files or its C sources change
+C_SOURCES := common/_ringc.c common/_ring_publish.h services/feed/_feedlane.c
+BUILD_SUM := $(shell cat pyproject.toml setup.py $(C_SOURCES) | cksum | cut -d' ' -f1)
 STAMP  := $(VENV)/.installed-$(BUILD_SUM)
 BENCH_STAMP := $(VENV)/.bench-installed-$(BUILD_SUM)
 
 .PHONY: setup setup-bench browser run test test-fast soak bench golden clean
 
-# idempotent: re-installs only when pyproject.toml, setup.py or common/_ringc.c changed
+# idempotent: re-installs only when pyproject.toml, setup.py or a C source changed
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py common/_ringc.c
+$(STAMP): pyproject.toml setup.py $(C_SOURCES)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'

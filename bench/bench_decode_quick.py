@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:
 
 import orjson  # noqa: E402
 
-from services.feed import capture, codec  # noqa: E402
+from services.feed import capture, codec, sequencer  # noqa: E402
 
 CAPTURES = (REPO / "services" / "exchange_sim" / "data" / "hftbacktest_btcusdt_20240808.gz",)
 PASSES = 3
@@ -81,7 +81,7 @@ def _codec_decode(frames):
 
 
 def _decoder(frames):
-    dec = codec.Decoder(SYMBOLS).decode
+    dec = sequencer.Decoder(SYMBOLS).decode
     for recv, raw in frames:
         dec(raw, recv)
 

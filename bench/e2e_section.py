@@ -46,7 +46,7 @@ from common.config import BrainConfig
 from common.records import empty
 from common.ring import Ring
 from services.brain import candles, conflate, engine
-from services.feed import codec
+from services.feed import codec, sequencer
 from services.feed.sink import make_lane
 
 N_SYMBOLS = 300
@@ -92,7 +92,7 @@ def feed_proc(pipe: str, target: Any, base: list, rate: int, count: int, sync: S
     else:
         ids = {s: i for i, s in enumerate(names)}
         put, pack = target.put, REC.pack
-    decoder = codec.Decoder(ids, past_ms=ANY_TIME_MS, future_ms=ANY_TIME_MS)
+    decoder = sequencer.Decoder(ids, past_ms=ANY_TIME_MS, future_ms=ANY_TIME_MS)
     dec = decoder.decode
     take = None
     if ring is not None:

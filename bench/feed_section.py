@@ -36,7 +36,7 @@ from bench import frames as fr
 from bench.harness import Children, log, producer_cpu, summarize
 from common.config import AegisConfig
 from common.ring import Ring
-from services.feed import codec
+from services.feed import codec, sequencer
 from services.feed.sink import Feed
 
 SYMBOLS = {"BTCUSDT": 0}
@@ -74,7 +74,7 @@ def _orjson_fields_ring(frames, w) -> int:
 
 
 def _aegis_decode(frames, w) -> int:
-    dec = codec.Decoder(SYMBOLS).decode
+    dec = sequencer.Decoder(SYMBOLS).decode
     for recv, raw in frames:
         dec(raw, recv)
     return len(frames)

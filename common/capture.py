@@ -1,7 +1,7 @@
 """Capture files: a compact, seekable, self-checking record of frames as they were received.
 
 A pure reader and writer over binary file objects (no sockets, no clock of its own): the
-``aegis capture`` shell (``common.capture_cli``) owns the sockets and the time, and replay
+``aegis capture`` shell (``cli.capture``) owns the sockets and the time, and replay
 reads records back through ``open_capture``.
 
 Layout (every integer little-endian; every part carries a CRC32, so any flipped byte is

@@ -12,6 +12,7 @@
     aegis keys [--dir DIR] [--force]                      CURVE keys for tcp endpoints
     aegis data download | list | import                   Binance's data archive -> Parquet catalog
     aegis backtest --catalog DIR --strategy S --symbols .. backtest -> trades.csv, summary.json, report.html
+    aegis sweep | walkforward --catalog DIR --grid P=1,2 .. parameter search, rolling train/test (Ray)
 
 Each subcommand is imported only when chosen, so ``aegis feed`` never loads the brain.
 ``parse_only`` parses a command line with the command's own parser and stops there (the docs
@@ -35,17 +36,19 @@ COMMANDS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "brain": ("services.brain.__main__", "ring -> candles -> events"),
     "exchange-sim": ("services.exchange_sim.__main__", "local Binance USD-M exchange (demo, tests)"),
     "dashboard": ("services.dashboard.__main__", "live web dashboard and control API (loopback)"),
-    "status": ("services.orchestrator.status_cli", "live state of a running stack, as a table"),
-    "report": ("services.orchestrator.report_cli", "report directory (HTML, PNG, CSV) from a database"),
-    "risk": ("services.orchestrator.risk_cli", "show the saved kill switch; --clear-halt clears it"),
-    "decode": ("services.feed.decode_cli", "decode + validate a capture file, print counts"),
+    "status": ("cli.status", "live state of a running stack, as a table"),
+    "report": ("cli.report", "report directory (HTML, PNG, CSV) from a database"),
+    "risk": ("cli.risk", "show the saved kill switch; --clear-halt clears it"),
+    "decode": ("cli.decode", "decode + validate a capture file, print counts"),
     "smc": ("services.brain.smc_cli", "Smart Money Concepts features of a candle CSV"),
-    "capture": ("common.capture_cli", "record a running stack's ZeroMQ streams to a capture file"),
-    "replay": ("services.orchestrator.replay_cli", "play a capture through a real stack, deterministically"),
-    "capture-info": ("common.capture_cli", "describe and check a capture file", "info_main"),
-    "keys": ("common.keys_cli", "create the ZeroMQ CURVE keys tcp endpoints need"),
+    "capture": ("cli.capture", "record a running stack's ZeroMQ streams to a capture file"),
+    "replay": ("cli.replay", "play a capture through a real stack, deterministically"),
+    "capture-info": ("cli.capture", "describe and check a capture file", "info_main"),
+    "keys": ("cli.keys", "create the ZeroMQ CURVE keys tcp endpoints need"),
     "data": ("research.data_cli", "Binance's public data archive -> a local Parquet catalog"),
     "backtest": ("research.backtest_cli", "a strategy over the catalog through the live trader"),
+    "sweep": ("research.sweep_cli", "parameter sweep (grid or Optuna) of backtests, on Ray"),
+    "walkforward": ("research.sweep_cli", "rolling train/test windows: in-sample vs out-of-sample", "walkforward_main"),
 }
 HELP_WORDS = ("-h", "--help", "help")
 

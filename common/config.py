@@ -93,7 +93,7 @@ class FeedConfig:
     # publish every raw WebSocket frame on PUB (topic "raw.ws") for ``aegis capture --raw``:
     # about a microsecond a frame, so off unless a capture wants them (aegis run --capture)
     publish_raw: bool = False
-    # in-order trade / bookTicker frames through the C fast lane (common/_ringc.c); off = the
+    # in-order trade / bookTicker frames through the C fast lane (services/feed/_feedlane.c); off = the
     # Python codec for every frame (the same records, counts and state; slower a frame)
     fast_lane: bool = True
 
@@ -135,6 +135,11 @@ class TradingConfig:
     exchange_protection: bool = True
     # an entry whose liquidation price is not beyond its stop by this much (% of the stop) is refused
     liquidation_buffer_pct: float = 0.5
+    # entries: "limit_ioc" = LIMIT IOC at the signal price +/- entry_slippage_bps (what the market
+    # cannot fill within the bound at once expires, never chased); "market" = unbounded MARKET.
+    # Exits are always reduce-only MARKET orders (never blocked by a price bound)
+    entry_order: str = "limit_ioc"
+    entry_slippage_bps: float = 20.0
     # pre-trade risk (services.brain.risk.RiskConfig)
     max_order_notional_usdt: float = 2_000.0
     max_total_notional_usdt: float = 5_000.0
@@ -496,6 +501,10 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("trading.order_transport must be ws or rest")
     if t.margin_type not in ("CROSSED", "ISOLATED"):
         raise ConfigError("trading.margin_type must be CROSSED or ISOLATED")
+    if t.entry_order not in ("limit_ioc", "market"):
+        raise ConfigError(f"trading.entry_order must be limit_ioc or market, not {t.entry_order!r}")
+    if not 0 <= t.entry_slippage_bps <= 500:  # 5 %: beyond that a bound is no bound
+        raise ConfigError(f"trading.entry_slippage_bps must be within 0..500, not {t.entry_slippage_bps!r}")
     if not 0 < t.risk_per_trade_pct <= 5:
         raise ConfigError("trading.risk_per_trade_pct must be within (0, 5]")
     if not 1 <= t.leverage <= 125:

@@ -152,6 +152,7 @@ class OrderRequest(_Body, tag="ORDER_REQUEST"):
     price: NonNeg = 0.0  # 0 for MARKET
     reduce_only: bool = False
     signal_id: str = ""
+    time_in_force: str = ""  # LIMIT: GTC | IOC | GTX ("" = GTC); MARKET: ""
 
 
 class OrderUpdate(_Body, tag="ORDER_UPDATE"):
@@ -192,16 +193,36 @@ class RiskReject(_Body, tag="RISK_REJECT"):
     signal_id: str = ""
 
 
+class ServiceState(enum.StrEnum):
+    """A process's own state, in its every HEARTBEAT (the supervisor keeps the last one, the
+    dashboard shows it). A StrEnum: it travels, prints and compares as its name."""
+
+    RUNNING = "RUNNING"  # doing its whole job
+    DEGRADED = "DEGRADED"  # alive but part of its job is not being done (the feed: no
+    #                        connection up; the orchestrator: trading not allowed)
+
+
+class FeedState(enum.StrEnum):
+    """What the feed's market data is doing, in FEED_STATUS (a second axis beside the
+    feed's ServiceState: a feed with one of three connections up is RUNNING but DEGRADED here)."""
+
+    CONNECTING = "CONNECTING"  # no connection up yet (or none any more)
+    STREAMING = "STREAMING"  # every connection up
+    DEGRADED = "DEGRADED"  # some connections up, not all
+    REPLAYING = "REPLAYING"  # a replay source playing a capture
+    REPLAY_DONE = "REPLAY_DONE"  # ... that has played all of it
+
+
 class Heartbeat(_Body, tag="HEARTBEAT"):
     service: str
     pid: int
     uptime_s: NonNeg
-    state: str = "RUNNING"  # READY | RUNNING | DEGRADED | FAULTED | STOPPED
+    state: ServiceState = ServiceState.RUNNING
     counters: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class FeedStatus(_Body, tag="FEED_STATUS"):
-    state: str  # CONNECTING | STREAMING | DEGRADED
+    state: FeedState
     service: str = "feed"
     connections: int = 0
     symbols: int = 0
@@ -234,6 +255,10 @@ class TradeClosed(_Body, tag="TRADE_CLOSED"):
     confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
     learned: bool = False  # the model learned from it (adopted positions are not learned)
     funding: float = 0.0  # funding received (+) or paid (-) while open, USDT (included in pnl)
+    signal_price: NonNeg = 0.0  # the signal's entry price (0: none, an adopted position)
+    # the entry's average fill against the signal price, in bps, positive = worse for us
+    # (paid more on a long, got less on a short); None without a signal price
+    slippage_bps: float | None = None
 
 
 # model_state rows other than a model's: the brain's risk state (the kill switch), read back at

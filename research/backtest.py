@@ -21,8 +21,8 @@ one is, in this order:
    being the last close; it is booked on the trade (``funding`` column) and in the summary's
    net PnL. The paper broker's wallet does not see it (sizing uses equity before funding).
 
-Fills: the paper broker (``venue.paper``: ``fill_market``, ``apply_fill``, ``fee``), the same
-code paper and replay modes trade with, against a synthetic book: bid at the price (on the
+Fills: the paper broker (``venue.paper``, its matching rules the shared core ``venue.fills``
+that the local exchange uses too), the same code paper and replay modes trade with, against a synthetic book: bid at the price (on the
 tick grid), ask one tick above, depth large enough for one level, plus the configured
 slippage (``trading.paper_slippage_bps``) and taker fee (``trading.taker_fee_rate``).
 The exchange-held protective orders are off (``exchange_protection = false``): the brain's own

@@ -2,11 +2,17 @@
 
     aegis backtest --catalog DIR --strategy smc|donchian|module:Class|/dir/file.py:Class \\
         --symbols BTCUSDT,ETHUSDT --from 2024-12-01 --to 2024-12-29 --out DIR \\
-        [--params channel_bars=20,rr=2] [--config aegis.toml] [--exchange-info FILE] [--json]
+        [--params channel_bars=20,rr=2] [--config aegis.toml] [--exchange-info FILE] [--json] \\
+        [--workers N [--ray-address ADDR]]
 
 ``--to`` is the last day, included. ``--config`` is an AEGIS TOML: its ``[trading]`` section
 (risk, rotation, fees, paper balance) and, without ``--strategy``, its ``[strategy]`` section
 (path and ``[strategy.params]``) are used. Exit code 0 on success, 2 on a usage or config error.
+
+``--workers N`` splits the job into one task per symbol, each symbol its own account, run on
+N workers (1: in this process; more: a local Ray, or the cluster at ``--ray-address``) and
+merged in a fixed order: 1, 2 or N workers write byte-identical files (research/distributed.py).
+Without ``--workers`` all symbols share one account (the live trader's rotation couples them).
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     p.add_argument("--no-skip-idle", action="store_true",
                    help="run the execution shell's timers on every bar (slower; the same trades)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="split by symbol (one account each) over N workers: 1 = in this process, >1 = Ray")
+    p.add_argument("--ray-address", default="", help="with --workers: an existing Ray cluster (HOST:PORT)")
+    p.add_argument("--retries", type=int, default=2, help="with --workers: retries of a failed task")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -69,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = BacktestConfig(catalog=Path(args.catalog), symbols=symbols, start_ms=_ms(args.start),
                              end_ms=_ms(args.end + timedelta(days=1)), strategy=path, params=params, aegis=aegis,
                              exchange_info=args.exchange_info, skip_idle=not args.no_skip_idle)
-        summary = run_backtest(cfg, Path(args.out))
+        if args.workers is None and not args.ray_address:
+            summary = run_backtest(cfg, Path(args.out))
+            _rewrite_report(cfg, Path(args.out))
+        else:
+            summary = _split(cfg, args)
     except ConfigError as exc:
         print(f"aegis backtest: {exc}", file=sys.stderr)
         return 2
@@ -81,6 +96,40 @@ def main(argv: list[str] | None = None) -> int:
               f"({rate:,.0f}/s), {summary['signals']} signals, {summary['trades']} trades, "
               f"net PnL {summary['net_pnl']:.2f} USDT -> {args.out}")
     return 0
+
+
+def _split(cfg, args: argparse.Namespace) -> dict:
+    """The job split by symbol over ``--workers`` (research/distributed.py)."""
+    import time
+
+    from research import distributed as dist
+    from research import report
+    from research.backtest import trades_csv
+
+    started = time.perf_counter()
+    trades, summary, _ = dist.run_split(cfg, workers=args.workers or 1, address=args.ray_address,
+                                        retries=args.retries, progress=not args.no_progress and dist.progress_default())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "trades.csv").write_text(trades_csv(trades))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "report.html").write_text(report.backtest_page(summary, trades))
+    return {**summary, "elapsed_s": round(time.perf_counter() - started, 3)}
+
+
+def _rewrite_report(cfg, out: Path) -> None:
+    """report.html of a one-account run with the full metrics (research/report.py), from the
+    files just written."""
+    import csv
+
+    from research import metrics, report
+
+    summary = json.loads((out / "summary.json").read_text())
+    with (out / "trades.csv").open() as f:
+        trades = [{**r, "closed_ms": int(r["closed_ms"])} for r in csv.DictReader(f)]
+    stats = metrics.trade_stats(trades, start_equity=float(cfg.aegis.trading.paper_balance_usdt),
+                                start_ms=cfg.start_ms, end_ms=cfg.end_ms)
+    (out / "report.html").write_text(report.backtest_page({**summary, **stats}, trades))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ What the brain's strategy saw in the recorded run, and what ``aegis replay`` fee
 
 1. **History.** The candles the feed hydrated over REST at the start of the run (``candle.*``
    messages from a ``feed:`` publisher). A replay warms the strategy with the last
-   ``history_candles`` of each symbol closed by ``warm_to_ms`` (``replay_cli.plan_replay``
+   ``history_candles`` of each symbol closed by ``warm_to_ms`` (``common.replay_plan.plan_replay``
    and ``brain.recovery.recent_candles``); the same window is taken here.
 2. **Live candles.** The candles the brain closed from the ticks during the run (``candle.*``
    from a ``brain:`` publisher), each analysed once its close is after the symbol's last
@@ -63,7 +63,7 @@ class CaptureBars:
 
 def read_capture_bars(path: Path, interval_s: int = 60) -> CaptureBars:
     """The candles of a capture as the replayed brain analyses them (see the module doc)."""
-    from services.orchestrator.replay_cli import plan_replay
+    from common.replay_plan import plan_replay
 
     if interval_s != 60:
         raise ConfigError("capture bars: only 1-minute candles (brain.candle_interval_s = 60)")

@@ -137,18 +137,24 @@ class Exit:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MoveStop:
+    """Move the symbol's stop: the brain's watcher uses it at once, and the exchange-held
+    STOP_MARKET is cancelled and replaced (live, demo and paper; the backtest does not move it yet)."""
+
     price: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MoveTarget:
+    """Move the symbol's target, like ``MoveStop`` (the TAKE_PROFIT_MARKET is replaced)."""
+
     price: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cancel:
-    """Withdraw an entry not yet sent (entries are market orders sent at once: nothing to
-    cancel today; kept so that strategies written for limit entries read the same)."""
+    """Withdraw the symbol's entry while it rests unfilled. Entries are limit-IOC (or market)
+    orders that never rest, so today this finds nothing to cancel unless the entry was not
+    sent yet; kept so that strategies written for resting limit entries read the same."""
 
 
 Intent = Enter | Exit | MoveStop | MoveTarget | Cancel

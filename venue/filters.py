@@ -20,7 +20,7 @@ from common.errors import DecodeError
 
 
 class SymbolInfo(Protocol):
-    """What ``filters_from_symbol_info`` reads (the feed's ``discovery.SymbolInfo``)."""
+    """What ``filters_from_symbol_info`` reads (the feed's ``common.wire.SymbolInfo``)."""
 
     symbol: str
     tick_size: float
@@ -131,7 +131,7 @@ def _dec(v: Any, what: str) -> Decimal:
 
 
 def filters_from_symbol_info(info: SymbolInfo) -> SymbolFilters:
-    """From ``discovery.SymbolInfo`` (floats read through their shortest repr, so 0.1 stays 0.1).
+    """From the feed's ``wire.SymbolInfo`` (floats read through their shortest repr: 0.1 stays 0.1).
 
     SymbolInfo carries no price bounds, max quantity or PERCENT_PRICE; use
     ``filters_from_entry`` on the raw exchangeInfo entry to get those too."""

@@ -61,6 +61,7 @@ from typing import Any, Callable, Mapping, Union
 
 from common.errors import DefinitiveError
 from common.wire import Fill, OrderRequest, OrderUpdate
+from venue.fills import TIME_IN_FORCE
 
 # Binance's rule for newClientOrderId
 CLIENT_ORDER_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
@@ -263,6 +264,7 @@ class Order:
     overfill_trade_ids: frozenset[str] = frozenset()
     reject_code: int = 0
     reject_reason: str = ""
+    time_in_force: str = "GTC"  # LIMIT: GTC | IOC | FOK | GTX; ignored for MARKET
 
     @property
     def is_terminal(self) -> bool:
@@ -289,6 +291,7 @@ class Order:
             "filled_qty": str(self.filled_qty), "filled_notional": str(self.filled_notional),
             "trade_ids": sorted(self.trade_ids), "overfill_trade_ids": sorted(self.overfill_trade_ids),
             "reject_code": self.reject_code, "reject_reason": self.reject_reason,
+            "time_in_force": self.time_in_force,
         }
 
     @classmethod
@@ -305,6 +308,7 @@ class Order:
                 trade_ids=frozenset(map(str, d["trade_ids"])),
                 overfill_trade_ids=frozenset(map(str, d["overfill_trade_ids"])),
                 reject_code=int(d["reject_code"]), reject_reason=str(d["reject_reason"]),
+                time_in_force=str(d.get("time_in_force", "GTC")),  # records older than the field: GTC
             )
         except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
             raise InvalidOrder(f"bad order record: {exc!r}") from None
@@ -316,7 +320,7 @@ def _positive(x: Any) -> bool:
 
 def new_order(*, client_order_id: str, symbol: str, side: str, order_type: str, qty: Decimal,
               price: Decimal = Decimal(0), reduce_only: bool = False, signal_id: str = "",
-              recv_window_ms: int = DEFAULT_RECV_WINDOW_MS) -> Order:
+              recv_window_ms: int = DEFAULT_RECV_WINDOW_MS, time_in_force: str = "GTC") -> Order:
     """A NEW_LOCAL order; raises ``InvalidOrder`` on inputs no exchange would take."""
     if not isinstance(client_order_id, str) or not CLIENT_ORDER_ID_RE.fullmatch(client_order_id):
         raise InvalidOrder(f"client order id {client_order_id!r} breaks Binance's pattern")
@@ -326,18 +330,21 @@ def new_order(*, client_order_id: str, symbol: str, side: str, order_type: str, 
         raise InvalidOrder(f"qty {qty!r}")
     if not (isinstance(price, Decimal) and price.is_finite()) or (price > 0) != (order_type == "LIMIT") or price < 0:
         raise InvalidOrder(f"price {price!r} for a {order_type} order")
+    if time_in_force not in TIME_IN_FORCE:
+        raise InvalidOrder(f"time in force {time_in_force!r}")
     if not isinstance(recv_window_ms, int) or not 0 < recv_window_ms <= 60_000:
         raise InvalidOrder(f"recv_window_ms {recv_window_ms!r} (Binance allows up to 60000)")
     return Order(client_order_id=client_order_id, symbol=symbol, side=side, order_type=order_type,
                  qty=qty, price=price, reduce_only=reduce_only, signal_id=signal_id,
-                 recv_window_ms=recv_window_ms)
+                 recv_window_ms=recv_window_ms, time_in_force=time_in_force)
 
 
 def order_from_request(req: OrderRequest, *, recv_window_ms: int = DEFAULT_RECV_WINDOW_MS) -> Order:
     """From an approved ``wire.OrderRequest`` (floats read through their shortest repr)."""
     return new_order(client_order_id=req.client_order_id, symbol=req.symbol, side=req.side,
                      order_type=req.order_type, qty=Decimal(repr(req.qty)), price=Decimal(repr(req.price)),
-                     reduce_only=req.reduce_only, signal_id=req.signal_id, recv_window_ms=recv_window_ms)
+                     reduce_only=req.reduce_only, signal_id=req.signal_id, recv_window_ms=recv_window_ms,
+                     time_in_force=req.time_in_force or "GTC")
 
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9]{1,8}$")

@@ -1,13 +1,16 @@
 """``PaperBroker``: the ``Broker`` port simulated in-process, for the paper and replay modes.
 
-Fills come from the best bid/ask the shell hands in (``book``), after a simulated latency:
+Fills come from the best bid/ask the shell hands in (``book``), after a simulated latency, by the
+matching rules shared with the local exchange and the backtest (``venue/fills.py``):
 
 - MARKET takes the touch plus ``slippage_bps`` (rounded onto the tick grid, the worse way) for
   up to the top-of-book quantity; what is left fills in further chunks of that same size, each
   one price step worse (the step is the slippage, at least one tick): separate fills, each with
   its own trade id. The book beyond the top is unknown, so we assume it as deep as the top.
 - LIMIT fills its marketable part at once the same way, never beyond the limit price; the rest
-  rests. ``on_book(symbol)`` fills a resting order as maker, at its price, once the other side
+  rests (GTC), expires (IOC), or the whole order is refused if it cannot fill whole at once
+  (FOK: -5021) or would take liquidity at all (GTX, post-only: -5022), as on Binance.
+  ``on_book(symbol)`` fills a resting order as maker, at its price, once the other side
   trades through it (a BUY at P when the ask drops below P): touching P is not enough, since
   the queue ahead of us at P is unknown.
 
@@ -44,13 +47,13 @@ from venue.port import (
     LIVE_STATUSES, AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeIncome, ExchangeOrder,
     ExchangePosition, OrderSpec, SubmitResult,
 )
-from venue.filters import SymbolFilters, is_on_grid, round_qty_down
+from venue import fills as matching
+from venue.filters import SymbolFilters, is_on_grid
 
 log = structlog.get_logger(__name__)
 
 _EXACT = Context(prec=100)  # sums of qty * price stay exact
 _AVG = Context(prec=34)  # reported averages (entry, fill): quotients, decimal128 is plenty
-BPS = Decimal(10_000)
 Fill = tuple[Decimal, Decimal]  # (qty, price)
 
 
@@ -117,52 +120,24 @@ class Position:
 
 
 # ---------------------------------------------------------------------------- pure matching math
-def _floor(x: Decimal, tick: Decimal) -> Decimal:
-    return round_qty_down(x, tick)
-
-
-def _ceil(x: Decimal, tick: Decimal) -> Decimal:
-    down = round_qty_down(x, tick)
-    return down if is_on_grid(x, tick) else down + tick
-
-
+# The matching rules live in ``venue/fills.py`` (shared with the local exchange); these keep
+# the paper broker's names and its reading of a ``BookTop``.
 def fill_market(book: BookTop, side: str, qty: Decimal, *, slippage_bps: Decimal, tick: Decimal,
                 limit: Decimal | None = None, max_levels: int = 50) -> list[Fill]:
     """The (qty, price) fills of taking ``qty`` from ``book``; never beyond ``limit`` when given.
 
     Without a limit the fills always sum to ``qty``. With one, what is left unfilled rests."""
-    buy = side == "BUY"
-    touch, depth = (book.ask, book.ask_qty) if buy else (book.bid, book.bid_qty)
-    if touch <= 0 or qty <= 0:
-        return []
-    if limit is not None and (limit < touch if buy else limit > touch):
-        return []  # not marketable
-    with localcontext(_EXACT):
-        slip = touch * slippage_bps / BPS
-        first = _ceil(touch + slip, tick) if buy else _floor(touch - slip, tick)
-        step = max(tick, _ceil(slip, tick))
-        fills: list[Fill] = []
-        left = qty
-        for level in range(max_levels):
-            price = first + step * level if buy else max(first - step * level, tick)
-            if limit is not None and (price > limit if buy else price < limit):
-                if level > 0:
-                    break
-                price = limit  # the touch is within the limit, the slippage is not: fill at the limit
-            last = level == max_levels - 1 or depth <= 0  # no depth known: all at the first price
-            chunk = left if last else min(left, depth)
-            fills.append((chunk, price))
-            left -= chunk
-            if left <= 0:
-                break
-        return fills
+    touch, depth = (book.ask, book.ask_qty) if side == "BUY" else (book.bid, book.bid_qty)
+    rules = matching.TakerRules(tick=tick, slippage_bps=slippage_bps, max_levels=max_levels, clamp_at_tick=True)
+    return matching.walk(side, touch, depth, qty, rules, limit)
 
 
 def crosses(book: BookTop, side: str, price: Decimal) -> bool:
-    """A resting order at ``price`` is traded through: the other side moved beyond it."""
+    """A resting order at ``price`` is traded through: the other side moved beyond it
+    (touching is not enough: the queue ahead of us at that price is unknown)."""
     if not book.usable:
         return False
-    return book.ask < price if side == "BUY" else book.bid > price
+    return matching.resting_crossed(side, price, bid=book.bid, ask=book.ask, at_touch=False)
 
 
 def apply_fill(pos: Position, side: str, qty: Decimal, price: Decimal) -> tuple[Position, Decimal]:
@@ -180,17 +155,14 @@ def apply_fill(pos: Position, side: str, qty: Decimal, price: Decimal) -> tuple[
         return Position(qty=pos.qty + signed, cost=pos.cost - closed_cost + opening * price), realized
 
 
-def fee(qty: Decimal, price: Decimal, rate: Decimal) -> Decimal:
-    with localcontext(_EXACT):
-        return qty * price * rate
+fee = matching.fee
 
 
 # ---------------------------------------------------------------------------- the broker
 def _triggers(spec: AlgoSpec, mark: Decimal) -> bool:
     """Whether ``mark`` reaches the order's trigger: a SELL stop (protecting a long) below it,
     a SELL take-profit above it, and the mirror for BUY."""
-    below = (spec.order_type == "STOP_MARKET") == (spec.side == "SELL")
-    return mark <= spec.trigger_price if below else mark >= spec.trigger_price
+    return matching.trigger_met(spec.order_type, spec.side, spec.trigger_price, mark)
 
 
 def _refuse(code: int, reason: str, msg: str) -> DefinitiveError:
@@ -244,6 +216,15 @@ class PaperBroker:
                 if f.min_notional and spec.qty * ref < f.min_notional:
                     raise _refuse(-4164, "filter", f"notional {spec.qty * ref} < {f.min_notional}")
                 self._check_margin(spec, ref)
+            limit = spec.price if spec.order_type == "LIMIT" else None
+            chunks = fill_market(book, spec.side, qty, slippage_bps=self.config.slippage_bps,
+                                 tick=f.tick_size, limit=limit, max_levels=self.config.max_levels)
+            expire_rest = spec.order_type == "MARKET"
+            if limit is not None:
+                tif = matching.time_in_force(spec.time_in_force, chunks, qty)
+                if tif.refused is not None:  # nothing is created, as on Binance
+                    raise _refuse(tif.refused[0], "unfillable", tif.refused[1])
+                expire_rest = tif.expire_rest
             now = self._clock_ms()
             order = ExchangeOrder(
                 client_order_id=spec.client_order_id, exchange_order_id=str(next(self._order_ids)),
@@ -251,17 +232,15 @@ class PaperBroker:
                 qty=spec.qty, price=spec.price, reduce_only=spec.reduce_only, update_ms=now)
             self._orders[spec.client_order_id] = order
             self._notional[spec.client_order_id] = Decimal(0)
-            limit = spec.price if spec.order_type == "LIMIT" else None
-            chunks = fill_market(book, spec.side, qty, slippage_bps=self.config.slippage_bps,
-                                 tick=f.tick_size, limit=limit, max_levels=self.config.max_levels)
-            fills = tuple(self._execute(spec.client_order_id, q, p, maker=False, now=now) for q, p in chunks)
+            done = tuple(self._execute(spec.client_order_id, q, p, maker=False, now=now) for q, p in chunks)
             order = self._orders[spec.client_order_id]
-            if spec.order_type == "MARKET" or (spec.reduce_only and order.executed_qty >= qty):
-                # the rest of a reduce-only order beyond the position expires
+            if expire_rest or (spec.reduce_only and order.executed_qty >= qty):
+                # a taker-only order (MARKET, IOC) keeps nothing resting; nor does the rest of a
+                # reduce-only order beyond the position
                 order = self._set_status(order, "FILLED" if order.executed_qty == order.qty else "EXPIRED", now)
             log.info("paper.submitted", cid=spec.client_order_id, symbol=spec.symbol, side=spec.side,
-                     type=spec.order_type, status=order.status, fills=len(fills))
-            return SubmitResult(order=order, fills=fills)
+                     type=spec.order_type, status=order.status, fills=len(done))
+            return SubmitResult(order=order, fills=done)
 
     def on_book(self, symbol: str) -> list[SubmitResult]:
         """Fill the resting orders of ``symbol`` that the current book trades through (as maker)."""
@@ -277,10 +256,10 @@ class PaperBroker:
                 left = o.qty - o.executed_qty
                 if o.reduce_only:
                     left = min(left, self._closable(o.symbol, o.side))
-                fills = (self._execute(cid, left, o.price, maker=True, now=now),) if left > 0 else ()
+                made = (self._execute(cid, left, o.price, maker=True, now=now),) if left > 0 else ()
                 done = self._orders[cid]
                 status = "FILLED" if done.executed_qty == done.qty else "EXPIRED"
-                out.append(SubmitResult(order=self._set_status(done, status, now), fills=fills))
+                out.append(SubmitResult(order=self._set_status(done, status, now), fills=made))
         return out
 
     def cancel(self, symbol: str, client_order_id: str) -> ExchangeOrder:
@@ -418,6 +397,8 @@ class PaperBroker:
         if spec.side not in ("BUY", "SELL") or spec.order_type not in ("MARKET", "LIMIT") \
                 or spec.qty <= 0 or (spec.price > 0) != limit:
             raise _refuse(-1102, "bad_request", f"bad order {spec.side} {spec.order_type} {spec.qty} @ {spec.price}")
+        if limit and spec.time_in_force not in matching.TIME_IN_FORCE:
+            raise _refuse(-1115, "bad_request", f"invalid timeInForce {spec.time_in_force!r}")
         if not is_on_grid(spec.qty, f.step_size) or (limit and not is_on_grid(spec.price, f.tick_size)):
             raise _refuse(-1111, "filter", f"qty {spec.qty} / price {spec.price} off the grid")
         if spec.qty < f.min_qty:

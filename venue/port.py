@@ -43,6 +43,9 @@ class OrderSpec:
     qty: Decimal
     price: Decimal = Decimal(0)  # 0 for MARKET
     reduce_only: bool = False
+    # LIMIT only: GTC rests, IOC takes what it can at once and expires the rest, GTX (post-only)
+    # is refused (-5022) if any of it would take liquidity; ignored for MARKET
+    time_in_force: str = "GTC"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -300,11 +300,18 @@ class Brain:
 
     def strategy_intent(self, symbol: str, intent: object) -> None:
         """A strategy's intent other than an entry. Exit: the trader's exit of the symbol's
-        trade (a reduce-only market order). MoveStop / MoveTarget / Cancel: not supported yet
-        (the exchange-held protective orders are not re-placed): logged and counted."""
+        trade (a reduce-only market order). MoveStop / MoveTarget: the trade's level and its
+        exchange-held order (cancel and replace). Cancel: a resting entry, if any."""
         ex = self.execution
         if isinstance(intent, strategy_api.Exit) and ex is not None:
             ex._run(trader.request_exit(ex.cfg, ex.st, symbol, intent.reason, ex.ctx((symbol,))))
+            return
+        if isinstance(intent, (strategy_api.MoveStop, strategy_api.MoveTarget)) and ex is not None:
+            role = "STOP" if isinstance(intent, strategy_api.MoveStop) else "TARGET"
+            ex._run(trader.move_level(ex.cfg, ex.st, symbol, role, intent.price, ex.ctx((symbol,))))
+            return
+        if isinstance(intent, strategy_api.Cancel) and ex is not None:
+            ex._run(trader.cancel_entry(ex.cfg, ex.st, symbol, ex.ctx((symbol,))))
             return
         self.intents_unsupported += 1
         log.warning("brain.strategy_intent_unsupported", symbol=symbol, intent=type(intent).__name__,

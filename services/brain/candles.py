@@ -8,6 +8,10 @@ Rules (the whole state machine, per symbol, per timeframe):
   non-finite or negative quantity, or a non-positive event time is counted in ``rejects``
   under its reason and touches nothing. A NaN can therefore never reach a candle, and an
   out-of-range symbol id can never write outside the arrays (numba does not bounds-check).
+  Why looser than the feed's firewall (``services/feed/firewall.py``: no price ceiling here,
+  a zero size accepted): this gate only protects the arrays; every ring record already
+  passed the firewall, and tests/fuzz/test_firewall_agreement.py pins that this gate takes
+  every record the firewall's contract (``firewall.tick_reason``) takes.
 - Trades that are not MARKET (``Flag.NON_MARKET``: insurance fund, ADL) are skipped and
   counted: they print at bankruptcy prices, far from the book, and would draw false wicks
   that SMC would read as liquidity sweeps. Binance leaves them out of ``aggTrade`` for the

@@ -15,6 +15,10 @@ Rules:
   non-positive price, a non-finite or negative size, a crossed book (bid >= ask) or a
   non-positive event time is counted under its reason and changes nothing. ``TickUpdate``
   refuses non-finite floats, so a NaN that got in here would crash the publisher.
+  Looser than the feed's firewall (``services/feed/firewall.py``: no price ceiling, a zero
+  size accepted; every ring record already passed it) but for one rule: a locked book
+  (bid == ask), which the firewall lets through to the strategy, is counted as crossed here
+  and not shown. tests/fuzz/test_firewall_agreement.py pins both.
 - An update older (by event time) than what its group already holds is stale: counted and
   dropped, so a straggler from another stream cannot roll the state back. Equal times are
   applied (arrival order breaks the tie: Binance stamps in ms, many updates share one).

@@ -455,7 +455,8 @@ class Execution:
         if isinstance(effect, om.SubmitOrder):
             o = self.st.orders[effect.client_order_id]
             spec = OrderSpec(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
-                             order_type=o.order_type, qty=o.qty, price=o.price, reduce_only=o.reduce_only)
+                             order_type=o.order_type, qty=o.qty, price=o.price, reduce_only=o.reduce_only,
+                             time_in_force=o.time_in_force)
             tag = ("submit", o.client_order_id, effect.attempt, now)
             if o.reduce_only and self._send_now is not None and self._send_exit_now(spec, symbol, tag):
                 return
@@ -730,6 +731,7 @@ class Execution:
                 "trades_closed": c.get("trades_closed", 0), "wins": c.get("wins", 0),
                 "realized_pnl": float(self.st.realized_pnl), "fees": float(self.st.fees),
                 "funding": float(self.st.funding), "funding_reads": funding_feed.snapshot(self),
+                "entry_slippage_bps": trader.slippage_stats(self.st),
                 "halted": self.st.risk.halted, "halt_reason": self.st.risk.halt_reason,
                 "open_orders": sum(1 for o in self.st.orders.values() if not o.is_terminal),
                 "protective_orders": sum(1 for o in self.st.algos.values() if o.is_protecting),

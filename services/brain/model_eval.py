@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from services.brain.features import Atr, nearest_zone_distance
 from services.brain.model import (FEATURES, ModelConfig, features_from_context, learn,
                                   new_state, predict)
 from services.brain.smc import (FairValueGap, FairValueGapMitigated, LiquiditySwept,
@@ -105,7 +106,9 @@ def reliability(p: Sequence[float], y: Sequence[float],
     return rows
 
 
-def _scores(pm: list[float], pb: list[float], y: list[float]) -> dict[str, Any]:
+def scores(pm: list[float], pb: list[float], y: list[float]) -> dict[str, Any]:
+    """Brier score and log loss of the model (``pm``), the base rate (``pb``) and a constant
+    0.5 against the outcomes ``y``, and the model's reliability table (also ``aegis replay``'s)."""
     half = [0.5] * len(y)
     return {"n": len(y),
             "brier": {"model": brier(pm, y), "base_rate": brier(pb, y), "constant": brier(half, y)},
@@ -149,11 +152,11 @@ def evaluate(stream: Iterable[Outcome | tuple], config: ModelConfig | None = Non
             state = learn(state, o.features, o.outcome_r)
         else:
             heapq.heappush(pending, (o.known_at, seq, o.features, o.outcome_r))
-    out = _scores(pm, pb, ys)
+    out = scores(pm, pb, ys)
     out["wins"] = int(sum(ys))
     out["base_rate"] = out["wins"] / len(ys) if ys else math.nan
     out["cold"] = len(ys) - len(warm)
-    out["warm"] = _scores([pm[k] for k in warm], [pb[k] for k in warm], [ys[k] for k in warm])
+    out["warm"] = scores([pm[k] for k in warm], [pb[k] for k in warm], [ys[k] for k in warm])
     out["reliability"] = reliability(pm, ys)
     out["forecasts"] = {"model": pm, "base_rate": pb, "outcome": ys}
     out["mixture"] = state.mixture
@@ -163,23 +166,6 @@ def evaluate(stream: Iterable[Outcome | tuple], config: ModelConfig | None = Non
 
 
 # ---- the replay ------------------------------------------------------------------------
-
-class _Atr:
-    """Wilder's average true range over ``n`` bars (a simple mean for the first ``n``)."""
-
-    __slots__ = ("n", "value", "count", "prev_close")
-
-    def __init__(self, n: int) -> None:
-        self.n, self.value, self.count, self.prev_close = n, 0.0, 0, math.nan
-
-    def step(self, h: float, low: float, c: float) -> None:
-        pc = self.prev_close
-        tr = h - low if math.isnan(pc) else max(h - low, abs(h - pc), abs(low - pc))
-        self.count += 1
-        k = min(self.count, self.n)
-        self.value += (tr - self.value) / k
-        self.prev_close = c
-
 
 class _Htf:
     """Higher-timeframe candles aggregated from base candles, fed to their own SMC state
@@ -228,24 +214,6 @@ def settle(direction: int, stop: float, target: float, o: float, h: float,
     return None
 
 
-def _nearest(zones: Mapping[tuple[int, int], tuple[float, float]], d: int,
-             price: float) -> float | None:
-    """Distance from ``price`` to the nearest live zone of direction ``d`` on its own side
-    (bullish zones at or below price, bearish at or above); 0 inside; ``None``: none."""
-    best = None
-    for (zd, _), (top, bottom) in zones.items():
-        if zd != d:
-            continue
-        if d > 0 and price >= bottom:
-            dist = max(0.0, price - top)
-        elif d < 0 and price <= top:
-            dist = max(0.0, bottom - price)
-        else:
-            continue
-        best = dist if best is None or dist < best else best
-    return best
-
-
 def replay_trades(cols: Mapping[str, Sequence[float]], *, swing_length: int = 5,
                   htf_ms: int = 3_600_000, htf_swing_length: int = 5, rr: float = 2.0,
                   atr_bars: int = 14, atr_slow_bars: int = 96, warmup_bars: int = 100
@@ -260,7 +228,7 @@ def replay_trades(cols: Mapping[str, Sequence[float]], *, swing_length: int = 5,
     smc = smc_new_state(SmcConfig(swing_length=swing_length, timeframes=()))
     htf = _Htf(bar_ms, htf_ms, SmcConfig(swing_length=htf_swing_length, timeframes=(),
                                          sessions=()))
-    atr, atr_slow = _Atr(atr_bars), _Atr(atr_slow_bars)
+    atr, atr_slow = Atr(atr_bars), Atr(atr_slow_bars)
     last_pivot = {1: math.nan, -1: math.nan}
     last_sweep = {1: -1, -1: -1}
     obs: dict[tuple[int, int], tuple[float, float]] = {}
@@ -321,8 +289,8 @@ def replay_trades(cols: Mapping[str, Sequence[float]], *, swing_length: int = 5,
                 direction=d, entry=c, stop=stop, target=c + d * rr * abs(c - stop),
                 atr=atr.value, atr_slow=atr_slow.value, htf_direction=htf.direction,
                 is_choch=s.kind == "CHOCH", break_level=s.level,
-                break_age_bars=t - s.broken_index, ob_distance=_nearest(obs, d, c),
-                fvg_distance=_nearest(fvgs, d, c),
+                break_age_bars=t - s.broken_index, ob_distance=nearest_zone_distance(obs, d, c),
+                fvg_distance=nearest_zone_distance(fvgs, d, c),
                 swept_bars_ago=t - swept if swept >= 0 else None,
                 in_asia=sessions.get("Tokyo", False), in_london=sessions.get("London", False),
                 in_new_york=sessions.get("New York", False))

@@ -21,7 +21,15 @@ The rules (each returns ``(state, actions)``; the shell journals, then sends):
 3. ``triggered``: an order the exchange triggered is a market order in the matching engine,
    with our ``clientAlgoId`` as its client order id: the trader tracks it as the trade's exit
    (its fills close the trade as any exit's do) and the other leg is cancelled.
-4. ``flat_at_exchange``: the exchange says the symbol is flat while our trade holds a position
+4. ``move``: a strategy's MoveStop / MoveTarget changes the plan at once (the brain's own
+   watcher uses the new level from the next tick) and replaces the exchange's order: cancel
+   the old one, and when the exchange confirms the cancel, place the new one with the next
+   ``n``. Cancel first because Binance holds at most one ``closePosition`` order per symbol,
+   side and type (-4130): the new stop cannot be placed while the old one stands. The gap
+   (cancel sent -> new stop confirmed) counts in ``longest_unprotected_ms``; the brain's
+   watcher covers it. A cancel that finds the old order triggered leaves nothing to replace
+   (the position is closing).
+5. ``flat_at_exchange``: the exchange says the symbol is flat while our trade holds a position
    (a stop we have not heard of yet, a liquidation, a manual close): the slot is free at once
    (the trade no longer counts as a position), protection is cancelled, no exit is sent, and
    the symbol's fills since the trade opened are fetched to learn the real exit; if they do
@@ -122,6 +130,69 @@ def disarm(st: TraderState, t: Trade, *, keep: str = "") -> tuple[TraderState, T
     return st, t, actions
 
 
+def move(cfg: TraderConfig, st: TraderState, t: Trade, role: str, level: float, ctx: Ctx) -> Result:
+    """A strategy's new stop or target for ``t`` (rule 4). Refused (counted, a Problem) when
+    the level is not a price, or is already on the wrong side of the mark (a stop the price has
+    passed is an exit, which the strategy asks for with ``Exit``)."""
+    f = ctx.market.filters.get(t.symbol)
+    side = close_side(t)
+    price = _trigger(level, f.tick_size, side) if f is not None else None
+    quote = ctx.market.quotes.get(t.symbol)
+    mark = quote.mark_price if quote is not None else 0.0
+    long = t.direction > 0
+    passed = mark > 0 and price is not None and (
+        (float(price) >= mark if long else float(price) <= mark) if role == STOP
+        else (float(price) <= mark if long else float(price) >= mark))
+    if price is None or passed or t.flat_at_exchange_ms or t.exit_reason:
+        why = ("not a price" if price is None else f"already passed by the mark {mark}" if passed
+               else "the trade is closing")
+        return count(st, f"move_refused:{role}"), [Problem("MOVE_REFUSED", f"{t.symbol} {role} {level!r}: {why}")]
+    t = replace(t, stop=float(price)) if role == STOP else replace(t, target=float(price))
+    cid = t.stop_cid if role == STOP else t.target_cid
+    live = st.algos.get(cid) if cid else None
+    if not cfg.exchange_protection or live is None or live.is_terminal or closing(st, t):
+        # nothing held at the exchange for this role (yet): the plan is all there is to move;
+        # ``arm`` places the new level when the position exists
+        return count(with_trade(st, t), f"moves:{role}"), []
+    if role in t.replacing:  # a replace is under way: its placement will use the newest level
+        return count(with_trade(st, t), f"moves:{role}"), []
+    t = replace(t, replacing=t.replacing | {role},
+                unprotected_from_ms=ctx.now_ms if role == STOP else t.unprotected_from_ms)
+    st, actions = _cancel(with_trade(st, t), cid)
+    st = count(st, f"moves:{role}", "protection_replaces")
+    now_gone = replaced(cfg, st, st.trades[t.symbol], st.algos[cid], ctx)  # never sent: cancelled locally
+    if now_gone is not None:
+        st, more = now_gone
+        actions = [*actions, *more]
+    return st, actions
+
+
+def replaced(cfg: TraderConfig, st: TraderState, t: Trade, o: ao.AlgoOrder, ctx: Ctx) -> Result | None:
+    """The cancel of a protective order being replaced is confirmed: place its successor at
+    the plan's (moved) level (rule 4). None when ``o`` is not such an order."""
+    role = STOP if o.client_algo_id == t.stop_cid else TARGET if o.client_algo_id == t.target_cid else ""
+    if not role or role not in t.replacing or o.state != ao.A.CANCELED or t.position <= 0:
+        return None
+    f = ctx.market.filters.get(t.symbol)
+    side = close_side(t)
+    level = t.stop if role == STOP else t.target
+    price = _trigger(level, f.tick_size, side) if f is not None else None
+    t = replace(t, replacing=t.replacing - {role})
+    if price is None:
+        return count(with_trade(st, t), "protection_no_filters"), [
+            Problem("PROTECTION_NO_FILTERS", f"no filters for {t.symbol}")]
+    n = t.protect_n + 1
+    prefix, kind = (STOP_PREFIX, "STOP_MARKET") if role == STOP else (TARGET_PREFIX, "TAKE_PROFIT_MARKET")
+    new = ao.new_algo_order(client_algo_id=om.make_client_order_id(prefix, t.trade_id, n), symbol=t.symbol,
+                            side=side, order_type=kind, trigger_price=price, trade_id=t.trade_id, role=role,
+                            recv_window_ms=cfg.recv_window_ms)
+    t = replace(t, protect_n=n, algo_cids=t.algo_cids | {new.client_algo_id},
+                **({"stop_cid": new.client_algo_id, "protected_ms": 0} if role == STOP
+                   else {"target_cid": new.client_algo_id}))
+    st = with_algo(with_trade(st, t), new)
+    return count(st, f"protection_replaced:{role}"), [NewAlgo(new)]
+
+
 def blocking_algos(st: TraderState, symbol: str) -> list[str]:
     """Protective orders of ``symbol`` still alive at the exchange (or maybe alive)."""
     held = st.trades.get(symbol)
@@ -169,6 +240,7 @@ def confirmed(st: TraderState, t: Trade, o: ao.AlgoOrder, now_ms: int) -> Trader
     """The exchange holds the stop: the position is protected from now (rule 1's measure)."""
     if o.client_algo_id != t.stop_cid or t.protected_ms or o.state != ao.A.LIVE:
         return st
-    waited = max(0, now_ms - t.first_fill_ms) if t.first_fill_ms else 0
-    st = with_trade(st, replace(t, protected_ms=now_ms))
+    since = t.unprotected_from_ms or t.first_fill_ms  # a replaced stop: since its cancel was sent
+    waited = max(0, now_ms - since) if since else 0
+    st = with_trade(st, replace(t, protected_ms=now_ms, unprotected_from_ms=0))
     return replace(st, longest_unprotected_ms=max(st.longest_unprotected_ms, waited))

@@ -83,6 +83,7 @@ RATE_WINDOW_MS = 60_000  # max_orders_per_minute counts a sliding minute
 DAY_MS = 86_400_000  # the daily loss limit resets at 00:00 UTC, as Binance's daily stats do
 SIDES = ("BUY", "SELL")
 ORDER_TYPES = ("MARKET", "LIMIT")
+TIMES_IN_FORCE = ("", "GTC", "IOC", "FOK", "GTX")  # "" = GTC
 _STATE_VERSION = 1
 # products and sums of grid values stay exact: 100 digits is far beyond any price x quantity
 _EXACT = Context(prec=100)
@@ -339,6 +340,9 @@ def check_side_and_type(order: OrderLike) -> Rejection | None:
         return Rejection(reason=SIDE_INVALID, detail=f"side {order.side!r}")
     if order.order_type not in ORDER_TYPES:
         return Rejection(reason=ORDER_TYPE_INVALID, detail=f"order type {order.order_type!r}")
+    tif = getattr(order, "time_in_force", "")
+    if order.order_type == "LIMIT" and tif not in TIMES_IN_FORCE:  # a MARKET order ignores it
+        return Rejection(reason=ORDER_TYPE_INVALID, detail=f"time in force {tif!r}")
     return None
 
 
@@ -481,6 +485,13 @@ def check_leverage(cfg: RiskConfig, portfolio: Portfolio, notional: Decimal) -> 
     return None
 
 
+def _time_in_force(order_type: str, tif: Any) -> str:
+    """A LIMIT order's time in force as sent ("" reads as GTC); "" for MARKET."""
+    if order_type != "LIMIT":
+        return ""
+    return tif if isinstance(tif, str) and tif else "GTC"
+
+
 # ---------------------------------------------------------------------------- all of them
 def check_order(cfg: RiskConfig, state: RiskState, portfolio: Portfolio, order: OrderLike,
                 market: Market, now_ms: int) -> Decision:
@@ -540,6 +551,7 @@ def check_order(cfg: RiskConfig, state: RiskState, portfolio: Portfolio, order: 
         client_order_id=order.client_order_id, symbol=symbol, side=side, order_type=otype,
         qty=float(qty), price=float(price), reduce_only=reduce_only,
         signal_id=order.signal_id if isinstance(order.signal_id, str) else "",
+        time_in_force=_time_in_force(otype, getattr(order, "time_in_force", "")),
     )
     return Approved(order=approved, qty=qty, price=price, notional_usdt=notional, is_exit=reduce_only, state=st)
 

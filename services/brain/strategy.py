@@ -45,7 +45,7 @@ from common.errors import ConfigError
 from common.wire import SignalGenerated
 from services.brain.model import ModelState, features_from_context, predict
 # shared with model_eval on purpose: the features must mean the same live and in the replay
-from services.brain.model_eval import _Atr, _nearest
+from services.brain.features import Atr, nearest_zone_distance
 from services.brain.smc import (FairValueGap, FairValueGapMitigated, LiquidityPool,
                                 LiquiditySwept, OrderBlock, OrderBlockMitigated,
                                 OrderBlockReset, Pivot, SessionRange, SmcConfig, SmcState,
@@ -154,8 +154,8 @@ class StrategyState:
     config: StrategyConfig
     smc: SmcState
     htf: _Htf
-    atr: _Atr
-    atr_slow: _Atr
+    atr: Atr
+    atr_slow: Atr
     bars: int = 0
     last_open_ms: int | None = None
     last_signal_bar: int | None = None
@@ -177,7 +177,7 @@ def new_symbol_state(config: StrategyConfig | None = None) -> StrategyState:
         config=cfg,
         smc=smc_new_state(SmcConfig(swing_length=cfg.swing_length, timeframes=())),
         htf=_Htf(SmcConfig(swing_length=cfg.htf_swing_length, timeframes=(), sessions=())),
-        atr=_Atr(cfg.atr_bars), atr_slow=_Atr(cfg.atr_slow_bars),
+        atr=Atr(cfg.atr_bars), atr_slow=Atr(cfg.atr_slow_bars),
         last_pivot={1: math.nan, -1: math.nan}, last_sweep={1: -1, -1: -1},
         obs={}, fvgs={}, touched_obs=set(), pools={}, sessions={},
         skipped=dict.fromkeys(SKIP_REASONS, 0))
@@ -347,7 +347,7 @@ def on_candle(state: StrategyState, candle: CandleLike, interval_s: int,
         direction=d, entry=c, stop=stop, target=target, atr=atr, atr_slow=st.atr_slow.value,
         htf_direction=d, is_choch=st.htf.kind == "CHOCH", break_level=st.htf.level,
         break_age_bars=st.htf.smc.bars - 1 - st.htf.broken_index,  # in HTF bars
-        ob_distance=_nearest(st.obs, d, c), fvg_distance=_nearest(st.fvgs, d, c),
+        ob_distance=nearest_zone_distance(st.obs, d, c), fvg_distance=nearest_zone_distance(st.fvgs, d, c),
         swept_bars_ago=t - swept if swept >= 0 else None,
         in_asia=st.sessions.get("Tokyo", False), in_london=st.sessions.get("London", False),
         in_new_york=st.sessions.get("New York", False))

@@ -48,6 +48,7 @@ from venue import orders as om
 from services.brain import protection as pr
 from services.brain import risk, rotation
 from venue import algo_orders as ao
+from venue.filters import is_on_grid, round_qty_down
 from venue.port import ExchangeFill, ExchangeIncome
 from services.brain.trading_state import (  # noqa: F401  (the trader's values, named here too)
     Action, CheckPosition, Ctx, Dispatch, FetchSymbolFills, Learn, NewAlgo, NewOrder, PendingEntry, Problem,
@@ -66,6 +67,7 @@ STOP, TARGET, ROTATION, FLATTEN, STRATEGY = "STOP", "TARGET", "ROTATION", "FLATT
 DUPLICATE_SIGNAL = "DUPLICATE_SIGNAL"
 TRADING_DISABLED = "TRADING_DISABLED"
 NO_SIZE = "NO_SIZE"
+ENTRY_NOT_FILLED = "ENTRY_NOT_FILLED"  # a limit-IOC entry expired with no fill: price beyond the bound
 PROTECTION_PENDING = "PROTECTION_PENDING"  # the symbol's old protective orders are not yet cancelled
 FUNDING_FEE = "FUNDING_FEE"  # the income type funding is booked as
 REDUCE_ONLY_REJECTED = -2022  # Binance: "ReduceOnly Order is rejected" (no position to reduce)
@@ -147,6 +149,50 @@ class _Req:
     price: float
     reduce_only: bool
     signal_id: str
+    time_in_force: str = ""
+
+
+def entry_limit(cfg: TraderConfig, sig: wire.SignalGenerated, tick: Decimal, mark: float) -> Decimal | None:
+    """The limit price of a limit-IOC entry: the signal's entry price (the mark when it has
+    none) moved ``entry_slippage_bps`` against us, rounded onto the tick grid towards the
+    reference (a BUY down, a SELL up) so the bound holds. None when it cannot be formed."""
+    ref = risk.to_decimal(sig.entry if sig.entry > 0 else mark)
+    bps = risk.to_decimal(cfg.entry_slippage_bps)
+    if ref is None or ref <= 0 or bps is None or bps < 0 or tick <= 0:
+        return None
+    move = _EXACT.divide(_EXACT.multiply(ref, bps), Decimal(10_000))
+    if sig.side == "BUY":
+        price = round_qty_down(_EXACT.add(ref, move), tick)
+    else:
+        raw = _EXACT.subtract(ref, move)
+        down = round_qty_down(raw, tick)
+        price = down if is_on_grid(raw, tick) else down + tick
+    return price if price > 0 else None
+
+
+def slippage_bps(side: str, signal_price: float, fill_price: Decimal) -> float | None:
+    """The entry's average fill against the signal price in bps, positive = worse for us."""
+    if signal_price <= 0 or fill_price <= 0:
+        return None
+    d = 1 if side == "BUY" else -1
+    return d * (float(fill_price) - signal_price) / signal_price * 10_000.0
+
+
+def _add_slippage(acc: tuple[int, float, float], bps: float | None) -> tuple[int, float, float]:
+    if bps is None or not math.isfinite(bps):
+        return acc
+    n, total, worst = acc
+    return n + 1, total + bps, bps if n == 0 else max(worst, bps)
+
+
+def slippage_stats(st: TraderState) -> dict[str, list[float]]:
+    """Entry slippage in bps as ``[count, sum, worst]``: of the closed trades, and of the open
+    trades' entries so far (the run summary merges them over the brain's incarnations)."""
+    acc: tuple[int, float, float] = (0, 0.0, 0.0)
+    for t in st.trades.values():
+        if t.entry_qty > 0:
+            acc = _add_slippage(acc, slippage_bps(t.side, t.signal_price, t.entry_avg))
+    return {"closed": list(st.slippage_closed), "open": list(acc)}
 
 
 # ---------------------------------------------------------------------------- entries
@@ -187,9 +233,17 @@ def _check_entry(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, 
         return risk.Rejected(reason=risk.EQUITY_INVALID if bad_equity else NO_SIZE, state=st.risk,
                              detail=f"equity {ctx.equity!r}" if bad_equity else
                              f"no risk distance: entry {sig.entry} stop {sig.stop}")
+    otype, limit, tif = "MARKET", 0.0, ""
+    f = ctx.market.filters.get(sig.symbol)
+    if cfg.entry_order == "limit_ioc" and f is not None:
+        p = entry_limit(cfg, sig, f.tick_size, price)
+        if p is None:
+            return risk.Rejected(reason=risk.PRICE_INVALID, state=st.risk,
+                                 detail=f"no limit price from entry {sig.entry} and mark {price}")
+        otype, limit, tif = "LIMIT", float(p), "IOC"
     req = _Req(client_order_id=om.make_client_order_id(ENTRY_PREFIX, sig.signal_id, 0), symbol=sig.symbol,
-               side=sig.side, order_type="MARKET", qty=qty, price=0.0,
-               reduce_only=False, signal_id=sig.signal_id)
+               side=sig.side, order_type=otype, qty=qty, price=limit,
+               reduce_only=False, signal_id=sig.signal_id, time_in_force=tif)
     dec = risk.check_order(cfg.risk, st.risk, portfolio(st, ctx), req, ctx.market, ctx.now_ms)
     if isinstance(dec, risk.Approved):
         stop, entry = risk.to_decimal(sig.stop), risk.to_decimal(price)
@@ -216,7 +270,7 @@ def _enter(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, ctx: C
     order = om.order_from_request(dec.order, recv_window_ms=cfg.recv_window_ms)
     trade = Trade(trade_id=sig.signal_id, symbol=sig.symbol, side=sig.side, stop=sig.stop, target=sig.target,
                   confidence=sig.confidence, features=dict(sig.features), opened_ms=ctx.now_ms,
-                  entry_cid=order.client_order_id)
+                  entry_cid=order.client_order_id, signal_price=sig.entry if sig.entry > 0 else 0.0)
     st = replace(st, risk=dec.state, used_cids=st.used_cids | {order.client_order_id},
                  last_action_ms=rotation.record_action(st.last_action_ms, sig.symbol, ctx.now_ms))
     st = _count(_with_order(_with_trade(st, trade), order), "orders", "entries")
@@ -265,6 +319,32 @@ def request_exit(cfg: TraderConfig, st: TraderState, symbol: str, reason: str, c
     if t is None or t.exit_reason or t.flat_at_exchange_ms:
         return st, []
     return _exit(cfg, st, t, reason or STRATEGY, ctx)
+
+
+def move_level(cfg: TraderConfig, st: TraderState, symbol: str, role: str, level: float, ctx: Ctx) -> Result:
+    """A strategy's ``MoveStop`` / ``MoveTarget``: the trade's plan and its exchange-held order
+    (cancel and replace, ``protection.move``). Nothing when the symbol has no trade."""
+    t = st.trades.get(symbol)
+    if t is None:
+        return _count(st, f"move_no_trade:{role}"), []
+    return pr.move(cfg, st, t, role, level, ctx)
+
+
+def cancel_entry(cfg: TraderConfig, st: TraderState, symbol: str, ctx: Ctx) -> Result:
+    """A strategy's ``Cancel``: withdraw the symbol's entry while it rests unfilled (a GTC
+    limit entry). A limit-IOC or MARKET entry never rests: then there is nothing to cancel."""
+    t = st.trades.get(symbol)
+    o = st.orders.get(t.entry_cid) if t is not None else None
+    if o is None or o.is_terminal or o.state not in (om.S.ACKED, om.S.NEW_LOCAL) or t.entry_qty > 0:
+        return _count(st, "cancel_nothing_resting"), []
+    new, effects = om.apply(o, om.CancelRequest())
+    st = _count(_with_order(st, new), "entry_cancels")
+    actions: list[Action] = [Publish(om.to_order_update(new))] if new.state != o.state else []
+    actions += [Dispatch(e, new.symbol) for e in effects if not isinstance(e, om.OrderError)]
+    if new.is_terminal:  # never sent: the slot is free now
+        st, more = _order_done(cfg, st, new, ctx)
+        actions += more
+    return st, actions
 
 
 def flatten(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
@@ -335,7 +415,9 @@ def on_order_event(cfg: TraderConfig, st: TraderState, cid: str, event: om.Event
         else:
             actions.append(Dispatch(e, new.symbol))
     if new.is_terminal and not order.is_terminal:
-        st, acts = _order_done(cfg, st, new, ctx)
+        # fills the exchange reported but we have not counted yet are being fetched (FetchTrades)
+        awaiting = any(isinstance(e, om.FetchTrades) for e in effects)
+        st, acts = _order_done(cfg, st, new, ctx, awaiting_fills=awaiting)
         actions += acts
     return st, actions
 
@@ -394,15 +476,21 @@ def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillAppli
     return st, actions
 
 
-def _order_done(cfg: TraderConfig, st: TraderState, o: om.Order, ctx: Ctx) -> Result:
+def _order_done(cfg: TraderConfig, st: TraderState, o: om.Order, ctx: Ctx, awaiting_fills: bool = False) -> Result:
     t, is_entry = _trade_of(st, o)
     if t is None:
         return st, []
     if o.state == om.S.FILLED:
         return st, []  # its fills are on their way (FetchTrades): they move the trade
-    if is_entry and t.entry_qty == 0 and o.filled_qty == 0:
+    if is_entry and t.entry_qty == 0 and o.filled_qty == 0 and not awaiting_fills:
         # the entry never filled: free the slot (the cooldown still applies)
         st = _without_trade(st, t.symbol)
+        if o.state == om.S.EXPIRED and o.order_type == "LIMIT" and o.time_in_force == "IOC":
+            # the market was beyond the slippage bound: not chased, and said why
+            detail = f"limit IOC {o.side} at {o.price} found nothing within the bound (signal {t.signal_price})"
+            return _count(st, "entries_failed", f"rejected:{ENTRY_NOT_FILLED}"), [
+                Publish(wire.RiskReject(symbol=t.symbol, reason=ENTRY_NOT_FILLED, detail=detail,
+                                        signal_id=t.trade_id))]
         return _count(st, "entries_failed"), []
     if not is_entry and t.exit_cid == o.client_order_id and t.position > 0:
         if o.reject_code == REDUCE_ONLY_REJECTED:
@@ -457,7 +545,9 @@ def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list
                             entry_price=float(t.entry_avg), exit_price=float(t.exit_avg), stop=t.stop,
                             target=t.target, opened_ms=t.opened_ms, closed_ms=ctx.now_ms, pnl=float(pnl),
                             fees=float(t.fees), funding=float(t.funding), outcome_r=r, exit_reason=t.exit_reason or "UNKNOWN",
-                            confidence=min(1.0, max(0.0, t.confidence)), learned=learned)
+                            confidence=min(1.0, max(0.0, t.confidence)), learned=learned,
+                            signal_price=t.signal_price,
+                            slippage_bps=slippage_bps(t.side, t.signal_price, t.entry_avg))
     flat = wire.Position(symbol=t.symbol, qty=0.0, entry_price=0.0, unrealized_pnl=0.0, realized_pnl=float(pnl))
     actions = [*actions, Publish(flat), Publish(body)]
     if learned:
@@ -466,6 +556,7 @@ def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list
             if not ((v.is_terminal or t.flat_at_exchange_ms) and (k == t.entry_cid or k in t.exit_cids))}
     st = replace(_without_trade(st, t.symbol), orders=keep, realized_pnl=_EXACT.add(st.realized_pnl, pnl),
                  funding=_EXACT.add(st.funding, t.funding),
+                 slippage_closed=_add_slippage(st.slippage_closed, body.slippage_bps),
                  last_action_ms=rotation.record_action(st.last_action_ms, t.symbol, ctx.now_ms))
     st = pr.prune(st)
     st = _count(st, "trades_closed", *(["wins"] if pnl > 0 else []))
@@ -516,6 +607,9 @@ def on_algo_event(cfg: TraderConfig, st: TraderState, cid: str, event: ao.Event,
         # a stop for a position that may no longer exist (it would be refused, -4509)
         st = _count(_with_trade(st, replace(t, stop_cid="", protected_ms=0)), "protection_expired")
         return st, [*actions, Dispatch(CheckPosition(symbol=t.symbol), t.symbol)]
+    moved = pr.replaced(cfg, st, t, new, ctx)
+    if moved is not None:  # a strategy moved this level: its successor goes out now
+        return moved[0], [*actions, *moved[1]]
     if (new.state in (ao.A.CANCELED, ao.A.REJECTED) or forgotten) and cid == t.stop_cid \
             and t.position > 0 and not pr.closing(st, t):
         # the stop is gone while the position is not (cancelled by hand, expired): re-arm
@@ -631,10 +725,15 @@ def restore(*, risk_state: risk.RiskState, orders: Mapping[str, om.Order], trade
     for sym, t in trades.items():
         mine = [o for o in algos.values() if o.trade_id == t.trade_id and o.symbol == sym]
         newest: dict[str, ao.AlgoOrder] = {}
-        for o in sorted(mine, key=lambda o: o.client_algo_id):
+        for o in sorted(mine, key=lambda o: _placement(o.client_algo_id)):
             if not o.is_terminal:
                 newest[o.role] = o
         n = max((_placement(o.client_algo_id) for o in mine), default=0)
+        # a level a strategy moved lives in its newest protective order: the plan follows it
+        if pr.STOP in newest and newest[pr.STOP].trigger_price > 0:
+            t = replace(t, stop=float(newest[pr.STOP].trigger_price))
+        if pr.TARGET in newest and newest[pr.TARGET].trigger_price > 0:
+            t = replace(t, target=float(newest[pr.TARGET].trigger_price))
         out[sym] = replace(t, algo_cids=t.algo_cids | {o.client_algo_id for o in mine}, protect_n=max(t.protect_n, n),
                            stop_cid=newest[pr.STOP].client_algo_id if pr.STOP in newest else "",
                            target_cid=newest[pr.TARGET].client_algo_id if pr.TARGET in newest else "")

@@ -35,6 +35,10 @@ class TraderConfig:
     external_close_wait_ms: int = 10_000
     leverage: int = 5  # the leverage set at the exchange (trading.leverage)
     liquidation_buffer_pct: float = 0.5
+    # entries: "limit_ioc" = a LIMIT IOC at the signal's price +/- entry_slippage_bps (what cannot
+    # fill within the bound at once expires, never chased); "market" = an unbounded MARKET order
+    entry_order: str = "limit_ioc"
+    entry_slippage_bps: float = 20.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +76,11 @@ class Trade:
     flat_at_exchange_ms: int = 0  # the exchange says flat, our fills do not (yet): closing
     funding: Decimal = Decimal(0)  # funding received (+) or paid (-) while open: the exchange's income rows
     funding_ids: frozenset[str] = frozenset()  # the tranIds of those rows (each counts once)
+    signal_price: float = 0.0  # the signal's entry price, the reference of the entry's slippage (0: none)
+    # a strategy moved the stop/target: the old protective order's cancel is out, the new one is
+    # placed once the exchange confirms it (protection.move); roles STOP / TARGET
+    replacing: frozenset[str] = frozenset()
+    unprotected_from_ms: int = 0  # the stop's replace began: the gap is measured from here
 
     @property
     def position(self) -> Decimal:
@@ -107,6 +116,8 @@ class TraderState:
     used_cids: frozenset[str] = frozenset()
     realized_pnl: Decimal = Decimal(0)  # closed trades, before fees (funding included)
     funding: Decimal = Decimal(0)  # closed trades' funding (received > 0, paid < 0)
+    # closed trades' entry slippage against their signal, bps (count, sum, worst); see trader.slippage_stats
+    slippage_closed: tuple[int, float, float] = (0, 0.0, 0.0)
     fees: Decimal = Decimal(0)
     counters: Mapping[str, int] = field(default_factory=dict)
     algos: Mapping[str, ao.AlgoOrder] = field(default_factory=dict)  # by clientAlgoId

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+from common.wire import FeedState
+
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 RESTART_WARN_SHARE = 0.7
@@ -207,7 +209,7 @@ def alerts(cfg: AlertConfig, st: AlertState, m: Mapping[str, Any], rejected: lis
 def _feed(cfg: AlertConfig, st: AlertState, m: Mapping[str, Any], now_ms: int) -> tuple[AlertState, list[str]]:
     row = next((s for s in m["services"] if s["name"] == "feed"), None)
     status = (m["pipeline"].get("feed") or {}).get("state")
-    bad = (row is not None and row["state"] in FEED_BAD) or (status is not None and status != "STREAMING")
+    bad = (row is not None and row["state"] in FEED_BAD) or (status is not None and status != FeedState.STREAMING)
     if not bad:
         if st.feed_alerted:
             return replace(st, feed_bad_since_ms=0, feed_alerted=False), ["Feed streaming again."]

@@ -63,6 +63,7 @@ from services.exchange_sim.account import (BUY, CANCELED, CONTRACT_PRICE, EXPIRE
                                            TAKE_PROFIT_MARKET, TRAILING_STOP_MARKET, TRIGGERED, ZERO, Account,
                                            AlgoOrder, Quote, SymbolRules)
 from services.exchange_sim.rest import RestError
+from venue import fills as matching
 
 MAX_OPEN_ALGOS = 200  # change log 2025-12-29: "The condtional order limits is 200 across all symbols."
 CALLBACK_MIN = Decimal("0.1")  # New Algo Order: callbackRate min 0.1 ...
@@ -108,10 +109,9 @@ def watched(working_type: str, quote: Quote) -> Decimal | None:
 
 
 def crosses(otype: str, side: str, trigger: Decimal, price: Decimal) -> bool:
-    """Whether ``price`` meets a STOP/TAKE_PROFIT(_MARKET) trigger (New Algo Order's notes)."""
-    if otype in STOP_TYPES:
-        return price >= trigger if side == BUY else price <= trigger
-    return price <= trigger if side == BUY else price >= trigger
+    """Whether ``price`` meets a STOP/TAKE_PROFIT(_MARKET) trigger (New Algo Order's notes;
+    the shared core's rule, ``venue.fills.trigger_met``)."""
+    return matching.trigger_met(otype, side, trigger, price)
 
 
 def within_protect(quote: Quote, limit: Decimal) -> bool:

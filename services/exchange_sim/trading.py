@@ -6,6 +6,10 @@ arguments: ``now_ms``, the symbol's ``Quote`` and the marks of the symbols held.
 
 How orders fill
 ---------------
+The matching rules below (the walk, time in force, resting crossings) are the shared core
+``venue/fills.py``, which the paper broker and the backtest use too; the account bookkeeping
+(positions at an average entry, fees rounded to 1e-8, margin) is the sim's own.
+
 - MARKET takes liquidity at once: up to the top-of-book quantity at the touch, then one
   tick further away per further top-of-book-sized chunk (the sim has one level of depth
   and assumes the book behind the touch repeats it, one tick apart). Each chunk is one
@@ -52,9 +56,10 @@ from services.exchange_sim.account import (BRACKETS, BUY, CANCELED, CONTRACT_PRI
                                            PARTIALLY_FILLED, SELL, TAKER_FEE, ZERO, Account, Fill, Order,
                                            Position, Quote, SymbolRules, money, totals)
 from services.exchange_sim.rest import RestError
+from venue import fills as matching
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")  # Binance's newClientOrderId pattern
-TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX")
+TIME_IN_FORCE = matching.TIME_IN_FORCE
 MAX_WALK_CHUNKS = 100  # a market order walks at most this many ticks from the touch
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -71,8 +76,8 @@ E_PRECISION = (-1111, "Precision is over the maximum defined for this asset.")
 E_NO_ORDER = (-2013, "Order does not exist.")
 E_UNKNOWN_ORDER = (-2011, "Unknown order sent.")
 E_UNABLE_TO_FILL = (-2020, "Unable to fill.")
-E_FOK = (-5021, "Due to the order could not be filled immediately, the FOK order has been rejected.")
-E_GTX = (-5022, "Due to the order could not be executed as maker, the Post Only order will be rejected.")
+E_FOK = matching.E_FOK
+E_GTX = matching.E_GTX
 E_LIMIT_ONLY = (-5025, "Only limit order is supported.")
 E_SAME_ORDER = (-5027, "No need to modify the order.")
 E_UNSUPPORTED = (-1020, "This operation is not supported.")
@@ -157,24 +162,13 @@ def generated_client_id(order_id: int) -> str:
 def walk(side: str, quote: Quote, rules: SymbolRules, qty: Decimal,
          limit: Decimal | None) -> list[tuple[Decimal, Decimal]]:
     """(price, qty) taker chunks for ``qty``: the touch, then one tick further per
-    top-of-book-sized chunk, never past ``limit``. May total less than ``qty``."""
-    if side == BUY:
-        start, size, sign = quote.ask, quote.ask_qty, 1
-    else:
-        start, size, sign = quote.bid, quote.bid_qty, -1
-    size = max(size, rules.step)  # an empty touch still trades a step (never loops forever)
-    out: list[tuple[Decimal, Decimal]] = []
-    left = qty
-    for k in range(MAX_WALK_CHUNKS):
-        price = start + sign * k * rules.tick
-        if price <= 0 or (limit is not None and (price > limit if side == BUY else price < limit)):
-            break
-        take = left if k == MAX_WALK_CHUNKS - 1 else min(left, size)
-        out.append((price, take))
-        left -= take
-        if not left:
-            break
-    return out
+    top-of-book-sized chunk, never past ``limit`` (the shared core ``venue.fills.walk`` with
+    no slippage). May total less than ``qty``."""
+    touch, size = (quote.ask, quote.ask_qty) if side == BUY else (quote.bid, quote.bid_qty)
+    taker = matching.TakerRules(tick=rules.tick, max_levels=MAX_WALK_CHUNKS,
+                             min_chunk=rules.step,  # an empty touch still trades a step (never loops forever)
+                             clamp_at_tick=False)
+    return [(price, q) for q, price in matching.walk(side, touch, size, qty, taker, limit)]
 
 
 def apply_fill(pos: Position, side: str, price: Decimal, qty: Decimal, now_ms: int,
@@ -336,10 +330,9 @@ def place(acc: Account, req: OrderRequest, rules: SymbolRules, quote: Quote | No
         check_margin(acc, req, ref, marks if mark is None else {**marks, req.symbol: mark})
     limit = None if market else req.price
     chunks = walk(req.side, quote, rules, fill_qty, limit) if quote is not None else []
-    if req.tif == "GTX" and not market and chunks:
-        raise err(*E_GTX)
-    if req.tif == "FOK" and not market and sum((q for _, q in chunks), ZERO) < req.qty:
-        raise err(*E_FOK)
+    tif = None if market else matching.time_in_force(req.tif, [(q, p) for p, q in chunks], req.qty)
+    if tif is not None and tif.refused is not None:
+        raise err(*tif.refused)
 
     tx = _Tx(acc, now_ms)
     oid = tx.next_order_id
@@ -354,7 +347,7 @@ def place(acc: Account, req: OrderRequest, rules: SymbolRules, quote: Quote | No
     order = tx.put(ack)
     for price, qty in chunks:
         order = tx.fill(order, price, qty, maker=False, rules=rules)
-    if order.remaining and (market or req.tif == "IOC"):
+    if order.remaining and (market or (tif is not None and tif.expire_rest)):
         order = tx.expire(order)  # what a taker-only order could not fill
     if chunks:
         tx.expire_stale_reduce_only(req.symbol)  # this one too, if it closed the position
@@ -408,11 +401,11 @@ def modify(acc: Account, symbol: str, order_id: int | None, client_id: str | Non
 
 
 def crossed(order: Order, quote: Quote) -> bool:
-    """Whether the market now trades through a resting order's price."""
+    """Whether the market now trades through a resting order's price: the opposite touch at
+    or through it, or a trade printed since it was placed strictly through it."""
     traded = quote.last is not None and quote.last_trade_id != order.after_trade_id
-    if order.side == BUY:
-        return quote.ask <= order.price or (traded and quote.last < order.price)  # type: ignore[operator]
-    return quote.bid >= order.price or (traded and quote.last > order.price)  # type: ignore[operator]
+    return matching.resting_crossed(order.side, order.price, bid=quote.bid, ask=quote.ask, at_touch=True,
+                                 last=quote.last if traded else None)
 
 
 def match_resting(acc: Account, rules: SymbolRules, quote: Quote, now_ms: int) -> Account:

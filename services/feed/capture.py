@@ -6,7 +6,7 @@ prefixed by the local receive time in ns and one space (hftbacktest's format:
 file name. Blank lines are skipped.
 
 ``summarize_capture`` is the whole of ``aegis decode FILE``: it runs every line through
-``codec.Decoder`` (receive time as the reference clock where a line has one, else each
+``sequencer.Decoder`` (receive time as the reference clock where a line has one, else each
 stream's own previous event time) and counts the outcome.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from common.records import SYMBOL_NAME_BYTES
-from services.feed import codec
+from services.feed import codec, sequencer
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_RECV_DIGITS = 20  # ns since the epoch has 19 digits until the year 2286
@@ -73,7 +73,7 @@ def summarize_capture(path: str | Path, symbols: Mapping[str, int] | None = None
     accepted events per symbol and type; ``gaps`` and ``duplicates`` come from the
     sequencer (``gap_samples`` lists the first few gaps as [symbol, stream, expected, got]).
     """
-    decoder = codec.Decoder(AutoSymbols() if symbols is None else symbols)
+    decoder = sequencer.Decoder(AutoSymbols() if symbols is None else symbols)
     accepted: Counter[str] = Counter()
     rejected: Counter[str] = Counter()
     by_symbol: dict[str, Counter[str]] = {}

@@ -2,7 +2,7 @@
 
 One raw WebSocket text frame in (``str`` or ``bytes``), one ``Result`` out. No sockets,
 clock or files: the shell passes the local receive time and the symbol table in, and owns
-the per-stream sequence state that ``sequence`` updates. Nothing here raises on bad input:
+the per-stream sequence state (``services.feed.sequencer``). Nothing here raises on bad input:
 every malformed, implausible or foreign frame becomes a rejection with a reason from
 ``services.feed.firewall``; only misuse by the caller (a receive time that is not an int)
 raises ``DecodeError``.
@@ -17,8 +17,8 @@ What a frame becomes
   status EVENT, counted by type, nothing for the ring.
 - ``{"result": ..., "id": N}`` replies: CONTROL ``control``; error replies: CONTROL
   ``controlError``.
-- everything else: REJECTED with a reason. ``sequence`` may turn a TICK/EVENT into
-  DUPLICATE (dropped) or attach a ``Gap`` (kept).
+- everything else: REJECTED with a reason. The sequencer (``services.feed.sequencer``) may
+  turn a TICK/EVENT into DUPLICATE (dropped) or attach a ``Gap`` (kept).
 
 Two paths, one answer
 ---------------------
@@ -144,7 +144,7 @@ class Result(_Frozen):
     event_ms: int = 0  # the message's event time E (0 when it has none)
     reason: str | None = None  # a firewall reason when REJECTED or DUPLICATE
     detail: Any = None  # Candle / DepthInfo / SnapshotInfo / element count / control id
-    gap: Gap | None = None  # set by ``sequence``; the frame is still accepted
+    gap: Gap | None = None  # set by the sequencer; the frame is still accepted
 
 
 _TRADE = int(Kind.TRADE)
@@ -388,7 +388,7 @@ def _fin_trade(d: _Trade, stream: str | None, recv_ns: int, lo: int, hi: int,
     q = get(d.q)
     if q is None:
         q = _num(d.q)
-    if not 0.0 < p < _MAX_PRICE:  # = firewall.trade_reason, inlined (hot path)
+    if not 0.0 < p < _MAX_PRICE:  # = firewall.trade_reason, inlined: test_firewall_agreement.py
         return _reject(fw.BAD_PRICE, "trade", s)
     if not 0.0 < q <= _MAX_QTY:
         return _reject(fw.BAD_QTY, "trade", s)
@@ -421,7 +421,7 @@ def _fin_agg(d: _AggTrade, stream: str | None, recv_ns: int, lo: int, hi: int,
     q = get(d.q)
     if q is None:
         q = _num(d.q)
-    if not 0.0 < p < _MAX_PRICE:  # = firewall.trade_reason, inlined (hot path)
+    if not 0.0 < p < _MAX_PRICE:  # = firewall.trade_reason, inlined: test_firewall_agreement.py
         return _reject(fw.BAD_PRICE, "aggTrade", s)
     if not 0.0 < q <= _MAX_QTY:
         return _reject(fw.BAD_QTY, "aggTrade", s)
@@ -454,7 +454,7 @@ def _fin_book(d: _Book, stream: str | None, recv_ns: int, lo: int, hi: int,
     aq = get(d.A)
     if aq is None:
         aq = _num(d.A)
-    # = firewall.book_reason, inlined (hot path; tests pin the two to the same verdicts)
+    # = firewall.book_reason, inlined (hot path; tests/fuzz/test_firewall_agreement.py pins it)
     if not (0.0 < b < _MAX_PRICE and 0.0 < a < _MAX_PRICE):
         return _reject(fw.BAD_PRICE, "bookTicker", s)
     if not (0.0 < bq <= _MAX_QTY and 0.0 < aq <= _MAX_QTY):
@@ -733,7 +733,7 @@ def decode(frame: object, recv_ns: int | None, symbols: Mapping[str, int],
 
     ``recv_ns``: local receive time (ns since the epoch), the reference clock for event
     times; None when unknown (a capture without receive times: then only plausibility is
-    checked here, and ``sequence(..., stream_clock=True)`` checks each stream against its
+    checked here, and ``sequencer.sequence(..., stream_clock=True)`` checks each stream against its
     own previous event time). ``symbols``: upper-case symbol -> symbol id; only ``.get``
     is used.
     """
@@ -772,97 +772,3 @@ def decode_generic(frame: object, recv_ns: int | None, symbols: Mapping[str, int
         raise DecodeError(f"recv_ns must be an int or None, not {type(recv_ns).__name__}")
     lo, hi = time_window(recv_ns, past_ms, future_ms)
     return _generic(frame, recv_ns or 0, lo, hi, symbols)
-
-
-# ---------------------------------------------------------------------------- sequencing
-SeqState = dict  # event type -> {symbol: [last id, last event ms]}; owned by the caller
-
-
-def new_state() -> SeqState:
-    """An empty sequence state (one per feed, or per capture being decoded)."""
-    return {}
-
-
-def sequence(state: SeqState, res: Result, stream_clock: bool = False,
-             past_ms: int = fw.PAST_TOLERANCE_MS) -> Result:
-    """Check ``res`` against its stream's history in ``state`` (updated in place).
-
-    - ``trade``/``aggTrade``: the id must be the previous + 1; a larger one is a ``Gap``
-      (the tick is kept and the chain restarts from it).
-    - ``depthUpdate``: ``pu`` must equal the previous ``u`` (not for @depth5/10/20).
-    - an id at or below the last one seen (``u`` for books and depth, ``E`` for marks) is a
-      DUPLICATE: what lets two overlapping connections be merged by id.
-    - ``stream_clock``: no receive time, so an event more than ``past_ms`` older than its
-      stream's previous event is refused (``bad_timestamp``); newer is always fine, a
-      quiet stream has no upper bound.
-    Rejections and control replies pass through untouched.
-    """
-    status = res.status
-    if status > EVENT:
-        return res
-    event = res.event
-    if status == EVENT and not stream_clock and event != "depthUpdate":
-        return res
-    per = state.get(event)
-    if per is None:
-        per = state[event] = {}
-    sym = res.symbol
-    e_ms = res.event_ms
-    slot = per.get(sym)
-    tick = res.tick
-    if slot is None:
-        if tick is not None:
-            per[sym] = [e_ms if tick.kind == _MARK else tick.id, e_ms]
-        elif event == "depthUpdate":
-            per[sym] = [res.detail.last_id, e_ms]
-        else:
-            per[sym] = [0, e_ms]
-        return res
-    if stream_clock and e_ms < slot[1] - past_ms:
-        return Result(REJECTED, event, sym, None, e_ms, fw.BAD_TIMESTAMP)
-    last = slot[0]
-    if tick is not None:
-        kind = tick.kind
-        ident = e_ms if kind == _MARK else tick.id
-        if ident <= last:
-            return Result(DUPLICATE, event, sym, None, e_ms, fw.DUPLICATE)
-        slot[0] = ident
-        slot[1] = e_ms
-        if ident != last + 1 and (kind == _TRADE or kind == _AGG):
-            return msgspec.structs.replace(res, gap=Gap(sym, event, last + 1, ident))
-        return res
-    if event == "depthUpdate":
-        info = res.detail
-        if info.last_id <= last:
-            return Result(DUPLICATE, event, sym, None, e_ms, fw.DUPLICATE)
-        slot[0] = info.last_id
-        slot[1] = e_ms
-        if info.prev_id != last and not info.partial:
-            return msgspec.structs.replace(res, gap=Gap(sym, event, last, info.prev_id))
-        return res
-    slot[1] = e_ms
-    return res
-
-
-class Decoder:
-    """The shell's handle: ``decode`` + ``sequence`` with a sequence state it owns.
-
-    The receive time decides the reference clock frame by frame: given, event times are
-    checked against it; None (a capture without receive times), each stream is checked
-    against its own previous event time.
-    """
-
-    __slots__ = ("symbols", "state", "past_ms", "future_ms")
-
-    def __init__(self, symbols: Mapping[str, int], *, past_ms: int = fw.PAST_TOLERANCE_MS,
-                 future_ms: int = fw.FUTURE_TOLERANCE_MS) -> None:
-        self.symbols = symbols
-        self.state: SeqState = new_state()
-        self.past_ms = past_ms
-        self.future_ms = future_ms
-
-    def decode(self, frame: object, recv_ns: int | None) -> Result:
-        res = decode(frame, recv_ns, self.symbols, self.past_ms, self.future_ms)
-        if res.status <= EVENT:
-            return sequence(self.state, res, recv_ns is None, self.past_ms)
-        return res

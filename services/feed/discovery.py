@@ -25,15 +25,10 @@ FALLBACK_SYMBOLS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
-class SymbolInfo:
-    symbol: str
-    tick_size: float
-    step_size: float
-    min_qty: float
-    min_notional: float
-    price_precision: int
-    quantity_precision: int
+# A symbol's trading rules are a ``wire.SymbolInfo`` from the moment they are parsed: one
+# type from exchangeInfo to the brain (``venue.filters.filters_from_symbol_info`` turns it
+# into the exact ``SymbolFilters`` the risk checks use).
+MAX_PRECISION = 18  # wire.SymbolInfo's bound on price/quantity precision
 
 
 def _f(v: Any) -> float:
@@ -43,19 +38,20 @@ def _f(v: Any) -> float:
     return x
 
 
-def parse_symbol(entry: Mapping[str, Any]) -> SymbolInfo:
-    """One exchangeInfo symbol entry -> SymbolInfo (filters come in any order)."""
+def parse_symbol(entry: Mapping[str, Any]) -> wire.SymbolInfo:
+    """One exchangeInfo symbol entry -> its rules (filters come in any order; precisions
+    clamped to the wire's 0..18). Raises KeyError/TypeError/ValueError on a bad entry."""
     filters = {f.get("filterType"): f for f in entry.get("filters", ()) if isinstance(f, Mapping)}
     pf, ls = filters.get("PRICE_FILTER", {}), filters.get("LOT_SIZE", {})
     mn = filters.get("MIN_NOTIONAL", {})
-    return SymbolInfo(
+    return wire.SymbolInfo(
         symbol=str(entry["symbol"]),
         tick_size=_f(pf.get("tickSize", 0)),
         step_size=_f(ls.get("stepSize", 0)),
         min_qty=_f(ls.get("minQty", 0)),
         min_notional=_f(mn.get("notional", mn.get("minNotional", 0))),
-        price_precision=int(entry.get("pricePrecision", 8)),
-        quantity_precision=int(entry.get("quantityPrecision", 8)),
+        price_precision=min(max(int(entry.get("pricePrecision", 8)), 0), MAX_PRECISION),
+        quantity_precision=min(max(int(entry.get("quantityPrecision", 8)), 0), MAX_PRECISION),
     )
 
 
@@ -65,13 +61,13 @@ def tradable(entry: Mapping[str, Any]) -> bool:
 
 
 def select_symbols(exchange_info: Mapping[str, Any], tickers: Sequence[Mapping[str, Any]] | None,
-                   n: int) -> list[SymbolInfo]:
+                   n: int) -> list[wire.SymbolInfo]:
     """Top ``n`` tradable USDT perpetuals by 24h quote volume (exchangeInfo order breaks ties;
     without tickers, exchangeInfo order). Raises DecodeError on a body of the wrong shape."""
     syms = exchange_info.get("symbols") if isinstance(exchange_info, Mapping) else None
     if not isinstance(syms, list):
         raise DecodeError("exchangeInfo has no symbols list", reason="bad_exchange_info")
-    infos: list[SymbolInfo] = []
+    infos: list[wire.SymbolInfo] = []
     for e in syms:
         if not isinstance(e, Mapping) or not tradable(e):
             continue
@@ -90,10 +86,10 @@ def select_symbols(exchange_info: Mapping[str, Any], tickers: Sequence[Mapping[s
     return infos[:n]
 
 
-def infos_for(exchange_info: Mapping[str, Any], symbols: Sequence[str]) -> list[SymbolInfo]:
-    """The SymbolInfo of each of ``symbols`` that exchangeInfo describes (configured symbols)."""
+def infos_for(exchange_info: Mapping[str, Any], symbols: Sequence[str]) -> list[wire.SymbolInfo]:
+    """The rules of each of ``symbols`` that exchangeInfo describes (configured symbols)."""
     wanted = set(symbols)
-    out: list[SymbolInfo] = []
+    out: list[wire.SymbolInfo] = []
     for e in exchange_info.get("symbols", ()) if isinstance(exchange_info, Mapping) else ():
         if isinstance(e, Mapping) and e.get("symbol") in wanted:
             try:
@@ -103,19 +99,16 @@ def infos_for(exchange_info: Mapping[str, Any], symbols: Sequence[str]) -> list[
     return out
 
 
-def info_bodies(infos: Sequence[SymbolInfo]) -> tuple[list[wire.SymbolInfo], int]:
+def info_bodies(infos: Sequence[wire.SymbolInfo]) -> tuple[list[wire.SymbolInfo], int]:
     """The SYMBOL_INFO messages the feed publishes for the brain, and how many infos were
-    unusable (a zero tick or step size: counted, never published)."""
+    unusable (a zero tick or step size, or a symbol the wire refuses: counted, never published)."""
     out: list[wire.SymbolInfo] = []
     bad = 0
     for i in infos:
         if i.tick_size <= 0 or i.step_size <= 0 or not wire_symbol_ok(i.symbol):
             bad += 1
             continue
-        out.append(wire.SymbolInfo(symbol=i.symbol, tick_size=i.tick_size, step_size=i.step_size,
-                                   min_qty=i.min_qty, min_notional=i.min_notional,
-                                   price_precision=min(max(i.price_precision, 0), 18),
-                                   quantity_precision=min(max(i.quantity_precision, 0), 18)))
+        out.append(i)
     return out, bad
 
 
@@ -125,7 +118,7 @@ class Rediscovery:
 
     add: tuple[str, ...]  # entered the top N: start streaming (and hydrate) them
     gone: tuple[str, ...]  # streamed, but no longer TRADING on the exchange: reported
-    rules: tuple[SymbolInfo, ...]  # new or changed trading rules of streamed (or added) symbols
+    rules: tuple[wire.SymbolInfo, ...]  # new or changed trading rules of streamed (or added) symbols
 
 
 def headroom(max_symbols: int) -> int:
@@ -136,7 +129,7 @@ def headroom(max_symbols: int) -> int:
 
 def plan_rediscovery(current: Sequence[str], exchange_info: Mapping[str, Any],
                      tickers: Sequence[Mapping[str, Any]] | None, max_symbols: int,
-                     known_rules: Mapping[str, SymbolInfo], *, rank: bool = True) -> Rediscovery:
+                     known_rules: Mapping[str, wire.SymbolInfo], *, rank: bool = True) -> Rediscovery:
     """Pure: compare a fresh exchangeInfo (and 24h tickers) with what the feed streams.
     ``rank`` False (configured symbols): nothing is added, only rules and status are checked.
     Raises DecodeError on a body of the wrong shape (the caller keeps streaming as it was)."""
@@ -146,7 +139,7 @@ def plan_rediscovery(current: Sequence[str], exchange_info: Mapping[str, Any],
     add = tuple(i.symbol for i in top if i.symbol not in streamed)[:room]
     entries = {e.get("symbol"): e for e in exchange_info.get("symbols", ()) if isinstance(e, Mapping)}
     gone = tuple(s for s in current if not (s in entries and entries[s].get("status") == "TRADING"))
-    rules: list[SymbolInfo] = []
+    rules: list[wire.SymbolInfo] = []
     for s in (*current, *add):
         e = entries.get(s)
         if e is None:

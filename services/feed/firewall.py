@@ -1,9 +1,22 @@
 """The data firewall: cheap, pure checks every market-data value must pass.
 
-Nothing here does I/O, keeps state or allocates beyond its arguments, so the same checks
-serve the feed's decoder (first gate, on every frame) and the brain (second gate, on
-records read from the ring). Each check is a plain function returning a bool; the
-``*_reason`` functions return the rejection reason (one of the constants below) or None.
+The one home of the market-data rules. Nothing here does I/O, keeps state or allocates
+beyond its arguments. Each check is a plain function returning a bool; the ``*_reason``
+functions return the rejection reason (one of the constants below) or None.
+
+Who applies them:
+
+- the codec (``codec.py``) on every frame; its hot path inlines the price/size checks, and
+  tests/fuzz/test_firewall_agreement.py pins every inlined verdict to these functions;
+- the C lane (``services/feed/_feedlane.c``, ``FeedLane``) with the bounds ``sink.make_lane`` passes from
+  here; tests/fuzz/test_feed_lane.py compares it with the Python path frame by frame;
+- ``tick_reason`` is the ring-record contract: what the feed may write. No process calls it
+  (the brain's gates are numba kernels and cannot call Python); the tests hold the codec's
+  output (tests/fuzz/test_codec_fuzz.py) and the brain's gates to it. The brain's gates
+  (``services/brain/candles.py``, ``conflate.py``) are deliberately looser: they only keep
+  NaN, negative sizes and bad symbol ids out of their arrays, since every record already
+  passed this firewall; the agreement test pins that they take everything the contract
+  takes (but conflation's locked book, see there).
 
 Why comparisons and not ``math.isfinite``: a chained comparison such as
 ``0.0 < x < MAX_PRICE`` is False for NaN (every comparison with NaN is False), for both
@@ -172,7 +185,8 @@ def tick_reason(symbol_id: object, kind: object, flags: object, recv_ns: object,
                 symbols: Container[int], ref_ms: int | None = None,
                 tolerance_past_ms: int = PAST_TOLERANCE_MS,
                 tolerance_future_ms: int = FUTURE_TOLERANCE_MS) -> str | None:
-    """Why one tick record (the ring layout of ``common.records``) is refused, or None.
+    """Why one tick record (the ring layout of ``common.records``) is refused, or None: the
+    ring-record contract the tests hold the codec and the brain's gates to (module docstring).
 
     Every field and its type: a known symbol id (``symbols`` holds the valid ids, e.g. a
     ``range``), a known kind, only known flag bits, a non-negative receive time, a

@@ -1,6 +1,6 @@
 """The feed in replay mode: a capture's raw WebSocket frames into the ring, in lock-step.
 
-``aegis replay`` (``services.orchestrator.replay_cli``) runs the stack with ``mode =
+``aegis replay`` (``cli.replay``) runs the stack with ``mode =
 "replay"``; the feed then reads ``replay.file`` instead of opening WebSockets. Every raw
 frame (capture records of kind ``ws_raw``) goes through the same sink as a live frame
 (``services.feed.sink.Feed``: decode, firewall, sequencing, gaps), with the capture's receive
@@ -311,8 +311,8 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             return
         last_beat = now
         pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
-                                   state="RUNNING", counters=feed.counters()))
-        state = "REPLAY_DONE" if progress.done else "REPLAYING"
+                                   state=wire.ServiceState.RUNNING, counters=feed.counters()))
+        state = wire.FeedState.REPLAY_DONE if progress.done else wire.FeedState.REPLAYING
         pub.publish(wire.FeedStatus(state=state, connections=0, symbols=len(symbols),
                                     message=f"replay {r.file}",
                                     detail={"frames": float(progress.frames), "ticks": float(progress.ticks)}))

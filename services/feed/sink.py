@@ -15,23 +15,23 @@ from common.errors import RingError
 from common.log import RateLimiter
 from common.records import Flag, Kind
 from common.ring import Ring, RingWriter, _ringc
-from services.feed import codec, streams
+from services.feed import codec, sequencer
 from services.feed import firewall as fw
 
 log = structlog.get_logger(__name__)
 GAP_LOG = 100  # most recent gaps kept in the stats file
-KLINE_CANDLES_KEPT = 4  # per symbol: candles whose kline updates are still de-duplicated
 
 _TICK, _EVENT, _DUP, _REJ = codec.TICK, codec.EVENT, codec.DUPLICATE, codec.REJECTED
 _decode = codec.decode
-_sequence = codec.sequence
+_sequence = sequencer.sequence
 
 
-def make_lane(writer: object, symbol_ids: dict[str, int], seq: codec.SeqState,
+def make_lane(writer: object, symbol_ids: dict[str, int], seq: sequencer.SeqState,
               extra_flags: list[int], past_ms: int, future_ms: int) -> Any:
-    """The C fast lane for in-order ``trade`` / ``bookTicker`` frames (``common/_ringc.c``,
-    ``FeedLane``), sharing the feed's symbol table, sequence state and flags; None where the
-    C extension was not built or ``writer`` is not a ring writer with the C publisher."""
+    """The C fast lane for in-order ``trade`` / ``bookTicker`` frames
+    (``services/feed/_feedlane.c``, ``FeedLane``), sharing the feed's symbol table, sequence
+    state and flags; None where the C extension was not built or ``writer`` is not a ring
+    writer with the C publisher."""
     pub = writer.c_publisher if type(writer) is RingWriter else None
     if _ringc is None or pub is None:
         return None
@@ -64,10 +64,10 @@ class Feed:
         for sym, bits in (demo_flags or {}).items():
             if sym in self.symbol_ids:
                 self.extra_flags[self.symbol_ids[sym]] = bits
-        self.seq: codec.SeqState = codec.new_state()
         self.past_ms = fw.PAST_TOLERANCE_MS
         self.future_ms = fw.FUTURE_TOLERANCE_MS
-        self.klines: dict[str | None, dict[int, tuple]] = {}
+        self.sequencer = sequencer.Sequencer(self.past_ms)  # the one home of stream order
+        self.seq: sequencer.SeqState = self.sequencer.state  # shared with the C lane
         self.received = 0
         self._written = 0  # by the Python path; ``written`` adds the lane's
         self.rejected: Counter[str] = Counter()
@@ -77,7 +77,6 @@ class Feed:
         self.gap_ids_missed = 0
         self.gaps_by_stream: Counter[str] = Counter()
         self.gap_log: deque[dict[str, Any]] = deque(maxlen=GAP_LOG)
-        self.sequence_resets = 0
         self.limiter = RateLimiter(60.0)
         # raw frames out as received (``feed.publish_raw``: what ``aegis capture --raw`` records)
         self.raw_out: Callable[[bytes], None] | None = None
@@ -97,6 +96,11 @@ class Feed:
     def writer(self, w: Any) -> None:
         self._writer = w
         self.lane = self._take = None  # the lane writes to the ring itself, never to a stand-in
+
+    @property
+    def sequence_resets(self) -> int:
+        """Restarted id counters seen (``sequencer.id_counter_reset``)."""
+        return self.sequencer.resets
 
     @property
     def written(self) -> int:
@@ -150,7 +154,7 @@ class Feed:
                 self._written += 1
                 self._accepted[out.event] += 1
                 return True
-            return self._act(self._resequence(res, out), raw)
+            return self._act(self._settle(res, out), raw)
         if res.status == _EVENT:
             res = self._sequence(res)
         return self._act(res, raw)
@@ -162,7 +166,7 @@ class Feed:
         return _decode(raw, recv_ns, self.symbol_ids, self.past_ms, self.future_ms), raw
 
     def delivered(self, peeked: tuple[codec.Result, bytes]) -> bool | None:
-        return streams.delivered(self.seq, peeked[0])
+        return sequencer.delivered(self.seq, peeked[0])
 
     def release(self, peeked: tuple[codec.Result, bytes]) -> bool:
         res, raw = peeked
@@ -172,29 +176,17 @@ class Feed:
 
     # ------------------------------------------------------------------ core steps
     def _sequence(self, res: codec.Result) -> codec.Result:
-        return self._resequence(res, _sequence(self.seq, res, False, self.past_ms))
+        return self._settle(res, _sequence(self.seq, res, False, self.past_ms))
 
-    def _resequence(self, res: codec.Result, out: codec.Result) -> codec.Result:
-        """What the codec's sequencer left to the shell: ``res`` as decoded, ``out`` as sequenced."""
-        status = out.status
-        if status == _DUP:
-            if streams.id_counter_reset(self.seq, res):
-                slot = self.seq[res.event].pop(res.symbol)
-                self.sequence_resets += 1
-                log.warning("feed.sequence_reset", symbol=res.symbol, stream=res.event,
-                            last_id=slot[0], got=res.tick.id if res.tick else None)
-                out = _sequence(self.seq, res, False, self.past_ms)
-        elif status == _EVENT and res.event == "kline":
-            open_ms, rank = streams.kline_key(res)
-            per = self.klines.get(res.symbol)
-            if per is None:
-                per = self.klines[res.symbol] = {}
-            last = per.get(open_ms)
-            if last is not None and rank <= last:
-                return codec.Result(_DUP, "kline", res.symbol, None, res.event_ms, fw.DUPLICATE)
-            per[open_ms] = rank
-            if len(per) > KLINE_CANDLES_KEPT:
-                del per[min(per)]
+    def _settle(self, res: codec.Result, out: codec.Result) -> codec.Result:
+        """The sequencer's rules after id order (counter resets, kline dedupe), logged here."""
+        seq = self.sequencer
+        before = seq.resets
+        out = seq.settle(res, out)
+        if seq.resets != before and seq.last_reset is not None:
+            r = seq.last_reset
+            log.warning("feed.sequence_reset", symbol=r.symbol, stream=r.stream,
+                        last_id=r.last_id, got=r.got)
         return out
 
     def _act(self, res: codec.Result, raw: bytes) -> bool:

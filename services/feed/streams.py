@@ -19,8 +19,6 @@ import random
 from typing import Callable, Iterable, Sequence, TypeVar
 
 from venue import binance
-from common.records import Kind
-from services.feed import codec
 
 MAX_STREAMS_PER_CONNECTION = 200  # Binance's limit
 ROLLOVER_JITTER = 0.02  # roll over up to 2 % early (28 min of 23.5 h): connections opened
@@ -28,7 +26,6 @@ ROLLOVER_JITTER = 0.02  # roll over up to 2 % early (28 min of 23.5 h): connecti
 HANDOVER_SCAN = 64  # frames of the new connection's backlog checked for a shared frame
 
 T = TypeVar("T")
-_MARK = int(Kind.MARK)
 
 
 def stream_names(symbols: Sequence[str], channels: Sequence[str]) -> list[str]:
@@ -110,42 +107,3 @@ def handover_ready(backlog: Iterable[T], delivered: Callable[[T], bool | None],
         if delivered(frame):
             return True
     return False
-
-
-# ---------------------------------------------------------------------------- positions
-# The codec's sequence state (``codec.SeqState``: event -> symbol -> [last id, last event
-# ms]) knows how far each stream got. These read it; they never change it.
-def delivered(state: codec.SeqState, res: codec.Result) -> bool | None:
-    """Has ``state`` already reached this decoded, not yet sequenced frame's position in its
-    stream (its id, or for marks its event time)? None when the frame has no position."""
-    tick = res.tick
-    if tick is None:
-        return None
-    slot = state.get(res.event, {}).get(res.symbol)
-    if slot is None:
-        return False
-    return slot[0] >= (res.event_ms if tick.kind == _MARK else tick.id)
-
-
-def id_counter_reset(state: codec.SeqState, res: codec.Result) -> bool:
-    """A frame ``sequence`` called a duplicate (``res`` as decoded, before sequencing) that is
-    really a restarted id counter: its id is not newer than its stream's last, but its event
-    time is. One stream's ids and event times rise together, so a true duplicate (the same
-    frame from a second connection, or an older one from a lagging server) is never newer;
-    an exchange that restarted its counters is. Marks are sequenced by time: never a reset."""
-    tick = res.tick
-    if tick is None or tick.kind == _MARK:
-        return False
-    slot = state.get(res.event, {}).get(res.symbol)
-    return slot is not None and tick.id < slot[0] and res.event_ms > slot[1]
-
-
-def kline_key(res: codec.Result) -> tuple[int, tuple[bool, int, int]]:
-    """(candle open, rank) of a kline update: within one candle an update outranks another
-    when it is the close, else has more trades, else is later. The codec does not sequence
-    klines; two connections deliver the same updates during a rollover, and an update that
-    does not outrank the last one seen for its candle is a duplicate. Ranked per candle, not
-    by event time alone: a close can be sent after the next candle's first update (Binance's
-    ``E`` of the close is the candle end; the next candle's updates may carry later ones)."""
-    c = res.detail
-    return c.open_ms, (c.closed, c.trades, res.event_ms)

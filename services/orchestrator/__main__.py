@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 next_beat = now + cfg.heartbeat_interval_s
                 rc = {} if rec is None else {**rec.counters(), "reconcile_ok": float(rec.trading_allowed)}
                 pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
-                                           state="RUNNING" if perm.allowed else "DEGRADED",
+                                           state=wire.ServiceState.RUNNING if perm.allowed else wire.ServiceState.DEGRADED,
                                            counters={**stats, **journal_counters(writer), **_ring_counters(ring),
                                                      **rc, "trading_allowed": float(perm.allowed)}))
             if now >= next_ckpt:

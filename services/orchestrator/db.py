@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS trades (
     pnl REAL NOT NULL, fees REAL NOT NULL, outcome_r REAL NOT NULL, exit_reason TEXT NOT NULL,
     confidence REAL NOT NULL, learned INTEGER NOT NULL,
     funding REAL NOT NULL DEFAULT 0,  -- received (+) or paid (-) while open, included in pnl
+    signal_price REAL NOT NULL DEFAULT 0,  -- the signal's entry price (0: none, an adopted position)
+    slippage_bps REAL,  -- entry average vs signal price, bps, positive = worse; NULL: no signal price
     PRIMARY KEY (trade_id, closed_ms)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS symbols (
@@ -106,6 +108,8 @@ CREATE TABLE IF NOT EXISTS model_state (
 # them for a new database; an older database gets them by ALTER TABLE at connect.
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("trades", "funding", "REAL NOT NULL DEFAULT 0"),
+    ("trades", "signal_price", "REAL NOT NULL DEFAULT 0"),
+    ("trades", "slippage_bps", "REAL"),
 )
 
 
@@ -147,8 +151,9 @@ _POSITION_SQL = ("INSERT INTO positions VALUES (?,?,?,?,?,?) ON CONFLICT(symbol)
                  " updated_ns=excluded.updated_ns")
 _REJECT_SQL = "INSERT OR IGNORE INTO risk_rejects VALUES (?,?,?,?,?,?,?)"
 _TRADE_SQL = ("INSERT OR IGNORE INTO trades (trade_id, symbol, side, qty, entry_price, exit_price, stop, target,"
-              " opened_ms, closed_ms, pnl, fees, outcome_r, exit_reason, confidence, learned, funding)"
-              " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+              " opened_ms, closed_ms, pnl, fees, outcome_r, exit_reason, confidence, learned, funding,"
+              " signal_price, slippage_bps)"
+              " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _SYMBOL_SQL = ("INSERT INTO symbols VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(symbol) DO UPDATE SET"
                " tick_size=excluded.tick_size, step_size=excluded.step_size, min_qty=excluded.min_qty,"
                " min_notional=excluded.min_notional, price_precision=excluded.price_precision,"
@@ -200,7 +205,8 @@ def rows_for(env: wire.Envelope) -> list[Row]:
     if isinstance(b, wire.TradeClosed):
         return [(_TRADE_SQL, (b.trade_id, b.symbol, b.side, b.qty, b.entry_price, b.exit_price,
                               b.stop, b.target, b.opened_ms, b.closed_ms, b.pnl, b.fees,
-                              b.outcome_r, b.exit_reason, b.confidence, int(b.learned), b.funding))]
+                              b.outcome_r, b.exit_reason, b.confidence, int(b.learned), b.funding,
+                              b.signal_price, b.slippage_bps))]
     if isinstance(b, wire.ModelState):
         return [(_MODEL_SQL, (b.name, b.version, b.state, t))]
     if isinstance(b, wire.SymbolInfo):

@@ -187,7 +187,25 @@ def trading_summary(brain: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "halted": bool(last.get("halted", False)),
         "model_outcomes": int(brain[-1].get("model_outcomes", 0)) if brain else 0,
         "tick_to_trade_us": tick_to_trade_summary(ex),
+        "entry_slippage_bps": entry_slippage_summary(ex),
     }
+
+
+def entry_slippage_summary(executions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The entries' average fill against their signal price, bps, positive = worse for us:
+    ``count``, ``mean`` and ``worst`` over every incarnation's closed trades and the last
+    incarnation's open ones (an open trade a restart restored is counted once, by the last)."""
+    parts = [e.get("entry_slippage_bps", {}).get("closed") for e in executions]
+    if executions:
+        parts.append(executions[-1].get("entry_slippage_bps", {}).get("open"))
+    n, total, worst = 0, 0.0, None
+    for p in parts:
+        if not (isinstance(p, list) and len(p) == 3 and isinstance(p[0], int) and p[0] > 0):
+            continue
+        n, total = n + p[0], total + float(p[1])
+        worst = float(p[2]) if worst is None else max(worst, float(p[2]))
+    return {"count": n, "mean": round(total / n, 3) if n else None,
+            "worst": round(worst, 3) if worst is not None else None}
 
 
 TTT_KINDS = ("exit", "entry")  # services.brain.tick_to_trade's kinds and transports (the stats' keys)

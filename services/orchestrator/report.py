@@ -1,6 +1,6 @@
 """Performance metrics of a run's closed trades (pure: trades in, numbers out).
 
-Used by ``aegis report`` (``report_cli.py``, the shell that reads the database and draws).
+Used by ``aegis report`` (``cli/report.py``, the shell that reads the database and draws).
 No I/O, no clock: the same trades and starting equity always give the same numbers.
 
 Conventions:
@@ -9,9 +9,12 @@ Conventions:
   winning, losing, equity or returns uses the net figure. ``gross_pnl_usdt`` is the sum of
   PnL before fees, ``trade_fees_usdt`` the fees of these closed trades (their entries and
   exits). The fees of positions still open are not in it: every fee paid is the report's
-  ``fees_usdt`` (``report_cli``), the same number as the run summary's.
+  ``fees_usdt`` (``cli/report.py``), the same number as the run summary's.
 - A trade's PnL includes the **funding** it received (+) or paid (-) while open (the exchange's
   FUNDING_FEE income rows); ``funding_usdt`` is the sum of that part over the closed trades.
+- **Slippage**: an entry's average fill against its signal's price in basis points, positive
+  = worse for us (a long paid more, a short got less); ``avg_slippage_bps`` and
+  ``worst_slippage_bps`` over the trades that have a signal price (adopted ones do not).
 - Trades are ordered by ``(closed_ms, trade_id)``: the equity curve moves when a trade
   closes, and ties are broken by id so the order never depends on the input order.
 - The **covered time span** runs from the first trade's opening to the last trade's close.
@@ -64,6 +67,8 @@ class Trade:
     confidence: float
     learned: bool
     funding: float = 0.0  # received (+) or paid (-) while open (USDT, part of pnl)
+    # entry average vs the signal's price, bps, positive = worse for us; None: no signal price
+    slippage_bps: float | None = None
 
     @property
     def net_pnl(self) -> float:
@@ -103,6 +108,9 @@ class Metrics:
     trades_per_year: float | None  # trades / span, scaled to a 365-day year
     sharpe_annualised: float | None  # per trade, see ``sharpe``
     sortino_annualised: float | None  # per trade, see ``sortino``
+    # entries' fill against their signal price, bps, positive = worse (trades with a signal price)
+    avg_slippage_bps: float | None = None
+    worst_slippage_bps: float | None = None
 
 
 def utc_text(ms: int) -> str:
@@ -227,6 +235,7 @@ def metrics(trades: Sequence[Trade], cfg: ReportConfig = ReportConfig()) -> Metr
     span_ms = None if first is None else last - first
     per_year = n * MS_PER_YEAR / span_ms if span_ms else None
     returns = trade_returns(ts, start) or []
+    slips = [t.slippage_bps for t in ts if t.slippage_bps is not None and math.isfinite(t.slippage_bps)]
     return Metrics(
         start_equity_usdt=start,
         final_equity_usdt=curve[-1][1] if curve else start,
@@ -253,4 +262,6 @@ def metrics(trades: Sequence[Trade], cfg: ReportConfig = ReportConfig()) -> Metr
         trades_per_year=per_year,
         sharpe_annualised=sharpe(returns, per_year),
         sortino_annualised=sortino(returns, per_year),
+        avg_slippage_bps=statistics.mean(slips) if slips else None,
+        worst_slippage_bps=max(slips) if slips else None,
     )

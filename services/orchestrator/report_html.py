@@ -51,6 +51,11 @@ METRICS: dict[str, tuple[str, str, str]] = {
                           "between runs of this engine."),
     "sortino_annualised": ("Sortino (per trade, annualised)", "num",
                            "Like Sharpe, but only losing trades count as risk."),
+    "avg_slippage_bps": ("Average entry slippage", "num",
+                         "How far the entries filled from the signal's price, in basis points "
+                         "(1/100 of a percent); positive = worse for us."),
+    "worst_slippage_bps": ("Worst entry slippage", "num", "The entry that filled furthest from its "
+                                                          "signal's price against us, in basis points."),
 }
 
 COUNTS: dict[str, str] = {
@@ -119,13 +124,14 @@ def _signed(v: float, text: str) -> str:
 
 
 def _trades_table(trades: Sequence[Trade]) -> str:
-    head = ("closed (UTC)", "trade", "symbol", "side", "qty", "entry", "exit", "PnL", "funding", "fees",
-            "net", "R", "held", "exit reason")
+    head = ("closed (UTC)", "trade", "symbol", "side", "qty", "entry", "slippage (bps)", "exit", "PnL", "funding",
+            "fees", "net", "R", "held", "exit reason")
     rows = [_row(escape(utc_text(t.closed_ms)), escape(t.trade_id), escape(t.symbol),
-                 escape(t.side), f"{t.qty:g}", f"{t.entry_price:g}", f"{t.exit_price:g}",
+                 escape(t.side), f"{t.qty:g}", f"{t.entry_price:g}",
+                 "-" if t.slippage_bps is None else f"{t.slippage_bps:+.1f}", f"{t.exit_price:g}",
                  f"{t.pnl:,.2f}", f"{t.funding:,.4f}", f"{t.fees:,.2f}", _signed(t.net_pnl, f"{t.net_pnl:,.2f}"),
                  f"{t.outcome_r:+.2f}", duration_text(t.holding_s), escape(t.exit_reason),
-                 classes=("", "", "", "", "n", "n", "n", "n", "n", "n", "n", "n", "n"))
+                 classes=("", "", "", "", "n", "n", "n", "n", "n", "n", "n", "n", "n", "n"))
             for t in trades]
     return ("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
             + "".join(rows) + "</table>")

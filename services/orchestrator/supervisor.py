@@ -83,7 +83,7 @@ class Child:
     spare_asked_state: str = "none"  # the spare was warm or still warming when asked
     spare_retry_at: float = 0.0  # the spare died: the next one not before this
     warm_restarts: int = 0  # restarts answered by a spare
-    state: str = ""  # the state its last heartbeat gave (RUNNING, DEGRADED, ...)
+    state: wire.ServiceState | None = None  # the state its last heartbeat gave
     gave_up: str = ""  # why it is not restarted any more ("" = it is)
 
 
@@ -525,7 +525,7 @@ class Supervisor:
             running = c.proc is not None and c.proc.poll() is None
             services[c.name] = {
                 "pid": c.proc.pid if c.proc is not None else None, "running": running,
-                "ready": running and self.is_ready(c), "state": c.state, "gave_up": c.gave_up,
+                "ready": running and self.is_ready(c), "state": c.state or "", "gave_up": c.gave_up,
                 "restarts": c.restarts, "warm_restarts": c.warm_restarts,
                 "spare": self.spare_state(c), "spare_pid": spare.pid if (spare := c.spare) is not None else None,
                 "heartbeat_age_s": (None if c.name in NO_HEARTBEAT or c.proc is None

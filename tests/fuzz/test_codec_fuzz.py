@@ -3,7 +3,7 @@ capture the sim ships with) and Binance's documented example payloads.
 
 Invariants checked on every input: nothing escapes (not even our own DecodeError: the
 decoder returns rejections), every rejection carries a known reason, every accepted tick
-passes the brain's secondary gate (``firewall.tick_reason``: finite positive prices and
+passes the ring-record contract (``firewall.tick_reason``: finite positive prices and
 so on), and the fast path gives exactly the answer of the reference (generic) path.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from services.feed import capture, codec
+from services.feed import capture, codec, sequencer
 from services.feed import firewall as fw
 from tests.conftest import HFT_CAPTURE, USDM_DATA
 
@@ -201,7 +201,7 @@ class TestRealFrameMutations:
     @given(st.lists(st.sampled_from(REAL) | st.binary(max_size=40), max_size=30))
     def test_decoder_with_sequence_state_never_escapes(self, frames):
         """The stateful Decoder (gaps, duplicates, stream clock) survives any frame sequence."""
-        dec = codec.Decoder(SYMBOLS)
+        dec = sequencer.Decoder(SYMBOLS)
         for i, f in enumerate(frames):
             res = dec.decode(f, None if i % 2 else RECV)
             assert res.status != codec.REJECTED or res.reason in fw.REASONS

@@ -4,7 +4,7 @@ The publishers are ``bus.Publisher`` on XPUB sockets: an XPUB is a PUB that also
 subscriptions it receives, so a test knows exactly when the capture has joined (PUB/SUB drops
 everything sent before that) and can assert exact counts instead of "at least".
 ``aegis capture`` is not wired into ``common.cli`` yet, so it runs as
-``python -c "from common.capture_cli import main; ..."``.
+``python -c "from cli.capture import main; ..."``.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ import zmq
 
 from common import bus, config, wire, zmqutil
 from common import capture as cap
-from common.capture_cli import info_main
+from cli.capture import info_main
 from common.errors import DecodeError
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 
-CAPTURE = "import sys; from common.capture_cli import main; sys.exit(main(sys.argv[1:]))"
-INFO = "import sys; from common.capture_cli import info_main; sys.exit(info_main(sys.argv[1:]))"
+CAPTURE = "import sys; from cli.capture import main; sys.exit(main(sys.argv[1:]))"
+INFO = "import sys; from cli.capture import info_main; sys.exit(info_main(sys.argv[1:]))"
 
 
 def _env() -> dict[str, str]:

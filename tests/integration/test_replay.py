@@ -108,7 +108,7 @@ def test_replay_writes_the_report(golden_run):
     assert summary["counts"] == {"signals": 9, "orders": 3, "fills": 3, "risk_rejects": 0, "positions_open": 3}
     assert (rep / "trades.csv").read_text().splitlines() == [
         "trade_id,symbol,side,qty,entry_price,exit_price,stop,target,opened_ms,closed_ms,opened_utc,closed_utc,"
-        "holding_s,pnl,fees,outcome_r,exit_reason,confidence,learned,funding,net_pnl"]
+        "holding_s,pnl,fees,outcome_r,exit_reason,confidence,learned,funding,slippage_bps,net_pnl"]
     for name, (width, height) in (("equity.png", (1000, 600)), ("latency.png", (1000, 320))):
         png = (rep / name).read_bytes()
         assert (png[:8], png[12:16], png[16:20], png[20:24]) == (

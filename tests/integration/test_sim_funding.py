@@ -19,7 +19,8 @@ from common import wire
 from services.brain import trader
 from services.brain.trading_state import Ctx, Publish, Trade, TraderConfig, TraderState
 from services.brain import risk
-from services.orchestrator import db, report, report_cli
+from cli import report as report_cli
+from services.orchestrator import db, report
 from venue.binance import user_stream as us
 from venue.binance import user_updates as uu
 from venue.binance.bodies import fill_from_raw, income_from_raw

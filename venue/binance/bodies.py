@@ -147,7 +147,7 @@ def order_params(spec: OrderSpec) -> dict[str, str]:
          "newClientOrderId": spec.client_order_id, "newOrderRespType": "RESULT"}
     if spec.order_type == "LIMIT":
         p["price"] = _text(spec.price)
-        p["timeInForce"] = "GTC"
+        p["timeInForce"] = spec.time_in_force
     if spec.reduce_only:
         p["reduceOnly"] = "true"
     return p

@@ -203,6 +203,8 @@ class CcxtBroker:
         params: dict[str, Any] = {"newClientOrderId": spec.client_order_id, "newOrderRespType": "RESULT"}
         if spec.reduce_only:
             params["reduceOnly"] = True
+        if spec.order_type == "LIMIT":
+            params["timeInForce"] = spec.time_in_force
         created = self._call("submit", self._ex.create_order, symbol, spec.order_type.lower(),
                              spec.side.lower(), amount, price, params, mutating=True, priority=prio)
         order = self._parse("submit", order_from_raw, created.get("info", created), mutating=True)

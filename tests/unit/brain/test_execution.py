@@ -37,7 +37,8 @@ PRICES = {"AAAUSDT": 100.0, "BBBUSDT": 50.0}
 # 0.5% of 10,000 USDT over a 2.0 stop distance is 25 AAA, capped at 99% of a 2,000 USDT slot: 19.8
 CFG = trader.TraderConfig(risk=risk.RiskConfig(max_order_notional_usdt=2_000.0, max_total_notional_usdt=10_000.0,
                                                max_leverage=5.0),
-                          rotation=rotation.RotationConfig(cooldown_s=60.0))
+                          rotation=rotation.RotationConfig(cooldown_s=60.0),
+                          entry_order="market")  # these tests pin the MARKET entry; limit-IOC has its own
 SIG_ID = f"AAAUSDT-{NOW}-BUY"
 ENTRY = f"ae-{SIG_ID}-0"
 EXIT = f"ax-{SIG_ID}-1"
@@ -600,7 +601,7 @@ class TestExit:
         assert rig.bodies(wire.TradeClosed) == [wire.TradeClosed(
             trade_id=SIG_ID, symbol="AAAUSDT", side="BUY", qty=19.8, entry_price=100.0, exit_price=98.0, stop=98.0,
             target=104.0, opened_ms=NOW, closed_ms=NOW + 30_000, pnl=-39.6, fees=0.03, outcome_r=-1.0,
-            exit_reason="STOP", confidence=0.6, learned=True)]
+            exit_reason="STOP", confidence=0.6, learned=True, signal_price=100.0, slippage_bps=0.0)]
         assert rig.bodies(wire.Position)[-1] == wire.Position(symbol="AAAUSDT", qty=0.0, entry_price=0.0,
                                                               unrealized_pnl=0.0, realized_pnl=-39.6)
         assert rig.learned == [({"rr": 2.0}, -1.0)]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from common.errors import ConfigError, DecodeError
-from common.wire import RiskReject
+from common.wire import RiskReject, SymbolInfo
 from services.brain import risk
 from services.brain.risk import (
     Approved, Exposure, Market, Portfolio, Quote, RiskConfig, RiskState, Rejected,
@@ -32,7 +32,7 @@ CFG = RiskConfig(max_order_notional_usdt=1_000.0, max_total_notional_usdt=2_500.
 EQUITY = 1_000.0
 
 
-def infos() -> dict[str, discovery.SymbolInfo]:
+def infos() -> dict[str, SymbolInfo]:
     return {s.symbol: s for s in discovery.select_symbols(INFO, None, 10)}
 
 

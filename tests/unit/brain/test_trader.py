@@ -20,7 +20,8 @@ FILTERS = {
 }
 CFG = trader.TraderConfig(risk=risk.RiskConfig(max_order_notional_usdt=2_000.0, max_total_notional_usdt=10_000.0,
                                                max_leverage=5.0),
-                          rotation=rotation.RotationConfig(cooldown_s=60.0))
+                          rotation=rotation.RotationConfig(cooldown_s=60.0),
+                          entry_order="market")  # these tests pin the MARKET entry; limit-IOC has its own
 
 
 def ctx(now: int = NOW, price: float = 100.0, equity: float = 10_000.0, block: str = "", **prices) -> trader.Ctx:

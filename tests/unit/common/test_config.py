@@ -87,6 +87,10 @@ class TestRejects:
         {"AEGIS_SUPERVISOR__SPARE_RETRY_S": "-1"},
         {"AEGIS_SUPERVISOR__WARM_SPARES": "sometimes"},
         {"AEGIS_TRADING__ORDER_TRANSPORT": "fix"},
+        {"AEGIS_TRADING__ENTRY_ORDER": "limit_gtc"},
+        {"AEGIS_TRADING__ENTRY_SLIPPAGE_BPS": "-1"},
+        {"AEGIS_TRADING__ENTRY_SLIPPAGE_BPS": "501"},
+        {"AEGIS_TRADING__ENTRY_SLIPPAGE_BPS": "nan"},
     ])
     def test_ill_typed_or_impossible_value_is_an_error(self, env):
         """Wrong types, non-finite numbers and impossible values are rejected with ConfigError."""

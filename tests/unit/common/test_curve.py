@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from common import bus, cli, config, curve, keys_cli, service, wire, zmqutil
+from cli import keys as keys_cli
+from common import bus, cli, config, curve, service, wire, zmqutil
 from common.errors import ConfigError
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")

@@ -80,7 +80,7 @@ class TestCommandsRefuseTheWrongKind:
 
     def test_decode_of_a_capture(self, capsys):
         """aegis decode of the golden AEGIS capture: refused (it once counted 9,178 not_utf8 frames, exit 0)."""
-        from services.feed import decode_cli
+        from cli import decode as decode_cli
 
         assert decode_cli.main([str(GOLDEN)]) == 2
         err = capsys.readouterr().err
@@ -88,15 +88,15 @@ class TestCommandsRefuseTheWrongKind:
 
     def test_decode_of_frames_still_reads_them(self, capsys):
         """Its own kind (the bundled tick capture) is read as before: exit 0."""
-        from services.feed import decode_cli
+        from cli import decode as decode_cli
 
         assert decode_cli.main([str(TICKS), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["lines"] > 0
 
     def test_replay_and_capture_info_of_a_candle_csv(self, capsys, tmp_path):
         """aegis replay and capture-info of a candle CSV name aegis smc."""
-        from common import capture_cli
-        from services.orchestrator import replay_cli
+        from cli import capture as capture_cli
+        from cli import replay as replay_cli
 
         assert replay_cli.main([str(CANDLES), "--workdir", str(tmp_path / "w")]) == 2
         assert capture_cli.info_main([str(CANDLES)]) == 2
@@ -108,7 +108,7 @@ class TestCommandsRefuseTheWrongKind:
 
     def test_replay_exchange_info_of_a_database(self, capsys, tmp_path):
         """aegis replay --exchange-info given a database: refused, naming aegis report."""
-        from services.orchestrator import replay_cli
+        from cli import replay as replay_cli
 
         db = _db(tmp_path)
         assert replay_cli.main([str(GOLDEN), "--exchange-info", str(db), "--workdir", str(tmp_path / "w")]) == 2
@@ -117,7 +117,7 @@ class TestCommandsRefuseTheWrongKind:
 
     def test_report_of_a_capture(self, capsys, tmp_path):
         """aegis report --db given the golden capture names aegis replay; no report is written."""
-        from services.orchestrator import report_cli
+        from cli import report as report_cli
 
         assert report_cli.main(["--db", str(GOLDEN), "--out", str(tmp_path / "r")]) == 2
         assert f"aegis report: {GOLDEN} is an AEGIS capture" in capsys.readouterr().err

@@ -8,7 +8,8 @@ import stat
 
 import pytest
 
-from common import dashboard_token, keys_cli, wire
+from cli import keys as keys_cli
+from common import dashboard_token, wire
 from common.errors import ConfigError
 from services.dashboard import control
 

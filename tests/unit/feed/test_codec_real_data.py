@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from common.records import Kind
-from services.feed import capture, codec, decode_cli
+from cli import decode as decode_cli
+from services.feed import capture, codec
 from tests.conftest import HFT_CAPTURE, USDM_DATA
 
 HFT = HFT_CAPTURE

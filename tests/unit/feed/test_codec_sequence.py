@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from services.feed import capture, codec
+from services.feed import capture, codec, sequencer
 from tests.conftest import HFT_CAPTURE
 
 HFT = HFT_CAPTURE
@@ -25,7 +25,7 @@ def hft_head() -> list[tuple[int, bytes]]:
 
 
 def _run(lines) -> list[codec.Result]:
-    dec = codec.Decoder(BTC)
+    dec = sequencer.Decoder(BTC)
     return [dec.decode(raw, recv) for recv, raw in lines]
 
 
@@ -66,7 +66,7 @@ class TestTradeIds:
 
     def test_gapped_tick_is_still_accepted(self):
         """A gap is reported on the tick that reveals it, and that tick still goes to the ring."""
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         dec.decode(_trade(1), None)
         res = dec.decode(_trade(5), None)
         assert res.status == codec.TICK and res.tick.id == 5
@@ -74,13 +74,13 @@ class TestTradeIds:
 
     def test_chain_restarts_after_a_gap(self):
         """After a gap the next consecutive id is clean again."""
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         results = [dec.decode(_trade(t), None) for t in (1, 5, 6)]
         assert [r.gap is None for r in results] == [True, False, True]
 
     def test_first_trade_of_a_symbol_is_never_a_gap(self):
         """Each symbol's chain starts at whatever id arrives first."""
-        dec = codec.Decoder({"BTCUSDT": 0, "ETHUSDT": 1})
+        dec = sequencer.Decoder({"BTCUSDT": 0, "ETHUSDT": 1})
         assert dec.decode(_trade(100), None).gap is None
         assert dec.decode(_trade(7, symbol="ETHUSDT"), None).gap is None
 
@@ -89,7 +89,7 @@ class TestTradeIds:
         def agg(a: int) -> bytes:
             return json.dumps({"e": "aggTrade", "E": E0, "a": a, "s": "BTCUSDT", "p": "1", "q": "1",
                                "f": 1, "l": 1, "T": E0, "m": True}).encode()
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         dec.decode(agg(10), None)
         assert dec.decode(agg(12), None).gap == codec.Gap("BTCUSDT", "aggTrade", 11, 12)
 
@@ -108,21 +108,21 @@ class TestDuplicates:
 
     def test_duplicate_is_dropped_with_reason_duplicate(self):
         """A trade id already seen comes back as DUPLICATE, no tick, reason 'duplicate'."""
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         dec.decode(_trade(1), None)
         res = dec.decode(_trade(1), None)
         assert (res.status, res.reason, res.tick) == (codec.DUPLICATE, "duplicate", None)
 
     def test_duplicate_does_not_move_the_chain(self):
         """After a duplicate the chain still expects the id after the highest one seen."""
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         results = [dec.decode(_trade(t), None) for t in (1, 2, 1, 3)]
         assert [r.status for r in results] == [codec.TICK, codec.TICK, codec.DUPLICATE, codec.TICK]
         assert results[3].gap is None
 
     def test_mark_updates_deduplicate_on_event_time(self):
         """Marks have no id: an event time not after the last one is a duplicate."""
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         assert dec.decode(_mark(E0), None).status == codec.TICK
         assert dec.decode(_mark(E0), None).status == codec.DUPLICATE
         assert dec.decode(_mark(E0 + 1000), None).status == codec.TICK
@@ -141,19 +141,19 @@ class TestDepthChain:
 
     def test_pu_equal_to_previous_u_is_clean(self):
         """A diff whose pu is the previous u passes without a gap."""
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         dec.decode(_depth(1, 10, 0), None)
         assert dec.decode(_depth(11, 20, 10), None).gap is None
 
     def test_partial_depth_stream_is_not_chained(self):
         """@depth20 messages skip pu checking: each is a snapshot of the top of the book."""
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         dec.decode(_depth(1, 10, 0, "btcusdt@depth20"), None)
         assert dec.decode(_depth(50, 60, 40, "btcusdt@depth20"), None).gap is None
 
     def test_old_depth_diff_is_a_duplicate(self):
         """A diff whose u is not beyond the last u is a duplicate."""
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         dec.decode(_depth(11, 20, 10), None)
         assert dec.decode(_depth(11, 20, 10), None).status == codec.DUPLICATE
 
@@ -161,26 +161,26 @@ class TestDepthChain:
 class TestStreamClock:
     def test_event_far_behind_its_stream_is_rejected(self):
         """Without a receive time, an event over 60 s older than its stream's last is bad_timestamp."""
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         dec.decode(_kline(E0), None)
         res = dec.decode(_kline(E0 - 61_000), None)
         assert (res.status, res.reason) == (codec.REJECTED, "bad_timestamp")
 
     def test_small_step_back_within_tolerance_is_accepted(self):
         """A step back of a few ms (cross-stream jitter) is fine."""
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         dec.decode(_kline(E0), None)
         assert dec.decode(_kline(E0 - 30), None).status == codec.EVENT
 
     def test_quiet_stream_may_jump_forward_any_amount(self):
         """An hour of silence on a stream is not a timestamp error."""
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         dec.decode(_kline(E0), None)
         assert dec.decode(_kline(E0 + 3_600_000), None).status == codec.EVENT
 
     def test_receive_time_replaces_the_stream_clock_when_given(self):
         """With a receive time, an event 10 s ahead of it is bad_timestamp (future tolerance 5 s)."""
-        dec = codec.Decoder(BTC)
+        dec = sequencer.Decoder(BTC)
         res = dec.decode(_trade(1, e_ms=E0), (E0 - 10_000) * 1_000_000)
         assert (res.status, res.reason) == (codec.REJECTED, "bad_timestamp")
 
@@ -188,14 +188,14 @@ class TestStreamClock:
 class TestSequencePassThrough:
     def test_rejections_and_controls_pass_untouched(self):
         """sequence() returns rejections and control replies as they are, without state."""
-        state = codec.new_state()
+        state = sequencer.new_state()
         for frame in (b"", b'{"result":null,"id":1}'):
             res = codec.decode(frame, None, BTC)
-            assert codec.sequence(state, res) is res
+            assert sequencer.sequence(state, res) is res
         assert state == {}
 
     def test_state_is_explicit_and_per_event_and_symbol(self):
         """The state maps event type -> symbol -> [last id, last event time]."""
-        state = codec.new_state()
-        codec.sequence(state, codec.decode(_trade(41), None, BTC))
+        state = sequencer.new_state()
+        sequencer.sequence(state, codec.decode(_trade(41), None, BTC))
         assert state == {"trade": {"BTCUSDT": [41, E0]}}

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from services.feed import codec, streams
+from services.feed import codec, sequencer, streams
 
 
 class TestPlanConnections:
@@ -160,10 +160,10 @@ def _decoded(raw: bytes) -> codec.Result:
     return codec.decode(raw, None, SYMS)
 
 
-def _state_after(*frames: bytes) -> codec.SeqState:
-    st = codec.new_state()
+def _state_after(*frames: bytes) -> sequencer.SeqState:
+    st = sequencer.new_state()
     for f in frames:
-        codec.sequence(st, _decoded(f))
+        sequencer.sequence(st, _decoded(f))
     return st
 
 
@@ -171,53 +171,53 @@ class TestPositions:
     def test_trade_delivered_when_the_state_reached_its_id(self):
         """A trade id at or below the stream's last id was delivered; above it was not."""
         st = _state_after(_trade(10, E0), _trade(11, E0 + 1))
-        assert streams.delivered(st, _decoded(_trade(11, E0 + 1))) is True
-        assert streams.delivered(st, _decoded(_trade(12, E0 + 2))) is False
+        assert sequencer.delivered(st, _decoded(_trade(11, E0 + 1))) is True
+        assert sequencer.delivered(st, _decoded(_trade(12, E0 + 2))) is False
 
     def test_mark_position_is_its_event_time(self):
         """Marks carry no id: their event time is their position."""
         st = _state_after(_mark(E0))
-        assert streams.delivered(st, _decoded(_mark(E0))) is True
-        assert streams.delivered(st, _decoded(_mark(E0 + 1000))) is False
+        assert sequencer.delivered(st, _decoded(_mark(E0))) is True
+        assert sequencer.delivered(st, _decoded(_mark(E0 + 1000))) is False
 
     def test_unseen_stream_is_not_delivered_and_events_have_no_position(self):
         """A stream the state never saw is not delivered; a kline (EVENT) has no position."""
-        st = codec.new_state()
-        assert streams.delivered(st, _decoded(_trade(1, E0))) is False
-        assert streams.delivered(st, _decoded(_kline(E0, E0 - E0 % 60_000, 1, False))) is None
+        st = sequencer.new_state()
+        assert sequencer.delivered(st, _decoded(_trade(1, E0))) is False
+        assert sequencer.delivered(st, _decoded(_kline(E0, E0 - E0 % 60_000, 1, False))) is None
 
 
 class TestIdCounterReset:
     def test_older_id_with_newer_event_time_is_a_reset(self):
         """Ids back at the start but time moving on: the exchange restarted its counters."""
         st = _state_after(_trade(5000, E0))
-        assert streams.id_counter_reset(st, _decoded(_trade(1, E0 + 5))) is True
+        assert sequencer.id_counter_reset(st, _decoded(_trade(1, E0 + 5))) is True
 
     def test_same_frame_again_is_a_duplicate_not_a_reset(self):
         """The overlap's copy of a frame (same id, same time) is a plain duplicate."""
         st = _state_after(_trade(5000, E0), _trade(5001, E0 + 1))
-        assert streams.id_counter_reset(st, _decoded(_trade(5000, E0))) is False
-        assert streams.id_counter_reset(st, _decoded(_trade(5001, E0 + 1))) is False
+        assert sequencer.id_counter_reset(st, _decoded(_trade(5000, E0))) is False
+        assert sequencer.id_counter_reset(st, _decoded(_trade(5001, E0 + 1))) is False
 
     def test_marks_are_never_a_reset(self):
         """Marks are sequenced by event time, which cannot be older and newer at once."""
         st = _state_after(_mark(E0))
-        assert streams.id_counter_reset(st, _decoded(_mark(E0 - 1000))) is False
+        assert sequencer.id_counter_reset(st, _decoded(_mark(E0 - 1000))) is False
 
 
 class TestKlineKey:
     def test_close_outranks_every_update_of_its_candle(self):
         """A candle's close ranks above its updates even when an update carries a later E."""
         t = E0 - E0 % 60_000
-        update = streams.kline_key(_decoded(_kline(t + 60_002, t, 40, False)))
-        close = streams.kline_key(_decoded(_kline(t + 60_000, t, 40, True)))
+        update = sequencer.kline_key(_decoded(_kline(t + 60_002, t, 40, False)))
+        close = sequencer.kline_key(_decoded(_kline(t + 60_000, t, 40, True)))
         assert update[0] == close[0] == t
         assert close[1] > update[1]
 
     def test_updates_rank_by_trades_then_time(self):
         """More trades outrank fewer; with equal trades the later update wins."""
         t = E0 - E0 % 60_000
-        a = streams.kline_key(_decoded(_kline(t + 1000, t, 5, False)))[1]
-        b = streams.kline_key(_decoded(_kline(t + 1250, t, 5, False)))[1]
-        c = streams.kline_key(_decoded(_kline(t + 1100, t, 6, False)))[1]
+        a = sequencer.kline_key(_decoded(_kline(t + 1000, t, 5, False)))[1]
+        b = sequencer.kline_key(_decoded(_kline(t + 1250, t, 5, False)))[1]
+        c = sequencer.kline_key(_decoded(_kline(t + 1100, t, 6, False)))[1]
         assert a < b < c

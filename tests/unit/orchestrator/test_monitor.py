@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from services.orchestrator import monitor, status_cli
+from cli import status as status_cli
+from services.orchestrator import monitor
 
 
 def snap(**over):

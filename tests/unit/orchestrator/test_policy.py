@@ -117,3 +117,18 @@ class TestTradingSummaryFunding:
         s = policy.trading_summary([{"execution": {"funding": -0.059}}, {"execution": {"funding": 0.0123456789}}])
         assert s["funding_usdt"] == round(-0.059 + 0.0123456789, 6) == -0.046654
         assert policy.trading_summary([{"execution": {}}])["funding_usdt"] == 0.0
+
+
+class TestTradingSummarySlippage:
+    def test_entry_slippage_merges_closed_trades_of_every_incarnation_and_the_last_ones_open(self):
+        """count/mean/worst over closed [2, 15, 10] + [1, -3, -3] and the last incarnation's open
+        [1, 4, 4]; the first incarnation's open trade (restored by the second) is not counted twice."""
+        first = {"execution": {"entry_slippage_bps": {"closed": [2, 15.0, 10.0], "open": [1, 4.0, 4.0]}}}
+        second = {"execution": {"entry_slippage_bps": {"closed": [1, -3.0, -3.0], "open": [1, 4.0, 4.0]}}}
+        s = policy.trading_summary([first, second])
+        assert s["entry_slippage_bps"] == {"count": 4, "mean": 4.0, "worst": 10.0}
+
+    def test_no_entries_no_numbers(self):
+        """Nothing measured: count 0, mean and worst None (a malformed part is ignored)."""
+        s = policy.trading_summary([{"execution": {"entry_slippage_bps": {"closed": "x", "open": [0, 0.0, 0.0]}}}])
+        assert s["entry_slippage_bps"] == {"count": 0, "mean": None, "worst": None}

@@ -145,6 +145,7 @@ class TestNotComputable:
             "first_open_ms": None, "last_close_ms": None, "span_s": None, "exposure": None,
             "max_drawdown_usdt": 0.0, "max_drawdown_pct": 0.0, "trades_per_year": None,
             "sharpe_annualised": None, "sortino_annualised": None,
+            "avg_slippage_bps": None, "worst_slippage_bps": None,
         }
 
     def test_one_trade_has_no_ratios(self):

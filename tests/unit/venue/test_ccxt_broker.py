@@ -115,6 +115,17 @@ class TestSubmit:
         assert (res.order.status, res.fills) == ("NEW", ())
         assert ex.called("fapiPrivateGetUserTrades") == []  # nothing executed, nothing to fetch
 
+    @pytest.mark.parametrize("tif", ["GTC", "IOC", "GTX"])
+    def test_a_limit_order_sends_its_time_in_force(self, tif):
+        """timeInForce reaches Binance as the spec says (ccxt would default to GTC)."""
+        b, ex = broker()
+        ex.script("create_order", raw_order(status="EXPIRED", executedQty="0.000", avgPrice="0.00", type="LIMIT",
+                                            origType="LIMIT", price="40000.1"))
+        b.submit(OrderSpec(client_order_id="ae-x-1", symbol="BTCUSDT", side="BUY", order_type="LIMIT",
+                           qty=D("0.002"), price=D("40000.1"), time_in_force=tif))
+        [(_, typ, _, _, _, params)] = ex.called("create_order")
+        assert (typ, params["timeInForce"]) == ("limit", tif)
+
     @pytest.mark.parametrize("qty,price", [(D("0.0015"), D(0)), (D("0.002"), D("40000.15"))])
     def test_off_grid_quantity_or_price_is_refused_before_sending(self, qty, price):
         """ccxt would truncate 0.0015 to 0.001: we refuse rather than send another quantity."""

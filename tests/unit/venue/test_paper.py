@@ -360,3 +360,63 @@ class TestPaperAlgoOrders:
             env.broker.cancel_algo("BTCUSDT", "ps-s1-1")
         assert e.value.code == -2011
         assert env.broker.query_algo("BTCUSDT", "nope") is None
+
+
+def tif(cid: str, side: str, qty: str, price: str, time_in_force: str) -> OrderSpec:
+    return OrderSpec(client_order_id=cid, symbol="BTCUSDT", side=side, order_type="LIMIT", qty=D(qty),
+                     price=D(price), time_in_force=time_in_force)
+
+
+class TestPaperTimeInForce:
+    def test_ioc_fills_its_marketable_part_and_expires_the_rest(self):
+        """An IOC takes what the limit allows at once (1.5 at 100.2) and keeps nothing resting."""
+        env = Env()
+        res = env.broker.submit(tif("ae-1", "BUY", "2.000", "100.2", "IOC"))
+        assert [(f.qty, f.price, f.liquidity) for f in res.fills] == [(D("1.5"), D("100.2"), "taker")]
+        assert (res.order.status, res.order.executed_qty) == ("EXPIRED", D("1.5"))
+        assert env.broker.open_orders() == []
+        assert env.broker.positions()[0].qty == D("1.5")
+
+    def test_ioc_that_cannot_fill_expires_with_nothing(self):
+        """An IOC below the ask fills nothing and expires; no position, no resting order."""
+        env = Env()
+        res = env.broker.submit(tif("ae-1", "BUY", "1.000", "100.0", "IOC"))
+        assert (res.order.status, res.order.executed_qty, res.fills) == ("EXPIRED", D(0), ())
+        assert (env.broker.open_orders(), env.broker.positions()) == ([], [])
+
+    def test_ioc_filled_whole_is_filled(self):
+        """An IOC that fills completely ends FILLED, not EXPIRED."""
+        env = Env()
+        res = env.broker.submit(tif("ae-1", "SELL", "1.000", "99.9", "IOC"))
+        assert (res.order.status, [(f.qty, f.price) for f in res.fills]) == ("FILLED", [(D("1.000"), D("99.9"))])
+
+    def test_post_only_that_would_take_is_refused_with_5022_and_nothing_is_created(self):
+        """GTX at or through the ask is refused as Binance does (-5022); the id stays free."""
+        env = Env()
+        with pytest.raises(DefinitiveError) as e:
+            env.broker.submit(tif("ae-1", "BUY", "1.000", "100.1", "GTX"))
+        assert (e.value.code, e.value.reason) == (-5022, "unfillable")
+        assert env.broker.query("BTCUSDT", "ae-1") is None
+
+    def test_post_only_behind_the_touch_rests_and_fills_as_maker(self):
+        """GTX below the ask rests, then fills at its price as maker once traded through."""
+        env = Env()
+        res = env.broker.submit(tif("ae-1", "BUY", "1.000", "100.0", "GTX"))
+        assert (res.order.status, res.fills) == ("NEW", ())
+        env.books["BTCUSDT"] = BookTop(bid=D("99.8"), bid_qty=D("1"), ask=D("99.9"), ask_qty=D("1"))
+        [upd] = env.broker.on_book("BTCUSDT")
+        assert (upd.order.status, upd.fills[0].price, upd.fills[0].liquidity) == ("FILLED", D("100.0"), "maker")
+
+    def test_fok_that_cannot_fill_whole_is_refused_with_5021(self):
+        """FOK for more than the limit allows at once is refused (-5021)."""
+        env = Env()
+        with pytest.raises(DefinitiveError) as e:
+            env.broker.submit(tif("ae-1", "BUY", "2.000", "100.2", "FOK"))
+        assert e.value.code == -5021
+
+    def test_unknown_time_in_force_is_refused(self):
+        """A time in force Binance does not know is refused with -1115."""
+        env = Env()
+        with pytest.raises(DefinitiveError) as e:
+            env.broker.submit(tif("ae-1", "BUY", "1.000", "100.2", "GTD?"))
+        assert e.value.code == -1115

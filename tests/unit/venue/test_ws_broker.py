@@ -258,3 +258,19 @@ def test_the_order_transport_chooses_the_broker(monkeypatch, env, kind, url):
             assert not b.client.connected  # nothing opens before start()
     finally:
         b.close()
+
+
+def test_order_params_carry_a_limit_orders_time_in_force():
+    """order.place / POST /fapi/v1/order parameters: LIMIT sends price and the spec's
+    timeInForce; MARKET sends neither."""
+    from decimal import Decimal
+
+    from venue.binance.bodies import order_params
+    from venue.port import OrderSpec
+    ioc = OrderSpec(client_order_id="ae-s1-0", symbol="BTCUSDT", side="BUY", order_type="LIMIT",
+                    qty=Decimal("0.010"), price=Decimal("60000.1"), time_in_force="IOC")
+    assert order_params(ioc) == {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.010",
+                                 "newClientOrderId": "ae-s1-0", "newOrderRespType": "RESULT", "price": "60000.1",
+                                 "timeInForce": "IOC"}
+    mkt = OrderSpec(client_order_id="ae-s1-0", symbol="BTCUSDT", side="BUY", order_type="MARKET", qty=Decimal("0.010"))
+    assert "timeInForce" not in order_params(mkt) and "price" not in order_params(mkt)

@@ -44,92 +44,24 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from cli.capture import exchange_info_from_rules, no_raw_frames
 from common import config as config_mod
 from common import filekind, service, wire
-from common.capture import KIND_WS_RAW, KIND_ZMQ, Capture, Record, open_capture
-from common.capture_cli import exchange_info_from_rules, no_raw_frames
+from common.capture import KIND_ZMQ, Capture, Record, open_capture
 from common.errors import DecodeError
+from common.replay_plan import Plan, is_hydration, plan_replay  # noqa: F401 - the plan is shared with research
 from services.feed.replay_source import pace_delay_s
 from services.orchestrator import db
 
-SYMBOL_TOPIC = wire.topic_prefix(wire.EventType.SYMBOL_INFO)
 STOP_TIMEOUT_S = 60.0
 POLL_S = 0.1
 DECISION_TABLES = ("signal", "order", "fill", "trade", "risk_reject")
 
 
 # ---------------------------------------------------------------------------- pure core
-@dataclass(frozen=True)
-class Plan:
-    """What a replay needs from a capture, read once before the stack starts."""
-
-    hydration: tuple[wire.Envelope, ...]  # the feed's hydrated candles, in capture order
-    warm_to_ms: int  # the brain warms from candles closed by then
-    history_candles: int  # ... at most this many per symbol
-    frames: int  # raw WebSocket frames in range
-    first_ns: int | None
-    last_ns: int | None
-    exchange_info: dict[str, Any] | None
-    damage: str = ""  # where the capture is damaged ("" = intact)
-    rules: tuple[wire.SymbolInfo, ...] = ()  # the feed's symbol messages in the file (the last of each)
-    raw_in_file: int = 0  # raw WebSocket frames in the whole file, in range or not
-
-
-def is_hydration(env: wire.Envelope) -> bool:
-    return isinstance(env.body, wire.CandleClosed) and env.publisher.startswith("feed:")
-
-
-def plan_replay(cap: Capture, from_ns: int | None = None, to_ns: int | None = None) -> Plan:
-    """Scan the capture once: hydration candles (whole file: they are history, not ticks),
-    raw frames in [from, to), the header's exchangeInfo, the feed's symbol rules. Damage ends
-    the scan, not the plan."""
-    hyd: list[wire.Envelope] = []
-    rules: dict[str, wire.SymbolInfo] = {}
-    raw_in_file = 0
-    frames = 0
-    first = last = None
-    damage = ""
-    try:
-        for rec in cap.iter_records():
-            if rec.kind == KIND_ZMQ and rec.frames and rec.frames[0].startswith(b"candle."):
-                try:
-                    env = wire.decode(rec.frames)
-                except DecodeError:
-                    continue
-                if is_hydration(env):
-                    hyd.append(env)
-            elif rec.kind == KIND_ZMQ and rec.frames and rec.frames[0].startswith(SYMBOL_TOPIC):
-                try:
-                    env = wire.decode(rec.frames)
-                except DecodeError:
-                    continue
-                if isinstance(env.body, wire.SymbolInfo) and env.publisher.startswith("feed:"):
-                    rules[env.body.symbol] = env.body
-            elif rec.kind == KIND_WS_RAW:
-                raw_in_file += 1
-                if (from_ns is not None and rec.recv_ns < from_ns) or (to_ns is not None and rec.recv_ns >= to_ns):
-                    continue
-                frames += 1
-                first = rec.recv_ns if first is None else first
-                last = rec.recv_ns
-    except DecodeError as exc:
-        damage = str(exc)
-    per_symbol = Counter(e.body.symbol for e in hyd)
-    warm_to = max((e.body.close_ms for e in hyd), default=0)
-    if not hyd and first is not None:
-        warm_to = first // 1_000_000
-    meta = cap.header.meta if isinstance(cap.header.meta, dict) else {}
-    info = meta.get("exchange_info")
-    return Plan(hydration=tuple(hyd), warm_to_ms=warm_to, history_candles=max(per_symbol.values(), default=0),
-                frames=frames, first_ns=first, last_ns=last,
-                exchange_info=info if isinstance(info, dict) else None, damage=damage,
-                rules=tuple(rules[s] for s in sorted(rules)), raw_in_file=raw_in_file)
-
-
 _DECISION_SQL = {
     "signal": "SELECT * FROM signals ORDER BY ts_ns, signal_id",
     "order": "SELECT * FROM orders ORDER BY created_ns, client_order_id",
@@ -173,7 +105,7 @@ def model_scores(trades: list[dict[str, Any]]) -> dict[str, Any]:
         pb.append((sum(before) + prior.prior_wins) / (len(before) + prior.prior_wins + prior.prior_losses))
         pm.append(float(t["confidence"]))
         ys.append(1.0 if t["outcome_r"] > 0 else 0.0)
-    out = model_eval._scores(pm, pb, ys)
+    out = model_eval.scores(pm, pb, ys)
     out["wins"] = int(sum(ys))
     return out
 
@@ -333,7 +265,10 @@ def prepare(args: argparse.Namespace, cfg: config_mod.AegisConfig, plan: Plan, w
         replay={"file": str(Path(args.file).resolve()), "speed": speed, "from_ms": args.from_ms,
                 "to_ms": args.to_ms, "exchange_info": str(info_path.resolve()),
                 "warm_to_ms": plan.warm_to_ms, "history_candles": plan.history_candles},
-        supervisor={"status_line": False})
+        supervisor={"status_line": False},
+        # entries as the recorded run sent them (a capture older than limit-IOC entries: MARKET)
+        trading={"entry_order": plan.entry_order or "market",
+                 **({"entry_slippage_bps": plan.entry_slippage_bps} if plan.entry_slippage_bps is not None else {})})
     conn = db.connect(service.db_path(cfg))
     try:
         db.write_batch(conn, [row for env in plan.hydration for row in db.rows_for(env)])
@@ -446,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(decision_lines(items))
         report_summary = None
         if args.report is not None:
-            from services.orchestrator import report, report_cli
+            from services.orchestrator import report
+            from cli import report as report_cli
 
             report_summary = report_cli.write_report(args.report, db_path=service.db_path(rcfg),
                                                      cfg=report.ReportConfig(), stats_dir=work / "stats")

@@ -7,7 +7,8 @@ import os
 
 from common import wire
 from services.brain import risk
-from services.orchestrator import db, risk_cli
+from cli import risk as risk_cli
+from services.orchestrator import db
 
 HALTED = risk.RiskState(halted=True, halt_reason=risk.DRAWDOWN, halt_detail="drawdown 10.10% from peak 11000.0",
                         halted_at_ms=1, day_index=1, day_start_equity_usdt=11_000.0, peak_equity_usdt=11_000.0)

@@ -9,9 +9,9 @@ import pytest
 
 from common import wire
 from common.capture import KIND_WS_RAW, Header, create_capture, open_capture
-from common.capture_cli import compact_exchange_info, exchange_info_from_rules
+from cli.capture import compact_exchange_info, exchange_info_from_rules
 from services.orchestrator import db
-from services.orchestrator import replay_cli as rc
+from cli import replay as rc
 
 T0 = 1_733_011_200_000
 INFO = {"symbols": [{"symbol": "BTCUSDT", "status": "TRADING", "filters": []}]}
@@ -184,7 +184,8 @@ class TestExchangeInfoFromRules:
     def test_a_capture_header_falls_back_to_the_stacks_rules_when_the_exchange_is_silent(self, short_tmp):
         """aegis capture of a stack whose exchange does not answer: the header's exchangeInfo is
         made of the rules the stack's feed published (its database), said so, with the error."""
-        from common import capture_cli, config
+        from cli import capture as capture_cli
+        from common import config
 
         rd, data = short_tmp / "run", short_tmp / "data"
         rd.mkdir()

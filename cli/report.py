@@ -61,8 +61,9 @@ def open_readonly(path: Path) -> sqlite3.Connection:
 
 
 def load_trades(conn: sqlite3.Connection) -> list[report.Trade]:
-    have = {r[1] for r in conn.execute("PRAGMA table_info(trades)")}  # a database from before funding: 0
-    cols = [f if f in have else f"0 AS {f}" for f in _TRADE_FIELDS]
+    # a database from before funding: 0; from before slippage: NULL (unknown, not zero)
+    have = {r[1] for r in conn.execute("PRAGMA table_info(trades)")}
+    cols = [f if f in have else f"NULL AS {f}" if f == "slippage_bps" else f"0 AS {f}" for f in _TRADE_FIELDS]
     rows = conn.execute(f"SELECT {', '.join(cols)} FROM trades"  # noqa: S608 - fixed names
                         " ORDER BY closed_ms, trade_id").fetchall()
     out = []

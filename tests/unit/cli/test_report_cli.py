@@ -18,7 +18,8 @@ import pytest
 
 from common import cli, wire
 from common.histogram import LatencyHistogram
-from services.orchestrator import db, report, report_cli, report_html
+from cli import report as report_cli
+from services.orchestrator import db, report, report_html
 
 T0 = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
 H = 3_600_000
@@ -95,16 +96,16 @@ def run(argv, capsys):
 EXPECTED_CSV = [
     ["trade_id", "symbol", "side", "qty", "entry_price", "exit_price", "stop", "target",
      "opened_ms", "closed_ms", "opened_utc", "closed_utc", "holding_s", "pnl", "fees",
-     "outcome_r", "exit_reason", "confidence", "learned", "funding", "net_pnl"],
+     "outcome_r", "exit_reason", "confidence", "learned", "funding", "slippage_bps", "net_pnl"],
     ["sig-a", "BTCUSDT", "BUY", "0.1", "35000.0", "37100.0", "34000.0", "37100.0",
      "1700000000000", "1700003600000", "2023-11-14 22:13:20.000", "2023-11-14 23:13:20.000",
-     "3600.0", "210.0", "10.0", "2.0", "TARGET", "0.6", "1", "0.0", "200.0"],
+     "3600.0", "210.0", "10.0", "2.0", "TARGET", "0.6", "1", "0.0", "", "200.0"],
     ["sig-b", "ETHUSDT", "SELL", "1.0", "2000.0", "2097.0", "2097.0", "1800.0",
      "1700001800000", "1700007200000", "2023-11-14 22:43:20.000", "2023-11-15 00:13:20.000",
-     "5400.0", "-97.0", "5.0", "-1.0", "STOP", "0.55", "1", "0.0", "-102.0"],
+     "5400.0", "-97.0", "5.0", "-1.0", "STOP", "0.55", "1", "0.0", "", "-102.0"],
     ["sig-c", "SOLUSDT", "BUY", "10.0", "50.0", "60.5", "39.5", "60.5",
      "1700010800000", "1700014400000", "2023-11-15 01:13:20.000", "2023-11-15 02:13:20.000",
-     "3600.0", "105.0", "4.02", "1.0", "TARGET", "0.7", "0", "0.0", "100.98"],
+     "3600.0", "105.0", "4.02", "1.0", "TARGET", "0.7", "0", "0.0", "", "100.98"],
 ]
 
 EXPECTED_METRICS = {
@@ -178,6 +179,8 @@ class TestReportOfARun:
                              "risk_rejects_by_reason"]
         assert s["fees_usdt"] == 0.06  # the six fills' fees (this made-up run's trades say otherwise)
         assert s["database"] == str(run_db)
+        slips = {k: s["metrics"].pop(k) for k in ("avg_slippage_bps", "worst_slippage_bps")}
+        assert slips == {"avg_slippage_bps": None, "worst_slippage_bps": None}  # no signal price on these trades
         assert s["metrics"] == pytest.approx(EXPECTED_METRICS, rel=1e-12, abs=1e-12)
         assert list(s["metrics"]) == list(EXPECTED_METRICS)
         assert s["counts"] == {"signals": 4, "orders": 6, "fills": 6, "risk_rejects": 3,
@@ -230,7 +233,7 @@ class TestReportOfARun:
 
     def test_registered_as_an_aegis_subcommand(self, run_db, tmp_path, capsys):
         """``aegis report`` dispatches to report_cli.main."""
-        assert cli.COMMANDS["report"][0] == "services.orchestrator.report_cli"
+        assert cli.COMMANDS["report"][0] == "cli.report"
         assert cli.main(["report", "--db", str(run_db), "--out", str(tmp_path / "rep")]) == 0
         assert (tmp_path / "rep" / "index.html").exists()
 
@@ -414,3 +417,54 @@ class TestFundingInTheReport:
         assert [r["funding"] for r in rows] == ["-0.059"]
         page = next((tmp_path / "rep").glob("*.html")).read_text()
         assert "<th>funding</th>" in page and "-0.0590" in page
+
+
+class TestSlippageInTheReport:
+    def test_entry_slippage_is_in_the_metrics_the_csv_and_the_page(self, tmp_path, capsys):
+        """Two trades at +12.5 and -2.5 bps and one without a signal price: the average and the
+        worst over the two, the trades.csv column (empty for the third), the HTML column."""
+        from services.orchestrator import db as dbm
+        path = tmp_path / "aegis.sqlite3"
+        conn = dbm.connect(path)
+        bodies = [wire.TradeClosed(trade_id=f"sig-{i}", symbol="BTCUSDT", side="BUY", qty=0.01, entry_price=100.0,
+                                   exit_price=101.0, stop=99.0, target=102.0, opened_ms=1_700_000_000_000 + i,
+                                   closed_ms=1_700_000_060_000 + i, pnl=0.01, fees=0.0, outcome_r=1.0,
+                                   exit_reason="TARGET", learned=True, signal_price=sp, slippage_bps=bps)
+                  for i, (sp, bps) in enumerate([(99.875, 12.5), (100.025, -2.5), (0.0, None)])]
+        dbm.write_batch(conn, [r for i, b in enumerate(bodies, 1)
+                               for r in dbm.rows_for(wire.Envelope(wire.SCHEMA_VERSION, "brain:1", i, i, i, b))])
+        conn.close()
+        run(["--db", path, "--out", tmp_path / "rep"], capsys)
+        s = json.loads((tmp_path / "rep" / "summary.json").read_text())
+        assert (s["metrics"]["avg_slippage_bps"], s["metrics"]["worst_slippage_bps"]) == (5.0, 12.5)
+        with open(tmp_path / "rep" / "trades.csv", newline="") as f:
+            assert [r["slippage_bps"] for r in csv.DictReader(f)] == ["12.5", "-2.5", ""]
+        page = next((tmp_path / "rep").glob("*.html")).read_text()
+        assert "<th>slippage (bps)</th>" in page and "+12.5" in page and "-2.5" in page
+
+    def test_a_database_from_before_slippage_gets_the_columns_and_reads_none(self, tmp_path, capsys):
+        """An older trades table (no signal_price / slippage_bps): connect adds both columns,
+        the old row reads NULL (unknown, not zero) and the report says None."""
+        import sqlite3
+
+        from services.orchestrator import db as dbm
+        path = tmp_path / "old.sqlite3"
+        old = sqlite3.connect(path)
+        old.execute("CREATE TABLE trades (trade_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,"
+                    " qty REAL NOT NULL, entry_price REAL NOT NULL, exit_price REAL NOT NULL, stop REAL NOT NULL,"
+                    " target REAL NOT NULL, opened_ms INTEGER NOT NULL, closed_ms INTEGER NOT NULL,"
+                    " pnl REAL NOT NULL, fees REAL NOT NULL, outcome_r REAL NOT NULL, exit_reason TEXT NOT NULL,"
+                    " confidence REAL NOT NULL, learned INTEGER NOT NULL, PRIMARY KEY (trade_id, closed_ms))"
+                    " WITHOUT ROWID")
+        old.execute("INSERT INTO trades VALUES ('t1','BTCUSDT','BUY',1,100,101,99,102,1,2,1,0,1,'TARGET',0.5,1)")
+        old.commit()
+        old.close()
+        dbm.connect(path).close()
+        conn = sqlite3.connect(path)
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(trades)")]
+        assert cols[-3:] == ["funding", "signal_price", "slippage_bps"]
+        assert conn.execute("SELECT signal_price, slippage_bps FROM trades").fetchall() == [(0.0, None)]
+        conn.close()
+        run(["--db", path, "--out", tmp_path / "rep"], capsys)
+        s = json.loads((tmp_path / "rep" / "summary.json").read_text())
+        assert (s["metrics"]["trades"], s["metrics"]["avg_slippage_bps"]) == (1, None)

@@ -283,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
                     meta={**header_exchange_info(rd, symbols), "tool": "aegis capture",
                           "host": socket.gethostname(), "pid": os.getpid(),
                           "run_dir": str(rd), "mode": cfg.mode, "endpoints": list(eps),
-                          "topics": [p.decode() for p in prefixes], "raw": args.raw})
+                          "topics": [p.decode() for p in prefixes], "raw": args.raw,
+                          # how the stack sends entries: a replay sends them the same way
+                          "entry_order": cfg.trading.entry_order,
+                          "entry_slippage_bps": cfg.trading.entry_slippage_bps})
     try:
         writer = create_capture(args.out, header, overwrite=args.overwrite, fsync=args.fsync,
                                 block_records=args.block_records, block_interval_ms=args.flush_ms)

@@ -1,0 +1,118 @@
+"""The import rules of docs/architecture.md, read from the source with ``ast`` (nothing is
+imported): which package may import which.
+
+- a service (``services/<name>/``) imports its own modules, ``common`` and ``venue``; never
+  another service's. The brain also imports ``research.strategy_api``, the strategy plug-in
+  contract its strategies are written against.
+- ``common`` and ``venue`` import no service, and no ``research`` or ``cli``; ``common``
+  imports no ``venue`` (``venue`` builds on ``common``, not the other way round).
+- ``research`` imports ``common``, ``venue`` and the brain's pure cores it backtests
+  (``services.brain``); no other service, and no ``cli``.
+- ``cli`` (the ``aegis`` commands) is the one shell that may import anything: nothing
+  imports it.
+
+Imports inside functions count as much as those at the top of a module.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("cli", "common", "venue", "research", "services")
+
+
+def home(module: str) -> str:
+    """The package a module belongs to for the rules: ``services.<name>`` or the top level."""
+    parts = module.split(".")
+    if parts[0] == "services" and len(parts) > 1:
+        return "services." + parts[1]
+    return parts[0]
+
+
+def allowed(src: str, dst: str, module: str) -> bool:
+    """May a module of package ``src`` import ``module`` (of package ``dst``)?"""
+    if src == dst:
+        return True
+    if src.startswith("services."):
+        return dst in ("common", "venue") or (
+            src == "services.brain" and (module + ".").startswith("research.strategy_api."))
+    if src == "venue":
+        return dst == "common"
+    if src == "common":
+        return False
+    if src == "research":
+        return dst in ("common", "venue", "services.brain")
+    return src == "cli"
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every absolute import of a project package in ``path``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # ``from services import feed``, ``from research import strategy_api``: the imported
+            # name may be the module (for ``from m import f`` the name is just longer)
+            names = [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        out += [(node.lineno, n) for n in names if n.split(".")[0] in PACKAGES]
+    return out
+
+
+def sources() -> list[Path]:
+    return sorted(p for pkg in PACKAGES if (ROOT / pkg).is_dir() for p in (ROOT / pkg).rglob("*.py"))
+
+
+def violations() -> list[str]:
+    bad = []
+    for path in sources():
+        rel = path.relative_to(ROOT)
+        src = home(".".join(rel.with_suffix("").parts))
+        for line, module in imports(path):
+            dst = home(module)
+            if not allowed(src, dst, module):
+                bad.append(f"{rel}:{line}: {src} imports {module}")
+    return bad
+
+
+def test_no_package_imports_across_the_rules():
+    """No service imports another service; common, venue and research import only what
+    docs/architecture.md allows; nothing imports cli."""
+    assert violations() == []
+
+
+@pytest.mark.parametrize("src, module, ok", [
+    ("services.feed", "services.brain.model", False),
+    ("services.feed", "services.feed.codec", True),
+    ("services.brain", "research.strategy_api", True),
+    ("services.brain", "research.strategy_api.load", True),
+    ("services.brain", "research.backtest", False),
+    ("services.orchestrator", "venue.filters", True),
+    ("common", "services.brain.recovery", False),
+    ("common", "venue.filters", False),
+    ("venue", "common.wire", True),
+    ("venue", "services.feed.codec", False),
+    ("research", "services.brain.smc", True),
+    ("research", "services.feed.codec", False),
+    ("research", "cli.replay", False),
+    ("cli", "services.brain.model", True),
+    ("services.feed", "cli.decode", False),
+])
+def test_the_rule_itself(src, module, ok):
+    """The rule says what the architecture page says, case by case (a rule that allowed
+    everything would pass the scan above)."""
+    assert allowed(src, home(module), module) is ok
+
+
+def test_the_scan_sees_imports_inside_functions(tmp_path):
+    """A lazy import in a function body is found as well as one at the top."""
+    f = tmp_path / "m.py"
+    f.write_text("import os\nfrom services.brain import recovery\n"
+                 "def f():\n    from services.feed.codec import decode\n    import venue.filters\n")
+    assert imports(f) == [(2, "services.brain.recovery"), (4, "services.feed.codec.decode"), (5, "venue.filters")]
