@@ -184,8 +184,13 @@ class PaperBroker:
         self._order_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self._orders: dict[str, ExchangeOrder] = {}  # by client order id, in creation order
+        # the client ids of the orders still live (NEW, PARTIALLY_FILLED), in creation order: the
+        # margin, the resting-order crossing and open_orders read these, not every order ever placed
+        # (a year's backtest places tens of thousands)
+        self._live: dict[str, None] = {}
         self._notional: dict[str, Decimal] = {}  # executed qty * price per order, exact
         self._fills: list[ExchangeFill] = []
+        self._fills_of: dict[str, list[ExchangeFill]] = {}  # by exchange order id (the usual question)
         self._positions: dict[str, Position] = {}
         self._wallet = config.starting_balance
         self._algos: dict[str, tuple[AlgoSpec, ExchangeAlgoOrder]] = {}  # by clientAlgoId
@@ -230,7 +235,7 @@ class PaperBroker:
                 client_order_id=spec.client_order_id, exchange_order_id=str(next(self._order_ids)),
                 symbol=spec.symbol, side=spec.side, order_type=spec.order_type, status="NEW",
                 qty=spec.qty, price=spec.price, reduce_only=spec.reduce_only, update_ms=now)
-            self._orders[spec.client_order_id] = order
+            self._store(order)
             self._notional[spec.client_order_id] = Decimal(0)
             done = tuple(self._execute(spec.client_order_id, q, p, maker=False, now=now) for q, p in chunks)
             order = self._orders[spec.client_order_id]
@@ -250,7 +255,8 @@ class PaperBroker:
         out: list[SubmitResult] = []
         with self._lock:
             now = self._clock_ms()
-            for cid, o in list(self._orders.items()):
+            for cid in list(self._live):
+                o = self._orders[cid]
                 if o.symbol != symbol or o.status not in LIVE_STATUSES or not crosses(book, o.side, o.price):
                     continue
                 left = o.qty - o.executed_qty
@@ -276,16 +282,15 @@ class PaperBroker:
 
     def open_orders(self, symbol: str | None = None) -> list[ExchangeOrder]:
         with self._lock:
-            return [o for o in self._orders.values()
+            return [o for o in map(self._orders.__getitem__, self._live)
                     if o.status in LIVE_STATUSES and (symbol is None or o.symbol == symbol)]
 
     def fills(self, symbol: str, *, since_ms: int | None = None,
               exchange_order_id: str | None = None) -> list[ExchangeFill]:
         with self._lock:
             self._trigger_algos()
-            return [x for x in self._fills if x.symbol == symbol
-                    and (since_ms is None or x.time_ms >= since_ms)
-                    and (exchange_order_id is None or x.exchange_order_id == exchange_order_id)]
+            pool = self._fills if exchange_order_id is None else self._fills_of.get(exchange_order_id, ())
+            return [x for x in pool if x.symbol == symbol and (since_ms is None or x.time_ms >= since_ms)]
 
     def positions(self) -> list[ExchangePosition]:
         with self._lock:
@@ -378,7 +383,7 @@ class PaperBroker:
             order = ExchangeOrder(client_order_id=cid, exchange_order_id=str(next(self._order_ids)),
                                   symbol=o.symbol, side=o.side, order_type="MARKET", status="NEW", qty=qty,
                                   reduce_only=True, update_ms=now)
-            self._orders[cid] = order
+            self._store(order)
             self._notional[cid] = Decimal(0)
             for q, px in fill_market(book, o.side, qty, slippage_bps=self.config.slippage_bps, tick=f.tick_size,
                                      limit=None, max_levels=self.config.max_levels):
@@ -435,19 +440,28 @@ class PaperBroker:
             self._wallet = self._wallet + realized - paid
             notional = self._notional[cid] = self._notional[cid] + qty * price
             executed = o.executed_qty + qty
-        self._orders[cid] = replace(o, executed_qty=executed, avg_price=_AVG.divide(notional, executed),
-                                    status="FILLED" if executed == o.qty else "PARTIALLY_FILLED", update_ms=now)
+        self._store(replace(o, executed_qty=executed, avg_price=_AVG.divide(notional, executed),
+                            status="FILLED" if executed == o.qty else "PARTIALLY_FILLED", update_ms=now))
         fill = ExchangeFill(trade_id=str(next(self._trade_ids)), client_order_id=cid,
                             exchange_order_id=o.exchange_order_id, symbol=o.symbol, side=o.side, qty=qty,
                             price=price, fee=paid, fee_asset=self.config.asset,
                             liquidity="maker" if maker else "taker", realized_pnl=realized, time_ms=now)
         self._fills.append(fill)
+        self._fills_of.setdefault(fill.exchange_order_id, []).append(fill)
         return fill
 
     def _set_status(self, o: ExchangeOrder, status: str, now: int) -> ExchangeOrder:
         o = replace(o, status=status, update_ms=now)
-        self._orders[o.client_order_id] = o
+        self._store(o)
         return o
+
+    def _store(self, o: ExchangeOrder) -> None:
+        """The one place an order's record changes: keeps ``_live`` equal to the live orders."""
+        self._orders[o.client_order_id] = o
+        if o.status in LIVE_STATUSES:
+            self._live.setdefault(o.client_order_id, None)
+        else:
+            self._live.pop(o.client_order_id, None)
 
     def _marked(self) -> list[tuple[str, Position, Decimal]]:
         """(symbol, position, mark) of the open positions; mark = mid, else the entry price."""
@@ -464,6 +478,6 @@ class PaperBroker:
             marked = self._marked()
             equity = self._wallet + sum((p.unrealized(m) for _, p, m in marked), Decimal(0))
             used = sum((abs(p.qty) * m / lev for _, p, m in marked), Decimal(0))
-            used += sum(((o.qty - o.executed_qty) * o.price / lev for o in self._orders.values()
-                         if o.status in LIVE_STATUSES and not o.reduce_only), Decimal(0))
+            used += sum(((o.qty - o.executed_qty) * o.price / lev for o in map(self._orders.__getitem__, self._live)
+                         if not o.reduce_only), Decimal(0))
         return Balance(asset=self.config.asset, wallet=self._wallet, equity=equity, available=equity - used)
