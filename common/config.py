@@ -133,6 +133,10 @@ class TradingConfig:
     flatten_on_halt: bool = False  # the kill switch also closes every position (else: no new entries)
     # the exchange holds a STOP_MARKET and a TAKE_PROFIT_MARKET (closePosition) for each position
     exchange_protection: bool = True
+    # > 0: the target is held as a TRAILING_STOP_MARKET (reduce-only, the position's quantity)
+    # activated at the plan's target that closes once the price falls back this many percent
+    # from its best since then (0.1..10, steps of 0.1); 0 = off: a TAKE_PROFIT_MARKET at the target
+    trailing_callback_pct: float = 0.0
     # an entry whose liquidation price is not beyond its stop by this much (% of the stop) is refused
     liquidation_buffer_pct: float = 0.5
     # entries: "limit_ioc" = LIMIT IOC at the signal price +/- entry_slippage_bps (what the market
@@ -503,6 +507,10 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("trading.margin_type must be CROSSED or ISOLATED")
     if t.entry_order not in ("limit_ioc", "market"):
         raise ConfigError(f"trading.entry_order must be limit_ioc or market, not {t.entry_order!r}")
+    if t.trailing_callback_pct != 0 and not (0.1 <= t.trailing_callback_pct <= 10
+                                             and round(t.trailing_callback_pct * 10, 9).is_integer()):
+        raise ConfigError(f"trading.trailing_callback_pct must be 0 (off) or within 0.1..10 in steps of 0.1 "
+                          f"(Binance's callbackRate), not {t.trailing_callback_pct!r}")
     if not 0 <= t.entry_slippage_bps <= 500:  # 5 %: beyond that a bound is no bound
         raise ConfigError(f"trading.entry_slippage_bps must be within 0..500, not {t.entry_slippage_bps!r}")
     if not 0 < t.risk_per_trade_pct <= 5:

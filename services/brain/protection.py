@@ -79,6 +79,67 @@ def _trigger(level: float, tick: Decimal, side: str) -> Decimal | None:
     return p if p > 0 else None
 
 
+def trailing(cfg: TraderConfig) -> bool:
+    """Whether the target is a trailing stop (``trading.trailing_callback_pct`` > 0)."""
+    return cfg.trailing_callback_pct > 0
+
+
+def protective_order(cfg: TraderConfig, t: Trade, role: str, price: Decimal, n: int) -> ao.AlgoOrder:
+    """Placement ``n`` of ``t``'s stop or target at ``price`` (on the tick). The stop is a
+    STOP_MARKET (closePosition); the target a TAKE_PROFIT_MARKET (closePosition) or, with
+    trailing on, a TRAILING_STOP_MARKET for the position's quantity (reduce-only: Binance takes
+    no closePosition on a trailing stop) activated at ``price`` with the configured callback."""
+    prefix = STOP_PREFIX if role == STOP else TARGET_PREFIX
+    common = dict(client_algo_id=om.make_client_order_id(prefix, t.trade_id, n), symbol=t.symbol,
+                  side=close_side(t), trade_id=t.trade_id, role=role, recv_window_ms=cfg.recv_window_ms)
+    if role == TARGET and trailing(cfg):
+        return ao.new_algo_order(**common, order_type="TRAILING_STOP_MARKET", close_position=False,
+                                 qty=t.position, callback_rate=Decimal(repr(cfg.trailing_callback_pct)),
+                                 activation_price=price)
+    kind = "STOP_MARKET" if role == STOP else "TAKE_PROFIT_MARKET"
+    return ao.new_algo_order(**common, order_type=kind, trigger_price=price)
+
+
+def level_of(o: ao.AlgoOrder) -> Decimal:
+    """The plan level an order holds: its trigger, or a trailing stop's activation price."""
+    return o.activation_price if o.order_type == "TRAILING_STOP_MARKET" else o.trigger_price
+
+
+def trail_level(extreme: float, direction: int, callback_pct: float) -> Decimal:
+    """Where a trailing stop closes: ``callback_pct`` % back from the best price (exact decimals,
+    as the exchange computes it: a retrace of exactly the callback closes)."""
+    ext = Decimal(repr(extreme))
+    rate = Decimal(repr(callback_pct)) / 100
+    return ext * (1 - rate) if direction > 0 else ext * (1 + rate)
+
+
+def trail(extreme: float, direction: int, activation: float, callback_pct: float,
+          low: float, high: float) -> tuple[float, bool]:
+    """The trailing rule over one traded range ``[low, high]`` (one price: ``low == high``):
+    ``(new extreme, exit?)``. ``extreme`` is the best price since the price reached
+    ``activation`` (0.0: not reached yet). A long's trail activates once a price is at or above
+    the activation price and then follows the highest price; it exits when a price is at or
+    below that highest x (1 - callback %); a short mirrored (lowest, x (1 + callback %)) --
+    Binance's TRAILING_STOP_MARKET rule. Within one range the order of prices is unknown, so
+    the exit is judged against the extreme known before the range and the range's own best
+    price only moves the extreme: the local layer never exits on a retrace that may not have
+    happened (the exchange, which sees every mark price, may then close first)."""
+    long = direction > 0
+    if not extreme and activation <= 0:
+        return 0.0, False  # no target: nothing to trail
+    if extreme:
+        worst = Decimal(repr(low if long else high))
+        level = trail_level(extreme, direction, callback_pct)
+        if (worst <= level) if long else (worst >= level):
+            return extreme, True
+    best = high if long else low
+    if extreme:
+        return (max(extreme, best) if long else min(extreme, best)), False
+    if (best >= activation) if long else (best <= activation):
+        return best, False
+    return 0.0, False
+
+
 def arm(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx) -> Result:
     """Place the exchange-held stop and target of ``t`` (rule 1)."""
     if not cfg.exchange_protection or t.position <= 0 or t.stop_cid or t.flat_at_exchange_ms:
@@ -89,15 +150,11 @@ def arm(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx) -> Result:
     side = close_side(t)
     n = t.protect_n + 1
     orders: list[ao.AlgoOrder] = []
-    for prefix, role, kind, level in ((STOP_PREFIX, STOP, "STOP_MARKET", t.stop),
-                                      (TARGET_PREFIX, TARGET, "TAKE_PROFIT_MARKET", t.target)):
+    for role, level in ((STOP, t.stop), (TARGET, t.target)):
         price = _trigger(level, f.tick_size, side)
         if price is None:
             continue
-        orders.append(ao.new_algo_order(
-            client_algo_id=om.make_client_order_id(prefix, t.trade_id, n), symbol=t.symbol, side=side,
-            order_type=kind, trigger_price=price, trade_id=t.trade_id, role=role,
-            recv_window_ms=cfg.recv_window_ms))
+        orders.append(protective_order(cfg, t, role, price, n))
     if not orders or orders[0].role != STOP:
         return count(st, "protection_no_stop"), [Problem("PROTECTION_NO_STOP", f"{t.symbol}: stop {t.stop!r}")]
     by_role = {o.role: o.client_algo_id for o in orders}
@@ -143,8 +200,10 @@ def move(cfg: TraderConfig, st: TraderState, t: Trade, role: str, level: float, 
     passed = mark > 0 and price is not None and (
         (float(price) >= mark if long else float(price) <= mark) if role == STOP
         else (float(price) <= mark if long else float(price) >= mark))
-    if price is None or passed or t.flat_at_exchange_ms or t.exit_reason:
+    active = role == TARGET and trailing(cfg) and bool(t.trail_extreme)
+    if price is None or passed or active or t.flat_at_exchange_ms or t.exit_reason:
         why = ("not a price" if price is None else f"already passed by the mark {mark}" if passed
+               else "the trailing stop is active: it follows the price now" if active
                else "the trade is closing")
         return count(st, f"move_refused:{role}"), [Problem("MOVE_REFUSED", f"{t.symbol} {role} {level!r}: {why}")]
     t = replace(t, stop=float(price)) if role == STOP else replace(t, target=float(price))
@@ -167,6 +226,24 @@ def move(cfg: TraderConfig, st: TraderState, t: Trade, role: str, level: float, 
     return st, actions
 
 
+def resize(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx) -> Result:
+    """The position grew (another entry fill) while its trailing target holds a smaller quantity:
+    replace it (cancel, then place for the whole position at the same activation price, rule 4).
+    The stop needs nothing: it is closePosition."""
+    o = st.algos.get(t.target_cid) if t.target_cid else None
+    if (o is None or o.is_terminal or o.order_type != "TRAILING_STOP_MARKET" or o.qty == t.position
+            or TARGET in t.replacing or t.exit_reason or closing(st, t)):
+        return st, []
+    t = replace(t, replacing=t.replacing | {TARGET})
+    st, actions = _cancel(with_trade(st, t), o.client_algo_id)
+    st = count(st, "protection_resizes")
+    now_gone = replaced(cfg, st, st.trades[t.symbol], st.algos[o.client_algo_id], ctx)
+    if now_gone is not None:
+        st, more = now_gone
+        actions = [*actions, *more]
+    return st, actions
+
+
 def replaced(cfg: TraderConfig, st: TraderState, t: Trade, o: ao.AlgoOrder, ctx: Ctx) -> Result | None:
     """The cancel of a protective order being replaced is confirmed: place its successor at
     the plan's (moved) level (rule 4). None when ``o`` is not such an order."""
@@ -182,10 +259,7 @@ def replaced(cfg: TraderConfig, st: TraderState, t: Trade, o: ao.AlgoOrder, ctx:
         return count(with_trade(st, t), "protection_no_filters"), [
             Problem("PROTECTION_NO_FILTERS", f"no filters for {t.symbol}")]
     n = t.protect_n + 1
-    prefix, kind = (STOP_PREFIX, "STOP_MARKET") if role == STOP else (TARGET_PREFIX, "TAKE_PROFIT_MARKET")
-    new = ao.new_algo_order(client_algo_id=om.make_client_order_id(prefix, t.trade_id, n), symbol=t.symbol,
-                            side=side, order_type=kind, trigger_price=price, trade_id=t.trade_id, role=role,
-                            recv_window_ms=cfg.recv_window_ms)
+    new = protective_order(cfg, t, role, price, n)
     t = replace(t, protect_n=n, algo_cids=t.algo_cids | {new.client_algo_id},
                 **({"stop_cid": new.client_algo_id, "protected_ms": 0} if role == STOP
                    else {"target_cid": new.client_algo_id}))

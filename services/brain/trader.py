@@ -16,7 +16,9 @@ The life of a trade:
 2. Fills (``on_fill``) move the trade's entry or exit quantity; each is published as ``FILL``
    and the position as ``POSITION``.
 3. ``on_prices``: the stop or the target was touched within the batch (its low/high) -> a
-   reduce-only MARKET exit. Exits are local: the brain watches the price (see README: no
+   reduce-only MARKET exit. With ``trailing_callback_pct`` > 0 the target only starts a trail
+   (``protection.trail``): the exit comes when the price falls back that many percent from its
+   best since the target was reached. Exits are local: the brain watches the price (see README: no
    exchange-side stop yet). A refused exit is retried by ``on_timer`` after ``exit_retry_ms``.
 4. Flat again: ``TRADE_CLOSED`` with the realised PnL, fees, funding and the outcome in R (PnL
    per unit of the risk planned at entry), and ``Learn`` for the model (not for adopted positions).
@@ -309,6 +311,12 @@ def on_prices(cfg: TraderConfig, st: TraderState, symbol: str, low: float, high:
         reason = STOP if low <= t.stop else TARGET if high >= t.target else ""
     else:
         reason = STOP if high >= t.stop else TARGET if low <= t.target else ""
+    if reason != STOP and pr.trailing(cfg):  # the target is where the trail starts, not an exit
+        extreme, fire = pr.trail(t.trail_extreme, t.direction, t.target, cfg.trailing_callback_pct, low, high)
+        if extreme != t.trail_extreme:
+            t = replace(t, trail_extreme=extreme)
+            st = _with_trade(st, t)
+        reason = TARGET if fire else ""
     return _exit(cfg, st, t, reason, ctx) if reason else (st, [])
 
 
@@ -462,6 +470,10 @@ def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillAppli
     actions.append(Publish(position_body(t, ctx)))
     if is_entry and not t.stop_cid:  # the position exists: the exchange holds its stop from now
         st, acts = pr.arm(cfg, st, t, ctx)
+        actions += acts
+        t = st.trades[t.symbol]
+    elif is_entry:  # a later entry fill: a trailing target (a quantity, not closePosition) grows with it
+        st, acts = pr.resize(cfg, st, t, ctx)
         actions += acts
         t = st.trades[t.symbol]
     if is_entry and t.exit_reason and not t.exit_cid:  # an exit was wanted before this filled
@@ -732,8 +744,8 @@ def restore(*, risk_state: risk.RiskState, orders: Mapping[str, om.Order], trade
         # a level a strategy moved lives in its newest protective order: the plan follows it
         if pr.STOP in newest and newest[pr.STOP].trigger_price > 0:
             t = replace(t, stop=float(newest[pr.STOP].trigger_price))
-        if pr.TARGET in newest and newest[pr.TARGET].trigger_price > 0:
-            t = replace(t, target=float(newest[pr.TARGET].trigger_price))
+        if pr.TARGET in newest and pr.level_of(newest[pr.TARGET]) > 0:  # a trailing stop: its activation
+            t = replace(t, target=float(pr.level_of(newest[pr.TARGET])))
         out[sym] = replace(t, algo_cids=t.algo_cids | {o.client_algo_id for o in mine}, protect_n=max(t.protect_n, n),
                            stop_cid=newest[pr.STOP].client_algo_id if pr.STOP in newest else "",
                            target_cid=newest[pr.TARGET].client_algo_id if pr.TARGET in newest else "")

@@ -30,6 +30,9 @@ class TraderConfig:
     # the exchange holds a STOP_MARKET and a TAKE_PROFIT_MARKET (closePosition, mark price)
     # for every position from its first fill; the brain's own watcher stays the faster layer
     exchange_protection: bool = True
+    # > 0: the target is a trailing stop (percent callback from the best price once the target
+    # is reached), held by the exchange as a TRAILING_STOP_MARKET and watched locally alike
+    trailing_callback_pct: float = 0.0
     # a flat exchange position with our trade still open: wait this long for the closing
     # fills (to learn the true exit price) before closing the trade at the mark
     external_close_wait_ms: int = 10_000
@@ -81,6 +84,9 @@ class Trade:
     # placed once the exchange confirms it (protection.move); roles STOP / TARGET
     replacing: frozenset[str] = frozenset()
     unprotected_from_ms: int = 0  # the stop's replace began: the gap is measured from here
+    # trailing target (trading.trailing_callback_pct): the best price seen since the price reached
+    # the target (0.0 = not reached yet); local only, the exchange keeps its own
+    trail_extreme: float = 0.0
 
     @property
     def position(self) -> Decimal:

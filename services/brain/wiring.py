@@ -33,7 +33,8 @@ def trader_config(cfg: AegisConfig) -> trader.TraderConfig:
         risk_per_trade_pct=t.risk_per_trade_pct, exit_retry_ms=int(t.exit_retry_s * 1000),
         recv_window_ms=t.recv_window_ms, exchange_protection=t.exchange_protection, leverage=t.leverage,
         liquidation_buffer_pct=t.liquidation_buffer_pct, entry_order=t.entry_order,
-        entry_slippage_bps=t.entry_slippage_bps)
+        entry_slippage_bps=t.entry_slippage_bps,
+        trailing_callback_pct=t.trailing_callback_pct)
 
 
 @dataclass
