@@ -35,6 +35,13 @@ The rules (each returns ``(state, actions)``; the shell journals, then sends):
    the symbol's fills since the trade opened are fetched to learn the real exit; if they do
    not arrive within ``external_close_wait_ms`` the trade closes at the mark, not learned.
 
+Trailing targets (``cfg.trailing_callback_pct`` > 0): the target is a TRAILING_STOP_MARKET for
+the position's quantity (reduce-only; Binance takes no closePosition on it), activated at the
+plan's target with that callback (``protective_order``); a later entry fill replaces it for the
+whole position (``resize``). The brain's watcher trails with the same rule (``trail``). A
+MoveTarget moves the activation price by cancel and replace until the trail is active, then it
+is refused (a replacement would lose the best price the exchange tracked).
+
 Measured: ``longest_unprotected_ms``, the longest any position waited from its first fill for
 the exchange to confirm its stop.
 """
@@ -64,9 +71,11 @@ def close_side(t: Trade) -> str:
 
 
 def to_wire(o: ao.AlgoOrder, reason: str = "") -> wire.AlgoOrderUpdate:
+    """The journal's and the dashboard's view; ``trigger_price`` is the level the order holds
+    (a trailing stop's activation price: ``level_of``)."""
     return wire.AlgoOrderUpdate(
         client_algo_id=o.client_algo_id, symbol=o.symbol, side=o.side, order_type=o.order_type,
-        trigger_price=format(o.trigger_price, "f"), state=o.state.value, trade_id=o.trade_id, role=o.role,
+        trigger_price=format(level_of(o), "f"), state=o.state.value, trade_id=o.trade_id, role=o.role,
         working_type=o.working_type, close_position=o.close_position, algo_id=o.algo_id,
         actual_order_id=o.actual_order_id, sent_ms=o.last_sent_ms, reason=reason or o.reject_reason)
 

@@ -83,12 +83,17 @@ _ALGO_OPEN = tuple(s.value for s in ao.AlgoState if s not in ao.TERMINAL)
 
 
 def _algo(row: sqlite3.Row) -> ao.AlgoOrder | None:
-    """A protective order from its journal row (its exact trigger text); None if unreadable."""
+    """A protective order from its journal row (its exact trigger text); None if unreadable.
+    A trailing stop's quantity and callback are not journaled: after a restart it is only
+    queried and cancelled, never re-sent (a successor is built from the config)."""
     try:
         state = ao.AlgoState(row["state"])
         sent = int(row["sent_ms"])
+        level = Decimal(row["trigger_price"])  # a trailing stop's journaled level is its activation price
+        trailing = row["order_type"] == "TRAILING_STOP_MARKET"
         return ao.AlgoOrder(client_algo_id=row["client_algo_id"], symbol=row["symbol"], side=row["side"],
-                            order_type=row["order_type"], trigger_price=Decimal(row["trigger_price"]),
+                            order_type=row["order_type"], trigger_price=Decimal(0) if trailing else level,
+                            activation_price=level if trailing else Decimal(0),
                             working_type=row["working_type"], close_position=bool(row["close_position"]),
                             trade_id=row["trade_id"], role=row["role"], state=state, algo_id=row["algo_id"],
                             actual_order_id=row["actual_order_id"], confirmed=bool(row["algo_id"]),

@@ -5,12 +5,13 @@ and the restart that reads the activation price back."""
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
-from common import config
+from common import config, wire
 from common.errors import ConfigError
 from services.brain import protection as pr
 from services.brain import trader
@@ -200,3 +201,24 @@ class TestConfig:
         from services.brain import wiring
         cfg = config.load(None, {"AEGIS_TRADING__TRAILING_CALLBACK_PCT": "1.5"})
         assert wiring.trader_config(cfg).trailing_callback_pct == 1.5
+
+
+class TestJournalRoundTrip:
+    def test_the_journal_keeps_the_activation_price_and_recovery_reads_it_back(self, tmp_path):
+        """The published update carries the activation (104.0) as the level; the orchestrator's
+        row, read by the brain's recovery, is a TRAILING_STOP_MARKET with activation 104.0 and
+        no trigger: ``level_of`` (what ``restore`` reads the target from) is 104.0 again."""
+        from services.brain import recovery
+        from services.orchestrator import db
+        _, _, acts = filled()
+        target = of_type(acts, trader.NewAlgo)[1].order
+        body = pr.to_wire(target)
+        assert (body.order_type, body.trigger_price, body.role) == ("TRAILING_STOP_MARKET", "104.0", "TARGET")
+        conn = db.connect(tmp_path / "aegis.sqlite3")
+        db.write_batch(conn, db.rows_for(wire.Envelope(wire.SCHEMA_VERSION, "brain:1", 1, 123, 124, body)))
+        conn.row_factory = sqlite3.Row
+        (row,) = conn.execute("SELECT * FROM algo_orders").fetchall()
+        back = recovery._algo(row)
+        assert (back.order_type, back.trigger_price, back.activation_price, back.role, back.close_position) == (
+            "TRAILING_STOP_MARKET", Decimal(0), Decimal("104.0"), "TARGET", False)
+        assert pr.level_of(back) == Decimal("104.0")
