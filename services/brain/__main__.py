@@ -252,19 +252,32 @@ class Brain:
                 taken += 1
                 self.history_candles += 1
                 self.analyse(c, c.close_ms * 1_000_000, live=False)
+                if self._ticks_waiting():
+                    return  # the rest at the next idle moment (the generator keeps its place)
             if taken < limit:  # exhausted (its connection is closed)
                 self.db_history = None
                 log.info("brain.warmed_from_database", candles=self.history_candles)
             return
         if self.history is None:
             return
-        for env in self.history.drain(limit):
-            c = env.body
+        for _ in range(limit):
+            got = self.history.drain(1)
+            if not got:
+                return
+            c = got[0].body
             if isinstance(c, wire.SymbolInfo):
                 self.symbol_info[c.symbol] = c
             elif isinstance(c, wire.CandleClosed) and c.interval_s == self.cfg.brain.candle_interval_s:
                 self.history_candles += 1
-                self.analyse(c, env.event_ns, live=False)
+                self.analyse(c, got[0].event_ns, live=False)
+                if self._ticks_waiting():
+                    return
+
+    def _ticks_waiting(self) -> bool:
+        """Live: ticks are waiting in the ring, so history yields after the candle in hand (a
+        stop or target on them must not wait behind a warm-up burst of 200 analyses). Replay
+        keeps its fixed batches: its interleaving of history and ticks is part of its decisions."""
+        return not self.replay and self.reader.lag() > 0
 
     def analyse(self, candle: wire.CandleClosed, event_ns: int, live: bool = True) -> None:
         """The configured strategy on each closed base candle: publish the signals it decides
