@@ -48,7 +48,7 @@ LOCAL_PROMETHEUS_IMAGE = "local/prometheus:debian"
 GRAFANA_PINNED = "grafana/grafana-oss:11.3.1"  # as docker-compose.yml pins it
 SCRAPE_TIMEOUT_S = 60
 BUILD_TIMEOUT_S = 1200  # cold: pip downloads numba, numpy, ccxt; then the numba warm-up
-HEALTHY_TIMEOUT_S = 180  # measured here: about 11 s from `up` to four healthy containers
+HEALTHY_TIMEOUT_S = 300  # about 11 s from `up` to healthy containers on a quiet machine, 91 s loaded
 FLOW_TIMEOUT_S = 60
 DOWN_TIMEOUT_S = 120
 
