@@ -49,6 +49,8 @@ COPY common ./common
 COPY services ./services
 COPY venue ./venue
 COPY cli ./cli
+# the strategy API and the shipped strategies: the brain imports research.strategy_api
+COPY research ./research
 RUN /opt/venv/bin/pip install -q --no-deps . \
  && /opt/venv/bin/aegis --help >/dev/null \
  && cd / && /opt/venv/bin/python -c "from common.ring import _ringc; print('C extension (ring publish, feed fast lane):', 'built' if _ringc else 'NOT built: numba ring, Python decoder')"

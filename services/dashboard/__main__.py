@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 import time
 
@@ -26,7 +27,7 @@ from common import config as config_mod
 from common import dashboard_token, service
 from common import log as log_mod
 from common.errors import ConfigError
-from services.dashboard import auth, config as dc
+from services.dashboard import auth, config as dc, history
 from services.dashboard.app import Dashboard
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,33 @@ def exposure_warning(host: str, port: int, has_token: bool) -> str:
         "  There is no TLS here: the token crosses the network in clear unless a TLS proxy is in front.",
         "  (dashboard.host = \"127.0.0.1\" keeps it on this machine.)",
         "!" * 78])
+
+
+def open_history(dash: Dashboard) -> history.History | None:
+    """The equity curve and latency histories of the last run, back into ``dash.live``
+    (``history``); None, logged, when the file cannot be used (the page starts empty)."""
+    path = history.path_for(dash.db_path)
+    try:
+        h = history.History(path)
+        loaded = h.load(dash.live)
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("dashboard.history_unusable", path=str(path), error=str(exc))
+        return None
+    log.info("dashboard.history_loaded", path=str(path), equity_points=loaded)
+    return h
+
+
+def save_history(h: history.History | None, dash: Dashboard) -> history.History | None:
+    """Append the new samples; a failing file is logged and dropped (the page goes on)."""
+    if h is None:
+        return None
+    try:
+        h.save(dash.live)
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("dashboard.history_save_failed", path=str(h.path), error=str(exc))
+        h.close()
+        return None
+    return h
 
 
 def start_telegram(cfg: config_mod.AegisConfig, token: str, dash: Dashboard):
@@ -75,6 +103,7 @@ async def serve(cfg: config_mod.AegisConfig, params: dc.DashboardParams, stop: s
     service.mark_starting(rd, NAME)
     ep = service.endpoints(rd, cfg)
     dash = Dashboard(cfg, params, rd, ep)
+    hist = open_history(dash)
     runner = web.AppRunner(dash.app(), access_log=None, shutdown_timeout=2.0)  # access lines would name paths only, but none at all
     await runner.setup()
     try:
@@ -100,6 +129,7 @@ async def serve(cfg: config_mod.AegisConfig, params: dc.DashboardParams, stop: s
     try:
         while not stop.is_set():
             service.write_json_atomic(service.stats_path(rd, NAME), dash.stats())
+            hist = save_history(hist, dash)  # one small WAL commit a second, no fsync
             try:
                 await asyncio.wait_for(stop.wait(), STATS_S)
             except asyncio.TimeoutError:
@@ -112,6 +142,9 @@ async def serve(cfg: config_mod.AegisConfig, params: dc.DashboardParams, stop: s
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
+        hist = save_history(hist, dash)
+        if hist is not None:
+            hist.close()
         service.write_json_atomic(service.stats_path(rd, NAME), dash.stats())
         url_file = rd / "dashboard.url"
         if url_file.exists() and url_file.read_text() == url:

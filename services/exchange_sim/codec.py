@@ -37,14 +37,19 @@ def fmt_scaled(units: int, decimals: int, out_decimals: int) -> str:
 
 
 class DecimalCache:
-    """Units -> encoded decimal string, memoised (a symbol trades at a few thousand prices).
+    """Units -> encoded decimal string, memoised (a symbol trades near a few hundred prices at
+    a time).
 
     Hot loops read ``cache.get(units) or cache_obj(units)``: a dict lookup on the common path.
+    Bounded per symbol and kind (price, quantity): a long run's slowly drifting prices and its
+    thousands of distinct quantities would otherwise grow every symbol's cache for ever (at
+    300 symbols, 200,000 entries each would be ~12 GiB, and every loop of the capture brings a
+    new price level); when full it starts again empty (a miss costs one format call).
     """
 
     __slots__ = ("decimals", "cache")
 
-    MAX_ENTRIES = 200_000  # bounded: prices drift a little every loop on long runs
+    MAX_ENTRIES = 1_024
 
     def __init__(self, decimals: int) -> None:
         self.decimals = decimals

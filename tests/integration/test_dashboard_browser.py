@@ -1,7 +1,10 @@
 """The dashboard in a real browser against a running demo stack (issue 19).
 
-One trading demo (the candles source of ``make run``, 40 symbols at 5x, so that signals come
-within a couple of minutes) with a control token in its environment. Debian's chromium,
+One trading demo (the candles source of ``make run``, 40 symbols at 5x) with a control token in
+its environment. Its strategy is the shipped ``donchian`` breakout on a 5-candle channel, not
+the default SMC one: breakouts come every few seconds of the test (SMC setups took minutes,
+and the next one after Pause another one or two), and what the page must show of a signal,
+an order, a refusal is the same whichever strategy decided it. Debian's chromium,
 headless, driven by Playwright (``executable_path``: no browser is ever downloaded), loads
 the page and checks, in order:
 
@@ -14,8 +17,8 @@ the page and checks, in order:
 4. a POST without the token, and one with a wrong token, are refused 401 and counted;
    one from another origin, token and all, 403;
 5. services restarting are shown: a SIGKILLed brain comes back counted (restarts 1) and still
-   paused (the pause is saved); a SIGKILLed dashboard is replaced on the same port and the
-   open page reconnects by itself;
+   paused (the pause is saved); a SIGKILLed dashboard is replaced on the same port, the
+   open page reconnects by itself and the replacement shows the same equity curve;
 6. the token never appears in the page, in any API answer, in any log line or in the database.
 
 Without chromium (``make browser`` installs it) or the playwright package the test FAILS and
@@ -50,13 +53,14 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 SCREENSHOT = REPO / "docs" / "img" / "dashboard.png"
 VIEWPORT = {"width": 1600, "height": 1000}
 STACK_S = 900  # the stack's own bound (--duration); the test stops it long before
-DEMO_ENV = {  # make run's trading demo
+DEMO_ENV = {  # make run's trading demo; history for the channel, not for SMC's warm-up
     "AEGIS_SIM__SOURCE": "candles", "AEGIS_SIM__HISTORY_BARS": "1500", "AEGIS_SIM__CANDLE_TRADES": "60",
-    "AEGIS_FEED__HYDRATE_CANDLES": "1500", "AEGIS_LOG__LEVEL": "info",
+    "AEGIS_FEED__HYDRATE_CANDLES": "100", "AEGIS_LOG__LEVEL": "info",
 }
+STRATEGY_TOML = '[strategy]\npath = "donchian"\n\n[strategy.params]\nchannel_bars = 5\n'  # a fast breakout
 URL_TIMEOUT_S = 180
-FIRST_POSITION_TIMEOUT_S = 360
-NEXT_SIGNAL_TIMEOUT_S = 360
+FIRST_POSITION_TIMEOUT_S = 240
+NEXT_SIGNAL_TIMEOUT_S = 240
 SAME_TIMEOUT_S = 45
 
 
@@ -160,8 +164,10 @@ def test_dashboard_in_a_real_browser_shows_the_journal_live_and_pause_refuses_th
     env = stack_env(short_tmp, **DEMO_ENV, AEGIS_DASHBOARD_TOKEN=token, AEGIS_DASHBOARD__PORT=str(port))
     run_dir = short_tmp / "run"
     err_log, out_log = short_tmp / "stderr.log", short_tmp / "stdout.log"
-    stack = procs.python("-m", "common.cli", "run", "--duration", str(STACK_S), "--no-status", "--symbols", "40",
-                         "--speed", "5", cwd=REPO, env=env, stderr=open(err_log, "w"), stdout=open(out_log, "w"))
+    (short_tmp / "aegis.toml").write_text(STRATEGY_TOML)
+    stack = procs.python("-m", "common.cli", "run", "--config", str(short_tmp / "aegis.toml"),
+                         "--duration", str(STACK_S), "--no-status", "--symbols", "40", "--speed", "5",
+                         cwd=REPO, env=env, stderr=open(err_log, "w"), stdout=open(out_log, "w"))
     db_path = short_tmp / "data" / "aegis.sqlite3"
 
     def printed_url():
@@ -249,6 +255,8 @@ def test_dashboard_in_a_real_browser_shows_the_journal_live_and_pause_refuses_th
                     " === 'RUNNING'", 60)
             assert page.text_content("#entries-state") == "ENTRIES PAUSED"  # the restarted brain read its pause
             assert int(page.get_attribute("#services tr[data-service=brain] td:nth-child(3)", "data-v")) != brain_pid
+            curve = json.loads(get(url + "api/state"))["equity"]["points"]  # [wall ms, USDT], a beat each
+            assert curve, "no equity sample yet"
             dash_pid = int((run_dir / "dashboard.ready").read_text())
             os.kill(dash_pid, signal.SIGKILL)
             wait_js(page, "the page to notice its dashboard is gone",
@@ -257,6 +265,11 @@ def test_dashboard_in_a_real_browser_shows_the_journal_live_and_pause_refuses_th
                     "document.getElementById('conn-text').textContent === 'live'", 60)
             wait_js(page, "the replacement's page model", "document.querySelector("
                     "'#services tr[data-service=dashboard] td:nth-child(4)').dataset.v === '1'", 30)
+            # the replacement draws the same equity curve (its history file): every sample but
+            # the last second's (saved once a second, the SIGKILL may beat it), then new ones
+            again = json.loads(get(url + "api/state"))["equity"]["points"]
+            kept = [pt for pt in again if pt[0] <= curve[-1][0]]
+            assert kept == curve[:len(kept)] and len(kept) >= len(curve) - 2, (curve, again)
             for r in responses:
                 answers.append(r.body())
             assert any(b'"status": "DONE"' in a for a in answers), answers  # the Pause answer was seen

@@ -7,6 +7,11 @@ children, warm spares); the exchange keeps running. One symbol's price is pushed
 stop, another's through its target: the exchange closes both by itself. The stack is started
 again on the same database: the two trades are closed with the exchange's fills and learned,
 their slots are free, the third position is still protected, and nothing was sent twice.
+
+The three positions come from a deterministic strategy (``host_lost_strategy``: a long entry
+on three listed symbols at their next candle) instead of waiting minutes of replay for SMC
+setups: the entries still go through the stack's own path (signal, risk, journal, order,
+exchange-held stop and target), only sooner and always on the same symbols.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, stack_env
+from tests.integration import host_lost_strategy
 
 pytestmark = pytest.mark.integration
 
-OPEN_WAIT_S = 420  # three positions from the candles demo at 30x (usually 1-3 minutes)
+OPEN_WAIT_S = 120  # three positions: start-up plus one candle (2 s at 30x)
 SETTLE_WAIT_S = 180
+STRATEGY = f"{Path(__file__).with_name('host_lost_strategy.py')}:EnterListed"
 
 
 def http(port: int, method: str, path: str, body: dict | None = None):
@@ -99,7 +106,7 @@ def wait_for(what: str, fn, timeout_s: float, every_s: float = 1.0):
 @pytest.fixture
 def sim(tmp_path, procs):
     """The local exchange alone, on a free port, with its account in a state file."""
-    p = procs.python("-m", "services.exchange_sim", "--port", "0", "--speed", "30", "--symbols", "20",
+    p = procs.python("-m", "services.exchange_sim", "--port", "0", "--speed", "30", "--symbols", "5",
                      "--state-file", str(tmp_path / "sim-account.json"), cwd=REPO,
                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     port = None
@@ -113,7 +120,9 @@ def sim(tmp_path, procs):
 
 
 def start_stack(procs, tmp_path: Path, port: int, tag: str):
-    env = stack_env(tmp_path, AEGIS_SIM__SOURCE="candles", AEGIS_FEED__HYDRATE_CANDLES="1500")
+    # the candles demo's market; little history: the test's strategy needs none
+    env = stack_env(tmp_path, AEGIS_SIM__SOURCE="candles", AEGIS_FEED__HYDRATE_CANDLES="30",
+                    AEGIS_STRATEGY__PATH=STRATEGY)
     log = open(tmp_path / f"stack-{tag}.log", "w")  # noqa: SIM115 - closed with the process
     p = procs.python("-m", "common.cli", "run", "--exchange", f"http://127.0.0.1:{port}", "--no-status",
                      "--log-format", "json", cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -121,6 +130,9 @@ def start_stack(procs, tmp_path: Path, port: int, tag: str):
 
 
 def test_positions_closed_by_the_exchange_while_the_host_was_down_are_learned_after_restart(tmp_path, procs, sim):
+    """Stop and target hit at the exchange while no process of the stack lives: after the
+    restart both trades are closed as STOP and TARGET and learned, the third keeps its stop,
+    no order id or fill is recorded twice and every exchange fill is in the database."""
     db = tmp_path / "data" / "aegis.sqlite3"
     stack, log = start_stack(procs, tmp_path, sim, "first")
 
@@ -132,7 +144,8 @@ def test_positions_closed_by_the_exchange_while_the_host_was_down_are_learned_af
         full = [(s, r["STOP"], r["TARGET"]) for s, r in sorted(by_symbol.items()) if "STOP" in r and "TARGET" in r]
         return full if len(full) >= 3 else []
 
-    three = wait_for("three positions with exchange-held stop and target", protected, OPEN_WAIT_S)[:3]
+    three = wait_for("three positions with exchange-held stop and target", protected, OPEN_WAIT_S)
+    assert [s for s, _, _ in three] == sorted(host_lost_strategy.SYMBOLS)
     orders_before = rows(db, "SELECT client_order_id FROM orders")
 
     # ---- the host is lost: every process of the stack dies at once (spares included)

@@ -82,6 +82,7 @@ OTHER_ENV = {
     "BINANCE_API_KEY_PATH": ("docker-compose.yml", "source file of the docker secret"),
     "BINANCE_API_SECRET_PATH": ("docker-compose.yml", "source file of the docker secret"),
     "PYTHON_IMAGE": ("docker-compose.yml", "base image of the Dockerfile"),
+    "PROMETHEUS_IMAGE": ("docker-compose.yml", "the monitoring profile's Prometheus image"),
     "CHAOS_SEED": ("tests/chaos/test_chaos_kills.py", "replays one chaos plan"),
     "CHAOS_KEEP": ("tests/chaos/test_chaos_kills.py", "keeps the chaos run's log and database"),
     # AEGIS_-named but a secret, not a config field (never read from a config file)
