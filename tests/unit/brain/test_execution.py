@@ -830,6 +830,13 @@ class TestProtection:
         assert ("cancel_algo", "AAAUSDT", TARGET_ID) in rig.calls
         assert rig.ex.st.trades == {}
         assert rig.ex.st.counters["protection_triggered:STOP"] == 1
+        # the market order the exchange made of the stop is journaled like our orders: its
+        # request once (the orders table holds every order the exchange holds), then its states
+        [req] = [b for b in rig.bodies(wire.OrderRequest) if b.client_order_id == STOP_ID]
+        assert (req.symbol, req.side, req.order_type, req.reduce_only) == ("AAAUSDT", "SELL", "MARKET", True)
+        states = [u.status for u in rig.bodies(wire.OrderUpdate) if u.client_order_id == STOP_ID]
+        assert states[0] == "ACKED" and states[-1] == "FILLED"
+        assert {u.exchange_order_id for u in rig.bodies(wire.OrderUpdate) if u.client_order_id == STOP_ID} == {"555"}
 
 
 class TestSymbolSetUp:
