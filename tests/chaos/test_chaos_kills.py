@@ -101,10 +101,11 @@ CHAOS_ENV = {
     "AEGIS_LOG__FORMAT": "json",
     "AEGIS_LOG__LEVEL": "info",
 }
-# a fast breakout: entries from the first candles on (stop at the channel's other side, as
-# far as an SMC pivot stop; a nearer one, one ATR, made stops fire during the kills and found
-# a triggered stop order missing from the orders table: reported, see docs/restarts.md)
-STRATEGY_TOML = '[strategy]\npath = "donchian"\n\n[strategy.params]\nchannel_bars = 5\n'
+# a fast breakout with a near stop and target (one ATR of five candles each way): entries from
+# the first candles on, and exchange-held stops and targets that fire during the kills (this
+# found the triggered stop's market order missing from the orders table, since journaled)
+STRATEGY_TOML = ('[strategy]\npath = "donchian"\n\n[strategy.params]\n'
+                 'channel_bars = 3\nstop = "atr"\natr_bars = 5\natr_mult = 1.0\nrr = 1.0\n')
 
 
 @dataclass(frozen=True, kw_only=True)
