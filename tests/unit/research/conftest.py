@@ -57,6 +57,18 @@ def archive_root(tmp_path_factory) -> Path:
     return build_archive(tmp_path_factory.mktemp("archive"))
 
 
+@pytest.fixture(scope="session")
+def catalog(archive_root, tmp_path_factory) -> Path:
+    """The repository's real BTCUSDT 1m bars (2024-11-30 23:00 .. 2024-12-29 23:00) as a catalog,
+    imported once from the shared archive; tests read it, never write it."""
+    from research.ingest import run_import
+
+    cat = tmp_path_factory.mktemp("cat")
+    for z in sorted(archive_root.rglob("monthly/klines/BTCUSDT/1m/*.zip")):
+        assert run_import(catalog=cat, path=z).ok
+    return cat
+
+
 @pytest.fixture
 def own_archive(archive_root, tmp_path) -> Path:
     """A private copy of the archive that a test may damage."""

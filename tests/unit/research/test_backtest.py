@@ -23,18 +23,6 @@ EVERY_N_DAY1 = (23, 17, {"STOP": 10, "TARGET": 7})
 SMC_WEEK1 = (10_080, 533, 100)
 
 
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory) -> Path:
-    """The repository's real BTCUSDT 1m bars (2024-11-30 23:00 .. 2024-12-29 23:00) as a catalog."""
-    from research.localarchive import build_archive
-
-    root = build_archive(tmp_path_factory.mktemp("archive"))
-    cat = tmp_path_factory.mktemp("cat")
-    for z in sorted(root.rglob("monthly/klines/BTCUSDT/1m/*.zip")):
-        assert run_import(catalog=cat, path=z).ok
-    return cat
-
-
 def cli(*args: str) -> int:
     return backtest_cli.main(list(args))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -17,25 +16,12 @@ from common.config import AegisConfig
 from common.errors import ConfigError
 from research.backtest import Backtest, BacktestConfig
 from research.catalog import iter_bars
-from research.ingest import run_import
 from research.strategies.ema_cross import EmaCross, ema_cross_reference
 
 DEC1_MS = 1_733_011_200_000  # 2024-12-01 00:00 UTC
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 TICK = Decimal("0.00000001")  # research.backtest.generic_filters
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory) -> Path:
-    """The repository's real BTCUSDT 1m bars (2024-11-30 23:00 .. 2024-12-29 23:00) as a catalog."""
-    from research.localarchive import build_archive
-
-    root = build_archive(tmp_path_factory.mktemp("archive"))
-    cat = tmp_path_factory.mktemp("cat")
-    for z in sorted(root.rglob("monthly/klines/BTCUSDT/1m/*.zip")):
-        assert run_import(catalog=cat, path=z).ok
-    return cat
 
 
 def test_backtest_equals_the_plain_loop_trade_for_trade(catalog):

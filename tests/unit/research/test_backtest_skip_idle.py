@@ -6,28 +6,14 @@ kill switch tight enough to trip while a trade is open."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from common.config import AegisConfig
 from research.backtest import Backtest, BacktestConfig, run_backtest
-from research.ingest import run_import
 
 DEC1_MS = 1_733_011_200_000  # 2024-12-01 00:00 UTC
 DAY_MS = 86_400_000
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory) -> Path:
-    """The repository's real BTCUSDT 1m bars (2024-11-30 23:00 .. 2024-12-29 23:00) as a catalog."""
-    from research.localarchive import build_archive
-
-    root = build_archive(tmp_path_factory.mktemp("archive"))
-    cat = tmp_path_factory.mktemp("cat")
-    for z in sorted(root.rglob("monthly/klines/BTCUSDT/1m/*.zip")):
-        assert run_import(catalog=cat, path=z).ok
-    return cat
 
 
 def _trading(**kw) -> AegisConfig:
