@@ -105,6 +105,13 @@ class BrainConfig:
     read_batch: int = 4096  # records per ring read
     idle_sleep_us: int = 50  # back-off when the ring is empty (busy-poll first)
     spin_before_sleep_us: int = 200  # busy-poll an empty ring this long before sleeping
+    # how long another thread of the brain may keep the GIL while the ring reader waits for it
+    # (Python's default is 5,000 us: a dispatcher thread decoding an answer could hold an exit
+    # back that long); see services.brain.latency
+    gil_switch_interval_us: int = 100
+    # Linux adds a "timer slack" to every sleep (50 us by default): the idle sleep above would
+    # really last ~100 us. The brain asks for this much instead (0 = leave the default)
+    timer_slack_ns: int = 1_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -466,6 +473,10 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("sim.history_bars must be within 0..1500")
     if not 4 <= cfg.sim.candle_trades <= 60 or 60_000 % cfg.sim.candle_trades:
         raise ConfigError("sim.candle_trades must be within 4..60 and divide 60000")
+    if not 10 <= cfg.brain.gil_switch_interval_us <= 100_000:
+        raise ConfigError("brain.gil_switch_interval_us must be within 10..100000")
+    if not 0 <= cfg.brain.timer_slack_ns <= 1_000_000:
+        raise ConfigError("brain.timer_slack_ns must be within 0..1000000 (0 = the system's default)")
     if cfg.log.format not in ("console", "json"):
         raise ConfigError("log.format must be 'console' or 'json'")
     if cfg.supervisor.spare_retry_s < 0:

@@ -25,7 +25,7 @@ from common.errors import RingError, TransientError
 from common.log import RateLimiter
 from common.ring import Ring, ring_load
 from research import strategy_api
-from services.brain import candles, conflate, engine, model, recovery, risk, trader, wiring
+from services.brain import candles, conflate, engine, latency, model, recovery, risk, trader, wiring
 from services.brain import control as brain_control
 from venue import brokers
 
@@ -432,6 +432,7 @@ def warm_up(brain: Brain) -> None:
 
 
 def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
+    knobs = latency.apply(cfg.brain.gil_switch_interval_us, cfg.brain.timer_slack_ns)  # before any thread
     rd = service.ensure_run_dir(service.run_dir(cfg))
     service.mark_starting(rd, NAME)
     ep = service.endpoints(rd, cfg)  # tcp: loads the CURVE keys, or refuses to start
@@ -481,7 +482,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             ep.brain_control, execution=brain.execution, publish=brain.publish_exec,
             pause=brain_control.load_pause(service.db_path(cfg)))
     service.mark_ready(rd, NAME)
-    log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names))
+    log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names), **knobs)
     conflate_s = cfg.brain.conflate_interval_ms / 1000
     idle_s = cfg.brain.idle_sleep_us / 1e6
     spin_s = cfg.brain.spin_before_sleep_us / 1e6  # a time, not a count: an empty poll is ~0.1 us

@@ -29,12 +29,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import structlog
 
+from common.fp import replace  # dataclasses.replace, without __init__ when that is the same
 from common import wire
 from common.errors import AegisError, AmbiguousError, TransientError
 from common.log import RateLimiter
@@ -81,6 +81,8 @@ class Execution:
         # order is journaled synchronously first ("journal, then act")
         self.intents = intents
         self._send_now: Callable[..., Any] | None = None  # the broker's send_order: exits from this thread
+        # exits written before their state machine's SubmitOrder: cid -> (spec, sent, error)
+        self._presend: dict[str, tuple[OrderSpec, Any, Exception | None]] = {}
         # sent, journaled on the buffered path, row not yet seen in the database: cid -> (sent ms,
         # the request; None for a protective order). A journal message can die in a killed
         # orchestrator's queue; the row is then published again (``_audit_journal``), and
@@ -387,8 +389,13 @@ class Execution:
                 return
             log.error("brain.exit_sent_unlogged", client_order_id=cid, error=str(exc))
         self.ttt.journaled(cid)
+        if a.order.reduce_only and self._send_now is not None:
+            self._presend_exit(a.order)  # the exit's frame first; the state machine hears of it next
         self._held_send(cid, lambda: self._event(cid, om.Send(at_ms=self.clock_ms())), a.request)
         self._unseen[cid] = (self.clock_ms(), a.request)
+        left = self._presend.pop(cid, None)
+        if left is not None:  # the state machine did not ask for the submit it was sent for
+            self._claim_presend(left, a.order.symbol, ("submit", cid, 1, self.clock_ms()), unclaimed=True)
 
     def _held_send(self, cid: str, send: Callable[[], None], row: Any) -> None:
         """Run ``send`` with this shell's publishing held back, then publish ``row`` (to the
@@ -454,10 +461,12 @@ class Execution:
         b = self.broker
         if isinstance(effect, om.SubmitOrder):
             o = self.st.orders[effect.client_order_id]
-            spec = OrderSpec(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
-                             order_type=o.order_type, qty=o.qty, price=o.price, reduce_only=o.reduce_only,
-                             time_in_force=o.time_in_force)
+            spec = _spec_of(o)
             tag = ("submit", o.client_order_id, effect.attempt, now)
+            pre = self._presend.pop(o.client_order_id, None)
+            if pre is not None:  # written already (``_presend_exit``): its answer is awaited here
+                self._claim_presend(pre, symbol, tag, expected=spec)
+                return
             if o.reduce_only and self._send_now is not None and self._send_exit_now(spec, symbol, tag):
                 return
             self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(o.client_order_id, b.submit), spec, key=symbol, tag=tag)
@@ -539,6 +548,57 @@ class Execution:
             else:
                 self.publish(protection.to_wire(self.st.algos[cid]))  # its state now: a row never goes back
             self._unseen[cid] = (asked_ms, request)  # looked for again after another JOURNAL_LAG_MS
+
+    def _presend_exit(self, o: om.Order) -> None:
+        """An exit's frame written as soon as its intent is logged, before the order's state
+        machine, the journal and the dispatcher hear of it (they follow within microseconds,
+        in ``_log_then_send``). What happened is kept for ``_dispatch``, which the state
+        machine's ``SubmitOrder`` reaches next: the answer is then awaited on a worker
+        (sent), the outcome is unknown (a failure while writing), or nothing left and the
+        exit goes the ordinary way. The order is the one the state machine holds, so the
+        frame is the one ``_dispatch`` would have written."""
+        assert self._send_now is not None
+        spec = _spec_of(o)
+        cid = spec.client_order_id
+        try:
+            with self.ttt.inline(cid):
+                sent = self._send_now(spec, rate_wait_s=0.0)
+        except AmbiguousError as exc:  # the frame may have left
+            self.counters["exits_sent_inline"] += 1
+            self.ttt.forget(cid)
+            self._presend[cid] = (spec, None, exc)
+            return
+        except AegisError:  # nothing sent (no socket, or the governor would make it wait)
+            self.counters["exits_inline_fallback"] += 1
+            self._presend[cid] = (spec, None, None)
+            return
+        self.counters["exits_sent_inline"] += 1
+        self._presend[cid] = (spec, sent, None)
+
+    def _claim_presend(self, pre: tuple[OrderSpec, Any, Exception | None], symbol: str, tag: tuple[Any, ...],
+                       expected: OrderSpec | None = None, unclaimed: bool = False) -> None:
+        """The dispatcher's half of a pre-sent exit (see ``_presend_exit``)."""
+        spec, sent, exc = pre
+        if unclaimed or (expected is not None and expected != spec):
+            # never expected: the state machine holds the order it was built from. Its answer is
+            # still awaited and handed to the state machine, and reconciliation knows ax- ids
+            self.counters["exit_presend_mismatch"] = self.counters.get("exit_presend_mismatch", 0) + 1
+            log.error("brain.exit_presend_mismatch", client_order_id=spec.client_order_id, unclaimed=unclaimed,
+                      sent=sent is not None or exc is not None)
+            if sent is None and exc is None:
+                return  # nothing left: nothing to await
+        if sent is not None:
+            self.dispatcher.submit(dsp.ORDER, self.broker.finish_order, spec, sent, key=symbol, tag=tag)
+        elif exc is not None:
+            fail = exc
+
+            def job():
+                raise fail
+
+            self.dispatcher.submit(dsp.ORDER, job, key=symbol, tag=tag)
+        else:  # nothing was sent: the ordinary way, on a worker (no second try from this thread)
+            self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(spec.client_order_id, self.broker.submit), spec,
+                                   key=symbol, tag=tag)
 
     def _send_exit_now(self, spec: OrderSpec, symbol: str, tag: tuple[Any, ...]) -> bool:
         """An exit's frame written from this (the deciding, ring-reading) thread: no dispatcher
@@ -739,6 +799,12 @@ class Execution:
                 "longest_unprotected_ms": self.st.longest_unprotected_ms,
                 "trader": dict(c), "user_stream": user_feed.snapshot(self), "tick_to_trade": self.ttt.snapshot(),
                 **self.counters}
+
+
+def _spec_of(o: om.Order) -> OrderSpec:
+    """The broker's order from the state machine's (the fields ``_dispatch`` sends)."""
+    return OrderSpec(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side, order_type=o.order_type,
+                     qty=o.qty, price=o.price, reduce_only=o.reduce_only, time_in_force=o.time_in_force)
 
 
 def _ours_unknown(broker: Broker, saved: recovery.Saved | None, now_ms: int) -> list[intent_log.Intent]:

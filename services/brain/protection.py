@@ -48,9 +48,9 @@ the exchange to confirm its stop.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 
+from common.fp import replace  # dataclasses.replace, without __init__ when that is the same
 from common import wire
 from services.brain import risk
 from services.brain.trading_state import (

@@ -47,7 +47,8 @@ class TickToTrade:
         self.clock_ns = clock_ns
         self.trigger_ns = 0  # set by the brain around a decision: the triggering tick's recv_ns
         self.hist = {(k, t): LatencyHistogram() for k in KINDS for t in TRANSPORTS}
-        self.stages = {s: LatencyHistogram() for s in STAGES}
+        self.stages = {(k, s): LatencyHistogram() for k in KINDS for s in STAGES}  # per kind: an
+        # entry's decision holds the candle's analysis, an exit's does not
         self._pending: dict[str, list[Any]] = {}  # cid -> [kind, recv_ns, decided_ns, journaled_ns, dispatched_ns]
         self._lock = threading.Lock()
         self.unstamped = 0  # timed submits whose request never reached a socket (refused before sending)
@@ -114,10 +115,10 @@ class TickToTrade:
         journaled_ns = journaled_ns or decided_ns
         with self._lock:
             self.hist[(kind, transport)].record(wire_ns - recv_ns)
-            self.stages["decide"].record(decided_ns - recv_ns)
-            self.stages["journal"].record(journaled_ns - decided_ns)
-            self.stages["hop"].record(started_ns - dispatched_ns)
-            self.stages["send"].record(wire_ns - started_ns)
+            self.stages[(kind, "decide")].record(decided_ns - recv_ns)
+            self.stages[(kind, "journal")].record(journaled_ns - decided_ns)
+            self.stages[(kind, "hop")].record(started_ns - dispatched_ns)
+            self.stages[(kind, "send")].record(wire_ns - started_ns)
 
     # ---------------------------------------------------------------- views
     def snapshot(self) -> dict[str, Any]:
@@ -128,8 +129,12 @@ class TickToTrade:
                 if h.count:
                     out.setdefault(k, {})[t] = {"count": h.count, "p50_us": h.percentile(50) / 1e3,
                                                 "p99_us": h.percentile(99) / 1e3, "hist": h.to_dict()}
-            out["stages_us"] = {s: {"count": h.count, "p50": h.percentile(50) / 1e3, "p99": h.percentile(99) / 1e3}
-                                for s, h in self.stages.items() if h.count}
+            stages: dict[str, dict[str, Any]] = {}
+            for (k, s), h in self.stages.items():
+                if h.count:
+                    stages.setdefault(k, {})[s] = {"count": h.count, "p50": h.percentile(50) / 1e3,
+                                                   "p99": h.percentile(99) / 1e3}
+            out["stages_us"] = stages  # {kind: {stage: {count, p50, p99}}}
         return out
 
     def counters(self) -> dict[str, float]:

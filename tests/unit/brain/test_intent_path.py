@@ -145,6 +145,28 @@ class TestExitFromTheDecidingThread:
         assert (closed.exit_reason, closed.qty, closed.exit_price) == ("STOP", 19.8, 98.0)
         assert rig.ex.counters["exits_sent_inline"] == 1
 
+    def test_the_frame_leaves_before_the_state_machine_is_told_and_is_claimed_once(self, tmp_path: Path):
+        """The exit's frame is written while its order is still NEW_LOCAL (logged, before the
+        state machine's Send and the dispatcher's plumbing); the SubmitOrder that follows
+        claims it: one send, one finish, no second frame, no mismatch."""
+        rig = holding_ws(tmp_path)
+        seen = []
+        real = rig.ex.broker.send_order
+
+        def send_order(spec, *, rate_wait_s=None):
+            seen.append(rig.ex.st.orders[spec.client_order_id].state)
+            return real(spec, rate_wait_s=rate_wait_s)
+
+        rig.ex.broker.send_order = send_order
+        rig.ex._send_now = send_order
+        rig.broker.submits.append(EXIT_FILLED)
+        rig.ex.on_range("AAAUSDT", 97.9, 100.5)
+        assert seen == [om.S.NEW_LOCAL]
+        assert rig.ex.st.orders[EXIT].state == om.S.SENT and rig.ex._presend == {}
+        rig.poll()
+        assert rig.calls == [("send_order", EXIT, 0.0), ("finish_order", EXIT, "frame-1")]
+        assert "exit_presend_mismatch" not in rig.ex.counters and "AAAUSDT" not in rig.ex.st.trades
+
     def test_with_no_socket_the_exit_goes_through_the_dispatcher(self, tmp_path: Path):
         """Nothing was sent (WsUnavailable): the ordinary submit job carries the exit."""
         rig = holding_ws(tmp_path, fail=WsUnavailable("order.place: no WebSocket API connection"))
