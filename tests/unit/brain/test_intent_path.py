@@ -20,7 +20,8 @@ from services.brain import intent_log as il
 from services.brain import recovery, trader
 from services.brain.execution import INTENT_LOG_UNAVAILABLE
 from tests.unit.brain.test_execution import (  # noqa: F401 - the shared fakes
-    ENTRY, ENTRY_FILLED, ENTRY_REQUEST, EID, EXIT, EXIT_EID, NOW, SIG_ID, journal_db, make_rig, signal, xfill, xorder)
+    CFG, ENTRY, ENTRY_FILLED, ENTRY_REQUEST, EID, EXIT, EXIT_EID, NOW, SIG_ID, journal_db, make_rig, signal, xfill,
+    xorder)
 from venue import orders as om
 from venue.binance.ws_api import WsUnavailable
 from venue.port import ExchangePosition, OrderSpec, SubmitResult
@@ -254,6 +255,49 @@ class TestAdoptedAtStart:
         assert rig.ex.st.orders[ENTRY].state == om.S.ACKED and "web_1" not in rig.ex.st.orders
         t = rig.ex.st.trades["AAAUSDT"]
         assert (t.entry_cid, t.adopted) == (ENTRY, True)
+
+
+class TestFoundInTheOrderHistoryAtStart:
+    """A machine crash took the entry's intent record after it was sent; it filled at once,
+    so the exchange's open list no longer names it: its order history (allOrders) does."""
+
+    def test_a_filled_entry_is_adopted_with_its_fill_its_position_protected_never_resent(self, tmp_path: Path):
+        """Read from the look-back (nothing on record); the entry is journaled, asked, its fill
+        fetched by its order id and applied once: the trade holds the exchange's 19.8 under the
+        entry's id, its exchange-held stop is placed, nothing is submitted."""
+        rig = make_rig(tmp_path, positions=(ExchangePosition(symbol="AAAUSDT", qty=Decimal("19.8"),
+                                                             entry_price=Decimal("100.0")),),
+                       cfg=replace(CFG, exchange_protection=True))
+        with_log(rig, tmp_path / "intents.log")
+        rig.broker.history = [replace(xorder(ENTRY, "FILLED", "19.8"), avg_price=Decimal("100.0"),
+                                      update_ms=NOW - 700)]
+        rig.broker.queries += [xorder(ENTRY, "FILLED", "19.8")] * 2
+        rig.broker.fill_rows.append([xfill(ENTRY, "1", "19.8", "100.0")])
+        rig.poll(5)
+        assert rig.ex.ready and rig.ex.counters["orders_adopted"] == 1
+        assert sorted(r[0] for r in rig.broker.history_reads) == ["AAAUSDT", "BBBUSDT"]
+        assert {r[1:] for r in rig.broker.history_reads} == {(NOW - 86_400_000, NOW + 1_000)}
+        assert rig.bodies(wire.OrderRequest) == [wire.OrderRequest(
+            client_order_id=ENTRY, symbol="AAAUSDT", side="BUY", order_type="MARKET", qty=19.8, price=0.0)]
+        assert [c for c in rig.calls if c[0] in ("submit", "query", "fills")] == [
+            ("query", "AAAUSDT", ENTRY), ("query", "AAAUSDT", ENTRY), ("fills", "AAAUSDT", EID)]
+        t, o = rig.ex.st.trades["AAAUSDT"], rig.ex.st.orders[ENTRY]
+        assert (t.entry_cid, t.entry_qty, t.position, t.adopted, o.state) == (
+            ENTRY, Decimal("19.8"), Decimal("19.8"), True, om.S.FILLED)
+        assert [f.trade_id for f in rig.bodies(wire.Fill)] == ["1"]
+        assert [s.order_type for s in rig.broker.algo_specs][:1] == ["STOP_MARKET"] and t.stop_cid
+
+    def test_a_cancelled_order_with_no_fill_is_only_recorded(self, tmp_path: Path):
+        """Nothing executed: its request and CANCELED state go to the journal, its id is used,
+        nothing is asked, no slot is held, nothing is sent."""
+        rig = make_rig(tmp_path)
+        with_log(rig, tmp_path / "intents.log")
+        rig.broker.history = [replace(xorder(ENTRY, "CANCELED", "0"), order_type="LIMIT", price=Decimal("99.5"))]
+        rig.poll(3)
+        assert rig.ex.ready and rig.ex.counters["orders_recorded_from_history"] == 1
+        assert rig.updates() == [("CANCELED", 0.0)] and len(rig.bodies(wire.OrderRequest)) == 1
+        assert [c for c in rig.calls if c[0] in ("submit", "query", "fills")] == []
+        assert rig.ex.st.trades == {} and ENTRY in rig.ex.saved.used_cids  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------------------- the pure rule
