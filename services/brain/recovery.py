@@ -372,8 +372,9 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
                           and (plan is None or plan.entry_cid != o.client_order_id)
                           and missing(o) <= q + exits_missing), None)
             base = q + exits_missing - (missing(entry) if entry is not None else Decimal(0))
-            t = trader.adopt(cfg, symbol=p.symbol, qty=base if p.qty > 0 else -base,
-                             entry_price=p.entry_price, now_ms=now_ms)
+            # the side and the levels from the position itself (``base`` may be 0: all to come)
+            t = trader.adopt(cfg, symbol=p.symbol, qty=p.qty, entry_price=p.entry_price, now_ms=now_ms)
+            t = replace(t, entry_qty=base, entry_notional=base * p.entry_price)
             if entry is not None:
                 t = replace(t, trade_id=entry.signal_id or entry.client_order_id, entry_cid=entry.client_order_id)
             trades[p.symbol] = t

@@ -285,7 +285,9 @@ class TestFoundInTheOrderHistoryAtStart:
         assert (t.entry_cid, t.entry_qty, t.position, t.adopted, o.state) == (
             ENTRY, Decimal("19.8"), Decimal("19.8"), True, om.S.FILLED)
         assert [f.trade_id for f in rig.bodies(wire.Fill)] == ["1"]
-        assert [s.order_type for s in rig.broker.algo_specs][:1] == ["STOP_MARKET"] and t.stop_cid
+        assert t.side == "BUY" and t.stop_cid
+        assert [(s.order_type, s.side, s.close_position) for s in rig.broker.algo_specs][:1] == [
+            ("STOP_MARKET", "SELL", True)]
 
     def test_a_cancelled_order_with_no_fill_is_only_recorded(self, tmp_path: Path):
         """Nothing executed: its request and CANCELED state go to the journal, its id is used,

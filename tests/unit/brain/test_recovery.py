@@ -409,8 +409,9 @@ class TestHistoryAtStart:
         positions = [ExchangePosition(symbol="EEEUSDT", qty=Decimal("4"), entry_price=Decimal("50.5"))]
         st = recovery.merge(CFG, saved, positions, NOW, risk.RiskState(), executed={"ae-e-0": Decimal("4")})
         t = st.trades["EEEUSDT"]
-        assert (t.trade_id, t.entry_cid, t.entry_qty, t.adopted, t.stop > 0) == ("ae-e-0", "ae-e-0", Decimal(0), True,
-                                                                               True)
+        assert (t.trade_id, t.entry_cid, t.entry_qty, t.adopted, t.side) == ("ae-e-0", "ae-e-0", Decimal(0), True,
+                                                                             "BUY")
+        assert (t.stop, t.target) == (50.5 * 0.98, 50.5 * 1.04)  # adopt_stop_pct 2 below, twice that above
         from venue.port import ExchangeFill
 
         st, _ = trader.recovery_actions(st, NOW)
