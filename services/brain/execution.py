@@ -237,6 +237,7 @@ class Execution:
 
         open_orders = list(self.saved.open_orders.values())
         adopt_open = self.intents is not None  # orders go out before the journal hears of them
+        known_ids: dict[str, str] = {}  # client id -> exchange order id of the finished ones adopted
         # the order history is read from just before the newest record (log or journal)
         since = recovery.history_since(self.saved, logged, self.clock_ms(), self.cfg.recovery_lookback_ms)
 
@@ -254,6 +255,7 @@ class Execution:
                                 *(o.symbol for o in open_orders)})
                 found, record = _ours_in_history(self.broker, self.saved, positions, asked, since, self.clock_ms())
                 adopt += recovery.exchange_intents(found, self.clock_ms())
+                known_ids.update({e.client_order_id: e.exchange_order_id for e in found})
             open_orders.extend(om.order_from_request(it.body) for it in adopt)  # type: ignore[arg-type]
             # what each order left open before the restart has executed: the positions already
             # hold it, so recovery must not count its fetched fills twice (recovery.merge)
@@ -266,15 +268,19 @@ class Execution:
                 if found is not None:
                     executed[o.client_order_id] = found.executed_qty
             return (filters, setup, positions, self.broker.balance(), executed, _brackets_or_none(self.broker, symbols),
-                    adopt, record)
+                    adopt, record, known_ids)
 
         self.dispatcher.submit(dsp.ACCOUNT, job, tag=("startup",))
 
     def _started(self, result) -> None:
-        filters, setup, positions, balance, executed, brackets, adopt, record = result
+        filters, setup, positions, balance, executed, brackets, adopt, record, known_ids = result
         if adopt:
             assert self.saved is not None
             self.saved, adopted = recovery.with_intents(self.saved, adopt, self.clock_ms(), self.cfg.recv_window_ms)
+            # a finished one's exchange order id is known already: its fills map to it at once
+            self.saved = replace(self.saved, open_orders={
+                c: replace(o, exchange_order_id=known_ids[c]) if c in known_ids and not o.exchange_order_id else o
+                for c, o in self.saved.open_orders.items()})
             self.counters["orders_adopted"] = self.counters.get("orders_adopted", 0) + len(adopted)
             for it in adopted:
                 self.publish(it.body)

@@ -289,6 +289,38 @@ class TestFoundInTheOrderHistoryAtStart:
         assert [(s.order_type, s.side, s.close_position) for s in rig.broker.algo_specs][:1] == [
             ("STOP_MARKET", "SELL", True)]
 
+    def test_a_filled_exit_closes_its_trade_once(self, tmp_path: Path):
+        """The journal holds the filled entry and its plan; the exit that closed it was lost with
+        the log's last record. The position is flat; the history names the exit: adopted into the
+        trade (its exchange id known at once), its fill counted once although both its own
+        fetch and the flat symbol's fill read return it; the trade closes at the exit's price."""
+        t0 = NOW - 60_000
+        sig = f"AAAUSDT-{t0}-BUY"
+        entry, exit_ = f"ae-{sig}-0", f"ax-{sig}-1"
+        dbf = journal_db(tmp_path / "aegis.db", (t0, signal(t=t0)),
+                         (t0, wire.OrderRequest(client_order_id=entry, symbol="AAAUSDT", side="BUY",
+                                                order_type="MARKET", qty=19.8, signal_id=sig)),
+                         (t0 + 1, wire.OrderUpdate(client_order_id=entry, exchange_order_id=EID, symbol="AAAUSDT",
+                                                   status="FILLED", filled_qty=19.8, avg_price=100.0)),
+                         (t0 + 1, wire.Fill(client_order_id=entry, exchange_order_id=EID, trade_id="1",
+                                            symbol="AAAUSDT", side="BUY", qty=19.8, price=100.0)))
+        rig = make_rig(tmp_path, db_path=dbf)
+        with_log(rig, tmp_path / "intents.log")
+        lost = replace(xorder(exit_, "FILLED", "19.8", eid=EXIT_EID, side="SELL"), reduce_only=True,
+                       avg_price=Decimal("101.0"))
+        rig.broker.history = [lost]
+        rig.broker.queries += [lost] * 2
+        exit_fill = xfill("", "2", "19.8", "101.0", eid=EXIT_EID, side="SELL")
+        rig.broker.fill_rows += [[exit_fill], [exit_fill]]  # the flat symbol's fills, the exit's own
+        rig.poll(6)
+        assert rig.ex.ready and rig.ex.counters["orders_adopted"] == 1
+        assert rig.calls_of("submit") == []
+        assert [u.status for u in rig.bodies(wire.OrderUpdate) if u.client_order_id == exit_][-1:] == ["FILLED"]
+        assert [(f.client_order_id, f.trade_id) for f in rig.bodies(wire.Fill)] == [(exit_, "2")]  # once
+        assert "AAAUSDT" not in rig.ex.st.trades
+        (closed,) = rig.bodies(wire.TradeClosed)
+        assert (closed.trade_id, closed.qty, closed.entry_price, closed.exit_price) == (sig, 19.8, 100.0, 101.0)
+
     def test_a_cancelled_order_with_no_fill_is_only_recorded(self, tmp_path: Path):
         """Nothing executed: its request and CANCELED state go to the journal, its id is used,
         nothing is asked, no slot is held, nothing is sent."""
