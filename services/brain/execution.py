@@ -238,6 +238,7 @@ class Execution:
         open_orders = list(self.saved.open_orders.values())
         adopt_open = self.intents is not None  # orders go out before the journal hears of them
         known_ids: dict[str, str] = {}  # client id -> exchange order id of the finished ones adopted
+        unreadable: list[str] = []  # symbols whose order history could not be read
         # the order history is read from just before the newest record (log or journal)
         since = recovery.history_since(self.saved, logged, self.clock_ms(), self.cfg.recovery_lookback_ms)
 
@@ -253,7 +254,8 @@ class Execution:
                 adopt = _ours_unknown(self.broker, self.saved, self.clock_ms())
                 asked = sorted({*symbols, *(p.symbol for p in positions), *self.saved.plans,
                                 *(o.symbol for o in open_orders)})
-                found, record = _ours_in_history(self.broker, self.saved, positions, asked, since, self.clock_ms())
+                found, record = _ours_in_history(self.broker, self.saved, positions, asked, since, self.clock_ms(),
+                                                 unreadable)
                 adopt += recovery.exchange_intents(found, self.clock_ms())
                 known_ids.update({e.client_order_id: e.exchange_order_id for e in found})
             open_orders.extend(om.order_from_request(it.body) for it in adopt)  # type: ignore[arg-type]
@@ -268,12 +270,13 @@ class Execution:
                 if found is not None:
                     executed[o.client_order_id] = found.executed_qty
             return (filters, setup, positions, self.broker.balance(), executed, _brackets_or_none(self.broker, symbols),
-                    adopt, record, known_ids)
+                    adopt, record, known_ids, len(unreadable))
 
         self.dispatcher.submit(dsp.ACCOUNT, job, tag=("startup",))
 
     def _started(self, result) -> None:
-        filters, setup, positions, balance, executed, brackets, adopt, record, known_ids = result
+        filters, setup, positions, balance, executed, brackets, adopt, record, known_ids, unreadable = result
+        self.counters["order_history_unreadable"] = unreadable  # symbols; reconciliation reads them again
         if adopt:
             assert self.saved is not None
             self.saved, adopted = recovery.with_intents(self.saved, adopt, self.clock_ms(), self.cfg.recv_window_ms)
@@ -785,16 +788,18 @@ def _ours_unknown(broker: Broker, saved: recovery.Saved | None, now_ms: int) -> 
 
 
 def _ours_in_history(broker: Broker, saved: recovery.Saved, positions: list[Any], symbols: list[str], since_ms: int,
-                     now_ms: int) -> tuple[list[ExchangeOrder], list[tuple[ExchangeOrder, list[Any]]]]:
+                     now_ms: int, unreadable: list[str]) -> tuple[list[ExchangeOrder],
+                                                                list[tuple[ExchangeOrder, list[Any]]]]:
     """Our finished orders in the exchange's order history (``all_orders`` of each symbol, from
     ``since_ms``) that nothing here knows: (to adopt into a trade, [(to record, its fills)]),
-    by ``recovery.from_history``. A symbol whose history cannot be read is skipped, said in
-    the log (reconciliation reads the history again at its first run)."""
+    by ``recovery.from_history``. A symbol whose history cannot be read is skipped, added to
+    ``unreadable`` and said in the log (reconciliation reads the history again at its first run)."""
     history: list[ExchangeOrder] = []
     for s in symbols:
         try:
             history += broker.all_orders(s, since_ms=since_ms, until_ms=now_ms + om.CLOCK_MARGIN_MS)
         except AegisError as exc:
+            unreadable.append(s)
             log.warning("brain.order_history_unreadable", symbol=s, reason=exc.reason, error=str(exc)[:200])
     adopt, record = recovery.from_history(history, positions, saved)
     out = []

@@ -83,6 +83,7 @@ class FakeBroker:
         self.income_reads: list[tuple[str, int]] = []
         self.history: list[ExchangeOrder] = []  # the order history (all_orders) of every symbol
         self.history_reads: list[tuple[str, int, int]] = []
+        self.history_error: Exception | None = None
         self.bal = Balance(wallet=Decimal(equity), equity=Decimal(equity), available=Decimal(equity))
 
     @staticmethod
@@ -124,6 +125,8 @@ class FakeBroker:
     def all_orders(self, symbol: str, *, since_ms: int, until_ms: int) -> list[ExchangeOrder]:
         """The order history (not in ``calls``: read at start beside what the tests script)."""
         self.history_reads.append((symbol, since_ms, until_ms))
+        if self.history_error is not None:
+            raise self.history_error
         return [o for o in self.history if o.symbol == symbol]
 
     def income(self, *, income_type: str, since_ms: int) -> list[Any]:

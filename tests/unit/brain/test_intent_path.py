@@ -321,6 +321,18 @@ class TestFoundInTheOrderHistoryAtStart:
         (closed,) = rig.bodies(wire.TradeClosed)
         assert (closed.trade_id, closed.qty, closed.entry_price, closed.exit_price) == (sig, 19.8, 100.0, 101.0)
 
+    def test_an_unreadable_history_is_counted_and_the_start_goes_on(self, tmp_path: Path):
+        """A malformed allOrders answer (DecodeError) for every symbol: each is counted and
+        logged, the brain starts and trades (reconciliation reads the history again)."""
+        from common.errors import DecodeError
+
+        rig = make_rig(tmp_path)
+        with_log(rig, tmp_path / "intents.log")
+        rig.broker.history_error = DecodeError("allOrders: the answer is not a list", reason="all_orders_shape")
+        rig.poll(3)
+        assert rig.ex.ready and rig.ex.counters["order_history_unreadable"] == 2
+        assert rig.ex.snapshot()["order_history_unreadable"] == 2
+
     def test_a_cancelled_order_with_no_fill_is_only_recorded(self, tmp_path: Path):
         """Nothing executed: its request and CANCELED state go to the journal, its id is used,
         nothing is asked, no slot is held, nothing is sent."""
