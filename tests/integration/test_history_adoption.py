@@ -4,7 +4,9 @@
 record) and fills at once, so the exchange's open list never names it. Then the brain's real
 execution shell starts (ccxt broker, dispatcher, an empty intent log, no database): it finds
 the order with ``GET /fapi/v1/allOrders``, adopts it with its fill, holds exactly the
-exchange's position under the entry's id, arms the exchange-held stop, and sends no order."""
+exchange's position under the entry's id, arms the exchange-held stop, and sends no order.
+The orchestrator's reconciliation, run against the same kind of order and an empty database,
+adopts it the same way and converges to OK."""
 
 from __future__ import annotations
 
@@ -124,6 +126,49 @@ def test_a_filled_entry_found_only_in_the_order_history_is_adopted_protected_and
         broker.close()
         outside.close()
         ex.intents.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(90)
+def test_reconciliation_adopts_a_filled_entry_from_the_order_history_and_converges(exchange, tmp_path):
+    """The orchestrator's side, against the same exchange and an empty database: the first
+    run's history read finds the FILLED ae- entry; the repairs (its fills, its row as FILLED,
+    the position as ours, not flagged) written the journal's way make the tables equal the
+    exchange's, and the next run is OK."""
+    from services.orchestrator import db, snapshots
+    from services.orchestrator.reconcile import diff
+
+    broker = broker_for(exchange)
+    placed = broker.submit(OrderSpec(client_order_id="ae-lost2-0", symbol=SYMBOL, side="BUY", order_type="MARKET",
+                                     qty=Decimal("0.003")))
+    time.sleep(2.2)  # older than reconciliation's 2 s "its journal row may be on the way"
+    conn = db.connect(tmp_path / "aegis.sqlite3")
+    clock_ms = lambda: time.time_ns() // 1_000_000  # noqa: E731
+
+    def run_once():
+        now = clock_ms()
+        loc = snapshots.local_snapshot(conn, now)
+        ex = snapshots.fetch_exchange_snapshot(broker, loc, [SYMBOL], now, 3_600_000, clock_ms=clock_ms,
+                                               history_since_ms=snapshots.history_since(loc, now, 3_600_000))
+        return diff(snapshots.local_snapshot(conn, clock_ms()), ex, now_ms=clock_ms())
+
+    try:
+        first = run_once()
+        assert (first.status, first.flagged) == ("REPAIRED", ())
+        assert sorted(d.kind for d in first.differences) == sorted(
+            ["MISSED_FILL"] * len(placed.fills) + ["ORDER_ADOPTED", "POSITION_MISMATCH"])
+        now_ns = time.time_ns()
+        db.write_batch(conn, [r for i, b in enumerate(first.repairs) for r in db.rows_for(
+            wire.Envelope(wire.SCHEMA_VERSION, "orchestrator:reconcile", i + 1, now_ns, now_ns, b))])
+        assert conn.execute("SELECT client_order_id, exchange_order_id, status, filled_qty FROM orders").fetchall() == [
+            ("ae-lost2-0", placed.order.exchange_order_id, "FILLED", 0.003)]
+        assert sorted(conn.execute("SELECT trade_id, client_order_id FROM fills").fetchall()) == sorted(
+            (f.trade_id, "ae-lost2-0") for f in placed.fills)
+        assert conn.execute("SELECT symbol, qty FROM positions").fetchall() == [(SYMBOL, 0.003)]
+        second = run_once()
+        assert (second.status, second.repairs) == ("OK", ())
+    finally:
+        conn.close()
+        broker.close()
 
 
 def _never(body: Any) -> None:
