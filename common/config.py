@@ -178,6 +178,9 @@ class TradingConfig:
     # journaled; its fsync is batched at most every intent_log_flush_ms. Off: journal, then send
     intent_log: bool = True
     intent_log_flush_ms: float = 2.0
+    # at start the brain reads the exchange's order history (allOrders) from a minute before
+    # the newest order it has on record; with nothing on record, this far back (at most 7 days)
+    recovery_lookback_s: float = 86_400.0
     # the exchange's user data stream (demo and live): fills, order states and positions as they
     # happen; REST resyncs after a gap (docs/user-stream.md). Off: REST polling only
     user_stream: bool = True
@@ -532,6 +535,8 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("trading.recv_window_ms must be within 1..60000, order_timeout_ms > 0")
     if t.reconcile_interval_s <= 0 or t.balance_poll_s <= 0 or t.journal_ack_timeout_ms <= 0:
         raise ConfigError("trading intervals and timeouts must be > 0")
+    if not 60 <= t.recovery_lookback_s <= 7 * 86_400:
+        raise ConfigError(f"trading.recovery_lookback_s must be within 60..604800, not {t.recovery_lookback_s!r}")
     if not 10 <= cfg.feed.rest_weight_budget_1m <= 6000:
         raise ConfigError("feed.rest_weight_budget_1m must be within 10..6000")
     d = cfg.dashboard

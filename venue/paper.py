@@ -189,6 +189,7 @@ class PaperBroker:
         # (a year's backtest places tens of thousands)
         self._live: dict[str, None] = {}
         self._notional: dict[str, Decimal] = {}  # executed qty * price per order, exact
+        self._created: dict[str, int] = {}  # when each order was made (ms), by client order id
         self._fills: list[ExchangeFill] = []
         self._fills_of: dict[str, list[ExchangeFill]] = {}  # by exchange order id (the usual question)
         self._positions: dict[str, Position] = {}
@@ -236,6 +237,7 @@ class PaperBroker:
                 symbol=spec.symbol, side=spec.side, order_type=spec.order_type, status="NEW",
                 qty=spec.qty, price=spec.price, reduce_only=spec.reduce_only, update_ms=now)
             self._store(order)
+            self._created[spec.client_order_id] = now
             self._notional[spec.client_order_id] = Decimal(0)
             done = tuple(self._execute(spec.client_order_id, q, p, maker=False, now=now) for q, p in chunks)
             order = self._orders[spec.client_order_id]
@@ -291,6 +293,13 @@ class PaperBroker:
             self._trigger_algos()
             pool = self._fills if exchange_order_id is None else self._fills_of.get(exchange_order_id, ())
             return [x for x in pool if x.symbol == symbol and (since_ms is None or x.time_ms >= since_ms)]
+
+    def all_orders(self, symbol: str, *, since_ms: int, until_ms: int) -> list[ExchangeOrder]:
+        """Every order of ``symbol`` made within ``[since_ms, until_ms]``, oldest first (this
+        account lives in the brain's process: it holds only the orders of this run)."""
+        with self._lock:
+            return [o for cid, o in self._orders.items()
+                    if o.symbol == symbol and since_ms <= self._created.get(cid, 0) <= until_ms]
 
     def positions(self) -> list[ExchangePosition]:
         with self._lock:

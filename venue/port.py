@@ -209,6 +209,13 @@ class Broker(Protocol):
     def fills(self, symbol: str, *, since_ms: int | None = None,
               exchange_order_id: str | None = None) -> list[ExchangeFill]: ...
 
+    def all_orders(self, symbol: str, *, since_ms: int, until_ms: int) -> list[ExchangeOrder]:
+        """Every order of ``symbol`` made between ``since_ms`` and ``until_ms`` (inclusive,
+        exchange time), whatever its status (open, filled, cancelled, expired), oldest first
+        (Binance's ``GET /fapi/v1/allOrders``). Binance no longer lists a cancelled or expired
+        order without a fill 3 days after it was made, nor any order after 90 days."""
+        ...
+
     def positions(self) -> list[ExchangePosition]:
         """Non-zero positions only."""
         ...

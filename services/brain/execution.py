@@ -220,10 +220,12 @@ class Execution:
     def _start(self) -> None:
         self._starting = True
         self.saved = recovery.load(self.db_path, self.clock_ms())
+        logged: tuple[intent_log.Intent, ...] = ()
         if self.intents is not None:
             # what was sent before a crash and never reached the journal: known again now,
             # asked at the exchange with the other open orders, journaled now (after the read)
             got = intent_log.IntentLog.read(self.intents.path)
+            logged = got.intents
             self.saved, replay = recovery.with_intents(self.saved, got.intents, self.clock_ms(),
                                                        self.cfg.recv_window_ms)
             self.counters["intents_replayed"] += len(replay)
@@ -237,14 +239,28 @@ class Execution:
 
         open_orders = list(self.saved.open_orders.values())
         adopt_open = self.intents is not None  # orders go out before the journal hears of them
+        known_ids: dict[str, str] = {}  # client id -> exchange order id of the finished ones adopted
+        unreadable: list[str] = []  # symbols whose order history could not be read
+        # the order history is read from just before the newest record (log or journal)
+        since = recovery.history_since(self.saved, logged, self.clock_ms(), self.cfg.recovery_lookback_ms)
 
         def job():
             filters = self.filters_fn()
             setup = self.broker.start(symbols)
-            # ours, open at the exchange, unknown here (a machine crash took their log records)
-            adopt = _ours_unknown(self.broker, self.saved, self.clock_ms()) if adopt_open else []
-            open_orders.extend(om.order_from_request(it.body) for it in adopt)  # type: ignore[arg-type]
             positions = self.broker.positions()
+            # ours, at the exchange, unknown here (a machine crash took their log records): open
+            # ones, and finished ones from its order history (adopted into a trade, or recorded)
+            adopt, record = [], []
+            if adopt_open:
+                assert self.saved is not None
+                adopt = _ours_unknown(self.broker, self.saved, self.clock_ms())
+                asked = sorted({*symbols, *(p.symbol for p in positions), *self.saved.plans,
+                                *(o.symbol for o in open_orders)})
+                found, record = _ours_in_history(self.broker, self.saved, positions, asked, since, self.clock_ms(),
+                                                 unreadable)
+                adopt += recovery.exchange_intents(found, self.clock_ms())
+                known_ids.update({e.client_order_id: e.exchange_order_id for e in found})
+            open_orders.extend(om.order_from_request(it.body) for it in adopt)  # type: ignore[arg-type]
             # what each order left open before the restart has executed: the positions already
             # hold it, so recovery must not count its fetched fills twice (recovery.merge)
             executed = {}
@@ -256,18 +272,32 @@ class Execution:
                 if found is not None:
                     executed[o.client_order_id] = found.executed_qty
             return (filters, setup, positions, self.broker.balance(), executed, _brackets_or_none(self.broker, symbols),
-                    adopt)
+                    adopt, record, known_ids, len(unreadable))
 
         self.dispatcher.submit(dsp.ACCOUNT, job, tag=("startup",))
 
     def _started(self, result) -> None:
-        filters, setup, positions, balance, executed, brackets, adopt = result
+        filters, setup, positions, balance, executed, brackets, adopt, record, known_ids, unreadable = result
+        self.counters["order_history_unreadable"] = unreadable  # symbols; reconciliation reads them again
         if adopt:
             assert self.saved is not None
             self.saved, adopted = recovery.with_intents(self.saved, adopt, self.clock_ms(), self.cfg.recv_window_ms)
+            # a finished one's exchange order id is known already: its fills map to it at once
+            self.saved = replace(self.saved, open_orders={
+                c: replace(o, exchange_order_id=known_ids[c]) if c in known_ids and not o.exchange_order_id else o
+                for c, o in self.saved.open_orders.items()})
             self.counters["orders_adopted"] = self.counters.get("orders_adopted", 0) + len(adopted)
             for it in adopted:
                 self.publish(it.body)
+        if record:  # finished, no trade of ours to touch: their rows, states and fills for the journal
+            assert self.saved is not None
+            ids = frozenset(e.client_order_id for e, _ in record)
+            self.saved = replace(self.saved, used_cids=self.saved.used_cids | ids,
+                                 journal_ids=self.saved.journal_ids | ids)
+            self.counters["orders_recorded_from_history"] = len(record)
+            for e, fills in record:
+                for body in recovery.record_bodies(e, fills, self.clock_ms()):
+                    self.publish(body)
         self.filters = filters
         self.configured = set(setup.leverage)
         self.brackets.update(brackets)
@@ -821,6 +851,37 @@ def _ours_unknown(broker: Broker, saved: recovery.Saved | None, now_ms: int) -> 
         log.warning("brain.orders_adopted", client_ids=[it.client_id for it in out][:20],
                     note="open at the exchange under our ids, in neither the journal nor the intent log")
     return out
+
+
+def _ours_in_history(broker: Broker, saved: recovery.Saved, positions: list[Any], symbols: list[str], since_ms: int,
+                     now_ms: int, unreadable: list[str]) -> tuple[list[ExchangeOrder],
+                                                                list[tuple[ExchangeOrder, list[Any]]]]:
+    """Our finished orders in the exchange's order history (``all_orders`` of each symbol, from
+    ``since_ms``) that nothing here knows: (to adopt into a trade, [(to record, its fills)]),
+    by ``recovery.from_history``. A symbol whose history cannot be read is skipped, added to
+    ``unreadable`` and said in the log (reconciliation reads the history again at its first run)."""
+    history: list[ExchangeOrder] = []
+    for s in symbols:
+        try:
+            history += broker.all_orders(s, since_ms=since_ms, until_ms=now_ms + om.CLOCK_MARGIN_MS)
+        except AegisError as exc:
+            unreadable.append(s)
+            log.warning("brain.order_history_unreadable", symbol=s, reason=exc.reason, error=str(exc)[:200])
+    adopt, record = recovery.from_history(history, positions, saved)
+    out = []
+    for e in record:
+        fills: list[Any] = []
+        if e.executed_qty > 0:
+            try:
+                fills = broker.fills(e.symbol, exchange_order_id=e.exchange_order_id)
+            except AegisError as exc:  # the row and state still go; reconciliation adds the fills
+                log.warning("brain.history_fills_unreadable", cid=e.client_order_id, reason=exc.reason)
+        out.append((e, fills))
+    if adopt or out:
+        log.warning("brain.orders_found_in_history", adopted=[e.client_order_id for e in adopt][:20],
+                    recorded=[e.client_order_id for e in record][:20], since_ms=since_ms,
+                    note="finished at the exchange under our ids, in neither the journal nor the intent log")
+    return adopt, out
 
 
 def _brackets_or_none(broker: Broker, symbols: list[str]) -> dict[str, tuple[Any, ...]]:

@@ -15,9 +15,10 @@ since the last one, at most every ``flush_interval_ms`` (2 ms by default): the s
 waits for a disk, and a burst of orders costs one disk flush. Records a machine crash can take
 are then at most those of the last few milliseconds, and every one of them has a
 deterministic client id (``ae-``/``ax-``/``ps-``/``pt-``, ``venue.orders.make_client_order_id``):
-the restarted brain asks the exchange for the ids it knows, and reconciliation adopts orders
-with our prefixes that it finds at the exchange and the journal does not know
-(``services.orchestrator.reconcile``). So after any crash, every order that may have reached
+the restarted brain asks the exchange for the ids it knows, and both it and reconciliation
+adopt orders with our prefixes that they find at the exchange (its open orders, and its order
+history for those already finished) and nothing here knows (``recovery.from_history``,
+``services.orchestrator.reconcile``). So after any crash, every order that may have reached
 the exchange is findable: in this log, or at the exchange by its id.
 
 Format (little-endian), one record per intent, appended::

@@ -34,7 +34,7 @@ from common import wire
 from venue import algo_orders as ao
 from venue import orders as om
 from services.brain import intent_log, risk, trader
-from venue.port import ExchangeOrder, ExchangePosition
+from venue.port import LIVE_STATUSES, ExchangeFill, ExchangeOrder, ExchangePosition
 
 log = structlog.get_logger(__name__)
 
@@ -229,6 +229,69 @@ def exchange_intents(orders: Sequence[ExchangeOrder], now_ms: int) -> list[inten
     return out
 
 
+HISTORY_MARGIN_MS = 60_000  # the order history is read from this long before the newest record
+HISTORY_MAX_MS = 7 * 86_400_000
+
+
+def history_since(saved: Saved, intents: Sequence[intent_log.Intent], now_ms: int, lookback_ms: int) -> int:
+    """Where start-up reads the exchange's order history from (pure).
+
+    A crash of the machine loses at most the intent records of its last milliseconds, so an
+    order nobody has on record was made after the newest record there is: the newest intent
+    of the log or the newest order change the journal holds. The read starts
+    ``HISTORY_MARGIN_MS`` before that (clock skew, a journal row still on its way); with
+    nothing on record, ``lookback_ms`` back; never more than 7 days back (one request)."""
+    points = [it.at_ns // 1_000_000 for it in intents] + list(saved.last_action_ms.values())
+    since = max(points) - HISTORY_MARGIN_MS if points else now_ms - lookback_ms
+    return max(since, now_ms - HISTORY_MAX_MS)
+
+
+def from_history(history: Sequence[ExchangeOrder], positions: Sequence[ExchangePosition], saved: Saved
+                 ) -> tuple[list[ExchangeOrder], list[ExchangeOrder]]:
+    """Our orders in the exchange's order history that nothing here knows, split (pure) into
+    those to adopt as orders of a trade and those only to record.
+
+    Adopted (asked at the exchange, their fills applied to a trade, as ``exchange_intents``):
+    an entry that executed while the exchange holds a position of its side on that symbol (the
+    position is that entry's), an exit that executed on a symbol we trade. Recorded only (the
+    journal gets its row, final state and fills, no trade is touched): one that executed
+    nothing (CANCELED, EXPIRED), or an entry whose position is gone (closed by someone else
+    since: no trade to protect). Open ones are left to the open list."""
+    known = saved.journal_ids | saved.used_cids | set(saved.open_orders) | set(saved.algos)
+    held = {p.symbol: ("BUY" if p.qty > 0 else "SELL") for p in positions if p.qty != 0}
+    adopt: list[ExchangeOrder] = []
+    record: list[ExchangeOrder] = []
+    seen: set[str] = set()
+    for e in history:
+        cid = e.client_order_id
+        if not our_order_id(cid) or cid in known or cid in seen or e.status in LIVE_STATUSES:
+            continue
+        if not (e.qty > 0 and e.qty.is_finite() and e.executed_qty.is_finite()):
+            continue
+        seen.add(cid)
+        exit_ = e.reduce_only or cid.startswith(trader.EXIT_PREFIX)
+        ours = (e.symbol in saved.plans or e.symbol in held) if exit_ else held.get(e.symbol) == e.side
+        (adopt if e.executed_qty > 0 and ours else record).append(e)
+    return adopt, record
+
+
+def record_bodies(e: ExchangeOrder, fills: Sequence[ExchangeFill], at_ms: int) -> list[Any]:
+    """The journal rows of an order found only in the exchange's history (pure): its request,
+    its final state as the exchange has it, each of its fills (by trade id: the journal keeps
+    one row per trade, so a fill that also comes another way is not counted twice)."""
+    body = exchange_intents([e], at_ms)[0].body
+    state = om.EXCHANGE_STATUS.get(e.status, om.S.CANCELED)
+    out: list[Any] = [body, wire.OrderUpdate(
+        client_order_id=e.client_order_id, exchange_order_id=e.exchange_order_id, symbol=e.symbol,
+        status=state.value, filled_qty=float(e.executed_qty), avg_price=float(e.avg_price),
+        reason="adopted from the exchange's order history: sent, not on record")]
+    out += [wire.Fill(client_order_id=e.client_order_id, exchange_order_id=f.exchange_order_id, trade_id=f.trade_id,
+                      symbol=f.symbol, side=f.side, qty=float(f.qty), price=float(f.price), fee=float(f.fee),
+                      fee_asset=f.fee_asset, liquidity=f.liquidity)
+            for f in fills if f.exchange_order_id == e.exchange_order_id]
+    return out
+
+
 def with_intents(saved: Saved, intents: Sequence[intent_log.Intent], now_ms: int,
                  recv_window_ms: int = om.DEFAULT_RECV_WINDOW_MS) -> tuple[Saved, list[intent_log.Intent]]:
     """``saved`` with what the local intent log holds and the journal does not (pure).
@@ -303,9 +366,18 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
             trades[p.symbol] = replace(plan, entry_qty=base, entry_notional=base * p.entry_price)
         else:
             log.warning("brain.position_adopted", symbol=p.symbol, qty=str(p.qty), entry=str(p.entry_price))
-            base = q + exits_missing
-            trades[p.symbol] = trader.adopt(cfg, symbol=p.symbol, qty=base if p.qty > 0 else -base,
-                                            entry_price=p.entry_price, now_ms=now_ms)
+            # an entry of ours on record for no plan (found at the exchange after a machine
+            # crash): the position is its trade, less what its fills still to come will add
+            entry = next((o for o in open_here if not o.reduce_only and o.side == side
+                          and (plan is None or plan.entry_cid != o.client_order_id)
+                          and missing(o) <= q + exits_missing), None)
+            base = q + exits_missing - (missing(entry) if entry is not None else Decimal(0))
+            # the side and the levels from the position itself (``base`` may be 0: all to come)
+            t = trader.adopt(cfg, symbol=p.symbol, qty=p.qty, entry_price=p.entry_price, now_ms=now_ms)
+            t = replace(t, entry_qty=base, entry_notional=base * p.entry_price)
+            if entry is not None:
+                t = replace(t, trade_id=entry.signal_id or entry.client_order_id, entry_cid=entry.client_order_id)
+            trades[p.symbol] = t
     # a filled entry whose position the exchange no longer holds was closed while we were away
     # (its stop or target fired, or someone closed it): the trade is rebuilt from its journaled
     # fills, flat at the exchange, and its closing fills are fetched to learn the real outcome

@@ -28,6 +28,8 @@ class TraderConfig:
     exit_retry_ms: int = 2_000
     recv_window_ms: int = om.DEFAULT_RECV_WINDOW_MS
     adopt_stop_pct: float = 2.0  # a position found at the exchange without a plan gets this stop
+    # start-up reads the order history this far back when nothing is on record (recovery.history_since)
+    recovery_lookback_ms: int = 86_400_000
     # the exchange holds a STOP_MARKET and a TAKE_PROFIT_MARKET (closePosition, mark price)
     # for every position from its first fill; the brain's own watcher stays the faster layer
     exchange_protection: bool = True

@@ -34,7 +34,7 @@ def trader_config(cfg: AegisConfig) -> trader.TraderConfig:
         recv_window_ms=t.recv_window_ms, exchange_protection=t.exchange_protection, leverage=t.leverage,
         liquidation_buffer_pct=t.liquidation_buffer_pct, entry_order=t.entry_order,
         entry_slippage_bps=t.entry_slippage_bps,
-        trailing_callback_pct=t.trailing_callback_pct)
+        trailing_callback_pct=t.trailing_callback_pct, recovery_lookback_ms=int(t.recovery_lookback_s * 1000))
 
 
 @dataclass

@@ -444,7 +444,7 @@ class Desk:
         r.add_delete("/fapi/v1/order", s(self._cancel))
         r.add_get("/fapi/v1/openOrder", s(lambda p, now: self._get_order(p, now, open_only=True)))
         r.add_get("/fapi/v1/openOrders", s(lambda p, now: pr.open_orders(acc(), p, self.rules)))
-        r.add_get("/fapi/v1/allOrders", s(lambda p, now: pr.all_orders(acc(), p, self.rules)))
+        r.add_get("/fapi/v1/allOrders", s(lambda p, now: pr.all_orders(acc(), p, self.rules, now)))
         r.add_delete("/fapi/v1/allOpenOrders", s(self._cancel_all))
         r.add_get("/fapi/v1/userTrades", s(lambda p, now: pr.user_trades(acc(), p, self.rules)))
         for v in ("v2", "v3"):

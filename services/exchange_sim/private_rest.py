@@ -24,8 +24,9 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Mapping
 
-from services.exchange_sim.account import (ALGO_TYPES, BRACKETS, BUY, CONDITIONAL, CONTRACT_PRICE, CROSSED,
-                                           LIMIT, MAKER_FEE, MARK_PRICE, MARKET, SELL, STOP, TAKE_PROFIT,
+from services.exchange_sim.account import (ALGO_TYPES, BRACKETS, BUY, CANCELED, CONDITIONAL, CONTRACT_PRICE,
+                                           CROSSED, EXPIRED, LIMIT, MAKER_FEE, MARK_PRICE, MARKET, SELL, STOP,
+                                           TAKE_PROFIT,
                                            TAKER_FEE, TRAILING_STOP_MARKET, ZERO, Account, AlgoOrder, Fill,
                                            Order, Position, SymbolRules, liquidation_price, maint_margin,
                                            mark_of, order_im, position_im, totals, unrealized)
@@ -414,11 +415,28 @@ def user_trades(acc: Account, params: Mapping[str, str], rules: Mapping[str, Sym
     return [trade_body(f, rules[symbol]) for f in picked]
 
 
-def all_orders(acc: Account, params: Mapping[str, str], rules: Mapping[str, SymbolRules]) -> list[dict[str, Any]]:
-    """``GET /fapi/v1/allOrders``: ``symbol``, and ``orderId`` (from it on), times, ``limit``."""
+ALL_ORDERS_SPAN_MS = 7 * 86_400_000  # "The query time period must be less than 7 days"
+ALL_ORDERS_UNFILLED_KEPT_MS = 3 * 86_400_000  # a CANCELED/EXPIRED order with no fill: listed 3 days
+ALL_ORDERS_KEPT_MS = 90 * 86_400_000  # any order: listed 90 days
+
+
+def all_orders(acc: Account, params: Mapping[str, str], rules: Mapping[str, SymbolRules],
+               now_ms: int) -> list[dict[str, Any]]:
+    """``GET /fapi/v1/allOrders`` (weight 5): ``symbol`` (required), and ``orderId`` (from it on),
+    ``startTime``/``endTime`` (inclusive, on the order's creation time), ``limit`` (default 500,
+    at most 1000). As Binance documents: the window must be shorter than 7 days (-1127
+    otherwise), no window and no ``orderId`` means the last 7 days, and an order is no longer
+    found 90 days after it was made, or 3 days after if it was CANCELED or EXPIRED with no fill."""
     symbol = symbol_of(params, rules)
     assert symbol is not None
-    orders = [o for o in acc.orders.values() if o.symbol == symbol]
+    start, end = int_param(params, "startTime"), int_param(params, "endTime")
+    if start is not None and end is not None and end - start >= ALL_ORDERS_SPAN_MS:
+        raise RestError(-1127, "More than 168 hours between startTime and endTime.")
+    orders = [o for o in acc.orders.values() if o.symbol == symbol and o.time_ms + ALL_ORDERS_KEPT_MS >= now_ms
+              and not (o.status in (CANCELED, EXPIRED) and o.executed_qty == 0
+                       and o.time_ms + ALL_ORDERS_UNFILLED_KEPT_MS < now_ms)]
+    if start is None and end is None and int_param(params, "orderId") is None:
+        orders = [o for o in orders if o.time_ms >= now_ms - ALL_ORDERS_SPAN_MS]
     picked = _window(orders, lambda o: o.order_id, lambda o: o.time_ms, params, "orderId")
     return [order_body(o, rules[symbol], query=True) for o in picked]
 

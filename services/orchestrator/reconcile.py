@@ -27,11 +27,14 @@ Differences (kind: when -> repair; * = blocking):
                               Nothing is re-sent: the orchestrator never sends orders.
     ORDER_UNKNOWN_AT_EXCHANGE* not found, and either still possibly on the wire or once
                               confirmed by the exchange (then something is badly wrong)
-    ORDER_ADOPTED             open at the exchange (or answered to a query) under one of our
-                              order ids (``ae-``/``ax-``, ``OUR_ORDER_PREFIXES``) the journal
-                              does not hold: the brain sends first and journals after, so a
-                              crash in between leaves such an order -> ``wire.OrderRequest``
-                              (the row) and ``wire.OrderUpdate`` with the exchange's values
+    ORDER_ADOPTED             at the exchange (open, answered to a query, or in its order
+                              history: ``allOrders``, already FILLED, CANCELED or EXPIRED) under
+                              one of our order ids (``ae-``/``ax-``, ``OUR_ORDER_PREFIXES``) the
+                              journal does not hold: the brain sends first and journals after,
+                              so a crash in between leaves such an order -> ``wire.OrderRequest``
+                              (the row) and ``wire.OrderUpdate`` with the exchange's values; its
+                              fills come as MISSED_FILL under its id, and the position it moved
+                              is a POSITION_MISMATCH repair (ours, so not flagged as external)
     EXTERNAL_ORDER            open at the exchange under a client id we never made
                               -> flagged, never cancelled; * on a symbol we trade, where it
                               may fill into the position we manage
@@ -162,6 +165,7 @@ class LocalSnapshot:
     positions: Mapping[str, LocalPosition] = field(default_factory=dict)  # by symbol
     fill_keys: frozenset[tuple[str, str]] = frozenset()  # (symbol, trade_id)
     last_fill_ms: Mapping[str, int] = field(default_factory=dict)  # per symbol, our newest fill
+    latest_order_ms: int = 0  # when the newest order the journal holds was made (0: none)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +182,11 @@ class ExchangeSnapshot:
     positions: tuple[ExchangePosition, ...] = ()
     fills: tuple[ExchangeFill, ...] = ()
     fills_since_ms: int = 0
+    # the order history (``Broker.all_orders``) of the symbols asked, made since
+    # ``history_since_ms``: finds our orders that finished at the exchange unseen (a machine
+    # crash took their intent records), which the open list can no longer show
+    history: tuple[ExchangeOrder, ...] = ()
+    history_since_ms: int = 0
 
     @property
     def duration_ms(self) -> int:
@@ -261,7 +270,11 @@ def diff(local: LocalSnapshot, exchange: ExchangeSnapshot, *, now_ms: int,
     """Compare both sides; the exchange is right. Never raises for odd exchange data: reports it."""
     fills = _fills(local, exchange)
     orders = _orders(local, exchange, recv_window_ms)
-    positions = _positions(local, exchange)
+    # a position our own adopted orders moved is ours: repaired, not flagged as external
+    ours_moved = frozenset(x.symbol for x in orders.differences if x.kind == ORDER_ADOPTED
+                           and x.symbol in {r.symbol for r in orders.repairs
+                                            if isinstance(r, wire.OrderUpdate) and r.filled_qty > 0})
+    positions = _positions(local, exchange, ours_moved)
     d = fills.differences + orders.differences + positions.differences
     status = MISMATCH if any(x.blocking for x in d) else REPAIRED if d else OK
     return Report(status=status, at_ms=now_ms, differences=d,
@@ -294,9 +307,12 @@ def _orders(local: LocalSnapshot, ex: ExchangeSnapshot, recv_window_ms: int) -> 
 
 
 def _unjournaled(local: LocalSnapshot, ex: ExchangeSnapshot) -> list[ExchangeOrder]:
-    """The exchange's orders (open, or answered to a query) the local record does not hold."""
+    """The exchange's orders (open, or answered to a query) the local record does not hold,
+    and ours in the order history (someone else's finished orders are no concern here: their
+    fills are flagged, their effect on a position repaired through the position)."""
     seen: dict[str, ExchangeOrder] = {}
-    for e in [*ex.open_orders, *(a for a in ex.queried.values() if a is not None)]:
+    for e in [*ex.open_orders, *(a for a in ex.queried.values() if a is not None),
+              *(h for h in ex.history if is_ours(h.client_order_id))]:
         if e.client_order_id not in local.orders and e.client_order_id not in seen:
             seen[e.client_order_id] = e
     return list(seen.values())
@@ -390,7 +406,7 @@ def _fills(local: LocalSnapshot, ex: ExchangeSnapshot) -> _Part:
     ours = local.orders
     by_exchange_id = {o.exchange_order_id: o.client_order_id for o in ours.values() if o.exchange_order_id}
     # an order we sent whose ack we missed: only the exchange's answers link the two ids
-    answers = [*ex.open_orders, *(a for a in ex.queried.values() if a is not None)]
+    answers = [*ex.open_orders, *(a for a in ex.queried.values() if a is not None), *ex.history]
     by_exchange_id.update({a.exchange_order_id: a.client_order_id for a in answers
                            if a.exchange_order_id and (a.client_order_id in ours or _adoptable(a, ex))})
     unique = {(f.symbol, f.trade_id): f for f in ex.fills}  # pages may overlap
@@ -433,7 +449,7 @@ def _external_fill(f: ExchangeFill, started_ms: int) -> _Part:
 
 
 # -- positions
-def _positions(local: LocalSnapshot, ex: ExchangeSnapshot) -> _Part:
+def _positions(local: LocalSnapshot, ex: ExchangeSnapshot, ours_moved: frozenset[str] = frozenset()) -> _Part:
     theirs = {p.symbol: p for p in ex.positions if p.qty != 0}
     since_ms = ex.started_ms - CLOCK_MARGIN_MS  # exchange fill times are on the exchange's clock
     in_flux = ({f.symbol for f in ex.fills if f.time_ms >= since_ms}
@@ -451,7 +467,7 @@ def _positions(local: LocalSnapshot, ex: ExchangeSnapshot) -> _Part:
         if symbol in in_flux:
             parts.append(_Part(deferred=(f"position:{symbol}",)))
             continue
-        parts.append(_position_repair(symbol, mine, their))
+        parts.append(_position_repair(symbol, mine, their, ours=symbol in ours_moved))
     return _join(parts)
 
 
@@ -466,7 +482,8 @@ def _same_position(mine: LocalPosition | None, their: ExchangePosition | None) -
     return abs(entry - their_entry) <= ENTRY_PRICE_REL_TOL * max(abs(entry), abs(their_entry))
 
 
-def _position_repair(symbol: str, mine: LocalPosition | None, their: ExchangePosition | None) -> _Part:
+def _position_repair(symbol: str, mine: LocalPosition | None, their: ExchangePosition | None, *,
+                     ours: bool = False) -> _Part:
     realized = float(mine.realized_pnl) if mine is not None else 0.0
     local_txt = f"local {mine.qty} @ {mine.entry_price}" if mine is not None else "no local row"
     if their is None:
@@ -475,7 +492,7 @@ def _position_repair(symbol: str, mine: LocalPosition | None, their: ExchangePos
                                     detail=f"{local_txt}; exchange flat"),),
             repairs=(wire.Position(symbol=symbol, qty=0.0, entry_price=0.0, unrealized_pnl=0.0,
                                    realized_pnl=realized),))
-    kind = EXTERNAL_POSITION if mine is None or mine.qty == 0 else POSITION_MISMATCH
+    kind = EXTERNAL_POSITION if (mine is None or mine.qty == 0) and not ours else POSITION_MISMATCH
     return _Part(
         differences=(Difference(kind=kind, symbol=symbol,
                                 detail=f"{local_txt}; exchange {their.qty} @ {their.entry_price}"),),

@@ -75,6 +75,7 @@ class ReconcileOutcome:
 class _Job:
     local: snapshots.LocalSnapshot
     symbols: tuple[str, ...]
+    history_since_ms: int | None = None  # the first run: the whole order history from then on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +119,10 @@ class Reconciler:
         self._next_due_s: float | None = None  # None: due at the first poll
         self._started_s = 0.0
         self._good_once = False  # a trade-safe run has happened
+        # the first run that answers also reads the order history of every symbol concerned,
+        # back to the journal's newest order: orders a machine crash hid from the journal
+        # (later runs read it only where a fill is unexplained)
+        self._history_pending = True
         self._last_good = False  # the last run that answered was trade-safe
         # counters
         self.runs = 0
@@ -151,7 +156,10 @@ class Reconciler:
         self._started_s = now
         self._next_due_s = now + self._interval_s  # until the outcome says otherwise
         try:
-            job = _Job(local=snapshots.local_snapshot(conn, _ms(now)), symbols=tuple(self._symbols_fn()))
+            local = snapshots.local_snapshot(conn, _ms(now))
+            since = (snapshots.history_since(local, _ms(now), self._fills_lookback_ms)
+                     if self._history_pending else None)
+            job = _Job(local=local, symbols=tuple(self._symbols_fn()), history_since_ms=since)
         except Exception as exc:  # our side: the run fails, the loop goes on
             return self._failed(ERROR, exc, now, 0.0)
         self._start_thread()
@@ -189,12 +197,13 @@ class Reconciler:
         if done.exchange is None:
             return self._failed(UNREACHABLE, done.error, now, done.duration_s)
         try:
-            ids = [o.client_order_id for o in done.exchange.open_orders]
+            ids = [o.client_order_id for o in (*done.exchange.open_orders, *done.exchange.history)]
             local = snapshots.local_snapshot(conn, _ms(now), also_ids=ids)
             report = diff(local, done.exchange, now_ms=_ms(now), recv_window_ms=self._recv_window_ms)
         except Exception as exc:
             return self._failed(ERROR, exc, now, done.duration_s)
         was_allowed = self.trading_allowed
+        self._history_pending = False
         self.runs += 1
         self.consecutive_failures = 0
         self.last_status = report.status
@@ -252,7 +261,7 @@ class Reconciler:
                     broker = self._broker_factory()
                 exchange = snapshots.fetch_exchange_snapshot(
                     broker, job.local, job.symbols, _ms(t0), self._fills_lookback_ms,
-                    clock_ms=lambda: _ms(self._clock()))
+                    clock_ms=lambda: _ms(self._clock()), history_since_ms=job.history_since_ms)
                 done = _Done(exchange=exchange, error="", duration_s=self._clock() - t0)
             except Exception as exc:  # any broker failure is "unreachable": the diff cannot run
                 done = _Done(exchange=None, error=f"{type(exc).__name__}: {exc}", duration_s=self._clock() - t0)

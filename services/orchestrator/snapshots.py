@@ -2,7 +2,7 @@
 
 ``local_snapshot`` reads SQLite on the caller's thread (the connection belongs to the
 orchestrator's loop). ``fetch_exchange_snapshot`` asks the exchange through the ``Broker``
-port, read methods only (``open_orders``, ``query``, ``positions``, ``fills``), and lets the
+port, read methods only (``open_orders``, ``query``, ``positions``, ``fills``, ``all_orders``), and lets the
 broker's errors through unchanged: the shell decides what a failure means.
 """
 
@@ -13,11 +13,14 @@ from decimal import Decimal
 from typing import Callable, Iterable, Sequence
 
 from venue.port import Broker, ExchangeOrder
+from venue.orders import CLOCK_MARGIN_MS
 from services.orchestrator.reconcile import (TERMINAL_STATUSES, ExchangeSnapshot, LocalOrder, LocalPosition,
-                                             LocalSnapshot, is_terminal, orders_to_recheck)
+                                             LocalSnapshot, is_ours, is_terminal, orders_to_recheck)
 
 # terminal orders and fills this recent are compared; the fills lookback must fit inside
 LOCAL_WINDOW_MS = 86_400_000
+# the first run's look at the order history goes back to the journal's newest order, at most this far
+HISTORY_MAX_MS = 7 * 86_400_000
 _NS_PER_MS = 1_000_000
 
 _ORDER_COLUMNS = ("client_order_id, COALESCE(exchange_order_id, ''), symbol, side, status, qty, filled_qty,"
@@ -62,13 +65,26 @@ def local_snapshot(conn: sqlite3.Connection, now_ms: int, *, also_ids: Iterable[
                                                 (since_ns,)):
         keys.add((symbol, trade_id))
         last_fill_ms[symbol] = max(last_fill_ms.get(symbol, 0), ts_ns // _NS_PER_MS)
+    latest = conn.execute("SELECT max(created_ns) FROM orders").fetchone()[0]
     return LocalSnapshot(taken_ms=now_ms, orders=orders, positions=positions, fill_keys=frozenset(keys),
-                         last_fill_ms=last_fill_ms)
+                         last_fill_ms=last_fill_ms, latest_order_ms=int(latest or 0) // _NS_PER_MS)
+
+
+def history_since(local: LocalSnapshot, now_ms: int, lookback_ms: int, max_ms: int = HISTORY_MAX_MS) -> int:
+    """Where a full look at the order history starts (pure): the journal's newest order (less
+    the clock margin: orders a machine crash hid from the journal were made after it), or
+    ``lookback_ms`` back if that is earlier or the journal holds none; never more than
+    ``max_ms`` back."""
+    since = now_ms - lookback_ms
+    if local.latest_order_ms:
+        since = min(since, local.latest_order_ms - CLOCK_MARGIN_MS)
+    return max(since, now_ms - max_ms)
 
 
 def fetch_exchange_snapshot(broker: Broker, local: LocalSnapshot, symbols: Sequence[str], now_ms: int,
                             fills_lookback_ms: int, *,
-                            clock_ms: Callable[[], int] | None = None) -> ExchangeSnapshot:
+                            clock_ms: Callable[[], int] | None = None,
+                            history_since_ms: int | None = None) -> ExchangeSnapshot:
     """Ask the exchange what reconciliation needs, in this order:
 
     1. every open order (all symbols: an external order anywhere is worth a flag);
@@ -79,7 +95,12 @@ def fetch_exchange_snapshot(broker: Broker, local: LocalSnapshot, symbols: Seque
        since then. Asked after the positions, so a fill
        that moved a position after its answer shows here and marks the symbol in flux;
     5. each terminal local order whose record those fills contradict (``orders_to_recheck``),
-       by client order id, so its executed quantity is compared too.
+       by client order id, so its executed quantity is compared too;
+    6. the order history (``all_orders``, weight 5 a symbol): with ``history_since_ms`` (the
+       reconciler's first run) of every symbol concerned from then on, else only of the
+       symbols with a fill no known order explains, over the fills' window. Our orders found
+       there that the journal lacks are adopted (``reconcile``); the fills of those that
+       executed are asked by their order id (``userTrades``), however old.
 
     ``now_ms`` is local time before the first request; ``clock_ms`` (if given) stamps the end.
     """
@@ -100,6 +121,19 @@ def fetch_exchange_snapshot(broker: Broker, local: LocalSnapshot, symbols: Seque
             answer = broker.query(o.symbol, o.client_order_id)
             if answer is not None:  # long archived: the fills alone are repaired
                 queried[o.client_order_id] = answer
+    known = ({o.exchange_order_id for o in local.orders.values()} | {o.exchange_order_id for o in open_orders}
+             | {a.exchange_order_id for a in queried.values() if a is not None})
+    if history_since_ms is not None:  # 6. the whole history of every symbol concerned
+        asked, history_from = concerned, history_since_ms
+    else:  # ... or only where a fill is unexplained
+        asked, history_from = {f.symbol for f in fills if f.exchange_order_id not in known}, since_ms
+    until_ms = (clock_ms() if clock_ms is not None else now_ms) + CLOCK_MARGIN_MS
+    history = tuple(h for s in sorted(asked) for h in broker.all_orders(s, since_ms=history_from, until_ms=until_ms))
+    have = {f.exchange_order_id for f in fills}
+    extra = tuple(f for h in history if is_ours(h.client_order_id) and h.client_order_id not in local.orders
+                  and h.executed_qty > 0 and h.exchange_order_id not in have
+                  for f in broker.fills(h.symbol, exchange_order_id=h.exchange_order_id))
     return ExchangeSnapshot(started_ms=now_ms, finished_ms=clock_ms() if clock_ms is not None else now_ms,
                             traded_symbols=frozenset(symbols), open_orders=open_orders, queried=queried,
-                            positions=positions, fills=fills, fills_since_ms=since_ms)
+                            positions=positions, fills=fills + extra, fills_since_ms=since_ms, history=history,
+                            history_since_ms=history_from if asked else 0)

@@ -28,6 +28,7 @@ WEIGHTS: dict[str, tuple[int, int]] = {
     "leverage": (1, 0), "place_algo": (0, 1), "cancel_algo": (1, 0), "query_algo": (1, 0),
     "open_algo_orders": (1, 0), "open_algo_orders_all": (40, 0), "listen_key": (1, 0),
     "leverage_brackets": (1, 0), "income": (30, 0),  # GET /fapi/v1/income: weight 30
+    "all_orders": (5, 0),  # GET /fapi/v1/allOrders: weight 5 (one symbol, one window under 7 days)
     "quantity": (0, 0), "price": (0, 0),  # local: ccxt's precision helpers send nothing
 }
 

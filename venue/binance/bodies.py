@@ -8,12 +8,12 @@ Also ``reply_from_text``: the Binance answer inside the text of a ccxt exception
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
 import orjson
 
-from common.errors import ExchangeReply
+from common.errors import DecodeError, ExchangeReply
 from venue.port import (AlgoSpec, Balance, Bracket, ExchangeAlgoOrder, ExchangeFill, ExchangeIncome, ExchangeOrder,
                         ExchangePosition, OrderSpec)
 
@@ -170,3 +170,112 @@ def reply_from_text(text: str) -> ExchangeReply | None:
     if code is None and not status:
         return None
     return ExchangeReply(http_status=status, code=code, msg=msg)
+
+
+# ---------------------------------------------------------------------------- GET /fapi/v1/allOrders
+ALL_ORDERS_WEIGHT = 5  # Binance's request weight of one call (the ``WEIGHTS`` table has it too)
+ALL_ORDERS_PAGE = 1_000  # ``limit``: default 500, at most 1000
+# "The query time period must be less than 7 days": one request spans at most this
+ALL_ORDERS_MAX_SPAN_MS = 7 * 86_400_000 - 1
+# orders Binance no longer lists: a CANCELED or EXPIRED one with no fill 3 days after it was
+# made, any order 90 days after (the endpoint's notes)
+ALL_ORDERS_UNFILLED_KEPT_MS = 3 * 86_400_000
+ALL_ORDERS_KEPT_MS = 90 * 86_400_000
+_KNOWN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH",
+                             "REJECTED"})
+
+
+def history_windows(since_ms: int, until_ms: int) -> list[tuple[int, int]]:
+    """``[since_ms, until_ms]`` cut into the windows one ``allOrders`` request may ask
+    (``startTime``/``endTime`` inclusive, each shorter than 7 days), oldest first; nothing
+    before Binance's 90-day horizon (``until_ms`` minus 90 days) is asked. Empty if the
+    window is empty."""
+    since_ms = max(since_ms, until_ms - ALL_ORDERS_KEPT_MS)
+    out = []
+    start = since_ms
+    while start <= until_ms:
+        end = min(until_ms, start + ALL_ORDERS_MAX_SPAN_MS)
+        out.append((start, end))
+        start = end + 1
+    return out
+
+
+def _int_field(row: Mapping[str, Any], name: str, *, required: bool = True) -> int:
+    v = row.get(name)
+    if v is None and not required:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise DecodeError(f"allOrders: {name} is not an integer: {v!r}"[:200], reason="all_orders_field")
+    try:
+        n = int(v)
+    except ValueError:
+        raise DecodeError(f"allOrders: {name} is not an integer: {v!r}"[:200], reason="all_orders_field") from None
+    if n < 0:
+        raise DecodeError(f"allOrders: {name} is negative: {n}", reason="all_orders_field")
+    return n
+
+
+def _dec_field(row: Mapping[str, Any], name: str, *, default: str | None = None) -> Decimal:
+    v = row.get(name, default)
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        raise DecodeError(f"allOrders: {name} is not a decimal text: {v!r}"[:200], reason="all_orders_field")
+    try:
+        d = Decimal(str(v))
+    except (InvalidOperation, ValueError):
+        raise DecodeError(f"allOrders: {name} is not a decimal text: {v!r}"[:200], reason="all_orders_field") from None
+    if not d.is_finite() or d < 0:
+        raise DecodeError(f"allOrders: {name} is not a finite number >= 0: {v!r}"[:200], reason="all_orders_field")
+    return d
+
+
+def _text_field(row: Mapping[str, Any], name: str) -> str:
+    v = row.get(name)
+    if not isinstance(v, str) or not v:
+        raise DecodeError(f"allOrders: {name} is not a name: {v!r}"[:200], reason="all_orders_field")
+    return v
+
+
+def history_row(row: Any, symbol: str) -> tuple[ExchangeOrder, int]:
+    """One ``allOrders`` row -> (``ExchangeOrder``, its creation time ``time`` in ms).
+
+    Stricter than ``order_from_raw``: what adopts orders into our books must be exact, so a
+    row is refused (``DecodeError``, the only error that escapes) when an id, the status, a
+    side or a quantity is missing or malformed, when its symbol is not the one asked, or
+    when it executed more than its quantity."""
+    if not isinstance(row, Mapping):
+        raise DecodeError(f"allOrders: a row is not an object ({type(row).__name__})", reason="all_orders_shape")
+    if row.get("symbol") != symbol:
+        raise DecodeError(f"allOrders: a row of {row.get('symbol')!r} in the answer for {symbol}"[:200],
+                          reason="all_orders_symbol")
+    status = _text_field(row, "status")
+    if status not in _KNOWN_STATUSES:
+        raise DecodeError(f"allOrders: unknown status {status!r}"[:200], reason="all_orders_status")
+    side = _text_field(row, "side")
+    if side not in ("BUY", "SELL"):
+        raise DecodeError(f"allOrders: side {side!r}"[:200], reason="all_orders_field")
+    cid = row.get("clientOrderId")
+    if not isinstance(cid, str):
+        raise DecodeError(f"allOrders: clientOrderId is not text: {cid!r}"[:200], reason="all_orders_field")
+    order_id = _int_field(row, "orderId")
+    qty, executed = _dec_field(row, "origQty"), _dec_field(row, "executedQty", default="0")
+    if executed > qty and qty > 0:
+        raise DecodeError(f"allOrders: executed {executed} beyond quantity {qty}", reason="all_orders_field")
+    created = _int_field(row, "time")
+    order_type = row.get("origType") or row.get("type")
+    if not isinstance(order_type, str) or not order_type:
+        raise DecodeError(f"allOrders: type is not a name: {order_type!r}"[:200], reason="all_orders_field")
+    order = ExchangeOrder(
+        client_order_id=cid, exchange_order_id=str(order_id), symbol=symbol, side=side, order_type=order_type,
+        status=status, qty=qty, executed_qty=executed, avg_price=_dec_field(row, "avgPrice", default="0"),
+        price=_dec_field(row, "price", default="0"), reduce_only=as_bool(row.get("reduceOnly", False)),
+        update_ms=_int_field(row, "updateTime", required=False) or created)
+    return order, created
+
+
+def history_from_raw(body: Any, symbol: str) -> list[tuple[ExchangeOrder, int]]:
+    """A ``GET /fapi/v1/allOrders`` answer -> [(order, creation ms)], in the answer's order.
+    Anything malformed (not a list, one bad row) refuses the whole answer with ``DecodeError``:
+    a page with a hole in it could hide the very order we look for."""
+    if not isinstance(body, list):
+        raise DecodeError(f"allOrders: the answer is not a list ({type(body).__name__})", reason="all_orders_shape")
+    return [history_row(r, symbol) for r in body]

@@ -31,12 +31,13 @@ import requests
 import structlog
 
 from common.errors import (
-    AegisError, AmbiguousError, ConfigError, DefinitiveError, ExchangeReply, TransientError,
+    AegisError, AmbiguousError, ConfigError, DecodeError, DefinitiveError, ExchangeReply, TransientError,
     exchange_error, parse_retry_after,
 )
 from venue import ratelimit
 from venue.binance import WEIGHTS
 from venue.binance.bodies import (
+    ALL_ORDERS_PAGE, history_from_raw, history_windows,
     algo_from_raw, algo_params, as_bool, balance_from_raw, brackets_from_raw, fill_from_raw, income_from_raw,
     order_from_raw, position_from_raw,
     reply_from_text,
@@ -106,6 +107,7 @@ class ExchangeApi(Protocol):
     def fapiPrivateGetOpenAlgoOrders(self, params: dict[str, Any]) -> Any: ...
     def fapiPrivateGetLeverageBracket(self, params: dict[str, Any]) -> Any: ...
     def fapiPrivateGetIncome(self, params: dict[str, Any]) -> Any: ...
+    def fapiPrivateGetAllOrders(self, params: dict[str, Any]) -> Any: ...
 
 
 def make_exchange(config: CcxtConfig, api_key: str, api_secret: str) -> Any:
@@ -169,6 +171,7 @@ class CcxtBroker:
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._tls = threading.local()
         self._unified: dict[str, str] = {}  # exchange id (BTCUSDT) -> ccxt symbol (BTC/USDT:USDT)
+        self.counters: dict[str, int] = {"all_orders_rejected": 0}  # answers refused as malformed
         self._capture_replies()
 
     def __repr__(self) -> str:
@@ -255,6 +258,30 @@ class CcxtBroker:
             params = {k: v for k, v in params.items() if k != "startTime"}
             params["fromId"] = int(page[-1].trade_id) + 1
         return out
+
+    def all_orders(self, symbol: str, *, since_ms: int, until_ms: int) -> list[ExchangeOrder]:
+        """``GET /fapi/v1/allOrders`` of ``symbol`` between ``since_ms`` and ``until_ms``: one
+        request per window shorter than 7 days (``bodies.history_windows``), a full page (1000)
+        followed by the next from its newest creation time, each order once, oldest first. An
+        answer with one malformed row is refused whole (``DecodeError``), counted and logged."""
+        seen: dict[str, tuple[int, ExchangeOrder]] = {}
+        for start, end in history_windows(since_ms, until_ms):
+            for _ in range(MAX_TRADE_PAGES):
+                raw = self._call("all_orders", self._ex.fapiPrivateGetAllOrders,
+                                 {"symbol": symbol, "startTime": start, "endTime": end, "limit": ALL_ORDERS_PAGE})
+                try:
+                    rows = history_from_raw(raw, symbol)
+                except DecodeError as exc:
+                    self.counters["all_orders_rejected"] += 1
+                    log.warning("ccxt.all_orders_rejected", symbol=symbol, reason=exc.reason, error=str(exc)[:200])
+                    raise
+                for order, created in rows:
+                    seen.setdefault(order.exchange_order_id, (created, order))
+                newest = max((c for _, c in rows), default=start)
+                if len(rows) < ALL_ORDERS_PAGE or newest <= start:
+                    break
+                start = newest  # the next page from the newest one's time on (that one again: kept once)
+        return [o for _, o in sorted(seen.values(), key=lambda x: (x[0], int(x[1].exchange_order_id)))]
 
     def income(self, *, income_type: str, since_ms: int) -> list[ExchangeIncome]:
         """``GET /fapi/v1/income`` from ``since_ms`` on, page by page (1000 rows a page)."""

@@ -75,6 +75,9 @@ class WsBroker:
               exchange_order_id: str | None = None) -> list[ExchangeFill]:
         return self.rest.fills(symbol, since_ms=since_ms, exchange_order_id=exchange_order_id)
 
+    def all_orders(self, symbol: str, *, since_ms: int, until_ms: int) -> list[ExchangeOrder]:
+        return self.rest.all_orders(symbol, since_ms=since_ms, until_ms=until_ms)
+
     def positions(self) -> list[ExchangePosition]:
         return self.rest.positions()
 

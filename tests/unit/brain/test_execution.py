@@ -81,6 +81,9 @@ class FakeBroker:
         self.algo_cancels: list[Any] = []
         self.income_rows: list[Any] = []
         self.income_reads: list[tuple[str, int]] = []
+        self.history: list[ExchangeOrder] = []  # the order history (all_orders) of every symbol
+        self.history_reads: list[tuple[str, int, int]] = []
+        self.history_error: Exception | None = None
         self.bal = Balance(wallet=Decimal(equity), equity=Decimal(equity), available=Decimal(equity))
 
     @staticmethod
@@ -118,6 +121,13 @@ class FakeBroker:
               exchange_order_id: str | None = None) -> list[ExchangeFill]:
         self.calls.append(("fills", symbol, exchange_order_id))
         return self._next(self.fill_rows, "fills")
+
+    def all_orders(self, symbol: str, *, since_ms: int, until_ms: int) -> list[ExchangeOrder]:
+        """The order history (not in ``calls``: read at start beside what the tests script)."""
+        self.history_reads.append((symbol, since_ms, until_ms))
+        if self.history_error is not None:
+            raise self.history_error
+        return [o for o in self.history if o.symbol == symbol]
 
     def income(self, *, income_type: str, since_ms: int) -> list[Any]:
         """Funding income rows (not in ``calls``: read on a timer, beside what the tests script)."""

@@ -20,7 +20,8 @@ from services.brain import intent_log as il
 from services.brain import recovery, trader
 from services.brain.execution import INTENT_LOG_UNAVAILABLE
 from tests.unit.brain.test_execution import (  # noqa: F401 - the shared fakes
-    ENTRY, ENTRY_FILLED, ENTRY_REQUEST, EID, EXIT, EXIT_EID, NOW, SIG_ID, journal_db, make_rig, signal, xfill, xorder)
+    CFG, ENTRY, ENTRY_FILLED, ENTRY_REQUEST, EID, EXIT, EXIT_EID, NOW, SIG_ID, journal_db, make_rig, signal, xfill,
+    xorder)
 from venue import orders as om
 from venue.binance.ws_api import WsUnavailable
 from venue.port import ExchangePosition, OrderSpec, SubmitResult
@@ -276,6 +277,95 @@ class TestAdoptedAtStart:
         assert rig.ex.st.orders[ENTRY].state == om.S.ACKED and "web_1" not in rig.ex.st.orders
         t = rig.ex.st.trades["AAAUSDT"]
         assert (t.entry_cid, t.adopted) == (ENTRY, True)
+
+
+class TestFoundInTheOrderHistoryAtStart:
+    """A machine crash took the entry's intent record after it was sent; it filled at once,
+    so the exchange's open list no longer names it: its order history (allOrders) does."""
+
+    def test_a_filled_entry_is_adopted_with_its_fill_its_position_protected_never_resent(self, tmp_path: Path):
+        """Read from the look-back (nothing on record); the entry is journaled, asked, its fill
+        fetched by its order id and applied once: the trade holds the exchange's 19.8 under the
+        entry's id, its exchange-held stop is placed, nothing is submitted."""
+        rig = make_rig(tmp_path, positions=(ExchangePosition(symbol="AAAUSDT", qty=Decimal("19.8"),
+                                                             entry_price=Decimal("100.0")),),
+                       cfg=replace(CFG, exchange_protection=True))
+        with_log(rig, tmp_path / "intents.log")
+        rig.broker.history = [replace(xorder(ENTRY, "FILLED", "19.8"), avg_price=Decimal("100.0"),
+                                      update_ms=NOW - 700)]
+        rig.broker.queries += [xorder(ENTRY, "FILLED", "19.8")] * 2
+        rig.broker.fill_rows.append([xfill(ENTRY, "1", "19.8", "100.0")])
+        rig.poll(5)
+        assert rig.ex.ready and rig.ex.counters["orders_adopted"] == 1
+        assert sorted(r[0] for r in rig.broker.history_reads) == ["AAAUSDT", "BBBUSDT"]
+        assert {r[1:] for r in rig.broker.history_reads} == {(NOW - 86_400_000, NOW + 1_000)}
+        assert rig.bodies(wire.OrderRequest) == [wire.OrderRequest(
+            client_order_id=ENTRY, symbol="AAAUSDT", side="BUY", order_type="MARKET", qty=19.8, price=0.0)]
+        assert [c for c in rig.calls if c[0] in ("submit", "query", "fills")] == [
+            ("query", "AAAUSDT", ENTRY), ("query", "AAAUSDT", ENTRY), ("fills", "AAAUSDT", EID)]
+        t, o = rig.ex.st.trades["AAAUSDT"], rig.ex.st.orders[ENTRY]
+        assert (t.entry_cid, t.entry_qty, t.position, t.adopted, o.state) == (
+            ENTRY, Decimal("19.8"), Decimal("19.8"), True, om.S.FILLED)
+        assert [f.trade_id for f in rig.bodies(wire.Fill)] == ["1"]
+        assert t.side == "BUY" and t.stop_cid
+        assert [(s.order_type, s.side, s.close_position) for s in rig.broker.algo_specs][:1] == [
+            ("STOP_MARKET", "SELL", True)]
+
+    def test_a_filled_exit_closes_its_trade_once(self, tmp_path: Path):
+        """The journal holds the filled entry and its plan; the exit that closed it was lost with
+        the log's last record. The position is flat; the history names the exit: adopted into the
+        trade (its exchange id known at once), its fill counted once although both its own
+        fetch and the flat symbol's fill read return it; the trade closes at the exit's price."""
+        t0 = NOW - 60_000
+        sig = f"AAAUSDT-{t0}-BUY"
+        entry, exit_ = f"ae-{sig}-0", f"ax-{sig}-1"
+        dbf = journal_db(tmp_path / "aegis.db", (t0, signal(t=t0)),
+                         (t0, wire.OrderRequest(client_order_id=entry, symbol="AAAUSDT", side="BUY",
+                                                order_type="MARKET", qty=19.8, signal_id=sig)),
+                         (t0 + 1, wire.OrderUpdate(client_order_id=entry, exchange_order_id=EID, symbol="AAAUSDT",
+                                                   status="FILLED", filled_qty=19.8, avg_price=100.0)),
+                         (t0 + 1, wire.Fill(client_order_id=entry, exchange_order_id=EID, trade_id="1",
+                                            symbol="AAAUSDT", side="BUY", qty=19.8, price=100.0)))
+        rig = make_rig(tmp_path, db_path=dbf)
+        with_log(rig, tmp_path / "intents.log")
+        lost = replace(xorder(exit_, "FILLED", "19.8", eid=EXIT_EID, side="SELL"), reduce_only=True,
+                       avg_price=Decimal("101.0"))
+        rig.broker.history = [lost]
+        rig.broker.queries += [lost] * 2
+        exit_fill = xfill("", "2", "19.8", "101.0", eid=EXIT_EID, side="SELL")
+        rig.broker.fill_rows += [[exit_fill], [exit_fill]]  # the flat symbol's fills, the exit's own
+        rig.poll(6)
+        assert rig.ex.ready and rig.ex.counters["orders_adopted"] == 1
+        assert rig.calls_of("submit") == []
+        assert [u.status for u in rig.bodies(wire.OrderUpdate) if u.client_order_id == exit_][-1:] == ["FILLED"]
+        assert [(f.client_order_id, f.trade_id) for f in rig.bodies(wire.Fill)] == [(exit_, "2")]  # once
+        assert "AAAUSDT" not in rig.ex.st.trades
+        (closed,) = rig.bodies(wire.TradeClosed)
+        assert (closed.trade_id, closed.qty, closed.entry_price, closed.exit_price) == (sig, 19.8, 100.0, 101.0)
+
+    def test_an_unreadable_history_is_counted_and_the_start_goes_on(self, tmp_path: Path):
+        """A malformed allOrders answer (DecodeError) for every symbol: each is counted and
+        logged, the brain starts and trades (reconciliation reads the history again)."""
+        from common.errors import DecodeError
+
+        rig = make_rig(tmp_path)
+        with_log(rig, tmp_path / "intents.log")
+        rig.broker.history_error = DecodeError("allOrders: the answer is not a list", reason="all_orders_shape")
+        rig.poll(3)
+        assert rig.ex.ready and rig.ex.counters["order_history_unreadable"] == 2
+        assert rig.ex.snapshot()["order_history_unreadable"] == 2
+
+    def test_a_cancelled_order_with_no_fill_is_only_recorded(self, tmp_path: Path):
+        """Nothing executed: its request and CANCELED state go to the journal, its id is used,
+        nothing is asked, no slot is held, nothing is sent."""
+        rig = make_rig(tmp_path)
+        with_log(rig, tmp_path / "intents.log")
+        rig.broker.history = [replace(xorder(ENTRY, "CANCELED", "0"), order_type="LIMIT", price=Decimal("99.5"))]
+        rig.poll(3)
+        assert rig.ex.ready and rig.ex.counters["orders_recorded_from_history"] == 1
+        assert rig.updates() == [("CANCELED", 0.0)] and len(rig.bodies(wire.OrderRequest)) == 1
+        assert [c for c in rig.calls if c[0] in ("submit", "query", "fills")] == []
+        assert rig.ex.st.trades == {} and ENTRY in rig.ex.saved.used_cids  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------------------- the pure rule

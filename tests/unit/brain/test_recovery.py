@@ -329,3 +329,109 @@ class TestRecentCandles:
         assert service.live_pid(tmp_path / "feed.ready") is None
         (tmp_path / "feed.ready").write_text("garbage")
         assert service.live_pid(tmp_path / "feed.ready") is None
+
+
+# ---------------------------------------------------------------------------- the order history at start
+def hist(cid: str, status: str, executed: str, *, symbol: str = "EEEUSDT", side: str = "BUY", qty: str = "4",
+         eid: str = EID_A, reduce_only: bool = False):
+    from venue.port import ExchangeOrder
+
+    return ExchangeOrder(client_order_id=cid, exchange_order_id=eid, symbol=symbol, side=side, order_type="LIMIT",
+                         status=status, qty=Decimal(qty), executed_qty=Decimal(executed), avg_price=Decimal("50.5"),
+                         price=Decimal("50.6"), reduce_only=reduce_only, update_ms=NOW - 5_000)
+
+
+class TestHistoryAtStart:
+    """Orders of ours that finished at the exchange while no record here knew them (a machine
+    crash took their intent records): found in the exchange's order history at start."""
+
+    def test_the_history_is_read_from_a_minute_before_the_newest_record(self):
+        """The newest intent or journaled order change, less a minute; nothing on record: the
+        configured look-back; never more than 7 days back."""
+        from services.brain import intent_log
+
+        it = intent_log.Intent(client_id="ae-a-0", at_ns=(NOW - 10_000) * 1_000_000, body=wire.OrderRequest(
+            client_order_id="ae-a-0", symbol="EEEUSDT", side="BUY", order_type="MARKET", qty=1.0))
+        saved = recovery.Saved(last_action_ms={"EEEUSDT": NOW - 20_000, "FFFUSDT": NOW - 90_000})
+        assert recovery.history_since(saved, [it], NOW, DAY_MS) == NOW - 10_000 - 60_000
+        assert recovery.history_since(saved, [], NOW, DAY_MS) == NOW - 20_000 - 60_000
+        assert recovery.history_since(recovery.Saved(), [], NOW, DAY_MS) == NOW - DAY_MS
+        old = recovery.Saved(last_action_ms={"EEEUSDT": NOW - 30 * DAY_MS})
+        assert recovery.history_since(old, [], NOW, DAY_MS) == NOW - 7 * DAY_MS
+
+    def test_orders_are_adopted_into_a_trade_only_where_a_position_or_trade_is_theirs(self):
+        """A filled entry whose side the exchange holds, an exit on a traded symbol: adopted.
+        No fill, or the entry's position gone: recorded only. Known ids, open ones and other
+        people's ids: left alone."""
+        positions = [ExchangePosition(symbol="EEEUSDT", qty=Decimal("4"), entry_price=Decimal("50.5"))]
+        plan = trader.Trade(trade_id="p", symbol="GGGUSDT", side="BUY", stop=1.0, target=2.0, confidence=0.5,
+                            features={}, opened_ms=T, entry_cid="ae-p-0")
+        saved = recovery.Saved(plans={"GGGUSDT": plan}, journal_ids=frozenset({"ae-known-0"}))
+        history = [hist("ae-e-0", "FILLED", "4"),  # its position is held: adopted
+                   hist("ae-e-0", "FILLED", "4"),  # the same row twice (pages overlap): once
+                   hist("ae-f-0", "FILLED", "4", symbol="FFFUSDT"),  # position gone: recorded
+                   hist("ae-s-0", "FILLED", "4", side="SELL"),  # a short entry beside a long: recorded
+                   hist("ax-p-1", "FILLED", "2", symbol="GGGUSDT", side="SELL", reduce_only=True),  # adopted
+                   hist("ae-c-0", "CANCELED", "0"),  # nothing executed: recorded
+                   hist("ae-x-0", "EXPIRED", "1.5", symbol="FFFUSDT"),  # part-filled, position gone: recorded
+                   hist("ae-known-0", "FILLED", "4"), hist("ae-n-0", "NEW", "0"), hist("web_1", "FILLED", "4")]
+        adopt, record = recovery.from_history(history, positions, saved)
+        assert [e.client_order_id for e in adopt] == ["ae-e-0", "ax-p-1"]
+        assert [e.client_order_id for e in record] == ["ae-f-0", "ae-s-0", "ae-c-0", "ae-x-0"]
+
+    def test_a_recorded_order_is_its_request_its_final_state_and_its_own_fills(self):
+        """The journal rows of a part-filled then expired entry: request, EXPIRED with the exact
+        executed quantity, and only the fills of its exchange order id."""
+        from venue.port import ExchangeFill
+
+        e = hist("ae-x-0", "EXPIRED", "1.5", symbol="FFFUSDT")
+        mine = ExchangeFill(trade_id="77", client_order_id="", exchange_order_id=EID_A, symbol="FFFUSDT", side="BUY",
+                            qty=Decimal("1.5"), price=Decimal("50.5"), fee=Decimal("0.03"))
+        other = ExchangeFill(trade_id="78", client_order_id="", exchange_order_id="1", symbol="FFFUSDT", side="BUY",
+                             qty=Decimal("1"), price=Decimal("50"))
+        assert recovery.record_bodies(e, [mine, other], NOW) == [
+            wire.OrderRequest(client_order_id="ae-x-0", symbol="FFFUSDT", side="BUY", order_type="LIMIT", qty=4.0,
+                              price=50.6, reduce_only=False),
+            wire.OrderUpdate(client_order_id="ae-x-0", exchange_order_id=EID_A, symbol="FFFUSDT", status="EXPIRED",
+                             filled_qty=1.5, avg_price=50.5,
+                             reason="adopted from the exchange's order history: sent, not on record"),
+            wire.Fill(client_order_id="ae-x-0", exchange_order_id=EID_A, trade_id="77", symbol="FFFUSDT", side="BUY",
+                      qty=1.5, price=50.5, fee=0.03, fee_asset="USDT", liquidity="taker")]
+
+    def test_an_adopted_filled_entry_is_the_positions_trade_and_its_fills_bring_it_to_the_exchanges_size(self):
+        """No plan: the position's adopted trade is the entry's (its id, its order), starting at
+        the position less what the entry executed; once its fill is applied the trade holds
+        exactly the exchange's 4, counted once, and its stop is armed."""
+        from services.brain import intent_log  # noqa: F401 - the intents come from exchange_intents
+
+        e = hist("ae-e-0", "FILLED", "4")
+        saved, _ = recovery.with_intents(recovery.Saved(), recovery.exchange_intents([e], NOW), NOW)
+        positions = [ExchangePosition(symbol="EEEUSDT", qty=Decimal("4"), entry_price=Decimal("50.5"))]
+        st = recovery.merge(CFG, saved, positions, NOW, risk.RiskState(), executed={"ae-e-0": Decimal("4")})
+        t = st.trades["EEEUSDT"]
+        assert (t.trade_id, t.entry_cid, t.entry_qty, t.adopted, t.side) == ("ae-e-0", "ae-e-0", Decimal(0), True,
+                                                                             "BUY")
+        assert (t.stop, t.target) == (50.5 * 0.98, 50.5 * 1.04)  # adopt_stop_pct 2 below, twice that above
+        from venue.port import ExchangeFill
+
+        st, _ = trader.recovery_actions(st, NOW)
+        ctx = trader.Ctx(now_ms=NOW, equity=10_000.0, market=risk.Market(filters={}, quotes={}))
+        st, _ = trader.on_order_event(CFG, st, "ae-e-0", om.QueryResult(at_ms=NOW, found=True, status="FILLED",
+                                                                        executed_qty=Decimal("4"),
+                                                                        exchange_order_id=EID_A), ctx)
+        fill = ExchangeFill(trade_id="77", client_order_id="", exchange_order_id=EID_A, symbol="EEEUSDT", side="BUY",
+                            qty=Decimal("4"), price=Decimal("50.5"))
+        for _ in range(2):  # the same trade twice (REST and the user stream): counted once
+            st, _ = trader.on_fill(CFG, st, fill, ctx, client_order_id="ae-e-0")
+        t = st.trades["EEEUSDT"]
+        assert (t.entry_qty, t.position, st.orders["ae-e-0"].state) == (Decimal("4"), Decimal("4"), om.S.FILLED)
+
+    def test_an_entry_that_executed_more_than_the_position_holds_is_not_linked(self):
+        """The position is smaller than what the entry executed (partly closed since): a plain
+        adopted position of the exchange's size, never a negative start."""
+        e = hist("ae-e-0", "FILLED", "4")
+        saved, _ = recovery.with_intents(recovery.Saved(), recovery.exchange_intents([e], NOW), NOW)
+        positions = [ExchangePosition(symbol="EEEUSDT", qty=Decimal("3"), entry_price=Decimal("50.5"))]
+        t = recovery.merge(CFG, saved, positions, NOW, risk.RiskState(), executed={"ae-e-0": Decimal("4")}
+                           ).trades["EEEUSDT"]
+        assert (t.entry_cid, t.entry_qty) == ("", Decimal("3"))

@@ -108,6 +108,33 @@ class TestBodies:
         assert ids({"fromId": "272600002", "limit": "2"}) == [272600002, 272600003]
         assert ids({"limit": "1"}) == [272600004]
 
+    def test_all_orders_lists_every_status_in_a_window_shorter_than_seven_days(self):
+        """allOrders as Binance documents it: filled and expired orders both listed (by creation
+        time, inclusive), a window of 7 days or more refused with -1127, no window = the last 7 days."""
+        acc = go(new_account(), mkt("BUY", "0.010", client_id="ae-a-0")).account  # order ...001 at T0
+        acc = go(acc, lim("BUY", "0.010", "59000.00", tif="IOC", client_id="ae-b-0"), now=T0 + 5).account
+        ask = lambda p, now=T0 + 10: [(o["clientOrderId"], o["status"], o["executedQty"])  # noqa: E731
+                                      for o in pr.all_orders(acc, {"symbol": "BTCUSDT", **p}, RULES_BY, now)]
+        assert ask({}) == [("ae-a-0", "FILLED", "0.010"), ("ae-b-0", "EXPIRED", "0.000")]
+        assert ask({"startTime": str(T0 + 1), "endTime": str(T0 + 5)}) == [("ae-b-0", "EXPIRED", "0.000")]
+        assert ask({"orderId": "4100000002"}) == [("ae-b-0", "EXPIRED", "0.000")]
+        assert ask({}, now=T0 + 7 * 86_400_000 + 1) == []  # no window: only the last 7 days
+        week = {"startTime": str(T0), "endTime": str(T0 + 7 * 86_400_000)}
+        assert code_of(pr.all_orders, acc, {"symbol": "BTCUSDT", **week}, RULES_BY, T0) == (
+            -1127, "More than 168 hours between startTime and endTime.")
+
+    def test_all_orders_forgets_an_unfilled_expired_order_after_3_days_and_any_after_90(self):
+        """An order with no fill that was CANCELED or EXPIRED is not found 3 days after it was made;
+        a filled one is, until 90 days."""
+        acc = go(new_account(), mkt("BUY", "0.010", client_id="ae-a-0")).account
+        acc = go(acc, lim("BUY", "0.010", "59000.00", tif="IOC", client_id="ae-b-0")).account
+        day = 86_400_000
+        ask = lambda now: [o["clientOrderId"] for o in pr.all_orders(  # noqa: E731
+            acc, {"symbol": "BTCUSDT", "startTime": str(now - 6 * day), "endTime": str(now)}, RULES_BY, now)]
+        assert ask(T0 + 3 * day) == ["ae-a-0", "ae-b-0"]
+        assert ask(T0 + 3 * day + 1) == ["ae-a-0"]
+        assert pr.all_orders(acc, {"symbol": "BTCUSDT", "orderId": "1"}, RULES_BY, T0 + 90 * day + 1) == []
+
     def test_position_risk_v3_has_the_recorded_keys_and_exact_values(self):
         """Long 1.000 @ 60000.18 marked at 60000.05 with 9969.99991 in the wallet."""
         acc = go(new_account(), mkt("BUY", "1.000")).account

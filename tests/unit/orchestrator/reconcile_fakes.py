@@ -37,8 +37,10 @@ class FakeBroker:
 
     def __init__(self, *, open_orders: Sequence[ExchangeOrder] = (), orders: dict | None = None,
                  positions: Sequence[ExchangePosition] = (), fills: Sequence[ExchangeFill] = (),
-                 error: Exception | None = None, gate: threading.Event | None = None) -> None:
+                 error: Exception | None = None, gate: threading.Event | None = None,
+                 history: Sequence[tuple[ExchangeOrder, int]] = ()) -> None:
         self.open = list(open_orders)
+        self.history = list(history)  # (order, creation ms): the order history, for all_orders
         self.orders = dict(orders or {})  # client id -> ExchangeOrder, for query
         self.pos = list(positions)
         self.trades = list(fills)
@@ -70,8 +72,16 @@ class FakeBroker:
 
     def fills(self, symbol: str, *, since_ms: int | None = None,
               exchange_order_id: str | None = None) -> list[ExchangeFill]:
-        self._read("fills", symbol, since_ms)
-        return [f for f in self.trades if f.symbol == symbol and (since_ms is None or f.time_ms >= since_ms)]
+        if exchange_order_id is not None:
+            self._read("fills", symbol, since_ms, exchange_order_id)
+        else:
+            self._read("fills", symbol, since_ms)
+        return [f for f in self.trades if f.symbol == symbol and (since_ms is None or f.time_ms >= since_ms)
+                and (exchange_order_id is None or f.exchange_order_id == exchange_order_id)]
+
+    def all_orders(self, symbol: str, *, since_ms: int, until_ms: int) -> list[ExchangeOrder]:
+        self._read("all_orders", symbol, since_ms)
+        return [o for o, t in self.history if o.symbol == symbol and since_ms <= t <= until_ms]
 
     def close(self) -> None:
         self.closed = True

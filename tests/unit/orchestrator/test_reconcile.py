@@ -254,6 +254,95 @@ class TestAdoptedOrders:
         assert (second.status, second.repairs) == ("OK", ())
 
 
+class TestAdoptedFromHistory:
+    """Our ids that finished at the exchange while no local record knew them (a machine crash
+    took their intent records): the open list cannot show them, the order history does."""
+
+    def ex(self, history, fills=(), positions=()) -> ExchangeSnapshot:
+        return ExchangeSnapshot(started_ms=T, finished_ms=T + 300, traded_symbols=frozenset({"BTCUSDT"}),
+                                positions=tuple(positions), fills=tuple(fills), fills_since_ms=T - 3_600_000,
+                                history=tuple(history), history_since_ms=T - 7_200_000)
+
+    def test_a_filled_entry_is_adopted_with_its_fills_and_the_position_it_opened_is_ours(self):
+        """FILLED ae- order: its row, FILLED with the exact executed quantity, each fill under its
+        id (mapped through the exchange order id), the position repaired as a mismatch, not
+        flagged as someone else's; trade-safe."""
+        e = ex_order("ae-S7-0", eid=BIG, status="FILLED", qty="0.010", executed="0.010", avg="43205.05",
+                     order_type="LIMIT", price="43300", update_ms=T - 600_000)
+        fills = [ex_fill("9201", eid=BIG, qty="0.004", price="43200", fee="0.0864", time_ms=T - 600_000),
+                 ex_fill("9202", eid=BIG, qty="0.006", price="43208.4", fee="0.1296252", time_ms=T - 600_000)]
+        r = run(local(), self.ex([e], fills, [ex_position("BTCUSDT", "0.010", "43205.04")]))
+        assert (r.status, kinds(r), r.flagged, r.adopted) == (
+            "REPAIRED", ["MISSED_FILL", "MISSED_FILL", "ORDER_ADOPTED", "POSITION_MISMATCH"], (), ())
+        assert r.repairs == (
+            wire.Fill(client_order_id="ae-S7-0", exchange_order_id=BIG, trade_id="9201", symbol="BTCUSDT",
+                      side="BUY", qty=0.004, price=43200.0, fee=0.0864, fee_asset="USDT", liquidity="taker"),
+            wire.Fill(client_order_id="ae-S7-0", exchange_order_id=BIG, trade_id="9202", symbol="BTCUSDT",
+                      side="BUY", qty=0.006, price=43208.4, fee=0.1296252, fee_asset="USDT", liquidity="taker"),
+            wire.OrderRequest(client_order_id="ae-S7-0", symbol="BTCUSDT", side="BUY", order_type="LIMIT", qty=0.01,
+                              price=43300.0, reduce_only=False, signal_id="S7"),
+            wire.OrderUpdate(client_order_id="ae-S7-0", exchange_order_id=BIG, symbol="BTCUSDT", status="FILLED",
+                             filled_qty=0.01, avg_price=43205.05, reason=rc.ADOPTED),
+            wire.Position(symbol="BTCUSDT", qty=0.01, entry_price=43205.04, unrealized_pnl=0.0, realized_pnl=0.0))
+
+    def test_a_partly_filled_then_expired_entry_is_adopted_expired_with_its_one_fill(self):
+        """PARTIALLY_FILLED then EXPIRED (a limit IOC): EXPIRED with the part executed and its fill."""
+        e = ex_order("ae-S8-0", eid="610", status="EXPIRED", qty="0.010", executed="0.003", avg="43200",
+                     order_type="LIMIT", price="43200", update_ms=T - 600_000)
+        f = ex_fill("9301", eid="610", qty="0.003", price="43200", time_ms=T - 600_000)
+        r = run(local(), self.ex([e], [f], [ex_position("BTCUSDT", "0.003", "43200")]))
+        assert (r.status, kinds(r), r.flagged) == (
+            "REPAIRED", ["MISSED_FILL", "ORDER_ADOPTED", "POSITION_MISMATCH"], ())
+        upd = [b for b in r.repairs if isinstance(b, wire.OrderUpdate)]
+        assert [(b.status, b.filled_qty, b.avg_price) for b in upd] == [("EXPIRED", 0.003, 43200.0)]
+        assert [(b.client_order_id, b.trade_id) for b in r.repairs if isinstance(b, wire.Fill)] == [("ae-S8-0", "9301")]
+
+    def test_a_cancelled_order_with_no_fill_is_recorded_cancelled_and_nothing_else(self):
+        """CANCELED with nothing executed: the row and CANCELED, no fill, no position repair."""
+        e = ex_order("ax-S1-3", eid="611", side="SELL", status="CANCELED", update_ms=T - 600_000)
+        r = run(local(), self.ex([e]))
+        assert (r.status, kinds(r)) == ("REPAIRED", ["ORDER_ADOPTED"])
+        assert [type(b).__name__ for b in r.repairs] == ["OrderRequest", "OrderUpdate"]
+        assert (r.repairs[0].reduce_only, r.repairs[1].status, r.repairs[1].filled_qty) == (True, "CANCELED", 0.0)
+
+    def test_a_fill_already_on_record_is_not_counted_again(self):
+        """The fill also came by the user stream and is journaled: only the order row is adopted."""
+        e = ex_order("ae-S7-0", eid="612", status="FILLED", executed="0.010", avg="43200", update_ms=T - 600_000)
+        f = ex_fill("9401", eid="612", qty="0.010", price="43200", time_ms=T - 600_000)
+        r = run(local(fill_keys=[("BTCUSDT", "9401")]), self.ex([e], [f]))
+        assert kinds(r) == ["ORDER_ADOPTED"] and not [b for b in r.repairs if isinstance(b, wire.Fill)]
+
+    def test_a_young_finished_order_is_deferred(self):
+        """Finished a second ago: its journal row may still be on the way."""
+        e = ex_order("ae-S7-0", eid="613", status="FILLED", executed="0.010", avg="43200", update_ms=T - 1_000)
+        r = run(local(), self.ex([e]))
+        assert (r.status, r.repairs, r.deferred) == ("OK", (), ("adopt_order:ae-S7-0",))
+
+    def test_the_adoption_persisted_converges_to_ok(self, tmp_path):
+        """Repairs written the journal's way: the orders, fills and positions tables hold the
+        exchange's values and the next run against the same exchange is OK."""
+        conn = db.connect(tmp_path / "aegis.sqlite3")
+        e = ex_order("ae-S7-0", eid="614", status="FILLED", qty="0.010", executed="0.010", avg="43200",
+                     update_ms=T - 600_000)
+        f = ex_fill("9601", eid="614", qty="0.010", price="43200", time_ms=T - 600_000)
+        ex = self.ex([e], [f], [ex_position("BTCUSDT", "0.010", "43200")])
+        persist(conn, run(local_snapshot(conn, T), ex).repairs, T - 300_000)
+        assert conn.execute("SELECT client_order_id, exchange_order_id, status, filled_qty FROM orders").fetchall() == [
+            ("ae-S7-0", "614", "FILLED", 0.01)]
+        assert conn.execute("SELECT client_order_id, trade_id, qty FROM fills").fetchall() == [
+            ("ae-S7-0", "9601", 0.01)]
+        assert conn.execute("SELECT symbol, qty FROM positions").fetchall() == [("BTCUSDT", 0.01)]
+        second = run(local_snapshot(conn, T), ex)
+        assert (second.status, second.repairs) == ("OK", ())
+
+    def test_an_order_the_journal_holds_and_someone_elses_are_left_to_other_rules(self):
+        """History rows of a journaled order and of a foreign id add no difference of their own."""
+        known = ex_order("ae-S1-0", eid="101", status="FILLED", executed="0.010", avg="43000", update_ms=OLD)
+        foreign = ex_order("web_1", eid="700", status="CANCELED", update_ms=OLD)
+        loc = local(lorder("ae-S1-0", status="FILLED", filled="0.010", avg="43000"))
+        assert run(loc, self.ex([known, foreign])).status == "OK"
+
+
 class TestPositions:
     def test_exchange_position_without_local_record_is_adopted(self):
         """EXTERNAL_POSITION: a Position row at the exchange's qty and entry, adopted and flagged."""
@@ -425,6 +514,43 @@ class TestFetchExchangeSnapshot:
                                 ("query", "BTCUSDT", "c1"), ("query", "BTCUSDT", "c2")]
         assert set(ex.queried) == {"c1"}  # c2 not found (archived): no ORDER_UNKNOWN for a finished order
         assert kinds(run(loc, ex)) == ["ORDER_STATUS"]
+
+    def test_the_first_run_reads_the_history_of_every_symbol_concerned_and_the_fills_of_ours(self):
+        """With ``history_since_ms``: allOrders of each symbol concerned from then on; an
+        unknown ae- order there that executed has its fills asked by its order id, however old."""
+        e = ex_order("ae-S7-0", eid="801", status="FILLED", executed="0.010", avg="43200", update_ms=T - 9_000_000)
+        f = ex_fill("9501", eid="801", qty="0.010", price="43200", time_ms=T - 9_000_000)
+        broker = FakeBroker(history=[(e, T - 9_000_000)], fills=[f])
+        since = T - 10_000_000
+        ex = fetch_exchange_snapshot(broker, local(), ["BTCUSDT"], T, 3_600_000, history_since_ms=since)
+        assert broker.calls == [("open_orders", None), ("positions",), ("fills", "BTCUSDT", T - 3_600_000),
+                                ("all_orders", "BTCUSDT", since), ("fills", "BTCUSDT", None, "801")]
+        assert (ex.history, ex.fills, ex.history_since_ms) == ((e,), (f,), since)
+        assert kinds(run(local(), ex)) == ["MISSED_FILL", "ORDER_ADOPTED"]
+
+    def test_later_runs_read_the_history_only_where_a_fill_is_unexplained(self):
+        """No history window: allOrders only for a symbol with a fill no known order explains."""
+        loc = local(lorder("c1", status="FILLED", filled="0.003", eid="101"))
+        broker = FakeBroker(fills=[ex_fill("1", eid="101", time_ms=T - 10), ex_fill("2", eid="999", symbol="ETHUSDT",
+                                                                                   time_ms=T - 10)],
+                            positions=[ex_position("ETHUSDT", "0.003")])
+        ex = fetch_exchange_snapshot(broker, loc, ["BTCUSDT"], T, 3_600_000)
+        assert [c for c in broker.calls if c[0] == "all_orders"] == [("all_orders", "ETHUSDT", T - 3_600_000)]
+        assert ex.history_since_ms == T - 3_600_000
+
+    def test_the_history_window_starts_at_the_journals_newest_order(self, tmp_path):
+        """history_since: the journal's newest order less the clock margin when older than the
+        look-back, the look-back otherwise, never beyond 7 days."""
+        from services.orchestrator import snapshots
+
+        conn = db.connect(tmp_path / "aegis.sqlite3")
+        assert snapshots.history_since(local_snapshot(conn, T), T, 3_600_000) == T - 3_600_000
+        persist(conn, [wire.OrderRequest(client_order_id="ae-S1-0", symbol="BTCUSDT", side="BUY",
+                                         order_type="MARKET", qty=0.01)], T - 5 * 3_600_000)
+        loc = local_snapshot(conn, T)
+        assert loc.latest_order_ms == T - 5 * 3_600_000
+        assert snapshots.history_since(loc, T, 3_600_000) == T - 5 * 3_600_000 - rc.CLOCK_MARGIN_MS
+        assert snapshots.history_since(loc, T + 30 * 86_400_000, 3_600_000) == T + 23 * 86_400_000
 
     def test_broker_errors_pass_through_unchanged(self):
         """The shell decides what a failure means: the very exception object reaches it."""

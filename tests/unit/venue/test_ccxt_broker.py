@@ -14,7 +14,7 @@ from tests.unit.venue.ccxt_fakes import (
     response,
 )
 
-from common.errors import AmbiguousError, ConfigError, DefinitiveError, TransientError
+from common.errors import AmbiguousError, ConfigError, DecodeError, DefinitiveError, TransientError
 from venue.binance.bodies import (
     balance_from_raw, fill_from_raw, order_from_raw, position_from_raw, reply_from_text,
 )
@@ -296,6 +296,45 @@ class TestQueryCancelLists:
         assert ex.called("fapiPrivateGetUserTrades") == [
             ({"symbol": "BTCUSDT", "limit": 1000, "startTime": NOW_MS},),
             ({"symbol": "BTCUSDT", "limit": 1000, "fromId": 1001},)]
+
+    def test_all_orders_asks_windows_under_seven_days_and_pages_by_creation_time(self):
+        """GET /fapi/v1/allOrders (weight 5 each, in the governor): a 10-day span becomes two
+        requests (7 days less 1 ms, then the rest); a full page is followed from its newest creation time, the order on the
+        edge kept once; exact decimals, ids as text, oldest first."""
+        b, ex = broker()
+        day = 86_400_000
+        row = lambda i, t: raw_order(orderId=i, clientOrderId=f"ae-s{i}-0", time=t, updateTime=t + 1)  # noqa: E731
+        page1 = [row(i, NOW_MS + i) for i in range(1, 1001)]
+        ex.script("fapiPrivateGetAllOrders", page1, [row(1000, NOW_MS + 1000), row(1001, NOW_MS + 1001)],
+                  [row(2000, NOW_MS + 8 * day)])
+        got = b.all_orders("BTCUSDT", since_ms=NOW_MS, until_ms=NOW_MS + 10 * day)
+        assert [o.exchange_order_id for o in got] == [str(i) for i in range(1, 1002)] + ["2000"]
+        assert (got[0].client_order_id, got[0].status, got[0].executed_qty, got[0].avg_price, got[0].update_ms) == (
+            "ae-s1-0", "FILLED", D("0.002"), D("40000.10"), NOW_MS + 2)
+        end1 = NOW_MS + 7 * day - 1
+        assert ex.called("fapiPrivateGetAllOrders") == [
+            ({"symbol": "BTCUSDT", "startTime": NOW_MS, "endTime": end1, "limit": 1000},),
+            ({"symbol": "BTCUSDT", "startTime": NOW_MS + 1000, "endTime": end1, "limit": 1000},),
+            ({"symbol": "BTCUSDT", "startTime": end1 + 1, "endTime": NOW_MS + 10 * day, "limit": 1000},)]
+        assert b.governor.state.weight_1m == 3 * 5  # each request spent its weight of 5
+
+    @pytest.mark.parametrize("body, reason", [
+        ({"code": 0}, "all_orders_shape"),
+        ([raw_order(time=NOW_MS, symbol="ETHUSDT")], "all_orders_symbol"),
+        ([raw_order(time=NOW_MS, status="WEIRD")], "all_orders_status"),
+        ([raw_order(time=NOW_MS, executedQty="0.003")], "all_orders_field"),
+        ([raw_order(time=NOW_MS, origQty="NaN")], "all_orders_field"),
+        ([raw_order(time="soon")], "all_orders_field"),
+        ([raw_order(time=NOW_MS), "not a row"], "all_orders_shape"),
+    ])
+    def test_a_malformed_all_orders_answer_is_refused_whole_and_counted(self, body, reason):
+        """One bad row refuses the whole page (it could hide the order we look for): DecodeError
+        with the reason, counted on the broker."""
+        b, ex = broker()
+        ex.script("fapiPrivateGetAllOrders", body)
+        with pytest.raises(DecodeError) as e:
+            b.all_orders("BTCUSDT", since_ms=NOW_MS, until_ms=NOW_MS + 1)
+        assert e.value.reason == reason and b.counters["all_orders_rejected"] == 1
 
     def test_income_pages_from_the_start_time_and_parses_binance_rows(self):
         """GET /fapi/v1/income (ccxt's raw fapiPrivateGetIncome): 1000 rows a page, page 2 asked

@@ -285,6 +285,18 @@ class TestPaperBrokerAccount:
             "BTCUSDT", exchange_order_id=second.order.exchange_order_id)] == ["2"]
         assert env.broker.fills("ETHUSDT") == []
 
+    def test_all_orders_lists_every_order_made_in_the_window_whatever_its_status(self):
+        """The paper account's allOrders: filled and resting orders of the symbol made within
+        [since, until], oldest first."""
+        env = Env()
+        env.broker.submit(market("ae-1", "BUY", "1.000"))
+        env.now += 1_000
+        env.broker.submit(limit("ae-2", "BUY", "1.000", "90.0"))
+        got = env.broker.all_orders("BTCUSDT", since_ms=T0, until_ms=T0 + 1_000)
+        assert [(o.client_order_id, o.status) for o in got] == [("ae-1", "FILLED"), ("ae-2", "NEW")]
+        assert [o.client_order_id for o in env.broker.all_orders("BTCUSDT", since_ms=T0 + 1, until_ms=T0 + 999)] == []
+        assert env.broker.all_orders("ETHUSDT", since_ms=T0, until_ms=T0 + 1_000) == []
+
     def test_start_checks_the_symbols_and_reports_the_setup(self):
         env = Env(leverage=3)
         setup = env.broker.start(["BTCUSDT"])
