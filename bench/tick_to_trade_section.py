@@ -170,8 +170,13 @@ def _config(base: str, transport: str):
     })
 
 
-def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Path) -> dict[str, Any]:
-    """``cycles`` entries and exits through one brain on ``transport``; the brain's figures."""
+def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Path, start_ms: int) -> dict[str, Any]:
+    """``cycles`` entries and exits through one brain on ``transport``; the brain's figures.
+    Its candles start at ``start_ms``: every path of a run trades its own minutes, because a
+    signal's client id is made of its symbol, candle and side, and the exchange (one sim for
+    the whole run) remembers every id: a second path on the same minutes would find its
+    entries there already (the brain's start-up reads the order history) and, rightly, send
+    none."""
     from common import records, wire
     from common.ring import Ring
     from services.brain import __main__ as brain_main
@@ -218,7 +223,7 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
 
     rec = records.empty(1)
     state = {"price": 0.0, "want": False, "n": 0}
-    event_ms = [(time.time_ns() // 1_000_000) // CANDLE_MS * CANDLE_MS]
+    event_ms = [start_ms]
     seq = [0]
 
     def tick(price: float, ms: int) -> None:
@@ -247,26 +252,18 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
         state["want"] = False
         return st2, sigs
 
-    idle_s = cfg.brain.idle_sleep_us / 1e6
-    spin_s = cfg.brain.spin_before_sleep_us / 1e6
+    from services.brain import loop
+
+    turn = loop.Loop(brain, execution=ex)  # the brain's own loop, heartbeat aside
 
     def pump(done, what: str) -> None:
-        """The brain's own loop (``services.brain.__main__.run``): read, execution, and the
-        same idle policy (spin ``spin_before_sleep_us``, then sleep ``idle_sleep_us``), which
-        is what lets the dispatcher's threads have the GIL."""
+        """Turns of the brain's own loop (``services.brain.loop``: read, conflation, execution,
+        and its idle policy: spin ``spin_before_sleep_us``, then sleep ``idle_sleep_us``,
+        which is what lets the dispatcher's threads have the GIL) until ``done()``."""
         deadline = time.monotonic() + WAIT_S
-        idle_since = 0.0
         while not done():
-            got = brain.poll()
-            now = time.monotonic()
-            if got:
-                idle_since = 0.0
-            elif not idle_since:
-                idle_since = now
-            elif now - idle_since > spin_s:
-                time.sleep(idle_s)
-            ex.poll()
-            if now > deadline:
+            turn.step()
+            if time.monotonic() > deadline:
                 raise RuntimeError(f"{transport}: no {what} within {WAIT_S} s; {ex.snapshot()}")
 
     strategy.on_candle = on_candle
@@ -328,9 +325,12 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
         before = cpus()
         pin(consumer_cpu())
         try:
+            k = 0
             for rep in range(repeats):
                 for path in (("ws", "rest") if rep % 2 == 0 else ("rest", "ws")):
-                    got = _path(base, path, cycles, str(rep), Path(td), Path(dd))
+                    k += 1  # each path its own minutes, before now (see ``_path``)
+                    start_ms = (time.time_ns() // 1_000_000) // CANDLE_MS * CANDLE_MS - k * (cycles + 5) * CANDLE_MS
+                    got = _path(base, path, cycles, str(rep), Path(td), Path(dd), start_ms)
                     runs[path].append(got)
                     t = got["ttt"]
                     ex_, en_ = (t.get("exit") or {}).get(path) or {}, (t.get("entry") or {}).get(path) or {}

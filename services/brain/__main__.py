@@ -25,7 +25,7 @@ from common.errors import RingError, TransientError
 from common.log import RateLimiter
 from common.ring import Ring, ring_load
 from research import strategy_api
-from services.brain import candles, conflate, engine, latency, model, recovery, risk, trader, wiring
+from services.brain import candles, conflate, engine, latency, loop, model, recovery, risk, trader, wiring
 from services.brain import control as brain_control
 from venue import brokers
 
@@ -33,9 +33,7 @@ log = structlog.get_logger(__name__)
 NAME = "brain"
 RING_RETRY_S = 0.5
 DRAIN_DEADLINE_S = 5.0  # at shutdown, read what the feed wrote, but not forever
-FLUSH_PERIOD_S = 1.0  # close quiet symbols' candles this often
 HIGHER_TIMEFRAME_FACTOR = 15  # 1 m base -> 15 m
-CONTROL_POLL_S = 0.05  # operators' commands (the dashboard) are looked for this often
 # tick-to-brain latency buckets exported in the heartbeat (microseconds)
 LATENCY_BUCKETS_US = (10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000, 1_000_000)
 
@@ -483,40 +481,17 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             pause=brain_control.load_pause(service.db_path(cfg)))
     service.mark_ready(rd, NAME)
     log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names), **knobs)
-    conflate_s = cfg.brain.conflate_interval_ms / 1000
-    idle_s = cfg.brain.idle_sleep_us / 1e6
-    spin_s = cfg.brain.spin_before_sleep_us / 1e6  # a time, not a count: an empty poll is ~0.1 us
-    next_tick = next_beat = next_flush = next_control = time.monotonic()
-    idle_since = 0.0  # when the ring was first seen empty (0: it was not)
+
+    def heartbeat(now: float) -> None:
+        brain.watch_orchestrator()
+        pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started, counters=brain.counters()))
+        service.write_json_atomic(service.stats_path(rd, NAME), brain.snapshot())
+
+    turn = loop.Loop(brain, execution=trading.execution if trading is not None else None, control=brain.control,
+                     heartbeat=heartbeat, heartbeat_interval_s=cfg.heartbeat_interval_s)
     try:
         while not stop.is_set():
-            got = brain.poll()
-            now = time.monotonic()
-            if got:
-                idle_since = 0.0
-            elif not idle_since:
-                idle_since = now
-            elif now - idle_since > spin_s:
-                time.sleep(idle_s)
-            if now >= next_tick:
-                next_tick = now + conflate_s
-                brain.publish_ticks()
-            if now >= next_flush and not brain.replay:
-                next_flush = now + FLUSH_PERIOD_S
-                brain.flush_quiet()
-            if idle_since:  # idle: spend it on history, never ahead of live ticks
-                brain.warm_from_history()
-            if trading is not None:
-                trading.execution.poll()
-            if brain.control is not None and now >= next_control:
-                next_control = now + CONTROL_POLL_S
-                brain.control.poll()
-            if now >= next_beat:
-                next_beat = now + cfg.heartbeat_interval_s
-                brain.watch_orchestrator()
-                pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
-                                           counters=brain.counters()))
-                service.write_json_atomic(service.stats_path(rd, NAME), brain.snapshot())
+            turn.step()
         # drain: everything the feed committed before we were asked to stop
         deadline = time.monotonic() + DRAIN_DEADLINE_S
         while brain.reader.lag() > 0 and time.monotonic() < deadline:

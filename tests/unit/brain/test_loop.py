@@ -1,0 +1,77 @@
+"""services.brain.loop: one turn of the brain's main loop, with a fake brain and clock."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from services.brain import loop
+
+
+class FakeBrain:
+    def __init__(self, reads: list[int], replay: bool = False) -> None:
+        self.cfg = SimpleNamespace(brain=SimpleNamespace(conflate_interval_ms=100, idle_sleep_us=50,
+                                                         spin_before_sleep_us=200))
+        self.reads, self.replay = list(reads), replay
+        self.calls: list[str] = []
+
+    def poll(self) -> int:
+        return self.reads.pop(0) if self.reads else 0
+
+    def publish_ticks(self) -> None:
+        self.calls.append("ticks")
+
+    def flush_quiet(self) -> None:
+        self.calls.append("flush")
+
+    def warm_from_history(self) -> None:
+        self.calls.append("history")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_idle_policy_spins_then_sleeps_and_history_only_when_idle():
+    """Ticks: no sleep, no history. Empty ring: history at once, a sleep only once the ring
+    has been empty longer than the spin time; a tick ends the idle spell."""
+    clock, slept = Clock(), []
+    b = FakeBrain([5, 0, 0, 0, 3])
+    turn = loop.Loop(b, clock=clock, sleep=slept.append)
+    assert turn.step() == 5 and "history" not in b.calls and slept == []
+    clock.t += 0.0001
+    turn.step()  # first empty poll: idle from now
+    assert b.calls.count("history") == 1 and slept == []
+    clock.t += 0.0001  # 100 us empty: still spinning
+    turn.step()
+    assert slept == []
+    clock.t += 0.0002  # 300 us empty: past the 200 us spin
+    turn.step()
+    assert slept == [50e-6]
+    turn.step()  # a tick again
+    assert turn.idle_since == 0.0 and b.calls.count("history") == 3
+
+
+def test_timers_ticks_flush_control_and_heartbeat():
+    """Ticks every 100 ms, quiet-candle flush every second (not in replay), operators' commands
+    every 50 ms, heartbeat per its interval, execution every turn."""
+    clock = Clock()
+    beats, polls, controls = [], [], []
+    b = FakeBrain([1] * 100)
+    ex = SimpleNamespace(poll=lambda: polls.append(1))
+    ctl = SimpleNamespace(poll=lambda: controls.append(1))
+    turn = loop.Loop(b, execution=ex, control=ctl, heartbeat=beats.append, heartbeat_interval_s=1.0, clock=clock)
+    for _ in range(17):  # 0 .. 2.0 s in 125 ms steps (exact in binary)
+        turn.step()
+        clock.t += 0.125
+    assert b.calls.count("ticks") == 17 and b.calls.count("flush") == 3
+    assert len(polls) == 17 and len(controls) == 17 and beats == [1000.0, 1001.0, 1002.0]
+    r = FakeBrain([1] * 5, replay=True)
+    turn = loop.Loop(r, clock=clock)
+    for _ in range(5):
+        turn.step()
+        clock.t += 2.0
+    assert "flush" not in r.calls
