@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from common import config as config_mod
-from common import service
+from common import service, wire
 from services.orchestrator import monitor
 
 KEY_COUNTERS = {
@@ -36,7 +36,7 @@ def render(snap: dict[str, Any]) -> str:
     lines = [f"AEGIS {snap.get('mode', '?')} stack: {'healthy' if ok else 'DEGRADED'}"
              f"   uptime {snap.get('uptime_s', 0):.0f}s   {snap.get('ticks_per_s', 0):,.0f} ticks/s"
              f"   run dir {snap.get('run_dir', '?')}", ""]
-    header = f"{'service':<14}{'pid':>8}  {'state':<8}{'restarts':>9}{'heartbeat':>11}  {'spare':<8} key numbers"
+    header = f"{'service':<14}{'pid':>8}  {'state':<10}{'restarts':>9}{'heartbeat':>11}  {'spare':<8} key numbers"
     lines += [header, "-" * len(header)]
     for name, c in snap.get("services", {}).items():
         age = c.get("heartbeat_age_s")
@@ -44,7 +44,7 @@ def render(snap: dict[str, Any]) -> str:
         counters = c.get("counters") or {}
         keys = [f"{k}={_fmt(counters[k])}" for k in KEY_COUNTERS.get(name, ()) if k in counters]
         spare = c.get("spare") or "-"
-        lines.append(f"{name:<14}{c.get('pid') or '-':>8}  {'up' if c.get('running') else 'DOWN':<8}"
+        lines.append(f"{name:<14}{c.get('pid') or '-':>8}  {service_state(c):<10}"
                      f"{c.get('restarts', 0):>9}{hb:>11}  {'-' if spare == 'none' else spare:<8} {' '.join(keys)}")
     trading = snap.get("trading")
     if trading is not None:
@@ -56,6 +56,15 @@ def render(snap: dict[str, Any]) -> str:
     if problems:
         lines += ["", "problems: " + "; ".join(problems)]
     return "\n".join(lines)
+
+
+def service_state(c: dict[str, Any]) -> str:
+    """The state column: DOWN (not running), DEGRADED (running, and its last heartbeat said
+    ``wire.ServiceState.DEGRADED``: the feed with no connection up, the orchestrator with
+    entries not allowed), else up."""
+    if not c.get("running"):
+        return "DOWN"
+    return "DEGRADED" if c.get("state") == wire.ServiceState.DEGRADED else "up"
 
 
 def _fmt(v: Any) -> str:

@@ -78,6 +78,13 @@ class RingError(DefinitiveError):
     reason = "ring"
 
 
+class StoreError(TransientError):
+    """The journal database could not be read (absent schema, locked, damaged): a reader
+    goes on with what it has and may ask again later (``common/journal_store.py``)."""
+
+    reason = "store"
+
+
 # ---------------------------------------------------------------------------- the exchange
 # Binance error code -> (class, reason): the one place that says what a code means for the
 # caller. ``AmbiguousError`` here means "the request may have been executed"; ``classify``

@@ -542,6 +542,15 @@ def trade_fill_from_wire(fill: Fill) -> TradeFill:
                      exchange_order_id=fill.exchange_order_id)
 
 
+def to_order_request(order: Order) -> OrderRequest:
+    """The journal's request row of ``order`` (the inverse of ``order_from_request``: floats of
+    its exact values; a MARKET order has no time in force)."""
+    return OrderRequest(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
+                        order_type=order.order_type, qty=float(order.qty), price=float(order.price),
+                        reduce_only=order.reduce_only, signal_id=order.signal_id,
+                        time_in_force="" if order.order_type == "MARKET" else order.time_in_force)
+
+
 def to_order_update(order: Order, reason: str = "") -> OrderUpdate:
     return OrderUpdate(client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id,
                        symbol=order.symbol, status=order.state.value, filled_qty=float(order.filled_qty),

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,8 +37,8 @@ import msgspec
 import structlog
 import zmq
 
-from common import wire, zmqutil
-from common.errors import DecodeError
+from common import journal_store, wire, zmqutil
+from common.errors import DecodeError, StoreError
 from common.log import RateLimiter
 from services.brain import risk, trader
 from services.brain.trading_state import count
@@ -186,15 +185,12 @@ def load_pause(db_path: Path) -> PauseState:
     if not db_path.exists():
         return PauseState()
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5.0)
-        try:
-            row = conn.execute("SELECT state FROM model_state WHERE name = ?", (wire.CONTROL_STATE_NAME,)).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:  # a database we cannot read: paused, and say why
+        with journal_store.read_only(db_path, timeout_s=5.0) as journal:
+            state = journal.model_state(wire.CONTROL_STATE_NAME)
+    except StoreError as exc:  # a database we cannot read: paused, and say why
         log.error("brain.control_state_unreadable", error=str(exc))
         return PauseState(paused=True, by=f"saved pause state unreadable ({exc})")
-    return PauseState.from_json(bytes(row[0])) if row else PauseState()
+    return PauseState.from_json(state) if state is not None else PauseState()
 
 
 # ---------------------------------------------------------------------------- the shell

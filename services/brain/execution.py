@@ -26,6 +26,7 @@ Mapping of broker answers to order events (``venue.orders``):
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import time
@@ -41,7 +42,7 @@ from common.log import RateLimiter
 from services.brain import dispatcher as dsp
 from venue import algo_orders as ao
 from venue import orders as om
-from services.brain import funding_feed, intent_log, protection, recovery, risk, trader, user_feed
+from services.brain import funding_feed, intent_log, jobs, protection, recovery, risk, trader, user_feed
 from services.brain.tick_to_trade import TickToTrade
 from venue.port import AlgoSpec, Broker, ExchangeAlgoOrder, ExchangeOrder, OrderSpec, SubmitResult
 
@@ -58,6 +59,22 @@ JOURNAL_LAG_MS = 10_000  # a row still missing this long after the send was lost
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
 INTENT_LOG_UNAVAILABLE = "INTENT_LOG_UNAVAILABLE"  # the local intent log refused a write: no entry
 SYMBOL_SETUP_PENDING = "SYMBOL_SETUP_PENDING"  # margin type and leverage not yet set for the symbol
+
+
+class Phase(enum.Enum):
+    """The shell's life cycle (the whole table):
+
+        WAITING   --``poll`` at or after the next start time-->   STARTING  (recovery read, start-up job sent)
+        STARTING  --the start-up job answers-->                    READY     (state merged, trading)
+        STARTING  --the start-up job fails-->                      WAITING   (``start_error`` says why; retried
+                                                                            after STARTUP_RETRY_S)
+
+    READY is final: nothing takes the shell out of it (a broker fault is an order's or a
+    query's failure, handled by its state machine)."""
+
+    WAITING = "WAITING"
+    STARTING = "STARTING"
+    READY = "READY"
 
 
 class Execution:
@@ -104,7 +121,7 @@ class Execution:
         self.st = trader.TraderState()
         self.filters: dict[str, risk.SymbolFilters] = {}
         self.equity = math.nan
-        self.ready = False  # start-up and recovery done
+        self.phase = Phase.WAITING  # READY: start-up and recovery done
         self.start_error = ""
         self.saved: recovery.Saved | None = None
         self.delayed: list[tuple[int, Any, str]] = []  # (not before ms, effect, symbol)
@@ -125,13 +142,17 @@ class Execution:
         self._next_timer = 0.0
         self._next_balance = 0.0
         self._next_start = 0.0
-        self._starting = False
         self._limiter = RateLimiter(60.0)
         # the exchange's user data stream (demo and live): fills, statuses and positions as they
         # happen; REST resyncs after a gap (``user_feed``)
         self.user_stream = user_feed.Link(user_stream) if user_stream is not None else None
         self.ttt = TickToTrade()  # tick-to-trade: the brain sets ttt.trigger_ns around a decision
         self.funding = funding_feed.FundingLink()  # funding's income reads (``funding_feed``)
+
+    @property
+    def ready(self) -> bool:
+        """Start-up and recovery done (``Phase.READY``): orders may go."""
+        return self.phase is Phase.READY
 
     # ------------------------------------------------------------------ context
     def ctx(self, symbols: tuple[str, ...] = ()) -> trader.Ctx:
@@ -167,7 +188,7 @@ class Execution:
         def job():
             return self.broker.start(todo), _brackets_or_none(self.broker, todo)
 
-        self.dispatcher.submit(dsp.ACCOUNT, job, tag=("setup", tuple(todo)))
+        self.dispatcher.submit(dsp.ACCOUNT, job, tag=jobs.Setup(tuple(todo)))
 
     def on_range(self, symbol: str, low: float, high: float) -> None:
         if symbol in self.st.trades:
@@ -186,7 +207,7 @@ class Execution:
         if self.user_stream is not None:
             user_feed.pump(self)
         now_s = self.mono_s()
-        if not self.ready and not self._starting and now_s >= self._next_start:
+        if self.phase is Phase.WAITING and now_s >= self._next_start:
             self._start()
         if now_s < self._next_timer:
             return
@@ -208,17 +229,17 @@ class Execution:
                 self._audit_journal(now)
             if now_s >= self._next_balance:
                 self._next_balance = now_s + self.balance_poll_s
-                self.dispatcher.submit(dsp.ACCOUNT, self.broker.balance, tag=("balance",))
+                self.dispatcher.submit(dsp.ACCOUNT, self.broker.balance, tag=jobs.Balance())
             if (self.st.trades or self.st.algos) and now_s >= self._next_audit:
                 self._next_audit = now_s + self.algo_audit_s
-                self.dispatcher.submit(dsp.QUERY, self.broker.open_algo_orders, tag=("algo_audit", now))
+                self.dispatcher.submit(dsp.QUERY, self.broker.open_algo_orders, tag=jobs.AlgoAudit(now))
             if self.st.trades and now_s >= self._next_positions:
                 self._next_positions = now_s + user_feed.position_poll_s(self)  # slower while streamed
-                self.dispatcher.submit(dsp.QUERY, self.broker.positions, tag=("positions", now))
+                self.dispatcher.submit(dsp.QUERY, self.broker.positions, tag=jobs.Positions(now))
 
     # ------------------------------------------------------------------ start-up and recovery
     def _start(self) -> None:
-        self._starting = True
+        self.phase = Phase.STARTING
         self.saved = recovery.load(self.db_path, self.clock_ms())
         logged: tuple[intent_log.Intent, ...] = ()
         if self.intents is not None:
@@ -274,7 +295,7 @@ class Execution:
             return (filters, setup, positions, self.broker.balance(), executed, _brackets_or_none(self.broker, symbols),
                     adopt, record, known_ids, len(unreadable))
 
-        self.dispatcher.submit(dsp.ACCOUNT, job, tag=("startup",))
+        self.dispatcher.submit(dsp.ACCOUNT, job, tag=jobs.Startup())
 
     def _started(self, result) -> None:
         filters, setup, positions, balance, executed, brackets, adopt, record, known_ids, unreadable = result
@@ -315,8 +336,7 @@ class Execution:
         self._next_positions = self.mono_s() + self.position_poll_s  # start-up just read them
         # the first audit soon after start (strays a crash left, stops that went missing)
         self._next_audit = self.mono_s() + self.algo_audit_s / 30
-        self.ready = True
-        self._starting = False
+        self.phase = Phase.READY
         self.start_error = ""
         if self.intents is not None and not self.inline:
             try:  # WsBroker: an exit's frame is written by the deciding thread (``_send_exit_now``)
@@ -425,7 +445,7 @@ class Execution:
         self._unseen[cid] = (self.clock_ms(), a.request)
         left = self._presend.pop(cid, None)
         if left is not None:  # the state machine did not ask for the submit it was sent for
-            self._claim_presend(left, a.order.symbol, ("submit", cid, 1, self.clock_ms()), unclaimed=True)
+            self._claim_presend(left, a.order.symbol, jobs.Submit(cid, 1, self.clock_ms()), unclaimed=True)
 
     def _held_send(self, cid: str, send: Callable[[], None], row: Any) -> None:
         """Run ``send`` with this shell's publishing held back, then publish ``row`` (to the
@@ -492,7 +512,7 @@ class Execution:
         if isinstance(effect, om.SubmitOrder):
             o = self.st.orders[effect.client_order_id]
             spec = _spec_of(o)
-            tag = ("submit", o.client_order_id, effect.attempt, now)
+            tag = jobs.Submit(o.client_order_id, effect.attempt, now)
             pre = self._presend.pop(o.client_order_id, None)
             if pre is not None:  # written already (``_presend_exit``): its answer is awaited here
                 self._claim_presend(pre, symbol, tag, expected=spec)
@@ -502,18 +522,18 @@ class Execution:
             self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(o.client_order_id, b.submit), spec, key=symbol, tag=tag)
         elif isinstance(effect, om.CancelOrder):
             self.dispatcher.submit(dsp.ORDER, b.cancel, symbol, effect.client_order_id, key=symbol,
-                                   tag=("cancel", effect.client_order_id, now))
+                                   tag=jobs.Cancel(effect.client_order_id, now))
         elif isinstance(effect, om.QueryOrder):
             if effect.not_before_ms > now:
                 self.delayed.append((effect.not_before_ms, effect, symbol))
             else:
                 self.dispatcher.submit(dsp.QUERY, b.query, symbol, effect.client_order_id, key=symbol,
-                                       tag=("query", effect.client_order_id, now))
+                                       tag=jobs.Query(effect.client_order_id, now))
         elif isinstance(effect, om.FetchTrades):
             o = self.st.orders.get(effect.client_order_id)
             if o is not None and o.exchange_order_id:
                 self.dispatcher.submit(dsp.QUERY, b.fills, symbol, exchange_order_id=o.exchange_order_id,
-                                       key=symbol, tag=("fills", effect.client_order_id, now))
+                                       key=symbol, tag=jobs.Fills(effect.client_order_id, now))
         elif isinstance(effect, ao.SubmitAlgo):
             a = self.st.algos[effect.client_algo_id]
             spec = AlgoSpec(client_algo_id=a.client_algo_id, symbol=a.symbol, side=a.side, order_type=a.order_type,
@@ -521,18 +541,18 @@ class Execution:
                             close_position=a.close_position, qty=a.qty, price_protect=a.price_protect,
                             callback_rate=a.callback_rate, activation_price=a.activation_price)
             self.dispatcher.submit(dsp.ORDER, b.place_algo, spec, key=symbol,
-                                   tag=("place_algo", a.client_algo_id, effect.attempt, now))
+                                   tag=jobs.PlaceAlgo(a.client_algo_id, effect.attempt, now))
         elif isinstance(effect, ao.CancelAlgo):
             self.dispatcher.submit(dsp.ORDER, b.cancel_algo, symbol, effect.client_algo_id, key=symbol,
-                                   tag=("cancel_algo", effect.client_algo_id, now))
+                                   tag=jobs.CancelAlgo(effect.client_algo_id, now))
         elif isinstance(effect, ao.QueryAlgo):
             if effect.not_before_ms > now:
                 self.delayed.append((effect.not_before_ms, effect, symbol))
             else:
                 self.dispatcher.submit(dsp.QUERY, b.query_algo, symbol, effect.client_algo_id, key=symbol,
-                                       tag=("query_algo", effect.client_algo_id, now))
+                                       tag=jobs.QueryAlgo(effect.client_algo_id, now))
         elif isinstance(effect, trader.CheckPosition):
-            self.dispatcher.submit(dsp.QUERY, b.positions, tag=("positions", now))
+            self.dispatcher.submit(dsp.QUERY, b.positions, tag=jobs.Positions(now))
         elif isinstance(effect, trader.FetchSymbolFills):
             # the trade's protective orders first, then the fills: a stop that triggered while
             # nobody listened names its market order, so its fills are known as the stop's
@@ -543,7 +563,7 @@ class Execution:
             def job(cids=tuple(algo_cids), since=effect.since_ms):
                 return [(cid, b.query_algo(symbol, cid)) for cid in cids], b.fills(symbol, since_ms=since)
 
-            self.dispatcher.submit(dsp.QUERY, job, key=symbol, tag=("symbol_fills", symbol, now))
+            self.dispatcher.submit(dsp.QUERY, job, key=symbol, tag=jobs.SymbolFills(symbol, now))
 
     def _audit_journal(self, now_ms: int) -> None:
         """Look in the database (read-only, on a worker) for the rows of orders sent since the
@@ -554,14 +574,13 @@ class Execution:
         def job():
             return recovery.journaled_ids(db_path, ids)
 
-        self.dispatcher.submit(dsp.PERSIST, job, tag=("journal_audit", now_ms))
+        self.dispatcher.submit(dsp.PERSIST, job, tag=jobs.JournalAudit(now_ms))
 
-    def _journal_seen(self, c: dsp.Completion) -> None:
+    def _journal_seen(self, asked_ms: int, c: dsp.Completion) -> None:
         if c.error is not None or c.result is None:
             return  # unreadable now: asked again at the next audit
         for cid in c.result:
             self._unseen.pop(cid, None)
-        asked_ms = c.tag[1]
         for cid, (sent_ms, request) in list(self._unseen.items()):
             if asked_ms - sent_ms < JOURNAL_LAG_MS:
                 continue
@@ -605,7 +624,7 @@ class Execution:
         self.counters["exits_sent_inline"] += 1
         self._presend[cid] = (spec, sent, None)
 
-    def _claim_presend(self, pre: tuple[OrderSpec, Any, Exception | None], symbol: str, tag: tuple[Any, ...],
+    def _claim_presend(self, pre: tuple[OrderSpec, Any, Exception | None], symbol: str, tag: jobs.Submit,
                        expected: OrderSpec | None = None, unclaimed: bool = False) -> None:
         """The dispatcher's half of a pre-sent exit (see ``_presend_exit``)."""
         spec, sent, exc = pre
@@ -630,7 +649,7 @@ class Execution:
             self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(spec.client_order_id, self.broker.submit), spec,
                                    key=symbol, tag=tag)
 
-    def _send_exit_now(self, spec: OrderSpec, symbol: str, tag: tuple[Any, ...]) -> bool:
+    def _send_exit_now(self, spec: OrderSpec, symbol: str, tag: jobs.Submit) -> bool:
         """An exit's frame written from this (the deciding, ring-reading) thread: no dispatcher
         queue, no worker hop. Its answer is awaited on a dispatcher worker (``finish_order``)
         and comes back as the usual ``submit`` completion. False when nothing was sent (no
@@ -660,94 +679,103 @@ class Execution:
 
     # ------------------------------------------------------------------ completions
     def _completion(self, c: dsp.Completion) -> None:
-        kind = c.tag[0]
+        """One answer of the dispatcher, by the class of the job it answers (``jobs``)."""
         err = c.error
-        if kind == "startup":
-            if err is None:
-                self._started(c.result)
-            else:
-                self._starting = False
-                self.start_error = f"broker start failed: {err}"
-                self._next_start = self.mono_s() + STARTUP_RETRY_S
-                log.error("brain.execution_start_failed", error=str(err), retry_s=STARTUP_RETRY_S)
+        match c.tag:
+            case jobs.Startup():
+                self._startup_done(c.result, err)
+            case jobs.Balance():
+                if err is None:
+                    self.equity = float(c.result.equity)
+                    if self.ready:  # the kill switch watches equity, not only at the next entry
+                        st = replace(self.st, risk=risk.update_equity(self.cfg.risk, self.st.risk, self.equity,
+                                                                      self.clock_ms()))
+                        self._run((st, []))
+            case jobs.Setup(symbols=symbols):
+                self._setup_done(symbols, c.result, err)
+            case jobs.AlgoAudit():
+                if err is None and self.ready:
+                    self._run(trader.on_open_algos(self.cfg, self.st, list(c.result), self.ctx()))
+            case jobs.Positions(at_ms=at_ms):
+                if err is None and self.ready:  # (a read older than a trade's first fill skips that trade)
+                    user_feed.apply_position_read(self, c.result, at_ms)
+            case jobs.SymbolFills(symbol=sym, at_ms=at_ms):
+                self._symbol_fills_done(sym, at_ms, c.result, err)
+            case jobs.JournalAudit(at_ms=at_ms):
+                self._journal_seen(at_ms, c)
+            case jobs.FundingIncome():
+                funding_feed.done(self, c)
+            case jobs.StreamResync():
+                user_feed.resynced(self, c)
+            case jobs.PlaceAlgo() | jobs.CancelAlgo() | jobs.QueryAlgo():
+                self._algo_completion(c.tag, c)
+            case jobs.Submit() | jobs.Cancel() | jobs.Query() | jobs.Fills():
+                self._order_completion(c.tag, c)
+            case _:  # a job this shell never sends: a bug, said once a minute, never a crash
+                self.counters["unknown_completions"] = self.counters.get("unknown_completions", 0) + 1
+                if self._limiter.allow("unknown_completion", time.monotonic()):
+                    log.error("brain.unknown_completion", tag=repr(c.tag)[:200])
+
+    def _startup_done(self, result: Any, err: Exception | None) -> None:
+        if err is None:
+            self._started(result)
             return
-        if kind == "balance":
-            if err is None:
-                self.equity = float(c.result.equity)
-                if self.ready:  # the kill switch watches equity, not only at the next entry
-                    st = replace(self.st, risk=risk.update_equity(self.cfg.risk, self.st.risk, self.equity,
-                                                                  self.clock_ms()))
-                    self._run((st, []))
-            return
-        if kind == "setup":
-            self._configuring.difference_update(c.tag[1])
-            if err is None:
-                setup, brackets = c.result
-                self.configured.update(setup.leverage)
-                self.brackets.update(brackets)
-                log.info("brain.symbols_set_up", symbols=len(setup.leverage), leverage=sorted(
-                    set(setup.leverage.values())), margin_type=setup.margin_type, brackets=len(brackets))
-            else:
-                self._next_setup = self.mono_s() + STARTUP_RETRY_S
-                log.error("brain.symbol_setup_failed", symbols=list(c.tag[1]), error=str(err)[:200])
-            return
-        if kind == "algo_audit":
-            if err is None and self.ready:
-                self._run(trader.on_open_algos(self.cfg, self.st, list(c.result), self.ctx()))
-            return
-        if kind == "positions":
-            if err is None and self.ready:  # (a read older than a trade's first fill skips that trade)
-                user_feed.apply_position_read(self, c.result, c.tag[1])
-            return
-        if kind == "symbol_fills":
-            sym = c.tag[1]
-            if err is None:
-                algos, fills = c.result
-                for cid, found in algos:
-                    if cid in self.st.algos:
-                        self._algo_event(cid, _algo_query_result(c.tag[2], found))
-                self._run(trader.on_symbol_fills(self.cfg, self.st, sym, list(fills), self.ctx((sym,))))
-            elif sym in self.st.trades:  # ask again; the trade closes at the mark if it never comes
-                self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
-                    symbol=sym, since_ms=self.st.trades[sym].first_fill_ms or self.st.trades[sym].opened_ms), sym))
-            return
-        if kind == "journal_audit":
-            self._journal_seen(c)
-            return
-        if kind == funding_feed.TAG:
-            funding_feed.done(self, c)
-            return
-        if kind == user_feed.RESYNC_TAG:
-            user_feed.resynced(self, c)
-            return
-        if kind in ("place_algo", "cancel_algo", "query_algo"):
-            self._algo_completion(kind, c)
-            return
-        cid = c.tag[1]
+        self.phase = Phase.WAITING
+        self.start_error = f"broker start failed: {err}"
+        self._next_start = self.mono_s() + STARTUP_RETRY_S
+        log.error("brain.execution_start_failed", error=str(err), retry_s=STARTUP_RETRY_S)
+
+    def _setup_done(self, symbols: tuple[str, ...], result: Any, err: Exception | None) -> None:
+        self._configuring.difference_update(symbols)
+        if err is None:
+            setup, brackets = result
+            self.configured.update(setup.leverage)
+            self.brackets.update(brackets)
+            log.info("brain.symbols_set_up", symbols=len(setup.leverage), leverage=sorted(
+                set(setup.leverage.values())), margin_type=setup.margin_type, brackets=len(brackets))
+        else:
+            self._next_setup = self.mono_s() + STARTUP_RETRY_S
+            log.error("brain.symbol_setup_failed", symbols=list(symbols), error=str(err)[:200])
+
+    def _symbol_fills_done(self, sym: str, at_ms: int, result: Any, err: Exception | None) -> None:
+        if err is None:
+            algos, fills = result
+            for cid, found in algos:
+                if cid in self.st.algos:
+                    self._algo_event(cid, _algo_query_result(at_ms, found))
+            self._run(trader.on_symbol_fills(self.cfg, self.st, sym, list(fills), self.ctx((sym,))))
+        elif sym in self.st.trades:  # ask again; the trade closes at the mark if it never comes
+            self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
+                symbol=sym, since_ms=self.st.trades[sym].first_fill_ms or self.st.trades[sym].opened_ms), sym))
+
+    def _order_completion(self, tag: jobs.OrderJob, c: dsp.Completion) -> None:
+        cid = tag.client_order_id
         if cid not in self.st.orders:
             return  # the trade closed meanwhile (a late answer): nothing left to update
+        err = c.error
         if err is not None:
             self.counters["broker_errors"] += 1
-        if kind == "submit":
-            self._submitted(cid, c.tag[2], c.tag[3], c.result, err)
-        elif kind == "query":
-            if err is None:
-                self._event(cid, _query_result(c.tag[2], c.result))
-            else:
-                self._retry_query(cid)
-        elif kind == "fills":
-            if err is None:
-                eid = self.st.orders[cid].exchange_order_id
-                for f in c.result:
-                    if f.exchange_order_id == eid and cid in self.st.orders:
-                        self._event(cid, None, fill=f)
-            else:
-                self._retry_query(cid)
-        elif kind == "cancel":
-            if err is None:
-                self._event(cid, _query_result(c.tag[2], c.result))
-            else:
-                self._event(cid, om.CancelRejected(code=getattr(err, "code", 0) or 0, message=str(err)))
+        match tag:
+            case jobs.Submit(attempt=attempt, sent_ms=sent_ms):
+                self._submitted(cid, attempt, sent_ms, c.result, err)
+            case jobs.Query(at_ms=at_ms):
+                if err is None:
+                    self._event(cid, _query_result(at_ms, c.result))
+                else:
+                    self._retry_query(cid)
+            case jobs.Fills():
+                if err is None:
+                    eid = self.st.orders[cid].exchange_order_id
+                    for f in c.result:
+                        if f.exchange_order_id == eid and cid in self.st.orders:
+                            self._event(cid, None, fill=f)
+                else:
+                    self._retry_query(cid)
+            case jobs.Cancel(at_ms=at_ms):
+                if err is None:
+                    self._event(cid, _query_result(at_ms, c.result))
+                else:
+                    self._event(cid, om.CancelRejected(code=getattr(err, "code", 0) or 0, message=str(err)))
 
     def _submitted(self, cid: str, attempt: int, sent_ms: int, res: SubmitResult | None, err: Exception | None) -> None:
         if err is None and res is not None:
@@ -769,14 +797,14 @@ class Execution:
         log.warning("brain.order_refused", client_order_id=cid, code=code, error=str(err))
         self._event(cid, om.Reject(attempt=attempt, code=int(code), message=str(err)[:200]))
 
-    def _algo_completion(self, kind: str, c: dsp.Completion) -> None:
-        cid = c.tag[1]
+    def _algo_completion(self, tag: jobs.AlgoJob, c: dsp.Completion) -> None:
+        cid = tag.client_algo_id
         if cid not in self.st.algos:
             return  # forgotten meanwhile (terminal, its trade closed)
         err = c.error
         if err is not None:
             self.counters["broker_errors"] += 1
-        if kind == "place_algo":
+        if isinstance(tag, jobs.PlaceAlgo):
             if err is None:
                 res: ExchangeAlgoOrder = c.result
                 self._algo_event(cid, ao.Ack(algo_id=res.algo_id))
@@ -790,14 +818,14 @@ class Execution:
                 if getattr(err, "reason", "") == "duplicate_client_id":
                     code = ao.DUPLICATE_CLIENT_ID_CODE
                 log.warning("brain.protection_refused", client_algo_id=cid, code=code, error=str(err))
-                self._algo_event(cid, ao.Reject(attempt=c.tag[2], code=int(code), message=str(err)[:200]))
-        elif kind == "cancel_algo":
+                self._algo_event(cid, ao.Reject(attempt=tag.attempt, code=int(code), message=str(err)[:200]))
+        elif isinstance(tag, jobs.CancelAlgo):
             if err is None:
                 self._algo_event(cid, _algo_update(c.result) if c.result.status != "CANCELED" else ao.Canceled())
             else:
                 self._algo_event(cid, ao.CancelRejected(code=getattr(err, "code", 0) or 0, message=str(err)[:200]))
-        elif err is None:
-            self._algo_event(cid, _algo_query_result(c.tag[2], c.result))
+        elif err is None:  # jobs.QueryAlgo
+            self._algo_event(cid, _algo_query_result(tag.at_ms, c.result))
         else:
             self.counters["queries_retried"] += 1
             a = self.st.algos[cid]

@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from services.brain import dispatcher as dsp
-from services.brain import trader
+from services.brain import jobs, trader
 
 if TYPE_CHECKING:
     from services.brain.execution import Execution
 
 log = structlog.get_logger(__name__)
 
-TAG = "funding_income"
 POLL_S = 60.0  # backstop while a trade is open (weight 30 a read: 0.02 % of the minute's budget)
 RECHECK_S = 5.0  # after a FUNDING_FEE event: read now and once more this much later
 
@@ -79,7 +78,7 @@ def tick(ex: Execution, now_s: float) -> None:
     link.in_flight = True
     link.reads += 1
     ex.dispatcher.submit(dsp.QUERY, ex.broker.income, income_type=trader.FUNDING_FEE, since_ms=since,
-                         tag=(TAG, ex.clock_ms()))
+                         tag=jobs.FundingIncome(ex.clock_ms()))
 
 
 def done(ex: Execution, c: dsp.Completion) -> None:

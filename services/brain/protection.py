@@ -318,10 +318,7 @@ def on_triggered(st: TraderState, t: Trade, o: ao.AlgoOrder) -> Result:
     st = with_trade(replace(st, orders={**st.orders, order.client_order_id: order}), t)
     # the exchange made a MARKET order of it: journaled like every order we track, so the
     # orders table holds every order the exchange holds (its fills then move the row on)
-    journal = [Publish(wire.OrderRequest(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
-                                         order_type=order.order_type, qty=float(order.qty), reduce_only=True,
-                                         signal_id=order.signal_id)),
-               Publish(om.to_order_update(order))]
+    journal = [Publish(om.to_order_request(order)), Publish(om.to_order_update(order))]
     return count(st, f"protection_triggered:{o.role}"), [*journal, *actions]
 
 

@@ -1,8 +1,9 @@
 """What the brain knew before a restart: read back from the database (read-only) and merged
 with the exchange's positions, which are the truth.
 
-The orchestrator is the only writer of the database; the brain opens it read-only
-(``mode=ro``: SQLite in WAL mode lets a reader in beside the writer) once, at start.
+The orchestrator is the only writer of the database; the brain reads it once, at start,
+through the journal's store port (``common/journal_store.py``: read-only, typed rows; no SQL
+here).
 
 - Open orders: every order whose last journaled state is not final. Rebuilt as
   ``orders.Order`` values; ``trader.recovery_actions`` then queries each one at the exchange
@@ -21,16 +22,17 @@ The orchestrator is the only writer of the database; the brain opens it read-onl
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import msgspec
 import structlog
 
-from common import wire
+from common import journal_store, wire
+from common.errors import StoreError
+from common.journal_store import AlgoRow, CandleRow, JournalReader, OrderRow
 from venue import algo_orders as ao
 from venue import orders as om
 from services.brain import intent_log, risk, trader
@@ -66,41 +68,49 @@ def _dec(x: object) -> Decimal:
         return Decimal(0)
 
 
-def _order(row: sqlite3.Row, trade_ids: frozenset[str]) -> om.Order:
-    state = om.OrderState(row["status"])
-    filled = _dec(row["filled_qty"])
-    return om.Order(client_order_id=row["client_order_id"], symbol=row["symbol"], side=row["side"],
-                    order_type=row["order_type"], qty=_dec(row["qty"]), price=_dec(row["price"]),
-                    reduce_only=bool(row["reduce_only"]), signal_id=row["signal_id"], state=state,
-                    exchange_order_id=row["exchange_order_id"] or "",
+def _order(row: OrderRow) -> om.Order:
+    state = om.OrderState(row.status)
+    filled = _dec(row.filled_qty)
+    return om.Order(client_order_id=row.client_order_id, symbol=row.symbol, side=row.side,
+                    order_type=row.order_type, qty=_dec(row.qty), price=_dec(row.price),
+                    reduce_only=row.reduce_only, signal_id=row.signal_id, state=state,
+                    exchange_order_id=row.exchange_order_id,
                     confirmed=state not in (om.S.NEW_LOCAL, om.S.SENT, om.S.UNKNOWN),
                     send_count=0 if state == om.S.NEW_LOCAL else 1,
-                    last_sent_ms=int(row["created_ns"]) // 1_000_000, filled_qty=filled,
-                    filled_notional=filled * _dec(row["avg_price"]), trade_ids=trade_ids)
+                    last_sent_ms=int(row.created_ns) // 1_000_000, filled_qty=filled,
+                    filled_notional=filled * _dec(row.avg_price), trade_ids=row.fill_trade_ids)
 
 
 _ALGO_OPEN = tuple(s.value for s in ao.AlgoState if s not in ao.TERMINAL)
 
 
-def _algo(row: sqlite3.Row) -> ao.AlgoOrder | None:
+def _algo(row: AlgoRow) -> ao.AlgoOrder | None:
     """A protective order from its journal row (its exact trigger text); None if unreadable.
     A trailing stop's quantity and callback are not journaled: after a restart it is only
     queried and cancelled, never re-sent (a successor is built from the config)."""
     try:
-        state = ao.AlgoState(row["state"])
-        sent = int(row["sent_ms"])
-        level = Decimal(row["trigger_price"])  # a trailing stop's journaled level is its activation price
-        trailing = row["order_type"] == "TRAILING_STOP_MARKET"
-        return ao.AlgoOrder(client_algo_id=row["client_algo_id"], symbol=row["symbol"], side=row["side"],
-                            order_type=row["order_type"], trigger_price=Decimal(0) if trailing else level,
+        state = ao.AlgoState(row.state)
+        sent = int(row.sent_ms)
+        level = Decimal(row.trigger_price)  # a trailing stop's journaled level is its activation price
+        trailing = row.order_type == "TRAILING_STOP_MARKET"
+        return ao.AlgoOrder(client_algo_id=row.client_algo_id, symbol=row.symbol, side=row.side,
+                            order_type=row.order_type, trigger_price=Decimal(0) if trailing else level,
                             activation_price=level if trailing else Decimal(0),
-                            working_type=row["working_type"], close_position=bool(row["close_position"]),
-                            trade_id=row["trade_id"], role=row["role"], state=state, algo_id=row["algo_id"],
-                            actual_order_id=row["actual_order_id"], confirmed=bool(row["algo_id"]),
+                            working_type=row.working_type, close_position=bool(row.close_position),
+                            trade_id=row.trade_id, role=row.role, state=state, algo_id=row.algo_id,
+                            actual_order_id=row.actual_order_id, confirmed=bool(row.algo_id),
                             send_count=1 if sent else 0, last_sent_ms=sent)
-    except (ValueError, KeyError, InvalidOperation) as exc:
-        log.error("brain.algo_row_unreadable", client_algo_id=str(row["client_algo_id"]), error=str(exc))
+    except (ValueError, TypeError, InvalidOperation) as exc:
+        log.error("brain.algo_row_unreadable", client_algo_id=str(row.client_algo_id), error=str(exc))
         return None
+
+
+def _algo_row(b: wire.AlgoOrderUpdate, sent_ms: int) -> AlgoRow:
+    """The journal row an algo update becomes (what ``_algo`` reads back after a restart)."""
+    return AlgoRow(client_algo_id=b.client_algo_id, algo_id=b.algo_id, symbol=b.symbol, side=b.side,
+                   order_type=b.order_type, trigger_price=b.trigger_price, working_type=b.working_type,
+                   close_position=b.close_position, trade_id=b.trade_id, role=b.role, state=b.state,
+                   actual_order_id=b.actual_order_id, sent_ms=sent_ms)
 
 
 def load(db_path: Path, now_ms: int) -> Saved:
@@ -108,53 +118,34 @@ def load(db_path: Path, now_ms: int) -> Saved:
     if not db_path.exists():
         return Saved()
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5.0)
-    except sqlite3.Error as exc:
+        with journal_store.read_only(db_path, timeout_s=5.0) as journal:
+            return _load(journal, now_ms)
+    except StoreError as exc:  # e.g. no schema yet: the orchestrator has not run
         log.warning("brain.recovery_db_unreadable", path=str(db_path), error=str(exc))
         return Saved()
-    conn.row_factory = sqlite3.Row
-    try:
-        return _load(conn, now_ms)
-    except sqlite3.Error as exc:  # e.g. no schema yet: the orchestrator has not run
-        log.warning("brain.recovery_db_unreadable", path=str(db_path), error=str(exc))
-        return Saved()
-    finally:
-        conn.close()
 
 
-def _load(conn: sqlite3.Connection, now_ms: int) -> Saved:
+def _load(journal: JournalReader, now_ms: int) -> Saved:
     since_ns = (now_ms - USED_IDS_DAYS * 86_400_000) * 1_000_000
-    used = frozenset(r[0] for r in conn.execute(
-        "SELECT client_order_id FROM orders WHERE created_ns >= ?", (since_ns,)))
-    marks = ",".join("?" * len(_OPEN_STATES))
-    open_rows = conn.execute(f"SELECT * FROM orders WHERE status IN ({marks})", _OPEN_STATES).fetchall()  # noqa: S608
-    open_orders = {}
-    for row in open_rows:
-        tids = frozenset(r[0] for r in conn.execute(
-            "SELECT trade_id FROM fills WHERE client_order_id = ?", (row["client_order_id"],)))
-        open_orders[row["client_order_id"]] = _order(row, tids)
+    used = journal.order_ids_since(since_ns)
+    open_orders = {row.client_order_id: _order(row) for row in journal.orders_in_states(_OPEN_STATES)}
     plans: dict[str, trader.Trade] = {}
     filled: dict[str, tuple[Decimal, Decimal]] = {}
     # the newest entry per symbol that filled, or is still open (its fate is being queried)
-    for row in conn.execute(
-            f"SELECT o.client_order_id, o.symbol, o.side, o.created_ns, o.filled_qty, o.avg_price, s.signal_id,"
-            f" s.stop, s.target, s.confidence, s.features FROM orders o JOIN signals s ON s.signal_id = o.signal_id"
-            f" WHERE o.reduce_only = 0 AND (o.filled_qty > 0 OR o.status IN ({marks}))"
-            f" AND o.created_ns >= ? ORDER BY o.created_ns", (*_OPEN_STATES, since_ns)):  # noqa: S608
+    for row in journal.entry_plans(_OPEN_STATES, since_ns):
         try:
-            features = {k: float(v) for k, v in json.loads(row["features"]).items()}
+            features = {k: float(v) for k, v in json.loads(row.features).items()}
         except (ValueError, AttributeError, TypeError):
             features = {}
-        plans[row["symbol"]] = trader.Trade(
-            trade_id=row["signal_id"], symbol=row["symbol"], side=row["side"], stop=float(row["stop"]),
-            target=float(row["target"]), confidence=float(row["confidence"]), features=features,
-            opened_ms=int(row["created_ns"]) // 1_000_000, entry_cid=row["client_order_id"])
+        plans[row.symbol] = trader.Trade(
+            trade_id=row.signal_id, symbol=row.symbol, side=row.side, stop=float(row.stop),
+            target=float(row.target), confidence=float(row.confidence), features=features,
+            opened_ms=int(row.created_ns) // 1_000_000, entry_cid=row.client_order_id)
         # what the entry filled, as journaled: a trade closed while we were away starts from it
-        filled[row["symbol"]] = (_dec(row["filled_qty"]), _dec(row["avg_price"]))
-    closed = {r[0] for r in conn.execute("SELECT trade_id FROM trades")}
-    last_action = {r[0]: int(r[1]) // 1_000_000 for r in conn.execute(
-        "SELECT symbol, max(updated_ns) FROM orders WHERE created_ns >= ? GROUP BY symbol", (since_ns,))}
-    blobs = {r[0]: bytes(r[1]) for r in conn.execute("SELECT name, state FROM model_state")}
+        filled[row.symbol] = (_dec(row.filled_qty), _dec(row.avg_price))
+    closed = journal.closed_trade_ids()
+    last_action = {sym: ns // 1_000_000 for sym, ns in journal.last_order_update_ns(since_ns).items()}
+    blobs = journal.model_states()
     risk_state = None
     if RISK_NAME in blobs:
         try:
@@ -163,23 +154,15 @@ def _load(conn: sqlite3.Connection, now_ms: int) -> Saved:
             log.error("brain.risk_state_unreadable", error=str(exc))
             risk_state = risk.halt(risk.RiskState(), now_ms, "saved risk state unreadable")
     algos: dict[str, ao.AlgoOrder] = {}
-    try:
-        marks_a = ",".join("?" * len(_ALGO_OPEN))
-        for row in conn.execute(f"SELECT * FROM algo_orders WHERE state IN ({marks_a})", _ALGO_OPEN):  # noqa: S608
-            a = _algo(row)
-            if a is not None:
-                algos[a.client_algo_id] = a
-    except sqlite3.OperationalError:  # a database from before protective orders: none to load
-        pass
+    for algo_row in journal.algo_orders_in_states(_ALGO_OPEN):  # none on a database from before them
+        a = _algo(algo_row)
+        if a is not None:
+            algos[a.client_algo_id] = a
     # a plan whose trade is over (closed in the trades table) is no plan any more; one whose
     # entry filled is carried with its fills (below: closed at the exchange while we were away)
     open_plans = {s: p for s, p in plans.items() if p.trade_id not in closed}
     entries = {s: filled[s] for s in open_plans if s in filled}
-    ids = set(used)
-    try:
-        ids.update(r[0] for r in conn.execute("SELECT client_algo_id FROM algo_orders"))
-    except sqlite3.OperationalError:  # a database from before protective orders
-        pass
+    ids = set(used) | journal.algo_ids()
     return Saved(open_orders=open_orders, used_cids=used, plans=open_plans, last_action_ms=last_action,
                  model_blob=blobs.get(MODEL_NAME), risk_state=risk_state, algos=algos, entry_fills=entries,
                  journal_ids=frozenset(ids))
@@ -191,20 +174,10 @@ def journaled_ids(db_path: Path, ids: Sequence[str]) -> frozenset[str] | None:
     if not ids or not db_path.exists():
         return None if not db_path.exists() else frozenset()
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1.0)
-    except sqlite3.Error:
+        with journal_store.read_only(db_path, timeout_s=1.0) as journal:
+            return journal.known_ids(ids)
+    except StoreError:
         return None
-    try:
-        marks = ",".join("?" * len(ids))
-        found = {r[0] for r in conn.execute(
-            f"SELECT client_order_id FROM orders WHERE client_order_id IN ({marks})", tuple(ids))}  # noqa: S608
-        found |= {r[0] for r in conn.execute(
-            f"SELECT client_algo_id FROM algo_orders WHERE client_algo_id IN ({marks})", tuple(ids))}  # noqa: S608
-        return frozenset(found)
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()
 
 
 def our_order_id(cid: str) -> bool:
@@ -327,7 +300,7 @@ def with_intents(saved: Saved, intents: Sequence[intent_log.Intent], now_ms: int
                                                target=p.target, confidence=p.confidence, features=dict(p.features),
                                                opened_ms=at_ms, entry_cid=o.client_order_id)
         else:
-            a = _algo({**msgspec.structs.asdict(b), "sent_ms": at_ms})
+            a = _algo(_algo_row(b, at_ms))
             if a is not None:
                 algos[a.client_algo_id] = a
     log.warning("brain.intents_not_journaled", count=len(todo), client_ids=[it.client_id for it in todo][:20],
@@ -416,11 +389,11 @@ def recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms: int)
     return sorted(iter_recent_candles(db_path, interval_s, per_symbol, now_ms), key=lambda c: (c.open_ms, c.symbol))
 
 
-def _candle(r: Sequence[Any], interval_s: int) -> wire.CandleClosed | None:
+def _candle(r: CandleRow, interval_s: int) -> wire.CandleClosed | None:
     try:
-        return wire.CandleClosed(symbol=r[0], interval_s=interval_s, open_ms=r[1], close_ms=r[2], open=r[3],
-                                 high=r[4], low=r[5], close=r[6], volume=r[7], quote_volume=r[8],
-                                 trades=r[9], buy_volume=r[10])
+        return wire.CandleClosed(symbol=r.symbol, interval_s=interval_s, open_ms=r.open_ms, close_ms=r.close_ms,
+                                 open=r.open, high=r.high, low=r.low, close=r.close, volume=r.volume,
+                                 quote_volume=r.quote_volume, trades=r.trades, buy_volume=r.buy_volume)
     except (ValueError, TypeError, msgspec.ValidationError):  # a bad row is skipped, not fatal
         return None
 
@@ -438,25 +411,14 @@ def iter_recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms:
         return
     since = now_ms - per_symbol * interval_s * 1000
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5.0)
-    except sqlite3.Error as exc:
+        with journal_store.read_only(db_path, timeout_s=5.0) as journal:
+            for sym in journal.candle_symbols():
+                for r in journal.candles(sym, interval_s, since, now_ms, per_symbol):
+                    c = _candle(r, interval_s)
+                    if c is not None:
+                        yield c
+    except StoreError as exc:
         log.warning("brain.recovery_candles_unreadable", error=str(exc))
-        return
-    try:
-        symbols = [r[0] for r in conn.execute("SELECT DISTINCT symbol FROM candles ORDER BY symbol")]
-        for sym in symbols:
-            rows = conn.execute(
-                "SELECT symbol, open_ms, close_ms, open, high, low, close, volume, quote_volume, trades, buy_volume"
-                " FROM candles WHERE symbol = ? AND interval_s = ? AND open_ms >= ? AND close_ms <= ?"
-                " ORDER BY open_ms DESC LIMIT ?", (sym, interval_s, since, now_ms, per_symbol)).fetchall()
-            for r in reversed(rows):
-                c = _candle(r, interval_s)
-                if c is not None:
-                    yield c
-    except sqlite3.Error as exc:
-        log.warning("brain.recovery_candles_unreadable", error=str(exc))
-    finally:
-        conn.close()
 
 
 def symbol_rules(db_path: Path) -> dict[str, wire.SymbolInfo]:
@@ -465,20 +427,18 @@ def symbol_rules(db_path: Path) -> dict[str, wire.SymbolInfo]:
     if not db_path.exists():
         return {}
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5.0)
-        try:
-            rows = conn.execute("SELECT symbol, tick_size, step_size, min_qty, min_notional, price_precision,"
-                                " quantity_precision FROM symbols").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
+        with journal_store.read_only(db_path, timeout_s=5.0) as journal:
+            rows = journal.symbol_rules()
+    except StoreError as exc:
         log.warning("brain.symbol_rules_unreadable", error=str(exc))
         return {}
     out = {}
     for r in rows:
         try:
-            out[r[0]] = wire.SymbolInfo(symbol=r[0], tick_size=r[1], step_size=r[2], min_qty=r[3], min_notional=r[4],
-                                        price_precision=r[5], quantity_precision=r[6])
+            out[r.symbol] = wire.SymbolInfo(symbol=r.symbol, tick_size=r.tick_size, step_size=r.step_size,
+                                            min_qty=r.min_qty, min_notional=r.min_notional,
+                                            price_precision=r.price_precision,
+                                            quantity_precision=r.quantity_precision)
         except (TypeError, ValueError) as exc:
-            log.warning("brain.symbol_rule_rejected", symbol=r[0], error=str(exc))
+            log.warning("brain.symbol_rule_rejected", symbol=r.symbol, error=str(exc))
     return out

@@ -50,7 +50,7 @@ import structlog
 
 from common.log import RateLimiter
 from services.brain import dispatcher as dsp
-from services.brain import trader
+from services.brain import jobs, trader
 from services.brain import funding_feed
 from venue import algo_orders as ao
 from venue import orders as om
@@ -65,7 +65,6 @@ log = structlog.get_logger(__name__)
 MAX_ITEMS_PER_POLL = 1_000  # a burst is spread over polls: the ring reader never waits long
 SEEN_MAX = 50_000  # trade ids remembered from the stream (a forgotten one delays a flat to the REST poll)
 STREAM_POSITION_POLL_S = 30.0  # REST position poll while the stream is connected (the backstop)
-RESYNC_TAG = "stream_resync"  # the dispatcher tag of a resync's position read (``resynced``)
 
 
 class Source(Protocol):
@@ -206,14 +205,16 @@ def resync(ex: Execution, r: uu.Resync) -> None:
         return
     link.resyncs_done += 1
     link.see(tid for o in ex.st.orders.values() for tid in o.trade_ids)  # the new connection is past them
-    ex.dispatcher.submit(dsp.QUERY, ex.broker.positions, tag=(RESYNC_TAG, ex.clock_ms(), r.reason, r.connection))
+    ex.dispatcher.submit(dsp.QUERY, ex.broker.positions, tag=jobs.StreamResync(ex.clock_ms(), r.reason, r.connection))
 
 
 def resynced(ex: Execution, c: dsp.Completion) -> None:
     """The resync's positions came back (or failed): apply them, then query the live orders."""
     link = ex.user_stream
     assert link is not None
-    _, sent_ms, reason, connection = c.tag
+    tag = c.tag
+    assert isinstance(tag, jobs.StreamResync)
+    sent_ms, reason, connection = tag.sent_ms, tag.reason, tag.connection
     if c.error is None and ex.ready:
         apply_position_read(ex, c.result, sent_ms)
     elif c.error is not None:  # the REST position poll is the backstop; the queries go anyway

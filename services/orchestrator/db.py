@@ -1,4 +1,5 @@
-"""The database: SQLite in WAL mode, one file, written only by the orchestrator.
+"""The database: SQLite in WAL mode, one file, written only by the orchestrator (the rows of
+each journal message; the tables themselves are ``common/journal_store.py``).
 
 Durability choice: the connection runs ``synchronous=FULL`` (every commit is fsync'd to the
 WAL before it returns). Journal messages arrive in batches and are committed once per
@@ -18,122 +19,15 @@ from typing import Any, Iterable
 
 import msgspec
 
-from common import wire
+from common import journal_store, wire
 
-SCHEMA_VERSION = 4  # 2: trades table; 3: symbols table; 4: controls table
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS candles (
-    symbol TEXT NOT NULL, interval_s INTEGER NOT NULL, open_ms INTEGER NOT NULL,
-    close_ms INTEGER NOT NULL, open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL,
-    close REAL NOT NULL, volume REAL NOT NULL, quote_volume REAL NOT NULL,
-    trades INTEGER NOT NULL, buy_volume REAL NOT NULL,
-    PRIMARY KEY (symbol, interval_s, open_ms)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS signals (
-    signal_id TEXT PRIMARY KEY, ts_ns INTEGER NOT NULL, symbol TEXT NOT NULL,
-    side TEXT NOT NULL, entry REAL NOT NULL, stop REAL NOT NULL, target REAL NOT NULL,
-    confidence REAL NOT NULL, cold INTEGER NOT NULL, strategy TEXT NOT NULL,
-    features TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS orders (
-    client_order_id TEXT PRIMARY KEY, exchange_order_id TEXT, symbol TEXT NOT NULL,
-    side TEXT NOT NULL, order_type TEXT NOT NULL, qty REAL NOT NULL, price REAL NOT NULL,
-    reduce_only INTEGER NOT NULL, status TEXT NOT NULL, filled_qty REAL NOT NULL DEFAULT 0,
-    avg_price REAL NOT NULL DEFAULT 0, signal_id TEXT NOT NULL DEFAULT '',
-    created_ns INTEGER NOT NULL, updated_ns INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS fills (
-    symbol TEXT NOT NULL, trade_id TEXT NOT NULL, client_order_id TEXT NOT NULL,
-    exchange_order_id TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL,
-    price REAL NOT NULL, fee REAL NOT NULL, fee_asset TEXT NOT NULL, liquidity TEXT NOT NULL,
-    ts_ns INTEGER NOT NULL,
-    PRIMARY KEY (symbol, trade_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS positions (
-    symbol TEXT PRIMARY KEY, qty REAL NOT NULL, entry_price REAL NOT NULL,
-    unrealized_pnl REAL NOT NULL, realized_pnl REAL NOT NULL, updated_ns INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS risk_rejects (
-    ts_ns INTEGER NOT NULL, publisher TEXT NOT NULL, seq INTEGER NOT NULL,
-    symbol TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, signal_id TEXT NOT NULL,
-    PRIMARY KEY (publisher, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS journal_seq (
-    stream TEXT PRIMARY KEY,  -- "<publisher>/<event type>"
-    seq INTEGER NOT NULL      -- last sequence number written, committed with its rows
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS trades (
-    trade_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL,
-    entry_price REAL NOT NULL, exit_price REAL NOT NULL, stop REAL NOT NULL,
-    target REAL NOT NULL, opened_ms INTEGER NOT NULL, closed_ms INTEGER NOT NULL,
-    pnl REAL NOT NULL, fees REAL NOT NULL, outcome_r REAL NOT NULL, exit_reason TEXT NOT NULL,
-    confidence REAL NOT NULL, learned INTEGER NOT NULL,
-    funding REAL NOT NULL DEFAULT 0,  -- received (+) or paid (-) while open, included in pnl
-    signal_price REAL NOT NULL DEFAULT 0,  -- the signal's entry price (0: none, an adopted position)
-    slippage_bps REAL,  -- entry average vs signal price, bps, positive = worse; NULL: no signal price
-    PRIMARY KEY (trade_id, closed_ms)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS symbols (
-    symbol TEXT PRIMARY KEY, tick_size REAL NOT NULL, step_size REAL NOT NULL,
-    min_qty REAL NOT NULL, min_notional REAL NOT NULL, price_precision INTEGER NOT NULL,
-    quantity_precision INTEGER NOT NULL, updated_ns INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS algo_orders (
-    client_algo_id TEXT PRIMARY KEY, algo_id TEXT NOT NULL, symbol TEXT NOT NULL,
-    side TEXT NOT NULL, order_type TEXT NOT NULL, trigger_price TEXT NOT NULL,
-    working_type TEXT NOT NULL, close_position INTEGER NOT NULL, trade_id TEXT NOT NULL,
-    role TEXT NOT NULL, state TEXT NOT NULL, actual_order_id TEXT NOT NULL,
-    sent_ms INTEGER NOT NULL, reason TEXT NOT NULL, created_ns INTEGER NOT NULL,
-    updated_ns INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS controls (
-    request_id TEXT PRIMARY KEY, command TEXT NOT NULL, symbol TEXT NOT NULL,
-    client TEXT NOT NULL, via TEXT NOT NULL, requested_ms INTEGER NOT NULL,
-    status TEXT NOT NULL, detail TEXT NOT NULL, created_ns INTEGER NOT NULL,
-    updated_ns INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS model_state (
-    name TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL,
-    updated_ns INTEGER NOT NULL
-);
-"""
-
-
-# columns added after a table's first release: (table, column, declaration). CREATE TABLE has
-# them for a new database; an older database gets them by ALTER TABLE at connect.
-ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("trades", "funding", "REAL NOT NULL DEFAULT 0"),
-    ("trades", "signal_price", "REAL NOT NULL DEFAULT 0"),
-    ("trades", "slippage_bps", "REAL"),
-)
-
-
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    for table, column, decl in ADDED_COLUMNS:
-        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}  # noqa: S608 - fixed names
-        if column not in have:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")  # noqa: S608 - fixed names
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the database with WAL and FULL sync, schema applied."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=5000")
-    conn.executescript(SCHEMA)
-    _add_missing_columns(conn)
-    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                 (str(SCHEMA_VERSION),))
-    return conn
-
+# the schema (tables, columns added later, the writer's connection) lives with the journal's
+# read queries in ``common/journal_store.py``: the brain reads through it, the orchestrator
+# writes through here
+SCHEMA = journal_store.SCHEMA
+SCHEMA_VERSION = journal_store.SCHEMA_VERSION
+ADDED_COLUMNS = journal_store.ADDED_COLUMNS
+connect = journal_store.connect
 
 Row = tuple[str, tuple[Any, ...]]
 

@@ -6,6 +6,7 @@ directly (tests/unit/orchestrator/test_policy.py).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -76,6 +77,36 @@ def intensity_exceeded(policy: RestartPolicy, restart_times: Sequence[float], no
 def healthy_reset(started_at: float, now: float, healthy_after_s: float) -> bool:
     """A child that stayed up ``healthy_after_s`` has its consecutive-failure count reset."""
     return now - started_at >= healthy_after_s
+
+
+class ExitVerdict(enum.Enum):
+    """What the supervisor does about a child that exited (or was killed as hung)."""
+
+    RESTART = "RESTART"  # after ``OnExit.delay_s``
+    NOT_RESTARTED = "NOT_RESTARTED"  # its storage refuses writes: a restart cannot fix that
+    GIVE_UP = "GIVE_UP"  # past the restart intensity, an OPTIONAL service: the stack runs on
+    STOP_STACK = "STOP_STACK"  # past the restart intensity: everything stops, exit non-zero
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnExit:
+    verdict: ExitVerdict
+    restart_times: tuple[float, ...]  # the child's restarts inside the window, this one included
+    delay_s: float = 0.0  # RESTART: how long to wait first
+
+
+def on_exit(policy: RestartPolicy, *, code: int | None, restart_times: Sequence[float],
+            consecutive_failures: int, now: float, optional: bool) -> OnExit:
+    """The whole decision on a child's exit (``code``; None: killed or hung), from its restart
+    history: not restarted for its storage, given up or the stack stopped past the intensity,
+    else restarted after the backoff of its next consecutive failure."""
+    if not should_restart(code):
+        return OnExit(verdict=ExitVerdict.NOT_RESTARTED, restart_times=tuple(restart_times))
+    times = (*recent(restart_times, now, policy.period_s), now)
+    if intensity_exceeded(policy, times, now):
+        return OnExit(verdict=ExitVerdict.GIVE_UP if optional else ExitVerdict.STOP_STACK, restart_times=times)
+    return OnExit(verdict=ExitVerdict.RESTART, restart_times=times,
+                  delay_s=backoff_s(policy, consecutive_failures + 1))
 
 
 # ---------------------------------------------------------------------------- summary

@@ -20,25 +20,23 @@ and the run directory it created: nothing is left behind. Every catchable stop s
 starts this (``service.STOP_SIGNALS``: SIGTERM, Ctrl+C's SIGINT, SIGHUP when the terminal
 closes, Ctrl+\\'s SIGQUIT), and writes that fail because the terminal is gone are dropped.
 
-Children run in their own process group (a terminal's Ctrl+C reaches only the supervisor,
-which then stops them in order) and die with the supervisor (PR_SET_PDEATHSIG), so even a
-SIGKILLed supervisor leaves no orphan.
+The parts: ``children`` (a service process: start, ready, stop; children run in their own
+process group and die with the supervisor), ``spares`` (warm spares that fork
+replacements), ``policy`` (pure rules: restart or not, backoff, intensity, the summary),
+``stack_status`` (the snapshot and the status lines). This module is the shell that runs
+them: the loop, start-up, shutdown and clean-up.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,101 +46,12 @@ from common import bus, config as config_mod, service, wire, zmqutil
 from common.config import AegisConfig, endpoints
 from common.errors import ConfigError, RingError
 from common.ring import Ring
-from services.orchestrator import monitor, policy, storage
+from services.orchestrator import children, monitor, policy, spares, stack_status, storage
+from services.orchestrator.children import OPTIONAL, Child
 
 log = structlog.get_logger(__name__)
 TICK_S = 0.1  # supervision loop period
-SPARE_POLL_S = 0.002  # while a spare forks a replacement: how often its answer is looked for
-SPARE_STOP_S = 2.0  # a spare (no handlers yet: SIGTERM ends it at once) gets this long, then SIGKILL
-SPARE_MODES = ("demo", "paper", "live")  # not replay: a replay must not share its CPU with spares
 CAPTURE_SETTLE_S = 0.5  # aegis run --capture: the recorder connects before the services publish
-PR_SET_CHILD_SUBREAPER = 36
-# services that publish no heartbeat: alive = the process runs (and, for the sim, answers ping)
-NO_HEARTBEAT = ("exchange_sim", "dashboard")
-# services the stack trades without: one that will not start, or crashes past the restart
-# intensity, is given up (logged) instead of stopping the stack (a page must not stop trading)
-OPTIONAL = ("dashboard",)
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    proc: subprocess.Popen | Adopted | None = None
-    started_at: float = 0.0
-    restarts: int = 0
-    consecutive_failures: int = 0
-    restart_times: list[float] = field(default_factory=list)
-    restart_at: float | None = None
-    last_heartbeat: float = 0.0
-    counters: dict[str, float] = field(default_factory=dict)
-    pids: list[int] = field(default_factory=list)
-    spare: subprocess.Popen | None = None  # the warm spare that forks replacements (``keep_spare``)
-    spare_out: bytes = b""  # what the spare wrote on its stdout so far (replacement pids, one a line)
-    spare_asked_at: float | None = None  # a replacement was asked for and its pid not yet read
-    spare_asked_state: str = "none"  # the spare was warm or still warming when asked
-    spare_retry_at: float = 0.0  # the spare died: the next one not before this
-    warm_restarts: int = 0  # restarts answered by a spare
-    state: wire.ServiceState | None = None  # the state its last heartbeat gave
-    gave_up: str = ""  # why it is not restarted any more ("" = it is)
-
-
-def _spare_preexec() -> None:  # a spare: dies with its parent, warms up at the lowest priority
-    service.die_with_parent()
-    service.lower_priority()
-
-
-def become_subreaper() -> bool:
-    """Make this process the parent of every orphan among its descendants (Linux 3.4+): the
-    replacements a spare forks become our children, which we can wait for. False elsewhere."""
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-class Adopted:
-    """A service process forked by a spare and re-parented to us: ``subprocess.Popen``'s
-    interface (the part the supervisor uses) on ``os.waitpid``."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self._lock = threading.Lock()  # the monitor thread polls too: one waitpid at a time
-
-    def poll(self) -> int | None:
-        with self._lock:
-            if self.returncode is None:
-                try:
-                    pid, status = os.waitpid(self.pid, os.WNOHANG)
-                except ChildProcessError:  # reaped elsewhere or never ours: gone either way
-                    self.returncode = -1
-                    return self.returncode
-                if pid:
-                    self.returncode = os.waitstatus_to_exitcode(status)
-            return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
-            time.sleep(0.01)
-        assert self.returncode is not None
-        return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
 
 
 def _emit(stream: Any, text: str, *, tty_only: bool = False) -> None:
@@ -155,12 +64,6 @@ def _emit(stream: Any, text: str, *, tty_only: bool = False) -> None:
         stream.flush()
     except (OSError, ValueError):
         pass
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class Supervisor:
@@ -216,7 +119,7 @@ class Supervisor:
         pidfile.write_text(str(os.getpid()))
         cfg = self.cfg
         if cfg.mode == "demo" and cfg.sim.port == 0:
-            cfg = config_mod.replace(cfg, sim={"port": free_port(cfg.sim.host)})
+            cfg = config_mod.replace(cfg, sim={"port": children.free_port(cfg.sim.host)})
         cfg = config_mod.replace(cfg, run_dir=str(self.rd),
                                  data_dir=str(Path(cfg.data_dir).resolve()))
         self.cfg = cfg
@@ -236,187 +139,22 @@ class Supervisor:
                               for n in self.without), file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ children
-    def child_env(self, child: Child) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("AEGIS_RUN_DIR", None)
-        if child.name == "exchange_sim":  # the sim's account (orders, positions) outlives a sim crash
-            env.setdefault("AEGIS_SIM_STATE_FILE", str(self.rd / "sim-account.json"))
-        return env
-
     def spawn(self, child: Child, now: float | None = None) -> None:
         """Start the service: ask its spare for a replacement when one runs, else a new process."""
         (self.rd / f"{child.name}.ready").unlink(missing_ok=True)
-        if self.ask_spare(child, time.monotonic() if now is None else now):
-            return  # ``collect_replacement`` adopts it
-        proc = subprocess.Popen(child.argv, env=self.child_env(child), start_new_session=True,
-                                preexec_fn=service.die_with_parent, stdin=subprocess.DEVNULL)
-        self.record_start(child, proc, "none")
-
-    def record_start(self, child: Child, proc: subprocess.Popen | Adopted, spare: str) -> None:
-        child.proc = proc
-        child.pids.append(proc.pid)
-        child.started_at = time.monotonic()
-        child.last_heartbeat = child.started_at
-        log.info("supervisor.child_started", child=child.name, pid=proc.pid, spare=spare)
-
-    # ------------------------------------------------------------------ warm spares
-    @property
-    def spares_enabled(self) -> bool:
-        return self.subreaper and self.cfg.supervisor.warm_spares and self.cfg.mode in SPARE_MODES
-
-    def spare_state(self, child: Child) -> str:
-        """``warm`` (loaded, waiting), ``warming`` (still loading), or ``none``."""
-        sp = child.spare
-        if sp is None or sp.poll() is not None:
-            return "none"
-        return "warm" if service.live_pid(service.spare_marker(self.rd, child.name)) == sp.pid else "warming"
-
-    def ask_spare(self, child: Child, now: float) -> bool:
-        """Tell the child's spare to fork a replacement; False when there is no spare to ask.
-
-        A spare still warming up takes the word too: it forks as soon as it is loaded, which
-        is never later than a new process would be ready to start."""
-        sp = child.spare
-        if sp is None or sp.poll() is not None or sp.stdin is None:
-            return False
-        try:
-            sp.stdin.write(service.SPARE_GO)
-            sp.stdin.flush()
-        except OSError:  # it died just now (broken pipe): ``keep_spare`` replaces it
-            return False
-        child.spare_asked_at = now
-        child.spare_asked_state = self.spare_state(child)
-        return True
-
-    def collect_replacement(self, child: Child, now: float) -> None:
-        """Adopt the replacement whose pid the spare wrote; a new process if the spare failed."""
-        sp = child.spare
-        line = self.spare_line(child) if sp is not None else None
-        if line is not None:
-            child.spare_asked_at = None
-            try:
-                pid = int(line)
-            except ValueError:
-                pid = 0
-            if pid > 0:
-                child.warm_restarts += 1
-                self.record_start(child, Adopted(pid), child.spare_asked_state)
-                return
-        elif sp is not None and sp.poll() is None and now - (child.spare_asked_at or now) < \
-                self.cfg.supervisor.ready_timeout_s:
-            return  # still loading (or forking): keep waiting
-        log.warning("supervisor.spare_failed", child=child.name, pid=sp.pid if sp is not None else None,
-                    answer=line)
-        child.spare_asked_at = None
-        if sp is not None:
-            self.end_spare(sp)
-            child.spare = None
-            child.spare_retry_at = now + self.cfg.supervisor.spare_retry_s
-        if not self.stopping:
-            self.spawn(child, now)
-
-    def spare_line(self, child: Child) -> str | None:
-        """The next full line the spare wrote on its stdout, None while there is none."""
-        sp = child.spare
-        if sp is not None and sp.stdout is not None and b"\n" not in child.spare_out:
-            try:
-                child.spare_out += os.read(sp.stdout.fileno(), 4096)
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                return None
-        if b"\n" not in child.spare_out:
-            return None
-        line, child.spare_out = child.spare_out.split(b"\n", 1)
-        return line.decode(errors="replace").strip()
-
-    def keep_spare(self, child: Child, now: float) -> None:
-        """One warm spare per service, started once the service has a ready incarnation.
-
-        A spare costs memory (a copy of the service's imports and caches, ~100-150 MB; its
-        replacements share those pages copy-on-write) and nothing else once warm: it waits on
-        its stdin. It starts at the lowest CPU priority (``service.lower_priority``), so it
-        never slows the running stack down, and stays for every later restart. A spare that
-        dies is logged and replaced after ``supervisor.spare_retry_s``."""
-        sp = child.spare
-        if sp is not None:
-            if sp.poll() is not None and child.spare_asked_at is None:
-                retry_s = self.cfg.supervisor.spare_retry_s
-                log.warning("supervisor.spare_died", child=child.name, pid=sp.pid, code=sp.returncode,
-                            retry_in_s=retry_s)
-                self.end_spare(sp)
-                child.spare = None
-                child.spare_retry_at = now + retry_s
-            return
-        if now < child.spare_retry_at or child.restart_at is not None or child.spare_asked_at is not None:
-            return
-        if child.proc is None or child.proc.poll() is not None or not self.is_ready(child):
-            return
-        sp = subprocess.Popen(child.argv + ["--spare"], env=self.child_env(child), start_new_session=True,
-                              preexec_fn=_spare_preexec, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert sp.stdout is not None
-        os.set_blocking(sp.stdout.fileno(), False)
-        child.spare, child.spare_out = sp, b""
-        child.pids.append(sp.pid)
-        log.info("supervisor.spare_started", child=child.name, pid=sp.pid)
-
-    def end_spare(self, sp: subprocess.Popen) -> None:
-        """Stop a spare: end of file on its stdin (it stands down), else SIGTERM, then SIGKILL."""
-        if sp.stdin is not None:
-            try:
-                sp.stdin.close()
-            except OSError:
-                pass
-        try:
-            sp.wait(SPARE_STOP_S)
-        except subprocess.TimeoutExpired:
-            sp.terminate()
-            try:
-                sp.wait(SPARE_STOP_S)
-            except subprocess.TimeoutExpired:
-                sp.kill()
-                sp.wait()
-        if sp.stdout is not None:
-            sp.stdout.close()
+        if spares.ask(child, self.rd, time.monotonic() if now is None else now):
+            return  # ``spares.collect`` adopts it
+        children.record_start(child, children.start_process(child, self.rd), "none")
 
     def is_ready(self, child: Child) -> bool:
-        if child.name == "exchange_sim":
-            url = f"http://{self.cfg.sim.host}:{self.cfg.sim.port}/fapi/v1/ping"
-            try:
-                with urllib.request.urlopen(url, timeout=0.5) as r:  # noqa: S310 - loopback only
-                    return r.status == 200
-            except OSError:
-                return False
-        f = self.rd / f"{child.name}.ready"
-        try:
-            return child.proc is not None and int(f.read_text()) == child.proc.pid
-        except (OSError, ValueError):
-            return False
-
-    def wait_ready(self, child: Child) -> bool:
-        deadline = time.monotonic() + self.cfg.supervisor.ready_timeout_s
-        while time.monotonic() < deadline and not self.stop.is_set():
-            if self.is_ready(child):
-                log.info("supervisor.child_ready", child=child.name, pid=child.proc.pid)
-                return True
-            if child.proc.poll() is not None:
-                log.error("supervisor.child_died_starting", child=child.name, code=child.proc.returncode)
-                return False
-            time.sleep(0.05)
-        log.error("supervisor.child_not_ready", child=child.name)
-        return False
+        return children.is_ready(child, self.rd, self.cfg)
 
     def stop_child(self, child: Child) -> None:
-        p = child.proc
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(self.cfg.supervisor.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("supervisor.child_killed", child=child.name, pid=p.pid)
-            p.kill()
-            p.wait()
+        children.stop(child, self.cfg.supervisor.stop_timeout_s)
+
+    @property
+    def spares_enabled(self) -> bool:
+        return spares.enabled(self.cfg, subreaper=self.subreaper)
 
     # ------------------------------------------------------------------ running
     def run(self) -> int:
@@ -424,7 +162,7 @@ class Supervisor:
         service.install_stop_handlers(self.stop)
         # wake the loop the moment a child dies, instead of at its next 0.1 s tick
         signal.signal(signal.SIGCHLD, lambda *_: self._wake.set())
-        self.subreaper = become_subreaper()
+        self.subreaper = children.become_subreaper()
         started = self.started = time.monotonic()
         try:
             self.start_monitor()
@@ -443,7 +181,7 @@ class Supervisor:
         """Start every child in order, each ready before the next; False (exit code set) if one is not."""
         for child in self.children:
             self.spawn(child)
-            if not self.wait_ready(child):
+            if not children.wait_ready(child, self.rd, self.cfg, self.stop):
                 if child.name in OPTIONAL and not self.stop.is_set():
                     self.give_up(child, "did not become ready")
                     continue
@@ -466,9 +204,7 @@ class Supervisor:
         child.gave_up = reason
         child.restart_at = None
         self.stop_child(child)
-        sp, child.spare = child.spare, None
-        if sp is not None:
-            self.end_spare(sp)
+        spares.end_child_spare(child)
         print(f"aegis: {child.name} gave up (see the log above); the stack runs on without it",
               file=sys.stderr, flush=True)
 
@@ -519,41 +255,20 @@ class Supervisor:
     def snapshot(self) -> dict[str, Any]:
         """The live state of the stack (for /status, /health, /metrics and the heartbeat line)."""
         now = time.monotonic()
-        ring = self.ring.counters() if self.ring is not None else {}
         services = {}
         for c in self.children:
-            running = c.proc is not None and c.proc.poll() is None
-            services[c.name] = {
-                "pid": c.proc.pid if c.proc is not None else None, "running": running,
-                "ready": running and self.is_ready(c), "state": c.state or "", "gave_up": c.gave_up,
-                "restarts": c.restarts, "warm_restarts": c.warm_restarts,
-                "spare": self.spare_state(c), "spare_pid": spare.pid if (spare := c.spare) is not None else None,
-                "heartbeat_age_s": (None if c.name in NO_HEARTBEAT or c.proc is None
-                                    else round(now - c.last_heartbeat, 3)),
-                "counters": dict(c.counters)}
-        perm = self.permission
-        trading = (None if perm is None else
-                   {"allowed": perm.allowed, "reason": perm.reason, "detail": perm.detail})
-        return {"mode": self.cfg.mode, "uptime_s": round(now - self.started, 3), "run_dir": str(self.rd),
-                "ticks_per_s": round(self._rate, 1), "heartbeat_timeout_s": self.cfg.supervisor.heartbeat_timeout_s,
-                "ring": ring, "services": services, "trading": trading}
+            running = c.running
+            services[c.name] = stack_status.service_view(c, now=now, running=running,
+                                                         ready=running and self.is_ready(c),
+                                                         spare=spares.state(c, self.rd))
+        return stack_status.snapshot(
+            mode=self.cfg.mode, uptime_s=now - self.started, run_dir=str(self.rd), ticks_per_s=self._rate,
+            heartbeat_timeout_s=self.cfg.supervisor.heartbeat_timeout_s,
+            ring=self.ring.counters() if self.ring is not None else {}, services=services,
+            permission=self.permission)
 
     def heartbeat_line(self) -> str:
-        s = self.snapshot()
-        brain = s["services"].get("brain", {}).get("counters", {})
-        feed = s["services"].get("feed", {}).get("counters", {})
-        ring = s["ring"]
-        return (f"aegis heartbeat uptime_s={s['uptime_s']:.0f} ticks_per_s={s['ticks_per_s']:.0f} "
-                f"written={ring.get('written', 0)} lag={ring.get('lag', 0)} lost={ring.get('lost', 0)} "
-                f"rejected={int(feed.get('ticks_rejected', 0))} candles={int(brain.get('candles_closed', 0))} "
-                f"p99_us={brain.get('latency_p99_us', 0):.0f} "
-                f"restarts={sum(v['restarts'] for v in s['services'].values())} "
-                f"signals={int(brain.get('signals', 0))} orders={int(brain.get('orders', 0))} "
-                f"fills={int(brain.get('fills', 0))} rejects={int(brain.get('risk_rejects', 0))} "
-                f"positions={int(brain.get('positions_open', 0))} pnl={brain.get('realized_pnl', 0.0):.2f} "
-                f"fees={brain.get('fees', 0.0):.2f} funding={brain.get('funding', 0.0):.4f} "
-                f"equity={brain.get('equity', 0.0):.2f} "
-                f"halted={int(brain.get('halted', 0))} entries={_entries(s.get('trading'))}")
+        return stack_status.heartbeat_line(self.snapshot())
 
     def loop(self, started: float) -> None:
         next_status = time.monotonic()
@@ -569,7 +284,7 @@ class Supervisor:
                     return
             if self.spares_enabled:
                 for child in self.children:
-                    self.keep_spare(child, now)
+                    spares.keep(child, self.rd, self.cfg, now)
             if now >= next_status:
                 next_status = now + 1.0
                 self.print_status(now - started)
@@ -578,58 +293,63 @@ class Supervisor:
                 _emit(sys.stderr, self.heartbeat_line() + "\n")
             if not self.stop.is_set():
                 pending = any(c.spare_asked_at is not None for c in self.children)
-                self._wake.wait(policy.next_wait_s(SPARE_POLL_S if pending else TICK_S,
+                self._wake.wait(policy.next_wait_s(spares.POLL_S if pending else TICK_S,
                                                    [c.restart_at for c in self.children], time.monotonic()))
                 self._wake.clear()
 
     def supervise(self, child: Child, now: float) -> bool:
         """Restart a dead (or hung) child; False when the restart intensity is exceeded. A child
-        that exited because its storage refuses writes is not restarted (``policy.should_restart``)."""
+        that exited because its storage refuses writes is not restarted (``policy.on_exit``)."""
         if child.gave_up:
             return True
         if child.spare_asked_at is not None:  # its spare is forking the replacement
-            self.collect_replacement(child, now)
+            spares.collect(child, now, self.cfg, respawn=None if self.stopping else self.spawn)
             return True
-        p = child.proc
         if child.restart_at is not None:
             if now >= child.restart_at:
                 child.restart_at = None
                 self.spawn(child, now)
             return True
+        p = child.proc
         if p is not None and p.poll() is None:
             if policy.healthy_reset(child.started_at, now, self.policy.healthy_after_s):
                 child.consecutive_failures = 0
-            hb_timeout = self.cfg.supervisor.heartbeat_timeout_s
-            if (child.name not in NO_HEARTBEAT and self.is_ready(child)
-                    and now - child.last_heartbeat > hb_timeout):
-                log.error("supervisor.child_hung", child=child.name, pid=p.pid,
-                          silent_s=round(now - child.last_heartbeat, 1))
-                p.kill()
-                p.wait()
-            else:
+            if not self.hung(child, now):
                 return True
-        code = p.returncode if p is not None else None
-        if not policy.should_restart(code):
+            log.error("supervisor.child_hung", child=child.name, pid=p.pid,
+                      silent_s=round(now - child.last_heartbeat, 1))
+            p.kill()
+            p.wait()
+        return self.on_exit(child, p.returncode if p is not None else None, now)
+
+    def hung(self, child: Child, now: float) -> bool:
+        """Ready, publishing heartbeats, and silent past ``supervisor.heartbeat_timeout_s``."""
+        return (child.name not in children.NO_HEARTBEAT and self.is_ready(child)
+                and now - child.last_heartbeat > self.cfg.supervisor.heartbeat_timeout_s)
+
+    def on_exit(self, child: Child, code: int | None, now: float) -> bool:
+        """Carry out ``policy.on_exit``'s verdict; False: the stack stops."""
+        d = policy.on_exit(self.policy, code=code, restart_times=child.restart_times,
+                           consecutive_failures=child.consecutive_failures, now=now, optional=child.name in OPTIONAL)
+        child.restart_times = list(d.restart_times)
+        if d.verdict is policy.ExitVerdict.NOT_RESTARTED:
             child.gave_up = f"exited with {code}: its storage refuses writes; not restarted (a restart cannot fix it)"
             self.storage_gave_up = True
             log.error("supervisor.child_not_restarted", child=child.name, code=code, reason=child.gave_up,
                       exit_code_at_end=policy.EXIT_JOURNAL_FAULT)
             return True
-        child.restart_times = list(policy.recent(child.restart_times, now, self.policy.period_s))
-        child.restart_times.append(now)
-        if policy.intensity_exceeded(self.policy, child.restart_times, now):
+        if d.verdict is not policy.ExitVerdict.RESTART:
             log.error("supervisor.restart_intensity_exceeded", child=child.name,
                       restarts=len(child.restart_times), period_s=self.policy.period_s,
                       optional=child.name in OPTIONAL)
-            if child.name in OPTIONAL:
+            if d.verdict is policy.ExitVerdict.GIVE_UP:
                 self.give_up(child, f"more than {self.policy.intensity} restarts in {self.policy.period_s:g} s")
                 return True
             return False
         child.restarts += 1
         child.consecutive_failures += 1
-        delay = policy.backoff_s(self.policy, child.consecutive_failures)
-        child.restart_at = now + delay
-        log.warning("supervisor.child_exited", child=child.name, code=code, restart_in_s=delay,
+        child.restart_at = now + d.delay_s
+        log.warning("supervisor.child_exited", child=child.name, code=code, restart_in_s=d.delay_s,
                     restarts=child.restarts)
         return True
 
@@ -663,17 +383,9 @@ class Supervisor:
         if not self.status_line:
             return
         brain = next((ch.counters for ch in self.children if ch.name == "brain"), {})
-        restarts = sum(ch.restarts for ch in self.children)
-        line = (f"aegis {self.cfg.mode} | {elapsed:6.0f}s | {rate:9,.0f} ticks/s | written "
-                f"{c['written']:,} | lag {c['lag']:,} | lost {c['lost']:,} | candles "
-                f"{int(brain.get('candles_closed', 0)):,} | p99 "
-                f"{brain.get('latency_p99_us', 0):,.0f}us | restarts {restarts} | signals "
-                f"{int(brain.get('signals', 0))} | orders {int(brain.get('orders', 0))} | pos "
-                f"{int(brain.get('positions_open', 0))} | pnl {brain.get('realized_pnl', 0.0):+,.2f}"
-                + (f" | funding {f:+,.4f}" if (f := brain.get("funding", 0.0)) else "")
-                + (" | HALTED" if brain.get("halted") else "")
-                + (f" | ENTRIES HALTED {p.reason}" if (p := self.permission) is not None
-                   and p.reason in storage.REASONS else ""))
+        line = stack_status.status_line(mode=self.cfg.mode, elapsed_s=elapsed, rate=rate, ring=c, brain=brain,
+                                        restarts=sum(ch.restarts for ch in self.children),
+                                        permission=self.permission)
         # without a terminal the 15-minute heartbeat line says it
         _emit(sys.stderr, "\r\x1b[2K" + line, tty_only=True)
 
@@ -699,18 +411,19 @@ class Supervisor:
         if self.server is not None:  # before the ring is unmapped: /status reads it
             self.server.shutdown()
             self.server.server_close()
-        for child in self.children:  # spares first: nothing may take over any more
-            deadline = time.monotonic() + SPARE_STOP_S
-            while child.spare_asked_at is not None and time.monotonic() < deadline:
-                self.collect_replacement(child, time.monotonic())  # adopt it, to stop it below
-                time.sleep(SPARE_POLL_S)
-            child.spare_asked_at = None
-            sp, child.spare = child.spare, None
-            if sp is not None:
-                self.end_spare(sp)
+        spares.stop_all(self.children, self.cfg)  # spares first: nothing may take over any more
         for child in reversed(self.children):
             self.stop_child(child)
-        duration = time.monotonic() - (self.ready_at or started)
+        summary = self.summary(time.monotonic() - (self.ready_at or started))
+        if self.summary_path:
+            Path(self.summary_path).write_text(json.dumps(summary, indent=2) + "\n")
+        _emit(sys.stderr if self.summary_path else sys.stdout, json.dumps(summary, indent=2) + "\n")
+        if self.sub is not None:
+            self.sub.close()
+        zmqutil.term()
+
+    def summary(self, duration: float) -> dict[str, Any]:
+        """The run summary (the services' final stats and the ring's counters); sets the exit code."""
         ring_counters: dict[str, int] = {}
         if self.ring is None:
             try:
@@ -735,12 +448,7 @@ class Supervisor:
                       gave_up={c.name: c.gave_up for c in self.children if c.gave_up})
         summary["exit_code"] = self.exit_code
         summary["exit_reason"] = policy.EXIT_CODES.get(self.exit_code, "")
-        if self.summary_path:
-            Path(self.summary_path).write_text(json.dumps(summary, indent=2) + "\n")
-        _emit(sys.stderr if self.summary_path else sys.stdout, json.dumps(summary, indent=2) + "\n")
-        if self.sub is not None:
-            self.sub.close()
-        zmqutil.term()
+        return summary
 
     def cleanup(self) -> None:
         Ring.unlink(service.ring_path(self.cfg))
@@ -756,12 +464,6 @@ class Supervisor:
             for f in [*self.rd.glob("*.ready"), *self.rd.glob("*.spare"), *(self.rd / n for n in names)]:
                 f.unlink(missing_ok=True)
             shutil.rmtree(self.rd / "stats", ignore_errors=True)
-
-
-def _entries(trading: dict[str, Any] | None) -> str:
-    if not trading:
-        return "unknown"
-    return "allowed" if trading.get("allowed") else f"HALTED:{trading.get('reason', '')}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,8 @@ imported): which package may import which.
   (``services.brain``); no other service, and no ``cli``.
 - ``cli`` (the ``aegis`` commands) is the one shell that may import anything: nothing
   imports it.
+- the brain reads the orchestrator's journal only through the store port
+  (``common/journal_store.py``): no module of ``services/brain`` imports ``sqlite3``.
 
 Imports inside functions count as much as those at the top of a module.
 """
@@ -103,6 +105,8 @@ def test_no_package_imports_across_the_rules():
     ("research", "cli.replay", False),
     ("cli", "services.brain.model", True),
     ("services.feed", "cli.decode", False),
+    ("services.brain", "common.journal_store", True),
+    ("services.brain", "services.orchestrator.db", False),
 ])
 def test_the_rule_itself(src, module, ok):
     """The rule says what the architecture page says, case by case (a rule that allowed
@@ -116,3 +120,15 @@ def test_the_scan_sees_imports_inside_functions(tmp_path):
     f.write_text("import os\nfrom services.brain import recovery\n"
                  "def f():\n    from services.feed.codec import decode\n    import venue.filters\n")
     assert imports(f) == [(2, "services.brain.recovery"), (4, "services.feed.codec.decode"), (5, "venue.filters")]
+
+
+def test_the_brain_holds_no_sql():
+    """The brain asks the journal through common/journal_store.py: none of its modules imports
+    sqlite3 (the schema and its queries have one home)."""
+    bad = []
+    for path in sorted((ROOT / "services" / "brain").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{path.relative_to(ROOT)}:{node.lineno}" for n in names if n.split(".")[0] == "sqlite3"]
+    assert bad == []

@@ -20,7 +20,7 @@ import pytest
 from common import wire
 from common.errors import AmbiguousError, DefinitiveError, TransientError
 from services.brain import dispatcher as dsp
-from services.brain import execution, recovery, risk, rotation, trader
+from services.brain import execution, jobs, recovery, risk, rotation, trader
 from venue import orders as om
 from venue.port import (AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
                                    SubmitResult)
@@ -356,7 +356,7 @@ class TestStartUp:
     def test_start_up_loads_filters_sets_up_the_account_and_takes_equity_from_the_balance(self, tmp_path: Path):
         rig = make_rig(tmp_path)
         rig.poll()
-        assert rig.disp.submitted == [(dsp.ACCOUNT, ("startup",), None)] and rig.ex.ready is False
+        assert rig.disp.submitted == [(dsp.ACCOUNT, jobs.Startup(), None)] and rig.ex.ready is False
         rig.poll()
         assert rig.ex.ready is True
         assert rig.calls == [("filters",), ("start", ("AAAUSDT", "BBBUSDT")), ("positions",), ("balance",)]
@@ -369,7 +369,7 @@ class TestStartUp:
     def test_the_first_timer_after_start_up_polls_the_balance(self, tmp_path: Path):
         rig = make_rig(tmp_path)
         rig.poll(2)
-        assert rig.disp.submitted[-1] == (dsp.ACCOUNT, ("balance",), None)
+        assert rig.disp.submitted[-1] == (dsp.ACCOUNT, jobs.Balance(), None)
         rig.broker.bal = Balance(wallet=Decimal("10000"), equity=Decimal("10123.5"))
         rig.poll()
         assert rig.ex.equity == 10_123.5
@@ -411,7 +411,7 @@ class TestEntry:
         assert rig.calls == [("journal", ENTRY), ("submit", ENTRY)]
         assert rig.journal.requests == [ENTRY_REQUEST]
         assert rig.published[0] == (ENTRY_REQUEST, False)  # PUB only: the journal had it synchronously
-        assert rig.disp.submitted[0] == (dsp.ORDER, ("submit", ENTRY, 1, NOW), "AAAUSDT")
+        assert rig.disp.submitted[0] == (dsp.ORDER, jobs.Submit(ENTRY, 1, NOW), "AAAUSDT")
         assert rig.broker.specs == [OrderSpec(client_order_id=ENTRY, symbol="AAAUSDT", side="BUY", order_type="MARKET",
                                               qty=Decimal("19.8"), price=Decimal(0), reduce_only=False)]
 
@@ -503,7 +503,7 @@ class TestUnknownOutcome:
         rig.ex.on_signal(signal())
         rig.poll()  # submit -> timeout: UNKNOWN, queried at once
         assert rig.ex.st.orders[ENTRY].state == om.S.UNKNOWN
-        assert rig.disp.submitted[-1] == (dsp.QUERY, ("query", ENTRY, NOW), "AAAUSDT")
+        assert rig.disp.submitted[-1] == (dsp.QUERY, jobs.Query(ENTRY, NOW), "AAAUSDT")
         rig.poll()  # "not found" at NOW proves nothing: ask again once the attempt is surely dead
         dead_after = NOW + om.DEFAULT_RECV_WINDOW_MS + om.CLOCK_MARGIN_MS
         assert rig.ex.delayed == [(dead_after + 1, om.QueryOrder(client_order_id=ENTRY, not_before_ms=dead_after + 1),
@@ -513,7 +513,7 @@ class TestUnknownOutcome:
         assert len(rig.calls_of("query")) == 1 and len(rig.ex.delayed) == 1
         rig.clock.now_ms = dead_after + 1
         rig.poll()  # due: the query goes out
-        assert rig.ex.delayed == [] and rig.disp.submitted[-1][1] == ("query", ENTRY, dead_after + 1)
+        assert rig.ex.delayed == [] and rig.disp.submitted[-1][1] == jobs.Query(ENTRY, dead_after + 1)
         rig.poll()  # FILLED, 19.8 executed, no fills held: fetch them
         rig.poll()  # the fills
         assert rig.calls == [("journal", ENTRY), ("submit", ENTRY), ("query", "AAAUSDT", ENTRY),
@@ -547,7 +547,7 @@ class TestUnknownOutcome:
         rig.ex.on_signal(signal())
         rig.poll()  # refused: the id is taken, so an earlier attempt arrived
         assert rig.ex.st.orders[ENTRY].state == om.S.UNKNOWN
-        assert rig.disp.submitted[-1] == (dsp.QUERY, ("query", ENTRY, NOW), "AAAUSDT")
+        assert rig.disp.submitted[-1] == (dsp.QUERY, jobs.Query(ENTRY, NOW), "AAAUSDT")
         rig.poll(2)
         assert rig.calls == [("journal", ENTRY), ("submit", ENTRY), ("query", "AAAUSDT", ENTRY),
                              ("fills", "AAAUSDT", EID)]
@@ -666,8 +666,8 @@ class TestRestart:
         assert sorted(rig.ex.saved.open_orders) == [self.CID]
         rig.poll()  # start-up done: recovery's query first, then the balance poll
         assert rig.ex.ready
-        assert rig.disp.submitted[1:] == [(dsp.QUERY, ("query", self.CID, NOW), "AAAUSDT"),
-                                          (dsp.ACCOUNT, ("balance",), None)]
+        assert rig.disp.submitted[1:] == [(dsp.QUERY, jobs.Query(self.CID, NOW), "AAAUSDT"),
+                                          (dsp.ACCOUNT, jobs.Balance(), None)]
         assert rig.ex.st.orders[self.CID].state == om.S.UNKNOWN
         t = rig.ex.st.trades["AAAUSDT"]  # the slot is held with the signal's plan
         assert (t.trade_id, t.stop, t.target, t.features, t.entry_qty) == (self.SIG, 98.0, 104.0, {"rr": 2.0}, 0)

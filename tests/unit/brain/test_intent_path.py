@@ -17,7 +17,7 @@ from common import wire
 from common.errors import AmbiguousError
 from services.brain import dispatcher as dsp
 from services.brain import intent_log as il
-from services.brain import recovery, trader
+from services.brain import jobs, recovery, trader
 from services.brain.execution import INTENT_LOG_UNAVAILABLE
 from tests.unit.brain.test_execution import (  # noqa: F401 - the shared fakes
     CFG, ENTRY, ENTRY_FILLED, ENTRY_REQUEST, EID, EXIT, EXIT_EID, NOW, SIG_ID, journal_db, make_rig, signal, xfill,
@@ -139,7 +139,7 @@ class TestExitFromTheDecidingThread:
         rig.ex.on_range("AAAUSDT", 97.9, 100.5)
         assert rig.calls == [("send_order", EXIT, 0.0)]  # before any poll: sent by this thread
         assert on_file(tmp_path / "intents.log") == [ENTRY, EXIT]
-        assert rig.disp.submitted == [(dsp.ORDER, ("submit", EXIT, 1, NOW + 30_000), "AAAUSDT")]
+        assert rig.disp.submitted == [(dsp.ORDER, jobs.Submit(EXIT, 1, NOW + 30_000), "AAAUSDT")]
         rig.poll()
         assert rig.calls == [("send_order", EXIT, 0.0), ("finish_order", EXIT, "frame-1")]
         (closed,) = rig.bodies(wire.TradeClosed)

@@ -5,7 +5,6 @@ and the restart that reads the activation price back."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 from decimal import Decimal
 
@@ -208,6 +207,8 @@ class TestJournalRoundTrip:
         """The published update carries the activation (104.0) as the level; the orchestrator's
         row, read by the brain's recovery, is a TRAILING_STOP_MARKET with activation 104.0 and
         no trigger: ``level_of`` (what ``restore`` reads the target from) is 104.0 again."""
+        from common import journal_store
+        from venue.algo_orders import AlgoState
         from services.brain import recovery
         from services.orchestrator import db
         _, _, acts = filled()
@@ -216,8 +217,9 @@ class TestJournalRoundTrip:
         assert (body.order_type, body.trigger_price, body.role) == ("TRAILING_STOP_MARKET", "104.0", "TARGET")
         conn = db.connect(tmp_path / "aegis.sqlite3")
         db.write_batch(conn, db.rows_for(wire.Envelope(wire.SCHEMA_VERSION, "brain:1", 1, 123, 124, body)))
-        conn.row_factory = sqlite3.Row
-        (row,) = conn.execute("SELECT * FROM algo_orders").fetchall()
+        conn.close()
+        with journal_store.read_only(tmp_path / "aegis.sqlite3") as journal:
+            (row,) = journal.algo_orders_in_states([s.value for s in AlgoState])
         back = recovery._algo(row)
         assert (back.order_type, back.trigger_price, back.activation_price, back.role, back.close_position) == (
             "TRAILING_STOP_MARKET", Decimal(0), Decimal("104.0"), "TARGET", False)

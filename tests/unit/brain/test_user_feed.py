@@ -15,7 +15,7 @@ import orjson
 from common import wire
 from common.errors import DefinitiveError
 from services.brain import dispatcher as dsp
-from services.brain import execution, trader, user_feed
+from services.brain import execution, jobs, trader, user_feed
 from venue import orders as om
 from venue.binance import user_updates as uu
 from venue.binance.user_stream_client import UserStreamClient, UserStreamConfig
@@ -331,7 +331,7 @@ class TestResync:
         client = attach(rig)
         client._put(uu.Resync(reason="aborted", connection=2), 0)
         rig.ex.poll()
-        assert rig.disp.submitted == [(dsp.QUERY, (user_feed.RESYNC_TAG, NOW, "aborted", 2), None)]
+        assert rig.disp.submitted == [(dsp.QUERY, jobs.StreamResync(NOW, "aborted", 2), None)]
         rig.broker.algo_queries += [None, None]
         rig.ex.poll()  # the positions answer: applied, the queries submitted
         rig.ex.poll()  # the queries run

@@ -82,6 +82,19 @@ class TestStatusTable:
         col = {ln.split()[0]: ln[at:].split()[0] for ln in lines[4:6]}
         assert col == {"exchange_sim": "-", "brain": "warm"}
 
+    def test_the_state_column_shows_a_degraded_service(self):
+        """A running service whose last heartbeat said DEGRADED is shown DEGRADED; RUNNING (or
+        no state yet) is up; a dead one DOWN, whatever its last state."""
+        s = snap()
+        s["services"]["brain"]["state"] = "DEGRADED"
+        s["services"]["exchange_sim"]["state"] = "RUNNING"
+        s["services"]["feed"] = {"pid": 3, "running": False, "state": "DEGRADED", "restarts": 0,
+                                 "heartbeat_age_s": None, "counters": {}}
+        lines = status_cli.render(s).splitlines()
+        at = lines[2].index("state")
+        col = {ln.split()[0]: ln[at:].split()[0] for ln in lines[4:7]}
+        assert col == {"exchange_sim": "up", "brain": "DEGRADED", "feed": "DOWN"}
+
 
 FULL = {"allowed": False, "reason": "JOURNAL_DISK_FULL",
         "detail": "cannot write /d/aegis.sqlite3: database or disk is full (12,288 bytes free)"}

@@ -42,6 +42,32 @@ class TestIntensity:
         assert not policy.healthy_reset(10.0, 19.9, 10.0)
 
 
+class TestOnExit:
+    def test_a_first_crash_restarts_at_once_and_counts_in_the_window(self):
+        """A crash with no history: RESTART now, the window holds this one restart."""
+        d = policy.on_exit(P, code=1, restart_times=[], consecutive_failures=0, now=100.0, optional=False)
+        assert d == policy.OnExit(verdict=policy.ExitVerdict.RESTART, restart_times=(100.0,), delay_s=0.0)
+
+    def test_a_crash_loop_backs_off_and_old_restarts_leave_the_window(self):
+        """The third consecutive failure waits 1 s (0.5 doubled); a restart 61 s old is dropped."""
+        d = policy.on_exit(P, code=1, restart_times=[39.0, 90.0], consecutive_failures=2, now=100.0, optional=False)
+        assert d == policy.OnExit(verdict=policy.ExitVerdict.RESTART, restart_times=(90.0, 100.0), delay_s=1.0)
+
+    def test_past_the_intensity_the_stack_stops_or_an_optional_service_is_given_up(self):
+        """The fourth restart in 60 s (intensity 3): STOP_STACK, or GIVE_UP for an optional one."""
+        times = [97.0, 98.0, 99.0]
+        stop = policy.on_exit(P, code=None, restart_times=times, consecutive_failures=3, now=100.0, optional=False)
+        give = policy.on_exit(P, code=None, restart_times=times, consecutive_failures=3, now=100.0, optional=True)
+        assert stop == policy.OnExit(verdict=policy.ExitVerdict.STOP_STACK, restart_times=(97.0, 98.0, 99.0, 100.0))
+        assert give.verdict is policy.ExitVerdict.GIVE_UP and give.restart_times == stop.restart_times
+
+    def test_a_storage_exit_is_never_restarted_and_leaves_the_history_alone(self):
+        """Exit 74: NOT_RESTARTED, the restart window unchanged."""
+        d = policy.on_exit(P, code=policy.CHILD_EXIT_STORAGE_FAULT, restart_times=[99.0], consecutive_failures=1,
+                           now=100.0, optional=False)
+        assert d == policy.OnExit(verdict=policy.ExitVerdict.NOT_RESTARTED, restart_times=(99.0,))
+
+
 class TestModeRefusal:
     def test_demo_starts(self):
         assert policy.mode_refusal("demo", keys_present=False, live_confirm=False) == ""
