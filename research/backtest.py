@@ -173,6 +173,9 @@ class Backtest:
         self.books: dict[str, Any] = {}  # built from ``_px`` when the broker asks (``_book_of``)
         self._px: dict[str, tuple[float, int]] = {}  # symbol -> (last price, time it was set)
         self.marks: dict[str, float] = {}
+        from services.brain.risk import Quote
+
+        self._Quote, self._quotes = Quote, {}
         pcfg = PaperConfig(taker_fee_rate=_dec(t.taker_fee_rate), maker_fee_rate=_dec(t.maker_fee_rate),
                            slippage_bps=_dec(t.paper_slippage_bps), latency_ms=0.0,
                            starting_balance=_dec(t.paper_balance_usdt), leverage=t.leverage)
@@ -226,10 +229,14 @@ class Backtest:
             self.orders.append(body)
 
     def _quote(self, symbol: str):
-        from services.brain.risk import Quote
-
+        # the shell asks several times per step: one Quote per (mark, clock), the same values
         m = self.marks.get(symbol)
-        return Quote(mark_price=m, updated_ms=self.now_ms) if m else None
+        if not m:
+            return None
+        q = self._quotes.get(symbol)
+        if q is None or q.mark_price != m or q.updated_ms != self.now_ms:
+            q = self._quotes[symbol] = self._Quote(mark_price=m, updated_ms=self.now_ms)
+        return q
 
     def _learn(self, features: Mapping[str, float], outcome_r: float) -> None:
         try:

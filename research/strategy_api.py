@@ -305,18 +305,22 @@ class StrategyRunner:
             log.error("strategy.callback_failed", strategy=self.strategy.name, callback=fn.__name__,
                       error=repr(exc)[:300])
             return []
+        return self._checked(out, fn.__name__)
+
+    def _checked(self, out: Any, callback: str) -> list:
         if out is None:
             return []
         if not isinstance(out, (list, tuple)):
             self.counters[BAD_INTENT] += 1
-            log.error("strategy.bad_return", strategy=self.strategy.name, callback=fn.__name__,
+            log.error("strategy.bad_return", strategy=self.strategy.name, callback=callback,
                       got=type(out).__name__)
             return []
         return list(out)
 
     def on_candle(self, candle: Candle, *, position: PositionView | None = None, model: Any = None) -> list:
         """The intents for one closed candle (the candle joins the window first)."""
-        s = self._sym(candle.symbol)
+        symbol = candle.symbol
+        s = self.symbols.get(symbol) or self._sym(symbol)
         s.candles.append(candle)
         labels: tuple = ()
         if s.smc is not None:
@@ -324,8 +328,18 @@ class StrategyRunner:
 
             labels = tuple(update(s.smc, candle.open_ms, candle.open, candle.high, candle.low, candle.close,
                                   candle.volume))
-        ctx = self._ctx(candle.symbol, s, candle.close_ms, position, model, labels)
-        return self._call(self.strategy.on_candle, ctx, candle)
+        # ``_ctx`` and ``_call`` written out: this runs once per candle per symbol
+        ctx = Context(candle.close_ms, symbol, s.candles, position, s.state, model, labels, s.smc)
+        try:
+            out = self.strategy.on_candle(ctx, candle)
+        except Exception as exc:  # a strategy's bug must not stop the shell
+            self.counters[ERROR] += 1
+            log.error("strategy.callback_failed", strategy=self.strategy.name, callback="on_candle",
+                      error=repr(exc)[:300])
+            return []
+        if type(out) is list:
+            return out[:]  # the caller may extend it: never the strategy's own list
+        return self._checked(out, "on_candle")
 
     def on_timer(self, symbol: str, now_ms: int, *, position: PositionView | None = None, model: Any = None) -> list:
         s = self._sym(symbol)

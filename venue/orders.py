@@ -55,10 +55,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Callable, Mapping, Union
 
+from common.fastcopy import replace
 from common.errors import DefinitiveError
 from common.wire import Fill, OrderRequest, OrderUpdate
 from venue.fills import TIME_IN_FORCE

@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Context, Decimal, localcontext
 from typing import Callable, Mapping, Sequence
 
 import structlog
 
+from common.fastcopy import replace
 from common.errors import ConfigError, DefinitiveError, TransientError
 from venue.port import (
     LIVE_STATUSES, AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeIncome, ExchangeOrder,

@@ -29,12 +29,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import structlog
 
+from common.fastcopy import replace
 from common import wire
 from common.errors import AegisError, AmbiguousError, TransientError
 from common.log import RateLimiter

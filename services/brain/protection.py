@@ -48,9 +48,9 @@ the exchange to confirm its stop.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 
+from common.fastcopy import replace
 from common import wire
 from services.brain import risk
 from services.brain.trading_state import (

@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from decimal import Context, Decimal
 from typing import Any, Mapping, Protocol
 
+from common.fastcopy import replace
 from common.errors import ConfigError, DecodeError
 from common.wire import OrderRequest, RiskReject
 from venue.filters import (  # noqa: F401  (risk's callers read these through risk too)

@@ -41,10 +41,11 @@ until a query resolves it (never two live exits, never a blind re-send).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Context, Decimal
 from typing import Any, Mapping
 
+from common.fastcopy import replace
 from common import wire
 from venue import orders as om
 from services.brain import protection as pr

@@ -7,10 +7,11 @@ both read and return these; the shell (``execution``) carries the actions out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Context, Decimal
 from typing import Any, Mapping, Union
 
+from common.fastcopy import replace
 from common import wire
 from services.brain import risk, rotation
 from venue import algo_orders as ao
