@@ -15,7 +15,12 @@ one is, in this order:
    ``SignalGenerated`` the brain would publish, and go to the live execution shell
    (``services.brain.execution.Execution`` in the same inline, clock-driven set-up as replay
    mode) with its rotation, risk checks, sizing and order life cycle; ``Exit`` goes to the
-   trader's exit; ``MoveStop``/``MoveTarget``/``Cancel`` are counted as not supported yet.
+   trader's exit; ``MoveStop``/``MoveTarget`` move the trade's stop or target through the
+   trader as in paper and live (``trader.move_level``: a level the close has passed is
+   refused and counted ``move_refused:STOP``/``:TARGET`` in ``trader_counters``; moves are
+   counted ``moves:STOP``/``:TARGET``); the moved level is what step 1 checks from the next
+   bar on. ``Cancel`` is the trader's ``cancel_entry`` (entries never rest here: counted
+   ``cancel_nothing_resting``).
 3. **Funding**: at each settlement of the catalog's ``fundingRate`` (if the catalog has it),
    every open position pays ``qty * mark * rate`` (a long pays a positive rate), the mark
    being the last close; it is booked on the trade (``funding`` column) and in the summary's
@@ -485,6 +490,17 @@ class Backtest:
                 ex._run(self._trader.request_exit(ex.cfg, ex.st, symbol, it.reason, ex.ctx((symbol,))))
                 ex.poll()
                 self._fills_to_strategy()
+            elif isinstance(it, (sa.MoveStop, sa.MoveTarget)):
+                # the brain's own call (``trader.move_level``, ``protection.move``): the plan's
+                # level moves at once, a level the close has already passed is refused (counted
+                # ``move_refused:<role>``); no exchange-held order to replace here
+                # (``exchange_protection`` off), the next bars' stop/target check reads the new level
+                ex = self.ex
+                role = "STOP" if isinstance(it, sa.MoveStop) else "TARGET"
+                ex._run(self._trader.move_level(ex.cfg, ex.st, symbol, role, it.price, ex.ctx((symbol,))))
+            elif isinstance(it, sa.Cancel):
+                ex = self.ex
+                ex._run(self._trader.cancel_entry(ex.cfg, ex.st, symbol, ex.ctx((symbol,))))
             else:
                 self.counts["intents_unsupported"] += 1
 

@@ -138,7 +138,9 @@ class Exit:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MoveStop:
     """Move the symbol's stop: the brain's watcher uses it at once, and the exchange-held
-    STOP_MARKET is cancelled and replaced (live, demo and paper; the backtest does not move it yet)."""
+    STOP_MARKET is cancelled and replaced (live, demo and paper). The backtest moves the plan's
+    stop the same way (its bars are checked against it from the next bar on). A stop the price
+    has already passed is refused (counted ``move_refused:STOP``): ask for ``Exit`` instead."""
 
     price: float
 
