@@ -72,6 +72,7 @@ from research import strategy_api as sa
 from research.catalog import iter_bars, read_funding
 
 log = structlog.get_logger(__name__)
+_make_candle = sa.make_candle
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
@@ -311,7 +312,9 @@ class Backtest:
         close_ms = open_ms + MINUTE_MS
         if close_ms > self.now_ms:
             self.now_ms = close_ms
-        self._set_price(symbol, c)
+        self._px[symbol] = (c, self.now_ms)  # ``_set_price``, written out (once per bar)
+        self.books.pop(symbol, None)
+        self.marks[symbol] = c
         # the shell's timers (balance, positions, retries) while anything is in play; when
         # flat, once an hour of bars (the balance for sizing does not change while flat)
         if st.trades or st.pending or self.ex.delayed or open_ms % POLL_FLAT_MS == 0:
@@ -326,8 +329,7 @@ class Backtest:
                     self._catch_up()
                 self.ex.poll()
                 self._fills_to_strategy()
-        candle = sa.Candle(symbol=symbol, interval_s=60, open_ms=open_ms, close_ms=close_ms, open=o, high=h, low=low,
-                           close=c, volume=v)
+        candle = _make_candle(symbol, 60, open_ms, close_ms, o, h, low, c, v)
         trade = self.ex.st.trades.get(symbol)
         if trade is not self._pos_of[0]:
             self._view(trade)
@@ -523,16 +525,20 @@ class Backtest:
         f_time = fund.column("calc_time").to_pylist() if fund.num_rows else []
         f_rate = fund.column("last_funding_rate").to_pylist() if fund.num_rows else []
         fi = 0
+        next_f = f_time[0] if f_time else math.inf  # the next settlement's time
         started = time.perf_counter()
         for batch in iter_bars(cfg.catalog, "klines_1m", symbols, cfg.start_ms, cfg.end_ms,
                                batch_rows=cfg.batch_rows, columns=KLINE_COLUMNS):
             sym_idx = batch.column(0).indices.to_pylist()
             cols = [batch.column(n).to_pylist() for n in KLINE_COLUMNS]
+            bar = self.bar
             for i, t_ms, o, h, low, c, v in zip(sym_idx, *cols):
-                while fi < len(f_time) and f_time[fi] <= t_ms:  # settlements up to this bar's open
-                    self.funding(f_sym[fi], f_rate[fi])
-                    fi += 1
-                self.bar(symbols[i], int(t_ms), o, h, low, c, v)
+                if t_ms >= next_f:
+                    while fi < len(f_time) and f_time[fi] <= t_ms:  # settlements up to this bar's open
+                        self.funding(f_sym[fi], f_rate[fi])
+                        fi += 1
+                    next_f = f_time[fi] if fi < len(f_time) else math.inf
+                bar(symbols[i], int(t_ms), o, h, low, c, v)
         if self._lagged:  # the polls the last bars skipped: the shell ends as an unskipped run's
             self._catch_up()
         elapsed = time.perf_counter() - started

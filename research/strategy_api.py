@@ -112,6 +112,31 @@ class Context:
     smc_state: Any = None  # the symbol's SmcState (wants_smc)
 
 
+def _maker(cls: type):
+    """A positional constructor for a frozen, slotted dataclass with nothing to validate (no
+    ``__post_init__``): ``make(*field values in field order)`` gives the instance ``cls(...)``
+    gives (equal, same hash, still frozen), in about half the time: each slot is set through its
+    descriptor rather than the generated ``__init__``'s ``object.__setattr__`` (the backtest
+    builds a ``Candle`` and a ``Context`` for every bar)."""
+    import dataclasses
+
+    fs = dataclasses.fields(cls)
+    if not ("__slots__" in cls.__dict__ and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+            and not hasattr(cls, "__post_init__") and all(f.init for f in fs)):
+        raise TypeError(f"{cls.__name__}: not a frozen slotted dataclass without __post_init__")
+    ns: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    for i, f in enumerate(fs):
+        ns[f"set{i}"] = cls.__dict__[f.name].__set__
+    names = [f.name for f in fs]
+    body = "".join(f"    set{i}(o, {n})\n" for i, n in enumerate(names))
+    exec(f"def make({', '.join(names)}):\n    o = new(cls)\n{body}    return o\n", ns)  # noqa: S102
+    return ns["make"]
+
+
+make_candle = _maker(Candle)  # make_candle(symbol, interval_s, open_ms, close_ms, open, high, low, close, volume)
+_make_context = _maker(Context)
+
+
 # ---------------------------------------------------------------------------- intents
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Enter:
@@ -331,7 +356,7 @@ class StrategyRunner:
             labels = tuple(update(s.smc, candle.open_ms, candle.open, candle.high, candle.low, candle.close,
                                   candle.volume))
         # ``_ctx`` and ``_call`` written out: this runs once per candle per symbol
-        ctx = Context(candle.close_ms, symbol, s.candles, position, s.state, model, labels, s.smc)
+        ctx = _make_context(candle.close_ms, symbol, s.candles, position, s.state, model, labels, s.smc)
         try:
             out = self.strategy.on_candle(ctx, candle)
         except Exception as exc:  # a strategy's bug must not stop the shell
