@@ -184,7 +184,8 @@ class Backtest:
         self._Quote, self._quotes = Quote, {}
         pcfg = PaperConfig(taker_fee_rate=_dec(t.taker_fee_rate), maker_fee_rate=_dec(t.maker_fee_rate),
                            slippage_bps=_dec(t.paper_slippage_bps), latency_ms=0.0,
-                           starting_balance=_dec(t.paper_balance_usdt), leverage=t.leverage)
+                           starting_balance=_dec(t.paper_balance_usdt), leverage=t.leverage,
+                           log_orders=False)  # a line per order costs more than the order here
         self.broker = PaperBroker(pcfg, book=self._book_of, clock_ms=lambda: self.now_ms, sleep=lambda s: None,
                                   filters=self.filters)
         tcfg = replace(trader_config(cfg.aegis), exchange_protection=False)
