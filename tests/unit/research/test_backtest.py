@@ -218,6 +218,12 @@ def test_move_stop_to_break_even_is_carried_out_and_a_passed_level_refused(tmp_p
         1, 1, 1, 0)
     # what the strategy saw: flat, then the plan's levels, then the moved stop, then flat again
     assert bt.runner.symbols["TESTUSDT"].state["seen"] == [None, (90.0, 110.0), (entry, 110.0), None, None]
+    from dataclasses import replace
+
+    off = Backtest(replace(cfg, skip_idle=False))  # idle skipping changes nothing here either
+    s_off = off.run()
+    assert off.trades == bt.trades and {k: v for k, v in s_off.items() if k != "elapsed_s"} == \
+        {k: v for k, v in s.items() if k != "elapsed_s"}
 
 
 def test_funding_from_the_catalog_is_charged_to_the_open_trade(tmp_path):
