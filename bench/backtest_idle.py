@@ -6,6 +6,12 @@ CPU-second (``time.process_time``: less inflated than wall time on a busy machin
 skipped, and whether trades.csv and summary.json (without the run time) are identical.
 
     .venv/bin/python -m bench.backtest_idle
+
+``--profile`` instead: the EMA cross month once under cProfile (skipping on), the functions
+with the most cumulative time as a share of the run, and the same month with every bar as
+warm-up (``trade_from_ms`` at its end: no trade), the cost of the bar loop alone:
+
+    .venv/bin/python -m bench.backtest_idle --profile
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.backtest_section import _quiet_logs, aegis_config, build_catalog, load_bars
@@ -29,12 +36,17 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m bench.backtest_idle")
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--profile", action="store_true", help="profile the EMA cross month instead (cProfile)")
     args = p.parse_args(argv)
     _quiet_logs()
     print(f"load average at start: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         cat = build_catalog(Path(tmp))
         bars = load_bars(cat)
+        if args.profile:
+            profile(cat, bars["open_time"][0], bars["open_time"][-1] + 60_000)
+            print(f"load average at end: {os.getloadavg()}")
+            return 0
         cases = [("ema_cross", bars["open_time"][0], bars["open_time"][-1] + 60_000, aegis_config()),
                  ("donchian", bars["open_time"][0], bars["open_time"][-1] + 60_000, AegisConfig()),
                  ("smc", DEC1_MS, DEC1_MS + 7 * DAY_MS, AegisConfig())]
@@ -55,6 +67,38 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{strategy:9s} output identical: {out[True] == out[False]}")
     print(f"load average at end: {os.getloadavg()}")
     return 0
+
+
+def profile(cat: Path, start: int, end: int, top: int = 30) -> None:
+    import cProfile
+    import pstats
+
+    from research.backtest import Backtest, BacktestConfig
+
+    cfg = BacktestConfig(catalog=cat, symbols=("BTCUSDT",), start_ms=start, end_ms=end, strategy="ema_cross",
+                         aegis=aegis_config())
+    bt = Backtest(replace(cfg, trade_from_ms=end))  # every bar warms the strategy: the bar loop alone
+    t0 = time.process_time()
+    s = bt.run()
+    cpu = time.process_time() - t0
+    print(f"no trade (every bar warm-up): bars {s['candles']:,} cpu {cpu:.3f} s -> {s['candles'] / cpu:,.0f} bars/cpu-s")
+    bt = Backtest(cfg)
+    t0 = time.process_time()
+    s = bt.run()
+    cpu = time.process_time() - t0
+    print(f"ema_cross: bars {s['candles']:,} trades {s['trades']} cpu {cpu:.3f} s -> {s['candles'] / cpu:,.0f} "
+          f"bars/cpu-s")
+    bt = Backtest(cfg)
+    pr = cProfile.Profile()
+    pr.enable()
+    bt.run()
+    pr.disable()
+    st = pstats.Stats(pr)
+    rows = sorted(st.stats.items(), key=lambda kv: -kv[1][3])  # type: ignore[attr-defined]
+    total = rows[0][1][3]  # the run itself (Backtest.run): 100 %
+    print(f"cProfile, by cumulative time (share of the profiled run, {total:.2f} s):")
+    for (file, line, name), (_, calls, _, cum, _) in rows[:top]:
+        print(f"  {cum / total * 100:5.1f} %  {calls:8,} calls  {Path(file).name}:{line} {name}")
 
 
 if __name__ == "__main__":

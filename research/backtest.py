@@ -15,7 +15,12 @@ one is, in this order:
    ``SignalGenerated`` the brain would publish, and go to the live execution shell
    (``services.brain.execution.Execution`` in the same inline, clock-driven set-up as replay
    mode) with its rotation, risk checks, sizing and order life cycle; ``Exit`` goes to the
-   trader's exit; ``MoveStop``/``MoveTarget``/``Cancel`` are counted as not supported yet.
+   trader's exit; ``MoveStop``/``MoveTarget`` move the trade's stop or target through the
+   trader as in paper and live (``trader.move_level``: a level the close has passed is
+   refused and counted ``move_refused:STOP``/``:TARGET`` in ``trader_counters``; moves are
+   counted ``moves:STOP``/``:TARGET``); the moved level is what step 1 checks from the next
+   bar on. ``Cancel`` is the trader's ``cancel_entry`` (entries never rest here: counted
+   ``cancel_nothing_resting``).
 3. **Funding**: at each settlement of the catalog's ``fundingRate`` (if the catalog has it),
    every open position pays ``qty * mark * rate`` (a long pays a positive rate), the mark
    being the last close; it is booked on the trade (``funding`` column) and in the summary's
@@ -67,6 +72,7 @@ from research import strategy_api as sa
 from research.catalog import iter_bars, read_funding
 
 log = structlog.get_logger(__name__)
+_make_candle = sa.make_candle
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
@@ -173,9 +179,13 @@ class Backtest:
         self.books: dict[str, Any] = {}  # built from ``_px`` when the broker asks (``_book_of``)
         self._px: dict[str, tuple[float, int]] = {}  # symbol -> (last price, time it was set)
         self.marks: dict[str, float] = {}
+        from services.brain.risk import Quote
+
+        self._Quote, self._quotes = Quote, {}
         pcfg = PaperConfig(taker_fee_rate=_dec(t.taker_fee_rate), maker_fee_rate=_dec(t.maker_fee_rate),
                            slippage_bps=_dec(t.paper_slippage_bps), latency_ms=0.0,
-                           starting_balance=_dec(t.paper_balance_usdt), leverage=t.leverage)
+                           starting_balance=_dec(t.paper_balance_usdt), leverage=t.leverage,
+                           log_orders=False)  # a line per order costs more than the order here
         self.broker = PaperBroker(pcfg, book=self._book_of, clock_ms=lambda: self.now_ms, sleep=lambda s: None,
                                   filters=self.filters)
         tcfg = replace(trader_config(cfg.aegis), exchange_protection=False)
@@ -226,10 +236,14 @@ class Backtest:
             self.orders.append(body)
 
     def _quote(self, symbol: str):
-        from services.brain.risk import Quote
-
+        # the shell asks several times per step: one Quote per (mark, clock), the same values
         m = self.marks.get(symbol)
-        return Quote(mark_price=m, updated_ms=self.now_ms) if m else None
+        if not m:
+            return None
+        q = self._quotes.get(symbol)
+        if q is None or q.mark_price != m or q.updated_ms != self.now_ms:
+            q = self._quotes[symbol] = self._Quote(mark_price=m, updated_ms=self.now_ms)
+        return q
 
     def _learn(self, features: Mapping[str, float], outcome_r: float) -> None:
         try:
@@ -299,7 +313,9 @@ class Backtest:
         close_ms = open_ms + MINUTE_MS
         if close_ms > self.now_ms:
             self.now_ms = close_ms
-        self._set_price(symbol, c)
+        self._px[symbol] = (c, self.now_ms)  # ``_set_price``, written out (once per bar)
+        self.books.pop(symbol, None)
+        self.marks[symbol] = c
         # the shell's timers (balance, positions, retries) while anything is in play; when
         # flat, once an hour of bars (the balance for sizing does not change while flat)
         if st.trades or st.pending or self.ex.delayed or open_ms % POLL_FLAT_MS == 0:
@@ -314,8 +330,7 @@ class Backtest:
                     self._catch_up()
                 self.ex.poll()
                 self._fills_to_strategy()
-        candle = sa.Candle(symbol=symbol, interval_s=60, open_ms=open_ms, close_ms=close_ms, open=o, high=h, low=low,
-                           close=c, volume=v)
+        candle = _make_candle(symbol, 60, open_ms, close_ms, o, h, low, c, v)
         trade = self.ex.st.trades.get(symbol)
         if trade is not self._pos_of[0]:
             self._view(trade)
@@ -378,7 +393,7 @@ class Backtest:
         return True
 
     def _enter_idle(self, symbol: str) -> tuple[float, float, float, float] | None:
-        from services.brain import funding_feed
+        from services.brain import jobs
 
         ex, st = self.ex, self.ex.st
         if (not ex.ready or st.pending or ex.delayed or ex._unseen or st.algos or self.deferred_fills
@@ -394,18 +409,17 @@ class Backtest:
             return None
         held: dict[str, Any] = {}
         for c in queued:
-            kind = c.tag[0] if isinstance(c.tag, tuple) else c.tag
             if c.error is not None:
                 return None
-            if kind == "balance":
+            if isinstance(c.tag, jobs.Balance):
                 e = float(c.result.equity)
                 if not self._quiet(e, e):
                     return None
-            elif kind == "positions":
+            elif isinstance(c.tag, jobs.Positions):
                 held = {p.symbol: p.qty for p in c.result}
                 if any(not held.get(s) for s in st.trades):
                     return None
-            elif kind not in ("algo_audit", funding_feed.TAG) or list(c.result):
+            elif not isinstance(c.tag, (jobs.AlgoAudit, jobs.FundingIncome)) or list(c.result):
                 return None
         # the equity the broker reads at this close; it moves with the mark by the position's size
         positions = [p for p in self.broker.positions() if p.qty]
@@ -478,6 +492,17 @@ class Backtest:
                 ex._run(self._trader.request_exit(ex.cfg, ex.st, symbol, it.reason, ex.ctx((symbol,))))
                 ex.poll()
                 self._fills_to_strategy()
+            elif isinstance(it, (sa.MoveStop, sa.MoveTarget)):
+                # the brain's own call (``trader.move_level``, ``protection.move``): the plan's
+                # level moves at once, a level the close has already passed is refused (counted
+                # ``move_refused:<role>``); no exchange-held order to replace here
+                # (``exchange_protection`` off), the next bars' stop/target check reads the new level
+                ex = self.ex
+                role = "STOP" if isinstance(it, sa.MoveStop) else "TARGET"
+                ex._run(self._trader.move_level(ex.cfg, ex.st, symbol, role, it.price, ex.ctx((symbol,))))
+            elif isinstance(it, sa.Cancel):
+                ex = self.ex
+                ex._run(self._trader.cancel_entry(ex.cfg, ex.st, symbol, ex.ctx((symbol,))))
             else:
                 self.counts["intents_unsupported"] += 1
 
@@ -500,16 +525,20 @@ class Backtest:
         f_time = fund.column("calc_time").to_pylist() if fund.num_rows else []
         f_rate = fund.column("last_funding_rate").to_pylist() if fund.num_rows else []
         fi = 0
+        next_f = f_time[0] if f_time else math.inf  # the next settlement's time
         started = time.perf_counter()
         for batch in iter_bars(cfg.catalog, "klines_1m", symbols, cfg.start_ms, cfg.end_ms,
                                batch_rows=cfg.batch_rows, columns=KLINE_COLUMNS):
             sym_idx = batch.column(0).indices.to_pylist()
             cols = [batch.column(n).to_pylist() for n in KLINE_COLUMNS]
+            bar = self.bar
             for i, t_ms, o, h, low, c, v in zip(sym_idx, *cols):
-                while fi < len(f_time) and f_time[fi] <= t_ms:  # settlements up to this bar's open
-                    self.funding(f_sym[fi], f_rate[fi])
-                    fi += 1
-                self.bar(symbols[i], int(t_ms), o, h, low, c, v)
+                if t_ms >= next_f:
+                    while fi < len(f_time) and f_time[fi] <= t_ms:  # settlements up to this bar's open
+                        self.funding(f_sym[fi], f_rate[fi])
+                        fi += 1
+                    next_f = f_time[fi] if fi < len(f_time) else math.inf
+                bar(symbols[i], int(t_ms), o, h, low, c, v)
         if self._lagged:  # the polls the last bars skipped: the shell ends as an unskipped run's
             self._catch_up()
         elapsed = time.perf_counter() - started

@@ -112,6 +112,31 @@ class Context:
     smc_state: Any = None  # the symbol's SmcState (wants_smc)
 
 
+def _maker(cls: type):
+    """A positional constructor for a frozen, slotted dataclass with nothing to validate (no
+    ``__post_init__``): ``make(*field values in field order)`` gives the instance ``cls(...)``
+    gives (equal, same hash, still frozen), in about half the time: each slot is set through its
+    descriptor rather than the generated ``__init__``'s ``object.__setattr__`` (the backtest
+    builds a ``Candle`` and a ``Context`` for every bar)."""
+    import dataclasses
+
+    fs = dataclasses.fields(cls)
+    if not ("__slots__" in cls.__dict__ and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+            and not hasattr(cls, "__post_init__") and all(f.init for f in fs)):
+        raise TypeError(f"{cls.__name__}: not a frozen slotted dataclass without __post_init__")
+    ns: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    for i, f in enumerate(fs):
+        ns[f"set{i}"] = cls.__dict__[f.name].__set__
+    names = [f.name for f in fs]
+    body = "".join(f"    set{i}(o, {n})\n" for i, n in enumerate(names))
+    exec(f"def make({', '.join(names)}):\n    o = new(cls)\n{body}    return o\n", ns)  # noqa: S102
+    return ns["make"]
+
+
+make_candle = _maker(Candle)  # make_candle(symbol, interval_s, open_ms, close_ms, open, high, low, close, volume)
+_make_context = _maker(Context)
+
+
 # ---------------------------------------------------------------------------- intents
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Enter:
@@ -138,7 +163,9 @@ class Exit:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MoveStop:
     """Move the symbol's stop: the brain's watcher uses it at once, and the exchange-held
-    STOP_MARKET is cancelled and replaced (live, demo and paper; the backtest does not move it yet)."""
+    STOP_MARKET is cancelled and replaced (live, demo and paper). The backtest moves the plan's
+    stop the same way (its bars are checked against it from the next bar on). A stop the price
+    has already passed is refused (counted ``move_refused:STOP``): ask for ``Exit`` instead."""
 
     price: float
 
@@ -305,18 +332,22 @@ class StrategyRunner:
             log.error("strategy.callback_failed", strategy=self.strategy.name, callback=fn.__name__,
                       error=repr(exc)[:300])
             return []
+        return self._checked(out, fn.__name__)
+
+    def _checked(self, out: Any, callback: str) -> list:
         if out is None:
             return []
         if not isinstance(out, (list, tuple)):
             self.counters[BAD_INTENT] += 1
-            log.error("strategy.bad_return", strategy=self.strategy.name, callback=fn.__name__,
+            log.error("strategy.bad_return", strategy=self.strategy.name, callback=callback,
                       got=type(out).__name__)
             return []
         return list(out)
 
     def on_candle(self, candle: Candle, *, position: PositionView | None = None, model: Any = None) -> list:
         """The intents for one closed candle (the candle joins the window first)."""
-        s = self._sym(candle.symbol)
+        symbol = candle.symbol
+        s = self.symbols.get(symbol) or self._sym(symbol)
         s.candles.append(candle)
         labels: tuple = ()
         if s.smc is not None:
@@ -324,8 +355,18 @@ class StrategyRunner:
 
             labels = tuple(update(s.smc, candle.open_ms, candle.open, candle.high, candle.low, candle.close,
                                   candle.volume))
-        ctx = self._ctx(candle.symbol, s, candle.close_ms, position, model, labels)
-        return self._call(self.strategy.on_candle, ctx, candle)
+        # ``_ctx`` and ``_call`` written out: this runs once per candle per symbol
+        ctx = _make_context(candle.close_ms, symbol, s.candles, position, s.state, model, labels, s.smc)
+        try:
+            out = self.strategy.on_candle(ctx, candle)
+        except Exception as exc:  # a strategy's bug must not stop the shell
+            self.counters[ERROR] += 1
+            log.error("strategy.callback_failed", strategy=self.strategy.name, callback="on_candle",
+                      error=repr(exc)[:300])
+            return []
+        if type(out) is list:
+            return out[:]  # the caller may extend it: never the strategy's own list
+        return self._checked(out, "on_candle")
 
     def on_timer(self, symbol: str, now_ms: int, *, position: PositionView | None = None, model: Any = None) -> list:
         s = self._sym(symbol)

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Mapping, Union
 
-from common.fp import replace  # dataclasses.replace, without __init__ when that is the same
+from common.fastcopy import replace
 from common.errors import DefinitiveError
 
 CLOCK_MARGIN_MS = 1_000  # as venue.orders: our clock is kept within 1 s of the exchange's

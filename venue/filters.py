@@ -9,6 +9,7 @@ round onto a step exactly (integers of one common unit, never through float).
 
 from __future__ import annotations
 
+import decimal
 import json
 import urllib.request
 from dataclasses import dataclass, fields
@@ -50,11 +51,14 @@ def to_decimal(x: Any) -> Decimal | None:
     return d if d.is_finite() else None
 
 
+_UNBOUNDED = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
 def _coef(d: Decimal) -> tuple[int, int]:
     """(integer coefficient, exponent) with d == coefficient * 10**exponent, exactly."""
-    sign, digits, exp = d.as_tuple()
-    n = int("".join(map(str, digits))) if digits else 0
-    return (-n if sign else n), int(exp)
+    exp = d.as_tuple().exponent
+    # moving the point by the exponent keeps every digit (the context cannot round them)
+    return int(d.scaleb(-exp, _UNBOUNDED)), exp
 
 
 def _grid_units(x: Decimal, step: Decimal) -> tuple[int, int]:

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Callable, Mapping, Union
 
-from common.fp import replace  # dataclasses.replace, without __init__ when that is the same
+from common.fastcopy import replace
 from common.errors import DefinitiveError
 from common.wire import Fill, OrderRequest, OrderUpdate
 from venue.fills import TIME_IN_FORCE

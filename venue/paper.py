@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Context, Decimal, localcontext
 from typing import Callable, Mapping, Sequence
 
 import structlog
 
+from common.fastcopy import replace
 from common.errors import ConfigError, DefinitiveError, TransientError
 from venue.port import (
     LIVE_STATUSES, AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeIncome, ExchangeOrder,
@@ -68,6 +69,7 @@ class PaperConfig:
     margin_type: str = "CROSSED"
     asset: str = "USDT"
     max_levels: int = 50  # a MARKET order walks at most this many assumed levels; the last takes the rest
+    log_orders: bool = True  # an info line per order (``paper.submitted``); the backtest turns it off
 
     def __post_init__(self) -> None:
         for name in ("taker_fee_rate", "maker_fee_rate", "slippage_bps", "starting_balance"):
@@ -245,8 +247,9 @@ class PaperBroker:
                 # a taker-only order (MARKET, IOC) keeps nothing resting; nor does the rest of a
                 # reduce-only order beyond the position
                 order = self._set_status(order, "FILLED" if order.executed_qty == order.qty else "EXPIRED", now)
-            log.info("paper.submitted", cid=spec.client_order_id, symbol=spec.symbol, side=spec.side,
-                     type=spec.order_type, status=order.status, fills=len(done))
+            if self.config.log_orders:
+                log.info("paper.submitted", cid=spec.client_order_id, symbol=spec.symbol, side=spec.side,
+                         type=spec.order_type, status=order.status, fills=len(done))
             return SubmitResult(order=order, fills=done)
 
     def on_book(self, symbol: str) -> list[SubmitResult]:

@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 
 import structlog
 
-from common.fp import replace  # dataclasses.replace, without __init__ when that is the same
+from common.fastcopy import replace
 from common import wire
 from common.errors import AegisError, AmbiguousError, TransientError
 from common.log import RateLimiter

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from common.fp import replace  # dataclasses.replace, without __init__ when that is the same
+from common.fastcopy import replace
 from common import wire
 from services.brain import risk
 from services.brain.trading_state import (

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Context, Decimal
 from typing import Any, Mapping, Protocol
 
-from common.fp import replace  # dataclasses.replace, without __init__ when that is the same
+from common.fastcopy import replace
 from common.errors import ConfigError, DecodeError
 from common.wire import OrderRequest, RiskReject
 from venue.filters import (  # noqa: F401  (risk's callers read these through risk too)

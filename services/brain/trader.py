@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from decimal import Context, Decimal
 from typing import Any, Mapping
 
-from common.fp import replace  # dataclasses.replace, without __init__ when that is the same
+from common.fastcopy import replace
 from common import wire
 from venue import orders as om
 from services.brain import protection as pr

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Context, Decimal
 from typing import Any, Mapping, Union
 
-from common.fp import replace  # dataclasses.replace, without __init__ when that is the same
+from common.fastcopy import replace
 from common import wire
 from services.brain import risk, rotation
 from venue import algo_orders as ao

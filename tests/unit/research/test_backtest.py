@@ -156,9 +156,9 @@ class EnterThenExit(Strategy):
 '''
 
 
-def test_exit_intent_closes_through_the_trader_and_move_stop_is_counted_unsupported(tmp_path):
+def test_exit_intent_closes_through_the_trader_after_a_move_stop(tmp_path):
     """Exit -> the trader's reduce-only exit at the third bar's close, named by the strategy's
-    reason; MoveStop is not carried out yet and is counted."""
+    reason; the MoveStop before it moved the trade's stop (no intent left unsupported)."""
     cat = synthetic_catalog(tmp_path, [(100, 101, 99, 100), (100, 101, 99, 100.5), (100.5, 102, 100, 101),
                                        (101, 101, 100, 100.5)])
     strat = tmp_path / "ete.py"
@@ -167,8 +167,63 @@ def test_exit_intent_closes_through_the_trader_and_move_stop_is_counted_unsuppor
                          strategy=f"{strat}:EnterThenExit", aegis=_no_slippage())
     s = run_backtest(cfg, tmp_path / "out")
     (row,) = list(csv.DictReader((tmp_path / "out" / "trades.csv").open()))
-    assert (row["exit_reason"], float(row["exit_price"]), s["intents_unsupported"]) == ("TIME", 101.0, 1)
+    assert (row["exit_reason"], float(row["exit_price"]), s["intents_unsupported"]) == ("TIME", 101.0, 0)
     assert int(row["closed_ms"]) == DEC1_MS + 3 * 60_000
+    assert (float(row["stop"]), s["trader_counters"]["moves:STOP"]) == (95.0, 1)
+
+
+BREAK_EVEN = '''
+from research.strategy_api import Enter, MoveStop, MoveTarget, Strategy
+
+
+class BreakEven(Strategy):
+    """Long once; when the close is 2% above the entry, the stop goes to the entry price."""
+    name = "break_even"
+
+    def on_candle(self, ctx, candle):
+        p = ctx.position
+        ctx.state.setdefault("seen", []).append(None if p is None else (p.stop, p.target))
+        if not ctx.state.get("entered"):
+            ctx.state["entered"] = True
+            return [Enter(side="BUY", stop=90.0, target=110.0)]
+        if p is not None and p.stop < p.entry_price and candle.close >= p.entry_price * 1.02:
+            # a stop above the close and a target below it are passed already: refused
+            return [MoveStop(price=candle.close + 0.5), MoveTarget(price=candle.close - 1.0),
+                    MoveStop(price=p.entry_price)]
+        return []
+'''
+
+
+def test_move_stop_to_break_even_is_carried_out_and_a_passed_level_refused(tmp_path):
+    """MoveStop to the entry price moves the trade's stop (the next bar's low reaches it: a STOP
+    exit at the entry price, PnL exactly 0); a stop above the close and a target below it are
+    refused and counted, as the paper broker's protection.move refuses them."""
+    cat = synthetic_catalog(tmp_path, [(100, 101, 99, 100), (100, 103, 100, 102.5), (102.5, 103, 101.5, 102),
+                                       (102, 102.5, 99, 99.5), (99.5, 100, 98, 99)])
+    strat = tmp_path / "be.py"
+    strat.write_text(BREAK_EVEN)
+    cfg = BacktestConfig(catalog=cat, symbols=("TESTUSDT",), start_ms=DEC1_MS, end_ms=DEC1_MS + DAY_MS,
+                         strategy=f"{strat}:BreakEven", aegis=_no_slippage())
+    from research.backtest import Backtest
+
+    bt = Backtest(cfg)
+    s = bt.run()
+    entry = 100.00000001  # the ask, one tick above the first close
+    (t,) = bt.trades
+    assert (t["exit_reason"], t["entry_price"], t["exit_price"], t["stop"], t["target"], t["pnl"]) == (
+        "STOP", entry, entry, entry, 110.0, 0.0)
+    assert t["closed_ms"] == DEC1_MS + 3 * 60_000  # inside the fourth bar (low 99), at its open time
+    c = s["trader_counters"]
+    assert (c["moves:STOP"], c["move_refused:STOP"], c["move_refused:TARGET"], s["intents_unsupported"]) == (
+        1, 1, 1, 0)
+    # what the strategy saw: flat, then the plan's levels, then the moved stop, then flat again
+    assert bt.runner.symbols["TESTUSDT"].state["seen"] == [None, (90.0, 110.0), (entry, 110.0), None, None]
+    from dataclasses import replace
+
+    off = Backtest(replace(cfg, skip_idle=False))  # idle skipping changes nothing here either
+    s_off = off.run()
+    assert off.trades == bt.trades and {k: v for k, v in s_off.items() if k != "elapsed_s"} == \
+        {k: v for k, v in s.items() if k != "elapsed_s"}
 
 
 def test_funding_from_the_catalog_is_charged_to_the_open_trade(tmp_path):

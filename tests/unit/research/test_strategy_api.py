@@ -235,3 +235,28 @@ def test_the_strategy_section_survives_the_stack_config_file(tmp_path):
     back = config_mod.from_dict(json.loads(json.dumps(config_mod.to_dict(cfg))))
     assert back.strategy == cfg.strategy
     assert config_mod.replace(cfg, mode="replay", replay={"file": "f"}).strategy == cfg.strategy
+
+
+def test_the_fast_candle_and_context_makers_build_the_same_frozen_records():
+    """make_candle / the runner's context maker: equal (and equally hashed, still frozen) to the
+    dataclass built the ordinary way; a class they cannot build exactly is refused."""
+    import dataclasses
+
+    a = sa.make_candle("TESTUSDT", 60, 0, 60_000, 1.0, 2.0, 0.5, 1.5, 3.0)
+    b = candle(0, 1.0, 2.0, 0.5, 1.5)
+    b = dataclasses.replace(b, volume=3.0)
+    assert a == b and hash(a) == hash(b) and repr(a) == repr(b)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.close = 2.0  # type: ignore[misc]
+    ctx = sa._make_context(5, "X", (), None, {}, None, (), None)
+    assert ctx == sa.Context(now_ms=5, symbol="X", candles=(), position=None, state={})
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="without __post_init__"):
+        sa._maker(Checked)

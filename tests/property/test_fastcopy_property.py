@@ -1,4 +1,4 @@
-"""``common.fp.replace`` is ``dataclasses.replace``: same result on generated and real classes."""
+"""``common.fastcopy.replace`` is ``dataclasses.replace``: same result on generated and real classes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common import fp
+from common import fastcopy as fp
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,7 +93,7 @@ def test_classes_that_need_init_take_the_slow_path():
     c = Cached(a=2)
     assert c.double == 4
     assert fp.replace(c, a=5).double == 10
-    assert {cls: fp._PLANS[cls] is None for cls in (Validated, WithInitFalse, WithInitVar, Slotted, Cached)} == \
+    assert {cls: fp._fields_of[cls] is None for cls in (Validated, WithInitFalse, WithInitVar, Slotted, Cached)} == \
         dict.fromkeys((Validated, WithInitFalse, WithInitVar, Slotted, Cached), True)
 
 
@@ -103,8 +103,7 @@ def test_real_state_classes_copy_every_field():
     from services.brain import risk, trading_state
 
     st0 = trading_state.TraderState()
-    assert fp._PLANS.get(trading_state.TraderState, "unplanned") in ("unplanned", fp._plan(trading_state.TraderState))
-    assert fp._plan(trading_state.TraderState) is not None
+    assert fp._fast_fields(trading_state.TraderState) is not None
     assert fp.replace(st0, fees=Decimal(5), used_cids=frozenset({"x"})) == \
         dataclasses.replace(st0, fees=Decimal(5), used_cids=frozenset({"x"}))
     r0 = risk.initial_state(1000.0, 0)
