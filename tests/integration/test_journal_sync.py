@@ -10,7 +10,7 @@ from common import bus, wire, zmqutil
 from common.errors import TransientError
 from services.orchestrator import db, storage
 from services.orchestrator import journal as jn
-from services.orchestrator.__main__ import serve_sync
+from services.orchestrator.app import serve_sync
 
 
 def order(i: int, reduce_only: bool = False) -> wire.OrderRequest:

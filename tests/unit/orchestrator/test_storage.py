@@ -109,7 +109,7 @@ class TestStartUp:
     def test_a_run_directory_the_disk_refuses_ends_the_orchestrator_with_74(self, tmp_path, capsys):
         """Cannot write its run directory at start: one line naming the path, exit code 74 (never
         restarted by the supervisor); any other OSError is raised as before."""
-        from services.orchestrator.__main__ import storage_fault_at_start
+        from services.orchestrator.app import storage_fault_at_start
 
         assert storage_fault_at_start(OSError(errno.ENOSPC, "No space left on device"), tmp_path) == 74
         err = capsys.readouterr().err.splitlines()[-1]  # after the log line, when logging goes to stderr
