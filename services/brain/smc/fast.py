@@ -1,0 +1,364 @@
+"""The SMC update the brain, the strategy and the CLI use: the numba state machines of
+``kernel.py`` behind the same API as ``engine.py`` (``new_state``, ``update``, ``run_batch``),
+returning the same ``Label`` records, equal field for field and in the same order.
+
+``engine.py`` and the feature modules stay as the pure-Python reference (readable, and the
+specification of every rule); ``tests/unit/brain/test_smc_fast_parity.py`` runs both over the
+repository's real candle files and compares every label of every candle.
+
+Why: the Python state machines cost 10-20 us per candle, most of it interpreter overhead;
+the compiled step costs well under one. What is left per candle is building the label
+records (one per timeframe and per session on every candle, plus the retracement row), done
+here with the fewest Python operations possible (slots set directly: a frozen dataclass's
+own ``__init__`` is three times slower).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import kernel as K
+from .config import SmcConfig
+from .engine import TRIM_EVERY_BARS, SmcInputError
+from .labels import (FairValueGap, FairValueGapMitigated, Label, LiquidityPool, LiquiditySwept,
+                     OrderBlock, OrderBlockMitigated, OrderBlockReset, Pivot, PreviousHighLow,
+                     Retracement, SessionRange, Structure, Swing)
+
+_NAN = math.nan  # the same object as the reference's (periods._NAN)
+_INF = float("inf")
+_new = object.__new__
+_EV_ROWS = 64
+
+
+def _setters(cls: type) -> tuple:
+    """The slot descriptors' ``__set__`` of a frozen dataclass, in field order."""
+    return tuple(getattr(cls, name).__set__ for name in cls.__dataclass_fields__)
+
+
+_PIVOT = _setters(Pivot)
+_SWING = _setters(Swing)
+_STRUCT = _setters(Structure)
+_FVG = _setters(FairValueGap)
+_FVG_MIT = _setters(FairValueGapMitigated)
+_OB = _setters(OrderBlock)
+_OB_MIT = _setters(OrderBlockMitigated)
+_OB_RESET = _setters(OrderBlockReset)
+_POOL = _setters(LiquidityPool)
+_SWEPT = _setters(LiquiditySwept)
+_PHL = _setters(PreviousHighLow)
+_SESS = _setters(SessionRange)
+_RETR = _setters(Retracement)
+_KIND = ("BOS", "CHOCH")
+
+
+class _SwingView:
+    """``state.swings`` as the reference names it (read-only)."""
+
+    __slots__ = ("_s",)
+
+    def __init__(self, s: FastSmcState) -> None:
+        self._s = s
+
+    length = property(lambda self: int(self._s.ii[K.I_LEN]))
+    run_dir = property(lambda self: int(self._s.ii[K.I_RUN_DIR]))
+    run_first = property(lambda self: int(self._s.ii[K.I_RUN_FIRST]))
+    best_index = property(lambda self: int(self._s.ii[K.I_BEST_INDEX]))
+    best_level = property(lambda self: float(self._s.ff[K.F_BEST_LEVEL]))
+
+
+class _ObSideView:
+    __slots__ = ("_s", "_last", "_cursor", "_crossed")
+
+    def __init__(self, s: FastSmcState, last: int, cursor: int, crossed: int) -> None:
+        self._s, self._last, self._cursor, self._crossed = s, last, cursor, crossed
+
+    last = property(lambda self: int(self._s.ii[self._last]))
+    cursor = property(lambda self: int(self._s.ii[self._cursor]))
+    crossed = property(lambda self: bool(self._s.ii[self._crossed]))
+
+
+class _ObView:
+    """``state.ob.bull`` / ``state.ob.bear`` as the reference names them (read-only)."""
+
+    __slots__ = ("bull", "bear")
+
+    def __init__(self, s: FastSmcState) -> None:
+        self.bull = _ObSideView(s, K.I_OB_LAST_B, K.I_OB_CURSOR_B, K.I_OB_CROSSED_B)
+        self.bear = _ObSideView(s, K.I_OB_LAST_R, K.I_OB_CURSOR_R, K.I_OB_CROSSED_R)
+
+
+class FastSmcState:
+    """One symbol's SMC state in arrays (see ``kernel.py``); owned by one caller."""
+
+    __slots__ = ("config", "ii", "ff", "arena", "ev", "deepest", "tf_names", "sess_names",
+                 "trim_every_bars")
+
+    def __init__(self, config: SmcConfig, trim_every_bars: int = TRIM_EVERY_BARS) -> None:
+        if len(config.timeframes) > K.MAX_TF or len(config.sessions) > K.MAX_SESS:
+            raise ValueError(f"at most {K.MAX_TF} timeframes and {K.MAX_SESS} sessions")
+        from .config import timeframe_ms
+        self.config = config
+        self.trim_every_bars = max(1, trim_every_bars)
+        ii = np.zeros(K.N_INTS, np.int64)
+        ff = np.zeros(K.N_FLOATS, np.float64)
+        ii[K.I_LEN] = config.swing_length
+        ii[K.I_CLOSE_BREAK] = int(config.close_break)
+        ii[K.I_CLOSE_MIT] = int(config.close_mitigation)
+        ii[K.I_JOIN] = int(config.fvg_join_consecutive)
+        ii[K.I_HAS_BAND] = int(config.liquidity_band is not None)
+        ff[K.F_BAND] = config.liquidity_band if config.liquidity_band is not None else 0.0
+        ff[K.F_RANGE_PCT] = config.liquidity_range_percent
+        ii[K.I_N_TF] = len(config.timeframes)
+        ii[K.I_N_SESS] = len(config.sessions)
+        ii[K.I_TRIM_EVERY] = self.trim_every_bars
+        ii[K.I_NEUMAIER] = int(sys.version_info >= (3, 12))
+        ii[K.I_RUN_FIRST] = -1
+        ii[K.I_BEST_INDEX] = -1
+        ii[K.I_OB_LAST_B] = ii[K.I_OB_LAST_R] = -1
+        ii[K.I_RT_CHANGES] = 1
+        ff[K.F_MAX_HIGH] = -_INF
+        ff[K.F_MIN_LOW] = _INF
+        for k, tf in enumerate(config.timeframes):
+            ii[K.TF_BASE + k * K.TF_W] = timeframe_ms(tf)
+            base = K.FTF_BASE + k * K.FTF_W
+            ff[base + 2:base + 6] = _NAN
+        for k, w in enumerate(config.sessions):
+            b = K.SESS_BASE + k * K.SESS_W
+            ii[b], ii[b + 1], ii[b + 2] = w.start_min, w.end_min, int(not w.start_min < w.end_min)
+        self.ii, self.ff = ii, ff
+        self.arena = self._layout(list(K.INITIAL_CAP), None)
+        self.ev = np.zeros((_EV_ROWS, K.EV_WIDTH), np.float64)
+        self.deepest = 0.0
+        self.tf_names = tuple(config.timeframes)
+        self.sess_names = tuple(w.name for w in config.sessions)
+
+    def _layout(self, caps: list[int], old: np.ndarray | None) -> np.ndarray:
+        """A new arena with these capacities (rows), the old regions' rows copied over."""
+        ii = self.ii
+        size = sum(c * w for c, w in zip(caps, K.WIDTHS))
+        arena = np.zeros(size, np.float64)
+        off = 0
+        for r, (cap, w) in enumerate(zip(caps, K.WIDTHS)):
+            reg = K.REG + 3 * r
+            if old is not None:
+                o, used = int(ii[reg]), int(ii[reg + 2])
+                arena[off:off + used * w] = old[o:o + used * w]
+            ii[reg], ii[reg + 1] = off, cap
+            off += cap * w
+        return arena
+
+    def grow(self, code: int) -> None:
+        """Make room after the kernel asked for it (code from ``kernel.step``)."""
+        if code <= K.NEED_EVENTS:
+            rows = max(2 * self.ev.shape[0], K.NEED_EVENTS - code)
+            self.ev = np.zeros((rows, K.EV_WIDTH), np.float64)
+            return
+        r = K.NEED_REGION - code
+        caps = [int(self.ii[K.REG + 3 * q + 1]) for q in range(K.N_REGIONS)]
+        caps[r] *= 2
+        if r == K.R_ROOT:  # the free-slot stack must be able to hold every root
+            caps[K.R_FREE] = max(caps[K.R_FREE], caps[r])
+        if r == K.R_FREE:
+            caps[r] = max(caps[r], caps[K.R_ROOT])
+        self.arena = self._layout(caps, self.arena)
+
+    @property
+    def bars(self) -> int:
+        """Candles fed so far (the next candle's index)."""
+        return int(self.ii[K.I_COUNT])
+
+    @property
+    def horizon(self) -> int:
+        """Every reference swing before this bar index is known (see ``swings.py``)."""
+        ii = self.ii
+        t = int(ii[K.I_COUNT]) - 1
+        return int(ii[K.I_RUN_FIRST]) if ii[K.I_RUN_DIR] else t - int(ii[K.I_LEN]) + 1
+
+    @property
+    def last_time_ms(self) -> int | None:
+        return int(self.ii[K.I_LAST_TIME]) if self.ii[K.I_HAS_LAST] else None
+
+    @property
+    def history_base(self) -> int:
+        """Oldest bar still held (bars before it were trimmed)."""
+        return int(self.ii[K.I_BASE])
+
+    @property
+    def swings(self) -> _SwingView:
+        return _SwingView(self)
+
+    @property
+    def ob(self) -> _ObView:
+        return _ObView(self)
+
+
+SmcState = FastSmcState
+
+
+def new_state(config: SmcConfig | None = None, *,
+              trim_every_bars: int = TRIM_EVERY_BARS) -> FastSmcState:
+    """A fresh state for one symbol. ``trim_every_bars``: how many unneeded bars may pile
+    up before the history is trimmed (tests use tiny values to exercise trimming)."""
+    return FastSmcState(config if config is not None else SmcConfig(), trim_every_bars)
+
+
+def _refuse(state: FastSmcState, code: int, time_ms, o, h, low, c, v) -> None:
+    bars = state.bars
+    if code == K.ERR_NON_FINITE:
+        raise SmcInputError(f"bar {bars}: non-finite value in {(o, h, low, c, v)}")
+    if code == K.ERR_HIGH_LOW:
+        raise SmcInputError(f"bar {bars}: high {h} < low {low}")
+    raise SmcInputError(f"bar {bars}: open time {time_ms} not after {state.last_time_ms}")
+
+
+_step = K.step
+
+
+def update(state: FastSmcState, time_ms: int, o: float, h: float, low: float, c: float,
+           v: float) -> list[Label]:
+    """Feed one closed candle (open time in ms since the epoch, UTC); returns new labels."""
+    n = _step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
+    while n < 0:
+        if n >= K.ERR_TIME:
+            _refuse(state, n, time_ms, o, h, low, c, v)
+        state.grow(n)
+        n = _step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
+    t = state.ii[K.I_COUNT] - 1
+    t = int(t)
+    out: list[Label] = []
+    app = out.append
+    for row in state.ev[:n].tolist():
+        kind = row[0]
+        if kind == 11.0:  # EV_SESSION
+            s0, s1, s2, s3, s4, s5 = _SESS
+            x = _new(SessionRange)
+            s0(x, state.sess_names[int(row[1])])
+            s1(x, t)
+            if row[2]:
+                s2(x, 1)
+                s3(x, row[3])
+                s4(x, row[4])
+            else:
+                s2(x, 0)
+                s3(x, 0.0)
+                s4(x, 0.0)
+            s5(x, t)
+            app(x)
+        elif kind == 10.0:  # EV_PERIOD
+            s0, s1, s2, s3, s4, s5, s6 = _PHL
+            x = _new(PreviousHighLow)
+            s0(x, state.tf_names[int(row[1])])
+            s1(x, t)
+            ph = row[2]
+            if ph == ph:
+                s2(x, ph)
+                s3(x, row[3])
+                s4(x, 1 if row[4] else 0)
+                s5(x, 1 if row[5] else 0)
+            else:
+                s2(x, _NAN)
+                s3(x, _NAN)
+                s4(x, 0)
+                s5(x, 0)
+            s6(x, t)
+            app(x)
+        elif kind == 12.0:  # EV_RETRACE
+            app(_retracement(state, row, t))
+        else:
+            app(_rare(row, t))
+    return out
+
+
+def _retracement(state: FastSmcState, row: list, t: int) -> Retracement:
+    s0, s1, s2, s3, s4 = _RETR
+    x = _new(Retracement)
+    s4(x, t)
+    warm = row[8]
+    if warm == 2.0:  # the first bar's row
+        s0(x, 0)
+        s1(x, 0)
+        s2(x, 0.0)
+        s3(x, 0.0)
+        return x
+    prev, d = row[2], row[3]
+    current = deepest = 0.0
+    if prev == 1.0:
+        current = round(row[5], 1) if row[4] == 2.0 else 0
+        deepest = max(state.deepest, current)
+    if d == -1.0:
+        current = round(row[7], 1) if row[6] == 2.0 else 0
+        deepest = max(state.deepest if prev == -1.0 else 0, current)
+    state.deepest = float(deepest)
+    s0(x, int(row[1]))
+    if warm:
+        s1(x, 0)
+        s2(x, 0.0)
+        s3(x, 0.0)
+    else:
+        s1(x, int(d))
+        s2(x, float(current))
+        s3(x, float(deepest))
+    return x
+
+
+def _rare(row: list, t: int) -> Label:
+    """Every other kind of event (a few per hundred candles)."""
+    kind = int(row[0])
+    if kind == K.EV_PIVOT or kind == K.EV_SWING:
+        x = _new(Pivot if kind == K.EV_PIVOT else Swing)
+        s0, s1, s2, s3 = _PIVOT if kind == K.EV_PIVOT else _SWING
+        s0(x, int(row[1]))
+        s1(x, int(row[2]))
+        s2(x, row[3])
+        s3(x, t)
+        return x
+    if kind == K.EV_STRUCTURE:
+        return Structure(kind=_KIND[int(row[1])], direction=int(row[2]), index=int(row[3]),
+                         level=row[4], broken_index=int(row[5]), known_at=t)
+    if kind == K.EV_FVG:
+        return FairValueGap(direction=int(row[1]), index=int(row[2]), top=row[3],
+                            bottom=row[4], known_at=t)
+    if kind == K.EV_FVG_MIT:
+        return FairValueGapMitigated(direction=int(row[1]), index=int(row[2]),
+                                     mitigated_index=int(row[3]), known_at=t)
+    if kind == K.EV_OB:
+        return OrderBlock(direction=int(row[1]), index=int(row[2]), top=row[3], bottom=row[4],
+                          volume=row[5], percentage=row[6], formed_index=int(row[7]),
+                          known_at=t)
+    if kind == K.EV_OB_MIT:
+        return OrderBlockMitigated(direction=int(row[1]), index=int(row[2]),
+                                   mitigated_index=int(row[3]), at_index=int(row[4]),
+                                   known_at=t)
+    if kind == K.EV_OB_RESET:
+        return OrderBlockReset(direction=int(row[1]), index=int(row[2]), at_index=int(row[3]),
+                               known_at=t)
+    if kind == K.EV_POOL:
+        swept = int(row[6])
+        return LiquidityPool(direction=int(row[1]), index=int(row[2]), level=row[3],
+                             end=int(row[4]), members=int(row[5]),
+                             swept=swept if swept >= 0 else None, known_at=t)
+    if kind == K.EV_SWEPT:
+        return LiquiditySwept(direction=int(row[1]), index=int(row[2]), level=row[3],
+                              swept_index=int(row[4]), known_at=t)
+    raise AssertionError(f"unknown SMC event kind {kind}")
+
+
+def run_batch(time_ms: Sequence[int], open_: Sequence[float], high: Sequence[float],
+              low: Sequence[float], close: Sequence[float], volume: Sequence[float],
+              config: SmcConfig | None = None, *,
+              trim_every_bars: int = TRIM_EVERY_BARS) -> tuple[list[Label], FastSmcState]:
+    """Feed whole columns in order; returns every label (in emission order) and the state."""
+    n = len(time_ms)
+    if not (len(open_) == len(high) == len(low) == len(close) == len(volume) == n):
+        raise SmcInputError("columns differ in length")
+    state = new_state(config, trim_every_bars=trim_every_bars)
+    labels: list[Label] = []
+    tm = [int(x) for x in time_ms]
+    o, hh, ll, cc, vv = (list(map(float, col)) for col in (open_, high, low, close, volume))
+    for i in range(n):
+        labels += update(state, tm[i], o[i], hh[i], ll[i], cc[i], vv[i])
+    return labels, state
