@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from common.errors import ConfigError
+
 from . import kernel as K
 from .config import SmcConfig
 from .engine import TRIM_EVERY_BARS, SmcInputError
@@ -31,7 +33,8 @@ from .labels import (FairValueGap, FairValueGapMitigated, Label, LiquidityPool, 
 _NAN = math.nan  # the same object as the reference's (periods._NAN)
 _INF = float("inf")
 _new = object.__new__
-_EV_ROWS = 64
+_EV_SIZE = 1024
+_W = K.EV_WIDTH
 
 
 def _setters(cls: type) -> tuple:
@@ -39,19 +42,10 @@ def _setters(cls: type) -> tuple:
     return tuple(getattr(cls, name).__set__ for name in cls.__dataclass_fields__)
 
 
-_PIVOT = _setters(Pivot)
-_SWING = _setters(Swing)
-_STRUCT = _setters(Structure)
-_FVG = _setters(FairValueGap)
-_FVG_MIT = _setters(FairValueGapMitigated)
-_OB = _setters(OrderBlock)
-_OB_MIT = _setters(OrderBlockMitigated)
-_OB_RESET = _setters(OrderBlockReset)
-_POOL = _setters(LiquidityPool)
-_SWEPT = _setters(LiquiditySwept)
 _PHL = _setters(PreviousHighLow)
 _SESS = _setters(SessionRange)
 _RETR = _setters(Retracement)
+_PHL_CLS, _SESS_CLS, _RETR_CLS = PreviousHighLow, SessionRange, Retracement
 _KIND = ("BOS", "CHOCH")
 
 
@@ -68,6 +62,26 @@ class _SwingView:
     run_first = property(lambda self: int(self._s.ii[K.I_RUN_FIRST]))
     best_index = property(lambda self: int(self._s.ii[K.I_BEST_INDEX]))
     best_level = property(lambda self: float(self._s.ff[K.F_BEST_LEVEL]))
+
+    def horizon(self, t: int) -> int:
+        return self.run_first if self.run_dir else t - self.length + 1
+
+    def horizon_for(self, direction: int, t: int) -> int:
+        return self.run_first if self.run_dir == direction else t - self.length + 1
+
+
+class _HistoryView:
+    """``state.history`` as the reference names it: the bars still held (copies)."""
+
+    __slots__ = ("base", "count", "open", "high", "low", "close", "volume")
+
+    def __init__(self, s: FastSmcState) -> None:
+        ii = s.ii
+        off, held = int(ii[K.REG + 3 * K.R_HIST]), int(ii[K.REG + 3 * K.R_HIST + 2])
+        rows = s.arena[off:off + 5 * held].reshape(held, 5)
+        self.base, self.count = int(ii[K.I_BASE]), int(ii[K.I_COUNT])
+        self.open, self.high, self.low, self.close, self.volume = (
+            rows[:, k].tolist() for k in range(5))
 
 
 class _ObSideView:
@@ -94,12 +108,12 @@ class _ObView:
 class FastSmcState:
     """One symbol's SMC state in arrays (see ``kernel.py``); owned by one caller."""
 
-    __slots__ = ("config", "ii", "ff", "arena", "ev", "deepest", "tf_names", "sess_names",
+    __slots__ = ("config", "ii", "ff", "arena", "ev", "fixed", "tf_names", "sess_names",
                  "trim_every_bars")
 
     def __init__(self, config: SmcConfig, trim_every_bars: int = TRIM_EVERY_BARS) -> None:
         if len(config.timeframes) > K.MAX_TF or len(config.sessions) > K.MAX_SESS:
-            raise ValueError(f"at most {K.MAX_TF} timeframes and {K.MAX_SESS} sessions")
+            raise ConfigError(f"at most {K.MAX_TF} timeframes and {K.MAX_SESS} sessions")
         from .config import timeframe_ms
         self.config = config
         self.trim_every_bars = max(1, trim_every_bars)
@@ -131,8 +145,8 @@ class FastSmcState:
             ii[b], ii[b + 1], ii[b + 2] = w.start_min, w.end_min, int(not w.start_min < w.end_min)
         self.ii, self.ff = ii, ff
         self.arena = self._layout(list(K.INITIAL_CAP), None)
-        self.ev = np.zeros((_EV_ROWS, K.EV_WIDTH), np.float64)
-        self.deepest = 0.0
+        self.ev = np.zeros(_EV_SIZE, np.float64)
+        self.fixed = 4 * len(config.timeframes) + 3 * len(config.sessions)  # values per candle
         self.tf_names = tuple(config.timeframes)
         self.sess_names = tuple(w.name for w in config.sessions)
 
@@ -154,8 +168,7 @@ class FastSmcState:
     def grow(self, code: int) -> None:
         """Make room after the kernel asked for it (code from ``kernel.step``)."""
         if code <= K.NEED_EVENTS:
-            rows = max(2 * self.ev.shape[0], K.NEED_EVENTS - code)
-            self.ev = np.zeros((rows, K.EV_WIDTH), np.float64)
+            self.ev = np.zeros(max(2 * self.ev.shape[0], K.NEED_EVENTS - code), np.float64)
             return
         r = K.NEED_REGION - code
         caps = [int(self.ii[K.REG + 3 * q + 1]) for q in range(K.N_REGIONS)]
@@ -188,6 +201,10 @@ class FastSmcState:
         return int(self.ii[K.I_BASE])
 
     @property
+    def history(self) -> _HistoryView:
+        return _HistoryView(self)
+
+    @property
     def swings(self) -> _SwingView:
         return _SwingView(self)
 
@@ -216,134 +233,112 @@ def _refuse(state: FastSmcState, code: int, time_ms, o, h, low, c, v) -> None:
 
 
 _step = K.step
+_I_COUNT = K.I_COUNT
 
 
 def update(state: FastSmcState, time_ms: int, o: float, h: float, low: float, c: float,
            v: float) -> list[Label]:
     """Feed one closed candle (open time in ms since the epoch, UTC); returns new labels."""
-    n = _step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
-    while n < 0:
-        if n >= K.ERR_TIME:
-            _refuse(state, n, time_ms, o, h, low, c, v)
-        state.grow(n)
-        n = _step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
-    t = state.ii[K.I_COUNT] - 1
-    t = int(t)
-    out: list[Label] = []
+    r = _step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
+    while r < 0:
+        if r >= K.ERR_TIME:
+            _refuse(state, r, time_ms, o, h, low, c, v)
+        state.grow(r)
+        r = _step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
+    rows = r >> 32
+    retr = r & 0xFFFFFFFF
+    j = _W * rows
+    vals = state.ev[:j + state.fixed + 4 * retr].tolist()
+    t = state.ii.item(_I_COUNT) - 1
+    out: list[Label] = [_rare(vals, _W * k, t) for k in range(rows)] if rows else []
     app = out.append
-    for row in state.ev[:n].tolist():
-        kind = row[0]
-        if kind == 11.0:  # EV_SESSION
-            s0, s1, s2, s3, s4, s5 = _SESS
-            x = _new(SessionRange)
-            s0(x, state.sess_names[int(row[1])])
+    if state.tf_names:
+        p0, p1, p2, p3, p4, p5, p6 = _PHL
+        for name in state.tf_names:
+            x = _new(_PHL_CLS)
+            p0(x, name)
+            p1(x, t)
+            ph = vals[j]
+            if ph == ph:
+                p2(x, ph)
+                p3(x, vals[j + 1])
+                p4(x, 1 if vals[j + 2] else 0)
+                p5(x, 1 if vals[j + 3] else 0)
+            else:
+                p2(x, _NAN)
+                p3(x, _NAN)
+                p4(x, 0)
+                p5(x, 0)
+            p6(x, t)
+            app(x)
+            j += 4
+    if state.sess_names:
+        s0, s1, s2, s3, s4, s5 = _SESS
+        for name in state.sess_names:
+            x = _new(_SESS_CLS)
+            s0(x, name)
             s1(x, t)
-            if row[2]:
+            if vals[j]:
                 s2(x, 1)
-                s3(x, row[3])
-                s4(x, row[4])
+                s3(x, vals[j + 1])
+                s4(x, vals[j + 2])
             else:
                 s2(x, 0)
                 s3(x, 0.0)
                 s4(x, 0.0)
             s5(x, t)
             app(x)
-        elif kind == 10.0:  # EV_PERIOD
-            s0, s1, s2, s3, s4, s5, s6 = _PHL
-            x = _new(PreviousHighLow)
-            s0(x, state.tf_names[int(row[1])])
-            s1(x, t)
-            ph = row[2]
-            if ph == ph:
-                s2(x, ph)
-                s3(x, row[3])
-                s4(x, 1 if row[4] else 0)
-                s5(x, 1 if row[5] else 0)
-            else:
-                s2(x, _NAN)
-                s3(x, _NAN)
-                s4(x, 0)
-                s5(x, 0)
-            s6(x, t)
+            j += 3
+    if retr:
+        r0, r1, r2, r3, r4 = _RETR
+        for _ in range(retr):
+            x = _new(_RETR_CLS)
+            r0(x, int(vals[j]))
+            r1(x, int(vals[j + 1]))
+            r2(x, vals[j + 2])
+            r3(x, vals[j + 3])
+            r4(x, t)
             app(x)
-        elif kind == 12.0:  # EV_RETRACE
-            app(_retracement(state, row, t))
-        else:
-            app(_rare(row, t))
+            j += 4
     return out
 
 
-def _retracement(state: FastSmcState, row: list, t: int) -> Retracement:
-    s0, s1, s2, s3, s4 = _RETR
-    x = _new(Retracement)
-    s4(x, t)
-    warm = row[8]
-    if warm == 2.0:  # the first bar's row
-        s0(x, 0)
-        s1(x, 0)
-        s2(x, 0.0)
-        s3(x, 0.0)
-        return x
-    prev, d = row[2], row[3]
-    current = deepest = 0.0
-    if prev == 1.0:
-        current = round(row[5], 1) if row[4] == 2.0 else 0
-        deepest = max(state.deepest, current)
-    if d == -1.0:
-        current = round(row[7], 1) if row[6] == 2.0 else 0
-        deepest = max(state.deepest if prev == -1.0 else 0, current)
-    state.deepest = float(deepest)
-    s0(x, int(row[1]))
-    if warm:
-        s1(x, 0)
-        s2(x, 0.0)
-        s3(x, 0.0)
-    else:
-        s1(x, int(d))
-        s2(x, float(current))
-        s3(x, float(deepest))
-    return x
-
-
-def _rare(row: list, t: int) -> Label:
-    """Every other kind of event (a few per hundred candles)."""
-    kind = int(row[0])
+def _rare(v: list, j: int, t: int) -> Label:
+    """The event row at ``v[j]`` (kinds other than the per-candle ones: a few per hundred
+    candles)."""
+    kind = int(v[j])
     if kind == K.EV_PIVOT or kind == K.EV_SWING:
-        x = _new(Pivot if kind == K.EV_PIVOT else Swing)
-        s0, s1, s2, s3 = _PIVOT if kind == K.EV_PIVOT else _SWING
-        s0(x, int(row[1]))
-        s1(x, int(row[2]))
-        s2(x, row[3])
-        s3(x, t)
-        return x
+        return (Pivot if kind == K.EV_PIVOT else Swing)(
+            direction=int(v[j + 1]), index=int(v[j + 2]), level=v[j + 3], known_at=t)
     if kind == K.EV_STRUCTURE:
-        return Structure(kind=_KIND[int(row[1])], direction=int(row[2]), index=int(row[3]),
-                         level=row[4], broken_index=int(row[5]), known_at=t)
+        return Structure(kind=_KIND[int(v[j + 1])], direction=int(v[j + 2]),
+                         index=int(v[j + 3]), level=v[j + 4], broken_index=int(v[j + 5]),
+                         known_at=t)
     if kind == K.EV_FVG:
-        return FairValueGap(direction=int(row[1]), index=int(row[2]), top=row[3],
-                            bottom=row[4], known_at=t)
+        return FairValueGap(direction=int(v[j + 1]), index=int(v[j + 2]), top=v[j + 3],
+                            bottom=v[j + 4], known_at=t)
     if kind == K.EV_FVG_MIT:
-        return FairValueGapMitigated(direction=int(row[1]), index=int(row[2]),
-                                     mitigated_index=int(row[3]), known_at=t)
+        return FairValueGapMitigated(direction=int(v[j + 1]), index=int(v[j + 2]),
+                                     mitigated_index=int(v[j + 3]), known_at=t)
     if kind == K.EV_OB:
-        return OrderBlock(direction=int(row[1]), index=int(row[2]), top=row[3], bottom=row[4],
-                          volume=row[5], percentage=row[6], formed_index=int(row[7]),
-                          known_at=t)
+        return OrderBlock(direction=int(v[j + 1]), index=int(v[j + 2]), top=v[j + 3],
+                          bottom=v[j + 4], volume=v[j + 5], percentage=v[j + 6],
+                          formed_index=int(v[j + 7]), known_at=t)
     if kind == K.EV_OB_MIT:
-        return OrderBlockMitigated(direction=int(row[1]), index=int(row[2]),
-                                   mitigated_index=int(row[3]), at_index=int(row[4]),
+        return OrderBlockMitigated(direction=int(v[j + 1]), index=int(v[j + 2]),
+                                   mitigated_index=int(v[j + 3]), at_index=int(v[j + 4]),
                                    known_at=t)
     if kind == K.EV_OB_RESET:
-        return OrderBlockReset(direction=int(row[1]), index=int(row[2]), at_index=int(row[3]),
-                               known_at=t)
+        return OrderBlockReset(direction=int(v[j + 1]), index=int(v[j + 2]),
+                               at_index=int(v[j + 3]), known_at=t)
     if kind == K.EV_POOL:
-        swept = int(row[6])
-        return LiquidityPool(direction=int(row[1]), index=int(row[2]), level=row[3],
-                             end=int(row[4]), members=int(row[5]),
+        swept = int(v[j + 6])
+        return LiquidityPool(direction=int(v[j + 1]), index=int(v[j + 2]), level=v[j + 3],
+                             end=int(v[j + 4]), members=int(v[j + 5]),
                              swept=swept if swept >= 0 else None, known_at=t)
     if kind == K.EV_SWEPT:
-        return LiquiditySwept(direction=int(row[1]), index=int(row[2]), level=row[3],
-                              swept_index=int(row[4]), known_at=t)
+        return LiquiditySwept(direction=int(v[j + 1]), index=int(v[j + 2]), level=v[j + 3],
+                              swept_index=int(v[j + 4]), known_at=t)
     raise AssertionError(f"unknown SMC event kind {kind}")
 
 

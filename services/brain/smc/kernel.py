@@ -24,6 +24,8 @@ reference emits them. Retracement rows carry the unrounded percentages: Python's
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -94,10 +96,10 @@ Q_HEAD_RQ = 29
 REG = 32             # region table: 3 ints per region
 TF_BASE = REG + 3 * N_REGIONS   # per timeframe: width_ms, has_label, label, finished, has_group, group
 TF_W = 6
-MAX_TF = 8
+MAX_TF = 32
 SESS_BASE = TF_BASE + TF_W * MAX_TF  # per session: start_min, end_min, wraps
 SESS_W = 3
-MAX_SESS = 16
+MAX_SESS = 64
 N_INTS = SESS_BASE + SESS_W * MAX_SESS
 
 # ---- scalar floats -------------------------------------------------------------------------
@@ -110,13 +112,14 @@ F_MAX_HIGH = 5
 F_MIN_LOW = 6
 F_RT_TOP = 7
 F_RT_BOTTOM = 8
+F_RT_DEEPEST = 9
 FTF_BASE = 16        # per timeframe: high, low, p1h, p1l, p2h, p2l, run_high, run_low
 FTF_W = 8
 FSESS_BASE = FTF_BASE + FTF_W * MAX_TF  # per session: high, low
 FSESS_W = 2
 N_FLOATS = FSESS_BASE + FSESS_W * MAX_SESS
 
-NEED_EVENTS = -1000  # return code NEED_EVENTS - rows: the event buffer is too small
+NEED_EVENTS = -1000  # return code NEED_EVENTS - size: the event buffer is too small
 NEED_REGION = -100  # return code NEED_REGION - r: region r is too small
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
@@ -213,15 +216,17 @@ def _room(ii, r, extra):
 
 @njit(cache=True, nogil=True)
 def _emit(ev, n, kind, a1, a2, a3, a4, a5, a6, a7, a8):
-    ev[n, 0] = kind
-    ev[n, 1] = a1
-    ev[n, 2] = a2
-    ev[n, 3] = a3
-    ev[n, 4] = a4
-    ev[n, 5] = a5
-    ev[n, 6] = a6
-    ev[n, 7] = a7
-    ev[n, 8] = a8
+    """Write event row ``n`` (``EV_WIDTH`` values from ``ev[EV_WIDTH * n]``)."""
+    p = EV_WIDTH * n
+    ev[p] = kind
+    ev[p + 1] = a1
+    ev[p + 2] = a2
+    ev[p + 3] = a3
+    ev[p + 4] = a4
+    ev[p + 5] = a5
+    ev[p + 6] = a6
+    ev[p + 7] = a7
+    ev[p + 8] = a8
     return n + 1
 
 
@@ -249,7 +254,7 @@ def _compact_queue(ii, a, r, head_slot):
 
 
 @njit(cache=True, nogil=True)
-def _check_room(ii, a, ev_rows, t):
+def _check_room(ii, a, ev_size, t):
     """0 if every region can take the most this candle may add, else the code of the first
     one that cannot (nothing else is changed; queues may be compacted, which is neutral)."""
     if ii[REG + 3 * R_HIST + 2] + 1 > ii[REG + 3 * R_HIST + 1]:
@@ -279,10 +284,10 @@ def _check_room(ii, a, ev_rows, t):
     rt = t - ii[I_LEN] + 2 - ii[I_RT_CURSOR]
     events = (8 + _cnt(ii, R_PAT) + _cnt(ii, R_FVG_BULL) + _cnt(ii, R_FVG_BEAR)
               + _cnt(ii, R_OBL_B) + _cnt(ii, R_OBK_B) + _cnt(ii, R_OBL_R) + _cnt(ii, R_OBK_R)
-              + 3 * (formed_b + formed_r) + _cnt(ii, R_UNS_B) + _cnt(ii, R_UNS_R)
-              + ii[I_N_TF] + ii[I_N_SESS] + (rt if rt > 0 else 0))
-    if events > ev_rows:
-        return NEED_EVENTS - events
+              + 3 * (formed_b + formed_r) + _cnt(ii, R_UNS_B) + _cnt(ii, R_UNS_R))
+    size = EV_WIDTH * events + 4 * ii[I_N_TF] + 3 * ii[I_N_SESS] + 4 * (rt if rt > 0 else 0) + 4
+    if size > ev_size:
+        return NEED_EVENTS - size
     return 0
 
 
@@ -407,11 +412,11 @@ def _fvg(ii, ff, a, ev, n, t):
     # stable sort of this bar's mitigations by index (the reference's ``sort(key=index)``)
     for k in range(n0 + 1, n):
         j = k
-        while j > n0 and ev[j - 1, 2] > ev[j, 2]:
+        while j > n0 and ev[EV_WIDTH * (j - 1) + 2] > ev[EV_WIDTH * j + 2]:
             for f in range(EV_WIDTH):
-                x = ev[j - 1, f]
-                ev[j - 1, f] = ev[j, f]
-                ev[j, f] = x
+                x = ev[EV_WIDTH * (j - 1) + f]
+                ev[EV_WIDTH * (j - 1) + f] = ev[EV_WIDTH * j + f]
+                ev[EV_WIDTH * j + f] = x
             j -= 1
     if t < 2:
         return n
@@ -712,7 +717,8 @@ def _liquidity(ii, ff, a, ev, n, t, s_dir, s_index, s_level):
 # ---- previous period high/low, sessions ----------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def _periods(ii, ff, ev, n, t, time_ms, h, low):
+def _periods(ii, ff, ev, at, t, time_ms, h, low):
+    """Writes ``high, low, broken_high, broken_low`` per timeframe from ``ev[at]`` on."""
     for k in range(ii[I_N_TF]):
         ib, fb = TF_BASE + k * TF_W, FTF_BASE + k * FTF_W
         width = ii[ib]
@@ -746,20 +752,22 @@ def _periods(ii, ff, ev, n, t, time_ms, h, low):
             if low < ff[fb + 7]:
                 ff[fb + 7] = low
         if ref < 0:
-            n = _emit(ev, n, EV_PERIOD, k, np.nan, np.nan, 0.0, 0.0, 0.0, 0.0, 0.0)
+            ev[at + 4 * k], ev[at + 4 * k + 1], ev[at + 4 * k + 2], ev[at + 4 * k + 3] = np.nan, np.nan, 0.0, 0.0
             continue
         if ref == finished - 1:
             ph, pl = ff[fb + 2], ff[fb + 3]
         else:
             ph, pl = ff[fb + 4], ff[fb + 5]
-        n = _emit(ev, n, EV_PERIOD, k, ph, pl, 1.0 if ff[fb + 6] > ph else 0.0,
-                  1.0 if ff[fb + 7] < pl else 0.0, 0.0, 0.0, 0.0)
-    return n
+        ev[at + 4 * k], ev[at + 4 * k + 1] = ph, pl
+        ev[at + 4 * k + 2] = 1.0 if ff[fb + 6] > ph else 0.0
+        ev[at + 4 * k + 3] = 1.0 if ff[fb + 7] < pl else 0.0
 
 
 @njit(cache=True, nogil=True)
-def _sessions(ii, ff, ev, n, t, time_ms, h, low):
+def _sessions(ii, ff, ev, at, t, time_ms, h, low):
+    """Writes ``active, high, low`` per session from ``ev[at]`` on."""
     minute = (time_ms % DAY_MS) // MINUTE_MS
+    base = at
     for k in range(ii[I_N_SESS]):
         ib, fb = SESS_BASE + k * SESS_W, FSESS_BASE + k * FSESS_W
         start, end = ii[ib], ii[ib + 1]
@@ -770,20 +778,46 @@ def _sessions(ii, ff, ev, n, t, time_ms, h, low):
         if not inside:
             ff[fb] = 0.0
             ff[fb + 1] = 0.0
-            n = _emit(ev, n, EV_SESSION, k, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+            ev[base + 3 * k], ev[base + 3 * k + 1], ev[base + 3 * k + 2] = 0.0, 0.0, 0.0
             continue
         prev = ff[fb]
         ff[fb] = float(np.float32(prev if prev > h else h))
         prev = ff[fb + 1] if ff[fb + 1] != 0.0 else np.inf
         ff[fb + 1] = float(np.float32(prev if prev < low else low))
-        n = _emit(ev, n, EV_SESSION, k, 1.0, ff[fb], ff[fb + 1], 0.0, 0.0, 0.0, 0.0)
-    return n
+        ev[base + 3 * k], ev[base + 3 * k + 1], ev[base + 3 * k + 2] = 1.0, ff[fb], ff[fb + 1]
+
+
+@njit(cache=True, nogil=True)
+def py_round1(x):
+    """Python's ``round(x, 1)`` exactly: the binary value times ten rounded half to even
+    (integer arithmetic on the mantissa, no decimal string), then one correctly rounded
+    division by ten, which is what converting the rounded decimal back gives."""
+    if not np.isfinite(x):
+        return x
+    m, e = math.frexp(abs(x))
+    mant = np.int64(math.ldexp(m, 53))  # |x| = mant * 2**(e - 53), exactly
+    shift = 53 - e
+    if shift <= 0:  # |x| >= 2**53: already an integer
+        return x
+    if shift >= 59:  # 10 * mant < 2**57 <= half of 2**shift: rounds to 0
+        q = np.int64(0)
+    else:
+        ten = mant * 10
+        q = ten >> shift
+        rem = ten - (q << shift)
+        half = np.int64(1) << (shift - 1)
+        if rem > half or (rem == half and (q & 1) == 1):
+            q += 1
+    r = q / 10.0
+    return -r if x < 0 or (x == 0 and np.signbit(x)) else r
 
 
 # ---- retracements --------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def _retracements(ii, ff, a, ev, n, t, s_dir, s_index, s_level, horizon):
+def _retracements(ii, ff, a, ev, at, t, s_dir, s_index, s_level, horizon):
+    """Writes ``index, direction, current, deepest`` per row from ``ev[at]``; returns rows."""
+    n = 0
     qoff = ii[REG + 3 * R_RQ]
     if s_dir != 0:
         m = _cnt(ii, R_RQ)
@@ -792,7 +826,8 @@ def _retracements(ii, ff, a, ev, n, t, s_dir, s_index, s_level, horizon):
         a[qoff + 3 * m + 2] = s_level
         ii[REG + 3 * R_RQ + 2] = m + 1
     if t == 0:
-        n = _emit(ev, n, EV_RETRACE, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0)
+        ev[at], ev[at + 1], ev[at + 2], ev[at + 3] = 0.0, 0.0, 0.0, 0.0
+        n = 1
     while ii[I_RT_CURSOR] < horizon:
         c = ii[I_RT_CURSOR]
         ii[I_RT_CURSOR] = c + 1
@@ -807,22 +842,26 @@ def _retracements(ii, ff, a, ev, n, t, s_dir, s_index, s_level, horizon):
                 ff[F_RT_BOTTOM] = a[qoff + 3 * head + 2]
             ii[Q_HEAD_RQ] = head + 1
         top, bottom = ff[F_RT_TOP], ff[F_RT_BOTTOM]
-        has1, x1, has2, x2 = 0.0, 0.0, 0.0, 0.0
+        current = deepest = 0.0
         if prev == 1:
             div = top - bottom
-            if div != 0:
-                has1, x1 = 2.0, 100 - (((_h(ii, a, c, 2) - bottom) / div) * 100)
-            else:
-                has1 = 1.0
+            current = py_round1(100 - (((_h(ii, a, c, 2) - bottom) / div) * 100)) if div != 0 else 0.0
+            old = ff[F_RT_DEEPEST]
+            deepest = current if current > old else old
         if d == -1:
             div = bottom - top
-            if div != 0:
-                has2, x2 = 2.0, 100 - ((_h(ii, a, c, 1) - top) / div) * 100
-            else:
-                has2 = 1.0
+            current = py_round1(100 - ((_h(ii, a, c, 1) - top) / div) * 100) if div != 0 else 0.0
+            old = ff[F_RT_DEEPEST] if prev == -1 else 0.0
+            deepest = current if current > old else old
         ii[I_RT_DIR] = d
-        warm = 1.0 if ii[I_RT_CHANGES] < WARMUP_CHANGES else 0.0
-        n = _emit(ev, n, EV_RETRACE, c + 1, prev, d, has1, x1, has2, x2, warm)
+        ff[F_RT_DEEPEST] = deepest
+        p = at + 4 * n
+        ev[p] = c + 1
+        if ii[I_RT_CHANGES] < WARMUP_CHANGES:
+            ev[p + 1], ev[p + 2], ev[p + 3] = 0.0, 0.0, 0.0
+        else:
+            ev[p + 1], ev[p + 2], ev[p + 3] = d, current, deepest
+        n += 1
         if c >= 1 and d != prev:
             ii[I_RT_CHANGES] += 1
     return n
@@ -878,11 +917,13 @@ ERR_HIGH_LOW = -2
 ERR_TIME = -3
 
 
-@njit("int64(int64[::1], float64[::1], float64[::1], float64[:, ::1], int64, float64, "
-      "float64, float64, float64, float64)", cache=True, nogil=True)
+@njit("int64(int64[::1], float64[::1], float64[::1], float64[::1], int64, "
+      "float64, float64, float64, float64, float64)", cache=True, nogil=True)
 def step(ii, ff, a, ev, time_ms, o, h, low, c, v):
-    """Feed one closed candle; returns the number of event rows written to ``ev``, or a
-    negative code (input refused, or a region / the event buffer needs to grow first)."""
+    """Feed one closed candle. Writes to ``ev``, in the order of the labels: ``rows`` event
+    rows (``EV_WIDTH`` values each), then 4 values per timeframe and 3 per session, then 4
+    per retracement row (``retr`` of them); returns ``(rows << 32) | retr``. Or a negative
+    code: input refused, or a region / the event buffer must grow first."""
     if not (np.isfinite(o) and np.isfinite(h) and np.isfinite(low) and np.isfinite(c)
             and np.isfinite(v)):
         return ERR_NON_FINITE
@@ -953,10 +994,13 @@ def step(ii, ff, a, ev, time_ms, o, h, low, c, v):
     n = _ob_side(ii, a, ev, n, t, 1, _horizon_for(ii, 1, t))
     n = _ob_side(ii, a, ev, n, t, -1, _horizon_for(ii, -1, t))
     n = _liquidity(ii, ff, a, ev, n, t, s_dir, s_index, s_level)
-    n = _periods(ii, ff, ev, n, t, time_ms, h, low)
-    n = _sessions(ii, ff, ev, n, t, time_ms, h, low)
+    at = EV_WIDTH * n
+    _periods(ii, ff, ev, at, t, time_ms, h, low)
+    at += 4 * ii[I_N_TF]
+    _sessions(ii, ff, ev, at, t, time_ms, h, low)
+    at += 3 * ii[I_N_SESS]
     horizon = _horizon(ii, t)
-    n = _retracements(ii, ff, a, ev, n, t, s_dir, s_index, s_level, horizon)
+    retr = _retracements(ii, ff, a, ev, at, t, s_dir, s_index, s_level, horizon)
     if t - ii[I_BASE] >= 2 * ii[I_TRIM_EVERY]:
         _trim(ii, a, t, horizon)
-    return n
+    return (n << 32) | retr
