@@ -130,7 +130,7 @@ NO_NEED = 1 << 62
 
 # ---- heaps on arena rows, ordered by (key, index) = columns 0 and 1 -------------------------
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _less(a, off, w, i, j):
     ki, kj = a[off + i * w], a[off + j * w]
     if ki < kj:
@@ -151,7 +151,7 @@ def _swap(a, off, w, i, j):
 @njit(cache=True, nogil=True)
 def _heap_push(ii, a, r, k0, k1, k2, k3):
     """Append a row (k0 = key, k1 = index, k2, k3 as the width allows) and sift it up."""
-    off, w, n = ii[REG + 3 * r], WIDTHS_NB[r], ii[REG + 3 * r + 2]
+    off, w, n = ii[REG + 3 * r], WIDTHS[r], ii[REG + 3 * r + 2]
     p = off + n * w
     a[p] = k0
     a[p + 1] = k1
@@ -174,7 +174,7 @@ def _heap_push(ii, a, r, k0, k1, k2, k3):
 def _heap_pop(ii, a, r):
     """Remove the smallest row; it is copied to the slot just past the heap's end, whose
     position is returned (read it before the next push)."""
-    off, w, n = ii[REG + 3 * r], WIDTHS_NB[r], ii[REG + 3 * r + 2]
+    off, w, n = ii[REG + 3 * r], WIDTHS[r], ii[REG + 3 * r + 2]
     n -= 1
     _swap(a, off, w, 0, n)
     ii[REG + 3 * r + 2] = n
@@ -195,21 +195,20 @@ def _heap_pop(ii, a, r):
     return off + n * w
 
 
-WIDTHS_NB = np.array(WIDTHS, dtype=np.int64)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _top(ii, a, r):
     """Key of the heap's smallest row."""
     return a[ii[REG + 3 * r]]
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _cnt(ii, r):
     return ii[REG + 3 * r + 2]
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _room(ii, r, extra):
     return ii[REG + 3 * r + 2] + extra <= ii[REG + 3 * r + 1]
 
@@ -232,7 +231,7 @@ def _emit(ev, n, kind, a1, a2, a3, a4, a5, a6, a7, a8):
 
 # ---- history -------------------------------------------------------------------------------
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _h(ii, a, i, col):
     """Column ``col`` (0 o, 1 h, 2 l, 3 c, 4 v) of bar ``i``."""
     return a[ii[REG + 3 * R_HIST] + (i - ii[I_BASE]) * 5 + col]
@@ -246,7 +245,7 @@ def _compact_queue(ii, a, r, head_slot):
     head = ii[head_slot]
     if head == 0:
         return
-    off, w, n = ii[REG + 3 * r], WIDTHS_NB[r], ii[REG + 3 * r + 2]
+    off, w, n = ii[REG + 3 * r], WIDTHS[r], ii[REG + 3 * r + 2]
     for k in range((n - head) * w):
         a[off + k] = a[off + head * w + k]
     ii[REG + 3 * r + 2] = n - head
