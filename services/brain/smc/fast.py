@@ -6,11 +6,12 @@ returning the same ``Label`` records, equal field for field and in the same orde
 specification of every rule); ``tests/unit/brain/test_smc_fast_parity.py`` runs both over the
 repository's real candle files and compares every label of every candle.
 
-Why: the Python state machines cost 10-20 us per candle, most of it interpreter overhead;
-the compiled step costs well under one. What is left per candle is building the label
-records (one per timeframe and per session on every candle, plus the retracement row), done
-here with the fewest Python operations possible (slots set directly: a frozen dataclass's
-own ``__init__`` is three times slower).
+Why: the Python state machines cost 14-17 us per candle (p50, default features, on a busy
+2-core machine), most of it interpreter overhead; the compiled step costs about one. What is
+left per candle is building the label records (one per timeframe and per session on every
+candle, plus the retracement row), done here with the fewest Python operations possible
+(slots set through their descriptors: a frozen dataclass's own ``__init__`` is two to three
+times slower). ``bench/bench_smc_quick.py`` measures both paths side by side.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def _setters(cls: type) -> tuple:
 _PHL = _setters(PreviousHighLow)
 _SESS = _setters(SessionRange)
 _RETR = _setters(Retracement)
+_PIVOT = _setters(Pivot)
+_SWING = _setters(Swing)
+_FVG = _setters(FairValueGap)
 _PHL_CLS, _SESS_CLS, _RETR_CLS = PreviousHighLow, SessionRange, Retracement
 _KIND = ("BOS", "CHOCH")
 
@@ -307,16 +311,27 @@ def _rare(v: list, j: int, t: int) -> Label:
     """The event row at ``v[j]`` (kinds other than the per-candle ones: a few per hundred
     candles)."""
     kind = int(v[j])
-    if kind == K.EV_PIVOT or kind == K.EV_SWING:
-        return (Pivot if kind == K.EV_PIVOT else Swing)(
-            direction=int(v[j + 1]), index=int(v[j + 2]), level=v[j + 3], known_at=t)
+    if kind <= K.EV_SWING:  # the commonest: built like the per-candle records
+        x = _new(Pivot if kind == K.EV_PIVOT else Swing)
+        s0, s1, s2, s3 = _PIVOT if kind == K.EV_PIVOT else _SWING
+        s0(x, int(v[j + 1]))
+        s1(x, int(v[j + 2]))
+        s2(x, v[j + 3])
+        s3(x, t)
+        return x
+    if kind == K.EV_FVG:
+        x = _new(FairValueGap)
+        s0, s1, s2, s3, s4 = _FVG
+        s0(x, int(v[j + 1]))
+        s1(x, int(v[j + 2]))
+        s2(x, v[j + 3])
+        s3(x, v[j + 4])
+        s4(x, t)
+        return x
     if kind == K.EV_STRUCTURE:
         return Structure(kind=_KIND[int(v[j + 1])], direction=int(v[j + 2]),
                          index=int(v[j + 3]), level=v[j + 4], broken_index=int(v[j + 5]),
                          known_at=t)
-    if kind == K.EV_FVG:
-        return FairValueGap(direction=int(v[j + 1]), index=int(v[j + 2]), top=v[j + 3],
-                            bottom=v[j + 4], known_at=t)
     if kind == K.EV_FVG_MIT:
         return FairValueGapMitigated(direction=int(v[j + 1]), index=int(v[j + 2]),
                                      mitigated_index=int(v[j + 3]), known_at=t)

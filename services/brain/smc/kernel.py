@@ -9,17 +9,19 @@ turns its event rows into the ``Label`` records.
 State. ``ii`` (int64) and ``ff`` (float64) hold the scalars; ``arena`` (float64) holds every
 variable-size table as a region of rows (bar indices are stored as floats: exact below
 2**53). A region is ``(offset, capacity, count)`` in ``ii``. Before touching anything a step
-checks that every region (and the event buffer) has room for the most this candle can add;
-if not it returns ``-(1 + region)`` with the state untouched and the caller grows that
-region and calls again (rare: capacities double).
+checks the candle (a refused one returns ``ERR_*``) and that every region and the event
+buffer have room for the most this candle can add; if not it returns ``NEED_REGION - region``
+(or ``NEED_EVENTS - size``) with the state untouched, and the caller grows that region and
+calls again (rare: capacities double).
 
 Heaps order their rows by ``(key, index)``, as ``heapq`` orders the reference's tuples, so
 rows leave in the reference's order (its extra tie-breaker, ``id()``, only ever separates
 rows that make identical records).
 
-One event row per label (``ev``, ``EV_WIDTH`` columns, column 0 the kind), in the order the
-reference emits them. Retracement rows carry the unrounded percentages: Python's
-``round(x, 1)`` (correctly rounded decimal) has no exact numba twin, so ``fast.py`` rounds.
+Output, in ``ev`` and in the order the reference emits the labels: one row of ``EV_WIDTH``
+values per event (column 0 the kind), then the values of the records every candle gets (per
+timeframe, per session), then the retracement rows (see ``step``). Retracement percentages
+are rounded by ``py_round1``, an exact copy of Python's ``round(x, 1)``.
 """
 
 from __future__ import annotations
