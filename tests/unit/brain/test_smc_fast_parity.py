@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.brain import smc
 from services.brain.smc import SessionWindow, SmcConfig, SmcInputError
@@ -123,9 +126,42 @@ def test_the_kernels_round_is_pythons_round_to_one_decimal(x):
 def test_the_kernels_round_agrees_on_many_values():
     """Two hundred thousand values spread over the range retracements take (and tenths and
     halves, the hard cases): identical to ``round(x, 1)``."""
-    import numpy as np
     rng = np.random.default_rng(18)
     xs = np.concatenate([rng.uniform(-1e4, 1e4, 100_000), rng.integers(-20_000, 20_000, 50_000) / 20,
                          rng.integers(-20_000, 20_000, 50_000) / 10])
     bad = [x for x in xs.tolist() if py_round1(x) != round(x, 1)]
     assert bad == []
+
+
+# ---- random candles: many ties (prices in whole cents), gaps, every option ----------------
+
+_bars = st.lists(st.tuples(st.integers(-30, 30), st.integers(0, 12), st.integers(0, 12),
+                           st.integers(0, 40), st.sampled_from([1, 1, 1, 2, 5, 96, 700])),
+                 min_size=1, max_size=160)
+_configs = st.builds(
+    lambda length, close_break, close_mit, join, band, trim: (SmcConfig(
+        swing_length=length, close_break=close_break, close_mitigation=close_mit,
+        fvg_join_consecutive=join, liquidity_band=band, timeframes=("15min", "4h", "1D", "W"),
+        sessions=(SessionWindow.named("London"), SessionWindow.named("Sydney"))), trim),
+    st.integers(1, 4), st.booleans(), st.booleans(), st.booleans(),
+    st.sampled_from([None, 0.0, 0.05, 0.3]), st.sampled_from([1, 3, 4096]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=_bars, start=st.integers(200, 5_000), case=_configs)
+def test_random_candles_give_the_reference_labels(spec, start, case):
+    """Random candles in whole cents (so equal highs, lows and levels are common: every tie
+    rule is exercised), with time gaps and every option: both implementations emit the same
+    labels after every candle, and the volume arithmetic (float32) agrees too."""
+    config, trim = case
+    a = reference.new_state(config, trim_every_bars=trim)
+    b = fast.new_state(config, trim_every_bars=trim)
+    t, price = 1_704_067_200_000, start
+    for move, up, down, vol, gap in spec:
+        o, c = price, max(1, price + move)
+        h, low = max(o, c) + up, max(1, min(o, c) - down)
+        t += gap * 900_000
+        row = (t, o / 100, h / 100, low / 100, c / 100, vol / 7)
+        la, lb = reference.update(a, *row), fast.update(b, *row)
+        assert la == lb and repr(la) == repr(lb)
+        price = c
