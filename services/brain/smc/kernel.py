@@ -132,7 +132,8 @@ NO_NEED = 1 << 62
 
 # ---- heaps on arena rows, ordered by (key, index) = columns 0 and 1 -------------------------
 
-@njit(cache=True, nogil=True)
+@njit("boolean(float64[::1], int64, int64, int64, int64)",
+      cache=True, nogil=True)
 def _less(a, off, w, i, j):
     ki, kj = a[off + i * w], a[off + j * w]
     if ki < kj:
@@ -142,7 +143,8 @@ def _less(a, off, w, i, j):
     return a[off + i * w + 1] < a[off + j * w + 1]
 
 
-@njit(cache=True, nogil=True)
+@njit("void(float64[::1], int64, int64, int64, int64)",
+      cache=True, nogil=True)
 def _swap(a, off, w, i, j):
     for f in range(w):
         x = a[off + i * w + f]
@@ -150,7 +152,8 @@ def _swap(a, off, w, i, j):
         a[off + j * w + f] = x
 
 
-@njit(cache=True, nogil=True)
+@njit("void(int64[::1], float64[::1], int64, float64, float64, float64, float64)",
+      cache=True, nogil=True)
 def _heap_push(ii, a, r, k0, k1, k2, k3):
     """Append a row (k0 = key, k1 = index, k2, k3 as the width allows) and sift it up."""
     off, w, n = ii[REG + 3 * r], WIDTHS[r], ii[REG + 3 * r + 2]
@@ -172,7 +175,8 @@ def _heap_push(ii, a, r, k0, k1, k2, k3):
             break
 
 
-@njit(cache=True, nogil=True)
+@njit("int64(int64[::1], float64[::1], int64)",
+      cache=True, nogil=True)
 def _heap_pop(ii, a, r):
     """Remove the smallest row; it is copied to the slot just past the heap's end, whose
     position is returned (read it before the next push)."""
@@ -199,23 +203,27 @@ def _heap_pop(ii, a, r):
 
 
 
-@njit(cache=True, nogil=True)
+@njit("float64(int64[::1], float64[::1], int64)",
+      cache=True, nogil=True)
 def _top(ii, a, r):
     """Key of the heap's smallest row."""
     return a[ii[REG + 3 * r]]
 
 
-@njit(cache=True, nogil=True)
+@njit("int64(int64[::1], int64)",
+      cache=True, nogil=True)
 def _cnt(ii, r):
     return ii[REG + 3 * r + 2]
 
 
-@njit(cache=True, nogil=True)
+@njit("boolean(int64[::1], int64, int64)",
+      cache=True, nogil=True)
 def _room(ii, r, extra):
     return ii[REG + 3 * r + 2] + extra <= ii[REG + 3 * r + 1]
 
 
-@njit(cache=True, nogil=True)
+@njit("int64(float64[::1], int64, float64, float64, float64, float64, float64, float64, float64, float64, float64)",
+      cache=True, nogil=True)
 def _emit(ev, n, kind, a1, a2, a3, a4, a5, a6, a7, a8):
     """Write event row ``n`` (``EV_WIDTH`` values from ``ev[EV_WIDTH * n]``)."""
     p = EV_WIDTH * n
@@ -233,7 +241,8 @@ def _emit(ev, n, kind, a1, a2, a3, a4, a5, a6, a7, a8):
 
 # ---- history -------------------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@njit("float64(int64[::1], float64[::1], int64, int64)",
+      cache=True, nogil=True)
 def _h(ii, a, i, col):
     """Column ``col`` (0 o, 1 h, 2 l, 3 c, 4 v) of bar ``i``."""
     return a[ii[REG + 3 * R_HIST] + (i - ii[I_BASE]) * 5 + col]
@@ -392,7 +401,8 @@ def _structure(ii, a, ev, n, t, s_dir, s_index, s_level):
 
 # ---- fair value gaps -----------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@njit("void(int64[::1], float64[::1], int64, float64, float64, float64)",
+      cache=True, nogil=True)
 def _fvg_open(ii, a, direction, index, top, bottom):
     if direction == 1:
         _heap_push(ii, a, R_FVG_BULL, -top, index, 0.0, 0.0)
@@ -457,7 +467,8 @@ def _fvg(ii, ff, a, ev, n, t):
 
 # ---- order blocks --------------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@njit("void(int64[::1], float64[::1], int64, float64, float64, float64, boolean)",
+      cache=True, nogil=True)
 def _ob_push(ii, a, direction, index, top, bottom, breaker):
     if direction == 1:
         if breaker:
