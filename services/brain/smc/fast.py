@@ -112,8 +112,8 @@ class _ObView:
 class FastSmcState:
     """One symbol's SMC state in arrays (see ``kernel.py``); owned by one caller."""
 
-    __slots__ = ("config", "ii", "ff", "arena", "ev", "fixed", "tf_names", "sess_names",
-                 "trim_every_bars")
+    __slots__ = ("config", "ii", "ff", "arena", "ev", "evmv", "n", "fixed", "tf_names",
+                 "sess_names", "trim_every_bars")
 
     def __init__(self, config: SmcConfig, trim_every_bars: int = TRIM_EVERY_BARS) -> None:
         if len(config.timeframes) > K.MAX_TF or len(config.sessions) > K.MAX_SESS:
@@ -150,6 +150,8 @@ class FastSmcState:
         self.ii, self.ff = ii, ff
         self.arena = self._layout(list(K.INITIAL_CAP), None)
         self.ev = np.zeros(_EV_SIZE, np.float64)
+        self.evmv = memoryview(self.ev)  # slicing a memoryview is cheaper than an array's
+        self.n = 0  # candles taken (== ii[I_COUNT], kept as a Python int for speed)
         self.fixed = 4 * len(config.timeframes) + 3 * len(config.sessions)  # values per candle
         self.tf_names = tuple(config.timeframes)
         self.sess_names = tuple(w.name for w in config.sessions)
@@ -173,6 +175,7 @@ class FastSmcState:
         """Make room after the kernel asked for it (code from ``kernel.step``)."""
         if code <= K.NEED_EVENTS:
             self.ev = np.zeros(max(2 * self.ev.shape[0], K.NEED_EVENTS - code), np.float64)
+            self.evmv = memoryview(self.ev)
             return
         r = K.NEED_REGION - code
         caps = [int(self.ii[K.REG + 3 * q + 1]) for q in range(K.N_REGIONS)]
@@ -237,7 +240,6 @@ def _refuse(state: FastSmcState, code: int, time_ms, o, h, low, c, v) -> None:
 
 
 _step = K.step
-_I_COUNT = K.I_COUNT
 
 
 def update(state: FastSmcState, time_ms: int, o: float, h: float, low: float, c: float,
@@ -252,8 +254,9 @@ def update(state: FastSmcState, time_ms: int, o: float, h: float, low: float, c:
     rows = r >> 32
     retr = r & 0xFFFFFFFF
     j = _W * rows
-    vals = state.ev[:j + state.fixed + 4 * retr].tolist()
-    t = state.ii.item(_I_COUNT) - 1
+    vals = state.evmv[:j + state.fixed + 4 * retr].tolist()
+    t = state.n
+    state.n = t + 1
     out: list[Label] = [_rare(vals, _W * k, t) for k in range(rows)] if rows else []
     app = out.append
     if state.tf_names:
