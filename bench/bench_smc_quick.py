@@ -1,9 +1,10 @@
-"""Quick SMC benchmark: microseconds per candle update per symbol (the brain's path) and
-rows/s through the batch CLI path. Real candles: the EURUSD 15 m fixture (tests/data/smc) and
+"""Quick SMC benchmark: microseconds per candle update per symbol (the brain's path: the
+compiled update, and the pure-Python reference ``smc/engine.py`` on the same candles for the
+ratio) and rows/s through the batch CLI path. Real candles: the EURUSD 15 m fixture (tests/data/smc) and
 BTCUSDT 15 m (services/exchange_sim/data); a seeded random walk stands in if one is missing.
 Prints numbers and returns them as a dict (``run()``) for the bench harness; it asserts nothing.
 
-    .venv/bin/python bench/bench_smc_quick.py
+    .venv/bin/python -m bench.bench_smc_quick
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.brain.smc import SmcConfig, new_state, reference_columns, run_batch, update
+from services.brain.smc import SmcConfig, engine, new_state, reference_columns, run_batch, update
 from services.brain.smc_cli import read_candles, write_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,23 +39,36 @@ def _candles(path: Path) -> dict[str, list]:
             "volume": rng.integers(1, 100, n).astype(float).tolist()}
 
 
-def _stream_us(c: dict[str, list], config: SmcConfig) -> tuple[float, float, float]:
-    """Mean, p50 and p99 microseconds of one ``update`` call, N_SYMBOLS states interleaved."""
-    states = [new_state(config) for _ in range(N_SYMBOLS)]
+def _stream_us(c: dict[str, list], config: SmcConfig, new=new_state,
+               upd=update) -> tuple[float, float, float, float]:
+    """Mean, p50 and p99 microseconds of one ``update`` call (wall clock per call), and the
+    p50 of its CPU time (the thread's CPU clock around each call, less the clock's own cost
+    measured the same way around nothing), N_SYMBOLS states interleaved."""
+    states = [new(config) for _ in range(N_SYMBOLS)]
     t, o, h, lo, cl, v = (c[k][:STREAM_BARS]
                           for k in ("time_ms", "open", "high", "low", "close", "volume"))
     n = len(t)
     samples = np.empty(n * N_SYMBOLS, dtype=np.int64)
+    cpu = np.empty(n * N_SYMBOLS, dtype=np.int64)
     k = 0
-    clock = time.perf_counter_ns
+    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     for i in range(n):
         for st in states:
+            c0 = cpu_clock()
             t0 = clock()
-            update(st, t[i], o[i], h[i], lo[i], cl[i], v[i])
+            upd(st, t[i], o[i], h[i], lo[i], cl[i], v[i])
             samples[k] = clock() - t0
+            cpu[k] = cpu_clock() - c0
             k += 1
+    empty = np.empty(10_000, dtype=np.int64)
+    for j in range(len(empty)):
+        c0 = cpu_clock()
+        t0 = clock()
+        empty[j] = clock() - t0
+        empty[j] = cpu_clock() - c0
+    cpu_p50 = (np.percentile(cpu, 50) - np.percentile(empty, 50)) / 1e3
     us = samples / 1e3
-    return float(us.mean()), float(np.percentile(us, 50)), float(np.percentile(us, 99))
+    return float(us.mean()), float(np.percentile(us, 50)), float(np.percentile(us, 99)), float(cpu_p50)
 
 
 def _batch_rows_per_s(path: Path, c: dict[str, list], config: SmcConfig) -> tuple[float, float]:
@@ -82,23 +96,37 @@ def run() -> dict[str, float]:
         c = _candles(path)
         for length in (5, 50):
             config = SmcConfig(swing_length=length)  # 3 timeframes, 3 sessions: the default
-            mean, p50, p99 = _stream_us(c, config)
-            results[f"{name}_L{length}_update_us_mean"] = mean
-            results[f"{name}_L{length}_update_us_p50"] = p50
-            results[f"{name}_L{length}_update_us_p99"] = p99
+            for tag, new, upd in (("", new_state, update),
+                                  ("_reference", engine.new_state, engine.update)):
+                mean, p50, p99, cpu = _stream_us(c, config, new, upd)
+                results[f"{name}_L{length}_update{tag}_us_mean"] = mean
+                results[f"{name}_L{length}_update{tag}_us_p50"] = p50
+                results[f"{name}_L{length}_update{tag}_us_p99"] = p99
+                results[f"{name}_L{length}_update{tag}_cpu_us_p50"] = cpu
+            results[f"{name}_L{length}_speedup_p50"] = (
+                results[f"{name}_L{length}_update_reference_us_p50"]
+                / results[f"{name}_L{length}_update_us_p50"])
         batch, cli = _batch_rows_per_s(path, c, SmcConfig(swing_length=5))
         results[f"{name}_L5_run_batch_rows_per_s"] = batch
         results[f"{name}_L5_cli_rows_per_s"] = cli
     return results
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import os
+    argparse.ArgumentParser(prog="python -m bench.bench_smc_quick",
+                            description=__doc__.split("\n\n")[0]).parse_args(argv)
+    print(f"load average at start: {os.getloadavg()}")
     r = run()
     print(f"smc quick bench: {N_SYMBOLS} symbol states x {STREAM_BARS:,} candles, "
-          "one update per candle close; batch over whole files")
+          "one update per candle close (compiled, then the pure-Python reference); "
+          "batch over whole files")
     for k, v in r.items():
-        print(f"  {k:40s} {v:>14,.1f}")
+        print(f"  {k:48s} {v:>14,.1f}")
+    print(f"load average at end: {os.getloadavg()}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

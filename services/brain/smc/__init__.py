@@ -5,7 +5,9 @@ Per symbol: ``state = new_state(SmcConfig(swing_length=...))``, then once per cl
 ``labels = update(state, open_time_ms, o, h, l, c, v)``. Each label is an immutable record
 carrying the bar it refers to (``index``) and the bar whose close made it known
 (``known_at``); nothing emitted is ever revised, later facts about a bar are new records.
-``run_batch`` runs the same loop over whole columns. ``point_in_time`` lays labels out row by
+``run_batch`` runs the same loop over whole columns. These run the numba-compiled state
+machines of ``kernel.py`` (``fast.py``); ``engine.py`` and the feature modules are the same
+rules in plain Python, kept as the readable reference that a parity test holds them to. ``point_in_time`` lays labels out row by
 row as they were known at each close (what ``aegis smc`` writes; no row ever changes);
 ``reference_columns`` lays them out on the rows they describe, under the reference's column
 names (the reference's view: hindsight, for comparison). Each feature module states the
@@ -36,7 +38,8 @@ docs/smc.md with the tests that pin them):
 from __future__ import annotations
 
 from .config import SESSIONS_UTC, SessionWindow, SmcConfig
-from .engine import SmcInputError, SmcState, new_state, run_batch, update
+from .engine import SmcInputError
+from .fast import SmcState, new_state, run_batch, update
 from .frame import FLOAT32_COLUMNS, REFERENCE_COLUMNS, function_key, reference_columns
 from .labels import (FairValueGap, FairValueGapMitigated, Label, LiquidityPool, LiquiditySwept,
                      OrderBlock, OrderBlockMitigated, OrderBlockReset, Pivot, PreviousHighLow,
