@@ -38,9 +38,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
 
+from common.fastcopy import replace
 from common.errors import TransientError, parse_retry_after
 
 MINUTE_MS = 60_000

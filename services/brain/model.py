@@ -49,12 +49,13 @@ import math
 import struct
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import msgspec
 import numpy as np
 
+from common.fastcopy import replace
 from common.errors import ConfigError, DecodeError, DefinitiveError
 
 # name -> (low, high, neutral default). The one place a feature is declared: the order is
