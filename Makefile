@@ -42,12 +42,22 @@ browser:
 	else echo "make: $(CHROMIUM) is missing and cannot be installed here (needs root and apt-get):" \
 	  "the browser test will fail and say so"; fi
 
+# make test runs every suite on TEST_WORKERS pytest-xdist worker processes (docs/testing.md).
+# --dist loadfile keeps each file in one worker (its module fixtures start once);
+# --no-loadscope-reorder keeps the order given here, the longest files first, so that no
+# worker is left alone with one of them at the end. TEST_WORKERS=0: one process, as before.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+LONGEST_FIRST := tests/chaos tests/integration/test_dashboard_browser.py \
+  tests/integration/test_bench_smoke.py tests/unit/research/test_backtest_skip_idle.py \
+  tests/property/test_risk_props.py tests/property/test_order_state_machine.py \
+  tests/integration/test_host_lost.py tests/unit/brain/test_smc_causal.py
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST) $(LONGEST_FIRST) tests
 
-# unit, property and fuzz tests only (seconds)
+# unit, property and fuzz tests only (about two minutes)
 test-fast: setup
-	$(BIN)/python -m pytest -q tests/unit tests/property tests/fuzz
+	$(BIN)/python -m pytest -q $(XDIST) tests/unit tests/property tests/fuzz
 
 # opt-in long tests (soak)
 soak: setup
