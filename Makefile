@@ -44,16 +44,12 @@ browser:
 
 # make test runs every suite on TEST_WORKERS pytest-xdist worker processes (docs/testing.md).
 # --dist loadfile keeps each file in one worker (its module fixtures start once);
-# --no-loadscope-reorder keeps the order given here, the longest files first, so that no
-# worker is left alone with one of them at the end. TEST_WORKERS=0: one process, as before.
+# --no-loadscope-reorder hands files out in collection order, where tests/conftest.py puts the
+# longest files first (LONGEST_FIRST). TEST_WORKERS=0: one process, one test after the other.
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
-LONGEST_FIRST := tests/chaos tests/integration/test_dashboard_browser.py \
-  tests/integration/test_bench_smoke.py tests/unit/research/test_backtest_skip_idle.py \
-  tests/property/test_risk_props.py tests/property/test_order_state_machine.py \
-  tests/integration/test_host_lost.py tests/unit/brain/test_smc_causal.py
 test: setup browser
-	$(BIN)/python -m pytest -q $(XDIST) $(LONGEST_FIRST) tests
+	$(BIN)/python -m pytest -q $(XDIST)
 
 # unit, property and fuzz tests only (about two minutes)
 test-fast: setup

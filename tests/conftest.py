@@ -27,6 +27,32 @@ BTC_1M_CSV = SIM_DATA / "BTCUSDT_1m_2024-12.csv"
 BTC_15M_CSV = SIM_DATA / "BTCUSDT_15m_2024.csv"
 
 
+# make test runs on two pytest-xdist workers (--dist loadfile --no-loadscope-reorder: files are
+# handed out in collection order). These files take a minute or more each: collected first,
+# each worker starts with one of them and none is left alone with one at the end while the
+# other idles. Every other test keeps its order.
+LONGEST_FIRST = (
+    "tests/chaos/test_chaos_kills.py",
+    "tests/integration/test_dashboard_browser.py",
+    "tests/integration/test_bench_smoke.py",
+    "tests/unit/research/test_backtest_skip_idle.py",
+    "tests/integration/test_replay.py",
+    "tests/integration/test_host_lost.py",
+    "tests/integration/test_supervisor.py",
+    "tests/integration/test_stack_e2e.py",
+    "tests/integration/test_modes.py",
+    "tests/property/test_risk_props.py",
+    "tests/property/test_order_state_machine.py",
+    "tests/unit/brain/test_smc_causal.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The longest files first (LONGEST_FIRST), everything else in its usual order."""
+    rank = {f: i for i, f in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
 # structlog's configuration as the session began (before any test or import configured it)
 _STRUCTLOG_AT_START = {**structlog.get_config(), "processors": list(structlog.get_config()["processors"])}
 
