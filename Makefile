@@ -44,12 +44,18 @@ browser:
 	else echo "make: $(CHROMIUM) is missing and cannot be installed here (needs root and apt-get):" \
 	  "the browser test will fail and say so"; fi
 
+# make test runs every suite on TEST_WORKERS pytest-xdist worker processes (docs/testing.md).
+# --dist loadfile keeps each file in one worker (its module fixtures start once);
+# --no-loadscope-reorder hands files out in collection order, where tests/conftest.py puts the
+# longest files first (LONGEST_FIRST). TEST_WORKERS=0: one process, one test after the other.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
-# unit, property and fuzz tests only (seconds)
+# unit, property and fuzz tests only (about two minutes)
 test-fast: setup
-	$(BIN)/python -m pytest -q tests/unit tests/property tests/fuzz
+	$(BIN)/python -m pytest -q $(XDIST) tests/unit tests/property tests/fuzz
 
 # opt-in long tests (soak)
 soak: setup

@@ -445,7 +445,7 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
                              "repeats": len(rs)}
                  for rate, rs in per.items()}
         known = {rate: 2 * sum(r["sustainable"] for r in rs) > len(rs) for rate, rs in per.items()}
-        search = max_rate(pipe, base, known, 0.4 if quick else 1.0, 12 if quick else 45)
+        search = max_rate(pipe, base, known, 0.4 if quick else 1.0, 5 if quick else 45)
         out["pipelines"][pipe] = {"paced": paced, "search": search}
     return out
 

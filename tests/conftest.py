@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import structlog
 
 REPO = Path(__file__).resolve().parents[1]
 # Everything a test reads is inside the repository (tests/data/SOURCES.md says where each
@@ -23,6 +25,68 @@ SIM_DATA = REPO / "services" / "exchange_sim" / "data"
 HFT_CAPTURE = SIM_DATA / "hftbacktest_btcusdt_20240808.gz"
 BTC_1M_CSV = SIM_DATA / "BTCUSDT_1m_2024-12.csv"
 BTC_15M_CSV = SIM_DATA / "BTCUSDT_15m_2024.csv"
+
+
+# make test runs on two pytest-xdist workers (--dist loadfile --no-loadscope-reorder: files are
+# handed out in collection order). These files take a minute or more each: collected first,
+# each worker starts with one of them and none is left alone with one at the end while the
+# other idles. Every other test keeps its order.
+LONGEST_FIRST = (
+    "tests/chaos/test_chaos_kills.py",
+    "tests/integration/test_dashboard_browser.py",
+    "tests/integration/test_bench_smoke.py",
+    "tests/unit/research/test_backtest_skip_idle.py",
+    "tests/integration/test_replay.py",
+    "tests/integration/test_host_lost.py",
+    "tests/integration/test_supervisor.py",
+    "tests/integration/test_stack_e2e.py",
+    "tests/integration/test_modes.py",
+    "tests/property/test_risk_props.py",
+    "tests/property/test_order_state_machine.py",
+    "tests/unit/brain/test_smc_causal.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The longest files first (LONGEST_FIRST), everything else in its usual order."""
+    rank = {f: i for i, f in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
+# structlog's configuration as the session began (before any test or import configured it)
+_STRUCTLOG_AT_START = {**structlog.get_config(), "processors": list(structlog.get_config()["processors"])}
+
+
+def _structlog_as_at_start() -> None:
+    """Put structlog's global configuration back as the session began. The processor list is
+    refilled in place (as structlog.testing.capture_logs does): loggers bound earlier keep a
+    reference to that list."""
+    processors = structlog.get_config()["processors"]
+    processors[:] = _STRUCTLOG_AT_START["processors"]
+    structlog.configure(**{**_STRUCTLOG_AT_START, "processors": processors})
+
+
+@pytest.fixture(autouse=True)
+def _logging_isolated():
+    """Every test starts with structlog configured as at session start and leaves it so, and
+    leaves the stdlib root logger's level and handlers as it found them. Code run in-process
+    configures logging globally (the research CLIs and backtest tasks filter below WARNING,
+    common.log.configure swaps the renderer and the stream): without this a test that reads log
+    lines with structlog.testing.capture_logs passes or fails depending on which test ran
+    before it in the same process (pytest-xdist workers, another order)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    _structlog_as_at_start()
+    yield
+    _structlog_as_at_start()
+    # pytest's own capture handlers come and go with each phase: they are left to pytest
+    ours = [h for h in handlers if not type(h).__module__.startswith("_pytest")]
+    for h in list(root.handlers):
+        if h not in ours and not type(h).__module__.startswith("_pytest"):
+            root.removeHandler(h)
+    for h in ours:
+        root.addHandler(h)  # a no-op for a handler still there
+    root.setLevel(level)
 
 
 @pytest.fixture

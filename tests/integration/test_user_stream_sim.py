@@ -425,7 +425,18 @@ def test_the_planned_rollover_reconnects_and_resyncs_without_losing_a_fill(sim, 
             stack.run_until(lambda: BTC not in stack.ex.st.trades, "the exit")
             deadline = time.monotonic() + 1.0
             stack.run_until(lambda: time.monotonic() > deadline, "a second")
-        stream = stack.stream()
+        # connections roll over every 1.5 s: read the counters at a moment when the newest
+        # connection's resync is done (on a loaded machine a snapshot taken at once may fall
+        # between a connection and its resync)
+        snap: dict[str, Any] = {}
+
+        def current_resynced() -> bool:
+            snap.clear()
+            snap.update(stack.stream())
+            return snap["resyncs_done"] == snap["connections"]
+
+        stack.run_until(current_resynced, "the newest connection's resync")
+        stream = snap
         assert_fills_exact(stack, sim)
     finally:
         stack.close()
