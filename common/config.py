@@ -107,8 +107,9 @@ class BrainConfig:
     spin_before_sleep_us: int = 200  # busy-poll an empty ring this long before sleeping
     # how long another thread of the brain may keep the GIL while the ring reader waits for it
     # (Python's default is 5,000 us: a dispatcher thread decoding an answer could hold an exit
-    # back that long); see services.brain.latency
-    gil_switch_interval_us: int = 100
+    # back that long; much shorter makes the reader itself hand over more often); see
+    # services.brain.latency
+    gil_switch_interval_us: int = 1_000
     # Linux adds a "timer slack" to every sleep (50 us by default): the idle sleep above would
     # really last ~100 us. The brain asks for this much instead (0 = leave the default)
     timer_slack_ns: int = 1_000

@@ -4,8 +4,10 @@
   exits; dispatcher, user-stream and WebSocket-API threads decode answers in Python. When the
   reader wants the GIL while one of them runs, CPython lets that thread go on for the switch
   interval before it must hand over: 5 ms by default, i.e. a stop seen on a tick could wait
-  5 ms for a thread that is parsing a fills answer. 100 us bounds that wait; the cost is a few
-  more hand-overs per second between busy threads.
+  5 ms for a thread that is parsing a fills answer. 1 ms bounds that wait. Shorter is not
+  better: the reader then has to hand the GIL over as often while it decides. On a quiet
+  machine, 100, 1,000 and 5,000 us gave exit p50s within the run-to-run noise of each other
+  (350-800 us, ``python -m bench --only tick_to_trade``, docs/performance.md).
 - **Timer slack** (``brain.timer_slack_ns``). Linux rounds every sleep up by the thread's
   timer slack (50 us by default) so that wake-ups can be grouped. The reader sleeps
   ``brain.idle_sleep_us`` (50 us) when the ring is empty; with the default slack that sleep
