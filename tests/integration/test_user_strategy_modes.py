@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -127,16 +128,33 @@ def test_paper_mode_runs_a_user_strategy_file_chosen_by_config(procs, short_tmp)
     env.pop("BINANCE_API_KEY", None)
     env.pop("BINANCE_API_SECRET", None)
     log = short_tmp / "stack.log"
-    p = procs.python("-m", "common.cli", "run", "--mode", "paper", "--config", str(cfg), "--duration", "20",
+    db = short_tmp / "data" / "aegis.sqlite3"
+    # runs until a filled entry is journaled (a few candles after start; longer on a busy
+    # machine), then is stopped the way Ctrl+C stops it; --duration only bounds a failure
+    p = procs.python("-m", "common.cli", "run", "--mode", "paper", "--config", str(cfg), "--duration", "150",
                      "--no-status", cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
-    assert p.wait(timeout=150) == 0, log.read_text()[-4000:]
-    con = sqlite3.connect(short_tmp / "data" / "aegis.sqlite3")
-    con.row_factory = sqlite3.Row
+
+    def journaled() -> tuple[list[dict], list[dict]]:
+        if not db.exists():
+            return [], []
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        con.row_factory = sqlite3.Row
+        try:
+            return ([dict(r) for r in con.execute("SELECT * FROM signals ORDER BY ts_ns")],
+                    [dict(r) for r in con.execute("SELECT * FROM orders WHERE reduce_only = 0")])
+        except sqlite3.OperationalError:  # the schema is not there yet
+            return [], []
+        finally:
+            con.close()
+
     try:
-        signals = [dict(r) for r in con.execute("SELECT * FROM signals ORDER BY ts_ns")]
-        orders = [dict(r) for r in con.execute("SELECT * FROM orders WHERE reduce_only = 0")]
-    finally:
-        con.close()
+        wait_until(lambda: any(o["status"] == "FILLED" for o in journaled()[1]) or p.poll() is not None,
+                   "a filled entry in the journal", timeout_s=140)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the stack's log: {log.read_text()[-4000:]}") from None
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=60) == 0, log.read_text()[-4000:]
+    signals, orders = journaled()
     assert_the_user_strategys_levels(signals)
     assert orders and {o["signal_id"] for o in orders} <= {s["signal_id"] for s in signals}
     assert all(o["status"] == "FILLED" and o["filled_qty"] == o["qty"] for o in orders), orders
