@@ -27,10 +27,10 @@ _fields_of: dict[type, frozenset[str] | None] = {}  # class -> its field names (
 
 
 def _fast_fields(cls: type) -> frozenset[str] | None:
-    if not dataclasses.is_dataclass(cls) or "__slots__" in cls.__dict__ or not hasattr(cls, "__dict__"):
-        return None
-    if cls.__new__ is not object.__new__ or any("__slots__" in c.__dict__ for c in cls.__mro__[1:-1]):
-        return None  # a __new__ of its own would be skipped; a slotted base keeps fields outside __dict__
+    if not dataclasses.is_dataclass(cls) or cls.__new__ is not object.__new__:
+        return None  # a __new__ of its own would be skipped
+    if any("__slots__" in c.__dict__ for c in cls.__mro__[:-1]):
+        return None  # a slotted class (or base) keeps its fields outside the instance __dict__
     params = getattr(cls, "__dataclass_params__", None)
     if params is None or not params.init or hasattr(cls, "__post_init__"):
         return None

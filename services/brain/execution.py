@@ -47,6 +47,9 @@ from services.brain.tick_to_trade import TickToTrade
 from venue.port import AlgoSpec, Broker, ExchangeAlgoOrder, ExchangeOrder, OrderSpec, SubmitResult
 
 log = structlog.get_logger(__name__)
+# an exit frame written by the deciding thread: (the broker's handle, None) when it left,
+# (None, the error) when it may have left (``Execution._write_exit``)
+_Written = tuple[Any, Exception | None]
 
 QUERY_RETRY_MS = 2_000
 STARTUP_RETRY_S = 5.0
@@ -98,8 +101,8 @@ class Execution:
         # order is journaled synchronously first ("journal, then act")
         self.intents = intents
         self._send_now: Callable[..., Any] | None = None  # the broker's send_order: exits from this thread
-        # exits written before their state machine's SubmitOrder: cid -> (spec, sent, error)
-        self._presend: dict[str, tuple[OrderSpec, Any, Exception | None]] = {}
+        # exits written before their state machine's SubmitOrder: cid -> (spec, what _write_exit returned)
+        self._presend: dict[str, tuple[OrderSpec, _Written | None]] = {}
         # sent, journaled on the buffered path, row not yet seen in the database: cid -> (sent ms,
         # the request; None for a protective order). A journal message can die in a killed
         # orchestrator's queue; the row is then published again (``_audit_journal``), and
@@ -606,45 +609,23 @@ class Execution:
         (sent), the outcome is unknown (a failure while writing), or nothing left and the
         exit goes the ordinary way. The order is the one the state machine holds, so the
         frame is the one ``_dispatch`` would have written."""
-        assert self._send_now is not None
         spec = _spec_of(o)
-        cid = spec.client_order_id
-        try:
-            with self.ttt.inline(cid):
-                sent = self._send_now(spec, rate_wait_s=0.0)
-        except AmbiguousError as exc:  # the frame may have left
-            self.counters["exits_sent_inline"] += 1
-            self.ttt.forget(cid)
-            self._presend[cid] = (spec, None, exc)
-            return
-        except AegisError:  # nothing sent (no socket, or the governor would make it wait)
-            self.counters["exits_inline_fallback"] += 1
-            self._presend[cid] = (spec, None, None)
-            return
-        self.counters["exits_sent_inline"] += 1
-        self._presend[cid] = (spec, sent, None)
+        self._presend[spec.client_order_id] = (spec, self._write_exit(spec))
 
-    def _claim_presend(self, pre: tuple[OrderSpec, Any, Exception | None], symbol: str, tag: jobs.Submit,
+    def _claim_presend(self, pre: tuple[OrderSpec, _Written | None], symbol: str, tag: jobs.Submit,
                        expected: OrderSpec | None = None, unclaimed: bool = False) -> None:
         """The dispatcher's half of a pre-sent exit (see ``_presend_exit``)."""
-        spec, sent, exc = pre
+        spec, written = pre
         if unclaimed or (expected is not None and expected != spec):
             # never expected: the state machine holds the order it was built from. Its answer is
             # still awaited and handed to the state machine, and reconciliation knows ax- ids
             self.counters["exit_presend_mismatch"] = self.counters.get("exit_presend_mismatch", 0) + 1
             log.error("brain.exit_presend_mismatch", client_order_id=spec.client_order_id, unclaimed=unclaimed,
-                      sent=sent is not None or exc is not None)
-            if sent is None and exc is None:
+                      sent=written is not None)
+            if written is None:
                 return  # nothing left: nothing to await
-        if sent is not None:
-            self.dispatcher.submit(dsp.ORDER, self.broker.finish_order, spec, sent, key=symbol, tag=tag)
-        elif exc is not None:
-            fail = exc
-
-            def job():
-                raise fail
-
-            self.dispatcher.submit(dsp.ORDER, job, key=symbol, tag=tag)
+        if written is not None:
+            self._await_exit(spec, written, symbol, tag)
         else:  # nothing was sent: the ordinary way, on a worker (no second try from this thread)
             self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(spec.client_order_id, self.broker.submit), spec,
                                    key=symbol, tag=tag)
@@ -655,6 +636,16 @@ class Execution:
         and comes back as the usual ``submit`` completion. False when nothing was sent (no
         socket, or the rate-limit governor would make it wait): the exit then goes the
         ordinary way, through the dispatcher."""
+        written = self._write_exit(spec)
+        if written is None:
+            return False
+        self._await_exit(spec, written, symbol, tag)
+        return True
+
+    def _write_exit(self, spec: OrderSpec) -> _Written | None:
+        """Write an exit's frame on this thread: (the broker's handle, None) when it left,
+        (None, the error) when it may have left, None when nothing was sent (no socket, or the
+        rate-limit governor would make it wait)."""
         assert self._send_now is not None
         cid = spec.client_order_id
         try:
@@ -663,19 +654,26 @@ class Execution:
         except AmbiguousError as exc:  # the frame may have left: its outcome is the state machine's
             self.counters["exits_sent_inline"] += 1
             self.ttt.forget(cid)
-            fail = exc
-
-            def job():
-                raise fail
-
-            self.dispatcher.submit(dsp.ORDER, job, key=symbol, tag=tag)
-            return True
+            return None, exc
         except AegisError:  # nothing sent
             self.counters["exits_inline_fallback"] += 1
-            return False
+            return None
         self.counters["exits_sent_inline"] += 1
-        self.dispatcher.submit(dsp.ORDER, self.broker.finish_order, spec, sent, key=symbol, tag=tag)
-        return True
+        return sent, None
+
+    def _await_exit(self, spec: OrderSpec, written: _Written, symbol: str, tag: jobs.Submit) -> None:
+        """The answer to a written exit frame, on a dispatcher worker: ``finish_order``, or, when
+        the frame may have left, the error itself (the state machine then asks the exchange)."""
+        sent, exc = written
+        if exc is None:
+            self.dispatcher.submit(dsp.ORDER, self.broker.finish_order, spec, sent, key=symbol, tag=tag)
+            return
+        fail = exc
+
+        def job():
+            raise fail
+
+        self.dispatcher.submit(dsp.ORDER, job, key=symbol, tag=tag)
 
     # ------------------------------------------------------------------ completions
     def _completion(self, c: dsp.Completion) -> None:

@@ -17,7 +17,8 @@ high/low -> sessions -> retracements.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from common.errors import DefinitiveError
 
@@ -33,6 +34,7 @@ from .sessions import SessionState, step_session
 from .structure import StructureState, step_structure
 from .swings import SwingState, step_swings
 
+S = TypeVar("S")  # a state ``feed_columns`` threads through (this engine's or the compiled one's)
 TRIM_EVERY_BARS = 4096  # forget unneeded bars in chunks: deleting from the front is O(n)
 
 
@@ -136,13 +138,23 @@ def run_batch(time_ms: Sequence[int], open_: Sequence[float], high: Sequence[flo
               config: SmcConfig | None = None, *,
               trim_every_bars: int = TRIM_EVERY_BARS) -> tuple[list[Label], SmcState]:
     """Feed whole columns in order; returns every label (in emission order) and the state."""
+    return feed_columns(lambda: new_state(config, trim_every_bars=trim_every_bars), update,
+                        time_ms, open_, high, low, close, volume)
+
+
+def feed_columns(make_state: Callable[[], S], step: Callable[..., list[Label]], time_ms: Sequence[int], open_: Sequence[float],
+                 high: Sequence[float], low: Sequence[float], close: Sequence[float],
+                 volume: Sequence[float]) -> tuple[list[Label], S]:
+    """``step(state, t, o, h, l, c, v)`` over whole columns, in order, on a state made once the
+    columns are checked (this reference engine's ``update`` or the compiled one's): every label
+    in emission order, and the state."""
     n = len(time_ms)
     if not (len(open_) == len(high) == len(low) == len(close) == len(volume) == n):
         raise SmcInputError("columns differ in length")
-    state = new_state(config, trim_every_bars=trim_every_bars)
+    state = make_state()
     labels: list[Label] = []
     tm = [int(x) for x in time_ms]
     o, hh, ll, cc, vv = (list(map(float, col)) for col in (open_, high, low, close, volume))
     for i in range(n):
-        labels += update(state, tm[i], o[i], hh[i], ll[i], cc[i], vv[i])
+        labels += step(state, tm[i], o[i], hh[i], ll[i], cc[i], vv[i])
     return labels, state

@@ -26,7 +26,7 @@ from common.errors import ConfigError
 
 from . import kernel as K
 from .config import SmcConfig
-from .engine import TRIM_EVERY_BARS, SmcInputError
+from .engine import TRIM_EVERY_BARS, SmcInputError, feed_columns
 from .labels import (FairValueGap, FairValueGapMitigated, Label, LiquidityPool, LiquiditySwept,
                      OrderBlock, OrderBlockMitigated, OrderBlockReset, Pivot, PreviousHighLow,
                      Retracement, SessionRange, Structure, Swing)
@@ -365,13 +365,5 @@ def run_batch(time_ms: Sequence[int], open_: Sequence[float], high: Sequence[flo
               config: SmcConfig | None = None, *,
               trim_every_bars: int = TRIM_EVERY_BARS) -> tuple[list[Label], FastSmcState]:
     """Feed whole columns in order; returns every label (in emission order) and the state."""
-    n = len(time_ms)
-    if not (len(open_) == len(high) == len(low) == len(close) == len(volume) == n):
-        raise SmcInputError("columns differ in length")
-    state = new_state(config, trim_every_bars=trim_every_bars)
-    labels: list[Label] = []
-    tm = [int(x) for x in time_ms]
-    o, hh, ll, cc, vv = (list(map(float, col)) for col in (open_, high, low, close, volume))
-    for i in range(n):
-        labels += update(state, tm[i], o[i], hh[i], ll[i], cc[i], vv[i])
-    return labels, state
+    return feed_columns(lambda: new_state(config, trim_every_bars=trim_every_bars), update,
+                        time_ms, open_, high, low, close, volume)
