@@ -10,23 +10,18 @@ adopts it the same way and converges to OK."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import pytest
-import requests
 
 from common import wire
 from services.brain import dispatcher as dsp
 from services.brain import execution, intent_log
-from services.exchange_sim import capture as capture_mod
-from services.exchange_sim.config import SimParams
-from services.exchange_sim.server import SimServer
 from tests.integration.intent_crash_brain import CFG, SYMBOL, quote_from, run_until
+from tests.integration.sim_thread import exchange_in_thread
 from venue import filters as filters_mod
 from venue import orders as om
 from venue.binance.ccxt_broker import CcxtBroker, CcxtConfig
@@ -42,33 +37,8 @@ LOST = "ae-lost1-0"  # the entry whose intent record the crash took (no plan any
 @pytest.fixture
 def exchange():
     """The exchange on its own event loop thread in this process (it outlives the brain)."""
-    ready, box = threading.Event(), {}
-
-    def run() -> None:
-        async def main() -> None:
-            server = SimServer(SimParams(symbols=2), capture=capture_mod.load())
-            box["port"] = await server.start()
-            box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
-            ready.set()
-            await box["stop"].wait()
-            await server.stop()
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=run, name="sim", daemon=True)
-    thread.start()
-    assert ready.wait(60), "the exchange did not start"
-    base = f"http://127.0.0.1:{box['port']}"
-    deadline = time.monotonic() + 60
-    while True:
-        r = requests.get(f"{base}/fapi/v1/ticker/bookTicker", params={"symbol": SYMBOL}, timeout=5)
-        if r.status_code == 200 and Decimal(r.json().get("bidPrice", "0")) > 0:
-            break
-        assert time.monotonic() < deadline, "no book"
-        time.sleep(0.05)
-    yield base
-    box["loop"].call_soon_threadsafe(box["stop"].set)
-    thread.join(30)
+    with exchange_in_thread(SYMBOL) as base:
+        yield base
 
 
 def broker_for(base: str) -> CcxtBroker:

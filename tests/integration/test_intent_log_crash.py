@@ -7,24 +7,17 @@ exactly once and never sends it again."""
 
 from __future__ import annotations
 
-import asyncio
 import signal as signal_mod
-import threading
 import time
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from common import wire
 from services.brain import intent_log
-from services.exchange_sim import capture as capture_mod
-from services.exchange_sim.config import SimParams
-from services.exchange_sim.server import SimServer
 from tests.conftest import REPO
 from tests.integration.intent_crash_brain import SIGNAL_ID, SYMBOL, build, quote_from, run_until
+from tests.integration.sim_thread import exchange_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -32,33 +25,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def exchange():
     """The exchange on its own event loop thread in this process (it outlives the brain)."""
-    ready, box = threading.Event(), {}
-
-    def run() -> None:
-        async def main() -> None:
-            server = SimServer(SimParams(symbols=2), capture=capture_mod.load())
-            box["port"] = await server.start()
-            box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
-            ready.set()
-            await box["stop"].wait()
-            await server.stop()
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=run, name="sim", daemon=True)
-    thread.start()
-    assert ready.wait(60), "the exchange did not start"
-    base = f"http://127.0.0.1:{box['port']}"
-    deadline = time.monotonic() + 60
-    while True:
-        r = requests.get(f"{base}/fapi/v1/ticker/bookTicker", params={"symbol": SYMBOL}, timeout=5)
-        if r.status_code == 200 and Decimal(r.json().get("bidPrice", "0")) > 0:
-            break
-        assert time.monotonic() < deadline, "no book"
-        time.sleep(0.05)
-    yield base
-    box["loop"].call_soon_threadsafe(box["stop"].set)
-    thread.join(30)
+    with exchange_in_thread(SYMBOL) as base:
+        yield base
 
 
 @pytest.mark.timeout(60)
