@@ -82,6 +82,7 @@ def _serve_sim_stamped(port, ready, stop) -> dict[str, Any]:
 
 CANDLE_MS = 60_000
 WAIT_S = 10.0  # longest wait for a fill (a lost order would show up as a failed section)
+SETTLE_S = 0.05  # quiet time before each trigger tick (see settle() in _path)
 STOP_PCT, TARGET_PCT, TOUCH_PCT = 0.02, 0.02, 0.03
 
 
@@ -266,6 +267,14 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{transport}: no {what} within {WAIT_S} s; {ex.snapshot()}")
 
+    def settle() -> None:
+        """Turns of the loop for ``SETTLE_S``: the previous order's aftermath (its answer, its
+        fills over REST, the user stream's events) is handled before the next trigger tick, as
+        it is for a stop touched seconds after its entry, not a millisecond after."""
+        end = time.monotonic() + SETTLE_S
+        while time.monotonic() < end:
+            turn.step()
+
     strategy.on_candle = on_candle
     try:
         tick(float(_bid(base)), event_ms[0] + 1)  # the first candle opens; the execution starts
@@ -277,8 +286,10 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
             pump(lambda: brain.ticks_read == seq[0], "read")
             state["want"] = True
             event_ms[0] += CANDLE_MS
+            settle()
             tick(p, event_ms[0] + 1)  # closes the candle: analysis, signal, entry
             pump(lambda: SYMBOL in ex.st.trades and ex.st.trades[SYMBOL].position > 0, "entry fill")
+            settle()
             tick(p * (1 - TOUCH_PCT), event_ms[0] + 2)  # touches the stop: exit
             pump(lambda: SYMBOL not in ex.st.trades, "exit fill")
             if i % 100 == 99:

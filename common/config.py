@@ -139,6 +139,10 @@ class TradingConfig:
     balance_poll_s: float = 5.0  # equity for the kill switch and sizing
     exit_retry_s: float = 2.0  # a refused exit is tried again after this long
     flatten_on_halt: bool = False  # the kill switch also closes every position (else: no new entries)
+    # the exit lane (services/brain/exit_lane.py): an open trade's exit order kept ready and
+    # written the moment a batch touches its stop or target, before the trader's bookkeeping
+    # (WebSocket API with the intent log only). Off: every exit waits for the trader's decision
+    exit_lane: bool = True
     # the exchange holds a STOP_MARKET and a TAKE_PROFIT_MARKET (closePosition) for each position
     exchange_protection: bool = True
     # > 0: the target is held as a TRAILING_STOP_MARKET (reduce-only, the position's quantity)

@@ -25,7 +25,7 @@ from common.errors import RingError, TransientError
 from common.log import RateLimiter
 from common.ring import Ring, ring_load
 from research import strategy_api
-from services.brain import candles, conflate, engine, latency, loop, model, recovery, risk, trader, wiring
+from services.brain import candles, conflate, engine, exit_lane, latency, loop, model, recovery, risk, trader, wiring
 from services.brain import control as brain_control
 from venue import brokers
 
@@ -61,6 +61,7 @@ class Brain:
         self.journal = journal
         self.core = new_core(cfg)
         self.buf = records.empty(cfg.brain.read_batch)
+        self.lane = exit_lane.ExitLane(self.buf)  # the armed stops and targets, checked first
         self.process = lambda n, now_ns: engine.process_batch(self.core, self.buf, n, now_ns)  # bound in warm_up
         self.names: list[str] = ring.symbol_names()
         # the configured strategy (research.strategy_api; default: the SMC one)
@@ -107,12 +108,14 @@ class Brain:
         n = self.reader.read_batch(self.buf)
         if n:
             self.ticks_read += n
+            # exits first: the armed stops and targets, before the batch's candles (exit_lane)
+            hits = self.exits_first(n) if self.execution is not None and self.execution.st.trades else None
             n_closed = self.process(n, time.time_ns())
             mx = int(self.core.candles.stats[candles.STAT_MAX_EVENT_MS])
             if mx > self.max_event_ms:
                 self.max_event_ms, self.max_event_seen_mono = mx, time.monotonic()
-            if self.execution is not None and self.execution.st.trades:
-                self.watch_prices(n)
+            if hits:
+                self.watch_prices(hits)
             if n_closed:
                 ex = self.execution
                 if ex is not None and not self.replay:  # tick-to-trade: the batch that closed the candle
@@ -128,23 +131,41 @@ class Brain:
         """The exchange clock as the ticks tell it: replay mode's clock for everything."""
         return self.max_event_ms or self.cfg.replay.warm_to_ms
 
-    def watch_prices(self, n: int) -> None:
-        """The traded range of each held symbol in this batch: stops and targets (at most
-        three symbols, a few microseconds a batch; nothing at all while flat)."""
-        recs = self.buf[:n]
-        trades = (recs["kind"] == records.Kind.TRADE) | (recs["kind"] == records.Kind.AGG_TRADE)
-        for sym in list(self.execution.st.trades):
-            sid = self.sid(sym)
-            if sid < 0:
+    def arm_exits(self) -> None:
+        """The exit lane re-armed for the trades that changed (the loop calls it after the
+        execution's completions, so that a batch finds its trades armed)."""
+        ex = self.execution
+        if ex is not None and (ex.st.trades or self.lane.armed):
+            ex.sync_lane(self.lane, self.sid, prepare=not self.replay)
+
+    def exits_first(self, n: int) -> dict[str, exit_lane.Hit]:
+        """The batch against the armed trades (``exit_lane``): an exit the trader will send is
+        written now, before anything else is done with the batch. Returns the symbols whose
+        range the trader must see (``watch_prices``)."""
+        ex = self.execution
+        ex.sync_lane(self.lane, self.sid)
+        hits = self.lane.check(n)
+        if hits and not self.replay:
+            for h in hits.values():
+                if h.exit:
+                    ex.fire_exit(h.armed, h.first_recv_ns, self.lane.prepared_for(h.armed))
+        return hits
+
+    def watch_prices(self, hits: dict[str, exit_lane.Hit]) -> None:
+        """The traded range of each held symbol the lane woke, to the trader (in the order of
+        its trades): its stops and targets. A symbol the lane did not wake is one for which the
+        trader provably does nothing (``trader.levels``)."""
+        ex = self.execution
+        ttt = ex.ttt
+        for sym in list(ex.st.trades):
+            h = hits.get(sym)
+            if h is None:
                 continue
-            sel = trades & (recs["symbol_id"] == sid)
-            px = recs["price"][sel]
-            if px.size:
-                ttt = self.execution.ttt
-                if not self.replay:  # tick-to-trade: the symbol's first trade tick in this batch
-                    ttt.trigger_ns = int(recs["recv_ns"][int(sel.argmax())])
-                self.execution.on_range(sym, float(px.min()), float(px.max()))
-                ttt.trigger_ns = 0
+            if not self.replay:  # tick-to-trade: the symbol's first trade tick in this batch
+                ttt.trigger_ns = h.first_recv_ns
+            ex.on_range(sym, h.low, h.high)
+            ttt.trigger_ns = 0
+        ex.lane_settle()
 
     def sid(self, symbol: str) -> int:
         try:
@@ -413,6 +434,7 @@ def load_kernels(core, buf):
     candles.reset_output(core.candles)
     conflate.drain_dirty(core.conflate)
     core.latency.percentile(99)
+    exit_lane.warm(buf)  # the exit lane's scan: never compiled in front of the first exit
     return process
 
 

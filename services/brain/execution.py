@@ -42,7 +42,7 @@ from common.log import RateLimiter
 from services.brain import dispatcher as dsp
 from venue import algo_orders as ao
 from venue import orders as om
-from services.brain import funding_feed, intent_log, jobs, protection, recovery, risk, trader, user_feed
+from services.brain import exit_lane, funding_feed, intent_log, jobs, protection, recovery, risk, trader, user_feed
 from services.brain.tick_to_trade import TickToTrade
 from venue.port import AlgoSpec, Broker, ExchangeAlgoOrder, ExchangeOrder, OrderSpec, SubmitResult
 
@@ -91,7 +91,7 @@ class Execution:
                  mono_s: Callable[[], float] = time.monotonic,
                  blocked: Callable[[], str] = lambda: "", flatten_on_halt: bool = False,
                  user_stream: user_feed.Source | None = None,
-                 intents: intent_log.IntentLog | None = None) -> None:
+                 intents: intent_log.IntentLog | None = None, exit_lane_on: bool = True) -> None:
         self.cfg = cfg
         self.broker = broker
         self.dispatcher = dispatcher
@@ -101,8 +101,13 @@ class Execution:
         # order is journaled synchronously first ("journal, then act")
         self.intents = intents
         self._send_now: Callable[..., Any] | None = None  # the broker's send_order: exits from this thread
+        self._prepare: Callable[[OrderSpec], Any] | None = None  # its prepare_order (the exit lane)
         # exits written before their state machine's SubmitOrder: cid -> (spec, what _write_exit returned)
         self._presend: dict[str, tuple[OrderSpec, _Written | None]] = {}
+        # the exit lane (``exit_lane``): exits whose intent and frame the lane wrote before the
+        # trader decided them: cid -> symbol (claimed by ``_log_then_send``)
+        self.lane_on = exit_lane_on
+        self._lane_fired: dict[str, str] = {}
         # sent, journaled on the buffered path, row not yet seen in the database: cid -> (sent ms,
         # the request; None for a protective order). A journal message can die in a killed
         # orchestrator's queue; the row is then published again (``_audit_journal``), and
@@ -131,7 +136,8 @@ class Execution:
         self.counters: dict[str, int] = {"journal_sync_failed": 0, "broker_errors": 0, "queries_retried": 0,
                                          "problems": 0, "ambiguous": 0, "sent_unjournaled": 0,
                                          "intent_log_failed": 0, "intents_replayed": 0, "exits_sent_inline": 0,
-                                         "exits_inline_fallback": 0}
+                                         "exits_inline_fallback": 0, "exit_lane_fired": 0,
+                                         "exit_lane_unclaimed": 0}
         self.position_poll_s = position_poll_s
         self._next_positions = 0.0
         self.algo_audit_s = algo_audit_s
@@ -344,6 +350,7 @@ class Execution:
         if self.intents is not None and not self.inline:
             try:  # WsBroker: an exit's frame is written by the deciding thread (``_send_exit_now``)
                 self._send_now = getattr(self.broker, "send_order", None)
+                self._prepare = getattr(self.broker, "prepare_order", None)
             except AegisError:
                 self._send_now = None
         log.info("brain.execution_ready", broker=self.broker.name, symbols=len(filters), equity=self.equity,
@@ -422,6 +429,9 @@ class Execution:
         before the row it updates). An exit goes even if the log refuses the write (its ax- id
         finds it at the exchange); an entry does not."""
         cid = a.order.client_order_id
+        if self._lane_fired.pop(cid, None) is not None:  # the lane logged and wrote it already
+            self._sent_then_journaled(cid, a)
+            return
         self.ttt.decided(cid, a.order.reduce_only)
         t = self.st.trades.get(a.order.symbol)
         plan = None
@@ -444,6 +454,11 @@ class Execution:
         self.ttt.journaled(cid)
         if a.order.reduce_only and self._send_now is not None:
             self._presend_exit(a.order)  # the exit's frame first; the state machine hears of it next
+        self._sent_then_journaled(cid, a)
+
+    def _sent_then_journaled(self, cid: str, a: trader.NewOrder) -> None:
+        """``_log_then_send``'s second half: the state machine's send (which claims a frame
+        already written), then the journal's row and what the send published."""
         self._held_send(cid, lambda: self._event(cid, om.Send(at_ms=self.clock_ms())), a.request)
         self._unseen[cid] = (self.clock_ms(), a.request)
         left = self._presend.pop(cid, None)
@@ -601,6 +616,62 @@ class Execution:
                 self.publish(protection.to_wire(self.st.algos[cid]))  # its state now: a row never goes back
             self._unseen[cid] = (asked_ms, request)  # looked for again after another JOURNAL_LAG_MS
 
+    # ------------------------------------------------------------------ the exit lane
+    @property
+    def lane_ready(self) -> bool:
+        """The lane may write exits: on, started, a WebSocket-API broker, the intent log on."""
+        return self.lane_on and self._send_now is not None and self.intents is not None and self.ready
+
+    def sync_lane(self, lane: exit_lane.ExitLane, sid_of: Callable[[str], int], prepare: bool = False) -> None:
+        """``lane`` armed from this state (``ExitLane.sync``); with ``prepare``, its exits'
+        requests prepared too (a WebSocket-API broker's ``prepare_order``; off the batch path)."""
+        lane.sync(self.cfg, self.st, sid_of, self.ctx, _spec_of)
+        if prepare and self._prepare is not None and self.lane_ready:
+            lane.prepare(self.clock_ms(), self._prepare)
+
+    def fire_exit(self, armed: exit_lane.Armed, trigger_ns: int, prepared: Any = None) -> bool:
+        """The armed exit of a trade whose stop or target the batch touched: its intent record,
+        then its frame, now, before the trader decides it (``exit_lane``). False when the lane
+        cannot (off, nothing armed, already fired); the trader's decision then sends it."""
+        spec, order = armed.spec, armed.order
+        if spec is None or order is None or not self.lane_ready:
+            return False
+        cid = spec.client_order_id
+        if cid in self._lane_fired or cid in self._presend or cid in self.st.orders:
+            return False
+        self.ttt.trigger_ns = trigger_ns
+        self.ttt.decided(cid, True)
+        self.ttt.trigger_ns = 0
+        intents = self.intents
+        assert intents is not None
+        try:
+            try:  # the flusher is woken after the frame's write (``IntentLog.append``)
+                intents.append(intent_log.Intent(client_id=cid, at_ns=self.clock_ms() * 1_000_000, body=order.request),
+                               wake=False)
+            except (OSError, ValueError) as exc:  # an exit goes anyway: its ax- id finds it at the exchange
+                self.counters["intent_log_failed"] += 1
+                log.error("brain.exit_sent_unlogged", client_order_id=cid, error=str(exc))
+            self.ttt.journaled(cid)
+            self._presend[cid] = (spec, self._write_exit(spec, prepared))
+        finally:
+            intents.wake()
+        self._lane_fired[cid] = armed.symbol
+        self.counters["exit_lane_fired"] += 1
+        return True
+
+    def lane_settle(self) -> None:
+        """After the trader has seen the batch: a lane frame it did not decide is counted,
+        logged, and its answer awaited all the same (the order is ours: an ``ax-`` id)."""
+        if not self._lane_fired:
+            return
+        for cid, symbol in list(self._lane_fired.items()):
+            del self._lane_fired[cid]
+            pre = self._presend.pop(cid, None)
+            self.counters["exit_lane_unclaimed"] += 1
+            log.error("brain.exit_lane_unclaimed", client_order_id=cid, symbol=symbol)
+            if pre is not None:
+                self._claim_presend(pre, symbol, jobs.Submit(cid, 1, self.clock_ms()), unclaimed=True)
+
     def _presend_exit(self, o: om.Order) -> None:
         """An exit's frame written as soon as its intent is logged, before the order's state
         machine, the journal and the dispatcher hear of it (they follow within microseconds,
@@ -642,7 +713,7 @@ class Execution:
         self._await_exit(spec, written, symbol, tag)
         return True
 
-    def _write_exit(self, spec: OrderSpec) -> _Written | None:
+    def _write_exit(self, spec: OrderSpec, prepared: Any = None) -> _Written | None:
         """Write an exit's frame on this thread: (the broker's handle, None) when it left,
         (None, the error) when it may have left, None when nothing was sent (no socket, or the
         rate-limit governor would make it wait)."""
@@ -650,7 +721,8 @@ class Execution:
         cid = spec.client_order_id
         try:
             with self.ttt.inline(cid):
-                sent = self._send_now(spec, rate_wait_s=0.0)
+                sent = (self._send_now(spec, rate_wait_s=0.0) if prepared is None
+                        else self._send_now(spec, rate_wait_s=0.0, prepared=prepared))
         except AmbiguousError as exc:  # the frame may have left: its outcome is the state machine's
             self.counters["exits_sent_inline"] += 1
             self.ttt.forget(cid)

@@ -183,14 +183,21 @@ class IntentLog:
             self._thread.start()
 
     # -- writing (the deciding thread)
-    def append(self, intent: Intent) -> None:
-        """One ``write()``: once it returns, a crash of this process cannot lose the record."""
+    def append(self, intent: Intent, *, wake: bool = True) -> None:
+        """One ``write()``: once it returns, a crash of this process cannot lose the record.
+        ``wake=False`` leaves the flusher asleep until ``wake()`` (the exit lane writes its
+        frame first: a flusher woken now would take the interpreter at the frame's write)."""
         frame = encode(intent)
         done = 0
         while done < len(frame):  # a regular file takes it whole; a short write is finished
             done += os.write(self._fd, frame[done:])
         self._written += 1
         self.counters["intents_written"] += 1
+        if wake:
+            self._wake.set()
+
+    def wake(self) -> None:
+        """The flusher: records are waiting for their fsync."""
         self._wake.set()
 
     def sync(self, timeout_s: float = 5.0) -> bool:

@@ -54,6 +54,7 @@ class Loop:
             brain.warm_from_history()
         if self.execution is not None:
             self.execution.poll()
+            brain.arm_exits()  # the trades the completions changed, armed before the next batch
         if self.control is not None and now >= self.next_control:
             self.next_control = now + CONTROL_POLL_S
             self.control.poll()

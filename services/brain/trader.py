@@ -321,6 +321,71 @@ def on_prices(cfg: TraderConfig, st: TraderState, symbol: str, low: float, high:
     return _exit(cfg, st, t, reason, ctx) if reason else (st, [])
 
 
+@dataclass(frozen=True, slots=True)
+class Levels:
+    """The prices at which ``on_prices`` acts on a trade, for a range ``[low, high]``:
+
+    - ``low <= exit_lo or high >= exit_hi``: it sends an exit (certain);
+    - ``low <= wake_lo or high >= wake_hi``: it may change something (an exit, or a trailing
+      target's best price); outside both, ``on_prices`` provably changes nothing.
+
+    Comparisons are the ones ``on_prices`` makes (inclusive, on the same floats), so the two
+    agree to the bit; a test checks ``levels`` against ``on_prices`` on random trades and
+    ranges. A trailing target's exit is judged by ``protection.trail`` in exact decimals: its
+    float thresholds here are pulled inward (exit) and outward (wake) by ``TRAIL_MARGIN``."""
+
+    exit_lo: float
+    exit_hi: float
+    wake_lo: float
+    wake_hi: float
+
+
+TRAIL_MARGIN = 1e-9  # relative: far wider than a float's rounding, far narrower than a tick
+_INF = math.inf
+
+
+def levels(cfg: TraderConfig, t: Trade | None) -> Levels | None:
+    """Where ``on_prices`` acts on ``t`` (``Levels``); None when it acts on no range at all."""
+    if t is None or t.position <= 0 or t.exit_reason or t.flat_at_exchange_ms:
+        return None
+    long = t.direction > 0
+    # a NaN level is never touched (every comparison with it is false): an infinity says so
+    # and survives the max/min below
+    stop = t.stop if t.stop == t.stop else (-_INF if long else _INF)
+    if not pr.trailing(cfg):
+        target = t.target if t.target == t.target else (_INF if long else -_INF)
+        lo, hi = (stop, target) if long else (target, stop)
+        return Levels(exit_lo=lo, exit_hi=hi, wake_lo=lo, wake_hi=hi)
+    # trailing: the stop exits; the target only starts the trail; the trail exits at its level
+    ext = t.trail_extreme
+    if ext:
+        level = float(pr.trail_level(ext, t.direction, cfg.trailing_callback_pct))
+        inward, outward = level * (1 - TRAIL_MARGIN), level * (1 + TRAIL_MARGIN)
+        if not long:
+            inward, outward = outward, inward
+    if long:
+        move = ext if ext else (t.target if t.target > 0 else _INF)  # a new best price, or activation
+        if ext:
+            return Levels(exit_lo=max(stop, inward), exit_hi=_INF, wake_lo=max(stop, outward), wake_hi=move)
+        return Levels(exit_lo=stop, exit_hi=_INF, wake_lo=stop, wake_hi=move)
+    move = ext if ext else (t.target if t.target > 0 else -_INF)
+    if ext:
+        return Levels(exit_lo=-_INF, exit_hi=min(stop, inward), wake_lo=move, wake_hi=min(stop, outward))
+    return Levels(exit_lo=-_INF, exit_hi=stop, wake_lo=move, wake_hi=stop)
+
+
+def planned_exit(cfg: TraderConfig, st: TraderState, symbol: str, ctx: Ctx) -> NewOrder | None:
+    """The exit order ``on_prices`` would send now for ``symbol``'s trade on a touched stop or
+    target (None: none would be sent: no trade, an exit already in flight, or refused by the
+    risk checks). The order does not depend on which level was touched, nor on the prices or
+    the clock: a reduce-only MARKET for the whole position, its id ``ax-<trade>-<n>``."""
+    t = st.trades.get(symbol)
+    if levels(cfg, t) is None or t is None or t.exit_cid:
+        return None
+    _, actions = _exit(cfg, st, t, STOP, ctx)
+    return next((a for a in actions if isinstance(a, NewOrder)), None)
+
+
 def request_exit(cfg: TraderConfig, st: TraderState, symbol: str, reason: str, ctx: Ctx) -> Result:
     """A strategy's ``Exit`` intent: exit the symbol's trade (nothing when there is none or
     it is already leaving)."""

@@ -78,7 +78,8 @@ def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
         symbols_fn=lambda: list(brain.ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
         clock_ms=clock_ms, mono_s=(lambda: brain.clock_ms() / 1000.0) if replay else time.monotonic,
         blocked=brain.trading_block_reason, flatten_on_halt=cfg.trading.flatten_on_halt,
-        user_stream=None if replay else make_user_stream(cfg), intents=intents)
+        user_stream=None if replay else make_user_stream(cfg), intents=intents,
+        exit_lane_on=cfg.trading.exit_lane)
     if ex.user_stream is not None:
         ex.user_stream.client.start()  # its own thread: connects (and reconnects) on its own
     log.info("brain.trading", broker=broker.name, mode=cfg.mode, user_stream=ex.user_stream is not None)

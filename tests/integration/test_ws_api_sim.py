@@ -189,3 +189,27 @@ def test_a_late_answer_is_unknown_then_found_exactly_once(broker, sim):
     assert broker.counters["ambiguous_resolved"] == 1
     assert len(orders_with(sim, "ws-late-1")) == 1
     assert broker.client.counters["timeouts"] == 1
+
+
+def test_a_prepared_order_is_written_as_prepared_accepted_once_and_a_stale_one_is_signed_afresh(broker, sim):
+    """``prepare_order`` signs and frames ahead (the exit lane's way); ``send_order(prepared=)``
+    writes that frame raw on websockets' connection: the sim verifies its signature and fills
+    it, once. One older than ``PREPARED_MAX_AGE_MS`` is signed again at the send (the sim would
+    still take the old one: it is the client that will not send a stale timestamp)."""
+    from venue.binance import ws_api
+
+    spec = market("ws-prep-1", "BUY")
+    prep = broker.prepare_order(spec)
+    got = broker.finish_order(spec, broker.send_order(spec, rate_wait_s=0.0, prepared=prep))
+    assert (got.order.status, got.order.executed_qty) == ("FILLED", QTY)
+    assert broker.client.counters["prepared_sent"] == 1 and len(orders_with(sim, "ws-prep-1")) == 1
+
+    spec2 = market("ws-prep-2", "SELL")
+    stale = broker.prepare_order(spec2)
+    stale = ws_api.Prepared(rid=stale.rid, method=stale.method, params=stale.params,
+                            prepared_ms=stale.prepared_ms - ws_api.PREPARED_MAX_AGE_MS - 1, text=stale.text,
+                            wire=stale.wire)
+    got2 = broker.finish_order(spec2, broker.send_order(spec2, rate_wait_s=0.0, prepared=stale))
+    assert got2.order.status == "FILLED" and len(orders_with(sim, "ws-prep-2")) == 1
+    assert (broker.client.counters["prepared_sent"], broker.client.counters["prepared_stale"]) == (1, 1)
+    assert ws_stats(sim)["by_method"]["order.place"] == 2 and ws_stats(sim)["errors"] == 0

@@ -276,6 +276,54 @@ class _Slot:
     lost: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A signed request made ready before it is needed (``WsApiClient.prepare``): its id, its
+    signed JSON and the masked WebSocket frame that carries it, as they go on the socket.
+    Sending it (``send_prepared``) is a socket write: no signing, no JSON, no framing. Its
+    ``timestamp`` is the time it was prepared, so it is sent only while younger than
+    ``PREPARED_MAX_AGE_MS`` (far inside Binance's ``recvWindow``); an older one is signed
+    afresh at the send. Holds no secret: a signature covers only its own request."""
+
+    rid: int
+    method: str
+    params: Mapping[str, Any]  # unsigned, for the fresh signature of a stale one
+    prepared_ms: int  # local clock when signed
+    text: bytes  # the signed JSON request
+    wire: bytes  # the masked text frame around it
+
+
+PREPARED_MAX_AGE_MS = 1_500  # the lane re-prepares every second (services.brain.exit_lane)
+
+
+def masked_text_frame(data: bytes) -> bytes:
+    """One final, masked, uncompressed text frame (RFC 6455 5.2) around ``data``, by websockets'
+    own serializer (a fresh random mask per frame, as a client must)."""
+    from websockets.frames import Frame, Opcode
+
+    return Frame(Opcode.TEXT, data).serialize(mask=True)
+
+
+def write_raw(conn: Any, prep: Prepared) -> None:
+    """Write a prepared frame on websockets' sync connection, under the lock its own writers
+    hold (so no frame of theirs, a pong, a close, is ever interleaved with it), only while the
+    connection is open. Raises ``WsUnavailable`` (not open: nothing written) or what the
+    socket raises (the frame may be partly written). A connection of another kind (a test's
+    fake) gets the request through its own ``send``."""
+    from websockets.protocol import State
+
+    mutex = getattr(conn, "protocol_mutex", None)
+    if mutex is None:
+        if _state_name(conn) != "OPEN":
+            raise WsUnavailable("the WebSocket API connection is not open")
+        conn.send(prep.text, text=True)
+        return
+    with mutex:
+        if conn.protocol.state is not State.OPEN:
+            raise WsUnavailable("the WebSocket API connection is not open")
+        conn.socket.sendall(prep.wire)
+
+
 @dataclass(frozen=True)
 class Sent:
     """A request ``WsApiClient.send`` wrote; ``WsApiClient.wait`` takes its answer."""
@@ -329,7 +377,8 @@ class WsApiClient:
         self._thread: threading.Thread | None = None
         self.counters: dict[str, int] = {"connects": 0, "connect_failures": 0, "disconnects": 0, "requests": 0,
                                          "answers": 0, "late_answers": 0, "unmatched_answers": 0,
-                                         "decode_errors": 0, "lost_in_flight": 0, "timeouts": 0}
+                                         "decode_errors": 0, "lost_in_flight": 0, "timeouts": 0,
+                                         "prepared_sent": 0, "prepared_stale": 0}
         self.wire_hook: Callable[[int, int], None] | None = None  # (request id, ns when written)
 
     def __repr__(self) -> str:  # never the keys
@@ -515,6 +564,55 @@ class WsApiClient:
                 self._pending.pop(rid, None)
             raise self._unknown(method, mutating, f"connection failed while sending ({type(exc).__name__})")
         wirestamp.mark("ws")  # tick-to-trade: the frame is on the socket (a no-op unless armed)
+        hook = self.wire_hook
+        if hook is not None:
+            hook(rid, time.perf_counter_ns())
+        return Sent(rid=rid, slot=slot)
+
+    def prepare(self, method: str, params: Mapping[str, Any]) -> Prepared:
+        """A signed request ready to go (``Prepared``); its id is reserved now."""
+        with self._lock:
+            rid = next(self._ids)
+        now = self._clock_ms()
+        frame = signed_request(rid, method, params, api_key=self._api_key, secret=self._secret,
+                               timestamp_ms=now + self.time_offset_ms, recv_window_ms=self.config.recv_window_ms)
+        return Prepared(rid=rid, method=method, params=dict(params), prepared_ms=now, text=frame,
+                        wire=masked_text_frame(frame))
+
+    def send_prepared(self, prep: Prepared, *, weight: int = 1, orders: int = 0, mutating: bool = False,
+                      priority: ratelimit.Priority = ratelimit.Priority.QUERY,
+                      rate_wait_s: float | None = None) -> Sent:
+        """``send`` for a ``Prepared`` request: the same rules and errors, the frame written as
+        it was prepared; one older than ``PREPARED_MAX_AGE_MS`` is signed afresh (``send``)."""
+        if self._clock_ms() - prep.prepared_ms > PREPARED_MAX_AGE_MS:
+            self.counters["prepared_stale"] += 1
+            return self.send(prep.method, prep.params, weight=weight, orders=orders, mutating=mutating,
+                             priority=priority, rate_wait_s=rate_wait_s)
+        if not self._connected.is_set():
+            raise WsUnavailable(f"{prep.method}: no WebSocket API connection")
+        if weight or orders:
+            self.governor.acquire(weight=weight, orders=orders, priority=priority,
+                                  timeout_s=self.config.rate_limit_wait_s if rate_wait_s is None else rate_wait_s)
+        rid = prep.rid
+        with self._lock:
+            conn, gen = self._conn, self._gen
+            if conn is None:
+                raise WsUnavailable(f"{prep.method}: no WebSocket API connection")
+            slot = _Slot(method=prep.method, mutating=mutating, gen=gen)
+            self._pending[rid] = slot
+        self.counters["requests"] += 1
+        try:
+            write_raw(conn, prep)
+        except WsUnavailable:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise
+        except Exception as exc:  # the frame may have left, whole or in part
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise self._unknown(prep.method, mutating, f"connection failed while sending ({type(exc).__name__})")
+        wirestamp.mark("ws")
+        self.counters["prepared_sent"] += 1
         hook = self.wire_hook
         if hook is not None:
             hook(rid, time.perf_counter_ns())

@@ -34,7 +34,7 @@ from venue import ratelimit
 from venue.binance import WEIGHTS
 from venue.binance.bodies import algo_from_raw, algo_params, order_from_raw, order_params
 from venue.binance.ccxt_broker import CcxtBroker
-from venue.binance.ws_api import Sent, WsApiClient, WsUnavailable
+from venue.binance.ws_api import Prepared, Sent, WsApiClient, WsUnavailable
 from venue.port import (
     AccountSetup, AlgoSpec, Balance, Bracket, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
     SubmitResult, FINAL_STATUSES,
@@ -122,17 +122,26 @@ class WsBroker:
                                   what="order", cid=spec.client_order_id)
         return self._submitted(spec, order)
 
-    def send_order(self, spec: OrderSpec, *, rate_wait_s: float | None = None) -> Sent:
+    def send_order(self, spec: OrderSpec, *, rate_wait_s: float | None = None, prepared: Prepared | None = None) -> Sent:
         """``submit``'s first half: the ``order.place`` frame written, its answer not awaited.
 
         The brain calls it on its deciding thread for an exit (``rate_wait_s=0``: a rate limit
         is not waited out there; the exit then goes the ordinary way) and hands ``finish_order``
-        to a worker. ``WsUnavailable`` and the governor's refusal mean nothing was sent."""
+        to a worker; with ``prepared`` (``prepare_order`` of the same spec, made in advance by
+        the exit lane) the frame is written as it was prepared. ``WsUnavailable`` and the
+        governor's refusal mean nothing was sent."""
         prio = ratelimit.Priority.EXIT if spec.reduce_only else ratelimit.Priority.ENTRY
         weight, orders = WEIGHTS["submit"]
         self.counters["ws_calls"] += 1
+        if prepared is not None:
+            return self.client.send_prepared(prepared, weight=weight, orders=orders, mutating=True, priority=prio,
+                                             rate_wait_s=rate_wait_s)
         return self.client.send("order.place", order_params(spec), weight=weight, orders=orders, mutating=True,
                                 priority=prio, rate_wait_s=rate_wait_s)
+
+    def prepare_order(self, spec: OrderSpec) -> Prepared:
+        """``spec``'s ``order.place`` request signed and framed now, for ``send_order`` later."""
+        return self.client.prepare("order.place", order_params(spec))
 
     def finish_order(self, spec: OrderSpec, sent: Sent) -> SubmitResult:
         """``submit``'s second half: the answer to ``send_order``'s frame (same rules as ``submit``)."""

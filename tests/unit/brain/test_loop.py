@@ -26,6 +26,9 @@ class FakeBrain:
     def warm_from_history(self) -> None:
         self.calls.append("history")
 
+    def arm_exits(self) -> None:
+        self.calls.append("arm")
+
 
 class Clock:
     def __init__(self) -> None:
@@ -69,6 +72,7 @@ def test_timers_ticks_flush_control_and_heartbeat():
         clock.t += 0.125
     assert b.calls.count("ticks") == 17 and b.calls.count("flush") == 3
     assert len(polls) == 17 and len(controls) == 17 and beats == [1000.0, 1001.0, 1002.0]
+    assert b.calls.count("arm") == 17  # the exit lane re-armed after every execution poll
     r = FakeBrain([1] * 5, replay=True)
     turn = loop.Loop(r, clock=clock)
     for _ in range(5):

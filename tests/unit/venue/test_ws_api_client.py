@@ -310,3 +310,21 @@ class TestClient:
     def test_the_url_follows_the_rest_host(self, mode, testnet, rest, url):
         """Binance (or its testnet) by default; otherwise the REST host's own /ws-fapi/v1."""
         assert w.url_for(mode, testnet=testnet, rest_url=rest) == url
+
+
+def test_a_prepared_frame_is_one_masked_final_text_frame_around_the_signed_request():
+    """``masked_text_frame``: FIN + text opcode, the mask bit, the 16-bit length form for a
+    request of a few hundred bytes; unmasked, exactly the signed JSON; a fresh mask each time."""
+    import struct
+
+    from venue.binance import ws_api
+
+    text = ws_api.signed_request(7, "order.place", {"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.012"},
+                                 api_key="k" * 64, secret="s" * 64, timestamp_ms=1_765_000_000_000,
+                                 recv_window_ms=5_000)
+    frames = [ws_api.masked_text_frame(text) for _ in range(2)]
+    for f in frames:
+        assert f[0] == 0x81 and f[1] == 0x80 | 126 and struct.unpack("!H", f[2:4])[0] == len(text)
+        mask, body = f[4:8], f[8:]
+        assert bytes(b ^ mask[i % 4] for i, b in enumerate(body)) == text
+    assert frames[0][4:8] != frames[1][4:8]
