@@ -67,13 +67,14 @@ def run_once(rate: str, duration_s: float, extra: dict[str, str] | None = None) 
         if p.returncode != 0 or not summary.exists():
             raise RuntimeError(f"aegis run ({rate}) exited {p.returncode}: {p.stderr.decode()[-1500:]}")
         s = json.loads(summary.read_text())
+        stalls = s.get("brain_loop") or {}  # where the brain's loop kept the ring waiting
     lat = s.get("latency_us") or {}
     if not lat.get("count"):
         raise RuntimeError(f"aegis run ({rate}) measured no latency: {json.dumps(s)[:800]}")
     return {"ticks_read": s["brain_ticks_read"], "ticks_lost": s["ticks_lost"],
             "ticks_per_s": s["ticks_received"] / max(s["duration_s"], 1e-9),
             "latency_us": lat, "tick_to_trade_us": s.get("tick_to_trade_us") or {},
-            "orders": s.get("orders", 0), "load": [load0, loadavg()]}
+            "orders": s.get("orders", 0), "load": [load0, loadavg()], "loop_stalls": stalls}
 
 
 def run(*, quick: bool, repeats: int) -> dict[str, Any]:
@@ -102,6 +103,7 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
             "tick_to_trade_us": runs[-1]["tick_to_trade_us"],
             "orders": runs[-1]["orders"],
             "load": [r["load"] for r in runs],
+            "loop_stalls": runs[-1]["loop_stalls"],
         }
     return out
 

@@ -114,6 +114,9 @@ def _cap(limit: int, priority: Priority, reserve_pct: float) -> int:
     return max(1, int(limit * (1.0 - reserve_pct / 100.0)))
 
 
+_OK = Decision(ok=True)
+
+
 def admit(limits: Limits, state: State, *, now_ms: int, weight: int, orders: int = 0,
           priority: Priority = Priority.QUERY) -> tuple[State, Decision]:
     """Whether a request of ``weight`` (placing ``orders`` orders) may go now; if it may,
@@ -132,7 +135,7 @@ def admit(limits: Limits, state: State, *, now_ms: int, weight: int, orders: int
         if s.orders_1m + orders > _cap(limits.orders_per_min, priority, limits.reserve_pct):
             return s, Decision(ok=False, wait_ms=to_minute, reason="orders_1m")
     return replace(s, weight_1m=s.weight_1m + weight, orders_1m=s.orders_1m + orders,
-                   orders_10s=s.orders_10s + orders), Decision(ok=True)
+                   orders_10s=s.orders_10s + orders), _OK
 
 
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:
@@ -245,6 +248,12 @@ class Governor:
                 timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
         with self._cond:
+            w = self._waiting
+            if not (w[0] or w[1] or w[2]):  # nobody queued: one admission check, no bookkeeping
+                self._state, d = admit(self.limits, self._state, now_ms=self._clock_ms(), weight=weight,
+                                       orders=orders, priority=priority)
+                if d.ok:
+                    return
             self._waiting[priority] += 1
             try:
                 while True:

@@ -507,7 +507,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     def heartbeat(now: float) -> None:
         brain.watch_orchestrator()
         pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started, counters=brain.counters()))
-        service.write_json_atomic(service.stats_path(rd, NAME), brain.snapshot())
+        service.write_json_atomic(service.stats_path(rd, NAME), {**brain.snapshot(), "loop": turn.stalls.snapshot()})
 
     turn = loop.Loop(brain, execution=trading.execution if trading is not None else None, control=brain.control,
                      heartbeat=heartbeat, heartbeat_interval_s=cfg.heartbeat_interval_s)
@@ -528,7 +528,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             trading.close()
             if brain.orch is not None:
                 brain.orch.close()
-        final = brain.snapshot()  # before the ring closes: counters live in shared memory
+        final = {**brain.snapshot(), "loop": turn.stalls.snapshot()}  # before the ring closes: counters live in shared memory
         service.write_json_atomic(service.stats_path(rd, NAME), final)
         log.info("brain.stopped", ticks_read=final["ticks_read"], candles=final["candles_closed"],
                  lost=final["lost"])

@@ -18,6 +18,36 @@ FLUSH_PERIOD_S = 1.0  # close quiet symbols' candles this often
 CONTROL_POLL_S = 0.05  # operators' commands (the dashboard) are looked for this often
 
 
+STALL_NS = 200_000  # a turn's piece of work longer than this is counted as a stall
+
+
+class Stalls:
+    """How long each piece of the loop's work kept the ring waiting: per piece, the number of
+    runs, the longest, the total, and how many took longer than ``STALL_NS``. The brain's
+    stats show it (``loop``): where a tick's read latency tail comes from."""
+
+    NAMES = ("poll", "ticks", "flush", "history", "execution", "control", "heartbeat")
+
+    def __init__(self) -> None:
+        self.runs = dict.fromkeys(self.NAMES, 0)
+        self.max_ns = dict.fromkeys(self.NAMES, 0)
+        self.total_ns = dict.fromkeys(self.NAMES, 0)
+        self.over = dict.fromkeys(self.NAMES, 0)
+
+    def add(self, name: str, ns: int) -> None:
+        self.runs[name] += 1
+        self.total_ns[name] += ns
+        if ns > self.max_ns[name]:
+            self.max_ns[name] = ns
+        if ns > STALL_NS:
+            self.over[name] += 1
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        return {n: {"runs": self.runs[n], "max_us": self.max_ns[n] / 1e3,
+                    "mean_us": round(self.total_ns[n] / self.runs[n] / 1e3, 1) if self.runs[n] else 0.0,
+                    f"over_{STALL_NS // 1000}us": self.over[n]} for n in self.NAMES}
+
+
 class Loop:
     def __init__(self, brain: Any, *, execution: Any = None, control: Any = None,
                  heartbeat: Callable[[float], None] | None = None, heartbeat_interval_s: float = 1.0,
@@ -29,36 +59,51 @@ class Loop:
         self.conflate_s = cfg.brain.conflate_interval_ms / 1000
         self.idle_s = cfg.brain.idle_sleep_us / 1e6
         self.spin_s = cfg.brain.spin_before_sleep_us / 1e6  # a time, not a count: an empty poll is ~0.1 us
+        self.stalls = Stalls()
         now = clock()
         self.next_tick = self.next_beat = self.next_flush = self.next_control = now
         self.idle_since = 0.0  # when the ring was first seen empty (0: it was not)
 
     def step(self) -> int:
         """One turn; returns the number of records read."""
-        brain = self.brain
+        brain, ns, add = self.brain, time.perf_counter_ns, self.stalls.add
+        t0 = ns()
         got = brain.poll()
         now = self.clock()
         if got:
             self.idle_since = 0.0
+            add("poll", ns() - t0)
         elif not self.idle_since:
             self.idle_since = now
         elif now - self.idle_since > self.spin_s:
             self.sleep(self.idle_s)
         if now >= self.next_tick:
             self.next_tick = now + self.conflate_s
+            t0 = ns()
             brain.publish_ticks()
+            add("ticks", ns() - t0)
         if now >= self.next_flush and not brain.replay:
             self.next_flush = now + FLUSH_PERIOD_S
+            t0 = ns()
             brain.flush_quiet()
+            add("flush", ns() - t0)
         if self.idle_since:  # idle: spend it on history, never ahead of live ticks
+            t0 = ns()
             brain.warm_from_history()
+            add("history", ns() - t0)
         if self.execution is not None:
+            t0 = ns()
             self.execution.poll()
             brain.arm_exits()  # the trades the completions changed, armed before the next batch
+            add("execution", ns() - t0)
         if self.control is not None and now >= self.next_control:
             self.next_control = now + CONTROL_POLL_S
+            t0 = ns()
             self.control.poll()
+            add("control", ns() - t0)
         if self.heartbeat is not None and now >= self.next_beat:
             self.next_beat = now + self.heartbeat_interval_s
+            t0 = ns()
             self.heartbeat(now)
+            add("heartbeat", ns() - t0)
         return got

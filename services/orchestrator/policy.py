@@ -174,6 +174,9 @@ def summarize(*, duration_s: float, ring: Mapping[str, int], feed: Sequence[Mapp
         "rejected_by_reason": dict(sorted(rejected.items())),
         "restarts": dict(restarts),
         "latency_us": latency,
+        # where the (last) brain's loop kept the ring waiting: per piece of work, runs, longest,
+        # mean and how many took over 200 us (services.brain.loop.Stalls)
+        "brain_loop": next((b["loop"] for b in reversed(brain) if b.get("loop")), {}),
         **trading_summary(brain),
         **journal_summary(orchestrator),
     }

@@ -79,3 +79,20 @@ def test_timers_ticks_flush_control_and_heartbeat():
         turn.step()
         clock.t += 2.0
     assert "flush" not in r.calls
+
+
+def test_stalls_count_each_piece_of_work_and_the_ones_over_the_threshold():
+    """``Stalls``: runs, longest, mean and the count over ``STALL_NS`` per piece; the loop
+    times a poll only when it read something, and every heartbeat."""
+    s = loop.Stalls()
+    s.add("heartbeat", 50_000)
+    s.add("heartbeat", loop.STALL_NS + 1)
+    snap = s.snapshot()["heartbeat"]
+    assert snap == {"runs": 2, "max_us": (loop.STALL_NS + 1) / 1e3, "mean_us": round((50_000 + loop.STALL_NS + 1) / 2e3, 1),
+                    f"over_{loop.STALL_NS // 1000}us": 1}
+    clock, beats = Clock(), []
+    turn = loop.Loop(FakeBrain([3, 0, 2]), heartbeat=beats.append, clock=clock)
+    for _ in range(3):
+        turn.step()
+    got = turn.stalls.snapshot()
+    assert (got["poll"]["runs"], got["heartbeat"]["runs"], got["execution"]["runs"]) == (2, 1, 0)

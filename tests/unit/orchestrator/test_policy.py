@@ -136,6 +136,13 @@ class TestJournalFaultExit:
                                  symbols=1, mode="demo")
         assert (quiet["journal"]["state"], quiet["trading_halt_reason"]) == ("OK", "")
 
+    def test_the_summary_carries_the_last_brains_loop_stalls(self):
+        """``brain_loop``: the last brain incarnation's loop stalls (the one that ran to the end)."""
+        old, new = {"loop": {"heartbeat": {"runs": 1}}}, {"loop": {"heartbeat": {"runs": 9}}}
+        s = policy.summarize(duration_s=1.0, ring={}, feed=[], brain=[old, new, {}], orchestrator=[], restarts={},
+                             symbols=1, mode="demo")
+        assert s["brain_loop"] == {"heartbeat": {"runs": 9}}
+
 
 class TestTradingSummaryFunding:
     def test_funding_is_summed_over_brain_incarnations(self):
