@@ -14,9 +14,10 @@ the brain's own instrumentation (``services.brain.tick_to_trade``, ``venue.wires
 The order path is the stack's: the intent is written to the brain's local intent log (a real
 file on the repository's disk, its fsync group-committed by the log's flusher thread), the
 order is sent, and only then journaled (here: published to a null bus; in the stack, the
-buffered ZeroMQ journal). An exit's frame is written by the deciding thread itself over the
-WebSocket API (``Execution._send_exit_now``); entries, and every order over REST, go through
-the dispatcher's worker threads.
+buffered ZeroMQ journal). Over the WebSocket API an order's frame is written by the deciding
+thread itself: an exit by the exit lane (``services.brain.exit_lane``) before the trader has
+decided it, an entry right after its candle's analysis (``Execution._send_order_now``); every
+order over REST goes through the dispatcher's worker threads.
 
 Fill known (``fill_known_p50_us``): from the exchange's fill to the fill applied in the brain
 (``trader.on_fill`` on the brain's thread, whichever source told it first: the user data

@@ -19,7 +19,7 @@ supervisor can merge the incarnations of a restarted process.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from numba import njit
@@ -202,6 +202,12 @@ class LatencyHistogram:
             return 0
         idx = int(_index(min(int(bound_ns), HIGHEST_NS)))
         return int(self.counts[: idx + 1].sum())
+
+    def count_le_many(self, bounds_ns: Sequence[int]) -> list[int]:
+        """``count_le`` for each bound, from one cumulative sum (a heartbeat's Prometheus
+        buckets: one pass over the buckets instead of one per bound)."""
+        cs = np.cumsum(self.counts[:N_BUCKETS])
+        return [int(cs[_index(min(int(b), HIGHEST_NS))]) if b >= 0 else 0 for b in bounds_ns]
 
     def summary(self) -> dict[str, float]:
         """The usual figures, in microseconds, for logs and dashboards."""

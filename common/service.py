@@ -329,6 +329,48 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+class JsonFileWriter:
+    """``write_json_atomic`` on a thread of its own, latest document wins: the caller (a
+    service's loop) encodes and hands over, the thread writes and renames. ``close`` writes
+    what is still waiting and stops the thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cond = threading.Condition()
+        self._text: str | None = None
+        self._closed = False
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, name=f"stats-{path.stem}", daemon=True)
+        self._thread.start()
+
+    def submit(self, obj: Any) -> None:
+        text = json.dumps(obj, separators=(",", ":"), sort_keys=True)
+        with self._cond:
+            self._text = text
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._text is None and not self._closed:
+                    self._cond.wait()
+                text, self._text = self._text, None
+                if text is None:
+                    return
+            try:
+                tmp = self.path.with_name(f".{self.path.name}.tmp")
+                tmp.write_text(text)
+                os.replace(tmp, self.path)
+            except OSError:  # a full or gone run directory: the next beat tries again
+                self.errors += 1
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout_s)
+
+
 def read_stats(rd: Path, service: str) -> list[dict[str, Any]]:
     """Every incarnation's stats file for ``service`` (one per pid), oldest first."""
     out = []

@@ -376,9 +376,10 @@ class Brain:
                 "execution": self.execution.snapshot() if self.execution is not None else None,
                 "control": self.control.counters() if self.control is not None else None}
 
-    def counters(self) -> dict[str, float]:
+    def counters(self, ex: dict | None = None) -> dict[str, float]:
         """What the heartbeat carries: totals, plus the latency histogram as cumulative
-        buckets (``latency_le_us:<bound>``), the shape Prometheus histograms use."""
+        buckets (``latency_le_us:<bound>``), the shape Prometheus histograms use. ``ex``: the
+        execution's snapshot when the caller has just taken it."""
         lat = self.core.latency
         out = {"ticks_read": self.ticks_read, "candles_closed": self.candles_closed, "signals": self.signals,
                "history_candles": self.history_candles, "history_signals": self.history_signals,
@@ -388,7 +389,7 @@ class Brain:
                "latency_p50_us": lat.percentile(50) / 1e3 if lat.count else 0.0,
                "latency_p99_us": lat.percentile(99) / 1e3 if lat.count else 0.0}
         if self.execution is not None:
-            ex = self.execution.snapshot()
+            ex = ex if ex is not None else self.execution.snapshot()
             out.update({k: float(ex[k]) for k in ("orders", "fills", "risk_rejects", "positions_open",
                                                   "trades_closed", "realized_pnl", "fees", "halted")})
             out["equity"] = float(ex["equity"] or 0.0)
@@ -397,8 +398,8 @@ class Brain:
             out["funding"] = float(ex["funding"]) + float(ex["funding_reads"]["open_funding"])
         if self.control is not None:
             out.update(self.control.counters())
-        for b in LATENCY_BUCKETS_US:
-            out[f"latency_le_us:{b:g}"] = lat.count_le(int(b * 1000))
+        for b, n in zip(LATENCY_BUCKETS_US, lat.count_le_many([int(b * 1000) for b in LATENCY_BUCKETS_US])):
+            out[f"latency_le_us:{b:g}"] = n
         return out
 
 
@@ -504,10 +505,16 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     service.mark_ready(rd, NAME)
     log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names), **knobs)
 
+    stats_writer = service.JsonFileWriter(service.stats_path(rd, NAME))
+
     def heartbeat(now: float) -> None:
+        """Counters to the bus, stats to the file (written on its own thread: the file system
+        never holds the loop up)."""
         brain.watch_orchestrator()
-        pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started, counters=brain.counters()))
-        service.write_json_atomic(service.stats_path(rd, NAME), {**brain.snapshot(), "loop": turn.stalls.snapshot()})
+        snap = {**brain.snapshot(), "loop": turn.stalls.snapshot()}
+        pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
+                                   counters=brain.counters(snap["execution"])))
+        stats_writer.submit(snap)
 
     turn = loop.Loop(brain, execution=trading.execution if trading is not None else None, control=brain.control,
                      heartbeat=heartbeat, heartbeat_interval_s=cfg.heartbeat_interval_s)
@@ -528,6 +535,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             trading.close()
             if brain.orch is not None:
                 brain.orch.close()
+        stats_writer.close()
         final = {**brain.snapshot(), "loop": turn.stalls.snapshot()}  # before the ring closes: counters live in shared memory
         service.write_json_atomic(service.stats_path(rd, NAME), final)
         log.info("brain.stopped", ticks_read=final["ticks_read"], candles=final["candles_closed"],

@@ -48,7 +48,7 @@ from venue.port import AlgoSpec, Broker, ExchangeAlgoOrder, ExchangeOrder, Order
 
 log = structlog.get_logger(__name__)
 # an exit frame written by the deciding thread: (the broker's handle, None) when it left,
-# (None, the error) when it may have left (``Execution._write_exit``)
+# (None, the error) when it may have left (``Execution._write_now``)
 _Written = tuple[Any, Exception | None]
 
 QUERY_RETRY_MS = 2_000
@@ -102,7 +102,7 @@ class Execution:
         self.intents = intents
         self._send_now: Callable[..., Any] | None = None  # the broker's send_order: exits from this thread
         self._prepare: Callable[[OrderSpec], Any] | None = None  # its prepare_order (the exit lane)
-        # exits written before their state machine's SubmitOrder: cid -> (spec, what _write_exit returned)
+        # exits written before their state machine's SubmitOrder: cid -> (spec, what _write_now returned)
         self._presend: dict[str, tuple[OrderSpec, _Written | None]] = {}
         # the exit lane (``exit_lane``): exits whose intent and frame the lane wrote before the
         # trader decided them: cid -> symbol (claimed by ``_log_then_send``)
@@ -136,7 +136,8 @@ class Execution:
         self.counters: dict[str, int] = {"journal_sync_failed": 0, "broker_errors": 0, "queries_retried": 0,
                                          "problems": 0, "ambiguous": 0, "sent_unjournaled": 0,
                                          "intent_log_failed": 0, "intents_replayed": 0, "exits_sent_inline": 0,
-                                         "exits_inline_fallback": 0, "exit_lane_fired": 0,
+                                         "exits_inline_fallback": 0, "entries_sent_inline": 0,
+                                         "entries_inline_fallback": 0, "exit_lane_fired": 0,
                                          "exit_lane_unclaimed": 0}
         self.position_poll_s = position_poll_s
         self._next_positions = 0.0
@@ -348,7 +349,7 @@ class Execution:
         self.phase = Phase.READY
         self.start_error = ""
         if self.intents is not None and not self.inline:
-            try:  # WsBroker: an exit's frame is written by the deciding thread (``_send_exit_now``)
+            try:  # WsBroker: an order's frame is written by the deciding thread (``_send_order_now``)
                 self._send_now = getattr(self.broker, "send_order", None)
                 self._prepare = getattr(self.broker, "prepare_order", None)
             except AegisError:
@@ -535,7 +536,7 @@ class Execution:
             if pre is not None:  # written already (``_presend_exit``): its answer is awaited here
                 self._claim_presend(pre, symbol, tag, expected=spec)
                 return
-            if o.reduce_only and self._send_now is not None and self._send_exit_now(spec, symbol, tag):
+            if self._send_now is not None and self._send_order_now(spec, symbol, tag):
                 return
             self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(o.client_order_id, b.submit), spec, key=symbol, tag=tag)
         elif isinstance(effect, om.CancelOrder):
@@ -652,7 +653,7 @@ class Execution:
                 self.counters["intent_log_failed"] += 1
                 log.error("brain.exit_sent_unlogged", client_order_id=cid, error=str(exc))
             self.ttt.journaled(cid)
-            self._presend[cid] = (spec, self._write_exit(spec, prepared))
+            self._presend[cid] = (spec, self._write_now(spec, prepared))
         finally:
             intents.wake()
         self._lane_fired[cid] = armed.symbol
@@ -681,7 +682,7 @@ class Execution:
         exit goes the ordinary way. The order is the one the state machine holds, so the
         frame is the one ``_dispatch`` would have written."""
         spec = _spec_of(o)
-        self._presend[spec.client_order_id] = (spec, self._write_exit(spec))
+        self._presend[spec.client_order_id] = (spec, self._write_now(spec))
 
     def _claim_presend(self, pre: tuple[OrderSpec, _Written | None], symbol: str, tag: jobs.Submit,
                        expected: OrderSpec | None = None, unclaimed: bool = False) -> None:
@@ -696,46 +697,48 @@ class Execution:
             if written is None:
                 return  # nothing left: nothing to await
         if written is not None:
-            self._await_exit(spec, written, symbol, tag)
+            self._await_written(spec, written, symbol, tag)
         else:  # nothing was sent: the ordinary way, on a worker (no second try from this thread)
             self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(spec.client_order_id, self.broker.submit), spec,
                                    key=symbol, tag=tag)
 
-    def _send_exit_now(self, spec: OrderSpec, symbol: str, tag: jobs.Submit) -> bool:
-        """An exit's frame written from this (the deciding, ring-reading) thread: no dispatcher
-        queue, no worker hop. Its answer is awaited on a dispatcher worker (``finish_order``)
-        and comes back as the usual ``submit`` completion. False when nothing was sent (no
-        socket, or the rate-limit governor would make it wait): the exit then goes the
-        ordinary way, through the dispatcher."""
-        written = self._write_exit(spec)
+    def _send_order_now(self, spec: OrderSpec, symbol: str, tag: jobs.Submit) -> bool:
+        """An order's frame written from this (the deciding, ring-reading) thread: no dispatcher
+        queue, no worker hop (an exit, or an entry right after its candle's analysis). Its
+        answer is awaited on a dispatcher worker (``finish_order``) and comes back as the usual
+        ``submit`` completion. False when nothing was sent (no socket, or the rate-limit
+        governor would make it wait): the order then goes the ordinary way, through the
+        dispatcher."""
+        written = self._write_now(spec)
         if written is None:
             return False
-        self._await_exit(spec, written, symbol, tag)
+        self._await_written(spec, written, symbol, tag)
         return True
 
-    def _write_exit(self, spec: OrderSpec, prepared: Any = None) -> _Written | None:
-        """Write an exit's frame on this thread: (the broker's handle, None) when it left,
+    def _write_now(self, spec: OrderSpec, prepared: Any = None) -> _Written | None:
+        """Write an order's frame on this thread: (the broker's handle, None) when it left,
         (None, the error) when it may have left, None when nothing was sent (no socket, or the
         rate-limit governor would make it wait)."""
         assert self._send_now is not None
         cid = spec.client_order_id
+        kind = "exits" if spec.reduce_only else "entries"
         try:
             with self.ttt.inline(cid):
                 sent = (self._send_now(spec, rate_wait_s=0.0) if prepared is None
                         else self._send_now(spec, rate_wait_s=0.0, prepared=prepared))
         except AmbiguousError as exc:  # the frame may have left: its outcome is the state machine's
-            self.counters["exits_sent_inline"] += 1
+            self.counters[f"{kind}_sent_inline"] += 1
             self.ttt.forget(cid)
             return None, exc
         except AegisError:  # nothing sent
-            self.counters["exits_inline_fallback"] += 1
+            self.counters[f"{kind}_inline_fallback"] += 1
             return None
-        self.counters["exits_sent_inline"] += 1
+        self.counters[f"{kind}_sent_inline"] += 1
         return sent, None
 
-    def _await_exit(self, spec: OrderSpec, written: _Written, symbol: str, tag: jobs.Submit) -> None:
-        """The answer to a written exit frame, on a dispatcher worker: ``finish_order``, or, when
-        the frame may have left, the error itself (the state machine then asks the exchange)."""
+    def _await_written(self, spec: OrderSpec, written: _Written, symbol: str, tag: jobs.Submit) -> None:
+        """The answer to a written frame, on a dispatcher worker: ``finish_order``, or, when the
+        frame may have left, the error itself (the state machine then asks the exchange)."""
         sent, exc = written
         if exc is None:
             self.dispatcher.submit(dsp.ORDER, self.broker.finish_order, spec, sent, key=symbol, tag=tag)

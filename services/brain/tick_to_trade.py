@@ -146,7 +146,7 @@ class TickToTrade:
                     continue
                 out[f"ttt_count:{k}:{t}"] = h.count
                 out[f"ttt_sum_us:{k}:{t}"] = h.total / 1e3
-                for b in BUCKETS_US:
-                    out[f"{LE_PREFIX}{k}:{t}:{b:g}"] = h.count_le(int(b * 1000))
+                for b, n in zip(BUCKETS_US, h.count_le_many([int(b * 1000) for b in BUCKETS_US])):
+                    out[f"{LE_PREFIX}{k}:{t}:{b:g}"] = n
         return out
 

@@ -91,7 +91,8 @@ class TestEntry:
 
 class WsLikeBroker:
     """Adds the WebSocket broker's split submit to the fake broker: ``send_order`` writes (logged
-    in ``calls``), ``finish_order`` answers from the fake's submit script."""
+    in ``calls``; ``fail`` is raised for exits), ``finish_order`` answers from the fake's
+    submit script."""
 
     def __init__(self, fake: Any, fail: Exception | None = None) -> None:
         self.fake = fake
@@ -99,7 +100,7 @@ class WsLikeBroker:
 
     def send_order(self, spec: OrderSpec, *, rate_wait_s: float | None = None) -> str:
         self.fake.calls.append(("send_order", spec.client_order_id, rate_wait_s))
-        if self.fail is not None:
+        if self.fail is not None and spec.reduce_only:
             raise self.fail
         return "frame-1"
 
@@ -128,11 +129,48 @@ EXIT_FILLED = SubmitResult(order=xorder(EXIT, "FILLED", "19.8", eid=EXIT_EID, si
                            fills=(xfill(EXIT, "7", "19.8", "98.0", eid=EXIT_EID, side="SELL"),))
 
 
+class TestEntryFromTheDecidingThread:
+    def test_an_entry_frame_is_written_by_the_deciding_thread_and_answered_by_a_worker(self, tmp_path: Path):
+        """Over the WebSocket API an entry leaves from the thread that decided it (logged
+        first, no dispatcher hop); its answer is a dispatcher job; with no socket it goes
+        through the dispatcher's ordinary submit instead."""
+        rig = make_rig(tmp_path)
+        rig.ex.broker = WsLikeBroker(rig.broker)
+        with_log(rig, tmp_path / "intents.log")
+        start(rig)
+        rig.broker.submits.append(ENTRY_FILLED)
+        rig.ex.on_signal(signal())
+        assert rig.calls == [("send_order", ENTRY, 0.0)] and on_file(tmp_path / "intents.log") == [ENTRY]
+        rig.poll()
+        assert rig.calls == [("send_order", ENTRY, 0.0), ("finish_order", ENTRY, "frame-1")]
+        assert rig.ex.st.trades["AAAUSDT"].position == Decimal("19.8")
+        assert rig.ex.counters["entries_sent_inline"] == 1
+
+    def test_with_no_socket_the_entry_goes_through_the_dispatcher(self, tmp_path: Path):
+        """``send_order`` raised WsUnavailable (nothing sent): the ordinary submit job sends it."""
+        rig = make_rig(tmp_path)
+        ws = WsLikeBroker(rig.broker)
+        rig.ex.broker = ws
+        with_log(rig, tmp_path / "intents.log")
+        start(rig)
+
+        def refused(spec, *, rate_wait_s=None):
+            rig.broker.calls.append(("send_order", spec.client_order_id, rate_wait_s))
+            raise WsUnavailable("order.place: no WebSocket API connection")
+
+        rig.ex._send_now = refused
+        rig.broker.submits.append(ENTRY_FILLED)
+        rig.ex.on_signal(signal())
+        rig.poll()
+        assert rig.calls_of("submit") == [("submit", ENTRY)]
+        assert rig.ex.counters["entries_inline_fallback"] == 1
+        assert rig.ex.st.trades["AAAUSDT"].position == Decimal("19.8")
+
+
 class TestExitFromTheDecidingThread:
     def test_the_exit_frame_is_written_while_the_stop_is_handled_and_answered_by_a_worker(self, tmp_path: Path):
-        """The entry went through the dispatcher (submit); the exit's frame is written inside
-        ``on_range`` itself (no queue, governor not waited on), logged first, and its answer is
-        the dispatcher's ORDER job that closes the trade."""
+        """The exit's frame is written inside ``on_range`` itself (no queue, governor not waited
+        on), logged first, and its answer is the dispatcher's ORDER job that closes the trade."""
         rig = holding_ws(tmp_path)
         rig.clock.now_ms = NOW + 30_000
         rig.broker.submits.append(EXIT_FILLED)
@@ -144,7 +182,7 @@ class TestExitFromTheDecidingThread:
         assert rig.calls == [("send_order", EXIT, 0.0), ("finish_order", EXIT, "frame-1")]
         (closed,) = rig.bodies(wire.TradeClosed)
         assert (closed.exit_reason, closed.qty, closed.exit_price) == ("STOP", 19.8, 98.0)
-        assert rig.ex.counters["exits_sent_inline"] == 1
+        assert (rig.ex.counters["exits_sent_inline"], rig.ex.counters["entries_sent_inline"]) == (1, 1)
 
     def test_the_frame_leaves_before_the_state_machine_is_told_and_is_claimed_once(self, tmp_path: Path):
         """The exit's frame is written while its order is still NEW_LOCAL (logged, before the

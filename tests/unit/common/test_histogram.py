@@ -173,3 +173,15 @@ class TestCountLe:
         assert [h.count_le(b) for b in (0, 1, 5, 99, 100)] == [0, 1, 3, 3, 4]
         assert h.count_le(10**11) == 6
         assert h.count_le(-1) == 0
+
+
+def test_count_le_many_equals_count_le_bound_by_bound():
+    """One cumulative sum gives what one ``count_le`` per bound gives (negative bounds: 0)."""
+    import numpy as np
+
+    from common.histogram import LatencyHistogram
+
+    h = LatencyHistogram()
+    h.record_many(np.array([5, 900, 12_000, 250_000, 3_000_000, 10**12], np.int64))
+    bounds = [-1, 0, 10_000, 25_000, 1_000_000, 5_000_000, 10**13]
+    assert h.count_le_many(bounds) == [h.count_le(b) for b in bounds] == [0, 0, 2, 3, 4, 5, 6]
