@@ -630,7 +630,8 @@ class Execution:
         if prepare and self._prepare is not None and self.lane_ready:
             lane.prepare(self.clock_ms(), self._prepare)
 
-    def fire_exit(self, armed: exit_lane.Armed, trigger_ns: int, prepared: Any = None) -> bool:
+    def fire_exit(self, armed: exit_lane.Armed, trigger_ns: int,
+                  prepared: tuple[Any, intent_log.Template | None] = (None, None)) -> bool:
         """The armed exit of a trade whose stop or target the batch touched: its intent record,
         then its frame, now, before the trader decides it (``exit_lane``). False when the lane
         cannot (off, nothing armed, already fired); the trader's decision then sends it."""
@@ -646,14 +647,16 @@ class Execution:
         intents = self.intents
         assert intents is not None
         try:
+            request, tmpl = prepared
+            at_ns = self.clock_ms() * 1_000_000
             try:  # the flusher is woken after the frame's write (``IntentLog.append``)
-                intents.append(intent_log.Intent(client_id=cid, at_ns=self.clock_ms() * 1_000_000, body=order.request),
-                               wake=False)
+                intents.append(tmpl.stamped(at_ns) if tmpl is not None and at_ns >= 1 << 32
+                               else intent_log.Intent(client_id=cid, at_ns=at_ns, body=order.request), wake=False)
             except (OSError, ValueError) as exc:  # an exit goes anyway: its ax- id finds it at the exchange
                 self.counters["intent_log_failed"] += 1
                 log.error("brain.exit_sent_unlogged", client_order_id=cid, error=str(exc))
             self.ttt.journaled(cid)
-            self._presend[cid] = (spec, self._write_now(spec, prepared))
+            self._presend[cid] = (spec, self._write_now(spec, request))
         finally:
             intents.wake()
         self._lane_fired[cid] = armed.symbol

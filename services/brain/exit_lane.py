@@ -43,7 +43,7 @@ import structlog
 from numba import njit
 
 from common import records
-from services.brain import trader
+from services.brain import intent_log, trader
 from venue.port import OrderSpec
 
 log = structlog.get_logger(__name__)
@@ -151,7 +151,8 @@ class ExitLane:
         self._out = np.zeros((0, 3), np.float64)
         self._flags = np.zeros(0, np.int64)
         self.arms = 0  # trades armed (or re-armed) so far
-        self.prepared: dict[str, tuple[OrderSpec, int, Any]] = {}  # symbol -> (spec, when, request)
+        # symbol -> (spec, when, the broker's prepared request, the intent record's template)
+        self.prepared: dict[str, tuple[OrderSpec, int, Any, intent_log.Template]] = {}
         self.prepare_errors = 0
 
     def prepare(self, now_ms: int, prepare: Callable[[OrderSpec], Any]) -> None:
@@ -168,16 +169,18 @@ class ExitLane:
             if old is not None and old[0] == a.spec and now_ms - old[1] < REPREPARE_MS:
                 continue
             try:
-                self.prepared[sym] = (a.spec, now_ms, prepare(a.spec))
+                tmpl = old[3] if old is not None and old[0] == a.spec else intent_log.template(
+                    a.spec.client_order_id, a.order.request)  # type: ignore[union-attr]
+                self.prepared[sym] = (a.spec, now_ms, prepare(a.spec), tmpl)
             except Exception as exc:  # never on the way of an exit: it goes unprepared
                 self.prepared.pop(sym, None)
                 self.prepare_errors += 1
                 log.warning("brain.exit_prepare_failed", symbol=sym, error=type(exc).__name__)
 
-    def prepared_for(self, a: Armed) -> Any:
-        """``a``'s prepared request, if it was prepared for this very order."""
+    def prepared_for(self, a: Armed) -> tuple[Any, intent_log.Template | None]:
+        """``a``'s prepared request and intent record, if prepared for this very order."""
         p = self.prepared.get(a.symbol)
-        return p[2] if p is not None and p[0] == a.spec else None
+        return (p[2], p[3]) if p is not None and p[0] == a.spec else (None, None)
 
     def sync(self, cfg: trader.TraderConfig, st: trader.TraderState, sid_of: Callable[[str], int],
              ctx: Callable[[tuple[str, ...]], trader.Ctx], spec_of: Callable[[Any], OrderSpec]) -> None:

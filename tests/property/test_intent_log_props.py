@@ -97,3 +97,16 @@ def test_garbage_appended_after_good_records_is_a_torn_tail(items, junk):
     got = il.decode(buf + junk)
     assert list(got.intents) == items
     assert (got.good_bytes, got.torn, got.dropped_bytes) == (len(buf), 1 if junk else 0, len(junk))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(intents(), st.integers(1 << 32, (1 << 64) - 1))
+def test_a_template_stamped_with_a_time_is_byte_for_byte_the_encoded_intent(it, at_ns):
+    """``template(...).stamped(t)`` (the exit lane's record, encoded ahead) equals
+    ``encode`` of the same intent at time ``t``; a time of another msgpack width is refused."""
+    import pytest
+
+    t = il.template(it.client_id, it.body, it.plan)
+    assert t.stamped(at_ns) == il.encode(il.Intent(client_id=it.client_id, at_ns=at_ns, body=it.body, plan=it.plan))
+    with pytest.raises(ValueError):
+        t.stamped((1 << 32) - 1)

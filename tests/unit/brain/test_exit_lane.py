@@ -107,3 +107,26 @@ def test_a_closed_trade_is_disarmed_and_a_new_one_armed_with_its_own_id(tmp_path
     rig.poll()
     rig.ex.sync_lane(lane, lambda sym: 0)
     assert lane.armed == {} and lane.check(1) == {}
+
+
+def test_a_prepared_exit_goes_as_prepared_and_its_record_is_the_one_encode_gives(tmp_path: Path):
+    """``prepare``: the broker's prepared request and the intent record's template, made off
+    the batch path; the fire hands the request to the broker and writes the template stamped
+    with the fire's time: the record reads back as the intent the ordinary path writes."""
+    from services.brain import intent_log as il
+    from tests.unit.brain.test_execution import NOW
+
+    rig = holding_ws(tmp_path)
+    lane = lane_for(rig, 97.0)
+    made = []
+    lane.prepare(NOW, lambda spec: made.append(spec.client_order_id) or "prepared-1")
+    lane.prepare(NOW + 500, lambda spec: made.append("again"))  # fresh: not prepared again
+    assert made == [EXIT]
+    armed = lane.armed["AAAUSDT"]
+    rig.broker.submits.append(EXIT_FILLED)
+    assert rig.ex.fire_exit(armed, 5_000, lane.prepared_for(armed))
+    assert rig.calls == [("send_order", EXIT, 0.0, "prepared-1")]
+    *_, rec = il.IntentLog.read(tmp_path / "intents.log").intents
+    assert rec == il.Intent(client_id=EXIT, at_ns=rig.ex.clock_ms() * 1_000_000, body=armed.order.request)
+    lane.prepare(NOW + 1_000, lambda spec: "prepared-2")  # a second old: signed again
+    assert lane.prepared_for(armed)[0] == "prepared-2"

@@ -98,8 +98,9 @@ class WsLikeBroker:
         self.fake = fake
         self.fail = fail
 
-    def send_order(self, spec: OrderSpec, *, rate_wait_s: float | None = None) -> str:
-        self.fake.calls.append(("send_order", spec.client_order_id, rate_wait_s))
+    def send_order(self, spec: OrderSpec, *, rate_wait_s: float | None = None, prepared: Any = None) -> str:
+        self.fake.calls.append(("send_order", spec.client_order_id, rate_wait_s) if prepared is None
+                               else ("send_order", spec.client_order_id, rate_wait_s, prepared))
         if self.fail is not None and spec.reduce_only:
             raise self.fail
         return "frame-1"
