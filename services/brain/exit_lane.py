@@ -35,6 +35,7 @@ execution's completions, so that the batch path finds it done.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -50,7 +51,6 @@ log = structlog.get_logger(__name__)
 
 EXIT, WAKE = 1, 2  # scan flags per armed symbol
 REPREPARE_MS = 1_000  # a prepared exit is signed again this often (ws_api.PREPARED_MAX_AGE_MS: 1,500)
-_TRADE, _AGG = int(records.Kind.TRADE), int(records.Kind.AGG_TRADE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +65,18 @@ class Armed:
     spec: OrderSpec | None
 
 
-@njit(cache=True)  # keeps the GIL: a release here would let another thread in for up to a switch interval
-def scan(buf, n, sids, lv, out, flags):  # pragma: no cover - compiled
-    """Over ``buf[:n]``: for each armed slot ``j`` (symbol ``sids[j]``, levels ``lv[j]`` =
-    exit_lo, exit_hi, wake_lo, wake_hi), its trades' low, high and first index into ``out[j]``
-    and its ``EXIT``/``WAKE`` bits into ``flags[j]``; returns the OR of all flags."""
+_SIG = "int64(int64[::1], float64[::1], int64, int64[::1], float64[:, ::1], float64[:, ::1], int64[::1])"
+_W = 8  # int64 words per 64-byte record (common.records): recv_ns is word 1, price word 4,
+# symbol_id (bits 32..47) and kind (bits 48..55) share word 7 (little-endian)
+_F = records.TICK_DTYPE.fields
+assert (records.RECORD_SIZE, _F["price"][1], _F["symbol_id"][1], _F["kind"][1]) == (64, 32, 60, 62), \
+    "the exit lane's scan reads the record layout of common.records"
+assert (int(records.Kind.TRADE), int(records.Kind.AGG_TRADE)) == (1, 2) and sys.byteorder == "little"
+
+
+@njit(_SIG, cache=True)  # keeps the GIL: a release here would let another thread in for up to a switch interval
+def _scan_words(words, floats, n, sids, lv, out, flags):  # pragma: no cover - compiled
+    """``scan`` over the batch's two views (int64 and float64 words of the same records)."""
     k = sids.shape[0]
     for j in range(k):
         out[j, 0] = np.inf
@@ -77,14 +84,14 @@ def scan(buf, n, sids, lv, out, flags):  # pragma: no cover - compiled
         out[j, 2] = -1.0
         flags[j] = 0
     for i in range(n):
-        r = buf[i]
-        kind = r["kind"]
+        w7 = words[i * _W + 7]
+        kind = (w7 >> 48) & 0xFF
         if kind != 1 and kind != 2:
             continue
-        s = r["symbol_id"]
+        s = (w7 >> 32) & 0xFFFF
         for j in range(k):
             if sids[j] == s:
-                p = r["price"]
+                p = floats[i * _W + 4]
                 if p < out[j, 0]:
                     out[j, 0] = p
                 if p > out[j, 1]:
@@ -107,9 +114,21 @@ def scan(buf, n, sids, lv, out, flags):  # pragma: no cover - compiled
     return any_flag
 
 
+# the compiled entry point (one signature): no per-call type resolution on the batch path
+_SCAN = _scan_words.overloads[_scan_words.signatures[0]].entry_point
+
+
+def scan(buf: np.ndarray, n: int, sids: np.ndarray, lv: np.ndarray, out: np.ndarray, flags: np.ndarray) -> int:
+    """Over ``buf[:n]`` (tick records): for each armed slot ``j`` (symbol ``sids[j]``, levels
+    ``lv[j]`` = exit_lo, exit_hi, wake_lo, wake_hi), its trades' low, high and first index
+    into ``out[j]`` and its ``EXIT``/``WAKE`` bits into ``flags[j]``; returns the OR of all
+    flags. Book and mark records are not trades."""
+    return _SCAN(buf.view(np.int64), buf.view(np.float64), n, sids, lv, out, flags)
+
+
 def warm(buf: np.ndarray) -> None:
-    """``scan`` compiled (or loaded from numba's cache) for ``buf``'s types, with no symbol
-    armed and nothing read: the brain's start-up and a spare's warm-up call it."""
+    """``scan`` run once with no symbol armed and nothing read (compiled at import, from
+    numba's cache: this only touches it): the brain's start-up and a spare's warm-up call it."""
     scan(buf, 0, np.zeros(1, np.int64), np.zeros((1, 4), np.float64), np.zeros((1, 3), np.float64),
          np.zeros(1, np.int64))
 
@@ -142,7 +161,10 @@ class ExitLane:
     """The armed trades and the compiled scan's arrays (the brain's thread only)."""
 
     def __init__(self, buf: np.ndarray) -> None:
+        if buf.dtype != records.TICK_DTYPE or not buf.flags.c_contiguous:
+            raise TypeError("the exit lane reads a contiguous TICK_DTYPE buffer")
         self.buf = buf
+        self._words, self._floats = buf.view(np.int64), buf.view(np.float64)
         self.armed: dict[str, Armed] = {}
         self._seen: dict[str, Any] = {}  # symbol -> the Trade last looked at (armed or not)
         self._slots: list[Armed] = []
@@ -215,7 +237,7 @@ class ExitLane:
 
     def check(self, n: int) -> dict[str, Hit]:
         """The armed symbols batch ``buf[:n]`` woke, by symbol (usually none: one compiled call)."""
-        if not self._slots or not scan(self.buf, n, self._sids, self._lv, self._out, self._flags):
+        if not self._slots or not _SCAN(self._words, self._floats, n, self._sids, self._lv, self._out, self._flags):
             return {}
         hits = {}
         for j, a in enumerate(self._slots):
