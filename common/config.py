@@ -460,6 +460,21 @@ def replace(cfg: AegisConfig, **sections: Any) -> AegisConfig:
 
 
 def validate(cfg: AegisConfig) -> None:
+    """Raise ConfigError naming the first setting out of its range (sections in a fixed order)."""
+    _validate_process(cfg)
+    _validate_bus(cfg)
+    _validate_feed(cfg)
+    _validate_orchestrator(cfg)
+    _validate_trading(cfg)
+    if not 10 <= cfg.feed.rest_weight_budget_1m <= 6000:
+        raise ConfigError("feed.rest_weight_budget_1m must be within 10..6000")
+    _validate_dashboard(cfg)
+    _validate_telegram(cfg)
+    _validate_replay(cfg)
+
+
+def _validate_process(cfg: AegisConfig) -> None:
+    """The mode and the ring, sim, brain, log and supervisor sections."""
     if cfg.mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, not {cfg.mode!r}")
     cap = cfg.ring.capacity
@@ -487,6 +502,10 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("supervisor.spare_retry_s must be >= 0")
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError(f"unknown log.level {cfg.log.level!r}")
+
+
+def _validate_bus(cfg: AegisConfig) -> None:
+    """The bus section: transport, ports, host."""
     b = cfg.bus
     if b.transport not in ("ipc", "tcp"):
         raise ConfigError(f"bus.transport must be 'ipc' or 'tcp', not {b.transport!r}")
@@ -495,6 +514,10 @@ def validate(cfg: AegisConfig) -> None:
     if not b.host or any(c in b.host for c in "/ ") or b.host == "*":
         raise ConfigError(f"bus.host must be one address or host name the services connect to, "
                           f"not {b.host!r}")
+
+
+def _validate_feed(cfg: AegisConfig) -> None:
+    """The feed section (its REST weight budget is checked after the trading section)."""
     if not 1 <= cfg.feed.streams_per_connection <= 200:
         raise ConfigError("feed.streams_per_connection must be within 1..200 (Binance limit)")
     if cfg.feed.ws_routing not in ("auto", "on", "off"):
@@ -509,10 +532,18 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("feed.hydrate_candles must be within 0..100000")
     if cfg.feed.rediscover_interval_s < 0:
         raise ConfigError("feed.rediscover_interval_s must be >= 0 (0 = never)")
+
+
+def _validate_orchestrator(cfg: AegisConfig) -> None:
+    """The orchestrator section: the journal's pending queue and retries."""
     o = cfg.orchestrator
     if o.journal_pending_max_messages < 1 or not 0 < o.journal_retry_initial_s <= o.journal_retry_max_s:
         raise ConfigError("orchestrator.journal_pending_max_messages must be >= 1 and "
                           "0 < journal_retry_initial_s <= journal_retry_max_s")
+
+
+def _validate_trading(cfg: AegisConfig) -> None:
+    """The trading section: broker, orders, risk, timeouts."""
     t = cfg.trading
     if t.broker not in ("auto", "ccxt", "paper", "none"):
         raise ConfigError("trading.broker must be auto, ccxt, paper or none")
@@ -538,8 +569,10 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("trading intervals and timeouts must be > 0")
     if not 60 <= t.recovery_lookback_s <= 7 * 86_400:
         raise ConfigError(f"trading.recovery_lookback_s must be within 60..604800, not {t.recovery_lookback_s!r}")
-    if not 10 <= cfg.feed.rest_weight_budget_1m <= 6000:
-        raise ConfigError("feed.rest_weight_budget_1m must be within 10..6000")
+
+
+def _validate_dashboard(cfg: AegisConfig) -> None:
+    """The dashboard section: address, refresh, limits, allowed origins."""
     d = cfg.dashboard
     if not 0 <= d.port <= 65535 or not d.host or any(c in d.host for c in "/ "):
         raise ConfigError(f"dashboard.host must be one address and dashboard.port within 0..65535, "
@@ -552,11 +585,19 @@ def validate(cfg: AegisConfig) -> None:
         if not o.startswith(("http://", "https://")) or o.endswith("/"):
             raise ConfigError(f"dashboard.allowed_origins holds scheme://host[:port] without a "
                               f"trailing slash, not {o!r}")
+
+
+def _validate_telegram(cfg: AegisConfig) -> None:
+    """The telegram section."""
     tg = cfg.telegram
     if not -1 <= tg.summary_hour_utc <= 23 or tg.feed_stale_s <= 0 or tg.confirm_s <= 0:
         raise ConfigError("telegram.summary_hour_utc must be within -1..23, feed_stale_s and confirm_s > 0")
     if not tg.api_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
         raise ConfigError("telegram.api_url must be https:// (or a local http:// test server)")
+
+
+def _validate_replay(cfg: AegisConfig) -> None:
+    """The replay section, and the replay mode's need of a file."""
     r = cfg.replay
     if r.speed < 0 or not 1 <= r.chunk <= cfg.brain.read_batch or r.chunk_ms < 1:
         raise ConfigError(f"replay.speed must be >= 0 and replay.chunk within 1..brain.read_batch "
@@ -565,7 +606,6 @@ def validate(cfg: AegisConfig) -> None:
         raise ConfigError("replay.to_ms must be after replay.from_ms")
     if cfg.mode == "replay" and not r.file:
         raise ConfigError("replay mode needs replay.file (use: aegis replay FILE)")
-
 
 def _is_section(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
