@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _measure(args: argparse.Namespace) -> int:
     from common.config import AegisConfig
-    from research.backtest import Backtest, BacktestConfig, trades_csv
+    from research.backtest import Backtest, BacktestConfig
+    from research.backtest_files import trades_csv
 
     print(f"load average at start: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -88,12 +88,11 @@ def backtest_config(args: argparse.Namespace, *, skip_idle: bool = True) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        from research.backtest import run_backtest
+        from research.backtest_files import run_backtest
 
         cfg = backtest_config(args, skip_idle=not args.no_skip_idle)
         if args.workers is None and not args.ray_address:
             summary = run_backtest(cfg, Path(args.out))
-            _rewrite_report(cfg, Path(args.out))
         else:
             summary = _split(cfg, args)
     except ConfigError as exc:
@@ -115,7 +114,7 @@ def _split(cfg, args: argparse.Namespace) -> dict:
 
     from research import distributed as dist
     from research import report
-    from research.backtest import trades_csv
+    from research.backtest_files import trades_csv
 
     started = time.perf_counter()
     trades, summary, _ = dist.run_split(cfg, workers=args.workers or 1, address=args.ray_address,
@@ -126,21 +125,6 @@ def _split(cfg, args: argparse.Namespace) -> dict:
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "report.html").write_text(report.backtest_page(summary, trades))
     return {**summary, "elapsed_s": round(time.perf_counter() - started, 3)}
-
-
-def _rewrite_report(cfg, out: Path) -> None:
-    """report.html of a one-account run with the full metrics (research/report.py), from the
-    files just written."""
-    import csv
-
-    from research import metrics, report
-
-    summary = json.loads((out / "summary.json").read_text())
-    with (out / "trades.csv").open() as f:
-        trades = [{**r, "closed_ms": int(r["closed_ms"])} for r in csv.DictReader(f)]
-    stats = metrics.trade_stats(trades, start_equity=float(cfg.aegis.trading.paper_balance_usdt),
-                                start_ms=cfg.start_ms, end_ms=cfg.end_ms)
-    (out / "report.html").write_text(report.backtest_page({**summary, **stats}, trades))
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def _sweep(args: argparse.Namespace) -> int:
         from research import distributed as dist
         from research import report
         from research import sweep as sw
-        from research.backtest import trades_csv
+        from research.backtest_files import trades_csv
 
         cfg, make = _setup(args)
         problem = sw.Problem(prefix="", cfg=cfg, search=make())
@@ -107,7 +107,7 @@ def _walkforward(args: argparse.Namespace) -> int:
         from research import distributed as dist
         from research import report
         from research import sweep as sw
-        from research.backtest import trades_csv
+        from research.backtest_files import trades_csv
         from research.walkforward import run_walkforward
 
         cfg, make = _setup(args)
