@@ -59,7 +59,7 @@ from typing import Mapping
 
 from services.exchange_sim import account as acc_mod
 from services.exchange_sim import trading
-from services.exchange_sim.account import (BUY, CANCELED, CONTRACT_PRICE, EXPIRED, FINISHED, GTE_GTC, LIMIT,
+from services.exchange_sim.account import (CANCELED, CONTRACT_PRICE, EXPIRED, FINISHED, GTE_GTC, LIMIT,
                                            MARK_PRICE, MARKET, NEW, REJECTED, SELL, STOP, STOP_MARKET,
                                            TAKE_PROFIT_MARKET, TRAILING_STOP_MARKET, TRIGGERED, ZERO, Account,
                                            AlgoOrder, Quote, SymbolRules)

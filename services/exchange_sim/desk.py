@@ -49,7 +49,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import orjson
 import structlog
@@ -151,19 +151,16 @@ class Desk:
     def marks(self, acc: Account | None = None) -> dict[str, Decimal]:
         """Marks of the symbols the account (default: the current one) holds or has orders in."""
         acc = self.account if acc is None else acc
-        out: dict[str, Decimal] = {}
-        for s in {s for s, p in acc.positions.items() if p.qty} | set(acc.open_ids):
-            st = self._state(s)
-            if st.book is not None:
-                out[s] = Decimal(st.book.b + st.book.a).scaleb(-st.spec.price_decimals) / 2
-            elif st.last_price is not None:
-                out[s] = Decimal(st.last_price).scaleb(-st.spec.price_decimals)
-        return out
+        return self._marks_of({s for s, p in acc.positions.items() if p.qty} | set(acc.open_ids))
 
     def all_marks(self) -> dict[str, Decimal]:
         """The mark of every symbol the sim serves that has a price yet."""
+        return self._marks_of(self.rules)
+
+    def _marks_of(self, symbols: Iterable[str]) -> dict[str, Decimal]:
+        """symbol -> its mark: the book's mid, else the last trade; a symbol without either is left out."""
         out: dict[str, Decimal] = {}
-        for s in self.rules:
+        for s in symbols:
             st = self._state(s)
             if st.book is not None:
                 out[s] = Decimal(st.book.b + st.book.a).scaleb(-st.spec.price_decimals) / 2

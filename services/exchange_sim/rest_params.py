@@ -218,20 +218,21 @@ def algo_request(params: Mapping[str, str], rules: Mapping[str, SymbolRules]) ->
 
 def algo_ref(params: Mapping[str, str]) -> tuple[int | None, str | None]:
     """(``algoId``, ``clientAlgoId``): one of them is required."""
-    aid = int_param(params, "algoId")
-    cid = params.get("clientAlgoId") or None
-    if aid is None and cid is None:
-        raise RestError(-1102, "Param 'clientAlgoId' or 'algoId' must be sent, but both were empty/null!")
-    return aid, cid
+    return _ref(params, "algoId", "clientAlgoId")
 
 
 def order_ref(params: Mapping[str, str]) -> tuple[int | None, str | None]:
     """(``orderId``, ``origClientOrderId``): one of them is required."""
-    oid = int_param(params, "orderId")
-    cid = params.get("origClientOrderId") or None
-    if oid is None and cid is None:
-        raise RestError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
-    return oid, cid
+    return _ref(params, "orderId", "origClientOrderId")
+
+
+def _ref(params: Mapping[str, str], id_name: str, client_name: str) -> tuple[int | None, str | None]:
+    """(the exchange's id, the client's id) of an order: one of the two is required (-1102)."""
+    ident = int_param(params, id_name)
+    cid = params.get(client_name) or None
+    if ident is None and cid is None:
+        raise RestError(-1102, f"Param '{client_name}' or '{id_name}' must be sent, but both were empty/null!")
+    return ident, cid
 
 
 def limit_param(params: Mapping[str, str]) -> int:
