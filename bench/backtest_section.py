@@ -22,7 +22,6 @@ unavailable with the reason.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from bench.harness import REPO, log, summarize
+from common import log as log_mod
 
 DEC1_MS = 1_733_011_200_000  # 2024-12-01 00:00 UTC
 MINUTE_MS = 60_000
@@ -303,14 +303,12 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _quiet_logs() -> None:
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-
-
 def run(*, quick: bool, repeats: int) -> dict[str, Any]:
-    _quiet_logs()
+    with log_mod.quieted():  # an info line per order would be measured too
+        return _run(quick=quick, repeats=repeats)
+
+
+def _run(*, quick: bool, repeats: int) -> dict[str, Any]:
     out: dict[str, Any] = {"contenders": {}, "unavailable": {}}
     with tempfile.TemporaryDirectory(prefix="aegis-bench-backtest-") as d:
         root = Path(d)

@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:
 
 import orjson  # noqa: E402
 
-from services.feed import capture, codec, sequencer  # noqa: E402
+from services.feed import capture, codec, schema, sequencer  # noqa: E402
 
 CAPTURES = (REPO / "services" / "exchange_sim" / "data" / "hftbacktest_btcusdt_20240808.gz",)
 PASSES = 3
@@ -66,7 +66,7 @@ def _only(fn):
 
 
 def _typed(frames):
-    dec = codec._decode_wrapped
+    dec = schema.decode_wrapped
     for _, raw in frames:
         try:
             dec(raw)

@@ -36,7 +36,7 @@ from bench import frames as fr
 from bench.harness import Children, log, producer_cpu, summarize
 from common.config import AegisConfig
 from common.ring import Ring
-from services.feed import codec, sequencer
+from services.feed import schema, sequencer
 from services.feed.sink import Feed
 
 SYMBOLS = {"BTCUSDT": 0}
@@ -52,7 +52,7 @@ def _parse_only(loads: Callable) -> Callable:
 
 
 def _typed(frames, w) -> int:
-    dec = codec._decode_wrapped  # the codec's own schema: the decode its fast path does
+    dec = schema.decode_wrapped  # the codec's own schema: the decode its fast path does
     for _, raw in frames:
         try:
             dec(raw)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import structlog
 
@@ -87,6 +88,23 @@ def configure(*, level: str = "warning", fmt: str = "console", service: str = "a
     handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(lvl)
+
+
+@contextmanager
+def quieted(level: str = "warning") -> Iterator[None]:
+    """structlog drops events below ``level`` inside the block; afterwards its configuration
+    is what it was before (renderer, stream and level alike).
+
+    For a command's shell (``aegis backtest``, ``sweep``, a Ray worker running tasks): the
+    library functions it calls never change the process's logging themselves, so a caller
+    that runs them in its own process (a test, the bench) keeps its own configuration.
+    """
+    before = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level.lower()]))
+    try:
+        yield
+    finally:
+        structlog.configure(**before)
 
 
 class _CurrentStderr:

@@ -47,14 +47,11 @@ anything else reaches the shell, so the decisions and the output are those of a 
 skipping (``tests/unit/research/test_backtest_skip_idle.py``). Only for one symbol, and only
 while every timer of the shell fires at every bar (periods of at most a minute).
 
-Output in ``--out``: ``trades.csv``, ``summary.json``, ``report.html``.
+Output in ``--out``: ``trades.csv``, ``summary.json``, ``report.html`` (``research.backtest_files``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -78,8 +75,6 @@ DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 POLL_FLAT_MS = 3_600_000
 BOOK_QTY = Decimal(10) ** 12  # one level deep enough for any order
-TRADE_COLUMNS = ("trade_id", "symbol", "side", "qty", "entry_price", "exit_price", "stop", "target", "opened_ms",
-                 "closed_ms", "exit_reason", "pnl", "fees", "funding", "net_pnl", "outcome_r", "confidence")
 KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume"]
 
 
@@ -592,56 +587,3 @@ class Backtest:
             "model_outcomes": self.model_state.n_seen, "model_rejected": self.counts["model_rejected"],
             "elapsed_s": round(elapsed_s, 3),
         }
-
-
-# ---------------------------------------------------------------------------- output
-def trades_csv(trades: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(TRADE_COLUMNS)
-    for t in trades:
-        w.writerow([repr(t[c]) if isinstance(t[c], float) else t[c] for c in TRADE_COLUMNS])
-    return buf.getvalue()
-
-
-def report_html(summary: Mapping[str, Any], curve: list[tuple[int, float]]) -> str:
-    """One page: the summary's numbers and the equity after each closed trade (inline SVG)."""
-    from html import escape
-
-    rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(_fmt(v))}</td></tr>" for k, v in summary.items()
-                   if k != "elapsed_s")
-    svg = ""
-    if len(curve) >= 2:
-        w, h = 800, 240
-        xs = [c[0] for c in curve]
-        ys = [c[1] for c in curve]
-        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-        sx = (w - 20) / (x1 - x0 or 1)
-        sy = (h - 20) / (y1 - y0 or 1)
-        pts = " ".join(f"{10 + (x - x0) * sx:.1f},{h - 10 - (y - y0) * sy:.1f}" for x, y in curve)
-        svg = (f'<h2>Equity after each closed trade (USDT, {y0:.2f} .. {y1:.2f})</h2>'
-               f'<svg width="{w}" height="{h}" style="border:1px solid #ccc">'
-               f'<polyline fill="none" stroke="#2a6" stroke-width="1.5" points="{pts}"/></svg>')
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>AEGIS backtest</title>"
-            "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}</style></head>"
-            f"<body><h1>Backtest: {escape(str(summary.get('strategy')))}</h1>{svg}<h2>Summary</h2>"
-            f"<table>{rows}</table><p>Trades: trades.csv. Numbers: summary.json.</p></body></html>\n")
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
-
-
-def run_backtest(cfg: BacktestConfig, out: Path) -> dict[str, Any]:
-    """Run and write ``trades.csv``, ``summary.json`` (without the run time: byte-stable) and
-    ``report.html`` into ``out``; returns the summary (with ``elapsed_s``)."""
-    bt = Backtest(cfg)
-    summary = bt.run()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "trades.csv").write_text(trades_csv(bt.trades))
-    stable = {k: v for k, v in summary.items() if k != "elapsed_s"}
-    (out / "summary.json").write_text(json.dumps(stable, indent=2, sort_keys=False) + "\n")
-    (out / "report.html").write_text(report_html(stable, bt.equity_curve))
-    return summary

@@ -22,8 +22,10 @@ import json
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from common import config as config_mod
+from common import log as log_mod
 from common.errors import ConfigError
 from research import strategy_api as sa
 
@@ -64,25 +66,33 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    import logging
+    with log_mod.quieted():  # an info line per order would drown the summary
+        return _run(args)
 
-    import structlog
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+def backtest_config(args: argparse.Namespace, *, skip_idle: bool = True) -> Any:
+    """The BacktestConfig the command line asks for (shared with ``aegis sweep`` and
+    ``walkforward``): ``--config``'s TOML, the strategy and its parameters (``--params``, else
+    the TOML's when the strategy is the TOML's own), the symbols and the days."""
+    from research.backtest import BacktestConfig
+
+    aegis = config_mod.load(args.config) if args.config else config_mod.AegisConfig()
+    path = args.strategy or aegis.strategy.path
+    params = sa.parse_params(args.params) if args.params else (
+        dict(aegis.strategy.params) if not args.strategy or args.strategy == aegis.strategy.path else {})
+    symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
+    return BacktestConfig(catalog=Path(args.catalog), symbols=symbols, start_ms=_ms(args.start),
+                          end_ms=_ms(args.end + timedelta(days=1)), strategy=path, params=params, aegis=aegis,
+                          exchange_info=args.exchange_info, skip_idle=skip_idle)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
-        from research.backtest import BacktestConfig, run_backtest
+        from research.backtest_files import run_backtest
 
-        aegis = config_mod.load(args.config) if args.config else config_mod.AegisConfig()
-        path = args.strategy or aegis.strategy.path
-        params = sa.parse_params(args.params) if args.params else (
-            dict(aegis.strategy.params) if not args.strategy or args.strategy == aegis.strategy.path else {})
-        symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
-        cfg = BacktestConfig(catalog=Path(args.catalog), symbols=symbols, start_ms=_ms(args.start),
-                             end_ms=_ms(args.end + timedelta(days=1)), strategy=path, params=params, aegis=aegis,
-                             exchange_info=args.exchange_info, skip_idle=not args.no_skip_idle)
+        cfg = backtest_config(args, skip_idle=not args.no_skip_idle)
         if args.workers is None and not args.ray_address:
             summary = run_backtest(cfg, Path(args.out))
-            _rewrite_report(cfg, Path(args.out))
         else:
             summary = _split(cfg, args)
     except ConfigError as exc:
@@ -104,7 +114,7 @@ def _split(cfg, args: argparse.Namespace) -> dict:
 
     from research import distributed as dist
     from research import report
-    from research.backtest import trades_csv
+    from research.backtest_files import trades_csv
 
     started = time.perf_counter()
     trades, summary, _ = dist.run_split(cfg, workers=args.workers or 1, address=args.ray_address,
@@ -115,21 +125,6 @@ def _split(cfg, args: argparse.Namespace) -> dict:
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "report.html").write_text(report.backtest_page(summary, trades))
     return {**summary, "elapsed_s": round(time.perf_counter() - started, 3)}
-
-
-def _rewrite_report(cfg, out: Path) -> None:
-    """report.html of a one-account run with the full metrics (research/report.py), from the
-    files just written."""
-    import csv
-
-    from research import metrics, report
-
-    summary = json.loads((out / "summary.json").read_text())
-    with (out / "trades.csv").open() as f:
-        trades = [{**r, "closed_ms": int(r["closed_ms"])} for r in csv.DictReader(f)]
-    stats = metrics.trade_stats(trades, start_equity=float(cfg.aegis.trading.paper_balance_usdt),
-                                start_ms=cfg.start_ms, end_ms=cfg.end_ms)
-    (out / "report.html").write_text(report.backtest_page({**summary, **stats}, trades))
 
 
 if __name__ == "__main__":

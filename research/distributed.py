@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import structlog
 
+from common import log as log_mod
 from common.errors import ConfigError
 
 log = structlog.get_logger(__name__)
@@ -89,10 +90,9 @@ class TaskResult:
 
 # ---------------------------------------------------------------------------- one task
 def run_task(task: Task) -> TaskResult | Failure:
-    """Run one backtest task (in this process or in a Ray worker)."""
-    import logging
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    """Run one backtest task (in this process or in a Ray worker). Logging is the caller's:
+    the command's shell (research/backtest_cli.py, sweep_cli.py) or a Ray worker's
+    (``_in_worker``) quiets it."""
     from research.backtest import Backtest
     from services.brain import model as model_mod
 
@@ -255,8 +255,8 @@ def execute(tasks: Sequence[Any], fn: Callable[[Any], Any] = run_task, *, worker
                 bar.advance(names[i])
         else:
             with ray_session(workers, address) as ray:
-                remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(fn)
-                refs = {remote.remote(t): i for i, t in enumerate(tasks)}
+                remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(_in_worker)
+                refs = {remote.remote(fn, t): i for i, t in enumerate(tasks)}
                 pending = list(refs)
                 while pending:
                     done, pending = ray.wait(pending, num_returns=1)
@@ -276,6 +276,13 @@ def execute(tasks: Sequence[Any], fn: Callable[[Any], Any] = run_task, *, worker
         log.error("tasks.failed", failed=sorted(failures))
         raise TasksFailed(failures)
     return results
+
+
+def _in_worker(fn: Callable[[Any], Any], task: Any) -> Any:
+    """``fn(task)`` in a Ray worker, the worker process's shell: its logging quieted below
+    WARNING for the task (an info line per order of every backtest would fill its log file)."""
+    with log_mod.quieted():
+        return fn(task)
 
 
 def _in_process(fn: Callable[[Any], Any], task: Any, retries: int, failures: dict[str, str], name: str) -> Any:

@@ -22,9 +22,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from common import log as log_mod
+
 
 def main(argv: list[str] | None = None) -> int:
-    from research.backtest_cli import _day, _ms
+    from research.backtest_cli import _day
 
     p = argparse.ArgumentParser(prog="python -m research.ray_speedup", description=__doc__.split("\n")[0])
     p.add_argument("--catalog", required=True)
@@ -34,9 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--to", dest="end", required=True, type=_day)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
+    with log_mod.quieted():  # as in aegis backtest: no info line per order inside the timings
+        print(json.dumps(_measure(args)))
+    return 0
 
+
+def _measure(args: argparse.Namespace) -> dict:
+    """The serial run, the Ray run and their times (the JSON object the command prints)."""
     from research import distributed as dist
     from research.backtest import BacktestConfig
+    from research.backtest_cli import _ms
 
     cfg = BacktestConfig(catalog=Path(args.catalog), symbols=tuple(s.strip() for s in args.symbols.split(",")),
                          start_ms=_ms(args.start), end_ms=_ms(args.end + timedelta(days=1)), strategy=args.strategy)
@@ -51,8 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     load.append(os.getloadavg())
     t = time.perf_counter()
     with dist.local_ray(args.workers):
-        import ray
-
         ray_start_s = time.perf_counter() - t
         # the same warm-up on the workers (one one-hour task per worker)
         dist.execute(dist.split_by_symbol(replace(cfg, end_ms=cfg.start_ms + 3_600_000)), workers=args.workers)
@@ -62,12 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         ray_s = time.perf_counter() - t
         load.append(os.getloadavg())
     same = [(r.summary, r.trades) for r in serial] == [(r.summary, r.trades) for r in par]
-    print(json.dumps({"tasks": len(tasks), "workers": args.workers, "cpus": os.cpu_count(),
-                      "serial_s": round(serial_s, 2), "ray_start_s": round(ray_start_s, 2), "ray_s": round(ray_s, 2),
-                      "speedup": round(serial_s / ray_s, 2), "task_s": [round(r.elapsed_s, 2) for r in serial],
-                      "ray_task_s": [round(r.elapsed_s, 2) for r in par],
-                      "identical": same, "load_avg_1m": [round(x[0], 2) for x in load]}))
-    return 0
+    return {"tasks": len(tasks), "workers": args.workers, "cpus": os.cpu_count(),
+            "serial_s": round(serial_s, 2), "ray_start_s": round(ray_start_s, 2), "ray_s": round(ray_s, 2),
+            "speedup": round(serial_s / ray_s, 2), "task_s": [round(r.elapsed_s, 2) for r in serial],
+            "ray_task_s": [round(r.elapsed_s, 2) for r in par],
+            "identical": same, "load_avg_1m": [round(x[0], 2) for x in load]}
 
 
 if __name__ == "__main__":

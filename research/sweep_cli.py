@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from common import config as config_mod
+from common import log as log_mod
 from common.errors import ConfigError
-from research import strategy_api as sa
-from research.backtest_cli import _day, _ms
+from research.backtest_cli import _day, backtest_config
 
 
 def parser(prog: str, walk: bool) -> argparse.ArgumentParser:
@@ -57,37 +55,25 @@ def parser(prog: str, walk: bool) -> argparse.ArgumentParser:
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any]:
     from research import sweep as sw
-    from research.backtest import BacktestConfig
 
-    aegis = config_mod.load(args.config) if args.config else config_mod.AegisConfig()
-    path = args.strategy or aegis.strategy.path
-    params = sa.parse_params(args.params) if args.params else (
-        dict(aegis.strategy.params) if not args.strategy or args.strategy == aegis.strategy.path else {})
-    symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
-    cfg = BacktestConfig(catalog=Path(args.catalog), symbols=symbols, start_ms=_ms(args.start),
-                         end_ms=_ms(args.end + timedelta(days=1)), strategy=path, params=params, aegis=aegis,
-                         exchange_info=args.exchange_info)
+    cfg = backtest_config(args)
     space = sw.parse_space(args.grid)
     sw.searcher(space, optuna_trials=args.optuna, seed=args.seed, batch=args.batch)  # checks it now
     return cfg, (lambda: sw.searcher(space, optuna_trials=args.optuna, seed=args.seed, batch=args.batch))
 
 
-def _quiet() -> None:
-    import logging
-
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser("aegis sweep", walk=False).parse_args(argv)
-    _quiet()
+    with log_mod.quieted():  # an info line per order of every backtest would drown the result
+        return _sweep(args)
+
+
+def _sweep(args: argparse.Namespace) -> int:
     try:
         from research import distributed as dist
         from research import report
         from research import sweep as sw
-        from research.backtest import trades_csv
+        from research.backtest_files import trades_csv
 
         cfg, make = _setup(args)
         problem = sw.Problem(prefix="", cfg=cfg, search=make())
@@ -112,12 +98,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def walkforward_main(argv: list[str] | None = None) -> int:
     args = parser("aegis walkforward", walk=True).parse_args(argv)
-    _quiet()
+    with log_mod.quieted():
+        return _walkforward(args)
+
+
+def _walkforward(args: argparse.Namespace) -> int:
     try:
         from research import distributed as dist
         from research import report
         from research import sweep as sw
-        from research.backtest import trades_csv
+        from research.backtest_files import trades_csv
         from research.walkforward import run_walkforward
 
         cfg, make = _setup(args)

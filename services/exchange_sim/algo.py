@@ -5,7 +5,8 @@ Since 2025-12-09 Binance USD-M keeps ``STOP_MARKET``, ``TAKE_PROFIT_MARKET``, ``
 log, 2025-11-06): they are placed with ``POST /fapi/v1/algoOrder`` (``algoType=CONDITIONAL``)
 and only reach the matching engine when they trigger. Like ``trading``, every function here
 takes an ``Account`` and returns the next one, or raises ``RestError`` with Binance's code
-and message and changes nothing. The REST parameters and bodies are in ``private_rest``.
+and message and changes nothing. The REST parameters are read in ``rest_params``, the bodies
+written in ``private_rest``.
 
 What is modelled (sources: the "New Algo Order" page and its notes, "Event: Algo Order
 Update", the change log entries of 2025-11-06, 2025-12-29 and 2026-10-23, and what a real
@@ -58,7 +59,7 @@ from typing import Mapping
 
 from services.exchange_sim import account as acc_mod
 from services.exchange_sim import trading
-from services.exchange_sim.account import (BUY, CANCELED, CONTRACT_PRICE, EXPIRED, FINISHED, GTE_GTC, LIMIT,
+from services.exchange_sim.account import (CANCELED, CONTRACT_PRICE, EXPIRED, FINISHED, GTE_GTC, LIMIT,
                                            MARK_PRICE, MARKET, NEW, REJECTED, SELL, STOP, STOP_MARKET,
                                            TAKE_PROFIT_MARKET, TRAILING_STOP_MARKET, TRIGGERED, ZERO, Account,
                                            AlgoOrder, Quote, SymbolRules)

@@ -5,8 +5,8 @@ returns; it reads the market (book ticker, last trade) to quote and mark, checks
 request's signature (``signing``), keeps the state file current, and applies the trading
 faults. The server mounts its routes and calls ``match`` after every market step.
 
-Routes (all SIGNED, in Binance USD-M's shapes, see ``private_rest``)
----------------------------------------------------------------------
+Routes (all SIGNED, in Binance USD-M's shapes: ``rest_params``, ``private_rest``)
+---------------------------------------------------------------------------------
 ``POST/GET/PUT/DELETE /fapi/v1/order`` (PUT: modify a LIMIT order), ``POST /fapi/v1/order/test``
 (checked exactly as a new order, nothing placed), ``GET /fapi/v1/openOrder``, ``GET /fapi/v1/openOrders``,
 ``GET /fapi/v1/allOrders``, ``DELETE /fapi/v1/allOpenOrders``, ``GET /fapi/v1/userTrades``,
@@ -49,14 +49,14 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import orjson
 import structlog
 from aiohttp import web
 
-from services.exchange_sim import (algo, codec, funding, private_rest as pr, signing, state_file, trading,
-                                   user_events)
+from services.exchange_sim import (algo, codec, funding, private_rest as pr, rest_params as rp, signing, state_file,
+                                   trading, user_events)
 from services.exchange_sim.account import Account, Income, Quote, SymbolRules, new_account
 from services.exchange_sim.market import Market, SymState
 from services.exchange_sim.rest import RestError
@@ -151,19 +151,16 @@ class Desk:
     def marks(self, acc: Account | None = None) -> dict[str, Decimal]:
         """Marks of the symbols the account (default: the current one) holds or has orders in."""
         acc = self.account if acc is None else acc
-        out: dict[str, Decimal] = {}
-        for s in {s for s, p in acc.positions.items() if p.qty} | set(acc.open_ids):
-            st = self._state(s)
-            if st.book is not None:
-                out[s] = Decimal(st.book.b + st.book.a).scaleb(-st.spec.price_decimals) / 2
-            elif st.last_price is not None:
-                out[s] = Decimal(st.last_price).scaleb(-st.spec.price_decimals)
-        return out
+        return self._marks_of({s for s, p in acc.positions.items() if p.qty} | set(acc.open_ids))
 
     def all_marks(self) -> dict[str, Decimal]:
         """The mark of every symbol the sim serves that has a price yet."""
+        return self._marks_of(self.rules)
+
+    def _marks_of(self, symbols: Iterable[str]) -> dict[str, Decimal]:
+        """symbol -> its mark: the book's mid, else the last trade; a symbol without either is left out."""
         out: dict[str, Decimal] = {}
-        for s in self.rules:
+        for s in symbols:
             st = self._state(s)
             if st.book is not None:
                 out[s] = Decimal(st.book.b + st.book.a).scaleb(-st.spec.price_decimals) / 2
@@ -275,7 +272,7 @@ class Desk:
 
     # ------------------------------------------------------------------ endpoints
     def _place(self, p: dict[str, str], now: int) -> Any:
-        req, resp_type = pr.order_request(p, self.rules)
+        req, resp_type = rp.order_request(p, self.rules)
         placed = trading.place(self.account, req, self.rules[req.symbol], self.quote(req.symbol),
                                self.marks(), now)
         self.account = placed.account
@@ -286,12 +283,12 @@ class Desk:
 
     def _test_order(self, p: dict[str, str], now: int) -> Any:
         """Every check of a new order (the trading core's included), the account untouched."""
-        req, _ = pr.order_request(p, self.rules)
+        req, _ = rp.order_request(p, self.rules)
         trading.place(self.account, req, self.rules[req.symbol], self.quote(req.symbol), self.marks(), now)
         return pr.test_order_body(req, self.rules[req.symbol])
 
     def _modify(self, p: dict[str, str], now: int) -> Any:
-        symbol, oid, cid, side, qty, price = pr.modify_request(p, self.rules)
+        symbol, oid, cid, side, qty, price = rp.modify_request(p, self.rules)
         self.account, o = trading.modify(self.account, symbol, oid, cid, side, qty, price, self.rules[symbol],
                                          self.quote(symbol), self.marks(), now)
         log.info("sim.order_modified", symbol=symbol, order_id=o.order_id, client_id=o.client_id,
@@ -299,30 +296,30 @@ class Desk:
         return pr.order_body(o, self.rules[symbol])
 
     def _get_order(self, p: dict[str, str], now: int, open_only: bool = False) -> Any:
-        symbol = pr.symbol_of(p, self.rules)
+        symbol = rp.symbol_of(p, self.rules)
         assert symbol is not None
-        oid, cid = pr.order_ref(p)
+        oid, cid = rp.order_ref(p)
         o = trading.find_order(self.account, symbol, oid, cid)
         if o is None or (open_only and not o.is_open):
             raise RestError(*trading.E_NO_ORDER)
         return pr.order_body(o, self.rules[symbol], query=True)
 
     def _cancel(self, p: dict[str, str], now: int) -> Any:
-        symbol = pr.symbol_of(p, self.rules)
+        symbol = rp.symbol_of(p, self.rules)
         assert symbol is not None
-        oid, cid = pr.order_ref(p)
+        oid, cid = rp.order_ref(p)
         self.account, o = trading.cancel(self.account, symbol, oid, cid, now)
         log.info("sim.order_canceled", symbol=symbol, order_id=o.order_id, client_id=o.client_id)
         return pr.order_body(o, self.rules[symbol])
 
     def _cancel_all(self, p: dict[str, str], now: int) -> Any:
-        symbol = pr.symbol_of(p, self.rules)
+        symbol = rp.symbol_of(p, self.rules)
         assert symbol is not None
         self.account = trading.cancel_all(self.account, symbol, now)
         return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
     def _leverage(self, p: dict[str, str], now: int) -> Any:
-        symbol = pr.symbol_of(p, self.rules)
+        symbol = rp.symbol_of(p, self.rules)
         assert symbol is not None
         raw = p.get("leverage", "")
         if not raw.isdigit():
@@ -332,7 +329,7 @@ class Desk:
         return {"leverage": lev, "maxNotionalValue": str(trading.max_notional(lev)), "symbol": symbol}
 
     def _margin_type(self, p: dict[str, str], now: int) -> Any:
-        symbol = pr.symbol_of(p, self.rules)
+        symbol = rp.symbol_of(p, self.rules)
         assert symbol is not None
         raw = p.get("marginType", "")
         if not raw:
@@ -349,7 +346,7 @@ class Desk:
         raise RestError(-1020, "This operation is not supported.")  # the sim is one-way only
 
     def _place_algo(self, p: dict[str, str], now: int) -> Any:
-        req = pr.algo_request(p, self.rules)
+        req = rp.algo_request(p, self.rules)
         self.account, a = algo.place(self.account, req, self.rules[req.symbol], self.quote(req.symbol), now)
         log.info("sim.algo_placed", symbol=a.symbol, algo_id=a.algo_id, client_algo_id=a.client_algo_id,
                  side=a.side, type=a.type, trigger=str(a.trigger_price), close_position=a.close_position,
@@ -357,20 +354,20 @@ class Desk:
         return pr.algo_body(a, self.rules[a.symbol], None, "new")
 
     def _get_algo(self, p: dict[str, str], now: int) -> Any:
-        aid, cid = pr.algo_ref(p)
+        aid, cid = rp.algo_ref(p)
         a = algo.find(self.account, aid, cid)
         if a is None or a.symbol not in self.rules:
             raise RestError(*trading.E_NO_ORDER)
         return pr.algo_body(a, self.rules[a.symbol], pr.algo_order_of(self.account, a), "query")
 
     def _cancel_algo(self, p: dict[str, str], now: int) -> Any:
-        aid, cid = pr.algo_ref(p)
+        aid, cid = rp.algo_ref(p)
         self.account, a = algo.cancel(self.account, aid, cid, now)
         log.info("sim.algo_canceled", symbol=a.symbol, algo_id=a.algo_id, client_algo_id=a.client_algo_id)
         return {"algoId": a.algo_id, "clientAlgoId": a.client_algo_id, "code": "200", "msg": "success"}
 
     def _cancel_all_algos(self, p: dict[str, str], now: int) -> Any:
-        symbol = pr.symbol_of(p, self.rules)
+        symbol = rp.symbol_of(p, self.rules)
         assert symbol is not None
         self.account = algo.cancel_all(self.account, symbol, now)
         return {"code": 200, "msg": "The operation of cancel all open order is done."}

@@ -32,7 +32,7 @@ import numpy as np
 
 from services.exchange_sim import codec, funding
 from services.exchange_sim.capture import TRADE, Capture
-from services.exchange_sim.engine import Player, rebase, round_prices
+from services.exchange_sim.engine import Batch, Player, rebase, round_prices
 from services.exchange_sim.hub import (CH_AGG, CH_BOOK, CH_KLINE, CH_MARK, CH_MARK1S, CH_TRADE,
                                        CHANNELS, Hub, NO_TARGETS)
 from services.exchange_sim.klines import F_OPEN_TIME, MINUTE_MS, KlineBook
@@ -111,116 +111,16 @@ class Market:
     # ------------------------------------------------------------------ stepping
     def step(self, now_ms: int, max_per_symbol: int = 1 << 30) -> int:
         """Play everything due at ``now_ms`` (at most ``max_per_symbol`` per symbol)."""
-        hub = self.hub
-        targets = hub.targets
-        prefixes = hub.prefixes
-        states = self.states
-        kb = self.klines
-        hdr = codec.HEADERS  # payloads here are far below 64 KiB
-        trade_fmt, agg_fmt, book_fmt = codec.TRADE_FMT, codec.AGG_FMT, codec.BOOK_FMT
-        boolb = codec.BOOL
-        sent = self.sent
         n_trade = n_agg = n_book = n_kline = 0
         played = 0
         for b in self.player.due(now_ms, max_per_symbol):
-            sym = b.sym
-            st = states[sym]
-            ch = b.chunk
-            tg = targets[sym]
-            tc, tr = tg[CH_TRADE]
-            ac, ar = tg[CH_AGG]
-            bc, br = tg[CH_BOOK]
-            kt = tg[CH_KLINE]
-            want_kline = kt is not NO_TARGETS
-            pre = prefixes[sym]
-            name, px, qty = st.name, st.px, st.qty
-            kind, ident = ch.kind, ch.ident
-            p1, q1, p2, q2 = ch.p1, ch.q1, ch.p2, ch.q2
-            maker, agg_end, x_code = ch.maker, ch.agg_end, ch.x_code
-            stamp = b.stamp_ms
-            e_ms, t_ms = ch.e_ms, ch.t_ms
             played += b.hi - b.lo
-            E = T = stamp
-            pxg, qtg = px.cache.get, qty.cache.get
-            off = st.price_off
-            floor = st.spec.tick_units
-            for i in range(b.lo, b.hi):
-                if stamp is None:
-                    E = e_ms[i]
-                    T = t_ms[i]
-                if kind[i] == TRADE:
-                    p = p1[i]
-                    if off:
-                        p = max(p + off, floor)
-                    q = q1[i]
-                    m = maker[i]
-                    tid = ident[i]
-                    closed = kb.add_trade(sym, T, p, q, m, tid)
-                    if closed is not None and want_kline:
-                        n_kline += self._emit(kt, pre[CH_KLINE], self._kline(st, closed, E, True))
-                    st.kline_dirty = True
-                    if st.agg_first is None:
-                        st.agg_first = tid
-                        st.agg_qty = q
-                    else:
-                        st.agg_qty += q
-                    if tc or tr:
-                        data = trade_fmt % (E, T, name, tid, pxg(p) or px(p), qtg(q) or qty(q),
-                                            st.x_values[x_code[i]], boolb[m])
-                        if tc:
-                            x = pre[CH_TRADE] + data + b"}"
-                            fr = hdr[len(x)] + x
-                            for c in tc:
-                                c.out.append(fr)
-                        if tr:
-                            fr = hdr[len(data)] + data
-                            for c in tr:
-                                c.out.append(fr)
-                        n_trade += len(tc) + len(tr)
-                    if agg_end[i]:
-                        if ac or ar:
-                            data = agg_fmt % (E, st.agg_id, name, pxg(p) or px(p), qty(st.agg_qty),
-                                              st.agg_first, tid, T, boolb[m])
-                            if ac:
-                                x = pre[CH_AGG] + data + b"}"
-                                fr = hdr[len(x)] + x
-                                for c in ac:
-                                    c.out.append(fr)
-                            if ar:
-                                fr = hdr[len(data)] + data
-                                for c in ar:
-                                    c.out.append(fr)
-                            n_agg += len(ac) + len(ar)
-                        st.agg_id += 1
-                        st.agg_first = None
-                    st.last_price = p
-                    st.last_qty = q
-                    st.last_trade_ms = T
-                    st.last_trade_id = tid
-                else:
-                    u = ident[i]
-                    bid, bq, ask, aq = p1[i], q1[i], p2[i], q2[i]
-                    if off:
-                        bid, ask = max(bid + off, floor), max(ask + off, floor)
-                    if bc or br:
-                        data = book_fmt % (u, name, pxg(bid) or px(bid), qtg(bq) or qty(bq),
-                                           pxg(ask) or px(ask), qtg(aq) or qty(aq), T, E)
-                        if bc:
-                            x = pre[CH_BOOK] + data + b"}"
-                            fr = hdr[len(x)] + x
-                            for c in bc:
-                                c.out.append(fr)
-                        if br:
-                            fr = hdr[len(data)] + data
-                            for c in br:
-                                c.out.append(fr)
-                        n_book += len(bc) + len(br)
-                    bk = st.book
-                    if bk is None:
-                        st.book = Book(u, bid, bq, ask, aq, T, E)
-                    else:
-                        bk.u, bk.b, bk.bq, bk.a, bk.aq, bk.t_ms, bk.e_ms = u, bid, bq, ask, aq, T, E
-            st.last_e_ms = E
+            t, a, k, kl = self._play(b)
+            n_trade += t
+            n_agg += a
+            n_book += k
+            n_kline += kl
+        sent = self.sent
         sent[CHANNELS[CH_TRADE]] += n_trade
         sent[CHANNELS[CH_AGG]] += n_agg
         sent[CHANNELS[CH_BOOK]] += n_book
@@ -230,6 +130,92 @@ class Market:
         self.behind_syms = len(capped)
         self._timers(now_ms, capped)
         return played
+
+    def _play(self, b: Batch) -> tuple[int, int, int, int]:
+        """Play one due batch of one symbol (events ``b.lo`` to ``b.hi`` of its chunk): fold
+        each into the symbol's state and send its frames; returns the messages sent per
+        channel (trade, aggTrade, bookTicker, kline)."""
+        sym = b.sym
+        st = self.states[sym]
+        ch = b.chunk
+        tg = self.hub.targets[sym]
+        pre = self.hub.prefixes[sym]
+        kb = self.klines
+        emit = self._emit
+        trade_fmt, agg_fmt, book_fmt = codec.TRADE_FMT, codec.AGG_FMT, codec.BOOK_FMT
+        boolb = codec.BOOL
+        n_trade = n_agg = n_book = n_kline = 0
+        tc, tr = trades = tg[CH_TRADE]
+        ac, ar = aggs = tg[CH_AGG]
+        bc, br = books = tg[CH_BOOK]
+        kt = tg[CH_KLINE]
+        want_kline = kt is not NO_TARGETS
+        name, px, qty = st.name, st.px, st.qty
+        kind, ident = ch.kind, ch.ident
+        p1, q1, p2, q2 = ch.p1, ch.q1, ch.p2, ch.q2
+        maker, agg_end, x_code = ch.maker, ch.agg_end, ch.x_code
+        stamp = b.stamp_ms
+        e_ms, t_ms = ch.e_ms, ch.t_ms
+        E = T = stamp
+        pxg, qtg = px.cache.get, qty.cache.get
+        off = st.price_off
+        floor = st.spec.tick_units
+        for i in range(b.lo, b.hi):
+            if stamp is None:
+                E = e_ms[i]
+                T = t_ms[i]
+            if kind[i] == TRADE:
+                p = p1[i]
+                if off:
+                    p = max(p + off, floor)
+                q = q1[i]
+                m = maker[i]
+                tid = ident[i]
+                closed = kb.add_trade(sym, T, p, q, m, tid)
+                if closed is not None and want_kline:
+                    n_kline += emit(kt, pre[CH_KLINE], self._kline(st, closed, E, True))
+                st.kline_dirty = True
+                if st.agg_first is None:
+                    st.agg_first = tid
+                    st.agg_qty = q
+                else:
+                    st.agg_qty += q
+                if tc or tr:
+                    n_trade += emit(trades, pre[CH_TRADE],
+                                    trade_fmt % (E, T, name, tid, pxg(p) or px(p), qtg(q) or qty(q),
+                                                 st.x_values[x_code[i]], boolb[m]))
+                if agg_end[i]:
+                    if ac or ar:
+                        n_agg += emit(aggs, pre[CH_AGG],
+                                      agg_fmt % (E, st.agg_id, name, pxg(p) or px(p), qty(st.agg_qty),
+                                                 st.agg_first, tid, T, boolb[m]))
+                    st.agg_id += 1
+                    st.agg_first = None
+                st.last_price = p
+                st.last_qty = q
+                st.last_trade_ms = T
+                st.last_trade_id = tid
+            else:
+                u = ident[i]
+                bid, bq, ask, aq = p1[i], q1[i], p2[i], q2[i]
+                if off:
+                    bid, ask = max(bid + off, floor), max(ask + off, floor)
+                if bc or br:
+                    n_book += emit(books, pre[CH_BOOK],
+                                   book_fmt % (u, name, pxg(bid) or px(bid), qtg(bq) or qty(bq),
+                                               pxg(ask) or px(ask), qtg(aq) or qty(aq), T, E))
+                self._set_book(st, u, bid, bq, ask, aq, T, E)
+        st.last_e_ms = E
+        return n_trade, n_agg, n_book, n_kline
+
+    @staticmethod
+    def _set_book(st: SymState, u: int, bid: int, bq: int, ask: int, aq: int, t_ms: int, e_ms: int) -> None:
+        """The symbol's book ticker becomes this one (updated in place after the first)."""
+        bk = st.book
+        if bk is None:
+            st.book = Book(u, bid, bq, ask, aq, t_ms, e_ms)
+        else:
+            bk.u, bk.b, bk.bq, bk.a, bk.aq, bk.t_ms, bk.e_ms = u, bid, bq, ask, aq, t_ms, e_ms
 
     def fast_forward(self, now_ms: int) -> int:
         """Play what is due at ``now_ms`` silently and in bulk (numpy, no frames).
@@ -350,6 +336,9 @@ class Market:
 
     @staticmethod
     def _emit(pair: tuple[tuple, tuple], prefix: bytes, data: bytes) -> int:
+        """Send ``data`` to a channel's subscribers: wrapped in the combined stream's envelope
+        (``prefix`` ... ``}``) to the combined ones, as it is to the raw ones; returns how many
+        got it."""
         comb, raw = pair
         if comb:
             fr = codec.text_frame(prefix + data + b"}")

@@ -219,30 +219,26 @@ class SimServer:
             self._runner = None
 
     async def _close_conn(self, conn: Connection, code: int, abort: bool) -> None:
-        ws = conn.handle
         self.hub.disconnect(conn)
-        if abort or not isinstance(ws, web.WebSocketResponse):
-            if conn.transport is not None:
-                conn.transport.abort()  # type: ignore[attr-defined]
-            return
-        try:
-            await asyncio.wait_for(ws.close(code=code, drain=False), self.params.close_timeout_s)
-        except (asyncio.TimeoutError, ConnectionError):
-            if conn.transport is not None:
-                conn.transport.abort()  # type: ignore[attr-defined]
+        await self._close_ws(conn.handle, conn.transport, code, abort)
 
     async def _close_user(self, conn: UserConn, code: int, abort: bool) -> None:
-        ws = conn.handle
         self.user.disconnect(conn)
+        await self._close_ws(conn.handle, conn.transport, code, abort)
+
+    async def _close_ws(self, ws: Any, transport: Any, code: int, abort: bool) -> None:
+        """A market or user-data connection's end, once it left its hub: a close frame with
+        ``code`` (``close_timeout_s`` at the most), or the transport aborted at once when
+        ``abort`` (or when the close does not complete in time)."""
         if abort or not isinstance(ws, web.WebSocketResponse):
-            if conn.transport is not None:
-                conn.transport.abort()  # type: ignore[attr-defined]
+            if transport is not None:
+                transport.abort()
             return
         try:
             await asyncio.wait_for(ws.close(code=code, drain=False), self.params.close_timeout_s)
         except (asyncio.TimeoutError, ConnectionError):
-            if conn.transport is not None:
-                conn.transport.abort()  # type: ignore[attr-defined]
+            if transport is not None:
+                transport.abort()
 
     def _close_users(self, conns: list[UserConn], code: int = 1000, abort: bool = False) -> None:
         for c in conns:

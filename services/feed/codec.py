@@ -23,9 +23,9 @@ What a frame becomes
 Two paths, one answer
 ---------------------
 Fast path: msgspec decodes an ASCII combined-stream frame straight into typed Structs (a
-union tagged by ``e``). That decode *is* the type firewall (prices are strings, ids and
-times ints, ``m`` a bool, missing fields fail) and costs about half of ``orjson.loads``
-into dicts. Anything it does not take (raw payloads, control replies, REST bodies, any
+union tagged by ``e``: ``services.feed.schema``). That decode *is* the type firewall
+(prices are strings, ids and times ints, ``m`` a bool, missing fields fail) and costs about
+half of ``orjson.loads`` into dicts. Anything it does not take (raw payloads, control replies, REST bodies, any
 frame that fails typed decoding) goes the generic path: untyped JSON decode, classify the
 shape, ``msgspec.convert`` to the same Structs. Both paths share the Structs and the
 finishers, so the generic path is the reference and the fuzz tests check that the fast
@@ -43,109 +43,21 @@ sends (``" 1.5"``, ``"1_000"``, ``"1e3"``); the firewall judges the value, and `
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Union
+from typing import Any, Mapping
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET
 
 from common.errors import DecodeError
 from common.records import Flag, Kind
 from services.feed import firewall as fw
 from services.feed.firewall import MAX_EVENT_MS, MAX_ID, MIN_EVENT_MS
-
-# ---------------------------------------------------------------------------- results
-TICK = 0  # accepted, one ring record in ``tick``
-EVENT = 1  # accepted, not a ring record (kline, depth, ticker, arrays, REST bodies)
-CONTROL = 2  # a reply to a control message (SUBSCRIBE, ...)
-DUPLICATE = 3  # already seen on this stream: drop it (reason ``duplicate``)
-REJECTED = 4  # refused: ``reason`` says why
-STATUS_NAMES = ("tick", "event", "control", "duplicate", "rejected")
-
-DEPTH_SNAPSHOT = "depthSnapshot"  # event names for messages that carry no ``e``
-OPEN_INTEREST = "openInterest"
-CONTROL_REPLY = "control"
-CONTROL_ERROR = "controlError"
-
-
-class _Frozen(msgspec.Struct, frozen=True, gc=False):
-    """Results are immutable values. msgspec Structs: built in C, about half the cost of a
-    NamedTuple here, and untracked by the cyclic GC (they never hold a cycle)."""
-
-
-class Tick(_Frozen):
-    """The fields of one ring record (``common.records.TICK_DTYPE`` minus ``stamp``)."""
-
-    symbol_id: int
-    kind: int  # common.records.Kind
-    flags: int  # common.records.Flag bits
-    recv_ns: int  # local receive time, 0 when unknown
-    event_ms: int  # trade time T for trades, else E
-    id: int  # trade id t / aggregate id a / book update id u / 0 for marks
-    price: float  # trade price / best bid / mark price
-    qty: float  # trade qty / best bid qty / funding rate
-    aux: float  # best ask / index price / 0
-    aux_qty: float  # best ask qty / 0
-
-
-class Candle(_Frozen):
-    """A kline update, for the brain to cross-check its own candles."""
-
-    interval: str
-    open_ms: int
-    close_ms: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    quote_volume: float
-    taker_buy_volume: float
-    trades: int
-    closed: bool  # ``x``: the final update of this candle
-    first_trade_id: int  # -1 when the candle has no trade
-    last_trade_id: int
-
-
-class DepthInfo(_Frozen):
-    """What the sequencer needs from a depth diff (levels are validated, not kept)."""
-
-    first_id: int  # U
-    last_id: int  # u
-    prev_id: int  # pu: must equal the previous diff's u
-    partial: bool  # a @depth5/10/20 stream: pu does not chain from message to message
-    bids: int  # number of levels
-    asks: int
-
-
-class SnapshotInfo(_Frozen):
-    """A REST ``/fapi/v1/depth`` body."""
-
-    last_update_id: int
-    bids: int
-    asks: int
-
-
-class Gap(_Frozen):
-    """A break in a stream's id chain: ``expected`` was due, ``got`` arrived."""
-
-    symbol: str | None
-    stream: str  # Binance event type: "trade", "aggTrade", "depthUpdate"
-    expected: int
-    got: int
-
-
-class Result(_Frozen):
-    """What one frame turned out to be."""
-
-    status: int  # TICK / EVENT / CONTROL / DUPLICATE / REJECTED
-    event: str | None  # Binance's ``e`` ("trade", ...) or one of the names above
-    symbol: str | None
-    tick: Tick | None  # TICK only
-    event_ms: int = 0  # the message's event time E (0 when it has none)
-    reason: str | None = None  # a firewall reason when REJECTED or DUPLICATE
-    detail: Any = None  # Candle / DepthInfo / SnapshotInfo / element count / control id
-    gap: Gap | None = None  # set by the sequencer; the frame is still accepted
-
+# what a frame becomes (results.py); the feed's modules know these as codec.Result, codec.TICK, ...
+from services.feed.results import (CONTROL, CONTROL_ERROR, CONTROL_REPLY, DEPTH_SNAPSHOT, DUPLICATE,  # noqa: F401
+                                   EVENT, OPEN_INTEREST, REJECTED, STATUS_NAMES, TICK, Candle, DepthInfo, Gap,
+                                   Result, SnapshotInfo, Tick)
+from services.feed.schema import (ARRAY_TAGS, BY_TAG, UNSUPPORTED_EVENTS, AggTrade, Book, Depth, Kline, Mark,
+                                  OpenInterest, Snapshot, Ticker, Trade, decode_any, decode_wrapped)
 
 _TRADE = int(Kind.TRADE)
 _AGG = int(Kind.AGG_TRADE)
@@ -161,160 +73,6 @@ _MAX_FRAME = fw.MAX_FRAME_BYTES
 
 def _reject(reason: str, event: str | None = None, symbol: object = None) -> Result:
     return Result(REJECTED, event, symbol if type(symbol) is str else None, None, 0, reason)
-
-
-# ---------------------------------------------------------------------------- the schema
-# One Struct per payload, fields in Binance's order (msgspec is fastest when keys arrive
-# in declaration order). Only the fields we check or use are declared: newer payloads add
-# keys (``ap``, ``st``, ``lr`` on marks) and those are ignored. ``M`` and the ticker's ``b``
-# exist only in *spot* payloads: declared as Any so their mere presence is seen.
-# kw_only (not inherited, so repeated) lets optional fields sit in wire order.
-class _Struct(msgspec.Struct, gc=False, tag_field="e"):
-    pass
-
-
-class _Trade(_Struct, tag="trade", kw_only=True):
-    E: int
-    T: int
-    s: str
-    t: int
-    p: str
-    q: str
-    X: Union[str, UnsetType] = UNSET
-    m: bool
-    M: Any = UNSET
-
-
-class _AggTrade(_Struct, tag="aggTrade", kw_only=True):
-    E: int
-    a: int
-    s: str
-    p: str
-    q: str
-    f: int
-    l: int  # noqa: E741 - Binance's name
-    T: int
-    m: bool
-    M: Any = UNSET
-
-
-class _Book(_Struct, tag="bookTicker", kw_only=True):
-    u: int
-    s: str
-    b: str
-    B: str
-    a: str
-    A: str
-    T: int
-    E: int
-
-
-class _Mark(_Struct, tag="markPriceUpdate", kw_only=True):
-    E: int
-    s: str
-    p: str
-    P: str
-    i: str
-    r: str  # "" for delivery contracts (no funding)
-    T: int  # next funding time, 0 for delivery contracts
-
-
-_Levels = list[tuple[str, str]]
-
-
-class _Depth(_Struct, tag="depthUpdate", kw_only=True):
-    E: int
-    T: int
-    s: str
-    U: int
-    u: int
-    pu: int
-    b: _Levels
-    a: _Levels
-
-
-class _K(msgspec.Struct, kw_only=True, gc=False):
-    t: int
-    T: int
-    s: str
-    i: str
-    f: int
-    L: int
-    o: str
-    c: str
-    h: str
-    l: str  # noqa: E741
-    v: str
-    n: int
-    x: bool
-    q: str
-    V: str
-    Q: str
-
-
-class _Kline(_Struct, tag="kline", kw_only=True):
-    E: int
-    s: str
-    k: _K
-
-
-class _Ticker(_Struct, tag="24hrTicker", kw_only=True):
-    E: int
-    s: str
-    p: str
-    P: str
-    w: str
-    c: str
-    Q: str
-    o: str
-    h: str
-    l: str  # noqa: E741
-    v: str
-    q: str
-    O: int  # noqa: E741
-    C: int
-    F: int
-    L: int
-    n: int
-    b: Any = UNSET
-
-
-class _Snapshot(msgspec.Struct, kw_only=True, gc=False):
-    lastUpdateId: int  # noqa: N815
-    E: int
-    T: int
-    bids: _Levels
-    asks: _Levels
-
-
-class _OpenInterest(msgspec.Struct, kw_only=True, gc=False):
-    symbol: str
-    openInterest: str  # noqa: N815
-    time: int
-
-
-_ArrayItem = Union[_Mark, _Ticker]
-_Payload = Union[_Trade, _AggTrade, _Book, _Mark, _Depth, _Kline, _Ticker, list[_ArrayItem]]
-
-
-class _Wrapped(msgspec.Struct, gc=False):
-    stream: str
-    data: _Payload
-
-
-_decode_wrapped = msgspec.json.Decoder(_Wrapped).decode
-_decode_any = msgspec.json.Decoder().decode
-_BY_TAG: dict[str, type] = {c.__struct_config__.tag: c for c in  # type: ignore[attr-defined]
-                            (_Trade, _AggTrade, _Book, _Mark, _Depth, _Kline, _Ticker)}
-_ARRAY_TAGS = frozenset(("markPriceUpdate", "24hrTicker"))
-# real Binance events we deliberately do not decode (user data, other market streams)
-UNSUPPORTED_EVENTS = frozenset((
-    "24hrMiniTicker", "forceOrder", "compositeIndex", "contractInfo", "assetIndexUpdate",
-    "continuous_kline", "indexPriceKline", "markPriceKline", "ACCOUNT_UPDATE",
-    "ORDER_TRADE_UPDATE", "TRADE_LITE", "MARGIN_CALL", "ACCOUNT_CONFIG_UPDATE",
-    "STRATEGY_UPDATE", "GRID_UPDATE", "CONDITIONAL_ORDER_TRIGGER_REJECT", "listenKeyExpired",
-    "executionReport", "outboundAccountPosition", "balanceUpdate",
-))
 
 
 # ---------------------------------------------------------------------------- numbers
@@ -366,7 +124,7 @@ def _levels_reason(levels: list[tuple[str, str]]) -> str | None:
 # ---------------------------------------------------------------------------- finishers
 # One per Struct: symbol, ids, times, values, in that order; the first failure names the
 # reason. ``lo``/``hi`` is the window event times must fall in (see ``time_window``).
-def _fin_trade(d: _Trade, stream: str | None, recv_ns: int, lo: int, hi: int,
+def _fin_trade(d: Trade, stream: str | None, recv_ns: int, lo: int, hi: int,
                symbols: Mapping[str, int]) -> Result:
     s = d.s
     if d.M is not UNSET:
@@ -399,7 +157,7 @@ def _fin_trade(d: _Trade, stream: str | None, recv_ns: int, lo: int, hi: int,
     return Result(TICK, "trade", s, Tick(sid, _TRADE, flags, recv_ns, t_ms, t, p, q, 0.0, 0.0), e_ms)
 
 
-def _fin_agg(d: _AggTrade, stream: str | None, recv_ns: int, lo: int, hi: int,
+def _fin_agg(d: AggTrade, stream: str | None, recv_ns: int, lo: int, hi: int,
              symbols: Mapping[str, int]) -> Result:
     s = d.s
     if d.M is not UNSET:
@@ -429,7 +187,7 @@ def _fin_agg(d: _AggTrade, stream: str | None, recv_ns: int, lo: int, hi: int,
                   Tick(sid, _AGG, _MAKER if d.m else 0, recv_ns, t_ms, a, p, q, 0.0, 0.0), e_ms)
 
 
-def _fin_book(d: _Book, stream: str | None, recv_ns: int, lo: int, hi: int,
+def _fin_book(d: Book, stream: str | None, recv_ns: int, lo: int, hi: int,
               symbols: Mapping[str, int]) -> Result:
     s = d.s
     sid = symbols.get(s)
@@ -464,7 +222,7 @@ def _fin_book(d: _Book, stream: str | None, recv_ns: int, lo: int, hi: int,
     return Result(TICK, "bookTicker", s, Tick(sid, _BOOK, 0, recv_ns, e_ms, u, b, bq, a, aq), e_ms)
 
 
-def _fin_mark(d: _Mark, stream: str | None, recv_ns: int, lo: int, hi: int,
+def _fin_mark(d: Mark, stream: str | None, recv_ns: int, lo: int, hi: int,
               symbols: Mapping[str, int]) -> Result:
     s = d.s
     sid = symbols.get(s)
@@ -483,7 +241,7 @@ def _fin_mark(d: _Mark, stream: str | None, recv_ns: int, lo: int, hi: int,
     return Result(TICK, "markPriceUpdate", s, Tick(sid, _MARK, 0, recv_ns, e_ms, 0, p, r, i, 0.0), e_ms)
 
 
-def _fin_depth(d: _Depth, stream: str | None, recv_ns: int, lo: int, hi: int,
+def _fin_depth(d: Depth, stream: str | None, recv_ns: int, lo: int, hi: int,
                symbols: Mapping[str, int]) -> Result:
     s = d.s
     if symbols.get(s) is None:
@@ -502,7 +260,7 @@ def _fin_depth(d: _Depth, stream: str | None, recv_ns: int, lo: int, hi: int,
     return Result(EVENT, "depthUpdate", s, None, e_ms, None, info)
 
 
-def _fin_kline(d: _Kline, stream: str | None, recv_ns: int, lo: int, hi: int,
+def _fin_kline(d: Kline, stream: str | None, recv_ns: int, lo: int, hi: int,
                symbols: Mapping[str, int]) -> Result:
     s = d.s
     if symbols.get(s) is None:
@@ -524,7 +282,7 @@ def _fin_kline(d: _Kline, stream: str | None, recv_ns: int, lo: int, hi: int,
     return Result(EVENT, "kline", s, None, e_ms, None, candle)
 
 
-def _fin_ticker(d: _Ticker, stream: str | None, recv_ns: int, lo: int, hi: int,
+def _fin_ticker(d: Ticker, stream: str | None, recv_ns: int, lo: int, hi: int,
                 symbols: Mapping[str, int]) -> Result:
     s = d.s
     if d.b is not UNSET:
@@ -570,7 +328,7 @@ def _fin_array(items: list, stream: str | None, recv_ns: int, lo: int, hi: int,
     return Result(EVENT, event, None, None, items[0].E, None, len(items))
 
 
-def _fin_snapshot(d: _Snapshot, stream: str | None, recv_ns: int, lo: int, hi: int,
+def _fin_snapshot(d: Snapshot, stream: str | None, recv_ns: int, lo: int, hi: int,
                   symbols: Mapping[str, int]) -> Result:
     if not 0 <= d.lastUpdateId <= MAX_ID:
         return _reject(fw.BAD_ID, DEPTH_SNAPSHOT)
@@ -583,7 +341,7 @@ def _fin_snapshot(d: _Snapshot, stream: str | None, recv_ns: int, lo: int, hi: i
     return Result(EVENT, DEPTH_SNAPSHOT, None, None, d.E, None, info)
 
 
-def _fin_open_interest(d: _OpenInterest, stream: str | None, recv_ns: int, lo: int, hi: int,
+def _fin_open_interest(d: OpenInterest, stream: str | None, recv_ns: int, lo: int, hi: int,
                        symbols: Mapping[str, int]) -> Result:
     s = d.symbol
     if symbols.get(s) is None:
@@ -596,9 +354,9 @@ def _fin_open_interest(d: _OpenInterest, stream: str | None, recv_ns: int, lo: i
 
 
 _FINISH: dict[type, Any] = {
-    _Trade: _fin_trade, _AggTrade: _fin_agg, _Book: _fin_book, _Mark: _fin_mark,
-    _Depth: _fin_depth, _Kline: _fin_kline, _Ticker: _fin_ticker, list: _fin_array,
-    _Snapshot: _fin_snapshot, _OpenInterest: _fin_open_interest,
+    Trade: _fin_trade, AggTrade: _fin_agg, Book: _fin_book, Mark: _fin_mark,
+    Depth: _fin_depth, Kline: _fin_kline, Ticker: _fin_ticker, list: _fin_array,
+    Snapshot: _fin_snapshot, OpenInterest: _fin_open_interest,
 }
 
 
@@ -619,11 +377,11 @@ def _event_struct(d: dict) -> Any:
     e = d["e"]
     if type(e) is not str:
         return _reject(fw.WRONG_TYPE)
-    cls = _BY_TAG.get(e)
+    cls = BY_TAG.get(e)
     if cls is None:
         return _reject(fw.UNSUPPORTED_EVENT, e) if e in UNSUPPORTED_EVENTS else _reject(fw.UNKNOWN_EVENT)
-    if ((cls is _Trade or cls is _AggTrade) and "M" in d) or (cls is _Ticker and "b" in d) \
-            or (cls is _Depth and "pu" not in d and "T" not in d):
+    if ((cls is Trade or cls is AggTrade) and "M" in d) or (cls is Ticker and "b" in d) \
+            or (cls is Depth and "pu" not in d and "T" not in d):
         return _reject(fw.SPOT_FORMAT, e, d.get("s"))
     return _convert(d, cls, e)
 
@@ -638,7 +396,7 @@ def _payload(d: object, stream: str | None, recv_ns: int, lo: int, hi: int,
             e = el.get("e")
             if type(e) is not str:
                 return _reject(fw.UNKNOWN_EVENT if e is None else fw.WRONG_TYPE)
-            if e not in _ARRAY_TAGS:
+            if e not in ARRAY_TAGS:
                 return _reject(fw.UNKNOWN_EVENT)
             st = _event_struct(el)
             if type(st) is Result:
@@ -652,9 +410,9 @@ def _payload(d: object, stream: str | None, recv_ns: int, lo: int, hi: int,
     elif "lastUpdateId" in d:  # REST depth; the futures body has E and T, spot's has not
         if "E" not in d and "T" not in d:
             return _reject(fw.SPOT_FORMAT, DEPTH_SNAPSHOT)
-        st = _convert(d, _Snapshot, DEPTH_SNAPSHOT)
+        st = _convert(d, Snapshot, DEPTH_SNAPSHOT)
     elif "openInterest" in d:
-        st = _convert(d, _OpenInterest, OPEN_INTEREST)
+        st = _convert(d, OpenInterest, OPEN_INTEREST)
     elif "u" in d and "s" in d and "b" in d and "a" in d:  # spot bookTicker: no e, E or T
         return _reject(fw.SPOT_FORMAT, "bookTicker", d.get("s"))
     else:
@@ -687,7 +445,7 @@ def _generic(frame: object, recv_ns: int, lo: int, hi: int,
     if len(frame) > _MAX_FRAME:  # type: ignore[arg-type]
         return _reject(fw.TOO_LARGE)
     try:
-        obj = _decode_any(frame)
+        obj = decode_any(frame)
     except Exception:  # noqa: BLE001 - msgspec errors, RecursionError, UnicodeEncodeError
         return _unparsable(frame)
     stream = None
@@ -755,7 +513,7 @@ def decode(frame: object, recv_ns: int | None, symbols: Mapping[str, int],
     # ASCII only: the typed decoder skips ignored fields without validating their UTF-8
     if (tp is bytes or tp is str) and 0 < len(frame) <= _MAX_FRAME and frame.isascii():  # type: ignore
         try:
-            w = _decode_wrapped(frame)
+            w = decode_wrapped(frame)
         except Exception:  # noqa: BLE001 - not a well-typed combined frame: the generic path decides
             pass
         else:

@@ -1,4 +1,5 @@
-"""The local exchange on its own event-loop thread inside the test process, for tests whose
+"""The local exchange on its own event-loop thread inside the test process, for tests that
+reach into the server object (``test_ccxt_broker_sim``, ``test_user_stream_sim``) or whose
 exchange must outlive the brain they start and kill (``test_intent_log_crash``,
 ``test_history_adoption``)."""
 
@@ -9,7 +10,7 @@ import contextlib
 import threading
 import time
 from decimal import Decimal
-from typing import Iterator
+from typing import Any, Iterator
 
 import requests
 
@@ -19,15 +20,15 @@ from services.exchange_sim.server import SimServer
 
 
 @contextlib.contextmanager
-def exchange_in_thread(symbol: str, symbols: int = 2) -> Iterator[str]:
-    """Start the sim (replaying the bundled capture), wait until ``symbol`` has a book, yield
-    its base URL; stop it and join its thread on the way out."""
+def server_in_thread(params: SimParams, capture: Any) -> Iterator[tuple[str, SimServer]]:
+    """Start a SimServer of ``params`` replaying ``capture`` on its own thread; yield (its base
+    URL, the server); stop it and join its thread on the way out."""
     ready, box = threading.Event(), {}
 
     def run() -> None:
         async def main() -> None:
-            server = SimServer(SimParams(symbols=symbols), capture=capture_mod.load())
-            box["port"] = await server.start()
+            server = SimServer(params, capture=capture)
+            box["port"], box["server"] = await server.start(), server
             box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
             ready.set()
             await box["stop"].wait()
@@ -38,16 +39,27 @@ def exchange_in_thread(symbol: str, symbols: int = 2) -> Iterator[str]:
     thread = threading.Thread(target=run, name="sim", daemon=True)
     thread.start()
     assert ready.wait(60), "the exchange did not start"
-    base = f"http://127.0.0.1:{box['port']}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            r = requests.get(f"{base}/fapi/v1/ticker/bookTicker", params={"symbol": symbol}, timeout=5)
-            if r.status_code == 200 and Decimal(r.json().get("bidPrice", "0")) > 0:
-                break
-            assert time.monotonic() < deadline, "no book"
-            time.sleep(0.05)
-        yield base
+        yield f"http://127.0.0.1:{box['port']}", box["server"]
     finally:
         box["loop"].call_soon_threadsafe(box["stop"].set)
         thread.join(30)
+
+
+def wait_for_book(base: str, symbol: str, timeout_s: float = 60.0) -> None:
+    """Until the replay has given ``symbol`` a book (a bid above zero)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = requests.get(f"{base}/fapi/v1/ticker/bookTicker", params={"symbol": symbol}, timeout=5)
+        if r.status_code == 200 and Decimal(r.json().get("bidPrice", "0")) > 0:
+            return
+        assert time.monotonic() < deadline, f"no {symbol} book"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def exchange_in_thread(symbol: str, symbols: int = 2) -> Iterator[str]:
+    """The sim replaying the bundled capture, once ``symbol`` has a book: yields its base URL."""
+    with server_in_thread(SimParams(symbols=symbols), capture_mod.load()) as (base, _):
+        wait_for_book(base, symbol)
+        yield base

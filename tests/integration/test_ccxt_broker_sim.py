@@ -3,9 +3,6 @@ signatures, the sim's matching engine; faults injected through ``/_sim/fault``."
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -20,6 +17,7 @@ from services.exchange_sim.config import SimParams
 from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
 from venue.ratelimit import Governor
 from services.exchange_sim.server import SimServer
+from tests.integration.sim_thread import server_in_thread, wait_for_book
 
 pytestmark = pytest.mark.integration
 
@@ -54,33 +52,9 @@ class Sim:
 @pytest.fixture
 def sim(cap):
     """A sim on its own event loop thread, with a fresh account, and a BTCUSDT book."""
-    ready, box = threading.Event(), {}
-
-    def run() -> None:
-        async def main() -> None:
-            server = SimServer(SimParams(symbols=3, source="ticks"), capture=cap)
-            box["port"], box["server"] = await server.start(), server
-            box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
-            ready.set()
-            await box["stop"].wait()
-            await server.stop()
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=run, name="sim", daemon=True)
-    thread.start()
-    assert ready.wait(60), "sim did not start"
-    s = Sim(base=f"http://127.0.0.1:{box['port']}", server=box["server"])
-    deadline = time.monotonic() + 30
-    while True:  # the replay needs a moment before BTCUSDT has a book
-        r = requests.get(f"{s.base}/fapi/v1/ticker/bookTicker", params={"symbol": SYMBOL}, timeout=5)
-        if r.status_code == 200 and Decimal(r.json().get("bidPrice", "0")) > 0:
-            break
-        assert time.monotonic() < deadline, "no BTCUSDT book"
-        time.sleep(0.05)
-    yield s
-    box["loop"].call_soon_threadsafe(box["stop"].set)
-    thread.join(30)
+    with server_in_thread(SimParams(symbols=3, source="ticks"), cap) as (base, server):
+        wait_for_book(base, SYMBOL, timeout_s=30)  # the replay needs a moment before BTCUSDT has a book
+        yield Sim(base=base, server=server)
 
 
 @pytest.fixture

@@ -14,11 +14,9 @@ the fault tests run it in this process on its own thread, so they can read its l
 
 from __future__ import annotations
 
-import asyncio
 import statistics
-import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +30,7 @@ from services.brain import execution, risk, rotation, trader, user_feed
 from services.exchange_sim import capture as capture_mod
 from services.exchange_sim.config import SimParams
 from services.exchange_sim.server import SimServer
+from tests.integration.sim_thread import server_in_thread
 from venue import filters as filters_mod
 from venue.binance import user_stream as us
 from venue.binance import user_updates as uu
@@ -97,27 +96,10 @@ def cap():
 @pytest.fixture
 def sim(cap):
     """The exchange on its own event loop thread in this process, a fresh account."""
-    ready, box = threading.Event(), {}
-
-    def run() -> None:
-        async def main() -> None:
-            server = SimServer(SimParams(symbols=3), capture=cap)
-            box["port"], box["server"] = await server.start(), server
-            box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
-            ready.set()
-            await box["stop"].wait()
-            await server.stop()
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=run, name="sim", daemon=True)
-    thread.start()
-    assert ready.wait(60), "sim did not start"
-    s = Sim(base=f"http://127.0.0.1:{box['port']}", server=box["server"])
-    s.wait_for_book()
-    yield s
-    box["loop"].call_soon_threadsafe(box["stop"].set)
-    thread.join(30)
+    with server_in_thread(SimParams(symbols=3), cap) as (base, server):
+        s = Sim(base=base, server=server)
+        s.wait_for_book()
+        yield s
 
 
 @pytest.fixture

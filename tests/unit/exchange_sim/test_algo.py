@@ -17,6 +17,7 @@ import pytest
 from services.exchange_sim import account as acc_mod
 from services.exchange_sim import algo, trading
 from services.exchange_sim import private_rest as pr
+from services.exchange_sim import rest_params as rp
 from services.exchange_sim.account import (CANCELED, EXPIRED, FILLED, FINISHED, FIRST_ALGO_ID, NEW, REJECTED,
                                            TRIGGERED, Quote, from_json, new_account, to_json)
 from services.exchange_sim.algo import AlgoRequest
@@ -305,14 +306,14 @@ BASE = {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": 
 
 class TestAlgoParameters:
     def test_protective_stop_parameters_parse(self):
-        req = pr.algo_request({**BASE, "workingType": "MARK_PRICE", "priceProtect": "TRUE",
+        req = rp.algo_request({**BASE, "workingType": "MARK_PRICE", "priceProtect": "TRUE",
                                "clientAlgoId": "ae-sl-1", "newOrderRespType": "RESULT"}, RULES_BY)
         assert req == AlgoRequest(symbol="BTCUSDT", side="SELL", type="STOP_MARKET", trigger_price=D("59000"),
                                   working_type="MARK_PRICE", price_protect=True, close_position=True,
                                   client_algo_id="ae-sl-1")
 
     def test_trailing_parameters_parse(self):
-        req = pr.algo_request({"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
+        req = rp.algo_request({"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
                                "type": "TRAILING_STOP_MARKET", "quantity": "0.010", "callbackRate": "1.5",
                                "activatePrice": "61000", "reduceOnly": "true"}, RULES_BY)
         assert (req.qty, req.callback_rate, req.activate_price, req.reduce_only, req.working_type) == (
@@ -349,7 +350,7 @@ class TestAlgoParameters:
     def test_bad_algo_parameters_get_binances_code(self, change, code, msg):
         params = {k: v for k, v in {**BASE, **change}.items() if v is not None}
         with pytest.raises(RestError) as e:
-            pr.algo_request(params, RULES_BY)
+            rp.algo_request(params, RULES_BY)
         assert (e.value.code, e.value.msg) == (code, msg)
 
     @pytest.mark.parametrize("rate, ok", [("0.1", True), ("20", True), ("0.05", False), ("20.1", False),
@@ -358,18 +359,18 @@ class TestAlgoParameters:
         params = {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "TRAILING_STOP_MARKET",
                   "quantity": "0.010", "callbackRate": rate}
         if ok:
-            assert pr.algo_request(params, RULES_BY).callback_rate == D(rate)
+            assert rp.algo_request(params, RULES_BY).callback_rate == D(rate)
         else:
             with pytest.raises(RestError) as e:
-                pr.algo_request(params, RULES_BY)
+                rp.algo_request(params, RULES_BY)
             assert (e.value.code, e.value.msg) == (-1130, "Data sent for parameter 'callbackRate' is not valid.")
 
     def test_algo_lookup_needs_an_algo_id_or_a_client_algo_id(self):
         with pytest.raises(RestError) as e:
-            pr.algo_ref({})
+            rp.algo_ref({})
         assert (e.value.code, e.value.msg) == (
             -1102, "Param 'clientAlgoId' or 'algoId' must be sent, but both were empty/null!")
-        assert pr.algo_ref({"algoId": "17"}) == (17, None)
+        assert rp.algo_ref({"algoId": "17"}) == (17, None)
 
 
 # ---------------------------------------------------------------------------- REST bodies

@@ -1,4 +1,4 @@
-"""The signed endpoints' parameters and bodies (``private_rest``): Binance's codes for bad
+"""The signed endpoints' parameters (``rest_params``) and bodies (``private_rest``): Binance's codes for bad
 requests, and bodies with the keys of the recorded real ones and hand-computed values."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 
 from services.exchange_sim import faults
 from services.exchange_sim import private_rest as pr
+from services.exchange_sim import rest_params as rp
 from services.exchange_sim.account import new_account
 from services.exchange_sim.rest import RestError
 from tests.conftest import USDM_DATA
@@ -36,13 +37,13 @@ BASE = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010
 
 class TestOrderParameters:
     def test_ccxt_market_order_parameters_parse(self):
-        req, resp = pr.order_request({**BASE, "newClientOrderId": "x-abc:1/2", "reduceOnly": "true",
+        req, resp = rp.order_request({**BASE, "newClientOrderId": "x-abc:1/2", "reduceOnly": "true",
                                       "newOrderRespType": "RESULT"}, RULES_BY)
         assert (req.qty, req.reduce_only, req.client_id, req.price, resp) == (
             D("0.010"), True, "x-abc:1/2", None, "RESULT")
 
     def test_response_type_defaults_to_ack_as_on_binance(self):
-        assert pr.order_request(BASE, RULES_BY)[1] == "ACK"
+        assert rp.order_request(BASE, RULES_BY)[1] == "ACK"
 
     @pytest.mark.parametrize("change, code, msg", [
         ({"symbol": "ETHUSDT"}, -1121, "Invalid symbol."),
@@ -62,19 +63,19 @@ class TestOrderParameters:
         ({"positionSide": "LONG"}, -4061, "Order's position side does not match user's setting."),
     ])
     def test_bad_order_parameters_get_binances_code(self, change, code, msg):
-        assert code_of(pr.order_request, {**BASE, **change}, RULES_BY) == (code, msg)
+        assert code_of(rp.order_request, {**BASE, **change}, RULES_BY) == (code, msg)
 
     @pytest.mark.parametrize("otype", ["STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
                                        "TRAILING_STOP_MARKET"])
     def test_conditional_types_are_sent_to_the_algo_service_with_4120(self, otype):
         """Since 2025-12-09 /fapi/v1/order refuses every conditional type with -4120 (not -1116),
         whatever else the request carries."""
-        assert code_of(pr.order_request, {**BASE, "type": otype, "stopPrice": "59000"}, RULES_BY) == (
+        assert code_of(rp.order_request, {**BASE, "type": otype, "stopPrice": "59000"}, RULES_BY) == (
             -4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.")
 
     def test_order_lookup_needs_an_order_id_or_a_client_id(self):
-        assert code_of(pr.order_ref, {"symbol": "BTCUSDT"})[0] == -1102
-        assert pr.order_ref({"orderId": "4100000001"}) == (4100000001, None)
+        assert code_of(rp.order_ref, {"symbol": "BTCUSDT"})[0] == -1102
+        assert rp.order_ref({"orderId": "4100000001"}) == (4100000001, None)
 
 
 class TestBodies:

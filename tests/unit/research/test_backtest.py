@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from research import backtest_cli
-from research.backtest import BacktestConfig, run_backtest
+from research.backtest import BacktestConfig
+from research.backtest_files import run_backtest
 from research.ingest import run_import
 from tests.unit.research.conftest import KLINE_HEADER, csv_text, write_zip
 from tests.unit.research.test_strategy_api import write_user_strategy

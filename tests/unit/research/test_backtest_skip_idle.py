@@ -10,7 +10,8 @@ from dataclasses import replace
 import pytest
 
 from common.config import AegisConfig
-from research.backtest import Backtest, BacktestConfig, run_backtest
+from research.backtest import Backtest, BacktestConfig
+from research.backtest_files import run_backtest
 
 DEC1_MS = 1_733_011_200_000  # 2024-12-01 00:00 UTC
 DAY_MS = 86_400_000
