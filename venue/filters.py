@@ -174,6 +174,13 @@ def _text(x: float) -> str:
     return fmt(Decimal(repr(float(x))))
 
 
+# the order types and times in force Binance lists for every USD-M perpetual (the rules do not
+# carry them: ccxt checks an order's type against them before it sends, the exchange after)
+USDM_ORDER_TYPES = ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
+                    "TRAILING_STOP_MARKET")
+USDM_TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX", "GTD")
+
+
 def entry_from_symbol_info(info: SymbolInfo) -> dict[str, Any]:
     """The exchangeInfo symbol entry (Binance's layout) the rules came from, as far as they
     tell: ``filters_from_entry`` of it gives ``filters_from_symbol_info(info)`` back, and
@@ -200,7 +207,7 @@ def entry_from_symbol_info(info: SymbolInfo) -> dict[str, Any]:
         "symbol": info.symbol, "status": "TRADING", "contractType": info.contract_type or "PERPETUAL",
         "quoteAsset": quote, "marginAsset": info.margin_asset or quote,
         "pricePrecision": info.price_precision, "quantityPrecision": info.quantity_precision,
-        "filters": filters}
+        "filters": filters, "orderTypes": list(USDM_ORDER_TYPES), "timeInForce": list(USDM_TIME_IN_FORCE)}
     if info.base_asset:
         entry["baseAsset"] = info.base_asset
     return entry

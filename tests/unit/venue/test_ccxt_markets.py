@@ -28,7 +28,8 @@ KEYS = ("id", "symbol", "base", "quote", "settle", "type", "spot", "swap", "futu
 def order_fields(m: dict) -> dict:
     return {**{k: m[k] for k in KEYS}, "amount": m["precision"]["amount"], "price": m["precision"]["price"],
             "limits": {k: m["limits"][k] for k in ("amount", "price", "cost")},
-            "market_max": m["limits"]["market"]["max"]}
+            "market_max": m["limits"]["market"]["max"],
+            "order_types": m["info"]["orderTypes"]}  # create_order refuses a type not listed
 
 
 def no_network(ex) -> list:
@@ -62,6 +63,11 @@ def test_markets_of_the_feeds_rules_equal_ccxts_own_and_cost_no_request():
         assert order_fields(got) == order_fields(ref.set_markets([want])[want["symbol"]]), e["symbol"]
         assert b._symbol(e["symbol"]) == want["symbol"]
     assert ex.amount_to_precision("BTC/USDT:USDT", "0.002") == "0.002"
+    # the whole of ccxt's request for a limit and a market order, as it would sign and send it
+    for order_type, price in (("limit", "43000.1"), ("market", None)):
+        with pytest.raises(AssertionError, match="request sent: POST .*/fapi/v1/order"):
+            ex.create_order("BTC/USDT:USDT", order_type, "buy", "0.002", price, {"newClientOrderId": "c1"})
+    sent.clear()
     assert ex.price_to_precision("BTC/USDT:USDT", "43000.1") == "43000.1"
     assert sent == [] and b.counters["markets_unseeded"] == 0
 
