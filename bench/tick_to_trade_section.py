@@ -186,7 +186,8 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
     from services.brain import execution as execution_mod
     from services.brain import strategy, wiring
     from venue import wirestamp
-    from venue.brokers import filters_fn, make_broker
+    from venue.brokers import make_broker, rest_url
+    from venue.filters import fetch_filters
 
     cfg = _config(base, transport)
     from services.brain import latency
@@ -215,7 +216,7 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
     ex = execution_mod.Execution(
         cfg=wiring.trader_config(cfg), broker=broker, dispatcher=disp, journal_sync=_no_sync_journal,
         publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
-        filters_fn=filters_fn(cfg), db_path=tmp / f"none-{transport}-{tag}.db",
+        filters_fn=lambda: fetch_filters(rest_url(cfg)), db_path=tmp / f"none-{transport}-{tag}.db",
         symbols_fn=lambda: list(ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
         user_stream=make_user_stream(cfg), intents=intents)
     brain.execution = ex

@@ -27,7 +27,6 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -187,26 +186,13 @@ def compact_exchange_info(body: Any, symbols: Iterable[str] = ()) -> dict[str, A
     return {"symbols": out}
 
 
-def _decimal_str(x: float) -> str:
-    """A rule's float as the exchange writes it: shortest repr, no exponent (1e-05 -> 0.00001)."""
-    return format(Decimal(repr(float(x))), "f")
-
-
 def exchange_info_from_rules(rules: Iterable[wire.SymbolInfo]) -> dict[str, Any]:
-    """An exchangeInfo body (the part a replay reads) from the feed's symbol rules: tick size,
-    step size, minimum quantity and notional, precisions. It has no price bounds, maximum
-    quantity or PERCENT_PRICE (0 = no such bound for the paper broker), like the brain's own
-    fallback to these rules when the exchange does not answer."""
-    out = []
-    for r in sorted(rules, key=lambda r: r.symbol):
-        out.append({"symbol": r.symbol, "status": "TRADING", "contractType": "PERPETUAL",
-                    "quoteAsset": "USDT", "marginAsset": "USDT", "pricePrecision": r.price_precision,
-                    "quantityPrecision": r.quantity_precision,
-                    "filters": [{"filterType": "PRICE_FILTER", "tickSize": _decimal_str(r.tick_size)},
-                                {"filterType": "LOT_SIZE", "stepSize": _decimal_str(r.step_size),
-                                 "minQty": _decimal_str(r.min_qty)},
-                                {"filterType": "MIN_NOTIONAL", "notional": _decimal_str(r.min_notional)}]})
-    return {"symbols": out}
+    """An exchangeInfo body (the part a replay reads) from the feed's symbol rules: every
+    filter they carry (``venue.filters.entry_from_symbol_info``; the rules of an older feed
+    have no price bounds, maximum quantity or PERCENT_PRICE: 0 = no such bound)."""
+    from venue.filters import entry_from_symbol_info
+
+    return {"symbols": [entry_from_symbol_info(r) for r in sorted(rules, key=lambda r: r.symbol)]}
 
 
 def _stack_config(rd: Path) -> Any:

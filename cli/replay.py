@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ from typing import Any, Iterable
 
 from cli.capture import exchange_info_from_rules, no_raw_frames
 from common import config as config_mod
-from common import filekind, service, wire
+from common import filekind, journal_store, service, wire
 from common.capture import KIND_ZMQ, Capture, Record, open_capture
 from common.errors import DecodeError
 from common.replay_plan import Plan, is_hydration, plan_replay  # noqa: F401 - the plan is shared with research
@@ -62,29 +61,12 @@ DECISION_TABLES = ("signal", "order", "fill", "trade", "risk_reject")
 
 
 # ---------------------------------------------------------------------------- pure core
-_DECISION_SQL = {
-    "signal": "SELECT * FROM signals ORDER BY ts_ns, signal_id",
-    "order": "SELECT * FROM orders ORDER BY created_ns, client_order_id",
-    "fill": "SELECT * FROM fills ORDER BY ts_ns, symbol, trade_id",
-    "trade": "SELECT * FROM trades ORDER BY closed_ms, trade_id",
-    # the publisher name carries a pid and a start time: not part of a decision
-    "risk_reject": "SELECT ts_ns, seq, symbol, reason, detail, signal_id FROM risk_rejects ORDER BY ts_ns, seq",
-}
-
-
-def decisions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def decisions(source: Any) -> list[dict[str, Any]]:
     """Every decision the run left in its database, in a fixed order: signals, orders, fills,
-    closed trades, risk rejections (each table by time, then by id)."""
-    out: list[dict[str, Any]] = []
-    for kind in DECISION_TABLES:
-        cur = conn.execute(_DECISION_SQL[kind])
-        cols = [d[0] for d in cur.description]
-        for row in cur.fetchall():
-            d = dict(zip(cols, row))
-            if kind == "signal":
-                d["features"] = json.loads(d["features"])
-            out.append({"type": kind, **d})
-    return out
+    closed trades, risk rejections (each table by time, then by id; ``journal_store.DECISION_SQL``).
+    ``source``: a ``JournalReader``, or an open connection to the database."""
+    reader = source if isinstance(source, journal_store.JournalReader) else journal_store.JournalReader(source)
+    return reader.decisions()
 
 
 def model_scores(trades: list[dict[str, Any]]) -> dict[str, Any]:
@@ -371,11 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = json.loads((work / "summary.json").read_text())
         except (OSError, ValueError):
             summary = {}
-        conn = sqlite3.connect(f"file:{service.db_path(rcfg)}?mode=ro", uri=True)
-        try:
-            items = decisions(conn)
-        finally:
-            conn.close()
+        with journal_store.read_only(service.db_path(rcfg)) as reader:
+            items = decisions(reader)
         out = args.decisions or work / "decisions.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(decision_lines(items))

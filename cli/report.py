@@ -17,14 +17,13 @@ import argparse
 import csv
 import json
 import math
-import sqlite3
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from common import filekind
-from common.errors import DecodeError
+from common import filekind, journal_store
+from common.errors import DecodeError, StoreError
 from common.histogram import LatencyHistogram
 from services.orchestrator import report, report_html, report_plots
 
@@ -41,58 +40,40 @@ class ReportInputError(Exception):
 
 
 # ---------------------------------------------------------------------------- reading
-def open_readonly(path: Path) -> sqlite3.Connection:
+def open_readonly(path: Path) -> journal_store.JournalReader:
     if not path.is_file():
         raise ReportInputError(f"database not found: {path}")
     if wrong := filekind.refusal(path, ("sqlite",), "a run's database"):
         raise ReportInputError(wrong)
     try:
-        # as_uri percent-encodes: a '?' or '#' in the path stays part of the path
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.Error as exc:
+        reader = journal_store.open_reader(path, timeout_s=5.0)
+        names = reader.table_names()
+    except StoreError as exc:
         raise ReportInputError(f"cannot read {path} as an AEGIS database: {exc}") from exc
     missing = [t for t in REQUIRED_TABLES if t not in names]
     if missing:
-        conn.close()
+        reader.close()
         raise ReportInputError(f"{path} is not an AEGIS database: missing table(s) "
                                f"{', '.join(missing)}")
-    return conn
+    return reader
 
 
-def load_trades(conn: sqlite3.Connection) -> list[report.Trade]:
+def load_trades(reader: journal_store.JournalReader) -> list[report.Trade]:
     # a database from before funding: 0; from before slippage: NULL (unknown, not zero)
-    have = {r[1] for r in conn.execute("PRAGMA table_info(trades)")}
-    cols = [f if f in have else f"NULL AS {f}" if f == "slippage_bps" else f"0 AS {f}" for f in _TRADE_FIELDS]
-    rows = conn.execute(f"SELECT {', '.join(cols)} FROM trades"  # noqa: S608 - fixed names
-                        " ORDER BY closed_ms, trade_id").fetchall()
-    out = []
-    for r in rows:
-        d = dict(zip(_TRADE_FIELDS, r))
-        out.append(report.Trade(**{**d, "learned": bool(d["learned"])}))
-    return out
+    defaults = {f: "NULL" if f == "slippage_bps" else "0" for f in _TRADE_FIELDS}
+    return [report.Trade(**{**d, "learned": bool(d["learned"])}) for d in reader.trade_rows(_TRADE_FIELDS, defaults)]
 
 
-def load_counts(conn: sqlite3.Connection) -> tuple[dict[str, int], dict[str, int]]:
+def load_counts(reader: journal_store.JournalReader) -> tuple[dict[str, int], dict[str, int]]:
     """Activity counts, and risk rejects by reason (most frequent first, then by name)."""
-    one = lambda sql: int(conn.execute(sql).fetchone()[0])  # noqa: E731
-    counts = {
-        "signals": one("SELECT COUNT(*) FROM signals"),
-        "orders": one("SELECT COUNT(*) FROM orders"),
-        "fills": one("SELECT COUNT(*) FROM fills"),
-        "risk_rejects": one("SELECT COUNT(*) FROM risk_rejects"),
-        "positions_open": one("SELECT COUNT(*) FROM positions WHERE qty != 0"),
-    }
-    by_reason = dict(conn.execute("SELECT reason, COUNT(*) AS n FROM risk_rejects"
-                                  " GROUP BY reason ORDER BY n DESC, reason").fetchall())
-    return counts, by_reason
+    return reader.activity_counts(), reader.rejects_by_reason()
 
 
-def load_fees(conn: sqlite3.Connection) -> float:
+def load_fees(reader: journal_store.JournalReader) -> float:
     """Every fee the account paid, USDT: the sum over all fills (the entries of positions still
     open included), rounded to 6 decimals as the run summary's ``fees_usdt`` (the brain's sum
     of the same fills) is. A fill in another asset carries fee 0 (``trader._apply_fill``)."""
-    return round(math.fsum(r[0] for r in conn.execute("SELECT fee FROM fills")), 6)
+    return round(math.fsum(reader.fill_fees()), 6)
 
 
 def stats_files(stats_dir: Path) -> list[Path]:
@@ -152,15 +133,15 @@ def csv_row(t: report.Trade) -> list[Any]:
 # ---------------------------------------------------------------------------- writing
 def write_report(out: Path, *, db_path: Path, cfg: report.ReportConfig,
                  stats_dir: Path | None) -> dict[str, Any]:
-    conn = open_readonly(db_path)
+    reader = open_readonly(db_path)
     try:
-        trades = load_trades(conn)
-        counts, by_reason = load_counts(conn)
-        fees = load_fees(conn)
-    except sqlite3.Error as exc:  # a table of an older schema, a damaged page
+        trades = load_trades(reader)
+        counts, by_reason = load_counts(reader)
+        fees = load_fees(reader)
+    except StoreError as exc:  # a table of an older schema, a damaged page
         raise ReportInputError(f"cannot read {db_path}: {exc}") from exc
     finally:
-        conn.close()
+        reader.close()
     stages: dict[str, LatencyHistogram] = {}
     note: str | None = "no --stats-dir given."
     if stats_dir is not None:

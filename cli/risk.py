@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 
 from common import config as config_mod
-from common import service, wire
-from common.errors import ConfigError
+from common import journal_store, service, wire
+from common.errors import ConfigError, StoreError
 
 RISK_NAME = wire.RISK_STATE_NAME  # the row the brain saves and reads back
 
@@ -42,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aegis risk: no database at {path} (nothing saved: the kill switch is not tripped)")
         return 0
     try:
-        conn = sqlite3.connect(f"file:{path}?mode={'rw' if args.clear_halt else 'ro'}", uri=True, timeout=5.0)
-        row = conn.execute("SELECT state, updated_ns FROM model_state WHERE name = ?", (RISK_NAME,)).fetchone()
-    except sqlite3.Error as exc:
+        with journal_store.read_only(path, timeout_s=5.0) as journal:
+            saved = journal.model_state(RISK_NAME)
+    except StoreError as exc:
         print(f"aegis risk: cannot read {path}: {exc}", file=sys.stderr)
         return 2
     try:
-        state = json.loads(row[0]) if row else None
+        state = json.loads(saved) if saved is not None else None
     except ValueError:
         state = {"halted": True, "halt_detail": "saved state unreadable (the brain starts halted)"}
     if not args.clear_halt:
@@ -65,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     if state is None:
         print("kill switch: not tripped; nothing to clear")
         return 0
-    with conn:
-        conn.execute("DELETE FROM model_state WHERE name = ?", (RISK_NAME,))
+    try:
+        journal_store.clear_model_state(path, RISK_NAME)
+    except StoreError as exc:
+        print(f"aegis risk: cannot clear the kill switch in {path}: {exc}", file=sys.stderr)
+        return 2
     print(f"kill switch cleared (was {'HALTED' if state.get('halted') else 'armed'}); "
           "the next start takes a fresh baseline from the account's equity")
     return 0

@@ -14,13 +14,18 @@ what that means for it (a first start, a paused trader, ...).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 from common.errors import StoreError
+
+# what a failed read or write raises underneath ``StoreError`` (for a caller that must tell
+# database failures apart and holds no sqlite3 of its own)
+DatabaseError = sqlite3.Error
 
 # ---------------------------------------------------------------------------- the schema
 SCHEMA_VERSION = 4  # 2: trades table; 3: symbols table; 4: controls table
@@ -84,7 +89,13 @@ CREATE TABLE IF NOT EXISTS trades (
 CREATE TABLE IF NOT EXISTS symbols (
     symbol TEXT PRIMARY KEY, tick_size REAL NOT NULL, step_size REAL NOT NULL,
     min_qty REAL NOT NULL, min_notional REAL NOT NULL, price_precision INTEGER NOT NULL,
-    quantity_precision INTEGER NOT NULL, updated_ns INTEGER NOT NULL
+    quantity_precision INTEGER NOT NULL, updated_ns INTEGER NOT NULL,
+    max_qty REAL NOT NULL DEFAULT 0, min_price REAL NOT NULL DEFAULT 0,
+    max_price REAL NOT NULL DEFAULT 0, market_step_size REAL NOT NULL DEFAULT 0,
+    market_max_qty REAL NOT NULL DEFAULT 0, percent_up REAL NOT NULL DEFAULT 0,
+    percent_down REAL NOT NULL DEFAULT 0, base_asset TEXT NOT NULL DEFAULT '',
+    quote_asset TEXT NOT NULL DEFAULT '', margin_asset TEXT NOT NULL DEFAULT '',
+    contract_type TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS algo_orders (
     client_algo_id TEXT PRIMARY KEY, algo_id TEXT NOT NULL, symbol TEXT NOT NULL,
@@ -107,12 +118,19 @@ CREATE TABLE IF NOT EXISTS model_state (
 """
 
 
+# the symbols columns added with the whole of a symbol's filters (wire.SymbolInfo's fields)
+SYMBOL_FILTER_COLUMNS = ("max_qty", "min_price", "max_price", "market_step_size", "market_max_qty",
+                         "percent_up", "percent_down")
+SYMBOL_LABEL_COLUMNS = ("base_asset", "quote_asset", "margin_asset", "contract_type")
+
 # columns added after a table's first release: (table, column, declaration). CREATE TABLE has
 # them for a new database; an older database gets them by ALTER TABLE at connect.
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("trades", "funding", "REAL NOT NULL DEFAULT 0"),
     ("trades", "signal_price", "REAL NOT NULL DEFAULT 0"),
     ("trades", "slippage_bps", "REAL"),
+    *((("symbols", c, "REAL NOT NULL DEFAULT 0") for c in SYMBOL_FILTER_COLUMNS)),
+    *((("symbols", c, "TEXT NOT NULL DEFAULT ''") for c in SYMBOL_LABEL_COLUMNS)),
 )
 
 
@@ -207,6 +225,21 @@ class SymbolRow:
     min_notional: float
     price_precision: int
     quantity_precision: int
+    max_qty: float = 0.0
+    min_price: float = 0.0
+    max_price: float = 0.0
+    market_step_size: float = 0.0
+    market_max_qty: float = 0.0
+    percent_up: float = 0.0
+    percent_down: float = 0.0
+    base_asset: str = ""
+    quote_asset: str = ""
+    margin_asset: str = ""
+    contract_type: str = ""
+
+
+SYMBOL_ROW_COLUMNS = ("symbol", "tick_size", "step_size", "min_qty", "min_notional", "price_precision",
+                      "quantity_precision", *SYMBOL_FILTER_COLUMNS, *SYMBOL_LABEL_COLUMNS)
 
 
 class CandleRow(NamedTuple):
@@ -224,6 +257,68 @@ class CandleRow(NamedTuple):
     quote_volume: float
     trades: int
     buy_volume: float
+
+
+# what the dashboard's page is made of: plain rows ({column: value}), one moment
+@dataclass(frozen=True, kw_only=True)
+class PageLimits:
+    orders: int
+    fills: int
+    signals: int
+    rejects: int
+    trades: int
+    controls: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageRows:
+    positions: list[dict[str, Any]] = field(default_factory=list)  # open ones, with their plan and protection
+    orders: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    fills: list[dict[str, Any]] = field(default_factory=list)
+    signals: list[dict[str, Any]] = field(default_factory=list)
+    rejects_by_reason: list[tuple[str, int]] = field(default_factory=list)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    trades: list[dict[str, Any]] = field(default_factory=list)  # oldest first (the curve's order)
+    controls: list[dict[str, Any]] = field(default_factory=list)
+    totals: dict[str, float] = field(default_factory=dict)
+    risk_state: dict[str, Any] | None = None
+    control_state: dict[str, Any] | None = None
+
+
+class LocalOrderRow(NamedTuple):
+    """An order as reconciliation compares it (exchange id '' when none yet)."""
+
+    client_order_id: str
+    exchange_order_id: str
+    symbol: str
+    side: str
+    status: str
+    qty: float
+    filled_qty: float
+    avg_price: float
+    updated_ns: int
+
+
+class PositionRow(NamedTuple):
+    symbol: str
+    qty: float
+    entry_price: float
+    realized_pnl: float
+    updated_ns: int
+
+
+_LOCAL_ORDER_COLUMNS = ("client_order_id, COALESCE(exchange_order_id, ''), symbol, side, status, qty, filled_qty,"
+                        " avg_price, updated_ns")
+
+# the decisions of a run (``aegis replay``'s comparison), each table in a fixed order
+DECISION_SQL = {
+    "signal": "SELECT * FROM signals ORDER BY ts_ns, signal_id",
+    "order": "SELECT * FROM orders ORDER BY created_ns, client_order_id",
+    "fill": "SELECT * FROM fills ORDER BY ts_ns, symbol, trade_id",
+    "trade": "SELECT * FROM trades ORDER BY closed_ms, trade_id",
+    # the publisher name carries a pid and a start time: not part of a decision
+    "risk_reject": "SELECT ts_ns, seq, symbol, reason, detail, signal_id FROM risk_rejects ORDER BY ts_ns, seq",
+}
 
 
 # ---------------------------------------------------------------------------- the reader
@@ -345,10 +440,170 @@ class JournalReader:
 
     def symbol_rules(self) -> list[SymbolRow]:
         """Every row of ``symbols``."""
-        return [SymbolRow(symbol=r[0], tick_size=r[1], step_size=r[2], min_qty=r[3], min_notional=r[4],
-                          price_precision=r[5], quantity_precision=r[6]) for r in self._all(
-            "SELECT symbol, tick_size, step_size, min_qty, min_notional, price_precision, quantity_precision"
-            " FROM symbols")]
+        have = {r[1] for r in self._all("PRAGMA table_info(symbols)")}  # an older database has fewer
+        names = [c for c in SYMBOL_ROW_COLUMNS if c in have]
+        return [SymbolRow(**dict(zip(names, r))) for r in self._all(
+            f"SELECT {', '.join(names)} FROM symbols")]  # noqa: S608 - fixed names
+
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows as {column: value} (the column names the query gives)."""
+        try:
+            cur = self._conn.execute(sql, tuple(params))
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self._all(sql, params)
+        return rows[0] if rows else None
+
+    # ------------------------------------------------------------------ the dashboard's page
+    @contextmanager
+    def snapshot(self) -> Iterator[JournalReader]:
+        """One read transaction: every question asked inside sees the same moment (a reader
+        opened by ``open_reader`` only)."""
+        self._all("BEGIN")
+        try:
+            yield self
+        finally:
+            self._all("ROLLBACK")
+
+    def page(self, limits: PageLimits, *, terminal_statuses: Sequence[str], risk_state_name: str,
+             control_state_name: str) -> PageRows:
+        """Everything the dashboard's page shows (ask inside ``snapshot`` for one moment)."""
+        positions = self._dicts("SELECT symbol, qty, entry_price, unrealized_pnl, realized_pnl, updated_ns"
+                                " FROM positions WHERE qty != 0 ORDER BY symbol")
+        for p in positions:
+            plan = self._dicts(
+                "SELECT o.signal_id, o.created_ns, s.stop, s.target, s.confidence FROM orders o"
+                " LEFT JOIN signals s ON s.signal_id = o.signal_id"
+                " WHERE o.symbol = ? AND o.reduce_only = 0 AND o.filled_qty > 0 ORDER BY o.created_ns DESC LIMIT 1",
+                (p["symbol"],))
+            p["plan"] = plan[0] if plan else None
+            p["algos"] = self._dicts("SELECT client_algo_id, trade_id, role, order_type, trigger_price, state, reason,"
+                                     " updated_ns FROM algo_orders WHERE symbol = ? ORDER BY created_ns DESC,"
+                                     " rowid DESC LIMIT 12", (p["symbol"],))
+        orders = self._dicts("SELECT created_ns, updated_ns, client_order_id, exchange_order_id, symbol, side,"
+                             " order_type, qty, price, reduce_only, status, filled_qty, avg_price, signal_id FROM orders"
+                             " ORDER BY created_ns DESC, client_order_id LIMIT ?", (limits.orders,))
+        fills = self._dicts("SELECT ts_ns, symbol, trade_id, client_order_id, side, qty, price, fee, fee_asset,"
+                            " liquidity FROM fills ORDER BY ts_ns DESC, trade_id DESC LIMIT ?", (limits.fills,))
+        # insertion order (rowid) is arrival order: a signal's own time is its candle's close
+        signals = self._dicts("SELECT s.rowid AS seq, s.ts_ns, s.signal_id, s.symbol, s.side, s.entry, s.stop,"
+                              " s.target, s.confidence, s.cold,"
+                              " (SELECT o.status FROM orders o WHERE o.signal_id = s.signal_id AND o.reduce_only = 0"
+                              "  ORDER BY o.created_ns LIMIT 1) AS order_status,"
+                              " (SELECT r.reason FROM risk_rejects r WHERE r.signal_id = s.signal_id"
+                              "  ORDER BY r.ts_ns DESC LIMIT 1) AS reject_reason"
+                              " FROM signals s ORDER BY s.rowid DESC LIMIT ?", (limits.signals,))
+        by_reason = [(r[0], int(r[1])) for r in self._all(
+            "SELECT reason, COUNT(*) FROM risk_rejects GROUP BY reason ORDER BY COUNT(*) DESC, reason")]
+        rejects = self._dicts("SELECT ts_ns, symbol, reason, detail, signal_id FROM risk_rejects"
+                              " ORDER BY ts_ns DESC LIMIT ?", (limits.rejects,))
+        trades = self._dicts("SELECT * FROM (SELECT trade_id, closed_ms, symbol, side, qty, entry_price, exit_price,"
+                             " pnl, fees, outcome_r, exit_reason FROM trades"
+                             " ORDER BY closed_ms DESC, trade_id DESC LIMIT ?) ORDER BY closed_ms, trade_id",
+                             (limits.trades,))
+        t = self._one("SELECT COUNT(*), COALESCE(SUM(pnl), 0), COALESCE(SUM(fees), 0),"
+                      " COALESCE(SUM(pnl > 0), 0) FROM trades")
+        f = self._one("SELECT COUNT(*), COALESCE(SUM(CASE WHEN fee_asset = 'USDT' THEN fee END), 0) FROM fills")
+        o = self._one(f"SELECT COUNT(*), COALESCE(SUM(status NOT IN ({_marks(len(terminal_statuses))})), 0)"
+                      " FROM orders", terminal_statuses)  # noqa: S608 - placeholders only
+        totals = {"trades": int(t[0]), "realized_pnl": float(t[1]), "trade_fees": float(t[2]), "wins": int(t[3]),
+                  "fills": int(f[0]), "fees": float(f[1]), "orders": int(o[0]), "open_orders": int(o[1]),
+                  "signals": int(self._one("SELECT COUNT(*) FROM signals")[0]),
+                  "risk_rejects": sum(n for _, n in by_reason)}
+        try:
+            controls = self._dicts("SELECT request_id, requested_ms, command, symbol, client, via, status, detail"
+                                   " FROM controls ORDER BY requested_ms DESC LIMIT ?", (limits.controls,))
+        except StoreError:  # a database made before the controls table
+            controls = []
+        return PageRows(positions=positions, orders=orders, fills=fills, signals=signals, rejects_by_reason=by_reason,
+                        rejects=rejects, trades=trades, controls=controls, totals=totals,
+                        risk_state=self._json_state(risk_state_name),
+                        control_state=self._json_state(control_state_name))
+
+    def _json_state(self, name: str) -> dict[str, Any] | None:
+        """A ``model_state`` row holding JSON (the brain's risk state, the control state)."""
+        state = self.model_state(name)
+        if state is None:
+            return None
+        try:
+            out = json.loads(bytes(state))
+            return out if isinstance(out, dict) else {"unreadable": True}
+        except ValueError:
+            return {"unreadable": True}
+
+    # ------------------------------------------------------------------ aegis report
+    def table_names(self) -> frozenset[str]:
+        return frozenset(r[0] for r in self._all("SELECT name FROM sqlite_master WHERE type='table'"))
+
+    def trade_rows(self, fields: Sequence[str], defaults: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Every closed trade's ``fields``, oldest first; a column an older database lacks is
+        ``defaults[column]`` (SQL text: "0", "NULL")."""
+        have = {r[1] for r in self._all("PRAGMA table_info(trades)")}
+        cols = [f if f in have else f"{defaults[f]} AS {f}" for f in fields]
+        return self._dicts(f"SELECT {', '.join(cols)} FROM trades"  # noqa: S608 - fixed names
+                           " ORDER BY closed_ms, trade_id")
+
+    def activity_counts(self) -> dict[str, int]:
+        """Signals, orders, fills, risk rejects, and positions open."""
+        one = lambda sql: int(self._one(sql)[0])  # noqa: E731
+        return {"signals": one("SELECT COUNT(*) FROM signals"), "orders": one("SELECT COUNT(*) FROM orders"),
+                "fills": one("SELECT COUNT(*) FROM fills"), "risk_rejects": one("SELECT COUNT(*) FROM risk_rejects"),
+                "positions_open": one("SELECT COUNT(*) FROM positions WHERE qty != 0")}
+
+    def rejects_by_reason(self) -> dict[str, int]:
+        """Risk rejects by reason, most frequent first, then by name."""
+        return dict(self._all("SELECT reason, COUNT(*) AS n FROM risk_rejects GROUP BY reason ORDER BY n DESC, reason"))
+
+    def fill_fees(self) -> list[float]:
+        """Every fill's fee, in the table's order."""
+        return [r[0] for r in self._all("SELECT fee FROM fills")]
+
+    # ------------------------------------------------------------------ aegis replay
+    def decisions(self) -> list[dict[str, Any]]:
+        """Every decision a run left, in a fixed order: signals, orders, fills, closed trades,
+        risk rejections (each table by time, then by id), each row {"type": kind, column: value}."""
+        out: list[dict[str, Any]] = []
+        for kind, sql in DECISION_SQL.items():
+            for d in self._dicts(sql):
+                if kind == "signal":
+                    d["features"] = json.loads(d["features"])
+                out.append({"type": kind, **d})
+        return out
+
+    # ------------------------------------------------------------------ reconciliation's local side
+    def orders_to_compare(self, terminal_statuses: Sequence[str], since_ns: int) -> list[LocalOrderRow]:
+        """Every order not in ``terminal_statuses``, and the terminal ones updated at or after ``since_ns``."""
+        return [LocalOrderRow(*r) for r in self._all(
+            f"SELECT {_LOCAL_ORDER_COLUMNS} FROM orders"  # noqa: S608 - fixed column list
+            f" WHERE status NOT IN ({_marks(len(terminal_statuses))}) OR updated_ns >= ?",
+            (*terminal_statuses, since_ns))]
+
+    def order(self, client_order_id: str) -> LocalOrderRow | None:
+        row = self._one(f"SELECT {_LOCAL_ORDER_COLUMNS} FROM orders WHERE client_order_id = ?",  # noqa: S608
+                        (client_order_id,))
+        return LocalOrderRow(*row) if row is not None else None
+
+    def position_rows(self) -> list[PositionRow]:
+        """Every position row (flat ones too), by symbol."""
+        return [PositionRow(*r) for r in self._all(
+            "SELECT symbol, qty, entry_price, realized_pnl, updated_ns FROM positions ORDER BY symbol")]
+
+    def fill_keys_since(self, since_ns: int) -> list[tuple[str, str, int]]:
+        """(symbol, trade id, ts_ns) of every fill at or after ``since_ns``."""
+        return [tuple(r) for r in self._all("SELECT symbol, trade_id, ts_ns FROM fills WHERE ts_ns >= ?",
+                                            (since_ns,))]
+
+    def latest_order_ns(self) -> int:
+        """The newest order's creation time (0: none)."""
+        return int(self._one("SELECT max(created_ns) FROM orders")[0] or 0)
 
 
 @contextmanager
@@ -363,3 +618,30 @@ def read_only(path: Path, *, timeout_s: float = 5.0) -> Iterator[JournalReader]:
         yield JournalReader(conn)
     finally:
         conn.close()
+
+
+def open_reader(path: Path, *, timeout_s: float = 2.0, shared: bool = False) -> JournalReader:
+    """A reader on the database at ``path``, opened read-only, kept open by the caller (who
+    closes it). ``shared``: usable from any thread, and transactions only where asked
+    (``JournalReader.snapshot``). ``StoreError`` if it cannot be opened; the path may hold
+    any character ('?', '#': it goes in as a file URI)."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s,
+                               **({"check_same_thread": False, "isolation_level": None} if shared else {}))
+    except sqlite3.Error as exc:
+        raise StoreError(str(exc)) from exc
+    return JournalReader(conn)
+
+
+def clear_model_state(path: Path, name: str, *, timeout_s: float = 5.0) -> bool:
+    """Delete one ``model_state`` row (``aegis risk --clear-halt``, with no stack running: the
+    writer is not there); True if there was one. ``StoreError`` on failure."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=timeout_s)
+        try:
+            with conn:
+                return conn.execute("DELETE FROM model_state WHERE name = ?", (name,)).rowcount > 0
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(str(exc)) from exc

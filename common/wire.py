@@ -279,9 +279,13 @@ class ModelState(_Body, tag="MODEL_STATE"):
 
 
 class SymbolInfo(_Body, tag="SYMBOL_INFO"):
-    """One streamed symbol's trading rules from exchangeInfo, as the feed discovered them:
-    tick size (price step), step size (quantity step), minimum quantity and notional. Decimal
-    values travel as floats whose shortest repr is the exchange's string (0.1 stays 0.1)."""
+    """One streamed symbol's trading rules from exchangeInfo, as the feed discovered them (the
+    only fetch of exchangeInfo in a stack): every filter ``venue.filters.SymbolFilters`` holds
+    (tick size, step size, minimum quantity and notional, price bounds, maximum quantity,
+    MARKET_LOT_SIZE, PERCENT_PRICE) and what ccxt needs to know the market (assets, contract
+    type). Decimal values travel as floats whose shortest repr is the exchange's string (0.1
+    stays 0.1; the feed refuses a rule that would not come back exact). 0 in an optional bound,
+    "" in a label: not given (a message of an older feed lacks them and decodes so)."""
 
     symbol: Symbol
     tick_size: Price
@@ -290,6 +294,17 @@ class SymbolInfo(_Body, tag="SYMBOL_INFO"):
     min_notional: NonNeg = 0.0
     price_precision: Annotated[int, msgspec.Meta(ge=0, le=18)] = 8
     quantity_precision: Annotated[int, msgspec.Meta(ge=0, le=18)] = 8
+    max_qty: NonNeg = 0.0
+    min_price: NonNeg = 0.0
+    max_price: NonNeg = 0.0
+    market_step_size: NonNeg = 0.0  # MARKET_LOT_SIZE; 0 = same as LOT_SIZE
+    market_max_qty: NonNeg = 0.0
+    percent_up: NonNeg = 0.0  # PERCENT_PRICE multiplierUp
+    percent_down: NonNeg = 0.0  # PERCENT_PRICE multiplierDown
+    base_asset: str = ""
+    quote_asset: str = ""
+    margin_asset: str = ""
+    contract_type: str = ""  # PERPETUAL, ...
 
 
 class AlgoOrderUpdate(_Body, tag="ALGO_ORDER_UPDATE"):

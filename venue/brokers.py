@@ -67,32 +67,35 @@ def rest_url(cfg: AegisConfig) -> str:
     return binance.market_urls(cfg)[1]
 
 
-def filters_fn(cfg: AegisConfig, fallback: Callable[[], Mapping[str, Any]] | None = None):
-    """Where the symbol filters come from: the replayed capture's saved exchangeInfo (replay
-    mode: no network), else the exchange's REST endpoint, else (``fallback``: the rules the
-    feed published, ``wire.SymbolInfo`` by symbol) those, said in a warning."""
+def symbol_filters(cfg: AegisConfig, rules: Callable[[], Mapping[str, Any]] | None = None
+                   ) -> Mapping[str, filters.SymbolFilters]:
+    """The symbol filters orders are checked against. Replay mode: the replayed capture's
+    saved exchangeInfo (no network). Otherwise the rules the feed published (``rules``: the
+    live mapping symbol -> ``wire.SymbolInfo``; the feed's discovery is the one exchangeInfo
+    fetch of a stack), and for a symbol the feed has no rules for, exchangeInfo asked when
+    ``FeedFilters.complete`` needs it (said in a warning)."""
     if cfg.mode == "replay":
         path = cfg.replay.exchange_info
         if not path:
             raise ConfigError("replay mode needs replay.exchange_info (aegis replay writes it from the capture)")
-        return lambda: filters.load_filters(path)
+        return filters.load_filters(path)
     url = rest_url(cfg)
 
-    def fetch() -> dict[str, Any]:
-        try:
-            return filters.fetch_filters(url)
-        except Exception as exc:
-            rules = dict(fallback()) if fallback is not None else {}
-            if not rules:
-                raise
-            log.warning("brain.filters_from_feed_rules", error=repr(exc)[:200], symbols=len(rules))
-            return {s: filters.filters_from_symbol_info(i) for s, i in rules.items()}
+    def fetch() -> dict[str, filters.SymbolFilters]:
+        got = filters.fetch_filters(url)
+        log.warning("venue.filters_fetched", reason="symbols without the feed's rules", symbols=len(got))
+        return got
 
-    return fetch
+    return filters.FeedFilters(rules if rules is not None else dict, fetch=fetch)
 
 
-def make_broker(cfg: AegisConfig, book: Any, clock_ms: Any = None) -> Broker:
-    """``clock_ms``: the paper broker's clock (replay: the exchange clock of the ticks)."""
+def make_broker(cfg: AegisConfig, book: Any, clock_ms: Any = None, *,
+                rules: Callable[[], Mapping[str, Any]] | None = None,
+                order_filters: Mapping[str, filters.SymbolFilters] | None = None) -> Broker:
+    """``clock_ms``: the paper broker's clock (replay: the exchange clock of the ticks).
+    ``rules``: the feed's published rules (symbol -> ``wire.SymbolInfo``), which ccxt's markets
+    are made of (no exchangeInfo of its own unless a symbol lacks them) and the paper broker's
+    filters come from (``order_filters``, when the caller holds them already)."""
     kind = broker_kind(cfg)
     t = cfg.trading
     if kind == "ccxt":
@@ -105,7 +108,7 @@ def make_broker(cfg: AegisConfig, book: Any, clock_ms: Any = None) -> Broker:
         base_url = "" if real and not cfg.feed.rest_url else rest_url(cfg)
         ccfg = CcxtConfig(testnet=t.testnet and not base_url, base_url=base_url, timeout_ms=t.order_timeout_ms,
                           recv_window_ms=t.recv_window_ms, leverage=t.leverage, margin_type=t.margin_type)
-        rest = CcxtBroker(ccfg, api_key=key, api_secret=secret)
+        rest = CcxtBroker(ccfg, api_key=key, api_secret=secret, rules=rules)
         if t.order_transport != "ws":
             return rest
         from venue.binance.ws_api import WsApiClient, WsApiConfig, url_for
@@ -121,9 +124,10 @@ def make_broker(cfg: AegisConfig, book: Any, clock_ms: Any = None) -> Broker:
                        starting_balance=Decimal(repr(t.paper_balance_usdt)), leverage=t.leverage)
     if cfg.mode == "replay":  # no simulated wait: a replay's time is the ticks' time
         pcfg = replace(pcfg, latency_ms=0.0)
-    # the paper broker checks orders against the real filters: fetched once, at start
+    # the paper broker checks orders against the real filters (the feed's rules, read live)
     return PaperBroker(pcfg, book=book, clock_ms=clock_ms or (lambda: time.time_ns() // 1_000_000),
-                       sleep=time.sleep, filters=filters_fn(cfg)())
+                       sleep=time.sleep,
+                       filters=order_filters if order_filters is not None else symbol_filters(cfg, rules))
 
 
 def has_user_stream(cfg: AegisConfig) -> bool:

@@ -3,8 +3,10 @@
 ``SymbolFilters`` is the one type of Binance's symbol rules in exact Decimals (tick size, step
 size, minimum quantity and notional, price bounds, market lot size, percent price), read from
 the raw exchangeInfo entry (``filters_from_entry``: decimal strings, filters in any order) or
-from the feed's published ``SymbolInfo`` (``filters_from_symbol_info``). The grid helpers
-round onto a step exactly (integers of one common unit, never through float).
+from the feed's published ``SymbolInfo`` (``filters_from_symbol_info``), which carries every
+one of them: the feed's discovery is the one fetch of exchangeInfo in a running stack, and
+``FeedFilters`` is the brain's view of what it published. The grid helpers round onto a step
+exactly (integers of one common unit, never through float).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 from common.errors import DecodeError
 
@@ -28,6 +30,19 @@ class SymbolInfo(Protocol):
     step_size: float
     min_qty: float
     min_notional: float
+    price_precision: int
+    quantity_precision: int
+    max_qty: float
+    min_price: float
+    max_price: float
+    market_step_size: float
+    market_max_qty: float
+    percent_up: float
+    percent_down: float
+    base_asset: str
+    quote_asset: str
+    margin_asset: str
+    contract_type: str
 
 
 # ---------------------------------------------------------------------------- exact numbers
@@ -135,17 +150,67 @@ def _dec(v: Any, what: str) -> Decimal:
 
 
 def filters_from_symbol_info(info: SymbolInfo) -> SymbolFilters:
-    """From the feed's ``wire.SymbolInfo`` (floats read through their shortest repr: 0.1 stays 0.1).
-
-    SymbolInfo carries no price bounds, max quantity or PERCENT_PRICE; use
-    ``filters_from_entry`` on the raw exchangeInfo entry to get those too."""
+    """From the feed's ``wire.SymbolInfo`` (floats read through their shortest repr: 0.1 stays
+    0.1). A message of an older feed has no price bounds, maximum quantity or PERCENT_PRICE:
+    0 there, "no such bound", as before."""
     return SymbolFilters(
         symbol=info.symbol,
         tick_size=_dec(info.tick_size, "tickSize"),
         step_size=_dec(info.step_size, "stepSize"),
         min_qty=_dec(info.min_qty, "minQty"),
         min_notional=_dec(info.min_notional, "notional"),
+        max_qty=_dec(info.max_qty, "maxQty"),
+        min_price=_dec(info.min_price, "minPrice"),
+        max_price=_dec(info.max_price, "maxPrice"),
+        market_step_size=_dec(info.market_step_size, "market stepSize"),
+        market_max_qty=_dec(info.market_max_qty, "market maxQty"),
+        percent_up=_dec(info.percent_up, "multiplierUp"),
+        percent_down=_dec(info.percent_down, "multiplierDown"),
     )
+
+
+def _text(x: float) -> str:
+    """A rule's float as the exchange writes it: shortest repr, no exponent (1e-05 -> 0.00001)."""
+    return fmt(Decimal(repr(float(x))))
+
+
+# the order types and times in force Binance lists for every USD-M perpetual (the rules do not
+# carry them: ccxt checks an order's type against them before it sends, the exchange after)
+USDM_ORDER_TYPES = ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
+                    "TRAILING_STOP_MARKET")
+USDM_TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX", "GTD")
+
+
+def entry_from_symbol_info(info: SymbolInfo) -> dict[str, Any]:
+    """The exchangeInfo symbol entry (Binance's layout) the rules came from, as far as they
+    tell: ``filters_from_entry`` of it gives ``filters_from_symbol_info(info)`` back, and
+    ccxt's ``parse_market`` of it the market ccxt trades with. A bound that is 0 (not given)
+    is left out; labels an older feed did not send are USDT and PERPETUAL (all it streams)."""
+    def given(**kv: float) -> dict[str, str]:
+        return {k: _text(v) for k, v in kv.items() if v}
+
+    filters: list[dict[str, Any]] = [
+        {"filterType": "PRICE_FILTER", "tickSize": _text(info.tick_size),
+         **given(minPrice=info.min_price, maxPrice=info.max_price)},
+        {"filterType": "LOT_SIZE", "stepSize": _text(info.step_size), "minQty": _text(info.min_qty),
+         **given(maxQty=info.max_qty)},
+        {"filterType": "MIN_NOTIONAL", "notional": _text(info.min_notional)},
+    ]
+    if info.market_step_size or info.market_max_qty:
+        filters.append({"filterType": "MARKET_LOT_SIZE",
+                        **given(stepSize=info.market_step_size, maxQty=info.market_max_qty)})
+    if info.percent_up or info.percent_down:
+        filters.append({"filterType": "PERCENT_PRICE",
+                        **given(multiplierUp=info.percent_up, multiplierDown=info.percent_down)})
+    quote = info.quote_asset or "USDT"
+    entry: dict[str, Any] = {
+        "symbol": info.symbol, "status": "TRADING", "contractType": info.contract_type or "PERPETUAL",
+        "quoteAsset": quote, "marginAsset": info.margin_asset or quote,
+        "pricePrecision": info.price_precision, "quantityPrecision": info.quantity_precision,
+        "filters": filters, "orderTypes": list(USDM_ORDER_TYPES), "timeInForce": list(USDM_TIME_IN_FORCE)}
+    if info.base_asset:
+        entry["baseAsset"] = info.base_asset
+    return entry
 
 
 def filters_from_entry(entry: Mapping[str, Any]) -> SymbolFilters:
@@ -171,6 +236,64 @@ def filters_from_entry(entry: Mapping[str, Any]) -> SymbolFilters:
         percent_up=_dec(pp.get("multiplierUp"), "multiplierUp"),
         percent_down=_dec(pp.get("multiplierDown"), "multiplierDown"),
     )
+
+
+# ---------------------------------------------------------------------------- the feed's rules
+class FeedFilters(Mapping[str, SymbolFilters]):
+    """The filters of the rules the feed published, as they are at each look-up: ``rules()``
+    is the live mapping symbol -> ``SymbolInfo`` (the brain's, filled from the feed's messages
+    and the database), so a rule published later, or changed, counts from its next look-up;
+    each rule is converted once. A rule that converts to no valid filters counts as absent.
+
+    ``complete(symbols)`` covers what the feed has no rules for (a position in a symbol it
+    does not stream): one call of ``fetch`` (exchangeInfo), whose filters of those symbols are
+    kept; the feed's rules win over them when they arrive."""
+
+    def __init__(self, rules: Callable[[], Mapping[str, SymbolInfo]],
+                 fetch: Callable[[], Mapping[str, SymbolFilters]] | None = None) -> None:
+        self._rules = rules
+        self._fetch = fetch
+        self._converted: dict[str, tuple[SymbolInfo, SymbolFilters | None]] = {}
+        self._fetched: dict[str, SymbolFilters] = {}
+        self.unusable = 0  # rules that gave no valid filters (counted once per rule)
+
+    def _from_rule(self, symbol: str, info: SymbolInfo) -> SymbolFilters | None:
+        hit = self._converted.get(symbol)
+        if hit is None or hit[0] is not info:
+            try:
+                hit = (info, filters_from_symbol_info(info))
+            except DecodeError:
+                self.unusable += 1
+                hit = (info, None)
+            self._converted[symbol] = hit
+        return hit[1]
+
+    def __getitem__(self, symbol: str) -> SymbolFilters:
+        info = self._rules().get(symbol)
+        f = self._from_rule(symbol, info) if info is not None else None
+        if f is None:
+            return self._fetched[symbol]  # KeyError: no filters for it
+        return f
+
+    def _symbols(self) -> set[str]:
+        rules = dict(self._rules())  # one copy: the brain's thread may add rules meanwhile
+        return {s for s, i in rules.items() if self._from_rule(s, i) is not None} | set(self._fetched)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._symbols()))
+
+    def __len__(self) -> int:
+        return len(self._symbols())
+
+    def complete(self, symbols: Iterable[str]) -> list[str]:
+        """Fetch the filters of ``symbols`` the feed has no rules for (one fetch, none when it
+        has them all); returns those still without filters. A failed fetch raises."""
+        missing = sorted({s for s in symbols if s not in self})
+        if not missing or self._fetch is None:
+            return missing
+        got = self._fetch()
+        self._fetched.update({s: got[s] for s in missing if s in got})
+        return [s for s in missing if s not in self]
 
 
 # ---------------------------------------------------------------------------- inputs

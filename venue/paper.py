@@ -49,7 +49,7 @@ from venue.port import (
     ExchangePosition, OrderSpec, SubmitResult,
 )
 from venue import fills as matching
-from venue.filters import SymbolFilters, is_on_grid
+from venue.filters import FeedFilters, SymbolFilters, is_on_grid
 
 log = structlog.get_logger(__name__)
 
@@ -181,7 +181,9 @@ class PaperBroker:
         self._book = book
         self._clock_ms = clock_ms
         self._sleep = sleep
-        self._filters = dict(filters)
+        # the feed's rules are read live (a rule published after the start counts); a plain
+        # mapping is copied
+        self._filters = filters if isinstance(filters, FeedFilters) else dict(filters)
         self._lock = threading.Lock()
         self._order_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)

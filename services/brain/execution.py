@@ -31,7 +31,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import structlog
 
@@ -44,6 +44,7 @@ from venue import algo_orders as ao
 from venue import orders as om
 from services.brain import exit_lane, funding_feed, intent_log, jobs, protection, recovery, risk, trader, user_feed
 from services.brain.tick_to_trade import TickToTrade
+from venue.filters import FeedFilters
 from venue.port import AlgoSpec, Broker, ExchangeAlgoOrder, ExchangeOrder, OrderSpec, SubmitResult
 
 log = structlog.get_logger(__name__)
@@ -84,7 +85,7 @@ class Execution:
     def __init__(self, *, cfg: trader.TraderConfig, broker: Broker, dispatcher: dsp.Dispatcher,
                  journal_sync: Callable[[Any], None], publish: Callable[[Any], None],
                  quote: Callable[[str], risk.Quote | None], learn: Callable[[Mapping[str, float], float], None],
-                 filters_fn: Callable[[], dict[str, risk.SymbolFilters]], db_path: Path,
+                 filters_fn: Callable[[], Mapping[str, risk.SymbolFilters]], db_path: Path,
                  symbols_fn: Callable[[], list[str]], balance_poll_s: float = 5.0,
                  position_poll_s: float = POSITION_POLL_S, algo_audit_s: float = ALGO_AUDIT_S,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
@@ -127,7 +128,7 @@ class Execution:
         self.blocked = blocked
         self.flatten_on_halt = flatten_on_halt
         self.st = trader.TraderState()
-        self.filters: dict[str, risk.SymbolFilters] = {}
+        self.filters: Mapping[str, risk.SymbolFilters] = {}
         self.equity = math.nan
         self.phase = Phase.WAITING  # READY: start-up and recovery done
         self.start_error = ""
@@ -277,6 +278,7 @@ class Execution:
 
         def job():
             filters = self.filters_fn()
+            _complete_filters(filters, symbols)
             setup = self.broker.start(symbols)
             positions = self.broker.positions()
             # ours, at the exchange, unknown here (a machine crash took their log records): open
@@ -302,6 +304,9 @@ class Execution:
                     continue  # unknown now: the recovery query asks again
                 if found is not None:
                     executed[o.client_order_id] = found.executed_qty
+            assert self.saved is not None
+            _complete_filters(filters, {*(p.symbol for p in positions), *self.saved.plans,
+                                        *(o.symbol for o in open_orders)})
             return (filters, setup, positions, self.broker.balance(), executed, _brackets_or_none(self.broker, symbols),
                     adopt, record, known_ids, len(unreadable))
 
@@ -986,6 +991,22 @@ def _ours_in_history(broker: Broker, saved: recovery.Saved, positions: list[Any]
                     recorded=[e.client_order_id for e in record][:20], since_ms=since_ms,
                     note="finished at the exchange under our ids, in neither the journal nor the intent log")
     return adopt, out
+
+
+def _complete_filters(filters: Mapping[str, risk.SymbolFilters], symbols: Iterable[str]) -> None:
+    """The feed's rules cover the symbols it streams; one it does not (a position or an order
+    from before a restart, or a start before the feed has published) gets its filters from
+    exchangeInfo, once. A failed fetch is logged, never a failed start: the symbol stays
+    without filters (its orders refused, its protection reported) until its rules arrive."""
+    if not isinstance(filters, FeedFilters):
+        return  # replay's saved exchangeInfo, a backtest's filters: complete already
+    try:
+        still = filters.complete(symbols)
+    except Exception as exc:  # noqa: BLE001 - network, HTTP, a bad body: the start goes on
+        log.warning("brain.filters_fetch_failed", error=repr(exc)[:200])
+        return
+    if still:
+        log.warning("brain.no_filters", symbols=still)
 
 
 def _brackets_or_none(broker: Broker, symbols: list[str]) -> dict[str, tuple[Any, ...]]:

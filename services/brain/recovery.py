@@ -435,10 +435,7 @@ def symbol_rules(db_path: Path) -> dict[str, wire.SymbolInfo]:
     out = {}
     for r in rows:
         try:
-            out[r.symbol] = wire.SymbolInfo(symbol=r.symbol, tick_size=r.tick_size, step_size=r.step_size,
-                                            min_qty=r.min_qty, min_notional=r.min_notional,
-                                            price_precision=r.price_precision,
-                                            quantity_precision=r.quantity_precision)
-        except (TypeError, ValueError) as exc:
+            out[r.symbol] = wire.SymbolInfo(**{c: getattr(r, c) for c in journal_store.SYMBOL_ROW_COLUMNS})
+        except (TypeError, ValueError, msgspec.ValidationError) as exc:
             log.warning("brain.symbol_rule_rejected", symbol=r.symbol, error=str(exc))
     return out

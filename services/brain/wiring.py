@@ -14,7 +14,7 @@ from common.config import AegisConfig, Endpoints
 from services.brain import dispatcher as dsp
 from services.brain import execution, intent_log, recovery, risk, rotation, trader
 from venue import wirestamp
-from venue.brokers import LazyBroker, broker_kind, filters_fn, make_broker, make_user_stream
+from venue.brokers import LazyBroker, broker_kind, make_broker, make_user_stream, symbol_filters
 
 log = structlog.get_logger(__name__)
 DISPATCH_WORKERS = 4
@@ -60,10 +60,14 @@ def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
     clock (order times, timers, the kill switch's day) is the exchange clock of the ticks."""
     replay = cfg.mode == "replay"
     clock_ms = brain.clock_ms if replay else (lambda: time.time_ns() // 1_000_000)
+    # the symbol rules the feed published (and the database kept), read live: the filters of
+    # the risk checks and the paper broker, and ccxt's markets, are made of them
+    rules = lambda: brain.symbol_info  # noqa: E731
+    filters = symbol_filters(cfg, rules)
     if broker_kind(cfg) == "ccxt":  # importing ccxt costs ~0.5 s: not on the way to ready
-        broker: Any = LazyBroker(lambda: make_broker(cfg, brain.book_top), name="ccxt")
+        broker: Any = LazyBroker(lambda: make_broker(cfg, brain.book_top, rules=rules), name="ccxt")
     else:
-        broker = make_broker(cfg, brain.book_top, clock_ms if replay else None)
+        broker = make_broker(cfg, brain.book_top, clock_ms if replay else None, rules=rules, order_filters=filters)
     wirestamp.install_http()  # tick-to-trade: REST requests stamp when their bytes are on the socket
     disp: Any = dsp.InlineDispatcher() if replay else dsp.Dispatcher(DISPATCH_WORKERS, name="brain-dispatch")
     sync = bus.SyncJournal("brain", ep.journal_sync, timeout_ms=cfg.trading.journal_ack_timeout_ms)
@@ -74,7 +78,7 @@ def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
         # replay: an order is stamped with the ticks' clock like every other decision
         journal_sync=(lambda body: sync.write(body, brain.now_ns())) if replay else sync.write,
         publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
-        filters_fn=filters_fn(cfg, fallback=lambda: brain.symbol_info), db_path=service.db_path(cfg),
+        filters_fn=lambda: filters, db_path=service.db_path(cfg),
         symbols_fn=lambda: list(brain.ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
         clock_ms=clock_ms, mono_s=(lambda: brain.clock_ms() / 1000.0) if replay else time.monotonic,
         blocked=brain.trading_block_reason, flatten_on_halt=cfg.trading.flatten_on_halt,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import sys
 import time
 
@@ -59,7 +58,7 @@ def open_history(dash: Dashboard) -> history.History | None:
     try:
         h = history.History(path)
         loaded = h.load(dash.live)
-    except (sqlite3.Error, OSError) as exc:
+    except (history.Error, OSError) as exc:
         log.warning("dashboard.history_unusable", path=str(path), error=str(exc))
         return None
     log.info("dashboard.history_loaded", path=str(path), equity_points=loaded)
@@ -72,7 +71,7 @@ def save_history(h: history.History | None, dash: Dashboard) -> history.History 
         return None
     try:
         h.save(dash.live)
-    except (sqlite3.Error, OSError) as exc:
+    except (history.Error, OSError) as exc:
         log.warning("dashboard.history_save_failed", path=str(h.path), error=str(exc))
         h.close()
         return None

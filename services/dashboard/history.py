@@ -25,6 +25,7 @@ from services.dashboard import config as dc
 from services.dashboard.live import Hist, Live
 
 FILE_NAME = "dashboard.sqlite3"
+Error = sqlite3.Error  # what a failing history file raises (the shell catches it)
 KEEP_ROWS = 2 * dc.EQUITY_POINTS  # pruned back to EQUITY_POINTS past this
 HISTS = ("signal_to_order", "order_to_fill")
 

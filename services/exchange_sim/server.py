@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,7 @@ class SimServer:
         self.market: Market | None = None
         self.port = 0
         self.http_faults: list[faults.HttpFault] = []
+        self.http_requests: Counter[str] = Counter()  # requests per path (not /_sim/): /_sim/stats shows them
         self.dropped_slow = 0
         self.steps = 0
         self.step_busy_s = 0.0
@@ -361,6 +363,8 @@ class SimServer:
 
     @web.middleware
     async def _fault_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/_sim/"):
+            self.http_requests[request.path] += 1
         if self.http_faults and not request.path.startswith("/_sim/"):
             f = faults.take(self.http_faults, request.path, request.method)
             if f is not None:
@@ -469,6 +473,7 @@ class SimServer:
             "dropped_slow_consumers": self.dropped_slow,
             "unrouted_streams": self.hub.unrouted,
             "pending_http_faults": len(self.http_faults),
+            "http_requests": dict(self.http_requests),  # per path, whoever asked (REST and WebSocket upgrades)
             "trading": self.desk.stats(),
             "user_stream": self.user.stats(),
             "ws_api": self.ws_api.snapshot(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
 from common import wire
@@ -27,14 +28,20 @@ FALLBACK_SYMBOLS: tuple[str, ...] = (
 
 # A symbol's trading rules are a ``wire.SymbolInfo`` from the moment they are parsed: one
 # type from exchangeInfo to the brain (``venue.filters.filters_from_symbol_info`` turns it
-# into the exact ``SymbolFilters`` the risk checks use).
+# into the exact ``SymbolFilters`` the risk checks and the paper broker use; ccxt's markets
+# are made of it too, ``venue.filters.entry_from_symbol_info``). This is the stack's one
+# fetch of exchangeInfo (and the feed's re-discovery).
 MAX_PRECISION = 18  # wire.SymbolInfo's bound on price/quantity precision
 
 
 def _f(v: Any) -> float:
+    """A rule's number as the float the wire carries; ValueError if negative, not finite, or
+    (given as text, the way exchangeInfo writes them) not exact as a float's shortest repr."""
     x = float(v)
     if not math.isfinite(x) or x < 0:
         raise ValueError(f"bad number {v!r}")
+    if isinstance(v, str) and Decimal(repr(x)) != Decimal(v.strip()):
+        raise ValueError(f"{v!r} does not travel exactly as a float")
     return x
 
 
@@ -43,7 +50,7 @@ def parse_symbol(entry: Mapping[str, Any]) -> wire.SymbolInfo:
     clamped to the wire's 0..18). Raises KeyError/TypeError/ValueError on a bad entry."""
     filters = {f.get("filterType"): f for f in entry.get("filters", ()) if isinstance(f, Mapping)}
     pf, ls = filters.get("PRICE_FILTER", {}), filters.get("LOT_SIZE", {})
-    mn = filters.get("MIN_NOTIONAL", {})
+    mn, ml, pp = filters.get("MIN_NOTIONAL", {}), filters.get("MARKET_LOT_SIZE", {}), filters.get("PERCENT_PRICE", {})
     return wire.SymbolInfo(
         symbol=str(entry["symbol"]),
         tick_size=_f(pf.get("tickSize", 0)),
@@ -52,6 +59,17 @@ def parse_symbol(entry: Mapping[str, Any]) -> wire.SymbolInfo:
         min_notional=_f(mn.get("notional", mn.get("minNotional", 0))),
         price_precision=min(max(int(entry.get("pricePrecision", 8)), 0), MAX_PRECISION),
         quantity_precision=min(max(int(entry.get("quantityPrecision", 8)), 0), MAX_PRECISION),
+        max_qty=_f(ls.get("maxQty", 0)),
+        min_price=_f(pf.get("minPrice", 0)),
+        max_price=_f(pf.get("maxPrice", 0)),
+        market_step_size=_f(ml.get("stepSize", 0)),
+        market_max_qty=_f(ml.get("maxQty", 0)),
+        percent_up=_f(pp.get("multiplierUp", 0)),
+        percent_down=_f(pp.get("multiplierDown", 0)),
+        base_asset=str(entry.get("baseAsset", "")),
+        quote_asset=str(entry.get("quoteAsset", "")),
+        margin_asset=str(entry.get("marginAsset", "")),
+        contract_type=str(entry.get("contractType", "")),
     )
 
 

@@ -12,7 +12,6 @@ when it changes) with a heartbeat, checkpoint the WAL, write the stats file once
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any, Callable
 import structlog
 import zmq
 
-from common import bus, service, wire, zmqutil
+from common import bus, journal_store, service, wire, zmqutil
 from common.config import AegisConfig
 from common.errors import DecodeError, RingError
 from common.log import RateLimiter
@@ -264,7 +263,7 @@ def serve_sync(sock: zmq.Socket, writer: jn.JournalWriter, tracker: wire.Sequenc
         tracker.observe(stream, env.seq)
         try:
             refused = writer.write_sync(env, stream)
-        except sqlite3.Error as exc:
+        except journal_store.DatabaseError as exc:
             refused = "err"
             log.error("orchestrator.sync_write_failed", error=str(exc))
         if refused:

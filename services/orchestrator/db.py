@@ -14,7 +14,6 @@ journal message delivered twice after a restart never duplicates a row.
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any, Iterable
 
 import msgspec
@@ -48,10 +47,10 @@ _TRADE_SQL = ("INSERT OR IGNORE INTO trades (trade_id, symbol, side, qty, entry_
               " opened_ms, closed_ms, pnl, fees, outcome_r, exit_reason, confidence, learned, funding,"
               " signal_price, slippage_bps)"
               " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-_SYMBOL_SQL = ("INSERT INTO symbols VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(symbol) DO UPDATE SET"
-               " tick_size=excluded.tick_size, step_size=excluded.step_size, min_qty=excluded.min_qty,"
-               " min_notional=excluded.min_notional, price_precision=excluded.price_precision,"
-               " quantity_precision=excluded.quantity_precision, updated_ns=excluded.updated_ns")
+_SYMBOL_COLUMNS = (*journal_store.SYMBOL_ROW_COLUMNS, "updated_ns")
+_SYMBOL_SQL = (f"INSERT INTO symbols ({', '.join(_SYMBOL_COLUMNS)}) VALUES ({', '.join('?' * len(_SYMBOL_COLUMNS))})"
+               " ON CONFLICT(symbol) DO UPDATE SET "
+               + ", ".join(f"{c}=excluded.{c}" for c in _SYMBOL_COLUMNS[1:]))
 # one row per clientAlgoId; ids the exchange gave are never blanked by a later message
 _ALGO_SQL = ("INSERT INTO algo_orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(client_algo_id)"
              " DO UPDATE SET state=excluded.state, trigger_price=excluded.trigger_price,"
@@ -104,8 +103,7 @@ def rows_for(env: wire.Envelope) -> list[Row]:
     if isinstance(b, wire.ModelState):
         return [(_MODEL_SQL, (b.name, b.version, b.state, t))]
     if isinstance(b, wire.SymbolInfo):
-        return [(_SYMBOL_SQL, (b.symbol, b.tick_size, b.step_size, b.min_qty, b.min_notional,
-                               b.price_precision, b.quantity_precision, t))]
+        return [(_SYMBOL_SQL, (*(getattr(b, c) for c in journal_store.SYMBOL_ROW_COLUMNS), t))]
     if isinstance(b, wire.AlgoOrderUpdate):
         return [(_ALGO_SQL, (b.client_algo_id, b.algo_id, b.symbol, b.side, b.order_type, b.trigger_price,
                              b.working_type, int(b.close_position), b.trade_id, b.role, b.state,

@@ -27,12 +27,11 @@ failed run after a good one keeps the last verdict: one REST blip should not sto
 from __future__ import annotations
 
 import queue
-import sqlite3
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import structlog
 
@@ -138,7 +137,7 @@ class Reconciler:
     def trading_allowed(self) -> bool:
         return self._good_once and self._last_good and self.consecutive_failures < self._max_failures
 
-    def poll(self, conn: sqlite3.Connection) -> ReconcileOutcome | None:
+    def poll(self, conn: Any) -> ReconcileOutcome | None:
         """Start a run when due; return its outcome when the worker has finished, else None."""
         if self._closed:
             return None
@@ -193,7 +192,7 @@ class Reconciler:
         if self._thread.is_alive():  # a daemon thread: it dies with the process
             log.warning("reconcile.close_timeout", timeout_s=self._join_timeout_s)
 
-    def _finish(self, conn: sqlite3.Connection, done: _Done, now: float) -> ReconcileOutcome:
+    def _finish(self, conn: Any, done: _Done, now: float) -> ReconcileOutcome:
         if done.exchange is None:
             return self._failed(UNREACHABLE, done.error, now, done.duration_s)
         try:

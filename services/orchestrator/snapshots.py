@@ -1,6 +1,6 @@
 """The two reads reconciliation compares: the local database and the exchange.
 
-``local_snapshot`` reads SQLite on the caller's thread (the connection belongs to the
+``local_snapshot`` reads the journal (``common.journal_store``) on the caller's thread (the connection belongs to the
 orchestrator's loop). ``fetch_exchange_snapshot`` asks the exchange through the ``Broker``
 port, read methods only (``open_orders``, ``query``, ``positions``, ``fills``, ``all_orders``), and lets the
 broker's errors through unchanged: the shell decides what a failure means.
@@ -8,10 +8,10 @@ broker's errors through unchanged: the shell decides what a failure means.
 
 from __future__ import annotations
 
-import sqlite3
 from decimal import Decimal
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
+from common import journal_store
 from venue.port import Broker, ExchangeOrder
 from venue.orders import CLOCK_MARGIN_MS
 from services.orchestrator.reconcile import (TERMINAL_STATUSES, ExchangeSnapshot, LocalOrder, LocalPosition,
@@ -23,51 +23,40 @@ LOCAL_WINDOW_MS = 86_400_000
 HISTORY_MAX_MS = 7 * 86_400_000
 _NS_PER_MS = 1_000_000
 
-_ORDER_COLUMNS = ("client_order_id, COALESCE(exchange_order_id, ''), symbol, side, status, qty, filled_qty,"
-                  " avg_price, updated_ns")
-
-
 def _dec(x: float) -> Decimal:
     """A REAL column as the Decimal its shortest repr spells (how ``reconcile.as_stored`` compares)."""
     return Decimal(repr(float(x)))
 
 
-def _order(row: tuple) -> LocalOrder:
-    cid, eid, symbol, side, status, qty, filled, avg, updated_ns = row
-    return LocalOrder(client_order_id=cid, exchange_order_id=eid, symbol=symbol, side=side, status=status,
-                      qty=_dec(qty), filled_qty=_dec(filled), avg_price=_dec(avg),
-                      updated_ms=updated_ns // _NS_PER_MS)
+def _order(r: journal_store.LocalOrderRow) -> LocalOrder:
+    return LocalOrder(client_order_id=r.client_order_id, exchange_order_id=r.exchange_order_id, symbol=r.symbol,
+                      side=r.side, status=r.status, qty=_dec(r.qty), filled_qty=_dec(r.filled_qty),
+                      avg_price=_dec(r.avg_price), updated_ms=r.updated_ns // _NS_PER_MS)
 
 
-def local_snapshot(conn: sqlite3.Connection, now_ms: int, *, also_ids: Iterable[str] = ()) -> LocalSnapshot:
+def local_snapshot(conn: Any, now_ms: int, *, also_ids: Iterable[str] = ()) -> LocalSnapshot:
     """Every non-terminal order, terminal ones updated within ``LOCAL_WINDOW_MS``, the orders
     named in ``also_ids`` whatever their age (the exchange lists them open: they are ours, not
-    external), every position row, and the keys of the fills within the window."""
+    external), every position row, and the keys of the fills within the window. ``conn``: the
+    orchestrator's connection (asked through ``journal_store.JournalReader``)."""
+    journal = journal_store.JournalReader(conn)
     since_ns = (now_ms - LOCAL_WINDOW_MS) * _NS_PER_MS
-    terminal = sorted(TERMINAL_STATUSES)
-    rows = conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders"  # noqa: S608 - fixed column list
-                        f" WHERE status NOT IN ({','.join('?' * len(terminal))}) OR updated_ns >= ?",
-                        (*terminal, since_ns)).fetchall()
-    orders = {r[0]: _order(r) for r in rows}
+    orders = {r.client_order_id: _order(r) for r in journal.orders_to_compare(sorted(TERMINAL_STATUSES), since_ns)}
     for cid in sorted(set(also_ids) - orders.keys()):
-        row = conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = ?",  # noqa: S608
-                           (cid,)).fetchone()
+        row = journal.order(cid)
         if row is not None:
             orders[cid] = _order(row)
     positions = {
-        symbol: LocalPosition(symbol=symbol, qty=_dec(qty), entry_price=_dec(entry), realized_pnl=_dec(realized),
-                              updated_ms=updated_ns // _NS_PER_MS)
-        for symbol, qty, entry, realized, updated_ns in conn.execute(
-            "SELECT symbol, qty, entry_price, realized_pnl, updated_ns FROM positions ORDER BY symbol")}
+        p.symbol: LocalPosition(symbol=p.symbol, qty=_dec(p.qty), entry_price=_dec(p.entry_price),
+                                realized_pnl=_dec(p.realized_pnl), updated_ms=p.updated_ns // _NS_PER_MS)
+        for p in journal.position_rows()}
     keys: set[tuple[str, str]] = set()
     last_fill_ms: dict[str, int] = {}
-    for symbol, trade_id, ts_ns in conn.execute("SELECT symbol, trade_id, ts_ns FROM fills WHERE ts_ns >= ?",
-                                                (since_ns,)):
+    for symbol, trade_id, ts_ns in journal.fill_keys_since(since_ns):
         keys.add((symbol, trade_id))
         last_fill_ms[symbol] = max(last_fill_ms.get(symbol, 0), ts_ns // _NS_PER_MS)
-    latest = conn.execute("SELECT max(created_ns) FROM orders").fetchone()[0]
     return LocalSnapshot(taken_ms=now_ms, orders=orders, positions=positions, fill_keys=frozenset(keys),
-                         last_fill_ms=last_fill_ms, latest_order_ms=int(latest or 0) // _NS_PER_MS)
+                         last_fill_ms=last_fill_ms, latest_order_ms=journal.latest_order_ns() // _NS_PER_MS)
 
 
 def history_since(local: LocalSnapshot, now_ms: int, lookback_ms: int, max_ms: int = HISTORY_MAX_MS) -> int:

@@ -168,3 +168,27 @@ def test_clock_skew_gives_a_timestamp_error_then_the_resync_lets_the_retry_throu
     assert (exc.value.reason, exc.value.code) == ("timestamp", -1021)
     res = broker.submit(market("it-skew-1", "BUY"))  # same client id: the first was never executed
     assert res.order.status == "FILLED"
+
+
+def test_markets_from_the_feeds_rules_need_no_exchange_info(sim):
+    """A broker whose markets are made of the feed's rules (as the brain's is) starts, places
+    a limit order on the exact grid, fills a market entry and exit, and never asks exchangeInfo:
+    the sim counts only the test's own request for the rules."""
+    from services.feed import discovery
+
+    info = requests.get(f"{sim.base}/fapi/v1/exchangeInfo", timeout=5).json()
+    rules = {i.symbol: i for i in discovery.select_symbols(info, None, 10)}
+    b = CcxtBroker(CcxtConfig(base_url=sim.base, timeout_ms=TIMEOUT_MS), governor=Governor(), api_key=DEMO_API_KEY,
+                   api_secret=DEMO_API_SECRET, rules=lambda: rules)
+    try:
+        assert b.start([SYMBOL]).leverage == {SYMBOL: 5}
+        bid, _ = sim.book()
+        rest = b.submit(OrderSpec(client_order_id="it-seed-1", symbol=SYMBOL, side="BUY", order_type="LIMIT",
+                                  qty=QTY, price=(bid * Decimal("0.97")).quantize(Decimal("0.1"))))
+        assert rest.order.status == "NEW"
+        assert b.cancel(SYMBOL, "it-seed-1").status == "CANCELED"
+        assert b.submit(market("it-seed-2", "BUY")).order.status == "FILLED"
+        assert b.submit(market("it-seed-3", "SELL", reduce_only=True)).order.status == "FILLED"
+    finally:
+        b.close()
+    assert sim.records("stats")["http_requests"]["/fapi/v1/exchangeInfo"] == 1

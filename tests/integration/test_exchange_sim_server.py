@@ -411,6 +411,8 @@ def test_stats_and_faults(cap):
     assert r_bad[0] == 400
     assert close_code == 1001
     assert after["connections"] == []
+    # every request but the test control's own, per path (the 429 answered one counts too)
+    assert after["http_requests"] == {"/ws/btcusdt@trade": 1, "/fapi/v1/time": 2}
 
 
 # ---------------------------------------------------------------------------- the process

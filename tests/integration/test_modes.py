@@ -30,6 +30,9 @@ pytestmark = pytest.mark.integration
 FAKE_KEY = "aegisFAKEmodesKey00000000000000000000000000000000000000000000000"
 FAKE_SECRET = "aegisFAKEmodesSecret1111111111111111111111111111111111111111111"
 DURATION_S = 15
+# exchangeInfo asked once per start, by the feed: the brain's filters, the paper broker's and
+# ccxt's markets come from the rules the feed publishes (before: 3 per start in both modes)
+EXCHANGE_INFO_FETCHES = 1
 
 
 def run_mode(procs, tmp: Path, mode: str, sim: SimProc, **env_extra: str) -> tuple[dict, dict, str]:
@@ -80,6 +83,7 @@ def test_paper_mode_trades_on_paper_against_the_exchange_market(procs, short_tmp
     assert "reconcile" not in stats["orchestrator"]  # a paper account lives in the brain
     # the exchange saw no signed request: no order, no account call
     assert sim_get(sim, "/_sim/orders") == []
+    assert sim.stats()["http_requests"]["/fapi/v1/exchangeInfo"] == EXCHANGE_INFO_FETCHES
 
 
 def test_live_mode_with_keys_and_confirmation_trades_through_ccxt_and_reconciles(procs, short_tmp):
@@ -93,5 +97,6 @@ def test_live_mode_with_keys_and_confirmation_trades_through_ccxt_and_reconciles
     rec = stats["orchestrator"]["reconcile"]  # signed calls the "exchange" accepted
     assert rec["reconcile_runs"] >= 2 and rec["reconcile_failures"] == 0, rec
     assert rec["reconcile_trading_allowed"] == 1.0, rec
+    assert sim.stats()["http_requests"]["/fapi/v1/exchangeInfo"] == EXCHANGE_INFO_FETCHES
     assert FAKE_KEY not in log and FAKE_SECRET not in log
     assert FAKE_KEY not in (short_tmp / "sim.log").read_text()

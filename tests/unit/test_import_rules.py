@@ -11,7 +11,9 @@ imported): which package may import which.
 - ``cli`` (the ``aegis`` commands) is the one shell that may import anything: nothing
   imports it.
 - the brain reads the orchestrator's journal only through the store port
-  (``common/journal_store.py``): no module of ``services/brain`` imports ``sqlite3``.
+  (``common/journal_store.py``): no module of ``services/brain`` imports ``sqlite3``; nor does
+  any other module but the store, the orchestrator's writer and the dashboard's own history
+  file (``SQL_HOMES``).
 
 Imports inside functions count as much as those at the top of a module.
 """
@@ -122,13 +124,34 @@ def test_the_scan_sees_imports_inside_functions(tmp_path):
     assert imports(f) == [(2, "services.brain.recovery"), (4, "services.feed.codec.decode"), (5, "venue.filters")]
 
 
-def test_the_brain_holds_no_sql():
-    """The brain asks the journal through common/journal_store.py: none of its modules imports
-    sqlite3 (the schema and its queries have one home)."""
+def sqlite_imports(paths) -> list[str]:
+    """path:line of every import of sqlite3 (top level or in a function) in ``paths``."""
     bad = []
-    for path in sorted((ROOT / "services" / "brain").rglob("*.py")):
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             bad += [f"{path.relative_to(ROOT)}:{node.lineno}" for n in names if n.split(".")[0] == "sqlite3"]
-    assert bad == []
+    return bad
+
+
+# the modules that may hold SQL: the journal's store (its schema and every read query), the
+# orchestrator's writer (the rows of each message, and telling a full disk from other
+# failures), and the dashboard's own small file (its equity history: not the journal)
+SQL_HOMES = ("common/journal_store.py", "services/orchestrator/db.py", "services/orchestrator/storage.py",
+             "services/dashboard/history.py")
+
+
+def test_the_brain_holds_no_sql():
+    """The brain asks the journal through common/journal_store.py: none of its modules imports
+    sqlite3 (the schema and its queries have one home)."""
+    assert sqlite_imports(sorted((ROOT / "services" / "brain").rglob("*.py"))) == []
+
+
+def test_only_the_journals_store_and_its_writer_hold_sql():
+    """Outside the store, the orchestrator's writer and the dashboard's own history file, no
+    module of the source imports sqlite3: the dashboard, aegis report, aegis risk, aegis
+    replay and reconciliation read the journal through common/journal_store.py."""
+    found = sqlite_imports(sources())
+    assert [f for f in found if f.split(":")[0] not in SQL_HOMES] == []
+    assert sorted({f.split(":")[0] for f in found}) == sorted(SQL_HOMES)  # each home is real

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import ccxt
 import requests
@@ -34,7 +34,7 @@ from common.errors import (
     AegisError, AmbiguousError, ConfigError, DecodeError, DefinitiveError, ExchangeReply, TransientError,
     exchange_error, parse_retry_after,
 )
-from venue import ratelimit
+from venue import filters, ratelimit
 from venue.binance import WEIGHTS
 from venue.binance.bodies import (
     ALL_ORDERS_PAGE, history_from_raw, history_windows,
@@ -82,6 +82,8 @@ class ExchangeApi(Protocol):
     markets: dict[str, Any]
 
     def load_markets(self, reload: bool = False) -> dict[str, Any]: ...
+    def parse_market(self, market: dict[str, Any]) -> dict[str, Any]: ...
+    def set_markets(self, markets: Any, currencies: Any = None) -> Any: ...
     def load_time_difference(self) -> int: ...
     def amount_to_precision(self, symbol: str, amount: Any) -> str: ...
     def price_to_precision(self, symbol: str, price: Any) -> str: ...
@@ -163,7 +165,8 @@ class CcxtBroker:
 
     def __init__(self, config: CcxtConfig, *, api_key: str = "", api_secret: str = "",
                  exchange: ExchangeApi | None = None, clock_ms: Callable[[], int] | None = None,
-                 governor: ratelimit.Governor | None = None) -> None:
+                 governor: ratelimit.Governor | None = None,
+                 rules: Callable[[], Mapping[str, filters.SymbolInfo]] | None = None) -> None:
         self.config = config
         self.governor = governor if governor is not None else ratelimit.shared()
         # the keys live only inside the ccxt object, never on the broker (nor in its repr)
@@ -171,7 +174,14 @@ class CcxtBroker:
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._tls = threading.local()
         self._unified: dict[str, str] = {}  # exchange id (BTCUSDT) -> ccxt symbol (BTC/USDT:USDT)
-        self.counters: dict[str, int] = {"all_orders_rejected": 0}  # answers refused as malformed
+        # the feed's published rules (symbol -> wire.SymbolInfo): ccxt's markets are made of
+        # them (``_seed_markets``), exchangeInfo is asked only for a symbol they lack
+        self._rules = rules
+        self._seeded: dict[str, Any] = {}  # symbol -> the rule its market was made of
+        self._markets_fetched = False
+        self._markets_lock = threading.RLock()  # one thread at a time changes ccxt's markets
+        self.counters: dict[str, int] = {"all_orders_rejected": 0,  # answers refused as malformed
+                                         "markets_unseeded": 0}  # rules ccxt could not make a market of
         self._capture_replies()
 
     def __repr__(self) -> str:
@@ -179,7 +189,9 @@ class CcxtBroker:
 
     # ------------------------------------------------------------------ the port
     def start(self, symbols: Sequence[str]) -> AccountSetup:
-        self._load_markets()
+        self._seed_markets()
+        if self._rules is None or any(s not in self._unified for s in symbols):
+            self._load_markets()
         missing = [s for s in symbols if s not in self._unified]
         if missing:
             raise DefinitiveError(f"not on the exchange (linear): {missing}", reason="bad_symbol")
@@ -351,16 +363,51 @@ class CcxtBroker:
 
     # ------------------------------------------------------------------ start-up helpers
     def _load_markets(self, priority: ratelimit.Priority = ratelimit.Priority.QUERY) -> None:
-        markets = self._call("load_markets", self._ex.load_markets, True, priority=priority)
-        self._unified = {m["id"]: m["symbol"] for m in markets.values() if m.get("linear")}
+        """Every market from the exchange (exchangeInfo): without the feed's rules, or for a
+        symbol they lack."""
+        with self._markets_lock:
+            markets = self._call("load_markets", self._ex.load_markets, True, priority=priority)
+            self._markets_fetched = True
+            self._unified = {m["id"]: m["symbol"] for m in markets.values() if m.get("linear")}
+            self._seeded.clear()  # the exchange's own entries now; a rule published later is seeded again
+
+    def _seed_markets(self) -> None:
+        """ccxt's markets of the symbols the feed published rules for, made by ccxt's own
+        ``parse_market`` from the exchangeInfo entry the rules describe (no request); added to
+        the markets ccxt has. A rule without its assets (an older feed's) is left to exchangeInfo."""
+        if self._rules is None:
+            return
+        with self._markets_lock:
+            made = []
+            for symbol, info in dict(self._rules()).items():
+                if self._seeded.get(symbol) is info or not info.base_asset or info.contract_type != "PERPETUAL":
+                    continue
+                try:
+                    market = self._ex.parse_market(filters.entry_from_symbol_info(info))
+                except Exception as exc:  # noqa: BLE001 - ccxt refusing one entry: exchangeInfo covers it
+                    self.counters["markets_unseeded"] += 1
+                    log.warning("ccxt.market_unseeded", symbol=symbol, error=repr(exc)[:200])
+                    continue
+                self._seeded[symbol] = info
+                if market and market.get("linear"):
+                    made.append(market)
+            if made:
+                self._ex.set_markets({**(self._ex.markets or {}), **{m["symbol"]: m for m in made}})
+                self._unified.update({m["id"]: m["symbol"] for m in made})
 
     def _symbol(self, exchange_id: str, priority: ratelimit.Priority = ratelimit.Priority.QUERY) -> str:
-        if not self._unified:
+        unified = self._unified.get(exchange_id)
+        if unified is None:
+            self._seed_markets()
+            unified = self._unified.get(exchange_id)
+        # without the feed's rules: the exchange's markets once (as ever); with them: exchangeInfo
+        # only for a symbol they lack, at most once
+        if unified is None and (not self._markets_fetched if self._rules is not None else not self._unified):
             self._load_markets(priority)  # an exit's own look-up spends the exit's budget
-        try:
-            return self._unified[exchange_id]
-        except KeyError:
-            raise DefinitiveError(f"unknown symbol {exchange_id}", reason="bad_symbol", code=-1121) from None
+            unified = self._unified.get(exchange_id)
+        if unified is None:
+            raise DefinitiveError(f"unknown symbol {exchange_id}", reason="bad_symbol", code=-1121)
+        return unified
 
     def _ensure_one_way(self) -> bool:
         """One-way position mode; switch from hedge mode only while nothing is open."""

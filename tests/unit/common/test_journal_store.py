@@ -132,3 +132,97 @@ class TestFailures:
         with pytest.raises(StoreError), journal_store.read_only(tmp_path / "none.sqlite3") as journal:
             journal.order_ids_since(0)
         assert not (tmp_path / "none.sqlite3").exists()
+
+
+REJECT = wire.RiskReject(symbol="ETHUSDT", reason="MAX_POSITIONS", detail="3 held", signal_id="e1")
+TRADE = wire.TradeClosed(trade_id="tr1", symbol="BTCUSDT", side="BUY", qty=0.5, entry_price=101.0, exit_price=120.0,
+                         stop=95.0, target=110.0, opened_ms=T_MS, closed_ms=T_MS + 9, pnl=9.5, fees=0.2,
+                         outcome_r=1.5, exit_reason="TARGET", confidence=0.6, learned=True)
+POSITION = wire.Position(symbol="BTCUSDT", qty=0.4, entry_price=101.0, unrealized_pnl=1.0, realized_pnl=2.0)
+
+
+@pytest.fixture
+def full(tmp_path):
+    """A journal with one of everything the page, the report and reconciliation ask about."""
+    path = write(tmp_path / "full.sqlite3", SIGNAL, ENTRY, FILLED, EXIT, FILL, STOP, REJECT, REJECT.__class__(
+        symbol="SOLUSDT", reason="PAUSED", detail="paused", signal_id="s2"), REJECT.__class__(
+        symbol="XRPUSDT", reason="PAUSED", detail="paused", signal_id="s3"), TRADE, POSITION,
+        wire.ModelState(name=wire.RISK_STATE_NAME, version=1, state=b'{"halted": false}'))
+    return path
+
+
+class TestTheOtherReaders:
+    def test_page_rows_for_the_dashboard(self, full):
+        """The page's rows, newest first where the page shows them so, with the open position's
+        plan and protection, the totals and the saved risk state; one read transaction."""
+        limits = journal_store.PageLimits(orders=1, fills=5, signals=5, rejects=2, trades=5, controls=5)
+        reader = journal_store.open_reader(full, shared=True)
+        with reader.snapshot():
+            page = reader.page(limits, terminal_statuses=("CANCELED", "FILLED"), risk_state_name=wire.RISK_STATE_NAME,
+                               control_state_name=wire.CONTROL_STATE_NAME)
+        reader.close()
+        [pos] = page.positions
+        assert (pos["symbol"], pos["qty"], pos["plan"]["signal_id"], pos["plan"]["stop"]) == ("BTCUSDT", 0.4, "s1", 95.0)
+        assert [a["client_algo_id"] for a in pos["algos"]] == ["as-1"]
+        assert [o["client_order_id"] for o in page.orders] == ["ax-1"]  # newest, LIMIT 1
+        assert [f["trade_id"] for f in page.fills] == ["t9"]
+        assert [(s["signal_id"], s["order_status"], s["reject_reason"]) for s in page.signals] == [
+            ("s1", "FILLED", None)]
+        assert page.rejects_by_reason == [("PAUSED", 2), ("MAX_POSITIONS", 1)]
+        assert [r["signal_id"] for r in page.rejects] == ["s3", "s2"]
+        assert [t["trade_id"] for t in page.trades] == ["tr1"] and page.controls == []
+        assert page.totals == {"trades": 1, "realized_pnl": 9.5, "trade_fees": 0.2, "wins": 1, "fills": 1,
+                               "fees": 0.01, "orders": 2, "open_orders": 1, "signals": 1, "risk_rejects": 3}
+        assert page.risk_state == {"halted": False} and page.control_state is None
+
+    def test_report_questions(self, full):
+        """Tables, closed trades with an older database's defaults, counts, rejects by reason,
+        fees: what aegis report reads."""
+        with journal_store.read_only(full) as reader:
+            assert {"signals", "orders", "fills", "trades", "risk_rejects"} <= reader.table_names()
+            rows = reader.trade_rows(("trade_id", "pnl", "learned", "nope"), {"nope": "NULL"})
+            assert rows == [{"trade_id": "tr1", "pnl": 9.5, "learned": 1, "nope": None}]
+            assert reader.activity_counts() == {"signals": 1, "orders": 2, "fills": 1, "risk_rejects": 3,
+                                                "positions_open": 1}
+            assert reader.rejects_by_reason() == {"PAUSED": 2, "MAX_POSITIONS": 1}
+            assert reader.fill_fees() == [0.01]
+
+    def test_decisions_in_their_fixed_order(self, full):
+        """A run's decisions: each table in its order, no publisher (a process identity)."""
+        with journal_store.read_only(full) as reader:
+            got = reader.decisions()
+        assert [(d["type"], d.get("signal_id") or d.get("trade_id")) for d in got] == [
+            ("signal", "s1"), ("order", "s1"), ("order", "s1"), ("fill", "t9"), ("trade", "tr1"),
+            ("risk_reject", "e1"), ("risk_reject", "s2"), ("risk_reject", "s3")]
+        assert got[0]["features"] == {"a": 1.5} and "publisher" not in got[-1]
+
+    def test_reconciliations_local_side(self, full):
+        """Orders to compare (open ones, terminal ones since a time), one order by id, the
+        position rows, the fill keys since a time, the newest order's time."""
+        conn = db.connect(full)  # the orchestrator asks on its own writer connection
+        reader = journal_store.JournalReader(conn)
+        open_only = reader.orders_to_compare(["FILLED", "CANCELED"], (T_MS + 100) * 1_000_000)
+        assert [r.client_order_id for r in open_only] == ["ax-1"]
+        both = reader.orders_to_compare(["FILLED", "CANCELED"], 0)
+        assert sorted(r.client_order_id for r in both) == ["ae-1", "ax-1"]
+        assert reader.order("ae-1") == journal_store.LocalOrderRow(
+            "ae-1", "77", "BTCUSDT", "BUY", "FILLED", 0.5, 0.5, 101.0, (T_MS + 2) * 1_000_000)
+        assert reader.order("zz") is None
+        assert reader.position_rows() == [journal_store.PositionRow("BTCUSDT", 0.4, 101.0, 2.0,
+                                                                    (T_MS + 10) * 1_000_000)]
+        assert reader.fill_keys_since(0) == [("BTCUSDT", "t9", (T_MS + 4) * 1_000_000)]
+        assert reader.fill_keys_since((T_MS + 5) * 1_000_000) == []
+        assert reader.latest_order_ns() == (T_MS + 3) * 1_000_000
+        conn.close()
+
+    def test_clear_model_state_and_an_odd_path(self, tmp_path):
+        """aegis risk --clear-halt's one write: the row goes, a second clear finds none; a path
+        with '?' and '#' opens as itself."""
+        path = write(tmp_path / "a?b#c.sqlite3", wire.ModelState(name="risk_state", version=1, state=b"{}"))
+        assert journal_store.clear_model_state(path, "risk_state") is True
+        assert journal_store.clear_model_state(path, "risk_state") is False
+        reader = journal_store.open_reader(path)
+        assert reader.model_state("risk_state") is None
+        reader.close()
+        with pytest.raises(StoreError):
+            journal_store.open_reader(tmp_path / "absent.sqlite3").table_names()

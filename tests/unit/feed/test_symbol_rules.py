@@ -1,5 +1,6 @@
-"""The trading rules the feed publishes for the brain (SYMBOL_INFO), the orchestrator stores
-(symbols table) and the brain falls back on when exchangeInfo cannot be fetched."""
+"""The trading rules the feed publishes for the brain (SYMBOL_INFO, every filter of the one
+exact ``SymbolFilters`` type), the orchestrator stores (symbols table) and the brain's filters
+and the paper broker read, with exchangeInfo asked only for a symbol they lack."""
 
 from __future__ import annotations
 
@@ -55,11 +56,56 @@ def test_unusable_rules_are_counted_not_published():
     assert [b.symbol for b in bodies] == ["BTCUSDT"] and bad == 3  # zero tick, lower case, no filters
 
 
+def test_real_exchange_info_rules_carry_exactly_the_entrys_filters():
+    """For each real perpetual, the feed's rules give exactly the filters read from the raw
+    entry (price bounds, max quantity, MARKET_LOT_SIZE, PERCENT_PRICE included), and the entry
+    made back of the rules gives them again: one type, no loss on the way."""
+    info = json.loads(INFO.read_text())
+    perps = [e for e in info["symbols"] if discovery.tradable(e)]
+    assert len(perps) == 7
+    for e in perps:
+        rules = discovery.parse_symbol(e)
+        want = filters.filters_from_entry(e)
+        assert filters.filters_from_symbol_info(rules) == want
+        assert filters.filters_from_entry(filters.entry_from_symbol_info(rules)) == want
+        assert (rules.base_asset, rules.quote_asset, rules.margin_asset, rules.contract_type) == (
+            e["baseAsset"], "USDT", "USDT", "PERPETUAL")
+    btc = filters.filters_from_symbol_info(discovery.parse_symbol(perps[0]))
+    assert (btc.max_price, btc.min_price, btc.market_max_qty, btc.percent_up, btc.percent_down) == (
+        Decimal("4529764"), Decimal("556.80"), Decimal("120"), Decimal("1.05"), Decimal("0.95"))
+
+
+def test_a_value_no_float_carries_exactly_is_refused():
+    """A filter value with more digits than a float keeps (18 significant) is refused as the
+    entry's error (ValueError, counted by the caller), never published rounded."""
+    with pytest.raises(ValueError, match="exactly"):
+        discovery.parse_symbol(entry("BTCUSDT", tick="0.123456789012345678"))
+    assert discovery.infos_for({"symbols": [entry("BTCUSDT", tick="0.123456789012345678")]}, ["BTCUSDT"]) == []
+
+
+def test_an_older_feeds_message_decodes_with_no_bounds():
+    """A SYMBOL_INFO of a feed from before the extra filters (as old captures hold it) still
+    decodes, and means what it meant: no price bounds, no max quantity, no PERCENT_PRICE."""
+    import msgspec
+
+    old = {"type": "SYMBOL_INFO", "symbol": "BTCUSDT", "tick_size": 0.1, "step_size": 0.001, "min_qty": 0.001,
+           "min_notional": 5.0, "price_precision": 2, "quantity_precision": 3}
+    frames = [b"symbol.BTCUSDT", msgspec.msgpack.encode([1, "feed:1", 1, 1, 1, old])]
+    body = wire.decode(frames).body
+    assert body == wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.1, step_size=0.001, min_qty=0.001,
+                                   min_notional=5.0, price_precision=2, quantity_precision=3)
+    assert filters.filters_from_symbol_info(body) == risk.SymbolFilters(
+        symbol="BTCUSDT", tick_size=Decimal("0.1"), step_size=Decimal("0.001"), min_qty=Decimal("0.001"),
+        min_notional=Decimal("5"))
+
+
 def test_stored_by_the_orchestrator_and_read_back_by_the_brain(short_tmp):
+    """The symbols table keeps every field of the rules; the newest message of a symbol wins."""
     path = short_tmp / "a.sqlite3"
     conn = db.connect(path)
     first = wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.1, step_size=0.001, min_qty=0.001, min_notional=100.0)
-    newer = wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.01, step_size=0.001, min_qty=0.001, min_notional=50.0)
+    newer = discovery.parse_symbol(json.loads(INFO.read_text())["symbols"][0])
+    assert newer.symbol == "BTCUSDT" and newer.percent_up == 1.05
     for i, b in enumerate((first, newer), 1):
         db.write_batch(conn, db.rows_for(wire.Envelope(1, "feed:1", i, i, i, b)))
     conn.close()
@@ -67,20 +113,84 @@ def test_stored_by_the_orchestrator_and_read_back_by_the_brain(short_tmp):
     assert recovery.symbol_rules(short_tmp / "missing.sqlite3") == {}
 
 
-def test_filters_fall_back_on_the_feeds_rules_when_exchange_info_fails(monkeypatch):
+def test_a_database_from_before_the_extra_columns_reads_and_gets_them(short_tmp):
+    """A symbols table of the old layout (8 columns) is read as rules without the extra
+    filters; the writer's connect adds the columns and keeps the row."""
+    import sqlite3
+
+    path = short_tmp / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE symbols (symbol TEXT PRIMARY KEY, tick_size REAL NOT NULL, step_size REAL NOT NULL,"
+                " min_qty REAL NOT NULL, min_notional REAL NOT NULL, price_precision INTEGER NOT NULL,"
+                " quantity_precision INTEGER NOT NULL, updated_ns INTEGER NOT NULL)")
+    old.execute("INSERT INTO symbols VALUES ('ETHUSDT', 0.01, 0.001, 0.001, 20.0, 2, 3, 1)")
+    old.commit()
+    old.close()
+    want = {"ETHUSDT": wire.SymbolInfo(symbol="ETHUSDT", tick_size=0.01, step_size=0.001, min_qty=0.001,
+                                       min_notional=20.0, price_precision=2, quantity_precision=3)}
+    assert recovery.symbol_rules(path) == want
+    db.connect(path).close()
+    assert recovery.symbol_rules(path) == want
+
+
+def test_filters_are_the_feeds_rules_read_live_without_a_fetch(monkeypatch):
+    """Outside replay the filters are the feed's rules as they are at each look-up (a rule
+    published or changed later counts at once), and exchangeInfo is never asked for them."""
     cfg = config_mod.load(None, env={})
     rules = {"BTCUSDT": wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.1, step_size=0.001, min_qty=0.001,
-                                        min_notional=100.0)}
+                                        min_notional=100.0, percent_up=1.05, percent_down=0.95)}
+
+    def never(url):
+        raise AssertionError("exchangeInfo fetched")
+
+    monkeypatch.setattr(filters, "fetch_filters", never)
+    got = brokers.symbol_filters(cfg, lambda: rules)
+    assert got["BTCUSDT"] == risk.SymbolFilters(symbol="BTCUSDT", tick_size=Decimal("0.1"), step_size=Decimal("0.001"),
+                                                min_qty=Decimal("0.001"), min_notional=Decimal("100.0"),
+                                                percent_up=Decimal("1.05"), percent_down=Decimal("0.95"))
+    assert got.get("ETHUSDT") is None and list(got) == ["BTCUSDT"]
+    rules["ETHUSDT"] = wire.SymbolInfo(symbol="ETHUSDT", tick_size=0.01, step_size=0.001)
+    rules["BTCUSDT"] = wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.5, step_size=0.001)
+    assert got["ETHUSDT"].tick_size == Decimal("0.01") and got["BTCUSDT"].tick_size == Decimal("0.5")
+    assert len(got) == 2
+    assert got.complete(["BTCUSDT", "ETHUSDT"]) == []  # both covered: no fetch
+
+
+def test_complete_fetches_once_only_for_symbols_the_feed_has_no_rules_for(monkeypatch):
+    """A position in a symbol the feed does not stream gets its filters from one exchangeInfo
+    fetch; the feed's rule wins once it arrives; a failed fetch raises to the caller."""
+    cfg = config_mod.load(None, env={})
+    rules: dict = {}
+    calls = []
+    fetched = {"XRPUSDT": risk.SymbolFilters(symbol="XRPUSDT", tick_size=Decimal("0.0001"),
+                                             step_size=Decimal("0.1"), min_qty=Decimal("0.1"), min_notional=Decimal(5))}
+
+    def fetch(url):
+        calls.append(url)
+        return fetched
+
+    monkeypatch.setattr(filters, "fetch_filters", fetch)
+    got = brokers.symbol_filters(cfg, lambda: rules)
+    assert got.complete([]) == [] and calls == []
+    assert got.complete(["XRPUSDT", "NOPEUSDT"]) == ["NOPEUSDT"] and len(calls) == 1
+    assert got["XRPUSDT"] == fetched["XRPUSDT"]
+    assert got.complete(["XRPUSDT"]) == [] and len(calls) == 1  # kept: not asked again
+    rules["XRPUSDT"] = wire.SymbolInfo(symbol="XRPUSDT", tick_size=0.001, step_size=0.1)
+    assert got["XRPUSDT"].tick_size == Decimal("0.001")
 
     def down(url):
         raise OSError("connection refused")
 
     monkeypatch.setattr(filters, "fetch_filters", down)
-    got = brokers.filters_fn(cfg, fallback=lambda: rules)()
-    assert got["BTCUSDT"] == risk.SymbolFilters(symbol="BTCUSDT", tick_size=Decimal("0.1"), step_size=Decimal("0.001"),
-                                                min_qty=Decimal("0.001"), min_notional=Decimal("100.0"))
-    with pytest.raises(OSError):  # nothing to fall back on: the failure stands
-        brokers.filters_fn(cfg, fallback=lambda: {})()
     with pytest.raises(OSError):
-        brokers.filters_fn(cfg)()
+        brokers.symbol_filters(cfg, lambda: {}).complete(["BTCUSDT"])
 
+
+def test_replay_reads_the_saved_exchange_info(short_tmp):
+    """Replay mode's filters are the capture's saved exchangeInfo (a file, no network)."""
+    path = short_tmp / "info.json"
+    path.write_text(INFO.read_text())
+    cfg = config_mod.from_dict({"mode": "replay", "replay": {"exchange_info": str(path), "file": str(path)}})
+    got = brokers.symbol_filters(cfg)
+    assert isinstance(got, dict) and got["BTCUSDT"] == filters.filters_from_entry(
+        json.loads(INFO.read_text())["symbols"][0])
