@@ -10,8 +10,9 @@ Three rules, all pure (the state is a value the caller owns; no clock, no I/O):
 - **id order** (``sequence``): trade and aggTrade ids must rise by one (a larger step keeps
   the tick and attaches a ``Gap``); depth diffs chain ``pu`` to the previous ``u``; an id at
   or below the last one seen (for marks: the event time) is a DUPLICATE.
-- **counter resets** (``id_counter_reset``): a "duplicate" whose event time is newer than its
-  stream's last is an exchange that restarted its id counters: the stream starts again.
+- **counter resets** (``id_counter_reset``): a "duplicate" (id at or below the last) whose
+  event time is newer than its stream's last is an exchange that restarted its id counters:
+  the stream starts again.
 - **kline dedupe** (``kline_key``): within one candle a kline update must outrank the last
   one seen (close, then more trades, then later); otherwise it is a duplicate (two
   connections deliver the same updates during a rollover).
@@ -129,12 +130,14 @@ def id_counter_reset(state: SeqState, res: codec.Result) -> bool:
     really a restarted id counter: its id is not newer than its stream's last, but its event
     time is. One stream's ids and event times rise together, so a true duplicate (the same
     frame from a second connection, or an older one from a lagging server) is never newer;
-    an exchange that restarted its counters is. Marks are sequenced by time: never a reset."""
+    an exchange that restarted its counters is. The stream's last id itself counts ("not
+    newer"): a feed that reconnects late to a restarted exchange may first see the id it saw
+    last, and that is a new tick, not a copy. Marks are sequenced by time: never a reset."""
     tick = res.tick
     if tick is None or tick.kind == _MARK:
         return False
     slot = state.get(res.event, {}).get(res.symbol)
-    return slot is not None and tick.id < slot[0] and res.event_ms > slot[1]
+    return slot is not None and tick.id <= slot[0] and res.event_ms > slot[1]
 
 
 def kline_key(res: codec.Result) -> tuple[int, tuple[bool, int, int]]:

@@ -193,6 +193,19 @@ class TestIdCounterReset:
         st = _state_after(_trade(5000, E0))
         assert sequencer.id_counter_reset(st, _decoded(_trade(1, E0 + 5))) is True
 
+    def test_the_last_id_again_with_a_newer_event_time_is_a_reset(self):
+        """A feed that reconnects late to a restarted exchange can first see the id it saw
+        last; with time moved on that is a new tick (a reset), not a copy to drop."""
+        st = _state_after(_trade(5000, E0), _trade(5001, E0 + 1))
+        assert sequencer.id_counter_reset(st, _decoded(_trade(5001, E0 + 9000))) is True
+        seq = sequencer.Sequencer()
+        for f in (_trade(5000, E0), _trade(5001, E0 + 1)):
+            seq.step(_decoded(f))
+        out = seq.step(_decoded(_trade(5001, E0 + 9000)))
+        assert (out.status, out.tick.id, seq.resets) == (codec.TICK, 5001, 1)
+        assert seq.step(_decoded(_trade(5002, E0 + 9001))).status == codec.TICK
+        assert seq.state["trade"]["BTCUSDT"] == [5002, E0 + 9001]
+
     def test_same_frame_again_is_a_duplicate_not_a_reset(self):
         """The overlap's copy of a frame (same id, same time) is a plain duplicate."""
         st = _state_after(_trade(5000, E0), _trade(5001, E0 + 1))
