@@ -396,8 +396,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candles", choices=("bench", "real"), default="bench")
     p.add_argument("--warm", type=int, default=300, help="untimed candles first (default 300)")
     p.add_argument("--cprofile", type=int, default=0, metavar="N", help="then N entries under cProfile")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = p.parse_args(argv)
     res = run(a.iterations, a.candles, a.cprofile, a.warm)
+    if a.json is not None:
+        import json
+
+        a.json.write_text(json.dumps(res, indent=1))
     la, lb = res["load_before"], res["load_after"]
     print(f"entry decision, deciding thread's CPU, candles={res['candles']}, {res['iterations']} entries a pass; "
           f"load average {la[0]:.2f} before, {lb[0]:.2f} after")
