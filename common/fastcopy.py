@@ -13,6 +13,13 @@ field, no ``InitVar``), no ``__post_init__`` and no ``functools.cached_property`
 value would be copied with the rest). There the new record is the old one's ``__dict__`` with
 the changes: the same values ``__init__`` would have stored. Any other class (and an unknown
 field name) goes to ``dataclasses.replace`` itself, with its checks and its errors.
+
+``build(cls, **fields)`` is the same idea for a new record: ``cls(**fields)`` for those classes,
+made as the dictionary ``__init__`` would have filled (every field in order, the defaults
+themselves, each ``default_factory`` called), without running the generated ``__init__``. The
+trader makes a ``Trade`` (35 fields) and an order (21) for every entry: about 9 us each through
+``__init__``, 1 to 2 us this way. A class outside those rules, a missing or an unknown field go
+to ``cls(**fields)`` itself, with its checks and its errors.
 """
 
 from __future__ import annotations
@@ -24,6 +31,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _fields_of: dict[type, frozenset[str] | None] = {}  # class -> its field names (None: no fast path)
+# class -> (every field in order with its default, _MISSING for a required one; the fields with a
+# default_factory and the factory; the required fields), or None: no fast path
+_build_of: dict[type, tuple[dict[str, Any], tuple[tuple[str, Any], ...], frozenset[str]] | None] = {}
+_MISSING = object()
 
 
 def _fast_fields(cls: type) -> frozenset[str] | None:
@@ -59,5 +70,50 @@ def replace(obj: T, /, **changes: Any) -> T:
     new = object.__new__(cls)
     d = obj.__dict__.copy()
     d.update(changes)
+    object.__setattr__(new, "__dict__", d)
+    return new
+
+
+def _build_spec(cls: type) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...], frozenset[str]] | None:
+    if _fast_fields(cls) is None:
+        return None
+    params = getattr(cls, "__dataclass_params__")
+    # a non-frozen class's __init__ assigns through the class's own __setattr__: keep it
+    if not params.frozen and cls.__setattr__ is not object.__setattr__:
+        return None
+    template: dict[str, Any] = {}
+    factories: list[tuple[str, Any]] = []
+    required: list[str] = []
+    for f in getattr(cls, "__dataclass_fields__").values():
+        if f._field_type is not dataclasses._FIELD:  # type: ignore[attr-defined]
+            continue  # ClassVar
+        if f.default is not dataclasses.MISSING:
+            template[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            template[f.name] = _MISSING
+            factories.append((f.name, f.default_factory))
+        else:
+            template[f.name] = _MISSING
+            required.append(f.name)
+    return template, tuple(factories), frozenset(required)
+
+
+def build(cls: type[T], /, **fields: Any) -> T:
+    """``cls(**fields)``: the same new record, the same errors."""
+    try:
+        spec = _build_of[cls]
+    except KeyError:
+        spec = _build_of[cls] = _build_spec(cls)
+    if spec is None:
+        return cls(**fields)
+    template, factories, required = spec
+    d = template.copy()
+    d.update(fields)
+    if len(d) != len(template) or not required.issubset(fields):
+        return cls(**fields)  # an unknown or a missing field: __init__'s own TypeError
+    for name, factory in factories:
+        if name not in fields:
+            d[name] = factory()
+    new = object.__new__(cls)
     object.__setattr__(new, "__dict__", d)
     return new

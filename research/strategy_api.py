@@ -214,6 +214,9 @@ class Strategy:
         return {}
 
 
+_BASE_ON_TIMER = Strategy.on_timer
+
+
 # ---------------------------------------------------------------------------- loading
 def resolve(path: str) -> str:
     """A short name (``smc``, ``donchian``) -> its ``module:Class``; anything else unchanged."""
@@ -370,7 +373,10 @@ class StrategyRunner:
 
     def on_timer(self, symbol: str, now_ms: int, *, position: PositionView | None = None, model: Any = None) -> list:
         s = self._sym(symbol)
-        return self._call(self.strategy.on_timer, self._ctx(symbol, s, now_ms, position, model), now_ms)
+        fn = self.strategy.on_timer
+        if getattr(fn, "__func__", None) is _BASE_ON_TIMER:  # not overridden: the base's [] without its context
+            return []
+        return self._call(fn, self._ctx(symbol, s, now_ms, position, model), now_ms)
 
     def on_fill(self, symbol: str, fill: FillView, *, position: PositionView | None = None,
                 model: Any = None) -> list:
@@ -467,9 +473,8 @@ class Resampler:
 
 def candle_from(c: Any) -> Candle:
     """A ``wire.CandleClosed`` (or anything with its fields) -> ``Candle``."""
-    return Candle(symbol=c.symbol, interval_s=int(c.interval_s), open_ms=int(c.open_ms), close_ms=int(c.close_ms),
-                  open=float(c.open), high=float(c.high), low=float(c.low), close=float(c.close),
-                  volume=float(c.volume))
+    return make_candle(c.symbol, int(c.interval_s), int(c.open_ms), int(c.close_ms), float(c.open), float(c.high),
+                       float(c.low), float(c.close), float(c.volume))
 
 
 def position_of(trade: Any) -> PositionView | None:

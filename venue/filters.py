@@ -48,6 +48,12 @@ class SymbolInfo(Protocol):
 # ---------------------------------------------------------------------------- exact numbers
 def to_decimal(x: Any) -> Decimal | None:
     """A finite Decimal from a float (its shortest repr), int, str or Decimal; None otherwise."""
+    t = type(x)
+    if t is float:  # the usual case first (prices and quantities from the strategy and the feed)
+        d = Decimal(repr(x))  # repr is the shortest round-tripping text: 0.1 -> "0.1"
+        return d if d.is_finite() else None
+    if t is Decimal:
+        return x if x.is_finite() else None
     if isinstance(x, bool):
         return None
     try:
@@ -90,22 +96,66 @@ def _on_grid(k: int, step: Decimal) -> Decimal:
     return Decimal(f"{k * sn}E{se}")  # the string constructor is exact, whatever the context
 
 
+# A positive finite step (a symbol's tick or lot size) as (the step itself, numerator and
+# denominator of its exact ratio, its coefficient and exponent), cached by identity: the
+# filters' Decimals live as long as the filters, and every order rounds onto them. The entry
+# holds the step, so no other object can take its id while it is cached.
+_STEPS: dict[int, tuple[Decimal, int, int, int, int]] = {}
+_STEPS_MAX = 1024
+
+
+def _step_of(step: Any) -> tuple[Decimal, int, int, int, int] | None:
+    c = _STEPS.get(id(step))
+    if c is not None and c[0] is step:
+        return c
+    if type(step) is not Decimal or not step.is_finite() or step <= 0:
+        return None  # the general path below (its own errors for a bad step)
+    n, d = step.as_integer_ratio()
+    sn, se = _coef(step)
+    if len(_STEPS) >= _STEPS_MAX:
+        _STEPS.clear()
+    c = _STEPS[id(step)] = (step, n, d, sn, se)
+    return c
+
+
+def _ratio(x: Any) -> tuple[int, int] | None:
+    """A finite Decimal's exact (numerator, denominator > 0); None: take the general path."""
+    if type(x) is not Decimal or not x.is_finite():
+        return None
+    return x.as_integer_ratio()
+
+
 def round_qty_down(qty: Decimal, step: Decimal) -> Decimal:
     """The largest multiple of ``step`` not above ``qty`` (never more than was asked for)."""
+    c, r = _step_of(step), _ratio(qty)
+    if c is not None and r is not None:  # floor(qty / step) from the exact ratios (qd, n, d > 0)
+        _, n, d, sn, se = c
+        return Decimal(f"{(r[0] * d) // (r[1] * n) * sn}E{se}")
     q, s = _grid_units(qty, step)
     return _on_grid(q // s, step)
 
 
 def round_price(price: Decimal, tick: Decimal, side: str) -> Decimal:
     """The nearest multiple of ``tick``; an exact tie goes the passive way (BUY down, SELL up)."""
+    c, r = _step_of(tick), _ratio(price)
+    if c is not None and r is not None:  # price / tick = num / den exactly (den > 0)
+        _, n, d, sn, se = c
+        den = r[1] * n
+        k, rem = divmod(r[0] * d, den)
+        if 2 * rem > den or (2 * rem == den and side == "SELL"):
+            k += 1
+        return Decimal(f"{k * sn}E{se}")
     p, t = _grid_units(price, tick)
-    k, r = divmod(p, t)
-    if 2 * r > t or (2 * r == t and side == "SELL"):
+    k, rem = divmod(p, t)
+    if 2 * rem > t or (2 * rem == t and side == "SELL"):
         k += 1
     return _on_grid(k, tick)
 
 
 def is_on_grid(x: Decimal, step: Decimal) -> bool:
+    c, r = _step_of(step), _ratio(x)
+    if c is not None and r is not None:
+        return (r[0] * c[2]) % (r[1] * c[1]) == 0
     a, s = _grid_units(x, step)
     return a % s == 0
 

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Callable, Mapping, Union
 
-from common.fastcopy import replace
+from common.fastcopy import build, replace
 from common.errors import DefinitiveError
 from common.wire import Fill, OrderRequest, OrderUpdate
 from venue.fills import TIME_IN_FORCE
@@ -335,7 +335,7 @@ def new_order(*, client_order_id: str, symbol: str, side: str, order_type: str, 
         raise InvalidOrder(f"time in force {time_in_force!r}")
     if not isinstance(recv_window_ms, int) or not 0 < recv_window_ms <= 60_000:
         raise InvalidOrder(f"recv_window_ms {recv_window_ms!r} (Binance allows up to 60000)")
-    return Order(client_order_id=client_order_id, symbol=symbol, side=side, order_type=order_type,
+    return build(Order, client_order_id=client_order_id, symbol=symbol, side=side, order_type=order_type,
                  qty=qty, price=price, reduce_only=reduce_only, signal_id=signal_id,
                  recv_window_ms=recv_window_ms, time_in_force=time_in_force)
 

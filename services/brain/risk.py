@@ -33,12 +33,14 @@ significant digits, survive the trip back to float with the same shortest repr.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field, fields
 from decimal import Context, Decimal
 from typing import Any, Mapping, Protocol
 
+from common.fastcopy import build
 from common.errors import ConfigError
 from common.wire import OrderRequest, RiskReject
 from venue.filters import (  # noqa: F401  (risk's callers read these through risk too)
@@ -113,6 +115,13 @@ class RiskConfig:
         for name in ("max_positions", "stale_data_ms", "max_orders_per_minute"):
             if not isinstance(getattr(self, name), int):
                 raise ConfigError(f"risk.{name} must be an integer")
+
+    @functools.cached_property
+    def limits_decimal(self) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+        """(max order notional, max total notional, max leverage) as exact Decimals, made once
+        per config (every entry's notional checks compare against them)."""
+        return (to_decimal(self.max_order_notional_usdt), to_decimal(self.max_total_notional_usdt),
+                to_decimal(self.max_leverage))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RiskConfig:
@@ -354,7 +363,7 @@ def check_min_notional(f: SymbolFilters, notional: Decimal) -> Rejection | None:
 
 
 def check_order_notional(cfg: RiskConfig, notional: Decimal) -> Rejection | None:
-    if notional > to_decimal(cfg.max_order_notional_usdt):
+    if notional > cfg.limits_decimal[0]:
         return Rejection(reason=MAX_ORDER_NOTIONAL,
                          detail=f"notional {fmt(notional)} above {cfg.max_order_notional_usdt}")
     return None
@@ -362,7 +371,7 @@ def check_order_notional(cfg: RiskConfig, notional: Decimal) -> Rejection | None
 
 def check_total_notional(cfg: RiskConfig, portfolio: Portfolio, notional: Decimal) -> Rejection | None:
     total = _EXACT.add(portfolio.total_notional(), notional)
-    if total > to_decimal(cfg.max_total_notional_usdt):
+    if total > cfg.limits_decimal[1]:
         return Rejection(reason=MAX_TOTAL_NOTIONAL,
                          detail=f"total notional {total} above {cfg.max_total_notional_usdt}")
     return None
@@ -371,7 +380,7 @@ def check_total_notional(cfg: RiskConfig, portfolio: Portfolio, notional: Decima
 def check_leverage(cfg: RiskConfig, portfolio: Portfolio, notional: Decimal) -> Rejection | None:
     equity = to_decimal(portfolio.equity_usdt)
     total = _EXACT.add(portfolio.total_notional(), notional)
-    if equity is None or equity <= 0 or total > _EXACT.multiply(equity, to_decimal(cfg.max_leverage)):
+    if equity is None or equity <= 0 or total > _EXACT.multiply(equity, cfg.limits_decimal[2]):
         return Rejection(reason=LEVERAGE, detail=f"total notional {total} on equity {portfolio.equity_usdt}"
                                                  f" exceeds {cfg.max_leverage}x")
     return None
@@ -445,7 +454,7 @@ def check_order(cfg: RiskConfig, state: RiskState, portfolio: Portfolio, order: 
         signal_id=order.signal_id if isinstance(order.signal_id, str) else "",
         time_in_force=_time_in_force(otype, getattr(order, "time_in_force", "")),
     )
-    return Approved(order=approved, qty=qty, price=price, notional_usdt=notional, is_exit=reduce_only, state=st)
+    return build(Approved, order=approved, qty=qty, price=price, notional_usdt=notional, is_exit=reduce_only, state=st)
 
 
 # ---------------------------------------------------------------------------- liquidation
@@ -477,6 +486,12 @@ def liquidation_price(*, side: str, qty: Decimal, entry: Decimal, leverage: int,
     return max(Decimal(0), p)
 
 
+@functools.lru_cache(maxsize=64, typed=True)
+def _buffer_decimal(buffer_pct: float) -> Decimal:
+    """``Decimal(repr(buffer_pct))``, once per value (the configured buffer: one value)."""
+    return Decimal(repr(buffer_pct))
+
+
 def check_liquidation(*, side: str, qty: Decimal, entry: Decimal, stop: Decimal, leverage: int,
                       buffer_pct: float, brackets: tuple[Any, ...] = ()) -> Rejection | None:
     """An entry whose liquidation price is not beyond its stop by ``buffer_pct`` of the stop is
@@ -484,7 +499,7 @@ def check_liquidation(*, side: str, qty: Decimal, entry: Decimal, stop: Decimal,
     liq = liquidation_price(side=side, qty=qty, entry=entry, leverage=leverage, brackets=brackets)
     if liq <= 0:
         return None
-    room = stop * Decimal(repr(buffer_pct)) / 100
+    room = stop * _buffer_decimal(buffer_pct) / 100
     ok = liq < stop - room if side == "BUY" else liq > stop + room
     if ok:
         return None

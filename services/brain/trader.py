@@ -40,12 +40,13 @@ until a query resolves it (never two live exits, never a blind re-send).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from decimal import Context, Decimal
 from typing import Any, Mapping
 
-from common.fastcopy import replace
+from common.fastcopy import build, replace
 from common import wire
 from venue import orders as om
 from services.brain import protection as pr
@@ -155,15 +156,24 @@ class _Req:
     time_in_force: str = ""
 
 
+_TEN_THOUSAND = Decimal(10_000)
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _config_decimal(x: Any) -> Decimal | None:
+    """``risk.to_decimal`` of a configured number, once per value (it is one value per run)."""
+    return risk.to_decimal(x)
+
+
 def entry_limit(cfg: TraderConfig, sig: wire.SignalGenerated, tick: Decimal, mark: float) -> Decimal | None:
     """The limit price of a limit-IOC entry: the signal's entry price (the mark when it has
     none) moved ``entry_slippage_bps`` against us, rounded onto the tick grid towards the
     reference (a BUY down, a SELL up) so the bound holds. None when it cannot be formed."""
     ref = risk.to_decimal(sig.entry if sig.entry > 0 else mark)
-    bps = risk.to_decimal(cfg.entry_slippage_bps)
+    bps = _config_decimal(cfg.entry_slippage_bps)
     if ref is None or ref <= 0 or bps is None or bps < 0 or tick <= 0:
         return None
-    move = _EXACT.divide(_EXACT.multiply(ref, bps), Decimal(10_000))
+    move = _EXACT.divide(_EXACT.multiply(ref, bps), _TEN_THOUSAND)
     if sig.side == "BUY":
         price = round_qty_down(_EXACT.add(ref, move), tick)
     else:
@@ -244,9 +254,9 @@ def _check_entry(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, 
             return risk.Rejected(reason=risk.PRICE_INVALID, state=st.risk,
                                  detail=f"no limit price from entry {sig.entry} and mark {price}")
         otype, limit, tif = "LIMIT", float(p), "IOC"
-    req = _Req(client_order_id=om.make_client_order_id(ENTRY_PREFIX, sig.signal_id, 0), symbol=sig.symbol,
-               side=sig.side, order_type=otype, qty=qty, price=limit,
-               reduce_only=False, signal_id=sig.signal_id, time_in_force=tif)
+    req = build(_Req, client_order_id=om.make_client_order_id(ENTRY_PREFIX, sig.signal_id, 0), symbol=sig.symbol,
+                side=sig.side, order_type=otype, qty=qty, price=limit,
+                reduce_only=False, signal_id=sig.signal_id, time_in_force=tif)
     dec = risk.check_order(cfg.risk, st.risk, portfolio(st, ctx), req, ctx.market, ctx.now_ms)
     if isinstance(dec, risk.Approved):
         stop, entry = risk.to_decimal(sig.stop), risk.to_decimal(price)
@@ -271,12 +281,18 @@ def _enter(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, ctx: C
     if isinstance(dec, risk.Rejected):
         return _reject(st, sig, dec)
     order = om.order_from_request(dec.order, recv_window_ms=cfg.recv_window_ms)
-    trade = Trade(trade_id=sig.signal_id, symbol=sig.symbol, side=sig.side, stop=sig.stop, target=sig.target,
+    cid = order.client_order_id
+    trade = build(Trade, trade_id=sig.signal_id, symbol=sig.symbol, side=sig.side, stop=sig.stop, target=sig.target,
                   confidence=sig.confidence, features=dict(sig.features), opened_ms=ctx.now_ms,
-                  entry_cid=order.client_order_id, signal_price=sig.entry if sig.entry > 0 else 0.0)
-    st = replace(st, risk=dec.state, used_cids=st.used_cids | {order.client_order_id},
-                 last_action_ms=rotation.record_action(st.last_action_ms, sig.symbol, ctx.now_ms))
-    st = _count(_with_order(_with_trade(st, trade), order), "orders", "entries")
+                  entry_cid=cid, signal_price=sig.entry if sig.entry > 0 else 0.0)
+    # one copy of the state: the trade, the order, the risk state, the used id, the rotation's
+    # clock and the counters (what _with_trade, _with_order and _count would give one by one)
+    counters = dict(st.counters)
+    counters["orders"] = counters.get("orders", 0) + 1
+    counters["entries"] = counters.get("entries", 0) + 1
+    st = replace(st, risk=dec.state, used_cids=st.used_cids | {cid},
+                 last_action_ms=rotation.record_action(st.last_action_ms, sig.symbol, ctx.now_ms),
+                 trades={**st.trades, trade.symbol: trade}, orders={**st.orders, cid: order}, counters=counters)
     return st, [NewOrder(order, dec.order)]
 
 

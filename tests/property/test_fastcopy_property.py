@@ -108,3 +108,79 @@ def test_real_state_classes_copy_every_field():
         dataclasses.replace(st0, fees=Decimal(5), used_cids=frozenset({"x"}))
     r0 = risk.initial_state(1000.0, 0)
     assert fp.replace(r0, halted=True) == dataclasses.replace(r0, halted=True)
+
+
+@given(a=st.integers(), b=st.text(max_size=5) | st.none(), c=st.lists(st.integers(), max_size=3) | st.none())
+@settings(max_examples=200, deadline=None)
+def test_build_same_as_the_constructor(a, b, c):
+    """fp.build(cls, **fields) equals cls(**fields), with the same dict in the same order, for
+    any subset of the optional fields."""
+    kw = {"a": a, **({"b": b} if b is not None else {}), **({"c": tuple(c)} if c is not None else {})}
+    got, want = fp.build(Plain, **kw), Plain(**kw)
+    assert got == want and type(got) is Plain
+    assert list(vars(got).items()) == list(vars(want).items())
+    assert got.d is not fp.build(Plain, **kw).d  # default_factory: a new dict each time
+
+
+def _slow_grid(x: Decimal, step: Decimal) -> tuple[int, int]:
+    """The general path of venue.filters (common unit of the two exponents), as a reference."""
+    from venue.filters import _grid_units
+
+    return _grid_units(x, step)
+
+
+@given(x=st.decimals(min_value="-1e9", max_value="1e9", allow_nan=False, allow_infinity=False, places=None),
+       step=st.sampled_from(["0.1", "0.10", "0.001", "1", "5", "0.5", "1E+1", "0.00001000", "25.0", "0.0000001"]),
+       side=st.sampled_from(["BUY", "SELL"]))
+@settings(max_examples=1000, deadline=None)
+def test_grid_fast_path_equals_the_general_one(x, step, side):
+    """round_qty_down, round_price and is_on_grid through the exact-ratio path (a cached
+    positive step) give the same Decimal, digit for digit and exponent for exponent, as the
+    general common-unit path."""
+    from venue import filters as vf
+
+    s = Decimal(step)
+    q, u = _slow_grid(x, s)
+    want_down = vf._on_grid(q // u, s)
+    k, r = divmod(q, u)
+    if 2 * r > u or (2 * r == u and side == "SELL"):
+        k += 1
+    want_round = vf._on_grid(k, s)
+    for _ in range(2):  # the first call caches the step, the second reads the cache
+        got_down, got_round = vf.round_qty_down(x, s), vf.round_price(x, s, side)
+        assert str(got_down) == str(want_down) and got_down.as_tuple() == want_down.as_tuple()
+        assert str(got_round) == str(want_round) and got_round.as_tuple() == want_round.as_tuple()
+        assert vf.is_on_grid(x, s) == (q % u == 0)
+
+
+@given(x=st.floats(allow_nan=True, allow_infinity=True) | st.decimals(allow_nan=True, allow_infinity=True)
+       | st.integers() | st.booleans() | st.text(max_size=6))
+@settings(max_examples=500, deadline=None)
+def test_to_decimal_fast_path_is_the_general_one(x):
+    """to_decimal's float and Decimal first cases give what the general isinstance chain gives
+    (shortest repr of a float, a finite Decimal as is, None for the rest)."""
+    from decimal import InvalidOperation
+
+    from venue.filters import to_decimal
+
+    def general(v):
+        if isinstance(v, bool):
+            return None
+        try:
+            if isinstance(v, Decimal):
+                d = v
+            elif isinstance(v, int):
+                d = Decimal(v)
+            elif isinstance(v, float):
+                d = Decimal(repr(v))
+            elif isinstance(v, str):
+                d = Decimal(v.strip())
+            else:
+                return None
+        except (InvalidOperation, ValueError):
+            return None
+        return d if d.is_finite() else None
+
+    got, want = to_decimal(x), general(x)
+    assert (got is None and want is None) or (got is not None and want is not None
+                                              and got.as_tuple() == want.as_tuple())

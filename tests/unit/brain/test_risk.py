@@ -448,3 +448,12 @@ class TestConfigAndWire:
         d = run(qty=0.026)
         assert d.to_wire(StubOrder()) == RiskReject(symbol="BTCUSDT", reason=risk.MAX_ORDER_NOTIONAL,
                                                     detail=d.detail, signal_id="sig1")
+
+
+def test_config_limits_as_decimals_made_once():
+    """The notional and leverage limits as exact Decimals (shortest repr of the floats), the
+    same object on every read of one config."""
+    cfg = risk.RiskConfig(max_order_notional_usdt=2000.5, max_total_notional_usdt=5000, max_leverage=0.1)
+    assert cfg.limits_decimal == (Decimal("2000.5"), Decimal(5000), Decimal("0.1"))
+    assert cfg.limits_decimal is cfg.limits_decimal
+    assert dataclasses.replace(cfg, max_leverage=3.0).limits_decimal[2] == Decimal("3.0")

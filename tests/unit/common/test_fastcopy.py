@@ -101,3 +101,43 @@ def test_grid_rounding_keeps_the_step_exponent():
     assert str(round_price(Decimal("97234.15"), Decimal("0.1"), "SELL")) == "97234.2"
     assert str(round_qty_down(Decimal("0.0019999"), Decimal("0.001"))) == "0.001"
     assert is_on_grid(Decimal("1.230"), Decimal("0.01")) and not is_on_grid(Decimal("1.235"), Decimal("0.01"))
+
+
+# ---------------------------------------------------------------------------- build
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WithFactory:
+    a: int
+    d: dict = dataclasses.field(default_factory=dict)
+    e: str = "e"
+
+
+def test_build_equals_the_constructor_field_for_field():
+    """build(cls, **fields) gives what cls(**fields) gives: equal, same dict in field order, the
+    defaults themselves, and a fresh default_factory value per record."""
+    from common.fastcopy import build
+
+    kw = dict(trade_id="t1", symbol="BTCUSDT", side="BUY", stop=90.0, target=120.0, confidence=0.5,
+              features={"rr": 2.0}, entry_cid="ae-x-0", opened_ms=1, signal_price=100.0)
+    got, want = build(Trade, **kw), Trade(**kw)
+    assert got == want and list(vars(got).items()) == list(vars(want).items()) and type(got) is Trade
+    assert got.entry_qty is want.entry_qty  # the default object itself, as __init__ stores it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.stop = 1.0  # type: ignore[misc]
+    one, two = build(WithFactory, a=1), build(WithFactory, a=1)
+    assert one == WithFactory(a=1) and list(vars(one)) == ["a", "d", "e"] and one.d is not two.d
+
+
+def test_build_keeps_the_constructor_errors_and_checks():
+    """A missing or unknown field is the constructor's TypeError; a class with __post_init__,
+    slots or init=False fields goes through its constructor (its checks run)."""
+    from common.fastcopy import build
+
+    with pytest.raises(TypeError):
+        build(Plain)  # a missing required field
+    with pytest.raises(TypeError):
+        build(Plain, a=1, nope=2)
+    with pytest.raises(ValueError, match="a must be >= 0"):
+        build(Checked, a=-1)
+    assert build(Derived, a=3) == Derived(3) and build(Derived, a=3).twice == 0
+    assert build(Slotted, a=1) == Slotted(1)
+    assert build(Cached, a=3).square == 9

@@ -260,3 +260,32 @@ def test_the_fast_candle_and_context_makers_build_the_same_frozen_records():
 
     with pytest.raises(TypeError, match="without __post_init__"):
         sa._maker(Checked)
+
+
+def test_on_timer_runs_only_when_the_strategy_overrides_it():
+    """A strategy without its own on_timer gets [] (the base's answer) and its symbol state;
+    one that overrides it is called with the context's clock and symbol."""
+
+    class Quiet(sa.Strategy):
+        pass
+
+    class Ticking(sa.Strategy):
+        def on_timer(self, ctx, now_ms):
+            return [sa.Exit(reason=f"{ctx.symbol}@{now_ms}")]
+
+    quiet = sa.StrategyRunner(Quiet())
+    assert quiet.on_timer("BTCUSDT", 60_000) == [] and list(quiet.symbols) == ["BTCUSDT"]
+    got = sa.StrategyRunner(Ticking()).on_timer("ETHUSDT", 120_000)
+    assert got == [sa.Exit(reason="ETHUSDT@120000")]
+
+
+def test_candle_from_is_the_keyword_candle():
+    """candle_from (positional maker) builds the Candle the keyword constructor builds."""
+    from common import wire
+
+    c = wire.CandleClosed(symbol="BTCUSDT", interval_s=60, open_ms=0, close_ms=59_999, open=1.5, high=2.0,
+                          low=1.0, close=1.75, volume=3.0)
+    want = sa.Candle(symbol="BTCUSDT", interval_s=60, open_ms=0, close_ms=59_999, open=1.5, high=2.0, low=1.0,
+                     close=1.75, volume=3.0)
+    got = sa.candle_from(c)
+    assert got == want and hash(got) == hash(want) and type(got) is sa.Candle
