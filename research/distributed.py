@@ -93,11 +93,11 @@ def run_task(task: Task) -> TaskResult | Failure:
     import logging
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    from research.backtest import Backtest
+    from research.backtest import new_backtest
     from services.brain import model as model_mod
 
     try:
-        bt = Backtest(task.cfg)
+        bt = new_backtest(task.cfg)
         if task.model:
             bt.model_state = model_mod.from_bytes(task.model)
         summary = bt.run()

@@ -14,7 +14,8 @@ Each returns a list of intents (``Enter``, ``Exit``, ``MoveStop``, ``MoveTarget`
 (``now_ms``, the close time of the candle, never the wall clock), the symbol's recent
 closed candles (oldest first, the current one last, at most ``Strategy.history`` of them),
 the SMC labels of this candle and the symbol's SMC state if the strategy asks for them
-(``wants_smc = True``), the confidence model's state, the symbol's position (``None`` when
+(``wants_smc = True``), the confidence model's state (``None`` for a strategy that says
+``reads_model = False``), the symbol's position (``None`` when
 flat), and ``state``: a dict that belongs to the strategy for this symbol and survives
 between calls. Python cannot forbid a strategy to open a file or a socket; the API gives it
 no reason to: everything it may use is in the context, and a strategy that reads anything
@@ -196,6 +197,9 @@ class Strategy:
     history: int = 200  # closed candles kept in ``ctx.candles``
     wants_smc: bool = False
     interval_s: int = 60  # the base candles this strategy reads
+    # False: the strategy never reads ``ctx.model`` (it gets None there, in every shell), so a
+    # shell may learn the confidence model's lessons later, in one go (the fast backtest does)
+    reads_model: bool = True
 
     def on_candle(self, ctx: Context, candle: Candle) -> list:
         return []
@@ -306,6 +310,7 @@ class StrategyRunner:
 
     def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
+        self.reads_model = bool(getattr(strategy, "reads_model", True))
         self.symbols: dict[str, _Symbol] = {}
         self.counters: dict[str, int] = {ERROR: 0, BAD_INTENT: 0}
 
@@ -350,6 +355,8 @@ class StrategyRunner:
         s = self.symbols.get(symbol) or self._sym(symbol)
         s.candles.append(candle)
         labels: tuple = ()
+        if not self.reads_model:
+            model = None
         if s.smc is not None:
             from services.brain.smc import update
 
@@ -370,11 +377,13 @@ class StrategyRunner:
 
     def on_timer(self, symbol: str, now_ms: int, *, position: PositionView | None = None, model: Any = None) -> list:
         s = self._sym(symbol)
+        model = model if self.reads_model else None
         return self._call(self.strategy.on_timer, self._ctx(symbol, s, now_ms, position, model), now_ms)
 
     def on_fill(self, symbol: str, fill: FillView, *, position: PositionView | None = None,
                 model: Any = None) -> list:
         s = self._sym(symbol)
+        model = model if self.reads_model else None
         return self._call(self.strategy.on_fill, self._ctx(symbol, s, fill.time_ms, position, model), fill)
 
     def signal(self, candle: Candle, intent: Enter) -> SignalGenerated | None:
