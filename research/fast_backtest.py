@@ -39,7 +39,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from common import wire
-from research import strategy_api as sa
 from research.backtest import Backtest, BacktestConfig
 from services.brain import execution, jobs, trader
 from venue import orders as om
@@ -142,8 +141,8 @@ class FastBacktest(Backtest):
         self._unlearnt: list[tuple[Mapping[str, float], float]] = []
         super().__init__(cfg, keep_signals=keep_signals)
         self.ex.keep_requests = keep_signals
+        self.runner.reuse_context = True
         self._reads_model = self.runner.reads_model
-        self._ctxs: dict[str, sa.Context] = {}
 
     # ------------------------------------------------------------------ the model, learnt late
     @property
