@@ -88,6 +88,25 @@ class _LeanExecution(execution.Execution):
     ``poll``, the order life cycle and every decision are the inherited ones."""
 
     keep_requests = False  # ``keep_signals``: the order requests reach the backtest too
+    one_symbol: str | None = None  # a backtest of one symbol: ``ctx`` is reused while nothing in it changed
+    _ctx_key: tuple = ()
+    _ctx_last: Any = None
+
+    def ctx(self, symbols: tuple[str, ...] = ()) -> trader.Ctx:
+        # the same Ctx the shell builds (quotes of the symbols concerned and the traded ones),
+        # built again only when one of its inputs changed: the quote, the clock, the equity, the
+        # phase, the filters (``blocked`` is the backtest's constant "", the brackets one dict)
+        one = self.one_symbol
+        if one is None or any(x != one for x in symbols):
+            return super().ctx(symbols)
+        q = self.quote(one) if symbols or one in self.st.trades else None
+        eq = self.equity
+        key = (q, self.clock_ms(), eq if eq == eq else "nan", self.phase, self.start_error, self.filters)
+        k = self._ctx_key
+        if k and k[0] is q and k[1:] == key[1:]:
+            return self._ctx_last
+        self._ctx_key, self._ctx_last = key, super().ctx(symbols)
+        return self._ctx_last
 
     def _carry_out(self, actions: list[trader.Action]) -> None:
         for a in actions:
@@ -141,6 +160,7 @@ class FastBacktest(Backtest):
         self._unlearnt: list[tuple[Mapping[str, float], float]] = []
         super().__init__(cfg, keep_signals=keep_signals)
         self.ex.keep_requests = keep_signals
+        self.ex.one_symbol = cfg.symbols[0] if len(cfg.symbols) == 1 else None
         self.runner.reuse_context = True
         self._reads_model = self.runner.reads_model
 
