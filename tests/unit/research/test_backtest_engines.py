@@ -181,3 +181,20 @@ def test_any_settings_give_the_same_files(funded_catalog, tmp_path_factory, stra
                          strategy=strategy, params=params, aegis=aegis)
     out = _both(cfg, tmp_path_factory.mktemp("prop"))
     assert out["fast"] == out["shell"]
+
+
+def test_the_command_runs_the_fast_engine_unless_told_shell(catalog, tmp_path, capsys):
+    """``aegis backtest`` without ``--engine`` and with ``--engine shell`` writes the same
+    trades.csv and summary.json; an unknown engine is a usage error (exit code 2)."""
+    from research import backtest_cli
+
+    base = ["--catalog", str(catalog), "--strategy", "donchian", "--symbols", "BTCUSDT", "--from", "2024-12-01",
+            "--to", "2024-12-07", "--json"]
+    assert backtest_cli.main([*base, "--out", str(tmp_path / "fast")]) == 0
+    assert backtest_cli.main([*base, "--engine", "shell", "--out", str(tmp_path / "shell")]) == 0
+    for name in ("trades.csv", "summary.json"):
+        assert (tmp_path / "fast" / name).read_bytes() == (tmp_path / "shell" / name).read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        backtest_cli.main([*base, "--engine", "turbo", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2
+    assert "invalid choice: 'turbo'" in capsys.readouterr().err
