@@ -11,7 +11,13 @@ skipped, and whether trades.csv and summary.json (without the run time) are iden
 with the most cumulative time as a share of the run, and the same month with every bar as
 warm-up (``trade_from_ms`` at its end: no trade), the cost of the bar loop alone:
 
-    .venv/bin/python -m bench.backtest_idle --profile
+    .venv/bin/python -m bench.backtest_idle --profile [--engine shell]
+
+``--engine fast|shell`` (default fast, ``aegis backtest``'s default) picks the engine of both
+modes. ``--engines`` instead: the three runs on both engines, interleaved, the best of
+``--repeats`` in bars per CPU-second, and whether both engines wrote identical files:
+
+    .venv/bin/python -m bench.backtest_idle --engines --repeats 3
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.backtest_idle")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--profile", action="store_true", help="profile the EMA cross month instead (cProfile)")
+    p.add_argument("--engine", choices=("fast", "shell"), default="fast", help="the backtest engine")
+    p.add_argument("--engines", action="store_true", help="both engines side by side instead")
     args = p.parse_args(argv)
     with log_mod.quieted():  # an info line per order would be measured too
         return _measure(args)
@@ -42,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _measure(args: argparse.Namespace) -> int:
     from common.config import AegisConfig
-    from research.backtest import Backtest, BacktestConfig
+    from research.backtest import BacktestConfig, new_backtest
     from research.backtest_files import trades_csv
 
     print(f"load average at start: {os.getloadavg()}")
@@ -50,19 +58,23 @@ def _measure(args: argparse.Namespace) -> int:
         cat = build_catalog(Path(tmp))
         bars = load_bars(cat)
         if args.profile:
-            profile(cat, bars["open_time"][0], bars["open_time"][-1] + 60_000)
+            profile(cat, bars["open_time"][0], bars["open_time"][-1] + 60_000, engine=args.engine)
             print(f"load average at end: {os.getloadavg()}")
             return 0
         cases = [("ema_cross", bars["open_time"][0], bars["open_time"][-1] + 60_000, aegis_config()),
                  ("donchian", bars["open_time"][0], bars["open_time"][-1] + 60_000, AegisConfig()),
                  ("smc", DEC1_MS, DEC1_MS + 7 * DAY_MS, AegisConfig())]
+        if args.engines:
+            engines(cat, cases, args.repeats)
+            print(f"load average at end: {os.getloadavg()}")
+            return 0
         for strategy, start, end, aegis in cases:
             for _ in range(args.repeats):
                 out = {}
                 for skip in (True, False):
                     cfg = BacktestConfig(catalog=cat, symbols=("BTCUSDT",), start_ms=start, end_ms=end,
-                                         strategy=strategy, aegis=aegis, skip_idle=skip)
-                    bt = Backtest(cfg)
+                                         strategy=strategy, aegis=aegis, skip_idle=skip, engine=args.engine)
+                    bt = new_backtest(cfg)
                     t0 = time.process_time()
                     s = bt.run()
                     cpu = time.process_time() - t0
@@ -75,26 +87,51 @@ def _measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def profile(cat: Path, start: int, end: int, top: int = 30) -> None:
+def engines(cat: Path, cases: list, repeats: int) -> None:
+    """Each case on both engines, interleaved: the best CPU time of ``repeats`` runs each."""
+    from research.backtest import BacktestConfig, new_backtest
+    from research.backtest_files import trades_csv
+
+    for strategy, start, end, aegis in cases:
+        best: dict[str, float] = {}
+        files: dict[str, tuple[str, str]] = {}
+        for _ in range(repeats):
+            for engine in ("shell", "fast"):
+                cfg = BacktestConfig(catalog=cat, symbols=("BTCUSDT",), start_ms=start, end_ms=end, strategy=strategy,
+                                     aegis=aegis, engine=engine)
+                bt = new_backtest(cfg)
+                t0 = time.process_time()
+                s = bt.run()
+                best[engine] = min(best.get(engine, float("inf")), time.process_time() - t0)
+                s.pop("elapsed_s")
+                files[engine] = (trades_csv(bt.trades), json.dumps(s, sort_keys=True))
+        rates = {e: s["candles"] / cpu for e, cpu in best.items()}
+        print(f"{strategy:9s} bars {s['candles']:,} trades {s['trades']}: shell {rates['shell']:,.0f} bars/cpu-s, "
+              f"fast {rates['fast']:,.0f} bars/cpu-s ({rates['fast'] / rates['shell']:.2f}x); "
+              f"identical files: {files['fast'] == files['shell']}")
+
+
+def profile(cat: Path, start: int, end: int, top: int = 30, engine: str = "fast") -> None:
     import cProfile
     import pstats
 
-    from research.backtest import Backtest, BacktestConfig
+    from research.backtest import BacktestConfig, new_backtest
 
     cfg = BacktestConfig(catalog=cat, symbols=("BTCUSDT",), start_ms=start, end_ms=end, strategy="ema_cross",
-                         aegis=aegis_config())
-    bt = Backtest(replace(cfg, trade_from_ms=end))  # every bar warms the strategy: the bar loop alone
+                         aegis=aegis_config(), engine=engine)
+    print(f"engine: {engine}")
+    bt = new_backtest(replace(cfg, trade_from_ms=end))  # every bar warms the strategy: the bar loop alone
     t0 = time.process_time()
     s = bt.run()
     cpu = time.process_time() - t0
     print(f"no trade (every bar warm-up): bars {s['candles']:,} cpu {cpu:.3f} s -> {s['candles'] / cpu:,.0f} bars/cpu-s")
-    bt = Backtest(cfg)
+    bt = new_backtest(cfg)
     t0 = time.process_time()
     s = bt.run()
     cpu = time.process_time() - t0
     print(f"ema_cross: bars {s['candles']:,} trades {s['trades']} cpu {cpu:.3f} s -> {s['candles'] / cpu:,.0f} "
           f"bars/cpu-s")
-    bt = Backtest(cfg)
+    bt = new_backtest(cfg)
     pr = cProfile.Profile()
     pr.enable()
     bt.run()

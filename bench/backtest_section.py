@@ -1,12 +1,16 @@
 """Backtest throughput (issue 18): the same EMA(10)/EMA(30) cross, long only, on the
-repository's real BTCUSDT 1m bars (December 2024, 41,761 bars), in four engines side by side
-in one run, interleaved: AEGIS's backtest (``research.backtest``: the live execution shell,
-risk checks and paper broker), a plain Python loop with one call per bar
+repository's real BTCUSDT 1m bars (December 2024, 41,761 bars), in five engines side by side
+in one run, interleaved: AEGIS's backtest on its two engines (``aegis``: the fast engine,
+``research.fast_backtest``, the default of ``aegis backtest``; ``aegis_shell``:
+``research.backtest``, the live execution shell with every message; both the live trader, risk
+checks and paper broker, the same trades), a plain Python loop with one call per bar
 (``research.strategies.ema_cross.ema_cross_reference``), NautilusTrader's ``BacktestEngine``
 and backtrader. Each engine computes the two averages the same way (by hand, seeded with the
 first close) and trades at the close of the bar that crossed; each one's trades are compared
-with the plain loop's (entry and exit bar). Then the SMC strategy through AEGIS's backtest
-(candles/s), the SMC update alone (microseconds per candle, p50 and p99), and the peak memory
+with the plain loop's (entry and exit bar). The AEGIS engines and the plain loop are also
+timed in CPU-seconds of this process (``time.process_time``: less inflated than wall time on a
+busy machine; ``cpu_bars_per_s``). Then the SMC strategy through AEGIS's backtest on both
+engines (candles/s, wall and CPU), the SMC update alone (microseconds per candle, p50 and p99), and the peak memory
 (RSS) of a fresh process streaming a year of 1m bars for many symbols from a catalog
 (``research.catalog.iter_bars``; the catalog synthesized in a temp dir from the real December
 bars, time-shifted into each month of 2025 and copied under derived symbol names).
@@ -73,12 +77,16 @@ def load_bars(cat: Path) -> dict[str, list]:
 
 
 # ----------------------------------------------------------------------------- contenders
+CPU_S: dict[str, float] = {}  # engine -> CPU-seconds of its last run (process_time)
+
+
 def plain_loop(bars: dict[str, list]) -> tuple[float, list[tuple[int, int]], list[float]]:
     from research.strategies.ema_cross import ema_cross_reference
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trades = ema_cross_reference(bars["open_time"], bars["close"], FAST, SLOW)
     s = time.perf_counter() - t0
+    CPU_S["plain_loop"] = time.process_time() - c0
     return s, [(a, c) for a, _, c, _ in trades], [p for _, x, _, y in trades for p in (x, y)]
 
 
@@ -92,14 +100,20 @@ def aegis_config():
 
 
 def aegis_backtest(cat: Path, bars: dict[str, list], strategy: str = "ema_cross",
-                   end_ms: int | None = None) -> tuple[float, list[tuple[int, int]], list[float], dict]:
-    from research.backtest import Backtest, BacktestConfig
+                   end_ms: int | None = None, engine: str = "fast") -> tuple[float, list[tuple[int, int]], list[float],
+                                                                            dict]:
+    """One AEGIS backtest on ``engine`` (fast | shell): (wall s of the run, round trips, fill
+    prices, summary with ``cpu_s``)."""
+    from research.backtest import BacktestConfig, new_backtest
 
     end = end_ms if end_ms is not None else bars["open_time"][-1] + MINUTE_MS
     cfg = BacktestConfig(catalog=cat, symbols=("BTCUSDT",), start_ms=bars["open_time"][0], end_ms=end,
-                         strategy=strategy, aegis=aegis_config())
-    bt = Backtest(cfg)
+                         strategy=strategy, aegis=aegis_config(), engine=engine)
+    bt = new_backtest(cfg)
+    c0 = time.process_time()
     s = bt.run()
+    s["cpu_s"] = time.process_time() - c0
+    CPU_S["aegis" if engine == "fast" else f"aegis_{engine}"] = s["cpu_s"]
     # opened/closed at the bar's close (open + 1 minute): the bar's open time, as the others report
     trades = [(t["opened_ms"] - MINUTE_MS, t["closed_ms"] - MINUTE_MS) for t in bt.trades]
     prices = [p for t in bt.trades for p in (t["entry_price"], t["exit_price"])]
@@ -322,8 +336,10 @@ def _run(*, quick: bool, repeats: int) -> dict[str, Any]:
                          "data": "BTCUSDT 1m, real (services/exchange_sim/data/BTCUSDT_1m_2024-12.csv)",
                          "repeats": repeats}
         engines = {"plain_loop": plain_loop, "aegis": lambda b: aegis_backtest(cat, b)[:3],
+                   "aegis_shell": lambda b: aegis_backtest(cat, b, engine="shell")[:3],
                    "backtrader": backtrader_run, "nautilus_trader": nautilus_run}
         times: dict[str, list[float]] = {k: [] for k in engines}
+        cpu: dict[str, list[float]] = {k: [] for k in engines}
         trades: dict[str, list] = {}
         prices: dict[str, list] = {}
         for i in range(repeats):
@@ -339,6 +355,8 @@ def _run(*, quick: bool, repeats: int) -> dict[str, Any]:
                     out["unavailable"][name] = "failed: " + traceback.format_exc()[-1500:]
                     continue
                 times[name].append(n / s)
+                if name in CPU_S:
+                    cpu[name].append(n / CPU_S.pop(name))
                 trades[name], prices[name] = tr, px
                 log(f"[backtest] repeat {i + 1}/{repeats} {name}: {n / s:,.0f} bars/s, {len(tr)} trades")
         ref = trades["plain_loop"]
@@ -346,16 +364,26 @@ def _run(*, quick: bool, repeats: int) -> dict[str, Any]:
             if times[name]:
                 out["contenders"][name] = {"bars_per_s": summarize(times[name]), **compare(ref, trades[name]),
                                            **fills_vs_closes(bars, trades[name], prices[name])}
+                if cpu[name]:
+                    out["contenders"][name]["cpu_bars_per_s"] = summarize(cpu[name])
         out["versions"] = {"nautilus_trader": NAUTILUS_VERSION[0] or None, "backtrader": _version("backtrader")}
-        # the SMC strategy through the backtest, and the SMC update alone
+        # the SMC strategy through the backtest (both engines, interleaved), and the SMC update alone
         end = bars["open_time"][0] + (1 if quick else SMC_DAYS) * 86_400_000
-        rates = []
+        for engine, key in (("fast", "smc_backtest"), ("shell", "smc_backtest_shell")):
+            out[key] = {"engine": engine, "rates": [], "cpu_rates": []}
         for _ in range(repeats):
-            s, _, _, summary = aegis_backtest(cat, bars, strategy="smc", end_ms=end)
-            rates.append(summary["candles"] / s)
-        out["smc_backtest"] = {"candles": summary["candles"], "signals": summary["signals"],
-                               "trades": summary["trades"], "candles_per_s": summarize(rates)}
-        log(f"[backtest] SMC strategy: {summarize(rates)['median']:,.0f} candles/s")
+            for engine, key in (("fast", "smc_backtest"), ("shell", "smc_backtest_shell")):
+                s, _, _, summary = aegis_backtest(cat, bars, strategy="smc", end_ms=end, engine=engine)
+                r = out[key]
+                r["rates"].append(summary["candles"] / s)
+                r["cpu_rates"].append(summary["candles"] / summary["cpu_s"])
+                r.update(candles=summary["candles"], signals=summary["signals"], trades=summary["trades"],
+                         net_pnl=summary["net_pnl"])
+        for key in ("smc_backtest", "smc_backtest_shell"):
+            r = out[key]
+            r["candles_per_s"], r["cpu_candles_per_s"] = summarize(r.pop("rates")), summarize(r.pop("cpu_rates"))
+        log(f"[backtest] SMC strategy: {out['smc_backtest']['candles_per_s']['median']:,.0f} candles/s (fast engine), "
+            f"{out['smc_backtest_shell']['candles_per_s']['median']:,.0f} (shell engine)")
         out["smc_update"] = smc_update_us(bars, min(n, SMC_UPDATE_BARS))
         su = out["smc_update"]
         log(f"[backtest] SMC update p50 {su['strategy_p50_us']:.1f} us (pure-Python reference "
@@ -376,8 +404,10 @@ def headline(sec: dict[str, Any]) -> dict[str, Any]:
     def rate(name: str) -> float | None:
         return c[name]["bars_per_s"]["median"] if name in c else None
 
-    return {"aegis_ema_bars_per_s": rate("aegis"), "plain_loop_bars_per_s": rate("plain_loop"),
+    return {"aegis_ema_bars_per_s": rate("aegis"), "aegis_shell_ema_bars_per_s": rate("aegis_shell"),
+            "plain_loop_bars_per_s": rate("plain_loop"),
             "nautilus_bars_per_s": rate("nautilus_trader"), "backtrader_bars_per_s": rate("backtrader"),
             "smc_candles_per_s": sec["smc_backtest"]["candles_per_s"]["median"],
+            "smc_shell_candles_per_s": sec["smc_backtest_shell"]["candles_per_s"]["median"],
             "smc_update_p50_us": sec["smc_update"]["strategy_p50_us"],
             "stream_peak_rss_mib": sec["stream"]["peak_rss_mib"], "stream_symbols": sec["stream"]["symbols"]}

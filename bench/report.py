@@ -379,23 +379,33 @@ def _backtest(sec: dict[str, Any]) -> list[str]:
              "tick of 0.00000001 above the close).", ""]
     aegis = _get(sec, "contenders", "aegis", "bars_per_s", "median")
     rows = []
-    for name, label in (("plain_loop", "plain Python loop"), ("aegis", "AEGIS backtest (live shell)"),
+    for name, label in (("plain_loop", "plain Python loop"), ("aegis", "AEGIS backtest (fast engine, the default)"),
+                        ("aegis_shell", "AEGIS backtest (--engine shell: the live shell)"),
                         ("nautilus_trader", "NautilusTrader BacktestEngine"), ("backtrader", "backtrader")):
         r = sec["contenders"].get(name)
         if r is None:
-            rows.append([label, "unavailable", "", "", "", ""])
+            rows.append([label, "unavailable", "", "", "", "", ""])
             continue
         rate = r["bars_per_s"]["median"]
-        rows.append([label, fmt_rate(rate), _spread(r["bars_per_s"]), _ratio(rate, aegis),
+        cpu = r.get("cpu_bars_per_s")
+        rows.append([label, fmt_rate(rate), _spread(r["bars_per_s"]), fmt_rate(cpu["median"]) if cpu else "",
+                     _ratio(rate, aegis),
                      f"{r['same_as_reference']}/{r['reference_trades']}" + ("" if r["identical"] else " (differs)"),
                      f"{r['fills_at_close']}/{r['fills']} (max gap {r['max_fill_diff']:.2g})"])
-    lines += _table(["engine", "bars/s", "spread", "/ AEGIS", "round trips = plain loop", "fills at the close"], rows)
+    lines += _table(["engine", "bars/s", "spread", "bars/CPU-s", "/ AEGIS", "round trips = plain loop",
+                     "fills at the close"], rows)
     for name, why in sec.get("unavailable", {}).items():
         lines += [f"- {name}: {why.splitlines()[-1] if why else why}"]
     if sec.get("unavailable"):
         lines += [""]
     smc, up, st = sec["smc_backtest"], sec["smc_update"], sec["stream"]
-    lines += [f"SMC strategy through the AEGIS backtest: {fmt_rate(smc['candles_per_s']['median'])} candles/s "
+    shell = sec.get("smc_backtest_shell")
+    vs = (f"; the shell engine {fmt_rate(shell['candles_per_s']['median'])} candles/s, "
+          f"{fmt_rate(shell['cpu_candles_per_s']['median'])} per CPU-second" if shell else "")
+    cpu = smc.get("cpu_candles_per_s")
+    per_cpu = f", {fmt_rate(cpu['median'])} per CPU-second" if cpu else ""
+    lines += [f"SMC strategy through the AEGIS backtest (fast engine): {fmt_rate(smc['candles_per_s']['median'])} "
+              f"candles/s{per_cpu}{vs} "
               f"({smc['candles']:,} candles, {smc['signals']} signals, {smc['trades']} trades). SMC update alone "
               f"(one closed 1m candle): p50 {up['strategy_p50_us']:.1f} µs, p99 {up['strategy_p99_us']:.1f} µs with "
               f"the strategy's state; p50 {up['default_p50_us']:.1f} µs with the default one (3 timeframes).", "",

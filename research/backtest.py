@@ -95,8 +95,13 @@ class BacktestConfig:
     # skip the execution shell's timers on the bars where they provably change nothing
     # (``Backtest._can_skip``); off: every bar goes through them (the same trades, slower)
     skip_idle: bool = True
+    # "fast" (``research.fast_backtest.FastBacktest``) or "shell" (``Backtest``: the execution
+    # shell with every message and answer, as replay mode runs it); the same trades and summary
+    engine: str = "fast"
 
     def __post_init__(self) -> None:
+        if self.engine not in ("fast", "shell"):
+            raise ConfigError(f"backtest: engine must be 'fast' or 'shell', not {self.engine!r}")
         if not self.symbols or len(set(self.symbols)) != len(self.symbols):
             raise ConfigError(f"backtest needs distinct symbols, got {self.symbols}")
         if not self.end_ms > self.start_ms:
@@ -150,8 +155,15 @@ class Backtest:
     ``keep_signals``: keep every signal sent to the trader in ``self.signals`` and every order
     request in ``self.orders`` (the decisions the look-ahead and parity tests compare)."""
 
+    # the shell the bars drive and its dispatcher (``research.fast_backtest`` swaps in leaner ones)
+    execution_cls: Any = None  # None: ``services.brain.execution.Execution``
+    dispatcher_cls: Any = _Inline
+
     def __init__(self, cfg: BacktestConfig, *, keep_signals: bool = False) -> None:
         from services.brain import execution, model, trader
+
+        if self.execution_cls is None:
+            self.execution_cls = execution.Execution
         from services.brain.wiring import trader_config
         from venue.filters import load_filters
         from venue.paper import BookTop, PaperBroker, PaperConfig
@@ -184,8 +196,8 @@ class Backtest:
         self.broker = PaperBroker(pcfg, book=self._book_of, clock_ms=lambda: self.now_ms, sleep=lambda s: None,
                                   filters=self.filters)
         tcfg = replace(trader_config(cfg.aegis), exchange_protection=False)
-        self.ex = execution.Execution(
-            cfg=tcfg, broker=self.broker, dispatcher=_Inline(), journal_sync=lambda body: None,
+        self.ex = self.execution_cls(
+            cfg=tcfg, broker=self.broker, dispatcher=self.dispatcher_cls(), journal_sync=lambda body: None,
             publish=self._publish, quote=self._quote, learn=self._learn, filters_fn=lambda: self.filters,
             db_path=Path("/nonexistent/aegis-backtest.db"), symbols_fn=lambda: list(cfg.symbols),
             balance_poll_s=t.balance_poll_s, clock_ms=lambda: self.now_ms, mono_s=lambda: self.now_ms / 1000.0,
@@ -245,6 +257,14 @@ class Backtest:
             self.model_state = self._model.learn(self.model_state, features, outcome_r)
         except self._model.ModelInputError:  # a strategy whose features are not the model's
             self.counts["model_rejected"] += 1
+
+    def _strategy_model(self) -> Any:
+        """The confidence model as the strategy's callbacks get it."""
+        return self.model_state
+
+    def model_outcomes(self) -> int:
+        """How many closed trades the confidence model has learnt from."""
+        return self.model_state.n_seen
 
     def _set_price(self, symbol: str, price: float) -> None:
         # the book itself (Decimals on the tick grid) is built only if the broker reads it
@@ -330,9 +350,10 @@ class Backtest:
         if trade is not self._pos_of[0]:
             self._view(trade)
         pos = self._pos_of[1]
-        intents = self.runner.on_candle(candle, position=pos, model=self.model_state)
+        model = self._strategy_model()
+        intents = self.runner.on_candle(candle, position=pos, model=model)
         if self._timer:
-            intents += self.runner.on_timer(symbol, close_ms, position=pos, model=self.model_state)
+            intents += self.runner.on_timer(symbol, close_ms, position=pos, model=model)
         if intents:
             if close_ms <= self.cfg.trade_from_ms:  # warm-up: the strategy learns, nothing trades
                 self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
@@ -469,7 +490,7 @@ class Backtest:
         while self.deferred_fills:
             symbol, fill = self.deferred_fills.pop(0)
             pos = sa.position_of(self.ex.st.trades.get(symbol))
-            self._intents(symbol, self.runner.on_fill(symbol, fill, position=pos, model=self.model_state), None)
+            self._intents(symbol, self.runner.on_fill(symbol, fill, position=pos, model=self._strategy_model()), None)
 
     def _intents(self, symbol: str, intents: list, candle: sa.Candle | None) -> None:
         for it in intents:
@@ -584,6 +605,15 @@ class Backtest:
             "intents_unsupported": self.counts["intents_unsupported"],
             "trader_counters": dict(sorted(st.counters.items())) if hasattr(st, "counters") else {},
             "strategy_counters": dict(sorted(self.runner.stats().items())),
-            "model_outcomes": self.model_state.n_seen, "model_rejected": self.counts["model_rejected"],
+            "model_outcomes": self.model_outcomes(), "model_rejected": self.counts["model_rejected"],
             "elapsed_s": round(elapsed_s, 3),
         }
+
+
+def new_backtest(cfg: BacktestConfig, *, keep_signals: bool = False) -> Backtest:
+    """The run of ``cfg`` on its engine (``BacktestConfig.engine``)."""
+    if cfg.engine == "shell":
+        return Backtest(cfg, keep_signals=keep_signals)
+    from research.fast_backtest import FastBacktest
+
+    return FastBacktest(cfg, keep_signals=keep_signals)

@@ -3,11 +3,14 @@
     aegis backtest --catalog DIR --strategy smc|donchian|module:Class|/dir/file.py:Class \\
         --symbols BTCUSDT,ETHUSDT --from 2024-12-01 --to 2024-12-29 --out DIR \\
         [--params channel_bars=20,rr=2] [--config aegis.toml] [--exchange-info FILE] [--json] \\
-        [--workers N [--ray-address ADDR]]
+        [--engine fast|shell] [--workers N [--ray-address ADDR]]
 
 ``--to`` is the last day, included. ``--config`` is an AEGIS TOML: its ``[trading]`` section
 (risk, rotation, fees, paper balance) and, without ``--strategy``, its ``[strategy]`` section
 (path and ``[strategy.params]``) are used. Exit code 0 on success, 2 on a usage or config error.
+
+``--engine``: ``fast`` (default, ``research/fast_backtest.py``) or ``shell`` (the live execution
+shell with every message and answer, as replay mode runs it): the same files, byte for byte.
 
 ``--workers N`` splits the job into one task per symbol, each symbol its own account, run on
 N workers (1: in this process; more: a local Ray, or the cluster at ``--ray-address``) and
@@ -54,6 +57,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="AEGIS config TOML ([trading], [strategy])")
     p.add_argument("--exchange-info", default="", help="exchangeInfo JSON with the symbols' filters")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    p.add_argument("--engine", choices=("fast", "shell"), default="fast",
+                   help="fast (default): the lean engine; shell: the live execution shell with every message "
+                   "(slower; the same trades.csv and summary.json)")
     p.add_argument("--no-skip-idle", action="store_true",
                    help="run the execution shell's timers on every bar (slower; the same trades)")
     p.add_argument("--workers", type=int, default=None,
@@ -83,7 +89,8 @@ def backtest_config(args: argparse.Namespace, *, skip_idle: bool = True) -> Any:
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
     return BacktestConfig(catalog=Path(args.catalog), symbols=symbols, start_ms=_ms(args.start),
                           end_ms=_ms(args.end + timedelta(days=1)), strategy=path, params=params, aegis=aegis,
-                          exchange_info=args.exchange_info, skip_idle=skip_idle)
+                          exchange_info=args.exchange_info, skip_idle=skip_idle,
+                          engine=getattr(args, "engine", "fast"))
 
 
 def _run(args: argparse.Namespace) -> int:

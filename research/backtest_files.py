@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from research.backtest import Backtest, BacktestConfig
+from research.backtest import BacktestConfig, new_backtest
 
 TRADE_COLUMNS = ("trade_id", "symbol", "side", "qty", "entry_price", "exit_price", "stop", "target", "opened_ms",
                  "closed_ms", "exit_reason", "pnl", "fees", "funding", "net_pnl", "outcome_r", "confidence")
@@ -43,7 +43,7 @@ def write_report(cfg: BacktestConfig, out: Path) -> None:
 def run_backtest(cfg: BacktestConfig, out: Path) -> dict[str, Any]:
     """Run and write ``trades.csv``, ``summary.json`` and ``report.html`` into ``out``;
     returns the summary (with ``elapsed_s``)."""
-    bt = Backtest(cfg)
+    bt = new_backtest(cfg)
     summary = bt.run()
     out.mkdir(parents=True, exist_ok=True)
     (out / "trades.csv").write_text(trades_csv(bt.trades))

@@ -93,11 +93,11 @@ def run_task(task: Task) -> TaskResult | Failure:
     """Run one backtest task (in this process or in a Ray worker). Logging is the caller's:
     the command's shell (research/backtest_cli.py, sweep_cli.py) or a Ray worker's
     (``_in_worker``) quiets it."""
-    from research.backtest import Backtest
+    from research.backtest import new_backtest
     from services.brain import model as model_mod
 
     try:
-        bt = Backtest(task.cfg)
+        bt = new_backtest(task.cfg)
         if task.model:
             bt.model_state = model_mod.from_bytes(task.model)
         summary = bt.run()

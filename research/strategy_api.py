@@ -14,7 +14,8 @@ Each returns a list of intents (``Enter``, ``Exit``, ``MoveStop``, ``MoveTarget`
 (``now_ms``, the close time of the candle, never the wall clock), the symbol's recent
 closed candles (oldest first, the current one last, at most ``Strategy.history`` of them),
 the SMC labels of this candle and the symbol's SMC state if the strategy asks for them
-(``wants_smc = True``), the confidence model's state, the symbol's position (``None`` when
+(``wants_smc = True``), the confidence model's state (``None`` for a strategy that says
+``reads_model = False``), the symbol's position (``None`` when
 flat), and ``state``: a dict that belongs to the strategy for this symbol and survives
 between calls. Python cannot forbid a strategy to open a file or a socket; the API gives it
 no reason to: everything it may use is in the context, and a strategy that reads anything
@@ -196,6 +197,9 @@ class Strategy:
     history: int = 200  # closed candles kept in ``ctx.candles``
     wants_smc: bool = False
     interval_s: int = 60  # the base candles this strategy reads
+    # False: the strategy never reads ``ctx.model`` (it gets None there, in every shell), so a
+    # shell may learn the confidence model's lessons later, in one go (the fast backtest does)
+    reads_model: bool = True
 
     def on_candle(self, ctx: Context, candle: Candle) -> list:
         return []
@@ -299,6 +303,12 @@ class _Symbol:
     candles: deque
     state: dict
     smc: Any = None
+    ctx: Any = None  # the reused Context (``StrategyRunner.reuse_context``)
+
+
+# ``Context``'s slots that change from one candle to the next, set in place on a reused one
+_SET_NOW, _SET_POSITION, _SET_MODEL, _SET_LABELS = (Context.__dict__[n].__set__
+                                                    for n in ("now_ms", "position", "model", "smc_labels"))
 
 
 class StrategyRunner:
@@ -307,8 +317,13 @@ class StrategyRunner:
     intents, and turns ``Enter`` into the ``SignalGenerated`` the trader takes. A callback
     that raises, or an intent that makes no sense, is counted and logged, never a crash."""
 
-    def __init__(self, strategy: Strategy) -> None:
+    def __init__(self, strategy: Strategy, *, reuse_context: bool = False) -> None:
         self.strategy = strategy
+        self.reads_model = bool(getattr(strategy, "reads_model", True))
+        # True: ``on_candle`` hands each symbol's strategy the same Context object, its clock,
+        # position, model and SMC labels set in place (a context is read during its callback;
+        # the fast backtest saves building one per candle)
+        self.reuse_context = reuse_context
         self.symbols: dict[str, _Symbol] = {}
         self.counters: dict[str, int] = {ERROR: 0, BAD_INTENT: 0}
 
@@ -353,13 +368,24 @@ class StrategyRunner:
         s = self.symbols.get(symbol) or self._sym(symbol)
         s.candles.append(candle)
         labels: tuple = ()
+        if not self.reads_model:
+            model = None
         if s.smc is not None:
             from services.brain.smc import update
 
             labels = tuple(update(s.smc, candle.open_ms, candle.open, candle.high, candle.low, candle.close,
                                   candle.volume))
         # ``_ctx`` and ``_call`` written out: this runs once per candle per symbol
-        ctx = _make_context(candle.close_ms, symbol, s.candles, position, s.state, model, labels, s.smc)
+        ctx = s.ctx
+        if ctx is None or not self.reuse_context:
+            ctx = _make_context(candle.close_ms, symbol, s.candles, position, s.state, model, labels, s.smc)
+            if self.reuse_context:
+                s.ctx = ctx
+        else:
+            _SET_NOW(ctx, candle.close_ms)
+            _SET_POSITION(ctx, position)
+            _SET_MODEL(ctx, model)
+            _SET_LABELS(ctx, labels)
         try:
             out = self.strategy.on_candle(ctx, candle)
         except Exception as exc:  # a strategy's bug must not stop the shell
@@ -376,11 +402,13 @@ class StrategyRunner:
         fn = self.strategy.on_timer
         if getattr(fn, "__func__", None) is _BASE_ON_TIMER:  # not overridden: the base's [] without its context
             return []
+        model = model if self.reads_model else None
         return self._call(fn, self._ctx(symbol, s, now_ms, position, model), now_ms)
 
     def on_fill(self, symbol: str, fill: FillView, *, position: PositionView | None = None,
                 model: Any = None) -> list:
         s = self._sym(symbol)
+        model = model if self.reads_model else None
         return self._call(self.strategy.on_fill, self._ctx(symbol, s, fill.time_ms, position, model), fill)
 
     def signal(self, candle: Candle, intent: Enter) -> SignalGenerated | None:

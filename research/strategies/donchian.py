@@ -26,6 +26,7 @@ from research.strategy_api import Context, Enter, Strategy
 
 class DonchianBreakout(Strategy):
     name = "donchian_breakout"
+    reads_model = False  # the confidence model plays no part
 
     def __init__(self, *, channel_bars: int = 20, stop: str = "channel", atr_bars: int = 14,
                  atr_mult: float = 2.0, rr: float = 2.0, confidence: float = 0.5,

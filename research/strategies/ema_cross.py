@@ -59,6 +59,7 @@ def ema_step(st: EmaState, close: float) -> int:
 class EmaCross(Strategy):
     name = "ema_cross"
     history = 1  # the averages are its state: the candle window is not read
+    reads_model = False  # the confidence model plays no part
 
     def __init__(self, *, fast: int = 10, slow: int = 30, stop_pct: float = 10.0, target_pct: float = 100.0,
                  confidence: float = 0.5) -> None:

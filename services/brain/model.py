@@ -332,14 +332,24 @@ def predict(state: ModelState, features: Mapping[str, float]) -> Prediction:
     return Prediction(min(max(p, 0.0), 1.0), False, state.n_seen)
 
 
-def learn(state: ModelState, features: Mapping[str, float], outcome_r: float) -> ModelState:
-    """The state after one closed trade with these entry features and outcome in R."""
+def learn_input(features: Mapping[str, float], outcome_r: float) -> float:
+    """``learn``'s inputs checked (the outcome as a float), or the ModelInputError ``learn``
+    raises. A shell that learns later (``research.fast_backtest``) checks now with it."""
     try:
         r = float(outcome_r)
     except (TypeError, ValueError):
         raise ModelInputError(f"outcome_r is not a number: {outcome_r!r}") from None
     if not math.isfinite(r):
         raise ModelInputError(f"outcome_r is not finite: {outcome_r!r}")
+    unknown = set(features) - FEATURE_SPECS.keys()  # ``vector``'s one refusal
+    if unknown:
+        raise ModelInputError(f"unknown feature(s): {sorted(unknown)}")
+    return r
+
+
+def learn(state: ModelState, features: Mapping[str, float], outcome_r: float) -> ModelState:
+    """The state after one closed trade with these entry features and outcome in R."""
+    r = learn_input(features, outcome_r)
     c = state.config
     y = 1.0 if r > 0 else 0.0
     x = vector(features)

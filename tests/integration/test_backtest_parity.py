@@ -2,7 +2,8 @@
 recording makes. The golden capture (a real 240 s demo, 20 symbols) becomes backtest input with
 ``research.capture_bars`` (its hydrated history plus the candles the brain closed from the
 ticks), the SMC strategy runs over it with the history as warm-up only, and its signals and
-order requests are compared with the golden replay decisions (tests/golden).
+order requests are compared with the golden replay decisions (tests/golden), on both backtest
+engines (the fast default and ``--engine shell``).
 
 Compared exactly: every signal (id, side, entry, stop, target, confidence, cold flag,
 strategy, every feature) and every entry order request (id, side, quantity). Not compared:
@@ -13,11 +14,12 @@ one tick above it): here one tick apart (0.0083648 against 0.0083647, for instan
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from research.backtest import Backtest, BacktestConfig
+from research.backtest import Backtest, BacktestConfig, new_backtest
 from research.capture_bars import read_capture_bars, write_catalog, write_exchange_info
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -27,16 +29,37 @@ SIGNAL_FIELDS = ("signal_id", "symbol", "side", "entry", "stop", "target", "conf
 
 
 @pytest.fixture(scope="module")
-def backtest(tmp_path_factory) -> tuple[Backtest, dict]:
+def capture_cfg(tmp_path_factory) -> tuple[BacktestConfig, object]:
     tmp = tmp_path_factory.mktemp("parity")
     cb = read_capture_bars(CAPTURE)
     symbols = write_catalog(cb, tmp / "catalog", tmp / "csv")
     cfg = BacktestConfig(catalog=tmp / "catalog", symbols=tuple(symbols), start_ms=cb.first_ms, end_ms=cb.end_ms,
                          strategy="smc", exchange_info=write_exchange_info(cb, tmp / "exchange_info.json"),
                          trade_from_ms=cb.trade_from_ms)
-    bt = Backtest(cfg, keep_signals=True)
+    return cfg, cb
+
+
+@pytest.fixture(scope="module", params=["shell", "fast"])
+def backtest(request, capture_cfg) -> tuple[Backtest, dict]:
+    """The capture's backtest on each engine (``--engine shell`` and the default, fast)."""
+    cfg, cb = capture_cfg
+    bt = new_backtest(replace(cfg, engine=request.param), keep_signals=True)
     summary = bt.run()
     return bt, {"cb": cb, "summary": summary}
+
+
+def test_both_engines_make_the_same_run_of_the_capture(capture_cfg):
+    """20 symbols, one account: the fast engine's trades, summary, signals and order requests
+    are the shell engine's."""
+    cfg, _ = capture_cfg
+    runs = {}
+    for engine in ("shell", "fast"):
+        bt = new_backtest(replace(cfg, engine=engine), keep_signals=True)
+        summary = bt.run()
+        summary.pop("elapsed_s")
+        runs[engine] = (bt.trades, summary, bt.signals, bt.orders)
+    assert runs["fast"] == runs["shell"]
+    assert len(runs["fast"][3]) == 3
 
 
 def golden(kind: str) -> list[dict]:

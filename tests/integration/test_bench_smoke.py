@@ -31,8 +31,9 @@ HEADLINE = {
     # issue 17's running stack: aegis run's own feed->brain latency at two tick rates
     "live": tuple(f"{rate}_{k}" for rate in ("ticks", "candles") for k in ("ticks_per_s", "p50_us", "p99_us")),
     # issue 18: backtest engines side by side, the SMC figures, streaming memory
-    "backtest": ("aegis_ema_bars_per_s", "plain_loop_bars_per_s", "nautilus_bars_per_s", "backtrader_bars_per_s",
-                 "smc_candles_per_s", "smc_update_p50_us", "stream_peak_rss_mib", "stream_symbols"),
+    "backtest": ("aegis_ema_bars_per_s", "aegis_shell_ema_bars_per_s", "plain_loop_bars_per_s",
+                 "nautilus_bars_per_s", "backtrader_bars_per_s", "smc_candles_per_s", "smc_shell_candles_per_s",
+                 "smc_update_p50_us", "stream_peak_rss_mib", "stream_symbols"),
 }
 # backtest contenders a machine may lack (the section then says why in its "unavailable")
 OPTIONAL_ENGINES = {"nautilus_bars_per_s": "nautilus_trader", "backtrader_bars_per_s": "backtrader"}

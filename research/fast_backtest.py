@@ -1,0 +1,200 @@
+"""The fast backtest engine (``aegis backtest``'s default; ``--engine shell`` is the other one).
+
+The same run as ``research.backtest.Backtest`` (the shell engine), decision for decision and
+number for number: the same bars in the same order, the same strategy calls, the same trader
+(``services.brain.trader``: rotation, risk checks, sizing, the order state machine, the trade's
+PnL and R), the same paper broker and its fill core (``venue.paper``, ``venue.fills``: fees,
+slippage, the margin and notional refusals), the same funding, and the same timers (the
+execution shell's ``poll``, inherited unchanged: balance reads, the kill switch, exit retries,
+the order of answers). What it leaves out is what a backtest never reads:
+
+- **wire messages nobody reads.** The shell publishes every order update, position, risk
+  rejection and order request to the bus; the backtest reads fills and closed trades only.
+  Here only those two reach it (and the order requests with ``keep_signals``).
+- **answers that provably change nothing.** The shell reads the paper account's positions, its
+  conditional orders and its funding income on timers. In a backtest the paper broker fills at
+  once and holds no conditional orders (``exchange_protection`` is off), and paper pays no
+  funding income (the catalog's funding is booked by the backtest): a position read that
+  agrees with every open trade, an empty audit of conditional orders and an empty income
+  read go nowhere instead of through the trader (which would return its state unchanged).
+- **a lighter dispatcher.** The answers are the same, in the same order; without the
+  ``Completion`` dataclass, its timestamps and the order request's journal round trip (a
+  no-op in a backtest).
+- **learning nobody reads yet.** A strategy that says it never reads the confidence model
+  (``Strategy.reads_model = False``: the EMA cross and the Donchian example) gets ``None`` in
+  ``ctx.model`` in every shell; here the model's lessons are checked when the trade closes
+  (a bad one is counted ``model_rejected`` then, as always) and learnt when someone asks for
+  the model (``Backtest.model_state``: the Ray split's tasks hand it on), not at each close.
+- **per-bar work.** The bar loop is written for one strategy call per bar: the symbol's
+  context object is reused (its clock, position and model set in place; the strategy's state
+  dict, candle window and SMC state are the same objects as always), nothing else is built.
+
+The parity test (``tests/integration/test_backtest_engines.py``) runs both engines on the
+repository's real bars (the EMA cross, the Donchian example, the SMC strategy, several symbols,
+fees and funding) and compares ``trades.csv`` and ``summary.json`` byte for byte.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from common import wire
+from research.backtest import Backtest, BacktestConfig
+from services.brain import execution, jobs, trader
+from venue import orders as om
+
+ENGINES = ("fast", "shell")
+
+
+class _Done:
+    """An answer of the lean dispatcher: the fields of ``dispatcher.Completion`` the shell reads."""
+
+    __slots__ = ("tag", "priority", "key", "result", "error")
+
+    def __init__(self, tag: Any, priority: int, key: str | None, result: Any, error: BaseException | None) -> None:
+        self.tag, self.priority, self.key, self.result, self.error = tag, priority, key, result, error
+
+
+class _LeanInline:
+    """``research.backtest._Inline`` without the dataclass: each job runs when submitted, its
+    answer waits for the next ``drain`` (the shell's ``poll``), in submission order."""
+
+    inline = True
+
+    def __init__(self) -> None:
+        self.completed: list[_Done] = []
+        self.dropped = 0
+
+    def submit(self, priority: int, fn, *args: Any, tag: Any = "", key: str | None = None, **kwargs: Any) -> None:
+        try:
+            result, error = fn(*args, **kwargs), None
+        except Exception as exc:  # delivered, never lost: the shell decides what it means
+            result, error = None, exc
+        self.completed.append(_Done(tag or getattr(fn, "__name__", "job"), priority, key, result, error))
+
+    def drain(self, max_items: int | None = None) -> list:
+        if max_items is None or max_items >= len(self.completed):
+            out, self.completed = self.completed, []
+            return out
+        out, self.completed = self.completed[:max_items], self.completed[max_items:]
+        return out
+
+
+_READ = (wire.Fill, wire.TradeClosed)  # what the backtest reads of the shell's publications
+
+
+class _LeanExecution(execution.Execution):
+    """The execution shell with what a backtest never reads left out (see the module's doc).
+    ``poll``, the order life cycle and every decision are the inherited ones."""
+
+    keep_requests = False  # ``keep_signals``: the order requests reach the backtest too
+    one_symbol: str | None = None  # a backtest of one symbol: ``ctx`` is reused while nothing in it changed
+    _ctx_key: tuple = ()
+    _ctx_last: Any = None
+
+    def ctx(self, symbols: tuple[str, ...] = ()) -> trader.Ctx:
+        # the same Ctx the shell builds (quotes of the symbols concerned and the traded ones),
+        # built again only when one of its inputs changed: the quote, the clock, the equity, the
+        # phase, the filters (``blocked`` is the backtest's constant "", the brackets one dict)
+        one = self.one_symbol
+        if one is None or any(x != one for x in symbols):
+            return super().ctx(symbols)
+        q = self.quote(one) if symbols or one in self.st.trades else None
+        eq = self.equity
+        key = (q, self.clock_ms(), eq if eq == eq else "nan", self.phase, self.start_error, self.filters)
+        k = self._ctx_key
+        if k and k[0] is q and k[1:] == key[1:]:
+            return self._ctx_last
+        self._ctx_key, self._ctx_last = key, super().ctx(symbols)
+        return self._ctx_last
+
+    def _carry_out(self, actions: list[trader.Action]) -> None:
+        for a in actions:
+            if type(a) is trader.Publish:
+                if isinstance(a.body, _READ):
+                    self.publish(a.body)
+            else:
+                super()._carry_out([a])
+
+    def _new_order(self, a: trader.NewOrder) -> None:
+        # the shell's replay-mode path (no intent log): the request is published and journaled
+        # (a no-op here), then the order's state machine hears it is sent
+        if self.intents is not None:
+            super()._new_order(a)
+            return
+        if self.keep_requests:
+            self.publish(a.request)
+        self._event(a.order.client_order_id, om.Send(at_ms=self.clock_ms()))
+
+    def _completion(self, c: Any) -> None:
+        tag = c.tag
+        kind = type(tag)
+        if c.error is None and self.ready:
+            if kind is jobs.Positions and self._positions_agree(c.result, tag.at_ms):
+                return
+            if kind is jobs.AlgoAudit and not c.result and not self.st.algos and not self.cfg.exchange_protection:
+                return  # ``trader.on_open_algos`` of nothing, with nothing to arm: no change
+            if kind is jobs.FundingIncome and not c.result:
+                self.funding.in_flight = False  # ``funding_feed.done`` of no rows: only this changes
+                return
+        super()._completion(c)
+
+    def _positions_agree(self, positions: Any, sent_ms: int) -> bool:
+        """Every trade the read applies to (``user_feed.apply_position_read``) is held at the
+        exchange: ``trader.on_exchange_position`` then changes nothing."""
+        trades = self.st.trades
+        if not trades:
+            return True
+        held = {p.symbol: p.qty for p in positions}
+        return all(t.first_fill_ms > sent_ms or held.get(sym) for sym, t in trades.items())
+
+
+class FastBacktest(Backtest):
+    """``Backtest`` on the lean shell, with the lean bar loop (see the module's doc)."""
+
+    execution_cls = _LeanExecution
+    dispatcher_cls = _LeanInline
+
+    def __init__(self, cfg: BacktestConfig, *, keep_signals: bool = False) -> None:
+        self._model_state: Any = None
+        self._unlearnt: list[tuple[Mapping[str, float], float]] = []
+        super().__init__(cfg, keep_signals=keep_signals)
+        self.ex.keep_requests = keep_signals
+        self.ex.one_symbol = cfg.symbols[0] if len(cfg.symbols) == 1 else None
+        self.runner.reuse_context = True
+        self._reads_model = self.runner.reads_model
+
+    # ------------------------------------------------------------------ the model, learnt late
+    @property
+    def model_state(self) -> Any:
+        if self._unlearnt:
+            pending, self._unlearnt = self._unlearnt, []
+            st = self._model_state
+            for features, r in pending:
+                st = self._model.learn(st, features, r)
+            self._model_state = st
+        return self._model_state
+
+    @model_state.setter
+    def model_state(self, value: Any) -> None:
+        self._model_state = value
+        self._unlearnt = []
+
+    def _learn(self, features: Mapping[str, float], outcome_r: float) -> None:
+        if self._reads_model:
+            super()._learn(features, outcome_r)
+            return
+        try:
+            self._model.learn_input(features, outcome_r)
+        except self._model.ModelInputError:
+            self.counts["model_rejected"] += 1
+            return
+        self._unlearnt.append((features, outcome_r))
+
+    def model_outcomes(self) -> int:
+        return self._model_state.n_seen + len(self._unlearnt)
+
+    def _strategy_model(self) -> Any:
+        # nothing waits to be learnt unless the strategy never reads the model (the runner
+        # then hands it None): this is the model as it is now, without learning anything
+        return self._model_state
