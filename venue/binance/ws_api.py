@@ -12,11 +12,11 @@ that has not answered for 10.
 
 The core (pure, no sockets, clocks or threads)
 ----------------------------------------------
-``signed_request`` builds a request's bytes; ``decode`` turns an answer's bytes into an
-``Answer`` or raises ``DecodeError`` (the only error a decoder lets out); ``rate_limit_headers``
-turns its ``rateLimits`` into the header names the process governor reads (the same budgets
-as REST: the WebSocket API's weight and order counts are shared with REST); ``answer_error``
-maps a refusal through ``common.errors``' one table.
+``signed_request`` builds a request's bytes; the answers' core is ``venue.binance.ws_answers``
+(``decode`` turns an answer's bytes into an ``Answer`` or raises ``DecodeError``, the only
+error a decoder lets out; ``rate_limit_headers`` turns its ``rateLimits`` into the header
+names the process governor reads, the same budgets as REST; ``answer_error`` maps a refusal
+through ``common.errors``' one table), named here too.
 
 The shell (``WsApiClient``)
 ---------------------------
@@ -41,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
-import re
 import socket
 import threading
 import time
@@ -53,9 +52,12 @@ import orjson
 import structlog
 
 from common.errors import (
-    AegisError, AmbiguousError, ConfigError, DecodeError, ExchangeReply, TransientError, exchange_error,
+    AegisError, AmbiguousError, ConfigError, DecodeError, TransientError,
 )
 from venue import ratelimit, wirestamp
+from venue.binance.ws_answers import (  # noqa: F401  (the answers' core, named here for callers)
+    Answer, RateLimit, answer_error, decode, governor_headers, rate_limit_headers, retry_after_s,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -64,10 +66,6 @@ PRODUCTION_URL = "wss://ws-fapi.binance.com" + PATH
 TESTNET_URL = "wss://testnet.binancefuture.com" + PATH
 HANDSHAKE_WEIGHT = 5  # "WebSocket handshake attempt costs 5 weight"
 CONNECTION_LIFETIME_S = 24 * 3600.0  # Binance disconnects a connection after 24 hours
-_BANNED_UNTIL = re.compile(r"banned until (\d{13})")
-_LIMIT_HEADERS = {("REQUEST_WEIGHT", "MINUTE", 1): "x-mbx-used-weight-1m",
-                  ("ORDERS", "SECOND", 10): "x-mbx-order-count-10s",
-                  ("ORDERS", "MINUTE", 1): "x-mbx-order-count-1m"}
 
 
 def url_for(mode: str, *, testnet: bool, rest_url: str) -> str:
@@ -125,118 +123,6 @@ def request(req_id: int | str, method: str, params: Mapping[str, Any] | None = N
     if params:
         body["params"] = dict(params)
     return orjson.dumps(body)
-
-
-@dataclass(frozen=True, kw_only=True)
-class RateLimit:
-    kind: str  # REQUEST_WEIGHT | ORDERS
-    interval: str  # SECOND | MINUTE | DAY
-    num: int
-    limit: int
-    count: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class Answer:
-    id: int | str | None
-    status: int
-    result: Any = None  # status 200
-    code: int | None = None  # otherwise
-    msg: str = ""
-    retry_after_ms: int | None = None  # error.data.retryAfter (an epoch time in ms), when sent
-    rate_limits: tuple[RateLimit, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 200
-
-
-def _int(v: Any, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise DecodeError(f"ws-api answer: {what} is not an integer", reason="ws_api_field")
-    return v
-
-
-def _rate_limits(raw: Any) -> tuple[RateLimit, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise DecodeError("ws-api answer: rateLimits is not a list", reason="ws_api_field")
-    out = []
-    for e in raw:
-        if not isinstance(e, dict) or not isinstance(e.get("rateLimitType"), str) \
-                or not isinstance(e.get("interval"), str):
-            raise DecodeError("ws-api answer: malformed rateLimits entry", reason="ws_api_field")
-        out.append(RateLimit(kind=e["rateLimitType"], interval=e["interval"],
-                             num=_int(e.get("intervalNum"), "intervalNum"), limit=_int(e.get("limit"), "limit"),
-                             count=_int(e.get("count"), "count")))
-    return tuple(out)
-
-
-def decode(frame: bytes | str) -> Answer:
-    """An answer frame -> ``Answer``; anything malformed -> ``DecodeError`` (nothing else escapes)."""
-    try:
-        body = orjson.loads(frame)
-    except (orjson.JSONDecodeError, TypeError):
-        raise DecodeError("ws-api answer: not JSON", reason="ws_api_json") from None
-    if not isinstance(body, dict):
-        raise DecodeError("ws-api answer: not an object", reason="ws_api_shape")
-    if "id" not in body:
-        raise DecodeError("ws-api answer: no id", reason="ws_api_shape")
-    rid = body["id"]
-    if isinstance(rid, bool) or not (rid is None or isinstance(rid, (int, str))):
-        raise DecodeError("ws-api answer: id is neither integer, string nor null", reason="ws_api_field")
-    status = _int(body.get("status"), "status")
-    limits = _rate_limits(body.get("rateLimits"))
-    if status == 200:
-        if "result" not in body:
-            raise DecodeError("ws-api answer: status 200 without result", reason="ws_api_shape")
-        return Answer(id=rid, status=status, result=body["result"], rate_limits=limits)
-    err = body.get("error")
-    if not isinstance(err, dict) or not isinstance(err.get("msg", ""), str):
-        raise DecodeError("ws-api answer: error status without an error object", reason="ws_api_shape")
-    code = err.get("code")
-    if code is not None:
-        code = _int(code, "error.code")
-    data = err.get("data")
-    retry = data.get("retryAfter") if isinstance(data, dict) else None
-    return Answer(id=rid, status=status, code=code, msg=err.get("msg", ""), rate_limits=limits,
-                  retry_after_ms=retry if isinstance(retry, int) and not isinstance(retry, bool) else None)
-
-
-def rate_limit_headers(limits: tuple[RateLimit, ...]) -> dict[str, str]:
-    """``rateLimits`` as the REST headers the governor observes (same budgets, same meaning)."""
-    out: dict[str, str] = {}
-    for r in limits:
-        name = _LIMIT_HEADERS.get((r.kind, r.interval, r.num))
-        if name is not None and r.count >= 0:
-            out[name] = str(r.count)
-    return out
-
-
-def retry_after_s(answer: Answer, now_ms: int) -> float | None:
-    """How long a 429/418 says to wait: ``retryAfter`` (epoch ms), else "banned until" in the text."""
-    until = answer.retry_after_ms
-    if until is None and (m := _BANNED_UNTIL.search(answer.msg)):
-        until = int(m.group(1))
-    return None if until is None else max(until - now_ms, 0) / 1000.0
-
-
-def answer_error(answer: Answer, *, mutating: bool, context: str, now_ms: int) -> AegisError:
-    """The exception for a refusal, by the one table in ``common.errors``."""
-    reply = ExchangeReply(http_status=answer.status, code=answer.code, msg=answer.msg,
-                          retry_after_s=retry_after_s(answer, now_ms))
-    return exchange_error(reply, mutating=mutating, context=context)
-
-
-def governor_headers(answer: Answer, now_ms: int) -> dict[str, str]:
-    """Everything the governor reads from an answer: the counts, and a back-off for 429/418."""
-    headers = rate_limit_headers(answer.rate_limits)
-    if answer.status in (418, 429):
-        wait = retry_after_s(answer, now_ms)
-        if wait is not None:
-            headers["retry-after"] = f"{wait:.3f}"
-    return headers
 
 
 # ---------------------------------------------------------------------------- the shell
