@@ -393,6 +393,9 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
         fig["intent_log"] = [r["intent_log"] for r in rs]
         fig["unstamped"] = sum(r["ttt"].get("unstamped", 0) for r in rs)
         fig["execution_counters"] = [r["execution_counters"] for r in rs]
+        # exits the exit lane wrote before the trader decided them (services.brain.exit_lane)
+        fig["exits_by_lane"] = sum(r["execution_counters"].get("exit_lane_fired", 0) for r in rs)
+        fig["entries_sent_inline"] = sum(r["execution_counters"].get("entries_sent_inline", 0) for r in rs)
         out[path] = fig
     return out
 
