@@ -17,7 +17,9 @@ One iteration: a tick in the current minute, then the tick of the next minute th
 candle (timed: ``Brain.poll`` on that tick, i.e. the ring read, the numba core, the candle,
 the analysis, the signal, the trader, the intent record, the dispatcher's submit); the trader's
 state is then put back to what it was before the entry (no position: the next candle enters
-again), as the bench's exit does.
+again), as the bench's exit does, but for the client ids used so far: they stay used, as in
+the bench. ``--used-ids N`` starts with N ids known already (a brain restarted inside a running
+stack reads a week of them from the journal).
 
 ``--candles bench``: the bench's synthetic candles (flat at one price, a low 3 % below: the
 bench's exit tick). ``--candles real``: the repository's real BTCUSDT December 2024 1m bars
@@ -39,6 +41,7 @@ import io
 import math
 import os
 import pstats
+import shutil
 import tempfile
 import time
 from decimal import Decimal
@@ -46,6 +49,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
+from common.fastcopy import replace
 
 SYMBOL = "BTCUSDT"
 CANDLE_MS = 60_000
@@ -143,7 +148,7 @@ def _bars(kind: str, n: int) -> list[tuple[float, float, float, float]]:
 class Rig:
     """The brain and its execution, wired as the tick-to-trade bench wires them."""
 
-    def __init__(self, tmp: Path, candles: str) -> None:
+    def __init__(self, tmp: Path, candles: str, used_ids: int = 0) -> None:
         from common import config, records, wire
         from common.ring import Ring
         from services.brain import __main__ as brain_main
@@ -177,7 +182,8 @@ class Rig:
         ex.filters = {SYMBOL: _filters()}
         ex.configured = {SYMBOL}
         ex.equity = EQUITY
-        ex.st = trader.TraderState(risk=risk.initial_state(EQUITY, time.time_ns() // 1_000_000))
+        ex.st = trader.TraderState(risk=risk.initial_state(EQUITY, time.time_ns() // 1_000_000),
+                                   used_cids=frozenset(f"ae-OLD{i}-0" for i in range(used_ids)))
         ex.phase = execution_mod.Phase.READY
         self.brain.execution = ex
         self.rec = records.empty(1)
@@ -230,7 +236,9 @@ class Rig:
         timed()
         if self.ex.st is st0 or not self.ex.st.trades:
             raise RuntimeError(f"no entry decided at minute {m}: {dict(self.ex.st.counters)}")
-        self.ex.st = st0  # flat again (the bench's exit does this through the exchange)
+        # flat again (the bench's exit does this through the exchange); the ids used so far stay
+        # used, as in the bench (every entry and exit id of the run is remembered)
+        self.ex.st = replace(st0, used_cids=self.ex.st.used_cids)
         self.ex._unseen.clear()
         self.ex.delayed.clear()
         self.dispatcher.drain()
@@ -316,34 +324,38 @@ def probe_cost_ns(n: int = 20_000) -> float:
     return outer - bare
 
 
-def run(iterations: int, candles: str, profile_n: int, warm: int) -> dict[str, Any]:
+def run(iterations: int, candles: str, profile_n: int, warm: int, used_ids: int = 0) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     from common import log as log_mod
 
     log_mod.configure(level="warning")  # as the bench: an info line per order would be timed too
-    rig = Rig(tmp, candles)
+    rig = Rig(tmp, candles, used_ids)
     bars = _bars(candles, warm + 2 * iterations + profile_n)
     # minutes before now, one per candle (the quote must not look stale to risk's check)
     rig.minute = (time.time_ns() // 1_000_000) // CANDLE_MS * CANDLE_MS - (len(bars) + 5) * CANDLE_MS
     k = 0
-    out: dict[str, Any] = {"iterations": iterations, "candles": candles, "load_before": os.getloadavg()}
+    out: dict[str, Any] = {"iterations": iterations, "candles": candles, "used_ids": used_ids,
+                           "load_before": os.getloadavg()}
     try:
         for _ in range(warm):  # the strategy's warm-up (SMC swings, ATRs), caches
             rig.cycle(bars[k], rig.brain.poll)
             k += 1
         # 1) the whole decision, no probes inside
         whole: list[int] = []
+        wall: list[int] = []
 
         def timed() -> None:
-            t0 = time.thread_time_ns()
+            w0, t0 = time.perf_counter_ns(), time.thread_time_ns()
             rig.brain.poll()
             whole.append(time.thread_time_ns() - t0)
+            wall.append(time.perf_counter_ns() - w0)
         for _ in range(iterations):
             rig.cycle(bars[k], timed)
             k += 1
-        w = np.array(whole, np.int64) / 1e3
-        out["whole_us"] = {"p50": float(np.percentile(w, 50)), "mean": float(w.mean()),
-                           "p90": float(np.percentile(w, 90)), "min": float(w.min())}
+        for key, xs in (("whole_us", whole), ("whole_wall_us", wall)):
+            w = np.array(xs, np.int64) / 1e3
+            out[key] = {"p50": float(np.percentile(w, 50)), "mean": float(w.mean()),
+                        "p90": float(np.percentile(w, 90)), "min": float(w.min())}
         # 2) per step
         sums: dict[str, list[int]] = {}
         with probes(rig, sums):
@@ -386,6 +398,7 @@ def run(iterations: int, candles: str, profile_n: int, warm: int) -> dict[str, A
             out["cprofile_cumulative"] = s.getvalue()
     finally:
         rig.close()
+        shutil.rmtree(tmp, ignore_errors=True)
         out["load_after"] = os.getloadavg()
     return out
 
@@ -396,19 +409,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candles", choices=("bench", "real"), default="bench")
     p.add_argument("--warm", type=int, default=300, help="untimed candles first (default 300)")
     p.add_argument("--cprofile", type=int, default=0, metavar="N", help="then N entries under cProfile")
+    p.add_argument("--used-ids", type=int, default=0, metavar="N",
+                   help="client ids the trader knows already at the start (a restarted brain reads a week of "
+                        "them from the journal; default 0)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = p.parse_args(argv)
-    res = run(a.iterations, a.candles, a.cprofile, a.warm)
+    res = run(a.iterations, a.candles, a.cprofile, a.warm, a.used_ids)
     if a.json is not None:
         import json
 
         a.json.write_text(json.dumps(res, indent=1))
     la, lb = res["load_before"], res["load_after"]
-    print(f"entry decision, deciding thread's CPU, candles={res['candles']}, {res['iterations']} entries a pass; "
+    print(f"entry decision, deciding thread's CPU, candles={res['candles']}, {res['iterations']} entries a pass, "
+          f"{res['used_ids']} ids known at the start; "
           f"load average {la[0]:.2f} before, {lb[0]:.2f} after")
     w = res["whole_us"]
     print(f"whole decision (Brain.poll on the closing tick, no probes): p50 {w['p50']:.1f} us, "
           f"mean {w['mean']:.1f}, p90 {w['p90']:.1f}, min {w['min']:.1f}")
+    w = res["whole_wall_us"]
+    print(f"the same, wall clock (CPU plus waits: the GIL when another thread holds it, preemption): "
+          f"p50 {w['p50']:.1f} us, mean {w['mean']:.1f}, p90 {w['p90']:.1f}, min {w['min']:.1f}")
     print(f"per step (inclusive CPU per call, probe cost {res['probe_cost_ns']:.0f} ns subtracted):")
     for label, per, us in res["steps"]:
         print(f"  {label:<48s} {us:8.1f} us  x{per:.2f}")

@@ -57,7 +57,7 @@ from venue.port import ExchangeFill, ExchangeIncome
 from services.brain.trading_state import (  # noqa: F401  (the trader's values, named here too)
     Action, CheckPosition, Ctx, Dispatch, FetchSymbolFills, Learn, NewAlgo, NewOrder, PendingEntry, Problem,
     Publish, Result, Trade, TraderConfig, TraderState, count as _count, with_algo as _with_algo,
-    with_order as _with_order, with_trade as _with_trade, without_trade as _without_trade,
+    with_id, with_order as _with_order, with_trade as _with_trade, without_trade as _without_trade,
 )
 
 _EXACT = Context(prec=100)
@@ -290,7 +290,7 @@ def _enter(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, ctx: C
     counters = dict(st.counters)
     counters["orders"] = counters.get("orders", 0) + 1
     counters["entries"] = counters.get("entries", 0) + 1
-    st = replace(st, risk=dec.state, used_cids=st.used_cids | {cid},
+    st = replace(st, risk=dec.state, used_cids=with_id(st.used_cids, cid),
                  last_action_ms=rotation.record_action(st.last_action_ms, sig.symbol, ctx.now_ms),
                  trades={**st.trades, trade.symbol: trade}, orders={**st.orders, cid: order}, counters=counters)
     return st, [NewOrder(order, dec.order)]

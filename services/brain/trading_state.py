@@ -7,6 +7,8 @@ both read and return these; the shell (``execution``) carries the actions out.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
 from typing import Any, Mapping, Union
@@ -108,6 +110,70 @@ class Trade:
         return _AVG.divide(self.exit_notional, self.exit_qty) if self.exit_qty else Decimal(0)
 
 
+class IdSet(Set):
+    """An immutable set of client order ids (``TraderState.used_cids``) whose ``ids | {new}`` does
+    not copy every id.
+
+    ``frozenset | {cid}`` copies the whole set: with the week of ids a restarted brain reads
+    from the journal (thousands), that copy was the costliest step of an entry's decision
+    (~120 us at 10,000 ids). Here the ids are a large frozen ``base`` and a small frozen
+    ``recent`` part; a union copies ``recent`` only, and folds it into ``base`` once it holds
+    more than about the square root of the whole (so an added id costs O(sqrt n), amortised).
+    It is a ``collections.abc.Set``: ``in``, ``len``, iteration, ``|`` and comparisons with
+    any set (``IdSet({"a"}) == frozenset({"a"})``) mean what they mean for a frozenset; every
+    instance is immutable, an older state keeps its own ids."""
+
+    __slots__ = ("_base", "_recent")
+    _MIN_RECENT = 32
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self._base: frozenset[str] = ids if type(ids) is frozenset else frozenset(ids)
+        self._recent: frozenset[str] = frozenset()
+
+    @classmethod
+    def _of(cls, base: frozenset[str], recent: frozenset[str]) -> IdSet:
+        new = object.__new__(cls)
+        new._base, new._recent = base, recent
+        return new
+
+    def __contains__(self, x: object) -> bool:
+        return x in self._recent or x in self._base
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._base
+        yield from self._recent  # never in base (see __or__)
+
+    def __len__(self) -> int:
+        return len(self._base) + len(self._recent)
+
+    def __or__(self, other: Any) -> IdSet:  # type: ignore[override]
+        if not isinstance(other, (Set, tuple, list)):
+            return NotImplemented  # as a frozenset: a union with a set, not with any iterable
+        more = (other if isinstance(other, (set, frozenset)) else frozenset(other)) - self._base
+        if not more or more <= self._recent:
+            return self
+        recent = self._recent | more
+        if len(recent) > max(self._MIN_RECENT, math.isqrt(len(self._base))):
+            return IdSet._of(self._base | recent, frozenset())
+        return IdSet._of(self._base, recent)
+
+    __ror__ = __or__
+
+    def __hash__(self) -> int:
+        return self._hash()
+
+    def __repr__(self) -> str:
+        return f"IdSet({set(self)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return IdSet, (frozenset(self),)
+
+
+def with_id(ids: frozenset[str] | IdSet, cid: str) -> IdSet:
+    """``ids`` and ``cid`` as an ``IdSet`` (a frozenset is taken as it is, once)."""
+    return (ids if type(ids) is IdSet else IdSet(ids)) | (cid,)
+
+
 @dataclass(frozen=True, kw_only=True)
 class PendingEntry:
     signal: wire.SignalGenerated
@@ -122,7 +188,7 @@ class TraderState:
     trades: Mapping[str, Trade] = field(default_factory=dict)  # by symbol
     pending: tuple[PendingEntry, ...] = ()
     last_action_ms: Mapping[str, int] = field(default_factory=dict)
-    used_cids: frozenset[str] = frozenset()
+    used_cids: frozenset[str] | IdSet = frozenset()  # an IdSet once an entry was added (its union is cheap)
     realized_pnl: Decimal = Decimal(0)  # closed trades, before fees (funding included)
     funding: Decimal = Decimal(0)  # closed trades' funding (received > 0, paid < 0)
     # closed trades' entry slippage against their signal, bps (count, sum, worst); see trader.slippage_stats
