@@ -400,6 +400,63 @@ class TestStartUp:
         assert (t.adopted, t.side, t.stop, t.target) == (True, "SELL", 51.0, 48.0)
 
 
+class TestFiltersFromTheFeed:
+    @staticmethod
+    def rule(symbol: str) -> wire.SymbolInfo:
+        return wire.SymbolInfo(symbol=symbol, tick_size=0.1, step_size=0.001, min_qty=0.001, min_notional=5.0)
+
+    def rig(self, tmp_path: Path, rules: dict, fetched: list, **kw) -> Rig:
+        from venue.filters import FeedFilters
+
+        def fetch() -> dict[str, risk.SymbolFilters]:
+            fetched.append(1)
+            return dict(FILTERS)
+
+        rig = make_rig(tmp_path, **kw)
+        view = FeedFilters(lambda: rules, fetch=fetch)
+        rig.ex.filters_fn = lambda: view
+        return rig
+
+    def test_every_symbol_with_a_rule_no_exchange_info(self, tmp_path: Path):
+        """With the feed's rules for every symbol and position, start-up asks no exchangeInfo;
+        a rule published later is an execution filter at once."""
+        fetched: list = []
+        held = (ExchangePosition(symbol="BBBUSDT", qty=Decimal("-4"), entry_price=Decimal("50")),)
+        rules = {s: self.rule(s) for s in SYMBOLS}
+        rig = self.rig(tmp_path, rules, fetched, positions=held)
+        rig.poll(2)
+        assert rig.ex.ready and fetched == []
+        assert rig.ex.filters["BBBUSDT"] == FILTERS["BBBUSDT"]
+        rules["CCCUSDT"] = self.rule("CCCUSDT")
+        assert rig.ex.filters["CCCUSDT"].tick_size == Decimal("0.1")
+
+    def test_a_position_without_a_rule_gets_its_filters_from_one_fetch(self, tmp_path: Path):
+        """A held position in a symbol the feed has no rule for: start-up asks exchangeInfo once,
+        and the position's filters are there when the execution is ready."""
+        fetched: list = []
+        held = (ExchangePosition(symbol="BBBUSDT", qty=Decimal("-4"), entry_price=Decimal("50")),)
+        rig = self.rig(tmp_path, {"AAAUSDT": self.rule("AAAUSDT")}, fetched, positions=held)
+        rig.poll(2)
+        assert rig.ex.ready and fetched == [1]
+        assert rig.ex.filters["BBBUSDT"] == FILTERS["BBBUSDT"]
+
+    def test_a_failed_fetch_does_not_fail_the_start(self, tmp_path: Path):
+        """exchangeInfo down while a position lacks its rule: the start goes on (logged), the
+        symbol stays without filters."""
+        from venue.filters import FeedFilters
+
+        def down() -> dict:
+            raise OSError("connection refused")
+
+        held = (ExchangePosition(symbol="BBBUSDT", qty=Decimal("-4"), entry_price=Decimal("50")),)
+        rig = make_rig(tmp_path, positions=held)
+        view = FeedFilters(lambda: {s: self.rule(s) for s in ("AAAUSDT",)}, fetch=down)
+        rig.ex.filters_fn = lambda: view
+        rig.poll(2)
+        assert rig.ex.ready and rig.ex.start_error == ""
+        assert rig.ex.filters.get("BBBUSDT") is None and "AAAUSDT" in rig.ex.filters
+
+
 # ---------------------------------------------------------------------------- entries
 class TestEntry:
     @pytest.mark.parametrize("run_at_submit", [False, True], ids=["job-at-drain", "job-at-submit"])

@@ -432,3 +432,27 @@ class TestPaperTimeInForce:
         with pytest.raises(DefinitiveError) as e:
             env.broker.submit(tif("ae-1", "BUY", "1.000", "100.2", "GTD?"))
         assert e.value.code == -1115
+
+
+def test_the_feeds_rules_are_read_live_and_a_plain_mapping_is_copied():
+    """Given the feed's rules (FeedFilters), the paper broker knows a symbol whose rule is
+    published after it was made (a paper stack's broker is made before the feed starts); a
+    plain mapping is copied as before (a change to it afterwards does not count)."""
+    from common import wire
+    from venue.filters import FeedFilters
+
+    rules: dict = {}
+    live = PaperBroker(PaperConfig(), book={"BTCUSDT": BOOK}.get, clock_ms=lambda: T0, sleep=lambda s: None,
+                       filters=FeedFilters(lambda: rules))
+    with pytest.raises(DefinitiveError):
+        live.start(["BTCUSDT"])
+    rules["BTCUSDT"] = wire.SymbolInfo(symbol="BTCUSDT", tick_size=0.1, step_size=0.001, min_qty=0.001,
+                                       min_notional=5.0)
+    assert live.start(["BTCUSDT"]).leverage == {"BTCUSDT": 5}
+    assert live.submit(market("ae-1", "BUY", "0.500")).order.status == "FILLED"
+    plain: dict = {}
+    copied = PaperBroker(PaperConfig(), book={"BTCUSDT": BOOK}.get, clock_ms=lambda: T0, sleep=lambda s: None,
+                         filters=plain)
+    plain["BTCUSDT"] = BTC
+    with pytest.raises(DefinitiveError):
+        copied.start(["BTCUSDT"])
