@@ -76,7 +76,7 @@ class Brain:
         # a restarted brain's warm-up, read from the database as it is consumed (see recovery)
         self.db_history: Iterator[wire.CandleClosed] | None = None
         # each symbol's trading rules as the feed published them (and the database kept them):
-        # the filters' fallback when the exchange's exchangeInfo cannot be fetched
+        # the source of the risk checks' filters and of ccxt's markets (venue.filters.FeedFilters)
         self.symbol_info: dict[str, wire.SymbolInfo] = {}
         self.analysed_to: dict[str, int] = {}  # symbol -> close time of the last analysed candle
         # the model learns from every closed trade; until it has seen enough, every confidence
