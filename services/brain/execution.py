@@ -41,6 +41,7 @@ from common.errors import AegisError, AmbiguousError, TransientError
 from common.log import RateLimiter
 from services.brain import dispatcher as dsp
 from venue import algo_orders as ao
+from venue import brokers
 from venue import orders as om
 from services.brain import exit_lane, funding_feed, intent_log, jobs, protection, recovery, risk, trader, user_feed
 from services.brain.tick_to_trade import TickToTrade
@@ -134,12 +135,18 @@ class Execution:
         self.start_error = ""
         self.saved: recovery.Saved | None = None
         self.delayed: list[tuple[int, Any, str]] = []  # (not before ms, effect, symbol)
+        # every counter of the shell, zero from the start: the heartbeat (``heartbeat_counters``)
+        # and the stats file always carry every name, a metric never appears out of nowhere
         self.counters: dict[str, int] = {"journal_sync_failed": 0, "broker_errors": 0, "queries_retried": 0,
                                          "problems": 0, "ambiguous": 0, "sent_unjournaled": 0,
                                          "intent_log_failed": 0, "intents_replayed": 0, "exits_sent_inline": 0,
                                          "exits_inline_fallback": 0, "entries_sent_inline": 0,
                                          "entries_inline_fallback": 0, "exit_lane_fired": 0,
-                                         "exit_lane_unclaimed": 0}
+                                         "exit_lane_unclaimed": 0, "exit_presend_mismatch": 0,
+                                         "setup_pending_rejects": 0, "intent_log_corrupt": 0, "intent_log_torn": 0,
+                                         "order_history_unreadable": 0, "orders_adopted": 0,
+                                         "orders_recorded_from_history": 0, "journal_rows_resent": 0,
+                                         "unknown_completions": 0}
         self.position_poll_s = position_poll_s
         self._next_positions = 0.0
         self.algo_audit_s = algo_audit_s
@@ -937,7 +944,18 @@ class Execution:
                 "positions_protected": sum(1 for t in self.st.trades.values() if t.position > 0 and t.protected_ms),
                 "longest_unprotected_ms": self.st.longest_unprotected_ms,
                 "trader": dict(c), "user_stream": user_feed.snapshot(self), "tick_to_trade": self.ttt.snapshot(),
-                **self.counters}
+                "broker": brokers.counters_of(self.broker), **self.counters}
+
+    def heartbeat_counters(self) -> dict[str, float]:
+        """The shell's counters, the intent log's and the broker's (``venue.brokers.counters_of``:
+        ``all_orders_rejected``, the WebSocket broker's REST fallbacks, ...), flat, for the
+        brain's heartbeat and so Prometheus (``aegis_service_value{service="brain",name=...}``).
+        Every name is there from the start, zero until it counts."""
+        out = {k: float(v) for k, v in self.counters.items()}
+        if self.intents is not None:
+            out.update({k: float(v) for k, v in self.intents.counters.items()})
+        out.update({k: float(v) for k, v in brokers.counters_of(self.broker).items()})
+        return out
 
 
 def _spec_of(o: om.Order) -> OrderSpec:

@@ -12,7 +12,7 @@ from reconcile_fakes import FakeBroker, ex_order, ex_position
 from structlog.testing import capture_logs
 
 from common import wire
-from common.errors import AmbiguousError, TransientError
+from common.errors import AmbiguousError, DecodeError, TransientError
 from services.orchestrator import db
 from services.orchestrator.reconciler import Reconciler
 
@@ -172,6 +172,28 @@ class TestFailures:
             ("EXTERNAL_ORDER", "BTCUSDT", "web_1", True)]
         assert [e["status"] for e in logs if e["event"] == "reconcile.done"] == ["MISMATCH"]
         assert r.counters()["reconcile_diff_EXTERNAL_ORDER"] == 1.0
+
+
+    def test_refused_order_history_pages_are_counted_in_the_heartbeat(self, conn, closing):
+        """The first run reads the order history; a malformed page (the ccxt broker refuses it
+        whole and counts it, DecodeError) fails the run as UNREACHABLE, and the broker's count
+        reaches the heartbeat as reconcile_all_orders_rejected (0 before any broker existed)."""
+
+        class Refusing(FakeBroker):
+            def __init__(self) -> None:
+                super().__init__()
+                self.counters = {"all_orders_rejected": 0}
+
+            def all_orders(self, symbol, *, since_ms, until_ms):
+                self.counters["all_orders_rejected"] += 1
+                raise DecodeError("allOrders: the answer is not a list", reason="all_orders_shape")
+
+        r = make(Factory(Refusing()), FakeClock())
+        closing(r)
+        assert r.counters()["reconcile_all_orders_rejected"] == 0.0
+        out = run_once(r, conn)
+        assert (out.status, out.error) == ("UNREACHABLE", "DecodeError: allOrders: the answer is not a list")
+        assert r.counters()["reconcile_all_orders_rejected"] == 1.0
 
 
 class TestRepairs:
