@@ -61,6 +61,7 @@ POSITION_POLL_S = 5.0  # while a trade is open: the exchange's positions, to see
 ALGO_AUDIT_S = 30.0  # the exchange's open conditional orders against ours: missing stops, strays
 JOURNAL_AUDIT_S = 5.0  # how often the rows of orders sent before they were journaled are looked for
 JOURNAL_LAG_MS = 10_000  # a row still missing this long after the send was lost on the way: sent again
+LOG_IDS = 5  # a start-up log line names this many order ids and counts the rest
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
 INTENT_LOG_UNAVAILABLE = "INTENT_LOG_UNAVAILABLE"  # the local intent log refused a write: no entry
 SYMBOL_SETUP_PENDING = "SYMBOL_SETUP_PENDING"  # margin type and leverage not yet set for the symbol
@@ -975,7 +976,7 @@ def _ours_unknown(broker: Broker, saved: recovery.Saved | None, now_ms: int) -> 
     known = (saved.journal_ids | saved.used_cids | set(saved.open_orders)) if saved is not None else frozenset()
     out = recovery.exchange_intents([e for e in listed if e.client_order_id not in known], now_ms)
     if out:
-        log.warning("brain.orders_adopted", client_ids=[it.client_id for it in out][:20],
+        log.warning("brain.orders_adopted", count=len(out), first_ids=[it.client_id for it in out][:LOG_IDS],
                     note="open at the exchange under our ids, in neither the journal nor the intent log")
     return out
 
@@ -1004,9 +1005,10 @@ def _ours_in_history(broker: Broker, saved: recovery.Saved, positions: list[Any]
             except AegisError as exc:  # the row and state still go; reconciliation adds the fills
                 log.warning("brain.history_fills_unreadable", cid=e.client_order_id, reason=exc.reason)
         out.append((e, fills))
-    if adopt or out:
-        log.warning("brain.orders_found_in_history", adopted=[e.client_order_id for e in adopt][:20],
-                    recorded=[e.client_order_id for e in record][:20], since_ms=since_ms,
+    if adopt or out:  # counts and the first few ids: a bench's restart finds hundreds
+        log.warning("brain.orders_found_in_history", adopted=len(adopt), recorded=len(record),
+                    first_adopted=[e.client_order_id for e in adopt][:LOG_IDS],
+                    first_recorded=[e.client_order_id for e in record][:LOG_IDS], since_ms=since_ms,
                     note="finished at the exchange under our ids, in neither the journal nor the intent log")
     return adopt, out
 

@@ -4,11 +4,15 @@ broker's refused order-history pages (``all_orders_rejected``) among them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
+
+from structlog.testing import capture_logs
 
 from common.errors import DecodeError
 from services.brain import intent_log as il
-from tests.unit.brain.test_execution import make_rig
+from tests.unit.brain.test_execution import make_rig, xorder
 
 SHELL = {"journal_sync_failed", "broker_errors", "queries_retried", "problems", "ambiguous", "sent_unjournaled",
          "entries_sent_inline", "entries_inline_fallback", "exit_lane_fired", "exit_lane_unclaimed",
@@ -50,3 +54,18 @@ def test_refused_history_pages_reach_the_heartbeat(tmp_path: Path):
     assert (hb["all_orders_rejected"], hb["order_history_unreadable"]) == (2.0, 2.0)
     assert rig.ex.snapshot()["broker"] == {"all_orders_rejected": 2}
 
+
+def test_orders_found_in_the_history_are_logged_as_counts_and_the_first_few_ids(tmp_path: Path):
+    """Twelve finished orders of ours in the order history at start (a bench's restart finds
+    hundreds): one line with the count and the first five ids, not every id."""
+    rig = make_rig(tmp_path)
+    rig.ex.intents = il.IntentLog(tmp_path / "intents.log", fsync=False)
+    cids = [f"ae-old{i:02d}-0" for i in range(12)]
+    rig.broker.history = [replace(xorder(c, "CANCELED", "0", eid=str(900 + i)), order_type="LIMIT",
+                                  price=Decimal("99.5")) for i, c in enumerate(cids)]
+    with capture_logs() as logs:
+        rig.poll(3)
+    assert rig.ex.ready and rig.ex.counters["orders_recorded_from_history"] == 12
+    (line,) = [e for e in logs if e["event"] == "brain.orders_found_in_history"]
+    assert (line["adopted"], line["recorded"], line["first_adopted"], line["first_recorded"]) == (
+        0, 12, [], cids[:5])
