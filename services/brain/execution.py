@@ -147,7 +147,8 @@ class Execution:
                                          "setup_pending_rejects": 0, "intent_log_corrupt": 0, "intent_log_torn": 0,
                                          "order_history_unreadable": 0, "orders_adopted": 0,
                                          "orders_recorded_from_history": 0, "journal_rows_resent": 0,
-                                         "unknown_completions": 0}
+                                         "unknown_completions": 0, "reconciled_heard": 0,
+                                         "reconciled_read_failed": 0}
         self.position_poll_s = position_poll_s
         self._next_positions = 0.0
         self.algo_audit_s = algo_audit_s
@@ -197,6 +198,27 @@ class Execution:
             self._setup_symbols([sig.symbol])
             return
         self._run(trader.on_signal(self.cfg, self.st, sig, self.ctx((sig.symbol,))))
+
+    def on_reconciled(self, msg: wire.Reconciled) -> None:
+        """Reconciliation repaired or adopted something (``wire.Reconciled``, from the
+        orchestrator): the positions are read again here (REST, on a worker, ``jobs.Reconciled``)
+        and the trader decides on that fresh read (``trader.on_reconciled``). Before the shell
+        is ready nothing is asked: its start-up reads the whole exchange anyway."""
+        self.counters["reconciled_heard"] += 1
+        if not self.ready or not (msg.symbols or msg.adopted_orders):
+            return
+        tag = jobs.Reconciled(sent_ms=self.clock_ms(), symbols=tuple(msg.symbols),
+                              adopted_orders=tuple(msg.adopted_orders))
+        self.dispatcher.submit(dsp.QUERY, self.broker.positions, tag=tag)
+
+    def _reconciled_read(self, tag: jobs.Reconciled, c: dsp.Completion) -> None:
+        if c.error is not None:  # unreadable now: the next run says it again
+            self.counters["reconciled_read_failed"] += 1
+            log.warning("brain.reconciled_read_failed", symbols=list(tag.symbols)[:LOG_IDS], error=str(c.error)[:200])
+            return
+        if self.ready:
+            self._run(trader.on_reconciled(self.cfg, self.st, tag.symbols, tag.adopted_orders, list(c.result),
+                                           tag.sent_ms, self.ctx(tag.symbols)))
 
     def _setup_symbols(self, symbols: list[str]) -> None:
         todo = [s for s in symbols if s not in self.configured and s not in self._configuring][:START_SYMBOLS]
@@ -796,6 +818,8 @@ class Execution:
                 funding_feed.done(self, c)
             case jobs.StreamResync():
                 user_feed.resynced(self, c)
+            case jobs.Reconciled():
+                self._reconciled_read(c.tag, c)
             case jobs.PlaceAlgo() | jobs.CancelAlgo() | jobs.QueryAlgo():
                 self._algo_completion(c.tag, c)
             case jobs.Submit() | jobs.Cancel() | jobs.Query() | jobs.Fills():

@@ -19,7 +19,7 @@ SHELL = {"journal_sync_failed", "broker_errors", "queries_retried", "problems", 
          "intent_log_failed", "intents_replayed", "exits_sent_inline", "exits_inline_fallback",
          "exit_presend_mismatch", "setup_pending_rejects", "intent_log_corrupt", "intent_log_torn",
          "order_history_unreadable", "orders_adopted", "orders_recorded_from_history", "journal_rows_resent",
-         "unknown_completions"}
+         "unknown_completions", "reconciled_heard", "reconciled_read_failed"}
 INTENT_LOG = {"intents_written", "intent_syncs", "intent_sync_errors"}
 
 

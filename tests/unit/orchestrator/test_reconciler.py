@@ -209,6 +209,45 @@ class TestRepairs:
         c = r.counters()
         assert (c["reconcile_repair_POSITION"], c["reconcile_diff_EXTERNAL_POSITION"]) == (1.0, 1.0)
 
+    def test_the_running_brain_is_told_after_the_repairs_are_written(self, conn, closing):
+        """``apply_reconcile``: the repairs are written, then published, then one
+        ``wire.Reconciled`` naming the repaired symbols goes out for the running brain."""
+        from services.orchestrator.app import apply_reconcile
+        from services.orchestrator.reconcile import for_brain
+
+        broker = FakeBroker(positions=[ex_position("SOLUSDT", "3", "150.5")])
+        r = make(Factory(broker), FakeClock())
+        closing(r)
+        out = run_once(r, conn)
+        told = for_brain(out.report)
+        assert told == wire.Reconciled(status="REPAIRED", at_ms=1_700_000_000_000, symbols=("SOLUSDT",))
+        events: list[tuple[str, object]] = []
+
+        class Writer:
+            def add(self, envs):
+                events.append(("write", tuple(e.body for e in envs)))
+
+            def flush(self):
+                events.append(("flush", None))
+
+        class Pub:
+            def publish(self, body, event_ns=None):
+                events.append(("publish", body))
+
+        stats: dict[str, int] = {}
+        apply_reconcile(out, Writer(), Pub(), stats)
+        assert events == [("write", out.repairs), ("flush", None), *(("publish", b) for b in out.repairs),
+                          ("publish", told)]
+        assert stats["reconcile_repairs"] == 1
+
+    def test_a_run_without_repairs_tells_the_brain_nothing(self, conn, closing):
+        """OK: no ``wire.Reconciled`` (nothing changed in the journal)."""
+        from services.orchestrator.reconcile import for_brain
+
+        r = make(Factory(), FakeClock())
+        closing(r)
+        assert for_brain(run_once(r, conn).report) is None
+
     def test_order_journaled_while_the_exchange_was_read_is_not_external(self, conn, closing):
         """Our order, placed and journaled after the first local snapshot, is open at the exchange:
         the diff reads the database again when the worker is done, so it is ours, not external."""
