@@ -58,6 +58,7 @@ class EventType(str, enum.Enum):
     ALGO_ORDER_UPDATE = "ALGO_ORDER_UPDATE"
     CONTROL = "CONTROL"
     TRADING_PERMISSION = "TRADING_PERMISSION"
+    RECONCILED = "RECONCILED"
 
 
 # The feed's raw WebSocket frames (``feed.publish_raw``) go out un-enveloped on this topic,
@@ -83,6 +84,7 @@ TOPIC_PREFIX: dict[EventType, str] = {
     EventType.ALGO_ORDER_UPDATE: "algo",
     EventType.CONTROL: "control",
     EventType.TRADING_PERMISSION: "permission",
+    EventType.RECONCILED: "reconciled",
 }
 
 
@@ -379,9 +381,24 @@ class TradingPermission(_Body, tag="TRADING_PERMISSION"):
     service: str = "orchestrator"
 
 
+class Reconciled(_Body, tag="RECONCILED"):
+    """What a reconciliation run repaired, for the running brain (published after the repairs
+    are written, only when there are some): the symbols whose orders, fills or positions were
+    repaired or adopted, and our own order ids it adopted (sent, never journaled). The brain
+    takes no value from here (a snapshot seconds old): it re-reads those symbols' positions
+    itself, adopts a position it holds no trade for, frees a slot the exchange shows flat,
+    and never reuses an adopted order id."""
+
+    status: str  # reconciliation's verdict: REPAIRED | MISMATCH
+    at_ms: int  # when the run decided (the orchestrator's wall clock)
+    symbols: tuple[str, ...] = ()
+    adopted_orders: tuple[str, ...] = ()  # our client order ids it adopted (ae-/ax-)
+    service: str = "orchestrator"
+
+
 Body = Union[TickUpdate, CandleClosed, SignalGenerated, OrderRequest, OrderUpdate, Fill,
              Position, RiskReject, Heartbeat, FeedStatus, Shutdown, TradeClosed, ModelState, SymbolInfo,
-             AlgoOrderUpdate, Control, TradingPermission]
+             AlgoOrderUpdate, Control, TradingPermission, Reconciled]
 
 BODY_TYPES: dict[EventType, type] = {
     EventType.TICK_UPDATE: TickUpdate,
@@ -401,6 +418,7 @@ BODY_TYPES: dict[EventType, type] = {
     EventType.ALGO_ORDER_UPDATE: AlgoOrderUpdate,
     EventType.CONTROL: Control,
     EventType.TRADING_PERMISSION: TradingPermission,
+    EventType.RECONCILED: Reconciled,
 }
 _TYPE_OF: dict[type, EventType] = {v: k for k, v in BODY_TYPES.items()}
 

@@ -89,6 +89,23 @@ def symbol_filters(cfg: AegisConfig, rules: Callable[[], Mapping[str, Any]] | No
     return filters.FeedFilters(rules if rules is not None else dict, fetch=fetch)
 
 
+# counters every broker reports, zero where it keeps none (a paper broker reads no answers)
+BROKER_COUNTERS = ("all_orders_rejected",)
+
+
+def counters_of(broker: Any) -> dict[str, int]:
+    """A broker's counters, flat: its own and, under a ``WsBroker``, those of the REST broker
+    beneath it (which reads the order history: ``all_orders_rejected``, order-history pages
+    refused as malformed). Every name in ``BROKER_COUNTERS`` is there, zero until it counts.
+    Reads ints another thread may be adding to: a heartbeat's value, not a transaction."""
+    out = dict.fromkeys(BROKER_COUNTERS, 0)
+    for b in (getattr(broker, "rest", None), broker):
+        c = getattr(b, "counters", None)
+        if isinstance(c, Mapping):
+            out.update({k: int(v) for k, v in dict(c).items() if isinstance(v, int)})  # a copy first
+    return out
+
+
 def make_broker(cfg: AegisConfig, book: Any, clock_ms: Any = None, *,
                 rules: Callable[[], Mapping[str, Any]] | None = None,
                 order_filters: Mapping[str, filters.SymbolFilters] | None = None) -> Broker:

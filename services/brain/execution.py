@@ -41,6 +41,7 @@ from common.errors import AegisError, AmbiguousError, TransientError
 from common.log import RateLimiter
 from services.brain import dispatcher as dsp
 from venue import algo_orders as ao
+from venue import brokers
 from venue import orders as om
 from services.brain import exit_lane, funding_feed, intent_log, jobs, protection, recovery, risk, trader, user_feed
 from services.brain.tick_to_trade import TickToTrade
@@ -60,6 +61,7 @@ POSITION_POLL_S = 5.0  # while a trade is open: the exchange's positions, to see
 ALGO_AUDIT_S = 30.0  # the exchange's open conditional orders against ours: missing stops, strays
 JOURNAL_AUDIT_S = 5.0  # how often the rows of orders sent before they were journaled are looked for
 JOURNAL_LAG_MS = 10_000  # a row still missing this long after the send was lost on the way: sent again
+LOG_IDS = 5  # a start-up log line names this many order ids and counts the rest
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
 INTENT_LOG_UNAVAILABLE = "INTENT_LOG_UNAVAILABLE"  # the local intent log refused a write: no entry
 SYMBOL_SETUP_PENDING = "SYMBOL_SETUP_PENDING"  # margin type and leverage not yet set for the symbol
@@ -134,12 +136,19 @@ class Execution:
         self.start_error = ""
         self.saved: recovery.Saved | None = None
         self.delayed: list[tuple[int, Any, str]] = []  # (not before ms, effect, symbol)
+        # every counter of the shell, zero from the start: the heartbeat (``heartbeat_counters``)
+        # and the stats file always carry every name, a metric never appears out of nowhere
         self.counters: dict[str, int] = {"journal_sync_failed": 0, "broker_errors": 0, "queries_retried": 0,
                                          "problems": 0, "ambiguous": 0, "sent_unjournaled": 0,
                                          "intent_log_failed": 0, "intents_replayed": 0, "exits_sent_inline": 0,
                                          "exits_inline_fallback": 0, "entries_sent_inline": 0,
                                          "entries_inline_fallback": 0, "exit_lane_fired": 0,
-                                         "exit_lane_unclaimed": 0}
+                                         "exit_lane_unclaimed": 0, "exit_presend_mismatch": 0,
+                                         "setup_pending_rejects": 0, "intent_log_corrupt": 0, "intent_log_torn": 0,
+                                         "order_history_unreadable": 0, "orders_adopted": 0,
+                                         "orders_recorded_from_history": 0, "journal_rows_resent": 0,
+                                         "unknown_completions": 0, "reconciled_heard": 0,
+                                         "reconciled_read_failed": 0}
         self.position_poll_s = position_poll_s
         self._next_positions = 0.0
         self.algo_audit_s = algo_audit_s
@@ -189,6 +198,27 @@ class Execution:
             self._setup_symbols([sig.symbol])
             return
         self._run(trader.on_signal(self.cfg, self.st, sig, self.ctx((sig.symbol,))))
+
+    def on_reconciled(self, msg: wire.Reconciled) -> None:
+        """Reconciliation repaired or adopted something (``wire.Reconciled``, from the
+        orchestrator): the positions are read again here (REST, on a worker, ``jobs.Reconciled``)
+        and the trader decides on that fresh read (``trader.on_reconciled``). Before the shell
+        is ready nothing is asked: its start-up reads the whole exchange anyway."""
+        self.counters["reconciled_heard"] += 1
+        if not self.ready or not (msg.symbols or msg.adopted_orders):
+            return
+        tag = jobs.Reconciled(sent_ms=self.clock_ms(), symbols=tuple(msg.symbols),
+                              adopted_orders=tuple(msg.adopted_orders))
+        self.dispatcher.submit(dsp.QUERY, self.broker.positions, tag=tag)
+
+    def _reconciled_read(self, tag: jobs.Reconciled, c: dsp.Completion) -> None:
+        if c.error is not None:  # unreadable now: the next run says it again
+            self.counters["reconciled_read_failed"] += 1
+            log.warning("brain.reconciled_read_failed", symbols=list(tag.symbols)[:LOG_IDS], error=str(c.error)[:200])
+            return
+        if self.ready:
+            self._run(trader.on_reconciled(self.cfg, self.st, tag.symbols, tag.adopted_orders, list(c.result),
+                                           tag.sent_ms, self.ctx(tag.symbols)))
 
     def _setup_symbols(self, symbols: list[str]) -> None:
         todo = [s for s in symbols if s not in self.configured and s not in self._configuring][:START_SYMBOLS]
@@ -788,6 +818,8 @@ class Execution:
                 funding_feed.done(self, c)
             case jobs.StreamResync():
                 user_feed.resynced(self, c)
+            case jobs.Reconciled():
+                self._reconciled_read(c.tag, c)
             case jobs.PlaceAlgo() | jobs.CancelAlgo() | jobs.QueryAlgo():
                 self._algo_completion(c.tag, c)
             case jobs.Submit() | jobs.Cancel() | jobs.Query() | jobs.Fills():
@@ -937,7 +969,18 @@ class Execution:
                 "positions_protected": sum(1 for t in self.st.trades.values() if t.position > 0 and t.protected_ms),
                 "longest_unprotected_ms": self.st.longest_unprotected_ms,
                 "trader": dict(c), "user_stream": user_feed.snapshot(self), "tick_to_trade": self.ttt.snapshot(),
-                **self.counters}
+                "broker": brokers.counters_of(self.broker), **self.counters}
+
+    def heartbeat_counters(self) -> dict[str, float]:
+        """The shell's counters, the intent log's and the broker's (``venue.brokers.counters_of``:
+        ``all_orders_rejected``, the WebSocket broker's REST fallbacks, ...), flat, for the
+        brain's heartbeat and so Prometheus (``aegis_service_value{service="brain",name=...}``).
+        Every name is there from the start, zero until it counts."""
+        out = {k: float(v) for k, v in self.counters.items()}
+        if self.intents is not None:
+            out.update({k: float(v) for k, v in self.intents.counters.items()})
+        out.update({k: float(v) for k, v in brokers.counters_of(self.broker).items()})
+        return out
 
 
 def _spec_of(o: om.Order) -> OrderSpec:
@@ -957,7 +1000,7 @@ def _ours_unknown(broker: Broker, saved: recovery.Saved | None, now_ms: int) -> 
     known = (saved.journal_ids | saved.used_cids | set(saved.open_orders)) if saved is not None else frozenset()
     out = recovery.exchange_intents([e for e in listed if e.client_order_id not in known], now_ms)
     if out:
-        log.warning("brain.orders_adopted", client_ids=[it.client_id for it in out][:20],
+        log.warning("brain.orders_adopted", count=len(out), first_ids=[it.client_id for it in out][:LOG_IDS],
                     note="open at the exchange under our ids, in neither the journal nor the intent log")
     return out
 
@@ -986,9 +1029,10 @@ def _ours_in_history(broker: Broker, saved: recovery.Saved, positions: list[Any]
             except AegisError as exc:  # the row and state still go; reconciliation adds the fills
                 log.warning("brain.history_fills_unreadable", cid=e.client_order_id, reason=exc.reason)
         out.append((e, fills))
-    if adopt or out:
-        log.warning("brain.orders_found_in_history", adopted=[e.client_order_id for e in adopt][:20],
-                    recorded=[e.client_order_id for e in record][:20], since_ms=since_ms,
+    if adopt or out:  # counts and the first few ids: a bench's restart finds hundreds
+        log.warning("brain.orders_found_in_history", adopted=len(adopt), recorded=len(record),
+                    first_adopted=[e.client_order_id for e in adopt][:LOG_IDS],
+                    first_recorded=[e.client_order_id for e in record][:LOG_IDS], since_ms=since_ms,
                     note="finished at the exchange under our ids, in neither the journal nor the intent log")
     return adopt, out
 

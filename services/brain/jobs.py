@@ -123,5 +123,15 @@ class StreamResync:
     connection: int
 
 
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """The positions read after reconciliation repaired ``symbols`` (``wire.Reconciled``),
+    asked at ``sent_ms``; ``adopted_orders``: our order ids it adopted."""
+
+    sent_ms: int
+    symbols: tuple[str, ...]
+    adopted_orders: tuple[str, ...]
+
+
 OrderJob = Submit | Cancel | Query | Fills
 AlgoJob = PlaceAlgo | CancelAlgo | QueryAlgo

@@ -303,7 +303,7 @@ def with_intents(saved: Saved, intents: Sequence[intent_log.Intent], now_ms: int
             a = _algo(_algo_row(b, at_ms))
             if a is not None:
                 algos[a.client_algo_id] = a
-    log.warning("brain.intents_not_journaled", count=len(todo), client_ids=[it.client_id for it in todo][:20],
+    log.warning("brain.intents_not_journaled", count=len(todo), first_ids=[it.client_id for it in todo][:5],
                 note="sent (or about to be) before a crash; asked at the exchange, journaled now")
     return replace(saved, open_orders=orders, algos=algos, plans=plans, used_cids=frozenset(used),
                    last_action_ms=last_action, journal_ids=saved.journal_ids | {it.client_id for it in todo}), todo

@@ -44,7 +44,7 @@ import functools
 import math
 from dataclasses import dataclass
 from decimal import Context, Decimal
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from common.fastcopy import build, replace
 from common import wire
@@ -53,7 +53,7 @@ from services.brain import protection as pr
 from services.brain import risk, rotation
 from venue import algo_orders as ao
 from venue.filters import is_on_grid, round_qty_down
-from venue.port import ExchangeFill, ExchangeIncome
+from venue.port import ExchangeFill, ExchangeIncome, ExchangePosition
 from services.brain.trading_state import (  # noqa: F401  (the trader's values, named here too)
     Action, CheckPosition, Ctx, Dispatch, FetchSymbolFills, Learn, NewAlgo, NewOrder, PendingEntry, Problem,
     Publish, Result, Trade, TraderConfig, TraderState, count as _count, with_algo as _with_algo,
@@ -767,6 +767,59 @@ def on_exchange_position(cfg: TraderConfig, st: TraderState, symbol: str, qty: D
     since = t.first_fill_ms or t.opened_ms
     return st, [*cancels, Dispatch(FetchSymbolFills(symbol=symbol, since_ms=since), symbol),
                 Publish(wire.Position(symbol=symbol, qty=0.0, entry_price=0.0))]
+
+
+def on_reconciled(cfg: TraderConfig, st: TraderState, symbols: Sequence[str], adopted_orders: Sequence[str],
+                  positions: Sequence[ExchangePosition], sent_ms: int, ctx: Ctx) -> Result:
+    """Reconciliation repaired ``symbols`` and adopted ``adopted_orders`` (``wire.Reconciled``);
+    ``positions`` is the exchange's answer to a read the shell sent at ``sent_ms``, after the
+    message came (the message's own values are seconds old: none is used).
+
+    - an adopted order id is used: no order is ever sent under it again;
+    - a trade the exchange shows flat: ``on_exchange_position`` (slot freed, closing fills fetched),
+      unless its first fill came after the read was sent (the read may predate its position);
+    - a trade the exchange holds at another size: a Problem, nothing resized (its own fills and
+      its exchange-held stop, which closes the whole position, stay in charge);
+    - a position with no trade of ours: adopted (``adopt``) and protected by an exchange-held
+      stop, unless the read may not show our own latest doing on the symbol (an entry or a
+      close at or after ``sent_ms``, an order of ours still live on it, an entry waiting for
+      it): then the next run tells again. Nothing is adopted twice, no order is sent but the
+      new trade's protection: the same message again finds the trade and changes nothing."""
+    actions: list[Action] = []
+    if adopted_orders:
+        st = replace(st, used_cids=st.used_cids | frozenset(adopted_orders))
+    held = {p.symbol: p for p in positions if p.qty != 0}
+    for sym in sorted(set(symbols)):
+        p, t = held.get(sym), st.trades.get(sym)
+        if t is not None:
+            if t.first_fill_ms > sent_ms:
+                continue  # the read may predate the trade's position (``user_feed.apply_position_read``)
+            if p is None:
+                st, acts = on_exchange_position(cfg, st, sym, Decimal(0), ctx)
+                actions += acts
+            elif (t.position > 0 and not t.flat_at_exchange_ms and not _live_orders(st, sym)
+                  and st.last_action_ms.get(sym, 0) < sent_ms
+                  and (abs(p.qty) != t.position or (p.qty > 0) != (t.side == "BUY"))):
+                st = _count(st, "reconciled_position_differs")
+                actions.append(Problem("POSITION_DIFFERS", f"{sym}: trade {t.side} {t.position}, exchange {p.qty}"))
+            continue
+        if p is None:
+            continue
+        if (st.last_action_ms.get(sym, 0) >= sent_ms or _live_orders(st, sym)
+                or any(e.signal.symbol == sym for e in st.pending)):
+            st = _count(st, "reconciled_adoption_deferred")
+            continue
+        t = adopt(cfg, symbol=sym, qty=p.qty, entry_price=p.entry_price, now_ms=ctx.now_ms)
+        st = _count(_with_trade(st, t), "reconciled_adopted")
+        actions += [Problem("POSITION_ADOPTED", f"{sym}: {p.qty} @ {p.entry_price}, found by reconciliation"),
+                    Publish(position_body(t, ctx))]
+        st, acts = pr.arm(cfg, st, t, ctx)
+        actions += acts
+    return st, actions
+
+
+def _live_orders(st: TraderState, symbol: str) -> bool:
+    return any(o.symbol == symbol and not o.is_terminal for o in st.orders.values())
 
 
 def on_symbol_fills(cfg: TraderConfig, st: TraderState, symbol: str, fills: list[ExchangeFill], ctx: Ctx) -> Result:

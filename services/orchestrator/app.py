@@ -28,6 +28,7 @@ from common.ring import Ring
 from services.orchestrator import db, policy, storage
 from services.orchestrator import journal as jn
 from services.orchestrator.reconciler import ReconcileOutcome, Reconciler
+from services.orchestrator.reconcile import for_brain
 
 log = structlog.get_logger(__name__)
 NAME = "orchestrator"
@@ -231,6 +232,9 @@ def apply_reconcile(out: ReconcileOutcome | None, writer: jn.JournalWriter, pub:
         for b in repairs:
             pub.publish(b, now)
         stats["reconcile_repairs"] = stats.get("reconcile_repairs", 0) + len(repairs)
+        told = for_brain(out.report) if out.report is not None else None
+        if told is not None:  # after the repairs are written: the running brain re-reads these symbols
+            pub.publish(told, now)
     log.info("orchestrator.reconciled", status=out.status, repairs=len(repairs), trading_allowed=out.trading_allowed,
              error=out.error or None)
 

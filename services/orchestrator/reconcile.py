@@ -248,6 +248,18 @@ class Report:
         return tuple(d for d in self.differences if d.blocking)
 
 
+def for_brain(report: Report) -> wire.Reconciled | None:
+    """What the running brain must hear of a run (``wire.Reconciled``): the symbols of every
+    repair and our order ids adopted; None when nothing was repaired (the brain's own record
+    then already equals the exchange's, as far as this run could tell)."""
+    if not report.repairs:
+        return None
+    return wire.Reconciled(status=report.status, at_ms=report.at_ms,
+                           symbols=tuple(sorted({r.symbol for r in report.repairs})),
+                           adopted_orders=tuple(sorted({d.client_order_id for d in report.differences
+                                                        if d.kind == ORDER_ADOPTED})))
+
+
 class _Part(NamedTuple):
     differences: tuple[Difference, ...] = ()
     repairs: tuple[Repair, ...] = ()

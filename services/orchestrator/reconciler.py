@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 import structlog
 
+from venue import brokers
 from venue.port import Broker
 from venue.orders import DEFAULT_RECV_WINDOW_MS
 from services.orchestrator import snapshots
@@ -101,6 +102,7 @@ class Reconciler:
             raise ValueError(f"fills_lookback_ms {fills_lookback_ms} must cover two intervals"
                              f" and fit in {snapshots.LOCAL_WINDOW_MS}")
         self._broker_factory = broker_factory
+        self._broker: Broker | None = None  # the worker's, once made: its counters go in the heartbeat
         self._interval_s = interval_s
         self._retry_interval_s = retry_interval_s
         self._symbols_fn = symbols_fn
@@ -178,6 +180,9 @@ class Reconciler:
                "reconcile_last_duration_s": self.last_duration_s}
         out.update({f"reconcile_diff_{k}": float(v) for k, v in sorted(self.differences_by_kind.items())})
         out.update({f"reconcile_repair_{k}": float(v) for k, v in sorted(self.repairs_by_kind.items())})
+        # the broker's (order-history pages refused as malformed: ``reconcile_all_orders_rejected``)
+        got = brokers.counters_of(self._broker)
+        out.update({f"reconcile_{k}": float(got[k]) for k in brokers.BROKER_COUNTERS})
         return out
 
     def close(self) -> None:
@@ -257,7 +262,7 @@ class Reconciler:
             t0 = self._clock()
             try:
                 if broker is None:
-                    broker = self._broker_factory()
+                    broker = self._broker = self._broker_factory()
                 exchange = snapshots.fetch_exchange_snapshot(
                     broker, job.local, job.symbols, _ms(t0), self._fills_lookback_ms,
                     clock_ms=lambda: _ms(self._clock()), history_since_ms=job.history_since_ms)

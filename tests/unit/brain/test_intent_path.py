@@ -205,7 +205,7 @@ class TestExitFromTheDecidingThread:
         assert rig.ex.st.orders[EXIT].state == om.S.SENT and rig.ex._presend == {}
         rig.poll()
         assert rig.calls == [("send_order", EXIT, 0.0), ("finish_order", EXIT, "frame-1")]
-        assert "exit_presend_mismatch" not in rig.ex.counters and "AAAUSDT" not in rig.ex.st.trades
+        assert rig.ex.counters["exit_presend_mismatch"] == 0 and "AAAUSDT" not in rig.ex.st.trades
 
     def test_with_no_socket_the_exit_goes_through_the_dispatcher(self, tmp_path: Path):
         """Nothing was sent (WsUnavailable): the ordinary submit job carries the exit."""

@@ -33,6 +33,8 @@ class TestRoundTrip:
                         price_precision=2, quantity_precision=3),
         wire.TradingPermission(allowed=False, reason="JOURNAL_DISK_FULL",
                                detail="cannot write /d/aegis.sqlite3: database or disk is full (0 bytes free)"),
+        wire.Reconciled(status="REPAIRED", at_ms=1_700_000_000_000, symbols=("BTCUSDT", "D001USDT"),
+                        adopted_orders=("ae-lost-0",)),
     ])
     def test_every_message_round_trips_exactly(self, body):
         """encode then decode gives an equal envelope, with the topic naming type and key."""

@@ -12,7 +12,7 @@ from reconcile_fakes import FakeBroker, ex_order, ex_position
 from structlog.testing import capture_logs
 
 from common import wire
-from common.errors import AmbiguousError, TransientError
+from common.errors import AmbiguousError, DecodeError, TransientError
 from services.orchestrator import db
 from services.orchestrator.reconciler import Reconciler
 
@@ -174,6 +174,28 @@ class TestFailures:
         assert r.counters()["reconcile_diff_EXTERNAL_ORDER"] == 1.0
 
 
+    def test_refused_order_history_pages_are_counted_in_the_heartbeat(self, conn, closing):
+        """The first run reads the order history; a malformed page (the ccxt broker refuses it
+        whole and counts it, DecodeError) fails the run as UNREACHABLE, and the broker's count
+        reaches the heartbeat as reconcile_all_orders_rejected (0 before any broker existed)."""
+
+        class Refusing(FakeBroker):
+            def __init__(self) -> None:
+                super().__init__()
+                self.counters = {"all_orders_rejected": 0}
+
+            def all_orders(self, symbol, *, since_ms, until_ms):
+                self.counters["all_orders_rejected"] += 1
+                raise DecodeError("allOrders: the answer is not a list", reason="all_orders_shape")
+
+        r = make(Factory(Refusing()), FakeClock())
+        closing(r)
+        assert r.counters()["reconcile_all_orders_rejected"] == 0.0
+        out = run_once(r, conn)
+        assert (out.status, out.error) == ("UNREACHABLE", "DecodeError: allOrders: the answer is not a list")
+        assert r.counters()["reconcile_all_orders_rejected"] == 1.0
+
+
 class TestRepairs:
     def test_repairs_reach_the_caller_and_are_counted_by_wire_type(self, conn, closing):
         """An exchange position we do not hold: one Position repair in the outcome, counted."""
@@ -186,6 +208,45 @@ class TestRepairs:
         assert out.report.adopted == ("SOLUSDT",)
         c = r.counters()
         assert (c["reconcile_repair_POSITION"], c["reconcile_diff_EXTERNAL_POSITION"]) == (1.0, 1.0)
+
+    def test_the_running_brain_is_told_after_the_repairs_are_written(self, conn, closing):
+        """``apply_reconcile``: the repairs are written, then published, then one
+        ``wire.Reconciled`` naming the repaired symbols goes out for the running brain."""
+        from services.orchestrator.app import apply_reconcile
+        from services.orchestrator.reconcile import for_brain
+
+        broker = FakeBroker(positions=[ex_position("SOLUSDT", "3", "150.5")])
+        r = make(Factory(broker), FakeClock())
+        closing(r)
+        out = run_once(r, conn)
+        told = for_brain(out.report)
+        assert told == wire.Reconciled(status="REPAIRED", at_ms=1_700_000_000_000, symbols=("SOLUSDT",))
+        events: list[tuple[str, object]] = []
+
+        class Writer:
+            def add(self, envs):
+                events.append(("write", tuple(e.body for e in envs)))
+
+            def flush(self):
+                events.append(("flush", None))
+
+        class Pub:
+            def publish(self, body, event_ns=None):
+                events.append(("publish", body))
+
+        stats: dict[str, int] = {}
+        apply_reconcile(out, Writer(), Pub(), stats)
+        assert events == [("write", out.repairs), ("flush", None), *(("publish", b) for b in out.repairs),
+                          ("publish", told)]
+        assert stats["reconcile_repairs"] == 1
+
+    def test_a_run_without_repairs_tells_the_brain_nothing(self, conn, closing):
+        """OK: no ``wire.Reconciled`` (nothing changed in the journal)."""
+        from services.orchestrator.reconcile import for_brain
+
+        r = make(Factory(), FakeClock())
+        closing(r)
+        assert for_brain(run_once(r, conn).report) is None
 
     def test_order_journaled_while_the_exchange_was_read_is_not_external(self, conn, closing):
         """Our order, placed and journaled after the first local snapshot, is open at the exchange:
