@@ -211,6 +211,8 @@ class Brain:
             b = env.body
             if isinstance(b, wire.TradingPermission):
                 self.permission_block = "" if b.allowed else f"{b.reason}: {b.detail}"
+            elif isinstance(b, wire.Reconciled) and self.execution is not None:
+                self.execution.on_reconciled(b)  # reconciliation's repairs: the shell re-reads those positions
 
     def trading_block_reason(self) -> str:
         return self.permission_block
@@ -394,6 +396,7 @@ class Brain:
                                                   "trades_closed", "realized_pnl", "fees", "halted")})
             out["equity"] = float(ex["equity"] or 0.0)
             out.update(self.execution.ttt.counters())  # tick-to-trade buckets (ttt_le_us:...)
+            out.update(self.execution.heartbeat_counters())  # every shell, intent-log and broker counter
             # funding received (+) or paid (-): closed trades' and the open trades' so far
             out["funding"] = float(ex["funding"]) + float(ex["funding_reads"]["open_funding"])
         if self.control is not None:
@@ -492,7 +495,8 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     trading = wiring.make_execution(cfg, brain, ep) if brokers.trading_enabled(cfg) else None
     brain.execution = trading.execution if trading is not None else None
     if trading is not None:
-        brain.orch = bus.Subscriber([ep.orchestrator_pub], (wire.EventType.TRADING_PERMISSION,))
+        brain.orch = bus.Subscriber([ep.orchestrator_pub], (wire.EventType.TRADING_PERMISSION,
+                                                            wire.EventType.RECONCILED))
         if brain.replay:  # start-up (filters, account) answered inline, before the first tick
             for _ in range(3):
                 trading.execution.poll()

@@ -38,3 +38,14 @@ def test_the_last_permission_heard_is_the_block_reason():
     brain.orch.queued = [env(wire.TradingPermission(allowed=True), 2)]
     Brain.watch_orchestrator(brain)
     assert Brain.trading_block_reason(brain) == ""
+
+
+def test_reconciliations_repairs_go_to_the_execution_shell():
+    """A ``wire.Reconciled`` from the orchestrator reaches ``Execution.on_reconciled``; the
+    permission is unchanged by it."""
+    told = []
+    brain = SimpleNamespace(orch=Sub(), permission_block="", execution=SimpleNamespace(on_reconciled=told.append))
+    msg = wire.Reconciled(status="REPAIRED", at_ms=5, symbols=("BTCUSDT",), adopted_orders=("ae-x-0",))
+    brain.orch.queued = [env(msg, 1)]
+    Brain.watch_orchestrator(brain)
+    assert told == [msg] and Brain.trading_block_reason(brain) == ""
