@@ -363,10 +363,14 @@ class Backtest:
             if close_ms <= self.cfg.trade_from_ms:  # warm-up: the strategy learns, nothing trades
                 self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
                 return
-            if self._lagged:  # this bar's skipped poll first, as if it had run before the strategy
-                self._catch_up()
-                self._fills_to_strategy()
-            self._intents(symbol, intents, candle)
+            self._act(symbol, intents, candle)
+
+    def _act(self, symbol: str, intents: list, candle: sa.Candle) -> None:
+        """A bar's intents to the shell (after the warm-up)."""
+        if self._lagged:  # this bar's skipped poll first, as if it had run before the strategy
+            self._catch_up()
+            self._fills_to_strategy()
+        self._intents(symbol, intents, candle)
 
     def _view(self, trade: Any) -> None:
         watch = None
@@ -502,12 +506,7 @@ class Backtest:
             if isinstance(it, sa.Enter) and candle is not None:
                 sig = self.runner.signal(candle, it)
                 if sig is not None:
-                    self.counts["signals"] += 1
-                    if self.keep_signals:
-                        self.signals.append(sig)
-                    self.ex.on_signal(sig)
-                    self.ex.poll()
-                    self._fills_to_strategy()
+                    self._signal(sig)
             elif isinstance(it, sa.Exit):
                 ex = self.ex
                 ex._run(self._trader.request_exit(ex.cfg, ex.st, symbol, it.reason, ex.ctx((symbol,))))
@@ -526,6 +525,15 @@ class Backtest:
                 ex._run(self._trader.cancel_entry(ex.cfg, ex.st, symbol, ex.ctx((symbol,))))
             else:
                 self.counts["intents_unsupported"] += 1
+
+    def _signal(self, sig: wire.SignalGenerated) -> None:
+        """An entry signal to the shell, then its poll and the fills it brought."""
+        self.counts["signals"] += 1
+        if self.keep_signals:
+            self.signals.append(sig)
+        self.ex.on_signal(sig)
+        self.ex.poll()
+        self._fills_to_strategy()
 
     def funding(self, symbol: str, rate: float) -> None:
         t = self.ex.st.trades.get(symbol)

@@ -39,6 +39,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from common import wire
+from research import strategy_api as sa
 from research.backtest import Backtest, BacktestConfig
 from services.brain import execution, jobs, trader
 from venue import orders as om
@@ -163,6 +164,47 @@ class FastBacktest(Backtest):
         self.ex.one_symbol = cfg.symbols[0] if len(cfg.symbols) == 1 else None
         self.runner.reuse_context = True
         self._reads_model = self.runner.reads_model
+
+    # ------------------------------------------------------------------ refused signals while idle
+    def _act(self, symbol: str, intents: list, candle: Any) -> None:
+        """Entries the trader refuses outright while the shell's polls are skipped.
+
+        The shell engine makes up the skipped polls (``_catch_up``), hands the signal to the
+        trader, then polls once more at the same clock (that poll drains what this bar's poll
+        asked and asks nothing: its timers ran at this clock already). A signal the trader
+        refuses outright (the rotation's skips: no free slot, the symbol taken, the cooldown; a
+        duplicate signal) changes nothing but the trader's counters, whatever the account's
+        equity: the rotation reads the positions, their marks and the last actions, never the
+        equity (a refusal that depends on it, or anything else, comes with an action). Such a
+        refusal is found on the state as it is, and the poll after it joins the skipped ones (the
+        last two are made up for at their clock before anything else reaches the shell, the
+        earlier ones are asked again by those, as for any skipped poll). Any other outcome: the
+        shell engine's way (make up the polls, then the signal)."""
+        if not self._lagged or self.deferred_fills or any(type(it) is not sa.Enter for it in intents):
+            super()._act(symbol, intents, candle)
+            return
+        ex = self.ex
+        for n, it in enumerate(intents):
+            sig = self.runner.signal(candle, it)
+            if sig is None:
+                continue
+            if sig.symbol in ex.configured:
+                st, actions = trader.on_signal(ex.cfg, ex.st, sig, ex.ctx((sig.symbol,)))
+                if not actions and st.risk is ex.st.risk:
+                    self.counts["signals"] += 1
+                    if self.keep_signals:
+                        self.signals.append(sig)
+                    ex.st = st
+                    self._lagged.append((symbol, candle.close, self.now_ms))  # the poll after it
+                    if len(self._lagged) > 2:
+                        del self._lagged[0]
+                    continue
+            # not refused outright: the shell engine's way for this signal and the rest
+            self._catch_up()
+            self._fills_to_strategy()
+            self._signal(sig)
+            self._intents(symbol, intents[n + 1:], candle)
+            return
 
     # ------------------------------------------------------------------ the model, learnt late
     @property
