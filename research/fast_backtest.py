@@ -19,7 +19,8 @@ the order of answers). What it leaves out is what a backtest never reads:
   read go nowhere instead of through the trader (which would return its state unchanged).
 - **a lighter dispatcher.** The answers are the same, in the same order; without the
   ``Completion`` dataclass, its timestamps and the order request's journal round trip (a
-  no-op in a backtest).
+  no-op in a backtest). A read of the positions answers their quantities only (all that is
+  read of it), not marked to the book.
 - **learning nobody reads yet.** A strategy that says it never reads the confidence model
   (``Strategy.reads_model = False``: the EMA cross and the Donchian example) gets ``None`` in
   ``ctx.model`` in every shell; here the model's lessons are checked when the trade closes
@@ -36,7 +37,8 @@ fees and funding) and compares ``trades.csv`` and ``summary.json`` byte for byte
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from decimal import Decimal
+from typing import Any, Mapping, NamedTuple
 
 from common import wire
 from research import strategy_api as sa
@@ -56,17 +58,31 @@ class _Done:
         self.tag, self.priority, self.key, self.result, self.error = tag, priority, key, result, error
 
 
+class _Held(NamedTuple):
+    """A position as a read of the positions is read here: its symbol and signed quantity (the
+    shell's ``user_feed.apply_position_read`` and the backtest's idle test read nothing else)."""
+
+    symbol: str
+    qty: Decimal
+
+
 class _LeanInline:
     """``research.backtest._Inline`` without the dataclass: each job runs when submitted, its
-    answer waits for the next ``drain`` (the shell's ``poll``), in submission order."""
+    answer waits for the next ``drain`` (the shell's ``poll``), in submission order. A read of
+    the positions (``jobs.Positions``) is answered with their quantities alone (``quantities``:
+    the paper broker's ``position_quantities``), not marked to the book."""
 
     inline = True
 
     def __init__(self) -> None:
         self.completed: list[_Done] = []
         self.dropped = 0
+        self.quantities: Any = None
 
     def submit(self, priority: int, fn, *args: Any, tag: Any = "", key: str | None = None, **kwargs: Any) -> None:
+        if type(tag) is jobs.Positions and self.quantities is not None:
+            self.completed.append(_Done(tag, priority, key, [_Held(s, q) for s, q in self.quantities()], None))
+            return
         try:
             result, error = fn(*args, **kwargs), None
         except Exception as exc:  # delivered, never lost: the shell decides what it means
@@ -161,6 +177,7 @@ class FastBacktest(Backtest):
         self._unlearnt: list[tuple[Mapping[str, float], float]] = []
         super().__init__(cfg, keep_signals=keep_signals)
         self.ex.keep_requests = keep_signals
+        self.ex.dispatcher.quantities = self.broker.position_quantities
         self.ex.one_symbol = cfg.symbols[0] if len(cfg.symbols) == 1 else None
         self.runner.reuse_context = True
         self._reads_model = self.runner.reads_model
