@@ -37,12 +37,13 @@ fees and funding) and compares ``trades.csv`` and ``summary.json`` byte for byte
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any, Mapping, NamedTuple
 
 from common import wire
 from research import strategy_api as sa
-from research.backtest import Backtest, BacktestConfig
+from research.backtest import DAY_MS, Backtest, BacktestConfig
 from services.brain import execution, jobs, trader
 from venue import orders as om
 
@@ -180,7 +181,52 @@ class FastBacktest(Backtest):
         self.ex.dispatcher.quantities = self.broker.position_quantities
         self.ex.one_symbol = cfg.symbols[0] if len(cfg.symbols) == 1 else None
         self.runner.reuse_context = True
+        self._band: tuple = (None, None, math.inf, -math.inf)  # (risk state, idle, lowest, highest quiet close)
         self._reads_model = self.runner.reads_model
+
+    # ------------------------------------------------------------------ idle skipping, per bar
+    def _can_skip(self, symbol: str, close: float) -> bool:
+        """``Backtest._can_skip`` with the quiet test as an interval of closes, worked out once
+        per idle stretch and kill-switch state: the closes whose balance (``_idle``'s estimate,
+        give or take its error) is below the peak and away from both limits, narrowed by a
+        margin far above the floating-point error of either test. A close near an edge counts
+        as not quiet: the next bar's poll then runs, which changes no decision (the polls skipped
+        or run give the same output; ``test_backtest_skip_idle``)."""
+        risk = self.ex.st.risk
+        if self.now_ms // DAY_MS != risk.day_index:
+            return False
+        if not self._lagged:  # the previous poll ran: look at the shell and at what it asked
+            self._idle = self._enter_idle(symbol)
+            if self._idle is None:
+                return False
+        elif not self._next_quiet:
+            return False
+        band = self._band
+        if band[0] is not risk or band[1] is not self._idle:
+            band = self._band = (risk, self._idle, *self._quiet_closes(risk, self._idle))
+        self._next_quiet = band[2] < close < band[3]
+        return True
+
+    def _quiet_closes(self, r: Any, idle: tuple[float, float, float, float]) -> tuple[float, float]:
+        """(lowest, highest) close, both excluded, whose balance ``_quiet`` surely calls quiet."""
+        e_ref, px_ref, q, err = idle
+        rc = self.ex.cfg.risk
+        peak = r.peak_equity_usdt
+        hi = peak - err  # the balance plus its error at most the peak
+        lo = -math.inf
+        if not r.halted:  # the balance minus its error above the daily-loss and drawdown limits
+            lo = r.day_start_equity_usdt - rc.daily_loss_limit_usdt + err
+            if peak > 0:
+                lo = max(lo, peak - peak * rc.max_drawdown_pct / 100.0 + err)
+        margin = 1e-9 * (abs(e_ref) + abs(peak) + abs(r.day_start_equity_usdt) + 1.0)
+        lo, hi = lo + margin, hi - margin
+        if not lo < hi:
+            return math.inf, -math.inf
+        if q > 0:
+            return px_ref + (lo - e_ref) / q, px_ref + (hi - e_ref) / q
+        if q < 0:
+            return px_ref + (hi - e_ref) / q, px_ref + (lo - e_ref) / q
+        return (-math.inf, math.inf) if lo < e_ref < hi else (math.inf, -math.inf)
 
     # ------------------------------------------------------------------ refused signals while idle
     def _act(self, symbol: str, intents: list, candle: Any) -> None:
