@@ -48,6 +48,11 @@ skipping (``tests/unit/research/test_backtest_skip_idle.py``). Only for one symb
 while every timer of the shell fires at every bar (periods of at most a minute).
 
 Output in ``--out``: ``trades.csv``, ``summary.json``, ``report.html``.
+
+Two engines (``BacktestConfig.engine``, ``aegis backtest --engine``): ``Backtest`` here, the
+shell engine (the execution shell with every message and answer, as replay mode runs it), and
+``research.fast_backtest.FastBacktest``, the default: the same run without what a backtest never
+reads, byte-identical output (``tests/unit/research/test_backtest_engines.py``).
 """
 
 from __future__ import annotations

@@ -26,13 +26,20 @@ the order of answers). What it leaves out is what a backtest never reads:
   ``ctx.model`` in every shell; here the model's lessons are checked when the trade closes
   (a bad one is counted ``model_rejected`` then, as always) and learnt when someone asks for
   the model (``Backtest.model_state``: the Ray split's tasks hand it on), not at each close.
-- **per-bar work.** The bar loop is written for one strategy call per bar: the symbol's
-  context object is reused (its clock, position and model set in place; the strategy's state
-  dict, candle window and SMC state are the same objects as always), nothing else is built.
+- **a context per candle.** Each symbol's strategy gets the same context object on every
+  candle (``StrategyRunner.reuse_context``: its clock, position, model and SMC labels set in
+  place; the state dict, candle window and SMC state are the same objects as always).
+- **making up skipped polls for a refused entry.** While a trade is open the shell's polls are
+  skipped where they provably change nothing (``Backtest._can_skip``) and the last two are
+  made up for before anything reaches the shell. An entry the rotation refuses outright needs
+  none of them (``FastBacktest._act``); the per-bar test of that skipping is an interval of
+  closes worked out once per idle stretch (``FastBacktest._can_skip``).
 
-The parity test (``tests/integration/test_backtest_engines.py``) runs both engines on the
-repository's real bars (the EMA cross, the Donchian example, the SMC strategy, several symbols,
-fees and funding) and compares ``trades.csv`` and ``summary.json`` byte for byte.
+The parity tests (``tests/unit/research/test_backtest_engines.py``,
+``tests/integration/test_backtest_parity.py``) run both engines on the repository's real bars
+(the EMA cross, the Donchian example, the SMC strategy, a strategy that asks for everything,
+two symbols, 20 symbols of a recorded run, fees, funding, kill switches, random settings) and
+compare ``trades.csv`` and ``summary.json`` byte for byte.
 """
 
 from __future__ import annotations
@@ -46,9 +53,6 @@ from research import strategy_api as sa
 from research.backtest import DAY_MS, Backtest, BacktestConfig
 from services.brain import execution, jobs, trader
 from venue import orders as om
-
-ENGINES = ("fast", "shell")
-
 
 class _Done:
     """An answer of the lean dispatcher: the fields of ``dispatcher.Completion`` the shell reads."""
