@@ -26,6 +26,8 @@ the order of answers). What it leaves out is what a backtest never reads:
   ``ctx.model`` in every shell; here the model's lessons are checked when the trade closes
   (a bad one is counted ``model_rejected`` then, as always) and learnt when someone asks for
   the model (``Backtest.model_state``: the Ray split's tasks hand it on), not at each close.
+- **callbacks that cannot answer.** A strategy that keeps the base class's ``on_fill`` (it
+  returns nothing) is not called for each fill (the shell engine does the same for ``on_timer``).
 - **a context per candle.** Each symbol's strategy gets the same context object on every
   candle (``StrategyRunner.reuse_context``: its clock, position, model and SMC labels set in
   place; the state dict, candle window and SMC state are the same objects as always).
@@ -176,6 +178,7 @@ class FastBacktest(Backtest):
 
     execution_cls = _LeanExecution
     dispatcher_cls = _LeanInline
+    _hears_fills = True  # until the strategy is known
 
     def __init__(self, cfg: BacktestConfig, *, keep_signals: bool = False) -> None:
         self._model_state: Any = None
@@ -185,8 +188,16 @@ class FastBacktest(Backtest):
         self.ex.dispatcher.quantities = self.broker.position_quantities
         self.ex.one_symbol = cfg.symbols[0] if len(cfg.symbols) == 1 else None
         self.runner.reuse_context = True
+        self._hears_fills = type(self.strategy).on_fill is not sa.Strategy.on_fill
         self._band: tuple = (None, None, math.inf, -math.inf)  # (risk state, idle, lowest, highest quiet close)
         self._reads_model = self.runner.reads_model
+
+    # ------------------------------------------------------------------ fills
+    def _publish(self, body: Any, journal: bool = True) -> None:
+        # a strategy that keeps the base class's on_fill returns nothing from it: not called
+        if type(body) is wire.Fill and not self._hears_fills:
+            return
+        super()._publish(body, journal)
 
     # ------------------------------------------------------------------ idle skipping, per bar
     def _can_skip(self, symbol: str, close: float) -> bool:
