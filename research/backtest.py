@@ -48,6 +48,11 @@ skipping (``tests/unit/research/test_backtest_skip_idle.py``). Only for one symb
 while every timer of the shell fires at every bar (periods of at most a minute).
 
 Output in ``--out``: ``trades.csv``, ``summary.json``, ``report.html`` (``research.backtest_files``).
+
+Two engines (``BacktestConfig.engine``, ``aegis backtest --engine``): ``Backtest`` here, the
+shell engine (the execution shell with every message and answer, as replay mode runs it), and
+``research.fast_backtest.FastBacktest``, the default: the same run without what a backtest never
+reads, byte-identical output (``tests/unit/research/test_backtest_engines.py``).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ from common.config import AegisConfig
 from common.errors import ConfigError
 from research import strategy_api as sa
 from research.catalog import iter_bars, read_funding
+from research.metrics import run_figures
 
 log = structlog.get_logger(__name__)
 _make_candle = sa.make_candle
@@ -358,10 +364,14 @@ class Backtest:
             if close_ms <= self.cfg.trade_from_ms:  # warm-up: the strategy learns, nothing trades
                 self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
                 return
-            if self._lagged:  # this bar's skipped poll first, as if it had run before the strategy
-                self._catch_up()
-                self._fills_to_strategy()
-            self._intents(symbol, intents, candle)
+            self._act(symbol, intents, candle)
+
+    def _act(self, symbol: str, intents: list, candle: sa.Candle) -> None:
+        """A bar's intents to the shell (after the warm-up)."""
+        if self._lagged:  # this bar's skipped poll first, as if it had run before the strategy
+            self._catch_up()
+            self._fills_to_strategy()
+        self._intents(symbol, intents, candle)
 
     def _view(self, trade: Any) -> None:
         watch = None
@@ -497,12 +507,7 @@ class Backtest:
             if isinstance(it, sa.Enter) and candle is not None:
                 sig = self.runner.signal(candle, it)
                 if sig is not None:
-                    self.counts["signals"] += 1
-                    if self.keep_signals:
-                        self.signals.append(sig)
-                    self.ex.on_signal(sig)
-                    self.ex.poll()
-                    self._fills_to_strategy()
+                    self._signal(sig)
             elif isinstance(it, sa.Exit):
                 ex = self.ex
                 ex._run(self._trader.request_exit(ex.cfg, ex.st, symbol, it.reason, ex.ctx((symbol,))))
@@ -521,6 +526,15 @@ class Backtest:
                 ex._run(self._trader.cancel_entry(ex.cfg, ex.st, symbol, ex.ctx((symbol,))))
             else:
                 self.counts["intents_unsupported"] += 1
+
+    def _signal(self, sig: wire.SignalGenerated) -> None:
+        """An entry signal to the shell, then its poll and the fills it brought."""
+        self.counts["signals"] += 1
+        if self.keep_signals:
+            self.signals.append(sig)
+        self.ex.on_signal(sig)
+        self.ex.poll()
+        self._fills_to_strategy()
 
     def funding(self, symbol: str, rate: float) -> None:
         t = self.ex.st.trades.get(symbol)
@@ -563,30 +577,6 @@ class Backtest:
     def summary(self, elapsed_s: float) -> dict[str, Any]:
         tr = self.trades
         start_eq = float(self.cfg.aegis.trading.paper_balance_usdt)
-        net = [t["net_pnl"] for t in tr]
-        wins = sum(1 for x in net if x > 0)
-        peak, mdd, mdd_pct = start_eq, 0.0, 0.0
-        for _, eq in self.equity_curve:
-            peak = max(peak, eq)
-            mdd = max(mdd, peak - eq)
-            mdd_pct = max(mdd_pct, (peak - eq) / peak * 100 if peak > 0 else 0.0)
-        # Sharpe of daily returns (days with a closed trade; days without one return 0), x sqrt(365)
-        sharpe = None
-        if self.daily:
-            first, last = self.cfg.start_ms // DAY_MS, (self.cfg.end_ms - 1) // DAY_MS
-            eq, rets = start_eq, []
-            for day in range(first, last + 1):
-                new = self.daily.get(day, eq)
-                rets.append(new / eq - 1 if eq > 0 else 0.0)
-                eq = new
-            if len(rets) > 1:
-                mean = sum(rets) / len(rets)
-                sd = math.sqrt(sum((r - mean) ** 2 for r in rets) / (len(rets) - 1))
-                sharpe = mean / sd * math.sqrt(365) if sd > 0 else None
-        reasons: dict[str, int] = {}
-        for t in tr:
-            reasons[t["exit_reason"]] = reasons.get(t["exit_reason"], 0) + 1
-        rs = [t["outcome_r"] for t in tr]
         st = self.ex.st
         return {
             "strategy": self.strategy.name, "strategy_path": sa.resolve(self.cfg.strategy),
@@ -594,13 +584,8 @@ class Backtest:
             "from_ms": self.cfg.start_ms, "to_ms": self.cfg.end_ms,
             "candles": self.counts["candles"], "bad_bars": self.counts["bad_bars"],
             "signals": self.counts["signals"], "warmup_signals": self.counts["warmup_signals"],
-            "trades": len(tr), "wins": wins,
-            "win_rate": wins / len(tr) if tr else None,
-            "pnl": sum(t["pnl"] for t in tr), "fees": sum(t["fees"] for t in tr),
-            "funding": sum(t["funding"] for t in tr), "net_pnl": sum(net),
-            "start_equity": start_eq, "end_equity": start_eq + sum(net),
-            "max_drawdown": mdd, "max_drawdown_pct": mdd_pct, "sharpe": sharpe,
-            "expectancy_r": sum(rs) / len(rs) if rs else None, "exit_reasons": dict(sorted(reasons.items())),
+            **run_figures(tr, self.equity_curve, self.daily, start_eq=start_eq, start_ms=self.cfg.start_ms,
+                          end_ms=self.cfg.end_ms),
             "open_at_end": sorted(st.trades), "funding_events": self.counts["funding_events"],
             "intents_unsupported": self.counts["intents_unsupported"],
             "trader_counters": dict(sorted(st.counters.items())) if hasattr(st, "counters") else {},

@@ -19,32 +19,42 @@ the order of answers). What it leaves out is what a backtest never reads:
   read go nowhere instead of through the trader (which would return its state unchanged).
 - **a lighter dispatcher.** The answers are the same, in the same order; without the
   ``Completion`` dataclass, its timestamps and the order request's journal round trip (a
-  no-op in a backtest).
+  no-op in a backtest). A read of the positions answers their quantities only (all that is
+  read of it), not marked to the book.
 - **learning nobody reads yet.** A strategy that says it never reads the confidence model
   (``Strategy.reads_model = False``: the EMA cross and the Donchian example) gets ``None`` in
   ``ctx.model`` in every shell; here the model's lessons are checked when the trade closes
   (a bad one is counted ``model_rejected`` then, as always) and learnt when someone asks for
   the model (``Backtest.model_state``: the Ray split's tasks hand it on), not at each close.
-- **per-bar work.** The bar loop is written for one strategy call per bar: the symbol's
-  context object is reused (its clock, position and model set in place; the strategy's state
-  dict, candle window and SMC state are the same objects as always), nothing else is built.
+- **callbacks that cannot answer.** A strategy that keeps the base class's ``on_fill`` (it
+  returns nothing) is not called for each fill (the shell engine does the same for ``on_timer``).
+- **a context per candle.** Each symbol's strategy gets the same context object on every
+  candle (``StrategyRunner.reuse_context``: its clock, position, model and SMC labels set in
+  place; the state dict, candle window and SMC state are the same objects as always).
+- **making up skipped polls for a refused entry.** While a trade is open the shell's polls are
+  skipped where they provably change nothing (``Backtest._can_skip``) and the last two are
+  made up for before anything reaches the shell. An entry the rotation refuses outright needs
+  none of them (``FastBacktest._act``); the per-bar test of that skipping is an interval of
+  closes worked out once per idle stretch (``FastBacktest._can_skip``).
 
-The parity test (``tests/integration/test_backtest_engines.py``) runs both engines on the
-repository's real bars (the EMA cross, the Donchian example, the SMC strategy, several symbols,
-fees and funding) and compares ``trades.csv`` and ``summary.json`` byte for byte.
+The parity tests (``tests/unit/research/test_backtest_engines.py``,
+``tests/integration/test_backtest_parity.py``) run both engines on the repository's real bars
+(the EMA cross, the Donchian example, the SMC strategy, a strategy that asks for everything,
+two symbols, 20 symbols of a recorded run, fees, funding, kill switches, random settings) and
+compare ``trades.csv`` and ``summary.json`` byte for byte.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import math
+from decimal import Decimal
+from typing import Any, Mapping, NamedTuple
 
 from common import wire
-from research.backtest import Backtest, BacktestConfig
+from research import strategy_api as sa
+from research.backtest import DAY_MS, Backtest, BacktestConfig
 from services.brain import execution, jobs, trader
 from venue import orders as om
-
-ENGINES = ("fast", "shell")
-
 
 class _Done:
     """An answer of the lean dispatcher: the fields of ``dispatcher.Completion`` the shell reads."""
@@ -55,17 +65,31 @@ class _Done:
         self.tag, self.priority, self.key, self.result, self.error = tag, priority, key, result, error
 
 
+class _Held(NamedTuple):
+    """A position as a read of the positions is read here: its symbol and signed quantity (the
+    shell's ``user_feed.apply_position_read`` and the backtest's idle test read nothing else)."""
+
+    symbol: str
+    qty: Decimal
+
+
 class _LeanInline:
     """``research.backtest._Inline`` without the dataclass: each job runs when submitted, its
-    answer waits for the next ``drain`` (the shell's ``poll``), in submission order."""
+    answer waits for the next ``drain`` (the shell's ``poll``), in submission order. A read of
+    the positions (``jobs.Positions``) is answered with their quantities alone (``quantities``:
+    the paper broker's ``position_quantities``), not marked to the book."""
 
     inline = True
 
     def __init__(self) -> None:
         self.completed: list[_Done] = []
         self.dropped = 0
+        self.quantities: Any = None
 
     def submit(self, priority: int, fn, *args: Any, tag: Any = "", key: str | None = None, **kwargs: Any) -> None:
+        if type(tag) is jobs.Positions and self.quantities is not None:
+            self.completed.append(_Done(tag, priority, key, [_Held(s, q) for s, q in self.quantities()], None))
+            return
         try:
             result, error = fn(*args, **kwargs), None
         except Exception as exc:  # delivered, never lost: the shell decides what it means
@@ -154,15 +178,111 @@ class FastBacktest(Backtest):
 
     execution_cls = _LeanExecution
     dispatcher_cls = _LeanInline
+    _hears_fills = True  # until the strategy is known
 
     def __init__(self, cfg: BacktestConfig, *, keep_signals: bool = False) -> None:
         self._model_state: Any = None
         self._unlearnt: list[tuple[Mapping[str, float], float]] = []
         super().__init__(cfg, keep_signals=keep_signals)
         self.ex.keep_requests = keep_signals
+        self.ex.dispatcher.quantities = self.broker.position_quantities
         self.ex.one_symbol = cfg.symbols[0] if len(cfg.symbols) == 1 else None
         self.runner.reuse_context = True
+        self._hears_fills = type(self.strategy).on_fill is not sa.Strategy.on_fill
+        self._band: tuple = (None, None, math.inf, -math.inf)  # (risk state, idle, lowest, highest quiet close)
         self._reads_model = self.runner.reads_model
+
+    # ------------------------------------------------------------------ fills
+    def _publish(self, body: Any, journal: bool = True) -> None:
+        # a strategy that keeps the base class's on_fill returns nothing from it: not called
+        if type(body) is wire.Fill and not self._hears_fills:
+            return
+        super()._publish(body, journal)
+
+    # ------------------------------------------------------------------ idle skipping, per bar
+    def _can_skip(self, symbol: str, close: float) -> bool:
+        """``Backtest._can_skip`` with the quiet test as an interval of closes, worked out once
+        per idle stretch and kill-switch state: the closes whose balance (``_idle``'s estimate,
+        give or take its error) is below the peak and away from both limits, narrowed by a
+        margin far above the floating-point error of either test. A close near an edge counts
+        as not quiet: the next bar's poll then runs, which changes no decision (the polls skipped
+        or run give the same output; ``test_backtest_skip_idle``)."""
+        risk = self.ex.st.risk
+        if self.now_ms // DAY_MS != risk.day_index:
+            return False
+        if not self._lagged:  # the previous poll ran: look at the shell and at what it asked
+            self._idle = self._enter_idle(symbol)
+            if self._idle is None:
+                return False
+        elif not self._next_quiet:
+            return False
+        band = self._band
+        if band[0] is not risk or band[1] is not self._idle:
+            band = self._band = (risk, self._idle, *self._quiet_closes(risk, self._idle))
+        self._next_quiet = band[2] < close < band[3]
+        return True
+
+    def _quiet_closes(self, r: Any, idle: tuple[float, float, float, float]) -> tuple[float, float]:
+        """(lowest, highest) close, both excluded, whose balance ``_quiet`` surely calls quiet."""
+        e_ref, px_ref, q, err = idle
+        rc = self.ex.cfg.risk
+        peak = r.peak_equity_usdt
+        hi = peak - err  # the balance plus its error at most the peak
+        lo = -math.inf
+        if not r.halted:  # the balance minus its error above the daily-loss and drawdown limits
+            lo = r.day_start_equity_usdt - rc.daily_loss_limit_usdt + err
+            if peak > 0:
+                lo = max(lo, peak - peak * rc.max_drawdown_pct / 100.0 + err)
+        margin = 1e-9 * (abs(e_ref) + abs(peak) + abs(r.day_start_equity_usdt) + 1.0)
+        lo, hi = lo + margin, hi - margin
+        if not lo < hi:
+            return math.inf, -math.inf
+        if q > 0:
+            return px_ref + (lo - e_ref) / q, px_ref + (hi - e_ref) / q
+        if q < 0:
+            return px_ref + (hi - e_ref) / q, px_ref + (lo - e_ref) / q
+        return (-math.inf, math.inf) if lo < e_ref < hi else (math.inf, -math.inf)
+
+    # ------------------------------------------------------------------ refused signals while idle
+    def _act(self, symbol: str, intents: list, candle: Any) -> None:
+        """Entries the trader refuses outright while the shell's polls are skipped.
+
+        The shell engine makes up the skipped polls (``_catch_up``), hands the signal to the
+        trader, then polls once more at the same clock (that poll drains what this bar's poll
+        asked and asks nothing: its timers ran at this clock already). A signal the trader
+        refuses outright (the rotation's skips: no free slot, the symbol taken, the cooldown; a
+        duplicate signal) changes nothing but the trader's counters, whatever the account's
+        equity: the rotation reads the positions, their marks and the last actions, never the
+        equity (a refusal that depends on it, or anything else, comes with an action). Such a
+        refusal is found on the state as it is, and the poll after it joins the skipped ones (the
+        last two are made up for at their clock before anything else reaches the shell, the
+        earlier ones are asked again by those, as for any skipped poll). Any other outcome: the
+        shell engine's way (make up the polls, then the signal)."""
+        if not self._lagged or self.deferred_fills or any(type(it) is not sa.Enter for it in intents):
+            super()._act(symbol, intents, candle)
+            return
+        ex = self.ex
+        for n, it in enumerate(intents):
+            sig = self.runner.signal(candle, it)
+            if sig is None:
+                continue
+            if sig.symbol in ex.configured:
+                st, actions = trader.on_signal(ex.cfg, ex.st, sig, ex.ctx((sig.symbol,)))
+                if not actions and st.risk is ex.st.risk:
+                    self.counts["signals"] += 1
+                    if self.keep_signals:
+                        self.signals.append(sig)
+                    ex.st = st
+                    self._lagged.append((symbol, candle.close, self.now_ms))  # the poll after it
+                    if len(self._lagged) > 2:
+                        del self._lagged[0]
+                    continue
+            # not refused outright: the shell engine's way for this signal and the rest
+            self._catch_up()
+            self._fills_to_strategy()
+            self._signal(sig)
+            self._intents(symbol, intents[n + 1:], candle)
+            return
 
     # ------------------------------------------------------------------ the model, learnt late
     @property

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 DAY_MS = 86_400_000
 PERIODS_PER_YEAR = 365
@@ -223,3 +223,38 @@ def trade_stats(trades: Sequence[dict], *, start_equity: float, start_ms: int, e
 def sort_trades(trades: Sequence[dict]) -> list[dict]:
     """Trades in the total order every merged output uses: (closed ms, symbol, trade id)."""
     return sorted(trades, key=lambda t: (int(t["closed_ms"]), str(t["symbol"]), str(t["trade_id"])))
+
+
+def run_figures(tr: list[dict[str, Any]], equity_curve: list[tuple[int, float]], daily: Mapping[int, float], *,
+                start_eq: float, start_ms: int, end_ms: int) -> dict[str, Any]:
+    """The summary's money figures of a run (pure): trades, wins, PnL, fees, funding, equity,
+    the deepest drawdown after a closed trade, the Sharpe ratio of daily returns (days with a
+    closed trade; days without one return 0; x sqrt(365)), expectancy in R, exit reasons."""
+    net = [t["net_pnl"] for t in tr]
+    wins = sum(1 for x in net if x > 0)
+    peak, mdd, mdd_pct = start_eq, 0.0, 0.0
+    for _, eq in equity_curve:
+        peak = max(peak, eq)
+        mdd = max(mdd, peak - eq)
+        mdd_pct = max(mdd_pct, (peak - eq) / peak * 100 if peak > 0 else 0.0)
+    sharpe = None
+    if daily:
+        eq, rets = start_eq, []
+        for day in range(start_ms // DAY_MS, (end_ms - 1) // DAY_MS + 1):
+            new = daily.get(day, eq)
+            rets.append(new / eq - 1 if eq > 0 else 0.0)
+            eq = new
+        if len(rets) > 1:
+            mean = sum(rets) / len(rets)
+            sd = math.sqrt(sum((r - mean) ** 2 for r in rets) / (len(rets) - 1))
+            sharpe = mean / sd * math.sqrt(365) if sd > 0 else None
+    reasons: dict[str, int] = {}
+    for t in tr:
+        reasons[t["exit_reason"]] = reasons.get(t["exit_reason"], 0) + 1
+    rs = [t["outcome_r"] for t in tr]
+    return {"trades": len(tr), "wins": wins, "win_rate": wins / len(tr) if tr else None,
+            "pnl": sum(t["pnl"] for t in tr), "fees": sum(t["fees"] for t in tr),
+            "funding": sum(t["funding"] for t in tr), "net_pnl": sum(net),
+            "start_equity": start_eq, "end_equity": start_eq + sum(net),
+            "max_drawdown": mdd, "max_drawdown_pct": mdd_pct, "sharpe": sharpe,
+            "expectancy_r": sum(rs) / len(rs) if rs else None, "exit_reasons": dict(sorted(reasons.items()))}

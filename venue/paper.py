@@ -313,6 +313,13 @@ class PaperBroker:
                                      unrealized_pnl=p.unrealized(m), leverage=self.config.leverage)
                     for s, p, m in self._marked()]
 
+    def position_quantities(self) -> list[tuple[str, Decimal]]:
+        """(symbol, signed quantity) of each open position, in ``positions``' order, without
+        marking them to the book: for a reader that needs only the quantities (the backtest)."""
+        with self._lock:
+            self._trigger_algos()
+            return [(s, p.qty) for s, p in self._positions.items() if p.qty]
+
     def balance(self) -> Balance:
         with self._lock:
             self._trigger_algos()

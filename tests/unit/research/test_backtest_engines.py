@@ -3,8 +3,9 @@
 byte-identical ``trades.csv`` and ``summary.json`` on the repository's real BTCUSDT December
 2024 1m bars: the EMA cross, the Donchian example and the SMC strategy, with and without fees,
 with funding from the catalog, with kill switches that trip, with limit-IOC and market entries,
-on two symbols sharing one account (rotation), and for random strategy parameters and trading
-settings (hypothesis)."""
+on two symbols sharing one account (rotation), with a strategy that asks for entries, stop
+moves and exits all the time (most entries refused while a trade is open), and for random
+strategy parameters and trading settings (hypothesis)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from common.config import AegisConfig
 from research.backtest import Backtest, BacktestConfig, new_backtest
 from research.backtest_files import run_backtest
 from research.fast_backtest import FastBacktest
+from research.strategy_api import Enter, Exit, MoveStop, Strategy
 
 DEC1_MS = 1_733_011_200_000  # 2024-12-01 00:00 UTC
 DAY_MS = 86_400_000
@@ -38,6 +40,37 @@ TIGHT_DRAWDOWN = _trading(cooldown_s=0.0, daily_loss_limit_usdt=1e9, max_drawdow
 MARKET_ENTRIES = _trading(entry_order="market", cooldown_s=0.0, paper_slippage_bps=3.0)
 ONE_SLOT = _trading(max_positions=1, cooldown_s=0.0)
 
+BUSY = "tests.unit.research.test_backtest_engines:Busy"
+
+
+class Busy(Strategy):
+    """A strategy that asks for everything often: an entry every ``every`` candles whether
+    flat or not (most refused: the symbol held, the cooldown), a stop moved towards the price
+    and an exit now and then, confidences that vary."""
+
+    name = "busy"
+    history = 1
+    reads_model = False
+
+    def __init__(self, *, every: int = 3, exit_every: int = 17, move_every: int = 11) -> None:
+        self.every, self.exit_every, self.move_every = every, exit_every, move_every
+
+    def on_candle(self, ctx, candle) -> list:
+        n = ctx.state["n"] = ctx.state.get("n", 0) + 1
+        c, out = candle.close, []
+        if n % self.every == 0:
+            d = 1 if (n // self.every) % 2 else -1
+            out.append(Enter(side="BUY" if d > 0 else "SELL", stop=c * (1 - d * 0.004), target=c * (1 + d * 0.006),
+                             confidence=(n % 10) / 10, cold=False))
+        pos = ctx.position
+        if pos is not None and n % self.move_every == 0:
+            d = 1 if pos.side == "BUY" else -1
+            out.append(MoveStop(price=(pos.stop + c) / 2 if d * (c - pos.stop) > 0 else pos.stop))
+        if pos is not None and n % self.exit_every == 0:
+            out.append(Exit(reason="BUSY"))
+        return out
+
+
 CASES = {
     "ema_cross_month_no_costs": ("ema_cross", 29, NO_COSTS, {}),
     "ema_cross_month": ("ema_cross", 29, AegisConfig(), {}),
@@ -46,7 +79,13 @@ CASES = {
     "smc_week": ("smc", 7, AegisConfig(), {}),
     "ema_cross_tight_daily_loss": ("ema_cross", 7, TIGHT_LOSS, {}),
     "donchian_tight_drawdown": ("donchian", 7, TIGHT_DRAWDOWN, {}),
+    "smc_week_tight_drawdown": ("smc", 7, TIGHT_DRAWDOWN, {}),
+    "smc_two_weeks_market_entries": ("smc", 14, MARKET_ENTRIES, {}),
+    "busy_week": (BUSY, 7, AegisConfig(), {}),
+    "busy_week_no_cooldown_tight_loss": (BUSY, 7, TIGHT_LOSS, {"every": 2}),
 }
+
+STOPPED_EARLY = {"busy_week_no_cooldown_tight_loss", "smc_week_tight_drawdown"}
 
 
 def _outputs(cfg: BacktestConfig, out: Path) -> dict[str, bytes]:
@@ -101,7 +140,11 @@ def test_both_engines_write_byte_identical_files(funded_catalog, tmp_path, case)
     out = _both(cfg, tmp_path)
     assert out["fast"] == out["shell"]
     summary = json.loads(out["fast"]["summary.json"])
-    assert summary["trades"] > 0 and summary["funding_events"] > 0
+    # (in two cases the kill switch stops trading early, before a settlement finds a trade open)
+    assert summary["trades"] > 0 and (summary["funding_events"] > 0) == (case not in STOPPED_EARLY)
+    if strategy == BUSY:  # the refused entries while a trade is open, the moves and the exits
+        c = summary["trader_counters"]
+        assert c["skipped:ALREADY_HELD"] > 100 and summary["exit_reasons"].get("BUSY", 0) > 0
 
 
 def test_the_ema_cross_month_trade_for_trade(catalog, tmp_path):
@@ -162,7 +205,7 @@ def test_engine_must_be_fast_or_shell(catalog):
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(strategy=st.sampled_from(["ema_cross", "donchian"]), fast=st.integers(2, 20), channel=st.integers(5, 60),
+@given(strategy=st.sampled_from(["ema_cross", "donchian", BUSY]), fast=st.integers(2, 20), channel=st.integers(5, 60),
        start_day=st.integers(0, 25), days=st.integers(1, 3), entry=st.sampled_from(["limit_ioc", "market"]),
        fee=st.sampled_from([0.0, 0.0005]), slip=st.sampled_from([0.0, 1.0, 25.0]),
        cooldown=st.sampled_from([0.0, 120.0, 900.0]), risk_pct=st.sampled_from([0.1, 0.5, 5.0]),
@@ -176,7 +219,8 @@ def test_any_settings_give_the_same_files(funded_catalog, tmp_path_factory, stra
     aegis = _trading(entry_order=entry, taker_fee_rate=fee, paper_slippage_bps=slip, cooldown_s=cooldown,
                      risk_per_trade_pct=risk_pct, daily_loss_limit_usdt=loss_limit, max_drawdown_pct=drawdown,
                      entry_slippage_bps=entry_slip)
-    params = {"fast": fast, "slow": fast + 5} if strategy == "ema_cross" else {"channel_bars": channel}
+    params = ({"fast": fast, "slow": fast + 5} if strategy == "ema_cross" else {"channel_bars": channel}
+              if strategy == "donchian" else {"every": fast % 5 + 1, "exit_every": channel, "move_every": fast})
     start = DEC1_MS + start_day * DAY_MS
     cfg = BacktestConfig(catalog=funded_catalog, symbols=("BTCUSDT",), start_ms=start, end_ms=start + days * DAY_MS,
                          strategy=strategy, params=params, aegis=aegis)

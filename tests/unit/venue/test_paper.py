@@ -172,6 +172,16 @@ class TestPaperBrokerMarket:
         fees = D("100.1") * D("0.0005") + D("110.0") * D("0.0005")
         assert env.broker.balance().wallet == D("10000") + D("9.9") - fees
 
+    def test_position_quantities_are_the_positions_quantities_unmarked(self):
+        """``position_quantities`` lists (symbol, signed quantity) as ``positions`` does: a
+        short after a sell, nothing once it is closed."""
+        env = Env(slippage_bps=D(0))
+        env.broker.submit(market("ae-1", "SELL", "0.750"))
+        assert env.broker.position_quantities() == [("BTCUSDT", D("-0.750"))]
+        assert [(p.symbol, p.qty) for p in env.broker.positions()] == env.broker.position_quantities()
+        env.broker.submit(market("ae-2", "BUY", "0.750", reduce_only=True))
+        assert env.broker.position_quantities() == [] == env.broker.positions()
+
     def test_reduce_only_is_capped_at_the_position_and_never_flips(self):
         env = Env(slippage_bps=D(0))
         env.broker.submit(market("ae-1", "BUY", "0.500"))
