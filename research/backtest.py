@@ -73,6 +73,7 @@ from common.errors import ConfigError
 from research import strategy_api as sa
 from research.catalog import iter_bars, read_funding
 from research.metrics import run_figures
+from venue.filters import generic_filters
 
 log = structlog.get_logger(__name__)
 _make_candle = sa.make_candle
@@ -114,15 +115,6 @@ class BacktestConfig:
             raise ConfigError("backtest: --to must be after --from")
         if self.aegis.brain.candle_interval_s != 60:
             raise ConfigError("backtest: only brain.candle_interval_s = 60 (the catalog's 1m bars) is supported")
-
-
-def generic_filters(symbol: str):
-    """Filters for a symbol without exchangeInfo: a fine grid, Binance's 5 USDT minimum notional
-    for most USD-M symbols. Pass ``--exchange-info`` for the real ones."""
-    from venue.filters import SymbolFilters
-
-    tiny = Decimal("0.00000001")
-    return SymbolFilters(symbol=symbol, tick_size=tiny, step_size=tiny, min_qty=tiny, min_notional=Decimal(5))
 
 
 def _dec(x: float) -> Decimal:
@@ -187,7 +179,7 @@ class Backtest:
                 raise ConfigError(f"backtest: {cfg.exchange_info} has no filters for {missing}")
             self.filters = {s: loaded[s] for s in cfg.symbols}
         else:
-            self.filters = {s: generic_filters(s) for s in cfg.symbols}
+            self.filters = {s: generic_filters(s) for s in cfg.symbols}  # --exchange-info: the real ones
         self.now_ms = cfg.start_ms
         self.books: dict[str, Any] = {}  # built from ``_px`` when the broker asks (``_book_of``)
         self._px: dict[str, tuple[float, int]] = {}  # symbol -> (last price, time it was set)

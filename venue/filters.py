@@ -368,3 +368,10 @@ def filters_from_exchange_info(body: Mapping[str, Any]) -> dict[str, SymbolFilte
             f = filters_from_entry(entry)
             out[f.symbol] = f
     return out
+
+
+def generic_filters(symbol: str) -> SymbolFilters:
+    """Filters for a symbol without exchangeInfo (a backtest on a catalog alone): a fine grid and
+    Binance's 5 USDT minimum notional for most USD-M symbols."""
+    tiny = Decimal("0.00000001")
+    return SymbolFilters(symbol=symbol, tick_size=tiny, step_size=tiny, min_qty=tiny, min_notional=Decimal(5))

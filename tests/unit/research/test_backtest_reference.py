@@ -21,7 +21,7 @@ from research.strategies.ema_cross import EmaCross, ema_cross_reference
 DEC1_MS = 1_733_011_200_000  # 2024-12-01 00:00 UTC
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
-TICK = Decimal("0.00000001")  # research.backtest.generic_filters
+TICK = Decimal("0.00000001")  # venue.filters.generic_filters
 
 
 def test_backtest_equals_the_plain_loop_trade_for_trade(catalog):
