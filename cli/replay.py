@@ -296,6 +296,10 @@ def run_stack(cfg_file: Path, rd: Path, work: Path, bar: _Bar) -> tuple[int, dic
     return proc.returncode, last
 
 
+class _Refused(Exception):
+    """A replay that cannot start: the message says why (``aegis replay: ...``, exit 2)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.speed is not None and args.speed <= 0:
@@ -305,32 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.pub:
         return pub_main(args)
     cfg = service.bootstrap("replay", args)
-    if wrong := filekind.refusal(args.file, ("aegis_capture",), "an AEGIS capture"):
-        return _fail(wrong)
     try:
-        with open_capture(args.file) as cap:
-            plan = plan_replay(cap, args.from_ms * 1_000_000 or None, args.to_ms * 1_000_000 or None)
-    except (OSError, DecodeError) as exc:
-        return _fail(f"cannot read {args.file}: {exc}")
-    if plan.frames == 0:
-        if plan.raw_in_file:
-            why = f"{args.file} holds {plan.raw_in_file:,} raw WebSocket frames, none between --from and --to"
-        else:
-            why = no_raw_frames(args.file)
-        return _fail(why + (f" ({plan.damage})" if plan.damage else ""))
-    info = plan.exchange_info
-    if args.exchange_info is not None:
-        if wrong := filekind.refusal(args.exchange_info, ("exchange_info",), "an exchangeInfo body"):
-            return _fail(f"--exchange-info: {wrong}")
-        try:
-            info = json.loads(args.exchange_info.read_text())
-        except (OSError, ValueError) as exc:
-            return _fail(f"cannot read --exchange-info {args.exchange_info}: {exc}")
-    elif not isinstance(info, dict) and plan.rules:  # the feed's own rules, as the live brain's fallback
-        info = exchange_info_from_rules(plan.rules)
-    if not isinstance(info, dict) or not info.get("symbols"):
-        return _fail(f"{args.file} carries no symbol rules (no exchangeInfo in its header, no symbol messages "
-                     "of the feed in it): pass --exchange-info FILE (a saved /fapi/v1/exchangeInfo body)")
+        plan = _plan(args)
+        info = _exchange_info(args, plan)
+    except _Refused as exc:
+        return _fail(str(exc))
     work = args.workdir or Path(cfg.data_dir) / "replay" / Path(args.file).name.split(".")[0]
     clear_workdir(work)
     rd: Path | None = None
@@ -348,36 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             code, progress = run_stack(cfg_file, rd, work, bar)
         finally:
             bar.close()
-        elapsed = time.monotonic() - started
-        try:
-            summary = json.loads((work / "summary.json").read_text())
-        except (OSError, ValueError):
-            summary = {}
-        with journal_store.read_only(service.db_path(rcfg)) as reader:
-            items = decisions(reader)
-        out = args.decisions or work / "decisions.jsonl"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(decision_lines(items))
-        report_summary = None
-        if args.report is not None:
-            from services.orchestrator import report
-            from cli import report as report_cli
-
-            report_summary = report_cli.write_report(args.report, db_path=service.db_path(rcfg),
-                                                     cfg=report.ReportConfig(), stats_dir=work / "stats")
-        counts = Counter(d["type"] for d in items)
-        scores = model_scores([d for d in items if d["type"] == "trade"])
-        result = {"file": args.file, "frames": progress.get("frames", 0), "frames_in_capture": plan.frames,
-                  "ticks": progress.get("ticks", 0), "batches": progress.get("batches", 0),
-                  "replay_s": progress.get("elapsed_s"), "elapsed_s": round(elapsed, 3),
-                  "ticks_per_s": (round(progress.get("ticks", 0) / progress["elapsed_s"])
-                                  if progress.get("elapsed_s") else None),
-                  "hydration_candles": len(plan.hydration), "decisions": {k: counts.get(k, 0) for k in DECISION_TABLES},
-                  "decisions_file": str(out), "report": str(args.report) if args.report else None,
-                  "error": progress.get("error") or "", "error_offset": progress.get("error_offset"),
-                  "stack_exit": code, "restarts": summary.get("restarts", {}),
-                  "net_pnl_usdt": (report_summary or {}).get("metrics", {}).get("net_pnl_usdt"),
-                  "model": scores}
+        result = _result(args, rcfg, plan, work, code, progress, time.monotonic() - started)
         ok = bool(progress.get("done")) and not result["error"] and code == 0
         if args.json:
             print(json.dumps(result))
@@ -390,6 +344,79 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if rd is not None:
             shutil.rmtree(rd, ignore_errors=True)
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    """The replay's plan of the capture between --from and --to; refused when the file is not
+    a capture, cannot be read, or has no raw frame in that range."""
+    if wrong := filekind.refusal(args.file, ("aegis_capture",), "an AEGIS capture"):
+        raise _Refused(wrong)
+    try:
+        with open_capture(args.file) as cap:
+            plan = plan_replay(cap, args.from_ms * 1_000_000 or None, args.to_ms * 1_000_000 or None)
+    except (OSError, DecodeError) as exc:
+        raise _Refused(f"cannot read {args.file}: {exc}") from None
+    if plan.frames == 0:
+        if plan.raw_in_file:
+            why = f"{args.file} holds {plan.raw_in_file:,} raw WebSocket frames, none between --from and --to"
+        else:
+            why = no_raw_frames(args.file)
+        raise _Refused(why + (f" ({plan.damage})" if plan.damage else ""))
+    return plan
+
+
+def _exchange_info(args: argparse.Namespace, plan: Plan) -> dict:
+    """The symbols' rules the replayed brain trades with: --exchange-info, else the capture's
+    exchangeInfo, else one built from the feed's symbol messages in it."""
+    info = plan.exchange_info
+    if args.exchange_info is not None:
+        if wrong := filekind.refusal(args.exchange_info, ("exchange_info",), "an exchangeInfo body"):
+            raise _Refused(f"--exchange-info: {wrong}")
+        try:
+            info = json.loads(args.exchange_info.read_text())
+        except (OSError, ValueError) as exc:
+            raise _Refused(f"cannot read --exchange-info {args.exchange_info}: {exc}") from None
+    elif not isinstance(info, dict) and plan.rules:  # the feed's own rules, as the live brain's fallback
+        info = exchange_info_from_rules(plan.rules)
+    if not isinstance(info, dict) or not info.get("symbols"):
+        raise _Refused(f"{args.file} carries no symbol rules (no exchangeInfo in its header, no symbol messages "
+                       "of the feed in it): pass --exchange-info FILE (a saved /fapi/v1/exchangeInfo body)")
+    return info
+
+
+def _result(args: argparse.Namespace, rcfg: Any, plan: Plan, work: Path, code: int, progress: dict,
+            elapsed: float) -> dict[str, Any]:
+    """After the stack stopped: write the decisions file (and the report when asked) and
+    return the run's result, as --json prints it."""
+    try:
+        summary = json.loads((work / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = {}
+    with journal_store.read_only(service.db_path(rcfg)) as reader:
+        items = decisions(reader)
+    out = args.decisions or work / "decisions.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(decision_lines(items))
+    report_summary = None
+    if args.report is not None:
+        from services.orchestrator import report
+        from cli import report as report_cli
+
+        report_summary = report_cli.write_report(args.report, db_path=service.db_path(rcfg),
+                                                 cfg=report.ReportConfig(), stats_dir=work / "stats")
+    counts = Counter(d["type"] for d in items)
+    scores = model_scores([d for d in items if d["type"] == "trade"])
+    return {"file": args.file, "frames": progress.get("frames", 0), "frames_in_capture": plan.frames,
+            "ticks": progress.get("ticks", 0), "batches": progress.get("batches", 0),
+            "replay_s": progress.get("elapsed_s"), "elapsed_s": round(elapsed, 3),
+            "ticks_per_s": (round(progress.get("ticks", 0) / progress["elapsed_s"])
+                            if progress.get("elapsed_s") else None),
+            "hydration_candles": len(plan.hydration), "decisions": {k: counts.get(k, 0) for k in DECISION_TABLES},
+            "decisions_file": str(out), "report": str(args.report) if args.report else None,
+            "error": progress.get("error") or "", "error_offset": progress.get("error_offset"),
+            "stack_exit": code, "restarts": summary.get("restarts", {}),
+            "net_pnl_usdt": (report_summary or {}).get("metrics", {}).get("net_pnl_usdt"),
+            "model": scores}
 
 
 WORK_FILES = ("exchange_info.json", "config.json", "summary.json", "stack.log", "decisions.jsonl")

@@ -45,6 +45,7 @@ MARK_PERIOD_MS = {CH_MARK: 3000, CH_MARK1S: 1000}
 FUNDING_RATE = f"{funding.FUNDING_RATE:.8f}"  # the rate rule of ``funding`` (one rate, every symbol)
 FUNDING_PERIOD_MS = funding.FUNDING_PERIOD_MS
 MARK_DECIMALS = 8  # Binance prints mark and index prices with 8 decimals
+_HEADERS = codec.HEADERS  # WebSocket text frame headers by payload length (< 64 KiB)
 
 
 @dataclass
@@ -134,22 +135,23 @@ class Market:
     def _play(self, b: Batch) -> tuple[int, int, int, int]:
         """Play one due batch of one symbol (events ``b.lo`` to ``b.hi`` of its chunk): fold
         each into the symbol's state and send its frames; returns the messages sent per
-        channel (trade, aggTrade, bookTicker, kline)."""
+        channel (trade, aggTrade, bookTicker, kline). The hot loop: the trade and book frames'
+        fan-out is written out here: with a call per frame the loop took 12 to 20 % more CPU."""
         sym = b.sym
         st = self.states[sym]
         ch = b.chunk
         tg = self.hub.targets[sym]
         pre = self.hub.prefixes[sym]
         kb = self.klines
-        emit = self._emit
-        trade_fmt, agg_fmt, book_fmt = codec.TRADE_FMT, codec.AGG_FMT, codec.BOOK_FMT
+        hdr = _HEADERS
+        trade_fmt, book_fmt = codec.TRADE_FMT, codec.BOOK_FMT
         boolb = codec.BOOL
         n_trade = n_agg = n_book = n_kline = 0
-        tc, tr = trades = tg[CH_TRADE]
-        ac, ar = aggs = tg[CH_AGG]
-        bc, br = books = tg[CH_BOOK]
+        tc, tr = tg[CH_TRADE]
+        bc, br = tg[CH_BOOK]
         kt = tg[CH_KLINE]
         want_kline = kt is not NO_TARGETS
+        trade_pre, book_pre = pre[CH_TRADE], pre[CH_BOOK]
         name, px, qty = st.name, st.px, st.qty
         kind, ident = ch.kind, ch.ident
         p1, q1, p2, q2 = ch.p1, ch.q1, ch.p2, ch.q2
@@ -173,7 +175,7 @@ class Market:
                 tid = ident[i]
                 closed = kb.add_trade(sym, T, p, q, m, tid)
                 if closed is not None and want_kline:
-                    n_kline += emit(kt, pre[CH_KLINE], self._kline(st, closed, E, True))
+                    n_kline += self._emit(kt, pre[CH_KLINE], self._kline(st, closed, E, True))
                 st.kline_dirty = True
                 if st.agg_first is None:
                     st.agg_first = tid
@@ -181,16 +183,20 @@ class Market:
                 else:
                     st.agg_qty += q
                 if tc or tr:
-                    n_trade += emit(trades, pre[CH_TRADE],
-                                    trade_fmt % (E, T, name, tid, pxg(p) or px(p), qtg(q) or qty(q),
-                                                 st.x_values[x_code[i]], boolb[m]))
+                    data = trade_fmt % (E, T, name, tid, pxg(p) or px(p), qtg(q) or qty(q),
+                                        st.x_values[x_code[i]], boolb[m])
+                    if tc:
+                        x = trade_pre + data + b"}"
+                        fr = hdr[len(x)] + x
+                        for c in tc:
+                            c.out.append(fr)
+                    if tr:
+                        fr = hdr[len(data)] + data
+                        for c in tr:
+                            c.out.append(fr)
+                    n_trade += len(tc) + len(tr)
                 if agg_end[i]:
-                    if ac or ar:
-                        n_agg += emit(aggs, pre[CH_AGG],
-                                      agg_fmt % (E, st.agg_id, name, pxg(p) or px(p), qty(st.agg_qty),
-                                                 st.agg_first, tid, T, boolb[m]))
-                    st.agg_id += 1
-                    st.agg_first = None
+                    n_agg += self._close_agg(st, tg[CH_AGG], pre[CH_AGG], p, tid, E, T, m)
                 st.last_price = p
                 st.last_qty = q
                 st.last_trade_ms = T
@@ -201,21 +207,39 @@ class Market:
                 if off:
                     bid, ask = max(bid + off, floor), max(ask + off, floor)
                 if bc or br:
-                    n_book += emit(books, pre[CH_BOOK],
-                                   book_fmt % (u, name, pxg(bid) or px(bid), qtg(bq) or qty(bq),
-                                               pxg(ask) or px(ask), qtg(aq) or qty(aq), T, E))
-                self._set_book(st, u, bid, bq, ask, aq, T, E)
+                    data = book_fmt % (u, name, pxg(bid) or px(bid), qtg(bq) or qty(bq),
+                                       pxg(ask) or px(ask), qtg(aq) or qty(aq), T, E)
+                    if bc:
+                        x = book_pre + data + b"}"
+                        fr = hdr[len(x)] + x
+                        for c in bc:
+                            c.out.append(fr)
+                    if br:
+                        fr = hdr[len(data)] + data
+                        for c in br:
+                            c.out.append(fr)
+                    n_book += len(bc) + len(br)
+                bk = st.book
+                if bk is None:
+                    st.book = Book(u, bid, bq, ask, aq, T, E)
+                else:
+                    bk.u, bk.b, bk.bq, bk.a, bk.aq, bk.t_ms, bk.e_ms = u, bid, bq, ask, aq, T, E
         st.last_e_ms = E
         return n_trade, n_agg, n_book, n_kline
 
-    @staticmethod
-    def _set_book(st: SymState, u: int, bid: int, bq: int, ask: int, aq: int, t_ms: int, e_ms: int) -> None:
-        """The symbol's book ticker becomes this one (updated in place after the first)."""
-        bk = st.book
-        if bk is None:
-            st.book = Book(u, bid, bq, ask, aq, t_ms, e_ms)
-        else:
-            bk.u, bk.b, bk.bq, bk.a, bk.aq, bk.t_ms, bk.e_ms = u, bid, bq, ask, aq, t_ms, e_ms
+    def _close_agg(self, st: SymState, pair: tuple[tuple, tuple], prefix: bytes, p: int, tid: int,
+                   e_ms: int, t_ms: int, maker: int) -> int:
+        """The trade ``tid`` ends an aggregate trade: send it (if anyone listens) and start the
+        next; returns the messages sent."""
+        n = 0
+        if pair[0] or pair[1]:
+            px = st.px
+            n = self._emit(pair, prefix, codec.AGG_FMT % (e_ms, st.agg_id, st.name, px.cache.get(p) or px(p),
+                                                          st.qty(st.agg_qty), st.agg_first, tid, t_ms,
+                                                          codec.BOOL[maker]))
+        st.agg_id += 1
+        st.agg_first = None
+        return n
 
     def fast_forward(self, now_ms: int) -> int:
         """Play what is due at ``now_ms`` silently and in bulk (numpy, no frames).
@@ -338,14 +362,17 @@ class Market:
     def _emit(pair: tuple[tuple, tuple], prefix: bytes, data: bytes) -> int:
         """Send ``data`` to a channel's subscribers: wrapped in the combined stream's envelope
         (``prefix`` ... ``}``) to the combined ones, as it is to the raw ones; returns how many
-        got it."""
+        got it. Called per frame: the frame header is looked up here (``codec.HEADERS``, as
+        ``codec.text_frame`` does for payloads below 64 KiB, which these are) instead of
+        calling ``text_frame``."""
         comb, raw = pair
         if comb:
-            fr = codec.text_frame(prefix + data + b"}")
+            x = prefix + data + b"}"
+            fr = _HEADERS[len(x)] + x
             for c in comb:
                 c.out.append(fr)
         if raw:
-            fr = codec.text_frame(data)
+            fr = _HEADERS[len(data)] + data
             for c in raw:
                 c.out.append(fr)
         return len(comb) + len(raw)

@@ -415,6 +415,18 @@ def test_stats_and_faults(cap):
     assert after["http_requests"] == {"/ws/btcusdt@trade": 1, "/fapi/v1/time": 2}
 
 
+def printed_port(p: subprocess.Popen, timeout_s: float = 60.0) -> int:
+    """The port a ``python -m services.exchange_sim --port 0`` process prints first (``PORT n``)."""
+    deadline = time.monotonic() + timeout_s
+    line = ""
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if line.startswith("PORT ") or not line:
+            break
+    assert line.startswith("PORT "), line
+    return int(line.split()[1])
+
+
 # ---------------------------------------------------------------------------- the process
 def test_module_runs_as_a_process_serves_frames_and_exits_0_on_sigterm(procs):
     """python -m services.exchange_sim --port 0 --max-speed prints PORT (and nothing else on
@@ -422,14 +434,7 @@ def test_module_runs_as_a_process_serves_frames_and_exits_0_on_sigterm(procs):
     p = procs.python("-m", "services.exchange_sim", "--port", "0", "--max-speed", "--symbols", "3",
                      "--source", "ticks", cwd=REPO, stdout=subprocess.PIPE, text=True,
                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 60
-    line = ""
-    while time.monotonic() < deadline:
-        line = p.stdout.readline()
-        if line.startswith("PORT ") or not line:
-            break
-    assert line.startswith("PORT "), line
-    port = int(line.split()[1])
+    port = printed_port(p)
 
     async def scenario():
         url = f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade/btcusdt@bookTicker"
@@ -497,14 +502,7 @@ def test_module_in_candles_mode_at_speed_60_streams_and_serves_hour_bars(procs):
                      "--speed", "60", "--symbols", "2", "--history-bars", "500", "--candle-trades", "12",
                      cwd=REPO, stdout=subprocess.PIPE, text=True,
                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 60
-    line = ""
-    while time.monotonic() < deadline:
-        line = p.stdout.readline()
-        if line.startswith("PORT ") or not line:
-            break
-    assert line.startswith("PORT "), line
-    port = int(line.split()[1])
+    port = printed_port(p)
 
     async def scenario():
         _, stats = await get(port, "/_sim/stats")
