@@ -83,7 +83,8 @@ def _serve_sim_stamped(port, ready, stop) -> dict[str, Any]:
 
 CANDLE_MS = 60_000
 WAIT_S = 10.0  # longest wait for a fill (a lost order would show up as a failed section)
-SETTLE_S = 0.05  # quiet time before each trigger tick (see settle() in _path)
+SETTLE_S = 0.05  # a quiet market before each trigger tick (see settle() in _path) ...
+SETTLE_TICK_MS = 2.0  # ... one trade of the symbol every 2 ms (500 a second: a busy BTCUSDT)
 STOP_PCT, TARGET_PCT, TOUCH_PCT = 0.02, 0.02, 0.03
 
 
@@ -269,13 +270,21 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{transport}: no {what} within {WAIT_S} s; {ex.snapshot()}")
 
-    def settle() -> None:
-        """Turns of the loop for ``SETTLE_S``: the previous order's aftermath (its answer, its
-        fills over REST, the user stream's events) is handled before the next trigger tick, as
-        it is for a stop touched seconds after its entry, not a millisecond after."""
+    def settle(price: float, from_ms: int) -> int:
+        """``SETTLE_S`` of a quiet market before the next trigger tick: a trade of the symbol at
+        ``price`` (between the stop and the target) every ``SETTLE_TICK_MS``, read by the
+        brain's own loop. The previous order's aftermath (its answer, its fills over REST, the
+        user stream's events on two other threads) is handled meanwhile, as for a stop touched
+        long after its entry, and the tick path is exercised as a live market keeps it.
+        Returns the next free event time (ms)."""
         end = time.monotonic() + SETTLE_S
-        while time.monotonic() < end:
+        at, nxt = from_ms, 0.0
+        while (now := time.monotonic()) < end:
+            if now >= nxt:
+                tick(price, at)
+                at, nxt = at + 1, now + SETTLE_TICK_MS / 1000
             turn.step()
+        return at
 
     strategy.on_candle = on_candle
     try:
@@ -286,13 +295,13 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
             state["price"] = p
             tick(p, event_ms[0] + 2)
             pump(lambda: brain.ticks_read == seq[0], "read")
+            settle(p, event_ms[0] + 3)  # the rest of this minute (its trades: +3 ms on, a few dozen)
             state["want"] = True
             event_ms[0] += CANDLE_MS
-            settle()
             tick(p, event_ms[0] + 1)  # closes the candle: analysis, signal, entry
             pump(lambda: SYMBOL in ex.st.trades and ex.st.trades[SYMBOL].position > 0, "entry fill")
-            settle()
-            tick(p * (1 - TOUCH_PCT), event_ms[0] + 2)  # touches the stop: exit
+            at = settle(p, event_ms[0] + 2)  # the position open, the price between stop and target
+            tick(p * (1 - TOUCH_PCT), at)  # touches the stop: exit
             pump(lambda: SYMBOL not in ex.st.trades, "exit fill")
             if i % 100 == 99:
                 log(f"[tick_to_trade] {transport}: {i + 1}/{cycles} cycles")

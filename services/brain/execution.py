@@ -30,6 +30,8 @@ import enum
 import json
 import math
 import time
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -60,6 +62,7 @@ START_SYMBOLS = 20
 POSITION_POLL_S = 5.0  # while a trade is open: the exchange's positions, to see closes behind our back
 ALGO_AUDIT_S = 30.0  # the exchange's open conditional orders against ours: missing stops, strays
 JOURNAL_AUDIT_S = 5.0  # how often the rows of orders sent before they were journaled are looked for
+STREAM_FILLS_GRACE_MS = 1_000  # fills the user stream should have told by then are read over REST
 JOURNAL_LAG_MS = 10_000  # a row still missing this long after the send was lost on the way: sent again
 LOG_IDS = 5  # a start-up log line names this many order ids and counts the rest
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
@@ -143,7 +146,8 @@ class Execution:
                                          "intent_log_failed": 0, "intents_replayed": 0, "exits_sent_inline": 0,
                                          "exits_inline_fallback": 0, "entries_sent_inline": 0,
                                          "entries_inline_fallback": 0, "exit_lane_fired": 0,
-                                         "exit_lane_unclaimed": 0, "exit_presend_mismatch": 0,
+                                         "exit_lane_unclaimed": 0, "fills_by_stream": 0,
+                                         "fills_fetched_after_grace": 0, "exit_presend_mismatch": 0,
                                          "setup_pending_rejects": 0, "intent_log_corrupt": 0, "intent_log_torn": 0,
                                          "order_history_unreadable": 0, "orders_adopted": 0,
                                          "orders_recorded_from_history": 0, "journal_rows_resent": 0,
@@ -166,6 +170,9 @@ class Execution:
         # the exchange's user data stream (demo and live): fills, statuses and positions as they
         # happen; REST resyncs after a gap (``user_feed``)
         self.user_stream = user_feed.Link(user_stream) if user_stream is not None else None
+        self._answer_fills = False  # set while an order's answer is applied (``_submitted``)
+        if user_stream is not None and hasattr(broker, "fills_after_submit"):
+            broker.fills_after_submit = False  # fills come by the stream (``_FillsGrace`` otherwise)
         self.ttt = TickToTrade()  # tick-to-trade: the brain sets ttt.trigger_ns around a decision
         self.funding = funding_feed.FundingLink()  # funding's income reads (``funding_feed``)
 
@@ -586,8 +593,20 @@ class Execution:
         elif isinstance(effect, om.FetchTrades):
             o = self.st.orders.get(effect.client_order_id)
             if o is not None and o.exchange_order_id:
-                self.dispatcher.submit(dsp.QUERY, b.fills, symbol, exchange_order_id=o.exchange_order_id,
-                                       key=symbol, tag=jobs.Fills(effect.client_order_id, now))
+                link = self.user_stream
+                if self._answer_fills and link is not None and link.client.connected:
+                    # an order's answer says it filled: the stream tells its fills in milliseconds
+                    self.delayed.append((now + STREAM_FILLS_GRACE_MS,
+                                         _FillsGrace(effect, o.filled_qty + effect.missing_qty), symbol))
+                else:
+                    self._fetch_fills(o, symbol, now)
+        elif isinstance(effect, _FillsGrace):
+            o = self.st.orders.get(effect.fetch.client_order_id)
+            if o is None or o.filled_qty >= effect.executed:
+                self.counters["fills_by_stream"] += 1
+            elif o.exchange_order_id:  # the stream did not tell them all: REST, as after a gap
+                self.counters["fills_fetched_after_grace"] += 1
+                self._fetch_fills(o, symbol, now)
         elif isinstance(effect, ao.SubmitAlgo):
             a = self.st.algos[effect.client_algo_id]
             spec = AlgoSpec(client_algo_id=a.client_algo_id, symbol=a.symbol, side=a.side, order_type=a.order_type,
@@ -618,6 +637,10 @@ class Execution:
                 return [(cid, b.query_algo(symbol, cid)) for cid in cids], b.fills(symbol, since_ms=since)
 
             self.dispatcher.submit(dsp.QUERY, job, key=symbol, tag=jobs.SymbolFills(symbol, now))
+
+    def _fetch_fills(self, o: om.Order, symbol: str, now: int) -> None:
+        self.dispatcher.submit(dsp.QUERY, self.broker.fills, symbol, exchange_order_id=o.exchange_order_id,
+                               key=symbol, tag=jobs.Fills(o.client_order_id, now))
 
     def _audit_journal(self, now_ms: int) -> None:
         """Look in the database (read-only, on a worker) for the rows of orders sent since the
@@ -897,7 +920,11 @@ class Execution:
                 if cid in self.st.orders:
                     self._event(cid, None, fill=f)
             if cid in self.st.orders:
-                self._event(cid, _query_result(sent_ms, res.order))
+                self._answer_fills = True  # fills the answer did not carry: the stream's (``_FillsGrace``)
+                try:
+                    self._event(cid, _query_result(sent_ms, res.order))
+                finally:
+                    self._answer_fills = False
             return
         if isinstance(err, AmbiguousError):
             self.counters["ambiguous"] += 1
@@ -981,6 +1008,17 @@ class Execution:
             out.update({k: float(v) for k, v in self.intents.counters.items()})
         out.update({k: float(v) for k, v in brokers.counters_of(self.broker).items()})
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _FillsGrace:
+    """A fill fetch held back while the user data stream is connected: the stream tells an
+    order's fills within milliseconds of the trade, so REST reads them only if, after
+    ``STREAM_FILLS_GRACE_MS``, the order still has fewer than the ``executed`` quantity the
+    exchange reported (a lost event, a gap)."""
+
+    fetch: om.FetchTrades
+    executed: Decimal
 
 
 def _spec_of(o: om.Order) -> OrderSpec:

@@ -52,6 +52,10 @@ class WsBroker:
         self.rest = rest
         self.client = client
         self.connect_wait_s = connect_wait_s
+        # an order's answer that says it (partly) filled: its fills read over REST at once (the
+        # answer has no trade ids or fees). False while the caller hears fills from the user
+        # data stream, Binance's own push (the brain's execution sets it): no REST read per order
+        self.fills_after_submit = True
         self.counters: dict[str, int] = {"ws_calls": 0, "rest_fallbacks": 0, "ambiguous_resolved": 0,
                                          "ambiguous_unresolved": 0}
 
@@ -160,7 +164,7 @@ class WsBroker:
 
     def _submitted(self, spec: OrderSpec, order: ExchangeOrder) -> SubmitResult:
         fills: tuple[ExchangeFill, ...] = ()
-        if order.executed_qty > 0:
+        if order.executed_qty > 0 and self.fills_after_submit:
             try:
                 fills = tuple(self.rest.fills(spec.symbol, exchange_order_id=order.exchange_order_id))
             except AegisError as err:  # the order stands; the caller fetches its fills later

@@ -15,7 +15,7 @@ from services.brain import intent_log as il
 from tests.unit.brain.test_execution import make_rig, xorder
 
 SHELL = {"journal_sync_failed", "broker_errors", "queries_retried", "problems", "ambiguous", "sent_unjournaled",
-         "entries_sent_inline", "entries_inline_fallback", "exit_lane_fired", "exit_lane_unclaimed",
+         "entries_sent_inline", "entries_inline_fallback", "exit_lane_fired", "exit_lane_unclaimed", "fills_by_stream", "fills_fetched_after_grace",
          "intent_log_failed", "intents_replayed", "exits_sent_inline", "exits_inline_fallback",
          "exit_presend_mismatch", "setup_pending_rejects", "intent_log_corrupt", "intent_log_torn",
          "order_history_unreadable", "orders_adopted", "orders_recorded_from_history", "journal_rows_resent",

@@ -130,6 +130,56 @@ class TestFills:
         assert rig.ex.st.trades["AAAUSDT"].position == Decimal("19.8") and rig.ex.st.counters["fills"] == 2
 
 
+class TestFillsOfAnAnswerComeByTheStream:
+    """An order's answer says FILLED but carries no fills (``WsBroker.fills_after_submit`` is
+    off while the stream is on): no REST read at once; the stream tells them; REST reads them
+    only if, ``STREAM_FILLS_GRACE_MS`` later, the order still lacks some."""
+
+    @staticmethod
+    def answered(tmp_path: Path):
+        rig = started(tmp_path)
+        attach(rig)
+        rig.broker.submits.append(SubmitResult(order=xorder(ENTRY, "FILLED", "19.8"), fills=()))
+        rig.ex.on_signal(signal())
+        rig.poll()  # the answer: FILLED 19.8, no fills in hand
+        assert rig.calls_of("fills") == [] and len(rig.ex.delayed) == 1
+        return rig, execution.STREAM_FILLS_GRACE_MS
+
+    def test_the_stream_tells_them_and_rest_is_never_asked(self, tmp_path: Path):
+        """The two trade events arrive: position 19.8; the grace ends with nothing to fetch."""
+        rig, grace = self.answered(tmp_path)
+        push(rig, *ENTRY_TRADES)
+        rig.poll()
+        assert rig.ex.st.trades["AAAUSDT"].position == Decimal("19.8")
+        rig.clock.now_ms += grace
+        rig.poll()
+        assert rig.calls_of("fills") == [] and rig.ex.delayed == []
+        assert (rig.ex.counters["fills_by_stream"], rig.ex.counters["fills_fetched_after_grace"]) == (1, 0)
+
+    def test_fills_the_stream_never_told_are_read_over_rest_after_the_grace(self, tmp_path: Path):
+        """No trade event came (lost): one REST read once the grace is over, not before."""
+        rig, grace = self.answered(tmp_path)
+        rig.broker.fill_rows.append([xfill(ENTRY, "1", "12.0", "100.0"), xfill(ENTRY, "2", "7.8", "100.0")])
+        rig.clock.now_ms += grace - 1
+        rig.poll()
+        assert rig.calls_of("fills") == []
+        rig.clock.now_ms += 1
+        rig.poll(2)
+        assert rig.calls_of("fills") == [("fills", "AAAUSDT", EID)]
+        assert rig.ex.st.trades["AAAUSDT"].position == Decimal("19.8") and rig.ex.st.counters["fills"] == 2
+        assert (rig.ex.counters["fills_by_stream"], rig.ex.counters["fills_fetched_after_grace"]) == (0, 1)
+
+    def test_with_the_stream_down_the_fills_are_read_at_once(self, tmp_path: Path):
+        """Not connected: the answer's missing fills are read over REST right away, as before."""
+        rig = started(tmp_path)
+        attach(rig, connected=False)
+        rig.broker.submits.append(SubmitResult(order=xorder(ENTRY, "FILLED", "19.8"), fills=()))
+        rig.broker.fill_rows.append([xfill(ENTRY, "1", "12.0", "100.0"), xfill(ENTRY, "2", "7.8", "100.0")])
+        rig.ex.on_signal(signal())
+        rig.poll(2)
+        assert rig.calls_of("fills") == [("fills", "AAAUSDT", EID)] and rig.ex.delayed == []
+
+
 # ---------------------------------------------------------------------------- positions
 class TestPositions:
     def test_a_flat_account_update_frees_the_slot_with_no_exit(self, tmp_path: Path):

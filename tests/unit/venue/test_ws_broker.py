@@ -97,6 +97,17 @@ class TestSubmit:
                                                  "newOrderRespType": "RESULT"})]
         assert [c[0] for c in rest.calls] == ["fills"]
 
+    def test_with_the_user_stream_telling_fills_no_rest_read_follows_the_answer(self):
+        """``fills_after_submit`` off (the brain's execution turns it off when it has the user
+        data stream): the answer alone, no ``fills`` request."""
+        client = StubClient(order_place=[raw_order()])
+        rest = StubRest(fills=[[FILL]])
+        b = WsBroker(rest, client)
+        b.fills_after_submit = False
+        res = b.submit(SPEC)
+        assert (res.order.status, res.order.executed_qty, res.fills) == ("FILLED", D("0.010"), ())
+        assert rest.calls == []
+
     def test_a_limit_exit_carries_price_time_in_force_and_reduce_only(self):
         spec = OrderSpec(client_order_id="ae-x", symbol="BTCUSDT", side="SELL", order_type="LIMIT", qty=D("0.010"),
                          price=D("61000.0"), reduce_only=True)
