@@ -83,7 +83,9 @@ def _serve_sim_stamped(port, ready, stop) -> dict[str, Any]:
 
 CANDLE_MS = 60_000
 WAIT_S = 10.0  # longest wait for a fill (a lost order would show up as a failed section)
-SETTLE_S = 0.05  # a quiet market before each trigger tick (see settle() in _path) ...
+# a quiet market before each trigger tick (see settle() in _path); BENCH_SETTLE_MS=0 gives
+# the back-to-back figure (each trigger right after the previous fill, as before 2026-12-07) ...
+SETTLE_S = float(os.environ.get("BENCH_SETTLE_MS", "50")) / 1000
 SETTLE_TICK_MS = 2.0  # ... one trade of the symbol every 2 ms (500 a second: a busy BTCUSDT)
 STOP_PCT, TARGET_PCT, TOUCH_PCT = 0.02, 0.02, 0.03
 
@@ -367,7 +369,8 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
             stop.set()
         sim_stats = sim.result(60)
     out: dict[str, Any] = {
-        "config": {"cycles_per_path_per_repeat": cycles, "repeats": repeats,
+        "config": {"cycles_per_path_per_repeat": cycles, "repeats": repeats, "settle_ms": SETTLE_S * 1000,
+                   "settle_tick_ms": SETTLE_TICK_MS,
                    "orders_per_path_per_repeat": 2 * cycles,
                    "exchange": "exchange_sim in its own process on 127.0.0.1 (pinned to CPU %s); the brain "
                                "in this process (CPU %s)" % (producer_cpu(), consumer_cpu()),

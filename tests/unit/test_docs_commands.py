@@ -85,6 +85,7 @@ OTHER_ENV = {
     "PROMETHEUS_IMAGE": ("docker-compose.yml", "the monitoring profile's Prometheus image"),
     "CHAOS_SEED": ("tests/chaos/test_chaos_kills.py", "replays one chaos plan"),
     "CHAOS_KEEP": ("tests/chaos/test_chaos_kills.py", "keeps the chaos run's log and database"),
+    "BENCH_SETTLE_MS": ("bench/tick_to_trade_section.py", "tick to trade: the quiet market before each trigger (ms)"),
     # AEGIS_-named but a secret, not a config field (never read from a config file)
     "AEGIS_TELEGRAM_TOKEN": ("common/dashboard_token.py", "the Telegram bot's token (environment only)"),
 }
