@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 NAME = "brain"
 RING_RETRY_S = 0.5
 DRAIN_DEADLINE_S = 5.0  # at shutdown, read what the feed wrote, but not forever
+RULES_JOURNAL_S = 15.0  # how long a symbol's missing rules are looked for in the journal
 HIGHER_TIMEFRAME_FACTOR = 15  # 1 m base -> 15 m
 # tick-to-brain latency buckets exported in the heartbeat (microseconds)
 LATENCY_BUCKETS_US = (10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000, 1_000_000)
@@ -78,6 +79,8 @@ class Brain:
         # each symbol's trading rules as the feed published them (and the database kept them):
         # the source of the risk checks' filters and of ccxt's markets (venue.filters.FeedFilters)
         self.symbol_info: dict[str, wire.SymbolInfo] = {}
+        self.rules_missed: dict[str, float] = {}  # ring symbol without rules -> when first seen so
+        self.rules_read_from_journal = 0
         self.analysed_to: dict[str, int] = {}  # symbol -> close time of the last analysed candle
         # the model learns from every closed trade; until it has seen enough, every confidence
         # is the cold prior, and the signal says so (cold=True). Its state survives restarts.
@@ -247,6 +250,22 @@ class Brain:
         if candles.flush_due(self.core.candles, now_ms, candles.FLUSH_GRACE_MS):
             self.emit_candles()
 
+    def rules_from_journal(self) -> None:
+        """Ring symbols without rules (their message went out before this brain subscribed, or
+        is still on its way): the journal's copy, read at most once a call (the loop's
+        once-a-second step) while one of them has been missing for less than
+        ``RULES_JOURNAL_S``; the execution's set-up waits for them (``execution.RULES_WAIT_S``)
+        before it asks exchangeInfo."""
+        now = time.monotonic()
+        missed = {s: self.rules_missed.get(s, now) for s in self.ring.symbol_names() if s not in self.symbol_info}
+        self.rules_missed = missed
+        if not any(now - t <= RULES_JOURNAL_S for t in missed.values()):
+            return
+        for s, info in recovery.symbol_rules(service.db_path(self.cfg)).items():
+            if s not in self.symbol_info:  # the bus's message is as new or newer: it wins
+                self.symbol_info[s] = info
+                self.rules_read_from_journal += 1
+
     def emit_candles(self) -> None:
         out = candles.closed(self.core.candles)
         for c in out:
@@ -367,7 +386,7 @@ class Brain:
         lat = self.core.latency
         return {"service": NAME, "ticks_read": self.ticks_read, "candles_closed": self.candles_closed,
                 "signals": self.signals, "history_candles": self.history_candles,
-                "history_signals": self.history_signals,
+                "history_signals": self.history_signals, "rules_read_from_journal": self.rules_read_from_journal,
                 "strategy_skipped": self.runner.stats(), "intents_unsupported": self.intents_unsupported,
                 "tick_updates": self.tick_updates, "out_of_order": int(self.core.order_stats[1]),
                 "rejected": engine.rejected(self.core), "lost": self.reader.lost,

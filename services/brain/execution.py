@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Container, Iterable, Mapping
 
 import structlog
 
@@ -59,6 +59,9 @@ QUERY_RETRY_MS = 2_000
 STARTUP_RETRY_S = 5.0
 TIMER_PERIOD_S = 0.25
 START_SYMBOLS = 20
+# a symbol's set-up (ccxt's market, margin type, leverage) waits this long for the feed's rules
+# (published on the bus, kept by the journal) before the broker asks exchangeInfo for it
+RULES_WAIT_S = 10.0
 POSITION_POLL_S = 5.0  # while a trade is open: the exchange's positions, to see closes behind our back
 ALGO_AUDIT_S = 30.0  # the exchange's open conditional orders against ours: missing stops, strays
 JOURNAL_AUDIT_S = 5.0  # how often the rows of orders sent before they were journaled are looked for
@@ -162,6 +165,7 @@ class Execution:
         self.configured: set[str] = set()
         self.brackets: dict[str, tuple[Any, ...]] = {}  # leverage brackets: the liquidation check
         self._configuring: set[str] = set()
+        self._rules_wait: dict[str, float] = {}  # symbol -> when its set-up began to wait for its rules
         self._next_setup = 0.0
         self._next_timer = 0.0
         self._next_balance = 0.0
@@ -227,8 +231,24 @@ class Execution:
             self._run(trader.on_reconciled(self.cfg, self.st, tag.symbols, tag.adopted_orders, list(c.result),
                                            tag.sent_ms, self.ctx(tag.symbols)))
 
+    def _with_rules(self, symbols: list[str]) -> list[str]:
+        """Those of ``symbols`` whose set-up may go now: their rules are known (ccxt's market is
+        made of them, no exchangeInfo), or they waited ``RULES_WAIT_S`` for them (counted in
+        ``setup_without_rules``: the broker asks exchangeInfo)."""
+        if not symbols:
+            return symbols
+        filters = self.filters_fn()
+        if not isinstance(filters, FeedFilters):
+            return symbols  # replay's saved exchangeInfo, a backtest's filters: complete already
+        go, self._rules_wait, late = rules_ready(symbols, filters, self._rules_wait, self.mono_s(), RULES_WAIT_S)
+        if late:
+            self.counters["setup_without_rules"] = self.counters.get("setup_without_rules", 0) + len(late)
+            log.warning("brain.setup_without_rules", symbols=late[:LOG_IDS], waited_s=RULES_WAIT_S)
+        return go
+
     def _setup_symbols(self, symbols: list[str]) -> None:
-        todo = [s for s in symbols if s not in self.configured and s not in self._configuring][:START_SYMBOLS]
+        todo = [s for s in symbols if s not in self.configured and s not in self._configuring]
+        todo = self._with_rules(todo)[:START_SYMBOLS]
         if not todo:
             return
         self._configuring.update(todo)
@@ -303,8 +323,9 @@ class Execution:
             for it in replay:
                 self.publish(it.body)
         # margin type and leverage are set for the most liquid symbols at start (each costs
-        # a rate-limited REST call); the others trade at the account's own settings
-        symbols = self.symbols_fn()[:START_SYMBOLS]
+        # a rate-limited REST call), those whose rules are known; the others when they are
+        # (the timer's ``_setup_symbols``)
+        symbols = self._with_rules(self.symbols_fn()[:START_SYMBOLS])
 
         open_orders = list(self.saved.open_orders.values())
         adopt_open = self.intents is not None  # orders go out before the journal hears of them
@@ -1073,6 +1094,28 @@ def _ours_in_history(broker: Broker, saved: recovery.Saved, positions: list[Any]
                     first_recorded=[e.client_order_id for e in record][:LOG_IDS], since_ms=since_ms,
                     note="finished at the exchange under our ids, in neither the journal nor the intent log")
     return adopt, out
+
+
+def rules_ready(symbols: Iterable[str], known: Container[str], waiting: Mapping[str, float], now_s: float,
+                wait_s: float) -> tuple[list[str], dict[str, float], list[str]]:
+    """Pure: which of ``symbols`` may be set up now. (ready: the known ones and those that
+    waited ``wait_s`` since first seen here; every symbol still waiting (those not asked this
+    time keep their place) with when it began; the ready ones that did not get their rules)."""
+    asked = list(symbols)
+    ready: list[str] = []
+    late: list[str] = []
+    still = {s: t for s, t in waiting.items() if s not in asked}
+    for s in asked:
+        if s in known:
+            ready.append(s)
+            continue
+        since = waiting.get(s, now_s)
+        if now_s - since >= wait_s:
+            ready.append(s)
+            late.append(s)
+        else:
+            still[s] = since
+    return ready, still, late
 
 
 def _complete_filters(filters: Mapping[str, risk.SymbolFilters], symbols: Iterable[str]) -> None:

@@ -86,6 +86,7 @@ class Loop:
             self.next_flush = now + FLUSH_PERIOD_S
             t0 = ns()
             brain.flush_quiet()
+            brain.rules_from_journal()  # a symbol's rules the bus did not bring (yet)
             add("flush", ns() - t0)
         if self.idle_since:  # idle: spend it on history, never ahead of live ticks
             t0 = ns()

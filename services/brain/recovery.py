@@ -424,18 +424,11 @@ def iter_recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms:
 def symbol_rules(db_path: Path) -> dict[str, wire.SymbolInfo]:
     """The trading rules the feed published and the orchestrator stored (``symbols`` table):
     empty on a first start, or when the table is missing or unreadable."""
-    if not db_path.exists():
-        return {}
     try:
-        with journal_store.read_only(db_path, timeout_s=5.0) as journal:
-            rows = journal.symbol_rules()
+        out, refused = journal_store.symbol_infos(db_path)
     except StoreError as exc:
         log.warning("brain.symbol_rules_unreadable", error=str(exc))
         return {}
-    out = {}
-    for r in rows:
-        try:
-            out[r.symbol] = wire.SymbolInfo(**{c: getattr(r, c) for c in journal_store.SYMBOL_ROW_COLUMNS})
-        except (TypeError, ValueError, msgspec.ValidationError) as exc:
-            log.warning("brain.symbol_rule_rejected", symbol=r.symbol, error=str(exc))
+    for symbol, why in refused:
+        log.warning("brain.symbol_rule_rejected", symbol=symbol, error=why)
     return out

@@ -359,7 +359,9 @@ class TestStartUp:
         assert rig.disp.submitted == [(dsp.ACCOUNT, jobs.Startup(), None)] and rig.ex.ready is False
         rig.poll()
         assert rig.ex.ready is True
-        assert rig.calls == [("filters",), ("start", ("AAAUSDT", "BBBUSDT")), ("positions",), ("balance",)]
+        # filters twice: which symbols have their rules (before the job), the job's own look-up
+        assert rig.calls == [("filters",), ("filters",), ("start", ("AAAUSDT", "BBBUSDT")), ("positions",),
+                             ("balance",)]
         assert rig.ex.equity == 10_000.0 and rig.ex.filters == FILTERS
         assert rig.ex.st.risk == risk.initial_state(10_000.0, NOW)
         assert rig.ex.saved == recovery.Saved()
@@ -439,6 +441,33 @@ class TestFiltersFromTheFeed:
         rig.poll(2)
         assert rig.ex.ready and fetched == [1]
         assert rig.ex.filters["BBBUSDT"] == FILTERS["BBBUSDT"]
+
+    def test_set_up_waits_for_the_feeds_rules_then_goes_without_them(self, tmp_path: Path):
+        """A symbol on the ring whose rules have not arrived is not set up (ccxt would ask
+        exchangeInfo for its market): it goes as soon as its rule is there, or after
+        RULES_WAIT_S without it (counted, said in the log)."""
+        fetched: list = []
+        rules = {"AAAUSDT": self.rule("AAAUSDT")}
+        rig = self.rig(tmp_path, rules, fetched, cfg=replace(CFG, exchange_protection=False))
+        syms = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
+        rig.ex.symbols_fn = lambda: list(syms)
+        mono = [100.0]
+        rig.ex.mono_s = lambda: mono[0]
+        rig.poll(3)
+        starts = lambda: [c[1] for c in rig.calls if c[0] == "start"]
+        assert rig.ex.ready and starts() == [("AAAUSDT",)] and rig.ex.configured == {"AAAUSDT"}
+        mono[0] += 2.0
+        rig.poll(2)
+        assert starts() == [("AAAUSDT",)]  # still waiting: no rule, not yet RULES_WAIT_S
+        rules["BBBUSDT"] = self.rule("BBBUSDT")
+        mono[0] += 1.0
+        rig.poll(2)
+        assert starts()[1:] == [("BBBUSDT",)]
+        mono[0] = 100.0 + execution.RULES_WAIT_S
+        rig.poll(2)
+        assert starts()[1:] == [("BBBUSDT",), ("CCCUSDT",)]
+        assert rig.ex.configured == set(syms) and rig.ex.counters["setup_without_rules"] == 1
+        assert fetched == []  # the filters' own exchangeInfo was never asked for
 
     def test_a_failed_fetch_does_not_fail_the_start(self, tmp_path: Path):
         """exchangeInfo down while a position lacks its rule: the start goes on (logged), the
@@ -927,3 +956,20 @@ class TestSymbolSetUp:
         finally:
             FILTERS.pop("CCCUSDT")
             PRICES.pop("CCCUSDT")
+
+
+# ---------------------------------------------------------------------------- rules wait (pure)
+class TestRulesReady:
+    def test_known_go_unknown_wait_then_go_late(self):
+        go, waiting, late = execution.rules_ready(["A", "B"], {"A"}, {}, 10.0, 5.0)
+        assert (go, waiting, late) == (["A"], {"B": 10.0}, [])
+        go, waiting, late = execution.rules_ready(["A", "B"], {"A"}, waiting, 14.9, 5.0)
+        assert (go, waiting, late) == (["A"], {"B": 10.0}, [])  # first seen at 10.0, kept
+        go, waiting, late = execution.rules_ready(["B"], set(), waiting, 15.0, 5.0)
+        assert (go, waiting, late) == (["B"], {}, ["B"])
+
+    def test_a_symbol_not_asked_keeps_its_place_and_a_known_one_leaves(self):
+        waiting = {"B": 1.0, "C": 2.0}
+        go, still, late = execution.rules_ready(["C"], {"C"}, waiting, 3.0, 5.0)
+        assert (go, still, late) == (["C"], {"B": 1.0}, [])
+        assert waiting == {"B": 1.0, "C": 2.0}  # the caller's mapping is not changed

@@ -23,6 +23,9 @@ class FakeBrain:
     def flush_quiet(self) -> None:
         self.calls.append("flush")
 
+    def rules_from_journal(self) -> None:
+        self.calls.append("rules")
+
     def warm_from_history(self) -> None:
         self.calls.append("history")
 
@@ -70,7 +73,7 @@ def test_timers_ticks_flush_control_and_heartbeat():
     for _ in range(17):  # 0 .. 2.0 s in 125 ms steps (exact in binary)
         turn.step()
         clock.t += 0.125
-    assert b.calls.count("ticks") == 17 and b.calls.count("flush") == 3
+    assert b.calls.count("ticks") == 17 and b.calls.count("flush") == 3 == b.calls.count("rules")
     assert len(polls) == 17 and len(controls) == 17 and beats == [1000.0, 1001.0, 1002.0]
     assert b.calls.count("arm") == 17  # the exit lane re-armed after every execution poll
     r = FakeBrain([1] * 5, replay=True)
@@ -78,7 +81,7 @@ def test_timers_ticks_flush_control_and_heartbeat():
     for _ in range(5):
         turn.step()
         clock.t += 2.0
-    assert "flush" not in r.calls
+    assert "flush" not in r.calls and "rules" not in r.calls
 
 
 def test_stalls_count_each_piece_of_work_and_the_ones_over_the_threshold():
