@@ -75,12 +75,12 @@ def cluster():
     port = _free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, "TMPDIR": tmp}
-    started = subprocess.run(
-        [str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp}",
-         f"--object-store-memory={dist.OBJECT_STORE_BYTES}"],
-        env=env, cwd=tmp, capture_output=True, text=True, timeout=180)
     try:
+        started = subprocess.run(
+            [str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp}",
+             f"--object-store-memory={dist.OBJECT_STORE_BYTES}"],
+            env=env, cwd=tmp, capture_output=True, text=True, timeout=180)
         if started.returncode != 0:
             pytest.skip(f"ray start cannot run on this machine: {started.stderr.strip()[-400:]}")
         yield f"127.0.0.1:{port}", env, tmp
