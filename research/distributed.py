@@ -21,18 +21,29 @@ in that order. So 1, 2 or N workers give byte-identical ``trades.csv`` and ``sum
 
 **Running.** ``workers = 1`` without an address: the tasks run one after the other in this
 process, no Ray. Otherwise a Ray session: ``ray.init(address=...)`` for an existing cluster
-(only disconnected at the end), or a local Ray started for the command and shut down after it
+(only disconnected at the end: the cluster keeps running), or a local Ray started for the
+command and shut down after it
 (``num_cpus = workers``, no dashboard, bound to 127.0.0.1 only, usage statistics off, its
 files in a temporary folder removed afterwards). A task that raises ``ConfigError`` (a bad
 strategy parameter, ...) fails at once; any other exception, or a worker that dies, is retried
 ``retries`` times; a task that still fails is reported by its name in ``TasksFailed`` after
 all the others finished. Nothing is dropped silently.
+
+**An existing cluster** (``address``). Its workers run in their own folder (where ``ray
+start`` ran), not the command's: the catalog, ``--exchange-info`` and a strategy file given by
+a relative path are made absolute before the tasks leave (``portable``), and a task whose node
+has no such catalog folder fails with that reason instead of counting zero candles. An address
+on 127.0.0.1 is used as given when the cluster listens there only (Ray would otherwise replace
+it by this machine's outward address and wait for ever). A cluster that cannot be reached, or
+refuses the connection (token authentication: ``RAY_AUTH_TOKEN``), is a ``ConfigError`` that
+says so, within seconds.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -96,6 +107,8 @@ def run_task(task: Task) -> TaskResult | Failure:
     from research.backtest import new_backtest
     from services.brain import model as model_mod
 
+    if not Path(task.cfg.catalog).is_dir():  # on a cluster: this node does not see the catalog
+        return Failure(error=f"no catalog folder {task.cfg.catalog} on node {socket.gethostname()}")
     try:
         bt = new_backtest(task.cfg)
         if task.model:
@@ -109,11 +122,28 @@ def run_task(task: Task) -> TaskResult | Failure:
 
 
 def split_by_symbol(cfg: Any, *, prefix: str = "", model: dict[str, bytes] | None = None) -> list[Task]:
-    """One task per symbol of ``cfg``, in the symbols' order."""
+    """One task per symbol of ``cfg``, in the symbols' order, with ``portable`` paths."""
     from dataclasses import replace
 
+    cfg = portable(cfg)
     return [Task(name=f"{prefix}{s}", cfg=replace(cfg, symbols=(s,)), model=(model or {}).get(s, b""))
             for s in cfg.symbols]
+
+
+def portable(cfg: Any) -> Any:
+    """``cfg`` with its catalog, exchange-info file and strategy file (``dir/file.py:Class``)
+    as absolute paths: a Ray worker runs in another folder than the command (on a cluster, the
+    folder ``ray start`` ran in), where a relative path means something else."""
+    from dataclasses import replace
+
+    from research import strategy_api as sa
+
+    strategy = cfg.strategy
+    mod_part, sep, cls_name = sa.resolve(strategy).rpartition(":")
+    if sep and (mod_part.endswith(".py") or "/" in mod_part) and not Path(mod_part).expanduser().is_absolute():
+        strategy = f"{os.path.abspath(Path(mod_part).expanduser())}:{cls_name}"
+    return replace(cfg, catalog=Path(os.path.abspath(cfg.catalog)), strategy=strategy,
+                   exchange_info=os.path.abspath(cfg.exchange_info) if cfg.exchange_info else "")
 
 
 # ---------------------------------------------------------------------------- the executor
@@ -178,9 +208,60 @@ def _init_local(ray: Any, workers: int) -> str:
     return tmp
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+CONNECT_TIMEOUT_S = 5.0
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` -> (host, port), or a ConfigError saying what a Ray address looks like."""
+    host, sep, port = address.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+        raise ConfigError(f"--ray-address must be HOST:PORT of the cluster's head (ray start --head --port), "
+                          f"not {address!r}")
+    return host, int(port)
+
+
+def reachable(host: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
+    """Whether something accepts a TCP connection at host:port within ``timeout_s``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _outward_ip() -> str:
+    """The address Ray would put in place of 127.0.0.1 (the interface of the default route)."""
+    from ray._private import services
+
+    return services.node_ip_address_from_perspective()
+
+
+def _connect(ray: Any, address: str, outward_ip: Callable[[], str] = _outward_ip) -> None:
+    """``ray.init(address=...)`` to an existing cluster, or a ConfigError saying why not.
+
+    Ray replaces a loopback host by this machine's outward address (and then retries for
+    minutes if the head listens on 127.0.0.1 only): when the head does not answer on the
+    outward address, the node address is kept at 127.0.0.1, as for a local session."""
+    from ray._private import ray_constants
+
+    host, port = split_address(address)
+    if not reachable(host, port):
+        raise ConfigError(f"no Ray cluster answers at {address} (start one with: ray start --head --port {port})")
+    if host in LOOPBACK_HOSTS and not reachable(outward_ip(), port, timeout_s=1.0):
+        ray_constants.ENABLE_RAY_CLUSTER = False  # keep 127.0.0.1 as this node's address
+    try:
+        ray.init(address=address.strip(), log_to_driver=False, configure_logging=False)
+    except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError, version mismatch ...
+        raise ConfigError(f"cannot join the Ray cluster at {address}: {_short(exc)} (a cluster with token "
+                          f"authentication needs the same RAY_AUTH_TOKEN here)") from None
+
+
 @contextmanager
 def ray_session(workers: int, address: str = "") -> Iterator[Any]:
-    """A connected Ray: an existing cluster (``address``) or a local one made for the job."""
+    """A connected Ray: an existing cluster (``address``) or a local one made for the job.
+    ``workers`` sizes the local one; a cluster runs as many tasks at once as it has CPUs."""
     # before ray is imported: no usage report, and a node address of 127.0.0.1 (Ray binds its
     # servers to the node address; on Linux it would otherwise pick the outward interface)
     try:
@@ -192,14 +273,14 @@ def ray_session(workers: int, address: str = "") -> Iterator[Any]:
         return
     tmp = ""
     if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        _connect(ray, address)
     else:
         tmp = _init_local(ray, workers)
     log.info("ray.started", address=address or "local", workers=workers)
     try:
         yield ray
     finally:
-        ray.shutdown()
+        ray.shutdown()  # with an address: this driver disconnects, the cluster keeps running
         if tmp:
             _reap(tmp)
 

@@ -71,6 +71,8 @@ OTHER_PROGRAMS = {
     "apt-get": "installs system packages (needs root and the Debian registry)",
     "debootstrap": "builds a Debian root for a local docker base image (needs root)",
     "tar": "packs that root for docker import",
+    ".venv/bin/ray": "starts Ray nodes on the reader's machines; tests/integration/test_research_ray_cluster.py "
+                     "runs `ray start --head` with these flags on 127.0.0.1",
 }
 # docker commands the pages may show (a typo such as `docker compose upp` fails)
 DOCKER_SUBCOMMANDS = frozenset({("run",), ("import",), ("build",), ("images",)} | {
@@ -86,6 +88,8 @@ OTHER_ENV = {
     "CHAOS_SEED": ("tests/chaos/test_chaos_kills.py", "replays one chaos plan"),
     "CHAOS_KEEP": ("tests/chaos/test_chaos_kills.py", "keeps the chaos run's log and database"),
     "BENCH_SETTLE_MS": ("bench/tick_to_trade_section.py", "tick to trade: the quiet market before each trigger (ms)"),
+    "RAY_AUTH_MODE": ("tests/integration/test_research_ray_cluster.py", "Ray's own: token authentication on"),
+    "RAY_AUTH_TOKEN": ("tests/integration/test_research_ray_cluster.py", "Ray's own: the cluster's shared token"),
     # AEGIS_-named but a secret, not a config field (never read from a config file)
     "AEGIS_TELEGRAM_TOKEN": ("common/dashboard_token.py", "the Telegram bot's token (environment only)"),
 }
