@@ -233,6 +233,9 @@ class LatencyHistogram:
     def to_dict(self) -> dict[str, Any]:
         """Compact JSON-ready form: only the non-zero buckets, as ``[index, count]`` pairs."""
         nz = np.flatnonzero(self.counts[:N_BUCKETS])
+        # one vectorised step to Python ints (a list comprehension over numpy scalars cost
+        # the brain's heartbeat ~1.7 ms a beat with a few thousand buckets filled)
+        pairs = np.stack((nz, self.counts[nz]), axis=1).astype(np.int64).tolist()
         return {
             "v": FORMAT_VERSION,
             "sub_bucket_bits": SUB_BUCKET_BITS,
@@ -243,7 +246,7 @@ class LatencyHistogram:
             "min": self.min,
             "max": self.max,
             "sum": self.total,
-            "buckets": [[int(i), int(self.counts[i])] for i in nz],
+            "buckets": pairs,
         }
 
     @classmethod

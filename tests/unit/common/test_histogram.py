@@ -139,6 +139,10 @@ class TestMergeAndShip:
         assert np.array_equal(LatencyHistogram.from_dict(d).counts, h.counts)
         e = LatencyHistogram().to_dict()
         assert np.array_equal(LatencyHistogram.from_dict(e).counts, LatencyHistogram().counts)
+        # without the JSON trip too: plain Python ints (from_dict refuses numpy scalars)
+        direct = h.to_dict()["buckets"]
+        assert direct == d["buckets"] and all(type(x) is int for pair in direct for x in pair)
+        assert np.array_equal(LatencyHistogram.from_dict(h.to_dict()).counts, h.counts)
 
     @pytest.mark.parametrize(
         "patch",
