@@ -7,7 +7,11 @@ when the ring is empty, busy-poll for ``brain.spin_before_sleep_us``, then sleep
 the GIL); publish the conflated ticks every ``brain.conflate_interval_ms``; close quiet
 symbols' candles once a second (live); spend idle moments on the warm-up history; hand the
 execution its completions and timers; look at the operators' commands every 50 ms; heartbeat
-once per ``heartbeat_interval_s`` (the caller's ``heartbeat``: publish, write stats)."""
+once per ``heartbeat_interval_s`` (the caller's ``heartbeat``: publish, write stats).
+
+Live, those chores (conflated ticks, flush, commands, heartbeat) run in a turn that found the
+ring empty, so a burst of ticks is read before them; each waits at most a bounded moment past
+its time (``due``). Replay keeps them on time."""
 
 from __future__ import annotations
 
@@ -16,6 +20,12 @@ from typing import Any, Callable
 
 FLUSH_PERIOD_S = 1.0  # close quiet symbols' candles this often
 CONTROL_POLL_S = 0.05  # operators' commands (the dashboard) are looked for this often
+# live, the loop's own chores wait for a turn that found the ring empty (ticks first), but
+# never longer than this past their time: the conflated ticks one more period, the
+# operators' commands, the quiet candles' flush and the heartbeat a bounded moment
+LATE_CONTROL_S = 0.2
+LATE_FLUSH_S = 0.5
+LATE_BEAT_S = 0.5
 
 
 STALL_NS = 200_000  # a turn's piece of work longer than this is counted as a stall
@@ -48,6 +58,13 @@ class Stalls:
                     f"over_{STALL_NS // 1000}us": self.over[n]} for n in self.NAMES}
 
 
+def due(now: float, at: float, idle: bool, late_s: float) -> bool:
+    """Pure: does a chore due ``at`` run in this turn? Once due, at the first turn that found
+    the ring empty (``idle``), or in any turn once ``late_s`` past its time (a busy ring never
+    starves it). ``late_s = 0``: as soon as due, as replay keeps it."""
+    return now >= at and (idle or now >= at + late_s)
+
+
 class Loop:
     def __init__(self, brain: Any, *, execution: Any = None, control: Any = None,
                  heartbeat: Callable[[float], None] | None = None, heartbeat_interval_s: float = 1.0,
@@ -63,6 +80,10 @@ class Loop:
         now = clock()
         self.next_tick = self.next_beat = self.next_flush = self.next_control = now
         self.idle_since = 0.0  # when the ring was first seen empty (0: it was not)
+        live = not brain.replay  # replay keeps its chores on time (its ring is never idle)
+        self.late_tick_s = self.conflate_s if live else 0.0
+        self.late_control_s, self.late_flush_s, self.late_beat_s = (
+            (LATE_CONTROL_S, LATE_FLUSH_S, LATE_BEAT_S) if live else (0.0, 0.0, 0.0))
 
     def step(self) -> int:
         """One turn; returns the number of records read."""
@@ -77,12 +98,13 @@ class Loop:
             self.idle_since = now
         elif now - self.idle_since > self.spin_s:
             self.sleep(self.idle_s)
-        if now >= self.next_tick:
+        idle = not got
+        if due(now, self.next_tick, idle, self.late_tick_s):
             self.next_tick = now + self.conflate_s
             t0 = ns()
             brain.publish_ticks()
             add("ticks", ns() - t0)
-        if now >= self.next_flush and not brain.replay:
+        if not brain.replay and due(now, self.next_flush, idle, self.late_flush_s):
             self.next_flush = now + FLUSH_PERIOD_S
             t0 = ns()
             brain.flush_quiet()
@@ -97,12 +119,12 @@ class Loop:
             self.execution.poll()
             brain.arm_exits()  # the trades the completions changed, armed before the next batch
             add("execution", ns() - t0)
-        if self.control is not None and now >= self.next_control:
+        if self.control is not None and due(now, self.next_control, idle, self.late_control_s):
             self.next_control = now + CONTROL_POLL_S
             t0 = ns()
             self.control.poll()
             add("control", ns() - t0)
-        if self.heartbeat is not None and now >= self.next_beat:
+        if self.heartbeat is not None and due(now, self.next_beat, idle, self.late_beat_s):
             self.next_beat = now + self.heartbeat_interval_s
             t0 = ns()
             self.heartbeat(now)

@@ -63,13 +63,15 @@ def test_idle_policy_spins_then_sleeps_and_history_only_when_idle():
 
 def test_timers_ticks_flush_control_and_heartbeat():
     """Ticks every 100 ms, quiet-candle flush every second (not in replay), operators' commands
-    every 50 ms, heartbeat per its interval, execution every turn."""
+    every 50 ms, heartbeat per its interval, execution every turn (an empty ring: every chore
+    runs when due)."""
     clock = Clock()
     beats, polls, controls = [], [], []
-    b = FakeBrain([1] * 100)
+    b = FakeBrain([])
     ex = SimpleNamespace(poll=lambda: polls.append(1))
     ctl = SimpleNamespace(poll=lambda: controls.append(1))
-    turn = loop.Loop(b, execution=ex, control=ctl, heartbeat=beats.append, heartbeat_interval_s=1.0, clock=clock)
+    turn = loop.Loop(b, execution=ex, control=ctl, heartbeat=beats.append, heartbeat_interval_s=1.0, clock=clock,
+                     sleep=lambda s: None)
     for _ in range(17):  # 0 .. 2.0 s in 125 ms steps (exact in binary)
         turn.step()
         clock.t += 0.125
@@ -99,3 +101,45 @@ def test_stalls_count_each_piece_of_work_and_the_ones_over_the_threshold():
         turn.step()
     got = turn.stalls.snapshot()
     assert (got["poll"]["runs"], got["heartbeat"]["runs"], got["execution"]["runs"]) == (2, 1, 0)
+
+
+def test_chores_wait_for_an_empty_ring_but_not_past_their_bound():
+    """Live: while every turn reads ticks, the conflated ticks, the flush, the commands and the
+    heartbeat wait (ticks first), each at most its bound past its time; the first turn that
+    finds the ring empty runs every chore that is due. Replay keeps them on time."""
+    clock, beats, controls = Clock(), [], []
+    b = FakeBrain([1] * 1000)
+    ctl = SimpleNamespace(poll=lambda: controls.append(clock.t))
+    turn = loop.Loop(b, control=ctl, heartbeat=beats.append, heartbeat_interval_s=1.0, clock=clock)
+    t0 = clock.t
+    turn.step()  # busy from the first turn: nothing is past its bound yet
+    assert b.calls.count("ticks") == 0 and beats == [] and controls == []
+    clock.t = t0 + loop.LATE_CONTROL_S  # the commands' bound
+    turn.step()
+    assert controls == [clock.t] and beats == [] and b.calls.count("ticks") == 1  # ticks: one period late
+    clock.t = t0 + loop.LATE_BEAT_S
+    turn.step()
+    assert beats == [clock.t] and b.calls.count("flush") == 1  # heartbeat and flush at their bound
+    clock.t += 0.05
+    turn.step()
+    assert len(beats) == 1 and b.calls.count("flush") == 1
+    clock.t = t0 + 1.6  # due again (1 s after the late beat), busy, not past the bound
+    turn.step()
+    assert len(beats) == 1
+    b.reads = []  # the ring empties: what is due runs in that turn
+    turn.step()
+    assert beats[-1] == clock.t and len(beats) == 2 and b.calls.count("flush") == 2
+    assert b.calls.count("ticks") == 3  # 0.2 s, 0.5 s (a period late each), 1.6 s (long overdue)
+    r = FakeBrain([1] * 10, replay=True)
+    rbeats: list = []
+    turn = loop.Loop(r, heartbeat=rbeats.append, heartbeat_interval_s=1.0, clock=clock)
+    turn.step()
+    assert rbeats == [clock.t] and r.calls.count("ticks") == 1  # replay: on time, busy or not
+
+
+def test_due_is_pure_and_bounded():
+    assert not loop.due(0.9, 1.0, True, 0.5)  # not yet due
+    assert loop.due(1.0, 1.0, True, 0.5)  # due and idle
+    assert not loop.due(1.4, 1.0, False, 0.5)  # due, busy, within the bound
+    assert loop.due(1.5, 1.0, False, 0.5)  # the bound reached
+    assert loop.due(1.0, 1.0, False, 0.0)  # no bound: on time
