@@ -20,7 +20,7 @@ decided it, an entry right after its candle's analysis (``Execution._send_order_
 order over REST goes through the dispatcher's worker threads.
 
 Fill known (``fill_known_p50_us``): from the exchange's fill to the fill applied in the brain
-(``trader.on_fill`` on the brain's thread, whichever source told it first: the user data
+(``trader_fills.on_fill`` on the brain's thread, whichever source told it first: the user data
 stream's ``ORDER_TRADE_UPDATE`` or the REST fills read after the order's answer). The sim
 child stamps each TRADE event with ``time.time_ns()`` as its desk hands it to the user stream
 (the fill was matched in the same call; an extra ``bench_ns`` field the brain's decoder
@@ -107,19 +107,19 @@ def _no_sync_journal(body: Any) -> None:
 
 class _FillKnown:
     """Exchange fill -> fill applied in the brain, per (client id, trade id): the sim's stamp
-    (read from the stream's raw frame on its thread) and the first ``trader.on_fill`` of that
+    (read from the stream's raw frame on its thread) and the first ``trader_fills.on_fill`` of that
     trade on the brain's thread (whichever source brought it)."""
 
-    def __init__(self, ex: Any, trader: Any) -> None:
+    def __init__(self, ex: Any, fills: Any) -> None:
         import orjson
 
-        self.trader = trader
+        self.fills = fills
         self.stamp: dict[tuple[str, str], int] = {}  # exchange fill, sim clock
         self.recv: dict[tuple[str, str], int] = {}  # the stream frame's receipt
         self.known: dict[tuple[str, str], int] = {}  # applied on the brain's thread
         client = ex.user_stream.client
-        self._client, self._on_frame, self._on_fill = client, client.on_frame, trader.on_fill
-        real_frame, real_fill = client.on_frame, trader.on_fill
+        self._client, self._on_frame, self._on_fill = client, client.on_frame, fills.on_fill
+        real_frame, real_fill = client.on_frame, fills.on_fill
 
         def on_frame(raw: Any, recv_ns: int = 0) -> str:
             now = time.time_ns()
@@ -140,11 +140,11 @@ class _FillKnown:
             return real_fill(cfg, st, fill, ctx, client_order_id=client_order_id, **kw)
 
         client.on_frame = on_frame
-        trader.on_fill = on_fill
+        fills.on_fill = on_fill
 
     def undo(self) -> None:
         self._client.on_frame = self._on_frame
-        self.trader.on_fill = self._on_fill
+        self.fills.on_fill = self._on_fill
 
     def result(self) -> dict[str, Any]:
         both = [k for k in self.known if k in self.stamp]
@@ -204,7 +204,7 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
     bus = _NullBus()
     brain = brain_main.Brain(cfg, ring, bus, bus, None)  # type: ignore[arg-type]
     brain_main.warm_up(brain)
-    from services.brain import intent_log, trader
+    from services.brain import intent_log, trader_fills
     from venue.brokers import make_user_stream
 
     intents = intent_log.IntentLog(disk / f"intents-{transport}-{tag}.log")  # on disk: its fsync is real
@@ -223,7 +223,7 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
         symbols_fn=lambda: list(ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
         user_stream=make_user_stream(cfg), intents=intents)
     brain.execution = ex
-    fk = _FillKnown(ex, trader)
+    fk = _FillKnown(ex, trader_fills)
     assert ex.user_stream is not None
     ex.user_stream.client.start()
 
@@ -376,7 +376,7 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
                                "in this process (CPU %s)" % (producer_cpu(), consumer_cpu()),
                    "journal": "intent log (write before the send, fdatasync group-committed by its flusher "
                               "thread); the journal itself after the send (a null bus here)",
-                   "fill_known": "sim's TRADE event stamp -> trader.on_fill on the brain's thread (user "
+                   "fill_known": "sim's TRADE event stamp -> trader_fills.on_fill on the brain's thread (user "
                                  "stream or REST fills, whichever first)"},
         "sim": sim_stats}
     for path, rs in runs.items():

@@ -45,7 +45,7 @@ from services.brain import dispatcher as dsp
 from venue import algo_orders as ao
 from venue import brokers
 from venue import orders as om
-from services.brain import exit_lane, funding_feed, intent_log, jobs, protection, recovery, risk, trader, user_feed
+from services.brain import exit_lane, funding_feed, intent_log, jobs, protection, recovery, risk, trader, trader_entries, trader_exchange, trader_exits, trader_fills, trader_restart, trader_views, user_feed
 from services.brain.tick_to_trade import TickToTrade
 from venue.filters import FeedFilters
 from venue.port import AlgoSpec, Broker, ExchangeAlgoOrder, ExchangeOrder, OrderSpec, SubmitResult
@@ -208,12 +208,12 @@ class Execution:
                                          detail="margin type and leverage are being set", signal_id=sig.signal_id))
             self._setup_symbols([sig.symbol])
             return
-        self._run(trader.on_signal(self.cfg, self.st, sig, self.ctx((sig.symbol,))))
+        self._run(trader_entries.on_signal(self.cfg, self.st, sig, self.ctx((sig.symbol,))))
 
     def on_reconciled(self, msg: wire.Reconciled) -> None:
         """Reconciliation repaired or adopted something (``wire.Reconciled``, from the
         orchestrator): the positions are read again here (REST, on a worker, ``jobs.Reconciled``)
-        and the trader decides on that fresh read (``trader.on_reconciled``). Before the shell
+        and the trader decides on that fresh read (``trader_exchange.on_reconciled``). Before the shell
         is ready nothing is asked: its start-up reads the whole exchange anyway."""
         self.counters["reconciled_heard"] += 1
         if not self.ready or not (msg.symbols or msg.adopted_orders):
@@ -228,7 +228,7 @@ class Execution:
             log.warning("brain.reconciled_read_failed", symbols=list(tag.symbols)[:LOG_IDS], error=str(c.error)[:200])
             return
         if self.ready:
-            self._run(trader.on_reconciled(self.cfg, self.st, tag.symbols, tag.adopted_orders, list(c.result),
+            self._run(trader_exchange.on_reconciled(self.cfg, self.st, tag.symbols, tag.adopted_orders, list(c.result),
                                            tag.sent_ms, self.ctx(tag.symbols)))
 
     def _with_rules(self, symbols: list[str]) -> list[str]:
@@ -260,7 +260,7 @@ class Execution:
 
     def on_range(self, symbol: str, low: float, high: float) -> None:
         if symbol in self.st.trades:
-            self._run(trader.on_prices(self.cfg, self.st, symbol, low, high, self.ctx((symbol,))))
+            self._run(trader_exits.on_prices(self.cfg, self.st, symbol, low, high, self.ctx((symbol,))))
 
     def poll(self) -> None:
         """Completions, due delayed queries, timers. Cheap when nothing happened."""
@@ -400,8 +400,8 @@ class Execution:
         now = self.clock_ms()
         rs = self.saved.risk_state or risk.initial_state(self.equity, now)
         self.st = recovery.merge(self.cfg, self.saved, positions, now, rs, executed)
-        self.st, actions = trader.recovery_actions(self.st, now)
-        self.st, arm = trader.protect_unprotected(self.cfg, self.st, self.ctx())
+        self.st, actions = trader_restart.recovery_actions(self.st, now)
+        self.st, arm = trader_restart.protect_unprotected(self.cfg, self.st, self.ctx())
         actions = [*actions, *arm]
         for sym, tr in self.st.trades.items():  # closed at the exchange while we were away
             if tr.flat_at_exchange_ms:
@@ -420,7 +420,7 @@ class Execution:
         log.info("brain.execution_ready", broker=self.broker.name, symbols=len(filters), equity=self.equity,
                  positions=len(positions), open_orders=len(self.saved.open_orders), one_way=setup.one_way)
         for t in self.st.trades.values():
-            self.publish(trader.position_body(t, self.ctx((t.symbol,))))
+            self.publish(trader_views.position_body(t, self.ctx((t.symbol,))))
         self._carry_out(actions)
 
     # ------------------------------------------------------------------ actions
@@ -575,7 +575,7 @@ class Execution:
 
     def _algo_event(self, cid: str, event: ao.Event) -> None:
         o = self.st.algos.get(cid)
-        self._run(trader.on_algo_event(self.cfg, self.st, cid, event, self.ctx((o.symbol,) if o else ())))
+        self._run(trader_exchange.on_algo_event(self.cfg, self.st, cid, event, self.ctx((o.symbol,) if o else ())))
 
     def publish_only(self, body: Any) -> None:
         """PUB only (the journal gets ORDER_REQUEST through the synchronous path)."""
@@ -584,9 +584,9 @@ class Execution:
     def _event(self, cid: str, event: om.Event, fill=None) -> None:
         ctx = self.ctx((self.st.orders[cid].symbol,)) if cid in self.st.orders else self.ctx()
         if fill is not None:
-            self._run(trader.on_fill(self.cfg, self.st, fill, ctx, client_order_id=cid))
+            self._run(trader_fills.on_fill(self.cfg, self.st, fill, ctx, client_order_id=cid))
         else:
-            self._run(trader.on_order_event(self.cfg, self.st, cid, event, ctx))
+            self._run(trader_fills.on_order_event(self.cfg, self.st, cid, event, ctx))
 
     def _dispatch(self, effect: Any, symbol: str) -> None:
         now = self.clock_ms()
@@ -850,7 +850,7 @@ class Execution:
                 self._setup_done(symbols, c.result, err)
             case jobs.AlgoAudit():
                 if err is None and self.ready:
-                    self._run(trader.on_open_algos(self.cfg, self.st, list(c.result), self.ctx()))
+                    self._run(trader_exchange.on_open_algos(self.cfg, self.st, list(c.result), self.ctx()))
             case jobs.Positions(at_ms=at_ms):
                 if err is None and self.ready:  # (a read older than a trade's first fill skips that trade)
                     user_feed.apply_position_read(self, c.result, at_ms)
@@ -900,7 +900,7 @@ class Execution:
             for cid, found in algos:
                 if cid in self.st.algos:
                     self._algo_event(cid, _algo_query_result(at_ms, found))
-            self._run(trader.on_symbol_fills(self.cfg, self.st, sym, list(fills), self.ctx((sym,))))
+            self._run(trader_exchange.on_symbol_fills(self.cfg, self.st, sym, list(fills), self.ctx((sym,))))
         elif sym in self.st.trades:  # ask again; the trade closes at the mark if it never comes
             self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
                 symbol=sym, since_ms=self.st.trades[sym].first_fill_ms or self.st.trades[sym].opened_ms), sym))
@@ -1010,7 +1010,7 @@ class Execution:
                 "trades_closed": c.get("trades_closed", 0), "wins": c.get("wins", 0),
                 "realized_pnl": float(self.st.realized_pnl), "fees": float(self.st.fees),
                 "funding": float(self.st.funding), "funding_reads": funding_feed.snapshot(self),
-                "entry_slippage_bps": trader.slippage_stats(self.st),
+                "entry_slippage_bps": trader_views.slippage_stats(self.st),
                 "halted": self.st.risk.halted, "halt_reason": self.st.risk.halt_reason,
                 "open_orders": sum(1 for o in self.st.orders.values() if not o.is_terminal),
                 "protective_orders": sum(1 for o in self.st.algos.values() if o.is_protecting),

@@ -29,7 +29,6 @@ MAX_MODULE_LINES = 600
 # collide with that work. They are split when that work lands; nothing else may be listed.
 ALLOWED = frozenset({
     "services/brain/execution.py",
-    "services/brain/trader.py",
     "bench/tick_to_trade_section.py",
 })
 

@@ -20,7 +20,7 @@ import pytest
 from common import wire
 from common.errors import AmbiguousError, DefinitiveError, TransientError
 from services.brain import dispatcher as dsp
-from services.brain import execution, jobs, recovery, risk, rotation, trader
+from services.brain import execution, jobs, recovery, risk, rotation, trader, trader_entries, trader_exits
 from venue import orders as om
 from venue.port import (AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
                                    SubmitResult)
@@ -349,7 +349,7 @@ class TestStartUp:
     def test_a_signal_before_start_up_is_rejected_as_trading_disabled(self, tmp_path: Path):
         rig = make_rig(tmp_path)
         rig.ex.on_signal(signal())
-        assert rig.published == [(wire.RiskReject(symbol="AAAUSDT", reason=trader.TRADING_DISABLED, detail="starting",
+        assert rig.published == [(wire.RiskReject(symbol="AAAUSDT", reason=trader_entries.TRADING_DISABLED, detail="starting",
                                                   signal_id=SIG_ID), True)]
         assert rig.calls == [] and rig.ex.snapshot()["block_reason"] == "starting"
 
@@ -384,7 +384,7 @@ class TestStartUp:
         assert rig.ex.start_error == "broker start failed: hedge mode with positions open"
         rig.ex.on_signal(signal())
         (rej,) = rig.bodies(wire.RiskReject)
-        assert (rej.reason, rej.detail) == (trader.TRADING_DISABLED,
+        assert (rej.reason, rej.detail) == (trader_entries.TRADING_DISABLED,
                                             "broker start failed: hedge mode with positions open")
         rig.broker.start_error = None
         rig.ex._next_start = 0.0  # the STARTUP_RETRY_S back-off has passed
@@ -569,7 +569,7 @@ class TestEntry:
         rig = started(tmp_path)
         rig.block[0] = "reconciliation MISMATCH"
         rig.ex.on_signal(signal())
-        assert rig.published == [(wire.RiskReject(symbol="AAAUSDT", reason=trader.TRADING_DISABLED,
+        assert rig.published == [(wire.RiskReject(symbol="AAAUSDT", reason=trader_entries.TRADING_DISABLED,
                                                   detail="reconciliation MISMATCH", signal_id=SIG_ID), True)]
         assert rig.calls == [] and rig.ex.snapshot()["block_reason"] == "reconciliation MISMATCH"
         rig.block[0] = ""
@@ -685,7 +685,7 @@ class TestExit:
         assert rig.broker.specs[-1] == OrderSpec(client_order_id=EXIT, symbol="AAAUSDT", side="SELL",
                                                  order_type="MARKET", qty=Decimal("19.8"), reduce_only=True)
         t = rig.ex.st.trades["AAAUSDT"]
-        assert (t.exit_reason, t.exit_cid) == (trader.STOP, EXIT)
+        assert (t.exit_reason, t.exit_cid) == (trader_exits.STOP, EXIT)
 
     def test_the_exit_fill_closes_the_trade_in_r_and_teaches_the_model(self, tmp_path: Path):
         rig = holding(tmp_path)
@@ -852,7 +852,7 @@ class TestKillSwitchFromEquity:
         rig.poll(3)  # balance -> halt -> journaled exit; then the dispatcher runs its submit
         assert rig.ex.st.risk.halted
         assert rig.calls[-2:] == [("journal", EXIT), ("submit", EXIT)]
-        assert rig.ex.st.trades["AAAUSDT"].exit_reason == trader.FLATTEN
+        assert rig.ex.st.trades["AAAUSDT"].exit_reason == trader_exits.FLATTEN
 
 
 # ---------------------------------------------------------------------------- exchange-held protection
