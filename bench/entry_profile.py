@@ -154,6 +154,7 @@ class Rig:
         from services.brain import __main__ as brain_main
         from services.brain import dispatcher as dsp
         from services.brain import execution as execution_mod
+        from services.brain import execution_startup
         from services.brain import intent_log, risk, strategy, trader, wiring
 
         cfg = config.from_dict({
@@ -184,7 +185,7 @@ class Rig:
         ex.equity = EQUITY
         ex.st = trader.TraderState(risk=risk.initial_state(EQUITY, time.time_ns() // 1_000_000),
                                    used_cids=frozenset(f"ae-OLD{i}-0" for i in range(used_ids)))
-        ex.phase = execution_mod.Phase.READY
+        ex.phase = execution_startup.Phase.READY
         self.brain.execution = ex
         self.rec = records.empty(1)
         self.seq = 0

@@ -215,11 +215,11 @@ class Backtest:
         self.daily: dict[int, float] = {}  # UTC day -> equity at its last closed trade
         # idle skipping (``_can_skip``): only where every timer of the shell fires at every bar
         # (periods <= one bar) and one symbol moves the clock (its bars are >= 1 minute apart)
-        from services.brain import funding_feed
+        from services.brain import execution_timers, funding_feed
 
         self._skip = cfg.skip_idle and len(cfg.symbols) == 1 and max(
             t.balance_poll_s, self.ex.position_poll_s, self.ex.algo_audit_s, funding_feed.POLL_S,
-            execution.TIMER_PERIOD_S) <= MINUTE_MS / 1000
+            execution_timers.TIMER_PERIOD_S) <= MINUTE_MS / 1000
         self._lagged: list[tuple[str, float, int]] = []  # (symbol, close, close ms) of the last 2 skipped polls
         self._idle: tuple[float, float, float, float] | None = None  # (equity, its price, signed qty, error)
         self._next_quiet = False  # the balance the last skipped poll would have read changes nothing

@@ -20,7 +20,8 @@ import pytest
 from common import wire
 from common.errors import AmbiguousError, DefinitiveError, TransientError
 from services.brain import dispatcher as dsp
-from services.brain import execution, jobs, recovery, risk, rotation, trader, trader_entries, trader_exits
+from services.brain import (execution, execution_answers, execution_startup, jobs, recovery, risk, rotation, trader,
+                            trader_entries, trader_exits)
 from venue import orders as om
 from venue.port import (AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
                                    SubmitResult)
@@ -463,7 +464,7 @@ class TestFiltersFromTheFeed:
         mono[0] += 1.0
         rig.poll(2)
         assert starts()[1:] == [("BBBUSDT",)]
-        mono[0] = 100.0 + execution.RULES_WAIT_S
+        mono[0] = 100.0 + execution_startup.RULES_WAIT_S
         rig.poll(2)
         assert starts()[1:] == [("BBBUSDT",), ("CCCUSDT",)]
         assert rig.ex.configured == set(syms) and rig.ex.counters["setup_without_rules"] == 1
@@ -649,12 +650,12 @@ class TestUnknownOutcome:
         rig.ex.on_signal(signal())
         rig.poll(2)  # submit times out; the query fails
         assert rig.ex.counters["queries_retried"] == 1
-        assert rig.ex.delayed == [(NOW + execution.QUERY_RETRY_MS,
+        assert rig.ex.delayed == [(NOW + execution_answers.QUERY_RETRY_MS,
                                    om.QueryOrder(client_order_id=ENTRY, not_before_ms=0), "AAAUSDT")]
-        rig.clock.now_ms = NOW + execution.QUERY_RETRY_MS - 1
+        rig.clock.now_ms = NOW + execution_answers.QUERY_RETRY_MS - 1
         rig.poll(2)
         assert len(rig.calls_of("query")) == 1
-        rig.clock.now_ms = NOW + execution.QUERY_RETRY_MS
+        rig.clock.now_ms = NOW + execution_answers.QUERY_RETRY_MS
         rig.poll(3)  # the query again, then the fills
         assert rig.calls == [("journal", ENTRY), ("submit", ENTRY), ("query", "AAAUSDT", ENTRY),
                              ("query", "AAAUSDT", ENTRY), ("fills", "AAAUSDT", EID)]
@@ -961,15 +962,15 @@ class TestSymbolSetUp:
 # ---------------------------------------------------------------------------- rules wait (pure)
 class TestRulesReady:
     def test_known_go_unknown_wait_then_go_late(self):
-        go, waiting, late = execution.rules_ready(["A", "B"], {"A"}, {}, 10.0, 5.0)
+        go, waiting, late = execution_startup.rules_ready(["A", "B"], {"A"}, {}, 10.0, 5.0)
         assert (go, waiting, late) == (["A"], {"B": 10.0}, [])
-        go, waiting, late = execution.rules_ready(["A", "B"], {"A"}, waiting, 14.9, 5.0)
+        go, waiting, late = execution_startup.rules_ready(["A", "B"], {"A"}, waiting, 14.9, 5.0)
         assert (go, waiting, late) == (["A"], {"B": 10.0}, [])  # first seen at 10.0, kept
-        go, waiting, late = execution.rules_ready(["B"], set(), waiting, 15.0, 5.0)
+        go, waiting, late = execution_startup.rules_ready(["B"], set(), waiting, 15.0, 5.0)
         assert (go, waiting, late) == (["B"], {}, ["B"])
 
     def test_a_symbol_not_asked_keeps_its_place_and_a_known_one_leaves(self):
         waiting = {"B": 1.0, "C": 2.0}
-        go, still, late = execution.rules_ready(["C"], {"C"}, waiting, 3.0, 5.0)
+        go, still, late = execution_startup.rules_ready(["C"], {"C"}, waiting, 3.0, 5.0)
         assert (go, still, late) == (["C"], {"B": 1.0}, [])
         assert waiting == {"B": 1.0, "C": 2.0}  # the caller's mapping is not changed

@@ -15,7 +15,7 @@ import orjson
 from common import wire
 from common.errors import DefinitiveError
 from services.brain import dispatcher as dsp
-from services.brain import execution, jobs, trader_views, user_feed
+from services.brain import execution_send, jobs, trader_views, user_feed
 from venue import orders as om
 from venue.binance import user_updates as uu
 from venue.binance.user_stream_client import UserStreamClient, UserStreamConfig
@@ -143,7 +143,7 @@ class TestFillsOfAnAnswerComeByTheStream:
         rig.ex.on_signal(signal())
         rig.poll()  # the answer: FILLED 19.8, no fills in hand
         assert rig.calls_of("fills") == [] and len(rig.ex.delayed) == 1
-        return rig, execution.STREAM_FILLS_GRACE_MS
+        return rig, execution_send.STREAM_FILLS_GRACE_MS
 
     def test_the_stream_tells_them_and_rest_is_never_asked(self, tmp_path: Path):
         """The two trade events arrive: position 19.8; the grace ends with nothing to fetch."""
