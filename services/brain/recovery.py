@@ -377,7 +377,7 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
             trades[o.symbol] = replace(t, exit_cid=o.client_order_id, exit_cids=t.exit_cids | {o.client_order_id},
                                        exit_reason=t.exit_reason or "RECOVERED")
     return trader_restart.restore(risk_state=risk_state, orders=saved.open_orders, trades=trades,
-                          used_cids=saved.used_cids, last_action_ms=saved.last_action_ms, algos=saved.algos)
+                                  used_cids=saved.used_cids, last_action_ms=saved.last_action_ms, algos=saved.algos)
 
 
 def recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms: int) -> list[wire.CandleClosed]:

@@ -159,7 +159,7 @@ def apply(ex: Execution, step: uu.Step) -> None:
             _inc(link.ignored, "foreign_order")
             return
         ex._run(trader_fills.on_order_event(ex.cfg, st, step.client_order_id, step.query_result(ex.clock_ms()),
-                                      ex.ctx((step.symbol,))))
+                                            ex.ctx((step.symbol,))))
     elif isinstance(step, uu.AlgoStatus):
         if step.client_algo_id not in st.algos:
             _inc(link.ignored, "foreign_algo")

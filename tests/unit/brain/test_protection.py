@@ -190,7 +190,7 @@ class TestRestart:
         t = st.trades["AAAUSDT"]
         bare = replace(t, stop_cid="", target_cid="", algo_cids=frozenset(), protect_n=0)
         st2 = trader_restart.restore(risk_state=st.risk, orders=st.orders, trades={"AAAUSDT": bare}, used_cids=st.used_cids,
-                             last_action_ms={}, algos=st.algos)
+                                     last_action_ms={}, algos=st.algos)
         t2 = st2.trades["AAAUSDT"]
         assert (t2.stop_cid, t2.target_cid, t2.protect_n) == (t.stop_cid, t.target_cid, 1)
         st2, acts = trader_restart.recovery_actions(st2, NOW + 60_000)

@@ -59,7 +59,7 @@ class TestMoveStop:
         st = armed()
         st, _ = trader.move_level(CFG, st, "AAAUSDT", "STOP", 99.0, ctx())
         st, acts = trader_exchange.on_algo_event(CFG, st, f"ps-{SIG}-1",
-                                        ao.Update(status="TRIGGERED", actual_order_id="55"), ctx())
+                                                 ao.Update(status="TRIGGERED", actual_order_id="55"), ctx())
         assert of_type(acts, trader.NewAlgo) == []
         assert f"ps-{SIG}-1" in st.orders  # tracked as the trade's exit
 
@@ -116,7 +116,7 @@ class TestRestoreKeepsMovedLevels:
         st = sent_and_acked(st, acts)
         stale = replace(st.trades["AAAUSDT"], stop=98.0)
         back = trader_restart.restore(risk_state=st.risk, orders=st.orders, trades={"AAAUSDT": stale}, used_cids=st.used_cids,
-                              last_action_ms={}, algos=st.algos)
+                                      last_action_ms={}, algos=st.algos)
         assert (back.trades["AAAUSDT"].stop, back.trades["AAAUSDT"].stop_cid) == (99.0, f"ps-{SIG}-2")
 
 

@@ -207,9 +207,9 @@ class TestMerge:
         held = (ExchangePosition(symbol="AAAUSDT", qty=Decimal("9.8"), entry_price=Decimal("100.0")),)
         st = recovery.merge(CFG, saved, held, NOW, HALTED, executed={"ax-sA-1": Decimal("10")})
         st, _ = trader_fills.on_order_event(CFG, st, "ax-sA-1", om.Ack(exchange_order_id="5"),
-                                      trader.Ctx(now_ms=NOW, equity=1e4, market=risk.Market(filters={})))
+                                            trader.Ctx(now_ms=NOW, equity=1e4, market=risk.Market(filters={})))
         st, _ = trader_fills.on_order_event(CFG, st, "ax-sA-1", om.TradeFill(trade_id="tx", qty=Decimal("10"),
-                                                                       price=Decimal("98"), exchange_order_id="5"),
+                                                                             price=Decimal("98"), exchange_order_id="5"),
                                       trader.Ctx(now_ms=NOW, equity=1e4, market=risk.Market(filters={})))
         assert st.trades["AAAUSDT"].position == Decimal("9.8")
 
@@ -417,8 +417,8 @@ class TestHistoryAtStart:
         st, _ = trader_restart.recovery_actions(st, NOW)
         ctx = trader.Ctx(now_ms=NOW, equity=10_000.0, market=risk.Market(filters={}, quotes={}))
         st, _ = trader_fills.on_order_event(CFG, st, "ae-e-0", om.QueryResult(at_ms=NOW, found=True, status="FILLED",
-                                                                        executed_qty=Decimal("4"),
-                                                                        exchange_order_id=EID_A), ctx)
+                                                                              executed_qty=Decimal("4"),
+                                                                              exchange_order_id=EID_A), ctx)
         fill = ExchangeFill(trade_id="77", client_order_id="", exchange_order_id=EID_A, symbol="EEEUSDT", side="BUY",
                             qty=Decimal("4"), price=Decimal("50.5"))
         for _ in range(2):  # the same trade twice (REST and the user stream): counted once

@@ -244,7 +244,7 @@ class TestRotation:
         assert len(st.pending) == 1 and "DDDUSDT" not in st.trades
         st, _ = trader_fills.on_order_event(CFG, st, exit_order.order.client_order_id, om.Send(at_ms=NOW + 120_000), later)
         st, acts = trader_fills.on_fill(CFG, st, fill(exit_order.order.client_order_id, "9", "19.8", "100.0", side="SELL"),
-                                  later)
+                                        later)
         assert bodies(acts, wire.TradeClosed)[0].exit_reason == "ROTATION"
         (entry,) = of_type(acts, trader.NewOrder)
         assert entry.order.symbol == "DDDUSDT" and not entry.order.reduce_only
@@ -262,7 +262,7 @@ class TestRestart:
     def test_recovered_open_orders_are_all_queried_first(self):
         st, order, _ = enter()
         fresh = trader_restart.restore(risk_state=st.risk, orders={order.client_order_id: order}, trades=st.trades,
-                               used_cids=st.used_cids, last_action_ms={})
+                                       used_cids=st.used_cids, last_action_ms={})
         st2, acts = trader_restart.recovery_actions(fresh, NOW + 10)
         assert st2.orders[order.client_order_id].state == om.S.UNKNOWN
         assert [a.effect.client_order_id for a in of_type(acts, trader.Dispatch)] == [order.client_order_id]
@@ -272,7 +272,7 @@ class TestRestart:
         st, _ = trader_restart.recovery_actions(st, NOW)
         late = NOW + om.DEFAULT_RECV_WINDOW_MS + om.CLOCK_MARGIN_MS + 1
         st, acts = trader_fills.on_order_event(CFG, st, order.client_order_id,
-                                         om.QueryResult(at_ms=late, found=False), ctx(now=late))
+                                               om.QueryResult(at_ms=late, found=False), ctx(now=late))
         assert st.orders[order.client_order_id].state == om.S.CANCELED
         assert not [a for a in of_type(acts, trader.Dispatch) if isinstance(a.effect, om.SubmitOrder)]
         assert "AAAUSDT" not in st.trades

@@ -179,7 +179,7 @@ class TestRestart:
         st, _ = trader_exchange.on_algo_event(TRAIL, st, f"pt-{SIG}-1", ao.Canceled(), ctx())
         t = replace(st.trades["AAAUSDT"], target=104.0, stop_cid="", target_cid="", algo_cids=frozenset())
         back = trader_restart.restore(risk_state=st.risk, orders=st.orders, trades={"AAAUSDT": t}, used_cids=st.used_cids,
-                              last_action_ms={}, algos=st.algos)
+                                      last_action_ms={}, algos=st.algos)
         assert (back.trades["AAAUSDT"].target, back.trades["AAAUSDT"].target_cid) == (106.0, f"pt-{SIG}-2")
 
 
