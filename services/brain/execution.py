@@ -50,6 +50,9 @@ SYMBOL_SETUP_PENDING = "SYMBOL_SETUP_PENDING"  # margin type and leverage not ye
 
 
 class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
+    """The shell (module docstring): its state, inputs and views here; its other methods come
+    from the parts it is made of (``execution_startup`` ... ``execution_answers``)."""
+
     def __init__(self, *, cfg: trader.TraderConfig, broker: Broker, dispatcher: dsp.Dispatcher,
                  journal_sync: Callable[[Any], None], publish: Callable[[Any], None],
                  quote: Callable[[str], risk.Quote | None], learn: Callable[[Mapping[str, float], float], None],
