@@ -77,14 +77,14 @@ PROBES: tuple[tuple[str, str, str], ...] = (
     ("      runner.signal", "runner", "signal"),
     ("      execution.on_signal", "ex", "on_signal"),
     ("        ctx", "ex", "ctx"),
-    ("        trader.on_signal", "trader", "on_signal"),
+    ("        trader.on_signal", "trader_entries", "on_signal"),
     ("          rotation.decide", "rotation", "decide"),
-    ("          held_positions", "trader", "held_positions"),
-    ("          _enter", "trader", "_enter"),
-    ("            _check_entry", "trader", "_check_entry"),
-    ("              entry_qty", "trader", "entry_qty"),
-    ("              entry_limit", "trader", "entry_limit"),
-    ("              portfolio", "trader", "portfolio"),
+    ("          held_positions", "trader_entries", "held_positions"),
+    ("          _enter", "trader_entries", "_enter"),
+    ("            _check_entry", "trader_entries", "_check_entry"),
+    ("              entry_qty", "trader_entries", "entry_qty"),
+    ("              entry_limit", "trader_entries", "entry_limit"),
+    ("              portfolio", "trader_entries", "portfolio"),
     ("              risk.check_order", "risk", "check_order"),
     ("              risk.check_liquidation", "risk", "check_liquidation"),
     ("            order_from_request", "om", "order_from_request"),
@@ -93,7 +93,7 @@ PROBES: tuple[tuple[str, str, str], ...] = (
     ("            intents.append", "intents", "append"),
     ("            _held_send", "ex", "_held_send"),
     ("              _event", "ex", "_event"),
-    ("                trader.on_order_event", "trader", "on_order_event"),
+    ("                trader.on_order_event", "trader_fills", "on_order_event"),
     ("                _dispatch", "ex", "_dispatch"),
     ("                  dispatcher.submit", "dispatcher", "submit"),
     ("              publish (null bus)", "ex", "publish"),
@@ -154,6 +154,7 @@ class Rig:
         from services.brain import __main__ as brain_main
         from services.brain import dispatcher as dsp
         from services.brain import execution as execution_mod
+        from services.brain import execution_startup
         from services.brain import intent_log, risk, strategy, trader, wiring
 
         cfg = config.from_dict({
@@ -184,7 +185,7 @@ class Rig:
         ex.equity = EQUITY
         ex.st = trader.TraderState(risk=risk.initial_state(EQUITY, time.time_ns() // 1_000_000),
                                    used_cids=frozenset(f"ae-OLD{i}-0" for i in range(used_ids)))
-        ex.phase = execution_mod.Phase.READY
+        ex.phase = execution_startup.Phase.READY
         self.brain.execution = ex
         self.rec = records.empty(1)
         self.seq = 0
@@ -258,12 +259,13 @@ def probes(rig: Rig, sums: dict[str, list[int]]) -> Iterator[None]:
     """Wrap each step of ``PROBES`` with a thread-CPU probe; undone on exit."""
     from research import strategy_api
     from services.brain import __main__ as brain_main
-    from services.brain import risk, rotation, strategy, trader
+    from services.brain import risk, rotation, strategy, trader_entries, trader_fills
     from venue import orders as om
 
     owners: dict[str, Any] = {"brain": rig.brain, "reader": rig.brain.reader, "runner": rig.brain.runner,
                               "ex": rig.ex, "intents": rig.intents, "dispatcher": rig.dispatcher,
-                              "strategy": strategy, "trader": trader, "rotation": rotation, "risk": risk,
+                              "strategy": strategy, "trader_entries": trader_entries,
+                              "trader_fills": trader_fills, "rotation": rotation, "risk": risk,
                               "om": om, "strategy_api": strategy_api}
     clock = time.thread_time_ns
     undo: list[Callable[[], None]] = []

@@ -20,7 +20,7 @@ decided it, an entry right after its candle's analysis (``Execution._send_order_
 order over REST goes through the dispatcher's worker threads.
 
 Fill known (``fill_known_p50_us``): from the exchange's fill to the fill applied in the brain
-(``trader.on_fill`` on the brain's thread, whichever source told it first: the user data
+(``trader_fills.on_fill`` on the brain's thread, whichever source told it first: the user data
 stream's ``ORDER_TRADE_UPDATE`` or the REST fills read after the order's answer). The sim
 child stamps each TRADE event with ``time.time_ns()`` as its desk hands it to the user stream
 (the fill was matched in the same call; an extra ``bench_ns`` field the brain's decoder
@@ -107,19 +107,19 @@ def _no_sync_journal(body: Any) -> None:
 
 class _FillKnown:
     """Exchange fill -> fill applied in the brain, per (client id, trade id): the sim's stamp
-    (read from the stream's raw frame on its thread) and the first ``trader.on_fill`` of that
+    (read from the stream's raw frame on its thread) and the first ``trader_fills.on_fill`` of that
     trade on the brain's thread (whichever source brought it)."""
 
-    def __init__(self, ex: Any, trader: Any) -> None:
+    def __init__(self, ex: Any, fills: Any) -> None:
         import orjson
 
-        self.trader = trader
+        self.fills = fills
         self.stamp: dict[tuple[str, str], int] = {}  # exchange fill, sim clock
         self.recv: dict[tuple[str, str], int] = {}  # the stream frame's receipt
         self.known: dict[tuple[str, str], int] = {}  # applied on the brain's thread
         client = ex.user_stream.client
-        self._client, self._on_frame, self._on_fill = client, client.on_frame, trader.on_fill
-        real_frame, real_fill = client.on_frame, trader.on_fill
+        self._client, self._on_frame, self._on_fill = client, client.on_frame, fills.on_fill
+        real_frame, real_fill = client.on_frame, fills.on_fill
 
         def on_frame(raw: Any, recv_ns: int = 0) -> str:
             now = time.time_ns()
@@ -140,11 +140,11 @@ class _FillKnown:
             return real_fill(cfg, st, fill, ctx, client_order_id=client_order_id, **kw)
 
         client.on_frame = on_frame
-        trader.on_fill = on_fill
+        fills.on_fill = on_fill
 
     def undo(self) -> None:
         self._client.on_frame = self._on_frame
-        self.trader.on_fill = self._on_fill
+        self.fills.on_fill = self._on_fill
 
     def result(self) -> dict[str, Any]:
         both = [k for k in self.known if k in self.stamp]
@@ -175,6 +175,91 @@ def _config(base: str, transport: str):
     })
 
 
+class _Rig:
+    """One brain on ``transport`` against the sim at ``base``, wired as its ``run()`` wires it:
+    its ring, bus, broker, dispatcher, intent log (on ``disk``) and execution, the fills
+    timed (``_FillKnown``); ``tick`` writes one trade of the symbol into its ring (``seq``:
+    how many it wrote)."""
+
+    def __init__(self, base: str, transport: str, tag: str, tmp: Path, disk: Path) -> None:
+        from common import records
+        from common.ring import Ring
+        from services.brain import __main__ as brain_main
+        from services.brain import dispatcher as dsp
+        from services.brain import execution as execution_mod
+        from services.brain import wiring
+        from venue import wirestamp
+        from venue.brokers import make_broker, rest_url
+        from venue.filters import fetch_filters
+
+        cfg = _config(base, transport)
+        from services.brain import latency
+
+        latency.apply(cfg.brain.gil_switch_interval_us, cfg.brain.timer_slack_ns)  # as the brain's run() does
+        ring_path = str(tmp / f"ring-{transport}-{tag}")
+        Ring.create(ring_path, 1 << 16).close()
+        ring = Ring.attach(ring_path)
+        writer = ring.writer()
+        sid = ring.register_symbol(SYMBOL)
+        bus = _NullBus()
+        brain = brain_main.Brain(cfg, ring, bus, bus, None)  # type: ignore[arg-type]
+        brain_main.warm_up(brain)
+        from services.brain import intent_log, trader_fills
+        from venue.brokers import make_user_stream
+
+        intents = intent_log.IntentLog(disk / f"intents-{transport}-{tag}.log")  # on disk: its fsync is real
+        wirestamp.install_http()
+        from venue import ratelimit
+
+        big = 10**9  # the path is measured, not Binance's budgets (1,000 orders in a minute would hit them)
+        ratelimit._SHARED = ratelimit.Governor(ratelimit.Limits(weight_per_min=big, orders_per_10s=big,
+                                                                orders_per_min=big))
+        broker = make_broker(cfg, brain.book_top)
+        disp = dsp.Dispatcher(wiring.DISPATCH_WORKERS, name="bench-dispatch")
+        ex = execution_mod.Execution(
+            cfg=wiring.trader_config(cfg), broker=broker, dispatcher=disp, journal_sync=_no_sync_journal,
+            publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
+            filters_fn=lambda: fetch_filters(rest_url(cfg)), db_path=tmp / f"none-{transport}-{tag}.db",
+            symbols_fn=lambda: list(ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
+            user_stream=make_user_stream(cfg), intents=intents)
+        brain.execution = ex
+        fk = _FillKnown(ex, trader_fills)
+        assert ex.user_stream is not None
+        ex.user_stream.client.start()
+
+        rec = records.empty(1)
+        seq = [0]
+
+        def tick(price: float, ms: int) -> None:
+            seq[0] += 1
+            r = rec[0]
+            r["event_ms"] = ms
+            r["id"] = seq[0]
+            r["price"] = price
+            r["qty"] = 0.01
+            r["symbol_id"] = sid
+            r["kind"] = int(records.Kind.AGG_TRADE)
+            r["flags"] = 0
+            r["recv_ns"] = time.time_ns()  # the feed stamps at receipt; its parse and ring write follow (~0.3 us)
+            writer.write(r)
+
+        self.ring, self.ring_path, self.brain, self.intents, self.broker, self.disp, self.ex, self.fk = (
+            ring, ring_path, brain, intents, broker, disp, ex, fk)
+        self.tick, self.seq = tick, seq
+
+    def close(self) -> None:
+        """Everything the rig started, stopped (the fill timing undone first)."""
+        from common.ring import Ring
+
+        self.fk.undo()
+        self.ex.user_stream.client.stop(timeout_s=3.0)
+        self.disp.close(timeout_s=3.0)
+        self.broker.close()
+        self.intents.close()
+        self.ring.close()
+        Ring.unlink(self.ring_path)
+
+
 def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Path, start_ms: int) -> dict[str, Any]:
     """``cycles`` entries and exits through one brain on ``transport``; the brain's figures.
     Its candles start at ``start_ms``: every path of a run trades its own minutes, because a
@@ -182,68 +267,13 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
     the whole run) remembers every id: a second path on the same minutes would find its
     entries there already (the brain's start-up reads the order history) and, rightly, send
     none."""
-    from common import records, wire
-    from common.ring import Ring
-    from services.brain import __main__ as brain_main
-    from services.brain import dispatcher as dsp
-    from services.brain import execution as execution_mod
-    from services.brain import strategy, wiring
-    from venue import wirestamp
-    from venue.brokers import make_broker, rest_url
-    from venue.filters import fetch_filters
+    from common import wire
+    from services.brain import strategy
 
-    cfg = _config(base, transport)
-    from services.brain import latency
-
-    latency.apply(cfg.brain.gil_switch_interval_us, cfg.brain.timer_slack_ns)  # as the brain's run() does
-    ring_path = str(tmp / f"ring-{transport}-{tag}")
-    Ring.create(ring_path, 1 << 16).close()
-    ring = Ring.attach(ring_path)
-    writer = ring.writer()
-    sid = ring.register_symbol(SYMBOL)
-    bus = _NullBus()
-    brain = brain_main.Brain(cfg, ring, bus, bus, None)  # type: ignore[arg-type]
-    brain_main.warm_up(brain)
-    from services.brain import intent_log, trader
-    from venue.brokers import make_user_stream
-
-    intents = intent_log.IntentLog(disk / f"intents-{transport}-{tag}.log")  # on disk: its fsync is real
-    wirestamp.install_http()
-    from venue import ratelimit
-
-    big = 10**9  # the path is measured, not Binance's budgets (1,000 orders in a minute would hit them)
-    ratelimit._SHARED = ratelimit.Governor(ratelimit.Limits(weight_per_min=big, orders_per_10s=big,
-                                                            orders_per_min=big))
-    broker = make_broker(cfg, brain.book_top)
-    disp = dsp.Dispatcher(wiring.DISPATCH_WORKERS, name="bench-dispatch")
-    ex = execution_mod.Execution(
-        cfg=wiring.trader_config(cfg), broker=broker, dispatcher=disp, journal_sync=_no_sync_journal,
-        publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
-        filters_fn=lambda: fetch_filters(rest_url(cfg)), db_path=tmp / f"none-{transport}-{tag}.db",
-        symbols_fn=lambda: list(ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
-        user_stream=make_user_stream(cfg), intents=intents)
-    brain.execution = ex
-    fk = _FillKnown(ex, trader)
-    assert ex.user_stream is not None
-    ex.user_stream.client.start()
-
-    rec = records.empty(1)
+    rig = _Rig(base, transport, tag, tmp, disk)
+    brain, ex, intents, fk, tick, seq = rig.brain, rig.ex, rig.intents, rig.fk, rig.tick, rig.seq
     state = {"price": 0.0, "want": False, "n": 0}
     event_ms = [start_ms]
-    seq = [0]
-
-    def tick(price: float, ms: int) -> None:
-        seq[0] += 1
-        r = rec[0]
-        r["event_ms"] = ms
-        r["id"] = seq[0]
-        r["price"] = price
-        r["qty"] = 0.01
-        r["symbol_id"] = sid
-        r["kind"] = int(records.Kind.AGG_TRADE)
-        r["flags"] = 0
-        r["recv_ns"] = time.time_ns()  # the feed stamps at receipt; its parse and ring write follow (~0.3 us)
-        writer.write(r)
 
     real = strategy.on_candle
 
@@ -315,13 +345,7 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
         log_counters = dict(intents.counters)
     finally:
         strategy.on_candle = real
-        fk.undo()
-        ex.user_stream.client.stop(timeout_s=3.0)
-        disp.close(timeout_s=3.0)
-        broker.close()
-        intents.close()
-        ring.close()
-        Ring.unlink(ring_path)
+        rig.close()
     return {"ttt": snap, "fill_known": fill_known, "intent_log": log_counters,
             "execution_counters": counters, "trader_counters": trader_counts}
 
@@ -376,7 +400,7 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
                                "in this process (CPU %s)" % (producer_cpu(), consumer_cpu()),
                    "journal": "intent log (write before the send, fdatasync group-committed by its flusher "
                               "thread); the journal itself after the send (a null bus here)",
-                   "fill_known": "sim's TRADE event stamp -> trader.on_fill on the brain's thread (user "
+                   "fill_known": "sim's TRADE event stamp -> trader_fills.on_fill on the brain's thread (user "
                                  "stream or REST fills, whichever first)"},
         "sim": sim_stats}
     for path, rs in runs.items():

@@ -72,7 +72,7 @@ def load_counts(reader: journal_store.JournalReader) -> tuple[dict[str, int], di
 def load_fees(reader: journal_store.JournalReader) -> float:
     """Every fee the account paid, USDT: the sum over all fills (the entries of positions still
     open included), rounded to 6 decimals as the run summary's ``fees_usdt`` (the brain's sum
-    of the same fills) is. A fill in another asset carries fee 0 (``trader._apply_fill``)."""
+    of the same fills) is. A fill in another asset carries fee 0 (``trader_fills._apply_fill``)."""
     return round(math.fsum(reader.fill_fees()), 6)
 
 

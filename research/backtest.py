@@ -7,7 +7,7 @@ one is, in this order:
 1. **Inside the bar** (only for a symbol with an open trade): the stop and the target are
    checked against the bar's low and high with the worst case first: when the bar reaches
    both, the stop is taken (the order of prices inside a 1m bar is unknown). The exit is the
-   trader's own (``trader.on_prices``: a reduce-only market order), filled by the paper
+   trader's own (``trader_exits.on_prices``: a reduce-only market order), filled by the paper
    broker at a book placed at the level, or at the bar's open when the bar opened beyond it
    (a gap: the price the market gave).
 2. **At the close**: the book and the mark move to the close; the bar becomes a closed base
@@ -158,7 +158,7 @@ class Backtest:
     dispatcher_cls: Any = _Inline
 
     def __init__(self, cfg: BacktestConfig, *, keep_signals: bool = False) -> None:
-        from services.brain import execution, model, trader
+        from services.brain import execution, model, trader, trader_entries
 
         if self.execution_cls is None:
             self.execution_cls = execution.Execution
@@ -168,6 +168,7 @@ class Backtest:
 
         self.cfg = cfg
         self._trader, self._model, self._book = trader, model, BookTop
+        self._entry_prefix = trader_entries.ENTRY_PREFIX
         self.strategy = sa.load_section(config_mod.StrategySection(path=cfg.strategy, params=dict(cfg.params)))
         self.runner = sa.StrategyRunner(self.strategy)
         self.model_state = model.new_state(model.ModelConfig())
@@ -214,11 +215,11 @@ class Backtest:
         self.daily: dict[int, float] = {}  # UTC day -> equity at its last closed trade
         # idle skipping (``_can_skip``): only where every timer of the shell fires at every bar
         # (periods <= one bar) and one symbol moves the clock (its bars are >= 1 minute apart)
-        from services.brain import funding_feed
+        from services.brain import execution_timers, funding_feed
 
         self._skip = cfg.skip_idle and len(cfg.symbols) == 1 and max(
             t.balance_poll_s, self.ex.position_poll_s, self.ex.algo_audit_s, funding_feed.POLL_S,
-            execution.TIMER_PERIOD_S) <= MINUTE_MS / 1000
+            execution_timers.TIMER_PERIOD_S) <= MINUTE_MS / 1000
         self._lagged: list[tuple[str, float, int]] = []  # (symbol, close, close ms) of the last 2 skipped polls
         self._idle: tuple[float, float, float, float] | None = None  # (equity, its price, signed qty, error)
         self._next_quiet = False  # the balance the last skipped poll would have read changes nothing
@@ -232,7 +233,7 @@ class Backtest:
         if isinstance(body, wire.TradeClosed):
             self._closed(body)
         elif isinstance(body, wire.Fill):
-            entry = body.client_order_id.startswith(self._trader.ENTRY_PREFIX + "-")
+            entry = body.client_order_id.startswith(self._entry_prefix + "-")
             fill = sa.FillView(side=body.side, qty=body.qty, price=body.price, fee=body.fee, time_ms=self.now_ms,
                                entry=entry)
             # the strategy hears of it once the trader's current step is done (never re-entrant)

@@ -53,7 +53,7 @@ from typing import Any, Mapping, NamedTuple
 from common import wire
 from research import strategy_api as sa
 from research.backtest import DAY_MS, Backtest, BacktestConfig
-from services.brain import execution, jobs, trader
+from services.brain import execution, jobs, trader, trader_entries
 from venue import orders as om
 
 class _Done:
@@ -157,7 +157,7 @@ class _LeanExecution(execution.Execution):
             if kind is jobs.Positions and self._positions_agree(c.result, tag.at_ms):
                 return
             if kind is jobs.AlgoAudit and not c.result and not self.st.algos and not self.cfg.exchange_protection:
-                return  # ``trader.on_open_algos`` of nothing, with nothing to arm: no change
+                return  # ``trader_exchange.on_open_algos`` of nothing, with nothing to arm: no change
             if kind is jobs.FundingIncome and not c.result:
                 self.funding.in_flight = False  # ``funding_feed.done`` of no rows: only this changes
                 return
@@ -165,7 +165,7 @@ class _LeanExecution(execution.Execution):
 
     def _positions_agree(self, positions: Any, sent_ms: int) -> bool:
         """Every trade the read applies to (``user_feed.apply_position_read``) is held at the
-        exchange: ``trader.on_exchange_position`` then changes nothing."""
+        exchange: ``trader_exchange.on_exchange_position`` then changes nothing."""
         trades = self.st.trades
         if not trades:
             return True
@@ -267,7 +267,7 @@ class FastBacktest(Backtest):
             if sig is None:
                 continue
             if sig.symbol in ex.configured:
-                st, actions = trader.on_signal(ex.cfg, ex.st, sig, ex.ctx((sig.symbol,)))
+                st, actions = trader_entries.on_signal(ex.cfg, ex.st, sig, ex.ctx((sig.symbol,)))
                 if not actions and st.risk is ex.st.risk:
                     self.counts["signals"] += 1
                     if self.keep_signals:

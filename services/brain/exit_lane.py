@@ -2,12 +2,12 @@
 else is done with it, and the exit's frame written at once (issue 17, tick-to-trade).
 
 Why. The ordinary way to an exit is the trader's pure core: the batch's candles, then
-``trader.on_prices`` (the levels, the risk checks, the order's state machine) and only then
+``trader_exits.on_prices`` (the levels, the risk checks, the order's state machine) and only then
 the send: about 100 to 150 us of Python before the socket is written. Yet the exit an open
 trade would get is known long before its stop is touched: a reduce-only MARKET order for the
-whole position, with a deterministic id (``trader.planned_exit``). The lane keeps that order
+whole position, with a deterministic id (``trader_exits.planned_exit``). The lane keeps that order
 ready ("armed") for every open trade, with the prices at which the trader acts
-(``trader.levels``), and reads each batch first:
+(``trader_exits.levels``), and reads each batch first:
 
 1. ``scan`` (compiled): per armed symbol, the lowest and highest traded price of the batch and
    its first trade; which symbols' levels are crossed (``EXIT``: the trader will exit, for
@@ -16,7 +16,7 @@ ready ("armed") for every open trade, with the prices at which the trader acts
    before the batch's candles, analysis and state machines.
 3. Then, as before, the trader decides on the same range (``Execution.on_range``, only for
    the symbols the scan woke: for the others it provably does nothing). It decides the very
-   exit the lane sent (same id, same order: ``trader.planned_exit`` runs the trader's own
+   exit the lane sent (same id, same order: ``trader_exits.planned_exit`` runs the trader's own
    ``_exit``), and its ``SubmitOrder`` claims the frame already written instead of sending
    another (``Execution._claim_presend``, which compares the two orders and counts a
    mismatch). A lane frame no decision claims is counted (``exit_lane_unclaimed``), logged,
@@ -44,7 +44,7 @@ import structlog
 from numba import njit
 
 from common import records
-from services.brain import intent_log, trader
+from services.brain import intent_log, trader, trader_exits
 from venue.port import OrderSpec
 
 log = structlog.get_logger(__name__)
@@ -60,7 +60,7 @@ class Armed:
     symbol: str
     sid: int  # the ring's symbol id
     trade: Any  # the trader's Trade it was armed from (identity: re-armed when it changes)
-    levels: trader.Levels
+    levels: trader_exits.Levels
     order: trader.NewOrder | None  # None: a wake-only watch (an exit in flight, or refused)
     spec: OrderSpec | None
 
@@ -137,10 +137,10 @@ def arm(cfg: trader.TraderConfig, st: trader.TraderState, symbol: str, sid: int,
         spec_of: Callable[[Any], OrderSpec]) -> Armed | None:
     """``symbol``'s trade armed (None: ``on_prices`` would act on no price)."""
     t = st.trades.get(symbol)
-    lv = trader.levels(cfg, t)
+    lv = trader_exits.levels(cfg, t)
     if lv is None or sid < 0:
         return None
-    order = trader.planned_exit(cfg, st, symbol, ctx)
+    order = trader_exits.planned_exit(cfg, st, symbol, ctx)
     return Armed(symbol=symbol, sid=sid, trade=t, levels=lv, order=order,
                  spec=spec_of(order.order) if order is not None else None)
 

@@ -11,7 +11,7 @@ for cross margin). The symbol and the amount of each payment are in the income h
   starts at the oldest open trade's opening, so a restarted brain re-attributes every payment
   its open trades had).
 
-The rows go to ``trader.on_income``, which gives each to the open trade of its symbol once (by
+The rows go to ``trader_fills.on_income``, which gives each to the open trade of its symbol once (by
 ``tranId``). One read at a time; a failed read is retried by the next due time.
 """
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from services.brain import dispatcher as dsp
-from services.brain import jobs, trader
+from services.brain import jobs, trader_fills
 
 if TYPE_CHECKING:
     from services.brain.execution import Execution
@@ -77,7 +77,7 @@ def tick(ex: Execution, now_s: float) -> None:
     since = min(t.opened_ms for t in ex.st.trades.values())
     link.in_flight = True
     link.reads += 1
-    ex.dispatcher.submit(dsp.QUERY, ex.broker.income, income_type=trader.FUNDING_FEE, since_ms=since,
+    ex.dispatcher.submit(dsp.QUERY, ex.broker.income, income_type=trader_fills.FUNDING_FEE, since_ms=since,
                          tag=jobs.FundingIncome(ex.clock_ms()))
 
 
@@ -91,7 +91,7 @@ def done(ex: Execution, c: dsp.Completion) -> None:
         return
     rows = list(c.result)
     before = {s: t.funding for s, t in ex.st.trades.items()}
-    ex._run(trader.on_income(ex.cfg, ex.st, rows, ex.ctx()))
+    ex._run(trader_fills.on_income(ex.cfg, ex.st, rows, ex.ctx()))
     for s, t in ex.st.trades.items():
         if t.funding != before.get(s, t.funding):
             log.info("brain.funding_applied", symbol=s, trade_id=t.trade_id, funding=str(t.funding),

@@ -5,7 +5,7 @@ Service: a STOP_MARKET at the plan's stop and a TAKE_PROFIT_MARKET at its target
 ``closePosition`` (they close whatever the position is when they trigger, and can never open
 one), triggered on the mark price with price protection. So a position stays protected while
 the brain restarts, and for as long as the host is down. The brain's own watcher
-(``trader.on_prices``) stays the faster layer: it exits on the tick that touches a level; the
+(``trader_exits.on_prices``) stays the faster layer: it exits on the tick that touches a level; the
 exchange's orders are the floor under it.
 
 The rules (each returns ``(state, actions)``; the shell journals, then sends):

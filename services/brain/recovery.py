@@ -6,13 +6,13 @@ through the journal's store port (``common/journal_store.py``: read-only, typed 
 here).
 
 - Open orders: every order whose last journaled state is not final. Rebuilt as
-  ``orders.Order`` values; ``trader.recovery_actions`` then queries each one at the exchange
+  ``orders.Order`` values; ``trader_restart.recovery_actions`` then queries each one at the exchange
   before anything else touches its trade.
 - Used client order ids (the last ``USED_IDS_DAYS``): a signal replayed after the restart
   cannot open a second trade.
 - Open trades: one per position the exchange reports. Its plan (stop, target, confidence,
   the model's features) comes from the newest entry order of that symbol and its signal;
-  a position without one is adopted (``trader.adopt``). Its quantity is the exchange's,
+  a position without one is adopted (``trader_restart.adopt``). Its quantity is the exchange's,
   less what the open orders of that symbol executed beyond the fills on record (those are
   fetched after the restart and applied: see ``merge``). A local trade the exchange no
   longer holds is gone (it closed while we were down; reconciliation repairs the rows).
@@ -35,7 +35,7 @@ from common.errors import StoreError
 from common.journal_store import AlgoRow, CandleRow, JournalReader, OrderRow
 from venue import algo_orders as ao
 from venue import orders as om
-from services.brain import intent_log, risk, trader
+from services.brain import intent_log, risk, trader, trader_entries, trader_exits, trader_restart
 from venue.port import LIVE_STATUSES, ExchangeFill, ExchangeOrder, ExchangePosition
 
 log = structlog.get_logger(__name__)
@@ -182,7 +182,7 @@ def journaled_ids(db_path: Path, ids: Sequence[str]) -> frozenset[str] | None:
 
 def our_order_id(cid: str) -> bool:
     """An id the brain makes for an entry or an exit (``<ae|ax>-...`` or ``<ae|ax>.<hash>-n``)."""
-    return cid[:2] in (trader.ENTRY_PREFIX, trader.EXIT_PREFIX) and cid[2:3] in ("-", ".")
+    return cid[:2] in (trader_entries.ENTRY_PREFIX, trader_exits.EXIT_PREFIX) and cid[2:3] in ("-", ".")
 
 
 def exchange_intents(orders: Sequence[ExchangeOrder], now_ms: int) -> list[intent_log.Intent]:
@@ -196,7 +196,7 @@ def exchange_intents(orders: Sequence[ExchangeOrder], now_ms: int) -> list[inten
             continue
         body = wire.OrderRequest(client_order_id=e.client_order_id, symbol=e.symbol, side=e.side,
                                  order_type=e.order_type or "MARKET", qty=float(e.qty), price=float(e.price),
-                                 reduce_only=e.reduce_only or e.client_order_id.startswith(trader.EXIT_PREFIX))
+                                 reduce_only=e.reduce_only or e.client_order_id.startswith(trader_exits.EXIT_PREFIX))
         out.append(intent_log.Intent(client_id=e.client_order_id, at_ns=(e.update_ms or now_ms) * 1_000_000,
                                      body=body))
     return out
@@ -242,7 +242,7 @@ def from_history(history: Sequence[ExchangeOrder], positions: Sequence[ExchangeP
         if not (e.qty > 0 and e.qty.is_finite() and e.executed_qty.is_finite()):
             continue
         seen.add(cid)
-        exit_ = e.reduce_only or cid.startswith(trader.EXIT_PREFIX)
+        exit_ = e.reduce_only or cid.startswith(trader_exits.EXIT_PREFIX)
         ours = (e.symbol in saved.plans or e.symbol in held) if exit_ else held.get(e.symbol) == e.side
         (adopt if e.executed_qty > 0 and ours else record).append(e)
     return adopt, record
@@ -272,7 +272,7 @@ def with_intents(saved: Saved, intents: Sequence[intent_log.Intent], now_ms: int
     An intent is written before its order is sent and journaled after, so a crash in between
     leaves an order the exchange may hold and the journal does not know. Each such intent
     (the newest record per client id, younger than ``USED_IDS_DAYS``) becomes an open order
-    in state NEW_LOCAL sent at the intent's time: ``trader.recovery_actions`` then treats it
+    in state NEW_LOCAL sent at the intent's time: ``trader_restart.recovery_actions`` then treats it
     like every order whose fate a restart left unknown (asked at the exchange by its client
     id before anything else touches its trade; never sent again while it may be there). Its
     id is used (a replayed signal opens nothing twice); an entry's plan (stop, target) comes
@@ -346,7 +346,7 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
                           and missing(o) <= q + exits_missing), None)
             base = q + exits_missing - (missing(entry) if entry is not None else Decimal(0))
             # the side and the levels from the position itself (``base`` may be 0: all to come)
-            t = trader.adopt(cfg, symbol=p.symbol, qty=p.qty, entry_price=p.entry_price, now_ms=now_ms)
+            t = trader_restart.adopt(cfg, symbol=p.symbol, qty=p.qty, entry_price=p.entry_price, now_ms=now_ms)
             t = replace(t, entry_qty=base, entry_notional=base * p.entry_price)
             if entry is not None:
                 t = replace(t, trade_id=entry.signal_id or entry.client_order_id, entry_cid=entry.client_order_id)
@@ -376,8 +376,8 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
             t = trades[o.symbol]
             trades[o.symbol] = replace(t, exit_cid=o.client_order_id, exit_cids=t.exit_cids | {o.client_order_id},
                                        exit_reason=t.exit_reason or "RECOVERED")
-    return trader.restore(risk_state=risk_state, orders=saved.open_orders, trades=trades,
-                          used_cids=saved.used_cids, last_action_ms=saved.last_action_ms, algos=saved.algos)
+    return trader_restart.restore(risk_state=risk_state, orders=saved.open_orders, trades=trades,
+                                  used_cids=saved.used_cids, last_action_ms=saved.last_action_ms, algos=saved.algos)
 
 
 def recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms: int) -> list[wire.CandleClosed]:

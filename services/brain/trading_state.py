@@ -191,7 +191,7 @@ class TraderState:
     used_cids: frozenset[str] | IdSet = frozenset()  # an IdSet once an entry was added (its union is cheap)
     realized_pnl: Decimal = Decimal(0)  # closed trades, before fees (funding included)
     funding: Decimal = Decimal(0)  # closed trades' funding (received > 0, paid < 0)
-    # closed trades' entry slippage against their signal, bps (count, sum, worst); see trader.slippage_stats
+    # closed trades' entry slippage against their signal, bps (count, sum, worst); see trader_views.slippage_stats
     slippage_closed: tuple[int, float, float] = (0, 0.0, 0.0)
     fees: Decimal = Decimal(0)
     counters: Mapping[str, int] = field(default_factory=dict)

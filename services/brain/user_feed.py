@@ -5,11 +5,11 @@ items the stream client queued (``venue.binance.user_stream_client``; its thread
 the trader), orders them (``venue.binance.user_updates.plan``) and hands each step to the
 trader function that already handles the same news from REST:
 
-    Fill          trader.on_fill (idempotent by trade id: REST and stream may both bring it)
-    OrderStatus   trader.on_order_event(QueryResult(found, X, i, z)): a status, and a check
+    Fill          trader_fills.on_fill (idempotent by trade id: REST and stream may both bring it)
+    OrderStatus   trader_fills.on_order_event(QueryResult(found, X, i, z)): a status, and a check
                   that z matches the fills we hold (the order machine fetches missing ones)
-    AlgoStatus    trader.on_algo_event(ao.Update(X, aid, ai))
-    Position      trader.on_exchange_position: flat under an open trade frees its slot at once,
+    AlgoStatus    trader_exchange.on_algo_event(ao.Update(X, aid, ai))
+    Position      trader_exchange.on_exchange_position: flat under an open trade frees its slot at once,
                   cancels its protection and fetches the symbol's fills (no exit is sent)
     MarginWarning logged as a warning with the symbols, counted
     Resync        REST re-read: positions, then (once they are applied) a query of every
@@ -50,7 +50,7 @@ import structlog
 
 from common.log import RateLimiter
 from services.brain import dispatcher as dsp
-from services.brain import jobs, trader
+from services.brain import jobs, trader, trader_exchange, trader_fills
 from services.brain import funding_feed
 from venue import algo_orders as ao
 from venue import orders as om
@@ -138,7 +138,7 @@ def _release_held(ex: Execution, link: Link) -> None:
             del link.held[sym]
         elif not _exit_in_flight(ex, t):
             del link.held[sym]
-            ex._run(trader.on_exchange_position(ex.cfg, ex.st, sym, step.qty, ex.ctx((sym,))))
+            ex._run(trader_exchange.on_exchange_position(ex.cfg, ex.st, sym, step.qty, ex.ctx((sym,))))
 
 
 def apply(ex: Execution, step: uu.Step) -> None:
@@ -158,13 +158,13 @@ def apply(ex: Execution, step: uu.Step) -> None:
         if step.client_order_id not in st.orders:
             _inc(link.ignored, "foreign_order")
             return
-        ex._run(trader.on_order_event(ex.cfg, st, step.client_order_id, step.query_result(ex.clock_ms()),
-                                      ex.ctx((step.symbol,))))
+        ex._run(trader_fills.on_order_event(ex.cfg, st, step.client_order_id, step.query_result(ex.clock_ms()),
+                                            ex.ctx((step.symbol,))))
     elif isinstance(step, uu.AlgoStatus):
         if step.client_algo_id not in st.algos:
             _inc(link.ignored, "foreign_algo")
             return
-        ex._run(trader.on_algo_event(ex.cfg, st, step.client_algo_id, step.update, ex.ctx((step.symbol,))))
+        ex._run(trader_exchange.on_algo_event(ex.cfg, st, step.client_algo_id, step.update, ex.ctx((step.symbol,))))
     elif isinstance(step, uu.Position):
         t = st.trades.get(step.symbol)
         if t is None:
@@ -179,7 +179,7 @@ def apply(ex: Execution, step: uu.Step) -> None:
             link.held[step.symbol] = step
             _inc(link.ignored, "flat_held_for_own_exit")
             return
-        ex._run(trader.on_exchange_position(ex.cfg, st, step.symbol, step.qty, ex.ctx((step.symbol,))))
+        ex._run(trader_exchange.on_exchange_position(ex.cfg, st, step.symbol, step.qty, ex.ctx((step.symbol,))))
     elif isinstance(step, uu.FundingFee):
         funding_feed.on_event(ex, step.transaction_ms, step.balance_change)
     elif isinstance(step, uu.MarginWarning):
@@ -190,7 +190,7 @@ def apply(ex: Execution, step: uu.Step) -> None:
 
 
 def _apply_fill(ex: Execution, cid: str, step: uu.Fill) -> None:
-    ex._run(trader.on_fill(ex.cfg, ex.st, step.fill, ex.ctx((step.fill.symbol,)), client_order_id=cid))
+    ex._run(trader_fills.on_fill(ex.cfg, ex.st, step.fill, ex.ctx((step.fill.symbol,)), client_order_id=cid))
 
 
 def resync(ex: Execution, r: uu.Resync) -> None:
@@ -244,7 +244,7 @@ def apply_position_read(ex: Execution, positions: Iterable[ExchangePosition], se
         t = ex.st.trades.get(sym)
         if t is None or t.first_fill_ms > sent_ms:
             continue
-        ex._run(trader.on_exchange_position(ex.cfg, ex.st, sym, held.get(sym, Decimal(0)), ex.ctx((sym,))))
+        ex._run(trader_exchange.on_exchange_position(ex.cfg, ex.st, sym, held.get(sym, Decimal(0)), ex.ctx((sym,))))
 
 
 def position_poll_s(ex: Execution) -> float:

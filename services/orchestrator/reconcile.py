@@ -101,7 +101,7 @@ FLAGGED_KINDS = frozenset({EXTERNAL_ORDER, EXTERNAL_FILL, EXTERNAL_POSITION})
 
 NEVER_REACHED = "never reached the exchange"
 ADOPTED = "adopted from the exchange: sent, not journaled"
-# the brain's order ids (``venue.orders.make_client_order_id`` with trader.ENTRY_PREFIX /
+# the brain's order ids (``venue.orders.make_client_order_id`` with trader_entries.ENTRY_PREFIX /
 # EXIT_PREFIX): "<prefix>-<signal>-<n>" or "<prefix>.<hash>-<n>"
 OUR_ORDER_PREFIXES = ("ae-", "ae.", "ax-", "ax.")
 RECONCILED = "reconciled with the exchange"

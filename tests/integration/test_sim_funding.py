@@ -16,7 +16,7 @@ import pytest
 import websockets
 
 from common import wire
-from services.brain import trader
+from services.brain import trader_exchange, trader_fills
 from services.brain.trading_state import Ctx, Publish, Trade, TraderConfig, TraderState
 from services.brain import risk
 from cli import report as report_cli
@@ -99,15 +99,15 @@ def test_funding_across_a_funding_time_reaches_the_trade_the_journal_and_the_rep
     st0 = TraderState(trades={"BTCUSDT": t})
     ctx = Ctx(now_ms=fund_ms + 500, equity=10_000.0, market=risk.Market(filters={}, quotes={}))
     rows = [income_from_raw(r) for r in income]
-    st1, acts = trader.on_income(cfg, st0, rows, ctx)
-    st2, _ = trader.on_income(cfg, st1, rows, ctx)  # the same rows read again: counted once
+    st1, acts = trader_fills.on_income(cfg, st0, rows, ctx)
+    st2, _ = trader_fills.on_income(cfg, st1, rows, ctx)  # the same rows read again: counted once
     assert acts == []
     assert st2.trades["BTCUSDT"].funding == Decimal("-0.05900000") == Decimal(income[0]["income"])
     assert st2.trades["BTCUSDT"].funding_ids == frozenset({"9689322392"})
     # the position closed at the exchange (a manual close): the trade closes from its fills
     close_ctx = Ctx(now_ms=T0_MS + 4000, equity=10_000.0, market=risk.Market(filters={}, quotes={}))
-    st3, _ = trader.on_exchange_position(cfg, st2, "BTCUSDT", Decimal(0), close_ctx)
-    st4, acts = trader.on_symbol_fills(cfg, st3, "BTCUSDT", [fill_from_raw(f) for f in fills], close_ctx)
+    st3, _ = trader_exchange.on_exchange_position(cfg, st2, "BTCUSDT", Decimal(0), close_ctx)
+    st4, acts = trader_exchange.on_symbol_fills(cfg, st3, "BTCUSDT", [fill_from_raw(f) for f in fills], close_ctx)
     closed = [a.body for a in acts if isinstance(a, Publish) and isinstance(a.body, wire.TradeClosed)]
     assert len(closed) == 1 and "BTCUSDT" not in st4.trades
     tc = closed[0]

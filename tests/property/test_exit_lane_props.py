@@ -1,5 +1,5 @@
-"""The exit lane sends only what the trader would: ``trader.levels`` and ``trader.planned_exit``
-against ``trader.on_prices`` (the judge) on random trades, trailing on and off, and random
+"""The exit lane sends only what the trader would: ``trader_exits.levels`` and ``trader_exits.planned_exit``
+against ``trader_exits.on_prices`` (the judge) on random trades, trailing on and off, and random
 traded ranges; and the compiled scan against plain min/max over random batches."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st_
 
 from common import records
-from services.brain import exit_lane, trader
+from services.brain import exit_lane, trader, trader_exits, trader_fills
 from services.brain import protection as pr
 from tests.unit.brain.test_trader import CFG, ctx, enter, fill, signal
 
@@ -22,7 +22,7 @@ TRAIL = replace(CFG, trailing_callback_pct=1.0)
 def _filled(side: str):
     sig = signal(side=side, stop=98.0 if side == "BUY" else 102.0, target=104.0 if side == "BUY" else 96.0)
     st, order, _ = enter(sig=sig)
-    st, _ = trader.on_fill(CFG, st, fill(order.client_order_id, "t1", "19.8", "100", side=side), ctx())
+    st, _ = trader_fills.on_fill(CFG, st, fill(order.client_order_id, "t1", "19.8", "100", side=side), ctx())
     return st
 
 
@@ -56,13 +56,13 @@ def test_outside_the_wake_levels_the_trader_does_nothing_and_on_an_exit_level_it
     An exit level touched (and an order planned): ``on_prices`` sends exactly that order."""
     cfg, st, low, high = case
     c = ctx()
-    lv = trader.levels(cfg, st.trades["AAAUSDT"])
-    st2, actions = trader.on_prices(cfg, st, "AAAUSDT", low, high, c)
+    lv = trader_exits.levels(cfg, st.trades["AAAUSDT"])
+    st2, actions = trader_exits.on_prices(cfg, st, "AAAUSDT", low, high, c)
     if lv is None or not (low <= lv.wake_lo or high >= lv.wake_hi):
         assert st2 is st and actions == []
         return
     if low <= lv.exit_lo or high >= lv.exit_hi:
-        planned = trader.planned_exit(cfg, st, "AAAUSDT", c)
+        planned = trader_exits.planned_exit(cfg, st, "AAAUSDT", c)
         sent = [a for a in actions if isinstance(a, trader.NewOrder)]
         if planned is not None:
             assert sent == [planned]

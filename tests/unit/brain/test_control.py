@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from common import wire
-from services.brain import control, risk, rotation, trader
+from services.brain import control, risk, rotation, trader, trader_entries, trader_exits, trader_fills
 from venue import orders as om
 from venue.port import ExchangeFill
 
@@ -48,13 +48,13 @@ def holding(*symbols: str) -> trader.TraderState:
     """A trader holding a filled long of 19.8 at 100.0 in each symbol."""
     st = trader.TraderState()
     for i, sym in enumerate(symbols):
-        st, acts = trader.on_signal(CFG, st, signal(sym), ctx())
+        st, acts = trader_entries.on_signal(CFG, st, signal(sym), ctx())
         (new,) = [a for a in acts if isinstance(a, trader.NewOrder)]
         cid = new.order.client_order_id
-        st, _ = trader.on_order_event(CFG, st, cid, om.Send(at_ms=NOW), ctx())
+        st, _ = trader_fills.on_order_event(CFG, st, cid, om.Send(at_ms=NOW), ctx())
         f = ExchangeFill(trade_id=str(i), client_order_id=cid, exchange_order_id="9", symbol=sym, side="BUY",
                          qty=Decimal("19.8"), price=Decimal("100.0"), fee=Decimal("0.01"))
-        st, _ = trader.on_fill(CFG, st, f, ctx())
+        st, _ = trader_fills.on_fill(CFG, st, f, ctx())
     return st
 
 
@@ -113,7 +113,7 @@ class TestPause:
         assert out.pause == control.PauseState() and out.save
         assert out.reply.detail == "entries resumed (paused by 127.0.0.1 (page))"
         assert control.gate_signal(out.pause, trader.TraderState(), signal()) is None
-        (order,) = new_orders(trader.on_signal(CFG, trader.TraderState(), signal(), ctx()))
+        (order,) = new_orders(trader_entries.on_signal(CFG, trader.TraderState(), signal(), ctx()))
         assert order.order.client_order_id == "ae-AAAUSDT-1733011200000-BUY-0"
 
     def test_the_pause_record_round_trips_and_an_unreadable_one_stays_paused(self):
@@ -140,7 +140,7 @@ class TestClose:
     def test_close_while_an_exit_is_in_flight_sends_nothing_more(self):
         """Never two live exits: the second CLOSE says which exit is already on its way."""
         st = holding("AAAUSDT")
-        st, _ = trader.on_prices(CFG, st, "AAAUSDT", 97.0, 99.0, ctx())  # the stop fired: exit 1 in flight
+        st, _ = trader_exits.on_prices(CFG, st, "AAAUSDT", 97.0, 99.0, ctx())  # the stop fired: exit 1 in flight
         out = control.decide(CFG, control.PauseState(), st, cmd(C.CLOSE, "AAAUSDT"), ctx(), ready=True)
         assert new_orders(out.result) == []
         assert out.reply.detail == "an exit is already in flight (ax-AAAUSDT-1733011200000-BUY-1)"

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from common import wire
-from services.brain import risk, rotation, trader
+from services.brain import risk, rotation, trader, trader_entries, trader_exits, trader_fills, trader_views
 from venue import orders as om
 from venue.port import ExchangeFill
 
@@ -47,9 +47,9 @@ def bodies(actions, cls):
 
 
 def entered(cfg=CFG, sig=None):
-    st, acts = trader.on_signal(cfg, trader.TraderState(), sig or signal(), ctx())
+    st, acts = trader_entries.on_signal(cfg, trader.TraderState(), sig or signal(), ctx())
     (new,) = of_type(acts, trader.NewOrder)
-    st, _ = trader.on_order_event(cfg, st, new.order.client_order_id, om.Send(at_ms=NOW), ctx())
+    st, _ = trader_fills.on_order_event(cfg, st, new.order.client_order_id, om.Send(at_ms=NOW), ctx())
     return st, new
 
 
@@ -63,13 +63,13 @@ class TestEntryLimit:
     def test_the_limit_is_the_signal_price_moved_by_the_bound_and_rounded_inside_it(self, side, entry, bps, expected):
         """BUY: floor(entry x (1 + bps)) to the tick; SELL: ceil(entry x (1 - bps))."""
         cfg = replace(CFG, entry_slippage_bps=bps)
-        assert trader.entry_limit(cfg, signal(side, entry), Decimal("0.1"), 100.0) == Decimal(expected)
+        assert trader_views.entry_limit(cfg, signal(side, entry), Decimal("0.1"), 100.0) == Decimal(expected)
 
     def test_a_signal_without_a_price_uses_the_mark(self):
         """entry 0 (none): the mark, 100.0, is the reference."""
         sig = wire.SignalGenerated(signal_id="x", symbol="AAAUSDT", side="BUY", entry=0.0, stop=98.0, target=104.0,
                                    confidence=0.5, cold=False, features={})
-        assert trader.entry_limit(CFG, sig, Decimal("0.1"), 100.0) == Decimal("100.2")
+        assert trader_views.entry_limit(CFG, sig, Decimal("0.1"), 100.0) == Decimal("100.2")
 
     def test_the_default_entry_is_a_limit_ioc_at_the_bound(self):
         """The approved request and the order: LIMIT, IOC, 100.2 for a BUY signal at 100."""
@@ -89,7 +89,7 @@ class TestIocOutcomes:
         """Expired with no fill: no trade, ENTRY_NOT_FILLED published and counted, nothing chased."""
         st, new = entered()
         cid = new.order.client_order_id
-        st, acts = trader.on_order_event(CFG, st, cid, om.QueryResult(at_ms=NOW, found=True, status="EXPIRED",
+        st, acts = trader_fills.on_order_event(CFG, st, cid, om.QueryResult(at_ms=NOW, found=True, status="EXPIRED",
                                                                        exchange_order_id="7"), ctx())
         assert "AAAUSDT" not in st.trades
         (rej,) = bodies(acts, wire.RiskReject)
@@ -102,11 +102,11 @@ class TestIocOutcomes:
         """6 of 19.8 filled, then expired: a 6-unit trade protected by closePosition orders."""
         st, new = entered()
         cid = new.order.client_order_id
-        st, acts = trader.on_fill(CFG, st, fill(cid, "1", "6", "100.1"), ctx())
+        st, acts = trader_fills.on_fill(CFG, st, fill(cid, "1", "6", "100.1"), ctx())
         algos = of_type(acts, trader.NewAlgo)
         assert [(a.order.order_type, a.order.trigger_price, a.order.close_position) for a in algos] == [
             ("STOP_MARKET", Decimal("98.0"), True), ("TAKE_PROFIT_MARKET", Decimal("104.0"), True)]
-        st, acts = trader.on_order_event(CFG, st, cid, om.QueryResult(
+        st, acts = trader_fills.on_order_event(CFG, st, cid, om.QueryResult(
             at_ms=NOW, found=True, status="EXPIRED", exchange_order_id="7", executed_qty=Decimal("6")), ctx())
         t = st.trades["AAAUSDT"]
         assert (t.position, st.orders[cid].state) == (Decimal("6"), om.S.EXPIRED)
@@ -120,20 +120,20 @@ class TestSlippage:
     ])
     def test_positive_is_worse_for_us(self, side, signal_price, fill_price, expected):
         """A long that paid more, or a short that got less, slipped by a positive number of bps."""
-        assert trader.slippage_bps(side, signal_price, Decimal(fill_price)) == pytest.approx(expected, abs=1e-9)
+        assert trader_views.slippage_bps(side, signal_price, Decimal(fill_price)) == pytest.approx(expected, abs=1e-9)
 
     def test_no_signal_price_no_slippage(self):
         """An adopted position has no signal: None, not 0."""
-        assert trader.slippage_bps("BUY", 0.0, Decimal("100")) is None
+        assert trader_views.slippage_bps("BUY", 0.0, Decimal("100")) is None
 
     def test_trade_closed_carries_the_signal_price_and_the_entry_slippage(self):
         """Entry 19.8 at 100.1 against a signal at 100, stopped out: +10 bps in TRADE_CLOSED."""
         st, new = entered()
-        st, _ = trader.on_fill(CFG, st, fill(new.order.client_order_id, "1", "19.8", "100.1"), ctx())
-        st, acts = trader.on_prices(CFG, st, "AAAUSDT", 97.0, 99.0, ctx())
+        st, _ = trader_fills.on_fill(CFG, st, fill(new.order.client_order_id, "1", "19.8", "100.1"), ctx())
+        st, acts = trader_exits.on_prices(CFG, st, "AAAUSDT", 97.0, 99.0, ctx())
         (ex,) = of_type(acts, trader.NewOrder)
-        st, _ = trader.on_order_event(CFG, st, ex.order.client_order_id, om.Send(at_ms=NOW), ctx())
-        st, acts = trader.on_fill(CFG, st, fill(ex.order.client_order_id, "2", "19.8", "98.0", side="SELL"), ctx())
+        st, _ = trader_fills.on_order_event(CFG, st, ex.order.client_order_id, om.Send(at_ms=NOW), ctx())
+        st, acts = trader_fills.on_fill(CFG, st, fill(ex.order.client_order_id, "2", "19.8", "98.0", side="SELL"), ctx())
         (closed,) = bodies(acts, wire.TradeClosed)
         assert closed.signal_price == 100.0 and closed.slippage_bps == pytest.approx(10.0, abs=1e-9)
         assert (ex.request.order_type, ex.request.reduce_only) == ("MARKET", True)  # exits stay MARKET
@@ -145,9 +145,9 @@ class TestIocFillsStillToCome:
         fetched), no ENTRY_NOT_FILLED; the fill then makes the protected position."""
         st, new = entered()
         cid = new.order.client_order_id
-        st, acts = trader.on_order_event(CFG, st, cid, om.QueryResult(
+        st, acts = trader_fills.on_order_event(CFG, st, cid, om.QueryResult(
             at_ms=NOW, found=True, status="EXPIRED", exchange_order_id="7", executed_qty=Decimal("6")), ctx())
         assert "AAAUSDT" in st.trades and bodies(acts, wire.RiskReject) == []
         assert [type(a.effect).__name__ for a in of_type(acts, trader.Dispatch)] == ["FetchTrades"]
-        st, acts = trader.on_fill(CFG, st, fill(cid, "1", "6", "100.1"), ctx())
+        st, acts = trader_fills.on_fill(CFG, st, fill(cid, "1", "6", "100.1"), ctx())
         assert st.trades["AAAUSDT"].position == Decimal("6") and len(of_type(acts, trader.NewAlgo)) == 2

@@ -20,7 +20,8 @@ import pytest
 from common import wire
 from common.errors import AmbiguousError, DefinitiveError, TransientError
 from services.brain import dispatcher as dsp
-from services.brain import execution, jobs, recovery, risk, rotation, trader
+from services.brain import (execution, execution_answers, execution_startup, jobs, recovery, risk, rotation, trader,
+                            trader_entries, trader_exits)
 from venue import orders as om
 from venue.port import (AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
                                    SubmitResult)
@@ -349,7 +350,7 @@ class TestStartUp:
     def test_a_signal_before_start_up_is_rejected_as_trading_disabled(self, tmp_path: Path):
         rig = make_rig(tmp_path)
         rig.ex.on_signal(signal())
-        assert rig.published == [(wire.RiskReject(symbol="AAAUSDT", reason=trader.TRADING_DISABLED, detail="starting",
+        assert rig.published == [(wire.RiskReject(symbol="AAAUSDT", reason=trader_entries.TRADING_DISABLED, detail="starting",
                                                   signal_id=SIG_ID), True)]
         assert rig.calls == [] and rig.ex.snapshot()["block_reason"] == "starting"
 
@@ -384,7 +385,7 @@ class TestStartUp:
         assert rig.ex.start_error == "broker start failed: hedge mode with positions open"
         rig.ex.on_signal(signal())
         (rej,) = rig.bodies(wire.RiskReject)
-        assert (rej.reason, rej.detail) == (trader.TRADING_DISABLED,
+        assert (rej.reason, rej.detail) == (trader_entries.TRADING_DISABLED,
                                             "broker start failed: hedge mode with positions open")
         rig.broker.start_error = None
         rig.ex._next_start = 0.0  # the STARTUP_RETRY_S back-off has passed
@@ -463,7 +464,7 @@ class TestFiltersFromTheFeed:
         mono[0] += 1.0
         rig.poll(2)
         assert starts()[1:] == [("BBBUSDT",)]
-        mono[0] = 100.0 + execution.RULES_WAIT_S
+        mono[0] = 100.0 + execution_startup.RULES_WAIT_S
         rig.poll(2)
         assert starts()[1:] == [("BBBUSDT",), ("CCCUSDT",)]
         assert rig.ex.configured == set(syms) and rig.ex.counters["setup_without_rules"] == 1
@@ -569,7 +570,7 @@ class TestEntry:
         rig = started(tmp_path)
         rig.block[0] = "reconciliation MISMATCH"
         rig.ex.on_signal(signal())
-        assert rig.published == [(wire.RiskReject(symbol="AAAUSDT", reason=trader.TRADING_DISABLED,
+        assert rig.published == [(wire.RiskReject(symbol="AAAUSDT", reason=trader_entries.TRADING_DISABLED,
                                                   detail="reconciliation MISMATCH", signal_id=SIG_ID), True)]
         assert rig.calls == [] and rig.ex.snapshot()["block_reason"] == "reconciliation MISMATCH"
         rig.block[0] = ""
@@ -649,12 +650,12 @@ class TestUnknownOutcome:
         rig.ex.on_signal(signal())
         rig.poll(2)  # submit times out; the query fails
         assert rig.ex.counters["queries_retried"] == 1
-        assert rig.ex.delayed == [(NOW + execution.QUERY_RETRY_MS,
+        assert rig.ex.delayed == [(NOW + execution_answers.QUERY_RETRY_MS,
                                    om.QueryOrder(client_order_id=ENTRY, not_before_ms=0), "AAAUSDT")]
-        rig.clock.now_ms = NOW + execution.QUERY_RETRY_MS - 1
+        rig.clock.now_ms = NOW + execution_answers.QUERY_RETRY_MS - 1
         rig.poll(2)
         assert len(rig.calls_of("query")) == 1
-        rig.clock.now_ms = NOW + execution.QUERY_RETRY_MS
+        rig.clock.now_ms = NOW + execution_answers.QUERY_RETRY_MS
         rig.poll(3)  # the query again, then the fills
         assert rig.calls == [("journal", ENTRY), ("submit", ENTRY), ("query", "AAAUSDT", ENTRY),
                              ("query", "AAAUSDT", ENTRY), ("fills", "AAAUSDT", EID)]
@@ -685,7 +686,7 @@ class TestExit:
         assert rig.broker.specs[-1] == OrderSpec(client_order_id=EXIT, symbol="AAAUSDT", side="SELL",
                                                  order_type="MARKET", qty=Decimal("19.8"), reduce_only=True)
         t = rig.ex.st.trades["AAAUSDT"]
-        assert (t.exit_reason, t.exit_cid) == (trader.STOP, EXIT)
+        assert (t.exit_reason, t.exit_cid) == (trader_exits.STOP, EXIT)
 
     def test_the_exit_fill_closes_the_trade_in_r_and_teaches_the_model(self, tmp_path: Path):
         rig = holding(tmp_path)
@@ -852,7 +853,7 @@ class TestKillSwitchFromEquity:
         rig.poll(3)  # balance -> halt -> journaled exit; then the dispatcher runs its submit
         assert rig.ex.st.risk.halted
         assert rig.calls[-2:] == [("journal", EXIT), ("submit", EXIT)]
-        assert rig.ex.st.trades["AAAUSDT"].exit_reason == trader.FLATTEN
+        assert rig.ex.st.trades["AAAUSDT"].exit_reason == trader_exits.FLATTEN
 
 
 # ---------------------------------------------------------------------------- exchange-held protection
@@ -961,15 +962,15 @@ class TestSymbolSetUp:
 # ---------------------------------------------------------------------------- rules wait (pure)
 class TestRulesReady:
     def test_known_go_unknown_wait_then_go_late(self):
-        go, waiting, late = execution.rules_ready(["A", "B"], {"A"}, {}, 10.0, 5.0)
+        go, waiting, late = execution_startup.rules_ready(["A", "B"], {"A"}, {}, 10.0, 5.0)
         assert (go, waiting, late) == (["A"], {"B": 10.0}, [])
-        go, waiting, late = execution.rules_ready(["A", "B"], {"A"}, waiting, 14.9, 5.0)
+        go, waiting, late = execution_startup.rules_ready(["A", "B"], {"A"}, waiting, 14.9, 5.0)
         assert (go, waiting, late) == (["A"], {"B": 10.0}, [])  # first seen at 10.0, kept
-        go, waiting, late = execution.rules_ready(["B"], set(), waiting, 15.0, 5.0)
+        go, waiting, late = execution_startup.rules_ready(["B"], set(), waiting, 15.0, 5.0)
         assert (go, waiting, late) == (["B"], {}, ["B"])
 
     def test_a_symbol_not_asked_keeps_its_place_and_a_known_one_leaves(self):
         waiting = {"B": 1.0, "C": 2.0}
-        go, still, late = execution.rules_ready(["C"], {"C"}, waiting, 3.0, 5.0)
+        go, still, late = execution_startup.rules_ready(["C"], {"C"}, waiting, 3.0, 5.0)
         assert (go, still, late) == (["C"], {"B": 1.0}, [])
         assert waiting == {"B": 1.0, "C": 2.0}  # the caller's mapping is not changed

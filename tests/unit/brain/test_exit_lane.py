@@ -9,7 +9,7 @@ from pathlib import Path
 
 from common import records
 from services.brain import exit_lane
-from services.brain.execution import _spec_of
+from services.brain.execution_inline import _spec_of
 from tests.unit.brain.test_intent_path import EXIT_FILLED, holding_ws, on_file
 from tests.unit.brain.test_execution import ENTRY, EXIT
 

@@ -18,7 +18,7 @@ from common.errors import AmbiguousError
 from services.brain import dispatcher as dsp
 from services.brain import intent_log as il
 from services.brain import jobs, recovery, trader
-from services.brain.execution import INTENT_LOG_UNAVAILABLE
+from services.brain.execution_send import INTENT_LOG_UNAVAILABLE
 from tests.unit.brain.test_execution import (  # noqa: F401 - the shared fakes
     CFG, ENTRY, ENTRY_FILLED, ENTRY_REQUEST, EID, EXIT, EXIT_EID, NOW, SIG_ID, journal_db, make_rig, signal, xfill,
     xorder)

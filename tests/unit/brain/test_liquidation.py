@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal as D
 
-from services.brain import risk, trader
+from services.brain import risk, trader, trader_entries
 from tests.unit.brain.test_trader import CFG, ctx, of_type, signal
 from venue.port import Bracket
 
@@ -40,7 +40,7 @@ class TestEntryCheck:
     def test_a_stop_beyond_the_liquidation_price_is_refused(self):
         """At 50x a long's liquidation is ~1.6 % away: a 2 % stop would never be reached."""
         cfg = replace(CFG, leverage=50)
-        st, acts = trader.on_signal(cfg, trader.TraderState(), signal(), replace(ctx(), brackets={"AAAUSDT": TIERS}))
+        st, acts = trader_entries.on_signal(cfg, trader.TraderState(), signal(), replace(ctx(), brackets={"AAAUSDT": TIERS}))
         assert of_type(acts, trader.NewOrder) == []
         (rej,) = [a.body for a in of_type(acts, trader.Publish)]
         assert rej.reason == risk.LIQUIDATION_BEFORE_STOP
@@ -48,5 +48,5 @@ class TestEntryCheck:
         assert st.risk.order_times_ms == ()  # a refused entry is not counted by the order brake
 
     def test_at_5x_the_same_entry_passes(self):
-        st, acts = trader.on_signal(CFG, trader.TraderState(), signal(), replace(ctx(), brackets={"AAAUSDT": TIERS}))
+        st, acts = trader_entries.on_signal(CFG, trader.TraderState(), signal(), replace(ctx(), brackets={"AAAUSDT": TIERS}))
         assert len(of_type(acts, trader.NewOrder)) == 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from services.brain import trader
+from services.brain import trader, trader_entries, trader_exchange, trader_exits, trader_fills, trader_restart
 from tests.unit.brain.test_protection import filled_long, sent_and_acked
 from tests.unit.brain.test_trader import CFG, NOW, ctx, of_type
 from venue import algo_orders as ao
@@ -34,22 +34,22 @@ class TestMoveStop:
         assert (t.stop, t.replacing, t.unprotected_from_ms) == (99.0, frozenset({"STOP"}), NOW + 1_000)
         assert cancels(acts) == [f"ps-{SIG}-1"] and of_type(acts, trader.NewAlgo) == []
         # the local watcher already exits at the moved level
-        _, exit_acts = trader.on_prices(CFG, st, "AAAUSDT", 98.9, 100.0, ctx(NOW + 1_001))
+        _, exit_acts = trader_exits.on_prices(CFG, st, "AAAUSDT", 98.9, 100.0, ctx(NOW + 1_001))
         assert of_type(exit_acts, trader.NewOrder)[0].order.reduce_only
 
     def test_the_confirmed_cancel_places_the_successor_and_the_gap_is_measured(self):
         """Cancel confirmed at +1,030 ms: ps-2 at 99.0 placed; its ack at +1,070 ends a 70 ms gap."""
         st = armed()
         st, _ = trader.move_level(CFG, st, "AAAUSDT", "STOP", 99.0, ctx(NOW + 1_000))
-        st, acts = trader.on_algo_event(CFG, st, f"ps-{SIG}-1", ao.Canceled(), ctx(NOW + 1_030))
+        st, acts = trader_exchange.on_algo_event(CFG, st, f"ps-{SIG}-1", ao.Canceled(), ctx(NOW + 1_030))
         (new,) = [a.order for a in of_type(acts, trader.NewAlgo)]
         assert (new.client_algo_id, new.order_type, new.trigger_price, new.close_position) == (
             f"ps-{SIG}-2", "STOP_MARKET", Decimal("99.0"), True)
         t = st.trades["AAAUSDT"]
         assert (t.stop_cid, t.target_cid, t.protect_n, t.replacing) == (
             f"ps-{SIG}-2", f"pt-{SIG}-1", 2, frozenset())
-        st, _ = trader.on_algo_event(CFG, st, new.client_algo_id, ao.Send(at_ms=NOW + 1_031), ctx(NOW + 1_031))
-        st, _ = trader.on_algo_event(CFG, st, new.client_algo_id, ao.Ack(algo_id="7003"), ctx(NOW + 1_070))
+        st, _ = trader_exchange.on_algo_event(CFG, st, new.client_algo_id, ao.Send(at_ms=NOW + 1_031), ctx(NOW + 1_031))
+        st, _ = trader_exchange.on_algo_event(CFG, st, new.client_algo_id, ao.Ack(algo_id="7003"), ctx(NOW + 1_070))
         assert st.trades["AAAUSDT"].protected_ms == NOW + 1_070
         assert st.longest_unprotected_ms == 70  # the 40 ms of the first arming is shorter
         assert st.counters["protection_replaced:STOP"] == 1
@@ -58,8 +58,8 @@ class TestMoveStop:
         """The old stop fired before the cancel: the trade is exiting, no successor is placed."""
         st = armed()
         st, _ = trader.move_level(CFG, st, "AAAUSDT", "STOP", 99.0, ctx())
-        st, acts = trader.on_algo_event(CFG, st, f"ps-{SIG}-1",
-                                        ao.Update(status="TRIGGERED", actual_order_id="55"), ctx())
+        st, acts = trader_exchange.on_algo_event(CFG, st, f"ps-{SIG}-1",
+                                                 ao.Update(status="TRIGGERED", actual_order_id="55"), ctx())
         assert of_type(acts, trader.NewAlgo) == []
         assert f"ps-{SIG}-1" in st.orders  # tracked as the trade's exit
 
@@ -84,7 +84,7 @@ class TestMoveStop:
         st, order, _ = enter()
         st, acts = trader.move_level(CFG, st, "AAAUSDT", "STOP", 97.0, ctx())
         assert acts == [] and st.trades["AAAUSDT"].stop == 97.0
-        st, acts = trader.on_fill(CFG, st, fill(order.client_order_id, "t1", "19.8", "100"), ctx())
+        st, acts = trader_fills.on_fill(CFG, st, fill(order.client_order_id, "t1", "19.8", "100"), ctx())
         assert of_type(acts, trader.NewAlgo)[0].order.trigger_price == Decimal("97.0")
 
     def test_no_trade_no_move(self):
@@ -99,7 +99,7 @@ class TestMoveTarget:
         st = armed()
         st, acts = trader.move_level(CFG, st, "AAAUSDT", "TARGET", 103.0, ctx())
         assert cancels(acts) == [f"pt-{SIG}-1"]
-        st, acts = trader.on_algo_event(CFG, st, f"pt-{SIG}-1", ao.Canceled(), ctx())
+        st, acts = trader_exchange.on_algo_event(CFG, st, f"pt-{SIG}-1", ao.Canceled(), ctx())
         (new,) = [a.order for a in of_type(acts, trader.NewAlgo)]
         assert (new.client_algo_id, new.order_type, new.trigger_price) == (
             f"pt-{SIG}-2", "TAKE_PROFIT_MARKET", Decimal("103.0"))
@@ -112,11 +112,11 @@ class TestRestoreKeepsMovedLevels:
         """Plan 98/104 in the trade row, ps-2 at 99 live at the exchange: the restored stop is 99."""
         st = armed()
         st, _ = trader.move_level(CFG, st, "AAAUSDT", "STOP", 99.0, ctx())
-        st, acts = trader.on_algo_event(CFG, st, f"ps-{SIG}-1", ao.Canceled(), ctx())
+        st, acts = trader_exchange.on_algo_event(CFG, st, f"ps-{SIG}-1", ao.Canceled(), ctx())
         st = sent_and_acked(st, acts)
         stale = replace(st.trades["AAAUSDT"], stop=98.0)
-        back = trader.restore(risk_state=st.risk, orders=st.orders, trades={"AAAUSDT": stale}, used_cids=st.used_cids,
-                              last_action_ms={}, algos=st.algos)
+        back = trader_restart.restore(risk_state=st.risk, orders=st.orders, trades={"AAAUSDT": stale}, used_cids=st.used_cids,
+                                      last_action_ms={}, algos=st.algos)
         assert (back.trades["AAAUSDT"].stop, back.trades["AAAUSDT"].stop_cid) == (99.0, f"ps-{SIG}-2")
 
 
@@ -124,7 +124,7 @@ class TestCancelIntent:
     def test_an_entry_not_yet_sent_is_withdrawn_and_the_slot_freed(self):
         """NEW_LOCAL entry: cancelled locally, the trade gone."""
         from tests.unit.brain.test_trader import signal
-        st, acts = trader.on_signal(CFG, trader.TraderState(), signal(), ctx())
+        st, acts = trader_entries.on_signal(CFG, trader.TraderState(), signal(), ctx())
         st, acts = trader.cancel_entry(CFG, st, "AAAUSDT", ctx())
         assert "AAAUSDT" not in st.trades and st.counters["entry_cancels"] == 1
 
@@ -132,7 +132,7 @@ class TestCancelIntent:
         """An acknowledged (resting) entry: a CancelOrder goes to the exchange."""
         from tests.unit.brain.test_trader import enter
         st, order, _ = enter()
-        st, _ = trader.on_order_event(CFG, st, order.client_order_id, om.Ack(exchange_order_id="9"), ctx())
+        st, _ = trader_fills.on_order_event(CFG, st, order.client_order_id, om.Ack(exchange_order_id="9"), ctx())
         st, acts = trader.cancel_entry(CFG, st, "AAAUSDT", ctx())
         assert [a.effect for a in of_type(acts, trader.Dispatch)] == [om.CancelOrder(client_order_id=order.client_order_id)]
 

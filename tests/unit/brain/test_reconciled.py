@@ -1,4 +1,4 @@
-"""Reconciliation's repairs reaching the running trader (``trader.on_reconciled``): a position
+"""Reconciliation's repairs reaching the running trader (``trader_exchange.on_reconciled``): a position
 the exchange holds and the brain does not is adopted once and protected; a position the brain
 holds and the exchange does not frees its slot; an adopted order id is never used again; and
 nothing is adopted from a read that may predate the brain's own latest doing on the symbol."""
@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from common import wire
 from common.errors import TransientError
-from services.brain import trader
+from services.brain import trader, trader_entries, trader_exchange
 from tests.unit.brain.test_execution import CFG as SHELL_CFG
 from tests.unit.brain.test_execution import started
 from tests.unit.brain.test_protection import filled_long, sent_and_acked
@@ -31,7 +31,7 @@ class TestAdoption:
         and side, a stop and a target placed (closePosition), no order sent; the same message
         and read again change nothing."""
         st = trader.TraderState()
-        st, acts = trader.on_reconciled(CFG, st, ["BBBUSDT"], [], [pos(qty="-3")], SENT, ctx(SENT + 50))
+        st, acts = trader_exchange.on_reconciled(CFG, st, ["BBBUSDT"], [], [pos(qty="-3")], SENT, ctx(SENT + 50))
         t = st.trades["BBBUSDT"]
         assert (t.side, t.position, t.entry_avg, t.adopted, t.confidence) == ("SELL", Decimal(3), Decimal(50),
                                                                                True, 0.0)
@@ -41,19 +41,19 @@ class TestAdoption:
             ("STOP_MARKET", "BUY", True), ("TAKE_PROFIT_MARKET", "BUY", True)]
         assert t.stop_cid == algos[0].client_algo_id
         assert st.counters["reconciled_adopted"] == 1
-        again, acts2 = trader.on_reconciled(CFG, st, ["BBBUSDT"], [], [pos(qty="-3")], SENT + 5_000, ctx(SENT + 5_050))
+        again, acts2 = trader_exchange.on_reconciled(CFG, st, ["BBBUSDT"], [], [pos(qty="-3")], SENT + 5_000, ctx(SENT + 5_050))
         assert acts2 == [] and again.trades == st.trades and again.counters["reconciled_adopted"] == 1
 
     def test_only_the_symbols_reconciliation_named_are_looked_at(self):
         """A position on a symbol the message did not name is left to the next run."""
-        st, acts = trader.on_reconciled(CFG, trader.TraderState(), ["CCCUSDT"], [], [pos()], SENT, ctx(SENT))
+        st, acts = trader_exchange.on_reconciled(CFG, trader.TraderState(), ["CCCUSDT"], [], [pos()], SENT, ctx(SENT))
         assert st.trades == {} and acts == []
 
     def test_a_read_that_may_predate_our_own_close_adopts_nothing(self):
         """The brain closed its BBBUSDT trade at or after the read was sent: the read may still
         show the position the close removed; adopting it would count a phantom position."""
         st = replace(trader.TraderState(), last_action_ms={"BBBUSDT": SENT})
-        st, acts = trader.on_reconciled(CFG, st, ["BBBUSDT"], [], [pos()], SENT, ctx(SENT + 50))
+        st, acts = trader_exchange.on_reconciled(CFG, st, ["BBBUSDT"], [], [pos()], SENT, ctx(SENT + 50))
         assert st.trades == {} and acts == [] and st.counters["reconciled_adoption_deferred"] == 1
 
     def test_a_live_order_of_ours_on_the_symbol_defers_the_adoption(self):
@@ -61,17 +61,17 @@ class TestAdoption:
         live = replace(om.new_order(client_order_id="ax-old-1", symbol="BBBUSDT", side="SELL", order_type="MARKET",
                                     qty=Decimal(3), reduce_only=True), state=om.S.ACKED)
         st = replace(trader.TraderState(), orders={live.client_order_id: live})
-        st, acts = trader.on_reconciled(CFG, st, ["BBBUSDT"], [], [pos()], SENT, ctx(SENT + 50))
+        st, acts = trader_exchange.on_reconciled(CFG, st, ["BBBUSDT"], [], [pos()], SENT, ctx(SENT + 50))
         assert "BBBUSDT" not in st.trades and acts == []
 
     def test_an_adopted_order_id_is_never_used_again(self):
         """Reconciliation adopted ae-sigX-0 (sent by us, never journaled): the id is used, so the
         signal that would make it again is skipped, not sent a second time."""
         sig = signal(symbol="AAAUSDT", t=NOW + 120_000)
-        cid = om.make_client_order_id(trader.ENTRY_PREFIX, sig.signal_id, 0)
-        st, _ = trader.on_reconciled(CFG, trader.TraderState(), [], [cid], [], SENT, ctx(SENT))
+        cid = om.make_client_order_id(trader_entries.ENTRY_PREFIX, sig.signal_id, 0)
+        st, _ = trader_exchange.on_reconciled(CFG, trader.TraderState(), [], [cid], [], SENT, ctx(SENT))
         assert cid in st.used_cids
-        st, acts = trader.on_signal(CFG, st, sig, ctx(NOW + 120_000))
+        st, acts = trader_entries.on_signal(CFG, st, sig, ctx(NOW + 120_000))
         assert of_type(acts, trader.NewOrder) == [] and st.counters["skipped:DUPLICATE_SIGNAL"] == 1
 
 
@@ -81,7 +81,7 @@ class TestHeldTrades:
         slot is freed at once and the closing fills are fetched, as a user-stream event would."""
         st, _, acts = filled_long()
         st = sent_and_acked(st, acts)
-        st, acts = trader.on_reconciled(CFG, st, ["AAAUSDT"], [], [], SENT, ctx(SENT + 50))
+        st, acts = trader_exchange.on_reconciled(CFG, st, ["AAAUSDT"], [], [], SENT, ctx(SENT + 50))
         t = st.trades["AAAUSDT"]
         assert t.flat_at_exchange_ms == SENT + 50
         assert [a.effect for a in of_type(acts, trader.Dispatch)
@@ -94,7 +94,7 @@ class TestHeldTrades:
         st, _, acts = filled_long()
         st = sent_and_acked(st, acts)
         before = st
-        st, acts = trader.on_reconciled(CFG, st, ["AAAUSDT"], [], [], NOW - 1, ctx(SENT))
+        st, acts = trader_exchange.on_reconciled(CFG, st, ["AAAUSDT"], [], [], NOW - 1, ctx(SENT))
         assert acts == [] and st == before
 
     def test_a_trade_of_another_size_is_said_not_resized(self):
@@ -102,7 +102,7 @@ class TestHeldTrades:
         st, _, acts = filled_long()
         st = sent_and_acked(st, acts)
         before = st.trades["AAAUSDT"]
-        st, acts = trader.on_reconciled(CFG, st, ["AAAUSDT"], [], [pos("AAAUSDT", "25", "100")], SENT, ctx(SENT))
+        st, acts = trader_exchange.on_reconciled(CFG, st, ["AAAUSDT"], [], [pos("AAAUSDT", "25", "100")], SENT, ctx(SENT))
         assert st.trades["AAAUSDT"] == before
         assert [p.kind for p in of_type(acts, trader.Problem)] == ["POSITION_DIFFERS"]
         assert st.counters["reconciled_position_differs"] == 1
@@ -111,14 +111,14 @@ class TestHeldTrades:
         st, _, acts = filled_long()
         st = sent_and_acked(st, acts)
         before = st
-        st, acts = trader.on_reconciled(CFG, st, ["AAAUSDT"], [], [pos("AAAUSDT", "19.8", "100")], SENT, ctx(SENT))
+        st, acts = trader_exchange.on_reconciled(CFG, st, ["AAAUSDT"], [], [pos("AAAUSDT", "19.8", "100")], SENT, ctx(SENT))
         assert acts == [] and st == before
 
     def test_an_entry_in_flight_holds_its_trade_and_adopts_nothing(self):
         """Our entry is still on its way (its trade holds the slot): the exchange's position is
         the entry's own fill, never a second trade."""
         st, order, _ = enter()
-        st2, acts = trader.on_reconciled(CFG, st, ["AAAUSDT"], [], [pos("AAAUSDT", "19.8", "100")], SENT, ctx(SENT))
+        st2, acts = trader_exchange.on_reconciled(CFG, st, ["AAAUSDT"], [], [pos("AAAUSDT", "19.8", "100")], SENT, ctx(SENT))
         assert st2.trades == st.trades and of_type(acts, trader.NewAlgo) == []
         assert st2.orders[order.client_order_id].state == st.orders[order.client_order_id].state
 

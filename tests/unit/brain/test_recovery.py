@@ -14,7 +14,7 @@ import pytest
 
 from common import wire
 from venue import orders as om
-from services.brain import recovery, risk, trader
+from services.brain import recovery, risk, trader, trader_fills, trader_restart, trader_views
 from venue.port import ExchangePosition
 from services.orchestrator import db
 
@@ -206,10 +206,10 @@ class TestMerge:
         # The trade starts at 19.8 so that the exit's fetched 10 leave exactly the 9.8 held.
         held = (ExchangePosition(symbol="AAAUSDT", qty=Decimal("9.8"), entry_price=Decimal("100.0")),)
         st = recovery.merge(CFG, saved, held, NOW, HALTED, executed={"ax-sA-1": Decimal("10")})
-        st, _ = trader.on_order_event(CFG, st, "ax-sA-1", om.Ack(exchange_order_id="5"),
-                                      trader.Ctx(now_ms=NOW, equity=1e4, market=risk.Market(filters={})))
-        st, _ = trader.on_order_event(CFG, st, "ax-sA-1", om.TradeFill(trade_id="tx", qty=Decimal("10"),
-                                                                       price=Decimal("98"), exchange_order_id="5"),
+        st, _ = trader_fills.on_order_event(CFG, st, "ax-sA-1", om.Ack(exchange_order_id="5"),
+                                            trader.Ctx(now_ms=NOW, equity=1e4, market=risk.Market(filters={})))
+        st, _ = trader_fills.on_order_event(CFG, st, "ax-sA-1", om.TradeFill(trade_id="tx", qty=Decimal("10"),
+                                                                             price=Decimal("98"), exchange_order_id="5"),
                                       trader.Ctx(now_ms=NOW, equity=1e4, market=risk.Market(filters={})))
         assert st.trades["AAAUSDT"].position == Decimal("9.8")
 
@@ -237,7 +237,7 @@ class TestMerge:
         assert (t.flat_at_exchange_ms, t.entry_qty, t.entry_notional) == (NOW, qty, qty * avg)
         assert qty > 0
         ctx = trader.Ctx(now_ms=NOW, equity=1e4, market=risk.Market(filters={}))
-        assert "CCCUSDT" not in [h.symbol for h in trader.held_positions(st, ctx)]
+        assert "CCCUSDT" not in [h.symbol for h in trader_views.held_positions(st, ctx)]
 
     def test_an_open_entry_without_a_position_keeps_its_slot_with_its_plan(self, saved: recovery.Saved):
         st = recovery.merge(CFG, saved, POSITIONS, NOW, HALTED)
@@ -414,15 +414,15 @@ class TestHistoryAtStart:
         assert (t.stop, t.target) == (50.5 * 0.98, 50.5 * 1.04)  # adopt_stop_pct 2 below, twice that above
         from venue.port import ExchangeFill
 
-        st, _ = trader.recovery_actions(st, NOW)
+        st, _ = trader_restart.recovery_actions(st, NOW)
         ctx = trader.Ctx(now_ms=NOW, equity=10_000.0, market=risk.Market(filters={}, quotes={}))
-        st, _ = trader.on_order_event(CFG, st, "ae-e-0", om.QueryResult(at_ms=NOW, found=True, status="FILLED",
-                                                                        executed_qty=Decimal("4"),
-                                                                        exchange_order_id=EID_A), ctx)
+        st, _ = trader_fills.on_order_event(CFG, st, "ae-e-0", om.QueryResult(at_ms=NOW, found=True, status="FILLED",
+                                                                              executed_qty=Decimal("4"),
+                                                                              exchange_order_id=EID_A), ctx)
         fill = ExchangeFill(trade_id="77", client_order_id="", exchange_order_id=EID_A, symbol="EEEUSDT", side="BUY",
                             qty=Decimal("4"), price=Decimal("50.5"))
         for _ in range(2):  # the same trade twice (REST and the user stream): counted once
-            st, _ = trader.on_fill(CFG, st, fill, ctx, client_order_id="ae-e-0")
+            st, _ = trader_fills.on_fill(CFG, st, fill, ctx, client_order_id="ae-e-0")
         t = st.trades["EEEUSDT"]
         assert (t.entry_qty, t.position, st.orders["ae-e-0"].state) == (Decimal("4"), Decimal("4"), om.S.FILLED)
 

@@ -1,4 +1,4 @@
-"""Funding in the trader (``trader.on_income``, ``outcome_r``, ``trade_pnl``) and in the user
+"""Funding in the trader (``trader_fills.on_income``, ``outcome_r``, ``trade_pnl``) and in the user
 stream's plan (``user_updates.plan``: ACCOUNT_UPDATE m=FUNDING_FEE -> ``FundingFee``)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal as D
 
-from services.brain import risk, trader
+from services.brain import risk, trader_fills
 from services.brain.trading_state import Ctx, Trade, TraderConfig, TraderState
 from venue.binance import user_stream as us
 from venue.binance import user_updates as uu
@@ -34,8 +34,8 @@ class TestOnIncome:
         """Two rows of BTCUSDT summed exactly; the same rows read again change nothing."""
         st = TraderState(trades={"BTCUSDT": trade()})
         rows = [row("1", "-0.05900000"), row("2", "0.01000001", time_ms=T0 + 2000)]
-        st1, acts = trader.on_income(CFG, st, rows, CTX)
-        st2, _ = trader.on_income(CFG, st1, rows, CTX)
+        st1, acts = trader_fills.on_income(CFG, st, rows, CTX)
+        st2, _ = trader_fills.on_income(CFG, st1, rows, CTX)
         assert acts == []
         assert st2.trades["BTCUSDT"].funding == D("-0.04899999")
         assert st2.trades["BTCUSDT"].funding_ids == frozenset({"1", "2"})
@@ -46,13 +46,13 @@ class TestOnIncome:
         st = TraderState(trades={"BTCUSDT": trade(opened_ms=T0 + 5000)})
         rows = [row("1", "-1", symbol="ETHUSDT"), row("2", "-1", kind="COMMISSION", time_ms=T0 + 6000),
                 row("3", "-1", time_ms=T0 + 4999)]
-        after, acts = trader.on_income(CFG, st, rows, CTX)
+        after, acts = trader_fills.on_income(CFG, st, rows, CTX)
         assert after is st and acts == []
 
     def test_a_trade_whose_entry_has_not_filled_takes_no_funding(self):
         """No position yet: a row of its symbol is not its funding."""
         st = TraderState(trades={"BTCUSDT": replace(trade(), entry_qty=D(0), entry_notional=D(0))})
-        after, _ = trader.on_income(CFG, st, [row("1", "-0.059")], CTX)
+        after, _ = trader_fills.on_income(CFG, st, [row("1", "-0.059")], CTX)
         assert after.trades["BTCUSDT"].funding == 0
 
 
@@ -60,19 +60,19 @@ class TestPnlAndR:
     def test_funding_is_in_the_pnl_and_the_r(self):
         """Long 0.010 59000 -> 59500, funding -0.059: pnl 4.941, R 0.5 - 0.0059."""
         t = replace(trade(), exit_qty=D("0.010"), exit_notional=D("595.00000"), funding=D("-0.059"))
-        assert trader.trade_pnl(t) == D("4.941")
-        assert trader.outcome_r(t) == 0.5 + (-0.059 / (1000.0 * 0.01))
+        assert trader_fills.trade_pnl(t) == D("4.941")
+        assert trader_fills.outcome_r(t) == 0.5 + (-0.059 / (1000.0 * 0.01))
 
     def test_a_short_receiving_funding_gains_it(self):
         """Short 0.010 59000 -> 59000 flat price, funding +0.059: pnl 0.059, R 0.0059."""
         t = replace(trade(side="SELL"), exit_qty=D("0.010"), exit_notional=D("590.00000"), funding=D("0.059"))
-        assert trader.trade_pnl(t) == D("0.059")
-        assert trader.outcome_r(t) == 0.059 / (1000.0 * 0.01)
+        assert trader_fills.trade_pnl(t) == D("0.059")
+        assert trader_fills.outcome_r(t) == 0.059 / (1000.0 * 0.01)
 
     def test_without_funding_r_is_the_price_move(self):
         """funding 0: R exactly as before (direction x move / risk)."""
         t = replace(trade(), exit_qty=D("0.010"), exit_notional=D("600.00000"))
-        assert trader.outcome_r(t) == 1.0
+        assert trader_fills.outcome_r(t) == 1.0
 
 
 class TestPlan:

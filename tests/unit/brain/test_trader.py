@@ -9,7 +9,7 @@ import pytest
 
 from common import wire
 from venue import orders as om
-from services.brain import risk, rotation, trader
+from services.brain import risk, rotation, trader, trader_entries, trader_exits, trader_fills, trader_restart
 from venue.port import ExchangeFill
 
 NOW = 1_733_011_200_000  # 2024-12-01 00:00 UTC
@@ -50,13 +50,13 @@ def bodies(actions, cls):
 
 def sent(st, order: om.Order, now=NOW):
     """The shell's part after NewOrder: journaled, then Send."""
-    return trader.on_order_event(CFG, st, order.client_order_id, om.Send(at_ms=now), ctx(now))
+    return trader_fills.on_order_event(CFG, st, order.client_order_id, om.Send(at_ms=now), ctx(now))
 
 
 def enter(st=None, sig=None, c=None):
     st = st or trader.TraderState()
     sig = sig or signal()
-    st, acts = trader.on_signal(CFG, st, sig, c or ctx())
+    st, acts = trader_entries.on_signal(CFG, st, sig, c or ctx())
     (new,) = of_type(acts, trader.NewOrder)
     st, acts2 = sent(st, new.order)
     return st, new.order, acts2
@@ -64,7 +64,7 @@ def enter(st=None, sig=None, c=None):
 
 class TestEntries:
     def test_signal_with_a_free_slot_becomes_a_sized_market_entry(self):
-        st, acts = trader.on_signal(CFG, trader.TraderState(), signal(), ctx())
+        st, acts = trader_entries.on_signal(CFG, trader.TraderState(), signal(), ctx())
         (new,) = of_type(acts, trader.NewOrder)
         # 0.5% of 10,000 = 50 USDT at risk over a 2.0 stop distance = 25, capped at 1,980 USDT / 100
         assert new.order.qty == Decimal("19.8")
@@ -81,17 +81,17 @@ class TestEntries:
 
     def test_the_same_signal_twice_never_opens_a_second_order(self):
         st, _, _ = enter()
-        st2, acts = trader.on_signal(CFG, st, signal(), ctx())
+        st2, acts = trader_entries.on_signal(CFG, st, signal(), ctx())
         assert acts == [] and st2.counters["skipped:DUPLICATE_SIGNAL"] == 1
 
     def test_blocked_trading_publishes_a_reject_with_the_reason(self):
-        st, acts = trader.on_signal(CFG, trader.TraderState(), signal(), ctx(block="reconciliation MISMATCH"))
+        st, acts = trader_entries.on_signal(CFG, trader.TraderState(), signal(), ctx(block="reconciliation MISMATCH"))
         (rej,) = bodies(acts, wire.RiskReject)
         assert rej.reason == "TRADING_DISABLED" and rej.detail == "reconciliation MISMATCH"
         assert of_type(acts, trader.NewOrder) == []
 
     def test_risk_rejection_is_published_and_counted(self):
-        st, acts = trader.on_signal(CFG, trader.TraderState(), signal(), ctx(equity=float("nan")))
+        st, acts = trader_entries.on_signal(CFG, trader.TraderState(), signal(), ctx(equity=float("nan")))
         (rej,) = bodies(acts, wire.RiskReject)
         assert rej.reason == risk.EQUITY_INVALID and st.counters["risk_rejects"] == 1
 
@@ -99,12 +99,12 @@ class TestEntries:
         c = ctx()
         old = {s: risk.Quote(mark_price=100.0, updated_ms=NOW - 60_000) for s in FILTERS}
         c = trader.Ctx(now_ms=NOW, equity=10_000.0, market=risk.Market(filters=FILTERS, quotes=old))
-        _, acts = trader.on_signal(CFG, trader.TraderState(), signal(), c)
+        _, acts = trader_entries.on_signal(CFG, trader.TraderState(), signal(), c)
         assert bodies(acts, wire.RiskReject)[0].reason == risk.STALE_DATA
 
     def test_an_entry_rejected_by_the_exchange_frees_its_slot(self):
         st, order, _ = enter()
-        st, acts = trader.on_order_event(CFG, st, order.client_order_id, om.Reject(attempt=1, code=-2019), ctx())
+        st, acts = trader_fills.on_order_event(CFG, st, order.client_order_id, om.Reject(attempt=1, code=-2019), ctx())
         assert "AAAUSDT" not in st.trades and st.counters["entries_failed"] == 1
         assert bodies(acts, wire.OrderUpdate)[0].status == "REJECTED"
 
@@ -113,8 +113,8 @@ class TestFillsAndExits:
     def test_entry_fills_make_a_position_and_publish_fill_and_position(self):
         st, order, _ = enter()
         cid = order.client_order_id
-        st, acts = trader.on_fill(CFG, st, fill(cid, "1", "10", "100.0"), ctx())
-        st, acts2 = trader.on_fill(CFG, st, fill(cid, "2", "9.8", "100.1"), ctx())
+        st, acts = trader_fills.on_fill(CFG, st, fill(cid, "1", "10", "100.0"), ctx())
+        st, acts2 = trader_fills.on_fill(CFG, st, fill(cid, "2", "9.8", "100.1"), ctx())
         t = st.trades["AAAUSDT"]
         assert t.entry_qty == Decimal("19.8") and t.entry_notional == Decimal("1980.98")
         assert st.orders[cid].state == om.S.FILLED
@@ -126,28 +126,28 @@ class TestFillsAndExits:
     def test_a_fill_delivered_twice_counts_once(self):
         st, order, _ = enter()
         f = fill(order.client_order_id, "1", "10", "100.0")
-        st, _ = trader.on_fill(CFG, st, f, ctx())
-        st, acts = trader.on_fill(CFG, st, f, ctx())
+        st, _ = trader_fills.on_fill(CFG, st, f, ctx())
+        st, acts = trader_fills.on_fill(CFG, st, f, ctx())
         assert st.trades["AAAUSDT"].entry_qty == Decimal("10") and bodies(acts, wire.Fill) == []
 
     def filled(self):
         st, order, _ = enter()
-        st, _ = trader.on_fill(CFG, st, fill(order.client_order_id, "1", "19.8", "100.0"), ctx())
+        st, _ = trader_fills.on_fill(CFG, st, fill(order.client_order_id, "1", "19.8", "100.0"), ctx())
         return st
 
     def test_price_inside_stop_and_target_does_nothing(self):
         st = self.filled()
-        st2, acts = trader.on_prices(CFG, st, "AAAUSDT", 98.1, 103.9, ctx())
+        st2, acts = trader_exits.on_prices(CFG, st, "AAAUSDT", 98.1, 103.9, ctx())
         assert acts == [] and st2 == st
 
     def test_touching_the_stop_sends_one_reduce_only_exit_for_the_whole_position(self):
         st = self.filled()
-        st, acts = trader.on_prices(CFG, st, "AAAUSDT", 97.9, 100.0, ctx(price=98.0))
+        st, acts = trader_exits.on_prices(CFG, st, "AAAUSDT", 97.9, 100.0, ctx(price=98.0))
         (new,) = of_type(acts, trader.NewOrder)
         assert new.order.reduce_only and new.order.side == "SELL" and new.order.qty == Decimal("19.8")
         assert new.order.client_order_id == "ax-AAAUSDT-1733011200000-BUY-1"
         # a second touch while the exit is in flight sends nothing
-        st, acts = trader.on_prices(CFG, st, "AAAUSDT", 97.0, 97.5, ctx(price=97.0))
+        st, acts = trader_exits.on_prices(CFG, st, "AAAUSDT", 97.0, 97.5, ctx(price=97.0))
         assert acts == []
 
     def test_a_strategy_exit_sends_one_exit_named_by_its_reason(self):
@@ -162,11 +162,11 @@ class TestFillsAndExits:
 
     def test_exit_fill_closes_the_trade_with_pnl_r_and_a_lesson(self):
         st = self.filled()
-        st, acts = trader.on_prices(CFG, st, "AAAUSDT", 99.0, 104.2, ctx(price=104.0))
+        st, acts = trader_exits.on_prices(CFG, st, "AAAUSDT", 99.0, 104.2, ctx(price=104.0))
         (new,) = of_type(acts, trader.NewOrder)
         cid = new.order.client_order_id
         st, _ = sent(st, new.order)
-        st, acts = trader.on_fill(CFG, st, fill(cid, "7", "19.8", "104.0", side="SELL"), ctx())
+        st, acts = trader_fills.on_fill(CFG, st, fill(cid, "7", "19.8", "104.0", side="SELL"), ctx())
         (closed,) = bodies(acts, wire.TradeClosed)
         assert closed.exit_reason == "TARGET" and closed.pnl == pytest.approx(79.2)
         assert closed.outcome_r == pytest.approx(2.0) and closed.fees == pytest.approx(0.02)
@@ -178,10 +178,10 @@ class TestFillsAndExits:
 
     def test_a_refused_exit_is_retried_with_a_new_id_after_the_retry_delay(self):
         st = self.filled()
-        st, acts = trader.on_prices(CFG, st, "AAAUSDT", 97.0, 99.0, ctx(price=97.0))
+        st, acts = trader_exits.on_prices(CFG, st, "AAAUSDT", 97.0, 99.0, ctx(price=97.0))
         (new,) = of_type(acts, trader.NewOrder)
         st, _ = sent(st, new.order)
-        st, _ = trader.on_order_event(CFG, st, new.order.client_order_id, om.Reject(attempt=1, code=-1001), ctx())
+        st, _ = trader_fills.on_order_event(CFG, st, new.order.client_order_id, om.Reject(attempt=1, code=-1001), ctx())
         assert st.trades["AAAUSDT"].exit_cid == ""
         st, acts = trader.on_timer(CFG, st, ctx(now=NOW + 1_000))
         assert of_type(acts, trader.NewOrder) == []
@@ -191,10 +191,10 @@ class TestFillsAndExits:
 
     def test_a_timed_out_exit_blocks_any_second_exit_until_the_query_answers(self):
         st = self.filled()
-        st, acts = trader.on_prices(CFG, st, "AAAUSDT", 97.0, 99.0, ctx(price=97.0))
+        st, acts = trader_exits.on_prices(CFG, st, "AAAUSDT", 97.0, 99.0, ctx(price=97.0))
         (new,) = of_type(acts, trader.NewOrder)
         st, _ = sent(st, new.order)
-        st, acts = trader.on_order_event(CFG, st, new.order.client_order_id, om.Timeout(at_ms=NOW + 5), ctx())
+        st, acts = trader_fills.on_order_event(CFG, st, new.order.client_order_id, om.Timeout(at_ms=NOW + 5), ctx())
         assert [type(a.effect) for a in of_type(acts, trader.Dispatch)] == [om.QueryOrder]
         st, acts = trader.on_timer(CFG, st, ctx(now=NOW + 60_000))
         assert of_type(acts, trader.NewOrder) == []
@@ -205,18 +205,18 @@ class TestFillsAndExits:
         sells the remaining 9.8 and its fill closes the trade."""
         st, order, _ = enter()
         cid = order.client_order_id
-        st, _ = trader.on_fill(CFG, st, fill(cid, "1", "10", "100.0"), ctx())
-        st, acts = trader.on_prices(CFG, st, "AAAUSDT", 97.9, 100.0, ctx(price=98.0))
+        st, _ = trader_fills.on_fill(CFG, st, fill(cid, "1", "10", "100.0"), ctx())
+        st, acts = trader_exits.on_prices(CFG, st, "AAAUSDT", 97.9, 100.0, ctx(price=98.0))
         (first,) = of_type(acts, trader.NewOrder)
         assert first.order.qty == Decimal("10")
         st, _ = sent(st, first.order)
-        st, _ = trader.on_fill(CFG, st, fill(cid, "2", "9.8", "100.0"), ctx())
-        st, acts = trader.on_fill(CFG, st, fill(first.order.client_order_id, "3", "10", "98.0", side="SELL"), ctx())
+        st, _ = trader_fills.on_fill(CFG, st, fill(cid, "2", "9.8", "100.0"), ctx())
+        st, acts = trader_fills.on_fill(CFG, st, fill(first.order.client_order_id, "3", "10", "98.0", side="SELL"), ctx())
         (second,) = of_type(acts, trader.NewOrder)
         assert (second.order.qty, second.order.reduce_only) == (Decimal("9.8"), True)
         assert second.order.client_order_id == "ax-AAAUSDT-1733011200000-BUY-2"
         st, _ = sent(st, second.order)
-        st, acts = trader.on_fill(CFG, st, fill(second.order.client_order_id, "4", "9.8", "97.9", side="SELL"), ctx())
+        st, acts = trader_fills.on_fill(CFG, st, fill(second.order.client_order_id, "4", "9.8", "97.9", side="SELL"), ctx())
         (closed,) = bodies(acts, wire.TradeClosed)
         assert (closed.exit_reason, closed.qty) == ("STOP", 19.8) and "AAAUSDT" not in st.trades
 
@@ -226,25 +226,25 @@ class TestRotation:
         st = trader.TraderState()
         for i, sym in enumerate(("AAAUSDT", "BBBUSDT", "CCCUSDT")):
             st, order, _ = enter(st, signal(symbol=sym, conf=0.5 + i * 0.05))
-            st, _ = trader.on_fill(CFG, st, fill(order.client_order_id, f"{i}", "19.8", "100.0", symbol=sym), ctx())
+            st, _ = trader_fills.on_fill(CFG, st, fill(order.client_order_id, f"{i}", "19.8", "100.0", symbol=sym), ctx())
         return st
 
     def test_a_fourth_signal_that_is_not_stronger_is_skipped(self):
         st = self.full()
         later = ctx(now=NOW + 120_000)
-        st, acts = trader.on_signal(CFG, st, signal(symbol="DDDUSDT", conf=0.52, t=NOW + 120_000), later)
+        st, acts = trader_entries.on_signal(CFG, st, signal(symbol="DDDUSDT", conf=0.52, t=NOW + 120_000), later)
         assert acts == [] and st.counters["skipped:NOT_STRONGER"] == 1
 
     def test_a_stronger_signal_exits_the_weakest_first_then_enters_when_flat(self):
         st = self.full()
         later = ctx(now=NOW + 120_000)
-        st, acts = trader.on_signal(CFG, st, signal(symbol="DDDUSDT", conf=0.9, t=NOW + 120_000), later)
+        st, acts = trader_entries.on_signal(CFG, st, signal(symbol="DDDUSDT", conf=0.9, t=NOW + 120_000), later)
         (exit_order,) = of_type(acts, trader.NewOrder)
         assert exit_order.order.symbol == "AAAUSDT" and exit_order.order.reduce_only
         assert len(st.pending) == 1 and "DDDUSDT" not in st.trades
-        st, _ = trader.on_order_event(CFG, st, exit_order.order.client_order_id, om.Send(at_ms=NOW + 120_000), later)
-        st, acts = trader.on_fill(CFG, st, fill(exit_order.order.client_order_id, "9", "19.8", "100.0", side="SELL"),
-                                  later)
+        st, _ = trader_fills.on_order_event(CFG, st, exit_order.order.client_order_id, om.Send(at_ms=NOW + 120_000), later)
+        st, acts = trader_fills.on_fill(CFG, st, fill(exit_order.order.client_order_id, "9", "19.8", "100.0", side="SELL"),
+                                        later)
         assert bodies(acts, wire.TradeClosed)[0].exit_reason == "ROTATION"
         (entry,) = of_type(acts, trader.NewOrder)
         assert entry.order.symbol == "DDDUSDT" and not entry.order.reduce_only
@@ -254,36 +254,36 @@ class TestRotation:
         st = self.full()
         for k in range(20):
             now = NOW + 120_000 + k * 1_000
-            st, acts = trader.on_signal(CFG, st, signal(symbol="DDDUSDT", conf=0.99, t=now), ctx(now=now))
+            st, acts = trader_entries.on_signal(CFG, st, signal(symbol="DDDUSDT", conf=0.99, t=now), ctx(now=now))
             assert len(st.trades) <= 3
 
 
 class TestRestart:
     def test_recovered_open_orders_are_all_queried_first(self):
         st, order, _ = enter()
-        fresh = trader.restore(risk_state=st.risk, orders={order.client_order_id: order}, trades=st.trades,
-                               used_cids=st.used_cids, last_action_ms={})
-        st2, acts = trader.recovery_actions(fresh, NOW + 10)
+        fresh = trader_restart.restore(risk_state=st.risk, orders={order.client_order_id: order}, trades=st.trades,
+                                       used_cids=st.used_cids, last_action_ms={})
+        st2, acts = trader_restart.recovery_actions(fresh, NOW + 10)
         assert st2.orders[order.client_order_id].state == om.S.UNKNOWN
         assert [a.effect.client_order_id for a in of_type(acts, trader.Dispatch)] == [order.client_order_id]
 
     def test_a_recovered_order_the_exchange_never_saw_is_cancelled_not_resent(self):
         st, order, _ = enter()
-        st, _ = trader.recovery_actions(st, NOW)
+        st, _ = trader_restart.recovery_actions(st, NOW)
         late = NOW + om.DEFAULT_RECV_WINDOW_MS + om.CLOCK_MARGIN_MS + 1
-        st, acts = trader.on_order_event(CFG, st, order.client_order_id,
-                                         om.QueryResult(at_ms=late, found=False), ctx(now=late))
+        st, acts = trader_fills.on_order_event(CFG, st, order.client_order_id,
+                                               om.QueryResult(at_ms=late, found=False), ctx(now=late))
         assert st.orders[order.client_order_id].state == om.S.CANCELED
         assert not [a for a in of_type(acts, trader.Dispatch) if isinstance(a.effect, om.SubmitOrder)]
         assert "AAAUSDT" not in st.trades
 
     def test_an_adopted_position_gets_a_protective_stop_and_is_not_learned(self):
-        t = trader.adopt(CFG, symbol="AAAUSDT", qty=Decimal("-2"), entry_price=Decimal("100"), now_ms=NOW)
+        t = trader_restart.adopt(CFG, symbol="AAAUSDT", qty=Decimal("-2"), entry_price=Decimal("100"), now_ms=NOW)
         assert t.side == "SELL" and t.stop == pytest.approx(102.0) and t.target == pytest.approx(96.0)
         st = trader.TraderState(trades={"AAAUSDT": t})
-        st, acts = trader.on_prices(CFG, st, "AAAUSDT", 99.0, 102.5, ctx(price=102.5))
+        st, acts = trader_exits.on_prices(CFG, st, "AAAUSDT", 99.0, 102.5, ctx(price=102.5))
         (new,) = of_type(acts, trader.NewOrder)
         st, _ = sent(st, new.order)
-        st, acts = trader.on_fill(CFG, st, fill(new.order.client_order_id, "5", "2", "102.5"), ctx())
+        st, acts = trader_fills.on_fill(CFG, st, fill(new.order.client_order_id, "5", "2", "102.5"), ctx())
         (closed,) = bodies(acts, wire.TradeClosed)
         assert closed.pnl == pytest.approx(-5.0) and not closed.learned and of_type(acts, trader.Learn) == []

@@ -13,7 +13,7 @@ import pytest
 from common import config, wire
 from common.errors import ConfigError
 from services.brain import protection as pr
-from services.brain import trader
+from services.brain import trader, trader_exchange, trader_exits, trader_fills, trader_restart
 from tests.unit.brain.test_protection import ALGO_IDS
 from tests.unit.brain.test_trader import CFG, NOW, ctx, enter, fill, of_type, signal
 from venue import algo_orders as ao
@@ -66,15 +66,15 @@ class TestTrailRule:
 
 def filled(cfg=TRAIL, qty="19.8"):
     st, order, _ = enter()
-    st, acts = trader.on_fill(cfg, st, fill(order.client_order_id, "t1", qty, "100"), ctx())
+    st, acts = trader_fills.on_fill(cfg, st, fill(order.client_order_id, "t1", qty, "100"), ctx())
     return st, order, acts
 
 
 def acked(cfg, st, actions, now=NOW):
     for a in of_type(actions, trader.NewAlgo):
         cid = a.order.client_algo_id
-        st, _ = trader.on_algo_event(cfg, st, cid, ao.Send(at_ms=now), ctx(now))
-        st, _ = trader.on_algo_event(cfg, st, cid, ao.Ack(algo_id=ALGO_IDS[cid[:2]]), ctx(now + 40))
+        st, _ = trader_exchange.on_algo_event(cfg, st, cid, ao.Send(at_ms=now), ctx(now))
+        st, _ = trader_exchange.on_algo_event(cfg, st, cid, ao.Ack(algo_id=ALGO_IDS[cid[:2]]), ctx(now + 40))
     return st
 
 
@@ -101,11 +101,11 @@ class TestArmTrailing:
         """9.9 filled, armed and acked; 9.9 more: the 9.9 trailing stop is cancelled, and on the
         confirmed cancel pt-2 goes out for 19.8 at the same activation price."""
         st, order, _ = enter()
-        st, a1 = trader.on_fill(TRAIL, st, fill(order.client_order_id, "t1", "9.9", "100"), ctx())
+        st, a1 = trader_fills.on_fill(TRAIL, st, fill(order.client_order_id, "t1", "9.9", "100"), ctx())
         st = acked(TRAIL, st, a1)
-        st, a2 = trader.on_fill(TRAIL, st, fill(order.client_order_id, "t2", "9.9", "100"), ctx())
+        st, a2 = trader_fills.on_fill(TRAIL, st, fill(order.client_order_id, "t2", "9.9", "100"), ctx())
         assert [a.effect for a in of_type(a2, trader.Dispatch)] == [ao.CancelAlgo(client_algo_id=f"pt-{SIG}-1")]
-        st, a3 = trader.on_algo_event(TRAIL, st, f"pt-{SIG}-1", ao.Canceled(), ctx())
+        st, a3 = trader_exchange.on_algo_event(TRAIL, st, f"pt-{SIG}-1", ao.Canceled(), ctx())
         (new,) = [a.order for a in of_type(a3, trader.NewAlgo)]
         assert (new.client_algo_id, new.qty, new.activation_price) == (f"pt-{SIG}-2", Decimal("19.8"),
                                                                        Decimal("104.0"))
@@ -118,32 +118,32 @@ class TestLocalWatcher:
         (1 % back): a reduce-only exit, reason TARGET."""
         st, _, acts = filled()
         st = acked(TRAIL, st, acts)
-        st, a1 = trader.on_prices(TRAIL, st, "AAAUSDT", 103.0, 105.0, ctx())
+        st, a1 = trader_exits.on_prices(TRAIL, st, "AAAUSDT", 103.0, 105.0, ctx())
         assert of_type(a1, trader.NewOrder) == [] and st.trades["AAAUSDT"].trail_extreme == 105.0
-        st, a2 = trader.on_prices(TRAIL, st, "AAAUSDT", 104.0, 110.0, ctx())
+        st, a2 = trader_exits.on_prices(TRAIL, st, "AAAUSDT", 104.0, 110.0, ctx())
         assert of_type(a2, trader.NewOrder) == [] and st.trades["AAAUSDT"].trail_extreme == 110.0
-        st, a3 = trader.on_prices(TRAIL, st, "AAAUSDT", 108.9, 109.0, ctx())
+        st, a3 = trader_exits.on_prices(TRAIL, st, "AAAUSDT", 108.9, 109.0, ctx())
         (exit_order,) = of_type(a3, trader.NewOrder)
         assert (exit_order.order.side, exit_order.order.reduce_only, exit_order.order.qty) == (
             "SELL", True, Decimal("19.8"))
-        assert st.trades["AAAUSDT"].exit_reason == trader.TARGET
+        assert st.trades["AAAUSDT"].exit_reason == trader_exits.TARGET
 
     def test_the_stop_still_exits_at_once(self):
         """Trailing on, low 97.9 under the stop 98: exit, reason STOP."""
         st, _, acts = filled()
-        st, a = trader.on_prices(TRAIL, st, "AAAUSDT", 97.9, 100.0, ctx())
-        assert len(of_type(a, trader.NewOrder)) == 1 and st.trades["AAAUSDT"].exit_reason == trader.STOP
+        st, a = trader_exits.on_prices(TRAIL, st, "AAAUSDT", 97.9, 100.0, ctx())
+        assert len(of_type(a, trader.NewOrder)) == 1 and st.trades["AAAUSDT"].exit_reason == trader_exits.STOP
 
     def test_a_short_trails_down(self):
         """Short from 100, stop 102, target 96: low 95 activates, low 90 moves the extreme, a
         high of 90.9 (1 % above 90) exits with a BUY."""
         sig = signal(side="SELL", stop=102.0, target=96.0)
         st, order, _ = enter(sig=sig)
-        st, _ = trader.on_fill(TRAIL, st, fill(order.client_order_id, "t1", "19.8", "100", side="SELL"), ctx())
-        st, a1 = trader.on_prices(TRAIL, st, "AAAUSDT", 95.0, 97.0, ctx())
-        st, a2 = trader.on_prices(TRAIL, st, "AAAUSDT", 90.0, 94.0, ctx())
+        st, _ = trader_fills.on_fill(TRAIL, st, fill(order.client_order_id, "t1", "19.8", "100", side="SELL"), ctx())
+        st, a1 = trader_exits.on_prices(TRAIL, st, "AAAUSDT", 95.0, 97.0, ctx())
+        st, a2 = trader_exits.on_prices(TRAIL, st, "AAAUSDT", 90.0, 94.0, ctx())
         assert of_type(a1 + a2, trader.NewOrder) == [] and st.trades["AAAUSDT"].trail_extreme == 90.0
-        st, a3 = trader.on_prices(TRAIL, st, "AAAUSDT", 90.5, 90.9, ctx())
+        st, a3 = trader_exits.on_prices(TRAIL, st, "AAAUSDT", 90.5, 90.9, ctx())
         (exit_order,) = of_type(a3, trader.NewOrder)
         assert exit_order.order.side == "BUY"
 
@@ -155,7 +155,7 @@ class TestMoveTarget:
         st = acked(TRAIL, st, acts)
         st, a1 = trader.move_level(TRAIL, st, "AAAUSDT", "TARGET", 106.0, ctx())
         assert [a.effect for a in of_type(a1, trader.Dispatch)] == [ao.CancelAlgo(client_algo_id=f"pt-{SIG}-1")]
-        st, a2 = trader.on_algo_event(TRAIL, st, f"pt-{SIG}-1", ao.Canceled(), ctx())
+        st, a2 = trader_exchange.on_algo_event(TRAIL, st, f"pt-{SIG}-1", ao.Canceled(), ctx())
         (new,) = [a.order for a in of_type(a2, trader.NewAlgo)]
         assert (new.client_algo_id, new.order_type, new.activation_price, new.qty) == (
             f"pt-{SIG}-2", "TRAILING_STOP_MARKET", Decimal("106.0"), Decimal("19.8"))
@@ -164,7 +164,7 @@ class TestMoveTarget:
         """The trail is active (extreme 105): MoveTarget 108 is refused, nothing cancelled."""
         st, _, acts = filled()
         st = acked(TRAIL, st, acts)
-        st, _ = trader.on_prices(TRAIL, st, "AAAUSDT", 103.0, 105.0, ctx(price=104.0))
+        st, _ = trader_exits.on_prices(TRAIL, st, "AAAUSDT", 103.0, 105.0, ctx(price=104.0))
         st, a = trader.move_level(TRAIL, st, "AAAUSDT", "TARGET", 108.0, ctx(price=104.0))
         assert st.counters["move_refused:TARGET"] == 1 and of_type(a, trader.Dispatch) == []
         assert "trailing stop is active" in a[0].detail and st.trades["AAAUSDT"].target == 104.0
@@ -176,10 +176,10 @@ class TestRestart:
         st, _, acts = filled()
         st = acked(TRAIL, st, acts)
         st, _ = trader.move_level(TRAIL, st, "AAAUSDT", "TARGET", 106.0, ctx())
-        st, _ = trader.on_algo_event(TRAIL, st, f"pt-{SIG}-1", ao.Canceled(), ctx())
+        st, _ = trader_exchange.on_algo_event(TRAIL, st, f"pt-{SIG}-1", ao.Canceled(), ctx())
         t = replace(st.trades["AAAUSDT"], target=104.0, stop_cid="", target_cid="", algo_cids=frozenset())
-        back = trader.restore(risk_state=st.risk, orders=st.orders, trades={"AAAUSDT": t}, used_cids=st.used_cids,
-                              last_action_ms={}, algos=st.algos)
+        back = trader_restart.restore(risk_state=st.risk, orders=st.orders, trades={"AAAUSDT": t}, used_cids=st.used_cids,
+                                      last_action_ms={}, algos=st.algos)
         assert (back.trades["AAAUSDT"].target, back.trades["AAAUSDT"].target_cid) == (106.0, f"pt-{SIG}-2")
 
 

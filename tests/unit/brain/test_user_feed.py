@@ -15,7 +15,7 @@ import orjson
 from common import wire
 from common.errors import DefinitiveError
 from services.brain import dispatcher as dsp
-from services.brain import execution, jobs, trader, user_feed
+from services.brain import execution_send, jobs, trader_views, user_feed
 from venue import orders as om
 from venue.binance import user_updates as uu
 from venue.binance.user_stream_client import UserStreamClient, UserStreamConfig
@@ -143,7 +143,7 @@ class TestFillsOfAnAnswerComeByTheStream:
         rig.ex.on_signal(signal())
         rig.poll()  # the answer: FILLED 19.8, no fills in hand
         assert rig.calls_of("fills") == [] and len(rig.ex.delayed) == 1
-        return rig, execution.STREAM_FILLS_GRACE_MS
+        return rig, execution_send.STREAM_FILLS_GRACE_MS
 
     def test_the_stream_tells_them_and_rest_is_never_asked(self, tmp_path: Path):
         """The two trade events arrive: position 19.8; the grace ends with nothing to fetch."""
@@ -192,7 +192,7 @@ class TestPositions:
         push(rig, account_event("0", t=NOW + 5))
         rig.poll()  # the event; its fetch runs at the next poll (the test's dispatcher)
         assert rig.ex.st.trades["AAAUSDT"].flat_at_exchange_ms == NOW and rig.calls_of("fills") == []
-        assert trader.held_positions(rig.ex.st, rig.ex.ctx()) == []  # the slot is free now
+        assert trader_views.held_positions(rig.ex.st, rig.ex.ctx()) == []  # the slot is free now
         rig.poll()
         assert rig.calls_of("submit") == [] and rig.calls_of("fills") == [("fills", "AAAUSDT", None)]
         assert rig.ex.st.counters.get("exits", 0) == 0

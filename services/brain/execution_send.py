@@ -1,0 +1,259 @@
+"""The execution shell's order send path: the trader's new orders and protective orders
+carried out, and every effect of the state machines sent to the broker.
+
+Orders (live and demo): intent log, send, journal (``_log_then_send``; ``intent_log``). The
+order's record is appended to the brain's own log file (one ``write``; fsync batched by the
+log's flusher thread) before it can leave; the database's row follows through the buffered
+journal (``execution_timers``' audit publishes a row again if it never arrived). Replay mode
+(no intent log): "journal, then act", the synchronous journal's round trip before each send
+(``_new_order``). ``_dispatch`` hands each effect (submit, cancel, query, fetch fills, the
+protective orders' own) to the dispatcher's threads; an exit's frame may already be written
+from the deciding thread (``execution_inline``).
+
+A part of the shell ``Execution`` (``services/brain/execution.py``, made of such parts): its
+methods read and change the shell's state, set up in ``Execution.__init__``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable
+
+import structlog
+
+from common import wire
+from common.errors import TransientError
+from services.brain import dispatcher as dsp
+from venue import algo_orders as ao
+from venue import orders as om
+from services.brain import intent_log, jobs, protection, trader, trader_exchange, trader_fills
+from venue.port import AlgoSpec
+from services.brain.execution_inline import _spec_of
+
+log = structlog.get_logger(__name__)
+
+STREAM_FILLS_GRACE_MS = 1_000  # fills the user stream should have told by then are read over REST
+JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
+INTENT_LOG_UNAVAILABLE = "INTENT_LOG_UNAVAILABLE"  # the local intent log refused a write: no entry
+
+
+class OrderSend:
+    """The order send path (module docstring)."""
+
+    def _new_order(self, a: trader.NewOrder) -> None:
+        """Journal, then act: the order is on disk before the exchange hears of it. With the
+        intent log: written there (one ``write``), sent, then journaled (``_log_then_send``)."""
+        if self.intents is not None:
+            self._log_then_send(a)
+            return
+        cid = a.order.client_order_id
+        self.ttt.decided(cid, a.order.reduce_only)  # tick-to-trade (a no-op without a triggering tick)
+        self.publish_only(a.request)
+        try:
+            self.journal_sync(a.request)
+        except TransientError as exc:
+            self.counters["journal_sync_failed"] += 1
+            if a.order.reduce_only:
+                # an exit is never blocked by our journal: its id is deterministic (ax-...), so
+                # reconciliation finds it at the exchange; the journal gets it when it is back
+                self.counters["sent_unjournaled"] += 1
+                log.error("brain.exit_sent_unjournaled", client_order_id=cid, error=str(exc))
+                self.publish(a.request)
+                self._event(cid, om.Send(at_ms=self.clock_ms()))
+                return
+            log.error("brain.journal_unavailable", client_order_id=cid, error=str(exc))
+            self.ttt.forget(cid)
+            self._event(cid, om.CancelRequest())
+            self.publish(wire.RiskReject(symbol=a.order.symbol, reason=JOURNAL_UNAVAILABLE, detail=str(exc),
+                                         signal_id=a.order.signal_id))
+            return
+        self.ttt.journaled(cid)
+        self._event(cid, om.Send(at_ms=self.clock_ms()))
+
+    def _log_then_send(self, a: trader.NewOrder) -> None:
+        """Intent log, send, journal. The record is written (not yet fsync'd: the log's flusher
+        group-commits) before the order can leave; the journal's row and everything the send
+        published follow it through the buffered path, the row first (an update never arrives
+        before the row it updates). An exit goes even if the log refuses the write (its ax- id
+        finds it at the exchange); an entry does not."""
+        cid = a.order.client_order_id
+        if self._lane_fired.pop(cid, None) is not None:  # the lane logged and wrote it already
+            self._sent_then_journaled(cid, a)
+            return
+        self.ttt.decided(cid, a.order.reduce_only)
+        t = self.st.trades.get(a.order.symbol)
+        plan = None
+        if not a.order.reduce_only and t is not None and t.entry_cid == cid:
+            plan = intent_log.Plan(trade_id=t.trade_id, stop=t.stop, target=t.target, confidence=t.confidence,
+                                   features=dict(t.features))
+        try:
+            self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.clock_ms() * 1_000_000, body=a.request,
+                                                  plan=plan))
+        except (OSError, ValueError) as exc:
+            self.counters["intent_log_failed"] += 1
+            if not a.order.reduce_only:
+                log.error("brain.intent_log_unavailable", client_order_id=cid, error=str(exc))
+                self.ttt.forget(cid)
+                self._event(cid, om.CancelRequest())
+                self.publish(wire.RiskReject(symbol=a.order.symbol, reason=INTENT_LOG_UNAVAILABLE,
+                                             detail=str(exc)[:200], signal_id=a.order.signal_id))
+                return
+            log.error("brain.exit_sent_unlogged", client_order_id=cid, error=str(exc))
+        self.ttt.journaled(cid)
+        if a.order.reduce_only and self._send_now is not None:
+            self._presend_exit(a.order)  # the exit's frame first; the state machine hears of it next
+        self._sent_then_journaled(cid, a)
+
+    def _sent_then_journaled(self, cid: str, a: trader.NewOrder) -> None:
+        """``_log_then_send``'s second half: the state machine's send (which claims a frame
+        already written), then the journal's row and what the send published."""
+        self._held_send(cid, lambda: self._event(cid, om.Send(at_ms=self.clock_ms())), a.request)
+        self._unseen[cid] = (self.clock_ms(), a.request)
+        left = self._presend.pop(cid, None)
+        if left is not None:  # the state machine did not ask for the submit it was sent for
+            self._claim_presend(left, a.order.symbol, jobs.Submit(cid, 1, self.clock_ms()), unclaimed=True)
+
+    def _held_send(self, cid: str, send: Callable[[], None], row: Any) -> None:
+        """Run ``send`` with this shell's publishing held back, then publish ``row`` (to the
+        journal too) and what ``send`` published, in that order: nothing but the send itself
+        stands between the decision and the socket."""
+        held: list[tuple[Any, bool]] = []
+        real = self.publish
+        self.publish = lambda body, journal=True: held.append((body, journal))  # type: ignore[method-assign]
+        try:
+            send()
+        finally:
+            self.publish = real  # type: ignore[method-assign]
+        real(row)
+        for body, journal in held:
+            if journal:
+                real(body)
+            else:
+                real(body, journal=False)  # type: ignore[call-arg]
+
+    def _new_algo(self, a: trader.NewAlgo) -> None:
+        """Journal, then send a protective order. A protective order is an exit in waiting: if
+        the journal cannot take it now it goes anyway (its ps-/pt- id finds it at the exchange)
+        and is journaled through the buffered path. With the intent log: logged, sent, journaled."""
+        body = protection.to_wire(a.order)
+        cid = a.order.client_algo_id
+        if self.intents is not None:
+            try:
+                self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.clock_ms() * 1_000_000, body=body))
+            except (OSError, ValueError) as exc:
+                self.counters["intent_log_failed"] += 1
+                log.error("brain.protection_sent_unlogged", client_algo_id=cid, error=str(exc))
+            self._held_send(cid, lambda: self._algo_event(cid, ao.Send(at_ms=self.clock_ms())), body)
+            self._unseen[cid] = (self.clock_ms(), None)
+            return
+        try:
+            self.journal_sync(body)
+        except TransientError as exc:
+            self.counters["journal_sync_failed"] += 1
+            self.counters["sent_unjournaled"] += 1
+            log.error("brain.protection_sent_unjournaled", client_algo_id=cid, error=str(exc))
+            self.publish(body)
+        else:
+            self.publish_only(body)
+        self._algo_event(cid, ao.Send(at_ms=self.clock_ms()))
+
+    def _algo_event(self, cid: str, event: ao.Event) -> None:
+        o = self.st.algos.get(cid)
+        self._run(trader_exchange.on_algo_event(self.cfg, self.st, cid, event, self.ctx((o.symbol,) if o else ())))
+
+    def publish_only(self, body: Any) -> None:
+        """PUB only (the journal gets ORDER_REQUEST through the synchronous path)."""
+        self.publish(body, journal=False)  # type: ignore[call-arg]
+
+    def _event(self, cid: str, event: om.Event, fill=None) -> None:
+        ctx = self.ctx((self.st.orders[cid].symbol,)) if cid in self.st.orders else self.ctx()
+        if fill is not None:
+            self._run(trader_fills.on_fill(self.cfg, self.st, fill, ctx, client_order_id=cid))
+        else:
+            self._run(trader_fills.on_order_event(self.cfg, self.st, cid, event, ctx))
+
+    def _dispatch(self, effect: Any, symbol: str) -> None:
+        now = self.clock_ms()
+        b = self.broker
+        if isinstance(effect, om.SubmitOrder):
+            o = self.st.orders[effect.client_order_id]
+            spec = _spec_of(o)
+            tag = jobs.Submit(o.client_order_id, effect.attempt, now)
+            pre = self._presend.pop(o.client_order_id, None)
+            if pre is not None:  # written already (``_presend_exit``): its answer is awaited here
+                self._claim_presend(pre, symbol, tag, expected=spec)
+                return
+            if self._send_now is not None and self._send_order_now(spec, symbol, tag):
+                return
+            self.dispatcher.submit(dsp.ORDER, self.ttt.wrap(o.client_order_id, b.submit), spec, key=symbol, tag=tag)
+        elif isinstance(effect, om.CancelOrder):
+            self.dispatcher.submit(dsp.ORDER, b.cancel, symbol, effect.client_order_id, key=symbol,
+                                   tag=jobs.Cancel(effect.client_order_id, now))
+        elif isinstance(effect, om.QueryOrder):
+            if effect.not_before_ms > now:
+                self.delayed.append((effect.not_before_ms, effect, symbol))
+            else:
+                self.dispatcher.submit(dsp.QUERY, b.query, symbol, effect.client_order_id, key=symbol,
+                                       tag=jobs.Query(effect.client_order_id, now))
+        elif isinstance(effect, om.FetchTrades):
+            o = self.st.orders.get(effect.client_order_id)
+            if o is not None and o.exchange_order_id:
+                link = self.user_stream
+                if self._answer_fills and link is not None and link.client.connected:
+                    # an order's answer says it filled: the stream tells its fills in milliseconds
+                    self.delayed.append((now + STREAM_FILLS_GRACE_MS,
+                                         _FillsGrace(effect, o.filled_qty + effect.missing_qty), symbol))
+                else:
+                    self._fetch_fills(o, symbol, now)
+        elif isinstance(effect, _FillsGrace):
+            o = self.st.orders.get(effect.fetch.client_order_id)
+            if o is None or o.filled_qty >= effect.executed:
+                self.counters["fills_by_stream"] += 1
+            elif o.exchange_order_id:  # the stream did not tell them all: REST, as after a gap
+                self.counters["fills_fetched_after_grace"] += 1
+                self._fetch_fills(o, symbol, now)
+        elif isinstance(effect, ao.SubmitAlgo):
+            a = self.st.algos[effect.client_algo_id]
+            spec = AlgoSpec(client_algo_id=a.client_algo_id, symbol=a.symbol, side=a.side, order_type=a.order_type,
+                            trigger_price=a.trigger_price, working_type=a.working_type,
+                            close_position=a.close_position, qty=a.qty, price_protect=a.price_protect,
+                            callback_rate=a.callback_rate, activation_price=a.activation_price)
+            self.dispatcher.submit(dsp.ORDER, b.place_algo, spec, key=symbol,
+                                   tag=jobs.PlaceAlgo(a.client_algo_id, effect.attempt, now))
+        elif isinstance(effect, ao.CancelAlgo):
+            self.dispatcher.submit(dsp.ORDER, b.cancel_algo, symbol, effect.client_algo_id, key=symbol,
+                                   tag=jobs.CancelAlgo(effect.client_algo_id, now))
+        elif isinstance(effect, ao.QueryAlgo):
+            if effect.not_before_ms > now:
+                self.delayed.append((effect.not_before_ms, effect, symbol))
+            else:
+                self.dispatcher.submit(dsp.QUERY, b.query_algo, symbol, effect.client_algo_id, key=symbol,
+                                       tag=jobs.QueryAlgo(effect.client_algo_id, now))
+        elif isinstance(effect, trader.CheckPosition):
+            self.dispatcher.submit(dsp.QUERY, b.positions, tag=jobs.Positions(now))
+        elif isinstance(effect, trader.FetchSymbolFills):
+            # the trade's protective orders first, then the fills: a stop that triggered while
+            # nobody listened names its market order, so its fills are known as the stop's
+            t = self.st.trades.get(symbol)
+            algo_cids = sorted(c for c in (t.algo_cids if t else ()) if c in self.st.algos
+                               and not self.st.algos[c].is_terminal)
+
+            def job(cids=tuple(algo_cids), since=effect.since_ms):
+                return [(cid, b.query_algo(symbol, cid)) for cid in cids], b.fills(symbol, since_ms=since)
+
+            self.dispatcher.submit(dsp.QUERY, job, key=symbol, tag=jobs.SymbolFills(symbol, now))
+
+    def _fetch_fills(self, o: om.Order, symbol: str, now: int) -> None:
+        self.dispatcher.submit(dsp.QUERY, self.broker.fills, symbol, exchange_order_id=o.exchange_order_id,
+                               key=symbol, tag=jobs.Fills(o.client_order_id, now))
+
+
+@dataclass(frozen=True, slots=True)
+class _FillsGrace:
+    """A fill fetch held back while the user data stream is connected: the stream tells an
+    order's fills within milliseconds of the trade, so REST reads them only if, after
+    ``STREAM_FILLS_GRACE_MS``, the order still has fewer than the ``executed`` quantity the
+    exchange reported (a lost event, a gap)."""
+
+    fetch: om.FetchTrades
+    executed: Decimal
