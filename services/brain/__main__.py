@@ -157,7 +157,7 @@ class Brain:
     def watch_prices(self, hits: dict[str, exit_lane.Hit]) -> None:
         """The traded range of each held symbol the lane woke, to the trader (in the order of
         its trades): its stops and targets. A symbol the lane did not wake is one for which the
-        trader provably does nothing (``trader.levels``)."""
+        trader provably does nothing (``trader_exits.levels``)."""
         ex = self.execution
         ttt = ex.ttt
         for sym in list(ex.st.trades):
@@ -254,7 +254,7 @@ class Brain:
         """Ring symbols without rules (their message went out before this brain subscribed, or
         is still on its way): the journal's copy, read at most once a call (the loop's
         once-a-second step) while one of them has been missing for less than
-        ``RULES_JOURNAL_S``; the execution's set-up waits for them (``execution.RULES_WAIT_S``)
+        ``RULES_JOURNAL_S``; the execution's set-up waits for them (``execution_startup.RULES_WAIT_S``)
         before it asks exchangeInfo."""
         now = time.monotonic()
         missed = {s: self.rules_missed.get(s, now) for s in self.ring.symbol_names() if s not in self.symbol_info}

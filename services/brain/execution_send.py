@@ -86,9 +86,10 @@ class OrderSend:
         if not a.order.reduce_only and t is not None and t.entry_cid == cid:
             plan = intent_log.Plan(trade_id=t.trade_id, stop=t.stop, target=t.target, confidence=t.confidence,
                                    features=dict(t.features))
-        try:
+        try:  # the flusher is woken after the send: woken now, it would take the interpreter
+            # at the frame's write (as the exit lane does; the record is written either way)
             self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.clock_ms() * 1_000_000, body=a.request,
-                                                  plan=plan))
+                                                  plan=plan), wake=False)
         except (OSError, ValueError) as exc:
             self.counters["intent_log_failed"] += 1
             if not a.order.reduce_only:
@@ -100,9 +101,12 @@ class OrderSend:
                 return
             log.error("brain.exit_sent_unlogged", client_order_id=cid, error=str(exc))
         self.ttt.journaled(cid)
-        if a.order.reduce_only and self._send_now is not None:
-            self._presend_exit(a.order)  # the exit's frame first; the state machine hears of it next
-        self._sent_then_journaled(cid, a)
+        try:
+            if a.order.reduce_only and self._send_now is not None:
+                self._presend_exit(a.order)  # the exit's frame first; the state machine hears of it next
+            self._sent_then_journaled(cid, a)
+        finally:
+            self.intents.wake()  # the record's fsync (group commit), now that the order is out
 
     def _sent_then_journaled(self, cid: str, a: trader.NewOrder) -> None:
         """``_log_then_send``'s second half: the state machine's send (which claims a frame

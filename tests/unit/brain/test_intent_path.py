@@ -77,7 +77,7 @@ class TestEntry:
         log = with_log(rig, tmp_path / "intents.log")
         start(rig)
 
-        def broken(_intent: Any) -> None:
+        def broken(_intent: Any, **_kw: Any) -> None:
             raise OSError(28, "No space left on device")
 
         log.append = broken  # type: ignore[method-assign]
@@ -146,6 +146,25 @@ class TestEntryFromTheDecidingThread:
         assert rig.calls == [("send_order", ENTRY, 0.0), ("finish_order", ENTRY, "frame-1")]
         assert rig.ex.st.trades["AAAUSDT"].position == Decimal("19.8")
         assert rig.ex.counters["entries_sent_inline"] == 1
+
+    def test_the_logs_flusher_is_woken_after_the_frame_left(self, tmp_path: Path):
+        """The record is written before the frame; the flusher (its fsync) is woken only once
+        the frame has left: woken earlier, its thread would take the interpreter at the
+        write."""
+        rig = make_rig(tmp_path)
+        rig.ex.broker = WsLikeBroker(rig.broker)
+        log = with_log(rig, tmp_path / "intents.log")
+        start(rig)
+        calls = rig.broker.calls
+
+        class Woken:  # the flusher's event (no flusher thread here: fsync is off)
+            def set(self) -> None:
+                calls.append(("wake", on_file(tmp_path / "intents.log")))
+
+        log._wake = Woken()  # type: ignore[assignment]
+        rig.broker.submits.append(ENTRY_FILLED)
+        rig.ex.on_signal(signal())
+        assert rig.calls == [("send_order", ENTRY, 0.0), ("wake", [ENTRY])]
 
     def test_with_no_socket_the_entry_goes_through_the_dispatcher(self, tmp_path: Path):
         """``send_order`` raised WsUnavailable (nothing sent): the ordinary submit job sends it."""
