@@ -343,13 +343,24 @@ class Brain:
             self.history_signals += len(signals)
             return
         for sig in signals:
-            self.pub.publish(sig, event_ns)
-            self.journal_publish(sig, event_ns)
             self.signals += 1
-            if self.control is not None:  # a pause refuses it before the trader sees it
-                self.control.on_signal(sig)
-            elif self.execution is not None:
-                self.execution.on_signal(sig)
+            if self.replay:  # the capture's order: the signal's rows, then the trader's
+                self.publish_signal(sig, event_ns)
+                self.act_on(sig)
+            else:  # live: the entry leaves first (each bus send can hand the interpreter to
+                # another thread), the signal is published right after it
+                self.act_on(sig)
+                self.publish_signal(sig, event_ns)
+
+    def publish_signal(self, sig: wire.SignalGenerated, event_ns: int) -> None:
+        self.pub.publish(sig, event_ns)
+        self.journal_publish(sig, event_ns)
+
+    def act_on(self, sig: wire.SignalGenerated) -> None:
+        if self.control is not None:  # a pause refuses it before the trader sees it
+            self.control.on_signal(sig)
+        elif self.execution is not None:
+            self.execution.on_signal(sig)
 
     def strategy_intent(self, symbol: str, intent: object) -> None:
         """A strategy's intent other than an entry. Exit: the trader's exit of the symbol's
