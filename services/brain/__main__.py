@@ -267,7 +267,11 @@ class Brain:
                 self.rules_read_from_journal += 1
 
     def emit_candles(self) -> None:
+        """The candles the batch closed: analysed (base interval) and published. Live, every
+        analysis first, so that an entry decided on a close leaves before the candles' bus
+        sends; replay keeps the capture's order (each candle published, then analysed)."""
         out = candles.closed(self.core.candles)
+        bodies = []
         for c in out:
             body = wire.CandleClosed(
                 symbol=self.name(int(c["symbol_id"])), interval_s=int(c["interval_ms"]) // 1000,
@@ -275,13 +279,19 @@ class Brain:
                 high=float(c["high"]), low=float(c["low"]), close=float(c["close"]),
                 volume=float(c["volume"]), quote_volume=float(c["quote_volume"]),
                 trades=int(c["trades"]), buy_volume=float(c["buy_volume"]))
-            event_ns = int(c["close_ms"]) * 1_000_000
+            bodies.append((body, int(c["close_ms"]) * 1_000_000))
+        candles.reset_output(self.core.candles)
+        base = self.cfg.brain.candle_interval_s
+        if not self.replay:
+            for body, event_ns in bodies:
+                if body.interval_s == base:
+                    self.analyse(body, event_ns)
+        for body, event_ns in bodies:
             self.pub.publish(body, event_ns)
             self.journal_publish(body, event_ns)
             self.candles_closed += 1
-            if body.interval_s == self.cfg.brain.candle_interval_s:
+            if self.replay and body.interval_s == base:
                 self.analyse(body, event_ns)
-        candles.reset_output(self.core.candles)
 
     def warm_from_history(self, limit: int = 200) -> None:
         """Feed hydrated candles (a bounded number per call: the ring comes first): those read
