@@ -9,9 +9,11 @@ repository's real candle files and compares every label of every candle.
 Why: the Python state machines cost 14-17 us per candle (p50, default features, on a busy
 2-core machine), most of it interpreter overhead; the compiled step costs about one. What is
 left per candle is building the label records (one per timeframe and per session on every
-candle, plus the retracement row), done here with the fewest Python operations possible
-(slots set through their descriptors: a frozen dataclass's own ``__init__`` is two to three
-times slower). ``bench/bench_smc_quick.py`` measures both paths side by side.
+candle, plus the retracement row), done here with the fewest Python operations possible:
+each record is filled as an instance of a plain slotted twin of its class and then given its
+real class (``_twin``); a frozen dataclass's own ``__init__`` is four to five times slower,
+setting the slots through their descriptors about twice. ``bench/bench_smc_quick.py``
+measures both paths side by side.
 """
 
 from __future__ import annotations
@@ -38,18 +40,24 @@ _EV_SIZE = 1024
 _W = K.EV_WIDTH
 
 
-def _setters(cls: type) -> tuple:
-    """The slot descriptors' ``__set__`` of a frozen dataclass, in field order."""
-    return tuple(getattr(cls, name).__set__ for name in cls.__dataclass_fields__)
+def _twin(cls: type) -> type:
+    """A plain slotted class with ``cls``'s slots in the same order (so the same layout).
+
+    Why: a frozen dataclass can only be filled through its slot descriptors (one Python-level
+    call per field, or its ``__init__``, slower still). A record is built here as an instance
+    of the twin (plain attribute stores, which CPython specialises into direct slot writes)
+    and then given its real class (``__class__`` assignment, allowed between classes of the
+    same layout). The result is an ordinary ``cls`` instance, field for field what the
+    descriptors would have made, at about half the cost (issue #18)."""
+    twin = type(f"_Mutable{cls.__name__}", (), {"__slots__": cls.__slots__})
+    probe = object.__new__(twin)
+    probe.__class__ = cls  # fails at import, not on a candle, if the layouts ever differ
+    return twin
 
 
-_PHL = _setters(PreviousHighLow)
-_SESS = _setters(SessionRange)
-_RETR = _setters(Retracement)
-_PIVOT = _setters(Pivot)
-_SWING = _setters(Swing)
-_FVG = _setters(FairValueGap)
 _PHL_CLS, _SESS_CLS, _RETR_CLS = PreviousHighLow, SessionRange, Retracement
+_PHL_M, _SESS_M, _RETR_M = _twin(PreviousHighLow), _twin(SessionRange), _twin(Retracement)
+_PIVOT_M, _SWING_M, _FVG_M = _twin(Pivot), _twin(Swing), _twin(FairValueGap)
 _KIND = ("BOS", "CHOCH")
 
 
@@ -259,54 +267,52 @@ def update(state: FastSmcState, time_ms: int, o: float, h: float, low: float, c:
     state.n = t + 1
     out: list[Label] = [_rare(vals, _W * k, t) for k in range(rows)] if rows else []
     app = out.append
-    if state.tf_names:
-        p0, p1, p2, p3, p4, p5, p6 = _PHL
-        for name in state.tf_names:
-            x = _new(_PHL_CLS)
-            p0(x, name)
-            p1(x, t)
-            ph = vals[j]
-            if ph == ph:
-                p2(x, ph)
-                p3(x, vals[j + 1])
-                p4(x, 1 if vals[j + 2] else 0)
-                p5(x, 1 if vals[j + 3] else 0)
-            else:
-                p2(x, _NAN)
-                p3(x, _NAN)
-                p4(x, 0)
-                p5(x, 0)
-            p6(x, t)
-            app(x)
-            j += 4
-    if state.sess_names:
-        s0, s1, s2, s3, s4, s5 = _SESS
-        for name in state.sess_names:
-            x = _new(_SESS_CLS)
-            s0(x, name)
-            s1(x, t)
-            if vals[j]:
-                s2(x, 1)
-                s3(x, vals[j + 1])
-                s4(x, vals[j + 2])
-            else:
-                s2(x, 0)
-                s3(x, 0.0)
-                s4(x, 0.0)
-            s5(x, t)
-            app(x)
-            j += 3
-    if retr:
-        r0, r1, r2, r3, r4 = _RETR
-        for _ in range(retr):
-            x = _new(_RETR_CLS)
-            r0(x, int(vals[j]))
-            r1(x, int(vals[j + 1]))
-            r2(x, vals[j + 2])
-            r3(x, vals[j + 3])
-            r4(x, t)
-            app(x)
-            j += 4
+    new = _new
+    for name in state.tf_names:
+        x = new(_PHL_M)
+        x.timeframe = name
+        x.index = t
+        ph = vals[j]
+        if ph == ph:
+            x.high = ph
+            x.low = vals[j + 1]
+            x.broken_high = 1 if vals[j + 2] else 0
+            x.broken_low = 1 if vals[j + 3] else 0
+        else:
+            x.high = _NAN
+            x.low = _NAN
+            x.broken_high = 0
+            x.broken_low = 0
+        x.known_at = t
+        x.__class__ = _PHL_CLS
+        app(x)
+        j += 4
+    for name in state.sess_names:
+        x = new(_SESS_M)
+        x.session = name
+        x.index = t
+        if vals[j]:
+            x.active = 1
+            x.high = vals[j + 1]
+            x.low = vals[j + 2]
+        else:
+            x.active = 0
+            x.high = 0.0
+            x.low = 0.0
+        x.known_at = t
+        x.__class__ = _SESS_CLS
+        app(x)
+        j += 3
+    for _ in range(retr):
+        x = new(_RETR_M)
+        x.index = int(vals[j])
+        x.direction = int(vals[j + 1])
+        x.current_pct = vals[j + 2]
+        x.deepest_pct = vals[j + 3]
+        x.known_at = t
+        x.__class__ = _RETR_CLS
+        app(x)
+        j += 4
     return out
 
 
@@ -315,21 +321,21 @@ def _rare(v: list, j: int, t: int) -> Label:
     candles)."""
     kind = int(v[j])
     if kind <= K.EV_SWING:  # the commonest: built like the per-candle records
-        x = _new(Pivot if kind == K.EV_PIVOT else Swing)
-        s0, s1, s2, s3 = _PIVOT if kind == K.EV_PIVOT else _SWING
-        s0(x, int(v[j + 1]))
-        s1(x, int(v[j + 2]))
-        s2(x, v[j + 3])
-        s3(x, t)
+        x = _new(_PIVOT_M if kind == K.EV_PIVOT else _SWING_M)
+        x.direction = int(v[j + 1])
+        x.index = int(v[j + 2])
+        x.level = v[j + 3]
+        x.known_at = t
+        x.__class__ = Pivot if kind == K.EV_PIVOT else Swing
         return x
     if kind == K.EV_FVG:
-        x = _new(FairValueGap)
-        s0, s1, s2, s3, s4 = _FVG
-        s0(x, int(v[j + 1]))
-        s1(x, int(v[j + 2]))
-        s2(x, v[j + 3])
-        s3(x, v[j + 4])
-        s4(x, t)
+        x = _new(_FVG_M)
+        x.direction = int(v[j + 1])
+        x.index = int(v[j + 2])
+        x.top = v[j + 3]
+        x.bottom = v[j + 4]
+        x.known_at = t
+        x.__class__ = FairValueGap
         return x
     if kind == K.EV_STRUCTURE:
         return Structure(kind=_KIND[int(v[j + 1])], direction=int(v[j + 2]),
