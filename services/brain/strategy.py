@@ -48,8 +48,8 @@ from services.brain.model import ModelState, features_from_context, predict
 from services.brain.features import Atr, nearest_zone_distance
 from services.brain.smc import (FairValueGap, FairValueGapMitigated, LiquidityPool,
                                 LiquiditySwept, OrderBlock, OrderBlockMitigated,
-                                OrderBlockReset, Pivot, SessionRange, SmcConfig, SmcState,
-                                Structure)
+                                OrderBlockReset, Pivot, Retracement, SessionRange, SmcConfig,
+                                SmcState, Structure, Swing)
 from services.brain.smc import new_state as smc_new_state
 from services.brain.smc import update as smc_update
 
@@ -191,11 +191,17 @@ def signal_id(symbol: str, open_ms: int, side: str) -> str:
 
 # ---- one candle ---------------------------------------------------------------------------
 
+_NUMBER = (int, float)
+_isfinite = math.isfinite
+
+
 def _valid_candle(st: StrategyState, c: CandleLike) -> bool:
-    vals = (c.open, c.high, c.low, c.close, c.volume)
-    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in vals):
-        return False
-    if c.high < c.low or min(c.open, c.high, c.low, c.close) <= 0 or c.volume < 0:
+    # written out (no generator, each field read once): this runs on every candle
+    o, h, low, close, v = c.open, c.high, c.low, c.close, c.volume
+    for x in (o, h, low, close, v):
+        if not (isinstance(x, _NUMBER) and _isfinite(x)):
+            return False
+    if h < low or min(o, h, low, close) <= 0 or v < 0:
         return False
     return st.last_open_ms is None or c.open_ms > st.last_open_ms
 
@@ -217,7 +223,7 @@ def _step_htf(htf: _Htf, htf_ms: int, bar_ms: int, t_ms: int, o: float, h: float
 def _flush_htf(htf: _Htf, htf_ms: int) -> None:
     o, h, low, c, v = htf.ohlcv
     for lab in smc_update(htf.smc, htf.bucket * htf_ms, o, h, low, c, v):
-        if isinstance(lab, Structure):
+        if type(lab) is Structure:  # label classes are final (see ``_apply``)
             htf.direction, htf.kind = lab.direction, lab.kind
             htf.level, htf.broken_index = lab.level, lab.broken_index
     htf.bucket = None
@@ -230,47 +236,64 @@ def _cap(zones: dict, direction: int, limit: int) -> None:
 
 
 def _retest(st: StrategyState, d: int, h: float, low: float, c: float) -> bool:
-    """Did this candle retest a live zone of direction ``d`` known before it?"""
+    """Did this candle retest a live zone of direction ``d`` known before it? A bullish zone
+    is retested when ``low <= top and c > bottom``, a bearish one when ``h >= bottom and
+    c < top`` (one loop per direction: this runs on every candle, over up to ``max_zones``
+    zones of each kind and direction)."""
     hit = False
-    for key, (top, bottom) in st.fvgs.items():
-        if key[0] == d and ((d > 0 and low <= top and c > bottom)
-                            or (d < 0 and h >= bottom and c < top)):
-            hit = True
-            break
-    for key, (top, bottom) in st.obs.items():
-        if key[0] != d or key in st.touched_obs:
-            continue
-        if (d > 0 and low <= top and c > bottom) or (d < 0 and h >= bottom and c < top):
-            st.touched_obs.add(key)  # every touched block is spent, even if not used
-            hit = True
+    touched = st.touched_obs
+    if d > 0:
+        for key, (top, bottom) in st.fvgs.items():
+            if low <= top and c > bottom and key[0] == d:
+                hit = True
+                break
+        for key, (top, bottom) in st.obs.items():
+            if low <= top and c > bottom and key[0] == d and key not in touched:
+                touched.add(key)  # every touched block is spent, even if not used
+                hit = True
+    elif d < 0:
+        for key, (top, bottom) in st.fvgs.items():
+            if h >= bottom and c < top and key[0] == d:
+                hit = True
+                break
+        for key, (top, bottom) in st.obs.items():
+            if h >= bottom and c < top and key[0] == d and key not in touched:
+                touched.add(key)
+                hit = True
     return hit
 
 
 def _apply(st: StrategyState, labels: list) -> None:
+    # exact types, the commonest first (three session records and a retracement row on
+    # almost every candle): the label classes are final, so ``type(x) is C`` is
+    # ``isinstance(x, C)`` here, at a fraction of the cost of a chain of isinstance calls
     cfg = st.config
     for lab in labels:
-        if isinstance(lab, Pivot):
+        kind = type(lab)
+        if kind is SessionRange:
+            st.sessions[lab.session] = bool(lab.active)
+        elif kind is Retracement or kind is Swing or kind is Structure:
+            continue
+        elif kind is Pivot:
             st.last_pivot[lab.direction] = lab.level
-        elif isinstance(lab, OrderBlock):
+        elif kind is OrderBlock:
             st.obs[(lab.direction, lab.index)] = (lab.top, lab.bottom)
             _cap(st.obs, lab.direction, cfg.max_zones)
-        elif isinstance(lab, (OrderBlockMitigated, OrderBlockReset)):
+        elif kind is OrderBlockMitigated or kind is OrderBlockReset:
             st.obs.pop((lab.direction, lab.index), None)
             st.touched_obs.discard((lab.direction, lab.index))
-        elif isinstance(lab, FairValueGap):
+        elif kind is FairValueGap:
             st.fvgs[(lab.direction, lab.index)] = (lab.top, lab.bottom)
             _cap(st.fvgs, lab.direction, cfg.max_zones)
-        elif isinstance(lab, FairValueGapMitigated):
+        elif kind is FairValueGapMitigated:
             st.fvgs.pop((lab.direction, lab.index), None)
-        elif isinstance(lab, LiquidityPool):
+        elif kind is LiquidityPool:
             if lab.swept is None:
                 st.pools[(lab.direction, lab.index)] = lab.level
                 _cap(st.pools, lab.direction, cfg.max_zones)
-        elif isinstance(lab, LiquiditySwept):
+        elif kind is LiquiditySwept:
             st.last_sweep[lab.direction] = lab.swept_index
             st.pools.pop((lab.direction, lab.index), None)
-        elif isinstance(lab, SessionRange):
-            st.sessions[lab.session] = bool(lab.active)
     # touched blocks that were dropped by the cap are forgotten with them
     if len(st.touched_obs) > 2 * cfg.max_zones:
         st.touched_obs &= set(st.obs)
