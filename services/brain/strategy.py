@@ -48,8 +48,8 @@ from services.brain.model import ModelState, features_from_context, predict
 from services.brain.features import Atr, nearest_zone_distance
 from services.brain.smc import (FairValueGap, FairValueGapMitigated, LiquidityPool,
                                 LiquiditySwept, OrderBlock, OrderBlockMitigated,
-                                OrderBlockReset, Pivot, Retracement, SessionRange, SmcConfig,
-                                SmcState, Structure, Swing)
+                                OrderBlockReset, Pivot, Retracement, SmcConfig, SmcState,
+                                Structure, Swing)
 from services.brain.smc import new_state as smc_new_state
 from services.brain.smc import update as smc_update
 
@@ -165,7 +165,6 @@ class StrategyState:
     fvgs: dict | None = None
     touched_obs: set | None = None
     pools: dict | None = None               # (direction, index) -> level
-    sessions: dict | None = None            # session name -> active
     skipped: dict | None = None
     emitted: int = 0
 
@@ -175,11 +174,14 @@ def new_symbol_state(config: StrategyConfig | None = None) -> StrategyState:
     cfg = config if config is not None else StrategyConfig()
     return StrategyState(
         config=cfg,
-        smc=smc_new_state(SmcConfig(swing_length=cfg.swing_length, timeframes=())),
+        # no sessions in the SMC state: a candle's sessions are a function of its open time
+        # alone (``_in_session``), read only when a signal is built; the state's other
+        # labels do not depend on them (issue #18: three records per candle not built)
+        smc=smc_new_state(SmcConfig(swing_length=cfg.swing_length, timeframes=(), sessions=())),
         htf=_Htf(SmcConfig(swing_length=cfg.htf_swing_length, timeframes=(), sessions=())),
         atr=Atr(cfg.atr_bars), atr_slow=Atr(cfg.atr_slow_bars),
         last_pivot={1: math.nan, -1: math.nan}, last_sweep={1: -1, -1: -1},
-        obs={}, fvgs={}, touched_obs=set(), pools={}, sessions={},
+        obs={}, fvgs={}, touched_obs=set(), pools={},
         skipped=dict.fromkeys(SKIP_REASONS, 0))
 
 
@@ -264,17 +266,15 @@ def _retest(st: StrategyState, d: int, h: float, low: float, c: float) -> bool:
 
 
 def _apply(st: StrategyState, labels: list) -> None:
-    # exact types, the commonest first (three session records and a retracement row on
-    # almost every candle): the label classes are final, so ``type(x) is C`` is
+    # exact types, the commonest first (a retracement row on almost every candle, unread):
+    # the label classes are final, so ``type(x) is C`` is
     # ``isinstance(x, C)`` here, at a fraction of the cost of a chain of isinstance calls
     cfg = st.config
     for lab in labels:
         kind = type(lab)
-        if kind is SessionRange:
-            st.sessions[lab.session] = bool(lab.active)
-        elif kind is Retracement or kind is Swing or kind is Structure:
+        if kind is Retracement or kind is Swing or kind is Structure:
             continue
-        elif kind is Pivot:
+        if kind is Pivot:
             st.last_pivot[lab.direction] = lab.level
         elif kind is OrderBlock:
             st.obs[(lab.direction, lab.index)] = (lab.top, lab.bottom)
@@ -372,8 +372,8 @@ def on_candle(state: StrategyState, candle: CandleLike, interval_s: int,
         break_age_bars=st.htf.smc.bars - 1 - st.htf.broken_index,  # in HTF bars
         ob_distance=nearest_zone_distance(st.obs, d, c), fvg_distance=nearest_zone_distance(st.fvgs, d, c),
         swept_bars_ago=t - swept if swept >= 0 else None,
-        in_asia=st.sessions.get("Tokyo", False), in_london=st.sessions.get("London", False),
-        in_new_york=st.sessions.get("New York", False))
+        in_asia=_in_session("Tokyo", t_ms), in_london=_in_session("London", t_ms),
+        in_new_york=_in_session("New York", t_ms))
     pred = predict(model_state, feats)
     side = SIDES[d]
     sig = SignalGenerated(signal_id=signal_id(candle.symbol, t_ms, side), symbol=candle.symbol,
@@ -383,6 +383,20 @@ def on_candle(state: StrategyState, candle: CandleLike, interval_s: int,
     st.last_signal_bar = t
     st.emitted += 1
     return st, [sig]
+
+
+# the SMC library's default sessions, the ones whose ``SessionRange`` records the strategy
+# once read for these flags (a name that is not among them is never active)
+_SESSIONS = {w.name: w for w in SmcConfig().sessions}
+_DAY_MS, _MINUTE_MS = 86_400_000, 60_000
+
+
+def _in_session(name: str, t_ms: int) -> bool:
+    """Does the candle opening at ``t_ms`` lie in session ``name``: the ``active`` flag of
+    its ``SessionRange`` record (the same rule: ``SessionWindow.contains`` of its UTC
+    minute of the day, both ends included)."""
+    w = _SESSIONS.get(name)
+    return w is not None and w.contains((t_ms % _DAY_MS) // _MINUTE_MS)
 
 
 def _levels_ok(d: int, entry: float, stop: float, target: float) -> bool:
