@@ -161,10 +161,12 @@ class StrategyState:
     last_signal_bar: int | None = None
     last_pivot: dict | None = None          # direction -> level
     last_sweep: dict | None = None          # direction -> base bar index
-    obs: dict | None = None                 # (direction, index) -> (top, bottom)
-    fvgs: dict | None = None
+    # live zones per direction (1, -1), each in insertion order (oldest first): one dict
+    # per direction, so a candle's retest and the cap read only the zones they concern
+    obs: dict | None = None                 # direction -> {(direction, index): (top, bottom)}
+    fvgs: dict | None = None                # direction -> {(direction, index): (top, bottom)}
     touched_obs: set | None = None
-    pools: dict | None = None               # (direction, index) -> level
+    pools: dict | None = None               # direction -> {(direction, index): level}
     skipped: dict | None = None
     emitted: int = 0
 
@@ -181,7 +183,7 @@ def new_symbol_state(config: StrategyConfig | None = None) -> StrategyState:
         htf=_Htf(SmcConfig(swing_length=cfg.htf_swing_length, timeframes=(), sessions=())),
         atr=Atr(cfg.atr_bars), atr_slow=Atr(cfg.atr_slow_bars),
         last_pivot={1: math.nan, -1: math.nan}, last_sweep={1: -1, -1: -1},
-        obs={}, fvgs={}, touched_obs=set(), pools={},
+        obs={1: {}, -1: {}}, fvgs={1: {}, -1: {}}, touched_obs=set(), pools={1: {}, -1: {}},
         skipped=dict.fromkeys(SKIP_REASONS, 0))
 
 
@@ -217,7 +219,11 @@ def _step_htf(htf: _Htf, htf_ms: int, bar_ms: int, t_ms: int, o: float, h: float
         htf.bucket, htf.ohlcv = b, [o, h, low, c, v]
     else:
         x = htf.ohlcv
-        x[1], x[2], x[3], x[4] = max(x[1], h), min(x[2], low), c, x[4] + v
+        if h > x[1]:  # max() and min() spelled out: the same result, ties keep the first
+            x[1] = h
+        if low < x[2]:
+            x[2] = low
+        x[3], x[4] = c, x[4] + v
     if t_ms + bar_ms >= (b + 1) * htf_ms:
         _flush_htf(htf, htf_ms)  # this bar's close is the bucket's close
 
@@ -231,10 +237,10 @@ def _flush_htf(htf: _Htf, htf_ms: int) -> None:
     htf.bucket = None
 
 
-def _cap(zones: dict, direction: int, limit: int) -> None:
-    keys = [k for k in zones if k[0] == direction]
-    for k in keys[:max(0, len(keys) - limit)]:  # insertion order: oldest first
-        del zones[k]
+def _cap(zones: dict, limit: int) -> None:
+    """Drop the oldest zones of one direction's dict beyond ``limit`` (insertion order)."""
+    while len(zones) > limit:
+        del zones[next(iter(zones))]
 
 
 def _retest(st: StrategyState, d: int, h: float, low: float, c: float) -> bool:
@@ -245,21 +251,21 @@ def _retest(st: StrategyState, d: int, h: float, low: float, c: float) -> bool:
     hit = False
     touched = st.touched_obs
     if d > 0:
-        for key, (top, bottom) in st.fvgs.items():
-            if low <= top and c > bottom and key[0] == d:
+        for top, bottom in st.fvgs[d].values():
+            if low <= top and c > bottom:
                 hit = True
                 break
-        for key, (top, bottom) in st.obs.items():
-            if low <= top and c > bottom and key[0] == d and key not in touched:
+        for key, (top, bottom) in st.obs[d].items():
+            if low <= top and c > bottom and key not in touched:
                 touched.add(key)  # every touched block is spent, even if not used
                 hit = True
     elif d < 0:
-        for key, (top, bottom) in st.fvgs.items():
-            if h >= bottom and c < top and key[0] == d:
+        for top, bottom in st.fvgs[d].values():
+            if h >= bottom and c < top:
                 hit = True
                 break
-        for key, (top, bottom) in st.obs.items():
-            if h >= bottom and c < top and key[0] == d and key not in touched:
+        for key, (top, bottom) in st.obs[d].items():
+            if h >= bottom and c < top and key not in touched:
                 touched.add(key)
                 hit = True
     return hit
@@ -277,36 +283,39 @@ def _apply(st: StrategyState, labels: list) -> None:
         if kind is Pivot:
             st.last_pivot[lab.direction] = lab.level
         elif kind is OrderBlock:
-            st.obs[(lab.direction, lab.index)] = (lab.top, lab.bottom)
-            _cap(st.obs, lab.direction, cfg.max_zones)
+            zones = st.obs[lab.direction]
+            zones[(lab.direction, lab.index)] = (lab.top, lab.bottom)
+            _cap(zones, cfg.max_zones)
         elif kind is OrderBlockMitigated or kind is OrderBlockReset:
-            st.obs.pop((lab.direction, lab.index), None)
+            st.obs[lab.direction].pop((lab.direction, lab.index), None)
             st.touched_obs.discard((lab.direction, lab.index))
         elif kind is FairValueGap:
-            st.fvgs[(lab.direction, lab.index)] = (lab.top, lab.bottom)
-            _cap(st.fvgs, lab.direction, cfg.max_zones)
+            zones = st.fvgs[lab.direction]
+            zones[(lab.direction, lab.index)] = (lab.top, lab.bottom)
+            _cap(zones, cfg.max_zones)
         elif kind is FairValueGapMitigated:
-            st.fvgs.pop((lab.direction, lab.index), None)
+            st.fvgs[lab.direction].pop((lab.direction, lab.index), None)
         elif kind is LiquidityPool:
             if lab.swept is None:
-                st.pools[(lab.direction, lab.index)] = lab.level
-                _cap(st.pools, lab.direction, cfg.max_zones)
+                zones = st.pools[lab.direction]
+                zones[(lab.direction, lab.index)] = lab.level
+                _cap(zones, cfg.max_zones)
         elif kind is LiquiditySwept:
             st.last_sweep[lab.direction] = lab.swept_index
-            st.pools.pop((lab.direction, lab.index), None)
+            st.pools[lab.direction].pop((lab.direction, lab.index), None)
     # touched blocks that were dropped by the cap are forgotten with them
     if len(st.touched_obs) > 2 * cfg.max_zones:
-        st.touched_obs &= set(st.obs)
+        st.touched_obs &= st.obs[1].keys() | st.obs[-1].keys()
 
 
 def _target(st: StrategyState, d: int, entry: float, risk: float) -> float:
     cfg = st.config
     if cfg.liquidity_target:
         best = math.inf
-        for (pd, _), level in st.pools.items():
+        for level in st.pools[d].values():
             # a long aims at buy-side liquidity above (pools of swing highs, direction 1)
             dist = d * (level - entry)
-            if pd == d and cfg.liquidity_min_rr * risk <= dist <= cfg.liquidity_max_rr * risk:
+            if cfg.liquidity_min_rr * risk <= dist <= cfg.liquidity_max_rr * risk:
                 best = min(best, dist)
         if best < math.inf:
             return entry + d * best
@@ -370,7 +379,7 @@ def on_candle(state: StrategyState, candle: CandleLike, interval_s: int,
         direction=d, entry=c, stop=stop, target=target, atr=atr, atr_slow=st.atr_slow.value,
         htf_direction=d, is_choch=st.htf.kind == "CHOCH", break_level=st.htf.level,
         break_age_bars=st.htf.smc.bars - 1 - st.htf.broken_index,  # in HTF bars
-        ob_distance=nearest_zone_distance(st.obs, d, c), fvg_distance=nearest_zone_distance(st.fvgs, d, c),
+        ob_distance=nearest_zone_distance(st.obs[d], d, c), fvg_distance=nearest_zone_distance(st.fvgs[d], d, c),
         swept_bars_ago=t - swept if swept >= 0 else None,
         in_asia=_in_session("Tokyo", t_ms), in_london=_in_session("London", t_ms),
         in_new_york=_in_session("New York", t_ms))
