@@ -136,7 +136,8 @@ class _Htf:
     __slots__ = ("smc", "bucket", "ohlcv", "direction", "kind", "level", "broken_index")
 
     def __init__(self, config: SmcConfig) -> None:
-        self.smc: SmcState = smc_new_state(config)
+        # typed: ``_flush_htf`` passes an int open time and float prices
+        self.smc: SmcState = smc_new_state(config, typed_inputs=True)
         self.bucket: int | None = None
         self.ohlcv = [0.0] * 5
         self.direction = 0  # bias: direction of the last structure label, 0 = none yet
@@ -179,7 +180,9 @@ def new_symbol_state(config: StrategyConfig | None = None) -> StrategyState:
         # no sessions in the SMC state: a candle's sessions are a function of its open time
         # alone (``_in_session``), read only when a signal is built; the state's other
         # labels do not depend on them (issue #18: three records per candle not built)
-        smc=smc_new_state(SmcConfig(swing_length=cfg.swing_length, timeframes=(), sessions=())),
+        # typed: ``on_candle`` converts the candle to an int open time and float prices
+        smc=smc_new_state(SmcConfig(swing_length=cfg.swing_length, timeframes=(), sessions=()),
+                          typed_inputs=True),
         htf=_Htf(SmcConfig(swing_length=cfg.htf_swing_length, timeframes=(), sessions=())),
         atr=Atr(cfg.atr_bars), atr_slow=Atr(cfg.atr_slow_bars),
         last_pivot={1: math.nan, -1: math.nan}, last_sweep={1: -1, -1: -1},

@@ -59,6 +59,11 @@ _PHL_CLS, _SESS_CLS, _RETR_CLS = PreviousHighLow, SessionRange, Retracement
 _PHL_M, _SESS_M, _RETR_M = _twin(PreviousHighLow), _twin(SessionRange), _twin(Retracement)
 _PIVOT_M, _SWING_M, _FVG_M = _twin(Pivot), _twin(Swing), _twin(FairValueGap)
 _KIND = ("BOS", "CHOCH")
+# the compiled step: through numba's dispatcher (checks the argument types), or straight
+# through its one compiled signature's entry point (``new_state(typed_inputs=True)``; the
+# state's own arrays always have the right types, the scalars are the caller's promise)
+_STEP = K.step
+_STEP_ENTRY = next(iter(K.step.overloads.values())).entry_point
 
 
 class _SwingView:
@@ -121,13 +126,15 @@ class FastSmcState:
     """One symbol's SMC state in arrays (see ``kernel.py``); owned by one caller."""
 
     __slots__ = ("config", "ii", "ff", "arena", "ev", "evmv", "n", "fixed", "tf_names",
-                 "sess_names", "trim_every_bars")
+                 "sess_names", "trim_every_bars", "step")
 
-    def __init__(self, config: SmcConfig, trim_every_bars: int = TRIM_EVERY_BARS) -> None:
+    def __init__(self, config: SmcConfig, trim_every_bars: int = TRIM_EVERY_BARS,
+                 typed_inputs: bool = False) -> None:
         if len(config.timeframes) > K.MAX_TF or len(config.sessions) > K.MAX_SESS:
             raise ConfigError(f"at most {K.MAX_TF} timeframes and {K.MAX_SESS} sessions")
         from .config import timeframe_ms
         self.config = config
+        self.step = _STEP_ENTRY if typed_inputs else _STEP
         self.trim_every_bars = max(1, trim_every_bars)
         ii = np.zeros(K.N_INTS, np.int64)
         ff = np.zeros(K.N_FLOATS, np.float64)
@@ -231,11 +238,19 @@ class FastSmcState:
 SmcState = FastSmcState
 
 
-def new_state(config: SmcConfig | None = None, *,
-              trim_every_bars: int = TRIM_EVERY_BARS) -> FastSmcState:
+def new_state(config: SmcConfig | None = None, *, trim_every_bars: int = TRIM_EVERY_BARS,
+              typed_inputs: bool = False) -> FastSmcState:
     """A fresh state for one symbol. ``trim_every_bars``: how many unneeded bars may pile
-    up before the history is trimmed (tests use tiny values to exercise trimming)."""
-    return FastSmcState(config if config is not None else SmcConfig(), trim_every_bars)
+    up before the history is trimmed (tests use tiny values to exercise trimming).
+
+    ``typed_inputs``: the caller promises to pass the open time as an ``int`` and the prices
+    and volume as ``float`` (the strategy converts them before it calls): the compiled step
+    is then entered through its entry point, without the dispatcher's type resolution (about
+    0.15 us of a 3-4 us update). The labels are the same; what differs is only what happens
+    to other types: the entry point converts them as ``int()``/``float()`` would (a numeric
+    string is taken) where the dispatcher refuses them with a ``TypeError``."""
+    return FastSmcState(config if config is not None else SmcConfig(), trim_every_bars,
+                        typed_inputs)
 
 
 def _refuse(state: FastSmcState, code: int, time_ms, o, h, low, c, v) -> None:
@@ -247,18 +262,16 @@ def _refuse(state: FastSmcState, code: int, time_ms, o, h, low, c, v) -> None:
     raise SmcInputError(f"bar {bars}: open time {time_ms} not after {state.last_time_ms}")
 
 
-_step = K.step
-
-
 def update(state: FastSmcState, time_ms: int, o: float, h: float, low: float, c: float,
            v: float) -> list[Label]:
     """Feed one closed candle (open time in ms since the epoch, UTC); returns new labels."""
-    r = _step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
+    step = state.step
+    r = step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
     while r < 0:
         if r >= K.ERR_TIME:
             _refuse(state, r, time_ms, o, h, low, c, v)
         state.grow(r)
-        r = _step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
+        r = step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
     rows = r >> 32
     retr = r & 0xFFFFFFFF
     j = _W * rows
