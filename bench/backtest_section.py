@@ -205,15 +205,21 @@ def compare(ref: list[tuple[int, int]], got: list[tuple[int, int]]) -> dict[str,
 # ----------------------------------------------------------------------------- SMC
 def smc_update_us(bars: dict[str, list], n: int) -> dict[str, float]:
     """One ``update`` per closed 1m candle: the strategy's base SMC state (swing length 5,
-    sessions, no period features) and the default state (3 timeframes, 3 sessions); the
-    compiled update the package runs and, on the same bars, the pure-Python reference
-    (``smc/engine.py``) it replaced (``reference_*`` keys and the ``speedup`` ratio)."""
+    no sessions, no period features: ``strategy.new_symbol_state``) and the default state
+    (3 timeframes, 3 sessions); the compiled update the package runs and, on the same bars,
+    the pure-Python reference (``smc/engine.py``) it replaced (``reference_*`` keys and the
+    ``speedup`` ratio). Then the SMC strategy's whole ``on_candle`` on the same bars (SMC,
+    higher timeframe, ATRs, zones, the cold model: ``strategy_on_candle_*``, issue #18)."""
+    from types import SimpleNamespace
+
+    from services.brain import model, strategy
     from services.brain.smc import SmcConfig, engine, new_state, update
 
     out: dict[str, float] = {}
     t, o, h, lo, c, v = (bars[k][:n] for k in ("open_time", "open", "high", "low", "close", "volume"))
     clock = time.perf_counter_ns
-    for name, cfg in (("strategy", SmcConfig(swing_length=5, timeframes=())), ("default", SmcConfig(swing_length=5))):
+    for name, cfg in (("strategy", SmcConfig(swing_length=5, timeframes=(), sessions=())),
+                      ("default", SmcConfig(swing_length=5))):
         for prefix, new, upd in (("", new_state, update), ("reference_", engine.new_state, engine.update)):
             st = new(cfg)
             samples = np.empty(len(t), dtype=np.int64)
@@ -226,6 +232,18 @@ def smc_update_us(bars: dict[str, list], n: int) -> dict[str, float]:
             out[f"{prefix}{name}_p99_us"] = float(np.percentile(us, 99))
             out[f"{prefix}{name}_mean_us"] = float(us.mean())
         out[f"{name}_speedup"] = out[f"reference_{name}_p50_us"] / out[f"{name}_p50_us"]
+    st, ms = strategy.new_symbol_state(), model.new_state(model.ModelConfig())
+    samples = np.empty(len(t), dtype=np.int64)
+    c0 = time.process_time()
+    for i in range(len(t)):
+        candle = SimpleNamespace(symbol="BTCUSDT", open_ms=t[i], open=o[i], high=h[i], low=lo[i], close=c[i],
+                                 volume=v[i])
+        t0 = clock()
+        strategy.on_candle(st, candle, 60, ms)
+        samples[i] = clock() - t0
+    out["strategy_on_candle_cpu_mean_us"] = (time.process_time() - c0) / len(t) * 1e6
+    out["strategy_on_candle_p50_us"] = float(np.percentile(samples / 1e3, 50))
+    out["strategy_on_candle_p99_us"] = float(np.percentile(samples / 1e3, 99))
     return out
 
 
@@ -391,7 +409,8 @@ def _run(*, quick: bool, repeats: int) -> dict[str, Any]:
         out["smc_update"] = smc_update_us(bars, min(n, SMC_UPDATE_BARS))
         su = out["smc_update"]
         log(f"[backtest] SMC update p50 {su['strategy_p50_us']:.1f} us (pure-Python reference "
-            f"{su['reference_strategy_p50_us']:.1f} us, {su['strategy_speedup']:.1f}x)")
+            f"{su['reference_strategy_p50_us']:.1f} us, {su['strategy_speedup']:.1f}x); the SMC strategy's "
+            f"on_candle p50 {su['strategy_on_candle_p50_us']:.1f} us")
         # memory: a year of 1m bars for many symbols, streamed by a fresh process
         n_sym = 5 if quick else STREAM_SYMBOLS
         symbols = synth_year(cat, n_sym, 2 if quick else STREAM_MONTHS)
@@ -414,4 +433,5 @@ def headline(sec: dict[str, Any]) -> dict[str, Any]:
             "smc_candles_per_s": sec["smc_backtest"]["candles_per_s"]["median"],
             "smc_shell_candles_per_s": sec["smc_backtest_shell"]["candles_per_s"]["median"],
             "smc_update_p50_us": sec["smc_update"]["strategy_p50_us"],
+            "smc_strategy_on_candle_p50_us": sec["smc_update"]["strategy_on_candle_p50_us"],
             "stream_peak_rss_mib": sec["stream"]["peak_rss_mib"], "stream_symbols": sec["stream"]["symbols"]}

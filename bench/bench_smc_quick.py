@@ -1,6 +1,8 @@
 """Quick SMC benchmark: microseconds per candle update per symbol (the brain's path: the
-compiled update, and the pure-Python reference ``smc/engine.py`` on the same candles for the
-ratio) and rows/s through the batch CLI path. Real candles: the EURUSD 15 m fixture (tests/data/smc) and
+compiled update, its compiled step alone (``kernel_step``: the rest of ``update`` is building
+the label records), and the pure-Python reference ``smc/engine.py`` on the same candles for
+the ratio), rows/s through the batch CLI path, and the SMC strategy's whole per-candle cost
+(``strategy.on_candle`` on 1m candles: SMC, HTF, ATRs, zones, model; issue #18). Real candles: the EURUSD 15 m fixture (tests/data/smc) and
 BTCUSDT 15 m (services/exchange_sim/data); a seeded random walk stands in if one is missing.
 Prints numbers and returns them as a dict (``run()``) for the bench harness; it asserts nothing.
 
@@ -16,11 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from services.brain.smc import SmcConfig, engine, new_state, reference_columns, run_batch, update
+from services.brain.smc import kernel
 from services.brain.smc_cli import read_candles, write_features
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = {"EURUSD_15m": REPO / "tests" / "data" / "smc" / "EURUSD" / "EURUSD_15M.csv",
          "BTCUSDT_15m": REPO / "services" / "exchange_sim" / "data" / "BTCUSDT_15m_2024.csv"}
+STRATEGY_FILE = REPO / "services" / "exchange_sim" / "data" / "BTCUSDT_1m_2024-12.csv"
+STRATEGY_BARS = 10_080  # the first December week of 1m candles, as in bench.backtest_idle
+STRATEGY_REPEATS = 3  # the best of (a fresh symbol state each time)
 N_SYMBOLS = 10  # states advanced round-robin, as the brain does on a candle close
 STREAM_BARS = 10_000  # per symbol, for the per-update timing (the batch path takes all)
 
@@ -71,6 +77,45 @@ def _stream_us(c: dict[str, list], config: SmcConfig, new=new_state,
     return float(us.mean()), float(np.percentile(us, 50)), float(np.percentile(us, 99)), float(cpu_p50)
 
 
+def _step_only(state, time_ms: int, o: float, h: float, low: float, c: float, v: float) -> None:
+    """The compiled step of ``update`` alone (growing the state when it asks), no records."""
+    step = kernel.step
+    r = step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
+    while r < 0:
+        state.grow(r)
+        r = step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
+
+
+def _strategy_us(path: Path) -> tuple[float, float, float]:
+    """The SMC strategy's ``on_candle`` per 1m candle, one symbol, the cold model: p50 and p99
+    microseconds (wall clock per call) and the mean CPU microseconds of the whole pass; the
+    best of ``STRATEGY_REPEATS`` fresh passes."""
+    from types import SimpleNamespace
+
+    from services.brain import model, strategy
+
+    c = _candles(path)
+    rows = [SimpleNamespace(symbol="BTCUSDT", open_ms=int(t), open=o, high=h, low=lo, close=cl, volume=v)
+            for t, o, h, lo, cl, v in zip(*(c[k][:STRATEGY_BARS] for k in
+                                            ("time_ms", "open", "high", "low", "close", "volume")))]
+    ms = model.new_state(model.ModelConfig())
+    best = (float("inf"), float("inf"), float("inf"))
+    clock = time.perf_counter_ns
+    for _ in range(STRATEGY_REPEATS):
+        st = strategy.new_symbol_state(strategy.StrategyConfig())
+        on_candle = strategy.on_candle
+        samples = np.empty(len(rows), dtype=np.int64)
+        c0 = time.process_time()
+        for i, row in enumerate(rows):
+            t0 = clock()
+            on_candle(st, row, 60, ms)
+            samples[i] = clock() - t0
+        cpu = (time.process_time() - c0) / len(rows) * 1e6
+        us = samples / 1e3
+        best = min(best, (float(np.percentile(us, 50)), float(np.percentile(us, 99)), cpu))
+    return best
+
+
 def _batch_rows_per_s(path: Path, c: dict[str, list], config: SmcConfig) -> tuple[float, float]:
     """Rows/s for run_batch alone and for the whole CLI path (read, run, lay out, write)."""
     n = len(c["time_ms"])
@@ -103,12 +148,19 @@ def run() -> dict[str, float]:
                 results[f"{name}_L{length}_update{tag}_us_p50"] = p50
                 results[f"{name}_L{length}_update{tag}_us_p99"] = p99
                 results[f"{name}_L{length}_update{tag}_cpu_us_p50"] = cpu
+            mean, p50, p99, cpu = _stream_us(c, config, new_state, _step_only)
+            results[f"{name}_L{length}_kernel_step_us_p50"] = p50
+            results[f"{name}_L{length}_kernel_step_cpu_us_p50"] = cpu
             results[f"{name}_L{length}_speedup_p50"] = (
                 results[f"{name}_L{length}_update_reference_us_p50"]
                 / results[f"{name}_L{length}_update_us_p50"])
         batch, cli = _batch_rows_per_s(path, c, SmcConfig(swing_length=5))
         results[f"{name}_L5_run_batch_rows_per_s"] = batch
         results[f"{name}_L5_cli_rows_per_s"] = cli
+    p50, p99, cpu = _strategy_us(STRATEGY_FILE)
+    results["BTCUSDT_1m_strategy_on_candle_us_p50"] = p50
+    results["BTCUSDT_1m_strategy_on_candle_us_p99"] = p99
+    results["BTCUSDT_1m_strategy_on_candle_cpu_us_mean"] = cpu
     return results
 
 
@@ -120,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at start: {os.getloadavg()}")
     r = run()
     print(f"smc quick bench: {N_SYMBOLS} symbol states x {STREAM_BARS:,} candles, "
-          "one update per candle close (compiled, then the pure-Python reference); "
-          "batch over whole files")
+          "one update per candle close (compiled, its kernel step alone, then the pure-Python "
+          f"reference); batch over whole files; the SMC strategy on {STRATEGY_BARS:,} 1m candles")
     for k, v in r.items():
         print(f"  {k:48s} {v:>14,.1f}")
     print(f"load average at end: {os.getloadavg()}")

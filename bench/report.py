@@ -408,7 +408,10 @@ def _backtest(sec: dict[str, Any]) -> list[str]:
               f"candles/s{per_cpu}{vs} "
               f"({smc['candles']:,} candles, {smc['signals']} signals, {smc['trades']} trades). SMC update alone "
               f"(one closed 1m candle): p50 {up['strategy_p50_us']:.1f} µs, p99 {up['strategy_p99_us']:.1f} µs with "
-              f"the strategy's state; p50 {up['default_p50_us']:.1f} µs with the default one (3 timeframes).", "",
+              f"the strategy's state; p50 {up['default_p50_us']:.1f} µs with the default one (3 timeframes)."
+              + (f" The strategy's whole `on_candle` (SMC, higher timeframe, ATRs, zones, model): p50 "
+                 f"{up['strategy_on_candle_p50_us']:.1f} µs, {up['strategy_on_candle_cpu_mean_us']:.1f} µs of CPU "
+                 f"per candle on average." if "strategy_on_candle_p50_us" in up else ""), "",
               f"Streaming from the catalog (a fresh process, `iter_bars` in {st['batch_rows']:,}-row batches): "
               f"{st['rows']:,} bars of {st['symbols']} symbols (a year of 1m bars each, time-shifted copies of the "
               f"real month) in {st['seconds']:.1f} s ({fmt_rate(st['rows_per_s'])} bars/s); peak RSS "

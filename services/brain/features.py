@@ -18,11 +18,21 @@ class Atr:
         self.n, self.value, self.count, self.prev_close = n, 0.0, 0, math.nan
 
     def step(self, h: float, low: float, c: float) -> None:
+        # ``max`` and ``min`` spelled out (the same operands and ties: the first maximal
+        # one wins; no NaN reaches here but the first bar's ``prev_close``): this runs
+        # twice per candle in the strategy
         pc = self.prev_close
-        tr = h - low if math.isnan(pc) else max(h - low, abs(h - pc), abs(low - pc))
-        self.count += 1
-        k = min(self.count, self.n)
-        self.value += (tr - self.value) / k
+        tr = h - low
+        if pc == pc:
+            x = abs(h - pc)
+            if x > tr:
+                tr = x
+            x = abs(low - pc)
+            if x > tr:
+                tr = x
+        count = self.count = self.count + 1
+        n = self.n
+        self.value += (tr - self.value) / (count if count < n else n)
         self.prev_close = c
 
 

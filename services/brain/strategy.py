@@ -48,8 +48,8 @@ from services.brain.model import ModelState, features_from_context, predict
 from services.brain.features import Atr, nearest_zone_distance
 from services.brain.smc import (FairValueGap, FairValueGapMitigated, LiquidityPool,
                                 LiquiditySwept, OrderBlock, OrderBlockMitigated,
-                                OrderBlockReset, Pivot, SessionRange, SmcConfig, SmcState,
-                                Structure)
+                                OrderBlockReset, Pivot, Retracement, SmcConfig, SmcState,
+                                Structure, Swing)
 from services.brain.smc import new_state as smc_new_state
 from services.brain.smc import update as smc_update
 
@@ -136,7 +136,8 @@ class _Htf:
     __slots__ = ("smc", "bucket", "ohlcv", "direction", "kind", "level", "broken_index")
 
     def __init__(self, config: SmcConfig) -> None:
-        self.smc: SmcState = smc_new_state(config)
+        # typed: ``_flush_htf`` passes an int open time and float prices
+        self.smc: SmcState = smc_new_state(config, typed_inputs=True)
         self.bucket: int | None = None
         self.ohlcv = [0.0] * 5
         self.direction = 0  # bias: direction of the last structure label, 0 = none yet
@@ -161,11 +162,12 @@ class StrategyState:
     last_signal_bar: int | None = None
     last_pivot: dict | None = None          # direction -> level
     last_sweep: dict | None = None          # direction -> base bar index
-    obs: dict | None = None                 # (direction, index) -> (top, bottom)
-    fvgs: dict | None = None
+    # live zones per direction (1, -1), each in insertion order (oldest first): one dict
+    # per direction, so a candle's retest and the cap read only the zones they concern
+    obs: dict | None = None                 # direction -> {(direction, index): (top, bottom)}
+    fvgs: dict | None = None                # direction -> {(direction, index): (top, bottom)}
     touched_obs: set | None = None
-    pools: dict | None = None               # (direction, index) -> level
-    sessions: dict | None = None            # session name -> active
+    pools: dict | None = None               # direction -> {(direction, index): level}
     skipped: dict | None = None
     emitted: int = 0
 
@@ -175,11 +177,16 @@ def new_symbol_state(config: StrategyConfig | None = None) -> StrategyState:
     cfg = config if config is not None else StrategyConfig()
     return StrategyState(
         config=cfg,
-        smc=smc_new_state(SmcConfig(swing_length=cfg.swing_length, timeframes=())),
+        # no sessions in the SMC state: a candle's sessions are a function of its open time
+        # alone (``_in_session``), read only when a signal is built; the state's other
+        # labels do not depend on them (issue #18: three records per candle not built)
+        # typed: ``on_candle`` converts the candle to an int open time and float prices
+        smc=smc_new_state(SmcConfig(swing_length=cfg.swing_length, timeframes=(), sessions=()),
+                          typed_inputs=True),
         htf=_Htf(SmcConfig(swing_length=cfg.htf_swing_length, timeframes=(), sessions=())),
         atr=Atr(cfg.atr_bars), atr_slow=Atr(cfg.atr_slow_bars),
         last_pivot={1: math.nan, -1: math.nan}, last_sweep={1: -1, -1: -1},
-        obs={}, fvgs={}, touched_obs=set(), pools={}, sessions={},
+        obs={1: {}, -1: {}}, fvgs={1: {}, -1: {}}, touched_obs=set(), pools={1: {}, -1: {}},
         skipped=dict.fromkeys(SKIP_REASONS, 0))
 
 
@@ -191,11 +198,17 @@ def signal_id(symbol: str, open_ms: int, side: str) -> str:
 
 # ---- one candle ---------------------------------------------------------------------------
 
+_NUMBER = (int, float)
+_isfinite = math.isfinite
+
+
 def _valid_candle(st: StrategyState, c: CandleLike) -> bool:
-    vals = (c.open, c.high, c.low, c.close, c.volume)
-    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in vals):
-        return False
-    if c.high < c.low or min(c.open, c.high, c.low, c.close) <= 0 or c.volume < 0:
+    # written out (no generator, each field read once): this runs on every candle
+    o, h, low, close, v = c.open, c.high, c.low, c.close, c.volume
+    for x in (o, h, low, close, v):
+        if not (isinstance(x, _NUMBER) and _isfinite(x)):
+            return False
+    if h < low or min(o, h, low, close) <= 0 or v < 0:
         return False
     return st.last_open_ms is None or c.open_ms > st.last_open_ms
 
@@ -209,7 +222,11 @@ def _step_htf(htf: _Htf, htf_ms: int, bar_ms: int, t_ms: int, o: float, h: float
         htf.bucket, htf.ohlcv = b, [o, h, low, c, v]
     else:
         x = htf.ohlcv
-        x[1], x[2], x[3], x[4] = max(x[1], h), min(x[2], low), c, x[4] + v
+        if h > x[1]:  # max() and min() spelled out: the same result, ties keep the first
+            x[1] = h
+        if low < x[2]:
+            x[2] = low
+        x[3], x[4] = c, x[4] + v
     if t_ms + bar_ms >= (b + 1) * htf_ms:
         _flush_htf(htf, htf_ms)  # this bar's close is the bucket's close
 
@@ -217,73 +234,91 @@ def _step_htf(htf: _Htf, htf_ms: int, bar_ms: int, t_ms: int, o: float, h: float
 def _flush_htf(htf: _Htf, htf_ms: int) -> None:
     o, h, low, c, v = htf.ohlcv
     for lab in smc_update(htf.smc, htf.bucket * htf_ms, o, h, low, c, v):
-        if isinstance(lab, Structure):
+        if type(lab) is Structure:  # label classes are final (see ``_apply``)
             htf.direction, htf.kind = lab.direction, lab.kind
             htf.level, htf.broken_index = lab.level, lab.broken_index
     htf.bucket = None
 
 
-def _cap(zones: dict, direction: int, limit: int) -> None:
-    keys = [k for k in zones if k[0] == direction]
-    for k in keys[:max(0, len(keys) - limit)]:  # insertion order: oldest first
-        del zones[k]
+def _cap(zones: dict, limit: int) -> None:
+    """Drop the oldest zones of one direction's dict beyond ``limit`` (insertion order)."""
+    while len(zones) > limit:
+        del zones[next(iter(zones))]
 
 
 def _retest(st: StrategyState, d: int, h: float, low: float, c: float) -> bool:
-    """Did this candle retest a live zone of direction ``d`` known before it?"""
+    """Did this candle retest a live zone of direction ``d`` known before it? A bullish zone
+    is retested when ``low <= top and c > bottom``, a bearish one when ``h >= bottom and
+    c < top`` (one loop per direction: this runs on every candle, over up to ``max_zones``
+    zones of each kind and direction)."""
     hit = False
-    for key, (top, bottom) in st.fvgs.items():
-        if key[0] == d and ((d > 0 and low <= top and c > bottom)
-                            or (d < 0 and h >= bottom and c < top)):
-            hit = True
-            break
-    for key, (top, bottom) in st.obs.items():
-        if key[0] != d or key in st.touched_obs:
-            continue
-        if (d > 0 and low <= top and c > bottom) or (d < 0 and h >= bottom and c < top):
-            st.touched_obs.add(key)  # every touched block is spent, even if not used
-            hit = True
+    touched = st.touched_obs
+    if d > 0:
+        for top, bottom in st.fvgs[d].values():
+            if low <= top and c > bottom:
+                hit = True
+                break
+        for key, (top, bottom) in st.obs[d].items():
+            if low <= top and c > bottom and key not in touched:
+                touched.add(key)  # every touched block is spent, even if not used
+                hit = True
+    elif d < 0:
+        for top, bottom in st.fvgs[d].values():
+            if h >= bottom and c < top:
+                hit = True
+                break
+        for key, (top, bottom) in st.obs[d].items():
+            if h >= bottom and c < top and key not in touched:
+                touched.add(key)
+                hit = True
     return hit
 
 
 def _apply(st: StrategyState, labels: list) -> None:
+    # exact types, the commonest first (a retracement row on almost every candle, unread):
+    # the label classes are final, so ``type(x) is C`` is
+    # ``isinstance(x, C)`` here, at a fraction of the cost of a chain of isinstance calls
     cfg = st.config
     for lab in labels:
-        if isinstance(lab, Pivot):
+        kind = type(lab)
+        if kind is Retracement or kind is Swing or kind is Structure:
+            continue
+        if kind is Pivot:
             st.last_pivot[lab.direction] = lab.level
-        elif isinstance(lab, OrderBlock):
-            st.obs[(lab.direction, lab.index)] = (lab.top, lab.bottom)
-            _cap(st.obs, lab.direction, cfg.max_zones)
-        elif isinstance(lab, (OrderBlockMitigated, OrderBlockReset)):
-            st.obs.pop((lab.direction, lab.index), None)
+        elif kind is OrderBlock:
+            zones = st.obs[lab.direction]
+            zones[(lab.direction, lab.index)] = (lab.top, lab.bottom)
+            _cap(zones, cfg.max_zones)
+        elif kind is OrderBlockMitigated or kind is OrderBlockReset:
+            st.obs[lab.direction].pop((lab.direction, lab.index), None)
             st.touched_obs.discard((lab.direction, lab.index))
-        elif isinstance(lab, FairValueGap):
-            st.fvgs[(lab.direction, lab.index)] = (lab.top, lab.bottom)
-            _cap(st.fvgs, lab.direction, cfg.max_zones)
-        elif isinstance(lab, FairValueGapMitigated):
-            st.fvgs.pop((lab.direction, lab.index), None)
-        elif isinstance(lab, LiquidityPool):
+        elif kind is FairValueGap:
+            zones = st.fvgs[lab.direction]
+            zones[(lab.direction, lab.index)] = (lab.top, lab.bottom)
+            _cap(zones, cfg.max_zones)
+        elif kind is FairValueGapMitigated:
+            st.fvgs[lab.direction].pop((lab.direction, lab.index), None)
+        elif kind is LiquidityPool:
             if lab.swept is None:
-                st.pools[(lab.direction, lab.index)] = lab.level
-                _cap(st.pools, lab.direction, cfg.max_zones)
-        elif isinstance(lab, LiquiditySwept):
+                zones = st.pools[lab.direction]
+                zones[(lab.direction, lab.index)] = lab.level
+                _cap(zones, cfg.max_zones)
+        elif kind is LiquiditySwept:
             st.last_sweep[lab.direction] = lab.swept_index
-            st.pools.pop((lab.direction, lab.index), None)
-        elif isinstance(lab, SessionRange):
-            st.sessions[lab.session] = bool(lab.active)
+            st.pools[lab.direction].pop((lab.direction, lab.index), None)
     # touched blocks that were dropped by the cap are forgotten with them
     if len(st.touched_obs) > 2 * cfg.max_zones:
-        st.touched_obs &= set(st.obs)
+        st.touched_obs &= st.obs[1].keys() | st.obs[-1].keys()
 
 
 def _target(st: StrategyState, d: int, entry: float, risk: float) -> float:
     cfg = st.config
     if cfg.liquidity_target:
         best = math.inf
-        for (pd, _), level in st.pools.items():
+        for level in st.pools[d].values():
             # a long aims at buy-side liquidity above (pools of swing highs, direction 1)
             dist = d * (level - entry)
-            if pd == d and cfg.liquidity_min_rr * risk <= dist <= cfg.liquidity_max_rr * risk:
+            if cfg.liquidity_min_rr * risk <= dist <= cfg.liquidity_max_rr * risk:
                 best = min(best, dist)
         if best < math.inf:
             return entry + d * best
@@ -347,10 +382,10 @@ def on_candle(state: StrategyState, candle: CandleLike, interval_s: int,
         direction=d, entry=c, stop=stop, target=target, atr=atr, atr_slow=st.atr_slow.value,
         htf_direction=d, is_choch=st.htf.kind == "CHOCH", break_level=st.htf.level,
         break_age_bars=st.htf.smc.bars - 1 - st.htf.broken_index,  # in HTF bars
-        ob_distance=nearest_zone_distance(st.obs, d, c), fvg_distance=nearest_zone_distance(st.fvgs, d, c),
+        ob_distance=nearest_zone_distance(st.obs[d], d, c), fvg_distance=nearest_zone_distance(st.fvgs[d], d, c),
         swept_bars_ago=t - swept if swept >= 0 else None,
-        in_asia=st.sessions.get("Tokyo", False), in_london=st.sessions.get("London", False),
-        in_new_york=st.sessions.get("New York", False))
+        in_asia=_in_session("Tokyo", t_ms), in_london=_in_session("London", t_ms),
+        in_new_york=_in_session("New York", t_ms))
     pred = predict(model_state, feats)
     side = SIDES[d]
     sig = SignalGenerated(signal_id=signal_id(candle.symbol, t_ms, side), symbol=candle.symbol,
@@ -360,6 +395,20 @@ def on_candle(state: StrategyState, candle: CandleLike, interval_s: int,
     st.last_signal_bar = t
     st.emitted += 1
     return st, [sig]
+
+
+# the SMC library's default sessions, the ones whose ``SessionRange`` records the strategy
+# once read for these flags (a name that is not among them is never active)
+_SESSIONS = {w.name: w for w in SmcConfig().sessions}
+_DAY_MS, _MINUTE_MS = 86_400_000, 60_000
+
+
+def _in_session(name: str, t_ms: int) -> bool:
+    """Does the candle opening at ``t_ms`` lie in session ``name``: the ``active`` flag of
+    its ``SessionRange`` record (the same rule: ``SessionWindow.contains`` of its UTC
+    minute of the day, both ends included)."""
+    w = _SESSIONS.get(name)
+    return w is not None and w.contains((t_ms % _DAY_MS) // _MINUTE_MS)
 
 
 def _levels_ok(d: int, entry: float, stop: float, target: float) -> bool:

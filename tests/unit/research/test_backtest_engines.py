@@ -204,7 +204,8 @@ def test_engine_must_be_fast_or_shell(catalog):
                        engine="turbo")
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                        HealthCheck.nested_given])
 @given(strategy=st.sampled_from(["ema_cross", "donchian", BUSY]), fast=st.integers(2, 20), channel=st.integers(5, 60),
        start_day=st.integers(0, 25), days=st.integers(1, 3), entry=st.sampled_from(["limit_ioc", "market"]),
        fee=st.sampled_from([0.0, 0.0005]), slip=st.sampled_from([0.0, 1.0, 25.0]),
