@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml setup.py $(C_SOURCES)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	@echo "make: compiling the numba kernels once (SMC, candles, conflation; cached in __pycache__)"
-	$(BIN)/python -c "from common import config; from services.brain.__main__ import warm_kernels; import services.brain.smc.kernel; warm_kernels(config.from_dict({}))"
+	$(BIN)/python -c "from common import config; from services.brain.kernels import warm_kernels; import services.brain.smc.kernel; warm_kernels(config.from_dict({}))"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -151,7 +151,7 @@ class Rig:
     def __init__(self, tmp: Path, candles: str, used_ids: int = 0) -> None:
         from common import config, records, wire
         from common.ring import Ring
-        from services.brain import __main__ as brain_main
+        from services.brain import __main__ as brain_main, kernels
         from services.brain import dispatcher as dsp
         from services.brain import execution as execution_mod
         from services.brain import execution_startup
@@ -171,7 +171,7 @@ class Rig:
         self.sid = self.ring.register_symbol(SYMBOL)
         bus = _NullBus()
         self.brain = brain_main.Brain(cfg, self.ring, bus, bus, None)  # type: ignore[arg-type]
-        brain_main.warm_up(self.brain)
+        kernels.warm_up(self.brain)
         self.intents = intent_log.IntentLog(tmp / "intents.log")
         self.dispatcher = dsp.Dispatcher(wiring.DISPATCH_WORKERS, name="entry-profile")
         self.ex = execution_mod.Execution(

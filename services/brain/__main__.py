@@ -23,9 +23,9 @@ from common import bus, records, service, wire, zmqutil
 from common.config import AegisConfig
 from common.errors import RingError, TransientError
 from common.log import RateLimiter
-from common.ring import Ring, ring_load
+from common.ring import Ring
 from research import strategy_api
-from services.brain import candles, conflate, engine, exit_lane, latency, loop, model, recovery, risk, trader, wiring
+from services.brain import candles, conflate, engine, exit_lane, kernels, latency, loop, model, recovery, risk, trader, wiring
 from services.brain import control as brain_control
 from venue import brokers
 
@@ -34,7 +34,6 @@ NAME = "brain"
 RING_RETRY_S = 0.5
 DRAIN_DEADLINE_S = 5.0  # at shutdown, read what the feed wrote, but not forever
 RULES_JOURNAL_S = 15.0  # how long a symbol's missing rules are looked for in the journal
-HIGHER_TIMEFRAME_FACTOR = 15  # 1 m base -> 15 m
 # tick-to-brain latency buckets exported in the heartbeat (microseconds)
 LATENCY_BUCKETS_US = (10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000, 1_000_000)
 
@@ -60,10 +59,10 @@ class Brain:
         self.reader = ring.reader(resume=cfg.ring.reader_resume)
         self.pub = pub
         self.journal = journal
-        self.core = new_core(cfg)
+        self.core = kernels.new_core(cfg)
         self.buf = records.empty(cfg.brain.read_batch)
         self.lane = exit_lane.ExitLane(self.buf)  # the armed stops and targets, checked first
-        self.process = lambda n, now_ns: engine.process_batch(self.core, self.buf, n, now_ns)  # bound in warm_up
+        self.process = lambda n, now_ns: engine.process_batch(self.core, self.buf, n, now_ns)  # bound in kernels.warm_up
         self.names: list[str] = ring.symbol_names()
         # the configured strategy (research.strategy_api; default: the SMC one)
         self.runner = strategy_api.StrategyRunner(
@@ -463,38 +462,6 @@ def _sum_counters(counters) -> dict[str, int]:
     return out
 
 
-def new_core(cfg: AegisConfig):
-    base_ms = cfg.brain.candle_interval_s * 1000
-    return engine.new_core(base_interval_ms=base_ms, higher_intervals_ms=(base_ms * HIGHER_TIMEFRAME_FACTOR,),
-                           batch=cfg.brain.read_batch)
-
-
-def load_kernels(core, buf):
-    """Load (or compile) every kernel of the tick path for ``core``'s types; returns the
-    bound ``process`` entry point. numba compiles (or loads from its cache) on first call,
-    which would otherwise stall the first ticks by tens to hundreds of milliseconds."""
-    process = engine.bind(core, buf)  # compiled entry point, types resolved once
-    candles.flush_due(core.candles, 0, 0)
-    candles.reset_output(core.candles)
-    conflate.drain_dirty(core.conflate)
-    core.latency.percentile(99)
-    exit_lane.warm(buf)  # the exit lane's scan: never compiled in front of the first exit
-    return process
-
-
-def warm_kernels(cfg: AegisConfig) -> None:
-    """A spare's warm-up: the same kernels on a throwaway core of the same types, so the
-    spare's process already holds them when it takes over (numba keeps them per process)."""
-    load_kernels(new_core(cfg), records.empty(cfg.brain.read_batch))
-    ring_load(np.zeros(1, np.int64), 0)  # the ring reader's lag() and cursors
-
-
-def warm_up(brain: Brain) -> None:
-    """Every kernel loaded before declaring readiness (``load_kernels``)."""
-    brain.process = load_kernels(brain.core, brain.buf)
-    brain.reader.lag()
-
-
 def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     knobs = latency.apply(cfg.brain.gil_switch_interval_us, cfg.brain.timer_slack_ns)  # before any thread
     rd = service.ensure_run_dir(service.run_dir(cfg))
@@ -531,7 +498,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         brain.db_history = recovery.iter_recent_candles(service.db_path(cfg), cfg.brain.candle_interval_s,
                                                         cfg.feed.hydrate_candles, time.time_ns() // 1_000_000)
     brain.symbol_info.update(recovery.symbol_rules(service.db_path(cfg)))
-    warm_up(brain)
+    kernels.warm_up(brain)
     trading = wiring.make_execution(cfg, brain, ep) if brokers.trading_enabled(cfg) else None
     brain.execution = trading.execution if trading is not None else None
     if trading is not None:
@@ -595,7 +562,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = service.arg_parser(NAME, "ring -> candles -> events").parse_args(argv)
     cfg = service.bootstrap(NAME, args)
-    if args.spare and not service.serve_as_spare(NAME, cfg, warm=lambda: warm_kernels(cfg)):
+    if args.spare and not service.serve_as_spare(NAME, cfg, warm=lambda: kernels.warm_kernels(cfg)):
         return 0
     stop = service.StopFlag()
     service.install_stop_handlers(stop)
