@@ -350,6 +350,10 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
             t = replace(t, entry_qty=base, entry_notional=base * p.entry_price)
             if entry is not None:
                 t = replace(t, trade_id=entry.signal_id or entry.client_order_id, entry_cid=entry.client_order_id)
+            else:  # adopted before: the same trade again, so its protective orders are its own
+                earlier = adopted_before(saved.algos, p.symbol, side)
+                if earlier:
+                    t = replace(t, trade_id=earlier)
             trades[p.symbol] = t
     # a filled entry whose position the exchange no longer holds was closed while we were away
     # (its stop or target fired, or someone closed it): the trade is rebuilt from its journaled
@@ -378,6 +382,20 @@ def merge(cfg: trader.TraderConfig, saved: Saved, positions: Sequence[ExchangePo
                                        exit_reason=t.exit_reason or "RECOVERED")
     return trader_restart.restore(risk_state=risk_state, orders=saved.open_orders, trades=trades,
                                   used_cids=saved.used_cids, last_action_ms=saved.last_action_ms, algos=saved.algos)
+
+
+def adopted_before(algos: Mapping[str, ao.AlgoOrder], symbol: str, side: str) -> str:
+    """Pure: the trade id of an earlier adoption of ``symbol``'s ``side`` position whose
+    protective orders may still be open at the exchange ("" if none). A position adopted at
+    one start is adopted again at the next (it has no plan in the journal); under a new id
+    its open stop would belong to no trade, the new stop would meet Binance's -4130 (one
+    ``closePosition`` order per symbol, side and type) and be armed again at every audit.
+    The newest such adoption wins (its id carries its time)."""
+    closing = "SELL" if side == "BUY" else "BUY"
+    ids = {a.trade_id for a in algos.values() if a.symbol == symbol and a.side == closing and not a.is_terminal
+           and a.trade_id.startswith(f"adopted-{symbol}-")}
+    return max(ids, key=lambda i: (int(i.rsplit("-", 1)[-1]) if i.rsplit("-", 1)[-1].isdigit() else -1, i),
+               default="")
 
 
 def recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms: int) -> list[wire.CandleClosed]:

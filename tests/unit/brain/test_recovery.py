@@ -220,6 +220,50 @@ class TestMerge:
             confidence=0.0, features={}, opened_ms=NOW, entry_cid="", entry_qty=Decimal("3"),
             entry_notional=Decimal("60"), adopted=True)
 
+    def test_a_position_adopted_before_keeps_its_trade_and_its_live_stop(self, saved: recovery.Saved):
+        """DDDUSDT (short, no plan) was adopted at an earlier start and its stop and target are
+        still open at the exchange: adopted again under the same trade id, the restored trade
+        owns them (no second closePosition stop, which Binance would refuse with -4130). A
+        finished one, or one on the other side, is not taken."""
+        from dataclasses import replace as dc_replace
+
+        from venue import algo_orders as ao
+
+        old = "adopted-DDDUSDT-1733000000000"
+        live = {f"ps-{old}-1": ao.AlgoOrder(client_algo_id=f"ps-{old}-1", symbol="DDDUSDT", side="BUY",
+                                            order_type="STOP_MARKET", trigger_price=Decimal("20.4"),
+                                            close_position=True, trade_id=old, role="STOP", state=ao.A.LIVE,
+                                            algo_id="7", confirmed=True, send_count=1),
+                f"pt-{old}-1": ao.AlgoOrder(client_algo_id=f"pt-{old}-1", symbol="DDDUSDT", side="BUY",
+                                            order_type="TAKE_PROFIT_MARKET", trigger_price=Decimal("19.2"),
+                                            close_position=True, trade_id=old, role="TARGET", state=ao.A.LIVE,
+                                            algo_id="8", confirmed=True, send_count=1)}
+        again = dc_replace(saved, algos={**saved.algos, **live})
+        st = recovery.merge(CFG, again, POSITIONS, NOW, HALTED)
+        assert st.trades["DDDUSDT"].trade_id == old
+        t = trader_restart.restore(risk_state=st.risk, orders=st.orders, trades=st.trades, used_cids=st.used_cids,
+                                   last_action_ms=st.last_action_ms, algos=again.algos).trades["DDDUSDT"]
+        assert (t.stop_cid, t.target_cid) == (f"ps-{old}-1", f"pt-{old}-1")
+        done = {k: dc_replace(a, state=ao.A.CANCELED) for k, a in live.items()}
+        assert recovery.merge(CFG, dc_replace(saved, algos=done), POSITIONS, NOW, HALTED).trades[
+            "DDDUSDT"].trade_id == f"adopted-DDDUSDT-{NOW}"
+        other_side = {k: dc_replace(a, side="SELL") for k, a in live.items()}
+        assert recovery.merge(CFG, dc_replace(saved, algos=other_side), POSITIONS, NOW, HALTED).trades[
+            "DDDUSDT"].trade_id == f"adopted-DDDUSDT-{NOW}"
+
+    def test_the_newest_earlier_adoption_wins(self):
+        from venue import algo_orders as ao
+
+        def stop(tid: str, state=ao.A.LIVE) -> ao.AlgoOrder:
+            return ao.AlgoOrder(client_algo_id=f"ps-{tid}-1", symbol="XUSDT", side="SELL", order_type="STOP_MARKET",
+                                trigger_price=Decimal(1), trade_id=tid, role="STOP", state=state)
+
+        algos = {a.client_algo_id: a for a in (stop("adopted-XUSDT-900"), stop("adopted-XUSDT-1000"),
+                                                stop("adopted-XUSDT-2000", ao.A.CANCELED), stop("sX"))}
+        assert recovery.adopted_before(algos, "XUSDT", "BUY") == "adopted-XUSDT-1000"
+        assert recovery.adopted_before(algos, "XUSDT", "SELL") == ""
+        assert recovery.adopted_before(algos, "YUSDT", "BUY") == ""
+
     def test_a_plan_on_the_other_side_of_the_exchange_position_is_not_used(self, saved: recovery.Saved):
         flipped = (ExchangePosition(symbol="AAAUSDT", qty=Decimal("-2"), entry_price=Decimal("100")),)
         t = recovery.merge(CFG, saved, flipped, NOW, HALTED).trades["AAAUSDT"]
