@@ -76,7 +76,10 @@ def configure(*, level: str = "warning", fmt: str = "console", service: str = "a
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # one write a line (the line and its newline together): with PYTHONUNBUFFERED each
+        # write reaches the file at once, and print's two writes let another process's line
+        # land between a line and its newline in a shared log file
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
     # libraries that use the stdlib (websockets, aiohttp, ccxt) go through the same gate

@@ -66,6 +66,25 @@ class TestDefaultStream:
         assert "after.swap" in out and "stdlib after swap" in out and "before.swap" not in out
 
 
+class TestOneWriteALine:
+    def test_each_line_reaches_the_stream_in_one_write_with_its_newline(self):
+        """Processes of a stack share one log file, unbuffered (PYTHONUNBUFFERED): a line
+        written in two parts (print: the text, then the newline) let another process's line
+        land in between, and a JSON line no longer parsed. One write per line, newline
+        included, whatever the line's length."""
+        writes: list[str] = []
+
+        class Recorder(io.StringIO):
+            def write(self, text: str) -> int:
+                writes.append(text)
+                return len(text)
+
+        logmod.configure(level="info", fmt="json", service="test", stream=Recorder())
+        structlog.get_logger("t").warning("a.line", detail="x" * 20_000)
+        structlog.get_logger("t").info("b.line")
+        assert len(writes) == 2 and all(w.endswith("\n") and w.count("\n") == 1 for w in writes)
+
+
 class TestRateLimiter:
     def test_one_allow_per_key_per_period(self):
         """Within the period only the first event of a key passes; the rest are counted."""
