@@ -87,6 +87,7 @@ OTHER_ENV = {
     "PROMETHEUS_IMAGE": ("docker-compose.yml", "the monitoring profile's Prometheus image"),
     "CHAOS_SEED": ("tests/chaos/test_chaos_kills.py", "replays one chaos plan"),
     "CHAOS_KEEP": ("tests/chaos/test_chaos_kills.py", "keeps the chaos run's log and database"),
+    "AEGIS_SCREENSHOT_DOCS": ("tests/integration/test_dashboard_browser.py", "refreshes docs/img/dashboard.png"),
     "BENCH_SETTLE_MS": ("bench/tick_to_trade_section.py", "tick to trade: the quiet market before each trigger (ms)"),
     "RAY_AUTH_MODE": ("tests/integration/test_research_ray_cluster.py", "Ray's own: token authentication on"),
     "RAY_AUTH_TOKEN": ("tests/integration/test_research_ray_cluster.py", "Ray's own: the cluster's shared token"),
