@@ -501,25 +501,3 @@ def clear_model_state(path: Path, name: str, *, timeout_s: float = 5.0) -> bool:
             conn.close()
     except sqlite3.Error as exc:
         raise StoreError(str(exc)) from exc
-
-
-def symbol_infos(path: Path, *, timeout_s: float = 5.0) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """The trading rules the feed published and the orchestrator stored, as the feed's own
-    ``wire.SymbolInfo`` messages (``symbols`` table), and the rows refused with why. Empty when
-    there is no database yet; ``StoreError`` when it cannot be read."""
-    import msgspec
-
-    from common import wire
-
-    if not Path(path).exists():
-        return {}, []
-    with read_only(path, timeout_s=timeout_s) as journal:
-        rows = journal.symbol_rules()
-    out: dict[str, Any] = {}
-    refused: list[tuple[str, str]] = []
-    for r in rows:
-        try:
-            out[r.symbol] = wire.SymbolInfo(**{c: getattr(r, c) for c in SYMBOL_ROW_COLUMNS})
-        except (TypeError, ValueError, msgspec.ValidationError) as exc:
-            refused.append((r.symbol, str(exc)))
-    return out, refused

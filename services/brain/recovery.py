@@ -394,8 +394,7 @@ def adopted_before(algos: Mapping[str, ao.AlgoOrder], symbol: str, side: str) ->
     closing = "SELL" if side == "BUY" else "BUY"
     ids = {a.trade_id for a in algos.values() if a.symbol == symbol and a.side == closing and not a.is_terminal
            and a.trade_id.startswith(f"adopted-{symbol}-")}
-    return max(ids, key=lambda i: (int(i.rsplit("-", 1)[-1]) if i.rsplit("-", 1)[-1].isdigit() else -1, i),
-               default="")
+    return max(ids, key=lambda i: (trader_restart.trailing_number(i), i), default="")
 
 
 def recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms: int) -> list[wire.CandleClosed]:
@@ -442,11 +441,18 @@ def iter_recent_candles(db_path: Path, interval_s: int, per_symbol: int, now_ms:
 def symbol_rules(db_path: Path) -> dict[str, wire.SymbolInfo]:
     """The trading rules the feed published and the orchestrator stored (``symbols`` table):
     empty on a first start, or when the table is missing or unreadable."""
+    if not db_path.exists():
+        return {}
     try:
-        out, refused = journal_store.symbol_infos(db_path)
+        with journal_store.read_only(db_path, timeout_s=5.0) as journal:
+            rows = journal.symbol_rules()
     except StoreError as exc:
         log.warning("brain.symbol_rules_unreadable", error=str(exc))
         return {}
-    for symbol, why in refused:
-        log.warning("brain.symbol_rule_rejected", symbol=symbol, error=why)
+    out = {}
+    for r in rows:
+        try:
+            out[r.symbol] = wire.SymbolInfo(**{c: getattr(r, c) for c in journal_store.SYMBOL_ROW_COLUMNS})
+        except (TypeError, ValueError, msgspec.ValidationError) as exc:
+            log.warning("brain.symbol_rule_rejected", symbol=r.symbol, error=str(exc))
     return out

@@ -31,10 +31,10 @@ def restore(*, risk_state: risk.RiskState, orders: Mapping[str, om.Order], trade
     for sym, t in trades.items():
         mine = [o for o in algos.values() if o.trade_id == t.trade_id and o.symbol == sym]
         newest: dict[str, ao.AlgoOrder] = {}
-        for o in sorted(mine, key=lambda o: _placement(o.client_algo_id)):
+        for o in sorted(mine, key=lambda o: trailing_number(o.client_algo_id)):
             if not o.is_terminal:
                 newest[o.role] = o
-        n = max((_placement(o.client_algo_id) for o in mine), default=0)
+        n = max((trailing_number(o.client_algo_id) for o in mine), default=0)
         # a level a strategy moved lives in its newest protective order: the plan follows it
         if pr.STOP in newest and newest[pr.STOP].trigger_price > 0:
             t = replace(t, stop=float(newest[pr.STOP].trigger_price))
@@ -47,9 +47,10 @@ def restore(*, risk_state: risk.RiskState, orders: Mapping[str, om.Order], trade
                        last_action_ms=dict(last_action_ms), algos=algos)
 
 
-def _placement(client_algo_id: str) -> int:
-    """The placement number at the end of a ``ps-<signal>-<n>`` id (0 if unreadable)."""
-    tail = client_algo_id.rsplit("-", 1)[-1]
+def trailing_number(client_id: str) -> int:
+    """The number at the end of an id (0 if unreadable): a ``ps-<signal>-<n>`` protective
+    order's placement, an ``adopted-<symbol>-<ms>`` trade's time."""
+    tail = client_id.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else 0
 
 
