@@ -74,7 +74,8 @@ def run_once(rate: str, duration_s: float, extra: dict[str, str] | None = None) 
     return {"ticks_read": s["brain_ticks_read"], "ticks_lost": s["ticks_lost"],
             "ticks_per_s": s["ticks_received"] / max(s["duration_s"], 1e-9),
             "latency_us": lat, "tick_to_trade_us": s.get("tick_to_trade_us") or {},
-            "orders": s.get("orders", 0), "load": [load0, loadavg()], "loop_stalls": stalls}
+            "orders": s.get("orders", 0), "load": [load0, loadavg()], "loop_stalls": stalls,
+            "gc": s.get("gc") or {}}
 
 
 def run(*, quick: bool, repeats: int) -> dict[str, Any]:

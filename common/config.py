@@ -97,6 +97,8 @@ class FeedConfig:
     # in-order trade / bookTicker frames through the C fast lane (services/feed/_feedlane.c); off = the
     # Python codec for every frame (the same records, counts and state; slower a frame)
     fast_lane: bool = True
+    # the start-up heap frozen (gc.freeze) when the feed is ready (common/heap.py)
+    gc_freeze: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +116,9 @@ class BrainConfig:
     # Linux adds a "timer slack" to every sleep (50 us by default): the idle sleep above would
     # really last ~100 us. The brain asks for this much instead (0 = leave the default)
     timer_slack_ns: int = 1_000
+    # the start-up heap frozen (gc.freeze) just before the brain says it is ready: the garbage
+    # collector's full passes then walk only what was made since (common/heap.py)
+    gc_freeze: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

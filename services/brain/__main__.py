@@ -9,6 +9,7 @@ write final stats, exit 0. After a crash the reader resumes from its saved curso
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import sys
@@ -19,7 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 import structlog
 
-from common import bus, records, service, wire, zmqutil
+from common import bus, heap, records, service, wire, zmqutil
 from common.config import AegisConfig
 from common.errors import RingError, TransientError
 from common.log import RateLimiter
@@ -81,6 +82,9 @@ class Brain:
         self.rules_missed: dict[str, float] = {}  # ring symbol without rules -> when first seen so
         self.rules_read_from_journal = 0
         self.analysed_to: dict[str, int] = {}  # symbol -> close time of the last analysed candle
+        # live: closed candles waiting for their analysis (body, event_ns, trigger_ns): analyse_closes
+        self.closes: collections.deque[tuple[wire.CandleClosed, int, int]] = collections.deque()
+        self.analysis_yields = 0  # times the closes' analysis stopped for waiting ticks
         # the model learns from every closed trade; until it has seen enough, every confidence
         # is the cold prior, and the signal says so (cold=True). Its state survives restarts.
         self.model_state = _model_from(saved_model)
@@ -127,6 +131,8 @@ class Brain:
                     ex.ttt.trigger_ns = 0
             if self.replay:  # quiet symbols' candles close on the ticks' clock, batch by batch
                 self.flush_quiet()
+        if self.closes:  # live: closed candles' analyses, until ticks wait (at least one a poll)
+            self.analyse_closes()
         return n
 
     def clock_ms(self) -> int:
@@ -266,31 +272,50 @@ class Brain:
                 self.rules_read_from_journal += 1
 
     def emit_candles(self) -> None:
-        """The candles the batch closed: analysed (base interval) and published. Live, every
-        analysis first, so that an entry decided on a close leaves before the candles' bus
-        sends; replay keeps the capture's order (each candle published, then analysed)."""
-        out = candles.closed(self.core.candles)
-        bodies = []
-        for c in out:
-            body = wire.CandleClosed(
-                symbol=self.name(int(c["symbol_id"])), interval_s=int(c["interval_ms"]) // 1000,
-                open_ms=int(c["open_ms"]), close_ms=int(c["close_ms"]), open=float(c["open"]),
-                high=float(c["high"]), low=float(c["low"]), close=float(c["close"]),
-                volume=float(c["volume"]), quote_volume=float(c["quote_volume"]),
-                trades=int(c["trades"]), buy_volume=float(c["buy_volume"]))
-            bodies.append((body, int(c["close_ms"]) * 1_000_000))
+        """The candles the batch closed: analysed (base interval) and published. Replay keeps
+        the capture's order (each candle published, then analysed). Live, they join the queue
+        of ``analyse_closes``, which ``poll`` works through."""
+        bodies = candles.messages(candles.closed(self.core.candles), self.name)
         candles.reset_output(self.core.candles)
-        base = self.cfg.brain.candle_interval_s
         if not self.replay:
-            for body, event_ns in bodies:
-                if body.interval_s == base:
-                    self.analyse(body, event_ns)
+            trigger_ns = self.execution.ttt.trigger_ns if self.execution is not None else 0
+            self.closes.extend((body, event_ns, trigger_ns) for body, event_ns in bodies)
+            return
+        base = self.cfg.brain.candle_interval_s
         for body, event_ns in bodies:
-            self.pub.publish(body, event_ns)
-            self.journal_publish(body, event_ns)
-            self.candles_closed += 1
-            if self.replay and body.interval_s == base:
+            self.publish_candle(body, event_ns)
+            if body.interval_s == base:
                 self.analyse(body, event_ns)
+
+    def analyse_closes(self) -> None:
+        """Live: the queued closed candles in order, each base candle analysed, then the ones
+        analysed published (an entry decided on a close leaves before the bus sends). It stops
+        when ticks wait in the ring, after at least one candle, and goes on at the next poll
+        (each poll calls it while candles wait, whether or not it read ticks):
+        a minute's close on 300 symbols (milliseconds of analyses) never holds a stop's tick
+        back longer than one analysis. Tick-to-trade: each candle's entry counts from the batch
+        that closed it."""
+        q, ex, base = self.closes, self.execution, self.cfg.brain.candle_interval_s
+        done = []
+        while q:
+            body, event_ns, trigger_ns = q.popleft()
+            if body.interval_s == base:
+                if ex is not None:
+                    ex.ttt.trigger_ns = trigger_ns
+                self.analyse(body, event_ns)
+            done.append((body, event_ns))
+            if q and self.reader.lag() > 0:
+                self.analysis_yields += 1  # ticks first; the rest at the next poll
+                break
+        if ex is not None:
+            ex.ttt.trigger_ns = 0
+        for body, event_ns in done:
+            self.publish_candle(body, event_ns)
+
+    def publish_candle(self, body: wire.CandleClosed, event_ns: int) -> None:
+        self.pub.publish(body, event_ns)
+        self.journal_publish(body, event_ns)
+        self.candles_closed += 1
 
     def warm_from_history(self, limit: int = 200) -> None:
         """Feed hydrated candles (a bounded number per call: the ring comes first): those read
@@ -406,7 +431,8 @@ class Brain:
         lat = self.core.latency
         return {"service": NAME, "ticks_read": self.ticks_read, "candles_closed": self.candles_closed,
                 "signals": self.signals, "history_candles": self.history_candles,
-                "history_signals": self.history_signals, "rules_read_from_journal": self.rules_read_from_journal,
+                "history_signals": self.history_signals, "closes_waiting": len(self.closes),
+                "analysis_yields": self.analysis_yields, "rules_read_from_journal": self.rules_read_from_journal,
                 "strategy_skipped": self.runner.stats(), "intents_unsupported": self.intents_unsupported,
                 "tick_updates": self.tick_updates, "out_of_order": int(self.core.order_stats[1]),
                 "rejected": engine.rejected(self.core), "lost": self.reader.lost,
@@ -452,14 +478,6 @@ def _model_from(blob: bytes | None) -> model.ModelState:
         except Exception as exc:  # a damaged state must not stop the brain: learn afresh, say so
             log.error("brain.model_state_unreadable", error=str(exc))
     return model.new_state(model.ModelConfig())
-
-
-def _sum_counters(counters) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for c in counters:
-        for k, v in dict(c).items():
-            out[k] = out.get(k, 0) + int(v)
-    return out
 
 
 def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
@@ -513,6 +531,8 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         brain.control = brain_control.Control.bind(
             ep.brain_control, execution=brain.execution, publish=brain.publish_exec,
             pause=brain_control.load_pause(service.db_path(cfg)))
+    pauses = heap.GcPauses().install()  # how long the garbage collector held the brain (stats: gc)
+    knobs.update(heap.freeze() if cfg.brain.gc_freeze else {})  # the start-up's objects: out of its sight
     service.mark_ready(rd, NAME)
     log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names), **knobs)
 
@@ -522,7 +542,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         """Counters to the bus, stats to the file (written on its own thread: the file system
         never holds the loop up)."""
         brain.watch_orchestrator()
-        snap = {**brain.snapshot(), "loop": turn.stalls.snapshot()}
+        snap = {**brain.snapshot(), "loop": turn.stalls.snapshot(), "gc": pauses.snapshot()}
         pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
                                    counters=brain.counters(snap["execution"])))
         stats_writer.submit(snap)
@@ -534,8 +554,8 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             turn.step()
         # drain: everything the feed committed before we were asked to stop
         deadline = time.monotonic() + DRAIN_DEADLINE_S
-        while brain.reader.lag() > 0 and time.monotonic() < deadline:
-            brain.poll()
+        while (brain.reader.lag() > 0 and time.monotonic() < deadline) or brain.closes:
+            brain.poll()  # and the closed candles' analyses it started
         brain.publish_ticks()
     finally:
         if brain.db_history is not None and hasattr(brain.db_history, "close"):
@@ -547,7 +567,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             if brain.orch is not None:
                 brain.orch.close()
         stats_writer.close()
-        final = {**brain.snapshot(), "loop": turn.stalls.snapshot()}  # before the ring closes: counters live in shared memory
+        final = {**brain.snapshot(), "loop": turn.stalls.snapshot(), "gc": pauses.snapshot()}  # before the ring closes: counters live in shared memory
         service.write_json_atomic(service.stats_path(rd, NAME), final)
         log.info("brain.stopped", ticks_read=final["ticks_read"], candles=final["candles_closed"],
                  lost=final["lost"])
@@ -556,6 +576,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         history.close()
         ring.close()
         zmqutil.term()
+        pauses.close()
     return 0
 
 

@@ -71,11 +71,12 @@ drop.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 from numba import njit
 
+from common import wire
 from common.errors import ConfigError
 from common.records import TRADE_KINDS, Flag
 
@@ -222,6 +223,16 @@ def new_state(
 def closed(state: CandleState) -> np.ndarray:
     """The candles closed since the last ``reset_output`` (a view: read it, then reset)."""
     return state.out[: state.out_count[0]]
+
+
+def messages(out: np.ndarray, name: Callable[[int], str]) -> list[tuple[wire.CandleClosed, int]]:
+    """The rows ``closed`` returned as bus messages, each with its event time (ns: its close);
+    ``name`` gives a ring symbol id's symbol."""
+    return [(wire.CandleClosed(
+        symbol=name(int(c["symbol_id"])), interval_s=int(c["interval_ms"]) // 1000, open_ms=int(c["open_ms"]),
+        close_ms=int(c["close_ms"]), open=float(c["open"]), high=float(c["high"]), low=float(c["low"]),
+        close=float(c["close"]), volume=float(c["volume"]), quote_volume=float(c["quote_volume"]),
+        trades=int(c["trades"]), buy_volume=float(c["buy_volume"])), int(c["close_ms"]) * 1_000_000) for c in out]
 
 
 def reset_output(state: CandleState) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from common import bus, service, wire, zmqutil
+from common import bus, heap, service, wire, zmqutil
 from common.config import AegisConfig
 from common.errors import AegisError, RingError, TransientError
 from common.log import RateLimiter
@@ -178,6 +178,7 @@ class FeedApp:
         self.report = hydrate.HydrationReport(symbols=len(symbols), done=cfg.feed.hydrate_candles == 0)
         self.redisc: dict[str, Any] = {"runs": 0, "failures": 0, "added": [], "not_trading": [],
                                        "rules_updated": 0, "last_error": ""}
+        self.gc = heap.GcPauses()  # how long the garbage collector held the feed (stats: gc)
 
     @classmethod
     async def start(cls, cfg: AegisConfig, stop: service.StopFlag) -> FeedApp | None:
@@ -339,7 +340,8 @@ class FeedApp:
                 "candles_hydrated": report.candles,
                 "rest": {"requests": client.stats.requests, "throttled": client.stats.throttled,
                          "server_errors": client.stats.server_errors,
-                         "waited_s": round(client.stats.waited_s, 3)}}
+                         "waited_s": round(client.stats.waited_s, 3)},
+                "gc": self.gc.snapshot()}
 
     def status_detail(self) -> dict[str, float]:
         feed, conns = self.feed, self.conns
@@ -379,6 +381,9 @@ class FeedApp:
             await asyncio.wait([stopper, asyncio.create_task(self.ready.wait())],
                                return_when=asyncio.FIRST_COMPLETED)
             if not self.stop.is_set():
+                self.gc.install()
+                if self.cfg.feed.gc_freeze:  # the start-up's objects out of the collector's sight
+                    log.info("feed.heap_frozen", **heap.freeze())
                 service.mark_ready(self.rd, NAME)
             next_rules = time.monotonic() + SYMBOL_INFO_REPUBLISH_S
             while not self.stop.is_set():
@@ -405,3 +410,4 @@ class FeedApp:
         self.ring.close()
         zmqutil.term()
         log.info("feed.stopped", **{k: v for k, v in self.snapshot().items() if isinstance(v, int)})
+        self.gc.close()

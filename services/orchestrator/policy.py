@@ -177,6 +177,10 @@ def summarize(*, duration_s: float, ring: Mapping[str, int], feed: Sequence[Mapp
         # where the (last) brain's loop kept the ring waiting: per piece of work, runs, longest,
         # mean and how many took over 200 us (services.brain.loop.Stalls)
         "brain_loop": next((b["loop"] for b in reversed(brain) if b.get("loop")), {}),
+        # how long the garbage collector held the (last) brain and feed: per generation, runs,
+        # longest and total pause, and the objects frozen at start-up (common/heap.py)
+        "gc": {"brain": next((b["gc"] for b in reversed(brain) if b.get("gc")), {}),
+               "feed": next((f["gc"] for f in reversed(feed) if f.get("gc")), {})},
         **trading_summary(brain),
         **journal_summary(orchestrator),
     }

@@ -45,6 +45,46 @@ def test_live_acts_before_publishing_and_replay_keeps_the_captures_order(replay:
     assert seen == want and b.signals == 1
 
 
+def _closed_rows():
+    import numpy as np
+
+    rows = np.zeros(3, dtype=[(n, "i8") for n in ("symbol_id", "interval_ms", "open_ms", "close_ms", "trades")]
+                    + [(n, "f8") for n in ("open", "high", "low", "close", "volume", "quote_volume", "buy_volume")])
+    rows["symbol_id"] = [0, 1, 1]
+    rows["interval_ms"] = [60_000, 60_000, 900_000]
+    rows["close_ms"] = 60_000
+    rows["open"] = rows["high"] = rows["low"] = rows["close"] = 100.0
+    return rows
+
+
+def _emitting_brain(monkeypatch, replay: bool, seen: list[str], lag=lambda: 0, execution=None):
+    """A brain with just what ``emit_candles`` and ``analyse_closes`` use; its batch closed two
+    1m candles (BTCUSDT, ETHUSDT) and one 15m candle (ETHUSDT)."""
+    import collections
+
+    from services.brain import __main__ as brain_main
+
+    rows = _closed_rows()
+    reset: list[int] = []
+    monkeypatch.setattr(brain_main.candles, "closed", lambda st: rows)
+    monkeypatch.setattr(brain_main.candles, "reset_output", lambda st: reset.append(1))
+
+    def analyse(body, ns):
+        trig = f" @{execution.ttt.trigger_ns}" if execution is not None else ""
+        seen.append(f"analyse {body.symbol}{trig}")
+
+    b = SimpleNamespace(replay=replay, core=SimpleNamespace(candles=None), candles_closed=0, journal_full=0,
+                        cfg=SimpleNamespace(brain=SimpleNamespace(candle_interval_s=60)),
+                        name=lambda sid: ("BTCUSDT", "ETHUSDT")[sid], analyse=analyse,
+                        closes=collections.deque(), analysis_yields=0, execution=execution,
+                        reader=SimpleNamespace(lag=lag), reset=reset,
+                        pub=SimpleNamespace(publish=lambda body, ns=None: seen.append(f"bus {body.symbol}")),
+                        journal=SimpleNamespace(publish=lambda body, ns=None: seen.append(f"journal {body.symbol}")))
+    for name in ("journal_publish", "publish_candle", "analyse_closes"):
+        setattr(b, name, types.MethodType(getattr(Brain, name), b))
+    return b
+
+
 @pytest.mark.parametrize(("replay", "want"), [
     (False, ["analyse BTCUSDT", "analyse ETHUSDT", "bus BTCUSDT", "journal BTCUSDT", "bus ETHUSDT", "journal ETHUSDT",
              "bus ETHUSDT", "journal ETHUSDT"]),
@@ -55,26 +95,33 @@ def test_closed_candles_live_analysed_before_their_bus_sends(monkeypatch, replay
     """Live, every base candle the batch closed is analysed before any candle is published
     (an entry decided on a close leaves first); replay publishes each, then analyses it. A
     higher-timeframe candle (the last one) is published, not analysed."""
-    import numpy as np
-
-    from services.brain import __main__ as brain_main
-
-    rows = np.zeros(3, dtype=[(n, "i8") for n in ("symbol_id", "interval_ms", "open_ms", "close_ms", "trades")]
-                    + [(n, "f8") for n in ("open", "high", "low", "close", "volume", "quote_volume", "buy_volume")])
-    rows["symbol_id"] = [0, 1, 1]
-    rows["interval_ms"] = [60_000, 60_000, 900_000]
-    rows["close_ms"] = 60_000
-    rows["open"] = rows["high"] = rows["low"] = rows["close"] = 100.0
-    reset: list[int] = []
-    monkeypatch.setattr(brain_main.candles, "closed", lambda st: rows)
-    monkeypatch.setattr(brain_main.candles, "reset_output", lambda st: reset.append(1))
     seen: list[str] = []
-    b = SimpleNamespace(replay=replay, core=SimpleNamespace(candles=None), candles_closed=0, journal_full=0,
-                        cfg=SimpleNamespace(brain=SimpleNamespace(candle_interval_s=60)),
-                        name=lambda sid: ("BTCUSDT", "ETHUSDT")[sid],
-                        analyse=lambda body, ns: seen.append(f"analyse {body.symbol}"),
-                        pub=SimpleNamespace(publish=lambda body, ns=None: seen.append(f"bus {body.symbol}")),
-                        journal=SimpleNamespace(publish=lambda body, ns=None: seen.append(f"journal {body.symbol}")))
-    b.journal_publish = types.MethodType(Brain.journal_publish, b)
+    b = _emitting_brain(monkeypatch, replay, seen)
     Brain.emit_candles(b)
-    assert seen == want and b.candles_closed == 3 and reset == [1]
+    if not replay:  # queued: Brain.poll analyses them next
+        assert seen == [] and len(b.closes) == 3
+        Brain.analyse_closes(b)
+    assert seen == want and b.candles_closed == 3 and b.reset == [1]
+    assert not b.closes and b.analysis_yields == 0
+
+
+def test_live_analysis_of_a_close_stops_for_waiting_ticks_and_goes_on_at_the_next_call(monkeypatch):
+    """Live, with ticks waiting in the ring, one candle is analysed and published per call (at
+    least one, so a busy ring never starves the analysis), in order, each with the tick-to-trade
+    trigger of the batch that closed it; the rest waits in ``closes``."""
+    seen: list[str] = []
+    ex = SimpleNamespace(ttt=SimpleNamespace(trigger_ns=777))
+    b = _emitting_brain(monkeypatch, False, seen, lag=lambda: 5, execution=ex)
+    Brain.emit_candles(b)
+    ex.ttt.trigger_ns = 0  # as Brain.poll resets it after emit_candles
+    Brain.analyse_closes(b)
+    assert seen == ["analyse BTCUSDT @777", "bus BTCUSDT", "journal BTCUSDT"]
+    assert [c[0].symbol for c in b.closes] == ["ETHUSDT", "ETHUSDT"] and b.analysis_yields == 1
+    assert ex.ttt.trigger_ns == 0  # set for each analysis only
+    seen.clear()
+    Brain.analyse_closes(b)
+    assert seen == ["analyse ETHUSDT @777", "bus ETHUSDT", "journal ETHUSDT"] and b.analysis_yields == 2
+    seen.clear()
+    Brain.analyse_closes(b)  # the 15m candle: published, not analysed; nothing left
+    assert seen == ["bus ETHUSDT", "journal ETHUSDT"] and not b.closes
+    assert b.candles_closed == 3 and b.analysis_yields == 2

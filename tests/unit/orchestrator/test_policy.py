@@ -143,6 +143,16 @@ class TestJournalFaultExit:
                              symbols=1, mode="demo")
         assert s["brain_loop"] == {"heartbeat": {"runs": 9}}
 
+    def test_the_summary_carries_the_last_brains_and_feeds_gc_pauses(self):
+        """``gc``: the last brain's and the last feed's garbage-collector pauses; {} without any."""
+        s = policy.summarize(duration_s=1.0, ring={}, feed=[{"gc": {"frozen": 5}}, {}],
+                             brain=[{"gc": {"frozen": 1}}, {"gc": {"frozen": 2}}], orchestrator=[], restarts={},
+                             symbols=1, mode="demo")
+        assert s["gc"] == {"brain": {"frozen": 2}, "feed": {"frozen": 5}}
+        quiet = policy.summarize(duration_s=1.0, ring={}, feed=[], brain=[], orchestrator=[], restarts={},
+                                 symbols=1, mode="demo")
+        assert quiet["gc"] == {"brain": {}, "feed": {}}
+
 
 class TestTradingSummaryFunding:
     def test_funding_is_summed_over_brain_incarnations(self):
