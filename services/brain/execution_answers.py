@@ -15,7 +15,8 @@ Mapping of broker answers to order events (``venue.orders``):
 Protective orders' answers go the same way through ``venue.algo_orders``.
 
 A part of the shell ``Execution`` (``services/brain/execution.py``, made of such parts): its
-methods read and change the shell's state, set up in ``Execution.__init__``."""
+methods read and change the shell's state, set up in ``Execution.__init__``
+and declared, with its types, in ``execution_parts.ExecutionParts``."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from venue import algo_orders as ao
 from venue import orders as om
 from services.brain import funding_feed, jobs, risk, trader, trader_exchange, user_feed
 from venue.port import ExchangeAlgoOrder, ExchangeOrder, SubmitResult
+from services.brain.execution_parts import ExecutionParts
 from services.brain.execution_startup import LOG_IDS
 
 log = structlog.get_logger(__name__)
@@ -38,7 +40,7 @@ log = structlog.get_logger(__name__)
 QUERY_RETRY_MS = 2_000
 
 
-class Answers:
+class Answers(ExecutionParts):
     """The dispatcher's answers (module docstring)."""
 
     # ------------------------------------------------------------------ completions
@@ -138,7 +140,7 @@ class Answers:
                 if cid in self.st.orders:
                     self._event(cid, None, fill=f)
             if cid in self.st.orders:
-                self._answer_fills = True  # fills the answer did not carry: the stream's (``_FillsGrace``)
+                self._answer_fills = True  # fills the answer did not carry: the stream's (``FillsGrace``)
                 try:
                     self._event(cid, _query_result(sent_ms, res.order))
                 finally:

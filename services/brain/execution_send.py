@@ -11,12 +11,11 @@ protective orders' own) to the dispatcher's threads; an exit's frame may already
 from the deciding thread (``execution_inline``).
 
 A part of the shell ``Execution`` (``services/brain/execution.py``, made of such parts): its
-methods read and change the shell's state, set up in ``Execution.__init__``."""
+methods read and change the shell's state, set up in ``Execution.__init__``
+and declared, with its types, in ``execution_parts.ExecutionParts``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Callable
 
 import structlog
@@ -29,6 +28,7 @@ from venue import orders as om
 from services.brain import intent_log, jobs, protection, trader, trader_exchange, trader_fills
 from venue.port import AlgoSpec
 from services.brain.execution_inline import _spec_of
+from services.brain.execution_parts import Effect, ExecutionParts, FillsGrace
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +37,7 @@ JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
 INTENT_LOG_UNAVAILABLE = "INTENT_LOG_UNAVAILABLE"  # the local intent log refused a write: no entry
 
 
-class OrderSend:
+class OrderSend(ExecutionParts):
     """The order send path (module docstring)."""
 
     def _new_order(self, a: trader.NewOrder) -> None:
@@ -123,17 +123,17 @@ class OrderSend:
         stands between the decision and the socket."""
         held: list[tuple[Any, bool]] = []
         real = self.publish
-        self.publish = lambda body, journal=True: held.append((body, journal))  # type: ignore[method-assign]
+        self.publish = lambda body, journal=True: held.append((body, journal))
         try:
             send()
         finally:
-            self.publish = real  # type: ignore[method-assign]
+            self.publish = real
         real(row)
         for body, journal in held:
             if journal:
                 real(body)
             else:
-                real(body, journal=False)  # type: ignore[call-arg]
+                real(body, journal=False)
 
     def _new_algo(self, a: trader.NewAlgo) -> None:
         """Journal, then send a protective order. A protective order is an exit in waiting: if
@@ -167,7 +167,7 @@ class OrderSend:
 
     def publish_only(self, body: Any) -> None:
         """PUB only (the journal gets ORDER_REQUEST through the synchronous path)."""
-        self.publish(body, journal=False)  # type: ignore[call-arg]
+        self.publish(body, journal=False)
 
     def _event(self, cid: str, event: om.Event, fill=None) -> None:
         ctx = self.ctx((self.st.orders[cid].symbol,)) if cid in self.st.orders else self.ctx()
@@ -176,7 +176,7 @@ class OrderSend:
         else:
             self._run(trader_fills.on_order_event(self.cfg, self.st, cid, event, ctx))
 
-    def _dispatch(self, effect: Any, symbol: str) -> None:
+    def _dispatch(self, effect: Effect, symbol: str) -> None:
         now = self.clock_ms()
         b = self.broker
         if isinstance(effect, om.SubmitOrder):
@@ -206,10 +206,10 @@ class OrderSend:
                 if self._answer_fills and link is not None and link.client.connected:
                     # an order's answer says it filled: the stream tells its fills in milliseconds
                     self.delayed.append((now + STREAM_FILLS_GRACE_MS,
-                                         _FillsGrace(effect, o.filled_qty + effect.missing_qty), symbol))
+                                         FillsGrace(effect, o.filled_qty + effect.missing_qty), symbol))
                 else:
                     self._fetch_fills(o, symbol, now)
-        elif isinstance(effect, _FillsGrace):
+        elif isinstance(effect, FillsGrace):
             o = self.st.orders.get(effect.fetch.client_order_id)
             if o is None or o.filled_qty >= effect.executed:
                 self.counters["fills_by_stream"] += 1
@@ -250,14 +250,3 @@ class OrderSend:
     def _fetch_fills(self, o: om.Order, symbol: str, now: int) -> None:
         self.dispatcher.submit(dsp.QUERY, self.broker.fills, symbol, exchange_order_id=o.exchange_order_id,
                                key=symbol, tag=jobs.Fills(o.client_order_id, now))
-
-
-@dataclass(frozen=True, slots=True)
-class _FillsGrace:
-    """A fill fetch held back while the user data stream is connected: the stream tells an
-    order's fills within milliseconds of the trade, so REST reads them only if, after
-    ``STREAM_FILLS_GRACE_MS``, the order still has fewer than the ``executed`` quantity the
-    exchange reported (a lost event, a gap)."""
-
-    fetch: om.FetchTrades
-    executed: Decimal

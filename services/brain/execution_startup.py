@@ -10,7 +10,8 @@ feed adds later is set up by the timer (``_setup_symbols``), once its rules are 
 (``rules_ready``, at most ``RULES_WAIT_S``).
 
 A part of the shell ``Execution`` (``services/brain/execution.py``, made of such parts): its
-methods read and change the shell's state, set up in ``Execution.__init__``."""
+methods read and change the shell's state, set up in ``Execution.__init__``
+and declared, with its types, in ``execution_parts.ExecutionParts``."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from venue import orders as om
 from services.brain import intent_log, jobs, recovery, risk, trader, trader_restart, trader_views
 from venue.filters import FeedFilters
 from venue.port import Broker, ExchangeOrder
+from services.brain.execution_parts import ExecutionParts
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +55,7 @@ class Phase(enum.Enum):
     READY = "READY"
 
 
-class Startup:
+class Startup(ExecutionParts):
     """Start-up, recovery and the symbols' set-up (module docstring)."""
 
     def _with_rules(self, symbols: list[str]) -> list[str]:
