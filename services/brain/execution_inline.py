@@ -38,7 +38,7 @@ class InlineSend(ExecutionParts):
     def sync_lane(self, lane: exit_lane.ExitLane, sid_of: Callable[[str], int], prepare: bool = False) -> None:
         """``lane`` armed from this state (``ExitLane.sync``); with ``prepare``, its exits'
         requests prepared too (a WebSocket-API broker's ``prepare_order``; off the batch path)."""
-        lane.sync(self.cfg, self.st, sid_of, self.ctx, _spec_of)
+        lane.sync(self.cfg, self.st, sid_of, self.ctx, order_spec)
         if prepare and self._prepare is not None and self.lane_ready:
             lane.prepare(self.clock_ms(), self._prepare)
 
@@ -96,7 +96,7 @@ class InlineSend(ExecutionParts):
         (sent), the outcome is unknown (a failure while writing), or nothing left and the
         exit goes the ordinary way. The order is the one the state machine holds, so the
         frame is the one ``_dispatch`` would have written."""
-        spec = _spec_of(o)
+        spec = order_spec(o)
         self._presend[spec.client_order_id] = (spec, self._write_now(spec))
 
     def _claim_presend(self, pre: tuple[OrderSpec, WrittenFrame | None], symbol: str, tag: jobs.Submit,
@@ -166,7 +166,7 @@ class InlineSend(ExecutionParts):
         self.dispatcher.submit(dsp.ORDER, job, key=symbol, tag=tag)
 
 
-def _spec_of(o: om.Order) -> OrderSpec:
+def order_spec(o: om.Order) -> OrderSpec:
     """The broker's order from the state machine's (the fields ``_dispatch`` sends)."""
     return OrderSpec(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side, order_type=o.order_type,
                      qty=o.qty, price=o.price, reduce_only=o.reduce_only, time_in_force=o.time_in_force)

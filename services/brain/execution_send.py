@@ -27,7 +27,7 @@ from venue import algo_orders as ao
 from venue import orders as om
 from services.brain import intent_log, jobs, protection, trader, trader_exchange, trader_fills
 from venue.port import AlgoSpec
-from services.brain.execution_inline import _spec_of
+from services.brain.execution_inline import order_spec
 from services.brain.execution_parts import Effect, ExecutionParts, FillsGrace
 
 log = structlog.get_logger(__name__)
@@ -181,7 +181,7 @@ class OrderSend(ExecutionParts):
         b = self.broker
         if isinstance(effect, om.SubmitOrder):
             o = self.st.orders[effect.client_order_id]
-            spec = _spec_of(o)
+            spec = order_spec(o)
             tag = jobs.Submit(o.client_order_id, effect.attempt, now)
             pre = self._presend.pop(o.client_order_id, None)
             if pre is not None:  # written already (``_presend_exit``): its answer is awaited here
