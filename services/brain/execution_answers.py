@@ -28,6 +28,7 @@ import structlog
 from common.fastcopy import replace
 from common.errors import AmbiguousError
 from services.brain import dispatcher as dsp
+from venue import order_rules
 from venue import algo_orders as ao
 from venue import orders as om
 from services.brain import funding_feed, jobs, risk, trader, trader_exchange, user_feed
@@ -153,7 +154,7 @@ class Answers(ExecutionParts):
             return
         code = getattr(err, "code", 0) or 0
         if getattr(err, "reason", "") == "duplicate_client_id":
-            code = om.DUPLICATE_CLIENT_ID_CODE
+            code = order_rules.DUPLICATE_CLIENT_ID_CODE
         log.warning("brain.order_refused", client_order_id=cid, code=code, error=str(err))
         self._event(cid, om.Reject(attempt=attempt, code=int(code), message=str(err)[:200]))
 
@@ -176,7 +177,7 @@ class Answers(ExecutionParts):
             else:
                 code = getattr(err, "code", 0) or 0
                 if getattr(err, "reason", "") == "duplicate_client_id":
-                    code = ao.DUPLICATE_CLIENT_ID_CODE
+                    code = order_rules.DUPLICATE_CLIENT_ID_CODE
                 log.warning("brain.protection_refused", client_algo_id=cid, code=code, error=str(err))
                 self._algo_event(cid, ao.Reject(attempt=tag.attempt, code=int(code), message=str(err)[:200]))
         elif isinstance(tag, jobs.CancelAlgo):

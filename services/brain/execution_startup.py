@@ -23,6 +23,7 @@ import structlog
 from common.fastcopy import replace
 from common.errors import AegisError
 from services.brain import dispatcher as dsp
+from venue import order_rules
 from venue import orders as om
 from services.brain import intent_log, jobs, recovery, risk, trader, trader_restart, trader_views
 from venue.filters import FeedFilters
@@ -251,7 +252,7 @@ def _ours_in_history(broker: Broker, saved: recovery.Saved, positions: list[Any]
     history: list[ExchangeOrder] = []
     for s in symbols:
         try:
-            history += broker.all_orders(s, since_ms=since_ms, until_ms=now_ms + om.CLOCK_MARGIN_MS)
+            history += broker.all_orders(s, since_ms=since_ms, until_ms=now_ms + order_rules.CLOCK_MARGIN_MS)
         except AegisError as exc:
             unreadable.append(s)
             log.warning("brain.order_history_unreadable", symbol=s, reason=exc.reason, error=str(exc)[:200])

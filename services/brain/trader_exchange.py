@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from common.fastcopy import replace
 from common import wire
+from venue import order_rules
 from venue import orders as om
 from services.brain import protection as pr
 from services.brain import trader_fills
@@ -56,7 +57,7 @@ def on_algo_event(cfg: TraderConfig, st: TraderState, cid: str, event: ao.Event,
         st, acts = exit_trade(cfg, _with_trade(st, replace(t, stop_cid="")), replace(t, stop_cid=""), pr.STOP, ctx)
         return st, [*actions, Problem("PROTECTION_REJECTED", f"{cid}: {new.reject_code} {new.reject_reason}", cid),
                     *acts]
-    forgotten = any(isinstance(e, ao.AlgoError) and e.kind == ao.NOT_FOUND_AFTER_ACK for e in effects)
+    forgotten = any(isinstance(e, ao.AlgoError) and e.kind == order_rules.NOT_FOUND_AFTER_ACK for e in effects)
     if new.state == ao.A.EXPIRED and cid == t.stop_cid and t.position > 0:
         # the exchange expires a closePosition stop when the position is gone: ask, do not re-arm
         # a stop for a position that may no longer exist (it would be refused, -4509)
