@@ -194,11 +194,7 @@ class OrderSend(ExecutionParts):
             self.dispatcher.submit(dsp.ORDER, b.cancel, symbol, effect.client_order_id, key=symbol,
                                    tag=jobs.Cancel(effect.client_order_id, now))
         elif isinstance(effect, om.QueryOrder):
-            if effect.not_before_ms > now:
-                self.delayed.append((effect.not_before_ms, effect, symbol))
-            else:
-                self.dispatcher.submit(dsp.QUERY, b.query, symbol, effect.client_order_id, key=symbol,
-                                       tag=jobs.Query(effect.client_order_id, now))
+            self._query_or_delay(effect, symbol, b.query, effect.client_order_id, jobs.Query(effect.client_order_id, now))
         elif isinstance(effect, om.FetchTrades):
             o = self.st.orders.get(effect.client_order_id)
             if o is not None and o.exchange_order_id:
@@ -228,11 +224,8 @@ class OrderSend(ExecutionParts):
             self.dispatcher.submit(dsp.ORDER, b.cancel_algo, symbol, effect.client_algo_id, key=symbol,
                                    tag=jobs.CancelAlgo(effect.client_algo_id, now))
         elif isinstance(effect, ao.QueryAlgo):
-            if effect.not_before_ms > now:
-                self.delayed.append((effect.not_before_ms, effect, symbol))
-            else:
-                self.dispatcher.submit(dsp.QUERY, b.query_algo, symbol, effect.client_algo_id, key=symbol,
-                                       tag=jobs.QueryAlgo(effect.client_algo_id, now))
+            self._query_or_delay(effect, symbol, b.query_algo, effect.client_algo_id,
+                                 jobs.QueryAlgo(effect.client_algo_id, now))
         elif isinstance(effect, trader.CheckPosition):
             self.dispatcher.submit(dsp.QUERY, b.positions, tag=jobs.Positions(now))
         elif isinstance(effect, trader.FetchSymbolFills):
@@ -246,6 +239,16 @@ class OrderSend(ExecutionParts):
                 return [(cid, b.query_algo(symbol, cid)) for cid in cids], b.fills(symbol, since_ms=since)
 
             self.dispatcher.submit(dsp.QUERY, job, key=symbol, tag=jobs.SymbolFills(symbol, now))
+
+    def _query_or_delay(self, effect: om.QueryOrder | ao.QueryAlgo, symbol: str,
+                        query: Callable[[str, str], object], cid: str, tag: jobs.Query | jobs.QueryAlgo) -> None:
+        """An order's or a protective order's query: asked now, or held in ``delayed`` until
+        its ``not_before_ms`` (a "not found" proves nothing before then: ``venue.order_rules``),
+        when ``poll`` hands it back to ``_dispatch``."""
+        if effect.not_before_ms > tag.at_ms:  # (the tag is stamped now)
+            self.delayed.append((effect.not_before_ms, effect, symbol))
+        else:
+            self.dispatcher.submit(dsp.QUERY, query, symbol, cid, key=symbol, tag=tag)
 
     def _fetch_fills(self, o: om.Order, symbol: str, now: int) -> None:
         self.dispatcher.submit(dsp.QUERY, self.broker.fills, symbol, exchange_order_id=o.exchange_order_id,
