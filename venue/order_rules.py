@@ -41,11 +41,15 @@ def bad_time(t: object) -> bool:
 # ---------------------------------------------------------------------------- events
 @dataclass(frozen=True, kw_only=True)
 class Send:
+    """The request is going out: the timestamp signed into it."""
+
     at_ms: int  # the timestamp signed into the request
 
 
 @dataclass(frozen=True, kw_only=True)
 class Reject:
+    """The exchange refused the request (``code``: Binance's error code)."""
+
     attempt: int  # which send this answers (the order's send_count when it was sent)
     code: int = 0
     message: str = ""
@@ -53,20 +57,24 @@ class Reject:
 
 @dataclass(frozen=True, kw_only=True)
 class CancelRequest:
-    pass
+    """We want it cancelled (a cancel is sent if the exchange holds it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class CancelRejected:
+    """The exchange refused the cancel."""
+
     code: int = 0  # e.g. -2011 unknown: it may have filled, triggered or finished meanwhile
     message: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Canceled:
-    pass
+    """The exchange cancelled it."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Timeout:
+    """No answer in time: the outcome is unknown, the exchange is asked before anything else."""
+
     at_ms: int
