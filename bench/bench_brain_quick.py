@@ -64,7 +64,7 @@ def _feed(recs, candles, conf, drain: bool) -> tuple[float, int]:
     return time.perf_counter() - t, n_closed
 
 
-def _close_cost_us() -> float:
+def close_cost_us() -> float:
     """Per-close cost: every trade of a new minute (closes 1 m) minus the same trades in one."""
     n = 200_000
     base = empty(n)
@@ -107,7 +107,7 @@ def run() -> dict[str, float]:
         results[f"{label}_ticks_per_s"] = N_RECORDS / best
         if use_c:
             results[f"{label}_candles_closed"] = closed
-    results["candle_close_us"] = _close_cost_us()
+    results["candle_close_us"] = close_cost_us()
 
     lat = np.random.default_rng(2).lognormal(np.log(50_000), 1.0, 1_000_000).astype(np.int64)
     h = hg.LatencyHistogram()

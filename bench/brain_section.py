@@ -154,7 +154,7 @@ def _measure(repeats: int, quick: bool) -> dict[str, Any]:
         for b in BATCHES:
             m = min(n, b * 4_000) // b * b  # small batches: fewer records, same call count scale
             rates[b].append(m / _through(recs[:m], b))
-    close = [bq._close_cost_us() for _ in range(repeats)]
+    close = [bq.close_cost_us() for _ in range(repeats)]
     return {"rates": {str(b): v for b, v in rates.items()}, "candle_close_us": close,
             "smc": _smc(repeats, quick), "records": n,
             "per_call_ns": per_call_overhead(recs, 2_000 if quick else 20_000)}

@@ -80,7 +80,7 @@ PROBES: tuple[tuple[str, str, str], ...] = (
     ("        trader.on_signal", "trader_entries", "on_signal"),
     ("          rotation.decide", "rotation", "decide"),
     ("          held_positions", "trader_entries", "held_positions"),
-    ("          _enter", "trader_entries", "_enter"),
+    ("          enter_trade", "trader_entries", "enter_trade"),
     ("            _check_entry", "trader_entries", "_check_entry"),
     ("              entry_qty", "trader_entries", "entry_qty"),
     ("              entry_limit", "trader_entries", "entry_limit"),

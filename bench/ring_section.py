@@ -130,7 +130,7 @@ def _compile_njit_loop() -> None:
         from common.ring import Ring
 
         ring = Ring.create(f"{tmp}/warm.ring", 1 << 4)
-        tr._njit_publish_loop(ring.words, 0, 1)
+        tr.njit_publish_loop(ring.words, 0, 1)
         ring.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -22,6 +22,7 @@ Dates are UTC; ``--to`` is inclusive.
 
 from __future__ import annotations
 
+import argparse
 import calendar
 import re
 from dataclasses import dataclass
@@ -40,8 +41,18 @@ _NAME = re.compile(
 _DAY_MS = 86_400_000
 
 
-def _epoch_ms(d: date) -> int:
+def day_start_ms(d: date) -> int:
+    """Milliseconds since the epoch at the start of ``d`` (UTC midnight)."""
     return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()) * 1000
+
+
+def parse_day(text: str) -> date:
+    """A day as the commands take it (``--from`` / ``--to``: YYYY-MM-DD, UTC); an argparse type,
+    so a bad one is the command's usage error."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
 
 
 @dataclass(frozen=True, kw_only=True, order=True)
@@ -67,7 +78,7 @@ class Period:
 
     @property
     def start_ms(self) -> int:
-        return _epoch_ms(date(self.year, self.month, self.day or 1))
+        return day_start_ms(date(self.year, self.month, self.day or 1))
 
     @property
     def end_ms(self) -> int:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +31,7 @@ from common import config as config_mod
 from common import log as log_mod
 from common.errors import ConfigError
 from research import strategy_api as sa
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
-
-
-def _ms(d: date) -> int:
-    return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp() * 1000)
+from research.archive import day_start_ms, parse_day
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,8 +41,8 @@ def parser() -> argparse.ArgumentParser:
                    "(default: the config's [strategy], else smc)")
     p.add_argument("--params", default="", help="strategy parameters name=value,... (replace the config's)")
     p.add_argument("--symbols", required=True, help="comma-separated symbols")
-    p.add_argument("--from", dest="start", required=True, type=_day, help="first day YYYY-MM-DD (UTC)")
-    p.add_argument("--to", dest="end", required=True, type=_day, help="last day YYYY-MM-DD (UTC), included")
+    p.add_argument("--from", dest="start", required=True, type=parse_day, help="first day YYYY-MM-DD (UTC)")
+    p.add_argument("--to", dest="end", required=True, type=parse_day, help="last day YYYY-MM-DD (UTC), included")
     p.add_argument("--out", required=True, help="output folder: trades.csv, summary.json, report.html")
     p.add_argument("--config", default=None, help="AEGIS config TOML ([trading], [strategy])")
     p.add_argument("--exchange-info", default="", help="exchangeInfo JSON with the symbols' filters")
@@ -87,8 +77,8 @@ def backtest_config(args: argparse.Namespace, *, skip_idle: bool = True) -> Any:
     params = sa.parse_params(args.params) if args.params else (
         dict(aegis.strategy.params) if not args.strategy or args.strategy == aegis.strategy.path else {})
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
-    return BacktestConfig(catalog=Path(args.catalog), symbols=symbols, start_ms=_ms(args.start),
-                          end_ms=_ms(args.end + timedelta(days=1)), strategy=path, params=params, aegis=aegis,
+    return BacktestConfig(catalog=Path(args.catalog), symbols=symbols, start_ms=day_start_ms(args.start),
+                          end_ms=day_start_ms(args.end + timedelta(days=1)), strategy=path, params=params, aegis=aegis,
                           exchange_info=args.exchange_info, skip_idle=skip_idle,
                           engine=getattr(args, "engine", "fast"))
 

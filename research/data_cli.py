@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
@@ -25,7 +25,7 @@ from rich.table import Table
 
 from common import log as aegis_log
 from common.errors import ConfigError
-from research.archive import DEFAULT_BASE_URL
+from research.archive import DEFAULT_BASE_URL, parse_day
 from research.catalog import holdings
 from research.fetch import HttpConfig
 from research.ingest import (FAILED, MISSING, REFUSED, WRITTEN, DownloadConfig, FileOutcome,
@@ -38,13 +38,6 @@ MAX_MISSING_SHOWN = 20
 
 def fmt_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
 
 
 def _csv_list(text: str) -> list[str]:
@@ -202,8 +195,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--symbols", type=_csv_list, required=True, help="comma-separated, e.g. BTCUSDT,ETHUSDT")
     d.add_argument("--kinds", type=_csv_list, default=["klines"], help=f"comma-separated: {','.join(KINDS)}")
     d.add_argument("--interval", default="1m", help="kline interval (klines, markPriceKlines)")
-    d.add_argument("--from", dest="first", type=_day, required=True, help="first day, UTC, YYYY-MM-DD")
-    d.add_argument("--to", dest="last", type=_day, required=True, help="last day (inclusive), UTC")
+    d.add_argument("--from", dest="first", type=parse_day, required=True, help="first day, UTC, YYYY-MM-DD")
+    d.add_argument("--to", dest="last", type=parse_day, required=True, help="last day (inclusive), UTC")
     d.add_argument("--catalog", required=True)
     d.add_argument("--base-url", default=DEFAULT_BASE_URL)
     d.add_argument("--workers", type=int, default=4, help="files downloaded and checked at once (1..32)")

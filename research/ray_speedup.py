@@ -26,14 +26,14 @@ from common import log as log_mod
 
 
 def main(argv: list[str] | None = None) -> int:
-    from research.backtest_cli import _day
+    from research.archive import parse_day
 
     p = argparse.ArgumentParser(prog="python -m research.ray_speedup", description=__doc__.split("\n")[0])
     p.add_argument("--catalog", required=True)
     p.add_argument("--strategy", default="smc")
     p.add_argument("--symbols", required=True)
-    p.add_argument("--from", dest="start", required=True, type=_day)
-    p.add_argument("--to", dest="end", required=True, type=_day)
+    p.add_argument("--from", dest="start", required=True, type=parse_day)
+    p.add_argument("--to", dest="end", required=True, type=parse_day)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
     with log_mod.quieted():  # as in aegis backtest: no info line per order inside the timings
@@ -45,10 +45,10 @@ def _measure(args: argparse.Namespace) -> dict:
     """The serial run, the Ray run and their times (the JSON object the command prints)."""
     from research import distributed as dist
     from research.backtest import BacktestConfig
-    from research.backtest_cli import _ms
+    from research.archive import day_start_ms
 
     cfg = BacktestConfig(catalog=Path(args.catalog), symbols=tuple(s.strip() for s in args.symbols.split(",")),
-                         start_ms=_ms(args.start), end_ms=_ms(args.end + timedelta(days=1)), strategy=args.strategy)
+                         start_ms=day_start_ms(args.start), end_ms=day_start_ms(args.end + timedelta(days=1)), strategy=args.strategy)
     tasks = dist.split_by_symbol(cfg)
     from dataclasses import replace
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from common import log as log_mod
 from common.errors import ConfigError
-from research.backtest_cli import _day, backtest_config
+from research.archive import parse_day
+from research.backtest_cli import backtest_config
 
 
 def parser(prog: str, walk: bool) -> argparse.ArgumentParser:
@@ -30,8 +31,8 @@ def parser(prog: str, walk: bool) -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="", help="smc | donchian | package.module:Class | /dir/file.py:Class")
     p.add_argument("--params", default="", help="fixed strategy parameters name=value,... (the grid overrides)")
     p.add_argument("--symbols", required=True, help="comma-separated symbols")
-    p.add_argument("--from", dest="start", required=True, type=_day, help="first day YYYY-MM-DD (UTC)")
-    p.add_argument("--to", dest="end", required=True, type=_day, help="last day YYYY-MM-DD (UTC), included")
+    p.add_argument("--from", dest="start", required=True, type=parse_day, help="first day YYYY-MM-DD (UTC)")
+    p.add_argument("--to", dest="end", required=True, type=parse_day, help="last day YYYY-MM-DD (UTC), included")
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2|NAME=LOW..HIGH",
                    help="a parameter's values (repeat per parameter); ranges need --optuna")
     p.add_argument("--optuna", type=int, default=0, metavar="N", help="N Optuna (TPE) trials instead of the grid")

@@ -53,10 +53,10 @@ from typing import Any, Callable, Mapping, Union
 
 from common.fastcopy import replace
 from common.errors import DefinitiveError
+from venue.order_rules import (DEFAULT_RECV_WINDOW_MS, DUPLICATE_CLIENT_ID_CODE, INVALID_EVENT, INVALID_TRANSITION,
+                                NOT_FOUND_AFTER_ACK, STATUS_CONFLICT, CancelRejected, CancelRequest, Canceled, Reject,
+                                Send, Timeout, attempt_dead_after_ms, bad_time)
 
-CLOCK_MARGIN_MS = 1_000  # as venue.orders: our clock is kept within 1 s of the exchange's
-DEFAULT_RECV_WINDOW_MS = 5_000
-DUPLICATE_CLIENT_ID_CODE = -4116
 CONDITIONAL_TYPES = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT", "TRAILING_STOP_MARKET"})
 WORKING_TYPES = frozenset({"MARK_PRICE", "CONTRACT_PRICE"})
 
@@ -87,21 +87,10 @@ EXCHANGE_STATUS: dict[str, AlgoState] = {
 
 
 # ---------------------------------------------------------------------------- events
-@dataclass(frozen=True, kw_only=True)
-class Send:
-    at_ms: int
-
-
+# and Send, Reject, CancelRequest, CancelRejected, Canceled, Timeout: ``venue.order_rules``
 @dataclass(frozen=True, kw_only=True)
 class Ack:
     algo_id: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Reject:
-    attempt: int
-    code: int = 0
-    message: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,27 +100,6 @@ class Update:
     status: str  # Binance algo status
     algo_id: str = ""
     actual_order_id: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class CancelRequest:
-    pass
-
-
-@dataclass(frozen=True, kw_only=True)
-class CancelRejected:
-    code: int = 0  # -2011: unknown (it may have triggered or finished meanwhile)
-    message: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Canceled:
-    pass
-
-
-@dataclass(frozen=True, kw_only=True)
-class Timeout:
-    at_ms: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,11 +147,7 @@ class QueryAlgo:
     not_before_ms: int
 
 
-INVALID_TRANSITION = "INVALID_TRANSITION"
-INVALID_EVENT = "INVALID_EVENT"
 ALGO_ID_CONFLICT = "ALGO_ID_CONFLICT"
-NOT_FOUND_AFTER_ACK = "NOT_FOUND_AFTER_ACK"
-STATUS_CONFLICT = "STATUS_CONFLICT"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -330,12 +294,8 @@ def _confirm(o: AlgoOrder, algo_id: str, actual_order_id: str = "") -> AlgoOrder
                    actual_order_id=o.actual_order_id or actual_order_id)
 
 
-def _bad_time(t: Any) -> bool:
-    return isinstance(t, bool) or not isinstance(t, int)
-
-
 def _on_send(o: AlgoOrder, e: Send, target: Target) -> Result:
-    if _bad_time(e.at_ms):
+    if bad_time(e.at_ms):
         return _error(o, INVALID_EVENT, f"send time {e.at_ms!r}")
     n = replace(o, state=A.SENT, send_count=o.send_count + 1, last_sent_ms=e.at_ms)
     return n, (SubmitAlgo(client_algo_id=o.client_algo_id, attempt=n.send_count),)
@@ -413,20 +373,20 @@ def _on_canceled(o: AlgoOrder, e: Canceled, target: Target) -> Result:
 
 
 def _on_timeout(o: AlgoOrder, e: Timeout, target: Target) -> Result:
-    if _bad_time(e.at_ms):
+    if bad_time(e.at_ms):
         return _error(o, INVALID_EVENT, f"timeout time {e.at_ms!r}")
     return replace(o, state=A.UNKNOWN), (QueryAlgo(client_algo_id=o.client_algo_id, not_before_ms=e.at_ms),)
 
 
 def _on_query(o: AlgoOrder, e: QueryResult, target: Target) -> Result:
-    if _bad_time(e.at_ms):
+    if bad_time(e.at_ms):
         return _error(o, INVALID_EVENT, f"query time {e.at_ms!r}")
     if not e.found:
         if o.state in (A.NEW_LOCAL, A.SENT) or o.is_terminal:
             return o, ()
         if o.confirmed:
             return _error(o, NOT_FOUND_AFTER_ACK, f"exchange has no algo order {o.client_algo_id}")
-        dead_after_ms = o.last_sent_ms + o.recv_window_ms + CLOCK_MARGIN_MS
+        dead_after_ms = attempt_dead_after_ms(o.last_sent_ms, o.recv_window_ms)
         if o.state == A.UNKNOWN and e.at_ms > dead_after_ms:
             return replace(o, state=A.NEW_LOCAL), ()
         return o, (QueryAlgo(client_algo_id=o.client_algo_id, not_before_ms=dead_after_ms + 1),)

@@ -63,12 +63,12 @@ from common.fastcopy import build, replace
 from common.errors import DefinitiveError
 from common.wire import Fill, OrderRequest, OrderUpdate
 from venue.fills import TIME_IN_FORCE
+from venue.order_rules import (DEFAULT_RECV_WINDOW_MS, DUPLICATE_CLIENT_ID_CODE, INVALID_EVENT, INVALID_TRANSITION,
+                                NOT_FOUND_AFTER_ACK, STATUS_CONFLICT, CancelRejected, CancelRequest, Canceled, Reject,
+                                Send, Timeout, attempt_dead_after_ms, bad_time)
 
 # Binance's rule for newClientOrderId
 CLIENT_ORDER_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-DEFAULT_RECV_WINDOW_MS = 5_000  # Binance's default recvWindow
-CLOCK_MARGIN_MS = 1_000  # Binance refuses timestamps >1 s ahead of it: our clock is kept that close
-DUPLICATE_CLIENT_ID_CODE = -4116  # "ClientOrderId is duplicated"
 _EXACT = Context(prec=100)  # sums of qty * price stay exact
 _AVG = Context(prec=34)  # decimal128: the average price is a quotient, 34 digits is plenty
 
@@ -91,21 +91,10 @@ TERMINAL = frozenset({S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED})
 
 
 # ---------------------------------------------------------------------------- events
-@dataclass(frozen=True, kw_only=True)
-class Send:
-    at_ms: int  # the timestamp signed into the request
-
-
+# and Send, Reject, CancelRequest, CancelRejected, Canceled, Timeout: ``venue.order_rules``
 @dataclass(frozen=True, kw_only=True)
 class Ack:
     exchange_order_id: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Reject:
-    attempt: int  # which send this answers (Order.send_count when it was sent)
-    code: int = 0
-    message: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,29 +106,8 @@ class TradeFill:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CancelRequest:
-    pass
-
-
-@dataclass(frozen=True, kw_only=True)
-class CancelRejected:
-    code: int = 0  # e.g. -2011 unknown order: it may have filled meanwhile
-    message: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Canceled:
-    pass
-
-
-@dataclass(frozen=True, kw_only=True)
 class Expired:
     pass
-
-
-@dataclass(frozen=True, kw_only=True)
-class Timeout:
-    at_ms: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,12 +186,8 @@ class FillApplied:
 
 
 # OrderError kinds
-INVALID_TRANSITION = "INVALID_TRANSITION"  # the table does not allow this event here
-INVALID_EVENT = "INVALID_EVENT"  # malformed: NaN, non-positive, unknown status, ...
 OVERFILL = "OVERFILL"
 EXCHANGE_ID_CONFLICT = "EXCHANGE_ID_CONFLICT"  # two exchange orders claim one client id
-NOT_FOUND_AFTER_ACK = "NOT_FOUND_AFTER_ACK"  # the exchange forgot an order it confirmed
-STATUS_CONFLICT = "STATUS_CONFLICT"  # the exchange contradicts a final state
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -410,7 +374,7 @@ def _query_effect(o: Order, now_ms: int) -> QueryOrder:
 
 
 def _on_send(o: Order, e: Send, target: Target) -> Result:
-    if isinstance(e.at_ms, bool) or not isinstance(e.at_ms, int):
+    if bad_time(e.at_ms):
         return _error(o, INVALID_EVENT, f"send time {e.at_ms!r}")
     n = replace(o, state=S.SENT, send_count=o.send_count + 1, last_sent_ms=e.at_ms)
     return n, (SubmitOrder(client_order_id=o.client_order_id, attempt=n.send_count),)
@@ -479,7 +443,7 @@ def _on_final(o: Order, e: Canceled | Expired, target: Target) -> Result:
 
 
 def _on_timeout(o: Order, e: Timeout, target: Target) -> Result:
-    if isinstance(e.at_ms, bool) or not isinstance(e.at_ms, int):
+    if bad_time(e.at_ms):
         return _error(o, INVALID_EVENT, f"timeout time {e.at_ms!r}")
     return replace(o, state=S.UNKNOWN), (_query_effect(o, e.at_ms),)
 
@@ -493,14 +457,14 @@ def _on_query(o: Order, e: QueryResult, target: Target) -> Result:
       else stay and query again later; an error for an order the exchange had confirmed.
     A terminal order only checks the answer for missing fills and for a different final status
     (a live status there is simply an answer older than the news that ended the order)."""
-    if isinstance(e.at_ms, bool) or not isinstance(e.at_ms, int):
+    if bad_time(e.at_ms):
         return _error(o, INVALID_EVENT, f"query time {e.at_ms!r}")
     if not e.found:
         if o.state in (S.NEW_LOCAL, S.SENT) or o.is_terminal:
             return o, ()  # not sent yet / maybe still on the wire / archived long after the end
         if o.confirmed:
             return _error(o, NOT_FOUND_AFTER_ACK, f"exchange has no order {o.client_order_id}")
-        dead_after_ms = o.last_sent_ms + o.recv_window_ms + CLOCK_MARGIN_MS
+        dead_after_ms = attempt_dead_after_ms(o.last_sent_ms, o.recv_window_ms)
         if o.state == S.UNKNOWN and e.at_ms > dead_after_ms:
             return replace(o, state=S.NEW_LOCAL), ()
         return o, (QueryOrder(client_order_id=o.client_order_id, not_before_ms=dead_after_ms + 1),)

@@ -10,6 +10,7 @@ This module holds the shell's state (``Execution.__init__``), its inputs from th
 (signals, price ranges, reconciliation's news), the trader's results carried out (``_run``)
 and its views; the rest of the class is made of one module per role:
 
+    execution_parts     the state and ports every part relies on, declared and typed once
     execution_startup   ``Phase``; start-up and recovery, the symbols' set-up at the exchange
     execution_timers    ``poll``: answers drained, timers, the polls, the journal audit
     execution_send      the order send path: intent log / journal, send; ``_dispatch``
@@ -35,9 +36,10 @@ from venue import brokers
 from services.brain import (funding_feed, intent_log, jobs, recovery, risk, trader, trader_entries, trader_exits,
                             trader_views, user_feed)
 from services.brain.tick_to_trade import TickToTrade
-from venue.port import Broker, OrderSpec
+from venue.port import Broker
 from services.brain.execution_answers import Answers
-from services.brain.execution_inline import InlineSend, _Written
+from services.brain.execution_inline import InlineSend
+from services.brain.execution_parts import JournalSync, Publish
 from services.brain.execution_send import OrderSend
 from services.brain.execution_startup import Phase, Startup
 from services.brain.execution_timers import Timers
@@ -51,10 +53,11 @@ SYMBOL_SETUP_PENDING = "SYMBOL_SETUP_PENDING"  # margin type and leverage not ye
 
 class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
     """The shell (module docstring): its state, inputs and views here; its other methods come
-    from the parts it is made of (``execution_startup`` ... ``execution_answers``)."""
+    from the parts it is made of (``execution_startup`` ... ``execution_answers``). What each
+    attribute is, and its type, is declared once for every part: ``execution_parts``."""
 
-    def __init__(self, *, cfg: trader.TraderConfig, broker: Broker, dispatcher: dsp.Dispatcher,
-                 journal_sync: Callable[[Any], None], publish: Callable[[Any], None],
+    def __init__(self, *, cfg: trader.TraderConfig, broker: Broker,
+                 dispatcher: dsp.Dispatcher | dsp.InlineDispatcher, journal_sync: JournalSync, publish: Publish,
                  quote: Callable[[str], risk.Quote | None], learn: Callable[[Mapping[str, float], float], None],
                  filters_fn: Callable[[], Mapping[str, risk.SymbolFilters]], db_path: Path,
                  symbols_fn: Callable[[], list[str]], balance_poll_s: float = 5.0,
@@ -72,19 +75,19 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
         # journaled through the buffered path; without it (replay, tests of the old path) the
         # order is journaled synchronously first ("journal, then act")
         self.intents = intents
-        self._send_now: Callable[..., Any] | None = None  # the broker's send_order: exits from this thread
-        self._prepare: Callable[[OrderSpec], Any] | None = None  # its prepare_order (the exit lane)
+        self._send_now = None  # the broker's send_order: exits from this thread
+        self._prepare = None  # its prepare_order (the exit lane)
         # exits written before their state machine's SubmitOrder: cid -> (spec, what _write_now returned)
-        self._presend: dict[str, tuple[OrderSpec, _Written | None]] = {}
+        self._presend = {}
         # the exit lane (``exit_lane``): exits whose intent and frame the lane wrote before the
         # trader decided them: cid -> symbol (claimed by ``_log_then_send``)
         self.lane_on = exit_lane_on
-        self._lane_fired: dict[str, str] = {}
+        self._lane_fired = {}
         # sent, journaled on the buffered path, row not yet seen in the database: cid -> (sent ms,
         # the request; None for a protective order). A journal message can die in a killed
         # orchestrator's queue; the row is then published again (``_audit_journal``), and
         # reconciliation repairs the rest
-        self._unseen: dict[str, tuple[int, wire.OrderRequest | None]] = {}
+        self._unseen = {}
         self._next_journal_audit = 0.0
         self.inline = bool(getattr(dispatcher, "inline", False))
         self.publish = publish
@@ -99,36 +102,36 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
         self.blocked = blocked
         self.flatten_on_halt = flatten_on_halt
         self.st = trader.TraderState()
-        self.filters: Mapping[str, risk.SymbolFilters] = {}
+        self.filters = {}
         self.equity = math.nan
         self.phase = Phase.WAITING  # READY: start-up and recovery done
         self.start_error = ""
-        self.saved: recovery.Saved | None = None
-        self.delayed: list[tuple[int, Any, str]] = []  # (not before ms, effect, symbol)
+        self.saved = None
+        self.delayed = []  # (not before ms, effect, symbol)
         # every counter of the shell, zero from the start: the heartbeat (``heartbeat_counters``)
         # and the stats file always carry every name, a metric never appears out of nowhere
-        self.counters: dict[str, int] = {"journal_sync_failed": 0, "broker_errors": 0, "queries_retried": 0,
-                                         "problems": 0, "ambiguous": 0, "sent_unjournaled": 0,
-                                         "intent_log_failed": 0, "intents_replayed": 0, "exits_sent_inline": 0,
-                                         "exits_inline_fallback": 0, "entries_sent_inline": 0,
-                                         "entries_inline_fallback": 0, "exit_lane_fired": 0,
-                                         "exit_lane_unclaimed": 0, "fills_by_stream": 0,
-                                         "fills_fetched_after_grace": 0, "exit_presend_mismatch": 0,
-                                         "setup_pending_rejects": 0, "intent_log_corrupt": 0, "intent_log_torn": 0,
-                                         "order_history_unreadable": 0, "orders_adopted": 0,
-                                         "orders_recorded_from_history": 0, "journal_rows_resent": 0,
-                                         "unknown_completions": 0, "reconciled_heard": 0,
-                                         "reconciled_read_failed": 0}
+        self.counters = {"journal_sync_failed": 0, "broker_errors": 0, "queries_retried": 0,
+                         "problems": 0, "ambiguous": 0, "sent_unjournaled": 0,
+                         "intent_log_failed": 0, "intents_replayed": 0, "exits_sent_inline": 0,
+                         "exits_inline_fallback": 0, "entries_sent_inline": 0,
+                         "entries_inline_fallback": 0, "exit_lane_fired": 0,
+                         "exit_lane_unclaimed": 0, "fills_by_stream": 0,
+                         "fills_fetched_after_grace": 0, "exit_presend_mismatch": 0,
+                         "setup_pending_rejects": 0, "intent_log_corrupt": 0, "intent_log_torn": 0,
+                         "order_history_unreadable": 0, "orders_adopted": 0,
+                         "orders_recorded_from_history": 0, "journal_rows_resent": 0,
+                         "unknown_completions": 0, "reconciled_heard": 0,
+                         "reconciled_read_failed": 0}
         self.position_poll_s = position_poll_s
         self._next_positions = 0.0
         self.algo_audit_s = algo_audit_s
         self._next_audit = 0.0
         # symbols whose margin type and leverage are set at the exchange (at start, and for every
         # symbol the feed adds later: an entry waits for its symbol's set-up)
-        self.configured: set[str] = set()
-        self.brackets: dict[str, tuple[Any, ...]] = {}  # leverage brackets: the liquidation check
-        self._configuring: set[str] = set()
-        self._rules_wait: dict[str, float] = {}  # symbol -> when its set-up began to wait for its rules
+        self.configured = set()
+        self.brackets = {}  # leverage brackets: the liquidation check
+        self._configuring = set()
+        self._rules_wait = {}  # symbol -> when its set-up began to wait for its rules
         self._next_setup = 0.0
         self._next_timer = 0.0
         self._next_balance = 0.0
@@ -139,7 +142,7 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
         self.user_stream = user_feed.Link(user_stream) if user_stream is not None else None
         self._answer_fills = False  # set while an order's answer is applied (``_submitted``)
         if user_stream is not None and hasattr(broker, "fills_after_submit"):
-            broker.fills_after_submit = False  # fills come by the stream (``_FillsGrace`` otherwise)
+            broker.fills_after_submit = False  # fills come by the stream (``FillsGrace`` otherwise)
         self.ttt = TickToTrade()  # tick-to-trade: the brain sets ttt.trigger_ns around a decision
         self.funding = funding_feed.FundingLink()  # funding's income reads (``funding_feed``)
 

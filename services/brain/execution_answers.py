@@ -15,7 +15,8 @@ Mapping of broker answers to order events (``venue.orders``):
 Protective orders' answers go the same way through ``venue.algo_orders``.
 
 A part of the shell ``Execution`` (``services/brain/execution.py``, made of such parts): its
-methods read and change the shell's state, set up in ``Execution.__init__``."""
+methods read and change the shell's state, set up in ``Execution.__init__``
+and declared, with its types, in ``execution_parts.ExecutionParts``."""
 
 from __future__ import annotations
 
@@ -27,10 +28,12 @@ import structlog
 from common.fastcopy import replace
 from common.errors import AmbiguousError
 from services.brain import dispatcher as dsp
+from venue import order_rules
 from venue import algo_orders as ao
 from venue import orders as om
 from services.brain import funding_feed, jobs, risk, trader, trader_exchange, user_feed
 from venue.port import ExchangeAlgoOrder, ExchangeOrder, SubmitResult
+from services.brain.execution_parts import ExecutionParts
 from services.brain.execution_startup import LOG_IDS
 
 log = structlog.get_logger(__name__)
@@ -38,7 +41,7 @@ log = structlog.get_logger(__name__)
 QUERY_RETRY_MS = 2_000
 
 
-class Answers:
+class Answers(ExecutionParts):
     """The dispatcher's answers (module docstring)."""
 
     # ------------------------------------------------------------------ completions
@@ -138,7 +141,7 @@ class Answers:
                 if cid in self.st.orders:
                     self._event(cid, None, fill=f)
             if cid in self.st.orders:
-                self._answer_fills = True  # fills the answer did not carry: the stream's (``_FillsGrace``)
+                self._answer_fills = True  # fills the answer did not carry: the stream's (``FillsGrace``)
                 try:
                     self._event(cid, _query_result(sent_ms, res.order))
                 finally:
@@ -151,7 +154,7 @@ class Answers:
             return
         code = getattr(err, "code", 0) or 0
         if getattr(err, "reason", "") == "duplicate_client_id":
-            code = om.DUPLICATE_CLIENT_ID_CODE
+            code = order_rules.DUPLICATE_CLIENT_ID_CODE
         log.warning("brain.order_refused", client_order_id=cid, code=code, error=str(err))
         self._event(cid, om.Reject(attempt=attempt, code=int(code), message=str(err)[:200]))
 
@@ -174,7 +177,7 @@ class Answers:
             else:
                 code = getattr(err, "code", 0) or 0
                 if getattr(err, "reason", "") == "duplicate_client_id":
-                    code = ao.DUPLICATE_CLIENT_ID_CODE
+                    code = order_rules.DUPLICATE_CLIENT_ID_CODE
                 log.warning("brain.protection_refused", client_algo_id=cid, code=code, error=str(err))
                 self._algo_event(cid, ao.Reject(attempt=tag.attempt, code=int(code), message=str(err)[:200]))
         elif isinstance(tag, jobs.CancelAlgo):

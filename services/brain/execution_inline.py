@@ -7,7 +7,8 @@ frame, before the trader has decided it; ``exit_lane``), an exit the trader deci
 order goes the ordinary way, through the dispatcher.
 
 A part of the shell ``Execution`` (``services/brain/execution.py``, made of such parts): its
-methods read and change the shell's state, set up in ``Execution.__init__``."""
+methods read and change the shell's state, set up in ``Execution.__init__``
+and declared, with its types, in ``execution_parts.ExecutionParts``."""
 
 from __future__ import annotations
 
@@ -20,14 +21,12 @@ from services.brain import dispatcher as dsp
 from venue import orders as om
 from services.brain import exit_lane, intent_log, jobs
 from venue.port import OrderSpec
+from services.brain.execution_parts import ExecutionParts, WrittenFrame
 
 log = structlog.get_logger(__name__)
-# an exit frame written by the deciding thread: (the broker's handle, None) when it left,
-# (None, the error) when it may have left (``Execution._write_now``)
-_Written = tuple[Any, Exception | None]
 
 
-class InlineSend:
+class InlineSend(ExecutionParts):
     """Frames written from the deciding thread, and the exit lane (module docstring)."""
 
     # ------------------------------------------------------------------ the exit lane
@@ -39,7 +38,7 @@ class InlineSend:
     def sync_lane(self, lane: exit_lane.ExitLane, sid_of: Callable[[str], int], prepare: bool = False) -> None:
         """``lane`` armed from this state (``ExitLane.sync``); with ``prepare``, its exits'
         requests prepared too (a WebSocket-API broker's ``prepare_order``; off the batch path)."""
-        lane.sync(self.cfg, self.st, sid_of, self.ctx, _spec_of)
+        lane.sync(self.cfg, self.st, sid_of, self.ctx, order_spec)
         if prepare and self._prepare is not None and self.lane_ready:
             lane.prepare(self.clock_ms(), self._prepare)
 
@@ -97,10 +96,10 @@ class InlineSend:
         (sent), the outcome is unknown (a failure while writing), or nothing left and the
         exit goes the ordinary way. The order is the one the state machine holds, so the
         frame is the one ``_dispatch`` would have written."""
-        spec = _spec_of(o)
+        spec = order_spec(o)
         self._presend[spec.client_order_id] = (spec, self._write_now(spec))
 
-    def _claim_presend(self, pre: tuple[OrderSpec, _Written | None], symbol: str, tag: jobs.Submit,
+    def _claim_presend(self, pre: tuple[OrderSpec, WrittenFrame | None], symbol: str, tag: jobs.Submit,
                        expected: OrderSpec | None = None, unclaimed: bool = False) -> None:
         """The dispatcher's half of a pre-sent exit (see ``_presend_exit``)."""
         spec, written = pre
@@ -131,7 +130,7 @@ class InlineSend:
         self._await_written(spec, written, symbol, tag)
         return True
 
-    def _write_now(self, spec: OrderSpec, prepared: Any = None) -> _Written | None:
+    def _write_now(self, spec: OrderSpec, prepared: Any = None) -> WrittenFrame | None:
         """Write an order's frame on this thread: (the broker's handle, None) when it left,
         (None, the error) when it may have left, None when nothing was sent (no socket, or the
         rate-limit governor would make it wait)."""
@@ -152,7 +151,7 @@ class InlineSend:
         self.counters[f"{kind}_sent_inline"] += 1
         return sent, None
 
-    def _await_written(self, spec: OrderSpec, written: _Written, symbol: str, tag: jobs.Submit) -> None:
+    def _await_written(self, spec: OrderSpec, written: WrittenFrame, symbol: str, tag: jobs.Submit) -> None:
         """The answer to a written frame, on a dispatcher worker: ``finish_order``, or, when the
         frame may have left, the error itself (the state machine then asks the exchange)."""
         sent, exc = written
@@ -167,7 +166,7 @@ class InlineSend:
         self.dispatcher.submit(dsp.ORDER, job, key=symbol, tag=tag)
 
 
-def _spec_of(o: om.Order) -> OrderSpec:
+def order_spec(o: om.Order) -> OrderSpec:
     """The broker's order from the state machine's (the fields ``_dispatch`` sends)."""
     return OrderSpec(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side, order_type=o.order_type,
                      qty=o.qty, price=o.price, reduce_only=o.reduce_only, time_in_force=o.time_in_force)

@@ -11,12 +11,11 @@ protective orders' own) to the dispatcher's threads; an exit's frame may already
 from the deciding thread (``execution_inline``).
 
 A part of the shell ``Execution`` (``services/brain/execution.py``, made of such parts): its
-methods read and change the shell's state, set up in ``Execution.__init__``."""
+methods read and change the shell's state, set up in ``Execution.__init__``
+and declared, with its types, in ``execution_parts.ExecutionParts``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Callable
 
 import structlog
@@ -28,7 +27,8 @@ from venue import algo_orders as ao
 from venue import orders as om
 from services.brain import intent_log, jobs, protection, trader, trader_exchange, trader_fills
 from venue.port import AlgoSpec
-from services.brain.execution_inline import _spec_of
+from services.brain.execution_inline import order_spec
+from services.brain.execution_parts import Effect, ExecutionParts, FillsGrace
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +37,7 @@ JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
 INTENT_LOG_UNAVAILABLE = "INTENT_LOG_UNAVAILABLE"  # the local intent log refused a write: no entry
 
 
-class OrderSend:
+class OrderSend(ExecutionParts):
     """The order send path (module docstring)."""
 
     def _new_order(self, a: trader.NewOrder) -> None:
@@ -123,17 +123,17 @@ class OrderSend:
         stands between the decision and the socket."""
         held: list[tuple[Any, bool]] = []
         real = self.publish
-        self.publish = lambda body, journal=True: held.append((body, journal))  # type: ignore[method-assign]
+        self.publish = lambda body, journal=True: held.append((body, journal))
         try:
             send()
         finally:
-            self.publish = real  # type: ignore[method-assign]
+            self.publish = real
         real(row)
         for body, journal in held:
             if journal:
                 real(body)
             else:
-                real(body, journal=False)  # type: ignore[call-arg]
+                real(body, journal=False)
 
     def _new_algo(self, a: trader.NewAlgo) -> None:
         """Journal, then send a protective order. A protective order is an exit in waiting: if
@@ -167,7 +167,7 @@ class OrderSend:
 
     def publish_only(self, body: Any) -> None:
         """PUB only (the journal gets ORDER_REQUEST through the synchronous path)."""
-        self.publish(body, journal=False)  # type: ignore[call-arg]
+        self.publish(body, journal=False)
 
     def _event(self, cid: str, event: om.Event, fill=None) -> None:
         ctx = self.ctx((self.st.orders[cid].symbol,)) if cid in self.st.orders else self.ctx()
@@ -176,12 +176,12 @@ class OrderSend:
         else:
             self._run(trader_fills.on_order_event(self.cfg, self.st, cid, event, ctx))
 
-    def _dispatch(self, effect: Any, symbol: str) -> None:
+    def _dispatch(self, effect: Effect, symbol: str) -> None:
         now = self.clock_ms()
         b = self.broker
         if isinstance(effect, om.SubmitOrder):
             o = self.st.orders[effect.client_order_id]
-            spec = _spec_of(o)
+            spec = order_spec(o)
             tag = jobs.Submit(o.client_order_id, effect.attempt, now)
             pre = self._presend.pop(o.client_order_id, None)
             if pre is not None:  # written already (``_presend_exit``): its answer is awaited here
@@ -194,11 +194,7 @@ class OrderSend:
             self.dispatcher.submit(dsp.ORDER, b.cancel, symbol, effect.client_order_id, key=symbol,
                                    tag=jobs.Cancel(effect.client_order_id, now))
         elif isinstance(effect, om.QueryOrder):
-            if effect.not_before_ms > now:
-                self.delayed.append((effect.not_before_ms, effect, symbol))
-            else:
-                self.dispatcher.submit(dsp.QUERY, b.query, symbol, effect.client_order_id, key=symbol,
-                                       tag=jobs.Query(effect.client_order_id, now))
+            self._query_or_delay(effect, symbol, b.query, effect.client_order_id, jobs.Query(effect.client_order_id, now))
         elif isinstance(effect, om.FetchTrades):
             o = self.st.orders.get(effect.client_order_id)
             if o is not None and o.exchange_order_id:
@@ -206,10 +202,10 @@ class OrderSend:
                 if self._answer_fills and link is not None and link.client.connected:
                     # an order's answer says it filled: the stream tells its fills in milliseconds
                     self.delayed.append((now + STREAM_FILLS_GRACE_MS,
-                                         _FillsGrace(effect, o.filled_qty + effect.missing_qty), symbol))
+                                         FillsGrace(effect, o.filled_qty + effect.missing_qty), symbol))
                 else:
                     self._fetch_fills(o, symbol, now)
-        elif isinstance(effect, _FillsGrace):
+        elif isinstance(effect, FillsGrace):
             o = self.st.orders.get(effect.fetch.client_order_id)
             if o is None or o.filled_qty >= effect.executed:
                 self.counters["fills_by_stream"] += 1
@@ -228,11 +224,8 @@ class OrderSend:
             self.dispatcher.submit(dsp.ORDER, b.cancel_algo, symbol, effect.client_algo_id, key=symbol,
                                    tag=jobs.CancelAlgo(effect.client_algo_id, now))
         elif isinstance(effect, ao.QueryAlgo):
-            if effect.not_before_ms > now:
-                self.delayed.append((effect.not_before_ms, effect, symbol))
-            else:
-                self.dispatcher.submit(dsp.QUERY, b.query_algo, symbol, effect.client_algo_id, key=symbol,
-                                       tag=jobs.QueryAlgo(effect.client_algo_id, now))
+            self._query_or_delay(effect, symbol, b.query_algo, effect.client_algo_id,
+                                 jobs.QueryAlgo(effect.client_algo_id, now))
         elif isinstance(effect, trader.CheckPosition):
             self.dispatcher.submit(dsp.QUERY, b.positions, tag=jobs.Positions(now))
         elif isinstance(effect, trader.FetchSymbolFills):
@@ -247,17 +240,16 @@ class OrderSend:
 
             self.dispatcher.submit(dsp.QUERY, job, key=symbol, tag=jobs.SymbolFills(symbol, now))
 
+    def _query_or_delay(self, effect: om.QueryOrder | ao.QueryAlgo, symbol: str,
+                        query: Callable[[str, str], object], cid: str, tag: jobs.Query | jobs.QueryAlgo) -> None:
+        """An order's or a protective order's query: asked now, or held in ``delayed`` until
+        its ``not_before_ms`` (a "not found" proves nothing before then: ``venue.order_rules``),
+        when ``poll`` hands it back to ``_dispatch``."""
+        if effect.not_before_ms > tag.at_ms:  # (the tag is stamped now)
+            self.delayed.append((effect.not_before_ms, effect, symbol))
+        else:
+            self.dispatcher.submit(dsp.QUERY, query, symbol, cid, key=symbol, tag=tag)
+
     def _fetch_fills(self, o: om.Order, symbol: str, now: int) -> None:
         self.dispatcher.submit(dsp.QUERY, self.broker.fills, symbol, exchange_order_id=o.exchange_order_id,
                                key=symbol, tag=jobs.Fills(o.client_order_id, now))
-
-
-@dataclass(frozen=True, slots=True)
-class _FillsGrace:
-    """A fill fetch held back while the user data stream is connected: the stream tells an
-    order's fills within milliseconds of the trade, so REST reads them only if, after
-    ``STREAM_FILLS_GRACE_MS``, the order still has fewer than the ``executed`` quantity the
-    exchange reported (a lost event, a gap)."""
-
-    fetch: om.FetchTrades
-    executed: Decimal

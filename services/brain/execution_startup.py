@@ -10,7 +10,8 @@ feed adds later is set up by the timer (``_setup_symbols``), once its rules are 
 (``rules_ready``, at most ``RULES_WAIT_S``).
 
 A part of the shell ``Execution`` (``services/brain/execution.py``, made of such parts): its
-methods read and change the shell's state, set up in ``Execution.__init__``."""
+methods read and change the shell's state, set up in ``Execution.__init__``
+and declared, with its types, in ``execution_parts.ExecutionParts``."""
 
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ import structlog
 from common.fastcopy import replace
 from common.errors import AegisError
 from services.brain import dispatcher as dsp
+from venue import order_rules
 from venue import orders as om
 from services.brain import intent_log, jobs, recovery, risk, trader, trader_restart, trader_views
 from venue.filters import FeedFilters
 from venue.port import Broker, ExchangeOrder
+from services.brain.execution_parts import ExecutionParts
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +56,7 @@ class Phase(enum.Enum):
     READY = "READY"
 
 
-class Startup:
+class Startup(ExecutionParts):
     """Start-up, recovery and the symbols' set-up (module docstring)."""
 
     def _with_rules(self, symbols: list[str]) -> list[str]:
@@ -249,7 +252,7 @@ def _ours_in_history(broker: Broker, saved: recovery.Saved, positions: list[Any]
     history: list[ExchangeOrder] = []
     for s in symbols:
         try:
-            history += broker.all_orders(s, since_ms=since_ms, until_ms=now_ms + om.CLOCK_MARGIN_MS)
+            history += broker.all_orders(s, since_ms=since_ms, until_ms=now_ms + order_rules.CLOCK_MARGIN_MS)
         except AegisError as exc:
             unreadable.append(s)
             log.warning("brain.order_history_unreadable", symbol=s, reason=exc.reason, error=str(exc)[:200])

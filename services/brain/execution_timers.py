@@ -9,7 +9,8 @@ row is written is looked for in the database (read-only, on a worker); a row sti
 orchestrator's queue), and reconciliation repairs the rest.
 
 A part of the shell ``Execution`` (``services/brain/execution.py``, made of such parts): its
-methods read and change the shell's state, set up in ``Execution.__init__``."""
+methods read and change the shell's state, set up in ``Execution.__init__``
+and declared, with its types, in ``execution_parts.ExecutionParts``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import structlog
 from services.brain import dispatcher as dsp
 from venue import orders as om
 from services.brain import funding_feed, jobs, protection, recovery, trader, user_feed
+from services.brain.execution_parts import ExecutionParts
 from services.brain.execution_startup import Phase
 
 log = structlog.get_logger(__name__)
@@ -27,7 +29,7 @@ JOURNAL_AUDIT_S = 5.0  # how often the rows of orders sent before they were jour
 JOURNAL_LAG_MS = 10_000  # a row still missing this long after the send was lost on the way: sent again
 
 
-class Timers:
+class Timers(ExecutionParts):
     """poll and the journal audit (module docstring)."""
 
     def poll(self) -> None:

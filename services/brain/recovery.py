@@ -33,6 +33,7 @@ import structlog
 from common import journal_store, wire
 from common.errors import StoreError
 from common.journal_store import AlgoRow, CandleRow, JournalReader, OrderRow
+from venue import order_rules
 from venue import algo_orders as ao
 from venue import orders as om
 from services.brain import intent_log, risk, trader, trader_entries, trader_exits, trader_restart
@@ -266,7 +267,7 @@ def record_bodies(e: ExchangeOrder, fills: Sequence[ExchangeFill], at_ms: int) -
 
 
 def with_intents(saved: Saved, intents: Sequence[intent_log.Intent], now_ms: int,
-                 recv_window_ms: int = om.DEFAULT_RECV_WINDOW_MS) -> tuple[Saved, list[intent_log.Intent]]:
+                 recv_window_ms: int = order_rules.DEFAULT_RECV_WINDOW_MS) -> tuple[Saved, list[intent_log.Intent]]:
     """``saved`` with what the local intent log holds and the journal does not (pure).
 
     An intent is written before its order is sent and journaled after, so a crash in between

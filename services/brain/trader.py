@@ -10,7 +10,7 @@ CLOSE / CLOSE_ALL) and the timer, and maps the rest:
     trading_state    the values: configuration, a trade, the state, the actions
     trader_views     portfolio and held positions, a position's body, sizing, slippage
     trader_entries   ``on_signal``: rotation, sizing, the risk checks, the entry order
-    trader_exits     ``_exit``, ``on_prices`` (stop, target, trail), ``levels``, ``planned_exit``
+    trader_exits     ``exit_trade``, ``on_prices`` (stop, target, trail), ``levels``, ``planned_exit``
     trader_fills     ``on_fill`` / ``on_order_event``, funding (``on_income``), closing a trade
     trader_exchange  protective orders' answers and audits, the exchange's positions,
                      reconciliation and adoption, the fills of a symbol closed at the exchange
@@ -52,8 +52,8 @@ from __future__ import annotations
 from common.fastcopy import replace
 from venue import orders as om
 from services.brain import protection as pr
-from services.brain.trader_exits import FLATTEN, STRATEGY, _exit
-from services.brain.trader_fills import _close_at_mark, _order_done
+from services.brain.trader_exits import FLATTEN, STRATEGY, exit_trade
+from services.brain.trader_fills import close_at_mark, order_done
 from services.brain.trading_state import (  # noqa: F401  (the trader's values, named here too)
     Action, CheckPosition, Ctx, Dispatch, FetchSymbolFills, Learn, NewAlgo, NewOrder, PendingEntry, Problem,
     Publish, Result, Trade, TraderConfig, TraderState, count as _count, with_order as _with_order,
@@ -66,7 +66,7 @@ def request_exit(cfg: TraderConfig, st: TraderState, symbol: str, reason: str, c
     t = st.trades.get(symbol)
     if t is None or t.exit_reason or t.flat_at_exchange_ms:
         return st, []
-    return _exit(cfg, st, t, reason or STRATEGY, ctx)
+    return exit_trade(cfg, st, t, reason or STRATEGY, ctx)
 
 
 def move_level(cfg: TraderConfig, st: TraderState, symbol: str, role: str, level: float, ctx: Ctx) -> Result:
@@ -90,7 +90,7 @@ def cancel_entry(cfg: TraderConfig, st: TraderState, symbol: str, ctx: Ctx) -> R
     actions: list[Action] = [Publish(om.to_order_update(new))] if new.state != o.state else []
     actions += [Dispatch(e, new.symbol) for e in effects if not isinstance(e, om.OrderError)]
     if new.is_terminal:  # never sent: the slot is free now
-        st, more = _order_done(cfg, st, new, ctx)
+        st, more = order_done(cfg, st, new, ctx)
         actions += more
     return st, actions
 
@@ -99,7 +99,7 @@ def flatten(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
     """Exit every position (kill switch with flatten, or an operator's request)."""
     actions: list[Action] = []
     for t in list(st.trades.values()):
-        st, acts = _exit(cfg, st, t, FLATTEN, ctx)
+        st, acts = exit_trade(cfg, st, t, FLATTEN, ctx)
         actions += acts
     return st, actions
 
@@ -111,11 +111,11 @@ def on_timer(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
     for t in list(st.trades.values()):
         if t.flat_at_exchange_ms:
             if ctx.now_ms - t.flat_at_exchange_ms >= cfg.external_close_wait_ms and t.position > 0:
-                st, acts = _close_at_mark(cfg, st, t, ctx)
+                st, acts = close_at_mark(cfg, st, t, ctx)
                 actions += acts
             continue
         if t.exit_reason and not t.exit_cid and t.position > 0 and ctx.now_ms >= t.next_exit_ms:
-            st, acts = _exit(cfg, st, t, t.exit_reason, ctx)
+            st, acts = exit_trade(cfg, st, t, t.exit_reason, ctx)
             actions += acts
     live = tuple(p for p in st.pending if p.expires_ms > ctx.now_ms)
     if len(live) != len(st.pending):

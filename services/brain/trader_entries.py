@@ -25,8 +25,8 @@ from services.brain.trading_state import (
     Ctx, NewOrder, PendingEntry, Publish, Result, Trade, TraderConfig, TraderState, count as _count, with_id,
     without_trade as _without_trade,
 )
-from services.brain.trader_exits import ROTATION, _exit
-from services.brain.trader_views import _Req, _mark, entry_limit, entry_qty, held_positions, portfolio
+from services.brain.trader_exits import ROTATION, exit_trade
+from services.brain.trader_views import UncheckedOrder, mark_price_or, entry_limit, entry_qty, held_positions, portfolio
 
 ENTRY_PREFIX = "ae"
 PENDING_ENTRY_TTL_MS = 60_000  # a rotation's entry waits this long for its exit to finish
@@ -54,14 +54,14 @@ def on_signal(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, ctx
     if isinstance(decision, rotation.Skip):
         return _count(st, f"skipped:{decision.reason}"), []
     if isinstance(decision, rotation.Take):
-        return _enter(cfg, st, sig, ctx)
+        return enter_trade(cfg, st, sig, ctx)
     # Rotate: only if the entry would pass risk once the weakest is gone (else exit for nothing)
     exiting = st.trades[decision.exit_symbol]
     without = _without_trade(st, exiting.symbol)
     dry = _check_entry(cfg, without, sig, ctx)
     if isinstance(dry, risk.Rejected):
         return _reject(st, sig, dry, dry_run=True)
-    st, actions = _exit(cfg, st, exiting, ROTATION, ctx)
+    st, actions = exit_trade(cfg, st, exiting, ROTATION, ctx)
     st = _count(st, "rotations")
     st = replace(st, pending=(*st.pending, PendingEntry(signal=sig, after_symbol=exiting.symbol,
                                                         expires_ms=ctx.now_ms + PENDING_ENTRY_TTL_MS)))
@@ -69,7 +69,7 @@ def on_signal(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, ctx
 
 
 def _check_entry(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, ctx: Ctx) -> risk.Decision:
-    price = _mark(ctx, sig.symbol, sig.entry)
+    price = mark_price_or(ctx, sig.symbol, sig.entry)
     qty = entry_qty(cfg, sig, ctx.equity, price)
     if qty <= 0:  # say why, rather than risk's generic QTY_INVALID for a zero size
         bad_equity = not (math.isfinite(ctx.equity) and ctx.equity > 0)
@@ -84,7 +84,7 @@ def _check_entry(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, 
             return risk.Rejected(reason=risk.PRICE_INVALID, state=st.risk,
                                  detail=f"no limit price from entry {sig.entry} and mark {price}")
         otype, limit, tif = "LIMIT", float(p), "IOC"
-    req = build(_Req, client_order_id=om.make_client_order_id(ENTRY_PREFIX, sig.signal_id, 0), symbol=sig.symbol,
+    req = build(UncheckedOrder, client_order_id=om.make_client_order_id(ENTRY_PREFIX, sig.signal_id, 0), symbol=sig.symbol,
                 side=sig.side, order_type=otype, qty=qty, price=limit,
                 reduce_only=False, signal_id=sig.signal_id, time_in_force=tif)
     dec = risk.check_order(cfg.risk, st.risk, portfolio(st, ctx), req, ctx.market, ctx.now_ms)
@@ -106,7 +106,9 @@ def _reject(st: TraderState, sig: wire.SignalGenerated, dec: risk.Rejected, dry_
                                         signal_id=sig.signal_id))]
 
 
-def _enter(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, ctx: Ctx) -> Result:
+def enter_trade(cfg: TraderConfig, st: TraderState, sig: wire.SignalGenerated, ctx: Ctx) -> Result:
+    """The signal's entry, past rotation: the risk checks, then the trade and its entry order
+    (or the published refusal)."""
     dec = _check_entry(cfg, st, sig, ctx)
     if isinstance(dec, risk.Rejected):
         return _reject(st, sig, dec)

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from common.fastcopy import replace
 from common import wire
+from venue import order_rules
 from venue import orders as om
 from services.brain import protection as pr
 from services.brain import trader_fills
@@ -20,7 +21,7 @@ from services.brain.trading_state import (
     Action, CheckPosition, Ctx, Dispatch, FetchSymbolFills, Problem, Publish, Result, TraderConfig, TraderState,
     count as _count, with_algo as _with_algo, with_order as _with_order, with_trade as _with_trade,
 )
-from services.brain.trader_exits import _exit
+from services.brain.trader_exits import exit_trade
 from services.brain.trader_restart import adopt
 from services.brain.trader_views import position_body
 
@@ -53,10 +54,10 @@ def on_algo_event(cfg: TraderConfig, st: TraderState, cid: str, event: ao.Event,
         # the exchange would not hold the stop (e.g. -2021: the price is already past it):
         # nothing protects the position, so the local layer exits now
         st = _count(st, "protection_rejected")
-        st, acts = _exit(cfg, _with_trade(st, replace(t, stop_cid="")), replace(t, stop_cid=""), pr.STOP, ctx)
+        st, acts = exit_trade(cfg, _with_trade(st, replace(t, stop_cid="")), replace(t, stop_cid=""), pr.STOP, ctx)
         return st, [*actions, Problem("PROTECTION_REJECTED", f"{cid}: {new.reject_code} {new.reject_reason}", cid),
                     *acts]
-    forgotten = any(isinstance(e, ao.AlgoError) and e.kind == ao.NOT_FOUND_AFTER_ACK for e in effects)
+    forgotten = any(isinstance(e, ao.AlgoError) and e.kind == order_rules.NOT_FOUND_AFTER_ACK for e in effects)
     if new.state == ao.A.EXPIRED and cid == t.stop_cid and t.position > 0:
         # the exchange expires a closePosition stop when the position is gone: ask, do not re-arm
         # a stop for a position that may no longer exist (it would be refused, -4509)

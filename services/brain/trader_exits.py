@@ -1,4 +1,4 @@
-"""Exits (pure): the reduce-only MARKET exit of a whole position (``_exit``), the local watch
+"""Exits (pure): the reduce-only MARKET exit of a whole position (``exit_trade``), the local watch
 of the stop and the target (``on_prices``; with ``trailing_callback_pct`` > 0 the target only
 starts a trail, ``protection.trail``), the prices at which that watch acts (``levels``) and the
 exit it would send (``planned_exit``: the exit lane's order).
@@ -21,7 +21,7 @@ from services.brain.trading_state import (
     Ctx, NewOrder, Publish, Result, Trade, TraderConfig, TraderState, count as _count, with_order as
     _with_order, with_trade as _with_trade,
 )
-from services.brain.trader_views import _Req, portfolio
+from services.brain.trader_views import UncheckedOrder, portfolio
 
 EXIT_PREFIX = "ax"
 # exit reasons
@@ -29,7 +29,7 @@ STOP, TARGET, ROTATION, FLATTEN, STRATEGY = "STOP", "TARGET", "ROTATION", "FLATT
 
 
 # ---------------------------------------------------------------------------- exits
-def _exit(cfg: TraderConfig, st: TraderState, t: Trade, reason: str, ctx: Ctx) -> Result:
+def exit_trade(cfg: TraderConfig, st: TraderState, t: Trade, reason: str, ctx: Ctx) -> Result:
     """A reduce-only MARKET order for the whole position (or, with nothing filled yet, the
     wish to exit, carried out once the entry has filled)."""
     t = replace(t, exit_reason=t.exit_reason or reason)
@@ -37,7 +37,7 @@ def _exit(cfg: TraderConfig, st: TraderState, t: Trade, reason: str, ctx: Ctx) -
         return _with_trade(st, t), []
     n = t.exits_sent + 1
     cid = om.make_client_order_id(EXIT_PREFIX, t.trade_id, n)
-    req = _Req(client_order_id=cid, symbol=t.symbol, side="SELL" if t.side == "BUY" else "BUY",
+    req = UncheckedOrder(client_order_id=cid, symbol=t.symbol, side="SELL" if t.side == "BUY" else "BUY",
                order_type="MARKET", qty=float(t.position), price=0.0, reduce_only=True, signal_id=t.trade_id)
     dec = risk.check_order(cfg.risk, st.risk, portfolio(st, ctx), req, ctx.market, ctx.now_ms)
     t = replace(t, exits_sent=n, next_exit_ms=ctx.now_ms + cfg.exit_retry_ms)
@@ -66,7 +66,7 @@ def on_prices(cfg: TraderConfig, st: TraderState, symbol: str, low: float, high:
             t = replace(t, trail_extreme=extreme)
             st = _with_trade(st, t)
         reason = TARGET if fire else ""
-    return _exit(cfg, st, t, reason, ctx) if reason else (st, [])
+    return exit_trade(cfg, st, t, reason, ctx) if reason else (st, [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,5 +130,5 @@ def planned_exit(cfg: TraderConfig, st: TraderState, symbol: str, ctx: Ctx) -> N
     t = st.trades.get(symbol)
     if levels(cfg, t) is None or t is None or t.exit_cid:
         return None
-    _, actions = _exit(cfg, st, t, STOP, ctx)
+    _, actions = exit_trade(cfg, st, t, STOP, ctx)
     return next((a for a in actions if isinstance(a, NewOrder)), None)

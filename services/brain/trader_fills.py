@@ -1,6 +1,6 @@
 """The exchange's answers about our orders (pure): fills and status events through the order
 state machine (``on_order_event``), a fill moving its trade's entry or exit (``_apply_fill``),
-an order that ended (``_order_done``), funding rows (``on_income``) and the close of a trade
+an order that ended (``order_done``), funding rows (``on_income``) and the close of a trade
 (``_close``: ``TRADE_CLOSED`` with the PnL, fees, funding and the outcome in R, and ``Learn``).
 
 A trade's PnL and R include its funding: ``pnl = direction x (exit notional - entry notional)
@@ -23,10 +23,10 @@ from services.brain.trading_state import (
     Action, CheckPosition, Ctx, Dispatch, Learn, Problem, Publish, Result, Trade, TraderConfig, TraderState,
     count as _count, with_order as _with_order, with_trade as _with_trade, without_trade as _without_trade,
 )
-from services.brain.trader_entries import _enter
-from services.brain.trader_exits import _exit
+from services.brain.trader_entries import enter_trade
+from services.brain.trader_exits import exit_trade
 from services.brain.trader_restart import adopt
-from services.brain.trader_views import _EXACT, _add_slippage, _mark, position_body, slippage_bps
+from services.brain.trader_views import EXACT, add_slippage, mark_price_or, position_body, slippage_bps
 
 ENTRY_NOT_FILLED = "ENTRY_NOT_FILLED"  # a limit-IOC entry expired with no fill: price beyond the bound
 FUNDING_FEE = "FUNDING_FEE"  # the income type funding is booked as
@@ -75,7 +75,7 @@ def on_order_event(cfg: TraderConfig, st: TraderState, cid: str, event: om.Event
     if new.is_terminal and not order.is_terminal:
         # fills the exchange reported but we have not counted yet are being fetched (FetchTrades)
         awaiting = any(isinstance(e, om.FetchTrades) for e in effects)
-        st, acts = _order_done(cfg, st, new, ctx, awaiting_fills=awaiting)
+        st, acts = order_done(cfg, st, new, ctx, awaiting_fills=awaiting)
         actions += acts
     return st, actions
 
@@ -93,7 +93,7 @@ def _trade_of(st: TraderState, o: om.Order) -> tuple[Trade | None, bool]:
 def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillApplied, fill: ExchangeFill | None,
                 ctx: Ctx) -> Result:
     fee = fill.fee if fill is not None and fill.fee_asset == "USDT" else Decimal(0)
-    st = _count(replace(st, fees=_EXACT.add(st.fees, fee)), "fills")
+    st = _count(replace(st, fees=EXACT.add(st.fees, fee)), "fills")
     body = wire.Fill(client_order_id=o.client_order_id, exchange_order_id=o.exchange_order_id, trade_id=e.trade_id,
                      symbol=o.symbol, side=o.side, qty=float(e.qty), price=float(e.price), fee=float(fee),
                      fee_asset=fill.fee_asset if fill is not None else "USDT",
@@ -103,16 +103,16 @@ def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillAppli
     if t is None:
         return st, [*actions, Problem("ORPHAN_FILL", f"fill {e.trade_id} of {o.client_order_id} has no trade",
                                       o.client_order_id)]
-    notional = _EXACT.multiply(e.qty, e.price)
+    notional = EXACT.multiply(e.qty, e.price)
     if is_entry:
-        t = replace(t, entry_qty=t.entry_qty + e.qty, entry_notional=_EXACT.add(t.entry_notional, notional),
+        t = replace(t, entry_qty=t.entry_qty + e.qty, entry_notional=EXACT.add(t.entry_notional, notional),
                     fees=t.fees + fee, first_fill_ms=t.first_fill_ms or ctx.now_ms)
         if t.stop <= 0:  # recovered without a plan: protect it like an adopted position
             plan = adopt(cfg, symbol=t.symbol, qty=t.entry_qty * t.direction, entry_price=t.entry_avg,
                          now_ms=ctx.now_ms)
             t = replace(t, stop=plan.stop, target=plan.target, adopted=True)
     else:
-        t = replace(t, exit_qty=t.exit_qty + e.qty, exit_notional=_EXACT.add(t.exit_notional, notional),
+        t = replace(t, exit_qty=t.exit_qty + e.qty, exit_notional=EXACT.add(t.exit_notional, notional),
                     fees=t.fees + fee)
     st = _with_trade(st, t)
     if t.position <= 0 and t.exit_qty > 0:
@@ -127,18 +127,21 @@ def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillAppli
         actions += acts
         t = st.trades[t.symbol]
     if is_entry and t.exit_reason and not t.exit_cid:  # an exit was wanted before this filled
-        st, acts = _exit(cfg, st, t, t.exit_reason, ctx)
+        st, acts = exit_trade(cfg, st, t, t.exit_reason, ctx)
         actions += acts
     elif not is_entry and t.exit_cid == o.client_order_id and o.filled_qty >= o.qty and not t.flat_at_exchange_ms:
         # the exit is done and the position is not: it was sized while the entry was still
         # filling (fills one by one from the user stream). Exit the rest now
         t = replace(t, exit_cid="")
-        st, acts = _exit(cfg, _with_trade(st, t), t, t.exit_reason, ctx)
+        st, acts = exit_trade(cfg, _with_trade(st, t), t, t.exit_reason, ctx)
         actions += acts
     return st, actions
 
 
-def _order_done(cfg: TraderConfig, st: TraderState, o: om.Order, ctx: Ctx, awaiting_fills: bool = False) -> Result:
+def order_done(cfg: TraderConfig, st: TraderState, o: om.Order, ctx: Ctx, awaiting_fills: bool = False) -> Result:
+    """An order ended (terminal): an entry that never filled frees its slot (a limit IOC that
+    found nothing within the bound says so), a failed exit is retried later (after a
+    reduce-only refusal, once the exchange's position was read)."""
     t, is_entry = _trade_of(st, o)
     if t is None:
         return st, []
@@ -175,8 +178,8 @@ def outcome_r(t: Trade) -> float:
 
 def trade_pnl(t: Trade) -> Decimal:
     """The trade's realised PnL before fees, funding included (exact)."""
-    price = _EXACT.multiply(Decimal(t.direction), _EXACT.subtract(t.exit_notional, t.entry_notional))
-    return _EXACT.add(price, t.funding)
+    price = EXACT.multiply(Decimal(t.direction), EXACT.subtract(t.exit_notional, t.entry_notional))
+    return EXACT.add(price, t.funding)
 
 
 def on_income(cfg: TraderConfig, st: TraderState, rows: list[ExchangeIncome], ctx: Ctx) -> Result:
@@ -191,7 +194,7 @@ def on_income(cfg: TraderConfig, st: TraderState, rows: list[ExchangeIncome], ct
             continue
         if r.tran_id in t.funding_ids:
             continue
-        t = replace(t, funding=_EXACT.add(t.funding, r.amount), funding_ids=t.funding_ids | {r.tran_id})
+        t = replace(t, funding=EXACT.add(t.funding, r.amount), funding_ids=t.funding_ids | {r.tran_id})
         st = _count(_with_trade(st, t), "funding_applied")
     return st, []
 
@@ -216,9 +219,9 @@ def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list
         actions.append(Learn(t.features, r))
     keep = {k: v for k, v in st.orders.items()
             if not ((v.is_terminal or t.flat_at_exchange_ms) and (k == t.entry_cid or k in t.exit_cids))}
-    st = replace(_without_trade(st, t.symbol), orders=keep, realized_pnl=_EXACT.add(st.realized_pnl, pnl),
-                 funding=_EXACT.add(st.funding, t.funding),
-                 slippage_closed=_add_slippage(st.slippage_closed, body.slippage_bps),
+    st = replace(_without_trade(st, t.symbol), orders=keep, realized_pnl=EXACT.add(st.realized_pnl, pnl),
+                 funding=EXACT.add(st.funding, t.funding),
+                 slippage_closed=add_slippage(st.slippage_closed, body.slippage_bps),
                  last_action_ms=rotation.record_action(st.last_action_ms, t.symbol, ctx.now_ms))
     st = pr.prune(st)
     st = _count(st, "trades_closed", *(["wins"] if pnl > 0 else []))
@@ -227,17 +230,17 @@ def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list
     st = replace(st, pending=tuple(p for p in st.pending if p.after_symbol != t.symbol))
     for p in waiting:
         if p.expires_ms > ctx.now_ms:
-            st, acts = _enter(cfg, st, p.signal, ctx)
+            st, acts = enter_trade(cfg, st, p.signal, ctx)
             actions += acts
     return st, actions
 
 
-def _close_at_mark(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx) -> Result:
+def close_at_mark(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx) -> Result:
     """The exchange said flat and the closing fills never came: close the trade at the mark,
     said in the exit reason, and do not learn from a price we did not see filled."""
-    mark = Decimal(repr(_mark(ctx, t.symbol, float(t.entry_avg))))
+    mark = Decimal(repr(mark_price_or(ctx, t.symbol, float(t.entry_avg))))
     rest = t.position
-    t = replace(t, exit_qty=t.exit_qty + rest, exit_notional=_EXACT.add(t.exit_notional, _EXACT.multiply(rest, mark)),
+    t = replace(t, exit_qty=t.exit_qty + rest, exit_notional=EXACT.add(t.exit_notional, EXACT.multiply(rest, mark)),
                 exit_reason=(t.exit_reason or pr.EXTERNAL) + pr.UNRESOLVED_SUFFIX)
     st = _count(_with_trade(st, t), "closed_at_mark")
     return _close(cfg, st, t, ctx, [Problem("CLOSED_AT_MARK", f"{t.symbol}: no closing fills within "

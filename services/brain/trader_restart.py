@@ -17,7 +17,7 @@ from services.brain.trading_state import (
     Action, Ctx, Dispatch, Result, Trade, TraderConfig, TraderState, with_algo as _with_algo, with_order as
     _with_order,
 )
-from services.brain.trader_views import _EXACT
+from services.brain.trader_views import EXACT
 
 
 # ---------------------------------------------------------------------------- restart
@@ -101,4 +101,4 @@ def adopt(cfg: TraderConfig, *, symbol: str, qty: Decimal, entry_price: Decimal,
     q = abs(qty)
     return Trade(trade_id=f"adopted-{symbol}-{now_ms}", symbol=symbol, side=side, stop=stop, target=target,
                  confidence=0.0, features={}, opened_ms=now_ms, entry_cid="", entry_qty=q,
-                 entry_notional=_EXACT.multiply(q, entry_price), adopted=True)
+                 entry_notional=EXACT.multiply(q, entry_price), adopted=True)

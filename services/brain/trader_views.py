@@ -17,11 +17,12 @@ from services.brain.trading_state import (
     Ctx, Trade, TraderConfig, TraderState,
 )
 
-_EXACT = Context(prec=100)
+EXACT = Context(prec=100)  # sums of qty * price stay exact
 
 
 # ---------------------------------------------------------------------------- views
-def _mark(ctx: Ctx, symbol: str, fallback: float) -> float:
+def mark_price_or(ctx: Ctx, symbol: str, fallback: float) -> float:
+    """The symbol's mark price in ``ctx``, or ``fallback`` when it has none."""
     q = ctx.market.quotes.get(symbol)
     return q.mark_price if q is not None and q.mark_price > 0 else fallback
 
@@ -32,7 +33,7 @@ def portfolio(st: TraderState, ctx: Ctx) -> risk.Portfolio:
     for t in st.trades.values():
         if t.flat_at_exchange_ms:
             continue  # the exchange says flat: no exposure, whatever our fills say yet
-        price = _mark(ctx, t.symbol, float(t.entry_avg) or 0.0)
+        price = mark_price_or(ctx, t.symbol, float(t.entry_avg) or 0.0)
         if t.position > 0:
             held.append(risk.Exposure(symbol=t.symbol, qty=float(t.position) * t.direction, price=price))
         entry = st.orders.get(t.entry_cid)
@@ -50,7 +51,7 @@ def held_positions(st: TraderState, ctx: Ctx) -> list[rotation.HeldPosition]:
             continue  # closing: its slot is free already
         entry = float(t.entry_avg) or t.stop  # no fill yet: R is 0 until there is one
         out.append(rotation.HeldPosition(symbol=t.symbol, side=t.side, entry_price=entry,
-                                         stop_price=t.stop, mark_price=_mark(ctx, t.symbol, entry),
+                                         stop_price=t.stop, mark_price=mark_price_or(ctx, t.symbol, entry),
                                          confidence=t.confidence, opened_ms=t.opened_ms))
     return out
 
@@ -62,7 +63,7 @@ def unrealized_pnl(t: Trade, mark: float) -> float:
 
 
 def position_body(t: Trade, ctx: Ctx, realized: Decimal = Decimal(0)) -> wire.Position:
-    mark = _mark(ctx, t.symbol, float(t.entry_avg))
+    mark = mark_price_or(ctx, t.symbol, float(t.entry_avg))
     return wire.Position(symbol=t.symbol, qty=float(t.position) * t.direction, entry_price=float(t.entry_avg),
                          unrealized_pnl=unrealized_pnl(t, mark), realized_pnl=float(realized))
 
@@ -85,7 +86,7 @@ def entry_qty(cfg: TraderConfig, signal: wire.SignalGenerated, equity: float, pr
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Req:
+class UncheckedOrder:
     """An order as risk.check_order reads it, before it is known to be valid."""
 
     client_order_id: str
@@ -116,11 +117,11 @@ def entry_limit(cfg: TraderConfig, sig: wire.SignalGenerated, tick: Decimal, mar
     bps = _config_decimal(cfg.entry_slippage_bps)
     if ref is None or ref <= 0 or bps is None or bps < 0 or tick <= 0:
         return None
-    move = _EXACT.divide(_EXACT.multiply(ref, bps), _TEN_THOUSAND)
+    move = EXACT.divide(EXACT.multiply(ref, bps), _TEN_THOUSAND)
     if sig.side == "BUY":
-        price = round_qty_down(_EXACT.add(ref, move), tick)
+        price = round_qty_down(EXACT.add(ref, move), tick)
     else:
-        raw = _EXACT.subtract(ref, move)
+        raw = EXACT.subtract(ref, move)
         down = round_qty_down(raw, tick)
         price = down if is_on_grid(raw, tick) else down + tick
     return price if price > 0 else None
@@ -134,7 +135,8 @@ def slippage_bps(side: str, signal_price: float, fill_price: Decimal) -> float |
     return d * (float(fill_price) - signal_price) / signal_price * 10_000.0
 
 
-def _add_slippage(acc: tuple[int, float, float], bps: float | None) -> tuple[int, float, float]:
+def add_slippage(acc: tuple[int, float, float], bps: float | None) -> tuple[int, float, float]:
+    """(count, sum, worst) of entry slippages in bps, with ``bps`` added (none: unchanged)."""
     if bps is None or not math.isfinite(bps):
         return acc
     n, total, worst = acc
@@ -147,5 +149,5 @@ def slippage_stats(st: TraderState) -> dict[str, list[float]]:
     acc: tuple[int, float, float] = (0, 0.0, 0.0)
     for t in st.trades.values():
         if t.entry_qty > 0:
-            acc = _add_slippage(acc, slippage_bps(t.side, t.signal_price, t.entry_avg))
+            acc = add_slippage(acc, slippage_bps(t.side, t.signal_price, t.entry_avg))
     return {"closed": list(st.slippage_closed), "open": list(acc)}

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Union
 from common.fastcopy import replace
 from common import wire
 from services.brain import risk, rotation
+from venue import order_rules
 from venue import algo_orders as ao
 from venue import orders as om
 
@@ -28,7 +29,7 @@ class TraderConfig:
     rotation: rotation.RotationConfig = field(default_factory=rotation.RotationConfig)
     risk_per_trade_pct: float = 0.5
     exit_retry_ms: int = 2_000
-    recv_window_ms: int = om.DEFAULT_RECV_WINDOW_MS
+    recv_window_ms: int = order_rules.DEFAULT_RECV_WINDOW_MS
     adopt_stop_pct: float = 2.0  # a position found at the exchange without a plan gets this stop
     # start-up reads the order history this far back when nothing is on record (recovery.history_since)
     recovery_lookback_ms: int = 86_400_000

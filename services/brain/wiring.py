@@ -1,19 +1,22 @@
-"""The execution shell built around the mode's broker (``venue.brokers`` says which broker)."""
+"""The execution shell built around the mode's broker (``venue.brokers`` says which broker),
+from what the brain offers it (``BrainPort``)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Protocol
 
 import structlog
 
-from common import bus, service
+from common import bus, service, wire
 from common.config import AegisConfig, Endpoints
+from common.ring import Ring
 from services.brain import dispatcher as dsp
 from services.brain import execution, intent_log, recovery, risk, rotation, trader
 from venue import wirestamp
+from venue.paper import BookTop
 from venue.brokers import LazyBroker, broker_kind, make_broker, make_user_stream, symbol_filters
 
 log = structlog.get_logger(__name__)
@@ -40,7 +43,7 @@ def trader_config(cfg: AegisConfig) -> trader.TraderConfig:
 @dataclass
 class Trading:
     execution: execution.Execution
-    dispatcher: dsp.Dispatcher
+    dispatcher: dsp.Dispatcher | dsp.InlineDispatcher
     sync: bus.SyncJournal
     intents: intent_log.IntentLog | None = None
 
@@ -55,7 +58,50 @@ class Trading:
             self.intents.close()
 
 
-def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
+class BrainPort(Protocol):
+    """What the execution shell is built from, in the brain (``services.brain.__main__.Brain``
+    is one): its clocks, its views of the market, and where the shell's messages and lessons go."""
+
+    @property
+    def ring(self) -> Ring:
+        """The feed's ring: its symbol table names the symbols to set up at the exchange."""
+        ...
+
+    @property
+    def symbol_info(self) -> Mapping[str, wire.SymbolInfo]:
+        """Each symbol's trading rules as the feed published them, read live."""
+        ...
+
+    def clock_ms(self) -> int:
+        """The exchange clock as the ticks tell it (replay mode's clock for everything)."""
+        ...
+
+    def now_ns(self) -> int:
+        """When an action happens: the ticks' clock in replay mode, the wall clock live."""
+        ...
+
+    def book_top(self, symbol: str) -> BookTop | None:
+        """Best bid and ask for the paper broker (None when the book is not two-sided)."""
+        ...
+
+    def quote(self, symbol: str) -> risk.Quote | None:
+        """A symbol's latest mark and its time (None when unknown)."""
+        ...
+
+    def learn(self, features: Mapping[str, float], outcome_r: float) -> None:
+        """A closed trade's entry features and outcome in R, for the model."""
+        ...
+
+    def publish_exec(self, body: object, journal: bool = True) -> None:
+        """``body`` on the bus, and to the journal unless ``journal`` is False."""
+        ...
+
+    def trading_block_reason(self) -> str:
+        """Why new entries are refused now (the orchestrator's verdict; "" when they are not)."""
+        ...
+
+
+def make_execution(cfg: AegisConfig, brain: BrainPort, ep: Endpoints) -> Trading:
     """Replay mode is deterministic: the paper broker answers inline (no threads) and every
     clock (order times, timers, the kill switch's day) is the exchange clock of the ticks."""
     replay = cfg.mode == "replay"
@@ -69,7 +115,8 @@ def make_execution(cfg: AegisConfig, brain: Any, ep: Endpoints) -> Trading:
     else:
         broker = make_broker(cfg, brain.book_top, clock_ms if replay else None, rules=rules, order_filters=filters)
     wirestamp.install_http()  # tick-to-trade: REST requests stamp when their bytes are on the socket
-    disp: Any = dsp.InlineDispatcher() if replay else dsp.Dispatcher(DISPATCH_WORKERS, name="brain-dispatch")
+    disp: dsp.Dispatcher | dsp.InlineDispatcher = (
+        dsp.InlineDispatcher() if replay else dsp.Dispatcher(DISPATCH_WORKERS, name="brain-dispatch"))
     sync = bus.SyncJournal("brain", ep.journal_sync, timeout_ms=cfg.trading.journal_ack_timeout_ms)
     # replay keeps "journal, then act" (its lock-step journal is part of what makes it repeatable)
     intents = None if replay or not cfg.trading.intent_log else open_intent_log(cfg)

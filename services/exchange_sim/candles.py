@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import DecodeError
-from services.exchange_sim.capture import BOOK, TRADE, Capture, _decimals, _units
+from services.exchange_sim.capture import BOOK, TRADE, Capture, string_decimals, string_units
 from services.exchange_sim.engine import base_factor, round_prices
 from services.exchange_sim.klines import FIELDS, MINUTE_MS
 from services.exchange_sim.symbols import SymbolSpec
@@ -98,9 +98,9 @@ def load_candles(path: str | Path | None = None, symbol: str = "BTCUSDT") -> Can
     if not rows:
         raise DecodeError(f"{p}: no candles")
     try:
-        pdec = max(_decimals(r[k]) for r in rows for k in ("open", "high", "low", "close"))
-        qdec = max(_decimals(r["volume"]) for r in rows)
-        cols = {k: np.array([_units(r[k], pdec if k != "volume" else qdec) for r in rows], np.int64)
+        pdec = max(string_decimals(r[k]) for r in rows for k in ("open", "high", "low", "close"))
+        qdec = max(string_decimals(r["volume"]) for r in rows)
+        cols = {k: np.array([string_units(r[k], pdec if k != "volume" else qdec) for r in rows], np.int64)
                 for k in ("open", "high", "low", "close", "volume")}
         open_ms = np.array([_open_ms(r["close_datetime"]) for r in rows], np.int64)
     except (KeyError, ValueError) as exc:

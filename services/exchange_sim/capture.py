@@ -99,12 +99,13 @@ class Capture:
         return rows
 
 
-def _decimals(s: str) -> int:
+def string_decimals(s: str) -> int:
+    """The decimals a decimal string is written with, trailing zeros counted ("61800.30" -> 2)."""
     dot = s.find(".")
     return 0 if dot < 0 else len(s) - dot - 1
 
 
-def _units(s: str, dec: int) -> int:
+def string_units(s: str, dec: int) -> int:
     """Decimal string -> integer units of ``10**-dec`` (exact; rejects finer strings)."""
     dot = s.find(".")
     if dot < 0:
@@ -218,8 +219,8 @@ def parse(p: Path) -> Capture:
     symbol = trades[0][1]["s"]
     trades = [(n, d) for n, d in trades if d["s"] == symbol]
     books = [(n, d) for n, d in books if d["s"] == symbol]
-    pdec = max(max(_decimals(d["p"]) for _, d in trades), max(_decimals(d["b"]) for _, d in books))
-    qdec = max(max(_decimals(d["q"]) for _, d in trades), max(_decimals(d["B"]) for _, d in books))
+    pdec = max(max(string_decimals(d["p"]) for _, d in trades), max(string_decimals(d["b"]) for _, d in books))
+    qdec = max(max(string_decimals(d["q"]) for _, d in trades), max(string_decimals(d["B"]) for _, d in books))
 
     n_t, n_b = len(trades), len(books)
     n = n_t + n_b
@@ -241,8 +242,8 @@ def parse(p: Path) -> Capture:
         e_ms[r] = d["E"]
         t_ms[r] = d["T"]
         ident[r] = d["t"]
-        p1[r] = _units(d["p"], pdec)
-        q1[r] = _units(d["q"], qdec)
+        p1[r] = string_units(d["p"], pdec)
+        q1[r] = string_units(d["q"], qdec)
         maker[r] = bool(d["m"])
         x = d.get("X", "MARKET")
         if x not in x_values:
@@ -254,10 +255,10 @@ def parse(p: Path) -> Capture:
         e_ms[r] = d["E"]
         t_ms[r] = d["T"]
         ident[r] = d["u"]
-        p1[r] = _units(d["b"], pdec)
-        q1[r] = _units(d["B"], qdec)
-        p2[r] = _units(d["a"], pdec)
-        q2[r] = _units(d["A"], qdec)
+        p1[r] = string_units(d["b"], pdec)
+        q1[r] = string_units(d["B"], qdec)
+        p2[r] = string_units(d["a"], pdec)
+        q2[r] = string_units(d["A"], qdec)
 
     order = np.lexsort((arrival, e_ms))
     cols = [a[order] for a in (kind, e_ms, t_ms, ident, p1, q1, p2, q2, maker, x_code)]

@@ -124,6 +124,9 @@ def _levels_reason(levels: list[tuple[str, str]]) -> str | None:
 # ---------------------------------------------------------------------------- finishers
 # One per Struct: symbol, ids, times, values, in that order; the first failure names the
 # reason. ``lo``/``hi`` is the window event times must fall in (see ``time_window``).
+# ``_fin_trade`` and ``_fin_agg`` write the same price and size checks out on purpose: as one
+# helper they would cost a function call and a tuple per tick on the hot path;
+# tests/fuzz/test_firewall_agreement.py holds both to ``firewall.trade_reason``.
 def _fin_trade(d: Trade, stream: str | None, recv_ns: int, lo: int, hi: int,
                symbols: Mapping[str, int]) -> Result:
     s = d.s

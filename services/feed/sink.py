@@ -14,9 +14,14 @@ from common.config import AegisConfig
 from common.errors import RingError
 from common.log import RateLimiter
 from common.records import Flag, Kind
-from common.ring import Ring, RingWriter, _ringc
+from common.ring import Ring, RingWriter
 from services.feed import codec, sequencer
 from services.feed import firewall as fw
+
+try:  # the feed's C fast lane (services/feed/_feedlane.c), built into the one C extension
+    from common._ringc import FeedLane
+except ImportError:  # not built: every frame goes through the Python codec
+    FeedLane = None
 
 log = structlog.get_logger(__name__)
 GAP_LOG = 100  # most recent gaps kept in the stats file
@@ -33,12 +38,12 @@ def make_lane(writer: object, symbol_ids: dict[str, int], seq: sequencer.SeqStat
     state and flags; None where the C extension was not built or ``writer`` is not a ring
     writer with the C publisher."""
     pub = writer.c_publisher if type(writer) is RingWriter else None
-    if _ringc is None or pub is None:
+    if FeedLane is None or pub is None:
         return None
-    return _ringc.FeedLane(pub, symbol_ids, seq, extra_flags, past_ms, future_ms,
-                           fw.MIN_EVENT_MS, fw.MAX_EVENT_MS, fw.MAX_FRAME_BYTES, fw.MAX_PRICE,
-                           fw.MAX_QTY, int(Kind.TRADE), int(Kind.BOOK), int(Flag.BUYER_IS_MAKER),
-                           int(Flag.NON_MARKET), RingError)
+    return FeedLane(pub, symbol_ids, seq, extra_flags, past_ms, future_ms,
+                    fw.MIN_EVENT_MS, fw.MAX_EVENT_MS, fw.MAX_FRAME_BYTES, fw.MAX_PRICE,
+                    fw.MAX_QTY, int(Kind.TRADE), int(Kind.BOOK), int(Flag.BUYER_IS_MAKER),
+                    int(Flag.NON_MARKET), RingError)
 
 
 class Feed:

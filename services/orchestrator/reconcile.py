@@ -77,7 +77,8 @@ from typing import Iterable, Mapping, NamedTuple, Union
 
 from common import wire
 from venue.port import ExchangeFill, ExchangeOrder, ExchangePosition
-from venue.orders import CLOCK_MARGIN_MS, DEFAULT_RECV_WINDOW_MS, EXCHANGE_STATUS, TERMINAL, OrderState
+from venue.order_rules import CLOCK_MARGIN_MS, DEFAULT_RECV_WINDOW_MS, attempt_dead_after_ms
+from venue.orders import EXCHANGE_STATUS, TERMINAL, OrderState
 
 # ---------------------------------------------------------------------------- vocabulary
 OK, REPAIRED, MISMATCH = "OK", "REPAIRED", "MISMATCH"
@@ -391,7 +392,7 @@ def _not_found(o: LocalOrder, asked_ms: int, recv_window_ms: int) -> _Part:
         return unknown(f"{o.status} order {o.exchange_order_id or '-'} confirmed, but the exchange has none")
     # ``updated_ms`` is at or after the last send (a send, or the timeout after it, wrote it):
     # taking it as the send time only makes the deadline later, never earlier
-    dead_after_ms = o.updated_ms + recv_window_ms + CLOCK_MARGIN_MS
+    dead_after_ms = attempt_dead_after_ms(o.updated_ms, recv_window_ms)
     if asked_ms <= dead_after_ms:
         return unknown(f"{o.status}, not found; may still arrive until {dead_after_ms}")
     return _Part(

@@ -37,7 +37,7 @@ import structlog
 
 from venue import brokers
 from venue.port import Broker
-from venue.orders import DEFAULT_RECV_WINDOW_MS
+from venue.order_rules import DEFAULT_RECV_WINDOW_MS
 from services.orchestrator import snapshots
 from services.orchestrator.reconcile import TRADE_SAFE, ExchangeSnapshot, Repair, Report, diff
 

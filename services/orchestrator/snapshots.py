@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from common import journal_store
 from venue.port import Broker, ExchangeOrder
-from venue.orders import CLOCK_MARGIN_MS
+from venue.order_rules import CLOCK_MARGIN_MS
 from services.orchestrator.reconcile import (TERMINAL_STATUSES, ExchangeSnapshot, LocalOrder, LocalPosition,
                                              LocalSnapshot, is_ours, is_terminal, orders_to_recheck)
 

@@ -1,4 +1,4 @@
-"""The feed's C fast lane (``common._ringc.FeedLane``) against the Python codec.
+"""The feed's C fast lane (``services.feed.sink.FeedLane``, built into ``common._ringc``) against the Python codec.
 
 Two feeds take the same frames, one with the lane and one without; after every frame they
 must agree on the answer, and at the end on every ring word written, every counter and the
@@ -24,12 +24,12 @@ from common import config
 from common.config import AegisConfig
 from common.errors import RingError
 from common.records import Flag
-from common.ring import SLOTS_W, WRITER_CURSOR_W, Ring, _ringc
+from common.ring import SLOTS_W, WRITER_CURSOR_W, Ring
 from services.feed import capture
-from services.feed.sink import Feed
+from services.feed.sink import Feed, FeedLane
 from tests.conftest import HFT_CAPTURE
 
-pytestmark = pytest.mark.skipif(_ringc is None, reason="the C extension was not built here")
+pytestmark = pytest.mark.skipif(FeedLane is None, reason="the C extension was not built here")
 
 REF_MS = 1_723_161_256_000
 RECV = REF_MS * 1_000_000
@@ -190,7 +190,7 @@ def test_the_lane_is_off_when_configured_so(tmp_path):
         cfg = config.load(env={"AEGIS_FEED__FAST_LANE": "0"})
         assert cfg.feed.fast_lane is False
         assert Feed(cfg, ring, KNOWN).lane is None
-        assert type(Feed(config.load(env={}), ring, KNOWN).lane) is _ringc.FeedLane
+        assert type(Feed(config.load(env={}), ring, KNOWN).lane) is FeedLane
     finally:
         ring.close()
 

@@ -12,7 +12,7 @@ def test_every_timed_candle_makes_one_entry_through_the_real_path():
     res = entry_profile.run(iterations=4, candles="bench", profile_n=0, warm=3, used_ids=5)
     per = {label.strip(): calls for label, calls, _ in res["steps"]}
     for step in ("analyse", "runner.on_candle", "runner.signal", "execution.on_signal", "trader.on_signal",
-                 "_enter", "_check_entry", "risk.check_order", "order_from_request", "intents.append",
+                 "enter_trade", "_check_entry", "risk.check_order", "order_from_request", "intents.append",
                  "trader.on_order_event", "dispatcher.submit"):
         assert per[step] == 1.0, step
     assert per["poll (whole entry decision)"] == 5.0  # four ticks inside the minute, then the closing one

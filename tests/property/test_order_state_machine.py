@@ -15,11 +15,10 @@ from hypothesis import event as note_event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from venue import order_rules
 from venue import orders as om
-from venue.orders import (
-    Ack, CancelRejected, CancelRequest, Canceled, Expired, OrderState, QueryResult, Reject, Send,
-    TradeFill, Timeout,
-)
+from venue.order_rules import CancelRejected, CancelRequest, Canceled, Reject, Send, Timeout
+from venue.orders import Ack, Expired, OrderState, QueryResult, TradeFill
 
 S = OrderState
 STEP = Decimal("0.001")
@@ -270,11 +269,11 @@ class TestPinnedScenarios:
         """An order acked once and then reported missing is an error, not a resend."""
         o, eff = chain(order(), Send(at_ms=T0), Ack(exchange_order_id="7"), CancelRequest(),
                        Timeout(at_ms=T0 + 10), QueryResult(at_ms=T0 + 60_000, found=False))
-        assert o.state == S.UNKNOWN and eff[-1].kind == om.NOT_FOUND_AFTER_ACK
+        assert o.state == S.UNKNOWN and eff[-1].kind == order_rules.NOT_FOUND_AFTER_ACK
 
     def test_duplicate_client_id_reject_means_query_not_rejected(self):
         """-4116 says an earlier attempt is at the exchange: go UNKNOWN and query, never REJECTED."""
-        o, eff = chain(order(), Send(at_ms=T0), Reject(attempt=1, code=om.DUPLICATE_CLIENT_ID_CODE))
+        o, eff = chain(order(), Send(at_ms=T0), Reject(attempt=1, code=order_rules.DUPLICATE_CLIENT_ID_CODE))
         assert o.state == S.UNKNOWN
         assert eff == [om.SubmitOrder(client_order_id="ae-sig-1-0", attempt=1),
                        om.QueryOrder(client_order_id="ae-sig-1-0", not_before_ms=T0)]
@@ -318,7 +317,7 @@ class TestPinnedScenarios:
         """Cancelling a FILLED order returns it unchanged with one INVALID_TRANSITION error."""
         o, _ = chain(order("0.001"), Send(at_ms=T0), TradeFill(trade_id="1", qty=Decimal("0.001"), price=Decimal("1")))
         o2, eff = om.apply(o, CancelRequest())
-        assert o2 == o and eff == (om.OrderError(client_order_id=CID, kind=om.INVALID_TRANSITION,
+        assert o2 == o and eff == (om.OrderError(client_order_id=CID, kind=order_rules.INVALID_TRANSITION,
                                                  detail="CancelRequest in FILLED"),)
 
     def test_order_record_round_trips(self):

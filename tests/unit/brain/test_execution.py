@@ -22,6 +22,7 @@ from common.errors import AmbiguousError, DefinitiveError, TransientError
 from services.brain import dispatcher as dsp
 from services.brain import (execution, execution_answers, execution_startup, jobs, recovery, risk, rotation, trader,
                             trader_entries, trader_exits)
+from venue import order_rules
 from venue import orders as om
 from venue.port import (AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
                                    SubmitResult)
@@ -592,7 +593,7 @@ class TestUnknownOutcome:
         assert rig.ex.st.orders[ENTRY].state == om.S.UNKNOWN
         assert rig.disp.submitted[-1] == (dsp.QUERY, jobs.Query(ENTRY, NOW), "AAAUSDT")
         rig.poll()  # "not found" at NOW proves nothing: ask again once the attempt is surely dead
-        dead_after = NOW + om.DEFAULT_RECV_WINDOW_MS + om.CLOCK_MARGIN_MS
+        dead_after = NOW + order_rules.DEFAULT_RECV_WINDOW_MS + order_rules.CLOCK_MARGIN_MS
         assert rig.ex.delayed == [(dead_after + 1, om.QueryOrder(client_order_id=ENTRY, not_before_ms=dead_after + 1),
                                    "AAAUSDT")]
         rig.clock.now_ms = dead_after
@@ -617,7 +618,7 @@ class TestUnknownOutcome:
         rig.broker.queries += [None, None]
         rig.ex.on_signal(signal())
         rig.poll(2)
-        rig.clock.now_ms = NOW + om.DEFAULT_RECV_WINDOW_MS + om.CLOCK_MARGIN_MS + 1
+        rig.clock.now_ms = NOW + order_rules.DEFAULT_RECV_WINDOW_MS + order_rules.CLOCK_MARGIN_MS + 1
         rig.poll(3)
         assert rig.calls == [("journal", ENTRY), ("submit", ENTRY), ("query", "AAAUSDT", ENTRY),
                              ("query", "AAAUSDT", ENTRY)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from common import records
 from services.brain import exit_lane
-from services.brain.execution_inline import _spec_of
+from services.brain.execution_inline import order_spec
 from tests.unit.brain.test_intent_path import EXIT_FILLED, holding_ws, on_file
 from tests.unit.brain.test_execution import ENTRY, EXIT
 
@@ -97,11 +97,11 @@ def test_with_the_lane_off_the_trader_sends_the_exit_itself(tmp_path: Path):
 
 def test_a_closed_trade_is_disarmed_and_a_new_one_armed_with_its_own_id(tmp_path: Path):
     """After the exit fills the trade is gone from the lane; the spec function is the one the
-    dispatcher uses (``_spec_of``), so the claim compares like with like."""
+    dispatcher uses (``order_spec``), so the claim compares like with like."""
     rig = holding_ws(tmp_path)
     lane = lane_for(rig, 97.0)
     armed = lane.armed["AAAUSDT"]
-    assert armed.order is not None and armed.spec == _spec_of(armed.order.order)
+    assert armed.order is not None and armed.spec == order_spec(armed.order.order)
     rig.broker.submits.append(EXIT_FILLED)
     rig.ex.on_range("AAAUSDT", 97.0, 97.0)
     rig.poll()

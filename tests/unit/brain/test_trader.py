@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from common import wire
+from venue import order_rules
 from venue import orders as om
 from services.brain import risk, rotation, trader, trader_entries, trader_exits, trader_fills, trader_restart
 from venue.port import ExchangeFill
@@ -270,7 +271,7 @@ class TestRestart:
     def test_a_recovered_order_the_exchange_never_saw_is_cancelled_not_resent(self):
         st, order, _ = enter()
         st, _ = trader_restart.recovery_actions(st, NOW)
-        late = NOW + om.DEFAULT_RECV_WINDOW_MS + om.CLOCK_MARGIN_MS + 1
+        late = NOW + order_rules.DEFAULT_RECV_WINDOW_MS + order_rules.CLOCK_MARGIN_MS + 1
         st, acts = trader_fills.on_order_event(CFG, st, order.client_order_id,
                                                om.QueryResult(at_ms=late, found=False), ctx(now=late))
         assert st.orders[order.client_order_id].state == om.S.CANCELED

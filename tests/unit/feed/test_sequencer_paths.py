@@ -16,10 +16,10 @@ from collections import Counter
 from common import config as config_mod
 from common import records
 from common.capture import KIND_WS_RAW, Record
-from common.ring import Ring, _ringc
+from common.ring import Ring
 from services.feed import capture, codec, sequencer
 from services.feed import replay_source as rs
-from services.feed.sink import Feed
+from services.feed.sink import Feed, FeedLane
 
 E0 = 1_723_161_256_000  # ms
 SYMBOLS = {"BTCUSDT": 0}
@@ -104,7 +104,7 @@ def live(short_tmp, name: str, lane: bool) -> tuple[Feed, list[tuple]]:
     ring = Ring.create(str(short_tmp / f"{name}.ring"), 1024)
     try:
         feed = Feed(config_mod.load(None, env={}), ring, list(SYMBOLS), lane=lane)
-        assert (feed.lane is not None) == (lane and _ringc is not None)
+        assert (feed.lane is not None) == (lane and FeedLane is not None)
         for raw, recv in zip(FRAMES, RECV):
             feed.on_frame(raw, recv)
         return feed, ring_ticks(ring)

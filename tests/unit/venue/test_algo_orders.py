@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from venue import order_rules
 from venue import algo_orders as ao
 from venue.algo_orders import A
 
@@ -83,7 +84,7 @@ class TestLifeCycle:
         same, eff = ao.apply(o, ao.Update(status="NEW", algo_id="7"))
         assert same == o and eff == ()
         same, eff = ao.apply(o, ao.Update(status="FINISHED", algo_id="7"))
-        assert same == o and [e.kind for e in eff] == [ao.STATUS_CONFLICT]
+        assert same == o and [e.kind for e in eff] == [order_rules.STATUS_CONFLICT]
 
     def test_cancel_of_a_live_order_waits_for_the_exchange(self):
         o, eff = run(stop(), ao.Send(at_ms=T0), ao.Ack(algo_id="7"), ao.CancelRequest())
@@ -140,7 +141,7 @@ class TestAmbiguity:
     def test_a_confirmed_order_is_never_resent(self):
         o, _ = run(stop(), ao.Send(at_ms=T0), ao.Ack(algo_id="7"))
         same, eff = ao.apply(o, ao.QueryResult(at_ms=T0 + 60_000, found=False))
-        assert same.state == A.LIVE and [e.kind for e in eff] == [ao.NOT_FOUND_AFTER_ACK]
+        assert same.state == A.LIVE and [e.kind for e in eff] == [order_rules.NOT_FOUND_AFTER_ACK]
 
     def test_duplicate_client_id_means_an_earlier_attempt_arrived(self):
         o, eff = run(stop(), ao.Send(at_ms=T0), ao.Reject(attempt=1, code=-4116))
@@ -162,15 +163,15 @@ class TestBadInput:
     def test_events_the_table_does_not_allow_are_reported_not_applied(self):
         o = stop()
         same, eff = ao.apply(o, ao.Ack(algo_id="7"))
-        assert same == o and [e.kind for e in eff] == [ao.INVALID_TRANSITION]
+        assert same == o and [e.kind for e in eff] == [order_rules.INVALID_TRANSITION]
 
     def test_unknown_status_and_conflicting_ids_are_reported(self):
         o, _ = run(stop(), ao.Send(at_ms=T0), ao.Ack(algo_id="7"))
         same, eff = ao.apply(o, ao.Update(status="PAUSED", algo_id="7"))
-        assert same == o and [e.kind for e in eff] == [ao.INVALID_EVENT]
+        assert same == o and [e.kind for e in eff] == [order_rules.INVALID_EVENT]
         same, eff = ao.apply(o, ao.Update(status="TRIGGERED", algo_id="8"))
         assert same == o and [e.kind for e in eff] == [ao.ALGO_ID_CONFLICT]
 
     def test_a_bool_is_not_a_time(self):
         same, eff = ao.apply(stop(), ao.Send(at_ms=True))
-        assert same.state == A.NEW_LOCAL and [e.kind for e in eff] == [ao.INVALID_EVENT]
+        assert same.state == A.NEW_LOCAL and [e.kind for e in eff] == [order_rules.INVALID_EVENT]
