@@ -17,7 +17,7 @@ ready ("armed") for every open trade, with the prices at which the trader acts
 3. Then, as before, the trader decides on the same range (``Execution.on_range``, only for
    the symbols the scan woke: for the others it provably does nothing). It decides the very
    exit the lane sent (same id, same order: ``trader_exits.planned_exit`` runs the trader's own
-   ``_exit``), and its ``SubmitOrder`` claims the frame already written instead of sending
+   ``exit_trade``), and its ``SubmitOrder`` claims the frame already written instead of sending
    another (``Execution._claim_presend``, which compares the two orders and counts a
    mismatch). A lane frame no decision claims is counted (``exit_lane_unclaimed``), logged,
    and its answer still awaited: the order is ours and reconciliation knows ``ax-`` ids.
