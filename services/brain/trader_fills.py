@@ -106,14 +106,14 @@ def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillAppli
     notional = _EXACT.multiply(e.qty, e.price)
     if is_entry:
         t = replace(t, entry_qty=t.entry_qty + e.qty, entry_notional=_EXACT.add(t.entry_notional, notional),
-                    fees=t.fees + fee, first_fill_ms=t.first_fill_ms or ctx.now_ms)
+                    fees=t.fees + fee, first_fill_ms=t.first_fill_ms or ctx.now_ms, moved_ms=ctx.now_ms)
         if t.stop <= 0:  # recovered without a plan: protect it like an adopted position
             plan = adopt(cfg, symbol=t.symbol, qty=t.entry_qty * t.direction, entry_price=t.entry_avg,
                          now_ms=ctx.now_ms)
             t = replace(t, stop=plan.stop, target=plan.target, adopted=True)
     else:
         t = replace(t, exit_qty=t.exit_qty + e.qty, exit_notional=_EXACT.add(t.exit_notional, notional),
-                    fees=t.fees + fee)
+                    fees=t.fees + fee, moved_ms=ctx.now_ms)
     st = _with_trade(st, t)
     if t.position <= 0 and t.exit_qty > 0:
         return _close(cfg, st, t, ctx, actions)
@@ -202,7 +202,7 @@ def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list
     actions = [*actions, *cancels]
     pnl = trade_pnl(t)
     r = outcome_r(t)
-    learned = learnable and not t.adopted and math.isfinite(r)
+    learned = learnable and not t.adopted and not t.priced_at_mark and math.isfinite(r)
     body = wire.TradeClosed(trade_id=t.trade_id, symbol=t.symbol, side=t.side, qty=float(t.entry_qty),
                             entry_price=float(t.entry_avg), exit_price=float(t.exit_avg), stop=t.stop,
                             target=t.target, opened_ms=t.opened_ms, closed_ms=ctx.now_ms, pnl=float(pnl),
