@@ -66,7 +66,8 @@ def brain_stats(run_dir: Path) -> dict:
 @pytest.mark.timeout(600)
 def test_an_adopted_position_keeps_its_id_and_its_one_stop_across_two_restarts(tmp_path, procs, sim):  # noqa: F811
     """Adopted once, then two restarts: the same adopted id, one open closePosition stop at the
-    exchange (the first one, never replaced), no refused protective order, counted protected."""
+    exchange (the first one, never replaced, its target beside it), no refused protective
+    order, counted protected."""
     db, run_dir = tmp_path / "data" / "aegis.sqlite3", tmp_path / "run"
     hand = CcxtBroker(CcxtConfig(base_url=f"http://127.0.0.1:{sim}", timeout_ms=5_000), governor=Governor(),
                       api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET)
@@ -96,10 +97,11 @@ def test_an_adopted_position_keeps_its_id_and_its_one_stop_across_two_restarts(t
                 return live if live and stats.get("ready") and stats.get("positions_protected") == 1 else None
 
             live = wait_for(f"{tag}: the position adopted and protected", adopted_and_protected, START_WAIT_S, 0.5)
-            stops = [a.client_algo_id for a in hand.open_algo_orders(SYMBOL)
-                     if a.order_type == "STOP_MARKET" and a.close_position]
+            at_exchange = hand.open_algo_orders(SYMBOL)
+            stops = [a.client_algo_id for a in at_exchange if a.order_type == "STOP_MARKET" and a.close_position]
             stats = brain_stats(run_dir)["execution"]
-            seen.append((live[0][0], stops, stats["positions_protected"]))
+            seen.append((live[0][0], stops, sorted(a.client_algo_id for a in at_exchange),
+                         stats["positions_protected"]))
             assert [cid for _, cid in live] == stops, f"{tag}: the journal's live stop is the exchange's"
             assert stats["trader"].get("protection_rejected", 0) == 0
             stop(p, log)
@@ -107,8 +109,9 @@ def test_an_adopted_position_keeps_its_id_and_its_one_stop_across_two_restarts(t
         position = next(p.qty for p in hand.positions() if p.symbol == SYMBOL)
     finally:
         hand.close()
-    first_id, first_stops, _ = seen[0]
+    first_id, first_stops, first_open, _ = seen[0]
     assert first_id.startswith(f"adopted-{SYMBOL}-") and len(first_stops) == 1
-    assert seen == [(first_id, first_stops, 1)] * 3
+    assert first_open == sorted([f"ps-{first_id}-1", f"pt-{first_id}-1"])  # its stop and its target
+    assert seen == [(first_id, first_stops, first_open, 1)] * 3
     assert refused == [] and position == qty
     assert not [f.name for f in logs if "-4130" in f.read_text()]
