@@ -23,7 +23,8 @@ ours applied since the read was sent). Then (``compare``):
               changed (no rule can prove what happened to our side)
 
 Every resize is one ``Problem`` (``POSITION_RESIZED``: from, to, the price and where it came
-from), counted (``position_resized``, and ``position_resized_at_mark`` for the fallback); the
+from; the shell logs it as ``brain.position_resized``), counted (``position_resized``, and
+``position_resized_at_mark`` for the fallback; ``COUNTERS`` go in the heartbeat); the
 trade's new size is published as its ``POSITION`` (the journal), and reaches the exit lane by
 the trade's change and a trailing target by ``protection.resize``.
 """
@@ -45,6 +46,13 @@ SAME, SMALLER, LARGER, OPPOSITE = "SAME", "SMALLER", "LARGER", "OPPOSITE"
 RESIZED = "POSITION_RESIZED"
 LARGER_AT_EXCHANGE = "POSITION_LARGER_AT_EXCHANGE"
 OPPOSITE_AT_EXCHANGE = "POSITION_OPPOSITE_AT_EXCHANGE"
+# each of these Problems is one event (a resize, a new size at the exchange): logged every
+# time under its own name, never throttled like other problems
+LOG_EVENTS = {RESIZED: "brain.position_resized", LARGER_AT_EXCHANGE: "brain.position_larger_at_exchange",
+              OPPOSITE_AT_EXCHANGE: "brain.position_opposite_at_exchange"}
+# the trader's counters of this module, in the brain's heartbeat (zero until they count)
+COUNTERS = ("position_smaller_at_exchange", "position_resized", "position_resized_at_mark",
+            "position_larger_at_exchange", "position_opposite_at_exchange")
 _ZERO = Decimal(0)
 _EXACT = Context(prec=100)  # as the trader's sums (trader_views): notionals stay exact
 

@@ -212,3 +212,20 @@ def filled_trailing(cfg):
         st, _ = trader_exchange.on_algo_event(cfg, st, cid, ao.Send(at_ms=NOW), ctx(NOW))
         st, _ = trader_exchange.on_algo_event(cfg, st, cid, ao.Ack(algo_id="1" + cid[:1]), ctx(NOW + 40))
     return st
+
+
+def test_the_shell_logs_every_resize_under_its_own_name_and_counts_it(tmp_path):
+    """Two resizes in a row (two symbols): two ``brain.position_resized`` lines, none
+    throttled as other problems are; the trader's count is in the heartbeat."""
+    from structlog.testing import capture_logs
+
+    from tests.unit.brain.test_execution import make_rig
+
+    rig = make_rig(tmp_path)
+    rig.ex.st = replace(rig.ex.st, counters={"position_resized": 2})
+    with capture_logs() as logs:
+        rig.ex._carry_out([trader.Problem("POSITION_RESIZED", "AAAUSDT: 19.8 -> 10.0"),
+                           trader.Problem("POSITION_RESIZED", "BBBUSDT: 3 -> 1")])
+    assert [(e["event"], e["detail"]) for e in logs] == [("brain.position_resized", "AAAUSDT: 19.8 -> 10.0"),
+                                                         ("brain.position_resized", "BBBUSDT: 3 -> 1")]
+    assert rig.ex.heartbeat_counters()["position_resized"] == 2.0
