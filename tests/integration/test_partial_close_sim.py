@@ -74,3 +74,42 @@ def test_the_brains_trade_follows_a_partial_close_made_at_the_exchange(sim, tmp_
     signed = sum((Decimal(x["qty"]) * Decimal(x["price"]) * (1 if x["side"] == "SELL" else -1) for x in trades),
                  Decimal(0))
     assert (tc.qty, tc.exit_reason, tc.pnl) == (float(t.position), "STOP", float(signed))
+
+
+def test_a_position_added_to_by_hand_is_closed_whole_by_the_stop_and_the_trade_counts_its_part(
+        sim, tmp_path):  # noqa: F811
+    """Long BTC (protected); a manual MARKET buy adds about half again. The trade keeps its
+    size and says so once (no order of ours). The price falls through the stop: the
+    exchange's closePosition stop sells the whole position (flat at the exchange: the added
+    part was protected too), and the trade's PnL is its own quantity at the stop's fill price
+    against its own entry fills."""
+    stack = make_stack(sim, tmp_path, protection=True)
+    manual = CcxtBroker(CcxtConfig(base_url=sim.base, timeout_ms=5_000), governor=Governor(), api_key=DEMO_API_KEY,
+                        api_secret=DEMO_API_SECRET)
+    try:
+        t = open_trade(stack, BTC, 1)
+        stack.run_until(lambda: stack.ex.st.trades[BTC].protected_ms > 0, "the exchange-held stop")
+        step = stack.ex.filters[BTC].step_size
+        extra = (t.position / 2 / step).to_integral_value() * step
+        manual.submit(OrderSpec(client_order_id="manual-add-1", symbol=BTC, side="BUY", order_type="MARKET", qty=extra))
+        stack.run_until(lambda: stack.ex.st.trades[BTC].differs_reported == t.position + extra, "the larger size said")
+        kept = stack.ex.st.trades[BTC]
+        counters = dict(stack.ex.st.counters)
+        sim.set_price(BTC, below(kept.stop, 0.5, stack.ex.filters[BTC].tick_size))
+        stack.run_until(lambda: BTC not in stack.ex.st.trades, "the stop closed the trade")
+        held = exchange_qty(stack.broker, BTC)
+        trades = [x for x in sim.records("trades") if x["symbol"] == BTC]
+    finally:
+        manual.close()
+        stack.close()
+    assert (kept.position, counters["position_larger_at_exchange"], counters.get("exits", 0)) == (t.position, 1, 0)
+    assert held == 0
+    ours = [x for x in trades if x["clientOrderId"] == t.entry_cid]
+    (stop_fill,) = [x for x in trades if x["side"] == "SELL"]
+    assert Decimal(stop_fill["qty"]) == t.position + extra  # closePosition: the whole position
+    entry_notional = sum((Decimal(x["qty"]) * Decimal(x["price"]) for x in ours), Decimal(0))
+    [tc] = closed(stack)
+    assert (tc.qty, tc.exit_reason, tc.exit_price) == (float(t.position), "STOP", float(Decimal(stop_fill["price"])))
+    assert tc.pnl == float(t.position * Decimal(stop_fill["price"]) - entry_notional)
+    fills = stack.fills()
+    assert len(fills) == len(set(fills)) and str(stop_fill["id"]) in fills

@@ -229,3 +229,24 @@ def test_the_shell_logs_every_resize_under_its_own_name_and_counts_it(tmp_path):
     assert [(e["event"], e["detail"]) for e in logs] == [("brain.position_resized", "AAAUSDT: 19.8 -> 10.0"),
                                                          ("brain.position_resized", "BBBUSDT: 3 -> 1")]
     assert rig.ex.heartbeat_counters()["position_resized"] == 2.0
+
+
+def test_the_closeposition_stop_closing_a_larger_position_counts_only_the_trades_part():
+    """The exchange holds 25 of a 19.8 long (5.2 added by hand); its closePosition stop fires
+    and sells all 25 at 97.9 in one fill: the trade's exit is its own 19.8 at 97.9 (PnL
+    19.8 x -2.1 = -41.58) with its share of the fee, not the hand-added part's proceeds (the
+    order machine refused the whole fill as an over-fill before, and the trade closed at the
+    mark, unlearned); the journal still gets the exchange's fill as it was."""
+    st = protected_long()
+    st, _ = trader_exchange.on_exchange_position(CFG, st, SYM, D("25"), ctx(NOW + 5_000))
+    stop_cid = st.trades[SYM].stop_cid
+    st, _ = trader_exchange.on_algo_event(CFG, st, stop_cid, ao.Update(status="FINISHED", algo_id="1",
+                                                                        actual_order_id="777"), ctx(NOW + 6_000))
+    whole = ExchangeFill(trade_id="s1", client_order_id=stop_cid, exchange_order_id="777", symbol=SYM, side="SELL",
+                         qty=D("25"), price=D("97.9"), fee=D("0.5"), time_ms=NOW + 6_000)
+    st, acts = trader_fills.on_fill(CFG, st, whole, ctx(NOW + 6_100))
+    (closed,) = bodies(acts, wire.TradeClosed)
+    assert (closed.qty, closed.exit_price, closed.pnl, closed.exit_reason) == (19.8, 97.9, -41.58, "STOP")
+    assert [(f.qty, f.fee) for f in bodies(acts, wire.Fill)] == [(25.0, 0.5)]  # the journal has the whole fill
+    assert (closed.fees, st.counters["fills_beyond_trade"]) == (float(D("0.01") + D("0.396")), 1)  # 19.8/25 of 0.5
+    assert SYM not in st.trades
