@@ -208,8 +208,8 @@ def on_symbol_fills(cfg: TraderConfig, st: TraderState, symbol: str, fills: list
             if not (cid in st.orders and f.trade_id in st.orders[cid].trade_ids):
                 if room <= 0:
                     continue  # the exchange holds all of the trade: not a close of it
-                if f.qty > room:  # it closed more than the trade's part (a position added by hand)
-                    f = replace(f, qty=room)
+                if f.qty > room:  # it closed more than the trade's part (a position added by hand): that part
+                    f = replace(f, qty=room, fee=f.fee * room / f.qty)
             if cid not in st.orders:
                 qty = t.position if t.flat_at_exchange_ms else min(room, sum(
                     (g.qty for g in {g.trade_id: g for g in fills if g.exchange_order_id == f.exchange_order_id

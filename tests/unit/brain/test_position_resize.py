@@ -179,13 +179,16 @@ class TestLargerAtTheExchange:
         assert [p.kind for p in of_type(acts, trader.Problem)] == ["POSITION_LARGER_AT_EXCHANGE"]
 
     def test_a_manual_close_of_everything_counts_only_the_trades_part(self):
-        """The whole 25 is closed by hand at 103: the trade's exit is its own 19.8 at 103."""
+        """The whole 25 is closed by hand at 103: the trade's exit is its own 19.8 at 103, with
+        its share of the fee."""
         st = protected_long()
         st, _ = trader_exchange.on_exchange_position(CFG, st, SYM, D("25"), ctx(NOW + 5_000))
         st, _ = trader_exchange.on_exchange_position(CFG, st, SYM, D(0), ctx(NOW + 6_000))
-        st, acts = trader_exchange.on_symbol_fills(CFG, st, SYM, [liquidation("25", "103")], ctx(NOW + 6_100))
+        whole = replace(liquidation("25", "103"), fee=D("0.5"))
+        st, acts = trader_exchange.on_symbol_fills(CFG, st, SYM, [whole], ctx(NOW + 6_100))
         (closed,) = bodies(acts, wire.TradeClosed)
         assert (closed.qty, closed.exit_price, closed.pnl) == (19.8, 103.0, float(D("19.8") * 3))
+        assert closed.fees == float(D("0.01") + D("0.396"))  # its share (19.8 / 25) of the fill's fee
 
 
 def test_a_trailing_target_follows_the_smaller_size():
