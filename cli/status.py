@@ -25,7 +25,7 @@ KEY_COUNTERS = {
     "brain": ("ticks_read", "candles_closed", "latency_p50_us", "latency_p99_us", "lost", "signals", "orders",
               "fills", "positions_open", "realized_pnl", "equity", "halted"),
     "orchestrator": ("journal_messages", "rows_written", "journal_gaps", "journal_ok", "journal_pending",
-                     "reconcile_ok", "reconcile_runs"),
+                     "reconcile_ok", "reconcile_runs", "reconcile_flags_open"),
     "exchange_sim": (),
 }
 

@@ -27,7 +27,7 @@ from common.errors import StoreError
 DatabaseError = sqlite3.Error
 
 # ---------------------------------------------------------------------------- the schema
-SCHEMA_VERSION = 4  # 2: trades table; 3: symbols table; 4: controls table
+SCHEMA_VERSION = 5  # 2: trades table; 3: symbols table; 4: controls table; 5: external_fills table
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -110,6 +110,13 @@ CREATE TABLE IF NOT EXISTS controls (
     status TEXT NOT NULL, detail TEXT NOT NULL, created_ns INTEGER NOT NULL,
     updated_ns INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS external_fills (
+    symbol TEXT NOT NULL, trade_id TEXT NOT NULL, exchange_order_id TEXT NOT NULL,
+    client_order_id TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL, price REAL NOT NULL,
+    fee REAL NOT NULL, fee_asset TEXT NOT NULL, time_ms INTEGER NOT NULL, detail TEXT NOT NULL,
+    reported_ns INTEGER NOT NULL,  -- when reconciliation first reported it (the row never changes)
+    PRIMARY KEY (symbol, trade_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS model_state (
     name TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL,
     updated_ns INTEGER NOT NULL
@@ -150,7 +157,9 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=5000")
     conn.executescript(SCHEMA)
     _add_missing_columns(conn)
-    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+    # an older database has just been given the newer tables and columns: its version moves up
+    conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET"
+                 " value = excluded.value WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
                  (str(SCHEMA_VERSION),))
     return conn
 
@@ -456,6 +465,18 @@ class JournalReader:
         """(symbol, trade id, ts_ns) of every fill at or after ``since_ns``."""
         return [tuple(r) for r in self._all("SELECT symbol, trade_id, ts_ns FROM fills WHERE ts_ns >= ?",
                                             (since_ns,))]
+
+    def external_fill_keys_since(self, since_ms: int) -> frozenset[tuple[str, str]]:
+        """(symbol, trade id) of every external fill already reported whose exchange time is
+        at or after ``since_ms``; none on a database from before the table."""
+        try:
+            rows = self._conn.execute("SELECT symbol, trade_id FROM external_fills WHERE time_ms >= ?",
+                                      (since_ms,)).fetchall()
+        except sqlite3.OperationalError:
+            return frozenset()
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+        return frozenset((r[0], r[1]) for r in rows)
 
     def latest_order_ns(self) -> int:
         """The newest order's creation time (0: none)."""

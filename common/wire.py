@@ -59,6 +59,7 @@ class EventType(str, enum.Enum):
     CONTROL = "CONTROL"
     TRADING_PERMISSION = "TRADING_PERMISSION"
     RECONCILED = "RECONCILED"
+    EXTERNAL_FILL = "EXTERNAL_FILL"
 
 
 # The feed's raw WebSocket frames (``feed.publish_raw``) go out un-enveloped on this topic,
@@ -85,6 +86,7 @@ TOPIC_PREFIX: dict[EventType, str] = {
     EventType.CONTROL: "control",
     EventType.TRADING_PERMISSION: "permission",
     EventType.RECONCILED: "reconciled",
+    EventType.EXTERNAL_FILL: "external_fill",
 }
 
 
@@ -396,9 +398,28 @@ class Reconciled(_Body, tag="RECONCILED"):
     service: str = "orchestrator"
 
 
+class ExternalFill(_Body, tag="EXTERNAL_FILL"):
+    """A fill of an order that is not ours, reported by reconciliation once: journaled (the
+    ``external_fills`` table) so that no later run, nor a restarted orchestrator, reports it
+    again while it stays in the exchange's fill window. Its effect on the position is repaired
+    through the position, never as a fill of ours."""
+
+    symbol: Symbol
+    trade_id: str
+    exchange_order_id: str
+    side: Side
+    qty: float
+    price: float
+    client_order_id: str = ""  # as the exchange row gives it ("" from userTrades)
+    fee: float = 0.0
+    fee_asset: str = "USDT"
+    time_ms: int = 0  # the exchange's time of the fill
+    detail: str = ""
+
+
 Body = Union[TickUpdate, CandleClosed, SignalGenerated, OrderRequest, OrderUpdate, Fill,
              Position, RiskReject, Heartbeat, FeedStatus, Shutdown, TradeClosed, ModelState, SymbolInfo,
-             AlgoOrderUpdate, Control, TradingPermission, Reconciled]
+             AlgoOrderUpdate, Control, TradingPermission, Reconciled, ExternalFill]
 
 BODY_TYPES: dict[EventType, type] = {
     EventType.TICK_UPDATE: TickUpdate,
@@ -419,6 +440,7 @@ BODY_TYPES: dict[EventType, type] = {
     EventType.CONTROL: Control,
     EventType.TRADING_PERMISSION: TradingPermission,
     EventType.RECONCILED: Reconciled,
+    EventType.EXTERNAL_FILL: ExternalFill,
 }
 _TYPE_OF: dict[type, EventType] = {v: k for k, v in BODY_TYPES.items()}
 

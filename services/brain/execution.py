@@ -34,7 +34,7 @@ from common.log import RateLimiter
 from services.brain import dispatcher as dsp
 from venue import brokers
 from services.brain import (funding_feed, intent_log, jobs, recovery, risk, trader, trader_entries, trader_exits,
-                            trader_views, user_feed)
+                            trader_resize, trader_views, user_feed)
 from services.brain.tick_to_trade import TickToTrade
 from venue.port import Broker
 from services.brain.execution_answers import Answers
@@ -222,7 +222,9 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
                 self.learn(a.features, a.outcome_r)
             elif isinstance(a, trader.Problem):
                 self.counters["problems"] += 1
-                if self._limiter.allow(a.kind, time.monotonic()):
+                if a.kind in trader_resize.LOG_EVENTS:  # each is one event already: never throttled
+                    log.warning(trader_resize.LOG_EVENTS[a.kind], detail=a.detail)
+                elif self._limiter.allow(a.kind, time.monotonic()):
                     log.warning("brain.order_problem", kind=a.kind, detail=a.detail, client_order_id=a.client_order_id)
 
     # ------------------------------------------------------------------ views
@@ -254,4 +256,5 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
         if self.intents is not None:
             out.update({k: float(v) for k, v in self.intents.counters.items()})
         out.update({k: float(v) for k, v in brokers.counters_of(self.broker).items()})
+        out.update({k: float(self.st.counters.get(k, 0)) for k in trader_resize.COUNTERS})
         return out

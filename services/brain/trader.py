@@ -52,6 +52,7 @@ from __future__ import annotations
 from common.fastcopy import replace
 from venue import orders as om
 from services.brain import protection as pr
+from services.brain import trader_resize
 from services.brain.trader_exits import FLATTEN, STRATEGY, exit_trade
 from services.brain.trader_fills import close_at_mark, order_done
 from services.brain.trading_state import (  # noqa: F401  (the trader's values, named here too)
@@ -106,7 +107,8 @@ def flatten(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
 
 def on_timer(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
     """Retry wanted exits whose last attempt failed; close at the mark a trade the exchange
-    said was flat whose closing fills never came; drop rotation entries that waited too long."""
+    said was flat whose closing fills never came, or the part of one the exchange holds less
+    of (``trader_resize.on_timer``); drop rotation entries that waited too long."""
     actions: list[Action] = []
     for t in list(st.trades.values()):
         if t.flat_at_exchange_ms:
@@ -114,6 +116,10 @@ def on_timer(cfg: TraderConfig, st: TraderState, ctx: Ctx) -> Result:
                 st, acts = close_at_mark(cfg, st, t, ctx)
                 actions += acts
             continue
+        if t.smaller_at_exchange:  # part of it left behind our back and its fills never came
+            st, acts = trader_resize.on_timer(cfg, st, t, ctx)
+            actions += acts
+            t = st.trades[t.symbol]
         if t.exit_reason and not t.exit_cid and t.position > 0 and ctx.now_ms >= t.next_exit_ms:
             st, acts = exit_trade(cfg, st, t, t.exit_reason, ctx)
             actions += acts

@@ -1,6 +1,7 @@
 """What the exchange says on its side (pure): protective orders' answers and audits
 (``on_algo_event``, ``on_open_algos``, ``protection``'s rules), the exchange's position of a
-symbol (``on_exchange_position``: flat under an open trade frees the slot), reconciliation's
+symbol (``on_exchange_position``: flat under an open trade frees the slot; another size:
+``trader_resize``), reconciliation's
 repairs and the adoption of positions no trade of ours holds (``on_reconciled``), and the
 fills of a symbol fetched after the exchange said flat (``on_symbol_fills``)."""
 
@@ -14,7 +15,7 @@ from common import wire
 from venue import order_rules
 from venue import orders as om
 from services.brain import protection as pr
-from services.brain import trader_fills
+from services.brain import trader_fills, trader_resize
 from venue import algo_orders as ao
 from venue.port import ExchangeFill, ExchangePosition
 from services.brain.trading_state import (
@@ -111,10 +112,14 @@ def on_open_algos(cfg: TraderConfig, st: TraderState, open_algos: list[Any], ctx
     return st, actions
 
 
-def on_exchange_position(cfg: TraderConfig, st: TraderState, symbol: str, qty: Decimal, ctx: Ctx) -> Result:
-    """The exchange's position of ``symbol`` (user stream or a REST check). A flat exchange
-    position under a trade that still holds one frees the slot at once (``protection`` rule 4)."""
+def on_exchange_position(cfg: TraderConfig, st: TraderState, symbol: str, qty: Decimal, ctx: Ctx,
+                         read_ms: int = 0) -> Result:
+    """The exchange's position of ``symbol`` (user stream, or a REST read sent at ``read_ms``).
+    A flat exchange position under a trade that still holds one frees the slot at once
+    (``protection`` rule 4); one of another size is ``trader_resize``'s."""
     t = st.trades.get(symbol)
+    if t is not None and qty != 0:
+        return trader_resize.on_exchange_size(cfg, st, t, qty, ctx, read_ms)
     if t is None or qty != 0 or t.position <= 0 or t.flat_at_exchange_ms:
         return st, []
     entry = st.orders.get(t.entry_cid)
@@ -140,8 +145,9 @@ def on_reconciled(cfg: TraderConfig, st: TraderState, symbols: Sequence[str], ad
     - an adopted order id is used: no order is ever sent under it again;
     - a trade the exchange shows flat: ``on_exchange_position`` (slot freed, closing fills fetched),
       unless its first fill came after the read was sent (the read may predate its position);
-    - a trade the exchange holds at another size: a Problem, nothing resized (its own fills and
-      its exchange-held stop, which closes the whole position, stay in charge);
+    - a trade the exchange holds at another size: ``trader_resize`` (less: the trade follows the
+      exchange; more: kept at its size and reported once), unless the read may predate our own
+      latest doing on the symbol;
     - a position with no trade of ours: adopted (``adopt``) and protected by an exchange-held
       stop, unless the read may not show our own latest doing on the symbol (an entry or a
       close at or after ``sent_ms``, an order of ours still live on it, an entry waiting for
@@ -159,11 +165,9 @@ def on_reconciled(cfg: TraderConfig, st: TraderState, symbols: Sequence[str], ad
             if p is None:
                 st, acts = on_exchange_position(cfg, st, sym, Decimal(0), ctx)
                 actions += acts
-            elif (t.position > 0 and not t.flat_at_exchange_ms and not _live_orders(st, sym)
-                  and st.last_action_ms.get(sym, 0) < sent_ms
-                  and (abs(p.qty) != t.position or (p.qty > 0) != (t.side == "BUY"))):
-                st = _count(st, "reconciled_position_differs")
-                actions.append(Problem("POSITION_DIFFERS", f"{sym}: trade {t.side} {t.position}, exchange {p.qty}"))
+            elif st.last_action_ms.get(sym, 0) < sent_ms:
+                st, acts = trader_resize.on_exchange_size(cfg, st, t, p.qty, ctx, read_ms=sent_ms)
+                actions += acts
             continue
         if p is None:
             continue
@@ -187,8 +191,10 @@ def _live_orders(st: TraderState, symbol: str) -> bool:
 def on_symbol_fills(cfg: TraderConfig, st: TraderState, symbol: str, fills: list[ExchangeFill], ctx: Ctx) -> Result:
     """The symbol's fills, fetched after the exchange said flat: our own orders' fills go the
     usual way; the closing fills of an order we never sent (manual close, liquidation) become
-    the trade's exit, one tracked exit per exchange order."""
+    the trade's exit, one tracked exit per exchange order, never more than the exchange closed
+    (``trader_resize.foreign_room``: all of it when flat, the part that left when smaller)."""
     actions: list[Action] = []
+    before = st.trades.get(symbol)
     for f in sorted(fills, key=lambda x: (x.time_ms, x.trade_id)):
         t = st.trades.get(symbol)
         if t is None:
@@ -199,13 +205,25 @@ def on_symbol_fills(cfg: TraderConfig, st: TraderState, symbol: str, fills: list
                                          if o.exchange_order_id == f.exchange_order_id and o.symbol == symbol), "")
         if not cid and f.side == pr.close_side(t) and t.position > 0:
             cid = f"x.{f.exchange_order_id}"[:36]
+            room = trader_resize.foreign_room(t)
+            if not (cid in st.orders and f.trade_id in st.orders[cid].trade_ids):
+                if room <= 0:
+                    continue  # the exchange holds all of the trade: not a close of it
+                if f.qty > room:  # it closed more than the trade's part (a position added by hand): that part
+                    f = replace(f, qty=room, fee=f.fee * room / f.qty)
             if cid not in st.orders:
+                qty = t.position if t.flat_at_exchange_ms else min(room, sum(
+                    (g.qty for g in {g.trade_id: g for g in fills if g.exchange_order_id == f.exchange_order_id
+                                     and g.side == f.side}.values()), Decimal(0)))
                 order = replace(om.new_order(client_order_id=cid, symbol=symbol, side=f.side, order_type="MARKET",
-                                             qty=t.position, reduce_only=True, signal_id=t.trade_id),
+                                             qty=qty, reduce_only=True, signal_id=t.trade_id),
                                 state=om.S.ACKED, confirmed=True, exchange_order_id=f.exchange_order_id)
                 st = _with_trade(_with_order(st, order), replace(t, exit_cids=t.exit_cids | {cid}))
         if not cid or (cid not in st.orders and cid not in st.algos):
             continue
         st, acts = trader_fills.on_fill(cfg, st, f, ctx, client_order_id=cid)
+        actions += acts
+    if before is not None:
+        st, acts = trader_resize.after_fills(cfg, st, before, ctx)
         actions += acts
     return st, actions

@@ -54,6 +54,15 @@ def on_order_event(cfg: TraderConfig, st: TraderState, cid: str, event: om.Event
             order = st.orders.get(cid)
     if order is None:
         return _count(st, "unknown_order_events"), [Problem("UNKNOWN_ORDER", f"{type(event).__name__} for {cid}", cid)]
+    if isinstance(event, om.TradeFill) and cid in st.algos and st.algos[cid].close_position:
+        # a closePosition order closes the whole position: past the trade's part (a position
+        # someone added to by hand, trader_resize) the fill is not the trade's
+        part = max(Decimal(0), order.qty - order.filled_qty)
+        if event.qty > part and event.trade_id not in order.trade_ids:
+            if part <= 0:
+                return _count(st, "fills_beyond_trade"), []
+            st = _count(st, "fills_beyond_trade")
+            event = replace(event, qty=part)
     new, effects = om.apply(order, event)
     # rule: an order that went back to NEW_LOCAL (its attempt is proven dead) is not re-sent:
     # the trade decides afresh (a new exit id on the next timer; an entry is simply dropped)
@@ -92,10 +101,14 @@ def _trade_of(st: TraderState, o: om.Order) -> tuple[Trade | None, bool]:
 
 def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillApplied, fill: ExchangeFill | None,
                 ctx: Ctx) -> Result:
-    fee = fill.fee if fill is not None and fill.fee_asset == "USDT" else Decimal(0)
+    fee = whole_fee = fill.fee if fill is not None and fill.fee_asset == "USDT" else Decimal(0)
+    whole = fill.qty if fill is not None and fill.trade_id == e.trade_id else e.qty  # the exchange's fill
+    if whole > e.qty:  # only part of it is the trade's (``on_order_event``): so is its fee
+        fee = EXACT.divide(EXACT.multiply(fee, e.qty), whole)
     st = _count(replace(st, fees=EXACT.add(st.fees, fee)), "fills")
+    # the journal holds the exchange's fill as it is; the trade counts its part
     body = wire.Fill(client_order_id=o.client_order_id, exchange_order_id=o.exchange_order_id, trade_id=e.trade_id,
-                     symbol=o.symbol, side=o.side, qty=float(e.qty), price=float(e.price), fee=float(fee),
+                     symbol=o.symbol, side=o.side, qty=float(whole), price=float(e.price), fee=float(whole_fee),
                      fee_asset=fill.fee_asset if fill is not None else "USDT",
                      liquidity=fill.liquidity if fill is not None else "taker")
     actions: list[Action] = [Publish(body)]
@@ -106,14 +119,14 @@ def _apply_fill(cfg: TraderConfig, st: TraderState, o: om.Order, e: om.FillAppli
     notional = EXACT.multiply(e.qty, e.price)
     if is_entry:
         t = replace(t, entry_qty=t.entry_qty + e.qty, entry_notional=EXACT.add(t.entry_notional, notional),
-                    fees=t.fees + fee, first_fill_ms=t.first_fill_ms or ctx.now_ms)
+                    fees=t.fees + fee, first_fill_ms=t.first_fill_ms or ctx.now_ms, moved_ms=ctx.now_ms)
         if t.stop <= 0:  # recovered without a plan: protect it like an adopted position
             plan = adopt(cfg, symbol=t.symbol, qty=t.entry_qty * t.direction, entry_price=t.entry_avg,
                          now_ms=ctx.now_ms)
             t = replace(t, stop=plan.stop, target=plan.target, adopted=True)
     else:
         t = replace(t, exit_qty=t.exit_qty + e.qty, exit_notional=EXACT.add(t.exit_notional, notional),
-                    fees=t.fees + fee)
+                    fees=t.fees + fee, moved_ms=ctx.now_ms)
     st = _with_trade(st, t)
     if t.position <= 0 and t.exit_qty > 0:
         return _close(cfg, st, t, ctx, actions)
@@ -205,7 +218,7 @@ def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list
     actions = [*actions, *cancels]
     pnl = trade_pnl(t)
     r = outcome_r(t)
-    learned = learnable and not t.adopted and math.isfinite(r)
+    learned = learnable and not t.adopted and not t.priced_at_mark and math.isfinite(r)
     body = wire.TradeClosed(trade_id=t.trade_id, symbol=t.symbol, side=t.side, qty=float(t.entry_qty),
                             entry_price=float(t.entry_avg), exit_price=float(t.exit_avg), stop=t.stop,
                             target=t.target, opened_ms=t.opened_ms, closed_ms=ctx.now_ms, pnl=float(pnl),

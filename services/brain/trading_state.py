@@ -93,6 +93,14 @@ class Trade:
     # trailing target (trading.trailing_callback_pct): the best price seen since the price reached
     # the target (0.0 = not reached yet); local only, the exchange keeps its own
     trail_extreme: float = 0.0
+    # the exchange holds less of the position than this trade (a part closed behind our back):
+    # the exchange's size, waiting for the closing fills (``trader_resize``; 0 = none), since when
+    smaller_at_exchange: Decimal = Decimal(0)
+    smaller_since_ms: int = 0
+    # the exchange's signed size last reported as larger than this trade, or on the other side (0 = none)
+    differs_reported: Decimal = Decimal(0)
+    moved_ms: int = 0  # the last time a fill of ours changed the size (a position read sent before proves nothing)
+    priced_at_mark: bool = False  # a part was closed at the mark (its fills never came): not learned from
 
     @property
     def position(self) -> Decimal:

@@ -238,13 +238,15 @@ def resynced(ex: Execution, c: dsp.Completion) -> None:
 def apply_position_read(ex: Execution, positions: Iterable[ExchangePosition], sent_ms: int) -> None:
     """A REST read of the positions (non-zero ones), sent at ``sent_ms``, applied to every open
     trade, except a trade whose first fill we applied after the read was sent: the read may
-    predate its position, and would call it closed (the stream or the next read tells)."""
+    predate its position, and would call it closed (the stream or the next read tells). A
+    size the read shows is compared only if no fill of ours moved the trade since it was sent."""
     held = {p.symbol: p.qty for p in positions}
     for sym in list(ex.st.trades):
         t = ex.st.trades.get(sym)
         if t is None or t.first_fill_ms > sent_ms:
             continue
-        ex._run(trader_exchange.on_exchange_position(ex.cfg, ex.st, sym, held.get(sym, Decimal(0)), ex.ctx((sym,))))
+        ex._run(trader_exchange.on_exchange_position(ex.cfg, ex.st, sym, held.get(sym, Decimal(0)), ex.ctx((sym,)),
+                                                     read_ms=sent_ms))
 
 
 def position_poll_s(ex: Execution) -> float:

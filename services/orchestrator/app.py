@@ -66,7 +66,9 @@ class OrchestratorApp:
 
     def stats_doc(self) -> dict:
         rec = self.rec
-        extra = {} if rec is None else {"reconcile": rec.counters(), "reconcile_status": rec.last_status}
+        extra = {} if rec is None else {"reconcile": rec.counters(), "reconcile_status": rec.last_status,
+                                        "reconcile_open_flags": [{"kind": d.kind, "symbol": d.symbol, "detail": d.detail}
+                                                                 for d in rec.open_flags]}
         w = self.writer.counters
         perm = self.verdict()
         return {"service": NAME, **self.stats, "journal_messages": w["journal_messages"],
@@ -221,16 +223,19 @@ def make_reconciler(cfg: AegisConfig, ring: Ring) -> Reconciler | None:
 def apply_reconcile(out: ReconcileOutcome | None, writer: jn.JournalWriter, pub: bus.Publisher,
                     stats: dict[str, int]) -> None:
     """Persist a run's repairs in this loop iteration (no journal write falls between the
-    comparison and its repairs), then publish them for every subscriber."""
+    comparison and its repairs), with the external fills it reported for the first time (so
+    the next run does not report them again), then publish them for every subscriber."""
     if out is None:
         return
     repairs = out.repairs
-    if repairs:
+    written = (*repairs, *out.flag_records)
+    if written:
         now = time.time_ns()
-        writer.add([wire.Envelope(wire.SCHEMA_VERSION, "orchestrator:reconcile", 0, now, now, b) for b in repairs])
+        writer.add([wire.Envelope(wire.SCHEMA_VERSION, "orchestrator:reconcile", 0, now, now, b) for b in written])
         writer.flush()
-        for b in repairs:
+        for b in written:
             pub.publish(b, now)
+    if repairs:
         stats["reconcile_repairs"] = stats.get("reconcile_repairs", 0) + len(repairs)
         told = for_brain(out.report) if out.report is not None else None
         if told is not None:  # after the repairs are written: the running brain re-reads these symbols

@@ -42,6 +42,8 @@ _POSITION_SQL = ("INSERT INTO positions VALUES (?,?,?,?,?,?) ON CONFLICT(symbol)
                  " qty=excluded.qty, entry_price=excluded.entry_price,"
                  " unrealized_pnl=excluded.unrealized_pnl, realized_pnl=excluded.realized_pnl,"
                  " updated_ns=excluded.updated_ns")
+# the first report of an external fill is kept: a later one of the same trade changes nothing
+_EXTERNAL_FILL_SQL = "INSERT OR IGNORE INTO external_fills VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 _REJECT_SQL = "INSERT OR IGNORE INTO risk_rejects VALUES (?,?,?,?,?,?,?)"
 _TRADE_SQL = ("INSERT OR IGNORE INTO trades (trade_id, symbol, side, qty, entry_price, exit_price, stop, target,"
               " opened_ms, closed_ms, pnl, fees, outcome_r, exit_reason, confidence, learned, funding,"
@@ -111,6 +113,9 @@ def rows_for(env: wire.Envelope) -> list[Row]:
     if isinstance(b, wire.Control):
         return [(_CONTROL_SQL, (b.request_id, b.command.value, b.symbol, b.client, b.via, b.requested_ms,
                                 b.status.value, b.detail, t, t))]
+    if isinstance(b, wire.ExternalFill):
+        return [(_EXTERNAL_FILL_SQL, (b.symbol, b.trade_id, b.exchange_order_id, b.client_order_id, b.side, b.qty,
+                                      b.price, b.fee, b.fee_asset, b.time_ms, b.detail, t))]
     return []  # heartbeats and status are not persisted
 
 
@@ -156,5 +161,5 @@ def integrity_ok(conn: sqlite3.Connection) -> bool:
 
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
     tables = ("candles", "signals", "orders", "fills", "positions", "risk_rejects", "trades", "algo_orders",
-              "controls")
+              "controls", "external_fills")
     return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}  # noqa: S608 - fixed names

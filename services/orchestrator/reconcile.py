@@ -38,8 +38,12 @@ Differences (kind: when -> repair; * = blocking):
     EXTERNAL_ORDER            open at the exchange under a client id we never made
                               -> flagged, never cancelled; * on a symbol we trade, where it
                               may fill into the position we manage
-    EXTERNAL_FILL             a fill of an order that is not ours -> flagged (its effect on
-                              the position is repaired through the position)
+    EXTERNAL_FILL             a fill of an order that is not ours -> flagged once (its effect on
+                              the position is repaired through the position): the run that
+                              first sees it also returns a ``wire.ExternalFill`` record
+                              (``Report.flag_records``) for the journal; a fill the journal
+                              already holds as reported (``LocalSnapshot.reported_fills``) is
+                              no difference again, only listed in ``Report.standing
     POSITION_MISMATCH         both sides hold a position, qty or entry differ -> ``wire.Position``
     EXTERNAL_POSITION         the exchange holds a position, we hold none -> adopted as a
                               ``wire.Position`` and flagged
@@ -167,6 +171,8 @@ class LocalSnapshot:
     fill_keys: frozenset[tuple[str, str]] = frozenset()  # (symbol, trade_id)
     last_fill_ms: Mapping[str, int] = field(default_factory=dict)  # per symbol, our newest fill
     latest_order_ms: int = 0  # when the newest order the journal holds was made (0: none)
+    # external fills reported by an earlier run (the journal's ``external_fills``): not flagged again
+    reported_fills: frozenset[tuple[str, str]] = frozenset()  # (symbol, trade_id)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,6 +244,10 @@ class Report:
     adopted: tuple[str, ...] = ()  # symbols whose external position became a local row
     flagged: tuple[Difference, ...] = ()  # external orders, fills, positions: for a human
     deferred: tuple[str, ...] = ()  # "order:<id>" / "position:<symbol>" / ...: judged next run
+    # the first report of each external fill, to journal (so no later run reports it again)
+    flag_records: tuple[wire.ExternalFill, ...] = ()
+    # external fills reported by an earlier run, still in the exchange's window: open, not new
+    standing: tuple[Difference, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -265,12 +275,13 @@ class _Part(NamedTuple):
     differences: tuple[Difference, ...] = ()
     repairs: tuple[Repair, ...] = ()
     deferred: tuple[str, ...] = ()
+    records: tuple[wire.ExternalFill, ...] = ()
+    standing: tuple[Difference, ...] = ()
 
 
 def _join(parts: Iterable[_Part]) -> _Part:
     ps = list(parts)
-    return _Part(tuple(d for p in ps for d in p.differences), tuple(r for p in ps for r in p.repairs),
-                 tuple(x for p in ps for x in p.deferred))
+    return _Part(*(tuple(x for p in ps for x in p[i]) for i in range(len(_Part._fields))))
 
 
 def _usable(*values: Decimal) -> bool:
@@ -294,7 +305,8 @@ def diff(local: LocalSnapshot, exchange: ExchangeSnapshot, *, now_ms: int,
                   repairs=fills.repairs + orders.repairs + positions.repairs,
                   adopted=tuple(x.symbol for x in d if x.kind == EXTERNAL_POSITION),
                   flagged=tuple(x for x in d if x.kind in FLAGGED_KINDS),
-                  deferred=fills.deferred + orders.deferred + positions.deferred)
+                  deferred=fills.deferred + orders.deferred + positions.deferred,
+                  flag_records=fills.records, standing=fills.standing)
 
 
 # -- orders
@@ -432,7 +444,7 @@ def _fills(local: LocalSnapshot, ex: ExchangeSnapshot) -> _Part:
         if not cid and is_ours(f.client_order_id) and f.time_ms < ex.started_ms - FRESH_MS:
             cid = f.client_order_id  # a fill naming one of our ids: its order is adopted with it
         if not cid:
-            parts.append(_external_fill(f, ex.started_ms))
+            parts.append(_external_fill(f, ex.started_ms, reported=key in local.reported_fills))
         elif not (_usable(f.qty, f.price, f.fee) and f.qty > 0 and f.price > 0):
             parts.append(_Part(differences=(Difference(
                 kind=BAD_EXCHANGE_DATA, symbol=f.symbol, client_order_id=cid, blocking=True,
@@ -453,12 +465,21 @@ def _adoptable(e: ExchangeOrder, ex: ExchangeSnapshot) -> bool:
     return is_ours(e.client_order_id) and not (e.update_ms and e.update_ms >= ex.started_ms - FRESH_MS)
 
 
-def _external_fill(f: ExchangeFill, started_ms: int) -> _Part:
+def _external_fill(f: ExchangeFill, started_ms: int, *, reported: bool = False) -> _Part:
+    """Flagged at the first run that can judge it, with its record for the journal; once the
+    journal holds it (``reported``) it only stands, listed, never flagged or counted again."""
+    detail = f"trade {f.trade_id} {f.side} {f.qty} @ {f.price}, exchange order {f.exchange_order_id}"
+    d = Difference(kind=EXTERNAL_FILL, symbol=f.symbol, client_order_id=f.client_order_id, detail=detail)
+    if reported:
+        return _Part(standing=(d,))
     if f.time_ms >= started_ms - FRESH_MS:
         return _Part(deferred=(f"external_fill:{f.symbol}:{f.trade_id}",))
-    return _Part(differences=(Difference(
-        kind=EXTERNAL_FILL, symbol=f.symbol, client_order_id=f.client_order_id,
-        detail=f"trade {f.trade_id} {f.side} {f.qty} @ {f.price}, exchange order {f.exchange_order_id}"),))
+    if not (_usable(f.qty, f.price, f.fee) and f.side in ("BUY", "SELL")):
+        return _Part(differences=(d,))  # flagged, but no record the journal could hold: told again next run
+    return _Part(differences=(d,), records=(wire.ExternalFill(
+        symbol=f.symbol, trade_id=f.trade_id, exchange_order_id=f.exchange_order_id,
+        client_order_id=f.client_order_id, side=f.side, qty=float(f.qty), price=float(f.price), fee=float(f.fee),
+        fee_asset=f.fee_asset, time_ms=f.time_ms, detail=detail),))
 
 
 # -- positions

@@ -35,11 +35,12 @@ from typing import Any, Callable, Sequence
 
 import structlog
 
+from common import wire
 from venue import brokers
 from venue.port import Broker
 from venue.order_rules import DEFAULT_RECV_WINDOW_MS
 from services.orchestrator import snapshots
-from services.orchestrator.reconcile import TRADE_SAFE, ExchangeSnapshot, Repair, Report, diff
+from services.orchestrator.reconcile import TRADE_SAFE, Difference, ExchangeSnapshot, Repair, Report, diff
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +70,12 @@ class ReconcileOutcome:
     def repairs(self) -> tuple[Repair, ...]:
         """Wire bodies to persist (``db.rows_for``) and publish, in this order."""
         return self.report.repairs if self.report is not None else ()
+
+    @property
+    def flag_records(self) -> tuple[wire.ExternalFill, ...]:
+        """External fills reported for the first time: journaled with the repairs, so that no
+        later run (nor a restarted orchestrator) reports them again."""
+        return self.report.flag_records if self.report is not None else ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +140,9 @@ class Reconciler:
         self.last_duration_s = 0.0
         self.differences_by_kind: Counter[str] = Counter()
         self.repairs_by_kind: Counter[str] = Counter()  # by wire type: FILL, ORDER_UPDATE, POSITION
+        # what a human should look at, as the last run that answered saw it: flagged now, or
+        # reported by an earlier run and still there (an external fill in the exchange's window)
+        self.open_flags: tuple[Difference, ...] = ()
 
     # -- the loop's side
     @property
@@ -177,7 +187,8 @@ class Reconciler:
         out = {"reconcile_runs": float(self.runs), "reconcile_failures": float(self.failures),
                "reconcile_consecutive_failures": float(self.consecutive_failures),
                "reconcile_trading_allowed": float(self.trading_allowed),
-               "reconcile_last_duration_s": self.last_duration_s}
+               "reconcile_last_duration_s": self.last_duration_s,
+               "reconcile_flags_open": float(len(self.open_flags))}
         out.update({f"reconcile_diff_{k}": float(v) for k, v in sorted(self.differences_by_kind.items())})
         out.update({f"reconcile_repair_{k}": float(v) for k, v in sorted(self.repairs_by_kind.items())})
         # the broker's (order-history pages refused as malformed: ``reconcile_all_orders_rejected``)
@@ -222,9 +233,11 @@ class Reconciler:
                         detail=d.detail, blocking=d.blocking)
         for r in report.repairs:
             self.repairs_by_kind[type(r).__struct_config__.tag] += 1
+        self.open_flags = report.flagged + report.standing
         log.info("reconcile.done", status=report.status, differences=len(report.differences),
                  repairs=len(report.repairs), adopted=len(report.adopted), flagged=len(report.flagged),
-                 deferred=len(report.deferred), duration_s=round(done.duration_s, 3))
+                 flags_open=len(self.open_flags), deferred=len(report.deferred),
+                 duration_s=round(done.duration_s, 3))
         self._log_transition(was_allowed)
         return ReconcileOutcome(status=report.status, at_ms=_ms(now), duration_s=done.duration_s, report=report,
                                 trading_allowed=self.trading_allowed)

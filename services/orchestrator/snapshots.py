@@ -37,7 +37,8 @@ def _order(r: journal_store.LocalOrderRow) -> LocalOrder:
 def local_snapshot(conn: Any, now_ms: int, *, also_ids: Iterable[str] = ()) -> LocalSnapshot:
     """Every non-terminal order, terminal ones updated within ``LOCAL_WINDOW_MS``, the orders
     named in ``also_ids`` whatever their age (the exchange lists them open: they are ours, not
-    external), every position row, and the keys of the fills within the window. ``conn``: the
+    external), every position row, and the keys of the fills (ours, and the external ones
+    already reported) within the window. ``conn``: the
     orchestrator's connection (asked through ``journal_store.JournalReader``)."""
     journal = journal_store.JournalReader(conn)
     since_ns = (now_ms - LOCAL_WINDOW_MS) * _NS_PER_MS
@@ -56,7 +57,8 @@ def local_snapshot(conn: Any, now_ms: int, *, also_ids: Iterable[str] = ()) -> L
         keys.add((symbol, trade_id))
         last_fill_ms[symbol] = max(last_fill_ms.get(symbol, 0), ts_ns // _NS_PER_MS)
     return LocalSnapshot(taken_ms=now_ms, orders=orders, positions=positions, fill_keys=frozenset(keys),
-                         last_fill_ms=last_fill_ms, latest_order_ms=journal.latest_order_ns() // _NS_PER_MS)
+                         last_fill_ms=last_fill_ms, latest_order_ms=journal.latest_order_ns() // _NS_PER_MS,
+                         reported_fills=journal.external_fill_keys_since(now_ms - LOCAL_WINDOW_MS))
 
 
 def history_since(local: LocalSnapshot, now_ms: int, lookback_ms: int, max_ms: int = HISTORY_MAX_MS) -> int:
@@ -87,7 +89,8 @@ def fetch_exchange_snapshot(broker: Broker, local: LocalSnapshot, symbols: Seque
        by client order id, so its executed quantity is compared too;
     6. the order history (``all_orders``, weight 5 a symbol): with ``history_since_ms`` (the
        reconciler's first run) of every symbol concerned from then on, else only of the
-       symbols with a fill no known order explains, over the fills' window. Our orders found
+       symbols with a fill no known order explains and no earlier run reported as external
+       (its symbol's history was read by the run that reported it), over the fills' window. Our orders found
        there that the journal lacks are adopted (``reconcile``); the fills of those that
        executed are asked by their order id (``userTrades``), however old.
 
@@ -115,7 +118,9 @@ def fetch_exchange_snapshot(broker: Broker, local: LocalSnapshot, symbols: Seque
     if history_since_ms is not None:  # 6. the whole history of every symbol concerned
         asked, history_from = concerned, history_since_ms
     else:  # ... or only where a fill is unexplained
-        asked, history_from = {f.symbol for f in fills if f.exchange_order_id not in known}, since_ms
+        asked = {f.symbol for f in fills
+                 if f.exchange_order_id not in known and (f.symbol, f.trade_id) not in local.reported_fills}
+        history_from = since_ms
     until_ms = (clock_ms() if clock_ms is not None else now_ms) + CLOCK_MARGIN_MS
     history = tuple(h for s in sorted(asked) for h in broker.all_orders(s, since_ms=history_from, until_ms=until_ms))
     have = {f.exchange_order_id for f in fills}

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from common.errors import DecodeError
 from services.brain import intent_log as il
+from services.brain import trader_resize
 from tests.unit.brain.test_execution import make_rig, xorder
 
 SHELL = {"journal_sync_failed", "broker_errors", "queries_retried", "problems", "ambiguous", "sent_unjournaled",
@@ -29,7 +30,7 @@ def test_every_counter_is_there_at_zero_before_anything_happened(tmp_path: Path)
     rig = make_rig(tmp_path)
     rig.ex.intents = il.IntentLog(tmp_path / "intents.log", fsync=False)
     hb = rig.ex.heartbeat_counters()
-    assert hb == dict.fromkeys(SHELL | INTENT_LOG | {"all_orders_rejected"}, 0.0)
+    assert hb == dict.fromkeys(SHELL | INTENT_LOG | {"all_orders_rejected"} | set(trader_resize.COUNTERS), 0.0)
     snap = rig.ex.snapshot()
     assert {k: snap[k] for k in SHELL} == dict.fromkeys(SHELL, 0)
     assert snap["broker"] == {"all_orders_rejected": 0}

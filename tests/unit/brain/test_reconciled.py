@@ -97,15 +97,21 @@ class TestHeldTrades:
         st, acts = trader_exchange.on_reconciled(CFG, st, ["AAAUSDT"], [], [], NOW - 1, ctx(SENT))
         assert acts == [] and st == before
 
-    def test_a_trade_of_another_size_is_said_not_resized(self):
-        """The exchange holds 25 where the trade holds 19.8: a Problem and a count, the trade as it was."""
+    def test_a_larger_exchange_position_is_said_once_not_adopted_into_the_trade(self):
+        """The exchange holds 25 where the trade holds 19.8 (someone added by hand): one Problem
+        and one count, the trade keeps its size (and R), no order; the same read again says nothing."""
         st, _, acts = filled_long()
         st = sent_and_acked(st, acts)
         before = st.trades["AAAUSDT"]
         st, acts = trader_exchange.on_reconciled(CFG, st, ["AAAUSDT"], [], [pos("AAAUSDT", "25", "100")], SENT, ctx(SENT))
-        assert st.trades["AAAUSDT"] == before
-        assert [p.kind for p in of_type(acts, trader.Problem)] == ["POSITION_DIFFERS"]
-        assert st.counters["reconciled_position_differs"] == 1
+        t = st.trades["AAAUSDT"]
+        assert (t.position, t.entry_qty, t.differs_reported) == (before.position, before.entry_qty, Decimal(25))
+        assert [p.kind for p in of_type(acts, trader.Problem)] == ["POSITION_LARGER_AT_EXCHANGE"]
+        assert of_type(acts, trader.NewOrder) == [] and of_type(acts, trader.NewAlgo) == []
+        assert st.counters["position_larger_at_exchange"] == 1
+        st, acts = trader_exchange.on_reconciled(CFG, st, ["AAAUSDT"], [], [pos("AAAUSDT", "25", "100")], SENT + 60_000,
+                                                 ctx(SENT + 60_000))
+        assert acts == [] and st.counters["position_larger_at_exchange"] == 1
 
     def test_a_trade_of_the_same_size_is_left_alone(self):
         st, _, acts = filled_long()

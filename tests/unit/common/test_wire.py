@@ -35,6 +35,8 @@ class TestRoundTrip:
                                detail="cannot write /d/aegis.sqlite3: database or disk is full (0 bytes free)"),
         wire.Reconciled(status="REPAIRED", at_ms=1_700_000_000_000, symbols=("BTCUSDT", "D001USDT"),
                         adopted_orders=("ae-lost-0",)),
+        wire.ExternalFill(symbol="BTCUSDT", trade_id="9001", exchange_order_id=str(2**60), side="SELL", qty=0.002,
+                          price=43000.5, fee=0.01, time_ms=1_700_000_000_000, detail="trade 9001"),
     ])
     def test_every_message_round_trips_exactly(self, body):
         """encode then decode gives an equal envelope, with the topic naming type and key."""

@@ -161,3 +161,30 @@ class TestTradesFunding:
             ("sig-0", 0.0), ("sig-1", -0.059)]
         conn.close()
         assert db.connect(path).execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 2  # connect twice: fine
+
+
+class TestExternalFills:
+    FILL = wire.ExternalFill(symbol="BTCUSDT", trade_id="9001", exchange_order_id="777", side="SELL", qty=0.002,
+                             price=43000.5, time_ms=1_700_000_000_000, detail="trade 9001")
+
+    def test_the_first_report_is_kept_and_a_second_changes_nothing(self, tmp_path):
+        """EXTERNAL_FILL lands in external_fills once; the same trade again keeps the first row."""
+        conn = db.connect(tmp_path / "a.sqlite3")
+        db.write_batch(conn, db.rows_for(env(self.FILL)))
+        db.write_batch(conn, db.rows_for(wire.Envelope(wire.SCHEMA_VERSION, "x:1", 2, 999, 999, self.FILL)))
+        assert conn.execute("SELECT symbol, trade_id, qty, price, time_ms, reported_ns FROM external_fills").fetchall() \
+            == [("BTCUSDT", "9001", 0.002, 43000.5, 1_700_000_000_000, 123)]
+
+    def test_a_version_4_database_gets_the_table_and_version_5(self, tmp_path):
+        """A database made before external_fills (schema 4) gains the table at connect and its
+        recorded version moves to 5; its rows stay."""
+        path = tmp_path / "old.sqlite3"
+        old = sqlite3.connect(path)
+        old.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                          "INSERT INTO meta VALUES ('schema_version', '4');" + OLD_TRADES + ";"
+                          "INSERT INTO trades VALUES ('sig-0','BTCUSDT','BUY',1,1,2,0.5,3,1,2,1,0,1,'TARGET',0.5,1);")
+        old.close()
+        conn = db.connect(path)
+        db.write_batch(conn, db.rows_for(env(self.FILL)))
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+        assert (db.counts(conn)["external_fills"], db.counts(conn)["trades"]) == (1, 1)

@@ -106,6 +106,35 @@ class TestFills:
         assert (r.status, kinds(r), r.repairs) == ("REPAIRED", ["EXTERNAL_FILL"], ())
         assert r.flagged == r.differences
 
+    def test_an_external_fill_already_reported_stands_but_is_no_difference(self):
+        """A fill the journal holds as reported (``reported_fills``): no difference, no record,
+        status OK, listed once in ``standing``; a new one beside it is flagged with its record."""
+        loc = LocalSnapshot(taken_ms=T + 500, reported_fills=frozenset({("BTCUSDT", "9001")}))
+        r = run(loc, exchange(fills=[ex_fill("9001", eid="555", time_ms=OLD)]))
+        assert (r.status, r.differences, r.flagged, r.flag_records) == ("OK", (), (), ())
+        assert r.standing == (rc.Difference(kind="EXTERNAL_FILL", symbol="BTCUSDT",
+                                            detail="trade 9001 BUY 0.003 @ 43210.1, exchange order 555"),)
+        r = run(loc, exchange(fills=[ex_fill("9001", eid="555", time_ms=OLD),
+                                     ex_fill("9002", eid="556", side="SELL", qty="0.001", time_ms=OLD)]))
+        assert (r.status, kinds(r), [x.trade_id for x in r.flag_records]) == ("REPAIRED", ["EXTERNAL_FILL"], ["9002"])
+        assert r.flag_records[0] == wire.ExternalFill(
+            symbol="BTCUSDT", trade_id="9002", exchange_order_id="556", side="SELL", qty=0.001, price=43210.1,
+            fee=0.05185212, time_ms=OLD, detail="trade 9002 SELL 0.001 @ 43210.1, exchange order 556")
+
+    def test_a_reported_fill_that_turns_out_ours_is_still_repaired(self):
+        """The memory only silences the EXTERNAL flag: once an order of ours explains the fill
+        (its id is in the journal now), it is a MISSED_FILL repaired as ours."""
+        loc = LocalSnapshot(taken_ms=T + 500, orders={"c1": lorder("c1", eid="555")},
+                            reported_fills=frozenset({("BTCUSDT", "9001")}))
+        r = run(loc, exchange(fills=[ex_fill("9001", eid="555", time_ms=OLD)], open_orders=[
+            ex_order("c1", eid="555", status="NEW")]))
+        assert (kinds(r), r.standing) == (["MISSED_FILL"], ())
+
+    def test_an_unusable_external_fill_is_flagged_without_a_record(self):
+        """A non-finite value cannot be journaled: flagged (told again next run), no record."""
+        r = run(local(), exchange(fills=[ex_fill("9001", eid="555", price="NaN", time_ms=OLD)]))
+        assert (kinds(r), r.flag_records) == (["EXTERNAL_FILL"], ())
+
     def test_fresh_unattributed_fill_is_deferred(self):
         """A trade younger than FRESH_MS may be ours with its order still in the journal queue."""
         r = run(local(), exchange(fills=[ex_fill("9001", eid="777", time_ms=T - 500)]))
@@ -537,6 +566,15 @@ class TestFetchExchangeSnapshot:
         ex = fetch_exchange_snapshot(broker, loc, ["BTCUSDT"], T, 3_600_000)
         assert [c for c in broker.calls if c[0] == "all_orders"] == [("all_orders", "ETHUSDT", T - 3_600_000)]
         assert ex.history_since_ms == T - 3_600_000
+
+    def test_an_external_fill_already_reported_reads_no_history_again(self):
+        """The run that reported the fill read its symbol's history; later runs do not pay
+        allOrders (weight 5) for it again while it stays in the window."""
+        loc = LocalSnapshot(taken_ms=T, reported_fills=frozenset({("ETHUSDT", "2")}))
+        broker = FakeBroker(fills=[ex_fill("2", eid="999", symbol="ETHUSDT", time_ms=T - 10)],
+                            positions=[ex_position("ETHUSDT", "0.003")])
+        fetch_exchange_snapshot(broker, loc, ["BTCUSDT"], T, 3_600_000)
+        assert [c for c in broker.calls if c[0] == "all_orders"] == []
 
     def test_the_history_window_starts_at_the_journals_newest_order(self, tmp_path):
         """history_since: the journal's newest order less the clock margin when older than the

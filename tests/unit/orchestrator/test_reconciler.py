@@ -304,3 +304,82 @@ class TestConfig:
         """A fill could fall between two runs' lookbacks: refuse the configuration."""
         with pytest.raises(ValueError):
             make(Factory(), FakeClock(), interval_s=3600.0, fills_lookback_ms=3_600_000)
+
+
+class TestExternalFillReportedOnce:
+    """A fill of someone else's order stays in the exchange's fill window for an hour: it is
+    flagged at the first run that sees it, remembered in the journal, and never again (also
+    after a restart of the reconciler), while it stays listed as an open flag."""
+
+    FILL_MS = int(T_S * 1000) - 600_000  # ten minutes before the first run: old enough to judge
+
+    def writer(self, tmp_path):
+        from services.orchestrator import journal as jn
+        w = jn.JournalWriter(tmp_path / "aegis.sqlite3", jn.WriterConfig())
+        assert w.open()
+        return w
+
+    def broker(self):
+        from reconcile_fakes import ex_fill
+        return FakeBroker(fills=[ex_fill("9001", eid="777", side="SELL", qty="0.002", price="43000.5",
+                                         time_ms=self.FILL_MS)])
+
+    def run_and_journal(self, r, w, clock_t, clock):
+        from services.orchestrator.app import apply_reconcile
+
+        clock.t = clock_t
+        with capture_logs() as logs:
+            out = run_once(r, w.conn)
+            apply_reconcile(out, w, Pub(), {})
+        return out, [e for e in logs if e["event"] == "reconcile.difference"]
+
+    def test_two_runs_over_the_same_window_flag_the_fill_once(self, tmp_path, closing):
+        """Run 1 flags EXTERNAL_FILL (one warning, one count, one journal row); run 2 sees the
+        same fill in its window: no difference, status OK, the count stays 1, and the fill is
+        still listed among the open flags (``Report.standing``, ``reconcile_flags_open``)."""
+        w, clock = self.writer(tmp_path), FakeClock()
+        r = make(Factory(self.broker()), clock)
+        closing(r)
+        first, warned = self.run_and_journal(r, w, T_S, clock)
+        assert (first.status, [d.kind for d in first.report.flagged], len(warned)) == ("REPAIRED", ["EXTERNAL_FILL"], 1)
+        assert first.report.flag_records == (wire.ExternalFill(
+            symbol="BTCUSDT", trade_id="9001", exchange_order_id="777", client_order_id="", side="SELL",
+            qty=0.002, price=43000.5, fee=0.05185212, fee_asset="USDT", time_ms=self.FILL_MS,
+            detail="trade 9001 SELL 0.002 @ 43000.5, exchange order 777"),)
+        second, warned = self.run_and_journal(r, w, T_S + 300.0, clock)
+        assert (second.status, second.report.differences, second.report.flagged, warned) == ("OK", (), (), [])
+        assert [(d.kind, d.symbol) for d in second.report.standing] == [("EXTERNAL_FILL", "BTCUSDT")]
+        c = r.counters()
+        assert (c["reconcile_diff_EXTERNAL_FILL"], c["reconcile_flags_open"]) == (1.0, 1.0)
+        rows = w.conn.execute("SELECT symbol, trade_id, side, qty, price, time_ms FROM external_fills").fetchall()
+        assert rows == [("BTCUSDT", "9001", "SELL", 0.002, 43000.5, self.FILL_MS)]
+        w.close()
+
+    def test_a_restarted_reconciler_does_not_flag_it_again(self, tmp_path, closing):
+        """The memory is the journal, not the process: a new reconciler (an orchestrator
+        restart, its first run reading the whole order history) over the same database and
+        the same window reports nothing new and still lists the fill as an open flag."""
+        w, clock = self.writer(tmp_path), FakeClock()
+        r1 = make(Factory(self.broker()), clock)
+        closing(r1)
+        first, warned = self.run_and_journal(r1, w, T_S, clock)
+        assert ([d.kind for d in first.report.flagged], len(warned)) == (["EXTERNAL_FILL"], 1)
+        r1.close()
+        w.close()
+        w = self.writer(tmp_path)  # the orchestrator's new connection
+        r2 = make(Factory(self.broker()), clock)
+        closing(r2)
+        again, warned = self.run_and_journal(r2, w, T_S + 120.0, clock)
+        assert (again.status, again.report.flagged, again.report.flag_records, warned) == ("OK", (), (), [])
+        assert [d.kind for d in again.report.standing] == ["EXTERNAL_FILL"]
+        c = r2.counters()
+        assert (c.get("reconcile_diff_EXTERNAL_FILL", 0.0), c["reconcile_flags_open"]) == (0.0, 1.0)
+        w.close()
+
+
+class Pub:
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def publish(self, body, event_ns=None) -> None:
+        self.sent.append(body)
