@@ -52,9 +52,13 @@ from typing import Any, Mapping, NamedTuple
 
 from common import wire
 from research import strategy_api as sa
-from research.backtest import DAY_MS, Backtest, BacktestConfig
+from research.backtest import DAY_MS, MINUTE_MS, POLL_FLAT_MS, Backtest, BacktestConfig
 from services.brain import execution, jobs, trader, trader_entries
 from venue import orders as om
+
+_make_candle = sa.make_candle
+_INF = math.inf
+
 
 class _Done:
     """An answer of the lean dispatcher: the fields of ``dispatcher.Completion`` the shell reads."""
@@ -191,6 +195,35 @@ class FastBacktest(Backtest):
         self._hears_fills = type(self.strategy).on_fill is not sa.Strategy.on_fill
         self._band: tuple = (None, None, math.inf, -math.inf)  # (risk state, idle, lowest, highest quiet close)
         self._reads_model = self.runner.reads_model
+
+    # ------------------------------------------------------------------ the bar loop
+    def bar(self, symbol: str, open_ms: int, o: float, h: float, low: float, c: float, v: float) -> None:
+        """``Backtest.bar`` with its commonest case written out: flat and quiet (no trade, no
+        pending entry, no delayed query, no skipped poll to make up, not the hourly poll of a
+        flat account, no ``on_timer``). There the shell engine's bar checks no stop or target
+        and runs no poll: it only sets the price and calls the strategy with no position, which
+        is all this does. Any other bar goes the shell engine's way (``Backtest.bar``)."""
+        ex = self.ex
+        st = ex.st
+        if (st.trades or st.pending or ex.delayed or self._lagged or self._pos_of[0] is not None or self._timer
+                or not open_ms % POLL_FLAT_MS
+                or not (0 < low <= o <= h < _INF and low <= c <= h and -_INF < v < _INF)):
+            Backtest.bar(self, symbol, open_ms, o, h, low, c, v)
+            return
+        self.counts["candles"] += 1
+        close_ms = open_ms + MINUTE_MS
+        if close_ms > self.now_ms:
+            self.now_ms = close_ms
+        self._px[symbol] = (c, self.now_ms)
+        self.books.pop(symbol, None)
+        self.marks[symbol] = c
+        candle = _make_candle(symbol, 60, open_ms, close_ms, o, h, low, c, v)
+        intents = self.runner.on_candle(candle, position=None, model=self._model_state)
+        if intents:
+            if close_ms <= self.cfg.trade_from_ms:
+                self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
+                return
+            self._act(symbol, intents, candle)
 
     # ------------------------------------------------------------------ fills
     def _publish(self, body: Any, journal: bool = True) -> None:
