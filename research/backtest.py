@@ -441,10 +441,10 @@ class Backtest:
             elif not isinstance(c.tag, (jobs.AlgoAudit, jobs.FundingIncome)) or list(c.result):
                 return None
         # the equity the broker reads at this close; it moves with the mark by the position's size
-        positions = [p for p in self.broker.positions() if p.qty]
-        if [p.symbol for p in positions] != [symbol] or set(st.trades) != {symbol}:
+        held_now = self.broker.position_quantities()  # ``positions()``'s (symbol, qty) without the marking
+        if len(held_now) != 1 or held_now[0][0] != symbol or set(st.trades) != {symbol}:
             return None
-        q = float(positions[0].qty)
+        q = float(held_now[0][1])
         e_ref = float(self.broker.balance().equity)
         px = self._px[symbol][0]
         tick = float(self.filters[symbol].tick_size)

@@ -53,7 +53,7 @@ from typing import Any, Mapping, NamedTuple
 from common import wire
 from research import strategy_api as sa
 from research.backtest import DAY_MS, MINUTE_MS, POLL_FLAT_MS, Backtest, BacktestConfig
-from services.brain import execution, jobs, trader, trader_entries
+from services.brain import execution, jobs, risk, trader, trader_entries
 from venue import orders as om
 
 _make_candle = sa.make_candle
@@ -125,15 +125,19 @@ class _LeanExecution(execution.Execution):
         # built again only when one of its inputs changed: the quote, the clock, the equity, the
         # phase, the filters (``blocked`` is the backtest's constant "", the brackets one dict)
         one = self.one_symbol
-        if one is None or any(x != one for x in symbols):
+        if one is None:
             return super().ctx(symbols)
+        for x in symbols:
+            if x != one:
+                return super().ctx(symbols)
         q = self.quote(one) if symbols or one in self.st.trades else None
         eq = self.equity
-        key = (q, self.clock_ms(), eq if eq == eq else "nan", self.phase, self.start_error, self.filters)
         k = self._ctx_key
-        if k and k[0] is q and k[1:] == key[1:]:
+        now = self.clock_ms()
+        if (k and k[0] is q and k[1] == now and (k[2] == eq or (eq != eq and k[2] != k[2])) and k[3] is self.phase
+                and k[4] == self.start_error and k[5] is self.filters):
             return self._ctx_last
-        self._ctx_key, self._ctx_last = key, super().ctx(symbols)
+        self._ctx_key, self._ctx_last = (q, now, eq, self.phase, self.start_error, self.filters), super().ctx(symbols)
         return self._ctx_last
 
     def _carry_out(self, actions: list[trader.Action]) -> None:
@@ -205,13 +209,13 @@ class FastBacktest(Backtest):
         is all this does. Any other bar goes the shell engine's way (``Backtest.bar``)."""
         ex = self.ex
         st = ex.st
+        close_ms = open_ms + MINUTE_MS
         if (st.trades or st.pending or ex.delayed or self._lagged or self._pos_of[0] is not None or self._timer
-                or not open_ms % POLL_FLAT_MS
-                or not (0 < low <= o <= h < _INF and low <= c <= h and -_INF < v < _INF)):
+                or not (0 < low <= o <= h < _INF and low <= c <= h and -_INF < v < _INF)
+                or (not open_ms % POLL_FLAT_MS and not self._flat_poll_idle(max(close_ms, self.now_ms)))):
             Backtest.bar(self, symbol, open_ms, o, h, low, c, v)
             return
         self.counts["candles"] += 1
-        close_ms = open_ms + MINUTE_MS
         if close_ms > self.now_ms:
             self.now_ms = close_ms
         self._px[symbol] = (c, self.now_ms)
@@ -224,6 +228,49 @@ class FastBacktest(Backtest):
                 self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
                 return
             self._act(symbol, intents, candle)
+
+    def _flat_poll_idle(self, at_ms: int) -> bool:
+        """Whether the hourly poll of a flat account (``Backtest.bar``) at ``at_ms`` provably
+        changes nothing, so that it can be left out (counted in ``polls_skipped``).
+
+        Flat and quiet (no trade, entry, order, protective order, delayed query, unjournaled
+        order, symbol still to set up, funding read), that poll drains the one answer waiting,
+        the balance the previous poll asked for, and asks for it again. It is left out only
+        when that waiting balance is the broker's balance now, field for field (a flat account's
+        balance is its wallet: no position to mark, no order holding margin), the kill switch
+        keeps the very same state for that equity at this clock (``risk.update_equity``: the
+        same UTC day, no new peak, no trip) and the trader's timer changes nothing
+        (``trader.on_timer``). Then the next poll drains an equal balance and every timer of
+        the shell fires there as it would have (all their periods are at most a bar:
+        ``Backtest._skip``). Anything else: the poll runs."""
+        ex = self.ex
+        st = ex.st
+        if (not self._skip or not ex.ready or ex._unseen or ex.user_stream is not None or st.algos or st.orders
+                or ex._configuring or any(s not in ex.configured for s in self.cfg.symbols)):
+            return False
+        link = ex.funding
+        if link.in_flight or link.asks or link.next_poll_s:
+            return False
+        queued = ex.dispatcher.completed
+        if len(queued) != 1 or type(queued[0].tag) is not jobs.Balance or queued[0].error is not None:
+            return False
+        equity = float(queued[0].result.equity)
+        if queued[0].result != self.broker.balance() or equity != ex.equity:
+            return False  # (the drain sets ``ex.equity``, which the next entry's sizing reads)
+        if at_ms // DAY_MS != st.risk.day_index:
+            return False
+        if risk.update_equity(ex.cfg.risk, st.risk, equity, at_ms) is not st.risk:
+            return False
+        now = self.now_ms
+        self.now_ms = at_ms  # the timer reads the clock of the poll it stands for
+        try:
+            after, actions = trader.on_timer(ex.cfg, st, ex.ctx())
+        finally:
+            self.now_ms = now
+        if after is not st or actions:
+            return False
+        self.polls_skipped += 1
+        return True
 
     # ------------------------------------------------------------------ fills
     def _publish(self, body: Any, journal: bool = True) -> None:
