@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 import time
+from itertools import repeat
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -550,28 +551,20 @@ class Backtest:
         fi = 0
         next_f = f_time[0] if f_time else math.inf  # the next settlement's time
         started = time.perf_counter()
-        one = symbols[0] if len(symbols) == 1 else None
         for batch in iter_bars(cfg.catalog, "klines_1m", symbols, cfg.start_ms, cfg.end_ms,
                                batch_rows=cfg.batch_rows, columns=KLINE_COLUMNS):
             cols = [batch.column(n).to_pylist() for n in KLINE_COLUMNS]  # open_time: int64, Python ints
+            # one symbol: its name on every row, the symbol column is not read
+            names = repeat(symbols[0]) if len(symbols) == 1 else map(symbols.__getitem__,
+                                                                      batch.column(0).indices.to_pylist())
             bar = self.bar
-            if one is not None:  # one symbol: no symbol column to read
-                for t_ms, o, h, low, c, v in zip(*cols):
-                    if t_ms >= next_f:
-                        while fi < len(f_time) and f_time[fi] <= t_ms:
-                            self.funding(f_sym[fi], f_rate[fi])
-                            fi += 1
-                        next_f = f_time[fi] if fi < len(f_time) else math.inf
-                    bar(one, t_ms, o, h, low, c, v)
-                continue
-            sym_idx = batch.column(0).indices.to_pylist()
-            for i, t_ms, o, h, low, c, v in zip(sym_idx, *cols):
+            for sym, t_ms, o, h, low, c, v in zip(names, *cols):
                 if t_ms >= next_f:
                     while fi < len(f_time) and f_time[fi] <= t_ms:  # settlements up to this bar's open
                         self.funding(f_sym[fi], f_rate[fi])
                         fi += 1
                     next_f = f_time[fi] if fi < len(f_time) else math.inf
-                bar(symbols[i], int(t_ms), o, h, low, c, v)
+                bar(sym, t_ms, o, h, low, c, v)
         if self._lagged:  # the polls the last bars skipped: the shell ends as an unskipped run's
             self._catch_up()
         elapsed = time.perf_counter() - started

@@ -202,17 +202,35 @@ class FastBacktest(Backtest):
 
     # ------------------------------------------------------------------ the bar loop
     def bar(self, symbol: str, open_ms: int, o: float, h: float, low: float, c: float, v: float) -> None:
-        """``Backtest.bar`` with its commonest case written out: flat and quiet (no trade, no
-        pending entry, no delayed query, no skipped poll to make up, not the hourly poll of a
-        flat account, no ``on_timer``). There the shell engine's bar checks no stop or target
-        and runs no poll: it only sets the price and calls the strategy with no position, which
-        is all this does. Any other bar goes the shell engine's way (``Backtest.bar``)."""
+        """``Backtest.bar`` with its two commonest cases written out, the same steps without
+        the shell engine's look-ups that cannot change there; any other bar goes the shell
+        engine's way (``Backtest.bar``). Both need a valid bar, no pending entry, no delayed
+        query and no ``on_timer``.
+
+        - flat and quiet (no trade, no skipped poll to make up, not an hourly poll that must
+          run: ``_flat_poll_idle``): no stop or target to check, no poll; the price is set and
+          the strategy called with no position;
+        - one trade open, watched (its stop and target known, no exit on the way), whose stop
+          and target the bar does not reach, with idle skipping on: the price is set, the poll
+          skipped (``_can_skip``) or run as the shell engine runs it, and the strategy called
+          with the trade's position (the same view object while the trade is the same)."""
         ex = self.ex
         st = ex.st
         close_ms = open_ms + MINUTE_MS
-        if (st.trades or st.pending or ex.delayed or self._lagged or self._pos_of[0] is not None or self._timer
-                or not (0 < low <= o <= h < _INF and low <= c <= h and -_INF < v < _INF)
-                or (not open_ms % POLL_FLAT_MS and not self._flat_poll_idle(max(close_ms, self.now_ms)))):
+        if (st.pending or ex.delayed or self._timer
+                or not (0 < low <= o <= h < _INF and low <= c <= h and -_INF < v < _INF)):
+            Backtest.bar(self, symbol, open_ms, o, h, low, c, v)
+            return
+        pos_of = self._pos_of
+        trade = pos_of[0]
+        if st.trades:
+            watch = pos_of[2]
+            if (trade is None or watch is None or not self._skip or st.trades.get(symbol) is not trade
+                    or ((low <= watch[1] or h >= watch[2]) if watch[0] > 0 else (h >= watch[1] or low <= watch[2]))):
+                Backtest.bar(self, symbol, open_ms, o, h, low, c, v)
+                return
+        elif (trade is not None or self._lagged
+              or (not open_ms % POLL_FLAT_MS and not self._flat_poll_idle(max(close_ms, self.now_ms)))):
             Backtest.bar(self, symbol, open_ms, o, h, low, c, v)
             return
         self.counts["candles"] += 1
@@ -221,8 +239,26 @@ class FastBacktest(Backtest):
         self._px[symbol] = (c, self.now_ms)
         self.books.pop(symbol, None)
         self.marks[symbol] = c
+        pos = None
+        if trade is not None:  # the trade's bar: its poll, skipped or run
+            if self._can_skip(symbol, c):
+                lagged = self._lagged
+                lagged.append((symbol, c, self.now_ms))
+                if len(lagged) > 2:
+                    del lagged[0]
+                self.polls_skipped += 1
+                pos = pos_of[1]  # nothing ran: the trade is the one viewed
+            else:
+                if self._lagged:
+                    self._catch_up()
+                ex.poll()
+                self._fills_to_strategy()
+                now = self.ex.st.trades.get(symbol)
+                if now is not self._pos_of[0]:
+                    self._view(now)
+                pos = self._pos_of[1]
         candle = _make_candle(symbol, 60, open_ms, close_ms, o, h, low, c, v)
-        intents = self.runner.on_candle(candle, position=None, model=self._model_state)
+        intents = self.runner.on_candle(candle, position=pos, model=self._model_state)
         if intents:
             if close_ms <= self.cfg.trade_from_ms:
                 self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))

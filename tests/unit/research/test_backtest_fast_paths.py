@@ -6,6 +6,7 @@ that poll's test on its own."""
 
 from __future__ import annotations
 
+import collections
 import json
 from dataclasses import replace
 
@@ -15,6 +16,7 @@ from common.config import AegisConfig
 from research.backtest import BacktestConfig, new_backtest
 from research.backtest_files import trades_csv
 from research.fast_backtest import FastBacktest
+from research.strategies.ema_cross import EmaCross
 from services.brain import jobs
 
 DEC1_MS = 1_733_011_200_000  # 2024-12-01 00:00 UTC
@@ -101,3 +103,33 @@ def test_the_flat_poll_runs_when_the_kill_switch_would_move(idle):
     bt, ex = idle, idle.ex
     ex.st = replace(ex.st, risk=replace(ex.st.risk, peak_equity_usdt=ex.equity - 1.0))
     assert bt._flat_poll_idle(bt.now_ms + 60_000) is False
+
+
+class Recorder(EmaCross):
+    """The EMA cross (fast 5, slow 20: a trade every few dozen bars) that notes the position and
+    the clock it is handed on every candle."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        super().__init__(fast=5, slow=20, stop_pct=0.3, target_pct=0.4)
+        self.seen: list = []
+
+    def on_candle(self, ctx, candle) -> list:
+        self.seen.append((ctx.now_ms, ctx.position))
+        return super().on_candle(ctx, candle)
+
+
+def test_each_candle_sees_the_position_the_shell_engine_hands_over(catalog):
+    """Five days of a busy cross with close stops and targets (bars that reach them go the shell
+    engine's way, the others the fast engine's own): on every candle the strategy is handed
+    the same clock and position view as by the shell engine, and the files are the same."""
+    cfg = BacktestConfig(catalog=catalog, symbols=("BTCUSDT",), start_ms=DEC1_MS, end_ms=DEC1_MS + 5 * DAY_MS,
+                         strategy="tests.unit.research.test_backtest_fast_paths:Recorder")
+    shell, shell_files = _run(replace(cfg, engine="shell"))
+    fast, fast_files = _run(cfg)
+    assert fast_files == shell_files
+    assert len(fast.strategy.seen) == 5 * 1440 and fast.strategy.seen == shell.strategy.seen
+    assert sum(1 for _, p in fast.strategy.seen if p is not None) == 1649  # candles with a trade open
+    assert sorted(collections.Counter(t["exit_reason"] for t in fast.trades).items()) == [
+        ("CROSS", 107), ("STOP", 7), ("TARGET", 25)]
