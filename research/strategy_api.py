@@ -318,6 +318,19 @@ _SET_NOW, _SET_POSITION, _SET_MODEL, _SET_LABELS = (Context.__dict__[n].__set__
                                                     for n in ("now_ms", "position", "model", "smc_labels"))
 
 
+def _smc_update():
+    """``services.brain.smc.update``, imported at its first use (not at every candle)."""
+    global _SMC_UPDATE
+    if _SMC_UPDATE is None:
+        from services.brain.smc import update
+
+        _SMC_UPDATE = update
+    return _SMC_UPDATE
+
+
+_SMC_UPDATE: Any = None
+
+
 class StrategyRunner:
     """Shell-side helper shared by the brain and the backtest: keeps each symbol's candle
     window, strategy state and (if wanted) SMC state, calls the callbacks, checks the
@@ -378,8 +391,7 @@ class StrategyRunner:
         if not self.reads_model:
             model = None
         if s.smc is not None:
-            from services.brain.smc import update
-
+            update = _smc_update()
             labels = tuple(update(s.smc, candle.open_ms, candle.open, candle.high, candle.low, candle.close,
                                   candle.volume))
         # ``_ctx`` and ``_call`` written out: this runs once per candle per symbol
