@@ -59,9 +59,9 @@ from __future__ import annotations
 
 import math
 import time
-from itertools import repeat
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -71,10 +71,11 @@ from common import config as config_mod
 from common import wire
 from common.config import AegisConfig
 from common.errors import ConfigError
+from common.fastcopy import build
 from research import strategy_api as sa
 from research.catalog import iter_bars, read_funding
 from research.metrics import run_figures
-from venue.filters import generic_filters
+from venue.filters import generic_filters, round_price
 
 log = structlog.get_logger(__name__)
 _make_candle = sa.make_candle
@@ -275,15 +276,14 @@ class Backtest:
     def _book_of(self, symbol: str):
         book = self.books.get(symbol)
         if book is None and symbol in self._px:
-            from venue.filters import round_price
-
             price, time_ms = self._px[symbol]
             tick = self.filters[symbol].tick_size
             bid = round_price(_dec(price), tick, "SELL")
             if bid <= 0:
                 bid = tick
-            book = self.books[symbol] = self._book(bid=bid, bid_qty=BOOK_QTY, ask=bid + tick, ask_qty=BOOK_QTY,
-                                                   time_ms=time_ms)
+            # ``BookTop(...)``, the same record made without its generated __init__ (``fastcopy.build``)
+            book = self.books[symbol] = build(self._book, bid=bid, bid_qty=BOOK_QTY, ask=bid + tick,
+                                              ask_qty=BOOK_QTY, time_ms=time_ms)
         return book
 
     # ------------------------------------------------------------------ events
