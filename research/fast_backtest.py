@@ -36,6 +36,11 @@ the order of answers). What it leaves out is what a backtest never reads:
   made up for before anything reaches the shell. An entry the rotation refuses outright needs
   none of them (``FastBacktest._act``); the per-bar test of that skipping is an interval of
   closes worked out once per idle stretch (``FastBacktest._can_skip``).
+- **a lean bar.** The two commonest bars (flat and quiet; one watched trade open whose stop and
+  target the bar does not reach) are written out (``FastBacktest.bar``), and the hourly poll of
+  a flat account is left out where it provably changes nothing (``_flat_poll_idle``: the
+  waiting balance is the broker's now and the equity already read, the kill switch and the
+  trader's timer keep their state; never the first poll of a UTC day).
 
 The parity tests (``tests/unit/research/test_backtest_engines.py``,
 ``tests/integration/test_backtest_parity.py``) run both engines on the repository's real bars
