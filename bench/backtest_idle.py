@@ -11,7 +11,9 @@ skipped, and whether trades.csv and summary.json (without the run time) are iden
 with the most cumulative time as a share of the run, and the same month with every bar as
 warm-up (``trade_from_ms`` at its end: no trade), the cost of the bar loop alone:
 
-    .venv/bin/python -m bench.backtest_idle --profile [--engine shell]
+    .venv/bin/python -m bench.backtest_idle --profile [--engine shell] [--strategy smc|donchian]
+
+(``--strategy``: that strategy over its usual range instead of the EMA cross month.)
 
 ``--engine fast|shell`` (default fast, ``aegis backtest``'s default) picks the engine of both
 modes. ``--engines`` instead: the three runs on both engines, interleaved, the best of
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="profile the EMA cross month instead (cProfile)")
     p.add_argument("--engine", choices=("fast", "shell"), default="fast", help="the backtest engine")
     p.add_argument("--engines", action="store_true", help="both engines side by side instead")
+    p.add_argument("--strategy", choices=("ema_cross", "donchian", "smc"), default="ema_cross",
+                   help="the strategy --profile runs")
     args = p.parse_args(argv)
     with log_mod.quieted():  # an info line per order would be measured too
         return _measure(args)
@@ -57,13 +61,14 @@ def _measure(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cat = build_catalog(Path(tmp))
         bars = load_bars(cat)
-        if args.profile:
-            profile(cat, bars["open_time"][0], bars["open_time"][-1] + 60_000, engine=args.engine)
-            print(f"load average at end: {os.getloadavg()}")
-            return 0
         cases = [("ema_cross", bars["open_time"][0], bars["open_time"][-1] + 60_000, aegis_config()),
                  ("donchian", bars["open_time"][0], bars["open_time"][-1] + 60_000, AegisConfig()),
                  ("smc", DEC1_MS, DEC1_MS + 7 * DAY_MS, AegisConfig())]
+        if args.profile:
+            _, start, end, aegis = next(c for c in cases if c[0] == args.strategy)
+            profile(cat, start, end, engine=args.engine, strategy=args.strategy, aegis=aegis)
+            print(f"load average at end: {os.getloadavg()}")
+            return 0
         if args.engines:
             engines(cat, cases, args.repeats)
             print(f"load average at end: {os.getloadavg()}")
@@ -111,15 +116,16 @@ def engines(cat: Path, cases: list, repeats: int) -> None:
               f"identical files: {files['fast'] == files['shell']}")
 
 
-def profile(cat: Path, start: int, end: int, top: int = 30, engine: str = "fast") -> None:
+def profile(cat: Path, start: int, end: int, top: int = 30, engine: str = "fast", strategy: str = "ema_cross",
+            aegis: object = None) -> None:
     import cProfile
     import pstats
 
     from research.backtest import BacktestConfig, new_backtest
 
-    cfg = BacktestConfig(catalog=cat, symbols=("BTCUSDT",), start_ms=start, end_ms=end, strategy="ema_cross",
-                         aegis=aegis_config(), engine=engine)
-    print(f"engine: {engine}")
+    cfg = BacktestConfig(catalog=cat, symbols=("BTCUSDT",), start_ms=start, end_ms=end, strategy=strategy,
+                         aegis=aegis if aegis is not None else aegis_config(), engine=engine)
+    print(f"engine: {engine}, strategy: {strategy}")
     bt = new_backtest(replace(cfg, trade_from_ms=end))  # every bar warms the strategy: the bar loop alone
     t0 = time.process_time()
     s = bt.run()
@@ -129,7 +135,7 @@ def profile(cat: Path, start: int, end: int, top: int = 30, engine: str = "fast"
     t0 = time.process_time()
     s = bt.run()
     cpu = time.process_time() - t0
-    print(f"ema_cross: bars {s['candles']:,} trades {s['trades']} cpu {cpu:.3f} s -> {s['candles'] / cpu:,.0f} "
+    print(f"{strategy}: bars {s['candles']:,} trades {s['trades']} cpu {cpu:.3f} s -> {s['candles'] / cpu:,.0f} "
           f"bars/cpu-s")
     bt = new_backtest(cfg)
     pr = cProfile.Profile()

@@ -61,6 +61,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -70,10 +71,11 @@ from common import config as config_mod
 from common import wire
 from common.config import AegisConfig
 from common.errors import ConfigError
+from common.fastcopy import build
 from research import strategy_api as sa
 from research.catalog import iter_bars, read_funding
 from research.metrics import run_figures
-from venue.filters import generic_filters
+from venue.filters import generic_filters, round_price
 
 log = structlog.get_logger(__name__)
 _make_candle = sa.make_candle
@@ -274,15 +276,14 @@ class Backtest:
     def _book_of(self, symbol: str):
         book = self.books.get(symbol)
         if book is None and symbol in self._px:
-            from venue.filters import round_price
-
             price, time_ms = self._px[symbol]
             tick = self.filters[symbol].tick_size
             bid = round_price(_dec(price), tick, "SELL")
             if bid <= 0:
                 bid = tick
-            book = self.books[symbol] = self._book(bid=bid, bid_qty=BOOK_QTY, ask=bid + tick, ask_qty=BOOK_QTY,
-                                                   time_ms=time_ms)
+            # ``BookTop(...)``, the same record made without its generated __init__ (``fastcopy.build``)
+            book = self.books[symbol] = build(self._book, bid=bid, bid_qty=BOOK_QTY, ask=bid + tick,
+                                              ask_qty=BOOK_QTY, time_ms=time_ms)
         return book
 
     # ------------------------------------------------------------------ events
@@ -441,10 +442,10 @@ class Backtest:
             elif not isinstance(c.tag, (jobs.AlgoAudit, jobs.FundingIncome)) or list(c.result):
                 return None
         # the equity the broker reads at this close; it moves with the mark by the position's size
-        positions = [p for p in self.broker.positions() if p.qty]
-        if [p.symbol for p in positions] != [symbol] or set(st.trades) != {symbol}:
+        held_now = self.broker.position_quantities()  # ``positions()``'s (symbol, qty) without the marking
+        if len(held_now) != 1 or held_now[0][0] != symbol or set(st.trades) != {symbol}:
             return None
-        q = float(positions[0].qty)
+        q = float(held_now[0][1])
         e_ref = float(self.broker.balance().equity)
         px = self._px[symbol][0]
         tick = float(self.filters[symbol].tick_size)
@@ -552,16 +553,18 @@ class Backtest:
         started = time.perf_counter()
         for batch in iter_bars(cfg.catalog, "klines_1m", symbols, cfg.start_ms, cfg.end_ms,
                                batch_rows=cfg.batch_rows, columns=KLINE_COLUMNS):
-            sym_idx = batch.column(0).indices.to_pylist()
-            cols = [batch.column(n).to_pylist() for n in KLINE_COLUMNS]
+            cols = [batch.column(n).to_pylist() for n in KLINE_COLUMNS]  # open_time: int64, Python ints
+            # one symbol: its name on every row, the symbol column is not read
+            names = repeat(symbols[0]) if len(symbols) == 1 else map(symbols.__getitem__,
+                                                                      batch.column(0).indices.to_pylist())
             bar = self.bar
-            for i, t_ms, o, h, low, c, v in zip(sym_idx, *cols):
+            for sym, t_ms, o, h, low, c, v in zip(names, *cols):
                 if t_ms >= next_f:
                     while fi < len(f_time) and f_time[fi] <= t_ms:  # settlements up to this bar's open
                         self.funding(f_sym[fi], f_rate[fi])
                         fi += 1
                     next_f = f_time[fi] if fi < len(f_time) else math.inf
-                bar(symbols[i], int(t_ms), o, h, low, c, v)
+                bar(sym, t_ms, o, h, low, c, v)
         if self._lagged:  # the polls the last bars skipped: the shell ends as an unskipped run's
             self._catch_up()
         elapsed = time.perf_counter() - started

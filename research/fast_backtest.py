@@ -36,6 +36,11 @@ the order of answers). What it leaves out is what a backtest never reads:
   made up for before anything reaches the shell. An entry the rotation refuses outright needs
   none of them (``FastBacktest._act``); the per-bar test of that skipping is an interval of
   closes worked out once per idle stretch (``FastBacktest._can_skip``).
+- **a lean bar.** The two commonest bars (flat and quiet; one watched trade open whose stop and
+  target the bar does not reach) are written out (``FastBacktest.bar``), and the hourly poll of
+  a flat account is left out where it provably changes nothing (``_flat_poll_idle``: the
+  waiting balance is the broker's now and the equity already read, the kill switch and the
+  trader's timer keep their state; never the first poll of a UTC day).
 
 The parity tests (``tests/unit/research/test_backtest_engines.py``,
 ``tests/integration/test_backtest_parity.py``) run both engines on the repository's real bars
@@ -52,9 +57,13 @@ from typing import Any, Mapping, NamedTuple
 
 from common import wire
 from research import strategy_api as sa
-from research.backtest import DAY_MS, Backtest, BacktestConfig
-from services.brain import execution, jobs, trader, trader_entries
+from research.backtest import DAY_MS, MINUTE_MS, POLL_FLAT_MS, Backtest, BacktestConfig
+from services.brain import execution, jobs, risk, trader, trader_entries
 from venue import orders as om
+
+_make_candle = sa.make_candle
+_INF = math.inf
+
 
 class _Done:
     """An answer of the lean dispatcher: the fields of ``dispatcher.Completion`` the shell reads."""
@@ -121,15 +130,19 @@ class _LeanExecution(execution.Execution):
         # built again only when one of its inputs changed: the quote, the clock, the equity, the
         # phase, the filters (``blocked`` is the backtest's constant "", the brackets one dict)
         one = self.one_symbol
-        if one is None or any(x != one for x in symbols):
+        if one is None:
             return super().ctx(symbols)
+        for x in symbols:
+            if x != one:
+                return super().ctx(symbols)
         q = self.quote(one) if symbols or one in self.st.trades else None
         eq = self.equity
-        key = (q, self.clock_ms(), eq if eq == eq else "nan", self.phase, self.start_error, self.filters)
         k = self._ctx_key
-        if k and k[0] is q and k[1:] == key[1:]:
+        now = self.clock_ms()
+        if (k and k[0] is q and k[1] == now and (k[2] == eq or (eq != eq and k[2] != k[2])) and k[3] is self.phase
+                and k[4] == self.start_error and k[5] is self.filters):
             return self._ctx_last
-        self._ctx_key, self._ctx_last = key, super().ctx(symbols)
+        self._ctx_key, self._ctx_last = (q, now, eq, self.phase, self.start_error, self.filters), super().ctx(symbols)
         return self._ctx_last
 
     def _carry_out(self, actions: list[trader.Action]) -> None:
@@ -191,6 +204,114 @@ class FastBacktest(Backtest):
         self._hears_fills = type(self.strategy).on_fill is not sa.Strategy.on_fill
         self._band: tuple = (None, None, math.inf, -math.inf)  # (risk state, idle, lowest, highest quiet close)
         self._reads_model = self.runner.reads_model
+
+    # ------------------------------------------------------------------ the bar loop
+    def bar(self, symbol: str, open_ms: int, o: float, h: float, low: float, c: float, v: float) -> None:
+        """``Backtest.bar`` with its two commonest cases written out, the same steps without
+        the shell engine's look-ups that cannot change there; any other bar goes the shell
+        engine's way (``Backtest.bar``). Both need a valid bar, no pending entry, no delayed
+        query and no ``on_timer``.
+
+        - flat and quiet (no trade, no skipped poll to make up, not an hourly poll that must
+          run: ``_flat_poll_idle``): no stop or target to check, no poll; the price is set and
+          the strategy called with no position;
+        - one trade open, watched (its stop and target known, no exit on the way), whose stop
+          and target the bar does not reach, with idle skipping on: the price is set, the poll
+          skipped (``_can_skip``) or run as the shell engine runs it, and the strategy called
+          with the trade's position (the same view object while the trade is the same)."""
+        ex = self.ex
+        st = ex.st
+        close_ms = open_ms + MINUTE_MS
+        if (st.pending or ex.delayed or self._timer
+                or not (0 < low <= o <= h < _INF and low <= c <= h and -_INF < v < _INF)):
+            Backtest.bar(self, symbol, open_ms, o, h, low, c, v)
+            return
+        pos_of = self._pos_of
+        trade = pos_of[0]
+        if st.trades:
+            watch = pos_of[2]
+            if (trade is None or watch is None or not self._skip or st.trades.get(symbol) is not trade
+                    or ((low <= watch[1] or h >= watch[2]) if watch[0] > 0 else (h >= watch[1] or low <= watch[2]))):
+                Backtest.bar(self, symbol, open_ms, o, h, low, c, v)
+                return
+        elif (trade is not None or self._lagged
+              or (not open_ms % POLL_FLAT_MS and not self._flat_poll_idle(max(close_ms, self.now_ms)))):
+            Backtest.bar(self, symbol, open_ms, o, h, low, c, v)
+            return
+        self.counts["candles"] += 1
+        if close_ms > self.now_ms:
+            self.now_ms = close_ms
+        self._px[symbol] = (c, self.now_ms)
+        self.books.pop(symbol, None)
+        self.marks[symbol] = c
+        pos = None
+        if trade is not None:  # the trade's bar: its poll, skipped or run
+            if self._can_skip(symbol, c):
+                lagged = self._lagged
+                lagged.append((symbol, c, self.now_ms))
+                if len(lagged) > 2:
+                    del lagged[0]
+                self.polls_skipped += 1
+                pos = pos_of[1]  # nothing ran: the trade is the one viewed
+            else:
+                if self._lagged:
+                    self._catch_up()
+                ex.poll()
+                self._fills_to_strategy()
+                now = self.ex.st.trades.get(symbol)
+                if now is not self._pos_of[0]:
+                    self._view(now)
+                pos = self._pos_of[1]
+        candle = _make_candle(symbol, 60, open_ms, close_ms, o, h, low, c, v)
+        intents = self.runner.on_candle(candle, position=pos, model=self._model_state)
+        if intents:
+            if close_ms <= self.cfg.trade_from_ms:
+                self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
+                return
+            self._act(symbol, intents, candle)
+
+    def _flat_poll_idle(self, at_ms: int) -> bool:
+        """Whether the hourly poll of a flat account (``Backtest.bar``) at ``at_ms`` provably
+        changes nothing, so that it can be left out (counted in ``polls_skipped``).
+
+        Flat and quiet (no trade, entry, order, protective order, delayed query, unjournaled
+        order, symbol still to set up, funding read), that poll drains the one answer waiting,
+        the balance the previous poll asked for, and asks for it again. It is left out only
+        when that waiting balance is the broker's balance now, field for field (a flat account's
+        balance is its wallet: no position to mark, no order holding margin), the kill switch
+        keeps the very same state for that equity at this clock (``risk.update_equity``: the
+        same UTC day, no new peak, no trip) and the trader's timer changes nothing
+        (``trader.on_timer``). Then the next poll drains an equal balance and every timer of
+        the shell fires there as it would have (all their periods are at most a bar:
+        ``Backtest._skip``). Anything else: the poll runs."""
+        ex = self.ex
+        st = ex.st
+        if (not self._skip or not ex.ready or ex._unseen or ex.user_stream is not None or st.algos or st.orders
+                or ex._configuring or any(s not in ex.configured for s in self.cfg.symbols)):
+            return False
+        link = ex.funding
+        if link.in_flight or link.asks or link.next_poll_s:
+            return False
+        queued = ex.dispatcher.completed
+        if len(queued) != 1 or type(queued[0].tag) is not jobs.Balance or queued[0].error is not None:
+            return False
+        equity = float(queued[0].result.equity)
+        if queued[0].result != self.broker.balance() or equity != ex.equity:
+            return False  # (the drain sets ``ex.equity``, which the next entry's sizing reads)
+        if at_ms // DAY_MS != st.risk.day_index:
+            return False
+        if risk.update_equity(ex.cfg.risk, st.risk, equity, at_ms) is not st.risk:
+            return False
+        now = self.now_ms
+        self.now_ms = at_ms  # the timer reads the clock of the poll it stands for
+        try:
+            after, actions = trader.on_timer(ex.cfg, st, ex.ctx())
+        finally:
+            self.now_ms = now
+        if after is not st or actions:
+            return False
+        self.polls_skipped += 1
+        return True
 
     # ------------------------------------------------------------------ fills
     def _publish(self, body: Any, journal: bool = True) -> None:

@@ -130,8 +130,19 @@ def fill_market(book: BookTop, side: str, qty: Decimal, *, slippage_bps: Decimal
 
     Without a limit the fills always sum to ``qty``. With one, what is left unfilled rests."""
     touch, depth = (book.ask, book.ask_qty) if side == "BUY" else (book.bid, book.bid_qty)
-    rules = matching.TakerRules(tick=tick, slippage_bps=slippage_bps, max_levels=max_levels, clamp_at_tick=True)
+    # the rules made once for these very objects (a venue passes the same tick and slippage
+    # every time; a record holds them, so their ids stay theirs while it is kept)
+    key = (id(tick), id(slippage_bps), max_levels)
+    rules = _RULES.get(key)
+    if rules is None or rules.tick is not tick or rules.slippage_bps is not slippage_bps:
+        if len(_RULES) > 1024:
+            _RULES.clear()
+        rules = _RULES[key] = matching.TakerRules(tick=tick, slippage_bps=slippage_bps, max_levels=max_levels,
+                                                  clamp_at_tick=True)
     return matching.walk(side, touch, depth, qty, rules, limit)
+
+
+_RULES: dict[tuple[int, int, int], matching.TakerRules] = {}
 
 
 def crosses(book: BookTop, side: str, price: Decimal) -> bool:
@@ -494,11 +505,21 @@ class PaperBroker:
         return out
 
     def _balance(self) -> Balance:
+        # ``_marked``, ``BookTop.mid`` and ``Position.unrealized`` written out in one pass (the
+        # same operations in the same order, in the same exact context): the backtest reads the
+        # balance at every poll with a trade open
         lev = self.config.leverage
+        zero = Decimal(0)
         with localcontext(_EXACT):
-            marked = self._marked()
-            equity = self._wallet + sum((p.unrealized(m) for _, p, m in marked), Decimal(0))
-            used = sum((abs(p.qty) * m / lev for _, p, m in marked), Decimal(0))
+            unrealized = used = zero
+            for s, p in self._positions.items():
+                q = p.qty
+                if q:
+                    b = self._book(s)
+                    m = (b.bid + b.ask) / 2 if b is not None and b.bid > 0 and b.ask > 0 else p.entry_price
+                    unrealized = unrealized + (q * m - (p.cost if q > 0 else -p.cost))
+                    used = used + abs(q) * m / lev
+            equity = self._wallet + unrealized
             used += sum(((o.qty - o.executed_qty) * o.price / lev for o in map(self._orders.__getitem__, self._live)
-                         if not o.reduce_only), Decimal(0))
+                         if not o.reduce_only), zero)
         return Balance(asset=self.config.asset, wallet=self._wallet, equity=equity, available=equity - used)

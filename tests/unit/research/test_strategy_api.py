@@ -262,6 +262,44 @@ def test_the_fast_candle_and_context_makers_build_the_same_frozen_records():
         sa._maker(Checked)
 
 
+def test_the_makers_records_are_of_the_real_class_and_copy_like_it():
+    """The maker fills a slotted twin and then sets the real class: the record is a ``Candle``
+    (not the twin), ``dataclasses.replace`` and pickling give equal ``Candle`` records."""
+    import dataclasses
+    import pickle
+
+    a = sa.make_candle("TESTUSDT", 60, 0, 60_000, 1.0, 2.0, 0.5, 1.5, 3.0)
+    assert type(a) is sa.Candle and isinstance(a, sa.Candle)
+    b = dataclasses.replace(a, close=1.75)
+    assert type(b) is sa.Candle and b.close == 1.75 and b.open == 1.0
+    assert pickle.loads(pickle.dumps(a)) == a
+    ctx = sa._make_context(5, "X", (), None, {}, None, (), None)
+    assert type(ctx) is sa.Context and dataclasses.astuple(ctx) == (5, "X", (), None, {}, None, (), None)
+
+
+def test_a_reused_context_carries_each_candles_clock_position_and_model():
+    """With ``reuse_context`` the strategy gets one Context object whose clock, position and
+    model are those of the current call, also when they go back to None (the slots are written
+    only when they change)."""
+    seen = []
+
+    class Looks(sa.Strategy):
+        name = "looks"
+        reads_model = True
+
+        def on_candle(self, ctx, candle) -> list:
+            seen.append((id(ctx), ctx.now_ms, ctx.position, ctx.model))
+            return []
+
+    pos = sa.PositionView(side="BUY", qty=1.0, entry_price=100.0, stop=90.0, target=120.0, opened_ms=0)
+    runner = sa.StrategyRunner(Looks(), reuse_context=True)
+    calls = [(None, None), (pos, "m1"), (pos, "m1"), (None, "m2"), (None, None)]
+    for i, (p, m) in enumerate(calls):
+        runner.on_candle(candle(i, 1.0, 2.0, 0.5, 1.5), position=p, model=m)
+    assert len({s[0] for s in seen}) == 1
+    assert [s[1:] for s in seen] == [((i + 1) * 60_000, p, m) for i, (p, m) in enumerate(calls)]
+
+
 def test_on_timer_runs_only_when_the_strategy_overrides_it():
     """A strategy without its own on_timer gets [] (the base's answer) and its symbol state;
     one that overrides it is called with the context's clock and symbol."""

@@ -466,3 +466,36 @@ def test_the_feeds_rules_are_read_live_and_a_plain_mapping_is_copied():
     plain["BTCUSDT"] = BTC
     with pytest.raises(DefinitiveError):
         copied.start(["BTCUSDT"])
+
+
+def test_the_balance_is_the_wallet_plus_the_marked_positions_minus_the_margin_held():
+    """``balance`` (one pass over the positions) against its definition through ``positions``:
+    a short marked to the mid, with a resting limit holding margin, then the same short with
+    no usable book (marked at its entry price): equity, available and wallet to the last digit."""
+    env = Env()
+    env.broker.submit(market("ae-1", "SELL", "1.234"))
+    env.broker.submit(limit("ae-2", "BUY", "0.500", "95.3"))
+    for book in (BookTop(bid=D("97.3"), bid_qty=D("2.0"), ask=D("97.4"), ask_qty=D("1.5")),
+                 BookTop(bid=D("0"), bid_qty=D("0"), ask=D("0"), ask_qty=D("0"))):
+        env.books["BTCUSDT"] = book
+        [pos] = env.broker.positions()
+        bal = env.broker.balance()
+        mark = (book.bid + book.ask) / 2 if book.usable else pos.entry_price
+        assert pos.mark_price == mark and pos.qty == D("-1.234")
+        assert bal.equity == bal.wallet + pos.unrealized_pnl == bal.wallet + D("-1.234") * mark + pos.entry_price * D(
+            "1.234")
+        assert bal.available == bal.equity - D("1.234") * mark / 5 - D("0.500") * D("95.3") / 5
+
+
+def test_the_taker_rules_made_once_are_those_of_the_very_tick_and_slippage_given():
+    """``fill_market`` keeps the walk's rules for the tick and slippage objects it was given:
+    an equal tick written another way (0.1 and 1E-1) gets its own rules, so the prices come
+    out exactly as with rules made afresh (the same digits, not only the same value)."""
+    from venue import fills as matching
+
+    for tick in (D("0.1"), D("1E-1"), D("0.10")):
+        for slip in (D("0"), D("2.5")):
+            got = fill_market(BOOK, "BUY", D("3.000"), slippage_bps=slip, tick=tick, max_levels=3)
+            rules = matching.TakerRules(tick=tick, slippage_bps=slip, max_levels=3, clamp_at_tick=True)
+            want = matching.walk("BUY", BOOK.ask, BOOK.ask_qty, D("3.000"), rules, None)
+            assert [(str(q), str(p)) for q, p in got] == [(str(q), str(p)) for q, p in want]
