@@ -88,13 +88,13 @@ PROBES: tuple[tuple[str, str, str], ...] = (
     ("              risk.check_order", "risk", "check_order"),
     ("              risk.check_liquidation", "risk", "check_liquidation"),
     ("            order_from_request", "om", "order_from_request"),
-    ("        _run", "ex", "_run"),
+    ("        apply", "ex", "apply"),
     ("          _log_then_send", "ex", "_log_then_send"),
     ("            intents.append", "intents", "append"),
     ("            _held_send", "ex", "_held_send"),
     ("              _event", "ex", "_event"),
     ("                trader.on_order_event", "trader_fills", "on_order_event"),
-    ("                _dispatch", "ex", "_dispatch"),
+    ("                dispatch", "ex", "dispatch"),
     ("                  dispatcher.submit", "dispatcher", "submit"),
     ("              publish (null bus)", "ex", "publish"),
 )
@@ -240,7 +240,7 @@ class Rig:
         # flat again (the bench's exit does this through the exchange); the ids used so far stay
         # used, as in the bench (every entry and exit id of the run is remembered)
         self.ex.st = replace(st0, used_cids=self.ex.st.used_cids)
-        self.ex._unseen.clear()
+        self.ex.journal_unseen.clear()
         self.ex.delayed.clear()
         self.dispatcher.drain()
 

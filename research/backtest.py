@@ -416,7 +416,7 @@ class Backtest:
         from services.brain import jobs
 
         ex, st = self.ex, self.ex.st
-        if (not ex.ready or st.pending or ex.delayed or ex._unseen or st.algos or self.deferred_fills
+        if (not ex.ready or st.pending or ex.delayed or ex.journal_unseen or st.algos or self.deferred_fills
                 or ex.user_stream is not None or any(s not in ex.configured for s in self.cfg.symbols)):
             return None
         for t in st.trades.values():
@@ -504,7 +504,7 @@ class Backtest:
                     self._signal(sig)
             elif isinstance(it, sa.Exit):
                 ex = self.ex
-                ex._run(self._trader.request_exit(ex.cfg, ex.st, symbol, it.reason, ex.ctx((symbol,))))
+                ex.apply(self._trader.request_exit(ex.cfg, ex.st, symbol, it.reason, ex.ctx((symbol,))))
                 ex.poll()
                 self._fills_to_strategy()
             elif isinstance(it, (sa.MoveStop, sa.MoveTarget)):
@@ -514,10 +514,10 @@ class Backtest:
                 # (``exchange_protection`` off), the next bars' stop/target check reads the new level
                 ex = self.ex
                 role = "STOP" if isinstance(it, sa.MoveStop) else "TARGET"
-                ex._run(self._trader.move_level(ex.cfg, ex.st, symbol, role, it.price, ex.ctx((symbol,))))
+                ex.apply(self._trader.move_level(ex.cfg, ex.st, symbol, role, it.price, ex.ctx((symbol,))))
             elif isinstance(it, sa.Cancel):
                 ex = self.ex
-                ex._run(self._trader.cancel_entry(ex.cfg, ex.st, symbol, ex.ctx((symbol,))))
+                ex.apply(self._trader.cancel_entry(ex.cfg, ex.st, symbol, ex.ctx((symbol,))))
             else:
                 self.counts["intents_unsupported"] += 1
 

@@ -286,8 +286,8 @@ class FastBacktest(Backtest):
         ``Backtest._skip``). Anything else: the poll runs."""
         ex = self.ex
         st = ex.st
-        if (not self._skip or not ex.ready or ex._unseen or ex.user_stream is not None or st.algos or st.orders
-                or ex._configuring or any(s not in ex.configured for s in self.cfg.symbols)):
+        if (not self._skip or not ex.ready or ex.journal_unseen or ex.user_stream is not None or st.algos or st.orders
+                or ex.configuring or any(s not in ex.configured for s in self.cfg.symbols)):
             return False
         link = ex.funding
         if link.in_flight or link.asks or link.next_poll_s:

@@ -402,14 +402,14 @@ class Brain:
         exchange-held order (cancel and replace). Cancel: a resting entry, if any."""
         ex = self.execution
         if isinstance(intent, strategy_api.Exit) and ex is not None:
-            ex._run(trader.request_exit(ex.cfg, ex.st, symbol, intent.reason, ex.ctx((symbol,))))
+            ex.apply(trader.request_exit(ex.cfg, ex.st, symbol, intent.reason, ex.ctx((symbol,))))
             return
         if isinstance(intent, (strategy_api.MoveStop, strategy_api.MoveTarget)) and ex is not None:
             role = "STOP" if isinstance(intent, strategy_api.MoveStop) else "TARGET"
-            ex._run(trader.move_level(ex.cfg, ex.st, symbol, role, intent.price, ex.ctx((symbol,))))
+            ex.apply(trader.move_level(ex.cfg, ex.st, symbol, role, intent.price, ex.ctx((symbol,))))
             return
         if isinstance(intent, strategy_api.Cancel) and ex is not None:
-            ex._run(trader.cancel_entry(ex.cfg, ex.st, symbol, ex.ctx((symbol,))))
+            ex.apply(trader.cancel_entry(ex.cfg, ex.st, symbol, ex.ctx((symbol,))))
             return
         self.intents_unsupported += 1
         log.warning("brain.strategy_intent_unsupported", symbol=symbol, intent=type(intent).__name__,

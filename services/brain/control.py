@@ -2,7 +2,7 @@
 clear the kill switch (``wire.Control``, sent by the dashboard, docs/operate.md).
 
 No side door: every command becomes the trader's own move, carried out by the execution
-shell like any other (``Execution._run``: journal, then the order path, the kill-switch
+shell like any other (``Execution.apply``: journal, then the order path, the kill-switch
 bookkeeping, the publications):
 
     PAUSE               the pause is set (and saved); every later signal is refused before
@@ -224,7 +224,7 @@ class Control:
         if gated is None:
             ex.on_signal(sig)
         else:
-            ex._run(gated)  # the execution shell's own path: publish (and journal) the refusal
+            ex.apply(gated)  # the execution shell's own path: publish (and journal) the refusal
 
     def poll(self) -> None:
         """Answer the commands that arrived (non-blocking)."""
@@ -267,7 +267,7 @@ class Control:
             self.publish(wire.ModelState(name=wire.CONTROL_STATE_NAME, version=ctx.now_ms,
                                          state=self.pause.to_json()))
         if out.result is not None and ex is not None:
-            ex._run(out.result)
+            ex.apply(out.result)
         self.publish(out.reply)
         self.counts["control_done" if out.reply.status is S.DONE else "control_refused"] += 1
         log.warning("brain.control", command=cmd.command.value, symbol=cmd.symbol or None, client=cmd.client,

@@ -7,13 +7,13 @@ speed: an exit over the WebSocket API has its frame written by this thread (``se
 never waiting on a rate limit) and only its answer awaited on a worker.
 
 This module holds the shell's state (``Execution.__init__``), its inputs from the brain
-(signals, price ranges, reconciliation's news), the trader's results carried out (``_run``)
+(signals, price ranges, reconciliation's news), the trader's results carried out (``apply``)
 and its views; the rest of the class is made of one module per role:
 
     execution_parts     the state and ports every part relies on, declared and typed once
     execution_startup   ``Phase``; start-up and recovery, the symbols' set-up at the exchange
     execution_timers    ``poll``: answers drained, timers, the polls, the journal audit
-    execution_send      the order send path: intent log / journal, send; ``_dispatch``
+    execution_send      the order send path: intent log / journal, send; ``dispatch``
     execution_inline    frames written from the deciding thread; the exit lane's exits
     execution_answers   the dispatcher's answers as the state machines' events
     user_feed           the user data stream;  funding_feed: funding's income reads
@@ -87,7 +87,7 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
         # the request; None for a protective order). A journal message can die in a killed
         # orchestrator's queue; the row is then published again (``_audit_journal``), and
         # reconciliation repairs the rest
-        self._unseen = {}
+        self.journal_unseen = {}
         self._next_journal_audit = 0.0
         self.inline = bool(getattr(dispatcher, "inline", False))
         self.publish = publish
@@ -130,7 +130,7 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
         # symbol the feed adds later: an entry waits for its symbol's set-up)
         self.configured = set()
         self.brackets = {}  # leverage brackets: the liquidation check
-        self._configuring = set()
+        self.configuring = set()
         self._rules_wait = {}  # symbol -> when its set-up began to wait for its rules
         self._next_setup = 0.0
         self._next_timer = 0.0
@@ -174,7 +174,7 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
                                          detail="margin type and leverage are being set", signal_id=sig.signal_id))
             self._setup_symbols([sig.symbol])
             return
-        self._run(trader_entries.on_signal(self.cfg, self.st, sig, self.ctx((sig.symbol,))))
+        self.apply(trader_entries.on_signal(self.cfg, self.st, sig, self.ctx((sig.symbol,))))
 
     def on_reconciled(self, msg: wire.Reconciled) -> None:
         """Reconciliation repaired or adopted something (``wire.Reconciled``, from the
@@ -190,10 +190,10 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
 
     def on_range(self, symbol: str, low: float, high: float) -> None:
         if symbol in self.st.trades:
-            self._run(trader_exits.on_prices(self.cfg, self.st, symbol, low, high, self.ctx((symbol,))))
+            self.apply(trader_exits.on_prices(self.cfg, self.st, symbol, low, high, self.ctx((symbol,))))
 
     # ------------------------------------------------------------------ actions
-    def _run(self, result: trader.Result) -> None:
+    def apply(self, result: trader.Result) -> None:
         before = self.st.risk
         self.st, actions = result
         self._carry_out(actions)
@@ -215,7 +215,7 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
             elif isinstance(a, trader.NewAlgo):
                 self._new_algo(a)
             elif isinstance(a, trader.Dispatch):
-                self._dispatch(a.effect, a.symbol)
+                self.dispatch(a.effect, a.symbol)
             elif isinstance(a, trader.Publish):
                 self.publish(a.body)
             elif isinstance(a, trader.Learn):

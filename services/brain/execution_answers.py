@@ -57,12 +57,12 @@ class Answers(ExecutionParts):
                     if self.ready:  # the kill switch watches equity, not only at the next entry
                         st = replace(self.st, risk=risk.update_equity(self.cfg.risk, self.st.risk, self.equity,
                                                                       self.clock_ms()))
-                        self._run((st, []))
+                        self.apply((st, []))
             case jobs.Setup(symbols=symbols):
                 self._setup_done(symbols, c.result, err)
             case jobs.AlgoAudit():
                 if err is None and self.ready:
-                    self._run(trader_exchange.on_open_algos(self.cfg, self.st, list(c.result), self.ctx()))
+                    self.apply(trader_exchange.on_open_algos(self.cfg, self.st, list(c.result), self.ctx()))
             case jobs.Positions(at_ms=at_ms):
                 if err is None and self.ready:  # (a read older than a trade's first fill skips that trade)
                     user_feed.apply_position_read(self, c.result, at_ms)
@@ -91,7 +91,7 @@ class Answers(ExecutionParts):
             log.warning("brain.reconciled_read_failed", symbols=list(tag.symbols)[:LOG_IDS], error=str(c.error)[:200])
             return
         if self.ready:
-            self._run(trader_exchange.on_reconciled(self.cfg, self.st, tag.symbols, tag.adopted_orders, list(c.result),
+            self.apply(trader_exchange.on_reconciled(self.cfg, self.st, tag.symbols, tag.adopted_orders, list(c.result),
                                                     tag.sent_ms, self.ctx(tag.symbols)))
 
     def _symbol_fills_done(self, sym: str, at_ms: int, result: Any, err: Exception | None) -> None:
@@ -100,7 +100,7 @@ class Answers(ExecutionParts):
             for cid, found in algos:
                 if cid in self.st.algos:
                     self._algo_event(cid, _algo_query_result(at_ms, found))
-            self._run(trader_exchange.on_symbol_fills(self.cfg, self.st, sym, list(fills), self.ctx((sym,))))
+            self.apply(trader_exchange.on_symbol_fills(self.cfg, self.st, sym, list(fills), self.ctx((sym,))))
         elif sym in self.st.trades:  # ask again; the trade closes at the mark if it never comes
             self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
                 symbol=sym, since_ms=self.st.trades[sym].first_fill_ms or self.st.trades[sym].opened_ms), sym))

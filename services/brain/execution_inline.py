@@ -2,7 +2,7 @@
 reading) thread itself, never waiting on a rate limit, and only its answer awaited on a
 dispatcher worker. An exit of the exit lane (``fire_exit``: its intent record, then its
 frame, before the trader has decided it; ``exit_lane``), an exit the trader decided
-(``_presend_exit``, claimed by ``_dispatch``), an entry right after its candle's analysis
+(``_presend_exit``, claimed by ``dispatch``), an entry right after its candle's analysis
 (``_send_order_now``). Nothing written (no socket, the rate-limit governor would wait): the
 order goes the ordinary way, through the dispatcher.
 
@@ -91,11 +91,11 @@ class InlineSend(ExecutionParts):
     def _presend_exit(self, o: om.Order) -> None:
         """An exit's frame written as soon as its intent is logged, before the order's state
         machine, the journal and the dispatcher hear of it (they follow within microseconds,
-        in ``_log_then_send``). What happened is kept for ``_dispatch``, which the state
+        in ``_log_then_send``). What happened is kept for ``dispatch``, which the state
         machine's ``SubmitOrder`` reaches next: the answer is then awaited on a worker
         (sent), the outcome is unknown (a failure while writing), or nothing left and the
         exit goes the ordinary way. The order is the one the state machine holds, so the
-        frame is the one ``_dispatch`` would have written."""
+        frame is the one ``dispatch`` would have written."""
         spec = order_spec(o)
         self._presend[spec.client_order_id] = (spec, self._write_now(spec))
 
@@ -167,6 +167,6 @@ class InlineSend(ExecutionParts):
 
 
 def order_spec(o: om.Order) -> OrderSpec:
-    """The broker's order from the state machine's (the fields ``_dispatch`` sends)."""
+    """The broker's order from the state machine's (the fields ``dispatch`` sends)."""
     return OrderSpec(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side, order_type=o.order_type,
                      qty=o.qty, price=o.price, reduce_only=o.reduce_only, time_in_force=o.time_in_force)

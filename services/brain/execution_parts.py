@@ -73,7 +73,7 @@ class FillsGrace:
     executed: Decimal
 
 
-# what ``_dispatch`` carries out: the order and protective-order state machines' effects, the
+# what ``dispatch`` carries out: the order and protective-order state machines' effects, the
 # trader's own exchange reads, and a fill fetch held back for the user stream
 Effect = Union[om.Effect, ao.Effect, trader.CheckPosition, trader.FetchSymbolFills, FillsGrace]
 
@@ -121,13 +121,13 @@ class ExecutionParts:
     start_error: str  # why the last start failed ("" once READY)
     saved: recovery.Saved | None  # what the journal and the intent log held at start
     configured: set[str]  # symbols whose margin type and leverage are set at the exchange
-    _configuring: set[str]  # their set-up job is out
+    configuring: set[str]  # their set-up job is out
     _rules_wait: dict[str, float]  # symbol -> when its set-up began to wait for its rules
 
     # ---- the send path and the exit lane (``execution_send``, ``execution_inline``)
     _presend: dict[str, tuple[OrderSpec, WrittenFrame | None]]  # exits written before their SubmitOrder
     _lane_fired: dict[str, str]  # cid -> symbol: exits the lane wrote before the trader decided them
-    _unseen: dict[str, tuple[int, wire.OrderRequest | None]]  # sent, journal row not yet seen
+    journal_unseen: dict[str, tuple[int, wire.OrderRequest | None]]  # sent, journal row not yet seen
     delayed: list[tuple[int, Effect, str]]  # (not before ms, effect, symbol)
     _answer_fills: bool  # set while an order's answer is applied (``FillsGrace``)
 
@@ -152,7 +152,7 @@ class ExecutionParts:
 
         def ctx(self, symbols: tuple[str, ...] = ()) -> trader.Ctx: ...
 
-        def _run(self, result: trader.Result) -> None: ...
+        def apply(self, result: trader.Result) -> None: ...
 
         def _carry_out(self, actions: list[trader.Action]) -> None: ...
 
@@ -168,7 +168,7 @@ class ExecutionParts:
 
         def _journal_seen(self, asked_ms: int, c: dsp.Completion) -> None: ...
 
-        def _dispatch(self, effect: Effect, symbol: str) -> None: ...
+        def dispatch(self, effect: Effect, symbol: str) -> None: ...
 
         def _event(self, cid: str, event: om.Event | None, fill: ExchangeFill | None = None) -> None: ...
 

@@ -6,7 +6,7 @@ order's record is appended to the brain's own log file (one ``write``; fsync bat
 log's flusher thread) before it can leave; the database's row follows through the buffered
 journal (``execution_timers``' audit publishes a row again if it never arrived). Replay mode
 (no intent log): "journal, then act", the synchronous journal's round trip before each send
-(``_new_order``). ``_dispatch`` hands each effect (submit, cancel, query, fetch fills, the
+(``_new_order``). ``dispatch`` hands each effect (submit, cancel, query, fetch fills, the
 protective orders' own) to the dispatcher's threads; an exit's frame may already be written
 from the deciding thread (``execution_inline``).
 
@@ -112,7 +112,7 @@ class OrderSend(ExecutionParts):
         """``_log_then_send``'s second half: the state machine's send (which claims a frame
         already written), then the journal's row and what the send published."""
         self._held_send(cid, lambda: self._event(cid, om.Send(at_ms=self.clock_ms())), a.request)
-        self._unseen[cid] = (self.clock_ms(), a.request)
+        self.journal_unseen[cid] = (self.clock_ms(), a.request)
         left = self._presend.pop(cid, None)
         if left is not None:  # the state machine did not ask for the submit it was sent for
             self._claim_presend(left, a.order.symbol, jobs.Submit(cid, 1, self.clock_ms()), unclaimed=True)
@@ -148,7 +148,7 @@ class OrderSend(ExecutionParts):
                 self.counters["intent_log_failed"] += 1
                 log.error("brain.protection_sent_unlogged", client_algo_id=cid, error=str(exc))
             self._held_send(cid, lambda: self._algo_event(cid, ao.Send(at_ms=self.clock_ms())), body)
-            self._unseen[cid] = (self.clock_ms(), None)
+            self.journal_unseen[cid] = (self.clock_ms(), None)
             return
         try:
             self.journal_sync(body)
@@ -163,7 +163,7 @@ class OrderSend(ExecutionParts):
 
     def _algo_event(self, cid: str, event: ao.Event) -> None:
         o = self.st.algos.get(cid)
-        self._run(trader_exchange.on_algo_event(self.cfg, self.st, cid, event, self.ctx((o.symbol,) if o else ())))
+        self.apply(trader_exchange.on_algo_event(self.cfg, self.st, cid, event, self.ctx((o.symbol,) if o else ())))
 
     def publish_only(self, body: Any) -> None:
         """PUB only (the journal gets ORDER_REQUEST through the synchronous path)."""
@@ -172,11 +172,11 @@ class OrderSend(ExecutionParts):
     def _event(self, cid: str, event: om.Event, fill=None) -> None:
         ctx = self.ctx((self.st.orders[cid].symbol,)) if cid in self.st.orders else self.ctx()
         if fill is not None:
-            self._run(trader_fills.on_fill(self.cfg, self.st, fill, ctx, client_order_id=cid))
+            self.apply(trader_fills.on_fill(self.cfg, self.st, fill, ctx, client_order_id=cid))
         else:
-            self._run(trader_fills.on_order_event(self.cfg, self.st, cid, event, ctx))
+            self.apply(trader_fills.on_order_event(self.cfg, self.st, cid, event, ctx))
 
-    def _dispatch(self, effect: Effect, symbol: str) -> None:
+    def dispatch(self, effect: Effect, symbol: str) -> None:
         now = self.clock_ms()
         b = self.broker
         if isinstance(effect, om.SubmitOrder):
@@ -244,7 +244,7 @@ class OrderSend(ExecutionParts):
                         query: Callable[[str, str], object], cid: str, tag: jobs.Query | jobs.QueryAlgo) -> None:
         """An order's or a protective order's query: asked now, or held in ``delayed`` until
         its ``not_before_ms`` (a "not found" proves nothing before then: ``venue.order_rules``),
-        when ``poll`` hands it back to ``_dispatch``."""
+        when ``poll`` hands it back to ``dispatch``."""
         if effect.not_before_ms > tag.at_ms:  # (the tag is stamped now)
             self.delayed.append((effect.not_before_ms, effect, symbol))
         else:

@@ -75,11 +75,11 @@ class Startup(ExecutionParts):
         return go
 
     def _setup_symbols(self, symbols: list[str]) -> None:
-        todo = [s for s in symbols if s not in self.configured and s not in self._configuring]
+        todo = [s for s in symbols if s not in self.configured and s not in self.configuring]
         todo = self._with_rules(todo)[:START_SYMBOLS]
         if not todo:
             return
-        self._configuring.update(todo)
+        self.configuring.update(todo)
 
         def job():
             return self.broker.start(todo), _brackets_or_none(self.broker, todo)
@@ -214,7 +214,7 @@ class Startup(ExecutionParts):
         log.error("brain.execution_start_failed", error=str(err), retry_s=STARTUP_RETRY_S)
 
     def _setup_done(self, symbols: tuple[str, ...], result: Any, err: Exception | None) -> None:
-        self._configuring.difference_update(symbols)
+        self.configuring.difference_update(symbols)
         if err is None:
             setup, brackets = result
             self.configured.update(setup.leverage)

@@ -55,14 +55,14 @@ class Timers(ExecutionParts):
         if due:
             self.delayed = [d for d in self.delayed if d[0] > now]
             for _, effect, symbol in due:
-                self._dispatch(effect, symbol)
+                self.dispatch(effect, symbol)
         if self.ready:
             if now_s >= self._next_setup:  # symbols the feed added since: margin type and leverage
                 self._next_setup = now_s + 1.0
                 self._setup_symbols(self.symbols_fn())
-            self._run(trader.on_timer(self.cfg, self.st, self.ctx()))
+            self.apply(trader.on_timer(self.cfg, self.st, self.ctx()))
             funding_feed.tick(self, now_s)  # funding of the open trades (income history reads)
-            if self._unseen and now_s >= self._next_journal_audit:
+            if self.journal_unseen and now_s >= self._next_journal_audit:
                 self._next_journal_audit = now_s + JOURNAL_AUDIT_S
                 self._audit_journal(now)
             if now_s >= self._next_balance:
@@ -78,7 +78,7 @@ class Timers(ExecutionParts):
     def _audit_journal(self, now_ms: int) -> None:
         """Look in the database (read-only, on a worker) for the rows of orders sent since the
         last look; ``_journal_seen`` publishes again those still missing after JOURNAL_LAG_MS."""
-        ids = sorted(self._unseen)[:500]  # (SQLite's bound on a statement's parameters)
+        ids = sorted(self.journal_unseen)[:500]  # (SQLite's bound on a statement's parameters)
         db_path = self.db_path
 
         def job():
@@ -90,12 +90,12 @@ class Timers(ExecutionParts):
         if c.error is not None or c.result is None:
             return  # unreadable now: asked again at the next audit
         for cid in c.result:
-            self._unseen.pop(cid, None)
-        for cid, (sent_ms, request) in list(self._unseen.items()):
+            self.journal_unseen.pop(cid, None)
+        for cid, (sent_ms, request) in list(self.journal_unseen.items()):
             if asked_ms - sent_ms < JOURNAL_LAG_MS:
                 continue
             if request is None and cid not in self.st.algos:
-                self._unseen.pop(cid, None)  # forgotten here: the exchange and reconciliation have it
+                self.journal_unseen.pop(cid, None)  # forgotten here: the exchange and reconciliation have it
                 continue
             self.counters["journal_rows_resent"] = self.counters.get("journal_rows_resent", 0) + 1
             log.warning("brain.journal_row_missing", client_id=cid, sent_ms=sent_ms,
@@ -106,4 +106,4 @@ class Timers(ExecutionParts):
                     self.publish(om.to_order_update(self.st.orders[cid]))
             else:
                 self.publish(protection.to_wire(self.st.algos[cid]))  # its state now: a row never goes back
-            self._unseen[cid] = (asked_ms, request)  # looked for again after another JOURNAL_LAG_MS
+            self.journal_unseen[cid] = (asked_ms, request)  # looked for again after another JOURNAL_LAG_MS

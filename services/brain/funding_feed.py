@@ -91,7 +91,7 @@ def done(ex: Execution, c: dsp.Completion) -> None:
         return
     rows = list(c.result)
     before = {s: t.funding for s, t in ex.st.trades.items()}
-    ex._run(trader_fills.on_income(ex.cfg, ex.st, rows, ex.ctx()))
+    ex.apply(trader_fills.on_income(ex.cfg, ex.st, rows, ex.ctx()))
     for s, t in ex.st.trades.items():
         if t.funding != before.get(s, t.funding):
             log.info("brain.funding_applied", symbol=s, trade_id=t.trade_id, funding=str(t.funding),

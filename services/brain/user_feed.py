@@ -138,7 +138,7 @@ def _release_held(ex: Execution, link: Link) -> None:
             del link.held[sym]
         elif not _exit_in_flight(ex, t):
             del link.held[sym]
-            ex._run(trader_exchange.on_exchange_position(ex.cfg, ex.st, sym, step.qty, ex.ctx((sym,))))
+            ex.apply(trader_exchange.on_exchange_position(ex.cfg, ex.st, sym, step.qty, ex.ctx((sym,))))
 
 
 def apply(ex: Execution, step: uu.Step) -> None:
@@ -158,13 +158,13 @@ def apply(ex: Execution, step: uu.Step) -> None:
         if step.client_order_id not in st.orders:
             _inc(link.ignored, "foreign_order")
             return
-        ex._run(trader_fills.on_order_event(ex.cfg, st, step.client_order_id, step.query_result(ex.clock_ms()),
+        ex.apply(trader_fills.on_order_event(ex.cfg, st, step.client_order_id, step.query_result(ex.clock_ms()),
                                             ex.ctx((step.symbol,))))
     elif isinstance(step, uu.AlgoStatus):
         if step.client_algo_id not in st.algos:
             _inc(link.ignored, "foreign_algo")
             return
-        ex._run(trader_exchange.on_algo_event(ex.cfg, st, step.client_algo_id, step.update, ex.ctx((step.symbol,))))
+        ex.apply(trader_exchange.on_algo_event(ex.cfg, st, step.client_algo_id, step.update, ex.ctx((step.symbol,))))
     elif isinstance(step, uu.Position):
         t = st.trades.get(step.symbol)
         if t is None:
@@ -179,7 +179,7 @@ def apply(ex: Execution, step: uu.Step) -> None:
             link.held[step.symbol] = step
             _inc(link.ignored, "flat_held_for_own_exit")
             return
-        ex._run(trader_exchange.on_exchange_position(ex.cfg, st, step.symbol, step.qty, ex.ctx((step.symbol,))))
+        ex.apply(trader_exchange.on_exchange_position(ex.cfg, st, step.symbol, step.qty, ex.ctx((step.symbol,))))
     elif isinstance(step, uu.FundingFee):
         funding_feed.on_event(ex, step.transaction_ms, step.balance_change)
     elif isinstance(step, uu.MarginWarning):
@@ -190,7 +190,7 @@ def apply(ex: Execution, step: uu.Step) -> None:
 
 
 def _apply_fill(ex: Execution, cid: str, step: uu.Fill) -> None:
-    ex._run(trader_fills.on_fill(ex.cfg, ex.st, step.fill, ex.ctx((step.fill.symbol,)), client_order_id=cid))
+    ex.apply(trader_fills.on_fill(ex.cfg, ex.st, step.fill, ex.ctx((step.fill.symbol,)), client_order_id=cid))
 
 
 def resync(ex: Execution, r: uu.Resync) -> None:
@@ -225,9 +225,9 @@ def resynced(ex: Execution, c: dsp.Completion) -> None:
     algos = [(cid, a.symbol) for cid, a in ex.st.algos.items()
              if not a.is_terminal and a.state != ao.A.NEW_LOCAL]
     for cid, sym in orders:
-        ex._dispatch(om.QueryOrder(client_order_id=cid, not_before_ms=0), sym)
+        ex.dispatch(om.QueryOrder(client_order_id=cid, not_before_ms=0), sym)
     for cid, sym in algos:
-        ex._dispatch(ao.QueryAlgo(client_algo_id=cid, not_before_ms=0), sym)
+        ex.dispatch(ao.QueryAlgo(client_algo_id=cid, not_before_ms=0), sym)
     routine = reason in ("first", "after_start", "rollover")
     if routine or link.limiter.allow(reason, time.monotonic()):
         (log.info if routine else log.warning)(
@@ -245,7 +245,7 @@ def apply_position_read(ex: Execution, positions: Iterable[ExchangePosition], se
         t = ex.st.trades.get(sym)
         if t is None or t.first_fill_ms > sent_ms:
             continue
-        ex._run(trader_exchange.on_exchange_position(ex.cfg, ex.st, sym, held.get(sym, Decimal(0)), ex.ctx((sym,)),
+        ex.apply(trader_exchange.on_exchange_position(ex.cfg, ex.st, sym, held.get(sym, Decimal(0)), ex.ctx((sym,)),
                                                      read_ms=sent_ms))
 
 

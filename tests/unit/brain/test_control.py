@@ -217,7 +217,7 @@ class FakeExecution:
     def ctx(self, symbols=()):
         return ctx()
 
-    def _run(self, result):
+    def apply(self, result):
         self.runs.append(result)
         self.st = result[0]
 
@@ -232,7 +232,7 @@ class TestShell:
         return control.Control(sock=None, execution=ex, publish=out.append, pause=pause, clock_ms=lambda: NOW), ex, out
 
     def test_pause_then_signal_goes_through_the_execution_shell_as_a_refusal(self):
-        """The pause is saved (model_state row), answered, and the next signal is refused via _run."""
+        """The pause is saved (model_state row), answered, and the next signal is refused via apply."""
         c, ex, out = self.make()
         c.apply(cmd())
         saved, reply = out
@@ -243,7 +243,7 @@ class TestShell:
         assert c.counters() == {"paused": 1.0, "control_done": 1.0, "control_refused": 0.0, "control_rejected": 0.0}
 
     def test_close_hands_the_traders_exit_to_the_execution_shell(self):
-        """CLOSE's new state and actions are carried out by Execution._run, like any exit."""
+        """CLOSE's new state and actions are carried out by Execution.apply, like any exit."""
         c, ex, out = self.make(holding("AAAUSDT"))
         c.apply(cmd(C.CLOSE, "AAAUSDT"))
         (run,) = ex.runs

@@ -312,7 +312,7 @@ class TestJournalRowAudit:
         journal_db(dbf, (NOW + 10_001, ENTRY_REQUEST))
         rig.published.clear()
         audit(NOW + 30_000)
-        assert rig.published == [] and rig.ex._unseen == {}
+        assert rig.published == [] and rig.ex.journal_unseen == {}
 
 
 class TestAdoptedAtStart:
