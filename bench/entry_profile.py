@@ -151,7 +151,7 @@ class Rig:
     def __init__(self, tmp: Path, candles: str, used_ids: int = 0) -> None:
         from common import config, records, wire
         from common.ring import Ring
-        from services.brain import __main__ as brain_main, kernels
+        from services.brain import app as brain_app, kernels
         from services.brain import dispatcher as dsp
         from services.brain import execution as execution_mod
         from services.brain import execution_startup
@@ -170,7 +170,7 @@ class Rig:
         self.writer = self.ring.writer()
         self.sid = self.ring.register_symbol(SYMBOL)
         bus = _NullBus()
-        self.brain = brain_main.Brain(cfg, self.ring, bus, bus, None)  # type: ignore[arg-type]
+        self.brain = brain_app.Brain(cfg, self.ring, bus, bus, None)  # type: ignore[arg-type]
         kernels.warm_up(self.brain)
         self.intents = intent_log.IntentLog(tmp / "intents.log")
         self.dispatcher = dsp.Dispatcher(wiring.DISPATCH_WORKERS, name="entry-profile")
@@ -258,7 +258,7 @@ class Rig:
 def probes(rig: Rig, sums: dict[str, list[int]]) -> Iterator[None]:
     """Wrap each step of ``PROBES`` with a thread-CPU probe; undone on exit."""
     from research import strategy_api
-    from services.brain import __main__ as brain_main
+    from services.brain import app as brain_app
     from services.brain import risk, rotation, strategy, trader_entries, trader_fills
     from venue import orders as om
 
@@ -292,7 +292,7 @@ def probes(rig: Rig, sums: dict[str, list[int]]) -> Iterator[None]:
         else:
             undo.append(lambda obj=obj, attr=attr: delattr(obj, attr))
     # the brain module reads strategy_api.candle_from through the module: patched above
-    assert brain_main.strategy_api is strategy_api
+    assert brain_app.strategy_api is strategy_api
     try:
         yield
     finally:

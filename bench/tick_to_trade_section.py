@@ -184,7 +184,7 @@ class _Rig:
     def __init__(self, base: str, transport: str, tag: str, tmp: Path, disk: Path) -> None:
         from common import records
         from common.ring import Ring
-        from services.brain import __main__ as brain_main, kernels
+        from services.brain import app as brain_app, kernels
         from services.brain import dispatcher as dsp
         from services.brain import execution as execution_mod
         from services.brain import wiring
@@ -202,7 +202,7 @@ class _Rig:
         writer = ring.writer()
         sid = ring.register_symbol(SYMBOL)
         bus = _NullBus()
-        brain = brain_main.Brain(cfg, ring, bus, bus, None)  # type: ignore[arg-type]
+        brain = brain_app.Brain(cfg, ring, bus, bus, None)  # type: ignore[arg-type]
         kernels.warm_up(brain)
         from services.brain import intent_log, trader_fills
         from venue.brokers import make_user_stream

@@ -59,7 +59,7 @@ class Trading:
 
 
 class BrainPort(Protocol):
-    """What the execution shell is built from, in the brain (``services.brain.__main__.Brain``
+    """What the execution shell is built from, in the brain (``services.brain.app.Brain``
     is one): its clocks, its views of the market, and where the shell's messages and lessons go."""
 
     @property

@@ -48,7 +48,7 @@ def test_the_brain_offers_every_member_of_its_port_with_the_same_parameters():
     import inspect
 
     from services.brain import wiring
-    from services.brain.__main__ import Brain
+    from services.brain.app import Brain
 
     methods = {n for n, v in vars(wiring.BrainPort).items() if inspect.isfunction(v) and not n.startswith("__")}
     assert methods == {"clock_ms", "now_ns", "book_top", "quote", "learn", "publish_exec", "trading_block_reason"}

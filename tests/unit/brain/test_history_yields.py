@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from common import wire
-from services.brain.__main__ import Brain
+from services.brain.app import Brain
 
 
 def _candle(i: int) -> wire.CandleClosed:

@@ -12,7 +12,7 @@ import pytest
 
 from common import wire
 from research import strategy_api
-from services.brain.__main__ import Brain
+from services.brain.app import Brain
 
 CANDLE = wire.CandleClosed(symbol="BTCUSDT", interval_s=60, open_ms=0, close_ms=60_000, open=100.0, high=101.0,
                            low=99.0, close=100.5, volume=3.0)
@@ -62,12 +62,12 @@ def _emitting_brain(monkeypatch, replay: bool, seen: list[str], lag=lambda: 0, e
     1m candles (BTCUSDT, ETHUSDT) and one 15m candle (ETHUSDT)."""
     import collections
 
-    from services.brain import __main__ as brain_main
+    from services.brain import app as brain_app
 
     rows = _closed_rows()
     reset: list[int] = []
-    monkeypatch.setattr(brain_main.candles, "closed", lambda st: rows)
-    monkeypatch.setattr(brain_main.candles, "reset_output", lambda st: reset.append(1))
+    monkeypatch.setattr(brain_app.candles, "closed", lambda st: rows)
+    monkeypatch.setattr(brain_app.candles, "reset_output", lambda st: reset.append(1))
 
     def analyse(body, ns):
         trig = f" @{execution.ttt.trigger_ns}" if execution is not None else ""

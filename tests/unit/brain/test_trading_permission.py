@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from common import wire
-from services.brain.__main__ import Brain
+from services.brain.app import Brain
 
 
 class Sub:

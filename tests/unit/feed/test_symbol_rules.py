@@ -202,10 +202,10 @@ def test_the_brain_reads_rules_the_bus_did_not_bring_from_the_journal(short_tmp,
     replaced; once every ring symbol has its rules, or after RULES_JOURNAL_S, no more reads."""
     from types import SimpleNamespace
 
-    from services.brain import __main__ as brain_main
+    from services.brain import app as brain_app
 
     cfg = config_mod.load(None, env={"AEGIS_DATA_DIR": str(short_tmp)})
-    conn = db.connect(brain_main.service.db_path(cfg))
+    conn = db.connect(brain_app.service.db_path(cfg))
     stored = {s: wire.SymbolInfo(symbol=s, tick_size=0.1, step_size=0.001, min_qty=0.001, min_notional=5.0)
               for s in ("BTCUSDT", "ETHUSDT")}
     for i, b in enumerate(stored.values(), 1):
@@ -216,19 +216,19 @@ def test_the_brain_reads_rules_the_bus_did_not_bring_from_the_journal(short_tmp,
     fake = SimpleNamespace(cfg=cfg, ring=SimpleNamespace(symbol_names=lambda: list(names)),
                            symbol_info={"BTCUSDT": from_bus}, rules_missed={}, rules_read_from_journal=0)
     reads = []
-    real = brain_main.recovery.symbol_rules
-    monkeypatch.setattr(brain_main.recovery, "symbol_rules", lambda p: reads.append(p) or real(p))
+    real = brain_app.recovery.symbol_rules
+    monkeypatch.setattr(brain_app.recovery, "symbol_rules", lambda p: reads.append(p) or real(p))
     now = [1000.0]
-    monkeypatch.setattr(brain_main.time, "monotonic", lambda: now[0])
-    brain_main.Brain.rules_from_journal(fake)
+    monkeypatch.setattr(brain_app.time, "monotonic", lambda: now[0])
+    brain_app.Brain.rules_from_journal(fake)
     assert fake.symbol_info == {"BTCUSDT": from_bus, "ETHUSDT": stored["ETHUSDT"]}
     assert fake.rules_read_from_journal == 1 and len(reads) == 1
-    brain_main.Brain.rules_from_journal(fake)
+    brain_app.Brain.rules_from_journal(fake)
     assert len(reads) == 1 and fake.rules_missed == {}  # every ring symbol has its rules
     names.append("XRPUSDT")  # never stored: looked for, then given up on
     for _ in range(3):
-        brain_main.Brain.rules_from_journal(fake)
-        now[0] += brain_main.RULES_JOURNAL_S / 2
+        brain_app.Brain.rules_from_journal(fake)
+        now[0] += brain_app.RULES_JOURNAL_S / 2
     assert len(reads) == 4 and "XRPUSDT" not in fake.symbol_info
-    brain_main.Brain.rules_from_journal(fake)
+    brain_app.Brain.rules_from_journal(fake)
     assert len(reads) == 4 and fake.rules_missed == {"XRPUSDT": 1000.0}
