@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any
+from typing import Any, Callable
 
 
 def freeze() -> dict[str, int]:
     """The young generations collected, then every tracked object frozen (``gc.freeze``).
     Returns how many objects are frozen in all. (Counting them walks the whole frozen list,
-    about 20 ms for a started brain: done here once, never in a heartbeat.)"""
+    about 10 ms for a started brain: done here once, never in a heartbeat.)"""
     gc.collect(1)
     gc.freeze()
     return {"gc_frozen": gc.get_freeze_count()}
@@ -43,7 +43,7 @@ def freeze() -> dict[str, int]:
 class GcPauses:
     """Every collection of this process timed, from ``install()`` until ``close()``."""
 
-    def __init__(self, clock_ns: Any = time.perf_counter_ns) -> None:
+    def __init__(self, clock_ns: Callable[[], int] = time.perf_counter_ns) -> None:
         self.clock_ns = clock_ns
         self.runs = [0, 0, 0]
         self.max_ns = [0, 0, 0]
