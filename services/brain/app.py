@@ -68,8 +68,8 @@ class Brain:
         self.rules_missed: dict[str, float] = {}  # ring symbol without rules -> when first seen so
         self.rules_read_from_journal = 0
         self.analysed_to: dict[str, int] = {}  # symbol -> close time of the last analysed candle
-        # live: closed candles waiting for their analysis (body, event_ns, trigger_ns): analyse_closes
-        self.closes: collections.deque[tuple[wire.CandleClosed, int, int]] = collections.deque()
+        # live: closed candles waiting for their analysis (the rows, one's index, trigger_ns): analyse_closes
+        self.closes: collections.deque[tuple[np.ndarray, int, int]] = collections.deque()
         self.analysis_yields = 0  # times the closes' analysis stopped for waiting ticks
         # the model learns from every closed trade; until it has seen enough, every confidence
         # is the cold prior, and the signal says so (cold=True). Its state survives restarts.
@@ -260,13 +260,17 @@ class Brain:
     def emit_candles(self) -> None:
         """The candles the batch closed: analysed (base interval) and published. Replay keeps
         the capture's order (each candle published, then analysed). Live, they join the queue
-        of ``analyse_closes``, which ``poll`` works through."""
-        bodies = candles.messages(candles.closed(self.core.candles), self.name)
-        candles.reset_output(self.core.candles)
+        of ``analyse_closes``, which ``poll`` works through: as rows (one array copy), each
+        made a message only when its turn comes, so the closing batch's own read stays short."""
+        rows = candles.closed(self.core.candles)
         if not self.replay:
             trigger_ns = self.execution.ttt.trigger_ns if self.execution is not None else 0
-            self.closes.extend((body, event_ns, trigger_ns) for body, event_ns in bodies)
+            rows = rows.copy()  # the core's output buffer is reused by the next close
+            self.closes.extend((rows, i, trigger_ns) for i in range(len(rows)))
+            candles.reset_output(self.core.candles)
             return
+        bodies = [candles.message(c, self.name) for c in rows]
+        candles.reset_output(self.core.candles)
         base = self.cfg.brain.candle_interval_s
         for body, event_ns in bodies:
             self.publish_candle(body, event_ns)
@@ -284,7 +288,8 @@ class Brain:
         q, ex, base = self.closes, self.execution, self.cfg.brain.candle_interval_s
         done = []
         while q:
-            body, event_ns, trigger_ns = q.popleft()
+            rows, i, trigger_ns = q.popleft()
+            body, event_ns = candles.message(rows[i], self.name)
             if body.interval_s == base:
                 if ex is not None:
                     ex.ttt.trigger_ns = trigger_ns

@@ -225,14 +225,14 @@ def closed(state: CandleState) -> np.ndarray:
     return state.out[: state.out_count[0]]
 
 
-def messages(out: np.ndarray, name: Callable[[int], str]) -> list[tuple[wire.CandleClosed, int]]:
-    """The rows ``closed`` returned as bus messages, each with its event time (ns: its close);
-    ``name`` gives a ring symbol id's symbol."""
-    return [(wire.CandleClosed(
+def message(c: np.void, name: Callable[[int], str]) -> tuple[wire.CandleClosed, int]:
+    """One row of ``closed`` as a bus message, with its event time (ns: its close); ``name``
+    gives a ring symbol id's symbol."""
+    return wire.CandleClosed(
         symbol=name(int(c["symbol_id"])), interval_s=int(c["interval_ms"]) // 1000, open_ms=int(c["open_ms"]),
         close_ms=int(c["close_ms"]), open=float(c["open"]), high=float(c["high"]), low=float(c["low"]),
         close=float(c["close"]), volume=float(c["volume"]), quote_volume=float(c["quote_volume"]),
-        trades=int(c["trades"]), buy_volume=float(c["buy_volume"])), int(c["close_ms"]) * 1_000_000) for c in out]
+        trades=int(c["trades"]), buy_volume=float(c["buy_volume"])), int(c["close_ms"]) * 1_000_000
 
 
 def reset_output(state: CandleState) -> None:
