@@ -119,7 +119,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         deadline = time.monotonic() + DRAIN_DEADLINE_S
         while (brain.reader.lag() > 0 and time.monotonic() < deadline) or brain.closes:
             brain.poll()  # and the closed candles' analyses it started
-        brain.publish_ticks()
+        brain.publish_ticks(whole=True)
     finally:
         if brain.db_history is not None and hasattr(brain.db_history, "close"):
             brain.db_history.close()  # an unfinished warm-up: its database connection

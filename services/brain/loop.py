@@ -99,8 +99,9 @@ class Loop:
         elif now - self.idle_since > self.spin_s:
             self.sleep(self.idle_s)
         idle = not got
-        if due(now, self.next_tick, idle, self.late_tick_s):
-            self.next_tick = now + self.conflate_s
+        if due(now, self.next_tick, idle, self.late_tick_s) or (idle and brain.ticks_pending):
+            if not brain.ticks_pending:  # a new drain (else: the rest of the last one, ticks first)
+                self.next_tick = now + self.conflate_s
             t0 = ns()
             brain.publish_ticks()
             add("ticks", ns() - t0)

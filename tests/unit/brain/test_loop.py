@@ -13,12 +13,16 @@ class FakeBrain:
                                                          spin_before_sleep_us=200))
         self.reads, self.replay = list(reads), replay
         self.calls: list[str] = []
+        self.ticks_pending: list[int] = []  # a drain's symbols not yet published (publish_ticks)
+        self.leave: list[list[int]] = []
 
     def poll(self) -> int:
         return self.reads.pop(0) if self.reads else 0
 
     def publish_ticks(self) -> None:
         self.calls.append("ticks")
+        if self.leave:  # what this call leaves pending (scripted)
+            self.ticks_pending = self.leave.pop(0)
 
     def flush_quiet(self) -> None:
         self.calls.append("flush")
@@ -143,3 +147,30 @@ def test_due_is_pure_and_bounded():
     assert not loop.due(1.4, 1.0, False, 0.5)  # due, busy, within the bound
     assert loop.due(1.5, 1.0, False, 0.5)  # the bound reached
     assert loop.due(1.0, 1.0, False, 0.0)  # no bound: on time
+
+
+def test_a_drain_of_ticks_cut_short_goes_on_at_the_next_idle_turn_and_the_next_drain_keeps_its_time():
+    """Conflated ticks that ``publish_ticks`` left for waiting ticks are published at the next
+    idle turn, not one period later; a busy turn leaves them; the next drain is due one
+    period after the drain that started them."""
+    clock = Clock()
+    b = FakeBrain([0, 4, 0, 0, 0])
+    turn = loop.Loop(b, clock=clock, sleep=lambda s: None)
+    b.leave = [[7, 8], [8], []]  # the drain is cut short twice by waiting ticks
+    turn.step()  # due and idle: a new drain, cut short
+    assert b.calls.count("ticks") == 1 and b.ticks_pending == [7, 8]
+    clock.t += 0.001
+    turn.step()  # ticks read: not idle, and the drain's period has not passed: left pending
+    assert b.calls.count("ticks") == 1
+    clock.t += 0.001
+    turn.step()  # idle again: on with the rest, at once (not one period later)
+    assert b.calls.count("ticks") == 2 and b.ticks_pending == [8]
+    clock.t += 0.001
+    turn.step()
+    assert b.calls.count("ticks") == 3 and b.ticks_pending == []
+    clock.t += 0.001
+    turn.step()  # nothing pending; the next drain is due one period after the first one
+    assert b.calls.count("ticks") == 3
+    clock.t += 0.1
+    turn.step()
+    assert b.calls.count("ticks") == 4

@@ -127,3 +127,43 @@ def test_live_analysis_of_a_close_stops_for_waiting_ticks_and_goes_on_at_the_nex
     Brain.analyse_closes(b)  # the 15m candle: published, not analysed; nothing left
     assert seen == ["bus ETHUSDT", "journal ETHUSDT"] and not b.closes
     assert b.candles_closed == 3 and b.analysis_yields == 2
+
+
+def test_live_conflated_ticks_stop_for_waiting_ticks_and_the_rest_goes_out_next_time(monkeypatch):
+    """Live, ``publish_ticks`` publishes a drain's symbols until ticks wait in the ring (at
+    least one), keeping the rest in ``ticks_pending`` for the next call, which publishes them
+    with their values read then; replay, and ``whole`` at the stop, publish everything."""
+    import collections
+
+    import numpy as np
+
+    from services.brain import app as brain_app
+
+    drains = [np.array([3, 1, 2]), np.array([5])]
+    values = {1: 10.0, 2: 20.0, 3: 30.0, 5: 50.0}
+    monkeypatch.setattr(brain_app.conflate, "drain_dirty", lambda st: drains.pop(0) if drains else np.array([], int))
+    monkeypatch.setattr(brain_app.conflate, "tick_fields", lambda st, sid: {"price": values[sid]})
+    sent: list[tuple[str, float]] = []
+
+    class Tick:
+        def __init__(self, symbol, price):
+            sent.append((symbol, price))
+
+    monkeypatch.setattr(brain_app.wire, "TickUpdate", Tick)
+    lag = [1]
+    b = SimpleNamespace(replay=False, core=SimpleNamespace(conflate=None), ticks_pending=collections.deque(),
+                        tick_updates=0, name=lambda sid: f"S{sid}", reader=SimpleNamespace(lag=lambda: lag[0]),
+                        pub=SimpleNamespace(publish=lambda body, ns=None: None))
+    Brain.publish_ticks(b)
+    assert sent == [("S3", 30.0)] and list(b.ticks_pending) == [1, 2]
+    values[1] = 11.0  # a newer tick of S1 before the rest goes out: its latest value is sent
+    lag[0] = 0
+    Brain.publish_ticks(b)
+    assert sent == [("S3", 30.0), ("S1", 11.0), ("S2", 20.0)] and not b.ticks_pending
+    Brain.publish_ticks(b, whole=True)  # at the stop: a new drain, all of it, and what is dirty after
+    assert sent[3:] == [("S5", 50.0)] and b.tick_updates == 4
+    sent.clear()
+    drains[:] = [np.array([1, 2, 3])]
+    b.replay, lag[0] = True, 1
+    Brain.publish_ticks(b)  # replay: never cut short
+    assert [s for s, _ in sent] == ["S1", "S2", "S3"] and not b.ticks_pending
