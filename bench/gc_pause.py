@@ -35,23 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
     from bench import tick_to_trade_section as ttt
-    from bench.harness import CTX, Children, loadavg, producer_cpu
-    from bench.orders_section import _bid
+    from bench.harness import Children, loadavg
     from common import heap
     from common import log as log_mod
 
     log_mod.configure(level="warning")
     with Children() as ch, tempfile.TemporaryDirectory() as td, tempfile.TemporaryDirectory() as dd:
-        port, ready, stop = CTX.Value("i", 0), CTX.Event(), CTX.Event()
-        sim = ch.start("sim", ttt._serve_sim_stamped, port, ready, stop, cpu=producer_cpu())
-        if not ready.wait(60):
-            raise RuntimeError("the local exchange did not start")
-        base = f"http://127.0.0.1:{port.value}"
-        deadline = time.monotonic() + 30
-        while _bid(base) <= 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError("no BTCUSDT book")
-            time.sleep(0.05)
+        base, sim, stop = ttt.start_sim(ch)
         rig = ttt._Rig(base, "ws", "gc", Path(td), Path(dd))
         try:
             gc.unfreeze()

@@ -350,6 +350,23 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
             "execution_counters": counters, "trader_counters": trader_counts}
 
 
+def start_sim(ch: Children) -> tuple[str, Any, Any]:
+    """The local exchange in a child of ``ch`` (pinned to the producer's CPU, its TRADE events
+    stamped), once it serves a BTCUSDT book: its base URL, the child, and the event that stops it."""
+    port, ready, stop = CTX.Value("i", 0), CTX.Event(), CTX.Event()
+    sim = ch.start("sim", _serve_sim_stamped, port, ready, stop, cpu=producer_cpu())
+    if not ready.wait(60):
+        sim.result(1)
+        raise RuntimeError("the sim did not start")
+    base = f"http://127.0.0.1:{port.value}"
+    deadline = time.monotonic() + 30
+    while _bid(base) <= 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no BTCUSDT book")
+        time.sleep(0.05)
+    return base, sim, stop
+
+
 def run(*, quick: bool, repeats: int) -> dict[str, Any]:
     from common import log as log_mod
 
@@ -359,17 +376,7 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the ring; the journal goes to the repo's disk
     with Children() as ch, tempfile.TemporaryDirectory(dir=shm) as td, \
             tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent) as dd:
-        port, ready, stop = CTX.Value("i", 0), CTX.Event(), CTX.Event()
-        sim = ch.start("sim", _serve_sim_stamped, port, ready, stop, cpu=producer_cpu())
-        if not ready.wait(60):
-            sim.result(1)
-            raise RuntimeError("the sim did not start")
-        base = f"http://127.0.0.1:{port.value}"
-        deadline = time.monotonic() + 30
-        while _bid(base) <= 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError("no BTCUSDT book")
-            time.sleep(0.05)
+        base, sim, stop = start_sim(ch)
         before = cpus()
         pin(consumer_cpu())
         try:

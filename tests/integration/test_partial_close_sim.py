@@ -30,6 +30,19 @@ def exchange_qty(broker: CcxtBroker, symbol: str) -> Decimal:
     return next((p.qty for p in broker.positions() if p.symbol == symbol), Decimal(0))
 
 
+def manual_broker(sim) -> CcxtBroker:  # noqa: F811
+    """A client of the same account that is not the brain: a person trading in the app."""
+    return CcxtBroker(CcxtConfig(base_url=sim.base, timeout_ms=5_000), governor=Governor(), api_key=DEMO_API_KEY,
+                      api_secret=DEMO_API_SECRET)
+
+
+def protected_long(stack):
+    """The brain's long BTC, once its exchange-held stop is on; the trade and BTC's step size."""
+    t = open_trade(stack, BTC, 1)
+    stack.run_until(lambda: stack.ex.st.trades[BTC].protected_ms > 0, "the exchange-held stop")
+    return t, stack.ex.filters[BTC].step_size
+
+
 def test_the_brains_trade_follows_a_partial_close_made_at_the_exchange(sim, tmp_path):  # noqa: F811
     """Long BTC (protected); a manual reduce-only MARKET sell of about half of it. Then: the
     trade holds exactly the exchange's size, its exit is the manual fill (qty and price), no
@@ -37,13 +50,9 @@ def test_the_brains_trade_follows_a_partial_close_made_at_the_exchange(sim, tmp_
     of the new size, and the exchange still holds exactly one stop (closePosition) for BTC.
     The price then falls through the stop: the exchange closes the rest, and the trade's PnL
     equals the exchange's fills (sells minus buys), every fill published once."""
-    stack = make_stack(sim, tmp_path, protection=True)
-    manual = CcxtBroker(CcxtConfig(base_url=sim.base, timeout_ms=5_000), governor=Governor(), api_key=DEMO_API_KEY,
-                        api_secret=DEMO_API_SECRET)
+    stack, manual = make_stack(sim, tmp_path, protection=True), manual_broker(sim)
     try:
-        t = open_trade(stack, BTC, 1)
-        stack.run_until(lambda: stack.ex.st.trades[BTC].protected_ms > 0, "the exchange-held stop")
-        step = stack.ex.filters[BTC].step_size
+        t, step = protected_long(stack)
         part = (t.position / 2 / step).to_integral_value() * step
         res = manual.submit(OrderSpec(client_order_id="manual-part-1", symbol=BTC, side="SELL", order_type="MARKET",
                                       qty=part, reduce_only=True))
@@ -83,13 +92,9 @@ def test_a_position_added_to_by_hand_is_closed_whole_by_the_stop_and_the_trade_c
     exchange's closePosition stop sells the whole position (flat at the exchange: the added
     part was protected too), and the trade's PnL is its own quantity at the stop's fill price
     against its own entry fills."""
-    stack = make_stack(sim, tmp_path, protection=True)
-    manual = CcxtBroker(CcxtConfig(base_url=sim.base, timeout_ms=5_000), governor=Governor(), api_key=DEMO_API_KEY,
-                        api_secret=DEMO_API_SECRET)
+    stack, manual = make_stack(sim, tmp_path, protection=True), manual_broker(sim)
     try:
-        t = open_trade(stack, BTC, 1)
-        stack.run_until(lambda: stack.ex.st.trades[BTC].protected_ms > 0, "the exchange-held stop")
-        step = stack.ex.filters[BTC].step_size
+        t, step = protected_long(stack)
         extra = (t.position / 2 / step).to_integral_value() * step
         manual.submit(OrderSpec(client_order_id="manual-add-1", symbol=BTC, side="BUY", order_type="MARKET", qty=extra))
         stack.run_until(lambda: stack.ex.st.trades[BTC].differs_reported == t.position + extra, "the larger size said")
