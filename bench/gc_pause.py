@@ -36,12 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from bench import tick_to_trade_section as ttt
     from bench.harness import Children, loadavg
+    from bench.orders_section import start_sim
     from common import heap
     from common import log as log_mod
 
     log_mod.configure(level="warning")
     with Children() as ch, tempfile.TemporaryDirectory() as td, tempfile.TemporaryDirectory() as dd:
-        base, sim, stop = ttt.start_sim(ch)
+        base, sim, stop = start_sim(ch, ttt.serve_sim_stamped)
         rig = ttt._Rig(base, "ws", "gc", Path(td), Path(dd))
         try:
             gc.unfreeze()

@@ -27,7 +27,7 @@ import http.client
 import os
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -39,7 +39,7 @@ WARM_ORDERS = 30  # per path and repeat, not measured (connections, caches, ccxt
 FIGURES = ("decision_to_wire", "submit_rtt", "cancel_rtt")
 
 
-def _serve_sim(port, ready, stop) -> dict[str, Any]:
+def serve_sim(port, ready, stop) -> dict[str, Any]:
     """The child: one sim on 127.0.0.1 until told to stop; its WebSocket API counts at the end."""
     from services.exchange_sim import capture as capture_mod
     from services.exchange_sim.config import SimParams
@@ -82,7 +82,7 @@ class _Wire:
         http.client.HTTPConnection.send = self._orig  # type: ignore[method-assign]
 
 
-def _bid(base: str) -> Decimal:
+def bid(base: str) -> Decimal:
     import requests
 
     body = requests.get(f"{base}/fapi/v1/ticker/bookTicker", params={"symbol": SYMBOL}, timeout=5).json()
@@ -118,7 +118,7 @@ def _block(broker: Any, wire: _Wire, path: str, tag: str, n: int, base: str, war
     price = Decimal(0)
     for i in range(warm + n):
         if i % 100 == 0:
-            price = (_bid(base) * Decimal("0.97")).quantize(Decimal("0.1"))
+            price = (bid(base) * Decimal("0.97")).quantize(Decimal("0.1"))
         cid = f"b-{path}-{tag}-{i}"
         spec = OrderSpec(client_order_id=cid, symbol=SYMBOL, side="BUY", order_type="LIMIT", qty=QTY, price=price)
         wire.ns = 0
@@ -138,6 +138,24 @@ def _block(broker: Any, wire: _Wire, path: str, tag: str, n: int, base: str, war
     return out
 
 
+def start_sim(ch: Children, serve: Callable[..., dict[str, Any]] = serve_sim) -> tuple[str, Any, Any]:
+    """The local exchange (``serve``: ``serve_sim`` or a variant of it) in a child of ``ch``,
+    pinned to the producer's CPU, once it serves a BTCUSDT book (its replay needs a moment):
+    its base URL, the child, and the event that stops it."""
+    port, ready, stop = CTX.Value("i", 0), CTX.Event(), CTX.Event()
+    sim = ch.start("sim", serve, port, ready, stop, cpu=producer_cpu())
+    if not ready.wait(60):
+        sim.result(1)
+        raise RuntimeError("the sim did not start")
+    base = f"http://127.0.0.1:{port.value}"
+    deadline = time.monotonic() + 30
+    while bid(base) <= 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no BTCUSDT book")
+        time.sleep(0.05)
+    return base, sim, stop
+
+
 def run(*, quick: bool, repeats: int) -> dict[str, Any]:
     from common import log as log_mod
 
@@ -145,17 +163,7 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
     n = 200 if quick else 1_000
     runs: dict[str, list[dict[str, dict[str, float]]]] = {"ws": [], "rest": []}
     with Children() as ch:
-        port, ready, stop = CTX.Value("i", 0), CTX.Event(), CTX.Event()
-        sim = ch.start("sim", _serve_sim, port, ready, stop, cpu=producer_cpu())
-        if not ready.wait(60):
-            sim.result(1)
-            raise RuntimeError("the sim did not start")
-        base = f"http://127.0.0.1:{port.value}"
-        deadline = time.monotonic() + 30
-        while _bid(base) <= 0:  # the replay needs a moment before BTCUSDT has a book
-            if time.monotonic() > deadline:
-                raise RuntimeError("no BTCUSDT book")
-            time.sleep(0.05)
+        base, sim, stop = start_sim(ch)
         before = cpus()
         pin(consumer_cpu())  # the brokers' threads, started below, inherit this CPU
         ws, rest = _brokers(base)

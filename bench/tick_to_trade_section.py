@@ -58,11 +58,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import CTX, Children, consumer_cpu, cpus, log, pin, producer_cpu, summarize
-from bench.orders_section import SYMBOL, _bid, _serve_sim
+from bench.harness import Children, consumer_cpu, cpus, log, pin, producer_cpu, summarize
+from bench.orders_section import SYMBOL, bid, serve_sim, start_sim
 
 
-def _serve_sim_stamped(port, ready, stop) -> dict[str, Any]:
+def serve_sim_stamped(port, ready, stop) -> dict[str, Any]:
     """The orders section's sim child, its user stream's TRADE events stamped (``bench_ns``:
     ``time.time_ns()`` as the desk hands the event over, the fill matched in the same call)."""
     from services.exchange_sim import user_stream
@@ -79,7 +79,7 @@ def _serve_sim_stamped(port, ready, stop) -> dict[str, Any]:
         return real(self, out)
 
     user_stream.UserStream.publish = publish
-    return _serve_sim(port, ready, stop)
+    return serve_sim(port, ready, stop)
 
 CANDLE_MS = 60_000
 WAIT_S = 10.0  # longest wait for a fill (a lost order would show up as a failed section)
@@ -320,10 +320,10 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
 
     strategy.on_candle = on_candle
     try:
-        tick(float(_bid(base)), event_ms[0] + 1)  # the first candle opens; the execution starts
+        tick(float(bid(base)), event_ms[0] + 1)  # the first candle opens; the execution starts
         pump(lambda: ex.ready, "start-up")
         for i in range(cycles):
-            p = float(_bid(base))
+            p = float(bid(base))
             state["price"] = p
             tick(p, event_ms[0] + 2)
             pump(lambda: brain.ticks_read == seq[0], "read")
@@ -350,23 +350,6 @@ def _path(base: str, transport: str, cycles: int, tag: str, tmp: Path, disk: Pat
             "execution_counters": counters, "trader_counters": trader_counts}
 
 
-def start_sim(ch: Children) -> tuple[str, Any, Any]:
-    """The local exchange in a child of ``ch`` (pinned to the producer's CPU, its TRADE events
-    stamped), once it serves a BTCUSDT book: its base URL, the child, and the event that stops it."""
-    port, ready, stop = CTX.Value("i", 0), CTX.Event(), CTX.Event()
-    sim = ch.start("sim", _serve_sim_stamped, port, ready, stop, cpu=producer_cpu())
-    if not ready.wait(60):
-        sim.result(1)
-        raise RuntimeError("the sim did not start")
-    base = f"http://127.0.0.1:{port.value}"
-    deadline = time.monotonic() + 30
-    while _bid(base) <= 0:
-        if time.monotonic() > deadline:
-            raise RuntimeError("no BTCUSDT book")
-        time.sleep(0.05)
-    return base, sim, stop
-
-
 def run(*, quick: bool, repeats: int) -> dict[str, Any]:
     from common import log as log_mod
 
@@ -376,7 +359,7 @@ def run(*, quick: bool, repeats: int) -> dict[str, Any]:
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the ring; the journal goes to the repo's disk
     with Children() as ch, tempfile.TemporaryDirectory(dir=shm) as td, \
             tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent) as dd:
-        base, sim, stop = start_sim(ch)
+        base, sim, stop = start_sim(ch, serve_sim_stamped)
         before = cpus()
         pin(consumer_cpu())
         try:

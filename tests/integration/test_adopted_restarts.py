@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, stack_env
-from tests.integration.test_host_lost import http, rows, sim, wait_for  # noqa: F401  (sim: the fixture)
+from tests.integration.test_host_lost import http, rows, sim, start_stack, wait_for  # noqa: F401  (sim: the fixture)
 from venue.binance.ccxt_broker import CcxtBroker, CcxtConfig
 from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
 from venue.port import OrderSpec
@@ -34,15 +33,6 @@ SYMBOL = "D003USDT"  # a derived symbol of the sim (``--symbols 5``)
 STRATEGY = f"{Path(__file__).with_name('quiet_strategy.py')}:Quiet"
 START_WAIT_S = 120
 STOP_WAIT_S = 40
-
-
-def start(procs, tmp_path: Path, port: int, tag: str):
-    env = stack_env(tmp_path, AEGIS_SIM__SOURCE="candles", AEGIS_FEED__HYDRATE_CANDLES="30",
-                    AEGIS_STRATEGY__PATH=STRATEGY)
-    log = open(tmp_path / f"stack-{tag}.log", "w")  # noqa: SIM115 - closed with the process
-    p = procs.python("-m", "common.cli", "run", "--exchange", f"http://127.0.0.1:{port}", "--no-status",
-                     "--log-format", "json", cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return p, log
 
 
 def stop(p: subprocess.Popen, log) -> None:
@@ -84,7 +74,7 @@ def test_an_adopted_position_keeps_its_id_and_its_one_stop_across_two_restarts(t
         seen: list[tuple[str, list[str], int]] = []  # per start: adopted id, open stops, positions protected
         for n in range(3):
             tag = f"start-{n}"
-            p, log = start(procs, tmp_path, sim, tag)
+            p, log = start_stack(procs, tmp_path, sim, tag, strategy=STRATEGY)
             logs.append(tmp_path / f"stack-{tag}.log")
 
             def adopted_and_protected():

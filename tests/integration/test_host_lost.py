@@ -119,10 +119,11 @@ def sim(tmp_path, procs):
     yield port
 
 
-def start_stack(procs, tmp_path: Path, port: int, tag: str):
-    # the candles demo's market; little history: the test's strategy needs none
+def start_stack(procs, tmp_path: Path, port: int, tag: str, strategy: str = STRATEGY):
+    """``aegis run`` against the exchange on ``port`` with ``strategy``, its log in
+    ``stack-<tag>.log``: the candles demo's market, little history (the tests' strategies need none)."""
     env = stack_env(tmp_path, AEGIS_SIM__SOURCE="candles", AEGIS_FEED__HYDRATE_CANDLES="30",
-                    AEGIS_STRATEGY__PATH=STRATEGY)
+                    AEGIS_STRATEGY__PATH=strategy)
     log = open(tmp_path / f"stack-{tag}.log", "w")  # noqa: SIM115 - closed with the process
     p = procs.python("-m", "common.cli", "run", "--exchange", f"http://127.0.0.1:{port}", "--no-status",
                      "--log-format", "json", cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
