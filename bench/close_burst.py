@@ -27,17 +27,6 @@ import time
 from pathlib import Path
 
 
-class _NullBus:
-    def publish(self, *_a, **_k) -> None:
-        pass
-
-    def drain(self, *_a):
-        return []
-
-    def close(self) -> None:
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.close_burst", description=__doc__.split("\n\n")[0])
     ap.add_argument("--symbols", type=int, default=300)
@@ -46,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import numpy as np
 
-    from bench.harness import loadavg
+    from bench.harness import NullBus, loadavg
     from common import config, records
     from common import log as log_mod
     from common.ring import Ring
@@ -54,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
 
     log_mod.configure(level="warning")
     # one read takes exactly one round of trades (a trade per symbol): the closing batch alone
-    cfg = config.from_dict({"mode": "paper", "trading": {"enabled": False}, "brain": {"read_batch": args.symbols}})
+    # (replay's chunk, unused here, may not exceed a read)
+    cfg = config.from_dict({"mode": "paper", "trading": {"enabled": False}, "brain": {"read_batch": args.symbols},
+                            "replay": {"chunk": args.symbols}})
     rng = np.random.default_rng(7)
     out: dict[str, list[float]] = {"ring quiet": [], "ticks waiting": []}
     analyses: dict[str, list[int]] = {"ring quiet": [], "ticks waiting": []}
@@ -64,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         ring = Ring.attach(path)
         writer = ring.writer()
         sids = [ring.register_symbol(f"S{i:03d}USDT") for i in range(args.symbols)]
-        bus = _NullBus()
+        bus = NullBus()
         brain = brain_app.Brain(cfg, ring, bus, bus, None)  # type: ignore[arg-type]
         kernels.warm_up(brain)
         price = 100.0 + rng.random(args.symbols) * 50

@@ -50,6 +50,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from bench.harness import NullBus
 from common.fastcopy import replace
 
 SYMBOL = "BTCUSDT"
@@ -98,17 +99,6 @@ PROBES: tuple[tuple[str, str, str], ...] = (
     ("                  dispatcher.submit", "dispatcher", "submit"),
     ("              publish (null bus)", "ex", "publish"),
 )
-
-
-class _NullBus:
-    def publish(self, *_a: Any, **_k: Any) -> None:
-        return None
-
-    def drain(self, *_a: Any) -> list:
-        return []
-
-    def close(self) -> None:
-        return None
 
 
 class _StubBroker:
@@ -169,7 +159,7 @@ class Rig:
         self.ring = Ring.attach(self.ring_path)
         self.writer = self.ring.writer()
         self.sid = self.ring.register_symbol(SYMBOL)
-        bus = _NullBus()
+        bus = NullBus()
         self.brain = brain_app.Brain(cfg, self.ring, bus, bus, None)  # type: ignore[arg-type]
         kernels.warm_up(self.brain)
         self.intents = intent_log.IntentLog(tmp / "intents.log")

@@ -335,3 +335,17 @@ def timed(label: str) -> Iterator[None]:
         yield
     finally:
         log(f"[bench] {label}: {time.monotonic() - t:.1f} s")
+
+
+class NullBus:
+    """A bus publisher (and subscriber) that sends nothing: a brain built in a bench, whose
+    candles, signals and journal rows are not what is measured."""
+
+    def publish(self, *_a: Any, **_k: Any) -> None:
+        return None
+
+    def drain(self, *_a: Any) -> list:
+        return []
+
+    def close(self) -> None:
+        return None

@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import Children, consumer_cpu, cpus, log, pin, producer_cpu, summarize
+from bench.harness import Children, NullBus, consumer_cpu, cpus, log, pin, producer_cpu, summarize
 from bench.orders_section import SYMBOL, bid, serve_sim, start_sim
 
 
@@ -88,17 +88,6 @@ WAIT_S = 10.0  # longest wait for a fill (a lost order would show up as a failed
 SETTLE_S = float(os.environ.get("BENCH_SETTLE_MS", "50")) / 1000
 SETTLE_TICK_MS = 2.0  # ... one trade of the symbol every 2 ms (500 a second: a busy BTCUSDT)
 STOP_PCT, TARGET_PCT, TOUCH_PCT = 0.02, 0.02, 0.03
-
-
-class _NullBus:
-    def publish(self, *_args: Any, **_kw: Any) -> None:
-        return None
-
-    def drain(self, *_args: Any) -> list:
-        return []
-
-    def close(self) -> None:
-        return None
 
 
 def _no_sync_journal(body: Any) -> None:
@@ -201,7 +190,7 @@ class _Rig:
         ring = Ring.attach(ring_path)
         writer = ring.writer()
         sid = ring.register_symbol(SYMBOL)
-        bus = _NullBus()
+        bus = NullBus()
         brain = brain_app.Brain(cfg, ring, bus, bus, None)  # type: ignore[arg-type]
         kernels.warm_up(brain)
         from services.brain import intent_log, trader_fills
