@@ -50,7 +50,7 @@ class GcPauses:
         self.total_ns = [0, 0, 0]
         self._started = 0
         self._installed = False
-        self.frozen = 0  # objects frozen at start-up (the caller's ``freeze()``), for the stats
+        self.frozen = 0  # objects frozen at start-up (``freeze``), for the stats
 
     def install(self) -> GcPauses:
         if not self._installed:
@@ -62,6 +62,12 @@ class GcPauses:
         if self._installed:
             gc.callbacks.remove(self._on_gc)
             self._installed = False
+
+    def freeze(self) -> dict[str, int]:
+        """``freeze()``, its count kept for the snapshots (``frozen``)."""
+        out = freeze()
+        self.frozen = out["gc_frozen"]
+        return out
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -80,8 +86,8 @@ class GcPauses:
 
     def snapshot(self) -> dict[str, Any]:
         """Per generation: collections, the longest and the total pause (ms); and the number
-        of objects frozen at start-up (``frozen``, as the caller set it: ``gc.get_freeze_count``
-        walks every frozen object, far too slow for a heartbeat)."""
+        of objects frozen at start-up (``frozen``, counted once by ``freeze``:
+        ``gc.get_freeze_count`` walks every frozen object, far too slow for a heartbeat)."""
         return {"frozen": self.frozen,
                 **{f"gen{g}": {"runs": self.runs[g], "max_ms": round(self.max_ns[g] / 1e6, 3),
                                "total_ms": round(self.total_ns[g] / 1e6, 3)} for g in range(3)}}

@@ -94,8 +94,7 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
             ep.brain_control, execution=brain.execution, publish=brain.publish_exec,
             pause=brain_control.load_pause(service.db_path(cfg)))
     pauses = heap.GcPauses().install()  # how long the garbage collector held the brain (stats: gc)
-    knobs.update(heap.freeze() if cfg.brain.gc_freeze else {})  # the start-up's objects: out of its sight
-    pauses.frozen = int(knobs.get("gc_frozen", 0))
+    knobs.update(pauses.freeze() if cfg.brain.gc_freeze else {})  # the start-up's objects: out of its sight
     service.mark_ready(rd, NAME)
     log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names), **knobs)
 

@@ -420,7 +420,7 @@ class Brain:
         50 messages, 6 us each, which a waiting tick would otherwise sit behind. Replay (and
         ``whole``, at the stop) publishes them all at once."""
         st, pending = self.core.conflate, self.ticks_pending
-        if not pending:
+        if not pending or whole:  # a new drain (at the stop: after the rest of the last one)
             pending.extend(conflate.drain_dirty(st).tolist())
         yields = not (self.replay or whole)
         while pending:
@@ -429,10 +429,6 @@ class Brain:
             self.tick_updates += 1
             if yields and pending and self.reader.lag() > 0:
                 return
-        if whole:
-            for sid in conflate.drain_dirty(st).tolist():
-                self.pub.publish(wire.TickUpdate(symbol=self.name(sid), **conflate.tick_fields(st, sid)))
-                self.tick_updates += 1
 
     def snapshot(self) -> dict:
         lat = self.core.latency

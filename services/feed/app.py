@@ -383,9 +383,7 @@ class FeedApp:
             if not self.stop.is_set():
                 self.gc.install()
                 if self.cfg.feed.gc_freeze:  # the start-up's objects out of the collector's sight
-                    frozen = heap.freeze()
-                    self.gc.frozen = frozen["gc_frozen"]
-                    log.info("feed.heap_frozen", **frozen)
+                    log.info("feed.heap_frozen", **self.gc.freeze())
                 service.mark_ready(self.rd, NAME)
             next_rules = time.monotonic() + SYMBOL_INFO_REPUBLISH_S
             while not self.stop.is_set():

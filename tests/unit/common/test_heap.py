@@ -85,3 +85,12 @@ def test_a_real_collection_is_counted_and_a_stop_without_its_start_is_not():
         assert gc.callbacks.count(p._on_gc) == 1
     finally:
         p.close()
+
+
+def test_the_pauses_freeze_keeps_the_count_for_its_snapshots(unfrozen):
+    """``GcPauses.freeze``: the start-up heap frozen, and its count (taken once, there) is the
+    snapshot's ``frozen``."""
+    p = heap.GcPauses()
+    out = p.freeze()
+    assert out == {"gc_frozen": gc.get_freeze_count()} and out["gc_frozen"] > 0
+    assert p.snapshot()["frozen"] == p.frozen == out["gc_frozen"]
