@@ -24,7 +24,7 @@ from services.brain.trading_state import (
 )
 from services.brain.trader_exits import exit_trade
 from services.brain.trader_restart import adopt
-from services.brain.trader_views import position_body
+from services.brain.trader_views import live_orders, position_body
 
 
 # ---------------------------------------------------------------------------- the exchange's side
@@ -171,7 +171,7 @@ def on_reconciled(cfg: TraderConfig, st: TraderState, symbols: Sequence[str], ad
             continue
         if p is None:
             continue
-        if (st.last_action_ms.get(sym, 0) >= sent_ms or _live_orders(st, sym)
+        if (st.last_action_ms.get(sym, 0) >= sent_ms or live_orders(st, sym)
                 or any(e.signal.symbol == sym for e in st.pending)):
             st = _count(st, "reconciled_adoption_deferred")
             continue
@@ -182,10 +182,6 @@ def on_reconciled(cfg: TraderConfig, st: TraderState, symbols: Sequence[str], ad
         st, acts = pr.arm(cfg, st, t, ctx)
         actions += acts
     return st, actions
-
-
-def _live_orders(st: TraderState, symbol: str) -> bool:
-    return any(o.symbol == symbol and not o.is_terminal for o in st.orders.values())
 
 
 def on_symbol_fills(cfg: TraderConfig, st: TraderState, symbol: str, fills: list[ExchangeFill], ctx: Ctx) -> Result:

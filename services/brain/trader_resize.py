@@ -36,7 +36,7 @@ from decimal import Decimal
 
 from common.fastcopy import replace
 from services.brain import protection as pr
-from services.brain.trader_views import position_body
+from services.brain.trader_views import live_orders, position_body
 from services.brain.trader_views import EXACT  # the trader's sums: notionals stay exact
 from services.brain.trading_state import (
     Action, Ctx, Dispatch, FetchSymbolFills, Problem, Publish, Result, Trade, TraderConfig, TraderState, count,
@@ -101,7 +101,7 @@ def settled(st: TraderState, t: Trade, read_ms: int = 0) -> bool:
         return False
     if read_ms and t.moved_ms >= read_ms:
         return False  # a fill of ours came after the read was sent: it may not show it
-    return not any(o.symbol == t.symbol and not o.is_terminal for o in st.orders.values())
+    return not live_orders(st, t.symbol)
 
 
 def on_exchange_size(cfg: TraderConfig, st: TraderState, t: Trade, qty: Decimal, ctx: Ctx,

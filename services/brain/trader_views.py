@@ -56,6 +56,11 @@ def held_positions(st: TraderState, ctx: Ctx) -> list[rotation.HeldPosition]:
     return out
 
 
+def live_orders(st: TraderState, symbol: str) -> bool:
+    """An order of ours on ``symbol`` is still working (not filled, cancelled or refused)."""
+    return any(o.symbol == symbol and not o.is_terminal for o in st.orders.values())
+
+
 def unrealized_pnl(t: Trade, mark: float) -> float:
     if t.position <= 0 or mark <= 0:
         return 0.0
