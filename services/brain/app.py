@@ -15,7 +15,7 @@ import collections
 import itertools
 import time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import structlog
@@ -374,19 +374,32 @@ class Brain:
                 self.publish_signal(sig, event_ns)
                 self.act_on(sig)
             else:  # live: the entry leaves first (each bus send can hand the interpreter to
-                # another thread), the signal is published right after it
-                self.act_on(sig)
+                # another thread); the signal is published right after it, before the entry's
+                # journal row (``Execution.on_signal``), or after the trader's answer
+                announce = self.announcer(sig, event_ns)
+                self.act_on(sig, announce)
+                announce()
+
+    def announcer(self, sig: wire.SignalGenerated, event_ns: int) -> Callable[[], None]:
+        """``publish_signal(sig, event_ns)``, done on the first call only."""
+        done = False
+
+        def announce() -> None:
+            nonlocal done
+            if not done:
+                done = True
                 self.publish_signal(sig, event_ns)
+        return announce
 
     def publish_signal(self, sig: wire.SignalGenerated, event_ns: int) -> None:
         self.pub.publish(sig, event_ns)
         self.journal_publish(sig, event_ns)
 
-    def act_on(self, sig: wire.SignalGenerated) -> None:
+    def act_on(self, sig: wire.SignalGenerated, announce: Callable[[], None] | None = None) -> None:
         if self.control is not None:  # a pause refuses it before the trader sees it
-            self.control.on_signal(sig)
+            self.control.on_signal(sig, announce)
         elif self.execution is not None:
-            self.execution.on_signal(sig)
+            self.execution.on_signal(sig, announce)
 
     def strategy_intent(self, symbol: str, intent: object) -> None:
         """A strategy's intent other than an entry. Exit: the trader's exit of the symbol's

@@ -216,13 +216,13 @@ class Control:
     def bind(cls, endpoint: str, **kw: Any) -> Control:
         return cls(sock=zmqutil.router(endpoint), **kw)
 
-    def on_signal(self, sig: wire.SignalGenerated) -> None:
+    def on_signal(self, sig: wire.SignalGenerated, announce: Callable[[], None] | None = None) -> None:
         ex = self.execution
         if ex is None:
             return
         gated = gate_signal(self.pause, ex.st, sig)
         if gated is None:
-            ex.on_signal(sig)
+            ex.on_signal(sig, announce)
         else:
             ex.apply(gated)  # the execution shell's own path: publish (and journal) the refusal
 

@@ -34,7 +34,7 @@ from common.log import RateLimiter
 from services.brain import dispatcher as dsp
 from venue import brokers
 from services.brain import (funding_feed, intent_log, jobs, recovery, risk, trader, trader_entries, trader_exits,
-                            trader_resize, trader_views, user_feed)
+                            trader_exchange, trader_resize, trader_views, user_feed)
 from services.brain.tick_to_trade import TickToTrade
 from venue.port import Broker
 from services.brain.execution_answers import Answers
@@ -88,6 +88,8 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
         # orchestrator's queue; the row is then published again (``_audit_journal``), and
         # reconciliation repairs the rest
         self.journal_unseen = {}
+        self.signal_in_hand = None
+        self.remainders = {}
         self._next_journal_audit = 0.0
         self.inline = bool(getattr(dispatcher, "inline", False))
         self.publish = publish
@@ -121,7 +123,8 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
                          "order_history_unreadable": 0, "orders_adopted": 0,
                          "orders_recorded_from_history": 0, "journal_rows_resent": 0,
                          "unknown_completions": 0, "reconciled_heard": 0,
-                         "reconciled_read_failed": 0}
+                         "reconciled_read_failed": 0, "unknown_effects": 0, "remainder_checks": 0,
+                         "remainder_checks_given_up": 0}
         self.position_poll_s = position_poll_s
         self._next_positions = 0.0
         self.algo_audit_s = algo_audit_s
@@ -165,7 +168,21 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
                           brackets=self.brackets)
 
     # ------------------------------------------------------------------ inputs from the brain
-    def on_signal(self, sig: wire.SignalGenerated) -> None:
+    def on_signal(self, sig: wire.SignalGenerated, announce: Callable[[], None] | None = None) -> None:
+        """A signal to act on. ``announce`` (live) publishes it to the bus and the journal, and is
+        called at most once here: right after its entry leaves and before the entry's journal
+        row (one socket, so a journal that has the row has the signal), with the signal kept in
+        the entry's intent record. The caller announces it afterwards if no entry went out."""
+        if announce is None:
+            self._on_signal(sig)
+            return
+        self.signal_in_hand = (sig, announce)
+        try:
+            self._on_signal(sig)
+        finally:
+            self.signal_in_hand = None
+
+    def _on_signal(self, sig: wire.SignalGenerated) -> None:
         if self.ready and sig.symbol not in self.configured:
             # the exchange has not been told this symbol's margin type and leverage yet: an entry
             # now would trade at whatever the account holds. Refused with the reason, set up now
@@ -256,5 +273,6 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
         if self.intents is not None:
             out.update({k: float(v) for k, v in self.intents.counters.items()})
         out.update({k: float(v) for k, v in brokers.counters_of(self.broker).items()})
-        out.update({k: float(self.st.counters.get(k, 0)) for k in trader_resize.COUNTERS})
+        out.update({k: float(self.st.counters.get(k, 0)) for k in (*trader_resize.COUNTERS,
+                                                                     *trader_exchange.ADOPTION_COUNTERS)})
         return out

@@ -92,7 +92,7 @@ class Answers(ExecutionParts):
             return
         if self.ready:
             self.apply(trader_exchange.on_reconciled(self.cfg, self.st, tag.symbols, tag.adopted_orders, list(c.result),
-                                                    tag.sent_ms, self.ctx(tag.symbols)))
+                                                    tag.sent_ms, self.ctx(tag.symbols), found_by=tag.found_by))
 
     def _symbol_fills_done(self, sym: str, at_ms: int, result: Any, err: Exception | None) -> None:
         if err is None:

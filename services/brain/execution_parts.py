@@ -75,7 +75,7 @@ class FillsGrace:
 
 # what ``dispatch`` carries out: the order and protective-order state machines' effects, the
 # trader's own exchange reads, and a fill fetch held back for the user stream
-Effect = Union[om.Effect, ao.Effect, trader.CheckPosition, trader.FetchSymbolFills, FillsGrace]
+Effect = Union[om.Effect, ao.Effect, trader.CheckPosition, trader.CheckRemainder, trader.FetchSymbolFills, FillsGrace]
 
 
 class ExecutionParts:
@@ -127,8 +127,16 @@ class ExecutionParts:
     # ---- the send path and the exit lane (``execution_send``, ``execution_inline``)
     _presend: dict[str, tuple[OrderSpec, WrittenFrame | None]]  # exits written before their SubmitOrder
     _lane_fired: dict[str, str]  # cid -> symbol: exits the lane wrote before the trader decided them
-    journal_unseen: dict[str, tuple[int, wire.OrderRequest | None]]  # sent, journal row not yet seen
+    # sent, journal row not yet seen: cid -> (sent ms, the rows to publish again if it never
+    # comes: an entry's signal and request, an exit's request; none for a protective order)
+    journal_unseen: dict[str, tuple[int, tuple[wire.SignalGenerated | wire.OrderRequest, ...]]]
+    # the signal being acted on and its one-shot announcement (bus and journal), made right after
+    # its entry leaves and before the entry's row (``Execution.on_signal``)
+    signal_in_hand: tuple[wire.SignalGenerated, Callable[[], None]] | None
     delayed: list[tuple[int, Effect, str]]  # (not before ms, effect, symbol)
+    # symbol -> give-up ms: trades our exits closed; the position is read once the symbol is
+    # quiet (``Timers._check_remainders``)
+    remainders: dict[str, int]
     _answer_fills: bool  # set while an order's answer is applied (``FillsGrace``)
 
     # ---- timers: the next time each one is due (``mono_s`` seconds)

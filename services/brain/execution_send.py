@@ -16,6 +16,7 @@ and declared, with its types, in ``execution_parts.ExecutionParts``."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import structlog
@@ -32,6 +33,7 @@ from services.brain.execution_parts import Effect, ExecutionParts, FillsGrace
 
 log = structlog.get_logger(__name__)
 
+REMAINDER_WAIT_MS = 10_000  # a symbol not quiet by then after our exit: left to reconciliation
 STREAM_FILLS_GRACE_MS = 1_000  # fills the user stream should have told by then are read over REST
 JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"
 INTENT_LOG_UNAVAILABLE = "INTENT_LOG_UNAVAILABLE"  # the local intent log refused a write: no entry
@@ -48,6 +50,10 @@ class OrderSend(ExecutionParts):
             return
         cid = a.order.client_order_id
         self.ttt.decided(cid, a.order.reduce_only)  # tick-to-trade (a no-op without a triggering tick)
+        held = self._signal_of(a.order)
+        if held is not None:  # the signal's row before its order's (the journal's order: one socket)
+            self.signal_in_hand = None
+            held[1]()
         self.publish_only(a.request)
         try:
             self.journal_sync(a.request)
@@ -84,8 +90,9 @@ class OrderSend(ExecutionParts):
         t = self.st.trades.get(a.order.symbol)
         plan = None
         if not a.order.reduce_only and t is not None and t.entry_cid == cid:
+            sig = self._signal_of(a.order)
             plan = intent_log.Plan(trade_id=t.trade_id, stop=t.stop, target=t.target, confidence=t.confidence,
-                                   features=dict(t.features))
+                                   features=dict(t.features), signal=None if sig is None else sig[0])
         try:  # the flusher is woken after the send: woken now, it would take the interpreter
             # at the frame's write (as the exit lane does; the record is written either way)
             self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.clock_ms() * 1_000_000, body=a.request,
@@ -108,19 +115,31 @@ class OrderSend(ExecutionParts):
         finally:
             self.intents.wake()  # the record's fsync (group commit), now that the order is out
 
+    def _signal_of(self, order: om.Order) -> tuple[wire.SignalGenerated, Callable[[], None]] | None:
+        """The signal in hand, with its announcement, if ``order`` is its entry."""
+        held = self.signal_in_hand
+        if held is None or order.reduce_only or held[0].signal_id != order.signal_id or not order.signal_id:
+            return None
+        return held
+
     def _sent_then_journaled(self, cid: str, a: trader.NewOrder) -> None:
         """``_log_then_send``'s second half: the state machine's send (which claims a frame
-        already written), then the journal's row and what the send published."""
-        self._held_send(cid, lambda: self._event(cid, om.Send(at_ms=self.clock_ms())), a.request)
-        self.journal_unseen[cid] = (self.clock_ms(), a.request)
+        already written), then the signal it came from (an entry's, announced once), the
+        journal's row and what the send published."""
+        held = self._signal_of(a.order)
+        if held is not None:
+            self.signal_in_hand = None  # announced here, once
+        self._held_send(cid, lambda: self._event(cid, om.Send(at_ms=self.clock_ms())), a.request,
+                        first=None if held is None else held[1])
+        self.journal_unseen[cid] = (self.clock_ms(), (a.request,) if held is None else (held[0], a.request))
         left = self._presend.pop(cid, None)
         if left is not None:  # the state machine did not ask for the submit it was sent for
             self._claim_presend(left, a.order.symbol, jobs.Submit(cid, 1, self.clock_ms()), unclaimed=True)
 
-    def _held_send(self, cid: str, send: Callable[[], None], row: Any) -> None:
-        """Run ``send`` with this shell's publishing held back, then publish ``row`` (to the
-        journal too) and what ``send`` published, in that order: nothing but the send itself
-        stands between the decision and the socket."""
+    def _held_send(self, cid: str, send: Callable[[], None], row: Any, first: Callable[[], None] | None = None) -> None:
+        """Run ``send`` with this shell's publishing held back, then ``first`` (an entry's signal
+        announced), publish ``row`` (to the journal too) and what ``send`` published, in that
+        order: nothing but the send itself stands between the decision and the socket."""
         held: list[tuple[Any, bool]] = []
         real = self.publish
         self.publish = lambda body, journal=True: held.append((body, journal))
@@ -128,6 +147,8 @@ class OrderSend(ExecutionParts):
             send()
         finally:
             self.publish = real
+        if first is not None:
+            first()
         real(row)
         for body, journal in held:
             if journal:
@@ -148,7 +169,7 @@ class OrderSend(ExecutionParts):
                 self.counters["intent_log_failed"] += 1
                 log.error("brain.protection_sent_unlogged", client_algo_id=cid, error=str(exc))
             self._held_send(cid, lambda: self._algo_event(cid, ao.Send(at_ms=self.clock_ms())), body)
-            self.journal_unseen[cid] = (self.clock_ms(), None)
+            self.journal_unseen[cid] = (self.clock_ms(), ())
             return
         try:
             self.journal_sync(body)
@@ -228,6 +249,8 @@ class OrderSend(ExecutionParts):
                                  jobs.QueryAlgo(effect.client_algo_id, now))
         elif isinstance(effect, trader.CheckPosition):
             self.dispatcher.submit(dsp.QUERY, b.positions, tag=jobs.Positions(now))
+        elif isinstance(effect, trader.CheckRemainder):  # read once the symbol is quiet (``poll``)
+            self.remainders[symbol] = now + REMAINDER_WAIT_MS
         elif isinstance(effect, trader.FetchSymbolFills):
             # the trade's protective orders first, then the fills: a stop that triggered while
             # nobody listened names its market order, so its fills are known as the stop's
@@ -239,6 +262,10 @@ class OrderSend(ExecutionParts):
                 return [(cid, b.query_algo(symbol, cid)) for cid in cids], b.fills(symbol, since_ms=since)
 
             self.dispatcher.submit(dsp.QUERY, job, key=symbol, tag=jobs.SymbolFills(symbol, now))
+        else:  # an effect no branch carries out: a bug, counted and said, never silently dropped
+            self.counters["unknown_effects"] += 1
+            if self._limiter.allow("unknown_effect", time.monotonic()):
+                log.error("brain.unknown_effect", effect=repr(effect)[:200], symbol=symbol)
 
     def _query_or_delay(self, effect: om.QueryOrder | ao.QueryAlgo, symbol: str,
                         query: Callable[[str, str], object], cid: str, tag: jobs.Query | jobs.QueryAlgo) -> None:

@@ -102,6 +102,8 @@ class Startup(ExecutionParts):
             self.counters["intent_log_corrupt"] = got.corrupt
             self.counters["intent_log_torn"] = got.torn
             for it in replay:
+                if it.plan is not None and it.plan.signal is not None:  # the entry's signal first
+                    self.publish(it.plan.signal)
                 self.publish(it.body)
         # margin type and leverage are set for the most liquid symbols at start (each costs
         # a rate-limited REST call), those whose rules are known; the others when they are

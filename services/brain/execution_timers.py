@@ -18,7 +18,8 @@ import structlog
 
 from services.brain import dispatcher as dsp
 from venue import orders as om
-from services.brain import funding_feed, jobs, protection, recovery, trader, user_feed
+from services.brain import funding_feed, jobs, protection, recovery, trader, trader_exchange, trader_views, user_feed
+from services.brain.execution_send import REMAINDER_WAIT_MS
 from services.brain.execution_parts import ExecutionParts
 from services.brain.execution_startup import Phase
 
@@ -44,6 +45,8 @@ class Timers(ExecutionParts):
                 break
         if self.user_stream is not None:
             user_feed.pump(self)
+        if self.remainders and self.ready:
+            self._check_remainders()
         now_s = self.mono_s()
         if self.phase is Phase.WAITING and now_s >= self._next_start:
             self._start()
@@ -75,6 +78,27 @@ class Timers(ExecutionParts):
                 self._next_positions = now_s + user_feed.position_poll_s(self)  # slower while streamed
                 self.dispatcher.submit(dsp.QUERY, self.broker.positions, tag=jobs.Positions(now))
 
+    def _check_remainders(self) -> None:
+        """Symbols whose trade our own exit closed (``trader.CheckRemainder``): once nothing of
+        ours works on the symbol (the protective orders' cancels confirmed: a new stop before
+        that would be refused, -4130), the exchange's position is read; a part left (added by
+        hand) is adopted and protected (``trader_exchange.on_reconciled``, ``REMAINDER``). The
+        read is sent after the trade's last action (a read from the same millisecond could
+        predate it); a symbol still busy after ``REMAINDER_WAIT_MS`` is left to reconciliation."""
+        now = self.clock_ms()
+        for sym, give_up_ms in list(self.remainders.items()):
+            if trader_views.quiet(self.st, sym) and now > self.st.last_action_ms.get(sym, 0):
+                del self.remainders[sym]
+                self.counters["remainder_checks"] += 1
+                self.dispatcher.submit(dsp.QUERY, self.broker.positions, tag=jobs.Reconciled(
+                    sent_ms=now, symbols=(sym,), adopted_orders=(), found_by=trader_exchange.REMAINDER))
+            elif now >= give_up_ms or sym in self.st.trades:  # busy, or traded again: nothing to ask
+                del self.remainders[sym]
+                if sym not in self.st.trades:
+                    self.counters["remainder_checks_given_up"] += 1
+                    log.warning("brain.remainder_check_given_up", symbol=sym, waited_ms=REMAINDER_WAIT_MS,
+                                note="our orders on the symbol still working; reconciliation reads it")
+
     def _audit_journal(self, now_ms: int) -> None:
         """Look in the database (read-only, on a worker) for the rows of orders sent since the
         last look; ``_journal_seen`` publishes again those still missing after JOURNAL_LAG_MS."""
@@ -91,19 +115,20 @@ class Timers(ExecutionParts):
             return  # unreadable now: asked again at the next audit
         for cid in c.result:
             self.journal_unseen.pop(cid, None)
-        for cid, (sent_ms, request) in list(self.journal_unseen.items()):
+        for cid, (sent_ms, rows) in list(self.journal_unseen.items()):
             if asked_ms - sent_ms < JOURNAL_LAG_MS:
                 continue
-            if request is None and cid not in self.st.algos:
+            if not rows and cid not in self.st.algos:
                 self.journal_unseen.pop(cid, None)  # forgotten here: the exchange and reconciliation have it
                 continue
             self.counters["journal_rows_resent"] = self.counters.get("journal_rows_resent", 0) + 1
             log.warning("brain.journal_row_missing", client_id=cid, sent_ms=sent_ms,
                         note="published to the journal again; reconciliation repairs its state and fills")
-            if request is not None:
-                self.publish(request)  # INSERT OR IGNORE: harmless if the row came meanwhile
+            if rows:
+                for row in rows:  # an entry's signal, then the request: INSERT OR IGNORE, harmless
+                    self.publish(row)  # if they came meanwhile
                 if cid in self.st.orders:
                     self.publish(om.to_order_update(self.st.orders[cid]))
             else:
                 self.publish(protection.to_wire(self.st.algos[cid]))  # its state now: a row never goes back
-            self.journal_unseen[cid] = (asked_ms, request)  # looked for again after another JOURNAL_LAG_MS
+            self.journal_unseen[cid] = (asked_ms, rows)  # looked for again after another JOURNAL_LAG_MS

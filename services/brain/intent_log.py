@@ -70,6 +70,9 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     target: float
     confidence: float = 0.0
     features: dict[str, float] = {}
+    # the signal the entry came from: journaled again with the order after a crash that took
+    # both on their way to the journal (None in records written before it was kept)
+    signal: wire.SignalGenerated | None = None
 
 
 class Intent(msgspec.Struct, frozen=True, kw_only=True):

@@ -131,6 +131,7 @@ class Reconciled:
     sent_ms: int
     symbols: tuple[str, ...]
     adopted_orders: tuple[str, ...]
+    found_by: str = "reconciliation"  # or REMAINDER: the read after our exit closed a trade
 
 
 OrderJob = Submit | Cancel | Query | Fills

@@ -56,7 +56,7 @@ from services.brain import trader_resize
 from services.brain.trader_exits import FLATTEN, STRATEGY, exit_trade
 from services.brain.trader_fills import close_at_mark, order_done
 from services.brain.trading_state import (  # noqa: F401  (the trader's values, named here too)
-    Action, CheckPosition, Ctx, Dispatch, FetchSymbolFills, Learn, NewAlgo, NewOrder, PendingEntry, Problem,
+    Action, CheckPosition, CheckRemainder, Ctx, Dispatch, FetchSymbolFills, Learn, NewAlgo, NewOrder, PendingEntry, Problem,
     Publish, Result, Trade, TraderConfig, TraderState, count as _count, with_order as _with_order,
 )
 

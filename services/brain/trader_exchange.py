@@ -136,8 +136,15 @@ def on_exchange_position(cfg: TraderConfig, st: TraderState, symbol: str, qty: D
                 Publish(wire.Position(symbol=symbol, qty=0.0, entry_price=0.0))]
 
 
+REMAINDER = "remainder"  # ``on_reconciled``'s other caller: the read after our exit closed a trade
+ADOPTION_COUNTERS = ("reconciled_adopted", "remainder_adopted")  # in the heartbeat
+_FOUND_BY = {"reconciliation": ("reconciled_adopted", "found by reconciliation"),
+             REMAINDER: ("remainder_adopted", "left when our exit closed the trade")}
+
+
 def on_reconciled(cfg: TraderConfig, st: TraderState, symbols: Sequence[str], adopted_orders: Sequence[str],
-                  positions: Sequence[ExchangePosition], sent_ms: int, ctx: Ctx) -> Result:
+                  positions: Sequence[ExchangePosition], sent_ms: int, ctx: Ctx,
+                  found_by: str = "reconciliation") -> Result:
     """Reconciliation repaired ``symbols`` and adopted ``adopted_orders`` (``wire.Reconciled``);
     ``positions`` is the exchange's answer to a read the shell sent at ``sent_ms``, after the
     message came (the message's own values are seconds old: none is used).
@@ -152,7 +159,11 @@ def on_reconciled(cfg: TraderConfig, st: TraderState, symbols: Sequence[str], ad
       stop, unless the read may not show our own latest doing on the symbol (an entry or a
       close at or after ``sent_ms``, an order of ours still live on it, an entry waiting for
       it): then the next run tells again. Nothing is adopted twice, no order is sent but the
-      new trade's protection: the same message again finds the trade and changes nothing."""
+      new trade's protection: the same message again finds the trade and changes nothing.
+
+    ``found_by`` REMAINDER: the same rules for the read the shell sends after our own exit closed
+    a trade (``CheckRemainder``): a part of the position someone added by hand is adopted and
+    protected at once, not at the next reconciliation (counted ``remainder_adopted``)."""
     actions: list[Action] = []
     if adopted_orders:
         st = replace(st, used_cids=st.used_cids | frozenset(adopted_orders))
@@ -176,8 +187,9 @@ def on_reconciled(cfg: TraderConfig, st: TraderState, symbols: Sequence[str], ad
             st = _count(st, "reconciled_adoption_deferred")
             continue
         t = adopt(cfg, symbol=sym, qty=p.qty, entry_price=p.entry_price, now_ms=ctx.now_ms)
-        st = _count(_with_trade(st, t), "reconciled_adopted")
-        actions += [Problem("POSITION_ADOPTED", f"{sym}: {p.qty} @ {p.entry_price}, found by reconciliation"),
+        counter, how = _FOUND_BY[found_by]
+        st = _count(_with_trade(st, t), counter)
+        actions += [Problem("POSITION_ADOPTED", f"{sym}: {p.qty} @ {p.entry_price}, {how}"),
                     Publish(position_body(t, ctx))]
         st, acts = pr.arm(cfg, st, t, ctx)
         actions += acts

@@ -20,7 +20,7 @@ from services.brain import protection as pr
 from services.brain import rotation
 from venue.port import ExchangeFill, ExchangeIncome
 from services.brain.trading_state import (
-    Action, CheckPosition, Ctx, Dispatch, Learn, Problem, Publish, Result, Trade, TraderConfig, TraderState,
+    Action, CheckPosition, CheckRemainder, Ctx, Dispatch, Learn, Problem, Publish, Result, Trade, TraderConfig, TraderState,
     count as _count, with_order as _with_order, with_trade as _with_trade, without_trade as _without_trade,
 )
 from services.brain.trader_entries import enter_trade
@@ -230,6 +230,8 @@ def _close(cfg: TraderConfig, st: TraderState, t: Trade, ctx: Ctx, actions: list
     actions = [*actions, Publish(flat), Publish(body)]
     if learned:
         actions.append(Learn(t.features, r))
+    if not t.flat_at_exchange_ms and t.entry_qty > 0:  # closed by fills of ours: is anything left?
+        actions.append(Dispatch(CheckRemainder(t.symbol), t.symbol))
     keep = {k: v for k, v in st.orders.items()
             if not ((v.is_terminal or t.flat_at_exchange_ms) and (k == t.entry_cid or k in t.exit_cids))}
     st = replace(_without_trade(st, t.symbol), orders=keep, realized_pnl=EXACT.add(st.realized_pnl, pnl),

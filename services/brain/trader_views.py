@@ -61,6 +61,14 @@ def live_orders(st: TraderState, symbol: str) -> bool:
     return any(o.symbol == symbol and not o.is_terminal for o in st.orders.values())
 
 
+def quiet(st: TraderState, symbol: str) -> bool:
+    """Nothing of ours holds or works on ``symbol``: no trade, no live order or protective
+    order (a cancel not yet confirmed counts as live), no entry waiting for it."""
+    return (symbol not in st.trades and not live_orders(st, symbol)
+            and not any(a.symbol == symbol and not a.is_terminal for a in st.algos.values())
+            and not any(e.signal.symbol == symbol for e in st.pending))
+
+
 def unrealized_pnl(t: Trade, mark: float) -> float:
     if t.position <= 0 or mark <= 0:
         return 0.0

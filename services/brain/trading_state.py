@@ -244,6 +244,15 @@ class CheckPosition:
 
 
 @dataclass(frozen=True)
+class CheckRemainder:
+    """Our own exit closed this symbol's trade: once nothing of ours works on the symbol any
+    more (its protective orders' cancels confirmed), read the exchange's position; what is left
+    (a part added by hand) is adopted and protected (``trader_exchange.on_reconciled``)."""
+
+    symbol: str
+
+
+@dataclass(frozen=True)
 class FetchSymbolFills:
     """Fetch the symbol's fills since ``since_ms`` (a position closed by someone else)."""
 
@@ -254,7 +263,7 @@ class FetchSymbolFills:
 @dataclass(frozen=True)
 class Dispatch:
     """An exchange call for the broker: SubmitOrder, CancelOrder, QueryOrder, FetchTrades,
-    SubmitAlgo, CancelAlgo, QueryAlgo, CheckPosition or FetchSymbolFills."""
+    SubmitAlgo, CancelAlgo, QueryAlgo, CheckPosition, CheckRemainder or FetchSymbolFills."""
 
     effect: Any
     symbol: str

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.brain import trader_exits
+from services.brain import trader, trader_exits
 from tests.integration.test_user_stream_sim import (  # noqa: F401  (the fixtures, used by name)
     BTC, assert_fills_exact, below, cap, closed, make_stack, open_trade, sim,
 )
@@ -118,3 +118,41 @@ def test_a_position_added_to_by_hand_is_closed_whole_by_the_stop_and_the_trade_c
     assert tc.pnl == float(t.position * Decimal(stop_fill["price"]) - entry_notional)
     fills = stack.fills()
     assert len(fills) == len(set(fills)) and str(stop_fill["id"]) in fills
+
+
+def test_a_part_added_by_hand_is_protected_again_at_once_when_our_exit_closes_the_trade(sim, tmp_path):  # noqa: F811
+    """Long BTC (protected); a manual MARKET buy adds about half again; then our own exit (the
+    strategy's) sells the trade's quantity and closes the trade, and its protective orders are
+    cancelled. The part added by hand does not wait for the next reconciliation: once the
+    cancels are confirmed it is read, adopted (its size, its side) and given a new closePosition
+    stop at the exchange, never refused (-4130: a second closePosition stop); the price then
+    falls through that stop and the exchange closes it: flat, every fill published once."""
+    stack, manual = make_stack(sim, tmp_path, protection=True), manual_broker(sim)
+    try:
+        t, step = protected_long(stack)
+        extra = (t.position / 2 / step).to_integral_value() * step
+        manual.submit(OrderSpec(client_order_id="manual-add-2", symbol=BTC, side="BUY", order_type="MARKET", qty=extra))
+        stack.run_until(lambda: stack.ex.st.trades[BTC].differs_reported == t.position + extra, "the larger size said")
+        ex = stack.ex
+        ex.apply(trader.request_exit(ex.cfg, ex.st, BTC, trader_exits.STRATEGY, ex.ctx((BTC,))))
+        stack.run_until(lambda: BTC in ex.st.trades and ex.st.trades[BTC].adopted
+                        and ex.st.trades[BTC].protected_ms > 0, "the part left adopted and protected", 20)
+        adopted = ex.st.trades[BTC]
+        algos = stack.broker.open_algo_orders(BTC)
+        counters, checks = dict(ex.st.counters), ex.counters["remainder_checks"]
+        sim.set_price(BTC, below(adopted.stop, 0.5, ex.filters[BTC].tick_size))
+        stack.run_until(lambda: BTC not in ex.st.trades, "the stop closed the part left")
+        held = exchange_qty(stack.broker, BTC)
+        theirs = sorted(str(x["id"]) for x in sim.records("trades") if x["clientOrderId"] != "manual-add-2")
+        fills = stack.fills()
+    finally:
+        manual.close()
+        stack.close()
+    assert sorted(fills) == theirs  # every fill of ours (entry, exit, the adopted part's stop) once
+    assert (adopted.position, adopted.side, held) == (extra, "BUY", 0)
+    assert (counters["remainder_adopted"], checks) == (1, 1) and "protection_rejected" not in counters
+    stops = [a for a in algos if a.order_type == "STOP_MARKET"]
+    assert [(a.client_algo_id, a.close_position) for a in stops] == [(adopted.stop_cid, True)]
+    first, second = closed(stack)
+    assert (first.qty, first.exit_reason) == (float(t.position), trader_exits.STRATEGY)
+    assert (second.qty, second.exit_reason, second.learned) == (float(extra), "STOP", False)

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from common.errors import DecodeError
 from services.brain import intent_log as il
-from services.brain import trader_resize
+from services.brain import trader_exchange, trader_resize
 from tests.unit.brain.test_execution import make_rig, xorder
 
 SHELL = {"journal_sync_failed", "broker_errors", "queries_retried", "problems", "ambiguous", "sent_unjournaled",
@@ -20,7 +20,8 @@ SHELL = {"journal_sync_failed", "broker_errors", "queries_retried", "problems", 
          "intent_log_failed", "intents_replayed", "exits_sent_inline", "exits_inline_fallback",
          "exit_presend_mismatch", "setup_pending_rejects", "intent_log_corrupt", "intent_log_torn",
          "order_history_unreadable", "orders_adopted", "orders_recorded_from_history", "journal_rows_resent",
-         "unknown_completions", "reconciled_heard", "reconciled_read_failed"}
+         "unknown_completions", "reconciled_heard", "reconciled_read_failed", "unknown_effects", "remainder_checks",
+         "remainder_checks_given_up"}
 INTENT_LOG = {"intents_written", "intent_syncs", "intent_sync_errors"}
 
 
@@ -30,7 +31,8 @@ def test_every_counter_is_there_at_zero_before_anything_happened(tmp_path: Path)
     rig = make_rig(tmp_path)
     rig.ex.intents = il.IntentLog(tmp_path / "intents.log", fsync=False)
     hb = rig.ex.heartbeat_counters()
-    assert hb == dict.fromkeys(SHELL | INTENT_LOG | {"all_orders_rejected"} | set(trader_resize.COUNTERS), 0.0)
+    assert hb == dict.fromkeys(SHELL | INTENT_LOG | {"all_orders_rejected"} | set(trader_resize.COUNTERS)
+                               | set(trader_exchange.ADOPTION_COUNTERS), 0.0)
     snap = rig.ex.snapshot()
     assert {k: snap[k] for k in SHELL} == dict.fromkeys(SHELL, 0)
     assert snap["broker"] == {"all_orders_rejected": 0}

@@ -71,6 +71,46 @@ class TestEntry:
             trade_id=SIG_ID, stop=98.0, target=104.0, confidence=0.6, features={"rr": 2.0}))
         assert rig.ex.st.trades["AAAUSDT"].position == Decimal("19.8")
 
+    def test_the_signal_is_announced_once_after_the_send_and_before_the_entrys_row(self, tmp_path: Path):
+        """Live, the brain hands the signal's announcement to the shell: it is made right after
+        the entry left and before the entry's journal row (one journal socket: a database that
+        has the row has the signal), once; the intent record keeps the signal for a restart."""
+        rig = make_rig(tmp_path)
+        rig.ex.broker = WsLikeBroker(rig.broker)  # the frame leaves from the deciding thread
+        log_path = tmp_path / "intents.log"
+        with_log(rig, log_path)
+        start(rig)
+        rig.broker.submits.append(ENTRY_FILLED)
+        announced: list[tuple[int, int]] = []
+
+        def announce() -> None:
+            announced.append((len(rig.calls), len(rig.published)))
+            rig.published.append(("SIG", True))
+
+        rig.ex.on_signal(signal(), announce)
+        assert rig.calls == [("send_order", ENTRY, 0.0)] and announced == [(1, 0)]
+        assert rig.published[:2] == [("SIG", True), (ENTRY_REQUEST, True)]
+        rig.poll()
+        assert announced == [(1, 0)] and rig.ex.signal_in_hand is None
+        assert rig.ex.st.trades["AAAUSDT"].position == Decimal("19.8")
+        (it,) = il.IntentLog.read(log_path).intents
+        assert it.plan is not None and it.plan.signal == signal()
+        assert rig.ex.journal_unseen[ENTRY][1] == (signal(), ENTRY_REQUEST)
+
+    def test_a_signal_with_no_entry_is_not_announced_by_the_shell(self, tmp_path: Path):
+        """Refused (its id used already): the shell never calls the announcement; the brain
+        makes it after the trader's answer."""
+        rig = make_rig(tmp_path)
+        with_log(rig, tmp_path / "intents.log")
+        start(rig)
+        rig.broker.submits.append(ENTRY_FILLED)
+        rig.ex.on_signal(signal())
+        rig.poll()
+        announced: list[str] = []
+        rig.ex.on_signal(signal(), lambda: announced.append("sig"))
+        assert announced == [] and rig.ex.signal_in_hand is None
+        assert rig.ex.st.counters["skipped:DUPLICATE_SIGNAL"] == 1
+
     def test_an_entry_the_log_cannot_take_is_refused_before_the_exchange(self, tmp_path: Path):
         """A failed log write stops an entry with INTENT_LOG_UNAVAILABLE; nothing is submitted."""
         rig = make_rig(tmp_path)
@@ -249,14 +289,26 @@ class TestCrashBetweenSendAndJournal:
     """The brain logged and sent the entry, the exchange filled it, and the brain died before
     the journal heard of it (the database holds no order)."""
 
-    def crashed(self, tmp_path: Path) -> Path:
+    def crashed(self, tmp_path: Path, announce: Any = None) -> Path:
         log_path = tmp_path / "intents.log"
         rig = make_rig(tmp_path)
         with_log(rig, log_path)
         start(rig)
-        rig.ex.on_signal(signal())  # logged and dispatched; the process dies before anything else
+        rig.ex.on_signal(signal(), announce)  # logged and dispatched; the process dies before anything else
         assert rig.calls_of("submit") == [] and on_file(log_path) == [ENTRY]
         return log_path
+
+    def test_the_signal_of_an_entry_the_journal_never_heard_of_is_journaled_before_it(self, tmp_path: Path):
+        """The announced signal died with the process too: the restarted brain journals it from
+        the intent record, then the request."""
+        log_path = self.crashed(tmp_path, announce=lambda: None)
+        rig = make_rig(tmp_path)
+        with_log(rig, log_path)
+        rig.broker.queries += [xorder(ENTRY, "FILLED", "19.8")] * 2
+        rig.broker.fill_rows.append([xfill(ENTRY, "1", "19.8", "100.0")])
+        rig.poll(5)
+        assert rig.published[:2] == [(signal(), True), (ENTRY_REQUEST, True)]
+        assert rig.bodies(wire.SignalGenerated) == [signal()]
 
     @pytest.mark.parametrize("held", [False, True])
     def test_after_restart_the_order_is_known_its_fill_applied_once_and_it_is_never_resent(self, tmp_path: Path,
@@ -307,12 +359,28 @@ class TestJournalRowAudit:
         assert rig.bodies(wire.OrderRequest) == []
         audit(NOW + 10_000)
         assert rig.kinds() == [("OrderRequest", True), ("OrderUpdate", True)]
+        assert rig.ex.journal_unseen[ENTRY][1] == (ENTRY_REQUEST,)  # no signal in hand: the request alone
         assert rig.bodies(wire.OrderRequest) == [ENTRY_REQUEST] and rig.statuses() == ["FILLED"]
         assert rig.ex.counters["journal_rows_resent"] == 1
         journal_db(dbf, (NOW + 10_001, ENTRY_REQUEST))
         rig.published.clear()
         audit(NOW + 30_000)
         assert rig.published == [] and rig.ex.journal_unseen == {}
+
+
+    def test_an_announced_entrys_signal_is_published_again_with_its_request(self, tmp_path: Path):
+        rig = make_rig(tmp_path, db_path=journal_db(tmp_path / "aegis.db", (NOW - 1, signal())))
+        with_log(rig, tmp_path / "intents.log")
+        start(rig)
+        rig.broker.submits.append(ENTRY_FILLED)
+        rig.ex.on_signal(signal(), lambda: None)
+        rig.poll()
+        rig.published.clear()
+        rig.clock.now_ms = NOW + 10_000
+        rig.ex._next_journal_audit = 0.0
+        rig.poll(2)
+        assert rig.kinds() == [("SignalGenerated", True), ("OrderRequest", True), ("OrderUpdate", True)]
+        assert rig.bodies(wire.SignalGenerated) == [signal()]
 
 
 class TestAdoptedAtStart:

@@ -20,25 +20,42 @@ SIG = wire.SignalGenerated(signal_id="s1", symbol="BTCUSDT", side="BUY", entry=1
                            confidence=0.6, cold=False, features={})
 
 
-def fake_brain(replay: bool, seen: list[str]) -> SimpleNamespace:
+def fake_brain(replay: bool, seen: list[str], enters: bool = False) -> SimpleNamespace:
+    """``enters``: the trader's entry leaves and the shell announces the signal before the
+    entry's row (``Execution.on_signal``); otherwise the brain announces it after the answer."""
     runner = SimpleNamespace(on_candle=lambda c, **_: [strategy_api.Enter(side="BUY", stop=99.0, target=103.0)],
                              on_timer=lambda *a, **_: [], signal=lambda c, it: SIG)
+
+    def on_signal(sig, announce=None):
+        seen.append("trader")
+        if enters and announce is not None:
+            announce()
+            seen.append("row")
+
     b = SimpleNamespace(
         replay=replay, analysed_to={}, runner=runner, model_state=None, control=None, signals=0,
         history_signals=0, journal_full=0,
-        execution=SimpleNamespace(st=SimpleNamespace(trades={}), on_signal=lambda s: seen.append("trader")),
+        execution=SimpleNamespace(st=SimpleNamespace(trades={}), on_signal=on_signal),
         pub=SimpleNamespace(publish=lambda body, ns=None: seen.append("bus")),
         journal=SimpleNamespace(publish=lambda body, ns=None: seen.append("journal")))
-    for name in ("publish_signal", "act_on", "journal_publish"):
+    for name in ("publish_signal", "act_on", "journal_publish", "announcer"):
         setattr(b, name, types.MethodType(getattr(Brain, name), b))
     return b
 
 
-@pytest.mark.parametrize(("replay", "want"), [(False, ["trader", "bus", "journal"]),
-                                              (True, ["bus", "journal", "trader"])], ids=["live", "replay"])
-def test_live_acts_before_publishing_and_replay_keeps_the_captures_order(replay: bool, want: list[str]):
+@pytest.mark.parametrize(("replay", "enters", "want"), [
+    (False, False, ["trader", "bus", "journal"]),
+    (False, True, ["trader", "bus", "journal", "row"]),
+    (True, False, ["bus", "journal", "trader"]),
+    (True, True, ["bus", "journal", "trader"]),
+], ids=["live-refused", "live-entry", "replay-refused", "replay-entry"])
+def test_live_acts_before_publishing_and_replay_keeps_the_captures_order(replay: bool, enters: bool,
+                                                                         want: list[str]):
+    """Live, the trader acts first and the signal is published once: by the shell right after
+    its entry left (before the entry's journal row), or by the brain after the trader's answer.
+    Replay publishes first and hands the trader no announcement."""
     seen: list[str] = []
-    b = fake_brain(replay, seen)
+    b = fake_brain(replay, seen, enters)
     Brain.analyse(b, CANDLE, 1)
     assert seen == want and b.signals == 1
     Brain.analyse(b, CANDLE, 2)  # the same candle again: analysed once
