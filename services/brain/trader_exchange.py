@@ -187,6 +187,8 @@ def on_reconciled(cfg: TraderConfig, st: TraderState, symbols: Sequence[str], ad
             st = _count(st, "reconciled_adoption_deferred")
             continue
         t = adopt(cfg, symbol=sym, qty=p.qty, entry_price=p.entry_price, now_ms=ctx.now_ms)
+        if found_by == REMAINDER:  # unprotected since our close cancelled the old stop: measured so
+            t = replace(t, unprotected_from_ms=st.last_action_ms.get(sym, 0))
         counter, how = _FOUND_BY[found_by]
         st = _count(_with_trade(st, t), counter)
         actions += [Problem("POSITION_ADOPTED", f"{sym}: {p.qty} @ {p.entry_price}, {how}"),

@@ -74,6 +74,8 @@ class TestShell:
         assert {t.stop_cid, t.target_cid}.isdisjoint({old.stop_cid, old.target_cid})
         assert [c[1] for c in rig.calls_of("place_algo")] == [t.stop_cid, t.target_cid]
         assert rig.ex.counters["remainder_checks"] == 1 and rig.ex.remainders == {}
+        # the part left waited from the close (the old stop's cancel) to its new stop: measured
+        assert rig.ex.st.longest_unprotected_ms == 1
         assert rig.ex.heartbeat_counters()["remainder_adopted"] == 1.0
         rig.poll(3)  # nothing more: one read per closed trade
         assert steps(rig).count("positions") == 1
