@@ -43,6 +43,16 @@ def protected_long(stack):
     return t, stack.ex.filters[BTC].step_size
 
 
+def added_by_hand(stack, manual: CcxtBroker, cid: str):
+    """The brain's protected long BTC, then a manual MARKET buy of about half again, once the
+    brain has said the larger size: (the trade, the quantity added)."""
+    t, step = protected_long(stack)
+    extra = (t.position / 2 / step).to_integral_value() * step
+    manual.submit(OrderSpec(client_order_id=cid, symbol=BTC, side="BUY", order_type="MARKET", qty=extra))
+    stack.run_until(lambda: stack.ex.st.trades[BTC].differs_reported == t.position + extra, "the larger size said")
+    return t, extra
+
+
 def test_the_brains_trade_follows_a_partial_close_made_at_the_exchange(sim, tmp_path):  # noqa: F811
     """Long BTC (protected); a manual reduce-only MARKET sell of about half of it. Then: the
     trade holds exactly the exchange's size, its exit is the manual fill (qty and price), no
@@ -94,10 +104,7 @@ def test_a_position_added_to_by_hand_is_closed_whole_by_the_stop_and_the_trade_c
     against its own entry fills."""
     stack, manual = make_stack(sim, tmp_path, protection=True), manual_broker(sim)
     try:
-        t, step = protected_long(stack)
-        extra = (t.position / 2 / step).to_integral_value() * step
-        manual.submit(OrderSpec(client_order_id="manual-add-1", symbol=BTC, side="BUY", order_type="MARKET", qty=extra))
-        stack.run_until(lambda: stack.ex.st.trades[BTC].differs_reported == t.position + extra, "the larger size said")
+        t, extra = added_by_hand(stack, manual, "manual-add-1")
         kept = stack.ex.st.trades[BTC]
         counters = dict(stack.ex.st.counters)
         sim.set_price(BTC, below(kept.stop, 0.5, stack.ex.filters[BTC].tick_size))
@@ -129,10 +136,7 @@ def test_a_part_added_by_hand_is_protected_again_at_once_when_our_exit_closes_th
     falls through that stop and the exchange closes it: flat, every fill published once."""
     stack, manual = make_stack(sim, tmp_path, protection=True), manual_broker(sim)
     try:
-        t, step = protected_long(stack)
-        extra = (t.position / 2 / step).to_integral_value() * step
-        manual.submit(OrderSpec(client_order_id="manual-add-2", symbol=BTC, side="BUY", order_type="MARKET", qty=extra))
-        stack.run_until(lambda: stack.ex.st.trades[BTC].differs_reported == t.position + extra, "the larger size said")
+        t, extra = added_by_hand(stack, manual, "manual-add-2")
         ex = stack.ex
         ex.apply(trader.request_exit(ex.cfg, ex.st, BTC, trader_exits.STRATEGY, ex.ctx((BTC,))))
         stack.run_until(lambda: BTC in ex.st.trades and ex.st.trades[BTC].adopted
