@@ -24,7 +24,7 @@ from services.brain.trading_state import (
 )
 from services.brain.trader_exits import exit_trade
 from services.brain.trader_restart import adopt
-from services.brain.trader_views import live_orders, position_body
+from services.brain.trader_views import busy, position_body
 
 
 # ---------------------------------------------------------------------------- the exchange's side
@@ -157,8 +157,9 @@ def on_reconciled(cfg: TraderConfig, st: TraderState, symbols: Sequence[str], ad
       latest doing on the symbol;
     - a position with no trade of ours: adopted (``adopt``) and protected by an exchange-held
       stop, unless the read may not show our own latest doing on the symbol (an entry or a
-      close at or after ``sent_ms``, an order of ours still live on it, an entry waiting for
-      it): then the next run tells again. Nothing is adopted twice, no order is sent but the
+      close at or after ``sent_ms``, or ``trader_views.busy``: an order of ours still live on
+      it, a protective order of ours that may still be alive, an entry waiting for it): then
+      the next run tells again. Nothing is adopted twice, no order is sent but the
       new trade's protection: the same message again finds the trade and changes nothing.
 
     ``found_by`` REMAINDER: the same rules for the read the shell sends after our own exit closed
@@ -182,8 +183,7 @@ def on_reconciled(cfg: TraderConfig, st: TraderState, symbols: Sequence[str], ad
             continue
         if p is None:
             continue
-        if (st.last_action_ms.get(sym, 0) >= sent_ms or live_orders(st, sym)
-                or any(e.signal.symbol == sym for e in st.pending)):
+        if st.last_action_ms.get(sym, 0) >= sent_ms or busy(st, sym):
             st = _count(st, "reconciled_adoption_deferred")
             continue
         t = adopt(cfg, symbol=sym, qty=p.qty, entry_price=p.entry_price, now_ms=ctx.now_ms)

@@ -11,6 +11,7 @@ from decimal import Context, Decimal
 from typing import Any
 
 from common import wire
+from services.brain import protection as pr
 from services.brain import risk, rotation
 from venue.filters import is_on_grid, round_qty_down
 from services.brain.trading_state import (
@@ -61,12 +62,18 @@ def live_orders(st: TraderState, symbol: str) -> bool:
     return any(o.symbol == symbol and not o.is_terminal for o in st.orders.values())
 
 
+def busy(st: TraderState, symbol: str) -> bool:
+    """Something of ours works on ``symbol``: a live order, a protective order no trade of it
+    holds that may still be alive (``protection.blocking_algos``: a cancel not yet confirmed
+    counts; a new ``closePosition`` stop beside it would be refused, -4130), or an entry
+    waiting for it. A position read now may not show what it is doing."""
+    return (live_orders(st, symbol) or bool(pr.blocking_algos(st, symbol))
+            or any(e.signal.symbol == symbol for e in st.pending))
+
+
 def quiet(st: TraderState, symbol: str) -> bool:
-    """Nothing of ours holds or works on ``symbol``: no trade, no live order or protective
-    order (a cancel not yet confirmed counts as live), no entry waiting for it."""
-    return (symbol not in st.trades and not live_orders(st, symbol)
-            and not any(a.symbol == symbol and not a.is_terminal for a in st.algos.values())
-            and not any(e.signal.symbol == symbol for e in st.pending))
+    """Nothing of ours holds or works on ``symbol``: no trade, and not ``busy``."""
+    return symbol not in st.trades and not busy(st, symbol)
 
 
 def unrealized_pnl(t: Trade, mark: float) -> float:

@@ -15,6 +15,7 @@ from tests.unit.brain.test_execution import CFG as SHELL_CFG
 from tests.unit.brain.test_execution import started
 from tests.unit.brain.test_protection import filled_long, sent_and_acked
 from tests.unit.brain.test_trader import CFG, NOW, ctx, enter, of_type, signal
+from venue import algo_orders as ao
 from venue import orders as om
 from venue.port import ExchangePosition
 
@@ -63,6 +64,20 @@ class TestAdoption:
         st = replace(trader.TraderState(), orders={live.client_order_id: live})
         st, acts = trader_exchange.on_reconciled(CFG, st, ["BBBUSDT"], [], [pos()], SENT, ctx(SENT + 50))
         assert "BBBUSDT" not in st.trades and acts == []
+
+    def test_a_protective_order_of_ours_still_alive_defers_the_adoption(self):
+        """Our closed trade's closePosition stop, its cancel not yet confirmed: a new stop for the
+        adopted position would be refused (-4130), and a refused stop makes the trader exit the
+        position at the market. Deferred; once the cancel is confirmed, the next read adopts."""
+        old = replace(ao.new_algo_order(client_algo_id="ps-OLD-1", symbol="BBBUSDT", side="SELL",
+                                        order_type="STOP_MARKET", trigger_price=Decimal("45")),
+                      state=ao.A.CANCEL_PENDING)
+        st = replace(trader.TraderState(), algos={old.client_algo_id: old})
+        st, acts = trader_exchange.on_reconciled(CFG, st, ["BBBUSDT"], [], [pos()], SENT, ctx(SENT + 50))
+        assert "BBBUSDT" not in st.trades and acts == [] and st.counters["reconciled_adoption_deferred"] == 1
+        st = replace(st, algos={old.client_algo_id: replace(old, state=ao.A.CANCELED)})
+        st, acts = trader_exchange.on_reconciled(CFG, st, ["BBBUSDT"], [], [pos()], SENT + 5_000, ctx(SENT + 5_050))
+        assert st.trades["BBBUSDT"].adopted and len(of_type(acts, trader.NewAlgo)) == 2
 
     def test_an_adopted_order_id_is_never_used_again(self):
         """Reconciliation adopted ae-sigX-0 (sent by us, never journaled): the id is used, so the
