@@ -50,9 +50,8 @@ class OrderSend(ExecutionParts):
             return
         cid = a.order.client_order_id
         self.ttt.decided(cid, a.order.reduce_only)  # tick-to-trade (a no-op without a triggering tick)
-        held = self._signal_of(a.order)
+        held = self._take_signal(a.order)
         if held is not None:  # the signal's row before its order's (the journal's order: one socket)
-            self.signal_in_hand = None
             held[1]()
         self.publish_only(a.request)
         try:
@@ -122,13 +121,18 @@ class OrderSend(ExecutionParts):
             return None
         return held
 
+    def _take_signal(self, order: om.Order) -> tuple[wire.SignalGenerated, Callable[[], None]] | None:
+        """``_signal_of``, let go of: its announcement is made by the caller, once."""
+        held = self._signal_of(order)
+        if held is not None:
+            self.signal_in_hand = None
+        return held
+
     def _sent_then_journaled(self, cid: str, a: trader.NewOrder) -> None:
         """``_log_then_send``'s second half: the state machine's send (which claims a frame
         already written), then the signal it came from (an entry's, announced once), the
         journal's row and what the send published."""
-        held = self._signal_of(a.order)
-        if held is not None:
-            self.signal_in_hand = None  # announced here, once
+        held = self._take_signal(a.order)  # announced here, once
         self._held_send(cid, lambda: self._event(cid, om.Send(at_ms=self.clock_ms())), a.request,
                         first=None if held is None else held[1])
         self.journal_unseen[cid] = (self.clock_ms(), (a.request,) if held is None else (held[0], a.request))
