@@ -166,9 +166,8 @@ class Rig:
         self.dispatcher = dsp.Dispatcher(wiring.DISPATCH_WORKERS, name="entry-profile")
         self.ex = execution_mod.Execution(
             cfg=wiring.trader_config(cfg), broker=_StubBroker(), dispatcher=self.dispatcher,  # type: ignore[arg-type]
-            journal_sync=lambda body: None, publish=self.brain.publish_exec, quote=self.brain.quote,
-            learn=self.brain.learn, filters_fn=lambda: {SYMBOL: _filters()}, db_path=tmp / "none.db",
-            symbols_fn=lambda: [SYMBOL], balance_poll_s=3600.0, intents=self.intents)
+            host=wiring.BrainHost(self.brain, None, {SYMBOL: _filters()}),  # type: ignore[arg-type]
+            db_path=tmp / "none.db", balance_poll_s=3600.0, intents=self.intents)
         ex = self.ex
         ex.filters = {SYMBOL: _filters()}
         ex.configured = {SYMBOL}

@@ -90,8 +90,22 @@ SETTLE_TICK_MS = 2.0  # ... one trade of the symbol every 2 ms (500 a second: a 
 STOP_PCT, TARGET_PCT, TOUCH_PCT = 0.02, 0.02, 0.03
 
 
-def _no_sync_journal(body: Any) -> None:
-    raise AssertionError(f"the intent-log path never journals synchronously ({type(body).__name__})")
+def _bench_host(brain: Any, cfg: Any) -> Any:
+    """The brain's own host (``wiring.BrainHost``, as in the brain), with no synchronous journal
+    (the intent-log path never uses it) and the sim's symbol filters, read from its REST
+    exchangeInfo."""
+    from services.brain import wiring
+    from venue.brokers import rest_url
+    from venue.filters import fetch_filters
+
+    class BenchHost(wiring.BrainHost):
+        def journal_sync(self, body: object) -> object:
+            raise AssertionError(f"the intent-log path never journals synchronously ({type(body).__name__})")
+
+        def symbol_filters(self) -> Any:
+            return fetch_filters(rest_url(cfg))
+
+    return BenchHost(brain, None, {})  # type: ignore[arg-type]
 
 
 class _FillKnown:
@@ -178,8 +192,7 @@ class _Rig:
         from services.brain import execution as execution_mod
         from services.brain import wiring
         from venue import wirestamp
-        from venue.brokers import make_broker, rest_url
-        from venue.filters import fetch_filters
+        from venue.brokers import make_broker
 
         cfg = _config(base, transport)
         from services.brain import latency
@@ -206,10 +219,8 @@ class _Rig:
         broker = make_broker(cfg, brain.book_top)
         disp = dsp.Dispatcher(wiring.DISPATCH_WORKERS, name="bench-dispatch")
         ex = execution_mod.Execution(
-            cfg=wiring.trader_config(cfg), broker=broker, dispatcher=disp, journal_sync=_no_sync_journal,
-            publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
-            filters_fn=lambda: fetch_filters(rest_url(cfg)), db_path=tmp / f"none-{transport}-{tag}.db",
-            symbols_fn=lambda: list(ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
+            cfg=wiring.trader_config(cfg), broker=broker, dispatcher=disp, host=_bench_host(brain, cfg),
+            db_path=tmp / f"none-{transport}-{tag}.db", balance_poll_s=cfg.trading.balance_poll_s,
             user_stream=make_user_stream(cfg), intents=intents)
         brain.execution = ex
         fk = _FillKnown(ex, trader_fills)

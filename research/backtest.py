@@ -73,6 +73,7 @@ from common.config import AegisConfig
 from common.errors import ConfigError
 from common.fastcopy import build
 from research import strategy_api as sa
+from research.bars_host import BarsHost
 from research.catalog import iter_bars, read_funding
 from research.metrics import run_figures
 from venue.filters import generic_filters, round_price
@@ -150,7 +151,7 @@ class _Inline:
         return out
 
 
-class Backtest:
+class Backtest(BarsHost):
     """One run: the live execution shell with the paper broker, driven by the bars' clock.
     ``keep_signals``: keep every signal sent to the trader in ``self.signals`` and every order
     request in ``self.orders`` (the decisions the look-ahead and parity tests compare)."""
@@ -197,12 +198,9 @@ class Backtest:
         self.broker = PaperBroker(pcfg, book=self._book_of, clock_ms=lambda: self.now_ms, sleep=lambda s: None,
                                   filters=self.filters)
         tcfg = replace(trader_config(cfg.aegis), exchange_protection=False)
-        self.ex = self.execution_cls(
-            cfg=tcfg, broker=self.broker, dispatcher=self.dispatcher_cls(), journal_sync=lambda body: None,
-            publish=self._publish, quote=self._quote, learn=self._learn, filters_fn=lambda: self.filters,
-            db_path=Path("/nonexistent/aegis-backtest.db"), symbols_fn=lambda: list(cfg.symbols),
-            balance_poll_s=t.balance_poll_s, clock_ms=lambda: self.now_ms, mono_s=lambda: self.now_ms / 1000.0,
-            blocked=lambda: "", user_stream=None)
+        self.ex = self.execution_cls(  # this run is the shell's host (``BarsHost``)
+            cfg=tcfg, broker=self.broker, dispatcher=self.dispatcher_cls(), host=self,
+            db_path=Path("/nonexistent/aegis-backtest.db"), balance_poll_s=t.balance_poll_s, user_stream=None)
         self.trades: list[dict[str, Any]] = []
         self.deferred_fills: list[tuple[str, sa.FillView]] = []
         self.funding_open: dict[str, float] = {}  # trade id -> funding paid so far
@@ -230,8 +228,9 @@ class Backtest:
         # watched): built once per state of the trade (the trader replaces a changed trade)
         self._pos_of: tuple[Any, Any, Any] = (None, None, None)
 
-    # ------------------------------------------------------------------ the shell's ports
-    def _publish(self, body: Any, journal: bool = True) -> None:
+    # ------------------------------------------------------------------ the shell's host
+    # (``BarsHost`` has the rest): fills and closed trades come back here, quotes and lessons
+    def publish(self, body: Any, journal: bool = True) -> None:
         if isinstance(body, wire.TradeClosed):
             self._closed(body)
         elif isinstance(body, wire.Fill):
@@ -243,7 +242,7 @@ class Backtest:
         elif isinstance(body, wire.OrderRequest) and self.keep_signals:
             self.orders.append(body)
 
-    def _quote(self, symbol: str):
+    def quote(self, symbol: str):
         # the shell asks several times per step: one Quote per (mark, clock), the same values
         m = self.marks.get(symbol)
         if not m:
@@ -253,7 +252,7 @@ class Backtest:
             q = self._quotes[symbol] = self._Quote(mark_price=m, updated_ms=self.now_ms)
         return q
 
-    def _learn(self, features: Mapping[str, float], outcome_r: float) -> None:
+    def learn(self, features: Mapping[str, float], outcome_r: float) -> None:
         try:
             self.model_state = self._model.learn(self.model_state, features, outcome_r)
         except self._model.ModelInputError:  # a strategy whose features are not the model's

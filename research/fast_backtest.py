@@ -135,10 +135,10 @@ class _LeanExecution(execution.Execution):
         for x in symbols:
             if x != one:
                 return super().ctx(symbols)
-        q = self.quote(one) if symbols or one in self.st.trades else None
+        q = self.host.quote(one) if symbols or one in self.st.trades else None
         eq = self.equity
         k = self._ctx_key
-        now = self.clock_ms()
+        now = self.host.clock_ms()
         if (k and k[0] is q and k[1] == now and (k[2] == eq or (eq != eq and k[2] != k[2])) and k[3] is self.phase
                 and k[4] == self.start_error and k[5] is self.filters):
             return self._ctx_last
@@ -161,7 +161,7 @@ class _LeanExecution(execution.Execution):
             return
         if self.keep_requests:
             self.publish(a.request)
-        self._event(a.order.client_order_id, om.Send(at_ms=self.clock_ms()))
+        self._event(a.order.client_order_id, om.Send(at_ms=self.host.clock_ms()))
 
     def _completion(self, c: Any) -> None:
         tag = c.tag
@@ -314,11 +314,11 @@ class FastBacktest(Backtest):
         return True
 
     # ------------------------------------------------------------------ fills
-    def _publish(self, body: Any, journal: bool = True) -> None:
+    def publish(self, body: Any, journal: bool = True) -> None:
         # a strategy that keeps the base class's on_fill returns nothing from it: not called
         if type(body) is wire.Fill and not self._hears_fills:
             return
-        super()._publish(body, journal)
+        super().publish(body, journal)
 
     # ------------------------------------------------------------------ idle skipping, per bar
     def _can_skip(self, symbol: str, close: float) -> bool:
@@ -421,9 +421,9 @@ class FastBacktest(Backtest):
         self._model_state = value
         self._unlearnt = []
 
-    def _learn(self, features: Mapping[str, float], outcome_r: float) -> None:
+    def learn(self, features: Mapping[str, float], outcome_r: float) -> None:
         if self._reads_model:
-            super()._learn(features, outcome_r)
+            super().learn(features, outcome_r)
             return
         try:
             self._model.learn_input(features, outcome_r)

@@ -25,7 +25,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import structlog
 
@@ -39,7 +39,7 @@ from services.brain.tick_to_trade import TickToTrade
 from venue.port import Broker
 from services.brain.execution_answers import Answers
 from services.brain.execution_inline import InlineSend
-from services.brain.execution_parts import JournalSync, Publish
+from services.brain.execution_parts import Host
 from services.brain.execution_send import OrderSend
 from services.brain.execution_startup import Phase, Startup
 from services.brain.execution_timers import Timers
@@ -57,20 +57,16 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
     attribute is, and its type, is declared once for every part: ``execution_parts``."""
 
     def __init__(self, *, cfg: trader.TraderConfig, broker: Broker,
-                 dispatcher: dsp.Dispatcher | dsp.InlineDispatcher, journal_sync: JournalSync, publish: Publish,
-                 quote: Callable[[str], risk.Quote | None], learn: Callable[[Mapping[str, float], float], None],
-                 filters_fn: Callable[[], Mapping[str, risk.SymbolFilters]], db_path: Path,
-                 symbols_fn: Callable[[], list[str]], balance_poll_s: float = 5.0,
-                 position_poll_s: float = POSITION_POLL_S, algo_audit_s: float = ALGO_AUDIT_S,
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-                 mono_s: Callable[[], float] = time.monotonic,
-                 blocked: Callable[[], str] = lambda: "", flatten_on_halt: bool = False,
+                 dispatcher: dsp.Dispatcher | dsp.InlineDispatcher, host: Host, db_path: Path,
+                 balance_poll_s: float = 5.0, position_poll_s: float = POSITION_POLL_S,
+                 algo_audit_s: float = ALGO_AUDIT_S, flatten_on_halt: bool = False,
                  user_stream: user_feed.Source | None = None,
                  intents: intent_log.IntentLog | None = None, exit_lane_on: bool = True) -> None:
         self.cfg = cfg
         self.broker = broker
         self.dispatcher = dispatcher
-        self.journal_sync = journal_sync
+        self.host = host  # clocks, quotes, symbols, where messages go (``execution_parts.Host``)
+        self._held = None  # publications held back while an order's send runs (``_held_send``)
         # the local intent log (``intent_log``): with it an order is written there, sent, then
         # journaled through the buffered path; without it (replay, tests of the old path) the
         # order is journaled synchronously first ("journal, then act")
@@ -92,16 +88,8 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
         self.remainders = {}
         self._next_journal_audit = 0.0
         self.inline = bool(getattr(dispatcher, "inline", False))
-        self.publish = publish
-        self.quote = quote
-        self.learn = learn
-        self.filters_fn = filters_fn
         self.db_path = db_path
-        self.symbols_fn = symbols_fn
         self.balance_poll_s = balance_poll_s
-        self.clock_ms = clock_ms
-        self.mono_s = mono_s  # timers (replay: the exchange clock, so they fire at the same ticks)
-        self.blocked = blocked
         self.flatten_on_halt = flatten_on_halt
         self.st = trader.TraderState()
         self.filters = {}
@@ -159,11 +147,11 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
         """Quotes for the symbols concerned and every traded one (the portfolio values them)."""
         quotes = {}
         for s in {*symbols, *self.st.trades}:
-            q = self.quote(s)
+            q = self.host.quote(s)
             if q is not None:
                 quotes[s] = q
-        block = self.blocked() or ("" if self.ready else (self.start_error or "starting"))
-        return trader.Ctx(now_ms=self.clock_ms(), equity=self.equity,
+        block = self.host.block_reason() or ("" if self.ready else (self.start_error or "starting"))
+        return trader.Ctx(now_ms=self.host.clock_ms(), equity=self.equity,
                           market=risk.Market(filters=self.filters, quotes=quotes), block_reason=block,
                           brackets=self.brackets)
 
@@ -201,7 +189,7 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
         self.counters["reconciled_heard"] += 1
         if not self.ready or not (msg.symbols or msg.adopted_orders):
             return
-        tag = jobs.Reconciled(sent_ms=self.clock_ms(), symbols=tuple(msg.symbols),
+        tag = jobs.Reconciled(sent_ms=self.host.clock_ms(), symbols=tuple(msg.symbols),
                               adopted_orders=tuple(msg.adopted_orders))
         self.dispatcher.submit(dsp.QUERY, self.broker.positions, tag=tag)
 
@@ -222,7 +210,7 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
                 self._carry_out(acts)
         if self.st.risk is not before and (self.st.risk.halted != before.halted
                                            or self.st.risk.day_index != before.day_index):
-            self.publish(wire.ModelState(name=recovery.RISK_NAME, version=self.clock_ms(),
+            self.publish(wire.ModelState(name=recovery.RISK_NAME, version=self.host.clock_ms(),
                                          state=json.dumps(self.st.risk.to_dict()).encode()))
 
     def _carry_out(self, actions: list[trader.Action]) -> None:
@@ -236,7 +224,7 @@ class Execution(Startup, Timers, OrderSend, InlineSend, Answers):
             elif isinstance(a, trader.Publish):
                 self.publish(a.body)
             elif isinstance(a, trader.Learn):
-                self.learn(a.features, a.outcome_r)
+                self.host.learn(a.features, a.outcome_r)
             elif isinstance(a, trader.Problem):
                 self.counters["problems"] += 1
                 if a.kind in trader_resize.LOG_EVENTS:  # each is one event already: never throttled

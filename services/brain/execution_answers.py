@@ -56,7 +56,7 @@ class Answers(ExecutionParts):
                     self.equity = float(c.result.equity)
                     if self.ready:  # the kill switch watches equity, not only at the next entry
                         st = replace(self.st, risk=risk.update_equity(self.cfg.risk, self.st.risk, self.equity,
-                                                                      self.clock_ms()))
+                                                                      self.host.clock_ms()))
                         self.apply((st, []))
             case jobs.Setup(symbols=symbols):
                 self._setup_done(symbols, c.result, err)
@@ -102,7 +102,7 @@ class Answers(ExecutionParts):
                     self._algo_event(cid, _algo_query_result(at_ms, found))
             self.apply(trader_exchange.on_symbol_fills(self.cfg, self.st, sym, list(fills), self.ctx((sym,))))
         elif sym in self.st.trades:  # ask again; the trade closes at the mark if it never comes
-            self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
+            self.delayed.append((self.host.clock_ms() + QUERY_RETRY_MS, trader.FetchSymbolFills(
                 symbol=sym, since_ms=self.st.trades[sym].first_fill_ms or self.st.trades[sym].opened_ms), sym))
 
     def _order_completion(self, tag: jobs.OrderJob, c: dsp.Completion) -> None:
@@ -150,7 +150,7 @@ class Answers(ExecutionParts):
         if isinstance(err, AmbiguousError):
             self.counters["ambiguous"] += 1
             log.warning("brain.order_outcome_unknown", client_order_id=cid, error=str(err))
-            self._event(cid, om.Timeout(at_ms=self.clock_ms()))
+            self._event(cid, om.Timeout(at_ms=self.host.clock_ms()))
             return
         code = getattr(err, "code", 0) or 0
         if getattr(err, "reason", "") == "duplicate_client_id":
@@ -173,7 +173,7 @@ class Answers(ExecutionParts):
             elif isinstance(err, AmbiguousError):
                 self.counters["ambiguous"] += 1
                 log.warning("brain.protection_outcome_unknown", client_algo_id=cid, error=str(err))
-                self._algo_event(cid, ao.Timeout(at_ms=self.clock_ms()))
+                self._algo_event(cid, ao.Timeout(at_ms=self.host.clock_ms()))
             else:
                 code = getattr(err, "code", 0) or 0
                 if getattr(err, "reason", "") == "duplicate_client_id":
@@ -190,13 +190,13 @@ class Answers(ExecutionParts):
         else:
             self.counters["queries_retried"] += 1
             a = self.st.algos[cid]
-            self.delayed.append((self.clock_ms() + QUERY_RETRY_MS, ao.QueryAlgo(client_algo_id=cid, not_before_ms=0),
+            self.delayed.append((self.host.clock_ms() + QUERY_RETRY_MS, ao.QueryAlgo(client_algo_id=cid, not_before_ms=0),
                                  a.symbol))
 
     def _retry_query(self, cid: str) -> None:
         self.counters["queries_retried"] += 1
         o = self.st.orders[cid]
-        self.delayed.append((self.clock_ms() + QUERY_RETRY_MS,
+        self.delayed.append((self.host.clock_ms() + QUERY_RETRY_MS,
                              om.QueryOrder(client_order_id=cid, not_before_ms=0), o.symbol))
 
 

@@ -40,7 +40,7 @@ class InlineSend(ExecutionParts):
         requests prepared too (a WebSocket-API broker's ``prepare_order``; off the batch path)."""
         lane.sync(self.cfg, self.st, sid_of, self.ctx, order_spec)
         if prepare and self._prepare is not None and self.lane_ready:
-            lane.prepare(self.clock_ms(), self._prepare)
+            lane.prepare(self.host.clock_ms(), self._prepare)
 
     def fire_exit(self, armed: exit_lane.Armed, trigger_ns: int,
                   prepared: tuple[Any, intent_log.Template | None] = (None, None)) -> bool:
@@ -60,7 +60,7 @@ class InlineSend(ExecutionParts):
         assert intents is not None
         try:
             request, tmpl = prepared
-            at_ns = self.clock_ms() * 1_000_000
+            at_ns = self.host.clock_ms() * 1_000_000
             try:  # the flusher is woken after the frame's write (``IntentLog.append``)
                 intents.append(tmpl.stamped(at_ns) if tmpl is not None and at_ns >= 1 << 32
                                else intent_log.Intent(client_id=cid, at_ns=at_ns, body=order.request), wake=False)
@@ -86,7 +86,7 @@ class InlineSend(ExecutionParts):
             self.counters["exit_lane_unclaimed"] += 1
             log.error("brain.exit_lane_unclaimed", client_order_id=cid, symbol=symbol)
             if pre is not None:
-                self._claim_presend(pre, symbol, jobs.Submit(cid, 1, self.clock_ms()), unclaimed=True)
+                self._claim_presend(pre, symbol, jobs.Submit(cid, 1, self.host.clock_ms()), unclaimed=True)
 
     def _presend_exit(self, o: om.Order) -> None:
         """An exit's frame written as soon as its intent is logged, before the order's state

@@ -7,9 +7,9 @@ set in ``Execution.__init__``, and the methods named at the end are written in o
 ``Execution``) and called from another. A reader of one part finds here, typed, everything it
 uses that it does not define. Nothing here runs: the declarations are annotations only.
 
-The ports the shell is handed (the brain's callbacks, ``services.brain.wiring``) are typed
-here too: ``Publish``, ``JournalSync``, ``SendOrder`` and the plain callables of
-``Execution.__init__``.
+The ports the shell is handed are typed here too: ``Host``, its one port onto what runs it
+(the brain: ``services.brain.wiring.BrainHost``; a backtest: ``research.backtest.Backtest``),
+and ``SendOrder``, a WebSocket-API broker's send from the deciding thread.
 """
 
 from __future__ import annotations
@@ -33,18 +33,51 @@ if TYPE_CHECKING:  # the parts import this module
     from services.brain.execution_startup import Phase
 
 
-class Publish(Protocol):
-    """The brain's ``publish_exec``: ``body`` on the bus, and to the journal unless ``journal``
-    is False (an order request the synchronous journal took already)."""
+class Host(Protocol):
+    """What the execution shell needs from what runs it: its clocks, its views of the market,
+    and where its messages and lessons go. One object, named methods, typed here once.
 
-    def __call__(self, body: object, journal: bool = True) -> None: ...
+    The brain's (``services.brain.wiring.BrainHost``) reads the wall clock and journals live;
+    in replay every clock is the ticks' exchange clock (``ReplayHost``), which makes a replay
+    repeatable. A backtest is its own host (``research.backtest.Backtest``): the bars' clock."""
 
+    def journal_sync(self, body: object) -> object:
+        """The synchronous journal's write (``bus.SyncJournal.write``): returns when the journal
+        acknowledged ``body`` (its sequence number), or raises ``TransientError``."""
+        ...
 
-class JournalSync(Protocol):
-    """The synchronous journal's write (``bus.SyncJournal.write``): returns when the journal
-    acknowledged ``body`` (its sequence number), or raises ``TransientError``."""
+    def publish(self, body: object, journal: bool = True) -> None:
+        """``body`` on the bus, and to the journal unless ``journal`` is False (an order request
+        the synchronous journal took already)."""
+        ...
 
-    def __call__(self, body: object) -> object: ...
+    def quote(self, symbol: str) -> risk.Quote | None:
+        """A symbol's latest mark and its time (None when unknown)."""
+        ...
+
+    def learn(self, features: Mapping[str, float], outcome_r: float) -> None:
+        """A closed trade's entry features and its outcome in R, for the model."""
+        ...
+
+    def symbol_filters(self) -> Mapping[str, risk.SymbolFilters]:
+        """Each symbol's order filters (exchange rules), read live."""
+        ...
+
+    def symbols(self) -> list[str]:
+        """The symbols to trade (the feed's, most liquid first)."""
+        ...
+
+    def clock_ms(self) -> int:
+        """Order times and the kill switch's day: the wall clock live, the ticks' clock in replay."""
+        ...
+
+    def mono_s(self) -> float:
+        """The timers' clock, seconds (replay: the ticks' clock, so they fire at the same ticks)."""
+        ...
+
+    def block_reason(self) -> str:
+        """Why new entries are refused now (the orchestrator's verdict; "" when they are not)."""
+        ...
 
 
 class SendOrder(Protocol):
@@ -99,16 +132,7 @@ class ExecutionParts:
     _send_now: SendOrder | None  # the broker's send_order once READY: frames from this thread
     _prepare: Callable[[OrderSpec], object] | None  # its prepare_order (the exit lane)
 
-    # ---- ports: the brain's callbacks (``wiring.make_execution``)
-    publish: Publish
-    journal_sync: JournalSync
-    quote: Callable[[str], risk.Quote | None]  # a symbol's latest mark, None when unknown
-    learn: Callable[[Mapping[str, float], float], None]  # a closed trade's features and outcome in R
-    filters_fn: Callable[[], Mapping[str, risk.SymbolFilters]]
-    symbols_fn: Callable[[], list[str]]  # the feed's symbols, most liquid first
-    clock_ms: Callable[[], int]  # order times, the kill switch's day (replay: the ticks' clock)
-    mono_s: Callable[[], float]  # timers (replay: the ticks' clock)
-    blocked: Callable[[], str]  # why new entries are refused now ("" when they are not)
+    host: Host  # the brain (or a backtest): clocks, quotes, symbols, where messages go
 
     # ---- the trader's state and the account as last read
     st: trader.TraderState
@@ -138,6 +162,8 @@ class ExecutionParts:
     # quiet (``Timers._check_remainders``)
     remainders: dict[str, int]
     _answer_fills: bool  # set while an order's answer is applied (``FillsGrace``)
+    # what the shell published while an order's send ran, sent after it (``_held_send``)
+    _held: list[tuple[object, bool]] | None
 
     # ---- timers: the next time each one is due (``mono_s`` seconds)
     _next_start: float
@@ -188,3 +214,5 @@ class ExecutionParts:
                            expected: OrderSpec | None = None, unclaimed: bool = False) -> None: ...
 
         def _send_order_now(self, spec: OrderSpec, symbol: str, tag: jobs.Submit) -> bool: ...
+
+        def publish(self, body: object, journal: bool = True) -> None: ...

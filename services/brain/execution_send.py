@@ -55,7 +55,7 @@ class OrderSend(ExecutionParts):
             held[1]()
         self.publish_only(a.request)
         try:
-            self.journal_sync(a.request)
+            self.host.journal_sync(a.request)
         except TransientError as exc:
             self.counters["journal_sync_failed"] += 1
             if a.order.reduce_only:
@@ -64,7 +64,7 @@ class OrderSend(ExecutionParts):
                 self.counters["sent_unjournaled"] += 1
                 log.error("brain.exit_sent_unjournaled", client_order_id=cid, error=str(exc))
                 self.publish(a.request)
-                self._event(cid, om.Send(at_ms=self.clock_ms()))
+                self._event(cid, om.Send(at_ms=self.host.clock_ms()))
                 return
             log.error("brain.journal_unavailable", client_order_id=cid, error=str(exc))
             self.ttt.forget(cid)
@@ -73,7 +73,7 @@ class OrderSend(ExecutionParts):
                                          signal_id=a.order.signal_id))
             return
         self.ttt.journaled(cid)
-        self._event(cid, om.Send(at_ms=self.clock_ms()))
+        self._event(cid, om.Send(at_ms=self.host.clock_ms()))
 
     def _log_then_send(self, a: trader.NewOrder) -> None:
         """Intent log, send, journal. The record is written (not yet fsync'd: the log's flusher
@@ -94,7 +94,7 @@ class OrderSend(ExecutionParts):
                                    features=dict(t.features), signal=None if sig is None else sig[0])
         try:  # the flusher is woken after the send: woken now, it would take the interpreter
             # at the frame's write (as the exit lane does; the record is written either way)
-            self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.clock_ms() * 1_000_000, body=a.request,
+            self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.host.clock_ms() * 1_000_000, body=a.request,
                                                   plan=plan), wake=False)
         except (OSError, ValueError) as exc:
             self.counters["intent_log_failed"] += 1
@@ -133,32 +133,28 @@ class OrderSend(ExecutionParts):
         already written), then the signal it came from (an entry's, announced once), the
         journal's row and what the send published."""
         held = self._take_signal(a.order)  # announced here, once
-        self._held_send(cid, lambda: self._event(cid, om.Send(at_ms=self.clock_ms())), a.request,
+        self._held_send(cid, lambda: self._event(cid, om.Send(at_ms=self.host.clock_ms())), a.request,
                         first=None if held is None else held[1])
-        self.journal_unseen[cid] = (self.clock_ms(), (a.request,) if held is None else (held[0], a.request))
+        self.journal_unseen[cid] = (self.host.clock_ms(), (a.request,) if held is None else (held[0], a.request))
         left = self._presend.pop(cid, None)
         if left is not None:  # the state machine did not ask for the submit it was sent for
-            self._claim_presend(left, a.order.symbol, jobs.Submit(cid, 1, self.clock_ms()), unclaimed=True)
+            self._claim_presend(left, a.order.symbol, jobs.Submit(cid, 1, self.host.clock_ms()), unclaimed=True)
 
     def _held_send(self, cid: str, send: Callable[[], None], row: Any, first: Callable[[], None] | None = None) -> None:
         """Run ``send`` with this shell's publishing held back, then ``first`` (an entry's signal
         announced), publish ``row`` (to the journal too) and what ``send`` published, in that
         order: nothing but the send itself stands between the decision and the socket."""
-        held: list[tuple[Any, bool]] = []
-        real = self.publish
-        self.publish = lambda body, journal=True: held.append((body, journal))
+        held: list[tuple[object, bool]] = []
+        outer, self._held = self._held, held
         try:
             send()
         finally:
-            self.publish = real
+            self._held = outer
         if first is not None:
             first()
-        real(row)
+        self.publish(row)
         for body, journal in held:
-            if journal:
-                real(body)
-            else:
-                real(body, journal=False)
+            self.publish(body, journal)
 
     def _new_algo(self, a: trader.NewAlgo) -> None:
         """Journal, then send a protective order. A protective order is an exit in waiting: if
@@ -168,15 +164,15 @@ class OrderSend(ExecutionParts):
         cid = a.order.client_algo_id
         if self.intents is not None:
             try:
-                self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.clock_ms() * 1_000_000, body=body))
+                self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.host.clock_ms() * 1_000_000, body=body))
             except (OSError, ValueError) as exc:
                 self.counters["intent_log_failed"] += 1
                 log.error("brain.protection_sent_unlogged", client_algo_id=cid, error=str(exc))
-            self._held_send(cid, lambda: self._algo_event(cid, ao.Send(at_ms=self.clock_ms())), body)
-            self.journal_unseen[cid] = (self.clock_ms(), ())
+            self._held_send(cid, lambda: self._algo_event(cid, ao.Send(at_ms=self.host.clock_ms())), body)
+            self.journal_unseen[cid] = (self.host.clock_ms(), ())
             return
         try:
-            self.journal_sync(body)
+            self.host.journal_sync(body)
         except TransientError as exc:
             self.counters["journal_sync_failed"] += 1
             self.counters["sent_unjournaled"] += 1
@@ -184,11 +180,20 @@ class OrderSend(ExecutionParts):
             self.publish(body)
         else:
             self.publish_only(body)
-        self._algo_event(cid, ao.Send(at_ms=self.clock_ms()))
+        self._algo_event(cid, ao.Send(at_ms=self.host.clock_ms()))
 
     def _algo_event(self, cid: str, event: ao.Event) -> None:
         o = self.st.algos.get(cid)
         self.apply(trader_exchange.on_algo_event(self.cfg, self.st, cid, event, self.ctx((o.symbol,) if o else ())))
+
+    def publish(self, body: object, journal: bool = True) -> None:
+        """``body`` to the bus, and to the journal unless ``journal`` is False, through the
+        brain (``Host.publish``); held back while an order's send runs (``_held_send``)."""
+        held = self._held
+        if held is None:
+            self.host.publish(body, journal)
+        else:
+            held.append((body, journal))
 
     def publish_only(self, body: Any) -> None:
         """PUB only (the journal gets ORDER_REQUEST through the synchronous path)."""
@@ -202,7 +207,7 @@ class OrderSend(ExecutionParts):
             self.apply(trader_fills.on_order_event(self.cfg, self.st, cid, event, ctx))
 
     def dispatch(self, effect: Effect, symbol: str) -> None:
-        now = self.clock_ms()
+        now = self.host.clock_ms()
         b = self.broker
         if isinstance(effect, om.SubmitOrder):
             o = self.st.orders[effect.client_order_id]

@@ -65,10 +65,10 @@ class Startup(ExecutionParts):
         ``setup_without_rules``: the broker asks exchangeInfo)."""
         if not symbols:
             return symbols
-        filters = self.filters_fn()
+        filters = self.host.symbol_filters()
         if not isinstance(filters, FeedFilters):
             return symbols  # replay's saved exchangeInfo, a backtest's filters: complete already
-        go, self._rules_wait, late = rules_ready(symbols, filters, self._rules_wait, self.mono_s(), RULES_WAIT_S)
+        go, self._rules_wait, late = rules_ready(symbols, filters, self._rules_wait, self.host.mono_s(), RULES_WAIT_S)
         if late:
             self.counters["setup_without_rules"] = self.counters.get("setup_without_rules", 0) + len(late)
             log.warning("brain.setup_without_rules", symbols=late[:LOG_IDS], waited_s=RULES_WAIT_S)
@@ -89,14 +89,14 @@ class Startup(ExecutionParts):
     # ------------------------------------------------------------------ start-up and recovery
     def _start(self) -> None:
         self.phase = Phase.STARTING
-        self.saved = recovery.load(self.db_path, self.clock_ms())
+        self.saved = recovery.load(self.db_path, self.host.clock_ms())
         logged: tuple[intent_log.Intent, ...] = ()
         if self.intents is not None:
             # what was sent before a crash and never reached the journal: known again now,
             # asked at the exchange with the other open orders, journaled now (after the read)
             got = intent_log.IntentLog.read(self.intents.path)
             logged = got.intents
-            self.saved, replay = recovery.with_intents(self.saved, got.intents, self.clock_ms(),
+            self.saved, replay = recovery.with_intents(self.saved, got.intents, self.host.clock_ms(),
                                                        self.cfg.recv_window_ms)
             self.counters["intents_replayed"] += len(replay)
             self.counters["intent_log_corrupt"] = got.corrupt
@@ -108,17 +108,17 @@ class Startup(ExecutionParts):
         # margin type and leverage are set for the most liquid symbols at start (each costs
         # a rate-limited REST call), those whose rules are known; the others when they are
         # (the timer's ``_setup_symbols``)
-        symbols = self._with_rules(self.symbols_fn()[:START_SYMBOLS])
+        symbols = self._with_rules(self.host.symbols()[:START_SYMBOLS])
 
         open_orders = list(self.saved.open_orders.values())
         adopt_open = self.intents is not None  # orders go out before the journal hears of them
         known_ids: dict[str, str] = {}  # client id -> exchange order id of the finished ones adopted
         unreadable: list[str] = []  # symbols whose order history could not be read
         # the order history is read from just before the newest record (log or journal)
-        since = recovery.history_since(self.saved, logged, self.clock_ms(), self.cfg.recovery_lookback_ms)
+        since = recovery.history_since(self.saved, logged, self.host.clock_ms(), self.cfg.recovery_lookback_ms)
 
         def job():
-            filters = self.filters_fn()
+            filters = self.host.symbol_filters()
             _complete_filters(filters, symbols)
             setup = self.broker.start(symbols)
             positions = self.broker.positions()
@@ -127,12 +127,12 @@ class Startup(ExecutionParts):
             adopt, record = [], []
             if adopt_open:
                 assert self.saved is not None
-                adopt = _ours_unknown(self.broker, self.saved, self.clock_ms())
+                adopt = _ours_unknown(self.broker, self.saved, self.host.clock_ms())
                 asked = sorted({*symbols, *(p.symbol for p in positions), *self.saved.plans,
                                 *(o.symbol for o in open_orders)})
-                found, record = _ours_in_history(self.broker, self.saved, positions, asked, since, self.clock_ms(),
+                found, record = _ours_in_history(self.broker, self.saved, positions, asked, since, self.host.clock_ms(),
                                                  unreadable)
-                adopt += recovery.exchange_intents(found, self.clock_ms())
+                adopt += recovery.exchange_intents(found, self.host.clock_ms())
                 known_ids.update({e.client_order_id: e.exchange_order_id for e in found})
             open_orders.extend(om.order_from_request(it.body) for it in adopt)  # type: ignore[arg-type]
             # what each order left open before the restart has executed: the positions already
@@ -158,7 +158,7 @@ class Startup(ExecutionParts):
         self.counters["order_history_unreadable"] = unreadable  # symbols; reconciliation reads them again
         if adopt:
             assert self.saved is not None
-            self.saved, adopted = recovery.with_intents(self.saved, adopt, self.clock_ms(), self.cfg.recv_window_ms)
+            self.saved, adopted = recovery.with_intents(self.saved, adopt, self.host.clock_ms(), self.cfg.recv_window_ms)
             # a finished one's exchange order id is known already: its fills map to it at once
             self.saved = replace(self.saved, open_orders={
                 c: replace(o, exchange_order_id=known_ids[c]) if c in known_ids and not o.exchange_order_id else o
@@ -173,14 +173,14 @@ class Startup(ExecutionParts):
                                  journal_ids=self.saved.journal_ids | ids)
             self.counters["orders_recorded_from_history"] = len(record)
             for e, fills in record:
-                for body in recovery.record_bodies(e, fills, self.clock_ms()):
+                for body in recovery.record_bodies(e, fills, self.host.clock_ms()):
                     self.publish(body)
         self.filters = filters
         self.configured = set(setup.leverage)
         self.brackets.update(brackets)
         self.equity = float(balance.equity)
         assert self.saved is not None
-        now = self.clock_ms()
+        now = self.host.clock_ms()
         rs = self.saved.risk_state or risk.initial_state(self.equity, now)
         self.st = recovery.merge(self.cfg, self.saved, positions, now, rs, executed)
         self.st, actions = trader_restart.recovery_actions(self.st, now)
@@ -189,9 +189,9 @@ class Startup(ExecutionParts):
         for sym, tr in self.st.trades.items():  # closed at the exchange while we were away
             if tr.flat_at_exchange_ms:
                 actions.append(trader.Dispatch(trader.FetchSymbolFills(symbol=sym, since_ms=tr.opened_ms), sym))
-        self._next_positions = self.mono_s() + self.position_poll_s  # start-up just read them
+        self._next_positions = self.host.mono_s() + self.position_poll_s  # start-up just read them
         # the first audit soon after start (strays a crash left, stops that went missing)
-        self._next_audit = self.mono_s() + self.algo_audit_s / 30
+        self._next_audit = self.host.mono_s() + self.algo_audit_s / 30
         self.phase = Phase.READY
         self.start_error = ""
         if self.intents is not None and not self.inline:
@@ -212,7 +212,7 @@ class Startup(ExecutionParts):
             return
         self.phase = Phase.WAITING
         self.start_error = f"broker start failed: {err}"
-        self._next_start = self.mono_s() + STARTUP_RETRY_S
+        self._next_start = self.host.mono_s() + STARTUP_RETRY_S
         log.error("brain.execution_start_failed", error=str(err), retry_s=STARTUP_RETRY_S)
 
     def _setup_done(self, symbols: tuple[str, ...], result: Any, err: Exception | None) -> None:
@@ -224,7 +224,7 @@ class Startup(ExecutionParts):
             log.info("brain.symbols_set_up", symbols=len(setup.leverage), leverage=sorted(
                 set(setup.leverage.values())), margin_type=setup.margin_type, brackets=len(brackets))
         else:
-            self._next_setup = self.mono_s() + STARTUP_RETRY_S
+            self._next_setup = self.host.mono_s() + STARTUP_RETRY_S
             log.error("brain.symbol_setup_failed", symbols=list(symbols), error=str(err)[:200])
 
 

@@ -47,13 +47,13 @@ class Timers(ExecutionParts):
             user_feed.pump(self)
         if self.remainders and self.ready:
             self._check_remainders()
-        now_s = self.mono_s()
+        now_s = self.host.mono_s()
         if self.phase is Phase.WAITING and now_s >= self._next_start:
             self._start()
         if now_s < self._next_timer:
             return
         self._next_timer = now_s + TIMER_PERIOD_S
-        now = self.clock_ms()
+        now = self.host.clock_ms()
         due = [d for d in self.delayed if d[0] <= now]
         if due:
             self.delayed = [d for d in self.delayed if d[0] > now]
@@ -62,7 +62,7 @@ class Timers(ExecutionParts):
         if self.ready:
             if now_s >= self._next_setup:  # symbols the feed added since: margin type and leverage
                 self._next_setup = now_s + 1.0
-                self._setup_symbols(self.symbols_fn())
+                self._setup_symbols(self.host.symbols())
             self.apply(trader.on_timer(self.cfg, self.st, self.ctx()))
             funding_feed.tick(self, now_s)  # funding of the open trades (income history reads)
             if self.journal_unseen and now_s >= self._next_journal_audit:
@@ -85,7 +85,7 @@ class Timers(ExecutionParts):
         hand) is adopted and protected (``trader_exchange.on_reconciled``, ``REMAINDER``). The
         read is sent after the trade's last action (a read from the same millisecond could
         predate it); a symbol still busy after ``REMAINDER_WAIT_MS`` is left to reconciliation."""
-        now = self.clock_ms()
+        now = self.host.clock_ms()
         for sym, give_up_ms in list(self.remainders.items()):
             if trader_views.quiet(self.st, sym) and now > self.st.last_action_ms.get(sym, 0):
                 del self.remainders[sym]

@@ -56,7 +56,7 @@ def on_event(ex: Execution, transaction_ms: int, balance_change: Any) -> None:
     """A FUNDING_FEE account update: read the income history now and again shortly."""
     link = link_of(ex)
     link.events += 1
-    now = ex.mono_s()
+    now = ex.host.mono_s()
     link.asks += [now, now + RECHECK_S]
     log.info("brain.funding_event", transaction_ms=transaction_ms, balance_change=str(balance_change))
 
@@ -78,7 +78,7 @@ def tick(ex: Execution, now_s: float) -> None:
     link.in_flight = True
     link.reads += 1
     ex.dispatcher.submit(dsp.QUERY, ex.broker.income, income_type=trader_fills.FUNDING_FEE, since_ms=since,
-                         tag=jobs.FundingIncome(ex.clock_ms()))
+                         tag=jobs.FundingIncome(ex.host.clock_ms()))
 
 
 def done(ex: Execution, c: dsp.Completion) -> None:

@@ -158,7 +158,7 @@ def apply(ex: Execution, step: uu.Step) -> None:
         if step.client_order_id not in st.orders:
             _inc(link.ignored, "foreign_order")
             return
-        ex.apply(trader_fills.on_order_event(ex.cfg, st, step.client_order_id, step.query_result(ex.clock_ms()),
+        ex.apply(trader_fills.on_order_event(ex.cfg, st, step.client_order_id, step.query_result(ex.host.clock_ms()),
                                             ex.ctx((step.symbol,))))
     elif isinstance(step, uu.AlgoStatus):
         if step.client_algo_id not in st.algos:
@@ -205,7 +205,7 @@ def resync(ex: Execution, r: uu.Resync) -> None:
         return
     link.resyncs_done += 1
     link.see(tid for o in ex.st.orders.values() for tid in o.trade_ids)  # the new connection is past them
-    ex.dispatcher.submit(dsp.QUERY, ex.broker.positions, tag=jobs.StreamResync(ex.clock_ms(), r.reason, r.connection))
+    ex.dispatcher.submit(dsp.QUERY, ex.broker.positions, tag=jobs.StreamResync(ex.host.clock_ms(), r.reason, r.connection))
 
 
 def resynced(ex: Execution, c: dsp.Completion) -> None:

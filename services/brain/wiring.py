@@ -1,12 +1,13 @@
 """The execution shell built around the mode's broker (``venue.brokers`` says which broker),
-from what the brain offers it (``BrainPort``)."""
+from what the brain offers it (``BrainPort``), through the shell's one port onto the brain
+(``BrainHost``; ``ReplayHost`` in replay: the ticks' clock for everything)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Mapping, Protocol
 
 import structlog
 
@@ -16,7 +17,9 @@ from common.ring import Ring
 from services.brain import dispatcher as dsp
 from services.brain import execution, intent_log, recovery, risk, rotation, trader
 from venue import wirestamp
+from venue.filters import SymbolFilters
 from venue.paper import BookTop
+from venue.port import Broker
 from venue.brokers import LazyBroker, broker_kind, make_broker, make_user_stream, symbol_filters
 
 log = structlog.get_logger(__name__)
@@ -101,34 +104,80 @@ class BrainPort(Protocol):
         ...
 
 
+class BrainHost:
+    """The execution shell's port onto the running brain (``execution_parts.Host``): the wall
+    clock and the monotonic clock, the synchronous journal, the live symbol rules."""
+
+    def __init__(self, brain: BrainPort, sync: bus.SyncJournal, filters: Mapping[str, SymbolFilters]) -> None:
+        self.brain, self.sync, self.filters = brain, sync, filters
+
+    def journal_sync(self, body: object) -> object:
+        return self.sync.write(body)
+
+    def publish(self, body: object, journal: bool = True) -> None:
+        self.brain.publish_exec(body, journal)
+
+    def quote(self, symbol: str) -> risk.Quote | None:
+        return self.brain.quote(symbol)
+
+    def learn(self, features: Mapping[str, float], outcome_r: float) -> None:
+        self.brain.learn(features, outcome_r)
+
+    def symbol_filters(self) -> Mapping[str, SymbolFilters]:
+        return self.filters
+
+    def symbols(self) -> list[str]:
+        return list(self.brain.ring.symbol_names())
+
+    def clock_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def mono_s(self) -> float:
+        return time.monotonic()
+
+    def block_reason(self) -> str:
+        return self.brain.trading_block_reason()
+
+
+class ReplayHost(BrainHost):
+    """Replay is deterministic: every clock (order times, timers, the kill switch's day) is the
+    exchange clock of the ticks, and a journal write is stamped with it like every other
+    decision."""
+
+    def journal_sync(self, body: object) -> object:
+        return self.sync.write(body, self.brain.now_ns())
+
+    def clock_ms(self) -> int:
+        return self.brain.clock_ms()
+
+    def mono_s(self) -> float:
+        return self.brain.clock_ms() / 1000.0
+
+
 def make_execution(cfg: AegisConfig, brain: BrainPort, ep: Endpoints) -> Trading:
     """Replay mode is deterministic: the paper broker answers inline (no threads) and every
-    clock (order times, timers, the kill switch's day) is the exchange clock of the ticks."""
+    clock is the ticks' (``ReplayHost``)."""
     replay = cfg.mode == "replay"
-    clock_ms = brain.clock_ms if replay else (lambda: time.time_ns() // 1_000_000)
     # the symbol rules the feed published (and the database kept), read live: the filters of
     # the risk checks and the paper broker, and ccxt's markets, are made of them
     rules = lambda: brain.symbol_info  # noqa: E731
     filters = symbol_filters(cfg, rules)
+    broker: Broker  # the LazyBroker below is a stand-in for one (every call goes to the broker it builds)
     if broker_kind(cfg) == "ccxt":  # importing ccxt costs ~0.5 s: not on the way to ready
-        broker: Any = LazyBroker(lambda: make_broker(cfg, brain.book_top, rules=rules), name="ccxt")
+        broker = LazyBroker(lambda: make_broker(cfg, brain.book_top, rules=rules), name="ccxt")
     else:
-        broker = make_broker(cfg, brain.book_top, clock_ms if replay else None, rules=rules, order_filters=filters)
+        broker = make_broker(cfg, brain.book_top, brain.clock_ms if replay else None, rules=rules,
+                             order_filters=filters)
     wirestamp.install_http()  # tick-to-trade: REST requests stamp when their bytes are on the socket
     disp: dsp.Dispatcher | dsp.InlineDispatcher = (
         dsp.InlineDispatcher() if replay else dsp.Dispatcher(DISPATCH_WORKERS, name="brain-dispatch"))
     sync = bus.SyncJournal("brain", ep.journal_sync, timeout_ms=cfg.trading.journal_ack_timeout_ms)
     # replay keeps "journal, then act" (its lock-step journal is part of what makes it repeatable)
     intents = None if replay or not cfg.trading.intent_log else open_intent_log(cfg)
+    host = (ReplayHost if replay else BrainHost)(brain, sync, filters)
     ex = execution.Execution(
-        cfg=trader_config(cfg), broker=broker, dispatcher=disp,
-        # replay: an order is stamped with the ticks' clock like every other decision
-        journal_sync=(lambda body: sync.write(body, brain.now_ns())) if replay else sync.write,
-        publish=brain.publish_exec, quote=brain.quote, learn=brain.learn,
-        filters_fn=lambda: filters, db_path=service.db_path(cfg),
-        symbols_fn=lambda: list(brain.ring.symbol_names()), balance_poll_s=cfg.trading.balance_poll_s,
-        clock_ms=clock_ms, mono_s=(lambda: brain.clock_ms() / 1000.0) if replay else time.monotonic,
-        blocked=brain.trading_block_reason, flatten_on_halt=cfg.trading.flatten_on_halt,
+        cfg=trader_config(cfg), broker=broker, dispatcher=disp, host=host, db_path=service.db_path(cfg),
+        balance_poll_s=cfg.trading.balance_poll_s, flatten_on_halt=cfg.trading.flatten_on_halt,
         user_stream=None if replay else make_user_stream(cfg), intents=intents,
         exit_lane_on=cfg.trading.exit_lane)
     if ex.user_stream is not None:

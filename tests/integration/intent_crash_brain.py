@@ -22,6 +22,7 @@ from venue import filters as filters_mod
 from venue.binance.ccxt_broker import CcxtBroker, CcxtConfig
 from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
 from venue.ratelimit import Governor
+from tests.fake_host import FnHost
 
 SYMBOL = "BTCUSDT"
 SIGNAL_ID = "crash-1"
@@ -42,10 +43,11 @@ def build(base: str, log_path: Path, db_path: Path, published: list[Any],
     def publish(body: Any, journal: bool = True) -> None:
         published.append(body)
 
-    ex = execution.Execution(cfg=CFG, broker=broker, dispatcher=disp, journal_sync=_never, publish=publish,
-                             quote=quote_fn, learn=lambda f, r: None, filters_fn=lambda: dict(filters),
-                             db_path=db_path, symbols_fn=lambda: [SYMBOL], balance_poll_s=3_600.0,
-                             position_poll_s=3_600.0, intents=intent_log.IntentLog(log_path))
+    ex = execution.Execution(
+        cfg=CFG, broker=broker, dispatcher=disp,
+        host=FnHost(journal_sync=_never, publish=publish, quote=quote_fn, filters_fn=lambda: dict(filters),
+                    symbols_fn=lambda: [SYMBOL]),
+        db_path=db_path, balance_poll_s=3_600.0, position_poll_s=3_600.0, intents=intent_log.IntentLog(log_path))
     return ex, broker, disp
 
 

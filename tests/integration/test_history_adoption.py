@@ -28,6 +28,7 @@ from venue.binance.ccxt_broker import CcxtBroker, CcxtConfig
 from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
 from venue.port import OrderSpec
 from venue.ratelimit import Governor
+from tests.fake_host import FnHost
 
 pytestmark = pytest.mark.integration
 
@@ -69,10 +70,10 @@ def test_a_filled_entry_found_only_in_the_order_history_is_adopted_protected_and
     filters = filters_mod.fetch_filters(exchange)
     log_path = tmp_path / "brain-intents.log"  # empty: the crash took the record
     ex = execution.Execution(
-        cfg=replace(CFG, exchange_protection=True), broker=broker, dispatcher=disp, journal_sync=_never,
-        publish=lambda body, journal=True: published.append(body), quote=quote_from(exchange),
-        learn=lambda f, r: None, filters_fn=lambda: dict(filters), db_path=tmp_path / "aegis.db",
-        symbols_fn=lambda: [SYMBOL], balance_poll_s=3_600.0, position_poll_s=3_600.0,
+        cfg=replace(CFG, exchange_protection=True), broker=broker, dispatcher=disp,
+        host=FnHost(journal_sync=_never, publish=lambda body, journal=True: published.append(body),
+                    quote=quote_from(exchange), filters_fn=lambda: dict(filters), symbols_fn=lambda: [SYMBOL]),
+        db_path=tmp_path / "aegis.db", balance_poll_s=3_600.0, position_poll_s=3_600.0,
         intents=intent_log.IntentLog(log_path))
     try:
         run_until(ex, lambda: ex.ready and LOST in ex.st.orders and ex.st.orders[LOST].is_terminal

@@ -32,6 +32,7 @@ from venue.binance.ccxt_broker import CcxtBroker, CcxtConfig
 from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
 from venue.port import OrderSpec
 from venue.ratelimit import Governor
+from tests.fake_host import FnHost
 
 pytestmark = pytest.mark.integration
 
@@ -85,10 +86,11 @@ def test_positions_reconciliation_adopted_behind_the_brains_back_are_adopted_onc
     filters = filters_mod.fetch_filters(exchange)
     quote = quote_from(exchange)
     ex = execution.Execution(
-        cfg=replace(CFG, exchange_protection=True), broker=broker, dispatcher=disp, journal_sync=_never,
-        publish=lambda body, journal=True: None, quote=quote, learn=lambda f, r: None,
-        filters_fn=lambda: dict(filters), db_path=tmp_path / "absent.db", symbols_fn=lambda: [SYMBOL, OTHER],
-        balance_poll_s=3_600.0, position_poll_s=3_600.0, intents=intent_log.IntentLog(tmp_path / "intents.log"))
+        cfg=replace(CFG, exchange_protection=True), broker=broker, dispatcher=disp,
+        host=FnHost(journal_sync=_never, quote=quote, filters_fn=lambda: dict(filters),
+                    symbols_fn=lambda: [SYMBOL, OTHER]),
+        db_path=tmp_path / "absent.db", balance_poll_s=3_600.0, position_poll_s=3_600.0,
+        intents=intent_log.IntentLog(tmp_path / "intents.log"))
     handled: list[int] = []  # the shell's handling of the reads a Reconciled asked for
     real_handle = ex._reconciled_read
     ex._reconciled_read = lambda tag, c: (handled.append(1), real_handle(tag, c))[1]  # type: ignore[method-assign]

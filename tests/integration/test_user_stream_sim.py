@@ -39,6 +39,7 @@ from venue.binance.user_stream_client import UserStreamClient, UserStreamConfig
 from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
 from venue.port import OrderSpec
 from venue.ratelimit import Governor
+from tests.fake_host import FnHost
 
 pytestmark = pytest.mark.integration
 
@@ -178,11 +179,10 @@ def make_stack(sim: Sim, tmp_path: Path, *, protection: bool,
     def publish(body: Any, journal: bool = True) -> None:
         stack.published.append(body)
 
-    ex = execution.Execution(cfg=cfg, broker=broker, dispatcher=disp, journal_sync=lambda body: None,
-                             publish=publish, quote=quote, learn=lambda f, r: None, filters_fn=lambda: dict(filters),
-                             db_path=tmp_path / "absent.db", symbols_fn=lambda: list(symbols),
-                             balance_poll_s=3_600.0, position_poll_s=3_600.0,  # the stream alone tells
-                             user_stream=client)
+    ex = execution.Execution(
+        cfg=cfg, broker=broker, dispatcher=disp,
+        host=FnHost(publish=publish, quote=quote, filters_fn=lambda: dict(filters), symbols_fn=lambda: list(symbols)),
+        db_path=tmp_path / "absent.db", balance_poll_s=3_600.0, position_poll_s=3_600.0, user_stream=client)
     stack = Stack(ex=ex, client=client, disp=disp, broker=broker, sim=sim, symbols=symbols)
     client.start()
     stack.run_until(lambda: ex.ready and client.connected and ex.user_stream.resyncs_done >= 1, "ready", 60)

@@ -27,6 +27,7 @@ from venue import orders as om
 from venue.port import (AccountSetup, AlgoSpec, Balance, ExchangeAlgoOrder, ExchangeFill, ExchangeOrder, ExchangePosition, OrderSpec,
                                    SubmitResult)
 from services.orchestrator import db
+from tests.fake_host import FnHost
 
 NOW = 1_733_011_200_000  # 2024-12-01 00:00 UTC
 SYMBOLS = ["AAAUSDT", "BBBUSDT"]
@@ -292,10 +293,13 @@ def make_rig(tmp_path: Path, *, db_path: Path | None = None, positions: tuple[Ex
     # the order-flow tests pin exact call sequences without the exchange-held protection;
     # TestProtection runs with it (the default in production)
     cfg = cfg or replace(CFG, exchange_protection=False)
-    ex = execution.Execution(cfg=cfg, broker=broker, dispatcher=disp, journal_sync=journal, publish=publish,
-                             quote=quote, learn=lambda f, r: learned.append((dict(f), r)), filters_fn=filters_fn,
-                             db_path=db_path or tmp_path / "absent.db", symbols_fn=lambda: list(SYMBOLS),
-                             balance_poll_s=3_600.0, position_poll_s=3_600.0, algo_audit_s=3_600.0, clock_ms=clock, blocked=lambda: block[0])
+    ex = execution.Execution(
+        cfg=cfg, broker=broker, dispatcher=disp,
+        host=FnHost(journal_sync=journal, publish=publish, quote=quote,
+                    learn=lambda f, r: learned.append((dict(f), r)), filters_fn=filters_fn,
+                    symbols_fn=lambda: list(SYMBOLS), clock_ms=clock, blocked=lambda: block[0]),
+        db_path=db_path or tmp_path / "absent.db", balance_poll_s=3_600.0, position_poll_s=3_600.0,
+        algo_audit_s=3_600.0)
     return Rig(ex=ex, broker=broker, disp=disp, clock=clock, journal=journal, calls=calls, published=published,
                learned=learned, block=block)
 
@@ -418,7 +422,7 @@ class TestFiltersFromTheFeed:
 
         rig = make_rig(tmp_path, **kw)
         view = FeedFilters(lambda: rules, fetch=fetch)
-        rig.ex.filters_fn = lambda: view
+        rig.ex.host.filters_fn = lambda: view
         return rig
 
     def test_every_symbol_with_a_rule_no_exchange_info(self, tmp_path: Path):
@@ -452,9 +456,9 @@ class TestFiltersFromTheFeed:
         rules = {"AAAUSDT": self.rule("AAAUSDT")}
         rig = self.rig(tmp_path, rules, fetched, cfg=replace(CFG, exchange_protection=False))
         syms = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
-        rig.ex.symbols_fn = lambda: list(syms)
+        rig.ex.host.symbols_fn = lambda: list(syms)
         mono = [100.0]
-        rig.ex.mono_s = lambda: mono[0]
+        rig.ex.host.mono_fn = lambda: mono[0]
         rig.poll(3)
         starts = lambda: [c[1] for c in rig.calls if c[0] == "start"]
         assert rig.ex.ready and starts() == [("AAAUSDT",)] and rig.ex.configured == {"AAAUSDT"}
@@ -482,7 +486,7 @@ class TestFiltersFromTheFeed:
         held = (ExchangePosition(symbol="BBBUSDT", qty=Decimal("-4"), entry_price=Decimal("50")),)
         rig = make_rig(tmp_path, positions=held)
         view = FeedFilters(lambda: {s: self.rule(s) for s in ("AAAUSDT",)}, fetch=down)
-        rig.ex.filters_fn = lambda: view
+        rig.ex.host.filters_fn = lambda: view
         rig.poll(2)
         assert rig.ex.ready and rig.ex.start_error == ""
         assert rig.ex.filters.get("BBBUSDT") is None and "AAAUSDT" in rig.ex.filters

@@ -58,3 +58,52 @@ def test_the_brain_offers_every_member_of_its_port_with_the_same_parameters():
         assert [(p.name, p.default) for p in got.values()] == [(p.name, p.default) for p in want.values()], name
     init = inspect.getsource(Brain.__init__)
     assert "self.ring = " in init and "self.symbol_info: " in init
+
+
+def test_every_host_offers_each_method_of_the_shells_port_with_the_same_parameters():
+    """The shell's one port onto what runs it (``execution_parts.Host``) is offered whole, with
+    the same parameter names and defaults, by the brain's host, replay's host, the backtest and
+    the tests' stand-in: a host missing a method, or taking other arguments, fails here rather
+    than in the middle of a trade."""
+    import inspect
+
+    from research.backtest import Backtest
+    from research.fast_backtest import FastBacktest
+    from services.brain import wiring
+    from tests.fake_host import FnHost
+
+    methods = {n for n, v in vars(execution_parts.Host).items() if inspect.isfunction(v) and not n.startswith("__")}
+    assert methods == {"journal_sync", "publish", "quote", "learn", "symbol_filters", "symbols", "clock_ms",
+                       "mono_s", "block_reason"}
+    for host in (wiring.BrainHost, wiring.ReplayHost, Backtest, FastBacktest, FnHost):
+        for name in sorted(methods):
+            want = inspect.signature(getattr(execution_parts.Host, name)).parameters
+            got = inspect.signature(getattr(host, name)).parameters
+            assert [(p.name, p.default) for p in got.values()] == [(p.name, p.default) for p in want.values()], \
+                (host.__name__, name)
+
+
+def test_the_shell_publishes_through_its_host_and_holds_back_what_a_send_publishes(tmp_path: Path):
+    """``Execution.publish`` reaches the host at once, except while an order's send runs: what
+    the send published then follows the order's row, in order (``_held_send``); a send inside
+    a send keeps the outer one's hold."""
+    rig = make_rig(tmp_path)
+    ex = rig.ex
+    rig.published.clear()
+    ex.publish("a")
+    sends: list[str] = []
+
+    def inner() -> None:
+        ex.publish("inner-sent")
+        sends.append("inner")
+
+    def outer() -> None:
+        ex.publish("outer-sent")
+        ex._held_send("c2", inner, "inner-row")
+        sends.append("outer")
+
+    ex._held_send("c1", outer, "outer-row", first=lambda: rig.published.append(("announced", True)))
+    ex.publish("b", journal=False)
+    assert sends == ["inner", "outer"]
+    assert rig.published == [("a", True), ("announced", True), ("outer-row", True), ("outer-sent", True),
+                             ("inner-row", True), ("inner-sent", True), ("b", False)]

@@ -127,6 +127,6 @@ def test_a_prepared_exit_goes_as_prepared_and_its_record_is_the_one_encode_gives
     assert rig.ex.fire_exit(armed, 5_000, lane.prepared_for(armed))
     assert rig.calls == [("send_order", EXIT, 0.0, "prepared-1")]
     *_, rec = il.IntentLog.read(tmp_path / "intents.log").intents
-    assert rec == il.Intent(client_id=EXIT, at_ns=rig.ex.clock_ms() * 1_000_000, body=armed.order.request)
+    assert rec == il.Intent(client_id=EXIT, at_ns=rig.ex.host.clock_ms() * 1_000_000, body=armed.order.request)
     lane.prepare(NOW + 1_000, lambda spec: "prepared-2")  # a second old: signed again
     assert lane.prepared_for(armed)[0] == "prepared-2"

@@ -1,0 +1,40 @@
+"""A backtest as the execution shell's host (``services.brain.execution_parts.Host``).
+
+The live shell asks the brain for its clocks, symbols, filters and the journal; a backtest
+answers from the bars instead: every clock (order times, timers, the kill switch's day) is
+the time of the bar being played, there is no journal to write and nothing blocks entries.
+``research.backtest.Backtest`` is this host, and adds the rest of the port: where fills and
+closed trades go (``publish``), the quotes (``quote``) and the model's lessons (``learn``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+
+class BarsHost:
+    """The constant half of a backtest's ``Host``: the bars' clock, the run's symbols and filters."""
+
+    now_ms: int  # the time of the bar being played
+    filters: Mapping[str, Any]  # symbol -> ``venue.filters.SymbolFilters``
+    cfg: Any  # ``research.backtest.BacktestConfig``: its ``symbols``
+
+    def journal_sync(self, body: object) -> object:
+        """No journal in a backtest: the run's own lists are its record."""
+        return None
+
+    def symbol_filters(self) -> Mapping[str, Any]:
+        return self.filters
+
+    def symbols(self) -> list[str]:
+        names: Sequence[str] = self.cfg.symbols
+        return list(names)
+
+    def clock_ms(self) -> int:
+        return self.now_ms
+
+    def mono_s(self) -> float:
+        return self.now_ms / 1000.0
+
+    def block_reason(self) -> str:
+        return ""
