@@ -90,6 +90,26 @@ def _go(sync: Sync) -> int:
     return t0
 
 
+def _on_time(t0: int, spec: Spec):
+    """0 .. spec.n - 1, each once it is due (``t0`` + j / ``spec.rate`` s, busy-waited): the
+    paced producers' schedule. The generator's resume comes before the send stamps its
+    ``clock()``, so it is not part of the measured latency."""
+    rate = spec.rate
+    for j in range(spec.n):
+        target = t0 + (j * 1_000_000_000) // rate
+        while clock() < target:
+            pass
+        yield j
+
+
+def _ready(spec: Spec, sync: Sync) -> tuple[np.ndarray | None, int]:
+    """A consumer's start: its latency array (None for throughput), the records to expect
+    (warm-up and measured), then the signal that it is ready."""
+    lat = _lat(spec)
+    sync.consumer_ready.set()
+    return lat, spec.warm + spec.n
+
+
 # ============================================================================ AEGIS ring
 
 
@@ -122,11 +142,7 @@ def aegis_producer(res: dict, spec: Spec, sync: Sync, variant: str) -> dict:
             for i in range(base, base + n):
                 ep(words, i % N_SYM, 1, 0, i, i, i, 100.0, 1.0, 0.0, 0.0)
         else:
-            rate = spec.rate
-            for i in range(n):
-                target = t0 + (i * 1_000_000_000) // rate
-                while clock() < target:
-                    pass
+            for i in _on_time(t0, spec):
                 ep(words, i % N_SYM, 1, 0, clock(), i, i, 100.0, 1.0, 0.0, 0.0)
     elif variant == "staged":  # proposed: struct-pack into a staging block, commit in batches
         words = ring.words
@@ -155,11 +171,7 @@ def aegis_producer(res: dict, spec: Spec, sync: Sync, variant: str) -> dict:
             for i in range(base, base + n):
                 pub(i % N_SYM, 1, 0, i, i, i, 100.0, 1.0, 0.0, 0.0)
         else:
-            rate = spec.rate
-            for i in range(n):
-                target = t0 + (i * 1_000_000_000) // rate
-                while clock() < target:
-                    pass
+            for i in _on_time(t0, spec):
                 pub(i % N_SYM, 1, 0, clock(), i, i, 100.0, 1.0, 0.0, 0.0)
     sync.t_prod_end.value = clock()
     ring.close()
@@ -187,10 +199,8 @@ def aegis_consumer(res: dict, spec: Spec, sync: Sync, variant: str = "") -> dict
     rv = out["recv_ns"]
     read = rd.read_batch
     read(out)  # warm: load the kernel before the clock matters
-    lat = _lat(spec)
-    total = spec.warm + spec.n
     got = lost = 0
-    sync.consumer_ready.set()
+    lat, total = _ready(spec, sync)
     idle_since = 0
     while got + lost < total:
         k = read(out)
@@ -253,11 +263,7 @@ def naive_producer(res: dict, spec: Spec, sync: Sync, variant: str = "") -> dict
             pk(mm, NAIVE_HEADER + ((i & mask) << 6), 0, i, i, i, 100.0, 1.0, 0.0, 0.0, i % N_SYM, 1, 0)
             cur(mm, 0, i + 1)
     else:
-        rate = spec.rate
-        for j in range(n):
-            target = t0 + (j * 1_000_000_000) // rate
-            while clock() < target:
-                pass
+        for j in _on_time(t0, spec):
             i = base + j
             pk(mm, NAIVE_HEADER + ((i & mask) << 6), 0, clock(), i, i, 100.0, 1.0, 0.0, 0.0,
                i % N_SYM, 1, 0)
@@ -272,10 +278,8 @@ def naive_consumer(res: dict, spec: Spec, sync: Sync, variant: str = "") -> dict
     mask = res["capacity"] - 1
     unpack = REC.unpack_from
     cursor = STAMP.unpack_from
-    lat = _lat(spec)
-    total = spec.warm + spec.n
     r = 0
-    sync.consumer_ready.set()
+    lat, total = _ready(spec, sync)
     idle_since = 0
     while r < total:
         c = cursor(mm, 0)[0]
@@ -318,11 +322,7 @@ def mpq_producer(res: dict, spec: Spec, sync: Sync, variant: str = "") -> dict:
         for i in range(base, base + n):
             put(pack(0, i, i, i, 100.0, 1.0, 0.0, 0.0, i % N_SYM, 1, 0))
     else:
-        rate = spec.rate
-        for j in range(n):
-            target = t0 + (j * 1_000_000_000) // rate
-            while clock() < target:
-                pass
+        for j in _on_time(t0, spec):
             i = base + j
             put(pack(0, clock(), i, i, 100.0, 1.0, 0.0, 0.0, i % N_SYM, 1, 0))
     sync.t_prod_end.value = clock()
@@ -337,10 +337,8 @@ def mpq_consumer(res: dict, spec: Spec, sync: Sync, variant: str = "") -> dict:
     q = res["q"]
     get = q.get
     stamp = STAMP.unpack_from
-    lat = _lat(spec)
-    total = spec.warm + spec.n
     got = 0
-    sync.consumer_ready.set()
+    lat, total = _ready(spec, sync)
     if lat is None:
         while got < total:
             get()
@@ -373,11 +371,7 @@ def ffq_producer(res: dict, spec: Spec, sync: Sync, variant: str = "") -> dict:
         for i in range(base, base + n):
             put(pack(0, i, i, i, 100.0, 1.0, 0.0, 0.0, i % N_SYM, 1, 0), True, IDLE_TIMEOUT_S)
     else:
-        rate = spec.rate
-        for j in range(n):
-            target = t0 + (j * 1_000_000_000) // rate
-            while clock() < target:
-                pass
+        for j in _on_time(t0, spec):
             i = base + j
             put(pack(0, clock(), i, i, 100.0, 1.0, 0.0, 0.0, i % N_SYM, 1, 0), True, IDLE_TIMEOUT_S)
     sync.t_prod_end.value = clock()
@@ -388,10 +382,8 @@ def ffq_consumer(res: dict, spec: Spec, sync: Sync, variant: str = "") -> dict:
     q = res["q"]
     get_many = q.get_many
     stamp = STAMP.unpack_from
-    lat = _lat(spec)
-    total = spec.warm + spec.n
     got = 0
-    sync.consumer_ready.set()
+    lat, total = _ready(spec, sync)
     try:
         while got < total:
             msgs = get_many(True, IDLE_TIMEOUT_S, READ_BATCH)
@@ -441,11 +433,7 @@ def zmq_producer(res: dict, spec: Spec, sync: Sync, variant: str = "") -> dict:
             for i in range(base, base + n):
                 send(pack(0, i, i, i, 100.0, 1.0, 0.0, 0.0, i % N_SYM, 1, 0))
         else:
-            rate = spec.rate
-            for j in range(n):
-                target = t0 + (j * 1_000_000_000) // rate
-                while clock() < target:
-                    pass
+            for j in _on_time(t0, spec):
                 i = base + j
                 send(pack(0, clock(), i, i, 100.0, 1.0, 0.0, 0.0, i % N_SYM, 1, 0))
         sync.t_prod_end.value = clock()
@@ -465,10 +453,8 @@ def zmq_consumer(res: dict, spec: Spec, sync: Sync, variant: str = "") -> dict:
     s.bind(res["endpoint"])
     recv = s.recv
     stamp = STAMP.unpack_from
-    lat = _lat(spec)
-    total = spec.warm + spec.n
     got = 0
-    sync.consumer_ready.set()
+    lat, total = _ready(spec, sync)
     try:
         while got < spec.warm:  # warm-up records come one per message
             recv()

@@ -333,22 +333,23 @@ def _advance(o: AlgoOrder, status: AlgoState, algo_id: str, actual: str) -> Resu
     return replace(n, state=status), ()
 
 
-def _status(o: AlgoOrder, status: Any) -> AlgoState | Result:
-    s = EXCHANGE_STATUS.get(status) if isinstance(status, str) else None
-    return s if s is not None else _error(o, INVALID_EVENT, f"algo status {status!r}")
+def _reported(o: AlgoOrder, e: Update | QueryResult) -> Result:
+    """The exchange's word on this algo order (a stream update, or a query that found it): its
+    ids checked, its status read (``EXCHANGE_STATUS``), then ``_advance``."""
+    if (bad := _id_problem(o, e.algo_id)) is not None:
+        return bad
+    if not isinstance(e.actual_order_id, str):
+        return _error(o, INVALID_EVENT, f"actual order id {e.actual_order_id!r}")
+    status = EXCHANGE_STATUS.get(e.status) if isinstance(e.status, str) else None
+    if status is None:
+        return _error(o, INVALID_EVENT, f"algo status {e.status!r}")
+    return _advance(o, status, e.algo_id, e.actual_order_id)
 
 
 def _on_update(o: AlgoOrder, e: Update, target: Target) -> Result:
     if target == KEEP and not o.is_terminal:
         return o, ()
-    if (bad := _id_problem(o, e.algo_id)) is not None:
-        return bad
-    if not isinstance(e.actual_order_id, str):
-        return _error(o, INVALID_EVENT, f"actual order id {e.actual_order_id!r}")
-    s = _status(o, e.status)
-    if not isinstance(s, AlgoState):
-        return s
-    return _advance(o, s, e.algo_id, e.actual_order_id)
+    return _reported(o, e)
 
 
 def _on_cancel_request(o: AlgoOrder, e: CancelRequest, target: Target) -> Result:
@@ -390,14 +391,7 @@ def _on_query(o: AlgoOrder, e: QueryResult, target: Target) -> Result:
         if o.state == A.UNKNOWN and e.at_ms > dead_after_ms:
             return replace(o, state=A.NEW_LOCAL), ()
         return o, (QueryAlgo(client_algo_id=o.client_algo_id, not_before_ms=dead_after_ms + 1),)
-    if (bad := _id_problem(o, e.algo_id)) is not None:
-        return bad
-    if not isinstance(e.actual_order_id, str):
-        return _error(o, INVALID_EVENT, f"actual order id {e.actual_order_id!r}")
-    s = _status(o, e.status)
-    if not isinstance(s, AlgoState):
-        return s
-    return _advance(o, s, e.algo_id, e.actual_order_id)
+    return _reported(o, e)
 
 
 _HANDLERS: dict[type, Callable[[AlgoOrder, Any, Target], Result]] = {

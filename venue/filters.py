@@ -17,32 +17,10 @@ import urllib.request
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from common.errors import DecodeError
-
-
-class SymbolInfo(Protocol):
-    """What ``filters_from_symbol_info`` reads (the feed's ``common.wire.SymbolInfo``)."""
-
-    symbol: str
-    tick_size: float
-    step_size: float
-    min_qty: float
-    min_notional: float
-    price_precision: int
-    quantity_precision: int
-    max_qty: float
-    min_price: float
-    max_price: float
-    market_step_size: float
-    market_max_qty: float
-    percent_up: float
-    percent_down: float
-    base_asset: str
-    quote_asset: str
-    margin_asset: str
-    contract_type: str
+from common.wire import SymbolInfo  # the feed's published rules: what filters_from_symbol_info reads
 
 
 # ---------------------------------------------------------------------------- exact numbers
