@@ -73,7 +73,7 @@ from common.config import AegisConfig
 from common.errors import ConfigError
 from common.fastcopy import build
 from research import strategy_api as sa
-from research.bars_host import BarsHost
+from research.bars_host import BarsHost, InlineJobs
 from research.catalog import iter_bars, read_funding
 from research.metrics import run_figures
 from venue.filters import generic_filters, round_price
@@ -124,33 +124,6 @@ def _dec(x: float) -> Decimal:
     return Decimal(repr(float(x)))
 
 
-class _Inline:
-    """``services.brain.dispatcher.InlineDispatcher`` without the ``Future`` it returns (the
-    execution shell never reads it): the same completions in the same order, cheaper."""
-
-    inline = True
-
-    def __init__(self) -> None:
-        from services.brain.dispatcher import Completion
-
-        self._completion = Completion
-        self.completed: list = []
-        self.dropped = 0
-
-    def submit(self, priority: int, fn, *args: Any, tag: Any = "", key: str | None = None, **kwargs: Any) -> None:
-        try:
-            result, error = fn(*args, **kwargs), None
-        except Exception as exc:  # delivered, never lost: the shell decides what it means
-            result, error = None, exc
-        self.completed.append(self._completion(tag=tag or getattr(fn, "__name__", "job"), priority=priority,
-                                               key=key, result=result, error=error))
-
-    def drain(self, max_items: int | None = None) -> list:
-        n = len(self.completed) if max_items is None else max_items
-        out, self.completed = self.completed[:n], self.completed[n:]
-        return out
-
-
 class Backtest(BarsHost):
     """One run: the live execution shell with the paper broker, driven by the bars' clock.
     ``keep_signals``: keep every signal sent to the trader in ``self.signals`` and every order
@@ -158,7 +131,7 @@ class Backtest(BarsHost):
 
     # the shell the bars drive and its dispatcher (``research.fast_backtest`` swaps in leaner ones)
     execution_cls: Any = None  # None: ``services.brain.execution.Execution``
-    dispatcher_cls: Any = _Inline
+    dispatcher_cls: Any = InlineJobs
 
     def __init__(self, cfg: BacktestConfig, *, keep_signals: bool = False) -> None:
         from services.brain import execution, model, trader, trader_entries
@@ -398,18 +371,23 @@ class Backtest(BarsHost):
 
     def _can_skip(self, symbol: str, close: float) -> bool:
         """Whether this bar's poll (clock and price already at the close) can be skipped."""
-        if self.now_ms // DAY_MS != self.ex.st.risk.day_index:
-            return False
-        if not self._lagged:  # the previous poll ran: look at the shell and at what it asked
-            self._idle = self._enter_idle(symbol)
-            if self._idle is None:
-                return False
-        elif not self._next_quiet:
+        if not self._idle_gate(symbol):
             return False
         e_ref, px_ref, q, err = self._idle
         est = e_ref + q * (close - px_ref)
         self._next_quiet = self._quiet(est - err, est + err)  # this close's balance, drained by the next poll
         return True
+
+    def _idle_gate(self, symbol: str) -> bool:
+        """The half of ``_can_skip`` both engines share: the kill switch's day has not turned,
+        and either the previous poll ran and the shell is idle (``_idle`` set now), or the
+        previous skipped bar's close was quiet. The quiet test of this close is the engine's."""
+        if self.now_ms // DAY_MS != self.ex.st.risk.day_index:
+            return False
+        if not self._lagged:  # the previous poll ran: look at the shell and at what it asked
+            self._idle = self._enter_idle(symbol)
+            return self._idle is not None
+        return self._next_quiet
 
     def _enter_idle(self, symbol: str) -> tuple[float, float, float, float] | None:
         from services.brain import jobs
@@ -423,7 +401,7 @@ class Backtest(BarsHost):
                 return None
         if any(not o.is_terminal for o in st.orders.values()):
             return None
-        queued = getattr(ex.dispatcher, "completed", None)  # ``_Inline``'s: what this bar's poll would drain
+        queued = getattr(ex.dispatcher, "completed", None)  # ``InlineJobs``': what this bar's poll would drain
         if queued is None:
             return None
         held: dict[str, Any] = {}

@@ -1,4 +1,5 @@
-"""A backtest as the execution shell's host (``services.brain.execution_parts.Host``).
+"""A backtest as the execution shell's host (``services.brain.execution_parts.Host``), and
+the dispatcher it hands the shell (``InlineJobs``: each exchange call answered at once).
 
 The live shell asks the brain for its clocks, symbols, filters and the journal; a backtest
 answers from the bars instead: every clock (order times, timers, the kill switch's day) is
@@ -38,3 +39,30 @@ class BarsHost:
 
     def block_reason(self) -> str:
         return ""
+
+
+class InlineJobs:
+    """``services.brain.dispatcher.InlineDispatcher`` without the ``Future`` it returns (the
+    execution shell never reads it): the same completions in the same order, cheaper."""
+
+    inline = True
+
+    def __init__(self) -> None:
+        from services.brain.dispatcher import Completion
+
+        self._completion = Completion
+        self.completed: list = []
+        self.dropped = 0
+
+    def submit(self, priority: int, fn, *args: Any, tag: Any = "", key: str | None = None, **kwargs: Any) -> None:
+        try:
+            result, error = fn(*args, **kwargs), None
+        except Exception as exc:  # delivered, never lost: the shell decides what it means
+            result, error = None, exc
+        self.completed.append(self._completion(tag=tag or getattr(fn, "__name__", "job"), priority=priority,
+                                               key=key, result=result, error=error))
+
+    def drain(self, max_items: int | None = None) -> list:
+        n = len(self.completed) if max_items is None else max_items
+        out, self.completed = self.completed[:n], self.completed[n:]
+        return out

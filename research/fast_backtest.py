@@ -83,7 +83,7 @@ class _Held(NamedTuple):
 
 
 class _LeanInline:
-    """``research.backtest._Inline`` without the dataclass: each job runs when submitted, its
+    """``research.bars_host.InlineJobs`` without the dataclass: each job runs when submitted, its
     answer waits for the next ``drain`` (the shell's ``poll``), in submission order. A read of
     the positions (``jobs.Positions``) is answered with their quantities alone (``quantities``:
     the paper broker's ``position_quantities``), not marked to the book."""
@@ -328,15 +328,9 @@ class FastBacktest(Backtest):
         margin far above the floating-point error of either test. A close near an edge counts
         as not quiet: the next bar's poll then runs, which changes no decision (the polls skipped
         or run give the same output; ``test_backtest_skip_idle``)."""
+        if not self._idle_gate(symbol):
+            return False
         risk = self.ex.st.risk
-        if self.now_ms // DAY_MS != risk.day_index:
-            return False
-        if not self._lagged:  # the previous poll ran: look at the shell and at what it asked
-            self._idle = self._enter_idle(symbol)
-            if self._idle is None:
-                return False
-        elif not self._next_quiet:
-            return False
         band = self._band
         if band[0] is not risk or band[1] is not self._idle:
             band = self._band = (risk, self._idle, *self._quiet_closes(risk, self._idle))
