@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 import structlog
 
 from common import bus, heap, service, wire, zmqutil
-from common.config import AegisConfig
+from common.config import AegisConfig, Endpoints
 from common.errors import RingError
 from common.log import RateLimiter
 from common.ring import Ring
@@ -30,6 +31,7 @@ log = structlog.get_logger(__name__)
 RING_RETRY_S = 0.5
 DRAIN_DEADLINE_S = 5.0  # at shutdown, read what the feed wrote, but not forever
 
+
 def attach_ring(path: str, stop: service.StopFlag) -> Ring | None:
     limiter, attempts = RateLimiter(60.0), 0
     while not stop.is_set():
@@ -41,6 +43,7 @@ def attach_ring(path: str, stop: service.StopFlag) -> Ring | None:
                 log.warning("brain.ring_unavailable", path=path, error=str(exc), attempts=attempts)
             stop.sleep(RING_RETRY_S)
     return None
+
 
 def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
     knobs = latency.apply(cfg.brain.gil_switch_interval_us, cfg.brain.timer_slack_ns)  # before any thread
@@ -62,6 +65,57 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         print(f"aegis brain: {exc}", file=sys.stderr)
         pub.close(), journal.close(), history.close(), ring.close(), zmqutil.term()
         return 2
+    warm_strategy(cfg, brain, rd)
+    brain.symbol_info.update(recovery.symbol_rules(service.db_path(cfg)))
+    kernels.warm_up(brain)
+    trading = start_trading(cfg, brain, ep)
+    if not brain.replay:  # the dashboard's commands (a replay is the capture's alone)
+        brain.control = brain_control.Control.bind(
+            ep.brain_control, execution=brain.execution, publish=brain.publish_exec,
+            pause=brain_control.load_pause(service.db_path(cfg)))
+    pauses = heap.GcPauses().install()  # how long the garbage collector held the brain (stats: gc)
+    knobs.update(pauses.freeze() if cfg.brain.gc_freeze else {})  # the start-up's objects: out of its sight
+    service.mark_ready(rd, NAME)
+    log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names), **knobs)
+
+    stats_writer = service.JsonFileWriter(service.stats_path(rd, NAME))
+
+    def stats() -> dict:
+        return {**brain.snapshot(), "loop": turn.stalls.snapshot(), "gc": pauses.snapshot()}
+
+    def heartbeat(now: float) -> None:
+        """Counters to the bus, stats to the file (written on its own thread: the file system
+        never holds the loop up)."""
+        brain.watch_orchestrator()
+        snap = stats()
+        pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
+                                   counters=brain.counters(snap["execution"])))
+        stats_writer.submit(snap)
+
+    turn = loop.Loop(brain, execution=trading.execution if trading is not None else None, control=brain.control,
+                     heartbeat=heartbeat, heartbeat_interval_s=cfg.heartbeat_interval_s)
+    try:
+        while not stop.is_set():
+            turn.step()
+        drain(brain)
+    finally:
+        stop_trading(brain, trading)
+        stats_writer.close()
+        final = stats()  # before the ring closes: counters live in shared memory
+        service.write_json_atomic(service.stats_path(rd, NAME), final)
+        log.info("brain.stopped", ticks_read=final["ticks_read"], candles=final["candles_closed"],
+                 lost=final["lost"])
+        pub.close()
+        journal.close()
+        history.close()
+        ring.close()
+        zmqutil.term()
+        pauses.close()
+    return 0
+
+
+def warm_strategy(cfg: AegisConfig, brain: Brain, rd: Path) -> None:
+    """The candles the strategy warms from before it decides, when the feed will not send them."""
     if cfg.mode == "replay":
         # a replay warms from the candles ``aegis replay`` put in its fresh database (the
         # capture's hydration), all of them before the first tick: the same start every time
@@ -77,69 +131,45 @@ def run(cfg: AegisConfig, stop: service.StopFlag) -> int:
         # read in its idle moments once it is ready (``warm_from_history``)
         brain.db_history = recovery.iter_recent_candles(service.db_path(cfg), cfg.brain.candle_interval_s,
                                                         cfg.feed.hydrate_candles, time.time_ns() // 1_000_000)
-    brain.symbol_info.update(recovery.symbol_rules(service.db_path(cfg)))
-    kernels.warm_up(brain)
+
+
+def start_trading(cfg: AegisConfig, brain: Brain, ep: Endpoints) -> wiring.Trading | None:
+    """The execution shell (None when the mode does not trade), hooked to the brain and to
+    the orchestrator's verdicts; in replay its start-up is answered before the first tick."""
     trading = wiring.make_execution(cfg, brain, ep) if brokers.trading_enabled(cfg) else None
     brain.execution = trading.execution if trading is not None else None
+    if trading is None:
+        return None
+    brain.orch = bus.Subscriber([ep.orchestrator_pub], (wire.EventType.TRADING_PERMISSION,
+                                                        wire.EventType.RECONCILED))
+    if brain.replay:  # start-up (filters, account) answered inline, before the first tick
+        for _ in range(3):
+            trading.execution.poll()
+        if not trading.execution.ready:
+            log.error("brain.replay_execution_not_ready", error=trading.execution.start_error)
+    return trading
+
+
+def drain(brain: Brain) -> None:
+    """At a stop: everything the feed committed before it (and the closed candles' analyses
+    it starts), up to ``DRAIN_DEADLINE_S``; then the latest tick of every symbol."""
+    deadline = time.monotonic() + DRAIN_DEADLINE_S
+    while (brain.reader.lag() > 0 and time.monotonic() < deadline) or brain.closes:
+        brain.poll()
+    brain.publish_ticks(whole=True)
+
+
+def stop_trading(brain: Brain, trading: wiring.Trading | None) -> None:
+    """Close what the brain holds besides its sockets: an unfinished warm-up's database
+    connection, the control socket, the execution shell and the orchestrator's subscription."""
+    if brain.db_history is not None and hasattr(brain.db_history, "close"):
+        brain.db_history.close()
+    if brain.control is not None:
+        brain.control.close()
     if trading is not None:
-        brain.orch = bus.Subscriber([ep.orchestrator_pub], (wire.EventType.TRADING_PERMISSION,
-                                                            wire.EventType.RECONCILED))
-        if brain.replay:  # start-up (filters, account) answered inline, before the first tick
-            for _ in range(3):
-                trading.execution.poll()
-            if not trading.execution.ready:
-                log.error("brain.replay_execution_not_ready", error=trading.execution.start_error)
-    if not brain.replay:  # the dashboard's commands (a replay is the capture's alone)
-        brain.control = brain_control.Control.bind(
-            ep.brain_control, execution=brain.execution, publish=brain.publish_exec,
-            pause=brain_control.load_pause(service.db_path(cfg)))
-    pauses = heap.GcPauses().install()  # how long the garbage collector held the brain (stats: gc)
-    knobs.update(pauses.freeze() if cfg.brain.gc_freeze else {})  # the start-up's objects: out of its sight
-    service.mark_ready(rd, NAME)
-    log.info("brain.ready", resumed_at=brain.reader.cursor, symbols=len(brain.names), **knobs)
-
-    stats_writer = service.JsonFileWriter(service.stats_path(rd, NAME))
-
-    def heartbeat(now: float) -> None:
-        """Counters to the bus, stats to the file (written on its own thread: the file system
-        never holds the loop up)."""
-        brain.watch_orchestrator()
-        snap = {**brain.snapshot(), "loop": turn.stalls.snapshot(), "gc": pauses.snapshot()}
-        pub.publish(wire.Heartbeat(service=NAME, pid=os.getpid(), uptime_s=now - started,
-                                   counters=brain.counters(snap["execution"])))
-        stats_writer.submit(snap)
-
-    turn = loop.Loop(brain, execution=trading.execution if trading is not None else None, control=brain.control,
-                     heartbeat=heartbeat, heartbeat_interval_s=cfg.heartbeat_interval_s)
-    try:
-        while not stop.is_set():
-            turn.step()
-        # drain: everything the feed committed before we were asked to stop
-        deadline = time.monotonic() + DRAIN_DEADLINE_S
-        while (brain.reader.lag() > 0 and time.monotonic() < deadline) or brain.closes:
-            brain.poll()  # and the closed candles' analyses it started
-        brain.publish_ticks(whole=True)
-    finally:
-        if brain.db_history is not None and hasattr(brain.db_history, "close"):
-            brain.db_history.close()  # an unfinished warm-up: its database connection
-        if brain.control is not None:
-            brain.control.close()
-        if trading is not None:
-            trading.close()
-            if brain.orch is not None:
-                brain.orch.close()
-        stats_writer.close()
-        final = {**brain.snapshot(), "loop": turn.stalls.snapshot(), "gc": pauses.snapshot()}  # before the ring closes: counters live in shared memory
-        service.write_json_atomic(service.stats_path(rd, NAME), final)
-        log.info("brain.stopped", ticks_read=final["ticks_read"], candles=final["candles_closed"],
-                 lost=final["lost"])
-        pub.close()
-        journal.close()
-        history.close()
-        ring.close()
-        zmqutil.term()
-        pauses.close()
-    return 0
+        trading.close()
+        if brain.orch is not None:
+            brain.orch.close()
 
 
 def main(argv: list[str] | None = None) -> int:
