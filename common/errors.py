@@ -24,8 +24,10 @@ Which class for bad input from outside (every one carries a ``reason``, a counte
   large to store.
 - ``RingError`` and ``StoreError``: the shared-memory ring and the journal database.
 
-A plain ``ValueError`` is left only for a programmer's misuse of a function's arguments, each
-with a comment saying why; tests/unit/test_error_vocabulary.py keeps the list of them.
+None of them is a ``ValueError``. A plain ``ValueError`` is left only for a programmer's misuse
+of a function's arguments, or where a caller needs one (msgspec turns a ``__post_init__``
+ValueError into its ValidationError), each with a comment saying why;
+tests/unit/test_error_vocabulary.py keeps the list of them.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ import ast
 from collections import Counter
 from pathlib import Path
 
+from common import errors
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("cli", "common", "venue", "research", "services", "bench")
 
@@ -96,3 +98,11 @@ def test_the_scan_sees_a_bare_value_error(tmp_path):
                    "    raise ValueError\n"
                    "def h():\n    raise KeyError('x')\n")
     assert bare_value_errors(src) == Counter({"A.f": 1, "g": 1})
+
+
+def test_no_class_of_the_hierarchy_is_a_value_error():
+    """``except ValueError`` catches Python's own errors only: every class of common/errors.py
+    stands apart from it, and DataError is a DefinitiveError labelled "data"."""
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.AegisError)]
+    assert len(classes) >= 9 and not [c for c in classes if issubclass(c, ValueError)]
+    assert issubclass(errors.DataError, errors.DefinitiveError) and errors.DataError("x").reason == "data"
