@@ -91,7 +91,7 @@ def _setup(kind: str, tmp: str, total: int) -> dict[str, Any]:
         return {"q": faster_fifo.Queue(max_size_bytes=16 * 2**20)}
     if kind == "zmq":
         return {"endpoint": tr.ipc_endpoint(tmp)}
-    raise ValueError(kind)
+    raise ValueError(kind)  # no transport of this table: the caller's misuse
 
 
 def trial(name: str, spec: tr.Spec) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from common.errors import DataError
 from services.brain.smc_cli import main as smc_main
 
 DEFAULT_CANDLES = (Path(__file__).resolve().parents[1] / "services" / "exchange_sim" / "data"
@@ -37,7 +38,7 @@ def read_rows(path: Path) -> list[list[str]]:
 def compare(prefix: list[list[str]], full: list[list[str]]) -> dict:
     """Cells of ``prefix`` (header first) against the same rows of ``full``."""
     if prefix[0] != full[0]:
-        raise ValueError("headers differ")
+        raise DataError("headers differ")
     header = prefix[0]
     changed = gone = 0
     by_column: Counter[str] = Counter()

@@ -36,7 +36,7 @@ from common import filekind, service, wire, zmqutil
 from common.capture import (KIND_NAMES, KIND_WS_RAW, KIND_ZMQ, RAW_TOPIC_PREFIX, Capture,
                             CaptureWriter, Header, create_capture, label, open_capture,
                             record_label)
-from common.errors import DecodeError
+from common.errors import ConfigError, DataError, DecodeError
 
 POLL_MS = 100  # longest wait for a message: bounds how late a stop or a due flush is noticed
 DRAIN_BATCH = 1000  # messages taken per wake-up before checking the clock again
@@ -177,9 +177,9 @@ EXCHANGE_INFO_MAX_BYTES = 512 * 1024  # the header's share for it (its limit is 
 
 def compact_exchange_info(body: Any, symbols: Iterable[str] = ()) -> dict[str, Any]:
     """The part of an exchangeInfo body a replay needs (each symbol's filters and labels), for
-    ``symbols`` (empty: every TRADING symbol); raises ValueError when it is not one."""
+    ``symbols`` (empty: every TRADING symbol); raises DecodeError when it is not one."""
     if not isinstance(body, dict) or not isinstance(body.get("symbols"), list):
-        raise ValueError("not an exchangeInfo body (no 'symbols' list)")
+        raise DecodeError("not an exchangeInfo body (no 'symbols' list)", reason="bad_exchange_info")
     wanted = set(symbols)
     out = [{k: e[k] for k in EXCHANGE_INFO_KEYS if k in e} for e in body["symbols"]
            if isinstance(e, dict) and (e.get("symbol") in wanted if wanted else e.get("status") == "TRADING")]
@@ -241,12 +241,12 @@ def stack_exchange_info(rd: Path, symbols: Iterable[str], timeout_s: float = 3.0
     try:
         stack = _stack_config(rd)
         if stack is None:
-            raise ValueError(f"no stack config in {rd}")
+            raise ConfigError(f"no stack config in {rd}")
         url = brokers.rest_url(stack).rstrip("/") + "/fapi/v1/exchangeInfo"
         with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - the stack's own exchange
             info = compact_exchange_info(json.loads(r.read()), symbols)
         if len(json.dumps(info)) > EXCHANGE_INFO_MAX_BYTES:
-            raise ValueError(f"{len(info['symbols'])} symbols: too large for the header (pass --symbols)")
+            raise DataError(f"{len(info['symbols'])} symbols: too large for the header (pass --symbols)")
         return {"exchange_info": info}
     except Exception as exc:  # noqa: BLE001 - best effort, reported in the header
         return {"exchange_info_error": repr(exc)[:300]}

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common import filekind, journal_store
-from common.errors import DecodeError, StoreError
+from common.errors import ConfigError, DecodeError, StoreError
 from common.histogram import LatencyHistogram
 from services.orchestrator import report, report_html, report_plots
 
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         cfg = report.ReportConfig(start_equity_usdt=args.start_equity)
-    except ValueError as exc:
+    except ConfigError as exc:
         print(f"aegis report: --start-equity: {exc}", file=sys.stderr)
         return 2
     try:

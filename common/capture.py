@@ -62,7 +62,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Sequence
 import msgspec
 
 from common import wire
-from common.errors import DecodeError
+from common.errors import ConfigError, DataError, DecodeError
 
 MAGIC = b"AEGISCAP"
 FORMAT_VERSION = 1
@@ -160,7 +160,7 @@ class CaptureWriter:
                  level: int = 6, fsync: bool = False,
                  clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
         if block_records < 1 or block_max_bytes < 1 or block_interval_ms < 0:
-            raise ValueError("block_records, block_max_bytes must be >= 1, interval >= 0")
+            raise ConfigError("block_records, block_max_bytes must be >= 1, interval >= 0")
         self._f = f
         self._block_records = block_records
         self._block_max_bytes = block_max_bytes
@@ -187,17 +187,17 @@ class CaptureWriter:
 
     def append(self, recv_ns: int, frames: Sequence[bytes], kind: int = KIND_ZMQ) -> None:
         if self.closed:
-            raise ValueError("capture writer is closed")
+            raise ValueError("capture writer is closed")  # as io's own on a closed file: misuse
         if kind not in KIND_NAMES:
-            raise ValueError(f"unknown record kind {kind}")
+            raise DataError(f"unknown record kind {kind}")
         if self._last_ns is not None and recv_ns < self._last_ns:
-            raise ValueError(f"receive times must not decrease ({recv_ns} < {self._last_ns})")
+            raise DataError(f"receive times must not decrease ({recv_ns} < {self._last_ns})")
         frames = tuple(bytes(fr) for fr in frames)
         if not frames or (kind == KIND_WS_RAW and len(frames) != 1):
-            raise ValueError("a zmq record needs >= 1 frame, a raw record exactly 1")
+            raise DataError("a zmq record needs >= 1 frame, a raw record exactly 1")
         size = sum(len(fr) for fr in frames) + 16 + 5 * len(frames)  # msgpack overhead, roughly
         if size > MAX_RECORD_BYTES:
-            raise ValueError(f"record of {size} bytes exceeds {MAX_RECORD_BYTES}")
+            raise DataError(f"record of {size} bytes exceeds {MAX_RECORD_BYTES}")
         now = self._clock()
         if not self._pending:
             self._block_started = now
@@ -226,7 +226,7 @@ class CaptureWriter:
         raw = _RECORDS_ENC.encode(recs)
         payload = zlib.compress(raw, self._level)
         if len(raw) > MAX_BLOCK_BYTES or len(payload) > MAX_BLOCK_BYTES:
-            raise ValueError("block too large")  # unreachable with MAX_RECORD_BYTES per record
+            raise DataError("block too large")  # unreachable with MAX_RECORD_BYTES per record
         info = BlockInfo(len(self._index), self._offset, len(payload), len(recs),
                          recs[0].recv_ns, recs[-1].recv_ns)
         head = _BLOCK_HDR.pack(BLOCK_MAGIC, info.number, len(payload), len(raw), info.count,

@@ -13,6 +13,21 @@ reason), by the pure ``classify``; ``exchange_error`` builds the exception.
 
 Decoders raise ``DecodeError`` (definitive) for anything malformed; fuzz tests assert that
 nothing but ``AegisError`` subclasses ever escapes a decoder.
+
+Which class for bad input from outside (every one carries a ``reason``, a counter label):
+
+- ``ConfigError``: a configuration value or a command-line argument (a setting, ``--from``).
+- ``DecodeError``: bytes or records that cannot be read: a frame, an exchange answer, a
+  saved state file, a CSV row, a checksum line.
+- ``DataError``: data that reads fine but may not be used as asked: an archive named as
+  another kind, a day overlapping a stored month, records out of time order, a record too
+  large to store.
+- ``RingError`` and ``StoreError``: the shared-memory ring and the journal database.
+
+None of them is a ``ValueError``. A plain ``ValueError`` is left only for a programmer's misuse
+of a function's arguments, or where a caller needs one (msgspec turns a ``__post_init__``
+ValueError into its ValidationError), each with a comment saying why;
+tests/unit/test_error_vocabulary.py keeps the list of them.
 """
 
 from __future__ import annotations
@@ -70,6 +85,13 @@ class DecodeError(DefinitiveError):
     """A frame, message or record could not be decoded or failed validation."""
 
     reason = "decode"
+
+
+class DataError(DefinitiveError):
+    """Data that reads fine but is refused as asked: a file named as another kind or symbol,
+    sources that overlap, records out of time order or too large for the format."""
+
+    reason = "data"
 
 
 class RingError(DefinitiveError):

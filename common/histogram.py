@@ -122,7 +122,7 @@ class LatencyHistogram:
         if counts is None:
             counts = new_counts()
         elif counts.shape != (ARRAY_LEN,) or counts.dtype != np.int64:
-            raise ValueError(f"counts must be int64[{ARRAY_LEN}]")
+            raise ValueError(f"counts must be int64[{ARRAY_LEN}]")  # an array of ours: misuse, as numpy's
         self.counts = counts
 
     # ---------------------------------------------------------------- recording
@@ -180,7 +180,7 @@ class LatencyHistogram:
         min and max.
         """
         if not 0.0 <= q <= 100.0 or math.isnan(q):
-            raise ValueError(f"percentile out of [0, 100]: {q}")
+            raise ValueError(f"percentile out of [0, 100]: {q}")  # callers pass constants: misuse
         n = self.count
         if n == 0:
             return 0.0

@@ -540,7 +540,7 @@ class RingWriter:
         """Commit one record (a TICK_DTYPE scalar or 1-element array); returns its sequence."""
         recs = _tick_words(rec, "rec")
         if recs.size != WORDS:
-            raise ValueError(f"write takes one record, got {recs.size // WORDS}")
+            raise ValueError(f"write takes one record, got {recs.size // WORDS}")  # misuse: write_batch is for many
         words = self._live()
         ring_write_batch(words, recs, 1)
         return int(words[WRITER_CURSOR_W]) - 1

@@ -98,6 +98,8 @@ class _Body(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
         # values, then a scan; the field's name is looked up only for the error
         for i, v in enumerate(msgspec.structs.astuple(self)):
             if type(v) is float and not math.isfinite(v):
+                # ValueError, not DecodeError: msgspec turns a ValueError of __post_init__ into
+                # ValidationError while decoding, which ``decode`` maps to DecodeError
                 raise ValueError(f"{self.__struct_fields__[i]} must be finite")
 
     def key(self) -> str:
@@ -370,7 +372,7 @@ class Control(_Body, tag="CONTROL"):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if (self.command is ControlCommand.CLOSE) != bool(self.symbol):
+        if (self.command is ControlCommand.CLOSE) != bool(self.symbol):  # ValueError: see _Body
             raise ValueError("symbol is required by CLOSE and only by CLOSE")
 class TradingPermission(_Body, tag="TRADING_PERMISSION"):
     """May new positions be opened? The orchestrator's verdict (its journal can write, and

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import PurePath
 
+from common.errors import ConfigError, DataError, DecodeError
 from research.kinds import INTERVAL_MS, KINDS, dataset_name, kind_spec
 
 DEFAULT_BASE_URL = "https://data.binance.vision"
@@ -108,13 +109,16 @@ def day_of(ms: int) -> Period:
 
 
 def parse_period(label: str) -> Period:
-    """``2024-01`` -> the month, ``2024-01-15`` -> the day; ValueError otherwise."""
+    """``2024-01`` -> the month, ``2024-01-15`` -> the day; ``DataError`` otherwise."""
     parts = label.split("-")
     if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
-        raise ValueError(f"not a month or a day: {label!r}")
+        raise DataError(f"not a month or a day: {label!r}")
     y, m = int(parts[0]), int(parts[1])
     d = int(parts[2]) if len(parts) == 3 else None
-    date(y, m, d or 1)  # range check
+    try:
+        date(y, m, d or 1)  # range check
+    except ValueError as exc:  # Python's own, for a month 13 or a day 32
+        raise DataError(f"not a month or a day: {label!r} ({exc})") from None
     return Period(year=y, month=m, day=d)
 
 
@@ -156,10 +160,10 @@ def checksum_url(base_url: str, f: ArchiveFile) -> str:
 
 
 def parse_checksum(text: str) -> str:
-    """The sha256 (lowercase hex) of a ``.CHECKSUM`` file's text; ValueError if there is none."""
+    """The sha256 (lowercase hex) of a ``.CHECKSUM`` file's text; ``DecodeError`` if there is none."""
     first = text.strip().split()[0] if text.strip() else ""
     if not _SHA256.match(first):
-        raise ValueError(f"not a sha256 CHECKSUM line: {text[:80]!r}")
+        raise DecodeError(f"not a sha256 CHECKSUM line: {text[:80]!r}", reason="checksum_mismatch")
     return first.lower()
 
 
@@ -198,7 +202,7 @@ def plan(*, symbols: list[str], kinds: list[str], interval: str | None,
          first: date, last: date) -> list[PartitionRequest]:
     """Every partition the range needs, in (kind, symbol, month) order."""
     if last < first:
-        raise ValueError(f"--to {last} is before --from {first}")
+        raise ConfigError(f"--to {last} is before --from {first}")
     out: list[PartitionRequest] = []
     for kind in kinds:
         spec = kind_spec(kind)
@@ -237,7 +241,7 @@ def parse_archive_name(name: str) -> NameInfo | None:
         return None
     try:
         period = parse_period(f"{m['y']}-{m['m']}" + (f"-{m['d']}" if m["d"] else ""))
-    except ValueError:
+    except DataError:
         return None
     middle = m["middle"]
     if middle in INTERVAL_MS:
@@ -262,7 +266,7 @@ def import_target(path: PurePath, *, kind: str | None = None, symbol: str | None
 
     A kline-like name (``BTCUSDT-1m-2024-01.zip``) does not say whether it holds klines or
     mark-price klines: a folder named like a kind (the archive's own layout) decides, else
-    ``klines`` is assumed and ``guessed_kind`` says so. Raises ValueError when something
+    ``klines`` is assumed and ``guessed_kind`` says so. Raises ``DataError`` when something
     needed is still unknown."""
     info = parse_archive_name(path.name)
     folder_kind = next((p for p in reversed(path.parent.parts) if p in KINDS), None)
@@ -271,22 +275,22 @@ def import_target(path: PurePath, *, kind: str | None = None, symbol: str | None
     if k is None and info is not None and info.interval is not None:
         k, guessed = "klines", True
     if k is None:
-        raise ValueError(f"cannot tell the kind of {path.name}: pass --kind ({', '.join(KINDS)})")
+        raise DataError(f"cannot tell the kind of {path.name}: pass --kind ({', '.join(KINDS)})")
     spec = kind_spec(k)
     s = symbol or (info.symbol if info else None)
     if s is None:
-        raise ValueError(f"cannot tell the symbol of {path.name}: pass --symbol")
+        raise DataError(f"cannot tell the symbol of {path.name}: pass --symbol")
     iv = interval or (info.interval if info else None)
     if spec.has_interval:
         dataset_name(k, iv)  # validates
     else:
         iv = None
     if info is not None and info.kind is not None and info.kind != k:
-        raise ValueError(f"{path.name} is named as {info.kind}, not {k}")
+        raise DataError(f"{path.name} is named as {info.kind}, not {k}")
     if info is not None and info.interval is not None:
         if not spec.has_interval:
-            raise ValueError(f"{path.name} is named as {info.interval} bars, not {k}")
+            raise DataError(f"{path.name} is named as {info.interval} bars, not {k}")
         if iv != info.interval:
-            raise ValueError(f"{path.name} is named as {info.interval} bars, not {iv}")
+            raise DataError(f"{path.name} is named as {info.interval} bars, not {iv}")
     return ImportTarget(kind=k, symbol=s, interval=iv, period=info.period if info else None,
                         guessed_kind=guessed)

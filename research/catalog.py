@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from common.errors import ConfigError, DataError
 from research.convert import Gap
 from research.kinds import kind_spec, parse_dataset
 
@@ -135,7 +136,7 @@ def merge_sources(stored: tuple[SourceRecord, ...],
     A fresh source replaces every stored one whose span lies inside its own (a month file
     replaces that month's day files; a day file replaces the same day). A fresh source that
     covers only part of a stored one (a day into a month built from the month file) is a
-    ValueError: the rest of the stored file's rows could not be kept apart from it."""
+    ``DataError``: the rest of the stored file's rows could not be kept apart from it."""
     kept = []
     for s in stored:
         inside = [f for f in fresh if f.span[0] <= s.span[0] and s.span[1] <= f.span[1]]
@@ -143,13 +144,13 @@ def merge_sources(stored: tuple[SourceRecord, ...],
         if inside:
             continue
         if partial:
-            raise ValueError(f"{partial[0].name} covers part of {s.name}, which is already in the "
+            raise DataError(f"{partial[0].name} covers part of {s.name}, which is already in the "
                              "catalog; a day cannot replace part of a month file")
         kept.append(s)
     out = sorted(kept + list(fresh), key=lambda s: s.span)
     for a, b in zip(out, out[1:]):
         if b.span[0] < a.span[1]:
-            raise ValueError(f"{a.name} and {b.name} overlap")
+            raise DataError(f"{a.name} and {b.name} overlap")
     return tuple(out)
 
 
@@ -296,9 +297,9 @@ def iter_bars(catalog: Path | str, kind: str, symbols: list[str], start_ms: int,
     kind_name, _ = parse_dataset(kind)
     time_col = kind_spec(kind_name).time_column
     if batch_rows < 1:
-        raise ValueError("batch_rows must be at least 1")
+        raise ConfigError("batch_rows must be at least 1")
     if len(set(symbols)) != len(symbols):
-        raise ValueError(f"symbols repeat: {symbols}")
+        raise ConfigError(f"symbols repeat: {symbols}")
     if columns is not None and time_col not in columns:
         columns = [time_col, *columns]
     per_symbol = max(1, batch_rows // max(1, len(symbols)))

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from common import log as aegis_log
-from common.errors import ConfigError
+from common.errors import ConfigError, DataError
 from research.archive import DEFAULT_BASE_URL, parse_day
 from research.catalog import holdings
 from research.fetch import HttpConfig
@@ -127,7 +127,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         else:
             report = run_download(cfg=cfg, symbols=[s.upper() for s in args.symbols], kinds=args.kinds,
                                   interval=args.interval, first=args.first, last=args.last)
-    except ValueError as exc:
+    except (DataError, ValueError) as exc:  # ValueError: Python's own, from a value of the command line
         raise ConfigError(str(exc)) from None
     print_report(report, Console(highlight=False, soft_wrap=True))
     _write_summary(args.summary_json, report)
@@ -141,7 +141,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         report = run_import(catalog=Path(args.catalog), path=path, kind=args.kind, symbol=args.symbol,
                             interval=args.interval)
-    except ValueError as exc:
+    except (DataError, ValueError) as exc:  # ValueError: Python's own, from a value of the command line
         raise ConfigError(str(exc)) from None
     out = Console(highlight=False, soft_wrap=True)
     print_report(report, out)

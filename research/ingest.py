@@ -34,7 +34,7 @@ from typing import Protocol
 
 import structlog
 
-from common.errors import AegisError, ConfigError, DecodeError
+from common.errors import AegisError, ConfigError, DataError, DecodeError
 from research.archive import (DEFAULT_BASE_URL, ArchiveFile, PartitionRequest, Period, checksum_url,
                               daily_files, file_url, import_target, parse_checksum, plan)
 from research.catalog import (PartitionRecord, SourceRecord, is_present, load_manifest, merge_sources,
@@ -189,7 +189,7 @@ def _fetch_file(f: ArchiveFile, stored: dict[str, SourceRecord], cfg: DownloadCo
             return _Fetched(outcome=FileOutcome(name=f.name, status=MISSING, message="HTTP 404"))
         try:
             sha = parse_checksum(text)
-        except ValueError as exc:
+        except DecodeError as exc:
             raise refuse("checksum_mismatch", f"{f.name}.CHECKSUM is unreadable: {exc}") from None
         old = stored.get(f.name)
         if old is not None and old.sha256 == sha:
@@ -281,7 +281,7 @@ def build_partition(req: PartitionRequest, stored: PartitionRecord | None, cfg: 
         return PartitionOutcome(**ident, status=NOT_WRITTEN if bad else ABSENT, files=tuple(outcomes))
     try:
         sources = merge_sources(stored.sources if stored else (), tuple(s for s, _ in fresh))
-    except ValueError as exc:
+    except DataError as exc:
         return PartitionOutcome(**ident, status=NOT_WRITTEN, files=tuple(outcomes), message=str(exc))
     parts = {s.name: p for s, p in fresh}
     final = partition_path(cfg.catalog, req.dataset, req.symbol, req.month.label)
@@ -361,7 +361,7 @@ def run_import(*, catalog: Path, path: Path, kind: str | None = None, symbol: st
                     raise refuse("checksum_mismatch", f"{path.name}: sha256 {sha} but {sidecar.name} says {want}")
             parts, state = convert_file(path, catalog=catalog, kind=target.kind, interval=target.interval,
                                         period=target.period, test_crc=True)
-        except (DecodeError, ValueError) as exc:
+        except (DecodeError, DataError, ValueError) as exc:  # ValueError: Python's own (a text's encoding)
             reason = exc.reason if isinstance(exc, DecodeError) else "checksum_mismatch"
             log.warning("data.file_refused", file=path.name, reason=reason, error=str(exc))
             out = FileOutcome(name=path.name, status=REFUSED, reason=reason, message=str(exc))
@@ -401,7 +401,7 @@ def _import_part(catalog: Path, kind: str, interval: str | None, symbol: str, pa
                                 files=(FileOutcome(name=name, status=KEPT),))
     try:
         sources = merge_sources(stored.sources if stored else (), (source,))
-    except ValueError as exc:
+    except DataError as exc:
         return PartitionOutcome(**ident, status=NOT_WRITTEN, message=str(exc),
                                 files=(FileOutcome(name=name, status=REFUSED, reason="conflict",
                                                    message=str(exc)),))

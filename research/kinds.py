@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from common.errors import DataError
+
 # DBL_DIG: any decimal of at most this many significant digits survives decimal -> double -> decimal
 EXACT_FLOAT_DIGITS = 15
 MINUTE_MS = 60_000
@@ -133,11 +135,11 @@ KINDS: dict[str, KindSpec] = {
 
 
 def kind_spec(kind: str) -> KindSpec:
-    """The spec of ``kind``; a ValueError naming the known kinds otherwise."""
+    """The spec of ``kind``; a ``DataError`` naming the known kinds otherwise."""
     try:
         return KINDS[kind]
     except KeyError:
-        raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}") from None
+        raise DataError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}") from None
 
 
 def dataset_name(kind: str, interval: str | None) -> str:
@@ -145,7 +147,7 @@ def dataset_name(kind: str, interval: str | None) -> str:
     spec = kind_spec(kind)
     if spec.has_interval:
         if interval not in INTERVAL_MS:
-            raise ValueError(f"{kind} needs an interval, one of {', '.join(INTERVAL_MS)}; got {interval!r}")
+            raise DataError(f"{kind} needs an interval, one of {', '.join(INTERVAL_MS)}; got {interval!r}")
         return f"{kind}_{interval}"
     return kind
 
@@ -155,7 +157,7 @@ def parse_dataset(name: str) -> tuple[str, str | None]:
     kind, _, interval = name.partition("_")
     spec = kind_spec(kind)
     if spec.has_interval != bool(interval) or (interval and interval not in INTERVAL_MS):
-        raise ValueError(f"not a dataset name: {name!r}")
+        raise DataError(f"not a dataset name: {name!r}")
     return kind, (interval or None)
 
 

@@ -67,9 +67,9 @@ class PauseState:
         try:
             d = json.loads(blob)
             if d.get("v") != 1 or not isinstance(d["paused"], bool):
-                raise ValueError("bad pause record")
+                raise DecodeError("bad pause record")
             return cls(paused=d["paused"], by=str(d.get("by", "")), at_ms=int(d.get("at_ms", 0)))
-        except (ValueError, TypeError, KeyError):
+        except (DecodeError, ValueError, TypeError, KeyError):  # ValueError: json's and int()'s own
             return cls(paused=True, by="unreadable saved pause state")
 
 

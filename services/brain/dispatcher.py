@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import structlog
 
-from common.errors import DefinitiveError
+from common.errors import ConfigError, DefinitiveError
 
 log = structlog.get_logger(__name__)
 
@@ -113,7 +113,7 @@ class Dispatcher:
     def __init__(self, workers: int = 4, *, name: str = "dispatch",
                  notify: Callable[[], None] | None = None) -> None:
         if workers < 1:
-            raise ValueError("workers must be >= 1")
+            raise ConfigError("workers must be >= 1")
         self.workers = workers
         self.completed: queue.SimpleQueue[Completion] = queue.SimpleQueue()
         self.dropped = 0

@@ -87,6 +87,7 @@ def _args(core: BrainCore, batch: np.ndarray) -> tuple:
 def process_batch(core: BrainCore, batch: np.ndarray, n: int, now_ns: int) -> int:
     """Fold ``batch[:n]`` into the core. Returns how many closed candles wait in the output."""
     if not 0 <= n <= min(len(batch), len(core.scratch_ns)):
+        # the caller's misuse (its n and its own buffers), never data: a bare ValueError
         raise ValueError(f"n={n} outside the batch ({len(batch)}) or the core's scratch ({len(core.scratch_ns)})")
     return int(_process(*_args(core, batch), n, now_ns))
 
@@ -99,6 +100,7 @@ def bind(core: BrainCore, batch: np.ndarray) -> Callable[[int, int], int]:
     brain, so their types are resolved once, here. The caller keeps ``n`` within the buffer
     (the ring reader never returns more than ``len(batch)``)."""
     if len(batch) > len(core.scratch_ns):
+        # the caller's misuse (buffers it allocated), never data: a bare ValueError
         raise ValueError(f"read buffer ({len(batch)}) larger than the core's scratch ({len(core.scratch_ns)})")
     args = _args(core, batch)
     process_batch(core, batch, 0, 0)  # compile or load for these types (a no-op batch)

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from common.errors import DataError
 from services.brain.features import Atr, nearest_zone_distance
 from services.brain.model import (FEATURES, ModelConfig, features_from_context, learn,
                                   new_state, predict)
@@ -137,7 +138,7 @@ def evaluate(stream: Iterable[Outcome | tuple], config: ModelConfig | None = Non
         o = item if isinstance(item, Outcome) else Outcome(*tuple(item)[:4])
         if o.decided_at is not None:
             if last_decided is not None and o.decided_at < last_decided:
-                raise ValueError(f"item {seq}: decided_at {o.decided_at} < {last_decided}")
+                raise DataError(f"item {seq}: decided_at {o.decided_at} < {last_decided}")
             last_decided = o.decided_at
             while pending and pending[0][0] <= o.decided_at:
                 _, _, f, r = heapq.heappop(pending)

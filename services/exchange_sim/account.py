@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Mapping
 
+from common.errors import DecodeError
+
 # ---------------------------------------------------------------------------- constants
 TAKER_FEE = Decimal("0.0005")  # 0.05 %: Binance USD-M VIP 0 taker
 MAKER_FEE = Decimal("0.0002")  # 0.02 %: Binance USD-M VIP 0 maker
@@ -480,11 +482,11 @@ def to_json(acc: Account) -> dict[str, Any]:
 
 
 def from_json(doc: Mapping[str, Any]) -> Account:
-    """Inverse of ``to_json``; raises ``ValueError`` on a document it cannot read. A schema 1
+    """Inverse of ``to_json``; raises ``DecodeError`` on a document it cannot read. A schema 1
     document (before algo orders) reads as one without any, a schema 2 one (before funding)
     as one without funding rows."""
     if not isinstance(doc, Mapping) or doc.get("schema") not in (1, 2, STATE_SCHEMA):
-        raise ValueError(f"not a sim account state (schema 1, 2 or {STATE_SCHEMA})")
+        raise DecodeError(f"not a sim account state (schema 1, 2 or {STATE_SCHEMA})")
     try:
         orders = {o["orderId"]: Order(
             order_id=int(o["orderId"]), client_id=o["clientOrderId"], symbol=o["symbol"], side=o["side"],
@@ -533,5 +535,5 @@ def from_json(doc: Mapping[str, Any]) -> Account:
             funding=tuple(FundingRecord(symbol=f["symbol"], rate=Decimal(f["rate"]), time_ms=int(f["time"]),
                                         mark=Decimal(f["mark"])) for f in doc.get("funding", ())),
             funding_ms=int(doc.get("fundingTime", 0)), next_tran_id=int(doc.get("nextTranId", FIRST_TRAN_ID)))
-    except (KeyError, TypeError, ArithmeticError) as exc:
-        raise ValueError(f"malformed sim account state: {exc!r}") from exc
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # ValueError: int("x")
+        raise DecodeError(f"malformed sim account state: {exc!r}") from exc

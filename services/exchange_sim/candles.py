@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import DecodeError
+from common.errors import ConfigError, DataError, DecodeError
 from services.exchange_sim.capture import BOOK, TRADE, Capture, string_decimals, string_units
 from services.exchange_sim.engine import base_factor, round_prices
 from services.exchange_sim.klines import FIELDS, MINUTE_MS
@@ -57,7 +57,7 @@ TRADES_PER_CANDLE = 12  # default: a visible path; events/s = symbols x speed / 
 def check_trades_per_candle(k: int) -> None:
     """At least the four pivots, and a whole number of ms apart (loops stay minute-aligned)."""
     if not 4 <= k <= 60 or MINUTE_MS % k:
-        raise ValueError("trades per candle must be within 4..60 and divide 60000")
+        raise ConfigError("trades per candle must be within 4..60 and divide 60000")
 
 
 def pivots(k: int) -> tuple[int, int, int, int]:
@@ -152,7 +152,7 @@ def to_capture(cd: Candles, start_index: int, stop_index: int | None = None,
     the trade itself."""
     lo, hi = start_index, cd.n if stop_index is None else stop_index
     if not 0 <= lo < hi:
-        raise ValueError("start_index must leave at least one candle to replay")
+        raise DataError("start_index must leave at least one candle to replay")
     price, qty, maker = synthesize(cd.o[lo:hi], cd.h[lo:hi], cd.l[lo:hi], cd.c[lo:hi],
                                    cd.v[lo:hi], _prev_close(cd, lo, hi), k)
     n_t = price.size
@@ -222,7 +222,7 @@ def history_bars(cd: Candles, cap: Capture, spec: SymbolSpec, *, start_index: in
     first = start_index + spec.offset_ms // MINUTE_MS  # first candle this symbol plays
     lo = first - bars * per_bar
     if lo < 0:
-        raise ValueError("not enough candles before the replay for this history")
+        raise DataError("not enough candles before the replay for this history")
     if synth is not None:
         price, qty, maker = (a[lo:first] for a in synth)
     else:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.errors import ConfigError
 from services.exchange_sim.capture import TRADE, Capture
 from services.exchange_sim.symbols import SymbolSpec
 
@@ -206,7 +207,7 @@ class Player:
                  speed: float = 1.0, max_speed: bool = False, loop: bool = True,
                  chunk_events: int = CHUNK_EVENTS, timeline: Timeline | None = None) -> None:
         if speed <= 0:
-            raise ValueError("speed must be > 0")
+            raise ConfigError("speed must be > 0")
         self.cap = cap
         self.tl = timeline if timeline is not None else Timeline.of(cap)  # given: built ahead (a spare's)
         self.specs = specs
@@ -305,12 +306,12 @@ class Player:
         start-up catch-up nobody sees, folded into state in bulk by the caller); what is due
         beyond the end of the first loop stays due."""
         if self.max_speed:
-            raise ValueError("nothing to skip at max speed")
+            raise ValueError("nothing to skip at max speed")  # the caller's misuse: skip is for paced play
         horizon = (now_ms - self.start_ms + 1) * self.speed
         out: list[tuple[int, int, int]] = []
         for sym, cur in enumerate(self.cursors):
             if cur.loop:
-                raise ValueError("skip stays within the first loop")
+                raise ValueError("skip stays within the first loop")  # the caller's misuse: a start-up call
             end = int(np.searchsorted(self.tl.rel_e, horizon + self.offsets[sym], "left"))
             if end > cur.row:
                 out.append((sym, cur.row, end))

@@ -119,7 +119,7 @@ class KlineBook:
         """Closed bars from before the replay, oldest first (history served for hydration)."""
         k = int(rows.shape[0])
         if self.n_closed[sym] or self.current[sym] is not None or k > self.capacity:
-            raise ValueError("seed an empty symbol with at most capacity bars")
+            raise ValueError("seed an empty symbol with at most capacity bars")  # the caller's misuse: once, at start
         if k:
             self.closed[sym, :k] = rows
             self.n_closed[sym] = k

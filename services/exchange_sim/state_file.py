@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from common.errors import DecodeError
 from services.exchange_sim.account import Account, from_json, to_json
 
 
@@ -42,5 +43,5 @@ def load(path: Path) -> Account | None:
         return None
     try:
         return from_json(orjson.loads(raw))
-    except (orjson.JSONDecodeError, ValueError) as exc:
+    except (orjson.JSONDecodeError, DecodeError) as exc:
         raise StateFileError(f"{path}: {exc}") from exc

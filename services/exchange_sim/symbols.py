@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from common.errors import ConfigError
 from services.exchange_sim.capture import Capture
 
 DERIVED_TAG = "DERIVED-DEMO"
@@ -83,7 +84,7 @@ def real_spec(cap: Capture) -> SymbolSpec:
 def derived_spec(cap: Capture, j: int) -> SymbolSpec:
     """The ``j``-th derived symbol (``j >= 1``)."""
     if j < 1:
-        raise ValueError("derived symbols count from 1")
+        raise ValueError("derived symbols count from 1")  # an index of ours: j = 0 is the real symbol
     log_price = LOG10_PRICE_MIN + (LOG10_PRICE_MAX - LOG10_PRICE_MIN) * ((j * GOLDEN) % 1.0)
     first = _first_trade_price(cap) / 10**cap.price_decimals
     scale = 10**log_price / first
@@ -106,5 +107,5 @@ def derived_spec(cap: Capture, j: int) -> SymbolSpec:
 def make_specs(cap: Capture, count: int) -> tuple[SymbolSpec, ...]:
     """The real symbol followed by ``count - 1`` derived ones."""
     if count < 1:
-        raise ValueError("at least one symbol")
+        raise ConfigError("at least one symbol")
     return (real_spec(cap),) + tuple(derived_spec(cap, j) for j in range(1, count))

@@ -69,6 +69,8 @@ from typing import Any, Mapping
 
 import orjson
 
+from common.errors import DecodeError
+
 PATH = "/ws-fapi/v1"
 HANDSHAKE_WEIGHT = 5  # "WebSocket handshake attempt costs 5 weight."
 WEIGHT_PER_MIN = 2_400
@@ -140,7 +142,7 @@ def _literal_float(text: str) -> str:
 
 
 def _no_constant(name: str) -> Any:
-    raise ValueError(name)  # NaN / Infinity are not JSON
+    raise DecodeError(f"{name} is not JSON")  # NaN / Infinity
 
 
 def _text(name: str, value: Any) -> str:
@@ -156,7 +158,7 @@ def parse(frame: str | bytes) -> Request:
     """One text frame -> ``Request``; ``WsApiError`` (with the id when readable) otherwise."""
     try:
         body = json.loads(frame, parse_float=_literal_float, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except (ValueError, UnicodeDecodeError, RecursionError, DecodeError):  # DecodeError: _no_constant
         raise WsApiError(*E_JSON) from None
     if not isinstance(body, dict):
         raise WsApiError(*E_JSON)

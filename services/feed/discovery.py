@@ -35,19 +35,19 @@ MAX_PRECISION = 18  # wire.SymbolInfo's bound on price/quantity precision
 
 
 def _f(v: Any) -> float:
-    """A rule's number as the float the wire carries; ValueError if negative, not finite, or
+    """A rule's number as the float the wire carries; DecodeError if negative, not finite, or
     (given as text, the way exchangeInfo writes them) not exact as a float's shortest repr."""
     x = float(v)
     if not math.isfinite(x) or x < 0:
-        raise ValueError(f"bad number {v!r}")
+        raise DecodeError(f"bad number {v!r}", reason="bad_exchange_info")
     if isinstance(v, str) and Decimal(repr(x)) != Decimal(v.strip()):
-        raise ValueError(f"{v!r} does not travel exactly as a float")
+        raise DecodeError(f"{v!r} does not travel exactly as a float", reason="bad_exchange_info")
     return x
 
 
 def parse_symbol(entry: Mapping[str, Any]) -> wire.SymbolInfo:
     """One exchangeInfo symbol entry -> its rules (filters come in any order; precisions
-    clamped to the wire's 0..18). Raises KeyError/TypeError/ValueError on a bad entry."""
+    clamped to the wire's 0..18). Raises KeyError/TypeError/ValueError/DecodeError on a bad entry."""
     filters = {f.get("filterType"): f for f in entry.get("filters", ()) if isinstance(f, Mapping)}
     pf, ls = filters.get("PRICE_FILTER", {}), filters.get("LOT_SIZE", {})
     mn, ml, pp = filters.get("MIN_NOTIONAL", {}), filters.get("MARKET_LOT_SIZE", {}), filters.get("PERCENT_PRICE", {})
@@ -91,13 +91,13 @@ def select_symbols(exchange_info: Mapping[str, Any], tickers: Sequence[Mapping[s
             continue
         try:
             infos.append(parse_symbol(e))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, DecodeError):  # ValueError: float('x')
             continue  # one broken entry must not cost us the others
     volume: dict[str, float] = {}
     for t in tickers or ():
         try:
             volume[str(t["symbol"])] = _f(t["quoteVolume"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, DecodeError):  # ValueError: float('x')
             continue
     order = {info.symbol: i for i, info in enumerate(infos)}
     infos.sort(key=lambda i: (-volume.get(i.symbol, 0.0), order[i.symbol]))
@@ -112,7 +112,7 @@ def infos_for(exchange_info: Mapping[str, Any], symbols: Sequence[str]) -> list[
         if isinstance(e, Mapping) and e.get("symbol") in wanted:
             try:
                 out.append(parse_symbol(e))
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, DecodeError):  # ValueError: float('x')
                 continue
     return out
 
@@ -164,7 +164,7 @@ def plan_rediscovery(current: Sequence[str], exchange_info: Mapping[str, Any],
             continue
         try:
             info = parse_symbol(e)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, DecodeError):  # ValueError: float('x')
             continue
         if known_rules.get(s) != info:
             rules.append(info)

@@ -37,7 +37,7 @@ import orjson
 import structlog
 
 from common import wire
-from common.errors import AegisError, DecodeError, DefinitiveError, TransientError
+from common.errors import AegisError, ConfigError, DecodeError, DefinitiveError, TransientError
 from services.feed import firewall as fw
 from services.feed.streams import backoff_s
 
@@ -110,7 +110,7 @@ def page_plan(symbol: str, k: int, now_ms: int, *, interval_ms: int = INTERVAL_M
               page_limit: int = PAGE_LIMIT) -> tuple[Page, ...]:
     """Requests for the last ``k`` closed candles, oldest page first, ``page_limit`` each."""
     if not 1 <= page_limit <= MAX_LIMIT:
-        raise ValueError(f"page_limit must be within 1..{MAX_LIMIT}")
+        raise ConfigError(f"page_limit must be within 1..{MAX_LIMIT}")
     if k <= 0:
         return ()
     last = last_closed_open_ms(now_ms, interval_ms)

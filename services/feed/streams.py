@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from typing import Callable, Iterable, Sequence, TypeVar
 
+from common.errors import ConfigError
 from venue import binance
 
 MAX_STREAMS_PER_CONNECTION = 200  # Binance's limit
@@ -37,7 +38,7 @@ def plan_connections(streams: Sequence[str], per_connection: int = MAX_STREAMS_P
     """Split streams into groups of at most ``per_connection``, keeping a symbol's streams together
     when they fit (so one symbol's trade and book streams share a connection and its ordering)."""
     if per_connection < 1:
-        raise ValueError("per_connection must be >= 1")
+        raise ConfigError("per_connection must be >= 1")
     groups: list[list[str]] = []
     by_symbol: dict[str, list[str]] = {}
     for s in streams:

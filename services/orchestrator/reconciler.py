@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 import structlog
 
 from common import wire
+from common.errors import ConfigError
 from venue import brokers
 from venue.port import Broker
 from venue.order_rules import DEFAULT_RECV_WINDOW_MS
@@ -103,10 +104,10 @@ class Reconciler:
                  join_timeout_s: float = JOIN_TIMEOUT_S) -> None:
         """``clock`` is wall-clock seconds: run times are compared with the journal's event times."""
         if interval_s <= 0 or retry_interval_s <= 0 or max_failures < 1:
-            raise ValueError("interval_s and retry_interval_s must be > 0, max_failures >= 1")
+            raise ConfigError("interval_s and retry_interval_s must be > 0, max_failures >= 1")
         # every fill must be inside at least one run's lookback, and inside the local window
         if not 2_000 * interval_s <= fills_lookback_ms <= snapshots.LOCAL_WINDOW_MS:
-            raise ValueError(f"fills_lookback_ms {fills_lookback_ms} must cover two intervals"
+            raise ConfigError(f"fills_lookback_ms {fills_lookback_ms} must cover two intervals"
                              f" and fit in {snapshots.LOCAL_WINDOW_MS}")
         self._broker_factory = broker_factory
         self._broker: Broker | None = None  # the worker's, once made: its counters go in the heartbeat

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
 
+from common.errors import ConfigError
+
 MS_PER_YEAR = 365 * 24 * 3600 * 1000  # crypto trades every day of the year: no 252-day year
 
 
@@ -42,7 +44,7 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.start_equity_usdt) and self.start_equity_usdt > 0):
-            raise ValueError(f"start_equity_usdt must be a positive number, "
+            raise ConfigError(f"start_equity_usdt must be a positive number, "
                              f"got {self.start_equity_usdt!r}")
 
 

@@ -22,7 +22,7 @@ _STATUS_IN_TEXT = re.compile(r"(?:^|\s)([45]\d\d)(?=\s|$)")  # "binanceusdm 429 
 
 def _dec(v: Any) -> Decimal:
     if isinstance(v, bool) or v is None:
-        raise ValueError(f"not a number: {v!r}")
+        raise DecodeError(f"not a number: {v!r}", reason="bad_response")
     return Decimal(str(v))
 
 
@@ -56,18 +56,18 @@ def fill_from_raw(raw: Mapping[str, Any]) -> ExchangeFill:
 
 def income_from_raw(raw: Mapping[str, Any]) -> ExchangeIncome:
     """A ``/fapi/v1/income`` row -> ``ExchangeIncome`` (``tranId`` a number on the wire, kept as
-    text). Money must be a finite number and the id and type present: else ``ValueError``."""
+    text). Money must be a finite number and the id and type present: else ``DecodeError``."""
     tran, kind = raw["tranId"], raw["incomeType"]
     if isinstance(tran, bool) or not isinstance(tran, (int, str)) or str(tran) == "":
-        raise ValueError(f"tranId is not an id: {tran!r}")
+        raise DecodeError(f"tranId is not an id: {tran!r}", reason="bad_response")
     if not isinstance(kind, str) or not kind:
-        raise ValueError(f"incomeType is not a name: {kind!r}")
+        raise DecodeError(f"incomeType is not a name: {kind!r}", reason="bad_response")
     amount = _dec(raw["income"])
     if not amount.is_finite():
-        raise ValueError(f"income is not a finite number: {raw['income']!r}")
+        raise DecodeError(f"income is not a finite number: {raw['income']!r}", reason="bad_response")
     t = raw.get("time") or 0
     if isinstance(t, bool) or not isinstance(t, (int, str)):
-        raise ValueError(f"time is not a number: {t!r}")
+        raise DecodeError(f"time is not a number: {t!r}", reason="bad_response")
     return ExchangeIncome(
         tran_id=str(tran), symbol=str(raw.get("symbol") or ""), income_type=kind, amount=amount,
         asset=str(raw.get("asset", "USDT")), time_ms=int(t), trade_id=str(raw.get("tradeId") or ""),

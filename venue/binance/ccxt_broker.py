@@ -519,6 +519,6 @@ class CcxtBroker:
     def _parse(self, op: str, parse: Callable[[Any], Any], raw: Any, *, mutating: bool = False) -> Any:
         try:
             return parse(raw)
-        except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation, DecodeError) as exc:
             cls = AmbiguousError if mutating else DefinitiveError
             raise cls(f"{op}: unreadable answer ({type(exc).__name__}: {exc})", reason="bad_response") from None

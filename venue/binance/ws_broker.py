@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import structlog
 
-from common.errors import AegisError, AmbiguousError, DefinitiveError, TransientError
+from common.errors import AegisError, AmbiguousError, DecodeError, DefinitiveError, TransientError
 from venue import ratelimit
 from venue.binance import WEIGHTS
 from venue.binance.bodies import algo_from_raw, algo_params, order_from_raw, order_params
@@ -280,6 +280,6 @@ class WsBroker:
 def _parse(op: str, parse: Callable[[Any], Any], raw: Any, *, mutating: bool = False) -> Any:
     try:
         return parse(raw)
-    except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation, DecodeError) as exc:
         cls = AmbiguousError if mutating else DefinitiveError
         raise cls(f"{op}: unreadable answer ({type(exc).__name__}: {exc})", reason="bad_response") from None

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from common.errors import DefinitiveError
+from common.errors import ConfigError, DefinitiveError
 from services.brain.dispatcher import ACCOUNT, LOG, ORDER, PERSIST, QUERY, Completion, Dispatcher
 
 WAIT_S = 5.0  # generous: only reached when the dispatcher is broken
@@ -151,6 +151,13 @@ class TestCompletions:
         d = make(1, notify=lambda: calls.append(1))
         cf.wait([d.submit(LOG, int, 1), d.submit(LOG, int, 2)], timeout=WAIT_S)
         assert len(calls) == 2
+
+
+class TestConfig:
+    def test_no_worker_is_a_config_error(self):
+        """A dispatcher with no worker thread could never run a job: ConfigError."""
+        with pytest.raises(ConfigError, match="workers must be >= 1"):
+            Dispatcher(0)
 
 
 class TestClose:

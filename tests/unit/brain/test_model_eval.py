@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from common.errors import DataError
 from services.brain.model import FEATURES, ModelConfig
 from services.brain.model_eval import (Outcome, brier, evaluate, log_loss, main, reliability,
                                        replay_trades, settle)
@@ -81,8 +82,8 @@ class TestPrequential:
         assert evaluate(stream)["forecasts"]["base_rate"] == [0.5, 0.5, 0.6]
 
     def test_decisions_out_of_order_are_refused(self):
-        """A stream whose decision times go backwards would leak the future: ValueError."""
-        with pytest.raises(ValueError):
+        """A stream whose decision times go backwards would leak the future: DataError."""
+        with pytest.raises(DataError, match="decided_at 4 < 5"):
             evaluate([Outcome({}, 1.0, 5, 6), Outcome({}, 1.0, 4, 7)])
 
     def test_model_beats_the_base_rate_when_a_feature_carries_signal(self):

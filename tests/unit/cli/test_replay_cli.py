@@ -8,6 +8,7 @@ import json
 import pytest
 
 from common import wire
+from common.errors import DecodeError
 from common.capture import KIND_WS_RAW, Header, create_capture, open_capture
 from cli.capture import compact_exchange_info, exchange_info_from_rules
 from services.orchestrator import db
@@ -202,7 +203,7 @@ class TestExchangeInfoFromRules:
         assert meta["exchange_info_source"] == "feed symbol rules"
         assert "Connection refused" in meta["exchange_info_error"]
         assert capture_cli.header_exchange_info(short_tmp / "nothing", ()) == {
-            "exchange_info_error": f"ValueError('no stack config in {short_tmp / 'nothing'}')"}
+            "exchange_info_error": f"ConfigError('no stack config in {short_tmp / 'nothing'}')"}
 
 
 class TestCompactExchangeInfo:
@@ -221,7 +222,8 @@ class TestCompactExchangeInfo:
 
     @pytest.mark.parametrize("bad", [None, [], {"symbols": "x"}, {"other": 1}])
     def test_not_an_exchange_info_raises(self, bad):
-        with pytest.raises(ValueError):
+        """A body without a symbols list is a DecodeError (bad_exchange_info)."""
+        with pytest.raises(DecodeError, match="not an exchangeInfo body"):
             compact_exchange_info(bad)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from common import capture as cap
 from common import wire
-from common.errors import DecodeError
+from common.errors import ConfigError, DataError, DecodeError
 
 HEADER = cap.Header(start_ns=1_723_161_256_000_000_000, symbols=("BTCUSDT", "ETHUSDT"),
                     meta={"run": "test", "nested": {"x": [1, 2.5, None]}, "bin": b"\x00\xff"})
@@ -149,11 +149,25 @@ class TestWriter:
         (10, [], cap.KIND_ZMQ, ">= 1 frame"),
     ])
     def test_writer_refuses_invalid_records(self, recv_ns, frames, kind, message):
-        """Decreasing times, unknown kinds and wrong frame counts are refused with ValueError."""
+        """Decreasing times, unknown kinds and wrong frame counts are refused with DataError."""
         w = cap.CaptureWriter(io.BytesIO(), HEADER)
         w.append(10, [b"a.b", b""])
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(DataError, match=message):
             w.append(recv_ns, frames, kind)
+
+
+    @pytest.mark.parametrize("kw", [dict(block_records=0), dict(block_max_bytes=0), dict(block_interval_ms=-1)])
+    def test_writer_refuses_impossible_block_settings(self, kw):
+        """--block-records 0 (or a zero byte bound, a negative interval) is a ConfigError."""
+        with pytest.raises(ConfigError, match="block_records"):
+            cap.CaptureWriter(io.BytesIO(), HEADER, **kw)
+
+    def test_writer_refuses_appending_after_close(self):
+        """A closed writer is the caller's misuse: a bare ValueError, as io's on a closed file."""
+        w = cap.CaptureWriter(io.BytesIO(), HEADER)
+        w.close()
+        with pytest.raises(ValueError, match="closed"):
+            w.append(1, [b"a.b", b""])
 
 
 class TestSeek:

@@ -7,6 +7,7 @@ from decimal import Decimal as D
 import orjson
 import pytest
 
+from common.errors import DecodeError
 from services.exchange_sim import state_file, trading
 from services.exchange_sim.account import from_json, new_account, to_json
 from services.exchange_sim.state_file import StateFileError
@@ -36,8 +37,16 @@ class TestJsonRoundTrip:
         assert back.order_by_client_id("tp-1").is_open and back.open_ids == {"BTCUSDT": (4100000002,)}
 
     def test_a_document_of_another_schema_is_refused(self):
-        with pytest.raises(ValueError):
+        """Another schema is a DecodeError."""
+        with pytest.raises(DecodeError, match="not a sim account state"):
             from_json({"schema": 999})
+
+    def test_a_number_that_is_not_one_is_a_decode_error(self, traded):
+        """int("x") inside the document is a DecodeError too, not Python's bare ValueError."""
+        doc = to_json(traded)
+        doc["nextOrderId"] = "x"
+        with pytest.raises(DecodeError, match="malformed sim account state"):
+            from_json(doc)
 
 
 class TestStateFile:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from common.errors import ConfigError
 from services.exchange_sim import candles as cm
 from services.exchange_sim.capture import BOOK, TRADE
 from services.exchange_sim.engine import Player
@@ -231,8 +232,8 @@ class TestTradesPerCandle:
 
     @pytest.mark.parametrize("k", [3, 7, 61])
     def test_counts_that_miss_a_pivot_or_a_whole_ms_gap_are_refused(self, k):
-        """Fewer than 4 trades, a gap that is not a whole ms, or more than 60 trades."""
-        with pytest.raises(ValueError):
+        """Fewer than 4 trades, a gap that is not a whole ms, or more than 60 trades: ConfigError."""
+        with pytest.raises(ConfigError, match="trades per candle"):
             cm.check_trades_per_candle(k)
 
     def test_config_validation_rejects_bad_source_and_counts(self):

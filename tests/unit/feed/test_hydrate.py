@@ -7,6 +7,7 @@ import json
 import pytest
 
 from common import wire
+from common.errors import ConfigError
 from services.feed import firewall as fw
 from services.feed import hydrate as h
 from tests.conftest import USDM_DATA
@@ -69,8 +70,8 @@ class TestPagePlan:
         assert h.page_plan("X", 0, T0) == ()
 
     def test_page_limit_above_binance_max_is_refused(self):
-        """Binance caps limit at 1500."""
-        with pytest.raises(ValueError):
+        """Binance caps limit at 1500: a ConfigError."""
+        with pytest.raises(ConfigError, match="page_limit"):
             h.page_plan("X", 10, T0, page_limit=1501)
 
 

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from common.errors import ConfigError
 from services.feed import codec, sequencer, streams
 
 
@@ -57,8 +58,8 @@ class TestPlanConnections:
         assert streams.plan_routed(names, 200, routed=False) == [("", names)]
 
     def test_zero_per_connection_is_refused(self):
-        """A plan with no room per connection is a programming error."""
-        with pytest.raises(ValueError):
+        """A plan with no room per connection (feed.streams_per_connection 0) is a ConfigError."""
+        with pytest.raises(ConfigError, match="per_connection"):
             streams.plan_connections(["a@trade"], 0)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from common import config as config_mod
 from common import wire
+from common.errors import DecodeError
 from services.brain import recovery, risk
 from venue import brokers, filters
 from services.feed import discovery
@@ -77,8 +78,8 @@ def test_real_exchange_info_rules_carry_exactly_the_entrys_filters():
 
 def test_a_value_no_float_carries_exactly_is_refused():
     """A filter value with more digits than a float keeps (18 significant) is refused as the
-    entry's error (ValueError, counted by the caller), never published rounded."""
-    with pytest.raises(ValueError, match="exactly"):
+    entry's error (DecodeError, counted by the caller), never published rounded."""
+    with pytest.raises(DecodeError, match="exactly"):
         discovery.parse_symbol(entry("BTCUSDT", tick="0.123456789012345678"))
     assert discovery.infos_for({"symbols": [entry("BTCUSDT", tick="0.123456789012345678")]}, ["BTCUSDT"]) == []
 

@@ -12,7 +12,7 @@ from reconcile_fakes import FakeBroker, ex_order, ex_position
 from structlog.testing import capture_logs
 
 from common import wire
-from common.errors import AmbiguousError, DecodeError, TransientError
+from common.errors import AmbiguousError, ConfigError, DecodeError, TransientError
 from services.orchestrator import db
 from services.orchestrator.reconciler import Reconciler
 
@@ -301,8 +301,8 @@ class TestClose:
 
 class TestConfig:
     def test_lookback_shorter_than_two_intervals_is_refused(self):
-        """A fill could fall between two runs' lookbacks: refuse the configuration."""
-        with pytest.raises(ValueError):
+        """A fill could fall between two runs' lookbacks: refuse the configuration (ConfigError)."""
+        with pytest.raises(ConfigError, match="fills_lookback_ms"):
             make(Factory(), FakeClock(), interval_s=3600.0, fills_lookback_ms=3_600_000)
 
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, replace
 
 import pytest
 
+from common.errors import ConfigError
 from services.orchestrator import report
 
 T0 = 1_700_000_000_000
@@ -195,7 +196,7 @@ class TestConfig:
     @pytest.mark.parametrize("bad", [0.0, -1.0, math.inf, math.nan])
     def test_start_equity_must_be_positive_and_finite(self, bad):
         """A report against no money (or infinite money) is refused."""
-        with pytest.raises(ValueError, match="start_equity_usdt"):
+        with pytest.raises(ConfigError, match="start_equity_usdt"):
             report.ReportConfig(start_equity_usdt=bad)
 
     def test_default_start_equity_is_ten_thousand(self):

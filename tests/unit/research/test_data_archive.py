@@ -7,6 +7,7 @@ from pathlib import PurePath
 
 import pytest
 
+from common.errors import ConfigError, DataError, DecodeError
 from research.archive import (ArchiveFile, Period, checksum_url, file_url, import_target, month_of,
                               parse_archive_name, parse_checksum, parse_period, plan)
 from research.kinds import dataset_name, kind_spec, parse_dataset
@@ -53,9 +54,9 @@ class TestLayout:
         assert dataset_name("aggTrades", None) == "aggTrades"
         assert parse_dataset("markPriceKlines_15m") == ("markPriceKlines", "15m")
         assert parse_dataset("fundingRate") == ("fundingRate", None)
-        with pytest.raises(ValueError):
+        with pytest.raises(DataError):
             dataset_name("klines", None)
-        with pytest.raises(ValueError):
+        with pytest.raises(DataError):
             parse_dataset("klines_7m")
 
 
@@ -67,9 +68,21 @@ class TestChecksum:
 
     @pytest.mark.parametrize("text", ["", "not-a-hash  x.zip", "abc123"])
     def test_anything_else_is_refused(self, text):
-        """A CHECKSUM without a 64-hex-digit hash is a ValueError."""
-        with pytest.raises(ValueError):
+        """A CHECKSUM without a 64-hex-digit hash is a DecodeError labelled checksum_mismatch."""
+        with pytest.raises(DecodeError) as err:
             parse_checksum(text)
+        assert err.value.reason == "checksum_mismatch"
+
+
+
+class TestPeriod:
+    @pytest.mark.parametrize("label", ["2024", "2024-1x", "2024-13", "2024-02-30"])
+    def test_a_label_that_is_no_month_or_day_is_a_data_error(self, label):
+        """Malformed labels and impossible dates (month 13, 30 February) are both DataError,
+        and an archive name carrying one is simply not an archive name."""
+        with pytest.raises(DataError, match="not a month or a day"):
+            parse_period(label)
+        assert parse_archive_name(f"BTCUSDT-1m-{label}.zip") is None
 
 
 class TestPlan:
@@ -105,8 +118,8 @@ class TestPlan:
             ["BTCUSDT-fundingRate-2024-01.zip"], ["BTCUSDT-fundingRate-2024-02.zip"]]
 
     def test_reversed_range_is_refused(self):
-        """--to before --from is a ValueError, not an empty plan."""
-        with pytest.raises(ValueError):
+        """--to before --from is a ConfigError, not an empty plan."""
+        with pytest.raises(ConfigError, match="before --from"):
             plan(symbols=["BTCUSDT"], kinds=["klines"], interval="1m",
                  first=date(2024, 2, 1), last=date(2024, 1, 31))
 
@@ -131,7 +144,7 @@ class TestNames:
 
     def test_import_of_an_unnamed_csv_needs_flags(self):
         """A CSV with no archive name needs --kind and --symbol; with them its rows go by their times."""
-        with pytest.raises(ValueError, match="--kind"):
+        with pytest.raises(DataError, match="--kind"):
             import_target(PurePath("candles.csv"))
         t = import_target(PurePath("candles.csv"), kind="klines", symbol="D001USDT", interval="1m")
         assert (t.kind, t.symbol, t.interval, t.period) == ("klines", "D001USDT", "1m", None)

@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from common.errors import DataError
 from research.catalog import (PartitionRecord, SourceRecord, iter_bars, load_manifest, merge_sources,
                               partition_path, read_funding, save_manifest)
 from research.convert import Gap
@@ -37,8 +38,8 @@ class TestSources:
         assert [s.name for s in merge_sources((d5, d7), (new_d5,))] == ["d5-new", "d7"]
 
     def test_a_day_cannot_replace_part_of_a_month_file(self):
-        """A day into a month built from its month file is refused (ValueError)."""
-        with pytest.raises(ValueError, match="part of m"):
+        """A day into a month built from its month file is refused (DataError)."""
+        with pytest.raises(DataError, match="part of m"):
             merge_sources((src("m", *DEC),), (src("d5", DEC[0] + 4 * DAY, DEC[0] + 5 * DAY),))
 
     def test_manifest_round_trips(self, tmp_path):

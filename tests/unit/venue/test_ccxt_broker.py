@@ -359,6 +359,19 @@ class TestQueryCancelLists:
             b.income(income_type="FUNDING_FEE", since_ms=NOW_MS)
         assert e.value.reason == "bad_response"
 
+    @pytest.mark.parametrize("field, value", [("income", True), ("income", "NaN"), ("tranId", ""),
+                                              ("incomeType", 7), ("time", 1.5)])
+    def test_an_unreadable_income_row_is_refused_as_bad_response(self, field, value):
+        """A row whose money, id, type or time is not what Binance sends: DefinitiveError
+        bad_response (the body's DecodeError wrapped as every unreadable answer is), no crash."""
+        b, ex = broker()
+        row = {"symbol": "BTCUSDT", "incomeType": "FUNDING_FEE", "income": "-0.059", "asset": "USDT",
+               "time": NOW_MS, "tranId": 9689322392, field: value}
+        ex.script("fapiPrivateGetIncome", [row])
+        with pytest.raises(DefinitiveError) as e:
+            b.income(income_type="FUNDING_FEE", since_ms=NOW_MS)
+        assert e.value.reason == "bad_response" and "DecodeError" in str(e.value)
+
     def test_positions_are_the_non_zero_rows(self):
         b, ex = broker()
         ex.script("fapiPrivateV2GetPositionRisk", [
