@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.exchange_sim.capture import TRADE, Capture
+from services.exchange_sim.recorded_market import TRADE, Capture
 from services.exchange_sim.symbols import SymbolSpec
 
 # events per precomputed chunk: ~2 s of one symbol at recorded pace. Every symbol holds one

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from services.exchange_sim.capture import Capture
+from services.exchange_sim.recorded_market import Capture
 
 DERIVED_TAG = "DERIVED-DEMO"
 LOG10_PRICE_MIN = -4.0  # derived price levels span 1e-4 ..
