@@ -25,7 +25,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import report
+from bench import results_text
 from bench.harness import loadavg, log, machine, timed
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -91,15 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     results.update(run_sections(args))
     results["loadavg_at_end"] = loadavg()
     results["elapsed_s"] = time.monotonic() - started
-    results["targets"] = report.targets(results)
+    results["targets"] = results_text.targets(results)
 
     out = args.out or BENCH_DIR / "results"
     out.mkdir(parents=True, exist_ok=True)
-    text = report.to_json(results)
+    text = results_text.to_json(results)
     (out / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}.json").write_text(text)
     (out / "latest.json").write_text(text)
     md = args.md or (args.out / "RESULTS.md" if args.out else BENCH_DIR / "RESULTS.md")
-    md.write_text(report.markdown(report.clean(results)))
+    md.write_text(results_text.markdown(results_text.clean(results)))
     log(f"[bench] wrote {out / 'latest.json'} and {md} in {results['elapsed_s']:.0f} s")
     for t in results["targets"]:
         state = "met" if t["met"] else ("MISSED" if t["met"] is False else "not measured")

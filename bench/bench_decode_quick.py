@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:
 
 import orjson  # noqa: E402
 
-from services.feed import capture, codec, schema, sequencer  # noqa: E402
+from services.feed import codec, raw_capture, schema, sequencer  # noqa: E402
 
 CAPTURES = (REPO / "services" / "exchange_sim" / "data" / "hftbacktest_btcusdt_20240808.gz",)
 PASSES = 3
@@ -40,7 +40,7 @@ SYMBOLS = {"BTCUSDT": 0}
 
 def load_frames() -> list[tuple[int | None, bytes]]:
     path = next(p for p in CAPTURES if p.exists())
-    return list(capture.iter_capture(path))
+    return list(raw_capture.iter_capture(path))
 
 
 def _dict_access(loads):

@@ -32,7 +32,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from services.exchange_sim import capture as capture_mod  # noqa: E402
+from services.exchange_sim import recorded_market  # noqa: E402
 from services.exchange_sim.engine import Player  # noqa: E402
 from services.exchange_sim.hub import MAX_STREAMS, Hub  # noqa: E402
 from services.exchange_sim.market import Market  # noqa: E402
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
-    cap = capture_mod.load()
+    cap = recorded_market.load()
     per_symbol_rate = (cap.n_trades + cap.n_books) / (cap.span_ms / 1000.0)
     results = {"recorded_messages_per_s_per_symbol": round(per_symbol_rate, 1), "runs": {}}
     for n in [int(x) for x in args.symbols.split(",")]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.harness import REPO
-from services.feed import capture
+from services.feed import raw_capture
 
 CAPTURES = (REPO / "services" / "exchange_sim" / "data" / "hftbacktest_btcusdt_20240808.gz",)
 HOT_MARKERS = (b'"e":"trade"', b'"e":"bookTicker"')
@@ -29,7 +29,7 @@ def capture_path() -> Path:
 
 def load_all() -> list[tuple[int | None, bytes]]:
     """Every frame of the capture, as (capture recv ns, raw bytes)."""
-    return list(capture.iter_capture(capture_path()))
+    return list(raw_capture.iter_capture(capture_path()))
 
 
 def hot(frames: list[tuple[int | None, bytes]]) -> list[tuple[int | None, bytes]]:

@@ -41,12 +41,12 @@ FIGURES = ("decision_to_wire", "submit_rtt", "cancel_rtt")
 
 def serve_sim(port, ready, stop) -> dict[str, Any]:
     """The child: one sim on 127.0.0.1 until told to stop; its WebSocket API counts at the end."""
-    from services.exchange_sim import capture as capture_mod
+    from services.exchange_sim import recorded_market
     from services.exchange_sim.config import SimParams
     from services.exchange_sim.server import SimServer
 
     async def main() -> dict[str, Any]:
-        server = SimServer(SimParams(symbols=2), capture=capture_mod.load())
+        server = SimServer(SimParams(symbols=2), capture=recorded_market.load())
         port.value = await server.start()
         ready.set()
         while not stop.is_set():

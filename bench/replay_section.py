@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import frames
 from bench.harness import REPO, log, summarize
-from common.capture import KIND_WS_RAW, Header, create_capture
+from common.capture_file import KIND_WS_RAW, Header, create_capture
 
 SYMBOLS = 300
 # real exchangeInfo symbol entries (BTCUSDT among them), see tests/data/SOURCES.md

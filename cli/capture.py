@@ -5,7 +5,7 @@
 
 ``capture`` subscribes to every PUB endpoint of the stack (``service.endpoints(run_dir, cfg)``),
 by topic prefix (default: everything), and appends each message's frames, exactly as
-received, with its receive time, to a capture file (``common.capture``) until Ctrl+C,
+received, with its receive time, to a capture file (``common.capture_file``) until Ctrl+C,
 SIGTERM or ``--duration``; then it closes the file (index and footer) and prints the count
 per topic. It records frames it cannot decode too: a capture is evidence, not a filter.
 
@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 import zmq
 
 from common import filekind, service, wire, zmqutil
-from common.capture import (KIND_NAMES, KIND_WS_RAW, KIND_ZMQ, RAW_TOPIC_PREFIX, Capture,
+from common.capture_file import (KIND_NAMES, KIND_WS_RAW, KIND_ZMQ, RAW_TOPIC_PREFIX, Capture,
                             CaptureWriter, Header, create_capture, label, open_capture,
                             record_label)
 from common.errors import ConfigError, DataError, DecodeError

@@ -1,6 +1,6 @@
 """``aegis decode FILE [--json]``: run a capture through the decoder and firewall, print counts.
 
-A table for people by default; with ``--json`` one JSON object (``capture.summarize_capture``)
+A table for people by default; with ``--json`` one JSON object (``raw_capture.summarize_capture``)
 on stdout, for scripts. Exit status 0 when the file was read (rejections are findings, not
 failures), 2 when it could not be (missing, unreadable, corrupt gzip) or is a file of another
 kind (an AEGIS capture, a database, a candle CSV: ``common.filekind`` names its reader).
@@ -15,7 +15,7 @@ import zlib
 import orjson
 
 from common import filekind
-from services.feed.capture import summarize_capture
+from services.feed.raw_capture import summarize_capture
 
 
 def _parser() -> argparse.ArgumentParser:

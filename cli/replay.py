@@ -49,7 +49,7 @@ from typing import Any, Iterable
 from cli.capture import exchange_info_from_rules, no_raw_frames
 from common import config as config_mod
 from common import filekind, journal_store, service, wire
-from common.capture import KIND_ZMQ, Capture, Record, open_capture
+from common.capture_file import KIND_ZMQ, Capture, Record, open_capture
 from common.errors import DecodeError
 from common.replay_plan import Plan, is_hydration, plan_replay  # noqa: F401 - the plan is shared with research
 from services.feed.replay_source import pace_delay_s
@@ -399,11 +399,11 @@ def _result(args: argparse.Namespace, rcfg: Any, plan: Plan, work: Path, code: i
     out.write_text(decision_lines(items))
     report_summary = None
     if args.report is not None:
-        from services.orchestrator import report
+        from services.orchestrator import report_metrics
         from cli import report as report_cli
 
         report_summary = report_cli.write_report(args.report, db_path=service.db_path(rcfg),
-                                                 cfg=report.ReportConfig(), stats_dir=work / "stats")
+                                                 cfg=report_metrics.ReportConfig(), stats_dir=work / "stats")
     counts = Counter(d["type"] for d in items)
     scores = model_scores([d for d in items if d["type"] == "trade"])
     return {"file": args.file, "frames": progress.get("frames", 0), "frames_in_capture": plan.frames,

@@ -3,8 +3,9 @@
     aegis report --db PATH --out DIR [--start-equity USDT] [--stats-dir DIR]
 
 Writes into DIR: ``trades.csv`` (every closed trade), ``summary.json`` (the metrics of
-``report.py`` plus activity counts), ``equity.png`` (equity and drawdown), ``latency.png``
-(per-stage latency, only with ``--stats-dir``) and ``index.html`` tying them together.
+``services/orchestrator/report_metrics.py`` plus activity counts), ``equity.png`` (equity and
+drawdown), ``latency.png`` (per-stage latency, only with ``--stats-dir``) and ``index.html``
+tying them together.
 
 The database is opened read-only (a running orchestrator may keep writing; WAL lets us read
 a consistent snapshot). Bad input (no such file, not a database, tables missing, an
@@ -25,12 +26,12 @@ from typing import Any
 from common import filekind, journal_store
 from common.errors import ConfigError, DecodeError, StoreError
 from common.histogram import LatencyHistogram
-from services.orchestrator import report, report_html, report_plots
+from services.orchestrator import report_html, report_metrics, report_plots
 
 REQUIRED_TABLES = ("trades", "signals", "orders", "fills", "risk_rejects", "positions")
 # stats file key -> the stage it measures (any other ``*_hist`` key is shown by its name)
 STAGES = {"latency_hist": "feed receive -> brain"}
-_TRADE_FIELDS = tuple(f.name for f in fields(report.Trade))
+_TRADE_FIELDS = tuple(f.name for f in fields(report_metrics.Trade))
 CSV_COLUMNS = (*_TRADE_FIELDS[:10], "opened_utc", "closed_utc", "holding_s",
                *_TRADE_FIELDS[10:], "net_pnl")
 
@@ -58,10 +59,11 @@ def open_readonly(path: Path) -> journal_store.JournalReader:
     return reader
 
 
-def load_trades(reader: journal_store.JournalReader) -> list[report.Trade]:
+def load_trades(reader: journal_store.JournalReader) -> list[report_metrics.Trade]:
     # a database from before funding: 0; from before slippage: NULL (unknown, not zero)
     defaults = {f: "NULL" if f == "slippage_bps" else "0" for f in _TRADE_FIELDS}
-    return [report.Trade(**{**d, "learned": bool(d["learned"])}) for d in reader.trade_rows(_TRADE_FIELDS, defaults)]
+    return [report_metrics.Trade(**{**d, "learned": bool(d["learned"])})
+            for d in reader.trade_rows(_TRADE_FIELDS, defaults)]
 
 
 def load_counts(reader: journal_store.JournalReader) -> tuple[dict[str, int], dict[str, int]]:
@@ -114,7 +116,7 @@ def latency_summary(stages: dict[str, LatencyHistogram]) -> dict[str, dict[str, 
             for name, h in stages.items()}
 
 
-def build_summary(*, database: str, m: report.Metrics, counts: dict[str, int],
+def build_summary(*, database: str, m: report_metrics.Metrics, counts: dict[str, int],
                   by_reason: dict[str, int],
                   latency: dict[str, dict[str, float]] | None, fees_usdt: float = 0.0) -> dict[str, Any]:
     """summary.json (pure). No timestamp of its own: the same database gives the same file.
@@ -123,15 +125,15 @@ def build_summary(*, database: str, m: report.Metrics, counts: dict[str, int],
             "risk_rejects_by_reason": by_reason, "latency_us": latency}
 
 
-def csv_row(t: report.Trade) -> list[Any]:
+def csv_row(t: report_metrics.Trade) -> list[Any]:
     d = asdict(t)
-    d.update(opened_utc=report.utc_text(t.opened_ms), closed_utc=report.utc_text(t.closed_ms),
+    d.update(opened_utc=report_metrics.utc_text(t.opened_ms), closed_utc=report_metrics.utc_text(t.closed_ms),
              holding_s=t.holding_s, net_pnl=t.net_pnl, learned=int(t.learned))
     return [d[c] for c in CSV_COLUMNS]
 
 
 # ---------------------------------------------------------------------------- writing
-def write_report(out: Path, *, db_path: Path, cfg: report.ReportConfig,
+def write_report(out: Path, *, db_path: Path, cfg: report_metrics.ReportConfig,
                  stats_dir: Path | None) -> dict[str, Any]:
     reader = open_readonly(db_path)
     try:
@@ -153,7 +155,7 @@ def write_report(out: Path, *, db_path: Path, cfg: report.ReportConfig,
             note = f"the brain stats files in {stats_dir} hold no latency histogram."
         else:
             note = None
-    m = report.metrics(trades, cfg)
+    m = report_metrics.metrics(trades, cfg)
     summary = build_summary(database=str(db_path), m=m, counts=counts, by_reason=by_reason,
                             latency=latency_summary(stages) if stages else None, fees_usdt=fees)
 
@@ -165,8 +167,8 @@ def write_report(out: Path, *, db_path: Path, cfg: report.ReportConfig,
     # allow_nan=False: an inf or NaN slipping into a metric is a bug, not a JSON extension
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     start = cfg.start_equity_usdt
-    report_plots.plot_equity(out / "equity.png", report.equity_curve(trades, start),
-                             report.drawdown_curve(trades, start), start)
+    report_plots.plot_equity(out / "equity.png", report_metrics.equity_curve(trades, start),
+                             report_metrics.drawdown_curve(trades, start), start)
     if stages:
         report_plots.plot_latency(out / "latency.png", stages)
     else:
@@ -180,13 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="aegis report", description=__doc__.splitlines()[0])
     p.add_argument("--db", required=True, type=Path, help="the orchestrator's SQLite database")
     p.add_argument("--out", required=True, type=Path, help="report directory (created)")
-    p.add_argument("--start-equity", type=float, default=report.ReportConfig().start_equity_usdt,
+    p.add_argument("--start-equity", type=float, default=report_metrics.ReportConfig().start_equity_usdt,
                    help="account equity before the first trade, USDT (default %(default)s)")
     p.add_argument("--stats-dir", type=Path,
                    help="stats directory of the run (or the run directory): latency histogram")
     args = p.parse_args(argv)
     try:
-        cfg = report.ReportConfig(start_equity_usdt=args.start_equity)
+        cfg = report_metrics.ReportConfig(start_equity_usdt=args.start_equity)
     except ConfigError as exc:
         print(f"aegis report: --start-equity: {exc}", file=sys.stderr)
         return 2

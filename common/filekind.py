@@ -21,7 +21,7 @@ from pathlib import Path
 HEAD_BYTES = 64 * 1024  # enough for a long first line (a depth frame is a few kB)
 GZIP_MAGIC = b"\x1f\x8b"
 SQLITE_MAGIC = b"SQLite format 3\x00"
-CAPTURE_MAGIC = b"AEGISCAP"  # common.capture.MAGIC (not imported: this module stays a leaf)
+CAPTURE_MAGIC = b"AEGISCAP"  # common.capture_file.MAGIC (not imported: this module stays a leaf)
 DECISION_TYPES = frozenset({"signal", "order", "fill", "trade", "risk_reject"})
 CANDLE_COLUMNS = ("open", "high", "low", "close")
 

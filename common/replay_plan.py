@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common import wire
-from common.capture import KIND_WS_RAW, KIND_ZMQ, Capture
+from common.capture_file import KIND_WS_RAW, KIND_ZMQ, Capture
 from common.errors import DecodeError
 
 SYMBOL_TOPIC = wire.topic_prefix(wire.EventType.SYMBOL_INFO)

@@ -110,7 +110,7 @@ def _split(cfg, args: argparse.Namespace) -> dict:
     import time
 
     from research import distributed as dist
-    from research import report
+    from research import html_report
     from research.backtest_files import trades_csv
 
     started = time.perf_counter()
@@ -120,7 +120,7 @@ def _split(cfg, args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "trades.csv").write_text(trades_csv(trades))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "report.html").write_text(report.backtest_page(summary, trades))
+    (out / "report.html").write_text(html_report.backtest_page(summary, trades))
     return {**summary, "elapsed_s": round(time.perf_counter() - started, 3)}
 
 

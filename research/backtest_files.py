@@ -1,6 +1,6 @@
 """The files of one backtest run (``aegis backtest --out DIR``): ``trades.csv`` (one row per
 closed trade, floats as ``repr``), ``summary.json`` (without the run time, so the same input
-gives the same bytes) and ``report.html`` (research/report.py, with the full metrics of
+gives the same bytes) and ``report.html`` (research/html_report.py, with the full metrics of
 research/metrics.py computed from the two files just written).
 """
 
@@ -28,16 +28,16 @@ def trades_csv(trades: list[dict[str, Any]]) -> str:
 
 
 def write_report(cfg: BacktestConfig, out: Path) -> None:
-    """report.html of a one-account run with the full metrics (research/report.py), from the
+    """report.html of a one-account run with the full metrics (research/html_report.py), from the
     files just written."""
-    from research import metrics, report
+    from research import html_report, metrics
 
     summary = json.loads((out / "summary.json").read_text())
     with (out / "trades.csv").open() as f:
         trades = [{**r, "closed_ms": int(r["closed_ms"])} for r in csv.DictReader(f)]
     stats = metrics.trade_stats(trades, start_equity=float(cfg.aegis.trading.paper_balance_usdt),
                                 start_ms=cfg.start_ms, end_ms=cfg.end_ms)
-    (out / "report.html").write_text(report.backtest_page({**summary, **stats}, trades))
+    (out / "report.html").write_text(html_report.backtest_page({**summary, **stats}, trades))
 
 
 def run_backtest(cfg: BacktestConfig, out: Path) -> dict[str, Any]:

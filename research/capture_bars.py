@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from common import wire
-from common.capture import KIND_ZMQ, open_capture
+from common.capture_file import KIND_ZMQ, open_capture
 from common.errors import ConfigError
 
 MINUTE_MS = 60_000

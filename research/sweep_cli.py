@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     try:
         from research import distributed as dist
-        from research import report
+        from research import html_report
         from research import sweep as sw
         from research.backtest_files import trades_csv
 
@@ -87,12 +87,12 @@ def _sweep(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "sweep.json").write_text(sw.dumps(summary))
         (out / "trades.csv").write_text(trades_csv(best.trades))
-        (out / "report.html").write_text(report.sweep_page(summary, best.trades))
+        (out / "report.html").write_text(html_report.sweep_page(summary, best.trades))
     except ConfigError as exc:
         print(f"aegis sweep: {exc}", file=sys.stderr)
         return 2
     print(f"{summary['strategy']}: {len(summary['ranked'])} sets ({summary['method']}); best "
-          f"{json.dumps(summary['best']['params'])} {args.objective} {report.fmt(summary['best']['objective'])} "
+          f"{json.dumps(summary['best']['params'])} {args.objective} {html_report.fmt(summary['best']['objective'])} "
           f"(in-sample) -> {out}")
     return 0
 
@@ -106,7 +106,7 @@ def walkforward_main(argv: list[str] | None = None) -> int:
 def _walkforward(args: argparse.Namespace) -> int:
     try:
         from research import distributed as dist
-        from research import report
+        from research import html_report
         from research import sweep as sw
         from research.backtest_files import trades_csv
         from research.walkforward import run_walkforward
@@ -122,15 +122,15 @@ def _walkforward(args: argparse.Namespace) -> int:
         (out / "walkforward.json").write_text(sw.dumps(s))
         (out / "oos_trades.csv").write_text(trades_csv(res["oos_trades"]))
         (out / "is_trades.csv").write_text(trades_csv(res["is_trades"]))
-        (out / "report.html").write_text(report.walkforward_page(s, res["is_trades"], res["oos_trades"]))
+        (out / "report.html").write_text(html_report.walkforward_page(s, res["is_trades"], res["oos_trades"]))
     except ConfigError as exc:
         print(f"aegis walkforward: {exc}", file=sys.stderr)
         return 2
     o = s["oos"]
     ci = o["expectancy_net_r_ci95"]
     print(f"{s['strategy']}: {len(s['windows'])} windows; out of sample: {o['trades']} trades, net PnL "
-          f"{o['net_pnl']:.2f} USDT, expectancy after fees {report.fmt(o['expectancy_net_r'])} R "
-          f"(95% CI {report.fmt(ci[0])} .. {report.fmt(ci[1])}), Sharpe {report.fmt(o['sharpe'])} -> {out}")
+          f"{o['net_pnl']:.2f} USDT, expectancy after fees {html_report.fmt(o['expectancy_net_r'])} R "
+          f"(95% CI {html_report.fmt(ci[0])} .. {html_report.fmt(ci[1])}), Sharpe {html_report.fmt(o['sharpe'])} -> {out}")
     return 0
 
 

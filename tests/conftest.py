@@ -43,7 +43,7 @@ LONGEST_FIRST = (
     "tests/integration/test_modes.py",
     "tests/property/test_risk_props.py",
     "tests/property/test_order_state_machine.py",
-    "tests/unit/brain/test_smc_causal.py",
+    "tests/unit/brain/smc/test_smc_causal.py",
 )
 
 

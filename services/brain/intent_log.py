@@ -18,7 +18,7 @@ deterministic client id (``ae-``/``ax-``/``ps-``/``pt-``, ``venue.orders.make_cl
 the restarted brain asks the exchange for the ids it knows, and both it and reconciliation
 adopt orders with our prefixes that they find at the exchange (its open orders, and its order
 history for those already finished) and nothing here knows (``recovery.from_history``,
-``services.orchestrator.reconcile``). So after any crash, every order that may have reached
+``services.orchestrator.reconcile_diff``). So after any crash, every order that may have reached
 the exchange is findable: in this log, or at the exchange by its id.
 
 Format (little-endian), one record per intent, appended::

@@ -26,7 +26,7 @@ from common import config as config_mod
 from common import dashboard_token, service
 from common import log as log_mod
 from common.errors import ConfigError
-from services.dashboard import auth, config as dc, history
+from services.dashboard import auth, config as dc, history_store
 from services.dashboard.app import Dashboard
 
 log = structlog.get_logger(__name__)
@@ -51,27 +51,27 @@ def exposure_warning(host: str, port: int, has_token: bool) -> str:
         "!" * 78])
 
 
-def open_history(dash: Dashboard) -> history.History | None:
+def open_history(dash: Dashboard) -> history_store.History | None:
     """The equity curve and latency histories of the last run, back into ``dash.live``
-    (``history``); None, logged, when the file cannot be used (the page starts empty)."""
-    path = history.path_for(dash.db_path)
+    (``history_store``); None, logged, when the file cannot be used (the page starts empty)."""
+    path = history_store.path_for(dash.db_path)
     try:
-        h = history.History(path)
+        h = history_store.History(path)
         loaded = h.load(dash.live)
-    except (history.Error, OSError) as exc:
+    except (history_store.Error, OSError) as exc:
         log.warning("dashboard.history_unusable", path=str(path), error=str(exc))
         return None
     log.info("dashboard.history_loaded", path=str(path), equity_points=loaded)
     return h
 
 
-def save_history(h: history.History | None, dash: Dashboard) -> history.History | None:
+def save_history(h: history_store.History | None, dash: Dashboard) -> history_store.History | None:
     """Append the new samples; a failing file is logged and dropped (the page goes on)."""
     if h is None:
         return None
     try:
         h.save(dash.live)
-    except (history.Error, OSError) as exc:
+    except (history_store.Error, OSError) as exc:
         log.warning("dashboard.history_save_failed", path=str(h.path), error=str(exc))
         h.close()
         return None

@@ -1,7 +1,7 @@
 """The dashboard's HTTP side (aiohttp) and its loops: events in, database read, page out.
 
     GET  /                       the page (static/index.html, app.css, app.js: no CDN, no build step)
-    GET  /api/state              the page model as JSON (``model.build``)
+    GET  /api/state              the page model as JSON (``page.build``)
     GET  /api/events             the same, pushed as server-sent events at each refresh
     GET  /health                 200 {"status": "ok"}
     GET  /metrics                Prometheus text: the same names as the supervisor's (``common.prom``),
@@ -36,7 +36,7 @@ from aiohttp import web
 from common import bus, prom, service, wire
 from common.config import AegisConfig, Endpoints
 from common.log import RateLimiter
-from services.dashboard import auth, config as dc, control, model, store
+from services.dashboard import auth, config as dc, control, page, store
 from services.dashboard.live import Live
 
 log = structlog.get_logger(__name__)
@@ -124,7 +124,7 @@ class Dashboard:
         self.view, self.db_error = await asyncio.to_thread(self._read)
         self.sup = await self._supervisor_status()
         self._follow_ticks()
-        self.model = model.build(view=self.view, live=self.live, sup=self.sup, control=self.control_state(),
+        self.model = page.build(view=self.view, live=self.live, sup=self.sup, control=self.control_state(),
                                  now_ms=time.time_ns() // 1_000_000, now_s=time.monotonic(), mode=self.cfg.mode,
                                  db_error=self.db_error)
         data = to_json(self.model)
@@ -195,7 +195,7 @@ class Dashboard:
 
     async def metrics(self, request: web.Request) -> web.Response:
         sup = await self._supervisor_status()
-        snap = model.metrics_snapshot(sup, self.live, time.monotonic())
+        snap = page.metrics_snapshot(sup, self.live, time.monotonic())
         return web.Response(body=prom.render(lambda: snap),
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 

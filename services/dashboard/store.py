@@ -6,7 +6,7 @@ read of one refresh runs in one read transaction, so the page never mixes two mo
 fill without its order, a total without its rows).
 
 ``read`` returns plain rows (``DbView``, asked of ``common.journal_store``: the page's SQL
-lives with the journal's schema); ``model`` turns them into the page.
+lives with the journal's schema); ``page`` turns them into the page.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from services.exchange_sim import (algo, codec, funding, private_rest as pr, rest_params as rp, signing, state_file,
+from services.exchange_sim import (algo, funding, private_rest as pr, rest_params as rp, render, signing, state_file,
                                    trading, user_events)
 from services.exchange_sim.account import Account, Income, Quote, SymbolRules, new_account
 from services.exchange_sim.market import Market, SymState
@@ -544,7 +544,7 @@ class Desk:
         return handler
 
     def _error(self, exc: RestError, headers: dict[str, str]) -> web.Response:
-        return web.Response(body=codec.rest_error(exc.code, exc.msg), status=exc.status,
+        return web.Response(body=render.rest_error(exc.code, exc.msg), status=exc.status,
                             content_type=JSON, headers=headers)
 
     def stats(self) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.errors import ConfigError
-from services.exchange_sim.capture import TRADE, Capture
+from services.exchange_sim.recorded_market import TRADE, Capture
 from services.exchange_sim.symbols import SymbolSpec
 
 # events per precomputed chunk: ~2 s of one symbol at recorded pace. Every symbol holds one

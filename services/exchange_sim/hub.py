@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable, Protocol
 
 from venue import binance
-from services.exchange_sim import codec
+from services.exchange_sim import render
 from services.exchange_sim.symbols import SymbolSpec
 
 MAX_STREAMS = 200  # Binance USD-M: a connection listens to at most 200 streams
@@ -71,7 +71,7 @@ class Hub:
     def __init__(self, specs: tuple[SymbolSpec, ...]) -> None:
         self.specs = specs
         self.by_stream_name = {s.stream: s.index for s in specs}
-        self.prefixes = [[codec.combined_prefix(f"{s.stream}@{c}") for c in CHANNELS] for s in specs]
+        self.prefixes = [[render.combined_prefix(f"{s.stream}@{c}") for c in CHANNELS] for s in specs]
         self.targets: list[list[tuple[tuple, tuple]]] = [[NO_TARGETS] * len(CHANNELS) for _ in specs]
         self.conns: dict[int, Connection] = {}
         self._subs: dict[tuple[int, int], list[Connection]] = {}
@@ -151,7 +151,7 @@ class Hub:
     # ------------------------------------------------------------------ output
     def send_now(self, conn: Connection, payload: bytes) -> None:
         """A control reply: queued ahead of the data of the next flush, then flushed."""
-        conn.inject.append(codec.text_frame(payload))
+        conn.inject.append(render.text_frame(payload))
         self._flush_one(conn, 0)
 
     def flush(self, now_ms: int) -> int:

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.exchange_sim import codec, funding
-from services.exchange_sim.capture import TRADE, Capture
+from services.exchange_sim import funding, render
+from services.exchange_sim.recorded_market import TRADE, Capture
 from services.exchange_sim.engine import Batch, Player, rebase, round_prices
 from services.exchange_sim.hub import (CH_AGG, CH_BOOK, CH_KLINE, CH_MARK, CH_MARK1S, CH_TRADE,
                                        CHANNELS, Hub, NO_TARGETS)
@@ -45,7 +45,7 @@ MARK_PERIOD_MS = {CH_MARK: 3000, CH_MARK1S: 1000}
 FUNDING_RATE = f"{funding.FUNDING_RATE:.8f}"  # the rate rule of ``funding`` (one rate, every symbol)
 FUNDING_PERIOD_MS = funding.FUNDING_PERIOD_MS
 MARK_DECIMALS = 8  # Binance prints mark and index prices with 8 decimals
-_HEADERS = codec.HEADERS  # WebSocket text frame headers by payload length (< 64 KiB)
+_HEADERS = render.HEADERS  # WebSocket text frame headers by payload length (< 64 KiB)
 
 
 @dataclass
@@ -69,8 +69,8 @@ class SymState:
     def __init__(self, spec: SymbolSpec, x_values: tuple[bytes, ...]) -> None:
         self.spec = spec
         self.name = spec.name.encode()
-        self.px = codec.DecimalCache(spec.price_decimals)
-        self.qty = codec.DecimalCache(spec.qty_decimals)
+        self.px = render.DecimalCache(spec.price_decimals)
+        self.qty = render.DecimalCache(spec.qty_decimals)
         self.last_price: int | None = None
         self.last_qty = 0
         self.last_trade_ms = 0
@@ -144,8 +144,8 @@ class Market:
         pre = self.hub.prefixes[sym]
         kb = self.klines
         hdr = _HEADERS
-        trade_fmt, book_fmt = codec.TRADE_FMT, codec.BOOK_FMT
-        boolb = codec.BOOL
+        trade_fmt, book_fmt = render.TRADE_FMT, render.BOOK_FMT
+        boolb = render.BOOL
         n_trade = n_agg = n_book = n_kline = 0
         tc, tr = tg[CH_TRADE]
         bc, br = tg[CH_BOOK]
@@ -234,9 +234,9 @@ class Market:
         n = 0
         if pair[0] or pair[1]:
             px = st.px
-            n = self._emit(pair, prefix, codec.AGG_FMT % (e_ms, st.agg_id, st.name, px.cache.get(p) or px(p),
+            n = self._emit(pair, prefix, render.AGG_FMT % (e_ms, st.agg_id, st.name, px.cache.get(p) or px(p),
                                                           st.qty(st.agg_qty), st.agg_first, tid, t_ms,
-                                                          codec.BOOL[maker]))
+                                                          render.BOOL[maker]))
         st.agg_id += 1
         st.agg_first = None
         return n
@@ -362,8 +362,8 @@ class Market:
     def _emit(pair: tuple[tuple, tuple], prefix: bytes, data: bytes) -> int:
         """Send ``data`` to a channel's subscribers: wrapped in the combined stream's envelope
         (``prefix`` ... ``}``) to the combined ones, as it is to the raw ones; returns how many
-        got it. Called per frame: the frame header is looked up here (``codec.HEADERS``, as
-        ``codec.text_frame`` does for payloads below 64 KiB, which these are) instead of
+        got it. Called per frame: the frame header is looked up here (``render.HEADERS``, as
+        ``render.text_frame`` does for payloads below 64 KiB, which these are) instead of
         calling ``text_frame``."""
         comb, raw = pair
         if comb:
@@ -383,21 +383,21 @@ class Market:
         dec = st.spec.price_decimals
         out_dec = max(MARK_DECIMALS, dec + 1)
         if st.book is not None:
-            mark = codec.fmt_scaled((st.book.b + st.book.a) * 5, dec + 1, out_dec)  # exact mid
+            mark = render.fmt_scaled((st.book.b + st.book.a) * 5, dec + 1, out_dec)  # exact mid
             last = st.last_price if st.last_price is not None else st.book.b
         elif st.last_price is not None:
-            mark = codec.fmt_scaled(st.last_price, dec, out_dec)
+            mark = render.fmt_scaled(st.last_price, dec, out_dec)
             last = st.last_price
         else:
             return None
-        return mark, codec.fmt_scaled(last, dec, out_dec)
+        return mark, render.fmt_scaled(last, dec, out_dec)
 
     def mark_payload(self, st: SymState, e_ms: int) -> bytes | None:
         mv = self.mark_values(st)
         if mv is None:
             return None
         mark, index = mv
-        return codec.MARK_FMT % (e_ms, st.name, mark.encode(), index.encode(), index.encode(),
+        return render.MARK_FMT % (e_ms, st.name, mark.encode(), index.encode(), index.encode(),
                                  FUNDING_RATE.encode(), next_funding_ms(e_ms))
 
     def _kline(self, st: SymState, bar: list[int], e_ms: int, closed: bool) -> bytes:
@@ -405,10 +405,10 @@ class Market:
         px = st.px
         qd = spec.qty_decimals
         qq = spec.price_decimals + spec.qty_decimals
-        return codec.KLINE_FMT % (
+        return render.KLINE_FMT % (
             e_ms, st.name, bar[0], bar[0] + MINUTE_MS - 1, st.name, bar[10], bar[11],
             px(bar[1]), px(bar[4]), px(bar[2]), px(bar[3]),
-            codec.fmt_units(bar[5], qd).encode(), bar[7], codec.BOOL[closed],
-            codec.fmt_units(bar[6], qq).encode(), codec.fmt_units(bar[8], qd).encode(),
-            codec.fmt_units(bar[9], qq).encode(),
+            render.fmt_units(bar[5], qd).encode(), bar[7], render.BOOL[closed],
+            render.fmt_units(bar[6], qq).encode(), render.fmt_units(bar[8], qd).encode(),
+            render.fmt_units(bar[9], qq).encode(),
         )

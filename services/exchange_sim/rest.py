@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from services.exchange_sim.candles import SYNTHETIC_TAG
-from services.exchange_sim.capture import Capture
-from services.exchange_sim.codec import fmt_units
+from services.exchange_sim.candle_trades import SYNTHETIC_TAG
+from services.exchange_sim.recorded_market import Capture
+from services.exchange_sim.render import fmt_units
 from services.exchange_sim.engine import base_factor, round_prices
 from services.exchange_sim.klines import (F_C, F_H, F_L, F_N, F_O, F_OPEN_TIME, F_Q, F_TQ, F_TV,
                                           F_V, INTERVALS_MS, resample, select)

@@ -1,7 +1,7 @@
 """The sim's network face: one aiohttp app on one port for REST and WebSocket streams.
 
 The data comes from the tick capture (``source = "ticks"``) or from real 1m candles replayed
-as synthesized trades (``"candles"``, see ``candles``: real history is then preloaded into
+as synthesized trades (``"candles"``, see ``candle_trades``: real history is then preloaded into
 the klines, and the start is put on a minute so a sim minute holds whole candles).
 
 One ``Market`` and one pump task serve every connection (all clients see the same events).
@@ -17,7 +17,7 @@ payloads), ``/stream`` (combined, subscribe later); each also under Binance prod
 routed paths ``/public/...`` (book streams) and ``/market/...`` (the others), where a stream
 of the other path is accepted and never delivers, as on Binance (``stats.unrouted_streams``). A stream the sim does not serve in the
 URL, or more than 200 of them, is refused before the upgrade with HTTP 400 and a Binance
-error body; over a live connection, SUBSCRIBE errors are answered (see ``control``).
+error body; over a live connection, SUBSCRIBE errors are answered (see ``stream_control``).
 
 User data stream: ``/private/ws?listenKey=<key>[&events=A/B]``, ``/private/ws/<key>`` and the
 legacy ``/ws/<key>`` (see ``user_stream``), with ``POST/PUT/DELETE /fapi/v1/listenKey``.
@@ -54,16 +54,16 @@ import structlog
 from aiohttp import web
 
 from venue import binance
-from services.exchange_sim import candles as candles_mod
-from services.exchange_sim import codec, control, faults, rest
-from services.exchange_sim.capture import Capture
-from services.exchange_sim.capture import load as load_capture
+from services.exchange_sim import candle_trades
+from services.exchange_sim import faults, render, rest, stream_control
+from services.exchange_sim.recorded_market import Capture
+from services.exchange_sim.recorded_market import load as load_capture
 from services.exchange_sim.config import SimParams
 from services.exchange_sim.desk import Desk
 from services.exchange_sim.engine import Player, Timeline
 from services.exchange_sim.klines import MINUTE_MS
 from services.exchange_sim.hub import MAX_STREAMS, Connection, Hub, StreamError
-from services.exchange_sim.codec import fmt_units
+from services.exchange_sim.render import fmt_units
 from services.exchange_sim.market import Market, PriceError
 from services.exchange_sim.symbols import SymbolSpec, make_specs
 from services.exchange_sim.user_stream import EventsError, UserConn, UserStream, parse_events
@@ -88,7 +88,7 @@ class Prepared:
 
     cap: Capture
     specs: tuple[SymbolSpec, ...]
-    candles: candles_mod.Candles | None = None
+    candles: candle_trades.Candles | None = None
     per_bar: int = 1  # candles source: real candles per sim 1m bar
     history_n: int = 0  # candles source: history bars served per symbol
     start_index: int = 0  # candles source: first replayed candle of the file
@@ -97,21 +97,21 @@ class Prepared:
 
 
 def prepare(params: SimParams, capture: Capture | None = None,
-            candles: candles_mod.Candles | None = None) -> Prepared:
+            candles: candle_trades.Candles | None = None) -> Prepared:
     """The market data of ``params`` (pure but for reading the data files)."""
     if params.source != "candles":
         cap = capture if capture is not None else load_capture(params.capture or None)
         return Prepared(cap=cap, specs=make_specs(cap, params.symbols), timeline=Timeline.of(cap))
-    cd = candles if candles is not None else candles_mod.load_candles(params.candles or None)
-    per_bar = candles_mod.minutes_per_bar(params.speed)
-    history_n = candles_mod.history_capacity(cd, params.history_bars, per_bar)
+    cd = candles if candles is not None else candle_trades.load_candles(params.candles or None)
+    per_bar = candle_trades.minutes_per_bar(params.speed)
+    history_n = candle_trades.history_capacity(cd, params.history_bars, per_bar)
     start_index = history_n * per_bar
     # replay whole candle groups only, so every loop keeps sim minutes on group edges
     stop = start_index + (cd.n - start_index) // per_bar * per_bar
-    cap = candles_mod.to_capture(cd, start_index, stop, params.candle_trades)
-    specs = candles_mod.align_specs(make_specs(cap, params.symbols), per_bar * MINUTE_MS)
+    cap = candle_trades.to_capture(cd, start_index, stop, params.candle_trades)
+    specs = candle_trades.align_specs(make_specs(cap, params.symbols), per_bar * MINUTE_MS)
     return Prepared(cap=cap, specs=specs, candles=cd, per_bar=per_bar, history_n=history_n,
-                    start_index=start_index, synth=candles_mod.synthesize_all(cd, params.candle_trades),
+                    start_index=start_index, synth=candle_trades.synthesize_all(cd, params.candle_trades),
                     timeline=Timeline.of(cap))
 
 
@@ -120,7 +120,7 @@ class SimServer:
 
     def __init__(self, params: SimParams, capture: Capture | None = None,
                  clock_ms: Callable[[], int] = wall_ms,
-                 candles: candles_mod.Candles | None = None, prepared: Prepared | None = None) -> None:
+                 candles: candle_trades.Candles | None = None, prepared: Prepared | None = None) -> None:
         self.params = params
         pre = prepared if prepared is not None else prepare(params, capture, candles)
         self.candles = pre.candles
@@ -174,9 +174,9 @@ class SimServer:
         self.desk.market = self.market
         if self.candles is not None:
             synth = (self._synth if self._synth is not None
-                     else candles_mod.synthesize_all(self.candles, self.params.candle_trades))
+                     else candle_trades.synthesize_all(self.candles, self.params.candle_trades))
             for spec in self.specs:
-                self.market.klines.seed(spec.index, candles_mod.history_bars(
+                self.market.klines.seed(spec.index, candle_trades.history_bars(
                     self.candles, self.cap, spec, start_index=self.start_index,
                     bars=self.history_n, per_bar=self.per_bar, end_ms=self._started_ms,
                     k=self.params.candle_trades, synth=synth))
@@ -191,7 +191,7 @@ class SimServer:
     @property
     def source_label(self) -> str:
         """``ticks`` or ``candles-synthesized`` (the ticks are synthesized, the candles real)."""
-        return "ticks" if self.candles is None else candles_mod.SOURCE_LABEL
+        return "ticks" if self.candles is None else candle_trades.SOURCE_LABEL
 
     @property
     def pump_task(self) -> asyncio.Task[None] | None:
@@ -356,7 +356,7 @@ class SimServer:
             try:
                 return self._json(build(request.query, now), headers=headers)
             except rest.RestError as exc:
-                return web.Response(body=codec.rest_error(exc.code, exc.msg), status=exc.status,
+                return web.Response(body=render.rest_error(exc.code, exc.msg), status=exc.status,
                                     content_type=JSON, headers=headers)
 
         return handler
@@ -369,7 +369,7 @@ class SimServer:
             f = faults.take(self.http_faults, request.path, request.method)
             if f is not None:
                 headers = {"Retry-After": "2"} if f.status in (418, 429) else None
-                return web.Response(body=codec.rest_error(f.code, f.msg), status=f.status,
+                return web.Response(body=render.rest_error(f.code, f.msg), status=f.status,
                                     content_type=JSON, headers=headers)
         return await handler(request)
 
@@ -387,7 +387,7 @@ class SimServer:
         if route == "" and not combined and len(names) == 1 and "@" not in names[0]:
             return await self._private_ws(request, key=names[0])  # legacy /ws/<listenKey>
         if len(names) > MAX_STREAMS:
-            return web.Response(body=codec.rest_error(
+            return web.Response(body=render.rest_error(
                 -1101, f"Too many parameters; expected '{MAX_STREAMS}' and received '{len(names)}'."),
                 status=400, content_type=JSON)
         for name in names:
@@ -396,7 +396,7 @@ class SimServer:
             except StreamError as exc:
                 code, msg = ((-1121, "Invalid symbol.") if "symbol" in str(exc)
                              else (-1100, f"Illegal characters found in parameter 'streams'; {exc}."))
-                return web.Response(body=codec.rest_error(code, msg), status=400, content_type=JSON)
+                return web.Response(body=render.rest_error(code, msg), status=400, content_type=JSON)
         ws = web.WebSocketResponse(compress=False, autoping=True, timeout=self.params.close_timeout_s,
                                    max_msg_size=1 << 16)
         await ws.prepare(request)
@@ -407,7 +407,7 @@ class SimServer:
         try:
             async for msg in ws:
                 if msg.type == web.WSMsgType.TEXT or msg.type == web.WSMsgType.BINARY:
-                    reply = control.handle(self.hub, conn, msg.data)
+                    reply = stream_control.handle(self.hub, conn, msg.data)
                     self.hub.send_now(conn, reply)
         finally:
             self.hub.disconnect(conn)
@@ -418,16 +418,16 @@ class SimServer:
         """A user data stream connection for the active listenKey (``user_stream``)."""
         key = key or request.match_info.get("key") or request.query.get("listenKey", "")
         if not key:
-            return web.Response(body=codec.rest_error(
+            return web.Response(body=render.rest_error(
                 -1102, "Mandatory parameter 'listenKey' was not sent, was empty/null, or malformed."),
                 status=400, content_type=JSON)
         try:
             events = parse_events(request.query.get("events"))
         except EventsError:
-            return web.Response(body=codec.rest_error(-1130, "Data sent for parameter 'events' is not valid."),
+            return web.Response(body=render.rest_error(-1130, "Data sent for parameter 'events' is not valid."),
                                 status=400, content_type=JSON)
         if not self.user.valid(key, self.desk.now_ms()):
-            return web.Response(body=codec.rest_error(-1125, "This listenKey does not exist."),
+            return web.Response(body=render.rest_error(-1125, "This listenKey does not exist."),
                                 status=400, content_type=JSON)
         ws = web.WebSocketResponse(compress=False, autoping=True, timeout=self.params.close_timeout_s,
                                    max_msg_size=1 << 16)
@@ -439,7 +439,7 @@ class SimServer:
             async for msg in ws:
                 if msg.type == web.WSMsgType.TEXT or msg.type == web.WSMsgType.BINARY:
                     if conn.transport is not None and not conn.transport.is_closing():
-                        conn.transport.write(codec.text_frame(codec.ws_error(
+                        conn.transport.write(render.text_frame(render.ws_error(
                             2, "Invalid request: the user data stream takes no control messages")))
         finally:
             self.user.disconnect(conn)
@@ -572,7 +572,7 @@ class SimServer:
             if f.action == "stall":
                 c.stalled_until_ms = now + int(f.seconds * 1000)
             elif f.action == "poison":
-                c.inject.extend(codec.text_frame(fr) for fr in f.frames)
+                c.inject.extend(render.text_frame(fr) for fr in f.frames)
             elif f.action == "close":
                 task = asyncio.create_task(self._close_conn(c, f.code, f.abort))
                 self._tasks.add(task)

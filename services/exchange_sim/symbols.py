@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 
 from common.errors import ConfigError
-from services.exchange_sim.capture import Capture
+from services.exchange_sim.recorded_market import Capture
 
 DERIVED_TAG = "DERIVED-DEMO"
 LOG10_PRICE_MIN = -4.0  # derived price levels span 1e-4 ..

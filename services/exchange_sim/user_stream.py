@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
-from services.exchange_sim import codec, listen_keys
+from services.exchange_sim import listen_keys, render
 from services.exchange_sim.hub import Transport
 from services.exchange_sim.listen_keys import ListenKey
 from services.exchange_sim.user_events import listen_key_expired
@@ -112,7 +112,7 @@ class UserStream:
         key = self.active.key
         self.active = None
         self.keys_expired += 1
-        frame = codec.text_frame(orjson.dumps(listen_key_expired(key, now_ms)))
+        frame = render.text_frame(orjson.dumps(listen_key_expired(key, now_ms)))
         for c in self.conns.values():
             if c.key == key and not c.silent:
                 self.events_sent += self._write(c, [frame])
@@ -142,7 +142,7 @@ class UserStream:
         """Send ``events`` to the active key's connections (each through its filter)."""
         if self.active is None:
             return 0
-        encoded = [(e["e"], codec.text_frame(orjson.dumps(e))) for e in events]
+        encoded = [(e["e"], render.text_frame(orjson.dumps(e))) for e in events]
         if not encoded:
             return 0
         sent = 0

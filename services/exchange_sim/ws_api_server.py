@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from services.exchange_sim import codec, ws_api
+from services.exchange_sim import render, ws_api
 from services.exchange_sim.desk import Desk
 from services.exchange_sim.rest import RestError
 
@@ -111,7 +111,7 @@ class WsApiEndpoint:
         now = self.clock_ms()
         if now < self.refuse_until_ms:
             self.stats.refused += 1
-            return web.Response(body=codec.rest_error(*REFUSED), status=503, content_type="application/json")
+            return web.Response(body=render.rest_error(*REFUSED), status=503, content_type="application/json")
         self.spend(self.desk.now_ms(), weight=ws_api.HANDSHAKE_WEIGHT)
         ws = web.WebSocketResponse(compress=False, autoping=True, timeout=self.close_timeout_s,
                                    max_msg_size=1 << 16)
@@ -144,7 +144,7 @@ class WsApiEndpoint:
     def _send(self, conn: WsApiConn, answer: bytes) -> None:
         t = conn.transport
         if t is not None and not t.is_closing():
-            t.write(codec.text_frame(answer))
+            t.write(render.text_frame(answer))
 
     # ------------------------------------------------------------------ one request
     async def _on_frame(self, conn: WsApiConn, data: str | bytes) -> None:

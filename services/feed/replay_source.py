@@ -32,7 +32,7 @@ import msgspec
 import structlog
 
 from common import bus, records, service, wire, zmqutil
-from common.capture import KIND_WS_RAW, Capture, Record, open_capture
+from common.capture_file import KIND_WS_RAW, Capture, Record, open_capture
 from common.config import AegisConfig
 from common.errors import DecodeError, RingError
 from common.ring import READER_CURSOR_W, Ring, RingWriter, ring_load

@@ -28,7 +28,7 @@ from common.ring import Ring
 from services.orchestrator import db, policy, storage
 from services.orchestrator import journal as jn
 from services.orchestrator.reconciler import ReconcileOutcome, Reconciler
-from services.orchestrator.reconcile import for_brain
+from services.orchestrator.reconcile_diff import for_brain
 
 log = structlog.get_logger(__name__)
 NAME = "orchestrator"

@@ -1,4 +1,4 @@
-"""Reconciliation on a schedule: the thin shell around ``reconcile.diff``.
+"""Reconciliation on a schedule: the thin shell around ``reconcile_diff.diff``.
 
 The orchestrator's loop calls ``poll(conn)`` every iteration and must never wait on REST, so
 the exchange is read on one background thread:
@@ -9,13 +9,13 @@ the exchange is read on one background thread:
 
 The diff uses the snapshot taken when the worker is done, not the first one: the caller
 persists ``outcome.repairs`` in the same loop iteration, so no journal write can fall
-between the comparison and its repairs (see the timing rules in ``reconcile.py``). The first
+between the comparison and its repairs (see the timing rules in ``reconcile_diff.py``). The first
 snapshot only tells the worker which orders to ask about.
 
 Runs: at once (first poll), then every ``interval_s`` from the start of the previous run;
 after a run that is not trade-safe, every ``retry_interval_s`` (an order still on the wire
 at one run is usually settled seconds later). Verdict of a run (``ReconcileOutcome.status``):
-``reconcile``'s OK / REPAIRED / MISMATCH, UNREACHABLE when the broker raised (any exception:
+``reconcile_diff``'s OK / REPAIRED / MISMATCH, UNREACHABLE when the broker raised (any exception:
 transient, ambiguous or not), ERROR when our own side failed (reading the database, a bug).
 Only OK and REPAIRED are ``ok``.
 
@@ -41,7 +41,7 @@ from venue import brokers
 from venue.port import Broker
 from venue.order_rules import DEFAULT_RECV_WINDOW_MS
 from services.orchestrator import snapshots
-from services.orchestrator.reconcile import TRADE_SAFE, Difference, ExchangeSnapshot, Repair, Report, diff
+from services.orchestrator.reconcile_diff import TRADE_SAFE, Difference, ExchangeSnapshot, Repair, Report, diff
 
 log = structlog.get_logger(__name__)
 

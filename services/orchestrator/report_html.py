@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Mapping, Sequence
 
-from services.orchestrator.report import Trade, utc_text
+from services.orchestrator.report_metrics import Trade, utc_text
 
 # metric -> (label, format, one line in simple language). The order is the table's order.
 METRICS: dict[str, tuple[str, str, str]] = {

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Sequence
 from common import journal_store
 from venue.port import Broker, ExchangeOrder
 from venue.order_rules import CLOCK_MARGIN_MS
-from services.orchestrator.reconcile import (TERMINAL_STATUSES, ExchangeSnapshot, LocalOrder, LocalPosition,
+from services.orchestrator.reconcile_diff import (TERMINAL_STATUSES, ExchangeSnapshot, LocalOrder, LocalPosition,
                                              LocalSnapshot, is_ours, is_terminal, orders_to_recheck)
 
 # terminal orders and fills this recent are compared; the fills lookback must fit inside
@@ -91,7 +91,7 @@ def fetch_exchange_snapshot(broker: Broker, local: LocalSnapshot, symbols: Seque
        reconciler's first run) of every symbol concerned from then on, else only of the
        symbols with a fill no known order explains and no earlier run reported as external
        (its symbol's history was read by the run that reported it), over the fills' window. Our orders found
-       there that the journal lacks are adopted (``reconcile``); the fills of those that
+       there that the journal lacks are adopted (``reconcile_diff``); the fills of those that
        executed are asked by their order id (``userTrades``), however old.
 
     ``now_ms`` is local time before the first request; ``clock_ms`` (if given) stamps the end.

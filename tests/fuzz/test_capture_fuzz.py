@@ -14,7 +14,7 @@ import io
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from common import capture as cap
+from common import capture_file as cap
 from common.errors import DecodeError
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from services.feed import capture, codec, sequencer
+from services.feed import codec, raw_capture, sequencer
 from services.feed import firewall as fw
 from tests.conftest import HFT_CAPTURE, USDM_DATA
 
@@ -34,11 +34,11 @@ def _real_frames() -> list[bytes]:
               b'"e":"markPriceUpdate"', b"!markPrice@arr", b"!ticker@arr", b"@depth10",
               b'"lastUpdateId"', b'"openInterest"', b'"e":"depthUpdate"']
     found: dict[bytes, bytes] = {}
-    for _, raw in capture.iter_capture(USDM_DATA / "binance_docs_examples.jsonl"):
+    for _, raw in raw_capture.iter_capture(USDM_DATA / "binance_docs_examples.jsonl"):
         for w in wanted:
             if w in raw and w not in found and len(raw) < 2000:
                 found[w] = raw
-    for i, (_, raw) in enumerate(capture.iter_capture(HFT_CAPTURE)):
+    for i, (_, raw) in enumerate(raw_capture.iter_capture(HFT_CAPTURE)):
         if i < 12:
             found.setdefault(raw[:30], raw)
     return [*found.values(), b'{"result":null,"id":1}']

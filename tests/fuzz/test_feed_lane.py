@@ -25,7 +25,7 @@ from common.config import AegisConfig
 from common.errors import RingError
 from common.records import Flag
 from common.ring import SLOTS_W, WRITER_CURSOR_W, Ring
-from services.feed import capture
+from services.feed import raw_capture
 from services.feed.sink import Feed, FeedLane
 from tests.conftest import HFT_CAPTURE
 
@@ -104,7 +104,7 @@ def test_the_real_capture_goes_through_the_lane_and_matches(pair):
     """30,000 real frames (the live feed's two channels): the lane takes every one but the
     first of each stream, and writes what the Python path writes."""
     hot = [(recv, raw) for recv, raw in itertools.islice(
-        capture.iter_capture(HFT_CAPTURE), 60_000)
+        raw_capture.iter_capture(HFT_CAPTURE), 60_000)
         if b'"e":"trade"' in raw[:64] or b'"e":"bookTicker"' in raw[:64]][:30_000]
     p = pair(symbols=["BTCUSDT"], flags={})
     for recv, raw in hot:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from common.errors import DecodeError
 from venue.binance import user_stream as us
-from tests.unit.venue.test_user_stream_decoder import ACCOUNT_UPDATE, ALGO_UPDATE, ORDER_TRADE_UPDATE
+from tests.unit.venue.binance.test_user_stream_decoder import ACCOUNT_UPDATE, ALGO_UPDATE, ORDER_TRADE_UPDATE
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 REAL = [orjson.dumps(x) for x in (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, ALGO_UPDATE)]

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import requests
 
-from services.exchange_sim import capture as capture_mod
+from services.exchange_sim import recorded_market
 from services.exchange_sim.config import SimParams
 from services.exchange_sim.server import SimServer
 
@@ -60,6 +60,6 @@ def wait_for_book(base: str, symbol: str, timeout_s: float = 60.0) -> None:
 @contextlib.contextmanager
 def exchange_in_thread(symbol: str, symbols: int = 2) -> Iterator[str]:
     """The sim replaying the bundled capture, once ``symbol`` has a book: yields its base URL."""
-    with server_in_thread(SimParams(symbols=symbols), capture_mod.load()) as (base, _):
+    with server_in_thread(SimParams(symbols=symbols), recorded_market.load()) as (base, _):
         wait_for_book(base, symbol)
         yield base

@@ -16,13 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-from services.exchange_sim import capture as capture_mod
+from services.exchange_sim import recorded_market
 from services.exchange_sim.config import SimParams
 from services.exchange_sim.server import SimServer
 
 
 async def main(port_file: Path, stamp_file: Path) -> None:
-    server = SimServer(SimParams(symbols=3), capture=capture_mod.load())
+    server = SimServer(SimParams(symbols=3), capture=recorded_market.load())
     port = await server.start()
     out = stamp_file.open("a", buffering=1)
     original = server.user.publish

@@ -22,7 +22,7 @@ import pytest
 import zmq
 
 from common import bus, config, wire, zmqutil
-from common import capture as cap
+from common import capture_file as cap
 from cli.capture import info_main
 from common.errors import DecodeError
 from tests.conftest import REPO

@@ -12,7 +12,7 @@ import requests
 from common.errors import AmbiguousError, DefinitiveError, TransientError
 from venue.port import OrderSpec
 from venue.binance.ccxt_broker import CcxtBroker, CcxtConfig
-from services.exchange_sim import capture as capture_mod
+from services.exchange_sim import recorded_market
 from services.exchange_sim.config import SimParams
 from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
 from venue.ratelimit import Governor
@@ -29,7 +29,7 @@ START_WALLET = Decimal("10000")
 
 @pytest.fixture(scope="module")
 def cap():
-    return capture_mod.load()
+    return recorded_market.load()
 
 
 @dataclass

@@ -18,7 +18,7 @@ import orjson
 import pytest
 import websockets
 
-from services.exchange_sim import capture as capture_mod
+from services.exchange_sim import recorded_market
 from services.exchange_sim.config import SimParams
 from services.exchange_sim.server import SimServer, wall_ms
 from tests.conftest import REPO, USDM_DATA
@@ -30,7 +30,7 @@ T0_MS = 1_800_000_050_000  # frozen sim clock: 50 s into a minute (2027-01-15 08
 
 @pytest.fixture(scope="module")
 def cap():
-    return capture_mod.load()
+    return recorded_market.load()
 
 
 class Clock:

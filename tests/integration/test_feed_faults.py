@@ -482,7 +482,7 @@ def test_feed_hydrates_closed_candles_from_rest_klines(procs, short_tmp):
     """At start-up the feed fetches every symbol's closed 1m candles from REST klines (through
     one 429 with Retry-After) and pushes each exactly once to the journal as CANDLE_CLOSED,
     equal to what the exchange's REST reports."""
-    from services.exchange_sim import capture as capture_mod
+    from services.exchange_sim import recorded_market
     from services.exchange_sim.config import SimParams
     from services.exchange_sim.server import SimServer
 
@@ -490,7 +490,7 @@ def test_feed_hydrates_closed_candles_from_rest_klines(procs, short_tmp):
         # the sim plays 12 minutes of market ending 5 minutes ago, in a moment
         start = (time.time_ns() // 1_000_000 // 60_000 - 17) * 60_000 + 30_000
         clock = Clock(start)
-        server = SimServer(SimParams(symbols=2, source="ticks"), capture=capture_mod.load(), clock_ms=clock)
+        server = SimServer(SimParams(symbols=2, source="ticks"), capture=recorded_market.load(), clock_ms=clock)
         port = await server.start()
         run_dir = short_tmp / "run"
         run_dir.mkdir(mode=0o700)
@@ -563,14 +563,14 @@ def test_hydrate_pages_through_rest_klines_and_retries_a_5xx():
     retried after a 500) yields exactly the last 10 closed candles the exchange reports."""
     import aiohttp
 
-    from services.exchange_sim import capture as capture_mod
+    from services.exchange_sim import recorded_market
     from services.exchange_sim.config import SimParams
     from services.exchange_sim.server import SimServer
     from services.feed import hydrate
 
     async def scenario() -> None:
         clock = Clock(1_800_000_030_000)  # 30 s into a minute
-        server = SimServer(SimParams(symbols=2, source="ticks"), capture=capture_mod.load(), clock_ms=clock)
+        server = SimServer(SimParams(symbols=2, source="ticks"), capture=recorded_market.load(), clock_ms=clock)
         port = await server.start()
         try:
             for _ in range(14 * 60 // 5):

@@ -106,7 +106,7 @@ def test_reconciliation_adopts_a_filled_entry_from_the_order_history_and_converg
     the position as ours, not flagged) written the journal's way make the tables equal the
     exchange's, and the next run is OK."""
     from services.orchestrator import db, snapshots
-    from services.orchestrator.reconcile import diff
+    from services.orchestrator.reconcile_diff import diff
 
     broker = broker_for(exchange)
     placed = broker.submit(OrderSpec(client_order_id="ae-lost2-0", symbol=SYMBOL, side="BUY", order_type="MARKET",

@@ -24,7 +24,7 @@ from common import wire
 from services.brain import dispatcher as dsp
 from services.brain import execution, intent_log
 from services.orchestrator import db, snapshots
-from services.orchestrator.reconcile import diff, for_brain
+from services.orchestrator.reconcile_diff import diff, for_brain
 from tests.integration.intent_crash_brain import CFG, SYMBOL, quote_from, run_until
 from tests.integration.sim_thread import exchange_in_thread
 from venue import filters as filters_mod

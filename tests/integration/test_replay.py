@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from common import wire
-from common.capture import KIND_WS_RAW, KIND_ZMQ, CaptureDecodeError, open_capture
+from common.capture_file import KIND_WS_RAW, KIND_ZMQ, CaptureDecodeError, open_capture
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"

@@ -20,7 +20,7 @@ from services.brain import trader_exchange, trader_fills
 from services.brain.trading_state import Ctx, Publish, Trade, TraderConfig, TraderState
 from services.brain import risk
 from cli import report as report_cli
-from services.orchestrator import db, report
+from services.orchestrator import db, report_metrics
 from venue.binance import user_stream as us
 from venue.binance import user_updates as uu
 from venue.binance.bodies import fill_from_raw, income_from_raw
@@ -34,8 +34,8 @@ T0_MS = 1_800_000_050_000  # 50 s after a funding time (1_800_000_000_000 is 00:
 
 @pytest.fixture(scope="module")
 def cap():
-    from services.exchange_sim import capture as capture_mod
-    return capture_mod.load()
+    from services.exchange_sim import recorded_market
+    return recorded_market.load()
 
 
 def test_funding_across_a_funding_time_reaches_the_trade_the_journal_and_the_report(cap, tmp_path):
@@ -126,7 +126,7 @@ def test_funding_across_a_funding_time_reaches_the_trade_the_journal_and_the_rep
     trades = report_cli.load_trades(ro)
     ro.close()
     assert [x.funding for x in trades] == [-0.059]
-    m = report.metrics(trades, report.ReportConfig())
+    m = report_metrics.metrics(trades, report_metrics.ReportConfig())
     assert m.funding_usdt == -0.059 and m.gross_pnl_usdt == 4.941
 
 

@@ -25,8 +25,8 @@ T0_MS = 1_800_000_050_000
 
 @pytest.fixture(scope="module")
 def cap():
-    from services.exchange_sim import capture as capture_mod
-    return capture_mod.load()
+    from services.exchange_sim import recorded_market
+    return recorded_market.load()
 
 
 def test_ticker_price_v2_answers_as_v1(cap):

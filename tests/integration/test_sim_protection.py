@@ -17,7 +17,7 @@ import orjson
 import pytest
 import websockets
 
-from services.exchange_sim import capture as capture_mod
+from services.exchange_sim import recorded_market
 from services.exchange_sim import signing
 from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
 from tests.integration.test_exchange_sim_server import Clock, advance, get, post, run, running
@@ -29,7 +29,7 @@ T0_MS = 1_800_000_050_000
 
 @pytest.fixture(scope="module")
 def cap():
-    return capture_mod.load()
+    return recorded_market.load()
 
 
 async def signed(port: int, method: str, path: str, params: dict, now_ms: int) -> tuple[int, object]:

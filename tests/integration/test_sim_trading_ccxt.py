@@ -22,7 +22,7 @@ import ccxt
 import orjson
 import pytest
 
-from services.exchange_sim import capture as capture_mod
+from services.exchange_sim import recorded_market
 from services.exchange_sim import signing
 from venue.binance.ccxt_compat import ccxt_urls_for, point_ccxt_at
 from venue.demo import DEMO_API_KEY, DEMO_API_SECRET
@@ -37,7 +37,7 @@ T0_MS = 1_800_000_050_000
 
 @pytest.fixture(scope="module")
 def cap():
-    return capture_mod.load()
+    return recorded_market.load()
 
 
 def client(port: int, timeout_ms: int = 10_000, key: str = DEMO_API_KEY) -> ccxt.binanceusdm:

@@ -3,7 +3,7 @@
 python-telegram-bot talks to an aiohttp server on 127.0.0.1 that answers getMe, deleteWebhook,
 getUpdates and sendMessage the way the Bot API documents them (``{"ok": true, "result": ...}``),
 never to Telegram. The dashboard around the bot is a stand-in holding a page model built by
-``model.build`` and a control channel that records each command and answers DONE. Checked:
+``page.build`` and a control channel that records each command and answers DONE. Checked:
 the commands' answers, /closeall's confirmation, that a stranger's chat is ignored (counted,
 no answer, no command), that updates waiting at start are dropped, that alerts go to every
 configured chat, and that the bot's token appears in no log line.
@@ -22,7 +22,7 @@ from aiohttp import web
 
 from common import config, wire
 from common import log as log_mod
-from services.dashboard import model
+from services.dashboard import page
 from services.dashboard.live import Live
 from services.dashboard.store import DbView
 from services.dashboard.telegram_bot import TelegramBot
@@ -104,7 +104,7 @@ def page_model(*, halted=False, reconcile_ok=True) -> dict:
     live.apply(wire.Envelope(wire.SCHEMA_VERSION, "orchestrator:1", 1, 1, 1, wire.Heartbeat(
         service="orchestrator", pid=1, uptime_s=1.0, counters={"reconcile_ok": 1.0 if reconcile_ok else 0.0})),
         99.0)
-    return model.build(view=view, live=live, sup=None, control={"enabled": True}, now_ms=NOW_MS, now_s=100.0,
+    return page.build(view=view, live=live, sup=None, control={"enabled": True}, now_ms=NOW_MS, now_s=100.0,
                        mode="demo")
 
 

@@ -27,7 +27,7 @@ import requests
 from common import wire
 from services.brain import dispatcher as dsp
 from services.brain import execution, risk, rotation, trader, user_feed
-from services.exchange_sim import capture as capture_mod
+from services.exchange_sim import recorded_market
 from services.exchange_sim.config import SimParams
 from services.exchange_sim.server import SimServer
 from tests.integration.sim_thread import server_in_thread
@@ -91,7 +91,7 @@ class Sim:
 
 @pytest.fixture(scope="module")
 def cap():
-    return capture_mod.load()
+    return recorded_market.load()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
         1, "msgspec turns a ValueError of __post_init__ into ValidationError while decoding "
            "(wire.decode maps it to DecodeError); another class would escape decoding raw"),
     ("common/wire.py", "Control.__post_init__"): (1, "as _Body.__post_init__: msgspec needs a ValueError"),
-    ("common/capture.py", "CaptureWriter.append"): (1, "append after close: misuse, as io's own ValueError"),
+    ("common/capture_file.py", "CaptureWriter.append"): (1, "append after close: misuse, as io's own ValueError"),
     ("common/histogram.py", "LatencyHistogram.__init__"): (1, "an array of ours of the wrong shape: misuse"),
     ("common/histogram.py", "LatencyHistogram.percentile"): (1, "callers pass constant percentiles: misuse"),
     ("common/ring.py", "RingWriter.write"): (1, "more than one record to write(): misuse, write_batch is for many"),

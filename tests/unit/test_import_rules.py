@@ -139,7 +139,7 @@ def sqlite_imports(paths) -> list[str]:
 # orchestrator's writer (the rows of each message, and telling a full disk from other
 # failures), and the dashboard's own small file (its equity history: not the journal)
 SQL_HOMES = ("common/journal_store.py", "services/orchestrator/db.py", "services/orchestrator/storage.py",
-             "services/dashboard/history.py")
+             "services/dashboard/history_store.py")
 
 
 def test_the_brain_holds_no_sql():

@@ -3,7 +3,7 @@
 returning the same ``Label`` records, equal field for field and in the same order.
 
 ``engine.py`` and the feature modules stay as the pure-Python reference (readable, and the
-specification of every rule); ``tests/unit/brain/test_smc_fast_parity.py`` runs both over the
+specification of every rule); ``tests/unit/brain/smc/test_smc_fast_parity.py`` runs both over the
 repository's real candle files and compares every label of every candle.
 
 Why: the Python state machines cost 14-17 us per candle (p50, default features, on a busy

@@ -2,7 +2,7 @@
 
 Same rules, same order and same arithmetic as the pure-Python feature modules
 (``swings.py`` .. ``retracements.py``, which stay as the reference and the documentation):
-``tests/unit/brain/test_smc_fast_parity.py`` checks every label of every candle of the
+``tests/unit/brain/smc/test_smc_fast_parity.py`` checks every label of every candle of the
 repository's real candle files against them. This module is the arithmetic only; ``fast.py``
 turns its event rows into the ``Label`` records.
 

@@ -9,7 +9,7 @@ import pytest
 
 from common import wire
 from common.errors import DecodeError
-from common.capture import KIND_WS_RAW, Header, create_capture, open_capture
+from common.capture_file import KIND_WS_RAW, Header, create_capture, open_capture
 from cli.capture import compact_exchange_info, exchange_info_from_rules
 from services.orchestrator import db
 from cli import replay as rc

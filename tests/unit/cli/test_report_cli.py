@@ -19,7 +19,7 @@ import pytest
 from common import cli, wire
 from common.histogram import LatencyHistogram
 from cli import report as report_cli
-from services.orchestrator import db, report, report_html
+from services.orchestrator import db, report_html, report_metrics
 
 T0 = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
 H = 3_600_000
@@ -282,7 +282,7 @@ class TestNoClosedTrades:
         with open(out / "trades.csv", newline="") as f:
             assert list(csv.reader(f)) == EXPECTED_CSV[:1]
         s = json.loads((out / "summary.json").read_text())
-        assert s["metrics"] == asdict(report.metrics([], report.ReportConfig()))
+        assert s["metrics"] == asdict(report_metrics.metrics([], report_metrics.ReportConfig()))
         assert (s["metrics"]["trades"], s["metrics"]["win_rate"], s["metrics"]["sharpe_annualised"],
                 s["metrics"]["final_equity_usdt"]) == (0, None, None, 10_000.0)
         assert s["counts"]["signals"] == 4
@@ -376,12 +376,12 @@ class TestBadInput:
 class TestHtml:
     def test_values_from_the_database_are_escaped(self):
         """A trade id or exit reason with markup is shown as text, never as HTML."""
-        t = report.Trade(trade_id="<script>x</script>", symbol="BTCUSDT", side="BUY", qty=1.0,
+        t = report_metrics.Trade(trade_id="<script>x</script>", symbol="BTCUSDT", side="BUY", qty=1.0,
                          entry_price=1.0, exit_price=2.0, stop=0.5, target=2.0, opened_ms=0,
                          closed_ms=1_000, pnl=1.0, fees=0.0, outcome_r=2.0,
                          exit_reason="<b>TARGET</b>", confidence=0.5, learned=True)
         summary = report_cli.build_summary(
-            database="a&b.sqlite3", m=report.metrics([t]), by_reason={"<i>": 1},
+            database="a&b.sqlite3", m=report_metrics.metrics([t]), by_reason={"<i>": 1},
             counts={"signals": 0, "orders": 0, "fills": 0, "risk_rejects": 1,
                     "positions_open": 0}, latency=None)
         page = report_html.render(summary, [t], latency_note="none <here>")

@@ -7,7 +7,7 @@ import json
 import re
 
 from common import config, prom, wire
-from services.dashboard import model
+from services.dashboard import page
 from services.dashboard.live import Live
 from tests.conftest import REPO
 
@@ -27,7 +27,7 @@ def exposition() -> str:
     for service, counters in (("brain", BRAIN), ("orchestrator", ORCH), ("feed", FEED)):
         live.apply(wire.Envelope(wire.SCHEMA_VERSION, f"{service}:1", 1, 1, 1,
                                  wire.Heartbeat(service=service, pid=1, uptime_s=1.0, counters=counters)), 99.0)
-    snap = model.metrics_snapshot(None, live, 100.0)
+    snap = page.metrics_snapshot(None, live, 100.0)
     return prom.render(lambda: snap).decode()
 
 
@@ -56,7 +56,7 @@ class TestGrafana:
 
     def test_the_supervisors_snapshot_is_used_as_it_is_when_there_is_one(self):
         sup = {"services": {"brain": {"running": True, "restarts": 3, "counters": {}}}, "ring": {"written": 7}}
-        assert model.metrics_snapshot(sup, Live(), 0.0) is sup
+        assert page.metrics_snapshot(sup, Live(), 0.0) is sup
 
     def test_prometheus_scrapes_the_dashboards_default_port_and_grafana_reads_that_prometheus(self):
         scrape = (DEPLOY / "prometheus" / "prometheus.yml").read_text()

@@ -10,9 +10,9 @@ import numpy as np
 import orjson
 import pytest
 
-from services.exchange_sim import capture as capture_mod
-from services.exchange_sim import codec, rest
-from services.exchange_sim.capture import BOOK, TRADE
+from services.exchange_sim import recorded_market
+from services.exchange_sim import render, rest
+from services.exchange_sim.recorded_market import BOOK, TRADE
 from services.exchange_sim.engine import Player, Timeline
 from services.exchange_sim.hub import Hub
 from services.exchange_sim.market import Market
@@ -23,7 +23,7 @@ START_MS = 1_800_000_000_000  # a round sim start (2027-01-15 08:00 UTC), far fr
 
 @pytest.fixture(scope="module")
 def cap():
-    return capture_mod.load()
+    return recorded_market.load()
 
 
 def play(player: Player, until_ms: int, step_ms: int, per_symbol: int = 1 << 30):
@@ -288,9 +288,9 @@ class TestDerivedSymbols:
             ev = of_symbol(events, spec.index)
             assert ev
             for x in ev:
-                price = Decimal(codec.fmt_units(x[6], spec.price_decimals))
+                price = Decimal(render.fmt_units(x[6], spec.price_decimals))
                 assert price > 0 and price % tick == 0
-                assert Decimal(codec.fmt_units(x[7], spec.qty_decimals)) % step == 0
+                assert Decimal(render.fmt_units(x[7], spec.qty_decimals)) % step == 0
                 if x[2] == BOOK:
                     assert x[6] < x[8]
 
@@ -355,12 +355,12 @@ class TestPlayedMarket:
             for mt in np.unique(minute):
                 s = minute == mt
                 expected.append([
-                    int(mt), codec.fmt_units(int(p[s][0]), pd), codec.fmt_units(int(p[s].max()), pd),
-                    codec.fmt_units(int(p[s].min()), pd), codec.fmt_units(int(p[s][-1]), pd),
-                    codec.fmt_units(int(q[s].sum()), qd), int(mt) + 59_999,
-                    codec.fmt_units(int((p[s] * q[s]).sum()), pd + qd), int(s.sum()),
-                    codec.fmt_units(int(q[s & buy].sum()), qd),
-                    codec.fmt_units(int((p[s & buy] * q[s & buy]).sum()), pd + qd), "0"])
+                    int(mt), render.fmt_units(int(p[s][0]), pd), render.fmt_units(int(p[s].max()), pd),
+                    render.fmt_units(int(p[s].min()), pd), render.fmt_units(int(p[s][-1]), pd),
+                    render.fmt_units(int(q[s].sum()), qd), int(mt) + 59_999,
+                    render.fmt_units(int((p[s] * q[s]).sum()), pd + qd), int(s.sum()),
+                    render.fmt_units(int(q[s & buy].sum()), qd),
+                    render.fmt_units(int((p[s & buy] * q[s & buy]).sum()), pd + qd), "0"])
                 assert market.klines.bars(spec.index)  # sanity
             got = rest.klines(market, {"symbol": name, "interval": "1m", "limit": "1500"},
                               {s.name: s.index for s in specs})
@@ -406,10 +406,10 @@ class TestCodec:
     ])
     def test_fmt_units_prints_binance_decimals(self, units_, dec, text):
         """Integer units render as Binance's fixed-decimal strings."""
-        assert codec.fmt_units(units_, dec) == text
+        assert render.fmt_units(units_, dec) == text
 
     @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
     def test_text_frame_headers_follow_rfc6455(self, size):
         """Payload lengths pick the 7-bit, 16-bit or 64-bit length form."""
         payload = b"x" * size
-        assert frames(codec.text_frame(payload)) == [payload]
+        assert frames(render.text_frame(payload)) == [payload]

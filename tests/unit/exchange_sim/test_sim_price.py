@@ -8,7 +8,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from services.exchange_sim import capture as capture_mod
+from services.exchange_sim import recorded_market
 from services.exchange_sim import faults
 from services.exchange_sim.engine import Player
 from services.exchange_sim.hub import Hub
@@ -21,7 +21,7 @@ START_MS = 1_800_000_000_000
 
 @pytest.fixture(scope="module")
 def cap():
-    return capture_mod.load()
+    return recorded_market.load()
 
 
 def build(cap):

@@ -3,7 +3,6 @@ and on Binance's own documented example payloads (exact records, exact refusals)
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 from collections import Counter
@@ -13,7 +12,7 @@ import pytest
 
 from common.records import Kind
 from cli import decode as decode_cli
-from services.feed import capture, codec
+from services.feed import codec, raw_capture
 from tests.conftest import HFT_CAPTURE, USDM_DATA
 
 HFT = HFT_CAPTURE
@@ -24,18 +23,18 @@ BTC = {"BTCUSDT": 0}
 
 def doc_line(marker: bytes) -> bytes:
     """The one line of the documented examples that contains ``marker``."""
-    [raw] = [raw for _, raw in capture.iter_capture(DOCS) if marker in raw]
+    [raw] = [raw for _, raw in raw_capture.iter_capture(DOCS) if marker in raw]
     return raw
 
 
 @pytest.fixture(scope="module")
 def hft_lines() -> list[tuple[int | None, bytes]]:
-    return list(capture.iter_capture(HFT))
+    return list(raw_capture.iter_capture(HFT))
 
 
 @pytest.fixture(scope="module")
 def hft_summary() -> dict:
-    return capture.summarize_capture(HFT)
+    return raw_capture.summarize_capture(HFT)
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +42,19 @@ def stream_clock_file(tmp_path_factory) -> Path:
     """The capture's first 20,000 frames, one raw message a line, no receive times."""
     path = tmp_path_factory.mktemp("stream_clock") / "hftbacktest_head_raw.jsonl"
     with path.open("wb") as fh:
-        for _, raw in itertools.islice(capture.iter_capture(HFT), STREAM_CLOCK_LINES):
+        for _, raw in itertools.islice(raw_capture.iter_capture(HFT), STREAM_CLOCK_LINES):
             fh.write(raw + b"\n")
     return path
 
 
 @pytest.fixture(scope="module")
 def stream_clock_summary(stream_clock_file) -> dict:
-    return capture.summarize_capture(stream_clock_file)
+    return raw_capture.summarize_capture(stream_clock_file)
 
 
 @pytest.fixture(scope="module")
 def docs_summary() -> dict:
-    return capture.summarize_capture(DOCS)
+    return raw_capture.summarize_capture(DOCS)
 
 
 class TestHftbacktestCapture:
@@ -221,25 +220,6 @@ class TestBinanceDocExamples:
         """TRADE_LITE (user data), liquidations, continuous klines and mini tickers are named, not unknown."""
         res = codec.decode(doc_line(marker), None, {"BTCUSDT": 0})
         assert (res.status, res.reason, res.event) == (codec.REJECTED, "unsupported_event", event)
-
-
-class TestCaptureReader:
-    def test_prefix_is_split_from_the_raw_message(self):
-        """'<ns> <raw>' gives (ns, raw); a line starting with '{' gives (None, line)."""
-        assert capture.split_line(b'17 {"a":1}') == (17, b'{"a":1}')
-        assert capture.split_line(b'{"a": 1}') == (None, b'{"a": 1}')
-
-    def test_gzip_is_detected_by_magic_and_blank_lines_are_skipped(self, tmp_path):
-        """A gzip file without .gz in its name is read, CRLF and blank lines are dropped."""
-        p = tmp_path / "capture.txt"
-        p.write_bytes(gzip.compress(b'1 {"x":1}\r\n\r\n   \n{"y":2}\n'))
-        assert list(capture.iter_capture(p)) == [(1, b'{"x":1}'), (None, b'{"y":2}')]
-
-    def test_auto_symbols_register_plausible_names_only(self):
-        """The capture symbol table numbers new names in order and refuses blank or spaced ones."""
-        t = capture.AutoSymbols()
-        assert [t.get("BTCUSDT"), t.get("ETHUSDT"), t.get("BTCUSDT")] == [0, 1, 0]
-        assert t.get("") is None and t.get("BTC USDT") is None and t.get("X" * 40) is None
 
 
 class TestDecodeCli:

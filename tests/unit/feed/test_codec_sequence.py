@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from services.feed import capture, codec, sequencer
+from services.feed import codec, raw_capture, sequencer
 from tests.conftest import HFT_CAPTURE
 
 HFT = HFT_CAPTURE
@@ -17,7 +17,7 @@ E0 = 1_723_161_256_000  # an event time in the 2024 capture's range
 @pytest.fixture(scope="module")
 def hft_head() -> list[tuple[int, bytes]]:
     out = []
-    for recv, raw in capture.iter_capture(HFT):
+    for recv, raw in raw_capture.iter_capture(HFT):
         out.append((recv, raw))
         if len(out) == 3000:
             return out

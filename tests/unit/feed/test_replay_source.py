@@ -11,7 +11,7 @@ import pytest
 
 from common import config as config_mod
 from common import records
-from common.capture import KIND_WS_RAW, KIND_ZMQ, CaptureDecodeError, Record
+from common.capture_file import KIND_WS_RAW, KIND_ZMQ, CaptureDecodeError, Record
 from common.ring import Ring
 from services.feed import replay_source as rs
 from services.feed.sink import Feed
@@ -194,7 +194,7 @@ class TestLockStep:
 
 
 def test_symbols_of_a_damaged_capture_are_those_seen_before_the_damage(short_tmp):
-    from common.capture import Header, create_capture, open_capture
+    from common.capture_file import Header, create_capture, open_capture
 
     path = short_tmp / "c.cap"
     with create_capture(path, Header(start_ns=T0 * 1_000_000), block_records=10) as w:

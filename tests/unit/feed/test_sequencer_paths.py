@@ -15,9 +15,9 @@ from collections import Counter
 
 from common import config as config_mod
 from common import records
-from common.capture import KIND_WS_RAW, Record
+from common.capture_file import KIND_WS_RAW, Record
 from common.ring import Ring
-from services.feed import capture, codec, sequencer
+from services.feed import codec, raw_capture, sequencer
 from services.feed import replay_source as rs
 from services.feed.sink import Feed, FeedLane
 
@@ -130,7 +130,7 @@ def test_decode_replay_and_live_feed_sequence_the_same_bytes_alike(short_tmp):
     and flag exactly the same frames of one byte stream, and write the same ticks."""
     path = short_tmp / "cap.txt"
     path.write_bytes(b"".join(b"%d %s\n" % (r, f) for f, r in zip(FRAMES, RECV)))
-    summary = capture.summarize_capture(path, dict(SYMBOLS))
+    summary = raw_capture.summarize_capture(path, dict(SYMBOLS))
     assert summary["accepted"] == WANT_ACCEPTED
     assert summary["duplicates"] == WANT_DUPLICATES
     assert summary["gaps"] == WANT_GAPS

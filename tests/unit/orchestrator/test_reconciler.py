@@ -213,7 +213,7 @@ class TestRepairs:
         """``apply_reconcile``: the repairs are written, then published, then one
         ``wire.Reconciled`` naming the repaired symbols goes out for the running brain."""
         from services.orchestrator.app import apply_reconcile
-        from services.orchestrator.reconcile import for_brain
+        from services.orchestrator.reconcile_diff import for_brain
 
         broker = FakeBroker(positions=[ex_position("SOLUSDT", "3", "150.5")])
         r = make(Factory(broker), FakeClock())
@@ -242,7 +242,7 @@ class TestRepairs:
 
     def test_a_run_without_repairs_tells_the_brain_nothing(self, conn, closing):
         """OK: no ``wire.Reconciled`` (nothing changed in the journal)."""
-        from services.orchestrator.reconcile import for_brain
+        from services.orchestrator.reconcile_diff import for_brain
 
         r = make(Factory(), FakeClock())
         closing(r)

@@ -5,7 +5,7 @@ WebSocket broker, and the name is there, zero, for every broker from the start."
 from __future__ import annotations
 
 import pytest
-from tests.unit.venue.ccxt_fakes import FakeExchange, raw_order
+from tests.unit.venue.binance.ccxt_fakes import FakeExchange, raw_order
 
 from common.errors import DecodeError
 from venue import brokers, ratelimit

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from common.errors import ConfigError
-from services.exchange_sim import candles as cm
-from services.exchange_sim.capture import BOOK, TRADE
+from services.exchange_sim import candle_trades
+from services.exchange_sim.recorded_market import BOOK, TRADE
 from services.exchange_sim.engine import Player
 from services.exchange_sim.hub import Hub
 from services.exchange_sim.klines import F_C, F_H, F_L, F_O, F_OPEN_TIME, F_V, MINUTE_MS
@@ -16,12 +16,12 @@ from services.exchange_sim.market import Market
 from services.exchange_sim.symbols import make_specs
 
 START_MS = 1_800_000_000_000  # a round minute (2027-01-15 08:00 UTC)
-K = cm.TRADES_PER_CANDLE
+K = candle_trades.TRADES_PER_CANDLE
 
 
 @pytest.fixture(scope="module")
 def cd():
-    return cm.load_candles()
+    return candle_trades.load_candles()
 
 
 def ohlcv(bars) -> list[tuple[int, int, int, int, int]]:
@@ -41,13 +41,13 @@ def real(cd, lo: int, hi: int, per_bar: int = 1) -> list[tuple[int, int, int, in
 def play(cd, *, start_index: int, minutes: int, speed: float, symbols: int = 1,
          history: int = 0):
     """A market replaying the candles from ``start_index`` for ``minutes`` sim minutes."""
-    per_bar = cm.minutes_per_bar(speed)
-    cap = cm.to_capture(cd, start_index)
-    specs = cm.align_specs(make_specs(cap, symbols), per_bar * MINUTE_MS)
+    per_bar = candle_trades.minutes_per_bar(speed)
+    cap = candle_trades.to_capture(cd, start_index)
+    specs = candle_trades.align_specs(make_specs(cap, symbols), per_bar * MINUTE_MS)
     hub = Hub(specs)
     market = Market(cap, specs, Player(cap, specs, start_ms=START_MS, speed=speed), hub)
     for s in specs:
-        market.klines.seed(s.index, cm.history_bars(cd, cap, s, start_index=start_index,
+        market.klines.seed(s.index, candle_trades.history_bars(cd, cap, s, start_index=start_index,
                                                     bars=history, per_bar=per_bar, end_ms=START_MS))
     for now in range(START_MS, START_MS + minutes * MINUTE_MS + 2_000, 250):
         market.step(now)
@@ -65,34 +65,34 @@ class TestLoading:
 
     def test_close_datetime_converts_to_the_utc_open(self):
         """The file's +01:00 close stamp minus one minute plus 1 ms is the UTC open."""
-        assert cm._open_ms("2024-12-01 00:00:59.999000+01:00") == 1_733_007_600_000
+        assert candle_trades._open_ms("2024-12-01 00:00:59.999000+01:00") == 1_733_007_600_000
 
 
 class TestSynthesis:
     def test_trades_start_at_open_end_at_close_and_stay_within_the_candle(self, cd):
         """For every candle of the file: first trade = open, last = close, all within [low, high], extremes hit."""
-        p, _, _ = cm.synthesize(cd.o, cd.h, cd.l, cd.c, cd.v, cm._prev_close(cd, 0, cd.n))
+        p, _, _ = candle_trades.synthesize(cd.o, cd.h, cd.l, cd.c, cd.v, candle_trades._prev_close(cd, 0, cd.n))
         assert np.array_equal(p[:, 0], cd.o) and np.array_equal(p[:, -1], cd.c)
         assert np.all(p >= cd.l[:, None]) and np.all(p <= cd.h[:, None])
         assert np.array_equal(p.max(1), cd.h) and np.array_equal(p.min(1), cd.l)
 
     def test_green_candles_visit_low_before_high_and_red_ones_high_before_low(self, cd):
         """Path O->L->H->C when close >= open, O->H->L->C otherwise (pivots at trades 4 and 8)."""
-        p, _, _ = cm.synthesize(cd.o, cd.h, cd.l, cd.c, cd.v, cm._prev_close(cd, 0, cd.n))
+        p, _, _ = candle_trades.synthesize(cd.o, cd.h, cd.l, cd.c, cd.v, candle_trades._prev_close(cd, 0, cd.n))
         green = cd.c >= cd.o
         assert np.array_equal(p[green, 4], cd.l[green]) and np.array_equal(p[green, 8], cd.h[green])
         assert np.array_equal(p[~green, 4], cd.h[~green]) and np.array_equal(p[~green, 8], cd.l[~green])
 
     def test_trade_quantities_sum_to_the_candle_volume_on_the_step_grid(self, cd):
         """Integer units of 0.000001 BTC: the split loses nothing and no trade is empty."""
-        _, q, _ = cm.synthesize(cd.o, cd.h, cd.l, cd.c, cd.v, cm._prev_close(cd, 0, cd.n))
+        _, q, _ = candle_trades.synthesize(cd.o, cd.h, cd.l, cd.c, cd.v, candle_trades._prev_close(cd, 0, cd.n))
         assert np.array_equal(q.sum(1), cd.v)
         assert q.min() >= 1 and (q.max(1) - q.min(1)).max() <= 1
 
     def test_down_moves_are_sells_and_other_moves_buys(self):
         """Buyer is maker exactly when the trade price is below the one before."""
         one = lambda x: np.array([x], np.int64)  # noqa: E731
-        p, _, m = cm.synthesize(one(100), one(110), one(90), one(95), one(120), one(101))
+        p, _, m = candle_trades.synthesize(one(100), one(110), one(90), one(95), one(120), one(101))
         before = np.concatenate([[101], p[0, :-1]])
         assert m[0].tolist() == (p[0] < before).tolist()
         assert m[0, 0]  # 100 after a close of 101: a sell
@@ -101,7 +101,7 @@ class TestSynthesis:
 class TestCapture:
     def test_each_trade_follows_a_one_tick_book_touching_its_price(self, cd):
         """Book before trade, same time; a sell trades at the bid, a buy at the ask, one tick apart."""
-        cap = cm.to_capture(cd, 0, 100)
+        cap = candle_trades.to_capture(cd, 0, 100)
         assert cap.kind[0::2].tolist() == [BOOK] * cap.n_books
         assert cap.kind[1::2].tolist() == [TRADE] * cap.n_trades
         bid, ask, p, m = cap.p1[0::2], cap.p2[0::2], cap.p1[1::2], cap.maker[1::2]
@@ -111,7 +111,7 @@ class TestCapture:
 
     def test_times_are_spread_over_each_candle_and_ids_increase(self, cd):
         """12 trades 5 s apart from the candle's open; trade ids count on from the file start."""
-        cap = cm.to_capture(cd, 10, 12)
+        cap = candle_trades.to_capture(cd, 10, 12)
         t = cap.e_ms[1::2]
         assert t.tolist() == [int(cd.open_ms[10]) + 5_000 * i for i in range(24)]
         assert cap.ident[1::2].tolist() == list(range(10 * K + 1, 10 * K + 25))
@@ -129,7 +129,7 @@ class TestReplayedBars:
 
     def test_speed_60_plays_one_real_minute_per_second(self, cd):
         """Candle j's trade k is stamped (and due) at start + j s + floor(k * 5 s / 60)."""
-        cap = cm.to_capture(cd, 600)
+        cap = candle_trades.to_capture(cd, 600)
         pl = Player(cap, make_specs(cap, 1), start_ms=START_MS, speed=60.0)
         trades = [(b.chunk.e_ms[i], b.chunk.p1[i]) for b in pl.due(START_MS + 4_999)
                   for i in range(b.lo, b.hi) if b.chunk.kind[i] == TRADE]
@@ -181,17 +181,17 @@ class TestHistory:
 
     def test_history_leaves_an_hour_of_sim_minutes_to_replay(self, cd):
         """500 bars fit up to speed 74 (41,761 candles); beyond, history shrinks, replay keeps 60 bars."""
-        assert cm.history_capacity(cd, 500, 1) == 500
-        assert cm.history_capacity(cd, 500, 74) == 500
-        assert cm.history_capacity(cd, 500, 75) == 41_761 // 75 - 60 == 496
-        assert cm.history_capacity(cd, 500, 1_000) == 0
+        assert candle_trades.history_capacity(cd, 500, 1) == 500
+        assert candle_trades.history_capacity(cd, 500, 74) == 500
+        assert candle_trades.history_capacity(cd, 500, 75) == 41_761 // 75 - 60 == 496
+        assert candle_trades.history_capacity(cd, 500, 1_000) == 0
 
 
 class TestStartUp:
     def test_fast_forward_leaves_the_same_state_as_playing_event_by_event(self, cd):
         """40 s into the first minute at speed 60: bulk folding equals stepping, bar, book and ids."""
-        cap = cm.to_capture(cd, 600)
-        specs = cm.align_specs(make_specs(cap, 3), 60 * MINUTE_MS)
+        cap = candle_trades.to_capture(cd, 600)
+        specs = candle_trades.align_specs(make_specs(cap, 3), 60 * MINUTE_MS)
 
         def market():
             return Market(cap, specs, Player(cap, specs, start_ms=START_MS, speed=60.0), Hub(specs))
@@ -213,7 +213,7 @@ class TestStartUp:
 
     def test_skip_stops_at_the_end_of_the_first_loop_and_leaves_the_rest_due(self, cd):
         """A 3-candle replay, 5 s in at speed 60: skip takes loop 0, the next step plays loop 1's due part."""
-        cap = cm.to_capture(cd, 600, 603)
+        cap = candle_trades.to_capture(cd, 600, 603)
         specs = make_specs(cap, 1)
         pl = Player(cap, specs, start_ms=START_MS, speed=60.0)
         assert pl.skip(START_MS + 4_999) == [(0, 0, cap.n)]
@@ -225,7 +225,7 @@ class TestStartUp:
 class TestTradesPerCandle:
     def test_four_trades_are_exactly_the_path_open_extremes_close(self, cd):
         """k = 4: the trades are O, L, H, C (green) or O, H, L, C (red), volume still exact."""
-        p, q, _ = cm.synthesize(cd.o, cd.h, cd.l, cd.c, cd.v, cm._prev_close(cd, 0, cd.n), 4)
+        p, q, _ = candle_trades.synthesize(cd.o, cd.h, cd.l, cd.c, cd.v, candle_trades._prev_close(cd, 0, cd.n), 4)
         green = cd.c >= cd.o
         want = np.stack([cd.o, np.where(green, cd.l, cd.h), np.where(green, cd.h, cd.l), cd.c], 1)
         assert np.array_equal(p, want) and np.array_equal(q.sum(1), cd.v)
@@ -234,7 +234,7 @@ class TestTradesPerCandle:
     def test_counts_that_miss_a_pivot_or_a_whole_ms_gap_are_refused(self, k):
         """Fewer than 4 trades, a gap that is not a whole ms, or more than 60 trades: ConfigError."""
         with pytest.raises(ConfigError, match="trades per candle"):
-            cm.check_trades_per_candle(k)
+            candle_trades.check_trades_per_candle(k)
 
     def test_config_validation_rejects_bad_source_and_counts(self):
         """sim.source, sim.history_bars and sim.candle_trades are checked when the config loads."""

@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import ccxt
 import pytest
 import requests
-from tests.unit.venue.ccxt_fakes import (
+from tests.unit.venue.binance.ccxt_fakes import (
     BIG_ORDER_ID, ERROR_BODIES, USER_TRADES, FakeExchange, FakeSession, HttpFailure, raw_order, raw_trade,
     response,
 )

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from services.exchange_sim import codec
+from services.exchange_sim import render
 from services.exchange_sim.hub import Connection, Hub, StreamError
 
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
@@ -28,41 +28,41 @@ def handle(hub: Hub, conn: Connection, text: str | bytes) -> bytes:
     try:
         msg: Any = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        return codec.ws_error(3, f"Invalid JSON: {exc}")
+        return render.ws_error(3, f"Invalid JSON: {exc}")
     if not isinstance(msg, dict):
-        return codec.ws_error(2, "Invalid request: expected an object")
+        return render.ws_error(2, "Invalid request: expected an object")
     req_id = msg.get("id")
     if isinstance(req_id, bool) or not isinstance(req_id, int) or req_id < 0:
-        return codec.ws_error(2, "Invalid request: request ID must be an unsigned integer")
+        return render.ws_error(2, "Invalid request: request ID must be an unsigned integer")
     method = msg.get("method")
     params = msg.get("params", [])
     if method not in METHODS:
-        return codec.ws_error(
+        return render.ws_error(
             2, f"Invalid request: unknown variant `{method}`, expected one of "
                "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`",
             req_id)
     if not isinstance(params, list):
-        return codec.ws_error(2, "Invalid request: params must be an array", req_id)
+        return render.ws_error(2, "Invalid request: params must be an array", req_id)
     if method == "LIST_SUBSCRIPTIONS":
-        return codec.reply(list(conn.streams), req_id)
+        return render.reply(list(conn.streams), req_id)
     if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
         if not all(isinstance(p, str) for p in params):
-            return codec.ws_error(2, "Invalid request: stream names must be strings", req_id)
+            return render.ws_error(2, "Invalid request: stream names must be strings", req_id)
         try:
             if method == "SUBSCRIBE":
                 hub.subscribe(conn, params)
             else:
                 hub.unsubscribe(conn, [p for p in params if p in conn.streams])
         except StreamError as exc:
-            return codec.ws_error(2, f"Invalid request: {exc}", req_id)
-        return codec.reply(None, req_id)
+            return render.ws_error(2, f"Invalid request: {exc}", req_id)
+        return render.reply(None, req_id)
     if not params or not isinstance(params[0], str):
-        return codec.ws_error(2, "Invalid request: property name must be a string", req_id)
+        return render.ws_error(2, "Invalid request: property name must be a string", req_id)
     if params[0] != "combined":
-        return codec.ws_error(0, "Unknown property", req_id)
+        return render.ws_error(0, "Unknown property", req_id)
     if method == "GET_PROPERTY":
-        return codec.reply(conn.combined, req_id)
+        return render.reply(conn.combined, req_id)
     if len(params) < 2 or not isinstance(params[1], bool):
-        return codec.ws_error(1, "Invalid value type: expected Boolean", req_id)
+        return render.ws_error(1, "Invalid value type: expected Boolean", req_id)
     hub.set_combined(conn, params[1])
-    return codec.reply(None, req_id)
+    return render.reply(None, req_id)

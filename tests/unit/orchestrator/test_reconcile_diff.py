@@ -11,8 +11,8 @@ from reconcile_fakes import FakeBroker, ex_fill, ex_order, ex_position
 from common import wire
 from common.errors import TransientError
 from services.orchestrator import db
-from services.orchestrator import reconcile as rc
-from services.orchestrator.reconcile import (ExchangeSnapshot, LocalOrder, LocalPosition, LocalSnapshot,
+from services.orchestrator import reconcile_diff as rc
+from services.orchestrator.reconcile_diff import (ExchangeSnapshot, LocalOrder, LocalPosition, LocalSnapshot,
                                              diff)
 from services.orchestrator.snapshots import fetch_exchange_snapshot, local_snapshot
 

@@ -14,7 +14,7 @@ from common.errors import AmbiguousError, DecodeError, DefinitiveError, Transien
 from services.exchange_sim import signing as sim_signing
 from services.exchange_sim import ws_api as sim_ws_api
 from tests.conftest import USDM_DATA
-from tests.unit.venue.ws_api_fakes import Connector, FakeConn, answer_for
+from tests.unit.venue.binance.ws_api_fakes import Connector, FakeConn, answer_for
 from venue.binance import ws_api as w
 from venue.ratelimit import Governor, Priority
 

@@ -1,7 +1,7 @@
 """The capture file format: exact round trips, seeking by time, files whose writer died,
 and damage (truncation at every offset, a flipped byte anywhere) raising DecodeError only.
 
-The rule pinned here (see ``common.capture``): a file ends cleanly only after its header,
+The rule pinned here (see ``common.capture_file``): a file ends cleanly only after its header,
 after a complete block (index missing) or with a valid index and footer; any other end or
 damage yields every record of the intact blocks before it and then raises ``DecodeError``
 naming the offset and, inside a block, the block number.
@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-from common import capture as cap
+from common import capture_file as cap
 from common import wire
 from common.errors import ConfigError, DataError, DecodeError
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from services.exchange_sim import capture as capture_mod
-from services.exchange_sim import control, faults
+from services.exchange_sim import recorded_market
+from services.exchange_sim import faults, stream_control
 from services.exchange_sim.hub import (CH_AGG, CH_BOOK, CH_KLINE, CH_MARK, CH_MARK1S, CH_TRADE, MAX_STREAMS,
                                        Hub, StreamError, StreamKey)
 from services.exchange_sim.symbols import make_specs
@@ -14,7 +14,7 @@ from services.exchange_sim.symbols import make_specs
 
 @pytest.fixture(scope="module")
 def specs():
-    return make_specs(capture_mod.load(), 300)
+    return make_specs(recorded_market.load(), 300)
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def hub(specs):
 
 
 def ask(hub, conn, msg) -> dict:
-    return orjson.loads(control.handle(hub, conn, orjson.dumps(msg)))
+    return orjson.loads(stream_control.handle(hub, conn, orjson.dumps(msg)))
 
 
 class TestStreamNames:
@@ -116,7 +116,7 @@ class TestControl:
     def test_malformed_control_messages_get_binance_error_codes(self, hub, raw, code):
         """Bad JSON is code 3, a bad request 2, an unknown property 0, a non-boolean 1."""
         conn = hub.connect(True, None)
-        assert orjson.loads(control.handle(hub, conn, raw))["error"]["code"] == code
+        assert orjson.loads(stream_control.handle(hub, conn, raw))["error"]["code"] == code
 
 
 class TestFaults:

@@ -17,7 +17,7 @@ from services.brain.smc import (FairValueGap, FairValueGapMitigated, LiquidityPo
                                 Swing, point_in_time, run_batch)
 from services.brain.smc_cli import main, read_candles
 
-DATA = Path(__file__).resolve().parents[3] / "services" / "exchange_sim" / "data"
+DATA = Path(__file__).resolve().parents[4] / "services" / "exchange_sim" / "data"
 BTC_15M = DATA / "BTCUSDT_15m_2024.csv"  # 34,945 real 15m bars of 2024, in the repository
 BTC_1M = DATA / "BTCUSDT_1m_2024-12.csv"
 ROWS_15M = 34_945

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ConfigError, DataError, DecodeError
-from services.exchange_sim.capture import BOOK, TRADE, Capture, string_decimals, string_units
+from services.exchange_sim.recorded_market import BOOK, TRADE, Capture, string_decimals, string_units
 from services.exchange_sim.engine import base_factor, round_prices
 from services.exchange_sim.klines import FIELDS, MINUTE_MS
 from services.exchange_sim.symbols import SymbolSpec

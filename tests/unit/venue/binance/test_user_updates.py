@@ -11,7 +11,7 @@ from venue import orders as om
 from venue.binance import user_stream as us
 from venue.binance import user_updates as uu
 from venue.port import ExchangeFill
-from tests.unit.venue.test_user_stream_decoder import ACCOUNT_UPDATE, ALGO_UPDATE
+from tests.unit.venue.binance.test_user_stream_decoder import ACCOUNT_UPDATE, ALGO_UPDATE
 
 T = 1_733_011_200_000
 

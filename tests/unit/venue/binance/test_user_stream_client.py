@@ -13,7 +13,7 @@ from venue.binance import user_stream as us
 from venue.binance import user_stream_client as usc
 from venue.binance import user_updates as uu
 from venue.binance import user_data_url
-from tests.unit.venue.test_user_stream_decoder import ACCOUNT_UPDATE, ALGO_UPDATE, ORDER_TRADE_UPDATE
+from tests.unit.venue.binance.test_user_stream_decoder import ACCOUNT_UPDATE, ALGO_UPDATE, ORDER_TRADE_UPDATE
 
 KEY = "pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1"  # Binance's documented example
 CFG = usc.UserStreamConfig(rest_url="http://127.0.0.1:1", ws_url="ws://127.0.0.1:1")

@@ -1,4 +1,4 @@
-"""The page model (services/dashboard/store.py + model.py + live.py): built from journal rows the
+"""The page model (services/dashboard/store.py + page.py + live.py): built from journal rows the
 orchestrator really writes and from hand-made events, with exact values."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from common import wire
 from services.brain import recovery
-from services.dashboard import app, model, store
+from services.dashboard import app, page, store
 from services.dashboard.live import Hist, Live
 from services.orchestrator import db
 
@@ -68,7 +68,7 @@ def beat(service, counters, pid=11, state="RUNNING", send_ms=T0):
 
 
 def build(view, live=None, sup=None, now_s=100.0):
-    return model.build(view=view, live=live or Live(), sup=sup, control={"enabled": True}, now_ms=T0 + 5_000,
+    return page.build(view=view, live=live or Live(), sup=sup, control={"enabled": True}, now_ms=T0 + 5_000,
                        now_s=now_s, mode="demo")
 
 
@@ -85,7 +85,7 @@ class TestFromTheDatabase:
 
     def test_without_exchange_orders_the_plan_is_the_signals_and_protection_is_local(self):
         """No algo order for the trade: the signal's stop/target, watched by the brain only."""
-        p = model.position_row({"symbol": "BTCUSDT", "qty": -0.5, "entry_price": 100.0, "unrealized_pnl": -1.5,
+        p = page.position_row({"symbol": "BTCUSDT", "qty": -0.5, "entry_price": 100.0, "unrealized_pnl": -1.5,
                                 "plan": {"signal_id": "s", "created_ns": 0, "stop": 101.0, "target": 98.0,
                                          "confidence": 0.5}, "algos": []}, None)
         assert (p["side"], p["stop"], p["target"], p["stop_state"], p["target_state"], p["upnl"], p["r"]) == (
@@ -158,8 +158,8 @@ class TestServices:
         live = Live()
         live.apply(beat("orchestrator", {"reconcile_ok": 1.0}, pid=20, state="DEGRADED"), 99.0)
         live.apply(beat("brain", {}, pid=30), 99.0)  # the previous brain's last beat
-        rows = {r["name"]: r for r in model.services(self.SUP, live, 100.0)}
-        assert [r["name"] for r in model.services(self.SUP, live, 100.0)] == [
+        rows = {r["name"]: r for r in page.services(self.SUP, live, 100.0)}
+        assert [r["name"] for r in page.services(self.SUP, live, 100.0)] == [
             "orchestrator", "brain", "feed", "dashboard"]
         assert (rows["orchestrator"]["state"], rows["brain"]["state"], rows["feed"]["state"],
                 rows["dashboard"]["state"]) == ("DEGRADED", "STARTING", "RESTARTING", "UP")
@@ -171,7 +171,7 @@ class TestServices:
         live = Live()
         live.apply(beat("feed", {}, pid=40), 96.0)
         live.apply(beat("brain", {}, pid=31), 99.5)
-        rows = {r["name"]: r for r in model.services(None, live, 100.0)}
+        rows = {r["name"]: r for r in page.services(None, live, 100.0)}
         assert (rows["feed"]["state"], rows["brain"]["state"], rows["brain"]["restarts"]) == ("SILENT", "RUNNING", None)
 
     def test_pipeline_numbers_come_from_the_supervisor_snapshot(self, view):
@@ -183,10 +183,10 @@ class TestServices:
 class TestLive:
     def test_latency_buckets_from_the_brains_cumulative_counters(self):
         """latency_le_us:<b> are cumulative: the page gets counts per bucket and the overflow."""
-        h = model.latency_hist({"latency_le_us:10": 5.0, "latency_le_us:100": 12.0, "latency_le_us:1000": 12.0,
+        h = page.latency_hist({"latency_le_us:10": 5.0, "latency_le_us:100": 12.0, "latency_le_us:1000": 12.0,
                                 "latency_count": 15.0, "latency_p50_us": 9.0, "latency_p99_us": 1800.0})
         assert h == {"bounds": [10.0, 100.0, 1000.0], "counts": [5, 7, 0, 3], "count": 15, "p50": 9.0, "p99": 1800.0}
-        assert model.latency_hist({"ticks_read": 3.0}) is None
+        assert page.latency_hist({"ticks_read": 3.0}) is None
 
     def test_signal_to_order_and_order_to_fill_from_envelope_times(self):
         """Measured on send times: signal 0 ms, its entry order 7 ms later, the first fill 30 ms after."""
@@ -221,6 +221,6 @@ class TestTickToTrade:
         c = {"ttt_le_us:exit:ws:100": 2.0, "ttt_le_us:exit:ws:1000": 3.0, "ttt_count:exit:ws": 4.0,
              "ttt_sum_us:exit:ws": 2_600.0, "ttt_le_us:entry:rest:100": 0.0, "ttt_le_us:entry:rest:1000": 1.0,
              "ttt_count:entry:rest": 1.0, "ttt_sum_us:entry:rest": 400.0, "latency_le_us:10": 5.0}
-        assert model.tick_to_trade(c) == {"bounds": [100.0, 1000.0], "counts": [2, 2, 1], "count": 5, "mean": 600.0,
+        assert page.tick_to_trade(c) == {"bounds": [100.0, 1000.0], "counts": [2, 2, 1], "count": 5, "mean": 600.0,
                                           "kinds": {"entry/rest": 1, "exit/ws": 4}}
-        assert model.tick_to_trade({"latency_le_us:10": 5.0}) is None
+        assert page.tick_to_trade({"latency_le_us:10": 5.0}) is None

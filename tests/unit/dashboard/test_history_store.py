@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from services.dashboard import config as dc
-from services.dashboard import history
+from services.dashboard import history_store
 from services.dashboard.live import Hist, Live
 
 
@@ -21,15 +21,15 @@ def filled_live() -> Live:
 
 def test_a_restarted_dashboard_loads_the_same_curve_and_histograms(tmp_path):
     """Saved samples and histograms come back equal in a fresh ``Live`` from the same file."""
-    path = history.path_for(tmp_path / "aegis.sqlite3")
+    path = history_store.path_for(tmp_path / "aegis.sqlite3")
     assert path == tmp_path / "dashboard.sqlite3"
     live = filled_live()
-    h = history.History(path)
+    h = history_store.History(path)
     assert h.save(live) == 5
     h.close()
 
     again = Live()
-    h2 = history.History(path)
+    h2 = history_store.History(path)
     assert h2.load(again) == 5
     assert list(again.equity) == [(1_000, 10_000.0), (1_001, 10_001.0), (1_002, 10_002.0),
                                   (1_003, 10_003.0), (1_004, 10_004.0)]
@@ -43,7 +43,7 @@ def test_only_new_samples_are_written_and_nothing_twice(tmp_path):
     """A second save writes the samples newer than the last saved one; an unchanged Live writes nothing."""
     path = tmp_path / "dashboard.sqlite3"
     live = filled_live()
-    h = history.History(path)
+    h = history_store.History(path)
     assert h.save(live) == 5
     assert h.save(live) == 0
     live.equity.append((2_000, 9_990.5))
@@ -57,11 +57,11 @@ def test_only_new_samples_are_written_and_nothing_twice(tmp_path):
 def test_samples_after_a_restart_continue_the_loaded_curve(tmp_path):
     """Loaded, then new heartbeats: the file holds the old run's samples followed by the new ones."""
     path = tmp_path / "dashboard.sqlite3"
-    h = history.History(path)
+    h = history_store.History(path)
     h.save(filled_live())
     h.close()
     live = Live()
-    h = history.History(path)
+    h = history_store.History(path)
     h.load(live)
     live.equity.append((3_000, 10_100.0))
     assert h.save(live) == 1
@@ -74,9 +74,9 @@ def test_samples_after_a_restart_continue_the_loaded_curve(tmp_path):
 def test_the_file_stays_bounded(tmp_path, monkeypatch):
     """Past KEEP_ROWS samples the file is pruned back to the newest EQUITY_POINTS."""
     monkeypatch.setattr(dc, "EQUITY_POINTS", 4)
-    monkeypatch.setattr(history, "KEEP_ROWS", 8)
+    monkeypatch.setattr(history_store, "KEEP_ROWS", 8)
     live = Live()
-    h = history.History(tmp_path / "dashboard.sqlite3")
+    h = history_store.History(tmp_path / "dashboard.sqlite3")
     for i in range(9):
         live.equity.append((100 + i, float(i)))
         h.save(live)
@@ -90,11 +90,11 @@ def test_a_histogram_with_other_bounds_is_not_restored():
     h = Hist()
     other = Hist(bounds=(1, 2))
     other.add(1.5)
-    assert history.hist_from(history.hist_state(other), h) is False
+    assert history_store.hist_from(history_store.hist_state(other), h) is False
     assert h.total == 0 and h.counts == [0] * (len(h.bounds) + 1)
-    assert history.hist_from("{not json", h) is False
-    assert history.hist_from('{"bounds": [1], "counts": [1], "total": 1, "sum": 1}', h) is False
+    assert history_store.hist_from("{not json", h) is False
+    assert history_store.hist_from('{"bounds": [1], "counts": [1], "total": 1, "sum": 1}', h) is False
     good = Hist()
     good.add(4.0)
-    assert history.hist_from(history.hist_state(good), h) is True
+    assert history_store.hist_from(history_store.hist_state(good), h) is True
     assert h.to_dict() == good.to_dict()

@@ -6,11 +6,11 @@ import dataclasses
 
 import numpy as np
 
-from services.exchange_sim import capture
+from services.exchange_sim import recorded_market
 
 
-def same(a: capture.Capture, b: capture.Capture) -> bool:
-    for f in dataclasses.fields(capture.Capture):
+def same(a: recorded_market.Capture, b: recorded_market.Capture) -> bool:
+    for f in dataclasses.fields(recorded_market.Capture):
         x, y = getattr(a, f.name), getattr(b, f.name)
         if isinstance(x, np.ndarray):
             if not (isinstance(y, np.ndarray) and x.dtype == y.dtype and np.array_equal(x, y)):
@@ -23,19 +23,19 @@ def same(a: capture.Capture, b: capture.Capture) -> bool:
 def test_cached_capture_equals_parsed_capture(tmp_path, monkeypatch):
     """A load from the cache gives exactly the arrays and scalars a fresh parse gives."""
     monkeypatch.setenv("AEGIS_CACHE_DIR", str(tmp_path))
-    first = capture.load()
+    first = recorded_market.load()
     assert len(list(tmp_path.glob("capture-*.npz"))) == 1
-    assert same(capture.load(), first)
-    assert same(first, capture.load(use_cache=False))
+    assert same(recorded_market.load(), first)
+    assert same(first, recorded_market.load(use_cache=False))
 
 
 def test_corrupt_cache_falls_back_to_parsing(tmp_path, monkeypatch):
     """A damaged cache file is ignored and replaced; the load still succeeds."""
     monkeypatch.setenv("AEGIS_CACHE_DIR", str(tmp_path))
-    capture.load()
+    recorded_market.load()
     (cf,) = tmp_path.glob("capture-*.npz")
     cf.write_bytes(b"not an npz")
-    cap = capture.load()
+    cap = recorded_market.load()
     assert cap.n_trades == 21_313 and cap.n_books == 66_089
 
 
@@ -44,4 +44,4 @@ def test_unwritable_cache_dir_still_loads(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     monkeypatch.setenv("AEGIS_CACHE_DIR", str(blocker / "sub"))
-    assert capture.load().symbol == "BTCUSDT"
+    assert recorded_market.load().symbol == "BTCUSDT"
