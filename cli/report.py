@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common import filekind, journal_store
-from common.errors import ConfigError, DecodeError, StoreError
+from common.errors import ConfigError, DataError, DecodeError, StoreError
 from common.histogram import LatencyHistogram
 from services.orchestrator import report_html, report_metrics, report_plots
 
@@ -36,7 +36,7 @@ CSV_COLUMNS = (*_TRADE_FIELDS[:10], "opened_utc", "closed_utc", "holding_s",
                *_TRADE_FIELDS[10:], "net_pnl")
 
 
-class ReportInputError(Exception):
+class ReportInputError(DataError):
     """Input the report cannot use; its message is the one line the user sees."""
 
 

@@ -66,7 +66,7 @@ class PauseState:
         """Inverse of ``to_json``. Unreadable: paused (a damaged record must not resume trading)."""
         try:
             d = json.loads(blob)
-            if d.get("v") != 1 or not isinstance(d["paused"], bool):
+            if not isinstance(d, dict) or d.get("v") != 1 or not isinstance(d["paused"], bool):
                 raise DecodeError("bad pause record")
             return cls(paused=d["paused"], by=str(d.get("by", "")), at_ms=int(d.get("at_ms", 0)))
         except (DecodeError, ValueError, TypeError, KeyError):  # ValueError: json's and int()'s own

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import structlog
 
-from common.errors import AegisError, AmbiguousError
+from common.errors import AegisError, AmbiguousError, DataError
 from services.brain import dispatcher as dsp
 from venue import orders as om
 from services.brain import exit_lane, intent_log, jobs
@@ -64,7 +64,8 @@ class InlineSend(ExecutionParts):
             try:  # the flusher is woken after the frame's write (``IntentLog.append``)
                 intents.append(tmpl.stamped(at_ns) if tmpl is not None and at_ns >= 1 << 32
                                else intent_log.Intent(client_id=cid, at_ns=at_ns, body=order.request), wake=False)
-            except (OSError, ValueError) as exc:  # an exit goes anyway: its ax- id finds it at the exchange
+            # an exit goes anyway: its ax- id finds it at the exchange (ValueError: a closed file's own)
+            except (OSError, ValueError, DataError) as exc:
                 self.counters["intent_log_failed"] += 1
                 log.error("brain.exit_sent_unlogged", client_order_id=cid, error=str(exc))
             self.ttt.journaled(cid)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import structlog
 
 from common import wire
-from common.errors import TransientError
+from common.errors import DataError, TransientError
 from services.brain import dispatcher as dsp
 from venue import algo_orders as ao
 from venue import orders as om
@@ -96,7 +96,7 @@ class OrderSend(ExecutionParts):
             # at the frame's write (as the exit lane does; the record is written either way)
             self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.host.clock_ms() * 1_000_000, body=a.request,
                                                   plan=plan), wake=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, DataError) as exc:  # ValueError: a closed file's own
             self.counters["intent_log_failed"] += 1
             if not a.order.reduce_only:
                 log.error("brain.intent_log_unavailable", client_order_id=cid, error=str(exc))
@@ -165,7 +165,7 @@ class OrderSend(ExecutionParts):
         if self.intents is not None:
             try:
                 self.intents.append(intent_log.Intent(client_id=cid, at_ns=self.host.clock_ms() * 1_000_000, body=body))
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, DataError) as exc:  # ValueError: a closed file's own
                 self.counters["intent_log_failed"] += 1
                 log.error("brain.protection_sent_unlogged", client_algo_id=cid, error=str(exc))
             self._held_send(cid, lambda: self._algo_event(cid, ao.Send(at_ms=self.host.clock_ms())), body)

@@ -49,6 +49,7 @@ import msgspec
 import structlog
 
 from common import wire
+from common.errors import DataError
 
 log = structlog.get_logger(__name__)
 
@@ -92,8 +93,8 @@ _dec = msgspec.msgpack.Decoder(Intent)
 def encode(intent: Intent) -> bytes:
     """One framed record."""
     payload = _enc.encode(intent)
-    if not 0 < len(payload) <= MAX_PAYLOAD:  # ValueError: execution_send/_inline catch (OSError, ValueError)
-        raise ValueError(f"intent record of {len(payload)} bytes (at most {MAX_PAYLOAD})")
+    if not 0 < len(payload) <= MAX_PAYLOAD:  # execution_send and _inline catch it: the order goes anyway
+        raise DataError(f"intent record of {len(payload)} bytes (at most {MAX_PAYLOAD})", reason="intent_too_large")
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
@@ -111,8 +112,7 @@ class Template:
 
     def stamped(self, at_ns: int) -> bytes:
         if not 1 << 32 <= at_ns < 1 << 64:  # another msgpack width: not this template's bytes
-            # ValueError: execution_inline catches (OSError, ValueError) around it
-            raise ValueError(f"intent template: at_ns {at_ns} out of range")
+            raise DataError(f"intent template: at_ns {at_ns} out of range", reason="intent_time")
         p = bytearray(self.payload)
         p[self.at_offset:self.at_offset + 8] = at_ns.to_bytes(8, "big")
         return _HEADER.pack(MAGIC, len(p), zlib.crc32(p)) + p
@@ -121,12 +121,11 @@ class Template:
 def template(client_id: str, body: Body, plan: Plan | None = None) -> Template:
     """``Template`` of the intent ``(client_id, body, plan)``."""
     payload = _enc.encode(Intent(client_id=client_id, at_ns=_AT_SENTINEL, body=body, plan=plan))
-    if not 0 < len(payload) <= MAX_PAYLOAD:  # ValueError: as encode's (the exit lane catches any)
-        raise ValueError(f"intent record of {len(payload)} bytes (at most {MAX_PAYLOAD})")
+    if not 0 < len(payload) <= MAX_PAYLOAD:  # as encode's (the exit lane catches any error)
+        raise DataError(f"intent record of {len(payload)} bytes (at most {MAX_PAYLOAD})", reason="intent_too_large")
     at = payload.find(_AT_FIELD)
     if at < 0 or payload.find(_AT_FIELD, at + 1) >= 0:  # never: the sentinel is unique and 9 bytes long
-        # an invariant of this module, not input: a bare ValueError
-        raise ValueError("intent template: the time field is not where it can be filled in")
+        raise DataError("intent template: the time field is not where it can be filled in", reason="intent_time")
     return Template(payload=payload, at_offset=at + 1)
 
 

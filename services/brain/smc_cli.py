@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from common import filekind
-from common.errors import ConfigError
+from common.errors import ConfigError, DataError
 from services.brain.smc import (FLOAT32_COLUMNS, REFERENCE_COLUMNS, PointInTimeView,
                                 SessionWindow, SmcConfig, SmcInputError, point_in_time,
                                 reference_columns, run_batch)
@@ -76,7 +76,7 @@ value does not apply). A name used by several groups is prefixed: fvg.Top, ob.To
 --reference-view: the reference library's columns and layout (docs/smc.md)."""
 
 
-class CandleFileError(ValueError):
+class CandleFileError(DataError):
     """The candle file cannot be used; the message says where and why."""
 
 

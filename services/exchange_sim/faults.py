@@ -51,6 +51,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from common.errors import DecodeError
+
 POISON = {
     "garbage": b"not json at all {{",
     # invalid UTF-8 in a text frame: a protocol error, conforming clients close with 1007
@@ -68,7 +70,7 @@ HTTP_STATUSES = (400, 401, 403, 418, 429, 500, 502, 503, 504)
 MAX_SKEW_MS = 86_400_000  # a day either way
 
 
-class FaultError(ValueError):
+class FaultError(DecodeError):
     """The fault request is malformed."""
 
 

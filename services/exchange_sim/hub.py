@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
+from common.errors import DefinitiveError
 from venue import binance
 from services.exchange_sim import render
 from services.exchange_sim.symbols import SymbolSpec
@@ -26,7 +27,7 @@ _CHANNEL_INDEX = {c: i for i, c in enumerate(CHANNELS)}
 NO_TARGETS: tuple[tuple, tuple] = ((), ())
 
 
-class StreamError(ValueError):
+class StreamError(DefinitiveError):
     """A stream name the sim does not serve (unknown symbol or channel, or too many)."""
 
 

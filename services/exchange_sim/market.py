@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.errors import DefinitiveError
 from services.exchange_sim import funding, render
 from services.exchange_sim.recorded_market import TRADE, Capture
 from services.exchange_sim.engine import Batch, Player, rebase, round_prices
@@ -88,7 +89,7 @@ class SymState:
         self.price_seq = 0  # +1 per set_price (the desk's "did the market move" key)
 
 
-class PriceError(ValueError):
+class PriceError(DefinitiveError):
     """A ``set_price`` the sim cannot do (off the symbol's price grid, or no price seen yet)."""
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import orjson
 
-from common.errors import DecodeError
+from common.errors import DataError, DecodeError
 from services.exchange_sim.account import Account, from_json, to_json
 
 
-class StateFileError(RuntimeError):
+class StateFileError(DataError):
     """The state file exists but cannot be used (the sim refuses to start on it)."""
 
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
+from common.errors import DecodeError
 from services.exchange_sim import listen_keys, render
 from services.exchange_sim.hub import Transport
 from services.exchange_sim.listen_keys import ListenKey
@@ -40,7 +41,7 @@ EVENT_NAMES = ("ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE", "ALGO_UPDATE", "TRADE_LIT
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-class EventsError(ValueError):
+class EventsError(DecodeError):
     """An ``events=`` filter naming an event the user data stream does not have."""
 
 

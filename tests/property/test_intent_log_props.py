@@ -108,5 +108,7 @@ def test_a_template_stamped_with_a_time_is_byte_for_byte_the_encoded_intent(it, 
 
     t = il.template(it.client_id, it.body, it.plan)
     assert t.stamped(at_ns) == il.encode(il.Intent(client_id=it.client_id, at_ns=at_ns, body=it.body, plan=it.plan))
-    with pytest.raises(ValueError):
+    from common.errors import DataError
+
+    with pytest.raises(DataError):
         t.stamped((1 << 32) - 1)

@@ -31,11 +31,6 @@ ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
     ("common/ring.py", "RingWriter.write"): (1, "more than one record to write(): misuse, write_batch is for many"),
     ("services/brain/engine.py", "process_batch"): (1, "n beyond the caller's own buffers: misuse"),
     ("services/brain/engine.py", "bind"): (1, "a read buffer larger than the core's scratch: misuse"),
-    ("services/brain/intent_log.py", "encode"): (
-        1, "execution_send/execution_inline (the lead's files this session) catch (OSError, ValueError)"),
-    ("services/brain/intent_log.py", "Template.stamped"): (1, "execution_inline catches (OSError, ValueError)"),
-    ("services/brain/intent_log.py", "template"): (
-        2, "the size check as encode's; the other an invariant of the module, never input"),
     ("services/exchange_sim/engine.py", "Player.skip"): (2, "skip at max speed or after the first loop: misuse"),
     ("services/exchange_sim/symbols.py", "derived_spec"): (1, "an index of ours (0 is the real symbol): misuse"),
     ("services/exchange_sim/klines.py", "KlineBook.seed"): (1, "seeding twice or beyond capacity: misuse"),

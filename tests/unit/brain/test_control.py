@@ -121,6 +121,8 @@ class TestPause:
         assert control.PauseState.from_json(PAUSED_BY.to_json()) == PAUSED_BY
         assert control.PauseState.from_json(b"{not json").paused is True
         assert control.PauseState.from_json(b'{"v": 2, "paused": false}').paused is True
+        # valid JSON of another shape (found by a review: it raised AttributeError): paused too
+        assert [control.PauseState.from_json(b).paused for b in (b"[1]", b"null", b'"x"', b"7")] == [True] * 4
 
 
 class TestClose:
