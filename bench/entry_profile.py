@@ -145,7 +145,8 @@ class Rig:
         from services.brain import dispatcher as dsp
         from services.brain import execution as execution_mod
         from services.brain import execution_startup
-        from services.brain import intent_log, risk, strategy, trader, wiring
+        from services.brain import execution_build, intent_log, risk, strategy, trader
+        from services.brain.config import trader_config
 
         cfg = config.from_dict({
             "mode": "demo", "brain": {"candle_interval_s": CANDLE_MS // 1000},
@@ -163,10 +164,10 @@ class Rig:
         self.brain = brain_app.Brain(cfg, self.ring, bus, bus, None)  # type: ignore[arg-type]
         kernels.warm_up(self.brain)
         self.intents = intent_log.IntentLog(tmp / "intents.log")
-        self.dispatcher = dsp.Dispatcher(wiring.DISPATCH_WORKERS, name="entry-profile")
+        self.dispatcher = dsp.Dispatcher(execution_build.DISPATCH_WORKERS, name="entry-profile")
         self.ex = execution_mod.Execution(
-            cfg=wiring.trader_config(cfg), broker=_StubBroker(), dispatcher=self.dispatcher,  # type: ignore[arg-type]
-            host=wiring.BrainHost(self.brain, None, {SYMBOL: _filters()}),  # type: ignore[arg-type]
+            cfg=trader_config(cfg), broker=_StubBroker(), dispatcher=self.dispatcher,  # type: ignore[arg-type]
+            host=execution_build.BrainHost(self.brain, None, {SYMBOL: _filters()}),  # type: ignore[arg-type]
             db_path=tmp / "none.db", balance_poll_s=3600.0, intents=self.intents)
         ex = self.ex
         ex.filters = {SYMBOL: _filters()}

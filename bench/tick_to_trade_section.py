@@ -91,14 +91,14 @@ STOP_PCT, TARGET_PCT, TOUCH_PCT = 0.02, 0.02, 0.03
 
 
 def _bench_host(brain: Any, cfg: Any) -> Any:
-    """The brain's own host (``wiring.BrainHost``, as in the brain), with no synchronous journal
+    """The brain's own host (``execution_build.BrainHost``, as in the brain), with no synchronous journal
     (the intent-log path never uses it) and the sim's symbol filters, read from its REST
     exchangeInfo."""
-    from services.brain import wiring
+    from services.brain import execution_build
     from venue.brokers import rest_url
     from venue.filters import fetch_filters
 
-    class BenchHost(wiring.BrainHost):
+    class BenchHost(execution_build.BrainHost):
         def journal_sync(self, body: object) -> object:
             raise AssertionError(f"the intent-log path never journals synchronously ({type(body).__name__})")
 
@@ -190,7 +190,8 @@ class _Rig:
         from services.brain import app as brain_app, kernels
         from services.brain import dispatcher as dsp
         from services.brain import execution as execution_mod
-        from services.brain import wiring
+        from services.brain import execution_build
+        from services.brain.config import trader_config
         from venue import wirestamp
         from venue.brokers import make_broker
 
@@ -217,9 +218,9 @@ class _Rig:
         ratelimit._SHARED = ratelimit.Governor(ratelimit.Limits(weight_per_min=big, orders_per_10s=big,
                                                                 orders_per_min=big))
         broker = make_broker(cfg, brain.book_top)
-        disp = dsp.Dispatcher(wiring.DISPATCH_WORKERS, name="bench-dispatch")
+        disp = dsp.Dispatcher(execution_build.DISPATCH_WORKERS, name="bench-dispatch")
         ex = execution_mod.Execution(
-            cfg=wiring.trader_config(cfg), broker=broker, dispatcher=disp, host=_bench_host(brain, cfg),
+            cfg=trader_config(cfg), broker=broker, dispatcher=disp, host=_bench_host(brain, cfg),
             db_path=tmp / f"none-{transport}-{tag}.db", balance_poll_s=cfg.trading.balance_poll_s,
             user_stream=make_user_stream(cfg), intents=intents)
         brain.execution = ex

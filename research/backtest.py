@@ -138,7 +138,7 @@ class Backtest(BarsHost):
 
         if self.execution_cls is None:
             self.execution_cls = execution.Execution
-        from services.brain.wiring import trader_config
+        from services.brain.config import trader_config
         from venue.filters import load_filters
         from venue.paper import BookTop, PaperBroker, PaperConfig
 

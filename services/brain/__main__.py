@@ -22,7 +22,7 @@ from common.config import AegisConfig, Endpoints
 from common.errors import RingError
 from common.log import RateLimiter
 from common.ring import Ring
-from services.brain import kernels, latency, loop, recovery, wiring
+from services.brain import execution_build, kernels, latency, loop, recovery
 from services.brain import control as brain_control
 from services.brain.app import NAME, Brain
 from venue import brokers
@@ -133,10 +133,10 @@ def warm_strategy(cfg: AegisConfig, brain: Brain, rd: Path) -> None:
                                                         cfg.feed.hydrate_candles, time.time_ns() // 1_000_000)
 
 
-def start_trading(cfg: AegisConfig, brain: Brain, ep: Endpoints) -> wiring.Trading | None:
+def start_trading(cfg: AegisConfig, brain: Brain, ep: Endpoints) -> execution_build.Trading | None:
     """The execution shell (None when the mode does not trade), hooked to the brain and to
     the orchestrator's verdicts; in replay its start-up is answered before the first tick."""
-    trading = wiring.make_execution(cfg, brain, ep) if brokers.trading_enabled(cfg) else None
+    trading = execution_build.build(cfg, brain, ep) if brokers.trading_enabled(cfg) else None
     brain.execution = trading.execution if trading is not None else None
     if trading is None:
         return None
@@ -159,7 +159,7 @@ def drain(brain: Brain) -> None:
     brain.publish_ticks(whole=True)
 
 
-def stop_trading(brain: Brain, trading: wiring.Trading | None) -> None:
+def stop_trading(brain: Brain, trading: execution_build.Trading | None) -> None:
     """Close what the brain holds besides its sockets: an unfinished warm-up's database
     connection, the control socket, the execution shell and the orchestrator's subscription."""
     if brain.db_history is not None and hasattr(brain.db_history, "close"):

@@ -41,7 +41,7 @@ from common import journal_store, wire, zmqutil
 from common.errors import DecodeError, StoreError
 from common.log import RateLimiter
 from services.brain import risk, trader
-from services.brain.trading_state import count
+from services.brain.trader_state import count
 
 log = structlog.get_logger(__name__)
 

@@ -8,7 +8,7 @@ set in ``Execution.__init__``, and the methods named at the end are written in o
 uses that it does not define. Nothing here runs: the declarations are annotations only.
 
 The ports the shell is handed are typed here too: ``Host``, its one port onto what runs it
-(the brain: ``services.brain.wiring.BrainHost``; a backtest: ``research.backtest.Backtest``),
+(the brain: ``services.brain.execution_build.BrainHost``; a backtest: ``research.backtest.Backtest``),
 and ``SendOrder``, a WebSocket-API broker's send from the deciding thread.
 """
 
@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Union
 
 from common import wire
 from common.log import RateLimiter
+from common.ring import Ring
 from services.brain import dispatcher as dsp
 from services.brain import funding_feed, intent_log, recovery, risk, trader, user_feed
 from services.brain.tick_to_trade import TickToTrade
 from venue import algo_orders as ao
 from venue import orders as om
+from venue.paper import BookTop
 from venue.port import Bracket, Broker, ExchangeFill, OrderSpec
 
 if TYPE_CHECKING:  # the parts import this module
@@ -37,7 +39,7 @@ class Host(Protocol):
     """What the execution shell needs from what runs it: its clocks, its views of the market,
     and where its messages and lessons go. One object, named methods, typed here once.
 
-    The brain's (``services.brain.wiring.BrainHost``) reads the wall clock and journals live;
+    The brain's (``services.brain.execution_build.BrainHost``) reads the wall clock and journals live;
     in replay every clock is the ticks' exchange clock (``ReplayHost``), which makes a replay
     repeatable. A backtest is its own host (``research.backtest.Backtest``): the bars' clock."""
 
@@ -76,6 +78,50 @@ class Host(Protocol):
         ...
 
     def block_reason(self) -> str:
+        """Why new entries are refused now (the orchestrator's verdict; "" when they are not)."""
+        ...
+
+
+class BrainPort(Protocol):
+    """What the execution shell is built from, in the brain (``services.brain.app.Brain``
+    is one): its clocks, its views of the market, and where the shell's messages and lessons
+    go. ``execution_build`` makes the shell's ``Host`` of it."""
+
+    @property
+    def ring(self) -> Ring:
+        """The feed's ring: its symbol table names the symbols to set up at the exchange."""
+        ...
+
+    @property
+    def symbol_info(self) -> Mapping[str, wire.SymbolInfo]:
+        """Each symbol's trading rules as the feed published them, read live."""
+        ...
+
+    def clock_ms(self) -> int:
+        """The exchange clock as the ticks tell it (replay mode's clock for everything)."""
+        ...
+
+    def now_ns(self) -> int:
+        """When an action happens: the ticks' clock in replay mode, the wall clock live."""
+        ...
+
+    def book_top(self, symbol: str) -> BookTop | None:
+        """Best bid and ask for the paper broker (None when the book is not two-sided)."""
+        ...
+
+    def quote(self, symbol: str) -> risk.Quote | None:
+        """A symbol's latest mark and its time (None when unknown)."""
+        ...
+
+    def learn(self, features: Mapping[str, float], outcome_r: float) -> None:
+        """A closed trade's entry features and outcome in R, for the model."""
+        ...
+
+    def publish_exec(self, body: object, journal: bool = True) -> None:
+        """``body`` on the bus, and to the journal unless ``journal`` is False."""
+        ...
+
+    def trading_block_reason(self) -> str:
         """Why new entries are refused now (the orchestrator's verdict; "" when they are not)."""
         ...
 

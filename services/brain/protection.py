@@ -53,7 +53,7 @@ from decimal import Decimal
 from common.fastcopy import replace
 from common import wire
 from services.brain import risk
-from services.brain.trading_state import (
+from services.brain.trader_state import (
     Action, Ctx, Dispatch, NewAlgo, Problem, Publish, Result, Trade, TraderConfig, TraderState, count,
     with_algo, with_trade,
 )

@@ -7,7 +7,7 @@ feeds the answers back. No clock (``Ctx.now_ms``), no sockets, no files.
 Each rule has one home; this module holds the commands (a strategy's intents, an operator's
 CLOSE / CLOSE_ALL) and the timer, and maps the rest:
 
-    trading_state    the values: configuration, a trade, the state, the actions
+    trader_state    the values: configuration, a trade, the state, the actions
     trader_views     portfolio and held positions, a position's body, sizing, slippage
     trader_entries   ``on_signal``: rotation, sizing, the risk checks, the entry order
     trader_exits     ``exit_trade``, ``on_prices`` (stop, target, trail), ``levels``, ``planned_exit``
@@ -55,7 +55,7 @@ from services.brain import protection as pr
 from services.brain import trader_resize
 from services.brain.trader_exits import FLATTEN, STRATEGY, exit_trade
 from services.brain.trader_fills import close_at_mark, order_done
-from services.brain.trading_state import (  # noqa: F401  (the trader's values, named here too)
+from services.brain.trader_state import (  # noqa: F401  (the trader's values, named here too)
     Action, CheckPosition, CheckRemainder, Ctx, Dispatch, FetchSymbolFills, Learn, NewAlgo, NewOrder, PendingEntry, Problem,
     Publish, Result, Trade, TraderConfig, TraderState, count as _count, with_order as _with_order,
 )

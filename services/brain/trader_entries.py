@@ -21,7 +21,7 @@ from common import wire
 from venue import orders as om
 from services.brain import protection as pr
 from services.brain import risk, rotation
-from services.brain.trading_state import (
+from services.brain.trader_state import (
     Ctx, NewOrder, PendingEntry, Publish, Result, Trade, TraderConfig, TraderState, count as _count, with_id,
     without_trade as _without_trade,
 )

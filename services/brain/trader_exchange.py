@@ -18,7 +18,7 @@ from services.brain import protection as pr
 from services.brain import trader_fills, trader_resize
 from venue import algo_orders as ao
 from venue.port import ExchangeFill, ExchangePosition
-from services.brain.trading_state import (
+from services.brain.trader_state import (
     Action, CheckPosition, Ctx, Dispatch, FetchSymbolFills, Problem, Publish, Result, TraderConfig, TraderState,
     count as _count, with_algo as _with_algo, with_order as _with_order, with_trade as _with_trade,
 )

@@ -17,7 +17,7 @@ from common import wire
 from venue import orders as om
 from services.brain import protection as pr
 from services.brain import risk
-from services.brain.trading_state import (
+from services.brain.trader_state import (
     Ctx, NewOrder, Publish, Result, Trade, TraderConfig, TraderState, count as _count, with_order as
     _with_order, with_trade as _with_trade,
 )

@@ -19,7 +19,7 @@ from venue import orders as om
 from services.brain import protection as pr
 from services.brain import rotation
 from venue.port import ExchangeFill, ExchangeIncome
-from services.brain.trading_state import (
+from services.brain.trader_state import (
     Action, CheckPosition, CheckRemainder, Ctx, Dispatch, Learn, Problem, Publish, Result, Trade, TraderConfig, TraderState,
     count as _count, with_order as _with_order, with_trade as _with_trade, without_trade as _without_trade,
 )

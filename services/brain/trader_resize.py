@@ -38,7 +38,7 @@ from common.fastcopy import replace
 from services.brain import protection as pr
 from services.brain.trader_views import live_orders, position_body
 from services.brain.trader_views import EXACT  # the trader's sums: notionals stay exact
-from services.brain.trading_state import (
+from services.brain.trader_state import (
     Action, Ctx, Dispatch, FetchSymbolFills, Problem, Publish, Result, Trade, TraderConfig, TraderState, count,
     with_trade,
 )

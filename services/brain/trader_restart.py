@@ -13,7 +13,7 @@ from venue import orders as om
 from services.brain import protection as pr
 from services.brain import risk
 from venue import algo_orders as ao
-from services.brain.trading_state import (
+from services.brain.trader_state import (
     Action, Ctx, Dispatch, Result, Trade, TraderConfig, TraderState, with_algo as _with_algo, with_order as
     _with_order,
 )

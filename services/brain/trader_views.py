@@ -14,7 +14,7 @@ from common import wire
 from services.brain import protection as pr
 from services.brain import risk, rotation
 from venue.filters import is_on_grid, round_qty_down
-from services.brain.trading_state import (
+from services.brain.trader_state import (
     Ctx, Trade, TraderConfig, TraderState,
 )
 

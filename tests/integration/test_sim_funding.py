@@ -17,7 +17,7 @@ import websockets
 
 from common import wire
 from services.brain import trader_exchange, trader_fills
-from services.brain.trading_state import Ctx, Publish, Trade, TraderConfig, TraderState
+from services.brain.trader_state import Ctx, Publish, Trade, TraderConfig, TraderState
 from services.brain import risk
 from cli import report as report_cli
 from services.orchestrator import db, report_metrics

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from services.brain import protection as pr
-from services.brain.trading_state import Trade, TraderConfig
+from services.brain.trader_state import Trade, TraderConfig
 from tests.integration.test_ccxt_broker_sim import QTY, SYMBOL, cap, market, sim  # noqa: F401 - fixtures
 from tests.integration.test_ws_api_sim import broker  # noqa: F401 - fixture
 from venue.port import AlgoSpec

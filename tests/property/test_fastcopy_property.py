@@ -100,10 +100,10 @@ def test_classes_that_need_init_take_the_slow_path():
 def test_real_state_classes_copy_every_field():
     """The trader's and the risk layer's state classes give, field for field, what
     dataclasses.replace gives (the trader state takes the fast path)."""
-    from services.brain import risk, trading_state
+    from services.brain import risk, trader_state
 
-    st0 = trading_state.TraderState()
-    assert fp._fast_fields(trading_state.TraderState) is not None
+    st0 = trader_state.TraderState()
+    assert fp._fast_fields(trader_state.TraderState) is not None
     assert fp.replace(st0, fees=Decimal(5), used_cids=frozenset({"x"})) == \
         dataclasses.replace(st0, fees=Decimal(5), used_cids=frozenset({"x"}))
     r0 = risk.initial_state(1000.0, 0)

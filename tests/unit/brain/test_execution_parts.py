@@ -42,18 +42,17 @@ def test_no_declaration_is_any():
 
 
 def test_the_brain_offers_every_member_of_its_port_with_the_same_parameters():
-    """``Brain`` is a ``wiring.BrainPort``: each method of the port is a method of the brain
+    """``Brain`` is an ``execution_parts.BrainPort``: each method of the port is a method of the brain
     with the same parameter names (and defaults), and ``ring`` and ``symbol_info`` are set in
     its ``__init__``."""
     import inspect
 
-    from services.brain import wiring
     from services.brain.app import Brain
 
-    methods = {n for n, v in vars(wiring.BrainPort).items() if inspect.isfunction(v) and not n.startswith("__")}
+    methods = {n for n, v in vars(execution_parts.BrainPort).items() if inspect.isfunction(v) and not n.startswith("__")}
     assert methods == {"clock_ms", "now_ns", "book_top", "quote", "learn", "publish_exec", "trading_block_reason"}
     for name in sorted(methods):
-        want = inspect.signature(getattr(wiring.BrainPort, name)).parameters
+        want = inspect.signature(getattr(execution_parts.BrainPort, name)).parameters
         got = inspect.signature(getattr(Brain, name)).parameters
         assert [(p.name, p.default) for p in got.values()] == [(p.name, p.default) for p in want.values()], name
     init = inspect.getsource(Brain.__init__)
@@ -69,13 +68,13 @@ def test_every_host_offers_each_method_of_the_shells_port_with_the_same_paramete
 
     from research.backtest import Backtest
     from research.fast_backtest import FastBacktest
-    from services.brain import wiring
+    from services.brain import execution_build
     from tests.fake_host import FnHost
 
     methods = {n for n, v in vars(execution_parts.Host).items() if inspect.isfunction(v) and not n.startswith("__")}
     assert methods == {"journal_sync", "publish", "quote", "learn", "symbol_filters", "symbols", "clock_ms",
                        "mono_s", "block_reason"}
-    for host in (wiring.BrainHost, wiring.ReplayHost, Backtest, FastBacktest, FnHost):
+    for host in (execution_build.BrainHost, execution_build.ReplayHost, Backtest, FastBacktest, FnHost):
         for name in sorted(methods):
             want = inspect.signature(getattr(execution_parts.Host, name)).parameters
             got = inspect.signature(getattr(host, name)).parameters

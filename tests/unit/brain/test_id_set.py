@@ -1,4 +1,4 @@
-"""``trading_state.IdSet``: the trader's used client ids, a set whose union with one new id does
+"""``trader_state.IdSet``: the trader's used client ids, a set whose union with one new id does
 not copy every id, and that means what a frozenset means."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.brain.trading_state import IdSet, TraderState, with_id
+from services.brain.trader_state import IdSet, TraderState, with_id
 
 
 def test_reads_as_a_frozenset():

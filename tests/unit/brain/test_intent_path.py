@@ -550,18 +550,18 @@ class TestWithIntents:
 
 class TestOpenAtStart:
     def test_week_old_and_damaged_records_are_dropped_from_the_file_at_start(self, tmp_path: Path):
-        """``wiring.open_intent_log`` rewrites the file with the records younger than
+        """``execution_build.open_intent_log`` rewrites the file with the records younger than
         USED_IDS_DAYS only, without a torn tail, and opens it for appending."""
         from common import config
-        from services.brain import wiring
+        from services.brain import execution_build
 
         cfg = config.from_dict({"data_dir": str(tmp_path / "data")})
-        path = wiring.intent_log_path(cfg)
+        path = execution_build.intent_log_path(cfg)
         path.parent.mkdir(parents=True)
         old = order_intent("ae-S0-0", NOW - recovery.USED_IDS_DAYS * 86_400_000 - 1)
         fresh = order_intent("ae-S1-0", NOW - 1_000)
         path.write_bytes(il.encode(old) + il.encode(fresh) + il.encode(fresh)[:7])
-        log = wiring.open_intent_log(cfg, now_ns=NOW * 1_000_000)
+        log = execution_build.open_intent_log(cfg, now_ns=NOW * 1_000_000)
         try:
             log.append(order_intent("ax-S1-1", NOW, reduce_only=True))
             assert log.sync()

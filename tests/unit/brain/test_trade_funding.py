@@ -7,7 +7,7 @@ from dataclasses import replace
 from decimal import Decimal as D
 
 from services.brain import risk, trader_fills
-from services.brain.trading_state import Ctx, Trade, TraderConfig, TraderState
+from services.brain.trader_state import Ctx, Trade, TraderConfig, TraderState
 from venue.binance import user_stream as us
 from venue.binance import user_updates as uu
 from venue.port import ExchangeIncome

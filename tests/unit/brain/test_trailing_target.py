@@ -196,10 +196,10 @@ class TestConfig:
         assert config.load(None, {"AEGIS_TRADING__TRAILING_CALLBACK_PCT": value}).trading.trailing_callback_pct == expected
 
     def test_the_brain_gets_the_option(self):
-        """wiring.trader_config carries trading.trailing_callback_pct to the trader."""
-        from services.brain import wiring
+        """config.trader_config carries trading.trailing_callback_pct to the trader."""
+        from services.brain.config import trader_config
         cfg = config.load(None, {"AEGIS_TRADING__TRAILING_CALLBACK_PCT": "1.5"})
-        assert wiring.trader_config(cfg).trailing_callback_pct == 1.5
+        assert trader_config(cfg).trailing_callback_pct == 1.5
 
 
 class TestJournalRoundTrip:

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from common.fastcopy import replace
-from services.brain.trading_state import Trade
+from services.brain.trader_state import Trade
 from venue.filters import _coef, is_on_grid, round_price, round_qty_down
 
 

@@ -1,46 +1,30 @@
-"""The execution shell built around the mode's broker (``venue.brokers`` says which broker),
-from what the brain offers it (``BrainPort``), through the shell's one port onto the brain
-(``BrainHost``; ``ReplayHost`` in replay: the ticks' clock for everything)."""
+"""The execution shell built: around the mode's broker (``venue.brokers`` says which broker),
+from what the brain offers (``execution_parts.BrainPort``), through the shell's one port onto
+the brain (``BrainHost``; ``ReplayHost`` in replay: the ticks' clock for everything), with
+its dispatcher, synchronous journal and intent log (``build``)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Mapping
 
 import structlog
 
-from common import bus, service, wire
+from common import bus, service
 from common.config import AegisConfig, Endpoints
-from common.ring import Ring
 from services.brain import dispatcher as dsp
-from services.brain import execution, intent_log, recovery, risk, rotation, trader
+from services.brain import execution, intent_log, recovery, risk
+from services.brain.config import trader_config
+from services.brain.execution_parts import BrainPort
 from venue import wirestamp
 from venue.filters import SymbolFilters
-from venue.paper import BookTop
 from venue.port import Broker
 from venue.brokers import LazyBroker, broker_kind, make_broker, make_user_stream, symbol_filters
 
 log = structlog.get_logger(__name__)
 DISPATCH_WORKERS = 4
-
-
-def trader_config(cfg: AegisConfig) -> trader.TraderConfig:
-    t = cfg.trading
-    return trader.TraderConfig(
-        risk=risk.RiskConfig(max_order_notional_usdt=t.max_order_notional_usdt,
-                             max_total_notional_usdt=t.max_total_notional_usdt, max_leverage=t.max_leverage,
-                             max_positions=t.max_positions, daily_loss_limit_usdt=t.daily_loss_limit_usdt,
-                             max_drawdown_pct=t.max_drawdown_pct, stale_data_ms=t.stale_data_ms,
-                             max_orders_per_minute=t.max_orders_per_minute),
-        rotation=rotation.RotationConfig(max_positions=t.max_positions, replace_margin=t.replace_margin,
-                                         pnl_weight_per_r=t.pnl_weight_per_r, cooldown_s=t.cooldown_s),
-        risk_per_trade_pct=t.risk_per_trade_pct, exit_retry_ms=int(t.exit_retry_s * 1000),
-        recv_window_ms=t.recv_window_ms, exchange_protection=t.exchange_protection, leverage=t.leverage,
-        liquidation_buffer_pct=t.liquidation_buffer_pct, entry_order=t.entry_order,
-        entry_slippage_bps=t.entry_slippage_bps,
-        trailing_callback_pct=t.trailing_callback_pct, recovery_lookback_ms=int(t.recovery_lookback_s * 1000))
 
 
 @dataclass
@@ -59,49 +43,6 @@ class Trading:
         self.sync.close()
         if self.intents is not None:
             self.intents.close()
-
-
-class BrainPort(Protocol):
-    """What the execution shell is built from, in the brain (``services.brain.app.Brain``
-    is one): its clocks, its views of the market, and where the shell's messages and lessons go."""
-
-    @property
-    def ring(self) -> Ring:
-        """The feed's ring: its symbol table names the symbols to set up at the exchange."""
-        ...
-
-    @property
-    def symbol_info(self) -> Mapping[str, wire.SymbolInfo]:
-        """Each symbol's trading rules as the feed published them, read live."""
-        ...
-
-    def clock_ms(self) -> int:
-        """The exchange clock as the ticks tell it (replay mode's clock for everything)."""
-        ...
-
-    def now_ns(self) -> int:
-        """When an action happens: the ticks' clock in replay mode, the wall clock live."""
-        ...
-
-    def book_top(self, symbol: str) -> BookTop | None:
-        """Best bid and ask for the paper broker (None when the book is not two-sided)."""
-        ...
-
-    def quote(self, symbol: str) -> risk.Quote | None:
-        """A symbol's latest mark and its time (None when unknown)."""
-        ...
-
-    def learn(self, features: Mapping[str, float], outcome_r: float) -> None:
-        """A closed trade's entry features and outcome in R, for the model."""
-        ...
-
-    def publish_exec(self, body: object, journal: bool = True) -> None:
-        """``body`` on the bus, and to the journal unless ``journal`` is False."""
-        ...
-
-    def trading_block_reason(self) -> str:
-        """Why new entries are refused now (the orchestrator's verdict; "" when they are not)."""
-        ...
 
 
 class BrainHost:
@@ -154,7 +95,7 @@ class ReplayHost(BrainHost):
         return self.brain.clock_ms() / 1000.0
 
 
-def make_execution(cfg: AegisConfig, brain: BrainPort, ep: Endpoints) -> Trading:
+def build(cfg: AegisConfig, brain: BrainPort, ep: Endpoints) -> Trading:
     """Replay mode is deterministic: the paper broker answers inline (no threads) and every
     clock is the ticks' (``ReplayHost``)."""
     replay = cfg.mode == "replay"
