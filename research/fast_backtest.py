@@ -146,10 +146,16 @@ class _LeanExecution(execution.Execution):
         return self._ctx_last
 
     def _carry_out(self, actions: list[trader.Action]) -> None:
+        # the shell's branches for its three commonest actions, the others through it
         for a in actions:
-            if type(a) is trader.Publish:
+            kind = type(a)
+            if kind is trader.Publish:
                 if isinstance(a.body, _READ):
                     self.publish(a.body)
+            elif kind is trader.Dispatch:
+                self.dispatch(a.effect, a.symbol)
+            elif kind is trader.NewOrder:
+                self._new_order(a)
             else:
                 super()._carry_out([a])
 
@@ -167,6 +173,13 @@ class _LeanExecution(execution.Execution):
         tag = c.tag
         kind = type(tag)
         if c.error is None and self.ready:
+            if kind is jobs.Balance:
+                # the shell's answer (``execution_answers``): the equity, then the kill switch's
+                # state for it. A state that comes back the very same object leaves the trader's
+                # state as it was (the shell would store an equal copy and do nothing else)
+                self.equity = float(c.result.equity)
+                if risk.update_equity(self.cfg.risk, self.st.risk, self.equity, self.host.clock_ms()) is self.st.risk:
+                    return
             if kind is jobs.Positions and self._positions_agree(c.result, tag.at_ms):
                 return
             if kind is jobs.AlgoAudit and not c.result and not self.st.algos and not self.cfg.exchange_protection:
@@ -210,7 +223,8 @@ class FastBacktest(Backtest):
         """``Backtest.bar`` with its two commonest cases written out, the same steps without
         the shell engine's look-ups that cannot change there; any other bar goes the shell
         engine's way (``Backtest.bar``). Both need a valid bar, no pending entry, no delayed
-        query and no ``on_timer``.
+        query and no ``on_timer``; the view of the symbol's trade is brought up to date first,
+        as ``Backtest.bar`` does (so the bars right after an entry or an exit qualify too).
 
         - flat and quiet (no trade, no skipped poll to make up, not an hourly poll that must
           run: ``_flat_poll_idle``): no stop or target to check, no poll; the price is set and
@@ -228,6 +242,10 @@ class FastBacktest(Backtest):
             return
         pos_of = self._pos_of
         trade = pos_of[0]
+        held = st.trades.get(symbol)
+        if held is not trade:  # ``Backtest.bar``'s first step: the view of this symbol's trade as it is
+            self._view(held)
+            pos_of, trade = self._pos_of, held
         if st.trades:
             watch = pos_of[2]
             if (trade is None or watch is None or not self._skip or st.trades.get(symbol) is not trade
