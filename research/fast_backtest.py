@@ -169,6 +169,19 @@ class _LeanExecution(execution.Execution):
             self.publish(a.request)
         self._event(a.order.client_order_id, om.Send(at_ms=self.host.clock_ms()))
 
+    def _event(self, cid: str, event: Any, fill: Any = None) -> None:
+        # an order's closing status read (``_submitted``: Ack, fills, then the status) that the
+        # order's state machine answers with the very same record and no effect: the trader would
+        # store that same record again (``trader_fills.on_order_event``: nothing published, no
+        # order ended) and the shell do nothing with it
+        if fill is None and type(event) is om.QueryResult:
+            o = self.st.orders.get(cid)
+            if o is not None and o.is_terminal:
+                new, effects = om.apply(o, event)
+                if new is o and not effects:
+                    return
+        super()._event(cid, event, fill)
+
     def _completion(self, c: Any) -> None:
         tag = c.tag
         kind = type(tag)
