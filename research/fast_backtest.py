@@ -261,11 +261,11 @@ class FastBacktest(Backtest):
             pos_of, trade = self._pos_of, held
         if st.trades:
             watch = pos_of[2]
-            if (trade is None or watch is None or not self._skip or st.trades.get(symbol) is not trade
+            if (trade is None or watch is None or not self._skip
                     or ((low <= watch[1] or h >= watch[2]) if watch[0] > 0 else (h >= watch[1] or low <= watch[2]))):
                 Backtest.bar(self, symbol, open_ms, o, h, low, c, v)
                 return
-        elif (trade is not None or self._lagged
+        elif (self._lagged  # (flat: the view, brought up to date above, is of no trade)
               or (not open_ms % POLL_FLAT_MS and not self._flat_poll_idle(max(close_ms, self.now_ms)))):
             Backtest.bar(self, symbol, open_ms, o, h, low, c, v)
             return
