@@ -17,6 +17,9 @@ the order of answers). What it leaves out is what a backtest never reads:
   funding income (the catalog's funding is booked by the backtest): a position read that
   agrees with every open trade, an empty audit of conditional orders and an empty income
   read go nowhere instead of through the trader (which would return its state unchanged).
+  So do a balance whose kill-switch state comes back the very same object (the equity is
+  still set), and an order's closing status read that its state machine answers with the
+  same record and no effect (the entry's ``QueryResult`` after its fills).
 - **a lighter dispatcher.** The answers are the same, in the same order; without the
   ``Completion`` dataclass, its timestamps and the order request's journal round trip (a
   no-op in a backtest). A read of the positions answers their quantities only (all that is
