@@ -17,6 +17,9 @@ the order of answers). What it leaves out is what a backtest never reads:
   funding income (the catalog's funding is booked by the backtest): a position read that
   agrees with every open trade, an empty audit of conditional orders and an empty income
   read go nowhere instead of through the trader (which would return its state unchanged).
+  So do a balance whose kill-switch state comes back the very same object (the equity is
+  still set), and an order's closing status read that its state machine answers with the
+  same record and no effect (the entry's ``QueryResult`` after its fills).
 - **a lighter dispatcher.** The answers are the same, in the same order; without the
   ``Completion`` dataclass, its timestamps and the order request's journal round trip (a
   no-op in a backtest). A read of the positions answers their quantities only (all that is
@@ -146,10 +149,16 @@ class _LeanExecution(execution.Execution):
         return self._ctx_last
 
     def _carry_out(self, actions: list[trader.Action]) -> None:
+        # the shell's branches for its three commonest actions, the others through it
         for a in actions:
-            if type(a) is trader.Publish:
+            kind = type(a)
+            if kind is trader.Publish:
                 if isinstance(a.body, _READ):
                     self.publish(a.body)
+            elif kind is trader.Dispatch:
+                self.dispatch(a.effect, a.symbol)
+            elif kind is trader.NewOrder:
+                self._new_order(a)
             else:
                 super()._carry_out([a])
 
@@ -163,10 +172,30 @@ class _LeanExecution(execution.Execution):
             self.publish(a.request)
         self._event(a.order.client_order_id, om.Send(at_ms=self.host.clock_ms()))
 
+    def _event(self, cid: str, event: Any, fill: Any = None) -> None:
+        # an order's closing status read (``_submitted``: Ack, fills, then the status) that the
+        # order's state machine answers with the very same record and no effect: the trader would
+        # store that same record again (``trader_fills.on_order_event``: nothing published, no
+        # order ended) and the shell do nothing with it
+        if fill is None and type(event) is om.QueryResult:
+            o = self.st.orders.get(cid)
+            if o is not None and o.is_terminal:
+                new, effects = om.apply(o, event)
+                if new is o and not effects:
+                    return
+        super()._event(cid, event, fill)
+
     def _completion(self, c: Any) -> None:
         tag = c.tag
         kind = type(tag)
         if c.error is None and self.ready:
+            if kind is jobs.Balance:
+                # the shell's answer (``execution_answers``): the equity, then the kill switch's
+                # state for it. A state that comes back the very same object leaves the trader's
+                # state as it was (the shell would store an equal copy and do nothing else)
+                self.equity = float(c.result.equity)
+                if risk.update_equity(self.cfg.risk, self.st.risk, self.equity, self.host.clock_ms()) is self.st.risk:
+                    return
             if kind is jobs.Positions and self._positions_agree(c.result, tag.at_ms):
                 return
             if kind is jobs.AlgoAudit and not c.result and not self.st.algos and not self.cfg.exchange_protection:
@@ -210,7 +239,8 @@ class FastBacktest(Backtest):
         """``Backtest.bar`` with its two commonest cases written out, the same steps without
         the shell engine's look-ups that cannot change there; any other bar goes the shell
         engine's way (``Backtest.bar``). Both need a valid bar, no pending entry, no delayed
-        query and no ``on_timer``.
+        query and no ``on_timer``; the view of the symbol's trade is brought up to date first,
+        as ``Backtest.bar`` does (so the bars right after an entry or an exit qualify too).
 
         - flat and quiet (no trade, no skipped poll to make up, not an hourly poll that must
           run: ``_flat_poll_idle``): no stop or target to check, no poll; the price is set and
@@ -228,13 +258,17 @@ class FastBacktest(Backtest):
             return
         pos_of = self._pos_of
         trade = pos_of[0]
+        held = st.trades.get(symbol)
+        if held is not trade:  # ``Backtest.bar``'s first step: the view of this symbol's trade as it is
+            self._view(held)
+            pos_of, trade = self._pos_of, held
         if st.trades:
             watch = pos_of[2]
-            if (trade is None or watch is None or not self._skip or st.trades.get(symbol) is not trade
+            if (trade is None or watch is None or not self._skip
                     or ((low <= watch[1] or h >= watch[2]) if watch[0] > 0 else (h >= watch[1] or low <= watch[2]))):
                 Backtest.bar(self, symbol, open_ms, o, h, low, c, v)
                 return
-        elif (trade is not None or self._lagged
+        elif (self._lagged  # (flat: the view, brought up to date above, is of no trade)
               or (not open_ms % POLL_FLAT_MS and not self._flat_poll_idle(max(close_ms, self.now_ms)))):
             Backtest.bar(self, symbol, open_ms, o, h, low, c, v)
             return
