@@ -17,9 +17,8 @@ the order of answers). What it leaves out is what a backtest never reads:
   funding income (the catalog's funding is booked by the backtest): a position read that
   agrees with every open trade, an empty audit of conditional orders and an empty income
   read go nowhere instead of through the trader (which would return its state unchanged).
-  So do a balance whose kill-switch state comes back the very same object (the equity is
-  still set), and an order's closing status read that its state machine answers with the
-  same record and no effect (the entry's ``QueryResult`` after its fills).
+  So does an order's closing status read that its state machine answers with the same
+  record and no effect (the entry's ``QueryResult`` after its fills).
 - **a lighter dispatcher.** The answers are the same, in the same order; without the
   ``Completion`` dataclass, its timestamps and the order request's journal round trip (a
   no-op in a backtest). A read of the positions answers their quantities only (all that is
@@ -189,13 +188,6 @@ class _LeanExecution(execution.Execution):
         tag = c.tag
         kind = type(tag)
         if c.error is None and self.ready:
-            if kind is jobs.Balance:
-                # the shell's answer (``execution_answers``): the equity, then the kill switch's
-                # state for it. A state that comes back the very same object leaves the trader's
-                # state as it was (the shell would store an equal copy and do nothing else)
-                self.equity = float(c.result.equity)
-                if risk.update_equity(self.cfg.risk, self.st.risk, self.equity, self.host.clock_ms()) is self.st.risk:
-                    return
             if kind is jobs.Positions and self._positions_agree(c.result, tag.at_ms):
                 return
             if kind is jobs.AlgoAudit and not c.result and not self.st.algos and not self.cfg.exchange_protection:

@@ -55,9 +55,9 @@ class Answers(ExecutionParts):
                 if err is None:
                     self.equity = float(c.result.equity)
                     if self.ready:  # the kill switch watches equity, not only at the next entry
-                        st = replace(self.st, risk=risk.update_equity(self.cfg.risk, self.st.risk, self.equity,
-                                                                      self.host.clock_ms()))
-                        self.apply((st, []))
+                        r = risk.update_equity(self.cfg.risk, self.st.risk, self.equity, self.host.clock_ms())
+                        if r is not self.st.risk:  # the same state back: nothing to apply
+                            self.apply((replace(self.st, risk=r), []))
             case jobs.Setup(symbols=symbols):
                 self._setup_done(symbols, c.result, err)
             case jobs.AlgoAudit():
