@@ -54,8 +54,8 @@ from typing import Any, Callable, Mapping, Union
 from common.fastcopy import replace
 from common.errors import DefinitiveError
 from venue.order_rules import (DEFAULT_RECV_WINDOW_MS, DUPLICATE_CLIENT_ID_CODE, INVALID_EVENT, INVALID_TRANSITION,
-                                NOT_FOUND_AFTER_ACK, STATUS_CONFLICT, CancelRejected, CancelRequest, Canceled, Reject,
-                                Send, Timeout, attempt_dead_after_ms, bad_time)
+                                NOT_FOUND_AFTER_ACK, STATUS_CONFLICT, REASON_CHARS, CancelRejected, CancelRequest, Canceled,
+                                Reject, Send, Timeout, attempt_dead_after_ms, bad_time)
 
 CONDITIONAL_TYPES = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT", "TRAILING_STOP_MARKET"})
 WORKING_TYPES = frozenset({"MARK_PRICE", "CONTRACT_PRICE"})
@@ -316,7 +316,7 @@ def _on_reject(o: AlgoOrder, e: Reject, target: Target) -> Result:
         return _error(o, STATUS_CONFLICT, f"reject {e.code} for an algo order the exchange confirmed")
     if e.code == DUPLICATE_CLIENT_ID_CODE:
         return replace(o, state=A.UNKNOWN), (QueryAlgo(client_algo_id=o.client_algo_id, not_before_ms=o.last_sent_ms),)
-    return replace(o, state=A.REJECTED, reject_code=e.code, reject_reason=e.message[:200]), ()
+    return replace(o, state=A.REJECTED, reject_code=e.code, reject_reason=e.message[:REASON_CHARS]), ()
 
 
 def _advance(o: AlgoOrder, status: AlgoState, algo_id: str, actual: str) -> Result:

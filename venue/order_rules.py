@@ -24,6 +24,8 @@ INVALID_EVENT = "INVALID_EVENT"  # malformed: NaN, non-positive, unknown status,
 NOT_FOUND_AFTER_ACK = "NOT_FOUND_AFTER_ACK"  # the exchange forgot an order it confirmed
 STATUS_CONFLICT = "STATUS_CONFLICT"  # the exchange contradicts a final state
 
+REASON_CHARS = 200  # a refusal's message kept with an order: Binance's "msg" fits, a long error cannot grow a record
+
 
 def attempt_dead_after_ms(last_sent_ms: int, recv_window_ms: int) -> int:
     """When an attempt sent at ``last_sent_ms`` can no longer arrive: Binance refuses a request
@@ -36,6 +38,14 @@ def attempt_dead_after_ms(last_sent_ms: int, recv_window_ms: int) -> int:
 def bad_time(t: object) -> bool:
     """An event's time that is not an integer of milliseconds (a bool is not one)."""
     return isinstance(t, bool) or not isinstance(t, int)
+
+
+def refusal_code(err: BaseException) -> int:
+    """Binance's error code of a refused request (0 when the error carries none); a broker's
+    "client id taken", however it is worded, is -4116, the one code both machines act on."""
+    if getattr(err, "reason", "") == "duplicate_client_id":
+        return DUPLICATE_CLIENT_ID_CODE
+    return int(getattr(err, "code", 0) or 0)
 
 
 # ---------------------------------------------------------------------------- events
@@ -52,7 +62,7 @@ class Reject:
 
     attempt: int  # which send this answers (the order's send_count when it was sent)
     code: int = 0
-    message: str = ""
+    message: str = ""  # kept with the order up to ``REASON_CHARS`` characters
 
 
 @dataclass(frozen=True, kw_only=True)

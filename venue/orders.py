@@ -64,8 +64,8 @@ from common.errors import DefinitiveError
 from common.wire import Fill, OrderRequest, OrderUpdate
 from venue.fills import TIME_IN_FORCE
 from venue.order_rules import (DEFAULT_RECV_WINDOW_MS, DUPLICATE_CLIENT_ID_CODE, INVALID_EVENT, INVALID_TRANSITION,
-                                NOT_FOUND_AFTER_ACK, STATUS_CONFLICT, CancelRejected, CancelRequest, Canceled, Reject,
-                                Send, Timeout, attempt_dead_after_ms, bad_time)
+                                NOT_FOUND_AFTER_ACK, STATUS_CONFLICT, REASON_CHARS, CancelRejected, CancelRequest, Canceled,
+                                Reject, Send, Timeout, attempt_dead_after_ms, bad_time)
 
 # Binance's rule for newClientOrderId
 CLIENT_ORDER_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
@@ -397,7 +397,7 @@ def _on_reject(o: Order, e: Reject, target: Target) -> Result:
     if e.code == DUPLICATE_CLIENT_ID_CODE:
         # the id is taken at the exchange: an earlier attempt did arrive. Find it; never re-send.
         return replace(o, state=S.UNKNOWN), (_query_effect(o, o.last_sent_ms),)
-    return replace(o, state=S.REJECTED, reject_code=e.code, reject_reason=e.message), ()
+    return replace(o, state=S.REJECTED, reject_code=e.code, reject_reason=e.message[:REASON_CHARS]), ()
 
 
 def _on_fill(o: Order, e: TradeFill, target: Target) -> Result:

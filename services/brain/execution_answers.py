@@ -152,11 +152,9 @@ class Answers(ExecutionParts):
             log.warning("brain.order_outcome_unknown", client_order_id=cid, error=str(err))
             self._event(cid, om.Timeout(at_ms=self.host.clock_ms()))
             return
-        code = getattr(err, "code", 0) or 0
-        if getattr(err, "reason", "") == "duplicate_client_id":
-            code = order_rules.DUPLICATE_CLIENT_ID_CODE
+        code = order_rules.refusal_code(err)
         log.warning("brain.order_refused", client_order_id=cid, code=code, error=str(err))
-        self._event(cid, om.Reject(attempt=attempt, code=int(code), message=str(err)[:200]))
+        self._event(cid, om.Reject(attempt=attempt, code=code, message=str(err)))
 
     def _algo_completion(self, tag: jobs.AlgoJob, c: dsp.Completion) -> None:
         cid = tag.client_algo_id
@@ -175,16 +173,14 @@ class Answers(ExecutionParts):
                 log.warning("brain.protection_outcome_unknown", client_algo_id=cid, error=str(err))
                 self._algo_event(cid, ao.Timeout(at_ms=self.host.clock_ms()))
             else:
-                code = getattr(err, "code", 0) or 0
-                if getattr(err, "reason", "") == "duplicate_client_id":
-                    code = order_rules.DUPLICATE_CLIENT_ID_CODE
+                code = order_rules.refusal_code(err)
                 log.warning("brain.protection_refused", client_algo_id=cid, code=code, error=str(err))
-                self._algo_event(cid, ao.Reject(attempt=tag.attempt, code=int(code), message=str(err)[:200]))
+                self._algo_event(cid, ao.Reject(attempt=tag.attempt, code=code, message=str(err)))
         elif isinstance(tag, jobs.CancelAlgo):
             if err is None:
                 self._algo_event(cid, _algo_update(c.result) if c.result.status != "CANCELED" else ao.Canceled())
             else:
-                self._algo_event(cid, ao.CancelRejected(code=getattr(err, "code", 0) or 0, message=str(err)[:200]))
+                self._algo_event(cid, ao.CancelRejected(code=getattr(err, "code", 0) or 0, message=str(err)))
         elif err is None:  # jobs.QueryAlgo
             self._algo_event(cid, _algo_query_result(tag.at_ms, c.result))
         else:
