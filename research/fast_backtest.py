@@ -42,7 +42,9 @@ the order of answers). What it leaves out is what a backtest never reads:
   target the bar does not reach) are written out (``FastBacktest.bar``), and the hourly poll of
   a flat account is left out where it provably changes nothing (``_flat_poll_idle``: the
   waiting balance is the broker's now and the equity already read, the kill switch and the
-  trader's timer keep their state; never the first poll of a UTC day).
+  trader's timer keep their state; never the first poll of a UTC day). With one symbol, a
+  run of such bars is played in the bar loop itself (``FastBacktest._play``), what it leaves
+  for the shell (clock, price, skipped polls) written once when it ends.
 
 The parity tests (``tests/unit/research/test_backtest_engines.py``,
 ``tests/integration/test_backtest_parity.py``) run both engines on the repository's real bars
@@ -284,9 +286,9 @@ class FastBacktest(Backtest):
 
     def _stretch(self, symbol: str) -> tuple | None:
         """Whether the next bars may be a quiet stretch (``_play``), and what its bars read: (the
-        position the strategy gets, the model, whether a trade is held, the lowest low and the
-        highest high that reach neither its stop nor its target, both excluded, the clocks of
-        the kill switch's UTC day, the quiet closes (``_quiet_closes``), and whether the last
+        position the strategy gets, the model, whether a trade is held, the levels a bar's low
+        must stay above and its high below to reach neither its stop nor its target, the clocks
+        of the kill switch's UTC day, the quiet closes (``_quiet_closes``), and whether the last
         skipped poll's close was quiet). None: the next bar goes through ``bar``."""
         ex = self.ex
         st = ex.st
