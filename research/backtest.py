@@ -200,6 +200,8 @@ class Backtest(BarsHost):
         # (trade, its PositionView, (direction, stop, target) while its stop and target are
         # watched): built once per state of the trade (the trader replaces a changed trade)
         self._pos_of: tuple[Any, Any, Any] = (None, None, None)
+        self._funding_rows: tuple[list, list, list] = ([], [], [])  # (symbol, time, rate) per settlement
+        self._funding_at = 0  # the next settlement's index
 
     # ------------------------------------------------------------------ the shell's host
     # (``BarsHost`` has the rest): fills and closed trades come back here, quotes and lessons
@@ -525,8 +527,7 @@ class Backtest(BarsHost):
         f_sym = [symbols[i] for i in fund.column("symbol").combine_chunks().indices.to_pylist()] if fund.num_rows else []
         f_time = fund.column("calc_time").to_pylist() if fund.num_rows else []
         f_rate = fund.column("last_funding_rate").to_pylist() if fund.num_rows else []
-        fi = 0
-        next_f = f_time[0] if f_time else math.inf  # the next settlement's time
+        self._funding_rows, self._funding_at = (f_sym, f_time, f_rate), 0
         started = time.perf_counter()
         for batch in iter_bars(cfg.catalog, "klines_1m", symbols, cfg.start_ms, cfg.end_ms,
                                batch_rows=cfg.batch_rows, columns=KLINE_COLUMNS):
@@ -534,18 +535,36 @@ class Backtest(BarsHost):
             # one symbol: its name on every row, the symbol column is not read
             names = repeat(symbols[0]) if len(symbols) == 1 else map(symbols.__getitem__,
                                                                       batch.column(0).indices.to_pylist())
-            bar = self.bar
-            for sym, t_ms, o, h, low, c, v in zip(names, *cols):
-                if t_ms >= next_f:
-                    while fi < len(f_time) and f_time[fi] <= t_ms:  # settlements up to this bar's open
-                        self.funding(f_sym[fi], f_rate[fi])
-                        fi += 1
-                    next_f = f_time[fi] if fi < len(f_time) else math.inf
-                bar(sym, t_ms, o, h, low, c, v)
+            self._play(zip(names, *cols))
         if self._lagged:  # the polls the last bars skipped: the shell ends as an unskipped run's
             self._catch_up()
         elapsed = time.perf_counter() - started
         return self.summary(elapsed)
+
+    def _play(self, rows: Any) -> None:
+        """Rows ``(symbol, open ms, open, high, low, close, volume)`` in time order, each after
+        the funding settlements up to its open."""
+        bar = self.bar
+        next_f = self._next_settlement()
+        for sym, t_ms, o, h, low, c, v in rows:
+            if t_ms >= next_f:
+                next_f = self._settle(t_ms)
+            bar(sym, t_ms, o, h, low, c, v)
+
+    def _next_settlement(self) -> float:
+        """The time of the next funding settlement (inf: none left)."""
+        f_time, at = self._funding_rows[1], self._funding_at
+        return f_time[at] if at < len(f_time) else math.inf
+
+    def _settle(self, t_ms: int) -> float:
+        """The funding settlements up to ``t_ms`` (a bar's open); the next one's time."""
+        f_sym, f_time, f_rate = self._funding_rows
+        fi = self._funding_at
+        while fi < len(f_time) and f_time[fi] <= t_ms:
+            self.funding(f_sym[fi], f_rate[fi])
+            fi += 1
+        self._funding_at = fi
+        return self._next_settlement()
 
     def summary(self, elapsed_s: float) -> dict[str, Any]:
         tr = self.trades

@@ -42,7 +42,9 @@ the order of answers). What it leaves out is what a backtest never reads:
   target the bar does not reach) are written out (``FastBacktest.bar``), and the hourly poll of
   a flat account is left out where it provably changes nothing (``_flat_poll_idle``: the
   waiting balance is the broker's now and the equity already read, the kill switch and the
-  trader's timer keep their state; never the first poll of a UTC day).
+  trader's timer keep their state; never the first poll of a UTC day). With one symbol, a
+  run of such bars is played in the bar loop itself (``FastBacktest._play``), what it leaves
+  for the shell (clock, price, skipped polls) written once when it ends.
 
 The parity tests (``tests/unit/research/test_backtest_engines.py``,
 ``tests/integration/test_backtest_parity.py``) run both engines on the repository's real bars
@@ -225,8 +227,110 @@ class FastBacktest(Backtest):
         self._hears_fills = type(self.strategy).on_fill is not sa.Strategy.on_fill
         self._band: tuple = (None, None, math.inf, -math.inf)  # (risk state, idle, lowest, highest quiet close)
         self._reads_model = self.runner.reads_model
+        self._steps: dict[str, Any] = {}  # symbol -> its ``StrategyRunner.candle_step``
 
     # ------------------------------------------------------------------ the bar loop
+    def _play(self, rows: Any) -> None:
+        """``Backtest._play`` with the quiet stretches of one symbol's bars written out.
+
+        A stretch is a run of bars that ``bar`` would play by its lean cases and that nothing in
+        the shell reads: flat and quiet (not an hourly bar), or one watched trade whose stop and
+        target the bar does not reach and whose poll is skipped (the previous one was skipped
+        too, its close was quiet, the same UTC day). What such a bar leaves for the shell (the
+        clock, the price and mark, the polls it skipped) is written once, when the stretch ends
+        (``_stretch_end``): before any other bar, funding or intent. What holds for all of it
+        is worked out once (``_stretch``); a flat stretch is a held one whose stop and target
+        are infinitely far and whose every close is quiet. Written out because it runs once
+        per bar (issue #18): the same steps as ``bar``, in the same order."""
+        if len(self.cfg.symbols) != 1:
+            super()._play(rows)
+            return
+        symbol = self.cfg.symbols[0]
+        bar, make, trade_from = self.bar, _make_candle, self.cfg.trade_from_ms
+        step = self._steps.get(symbol) or self._step(symbol)
+        next_f = self._next_settlement()
+        quiet, n, now, lc, lt, pc, pt = False, 0, 0, 0.0, 0, 0.0, 0
+        position = model = None
+        held, bottom, top, day_lo, day_hi, q_lo, q_hi = False, -_INF, _INF, -_INF, _INF, -_INF, _INF
+        for sym, t_ms, o, h, low, c, v in rows:
+            close_ms = t_ms + MINUTE_MS
+            at = close_ms if close_ms > now else now
+            if (quiet and t_ms < next_f and 0 < low <= o <= h < _INF and low <= c <= h and -_INF < v < _INF
+                    and bottom < low and h < top and (held or t_ms % POLL_FLAT_MS) and day_lo <= at < day_hi):
+                now, n, pc, pt, lc, lt = at, n + 1, lc, lt, c, at
+                quiet = q_lo < c < q_hi  # this close's balance, drained by the next poll
+                candle = make(sym, 60, t_ms, close_ms, o, h, low, c, v)
+                intents = step(candle, position, model)
+                if not intents:
+                    continue
+                if close_ms <= trade_from:
+                    self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
+                    continue
+                self._stretch_end(sym, n, held, lc, lt, pc, pt, quiet)
+                n = 0
+                self._act(sym, intents, candle)
+            else:
+                if n:
+                    self._stretch_end(sym, n, held, lc, lt, pc, pt, quiet)
+                    n = 0
+                if t_ms >= next_f:
+                    next_f = self._settle(t_ms)
+                bar(sym, t_ms, o, h, low, c, v)
+            stretch = self._stretch(symbol)
+            quiet = stretch is not None
+            if quiet:
+                position, model, held, bottom, top, day_lo, day_hi, q_lo, q_hi, quiet = stretch
+                now = self.now_ms
+        if n:
+            self._stretch_end(symbol, n, held, lc, lt, pc, pt, quiet)
+
+    def _stretch(self, symbol: str) -> tuple | None:
+        """Whether the next bars may be a quiet stretch (``_play``), and what its bars read: (the
+        position the strategy gets, the model, whether a trade is held, the levels a bar's low
+        must stay above and its high below to reach neither its stop nor its target, the clocks
+        of the kill switch's UTC day, the quiet closes (``_quiet_closes``), and whether the last
+        skipped poll's close was quiet). None: the next bar goes through ``bar``."""
+        ex = self.ex
+        st = ex.st
+        if st.pending or ex.delayed or self._timer:
+            return None
+        if st.trades.get(symbol) is not self._pos_of[0]:
+            self._view(st.trades.get(symbol))
+        trade, pos, watch = self._pos_of
+        if not st.trades:
+            if self._lagged:
+                return None
+            return None, self._model_state, False, -_INF, _INF, -_INF, _INF, -_INF, _INF, True
+        if trade is None or watch is None or not self._skip or not self._lagged or self._idle is None:
+            return None
+        d, stop, target = watch
+        risk = st.risk
+        band = self._band
+        if band[0] is not risk or band[1] is not self._idle:
+            band = self._band = (risk, self._idle, *self._quiet_closes(risk, self._idle))
+        day = risk.day_index * DAY_MS
+        return (pos, self._model_state, True, *((stop, target) if d > 0 else (target, stop)), day, day + DAY_MS,
+                band[2], band[3], self._next_quiet)
+
+    def _stretch_end(self, symbol: str, n: int, held: bool, close: float, at_ms: int, prev_close: float,
+                     prev_ms: int, quiet: bool) -> None:
+        """What the ``n`` bars of a quiet stretch leave for the shell, as ``bar`` would have left
+        it: the clock and the symbol's price and mark at the last close; with a trade held, the
+        polls skipped (the last two, at their clocks and closes) and whether the last was quiet."""
+        self.counts["candles"] += n
+        self.now_ms = at_ms
+        self._px[symbol] = (close, at_ms)
+        self.books.pop(symbol, None)
+        self.marks[symbol] = close
+        if held:
+            self.polls_skipped += n
+            lagged = self._lagged
+            if n > 1:
+                lagged.append((symbol, prev_close, prev_ms))
+            lagged.append((symbol, close, at_ms))
+            del lagged[:-2]
+            self._next_quiet = quiet
+
     def bar(self, symbol: str, open_ms: int, o: float, h: float, low: float, c: float, v: float) -> None:
         """``Backtest.bar`` with its two commonest cases written out, the same steps without
         the shell engine's look-ups that cannot change there; any other bar goes the shell
@@ -289,12 +393,17 @@ class FastBacktest(Backtest):
                     self._view(now)
                 pos = self._pos_of[1]
         candle = _make_candle(symbol, 60, open_ms, close_ms, o, h, low, c, v)
-        intents = self.runner.on_candle(candle, position=pos, model=self._model_state)
+        intents = (self._steps.get(symbol) or self._step(symbol))(candle, pos, self._model_state)
         if intents:
             if close_ms <= self.cfg.trade_from_ms:
                 self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
                 return
             self._act(symbol, intents, candle)
+
+    def _step(self, symbol: str) -> Any:
+        """The strategy's ``on_candle`` for ``symbol`` (``StrategyRunner.candle_step``), made once."""
+        step = self._steps[symbol] = self.runner.candle_step(symbol)
+        return step
 
     def _flat_poll_idle(self, at_ms: int) -> bool:
         """Whether the hourly poll of a flat account (``Backtest.bar``) at ``at_ms`` provably

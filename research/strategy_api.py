@@ -419,6 +419,45 @@ class StrategyRunner:
             return out[:]  # the caller may extend it: never the strategy's own list
         return self._checked(out, "on_candle")
 
+    def candle_step(self, symbol: str):
+        """``on_candle`` of one symbol on its reused context (``reuse_context``), as a function
+        ``step(candle, position, model)`` with what it reads looked up once: the same window,
+        context, call, checks and counters, for a shell that calls it at every bar (the fast
+        backtest). It returns the intents as a new list, or ``()`` for none. A strategy that
+        wants SMC labels goes through ``on_candle`` itself."""
+        s = self.symbols.get(symbol) or self._sym(symbol)
+        if s.smc is not None or not self.reuse_context:
+            on_candle = self.on_candle
+            return lambda candle, position, model: on_candle(candle, position=position, model=model) or ()
+        if s.ctx is None:
+            s.ctx = _make_context(0, symbol, s.candles, None, s.state, None, (), None)
+        # ``on_candle``'s reuse path written out as a closure over its look-ups (once per bar)
+        ctx, append, strategy, counters = s.ctx, s.candles.append, self.strategy, self.counters
+        reads_model, checked = self.reads_model, self._checked
+        set_now, set_position, set_model = _SET_NOW, _SET_POSITION, _SET_MODEL
+
+        def step(candle: Candle, position: PositionView | None, model: Any) -> list | tuple:
+            append(candle)
+            set_now(ctx, candle.close_ms)
+            if ctx.position is not position:
+                set_position(ctx, position)
+            if not reads_model:
+                model = None
+            if ctx.model is not model:
+                set_model(ctx, model)
+            try:
+                out = strategy.on_candle(ctx, candle)
+            except Exception as exc:  # a strategy's bug must not stop the shell
+                counters[ERROR] += 1
+                log.error("strategy.callback_failed", strategy=strategy.name, callback="on_candle",
+                          error=repr(exc)[:300])
+                return ()
+            if type(out) is list:
+                return out[:] if out else ()  # the caller may extend it: never the strategy's own list
+            return checked(out, "on_candle") or ()
+
+        return step
+
     def on_timer(self, symbol: str, now_ms: int, *, position: PositionView | None = None, model: Any = None) -> list:
         s = self._sym(symbol)
         fn = self.strategy.on_timer

@@ -59,6 +59,21 @@ def test_flat_days_then_trading_give_the_shell_engines_files(catalog, strategy):
     assert fast.polls_skipped - shell.polls_skipped == 69 + {"ema_cross": 10, "donchian": 5}[strategy]
 
 
+@pytest.mark.parametrize("strategy", ["ema_cross", "donchian"])
+def test_quiet_stretches_cut_by_batches_give_the_shell_engines_files(catalog, strategy):
+    """The quiet stretches of ``FastBacktest._play`` end at every batch of bars (here 997 rows,
+    an odd size) as at any other bar: the same files, kill switch and equity as the shell
+    engine, and the same polls left out as with the default batches."""
+    cfg = BacktestConfig(catalog=catalog, symbols=("BTCUSDT",), start_ms=DEC1_MS, end_ms=DEC1_MS + 4 * DAY_MS,
+                         strategy=strategy, trade_from_ms=DEC1_MS + DAY_MS, batch_rows=997)
+    shell, shell_files = _run(replace(cfg, engine="shell"))
+    fast, fast_files = _run(cfg)
+    whole, whole_files = _run(replace(cfg, batch_rows=65_536))
+    assert fast_files == shell_files == whole_files
+    assert fast.ex.st.risk == shell.ex.st.risk and fast.ex.equity == shell.ex.equity
+    assert fast.polls_skipped == whole.polls_skipped > shell.polls_skipped
+
+
 @pytest.fixture()
 def idle(catalog) -> FastBacktest:
     """A fast backtest started and polled twice, flat: one balance waits, the equity read."""

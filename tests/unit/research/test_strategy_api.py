@@ -300,6 +300,42 @@ def test_a_reused_context_carries_each_candles_clock_position_and_model():
     assert [s[1:] for s in seen] == [((i + 1) * 60_000, p, m) for i, (p, m) in enumerate(calls)]
 
 
+def test_the_candle_step_is_on_candle_on_the_same_reused_context():
+    """``candle_step`` (the fast backtest's per-bar call) and ``on_candle`` share one symbol's
+    window and context: each call's clock, position and model (None for a strategy that never
+    reads it), the same intents as a new list, ``()`` for none; a callback that raises or
+    returns something not a list is counted as ``on_candle`` counts it."""
+    seen = []
+
+    class Looks(sa.Strategy):
+        name = "looks"
+        reads_model = False
+        history = 3
+
+        def on_candle(self, ctx, candle) -> list:
+            seen.append((id(ctx), ctx.now_ms, ctx.position, ctx.model, len(ctx.candles)))
+            if candle.close == 7.0:
+                raise RuntimeError("boom")
+            if candle.close == 8.0:
+                return "not a list"
+            return [sa.Exit()] if candle.close == 2.0 else []
+
+    pos = sa.PositionView(side="BUY", qty=1.0, entry_price=100.0, stop=90.0, target=120.0, opened_ms=0)
+    runner = sa.StrategyRunner(Looks(), reuse_context=True)
+    step = runner.candle_step("TESTUSDT")
+    assert step(candle(0, 1.0, 2.0, 0.5, 1.5), None, "m") == ()
+    assert runner.on_candle(candle(1, 1.0, 2.0, 0.5, 1.5), position=pos, model="m") == []
+    out = step(candle(2, 1.0, 2.0, 0.5, 2.0), pos, "m")
+    assert out == [sa.Exit()] and type(out) is list
+    assert step(candle(3, 1.0, 2.0, 0.5, 1.5), None, None) == ()
+    assert len({s[0] for s in seen}) == 1
+    assert [s[1:] for s in seen] == [(60_000, None, None, 1), (120_000, pos, None, 2), (180_000, pos, None, 3),
+                                     (240_000, None, None, 3)]
+    assert step(candle(4, 7.0, 7.0, 7.0, 7.0), None, None) == ()
+    assert step(candle(5, 8.0, 8.0, 8.0, 8.0), None, None) == ()
+    assert (runner.stats()["callback_error"], runner.stats()["bad_intent"]) == (1, 1)
+
+
 def test_on_timer_runs_only_when_the_strategy_overrides_it():
     """A strategy without its own on_timer gets [] (the base's answer) and its symbol state;
     one that overrides it is called with the context's clock and symbol."""
