@@ -174,6 +174,31 @@ class TestFilters:
         assert st.bars == 1 and st.skipped["bad_candle"] == 2
         assert st.skipped["other_interval"] == 1
 
+    def test_the_float_shortcut_judges_candles_as_the_full_check(self):
+        """``_candle_values`` (a shortcut for exact floats and an int time) accepts exactly
+        the candles ``_valid_candle`` accepts, and hands on ``int``/``float`` of the fields:
+        every field set in turn to NaN, +-inf, 0, -0.0, a negative, an int, a bool, a
+        numpy float, a string, or huge finite values whose sum overflows."""
+        import numpy as np
+
+        from services.brain.strategy import _candle_values, _valid_candle
+
+        base = {"open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5, "volume": 3.0}
+        odd = (math.nan, math.inf, -math.inf, 0.0, -0.0, -1.0, 7, True, np.float64(100.25),
+               "100", 1.7e308)
+        variants = [dict(base)] + [{**base, k: x} for k in base for x in odd]
+        variants.append({k: 1.7e308 for k in base})  # finite, but their sum is not
+        for fields in variants:
+            for open_ms in (60_000, 60_000.0, 0):
+                st = new_symbol_state(HAND)
+                st.last_open_ms = 0
+                c = SimpleNamespace(symbol="TEST", open_ms=open_ms, **fields)
+                got = _candle_values(st, c)
+                assert (got is not None) == _valid_candle(st, c), (fields, open_ms)
+                if got is not None:
+                    want = (int(open_ms),) + tuple(float(fields[k]) for k in base)
+                    assert got == want and [type(x) for x in got] == [int] + [float] * 5
+
     def test_config_rejects_impossible_values(self):
         """A zero HTF factor or min risk above max risk is a ConfigError; unknown fields fail."""
         with pytest.raises(ConfigError):
