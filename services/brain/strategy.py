@@ -26,7 +26,8 @@ Why the retest rule and not model_eval's "every structure label" rule on the bas
 timeframe: on the real BTCUSDT December 2024 1m month it is not sparse (2,360 signals,
 1,375 long and 985 short, about three per hour of market time: a demo replaying at N times
 speed shows some within minutes), and it is the setup the product describes. Measured cost
-on that replay: about 10 us of CPU per 1-minute candle (bench.bench_smc_quick: BTCUSDT_1m_strategy_on_candle), about half of it the base SMC update itself.
+on that replay: about 6 us of CPU per 1-minute candle (bench.bench_smc_quick:
+BTCUSDT_1m_strategy_on_candle; 2026-12-07), the base SMC update (its event rows) under a third.
 What it shares with model_eval: stop, target, features, ATRs.
 
 State. ``StrategyState`` is mutable on purpose and owned by one caller (one symbol): the
