@@ -268,32 +268,43 @@ def _cap(zones: dict, limit: int) -> None:
         del zones[next(iter(zones))]
 
 
-def _retest(st: StrategyState, d: int, h: float, low: float, c: float) -> bool:
+def _retest(st: StrategyState, d: int, h: float, low: float, c: float, ev: list) -> bool:
     """Did this candle retest a live zone of direction ``d`` known before it? A bullish zone
     is retested when ``low <= top and c > bottom``, a bearish one when ``h >= bottom and
-    c < top`` (one loop per direction: this runs on every candle, over up to ``max_zones``
-    zones of each kind and direction)."""
-    hit = False
+    c < top``. ``ev``: this candle's SMC event rows (the gaps are read from them, see
+    ``_gap_retested``); the blocks are scanned (this runs on every candle, over up to
+    ``max_zones`` blocks of that direction)."""
+    hit = _gap_retested(st.fvgs[d], d, c, ev)
     touched = st.touched_obs
     if d > 0:
-        for top, bottom in st.fvgs[d].values():
-            if low <= top and c > bottom:
-                hit = True
-                break
         for key, (top, bottom) in st.obs[d].items():
             if low <= top and c > bottom and key not in touched:
                 touched.add(key)  # every touched block is spent, even if not used
                 hit = True
     elif d < 0:
-        for top, bottom in st.fvgs[d].values():
-            if h >= bottom and c < top:
-                hit = True
-                break
         for key, (top, bottom) in st.obs[d].items():
             if h >= bottom and c < top and key not in touched:
                 touched.add(key)
                 hit = True
     return hit
+
+
+def _gap_retested(fvgs: dict, d: int, c: float, ev: list) -> bool:
+    """Did this candle retest one of the live gaps ``fvgs`` (direction ``d``, known before
+    it), without scanning them: a gap is touched exactly when the SMC update mitigates it
+    (its rule is the retest's: a bullish gap goes when ``low <= top``, a bearish one when
+    ``high >= bottom``; the strategy never joins gaps), and the update mitigates every live
+    gap it touches on this candle, each in an ``EV_FVG_MIT`` row. So the touched gaps are
+    the ones of those rows still in the table (a gap made on this candle is not in it yet);
+    the retest is then the close's side of the gap. ``tests/unit/brain/test_strategy.py``
+    holds this to the scan on every candle of the real month."""
+    if fvgs:
+        for j in range(0, len(ev), _W):
+            if ev[j] == _EV_FVG_MIT and ev[j + 1] == d:
+                zone = fvgs.get((d, int(ev[j + 2])))
+                if zone is not None and (c > zone[1] if d > 0 else c < zone[0]):
+                    return True
+    return False
 
 
 # this candle's SMC events are read as the kernel's rows (``smc.update_events``), not as
@@ -396,7 +407,7 @@ def on_candle(state: StrategyState, candle: CandleLike, interval_s: int,
     st.atr_slow.step(h, low, c)
     d = st.htf.direction
     # zones are checked before this candle's labels: only zones known before it count
-    hit = d != 0 and _retest(st, d, h, low, c)
+    hit = d != 0 and _retest(st, d, h, low, c, events)
     _apply(st, events)
     if not hit:
         return st, []

@@ -254,6 +254,28 @@ class TestRealMonth:
             assert 0.0 <= s.confidence <= 1.0 and s.cold
         assert len({s.signal_id for s in month_signals}) == len(month_signals)
 
+    def test_gaps_read_from_the_mitigations_are_the_gaps_a_scan_finds(self, month,
+                                                                      monkeypatch):
+        """On every candle of the month with a bias, ``_gap_retested`` (from the candle's
+        mitigation rows) answers what a scan of the live gaps answers (``low <= top and
+        close > bottom`` for a bullish gap, ``high >= bottom and close < top`` for a
+        bearish one), and both answers occur often."""
+        from services.brain import strategy as strategy_mod
+
+        real, seen = strategy_mod._retest, {True: 0, False: 0}
+
+        def checked(st, d, h, low, c, ev):
+            gaps = st.fvgs[d]
+            scan = (any(low <= top and c > bottom for top, bottom in gaps.values()) if d > 0
+                    else any(h >= bottom and c < top for top, bottom in gaps.values()))
+            assert strategy_mod._gap_retested(gaps, d, c, ev) == scan
+            seen[scan] += 1
+            return real(st, d, h, low, c, ev)
+
+        monkeypatch.setattr(strategy_mod, "_retest", checked)
+        replay(month, StrategyConfig())
+        assert seen[True] > 1_000 and seen[False] > 10_000
+
     def test_month_replay_is_deterministic(self, month, month_signals):
         """A second replay of the month gives the identical list of messages."""
         assert replay(month, StrategyConfig())[0] == month_signals
