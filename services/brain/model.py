@@ -80,6 +80,7 @@ FEATURES: tuple[str, ...] = tuple(FEATURE_SPECS)
 _LOW = np.array([s[0] for s in FEATURE_SPECS.values()])
 _HIGH = np.array([s[1] for s in FEATURE_SPECS.values()])
 _DEFAULT = np.array([s[2] for s in FEATURE_SPECS.values()])
+_SPECS = tuple((name, low, high, default) for name, (low, high, default) in FEATURE_SPECS.items())
 _STD_FLOOR = (_HIGH - _LOW) * 0.01  # spread below 1 % of a feature's range counts as none
 _P_EPS = 1e-12  # a component's forecast is kept this far from 0 and 1 when it is scored
 _MAX_WEIGHT = 1e6  # no stored log-odds weight is bigger: beyond it, the blob was tampered with
@@ -245,7 +246,7 @@ def features_from_context(*, direction: int, entry: float, stop: float, target: 
     vol = _ratio(atr, atr_slow)
     swept = _finite(swept_bars_ago, math.inf)
     raw = {
-        "trend_agree": d * float(np.sign(_finite(htf_direction, 0.0))) + 0.0,  # no -0.0
+        "trend_agree": d * _sign(_finite(htf_direction, 0.0)) + 0.0,  # no -0.0
         "choch": 1.0 if is_choch else 0.0,
         # no block / gap at all counts as far away: inf -> clipped to the top of the range
         "ob_dist_atr": _ratio(_finite(ob_distance, math.inf), atr),
@@ -260,7 +261,12 @@ def features_from_context(*, direction: int, entry: float, stop: float, target: 
         "break_age_log": math.log1p(max(_number(break_age_bars, 0.0), 0.0)),
         "extension_atr": _ratio(d * (entry - _finite(break_level, entry)), atr),
     }
-    return dict(zip(FEATURES, vector(raw).tolist()))
+    return dict(zip(FEATURES, _clipped(raw)))
+
+
+def _sign(x: float) -> float:
+    """``np.sign`` of a number that is not NaN (a zero keeps its sign)."""
+    return 1.0 if x > 0 else -1.0 if x < 0 else x
 
 
 def _number(x: object, default: float) -> float:
@@ -276,11 +282,25 @@ def vector(features: Mapping[str, float]) -> np.ndarray:
     """The raw feature vector in ``FEATURES`` order: a missing, NaN or non-numeric value is
     replaced by its default, everything (infinities included) clipped to its range.
     Unknown names are an error (a misspelt feature would otherwise be silently ignored)."""
+    return np.array(_clipped(features))
+
+
+def _clipped(features: Mapping[str, float]) -> list[float]:
+    """``vector`` as a list of floats. In plain floats, not numpy: 13 values, a few times
+    per signal, where numpy's per-call overhead is most of the cost (issue #18). The clip is
+    numpy's, spelled out (``np.clip`` is ``min(max(x, low), high)`` with a strict ``>`` and
+    ``<`` that keep the bound on a tie: -0.0 clipped at 0.0 is 0.0), so the values are the
+    very same; no NaN reaches it (``_number``)."""
     unknown = set(features) - FEATURE_SPECS.keys()
     if unknown:
         raise ModelInputError(f"unknown feature(s): {sorted(unknown)}")
-    x = np.array([_number(features.get(n), _DEFAULT[k]) for k, n in enumerate(FEATURES)])
-    return np.clip(x, _LOW, _HIGH)
+    out = []
+    get = features.get
+    for name, low, high, default in _SPECS:
+        x = _number(get(name), default)
+        x = x if x > low else low
+        out.append(x if x < high else high)
+    return out
 
 
 def _design(x: np.ndarray, n: int, mean: np.ndarray, m2: np.ndarray,
@@ -320,13 +340,50 @@ def _components(state: ModelState, z: np.ndarray) -> np.ndarray:
 
 # ---- predict / learn --------------------------------------------------------------------
 
+# The last state ``predict`` saw and what it derives from the state alone (the mixture's
+# weights, the features' means and spreads). A state predicts several setups between two
+# outcomes (a backtest: about five), so this is computed once per state instead of once
+# per call. A cache, not state: the values are the ones predict would compute anyway, and
+# a state is an immutable value, held here so its ``id`` cannot be reused while it is the
+# key (one tuple, rebound at once: a reader sees an old entry or a new one, never a mix).
+_LAST: tuple = (None, None, None, None)
+
+
+def _per_state(state: ModelState) -> tuple:
+    """``(weights, mean, std)`` of ``state``: the mixture's weights (an array), the running
+    means and ``_design``'s spreads as plain floats (``std`` None below two outcomes)."""
+    global _LAST
+    last = _LAST
+    if last[0] is not state:
+        n = state.n_seen
+        std = np.maximum(np.sqrt(state.m2 / (n - 1)), _STD_FLOOR).tolist() if n >= 2 else None
+        last = _LAST = (state, _softmax(-state.loss), state.mean.tolist(), std)
+    return last[1], last[2], last[3]
+
+
+def _design_floats(x: list[float], n: int, mean: list[float], std: list[float] | None,
+                   clip: float) -> np.ndarray:
+    """``_design`` from plain floats and the spreads ``_per_state`` kept: the same values
+    (each element is one subtraction and one division, rounded the same in numpy and in
+    Python; the clip spelled out as in ``_clipped``), without numpy's per-call cost on
+    13 numbers."""
+    low = -clip
+    out = [1.0]
+    for k, xk in enumerate(x):
+        z = (xk - mean[k]) / std[k] if n >= 2 else xk - mean[k]
+        z = z if z > low else low
+        out.append(z if z < clip else clip)
+    return np.array(out)
+
+
 def predict(state: ModelState, features: Mapping[str, float]) -> Prediction:
     """P(R > 0) for a setup. Cold (the Beta base rate) until ``min_outcomes`` outcomes."""
-    x = vector(features)  # checked even when cold: a misspelt name fails from day one
+    x = _clipped(features)  # checked even when cold: a misspelt name fails from day one
     if state.n_seen < state.config.min_outcomes:
         return Prediction(state.base_rate, True, state.n_seen)
-    z = _design(x, state.n_seen, state.mean, state.m2, state.config.clip_z)
-    p = float(_softmax(-state.loss) @ _components(state, z))
+    weights, mean, std = _per_state(state)
+    z = _design_floats(x, state.n_seen, mean, std, state.config.clip_z)
+    p = float(weights @ _components(state, z))
     if not math.isfinite(p):  # cannot happen from learn(); a last line against NaN anyway
         return Prediction(state.base_rate, True, state.n_seen)
     return Prediction(min(max(p, 0.0), 1.0), False, state.n_seen)

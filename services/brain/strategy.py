@@ -26,7 +26,8 @@ Why the retest rule and not model_eval's "every structure label" rule on the bas
 timeframe: on the real BTCUSDT December 2024 1m month it is not sparse (2,360 signals,
 1,375 long and 985 short, about three per hour of market time: a demo replaying at N times
 speed shows some within minutes), and it is the setup the product describes. Measured cost
-on that replay: about 10 us of CPU per 1-minute candle (bench.bench_smc_quick: BTCUSDT_1m_strategy_on_candle), about half of it the base SMC update itself.
+on that replay: about 6 us of CPU per 1-minute candle (bench.bench_smc_quick:
+BTCUSDT_1m_strategy_on_candle; 2026-12-07), the base SMC update (its event rows) under a third.
 What it shares with model_eval: stop, target, features, ATRs.
 
 State. ``StrategyState`` is mutable on purpose and owned by one caller (one symbol): the
@@ -46,12 +47,12 @@ from common.wire import SignalGenerated
 from services.brain.model import ModelState, features_from_context, predict
 # shared with model_eval on purpose: the features must mean the same live and in the replay
 from services.brain.features import Atr, nearest_zone_distance
-from services.brain.smc import (FairValueGap, FairValueGapMitigated, LiquidityPool,
-                                LiquiditySwept, OrderBlock, OrderBlockMitigated,
-                                OrderBlockReset, Pivot, Retracement, SmcConfig, SmcState,
-                                Structure, Swing)
+from services.brain.smc import SmcConfig, SmcState
+from services.brain.smc import kernel as K
 from services.brain.smc import new_state as smc_new_state
-from services.brain.smc import update as smc_update
+# the SMC update as event rows, not records (see ``_apply``); under the name
+# ``bench.entry_profile`` probes (the base and the HTF update)
+from services.brain.smc import update_events as smc_update
 
 STRATEGY = "smc_htf_retest"
 SIDES = {1: "BUY", -1: "SELL"}
@@ -213,6 +214,26 @@ def _valid_candle(st: StrategyState, c: CandleLike) -> bool:
     return st.last_open_ms is None or c.open_ms > st.last_open_ms
 
 
+def _candle_values(st: StrategyState, c: CandleLike) -> tuple | None:
+    """The candle's open time as an ``int`` and prices and volume as ``float``s, or ``None``
+    for a bad candle (``_valid_candle``)."""
+    t, o, h, low, close, v = c.open_ms, c.open, c.high, c.low, c.close, c.volume
+    if (type(o) is float and type(h) is float and type(low) is float and type(close) is float
+            and type(v) is float and type(t) is int and _isfinite(o + h + low + close + v)):
+        # the common case (the shells hand in exact floats and an int time), with
+        # ``_valid_candle``'s checks, cheaper: a finite sum means five finite values (an
+        # inf or NaN would carry through; an overflow of finite ones takes the long way),
+        # ``high >= low > 0`` makes ``high`` positive, and ``int()``/``float()`` would
+        # return these very objects
+        if h < low or low <= 0 or o <= 0 or close <= 0 or v < 0:
+            return None
+        last = st.last_open_ms
+        return (t, o, h, low, close, v) if last is None or t > last else None
+    if not _valid_candle(st, c):
+        return None
+    return int(t), float(o), float(h), float(low), float(close), float(v)
+
+
 def _step_htf(htf: _Htf, htf_ms: int, bar_ms: int, t_ms: int, o: float, h: float,
               low: float, c: float, v: float) -> None:
     b = t_ms // htf_ms
@@ -233,10 +254,11 @@ def _step_htf(htf: _Htf, htf_ms: int, bar_ms: int, t_ms: int, o: float, h: float
 
 def _flush_htf(htf: _Htf, htf_ms: int) -> None:
     o, h, low, c, v = htf.ohlcv
-    for lab in smc_update(htf.smc, htf.bucket * htf_ms, o, h, low, c, v):
-        if type(lab) is Structure:  # label classes are final (see ``_apply``)
-            htf.direction, htf.kind = lab.direction, lab.kind
-            htf.level, htf.broken_index = lab.level, lab.broken_index
+    ev = smc_update(htf.smc, htf.bucket * htf_ms, o, h, low, c, v)
+    for j in range(0, len(ev), _W):
+        if ev[j] == _EV_STRUCTURE:  # the columns of ``smc.fast._rare``'s Structure
+            htf.direction, htf.kind = int(ev[j + 2]), _STRUCTURE_KIND[int(ev[j + 1])]
+            htf.level, htf.broken_index = ev[j + 4], int(ev[j + 5])
     htf.bucket = None
 
 
@@ -246,27 +268,20 @@ def _cap(zones: dict, limit: int) -> None:
         del zones[next(iter(zones))]
 
 
-def _retest(st: StrategyState, d: int, h: float, low: float, c: float) -> bool:
+def _retest(st: StrategyState, d: int, h: float, low: float, c: float, ev: list) -> bool:
     """Did this candle retest a live zone of direction ``d`` known before it? A bullish zone
     is retested when ``low <= top and c > bottom``, a bearish one when ``h >= bottom and
-    c < top`` (one loop per direction: this runs on every candle, over up to ``max_zones``
-    zones of each kind and direction)."""
-    hit = False
+    c < top``. ``ev``: this candle's SMC event rows (the gaps are read from them, see
+    ``_gap_retested``); the blocks are scanned (this runs on every candle, over up to
+    ``max_zones`` blocks of that direction)."""
+    hit = _gap_retested(st.fvgs[d], d, c, ev)
     touched = st.touched_obs
     if d > 0:
-        for top, bottom in st.fvgs[d].values():
-            if low <= top and c > bottom:
-                hit = True
-                break
         for key, (top, bottom) in st.obs[d].items():
             if low <= top and c > bottom and key not in touched:
                 touched.add(key)  # every touched block is spent, even if not used
                 hit = True
     elif d < 0:
-        for top, bottom in st.fvgs[d].values():
-            if h >= bottom and c < top:
-                hit = True
-                break
         for key, (top, bottom) in st.obs[d].items():
             if h >= bottom and c < top and key not in touched:
                 touched.add(key)
@@ -274,40 +289,77 @@ def _retest(st: StrategyState, d: int, h: float, low: float, c: float) -> bool:
     return hit
 
 
-def _apply(st: StrategyState, labels: list) -> None:
-    # exact types, the commonest first (a retracement row on almost every candle, unread):
-    # the label classes are final, so ``type(x) is C`` is
-    # ``isinstance(x, C)`` here, at a fraction of the cost of a chain of isinstance calls
-    cfg = st.config
-    for lab in labels:
-        kind = type(lab)
-        if kind is Retracement or kind is Swing or kind is Structure:
-            continue
-        if kind is Pivot:
-            st.last_pivot[lab.direction] = lab.level
-        elif kind is OrderBlock:
-            zones = st.obs[lab.direction]
-            zones[(lab.direction, lab.index)] = (lab.top, lab.bottom)
-            _cap(zones, cfg.max_zones)
-        elif kind is OrderBlockMitigated or kind is OrderBlockReset:
-            st.obs[lab.direction].pop((lab.direction, lab.index), None)
-            st.touched_obs.discard((lab.direction, lab.index))
-        elif kind is FairValueGap:
-            zones = st.fvgs[lab.direction]
-            zones[(lab.direction, lab.index)] = (lab.top, lab.bottom)
-            _cap(zones, cfg.max_zones)
-        elif kind is FairValueGapMitigated:
-            st.fvgs[lab.direction].pop((lab.direction, lab.index), None)
-        elif kind is LiquidityPool:
-            if lab.swept is None:
-                zones = st.pools[lab.direction]
-                zones[(lab.direction, lab.index)] = lab.level
-                _cap(zones, cfg.max_zones)
-        elif kind is LiquiditySwept:
-            st.last_sweep[lab.direction] = lab.swept_index
-            st.pools[lab.direction].pop((lab.direction, lab.index), None)
+def _gap_retested(fvgs: dict, d: int, c: float, ev: list) -> bool:
+    """Did this candle retest one of the live gaps ``fvgs`` (direction ``d``, known before
+    it), without scanning them: a gap is touched exactly when the SMC update mitigates it
+    (its rule is the retest's: a bullish gap goes when ``low <= top``, a bearish one when
+    ``high >= bottom``; the strategy never joins gaps), and the update mitigates every live
+    gap it touches on this candle, each in an ``EV_FVG_MIT`` row. So the touched gaps are
+    the ones of those rows still in the table (a gap made on this candle is not in it yet);
+    the retest is then the close's side of the gap. ``tests/unit/brain/test_strategy.py``
+    holds this to the scan on every candle of the real month."""
+    if fvgs:
+        for j in range(0, len(ev), _W):
+            if ev[j] == _EV_FVG_MIT and ev[j + 1] == d:
+                zone = fvgs.get((d, int(ev[j + 2])))
+                if zone is not None and (c > zone[1] if d > 0 else c < zone[0]):
+                    return True
+    return False
+
+
+# this candle's SMC events are read as the kernel's rows (``smc.update_events``), not as
+# label records: the strategy uses a few kinds and skips the rest (a retracement row on
+# almost every candle, swings, structure), and building records it drops cost about as much
+# as the compiled step (issue #18). Kinds as floats: a row's column 0 is one.
+_W = K.EV_WIDTH
+_EV_PIVOT, _EV_STRUCTURE, _EV_FVG, _EV_FVG_MIT = (float(K.EV_PIVOT), float(K.EV_STRUCTURE),
+                                                  float(K.EV_FVG), float(K.EV_FVG_MIT))
+_EV_OB, _EV_OB_MIT, _EV_OB_RESET = float(K.EV_OB), float(K.EV_OB_MIT), float(K.EV_OB_RESET)
+_EV_POOL, _EV_SWEPT = float(K.EV_POOL), float(K.EV_SWEPT)
+_STRUCTURE_KIND = ("BOS", "CHOCH")  # column 1 of a structure row (``smc.fast._KIND``)
+
+
+def _apply(st: StrategyState, ev: list) -> None:
+    """This candle's event rows (``EV_WIDTH`` values each, as ``smc.fast._rare`` reads them:
+    kind, direction, index, then the kind's fields) into the zone tables, in emission order.
+    The commonest kinds are tested first; pivots' swings and structure rows are not read."""
+    limit = st.config.max_zones
+    for j in range(0, len(ev), _W):
+        kind = ev[j]
+        if kind == _EV_FVG:  # direction, index, top, bottom
+            d = 1 if ev[j + 1] > 0 else -1
+            zones = st.fvgs[d]
+            zones[(d, int(ev[j + 2]))] = (ev[j + 3], ev[j + 4])
+            if len(zones) > limit:
+                _cap(zones, limit)
+        elif kind == _EV_FVG_MIT:  # direction, index, mitigated index
+            d = 1 if ev[j + 1] > 0 else -1
+            st.fvgs[d].pop((d, int(ev[j + 2])), None)
+        elif kind == _EV_PIVOT:  # direction, index, level
+            st.last_pivot[1 if ev[j + 1] > 0 else -1] = ev[j + 3]
+        elif kind == _EV_POOL:  # direction, index, level, end, members, swept (-1: not yet)
+            if ev[j + 6] < 0:
+                d = 1 if ev[j + 1] > 0 else -1
+                zones = st.pools[d]
+                zones[(d, int(ev[j + 2]))] = ev[j + 3]
+                if len(zones) > limit:
+                    _cap(zones, limit)
+        elif kind == _EV_OB:  # direction, index, top, bottom, ...
+            d = 1 if ev[j + 1] > 0 else -1
+            zones = st.obs[d]
+            zones[(d, int(ev[j + 2]))] = (ev[j + 3], ev[j + 4])
+            if len(zones) > limit:
+                _cap(zones, limit)
+        elif kind == _EV_OB_MIT or kind == _EV_OB_RESET:  # direction, index, ...
+            key = (1 if ev[j + 1] > 0 else -1, int(ev[j + 2]))
+            st.obs[key[0]].pop(key, None)
+            st.touched_obs.discard(key)
+        elif kind == _EV_SWEPT:  # direction, index, level, swept index
+            d = 1 if ev[j + 1] > 0 else -1
+            st.last_sweep[d] = int(ev[j + 4])
+            st.pools[d].pop((d, int(ev[j + 2])), None)
     # touched blocks that were dropped by the cap are forgotten with them
-    if len(st.touched_obs) > 2 * cfg.max_zones:
+    if len(st.touched_obs) > 2 * limit:
         st.touched_obs &= st.obs[1].keys() | st.obs[-1].keys()
 
 
@@ -341,22 +393,22 @@ def on_candle(state: StrategyState, candle: CandleLike, interval_s: int,
     st, cfg = state, state.config
     if interval_s != cfg.base_interval_s:
         return _skip(st, "other_interval")
-    if not _valid_candle(st, candle):
+    values = _candle_values(st, candle)
+    if values is None:
         return _skip(st, "bad_candle")
-    t_ms, o, h, low, c, v = (int(candle.open_ms), float(candle.open), float(candle.high),
-                             float(candle.low), float(candle.close), float(candle.volume))
+    t_ms, o, h, low, c, v = values
     bar_ms = interval_s * 1000
     t = st.bars
     st.bars += 1
     st.last_open_ms = t_ms
-    labels = smc_update(st.smc, t_ms, o, h, low, c, v)
+    events = smc_update(st.smc, t_ms, o, h, low, c, v)
     _step_htf(st.htf, bar_ms * cfg.htf_factor, bar_ms, t_ms, o, h, low, c, v)
     st.atr.step(h, low, c)
     st.atr_slow.step(h, low, c)
     d = st.htf.direction
     # zones are checked before this candle's labels: only zones known before it count
-    hit = d != 0 and _retest(st, d, h, low, c)
-    _apply(st, labels)
+    hit = d != 0 and _retest(st, d, h, low, c, events)
+    _apply(st, events)
     if not hit:
         return st, []
     if t < cfg.warmup_bars:

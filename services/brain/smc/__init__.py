@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from .config import SESSIONS_UTC, SessionWindow, SmcConfig
 from .engine import SmcInputError
-from .fast import SmcState, new_state, run_batch, update
+from .fast import SmcState, new_state, run_batch, update, update_events
 from .frame import FLOAT32_COLUMNS, REFERENCE_COLUMNS, function_key, reference_columns
 from .labels import (FairValueGap, FairValueGapMitigated, Label, LiquidityPool, LiquiditySwept,
                      OrderBlock, OrderBlockMitigated, OrderBlockReset, Pivot, PreviousHighLow,
@@ -52,5 +52,5 @@ __all__ = [
     "OrderBlock", "OrderBlockMitigated", "OrderBlockReset", "Pivot", "PointInTimeView",
     "PreviousHighLow", "Retracement", "SessionRange", "SessionWindow", "SmcConfig",
     "SmcInputError", "SmcState", "Structure", "Swing", "function_key", "new_state",
-    "point_in_time", "reference_columns", "run_batch", "update",
+    "point_in_time", "reference_columns", "run_batch", "update", "update_events",
 ]

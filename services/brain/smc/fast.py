@@ -329,6 +329,30 @@ def update(state: FastSmcState, time_ms: int, o: float, h: float, low: float, c:
     return out
 
 
+def update_events(state: FastSmcState, time_ms: int, o: float, h: float, low: float,
+                  c: float, v: float) -> list[float]:
+    """``update`` without the records: this candle's event rows, flat, ``EV_WIDTH`` values
+    each (column 0 the kind, ``kernel.EV_*``; the columns of each kind as ``_rare`` reads
+    them), in the order ``update`` would return their labels. The records every candle
+    gets (periods, sessions, retracement rows) are left out: the state advances exactly as
+    under ``update`` (the two may be mixed on one state), only the labels a caller would
+    skip are never built.
+
+    Why: the SMC strategy reads a few kinds and skips the rest (a retracement row on almost
+    every candle); building records it drops cost about as much as the compiled step
+    itself (issue #18)."""
+    step = state.step
+    r = step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
+    while r < 0:
+        if r >= K.ERR_TIME:
+            _refuse(state, r, time_ms, o, h, low, c, v)
+        state.grow(r)
+        r = step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
+    state.n += 1
+    rows = r >> 32
+    return state.evmv[:_W * rows].tolist() if rows else []
+
+
 def _rare(v: list, j: int, t: int) -> Label:
     """The event row at ``v[j]`` (kinds other than the per-candle ones: a few per hundred
     candles)."""

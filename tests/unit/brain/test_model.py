@@ -115,6 +115,27 @@ class TestHostileInputs:
         assert (x[k["rr"]], x[k["risk_atr"]], x[k["vol_regime"]], x[k["extension_atr"]]) \
             == (2.0, 20.0, -3.0, 10.0)
 
+    def test_vector_clips_as_numpy_does_signed_zeros_included(self):
+        """The clip is ``np.clip``'s to the bit: -0.0 at a 0.0 lower bound becomes 0.0,
+        -0.0 inside a range stays -0.0, a value on a bound is that bound."""
+        f = {"choch": -0.0, "extension_atr": -0.0, "rr": 10.0, "vol_regime": -3.0,
+             "trend_agree": 0.25}
+        want = np.clip(np.array([f.get(n, 0.0) for n in FEATURES]),
+                       [-1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -3.0, 0.0, -10.0],
+                       [1.0, 1.0, 10.0, 10.0, 1.0, 1.0, 1.0, 1.0, 10.0, 20.0, 3.0, 6.0, 10.0])
+        got = vector({**{n: 0.0 for n in FEATURES}, **f})
+        assert got.tobytes() == want.tobytes()
+        assert [math.copysign(1.0, v) for v in got[[1, 12]]] == [1.0, -1.0]
+
+    def test_predict_is_the_same_for_a_state_seen_before_or_after_another(self):
+        """predict keeps what it derives from the last state it saw: predicting with one
+        state, then another, then the first again gives each state's own answers."""
+        a, b = _alternating(35), _alternating(36)
+        first = [predict(a, POS), predict(b, POS), predict(a, NEG)]
+        again = [predict(a, NEG), predict(b, POS), predict(a, POS)]
+        assert (first[0], first[1], first[2]) == (again[2], again[1], again[0])
+        assert first[0] != first[1]
+
     def test_unknown_feature_name_is_rejected(self):
         """A misspelt feature raises ModelInputError instead of being silently ignored."""
         with pytest.raises(ModelInputError):

@@ -174,6 +174,31 @@ class TestFilters:
         assert st.bars == 1 and st.skipped["bad_candle"] == 2
         assert st.skipped["other_interval"] == 1
 
+    def test_the_float_shortcut_judges_candles_as_the_full_check(self):
+        """``_candle_values`` (a shortcut for exact floats and an int time) accepts exactly
+        the candles ``_valid_candle`` accepts, and hands on ``int``/``float`` of the fields:
+        every field set in turn to NaN, +-inf, 0, -0.0, a negative, an int, a bool, a
+        numpy float, a string, or huge finite values whose sum overflows."""
+        import numpy as np
+
+        from services.brain.strategy import _candle_values, _valid_candle
+
+        base = {"open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5, "volume": 3.0}
+        odd = (math.nan, math.inf, -math.inf, 0.0, -0.0, -1.0, 7, True, np.float64(100.25),
+               "100", 1.7e308)
+        variants = [dict(base)] + [{**base, k: x} for k in base for x in odd]
+        variants.append({k: 1.7e308 for k in base})  # finite, but their sum is not
+        for fields in variants:
+            for open_ms in (60_000, 60_000.0, 0):
+                st = new_symbol_state(HAND)
+                st.last_open_ms = 0
+                c = SimpleNamespace(symbol="TEST", open_ms=open_ms, **fields)
+                got = _candle_values(st, c)
+                assert (got is not None) == _valid_candle(st, c), (fields, open_ms)
+                if got is not None:
+                    want = (int(open_ms),) + tuple(float(fields[k]) for k in base)
+                    assert got == want and [type(x) for x in got] == [int] + [float] * 5
+
     def test_config_rejects_impossible_values(self):
         """A zero HTF factor or min risk above max risk is a ConfigError; unknown fields fail."""
         with pytest.raises(ConfigError):
@@ -228,6 +253,28 @@ class TestRealMonth:
             assert cfg.min_risk_atr <= s.features["risk_atr"] <= cfg.max_risk_atr
             assert 0.0 <= s.confidence <= 1.0 and s.cold
         assert len({s.signal_id for s in month_signals}) == len(month_signals)
+
+    def test_gaps_read_from_the_mitigations_are_the_gaps_a_scan_finds(self, month,
+                                                                      monkeypatch):
+        """On every candle of the month with a bias, ``_gap_retested`` (from the candle's
+        mitigation rows) answers what a scan of the live gaps answers (``low <= top and
+        close > bottom`` for a bullish gap, ``high >= bottom and close < top`` for a
+        bearish one), and both answers occur often."""
+        from services.brain import strategy as strategy_mod
+
+        real, seen = strategy_mod._retest, {True: 0, False: 0}
+
+        def checked(st, d, h, low, c, ev):
+            gaps = st.fvgs[d]
+            scan = (any(low <= top and c > bottom for top, bottom in gaps.values()) if d > 0
+                    else any(h >= bottom and c < top for top, bottom in gaps.values()))
+            assert strategy_mod._gap_retested(gaps, d, c, ev) == scan
+            seen[scan] += 1
+            return real(st, d, h, low, c, ev)
+
+        monkeypatch.setattr(strategy_mod, "_retest", checked)
+        replay(month, StrategyConfig())
+        assert seen[True] > 1_000 and seen[False] > 10_000
 
     def test_month_replay_is_deterministic(self, month, month_signals):
         """A second replay of the month gives the identical list of messages."""

@@ -65,3 +65,22 @@ def test_a_twin_has_its_records_slots_in_the_same_order():
         twin = fast._twin(cls)
         assert twin.__slots__ == cls.__slots__ == tuple(f.name for f in dataclasses.fields(cls))
         assert twin.__bases__ == (object,)
+
+
+def test_update_events_are_the_rows_of_updates_event_labels():
+    """``update_events`` on one state and ``update`` on another, fed the same 3,000 candles:
+    its rows, read back as ``update`` reads them (``fast._rare``), are exactly ``update``'s
+    labels other than the per-candle records (periods, sessions, retracements)."""
+    per_candle = (labels.PreviousHighLow, labels.SessionRange, labels.Retracement)
+    c = read_candles(BTC_15M_CSV)
+    a, b = fast.new_state(SmcConfig(swing_length=5)), fast.new_state(SmcConfig(swing_length=5))
+    w = fast.K.EV_WIDTH
+    n_rows = 0
+    for t, row in enumerate(zip(*(c[k][:3_000] for k in
+                                  ("time_ms", "open", "high", "low", "close", "volume")))):
+        want = [x for x in fast.update(a, *row) if not isinstance(x, per_candle)]
+        ev = fast.update_events(b, *row)
+        assert len(ev) == w * len(want)
+        assert [fast._rare(ev, j, t) for j in range(0, len(ev), w)] == want
+        n_rows += len(want)
+    assert n_rows > 1_000 and b.n == a.n == 3_000 and b.bars == 3_000
