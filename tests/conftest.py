@@ -89,6 +89,27 @@ def _logging_isolated():
     root.setLevel(level)
 
 
+def aiohttp_forgets_stopped_servers() -> None:
+    """Empty aiohttp's module-level cache of middleware chains (``aiohttp.web_app``'s
+    ``_cached_build_middleware``, an ``lru_cache`` of 1,024 entries in aiohttp 3.14, keyed
+    by the request's handler). A handler that is a bound method of a server object keeps that
+    server, and everything it holds, alive after the server stopped: a service runs one server
+    for its whole life, so only a test process pays, one stopped server per test that started
+    one. The in-process exchange holds its replay's arrays, about 450 MB a test, so one
+    pytest-xdist worker grew past 4 GB in a full run. The cache is rebuilt on the next request,
+    so emptying it changes nothing for a server still running."""
+    cache = getattr(sys.modules.get("aiohttp.web_app"), "_cached_build_middleware", None)
+    if callable(getattr(cache, "cache_clear", None)):
+        cache.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _stopped_servers_freed():
+    """After every test, no stopped aiohttp server is kept alive by aiohttp's own cache."""
+    yield
+    aiohttp_forgets_stopped_servers()
+
+
 @pytest.fixture
 def short_tmp():
     """A short private directory (ipc socket paths must stay under 107 bytes)."""
