@@ -262,9 +262,11 @@ def _refuse(state: FastSmcState, code: int, time_ms, o, h, low, c, v) -> None:
     raise SmcInputError(f"bar {bars}: open time {time_ms} not after {state.last_time_ms}")
 
 
-def update(state: FastSmcState, time_ms: int, o: float, h: float, low: float, c: float,
-           v: float) -> list[Label]:
-    """Feed one closed candle (open time in ms since the epoch, UTC); returns new labels."""
+def _advance(state: FastSmcState, time_ms: int, o: float, h: float, low: float, c: float,
+             v: float) -> int:
+    """One compiled step of ``state`` over the candle: a refused candle raises (its reason),
+    a full buffer is grown and the step run again. Returns the step's answer: the event rows
+    in the high 32 bits, the retracement rows in the low 32."""
     step = state.step
     r = step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
     while r < 0:
@@ -272,6 +274,13 @@ def update(state: FastSmcState, time_ms: int, o: float, h: float, low: float, c:
             _refuse(state, r, time_ms, o, h, low, c, v)
         state.grow(r)
         r = step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
+    return r
+
+
+def update(state: FastSmcState, time_ms: int, o: float, h: float, low: float, c: float,
+           v: float) -> list[Label]:
+    """Feed one closed candle (open time in ms since the epoch, UTC); returns new labels."""
+    r = _advance(state, time_ms, o, h, low, c, v)
     rows = r >> 32
     retr = r & 0xFFFFFFFF
     j = _W * rows
@@ -341,13 +350,7 @@ def update_events(state: FastSmcState, time_ms: int, o: float, h: float, low: fl
     Why: the SMC strategy reads a few kinds and skips the rest (a retracement row on almost
     every candle); building records it drops cost about as much as the compiled step
     itself (issue #18)."""
-    step = state.step
-    r = step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
-    while r < 0:
-        if r >= K.ERR_TIME:
-            _refuse(state, r, time_ms, o, h, low, c, v)
-        state.grow(r)
-        r = step(state.ii, state.ff, state.arena, state.ev, time_ms, o, h, low, c, v)
+    r = _advance(state, time_ms, o, h, low, c, v)
     state.n += 1
     rows = r >> 32
     return state.evmv[:_W * rows].tolist() if rows else []
