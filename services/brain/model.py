@@ -306,14 +306,15 @@ def _clipped(features: Mapping[str, float]) -> list[float]:
 def _design(x: np.ndarray, n: int, mean: np.ndarray, m2: np.ndarray,
             clip: float) -> np.ndarray:
     """Bias plus standardised, clipped features (running stats over ``n`` outcomes)."""
-    if n >= 2:
-        # the floor keeps a (nearly) constant feature at ~0 instead of blowing rounding
-        # noise up to +-clip_z (a fixed 2 R target gives rr = 2 +- 1e-15)
-        std = np.maximum(np.sqrt(m2 / (n - 1)), _STD_FLOOR)
-        z = (x - mean) / std
-    else:
-        z = x - mean  # too few outcomes for a spread; only the first learns from this
-    return np.concatenate(([1.0], np.clip(z, -clip, clip)))
+    return _design_floats(x.tolist(), n, mean.tolist(), _spreads(n, m2), clip)
+
+
+def _spreads(n: int, m2: np.ndarray) -> list[float] | None:
+    """The features' spreads the design divides by, from the running sums of squared
+    deviations over ``n`` outcomes; None below two outcomes (no spread yet: the design only
+    centres). The floor keeps a (nearly) constant feature at ~0 instead of blowing rounding
+    noise up to +-clip_z (a fixed 2 R target gives rr = 2 +- 1e-15)."""
+    return np.maximum(np.sqrt(m2 / (n - 1)), _STD_FLOOR).tolist() if n >= 2 else None
 
 
 def _sigmoid(m: float) -> float:
@@ -355,18 +356,17 @@ def _per_state(state: ModelState) -> tuple:
     global _LAST
     last = _LAST
     if last[0] is not state:
-        n = state.n_seen
-        std = np.maximum(np.sqrt(state.m2 / (n - 1)), _STD_FLOOR).tolist() if n >= 2 else None
-        last = _LAST = (state, _softmax(-state.loss), state.mean.tolist(), std)
+        last = _LAST = (state, _softmax(-state.loss), state.mean.tolist(), _spreads(state.n_seen, state.m2))
     return last[1], last[2], last[3]
 
 
 def _design_floats(x: list[float], n: int, mean: list[float], std: list[float] | None,
                    clip: float) -> np.ndarray:
-    """``_design`` from plain floats and the spreads ``_per_state`` kept: the same values
-    (each element is one subtraction and one division, rounded the same in numpy and in
-    Python; the clip spelled out as in ``_clipped``), without numpy's per-call cost on
-    13 numbers."""
+    """The design (bias first, then each feature centred, divided by its spread ``std``
+    from ``_spreads`` when there is one, and clipped to +-``clip``) from plain floats: one
+    subtraction and one division per feature, rounded as numpy would, and the clip spelled
+    out as in ``_clipped``, without numpy's per-call cost on 13 numbers. ``predict`` passes
+    the spreads ``_per_state`` kept; ``learn`` goes through ``_design``."""
     low = -clip
     out = [1.0]
     for k, xk in enumerate(x):
