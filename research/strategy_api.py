@@ -366,11 +366,15 @@ class StrategyRunner:
         try:
             out = fn(*args)
         except Exception as exc:  # a strategy's bug must not stop the shell
-            self.counters[ERROR] += 1
-            log.error("strategy.callback_failed", strategy=self.strategy.name, callback=fn.__name__,
-                      error=repr(exc)[:300])
+            self._failed(fn.__name__, exc)
             return []
         return self._checked(out, fn.__name__)
+
+    def _failed(self, callback: str, exc: Exception) -> None:
+        """A callback raised: counted and said (a strategy's bug must not stop the shell)."""
+        self.counters[ERROR] += 1
+        log.error("strategy.callback_failed", strategy=self.strategy.name, callback=callback,
+                  error=repr(exc)[:300])
 
     def _checked(self, out: Any, callback: str) -> list:
         if out is None:
@@ -411,9 +415,7 @@ class StrategyRunner:
         try:
             out = self.strategy.on_candle(ctx, candle)
         except Exception as exc:  # a strategy's bug must not stop the shell
-            self.counters[ERROR] += 1
-            log.error("strategy.callback_failed", strategy=self.strategy.name, callback="on_candle",
-                      error=repr(exc)[:300])
+            self._failed("on_candle", exc)
             return []
         if type(out) is list:
             return out[:]  # the caller may extend it: never the strategy's own list
@@ -432,8 +434,8 @@ class StrategyRunner:
         if s.ctx is None:
             s.ctx = _make_context(0, symbol, s.candles, None, s.state, None, (), None)
         # ``on_candle``'s reuse path written out as a closure over its look-ups (once per bar)
-        ctx, append, strategy, counters = s.ctx, s.candles.append, self.strategy, self.counters
-        reads_model, checked = self.reads_model, self._checked
+        ctx, append, strategy = s.ctx, s.candles.append, self.strategy
+        reads_model, checked, failed = self.reads_model, self._checked, self._failed
         set_now, set_position, set_model = _SET_NOW, _SET_POSITION, _SET_MODEL
 
         def step(candle: Candle, position: PositionView | None, model: Any) -> list | tuple:
@@ -448,9 +450,7 @@ class StrategyRunner:
             try:
                 out = strategy.on_candle(ctx, candle)
             except Exception as exc:  # a strategy's bug must not stop the shell
-                counters[ERROR] += 1
-                log.error("strategy.callback_failed", strategy=strategy.name, callback="on_candle",
-                          error=repr(exc)[:300])
+                failed("on_candle", exc)
                 return ()
             if type(out) is list:
                 return out[:] if out else ()  # the caller may extend it: never the strategy's own list
