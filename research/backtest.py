@@ -328,11 +328,16 @@ class Backtest(BarsHost):
         intents = self.runner.on_candle(candle, position=pos, model=model)
         if self._timer:
             intents += self.runner.on_timer(symbol, close_ms, position=pos, model=model)
-        if intents:
-            if close_ms <= self.cfg.trade_from_ms:  # warm-up: the strategy learns, nothing trades
-                self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
-                return
+        if intents and not self._in_warmup(close_ms, intents):
             self._act(symbol, intents, candle)
+
+    def _in_warmup(self, close_ms: int, intents: list) -> bool:
+        """A bar closing at or before ``trade_from_ms`` is warm-up: the strategy learns, nothing
+        trades, and its entries are counted (``warmup_signals``)."""
+        warm = close_ms <= self.cfg.trade_from_ms
+        if warm:
+            self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
+        return warm
 
     def _act(self, symbol: str, intents: list, candle: sa.Candle) -> None:
         """A bar's intents to the shell (after the warm-up)."""
@@ -538,8 +543,7 @@ class Backtest(BarsHost):
             self._play(zip(names, *cols))
         if self._lagged:  # the polls the last bars skipped: the shell ends as an unskipped run's
             self._catch_up()
-        elapsed = time.perf_counter() - started
-        return self.summary(elapsed)
+        return self.summary(time.perf_counter() - started)
 
     def _play(self, rows: Any) -> None:
         """Rows ``(symbol, open ms, open, high, low, close, volume)`` in time order, each after

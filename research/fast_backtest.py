@@ -246,7 +246,7 @@ class FastBacktest(Backtest):
             super()._play(rows)
             return
         symbol = self.cfg.symbols[0]
-        bar, make, trade_from = self.bar, _make_candle, self.cfg.trade_from_ms
+        bar, make = self.bar, _make_candle
         step = self._steps.get(symbol) or self._step(symbol)
         next_f = self._next_settlement()
         quiet, n, now, lc, lt, pc, pt = False, 0, 0, 0.0, 0, 0.0, 0
@@ -261,10 +261,7 @@ class FastBacktest(Backtest):
                 quiet = q_lo < c < q_hi  # this close's balance, drained by the next poll
                 candle = make(sym, 60, t_ms, close_ms, o, h, low, c, v)
                 intents = step(candle, position, model)
-                if not intents:
-                    continue
-                if close_ms <= trade_from:
-                    self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
+                if not intents or self._in_warmup(close_ms, intents):
                     continue
                 self._stretch_end(sym, n, held, lc, lt, pc, pt, quiet)
                 n = 0
@@ -394,10 +391,7 @@ class FastBacktest(Backtest):
                 pos = self._pos_of[1]
         candle = _make_candle(symbol, 60, open_ms, close_ms, o, h, low, c, v)
         intents = (self._steps.get(symbol) or self._step(symbol))(candle, pos, self._model_state)
-        if intents:
-            if close_ms <= self.cfg.trade_from_ms:
-                self.counts["warmup_signals"] += sum(1 for it in intents if isinstance(it, sa.Enter))
-                return
+        if intents and not self._in_warmup(close_ms, intents):
             self._act(symbol, intents, candle)
 
     def _step(self, symbol: str) -> Any:
